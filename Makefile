@@ -1,0 +1,47 @@
+# The README's first two commands: `make serve` and `make test`. Each creates .venv when needed.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# one stamp per dependency set, so that a changed pyproject.toml reinstalls
+SERVE_STAMP := $(VENV)/.serve-$(shell cksum pyproject.toml | cut -d' ' -f1)
+DEV_STAMP := $(VENV)/.dev-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: serve test lint typecheck unit train eval clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(SERVE_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(SERVE_STAMP)
+
+serve: $(SERVE_STAMP)
+	$(BIN)/qinglang selfcheck
+
+test: lint typecheck unit
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
+
+unit: $(DEV_STAMP)
+	$(BIN)/pytest
+
+# Regenerates models/ from ../shared/data (QINGLANG_DATA_DIR to point elsewhere), then measures it.
+train: $(DEV_STAMP)
+	$(BIN)/python -m training.run --out models --work runs/full
+	$(BIN)/python -m eval --card models
+
+eval: $(DEV_STAMP)
+	$(BIN)/python -m eval
+
+clean:
+	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache

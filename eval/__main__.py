@@ -1,0 +1,51 @@
+"""``python -m eval [--card DIR]``: the quality table and the speed table, in one run.
+
+With ``--card DIR`` the tables are also written into ``DIR/card.json`` and ``DIR/card.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from eval import quality, speed
+from service.classify import CARD_FILE, Classifier
+from service.policy import load_policy
+from service.settings import get_settings
+from training.card import render
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__)
+    parser.add_argument("--card", type=Path, default=None, help="model folder to describe")
+    parser.add_argument("--skip-speed", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    settings = get_settings()
+    model_dir = args.card or settings.model_dir
+    classifier = Classifier(model_dir, threads=2)
+    sets = quality.datasets()
+    quality_table = quality.table(
+        quality.evaluate(classifier, load_policy(settings.policy_file), sets)
+    )
+    print(quality_table, flush=True)
+    speed_table = None
+    if not args.skip_speed:
+        texts = [t for ds in sets[:3] for t in ds.split("eval")[0]]
+        speed_table = speed.table(speed.measure(classifier, texts))
+        print()
+        print(speed_table)
+    if args.card:
+        card = json.loads((model_dir / CARD_FILE).read_text())
+        card["quality"] = quality_table
+        if speed_table:
+            card["speed"] = speed_table
+        (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+        (model_dir / "card.md").write_text(render(card))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

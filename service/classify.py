@@ -1,0 +1,95 @@
+"""Stage 2: the classifier, an ONNX Runtime session over the shipped model in ``models/``.
+
+The model takes the tokenizer's ids and the hashed n-gram bag of the normalised text and returns
+one calibrated probability per head (:data:`service.heads.HEADS`); ``models/card.md`` says how it
+was trained. Neither torch nor transformers is imported here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from service.features import bag
+from service.heads import HEADS
+from service.normalise import WINDOW
+
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+CARD_FILE = "card.json"
+INPUTS = ("input_ids", "attention_mask", "ngram_ids", "ngram_counts")
+
+Feeds = dict[str, npt.NDArray[Any]]
+Probabilities = npt.NDArray[np.float32]
+
+
+class ModelNotFoundError(FileNotFoundError):
+    pass
+
+
+def load_tokenizer(path: Path) -> Tokenizer:
+    tok = Tokenizer.from_file(str(path))
+    tok.enable_truncation(WINDOW + 2)
+    tok.enable_padding(pad_id=tok.token_to_id("[PAD]"))
+    return tok
+
+
+def model_inputs(tok: Tokenizer, texts: Sequence[str]) -> Feeds:
+    """The model's inputs for normalised ``texts`` (padded to the longest)."""
+    enc = tok.encode_batch(list(texts))
+    ids, counts = bag(texts)
+    return {
+        "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+        "ngram_ids": ids,
+        "ngram_counts": counts,
+    }
+
+
+def open_session(path: Path, threads: int = 1) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session with ``threads`` intra-op threads and full optimisation."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class Classifier:
+    """Calibrated head probabilities for normalised texts."""
+
+    def __init__(self, model_dir: Path, threads: int = 1, batch_size: int = 64) -> None:
+        for name in (MODEL_FILE, TOKENIZER_FILE, CARD_FILE):
+            if not (model_dir / name).is_file():
+                raise ModelNotFoundError(
+                    f"{model_dir / name} is missing: run `make train`, or set QINGLANG_MODEL_DIR"
+                )
+        self.card: dict[str, Any] = json.loads((model_dir / CARD_FILE).read_text())
+        self.version: str = self.card["model_version"]
+        if self.card["heads"] != list(HEADS):
+            raise ValueError(f"{model_dir} has heads {self.card['heads']}, expected {HEADS}")
+        self.path = model_dir / MODEL_FILE
+        self.session = open_session(self.path, threads)
+        self.tokenizer = load_tokenizer(model_dir / TOKENIZER_FILE)
+        self.batch_size = batch_size
+
+    def predict(self, texts: Sequence[str]) -> Probabilities:
+        """``[len(texts), len(HEADS)]`` probabilities, in input order.
+
+        Texts are sorted by length and run in batches of ``batch_size``, so that a batch pads
+        to similar lengths; the rows are put back in input order.
+        """
+        out = np.zeros((len(texts), len(HEADS)), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            feeds = model_inputs(self.tokenizer, [texts[i] for i in idx])
+            out[idx] = self.session.run(["probs"], feeds)[0]
+        return out

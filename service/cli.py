@@ -1,0 +1,184 @@
+"""The ``qinglang`` command: ``rescore`` a JSONL file, ``selfcheck`` the shipped model.
+
+Heavy modules (pydantic, tqdm, the pipeline and ONNX Runtime) are imported inside the commands,
+so that ``qinglang --help`` and usage errors answer at once.
+
+Exit status: 0 when every line was scored (or ``--skip-bad`` was given); 1 when some lines
+were rejected, or the selfcheck failed; 2 when the run could not start or finish (missing
+input, unwritable output, a scorer error, a usage error), with OUTPUT left untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.rescore import Scorer
+    from service.settings import Settings
+
+ScorerFactory = Callable[["Settings"], "Scorer"]
+
+EXAMPLES: tuple[dict[str, object], ...] = (
+    {"id": "selfcheck-plain", "text": "周末和家人去公园散步，天气很好，拍了几张荷花的照片。"},
+    {"id": "selfcheck-offensive", "text": "这帮人都该死，大家明天一起去把他们的店砸了！"},
+    {
+        "id": "selfcheck-rumor",
+        "text": "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！",
+    },
+    {
+        "id": "selfcheck-originality",
+        "text": "原创声明：本文为作者原创，未经授权禁止转载，侵权必究。",
+        "declared_original": True,
+    },
+)
+"""Built-in posts for ``selfcheck``: one plain, one offensive, one rumour-like, one claim."""
+
+_EPILOG = """\
+exit status:
+  0  every line was scored (or --skip-bad was given)
+  1  some lines were rejected (see the reject file), or the selfcheck failed
+  2  the run could not start or finish; OUTPUT is then left as it was"""
+
+
+def main(argv: list[str] | None = None, *, load_scorer: ScorerFactory | None = None) -> int:
+    """Run the command line; ``load_scorer`` replaces the pipeline (tests pass a stand-in)."""
+    args = _parser().parse_args(argv)
+    load = load_scorer or _load_pipeline
+    if args.command == "rescore":
+        return _rescore(args, load)
+    return _selfcheck(load)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qinglang",
+        description="Content-risk scoring for Chinese public-account platforms.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    rescore = commands.add_parser(
+        "rescore",
+        help="score every post of a JSONL file into a JSONL file of score records",
+        description="Score every post of INPUT (one JSON object per line) into OUTPUT, one\n"
+        "score record per line in input order. Bad lines are reported on stderr and\n"
+        "kept in the reject file; OUTPUT appears only when the run completes.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rescore.add_argument("input", type=Path, metavar="INPUT", help="JSONL file of posts")
+    rescore.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="OUTPUT", help="JSONL file of records"
+    )
+    rescore.add_argument(
+        "--rejects",
+        type=Path,
+        metavar="PATH",
+        help="JSONL file of the bad lines (default: OUTPUT.rejects.jsonl beside OUTPUT.jsonl)",
+    )
+    rescore.add_argument(
+        "--skip-bad", action="store_true", help="exit 0 even when some lines were rejected"
+    )
+    rescore.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    rescore.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        metavar="N",
+        help="posts per model call (default: the batch_size setting)",
+    )
+    commands.add_parser(
+        "selfcheck",
+        help="load the model, score built-in example posts and print their records",
+        description="Load the model and score a few built-in posts; exit 0 when every score "
+        "lies in [0, 1].",
+    )
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _load_pipeline(settings: Settings) -> Scorer:
+    from service.pipeline import Pipeline
+
+    pipeline: Scorer = Pipeline.load(settings)
+    return pipeline
+
+
+def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
+    from service.rescore import (
+        DEFAULT_CHUNK_SIZE,
+        RescoreError,
+        check_paths,
+        default_reject_path,
+        rescore,
+    )
+    from service.settings import get_settings
+
+    settings = get_settings()
+    if args.batch_size is not None:
+        settings = settings.model_copy(update={"batch_size": args.batch_size})
+    rejects: Path = args.rejects or default_reject_path(args.output)
+    try:
+        check_paths(args.input, args.output, rejects)
+        summary = rescore(
+            args.input,
+            args.output,
+            _load_model(load, settings),
+            # a chunk smaller than a model batch would cap the batch
+            chunk_size=max(DEFAULT_CHUNK_SIZE, settings.batch_size),
+            reject_path=rejects,
+            progress=not args.no_progress,
+        )
+    except RescoreError as exc:
+        print(f"qinglang rescore: error: {exc}", file=sys.stderr)
+        return 2
+    print(summary.render(), file=sys.stderr)
+    return 1 if summary.failed_total and not args.skip_bad else 0
+
+
+def _load_model(load: ScorerFactory, settings: Settings) -> Scorer:
+    from service.rescore import RescoreError
+
+    try:
+        return load(settings)
+    except Exception as exc:
+        # status 1 would read as "some lines rejected" to the script that called us
+        raise RescoreError(f"cannot load the model: {exc!r}") from exc
+
+
+def _selfcheck(load: ScorerFactory) -> int:
+    """Score the examples; an exception propagates with its traceback, which is the report."""
+    from service.record import Post
+    from service.settings import get_settings
+
+    scorer = load(get_settings())
+    posts = [Post.model_validate(example) for example in EXAMPLES]
+    records = scorer.score_many(posts)
+    for record in records:
+        print(record.model_dump_json(indent=2))
+    problems = [
+        f"{record.id}: {name} = {value}"
+        for record in records
+        for name, value in [*record.scores.items(), *record.signals.items()]
+        if not 0.0 <= value <= 1.0
+    ]
+    if [record.id for record in records] != [post.id for post in posts]:
+        problems.append("the records do not match the example posts in order")
+    if problems:
+        print("qinglang selfcheck: failed: " + "; ".join(problems), file=sys.stderr)
+        return 1
+    print(f"qinglang selfcheck: ok, model {scorer.model_version}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,33 @@
+"""Stage: decide. Scores and the policy give flags, a decision and the reasons with their codes.
+
+A risk is flagged when its score reaches the policy's ``review`` threshold; the decision is
+``block`` when any risk reaches its ``block`` threshold, ``review`` when any is flagged, else
+``pass``. Reasons come strongest first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.heads import RISKS, Risk
+from service.policy import Policy
+from service.record import Decision
+
+
+@dataclass(frozen=True)
+class Verdict:
+    flags: dict[Risk, bool]
+    decision: Decision
+    flagged: list[Risk]
+    """Flagged risks, highest score first."""
+
+
+def decide(scores: dict[Risk, float], policy: Policy) -> Verdict:
+    flags = {r: scores[r] >= policy.risks[r].review for r in RISKS}
+    flagged = sorted((r for r in RISKS if flags[r]), key=lambda r: -scores[r])
+    decision: Decision = "pass"
+    if any(scores[r] >= policy.risks[r].block for r in RISKS):
+        decision = "block"
+    elif flagged:
+        decision = "review"
+    return Verdict(flags, decision, flagged)

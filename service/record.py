@@ -1,0 +1,112 @@
+"""What goes in and what comes out: the input post and the score record.
+
+The same :class:`ScoreRecord` is returned by the API, by each element of the batch endpoint and
+as each output line of ``qinglang rescore`` (``../shared/DESIGN.md``, "The score record").
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from service.heads import Head, Risk
+
+Decision = Literal["pass", "review", "block"]
+
+MAX_ID_CHARS = 256
+
+
+def _check_text(value: str, field: str) -> str:
+    if "\x00" in value:
+        raise ValueError(f"{field} contains a NUL character at index {value.index(chr(0))}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        # only lone surrogates fail to encode; name the first one and where it is
+        raise ValueError(
+            f"{field} contains a lone surrogate (U+{ord(value[e.start]):04X}) at index {e.start}"
+        ) from None
+    return value
+
+
+class Post(BaseModel):
+    """One post to score. Unknown fields are ignored; ids given as numbers are kept as text."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    text: str
+    account_id: str | None = None
+    created_at: float | None = Field(
+        default=None, description="unix seconds, or ISO 8601 in the input"
+    )
+    declared_original: bool = False
+    source: str | None = None
+
+    @field_validator("id", "account_id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: object) -> object:
+        # Weibo ids are 16-19 digit numbers that producers often send unquoted
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("created_at", mode="before")
+    @classmethod
+    def _unix_seconds(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                moment = datetime.fromisoformat(value)
+                if moment.tzinfo is None:
+                    raise ValueError(
+                        f"created_at {value!r} has no time zone; give an offset or Z"
+                    ) from None
+                return moment.timestamp()
+        return value
+
+    @field_validator("id", "text", "account_id", "source")
+    @classmethod
+    def _clean(cls, value: str | None, info: Any) -> str | None:
+        return None if value is None else _check_text(value, info.field_name)
+
+
+class Span(BaseModel):
+    """Characters ``[start, end)`` of the post's text that drove a score, and how much."""
+
+    start: int
+    end: int
+    text: str
+    weight: float = Field(description="drop in the head's probability when the span is hidden")
+
+
+class Reason(BaseModel):
+    code: str = Field(description="reason code naming the article and item, e.g. art18.6...")
+    score: float
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScoreRecord(BaseModel):
+    id: str
+    account_id: str | None
+    scores: dict[Risk, float]
+    flags: dict[Risk, bool]
+    signals: dict[str, float] = Field(
+        description="classifier outputs that are not risks alone (originality_claim)"
+    )
+    decision: Decision
+    reasons: list[Reason]
+    cluster: dict[str, Any] | None = None
+    model_version: str
+    policy_version: str
+    degraded: bool = False
+    truncated: bool = Field(
+        default=False, description="the text was longer than the model's window and was cut"
+    )
+    warnings: list[str] = Field(default_factory=list)
+
+
+HeadProbabilities = dict[Head, float]

@@ -1,0 +1,139 @@
+"""Each line of an input file becomes a post or an error that says what is wrong and where."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from service.ingest import RAW_CHARS, JsonlReader, LineError, PostLine, parse_line
+
+
+def good(raw: bytes) -> PostLine:
+    line = parse_line(7, raw)
+    assert isinstance(line, PostLine), line
+    return line
+
+
+def bad(raw: bytes) -> LineError:
+    error = parse_line(7, raw)
+    assert isinstance(error, LineError), error
+    return error
+
+
+def test_a_good_line_becomes_its_post() -> None:
+    raw = '{"id": "a1", "text": "你好", "account_id": "u9", "extra": 1}\n'.encode()
+    line = good(raw)
+    assert line.line_no == 7
+    assert (line.post.id, line.post.text, line.post.account_id) == ("a1", "你好", "u9")
+
+
+def test_a_numeric_id_is_kept_as_text() -> None:
+    assert good(b'{"id": 4712345678901234567, "text": "x"}\n').post.id == "4712345678901234567"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "   \u3000 ", "[蜡烛][蜡烛]", "😭😭😭", "字" * 100_000],
+    ids=["empty", "white space", "emoticons", "emoji", "100,000 characters"],
+)
+def test_texts_the_model_cannot_read_are_still_posts(text: str) -> None:
+    raw = json.dumps({"id": "a", "text": text}, ensure_ascii=False).encode() + b"\n"
+    assert good(raw).post.text == text
+
+
+def test_created_at_accepts_unix_seconds_and_iso_with_zone() -> None:
+    assert good(b'{"id": "a", "text": "x", "created_at": 1700000000}').post.created_at == 1.7e9
+    iso = good(b'{"id": "a", "text": "x", "created_at": "2023-11-14T22:13:20Z"}')
+    assert iso.post.created_at == 1.7e9
+
+
+def test_a_byte_order_mark_is_allowed_on_the_first_line_only() -> None:
+    raw = b'\xef\xbb\xbf{"id": "a", "text": "x"}\n'
+    assert isinstance(parse_line(1, raw), PostLine)
+    assert bad(raw).kind == "malformed_json"
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind", "post_id", "says"),
+    [
+        (b'{"id": "a", "text": "ok \xff\xfe"}\n', "invalid_utf8", None, "byte offset 24"),
+        (b'{"id": "a", "text": "\xe4\xbd"}\n', "invalid_utf8", None, "byte offset 21"),
+        (b'{"id": "a" "text": "x"}\n', "malformed_json", None, "delimiter at column 12"),
+        (b'{"id": "a", "text": "x"} junk\n', "malformed_json", None, "Extra data at column 26"),
+        (b"[" * 100_000 + b"\n", "malformed_json", None, "nested too deeply"),
+        (b"[1, 2]\n", "not_an_object", None, "got array"),
+        (b'"text"\n', "not_an_object", None, "got string"),
+        (b'{"text": "x"}\n', "missing_id", None, "id: required field is missing"),
+        (b'{"id": "a"}\n', "missing_text", "a", "text: required field is missing"),
+        (b'{"id": "a", "text": 5}\n', "wrong_type", "a", "text: Input should be a valid string"),
+        (b'{"id": "a", "text": null}\n', "wrong_type", "a", "got null"),
+        (b'{"id": true, "text": "x"}\n', "wrong_type", None, "id: "),
+        (b'{"id": 1, "text": "x", "account_id": []}\n', "wrong_type", "1", "account_id: "),
+        (b'{"id": "", "text": "x"}\n', "invalid_value", "", "id: String should have at least"),
+        (b'{"id": "a", "text": "x\\u0000y"}\n', "invalid_text", "a", "NUL character at index 1"),
+        (b'{"id": "a", "text": "\\ud83d!"}\n', "invalid_text", "a", "lone surrogate (U+D83D)"),
+        (b'{"id": "a", "text": "x", "created_at": "soon"}\n', "bad_created_at", "a", "soon"),
+        (
+            b'{"id": "a", "text": "x", "created_at": "2024-01-01T08:00"}\n',
+            "bad_created_at",
+            "a",
+            "no time zone",
+        ),
+    ],
+)
+def test_a_bad_line_says_what_and_where(
+    raw: bytes, kind: str, post_id: str | None, says: str
+) -> None:
+    error = bad(raw)
+    assert (error.line_no, error.kind, error.post_id) == (7, kind, post_id)
+    assert says in error.message
+
+
+def test_every_field_error_is_named() -> None:
+    error = bad(b'{"id": "a", "text": 1, "declared_original": 2}\n')
+    assert error.kind == "wrong_type"
+    assert "text: " in error.message
+    assert "declared_original: " in error.message
+
+
+def test_a_line_cut_off_at_the_end_of_the_file_says_so() -> None:
+    error = bad(b'{"id": "a", "text": "the rest is mis')
+    assert error.kind == "malformed_json"
+    assert "Unterminated string starting at column 21" in error.message
+    assert "without a newline" in error.message
+
+
+def test_the_raw_line_is_kept_decoded_and_cut() -> None:
+    assert bad(b'{"id": "\xff"}\r\n').raw == '{"id": "\ufffd"}'
+    long_line = b'{"id": "' + "长".encode() * 5000
+    assert bad(long_line).raw == '{"id": "' + "长" * (RAW_CHARS - 8)
+
+
+def test_the_reader_skips_and_counts_blank_lines_and_keeps_line_numbers() -> None:
+    data = b'\n{"id": "a", "text": "x"}\r\n  \t\r\n{"id": "b", "text": "y"}\n{"id":\n\n'
+    reader = JsonlReader(io.BytesIO(data))
+    items = list(reader)
+    assert [(type(item), item.line_no) for item in items] == [
+        (PostLine, 2),
+        (PostLine, 4),
+        (LineError, 5),
+    ]
+    assert reader.blank_lines == 3
+    assert reader.bytes_read == len(data)
+
+
+def test_the_reader_rejects_an_overlong_line_without_holding_it(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"id": "a", "text": "' + b"x" * 5000 + b'"}\n{"id": "b", "text": "y"}\n')
+    with path.open("rb") as stream:
+        reader = JsonlReader(stream, max_line_bytes=1000)
+        items = list(reader)
+    assert isinstance(items[0], LineError)
+    assert items[0].kind == "line_too_long"
+    assert "5,024 bytes" in items[0].message
+    assert isinstance(items[1], PostLine)
+    assert items[1].line_no == 2
+    assert reader.bytes_read == path.stat().st_size

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+
+from service.normalise import URL_PLACEHOLDER, WINDOW, normalise
+
+
+def test_folds_width_case_script_links_and_space() -> None:
+    n = normalise("  轉發：ＡＢＣ看這裡 http://t.cn/h1R0Rj\t\n好 ")
+    assert n.text == f"转发:abc看这里 {URL_PLACEHOLDER} 好"
+    assert not n.truncated
+
+
+def test_offsets_point_at_the_source_characters() -> None:
+    original = "我　說ＯＫ http://x.cn/a 這樣"
+    n = normalise(original)
+    for i, ch in enumerate(n.text):
+        if ch not in (" ", *URL_PLACEHOLDER):
+            source = original[n.offsets[i]]
+            assert normalise(source).text == ch
+
+
+def test_source_span_maps_back_to_the_original() -> None:
+    original = "前面的話  ＡＢＣ後面"
+    n = normalise(original)
+    start = n.text.index("abc")
+    assert n.source_span(start, start + 3) == (original.index("Ａ"), original.index("Ｃ") + 1)
+    with pytest.raises(ValueError, match="outside"):
+        n.source_span(0, len(n.text) + 1)
+
+
+def test_long_text_is_cut_to_the_window_and_says_so() -> None:
+    n = normalise("字" * (WINDOW + 10))
+    assert len(n.text) == WINDOW == len(n.offsets)
+    assert n.truncated
+
+
+def test_empty_and_blank_texts_normalise_to_empty() -> None:
+    for text in ("", "   ", "\n\t\u3000"):
+        n = normalise(text)
+        assert n.text == "" and n.offsets == () and not n.truncated

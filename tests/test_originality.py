@@ -1,0 +1,186 @@
+"""The ``originality_claim`` corpus: the rule labeller, held-out templates, splits and balance.
+
+The corpus tests build from the real data directory, reading only the first ``MAX_REPOSTS``
+reposts (the source posts are always read) so that they run in seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from service.settings import get_settings
+from training.data import Example, split_of
+from training.originality import (
+    HARD_SHARE,
+    POSITIVE_SHARE,
+    TEMPLATES,
+    OriginalityExample,
+    Template,
+    build_corpus,
+    describe,
+    rule_label,
+)
+
+MAX_REPOSTS = 20000
+SIZE = 2000
+BASE_HALVES = ("今天天气不错，", "出去走走")
+FILLS = {
+    "t": "".join(BASE_HALVES),
+    "a": BASE_HALVES[0],
+    "b": BASE_HALVES[1],
+    "outlet": "澎湃新闻",
+    "platform": "爱奇艺",
+    "brand": "伊利",
+    "team": "国安",
+    "player": "武磊",
+    "singer": "李宇春",
+    "handle": "小鱼689",
+    "khandle": "我的独家记忆",
+    "e": "👍",
+}
+
+
+@pytest.fixture(scope="module")
+def data_dir() -> Path:
+    return get_settings().data_dir
+
+
+@pytest.fixture(scope="module")
+def corpus(data_dir: Path) -> list[OriginalityExample]:
+    examples = build_corpus(data_dir, size=SIZE, max_reposts=MAX_REPOSTS)
+    assert all(isinstance(e, OriginalityExample) for e in examples)
+    return [e for e in examples if isinstance(e, OriginalityExample)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "#新浪独家#【法院副院长为梦想辞职】仕途平顺的法院副院长辞职当律师了",
+        "【tvreport独家】李洪基确定以主持的身份出演",
+        "#V观习主席出访#【央视独家视频：巴基斯坦枭龙战机编队 为习近平专机护航】",
+        "独家专访｜这位导演谈新片",
+        "原创作品，转载请注明出处",
+        "文章未经授权禁止转载",
+        "这组照片都是我自己拍的",
+        "本号首发：春天的第一场雨",
+        "版权所有，侵权必究",
+        "#青春光明##原创首发1#初冬时节，秋天未尽",
+        "【原創】繁體字寫的也算",
+    ],
+)
+def test_rule_label_finds_claims(text: str) -> None:
+    assert rule_label(text) == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "今晚首发阵容公布",
+        "卧槽，高拉特首发，这场比赛稳了",
+        "@我的独家记忆 快看",
+        "本剧由爱奇艺独家播出",
+        "中天大业独家代理[偷笑]",
+        "原文作者写得真好",
+        "推荐一首原创歌曲",
+        "这是谁原创的？",
+        "不是他自己写的吧",
+        "转自@人民日报",
+        "来源：新华社",
+        "用心就有爱！ via @央视新闻",
+        "必须转载！",
+        "前不久才接受凤凰娱乐的独家专访呢",
+        "失独家庭的心理失衡",
+        "高晓松可以收版权费了",
+    ],
+)
+def test_rule_label_rejects_confusables(text: str) -> None:
+    assert rule_label(text) == 0
+
+
+@pytest.mark.parametrize("text", ["今天天气不错", "转发微博", "", "Olivia 和 Vivian 都来了"])
+def test_rule_label_is_none_without_keywords(text: str) -> None:
+    assert rule_label(text) is None
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda t: t.id)
+def test_rules_agree_with_every_template(template: Template) -> None:
+    """The composed labels and the rule labels of real texts mean the same thing."""
+    text = re.sub(r"\{(\w+)\}", lambda m: FILLS[m.group(1)], template.pattern)
+    assert rule_label(text) == template.label
+
+
+def test_about_a_third_of_each_family_is_held_out() -> None:
+    families: dict[str, list[bool]] = defaultdict(list)
+    for template in TEMPLATES:
+        families[template.family].append(template.held_out)
+    for family, held in families.items():
+        assert 0.25 <= sum(held) / len(held) <= 0.4, family
+
+
+def test_held_out_phrasings_never_reach_train_or_calib(corpus: list[OriginalityExample]) -> None:
+    held = {t.id: t for t in TEMPLATES if t.held_out}
+    fitted = [e for e in corpus if e.split != "eval" and not e.kind.startswith("real")]
+    assert fitted
+    assert not [e for e in fitted if e.template in held]
+    for template in held.values():
+        if rule_label(template.fixed) is not None:  # a phrase no base text can contain
+            assert not [e.text for e in fitted if template.fixed in e.text], template.id
+
+
+def test_eval_is_composed_from_held_out_templates_only(corpus: list[OriginalityExample]) -> None:
+    held = {t.id for t in TEMPLATES if t.held_out}
+    composed = [e for e in corpus if e.kind.startswith("composed")]
+    assert {e.split for e in composed} == {"train", "calib", "eval"}
+    for example in composed:
+        assert (example.template in held) == (example.split == "eval"), example
+
+
+def test_build_is_deterministic(data_dir: Path, corpus: list[OriginalityExample]) -> None:
+    assert build_corpus(data_dir, size=SIZE, max_reposts=MAX_REPOSTS) == corpus
+
+
+def test_groups_never_straddle_splits(corpus: list[OriginalityExample]) -> None:
+    splits: dict[str, set[str]] = defaultdict(set)
+    for example in corpus:
+        splits[example.group].add(example.split)
+        assert example.split == split_of(f"originality:{example.group}")
+        assert example.head == "originality_claim"
+    assert all(len(s) == 1 for s in splits.values())
+
+
+def test_label_balance_and_hard_negatives(corpus: list[OriginalityExample]) -> None:
+    counts = describe(corpus)["all"]
+    assert counts["n"] == len(corpus) == SIZE
+    assert abs(counts["label_1"] / counts["n"] - POSITIVE_SHARE) < 0.02
+    hard = counts["real-confusable"] + counts["composed-confusable"]
+    assert hard / counts["label_0"] >= min(HARD_SHARE - 0.02, 1 / 3)
+    assert counts["label_1"] == counts["real-claim"] + counts["composed-claim"]
+
+
+def test_eval_has_both_labels_and_both_kinds_of_negatives(
+    corpus: list[OriginalityExample],
+) -> None:
+    counts = describe(corpus)["eval"]
+    assert counts["composed-claim"] and counts["composed-confusable"] and counts["plain"]
+    assert 0.25 <= counts["label_1"] / counts["n"] <= 0.55
+
+
+def test_real_and_plain_texts_carry_their_rule_labels(corpus: list[OriginalityExample]) -> None:
+    for example in corpus:
+        if example.kind.startswith("real"):
+            assert rule_label(example.text) == example.label
+        elif example.kind == "plain":
+            assert rule_label(example.text) is None and example.label == 0
+
+
+def test_texts_are_distinct(corpus: list[OriginalityExample]) -> None:
+    assert len({e.text for e in corpus}) == len(corpus)
+
+
+def test_describe_needs_corpus_examples() -> None:
+    with pytest.raises(TypeError):
+        describe([Example("原创", "originality_claim", 1, "train", "g")])

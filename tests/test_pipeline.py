@@ -1,0 +1,89 @@
+"""The shipped model through the whole pipeline: bad and awkward input, evidence, order."""
+
+from __future__ import annotations
+
+import hashlib
+
+from service.heads import Risk
+from service.normalise import WINDOW
+from service.pipeline import EMPTY, TRUNCATED, Pipeline
+from service.record import Post
+from service.settings import Settings
+
+OFFENSIVE = "这帮人都是垃圾，滚出我们城市，恶心死了"
+PLAIN = "今天和家人去公园散步，天气很好，荷花开了。"
+
+
+def score(pipeline: Pipeline, *texts: str) -> list[dict[Risk, float]]:
+    records = pipeline.score_many([Post(id=str(i), text=t) for i, t in enumerate(texts)])
+    return [dict(r.scores) for r in records]
+
+
+def test_model_version_is_the_content_hash_of_the_shipped_file(
+    pipeline: Pipeline, settings: Settings
+) -> None:
+    digest = hashlib.sha256((settings.model_dir / "model.onnx").read_bytes()).hexdigest()
+    assert pipeline.model_version == f"sha256:{digest[:16]}"
+
+
+def test_offensive_language_scores_above_plain_text(pipeline: Pipeline) -> None:
+    offensive, plain = score(pipeline, OFFENSIVE, PLAIN)
+    assert offensive["incitement"] > plain["incitement"] + 0.3
+
+
+def test_traditional_and_full_width_text_score_as_simplified(pipeline: Pipeline) -> None:
+    simplified, traditional = score(
+        pipeline, "这帮人都是垃圾，滚出我们城市", "這幫人都是垃圾，滾出我們城市"
+    )
+    assert simplified == traditional
+
+
+def test_empty_and_blank_text_score_zero_with_a_warning(pipeline: Pipeline) -> None:
+    for record in pipeline.score_many([Post(id="e", text=""), Post(id="w", text=" \n\t ")]):
+        assert set(record.scores.values()) == {0.0}
+        assert record.decision == "pass"
+        assert record.warnings == [EMPTY]
+
+
+def test_emoticon_only_and_mixed_language_text_are_scored(pipeline: Pipeline) -> None:
+    records = pipeline.score_many(
+        [
+            Post(id="emo", text="[蜡烛][蜡烛]"),
+            Post(id="mix", text="iPhone 15 Pro 真的太贵了 but 我还是买了 lol"),
+            Post(id="emoji", text="😂😂😂🙏"),
+        ]
+    )
+    for r in records:
+        assert all(0.0 <= s <= 1.0 for s in r.scores.values())
+        assert not r.truncated
+
+
+def test_long_text_is_truncated_and_says_so(pipeline: Pipeline) -> None:
+    (record,) = pipeline.score_many([Post(id="long", text="谣" * 100_000)])
+    assert record.truncated
+    assert TRUNCATED in record.warnings
+    assert str(WINDOW) in TRUNCATED
+
+
+def test_flagged_heads_carry_spans_of_the_original_text(pipeline: Pipeline) -> None:
+    text = f"大家好。{OFFENSIVE}！！"
+    (record,) = pipeline.score_many([Post(id="x", text=text, account_id="a1")])
+    assert record.flags["incitement"]
+    reason = next(r for r in record.reasons if r.code.startswith("art18.5"))
+    spans = reason.evidence["spans"]
+    assert spans
+    for span in spans:
+        assert text[span["start"] : span["end"]] == span["text"]
+        assert span["weight"] > 0
+    # the offensive words, not the greeting, drove the score
+    assert any(w in "".join(s["text"] for s in spans) for w in ("垃圾", "滚", "恶心"))
+
+
+def test_records_come_back_in_input_order(pipeline: Pipeline) -> None:
+    texts = ["短", PLAIN * 3, "", OFFENSIVE, "中等长度的一条微博内容"]
+    posts = [Post(id=f"p{i}", text=t) for i, t in enumerate(texts)]
+    batched = pipeline.score_many(posts)
+    assert [r.id for r in batched] == [p.id for p in posts]
+    one_by_one = [pipeline.score_many([p])[0] for p in posts]
+    for a, b in zip(batched, one_by_one, strict=True):
+        assert a.scores == b.scores

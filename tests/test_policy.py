@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from service.decide import decide
+from service.heads import RISKS, Risk
+from service.policy import PolicyError, load_policy
+from service.settings import Settings
+
+
+def scores(**given: float) -> dict[Risk, float]:
+    return {r: given.get(r, 0.0) for r in RISKS}
+
+
+def test_default_policy_loads_with_a_rule_per_risk(settings: Settings) -> None:
+    policy = load_policy(settings.policy_file)
+    assert set(policy.risks) == set(RISKS)
+    assert policy.risks["rumor"].reason.code.startswith("art18.6")
+    assert policy.risks["incitement"].reason.code.startswith("art18.5")
+    assert policy.risks["coordination"].reason.code.startswith("art18.4")
+
+
+def test_policy_thresholds_are_the_models_operating_points(settings: Settings) -> None:
+    policy = load_policy(settings.policy_file)
+    card = json.loads((settings.model_dir / "card.json").read_text())
+    for head in ("rumor", "incitement"):
+        assert policy.risks[head].review == pytest.approx(card["thresholds"][head]["review"])
+        assert policy.risks[head].block == pytest.approx(card["thresholds"][head]["block"])
+
+
+def test_decision_ladder(settings: Settings) -> None:
+    policy = load_policy(settings.policy_file)
+    rumor = policy.risks["rumor"]
+    assert decide(scores(), policy).decision == "pass"
+    v = decide(scores(rumor=rumor.review), policy)
+    assert v.decision == "review" and v.flags["rumor"] and v.flagged == ["rumor"]
+    assert decide(scores(rumor=rumor.block), policy).decision == "block"
+    never = policy.risks["coordination"]
+    assert never.block > 1
+    assert decide(scores(coordination=1.0), policy).decision == "review"
+    inc = policy.risks["incitement"]
+    both = decide(scores(rumor=rumor.review, incitement=min(1.0, inc.review + 0.01)), policy)
+    assert both.flagged[0] == "incitement"
+
+
+def test_bad_policy_files_say_what_is_wrong(tmp_path: Path, settings: Settings) -> None:
+    text = settings.policy_file.read_text()
+    broken = tmp_path / "p.toml"
+    broken.write_text(text.replace("[risks.coordination]", "[risks.nothing]", 1))
+    with pytest.raises(PolicyError, match="coordination"):
+        load_policy(broken)
+    broken.write_text(text + "\nthis is not toml")
+    with pytest.raises(PolicyError, match=re.escape(str(broken))):
+        load_policy(broken)
+    with pytest.raises(PolicyError, match=r"missing\.toml"):
+        load_policy(tmp_path / "missing.toml")

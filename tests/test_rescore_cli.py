@@ -1,0 +1,309 @@
+"""``qinglang rescore``: every good line scored in order, every bad line reported, all or nothing.
+
+The scorer is a deterministic stand-in for the pipeline whose scores follow from each post's
+text, so a record written next to the wrong line shows up as a wrong score.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from service.cli import EXAMPLES, main
+from service.heads import RISKS
+from service.normalise import WINDOW
+from service.record import Post, ScoreRecord
+from service.rescore import RescoreError, Scorer, rescore
+from service.settings import Settings
+
+
+def expected_record(post: Post) -> ScoreRecord:
+    """The record the stand-in gives a post: a function of its text alone."""
+    n = len(post.text)
+    rumor = n % 101 / 100
+    return ScoreRecord(
+        id=post.id,
+        account_id=post.account_id,
+        scores={risk: (n * (i + 1)) % 101 / 100 for i, risk in enumerate(RISKS)},
+        flags={risk: risk == "rumor" and rumor >= 0.5 for risk in RISKS},
+        signals={"originality_claim": float(post.declared_original)},
+        decision="block" if rumor >= 0.9 else "review" if rumor >= 0.5 else "pass",
+        reasons=[],
+        model_version=LengthScorer.model_version,
+        policy_version="test",
+        truncated=n > WINDOW,
+        warnings=[] if post.text.strip() else ["empty text"],
+    )
+
+
+class LengthScorer:
+    """Scores like the pipeline: in order of text length, records returned in input order."""
+
+    model_version = "test-length"
+
+    def __init__(self, *, fail_on_call: int = 0) -> None:
+        self.calls = 0
+        self.batch_sizes: list[int] = []
+        self._fail_on_call = fail_on_call
+
+    def score_many(self, posts: Sequence[Post]) -> list[ScoreRecord]:
+        self.calls += 1
+        self.batch_sizes.append(len(posts))
+        if self.calls == self._fail_on_call:
+            raise RuntimeError("the model ran out of memory")
+        by_length = sorted(range(len(posts)), key=lambda i: len(posts[i].text))
+        records = {i: expected_record(posts[i]) for i in by_length}
+        return [records[i] for i in range(len(posts))]
+
+
+class LengthOrderScorer(LengthScorer):
+    """The classic bug: the records come back in the order the model saw them."""
+
+    def score_many(self, posts: Sequence[Post]) -> list[ScoreRecord]:
+        records = super().score_many(posts)
+        return sorted(records, key=lambda record: record.scores["rumor"])
+
+
+def post_line(post_id: str | int, text: str, **fields: object) -> bytes:
+    line = {"id": post_id, "text": text, **fields}
+    return json.dumps(line, ensure_ascii=False).encode() + b"\n"
+
+
+def shuffled_posts(n: int) -> list[bytes]:
+    """Lengths in no order, so that scoring sorted by length and writing that order shows."""
+    return [post_line(f"p{i}", "字" * ((i * 37) % 50 + 1)) for i in range(n)]
+
+
+def posts_of(lines: Sequence[bytes]) -> list[Post]:
+    return [Post.model_validate_json(line) for line in lines]
+
+
+def read_records(path: Path) -> list[ScoreRecord]:
+    return [ScoreRecord.model_validate_json(line) for line in path.read_text().splitlines()]
+
+
+def read_rejects(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def run_cli(*args: str | Path, scorer: Scorer | None = None) -> int:
+    def load(settings: Settings) -> Scorer:
+        return scorer or LengthScorer()
+
+    return main([str(arg) for arg in args], load_scorer=load)
+
+
+def test_records_follow_the_input_order_across_chunks(tmp_path: Path) -> None:
+    lines = shuffled_posts(11)
+    (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
+    scorer = LengthScorer()
+    summary = rescore(
+        tmp_path / "in.jsonl", tmp_path / "out.jsonl", scorer, chunk_size=4, progress=False
+    )
+    assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in posts_of(lines)]
+    assert scorer.batch_sizes == [4, 4, 3]
+    assert (summary.posts_read, summary.scored, summary.failed_total) == (11, 11, 0)
+    assert summary.decisions.total() == 11
+    assert not (tmp_path / "out.rejects.jsonl").exists()
+
+
+def test_a_scorer_that_reorders_its_records_stops_the_run(tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(5)))
+    with pytest.raises(RescoreError, match="do not match the posts in order"):
+        rescore(tmp_path / "in.jsonl", tmp_path / "out.jsonl", LengthOrderScorer(), progress=False)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+@pytest.mark.parametrize("earlier_output", [None, "the previous run's records\n"])
+def test_a_failing_scorer_leaves_no_output(tmp_path: Path, earlier_output: str | None) -> None:
+    (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(10)) + b"not json\n")
+    if earlier_output is not None:
+        (tmp_path / "out.jsonl").write_text(earlier_output)
+    with pytest.raises(RescoreError, match=r"scoring lines 5-8 failed: RuntimeError"):
+        rescore(
+            tmp_path / "in.jsonl",
+            tmp_path / "out.jsonl",
+            LengthScorer(fail_on_call=2),
+            chunk_size=4,
+            progress=False,
+        )
+    left = sorted(path.name for path in tmp_path.iterdir())
+    if earlier_output is None:
+        assert left == ["in.jsonl"]
+    else:
+        assert left == ["in.jsonl", "out.jsonl"]
+        assert (tmp_path / "out.jsonl").read_text() == earlier_output
+
+
+def mixed_input() -> list[bytes]:
+    """One line of each case, numbered as the file numbers them."""
+    return [
+        post_line("a", "今天天气很好"),  # 1
+        b'{"id": "b", "text": "\xe4\xbd\xa0\xff"}\n',  # 2 invalid UTF-8
+        b"\n",  # 3 blank
+        post_line(12345678901234567, "数字 id"),  # 4
+        b'{"id": "c", "text": "x",}\n',  # 5 malformed JSON
+        post_line("d", "长" * 100_000),  # 6 truncated: a warning
+        b'{"text": "no id"}\n',  # 7 missing id
+        post_line("e", ""),  # 8 empty text: a warning
+        b"   \r\n",  # 9 blank
+        post_line("a", "今天天气很好"),  # 10 duplicate id
+        post_line("f", "[蜡烛][蜡烛]"),  # 11
+        b'{"id": "g", "text": "cut off he',  # 12 no newline: malformed JSON
+    ]
+
+
+@pytest.mark.parametrize(("flags", "status"), [([], 1), (["--skip-bad"], 0)])
+def test_bad_lines_are_reported_and_rejected_and_the_rest_scored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], status: int
+) -> None:
+    lines = mixed_input()
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"".join(lines))
+
+    assert run_cli("rescore", source, "-o", tmp_path / "out.jsonl", *flags) == status
+
+    good = [lines[i - 1] for i in (1, 4, 6, 8, 10, 11)]
+    records = read_records(tmp_path / "out.jsonl")
+    assert records == [expected_record(post) for post in posts_of(good)]
+    assert records[0] == records[4]
+    rejects = read_rejects(tmp_path / "out.rejects.jsonl")
+    assert [(r["line"], r["id"], r["error"]) for r in rejects] == [
+        (2, None, "invalid_utf8"),
+        (5, None, "malformed_json"),
+        (7, None, "missing_id"),
+        (12, None, "malformed_json"),
+    ]
+    assert rejects[0]["raw"] == '{"id": "b", "text": "你\ufffd"}'
+    assert rejects[3]["raw"] == '{"id": "g", "text": "cut off he'
+    assert all(isinstance(r["message"], str) and r["message"] for r in rejects)
+    non_blank = sum(1 for line in lines if line.strip())
+    assert len(records) + len(rejects) == non_blank
+
+    err = capsys.readouterr().err
+    assert f"{source}:2: error: invalid_utf8: invalid UTF-8 at byte offset 24" in err
+    assert f"{source}:5: error: malformed_json: " in err
+    assert f"{source}:7: error: missing_id: id: required field is missing" in err
+    assert f"{source}:12: error: malformed_json: " in err
+    assert f"{source}:6: warning: the text was longer" in err
+    assert f"{source}:8: warning: empty text" in err
+    summary = summary_rows(err)
+    assert summary["posts read"] == "10 (and 2 blank lines)"
+    assert summary["scored"] == f"6 -> {tmp_path / 'out.jsonl'}"
+    failed = "4 (malformed_json 2, invalid_utf8 1, missing_id 1)"
+    assert summary["failed"] == f"{failed} -> {tmp_path / 'out.rejects.jsonl'}"
+    assert (summary["warnings"], summary["duplicate ids"]) == ("2", "1")
+    assert summary["decisions"] == "pass 6, review 0, block 0"
+    assert summary["elapsed"].endswith(" posts/s")
+
+
+def summary_rows(err: str) -> dict[str, str]:
+    rows = (line.strip().split("  ", 1) for line in err.splitlines() if line.startswith("  "))
+    return {name: value.strip() for name, value in rows}
+
+
+def test_a_clean_file_exits_0_and_removes_stale_rejects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(3)))
+    (tmp_path / "out.rejects.jsonl").write_text('{"line": 1}\n')
+    assert run_cli("rescore", tmp_path / "in.jsonl", "-o", tmp_path / "out.jsonl") == 0
+    assert len(read_records(tmp_path / "out.jsonl")) == 3
+    assert not (tmp_path / "out.rejects.jsonl").exists()
+    assert summary_rows(capsys.readouterr().err)["failed"] == "0"
+
+
+def test_the_reject_file_can_be_named(tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_bytes(b"[]\n")
+    args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl")]
+    assert run_cli(*args, "--rejects", tmp_path / "bad.jsonl") == 1
+    assert (tmp_path / "out.jsonl").read_text() == ""
+    assert [r["error"] for r in read_rejects(tmp_path / "bad.jsonl")] == ["not_an_object"]
+
+
+def test_batch_size_reaches_the_settings(tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(2)))
+    seen: list[int] = []
+
+    def load(settings: Settings) -> Scorer:
+        seen.append(settings.batch_size)
+        return LengthScorer()
+
+    args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl")]
+    assert main([*args, "--batch-size", "7", "--no-progress"], load_scorer=load) == 0
+    assert seen == [7]
+
+
+@pytest.mark.parametrize(
+    ("input_name", "output_name", "says"),
+    [
+        ("missing.jsonl", "out.jsonl", "missing.jsonl does not exist"),
+        ("in.jsonl", "no/such/folder/out.jsonl", "folder {tmp}/no/such/folder does not exist"),
+        ("in.jsonl", ".", "it is a folder"),
+    ],
+)
+def test_unusable_files_exit_2_before_the_model_loads(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    input_name: str,
+    output_name: str,
+    says: str,
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(post_line("a", "x"))
+
+    def load(settings: Settings) -> Scorer:
+        raise AssertionError("the model should not load for a run that cannot start")
+
+    args = ["rescore", str(tmp_path / input_name), "-o", str(tmp_path / output_name)]
+    assert main(args, load_scorer=load) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qinglang rescore: error: ")
+    assert says.format(tmp=tmp_path) in err
+
+
+def test_a_model_that_fails_to_load_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(post_line("a", "x"))
+
+    def load(settings: Settings) -> Scorer:
+        raise FileNotFoundError("model.onnx")
+
+    args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl")]
+    assert main(args, load_scorer=load) == 2
+    assert "cannot load the model: FileNotFoundError('model.onnx')" in capsys.readouterr().err
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_selfcheck_prints_a_record_per_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("selfcheck") == 0
+    out, err = capsys.readouterr()
+    printed = out.count('"model_version": "test-length"')
+    assert printed == len(EXAMPLES) == 4
+    assert "ok, model test-length" in err
+
+
+class OutOfRangeScorer(LengthScorer):
+    def score_many(self, posts: Sequence[Post]) -> list[ScoreRecord]:
+        records = super().score_many(posts)
+        records[1].scores["incitement"] = 1.5
+        return records
+
+
+def test_selfcheck_fails_on_a_score_outside_0_1(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("selfcheck", scorer=OutOfRangeScorer()) == 1
+    assert "selfcheck-offensive: incitement = 1.5" in capsys.readouterr().err
+
+
+def test_the_command_line_starts_without_the_heavy_modules() -> None:
+    """``qinglang --help`` must answer at once, before pydantic, tqdm or the model load."""
+    probe = "import sys, service.cli; print(sorted({'pydantic', 'tqdm'} & set(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], check=False, capture_output=True, text=True
+    )
+    assert result.stdout.strip() == "[]", result.stderr

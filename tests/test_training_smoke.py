@@ -1,0 +1,63 @@
+"""The whole training pipeline on a tiny subset: tokenizer → pretraining → n-gram branch →
+fine-tuning → calibration → ONNX export → int8 → parity; then the scorer loads what it wrote."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertModel
+
+from service.classify import Classifier, load_tokenizer, model_inputs
+from service.heads import HEADS
+from service.normalise import normalise
+from service.pipeline import Pipeline
+from service.policy import load_policy
+from service.record import Post
+from service.settings import Settings
+from training.export import parity
+from training.model import Scorer
+from training.pretrain import bert_config
+from training.recipe import SMOKE
+from training.run import content_hash, train
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("smoke")
+    train(SMOKE, settings.data_dir, root / "models", root / "work")
+    return root / "models", root / "work"
+
+
+def test_writes_a_complete_model_folder(smoke: tuple[Path, Path]) -> None:
+    models, _ = smoke
+    card = json.loads((models / "card.json").read_text())
+    assert card["heads"] == list(HEADS)
+    assert card["model_version"] == content_hash(models / "model.onnx")
+    for head in HEADS:
+        t = card["thresholds"][head]
+        assert 0 <= t["review"] <= t["block"] <= 1
+        assert card["temperature"][head] > 0
+    assert card["parity_max_abs_diff"]["fp32"] < 1e-4
+
+
+def test_torch_and_onnx_agree(smoke: tuple[Path, Path]) -> None:
+    models, work = smoke
+    model = Scorer(BertModel(bert_config(SMOKE.encoder), add_pooling_layer=False))
+    model.load_state_dict(torch.load(work / "scorer.pt"))
+    texts = [normalise(t).text for t in ("谣言止于智者", "这帮人都该死!!", "原创，转载请注明出处")]
+    feeds = model_inputs(load_tokenizer(models / "tokenizer.json"), texts)
+    assert parity(model, work / "model.fp32.onnx", feeds) < 1e-4
+    assert parity(model, models / "model.onnx", feeds) < 0.05
+
+
+def test_scorer_loads_the_trained_model(smoke: tuple[Path, Path], settings: Settings) -> None:
+    models, _ = smoke
+    pipeline = Pipeline(Classifier(models), load_policy(settings.policy_file))
+    records = pipeline.score_many([Post(id="1", text="测试"), Post(id="2", text="转发微博")])
+    assert [r.id for r in records] == ["1", "2"]
+    probs = np.array([[r.scores["rumor"], r.scores["incitement"]] for r in records])
+    assert ((probs >= 0) & (probs <= 1)).all()

@@ -1,0 +1,78 @@
+"""Calibration and operating points, fitted on the calibration split.
+
+Temperature scaling: one ``T_h`` per head minimising the log loss of ``sigmoid(z / T_h)``; it
+keeps the ranking (AUC) and the 0.5 decision and makes the scores usable as probabilities.
+
+Operating points, per head, on the calibrated scores:
+
+- ``review``: the threshold with the highest accuracy on the calibration split, raised if needed
+  until the false-positive rate is at most ``max_fpr`` (default 10%): a trust team reviews what
+  crosses it, and ordinary posts must not drown the queue.
+- ``block``: the lowest threshold whose precision on the calibration split is at least
+  ``block_precision`` (default 0.97), and never below ``review``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+Floats = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+NEVER = 1.01
+"""A threshold no probability reaches."""
+
+
+def _log_loss(z: Floats, y: Ints, t: float) -> float:
+    s = z / t
+    # log(1 + e^s) - y s, written stably
+    return float(np.mean(np.logaddexp(0.0, s) - y * s))
+
+
+def fit_temperature(z: Floats, y: Ints) -> float:
+    """The temperature in [0.05, 20] that minimises the log loss (golden-section on log T)."""
+    lo, hi = np.log(0.05), np.log(20.0)
+    g = (np.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    for _ in range(60):
+        if _log_loss(z, y, float(np.exp(a))) < _log_loss(z, y, float(np.exp(b))):
+            hi, b = b, a
+            a = hi - g * (hi - lo)
+        else:
+            lo, a = a, b
+            b = lo + g * (hi - lo)
+    return float(np.exp((lo + hi) / 2))
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    review: float
+    block: float
+    max_fpr: float
+    block_precision: float
+
+
+def operating_point(
+    p: Floats, y: Ints, max_fpr: float = 0.10, block_precision: float = 0.97
+) -> OperatingPoint:
+    candidates = np.unique(np.round(np.concatenate([p, [0.5]]), 4))
+    neg = max(1, int((y == 0).sum()))
+    best, best_acc = 0.5, -1.0
+    for t in candidates:
+        flagged = p >= t
+        acc = float(np.mean(flagged == (y == 1)))
+        fpr = float((flagged & (y == 0)).sum()) / neg
+        if fpr <= max_fpr and acc > best_acc:
+            best, best_acc = float(t), acc
+    block = NEVER
+    for t in sorted(candidates[candidates >= best]):
+        flagged = p >= t
+        if flagged.sum() and float((y[flagged] == 1).mean()) >= block_precision:
+            block = float(t)
+            break
+    return OperatingPoint(
+        review=best, block=max(block, best), max_fpr=max_fpr, block_precision=block_precision
+    )

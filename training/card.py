@@ -1,0 +1,147 @@
+"""The model card: ``models/card.md``, rendered from ``models/card.json``.
+
+``card.json`` is written by training (recipe, data, calibration, thresholds, parity, int8 cost)
+and completed by ``python -m eval --card`` (the quality and speed tables). The markdown is
+always regenerated from it, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from training import originality
+
+
+def _kv_table(rows: dict[str, Any], key: str, value: str) -> str:
+    lines = [f"| {key} | {value} |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rows.items()]
+    return "\n".join(lines)
+
+
+def render(card: dict[str, Any]) -> str:
+    r = card["recipe"]
+    enc = r["encoder"]
+    heads = card["heads"]
+    thresholds = "\n".join(
+        ["| head | temperature | mix | review | block |", "|---|---|---|---|---|"]
+        + [
+            f"| {h} | {card['temperature'][h]:.3f} | {card['mix'][h]:.3f} | "
+            f"{card['thresholds'][h]['review']:.4f} | {card['thresholds'][h]['block']:.4f} |"
+            for h in heads
+        ]
+    )
+    cost = card.get("int8_cost", {})
+    cost_rows = "\n".join(
+        ["| head | fp32 accuracy | int8 accuracy | fp32 AUC | int8 AUC |", "|---|---|---|---|---|"]
+        + [
+            f"| {h} | {cost['fp32'][h]['accuracy']:.4f} | {cost['int8'][h]['accuracy']:.4f} | "
+            f"{cost['fp32'][h]['auc']:.4f} | {cost['int8'][h]['auc']:.4f} |"
+            for h in heads
+            if h in cost.get("fp32", {})
+        ]
+    )
+    return f"""# Model card: the qinglang risk classifier
+
+`model_version`: **{card["model_version"]}** (SHA-256 of `models/model.onnx`, first 16 hex
+digits). Size: {card["size_bytes"] / 1e6:.1f} MB. Regenerate with `make train`; this file is
+written from `models/card.json` by `python -m eval --card models`.
+
+## What it does
+
+One network, three calibrated heads, each a probability in [0, 1]:
+
+- `rumor`: false-information / rumour risk (Article 13; Article 18 item 6). Trained on the
+  Weibo16 source posts (rumours reported to Weibo's false-information platform vs ordinary posts).
+- `incitement`: offensive, hateful and inflammatory language, the cyber-violence and
+  extreme-emotion side of Article 18 item 5. Trained on COLD and ToxiCN. **What the labels
+  cover:** COLD marks comments offensive towards a group (race, gender, region) or an individual;
+  ToxiCN marks toxic posts (general offence and hate speech, explicit or implicit) on LGBTQ,
+  region, sexism and racism topics. **What they do not cover:** neither corpus labels incitement
+  as such (calls to act, mobilisation, exploiting emergencies), threats of violence outside
+  these topics, or rumour-driven outrage; a high score means "offensive or toxic language", and
+  the policy's reason code names Article 18 item 5 because that is the article such language
+  falls under, not because the model detects incitement.
+- `originality_claim`: the text claims the content as the poster's own or first (原创, 首发,
+  独家, 转载请注明出处, 未经授权禁止转载, 自己拍的…). Not a risk alone: it feeds the
+  fake-originality check (claim + earlier copy by another account + no attribution).
+
+Input: the post text, normalised (NFKC, lower case, traditional → simplified, links folded) and
+cut to its first {card["window_chars"]} characters; longer texts are scored on that window and
+the score record says `truncated`.
+
+## Data
+
+Only the corpora in `../shared/data` (see its README). Splits are fixed by a keyed hash
+(`training/data.py`): Weibo16 by event, COLD's `dev.jsonl` as its eval split, ToxiCN 80/10/10;
+`calib` is for early stopping, calibration and thresholds, `eval` for the figures below.
+
+{_kv_table(card["data"]["examples"], "head/split", "examples")}
+
+### The originality corpus
+
+{(originality.__doc__ or "").strip()}
+
+Composition (`training.originality.describe`):
+
+```
+{card["data"]["originality"]}
+```
+
+## Recipe
+
+Seed {r["seed"]} everywhere (Python, NumPy, PyTorch, scikit-learn folds).
+
+1. **Tokenizer**: WordPiece, {enc["vocab_size"]} entries, Chinese characters one by one, trained on
+   {r["tokenizer_texts"]:,} normalised texts of the pretraining corpus.
+2. **Encoder**: BERT (`transformers.BertConfig`): {enc["layers"]} layers, hidden {enc["hidden"]},
+   {enc["heads"]} attention heads, feed-forward {enc["intermediate"]}. `--init-from DIR` starts
+   from a checkpoint on disk instead; the shipped model was trained from scratch
+   (init: {card["init_from"]}).
+3. **Domain pretraining**: masked-language modelling (15% masking, 80/10/10) on
+   {r["pretrain_texts"]:,} texts: non-boilerplate reposts of Weibo16's train-split events and the
+   train-split texts of every corpus (never their labels); {r["pretrain_steps"]} steps of
+   {r["pretrain_batch"]} sequences of at most {r["pretrain_max_tokens"]} tokens, AdamW, lr
+   {r["pretrain_lr"]}, cosine schedule.
+4. **N-gram branch**: sublinear TF-IDF over character 1-3-grams hashed to 2^18 buckets, logistic
+   regression per head (C = {r["wide_c"]}), evaluated inside the ONNX graph. Training rows get
+   {r["wide_folds"]}-fold out-of-fold logits.
+5. **Multi-task fine-tuning** of the encoder on the residual of the n-gram branch: each head's
+   logit is `mix_h · ngram_h + deep_h` (masked mean pooling, one linear layer), the encoder's
+   head starts at zero so that training starts from the n-gram branch alone;
+   {r["finetune_epochs"]} epochs, batch {r["finetune_batch"]}, lr {r["finetune_lr"]}, Weibo16
+   drawn {r["weibo_weight"]}× an epoch; the state with the lowest calibration loss is kept.
+6. **Calibration**: a temperature per head on the calibration split. **Operating points**:
+   `review` is the threshold of highest calibration-split accuracy whose false-positive rate is
+   at most 10%; `block` the lowest threshold whose precision is at least 0.97. Both are written
+   into `service/policy/default.toml`.
+7. **Export**: ONNX (opset 17, dynamic batch and sequence axes), ONNX Runtime's BERT fusions,
+   int8 dynamic quantisation of the matrix multiplications. Parity on 64 eval posts, largest
+   absolute difference in probability: fp32 {card["parity_max_abs_diff"]["fp32"]:.2e}, int8
+   {card["parity_max_abs_diff"]["int8"]:.2e}.
+
+Training time on this machine (seconds per step): `{card["timings_s"]}`.
+
+{thresholds}
+
+### The cost of int8 (eval splits, same rows)
+
+{cost_rows}
+
+## Quality against the baseline
+
+{card.get("quality", "(run `python -m eval --card models`)")}
+
+## Speed
+
+{card.get("speed", "(run `python -m eval --card models`)")}
+
+## Limitations
+
+- Weibo16's non-rumours are largely news-outlet posts: part of what any model learns there is
+  style. The "no near-copy" row measures the eval posts without a near-copy in training.
+- COLD's dev split is close to its training data; the cross-dataset rows (trained on one
+  corpus, tested on the other) are the better guide to unseen data.
+- The originality corpus is built by rule and template from real posts (above): the head is
+  as good as that construction, and its eval split measures phrasings held out from training,
+  not real annotated claims.
+"""

@@ -1,0 +1,116 @@
+"""The labelled corpora, read from ``Settings.data_dir``, and their fixed splits.
+
+Every labelled example lands in one of three splits: ``train`` (fitting), ``calib`` (early
+stopping, calibration, thresholds, mixing weights) and ``eval`` (the figures in the model card).
+Weibo16 is split by event, so that a rumour's cascade never straddles two splits; COLD's own dev
+file is its ``eval`` split; ToxiCN is split 80/10/10 at random. Splits come from a keyed hash of
+the event or example id, so they do not depend on file order or on which other rows exist.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from service.heads import Head
+
+Split = Literal["train", "calib", "eval"]
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    text: str
+    head: Head
+    label: int
+    split: Split
+    group: str
+    """Event or source id: examples sharing one are never split apart."""
+
+
+@dataclass(frozen=True, slots=True)
+class Repost:
+    id: str
+    event: str
+    account: str
+    text: str
+    created_at: int
+
+
+def split_of(key: str, calib: float = 0.1, evaluation: float = 0.1) -> Split:
+    """Deterministic split for ``key``: a uniform draw from its SHA-1, cut at the fractions."""
+    u = int.from_bytes(hashlib.sha1(key.encode()).digest()[:8], "big") / 2**64
+    if u < evaluation:
+        return "eval"
+    if u < evaluation + calib:
+        return "calib"
+    return "train"
+
+
+def _jsonl(path: Path) -> Iterator[dict[str, object]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            yield json.loads(line)
+
+
+def weibo16(data_dir: Path) -> list[Example]:
+    """Weibo16 source posts: ``rumor`` = 1 for rumours, split by event (the post id)."""
+    return [
+        Example(
+            str(d["text"]),
+            "rumor",
+            int(str(d["label"])),
+            split_of(f"weibo16:{d['id']}"),
+            str(d["id"]),
+        )
+        for d in _jsonl(data_dir / "weibo16" / "posts.jsonl")
+    ]
+
+
+def cold(data_dir: Path) -> list[Example]:
+    """COLD: ``train.jsonl`` gives train and calib (90/10), ``dev.jsonl`` is the eval split."""
+    out = [
+        Example(
+            str(d["text"]),
+            "incitement",
+            int(str(d["label"])),
+            "calib" if split_of(f"cold:{d['id']}", 0.1, 0.0) == "calib" else "train",
+            str(d["id"]),
+        )
+        for d in _jsonl(data_dir / "cold" / "train.jsonl")
+    ]
+    out += [
+        Example(str(d["text"]), "incitement", int(str(d["label"])), "eval", str(d["id"]))
+        for d in _jsonl(data_dir / "cold" / "dev.jsonl")
+    ]
+    return out
+
+
+def toxicn(data_dir: Path) -> list[Example]:
+    """ToxiCN's training file, split 80/10/10 by a hash of the row's content."""
+    with open(data_dir / "toxicn" / "train.json", encoding="utf-8") as f:
+        rows = json.load(f)
+    out = []
+    for i, d in enumerate(rows):
+        key = f"toxicn:{i}:{d['content']}"
+        out.append(
+            Example(str(d["content"]), "incitement", int(d["toxic"]), split_of(key), f"toxicn-{i}")
+        )
+    return out
+
+
+def reposts(data_dir: Path) -> Iterator[Repost]:
+    """The 1.7M real reposts and comments of the Weibo16 events, in file order."""
+    for d in _jsonl(data_dir / "weibo16" / "reposts.jsonl.gz"):
+        yield Repost(
+            str(d["id"]),
+            str(d["event"]),
+            str(d["account"]),
+            str(d["text"] or ""),
+            int(str(d["created_at"])),
+        )

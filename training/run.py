@@ -1,0 +1,299 @@
+"""``make train``: from ``../shared/data`` to ``models/``, every step, reproducibly.
+
+    python -m training.run [--smoke] [--out models] [--work runs/full] [--init-from DIR]
+
+Steps: corpora and splits → originality corpus → pretraining corpus → tokenizer → masked-LM
+pretraining → n-gram branch (full fit and out-of-fold logits) → multi-task fine-tuning →
+temperature calibration and operating points → ONNX export, fusion, int8 quantisation →
+parity check → ``card.json``. The figures against the baseline are added to the card by
+``python -m eval.quality --card`` (``make train`` runs both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+from transformers import BertModel
+
+from service.classify import CARD_FILE, MODEL_FILE, TOKENIZER_FILE, load_tokenizer, model_inputs
+from service.heads import HEADS
+from service.normalise import WINDOW, normalise
+from service.settings import get_settings
+from training import calibrate, data, originality, pretrain, tokenizer, wide
+from training.export import export, int8_cost, optimise_and_quantise, parity
+from training.finetune import Row, finetune, head_logits, rows
+from training.model import Scorer
+from training.recipe import FULL, SMOKE, Recipe
+from training.tokenizer import special_id
+
+log = logging.getLogger("training")
+
+
+def labelled(data_dir: Path, recipe: Recipe) -> list[data.Example]:
+    """Every labelled example, optionally capped per head and split (the smoke run)."""
+    examples = [
+        *data.weibo16(data_dir),
+        *data.cold(data_dir),
+        *data.toxicn(data_dir),
+        *originality.build_corpus(
+            data_dir, recipe.seed, recipe.originality_size, recipe.reposts_limit
+        ),
+    ]
+    if recipe.limit_per_head is None:
+        return examples
+    kept: dict[tuple[str, str], list[data.Example]] = defaultdict(list)
+    rng = random.Random(recipe.seed)
+    rng.shuffle(examples)
+    for e in examples:
+        bucket = kept[(e.head, e.split)]
+        if len(bucket) < recipe.limit_per_head:
+            bucket.append(e)
+    return [e for bucket in kept.values() for e in bucket]
+
+
+def content_hash(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def fit_wide(
+    texts: Sequence[str], examples: Sequence[data.Example], recipe: Recipe
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """IDF, per-head coefficients and each example's wide logit (out-of-fold on train)."""
+    train_texts = [t for t, e in zip(texts, examples, strict=True) if e.split == "train"]
+    idf = wide.idf_table(train_texts)
+    x = wide.design(texts, idf)
+    coef = np.zeros((len(idf), len(HEADS)), dtype=np.float32)
+    bias = np.zeros(len(HEADS), dtype=np.float32)
+    logits = np.zeros(len(examples), dtype=np.float32)
+    for h, head in enumerate(HEADS):
+        idx = np.array([i for i, e in enumerate(examples) if e.head == head])
+        y = np.array([examples[i].label for i in idx], dtype=np.int64)
+        is_train = np.array([examples[i].split == "train" for i in idx])
+        coef[:, h], bias[h] = wide.fit(x[idx[is_train]], y[is_train], recipe.wide_c)
+        logits[idx] = x[idx] @ coef[:, h] + bias[h]
+        logits[idx[is_train]] = wide.out_of_fold(
+            x[idx[is_train]], y[is_train], recipe.wide_c, recipe.wide_folds, recipe.seed
+        )
+    return idf, coef, bias, logits
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.run", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="the tiny recipe (tests)")
+    parser.add_argument("--data", type=Path, default=None, help="corpora (default: settings)")
+    parser.add_argument("--out", type=Path, default=Path("models"))
+    parser.add_argument("--work", type=Path, default=Path("runs/full"))
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="a BERT checkpoint on disk (config.json, weights, tokenizer.json) to start from",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    recipe = SMOKE if args.smoke else FULL
+    settings = get_settings()
+    # only the shipped model moves the policy's thresholds
+    ships = not args.smoke and args.out.resolve() == settings.model_dir.resolve()
+    train(
+        recipe,
+        args.data or settings.data_dir,
+        args.out,
+        args.work,
+        args.init_from,
+        settings.policy_file if ships else None,
+    )
+    return 0
+
+
+def int8_cost_on_eval(
+    fp32: Path, int8: Path, texts: Sequence[str], examples: Sequence[data.Example]
+) -> dict[str, dict[str, dict[str, float]]]:
+    rows = [i for i, e in enumerate(examples) if e.split == "eval"]
+    tok = load_tokenizer(int8.parent / TOKENIZER_FILE)
+    feeds = [
+        model_inputs(tok, [texts[i] for i in rows[s : s + 64]]) for s in range(0, len(rows), 64)
+    ]
+    return int8_cost(
+        fp32,
+        int8,
+        feeds,
+        [HEADS.index(examples[i].head) for i in rows],
+        [examples[i].label for i in rows],
+    )
+
+
+def write_policy_thresholds(policy_file: Path, thresholds: dict[str, dict[str, float]]) -> None:
+    """Rewrite the policy's classifier thresholds, between its BEGIN and END markers."""
+    text = policy_file.read_text()
+    begin = text.index("# BEGIN thresholds")
+    end = text.index("# END thresholds")
+    lines = [text[begin:].splitlines()[0], ""]
+    for risk in ("rumor", "incitement"):
+        t = thresholds[risk]
+        lines += [f"[risks.{risk}]", f"review = {t['review']}", f"block = {t['block']}", ""]
+    policy_file.write_text(text[:begin] + "\n".join(lines) + text[end:])
+
+
+def encoder_and_tokenizer(
+    recipe: Recipe,
+    data_dir: Path,
+    examples: Sequence[data.Example],
+    work: Path,
+    init_from: Path | None,
+) -> tuple[BertModel, Tokenizer]:
+    """A checkpoint from disk, or a tokenizer and encoder pretrained here from scratch."""
+    if init_from is not None:
+        tok = Tokenizer.from_file(str(init_from / TOKENIZER_FILE))
+        return BertModel.from_pretrained(init_from, add_pooling_layer=False), tok
+    corpus = pretrain.corpus(
+        data_dir, examples, recipe.pretrain_texts, recipe.seed, recipe.reposts_limit
+    )
+    tok = tokenizer.train_tokenizer(corpus[: recipe.tokenizer_texts], recipe.encoder.vocab_size)
+    pretrain.pretrain(corpus, tok, recipe, work / "encoder")
+    return BertModel.from_pretrained(work / "encoder", add_pooling_layer=False), tok
+
+
+def split_rows(
+    texts: Sequence[str],
+    examples: Sequence[data.Example],
+    wide_logits: np.ndarray,
+    tok: Tokenizer,
+    recipe: Recipe,
+) -> dict[str, list[Row]]:
+    all_rows = rows(
+        texts,
+        [HEADS.index(e.head) for e in examples],
+        [e.label for e in examples],
+        wide_logits,
+        [round(recipe.weibo_weight) if e.head == "rumor" else 1 for e in examples],
+        tok,
+        recipe.finetune_max_tokens,
+    )
+    out: dict[str, list[Row]] = defaultdict(list)
+    for r, e in zip(all_rows, examples, strict=True):
+        out[e.split].append(r)
+    return out
+
+
+def calibrate_heads(model: Scorer, calib: Sequence[Row], pad: int) -> dict[str, dict[str, float]]:
+    """Fit and set each head's temperature; return its temperature and operating point."""
+    z = head_logits(model, calib, pad)
+    heads = np.array([r.head for r in calib])
+    y = np.array([r.label for r in calib], dtype=np.int64)
+    out: dict[str, dict[str, float]] = {}
+    for h, head in enumerate(HEADS):
+        m = heads == h
+        t = calibrate.fit_temperature(z[m], y[m])
+        point = calibrate.operating_point(1 / (1 + np.exp(-z[m] / t)), y[m])
+        out[head] = {"temperature": t, **asdict(point)}
+    model.temperature.copy_(torch.tensor([out[h]["temperature"] for h in HEADS]))
+    return out
+
+
+def train(
+    recipe: Recipe,
+    data_dir: Path,
+    out: Path,
+    work: Path,
+    init_from: Path | None = None,
+    policy_file: Path | None = None,
+) -> dict[str, Any]:
+    """Train, export and describe a model in ``out``; update ``policy_file``'s thresholds."""
+    torch.manual_seed(recipe.seed)
+    torch.set_num_threads(recipe.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    clock = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        timings[name] = round(time.monotonic() - clock, 1)
+        log.info("%s done in %.1fs", name, timings[name])
+        clock = time.monotonic()
+
+    examples = labelled(data_dir, recipe)
+    texts = [normalise(e.text).text for e in examples]
+    lap("corpora")
+    encoder, tok = encoder_and_tokenizer(recipe, data_dir, examples, work, init_from)
+    tokenizer.save(tok, out / TOKENIZER_FILE)
+    lap("pretraining")
+
+    idf, coef, bias, wide_logits = fit_wide(texts, examples, recipe)
+    model = Scorer(encoder)
+    model.wide.idf.copy_(torch.from_numpy(idf))
+    model.wide.coef.copy_(torch.from_numpy(coef))
+    model.wide.bias.copy_(torch.from_numpy(bias))
+    lap("ngram_branch")
+
+    by_split = split_rows(texts, examples, wide_logits, tok, recipe)
+    pad = special_id(tok, "[PAD]")
+    model = finetune(model, by_split["train"], by_split["calib"], pad, recipe)
+    lap("finetune")
+    calibration = calibrate_heads(model, by_split["calib"], pad)
+    lap("calibration")
+
+    probe_texts = [t for t, e in zip(texts, examples, strict=True) if e.split == "eval"][:64]
+    batch = model_inputs(load_tokenizer(out / TOKENIZER_FILE), probe_texts)
+    fp32 = work / "model.fp32.onnx"
+    export(model, batch, fp32)
+    optimise_and_quantise(fp32, out / MODEL_FILE, recipe.encoder.heads, recipe.encoder.hidden)
+    parity_max = {
+        "fp32": parity(model, fp32, batch),
+        "int8": parity(model, out / MODEL_FILE, batch),
+    }
+    cost = int8_cost_on_eval(fp32, out / MODEL_FILE, texts, examples)
+    torch.save(model.state_dict(), work / "scorer.pt")
+    lap("export")
+
+    thresholds = {
+        h: {k: v for k, v in c.items() if k != "temperature"} for h, c in calibration.items()
+    }
+    card = {
+        "model_version": content_hash(out / MODEL_FILE),
+        "heads": list(HEADS),
+        "window_chars": WINDOW,
+        "max_tokens": WINDOW + 2,
+        "recipe": recipe.to_dict(),
+        "init_from": str(init_from) if init_from else None,
+        "data": {
+            "examples": {
+                f"{h}/{s}": sum(1 for e in examples if e.head == h and e.split == s)
+                for h in HEADS
+                for s in ("train", "calib", "eval")
+            },
+            "originality": originality.describe(
+                [e for e in examples if e.head == "originality_claim"]
+            ),
+        },
+        "temperature": {h: c["temperature"] for h, c in calibration.items()},
+        "mix": dict(zip(HEADS, model.mix.detach().tolist(), strict=True)),
+        "thresholds": thresholds,
+        "parity_max_abs_diff": parity_max,
+        "int8_cost": cost,
+        "size_bytes": (out / MODEL_FILE).stat().st_size,
+        "timings_s": timings,
+    }
+    (out / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    if policy_file is not None:
+        write_policy_thresholds(policy_file, thresholds)
+    log.info("wrote %s (%s)", out, card["model_version"])
+    return card
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
