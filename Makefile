@@ -38,6 +38,7 @@ unit: $(DEV_STAMP)
 # Regenerates models/ from ../shared/data (QINGLANG_DATA_DIR to point elsewhere), then measures it.
 train: $(DEV_STAMP)
 	$(BIN)/python -m training.run --out models --work runs/full
+	$(BIN)/python -m eval.crossdata --work runs/full --card models
 	$(BIN)/python -m eval --card models
 
 eval: $(DEV_STAMP)

@@ -26,11 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     model_dir = args.card or settings.model_dir
     classifier = Classifier(model_dir, threads=2)
+    policy = load_policy(settings.policy_file)
     sets = quality.datasets()
-    quality_table = quality.table(
-        quality.evaluate(classifier, load_policy(settings.policy_file), sets)
-    )
+    baselines = quality.Baselines()
+    quality_table = quality.table(quality.evaluate(classifier, policy, sets, baselines))
     print(quality_table, flush=True)
+    proxy_table = quality.proxy_table(classifier, policy, sets, quality.proxies(sets), baselines)
+    print()
+    print(proxy_table, flush=True)
     speed_table = None
     if not args.skip_speed:
         texts = [t for ds in sets[:3] for t in ds.split("eval")[0]]
@@ -40,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.card:
         card = json.loads((model_dir / CARD_FILE).read_text())
         card["quality"] = quality_table
+        card["proxies"] = proxy_table
         if speed_table:
             card["speed"] = speed_table
         (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")

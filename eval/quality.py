@@ -5,23 +5,27 @@ For each dataset the baseline is fitted twice: on the same training data as the 
 Accuracy and macro-F1 are at 0.5 on calibrated probabilities for both sides; ``flag FPR`` is the
 model's false-positive rate at the policy's ``review`` threshold, the rate at which ordinary
 content reaches the review queue. Weibo16 is also reported on the eval posts that have no
-near-copy (character-trigram Jaccard ≥ ``NEAR_COPY``) among the training posts, and the
-baseline is measured across datasets (COLD → ToxiCN and back).
+near-copy (character-trigram Jaccard ≥ ``NEAR_COPY``) among the training posts. Across datasets
+(COLD → ToxiCN and back): :mod:`eval.crossdata`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+from sklearn.pipeline import Pipeline
 
 from eval import baseline
+from service.boilerplate import is_boilerplate
 from service.classify import Classifier
 from service.heads import HEADS, Head
 from service.normalise import normalise
+from service.pipeline import CLASSIFIER_RISKS
 from service.policy import Policy
 from training import data, originality
 from training.recipe import FULL
@@ -125,58 +129,120 @@ def datasets() -> list[Dataset]:
     ]
 
 
-def evaluate(classifier: Classifier, policy: Policy, sets: Sequence[Dataset]) -> list[Row]:
+def review_threshold(classifier: Classifier, policy: Policy, head: Head) -> float:
+    """The policy's review threshold for a head's risk, else the card's operating point."""
+    for risk, h in CLASSIFIER_RISKS.items():
+        if h == head:
+            return policy.risks[risk].review
+    return float(classifier.card["thresholds"][head]["review"])
+
+
+class Baselines:
+    """The baseline fitted once for each combination of datasets it is asked about."""
+
+    def __init__(self) -> None:
+        self._fitted: dict[tuple[str, ...], Pipeline] = {}
+
+    def predict(self, members: Sequence[Dataset], texts: Sequence[str]) -> Floats:
+        key = tuple(m.name for m in members)
+        if key not in self._fitted:
+            tx, ty, cx, cy = [], [], [], []
+            for m in members:
+                a, b = m.split("train")
+                c, e = m.split("calib")
+                tx += a
+                ty += b
+                cx += c
+                cy += e
+            self._fitted[key] = baseline.fit(tx, ty, cx, cy)
+        return baseline.predict(self._fitted[key], texts)
+
+
+def evaluate(
+    classifier: Classifier, policy: Policy, sets: Sequence[Dataset], baselines: Baselines
+) -> list[Row]:
     rows: list[Row] = []
     by_head: dict[Head, list[Dataset]] = {h: [s for s in sets if s.head == h] for h in HEADS}
-
-    def fitted(members: Sequence[Dataset]) -> Callable[[Sequence[str]], Floats]:
-        tx, ty, cx, cy = [], [], [], []
-        for m in members:
-            a, b = m.split("train")
-            c, e = m.split("calib")
-            tx += a
-            ty += b
-            cx += c
-            cy += e
-        model = baseline.fit(tx, ty, cx, cy)
-        return lambda texts: baseline.predict(model, texts)
 
     for ds in sets:
         texts, y = ds.split("eval")
         col = HEADS.index(ds.head)
         p_model = classifier.predict(texts)[:, col].astype(np.float64)
-        threshold = (
-            policy.risks[ds.head].review
-            if ds.head in policy.risks
-            else float(classifier.card["thresholds"][ds.head]["review"])
-        )
-        same = fitted(by_head[ds.head])
+        threshold = review_threshold(classifier, policy, ds.head)
         subsets: list[tuple[str, list[int]]] = [("all", list(range(len(y))))]
         if ds.name == "Weibo16":
             subsets.append(("no near-copy", without_near_copy(texts, ds.split("train")[0])))
-        p_same = same(texts)
-        alone = fitted([ds]) if len(by_head[ds.head]) > 1 else None
-        p_alone = alone(texts) if alone else None
+        p_same = baselines.predict(by_head[ds.head], texts)
+        p_alone = baselines.predict([ds], texts) if len(by_head[ds.head]) > 1 else None
         for subset, idx in subsets:
             ys = [y[i] for i in idx]
             rows.append(score(ds.name, subset, "model (int8 ONNX)", ys, p_model[idx], threshold))
             rows.append(score(ds.name, subset, "baseline, same data", ys, p_same[idx]))
             if p_alone is not None:
                 rows.append(score(ds.name, subset, "baseline, dataset alone", ys, p_alone[idx]))
-    inc = {s.name: s for s in by_head["incitement"]}
-    for src, dst in (("COLD", "ToxiCN"), ("ToxiCN", "COLD")):
-        if src in inc and dst in inc:
-            texts, y = inc[dst].split("eval")
-            rows.append(
-                score(
-                    dst,
-                    f"trained on {src}",
-                    "baseline, dataset alone",
-                    y,
-                    fitted([inc[src]])(texts),
-                )
-            )
     return rows
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """How often content that should not be flagged is flagged, on two in-house proxies.
+
+    - ordinary reposts: non-boilerplate reposts and comments of Weibo16's eval events, a proxy
+      for ordinary posts from another collection (rumor head);
+    - ToxiCN "reporting" rows of the eval split: texts that report or criticise discrimination,
+      a proxy for comments that speak against bias (incitement head; ToxiCN labels them toxic).
+    """
+
+    name: str
+    head: Head
+    texts: list[str]
+
+
+def proxies(sets: Sequence[Dataset], sample: int = 5000) -> list[Proxy]:
+    from service.settings import get_settings
+
+    d = get_settings().data_dir
+    reposts = []
+    for r in data.reposts(d):
+        if data.split_of(f"weibo16:{r.event}") == "eval" and not is_boilerplate(r.text):
+            reposts.append(normalise(r.text).text)
+    rng = random.Random(0)
+    reposts = rng.sample(reposts, min(sample, len(reposts)))
+    reporting = data.toxicn_reporting(d)
+    toxicn = next(s for s in sets if s.name == "ToxiCN")
+    against = [
+        normalise(e.text).text
+        for e in toxicn.examples
+        if e.split == "eval" and e.group in reporting
+    ]
+    return [
+        Proxy("ordinary reposts (Weibo16 eval events)", "rumor", reposts),
+        Proxy("ToxiCN reporting rows (eval)", "incitement", against),
+    ]
+
+
+def proxy_table(
+    classifier: Classifier,
+    policy: Policy,
+    sets: Sequence[Dataset],
+    items: Sequence[Proxy],
+    baselines: Baselines,
+) -> str:
+    lines = [
+        "| proxy | head | n | model flagged (policy review threshold) | model ≥ 0.5 | "
+        "baseline ≥ 0.5 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for item in items:
+        p_base = baselines.predict([s for s in sets if s.head == item.head], item.texts)
+        p = classifier.predict(item.texts)[:, HEADS.index(item.head)]
+        review = review_threshold(classifier, policy, item.head)
+        lines.append(
+            f"| {item.name} | {item.head} | {len(item.texts)} | "
+            f"{(p >= review).mean():.3f} | {(p >= 0.5).mean():.3f} | "
+            f"{(p_base >= 0.5).mean():.3f} |"
+        )
+    return "\n".join(lines)
 
 
 def table(rows: Sequence[Row]) -> str:

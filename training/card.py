@@ -131,6 +131,19 @@ Training time on this machine (seconds per step): `{card["timings_s"]}`.
 
 {card.get("quality", "(run `python -m eval --card models`)")}
 
+### Content that should not be flagged
+
+The held-back checks include ordinary Weibo posts from another collection and comments that
+speak against bias. Two proxies in the data we have (`eval/quality.py`, `Proxy`):
+
+{card.get("proxies", "(run `python -m eval --card models`)")}
+
+### Across datasets
+
+Fine-tuned on one incitement corpus, tested on the other's eval split (`python -m eval.crossdata`):
+
+{card.get("crossdata", "(run `python -m eval.crossdata --card models`)")}
+
 ## Speed
 
 {card.get("speed", "(run `python -m eval --card models`)")}

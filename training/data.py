@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from service.heads import Head
 
@@ -91,17 +91,27 @@ def cold(data_dir: Path) -> list[Example]:
     return out
 
 
+def _toxicn_rows(data_dir: Path) -> list[dict[str, Any]]:
+    with open(data_dir / "toxicn" / "train.json", encoding="utf-8") as f:
+        rows: list[dict[str, Any]] = json.load(f)
+    return rows
+
+
 def toxicn(data_dir: Path) -> list[Example]:
     """ToxiCN's training file, split 80/10/10 by a hash of the row's content."""
-    with open(data_dir / "toxicn" / "train.json", encoding="utf-8") as f:
-        rows = json.load(f)
     out = []
-    for i, d in enumerate(rows):
+    for i, d in enumerate(_toxicn_rows(data_dir)):
         key = f"toxicn:{i}:{d['content']}"
         out.append(
             Example(str(d["content"]), "incitement", int(d["toxic"]), split_of(key), f"toxicn-{i}")
         )
     return out
+
+
+def toxicn_reporting(data_dir: Path) -> set[str]:
+    """Groups of the ToxiCN rows whose expression is "reporting": texts that report or
+    criticise discrimination. ToxiCN labels them toxic; a trust team would rather not."""
+    return {f"toxicn-{i}" for i, d in enumerate(_toxicn_rows(data_dir)) if d["expression"] == 3}
 
 
 def reposts(data_dir: Path) -> Iterator[Repost]:
