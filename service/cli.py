@@ -1,4 +1,5 @@
-"""The ``qinglang`` command: ``rescore`` a JSONL file, ``selfcheck`` the shipped model.
+"""The ``qinglang`` command: ``serve`` the API, ``keys create`` an API key, ``migrate`` the
+database, ``rescore`` a JSONL file, ``selfcheck`` the shipped model.
 
 Heavy modules (pydantic, tqdm, the pipeline and ONNX Runtime) are imported inside the commands,
 so that ``qinglang --help`` and usage errors answer at once.
@@ -50,6 +51,12 @@ def main(argv: list[str] | None = None, *, load_scorer: ScorerFactory | None = N
     load = load_scorer or _load_pipeline
     if args.command == "rescore":
         return _rescore(args, load)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "keys":
+        return _create_key(args.role)
+    if args.command == "migrate":
+        return _migrate()
     return _selfcheck(load)
 
 
@@ -96,6 +103,25 @@ def _parser() -> argparse.ArgumentParser:
         description="Load the model and score a few built-in posts; exit 0 when every score "
         "lies in [0, 1].",
     )
+    serve = commands.add_parser(
+        "serve",
+        help="run the scoring API (settings: QINGLANG_* variables or qinglang.toml)",
+        description="Migrate the database, then serve the API with uvicorn. Without a database "
+        "URL it keeps a SQLite file in the state folder (./data).",
+    )
+    serve.add_argument("--host", help="address to listen on (default: the host setting)")
+    serve.add_argument("--port", type=int, help="port (default: the port setting)")
+    serve.add_argument(
+        "--workers", type=_positive_int, help="server processes (default: the workers setting)"
+    )
+    keys = commands.add_parser("keys", help="manage API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    create = key_commands.add_parser(
+        "create",
+        help="create an API key and print it as the last line (it is shown only this once)",
+    )
+    create.add_argument("--role", required=True, choices=["publisher", "reviewer", "admin"])
+    commands.add_parser("migrate", help="bring the database schema to the newest migration")
     return parser
 
 
@@ -178,6 +204,84 @@ def _selfcheck(load: ScorerFactory) -> int:
         return 1
     print(f"qinglang selfcheck: ok, model {scorer.model_version}", file=sys.stderr)
     return 0
+
+
+def _migrate() -> int:
+    from service.settings import get_settings
+    from service.storage import StorageError, upgrade
+
+    settings = get_settings()
+    try:
+        upgrade(settings.database)
+    except StorageError as exc:
+        print(f"qinglang migrate: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _create_key(role: str) -> int:
+    from service.security import ROLES, create_key
+    from service.settings import get_settings
+    from service.storage import StorageError, open_repository, upgrade
+
+    settings = get_settings()
+    role_ = next(r for r in ROLES if r == role)
+    try:
+        upgrade(settings.database)
+        repository = open_repository(settings.database, settings.db_timeout_s)
+        try:
+            key = create_key(repository, role_)
+        finally:
+            repository.close()
+    except StorageError as exc:
+        print(f"qinglang keys: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"a new {role} key; it is stored hashed and shown only now:")
+    print(key)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.logs import config, configure
+    from service.settings import get_settings
+    from service.storage import StorageError, upgrade
+
+    settings = get_settings()
+    host = args.host or settings.host
+    port = args.port or settings.port
+    workers = args.workers or settings.workers
+    configure(settings.log_level)
+    try:
+        upgrade(settings.database)
+    except StorageError as exc:
+        # publish must not wait for the database: serve degraded, spool, retry
+        print(f"qinglang serve: warning: {exc}; serving degraded", file=sys.stderr)
+    print(
+        f"qinglang serve: listening on http://{host}:{port} (API docs at /docs), "
+        f"storage {_safe_url(settings.database)}\n"
+        "  get an API key: .venv/bin/qinglang keys create --role publisher\n"
+        "  then: curl -H 'Authorization: Bearer KEY' -H 'Content-Type: application/json' "
+        f'-d \'{{"id": "1", "text": "..."}}\' http://{host}:{port}/v1/score',
+        flush=True,
+    )
+    uvicorn.run(
+        "service.api:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=config(settings.log_level),
+        access_log=False,
+    )
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 if __name__ == "__main__":

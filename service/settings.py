@@ -10,6 +10,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -33,6 +34,51 @@ class Settings(BaseSettings):
     """ONNX Runtime threads per session: one, so that every core serves its own batch."""
     batch_size: int = 64
     """Posts per model call in batch scoring (posts are sorted by length within a chunk)."""
+
+    # --- the service (``qinglang serve``) ---
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1)
+    """Server processes; each loads the model and runs its own inference thread."""
+    state_dir: Path = ROOT / "data"
+    """The service's own files: the SQLite database by default, and the spool."""
+    database_url: str | None = None
+    """SQLAlchemy URL (``postgresql+psycopg://...``); default: SQLite in ``state_dir``."""
+    db_timeout_s: float = Field(default=1.0, gt=0)
+    """How long one storage call may wait (SQLite lock, PostgreSQL statement) before the
+    request gives up on storage and answers degraded."""
+    storage_retry_s: float = Field(default=2.0, gt=0)
+    """After a storage failure, requests skip storage for this long; then it is tried again
+    and the spool is written out."""
+    serve_threads: int = Field(default=2, ge=1)
+    """ONNX Runtime threads of the server's one inference thread: the 2-core target gives both
+    cores to each micro-batch, as concurrent requests are already merged into one batch."""
+    batch_window_ms: float = Field(default=2.0, ge=0)
+    """How long the first request of a micro-batch waits for others to join it."""
+    batch_max_posts: int = Field(default=64, ge=1)
+    """Most posts per micro-batch (one request's posts are never split)."""
+    cache_size: int = Field(default=100_000, ge=0)
+    """Score records kept in memory per process, so that a post id scored again gets its first
+    record back without storage (``pass`` records are not stored)."""
+    max_text_chars: int = Field(default=10_000, ge=1)
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1)
+    max_batch_posts: int = Field(default=256, ge=1)
+    rate_limit_per_s: float = Field(default=1000.0, gt=0)
+    """Requests per second per API key (token bucket), per server process."""
+    rate_limit_burst: int = Field(default=2000, ge=1)
+    key_cache_s: float = Field(default=60.0, ge=0)
+    """How long a verified key is trusted without asking storage again (a revoked key keeps
+    working this long; a known key keeps working while storage is down)."""
+    log_level: str = "INFO"
+
+    @property
+    def database(self) -> str:
+        """The storage URL in effect."""
+        return self.database_url or f"sqlite:///{self.state_dir / 'qinglang.db'}"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.state_dir / "spool"
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,116 @@
+"""The app factory: ``create_app()`` for uvicorn (``--factory``), or with settings in tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from service.api import ops, score
+from service.api.edge import Edge
+from service.api.state import Services
+from service.metrics import Metrics
+from service.pipeline import Pipeline
+from service.record import Post
+from service.scoring import ScoringService
+from service.security import AuthError, Guard
+from service.settings import Settings, get_settings
+from service.spool import Spool
+from service.storage import open_repository
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Load the model and open storage (without waiting for it: it may be down) and build the
+    app. The schema must be migrated already (``qinglang serve`` does it before starting)."""
+    settings = settings or get_settings()
+    pipeline = Pipeline.load(
+        settings.model_copy(update={"intra_op_threads": settings.serve_threads})
+    )
+    # the first model call allocates its buffers: let it be ours, not the first caller's
+    pipeline.score_many([Post(id="warm-up", text="预热模型")])
+    repository = open_repository(settings.database, settings.db_timeout_s)
+
+    def metrics_for(scoring: ScoringService) -> Metrics:
+        return Metrics(
+            pipeline.model_version,
+            pipeline.policy_version,
+            queue_depth=lambda: scoring.batcher.depth,
+            storage_up=lambda: float(scoring.health.problem is None),
+        )
+
+    scoring = ScoringService(
+        pipeline,
+        repository,
+        Spool(settings.spool_dir),
+        window_s=settings.batch_window_ms / 1000,
+        max_posts=settings.batch_max_posts,
+        cache_size=settings.cache_size,
+        retry_s=settings.storage_retry_s,
+        metrics_factory=metrics_for,
+    )
+    guard = Guard(
+        repository,
+        rate=settings.rate_limit_per_s,
+        burst=settings.rate_limit_burst,
+        cache_s=settings.key_cache_s,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # writes out what an earlier process left in the spool, then keeps watching storage
+        maintainer = asyncio.create_task(scoring.maintain(settings.storage_retry_s))
+        log.info(
+            "serving",
+            extra={"model_version": pipeline.model_version, "policy": pipeline.policy_version},
+        )
+        try:
+            yield
+        finally:
+            maintainer.cancel()
+            await asyncio.gather(maintainer, return_exceptions=True)
+            await scoring.close()
+            repository.close()
+
+    app = FastAPI(
+        title="qinglang",
+        summary="Content-risk scoring for Chinese public-account platforms",
+        version=pipeline.model_version,
+        lifespan=lifespan,
+    )
+    app.state.services = Services(settings=settings, scoring=scoring, guard=guard)
+    app.include_router(score.router)
+    app.include_router(ops.router)
+    app.add_exception_handler(AuthError, _auth_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
+    app.add_middleware(Edge, metrics=scoring.metrics, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+async def _auth_error(_: Request, exc: AuthError) -> JSONResponse:
+    headers = {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return JSONResponse({"detail": exc.message}, exc.status, headers=headers)
+
+
+async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with each error's field path, without echoing the input: it may be the post's text,
+    or a lone surrogate that cannot be encoded in the response."""
+    detail: list[dict[str, Any]] = []
+    for error in exc.errors():
+        msg = error["msg"]
+        if error["type"] == "json_invalid":
+            msg = f"{msg}: {error.get('ctx', {}).get('error', '')}"
+        detail.append({"loc": list(error["loc"]), "msg": msg, "type": error["type"]})
+    return JSONResponse({"detail": detail}, 422)

@@ -1,0 +1,116 @@
+"""What every request goes through first: a request id, the body limit, metrics, the access log.
+
+A plain ASGI middleware rather than Starlette's ``BaseHTTPMiddleware``: it adds no task per
+request and sees the body before the app does, so an oversized body is refused unread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.logs import request_id
+from service.metrics import Metrics
+
+log = logging.getLogger("service.access")
+
+HEADER = b"x-request-id"
+# a caller's id is kept when it is short and plain, so that it can be logged safely
+_CALLER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+class Edge:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = _request_id(scope)
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (HEADER, rid.encode())]
+            await send(message)
+
+        try:
+            body = await self._read_body(scope, receive)
+            if body is None:
+                await _too_large(send_with_id, self.max_body_bytes)
+            else:
+                await self.app(scope, _replay(body, receive), send_with_id)
+        finally:
+            seconds = time.perf_counter() - started
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.metrics.request(path, scope["method"], status, seconds)
+            log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "route": path,
+                    "status": status,
+                    "ms": round(seconds * 1000, 2),
+                },
+            )
+            request_id.reset(token)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> list[Message] | None:
+        """The request's body messages, or None when it is over the limit."""
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                return None
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return messages
+            size += len(message.get("body", b""))
+            if size > self.max_body_bytes:
+                return None
+            if not message.get("more_body", False):
+                return messages
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == HEADER:
+            given: str = value.decode("latin-1")
+            if _CALLER_ID.fullmatch(given):
+                return given
+    return uuid.uuid4().hex
+
+
+def _replay(messages: list[Message], then: Receive) -> Receive:
+    """The body messages already read, then the connection's own (its disconnect)."""
+    pending = list(messages)
+
+    async def receive() -> Message:
+        return pending.pop(0) if pending else await then()
+
+    return receive
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = json.dumps({"detail": f"request body is over the limit of {limit} bytes"}).encode()
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,57 @@
+"""``/healthz``, ``/readyz`` and ``/metrics``: for the platform's probes and Prometheus."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from starlette.concurrency import run_in_threadpool
+
+from service.api.schemas import Health, Readiness
+from service.api.state import Found
+from service.metrics import CONTENT_TYPE
+from service.storage import StorageError
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> Health:
+    """The process is alive and serving (no dependency is checked)."""
+    return Health(status="ok")
+
+
+@router.get("/readyz")
+async def readyz(found: Found) -> Readiness:
+    """The model is loaded and storage answers; otherwise ``degraded`` with the reasons.
+
+    Answers 200 even when degraded: scoring still works then (flagged records are spooled), and
+    taking every replica out of the load balancer when the database is down would stop the
+    publish path, which is what degraded mode exists to avoid.
+    """
+    scoring = found.scoring
+    problems = []
+    try:
+        await run_in_threadpool(scoring.repository.ping)
+        scoring.health.ok()
+    except StorageError as exc:
+        scoring.health.failed(str(exc))
+        problems.append(f"storage unreachable: {exc}")
+    spooled = await run_in_threadpool(scoring.spool.pending)
+    if spooled:
+        problems.append(f"{spooled} flagged records are waiting in the spool for storage")
+    return Readiness(
+        status="degraded" if problems else "ready",
+        model_version=scoring.model_version,
+        policy_version=scoring.policy.version,
+        problems=problems,
+        spooled=spooled,
+    )
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}}}},
+)
+async def metrics(found: Found) -> Response:
+    """Prometheus text format."""
+    return Response(found.scoring.metrics.render(), media_type=CONTENT_TYPE)

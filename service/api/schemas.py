@@ -1,0 +1,57 @@
+"""Request and response bodies of the API, beyond the :class:`~service.record.Post` and the
+:class:`~service.record.ScoreRecord` themselves."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from service.record import ScoreRecord
+
+MAX_BATCH_POSTS = 256
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class BatchRequest(BaseModel):
+    # items are checked one by one in the router, so that one bad post gets an error entry in
+    # its place instead of failing the whole batch; the schema still documents them as posts
+    posts: list[Any] = Field(
+        max_length=MAX_BATCH_POSTS,
+        json_schema_extra={"items": {"$ref": "#/components/schemas/Post"}},
+    )
+
+
+class ItemProblem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ItemError(BaseModel):
+    """In place of the record of a post that could not be scored."""
+
+    index: int
+    id: str | None = Field(description="the post's id when it had a usable one")
+    status: Literal[413, 422] = Field(description="what the single-post endpoint would answer")
+    errors: list[ItemProblem]
+
+
+class BatchResponse(BaseModel):
+    records: list[ScoreRecord | ItemError]
+    degraded: bool
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "degraded"]
+    model_version: str
+    policy_version: str
+    problems: list[str] = Field(description="why the service is degraded; empty when ready")
+    spooled: int = Field(description="flagged records waiting in the spool for storage")

@@ -1,0 +1,91 @@
+"""``POST /v1/score`` and ``POST /v1/score/batch``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import ValidationError
+
+from service.api.auth import require
+from service.api.schemas import BatchRequest, BatchResponse, ItemError, ItemProblem, Problem
+from service.api.state import Found
+from service.record import Post, ScoreRecord
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "missing, malformed or unknown API key"},
+    403: {"model": Problem, "description": "the key's role may not score"},
+    413: {"model": Problem, "description": "a text or the body is over the limit"},
+    429: {"model": Problem, "description": "rate limit; see Retry-After"},
+    503: {"model": Problem, "description": "the API key cannot be verified right now"},
+}
+
+router = APIRouter(prefix="/v1", tags=["scoring"], responses=ERRORS)
+publisher = require("publisher", "admin")
+
+
+def _too_long(post: Post, limit: int) -> str | None:
+    if len(post.text) > limit:
+        return f"text has {len(post.text)} characters; the limit is {limit}"
+    return None
+
+
+@router.post("/score", dependencies=[Depends(publisher)])
+async def score(post: Post, found: Found) -> ScoreRecord:
+    """Score one post. ``degraded`` is true when storage was out of reach: the record is then
+    kept in a local spool and stored when storage answers again."""
+    problem = _too_long(post, found.settings.max_text_chars)
+    if problem:
+        raise HTTPException(413, problem)
+    records, _ = await found.scoring.score([post])
+    return records[0]
+
+
+@router.post("/score/batch", dependencies=[Depends(publisher)])
+async def score_batch(body: BatchRequest, found: Found) -> BatchResponse:
+    """Score up to 256 posts; records come back in input order, and a post that cannot be scored
+    gets an error entry in its place."""
+    checked = [_check(i, item, found.settings.max_text_chars) for i, item in enumerate(body.posts)]
+    records, degraded = await found.scoring.score([c for c in checked if isinstance(c, Post)])
+    scored = iter(records)
+    return BatchResponse(
+        records=[next(scored) if isinstance(c, Post) else c for c in checked], degraded=degraded
+    )
+
+
+def _check(index: int, item: object, limit: int) -> Post | ItemError:
+    try:
+        post = Post.model_validate(item)
+    except ValidationError as exc:
+        return ItemError(index=index, id=_shown_id(item), status=422, errors=problems(exc))
+    problem = _too_long(post, limit)
+    if problem:
+        return ItemError(
+            index=index,
+            id=post.id,
+            status=413,
+            errors=[ItemProblem(loc=["text"], msg=problem, type="too_long")],
+        )
+    return post
+
+
+def _shown_id(item: object) -> str | None:
+    """The id of a rejected item, when it can be echoed safely (no NUL, no lone surrogate)."""
+    given = item.get("id") if isinstance(item, dict) else None
+    if isinstance(given, int) and not isinstance(given, bool):
+        return str(given)
+    if isinstance(given, str) and "\x00" not in given:
+        try:
+            given.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        return given
+    return None
+
+
+def problems(exc: ValidationError) -> list[ItemProblem]:
+    """Where and why, without echoing the input (it may be the text, or not encodable)."""
+    return [
+        ItemProblem(loc=list(e["loc"]), msg=e["msg"], type=e["type"])
+        for e in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]

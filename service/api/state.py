@@ -1,0 +1,28 @@
+"""What the routers reach through the app: the scoring service, the guard, settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.scoring import ScoringService
+from service.security import Guard
+from service.settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    scoring: ScoringService
+    guard: Guard
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+Found = Annotated[Services, Depends(services)]
+"""A router argument of this type gets the app's services."""

@@ -1,0 +1,101 @@
+"""Server-side micro-batching: concurrent requests become one model call, off the event loop.
+
+A request's posts wait in a queue; the first waits at most ``window_s`` for others to join, then
+up to ``max_posts`` posts (never splitting one request's) go to the scorer in one call on a
+single inference thread. While that call runs, new requests gather for the next one, so load
+turns into larger batches instead of a longer queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from service.record import Post, ScoreRecord
+
+ScoreMany = Callable[[Sequence[Post]], list[ScoreRecord]]
+
+
+@dataclass
+class _Job:
+    posts: Sequence[Post]
+    done: asyncio.Future[list[ScoreRecord]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        score_many: ScoreMany,
+        *,
+        window_s: float,
+        max_posts: int,
+        on_batch: Callable[[int], None] = lambda size: None,
+    ) -> None:
+        self.score_many = score_many
+        self.window_s = window_s
+        self.max_posts = max_posts
+        self.on_batch = on_batch
+        self._jobs: list[_Job] = []
+        self._wake: asyncio.Event | None = None
+        self._runner: asyncio.Task[None] | None = None
+        # one thread: ONNX Runtime's own threads already use the cores for each batch
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+
+    @property
+    def depth(self) -> int:
+        """Posts waiting for the model."""
+        return sum(len(job.posts) for job in self._jobs)
+
+    async def score(self, posts: Sequence[Post]) -> list[ScoreRecord]:
+        if not posts:
+            return []
+        if self._wake is None or self._runner is None or self._runner.done():
+            # started on first use, in the loop that serves the requests
+            self._wake = asyncio.Event()
+            self._runner = asyncio.get_running_loop().create_task(self._run(self._wake))
+        job = _Job(posts)
+        self._jobs.append(job)
+        self._wake.set()
+        return await job.done
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, wake: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await wake.wait()
+            wake.clear()
+            if self.depth < self.max_posts and self.window_s > 0:
+                await asyncio.sleep(self.window_s)
+            while self._jobs:
+                batch = self._take()
+                posts = [post for job in batch for post in job.posts]
+                self.on_batch(len(posts))
+                try:
+                    records = await loop.run_in_executor(self._executor, self.score_many, posts)
+                except Exception as exc:
+                    for job in batch:
+                        if not job.done.done():
+                            job.done.set_exception(exc)
+                    continue
+                start = 0
+                for job in batch:
+                    if not job.done.done():  # the caller may have gone (client disconnect)
+                        job.done.set_result(records[start : start + len(job.posts)])
+                    start += len(job.posts)
+
+    def _take(self) -> list[_Job]:
+        batch = [self._jobs.pop(0)]
+        total = len(batch[0].posts)
+        while self._jobs and total + len(self._jobs[0].posts) <= self.max_posts:
+            total += len(self._jobs[0].posts)
+            batch.append(self._jobs.pop(0))
+        return batch

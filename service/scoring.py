@@ -1,0 +1,221 @@
+"""Scoring on the publish path: idempotency, persistence by policy, degraded mode.
+
+A post id scored again with the same model gets its first record back (from memory, or from
+storage for stored records), is not scored again and is counted, stored and enqueued once.
+Records whose decision the policy lists in ``persist`` are stored, with a review-queue item when
+it lists the decision in ``enqueue``. When storage fails, the answer still goes out, marked
+``degraded``, and those records wait in the durable :class:`~service.spool.Spool` until storage
+answers again. Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol, TypeVar
+
+from service.batching import MicroBatcher
+from service.metrics import Metrics
+from service.policy import Policy
+from service.record import Post, ScoreRecord
+from service.spool import Spool
+from service.storage import Repository, StorageError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class PolicyScorer(Protocol):
+    """What the service needs of :class:`service.pipeline.Pipeline`."""
+
+    @property
+    def model_version(self) -> str: ...
+
+    @property
+    def policy(self) -> Policy: ...
+
+    def score_many(self, posts: Sequence[Post]) -> list[ScoreRecord]: ...
+
+
+class StorageHealth:
+    """Whether to try storage now: after a failure, requests leave it alone for ``retry_s``
+    (they spool instead of each waiting out a timeout) until a retry succeeds."""
+
+    def __init__(self, retry_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.retry_s, self.clock = retry_s, clock
+        self.problem: str | None = None
+        self._retry_at = 0.0
+
+    @property
+    def usable(self) -> bool:
+        return self.problem is None or self.clock() >= self._retry_at
+
+    def failed(self, problem: str) -> None:
+        if self.problem is None:
+            log.warning("storage unavailable, answering degraded", extra={"problem": problem})
+        self.problem = problem
+        self._retry_at = self.clock() + self.retry_s
+
+    def ok(self) -> None:
+        if self.problem is not None:
+            log.info("storage available again")
+        self.problem = None
+
+
+class FirstRecords:
+    """The first record of each (post id, model version), most recently used kept."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._records: OrderedDict[tuple[str, str], ScoreRecord] = OrderedDict()
+
+    def get(self, post_id: str, model_version: str) -> ScoreRecord | None:
+        key = (post_id, model_version)
+        record = self._records.get(key)
+        if record is not None:
+            self._records.move_to_end(key)
+        return record
+
+    def keep(self, record: ScoreRecord) -> ScoreRecord:
+        """Keep ``record`` unless one is kept for its post already; return the kept one."""
+        kept = self._records.setdefault((record.id, record.model_version), record)
+        while len(self._records) > self.size:
+            self._records.popitem(last=False)
+        return kept
+
+    def replace(self, record: ScoreRecord) -> None:
+        self._records[(record.id, record.model_version)] = record
+
+
+class ScoringService:
+    def __init__(
+        self,
+        scorer: PolicyScorer,
+        repository: Repository,
+        spool: Spool,
+        *,
+        window_s: float,
+        max_posts: int,
+        cache_size: int,
+        retry_s: float,
+        metrics_factory: Callable[[ScoringService], Metrics],
+    ) -> None:
+        self.scorer = scorer
+        self.repository = repository
+        self.spool = spool
+        self.health = StorageHealth(retry_s)
+        self.first = FirstRecords(cache_size)
+        self.metrics = metrics_factory(self)
+        self.batcher = MicroBatcher(
+            scorer.score_many,
+            window_s=window_s,
+            max_posts=max_posts,
+            on_batch=self.metrics.batches.observe,
+        )
+        # storage calls block; they get their own threads so they never wait behind the model
+        self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="storage")
+
+    @property
+    def model_version(self) -> str:
+        return self.scorer.model_version
+
+    @property
+    def policy(self) -> Policy:
+        return self.scorer.policy
+
+    async def score(self, posts: Sequence[Post]) -> tuple[list[ScoreRecord], bool]:
+        """The records of ``posts`` in order, and whether storage was out of reach (degraded)."""
+        version = self.model_version
+        found: dict[str, ScoreRecord] = {}
+        for post in posts:
+            record = self.first.get(post.id, version)
+            if record is not None:
+                found[post.id] = record
+        degraded = False
+        unknown = list(dict.fromkeys(p.id for p in posts if p.id not in found))
+        if unknown:
+            try:
+                stored = await self._storage(self.repository.find_records, unknown, version)
+                found.update({i: self.first.keep(r) for i, r in stored.items()})
+            except StorageError:
+                degraded = True
+        # one post per id: a batch that repeats an id scores and stores its first post once
+        fresh: dict[str, Post] = {}
+        for post in posts:
+            if post.id not in found:
+                fresh.setdefault(post.id, post)
+        for record in await self.batcher.score(list(fresh.values())):
+            kept = self.first.keep(record)
+            if kept is record:
+                self.metrics.scored(record)
+                kept, spooled = await self._persist(record)
+                degraded = degraded or spooled
+            found[record.id] = kept
+        degraded = degraded or self.health.problem is not None
+        return [found[p.id].model_copy(update={"degraded": degraded}) for p in posts], degraded
+
+    async def _persist(self, record: ScoreRecord) -> tuple[ScoreRecord, bool]:
+        """Store ``record`` as the policy says; the stored record, and whether it was spooled."""
+        if record.decision not in self.policy.persist:
+            return record, False
+        enqueue = record.decision in self.policy.enqueue
+        try:
+            stored = await self._storage(self.repository.save_record, record, enqueue=enqueue)
+        except StorageError:
+            await asyncio.get_running_loop().run_in_executor(
+                self._io, lambda: self.spool.append(record, enqueue=enqueue)
+            )
+            self.metrics.spooled.inc()
+            return record, True
+        if stored is not record:
+            # another process stored this post first: its record is the one
+            self.first.replace(stored)
+        return stored, False
+
+    async def _storage(self, call: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """Run a storage call off the loop, or fail at once while storage is known to be down."""
+        if not self.health.usable:
+            raise StorageError(self.health.problem or "storage unavailable")
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(
+                self._io, lambda: call(*args, **kwargs)
+            )
+        except StorageError as exc:
+            self.health.failed(str(exc))
+            raise
+        self.health.ok()
+        return result
+
+    def recover(self) -> int:
+        """Check storage and write the spool out; the number of spooled records written.
+
+        Blocking; called periodically off the loop. Raises nothing: a failure is recorded in
+        :attr:`health` and the spool waits for the next try.
+        """
+        try:
+            self.repository.ping()
+            written = self.spool.drain(
+                lambda record, enqueue: self.repository.save_record(record, enqueue=enqueue)
+            )
+        except StorageError as exc:
+            self.health.failed(str(exc))
+            return 0
+        self.health.ok()
+        return written
+
+    async def maintain(self, every_s: float) -> None:
+        """Run :meth:`recover` every ``every_s`` seconds, until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await loop.run_in_executor(self._io, self.recover)
+            await asyncio.sleep(every_s)
+
+    async def close(self) -> None:
+        await self.batcher.close()
+        self._io.shutdown(wait=True)
+        self.spool.close()

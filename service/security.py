@@ -1,0 +1,151 @@
+"""API keys, roles and rate limits: everything that decides who may call what, in one place.
+
+A key is ``ql_<key id>_<secret>``: the id finds the stored key, the secret is checked against the
+stored SHA-256 digest in constant time. The secret is 256 random bits, so a plain digest is as
+strong as a slow password hash would be, and keeps verification cheap on the publish path. The
+key itself is shown once, when it is created, and never stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import get_args
+
+from service.storage import ApiKey, Repository, StorageError
+from service.storage.repository import Role
+
+ROLES: tuple[Role, ...] = get_args(Role)
+PREFIX = "ql"
+MAX_CACHED_KEYS = 10_000
+
+
+class AuthError(Exception):
+    """The request may not go on: ``status`` is 401, 403, 429 or 503."""
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(repository: Repository, role: Role) -> str:
+    """Store a new key of ``role`` and return the key itself (the only time it is seen)."""
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    repository.add_key(
+        ApiKey(key_id=key_id, digest=_digest(secret), role=role, created_at=datetime.now(UTC))
+    )
+    return f"{PREFIX}_{key_id}_{secret}"
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    role: Role
+
+
+class TokenBucket:
+    """``rate`` tokens a second up to ``burst``; one token per request."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float]) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.tokens = float(burst)
+        self.stamp = clock()
+
+    def take(self) -> float:
+        """0 when a token was taken, else the seconds until one will be there."""
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class Guard:
+    """Checks a bearer key, its role and its rate; keeps verified keys for ``cache_s`` seconds.
+
+    Keys are kept so that a request does not cost a storage round trip, and so that known keys go
+    on working while storage is down (publish must not block); an unknown key then gets 503.
+    """
+
+    def __init__(
+        self,
+        repository: Repository,
+        *,
+        rate: float,
+        burst: int,
+        cache_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.repository = repository
+        self.rate, self.burst, self.cache_s, self.clock = rate, burst, cache_s, clock
+        self._keys: dict[str, tuple[float, ApiKey | None]] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
+
+    def check(self, authorization: str | None, allowed: tuple[Role, ...]) -> Principal:
+        """The caller behind an ``Authorization`` header value, allowed one of ``allowed``.
+
+        Blocking (it may ask storage): call it off the event loop.
+        """
+        key_id, secret = _parse(authorization)
+        stored = self._lookup(key_id)
+        if (
+            stored is None
+            or stored.revoked
+            or not hmac.compare_digest(_digest(secret), stored.digest)
+        ):
+            raise AuthError(401, "unknown or revoked API key")
+        if stored.role not in allowed:
+            raise AuthError(
+                403, f"a {stored.role} key may not call this; it needs one of {list(allowed)}"
+            )
+        with self._lock:
+            bucket = self._buckets.get(key_id)
+            if bucket is None:
+                bucket = self._buckets[key_id] = TokenBucket(self.rate, self.burst, self.clock)
+            wait = bucket.take()
+        if wait:
+            raise AuthError(429, "rate limit exceeded for this API key", retry_after=wait)
+        return Principal(key_id=key_id, role=stored.role)
+
+    def _lookup(self, key_id: str) -> ApiKey | None:
+        now = self.clock()
+        cached = self._keys.get(key_id)
+        if cached is not None and now - cached[0] < self.cache_s:
+            return cached[1]
+        try:
+            stored = self.repository.get_key(key_id)
+        except StorageError:
+            if cached is not None:
+                return cached[1]
+            raise AuthError(503, "cannot verify the API key: storage is unavailable", 5.0) from None
+        if len(self._keys) >= MAX_CACHED_KEYS:
+            self._keys.clear()
+        # unknown ids are remembered too, so that guessing does not hammer storage
+        self._keys[key_id] = (now, stored)
+        return stored
+
+
+def _parse(authorization: str | None) -> tuple[str, str]:
+    if not authorization:
+        raise AuthError(401, "missing API key: send Authorization: Bearer KEY")
+    scheme, _, key = authorization.partition(" ")
+    parts = key.strip().split("_", 2)
+    if scheme.lower() != "bearer" or len(parts) != 3 or parts[0] != PREFIX:
+        raise AuthError(401, "malformed API key: send Authorization: Bearer KEY")
+    return parts[1], parts[2]

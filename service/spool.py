@@ -1,0 +1,139 @@
+"""A local, durable spool for flagged records that storage could not take.
+
+While storage is down, each record the policy says to persist is appended to this process's spool
+file as one JSON line and fsynced before the request is answered, so a crash after the answer
+loses nothing. :meth:`Spool.drain` writes the spooled records to storage and deletes a file only
+once every line of it is stored; as storage keeps one record per post and model version,
+replaying a file that was partly written before a crash stores nothing twice.
+
+Several server processes share the folder: each holds an exclusive ``flock`` on its own live
+file while it runs, and a drain takes the same lock on a file before reading it, so two
+processes never drain one file at once, and the file of a process that died (its lock gone
+with it) is drained by whichever process comes next.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from service.record import ScoreRecord
+
+log = logging.getLogger(__name__)
+
+Write = Callable[[ScoreRecord, bool], object]
+"""Stores one record (and enqueues it for review when the flag is set); raises on failure."""
+
+
+class Spool:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._live: IO[bytes] | None = None
+        self._live_path: Path | None = None
+        self._live_lines = 0
+
+    def append(self, record: ScoreRecord, *, enqueue: bool) -> None:
+        line = json.dumps({"enqueue": enqueue, "record": record.model_dump(mode="json")})
+        with self._lock:
+            live = self._open_live()
+            live.write(line.encode() + b"\n")
+            live.flush()
+            os.fsync(live.fileno())
+            self._live_lines += 1
+
+    def pending(self) -> int:
+        """Records waiting in this folder's spool files (all processes)."""
+        total = 0
+        for path in self.folder.glob("*.jsonl"):
+            try:
+                with open(path, "rb") as f:
+                    total += sum(1 for line in f if line.strip())
+            except FileNotFoundError:
+                continue
+        return total
+
+    def drain(self, write: Write) -> int:
+        """Write every spooled record with ``write``; return how many were written.
+
+        Stops at the first failure (storage went away again) and leaves the rest for next time.
+        """
+        with self._lock:
+            self._close_live()
+        written = 0
+        for path in sorted(self.folder.glob("*.jsonl")):
+            if path == self._live_path:
+                continue
+            written += self._drain_file(path, write)
+        if written:
+            log.info("spool drained", extra={"records": written})
+        return written
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_live()
+
+    def _open_live(self) -> IO[bytes]:
+        if self._live is None:
+            path = self.folder / f"spool-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+            live = open(path, "ab")  # noqa: SIM115 (held open, under a lock, for the process)
+            fcntl.flock(live.fileno(), fcntl.LOCK_EX)
+            _fsync_folder(self.folder)
+            self._live, self._live_path, self._live_lines = live, path, 0
+        return self._live
+
+    def _close_live(self) -> None:
+        """Close the live file so that drains can take it; the next append opens a new one."""
+        if self._live is not None and self._live_path is not None:
+            self._live.close()
+            if self._live_lines == 0:
+                self._live_path.unlink(missing_ok=True)
+        self._live, self._live_path = None, None
+
+    def _drain_file(self, path: Path, write: Write) -> int:
+        try:
+            f = open(path, "rb")  # noqa: SIM115 (closed below, after its lock)
+        except FileNotFoundError:
+            return 0
+        with f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0  # a live process's file, or another process is draining it
+            if os.fstat(f.fileno()).st_nlink == 0:
+                return 0  # drained and deleted by another process since we opened it
+            written = 0
+            for number, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    entry = json.loads(raw)
+                    record = ScoreRecord.model_validate(entry["record"])
+                except (ValueError, KeyError) as exc:
+                    # only a line torn by a crash mid-append can be unreadable; that append was
+                    # never acknowledged, so nothing a caller was told about is dropped here
+                    log.warning("spool line unreadable", extra={"file": path.name, "line": number})
+                    log.debug("unreadable spool line: %s", exc)
+                    continue
+                write(record, bool(entry["enqueue"]))
+                written += 1
+            path.unlink()
+            _fsync_folder(self.folder)
+            return written
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a created or deleted file's name durable, not only its contents."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,60 @@
+"""What the service needs of storage, free of any database detail."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from service.record import Decision, ScoreRecord
+
+Role = Literal["publisher", "reviewer", "admin"]
+
+
+class StorageError(Exception):
+    """Storage could not be reached or did not answer in time; the caller degrades."""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A stored API key: never the key itself, only its id and the digest of its secret."""
+
+    key_id: str
+    digest: str
+    role: Role
+    created_at: datetime
+    revoked: bool = False
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """A flagged record waiting for review (the review queue's own workflow is a later issue)."""
+
+    post_id: str
+    model_version: str
+    policy_version: str
+    decision: Decision
+    status: str
+
+
+class Repository(Protocol):
+    """Every method raises :class:`StorageError` when storage is unreachable or too slow."""
+
+    def ping(self) -> None:
+        """Return when storage answers a query."""
+
+    def find_records(self, post_ids: Sequence[str], model_version: str) -> dict[str, ScoreRecord]:
+        """The stored records of ``post_ids`` scored by ``model_version``, by post id."""
+
+    def save_record(self, record: ScoreRecord, *, enqueue: bool) -> ScoreRecord:
+        """Store ``record`` (and its review-queue item when ``enqueue``) unless a record of the
+        same post and model version is stored already; return the stored one, so that saving
+        the same record twice (a spool replayed after a crash) stores it once."""
+
+    def add_key(self, key: ApiKey) -> None: ...
+
+    def get_key(self, key_id: str) -> ApiKey | None: ...
+
+    def queue(self) -> list[QueueItem]:
+        """The review queue, oldest first."""

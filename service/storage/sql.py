@@ -1,0 +1,193 @@
+"""The :class:`~service.storage.repository.Repository` over SQLAlchemy: SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.record import Decision, ScoreRecord
+from service.storage.repository import ApiKey, QueueItem, Role, StorageError
+from service.storage.tables import ReviewItem, StoredKey, StoredRecord
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def make_engine(url: str, timeout_s: float) -> Engine:
+    """An engine whose every wait (connect, pool, lock, statement) ends within about
+    ``timeout_s``, so that a stuck database turns into a degraded answer, not a stuck request."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"timeout": timeout_s, "check_same_thread": False},
+            pool_timeout=timeout_s,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # WAL lets readers (idempotency look-ups) go on while a record is written
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")
+            dbapi_conn.execute("PRAGMA foreign_keys=ON")
+
+        return engine
+    engine = create_engine(
+        url,
+        connect_args={"connect_timeout": max(1, math.ceil(timeout_s))},
+        pool_timeout=timeout_s,
+        pool_pre_ping=True,
+    )
+    millis = int(timeout_s * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _pg_timeouts(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cur:
+            cur.execute(f"SET statement_timeout = {millis}")
+            cur.execute(f"SET lock_timeout = {millis}")
+        dbapi_conn.commit()
+
+    return engine
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def upgrade(url: str, timeout_s: float = 10.0) -> None:
+    """Bring the database at ``url`` to the newest migration (creating it from empty)."""
+    engine = make_engine(url, timeout_s)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot migrate {engine.url!r}: {exc}") from exc
+    finally:
+        engine.dispose()
+
+
+def open_repository(url: str, timeout_s: float) -> SqlRepository:
+    return SqlRepository(make_engine(url, timeout_s))
+
+
+class SqlRepository:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except IntegrityError:
+            raise
+        except SQLAlchemyError as exc:
+            raise StorageError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        with self._session() as session:
+            session.execute(text("SELECT 1"))
+
+    def find_records(self, post_ids: Sequence[str], model_version: str) -> dict[str, ScoreRecord]:
+        if not post_ids:
+            return {}
+        with self._session() as session:
+            rows = session.scalars(
+                select(StoredRecord).where(
+                    StoredRecord.post_id.in_(set(post_ids)),
+                    StoredRecord.model_version == model_version,
+                )
+            )
+            return {row.post_id: ScoreRecord.model_validate(row.record) for row in rows}
+
+    def save_record(self, record: ScoreRecord, *, enqueue: bool) -> ScoreRecord:
+        now = datetime.now(UTC)
+        try:
+            with self._session() as session:
+                row = StoredRecord(
+                    post_id=record.id,
+                    model_version=record.model_version,
+                    policy_version=record.policy_version,
+                    decision=record.decision,
+                    record=record.model_copy(update={"degraded": False}).model_dump(mode="json"),
+                    created_at=now,
+                )
+                session.add(row)
+                session.flush()
+                if enqueue:
+                    session.add(
+                        ReviewItem(
+                            record_id=row.id,
+                            post_id=record.id,
+                            model_version=record.model_version,
+                            policy_version=record.policy_version,
+                            decision=record.decision,
+                            status="open",
+                            enqueued_at=now,
+                        )
+                    )
+            return record
+        except IntegrityError:
+            # stored before (a concurrent request, or a replayed spool): the first one stands
+            stored = self.find_records([record.id], record.model_version)
+            if record.id not in stored:
+                raise StorageError(f"record {record.id!r} conflicts but is not stored") from None
+            return stored[record.id]
+
+    def add_key(self, key: ApiKey) -> None:
+        with self._session() as session:
+            session.add(
+                StoredKey(
+                    key_id=key.key_id,
+                    digest=key.digest,
+                    role=key.role,
+                    created_at=key.created_at,
+                    revoked_at=None,
+                )
+            )
+
+    def get_key(self, key_id: str) -> ApiKey | None:
+        with self._session() as session:
+            row = session.get(StoredKey, key_id)
+            if row is None:
+                return None
+            return ApiKey(
+                key_id=row.key_id,
+                digest=row.digest,
+                role=cast(Role, row.role),
+                created_at=row.created_at,
+                revoked=row.revoked_at is not None,
+            )
+
+    def queue(self) -> list[QueueItem]:
+        with self._session() as session:
+            rows = session.scalars(select(ReviewItem).order_by(ReviewItem.id))
+            return [
+                QueueItem(
+                    post_id=row.post_id,
+                    model_version=row.model_version,
+                    policy_version=row.policy_version,
+                    decision=cast(Decision, row.decision),
+                    status=row.status,
+                )
+                for row in rows
+            ]
