@@ -30,7 +30,8 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
-            "request_id": request_id.get(),
+            # stamped at the call (the access log) or taken from the request being served
+            "request_id": getattr(record, "request_id", None) or request_id.get(),
         }
         entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:

@@ -1,8 +1,16 @@
-"""Shared fixtures: the shipped model's pipeline, loaded once per session."""
+"""Shared fixtures: the shipped model's pipeline, loaded once per session; the databases."""
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import pytest
+from servicekit import Api, open_api
+from sqlalchemy import create_engine, text
 
 from service.pipeline import Pipeline
 from service.settings import Settings
@@ -16,3 +24,50 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def pipeline(settings: Settings) -> Pipeline:
     return Pipeline.load(settings)
+
+
+# --- the service's storage: every storage test runs on a temporary SQLite file and on the real
+# PostgreSQL server (127.0.0.1:5432, database ``test``), in a schema of its own so that
+# concurrent runs do not meet.
+
+POSTGRES = os.environ.get(
+    "QINGLANG_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A URL whose tables live in a new schema, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a temporary SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'qinglang.db'}"
+    else:
+        with postgres_schema() as url:
+            yield url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    with postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def api(tmp_path: Path, pipeline: Pipeline) -> Iterator[Api]:
+    """The app on a temporary SQLite file, with the review-all test policy."""
+    with open_api(tmp_path, f"sqlite:///{tmp_path / 'api.db'}", pipeline.classifier) as running:
+        yield running

@@ -28,11 +28,12 @@ from service.storage import open_repository
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Load the model and open storage (without waiting for it: it may be down) and build the
-    app. The schema must be migrated already (``qinglang serve`` does it before starting)."""
+def create_app(settings: Settings | None = None, pipeline: Pipeline | None = None) -> FastAPI:
+    """Load the model (unless ``pipeline`` is given: tests share one) and open storage (without
+    waiting for it: it may be down) and build the app. The schema must be migrated already
+    (``qinglang serve`` does it before starting)."""
     settings = settings or get_settings()
-    pipeline = Pipeline.load(
+    pipeline = pipeline or Pipeline.load(
         settings.model_copy(update={"intra_op_threads": settings.serve_threads})
     )
     # the first model call allocates its buffers: let it be ours, not the first caller's

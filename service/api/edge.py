@@ -60,6 +60,7 @@ class Edge:
             log.info(
                 "request",
                 extra={
+                    "request_id": rid,
                     "method": scope["method"],
                     "route": path,
                     "status": status,

@@ -1,0 +1,163 @@
+"""Helpers for the service's tests: policies that force a decision, records, a TCP proxy that can
+refuse connections like a database that went away."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi.testclient import TestClient
+
+from service.api import create_app
+from service.api.state import Services
+from service.classify import Classifier
+from service.heads import RISKS
+from service.pipeline import Pipeline
+from service.policy import load_policy
+from service.record import Decision, ScoreRecord
+from service.security import create_key
+from service.settings import Settings
+from service.storage import upgrade
+from service.storage.repository import Role
+
+
+def write_policy(
+    path: Path,
+    *,
+    persist: tuple[Decision, ...] = ("review", "block"),
+    enqueue: tuple[Decision, ...] = ("review", "block"),
+    version: str = "test-review-all",
+) -> Path:
+    """The shipped policy with every risk flagged (review at 0) and never blocked, so that every
+    post, whatever the model says, gets ``review``."""
+    text = Settings().policy_file.read_text()
+    text = re.sub(r"(?m)^version = .*$", f'version = "{version}"', text)
+    text = re.sub(r"(?m)^persist = .*$", f"persist = {list(persist)!r}", text)
+    text = re.sub(r"(?m)^enqueue = .*$", f"enqueue = {list(enqueue)!r}", text)
+    text = re.sub(r"(?m)^review = .*$", "review = 0.0", text)
+    text = re.sub(r"(?m)^block = .*$", "block = 1.01", text)
+    path.write_text(text.replace("'", '"'))
+    return path
+
+
+def record(post_id: str, decision: Decision = "review", model: str = "sha256:m1") -> ScoreRecord:
+    return ScoreRecord(
+        id=post_id,
+        account_id=None,
+        scores=dict.fromkeys(RISKS, 0.5),
+        flags=dict.fromkeys(RISKS, decision != "pass"),
+        signals={"originality_claim": 0.1},
+        decision=decision,
+        reasons=[],
+        model_version=model,
+        policy_version="p1",
+    )
+
+
+class Proxy:
+    """Forwards 127.0.0.1:``port`` to a target port; :meth:`refuse` closes the port and every
+    open connection (the database is gone), :meth:`restore` opens it again."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self._pairs: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._listener = self._listen(0)
+        self.port: int = self._listener.getsockname()[1]
+
+    def _listen(self, port: int) -> socket.socket:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(64)
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return listener
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # closed by refuse()
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            with self._lock:
+                self._pairs += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_RDWR)
+
+    def refuse(self) -> None:
+        self._listener.close()
+        with self._lock:
+            for sock in self._pairs:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._pairs.clear()
+
+    def restore(self) -> None:
+        self._listener = self._listen(self.port)
+
+    def close(self) -> None:
+        self.refuse()
+
+
+@dataclass
+class Api:
+    """A running app (lifespan and all) on a migrated database, and a publisher key."""
+
+    client: TestClient
+    services: Services
+    key: str
+    url: str
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.key}"}
+
+    def score(self, post: dict[str, object], key: str | None = None) -> httpx.Response:
+        return self.client.post("/v1/score", json=post, headers=self.headers(key))
+
+    def batch(self, posts: list[object]) -> httpx.Response:
+        return self.client.post("/v1/score/batch", json={"posts": posts}, headers=self.headers())
+
+    def new_key(self, role: Role) -> str:
+        return create_key(self.services.scoring.repository, role)
+
+
+@contextmanager
+def open_api(
+    tmp_path: Path,
+    database_url: str,
+    classifier: Classifier,
+    *,
+    policy: Path | None = None,
+    migrate_url: str | None = None,
+    **settings: Any,
+) -> Iterator[Api]:
+    """The app on ``database_url`` (migrated through ``migrate_url`` when given, for a URL that
+    goes through a proxy), with the review-all test policy unless ``policy`` is given."""
+    upgrade(migrate_url or database_url)
+    policy = policy or write_policy(tmp_path / "policy.toml")
+    configured = Settings(
+        state_dir=tmp_path / "state", database_url=database_url, policy_file=policy, **settings
+    )
+    app = create_app(configured, Pipeline(classifier, load_policy(policy)))
+    with TestClient(app) as client:
+        services: Services = app.state.services
+        key = create_key(services.scoring.repository, "publisher")
+        yield Api(client=client, services=services, key=key, url=database_url)

@@ -1,0 +1,77 @@
+"""Probes, metrics, the OpenAPI document, request ids and the JSON logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from servicekit import Api
+
+from service.logs import JsonFormatter
+
+SECRET_TEXT = "只在请求里出现的正文内容"
+
+
+def test_healthz_and_readyz_when_all_is_well(api: Api) -> None:
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    ready = api.client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["problems"] == [] and ready["spooled"] == 0
+    assert ready["model_version"] == api.services.scoring.model_version
+    assert ready["policy_version"] == "test-review-all"
+
+
+def test_metrics_count_requests_scores_decisions_batches_and_name_the_model(api: Api) -> None:
+    api.batch([{"id": str(i), "text": "文字"} for i in range(5)])
+    api.score({"id": "x", "text": "文字"})
+    api.client.post("/v1/score", json={"id": "y"}, headers=api.headers())
+    text = api.client.get("/metrics").text
+    assert 'qinglang_requests_total{method="POST",route="/v1/score",status="200"} 1.0' in text
+    assert 'qinglang_requests_total{method="POST",route="/v1/score",status="422"} 1.0' in text
+    assert 'qinglang_request_seconds_count{method="POST",route="/v1/score/batch"} 1.0' in text
+    assert 'qinglang_decisions_total{decision="review"} 6.0' in text
+    assert 'qinglang_score_count{risk="rumor"} 6.0' in text
+    assert 'qinglang_flags_total{risk="incitement"} 6.0' in text
+    assert "qinglang_batch_posts_count 2.0" in text
+    assert "qinglang_queue_depth 0.0" in text
+    assert "qinglang_storage_up 1.0" in text
+    model = api.services.scoring.model_version
+    assert f'qinglang_model_info{{model_version="{model}",policy_version="test-review-all"}}' in text
+
+
+def test_the_openapi_document_describes_the_endpoints(api: Api) -> None:
+    schema = api.client.get("/openapi.json").json()
+    assert {"/v1/score", "/v1/score/batch", "/healthz", "/readyz", "/metrics"} <= set(
+        schema["paths"]
+    )
+    score = schema["paths"]["/v1/score"]["post"]
+    assert {"200", "401", "403", "413", "422", "429"} <= set(score["responses"])
+    assert score["security"] == [{"HTTPBearer": []}]
+    batch = schema["components"]["schemas"]["BatchRequest"]["properties"]["posts"]
+    assert batch["maxItems"] == 256
+
+
+def test_a_callers_request_id_is_kept_and_a_bad_one_replaced(api: Api) -> None:
+    given = api.client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    bad = api.client.get("/healthz", headers={"X-Request-ID": "a b\tc"})
+    assert bad.headers["x-request-id"] != "a b\tc"
+
+
+def test_logs_are_json_with_the_request_id_and_without_the_post_text(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    response = api.client.post(
+        "/v1/score",
+        json={"id": "p", "text": SECRET_TEXT},
+        headers={**api.headers(), "X-Request-ID": "req-42"},
+    )
+    assert response.status_code == 200
+    api.client.post("/v1/score", json={"id": 1, "text": [SECRET_TEXT]}, headers=api.headers())
+    lines = [JsonFormatter().format(r) for r in caplog.records]
+    entries = [json.loads(line) for line in lines]
+    access = [e for e in entries if e["logger"] == "service.access"]
+    assert any(e["request_id"] == "req-42" and e["status"] == 200 for e in access)
+    assert all(e["request_id"] for e in access)
+    assert not [line for line in lines if SECRET_TEXT in line]

@@ -1,0 +1,167 @@
+"""``POST /v1/score`` and ``/v1/score/batch``: records, policy actions, idempotency, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from servicekit import Api, open_api, write_policy
+
+from service.classify import Classifier
+from service.pipeline import Pipeline
+from service.record import ScoreRecord
+
+RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
+PLAIN = "周末和家人去公园散步，天气很好，拍了几张荷花的照片。"
+
+
+def test_a_post_gets_its_score_record_and_a_request_id(api: Api) -> None:
+    response = api.score({"id": 42, "text": RUMOR, "account_id": "u1"})
+    assert response.status_code == 200
+    record = ScoreRecord.model_validate(response.json())
+    assert (record.id, record.account_id) == ("42", "u1")
+    assert record.decision == "review"  # the test policy reviews everything
+    assert record.policy_version == "test-review-all"
+    assert record.model_version == api.services.scoring.model_version
+    assert not record.degraded
+    assert all(0.0 <= s <= 1.0 for s in record.scores.values())
+    assert len(response.headers["x-request-id"]) >= 16
+
+
+def test_the_same_post_id_again_returns_the_first_record_and_is_counted_once(
+    tmp_path: Path, database_url: str, pipeline: Pipeline
+) -> None:
+    with open_api(tmp_path, database_url, pipeline.classifier) as api:
+        first = api.score({"id": "p1", "text": RUMOR}).json()
+        again = api.score({"id": "p1", "text": RUMOR}).json()
+        changed = api.score({"id": "p1", "text": PLAIN}).json()
+        in_batch = api.batch([{"id": "p1", "text": PLAIN}]).json()["records"][0]
+        assert first == again == changed == in_batch
+        repository = api.services.scoring.repository
+        assert [(q.post_id, q.policy_version) for q in repository.queue()] == [
+            ("p1", "test-review-all")
+        ]
+        assert repository.find_records(["p1"], first["model_version"])["p1"].model_dump(
+            mode="json"
+        ) == first
+        metrics = api.client.get("/metrics").text
+        assert 'qinglang_decisions_total{decision="review"} 1.0' in metrics
+
+
+def test_a_new_process_finds_the_stored_record_instead_of_scoring_again(
+    tmp_path: Path, database_url: str, pipeline: Pipeline
+) -> None:
+    with open_api(tmp_path, database_url, pipeline.classifier) as api:
+        first = api.score({"id": "p1", "text": RUMOR}).json()
+    with open_api(tmp_path, database_url, pipeline.classifier) as restarted:
+        assert restarted.score({"id": "p1", "text": PLAIN}).json() == first
+        assert len(restarted.services.scoring.repository.queue()) == 1
+
+
+def test_a_changed_model_scores_again_into_a_new_versioned_record(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    model_dir = tmp_path / "model-v2"
+    shutil.copytree(pipeline.classifier.path.parent, model_dir)
+    card = json.loads((model_dir / "card.json").read_text())
+    card["model_version"] = "sha256:retrained000000"
+    (model_dir / "card.json").write_text(json.dumps(card))
+    with open_api(tmp_path, url, pipeline.classifier) as api:
+        old = api.score({"id": "p1", "text": RUMOR}).json()
+    with open_api(tmp_path, url, Classifier(model_dir)) as api:
+        new = api.score({"id": "p1", "text": RUMOR}).json()
+        queue = api.services.scoring.repository.queue()
+    assert (old["model_version"], new["model_version"]) == (
+        pipeline.model_version,
+        "sha256:retrained000000",
+    )
+    assert [q.model_version for q in queue] == [old["model_version"], new["model_version"]]
+
+
+def test_the_policy_decides_what_is_stored_and_what_is_enqueued(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    nothing = write_policy(tmp_path / "nothing.toml", persist=(), enqueue=(), version="v-none")
+    with open_api(tmp_path, url, pipeline.classifier, policy=nothing) as api:
+        record = api.score({"id": "a", "text": RUMOR}).json()
+        assert record["decision"] == "review"
+        assert api.services.scoring.repository.find_records(["a"], record["model_version"]) == {}
+    stored = write_policy(tmp_path / "store.toml", persist=("review",), enqueue=(), version="v-s")
+    with open_api(tmp_path, url, pipeline.classifier, policy=stored) as api:
+        record = api.score({"id": "b", "text": RUMOR}).json()
+        repository = api.services.scoring.repository
+        found = repository.find_records(["b"], record["model_version"])["b"]
+        assert found.policy_version == "v-s"
+        assert repository.queue() == []
+
+
+def test_a_batch_answers_in_input_order_with_errors_in_place(api: Api) -> None:
+    response = api.batch(
+        [
+            {"id": "b0", "text": RUMOR},
+            {"id": "b1"},
+            7,
+            {"id": "b3", "text": "长" * 10_001},
+            {"id": "b4", "text": "a\x00b"},
+            {"id": "b0", "text": PLAIN},
+            {"id": "b6", "text": PLAIN},
+        ]
+    )
+    assert response.status_code == 200
+    body = response.json()
+    records = body["records"]
+    assert [r.get("id") for r in records] == ["b0", "b1", None, "b3", "b4", "b0", "b6"]
+    assert records[0] == records[5] and "scores" in records[6]
+    assert [(r["index"], r["status"]) for r in records if "status" in r] == [
+        (1, 422),
+        (2, 422),
+        (3, 413),
+        (4, 422),
+    ]
+    assert records[1]["errors"][0]["loc"] == ["text"]
+    assert "10000" in records[3]["errors"][0]["msg"]
+    assert body["degraded"] is False
+    assert len(api.services.scoring.repository.queue()) == 2  # b0 once, b6
+
+
+def test_batch_limits(api: Api) -> None:
+    assert api.batch([]).json() == {"records": [], "degraded": False}
+    many = [{"id": str(i), "text": "文"} for i in range(256)]
+    assert len(api.batch(many).json()["records"]) == 256
+    too_many = api.batch([*many, {"id": "x", "text": "文"}])
+    assert too_many.status_code == 422
+    assert too_many.json()["detail"][0]["loc"] == ["body", "posts"]
+
+
+def test_bad_input_is_a_4xx_with_the_field_and_never_a_500(api: Api) -> None:
+    def post(body: bytes) -> tuple[int, object]:
+        headers = {**api.headers(), "Content-Type": "application/json"}
+        response = api.client.post("/v1/score", content=body, headers=headers)
+        return response.status_code, response.json()
+
+    status, detail = post(b'{"id": "1", "text": ')
+    assert status == 422 and detail["detail"][0]["type"] == "json_invalid"  # type: ignore[index]
+    cases = {
+        b'{"text": "x"}': ["body", "id"],
+        b'{"id": "1", "text": 5}': ["body", "text"],
+        b'{"id": [1], "text": "x"}': ["body", "id"],
+        b'{"id": "1", "text": "a\\u0000b"}': ["body", "text"],
+        b'{"id": "1", "text": "a\\ud800b"}': ["body", "text"],
+        b'{"id": "1\\udfff", "text": "x"}': ["body", "id"],
+        b'{"id": "1", "text": "x", "created_at": "yesterday"}': ["body", "created_at"],
+        b'["not", "an", "object"]': ["body"],
+    }
+    for body, loc in cases.items():
+        status, detail = post(body)
+        assert status == 422, body
+        assert detail["detail"][0]["loc"] == loc, body  # type: ignore[index]
+    status, _ = post(b'{"id": "1", "text": "\xff\xfe"}')
+    assert 400 <= status < 500
+    status, detail = post(json.dumps({"id": "1", "text": "长" * 10_001}).encode())
+    assert status == 413 and "10001 characters" in detail["detail"]  # type: ignore[index]
+    status, detail = post(b'{"id": "1", "text": "' + b"a" * (2 * 1024 * 1024) + b'"}')
+    assert status == 413 and "limit" in detail["detail"]  # type: ignore[index]
+    assert post(json.dumps({"id": "1", "text": "长" * 10_000}).encode())[0] == 200

@@ -1,0 +1,100 @@
+"""The SQLAlchemy repository on SQLite and on PostgreSQL, migrated from empty by Alembic."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from servicekit import record
+from sqlalchemy import inspect
+
+from service.storage import ApiKey, SqlRepository, StorageError, open_repository, upgrade
+
+
+@pytest.fixture
+def repository(database_url: str) -> Iterator[SqlRepository]:
+    upgrade(database_url)
+    repo = open_repository(database_url, timeout_s=2.0)
+    yield repo
+    repo.close()
+
+
+def test_migrations_create_the_tables_from_empty_and_run_again_as_a_no_op(
+    database_url: str,
+) -> None:
+    upgrade(database_url)
+    upgrade(database_url)
+    repo = open_repository(database_url, 2.0)
+    tables = set(inspect(repo.engine).get_table_names())
+    repo.close()
+    assert {"score_records", "review_queue", "api_keys", "alembic_version"} <= tables
+
+
+def test_a_saved_record_is_found_by_post_and_model_version(repository: SqlRepository) -> None:
+    saved = record("p1")
+    assert repository.save_record(saved, enqueue=False) == saved
+    assert repository.find_records(["p1", "p2"], "sha256:m1") == {"p1": saved}
+    assert repository.find_records(["p1"], "sha256:other") == {}
+    assert repository.queue() == []
+
+
+def test_saving_the_same_post_twice_keeps_the_first_record_and_one_queue_item(
+    repository: SqlRepository,
+) -> None:
+    first = record("p1", "review")
+    second = first.model_copy(update={"scores": {**first.scores, "rumor": 0.9}})
+    assert repository.save_record(first, enqueue=True) == first
+    assert repository.save_record(second, enqueue=True) == first
+    assert [(item.post_id, item.decision) for item in repository.queue()] == [("p1", "review")]
+    assert repository.queue()[0].policy_version == "p1"
+
+
+def test_a_new_model_version_is_a_new_record_and_a_new_queue_item(
+    repository: SqlRepository,
+) -> None:
+    repository.save_record(record("p1", model="sha256:m1"), enqueue=True)
+    repository.save_record(record("p1", model="sha256:m2"), enqueue=True)
+    assert [item.model_version for item in repository.queue()] == ["sha256:m1", "sha256:m2"]
+
+
+def test_concurrent_saves_of_one_post_store_it_once(repository: SqlRepository) -> None:
+    results = []
+
+    def save(i: int) -> None:
+        candidate = record("race").model_copy(update={"signals": {"originality_claim": i / 10}})
+        results.append(repository.save_record(candidate, enqueue=True))
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({r.model_dump_json() for r in results}) == 1
+    assert len(repository.queue()) == 1
+
+
+def test_keys_are_stored_and_found_by_id(repository: SqlRepository) -> None:
+    key = ApiKey(key_id="k1", digest="d" * 64, role="reviewer", created_at=datetime.now(UTC))
+    repository.add_key(key)
+    found = repository.get_key("k1")
+    assert found is not None
+    assert (found.key_id, found.digest, found.role, found.revoked) == ("k1", "d" * 64, "reviewer", False)
+    assert repository.get_key("nope") is None
+
+
+def test_an_unreachable_database_raises_storage_error_quickly() -> None:
+    repo = open_repository("postgresql+psycopg://postgres@127.0.0.1:9/test", timeout_s=1.0)
+    with pytest.raises(StorageError):
+        repo.ping()
+    with pytest.raises(StorageError):
+        repo.save_record(record("p"), enqueue=True)
+    repo.close()
+
+
+def test_a_database_without_the_schema_raises_storage_error(tmp_path: object) -> None:
+    repo = open_repository(f"sqlite:///{tmp_path}/empty.db", timeout_s=1.0)
+    with pytest.raises(StorageError):
+        repo.find_records(["p"], "m")
+    repo.close()
