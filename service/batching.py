@@ -53,19 +53,27 @@ class MicroBatcher:
     async def score(self, posts: Sequence[Post]) -> list[ScoreRecord]:
         if not posts:
             return []
-        if self._wake is None or self._runner is None or self._runner.done():
-            # started on first use, in the loop that serves the requests
+        loop = asyncio.get_running_loop()
+        if (
+            self._wake is None
+            or self._runner is None
+            or self._runner.done()
+            or self._runner.get_loop() is not loop
+        ):
+            # started on first use in the loop that serves the requests (and again if that loop
+            # changed: test clients run each app in a loop of their own)
             self._wake = asyncio.Event()
-            self._runner = asyncio.get_running_loop().create_task(self._run(self._wake))
+            self._runner = loop.create_task(self._run(self._wake))
         job = _Job(posts)
         self._jobs.append(job)
         self._wake.set()
         return await job.done
 
     async def close(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
+        runner = self._runner
+        if runner is not None and runner.get_loop() is asyncio.get_running_loop():
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
     async def _run(self, wake: asyncio.Event) -> None:

@@ -7,13 +7,13 @@ import contextlib
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 from fastapi.testclient import TestClient
 
 from service.api import create_app
@@ -102,6 +102,9 @@ class Proxy:
             sink.shutdown(socket.SHUT_RDWR)
 
     def refuse(self) -> None:
+        # shutdown wakes the thread blocked in accept(); close alone would leave it listening
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         with self._lock:
             for sock in self._pairs:
@@ -129,11 +132,13 @@ class Api:
     def headers(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.key}"}
 
-    def score(self, post: dict[str, object], key: str | None = None) -> httpx.Response:
+    def score(self, post: Mapping[str, object], key: str | None = None) -> httpx.Response:
         return self.client.post("/v1/score", json=post, headers=self.headers(key))
 
-    def batch(self, posts: list[object]) -> httpx.Response:
-        return self.client.post("/v1/score/batch", json={"posts": posts}, headers=self.headers())
+    def batch(self, posts: Sequence[object]) -> httpx.Response:
+        return self.client.post(
+            "/v1/score/batch", json={"posts": list(posts)}, headers=self.headers()
+        )
 
     def new_key(self, role: Role) -> str:
         return create_key(self.services.scoring.repository, role)

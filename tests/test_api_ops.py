@@ -36,7 +36,9 @@ def test_metrics_count_requests_scores_decisions_batches_and_name_the_model(api:
     assert "qinglang_queue_depth 0.0" in text
     assert "qinglang_storage_up 1.0" in text
     model = api.services.scoring.model_version
-    assert f'qinglang_model_info{{model_version="{model}",policy_version="test-review-all"}}' in text
+    assert (
+        f'qinglang_model_info{{model_version="{model}",policy_version="test-review-all"}}' in text
+    )
 
 
 def test_the_openapi_document_describes_the_endpoints(api: Api) -> None:

@@ -80,7 +80,12 @@ def test_keys_are_stored_and_found_by_id(repository: SqlRepository) -> None:
     repository.add_key(key)
     found = repository.get_key("k1")
     assert found is not None
-    assert (found.key_id, found.digest, found.role, found.revoked) == ("k1", "d" * 64, "reviewer", False)
+    assert (found.key_id, found.digest, found.role, found.revoked) == (
+        "k1",
+        "d" * 64,
+        "reviewer",
+        False,
+    )
     assert repository.get_key("nope") is None
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import ValidationError
 
 from service.api.auth import require
+from service.api.routes import JsonRoute
 from service.api.schemas import BatchRequest, BatchResponse, ItemError, ItemProblem, Problem
 from service.api.state import Found
 from service.record import Post, ScoreRecord
@@ -20,7 +21,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": Problem, "description": "the API key cannot be verified right now"},
 }
 
-router = APIRouter(prefix="/v1", tags=["scoring"], responses=ERRORS)
+router = APIRouter(prefix="/v1", tags=["scoring"], responses=ERRORS, route_class=JsonRoute)
 publisher = require("publisher", "admin")
 
 

@@ -1,0 +1,185 @@
+"""Storage going away: the publish path still answers (degraded), flagged records wait in the
+spool and reach storage exactly once when it is back, even across a killed server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+from servicekit import Api, Proxy, open_api, write_policy
+
+from service.pipeline import Pipeline
+from service.record import ScoreRecord
+from service.security import create_key
+from service.storage import Repository, open_repository, upgrade
+
+RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {seconds}s: {condition}")
+        time.sleep(0.1)
+
+
+def ready(client: httpx.Client | Api) -> bool:
+    http = client.client if isinstance(client, Api) else client
+    body = http.get("/readyz").json()
+    return bool(body["status"] == "ready" and body["spooled"] == 0)
+
+
+def stored_once(repository: Repository, ids: list[str], model_version: str) -> None:
+    assert set(repository.find_records(ids, model_version)) == set(ids)
+    assert sorted(q.post_id for q in repository.queue() if q.post_id in ids) == sorted(ids)
+
+
+@pytest.fixture
+def proxy() -> Iterator[Proxy]:
+    running = Proxy(target=5432)
+    yield running
+    running.close()
+
+
+def through(proxy: Proxy, url: str) -> str:
+    return url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+
+
+def test_postgres_refusing_connections_degrades_spools_and_catches_up(
+    tmp_path: Path, pipeline: Pipeline, postgres_url: str, proxy: Proxy
+) -> None:
+    with open_api(
+        tmp_path,
+        through(proxy, postgres_url),
+        pipeline.classifier,
+        migrate_url=postgres_url,
+        storage_retry_s=0.2,
+    ) as api:
+        assert api.score({"id": "before", "text": RUMOR}).json()["degraded"] is False
+        proxy.refuse()
+        started = time.monotonic()
+        down = [api.score({"id": f"d{i}", "text": RUMOR}) for i in range(3)]
+        batch = api.batch([{"id": "d3", "text": RUMOR}, {"id": "d0", "text": RUMOR}])
+        assert time.monotonic() - started < 5  # no request waited long for the database
+        assert [r.status_code for r in down] == [200, 200, 200]
+        assert all(r.json()["degraded"] for r in down)
+        assert batch.json()["degraded"] is True
+        assert batch.json()["records"][1] == down[0].json()  # idempotent while degraded too
+        readiness = api.client.get("/readyz").json()
+        assert readiness["status"] == "degraded" and readiness["spooled"] == 4
+        assert any("storage unreachable" in p for p in readiness["problems"])
+        proxy.restore()
+        wait_for(lambda: ready(api))
+        stored_once(
+            api.services.scoring.repository,
+            ["before", "d0", "d1", "d2", "d3"],
+            api.services.scoring.model_version,
+        )
+        again = api.score({"id": "d1", "text": RUMOR}).json()
+        assert again == {**down[1].json(), "degraded": False}
+        assert len(api.services.scoring.repository.queue()) == 5
+
+
+def test_a_locked_sqlite_database_degrades_and_catches_up(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    path = tmp_path / "locked.db"
+    with open_api(
+        tmp_path, f"sqlite:///{path}", pipeline.classifier, db_timeout_s=0.2, storage_retry_s=0.2
+    ) as api:
+        api.score({"id": "warm", "text": RUMOR})
+        locker = sqlite3.connect(path, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
+            locked = api.score({"id": "L1", "text": RUMOR})
+            assert locked.status_code == 200 and locked.json()["degraded"] is True
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        wait_for(lambda: ready(api))
+        stored_once(
+            api.services.scoring.repository, ["warm", "L1"], api.services.scoring.model_version
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def serve(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def up() -> bool:
+        assert server.poll() is None, "the server exited"
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(up, 120)
+    return server
+
+
+def test_a_server_killed_between_spool_and_write_loses_and_duplicates_nothing(
+    tmp_path: Path, postgres_url: str, proxy: Proxy
+) -> None:
+    upgrade(postgres_url)
+    repository = open_repository(postgres_url, 2.0)
+    key = create_key(repository, "publisher")
+    env = {
+        **os.environ,
+        "QINGLANG_DATABASE_URL": through(proxy, postgres_url),
+        "QINGLANG_STATE_DIR": str(tmp_path / "state"),
+        "QINGLANG_POLICY_FILE": str(write_policy(tmp_path / "policy.toml")),
+        "QINGLANG_STORAGE_RETRY_S": "0.3",
+    }
+    port = free_port()
+    headers = {"Authorization": f"Bearer {key}"}
+    server = serve(env, port)
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers)
+        assert client.post("/v1/score", json={"id": "k-warm", "text": RUMOR}).status_code == 200
+        proxy.refuse()
+        spooled = [client.post("/v1/score", json={"id": f"k{i}", "text": RUMOR}) for i in range(3)]
+        assert all(r.status_code == 200 and r.json()["degraded"] for r in spooled)
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        proxy.restore()
+        # as if the dead server had written k0 and died before deleting its spool file
+        repository.save_record(ScoreRecord.model_validate(spooled[0].json()), enqueue=True)
+        server = serve(env, port)
+        wait_for(lambda: ready(client))
+        version = spooled[0].json()["model_version"]
+        stored_once(repository, ["k-warm", "k0", "k1", "k2"], version)
+        for response in spooled:
+            stored = repository.find_records([response.json()["id"]], version)
+            assert stored[response.json()["id"]].model_dump(mode="json") == {
+                **response.json(),
+                "degraded": False,
+            }
+        assert client.post("/v1/score", json={"id": "k2", "text": "别的"}).json() == {
+            **spooled[2].json(),
+            "degraded": False,
+        }
+    finally:
+        server.kill()
+        server.wait()
+        repository.close()
