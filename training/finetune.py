@@ -118,7 +118,7 @@ def finetune(
     rng = random.Random(recipe.seed)
     per_epoch = math.ceil(sum(r.weight for r in train) / recipe.finetune_batch)
     total = per_epoch * recipe.finetune_epochs
-    checks = max(1, per_epoch // 2)
+    checks = max(1, per_epoch // recipe.finetune_checks)
     opt = torch.optim.AdamW(
         [
             {"params": model.encoder.parameters(), "lr": recipe.finetune_lr},

@@ -40,11 +40,13 @@ class Recipe:
     wide_c: float = 4.0
     wide_folds: int = 5
     # multi-task fine-tuning
-    finetune_epochs: int = 2
+    finetune_epochs: int = 1
     finetune_batch: int = 32
-    finetune_lr: float = 2e-4
+    finetune_lr: float = 1e-4
+    finetune_checks: int = 4
+    """Calibration-loss checks per epoch; the best state is kept."""
     finetune_max_tokens: int = 160
-    weibo_weight: float = 3.0
+    weibo_weight: float = 2.0
     """Weibo16 has an eighth of the incitement data: its examples are drawn this many times."""
     originality_size: int = 12_000
     reposts_limit: int | None = None
@@ -55,6 +57,19 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def pretraining_key(self) -> dict[str, Any]:
+        """Every field the tokenizer and the pretrained encoder depend on."""
+        d = self.to_dict()
+        keys = (
+            "seed",
+            "encoder",
+            "tokenizer_texts",
+            "reposts_limit",
+            "limit_per_head",
+            "originality_size",
+        )
+        return {k: d[k] for k in keys} | {k: v for k, v in d.items() if k.startswith("pretrain")}
 
 
 FULL = Recipe()

@@ -41,6 +41,8 @@ from training.tokenizer import special_id
 
 log = logging.getLogger("training")
 
+PRETRAINING_KEY = "pretraining.json"
+
 
 def labelled(data_dir: Path, recipe: Recipe) -> list[data.Example]:
     """Every labelled example, optionally capped per head and split (the smoke run)."""
@@ -155,16 +157,28 @@ def encoder_and_tokenizer(
     work: Path,
     init_from: Path | None,
 ) -> tuple[BertModel, Tokenizer]:
-    """A checkpoint from disk, or a tokenizer and encoder pretrained here from scratch."""
+    """A checkpoint from disk, or a tokenizer and encoder pretrained here from scratch.
+
+    The pretrained encoder is kept in ``work/encoder`` with the recipe fields it depends on;
+    a later run whose fields match reuses it instead of pretraining again.
+    """
     if init_from is not None:
         tok = Tokenizer.from_file(str(init_from / TOKENIZER_FILE))
         return BertModel.from_pretrained(init_from, add_pooling_layer=False), tok
-    corpus = pretrain.corpus(
-        data_dir, examples, recipe.pretrain_texts, recipe.seed, recipe.reposts_limit
-    )
-    tok = tokenizer.train_tokenizer(corpus[: recipe.tokenizer_texts], recipe.encoder.vocab_size)
-    pretrain.pretrain(corpus, tok, recipe, work / "encoder")
-    return BertModel.from_pretrained(work / "encoder", add_pooling_layer=False), tok
+    cache = work / "encoder"
+    key = json.dumps(recipe.pretraining_key(), sort_keys=True)
+    if (cache / PRETRAINING_KEY).is_file() and (cache / PRETRAINING_KEY).read_text() == key:
+        log.info("reusing the pretrained encoder in %s", cache)
+    else:
+        corpus = pretrain.corpus(
+            data_dir, examples, recipe.pretrain_texts, recipe.seed, recipe.reposts_limit
+        )
+        tok = tokenizer.train_tokenizer(corpus[: recipe.tokenizer_texts], recipe.encoder.vocab_size)
+        pretrain.pretrain(corpus, tok, recipe, cache)
+        tokenizer.save(tok, cache / TOKENIZER_FILE)
+        (cache / PRETRAINING_KEY).write_text(key)
+    tok = Tokenizer.from_file(str(cache / TOKENIZER_FILE))
+    return BertModel.from_pretrained(cache, add_pooling_layer=False), tok
 
 
 def split_rows(
