@@ -23,7 +23,7 @@ from service.metrics import Metrics
 from service.policy import Policy
 from service.record import Post, ScoreRecord
 from service.spool import Spool
-from service.storage import Repository, StorageError
+from service.storage import Pending, Repository, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -133,15 +133,15 @@ class ScoringService:
         version = self.model_version
         found: dict[str, ScoreRecord] = {}
         for post in posts:
-            record = self.first.get(post.id, version)
-            if record is not None:
-                found[post.id] = record
+            known = self.first.get(post.id, version)
+            if known is not None:
+                found[post.id] = known
         degraded = False
         unknown = list(dict.fromkeys(p.id for p in posts if p.id not in found))
         if unknown:
             try:
-                stored = await self._storage(self.repository.find_records, unknown, version)
-                found.update({i: self.first.keep(r) for i, r in stored.items()})
+                earlier = await self._storage(self.repository.find_records, unknown, version)
+                found.update({i: self.first.keep(r) for i, r in earlier.items()})
             except StorageError:
                 degraded = True
         # one post per id: a batch that repeats an id scores and stores its first post once
@@ -149,32 +149,38 @@ class ScoringService:
         for post in posts:
             if post.id not in found:
                 fresh.setdefault(post.id, post)
-        for record in await self.batcher.score(list(fresh.values())):
-            kept = self.first.keep(record)
-            if kept is record:
-                self.metrics.scored(record)
-                kept, spooled = await self._persist(record)
-                degraded = degraded or spooled
-            found[record.id] = kept
-        degraded = degraded or self.health.problem is not None
+        new: list[ScoreRecord] = []
+        for scored in await self.batcher.score(list(fresh.values())):
+            kept = self.first.keep(scored)
+            if kept is scored:
+                self.metrics.scored(scored)
+                new.append(scored)
+            found[scored.id] = kept
+        stored, spooled = await self._persist(new)
+        found.update((s.id, s) for s in stored)
+        degraded = degraded or spooled or self.health.problem is not None
         return [found[p.id].model_copy(update={"degraded": degraded}) for p in posts], degraded
 
-    async def _persist(self, record: ScoreRecord) -> tuple[ScoreRecord, bool]:
-        """Store ``record`` as the policy says; the stored record, and whether it was spooled."""
-        if record.decision not in self.policy.persist:
-            return record, False
-        enqueue = record.decision in self.policy.enqueue
+    async def _persist(self, records: list[ScoreRecord]) -> tuple[list[ScoreRecord], bool]:
+        """Store the records the policy says to persist; the stored records (another process may
+        have stored a post first: its record is the one), and whether they had to be spooled."""
+        policy = self.policy
+        items = [
+            Pending(r, enqueue=r.decision in policy.enqueue)
+            for r in records
+            if r.decision in policy.persist
+        ]
+        if not items:
+            return [], False
         try:
-            stored = await self._storage(self.repository.save_record, record, enqueue=enqueue)
+            stored = await self._storage(self.repository.save_records, items)
         except StorageError:
-            await asyncio.get_running_loop().run_in_executor(
-                self._io, lambda: self.spool.append(record, enqueue=enqueue)
-            )
-            self.metrics.spooled.inc()
-            return record, True
-        if stored is not record:
-            # another process stored this post first: its record is the one
-            self.first.replace(stored)
+            await asyncio.get_running_loop().run_in_executor(self._io, self.spool.append, items)
+            self.metrics.spooled.inc(len(items))
+            return [], True
+        for item, record in zip(items, stored, strict=True):
+            if record is not item.record:
+                self.first.replace(record)
         return stored, False
 
     async def _storage(self, call: Callable[..., T], *args: object, **kwargs: object) -> T:
@@ -199,9 +205,7 @@ class ScoringService:
         """
         try:
             self.repository.ping()
-            written = self.spool.drain(
-                lambda record, enqueue: self.repository.save_record(record, enqueue=enqueue)
-            )
+            written = self.spool.drain(self.repository.save_records)
         except StorageError as exc:
             self.health.failed(str(exc))
             return 0

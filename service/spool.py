@@ -20,16 +20,20 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
 from service.record import ScoreRecord
+from service.storage import Pending
 
 log = logging.getLogger(__name__)
 
-Write = Callable[[ScoreRecord, bool], object]
-"""Stores one record (and enqueues it for review when the flag is set); raises on failure."""
+Write = Callable[[list[Pending]], object]
+"""Stores records (each enqueued for review when it says so), idempotently; raises on failure."""
+
+CHUNK = 500
+"""Records per write while draining: one transaction each."""
 
 
 class Spool:
@@ -41,14 +45,19 @@ class Spool:
         self._live_path: Path | None = None
         self._live_lines = 0
 
-    def append(self, record: ScoreRecord, *, enqueue: bool) -> None:
-        line = json.dumps({"enqueue": enqueue, "record": record.model_dump(mode="json")})
+    def append(self, items: Sequence[Pending]) -> None:
+        """Add ``items`` to the spool; durable when this returns."""
+        lines = b"".join(
+            json.dumps({"enqueue": i.enqueue, "record": i.record.model_dump(mode="json")}).encode()
+            + b"\n"
+            for i in items
+        )
         with self._lock:
             live = self._open_live()
-            live.write(line.encode() + b"\n")
+            live.write(lines)
             live.flush()
             os.fsync(live.fileno())
-            self._live_lines += 1
+            self._live_lines += len(items)
 
     def pending(self) -> int:
         """Records waiting in this folder's spool files (all processes)."""
@@ -110,24 +119,24 @@ class Spool:
                 return 0  # a live process's file, or another process is draining it
             if os.fstat(f.fileno()).st_nlink == 0:
                 return 0  # drained and deleted by another process since we opened it
-            written = 0
+            items: list[Pending] = []
             for number, raw in enumerate(f, 1):
                 if not raw.strip():
                     continue
                 try:
                     entry = json.loads(raw)
                     record = ScoreRecord.model_validate(entry["record"])
-                except (ValueError, KeyError) as exc:
+                except (ValueError, KeyError):
                     # only a line torn by a crash mid-append can be unreadable; that append was
                     # never acknowledged, so nothing a caller was told about is dropped here
                     log.warning("spool line unreadable", extra={"file": path.name, "line": number})
-                    log.debug("unreadable spool line: %s", exc)
                     continue
-                write(record, bool(entry["enqueue"]))
-                written += 1
+                items.append(Pending(record, bool(entry["enqueue"])))
+            for start in range(0, len(items), CHUNK):
+                write(items[start : start + CHUNK])
             path.unlink()
             _fsync_folder(self.folder)
-            return written
+            return len(items)
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -20,7 +20,7 @@ from servicekit import Api, Proxy, open_api, write_policy
 from service.pipeline import Pipeline
 from service.record import ScoreRecord
 from service.security import create_key
-from service.storage import Repository, open_repository, upgrade
+from service.storage import Pending, Repository, open_repository, upgrade
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
 
@@ -164,7 +164,8 @@ def test_a_server_killed_between_spool_and_write_loses_and_duplicates_nothing(
         server.wait()
         proxy.restore()
         # as if the dead server had written k0 and died before deleting its spool file
-        repository.save_record(ScoreRecord.model_validate(spooled[0].json()), enqueue=True)
+        written = ScoreRecord.model_validate({**spooled[0].json(), "degraded": False})
+        repository.save_records([Pending(written, enqueue=True)])
         server = serve(env, port)
         wait_for(lambda: ready(client))
         version = spooled[0].json()["model_version"]

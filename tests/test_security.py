@@ -8,7 +8,7 @@ import pytest
 
 from service.record import ScoreRecord
 from service.security import AuthError, Guard, create_key
-from service.storage import ApiKey, QueueItem, StorageError
+from service.storage import ApiKey, Pending, QueueItem, StorageError
 
 
 class Keys:
@@ -33,8 +33,8 @@ class Keys:
     def find_records(self, post_ids: Sequence[str], model_version: str) -> dict[str, ScoreRecord]:
         return {}
 
-    def save_record(self, record: ScoreRecord, *, enqueue: bool) -> ScoreRecord:
-        return record
+    def save_records(self, items: Sequence[Pending]) -> list[ScoreRecord]:
+        return [item.record for item in items]
 
     def queue(self) -> list[QueueItem]:
         return []
@@ -120,4 +120,18 @@ def test_verified_keys_are_cached() -> None:
     g = guard(keys, Clock(), burst=100)
     for _ in range(5):
         g.check(f"Bearer {key}", ("publisher",))
+    assert keys.lookups == 1
+
+
+def test_check_known_answers_from_the_cache_only() -> None:
+    keys = Keys()
+    key = create_key(keys, "publisher")
+    g = guard(keys, Clock(), burst=100)
+    assert g.check_known(f"Bearer {key}", ("publisher",)) is None
+    assert keys.lookups == 0
+    g.check(f"Bearer {key}", ("publisher",))
+    known = g.check_known(f"Bearer {key}", ("publisher",))
+    assert known is not None and known.role == "publisher"
+    with pytest.raises(AuthError):
+        g.check_known(f"Bearer {key}", ("admin",))
     assert keys.lookups == 1

@@ -12,10 +12,12 @@ from servicekit import record
 
 from service.record import ScoreRecord
 from service.spool import Spool
+from service.storage import Pending
 
 
 class Store:
-    """Keeps the first record per post, like the repository; can fail after ``fail_after``."""
+    """Keeps the first record per post, like the repository; fails from write ``fail_after``
+    on (a transaction per write)."""
 
     def __init__(self, fail_after: int | None = None) -> None:
         self.records: dict[str, ScoreRecord] = {}
@@ -23,21 +25,22 @@ class Store:
         self.calls = 0
         self.fail_after = fail_after
 
-    def write(self, rec: ScoreRecord, enqueue: bool) -> ScoreRecord:
+    def write(self, items: list[Pending]) -> list[ScoreRecord]:
         if self.fail_after is not None and self.calls >= self.fail_after:
             raise ConnectionError("storage went away")
         self.calls += 1
-        if rec.id not in self.records:
-            self.records[rec.id] = rec
-            if enqueue:
-                self.enqueued.append(rec.id)
-        return self.records[rec.id]
+        for item in items:
+            if item.record.id not in self.records:
+                self.records[item.record.id] = item.record
+                if item.enqueue:
+                    self.enqueued.append(item.record.id)
+        return [self.records[item.record.id] for item in items]
 
 
 def test_drain_writes_every_spooled_record_once_and_empties_the_spool(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     for i in range(5):
-        spool.append(record(f"p{i}"), enqueue=i % 2 == 0)
+        spool.append([Pending(record(f"p{i}"), enqueue=i % 2 == 0)])
     assert spool.pending() == 5
     store = Store()
     assert spool.drain(store.write) == 5
@@ -49,11 +52,12 @@ def test_drain_writes_every_spooled_record_once_and_empties_the_spool(tmp_path: 
 
 
 def test_a_drain_that_fails_midway_keeps_the_file_and_the_retry_stores_nothing_twice(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("service.spool.CHUNK", 1)  # a transaction per record: fail between
     spool = Spool(tmp_path)
     for i in range(4):
-        spool.append(record(f"p{i}"), enqueue=True)
+        spool.append([Pending(record(f"p{i}"), enqueue=True)])
     store = Store(fail_after=2)
     with pytest.raises(ConnectionError):
         spool.drain(store.write)
@@ -70,16 +74,16 @@ def test_appends_after_a_drain_go_to_a_new_file_and_are_drained_next_time(
 ) -> None:
     spool = Spool(tmp_path)
     store = Store()
-    spool.append(record("a"), enqueue=True)
+    spool.append([Pending(record("a"), enqueue=True)])
     spool.drain(store.write)
-    spool.append(record("b"), enqueue=True)
+    spool.append([Pending(record("b"), enqueue=True)])
     assert spool.drain(store.write) == 1
     assert sorted(store.records) == ["a", "b"]
 
 
 def test_a_torn_last_line_is_skipped_and_the_rest_is_written(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
-    spool.append(record("whole"), enqueue=True)
+    spool.append([Pending(record("whole"), enqueue=True)])
     spool.close()
     (path,) = tmp_path.glob("*.jsonl")
     with open(path, "ab") as f:
@@ -95,8 +99,9 @@ from pathlib import Path
 sys.path.insert(0, {tests!r})
 from servicekit import record
 from service.spool import Spool
+from service.storage import Pending
 spool = Spool(Path({folder!r}))
-spool.append(record("from-child"), enqueue=True)
+spool.append([Pending(record("from-child"), enqueue=True)])
 print("spooled", flush=True)
 sys.stdin.read()  # hold the live file until killed
 """

@@ -10,7 +10,15 @@ import pytest
 from servicekit import record
 from sqlalchemy import inspect
 
-from service.storage import ApiKey, SqlRepository, StorageError, open_repository, upgrade
+from service.record import ScoreRecord
+from service.storage import (
+    ApiKey,
+    Pending,
+    SqlRepository,
+    StorageError,
+    open_repository,
+    upgrade,
+)
 
 
 @pytest.fixture
@@ -32,9 +40,14 @@ def test_migrations_create_the_tables_from_empty_and_run_again_as_a_no_op(
     assert {"score_records", "review_queue", "api_keys", "alembic_version"} <= tables
 
 
+def save(repository: SqlRepository, rec: ScoreRecord, enqueue: bool = True) -> ScoreRecord:
+    (stored,) = repository.save_records([Pending(rec, enqueue)])
+    return stored
+
+
 def test_a_saved_record_is_found_by_post_and_model_version(repository: SqlRepository) -> None:
     saved = record("p1")
-    assert repository.save_record(saved, enqueue=False) == saved
+    assert save(repository, saved, enqueue=False) == saved
     assert repository.find_records(["p1", "p2"], "sha256:m1") == {"p1": saved}
     assert repository.find_records(["p1"], "sha256:other") == {}
     assert repository.queue() == []
@@ -45,8 +58,8 @@ def test_saving_the_same_post_twice_keeps_the_first_record_and_one_queue_item(
 ) -> None:
     first = record("p1", "review")
     second = first.model_copy(update={"scores": {**first.scores, "rumor": 0.9}})
-    assert repository.save_record(first, enqueue=True) == first
-    assert repository.save_record(second, enqueue=True) == first
+    assert save(repository, first) == first
+    assert save(repository, second) == first
     assert [(item.post_id, item.decision) for item in repository.queue()] == [("p1", "review")]
     assert repository.queue()[0].policy_version == "p1"
 
@@ -54,19 +67,19 @@ def test_saving_the_same_post_twice_keeps_the_first_record_and_one_queue_item(
 def test_a_new_model_version_is_a_new_record_and_a_new_queue_item(
     repository: SqlRepository,
 ) -> None:
-    repository.save_record(record("p1", model="sha256:m1"), enqueue=True)
-    repository.save_record(record("p1", model="sha256:m2"), enqueue=True)
+    save(repository, record("p1", model="sha256:m1"))
+    save(repository, record("p1", model="sha256:m2"))
     assert [item.model_version for item in repository.queue()] == ["sha256:m1", "sha256:m2"]
 
 
 def test_concurrent_saves_of_one_post_store_it_once(repository: SqlRepository) -> None:
-    results = []
+    results: list[ScoreRecord] = []
 
-    def save(i: int) -> None:
+    def race(i: int) -> None:
         candidate = record("race").model_copy(update={"signals": {"originality_claim": i / 10}})
-        results.append(repository.save_record(candidate, enqueue=True))
+        results.append(save(repository, candidate))
 
-    threads = [threading.Thread(target=save, args=(i,)) for i in range(6)]
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(6)]
     for t in threads:
         t.start()
     for t in threads:
@@ -94,7 +107,7 @@ def test_an_unreachable_database_raises_storage_error_quickly() -> None:
     with pytest.raises(StorageError):
         repo.ping()
     with pytest.raises(StorageError):
-        repo.save_record(record("p"), enqueue=True)
+        save(repo, record("p"))
     repo.close()
 
 
@@ -103,3 +116,24 @@ def test_a_database_without_the_schema_raises_storage_error(tmp_path: object) ->
     with pytest.raises(StorageError):
         repo.find_records(["p"], "m")
     repo.close()
+
+
+def test_a_batch_of_records_is_saved_in_order_and_a_repeated_post_keeps_its_first(
+    repository: SqlRepository,
+) -> None:
+    save(repository, record("old"))
+    later = record("old").model_copy(update={"policy_version": "p2"})
+    items = [
+        Pending(record("a"), enqueue=True),
+        Pending(later, enqueue=True),
+        Pending(record("b", "block"), enqueue=False),
+        Pending(record("a").model_copy(update={"policy_version": "p3"}), enqueue=True),
+    ]
+    stored = repository.save_records(items)
+    assert [(r.id, r.policy_version) for r in stored] == [
+        ("a", "p1"),
+        ("old", "p1"),
+        ("b", "p1"),
+        ("a", "p1"),
+    ]
+    assert [q.post_id for q in repository.queue()] == ["old", "a"]

@@ -24,7 +24,10 @@ def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
         _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
         header = request.headers.get("authorization")
-        # the guard may ask storage about a key it has not seen yet
+        known = found.guard.check_known(header, roles)
+        if known is not None:
+            return known
+        # a key not seen lately: the guard asks storage, which must not block the loop
         return await run_in_threadpool(found.guard.check, header, roles)
 
     return caller

@@ -5,11 +5,12 @@ implementation (SQLAlchemy over SQLite or PostgreSQL, by URL) and :func:`upgrade
 database's schema to the newest Alembic migration.
 """
 
-from service.storage.repository import ApiKey, QueueItem, Repository, StorageError
+from service.storage.repository import ApiKey, Pending, QueueItem, Repository, StorageError
 from service.storage.sql import SqlRepository, open_repository, upgrade
 
 __all__ = [
     "ApiKey",
+    "Pending",
     "QueueItem",
     "Repository",
     "SqlRepository",

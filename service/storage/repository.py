@@ -38,6 +38,14 @@ class QueueItem:
     status: str
 
 
+@dataclass(frozen=True)
+class Pending:
+    """A record to store, and whether the policy puts it in the review queue."""
+
+    record: ScoreRecord
+    enqueue: bool
+
+
 class Repository(Protocol):
     """Every method raises :class:`StorageError` when storage is unreachable or too slow."""
 
@@ -47,10 +55,11 @@ class Repository(Protocol):
     def find_records(self, post_ids: Sequence[str], model_version: str) -> dict[str, ScoreRecord]:
         """The stored records of ``post_ids`` scored by ``model_version``, by post id."""
 
-    def save_record(self, record: ScoreRecord, *, enqueue: bool) -> ScoreRecord:
-        """Store ``record`` (and its review-queue item when ``enqueue``) unless a record of the
-        same post and model version is stored already; return the stored one, so that saving
-        the same record twice (a spool replayed after a crash) stores it once."""
+    def save_records(self, items: Sequence[Pending]) -> list[ScoreRecord]:
+        """Store each record (and its review-queue item when asked) in one transaction, unless
+        a record of the same post and model version is stored already; return the stored
+        records in order, so that saving a record twice (a spool replayed after a crash, two
+        processes scoring one post) stores it once and both callers get the first."""
 
     def add_key(self, key: ApiKey) -> None: ...
 

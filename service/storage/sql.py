@@ -12,12 +12,14 @@ from typing import Any, cast
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.record import Decision, ScoreRecord
-from service.storage.repository import ApiKey, QueueItem, Role, StorageError
+from service.storage.repository import ApiKey, Pending, QueueItem, Role, StorageError
 from service.storage.tables import ReviewItem, StoredKey, StoredRecord
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -95,8 +97,6 @@ class SqlRepository:
         try:
             with self._sessions.begin() as session:
                 yield session
-        except IntegrityError:
-            raise
         except SQLAlchemyError as exc:
             raise StorageError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
 
@@ -119,24 +119,37 @@ class SqlRepository:
             )
             return {row.post_id: ScoreRecord.model_validate(row.record) for row in rows}
 
-    def save_record(self, record: ScoreRecord, *, enqueue: bool) -> ScoreRecord:
+    def save_records(self, items: Sequence[Pending]) -> list[ScoreRecord]:
+        if not items:
+            return []
         now = datetime.now(UTC)
-        try:
-            with self._session() as session:
-                row = StoredRecord(
-                    post_id=record.id,
-                    model_version=record.model_version,
-                    policy_version=record.policy_version,
-                    decision=record.decision,
-                    record=record.model_copy(update={"degraded": False}).model_dump(mode="json"),
-                    created_at=now,
+        insert = sqlite_insert if self.engine.dialect.name == "sqlite" else postgresql_insert
+        taken: list[Pending] = []
+        with self._session() as session:
+            for item in items:
+                record = item.record
+                values = {
+                    "post_id": record.id,
+                    "model_version": record.model_version,
+                    "policy_version": record.policy_version,
+                    "decision": record.decision,
+                    "record": record.model_copy(update={"degraded": False}).model_dump(mode="json"),
+                    "created_at": now,
+                }
+                # a record stored before (a concurrent request, a replayed spool) stands
+                statement = (
+                    insert(StoredRecord)
+                    .values(values)
+                    .on_conflict_do_nothing(index_elements=["post_id", "model_version"])
+                    .returning(StoredRecord.id)
                 )
-                session.add(row)
-                session.flush()
-                if enqueue:
+                row_id = session.execute(statement).scalar_one_or_none()
+                if row_id is None:
+                    taken.append(item)
+                elif item.enqueue:
                     session.add(
                         ReviewItem(
-                            record_id=row.id,
+                            record_id=row_id,
                             post_id=record.id,
                             model_version=record.model_version,
                             policy_version=record.policy_version,
@@ -145,13 +158,11 @@ class SqlRepository:
                             enqueued_at=now,
                         )
                     )
-            return record
-        except IntegrityError:
-            # stored before (a concurrent request, or a replayed spool): the first one stands
-            stored = self.find_records([record.id], record.model_version)
-            if record.id not in stored:
-                raise StorageError(f"record {record.id!r} conflicts but is not stored") from None
-            return stored[record.id]
+        first: dict[tuple[str, str], ScoreRecord] = {}
+        for version in {item.record.model_version for item in taken}:
+            ids = [item.record.id for item in taken if item.record.model_version == version]
+            first.update({(i, version): r for i, r in self.find_records(ids, version).items()})
+        return [first.get((i.record.id, i.record.model_version), i.record) for i in items]
 
     def add_key(self, key: ApiKey) -> None:
         with self._session() as session:
