@@ -20,8 +20,9 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(SERVE_STAMP)
 
+# the API on 127.0.0.1:8000 with the committed model and a SQLite file in ./data
 serve: $(SERVE_STAMP)
-	$(BIN)/qinglang selfcheck
+	$(BIN)/qinglang serve
 
 test: lint typecheck unit
 

@@ -1,0 +1,33 @@
+# The serving image: the package with its serving dependencies only (no torch, no transformers:
+# they are the `train` extra) and the committed model. Configured by QINGLANG_* variables.
+#   docker build -t qinglang .
+#   docker run -p 8000:8000 -v qinglang-data:/var/lib/qinglang qinglang
+#   docker run --rm -v qinglang-data:/var/lib/qinglang qinglang qinglang keys create --role publisher
+
+FROM python:3.11-slim AS build
+RUN python -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY service ./service
+# a regular (not editable) install: the venv holds everything the runtime stage needs
+RUN /opt/venv/bin/pip install --no-cache-dir .
+
+FROM python:3.11-slim
+RUN useradd --system --uid 10001 --create-home --home-dir /srv/qinglang qinglang \
+    && mkdir -p /var/lib/qinglang \
+    && chown qinglang /var/lib/qinglang
+COPY --from=build /opt/venv /opt/venv
+COPY models /srv/qinglang/models
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    QINGLANG_MODEL_DIR=/srv/qinglang/models \
+    QINGLANG_STATE_DIR=/var/lib/qinglang \
+    QINGLANG_HOST=0.0.0.0 \
+    QINGLANG_PORT=8000
+USER qinglang
+WORKDIR /srv/qinglang
+VOLUME /var/lib/qinglang
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ['QINGLANG_PORT'], timeout=2)"
+CMD ["qinglang", "serve"]
