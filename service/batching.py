@@ -1,9 +1,9 @@
 """Server-side micro-batching: concurrent requests become one model call, off the event loop.
 
 A request's posts wait in a queue; the first waits at most ``window_s`` for others to join, then
-up to ``max_posts`` posts (never splitting one request's) go to the scorer in one call on a
-single inference thread. While that call runs, new requests gather for the next one, so load
-turns into larger batches instead of a longer queue.
+up to ``max_posts`` posts (never splitting one request's) go to the scorer in one call on one of
+``workers`` inference threads. While every worker is busy, new requests gather for the next
+call, so load turns into larger batches instead of a longer queue.
 """
 
 from __future__ import annotations
@@ -33,17 +33,19 @@ class MicroBatcher:
         *,
         window_s: float,
         max_posts: int,
+        workers: int = 1,
         on_batch: Callable[[int], None] = lambda size: None,
     ) -> None:
         self.score_many = score_many
         self.window_s = window_s
         self.max_posts = max_posts
+        self.workers = workers
         self.on_batch = on_batch
         self._jobs: list[_Job] = []
         self._wake: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
-        # one thread: ONNX Runtime's own threads already use the cores for each batch
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._calls: set[asyncio.Task[None]] = set()
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
 
     @property
     def depth(self) -> int:
@@ -70,35 +72,47 @@ class MicroBatcher:
         return await job.done
 
     async def close(self) -> None:
-        runner = self._runner
-        if runner is not None and runner.get_loop() is asyncio.get_running_loop():
-            runner.cancel()
-            await asyncio.gather(runner, return_exceptions=True)
+        tasks = [t for t in (self._runner, *self._calls) if t is not None]
+        if tasks and tasks[0].get_loop() is asyncio.get_running_loop():
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
     async def _run(self, wake: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
+        free = asyncio.Semaphore(self.workers)
         while True:
             await wake.wait()
             wake.clear()
             if self.depth < self.max_posts and self.window_s > 0:
                 await asyncio.sleep(self.window_s)
             while self._jobs:
-                batch = self._take()
-                posts = [post for job in batch for post in job.posts]
-                self.on_batch(len(posts))
-                try:
-                    records = await loop.run_in_executor(self._executor, self.score_many, posts)
-                except Exception as exc:
-                    for job in batch:
-                        if not job.done.done():
-                            job.done.set_exception(exc)
-                    continue
-                start = 0
-                for job in batch:
-                    if not job.done.done():  # the caller may have gone (client disconnect)
-                        job.done.set_result(records[start : start + len(job.posts)])
-                    start += len(job.posts)
+                # while every worker is busy, requests keep joining the next batch
+                await free.acquire()
+                call = loop.create_task(self._call(self._take(), free))
+                self._calls.add(call)
+                call.add_done_callback(self._calls.discard)
+
+    async def _call(self, batch: list[_Job], free: asyncio.Semaphore) -> None:
+        posts = [post for job in batch for post in job.posts]
+        self.on_batch(len(posts))
+        try:
+            records = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self.score_many, posts
+            )
+        except Exception as exc:
+            for job in batch:
+                if not job.done.done():
+                    job.done.set_exception(exc)
+            return
+        finally:
+            free.release()
+        start = 0
+        for job in batch:
+            if not job.done.done():  # the caller may have gone (client disconnect)
+                job.done.set_result(records[start : start + len(job.posts)])
+            start += len(job.posts)
 
     def _take(self) -> list[_Job]:
         batch = [self._jobs.pop(0)]

@@ -101,6 +101,7 @@ class ScoringService:
         *,
         window_s: float,
         max_posts: int,
+        workers: int,
         cache_size: int,
         retry_s: float,
         metrics_factory: Callable[[ScoringService], Metrics],
@@ -115,6 +116,7 @@ class ScoringService:
             scorer.score_many,
             window_s=window_s,
             max_posts=max_posts,
+            workers=workers,
             on_batch=self.metrics.batches.observe,
         )
         # storage calls block; they get their own threads so they never wait behind the model

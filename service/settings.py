@@ -51,8 +51,11 @@ class Settings(BaseSettings):
     """After a storage failure, requests skip storage for this long; then it is tried again
     and the spool is written out."""
     serve_threads: int = Field(default=2, ge=1)
-    """ONNX Runtime threads of the server's one inference thread: the 2-core target gives both
-    cores to each micro-batch, as concurrent requests are already merged into one batch."""
+    """ONNX Runtime threads per model call in the server."""
+    inference_workers: int = Field(default=1, ge=1)
+    """Model calls the server runs at once. One call with two ONNX threads on the 2-core target:
+    concurrent requests are already merged into one batch, and a second call would only split
+    the cores between two batches."""
     batch_window_ms: float = Field(default=2.0, ge=0)
     """How long the first request of a micro-batch waits for others to join it."""
     batch_max_posts: int = Field(default=64, ge=1)

@@ -92,3 +92,17 @@ def test_sequential_requests_are_answered_one_by_one(window: float) -> None:
 
     assert asyncio.run(sequential()) == ["s0", "s1", "s2"]
     assert model.batches == [["s0"], ["s1"], ["s2"]]
+
+
+def test_with_two_workers_a_second_batch_runs_while_the_first_is_still_scoring() -> None:
+    started = threading.Barrier(2, timeout=5)
+
+    class Slow(Model):
+        def score_many(self, posts: Sequence[Post]) -> list[ScoreRecord]:
+            started.wait()  # returns only when both batches are in the model at once
+            return super().score_many(posts)
+
+    model = Slow()
+    batcher = MicroBatcher(model.score_many, window_s=0.0, max_posts=1, workers=2)
+    assert asyncio.run(run(batcher, [posts("a"), posts("b")])) == [["a"], ["b"]]
+    assert len(model.threads) == 2

@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         Spool(settings.spool_dir),
         window_s=settings.batch_window_ms / 1000,
         max_posts=settings.batch_max_posts,
+        workers=settings.inference_workers,
         cache_size=settings.cache_size,
         retry_s=settings.storage_retry_s,
         metrics_factory=metrics_for,
