@@ -3,6 +3,7 @@ spool and reach storage exactly once when it is back, even across a killed serve
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -119,13 +120,18 @@ def free_port() -> int:
         return port
 
 
-def serve(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def serve(env: dict[str, str], port: int, out: Path) -> subprocess.Popen[bytes]:
+    """``qinglang serve`` in a process of its own; its stdout and stderr go beside ``out``."""
+    with (
+        open(out.with_suffix(".stdout"), "ab") as stdout,
+        open(out.with_suffix(".stderr"), "ab") as stderr,
+    ):
+        server = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+        )
 
     def up() -> bool:
         assert server.poll() is None, "the server exited"
@@ -153,7 +159,8 @@ def test_a_server_killed_between_spool_and_write_loses_and_duplicates_nothing(
     }
     port = free_port()
     headers = {"Authorization": f"Bearer {key}"}
-    server = serve(env, port)
+    out = tmp_path / "server"
+    server = serve(env, port, out)
     try:
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers)
         assert client.post("/v1/score", json={"id": "k-warm", "text": RUMOR}).status_code == 200
@@ -166,7 +173,7 @@ def test_a_server_killed_between_spool_and_write_loses_and_duplicates_nothing(
         # as if the dead server had written k0 and died before deleting its spool file
         written = ScoreRecord.model_validate({**spooled[0].json(), "degraded": False})
         repository.save_records([Pending(written, enqueue=True)])
-        server = serve(env, port)
+        server = serve(env, port, out)
         wait_for(lambda: ready(client))
         version = spooled[0].json()["model_version"]
         stored_once(repository, ["k-warm", "k0", "k1", "k2"], version)
@@ -184,3 +191,12 @@ def test_a_server_killed_between_spool_and_write_loses_and_duplicates_nothing(
         server.kill()
         server.wait()
         repository.close()
+    # what the operator sees: where it listens and how to get a key; then JSON logs only,
+    # each request's line with its id, no post text
+    printed = out.with_suffix(".stdout").read_text()
+    assert f"listening on http://127.0.0.1:{port}" in printed
+    assert "qinglang keys create --role publisher" in printed
+    logs = [json.loads(line) for line in out.with_suffix(".stderr").read_text().splitlines()]
+    requests = [entry for entry in logs if entry["logger"] == "service.access"]
+    assert len(requests) >= 6 and all(entry["request_id"] for entry in requests)
+    assert RUMOR not in out.with_suffix(".stderr").read_text()
