@@ -18,6 +18,10 @@ from service.record import Post, ScoreRecord
 ScoreMany = Callable[[Sequence[Post]], list[ScoreRecord]]
 
 
+class OverloadedError(Exception):
+    """The queue is full: answering later would be no use to a post waiting to be published."""
+
+
 @dataclass
 class _Job:
     posts: Sequence[Post]
@@ -33,12 +37,14 @@ class MicroBatcher:
         *,
         window_s: float,
         max_posts: int,
+        max_queue: int = 1_000_000,
         workers: int = 1,
         on_batch: Callable[[int], None] = lambda size: None,
     ) -> None:
         self.score_many = score_many
         self.window_s = window_s
         self.max_posts = max_posts
+        self.max_queue = max_queue
         self.workers = workers
         self.on_batch = on_batch
         self._jobs: list[_Job] = []
@@ -53,8 +59,13 @@ class MicroBatcher:
         return sum(len(job.posts) for job in self._jobs)
 
     async def score(self, posts: Sequence[Post]) -> list[ScoreRecord]:
+        """The records of ``posts``; :class:`OverloadedError` when ``max_queue`` posts are waiting
+        already (a request is always taken into an empty queue, however large)."""
         if not posts:
             return []
+        waiting = self.depth
+        if waiting and waiting + len(posts) > self.max_queue:
+            raise OverloadedError(f"{waiting} posts are waiting for the model")
         loop = asyncio.get_running_loop()
         if (
             self._wake is None

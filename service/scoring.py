@@ -101,6 +101,7 @@ class ScoringService:
         *,
         window_s: float,
         max_posts: int,
+        max_queue: int,
         workers: int,
         cache_size: int,
         retry_s: float,
@@ -116,6 +117,7 @@ class ScoringService:
             scorer.score_many,
             window_s=window_s,
             max_posts=max_posts,
+            max_queue=max_queue,
             workers=workers,
             on_batch=self.metrics.batches.observe,
         )

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     """How long the first request of a micro-batch waits for others to join it."""
     batch_max_posts: int = Field(default=64, ge=1)
     """Most posts per micro-batch (one request's posts are never split)."""
+    max_queue_posts: int = Field(default=512, ge=1)
+    """Posts that may wait for the model; past it requests get 503 at once rather than an
+    answer that comes too late for the publish path to use."""
     cache_size: int = Field(default=100_000, ge=0)
     """Score records kept in memory per process, so that a post id scored again gets its first
     record back without storage (``pass`` records are not stored)."""

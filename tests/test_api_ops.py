@@ -8,6 +8,7 @@ import logging
 import pytest
 from servicekit import Api
 
+from service.batching import OverloadedError
 from service.logs import JsonFormatter
 
 SECRET_TEXT = "只在请求里出现的正文内容"
@@ -77,3 +78,16 @@ def test_logs_are_json_with_the_request_id_and_without_the_post_text(
     assert any(e["request_id"] == "req-42" and e["status"] == 200 for e in access)
     assert all(e["request_id"] for e in access)
     assert not [line for line in lines if SECRET_TEXT in line]
+
+
+def test_an_overloaded_model_queue_answers_503_with_retry_after(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def full(posts: object) -> None:
+        raise OverloadedError("600 posts are waiting for the model")
+
+    monkeypatch.setattr(api.services.scoring.batcher, "score", full)
+    response = api.score({"id": "busy", "text": "文字"})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert "overloaded" in response.json()["detail"]

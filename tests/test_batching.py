@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 from servicekit import record
 
-from service.batching import MicroBatcher
+from service.batching import MicroBatcher, OverloadedError
 from service.record import Post, ScoreRecord
 
 
@@ -106,3 +106,26 @@ def test_with_two_workers_a_second_batch_runs_while_the_first_is_still_scoring()
     batcher = MicroBatcher(model.score_many, window_s=0.0, max_posts=1, workers=2)
     assert asyncio.run(run(batcher, [posts("a"), posts("b")])) == [["a"], ["b"]]
     assert len(model.threads) == 2
+
+
+def test_a_full_queue_turns_requests_away_but_always_takes_one_into_an_empty_queue() -> None:
+    release = threading.Event()
+
+    class Stuck(Model):
+        def score_many(self, posts: Sequence[Post]) -> list[ScoreRecord]:
+            release.wait(5)
+            return super().score_many(posts)
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(Stuck().score_many, window_s=0.0, max_posts=1, max_queue=3)
+        first = asyncio.ensure_future(batcher.score(posts("a", "b", "c", "d", "e")))
+        await asyncio.sleep(0.05)  # in the model, which holds it: the queue is empty again
+        queued = asyncio.ensure_future(batcher.score(posts("f", "g")))
+        await asyncio.sleep(0)
+        with pytest.raises(OverloadedError):
+            await batcher.score(posts("h", "i"))
+        release.set()
+        assert [len(await first), len(await queued)] == [5, 2]
+        await batcher.close()
+
+    asyncio.run(scenario())

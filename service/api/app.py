@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from service.api import ops, score
 from service.api.edge import Edge
 from service.api.state import Services
+from service.batching import OverloadedError
 from service.metrics import Metrics
 from service.pipeline import Pipeline
 from service.record import Post
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         Spool(settings.spool_dir),
         window_s=settings.batch_window_ms / 1000,
         max_posts=settings.batch_max_posts,
+        max_queue=settings.max_queue_posts,
         workers=settings.inference_workers,
         cache_size=settings.cache_size,
         retry_s=settings.storage_retry_s,
@@ -92,6 +94,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.include_router(score.router)
     app.include_router(ops.router)
     app.add_exception_handler(AuthError, _auth_error)  # type: ignore[arg-type]
+    app.add_exception_handler(OverloadedError, _overloaded)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_middleware(Edge, metrics=scoring.metrics, max_body_bytes=settings.max_body_bytes)
     return app
@@ -104,6 +107,12 @@ async def _auth_error(_: Request, exc: AuthError) -> JSONResponse:
     if exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     return JSONResponse({"detail": exc.message}, exc.status, headers=headers)
+
+
+async def _overloaded(_: Request, exc: OverloadedError) -> JSONResponse:
+    return JSONResponse(
+        {"detail": f"overloaded: {exc}; try again shortly"}, 503, headers={"Retry-After": "1"}
+    )
 
 
 async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

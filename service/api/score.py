@@ -18,7 +18,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": Problem, "description": "the key's role may not score"},
     413: {"model": Problem, "description": "a text or the body is over the limit"},
     429: {"model": Problem, "description": "rate limit; see Retry-After"},
-    503: {"model": Problem, "description": "the API key cannot be verified right now"},
+    503: {
+        "model": Problem,
+        "description": "overloaded (too many posts waiting for the model), or the API key "
+        "cannot be verified while storage is down; see Retry-After",
+    },
 }
 
 router = APIRouter(prefix="/v1", tags=["scoring"], responses=ERRORS, route_class=JsonRoute)
