@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from tokenizers import Tokenizer
-from transformers import BertModel
 
 from eval import baseline
 from eval.quality import Dataset, Row, score, table
@@ -31,6 +30,7 @@ from service.settings import get_settings
 from training import data, wide
 from training.finetune import finetune, head_logits
 from training.model import Scorer
+from training.pretrain import load_encoder
 from training.recipe import FULL
 from training.run import fit_wide, split_rows
 from training.tokenizer import special_id
@@ -43,8 +43,8 @@ def transfer(source: Dataset, target: Dataset, work: Path, tok: Tokenizer) -> li
     torch.manual_seed(recipe.seed)
     examples = [e for e in source.examples if e.split != "eval"]
     texts = [normalise(e.text).text for e in examples]
-    idf, coef, bias, logits = fit_wide(texts, examples, recipe)
-    model = Scorer(BertModel.from_pretrained(work / "encoder", add_pooling_layer=False))
+    idf, coef, bias, logits, _ = fit_wide(texts, examples, recipe)
+    model = Scorer(load_encoder(work / "encoder"))
     model.wide.idf.copy_(torch.from_numpy(idf))
     model.wide.coef.copy_(torch.from_numpy(coef))
     model.wide.bias.copy_(torch.from_numpy(bias))
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     d = get_settings().data_dir
     cold = Dataset("COLD", "incitement", data.cold(d))
     toxicn = Dataset("ToxiCN", "incitement", data.toxicn(d))
-    tok = Tokenizer.from_file(str((args.card or get_settings().model_dir) / TOKENIZER_FILE))
+    tok = Tokenizer.from_file(str(args.work / "encoder" / TOKENIZER_FILE))
     rows = transfer(cold, toxicn, args.work, tok) + transfer(toxicn, cold, args.work, tok)
     result = table(rows)
     print(result)

@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-GOOD = [
+GOOD: list[dict[str, Any]] = [
     {"id": "plain", "text": "今天和家人去公园散步，天气很好。"},
     {"id": "traditional", "text": "這幫人都是垃圾，滾出我們城市"},
     {"id": "mixed", "text": "iPhone 15 真的太贵了 but 我还是买了"},
@@ -31,7 +32,9 @@ def write_input(path: Path) -> None:
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "service.cli", "rescore", "--no-progress", *args],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -48,7 +51,9 @@ def test_scores_good_lines_in_order_and_reports_bad_ones(tmp_path: Path) -> None
     assert len({r["model_version"] for r in records}) == 1
     for line_no, kind in ((4, "invalid_utf8"), (7, "malformed_json"), (8, "missing_id")):
         assert f"in.jsonl:{line_no}: error: {kind}" in result.stderr
-    rejects = [json.loads(line) for line in (tmp_path / "out.rejects.jsonl").read_text().splitlines()]
+    rejects = [
+        json.loads(line) for line in (tmp_path / "out.rejects.jsonl").read_text().splitlines()
+    ]
     assert [r["line"] for r in rejects] == [4, 7, 8]
 
     skipped = run(str(src), "-o", str(tmp_path / "again.jsonl"), "--skip-bad")

@@ -26,7 +26,7 @@ NEVER = 1.01
 """A threshold no probability reaches."""
 
 
-def _log_loss(z: Floats, y: Ints, t: float) -> float:
+def log_loss(z: Floats, y: Ints, t: float) -> float:
     s = z / t
     # log(1 + e^s) - y s, written stably
     return float(np.mean(np.logaddexp(0.0, s) - y * s))
@@ -38,7 +38,7 @@ def fit_temperature(z: Floats, y: Ints) -> float:
     g = (np.sqrt(5) - 1) / 2
     a, b = hi - g * (hi - lo), lo + g * (hi - lo)
     for _ in range(60):
-        if _log_loss(z, y, float(np.exp(a))) < _log_loss(z, y, float(np.exp(b))):
+        if log_loss(z, y, float(np.exp(a))) < log_loss(z, y, float(np.exp(b))):
             hi, b = b, a
             a = hi - g * (hi - lo)
         else:

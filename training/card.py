@@ -102,14 +102,18 @@ Seed {r["seed"]} everywhere (Python, NumPy, PyTorch, scikit-learn folds).
    train-split texts of every corpus (never their labels); {r["pretrain_steps"]} steps of
    {r["pretrain_batch"]} sequences of at most {r["pretrain_max_tokens"]} tokens, AdamW, lr
    {r["pretrain_lr"]}, cosine schedule.
-4. **N-gram branch**: sublinear TF-IDF over character 1-3-grams hashed to 2^18 buckets, logistic
-   regression per head (C = {r["wide_c"]}), evaluated inside the ONNX graph. Training rows get
-   {r["wide_folds"]}-fold out-of-fold logits.
+4. **N-gram branch**: sublinear TF-IDF over character 1-3-grams hashed to 2^18 buckets,
+   weighted per head by naive-Bayes log-count ratios, logistic regression per head with C
+   chosen from {r["wide_c"]} on the calibration split ({card["wide_c"]}), evaluated inside the
+   ONNX graph. Training rows get {r["wide_folds"]}-fold out-of-fold logits.
 5. **Multi-task fine-tuning** of the encoder on the residual of the n-gram branch: each head's
    logit is `mix_h · ngram_h + deep_h` (masked mean pooling, one linear layer), the encoder's
    head starts at zero so that training starts from the n-gram branch alone;
    {r["finetune_epochs"]} epochs, batch {r["finetune_batch"]}, lr {r["finetune_lr"]}, Weibo16
-   drawn {r["weibo_weight"]}× an epoch; the state with the lowest calibration loss is kept.
+   drawn {r["weibo_weight"]}× an epoch; the calibration loss (averaged over heads) is checked
+   {r["finetune_checks"]} times an epoch and the state with the lowest is kept.
+   Per head, the encoder's correction is kept only if it lowers that head's calibration loss;
+   kept: {card["deep_heads"]}.
 6. **Calibration**: a temperature per head on the calibration split. **Operating points**:
    `review` is the threshold of highest calibration-split accuracy whose false-positive rate is
    at most 10%; `block` the lowest threshold whose precision is at least 0.97. Both are written

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 from tokenizers import Tokenizer
-from transformers import BertConfig, BertForMaskedLM
+from transformers import BertConfig, BertForMaskedLM, BertModel
 
 from service.boilerplate import is_boilerplate
 from service.normalise import normalise
@@ -43,6 +43,17 @@ def bert_config(enc: Encoder) -> BertConfig:
         "attn_implementation": "eager",
     }
     return BertConfig(**settings)
+
+
+def load_encoder(path: Path) -> BertModel:
+    """A saved encoder, with the plain attention that ONNX Runtime's fusions recognise.
+
+    ``from_pretrained`` would otherwise pick SDPA attention, whose exported graph is not fused.
+    """
+    model: BertModel = BertModel.from_pretrained(
+        path, add_pooling_layer=False, attn_implementation="eager"
+    )
+    return model
 
 
 def corpus(

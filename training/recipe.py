@@ -37,7 +37,8 @@ class Recipe:
     pretrain_lr: float = 5e-4
     mask_rate: float = 0.15
     # the n-gram branch: sublinear TF-IDF + logistic regression on hashed buckets
-    wide_c: float = 4.0
+    wide_c: tuple[float, ...] = (1.0, 4.0, 16.0, 64.0)
+    """Regularisation strengths tried per head (chosen on the calibration split)."""
     wide_folds: int = 5
     # multi-task fine-tuning
     finetune_epochs: int = 1

@@ -72,24 +72,29 @@ def content_hash(path: Path) -> str:
 
 def fit_wide(
     texts: Sequence[str], examples: Sequence[data.Example], recipe: Recipe
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """IDF, per-head coefficients and each example's wide logit (out-of-fold on train)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
+    """IDF, per-head coefficients, each example's wide logit (out-of-fold on train), and the
+    ``C`` chosen for each head."""
     train_texts = [t for t, e in zip(texts, examples, strict=True) if e.split == "train"]
     idf = wide.idf_table(train_texts)
     x = wide.design(texts, idf)
     coef = np.zeros((len(idf), len(HEADS)), dtype=np.float32)
     bias = np.zeros(len(HEADS), dtype=np.float32)
     logits = np.zeros(len(examples), dtype=np.float32)
+    chosen: dict[str, float] = {}
     for h, head in enumerate(HEADS):
         idx = np.array([i for i, e in enumerate(examples) if e.head == head])
         y = np.array([examples[i].label for i in idx], dtype=np.int64)
-        is_train = np.array([examples[i].split == "train" for i in idx])
-        coef[:, h], bias[h] = wide.fit(x[idx[is_train]], y[is_train], recipe.wide_c)
+        fit_rows = idx[[examples[i].split == "train" for i in idx]]
+        calib_rows = idx[[examples[i].split == "calib" for i in idx]]
+        y_fit = y[[examples[i].split == "train" for i in idx]]
+        y_calib = y[[examples[i].split == "calib" for i in idx]]
+        c = wide.choose_c(x[fit_rows], y_fit, x[calib_rows], y_calib, recipe.wide_c)
+        chosen[head] = c
+        coef[:, h], bias[h] = wide.fit(x[fit_rows], y_fit, c)
         logits[idx] = x[idx] @ coef[:, h] + bias[h]
-        logits[idx[is_train]] = wide.out_of_fold(
-            x[idx[is_train]], y[is_train], recipe.wide_c, recipe.wide_folds, recipe.seed
-        )
-    return idf, coef, bias, logits
+        logits[fit_rows] = wide.out_of_fold(x[fit_rows], y_fit, c, recipe.wide_folds, recipe.seed)
+    return idf, coef, bias, logits, chosen
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,7 +169,7 @@ def encoder_and_tokenizer(
     """
     if init_from is not None:
         tok = Tokenizer.from_file(str(init_from / TOKENIZER_FILE))
-        return BertModel.from_pretrained(init_from, add_pooling_layer=False), tok
+        return pretrain.load_encoder(init_from), tok
     cache = work / "encoder"
     key = json.dumps(recipe.pretraining_key(), sort_keys=True)
     if (cache / PRETRAINING_KEY).is_file() and (cache / PRETRAINING_KEY).read_text() == key:
@@ -178,7 +183,7 @@ def encoder_and_tokenizer(
         tokenizer.save(tok, cache / TOKENIZER_FILE)
         (cache / PRETRAINING_KEY).write_text(key)
     tok = Tokenizer.from_file(str(cache / TOKENIZER_FILE))
-    return BertModel.from_pretrained(cache, add_pooling_layer=False), tok
+    return pretrain.load_encoder(cache), tok
 
 
 def split_rows(
@@ -201,6 +206,29 @@ def split_rows(
     for r, e in zip(all_rows, examples, strict=True):
         out[e.split].append(r)
     return out
+
+
+def gate_heads(model: Scorer, calib: Sequence[Row], pad: int) -> dict[str, bool]:
+    """Keep the encoder's correction for a head only where it lowers that head's calibration
+    loss (each side with its own temperature); elsewhere the head is the n-gram branch alone."""
+    z = head_logits(model, calib, pad)
+    heads = np.array([r.head for r in calib])
+    y = np.array([r.label for r in calib], dtype=np.int64)
+    wide_only = np.array([r.wide for r in calib]) * model.mix.detach().numpy()[heads]
+    kept: dict[str, bool] = {}
+    for h, head in enumerate(HEADS):
+        m = heads == h
+        losses = [
+            calibrate.log_loss(v[m], y[m], calibrate.fit_temperature(v[m], y[m]))
+            for v in (z, wide_only)
+        ]
+        kept[head] = losses[0] < losses[1]
+        log.info("%s: calib loss with encoder %.4f, n-gram branch alone %.4f", head, *losses)
+        if not kept[head]:
+            with torch.no_grad():
+                model.head.weight[h].zero_()
+                model.head.bias[h].zero_()
+    return kept
 
 
 def calibrate_heads(model: Scorer, calib: Sequence[Row], pad: int) -> dict[str, dict[str, float]]:
@@ -247,7 +275,7 @@ def train(
     tokenizer.save(tok, out / TOKENIZER_FILE)
     lap("pretraining")
 
-    idf, coef, bias, wide_logits = fit_wide(texts, examples, recipe)
+    idf, coef, bias, wide_logits, wide_c = fit_wide(texts, examples, recipe)
     model = Scorer(encoder)
     model.wide.idf.copy_(torch.from_numpy(idf))
     model.wide.coef.copy_(torch.from_numpy(coef))
@@ -258,6 +286,7 @@ def train(
     pad = special_id(tok, "[PAD]")
     model = finetune(model, by_split["train"], by_split["calib"], pad, recipe)
     lap("finetune")
+    deep_heads = gate_heads(model, by_split["calib"], pad)
     calibration = calibrate_heads(model, by_split["calib"], pad)
     lap("calibration")
 
@@ -296,6 +325,8 @@ def train(
         },
         "temperature": {h: c["temperature"] for h, c in calibration.items()},
         "mix": dict(zip(HEADS, model.mix.detach().tolist(), strict=True)),
+        "wide_c": wide_c,
+        "deep_heads": deep_heads,
         "thresholds": thresholds,
         "parity_max_abs_diff": parity_max,
         "int8_cost": cost,
