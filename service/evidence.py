@@ -1,12 +1,13 @@
 """Evidence spans: which characters drove a head's score, found by occlusion on the ONNX model.
 
-The normalised text is cut into at most ``SEGMENTS`` consecutive segments of equal width (at
-least two characters). Each variant deletes one segment; the drop in the head's probability,
-``p(text) - p(text without segment)``, is that segment's weight. Segments whose drop is at least
-half the largest drop (and above ``MIN_DROP``) are kept, adjacent ones merged, and the strongest
+Windows of equal width (at least two characters, so that a two-character word can be hidden
+whole) slide over the normalised text with half-width steps, at most ``WINDOWS`` of them. Each
+variant deletes one window; the drop in the head's probability, ``p(text) - p(text without
+window)``, is that window's weight. Windows whose drop is at least half the largest drop (and
+above ``MIN_DROP``) are kept, overlapping or touching ones merged, and the strongest
 ``MAX_SPANS`` are returned, mapped back to the offsets of the text the producer wrote. All
 variants of one text go through the model as one batch, so a flagged post costs one more model
-call of at most ``SEGMENTS`` rows.
+call of at most ``WINDOWS`` rows.
 """
 
 from __future__ import annotations
@@ -18,24 +19,25 @@ from service.heads import HEADS, Head
 from service.normalise import Normalised
 from service.record import Span
 
-SEGMENTS = 24
+WINDOWS = 48
 MIN_DROP = 0.02
 MAX_SPANS = 3
 
 
-def _segments(length: int) -> list[tuple[int, int]]:
-    width = max(2, math.ceil(length / SEGMENTS))
-    return [(s, min(s + width, length)) for s in range(0, length, width)]
+def _windows(length: int) -> list[tuple[int, int]]:
+    width = max(2, math.ceil(2 * length / WINDOWS))
+    step = max(1, width // 2)
+    return [(s, min(s + width, length)) for s in range(0, max(1, length - width + step), step)]
 
 
 def spans(
     classifier: Classifier, norm: Normalised, original: str, heads: list[Head], base: list[float]
 ) -> dict[Head, list[Span]]:
     """For each of ``heads`` (scored ``base``), the spans of ``original`` that drove it."""
-    segments = _segments(len(norm.text))
-    if not heads or len(segments) < 2:
+    windows = _windows(len(norm.text))
+    if not heads or len(windows) < 2:
         return {h: [] for h in heads}
-    variants = [norm.text[:s] + norm.text[e:] for s, e in segments]
+    variants = [norm.text[:s] + norm.text[e:] for s, e in windows]
     probs = classifier.predict(variants)
     out: dict[Head, list[Span]] = {}
     for head, p in zip(heads, base, strict=True):
@@ -44,12 +46,12 @@ def spans(
         top = max(drops)
         keep = [d >= max(MIN_DROP, top / 2) for d in drops]
         merged: list[tuple[int, int, float]] = []
-        for (s, e), k, d in zip(segments, keep, drops, strict=True):
+        for (s, e), k, d in zip(windows, keep, drops, strict=True):
             if not k:
                 continue
-            if merged and merged[-1][1] == s:
+            if merged and merged[-1][1] >= s:
                 ps, _, pd = merged[-1]
-                merged[-1] = (ps, e, max(pd, d))
+                merged[-1] = (ps, max(merged[-1][1], e), max(pd, d))
             else:
                 merged.append((s, e, d))
         merged.sort(key=lambda m: -m[2])

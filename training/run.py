@@ -83,7 +83,9 @@ def fit_wide(
     logits = np.zeros(len(examples), dtype=np.float32)
     chosen: dict[str, float] = {}
     for h, head in enumerate(HEADS):
-        idx = np.array([i for i, e in enumerate(examples) if e.head == head])
+        idx = np.array([i for i, e in enumerate(examples) if e.head == head], dtype=np.int64)
+        if not len(idx):
+            continue  # a run on some corpora only (eval.crossdata): this head stays at zero
         y = np.array([examples[i].label for i in idx], dtype=np.int64)
         fit_rows = idx[[examples[i].split == "train" for i in idx]]
         calib_rows = idx[[examples[i].split == "calib" for i in idx]]
@@ -148,7 +150,7 @@ def write_policy_thresholds(policy_file: Path, thresholds: dict[str, dict[str, f
     text = policy_file.read_text()
     begin = text.index("# BEGIN thresholds")
     end = text.index("# END thresholds")
-    lines = [text[begin:].splitlines()[0], ""]
+    lines = [text[begin:].splitlines()[0]]
     for risk in ("rumor", "incitement"):
         t = thresholds[risk]
         lines += [f"[risks.{risk}]", f"review = {t['review']}", f"block = {t['block']}", ""]
