@@ -32,6 +32,7 @@ def write_input(path: Path) -> None:
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "service.cli", "rescore", "--no-progress", *args],
+        check=False,
         capture_output=True,
         text=True,
         timeout=300,
