@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__)
     parser.add_argument("--card", type=Path, default=None, help="model folder to describe")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-quality", action="store_true", help="speed table only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     settings = get_settings()
@@ -28,24 +29,21 @@ def main(argv: list[str] | None = None) -> int:
     classifier = Classifier(model_dir, threads=2)
     policy = load_policy(settings.policy_file)
     sets = quality.datasets()
-    baselines = quality.Baselines()
-    quality_table = quality.table(quality.evaluate(classifier, policy, sets, baselines))
-    print(quality_table, flush=True)
-    proxy_table = quality.proxy_table(classifier, policy, sets, quality.proxies(sets), baselines)
-    print()
-    print(proxy_table, flush=True)
-    speed_table = None
+    tables: dict[str, str] = {}
+    if not args.skip_quality:
+        baselines = quality.Baselines()
+        tables["quality"] = quality.table(quality.evaluate(classifier, policy, sets, baselines))
+        print(tables["quality"], end="\n\n", flush=True)
+        tables["proxies"] = quality.proxy_table(
+            classifier, policy, sets, quality.proxies(sets), baselines
+        )
+        print(tables["proxies"], end="\n\n", flush=True)
     if not args.skip_speed:
         texts = [t for ds in sets[:3] for t in ds.split("eval")[0]]
-        speed_table = speed.table(speed.measure(classifier, texts))
-        print()
-        print(speed_table)
+        tables["speed"] = speed.table(speed.measure(classifier, texts))
+        print(tables["speed"])
     if args.card:
-        card = json.loads((model_dir / CARD_FILE).read_text())
-        card["quality"] = quality_table
-        card["proxies"] = proxy_table
-        if speed_table:
-            card["speed"] = speed_table
+        card = json.loads((model_dir / CARD_FILE).read_text()) | tables
         (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
         (model_dir / "card.md").write_text(render(card))
     return 0
