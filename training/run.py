@@ -1,6 +1,7 @@
 """``make train``: from ``../shared/data`` to ``models/``, every step, reproducibly.
 
-    python -m training.run [--smoke] [--out models] [--work runs/full] [--init-from DIR]
+    python -m training.run [--recipe full|cpu|smoke] [--out models] [--work runs/full]
+                           [--init-from DIR] [--prepare-pretraining]
 
 Steps: corpora and splits → originality corpus → pretraining corpus → tokenizer → masked-LM
 pretraining → n-gram branch (full fit and out-of-fold logits) → multi-task fine-tuning →
@@ -32,17 +33,14 @@ from service.classify import CARD_FILE, MODEL_FILE, TOKENIZER_FILE, load_tokeniz
 from service.heads import HEADS
 from service.normalise import WINDOW, normalise
 from service.settings import get_settings
-from training import calibrate, data, originality, pretrain, tokenizer, wide
+from training import calibrate, corpus, data, originality, pretrain, tokenizer, wide
 from training.export import export, int8_cost, optimise_and_quantise, parity
 from training.finetune import Row, finetune, head_logits, rows
 from training.model import Scorer
-from training.recipe import FULL, SMOKE, Recipe
+from training.recipe import RECIPES, Recipe
 from training.tokenizer import special_id
 
 log = logging.getLogger("training")
-
-PRETRAINING_KEY = "pretraining.json"
-PRETRAINING_SECONDS = "pretraining-seconds.txt"
 
 
 def labelled(data_dir: Path, recipe: Recipe) -> list[data.Example]:
@@ -102,7 +100,18 @@ def fit_wide(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.run", description=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="the tiny recipe (tests)")
+    parser.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default="full",
+        help="full (pretraining sized for a GPU), cpu (short pretraining), smoke (tests)",
+    )
+    parser.add_argument(
+        "--prepare-pretraining",
+        action="store_true",
+        help="only write the pretraining corpus and tokenizer to WORK/encoder "
+        "(to pretrain elsewhere with python -m training.pretrain)",
+    )
     parser.add_argument("--data", type=Path, default=None, help="corpora (default: settings)")
     parser.add_argument("--out", type=Path, default=Path("models"))
     parser.add_argument("--work", type=Path, default=Path("runs/full"))
@@ -114,13 +123,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    recipe = SMOKE if args.smoke else FULL
+    recipe = RECIPES[args.recipe]
     settings = get_settings()
+    data_dir = args.data or settings.data_dir
+    if args.prepare_pretraining:
+        corpus.write(data_dir, labelled(data_dir, recipe), recipe, args.work / "encoder")
+        return 0
     # only the shipped model moves the policy's thresholds
-    ships = not args.smoke and args.out.resolve() == settings.model_dir.resolve()
+    ships = recipe is not RECIPES["smoke"] and args.out.resolve() == settings.model_dir.resolve()
     train(
         recipe,
-        args.data or settings.data_dir,
+        data_dir,
         args.out,
         args.work,
         args.init_from,
@@ -164,33 +177,29 @@ def encoder_and_tokenizer(
     examples: Sequence[data.Example],
     work: Path,
     init_from: Path | None,
-) -> tuple[BertModel, Tokenizer, float]:
-    """A checkpoint from disk, or a tokenizer and encoder pretrained here from scratch, and how
-    many seconds the pretraining took (0 for a checkpoint).
+) -> tuple[BertModel, Tokenizer, dict[str, Any]]:
+    """A checkpoint from disk, or a tokenizer and encoder pretrained from scratch, and what the
+    pretraining run did (``{}`` for a checkpoint).
 
-    The pretrained encoder is kept in ``work/encoder`` with the recipe fields it depends on;
-    a later run whose fields match reuses it instead of pretraining again.
+    The pretrained encoder is kept in ``work/encoder`` with the recipe fields it depends on; a
+    later run whose fields match reuses it (one pretrained on a GPU machine, for instance)
+    instead of pretraining again.
     """
     if init_from is not None:
         tok = Tokenizer.from_file(str(init_from / TOKENIZER_FILE))
-        return pretrain.load_encoder(init_from), tok, 0.0
+        return pretrain.load_encoder(init_from), tok, {}
     cache = work / "encoder"
     key = json.dumps(recipe.pretraining_key(), sort_keys=True)
-    if (cache / PRETRAINING_KEY).is_file() and (cache / PRETRAINING_KEY).read_text() == key:
+    if (cache / pretrain.PRETRAINING_KEY).is_file() and (
+        cache / pretrain.PRETRAINING_KEY
+    ).read_text() == key:
         log.info("reusing the pretrained encoder in %s", cache)
     else:
-        started = time.monotonic()
-        corpus = pretrain.corpus(
-            data_dir, examples, recipe.pretrain_texts, recipe.seed, recipe.reposts_limit
-        )
-        tok = tokenizer.train_tokenizer(corpus[: recipe.tokenizer_texts], recipe.encoder.vocab_size)
-        pretrain.pretrain(corpus, tok, recipe, cache)
-        tokenizer.save(tok, cache / TOKENIZER_FILE)
-        (cache / PRETRAINING_KEY).write_text(key)
-        (cache / PRETRAINING_SECONDS).write_text(f"{time.monotonic() - started:.1f}")
+        tok = corpus.write(data_dir, examples, recipe, cache)
+        pretrain.pretrain(pretrain.read_texts(cache), tok, recipe, cache)
     tok = Tokenizer.from_file(str(cache / TOKENIZER_FILE))
-    seconds = float((cache / PRETRAINING_SECONDS).read_text())
-    return pretrain.load_encoder(cache), tok, seconds
+    run = json.loads((cache / pretrain.PRETRAINING_RUN).read_text())
+    return pretrain.load_encoder(cache), tok, run
 
 
 def split_rows(
@@ -278,11 +287,11 @@ def train(
     examples = labelled(data_dir, recipe)
     texts = [normalise(e.text).text for e in examples]
     lap("corpora")
-    encoder, tok, pretraining_s = encoder_and_tokenizer(recipe, data_dir, examples, work, init_from)
+    encoder, tok, pretraining = encoder_and_tokenizer(recipe, data_dir, examples, work, init_from)
     tokenizer.save(tok, out / TOKENIZER_FILE)
     lap("pretraining")
-    # a reused encoder took its time in an earlier run: report that, not the lookup
-    timings["pretraining"] = max(timings["pretraining"], pretraining_s)
+    # a reused encoder took its time in an earlier run (perhaps on a GPU): report that
+    timings["pretraining"] = max(timings["pretraining"], pretraining.get("seconds", 0.0))
 
     idf, coef, bias, wide_logits, wide_c = fit_wide(texts, examples, recipe)
     model = Scorer(encoder)
@@ -322,6 +331,7 @@ def train(
         "max_tokens": WINDOW + 2,
         "recipe": recipe.to_dict(),
         "init_from": str(init_from) if init_from else None,
+        "pretraining": pretraining,
         "data": {
             "examples": {
                 f"{h}/{s}": sum(1 for e in examples if e.head == h and e.split == s)
