@@ -1,8 +1,11 @@
 """One post's way through: normalise → classify → decide → the score record.
 
 The CLI, the API and batch jobs all score through :meth:`Pipeline.score_many`, so all three give
-the same record for the same post. Fingerprinting and matching (coordination, fake
-originality) join here when the near-duplicate index exists; until then their scores are 0.
+the same record for the same post. Evidence spans cost one more model call per flagged post, so
+the publish path asks for records without them (``evidence=False``: the record says
+``evidence_pending``) and adds them with :meth:`Pipeline.explain` after it has answered.
+Fingerprinting and matching (coordination, fake originality) join here when the near-duplicate
+index exists; until then their scores are 0.
 """
 
 from __future__ import annotations
@@ -45,29 +48,60 @@ class Pipeline:
     def policy_version(self) -> str:
         return self.policy.version
 
-    def score_many(self, posts: Sequence[Post]) -> list[ScoreRecord]:
-        """Score records for ``posts``, in the same order."""
+    def score_many(self, posts: Sequence[Post], *, evidence: bool = True) -> list[ScoreRecord]:
+        """Score records for ``posts``, in the same order; without evidence spans unless
+        ``evidence``."""
         norms = [normalise(p.text) for p in posts]
         scored = [i for i, n in enumerate(norms) if n.text]
         probs = self.classifier.predict([norms[i].text for i in scored])
         head_probs: list[dict[Head, float]] = [dict.fromkeys(HEADS, 0.0) for _ in posts]
         for row, i in enumerate(scored):
             head_probs[i] = {h: float(probs[row, k]) for k, h in enumerate(HEADS)}
-        return [self._record(p, n, hp) for p, n, hp in zip(posts, norms, head_probs, strict=True)]
+        records = [
+            self._record(p, n, hp) for p, n, hp in zip(posts, norms, head_probs, strict=True)
+        ]
+        return self.explain(posts, records) if evidence else records
+
+    def explain(self, posts: Sequence[Post], records: Sequence[ScoreRecord]) -> list[ScoreRecord]:
+        """``records`` (of ``posts``, in the same order) with the evidence spans of their
+        flagged classifier risks added; records that wait for none come back unchanged."""
+        out = list(records)
+        for i, (post, record) in enumerate(zip(posts, records, strict=True)):
+            if not record.evidence_pending:
+                continue
+            risks = [r for r in CLASSIFIER_RISKS if record.flags[r]]
+            heads = [CLASSIFIER_RISKS[r] for r in risks]
+            found = spans(
+                self.classifier,
+                normalise(post.text),
+                post.text,
+                heads,
+                [record.scores[r] for r in risks],
+            )
+            codes = {self.policy.risks[r].reason.code: CLASSIFIER_RISKS[r] for r in risks}
+            reasons = [
+                reason.model_copy(
+                    update={
+                        "evidence": reason.evidence
+                        | {"spans": [s.model_dump() for s in found[codes[reason.code]]]}
+                    }
+                )
+                if reason.code in codes
+                else reason
+                for reason in record.reasons
+            ]
+            out[i] = record.model_copy(update={"reasons": reasons, "evidence_pending": False})
+        return out
 
     def _record(self, post: Post, norm: Normalised, probs: dict[Head, float]) -> ScoreRecord:
         scores: dict[Risk, float] = {
             r: probs[CLASSIFIER_RISKS[r]] if r in CLASSIFIER_RISKS else 0.0 for r in RISKS
         }
         verdict = decide(scores, self.policy)
-        heads = [CLASSIFIER_RISKS[r] for r in verdict.flagged if r in CLASSIFIER_RISKS]
-        evidence = spans(self.classifier, norm, post.text, heads, [probs[h] for h in heads])
         reasons = []
         for risk in verdict.flagged:
             rule = self.policy.risks[risk].reason
             found: dict[str, object] = {"articles": rule.articles, "summary": rule.summary}
-            if risk in CLASSIFIER_RISKS:
-                found["spans"] = [s.model_dump() for s in evidence[CLASSIFIER_RISKS[risk]]]
             reasons.append(Reason(code=rule.code, score=round(scores[risk], 4), evidence=found))
         warnings = []
         if not norm.text:
@@ -86,4 +120,5 @@ class Pipeline:
             policy_version=self.policy_version,
             truncated=norm.truncated,
             warnings=warnings,
+            evidence_pending=any(verdict.flags[r] for r in CLASSIFIER_RISKS),
         )

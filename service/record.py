@@ -107,6 +107,11 @@ class ScoreRecord(BaseModel):
         default=False, description="the text was longer than the model's window and was cut"
     )
     warnings: list[str] = Field(default_factory=list)
+    evidence_pending: bool = Field(
+        default=False,
+        description="the reasons' evidence spans are still being computed: the publish path "
+        "answers before them, and the stored record gets them",
+    )
 
 
 HeadProbabilities = dict[Head, float]

@@ -3,7 +3,9 @@
 A post id scored again with the same model gets its first record back (from memory, or from
 storage for stored records), is not scored again and is counted, stored and enqueued once.
 Records whose decision the policy lists in ``persist`` are stored, with a review-queue item when
-it lists the decision in ``enqueue``. When storage fails, the answer still goes out, marked
+it lists the decision in ``enqueue``. The answer goes out before the evidence spans of its flagged
+risks are found (one more model call per flagged post): a single low-priority thread adds them
+to the stored records afterwards. When storage fails, the answer still goes out, marked
 ``degraded``, and those records wait in the durable :class:`~service.spool.Spool` until storage
 answers again. Nothing here knows about HTTP.
 """
@@ -12,10 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Protocol, TypeVar
 
 from service.batching import MicroBatcher
@@ -39,7 +44,23 @@ class PolicyScorer(Protocol):
     @property
     def policy(self) -> Policy: ...
 
-    def score_many(self, posts: Sequence[Post]) -> list[ScoreRecord]: ...
+    def score_many(self, posts: Sequence[Post], *, evidence: bool = True) -> list[ScoreRecord]: ...
+
+    def explain(
+        self, posts: Sequence[Post], records: Sequence[ScoreRecord]
+    ) -> list[ScoreRecord]: ...
+
+
+EXPLAIN_NICE = 10
+"""How much lower the evidence thread's CPU priority is than the scoring threads'."""
+
+
+def _lower_priority() -> None:
+    # Linux: PRIO_PROCESS with a thread id sets that thread's nice value alone
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), EXPLAIN_NICE)
+    except OSError:  # not permitted here: the thread runs at the normal priority
+        log.info("could not lower the evidence thread's priority")
 
 
 class StorageHealth:
@@ -114,7 +135,7 @@ class ScoringService:
         self.first = FirstRecords(cache_size)
         self.metrics = metrics_factory(self)
         self.batcher = MicroBatcher(
-            scorer.score_many,
+            partial(scorer.score_many, evidence=False),
             window_s=window_s,
             max_posts=max_posts,
             max_queue=max_queue,
@@ -123,6 +144,10 @@ class ScoringService:
         )
         # storage calls block; they get their own threads so they never wait behind the model
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="storage")
+        self._explainer = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="evidence", initializer=_lower_priority
+        )
+        self._explaining: set[asyncio.Future[None]] = set()
 
     @property
     def model_version(self) -> str:
@@ -162,8 +187,33 @@ class ScoringService:
             found[scored.id] = kept
         stored, spooled = await self._persist(new)
         found.update((s.id, s) for s in stored)
+        self._explain_later(fresh, [s for s in stored if s.evidence_pending])
         degraded = degraded or spooled or self.health.problem is not None
         return [found[p.id].model_copy(update={"degraded": degraded}) for p in posts], degraded
+
+    def _explain_later(self, posts: dict[str, Post], records: list[ScoreRecord]) -> None:
+        """Find the evidence of stored ``records`` in the background, then store it."""
+        if records:
+            job = asyncio.ensure_future(self._explain([posts[r.id] for r in records], records))
+            self._explaining.add(job)
+            job.add_done_callback(self._explaining.discard)
+
+    async def _explain(self, posts: list[Post], records: list[ScoreRecord]) -> None:
+        loop = asyncio.get_running_loop()
+        explained = await loop.run_in_executor(self._explainer, self.scorer.explain, posts, records)
+        try:
+            await self._storage(self.repository.update_records, explained)
+        except StorageError as exc:
+            # the records stand, marked evidence_pending; only their spans are missing
+            log.warning("evidence not stored", extra={"problem": str(exc)})
+            return
+        for record in explained:
+            self.first.replace(record)
+
+    async def settle(self) -> None:
+        """Wait until the evidence of every record answered so far is stored."""
+        while self._explaining:
+            await asyncio.gather(*self._explaining)
 
     async def _persist(self, records: list[ScoreRecord]) -> tuple[list[ScoreRecord], bool]:
         """Store the records the policy says to persist; the stored records (another process may
@@ -225,5 +275,7 @@ class ScoringService:
 
     async def close(self) -> None:
         await self.batcher.close()
+        await self.settle()
+        self._explainer.shutdown(wait=True)
         self._io.shutdown(wait=True)
         self.spool.close()

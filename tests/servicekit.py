@@ -143,6 +143,12 @@ class Api:
     def new_key(self, role: Role) -> str:
         return create_key(self.services.scoring.repository, role)
 
+    def settle(self) -> None:
+        """Wait until the evidence the service finds after answering is stored."""
+        portal = self.client.portal
+        assert portal is not None, "the client runs the app"
+        portal.call(self.services.scoring.settle)
+
 
 @contextmanager
 def open_api(

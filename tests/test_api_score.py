@@ -37,17 +37,45 @@ def test_the_same_post_id_again_returns_the_first_record_and_is_counted_once(
         again = api.score({"id": "p1", "text": RUMOR}).json()
         changed = api.score({"id": "p1", "text": PLAIN}).json()
         in_batch = api.batch([{"id": "p1", "text": PLAIN}]).json()["records"][0]
-        assert first == again == changed == in_batch
+        # the evidence spans may arrive between the answers: everything else is the first record
+        assert {
+            json.dumps(without_evidence(r), sort_keys=True)
+            for r in (first, again, changed, in_batch)
+        } == {json.dumps(without_evidence(first), sort_keys=True)}
+        api.settle()
+        explained = api.score({"id": "p1", "text": RUMOR}).json()
+        assert without_evidence(explained) == without_evidence(first)
+        assert not explained["evidence_pending"]
         repository = api.services.scoring.repository
         assert [(q.post_id, q.policy_version) for q in repository.queue()] == [
             ("p1", "test-review-all")
         ]
         assert (
             repository.find_records(["p1"], first["model_version"])["p1"].model_dump(mode="json")
-            == first
+            == explained
         )
         metrics = api.client.get("/metrics").text
         assert 'qinglang_decisions_total{decision="review"} 1.0' in metrics
+
+
+def without_evidence(record: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in record.items() if k not in ("reasons", "evidence_pending")}
+
+
+def test_the_answer_goes_out_before_the_evidence_which_is_stored_after(api: Api) -> None:
+    answer = api.score({"id": "ev", "text": RUMOR}).json()
+    assert answer["evidence_pending"]  # the test policy flags every risk
+    assert all("spans" not in r["evidence"] for r in answer["reasons"])
+    api.settle()
+    stored = api.services.scoring.repository.find_records(["ev"], answer["model_version"])["ev"]
+    assert not stored.evidence_pending
+    assert without_evidence(stored.model_dump(mode="json")) == without_evidence(answer)
+    by_code = {r.code: r.evidence for r in stored.reasons}
+    rumor = next(r for r in answer["reasons"] if r["code"].endswith("false_information"))
+    spans = by_code[rumor["code"]]["spans"]
+    assert isinstance(spans, list)
+    assert spans, "a post flagged at review 0 for rumour has the spans that drove its score"
+    assert all(RUMOR[s["start"] : s["end"]] == s["text"] for s in spans)
 
 
 def test_a_new_process_finds_the_stored_record_instead_of_scoring_again(
@@ -56,7 +84,10 @@ def test_a_new_process_finds_the_stored_record_instead_of_scoring_again(
     with open_api(tmp_path, database_url, pipeline.classifier) as api:
         first = api.score({"id": "p1", "text": RUMOR}).json()
     with open_api(tmp_path, database_url, pipeline.classifier) as restarted:
-        assert restarted.score({"id": "p1", "text": PLAIN}).json() == first
+        found = restarted.score({"id": "p1", "text": PLAIN}).json()
+        # the first process stored the evidence before it stopped
+        assert without_evidence(found) == without_evidence(first)
+        assert not found["evidence_pending"]
         assert len(restarted.services.scoring.repository.queue()) == 1
 
 

@@ -79,6 +79,16 @@ def test_flagged_heads_carry_spans_of_the_original_text(pipeline: Pipeline) -> N
     assert any(w in "".join(s["text"] for s in spans) for w in ("垃圾", "滚", "恶心"))
 
 
+def test_evidence_later_is_the_evidence_inline(pipeline: Pipeline) -> None:
+    posts = [Post(id="o", text=f"大家好。{OFFENSIVE}！！"), Post(id="p", text=PLAIN)]
+    inline = pipeline.score_many(posts)
+    fast = pipeline.score_many(posts, evidence=False)
+    assert fast[0].evidence_pending and not inline[0].evidence_pending
+    assert not fast[1].evidence_pending  # nothing flagged: no evidence to wait for
+    assert all("spans" not in r.evidence for r in fast[0].reasons)
+    assert pipeline.explain(posts, fast) == inline
+
+
 def test_records_come_back_in_input_order(pipeline: Pipeline) -> None:
     texts = ["短", PLAIN * 3, "", OFFENSIVE, "中等长度的一条微博内容"]
     posts = [Post(id=f"p{i}", text=t) for i, t in enumerate(texts)]

@@ -36,6 +36,9 @@ class Keys:
     def save_records(self, items: Sequence[Pending]) -> list[ScoreRecord]:
         return [item.record for item in items]
 
+    def update_records(self, records: Sequence[ScoreRecord]) -> None:
+        raise AssertionError("keys only")
+
     def queue(self) -> list[QueueItem]:
         return []
 

@@ -61,6 +61,10 @@ class Repository(Protocol):
         records in order, so that saving a record twice (a spool replayed after a crash, two
         processes scoring one post) stores it once and both callers get the first."""
 
+    def update_records(self, records: Sequence[ScoreRecord]) -> None:
+        """Replace the stored records of the same post and model version (the evidence the
+        publish path adds after answering); a record that is not stored is left out."""
+
     def add_key(self, key: ApiKey) -> None: ...
 
     def get_key(self, key_id: str) -> ApiKey | None: ...

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy import Engine, create_engine, event, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -83,6 +83,11 @@ def upgrade(url: str, timeout_s: float = 10.0) -> None:
         engine.dispose()
 
 
+def _stored(record: ScoreRecord) -> dict[str, Any]:
+    """A record as stored: ``degraded`` describes one answer, not the record."""
+    return record.model_copy(update={"degraded": False}).model_dump(mode="json")
+
+
 def open_repository(url: str, timeout_s: float) -> SqlRepository:
     return SqlRepository(make_engine(url, timeout_s))
 
@@ -133,7 +138,7 @@ class SqlRepository:
                     "model_version": record.model_version,
                     "policy_version": record.policy_version,
                     "decision": record.decision,
-                    "record": record.model_copy(update={"degraded": False}).model_dump(mode="json"),
+                    "record": _stored(record),
                     "created_at": now,
                 }
                 # a record stored before (a concurrent request, a replayed spool) stands
@@ -163,6 +168,18 @@ class SqlRepository:
             ids = [item.record.id for item in taken if item.record.model_version == version]
             first.update({(i, version): r for i, r in self.find_records(ids, version).items()})
         return [first.get((i.record.id, i.record.model_version), i.record) for i in items]
+
+    def update_records(self, records: Sequence[ScoreRecord]) -> None:
+        with self._session() as session:
+            for record in records:
+                session.execute(
+                    update(StoredRecord)
+                    .where(
+                        StoredRecord.post_id == record.id,
+                        StoredRecord.model_version == record.model_version,
+                    )
+                    .values(record=_stored(record))
+                )
 
     def add_key(self, key: ApiKey) -> None:
         with self._session() as session:
