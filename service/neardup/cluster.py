@@ -1,0 +1,154 @@
+"""Clusters of near-copies: the earliest source, coordinated batches, accounts in batches.
+
+A post with a verified near-copy joins the cluster of its most similar copy; a post with none
+starts a cluster of its own (clusters are not merged: a chain of edits that drifts past the
+threshold starts a new one). The cluster id is derived from its first post's id, so a re-run
+over the same posts gives the same ids.
+
+**Coordinated batch** (art18.4): a cluster that has had ``K`` (``batch_accounts``) distinct
+accounts within ``T`` (``batch_s``) of its newest post. From the post that completes the batch on,
+every post that joins the cluster is flagged; the posts before it are listed in the cluster.
+Posts without an account do not count toward ``K``.
+
+**Accounts in batches**: per account, the flagged clusters it posted in during the last
+``ACCOUNT_WINDOW_S`` (a rolling week).
+
+Memory per cluster is bounded whatever its size: the first ``max_members`` members are kept and
+the rest counted, distinct accounts are kept up to ``max_accounts`` and counted past it, and the
+batch window holds at most ``max(4K, 64)`` accounts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+ACCOUNT_WINDOW_S = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    post_id: str
+    account_id: str | None
+    created_at: float
+
+
+def cluster_id(first_post_id: str) -> str:
+    return "c_" + hashlib.sha256(first_post_id.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Cluster:
+    id: str
+    earliest: Member
+    first_at: float
+    last_at: float
+    size: int = 0
+    members: list[Member] = field(default_factory=list)
+    accounts: set[str] = field(default_factory=set)
+    accounts_over: int = 0
+    """Distinct accounts past ``max_accounts`` that were counted but not kept."""
+    recent: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    """Account to its newest post time, for the accounts within ``T`` of the newest post."""
+    batch_at: float | None = None
+    """When the cluster became a coordinated batch; None while it is not one."""
+    batch_accounts: list[str] = field(default_factory=list)
+
+    @property
+    def distinct_accounts(self) -> int:
+        return len(self.accounts) + self.accounts_over
+
+
+class ClusterBook:
+    """The live clusters, and the flagged ones (kept after they leave the window)."""
+
+    def __init__(
+        self,
+        *,
+        batch_accounts: int,
+        batch_s: float,
+        max_members: int = 100,
+        max_accounts: int = 10_000,
+        max_flagged: int = 1000,
+    ) -> None:
+        self.k, self.t = batch_accounts, batch_s
+        self.max_members, self.max_accounts, self.max_flagged = (
+            max_members,
+            max_accounts,
+            max_flagged,
+        )
+        self._live: dict[str, Cluster] = {}
+        self._flagged: OrderedDict[str, Cluster] = OrderedDict()
+        self._account_batches: dict[str, dict[str, float]] = {}
+
+    def get(self, cid: str) -> Cluster | None:
+        return self._live.get(cid) or self._flagged.get(cid)
+
+    def flagged(self, limit: int) -> list[Cluster]:
+        """Flagged clusters, most recently flagged first."""
+        return list(reversed(self._flagged.values()))[:limit]
+
+    def add(self, member: Member, cid: str | None) -> Cluster:
+        """Put ``member`` in cluster ``cid`` (a new one when None or no longer live)."""
+        cluster = self._live.get(cid) if cid else None
+        if cluster is None:
+            new_id = cluster_id(member.post_id)
+            cluster = self._live[new_id] = Cluster(
+                new_id, member, member.created_at, member.created_at
+            )
+        cluster.size += 1
+        if len(cluster.members) < self.max_members:
+            cluster.members.append(member)
+        if member.created_at < cluster.earliest.created_at:
+            cluster.earliest = member
+        cluster.first_at = min(cluster.first_at, member.created_at)
+        cluster.last_at = max(cluster.last_at, member.created_at)
+        account = member.account_id
+        if account is not None:
+            if account in cluster.accounts:
+                pass
+            elif len(cluster.accounts) < self.max_accounts:
+                cluster.accounts.add(account)
+            else:
+                cluster.accounts_over += 1
+            self._note_recent(cluster, account, member.created_at)
+        if cluster.batch_at is None and len(cluster.recent) >= self.k:
+            cluster.batch_at = member.created_at
+            cluster.batch_accounts = list(cluster.recent)
+            for earlier in cluster.batch_accounts:
+                self._account_batches.setdefault(earlier, {})[cluster.id] = member.created_at
+        if cluster.batch_at is not None:
+            self._flagged[cluster.id] = cluster
+            self._flagged.move_to_end(cluster.id)
+            while len(self._flagged) > self.max_flagged:
+                self._flagged.popitem(last=False)
+            if account is not None:
+                self._account_batches.setdefault(account, {})[cluster.id] = member.created_at
+        return cluster
+
+    def _note_recent(self, cluster: Cluster, account: str, at: float) -> None:
+        recent = cluster.recent
+        recent[account] = max(at, recent.get(account, at))
+        recent.move_to_end(account)
+        newest = cluster.last_at
+        for name in [a for a, t in recent.items() if t < newest - self.t]:
+            del recent[name]
+        while len(recent) > max(4 * self.k, 64):
+            recent.popitem(last=False)
+
+    def account_batches(self, account: str | None, now: float) -> int:
+        """Flagged clusters ``account`` posted in during the week before ``now``."""
+        seen = self._account_batches.get(account or "")
+        if not seen:
+            return 0
+        for cid in [c for c, t in seen.items() if t < now - ACCOUNT_WINDOW_S]:
+            del seen[cid]
+        return len(seen)
+
+    def expire(self, cids: list[str], horizon: float) -> None:
+        """Forget live clusters among ``cids`` whose newest post is older than ``horizon``."""
+        for cid in set(cids):
+            cluster = self._live.get(cid)
+            if cluster is not None and cluster.last_at < horizon:
+                del self._live[cid]

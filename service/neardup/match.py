@@ -1,0 +1,221 @@
+"""The near-duplicate step of the pipeline: fingerprint, match, cluster, and the rules on top.
+
+For each post, in the order given (the order the live service receives them):
+
+1. **fingerprint** (:mod:`~service.neardup.fingerprint`): canonical text; boilerplate stops here
+   with every near-duplicate score 0 and no cluster.
+2. **match** (:mod:`~service.neardup.index`): verified near-copies among the live window, and
+   the best match in the confirmed-rumour bank (:mod:`~service.neardup.bank`).
+3. **cluster** (:mod:`~service.neardup.cluster`): join the most similar copy's cluster or start
+   one; coordinated-batch detection.
+
+Then the scores:
+
+- ``coordination``: 1 when the cluster is a coordinated batch, else the share of ``K`` distinct
+  accounts it has within ``T`` (the policy flags it at 1).
+- ``fake_originality``: for a post that claims originality (``declared_original``, or the
+  ``originality_claim`` head at or above the policy's threshold) and gives no attribution
+  (``source``, or 转自 / 来源 / via @ ... in the text), the similarity of the earliest verified
+  near-copy posted before it by another account; 0 otherwise. A producer's copy of its own
+  earlier post is not fake originality, nor is a post whose account is unknown.
+- ``rumor`` is raised to the similarity of a matched confirmed rumour.
+
+Times: ``created_at``, or the arrival time when it is missing or more than ``max_future_s`` ahead
+of the clock (the record says so). The same post id seen again is matched but not added twice.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.heads import Risk
+from service.neardup.bank import RumorBank
+from service.neardup.cluster import Cluster, ClusterBook, Member
+from service.neardup.fingerprint import Fingerprinter, Signature
+from service.neardup.index import Entry, Match, WindowIndex
+from service.policy import Policy
+from service.record import ClusterPost, ClusterSummary, Post
+from service.settings import Settings
+
+NO_TIME = "no created_at: the arrival time was used for near-duplicate matching"
+FUTURE = "created_at is ahead of the clock: the arrival time was used for near-duplicate matching"
+TOO_OLD = "created_at is older than the near-duplicate window: matched, but not kept in the index"
+NO_ACCOUNT = "no account_id: the post counts toward no coordinated batch and no originality check"
+
+ATTRIBUTION = re.compile(
+    r"转自|轉自|转载自|转载于|來源|来源|出处|出處|原文|原作者|via\s*@|//\s*@|\bcr[:：]", re.I
+)
+"""Wording that credits a source (art17)."""
+
+
+def attributed(post: Post) -> bool:
+    return bool(post.source and post.source.strip()) or bool(ATTRIBUTION.search(post.text))
+
+
+def summary(cluster: Cluster) -> ClusterSummary:
+    first = cluster.earliest
+    return ClusterSummary(
+        id=cluster.id,
+        size=cluster.size,
+        accounts=cluster.distinct_accounts,
+        first_at=cluster.first_at,
+        last_at=cluster.last_at,
+        earliest=ClusterPost(
+            id=first.post_id, account_id=first.account_id, created_at=first.created_at
+        ),
+        batch=cluster.batch_at is not None,
+    )
+
+
+@dataclass
+class Finding:
+    """What the near-duplicate step found for one post."""
+
+    scores: dict[Risk, float] = field(default_factory=dict)
+    """``coordination`` and ``fake_originality``; ``rumor`` when the bank matched."""
+    evidence: dict[Risk, dict[str, Any]] = field(default_factory=dict)
+    cluster: ClusterSummary | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class NearDuplicates:
+    """The window, the clusters and the bank of one process. Thread-safe."""
+
+    def __init__(
+        self,
+        fingerprinter: Fingerprinter,
+        policy: Policy,
+        *,
+        threshold: float,
+        window_s: float,
+        bucket_s: float,
+        max_future_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        rules = policy.near_duplicates
+        self.fingerprinter = fingerprinter
+        self.rules = rules
+        self.index = WindowIndex(
+            fingerprinter, threshold=threshold, window_s=window_s, bucket_s=bucket_s
+        )
+        self.book = ClusterBook(
+            batch_accounts=rules.batch_accounts, batch_s=rules.batch_minutes * 60
+        )
+        self.bank = RumorBank(fingerprinter, threshold)
+        self.max_future_s = max_future_s
+        self.clock = clock
+        self.lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, policy: Policy) -> NearDuplicates:
+        return cls(
+            Fingerprinter(
+                settings.neardup_shingle,
+                settings.neardup_num_perm,
+                1,
+                settings.neardup_min_shingles,
+            ),
+            policy,
+            threshold=settings.neardup_threshold,
+            window_s=settings.neardup_window_hours * 3600,
+            bucket_s=settings.neardup_bucket_hours * 3600,
+            max_future_s=settings.neardup_max_future_s,
+        )
+
+    def observe(self, posts: Sequence[Post], claims: Sequence[float]) -> list[Finding]:
+        """Findings for ``posts`` (with their ``originality_claim`` probabilities), in order; each
+        post is matched against the ones before it, those of this call included."""
+        fingerprints = [self.fingerprinter.fingerprint(p.text) for p in posts]
+        usable = [i for i, f in enumerate(fingerprints) if not f.boilerplate]
+        signatures = self.fingerprinter.signatures([fingerprints[i].canonical for i in usable])
+        findings = [Finding() for _ in posts]
+        arrival = self.clock()
+        with self.lock:
+            for row, i in enumerate(usable):
+                findings[i] = self._observe(posts[i], signatures[row], claims[i], arrival)
+        return findings
+
+    def _time(self, post: Post, arrival: float) -> tuple[float, list[str]]:
+        if post.created_at is None:
+            return arrival, [NO_TIME]
+        if post.created_at > arrival + self.max_future_s:
+            return arrival, [FUTURE]
+        return post.created_at, []
+
+    def _observe(self, post: Post, signature: Signature, claim: float, arrival: float) -> Finding:
+        at, warnings = self._time(post, arrival)
+        if post.account_id is None:
+            warnings.append(NO_ACCOUNT)
+        self.book.expire(self.index.advance(at), self.index.horizon)
+        matches = self.index.query(signature, exclude=post.id)
+        known = self.index.get(post.id)
+        cluster = self.book.get(known.cluster_id) if known else None
+        if cluster is None:
+            member = Member(post.id, post.account_id, at)
+            cluster = self.book.add(member, matches[0].entry.cluster_id if matches else None)
+            entry = Entry(post.id, post.account_id, at, cluster.id, signature)
+            if not self.index.insert(entry):
+                warnings.append(TOO_OLD)
+        finding = Finding(warnings=warnings)
+        finding.cluster = summary(cluster) if cluster.size > 1 else None
+        self._coordination(finding, cluster, post, at)
+        self._originality(finding, matches, post, claim, at)
+        bank = self.bank.match(signature)
+        if bank is not None:
+            finding.scores["rumor"] = bank.similarity
+            finding.evidence["rumor"] = {
+                "confirmed_rumor": bank.rumor.rumor_id,
+                "similarity": round(bank.similarity, 4),
+                "notice": bank.rumor.notice,
+                "match": f"matches confirmed rumour {bank.rumor.rumor_id} "
+                f"(similarity {bank.similarity:.2f})",
+            }
+        return finding
+
+    def _coordination(self, finding: Finding, cluster: Cluster, post: Post, at: float) -> None:
+        k = self.rules.batch_accounts
+        batch = cluster.batch_at is not None
+        finding.scores["coordination"] = 1.0 if batch else min(1.0, len(cluster.recent) / k)
+        finding.evidence["coordination"] = {
+            "cluster": cluster.id,
+            "size": cluster.size,
+            "accounts": cluster.distinct_accounts,
+            "accounts_within_window": len(cluster.recent),
+            "batch_accounts": k,
+            "batch_minutes": self.rules.batch_minutes,
+            "batch_at": cluster.batch_at,
+            "earliest": {"id": cluster.earliest.post_id, "account_id": cluster.earliest.account_id},
+            "account_batches_7d": self.book.account_batches(post.account_id, at),
+        }
+
+    def _originality(
+        self, finding: Finding, matches: list[Match], post: Post, claim: float, at: float
+    ) -> None:
+        claimed = post.declared_original or claim >= self.rules.originality_claim
+        if not claimed or post.account_id is None or attributed(post):
+            finding.scores["fake_originality"] = 0.0
+            return
+        earlier = [
+            m
+            for m in matches
+            if m.entry.created_at < at and m.entry.account_id not in (None, post.account_id)
+        ]
+        if not earlier:
+            finding.scores["fake_originality"] = 0.0
+            return
+        source = min(earlier, key=lambda m: m.entry.created_at)
+        finding.scores["fake_originality"] = source.similarity
+        finding.evidence["fake_originality"] = {
+            "earlier_post": source.entry.post_id,
+            "earlier_account": source.entry.account_id,
+            "similarity": round(source.similarity, 4),
+            "gap_s": round(at - source.entry.created_at, 3),
+            "claim": "declared_original"
+            if post.declared_original
+            else f"originality_claim {claim:.2f}",
+        }
