@@ -80,12 +80,13 @@ class Settings(BaseSettings):
     # --- near-duplicates: the fingerprint and match stages (service/neardup) ---
     neardup_window_hours: float = Field(default=72.0, gt=0)
     """How far back a new post is compared with earlier ones."""
-    neardup_bucket_hours: float = Field(default=6.0, gt=0)
+    neardup_bucket_hours: float = Field(default=12.0, gt=0)
     """Width of one time bucket of the window; old posts expire a whole bucket at a time."""
-    neardup_threshold: float = Field(default=0.5, gt=0, lt=1)
+    neardup_threshold: float = Field(default=0.4, gt=0, lt=1)
     """Estimated Jaccard similarity of shingle sets from which two posts are near-copies."""
-    neardup_shingle: int = Field(default=3, ge=1, le=3)
-    """Characters per shingle."""
+    neardup_shingle: int = Field(default=2, ge=1, le=3)
+    """Characters per shingle: two, as a Chinese word is mostly two characters; with three, the
+    tenth of characters a campaign replaces breaks too many shingles (eval/neardup.py)."""
     neardup_num_perm: int = Field(default=128, ge=16)
     """MinHash permutations: the estimate's standard error is sqrt(J(1-J)/num_perm)."""
     neardup_min_shingles: int = Field(default=8, ge=1)

@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from datasketch import MinHashLSH
-
 from service.neardup.fingerprint import Fingerprinter, Signature, similarity
+from service.neardup.index import new_lsh
 from service.storage.repository import StoredRumor
 
 
@@ -34,7 +33,7 @@ class RumorBank:
         self.fingerprinter = fingerprinter
         self.threshold = threshold
         self._entries: dict[str, StoredRumor] = {}
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=fingerprinter.num_perm)
+        self._lsh = new_lsh(threshold, fingerprinter.num_perm)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -47,7 +46,7 @@ class RumorBank:
         fingerprint parameters (they must be added again)."""
         usable = [r for r in rumors if r.fingerprint == self.fingerprinter.version]
         self._entries = {r.rumor_id: r for r in usable}
-        self._lsh = MinHashLSH(threshold=self.threshold, num_perm=self.fingerprinter.num_perm)
+        self._lsh = new_lsh(self.threshold, self.fingerprinter.num_perm)
         for rumor in usable:
             minhash = self.fingerprinter.minhash(to_signature(rumor))
             self._lsh.insert(rumor.rumor_id, minhash, check_duplication=False)
@@ -55,6 +54,8 @@ class RumorBank:
 
     def match(self, signature: Signature) -> BankMatch | None:
         """The most similar banked rumour at or above the threshold."""
+        if not self._entries:
+            return None
         candidates = self._lsh.query(self.fingerprinter.minhash(signature))
         if not candidates:
             return None

@@ -131,9 +131,9 @@ class ClusterBook:
         recent = cluster.recent
         recent[account] = max(at, recent.get(account, at))
         recent.move_to_end(account)
-        newest = cluster.last_at
-        for name in [a for a, t in recent.items() if t < newest - self.t]:
-            del recent[name]
+        # oldest first (each account moves to the end when it posts): prune from the front
+        while recent and next(iter(recent.values())) < cluster.last_at - self.t:
+            recent.popitem(last=False)
         while len(recent) > max(4 * self.k, 64):
             recent.popitem(last=False)
 

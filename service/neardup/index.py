@@ -3,9 +3,9 @@
 **Candidates.** LSH splits a signature of ``num_perm = b * r`` values into ``b`` bands of ``r``;
 two posts are candidates when any band is equal, which happens with probability
 ``1 - (1 - J^r)^b`` for Jaccard similarity ``J``. datasketch chooses ``(b, r)`` for the threshold
-so that false negatives and false positives weigh the same (``threshold = 0.5`` and 128
-permutations give ``b = 25, r = 5``: a pair at ``J = 0.5`` is a candidate with probability 0.55,
-at ``J = 0.7`` with 0.9998 — the copies a campaign makes sit far above the threshold).
+so that false negatives and false positives weigh the same (``threshold = 0.4`` and 128
+permutations give ``b = 32, r = 4``: a pair at ``J = 0.4`` is a candidate with probability 0.56,
+at ``J = 0.6`` with 0.988; the copies a campaign makes sit mostly above 0.5).
 
 **Verification.** A candidate counts only when its stored signature estimates ``J`` at or above
 the threshold (:func:`~service.neardup.fingerprint.similarity`); band collisions below it are
@@ -22,11 +22,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from datasketch import MinHashLSH
 
 from service.neardup.fingerprint import Fingerprinter, Signature, similarity
+
+
+@lru_cache(maxsize=8)
+def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
+    """datasketch's ``(b, r)`` for the threshold: computed once, as finding them integrates the
+    error probabilities numerically (25 ms, too slow to repeat for every bucket)."""
+    probe = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    return probe.b, probe.r
+
+
+def new_lsh(threshold: float, num_perm: int) -> MinHashLSH:
+    return MinHashLSH(num_perm=num_perm, params=lsh_params(threshold, num_perm))
 
 
 @dataclass(slots=True)
@@ -72,8 +85,7 @@ class WindowIndex:
         self.clock = float("-inf")
         self._buckets: dict[int, _Bucket] = {}
         self._where: dict[str, int] = {}
-        probe = MinHashLSH(threshold=threshold, num_perm=fingerprinter.num_perm)
-        self.bands: list[tuple[int, int]] = probe.hashranges
+        self.bands: list[tuple[int, int]] = new_lsh(threshold, fingerprinter.num_perm).hashranges
 
     def __len__(self) -> int:
         return len(self._where)
@@ -107,13 +119,16 @@ class WindowIndex:
         for bucket in self._buckets.values():
             yield from bucket.entries.values()
 
-    def _keys(self, signature: Signature) -> list[bytes]:
-        # the same bytes MinHashLSH computes for a band (its default, unhashed keys)
-        return [bytes(signature[s:e].byteswap().data) for s, e in self.bands]
+    def keys(self, signature: Signature) -> list[bytes]:
+        """The signature's band keys: the bytes MinHashLSH computes for each band (its default,
+        unhashed keys), computed once per post for the query of every bucket and the insert."""
+        swapped = signature.byteswap().tobytes()
+        return [swapped[4 * s : 4 * e] for s, e in self.bands]
 
-    def query(self, signature: Signature, exclude: str | None = None) -> list[Match]:
+    def query(
+        self, signature: Signature, keys: list[bytes], exclude: str | None = None
+    ) -> list[Match]:
         """Verified near-copies among live posts, most similar first."""
-        keys = self._keys(signature)
         found: dict[str, Entry] = {}
         for bucket in self._buckets.values():
             candidates: set[str] = set()
@@ -132,18 +147,19 @@ class WindowIndex:
         matches.sort(key=lambda m: (-m.similarity, m.entry.created_at))
         return matches
 
-    def insert(self, entry: Entry) -> bool:
+    def insert(self, entry: Entry, keys: list[bytes]) -> bool:
         """Keep ``entry`` unless its post is indexed already or has left the window."""
         if entry.post_id in self._where or not self.live(entry.created_at):
             return False
         number = int(entry.created_at // self.bucket_s)
         bucket = self._buckets.get(number)
         if bucket is None:
-            lsh = MinHashLSH(threshold=self.threshold, num_perm=self.fingerprinter.num_perm)
+            lsh = new_lsh(self.threshold, self.fingerprinter.num_perm)
             bucket = self._buckets[number] = _Bucket(lsh)
-        bucket.lsh.insert(
-            entry.post_id, self.fingerprinter.minhash(entry.signature), check_duplication=False
-        )
+        # what MinHashLSH.insert does, with the keys the query already computed
+        bucket.lsh.keys.insert(entry.post_id, *keys)
+        for key, table in zip(keys, bucket.lsh.hashtables, strict=True):
+            table.insert(key, entry.post_id)
         bucket.entries[entry.post_id] = entry
         self._where[entry.post_id] = number
         return True

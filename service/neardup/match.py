@@ -130,7 +130,7 @@ class NearDuplicates:
     def observe(self, posts: Sequence[Post], claims: Sequence[float]) -> list[Finding]:
         """Findings for ``posts`` (with their ``originality_claim`` probabilities), in order; each
         post is matched against the ones before it, those of this call included."""
-        fingerprints = [self.fingerprinter.fingerprint(p.text) for p in posts]
+        fingerprints = self.fingerprinter.fingerprints([p.text for p in posts])
         usable = [i for i, f in enumerate(fingerprints) if not f.boilerplate]
         signatures = self.fingerprinter.signatures([fingerprints[i].canonical for i in usable])
         findings = [Finding() for _ in posts]
@@ -152,14 +152,15 @@ class NearDuplicates:
         if post.account_id is None:
             warnings.append(NO_ACCOUNT)
         self.book.expire(self.index.advance(at), self.index.horizon)
-        matches = self.index.query(signature, exclude=post.id)
+        keys = self.index.keys(signature)
+        matches = self.index.query(signature, keys, exclude=post.id)
         known = self.index.get(post.id)
         cluster = self.book.get(known.cluster_id) if known else None
         if cluster is None:
             member = Member(post.id, post.account_id, at)
             cluster = self.book.add(member, matches[0].entry.cluster_id if matches else None)
             entry = Entry(post.id, post.account_id, at, cluster.id, signature)
-            if not self.index.insert(entry):
+            if not self.index.insert(entry, keys):
                 warnings.append(TOO_OLD)
         finding = Finding(warnings=warnings)
         finding.cluster = summary(cluster) if cluster.size > 1 else None
