@@ -311,7 +311,7 @@ def originality_table(
             text=copy_text,
             account_id=owner,
             created_at=at + rng.uniform(60, 3 * 3600),
-            **fields,  # type: ignore[arg-type]
+            **fields,
         )
         injected += [(original, ""), (copy, kind)]
     posts = sorted(

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from service.neardup.fingerprint import Fingerprinter, Signature, similarity
 from service.neardup.index import new_lsh
 from service.storage.repository import StoredRumor
@@ -33,18 +34,21 @@ class RumorBank:
         self.fingerprinter = fingerprinter
         self.threshold = threshold
         self._entries: dict[str, StoredRumor] = {}
+        self._given: set[str] = set()
         self._lsh = new_lsh(threshold, fingerprinter.num_perm)
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def ids(self) -> set[str]:
-        return set(self._entries)
+        """The ids of the last :meth:`load`, usable or not."""
+        return set(self._given)
 
     def load(self, rumors: Sequence[StoredRumor]) -> list[str]:
         """Hold exactly ``rumors``; the ids skipped because their signatures were made with other
         fingerprint parameters (they must be added again)."""
         usable = [r for r in rumors if r.fingerprint == self.fingerprinter.version]
+        self._given = {r.rumor_id for r in rumors}
         self._entries = {r.rumor_id: r for r in usable}
         self._lsh = new_lsh(self.threshold, self.fingerprinter.num_perm)
         for rumor in usable:

@@ -144,7 +144,7 @@ class ClusterBook:
             return 0
         for cid in [c for c, t in seen.items() if t < now - ACCOUNT_WINDOW_S]:
             del seen[cid]
-        return len(seen)
+        return sum(t <= now for t in seen.values())
 
     def expire(self, cids: list[str], horizon: float) -> None:
         """Forget live clusters among ``cids`` whose newest post is older than ``horizon``."""

@@ -34,13 +34,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.heads import Risk
-from service.neardup.bank import RumorBank
+from service.neardup.bank import RumorBank, to_signature
 from service.neardup.cluster import Cluster, ClusterBook, Member
 from service.neardup.fingerprint import Fingerprinter, Signature
 from service.neardup.index import Entry, Match, WindowIndex
 from service.policy import Policy
 from service.record import ClusterPost, ClusterSummary, Post
 from service.settings import Settings
+from service.storage.repository import StoredRumor
 
 NO_TIME = "no created_at: the arrival time was used for near-duplicate matching"
 FUTURE = "created_at is ahead of the clock: the arrival time was used for near-duplicate matching"
@@ -126,6 +127,39 @@ class NearDuplicates:
             bucket_s=settings.neardup_bucket_hours * 3600,
             max_future_s=settings.neardup_max_future_s,
         )
+
+    def cluster(self, cid: str) -> Cluster | None:
+        with self.lock:
+            return self.book.get(cid)
+
+    def flagged(self, limit: int) -> list[Cluster]:
+        with self.lock:
+            return self.book.flagged(limit)
+
+    def signature_of(self, text: str | None, post_id: str | None) -> Signature | None:
+        """The signature a bank entry gets: of ``text``, or of the live post ``post_id``; None
+        when the text is boilerplate or the post is not in the window."""
+        if post_id is not None:
+            with self.lock:
+                entry = self.index.get(post_id)
+            return None if entry is None else entry.signature
+        (found,) = self.fingerprinter.fingerprints([text or ""])
+        return None if found.boilerplate else self.fingerprinter.signatures([found.canonical])[0]
+
+    def sync_bank(self, rumors: Sequence[StoredRumor]) -> list[str]:
+        """Hold the stored bank ``rumors`` (reloaded only when the set changed); the ids whose
+        signatures were made with other fingerprint parameters."""
+        with self.lock:
+            if {r.rumor_id for r in rumors} == self.bank.ids():
+                return []
+            return self.bank.load(rumors)
+
+    def copies(self, rumor: StoredRumor) -> list[Match]:
+        """Every live near-copy of a banked rumour, earliest first."""
+        signature = to_signature(rumor)
+        with self.lock:
+            found = self.index.query(signature, self.index.keys(signature))
+        return sorted(found, key=lambda m: (m.entry.created_at, m.entry.post_id))
 
     def observe(self, posts: Sequence[Post], claims: Sequence[float]) -> list[Finding]:
         """Findings for ``posts`` (with their ``originality_claim`` probabilities), in order; each
