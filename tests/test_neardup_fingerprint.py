@@ -39,7 +39,11 @@ def test_default_reposts_emoticons_and_short_texts_are_boilerplate() -> None:
 def test_batched_signatures_equal_datasketch_updated_shingle_by_shingle() -> None:
     fp = Fingerprinter(k=2, num_perm=64, seed=3)
     rng = random.Random(0)
-    texts = [RUMOUR, "短文本测试一下", "".join(chr(rng.randint(0x4E00, 0x9FA5)) for _ in range(500))]
+    texts = [
+        RUMOUR,
+        "短文本测试一下",
+        "".join(chr(rng.randint(0x4E00, 0x9FA5)) for _ in range(500)),
+    ]
     canons = [f.canonical for f in fp.fingerprints(texts)]
     batch = fp.signatures(canons)
     for canon, row in zip(canons, batch, strict=True):

@@ -1,0 +1,97 @@
+"""``/v1/clusters`` and ``/v1/bank/rumors`` over HTTP, on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from servicekit import Api, open_api
+
+from service.pipeline import Pipeline
+
+RUMOUR = "网传某地明天起全市停水三天，自来水厂已被污染，请大家赶紧囤水并转给家人朋友！"
+
+
+@pytest.fixture
+def service(tmp_path: Path, database_url: str, pipeline: Pipeline) -> Iterator[Api]:
+    with open_api(tmp_path, database_url, pipeline.classifier) as running:
+        yield running
+
+
+def copy(i: int) -> str:
+    return f"{'速看！' if i % 2 else ''}{RUMOUR.replace('三', str(i))}[怒]"
+
+
+def test_bank_add_match_copies_notice_and_delete(service: Api) -> None:
+    reviewer = service.headers(service.new_key("reviewer"))
+    body = {"text": RUMOUR, "notice": "自来水厂已辟谣：水质正常"}
+    assert (
+        service.client.post("/v1/bank/rumors", json=body, headers=service.headers()).status_code
+        == 403
+    )
+    added = service.client.post("/v1/bank/rumors", json=body, headers=reviewer)
+    assert added.status_code == 201
+    rumor = added.json()
+    now = time.time()
+    scored = service.score({"id": "c1", "text": copy(1), "account_id": "a1", "created_at": now})
+    reason = next(r for r in scored.json()["reasons"] if r["code"] == "art18.6.false_information")
+    assert reason["evidence"]["confirmed_rumor"] == rumor["id"]
+    assert reason["evidence"]["notice"] == body["notice"]
+    service.score({"id": "c0", "text": copy(2), "account_id": "a2", "created_at": now - 60})
+    listed = service.client.get("/v1/bank/rumors", headers=reviewer).json()
+    assert [r["id"] for r in listed] == [rumor["id"]]
+    got = service.client.get(f"/v1/bank/rumors/{rumor['id']}", headers=reviewer).json()
+    assert got["notice"] == body["notice"]
+    copies = service.client.get(f"/v1/bank/rumors/{rumor['id']}/copies", headers=reviewer).json()
+    assert [c["id"] for c in copies] == ["c0", "c1"]  # earliest first
+    gone = service.client.delete(f"/v1/bank/rumors/{rumor['id']}", headers=reviewer)
+    assert gone.status_code == 204
+    assert (
+        service.client.delete(f"/v1/bank/rumors/{rumor['id']}", headers=reviewer).status_code == 404
+    )
+    assert service.client.get("/v1/bank/rumors", headers=reviewer).json() == []
+    later = service.score({"id": "c2", "text": copy(3), "account_id": "a3", "created_at": now})
+    assert all("confirmed_rumor" not in r["evidence"] for r in later.json()["reasons"])
+
+
+def test_a_rumour_is_banked_by_the_id_of_a_live_post(service: Api) -> None:
+    reviewer = service.headers(service.new_key("admin"))
+    service.score({"id": "src", "text": RUMOUR, "account_id": "a", "created_at": time.time()})
+    by_id = {"post_id": "src", "notice": "已辟谣"}
+    added = service.client.post("/v1/bank/rumors", json=by_id, headers=reviewer)
+    assert added.status_code == 201 and added.json()["post_id"] == "src"
+    missing = service.client.post(
+        "/v1/bank/rumors", json={"post_id": "nope", "notice": "x"}, headers=reviewer
+    )
+    assert missing.status_code == 404 and "not in the live window" in missing.json()["detail"]
+    both = {"post_id": "src", "text": RUMOUR, "notice": "x"}
+    assert service.client.post("/v1/bank/rumors", json=both, headers=reviewer).status_code == 422
+    short = service.client.post(
+        "/v1/bank/rumors", json={"text": "转发微博", "notice": "x"}, headers=reviewer
+    )
+    assert short.status_code == 422
+
+
+def test_clusters_of_a_batch_are_listed_and_shown_with_members(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    with open_api(tmp_path, f"sqlite:///{tmp_path / 'c.db'}", pipeline.classifier) as api:
+        reviewer = api.headers(api.new_key("reviewer"))
+        now = time.time()
+        posts = [
+            {"id": f"p{i}", "text": copy(i), "account_id": f"acct{i}", "created_at": now + i}
+            for i in range(6)
+        ]
+        records = api.batch(posts).json()["records"]
+        cid = records[-1]["cluster"]["id"]
+        assert records[-1]["cluster"]["batch"]
+        assert api.client.get("/v1/clusters", headers=api.headers()).status_code == 403
+        flagged = api.client.get("/v1/clusters", headers=reviewer).json()
+        assert [c["id"] for c in flagged] == [cid]
+        detail = api.client.get(f"/v1/clusters/{cid}", headers=reviewer).json()
+        assert detail["earliest"]["id"] == "p0" and detail["size"] == 6
+        assert [m["id"] for m in detail["members"]] == [p["id"] for p in posts]
+        assert detail["batch_accounts"] == [f"acct{i}" for i in range(5)]
+        assert api.client.get("/v1/clusters/c_nope", headers=reviewer).status_code == 404
