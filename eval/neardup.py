@@ -115,7 +115,7 @@ def memory_per_post(settings: Settings, posts: Sequence[Post]) -> tuple[float, i
         near.observe(chunk, [0.0] * len(chunk))
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    return used / max(1, len(near.index)), len(near.index)
+    return used / max(1, len(near.local.index)), len(near.local.index)
 
 
 # --- 2. LSH against brute force ---------------------------------------------------------------
@@ -149,10 +149,10 @@ def pairs_table(settings: Settings, posts: Sequence[Post]) -> list[tuple[str, st
     started = time.perf_counter()
     for i, (post, f) in enumerate(kept):
         signature = near.fingerprinter.signatures([f.canonical])[0]
-        keys = near.index.keys(signature)
-        for match in near.index.query(signature, keys):
+        keys = near.local.index.keys(signature)
+        for match in near.local.index.query(signature, keys):
             found.add((position[match.entry.post_id], i))
-        near.index.insert(Entry(post.id, post.account_id, 0.0, post.id, signature), keys)
+        near.local.index.insert(Entry(post.id, post.account_id, 0.0, post.id, signature), keys)
     lsh_s = time.perf_counter() - started
     hit = len(found & truth)
     return [

@@ -36,7 +36,7 @@ def near(settings: Settings, policy: Policy) -> NearDuplicates:
 def post(
     pid: str, account: str | None, at: float | None, text: str = TEMPLATE, **kw: object
 ) -> Post:
-    return Post(id=pid, text=text, account_id=account, created_at=at, **kw)  # type: ignore[arg-type]
+    return Post(id=pid, text=text, account_id=account, created_at=at, **kw)
 
 
 def observe(near: NearDuplicates, posts: Sequence[Post], claim: float = 0.0) -> list[Finding]:
@@ -68,7 +68,7 @@ def test_unrelated_posts_and_boilerplate_join_no_cluster(near: NearDuplicates) -
     texts = ["转发微博", "[蜡烛][蜡烛]", "Repost", "哈哈哈"] * 5
     found = observe(near, [post(f"b{i}", f"a{i}", NOW, t) for i, t in enumerate(texts)])
     assert all(f.cluster is None and f.scores == {} for f in found)
-    assert len(near.index) == 0
+    assert len(near.local.index) == 0
 
 
 @pytest.mark.parametrize(
@@ -117,7 +117,7 @@ def test_missing_and_future_times_use_the_arrival_time_and_say_so(near: NearDupl
         ],
     )
     assert NO_TIME in a.warnings and FUTURE in b.warnings and NO_ACCOUNT in c.warnings
-    entry = near.index.get("future")
+    entry = near.local.index.get("future")
     assert entry is not None and entry.created_at == NOW
 
 
@@ -125,7 +125,7 @@ def test_a_post_older_than_the_window_is_matched_but_not_kept(near: NearDuplicat
     observe(near, [post("now", "a1", NOW)])
     (old,) = observe(near, [post("old", "a2", NOW - 200 * 3600, variant(4))])
     assert TOO_OLD in old.warnings
-    assert old.cluster is not None and near.index.get("old") is None
+    assert old.cluster is not None and near.local.index.get("old") is None
 
 
 def test_the_same_post_id_twice_is_counted_once(near: NearDuplicates) -> None:

@@ -37,7 +37,8 @@ from service.heads import Risk
 from service.neardup.bank import RumorBank, to_signature
 from service.neardup.cluster import Cluster, ClusterBook, Member
 from service.neardup.fingerprint import Fingerprinter, Signature
-from service.neardup.index import Entry, Match, WindowIndex
+from service.neardup.index import Match, WindowIndex
+from service.neardup.store import ClusterState, LocalStore, Store
 from service.policy import Policy
 from service.record import ClusterPost, ClusterSummary, Post
 from service.settings import Settings
@@ -58,7 +59,7 @@ def attributed(post: Post) -> bool:
     return bool(post.source and post.source.strip()) or bool(ATTRIBUTION.search(post.text))
 
 
-def summary(cluster: Cluster) -> ClusterSummary:
+def summary(cluster: Cluster | ClusterState) -> ClusterSummary:
     first = cluster.earliest
     return ClusterSummary(
         id=cluster.id,
@@ -101,12 +102,11 @@ class NearDuplicates:
         rules = policy.near_duplicates
         self.fingerprinter = fingerprinter
         self.rules = rules
-        self.index = WindowIndex(
-            fingerprinter, threshold=threshold, window_s=window_s, bucket_s=bucket_s
+        self.local = LocalStore(
+            WindowIndex(fingerprinter, threshold=threshold, window_s=window_s, bucket_s=bucket_s),
+            ClusterBook(batch_accounts=rules.batch_accounts, batch_s=rules.batch_minutes * 60),
         )
-        self.book = ClusterBook(
-            batch_accounts=rules.batch_accounts, batch_s=rules.batch_minutes * 60
-        )
+        self.store: Store = self.local
         self.bank = RumorBank(fingerprinter, threshold)
         self.max_future_s = max_future_s
         self.clock = clock
@@ -130,18 +130,18 @@ class NearDuplicates:
 
     def cluster(self, cid: str) -> Cluster | None:
         with self.lock:
-            return self.book.get(cid)
+            return self.store.cluster(cid)
 
     def flagged(self, limit: int) -> list[Cluster]:
         with self.lock:
-            return self.book.flagged(limit)
+            return self.store.flagged(limit)
 
     def signature_of(self, text: str | None, post_id: str | None) -> Signature | None:
         """The signature a bank entry gets: of ``text``, or of the live post ``post_id``; None
         when the text is boilerplate or the post is not in the window."""
         if post_id is not None:
             with self.lock:
-                entry = self.index.get(post_id)
+                entry = self.store.get(post_id)
             return None if entry is None else entry.signature
         (found,) = self.fingerprinter.fingerprints([text or ""])
         return None if found.boilerplate else self.fingerprinter.signatures([found.canonical])[0]
@@ -158,7 +158,8 @@ class NearDuplicates:
         """Every live near-copy of a banked rumour, earliest first."""
         signature = to_signature(rumor)
         with self.lock:
-            found = self.index.query(signature, self.index.keys(signature))
+            keys = self.local.index.keys(signature)
+            found = self.store.match(signature, keys, self.clock(), None)
         return sorted(found, key=lambda m: (m.entry.created_at, m.entry.post_id))
 
     def observe(self, posts: Sequence[Post], claims: Sequence[float]) -> list[Finding]:
@@ -185,20 +186,18 @@ class NearDuplicates:
         at, warnings = self._time(post, arrival)
         if post.account_id is None:
             warnings.append(NO_ACCOUNT)
-        self.book.expire(self.index.advance(at), self.index.horizon)
-        keys = self.index.keys(signature)
-        matches = self.index.query(signature, keys, exclude=post.id)
-        known = self.index.get(post.id)
-        cluster = self.book.get(known.cluster_id) if known else None
-        if cluster is None:
-            member = Member(post.id, post.account_id, at)
-            cluster = self.book.add(member, matches[0].entry.cluster_id if matches else None)
-            entry = Entry(post.id, post.account_id, at, cluster.id, signature)
-            if not self.index.insert(entry, keys):
-                warnings.append(TOO_OLD)
+        keys = self.local.index.keys(signature)
+        matches = self.store.match(signature, keys, at, post.id)
+        member = Member(post.id, post.account_id, at)
+        added = self.store.add(
+            member, signature, keys, matches[0].entry.cluster_id if matches else None
+        )
+        cluster = added.cluster
+        if not added.kept:
+            warnings.append(TOO_OLD)
         finding = Finding(warnings=warnings)
         finding.cluster = summary(cluster) if cluster.size > 1 else None
-        self._coordination(finding, cluster, post, at)
+        self._coordination(finding, cluster)
         self._originality(finding, matches, post, claim, at)
         bank = self.bank.match(signature)
         if bank is not None:
@@ -212,20 +211,20 @@ class NearDuplicates:
             }
         return finding
 
-    def _coordination(self, finding: Finding, cluster: Cluster, post: Post, at: float) -> None:
+    def _coordination(self, finding: Finding, cluster: ClusterState) -> None:
         k = self.rules.batch_accounts
         batch = cluster.batch_at is not None
-        finding.scores["coordination"] = 1.0 if batch else min(1.0, len(cluster.recent) / k)
+        finding.scores["coordination"] = 1.0 if batch else min(1.0, cluster.recent_accounts / k)
         finding.evidence["coordination"] = {
             "cluster": cluster.id,
             "size": cluster.size,
             "accounts": cluster.distinct_accounts,
-            "accounts_within_window": len(cluster.recent),
+            "accounts_within_window": cluster.recent_accounts,
             "batch_accounts": k,
             "batch_minutes": self.rules.batch_minutes,
             "batch_at": cluster.batch_at,
             "earliest": {"id": cluster.earliest.post_id, "account_id": cluster.earliest.account_id},
-            "account_batches_7d": self.book.account_batches(post.account_id, at),
+            "account_batches_7d": cluster.account_batches,
         }
 
     def _originality(
