@@ -99,6 +99,7 @@ class Pipeline:
             decision=verdict.decision,
             reasons=reasons,
             cluster=near.cluster,
+            degraded=near.degraded,
             model_version=self.model_version,
             policy_version=self.policy_version,
             truncated=norm.truncated,

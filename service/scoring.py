@@ -163,6 +163,8 @@ class ScoringService:
         stored, spooled = await self._persist(new)
         found.update((s.id, s) for s in stored)
         degraded = degraded or spooled or self.health.problem is not None
+        # a record is degraded on its own when the shared near-duplicate index did not answer
+        degraded = degraded or any(r.degraded for r in found.values())
         return [found[p.id].model_copy(update={"degraded": degraded}) for p in posts], degraded
 
     async def _persist(self, records: list[ScoreRecord]) -> tuple[list[ScoreRecord], bool]:

@@ -93,6 +93,14 @@ class Settings(BaseSettings):
     """Texts with fewer distinct shingles are boilerplate: they never form or join a cluster."""
     neardup_bank_refresh_s: float = Field(default=5.0, gt=0)
     """How often each server process reloads the confirmed-rumour bank if it changed."""
+    redis_url: str | None = None
+    """Redis (``redis://127.0.0.1:6379/0``) for the near-duplicate window and clusters, shared by
+    every server process and replica; default: each process keeps its own."""
+    redis_timeout_s: float = Field(default=0.05, gt=0)
+    """How long one call to Redis may take before the post is matched locally (degraded)."""
+    neardup_redis_prefix: str = "qinglang:nd"
+    neardup_redis_retry_s: float = Field(default=5.0, gt=0)
+    """After Redis failed, posts are matched locally for this long before Redis is tried again."""
     neardup_max_future_s: float = Field(default=300.0, ge=0)
     """A created_at further ahead of the clock than this is replaced by the arrival time."""
 

@@ -26,6 +26,7 @@ of the clock (the record says so). The same post id seen again is matched but no
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -38,16 +39,27 @@ from service.neardup.bank import RumorBank, to_signature
 from service.neardup.cluster import Cluster, ClusterBook, Member
 from service.neardup.fingerprint import Fingerprinter, Signature
 from service.neardup.index import Match, WindowIndex
-from service.neardup.store import ClusterState, LocalStore, Store
+from service.neardup.store import Added, ClusterState, LocalStore, Store, StoreUnavailableError
 from service.policy import Policy
 from service.record import ClusterPost, ClusterSummary, Post
 from service.settings import Settings
 from service.storage.repository import StoredRumor
 
+log = logging.getLogger(__name__)
+
 NO_TIME = "no created_at: the arrival time was used for near-duplicate matching"
 FUTURE = "created_at is ahead of the clock: the arrival time was used for near-duplicate matching"
 TOO_OLD = "created_at is older than the near-duplicate window: matched, but not kept in the index"
 NO_ACCOUNT = "no account_id: the post counts toward no coordinated batch and no originality check"
+UNSHARED = (
+    "the shared near-duplicate index is unavailable: matched only against the posts this "
+    "process saw since it went away"
+)
+
+SATURATED = 0.9
+CROWD = 100
+"""A post with ``CROWD`` indexed copies at least ``SATURATED`` similar joins their cluster but is
+not indexed itself: a flood of identical posts grows the cluster's count, not the index."""
 
 ATTRIBUTION = re.compile(
     r"转自|轉自|转载自|转载于|來源|来源|出处|出處|原文|原作者|via\s*@|//\s*@|\bcr[:：]", re.I
@@ -83,6 +95,8 @@ class Finding:
     evidence: dict[Risk, dict[str, Any]] = field(default_factory=dict)
     cluster: ClusterSummary | None = None
     warnings: list[str] = field(default_factory=list)
+    degraded: bool = False
+    """The shared index was unavailable and this process's local one answered."""
 
 
 class NearDuplicates:
@@ -97,6 +111,8 @@ class NearDuplicates:
         window_s: float,
         bucket_s: float,
         max_future_s: float,
+        shared: Store | None = None,
+        retry_s: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         rules = policy.near_duplicates
@@ -106,7 +122,13 @@ class NearDuplicates:
             WindowIndex(fingerprinter, threshold=threshold, window_s=window_s, bucket_s=bucket_s),
             ClusterBook(batch_accounts=rules.batch_accounts, batch_s=rules.batch_minutes * 60),
         )
-        self.store: Store = self.local
+        self.shared = shared
+        self.retry_s = retry_s
+        self.problem: str | None = None
+        """Why the shared index is not used now; None while it answers (or there is none)."""
+        self._outage_since = 0.0
+        self._retry_at = 0.0
+        self._gap_posts = 0
         self.bank = RumorBank(fingerprinter, threshold)
         self.max_future_s = max_future_s
         self.clock = clock
@@ -114,19 +136,59 @@ class NearDuplicates:
 
     @classmethod
     def from_settings(cls, settings: Settings, policy: Policy) -> NearDuplicates:
+        fingerprinter = Fingerprinter(
+            settings.neardup_shingle, settings.neardup_num_perm, 1, settings.neardup_min_shingles
+        )
+        shared: Store | None = None
+        if settings.redis_url:
+            from service.neardup.shared import RedisStore, connect
+
+            rules = policy.near_duplicates
+            shared = RedisStore(
+                connect(settings.redis_url, settings.redis_timeout_s),
+                settings.neardup_redis_prefix,
+                threshold=settings.neardup_threshold,
+                window_s=settings.neardup_window_hours * 3600,
+                bucket_s=settings.neardup_bucket_hours * 3600,
+                batch_accounts=rules.batch_accounts,
+                batch_s=rules.batch_minutes * 60,
+            )
         return cls(
-            Fingerprinter(
-                settings.neardup_shingle,
-                settings.neardup_num_perm,
-                1,
-                settings.neardup_min_shingles,
-            ),
+            fingerprinter,
             policy,
             threshold=settings.neardup_threshold,
             window_s=settings.neardup_window_hours * 3600,
             bucket_s=settings.neardup_bucket_hours * 3600,
             max_future_s=settings.neardup_max_future_s,
+            shared=shared,
+            retry_s=settings.neardup_redis_retry_s,
         )
+
+    @property
+    def store(self) -> Store:
+        """The shared store unless it failed less than ``retry_s`` ago; else the local one."""
+        if self.shared is None or (self.problem and self.clock() < self._retry_at):
+            return self.local
+        return self.shared
+
+    def _unavailable(self, problem: str) -> None:
+        if self.problem is None:
+            self._outage_since = self.clock()
+            self._gap_posts = 0
+            log.warning("shared near-duplicate index unavailable", extra={"problem": problem})
+        self.problem = problem
+        self._retry_at = self.clock() + self.retry_s
+
+    def _available(self) -> None:
+        if self.problem is not None:
+            log.warning(
+                "shared near-duplicate index back",
+                extra={
+                    "gap_s": round(self.clock() - self._outage_since, 1),
+                    "posts_matched_locally": self._gap_posts,
+                },
+            )
+        self.problem = None
 
     def cluster(self, cid: str) -> Cluster | None:
         with self.lock:
@@ -187,15 +249,24 @@ class NearDuplicates:
         if post.account_id is None:
             warnings.append(NO_ACCOUNT)
         keys = self.local.index.keys(signature)
-        matches = self.store.match(signature, keys, at, post.id)
         member = Member(post.id, post.account_id, at)
-        added = self.store.add(
-            member, signature, keys, matches[0].entry.cluster_id if matches else None
-        )
+        store = self.store
+        try:
+            matches, added = self._match(store, member, signature, keys)
+            if store is self.shared:
+                self._available()
+        except StoreUnavailableError as exc:
+            self._unavailable(str(exc))
+            store = self.local
+            matches, added = self._match(store, member, signature, keys)
+        degraded = store is not self.shared and self.shared is not None
+        if degraded:
+            self._gap_posts += 1
+            warnings.append(UNSHARED)
         cluster = added.cluster
         if not added.kept:
             warnings.append(TOO_OLD)
-        finding = Finding(warnings=warnings)
+        finding = Finding(warnings=warnings, degraded=degraded)
         finding.cluster = summary(cluster) if cluster.size > 1 else None
         self._coordination(finding, cluster)
         self._originality(finding, matches, post, claim, at)
@@ -210,6 +281,15 @@ class NearDuplicates:
                 f"(similarity {bank.similarity:.2f})",
             }
         return finding
+
+    @staticmethod
+    def _match(
+        store: Store, member: Member, signature: Signature, keys: list[bytes]
+    ) -> tuple[list[Match], Added]:
+        matches = store.match(signature, keys, member.created_at, member.post_id)
+        crowded = sum(m.similarity >= SATURATED for m in matches) >= CROWD
+        target = matches[0].entry.cluster_id if matches else None
+        return matches, store.add(member, signature, keys, target, not crowded)
 
     def _coordination(self, finding: Finding, cluster: ClusterState) -> None:
         k = self.rules.batch_accounts

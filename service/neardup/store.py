@@ -15,6 +15,10 @@ from service.neardup.fingerprint import Signature
 from service.neardup.index import Entry, Match, WindowIndex
 
 
+class StoreUnavailableError(Exception):
+    """The shared store did not answer; the caller falls back to its local store."""
+
+
 @dataclass(frozen=True)
 class ClusterState:
     """A cluster as the rules see it just after a post joined it."""
@@ -45,10 +49,15 @@ class Store(Protocol):
     ) -> list[Match]: ...
 
     def add(
-        self, member: Member, signature: Signature, keys: list[bytes], target: str | None
+        self,
+        member: Member,
+        signature: Signature,
+        keys: list[bytes],
+        target: str | None,
+        index: bool,
     ) -> Added:
-        """Index the post and put it in cluster ``target`` (or a new one); a post id seen
-        before is not added again and gets its cluster as it is now."""
+        """Put the post in cluster ``target`` (or a new one) and, when ``index``, in the window;
+        a post id seen before is not added again and gets its cluster as it is now."""
 
     def get(self, post_id: str) -> Entry | None: ...
 
@@ -84,7 +93,12 @@ class LocalStore:
         return self.index.query(signature, keys, exclude)
 
     def add(
-        self, member: Member, signature: Signature, keys: list[bytes], target: str | None
+        self,
+        member: Member,
+        signature: Signature,
+        keys: list[bytes],
+        target: str | None,
+        index: bool,
     ) -> Added:
         known = self.index.get(member.post_id)
         cluster = self.book.get(known.cluster_id) if known else None
@@ -94,7 +108,7 @@ class LocalStore:
             entry = Entry(
                 member.post_id, member.account_id, member.created_at, cluster.id, signature
             )
-            kept = self.index.insert(entry, keys)
+            kept = not index or self.index.insert(entry, keys)
         batches = self.book.account_batches(member.account_id, member.created_at)
         return Added(state(cluster, batches), kept or known is not None)
 
