@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from service.neardup import Finding, NearDuplicates
-from service.neardup.match import FUTURE, NO_ACCOUNT, NO_TIME, TOO_OLD
+from service.neardup.match import CROWD, FUTURE, NO_ACCOUNT, NO_TIME, TOO_OLD
 from service.pipeline import Pipeline
 from service.policy import Policy, load_policy
 from service.record import Post
@@ -189,3 +189,10 @@ def test_signatures_of_a_batch_do_not_depend_on_the_batch(near: NearDuplicates) 
         [f.canonical for f in near.fingerprinter.fingerprints(texts)]
     )
     assert np.array_equal(batch[-1], one)
+
+
+def test_a_flood_of_identical_posts_grows_the_cluster_not_the_index(near: NearDuplicates) -> None:
+    flood = [post(f"f{i}", "spam", NOW + i) for i in range(CROWD + 150)]
+    found = observe(near, flood)
+    assert found[-1].cluster is not None and found[-1].cluster.size == len(flood)
+    assert len(near.local.index) == CROWD
