@@ -95,3 +95,26 @@ def test_clusters_of_a_batch_are_listed_and_shown_with_members(
         assert [m["id"] for m in detail["members"]] == [p["id"] for p in posts]
         assert detail["batch_accounts"] == [f"acct{i}" for i in range(5)]
         assert api.client.get("/v1/clusters/c_nope", headers=reviewer).status_code == 404
+
+
+def test_a_restart_keeps_the_window(tmp_path: Path, pipeline: Pipeline) -> None:
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    now = time.time()
+    with open_api(tmp_path, url, pipeline.classifier) as api:
+        api.score({"id": "before", "text": copy(1), "account_id": "a1", "created_at": now})
+    assert (tmp_path / "state" / "neardup.pickle").is_file()
+    with open_api(tmp_path, url, pipeline.classifier) as api:
+        after = api.score({"id": "after", "text": copy(2), "account_id": "a2", "created_at": now})
+        assert after.json()["cluster"]["earliest"]["id"] == "before"
+
+
+def test_readiness_reports_a_shared_index_that_is_away(tmp_path: Path, pipeline: Pipeline) -> None:
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    with open_api(tmp_path, url, pipeline.classifier, redis_url="redis://127.0.0.1:1/0") as api:
+        scored = api.score(
+            {"id": "x", "text": copy(1), "account_id": "a", "created_at": time.time()}
+        )
+        assert scored.status_code == 200 and scored.json()["degraded"]
+        ready = api.client.get("/readyz").json()
+        assert ready["status"] == "degraded"
+        assert any("near-duplicate index" in p for p in ready["problems"])

@@ -29,6 +29,9 @@ from service.storage import Repository, StorageError, open_repository
 
 log = logging.getLogger(__name__)
 
+NEARDUP_SNAPSHOT = "neardup.pickle"
+"""This process's near-duplicate window, kept across restarts (the embedded default)."""
+
 
 def create_app(settings: Settings | None = None, pipeline: Pipeline | None = None) -> FastAPI:
     """Load the model (unless ``pipeline`` is given: tests share one) and open storage (without
@@ -41,6 +44,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     # the first model call allocates its buffers: let it be ours, not the first caller's
     pipeline.score_many([Post(id="warm-up", text="预热模型")])
     repository = open_repository(settings.database, settings.db_timeout_s)
+    snapshot = settings.state_dir / NEARDUP_SNAPSHOT
+    pipeline.neardup.restore(snapshot)
 
     def metrics_for(scoring: ScoringService) -> Metrics:
         return Metrics(
@@ -84,6 +89,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             maintainer.cancel()
             bank.cancel()
             await asyncio.gather(maintainer, bank, return_exceptions=True)
+            pipeline.neardup.snapshot(snapshot)
             await scoring.close()
             repository.close()
 

@@ -27,11 +27,13 @@ of the clock (the record says so). The same post id seen again is matched but no
 from __future__ import annotations
 
 import logging
+import pickle
 import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from service.heads import Risk
@@ -189,6 +191,32 @@ class NearDuplicates:
                 },
             )
         self.problem = None
+
+    def snapshot(self, path: Path) -> None:
+        """Write this process's window and clusters to ``path`` (atomically), so that a restart
+        of the embedded default keeps its window."""
+        with self.lock:
+            data = pickle.dumps((self.fingerprinter.version, self.local), pickle.HIGHEST_PROTOCOL)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+
+    def restore(self, path: Path) -> bool:
+        """Take the window and clusters from a snapshot this service wrote (a pickle: only ever
+        read from the service's own state folder); False when there is none or it was made
+        with other fingerprint parameters."""
+        if not path.is_file():
+            return False
+        version, local = pickle.loads(path.read_bytes())
+        if version != self.fingerprinter.version or not isinstance(local, LocalStore):
+            log.warning("near-duplicate snapshot not used", extra={"snapshot": str(path)})
+            return False
+        local.book.k = self.rules.batch_accounts
+        local.book.t = self.rules.batch_minutes * 60
+        with self.lock:
+            self.local = local
+        return True
 
     def cluster(self, cid: str) -> Cluster | None:
         with self.lock:
