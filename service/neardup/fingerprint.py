@@ -135,10 +135,16 @@ class Fingerprinter:
         return f"{SCHEME}-k{self.k}-p{self.num_perm}-s{self.seed}"
 
     def fingerprints(self, texts: Sequence[str]) -> list[Fingerprint]:
-        return [
-            Fingerprint(c, c in DEFAULT_REPOSTS or len(set(self.shingles(c))) < self.min_shingles)
-            for c in canonical(texts)
-        ]
+        return [Fingerprint(c, self._boilerplate(c)) for c in canonical(texts)]
+
+    def _boilerplate(self, canon: str) -> bool:
+        if canon in DEFAULT_REPOSTS:
+            return True
+        # n distinct characters make at least n - k + 1 distinct shingles: most texts are
+        # settled by this bound without building their shingles
+        if len(set(canon)) - self.k + 1 >= self.min_shingles:
+            return False
+        return len(set(self.shingles(canon))) < self.min_shingles
 
     def shingles(self, canon: str) -> list[str]:
         return [canon[i : i + self.k] for i in range(len(canon) - self.k + 1)]

@@ -86,6 +86,10 @@ class WindowIndex:
         self._buckets: dict[int, _Bucket] = {}
         self._where: dict[str, int] = {}
         self.bands: list[tuple[int, int]] = new_lsh(threshold, fingerprinter.num_perm).hashranges
+        self._live_keys: list[dict[bytes, int]] = [{} for _ in self.bands]
+        """Per band, each key to the number of live posts that have it: a query looks in the
+        buckets only for the bands some live post shares, so a post with no copy (most of them)
+        costs ``b`` dictionary look-ups, not ``b`` per bucket."""
 
     def __len__(self) -> int:
         return len(self._where)
@@ -109,6 +113,12 @@ class WindowIndex:
             for post_id, entry in self._buckets.pop(number).entries.items():
                 del self._where[post_id]
                 gone.append(entry.cluster_id)
+                for key, live in zip(self.keys(entry.signature), self._live_keys, strict=True):
+                    left = live[key] - 1
+                    if left:
+                        live[key] = left
+                    else:
+                        del live[key]
         return gone
 
     def get(self, post_id: str) -> Entry | None:
@@ -129,11 +139,12 @@ class WindowIndex:
         self, signature: Signature, keys: list[bytes], exclude: str | None = None
     ) -> list[Match]:
         """Verified near-copies among live posts, most similar first."""
+        shared = [i for i, live in enumerate(self._live_keys) if keys[i] in live]
         found: dict[str, Entry] = {}
-        for bucket in self._buckets.values():
+        for bucket in self._buckets.values() if shared else ():
             candidates: set[str] = set()
-            for key, table in zip(keys, bucket.lsh.hashtables, strict=True):
-                candidates.update(table.get(key))
+            for i in shared:
+                candidates.update(bucket.lsh.hashtables[i].get(keys[i]))
             for post_id in candidates:
                 found[post_id] = bucket.entries[post_id]
         found.pop(exclude or "", None)
@@ -156,10 +167,12 @@ class WindowIndex:
         if bucket is None:
             lsh = new_lsh(self.threshold, self.fingerprinter.num_perm)
             bucket = self._buckets[number] = _Bucket(lsh)
-        # what MinHashLSH.insert does, with the keys the query already computed
-        bucket.lsh.keys.insert(entry.post_id, *keys)
+        # what MinHashLSH.insert does to its band tables, with the keys the query computed;
+        # its key-to-bands table serves only single removes, which a bucket never needs
         for key, table in zip(keys, bucket.lsh.hashtables, strict=True):
             table.insert(key, entry.post_id)
         bucket.entries[entry.post_id] = entry
         self._where[entry.post_id] = number
+        for key, live in zip(keys, self._live_keys, strict=True):
+            live[key] = live.get(key, 0) + 1
         return True

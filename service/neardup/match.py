@@ -101,6 +101,10 @@ class Finding:
     """The shared index was unavailable and this process's local one answered."""
 
 
+NOTHING = Finding()
+"""The finding of every boilerplate post (shared: never changed)."""
+
+
 class NearDuplicates:
     """The window, the clusters and the bank of one process. Thread-safe."""
 
@@ -258,7 +262,7 @@ class NearDuplicates:
         fingerprints = self.fingerprinter.fingerprints([p.text for p in posts])
         usable = [i for i, f in enumerate(fingerprints) if not f.boilerplate]
         signatures = self.fingerprinter.signatures([fingerprints[i].canonical for i in usable])
-        findings = [Finding() for _ in posts]
+        findings = [NOTHING] * len(posts)
         arrival = self.clock()
         with self.lock:
             for row, i in enumerate(usable):
