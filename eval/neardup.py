@@ -29,16 +29,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import opencc
+import redis
 from datasketch import MinHash, MinHashLSH
 from scipy import sparse
 
 from eval.speed import hardware
 from service.neardup import NearDuplicates
+from service.neardup.cluster import Member
 from service.neardup.fingerprint import Fingerprinter
-from service.neardup.index import Entry
+from service.neardup.index import Entry, WindowIndex
 from service.policy import load_policy
 from service.record import Post
 from service.settings import Settings
@@ -116,6 +119,95 @@ def memory_per_post(settings: Settings, posts: Sequence[Post]) -> tuple[float, i
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     return used / max(1, len(near.local.index)), len(near.local.index)
+
+
+# --- 1b. Redis -------------------------------------------------------------------------------
+
+
+def redis_table(settings: Settings, posts: Sequence[Post], url: str) -> list[tuple[str, str]]:
+    """Per-post latency of the shared store (query + insert, one Lua round trip each) and the
+    Redis memory it takes, beside datasketch's stock Redis storage on the same posts."""
+    from service.neardup.shared import RedisStore, connect
+
+    fp = Fingerprinter(
+        settings.neardup_shingle, settings.neardup_num_perm, 1, settings.neardup_min_shingles
+    )
+    found = fp.fingerprints([p.text for p in posts])
+    kept = [(p, f) for p, f in zip(posts, found, strict=True) if not f.boilerplate]
+    signatures = fp.signatures([f.canonical for _, f in kept])
+    client = connect(url, 1.0)
+    prefix = f"bench:{time.time_ns()}"
+    rules = load_policy(settings.policy_file).near_duplicates
+    store = RedisStore(
+        client,
+        prefix,
+        threshold=settings.neardup_threshold,
+        window_s=settings.neardup_window_hours * 3600,
+        bucket_s=settings.neardup_bucket_hours * 3600,
+        batch_accounts=rules.batch_accounts,
+        batch_s=rules.batch_minutes * 60,
+    )
+    before = int(client.info("memory")["used_memory"])
+    latencies = []
+    index = WindowIndex(fp, threshold=settings.neardup_threshold, window_s=1, bucket_s=1)
+    for (post, _), signature in zip(kept, signatures, strict=True):
+        keys = index.keys(signature)
+        member = Member(post.id, post.account_id, post.created_at or 0.0)
+        started = time.perf_counter()
+        matches = store.match(signature, keys, member.created_at, post.id)
+        store.add(member, signature, keys, matches[0].entry.cluster_id if matches else None, True)
+        latencies.append(time.perf_counter() - started)
+    used = int(client.info("memory")["used_memory"]) - before
+    stock_ms = _stock_redis(settings, fp, kept[:STOCK_POSTS], signatures, url)
+    for key in client.scan_iter(f"{prefix}:*", count=10_000):
+        client.delete(key)
+    ms = np.array(latencies) * 1000
+    return [
+        ("posts (non-boilerplate)", f"{len(kept):,}"),
+        (
+            "this store: query + insert p50 / p99",
+            f"{np.median(ms):.2f} / {np.percentile(ms, 99):.2f} ms",
+        ),
+        ("this store: Redis memory per indexed post", f"{used / len(kept):,.0f} bytes"),
+        (
+            f"datasketch stock Redis storage, first {min(STOCK_POSTS, len(kept))}: p50 / p99",
+            f"{np.median(stock_ms):.2f} / {np.percentile(stock_ms, 99):.2f} ms",
+        ),
+    ]
+
+
+STOCK_POSTS = 1000
+
+
+def _stock_redis(
+    settings: Settings,
+    fp: Fingerprinter,
+    kept: Sequence[tuple[Post, object]],
+    signatures: np.typing.NDArray[np.uint32],
+    url: str,
+) -> np.typing.NDArray[np.float64]:
+    parsed = urlparse(url)
+    basename = f"bench-stock-{time.time_ns()}".encode()
+    lsh = MinHashLSH(
+        threshold=settings.neardup_threshold,
+        num_perm=settings.neardup_num_perm,
+        storage_config={
+            "type": "redis",
+            "basename": basename,
+            "redis": {"host": parsed.hostname, "port": parsed.port or 6379},
+        },
+    )
+    times = []
+    for (post, _), signature in zip(kept, signatures, strict=False):
+        minhash = fp.minhash(signature)
+        started = time.perf_counter()
+        lsh.query(minhash)
+        lsh.insert(post.id, minhash, check_duplication=False)
+        times.append(time.perf_counter() - started)
+    client = redis.Redis(host=parsed.hostname or "127.0.0.1", port=parsed.port or 6379)
+    for key in client.scan_iter(basename + b"*", count=10_000):
+        client.delete(key)
+    return np.array(times) * 1000
 
 
 # --- 2. LSH against brute force ---------------------------------------------------------------
@@ -359,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--naive", type=int, default=20_000, help="posts for the naive loop")
     parser.add_argument("--pairs", type=int, default=20_000, help="posts compared pairwise")
     parser.add_argument("--campaigns", type=int, default=100)
+    parser.add_argument("--redis", type=int, default=40_000, help="posts through the Redis store")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args(argv)
     settings = Settings()
     posts = stream(settings.data_dir / "weibo16" / "reposts.jsonl.gz", args.posts)
@@ -382,6 +476,13 @@ def main(argv: list[str] | None = None) -> int:
         ("memory per indexed post", f"{per_post:,.0f} bytes ({indexed:,} indexed)"),
     ]
     print(table("Throughput (normalise, shingle, MinHash, query, insert)", rows), end="\n\n")
+    print(
+        table(
+            "Shared store in Redis (loopback)",
+            redis_table(settings, posts[: args.redis], args.redis_url),
+        )
+    )
+    print()
     print(table("LSH against brute-force pairs", pairs_table(settings, posts[: args.pairs])))
     print()
     injected = campaigns(posts, templates, args.campaigns, k)
