@@ -1,6 +1,6 @@
 """Clusters of near-copies: the earliest source, coordinated batches, accounts in batches.
 
-A post with a verified near-copy joins the cluster of its most similar copy; a post with none
+A post with verified near-copies joins the cluster they weigh most for; a post with none
 starts a cluster of its own (clusters are not merged: a chain of edits that drifts past the
 threshold starts a new one). The cluster id is derived from its first post's id, so a re-run
 over the same posts gives the same ids.

@@ -1,8 +1,8 @@
 """Stage: fingerprint. Canonical text, character shingles and their MinHash signature.
 
 **Canonical text.** What two copies of one message share once the edits a campaign makes to
-evade exact matching are undone: the repost chain (``//@name: ...``, quoted text that is already
-attributed) is cut off; Unicode NFKC; emoticon codes such as ``[哈哈]``, @mentions and links are
+evade exact matching are undone: the repost chain (``//@name: ...`` or ``/@name: ...``, quoted
+text that is already attributed) is cut off; Unicode NFKC; emoticon codes such as ``[哈哈]``, @mentions and links are
 removed; only letters and digits are kept (punctuation, white space and emoji go); lower case;
 traditional characters become simplified (OpenCC ``t2s``).
 
@@ -54,7 +54,7 @@ and copies of a long text share their beginning."""
 _ROWS_PER_PASS = 32_768
 """Shingles hashed in one numpy pass: bounds the ``rows x num_perm`` matrix (16 MB at 128)."""
 
-_CHAIN = re.compile(r"//\s*@")
+_CHAIN = re.compile(r"/{1,2}\s*@")
 _M64 = (1 << 64) - 1
 
 

@@ -6,8 +6,8 @@ For each post, in the order given (the order the live service receives them):
    with every near-duplicate score 0 and no cluster.
 2. **match** (:mod:`~service.neardup.index`): verified near-copies among the live window, and
    the best match in the confirmed-rumour bank (:mod:`~service.neardup.bank`).
-3. **cluster** (:mod:`~service.neardup.cluster`): join the most similar copy's cluster or start
-   one; coordinated-batch detection.
+3. **cluster** (:mod:`~service.neardup.cluster`): join the cluster its copies' similarities add
+   up most for, or start one; coordinated-batch detection.
 
 Then the scores:
 
@@ -86,6 +86,15 @@ def summary(cluster: Cluster | ClusterState) -> ClusterSummary:
         ),
         batch=cluster.batch_at is not None,
     )
+
+
+def _target(matches: list[Match]) -> str | None:
+    """The cluster a post joins: the one its copies' similarities add up most for (most often
+    the most similar copy's), so that variants of one template gather in one cluster."""
+    weight: dict[str, float] = {}
+    for m in matches:
+        weight[m.entry.cluster_id] = weight.get(m.entry.cluster_id, 0.0) + m.similarity
+    return max(weight, key=weight.__getitem__) if weight else None
 
 
 @dataclass
@@ -320,8 +329,7 @@ class NearDuplicates:
     ) -> tuple[list[Match], Added]:
         matches = store.match(signature, keys, member.created_at, member.post_id)
         crowded = sum(m.similarity >= SATURATED for m in matches) >= CROWD
-        target = matches[0].entry.cluster_id if matches else None
-        return matches, store.add(member, signature, keys, target, not crowded)
+        return matches, store.add(member, signature, keys, _target(matches), not crowded)
 
     def _coordination(self, finding: Finding, cluster: ClusterState) -> None:
         k = self.rules.batch_accounts
