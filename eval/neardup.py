@@ -464,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     head = posts[: args.naive]
     fast_head, _ = fast_pass(settings, head)
     naive = naive_pass(settings, head)
-    prints = Fingerprinter().fingerprints([p.text for p in head])
+    prints = new_index(settings).fingerprinter.fingerprints([p.text for p in head])
     real = [p for p, f in zip(head, prints, strict=True) if not f.boilerplate]
     fast_real, _ = fast_pass(settings, real)
     naive_real = naive_pass(settings, real)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from servicekit import Api, open_api
 
 from service.pipeline import Pipeline
 
+REDIS = os.environ.get("QINGLANG_TEST_REDIS", "redis://127.0.0.1:6379/0")
 RUMOUR = "网传某地明天起全市停水三天，自来水厂已被污染，请大家赶紧囤水并转给家人朋友！"
 
 
@@ -118,3 +122,36 @@ def test_readiness_reports_a_shared_index_that_is_away(tmp_path: Path, pipeline:
         ready = api.client.get("/readyz").json()
         assert ready["status"] == "degraded"
         assert any("near-duplicate index" in p for p in ready["problems"])
+
+
+def test_two_apps_on_one_redis_see_one_batch(tmp_path: Path, pipeline: Pipeline) -> None:
+    prefix = f"test:{uuid.uuid4().hex[:12]}"
+    shared = {"redis_url": REDIS, "neardup_redis_prefix": prefix}
+    now = time.time()
+    posts = [
+        {"id": f"p{i}", "text": copy(i), "account_id": f"acct{i}", "created_at": now + i}
+        for i in range(6)
+    ]
+    for side in ("a", "b"):
+        (tmp_path / side).mkdir()
+    try:
+        with (
+            open_api(
+                tmp_path / "a", f"sqlite:///{tmp_path / 'a.db'}", pipeline.classifier, **shared
+            ) as first,
+            open_api(
+                tmp_path / "b", f"sqlite:///{tmp_path / 'b.db'}", pipeline.classifier, **shared
+            ) as second,
+        ):
+            assert first.batch(posts[:3]).status_code == 200
+            records = second.batch(posts[3:]).json()["records"]
+            assert [r["flags"]["coordination"] for r in records] == [True] * 3
+            assert [r["scores"]["coordination"] for r in records] == [0.8, 1.0, 1.0]
+            assert records[-1]["cluster"]["earliest"]["id"] == "p0"
+            cid = records[-1]["cluster"]["id"]
+            reviewer = first.headers(first.new_key("reviewer"))
+            assert first.client.get(f"/v1/clusters/{cid}", headers=reviewer).json()["size"] == 6
+    finally:
+        client = redis.Redis.from_url(REDIS)
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
