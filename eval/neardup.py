@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import random
 import time
 import tracemalloc
@@ -459,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     posts = stream(settings.data_dir / "weibo16" / "reposts.jsonl.gz", args.posts)
     templates = rumour_templates(settings.data_dir)
     k = load_policy(settings.policy_file).near_duplicates.batch_accounts
-    print(f"{hardware()}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"{hardware()}; load average {load}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n")
 
     head = posts[: args.naive]
     fast_head, _ = fast_pass(settings, head)

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -126,7 +127,7 @@ def test_readiness_reports_a_shared_index_that_is_away(tmp_path: Path, pipeline:
 
 def test_two_apps_on_one_redis_see_one_batch(tmp_path: Path, pipeline: Pipeline) -> None:
     prefix = f"test:{uuid.uuid4().hex[:12]}"
-    shared = {"redis_url": REDIS, "neardup_redis_prefix": prefix}
+    shared: dict[str, Any] = {"redis_url": REDIS, "neardup_redis_prefix": prefix}
     now = time.time()
     posts = [
         {"id": f"p{i}", "text": copy(i), "account_id": f"acct{i}", "created_at": now + i}
