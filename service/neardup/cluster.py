@@ -89,14 +89,23 @@ class ClusterBook:
         """Flagged clusters, most recently flagged first."""
         return list(reversed(self._flagged.values()))[:limit]
 
-    def add(self, member: Member, cid: str | None) -> Cluster:
-        """Put ``member`` in cluster ``cid`` (a new one when None or no longer live)."""
+    def add(self, member: Member, cid: str | None, seed: Member | None = None) -> Cluster:
+        """Put ``member`` in cluster ``cid``. A cluster not live (or None: a new one named after
+        ``member``) is made, with ``seed`` first when given: the post ``member`` matched, which
+        was alone until now (a post with no copy gets no cluster object)."""
         cluster = self._live.get(cid) if cid else None
         if cluster is None:
-            new_id = cluster_id(member.post_id)
+            first = seed or member
+            new_id = cid or cluster_id(member.post_id)
             cluster = self._live[new_id] = Cluster(
-                new_id, member, member.created_at, member.created_at
+                new_id, first, first.created_at, first.created_at
             )
+            if seed is not None:
+                self._join(cluster, seed)
+        self._join(cluster, member)
+        return cluster
+
+    def _join(self, cluster: Cluster, member: Member) -> None:
         cluster.size += 1
         if len(cluster.members) < self.max_members:
             cluster.members.append(member)
@@ -125,7 +134,6 @@ class ClusterBook:
                 self._flagged.popitem(last=False)
             if account is not None:
                 self._account_batches.setdefault(account, {})[cluster.id] = member.created_at
-        return cluster
 
     def _note_recent(self, cluster: Cluster, account: str, at: float) -> None:
         recent = cluster.recent

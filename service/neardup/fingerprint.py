@@ -2,9 +2,9 @@
 
 **Canonical text.** What two copies of one message share once the edits a campaign makes to
 evade exact matching are undone: the repost chain (``//@name: ...`` or ``/@name: ...``, quoted
-text that is already attributed) is cut off; Unicode NFKC; emoticon codes such as ``[哈哈]``, @mentions and links are
-removed; only letters and digits are kept (punctuation, white space and emoji go); lower case;
-traditional characters become simplified (OpenCC ``t2s``).
+text that is already attributed) is cut off; Unicode NFKC; emoticon codes such as ``[哈哈]``,
+@mentions and links are removed; only letters and digits are kept (punctuation, white space and
+emoji go); lower case; traditional characters become simplified (OpenCC ``t2s``).
 
 **Boilerplate** never forms or joins a cluster: the default repost texts (``转发微博``,
 ``Repost``), and any text with fewer than ``min_shingles`` distinct shingles after

@@ -40,7 +40,7 @@ from service.heads import Risk
 from service.neardup.bank import RumorBank, to_signature
 from service.neardup.cluster import Cluster, ClusterBook, Member
 from service.neardup.fingerprint import Fingerprinter, Signature
-from service.neardup.index import Match, WindowIndex
+from service.neardup.index import Entry, Match, WindowIndex
 from service.neardup.store import Added, ClusterState, LocalStore, Store, StoreUnavailableError
 from service.policy import Policy
 from service.record import ClusterPost, ClusterSummary, Post
@@ -88,13 +88,17 @@ def summary(cluster: Cluster | ClusterState) -> ClusterSummary:
     )
 
 
-def _target(matches: list[Match]) -> str | None:
-    """The cluster a post joins: the one its copies' similarities add up most for (most often
-    the most similar copy's), so that variants of one template gather in one cluster."""
+def _target(matches: list[Match]) -> Entry | None:
+    """The copy whose cluster a post joins: of the cluster its copies' similarities add up most
+    for (most often the most similar copy's), so that variants of one template gather in one
+    cluster; its earliest copy there."""
     weight: dict[str, float] = {}
     for m in matches:
         weight[m.entry.cluster_id] = weight.get(m.entry.cluster_id, 0.0) + m.similarity
-    return max(weight, key=weight.__getitem__) if weight else None
+    if not weight:
+        return None
+    best = max(weight, key=weight.__getitem__)
+    return min((m.entry for m in matches if m.entry.cluster_id == best), key=lambda e: e.created_at)
 
 
 @dataclass

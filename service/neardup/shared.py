@@ -30,7 +30,7 @@ import redis
 from service.neardup.cluster import Cluster, Member, cluster_id
 from service.neardup.fingerprint import Signature, similarity
 from service.neardup.index import Entry, Match
-from service.neardup.store import Added, ClusterState, StoreUnavailableError
+from service.neardup.store import Added, ClusterState, StoreUnavailableError, alone
 
 _MATCH = """
 local p, exclude, nb = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -57,50 +57,42 @@ return out
 """
 
 _ADD = """
-local p, pid, acc, at_s, target, newcid, bucket, index, packed =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local p, pid, acc, at_s, target, newcid, seed_id, seed_acc, seed_at, bucket, index, packed =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10],
+  ARGV[11], ARGV[12]
 local K, T, maxm, maxa, ttl, maxf, week, window =
-  tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]),
-  tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
+  tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]),
+  tonumber(ARGV[17]), tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20])
+local FIRST_KEY = 21
 local at = tonumber(at_s)
-local wkey = p .. ':w:' .. pid
-local known = redis.call('GET', wkey)
-local cid, kept
-if known then
-  cid = string.match(known, '^[^%z]+'); kept = 1
-else
-  local clock = math.max(at, tonumber(redis.call('GET', p .. ':clock') or at_s))
-  redis.call('SET', p .. ':clock', tostring(clock))
-  if target ~= '' and redis.call('EXISTS', p .. ':c:' .. target) == 1 then
-    cid = target
-  else
-    cid = newcid
-  end
+
+local function join(cid, mid, macc, mat_s)
   local ck = p .. ':c:' .. cid
+  local mat = tonumber(mat_s)
   if redis.call('EXISTS', ck) == 0 then
-    redis.call('HSET', ck, 'size', 0, 'first_at', at_s, 'last_at', at_s,
-      'e_id', pid, 'e_acc', acc, 'e_at', at_s, 'over', 0)
+    redis.call('HSET', ck, 'size', 0, 'first_at', mat_s, 'last_at', mat_s,
+      'e_id', mid, 'e_acc', macc, 'e_at', mat_s, 'over', 0)
   end
   redis.call('HINCRBY', ck, 'size', 1)
   if redis.call('LLEN', ck .. ':m') < maxm then
-    redis.call('RPUSH', ck .. ':m', pid .. '\\0' .. acc .. '\\0' .. at_s)
+    redis.call('RPUSH', ck .. ':m', mid .. '\0' .. macc .. '\0' .. mat_s)
   end
-  if at < tonumber(redis.call('HGET', ck, 'e_at')) then
-    redis.call('HSET', ck, 'e_id', pid, 'e_acc', acc, 'e_at', at_s)
+  if mat < tonumber(redis.call('HGET', ck, 'e_at')) then
+    redis.call('HSET', ck, 'e_id', mid, 'e_acc', macc, 'e_at', mat_s)
   end
-  if at < tonumber(redis.call('HGET', ck, 'first_at')) then
-    redis.call('HSET', ck, 'first_at', at_s)
+  if mat < tonumber(redis.call('HGET', ck, 'first_at')) then
+    redis.call('HSET', ck, 'first_at', mat_s)
   end
   local last_s = redis.call('HGET', ck, 'last_at')
-  if at > tonumber(last_s) then redis.call('HSET', ck, 'last_at', at_s); last_s = at_s end
-  if acc ~= '' then
+  if mat > tonumber(last_s) then redis.call('HSET', ck, 'last_at', mat_s); last_s = mat_s end
+  if macc ~= '' then
     local ak, rk = ck .. ':a', ck .. ':r'
-    if redis.call('SISMEMBER', ak, acc) == 0 then
-      if redis.call('SCARD', ak) < maxa then redis.call('SADD', ak, acc)
+    if redis.call('SISMEMBER', ak, macc) == 0 then
+      if redis.call('SCARD', ak) < maxa then redis.call('SADD', ak, macc)
       else redis.call('HINCRBY', ck, 'over', 1) end
     end
-    local prev = redis.call('ZSCORE', rk, acc)
-    if not prev or tonumber(prev) < at then redis.call('ZADD', rk, at_s, acc) end
+    local prev = redis.call('ZSCORE', rk, macc)
+    if not prev or tonumber(prev) < mat then redis.call('ZADD', rk, mat_s, macc) end
     redis.call('ZREMRANGEBYSCORE', rk, '-inf', '(' .. tostring(tonumber(last_s) - T))
     local cap = math.max(4 * K, 64)
     local n = redis.call('ZCARD', rk)
@@ -108,44 +100,60 @@ else
   end
   if redis.call('HEXISTS', ck, 'batch_at') == 0 and redis.call('ZCARD', ck .. ':r') >= K then
     local accs = redis.call('ZRANGE', ck .. ':r', 0, -1)
-    redis.call('HSET', ck, 'batch_at', at_s, 'batch_accounts', table.concat(accs, '\\0'))
+    redis.call('HSET', ck, 'batch_at', mat_s, 'batch_accounts', table.concat(accs, '\0'))
     for _, a in ipairs(accs) do
-      redis.call('ZADD', p .. ':ab:' .. a, at_s, cid); redis.call('EXPIRE', p .. ':ab:' .. a, week)
+      redis.call('ZADD', p .. ':ab:' .. a, mat_s, cid)
+      redis.call('EXPIRE', p .. ':ab:' .. a, week)
     end
   end
   if redis.call('HEXISTS', ck, 'batch_at') == 1 then
     redis.call('ZADD', p .. ':flagged', redis.call('HGET', ck, 'batch_at'), cid)
     if redis.call('ZCARD', p .. ':flagged') > maxf then redis.call('ZPOPMIN', p .. ':flagged') end
-    if acc ~= '' then
-      redis.call('ZADD', p .. ':ab:' .. acc, at_s, cid)
-      redis.call('EXPIRE', p .. ':ab:' .. acc, week)
+    if macc ~= '' then
+      redis.call('ZADD', p .. ':ab:' .. macc, mat_s, cid)
+      redis.call('EXPIRE', p .. ':ab:' .. macc, week)
     end
   end
   for _, suffix in ipairs({'', ':m', ':a', ':r'}) do
     if redis.call('EXISTS', ck .. suffix) == 1 then redis.call('EXPIRE', ck .. suffix, ttl) end
   end
-  kept = 1
+end
+
+local wkey = p .. ':w:' .. pid
+local known = redis.call('GET', wkey)
+local cid, kept = newcid, 1
+if known then
+  cid = string.match(known, '^[^%z]+')
+else
+  local clock = math.max(at, tonumber(redis.call('GET', p .. ':clock') or at_s))
+  redis.call('SET', p .. ':clock', tostring(clock))
+  if target ~= '' then
+    cid = target
+    if redis.call('EXISTS', p .. ':c:' .. cid) == 0 then join(cid, seed_id, seed_acc, seed_at) end
+    join(cid, pid, acc, at_s)
+  end
   if index == '1' and at < clock - window then kept = 0 end
   if kept == 1 and index == '1' then
     redis.call('HSET', p .. ':e:' .. bucket, pid, packed)
     redis.call('EXPIRE', p .. ':e:' .. bucket, ttl)
-    for j = 18, #ARGV do
-      local bk = p .. ':b:' .. bucket .. ':' .. (j - 17)
+    for j = FIRST_KEY, #ARGV do
+      local bk = p .. ':b:' .. bucket .. ':' .. (j - FIRST_KEY + 1)
       local v = redis.call('HGET', bk, ARGV[j])
-      if v then redis.call('HSET', bk, ARGV[j], v .. '\\0' .. pid)
+      if v then redis.call('HSET', bk, ARGV[j], v .. '\0' .. pid)
       else redis.call('HSET', bk, ARGV[j], pid) end
       redis.call('EXPIRE', bk, ttl)
     end
   end
-  redis.call('SET', wkey, cid .. '\\0' .. bucket, 'EX', ttl)
+  redis.call('SET', wkey, cid .. '\0' .. bucket, 'EX', ttl)
 end
-local ck = p .. ':c:' .. cid
-local h = redis.call('HMGET', ck,
-  'size', 'first_at', 'last_at', 'e_id', 'e_acc', 'e_at', 'batch_at', 'over')
 local batches = 0
 if acc ~= '' then batches = redis.call('ZCOUNT', p .. ':ab:' .. acc, at - week, at) end
-return {cid, kept, h[1], h[2], h[3], h[4], h[5], h[6], h[7] or '', h[8],
-  redis.call('SCARD', ck .. ':a'), redis.call('ZCARD', ck .. ':r'), batches}
+local ck = p .. ':c:' .. cid
+if redis.call('EXISTS', ck) == 0 then return {'', kept, batches} end
+local h = redis.call('HMGET', ck,
+  'size', 'first_at', 'last_at', 'e_id', 'e_acc', 'e_at', 'batch_at', 'over')
+return {cid, kept, batches, h[1], h[2], h[3], h[4], h[5], h[6], h[7] or '', h[8],
+  redis.call('SCARD', ck .. ':a'), redis.call('ZCARD', ck .. ':r')}
 """
 
 
@@ -236,11 +244,11 @@ class RedisStore:
         member: Member,
         signature: Signature,
         keys: list[bytes],
-        target: str | None,
+        target: Entry | None,
         index: bool,
     ) -> Added:
         new = cluster_id(member.post_id)
-        packed = _pack(member, target or new, signature)
+        cid = target.cluster_id if target else new
         reply = self._call(
             self._add,
             [
@@ -248,11 +256,14 @@ class RedisStore:
                 member.post_id,
                 member.account_id or "",
                 repr(member.created_at),
-                target or "",
+                target.cluster_id if target else "",
                 new,
+                target.post_id if target else "",
+                (target.account_id or "") if target else "",
+                repr(target.created_at) if target else "",
                 self._bucket(member.created_at),
                 "1" if index else "0",
-                packed,
+                _pack(member, cid, signature),
                 self.k,
                 self.t,
                 self.max_members,
@@ -264,19 +275,13 @@ class RedisStore:
                 *keys,
             ],
         )
-        cid, kept, size, first_at, last_at, e_id, e_acc, e_at, batch_at, over = (
-            _text(v) for v in reply[:10]
-        )
-        accounts, recent, batches = (int(v) for v in reply[10:13])
-        if cid != (target or new):
-            # the target cluster had expired: the entry names the cluster the post is in
-            self.client.hset(
-                f"{self.prefix}:e:{self._bucket(member.created_at)}",
-                member.post_id,
-                _pack(member, cid, signature),
-            )
+        got, kept, batches = _text(reply[0]), int(reply[1]), int(reply[2])
+        if not got:
+            return Added(alone(member, batches), kept == 1)
+        size, first_at, last_at, e_id, e_acc, e_at, batch_at, over = (_text(v) for v in reply[3:11])
+        accounts, recent = int(reply[11]), int(reply[12])
         state = ClusterState(
-            id=cid,
+            id=got,
             size=int(size),
             distinct_accounts=accounts + int(over),
             recent_accounts=recent,
@@ -286,7 +291,7 @@ class RedisStore:
             batch_at=float(batch_at) if batch_at else None,
             account_batches=batches,
         )
-        return Added(state, kept == "1")
+        return Added(state, kept == 1)
 
     def get(self, post_id: str) -> Entry | None:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from service.neardup.cluster import Cluster, ClusterBook, Member
+from service.neardup.cluster import Cluster, ClusterBook, Member, cluster_id
 from service.neardup.fingerprint import Signature
 from service.neardup.index import Entry, Match, WindowIndex
 
@@ -53,11 +53,13 @@ class Store(Protocol):
         member: Member,
         signature: Signature,
         keys: list[bytes],
-        target: str | None,
+        target: Entry | None,
         index: bool,
     ) -> Added:
-        """Put the post in cluster ``target`` (or a new one) and, when ``index``, in the window;
-        a post id seen before is not added again and gets its cluster as it is now."""
+        """Put the post in the cluster of ``target`` (a copy it matched; a cluster is made for
+        the two when ``target`` was alone) and, when ``index``, in the window. A post with no
+        target stays alone: no cluster object until a later post matches it. A post id seen
+        before is not added again and gets its cluster as it is now."""
 
     def get(self, post_id: str) -> Entry | None: ...
 
@@ -80,6 +82,26 @@ def state(cluster: Cluster, account_batches: int) -> ClusterState:
     )
 
 
+def alone(member: Member, account_batches: int) -> ClusterState:
+    """The cluster of a post with no copy: itself."""
+    accounts = int(member.account_id is not None)
+    return ClusterState(
+        id=cluster_id(member.post_id),
+        size=1,
+        distinct_accounts=accounts,
+        recent_accounts=accounts,
+        first_at=member.created_at,
+        last_at=member.created_at,
+        earliest=member,
+        batch_at=None,
+        account_batches=account_batches,
+    )
+
+
+def seed(entry: Entry) -> Member:
+    return Member(entry.post_id, entry.account_id, entry.created_at)
+
+
 class LocalStore:
     """The window and the clusters in this process (not thread-safe: the caller locks)."""
 
@@ -97,20 +119,26 @@ class LocalStore:
         member: Member,
         signature: Signature,
         keys: list[bytes],
-        target: str | None,
+        target: Entry | None,
         index: bool,
     ) -> Added:
         known = self.index.get(member.post_id)
-        cluster = self.book.get(known.cluster_id) if known else None
-        kept = False
-        if cluster is None:
-            cluster = self.book.add(member, target)
-            entry = Entry(
-                member.post_id, member.account_id, member.created_at, cluster.id, signature
-            )
-            kept = not index or self.index.insert(entry, keys)
         batches = self.book.account_batches(member.account_id, member.created_at)
-        return Added(state(cluster, batches), kept or known is not None)
+        if known is not None:
+            cluster = self.book.get(known.cluster_id)
+            return Added(
+                alone(member, batches) if cluster is None else state(cluster, batches), True
+            )
+        if target is None:
+            cid = cluster_id(member.post_id)
+        else:
+            cluster = self.book.add(member, target.cluster_id, seed(target))
+            cid = cluster.id
+            batches = self.book.account_batches(member.account_id, member.created_at)
+        entry = Entry(member.post_id, member.account_id, member.created_at, cid, signature)
+        kept = not index or self.index.insert(entry, keys)
+        found = self.book.get(cid)
+        return Added(alone(member, batches) if found is None else state(found, batches), kept)
 
     def get(self, post_id: str) -> Entry | None:
         return self.index.get(post_id)
