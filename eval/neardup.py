@@ -42,7 +42,8 @@ from eval.speed import hardware
 from service.neardup import NearDuplicates
 from service.neardup.cluster import Member
 from service.neardup.fingerprint import Fingerprinter
-from service.neardup.index import Entry, WindowIndex
+from service.neardup.index import Entry
+from service.neardup.shared import RedisStore
 from service.policy import load_policy
 from service.record import Post
 from service.settings import Settings
@@ -96,7 +97,7 @@ def fast_pass(settings: Settings, posts: Sequence[Post]) -> tuple[float, NearDup
 
 def naive_pass(settings: Settings, posts: Sequence[Post]) -> float:
     """The same posts through stock datasketch, one post and one shingle at a time."""
-    fp = Fingerprinter(settings.neardup_shingle, settings.neardup_num_perm)
+    fp = new_index(settings).fingerprinter
     lsh = MinHashLSH(threshold=settings.neardup_threshold, num_perm=settings.neardup_num_perm)
     started = time.perf_counter()
     for post in posts:
@@ -129,35 +130,25 @@ def memory_per_post(settings: Settings, posts: Sequence[Post]) -> tuple[float, i
 def redis_table(settings: Settings, posts: Sequence[Post], url: str) -> list[tuple[str, str]]:
     """Per-post latency of the shared store (query + insert, one Lua round trip each) and the
     Redis memory it takes, beside datasketch's stock Redis storage on the same posts."""
-    from service.neardup.shared import RedisStore, connect
-
-    fp = Fingerprinter(
-        settings.neardup_shingle, settings.neardup_num_perm, 1, settings.neardup_min_shingles
+    prefix = f"bench:{time.time_ns()}"
+    near = new_index(
+        settings.model_copy(
+            update={"redis_url": url, "neardup_redis_prefix": prefix, "redis_timeout_s": 1.0}
+        )
     )
+    assert isinstance(near.shared, RedisStore)
+    store, client, fp = near.shared, near.shared.client, near.fingerprinter
     found = fp.fingerprints([p.text for p in posts])
     kept = [(p, f) for p, f in zip(posts, found, strict=True) if not f.boilerplate]
     signatures = fp.signatures([f.canonical for _, f in kept])
-    client = connect(url, 1.0)
-    prefix = f"bench:{time.time_ns()}"
-    rules = load_policy(settings.policy_file).near_duplicates
-    store = RedisStore(
-        client,
-        prefix,
-        threshold=settings.neardup_threshold,
-        window_s=settings.neardup_window_hours * 3600,
-        bucket_s=settings.neardup_bucket_hours * 3600,
-        batch_accounts=rules.batch_accounts,
-        batch_s=rules.batch_minutes * 60,
-    )
     before = int(client.info("memory")["used_memory"])
     latencies = []
-    index = WindowIndex(fp, threshold=settings.neardup_threshold, window_s=1, bucket_s=1)
     for (post, _), signature in zip(kept, signatures, strict=True):
-        keys = index.keys(signature)
+        keys = near.local.index.keys(signature)
         member = Member(post.id, post.account_id, post.created_at or 0.0)
         started = time.perf_counter()
         matches = store.match(signature, keys, member.created_at, post.id)
-        store.add(member, signature, keys, matches[0].entry.cluster_id if matches else None, True)
+        store.add(member, signature, keys, matches[0].entry if matches else None, True)
         latencies.append(time.perf_counter() - started)
     used = int(client.info("memory")["used_memory"]) - before
     stock_ms = _stock_redis(settings, fp, kept[:STOCK_POSTS], signatures, url)
@@ -216,9 +207,7 @@ def _stock_redis(
 
 
 def pairs_table(settings: Settings, posts: Sequence[Post]) -> list[tuple[str, str]]:
-    fp = Fingerprinter(
-        settings.neardup_shingle, settings.neardup_num_perm, 1, settings.neardup_min_shingles
-    )
+    fp = new_index(settings).fingerprinter
     found_ = fp.fingerprints([p.text for p in posts])
     kept = [(p, f) for p, f in zip(posts, found_, strict=True) if not f.boilerplate]
     vocab: dict[str, int] = {}

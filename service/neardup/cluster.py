@@ -1,9 +1,10 @@
 """Clusters of near-copies: the earliest source, coordinated batches, accounts in batches.
 
-A post with verified near-copies joins the cluster they weigh most for; a post with none
-starts a cluster of its own (clusters are not merged: a chain of edits that drifts past the
-threshold starts a new one). The cluster id is derived from its first post's id, so a re-run
-over the same posts gives the same ids.
+A post with verified near-copies joins the cluster they weigh most for; a post with none is a
+cluster of one, named after it but not kept as an object until a later post matches it (most
+posts never are). Clusters are not merged: a chain of edits that drifts past the threshold
+starts a new one. The id is derived from the first post's id, so a re-run over the same posts
+gives the same ids.
 
 **Coordinated batch** (art18.4): a cluster that has had ``K`` (``batch_accounts``) distinct
 accounts within ``T`` (``batch_s``) of its newest post. From the post that completes the batch on,
