@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     """MinHash permutations: the estimate's standard error is sqrt(J(1-J)/num_perm)."""
     neardup_min_shingles: int = Field(default=8, ge=1)
     """Texts with fewer distinct shingles are boilerplate: they never form or join a cluster."""
+    neardup_snapshot_s: float = Field(default=300.0, gt=0)
+    """How often each server process writes its window to ``state_dir`` (and at shutdown)."""
     neardup_bank_refresh_s: float = Field(default=5.0, gt=0)
     """How often each server process reloads the confirmed-rumour bank if it changed."""
     redis_url: str | None = None

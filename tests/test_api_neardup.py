@@ -156,3 +156,14 @@ def test_two_apps_on_one_redis_see_one_batch(tmp_path: Path, pipeline: Pipeline)
         client = redis.Redis.from_url(REDIS)
         for key in client.scan_iter(f"{prefix}:*"):
             client.delete(key)
+
+
+def test_the_window_is_written_while_serving(tmp_path: Path, pipeline: Pipeline) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    snapshot = tmp_path / "state" / "neardup.pickle"
+    with open_api(tmp_path, url, pipeline.classifier, neardup_snapshot_s=0.05) as api:
+        api.score({"id": "p", "text": copy(1), "account_id": "a", "created_at": time.time()})
+        deadline = time.monotonic() + 10
+        while not snapshot.is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert snapshot.is_file()

@@ -7,6 +7,7 @@ import logging
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         # writes out what an earlier process left in the spool, then keeps watching storage
         maintainer = asyncio.create_task(scoring.maintain(settings.storage_retry_s))
         bank = asyncio.create_task(sync_bank(pipeline.neardup, repository, settings))
+        keeper = asyncio.create_task(keep_snapshot(pipeline.neardup, snapshot, settings))
         log.info(
             "serving",
             extra={"model_version": pipeline.model_version, "policy": pipeline.policy_version},
@@ -88,7 +90,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         finally:
             maintainer.cancel()
             bank.cancel()
-            await asyncio.gather(maintainer, bank, return_exceptions=True)
+            keeper.cancel()
+            await asyncio.gather(maintainer, bank, keeper, return_exceptions=True)
             pipeline.neardup.snapshot(snapshot)
             await scoring.close()
             repository.close()
@@ -110,6 +113,18 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_middleware(Edge, metrics=scoring.metrics, max_body_bytes=settings.max_body_bytes)
     return app
+
+
+async def keep_snapshot(near: NearDuplicates, path: Path, settings: Settings) -> None:
+    """Write the near-duplicate window every ``neardup_snapshot_s`` (and at shutdown), so that
+    a crash loses at most that much of it; until cancelled."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(settings.neardup_snapshot_s)
+        try:
+            await loop.run_in_executor(None, near.snapshot, path)
+        except OSError as exc:
+            log.warning("cannot write the near-duplicate snapshot", extra={"problem": str(exc)})
 
 
 async def sync_bank(near: NearDuplicates, repository: Repository, settings: Settings) -> None:

@@ -265,8 +265,10 @@ class NearDuplicates:
         """Every live near-copy of a banked rumour, earliest first."""
         signature = to_signature(rumor)
         with self.lock:
-            keys = self.local.index.keys(signature)
-            found = self.store.match(signature, keys, self.clock(), None)
+            store = self.store
+            # the local window's own clock: the wall clock would expire a backfill's posts
+            at = self.clock() if store is not self.local else self.local.index.clock
+            found = store.match(signature, self.local.index.keys(signature), at, None)
         return sorted(found, key=lambda m: (m.entry.created_at, m.entry.post_id))
 
     def observe(self, posts: Sequence[Post], claims: Sequence[float]) -> list[Finding]:
