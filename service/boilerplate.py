@@ -21,11 +21,14 @@ _DECORATION = re.compile(
     r"|https?://\S+"
 )
 
+_NOT_ALNUM = re.compile(r"[\W_]+")
+
 
 def content_of(text: str) -> str:
     """The text with decorations removed and only letters and digits kept."""
     stripped = _DECORATION.sub(" ", unicodedata.normalize("NFKC", text))
-    return "".join(ch for ch in stripped if ch.isalnum()).lower()
+    # \W is exactly "not str.isalnum()", bar the underscore; one regex pass is C-speed
+    return _NOT_ALNUM.sub("", stripped).lower()
 
 
 def is_boilerplate(text: str) -> bool:

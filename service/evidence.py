@@ -3,11 +3,12 @@
 Windows of equal width (at least two characters, so that a two-character word can be hidden
 whole) slide over the normalised text with half-width steps, at most ``WINDOWS`` of them. Each
 variant deletes one window; the drop in the head's probability, ``p(text) - p(text without
-window)``, is that window's weight. Windows whose drop is at least half the largest drop (and
-above ``MIN_DROP``) are kept, overlapping or touching ones merged, and the strongest
-``MAX_SPANS`` are returned, mapped back to the offsets of the text the producer wrote. All
-variants of one text go through the model as one batch, so a flagged post costs one more model
-call of at most ``WINDOWS`` rows.
+window)``, is that window's weight; ``p(text)`` is the classifier's own, computed in the same
+batch (not the record's score, which a confirmed-rumour match may have raised). Windows whose
+drop is at least half the largest drop (and above ``MIN_DROP``) are kept, overlapping or touching
+ones merged, and the strongest ``MAX_SPANS`` are returned, mapped back to the offsets of the text
+the producer wrote. The text and its variants go through the model as one batch, so a flagged
+post costs one more model call of at most ``WINDOWS + 1`` rows.
 """
 
 from __future__ import annotations
@@ -31,18 +32,19 @@ def _windows(length: int) -> list[tuple[int, int]]:
 
 
 def spans(
-    classifier: Classifier, norm: Normalised, original: str, heads: list[Head], base: list[float]
+    classifier: Classifier, norm: Normalised, original: str, heads: list[Head]
 ) -> dict[Head, list[Span]]:
-    """For each of ``heads`` (scored ``base``), the spans of ``original`` that drove it."""
+    """For each of ``heads``, the spans of ``original`` that drove its score."""
     windows = _windows(len(norm.text))
     if not heads or len(windows) < 2:
         return {h: [] for h in heads}
     variants = [norm.text[:s] + norm.text[e:] for s, e in windows]
-    probs = classifier.predict(variants)
+    probs = classifier.predict([norm.text, *variants])
     out: dict[Head, list[Span]] = {}
-    for head, p in zip(heads, base, strict=True):
+    for head in heads:
         col = HEADS.index(head)
-        drops = [p - float(q) for q in probs[:, col]]
+        p = float(probs[0, col])
+        drops = [p - float(q) for q in probs[1:, col]]
         top = max(drops)
         keep = [d >= max(MIN_DROP, top / 2) for d in drops]
         merged: list[tuple[int, int, float]] = []

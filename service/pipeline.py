@@ -1,11 +1,11 @@
-"""One post's way through: normalise → classify → decide → the score record.
+"""One post's way through: normalise → classify → near-duplicates → decide → the score record.
 
 The CLI, the API and batch jobs all score through :meth:`Pipeline.score_many`, so all three give
-the same record for the same post. Evidence spans cost one more model call per flagged post, so
-the publish path asks for records without them (``evidence=False``: the record says
-``evidence_pending``) and adds them with :meth:`Pipeline.explain` after it has answered.
-Fingerprinting and matching (coordination, fake originality) join here when the near-duplicate
-index exists; until then their scores are 0.
+the same record for the same post. The near-duplicate step (:mod:`service.neardup`: fingerprint,
+match, cluster) gives the coordination and fake-originality scores, raises the rumour score of
+copies of confirmed rumours, and the record's ``cluster``. Evidence spans cost one more model call
+per flagged post, so the publish path asks for records without them (``evidence=False``: the
+record says ``evidence_pending``) and adds them with :meth:`Pipeline.explain` after answering.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from service.classify import Classifier
 from service.decide import decide
 from service.evidence import spans
 from service.heads import HEADS, RISKS, Head, Risk
+from service.neardup import Finding, NearDuplicates
 from service.normalise import WINDOW, Normalised, normalise
 from service.policy import Policy, load_policy
 from service.record import Post, Reason, ScoreRecord
@@ -29,15 +30,20 @@ TRUNCATED = f"text is longer than the model's window: scored on its first {WINDO
 
 
 class Pipeline:
-    def __init__(self, classifier: Classifier, policy: Policy) -> None:
+    def __init__(
+        self, classifier: Classifier, policy: Policy, neardup: NearDuplicates | None = None
+    ) -> None:
         self.classifier = classifier
         self.policy = policy
+        self.neardup = neardup or NearDuplicates.from_settings(Settings(), policy)
 
     @classmethod
     def load(cls, settings: Settings) -> Pipeline:
+        policy = load_policy(settings.policy_file)
         return cls(
             Classifier(settings.model_dir, settings.intra_op_threads, settings.batch_size),
-            load_policy(settings.policy_file),
+            policy,
+            NearDuplicates.from_settings(settings, policy),
         )
 
     @property
@@ -57,8 +63,11 @@ class Pipeline:
         head_probs: list[dict[Head, float]] = [dict.fromkeys(HEADS, 0.0) for _ in posts]
         for row, i in enumerate(scored):
             head_probs[i] = {h: float(probs[row, k]) for k, h in enumerate(HEADS)}
+        # near-duplicates: one step, after the classifier (it needs the originality claim)
+        found = self.neardup.observe(posts, [hp["originality_claim"] for hp in head_probs])
         records = [
-            self._record(p, n, hp) for p, n, hp in zip(posts, norms, head_probs, strict=True)
+            self._record(p, n, hp, f)
+            for p, n, hp, f in zip(posts, norms, head_probs, found, strict=True)
         ]
         return self.explain(posts, records) if evidence else records
 
@@ -71,13 +80,7 @@ class Pipeline:
                 continue
             risks = [r for r in CLASSIFIER_RISKS if record.flags[r]]
             heads = [CLASSIFIER_RISKS[r] for r in risks]
-            found = spans(
-                self.classifier,
-                normalise(post.text),
-                post.text,
-                heads,
-                [record.scores[r] for r in risks],
-            )
+            found = spans(self.classifier, normalise(post.text), post.text, heads)
             codes = {self.policy.risks[r].reason.code: CLASSIFIER_RISKS[r] for r in risks}
             reasons = [
                 reason.model_copy(
@@ -93,17 +96,21 @@ class Pipeline:
             out[i] = record.model_copy(update={"reasons": reasons, "evidence_pending": False})
         return out
 
-    def _record(self, post: Post, norm: Normalised, probs: dict[Head, float]) -> ScoreRecord:
+    def _record(
+        self, post: Post, norm: Normalised, probs: dict[Head, float], near: Finding
+    ) -> ScoreRecord:
         scores: dict[Risk, float] = {
             r: probs[CLASSIFIER_RISKS[r]] if r in CLASSIFIER_RISKS else 0.0 for r in RISKS
         }
+        scores.update({r: max(scores[r], s) for r, s in near.scores.items()})
         verdict = decide(scores, self.policy)
         reasons = []
         for risk in verdict.flagged:
             rule = self.policy.risks[risk].reason
             found: dict[str, object] = {"articles": rule.articles, "summary": rule.summary}
+            found.update(near.evidence.get(risk, {}))
             reasons.append(Reason(code=rule.code, score=round(scores[risk], 4), evidence=found))
-        warnings = []
+        warnings = list(near.warnings)
         if not norm.text:
             warnings.append(EMPTY)
         if norm.truncated:
@@ -116,6 +123,8 @@ class Pipeline:
             signals={"originality_claim": round(probs["originality_claim"], 4)},
             decision=verdict.decision,
             reasons=reasons,
+            cluster=near.cluster,
+            degraded=near.degraded,
             model_version=self.model_version,
             policy_version=self.policy_version,
             truncated=norm.truncated,

@@ -89,6 +89,26 @@ class Reason(BaseModel):
     evidence: dict[str, Any] = Field(default_factory=dict)
 
 
+class ClusterPost(BaseModel):
+    """A post of a near-duplicate cluster."""
+
+    id: str
+    account_id: str | None
+    created_at: float
+
+
+class ClusterSummary(BaseModel):
+    """The near-duplicate cluster a post joined (``service.neardup``)."""
+
+    id: str
+    size: int = Field(description="posts in the cluster, this one included")
+    accounts: int = Field(description="distinct accounts among them")
+    first_at: float
+    last_at: float
+    earliest: ClusterPost = Field(description="the traced source: the earliest post")
+    batch: bool = Field(description="the cluster is a coordinated batch (art18.4)")
+
+
 class ScoreRecord(BaseModel):
     id: str
     account_id: str | None
@@ -99,7 +119,7 @@ class ScoreRecord(BaseModel):
     )
     decision: Decision
     reasons: list[Reason]
-    cluster: dict[str, Any] | None = None
+    cluster: ClusterSummary | None = None
     model_version: str
     policy_version: str
     degraded: bool = False

@@ -189,6 +189,8 @@ class ScoringService:
         found.update((s.id, s) for s in stored)
         self._explain_later(fresh, [s for s in stored if s.evidence_pending])
         degraded = degraded or spooled or self.health.problem is not None
+        # a record is degraded on its own when the shared near-duplicate index did not answer
+        degraded = degraded or any(r.degraded for r in found.values())
         return [found[p.id].model_copy(update={"degraded": degraded}) for p in posts], degraded
 
     def _explain_later(self, posts: dict[str, Post], records: list[ScoreRecord]) -> None:

@@ -77,6 +77,35 @@ class Settings(BaseSettings):
     working this long; a known key keeps working while storage is down)."""
     log_level: str = "INFO"
 
+    # --- near-duplicates: the fingerprint and match stages (service/neardup) ---
+    neardup_window_hours: float = Field(default=72.0, gt=0)
+    """How far back a new post is compared with earlier ones."""
+    neardup_bucket_hours: float = Field(default=12.0, gt=0)
+    """Width of one time bucket of the window; old posts expire a whole bucket at a time."""
+    neardup_threshold: float = Field(default=0.4, gt=0, lt=1)
+    """Estimated Jaccard similarity of shingle sets from which two posts are near-copies."""
+    neardup_shingle: int = Field(default=2, ge=1, le=3)
+    """Characters per shingle: two, as a Chinese word is mostly two characters; with three, the
+    tenth of characters a campaign replaces breaks too many shingles (eval/neardup.py)."""
+    neardup_num_perm: int = Field(default=128, ge=16)
+    """MinHash permutations: the estimate's standard error is sqrt(J(1-J)/num_perm)."""
+    neardup_min_shingles: int = Field(default=8, ge=1)
+    """Texts with fewer distinct shingles are boilerplate: they never form or join a cluster."""
+    neardup_snapshot_s: float = Field(default=300.0, gt=0)
+    """How often each server process writes its window to ``state_dir`` (and at shutdown)."""
+    neardup_bank_refresh_s: float = Field(default=5.0, gt=0)
+    """How often each server process reloads the confirmed-rumour bank if it changed."""
+    redis_url: str | None = None
+    """Redis (``redis://127.0.0.1:6379/0``) for the near-duplicate window and clusters, shared by
+    every server process and replica; default: each process keeps its own."""
+    redis_timeout_s: float = Field(default=0.05, gt=0)
+    """How long one call to Redis may take before the post is matched locally (degraded)."""
+    neardup_redis_prefix: str = "qinglang:nd"
+    neardup_redis_retry_s: float = Field(default=5.0, gt=0)
+    """After Redis failed, posts are matched locally for this long before Redis is tried again."""
+    neardup_max_future_s: float = Field(default=300.0, ge=0)
+    """A created_at further ahead of the clock than this is replaced by the arrival time."""
+
     @property
     def database(self) -> str:
         """The storage URL in effect."""

@@ -20,6 +20,7 @@ from service.api import create_app
 from service.api.state import Services
 from service.classify import Classifier
 from service.heads import RISKS
+from service.neardup import NearDuplicates
 from service.pipeline import Pipeline
 from service.policy import load_policy
 from service.record import Decision, ScoreRecord
@@ -167,7 +168,9 @@ def open_api(
     configured = Settings(
         state_dir=tmp_path / "state", database_url=database_url, policy_file=policy, **settings
     )
-    app = create_app(configured, Pipeline(classifier, load_policy(policy)))
+    rules = load_policy(policy)
+    near = NearDuplicates.from_settings(configured, rules)
+    app = create_app(configured, Pipeline(classifier, rules, near))
     with TestClient(app) as client:
         services: Services = app.state.services
         key = create_key(services.scoring.repository, "publisher")

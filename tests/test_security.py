@@ -8,7 +8,7 @@ import pytest
 
 from service.record import ScoreRecord
 from service.security import AuthError, Guard, create_key
-from service.storage import ApiKey, Pending, QueueItem, StorageError
+from service.storage import ApiKey, Pending, QueueItem, StorageError, StoredRumor
 
 
 class Keys:
@@ -41,6 +41,14 @@ class Keys:
 
     def queue(self) -> list[QueueItem]:
         return []
+
+    def add_rumor(self, rumor: StoredRumor) -> None: ...
+
+    def rumors(self) -> list[StoredRumor]:
+        return []
+
+    def delete_rumor(self, rumor_id: str) -> bool:
+        return False
 
 
 class Clock:

@@ -7,26 +7,31 @@ import logging
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from service.api import ops, score
+from service.api import neardup, ops, score
 from service.api.edge import Edge
 from service.api.state import Services
 from service.batching import OverloadedError
 from service.metrics import Metrics
+from service.neardup import NearDuplicates
 from service.pipeline import Pipeline
 from service.record import Post
 from service.scoring import ScoringService
 from service.security import AuthError, Guard
 from service.settings import Settings, get_settings
 from service.spool import Spool
-from service.storage import open_repository
+from service.storage import Repository, StorageError, open_repository
 
 log = logging.getLogger(__name__)
+
+NEARDUP_SNAPSHOT = "neardup.pickle"
+"""This process's near-duplicate window, kept across restarts (the embedded default)."""
 
 
 def create_app(settings: Settings | None = None, pipeline: Pipeline | None = None) -> FastAPI:
@@ -40,6 +45,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     # the first model call allocates its buffers: let it be ours, not the first caller's
     pipeline.score_many([Post(id="warm-up", text="预热模型")])
     repository = open_repository(settings.database, settings.db_timeout_s)
+    snapshot = settings.state_dir / NEARDUP_SNAPSHOT
+    pipeline.neardup.restore(snapshot)
 
     def metrics_for(scoring: ScoringService) -> Metrics:
         return Metrics(
@@ -72,6 +79,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # writes out what an earlier process left in the spool, then keeps watching storage
         maintainer = asyncio.create_task(scoring.maintain(settings.storage_retry_s))
+        bank = asyncio.create_task(sync_bank(pipeline.neardup, repository, settings))
+        keeper = asyncio.create_task(keep_snapshot(pipeline.neardup, snapshot, settings))
         log.info(
             "serving",
             extra={"model_version": pipeline.model_version, "policy": pipeline.policy_version},
@@ -80,7 +89,10 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             yield
         finally:
             maintainer.cancel()
-            await asyncio.gather(maintainer, return_exceptions=True)
+            bank.cancel()
+            keeper.cancel()
+            await asyncio.gather(maintainer, bank, keeper, return_exceptions=True)
+            pipeline.neardup.snapshot(snapshot)
             await scoring.close()
             repository.close()
 
@@ -90,14 +102,43 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         version=pipeline.model_version,
         lifespan=lifespan,
     )
-    app.state.services = Services(settings=settings, scoring=scoring, guard=guard)
+    app.state.services = Services(
+        settings=settings, scoring=scoring, guard=guard, neardup=pipeline.neardup
+    )
     app.include_router(score.router)
+    app.include_router(neardup.router)
     app.include_router(ops.router)
     app.add_exception_handler(AuthError, _auth_error)  # type: ignore[arg-type]
     app.add_exception_handler(OverloadedError, _overloaded)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_middleware(Edge, metrics=scoring.metrics, max_body_bytes=settings.max_body_bytes)
     return app
+
+
+async def keep_snapshot(near: NearDuplicates, path: Path, settings: Settings) -> None:
+    """Write the near-duplicate window every ``neardup_snapshot_s`` (and at shutdown), so that
+    a crash loses at most that much of it; until cancelled."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(settings.neardup_snapshot_s)
+        try:
+            await loop.run_in_executor(None, near.snapshot, path)
+        except OSError as exc:
+            log.warning("cannot write the near-duplicate snapshot", extra={"problem": str(exc)})
+
+
+async def sync_bank(near: NearDuplicates, repository: Repository, settings: Settings) -> None:
+    """Keep this process's copy of the confirmed-rumour bank equal to the stored one (another
+    process may add or delete entries), until cancelled."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            stale = near.sync_bank(await loop.run_in_executor(None, repository.rumors))
+            if stale:
+                log.warning("banked rumours need adding again", extra={"rumors": stale})
+        except StorageError as exc:
+            log.warning("cannot load the rumour bank", extra={"problem": str(exc)})
+        await asyncio.sleep(settings.neardup_bank_refresh_s)
 
 
 async def _auth_error(_: Request, exc: AuthError) -> JSONResponse:

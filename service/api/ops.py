@@ -35,6 +35,8 @@ async def readyz(found: Found) -> Readiness:
     except StorageError as exc:
         scoring.health.failed(str(exc))
         problems.append(f"storage unreachable: {exc}")
+    if found.neardup.problem:
+        problems.append(f"shared near-duplicate index unavailable: {found.neardup.problem}")
     spooled = await run_in_threadpool(scoring.spool.pending)
     if spooled:
         problems.append(f"{spooled} flagged records are waiting in the spool for storage")

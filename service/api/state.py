@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.neardup import NearDuplicates
 from service.scoring import ScoringService
 from service.security import Guard
 from service.settings import Settings
@@ -17,6 +18,7 @@ class Services:
     settings: Settings
     scoring: ScoringService
     guard: Guard
+    neardup: NearDuplicates
 
 
 def services(request: Request) -> Services:

@@ -33,6 +33,18 @@ class RiskRule(BaseModel):
         return self
 
 
+class NearDuplicateRules(BaseModel):
+    """What the near-duplicate stage counts as coordination and as a claim of originality."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch_accounts: int = Field(ge=2, description="K: distinct accounts that make a batch")
+    batch_minutes: float = Field(gt=0, description="T: within this many minutes")
+    originality_claim: float = Field(
+        ge=0.0, le=1.0, description="the originality_claim head's threshold for a claim"
+    )
+
+
 class Policy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -40,6 +52,7 @@ class Policy(BaseModel):
     persist: list[Decision]
     enqueue: list[Decision]
     risks: dict[Risk, RiskRule]
+    near_duplicates: NearDuplicateRules
 
     @model_validator(mode="after")
     def _complete(self) -> Policy:

@@ -5,7 +5,14 @@ implementation (SQLAlchemy over SQLite or PostgreSQL, by URL) and :func:`upgrade
 database's schema to the newest Alembic migration.
 """
 
-from service.storage.repository import ApiKey, Pending, QueueItem, Repository, StorageError
+from service.storage.repository import (
+    ApiKey,
+    Pending,
+    QueueItem,
+    Repository,
+    StorageError,
+    StoredRumor,
+)
 from service.storage.sql import SqlRepository, open_repository, upgrade
 
 __all__ = [
@@ -15,6 +22,7 @@ __all__ = [
     "Repository",
     "SqlRepository",
     "StorageError",
+    "StoredRumor",
     "open_repository",
     "upgrade",
 ]

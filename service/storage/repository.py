@@ -39,6 +39,21 @@ class QueueItem:
 
 
 @dataclass(frozen=True)
+class StoredRumor:
+    """An entry of the confirmed-rumour bank: the text (or the post it was taken from), the
+    debunk notice, and the MinHash signature with the fingerprint parameters that made it."""
+
+    rumor_id: str
+    text: str | None
+    post_id: str | None
+    notice: str
+    fingerprint: str
+    signature: bytes
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True)
 class Pending:
     """A record to store, and whether the policy puts it in the review queue."""
 
@@ -71,3 +86,11 @@ class Repository(Protocol):
 
     def queue(self) -> list[QueueItem]:
         """The review queue, oldest first."""
+
+    def add_rumor(self, rumor: StoredRumor) -> None: ...
+
+    def rumors(self) -> list[StoredRumor]:
+        """The confirmed-rumour bank, oldest first."""
+
+    def delete_rumor(self, rumor_id: str) -> bool:
+        """Remove an entry; whether it was there."""

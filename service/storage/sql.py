@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, select, text, update
+from sqlalchemy import Engine, create_engine, delete, event, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -19,8 +19,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.record import Decision, ScoreRecord
-from service.storage.repository import ApiKey, Pending, QueueItem, Role, StorageError
-from service.storage.tables import ReviewItem, StoredKey, StoredRecord
+from service.storage.repository import (
+    ApiKey,
+    Pending,
+    QueueItem,
+    Role,
+    StorageError,
+    StoredRumor,
+)
+from service.storage.tables import BankedRumor, ReviewItem, StoredKey, StoredRecord
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -219,3 +226,42 @@ class SqlRepository:
                 )
                 for row in rows
             ]
+
+    def add_rumor(self, rumor: StoredRumor) -> None:
+        with self._session() as session:
+            session.add(
+                BankedRumor(
+                    rumor_id=rumor.rumor_id,
+                    text=rumor.text,
+                    post_id=rumor.post_id,
+                    notice=rumor.notice,
+                    fingerprint=rumor.fingerprint,
+                    signature=rumor.signature,
+                    created_at=rumor.created_at,
+                    created_by=rumor.created_by,
+                )
+            )
+
+    def rumors(self) -> list[StoredRumor]:
+        with self._session() as session:
+            rows = session.scalars(
+                select(BankedRumor).order_by(BankedRumor.created_at, BankedRumor.rumor_id)
+            )
+            return [
+                StoredRumor(
+                    rumor_id=row.rumor_id,
+                    text=row.text,
+                    post_id=row.post_id,
+                    notice=row.notice,
+                    fingerprint=row.fingerprint,
+                    signature=bytes(row.signature),
+                    created_at=row.created_at,
+                    created_by=row.created_by,
+                )
+                for row in rows
+            ]
+
+    def delete_rumor(self, rumor_id: str) -> bool:
+        with self._session() as session:
+            result = session.execute(delete(BankedRumor).where(BankedRumor.rumor_id == rumor_id))
+            return bool(getattr(result, "rowcount", 0))

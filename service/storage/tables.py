@@ -11,7 +11,9 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -64,3 +66,18 @@ class StoredKey(Base):
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class BankedRumor(Base):
+    """An entry of the confirmed-rumour bank."""
+
+    __tablename__ = "rumor_bank"
+
+    rumor_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    post_id: Mapped[str | None] = mapped_column(String(MAX_ID_CHARS), nullable=True)
+    notice: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(32))

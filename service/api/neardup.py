@@ -1,0 +1,199 @@
+"""Clusters and the confirmed-rumour bank: ``/v1/clusters`` and ``/v1/bank/rumors``.
+
+For trust teams (``reviewer`` and ``admin`` keys). Clusters are those of the server process that
+answers (the window is per process); the bank is stored and every process holds all of it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from pydantic import BaseModel, Field, model_validator
+from starlette.concurrency import run_in_threadpool
+
+from service.api.auth import require
+from service.api.routes import JsonRoute
+from service.api.schemas import Problem
+from service.api.state import Found
+from service.neardup.cluster import Cluster
+from service.neardup.match import summary
+from service.record import MAX_ID_CHARS, ClusterPost, ClusterSummary
+from service.security import Principal
+from service.storage import StorageError, StoredRumor
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "missing, malformed or unknown API key"},
+    403: {"model": Problem, "description": "only reviewer and admin keys may call this"},
+    404: {"model": Problem, "description": "no such cluster, rumour or live post"},
+    429: {"model": Problem, "description": "rate limit; see Retry-After"},
+    503: {"model": Problem, "description": "storage is unavailable; try again"},
+}
+
+router = APIRouter(prefix="/v1", tags=["near-duplicates"], responses=ERRORS, route_class=JsonRoute)
+TrustTeam = Annotated[Principal, Depends(require("reviewer", "admin"))]
+
+
+class ClusterDetail(ClusterSummary):
+    batch_at: float | None = Field(description="when the cluster became a coordinated batch")
+    batch_accounts: list[str] = Field(description="the accounts that made the batch")
+    members: list[ClusterPost] = Field(description="its first posts, in arrival order")
+    members_not_listed: int
+
+
+class RumorIn(BaseModel):
+    """A confirmed rumour, by its text or by the id of a post in the live window."""
+
+    text: str | None = Field(default=None, min_length=1, max_length=10_000)
+    post_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_CHARS)
+    notice: str = Field(min_length=1, max_length=10_000, description="the debunk notice")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RumorIn:
+        if (self.text is None) == (self.post_id is None):
+            raise ValueError("give exactly one of text and post_id")
+        return self
+
+
+class Rumor(BaseModel):
+    id: str
+    text: str | None
+    post_id: str | None
+    notice: str
+    created_at: datetime
+    created_by: str
+
+
+class Copy(BaseModel):
+    id: str
+    account_id: str | None
+    created_at: float
+    similarity: float
+    cluster_id: str
+
+
+def _detail(cluster: Cluster) -> ClusterDetail:
+    members = [
+        ClusterPost(id=m.post_id, account_id=m.account_id, created_at=m.created_at)
+        for m in cluster.members
+    ]
+    return ClusterDetail(
+        **summary(cluster).model_dump(),
+        batch_at=cluster.batch_at,
+        batch_accounts=cluster.batch_accounts,
+        members=members,
+        members_not_listed=cluster.size - len(members),
+    )
+
+
+def _rumor(stored: StoredRumor) -> Rumor:
+    return Rumor(
+        id=stored.rumor_id,
+        text=stored.text,
+        post_id=stored.post_id,
+        notice=stored.notice,
+        created_at=stored.created_at,
+        created_by=stored.created_by,
+    )
+
+
+async def _stored(found: Found) -> list[StoredRumor]:
+    try:
+        return await run_in_threadpool(found.scoring.repository.rumors)
+    except StorageError as exc:
+        raise HTTPException(503, f"storage is unavailable: {exc}") from exc
+
+
+async def _find(found: Found, rumor_id: str) -> StoredRumor:
+    for stored in await _stored(found):
+        if stored.rumor_id == rumor_id:
+            return stored
+    raise HTTPException(404, f"no confirmed rumour {rumor_id!r}")
+
+
+@router.get("/clusters")
+async def flagged_clusters(
+    found: Found, _: TrustTeam, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+) -> list[ClusterSummary]:
+    """Clusters flagged as coordinated batches, most recently flagged first."""
+    return [summary(c) for c in found.neardup.flagged(limit)]
+
+
+@router.get("/clusters/{cluster_id}")
+async def cluster(cluster_id: str, found: Found, _: TrustTeam) -> ClusterDetail:
+    """A live (or flagged) cluster with its earliest post and members."""
+    got = found.neardup.cluster(cluster_id)
+    if got is None:
+        raise HTTPException(404, f"no live cluster {cluster_id!r}")
+    return _detail(got)
+
+
+@router.post("/bank/rumors", status_code=201)
+async def add_rumor(body: RumorIn, found: Found, caller: TrustTeam) -> Rumor:
+    """Bank a confirmed rumour; posts that match it from now on get their rumour score raised."""
+    near = found.neardup
+    signature = near.signature_of(body.text, body.post_id)
+    if signature is None and body.post_id is not None:
+        raise HTTPException(
+            404, f"post {body.post_id!r} is not in the live window: give the rumour's text"
+        )
+    if signature is None:
+        raise HTTPException(422, "the text is boilerplate or too short to match anything")
+    stored = StoredRumor(
+        rumor_id=secrets.token_hex(8),
+        text=body.text,
+        post_id=body.post_id,
+        notice=body.notice,
+        fingerprint=near.fingerprinter.version,
+        signature=signature.tobytes(),
+        created_at=datetime.now(UTC),
+        created_by=caller.key_id,
+    )
+    try:
+        await run_in_threadpool(found.scoring.repository.add_rumor, stored)
+    except StorageError as exc:
+        raise HTTPException(503, f"storage is unavailable: {exc}") from exc
+    near.sync_bank(await _stored(found))
+    return _rumor(stored)
+
+
+@router.get("/bank/rumors")
+async def rumors(found: Found, _: TrustTeam) -> list[Rumor]:
+    """The bank, oldest first."""
+    return [_rumor(r) for r in await _stored(found)]
+
+
+@router.get("/bank/rumors/{rumor_id}")
+async def rumor(rumor_id: str, found: Found, _: TrustTeam) -> Rumor:
+    """One banked rumour with its debunk notice."""
+    return _rumor(await _find(found, rumor_id))
+
+
+@router.get("/bank/rumors/{rumor_id}/copies")
+async def copies(rumor_id: str, found: Found, _: TrustTeam) -> list[Copy]:
+    """Every live near-copy of a banked rumour, earliest first: its source and its spread."""
+    stored = await _find(found, rumor_id)
+    return [
+        Copy(
+            id=m.entry.post_id,
+            account_id=m.entry.account_id,
+            created_at=m.entry.created_at,
+            similarity=round(m.similarity, 4),
+            cluster_id=m.entry.cluster_id,
+        )
+        for m in found.neardup.copies(stored)
+    ]
+
+
+@router.delete("/bank/rumors/{rumor_id}", status_code=204)
+async def delete_rumor(rumor_id: str, found: Found, _: TrustTeam) -> Response:
+    try:
+        removed = await run_in_threadpool(found.scoring.repository.delete_rumor, rumor_id)
+    except StorageError as exc:
+        raise HTTPException(503, f"storage is unavailable: {exc}") from exc
+    if not removed:
+        raise HTTPException(404, f"no confirmed rumour {rumor_id!r}")
+    found.neardup.sync_bank(await _stored(found))
+    return Response(status_code=204)

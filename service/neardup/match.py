@@ -1,0 +1,381 @@
+"""The near-duplicate step of the pipeline: fingerprint, match, cluster, and the rules on top.
+
+For each post, in the order given (the order the live service receives them):
+
+1. **fingerprint** (:mod:`~service.neardup.fingerprint`): canonical text; boilerplate stops here
+   with every near-duplicate score 0 and no cluster.
+2. **match** (:mod:`~service.neardup.index`): verified near-copies among the live window, and
+   the best match in the confirmed-rumour bank (:mod:`~service.neardup.bank`).
+3. **cluster** (:mod:`~service.neardup.cluster`): join the cluster its copies' similarities add
+   up most for, or start one; coordinated-batch detection.
+
+Then the scores:
+
+- ``coordination``: 1 when the cluster is a coordinated batch, else the share of ``K`` distinct
+  accounts it has within ``T`` (the policy flags it at 1).
+- ``fake_originality``: for a post that claims originality (``declared_original``, or the
+  ``originality_claim`` head at or above the policy's threshold) and gives no attribution
+  (``source``, or 转自 / 来源 / via @ ... in the text), the similarity of the earliest verified
+  near-copy posted before it by another account; 0 otherwise. A producer's copy of its own
+  earlier post is not fake originality, nor is a post whose account is unknown.
+- ``rumor`` is raised to the similarity of a matched confirmed rumour.
+
+Times: ``created_at``, or the arrival time when it is missing or more than ``max_future_s`` ahead
+of the clock (the record says so). The same post id seen again is matched but not added twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from service.heads import Risk
+from service.neardup.bank import RumorBank, to_signature
+from service.neardup.cluster import Cluster, ClusterBook, Member
+from service.neardup.fingerprint import Fingerprinter, Signature
+from service.neardup.index import Entry, Match, WindowIndex
+from service.neardup.store import Added, ClusterState, LocalStore, Store, StoreUnavailableError
+from service.policy import Policy
+from service.record import ClusterPost, ClusterSummary, Post
+from service.settings import Settings
+from service.storage.repository import StoredRumor
+
+log = logging.getLogger(__name__)
+
+NO_TIME = "no created_at: the arrival time was used for near-duplicate matching"
+FUTURE = "created_at is ahead of the clock: the arrival time was used for near-duplicate matching"
+TOO_OLD = "created_at is older than the near-duplicate window: matched, but not kept in the index"
+NO_ACCOUNT = "no account_id: the post counts toward no coordinated batch and no originality check"
+UNSHARED = (
+    "the shared near-duplicate index is unavailable: matched only against the posts this "
+    "process saw since it went away"
+)
+
+SATURATED = 0.9
+CROWD = 100
+"""A post with ``CROWD`` indexed copies at least ``SATURATED`` similar joins their cluster but is
+not indexed itself: a flood of identical posts grows the cluster's count, not the index."""
+
+ATTRIBUTION = re.compile(
+    r"转自|轉自|转载自|转载于|來源|来源|出处|出處|原文|原作者|via\s*@|//\s*@|\bcr[:：]", re.I
+)
+"""Wording that credits a source (art17)."""
+
+
+def attributed(post: Post) -> bool:
+    return bool(post.source and post.source.strip()) or bool(ATTRIBUTION.search(post.text))
+
+
+def summary(cluster: Cluster | ClusterState) -> ClusterSummary:
+    first = cluster.earliest
+    return ClusterSummary(
+        id=cluster.id,
+        size=cluster.size,
+        accounts=cluster.distinct_accounts,
+        first_at=cluster.first_at,
+        last_at=cluster.last_at,
+        earliest=ClusterPost(
+            id=first.post_id, account_id=first.account_id, created_at=first.created_at
+        ),
+        batch=cluster.batch_at is not None,
+    )
+
+
+def _target(matches: list[Match]) -> Entry | None:
+    """The copy whose cluster a post joins: of the cluster its copies' similarities add up most
+    for (most often the most similar copy's), so that variants of one template gather in one
+    cluster; its earliest copy there."""
+    weight: dict[str, float] = {}
+    for m in matches:
+        weight[m.entry.cluster_id] = weight.get(m.entry.cluster_id, 0.0) + m.similarity
+    if not weight:
+        return None
+    best = max(weight, key=weight.__getitem__)
+    return min((m.entry for m in matches if m.entry.cluster_id == best), key=lambda e: e.created_at)
+
+
+@dataclass
+class Finding:
+    """What the near-duplicate step found for one post."""
+
+    scores: dict[Risk, float] = field(default_factory=dict)
+    """``coordination`` and ``fake_originality``; ``rumor`` when the bank matched."""
+    evidence: dict[Risk, dict[str, Any]] = field(default_factory=dict)
+    cluster: ClusterSummary | None = None
+    warnings: list[str] = field(default_factory=list)
+    degraded: bool = False
+    """The shared index was unavailable and this process's local one answered."""
+
+
+NOTHING = Finding()
+"""The finding of every boilerplate post (shared: never changed)."""
+
+
+class NearDuplicates:
+    """The window, the clusters and the bank of one process. Thread-safe."""
+
+    def __init__(
+        self,
+        fingerprinter: Fingerprinter,
+        policy: Policy,
+        *,
+        threshold: float,
+        window_s: float,
+        bucket_s: float,
+        max_future_s: float,
+        shared: Store | None = None,
+        retry_s: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        rules = policy.near_duplicates
+        self.fingerprinter = fingerprinter
+        self.rules = rules
+        self.local = LocalStore(
+            WindowIndex(fingerprinter, threshold=threshold, window_s=window_s, bucket_s=bucket_s),
+            ClusterBook(batch_accounts=rules.batch_accounts, batch_s=rules.batch_minutes * 60),
+        )
+        self.shared = shared
+        self.retry_s = retry_s
+        self.problem: str | None = None
+        """Why the shared index is not used now; None while it answers (or there is none)."""
+        self._outage_since = 0.0
+        self._retry_at = 0.0
+        self._gap_posts = 0
+        self.bank = RumorBank(fingerprinter, threshold)
+        self.max_future_s = max_future_s
+        self.clock = clock
+        self.lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, policy: Policy) -> NearDuplicates:
+        fingerprinter = Fingerprinter(
+            settings.neardup_shingle, settings.neardup_num_perm, 1, settings.neardup_min_shingles
+        )
+        shared: Store | None = None
+        if settings.redis_url:
+            from service.neardup.shared import RedisStore, connect
+
+            rules = policy.near_duplicates
+            shared = RedisStore(
+                connect(settings.redis_url, settings.redis_timeout_s),
+                settings.neardup_redis_prefix,
+                threshold=settings.neardup_threshold,
+                window_s=settings.neardup_window_hours * 3600,
+                bucket_s=settings.neardup_bucket_hours * 3600,
+                batch_accounts=rules.batch_accounts,
+                batch_s=rules.batch_minutes * 60,
+            )
+        return cls(
+            fingerprinter,
+            policy,
+            threshold=settings.neardup_threshold,
+            window_s=settings.neardup_window_hours * 3600,
+            bucket_s=settings.neardup_bucket_hours * 3600,
+            max_future_s=settings.neardup_max_future_s,
+            shared=shared,
+            retry_s=settings.neardup_redis_retry_s,
+        )
+
+    @property
+    def store(self) -> Store:
+        """The shared store unless it failed less than ``retry_s`` ago; else the local one."""
+        if self.shared is None or (self.problem and self.clock() < self._retry_at):
+            return self.local
+        return self.shared
+
+    def _unavailable(self, problem: str) -> None:
+        if self.problem is None:
+            self._outage_since = self.clock()
+            self._gap_posts = 0
+            log.warning("shared near-duplicate index unavailable", extra={"problem": problem})
+        self.problem = problem
+        self._retry_at = self.clock() + self.retry_s
+
+    def _available(self) -> None:
+        if self.problem is not None:
+            log.warning(
+                "shared near-duplicate index back",
+                extra={
+                    "gap_s": round(self.clock() - self._outage_since, 1),
+                    "posts_matched_locally": self._gap_posts,
+                },
+            )
+        self.problem = None
+
+    def snapshot(self, path: Path) -> None:
+        """Write this process's window and clusters to ``path`` (atomically), so that a restart
+        of the embedded default keeps its window."""
+        with self.lock:
+            data = pickle.dumps((self.fingerprinter.version, self.local), pickle.HIGHEST_PROTOCOL)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+
+    def restore(self, path: Path) -> bool:
+        """Take the window and clusters from a snapshot this service wrote (a pickle: only ever
+        read from the service's own state folder); False when there is none or it was made
+        with other fingerprint parameters."""
+        if not path.is_file():
+            return False
+        version, local = pickle.loads(path.read_bytes())
+        if version != self.fingerprinter.version or not isinstance(local, LocalStore):
+            log.warning("near-duplicate snapshot not used", extra={"snapshot": str(path)})
+            return False
+        local.book.k = self.rules.batch_accounts
+        local.book.t = self.rules.batch_minutes * 60
+        with self.lock:
+            self.local = local
+        return True
+
+    def cluster(self, cid: str) -> Cluster | None:
+        with self.lock:
+            return self.store.cluster(cid)
+
+    def flagged(self, limit: int) -> list[Cluster]:
+        with self.lock:
+            return self.store.flagged(limit)
+
+    def signature_of(self, text: str | None, post_id: str | None) -> Signature | None:
+        """The signature a bank entry gets: of ``text``, or of the live post ``post_id``; None
+        when the text is boilerplate or the post is not in the window."""
+        if post_id is not None:
+            with self.lock:
+                entry = self.store.get(post_id)
+            return None if entry is None else entry.signature
+        (found,) = self.fingerprinter.fingerprints([text or ""])
+        return None if found.boilerplate else self.fingerprinter.signatures([found.canonical])[0]
+
+    def sync_bank(self, rumors: Sequence[StoredRumor]) -> list[str]:
+        """Hold the stored bank ``rumors`` (reloaded only when the set changed); the ids whose
+        signatures were made with other fingerprint parameters."""
+        with self.lock:
+            if {r.rumor_id for r in rumors} == self.bank.ids():
+                return []
+            return self.bank.load(rumors)
+
+    def copies(self, rumor: StoredRumor) -> list[Match]:
+        """Every live near-copy of a banked rumour, earliest first."""
+        signature = to_signature(rumor)
+        with self.lock:
+            store = self.store
+            # the local window's own clock: the wall clock would expire a backfill's posts
+            at = self.clock() if store is not self.local else self.local.index.clock
+            found = store.match(signature, self.local.index.keys(signature), at, None)
+        return sorted(found, key=lambda m: (m.entry.created_at, m.entry.post_id))
+
+    def observe(self, posts: Sequence[Post], claims: Sequence[float]) -> list[Finding]:
+        """Findings for ``posts`` (with their ``originality_claim`` probabilities), in order; each
+        post is matched against the ones before it, those of this call included."""
+        fingerprints = self.fingerprinter.fingerprints([p.text for p in posts])
+        usable = [i for i, f in enumerate(fingerprints) if not f.boilerplate]
+        signatures = self.fingerprinter.signatures([fingerprints[i].canonical for i in usable])
+        findings = [NOTHING] * len(posts)
+        arrival = self.clock()
+        with self.lock:
+            for row, i in enumerate(usable):
+                findings[i] = self._observe(posts[i], signatures[row], claims[i], arrival)
+        return findings
+
+    def _time(self, post: Post, arrival: float) -> tuple[float, list[str]]:
+        if post.created_at is None:
+            return arrival, [NO_TIME]
+        if post.created_at > arrival + self.max_future_s:
+            return arrival, [FUTURE]
+        return post.created_at, []
+
+    def _observe(self, post: Post, signature: Signature, claim: float, arrival: float) -> Finding:
+        at, warnings = self._time(post, arrival)
+        if post.account_id is None:
+            warnings.append(NO_ACCOUNT)
+        keys = self.local.index.keys(signature)
+        member = Member(post.id, post.account_id, at)
+        store = self.store
+        try:
+            matches, added = self._match(store, member, signature, keys)
+            if store is self.shared:
+                self._available()
+        except StoreUnavailableError as exc:
+            self._unavailable(str(exc))
+            store = self.local
+            matches, added = self._match(store, member, signature, keys)
+        degraded = store is not self.shared and self.shared is not None
+        if degraded:
+            self._gap_posts += 1
+            warnings.append(UNSHARED)
+        cluster = added.cluster
+        if not added.kept:
+            warnings.append(TOO_OLD)
+        finding = Finding(warnings=warnings, degraded=degraded)
+        finding.cluster = summary(cluster) if cluster.size > 1 else None
+        self._coordination(finding, cluster)
+        self._originality(finding, matches, post, claim, at)
+        bank = self.bank.match(signature)
+        if bank is not None:
+            finding.scores["rumor"] = bank.similarity
+            finding.evidence["rumor"] = {
+                "confirmed_rumor": bank.rumor.rumor_id,
+                "similarity": round(bank.similarity, 4),
+                "notice": bank.rumor.notice,
+                "match": f"matches confirmed rumour {bank.rumor.rumor_id} "
+                f"(similarity {bank.similarity:.2f})",
+            }
+        return finding
+
+    @staticmethod
+    def _match(
+        store: Store, member: Member, signature: Signature, keys: list[bytes]
+    ) -> tuple[list[Match], Added]:
+        matches = store.match(signature, keys, member.created_at, member.post_id)
+        crowded = sum(m.similarity >= SATURATED for m in matches) >= CROWD
+        return matches, store.add(member, signature, keys, _target(matches), not crowded)
+
+    def _coordination(self, finding: Finding, cluster: ClusterState) -> None:
+        k = self.rules.batch_accounts
+        batch = cluster.batch_at is not None
+        finding.scores["coordination"] = 1.0 if batch else min(1.0, cluster.recent_accounts / k)
+        finding.evidence["coordination"] = {
+            "cluster": cluster.id,
+            "size": cluster.size,
+            "accounts": cluster.distinct_accounts,
+            "accounts_within_window": cluster.recent_accounts,
+            "batch_accounts": k,
+            "batch_minutes": self.rules.batch_minutes,
+            "batch_at": cluster.batch_at,
+            "earliest": {"id": cluster.earliest.post_id, "account_id": cluster.earliest.account_id},
+            "account_batches_7d": cluster.account_batches,
+        }
+
+    def _originality(
+        self, finding: Finding, matches: list[Match], post: Post, claim: float, at: float
+    ) -> None:
+        claimed = post.declared_original or claim >= self.rules.originality_claim
+        if not claimed or post.account_id is None or attributed(post):
+            finding.scores["fake_originality"] = 0.0
+            return
+        earlier = [
+            m
+            for m in matches
+            if m.entry.created_at < at and m.entry.account_id not in (None, post.account_id)
+        ]
+        if not earlier:
+            finding.scores["fake_originality"] = 0.0
+            return
+        source = min(earlier, key=lambda m: m.entry.created_at)
+        finding.scores["fake_originality"] = source.similarity
+        finding.evidence["fake_originality"] = {
+            "earlier_post": source.entry.post_id,
+            "earlier_account": source.entry.account_id,
+            "similarity": round(source.similarity, 4),
+            "gap_s": round(at - source.entry.created_at, 3),
+            "claim": "declared_original"
+            if post.declared_original
+            else f"originality_claim {claim:.2f}",
+        }

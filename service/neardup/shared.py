@@ -1,0 +1,349 @@
+"""The window and the clusters in Redis, shared by every server process and replica.
+
+Layout (``P`` is the key prefix, ``n`` a time bucket of ``bucket_s`` seconds, ``i`` a band):
+
+- ``P:b:n:i`` hash: band key (the ``r`` values' bytes, as datasketch's ``MinHashLSH`` keys them)
+  to the ids of the bucket's posts with that band, NUL-separated;
+- ``P:e:n`` hash: post id to its entry (account, cluster, time, signature);
+- ``P:w:<post>``: the post's cluster and bucket (idempotency, banking by post id);
+- ``P:c:<cluster>`` hash (size, first and last time, earliest post, batch time) with ``:m``
+  (first members, a list), ``:a`` (accounts, a set) and ``:r`` (accounts by newest post time
+  within ``T``, a sorted set); ``P:flagged`` (batches by time) and ``P:ab:<account>`` (the
+  batches an account joined, for a week).
+
+Every key expires ``window + bucket`` after its last write (``EXPIRE`` as it is written), so old
+buckets leave whole and memory stays bounded with no deletes. Both calls are one Lua script each,
+one round trip: :meth:`RedisStore.match` reads every live bucket's band hashes and the candidates'
+entries; :meth:`RedisStore.add` updates the cluster, detects the batch and indexes the post
+atomically, so that two processes adding to one cluster cannot lose a count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import redis
+
+from service.neardup.cluster import Cluster, Member, cluster_id
+from service.neardup.fingerprint import Signature, similarity
+from service.neardup.index import Entry, Match
+from service.neardup.store import Added, ClusterState, StoreUnavailableError, alone
+
+_MATCH = """
+local p, exclude, nb = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local seen, out = {}, {}
+for i = 1, nb do
+  local bucket = ARGV[3 + i]
+  local hits = {}
+  for j = 4 + nb, #ARGV do
+    local v = redis.call('HGET', p .. ':b:' .. bucket .. ':' .. (j - 3 - nb), ARGV[j])
+    if v then
+      for id in string.gmatch(v, '[^%z]+') do
+        if id ~= exclude and not seen[id] then seen[id] = true; hits[#hits + 1] = id end
+      end
+    end
+  end
+  if #hits > 0 then
+    local vals = redis.call('HMGET', p .. ':e:' .. bucket, unpack(hits))
+    for k = 1, #hits do
+      if vals[k] then out[#out + 1] = hits[k]; out[#out + 1] = vals[k] end
+    end
+  end
+end
+return out
+"""
+
+_ADD = """
+local p, pid, acc, at_s, target, newcid, seed_id, seed_acc, seed_at, bucket, index, packed =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10],
+  ARGV[11], ARGV[12]
+local K, T, maxm, maxa, ttl, maxf, week, window =
+  tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]),
+  tonumber(ARGV[17]), tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20])
+local FIRST_KEY = 21
+local at = tonumber(at_s)
+
+local function join(cid, mid, macc, mat_s)
+  local ck = p .. ':c:' .. cid
+  local mat = tonumber(mat_s)
+  if redis.call('EXISTS', ck) == 0 then
+    redis.call('HSET', ck, 'size', 0, 'first_at', mat_s, 'last_at', mat_s,
+      'e_id', mid, 'e_acc', macc, 'e_at', mat_s, 'over', 0)
+  end
+  redis.call('HINCRBY', ck, 'size', 1)
+  if redis.call('LLEN', ck .. ':m') < maxm then
+    redis.call('RPUSH', ck .. ':m', mid .. '\0' .. macc .. '\0' .. mat_s)
+  end
+  if mat < tonumber(redis.call('HGET', ck, 'e_at')) then
+    redis.call('HSET', ck, 'e_id', mid, 'e_acc', macc, 'e_at', mat_s)
+  end
+  if mat < tonumber(redis.call('HGET', ck, 'first_at')) then
+    redis.call('HSET', ck, 'first_at', mat_s)
+  end
+  local last_s = redis.call('HGET', ck, 'last_at')
+  if mat > tonumber(last_s) then redis.call('HSET', ck, 'last_at', mat_s); last_s = mat_s end
+  if macc ~= '' then
+    local ak, rk = ck .. ':a', ck .. ':r'
+    if redis.call('SISMEMBER', ak, macc) == 0 then
+      if redis.call('SCARD', ak) < maxa then redis.call('SADD', ak, macc)
+      else redis.call('HINCRBY', ck, 'over', 1) end
+    end
+    local prev = redis.call('ZSCORE', rk, macc)
+    if not prev or tonumber(prev) < mat then redis.call('ZADD', rk, mat_s, macc) end
+    redis.call('ZREMRANGEBYSCORE', rk, '-inf', '(' .. tostring(tonumber(last_s) - T))
+    local cap = math.max(4 * K, 64)
+    local n = redis.call('ZCARD', rk)
+    if n > cap then redis.call('ZREMRANGEBYRANK', rk, 0, n - cap - 1) end
+  end
+  if redis.call('HEXISTS', ck, 'batch_at') == 0 and redis.call('ZCARD', ck .. ':r') >= K then
+    local accs = redis.call('ZRANGE', ck .. ':r', 0, -1)
+    redis.call('HSET', ck, 'batch_at', mat_s, 'batch_accounts', table.concat(accs, '\0'))
+    for _, a in ipairs(accs) do
+      redis.call('ZADD', p .. ':ab:' .. a, mat_s, cid)
+      redis.call('EXPIRE', p .. ':ab:' .. a, week)
+    end
+  end
+  if redis.call('HEXISTS', ck, 'batch_at') == 1 then
+    redis.call('ZADD', p .. ':flagged', redis.call('HGET', ck, 'batch_at'), cid)
+    if redis.call('ZCARD', p .. ':flagged') > maxf then redis.call('ZPOPMIN', p .. ':flagged') end
+    if macc ~= '' then
+      redis.call('ZADD', p .. ':ab:' .. macc, mat_s, cid)
+      redis.call('EXPIRE', p .. ':ab:' .. macc, week)
+    end
+  end
+  for _, suffix in ipairs({'', ':m', ':a', ':r'}) do
+    if redis.call('EXISTS', ck .. suffix) == 1 then redis.call('EXPIRE', ck .. suffix, ttl) end
+  end
+end
+
+local wkey = p .. ':w:' .. pid
+local known = redis.call('GET', wkey)
+local cid, kept = newcid, 1
+if known then
+  cid = string.match(known, '^[^%z]+')
+else
+  local clock = math.max(at, tonumber(redis.call('GET', p .. ':clock') or at_s))
+  redis.call('SET', p .. ':clock', tostring(clock))
+  if target ~= '' then
+    cid = target
+    if redis.call('EXISTS', p .. ':c:' .. cid) == 0 then join(cid, seed_id, seed_acc, seed_at) end
+    join(cid, pid, acc, at_s)
+  end
+  if index == '1' and at < clock - window then kept = 0 end
+  if kept == 1 and index == '1' then
+    redis.call('HSET', p .. ':e:' .. bucket, pid, packed)
+    redis.call('EXPIRE', p .. ':e:' .. bucket, ttl)
+    for j = FIRST_KEY, #ARGV do
+      local bk = p .. ':b:' .. bucket .. ':' .. (j - FIRST_KEY + 1)
+      local v = redis.call('HGET', bk, ARGV[j])
+      if v then redis.call('HSET', bk, ARGV[j], v .. '\0' .. pid)
+      else redis.call('HSET', bk, ARGV[j], pid) end
+      redis.call('EXPIRE', bk, ttl)
+    end
+  end
+  redis.call('SET', wkey, cid .. '\0' .. bucket, 'EX', ttl)
+end
+local batches = 0
+if acc ~= '' then batches = redis.call('ZCOUNT', p .. ':ab:' .. acc, at - week, at) end
+local ck = p .. ':c:' .. cid
+if redis.call('EXISTS', ck) == 0 then return {'', kept, batches} end
+local h = redis.call('HMGET', ck,
+  'size', 'first_at', 'last_at', 'e_id', 'e_acc', 'e_at', 'batch_at', 'over')
+return {cid, kept, batches, h[1], h[2], h[3], h[4], h[5], h[6], h[7] or '', h[8],
+  redis.call('SCARD', ck .. ':a'), redis.call('ZCARD', ck .. ':r')}
+"""
+
+
+def _text(value: bytes | str | int) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pack(member: Member, cid: str, signature: Signature) -> bytes:
+    head = f"{member.account_id or ''}\0{cid}\0{member.created_at!r}\0".encode()
+    return head + signature.tobytes()
+
+
+def _unpack(post_id: str, packed: bytes) -> Entry:
+    account, cid, at, signature = packed.split(b"\0", 3)
+    return Entry(
+        post_id,
+        account.decode() or None,
+        float(at),
+        cid.decode(),
+        np.frombuffer(signature, dtype=np.uint32),
+    )
+
+
+def connect(url: str, timeout_s: float) -> redis.Redis:
+    """A client whose every wait ends within ``timeout_s``: the publish path must not hang on
+    the index (it falls back to the local one)."""
+    return redis.Redis.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
+    )
+
+
+class RedisStore:
+    """The :class:`~service.neardup.store.Store` in Redis; see the module's docstring."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        *,
+        threshold: float,
+        window_s: float,
+        bucket_s: float,
+        batch_accounts: int,
+        batch_s: float,
+        max_members: int = 100,
+        max_accounts: int = 10_000,
+        max_flagged: int = 1000,
+    ) -> None:
+        self.client, self.prefix = client, prefix
+        self.threshold, self.window_s, self.bucket_s = threshold, window_s, bucket_s
+        self.k, self.t = batch_accounts, batch_s
+        self.max_members, self.max_accounts, self.max_flagged = (
+            max_members,
+            max_accounts,
+            max_flagged,
+        )
+        self.ttl = math.ceil(window_s + bucket_s)
+        self._match = client.register_script(_MATCH)
+        self._add = client.register_script(_ADD)
+
+    def _call(self, script: Any, args: list[Any]) -> Any:
+        try:
+            return script(args=args)
+        except redis.RedisError as exc:
+            raise StoreUnavailableError(f"redis: {exc}") from exc
+
+    def _bucket(self, at: float) -> int:
+        return math.floor(at / self.bucket_s)
+
+    def match(
+        self, signature: Signature, keys: list[bytes], at: float, exclude: str | None
+    ) -> list[Match]:
+        # the buckets of the window before ``at``, and the next one for posts that came early
+        buckets = list(range(self._bucket(at - self.window_s), self._bucket(at) + 2))
+        flat = self._call(self._match, [self.prefix, exclude or "", len(buckets), *buckets, *keys])
+        entries = [_unpack(_text(i), v) for i, v in zip(flat[::2], flat[1::2], strict=True)]
+        if not entries:
+            return []
+        sims = similarity(signature, np.stack([e.signature for e in entries]))
+        found = [
+            Match(e, float(s)) for e, s in zip(entries, sims, strict=True) if s >= self.threshold
+        ]
+        found.sort(key=lambda m: (-m.similarity, m.entry.created_at))
+        return found
+
+    def add(
+        self,
+        member: Member,
+        signature: Signature,
+        keys: list[bytes],
+        target: Entry | None,
+        index: bool,
+    ) -> Added:
+        new = cluster_id(member.post_id)
+        cid = target.cluster_id if target else new
+        reply = self._call(
+            self._add,
+            [
+                self.prefix,
+                member.post_id,
+                member.account_id or "",
+                repr(member.created_at),
+                target.cluster_id if target else "",
+                new,
+                target.post_id if target else "",
+                (target.account_id or "") if target else "",
+                repr(target.created_at) if target else "",
+                self._bucket(member.created_at),
+                "1" if index else "0",
+                _pack(member, cid, signature),
+                self.k,
+                self.t,
+                self.max_members,
+                self.max_accounts,
+                self.ttl,
+                self.max_flagged,
+                7 * 24 * 3600,
+                self.window_s,
+                *keys,
+            ],
+        )
+        got, kept, batches = _text(reply[0]), int(reply[1]), int(reply[2])
+        if not got:
+            return Added(alone(member, batches), kept == 1)
+        size, first_at, last_at, e_id, e_acc, e_at, batch_at, over = (_text(v) for v in reply[3:11])
+        accounts, recent = int(reply[11]), int(reply[12])
+        state = ClusterState(
+            id=got,
+            size=int(size),
+            distinct_accounts=accounts + int(over),
+            recent_accounts=recent,
+            first_at=float(first_at),
+            last_at=float(last_at),
+            earliest=Member(e_id, e_acc or None, float(e_at)),
+            batch_at=float(batch_at) if batch_at else None,
+            account_batches=batches,
+        )
+        return Added(state, kept == 1)
+
+    def get(self, post_id: str) -> Entry | None:
+        try:
+            where = self.client.get(f"{self.prefix}:w:{post_id}")
+            if where is None:
+                return None
+            bucket = _text(where).split("\0")[1]
+            packed = self.client.hget(f"{self.prefix}:e:{bucket}", post_id)
+        except redis.RedisError as exc:
+            raise StoreUnavailableError(f"redis: {exc}") from exc
+        if packed is None:
+            return None
+        return _unpack(post_id, packed if isinstance(packed, bytes) else packed.encode())
+
+    def cluster(self, cid: str) -> Cluster | None:
+        key = f"{self.prefix}:c:{cid}"
+        try:
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.hgetall(key)
+                pipe.lrange(f"{key}:m", 0, -1)
+                pipe.smembers(f"{key}:a")
+                pipe.zrange(f"{key}:r", 0, -1, withscores=True)
+                fields, members, accounts, recent = pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreUnavailableError(f"redis: {exc}") from exc
+        if not fields:
+            return None
+        h = {_text(k): _text(v) for k, v in fields.items()}
+
+        def member(raw: bytes) -> Member:
+            post, account, at = _text(raw).split("\0")
+            return Member(post, account or None, float(at))
+
+        batch = h.get("batch_accounts")
+        return Cluster(
+            id=cid,
+            earliest=Member(h["e_id"], h["e_acc"] or None, float(h["e_at"])),
+            first_at=float(h["first_at"]),
+            last_at=float(h["last_at"]),
+            size=int(h["size"]),
+            members=[member(m) for m in members],
+            accounts={_text(a) for a in accounts},
+            accounts_over=int(h["over"]),
+            recent=OrderedDict((_text(a), float(t)) for a, t in recent),
+            batch_at=float(h["batch_at"]) if "batch_at" in h else None,
+            batch_accounts=batch.split("\0") if batch else [],
+        )
+
+    def flagged(self, limit: int) -> list[Cluster]:
+        try:
+            ids = self.client.zrevrange(f"{self.prefix}:flagged", 0, limit - 1)
+        except redis.RedisError as exc:
+            raise StoreUnavailableError(f"redis: {exc}") from exc
+        found = [self.cluster(_text(i)) for i in ids]  # type: ignore[arg-type]
+        return [c for c in found if c is not None]

@@ -1,0 +1,150 @@
+"""Where the window and the clusters live: this process (:class:`LocalStore`, the embedded
+default) or Redis shared by every replica (:class:`service.neardup.shared.RedisStore`).
+
+A store answers two calls per post: :meth:`Store.match` (the verified near-copies among live
+posts) and :meth:`Store.add` (index the post and put it in a cluster, idempotent by post id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from service.neardup.cluster import Cluster, ClusterBook, Member, cluster_id
+from service.neardup.fingerprint import Signature
+from service.neardup.index import Entry, Match, WindowIndex
+
+
+class StoreUnavailableError(Exception):
+    """The shared store did not answer; the caller falls back to its local store."""
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """A cluster as the rules see it just after a post joined it."""
+
+    id: str
+    size: int
+    distinct_accounts: int
+    recent_accounts: int
+    """Distinct accounts within ``T`` of its newest post."""
+    first_at: float
+    last_at: float
+    earliest: Member
+    batch_at: float | None
+    account_batches: int = 0
+    """Flagged clusters the joining post's account took part in during the last week."""
+
+
+@dataclass(frozen=True)
+class Added:
+    cluster: ClusterState
+    kept: bool
+    """False when the post was not indexed: seen before, or older than the window."""
+
+
+class Store(Protocol):
+    def match(
+        self, signature: Signature, keys: list[bytes], at: float, exclude: str | None
+    ) -> list[Match]: ...
+
+    def add(
+        self,
+        member: Member,
+        signature: Signature,
+        keys: list[bytes],
+        target: Entry | None,
+        index: bool,
+    ) -> Added:
+        """Put the post in the cluster of ``target`` (a copy it matched; a cluster is made for
+        the two when ``target`` was alone) and, when ``index``, in the window. A post with no
+        target stays alone: no cluster object until a later post matches it. A post id seen
+        before is not added again and gets its cluster as it is now."""
+
+    def get(self, post_id: str) -> Entry | None: ...
+
+    def cluster(self, cid: str) -> Cluster | None: ...
+
+    def flagged(self, limit: int) -> list[Cluster]: ...
+
+
+def state(cluster: Cluster, account_batches: int) -> ClusterState:
+    return ClusterState(
+        id=cluster.id,
+        size=cluster.size,
+        distinct_accounts=cluster.distinct_accounts,
+        recent_accounts=len(cluster.recent),
+        first_at=cluster.first_at,
+        last_at=cluster.last_at,
+        earliest=cluster.earliest,
+        batch_at=cluster.batch_at,
+        account_batches=account_batches,
+    )
+
+
+def alone(member: Member, account_batches: int) -> ClusterState:
+    """The cluster of a post with no copy: itself."""
+    accounts = int(member.account_id is not None)
+    return ClusterState(
+        id=cluster_id(member.post_id),
+        size=1,
+        distinct_accounts=accounts,
+        recent_accounts=accounts,
+        first_at=member.created_at,
+        last_at=member.created_at,
+        earliest=member,
+        batch_at=None,
+        account_batches=account_batches,
+    )
+
+
+def seed(entry: Entry) -> Member:
+    return Member(entry.post_id, entry.account_id, entry.created_at)
+
+
+class LocalStore:
+    """The window and the clusters in this process (not thread-safe: the caller locks)."""
+
+    def __init__(self, index: WindowIndex, book: ClusterBook) -> None:
+        self.index, self.book = index, book
+
+    def match(
+        self, signature: Signature, keys: list[bytes], at: float, exclude: str | None
+    ) -> list[Match]:
+        self.book.expire(self.index.advance(at), self.index.horizon)
+        return self.index.query(signature, keys, exclude)
+
+    def add(
+        self,
+        member: Member,
+        signature: Signature,
+        keys: list[bytes],
+        target: Entry | None,
+        index: bool,
+    ) -> Added:
+        known = self.index.get(member.post_id)
+        batches = self.book.account_batches(member.account_id, member.created_at)
+        if known is not None:
+            cluster = self.book.get(known.cluster_id)
+            return Added(
+                alone(member, batches) if cluster is None else state(cluster, batches), True
+            )
+        if target is None:
+            cid = cluster_id(member.post_id)
+        else:
+            cluster = self.book.add(member, target.cluster_id, seed(target))
+            cid = cluster.id
+            batches = self.book.account_batches(member.account_id, member.created_at)
+        entry = Entry(member.post_id, member.account_id, member.created_at, cid, signature)
+        kept = not index or self.index.insert(entry, keys)
+        found = self.book.get(cid)
+        return Added(alone(member, batches) if found is None else state(found, batches), kept)
+
+    def get(self, post_id: str) -> Entry | None:
+        return self.index.get(post_id)
+
+    def cluster(self, cid: str) -> Cluster | None:
+        return self.book.get(cid)
+
+    def flagged(self, limit: int) -> list[Cluster]:
+        return self.book.flagged(limit)

@@ -1,0 +1,169 @@
+"""``/v1/clusters`` and ``/v1/bank/rumors`` over HTTP, on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from servicekit import Api, open_api
+
+from service.pipeline import Pipeline
+
+REDIS = os.environ.get("QINGLANG_TEST_REDIS", "redis://127.0.0.1:6379/0")
+RUMOUR = "网传某地明天起全市停水三天，自来水厂已被污染，请大家赶紧囤水并转给家人朋友！"
+
+
+@pytest.fixture
+def service(tmp_path: Path, database_url: str, pipeline: Pipeline) -> Iterator[Api]:
+    with open_api(tmp_path, database_url, pipeline.classifier) as running:
+        yield running
+
+
+def copy(i: int) -> str:
+    return f"{'速看！' if i % 2 else ''}{RUMOUR.replace('三', str(i))}[怒]"
+
+
+def test_bank_add_match_copies_notice_and_delete(service: Api) -> None:
+    reviewer = service.headers(service.new_key("reviewer"))
+    body = {"text": RUMOUR, "notice": "自来水厂已辟谣：水质正常"}
+    assert (
+        service.client.post("/v1/bank/rumors", json=body, headers=service.headers()).status_code
+        == 403
+    )
+    added = service.client.post("/v1/bank/rumors", json=body, headers=reviewer)
+    assert added.status_code == 201
+    rumor = added.json()
+    now = time.time()
+    scored = service.score({"id": "c1", "text": copy(1), "account_id": "a1", "created_at": now})
+    reason = next(r for r in scored.json()["reasons"] if r["code"] == "art18.6.false_information")
+    assert reason["evidence"]["confirmed_rumor"] == rumor["id"]
+    assert reason["evidence"]["notice"] == body["notice"]
+    service.score({"id": "c0", "text": copy(2), "account_id": "a2", "created_at": now - 60})
+    listed = service.client.get("/v1/bank/rumors", headers=reviewer).json()
+    assert [r["id"] for r in listed] == [rumor["id"]]
+    got = service.client.get(f"/v1/bank/rumors/{rumor['id']}", headers=reviewer).json()
+    assert got["notice"] == body["notice"]
+    copies = service.client.get(f"/v1/bank/rumors/{rumor['id']}/copies", headers=reviewer).json()
+    assert [c["id"] for c in copies] == ["c0", "c1"]  # earliest first
+    gone = service.client.delete(f"/v1/bank/rumors/{rumor['id']}", headers=reviewer)
+    assert gone.status_code == 204
+    assert (
+        service.client.delete(f"/v1/bank/rumors/{rumor['id']}", headers=reviewer).status_code == 404
+    )
+    assert service.client.get("/v1/bank/rumors", headers=reviewer).json() == []
+    later = service.score({"id": "c2", "text": copy(3), "account_id": "a3", "created_at": now})
+    assert all("confirmed_rumor" not in r["evidence"] for r in later.json()["reasons"])
+
+
+def test_a_rumour_is_banked_by_the_id_of_a_live_post(service: Api) -> None:
+    reviewer = service.headers(service.new_key("admin"))
+    service.score({"id": "src", "text": RUMOUR, "account_id": "a", "created_at": time.time()})
+    by_id = {"post_id": "src", "notice": "已辟谣"}
+    added = service.client.post("/v1/bank/rumors", json=by_id, headers=reviewer)
+    assert added.status_code == 201 and added.json()["post_id"] == "src"
+    missing = service.client.post(
+        "/v1/bank/rumors", json={"post_id": "nope", "notice": "x"}, headers=reviewer
+    )
+    assert missing.status_code == 404 and "not in the live window" in missing.json()["detail"]
+    both = {"post_id": "src", "text": RUMOUR, "notice": "x"}
+    assert service.client.post("/v1/bank/rumors", json=both, headers=reviewer).status_code == 422
+    short = service.client.post(
+        "/v1/bank/rumors", json={"text": "转发微博", "notice": "x"}, headers=reviewer
+    )
+    assert short.status_code == 422
+
+
+def test_clusters_of_a_batch_are_listed_and_shown_with_members(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    with open_api(tmp_path, f"sqlite:///{tmp_path / 'c.db'}", pipeline.classifier) as api:
+        reviewer = api.headers(api.new_key("reviewer"))
+        now = time.time()
+        posts = [
+            {"id": f"p{i}", "text": copy(i), "account_id": f"acct{i}", "created_at": now + i}
+            for i in range(6)
+        ]
+        records = api.batch(posts).json()["records"]
+        cid = records[-1]["cluster"]["id"]
+        assert records[-1]["cluster"]["batch"]
+        assert api.client.get("/v1/clusters", headers=api.headers()).status_code == 403
+        flagged = api.client.get("/v1/clusters", headers=reviewer).json()
+        assert [c["id"] for c in flagged] == [cid]
+        detail = api.client.get(f"/v1/clusters/{cid}", headers=reviewer).json()
+        assert detail["earliest"]["id"] == "p0" and detail["size"] == 6
+        assert [m["id"] for m in detail["members"]] == [p["id"] for p in posts]
+        assert detail["batch_accounts"] == [f"acct{i}" for i in range(5)]
+        assert api.client.get("/v1/clusters/c_nope", headers=reviewer).status_code == 404
+
+
+def test_a_restart_keeps_the_window(tmp_path: Path, pipeline: Pipeline) -> None:
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    now = time.time()
+    with open_api(tmp_path, url, pipeline.classifier) as api:
+        api.score({"id": "before", "text": copy(1), "account_id": "a1", "created_at": now})
+    assert (tmp_path / "state" / "neardup.pickle").is_file()
+    with open_api(tmp_path, url, pipeline.classifier) as api:
+        after = api.score({"id": "after", "text": copy(2), "account_id": "a2", "created_at": now})
+        assert after.json()["cluster"]["earliest"]["id"] == "before"
+
+
+def test_readiness_reports_a_shared_index_that_is_away(tmp_path: Path, pipeline: Pipeline) -> None:
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    with open_api(tmp_path, url, pipeline.classifier, redis_url="redis://127.0.0.1:1/0") as api:
+        scored = api.score(
+            {"id": "x", "text": copy(1), "account_id": "a", "created_at": time.time()}
+        )
+        assert scored.status_code == 200 and scored.json()["degraded"]
+        ready = api.client.get("/readyz").json()
+        assert ready["status"] == "degraded"
+        assert any("near-duplicate index" in p for p in ready["problems"])
+
+
+def test_two_apps_on_one_redis_see_one_batch(tmp_path: Path, pipeline: Pipeline) -> None:
+    prefix = f"test:{uuid.uuid4().hex[:12]}"
+    shared: dict[str, Any] = {"redis_url": REDIS, "neardup_redis_prefix": prefix}
+    now = time.time()
+    posts = [
+        {"id": f"p{i}", "text": copy(i), "account_id": f"acct{i}", "created_at": now + i}
+        for i in range(6)
+    ]
+    for side in ("a", "b"):
+        (tmp_path / side).mkdir()
+    try:
+        with (
+            open_api(
+                tmp_path / "a", f"sqlite:///{tmp_path / 'a.db'}", pipeline.classifier, **shared
+            ) as first,
+            open_api(
+                tmp_path / "b", f"sqlite:///{tmp_path / 'b.db'}", pipeline.classifier, **shared
+            ) as second,
+        ):
+            assert first.batch(posts[:3]).status_code == 200
+            records = second.batch(posts[3:]).json()["records"]
+            assert [r["flags"]["coordination"] for r in records] == [True] * 3
+            assert [r["scores"]["coordination"] for r in records] == [0.8, 1.0, 1.0]
+            assert records[-1]["cluster"]["earliest"]["id"] == "p0"
+            cid = records[-1]["cluster"]["id"]
+            reviewer = first.headers(first.new_key("reviewer"))
+            assert first.client.get(f"/v1/clusters/{cid}", headers=reviewer).json()["size"] == 6
+    finally:
+        client = redis.Redis.from_url(REDIS)
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+
+
+def test_the_window_is_written_while_serving(tmp_path: Path, pipeline: Pipeline) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    snapshot = tmp_path / "state" / "neardup.pickle"
+    with open_api(tmp_path, url, pipeline.classifier, neardup_snapshot_s=0.05) as api:
+        api.score({"id": "p", "text": copy(1), "account_id": "a", "created_at": time.time()})
+        deadline = time.monotonic() + 10
+        while not snapshot.is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert snapshot.is_file()

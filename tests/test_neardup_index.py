@@ -1,0 +1,65 @@
+"""The windowed LSH index: verified matches, buckets that expire whole, idempotent inserts."""
+
+from __future__ import annotations
+
+from service.neardup.fingerprint import Fingerprinter, Signature
+from service.neardup.index import Entry, WindowIndex
+
+HOUR = 3600.0
+BASE = "网传某地明天起全市停水三天自来水厂已被污染请大家赶紧囤水并转给家人朋友"
+OTHER = "周末和家人去公园散步天气很好拍了几张荷花的照片晚上吃了火锅"
+
+
+def make() -> tuple[Fingerprinter, WindowIndex]:
+    fp = Fingerprinter()
+    return fp, WindowIndex(fp, threshold=0.4, window_s=72 * HOUR, bucket_s=12 * HOUR)
+
+
+def put(index: WindowIndex, sig: Signature, post_id: str, at: float) -> bool:
+    return index.insert(Entry(post_id, "a", at, f"c-{post_id}", sig), index.keys(sig))
+
+
+def test_a_near_copy_is_found_and_an_unrelated_text_is_not() -> None:
+    fp, index = make()
+    base, copy, other = fp.signatures([BASE, "转给大家" + BASE[:30] + "速看", OTHER])
+    index.advance(0.0)
+    assert put(index, base, "p1", 0.0)
+    (match,) = index.query(copy, index.keys(copy))
+    assert match.entry.post_id == "p1" and 0.4 <= match.similarity < 1.0
+    assert index.query(other, index.keys(other)) == []
+
+
+def test_candidates_below_the_threshold_are_dropped_after_verification() -> None:
+    fp, index = make()
+    base, other = fp.signatures([BASE, OTHER])
+    put(index, base, "p1", 0.0)
+    # one band in common: a certain LSH candidate, but 4 of 128 values alike
+    start, end = index.bands[0]
+    collider = other.copy()
+    collider[start:end] = base[start:end]
+    assert index.keys(collider)[0] == index.keys(base)[0]
+    assert index.query(collider, index.keys(collider)) == []
+
+
+def test_buckets_leave_the_window_whole_and_report_their_clusters() -> None:
+    fp, index = make()
+    (sig,) = fp.signatures([BASE])
+    index.advance(0.0)
+    put(index, sig, "old", 0.0)
+    put(index, sig, "newer", 20 * HOUR)
+    # "old" is in the bucket [0, 12h), which leaves when its end is 72 hours old
+    assert index.advance(83 * HOUR) == []
+    assert index.advance(84 * HOUR) == ["c-old"]
+    assert index.get("old") is None and index.get("newer") is not None
+    assert [m.entry.post_id for m in index.query(sig, index.keys(sig))] == ["newer"]
+
+
+def test_a_post_older_than_the_window_is_not_kept_and_an_id_is_kept_once() -> None:
+    fp, index = make()
+    (sig,) = fp.signatures([BASE])
+    index.advance(100 * HOUR)
+    assert not put(index, sig, "late", 10 * HOUR)
+    assert put(index, sig, "p1", 99 * HOUR)
+    assert not put(index, sig, "p1", 99 * HOUR)
+    assert len(index) == 1
+    assert index.query(sig, index.keys(sig), exclude="p1") == []

@@ -1,0 +1,198 @@
+"""The near-duplicate step: coordination, fake originality, the bank, times and accounts; and
+through the shipped model's pipeline, the score record's scores, flags, reasons and cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from service.neardup import Finding, NearDuplicates
+from service.neardup.match import CROWD, FUTURE, NO_ACCOUNT, NO_TIME, TOO_OLD
+from service.pipeline import Pipeline
+from service.policy import Policy, load_policy
+from service.record import Post
+from service.settings import Settings
+from service.storage.repository import StoredRumor
+
+TEMPLATE = "网传某地明天起全市停水三天，自来水厂已被污染，请大家赶紧囤水并转给家人朋友！"
+NOW = 1_700_000_000.0
+
+
+@pytest.fixture
+def policy(settings: Settings) -> Policy:
+    return load_policy(settings.policy_file)
+
+
+@pytest.fixture
+def near(settings: Settings, policy: Policy) -> NearDuplicates:
+    built = NearDuplicates.from_settings(settings, policy)
+    built.clock = lambda: NOW
+    return built
+
+
+def post(
+    pid: str, account: str | None, at: float | None, text: str = TEMPLATE, **kw: object
+) -> Post:
+    return Post(id=pid, text=text, account_id=account, created_at=at, **kw)
+
+
+def observe(near: NearDuplicates, posts: Sequence[Post], claim: float = 0.0) -> list[Finding]:
+    return near.observe(posts, [claim] * len(posts))
+
+
+def variant(i: int) -> str:
+    return f"{'转发扩散！' if i % 2 else ''}{TEMPLATE.replace('三', str(i))} [怒]{'😡' * (i % 3)}"
+
+
+def test_the_kth_account_within_t_completes_a_batch_and_later_posts_are_flagged(
+    near: NearDuplicates, policy: Policy
+) -> None:
+    k = policy.near_duplicates.batch_accounts
+    posts = [post(f"p{i}", f"acct{i}", NOW - 600 + 60 * i, variant(i)) for i in range(k + 2)]
+    found = observe(near, posts)
+    scores = [f.scores["coordination"] for f in found]
+    assert scores[: k - 1] == [pytest.approx(i / k) for i in range(1, k)]
+    assert scores[k - 1 :] == [1.0, 1.0, 1.0]
+    last = found[-1]
+    assert last.cluster is not None and last.cluster.batch
+    assert last.cluster.size == k + 2 and last.cluster.accounts == k + 2
+    assert last.cluster.earliest.id == "p0"
+    assert last.evidence["coordination"]["batch_at"] == NOW - 600 + 60 * (k - 1)
+    assert found[0].cluster is None  # alone when it arrived
+
+
+def test_unrelated_posts_and_boilerplate_join_no_cluster(near: NearDuplicates) -> None:
+    texts = ["转发微博", "[蜡烛][蜡烛]", "Repost", "哈哈哈"] * 5
+    found = observe(near, [post(f"b{i}", f"a{i}", NOW, t) for i, t in enumerate(texts)])
+    assert all(f.cluster is None and f.scores == {} for f in found)
+    assert len(near.local.index) == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "text_prefix", "same_account", "claim", "flagged"),
+    [
+        ({"declared_original": True}, "原创：", False, 0.0, True),
+        ({}, "原创：", False, 0.9, True),  # the classifier's claim over the policy threshold
+        ({}, "", False, 0.0, False),  # no claim
+        ({"declared_original": True, "source": "@原作者"}, "", False, 0.0, False),
+        ({"declared_original": True}, "转自@原作者：", False, 0.0, False),
+        ({"declared_original": True}, "", True, 0.0, False),  # the producer's own earlier post
+    ],
+)
+def test_fake_originality_needs_a_claim_an_earlier_copy_by_another_account_and_no_credit(
+    near: NearDuplicates,
+    fields: dict[str, object],
+    text_prefix: str,
+    same_account: bool,
+    claim: float,
+    flagged: bool,
+) -> None:
+    observe(near, [post("orig", "author", NOW - 3600)])
+    copier = "author" if same_account else "copier"
+    (found,) = observe(near, [post("copy", copier, NOW, text_prefix + variant(1), **fields)], claim)
+    assert (found.scores["fake_originality"] > 0) == flagged
+    if flagged:
+        evidence = found.evidence["fake_originality"]
+        assert evidence["earlier_post"] == "orig" and evidence["earlier_account"] == "author"
+        assert evidence["gap_s"] == 3600.0
+        assert evidence["similarity"] == pytest.approx(found.scores["fake_originality"], abs=1e-4)
+
+
+def test_a_later_copy_is_not_the_source_of_an_earlier_claim(near: NearDuplicates) -> None:
+    observe(near, [post("later", "other", NOW)])
+    (found,) = observe(near, [post("early", "me", NOW - 60, declared_original=True)])
+    assert found.scores["fake_originality"] == 0.0
+
+
+def test_missing_and_future_times_use_the_arrival_time_and_say_so(near: NearDuplicates) -> None:
+    a, b, c = observe(
+        near,
+        [
+            post("no-time", "a1", None),
+            post("future", "a2", NOW + 86400, variant(2)),
+            post("no-account", None, NOW, variant(3)),
+        ],
+    )
+    assert NO_TIME in a.warnings and FUTURE in b.warnings and NO_ACCOUNT in c.warnings
+    entry = near.local.index.get("future")
+    assert entry is not None and entry.created_at == NOW
+
+
+def test_a_post_older_than_the_window_is_matched_but_not_kept(near: NearDuplicates) -> None:
+    observe(near, [post("now", "a1", NOW)])
+    (old,) = observe(near, [post("old", "a2", NOW - 200 * 3600, variant(4))])
+    assert TOO_OLD in old.warnings
+    assert old.cluster is not None and near.local.index.get("old") is None
+
+
+def test_the_same_post_id_twice_is_counted_once(near: NearDuplicates) -> None:
+    first = observe(near, [post("p", "a1", NOW), post("q", "a2", NOW)])
+    again = observe(near, [post("p", "a1", NOW)])
+    assert first[1].cluster is not None and again[0].cluster is not None
+    assert again[0].cluster.size == first[1].cluster.size == 2
+
+
+def test_a_copy_of_a_banked_rumour_gets_the_rumour_score_and_the_notice(
+    near: NearDuplicates,
+) -> None:
+    signature = near.signature_of(TEMPLATE, None)
+    assert signature is not None
+    banked = StoredRumor(
+        rumor_id="r1",
+        text=TEMPLATE,
+        post_id=None,
+        notice="自来水厂已辟谣：水质正常",
+        fingerprint=near.fingerprinter.version,
+        signature=signature.tobytes(),
+        created_at=datetime.now(UTC),
+        created_by="k1",
+    )
+    stale = StoredRumor(**{**banked.__dict__, "rumor_id": "r0", "fingerprint": "other"})
+    assert near.sync_bank([stale, banked]) == ["r0"]
+    copy, unrelated = observe(
+        near, [post("c", "a", NOW, variant(5)), post("u", "b", NOW, "今天天气很好适合出去散步拍照")]
+    )
+    assert copy.scores["rumor"] >= 0.4 and "rumor" not in unrelated.scores
+    assert copy.evidence["rumor"]["confirmed_rumor"] == "r1"
+    assert copy.evidence["rumor"]["notice"] == banked.notice
+    assert [m.entry.post_id for m in near.copies(banked)] == ["c"]
+    assert (
+        near.sync_bank([]) == []
+        and observe(near, [post("d", "x", NOW)])[0].scores.get("rumor") is None
+    )
+
+
+def test_records_carry_coordination_fake_originality_and_the_cluster(pipeline: Pipeline) -> None:
+    fresh = Pipeline(pipeline.classifier, pipeline.policy)
+    k = pipeline.policy.near_duplicates.batch_accounts
+    posts = [post(f"p{i}", f"acct{i}", NOW - 900 + 60 * i, variant(i)) for i in range(k)]
+    posts.append(post("claim", "thief", NOW, "原创首发：" + TEMPLATE, declared_original=True))
+    records = fresh.score_many(posts)
+    assert [r.flags["coordination"] for r in records] == [False] * (k - 1) + [True, True]
+    last = records[-1]
+    assert last.flags["fake_originality"] and last.decision in ("review", "block")
+    codes = {r.code: r.evidence for r in last.reasons}
+    assert codes["art18.4.coordinated_posting"]["earliest"]["id"] == "p0"
+    assert codes["art18.6.forged_originality"]["earlier_post"] == "p0"
+    assert last.cluster is not None and last.cluster.batch and last.cluster.size == k + 1
+    assert records[0].cluster is None
+
+
+def test_signatures_of_a_batch_do_not_depend_on_the_batch(near: NearDuplicates) -> None:
+    one = near.signature_of(TEMPLATE, None)
+    assert one is not None
+    texts = [variant(i) for i in range(5)] + [TEMPLATE]
+    batch = near.fingerprinter.signatures(
+        [f.canonical for f in near.fingerprinter.fingerprints(texts)]
+    )
+    assert np.array_equal(batch[-1], one)
+
+
+def test_a_flood_of_identical_posts_grows_the_cluster_not_the_index(near: NearDuplicates) -> None:
+    flood = [post(f"f{i}", "spam", NOW + i) for i in range(CROWD + 150)]
+    found = observe(near, flood)
+    assert found[-1].cluster is not None and found[-1].cluster.size == len(flood)
+    assert len(near.local.index) == CROWD
