@@ -29,7 +29,7 @@ class ApiKey:
 
 @dataclass(frozen=True)
 class QueueItem:
-    """A flagged record waiting for review (the review queue's own workflow is a later issue)."""
+    """A flagged record waiting for review (the workflow on it: :mod:`service.review`)."""
 
     post_id: str
     model_version: str
@@ -44,6 +44,8 @@ class Pending:
 
     record: ScoreRecord
     enqueue: bool
+    text: str | None = None
+    """The post's text, kept with its review item so that decisions become training labels."""
 
 
 class Repository(Protocol):
