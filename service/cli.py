@@ -1,5 +1,7 @@
 """The ``qinglang`` command: ``serve`` the API, ``keys create`` an API key, ``migrate`` the
-database, ``rescore`` a JSONL file, ``selfcheck`` the shipped model.
+database, ``rescore`` a JSONL file, ``selfcheck`` the shipped model; ``audit verify`` and
+``audit export`` the hash-chained records, ``labels export`` reviewers' decisions, ``credit
+restore`` the points of clean periods.
 
 Heavy modules (pydantic, tqdm, the pipeline and ONNX Runtime) are imported inside the commands,
 so that ``qinglang --help`` and usage errors answer at once.
@@ -38,6 +40,8 @@ EXAMPLES: tuple[dict[str, object], ...] = (
 )
 """Built-in posts for ``selfcheck``: one plain, one offensive, one rumour-like, one claim."""
 
+REVIEW_COMMANDS = ("audit", "labels", "credit")
+
 _EPILOG = """\
 exit status:
   0  every line was scored (or --skip-bad was given)
@@ -57,6 +61,10 @@ def main(argv: list[str] | None = None, *, load_scorer: ScorerFactory | None = N
         return _create_key(args.role)
     if args.command == "migrate":
         return _migrate()
+    if args.command in REVIEW_COMMANDS:
+        from service.review.commands import run
+
+        return run(args)
     return _selfcheck(load)
 
 
@@ -122,6 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--role", required=True, choices=["publisher", "reviewer", "admin"])
     commands.add_parser("migrate", help="bring the database schema to the newest migration")
+    from service.review.commands import add_commands
+
+    add_commands(commands)
     return parser
 
 

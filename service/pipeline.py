@@ -7,7 +7,7 @@ originality) join here when the near-duplicate index exists; until then their sc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from service.classify import Classifier
 from service.decide import decide
@@ -45,27 +45,39 @@ class Pipeline:
     def policy_version(self) -> str:
         return self.policy.version
 
-    def score_many(self, posts: Sequence[Post]) -> list[ScoreRecord]:
-        """Score records for ``posts``, in the same order."""
+    def score_many(
+        self, posts: Sequence[Post], levels: Mapping[str, str] | None = None
+    ) -> list[ScoreRecord]:
+        """Score records for ``posts``, in the same order; ``levels`` are the credit levels of
+        accounts the policy treats more strictly (by account id)."""
         norms = [normalise(p.text) for p in posts]
         scored = [i for i, n in enumerate(norms) if n.text]
         probs = self.classifier.predict([norms[i].text for i in scored])
         head_probs: list[dict[Head, float]] = [dict.fromkeys(HEADS, 0.0) for _ in posts]
         for row, i in enumerate(scored):
             head_probs[i] = {h: float(probs[row, k]) for k, h in enumerate(HEADS)}
-        return [self._record(p, n, hp) for p, n, hp in zip(posts, norms, head_probs, strict=True)]
+        known = levels or {}
+        return [
+            self._record(p, n, hp, known.get(p.account_id or ""))
+            for p, n, hp in zip(posts, norms, head_probs, strict=True)
+        ]
 
-    def _record(self, post: Post, norm: Normalised, probs: dict[Head, float]) -> ScoreRecord:
+    def _record(
+        self, post: Post, norm: Normalised, probs: dict[Head, float], level: str | None
+    ) -> ScoreRecord:
         scores: dict[Risk, float] = {
             r: probs[CLASSIFIER_RISKS[r]] if r in CLASSIFIER_RISKS else 0.0 for r in RISKS
         }
-        verdict = decide(scores, self.policy)
+        factor = self.policy.review_factor(level)
+        verdict = decide(scores, self.policy, factor)
         heads = [CLASSIFIER_RISKS[r] for r in verdict.flagged if r in CLASSIFIER_RISKS]
         evidence = spans(self.classifier, norm, post.text, heads, [probs[h] for h in heads])
         reasons = []
         for risk in verdict.flagged:
             rule = self.policy.risks[risk].reason
             found: dict[str, object] = {"articles": rule.articles, "summary": rule.summary}
+            if factor < 1:
+                found["account_level"] = {"level": level, "review_factor": factor}
             if risk in CLASSIFIER_RISKS:
                 found["spans"] = [s.model_dump() for s in evidence[CLASSIFIER_RISKS[risk]]]
             reasons.append(Reason(code=rule.code, score=round(scores[risk], 4), evidence=found))

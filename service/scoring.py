@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
@@ -39,7 +39,9 @@ class PolicyScorer(Protocol):
     @property
     def policy(self) -> Policy: ...
 
-    def score_many(self, posts: Sequence[Post]) -> list[ScoreRecord]: ...
+    def score_many(
+        self, posts: Sequence[Post], levels: Mapping[str, str] | None = None
+    ) -> list[ScoreRecord]: ...
 
 
 class StorageHealth:
@@ -113,8 +115,11 @@ class ScoringService:
         self.health = StorageHealth(retry_s)
         self.first = FirstRecords(cache_size)
         self.metrics = metrics_factory(self)
+        self.levels: Mapping[str, str] = {}
+        """Accounts at the levels the policy treats more strictly, refreshed by :meth:`recover`
+        (a level change reaches the publish path within ``retry_s``)."""
         self.batcher = MicroBatcher(
-            scorer.score_many,
+            lambda posts: scorer.score_many(posts, self.levels),
             window_s=window_s,
             max_posts=max_posts,
             max_queue=max_queue,
@@ -160,17 +165,19 @@ class ScoringService:
                 self.metrics.scored(scored)
                 new.append(scored)
             found[scored.id] = kept
-        stored, spooled = await self._persist(new)
+        stored, spooled = await self._persist(new, fresh)
         found.update((s.id, s) for s in stored)
         degraded = degraded or spooled or self.health.problem is not None
         return [found[p.id].model_copy(update={"degraded": degraded}) for p in posts], degraded
 
-    async def _persist(self, records: list[ScoreRecord]) -> tuple[list[ScoreRecord], bool]:
+    async def _persist(
+        self, records: list[ScoreRecord], posts: dict[str, Post]
+    ) -> tuple[list[ScoreRecord], bool]:
         """Store the records the policy says to persist; the stored records (another process may
         have stored a post first: its record is the one), and whether they had to be spooled."""
         policy = self.policy
         items = [
-            Pending(r, enqueue=r.decision in policy.enqueue)
+            Pending(r, enqueue=r.decision in policy.enqueue, text=posts[r.id].text)
             for r in records
             if r.decision in policy.persist
         ]
@@ -210,6 +217,7 @@ class ScoringService:
         try:
             self.repository.ping()
             written = self.spool.drain(self.repository.save_records)
+            self.levels = self.repository.account_levels(self.policy.stricter_levels)
         except StorageError as exc:
             self.health.failed(str(exc))
             return 0

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from service.scoring import ScoringService
 from service.security import Guard
 from service.settings import Settings
+from service.storage.review_sql import ReviewSql
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class Services:
     settings: Settings
     scoring: ScoringService
     guard: Guard
+    review: ReviewSql
 
 
 def services(request: Request) -> Services:

@@ -69,6 +69,16 @@ class Policy(BaseModel):
             raise ValueError(f"registration refers to unknown dispositions {sorted(unknown)}")
         return self
 
+    def review_factor(self, level: str | None) -> float:
+        """How much the review thresholds are lowered for an account at ``level``."""
+        found = next((lv for lv in self.credit.levels if lv.name == level), None)
+        return 1.0 if found is None else found.review_factor
+
+    @property
+    def stricter_levels(self) -> list[str]:
+        """Levels whose accounts' posts go to review sooner."""
+        return [lv.name for lv in self.credit.levels if lv.review_factor < 1]
+
 
 class PolicyError(ValueError):
     pass

@@ -69,3 +69,6 @@ class Repository(Protocol):
 
     def queue(self) -> list[QueueItem]:
         """The review queue, oldest first."""
+
+    def account_levels(self, levels: list[str]) -> dict[str, str]:
+        """Accounts at any of ``levels``, with their level, by account id."""
