@@ -17,7 +17,7 @@ from service.api.state import Found
 from service.record import MAX_ID_CHARS, _check_text
 from service.review import views
 from service.review.appeals import AppealAction
-from service.review.items import STATUSES, Action, Category, Kind
+from service.review.items import Action, Category, Kind, Status
 from service.security import Principal
 from service.storage.review_sql import Idempotency
 
@@ -118,7 +118,7 @@ def _cursor(given: str | None) -> tuple[float, int] | None:
 async def list_items(
     found: Found,
     _: Reviewer,
-    status: Annotated[str, Query(enum=list(STATUSES))] = "open",
+    status: Status = "open",
     head: Category | None = None,
     assignee: Annotated[str | None, Query(max_length=64)] = None,
     kind: Kind | None = None,
@@ -126,8 +126,6 @@ async def list_items(
     limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
 ) -> views.ItemPage:
     """Items by priority (severity, reach, reports, age), highest first."""
-    if status not in STATUSES:
-        raise HTTPException(422, f"status must be one of {list(STATUSES)}")
     return await run_in_threadpool(
         found.review.list_items,
         found.scoring.policy,

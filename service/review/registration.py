@@ -3,7 +3,7 @@ near-equal to it, and a blacklisted subject may not register at all.
 
 Names are compared after :func:`fold_name`: the normalisation the classifier's text gets (NFKC,
 lower case, traditional to simplified), with zero-width characters, white space and punctuation
-removed, so ``清朗 日报``, ``淸朗日報`` and ``清朗\u200b日报`` are one name.
+removed, so ``清朗 日报``, ``清朗日報`` and ``清朗\u200b日报`` are one name.
 """
 
 from __future__ import annotations
