@@ -110,9 +110,7 @@ def test_names_fold_and_near_names_are_refused(policy: Policy) -> None:
     assert registration.fold_name("清朗 日报") == registration.fold_name("清朗日報")
     assert registration.fold_name("清朗\u200b日报!") == registration.fold_name("清朗日报")
     closed = [("acc1", registration.fold_name("清朗每日新闻"))]
-    assert [r.code for r in registration.check(rules, "清朗每日新闻", [], closed)] == [
-        "name_taken"
-    ]
+    assert [r.code for r in registration.check(rules, "清朗每日新闻", [], closed)] == ["name_taken"]
     assert [r.code for r in registration.check(rules, "清朗每日新闯", [], closed)] == ["name_near"]
     assert registration.check(rules, "完全不同的名字", [], closed) == []
     short = [("acc2", registration.fold_name("清朗"))]
