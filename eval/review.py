@@ -34,7 +34,7 @@ from sqlalchemy import create_engine, insert, select, text
 from eval.speed import hardware
 from service.heads import RISKS
 from service.policy import Policy, load_policy
-from service.record import ScoreRecord
+from service.record import Decision, ScoreRecord
 from service.review import items
 from service.review.items import ConflictError
 from service.settings import Settings
@@ -47,14 +47,14 @@ PAGE = 50
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-def _record(n: int, decision: str) -> dict[str, object]:
+def _record(n: int, decision: Decision) -> dict[str, object]:
     return ScoreRecord(
         id=f"post-{n}",
         account_id=f"acc-{n % ACCOUNTS}",
         scores=dict.fromkeys(RISKS, 0.7),
         flags=dict.fromkeys(RISKS, True),
         signals={"originality_claim": 0.1},
-        decision=decision,  # type: ignore[arg-type]
+        decision=decision,
         reasons=[],
         model_version="sha256:bench",
         policy_version="bench",
@@ -69,7 +69,7 @@ def fill(repo: SqlRepository, policy: Policy, n: int) -> float:
     for first in range(0, n, CHUNK):
         records, queue = [], []
         for i in range(first, min(n, first + CHUNK)):
-            decision = "block" if rng.random() < 0.2 else "review"
+            decision: Decision = "block" if rng.random() < 0.2 else "review"
             at = start_at + timedelta(seconds=i * 30 * 86400 / n)
             reach = int(10 ** rng.uniform(0, 6))
             base = items.base_priority(policy.review, decision, reach, 0)

@@ -57,8 +57,9 @@ def main(argv: list[str] | None = None, *, load_scorer: ScorerFactory | None = N
         return _rescore(args, load)
     if args.command == "serve":
         return _serve(args)
-    if args.command == "keys":
-        return _create_key(args.role)
+    if args.command in ("keys", "users"):
+        name = getattr(args, "name", None)
+        return _create_key(args.role) if name is None else _create_user(name, args.role)
     if args.command == "migrate":
         return _migrate()
     if args.command in REVIEW_COMMANDS:
@@ -129,6 +130,13 @@ def _parser() -> argparse.ArgumentParser:
         help="create an API key and print it as the last line (it is shown only this once)",
     )
     create.add_argument("--role", required=True, choices=["publisher", "reviewer", "admin"])
+    users = commands.add_parser("users", help="manage web console users")
+    user_commands = users.add_subparsers(dest="users_command", required=True, metavar="COMMAND")
+    create_user = user_commands.add_parser(
+        "create", help="create a console user and print the password as the last line"
+    )
+    create_user.add_argument("--name", required=True, help="the user's sign-in name")
+    create_user.add_argument("--role", required=True, choices=["reviewer", "admin"])
     commands.add_parser("migrate", help="bring the database schema to the newest migration")
     from service.review.commands import add_commands
 
@@ -249,6 +257,28 @@ def _create_key(role: str) -> int:
         return 2
     print(f"a new {role} key; it is stored hashed and shown only now:")
     print(key)
+    return 0
+
+
+def _create_user(name: str, role: str) -> int:
+    from service.security import ROLES, create_user
+    from service.settings import get_settings
+    from service.storage import StorageError, open_repository, upgrade
+
+    settings = get_settings()
+    role_ = next(r for r in ROLES if r == role)
+    try:
+        upgrade(settings.database)
+        repository = open_repository(settings.database, settings.db_timeout_s)
+        try:
+            password = create_user(repository, name, role_)
+        finally:
+            repository.close()
+    except StorageError as exc:
+        print(f"qinglang users: error (is the name taken?): {exc}", file=sys.stderr)
+        return 2
+    print(f"a new {role} console user {name!r}; the password is stored hashed and shown only now:")
+    print(password)
     return 0
 
 

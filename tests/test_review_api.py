@@ -22,6 +22,7 @@ def flagged_item(api: Api, post_id: str, account: str = "acc1") -> dict[str, Any
     reviewer = api.new_key("reviewer")
     items = api.client.get("/v1/review/items", headers=api.headers(reviewer)).json()["items"]
     (item,) = [i for i in items if i["post_id"] == post_id]
+    assert isinstance(item, dict)
     return item
 
 

@@ -14,6 +14,7 @@ from servicekit import record
 from sqlalchemy import text
 
 from service.policy import load_policy
+from service.security import check_password
 from service.settings import Settings
 from service.storage import Pending, open_repository, upgrade
 
@@ -67,3 +68,20 @@ def test_audit_verify_export_and_labels(tmp_path: Path) -> None:
     assert broken.returncode == 1 and "record 2" in broken.stderr
     unreachable = qinglang("postgresql+psycopg://postgres@127.0.0.1:9/x", "audit", "verify")
     assert unreachable.returncode == 2 and "error" in unreachable.stderr
+
+
+def test_users_create_prints_a_password_that_checks_against_the_stored_digest(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    created = qinglang(url, "users", "create", "--name", "王审核", "--role", "reviewer")
+    assert created.returncode == 0, created.stderr
+    password = created.stdout.strip().splitlines()[-1]
+    repo = open_repository(url, 5.0)
+    found = repo.get_user("王审核")
+    repo.close()
+    assert found is not None and found[1] == "reviewer" and password not in found[0]
+    assert check_password(password, found[0]) and not check_password(password + "x", found[0])
+    taken = qinglang(url, "users", "create", "--name", "王审核", "--role", "admin")
+    assert taken.returncode == 2 and "taken" in taken.stderr
+    assert qinglang(url, "users", "create", "--name", "x", "--role", "publisher").returncode == 2

@@ -12,12 +12,12 @@ from servicekit import record
 from sqlalchemy import text
 
 from service.policy import Policy, load_policy
-from service.review import chain
+from service.review import chain, views
 from service.review.appeals import AppealClosedError
 from service.review.items import ConflictError, ForbiddenError, NotFoundError
 from service.settings import Settings
 from service.storage import Pending, SqlRepository, open_repository, upgrade
-from service.storage.review_sql import Idempotency, IdempotencyMismatchError
+from service.storage.repository import Idempotency, IdempotencyMismatchError
 from service.storage.sql import alembic_config, make_engine
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
@@ -235,8 +235,8 @@ def test_an_upheld_appeal_reverses_credit_and_lifts_dispositions_by_new_events(
     upheld = repo.decide_appeal(policy, appeal.id, "r2", "uphold", "证据不足", now=T0 + 2 * HOUR)
     assert upheld.status == "upheld" and upheld.resolved_by == "r2"
     assert decided.credit is not None
-    changes = [c for c in upheld.reversed if not hasattr(c, "kind")]
-    assert [c.delta for c in changes] == [-decided.credit.delta]  # type: ignore[union-attr]
+    changes = [c for c in upheld.reversed if isinstance(c, views.CreditChange)]
+    assert [c.delta for c in changes] == [-decided.credit.delta]
     account = repo.get_account("acc1", now=T0 + 3 * HOUR)
     assert account.credit == policy.credit.initial and account.dispositions == []
     # nothing was deleted: the deduction and the lifted warning are still in the history

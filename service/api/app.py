@@ -27,7 +27,7 @@ from service.security import AuthError, Guard
 from service.settings import Settings, get_settings
 from service.spool import Spool
 from service.storage import StorageError, open_repository
-from service.storage.review_sql import IdempotencyMismatchError
+from service.storage.repository import IdempotencyMismatchError
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from service.review import views
 from service.review.appeals import AppealAction
 from service.review.items import Action, Category, Kind, Status
 from service.security import Principal
-from service.storage.review_sql import Idempotency
+from service.storage.repository import Idempotency
 
 MAX_FREE_TEXT = 10_000
 

@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from service.scoring import ScoringService
 from service.security import Guard
 from service.settings import Settings
-from service.storage.review_sql import ReviewSql
+from service.storage.repository import ReviewRepository
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class Services:
     settings: Settings
     scoring: ScoringService
     guard: Guard
-    review: ReviewSql
+    review: ReviewRepository
 
 
 def services(request: Request) -> Services:

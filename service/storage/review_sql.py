@@ -10,7 +10,6 @@ taken before the first read, so that no transaction has to upgrade its lock and 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from service.review.items import (
     ConflictError,
     NotFoundError,
 )
-from service.storage.repository import StorageError
+from service.storage.repository import Idempotency, IdempotencyMismatchError, StorageError
 from service.storage.tables import (
     AuditHead,
     AuditRecord,
@@ -53,26 +52,6 @@ from service.storage.tables import (
 M = TypeVar("M", bound=BaseModel)
 OPEN_STATUSES = ("open", "escalated")
 RETRIES = 5
-
-
-class IdempotencyMismatchError(Exception):
-    """An idempotency key used again with a different request (HTTP 422)."""
-
-
-@dataclass(frozen=True)
-class Idempotency:
-    """A client's ``Idempotency-Key``: per caller, and tied to the request it came with."""
-
-    caller: str
-    key: str
-    fingerprint: str
-
-    @classmethod
-    def of(cls, caller: str, key: str | None, route: str, body: object) -> Idempotency | None:
-        if key is None:
-            return None
-        raw = json.dumps([route, body], sort_keys=True, default=str).encode()
-        return cls(caller, key, hashlib.sha256(raw).hexdigest())
 
 
 def utc(moment: datetime) -> datetime:

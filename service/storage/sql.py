@@ -23,7 +23,13 @@ from service.record import Decision, ScoreRecord
 from service.review import items as review_items
 from service.storage.repository import ApiKey, Pending, QueueItem, Role, StorageError
 from service.storage.review_sql import ReviewSql, append_records
-from service.storage.tables import ReviewItem, StoredAccount, StoredKey, StoredRecord
+from service.storage.tables import (
+    ConsoleUser,
+    ReviewItem,
+    StoredAccount,
+    StoredKey,
+    StoredRecord,
+)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -215,6 +221,17 @@ class SqlRepository(ReviewSql):
                     revoked_at=None,
                 )
             )
+
+    def add_user(self, name: str, digest: str, role: Role) -> None:
+        with self._session() as session:
+            session.add(
+                ConsoleUser(name=name, digest=digest, role=role, created_at=datetime.now(UTC))
+            )
+
+    def get_user(self, name: str) -> tuple[str, Role] | None:
+        with self._session() as session:
+            row = session.get(ConsoleUser, name)
+            return None if row is None else (row.digest, cast(Role, row.role))
 
     def get_key(self, key_id: str) -> ApiKey | None:
         with self._session() as session:

@@ -1,5 +1,6 @@
 """The review workflow: queue items of every kind, decisions, accounts and their credit ledger,
-dispositions, reports, appeals, the hash-chained audit records and idempotency keys.
+dispositions, reports, appeals, the hash-chained audit records, idempotency keys and console
+users.
 
 Revision ID: 0003_review
 Revises: 0001
@@ -177,10 +178,18 @@ def upgrade() -> None:
         sa.Column("response", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
+    op.create_table(
+        "console_users",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("digest", sa.String(256), nullable=False),
+        sa.Column("role", sa.String(16), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:
     for table in (
+        "console_users",
         "idempotency_keys",
         "audit_head",
         "audit_records",
