@@ -104,6 +104,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.add_exception_handler(AuthError, _auth_error)  # type: ignore[arg-type]
     app.add_exception_handler(OverloadedError, _overloaded)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(IdempotencyMismatchError, _key_reused)
     app.add_middleware(Edge, metrics=scoring.metrics, max_body_bytes=settings.max_body_bytes)
     return app
 
@@ -112,7 +113,6 @@ REVIEW_ERRORS: dict[type[Exception], int] = {
     NotFoundError: 404,
     ForbiddenError: 403,
     ConflictError: 409,
-    IdempotencyMismatchError: 422,
     StorageError: 503,
 }
 
@@ -126,6 +126,12 @@ def _status(status: int) -> Callable[[Request, Exception], Awaitable[JSONRespons
         return JSONResponse(body, status, headers=headers)
 
     return answer
+
+
+async def _key_reused(_: Request, exc: Exception) -> JSONResponse:
+    """422 in the shape of any other invalid request, pointing at the header."""
+    where = ["header", "Idempotency-Key"]
+    return JSONResponse({"detail": [{"loc": where, "msg": str(exc), "type": "key_reused"}]}, 422)
 
 
 async def _auth_error(_: Request, exc: AuthError) -> JSONResponse:

@@ -4,9 +4,11 @@ the repository's review transactions (:mod:`service.storage.review_sql`), whose 
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
@@ -53,6 +55,10 @@ def _clean(value: str | None) -> str | None:
 
 Text = Annotated[str, Field(max_length=MAX_FREE_TEXT), AfterValidator(_clean)]
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(_clean)]
+MAX_ROW_ID = 2**63 - 1
+RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
+ItemId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+AccountId = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(_clean)]
 Basis = Annotated[str, Field(pattern=r"^art\d+(\.\d+)*$", examples=["art18.6"])]
 
 
@@ -84,7 +90,7 @@ class ReportRequest(BaseModel):
 
 class AppealRequest(BaseModel):
     account_id: Id
-    item_id: int
+    item_id: RowId
     reason: Text
 
 
@@ -101,7 +107,7 @@ class RegistrationRequest(BaseModel):
 class AccountProfile(BaseModel):
     name: Text | None = None
     subject_id: Id | None = Field(default=None, description="stored hashed")
-    followers: int = Field(default=0, ge=0)
+    followers: int = Field(default=0, ge=0, le=2**31 - 1)
 
 
 def _cursor(given: str | None) -> tuple[float, int] | None:
@@ -109,9 +115,20 @@ def _cursor(given: str | None) -> tuple[float, int] | None:
         return None
     urgency, _, last = given.rpartition("_")
     try:
-        return float(urgency), int(last)
+        parsed = float(urgency), int(last)
     except ValueError:
-        raise HTTPException(422, f"cursor {given[:40]!r} is not one this API gave out") from None
+        parsed = (0.0, 0)
+    if not 1 <= parsed[1] <= MAX_ROW_ID or not math.isfinite(parsed[0]):
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", "cursor"),
+                    "msg": "not a cursor this API gave out",
+                    "type": "value_error",
+                }
+            ]
+        )
+    return parsed
 
 
 @router.get("/review/items")
@@ -139,19 +156,19 @@ async def list_items(
 
 
 @router.get("/review/items/{item_id}")
-async def get_item(item_id: int, found: Found, _: Reviewer) -> views.Item:
+async def get_item(item_id: ItemId, found: Found, _: Reviewer) -> views.Item:
     return await run_in_threadpool(found.review.get_item, found.scoring.policy, item_id)
 
 
 @router.post("/review/items/{item_id}/claim")
-async def claim(item_id: int, found: Found, who: Reviewer) -> views.Lease:
+async def claim(item_id: ItemId, found: Found, who: Reviewer) -> views.Lease:
     """Keep the item to the caller for the policy's lease (claim again to renew)."""
     return await run_in_threadpool(found.review.claim, found.scoring.policy, item_id, who.key_id)
 
 
 @router.post("/review/items/{item_id}/decision")
 async def decide(
-    item_id: int, body: DecisionRequest, found: Found, who: Reviewer, key: IdempotencyKey = None
+    item_id: ItemId, body: DecisionRequest, found: Found, who: Reviewer, key: IdempotencyKey = None
 ) -> views.Decision:
     """Confirm (with category and basis), dismiss or escalate; a confirmation deducts the
     account's credit and applies the policy's dispositions in the same transaction."""
@@ -171,17 +188,16 @@ async def decide(
 
 
 @router.get("/accounts/{account_id}", dependencies=[Depends(anyone)])
-async def get_account(account_id: str, found: Found) -> views.Account:
+async def get_account(account_id: AccountId, found: Found) -> views.Account:
     """Credit, level, active dispositions and the history of both."""
     return await run_in_threadpool(found.review.get_account, account_id)
 
 
 @router.put("/accounts/{account_id}")
 async def put_account(
-    account_id: str, body: AccountProfile, found: Found, _: Publisher
+    account_id: AccountId, body: AccountProfile, found: Found, _: Publisher
 ) -> views.Account:
     """The account's name, subject (hashed) and followers, for reach and re-registration."""
-    _check_text(account_id, "account_id")
     return await run_in_threadpool(
         lambda: found.review.put_account(
             found.scoring.policy,
@@ -213,7 +229,7 @@ async def file_report(
 
 
 @router.get("/reports/{report_id}", dependencies=[Depends(anyone)])
-async def get_report(report_id: int, found: Found) -> views.Report:
+async def get_report(report_id: ItemId, found: Found) -> views.Report:
     """The report with its status and outcome (its review item's)."""
     return await run_in_threadpool(found.review.get_report, report_id)
 
@@ -248,7 +264,7 @@ async def list_appeals(
 
 @router.post("/appeals/{appeal_id}/decision")
 async def decide_appeal(
-    appeal_id: int,
+    appeal_id: ItemId,
     body: AppealDecisionRequest,
     found: Found,
     who: Reviewer,
