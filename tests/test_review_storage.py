@@ -372,3 +372,48 @@ def test_migrating_from_the_previous_revision_keeps_queued_items(database_url: s
         assert repo.decide(policy, item.id, "r1", "dismiss", None, None).status == "dismissed"
     finally:
         repo.close()
+
+
+def test_other_sources_queue_one_item_per_open_cluster_or_match(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    members = [{"post_id": f"c{n}", "account_id": f"acc{n}"} for n in range(30)]
+    cluster = repo.enqueue(
+        policy,
+        kind="cluster",
+        merge_key="cluster:abc",
+        head="coordination",
+        severity="review",
+        reach=len(members),
+        evidence={"members": members},
+        account_id="acc0",
+    )
+    again = repo.enqueue(
+        policy,
+        kind="cluster",
+        merge_key="cluster:abc",
+        head="coordination",
+        severity="review",
+        reach=len(members),
+        evidence={"members": members[:1]},
+    )
+    assert again.id == cluster.id and again.evidence == {"members": members}
+    match = repo.enqueue(
+        policy,
+        kind="bank_match",
+        merge_key="bank:7:post:p1",
+        head="rumor",
+        severity="block",
+        reach=0,
+        evidence={"bank_entry": 7},
+        post_id="p1",
+    )
+    single = flag(repo, "p2")
+    listed = repo.list_items(policy).items
+    assert [i.kind for i in listed] == ["bank_match", "cluster", "score"]
+    assert [i.id for i in listed] == [match.id, cluster.id, single]
+    assert [i.id for i in repo.list_items(policy, kind="cluster").items] == [cluster.id]
+    made = repo.decide(policy, cluster.id, "r1", "confirm", "coordination", "art18.4")
+    assert made.credit is not None and made.credit.account_id == "acc0"
+    assert [e.kind for e in repo.audit_entries()][:2] == ["review.enqueued", "review.enqueued"]
+    assert verify(repo) == []

@@ -13,7 +13,7 @@ from service.policy import Policy
 from service.record import Decision, ScoreRecord
 from service.review import chain, views
 from service.review.appeals import AppealAction
-from service.review.items import Action, Category
+from service.review.items import Action, Category, Kind
 
 Role = Literal["publisher", "reviewer", "admin"]
 
@@ -170,6 +170,24 @@ class ReviewRepository(Protocol):
         idem: Idempotency | None = None,
         now: datetime | None = None,
     ) -> views.Report: ...
+
+    def enqueue(
+        self,
+        policy: Policy,
+        *,
+        kind: Kind,
+        merge_key: str,
+        head: str,
+        severity: str,
+        reach: int,
+        evidence: dict[str, Any],
+        post_id: str | None = None,
+        account_id: str | None = None,
+        model_version: str | None = None,
+        text_: str | None = None,
+        now: datetime | None = None,
+    ) -> views.Item:
+        """Queue an item of another source (a cluster, a bank match) once while it is open."""
 
     def get_report(self, report_id: int) -> views.Report: ...
 

@@ -350,34 +350,24 @@ class ReviewSql:
 
         def run(tx: _Tx) -> views.Report:
             item = _item_to_join(tx, post_id, account_id)
-            rules = policy.review
             if item is None:
-                reach = 0
-                if account_id is not None:
-                    known = tx.session.get(StoredAccount, account_id)
-                    reach = known.followers if known is not None else 0
-                item = ReviewItem(
+                known = tx.session.get(StoredAccount, account_id) if account_id else None
+                item = _new_item(
+                    tx,
                     kind="report",
                     post_id=post_id,
                     account_id=account_id,
                     merge_key=f"post:{post_id}" if post_id else f"account:{account_id}",
                     head=category,
-                    policy_version=policy.version,
-                    decision="review",
                     severity="report",
-                    reach=reach,
-                    reports=0,
-                    status="open",
+                    reach=known.followers if known is not None else 0,
                     evidence={"categories": {}},
-                    enqueued_at=tx.now,
                 )
-                tx.session.add(item)
             item.reports += 1
             counts = dict((item.evidence or {}).get("categories", {}))
             counts[category] = counts.get(category, 0) + 1
             item.evidence = {**(item.evidence or {}), "categories": counts}
-            base = items.base_priority(rules, item.severity, item.reach, item.reports)
-            item.urgency = items.urgency(rules, base, utc(item.enqueued_at))
+            item.urgency = _urgency(policy, item)
             tx.session.flush()
             report = StoredReport(
                 post_id=post_id,
@@ -405,6 +395,57 @@ class ReviewSql:
             return _report(report, item)
 
         return self._once(policy, now, idem, views.Report, run)
+
+    def enqueue(
+        self,
+        policy: Policy,
+        *,
+        kind: items.Kind,
+        merge_key: str,
+        head: str,
+        severity: str,
+        reach: int,
+        evidence: dict[str, Any],
+        post_id: str | None = None,
+        account_id: str | None = None,
+        model_version: str | None = None,
+        text_: str | None = None,
+        now: datetime | None = None,
+    ) -> views.Item:
+        """Queue an item from another source (a flagged cluster, a confirmed-rumour bank
+        match), once while it is open: ``merge_key`` names what it is about (the cluster, the
+        post and the bank entry), and the same key again returns the open item."""
+
+        def run(tx: _Tx) -> views.Item:
+            open_item = tx.session.scalar(
+                select(ReviewItem).where(
+                    ReviewItem.merge_key == merge_key, ReviewItem.status.in_(OPEN_STATUSES)
+                )
+            )
+            if open_item is not None:
+                return _item(policy, open_item, None, tx.now)
+            item = _new_item(
+                tx,
+                kind=kind,
+                post_id=post_id,
+                account_id=account_id,
+                merge_key=merge_key,
+                head=head,
+                severity=severity,
+                reach=reach,
+                evidence=evidence,
+            )
+            item.model_version, item.text = model_version, text_
+            item.urgency = _urgency(policy, item)
+            tx.session.flush()
+            tx.record(
+                "review.enqueued",
+                f"item:{item.id}",
+                {"kind": kind, "merge_key": merge_key, "head": head, "severity": severity},
+            )
+            return _item(policy, item, None, tx.now)
+
+        return self._once(policy, now, None, views.Item, run)
 
     def get_report(self, report_id: int) -> views.Report:
         with self._session() as session:
@@ -831,6 +872,44 @@ def _reverse(
         )
         done.append(_disposition(row, tx.now))
     return done
+
+
+def _new_item(
+    tx: _Tx,
+    *,
+    kind: str,
+    post_id: str | None,
+    account_id: str | None,
+    merge_key: str,
+    head: str,
+    severity: str,
+    reach: int,
+    evidence: dict[str, Any],
+) -> ReviewItem:
+    item = ReviewItem(
+        kind=kind,
+        post_id=post_id,
+        account_id=account_id,
+        merge_key=merge_key,
+        head=head,
+        policy_version=tx.policy.version,
+        decision="review",
+        severity=severity,
+        reach=reach,
+        reports=0,
+        urgency=0.0,
+        status="open",
+        evidence=evidence,
+        enqueued_at=tx.now,
+    )
+    tx.session.add(item)
+    return item
+
+
+def _urgency(policy: Policy, item: ReviewItem) -> float:
+    rules = policy.review
+    base = items.base_priority(rules, item.severity, item.reach, item.reports)
+    return items.urgency(rules, base, utc(item.enqueued_at))
 
 
 def _item_to_join(tx: _Tx, post_id: str | None, account_id: str | None) -> ReviewItem | None:
