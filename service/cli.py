@@ -58,8 +58,7 @@ def main(argv: list[str] | None = None, *, load_scorer: ScorerFactory | None = N
     if args.command == "serve":
         return _serve(args)
     if args.command in ("keys", "users"):
-        name = getattr(args, "name", None)
-        return _create_key(args.role) if name is None else _create_user(name, args.role)
+        return _create_secret(args)
     if args.command == "migrate":
         return _migrate()
     if args.command in REVIEW_COMMANDS:
@@ -238,47 +237,33 @@ def _migrate() -> int:
     return 0
 
 
-def _create_key(role: str) -> int:
-    from service.security import ROLES, create_key
+def _create_secret(args: argparse.Namespace) -> int:
+    """``keys create`` or ``users create``: store the new key or user, print its secret last."""
+    from service.security import ROLES, create_key, create_user
     from service.settings import get_settings
     from service.storage import StorageError, open_repository, upgrade
 
     settings = get_settings()
-    role_ = next(r for r in ROLES if r == role)
+    role = next(r for r in ROLES if r == args.role)
+    user = getattr(args, "name", None)
     try:
         upgrade(settings.database)
         repository = open_repository(settings.database, settings.db_timeout_s)
         try:
-            key = create_key(repository, role_)
+            secret = (
+                create_key(repository, role)
+                if user is None
+                else create_user(repository, user, role)
+            )
         finally:
             repository.close()
     except StorageError as exc:
-        print(f"qinglang keys: error: {exc}", file=sys.stderr)
+        taken = "" if user is None else " (is the name taken?)"
+        print(f"qinglang {args.command}: error{taken}: {exc}", file=sys.stderr)
         return 2
-    print(f"a new {role} key; it is stored hashed and shown only now:")
-    print(key)
-    return 0
-
-
-def _create_user(name: str, role: str) -> int:
-    from service.security import ROLES, create_user
-    from service.settings import get_settings
-    from service.storage import StorageError, open_repository, upgrade
-
-    settings = get_settings()
-    role_ = next(r for r in ROLES if r == role)
-    try:
-        upgrade(settings.database)
-        repository = open_repository(settings.database, settings.db_timeout_s)
-        try:
-            password = create_user(repository, name, role_)
-        finally:
-            repository.close()
-    except StorageError as exc:
-        print(f"qinglang users: error (is the name taken?): {exc}", file=sys.stderr)
-        return 2
-    print(f"a new {role} console user {name!r}; the password is stored hashed and shown only now:")
-    print(password)
+    what = "key" if user is None else f"console user {user!r}; the password"
+    print(f"a new {args.role} {what} is stored hashed and shown only now:")
+    print(secret)
     return 0
 
 
