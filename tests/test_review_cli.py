@@ -17,6 +17,7 @@ from service.policy import load_policy
 from service.security import check_password
 from service.settings import Settings
 from service.storage import Pending, open_repository, upgrade
+from training.data import reviewed
 
 
 def qinglang(url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -59,6 +60,13 @@ def test_audit_verify_export_and_labels(tmp_path: Path) -> None:
     (label,) = [json.loads(line) for line in labels.read_text().splitlines()]
     assert label["text"] == "<b>谣言</b>'\u200b" and label["label"] == 1
     assert label["head"] == "rumor" and label["model_version"] == "sha256:m1"
+    (example,) = reviewed(labels)
+    assert (example.text, example.head, example.label, example.group) == (
+        label["text"],
+        "rumor",
+        1,
+        "p1",
+    )
     restored = qinglang(url, "credit", "restore")
     assert restored.returncode == 0 and "0 accounts restored" in restored.stderr
     with repo.engine.begin() as db:

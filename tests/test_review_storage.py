@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -16,6 +17,7 @@ from service.review import chain, views
 from service.review.appeals import AppealClosedError
 from service.review.items import ConflictError, ForbiddenError, NotFoundError
 from service.settings import Settings
+from service.spool import Spool
 from service.storage import Pending, SqlRepository, open_repository, upgrade
 from service.storage.repository import Idempotency, IdempotencyMismatchError
 from service.storage.sql import alembic_config, make_engine
@@ -417,3 +419,15 @@ def test_other_sources_queue_one_item_per_open_cluster_or_match(
     assert made.credit is not None and made.credit.account_id == "acc0"
     assert [e.kind for e in repo.audit_entries()][:2] == ["review.enqueued", "review.enqueued"]
     assert verify(repo) == []
+
+
+def test_a_spooled_record_keeps_its_text_for_the_review_item(
+    repo: SqlRepository, policy: Policy, tmp_path: Path
+) -> None:
+    spool = Spool(tmp_path / "spool")
+    rec = record("p1").model_copy(update={"account_id": "acc1"})
+    spool.append([Pending(rec, True, "断电时写下的正文")])
+    assert spool.drain(repo.save_records) == 1
+    spool.close()
+    repo.decide(policy, repo.list_items(policy).items[0].id, "r1", "dismiss", None, None)
+    assert [label["text"] for label in repo.labels()] == ["断电时写下的正文"]
