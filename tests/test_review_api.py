@@ -46,14 +46,14 @@ def test_a_flagged_post_is_reviewed_confirmed_appealed_and_reversed(api: Api) ->
     )
     assert decided.status_code == 200, decided.text
     body = decided.json()
-    assert body["status"] == "confirmed" and body["credit"]["delta"] < 0
+    assert body["status"] == "confirmed" and body["credits"][0]["delta"] < 0
     assert [d["kind"] for d in body["dispositions"]] == ["warning"]
     again = api.client.post(
         f"{url}/decision", json={"action": "dismiss"}, headers=api.headers(second)
     )
     assert again.status_code == 409
     account = api.client.get("/v1/accounts/acc1", headers=api.headers()).json()
-    assert account["credit"] == 100 + body["credit"]["delta"]
+    assert account["credit"] == 100 + body["credits"][0]["delta"]
     assert [d["kind"] for d in account["dispositions"]] == ["warning"]
     appeal = api.client.post(
         "/v1/appeals",

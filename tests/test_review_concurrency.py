@@ -87,7 +87,7 @@ def _work(url: str, worker: int, item_ids: list[int]) -> None:
                 made = repo.decide(policy, item_id, me, "confirm", category, "art18.6")
             else:
                 made = repo.decide(policy, item_id, me, "dismiss", None, None)
-            if made.credit is not None and rng.random() < 0.5:
+            if made.credits and rng.random() < 0.5:
                 item = repo.get_item(policy, item_id)
                 assert item.account_id is not None
                 repo.file_appeal(
@@ -238,7 +238,7 @@ def test_a_process_killed_mid_decision_leaves_none_of_it(database_url: str) -> N
             assert db.scalar(select(func.count()).select_from(CreditEntry)) == 0
             assert db.scalar(select(func.count()).select_from(StoredAccount)) == 0
         made = repo.decide(policy, block_item, "r1", "confirm", "rumor", "art18.6")
-        assert made.credit is not None and made.dispositions
+        assert made.credits and made.dispositions
         assert len(item_ids) == ITEMS
         check_consistent(repo, policy)
     finally:

@@ -113,8 +113,8 @@ def test_a_confirmation_deducts_credit_applies_dispositions_and_a_second_decisio
     decision = repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6", "谣言")
     expected = round(policy.credit.deductions["rumor"] * policy.credit.severity["block"])
     assert decision.status == "confirmed"
-    assert decision.credit is not None and decision.credit.delta == -expected
-    assert decision.credit.policy_version == policy.version
+    (change,) = decision.credits
+    assert change.delta == -expected and change.policy_version == policy.version
     assert [d.kind for d in decision.dispositions] == ["warning"]
     assert decision.dispositions[0].decided_by == "r1" and decision.dispositions[0].basis
     with pytest.raises(ConflictError, match="decided already"):
@@ -137,8 +137,7 @@ def test_repeated_violations_weigh_more_and_walk_down_the_ladder(
     for n in range(4):
         item = flag(repo, f"p{n}", "acc1", "review")
         made = repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6")
-        assert made.credit is not None
-        deltas.append(made.credit.delta)
+        deltas.append(made.credits[0].delta)
     assert deltas[0] > deltas[1] > deltas[2]
     account = repo.get_account("acc1")
     assert account.credit == max(policy.credit.floor, policy.credit.initial + sum(deltas))
@@ -150,7 +149,7 @@ def test_repeated_violations_weigh_more_and_walk_down_the_ladder(
 def test_dismissals_and_escalations(repo: SqlRepository, policy: Policy) -> None:
     item = flag(repo, "p1", text_="误报的正文")
     escalated = repo.decide(policy, item, "r1", "escalate", None, None)
-    assert escalated.status == "escalated" and escalated.credit is None
+    assert escalated.status == "escalated" and escalated.credits == []
     assert [i.id for i in repo.list_items(policy, status="escalated").items] == [item]
     dismissed = repo.decide(policy, item, "r2", "dismiss", "rumor", None)
     assert dismissed.status == "dismissed"
@@ -218,7 +217,7 @@ def test_idempotent_writes_happen_once(repo: SqlRepository, policy: Policy) -> N
     decided_key = Idempotency.of("r1", "d-1", "decision", {})
     made = repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6", idem=decided_key)
     assert repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6", idem=decided_key) == made
-    assert repo.get_account("acc1").credit == policy.credit.initial + (made.credit or made).delta  # type: ignore[union-attr]
+    assert repo.get_account("acc1").credit == policy.credit.initial + made.credits[0].delta
 
 
 def test_an_upheld_appeal_reverses_credit_and_lifts_dispositions_by_new_events(
@@ -236,9 +235,8 @@ def test_an_upheld_appeal_reverses_credit_and_lifts_dispositions_by_new_events(
         repo.decide_appeal(policy, appeal.id, "r1", "uphold", None, now=T0 + 2 * HOUR)
     upheld = repo.decide_appeal(policy, appeal.id, "r2", "uphold", "证据不足", now=T0 + 2 * HOUR)
     assert upheld.status == "upheld" and upheld.resolved_by == "r2"
-    assert decided.credit is not None
     changes = [c for c in upheld.reversed if isinstance(c, views.CreditChange)]
-    assert [c.delta for c in changes] == [-decided.credit.delta]
+    assert [c.delta for c in changes] == [-decided.credits[0].delta]
     account = repo.get_account("acc1", now=T0 + 3 * HOUR)
     assert account.credit == policy.credit.initial and account.dispositions == []
     # nothing was deleted: the deduction and the lifted warning are still in the history
@@ -283,14 +281,14 @@ def test_appeals_out_of_window_overdue_and_bad_targets(repo: SqlRepository, poli
 def test_clean_periods_restore_credit_slowly(repo: SqlRepository, policy: Policy) -> None:
     item = flag(repo, "p1", "acc1")
     made = repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6", now=T0)
-    assert made.credit is not None
     period = timedelta(days=policy.credit.restore_every_days)
     assert repo.restore_credit(policy, now=T0 + period / 2) == 0
     assert repo.restore_credit(policy, now=T0 + period + HOUR) == 1
     assert repo.restore_credit(policy, now=T0 + period + 2 * HOUR) == 0
     account = repo.get_account("acc1")
     assert (
-        account.credit == policy.credit.initial + made.credit.delta + policy.credit.restore_points
+        account.credit
+        == policy.credit.initial + made.credits[0].delta + policy.credit.restore_points
     )
     assert verify(repo) == []
 
@@ -416,7 +414,15 @@ def test_other_sources_queue_one_item_per_open_cluster_or_match(
     assert [i.id for i in listed] == [match.id, cluster.id, single]
     assert [i.id for i in repo.list_items(policy, kind="cluster").items] == [cluster.id]
     made = repo.decide(policy, cluster.id, "r1", "confirm", "coordination", "art18.4")
-    assert made.credit is not None and made.credit.account_id == "acc0"
+    # a confirmed cluster is a violation of every member account
+    assert sorted(c.account_id for c in made.credits) == sorted(f"acc{n}" for n in range(30))
+    assert {d.account_id for d in made.dispositions} == {f"acc{n}" for n in range(30)}
+    appeal = repo.file_appeal(
+        policy, account_id="acc7", item_id=cluster.id, reason="我没参与", filed_by="k"
+    )
+    repo.decide_appeal(policy, appeal.id, "r2", "uphold", None)
+    assert repo.get_account("acc7").credit == policy.credit.initial
+    assert repo.get_account("acc8").credit < policy.credit.initial
     assert [e.kind for e in repo.audit_entries()][:2] == ["review.enqueued", "review.enqueued"]
     assert verify(repo) == []
 

@@ -83,7 +83,10 @@ class Decision(BaseModel):
     reviewer: str
     decided_at: datetime
     status: Status
-    credit: CreditChange | None = Field(description="the deduction a confirmation made")
+    credits: list[CreditChange] = Field(
+        description="the deductions a confirmation made: the item's account, or each member "
+        "account of a cluster"
+    )
     dispositions: list[Disposition] = Field(description="dispositions the decision applied")
 
 

@@ -248,10 +248,15 @@ class ReviewSql:
                     "policy_version": policy.version,
                 },
             )
-            change: views.CreditChange | None = None
+            changes: list[views.CreditChange] = []
             applied: list[views.Disposition] = []
-            if action == "confirm" and item.account_id is not None and category is not None:
-                change, applied = _violation(tx, item, category, reviewer)
+            if action == "confirm" and category is not None:
+                # in one order everywhere, so that two decisions on overlapping clusters
+                # cannot wait for each other's account
+                for account_id in _accounts_of(item):
+                    change, steps = _violation(tx, item, account_id, category, reviewer)
+                    changes.append(change)
+                    applied += steps
             return views.Decision(
                 id=row.id,
                 item_id=item.id,
@@ -262,7 +267,7 @@ class ReviewSql:
                 reviewer=reviewer,
                 decided_at=tx.now,
                 status=status,
-                credit=change,
+                credits=changes,
                 dispositions=applied,
             )
 
@@ -473,14 +478,16 @@ class ReviewSql:
             item = tx.session.get(ReviewItem, item_id)
             if item is None:
                 raise NotFoundError(f"no review item {item_id}")
-            if item.account_id != account_id or item.status != "confirmed":
+            if account_id not in _accounts_of(item) or item.status != "confirmed":
                 raise ConflictError(
                     f"item {item_id} is not a confirmed violation of account {account_id!r}"
                 )
             decision = _final_decision(tx.session, item_id)
             deadline = appeal_rules.check_filing(policy.appeals, utc(decision.decided_at), tx.now)
             earlier = tx.session.scalar(
-                select(StoredAppeal.id).where(StoredAppeal.item_id == item_id)
+                select(StoredAppeal.id).where(
+                    StoredAppeal.item_id == item_id, StoredAppeal.account_id == account_id
+                )
             )
             if earlier is not None:
                 raise ConflictError(f"item {item_id} was appealed already (appeal {earlier})")
@@ -794,11 +801,19 @@ def _violations_since(tx: _Tx, account_id: str, since: datetime) -> int:
     return int(count or 0)
 
 
+def _accounts_of(item: ReviewItem) -> list[str]:
+    """The accounts a confirmed item is a violation of: its own, and a cluster's members'."""
+    members = (item.evidence or {}).get("members", [])
+    found = {m["account_id"] for m in members if isinstance(m, dict) and m.get("account_id")}
+    if item.account_id is not None:
+        found.add(item.account_id)
+    return sorted(found)
+
+
 def _violation(
-    tx: _Tx, item: ReviewItem, category: Category, reviewer: str
+    tx: _Tx, item: ReviewItem, account_id: str, category: Category, reviewer: str
 ) -> tuple[views.CreditChange, list[views.Disposition]]:
-    assert item.account_id is not None
-    account = _locked_account(tx, item.account_id)
+    account = _locked_account(tx, account_id)
     _restore(tx, account)
     rules = tx.policy.credit
     earlier = _violations_since(tx, account.account_id, tx.now - timedelta(days=rules.window_days))
@@ -843,7 +858,9 @@ def _reverse(
     done: list[views.CreditChange | views.Disposition] = []
     deducted = tx.session.scalar(
         select(CreditEntry).where(
-            CreditEntry.item_id == appeal.item_id, CreditEntry.reason == "violation"
+            CreditEntry.item_id == appeal.item_id,
+            CreditEntry.account_id == appeal.account_id,
+            CreditEntry.reason == "violation",
         )
     )
     if deducted is not None and deducted.delta:
@@ -860,7 +877,9 @@ def _reverse(
         )
     lifted = tx.session.scalars(
         select(StoredDisposition).where(
-            StoredDisposition.item_id == appeal.item_id, StoredDisposition.lifted_at.is_(None)
+            StoredDisposition.item_id == appeal.item_id,
+            StoredDisposition.account_id == appeal.account_id,
+            StoredDisposition.lifted_at.is_(None),
         )
     ).all()
     for row in lifted:

@@ -136,7 +136,7 @@ class CreditEntry(Base):
 
     __tablename__ = "credit_ledger"
     __table_args__ = (
-        UniqueConstraint("item_id", "reason", name="uq_credit_item_reason"),
+        UniqueConstraint("item_id", "account_id", "reason", name="uq_credit_item_reason"),
         UniqueConstraint("appeal_id", name="uq_credit_appeal"),
     )
 

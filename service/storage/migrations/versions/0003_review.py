@@ -119,7 +119,7 @@ def upgrade() -> None:
         sa.Column("appeal_id", Id, sa.ForeignKey("appeals.id"), nullable=True),
         sa.Column("policy_version", sa.String(64), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-        sa.UniqueConstraint("item_id", "reason", name="uq_credit_item_reason"),
+        sa.UniqueConstraint("item_id", "account_id", "reason", name="uq_credit_item_reason"),
         sa.UniqueConstraint("appeal_id", name="uq_credit_appeal"),
     )
     op.create_table(
