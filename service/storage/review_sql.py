@@ -85,10 +85,16 @@ class ReviewSql:
     # --- transactions ---------------------------------------------------------------------
 
     @contextmanager
-    def _write(self, policy: Policy, now: datetime | None) -> Iterator[_Tx]:
+    def _writing(self) -> Iterator[Session]:
+        """A write transaction; on SQLite it takes the write lock before its first read."""
         with self._session() as session:
             if self.engine.dialect.name == "sqlite":
                 session.execute(text("BEGIN IMMEDIATE"))
+            yield session
+
+    @contextmanager
+    def _write(self, policy: Policy, now: datetime | None) -> Iterator[_Tx]:
+        with self._writing() as session:
             tx = _Tx(session, now or datetime.now(UTC), policy)
             yield tx
             append_records(session, tx.now, tx.log)

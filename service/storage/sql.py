@@ -137,7 +137,7 @@ class SqlRepository(ReviewSql):
         now = datetime.now(UTC)
         insert = sqlite_insert if self.engine.dialect.name == "sqlite" else postgresql_insert
         taken: list[Pending] = []
-        with self._session() as session:
+        with self._writing() as session:
             followers = self._followers(session, items)
             log: list[tuple[str, str, dict[str, Any]]] = []
             for item in items:
