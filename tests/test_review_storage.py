@@ -169,7 +169,10 @@ def test_reports_merge_into_the_posts_open_item_and_raise_its_priority(
         policy, post_id="p1", account_id=None, category="rumor", text_="假的", reporter="k1"
     )
     assert report.item_id == item and report.item_reports == 1 and report.status == "open"
-    assert repo.get_item(policy, item).priority > before
+    joined = repo.get_item(policy, item)
+    assert joined.priority > before
+    assert joined.deadline == joined.enqueued_at + timedelta(days=policy.review.report_within_days)
+    assert repo.get_item(policy, flag(repo, "p-unreported")).deadline is None
     alone = [
         repo.file_report(
             policy, post_id="p9", account_id="acc2", category="incitement", text_=t, reporter="k1"

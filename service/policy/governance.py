@@ -23,6 +23,9 @@ class ReviewRules(_Rules):
     report_weight: float = Field(ge=0, description="points per report on the item")
     age_weight_per_hour: float = Field(ge=0, description="points an item gains per hour waiting")
     page_size: int = Field(ge=1, le=1000)
+    report_within_days: float = Field(
+        gt=0, description="the deadline to answer a reported item (art20), from its enqueueing"
+    )
 
 
 class Level(_Rules):

@@ -78,5 +78,9 @@ def check_claim(
         raise ConflictError(f"the item is claimed by another reviewer until {lease_until}")
 
 
+def report_deadline(rules: ReviewRules, enqueued_at: datetime, reports: int) -> datetime | None:
+    return enqueued_at + timedelta(days=rules.report_within_days) if reports else None
+
+
 def lease_end(rules: ReviewRules, now: datetime) -> datetime:
     return now + timedelta(seconds=rules.lease_s)

@@ -25,7 +25,9 @@ class Item(BaseModel):
     status: Status
     assignee: str | None
     lease_until: datetime | None
-    deadline: datetime | None = Field(description="the lease's end while an item is claimed")
+    deadline: datetime | None = Field(
+        description="when a reported item must be answered (art20); null without reports"
+    )
     enqueued_at: datetime
     model_version: str | None
     policy_version: str

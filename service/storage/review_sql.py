@@ -995,7 +995,7 @@ def _item(
         status=cast(items.Status, row.status),
         assignee=row.assignee if live else None,
         lease_until=lease if live else None,
-        deadline=lease if live else None,
+        deadline=items.report_deadline(policy.review, utc(row.enqueued_at), row.reports),
         enqueued_at=utc(row.enqueued_at),
         model_version=row.model_version,
         policy_version=row.policy_version,
