@@ -22,7 +22,8 @@ from service.policy.governance import ReviewRules
 from service.record import Decision, ScoreRecord
 from service.review import items as review_items
 from service.storage.repository import ApiKey, Pending, QueueItem, Role, StorageError
-from service.storage.review_sql import ReviewSql, append_records
+from service.storage.review_sql import ReviewSql
+from service.storage.review_steps import append_records
 from service.storage.tables import (
     ConsoleUser,
     ReviewItem,
