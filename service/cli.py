@@ -1,5 +1,7 @@
 """The ``qinglang`` command: ``serve`` the API, ``keys create`` an API key, ``migrate`` the
-database, ``rescore`` a JSONL file, ``selfcheck`` the shipped model.
+database, ``rescore`` a JSONL file, ``selfcheck`` the shipped model; ``audit verify`` and
+``audit export`` the hash-chained records, ``labels export`` reviewers' decisions, ``credit
+restore`` the points of clean periods.
 
 Heavy modules (pydantic, tqdm, the pipeline and ONNX Runtime) are imported inside the commands,
 so that ``qinglang --help`` and usage errors answer at once.
@@ -38,6 +40,8 @@ EXAMPLES: tuple[dict[str, object], ...] = (
 )
 """Built-in posts for ``selfcheck``: one plain, one offensive, one rumour-like, one claim."""
 
+REVIEW_COMMANDS = ("audit", "labels", "credit")
+
 _EPILOG = """\
 exit status:
   0  every line was scored (or --skip-bad was given)
@@ -53,10 +57,14 @@ def main(argv: list[str] | None = None, *, load_scorer: ScorerFactory | None = N
         return _rescore(args, load)
     if args.command == "serve":
         return _serve(args)
-    if args.command == "keys":
-        return _create_key(args.role)
+    if args.command in ("keys", "users"):
+        return _create_secret(args)
     if args.command == "migrate":
         return _migrate()
+    if args.command in REVIEW_COMMANDS:
+        from service.review.commands import run
+
+        return run(args)
     return _selfcheck(load)
 
 
@@ -121,7 +129,17 @@ def _parser() -> argparse.ArgumentParser:
         help="create an API key and print it as the last line (it is shown only this once)",
     )
     create.add_argument("--role", required=True, choices=["publisher", "reviewer", "admin"])
+    users = commands.add_parser("users", help="manage web console users")
+    user_commands = users.add_subparsers(dest="users_command", required=True, metavar="COMMAND")
+    create_user = user_commands.add_parser(
+        "create", help="create a console user and print the password as the last line"
+    )
+    create_user.add_argument("--name", required=True, help="the user's sign-in name")
+    create_user.add_argument("--role", required=True, choices=["reviewer", "admin"])
     commands.add_parser("migrate", help="bring the database schema to the newest migration")
+    from service.review.commands import add_commands
+
+    add_commands(commands)
     return parser
 
 
@@ -219,25 +237,33 @@ def _migrate() -> int:
     return 0
 
 
-def _create_key(role: str) -> int:
-    from service.security import ROLES, create_key
+def _create_secret(args: argparse.Namespace) -> int:
+    """``keys create`` or ``users create``: store the new key or user, print its secret last."""
+    from service.security import ROLES, create_key, create_user
     from service.settings import get_settings
     from service.storage import StorageError, open_repository, upgrade
 
     settings = get_settings()
-    role_ = next(r for r in ROLES if r == role)
+    role = next(r for r in ROLES if r == args.role)
+    user = getattr(args, "name", None)
     try:
         upgrade(settings.database)
         repository = open_repository(settings.database, settings.db_timeout_s)
         try:
-            key = create_key(repository, role_)
+            secret = (
+                create_key(repository, role)
+                if user is None
+                else create_user(repository, user, role)
+            )
         finally:
             repository.close()
     except StorageError as exc:
-        print(f"qinglang keys: error: {exc}", file=sys.stderr)
+        taken = "" if user is None else " (is the name taken?)"
+        print(f"qinglang {args.command}: error{taken}: {exc}", file=sys.stderr)
         return 2
-    print(f"a new {role} key; it is stored hashed and shown only now:")
-    print(key)
+    what = "key" if user is None else f"console user {user!r}; the password"
+    print(f"a new {args.role} {what} is stored hashed and shown only now:")
+    print(secret)
     return 0
 
 

@@ -2,7 +2,9 @@
 
 A risk is flagged when its score reaches the policy's ``review`` threshold; the decision is
 ``block`` when any risk reaches its ``block`` threshold, ``review`` when any is flagged, else
-``pass``. Reasons come strongest first.
+``pass``. Reasons come strongest first. The post's account level can lower the review
+thresholds (``review_factor`` of the policy's credit levels): a low-credit account's post goes to
+review sooner; block thresholds stay.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ class Verdict:
     """Flagged risks, highest score first."""
 
 
-def decide(scores: dict[Risk, float], policy: Policy) -> Verdict:
-    flags = {r: scores[r] >= policy.risks[r].review for r in RISKS}
+def decide(scores: dict[Risk, float], policy: Policy, review_factor: float = 1.0) -> Verdict:
+    flags = {r: scores[r] >= policy.risks[r].review * review_factor for r in RISKS}
     flagged = sorted((r for r in RISKS if flags[r]), key=lambda r: -scores[r])
     decision: Decision = "pass"
     if any(scores[r] >= policy.risks[r].block for r in RISKS):

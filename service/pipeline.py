@@ -10,7 +10,7 @@ record says ``evidence_pending``) and adds them with :meth:`Pipeline.explain` af
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from service.classify import Classifier
 from service.decide import decide
@@ -54,9 +54,16 @@ class Pipeline:
     def policy_version(self) -> str:
         return self.policy.version
 
-    def score_many(self, posts: Sequence[Post], *, evidence: bool = True) -> list[ScoreRecord]:
-        """Score records for ``posts``, in the same order; without evidence spans unless
-        ``evidence``."""
+    def score_many(
+        self,
+        posts: Sequence[Post],
+        levels: Mapping[str, str] | None = None,
+        *,
+        evidence: bool = True,
+    ) -> list[ScoreRecord]:
+        """Score records for ``posts``, in the same order; ``levels`` are the credit levels of
+        accounts the policy treats more strictly (by account id); without evidence spans
+        unless ``evidence``."""
         norms = [normalise(p.text) for p in posts]
         scored = [i for i, n in enumerate(norms) if n.text]
         probs = self.classifier.predict([norms[i].text for i in scored])
@@ -65,8 +72,9 @@ class Pipeline:
             head_probs[i] = {h: float(probs[row, k]) for k, h in enumerate(HEADS)}
         # near-duplicates: one step, after the classifier (it needs the originality claim)
         found = self.neardup.observe(posts, [hp["originality_claim"] for hp in head_probs])
+        known = levels or {}
         records = [
-            self._record(p, n, hp, f)
+            self._record(p, n, hp, f, known.get(p.account_id or ""))
             for p, n, hp, f in zip(posts, norms, head_probs, found, strict=True)
         ]
         return self.explain(posts, records) if evidence else records
@@ -97,18 +105,26 @@ class Pipeline:
         return out
 
     def _record(
-        self, post: Post, norm: Normalised, probs: dict[Head, float], near: Finding
+        self,
+        post: Post,
+        norm: Normalised,
+        probs: dict[Head, float],
+        near: Finding,
+        level: str | None,
     ) -> ScoreRecord:
         scores: dict[Risk, float] = {
             r: probs[CLASSIFIER_RISKS[r]] if r in CLASSIFIER_RISKS else 0.0 for r in RISKS
         }
         scores.update({r: max(scores[r], s) for r, s in near.scores.items()})
-        verdict = decide(scores, self.policy)
+        factor = self.policy.review_factor(level)
+        verdict = decide(scores, self.policy, factor)
         reasons = []
         for risk in verdict.flagged:
             rule = self.policy.risks[risk].reason
             found: dict[str, object] = {"articles": rule.articles, "summary": rule.summary}
             found.update(near.evidence.get(risk, {}))
+            if factor < 1:
+                found["account_level"] = {"level": level, "review_factor": factor}
             reasons.append(Reason(code=rule.code, score=round(scores[risk], 4), evidence=found))
         warnings = list(near.warnings)
         if not norm.text:

@@ -18,9 +18,8 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Protocol, TypeVar
 
 from service.batching import MicroBatcher
@@ -44,7 +43,13 @@ class PolicyScorer(Protocol):
     @property
     def policy(self) -> Policy: ...
 
-    def score_many(self, posts: Sequence[Post], *, evidence: bool = True) -> list[ScoreRecord]: ...
+    def score_many(
+        self,
+        posts: Sequence[Post],
+        levels: Mapping[str, str] | None = None,
+        *,
+        evidence: bool = True,
+    ) -> list[ScoreRecord]: ...
 
     def explain(
         self, posts: Sequence[Post], records: Sequence[ScoreRecord]
@@ -134,8 +139,11 @@ class ScoringService:
         self.health = StorageHealth(retry_s)
         self.first = FirstRecords(cache_size)
         self.metrics = metrics_factory(self)
+        self.levels: Mapping[str, str] = {}
+        """Accounts at the levels the policy treats more strictly, refreshed by :meth:`recover`
+        (a level change reaches the publish path within ``retry_s``)."""
         self.batcher = MicroBatcher(
-            partial(scorer.score_many, evidence=False),
+            lambda posts: scorer.score_many(posts, self.levels, evidence=False),
             window_s=window_s,
             max_posts=max_posts,
             max_queue=max_queue,
@@ -185,7 +193,7 @@ class ScoringService:
                 self.metrics.scored(scored)
                 new.append(scored)
             found[scored.id] = kept
-        stored, spooled = await self._persist(new)
+        stored, spooled = await self._persist(new, fresh)
         found.update((s.id, s) for s in stored)
         self._explain_later(fresh, [s for s in stored if s.evidence_pending])
         degraded = degraded or spooled or self.health.problem is not None
@@ -217,12 +225,14 @@ class ScoringService:
         while self._explaining:
             await asyncio.gather(*self._explaining)
 
-    async def _persist(self, records: list[ScoreRecord]) -> tuple[list[ScoreRecord], bool]:
+    async def _persist(
+        self, records: list[ScoreRecord], posts: dict[str, Post]
+    ) -> tuple[list[ScoreRecord], bool]:
         """Store the records the policy says to persist; the stored records (another process may
         have stored a post first: its record is the one), and whether they had to be spooled."""
         policy = self.policy
         items = [
-            Pending(r, enqueue=r.decision in policy.enqueue)
+            Pending(r, enqueue=r.decision in policy.enqueue, text=posts[r.id].text)
             for r in records
             if r.decision in policy.persist
         ]
@@ -262,6 +272,7 @@ class ScoringService:
         try:
             self.repository.ping()
             written = self.spool.drain(self.repository.save_records)
+            self.levels = self.repository.account_levels(self.policy.stricter_levels)
         except StorageError as exc:
             self.health.failed(str(exc))
             return 0

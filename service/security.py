@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import get_args
+from typing import Protocol, get_args
 
-from service.storage import ApiKey, Repository, StorageError
+from service.storage import ApiKey, StorageError
 from service.storage.repository import Role
 
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -36,11 +36,24 @@ class AuthError(Exception):
         self.retry_after = retry_after
 
 
+class KeyStore(Protocol):
+    """What keys need of storage (the :class:`~service.storage.Repository` has it)."""
+
+    def add_key(self, key: ApiKey) -> None: ...
+
+    def get_key(self, key_id: str) -> ApiKey | None: ...
+
+
+class UserStore(Protocol):
+    def add_user(self, name: str, digest: str, role: Role) -> None:
+        """Store a console user; raises :class:`StorageError` when the name is taken."""
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_key(repository: Repository, role: Role) -> str:
+def create_key(repository: KeyStore, role: Role) -> str:
     """Store a new key of ``role`` and return the key itself (the only time it is seen)."""
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
@@ -48,6 +61,25 @@ def create_key(repository: Repository, role: Role) -> str:
         ApiKey(key_id=key_id, digest=_digest(secret), role=role, created_at=datetime.now(UTC))
     )
     return f"{PREFIX}_{key_id}_{secret}"
+
+
+def password_digest(password: str, salt: bytes | None = None) -> str:
+    """scrypt, because unlike an API key's secret a person's password may be guessable."""
+    salt = salt or secrets.token_bytes(16)
+    derived = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
+    return f"scrypt${salt.hex()}${derived.hex()}"
+
+
+def check_password(password: str, digest: str) -> bool:
+    _, salt, _ = digest.split("$")
+    return hmac.compare_digest(password_digest(password, bytes.fromhex(salt)), digest)
+
+
+def create_user(repository: UserStore, name: str, role: Role) -> str:
+    """Store a console user of ``role`` with a new random password, and return the password."""
+    password = secrets.token_urlsafe(18)
+    repository.add_user(name, password_digest(password), role)
+    return password
 
 
 @dataclass(frozen=True)
@@ -84,7 +116,7 @@ class Guard:
 
     def __init__(
         self,
-        repository: Repository,
+        repository: KeyStore,
         *,
         rate: float,
         burst: int,

@@ -48,7 +48,9 @@ class Spool:
     def append(self, items: Sequence[Pending]) -> None:
         """Add ``items`` to the spool; durable when this returns."""
         lines = b"".join(
-            json.dumps({"enqueue": i.enqueue, "record": i.record.model_dump(mode="json")}).encode()
+            json.dumps(
+                {"enqueue": i.enqueue, "record": i.record.model_dump(mode="json"), "text": i.text}
+            ).encode()
             + b"\n"
             for i in items
         )
@@ -131,7 +133,7 @@ class Spool:
                     # never acknowledged, so nothing a caller was told about is dropped here
                     log.warning("spool line unreadable", extra={"file": path.name, "line": number})
                     continue
-                items.append(Pending(record, bool(entry["enqueue"])))
+                items.append(Pending(record, bool(entry["enqueue"]), entry.get("text")))
             for start in range(0, len(items), CHUNK):
                 write(items[start : start + CHUNK])
             path.unlink()

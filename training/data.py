@@ -72,6 +72,24 @@ def weibo16(data_dir: Path) -> list[Example]:
     ]
 
 
+def reviewed(path: Path) -> list[Example]:
+    """Reviewers' decisions from ``qinglang labels export``, for the heads the classifier has
+    (``rumor``, ``incitement``); rows without text are left out. Split by post, like Weibo16
+    by event, so that a post reviewed twice stays in one split."""
+    heads: dict[object, Head] = {"rumor": "rumor", "incitement": "incitement"}
+    return [
+        Example(
+            str(d["text"]),
+            heads[d["head"]],
+            int(str(d["label"])),
+            split_of(f"reviewed:{d['post_id']}"),
+            str(d["post_id"]),
+        )
+        for d in _jsonl(path)
+        if d.get("text") and d.get("head") in heads
+    ]
+
+
 def cold(data_dir: Path) -> list[Example]:
     """COLD: ``train.jsonl`` gives train and calib (90/10), ``dev.jsonl`` is the eval split."""
     out = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from service.api import neardup, ops, score
+from service.api import neardup, ops, review, score
 from service.api.edge import Edge
 from service.api.state import Services
 from service.batching import OverloadedError
@@ -22,11 +22,14 @@ from service.metrics import Metrics
 from service.neardup import NearDuplicates
 from service.pipeline import Pipeline
 from service.record import Post
+from service.review.appeals import AppealClosedError
+from service.review.items import ConflictError, ForbiddenError, NotFoundError
 from service.scoring import ScoringService
 from service.security import AuthError, Guard
 from service.settings import Settings, get_settings
 from service.spool import Spool
 from service.storage import Repository, StorageError, open_repository
+from service.storage.repository import IdempotencyMismatchError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     )
     # the first model call allocates its buffers: let it be ours, not the first caller's
     pipeline.score_many([Post(id="warm-up", text="预热模型")])
-    repository = open_repository(settings.database, settings.db_timeout_s)
+    repository = open_repository(settings.database, settings.db_timeout_s, pipeline.policy.review)
     snapshot = settings.state_dir / NEARDUP_SNAPSHOT
     pipeline.neardup.restore(snapshot)
 
@@ -103,14 +106,22 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         lifespan=lifespan,
     )
     app.state.services = Services(
-        settings=settings, scoring=scoring, guard=guard, neardup=pipeline.neardup
+        settings=settings,
+        scoring=scoring,
+        guard=guard,
+        neardup=pipeline.neardup,
+        review=repository,
     )
     app.include_router(score.router)
     app.include_router(neardup.router)
+    app.include_router(review.router)
     app.include_router(ops.router)
+    for error, status in REVIEW_ERRORS.items():
+        app.add_exception_handler(error, _status(status))
     app.add_exception_handler(AuthError, _auth_error)  # type: ignore[arg-type]
     app.add_exception_handler(OverloadedError, _overloaded)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(IdempotencyMismatchError, _key_reused)
     app.add_middleware(Edge, metrics=scoring.metrics, max_body_bytes=settings.max_body_bytes)
     return app
 
@@ -139,6 +150,31 @@ async def sync_bank(near: NearDuplicates, repository: Repository, settings: Sett
         except StorageError as exc:
             log.warning("cannot load the rumour bank", extra={"problem": str(exc)})
         await asyncio.sleep(settings.neardup_bank_refresh_s)
+
+
+REVIEW_ERRORS: dict[type[Exception], int] = {
+    NotFoundError: 404,
+    ForbiddenError: 403,
+    ConflictError: 409,
+    StorageError: 503,
+}
+
+
+def _status(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def answer(_: Request, exc: Exception) -> JSONResponse:
+        body: dict[str, Any] = {"detail": str(exc)}
+        if isinstance(exc, AppealClosedError):
+            body["deadline"] = exc.deadline.isoformat()
+        headers = {"Retry-After": "1"} if status == 503 else None
+        return JSONResponse(body, status, headers=headers)
+
+    return answer
+
+
+async def _key_reused(_: Request, exc: Exception) -> JSONResponse:
+    """422 in the shape of any other invalid request, pointing at the header."""
+    where = ["header", "Idempotency-Key"]
+    return JSONResponse({"detail": [{"loc": where, "msg": str(exc), "type": "key_reused"}]}, 422)
 
 
 async def _auth_error(_: Request, exc: AuthError) -> JSONResponse:

@@ -11,6 +11,7 @@ from service.neardup import NearDuplicates
 from service.scoring import ScoringService
 from service.security import Guard
 from service.settings import Settings
+from service.storage.repository import ReviewRepository
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Services:
     scoring: ScoringService
     guard: Guard
     neardup: NearDuplicates
+    review: ReviewRepository
 
 
 def services(request: Request) -> Services:

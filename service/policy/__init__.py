@@ -8,6 +8,13 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from service.heads import RISKS, Risk
+from service.policy.governance import (
+    AppealRules,
+    CreditRules,
+    DispositionStep,
+    RegistrationRules,
+    ReviewRules,
+)
 from service.record import Decision
 
 
@@ -53,13 +60,37 @@ class Policy(BaseModel):
     enqueue: list[Decision]
     risks: dict[Risk, RiskRule]
     near_duplicates: NearDuplicateRules
+    review: ReviewRules
+    credit: CreditRules
+    dispositions: list[DispositionStep]
+    appeals: AppealRules
+    registration: RegistrationRules
 
     @model_validator(mode="after")
     def _complete(self) -> Policy:
         missing = set(RISKS) - set(self.risks)
         if missing:
             raise ValueError(f"no rule for {sorted(missing)}")
+        levels = {level.name for level in self.credit.levels}
+        kinds = {step.kind for step in self.dispositions}
+        for step in self.dispositions:
+            if set(step.levels) - levels:
+                raise ValueError(f"disposition {step.kind!r}: unknown levels {step.levels}")
+        rules = self.registration
+        unknown = set(rules.names_refused_by + rules.subjects_refused_by) - kinds
+        if unknown:
+            raise ValueError(f"registration refers to unknown dispositions {sorted(unknown)}")
         return self
+
+    def review_factor(self, level: str | None) -> float:
+        """How much the review thresholds are lowered for an account at ``level``."""
+        found = next((lv for lv in self.credit.levels if lv.name == level), None)
+        return 1.0 if found is None else found.review_factor
+
+    @property
+    def stricter_levels(self) -> list[str]:
+        """Levels whose accounts' posts go to review sooner."""
+        return [lv.name for lv in self.credit.levels if lv.review_factor < 1]
 
 
 class PolicyError(ValueError):

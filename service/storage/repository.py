@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
+from service.policy import Policy
 from service.record import Decision, ScoreRecord
+from service.review import chain, views
+from service.review.appeals import AppealAction
+from service.review.items import Action, Category, Kind
 
 Role = Literal["publisher", "reviewer", "admin"]
 
@@ -29,7 +35,7 @@ class ApiKey:
 
 @dataclass(frozen=True)
 class QueueItem:
-    """A flagged record waiting for review (the review queue's own workflow is a later issue)."""
+    """A flagged record waiting for review (the workflow on it: :mod:`service.review`)."""
 
     post_id: str
     model_version: str
@@ -59,6 +65,8 @@ class Pending:
 
     record: ScoreRecord
     enqueue: bool
+    text: str | None = None
+    """The post's text, kept with its review item so that decisions become training labels."""
 
 
 class Repository(Protocol):
@@ -94,3 +102,158 @@ class Repository(Protocol):
 
     def delete_rumor(self, rumor_id: str) -> bool:
         """Remove an entry; whether it was there."""
+
+    def account_levels(self, levels: list[str]) -> dict[str, str]:
+        """Accounts at any of ``levels``, with their level, by account id."""
+
+
+class IdempotencyMismatchError(Exception):
+    """An idempotency key used again with a different request (HTTP 422)."""
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A client's ``Idempotency-Key``: per caller, and tied to the request it came with."""
+
+    caller: str
+    key: str
+    fingerprint: str
+
+    @classmethod
+    def of(cls, caller: str, key: str | None, route: str, body: object) -> Idempotency | None:
+        if key is None:
+            return None
+        raw = json.dumps([route, body], sort_keys=True, default=str).encode()
+        return cls(caller, key, hashlib.sha256(raw).hexdigest())
+
+
+class ReviewRepository(Protocol):
+    """The review workflow's storage. Each write is one transaction that applies the rules of
+    :mod:`service.review` with ``policy`` and appends its hash-chained records; ``now`` defaults
+    to the clock. Raises :class:`~service.review.items.NotFoundError`,
+    :class:`~service.review.items.ConflictError` or :class:`~service.review.items.ForbiddenError`
+    when the rules refuse, :class:`IdempotencyMismatchError` for a key reused with another
+    request, :class:`StorageError` when storage fails."""
+
+    def list_items(
+        self,
+        policy: Policy,
+        *,
+        status: str = "open",
+        head: str | None = None,
+        assignee: str | None = None,
+        kind: str | None = None,
+        cursor: tuple[float, int] | None = None,
+        limit: int | None = None,
+        now: datetime | None = None,
+    ) -> views.ItemPage:
+        """Items by priority, highest first, ``limit`` at a time after ``cursor``."""
+
+    def get_item(self, policy: Policy, item_id: int, now: datetime | None = None) -> views.Item: ...
+
+    def claim(
+        self, policy: Policy, item_id: int, reviewer: str, now: datetime | None = None
+    ) -> views.Lease: ...
+
+    def decide(
+        self,
+        policy: Policy,
+        item_id: int,
+        reviewer: str,
+        action: Action,
+        category: Category | None,
+        basis: str | None,
+        note: str | None = None,
+        *,
+        idem: Idempotency | None = None,
+        now: datetime | None = None,
+    ) -> views.Decision: ...
+
+    def put_account(
+        self,
+        policy: Policy,
+        account_id: str,
+        *,
+        name: str | None,
+        subject_id: str | None,
+        followers: int,
+        now: datetime | None = None,
+    ) -> views.Account: ...
+
+    def get_account(self, account_id: str, now: datetime | None = None) -> views.Account: ...
+
+    def restore_credit(self, policy: Policy, now: datetime | None = None) -> int:
+        """Restore every account due points for clean periods; how many were."""
+
+    def file_report(
+        self,
+        policy: Policy,
+        *,
+        post_id: str | None,
+        account_id: str | None,
+        category: Category,
+        text_: str,
+        reporter: str,
+        idem: Idempotency | None = None,
+        now: datetime | None = None,
+    ) -> views.Report: ...
+
+    def enqueue(
+        self,
+        policy: Policy,
+        *,
+        kind: Kind,
+        merge_key: str,
+        head: str,
+        severity: str,
+        reach: int,
+        evidence: dict[str, Any],
+        post_id: str | None = None,
+        account_id: str | None = None,
+        model_version: str | None = None,
+        text_: str | None = None,
+        now: datetime | None = None,
+    ) -> views.Item:
+        """Queue an item of another source (a cluster, a bank match) once while it is open."""
+
+    def get_report(self, report_id: int) -> views.Report: ...
+
+    def file_appeal(
+        self,
+        policy: Policy,
+        *,
+        account_id: str,
+        item_id: int,
+        reason: str,
+        filed_by: str,
+        idem: Idempotency | None = None,
+        now: datetime | None = None,
+    ) -> views.Appeal: ...
+
+    def decide_appeal(
+        self,
+        policy: Policy,
+        appeal_id: int,
+        reviewer: str,
+        action: AppealAction,
+        note: str | None,
+        *,
+        idem: Idempotency | None = None,
+        now: datetime | None = None,
+    ) -> views.Appeal: ...
+
+    def list_appeals(
+        self, *, overdue_only: bool = False, limit: int = 100, now: datetime | None = None
+    ) -> views.AppealPage: ...
+
+    def check_registration(
+        self, policy: Policy, name: str, subject_id: str, now: datetime | None = None
+    ) -> views.Registration: ...
+
+    def audit_entries(
+        self, start: datetime | None = None, end: datetime | None = None, chunk: int = 5000
+    ) -> Iterator[chain.Entry]: ...
+
+    def audit_head(self) -> tuple[int, str]: ...
+
+    def labels(self) -> Iterator[dict[str, Any]]: ...

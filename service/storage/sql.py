@@ -18,7 +18,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.policy.governance import ReviewRules
 from service.record import Decision, ScoreRecord
+from service.review import items as review_items
 from service.storage.repository import (
     ApiKey,
     Pending,
@@ -27,7 +29,16 @@ from service.storage.repository import (
     StorageError,
     StoredRumor,
 )
-from service.storage.tables import BankedRumor, ReviewItem, StoredKey, StoredRecord
+from service.storage.review_sql import ReviewSql
+from service.storage.review_steps import append_records
+from service.storage.tables import (
+    BankedRumor,
+    ConsoleUser,
+    ReviewItem,
+    StoredAccount,
+    StoredKey,
+    StoredRecord,
+)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -95,13 +106,16 @@ def _stored(record: ScoreRecord) -> dict[str, Any]:
     return record.model_copy(update={"degraded": False}).model_dump(mode="json")
 
 
-def open_repository(url: str, timeout_s: float) -> SqlRepository:
-    return SqlRepository(make_engine(url, timeout_s))
+def open_repository(url: str, timeout_s: float, review: ReviewRules | None = None) -> SqlRepository:
+    return SqlRepository(make_engine(url, timeout_s), review)
 
 
-class SqlRepository:
-    def __init__(self, engine: Engine) -> None:
+class SqlRepository(ReviewSql):
+    def __init__(self, engine: Engine, review: ReviewRules | None = None) -> None:
         self.engine = engine
+        self.review = review
+        """The policy's priority rules for the items :meth:`save_records` enqueues; without
+        them items wait in the order they came."""
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @contextmanager
@@ -137,7 +151,9 @@ class SqlRepository:
         now = datetime.now(UTC)
         insert = sqlite_insert if self.engine.dialect.name == "sqlite" else postgresql_insert
         taken: list[Pending] = []
-        with self._session() as session:
+        with self._writing() as session:
+            followers = self._followers(session, items)
+            log: list[tuple[str, str, dict[str, Any]]] = []
             for item in items:
                 record = item.record
                 values = {
@@ -158,18 +174,12 @@ class SqlRepository:
                 row_id = session.execute(statement).scalar_one_or_none()
                 if row_id is None:
                     taken.append(item)
-                elif item.enqueue:
-                    session.add(
-                        ReviewItem(
-                            record_id=row_id,
-                            post_id=record.id,
-                            model_version=record.model_version,
-                            policy_version=record.policy_version,
-                            decision=record.decision,
-                            status="open",
-                            enqueued_at=now,
-                        )
-                    )
+                    continue
+                log.append(("score.flagged", f"record:{row_id}", _flagged(record)))
+                if item.enqueue:
+                    reach = followers.get(record.account_id or "", 0)
+                    session.add(self._score_item(row_id, item, reach, now))
+            append_records(session, now, log)
         first: dict[tuple[str, str], ScoreRecord] = {}
         for version in {item.record.model_version for item in taken}:
             ids = [item.record.id for item in taken if item.record.model_version == version]
@@ -188,6 +198,44 @@ class SqlRepository:
                     .values(record=_stored(record))
                 )
 
+    @staticmethod
+    def _followers(session: Session, items: Sequence[Pending]) -> dict[str, int]:
+        accounts = {i.record.account_id for i in items if i.enqueue and i.record.account_id}
+        if not accounts:
+            return {}
+        rows = session.execute(
+            select(StoredAccount.account_id, StoredAccount.followers).where(
+                StoredAccount.account_id.in_(accounts)
+            )
+        )
+        return {account: followers for account, followers in rows}
+
+    def _score_item(self, row_id: int, item: Pending, reach: int, now: datetime) -> ReviewItem:
+        record = item.record
+        flagged = [r for r, flag in record.flags.items() if flag]
+        if self.review is None:
+            urgency = -review_items.hours(now)
+        else:
+            base = review_items.base_priority(self.review, record.decision, reach, 0)
+            urgency = review_items.urgency(self.review, base, now)
+        return ReviewItem(
+            kind="score",
+            record_id=row_id,
+            post_id=record.id,
+            account_id=record.account_id,
+            head=max(flagged, key=lambda r: record.scores[r]) if flagged else None,
+            model_version=record.model_version,
+            policy_version=record.policy_version,
+            decision=record.decision,
+            severity=record.decision,
+            reach=reach,
+            reports=0,
+            urgency=urgency,
+            status="open",
+            text=item.text,
+            enqueued_at=now,
+        )
+
     def add_key(self, key: ApiKey) -> None:
         with self._session() as session:
             session.add(
@@ -199,6 +247,17 @@ class SqlRepository:
                     revoked_at=None,
                 )
             )
+
+    def add_user(self, name: str, digest: str, role: Role) -> None:
+        with self._session() as session:
+            session.add(
+                ConsoleUser(name=name, digest=digest, role=role, created_at=datetime.now(UTC))
+            )
+
+    def get_user(self, name: str) -> tuple[str, Role] | None:
+        with self._session() as session:
+            row = session.get(ConsoleUser, name)
+            return None if row is None else (row.digest, cast(Role, row.role))
 
     def get_key(self, key_id: str) -> ApiKey | None:
         with self._session() as session:
@@ -218,8 +277,8 @@ class SqlRepository:
             rows = session.scalars(select(ReviewItem).order_by(ReviewItem.id))
             return [
                 QueueItem(
-                    post_id=row.post_id,
-                    model_version=row.model_version,
+                    post_id=row.post_id or "",
+                    model_version=row.model_version or "",
                     policy_version=row.policy_version,
                     decision=cast(Decision, row.decision),
                     status=row.status,
@@ -265,3 +324,16 @@ class SqlRepository:
         with self._session() as session:
             result = session.execute(delete(BankedRumor).where(BankedRumor.rumor_id == rumor_id))
             return bool(getattr(result, "rowcount", 0))
+
+
+def _flagged(record: ScoreRecord) -> dict[str, Any]:
+    """What the chain keeps of a flagged score: enough to show what was decided and why."""
+    return {
+        "post_id": record.id,
+        "account_id": record.account_id,
+        "decision": record.decision,
+        "scores": record.scores,
+        "reasons": [reason.code for reason in record.reasons],
+        "model_version": record.model_version,
+        "policy_version": record.policy_version,
+    }

@@ -9,12 +9,15 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -43,18 +46,48 @@ class StoredRecord(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+OPEN = "status IN ('open', 'escalated')"
+
+
 class ReviewItem(Base):
-    """A stored record waiting for review."""
+    """An item of the review queue: a flagged score record, a cluster, a bank match or reports."""
 
     __tablename__ = "review_queue"
+    __table_args__ = (
+        Index("ix_queue_status_urgency", "status", "urgency", "id"),
+        Index("ix_queue_post", "post_id"),
+        # reports on one post (or account) join one open item: the index makes two racing
+        # first reports create it once
+        Index(
+            "uq_queue_open_merge",
+            "merge_key",
+            unique=True,
+            sqlite_where=text(OPEN),
+            postgresql_where=text(OPEN),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    record_id: Mapped[int] = mapped_column(ForeignKey("score_records.id"), unique=True)
-    post_id: Mapped[str] = mapped_column(String(MAX_ID_CHARS))
-    model_version: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16), default="score")
+    record_id: Mapped[int | None] = mapped_column(
+        ForeignKey("score_records.id"), unique=True, nullable=True
+    )
+    post_id: Mapped[str | None] = mapped_column(String(MAX_ID_CHARS), nullable=True)
+    account_id: Mapped[str | None] = mapped_column(String(MAX_ID_CHARS), nullable=True)
+    merge_key: Mapped[str | None] = mapped_column(String(MAX_ID_CHARS + 8), nullable=True)
+    head: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    model_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     policy_version: Mapped[str] = mapped_column(String(64))
     decision: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str] = mapped_column(String(16))
+    reach: Mapped[int] = mapped_column(Integer, default=0)
+    reports: Mapped[int] = mapped_column(Integer, default=0)
+    urgency: Mapped[float] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(16), default="open")
+    assignee: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -81,3 +114,152 @@ class BankedRumor(Base):
     signature: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str] = mapped_column(String(32))
+
+
+class ReviewDecision(Base):
+    """A reviewer's decision on an item; dismissals stay as labels for retraining."""
+
+    __tablename__ = "review_decisions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("review_queue.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    basis: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reviewer: Mapped[str] = mapped_column(String(64))
+    policy_version: Mapped[str] = mapped_column(String(64))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class StoredAccount(Base):
+    __tablename__ = "accounts"
+
+    account_id: Mapped[str] = mapped_column(String(MAX_ID_CHARS), primary_key=True)
+    credit: Mapped[int] = mapped_column(Integer)
+    level: Mapped[str] = mapped_column(String(16), index=True)
+    name: Mapped[str | None] = mapped_column(Text, nullable=True)
+    folded_name: Mapped[str | None] = mapped_column(Text, nullable=True)
+    subject_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    followers: Mapped[int] = mapped_column(Integer, default=0)
+    clean_since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    """The last confirmed violation or restoration: clean periods count from here."""
+    policy_version: Mapped[str] = mapped_column(String(64))
+
+
+class CreditEntry(Base):
+    """One change of an account's credit; the account's credit is the sum of its entries."""
+
+    __tablename__ = "credit_ledger"
+    __table_args__ = (
+        UniqueConstraint("item_id", "account_id", "reason", name="uq_credit_item_reason"),
+        UniqueConstraint("appeal_id", name="uq_credit_appeal"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"), index=True)
+    delta: Mapped[int] = mapped_column(Integer)
+    credit: Mapped[int] = mapped_column(Integer)
+    level: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("review_queue.id"), nullable=True)
+    appeal_id: Mapped[int | None] = mapped_column(ForeignKey("appeals.id"), nullable=True)
+    policy_version: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class StoredDisposition(Base):
+    """A disposition; lifting it sets ``lifted_at`` (and writes a record), nothing is deleted."""
+
+    __tablename__ = "dispositions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    basis: Mapped[str] = mapped_column(String(32))
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("review_queue.id"), nullable=True)
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    decided_by: Mapped[str] = mapped_column(String(64))
+    policy_version: Mapped[str] = mapped_column(String(64))
+    lifted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lifted_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class StoredReport(Base):
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    post_id: Mapped[str | None] = mapped_column(String(MAX_ID_CHARS), nullable=True)
+    account_id: Mapped[str | None] = mapped_column(String(MAX_ID_CHARS), nullable=True)
+    category: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    item_id: Mapped[int] = mapped_column(ForeignKey("review_queue.id"), index=True)
+    reporter: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class StoredAppeal(Base):
+    __tablename__ = "appeals"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("review_queue.id"))
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    filed_by: Mapped[str] = mapped_column(String(64))
+    filed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deadline: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AuditRecord(Base):
+    """The append-only, hash-chained records (:mod:`service.review.chain`)."""
+
+    __tablename__ = "audit_records"
+
+    seq: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """One row: the chain's last record. Appending locks it, so records get consecutive numbers
+    in commit order, and cutting the chain's end shows."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class IdempotentWrite(Base):
+    """The answer to a write made with an ``Idempotency-Key``, stored in the write's own
+    transaction: a retry gets it back instead of writing twice."""
+
+    __tablename__ = "idempotency_keys"
+
+    caller: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ConsoleUser(Base):
+    """A person who signs in to the web console; the password is kept as a scrypt digest."""
+
+    __tablename__ = "console_users"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,288 @@
+"""The review queue, accounts, reports, appeals and the re-registration check: thin routers over
+the repository's review transactions (:mod:`service.storage.review_sql`), whose rules are
+:mod:`service.review`. Writes a client may retry take an ``Idempotency-Key`` header."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi.exceptions import RequestValidationError
+from pydantic import AfterValidator, BaseModel, Field, model_validator
+from starlette.concurrency import run_in_threadpool
+
+from service.api.auth import require
+from service.api.routes import JsonRoute
+from service.api.schemas import Problem
+from service.api.state import Found
+from service.record import MAX_ID_CHARS, _check_text
+from service.review import views
+from service.review.appeals import AppealAction
+from service.review.items import Action, Category, Kind, Status
+from service.security import Principal
+from service.storage.repository import Idempotency
+
+MAX_FREE_TEXT = 10_000
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "missing, malformed or unknown API key"},
+    403: {"model": Problem, "description": "the key's role (or reviewer) may not do this"},
+    404: {"model": Problem, "description": "no such item, account, report or appeal"},
+    409: {"model": Problem, "description": "the item or appeal is not in a state that allows it"},
+    503: {"model": Problem, "description": "storage is unavailable; retry with the same key"},
+}
+
+router = APIRouter(prefix="/v1", tags=["review"], responses=ERRORS, route_class=JsonRoute)
+reviewer = require("reviewer", "admin")
+publisher = require("publisher", "admin")
+anyone = require("publisher", "reviewer", "admin")
+Reviewer = Annotated[Principal, Depends(reviewer)]
+Publisher = Annotated[Principal, Depends(publisher)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=128,
+        description="a retry with the same key gets the first answer instead of a second write",
+    ),
+]
+
+
+def _clean(value: str | None) -> str | None:
+    return None if value is None else _check_text(value, "text")
+
+
+Text = Annotated[str, Field(max_length=MAX_FREE_TEXT), AfterValidator(_clean)]
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(_clean)]
+MAX_ROW_ID = 2**63 - 1
+RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
+ItemId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+AccountId = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(_clean)]
+Basis = Annotated[str, Field(pattern=r"^art\d+(\.\d+)*$", examples=["art18.6"])]
+
+
+class DecisionRequest(BaseModel):
+    action: Action
+    category: Category | None = None
+    basis: Basis | None = None
+    note: Text | None = None
+
+    @model_validator(mode="after")
+    def _confirm_says_what_and_why(self) -> DecisionRequest:
+        if self.action == "confirm" and (self.category is None or self.basis is None):
+            raise ValueError("a confirmed violation needs its category and basis (the article)")
+        return self
+
+
+class ReportRequest(BaseModel):
+    post_id: Id | None = None
+    account_id: Id | None = None
+    category: Category
+    text: Text = ""
+
+    @model_validator(mode="after")
+    def _names_something(self) -> ReportRequest:
+        if self.post_id is None and self.account_id is None:
+            raise ValueError("a report names the post_id or the account_id it is about")
+        return self
+
+
+class AppealRequest(BaseModel):
+    account_id: Id
+    item_id: RowId
+    reason: Text
+
+
+class AppealDecisionRequest(BaseModel):
+    action: AppealAction
+    note: Text | None = None
+
+
+class RegistrationRequest(BaseModel):
+    name: Text = Field(min_length=1)
+    subject_id: Id = Field(description="the subject's identifier; only its hash is compared")
+
+
+class AccountProfile(BaseModel):
+    name: Text | None = None
+    subject_id: Id | None = Field(default=None, description="stored hashed")
+    followers: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
+def _cursor(given: str | None) -> tuple[float, int] | None:
+    if given is None:
+        return None
+    urgency, _, last = given.rpartition("_")
+    try:
+        parsed = float(urgency), int(last)
+    except ValueError:
+        parsed = (0.0, 0)
+    if not 1 <= parsed[1] <= MAX_ROW_ID or not math.isfinite(parsed[0]):
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", "cursor"),
+                    "msg": "not a cursor this API gave out",
+                    "type": "value_error",
+                }
+            ]
+        )
+    return parsed
+
+
+@router.get("/review/items")
+async def list_items(
+    found: Found,
+    _: Reviewer,
+    status: Status = "open",
+    head: Category | None = None,
+    assignee: Annotated[str | None, Query(max_length=64)] = None,
+    kind: Kind | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+) -> views.ItemPage:
+    """Items by priority (severity, reach, reports, age), highest first."""
+    return await run_in_threadpool(
+        found.review.list_items,
+        found.scoring.policy,
+        status=status,
+        head=head,
+        assignee=assignee,
+        kind=kind,
+        cursor=_cursor(cursor),
+        limit=limit,
+    )
+
+
+@router.get("/review/items/{item_id}")
+async def get_item(item_id: ItemId, found: Found, _: Reviewer) -> views.Item:
+    return await run_in_threadpool(found.review.get_item, found.scoring.policy, item_id)
+
+
+@router.post("/review/items/{item_id}/claim")
+async def claim(item_id: ItemId, found: Found, who: Reviewer) -> views.Lease:
+    """Keep the item to the caller for the policy's lease (claim again to renew)."""
+    return await run_in_threadpool(found.review.claim, found.scoring.policy, item_id, who.key_id)
+
+
+@router.post("/review/items/{item_id}/decision")
+async def decide(
+    item_id: ItemId, body: DecisionRequest, found: Found, who: Reviewer, key: IdempotencyKey = None
+) -> views.Decision:
+    """Confirm (with category and basis), dismiss or escalate; a confirmation deducts the
+    account's credit and applies the policy's dispositions in the same transaction."""
+    idem = Idempotency.of(who.key_id, key, f"decision:{item_id}", body.model_dump())
+    return await run_in_threadpool(
+        lambda: found.review.decide(
+            found.scoring.policy,
+            item_id,
+            who.key_id,
+            body.action,
+            body.category,
+            body.basis,
+            body.note,
+            idem=idem,
+        )
+    )
+
+
+@router.get("/accounts/{account_id}", dependencies=[Depends(anyone)])
+async def get_account(account_id: AccountId, found: Found) -> views.Account:
+    """Credit, level, active dispositions and the history of both."""
+    return await run_in_threadpool(found.review.get_account, account_id)
+
+
+@router.put("/accounts/{account_id}")
+async def put_account(
+    account_id: AccountId, body: AccountProfile, found: Found, _: Publisher
+) -> views.Account:
+    """The account's name, subject (hashed) and followers, for reach and re-registration."""
+    return await run_in_threadpool(
+        lambda: found.review.put_account(
+            found.scoring.policy,
+            account_id,
+            name=body.name,
+            subject_id=body.subject_id,
+            followers=body.followers,
+        )
+    )
+
+
+@router.post("/reports")
+async def file_report(
+    body: ReportRequest, found: Found, who: Publisher, key: IdempotencyKey = None
+) -> views.Report:
+    """A public complaint, forwarded by the platform; it joins the post's open item."""
+    idem = Idempotency.of(who.key_id, key, "report", body.model_dump())
+    return await run_in_threadpool(
+        lambda: found.review.file_report(
+            found.scoring.policy,
+            post_id=body.post_id,
+            account_id=body.account_id,
+            category=body.category,
+            text_=body.text,
+            reporter=who.key_id,
+            idem=idem,
+        )
+    )
+
+
+@router.get("/reports/{report_id}", dependencies=[Depends(anyone)])
+async def get_report(report_id: ItemId, found: Found) -> views.Report:
+    """The report with its status and outcome (its review item's)."""
+    return await run_in_threadpool(found.review.get_report, report_id)
+
+
+@router.post("/appeals")
+async def file_appeal(
+    body: AppealRequest, found: Found, who: Publisher, key: IdempotencyKey = None
+) -> views.Appeal:
+    """An account holder's appeal of a confirmed violation (and the dispositions it brought)."""
+    idem = Idempotency.of(who.key_id, key, "appeal", body.model_dump())
+    return await run_in_threadpool(
+        lambda: found.review.file_appeal(
+            found.scoring.policy,
+            account_id=body.account_id,
+            item_id=body.item_id,
+            reason=body.reason,
+            filed_by=who.key_id,
+            idem=idem,
+        )
+    )
+
+
+@router.get("/appeals", dependencies=[Depends(reviewer)])
+async def list_appeals(
+    found: Found, overdue: bool = False, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> views.AppealPage:
+    """Appeals by deadline, and how many pending ones are overdue."""
+    return await run_in_threadpool(
+        lambda: found.review.list_appeals(overdue_only=overdue, limit=limit)
+    )
+
+
+@router.post("/appeals/{appeal_id}/decision")
+async def decide_appeal(
+    appeal_id: ItemId,
+    body: AppealDecisionRequest,
+    found: Found,
+    who: Reviewer,
+    key: IdempotencyKey = None,
+) -> views.Appeal:
+    """Uphold (reverses the credit change and lifts the dispositions) or reject; by a reviewer
+    other than the one who made the appealed decision."""
+    idem = Idempotency.of(who.key_id, key, f"appeal:{appeal_id}", body.model_dump())
+    return await run_in_threadpool(
+        lambda: found.review.decide_appeal(
+            found.scoring.policy, appeal_id, who.key_id, body.action, body.note, idem=idem
+        )
+    )
+
+
+@router.post("/registrations/check", dependencies=[Depends(anyone)])
+async def check_registration(body: RegistrationRequest, found: Found) -> views.Registration:
+    """Refused for a blacklisted subject, or a name equal or near-equal to a closed account's."""
+    return await run_in_threadpool(
+        found.review.check_registration, found.scoring.policy, body.name, body.subject_id
+    )

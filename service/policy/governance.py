@@ -1,0 +1,99 @@
+"""The policy's rules for what follows a score: review, credit (art13), dispositions (art19),
+appeals (art20) and re-registration (art8). Only their shape lives here; their logic is
+:mod:`service.review`, and their values are the policy file's, read by trust and legal teams."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from service.heads import RISKS, Risk
+
+Severity = str
+"""``review`` and ``block`` (a score record's decision) or ``report`` (a public complaint)."""
+
+
+class _Rules(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReviewRules(_Rules):
+    lease_s: float = Field(gt=0, description="how long a claim keeps an item to one reviewer")
+    severity: dict[Severity, float] = Field(description="priority points by severity")
+    reach_weight: float = Field(ge=0, description="points per decade of reach (log10(1+reach))")
+    report_weight: float = Field(ge=0, description="points per report on the item")
+    age_weight_per_hour: float = Field(ge=0, description="points an item gains per hour waiting")
+    page_size: int = Field(ge=1, le=1000)
+    report_within_days: float = Field(
+        gt=0, description="the deadline to answer a reported item (art20), from its enqueueing"
+    )
+
+
+class Level(_Rules):
+    name: str = Field(min_length=1)
+    min_credit: int
+    review_factor: float = Field(
+        gt=0,
+        le=1,
+        description="review thresholds are multiplied by this for the account's posts (below "
+        "1: a low-credit account's post goes to review at a lower score)",
+    )
+
+
+class CreditRules(_Rules):
+    initial: int
+    floor: int
+    deductions: dict[Risk, int] = Field(description="points by category, before multipliers")
+    severity: dict[Severity, float] = Field(description="multiplier by the item's severity")
+    window_days: float = Field(gt=0)
+    repeat_factor: float = Field(
+        ge=0, description="each earlier confirmed violation in the window adds this share"
+    )
+    restore_points: int = Field(ge=0)
+    restore_every_days: float = Field(gt=0, description="clean days per restoration")
+    levels: list[Level] = Field(min_length=1, description="highest first")
+    blacklist: str = Field(description="the level that blacklists the account's subject")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CreditRules:
+        missing = set(RISKS) - set(self.deductions)
+        if missing:
+            raise ValueError(f"no credit deduction for {sorted(missing)}")
+        mins = [level.min_credit for level in self.levels]
+        if mins != sorted(mins, reverse=True) or mins[-1] > self.floor:
+            raise ValueError("levels must go from the highest min_credit down to the floor")
+        if self.blacklist not in {level.name for level in self.levels}:
+            raise ValueError(f"blacklist level {self.blacklist!r} is not one of the levels")
+        return self
+
+
+class DispositionStep(_Rules):
+    """Applied on a confirmed violation when the account's level is one of ``levels`` or its
+    confirmed violations in the credit window reach ``min_violations``."""
+
+    kind: str = Field(min_length=1)
+    basis: str = Field(min_length=1, description="the article it rests on")
+    levels: list[str] = Field(default_factory=list)
+    min_violations: int | None = Field(default=None, ge=1)
+    days: float | None = Field(default=None, gt=0, description="none: until lifted")
+
+    @model_validator(mode="after")
+    def _has_a_condition(self) -> DispositionStep:
+        if not self.levels and self.min_violations is None:
+            raise ValueError(f"disposition {self.kind!r} has neither levels nor min_violations")
+        return self
+
+
+class AppealRules(_Rules):
+    file_within_days: float = Field(gt=0, description="after the decision appealed")
+    resolve_within_days: float = Field(gt=0, description="the platform's deadline to answer")
+
+
+class RegistrationRules(_Rules):
+    near_distance: int = Field(ge=0, description="edit distance that counts as near-equal")
+    near_min_chars: int = Field(ge=1, description="shorter names must be equal to be refused")
+    names_refused_by: list[str] = Field(
+        min_length=1, description="active dispositions whose account's name may not be taken"
+    )
+    subjects_refused_by: list[str] = Field(
+        min_length=1, description="active dispositions whose account's subject may not register"
+    )

@@ -1,0 +1,86 @@
+"""Review items: where they come from, their priority, their lease and the decisions on them."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Literal, get_args
+
+from service.heads import Risk
+from service.policy.governance import ReviewRules
+
+Kind = Literal["score", "cluster", "bank_match", "report"]
+"""An item's source: a flagged score record, a flagged near-duplicate cluster (one item for the
+batch, its members in ``evidence``), a confirmed-rumour bank match, or public reports."""
+KINDS: tuple[Kind, ...] = get_args(Kind)
+
+Status = Literal["open", "escalated", "confirmed", "dismissed"]
+STATUSES: tuple[Status, ...] = get_args(Status)
+FINAL: frozenset[Status] = frozenset({"confirmed", "dismissed"})
+"""A decided item: a second decision on it is refused."""
+
+Action = Literal["confirm", "dismiss", "escalate"]
+ACTIONS: tuple[Action, ...] = get_args(Action)
+Category = Risk
+"""What a confirmed violation is; the same names as the risks the model scores."""
+
+OUTCOME: dict[Action, Status] = {
+    "confirm": "confirmed",
+    "dismiss": "dismissed",
+    "escalate": "escalated",
+}
+
+
+class ConflictError(Exception):
+    """The item is not in a state that allows this (HTTP 409)."""
+
+
+class ForbiddenError(Exception):
+    """This caller may not do this to this item (HTTP 403)."""
+
+
+class NotFoundError(Exception):
+    """No such item, account, report or appeal (HTTP 404)."""
+
+
+def base_priority(rules: ReviewRules, severity: str, reach: int, reports: int) -> float:
+    """Priority without age: severity, reach (followers or cluster size) and report count."""
+    return (
+        rules.severity.get(severity, 0.0)
+        + rules.reach_weight * math.log10(1 + max(0, reach))
+        + rules.report_weight * reports
+    )
+
+
+def hours(moment: datetime) -> float:
+    return moment.timestamp() / 3600
+
+
+def urgency(rules: ReviewRules, base: float, enqueued_at: datetime) -> float:
+    """The key the queue is ordered by, highest first. Age adds ``age_weight_per_hour`` an hour
+    to every waiting item alike, so ``base - w x enqueued hours`` orders items exactly as
+    ``base + w x hours waiting`` would at any moment, and an index can serve it."""
+    return base - rules.age_weight_per_hour * hours(enqueued_at)
+
+
+def priority(rules: ReviewRules, stored_urgency: float, now: datetime) -> float:
+    """The priority shown for an item at ``now``."""
+    return round(stored_urgency + rules.age_weight_per_hour * hours(now), 4)
+
+
+def check_claim(
+    status: str, assignee: str | None, lease_until: datetime | None, reviewer: str, now: datetime
+) -> None:
+    """Raise :class:`ConflictError` unless ``reviewer`` may claim the item now."""
+    if status in FINAL:
+        raise ConflictError(f"the item is decided already ({status})")
+    if assignee not in (None, reviewer) and lease_until is not None and lease_until > now:
+        raise ConflictError(f"the item is claimed by another reviewer until {lease_until}")
+
+
+def report_deadline(rules: ReviewRules, enqueued_at: datetime, reports: int) -> datetime | None:
+    return enqueued_at + timedelta(days=rules.report_within_days) if reports else None
+
+
+def lease_end(rules: ReviewRules, now: datetime) -> datetime:
+    return now + timedelta(seconds=rules.lease_s)

@@ -1,0 +1,143 @@
+"""What the review machinery answers with: the API's response bodies, and what an idempotent
+write stores to answer a retry with."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from service.review.appeals import AppealStatus
+from service.review.items import Action, Category, Kind, Status
+
+
+class Item(BaseModel):
+    id: int
+    kind: Kind
+    head: str | None = Field(description="the category the item is about (the top flagged risk)")
+    post_id: str | None
+    account_id: str | None
+    priority: float
+    severity: str
+    reach: int
+    reports: int
+    status: Status
+    assignee: str | None
+    lease_until: datetime | None
+    deadline: datetime | None = Field(
+        description="when a reported item must be answered (art20); null without reports"
+    )
+    enqueued_at: datetime
+    model_version: str | None
+    policy_version: str
+    evidence: dict[str, Any] | None = Field(
+        description="the score record, the cluster's members, the bank match or the reports"
+    )
+
+
+class ItemPage(BaseModel):
+    items: list[Item]
+    next: str | None = Field(description="cursor for the next page, or null at the end")
+
+
+class Lease(BaseModel):
+    item_id: int
+    assignee: str
+    lease_until: datetime
+
+
+class CreditChange(BaseModel):
+    id: int
+    account_id: str
+    delta: int
+    credit: int = Field(description="the account's credit after the change")
+    level: str
+    reason: str
+    item_id: int | None
+    appeal_id: int | None
+    policy_version: str
+    at: datetime
+
+
+class Disposition(BaseModel):
+    id: int
+    account_id: str
+    kind: str
+    basis: str
+    item_id: int | None
+    starts_at: datetime
+    ends_at: datetime | None
+    decided_by: str
+    policy_version: str
+    lifted_at: datetime | None
+    lifted_by: str | None
+    active: bool
+
+
+class Decision(BaseModel):
+    id: int
+    item_id: int
+    action: Action
+    category: Category | None
+    basis: str | None
+    note: str | None
+    reviewer: str
+    decided_at: datetime
+    status: Status
+    credits: list[CreditChange] = Field(
+        description="the deductions a confirmation made: the item's account, or each member "
+        "account of a cluster"
+    )
+    dispositions: list[Disposition] = Field(description="dispositions the decision applied")
+
+
+class Account(BaseModel):
+    account_id: str
+    credit: int
+    level: str
+    name: str | None
+    followers: int
+    dispositions: list[Disposition] = Field(description="active dispositions")
+    history: list[CreditChange | Disposition] = Field(
+        description="every credit change and disposition, oldest first"
+    )
+
+
+class Report(BaseModel):
+    id: int
+    post_id: str | None
+    account_id: str | None
+    category: Category
+    text: str
+    item_id: int
+    item_reports: int = Field(description="reports merged into the item so far")
+    status: Status = Field(description="the review item's status: the report's outcome")
+    created_at: datetime
+
+
+class Appeal(BaseModel):
+    id: int
+    account_id: str
+    item_id: int
+    reason: str
+    status: AppealStatus
+    filed_at: datetime
+    deadline: datetime
+    overdue: bool
+    resolved_by: str | None
+    resolved_at: datetime | None
+    note: str | None
+    reversed: list[CreditChange | Disposition] = Field(
+        default_factory=list, description="what an upheld appeal reversed"
+    )
+
+
+class AppealPage(BaseModel):
+    appeals: list[Appeal]
+    overdue: int = Field(description="pending appeals past their deadline, in all pages")
+
+
+class Registration(BaseModel):
+    allowed: bool
+    reasons: list[dict[str, str]]

@@ -1,0 +1,155 @@
+"""Stored rows as the views the API answers with (:mod:`service.review.views`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.policy import Policy
+from service.review import appeals as appeal_rules
+from service.review import dispositions, items, views
+from service.review.items import FINAL, Category
+from service.storage.tables import (
+    CreditEntry,
+    ReviewItem,
+    StoredAccount,
+    StoredAppeal,
+    StoredDisposition,
+    StoredReport,
+)
+
+
+def utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes (stored as UTC wall time); PostgreSQL aware ones."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def maybe_utc(moment: datetime | None) -> datetime | None:
+    return None if moment is None else utc(moment)
+
+
+def item_view(
+    policy: Policy, row: ReviewItem, record: dict[str, Any] | None, now: datetime
+) -> views.Item:
+    lease = maybe_utc(row.lease_until)
+    live = lease is not None and lease > now and row.status not in FINAL
+    evidence = row.evidence
+    if record is not None:
+        evidence = {**(evidence or {}), "record": record}
+    return views.Item(
+        id=row.id,
+        kind=cast(items.Kind, row.kind),
+        head=row.head,
+        post_id=row.post_id,
+        account_id=row.account_id,
+        priority=items.priority(policy.review, row.urgency, now),
+        severity=row.severity,
+        reach=row.reach,
+        reports=row.reports,
+        status=cast(items.Status, row.status),
+        assignee=row.assignee if live else None,
+        lease_until=lease if live else None,
+        deadline=items.report_deadline(policy.review, utc(row.enqueued_at), row.reports),
+        enqueued_at=utc(row.enqueued_at),
+        model_version=row.model_version,
+        policy_version=row.policy_version,
+        evidence=evidence,
+    )
+
+
+def change_view(entry: CreditEntry) -> views.CreditChange:
+    return views.CreditChange(
+        id=entry.id,
+        account_id=entry.account_id,
+        delta=entry.delta,
+        credit=entry.credit,
+        level=entry.level,
+        reason=entry.reason,
+        item_id=entry.item_id,
+        appeal_id=entry.appeal_id,
+        policy_version=entry.policy_version,
+        at=utc(entry.at),
+    )
+
+
+def disposition_view(row: StoredDisposition, now: datetime) -> views.Disposition:
+    ends = maybe_utc(row.ends_at)
+    return views.Disposition(
+        id=row.id,
+        account_id=row.account_id,
+        kind=row.kind,
+        basis=row.basis,
+        item_id=row.item_id,
+        starts_at=utc(row.starts_at),
+        ends_at=ends,
+        decided_by=row.decided_by,
+        policy_version=row.policy_version,
+        lifted_at=maybe_utc(row.lifted_at),
+        lifted_by=row.lifted_by,
+        active=dispositions.is_active(ends, row.lifted_at is not None, now),
+    )
+
+
+def account_view(session: Session, account: StoredAccount, now: datetime) -> views.Account:
+    entries = session.scalars(
+        select(CreditEntry)
+        .where(CreditEntry.account_id == account.account_id)
+        .order_by(CreditEntry.id)
+    ).all()
+    rows = session.scalars(
+        select(StoredDisposition)
+        .where(StoredDisposition.account_id == account.account_id)
+        .order_by(StoredDisposition.id)
+    ).all()
+    shown = [disposition_view(row, now) for row in rows]
+    history: list[views.CreditChange | views.Disposition] = [change_view(e) for e in entries]
+    history += shown
+    history.sort(key=lambda h: h.at if isinstance(h, views.CreditChange) else h.starts_at)
+    return views.Account(
+        account_id=account.account_id,
+        credit=account.credit,
+        level=account.level,
+        name=account.name,
+        followers=account.followers,
+        dispositions=[d for d in shown if d.active],
+        history=history,
+    )
+
+
+def report_view(report: StoredReport, item: ReviewItem) -> views.Report:
+    return views.Report(
+        id=report.id,
+        post_id=report.post_id,
+        account_id=report.account_id,
+        category=cast(Category, report.category),
+        text=report.text,
+        item_id=item.id,
+        item_reports=item.reports,
+        status=cast(items.Status, item.status),
+        created_at=utc(report.created_at),
+    )
+
+
+def appeal_view(
+    appeal: StoredAppeal,
+    now: datetime,
+    reversed_: list[views.CreditChange | views.Disposition] | None = None,
+) -> views.Appeal:
+    deadline = utc(appeal.deadline)
+    return views.Appeal(
+        id=appeal.id,
+        account_id=appeal.account_id,
+        item_id=appeal.item_id,
+        reason=appeal.reason,
+        status=cast(appeal_rules.AppealStatus, appeal.status),
+        filed_at=utc(appeal.filed_at),
+        deadline=deadline,
+        overdue=appeal_rules.overdue(appeal.status, deadline, now),
+        resolved_by=appeal.resolved_by,
+        resolved_at=maybe_utc(appeal.resolved_at),
+        note=appeal.note,
+        reversed=reversed_ or [],
+    )

@@ -1,0 +1,670 @@
+"""The review machinery's storage over SQLAlchemy: each write is one transaction that runs the
+rules of :mod:`service.review` and appends its hash-chained records, so a write is stored whole
+or not at all.
+
+Writers that race lock rows in one order: the item (or appeal), then the account, then the
+chain's head last. On SQLite every write transaction begins ``IMMEDIATE`` (one writer at a time,
+taken before the first read, so that no transaction has to upgrade its lock and fail).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy import Engine, and_, func, or_, select, text
+from sqlalchemy.orm import Session
+
+from service.policy import Policy
+from service.review import appeals as appeal_rules
+from service.review import chain, items, registration, views
+from service.review.appeals import AppealAction
+from service.review.items import (
+    Action,
+    Category,
+    ConflictError,
+    NotFoundError,
+)
+from service.storage.repository import Idempotency, IdempotencyMismatchError, StorageError
+from service.storage.review_rows import (
+    account_view,
+    appeal_view,
+    item_view,
+    maybe_utc,
+    report_view,
+    utc,
+)
+from service.storage.review_steps import (
+    OPEN_STATUSES,
+    Tx,
+    accounts_of,
+    active_now,
+    append_records,
+    final_decision,
+    item_to_join,
+    locked_account,
+    locked_item,
+    lost_race,
+    new_item,
+    restore,
+    reverse,
+    urgency_of,
+    violation,
+)
+from service.storage.tables import (
+    AuditHead,
+    AuditRecord,
+    IdempotentWrite,
+    ReviewDecision,
+    ReviewItem,
+    StoredAccount,
+    StoredAppeal,
+    StoredDisposition,
+    StoredRecord,
+    StoredReport,
+)
+
+M = TypeVar("M", bound=BaseModel)
+RETRIES = 5
+
+
+class ReviewSql:
+    """Mixed into :class:`~service.storage.sql.SqlRepository`."""
+
+    engine: Engine
+    _session: Callable[[], AbstractContextManager[Session]]
+
+    # --- transactions ---------------------------------------------------------------------
+
+    @contextmanager
+    def _writing(self) -> Iterator[Session]:
+        """A write transaction; on SQLite it takes the write lock before its first read."""
+        with self._session() as session:
+            if self.engine.dialect.name == "sqlite":
+                session.execute(text("BEGIN IMMEDIATE"))
+            yield session
+
+    @contextmanager
+    def _write(self, policy: Policy, now: datetime | None) -> Iterator[Tx]:
+        with self._writing() as session:
+            tx = Tx(session, now or datetime.now(UTC), policy)
+            yield tx
+            append_records(session, tx.now, tx.log)
+
+    def _once(
+        self,
+        policy: Policy,
+        now: datetime | None,
+        idem: Idempotency | None,
+        model: type[M],
+        run: Callable[[Tx], M],
+    ) -> M:
+        """Run ``run`` in a write transaction, once per idempotency key: a retry with the key
+        gets the stored answer. Retried on a lost race (unique key, deadlock)."""
+        for attempt in range(RETRIES):
+            try:
+                with self._write(policy, now) as tx:
+                    if idem is not None:
+                        stored = tx.session.get(IdempotentWrite, (idem.caller, idem.key))
+                        if stored is not None:
+                            if stored.fingerprint != idem.fingerprint:
+                                raise IdempotencyMismatchError(
+                                    "this Idempotency-Key was used with a different request"
+                                )
+                            return model.model_validate(stored.response)
+                    result = run(tx)
+                    if idem is not None:
+                        tx.session.add(
+                            IdempotentWrite(
+                                caller=idem.caller,
+                                key=idem.key,
+                                fingerprint=idem.fingerprint,
+                                response=result.model_dump(mode="json"),
+                                created_at=tx.now,
+                            )
+                        )
+                    return result
+            except StorageError as exc:
+                if attempt == RETRIES - 1 or not lost_race(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+    # --- the queue ------------------------------------------------------------------------
+
+    def list_items(
+        self,
+        policy: Policy,
+        *,
+        status: str = "open",
+        head: str | None = None,
+        assignee: str | None = None,
+        kind: str | None = None,
+        cursor: tuple[float, int] | None = None,
+        limit: int | None = None,
+        now: datetime | None = None,
+    ) -> views.ItemPage:
+        """Items by priority (highest first), ``limit`` at a time after ``cursor``."""
+        limit = limit or policy.review.page_size
+        query = select(ReviewItem, StoredRecord.record).outerjoin(
+            StoredRecord, StoredRecord.id == ReviewItem.record_id
+        )
+        query = query.where(ReviewItem.status == status)
+        if head is not None:
+            query = query.where(ReviewItem.head == head)
+        if assignee is not None:
+            query = query.where(ReviewItem.assignee == assignee)
+        if kind is not None:
+            query = query.where(ReviewItem.kind == kind)
+        if cursor is not None:
+            after, last_id = cursor
+            query = query.where(
+                or_(
+                    ReviewItem.urgency < after,
+                    and_(ReviewItem.urgency == after, ReviewItem.id < last_id),
+                )
+            )
+        query = query.order_by(ReviewItem.urgency.desc(), ReviewItem.id.desc()).limit(limit + 1)
+        moment = now or datetime.now(UTC)
+        with self._session() as session:
+            rows = session.execute(query).all()
+        page = [item_view(policy, row[0], row[1], moment) for row in rows[:limit]]
+        more = len(rows) > limit
+        last = rows[limit - 1][0] if more else None
+        return views.ItemPage(
+            items=page, next=f"{last.urgency!r}_{last.id}" if last is not None else None
+        )
+
+    def get_item(self, policy: Policy, item_id: int, now: datetime | None = None) -> views.Item:
+        with self._session() as session:
+            row = session.execute(
+                select(ReviewItem, StoredRecord.record)
+                .outerjoin(StoredRecord, StoredRecord.id == ReviewItem.record_id)
+                .where(ReviewItem.id == item_id)
+            ).first()
+        if row is None:
+            raise NotFoundError(f"no review item {item_id}")
+        return item_view(policy, row[0], row[1], now or datetime.now(UTC))
+
+    def claim(
+        self, policy: Policy, item_id: int, reviewer: str, now: datetime | None = None
+    ) -> views.Lease:
+        """Keep the item to ``reviewer`` for the policy's lease (again, to renew it)."""
+        with self._write(policy, now) as tx:
+            item = locked_item(tx, item_id)
+            items.check_claim(
+                item.status, item.assignee, maybe_utc(item.lease_until), reviewer, tx.now
+            )
+            item.assignee = reviewer
+            item.lease_until = items.lease_end(policy.review, tx.now)
+            return views.Lease(item_id=item.id, assignee=reviewer, lease_until=item.lease_until)
+
+    def decide(
+        self,
+        policy: Policy,
+        item_id: int,
+        reviewer: str,
+        action: Action,
+        category: Category | None,
+        basis: str | None,
+        note: str | None = None,
+        *,
+        idem: Idempotency | None = None,
+        now: datetime | None = None,
+    ) -> views.Decision:
+        """Decide an item: its status, the decision, and on a confirmed violation the account's
+        credit change and dispositions, all in one transaction."""
+
+        def run(tx: Tx) -> views.Decision:
+            item = locked_item(tx, item_id)
+            items.check_claim(
+                item.status, item.assignee, maybe_utc(item.lease_until), reviewer, tx.now
+            )
+            status = items.OUTCOME[action]
+            item.status = status
+            item.assignee = item.lease_until = None
+            row = ReviewDecision(
+                item_id=item.id,
+                action=action,
+                category=category,
+                basis=basis,
+                note=note,
+                reviewer=reviewer,
+                policy_version=policy.version,
+                decided_at=tx.now,
+            )
+            tx.session.add(row)
+            tx.session.flush()
+            tx.record(
+                "review.decision",
+                f"item:{item.id}",
+                {
+                    "decision": row.id,
+                    "action": action,
+                    "category": category,
+                    "basis": basis,
+                    "reviewer": reviewer,
+                    "policy_version": policy.version,
+                },
+            )
+            changes: list[views.CreditChange] = []
+            applied: list[views.Disposition] = []
+            if action == "confirm" and category is not None:
+                # in one order everywhere, so that two decisions on overlapping clusters
+                # cannot wait for each other's account
+                for account_id in accounts_of(item):
+                    change, steps = violation(tx, item, account_id, category, reviewer)
+                    changes.append(change)
+                    applied += steps
+            return views.Decision(
+                id=row.id,
+                item_id=item.id,
+                action=action,
+                category=category,
+                basis=basis,
+                note=note,
+                reviewer=reviewer,
+                decided_at=tx.now,
+                status=status,
+                credits=changes,
+                dispositions=applied,
+            )
+
+        return self._once(policy, now, idem, views.Decision, run)
+
+    # --- accounts -------------------------------------------------------------------------
+
+    def put_account(
+        self,
+        policy: Policy,
+        account_id: str,
+        *,
+        name: str | None,
+        subject_id: str | None,
+        followers: int,
+        now: datetime | None = None,
+    ) -> views.Account:
+        """Create or update an account's profile (credit is only changed by the ledger)."""
+        with self._write(policy, now) as tx:
+            account = locked_account(tx, account_id)
+            account.name = name
+            account.folded_name = None if name is None else registration.fold_name(name)
+            if subject_id is not None:
+                account.subject_digest = registration.subject_digest(subject_id)
+            account.followers = followers
+            tx.record(
+                "account.profile",
+                f"account:{account_id}",
+                {"name": name, "followers": followers, "subject": account.subject_digest},
+            )
+            tx.session.flush()
+            return account_view(tx.session, account, tx.now)
+
+    def get_account(self, account_id: str, now: datetime | None = None) -> views.Account:
+        with self._session() as session:
+            account = session.get(StoredAccount, account_id)
+            if account is None:
+                raise NotFoundError(f"no account {account_id!r}")
+            return account_view(session, account, now or datetime.now(UTC))
+
+    def account_levels(self, levels: list[str]) -> dict[str, str]:
+        """Accounts at any of ``levels``: the ones whose posts the policy treats more strictly."""
+        with self._session() as session:
+            rows = session.execute(
+                select(StoredAccount.account_id, StoredAccount.level).where(
+                    StoredAccount.level.in_(levels)
+                )
+            )
+            return {account: level for account, level in rows}
+
+    def restore_credit(self, policy: Policy, now: datetime | None = None) -> int:
+        """Give back the points of completed clean periods to every account due them; the
+        number of accounts restored."""
+        moment = now or datetime.now(UTC)
+        due_before = moment - timedelta(days=policy.credit.restore_every_days)
+        with self._session() as session:
+            due = session.scalars(
+                select(StoredAccount.account_id).where(
+                    StoredAccount.credit < policy.credit.initial,
+                    StoredAccount.clean_since <= due_before,
+                )
+            ).all()
+        restored = 0
+        for account_id in due:
+            with self._write(policy, moment) as tx:
+                restored += restore(tx, locked_account(tx, account_id)) is not None
+        return restored
+
+    # --- reports and appeals --------------------------------------------------------------
+
+    def file_report(
+        self,
+        policy: Policy,
+        *,
+        post_id: str | None,
+        account_id: str | None,
+        category: Category,
+        text_: str,
+        reporter: str,
+        idem: Idempotency | None = None,
+        now: datetime | None = None,
+    ) -> views.Report:
+        """Store a complaint and join it to the post's (or account's) open item, raising its
+        priority, or open a report item for it."""
+
+        def run(tx: Tx) -> views.Report:
+            item = item_to_join(tx, post_id, account_id)
+            if item is None:
+                known = tx.session.get(StoredAccount, account_id) if account_id else None
+                item = new_item(
+                    tx,
+                    kind="report",
+                    post_id=post_id,
+                    account_id=account_id,
+                    merge_key=f"post:{post_id}" if post_id else f"account:{account_id}",
+                    head=category,
+                    severity="report",
+                    reach=known.followers if known is not None else 0,
+                    evidence={"categories": {}},
+                )
+            item.reports += 1
+            counts = dict((item.evidence or {}).get("categories", {}))
+            counts[category] = counts.get(category, 0) + 1
+            item.evidence = {**(item.evidence or {}), "categories": counts}
+            item.urgency = urgency_of(policy, item)
+            tx.session.flush()
+            report = StoredReport(
+                post_id=post_id,
+                account_id=account_id,
+                category=category,
+                text=text_,
+                item_id=item.id,
+                reporter=reporter,
+                created_at=tx.now,
+            )
+            tx.session.add(report)
+            tx.session.flush()
+            tx.record(
+                "report.filed",
+                f"report:{report.id}",
+                {
+                    "item": item.id,
+                    "post_id": post_id,
+                    "account_id": account_id,
+                    "category": category,
+                    "text_sha256": hashlib.sha256(text_.encode()).hexdigest(),
+                    "reporter": reporter,
+                },
+            )
+            return report_view(report, item)
+
+        return self._once(policy, now, idem, views.Report, run)
+
+    def enqueue(
+        self,
+        policy: Policy,
+        *,
+        kind: items.Kind,
+        merge_key: str,
+        head: str,
+        severity: str,
+        reach: int,
+        evidence: dict[str, Any],
+        post_id: str | None = None,
+        account_id: str | None = None,
+        model_version: str | None = None,
+        text_: str | None = None,
+        now: datetime | None = None,
+    ) -> views.Item:
+        """Queue an item from another source (a flagged cluster, a confirmed-rumour bank
+        match), once while it is open: ``merge_key`` names what it is about (the cluster, the
+        post and the bank entry), and the same key again returns the open item."""
+
+        def run(tx: Tx) -> views.Item:
+            open_item = tx.session.scalar(
+                select(ReviewItem).where(
+                    ReviewItem.merge_key == merge_key, ReviewItem.status.in_(OPEN_STATUSES)
+                )
+            )
+            if open_item is not None:
+                return item_view(policy, open_item, None, tx.now)
+            item = new_item(
+                tx,
+                kind=kind,
+                post_id=post_id,
+                account_id=account_id,
+                merge_key=merge_key,
+                head=head,
+                severity=severity,
+                reach=reach,
+                evidence=evidence,
+            )
+            item.model_version, item.text = model_version, text_
+            item.urgency = urgency_of(policy, item)
+            tx.session.flush()
+            tx.record(
+                "review.enqueued",
+                f"item:{item.id}",
+                {"kind": kind, "merge_key": merge_key, "head": head, "severity": severity},
+            )
+            return item_view(policy, item, None, tx.now)
+
+        return self._once(policy, now, None, views.Item, run)
+
+    def get_report(self, report_id: int) -> views.Report:
+        with self._session() as session:
+            report = session.get(StoredReport, report_id)
+            if report is None:
+                raise NotFoundError(f"no report {report_id}")
+            item = session.get(ReviewItem, report.item_id)
+            assert item is not None
+            return report_view(report, item)
+
+    def file_appeal(
+        self,
+        policy: Policy,
+        *,
+        account_id: str,
+        item_id: int,
+        reason: str,
+        filed_by: str,
+        idem: Idempotency | None = None,
+        now: datetime | None = None,
+    ) -> views.Appeal:
+        def run(tx: Tx) -> views.Appeal:
+            if tx.session.get(StoredAccount, account_id) is None:
+                raise NotFoundError(f"no account {account_id!r}")
+            item = tx.session.get(ReviewItem, item_id)
+            if item is None:
+                raise NotFoundError(f"no review item {item_id}")
+            if account_id not in accounts_of(item) or item.status != "confirmed":
+                raise ConflictError(
+                    f"item {item_id} is not a confirmed violation of account {account_id!r}"
+                )
+            decision = final_decision(tx.session, item_id)
+            deadline = appeal_rules.check_filing(policy.appeals, utc(decision.decided_at), tx.now)
+            earlier = tx.session.scalar(
+                select(StoredAppeal.id).where(
+                    StoredAppeal.item_id == item_id, StoredAppeal.account_id == account_id
+                )
+            )
+            if earlier is not None:
+                raise ConflictError(f"item {item_id} was appealed already (appeal {earlier})")
+            appeal = StoredAppeal(
+                account_id=account_id,
+                item_id=item_id,
+                reason=reason,
+                status="pending",
+                filed_by=filed_by,
+                filed_at=tx.now,
+                deadline=deadline,
+            )
+            tx.session.add(appeal)
+            tx.session.flush()
+            tx.record(
+                "appeal.filed",
+                f"appeal:{appeal.id}",
+                {
+                    "account_id": account_id,
+                    "item": item_id,
+                    "deadline": deadline.isoformat(),
+                    "reason_sha256": hashlib.sha256(reason.encode()).hexdigest(),
+                },
+            )
+            return appeal_view(appeal, tx.now)
+
+        return self._once(policy, now, idem, views.Appeal, run)
+
+    def decide_appeal(
+        self,
+        policy: Policy,
+        appeal_id: int,
+        reviewer: str,
+        action: AppealAction,
+        note: str | None,
+        *,
+        idem: Idempotency | None = None,
+        now: datetime | None = None,
+    ) -> views.Appeal:
+        """Resolve an appeal; upholding it reverses the credit change and lifts the
+        dispositions of the appealed decision, by new ledger entries and records."""
+
+        def run(tx: Tx) -> views.Appeal:
+            appeal = tx.session.scalar(
+                select(StoredAppeal).where(StoredAppeal.id == appeal_id).with_for_update()
+            )
+            if appeal is None:
+                raise NotFoundError(f"no appeal {appeal_id}")
+            if appeal.status != "pending":
+                raise ConflictError(f"appeal {appeal_id} is resolved already ({appeal.status})")
+            decided_by = final_decision(tx.session, appeal.item_id).reviewer
+            appeal_rules.check_resolver(decided_by, reviewer)
+            appeal.status = "upheld" if action == "uphold" else "rejected"
+            appeal.resolved_by, appeal.resolved_at, appeal.note = reviewer, tx.now, note
+            tx.record(
+                "appeal.decision",
+                f"appeal:{appeal.id}",
+                {"action": action, "reviewer": reviewer, "item": appeal.item_id},
+            )
+            reversed_: list[views.CreditChange | views.Disposition] = []
+            if action == "uphold":
+                reversed_ = reverse(tx, appeal, reviewer)
+            return appeal_view(appeal, tx.now, reversed_)
+
+        return self._once(policy, now, idem, views.Appeal, run)
+
+    def list_appeals(
+        self, *, overdue_only: bool = False, limit: int = 100, now: datetime | None = None
+    ) -> views.AppealPage:
+        moment = now or datetime.now(UTC)
+        late = and_(StoredAppeal.status == "pending", StoredAppeal.deadline < moment)
+        query = select(StoredAppeal).order_by(StoredAppeal.deadline, StoredAppeal.id)
+        if overdue_only:
+            query = query.where(late)
+        with self._session() as session:
+            rows = session.scalars(query.limit(limit)).all()
+            overdue = session.scalar(select(func.count()).select_from(StoredAppeal).where(late))
+        return views.AppealPage(
+            appeals=[appeal_view(a, moment) for a in rows], overdue=int(overdue or 0)
+        )
+
+    # --- re-registration ------------------------------------------------------------------
+
+    def check_registration(
+        self, policy: Policy, name: str, subject_id: str, now: datetime | None = None
+    ) -> views.Registration:
+        moment = now or datetime.now(UTC)
+        rules = policy.registration
+        with self._session() as session:
+            blacklisted = session.scalars(
+                select(StoredAccount.account_id)
+                .join(StoredDisposition, StoredDisposition.account_id == StoredAccount.account_id)
+                .where(
+                    StoredAccount.subject_digest == registration.subject_digest(subject_id),
+                    StoredDisposition.kind.in_(rules.subjects_refused_by),
+                    active_now(moment),
+                )
+                .distinct()
+            ).all()
+            closed = session.execute(
+                select(StoredAccount.account_id, StoredAccount.folded_name)
+                .join(StoredDisposition, StoredDisposition.account_id == StoredAccount.account_id)
+                .where(
+                    StoredAccount.folded_name.is_not(None),
+                    StoredDisposition.kind.in_(rules.names_refused_by),
+                    active_now(moment),
+                )
+                .distinct()
+            ).all()
+        refusals = registration.check(
+            rules, name, blacklisted, [(a, n) for a, n in closed if n is not None]
+        )
+        return views.Registration(
+            allowed=not refusals,
+            reasons=[{"code": r.code, "detail": r.detail} for r in refusals],
+        )
+
+    # --- records and labels ---------------------------------------------------------------
+
+    def audit_entries(
+        self, start: datetime | None = None, end: datetime | None = None, chunk: int = 5000
+    ) -> Iterator[chain.Entry]:
+        """The records in sequence order (``start <= at < end`` when given), read in chunks."""
+        after = 0
+        while True:
+            query = select(AuditRecord).where(AuditRecord.seq > after)
+            if start is not None:
+                query = query.where(AuditRecord.at >= start)
+            if end is not None:
+                query = query.where(AuditRecord.at < end)
+            with self._session() as session:
+                rows = session.scalars(query.order_by(AuditRecord.seq).limit(chunk)).all()
+            if not rows:
+                return
+            for row in rows:
+                yield chain.Entry(
+                    seq=row.seq,
+                    at=utc(row.at),
+                    kind=row.kind,
+                    subject=row.subject,
+                    payload=row.payload,
+                    prev_hash=row.prev_hash,
+                    hash=row.hash,
+                )
+            after = rows[-1].seq
+
+    def audit_head(self) -> tuple[int, str]:
+        with self._session() as session:
+            head = session.get(AuditHead, 1)
+            assert head is not None, "the audit head row is created by the migration"
+            return head.seq, head.hash
+
+    def labels(self) -> Iterator[dict[str, Any]]:
+        """Reviewers' final decisions as training labels: 1 for a confirmed violation (unless
+        an appeal against it was upheld), 0 for a dismissal."""
+        upheld = select(StoredAppeal.item_id).where(StoredAppeal.status == "upheld")
+        query = (
+            select(ReviewDecision, ReviewItem)
+            .join(ReviewItem, ReviewItem.id == ReviewDecision.item_id)
+            .where(ReviewDecision.action.in_(("confirm", "dismiss")))
+            .order_by(ReviewDecision.id)
+        )
+        with self._session() as session:
+            appealed = set(session.scalars(upheld))
+            for decision, item in session.execute(query):
+                confirmed = decision.action == "confirm" and item.id not in appealed
+                yield {
+                    "item_id": item.id,
+                    "post_id": item.post_id,
+                    "text": item.text,
+                    "head": decision.category or item.head,
+                    "label": int(confirmed),
+                    "action": decision.action,
+                    "appeal_upheld": item.id in appealed,
+                    "decided_at": utc(decision.decided_at).isoformat(),
+                    "policy_version": decision.policy_version,
+                    "model_version": item.model_version,
+                }

@@ -1,0 +1,339 @@
+"""The pieces of a review write, run inside one transaction (:class:`Tx`): locking, credit
+changes, dispositions, reversals, new items, and appending the chained records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+
+from service.policy import Policy
+from service.review import chain, credit, dispositions, items, views
+from service.review.items import Category, ConflictError, NotFoundError
+from service.storage.repository import StorageError
+from service.storage.review_rows import change_view, disposition_view, utc
+from service.storage.tables import (
+    AuditHead,
+    AuditRecord,
+    CreditEntry,
+    ReviewDecision,
+    ReviewItem,
+    StoredAccount,
+    StoredAppeal,
+    StoredDisposition,
+)
+
+OPEN_STATUSES = ("open", "escalated")
+
+
+@dataclass
+class Tx:
+    """One write: its session, its moment, its policy, and the records it appends at the end."""
+
+    session: Session
+    now: datetime
+    policy: Policy
+    log: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    def record(self, kind: str, subject: str, payload: dict[str, Any]) -> None:
+        self.log.append((kind, subject, payload))
+
+
+def append_records(
+    session: Session, at: datetime, log: list[tuple[str, str, dict[str, Any]]]
+) -> None:
+    """Append ``log`` to the chain, holding its head's lock until the transaction ends."""
+    if not log:
+        return
+    head = session.scalar(select(AuditHead).where(AuditHead.id == 1).with_for_update())
+    assert head is not None, "the audit head row is created by the migration"
+    seq, prev = head.seq, head.hash
+    for kind, subject, payload in log:
+        seq += 1
+        digest = chain.link(prev, seq, at, kind, subject, payload)
+        session.add(
+            AuditRecord(
+                seq=seq,
+                at=at,
+                kind=kind,
+                subject=subject,
+                payload=payload,
+                prev_hash=prev,
+                hash=digest,
+            )
+        )
+        prev = digest
+    head.seq, head.hash = seq, prev
+
+
+def lost_race(exc: StorageError) -> bool:
+    cause = exc.__cause__
+    if isinstance(cause, IntegrityError):
+        return True
+    # PostgreSQL: deadlock detected, serialization failure
+    code = getattr(getattr(cause, "orig", None), "sqlstate", None)
+    return isinstance(cause, DBAPIError) and code in {"40P01", "40001"}
+
+
+def locked_item(tx: Tx, item_id: int) -> ReviewItem:
+    item = tx.session.scalar(select(ReviewItem).where(ReviewItem.id == item_id).with_for_update())
+    if item is None:
+        raise NotFoundError(f"no review item {item_id}")
+    return item
+
+
+def locked_account(tx: Tx, account_id: str) -> StoredAccount:
+    """The account's row, locked; created at the initial credit when it is new."""
+    rules = tx.policy.credit
+    insert = sqlite_insert if tx.session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    values = {
+        "account_id": account_id,
+        "credit": rules.initial,
+        "level": credit.level(rules, rules.initial).name,
+        "followers": 0,
+        "clean_since": tx.now,
+        "policy_version": tx.policy.version,
+    }
+    statement = insert(StoredAccount).values(values)
+    tx.session.execute(statement.on_conflict_do_nothing(index_elements=["account_id"]))
+    account = tx.session.scalar(
+        select(StoredAccount)
+        .where(StoredAccount.account_id == account_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert account is not None
+    return account
+
+
+def change_credit(
+    tx: Tx,
+    account: StoredAccount,
+    delta: int,
+    reason: str,
+    *,
+    category: str | None = None,
+    item_id: int | None = None,
+    appeal_id: int | None = None,
+) -> views.CreditChange:
+    rules = tx.policy.credit
+    account.credit += delta
+    account.level = credit.level(rules, account.credit).name
+    account.policy_version = tx.policy.version
+    entry = CreditEntry(
+        account_id=account.account_id,
+        delta=delta,
+        credit=account.credit,
+        level=account.level,
+        reason=reason,
+        category=category,
+        item_id=item_id,
+        appeal_id=appeal_id,
+        policy_version=tx.policy.version,
+        at=tx.now,
+    )
+    tx.session.add(entry)
+    tx.session.flush()
+    change = change_view(entry)
+    tx.record(
+        "credit.change",
+        f"account:{account.account_id}",
+        change.model_dump(mode="json", exclude={"at", "account_id"}),
+    )
+    return change
+
+
+def restore(tx: Tx, account: StoredAccount) -> views.CreditChange | None:
+    due = credit.restoration(tx.policy.credit, account.credit, utc(account.clean_since), tx.now)
+    if due is None:
+        return None
+    delta, until = due
+    account.clean_since = until
+    return change_credit(tx, account, delta, "restore")
+
+
+def violations_since(tx: Tx, account_id: str, since: datetime) -> int:
+    reversed_items = select(CreditEntry.item_id).where(
+        CreditEntry.account_id == account_id, CreditEntry.reason == "reversal"
+    )
+    count = tx.session.scalar(
+        select(func.count())
+        .select_from(CreditEntry)
+        .where(
+            CreditEntry.account_id == account_id,
+            CreditEntry.reason == "violation",
+            CreditEntry.at >= since,
+            CreditEntry.item_id.not_in(reversed_items),
+        )
+    )
+    return int(count or 0)
+
+
+def accounts_of(item: ReviewItem) -> list[str]:
+    """The accounts a confirmed item is a violation of: its own, and a cluster's members'."""
+    members = (item.evidence or {}).get("members", [])
+    found = {m["account_id"] for m in members if isinstance(m, dict) and m.get("account_id")}
+    if item.account_id is not None:
+        found.add(item.account_id)
+    return sorted(found)
+
+
+def violation(
+    tx: Tx, item: ReviewItem, account_id: str, category: Category, reviewer: str
+) -> tuple[views.CreditChange, list[views.Disposition]]:
+    account = locked_account(tx, account_id)
+    restore(tx, account)
+    rules = tx.policy.credit
+    earlier = violations_since(tx, account.account_id, tx.now - timedelta(days=rules.window_days))
+    delta = credit.deduction(rules, account.credit, category, item.severity, earlier)
+    change = change_credit(tx, account, delta, "violation", category=category, item_id=item.id)
+    account.clean_since = tx.now
+    active = set(
+        tx.session.scalars(
+            select(StoredDisposition.kind).where(
+                StoredDisposition.account_id == account.account_id, active_now(tx.now)
+            )
+        )
+    )
+    applied = []
+    for step in dispositions.due(tx.policy.dispositions, account.level, earlier + 1, active):
+        row = StoredDisposition(
+            account_id=account.account_id,
+            kind=step.kind,
+            basis=step.basis,
+            item_id=item.id,
+            starts_at=tx.now,
+            ends_at=dispositions.ends_at(step, tx.now),
+            decided_by=reviewer,
+            policy_version=tx.policy.version,
+        )
+        tx.session.add(row)
+        tx.session.flush()
+        shown = disposition_view(row, tx.now)
+        applied.append(shown)
+        tx.record(
+            "disposition.applied",
+            f"account:{account.account_id}",
+            shown.model_dump(mode="json", exclude={"account_id", "active", "starts_at"}),
+        )
+    return change, applied
+
+
+def reverse(
+    tx: Tx, appeal: StoredAppeal, reviewer: str
+) -> list[views.CreditChange | views.Disposition]:
+    account = locked_account(tx, appeal.account_id)
+    done: list[views.CreditChange | views.Disposition] = []
+    deducted = tx.session.scalar(
+        select(CreditEntry).where(
+            CreditEntry.item_id == appeal.item_id,
+            CreditEntry.account_id == appeal.account_id,
+            CreditEntry.reason == "violation",
+        )
+    )
+    if deducted is not None and deducted.delta:
+        done.append(
+            change_credit(
+                tx,
+                account,
+                -deducted.delta,
+                "reversal",
+                category=deducted.category,
+                item_id=appeal.item_id,
+                appeal_id=appeal.id,
+            )
+        )
+    lifted = tx.session.scalars(
+        select(StoredDisposition).where(
+            StoredDisposition.item_id == appeal.item_id,
+            StoredDisposition.account_id == appeal.account_id,
+            StoredDisposition.lifted_at.is_(None),
+        )
+    ).all()
+    for row in lifted:
+        row.lifted_at, row.lifted_by = tx.now, reviewer
+        tx.record(
+            "disposition.lifted",
+            f"account:{row.account_id}",
+            {"disposition": row.id, "kind": row.kind, "appeal": appeal.id, "by": reviewer},
+        )
+        done.append(disposition_view(row, tx.now))
+    return done
+
+
+def new_item(
+    tx: Tx,
+    *,
+    kind: str,
+    post_id: str | None,
+    account_id: str | None,
+    merge_key: str,
+    head: str,
+    severity: str,
+    reach: int,
+    evidence: dict[str, Any],
+) -> ReviewItem:
+    item = ReviewItem(
+        kind=kind,
+        post_id=post_id,
+        account_id=account_id,
+        merge_key=merge_key,
+        head=head,
+        policy_version=tx.policy.version,
+        decision="review",
+        severity=severity,
+        reach=reach,
+        reports=0,
+        urgency=0.0,
+        status="open",
+        evidence=evidence,
+        enqueued_at=tx.now,
+    )
+    tx.session.add(item)
+    return item
+
+
+def urgency_of(policy: Policy, item: ReviewItem) -> float:
+    rules = policy.review
+    base = items.base_priority(rules, item.severity, item.reach, item.reports)
+    return items.urgency(rules, base, utc(item.enqueued_at))
+
+
+def item_to_join(tx: Tx, post_id: str | None, account_id: str | None) -> ReviewItem | None:
+    """The open item a new report on the post (or, without a post, the account) joins."""
+    if post_id is not None:
+        where = ReviewItem.post_id == post_id
+    else:
+        where = ReviewItem.merge_key == f"account:{account_id}"
+    return tx.session.scalar(
+        select(ReviewItem)
+        .where(where, ReviewItem.status.in_(OPEN_STATUSES))
+        .order_by(ReviewItem.id)
+        .limit(1)
+        .with_for_update()
+    )
+
+
+def final_decision(session: Session, item_id: int) -> ReviewDecision:
+    decision = session.scalar(
+        select(ReviewDecision)
+        .where(ReviewDecision.item_id == item_id, ReviewDecision.action.in_(("confirm", "dismiss")))
+        .order_by(ReviewDecision.id.desc())
+        .limit(1)
+    )
+    if decision is None:
+        raise ConflictError(f"item {item_id} has no decision to appeal")
+    return decision
+
+
+def active_now(now: datetime) -> Any:
+    return and_(
+        StoredDisposition.lifted_at.is_(None),
+        or_(StoredDisposition.ends_at.is_(None), StoredDisposition.ends_at > now),
+    )

@@ -1,0 +1,95 @@
+"""``qinglang audit verify|export``, ``qinglang labels export`` and ``qinglang credit restore``
+as an operator runs them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from servicekit import record
+from sqlalchemy import text
+
+from service.policy import load_policy
+from service.security import check_password
+from service.settings import Settings
+from service.storage import Pending, open_repository, upgrade
+from training.data import reviewed
+
+
+def qinglang(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *args],
+        env={**os.environ, "QINGLANG_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_audit_verify_export_and_labels(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    upgrade(url)
+    policy = load_policy(Settings().policy_file)
+    repo = open_repository(url, 5.0, policy.review)
+    rec = record("p1").model_copy(update={"account_id": "acc1"})
+    repo.save_records([Pending(rec, True, "<b>谣言</b>'\u200b")])
+    (item,) = repo.list_items(policy).items
+    repo.decide(policy, item.id, "r1", "confirm", "rumor", "art18.6")
+    verified = qinglang(url, "audit", "verify")
+    assert verified.returncode == 0 and "ok, 4 records" in verified.stderr
+    out = tmp_path / "audit.jsonl"
+    exported = qinglang(url, "audit", "export", "--from", "2000-01-01", "-o", str(out))
+    assert exported.returncode == 0, exported.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["kind"] for line in lines][:2] == ["score.flagged", "review.decision"]
+    assert lines[1]["payload"]["basis"] == "art18.6" and lines[1]["prev_hash"] == lines[0]["hash"]
+    none = qinglang(url, "audit", "export", "--to", "2000-01-01", "--format", "csv")
+    rows = list(csv.DictReader(none.stdout.splitlines()))
+    assert none.returncode == 0 and rows == []
+    table = tmp_path / "audit.csv"
+    assert qinglang(url, "audit", "export", "--format", "csv", "-o", str(table)).returncode == 0
+    with open(table, newline="", encoding="utf-8") as f:
+        assert [r["seq"] for r in csv.DictReader(f)] == ["1", "2", "3", "4"]
+    labels = tmp_path / "labels.jsonl"
+    assert qinglang(url, "labels", "export", "-o", str(labels)).returncode == 0
+    (label,) = [json.loads(line) for line in labels.read_text().splitlines()]
+    assert label["text"] == "<b>谣言</b>'\u200b" and label["label"] == 1
+    assert label["head"] == "rumor" and label["model_version"] == "sha256:m1"
+    (example,) = reviewed(labels)
+    assert (example.text, example.head, example.label, example.group) == (
+        label["text"],
+        "rumor",
+        1,
+        "p1",
+    )
+    restored = qinglang(url, "credit", "restore")
+    assert restored.returncode == 0 and "0 accounts restored" in restored.stderr
+    with repo.engine.begin() as db:
+        db.execute(text("UPDATE audit_records SET payload = '{}' WHERE seq = 2"))
+    repo.close()
+    broken = qinglang(url, "audit", "verify")
+    assert broken.returncode == 1 and "record 2" in broken.stderr
+    unreachable = qinglang("postgresql+psycopg://postgres@127.0.0.1:9/x", "audit", "verify")
+    assert unreachable.returncode == 2 and "error" in unreachable.stderr
+
+
+def test_users_create_prints_a_password_that_checks_against_the_stored_digest(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    created = qinglang(url, "users", "create", "--name", "王审核", "--role", "reviewer")
+    assert created.returncode == 0, created.stderr
+    password = created.stdout.strip().splitlines()[-1]
+    repo = open_repository(url, 5.0)
+    found = repo.get_user("王审核")
+    repo.close()
+    assert found is not None and found[1] == "reviewer" and password not in found[0]
+    assert check_password(password, found[0]) and not check_password(password + "x", found[0])
+    taken = qinglang(url, "users", "create", "--name", "王审核", "--role", "admin")
+    assert taken.returncode == 2 and "taken" in taken.stderr
+    assert qinglang(url, "users", "create", "--name", "x", "--role", "publisher").returncode == 2

@@ -1,0 +1,151 @@
+"""The review rules alone: priority, leases, credit, dispositions, appeals, names, the chain."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from service.policy import Policy, load_policy
+from service.review import appeals, chain, credit, dispositions, items, registration
+from service.settings import Settings
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return load_policy(Settings().policy_file)
+
+
+def test_priority_grows_with_severity_reach_reports_and_age(policy: Policy) -> None:
+    rules = policy.review
+    base = items.base_priority(rules, "review", 0, 0)
+    assert items.base_priority(rules, "block", 0, 0) > base
+    assert items.base_priority(rules, "review", 10_000, 0) > items.base_priority(
+        rules, "review", 10, 0
+    )
+    assert items.base_priority(rules, "review", 0, 3) > base
+    old = items.urgency(rules, base, T0)
+    new = items.urgency(rules, base, T0 + timedelta(hours=4))
+    assert old > new  # the older item of equal base comes first
+    later = T0 + timedelta(hours=10)
+    assert items.priority(rules, old, later) == pytest.approx(
+        base + rules.age_weight_per_hour * 10, abs=1e-3
+    )
+    # an old review item eventually passes a fresh block item
+    fresh_block = items.urgency(rules, items.base_priority(rules, "block", 0, 0), later)
+    hours_needed = (fresh_block - old) / rules.age_weight_per_hour
+    assert items.urgency(rules, base, T0 - timedelta(hours=hours_needed + 1)) > fresh_block
+
+
+def test_a_live_lease_keeps_others_out_and_an_expired_one_does_not(policy: Policy) -> None:
+    until = items.lease_end(policy.review, T0)
+    items.check_claim("open", "r1", until, "r1", T0)
+    with pytest.raises(items.ConflictError, match="claimed by another"):
+        items.check_claim("open", "r1", until, "r2", T0)
+    items.check_claim("open", "r1", until, "r2", until + timedelta(seconds=1))
+    with pytest.raises(items.ConflictError, match="decided already"):
+        items.check_claim("confirmed", None, None, "r2", T0)
+
+
+def test_deductions_by_category_severity_and_repetition(policy: Policy) -> None:
+    rules = policy.credit
+    first = credit.deduction(rules, 100, "rumor", "review", 0)
+    assert first == -rules.deductions["rumor"]
+    assert credit.deduction(rules, 100, "rumor", "block", 0) < first
+    assert credit.deduction(rules, 100, "rumor", "review", 2) < first
+    assert credit.deduction(rules, 100, "incitement", "review", 0) != first
+    # never below the floor
+    assert credit.deduction(rules, rules.floor + 3, "rumor", "block", 5) == -3
+
+
+def test_levels_and_restoration(policy: Policy) -> None:
+    rules = policy.credit
+    assert credit.level(rules, rules.initial).name == rules.levels[0].name
+    assert credit.level(rules, rules.floor).name == rules.blacklist
+    assert credit.restoration(rules, 60, T0, T0 + timedelta(days=1)) is None
+    period = timedelta(days=rules.restore_every_days)
+    delta, until = credit.restoration(rules, 60, T0, T0 + 2 * period + timedelta(days=1)) or (0, T0)
+    assert delta == 2 * rules.restore_points and until == T0 + 2 * period
+    assert credit.restoration(rules, rules.initial, T0, T0 + 10 * period) is None
+    capped = credit.restoration(rules, rules.initial - 1, T0, T0 + 10 * period)
+    assert capped is not None and capped[0] == 1
+    assert credit.replay(rules, [-20, -30, 5]) == rules.initial - 45
+
+
+def test_the_ladder_applies_steps_by_level_and_count_once(policy: Policy) -> None:
+    ladder = policy.dispositions
+    first = [s.kind for s in dispositions.due(ladder, "B", 1, set())]
+    assert first == ["warning"]
+    assert [s.kind for s in dispositions.due(ladder, "B", 2, {"warning"})] == []
+    assert "limit_features" in [s.kind for s in dispositions.due(ladder, "B", 3, set())]
+    worst = {s.kind for s in dispositions.due(ladder, "X", 1, set())}
+    assert {"close_account", "blacklist", "ban_reregistration"} <= worst
+    assert all(s.basis.startswith("art") for s in ladder)
+    step = next(s for s in ladder if s.kind == "warning")
+    assert dispositions.ends_at(step, T0) == T0 + timedelta(days=step.days or 0)
+    assert dispositions.is_active(T0 + timedelta(days=1), False, T0)
+    assert not dispositions.is_active(T0 + timedelta(days=1), True, T0)
+    assert not dispositions.is_active(T0, False, T0 + timedelta(days=1))
+
+
+def test_appeal_window_deadline_and_resolver(policy: Policy) -> None:
+    rules = policy.appeals
+    deadline = appeals.check_filing(rules, T0, T0 + timedelta(days=1))
+    assert deadline == T0 + timedelta(days=1 + rules.resolve_within_days)
+    late = T0 + timedelta(days=rules.file_within_days + 1)
+    with pytest.raises(appeals.AppealClosedError) as closed:
+        appeals.check_filing(rules, T0, late)
+    assert closed.value.deadline == T0 + timedelta(days=rules.file_within_days)
+    with pytest.raises(items.ForbiddenError):
+        appeals.check_resolver("r1", "r1")
+    appeals.check_resolver("r1", "r2")
+    assert appeals.overdue("pending", T0, T0 + timedelta(seconds=1))
+    assert not appeals.overdue("upheld", T0, T0 + timedelta(seconds=1))
+
+
+def test_names_fold_and_near_names_are_refused(policy: Policy) -> None:
+    rules = policy.registration
+    assert registration.fold_name("清朗 日报") == registration.fold_name("清朗日報")
+    assert registration.fold_name("清朗\u200b日报!") == registration.fold_name("清朗日报")
+    closed = [("acc1", registration.fold_name("清朗每日新闻"))]
+    assert [r.code for r in registration.check(rules, "清朗每日新闻", [], closed)] == ["name_taken"]
+    assert [r.code for r in registration.check(rules, "清朗每日新闯", [], closed)] == ["name_near"]
+    assert registration.check(rules, "完全不同的名字", [], closed) == []
+    short = [("acc2", registration.fold_name("清朗"))]
+    assert registration.check(rules, "清明", [], short) == []  # too short to be near
+    assert [r.code for r in registration.check(rules, "新名字", ["acc9"], [])] == [
+        "subject_blacklisted"
+    ]
+    assert registration.distance("abcd", "abxd", 1) == 1
+    assert registration.distance("abcd", "wxyz", 1) == 2
+    assert registration.subject_digest("110101") != registration.subject_digest("110102")
+
+
+def _chain(n: int) -> list[chain.Entry]:
+    entries, prev = [], chain.GENESIS
+    for seq in range(1, n + 1):
+        at = T0 + timedelta(seconds=seq)
+        payload = {"n": seq, "text": "<script>'"}
+        digest = chain.link(prev, seq, at, "k", f"s{seq}", payload)
+        entries.append(chain.Entry(seq, at, "k", f"s{seq}", payload, prev, digest))
+        prev = digest
+    return entries
+
+
+def test_the_chain_detects_edits_deletions_reordering_and_a_cut_end() -> None:
+    entries = _chain(5)
+    head = (5, entries[-1].hash)
+    assert chain.verify(entries, head) == []
+    edited = list(entries)
+    edited[2] = chain.Entry(**{**edited[2].__dict__, "payload": {"n": 99}})
+    assert any("record 3" in p and "content" in p for p in chain.verify(edited, head))
+    deleted = entries[:2] + entries[3:]
+    assert chain.verify(deleted, head)
+    swapped = [entries[0], entries[2], entries[1], *entries[3:]]
+    assert chain.verify(swapped, head)
+    assert any("missing" in p for p in chain.verify(entries[:4], head))
+    # the same moment in another time zone hashes the same
+    moved = entries[0].at.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Shanghai"))
+    assert chain.link(chain.GENESIS, 1, moved, "k", "s1", entries[0].payload) == entries[0].hash

@@ -1,0 +1,442 @@
+"""The review workflow's storage on SQLite and on PostgreSQL: queue, leases, decisions, credit,
+dispositions, reports, appeals, re-registration, the chain, labels, and the migration."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic import command
+from servicekit import record
+from sqlalchemy import text
+
+from service.policy import Policy, load_policy
+from service.review import chain, views
+from service.review.appeals import AppealClosedError
+from service.review.items import ConflictError, ForbiddenError, NotFoundError
+from service.settings import Settings
+from service.spool import Spool
+from service.storage import Pending, SqlRepository, open_repository, upgrade
+from service.storage.repository import Idempotency, IdempotencyMismatchError
+from service.storage.sql import alembic_config, make_engine
+
+T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return load_policy(Settings().policy_file)
+
+
+@pytest.fixture
+def repo(database_url: str, policy: Policy) -> Iterator[SqlRepository]:
+    upgrade(database_url)
+    repository = open_repository(database_url, 5.0, policy.review)
+    yield repository
+    repository.close()
+
+
+def flag(
+    repo: SqlRepository,
+    post_id: str,
+    account: str | None = "acc1",
+    decision: str = "review",
+    text_: str = "帖子",
+) -> int:
+    """Store a flagged record of ``account`` and return its review item's id."""
+    rec = record(post_id, decision).model_copy(update={"account_id": account})  # type: ignore[arg-type]
+    repo.save_records([Pending(rec, True, text_)])
+    (item,) = [
+        i
+        for i in repo.list_items(load_policy(Settings().policy_file), limit=1000).items
+        if i.post_id == post_id
+    ]
+    return item.id
+
+
+def verify(repo: SqlRepository) -> list[str]:
+    return chain.verify(repo.audit_entries(), repo.audit_head())
+
+
+def test_flagged_records_become_items_ordered_by_priority_with_filters_and_cursor(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    repo.put_account(policy, "big", name="大号", subject_id=None, followers=1_000)
+    low = flag(repo, "p-low", "small")
+    big = flag(repo, "p-big", "big")
+    block = flag(repo, "p-block", "small", "block")
+    page = repo.list_items(policy)
+    assert [i.id for i in page.items] == [block, big, low]
+    assert page.next is None
+    first = repo.list_items(policy, limit=2)
+    assert [i.id for i in first.items] == [block, big] and first.next
+    urgency, _, last = first.next.rpartition("_")
+    rest = repo.list_items(policy, limit=2, cursor=(float(urgency), int(last)))
+    assert [i.id for i in rest.items] == [low]
+    item = repo.get_item(policy, big)
+    assert item.kind == "score" and item.reach == 1_000 and item.head is not None
+    assert item.evidence is not None and item.evidence["record"]["id"] == "p-big"
+    assert [i.id for i in repo.list_items(policy, head=item.head).items]
+    assert repo.list_items(policy, head="coordination", kind="report").items == []
+    repo.claim(policy, low, "r1")
+    assert [i.id for i in repo.list_items(policy, assignee="r1").items] == [low]
+    assert repo.list_items(policy, status="confirmed").items == []
+    with pytest.raises(NotFoundError):
+        repo.get_item(policy, 999_999)
+
+
+def test_a_lease_keeps_an_item_to_its_reviewer_until_it_expires(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    item = flag(repo, "p1")
+    lease = repo.claim(policy, item, "r1", now=T0)
+    assert lease.lease_until == T0 + timedelta(seconds=policy.review.lease_s)
+    repo.claim(policy, item, "r1", now=T0 + HOUR / 60)  # renewing is fine
+    with pytest.raises(ConflictError, match="claimed"):
+        repo.claim(policy, item, "r2", now=T0 + HOUR / 30)
+    with pytest.raises(ConflictError, match="claimed"):
+        repo.decide(policy, item, "r2", "dismiss", None, None, now=T0 + HOUR / 30)
+    later = T0 + timedelta(seconds=policy.review.lease_s + 120)
+    assert repo.claim(policy, item, "r2", now=later).assignee == "r2"
+    with pytest.raises(NotFoundError):
+        repo.claim(policy, 424242, "r1")
+
+
+def test_a_confirmation_deducts_credit_applies_dispositions_and_a_second_decision_conflicts(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    item = flag(repo, "p1", "acc1", "block")
+    repo.claim(policy, item, "r1")
+    decision = repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6", "谣言")
+    expected = round(policy.credit.deductions["rumor"] * policy.credit.severity["block"])
+    assert decision.status == "confirmed"
+    (change,) = decision.credits
+    assert change.delta == -expected and change.policy_version == policy.version
+    assert [d.kind for d in decision.dispositions] == ["warning"]
+    assert decision.dispositions[0].decided_by == "r1" and decision.dispositions[0].basis
+    with pytest.raises(ConflictError, match="decided already"):
+        repo.decide(policy, item, "r1", "dismiss", None, None)
+    account = repo.get_account("acc1")
+    assert account.credit == policy.credit.initial - expected
+    assert [d.kind for d in account.dispositions] == ["warning"]
+    assert len(account.history) == 2
+    assert verify(repo) == []
+    kinds = [e.kind for e in repo.audit_entries()]
+    assert kinds == ["score.flagged", "review.decision", "credit.change", "disposition.applied"]
+    with pytest.raises(NotFoundError):
+        repo.get_account("nobody")
+
+
+def test_repeated_violations_weigh_more_and_walk_down_the_ladder(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    deltas = []
+    for n in range(4):
+        item = flag(repo, f"p{n}", "acc1", "review")
+        made = repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6")
+        deltas.append(made.credits[0].delta)
+    assert deltas[0] > deltas[1] > deltas[2]
+    account = repo.get_account("acc1")
+    assert account.credit == max(policy.credit.floor, policy.credit.initial + sum(deltas))
+    assert account.level == policy.credit.blacklist
+    active = {d.kind for d in account.dispositions}
+    assert {"warning", "limit_features", "close_account", "blacklist"} <= active
+
+
+def test_dismissals_and_escalations(repo: SqlRepository, policy: Policy) -> None:
+    item = flag(repo, "p1", text_="误报的正文")
+    escalated = repo.decide(policy, item, "r1", "escalate", None, None)
+    assert escalated.status == "escalated" and escalated.credits == []
+    assert [i.id for i in repo.list_items(policy, status="escalated").items] == [item]
+    dismissed = repo.decide(policy, item, "r2", "dismiss", "rumor", None)
+    assert dismissed.status == "dismissed"
+    with pytest.raises(NotFoundError):
+        repo.get_account("acc1")  # a dismissal touches no credit
+    (label,) = repo.labels()
+    assert label["label"] == 0 and label["text"] == "误报的正文" and label["head"] == "rumor"
+    assert label["model_version"] == "sha256:m1" and label["policy_version"] == policy.version
+
+
+def test_reports_merge_into_the_posts_open_item_and_raise_its_priority(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    item = flag(repo, "p1")
+    before = repo.get_item(policy, item).priority
+    report = repo.file_report(
+        policy, post_id="p1", account_id=None, category="rumor", text_="假的", reporter="k1"
+    )
+    assert report.item_id == item and report.item_reports == 1 and report.status == "open"
+    joined = repo.get_item(policy, item)
+    assert joined.priority > before
+    assert joined.deadline == joined.enqueued_at + timedelta(days=policy.review.report_within_days)
+    assert repo.get_item(policy, flag(repo, "p-unreported")).deadline is None
+    alone = [
+        repo.file_report(
+            policy, post_id="p9", account_id="acc2", category="incitement", text_=t, reporter="k1"
+        )
+        for t in ("一", "二")
+    ]
+    assert alone[0].item_id == alone[1].item_id != item
+    shown = repo.get_item(policy, alone[0].item_id)
+    assert shown.kind == "report" and shown.reports == 2 and shown.head == "incitement"
+    by_account = repo.file_report(
+        policy, post_id=None, account_id="acc3", category="rumor", text_="", reporter="k1"
+    )
+    repo.decide(policy, by_account.item_id, "r1", "confirm", "rumor", "art18.6")
+    assert repo.get_report(by_account.id).status == "confirmed"
+    assert repo.get_account("acc3").credit < policy.credit.initial
+    # the next report on that account opens a new item: the decided one is closed
+    again = repo.file_report(
+        policy, post_id=None, account_id="acc3", category="rumor", text_="", reporter="k1"
+    )
+    assert again.item_id != by_account.item_id
+    assert verify(repo) == []
+
+
+def test_idempotent_writes_happen_once(repo: SqlRepository, policy: Policy) -> None:
+    key = Idempotency.of("k1", "retry-1", "report", {"post_id": "p1"})
+    first = repo.file_report(
+        policy, post_id="p1", account_id=None, category="rumor", text_="x", reporter="k1", idem=key
+    )
+    again = repo.file_report(
+        policy, post_id="p1", account_id=None, category="rumor", text_="x", reporter="k1", idem=key
+    )
+    assert again == first and repo.get_item(policy, first.item_id).reports == 1
+    other = Idempotency.of("k1", "retry-1", "report", {"post_id": "p2"})
+    with pytest.raises(IdempotencyMismatchError):
+        repo.file_report(
+            policy,
+            post_id="p2",
+            account_id=None,
+            category="rumor",
+            text_="x",
+            reporter="k1",
+            idem=other,
+        )
+    item = flag(repo, "p5")
+    decided_key = Idempotency.of("r1", "d-1", "decision", {})
+    made = repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6", idem=decided_key)
+    assert repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6", idem=decided_key) == made
+    assert repo.get_account("acc1").credit == policy.credit.initial + made.credits[0].delta
+
+
+def test_an_upheld_appeal_reverses_credit_and_lifts_dispositions_by_new_events(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    item = flag(repo, "p1", "acc1", "block")
+    decided = repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6", now=T0)
+    appeal = repo.file_appeal(
+        policy, account_id="acc1", item_id=item, reason="不是谣言", filed_by="k1", now=T0 + HOUR
+    )
+    assert appeal.deadline == T0 + HOUR + timedelta(days=policy.appeals.resolve_within_days)
+    with pytest.raises(ConflictError, match="appealed already"):
+        repo.file_appeal(policy, account_id="acc1", item_id=item, reason="再", filed_by="k1")
+    with pytest.raises(ForbiddenError):
+        repo.decide_appeal(policy, appeal.id, "r1", "uphold", None, now=T0 + 2 * HOUR)
+    upheld = repo.decide_appeal(policy, appeal.id, "r2", "uphold", "证据不足", now=T0 + 2 * HOUR)
+    assert upheld.status == "upheld" and upheld.resolved_by == "r2"
+    changes = [c for c in upheld.reversed if isinstance(c, views.CreditChange)]
+    assert [c.delta for c in changes] == [-decided.credits[0].delta]
+    account = repo.get_account("acc1", now=T0 + 3 * HOUR)
+    assert account.credit == policy.credit.initial and account.dispositions == []
+    # nothing was deleted: the deduction and the lifted warning are still in the history
+    assert len(account.history) == 3
+    with pytest.raises(ConflictError, match="resolved already"):
+        repo.decide_appeal(policy, appeal.id, "r3", "reject", None)
+    (label,) = repo.labels()
+    assert label["label"] == 0 and label["appeal_upheld"]
+    assert verify(repo) == []
+
+
+def test_appeals_out_of_window_overdue_and_bad_targets(repo: SqlRepository, policy: Policy) -> None:
+    item = flag(repo, "p1", "acc1")
+    other = flag(repo, "p2", "acc1")
+    repo.decide(policy, item, "r1", "confirm", "incitement", "art18.5", now=T0)
+    repo.decide(policy, other, "r1", "confirm", "incitement", "art18.5", now=T0)
+    late = T0 + timedelta(days=policy.appeals.file_within_days, hours=1)
+    with pytest.raises(AppealClosedError) as closed:
+        repo.file_appeal(
+            policy, account_id="acc1", item_id=item, reason="r", filed_by="k", now=late
+        )
+    assert closed.value.deadline == T0 + timedelta(days=policy.appeals.file_within_days)
+    with pytest.raises(NotFoundError):
+        repo.file_appeal(policy, account_id="acc1", item_id=99999, reason="r", filed_by="k")
+    with pytest.raises(NotFoundError):
+        repo.file_appeal(policy, account_id="ghost", item_id=item, reason="r", filed_by="k")
+    open_item = flag(repo, "p3", "acc1")
+    with pytest.raises(ConflictError, match="not a confirmed violation"):
+        repo.file_appeal(policy, account_id="acc1", item_id=open_item, reason="r", filed_by="k")
+    repo.file_appeal(policy, account_id="acc1", item_id=item, reason="r", filed_by="k", now=T0)
+    repo.file_appeal(policy, account_id="acc1", item_id=other, reason="r", filed_by="k", now=T0)
+    after = T0 + timedelta(days=policy.appeals.resolve_within_days, hours=1)
+    page = repo.list_appeals(now=after)
+    assert page.overdue == 2 and all(a.overdue for a in page.appeals)
+    first = page.appeals[0].id
+    repo.decide_appeal(policy, first, "r2", "reject", None, now=after)
+    assert repo.list_appeals(now=after).overdue == 1
+    assert [a.id for a in repo.list_appeals(overdue_only=True, now=after).appeals] != [first]
+    assert repo.get_account("acc1").credit < policy.credit.initial  # a rejection reverses nothing
+
+
+def test_clean_periods_restore_credit_slowly(repo: SqlRepository, policy: Policy) -> None:
+    item = flag(repo, "p1", "acc1")
+    made = repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6", now=T0)
+    period = timedelta(days=policy.credit.restore_every_days)
+    assert repo.restore_credit(policy, now=T0 + period / 2) == 0
+    assert repo.restore_credit(policy, now=T0 + period + HOUR) == 1
+    assert repo.restore_credit(policy, now=T0 + period + 2 * HOUR) == 0
+    account = repo.get_account("acc1")
+    assert (
+        account.credit
+        == policy.credit.initial + made.credits[0].delta + policy.credit.restore_points
+    )
+    assert verify(repo) == []
+
+
+def test_registration_is_refused_for_a_blacklisted_subject_and_a_closed_name(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    repo.put_account(
+        policy, "bad", name="清朗每日新闻", subject_id="110101199001011234", followers=5
+    )
+    assert repo.check_registration(policy, "清朗每日新闻", "x").allowed
+    for n in range(4):
+        repo.decide(
+            policy, flag(repo, f"p{n}", "bad", "block"), "r1", "confirm", "rumor", "art18.6"
+        )
+    assert repo.get_account("bad").level == policy.credit.blacklist
+    same = repo.check_registration(policy, "清朗 每日新聞", "another-subject")
+    assert not same.allowed and [r["code"] for r in same.reasons] == ["name_taken"]
+    near = repo.check_registration(policy, "清朗每日新闯", "another-subject")
+    assert [r["code"] for r in near.reasons] == ["name_near"]
+    subject = repo.check_registration(policy, "全新名字", "110101199001011234")
+    assert [r["code"] for r in subject.reasons] == ["subject_blacklisted"]
+    assert repo.check_registration(policy, "全新名字", "another-subject").allowed
+
+
+def test_the_chain_shows_edits_deletions_and_reordering_made_in_the_database(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    for n in range(3):
+        repo.decide(policy, flag(repo, f"p{n}"), "r1", "dismiss", None, None)
+    assert verify(repo) == []
+    with repo.engine.begin() as db:
+        db.execute(text("UPDATE audit_records SET subject = 'item:forged' WHERE seq = 2"))
+    assert any("record 2" in p for p in verify(repo))
+    with repo.engine.begin() as db:
+        db.execute(text("DELETE FROM audit_records WHERE seq = 2"))
+    assert verify(repo)
+    with repo.engine.begin() as db:
+        db.execute(text("DELETE FROM audit_records WHERE seq >= 5"))
+    assert any("missing" in p for p in verify(repo))
+
+
+def test_hostile_text_is_stored_and_returned_exactly(repo: SqlRepository, policy: Policy) -> None:
+    hostile = "<script>alert(1)</script>'; DROP TABLE reports; --\u200b\u200d" + "长" * 10_000
+    report = repo.file_report(
+        policy, post_id="'; --", account_id=None, category="rumor", text_=hostile, reporter="k"
+    )
+    assert repo.get_report(report.id).text == hostile
+    assert repo.get_report(report.id).post_id == "'; --"
+    repo.put_account(policy, "acc<x>", name=hostile, subject_id=None, followers=0)
+    assert repo.get_account("acc<x>").name == hostile
+
+
+def test_migrating_from_the_previous_revision_keeps_queued_items(database_url: str) -> None:
+    engine = make_engine(database_url, 5.0)
+    with engine.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.execute(
+            text(
+                "INSERT INTO score_records (post_id, model_version, policy_version, decision,"
+                " record, created_at) VALUES ('old', 'm', 'p', 'block', '{}', :at)"
+            ),
+            {"at": T0},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO review_queue (record_id, post_id, model_version, policy_version,"
+                " decision, status, enqueued_at) VALUES (1, 'old', 'm', 'p', 'block', 'open', :at)"
+            ),
+            {"at": T0},
+        )
+    engine.dispose()
+    upgrade(database_url)
+    policy = load_policy(Settings().policy_file)
+    repo = open_repository(database_url, 5.0, policy.review)
+    try:
+        (item,) = repo.list_items(policy).items
+        assert item.post_id == "old" and item.kind == "score" and item.severity == "block"
+        assert repo.decide(policy, item.id, "r1", "dismiss", None, None).status == "dismissed"
+    finally:
+        repo.close()
+
+
+def test_other_sources_queue_one_item_per_open_cluster_or_match(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    members = [{"post_id": f"c{n}", "account_id": f"acc{n}"} for n in range(30)]
+    cluster = repo.enqueue(
+        policy,
+        kind="cluster",
+        merge_key="cluster:abc",
+        head="coordination",
+        severity="review",
+        reach=len(members),
+        evidence={"members": members},
+        account_id="acc0",
+    )
+    again = repo.enqueue(
+        policy,
+        kind="cluster",
+        merge_key="cluster:abc",
+        head="coordination",
+        severity="review",
+        reach=len(members),
+        evidence={"members": members[:1]},
+    )
+    assert again.id == cluster.id and again.evidence == {"members": members}
+    match = repo.enqueue(
+        policy,
+        kind="bank_match",
+        merge_key="bank:7:post:p1",
+        head="rumor",
+        severity="block",
+        reach=0,
+        evidence={"bank_entry": 7},
+        post_id="p1",
+    )
+    single = flag(repo, "p2")
+    listed = repo.list_items(policy).items
+    assert [i.kind for i in listed] == ["bank_match", "cluster", "score"]
+    assert [i.id for i in listed] == [match.id, cluster.id, single]
+    assert [i.id for i in repo.list_items(policy, kind="cluster").items] == [cluster.id]
+    made = repo.decide(policy, cluster.id, "r1", "confirm", "coordination", "art18.4")
+    # a confirmed cluster is a violation of every member account
+    assert sorted(c.account_id for c in made.credits) == sorted(f"acc{n}" for n in range(30))
+    assert {d.account_id for d in made.dispositions} == {f"acc{n}" for n in range(30)}
+    appeal = repo.file_appeal(
+        policy, account_id="acc7", item_id=cluster.id, reason="我没参与", filed_by="k"
+    )
+    repo.decide_appeal(policy, appeal.id, "r2", "uphold", None)
+    assert repo.get_account("acc7").credit == policy.credit.initial
+    assert repo.get_account("acc8").credit < policy.credit.initial
+    assert [e.kind for e in repo.audit_entries()][:2] == ["review.enqueued", "review.enqueued"]
+    assert verify(repo) == []
+
+
+def test_a_spooled_record_keeps_its_text_for_the_review_item(
+    repo: SqlRepository, policy: Policy, tmp_path: Path
+) -> None:
+    spool = Spool(tmp_path / "spool")
+    rec = record("p1").model_copy(update={"account_id": "acc1"})
+    spool.append([Pending(rec, True, "断电时写下的正文")])
+    assert spool.drain(repo.save_records) == 1
+    spool.close()
+    repo.decide(policy, repo.list_items(policy).items[0].id, "r1", "dismiss", None, None)
+    assert [label["text"] for label in repo.labels()] == ["断电时写下的正文"]
