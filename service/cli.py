@@ -130,6 +130,13 @@ def _parser() -> argparse.ArgumentParser:
         help="lines per task, the unit of work handed to a worker (default: 2048)",
     )
     rescore.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="posts per checkpoint: at most what a killed run scores again (default: 50000)",
+    )
+    rescore.add_argument(
         "--compare",
         type=Path,
         metavar="PREVIOUS_OUTPUT",
@@ -214,7 +221,7 @@ def _run_rescore(
 ) -> Summary:
     import os
 
-    from service.rescore import Engine, rescore
+    from service.rescore import CHECKPOINT_POSTS, Engine, rescore
 
     scorer = _load_model(load, settings)
     workers = args.workers or len(os.sched_getaffinity(0))
@@ -235,6 +242,7 @@ def _run_rescore(
         chunk_size=chunk,
         reject_path=rejects,
         progress=not args.no_progress,
+        checkpoint_posts=args.checkpoint_every or CHECKPOINT_POSTS,
     )
 
 
