@@ -106,7 +106,7 @@ def test_killed_with_sigkill_and_started_again_every_post_is_written_once(
     lines[123] = b"this line is not JSON\n"
     source, output = tmp_path / "in.jsonl", tmp_path / "out.parquet"
     source.write_bytes(b"".join(lines))
-    args = [source, "-o", output, "--workers", workers, "--chunk-size", "7"]
+    args: list[str | Path] = [source, "-o", output, "--workers", workers, "--chunk-size", "7"]
     args += ["--checkpoint-every", "20"]
 
     run = cli(*args, slow_s=0.05)
@@ -147,7 +147,7 @@ def test_a_full_disk_stops_the_run_with_the_checkpoint_intact(tmp_path: Path) ->
     lines = shuffled_posts(600)
     source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     source.write_bytes(b"".join(lines))
-    args = [source, "-o", output, "--workers", "1", "--chunk-size", "50"]
+    args: list[str | Path] = [source, "-o", output, "--workers", "1", "--chunk-size", "50"]
     args += ["--checkpoint-every", "100"]
     command = [sys.executable, str(BATCHKIT), "rescore", "--no-progress", *map(str, args)]
     # each part holds 100 records (~40 KB); the joined output (~240 KB) cannot be written

@@ -6,14 +6,12 @@ text, so a record written next to the wrong line shows up as a wrong score.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-
 from batchkit import (
     LengthScorer,
     expected_record,
@@ -212,7 +210,9 @@ def test_batch_size_reaches_the_settings(tmp_path: Path) -> None:
         return LengthScorer()
 
     args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl")]
-    assert main([*args, "--batch-size", "7", "--no-progress", "--workers", "1"], load_scorer=load) == 0
+    assert (
+        main([*args, "--batch-size", "7", "--no-progress", "--workers", "1"], load_scorer=load) == 0
+    )
     assert seen == [7]
 
 
