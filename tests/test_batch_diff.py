@@ -4,6 +4,7 @@ queue (on SQLite and the real PostgreSQL), idempotent across runs."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -71,7 +72,7 @@ def test_the_diff_counts_changes_per_head_with_examples(tmp_path: Path, reorder:
 
 
 @pytest.fixture
-def database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("QINGLANG_DATABASE_URL", database_url)
     get_settings.cache_clear()
     yield database_url
