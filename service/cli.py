@@ -221,11 +221,10 @@ def _run_rescore(
 ) -> Summary:
     import os
 
-    from service.rescore import CHECKPOINT_POSTS, Engine, rescore
+    from service.rescore import CHECKPOINT_POSTS, Engine, InlineEngine, rescore
 
-    scorer = _load_model(load, settings)
     workers = args.workers or len(os.sched_getaffinity(0))
-    engine: Engine | None = None
+    engine: Engine
     if args.engine == "ray":
         from service.batch.ray_engine import RayEngine
 
@@ -234,11 +233,12 @@ def _run_rescore(
         from service.batch.local import LocalEngine
 
         engine = LocalEngine(load, settings, workers)
+    else:
+        engine = InlineEngine(_load_model(load, settings))
     return rescore(
         args.input,
         args.output,
-        scorer,
-        engine=engine,
+        engine,
         chunk_size=chunk,
         reject_path=rejects,
         progress=not args.no_progress,

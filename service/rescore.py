@@ -49,6 +49,9 @@ class Engine(Protocol):
 
     name: str
 
+    def versions(self) -> tuple[str, str]:
+        """The model and policy versions the engine's scorers use."""
+
     def results(self, tasks: Sequence[Task]) -> Iterator[Result]: ...
 
 
@@ -59,6 +62,9 @@ class InlineEngine:
 
     def __init__(self, scorer: Scorer) -> None:
         self.scorer = scorer
+
+    def versions(self) -> tuple[str, str]:
+        return self.scorer.model_version, self.scorer.policy_version
 
     def results(self, tasks: Sequence[Task]) -> Iterator[Result]:
         for task in tasks:
@@ -180,9 +186,8 @@ def check_paths(input_path: Path, output_path: Path, reject_path: Path) -> list[
 def rescore(
     input_path: Path,
     output_path: Path,
-    scorer: Scorer,
+    engine: Engine,
     *,
-    engine: Engine | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     reject_path: Path | None = None,
     progress: bool = True,
@@ -191,31 +196,34 @@ def rescore(
     """Score every post under ``input_path`` into ``output_path``; raise :class:`RescoreError`
     if the run cannot complete, in which case neither output file is touched.
 
-    ``scorer`` is this process's scorer (its versions name the run; the default engine scores
-    with it). Bad lines go to ``reject_path`` (default :func:`default_reject_path`), which is
+    Bad lines go to ``reject_path`` (default :func:`default_reject_path`), which is
     replaced when there are any and removed when there are none.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
     reject_path = reject_path or default_reject_path(output_path)
     files = check_paths(input_path, output_path, reject_path)
-    engine = engine or InlineEngine(scorer)
     try:
         tasks = plan(files, chunk_size)
     except InputError as exc:
         raise RescoreError(str(exc)) from exc
+    try:
+        model_version, policy_version = engine.versions()
+    except Exception as exc:
+        # status 1 would read as "some lines rejected" to the script that called us
+        raise RescoreError(f"cannot load the model: {exc!r}") from exc
     fingerprint = {
         "inputs": [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files],
         "chunk_size": chunk_size,
-        "model_version": scorer.model_version,
-        "policy_version": scorer.policy_version,
+        "model_version": model_version,
+        "policy_version": policy_version,
     }
     work = WorkFolder(output_path)
     try:
         state = work.resume(fingerprint)
     except (CheckpointError, OSError) as exc:
         raise RescoreError(str(exc)) from exc
-    summary = Summary(input_path, output_path, reject_path, scorer.model_version, engine.name)
+    summary = Summary(input_path, output_path, reject_path, model_version, engine.name)
     summary.restore(state.tallies)
     run = _Run(work, state, summary, checkpoint_posts)
     done = sum(task.lines for task in tasks[: state.tasks_done])

@@ -89,6 +89,10 @@ def length_scorer(settings: Settings) -> Scorer:
     return LengthScorer()
 
 
+def missing_model(settings: Settings) -> Scorer:
+    raise FileNotFoundError("model.onnx")
+
+
 def post_line(post_id: str | int, text: str, **fields: object) -> bytes:
     line = {"id": post_id, "text": text, **fields}
     return json.dumps(line, ensure_ascii=False).encode() + b"\n"

@@ -23,7 +23,7 @@ from service.batch import records as record_files
 from service.batch.sources import plan, read
 from service.ingest import PostLine
 from service.record import Post, Reason
-from service.rescore import RescoreError, rescore
+from service.rescore import InlineEngine, RescoreError, rescore
 
 
 def write_parquet(path: Path, rows: list[dict[str, object]], row_group_size: int = 1000) -> None:
@@ -63,7 +63,9 @@ def test_parquet_in_jsonl_or_parquet_out_in_input_order(tmp_path: Path, output_n
     posts = posts_of(shuffled_posts(25))
     write_parquet(tmp_path / "in.parquet", [p.model_dump() for p in posts], row_group_size=10)
     output = tmp_path / output_name
-    summary = rescore(tmp_path / "in.parquet", output, LengthScorer(), chunk_size=4, progress=False)
+    summary = rescore(
+        tmp_path / "in.parquet", output, InlineEngine(LengthScorer()), chunk_size=4, progress=False
+    )
     assert list(record_files.read_records(output)) == [expected_record(p) for p in posts]
     assert (summary.posts_read, summary.scored) == (25, 25)
     assert not (tmp_path / f".{output_name}.rescore").exists()
@@ -106,7 +108,7 @@ def test_a_folder_of_files_with_different_schemas(tmp_path: Path) -> None:
     (folder / "notes.txt").write_text("not posts")
 
     output = tmp_path / "out.jsonl"
-    summary = rescore(folder, output, LengthScorer(), progress=False)
+    summary = rescore(folder, output, InlineEngine(LengthScorer()), progress=False)
 
     assert [r.id for r in read_records(output)] == ["a1", "b1", "3"]
     assert read_records(output)[2].signals["originality_claim"] == 1.0
@@ -123,7 +125,9 @@ def test_a_corrupt_parquet_file_is_named_before_any_work(tmp_path: Path) -> None
     (tmp_path / "in" / "a.jsonl").write_bytes(post_line("a", "好"))
     (tmp_path / "in" / "b.parquet").write_bytes(b"PAR1 this is not really parquet")
     with pytest.raises(RescoreError, match=r"b.parquet is not a readable Parquet file"):
-        rescore(tmp_path / "in", tmp_path / "out.jsonl", LengthScorer(), progress=False)
+        rescore(
+            tmp_path / "in", tmp_path / "out.jsonl", InlineEngine(LengthScorer()), progress=False
+        )
     assert not (tmp_path / "out.jsonl").exists()
 
 
@@ -145,7 +149,9 @@ def test_a_damaged_row_group_is_rejected_row_by_row_and_the_rest_scored(tmp_path
     )
     source.write_bytes(bytes(data))
 
-    summary = rescore(source, tmp_path / "out.jsonl", LengthScorer(), chunk_size=8, progress=False)
+    summary = rescore(
+        source, tmp_path / "out.jsonl", InlineEngine(LengthScorer()), chunk_size=8, progress=False
+    )
 
     assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in posts[20:]]
     rejects = read_rejects(tmp_path / "out.rejects.jsonl")
@@ -159,7 +165,9 @@ def test_a_cut_off_last_line_is_rejected_and_says_so(tmp_path: Path) -> None:
     lines = shuffled_posts(6)
     source = tmp_path / "in.jsonl"
     source.write_bytes(b"".join(lines) + '{"id": "cut", "text": "写到一半'.encode())
-    summary = rescore(source, tmp_path / "out.jsonl", LengthScorer(), chunk_size=3, progress=False)
+    summary = rescore(
+        source, tmp_path / "out.jsonl", InlineEngine(LengthScorer()), chunk_size=3, progress=False
+    )
     assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in posts_of(lines)]
     [reject] = read_rejects(tmp_path / "out.rejects.jsonl")
     assert (reject["line"], reject["error"]) == (7, "malformed_json")
@@ -170,7 +178,14 @@ def test_a_cut_off_last_line_is_rejected_and_says_so(tmp_path: Path) -> None:
 def test_an_input_of_unknown_format_is_refused(tmp_path: Path) -> None:
     (tmp_path / "in.csv").write_text("id,text\n")
     with pytest.raises(RescoreError, match=r"in.csv: unknown format"):
-        rescore(tmp_path / "in.csv", tmp_path / "out.jsonl", LengthScorer(), progress=False)
+        rescore(
+            tmp_path / "in.csv",
+            tmp_path / "out.jsonl",
+            InlineEngine(LengthScorer()),
+            progress=False,
+        )
     (tmp_path / "empty").mkdir()
     with pytest.raises(RescoreError, match=r"holds no .jsonl or .parquet file"):
-        rescore(tmp_path / "empty", tmp_path / "out.jsonl", LengthScorer(), progress=False)
+        rescore(
+            tmp_path / "empty", tmp_path / "out.jsonl", InlineEngine(LengthScorer()), progress=False
+        )

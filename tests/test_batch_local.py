@@ -17,7 +17,6 @@ from batchkit import (
     DIE,
     RAISE,
     SLOW_S_ENV,
-    LengthScorer,
     expected_record,
     length_scorer,
     post_line,
@@ -41,8 +40,7 @@ def test_workers_give_the_single_process_output_in_input_order(tmp_path: Path) -
     summary = rescore(
         tmp_path / "in.jsonl",
         tmp_path / "out.jsonl",
-        LengthScorer(),
-        engine=engine,
+        engine,
         chunk_size=5,
         checkpoint_posts=20,
         progress=False,
@@ -63,8 +61,7 @@ def test_a_post_that_raises_or_kills_its_worker_is_rejected_and_the_run_goes_on(
     summary = rescore(
         tmp_path / "in.jsonl",
         tmp_path / "out.jsonl",
-        LengthScorer(),
-        engine=engine,
+        engine,
         chunk_size=4,
         progress=False,
     )

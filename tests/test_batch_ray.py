@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from batchkit import (
     DIE_ONCE,
-    LengthScorer,
     expected_record,
     length_scorer,
     post_line,
@@ -48,8 +47,7 @@ def run_ray(tmp_path: Path, lines: list[bytes]) -> list[object]:
     summary = rescore(
         tmp_path / "in.jsonl",
         tmp_path / "out.jsonl",
-        LengthScorer(),
-        engine=RayEngine(length_scorer, Settings(), workers=2, address=None),
+        RayEngine(length_scorer, Settings(), workers=2, address=None),
         chunk_size=6,
         checkpoint_posts=30,
         progress=False,

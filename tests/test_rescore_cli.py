@@ -15,6 +15,7 @@ import pytest
 from batchkit import (
     LengthScorer,
     expected_record,
+    missing_model,
     post_line,
     posts_of,
     read_records,
@@ -25,7 +26,7 @@ from batchkit import (
 from service.batch.work import Scorer
 from service.cli import EXAMPLES, main
 from service.record import Post, ScoreRecord
-from service.rescore import RescoreError, rescore
+from service.rescore import InlineEngine, RescoreError, rescore
 from service.settings import Settings
 
 
@@ -53,7 +54,11 @@ def test_records_follow_the_input_order_across_chunks(tmp_path: Path) -> None:
     (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
     scorer = LengthScorer()
     summary = rescore(
-        tmp_path / "in.jsonl", tmp_path / "out.jsonl", scorer, chunk_size=4, progress=False
+        tmp_path / "in.jsonl",
+        tmp_path / "out.jsonl",
+        InlineEngine(scorer),
+        chunk_size=4,
+        progress=False,
     )
     assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in posts_of(lines)]
     assert scorer.batch_sizes == [4, 4, 3]
@@ -65,7 +70,12 @@ def test_records_follow_the_input_order_across_chunks(tmp_path: Path) -> None:
 def test_a_scorer_that_reorders_its_records_stops_the_run(tmp_path: Path) -> None:
     (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(5)))
     with pytest.raises(RescoreError, match="do not match the posts in order"):
-        rescore(tmp_path / "in.jsonl", tmp_path / "out.jsonl", LengthOrderScorer(), progress=False)
+        rescore(
+            tmp_path / "in.jsonl",
+            tmp_path / "out.jsonl",
+            InlineEngine(LengthOrderScorer()),
+            progress=False,
+        )
     assert sorted(path.name for path in tmp_path.iterdir()) == [".out.jsonl.rescore", "in.jsonl"]
 
 
@@ -85,7 +95,7 @@ def test_a_scorer_that_fails_on_every_post_leaves_no_output(
         rescore(
             tmp_path / "in.jsonl",
             tmp_path / "out.jsonl",
-            BrokenScorer(),
+            InlineEngine(BrokenScorer()),
             chunk_size=4,
             progress=False,
         )
@@ -103,7 +113,11 @@ def test_a_chunk_the_scorer_fails_on_is_scored_post_by_post(tmp_path: Path) -> N
     (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
     scorer = LengthScorer()
     summary = rescore(
-        tmp_path / "in.jsonl", tmp_path / "out.jsonl", scorer, chunk_size=4, progress=False
+        tmp_path / "in.jsonl",
+        tmp_path / "out.jsonl",
+        InlineEngine(scorer),
+        chunk_size=4,
+        progress=False,
     )
     good = posts_of(lines[:5] + lines[6:])
     assert read_records(tmp_path / "out.jsonl") == [expected_record(post) for post in good]
@@ -252,8 +266,19 @@ def test_a_model_that_fails_to_load_exits_2(
         raise FileNotFoundError("model.onnx")
 
     args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl")]
-    assert main(args, load_scorer=load) == 2
+    assert main([*args, "--workers", "1"], load_scorer=load) == 2
     assert "cannot load the model: FileNotFoundError('model.onnx')" in capsys.readouterr().err
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_workers_that_cannot_load_the_model_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(post_line("a", "x"))
+    args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl")]
+    assert main([*args, "--workers", "2"], load_scorer=missing_model) == 2
+    err = capsys.readouterr().err
+    assert "cannot load the model: ScorerError('the worker processes could not load" in err
     assert not (tmp_path / "out.jsonl").exists()
 
 

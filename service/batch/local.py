@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from service.batch.sources import Task
-from service.batch.work import Reject, Result, Scorer, ScorerFactory, run_task
+from service.batch.work import Reject, Result, Scorer, ScorerError, ScorerFactory, run_task
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -37,6 +37,11 @@ def _load(load: ScorerFactory, settings: Settings) -> None:
     _scorer = load(settings)
 
 
+def _versions() -> tuple[str, str]:
+    assert _scorer is not None, "the worker's initializer did not run"
+    return _scorer.model_version, _scorer.policy_version
+
+
 def _run(
     task: Task, one_by_one: bool = False, skip: frozenset[int] = frozenset(), journal: str = ""
 ) -> Result:
@@ -49,8 +54,25 @@ class LocalEngine:
         self._load = load
         self._settings = settings
         self.workers = workers
-        self._executor: ProcessPoolExecutor
+        self._executor: ProcessPoolExecutor | None = None
+        self._versions: tuple[str, str] | None = None
         self.name = f"local, {workers} workers"
+
+    def versions(self) -> tuple[str, str]:
+        """Asked of a worker, so that this process never loads a model of its own."""
+        if self._versions is None:
+            try:
+                self._versions = self._started().submit(_versions).result()
+            except BrokenProcessPool as exc:
+                raise ScorerError(
+                    "the worker processes could not load the scorer (their error is above)"
+                ) from exc
+        return self._versions
+
+    def _started(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = self._pool()
+        return self._executor
 
     def _pool(self) -> ProcessPoolExecutor:
         # spawn: a forked child would inherit the parent's threads (Arrow's, tqdm's) mid-state
@@ -64,14 +86,13 @@ class LocalEngine:
     def results(self, tasks: Sequence[Task]) -> Iterator[Result]:
         pending = iter(tasks)
         window: deque[tuple[Task, Future[Result]]] = deque()
-        self._executor = self._pool()
         try:
             while True:
                 while len(window) < self.workers * IN_FLIGHT_PER_WORKER:
                     task = next(pending, None)
                     if task is None:
                         break
-                    window.append((task, self._executor.submit(_run, task)))
+                    window.append((task, self._started().submit(_run, task)))
                 if not window:
                     return
                 task, future = window.popleft()
@@ -84,10 +105,11 @@ class LocalEngine:
                     for task in stranded:
                         yield self._isolate(task)
         finally:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._started().shutdown(wait=True, cancel_futures=True)
+            self._executor = None
 
     def _restart(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._started().shutdown(wait=True, cancel_futures=True)
         self._executor = self._pool()
 
     def _isolate(self, task: Task) -> Result:
@@ -99,7 +121,7 @@ class LocalEngine:
             while True:
                 journal.write_text("")
                 skip = frozenset(killers)
-                future = self._executor.submit(_run, task, True, skip, str(journal))
+                future = self._started().submit(_run, task, True, skip, str(journal))
                 try:
                     result = future.result()
                     break

@@ -49,6 +49,11 @@ class RayEngine:
         self.address = address
         self.name = f"ray, {workers} actors" + (f" on {address}" if address else "")
 
+    def versions(self) -> tuple[str, str]:
+        # loaded here once and let go: the actors load their own
+        scorer = self._load(self._settings)
+        return scorer.model_version, scorer.policy_version
+
     def results(self, tasks: Sequence[Task]) -> Iterator[Result]:
         import ray
 
