@@ -8,7 +8,12 @@ The first ``--posts`` posts (default 20,000; ``--full`` for all 1.7 million) of
 ``runs/batch-bench/``; each engine then runs ``qinglang rescore`` on them as a process of its
 own, end to end (model loads, worker and Ray start-up included). Peak memory is the largest sum
 of resident memory over the run's whole process tree (workers, Ray's daemons and actors),
-sampled every 0.2 s. The outputs are compared: the engines must write identical records.
+sampled every 0.2 s; CPU time is that tree's user + system time, from the same samples. The
+outputs are compared: the engines must write identical records.
+
+On a machine shared with other work, wall-clock rates move with the neighbours' load; the
+engines therefore run in ``--rounds`` interleaved rounds (the table gives each one's median),
+and posts per CPU-second, which the neighbours hardly move, gives the per-core rate.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import gzip
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -31,6 +37,7 @@ from service.settings import ROOT, get_settings
 WORK = ROOT / "runs" / "batch-bench"
 CORPUS = Path("weibo16") / "reposts.jsonl.gz"
 PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class Run:
     engine: str
     posts_s: float
     wall_s: float
+    cpu_s: float
     peak_mib: float
     output: Path
 
@@ -60,10 +68,10 @@ def sample(posts: int | None) -> Path:
     return path
 
 
-def _tree_rss(root: int) -> int:
-    """Resident bytes of ``root`` and all its descendants, from /proc."""
+def _tree(root: int) -> dict[int, tuple[int, float]]:
+    """Resident bytes and CPU seconds of ``root`` and each of its descendants, from /proc."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
+    usage: dict[int, tuple[int, float]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -74,13 +82,15 @@ def _tree_rss(root: int) -> int:
             continue
         pid = int(entry)
         children.setdefault(int(fields[1]), []).append(pid)
-        rss[pid] = int(fields[21]) * PAGE
-    total, stack = 0, [root]
+        # fields from the state on: utime and stime are the 12th and 13th, rss the 22nd
+        usage[pid] = (int(fields[21]) * PAGE, (int(fields[11]) + int(fields[12])) / TICKS)
+    tree, stack = {}, [root]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
+        if pid in usage:
+            tree[pid] = usage[pid]
         stack.extend(children.get(pid, []))
-    return total
+    return tree
 
 
 def measure(engine: str, kind: str, workers: int, source: Path, posts: int) -> Run:
@@ -91,12 +101,15 @@ def measure(engine: str, kind: str, workers: int, source: Path, posts: int) -> R
     started = time.perf_counter()
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     peak = 0
+    cpu: dict[int, float] = {}
     done = threading.Event()
 
     def watch() -> None:
         nonlocal peak
         while not done.wait(0.2):
-            peak = max(peak, _tree_rss(process.pid))
+            tree = _tree(process.pid)
+            peak = max(peak, sum(rss for rss, _ in tree.values()))
+            cpu.update((pid, seconds) for pid, (_, seconds) in tree.items())
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
@@ -106,28 +119,38 @@ def measure(engine: str, kind: str, workers: int, source: Path, posts: int) -> R
     wall = time.perf_counter() - started
     if process.returncode != 0:
         raise SystemExit(f"{engine} failed:\n{err[-3000:]}")
-    return Run(engine, posts / wall, wall, peak / 2**20, output)
+    return Run(engine, posts / wall, wall, sum(cpu.values()), peak / 2**20, output)
 
 
-def table(runs: list[Run], posts: int, identical: bool) -> str:
-    base = runs[0]
+def table(runs: list[Run], posts: int, rounds: int, identical: bool) -> str:
+    by_engine: dict[str, list[Run]] = {}
+    for run in runs:
+        by_engine.setdefault(run.engine, []).append(run)
+    median = {name: statistics.median(r.posts_s for r in rs) for name, rs in by_engine.items()}
+    base = median[runs[0].engine]
     lines = [
         f"hardware: {hardware()}; date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
-        f"{posts:,} posts of {CORPUS}; end to end (model loads and start-up included)",
+        f"{posts:,} posts of {CORPUS}; end to end (model loads and start-up included); "
+        f"median of {rounds} interleaved round(s); load average at the end "
+        f"{os.getloadavg()[0]:.1f}",
         "",
-        "| engine | posts/s | wall (s) | x one process | peak memory (MiB, process tree) |",
-        "|---|---|---|---|---|",
+        "| engine | posts/s | x one process | posts per CPU-second | "
+        "peak memory (MiB, process tree) | rounds (posts/s) |",
+        "|---|---|---|---|---|---|",
     ]
-    for run in runs:
+    for name, rs in by_engine.items():
+        per_cpu = statistics.median(posts / r.cpu_s for r in rs)
+        peak = max(r.peak_mib for r in rs)
+        each = ", ".join(f"{r.posts_s:,.0f}" for r in rs)
         lines.append(
-            f"| {run.engine} | {run.posts_s:,.0f} | {run.wall_s:,.1f} | "
-            f"{run.posts_s / base.posts_s:.2f}x | {run.peak_mib:,.0f} |"
+            f"| {name} | {median[name]:,.0f} | {median[name] / base:.2f}x | {per_cpu:,.0f} | "
+            f"{peak:,.0f} | {each} |"
         )
-    local = next((r for r in runs if r.engine.startswith("local")), None)
-    ray = next((r for r in runs if r.engine.startswith("ray")), None)
+    local = next((m for name, m in median.items() if name.startswith("local")), None)
+    ray = next((m for name, m in median.items() if name.startswith("ray")), None)
     if local and ray:
         lines.append("")
-        lines.append(f"Ray overhead over the local engine: {local.posts_s / ray.posts_s - 1:.0%}")
+        lines.append(f"Ray's overhead over the local engine: {local / ray - 1:.0%}")
     lines.append(f"identical records from every engine: {'yes' if identical else 'NO'}")
     return "\n".join(lines)
 
@@ -139,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--full", action="store_true", help="all 1.7 million posts")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved runs of each engine")
     args = parser.parse_args(argv)
     source = sample(None if args.full else args.posts)
     with source.open("rb") as lines:
@@ -148,11 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_ray:
         engines.append((f"ray local, {args.workers} actors", "ray", args.workers))
     runs = []
-    for engine, kind, workers in engines:
-        runs.append(measure(engine, kind, workers, source, posts))
-        print(f"{engine}: {runs[-1].posts_s:,.0f} posts/s", file=sys.stderr, flush=True)
+    for _ in range(args.rounds):
+        for engine, kind, workers in engines:
+            runs.append(measure(engine, kind, workers, source, posts))
+            print(f"{engine}: {runs[-1].posts_s:,.0f} posts/s", file=sys.stderr, flush=True)
     outputs = {run.output.read_bytes() for run in runs}
-    print(table(runs, posts, identical=len(outputs) == 1))
+    print(table(runs, posts, args.rounds, identical=len(outputs) == 1))
     return 0
 
 
