@@ -1,5 +1,5 @@
 """The ``qinglang`` command: ``serve`` the API, ``keys create`` an API key, ``migrate`` the
-database, ``rescore`` a JSONL file, ``selfcheck`` the shipped model.
+database, ``rescore`` JSONL or Parquet files, ``selfcheck`` the shipped model.
 
 Heavy modules (pydantic, tqdm, the pipeline and ONNX Runtime) are imported inside the commands,
 so that ``qinglang --help`` and usage errors answer at once.

@@ -129,7 +129,9 @@ class LocalEngine:
                     self._restart()
                     started = journal.read_text().splitlines()
                     if not started:
-                        raise  # the worker died before its first post: not a post's doing
+                        raise ScorerError(
+                            f"a worker process died before scoring any post of {task.where}"
+                        ) from None
                     line, post_id = started[-1].split("\t", 1)
                     killers[int(line)] = json.loads(post_id)
         message = "the worker process died while scoring this post"
