@@ -13,11 +13,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from service.batch.work import Scorer
 from service.heads import RISKS
 from service.normalise import WINDOW
 from service.record import Post, ScoreRecord
+from service.rescore import Engine, Summary, rescore
 from service.settings import Settings
 
 RAISE = "RAISE"
@@ -91,6 +93,12 @@ def length_scorer(settings: Settings) -> Scorer:
 
 def missing_model(settings: Settings) -> Scorer:
     raise FileNotFoundError("model.onnx")
+
+
+def rescore_lines(folder: Path, lines: Sequence[bytes], engine: Engine, **options: Any) -> Summary:
+    """``lines`` written to ``folder/in.jsonl`` and scored into ``folder/out.jsonl``."""
+    (folder / "in.jsonl").write_bytes(b"".join(lines))
+    return rescore(folder / "in.jsonl", folder / "out.jsonl", engine, progress=False, **options)
 
 
 def post_line(post_id: str | int, text: str, **fields: object) -> bytes:

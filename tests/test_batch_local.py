@@ -23,11 +23,11 @@ from batchkit import (
     posts_of,
     read_records,
     read_rejects,
+    rescore_lines,
     shuffled_posts,
 )
 
 from service.batch.local import LocalEngine
-from service.rescore import rescore
 from service.settings import Settings
 
 BATCHKIT = Path(__file__).resolve().parent / "batchkit.py"
@@ -35,16 +35,8 @@ BATCHKIT = Path(__file__).resolve().parent / "batchkit.py"
 
 def test_workers_give_the_single_process_output_in_input_order(tmp_path: Path) -> None:
     lines = shuffled_posts(103)
-    (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
     engine = LocalEngine(length_scorer, Settings(), workers=2)
-    summary = rescore(
-        tmp_path / "in.jsonl",
-        tmp_path / "out.jsonl",
-        engine,
-        chunk_size=5,
-        checkpoint_posts=20,
-        progress=False,
-    )
+    summary = rescore_lines(tmp_path, lines, engine, chunk_size=5, checkpoint_posts=20)
     assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in posts_of(lines)]
     assert summary.scored == 103
     assert summary.engine == "local, 2 workers"
@@ -56,15 +48,8 @@ def test_a_post_that_raises_or_kills_its_worker_is_rejected_and_the_run_goes_on(
     lines = shuffled_posts(30)
     lines[4] = post_line("raises", f"这条 {RAISE}")
     lines[17] = post_line("kills", f"这条 {DIE}")
-    (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
     engine = LocalEngine(length_scorer, Settings(), workers=2)
-    summary = rescore(
-        tmp_path / "in.jsonl",
-        tmp_path / "out.jsonl",
-        engine,
-        chunk_size=4,
-        progress=False,
-    )
+    summary = rescore_lines(tmp_path, lines, engine, chunk_size=4)
     good = [line for i, line in enumerate(lines) if i not in (4, 17)]
     assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in posts_of(good)]
     rejects = read_rejects(tmp_path / "out.rejects.jsonl")

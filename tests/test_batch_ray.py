@@ -15,11 +15,11 @@ from batchkit import (
     post_line,
     posts_of,
     read_records,
+    rescore_lines,
     shuffled_posts,
 )
 
 from service.batch.ray_engine import RayEngine
-from service.rescore import rescore
 from service.settings import Settings
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
@@ -43,15 +43,8 @@ def local_ray() -> Iterator[None]:
 
 
 def run_ray(tmp_path: Path, lines: list[bytes]) -> list[object]:
-    (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
-    summary = rescore(
-        tmp_path / "in.jsonl",
-        tmp_path / "out.jsonl",
-        RayEngine(length_scorer, Settings(), workers=2, address=None),
-        chunk_size=6,
-        checkpoint_posts=30,
-        progress=False,
-    )
+    engine = RayEngine(length_scorer, Settings(), workers=2, address=None)
+    summary = rescore_lines(tmp_path, lines, engine, chunk_size=6, checkpoint_posts=30)
     assert summary.engine == "ray, 2 actors"
     return list(read_records(tmp_path / "out.jsonl"))
 

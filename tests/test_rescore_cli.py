@@ -20,6 +20,7 @@ from batchkit import (
     posts_of,
     read_records,
     read_rejects,
+    rescore_lines,
     shuffled_posts,
 )
 
@@ -51,15 +52,8 @@ def run_cli(*args: str | Path, scorer: Scorer | None = None) -> int:
 
 def test_records_follow_the_input_order_across_chunks(tmp_path: Path) -> None:
     lines = shuffled_posts(11)
-    (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
     scorer = LengthScorer()
-    summary = rescore(
-        tmp_path / "in.jsonl",
-        tmp_path / "out.jsonl",
-        InlineEngine(scorer),
-        chunk_size=4,
-        progress=False,
-    )
+    summary = rescore_lines(tmp_path, lines, InlineEngine(scorer), chunk_size=4)
     assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in posts_of(lines)]
     assert scorer.batch_sizes == [4, 4, 3]
     assert (summary.posts_read, summary.scored, summary.failed_total) == (11, 11, 0)
@@ -110,15 +104,8 @@ def test_a_scorer_that_fails_on_every_post_leaves_no_output(
 def test_a_chunk_the_scorer_fails_on_is_scored_post_by_post(tmp_path: Path) -> None:
     lines = shuffled_posts(10)
     lines[5] = post_line("boom", "这条 RAISE 会让模型出错")
-    (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
     scorer = LengthScorer()
-    summary = rescore(
-        tmp_path / "in.jsonl",
-        tmp_path / "out.jsonl",
-        InlineEngine(scorer),
-        chunk_size=4,
-        progress=False,
-    )
+    summary = rescore_lines(tmp_path, lines, InlineEngine(scorer), chunk_size=4)
     good = posts_of(lines[:5] + lines[6:])
     assert read_records(tmp_path / "out.jsonl") == [expected_record(post) for post in good]
     # chunk 2 failed whole, then went post by post: 4 calls
