@@ -1,5 +1,5 @@
-"""``--engine local``: worker processes, results in input order, a post that crashes a worker,
-a run killed with SIGKILL and started again, a disk that fills up."""
+"""``--engine local``: worker processes, results in input order, a post that crashes a worker;
+every engine killed with SIGKILL and started again; a disk that fills up."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def test_a_post_that_raises_or_kills_its_worker_is_rejected_and_the_run_goes_on(
 
 def cli(*args: str | Path, slow_s: float = 0.0) -> subprocess.Popen[str]:
     """``qinglang rescore`` with the stand-in scorer, as a process group of its own."""
-    env = {**os.environ, SLOW_S_ENV: str(slow_s)}
+    # PYTHONPATH: Ray's actors unpickle the stand-in scorer from this folder
+    env = {**os.environ, SLOW_S_ENV: str(slow_s), "PYTHONPATH": str(BATCHKIT.parent)}
     command = [sys.executable, str(BATCHKIT), "rescore", "--no-progress", *map(str, args)]
     return subprocess.Popen(
         command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
@@ -80,15 +81,19 @@ def manifest(output: Path) -> dict[str, object] | None:
     return data
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize(
+    "engine",
+    [["--workers", "1"], ["--workers", "2"], ["--engine", "ray", "--workers", "2"]],
+    ids=["one-process", "local", "ray"],
+)
 def test_killed_with_sigkill_and_started_again_every_post_is_written_once(
-    tmp_path: Path, workers: str
+    tmp_path: Path, engine: list[str]
 ) -> None:
     lines = shuffled_posts(400)
     lines[123] = b"this line is not JSON\n"
     source, output = tmp_path / "in.jsonl", tmp_path / "out.parquet"
     source.write_bytes(b"".join(lines))
-    args: list[str | Path] = [source, "-o", output, "--workers", workers, "--chunk-size", "7"]
+    args: list[str | Path] = [source, "-o", output, *engine, "--chunk-size", "7"]
     args += ["--checkpoint-every", "20"]
 
     run = cli(*args, slow_s=0.05)
