@@ -101,6 +101,19 @@ def rescore_lines(folder: Path, lines: Sequence[bytes], engine: Engine, **option
     return rescore(folder / "in.jsonl", folder / "out.jsonl", engine, progress=False, **options)
 
 
+def real_posts() -> list[bytes]:
+    """Posts the shipped model flags and clears, long and short, in mixed lengths."""
+    texts = [
+        "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！",
+        "周末和家人去公园散步，天气很好，拍了几张荷花的照片。",
+        "这帮人都该死，大家明天一起去把他们的店砸了！",
+        "[蜡烛][蜡烛]",
+        "iPhone 15 真的太贵了 but 我还是买了",
+        "長" * 300,
+    ]
+    return [post_line(f"r{i}", texts[i % len(texts)] * (1 + i % 3)) for i in range(40)]
+
+
 def post_line(post_id: str | int, text: str, **fields: object) -> bytes:
     line = {"id": post_id, "text": text, **fields}
     return json.dumps(line, ensure_ascii=False).encode() + b"\n"

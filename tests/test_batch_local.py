@@ -23,11 +23,14 @@ from batchkit import (
     posts_of,
     read_records,
     read_rejects,
+    real_posts,
     rescore_lines,
     shuffled_posts,
 )
 
 from service.batch.local import LocalEngine
+from service.pipeline import Pipeline
+from service.rescore import InlineEngine
 from service.settings import Settings
 
 BATCHKIT = Path(__file__).resolve().parent / "batchkit.py"
@@ -183,3 +186,13 @@ def test_a_checkpoint_of_other_arguments_is_not_continued(tmp_path: Path) -> Non
     _, err = other.communicate(timeout=120)
     assert other.returncode == 2
     assert "holds the checkpoint of a run with other arguments" in err
+
+
+def test_workers_with_the_shipped_model_write_what_one_process_writes(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    lines = real_posts()
+    rescore_lines(tmp_path, lines, InlineEngine(pipeline), chunk_size=8)
+    alone = (tmp_path / "out.jsonl").read_bytes()
+    rescore_lines(tmp_path, lines, LocalEngine(Pipeline.load, Settings(), 2), chunk_size=8)
+    assert (tmp_path / "out.jsonl").read_bytes() == alone

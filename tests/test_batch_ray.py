@@ -15,11 +15,14 @@ from batchkit import (
     post_line,
     posts_of,
     read_records,
+    real_posts,
     rescore_lines,
     shuffled_posts,
 )
 
 from service.batch.ray_engine import RayEngine
+from service.pipeline import Pipeline
+from service.rescore import InlineEngine
 from service.settings import Settings
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
@@ -66,3 +69,14 @@ def test_an_actor_killed_mid_batch_has_its_batch_retried_once(
     assert marker.exists(), "no actor died: the test proved nothing"
     assert written == [expected_record(p) for p in posts_of(lines)]
     assert not (tmp_path / "out.rejects.jsonl").exists()
+
+
+def test_ray_with_the_shipped_model_writes_what_one_process_writes(
+    local_ray: None, tmp_path: Path, pipeline: Pipeline
+) -> None:
+    lines = real_posts()
+    rescore_lines(tmp_path, lines, InlineEngine(pipeline), chunk_size=8)
+    alone = (tmp_path / "out.jsonl").read_bytes()
+    engine = RayEngine(Pipeline.load, Settings(), workers=2, address=None)
+    rescore_lines(tmp_path, lines, engine, chunk_size=8)
+    assert (tmp_path / "out.jsonl").read_bytes() == alone
