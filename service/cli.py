@@ -1,5 +1,5 @@
 """The ``qinglang`` command: ``serve`` the API, ``keys create`` an API key, ``migrate`` the
-database, ``rescore`` a JSONL file, ``selfcheck`` the shipped model; ``audit verify`` and
+database, ``rescore`` JSONL or Parquet files, ``selfcheck`` the shipped model; ``audit verify`` and
 ``audit export`` the hash-chained records, ``labels export`` reviewers' decisions, ``credit
 restore`` the points of clean periods.
 
@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from service.rescore import Scorer
+    from service.batch.work import Scorer
+    from service.rescore import Summary
     from service.settings import Settings
 
 ScorerFactory = Callable[["Settings"], "Scorer"]
@@ -78,22 +79,29 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     rescore = commands.add_parser(
         "rescore",
-        help="score every post of a JSONL file into a JSONL file of score records",
-        description="Score every post of INPUT (one JSON object per line) into OUTPUT, one\n"
-        "score record per line in input order. Bad lines are reported on stderr and\n"
-        "kept in the reject file; OUTPUT appears only when the run completes.",
+        help="score every post of JSONL or Parquet files into a file of score records",
+        description="Score every post of INPUT (a .jsonl or .parquet file, or a folder of them)\n"
+        "into OUTPUT (.jsonl or .parquet), one score record per good line in input order.\n"
+        "Bad lines are reported on stderr and kept in the reject file; OUTPUT appears only\n"
+        "when the run completes. A stopped run keeps a checkpoint beside OUTPUT: the same\n"
+        "command continues it.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    rescore.add_argument("input", type=Path, metavar="INPUT", help="JSONL file of posts")
+    rescore.add_argument("input", type=Path, metavar="INPUT", help="JSONL/Parquet file or folder")
     rescore.add_argument(
-        "-o", "--output", type=Path, required=True, metavar="OUTPUT", help="JSONL file of records"
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="OUTPUT",
+        help="file of records: Parquet when it ends in .parquet, else JSONL",
     )
     rescore.add_argument(
         "--rejects",
         type=Path,
         metavar="PATH",
-        help="JSONL file of the bad lines (default: OUTPUT.rejects.jsonl beside OUTPUT.jsonl)",
+        help="JSONL file of the bad lines (default: OUTPUT.rejects.jsonl beside OUTPUT)",
     )
     rescore.add_argument(
         "--skip-bad", action="store_true", help="exit 0 even when some lines were rejected"
@@ -104,6 +112,48 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_int,
         metavar="N",
         help="posts per model call (default: the batch_size setting)",
+    )
+    rescore.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: worker processes on this machine (default); ray: a Ray Data pipeline",
+    )
+    rescore.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="scoring processes or Ray actors, one model each (default: every core here)",
+    )
+    rescore.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="Ray cluster to join (default: a local Ray started for the run)",
+    )
+    rescore.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="lines per task, the unit of work handed to a worker (default: 2048)",
+    )
+    rescore.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="posts per checkpoint: at most what a killed run scores again (default: 50000)",
+    )
+    rescore.add_argument(
+        "--compare",
+        type=Path,
+        metavar="PREVIOUS_OUTPUT",
+        help="report what changed against an earlier run's output (table, and OUTPUT.diff.json)",
+    )
+    rescore.add_argument(
+        "--enqueue",
+        action="store_true",
+        help="with --compare: store the newly flagged records and put them in the review queue",
     )
     commands.add_parser(
         "selfcheck",
@@ -158,35 +208,78 @@ def _load_pipeline(settings: Settings) -> Scorer:
 
 
 def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
-    from service.rescore import (
-        DEFAULT_CHUNK_SIZE,
-        RescoreError,
-        check_paths,
-        default_reject_path,
-        rescore,
-    )
+    from service.rescore import DEFAULT_CHUNK_SIZE, RescoreError, check_paths, default_reject_path
     from service.settings import get_settings
 
     settings = get_settings()
     if args.batch_size is not None:
         settings = settings.model_copy(update={"batch_size": args.batch_size})
     rejects: Path = args.rejects or default_reject_path(args.output)
+    if args.enqueue and args.compare is None:
+        print("qinglang rescore: error: --enqueue needs --compare", file=sys.stderr)
+        return 2
+    # a chunk smaller than a model batch would cap the batch
+    chunk_size = args.chunk_size or max(DEFAULT_CHUNK_SIZE, settings.batch_size)
     try:
         check_paths(args.input, args.output, rejects)
-        summary = rescore(
-            args.input,
-            args.output,
-            _load_model(load, settings),
-            # a chunk smaller than a model batch would cap the batch
-            chunk_size=max(DEFAULT_CHUNK_SIZE, settings.batch_size),
-            reject_path=rejects,
-            progress=not args.no_progress,
-        )
+        if args.compare is not None and not args.compare.is_file():
+            raise RescoreError(f"previous output {args.compare} does not exist")
+        summary = _run_rescore(args, load, settings, rejects, chunk_size)
+        print(summary.render(), file=sys.stderr)
+        if args.compare is not None:
+            _compare(args, settings)
     except RescoreError as exc:
         print(f"qinglang rescore: error: {exc}", file=sys.stderr)
         return 2
-    print(summary.render(), file=sys.stderr)
     return 1 if summary.failed_total and not args.skip_bad else 0
+
+
+def _run_rescore(
+    args: argparse.Namespace, load: ScorerFactory, settings: Settings, rejects: Path, chunk: int
+) -> Summary:
+    import os
+
+    from service.rescore import CHECKPOINT_POSTS, Engine, InlineEngine, rescore
+
+    workers = args.workers or len(os.sched_getaffinity(0))
+    engine: Engine
+    if args.engine == "ray":
+        from service.batch.ray_engine import RayEngine
+
+        engine = RayEngine(load, settings, workers, args.ray_address)
+    elif workers > 1:
+        from service.batch.local import LocalEngine
+
+        engine = LocalEngine(load, settings, workers)
+    else:
+        engine = InlineEngine(_load_model(load, settings))
+    return rescore(
+        args.input,
+        args.output,
+        engine,
+        chunk_size=chunk,
+        reject_path=rejects,
+        progress=not args.no_progress,
+        checkpoint_posts=args.checkpoint_every or CHECKPOINT_POSTS,
+    )
+
+
+def _compare(args: argparse.Namespace, settings: Settings) -> None:
+    from service.batch.diff import diff, enqueue
+
+    report = diff(args.compare, args.output)
+    report_path = args.output.with_name(args.output.name + ".diff.json")
+    report.save(report_path)
+    print(f"{report.render()}\n  report -> {report_path}", file=sys.stderr)
+    if args.enqueue:
+        from service.rescore import RescoreError
+        from service.storage import StorageError
+
+        try:
+            added = enqueue(report, settings)
+        except StorageError as exc:
+            raise RescoreError(f"cannot enqueue the newly flagged posts: {exc}") from exc
+        print(f"review queue: {added:,} newly flagged records enqueued", file=sys.stderr)
 
 
 def _load_model(load: ScorerFactory, settings: Settings) -> Scorer:

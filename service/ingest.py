@@ -34,6 +34,9 @@ ErrorKind = Literal[
     "bad_created_at",
     "invalid_value",
     "line_too_long",
+    # batch re-scoring: rows a Parquet file cannot give back, posts the scorer failed on
+    "unreadable",
+    "scorer_error",
 ]
 
 MAX_LINE_BYTES = 16 << 20
@@ -73,14 +76,18 @@ class JsonlReader:
     unknown until the end); blank lines are skipped but counted in ``blank_lines``.
     """
 
-    def __init__(self, stream: BinaryIO, *, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+    def __init__(
+        self, stream: BinaryIO, *, max_line_bytes: int = MAX_LINE_BYTES, first_line: int = 1
+    ) -> None:
         self._stream = stream
         self._max_line_bytes = max_line_bytes
+        # a batch task reads a slice of the file and numbers its lines as the file does
+        self._first_line = first_line
         self.bytes_read = 0
         self.blank_lines = 0
 
     def __iter__(self) -> Iterator[PostLine | LineError]:
-        line_no = 0
+        line_no = self._first_line - 1
         while (line := self._read_line()) is not None:
             head, size = line
             line_no += 1
@@ -113,6 +120,15 @@ def parse_line(line_no: int, raw: bytes) -> PostLine | LineError:
         return PostLine(line_no, _validate(value))
     except _BadLineError as exc:
         return _error(line_no, body, exc.post_id, exc.kind, exc.message)
+
+
+def parse_object(line_no: int, value: dict[str, object]) -> PostLine | LineError:
+    """Turn one already decoded row (a Parquet row) into a post or the reason it is not one."""
+    try:
+        return PostLine(line_no, _validate(value))
+    except _BadLineError as exc:
+        raw = json.dumps(value, ensure_ascii=False, default=str).encode()
+        return _error(line_no, raw, exc.post_id, exc.kind, exc.message)
 
 
 class _BadLineError(Exception):

@@ -6,59 +6,29 @@ text, so a record written next to the wrong line shows up as a wrong score.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from batchkit import (
+    LengthScorer,
+    expected_record,
+    missing_model,
+    post_line,
+    posts_of,
+    read_records,
+    read_rejects,
+    rescore_lines,
+    shuffled_posts,
+)
 
+from service.batch.work import Scorer
 from service.cli import EXAMPLES, main
-from service.heads import RISKS
-from service.normalise import WINDOW
 from service.record import Post, ScoreRecord
-from service.rescore import RescoreError, Scorer, rescore
+from service.rescore import InlineEngine, RescoreError, rescore
 from service.settings import Settings
-
-
-def expected_record(post: Post) -> ScoreRecord:
-    """The record the stand-in gives a post: a function of its text alone."""
-    n = len(post.text)
-    rumor = n % 101 / 100
-    return ScoreRecord(
-        id=post.id,
-        account_id=post.account_id,
-        scores={risk: (n * (i + 1)) % 101 / 100 for i, risk in enumerate(RISKS)},
-        flags={risk: risk == "rumor" and rumor >= 0.5 for risk in RISKS},
-        signals={"originality_claim": float(post.declared_original)},
-        decision="block" if rumor >= 0.9 else "review" if rumor >= 0.5 else "pass",
-        reasons=[],
-        model_version=LengthScorer.model_version,
-        policy_version="test",
-        truncated=n > WINDOW,
-        warnings=[] if post.text.strip() else ["empty text"],
-    )
-
-
-class LengthScorer:
-    """Scores like the pipeline: in order of text length, records returned in input order."""
-
-    model_version = "test-length"
-
-    def __init__(self, *, fail_on_call: int = 0) -> None:
-        self.calls = 0
-        self.batch_sizes: list[int] = []
-        self._fail_on_call = fail_on_call
-
-    def score_many(self, posts: Sequence[Post]) -> list[ScoreRecord]:
-        self.calls += 1
-        self.batch_sizes.append(len(posts))
-        if self.calls == self._fail_on_call:
-            raise RuntimeError("the model ran out of memory")
-        by_length = sorted(range(len(posts)), key=lambda i: len(posts[i].text))
-        records = {i: expected_record(posts[i]) for i in by_length}
-        return [records[i] for i in range(len(posts))]
 
 
 class LengthOrderScorer(LengthScorer):
@@ -69,42 +39,21 @@ class LengthOrderScorer(LengthScorer):
         return sorted(records, key=lambda record: record.scores["rumor"])
 
 
-def post_line(post_id: str | int, text: str, **fields: object) -> bytes:
-    line = {"id": post_id, "text": text, **fields}
-    return json.dumps(line, ensure_ascii=False).encode() + b"\n"
-
-
-def shuffled_posts(n: int) -> list[bytes]:
-    """Lengths in no order, so that scoring sorted by length and writing that order shows."""
-    return [post_line(f"p{i}", "字" * ((i * 37) % 50 + 1)) for i in range(n)]
-
-
-def posts_of(lines: Sequence[bytes]) -> list[Post]:
-    return [Post.model_validate_json(line) for line in lines]
-
-
-def read_records(path: Path) -> list[ScoreRecord]:
-    return [ScoreRecord.model_validate_json(line) for line in path.read_text().splitlines()]
-
-
-def read_rejects(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
 def run_cli(*args: str | Path, scorer: Scorer | None = None) -> int:
     def load(settings: Settings) -> Scorer:
         return scorer or LengthScorer()
 
-    return main([str(arg) for arg in args], load_scorer=load)
+    argv = [str(arg) for arg in args]
+    if argv[0] == "rescore":
+        # one process: the stand-in is this test's object, not a worker's
+        argv += ["--workers", "1"]
+    return main(argv, load_scorer=load)
 
 
 def test_records_follow_the_input_order_across_chunks(tmp_path: Path) -> None:
     lines = shuffled_posts(11)
-    (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
     scorer = LengthScorer()
-    summary = rescore(
-        tmp_path / "in.jsonl", tmp_path / "out.jsonl", scorer, chunk_size=4, progress=False
-    )
+    summary = rescore_lines(tmp_path, lines, InlineEngine(scorer), chunk_size=4)
     assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in posts_of(lines)]
     assert scorer.batch_sizes == [4, 4, 3]
     assert (summary.posts_read, summary.scored, summary.failed_total) == (11, 11, 0)
@@ -115,29 +64,56 @@ def test_records_follow_the_input_order_across_chunks(tmp_path: Path) -> None:
 def test_a_scorer_that_reorders_its_records_stops_the_run(tmp_path: Path) -> None:
     (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(5)))
     with pytest.raises(RescoreError, match="do not match the posts in order"):
-        rescore(tmp_path / "in.jsonl", tmp_path / "out.jsonl", LengthOrderScorer(), progress=False)
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.jsonl"]
-
-
-@pytest.mark.parametrize("earlier_output", [None, "the previous run's records\n"])
-def test_a_failing_scorer_leaves_no_output(tmp_path: Path, earlier_output: str | None) -> None:
-    (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(10)) + b"not json\n")
-    if earlier_output is not None:
-        (tmp_path / "out.jsonl").write_text(earlier_output)
-    with pytest.raises(RescoreError, match=r"scoring lines 5-8 failed: RuntimeError"):
         rescore(
             tmp_path / "in.jsonl",
             tmp_path / "out.jsonl",
-            LengthScorer(fail_on_call=2),
+            InlineEngine(LengthOrderScorer()),
+            progress=False,
+        )
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".out.jsonl.rescore", "in.jsonl"]
+
+
+class BrokenScorer(LengthScorer):
+    def score_many(self, posts: Sequence[Post]) -> list[ScoreRecord]:
+        raise RuntimeError("the model ran out of memory")
+
+
+@pytest.mark.parametrize("earlier_output", [None, "the previous run's records\n"])
+def test_a_scorer_that_fails_on_every_post_leaves_no_output(
+    tmp_path: Path, earlier_output: str | None
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(10)) + b"not json\n")
+    if earlier_output is not None:
+        (tmp_path / "out.jsonl").write_text(earlier_output)
+    with pytest.raises(RescoreError, match=r"failed on every post of .*in.jsonl:1-4: Runtime"):
+        rescore(
+            tmp_path / "in.jsonl",
+            tmp_path / "out.jsonl",
+            InlineEngine(BrokenScorer()),
             chunk_size=4,
             progress=False,
         )
-    left = sorted(path.name for path in tmp_path.iterdir())
+    left = sorted(path.name for path in tmp_path.iterdir() if path.is_file())
     if earlier_output is None:
         assert left == ["in.jsonl"]
     else:
         assert left == ["in.jsonl", "out.jsonl"]
         assert (tmp_path / "out.jsonl").read_text() == earlier_output
+
+
+def test_a_chunk_the_scorer_fails_on_is_scored_post_by_post(tmp_path: Path) -> None:
+    lines = shuffled_posts(10)
+    lines[5] = post_line("boom", "这条 RAISE 会让模型出错")
+    scorer = LengthScorer()
+    summary = rescore_lines(tmp_path, lines, InlineEngine(scorer), chunk_size=4)
+    good = posts_of(lines[:5] + lines[6:])
+    assert read_records(tmp_path / "out.jsonl") == [expected_record(post) for post in good]
+    # chunk 2 failed whole, then went post by post: 4 calls
+    assert scorer.batch_sizes == [4, 4, 1, 1, 1, 1, 2]
+    rejects = read_rejects(tmp_path / "out.rejects.jsonl")
+    assert [(r["line"], r["id"], r["error"]) for r in rejects] == [(6, "boom", "scorer_error")]
+    assert "this post breaks the scorer" in str(rejects[0]["message"])
+    assert summary.failed == {"scorer_error": 1}
 
 
 def mixed_input() -> list[bytes]:
@@ -197,7 +173,7 @@ def test_bad_lines_are_reported_and_rejected_and_the_rest_scored(
     assert summary["scored"] == f"6 -> {tmp_path / 'out.jsonl'}"
     failed = "4 (malformed_json 2, invalid_utf8 1, missing_id 1)"
     assert summary["failed"] == f"{failed} -> {tmp_path / 'out.rejects.jsonl'}"
-    assert (summary["warnings"], summary["duplicate ids"]) == ("2", "1")
+    assert summary["warnings"] == "2"
     assert summary["decisions"] == "pass 6, review 0, block 0"
     assert summary["elapsed"].endswith(" posts/s")
 
@@ -235,7 +211,9 @@ def test_batch_size_reaches_the_settings(tmp_path: Path) -> None:
         return LengthScorer()
 
     args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl")]
-    assert main([*args, "--batch-size", "7", "--no-progress"], load_scorer=load) == 0
+    assert (
+        main([*args, "--batch-size", "7", "--no-progress", "--workers", "1"], load_scorer=load) == 0
+    )
     assert seen == [7]
 
 
@@ -275,8 +253,19 @@ def test_a_model_that_fails_to_load_exits_2(
         raise FileNotFoundError("model.onnx")
 
     args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl")]
-    assert main(args, load_scorer=load) == 2
+    assert main([*args, "--workers", "1"], load_scorer=load) == 2
     assert "cannot load the model: FileNotFoundError('model.onnx')" in capsys.readouterr().err
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_workers_that_cannot_load_the_model_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(post_line("a", "x"))
+    args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl")]
+    assert main([*args, "--workers", "2"], load_scorer=missing_model) == 2
+    err = capsys.readouterr().err
+    assert "cannot load the model: ScorerError('the worker processes could not load" in err
     assert not (tmp_path / "out.jsonl").exists()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from servicekit import open_api
 
 from service.pipeline import Pipeline
-from service.rescore import rescore
+from service.rescore import InlineEngine, rescore
 from service.settings import Settings
 
 TEMPLATE = "网传某地明天起全市停水三天，自来水厂已被污染，请大家赶紧囤水并转给家人朋友！"
@@ -47,7 +47,7 @@ def test_rescore_matches_the_live_service_post_by_post(tmp_path: Path, pipeline:
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     src.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in posts()))
     scorer = Pipeline(pipeline.classifier, pipeline.policy)
-    summary = rescore(src, out, scorer, chunk_size=3, progress=False)
+    summary = rescore(src, out, InlineEngine(scorer), chunk_size=3, progress=False)
     assert summary.scored == len(posts())
     batch = [json.loads(line) for line in out.read_text().splitlines()]
     flags = {r["id"]: r["flags"] for r in batch}

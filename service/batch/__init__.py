@@ -1,0 +1,1 @@
+"""Batch re-scoring at scale: input cut into tasks, engines that score them, checkpoints."""

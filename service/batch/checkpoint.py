@@ -1,0 +1,126 @@
+"""A run's work folder beside its output: committed parts and the manifest that counts them.
+
+Records and rejects go to a part file; every few thousand posts the part is closed, fsynced and
+renamed into place, and only then is the manifest (tasks done, parts, tallies) replaced, itself
+written beside and renamed. Whenever the process dies, the manifest names only whole parts,
+and a part written after it is written again by the next run. At the end the parts are joined
+into OUTPUT and the folder is removed. The manifest carries the run's fingerprint (input files,
+sizes, times, chunk size, model and policy), so that a different run never continues it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from service.batch.records import SCHEMA, RecordWriter, is_parquet
+
+MANIFEST = "manifest.json"
+
+
+class CheckpointError(Exception):
+    """The work folder belongs to another run, or cannot be read."""
+
+
+@dataclass
+class State:
+    """How far the run got: whole tasks, whole parts, and the tallies of what they held."""
+
+    fingerprint: dict[str, Any]
+    tasks_done: int = 0
+    parts: int = 0
+    tallies: dict[str, Any] = field(default_factory=dict)
+
+
+class WorkFolder:
+    def __init__(self, output: Path) -> None:
+        self.output = output
+        self.path = output.with_name(f".{output.name}.rescore")
+        self.parquet = is_parquet(output)
+
+    def part(self, k: int) -> Path:
+        return self.path / f"part-{k:06d}{'.parquet' if self.parquet else '.jsonl'}"
+
+    def rejects(self, k: int) -> Path:
+        return self.path / f"rejects-{k:06d}.jsonl"
+
+    def resume(self, fingerprint: dict[str, Any]) -> State:
+        """The committed state of an earlier run with this fingerprint, or a fresh one."""
+        manifest = self.path / MANIFEST
+        if not manifest.exists():
+            self.path.mkdir(exist_ok=True)
+            return State(fingerprint)
+        try:
+            saved = json.loads(manifest.read_text())
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"cannot read the checkpoint {manifest}: {exc}") from exc
+        if saved["fingerprint"] != fingerprint:
+            raise CheckpointError(
+                f"{self.path} holds the checkpoint of a run with other arguments, input files "
+                "or model; rerun that command to finish it, or delete the folder to start over"
+            )
+        return State(fingerprint, saved["tasks_done"], saved["parts"], saved["tallies"])
+
+    def commit(self, state: State) -> None:
+        """Record ``state`` (whose parts are closed and in place) as the point to resume from."""
+        manifest = self.path / MANIFEST
+        tmp = self.path / f".{MANIFEST}.tmp"
+        data = {
+            "fingerprint": state.fingerprint,
+            "tasks_done": state.tasks_done,
+            "parts": state.parts,
+            "tallies": state.tallies,
+        }
+        with tmp.open("w", encoding="utf-8") as file:
+            json.dump(data, file)
+            file.flush()
+            os.fsync(file.fileno())
+        tmp.replace(manifest)
+
+    def open_part(self, k: int) -> tuple[RecordWriter, Path]:
+        """Writers for part ``k``'s records (renamed into place by :meth:`close_part`)."""
+        for stale in [*self.path.glob(".part-*"), *self.path.glob(".rejects-*")]:
+            stale.unlink()
+        final = self.part(k)
+        return RecordWriter(final.with_name("." + final.name), parquet=self.parquet), final
+
+    def finish(self, state: State, reject_path: Path) -> None:
+        """Join the parts into OUTPUT and the reject parts into ``reject_path`` (removed when
+        there are none), then remove the folder."""
+        tmp = self.output.with_name(f".{self.output.name}.joining")
+        tmp.unlink(missing_ok=True)
+        try:
+            if self.parquet:
+                writer = RecordWriter(tmp, parquet=True)
+                for k in range(state.parts):
+                    writer.write_table(pq.read_table(self.part(k), schema=SCHEMA))
+                writer.close()
+            else:
+                _join([self.part(k) for k in range(state.parts)], tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        rejects = [self.rejects(k) for k in range(state.parts) if self.rejects(k).exists()]
+        if rejects:
+            joined = reject_path.with_name(f".{reject_path.name}.joining")
+            _join(rejects, joined)
+            joined.replace(reject_path)
+        else:
+            reject_path.unlink(missing_ok=True)
+        tmp.replace(self.output)
+        shutil.rmtree(self.path)
+
+
+def _join(parts: list[Path], target: Path) -> None:
+    with target.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as source:
+                shutil.copyfileobj(source, out, 1 << 20)
+        out.flush()
+        os.fsync(out.fileno())

@@ -1,0 +1,200 @@
+"""``rescore --compare``: what a new model or policy changed, against an earlier run's output.
+
+Per risk head: posts newly flagged, newly cleared, and posts flagged on that head (before or
+after) whose decision changed; with a few example ids each, and every changed post in a JSONL
+file beside OUTPUT that ``--enqueue`` reads to put the newly flagged into the review queue.
+
+Two runs over the same input list their records in the same order, so the outputs are walked
+side by side in constant memory; only when the order differs are the earlier records' decisions
+and flags held in memory by id (a few dozen bytes a post).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from service.batch.records import read_records
+from service.heads import RISKS, Risk
+from service.record import ScoreRecord
+from service.storage.repository import Pending
+
+if TYPE_CHECKING:
+    from service.settings import Settings
+    from service.storage import Repository
+
+EXAMPLES = 3
+"""Example post ids kept per cell of the table."""
+
+ENQUEUE_BATCH = 500
+
+Seen = tuple[str, frozenset[Risk]]
+"""What the diff keeps of a record: its decision and its flagged heads."""
+
+COLUMNS = ("newly flagged", "newly cleared", "decision changed")
+
+
+@dataclass
+class DiffReport:
+    previous: Path
+    current: Path
+    changes_path: Path
+    compared: int = 0
+    only_current: int = 0
+    only_previous: int = 0
+    changed_posts: int = 0
+    counts: dict[str, Counter[Risk]] = field(
+        default_factory=lambda: {column: Counter() for column in COLUMNS}
+    )
+    examples: dict[str, dict[Risk, list[str]]] = field(
+        default_factory=lambda: {column: defaultdict(list) for column in COLUMNS}
+    )
+    decisions: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def note(self, column: str, risk: Risk, post_id: str) -> None:
+        self.counts[column][risk] += 1
+        if len(self.examples[column][risk]) < EXAMPLES:
+            self.examples[column][risk].append(post_id)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "previous": str(self.previous),
+            "current": str(self.current),
+            "changes": str(self.changes_path),
+            "compared": self.compared,
+            "only_current": self.only_current,
+            "only_previous": self.only_previous,
+            "changed_posts": self.changed_posts,
+            "heads": {
+                risk: {
+                    column: {
+                        "posts": self.counts[column][risk],
+                        "examples": self.examples[column][risk],
+                    }
+                    for column in COLUMNS
+                }
+                for risk in RISKS
+            },
+            "decisions": [
+                {"before": before, "after": after, "posts": n}
+                for (before, after), n in sorted(self.decisions.items())
+            ],
+        }
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.summary(), ensure_ascii=False, indent=2) + "\n")
+
+    def render(self) -> str:
+        lines = [
+            f"compared with {self.previous}: {self.compared:,} posts in both, "
+            f"{self.only_current:,} only now, {self.only_previous:,} only before; "
+            f"{self.changed_posts:,} changed -> {self.changes_path}",
+            f"  {'head':<18}" + "".join(f"{column:>18}" for column in COLUMNS) + "  examples",
+        ]
+        for risk in RISKS:
+            cells = "".join(f"{self.counts[column][risk]:>18,}" for column in COLUMNS)
+            shown = ", ".join(ex for column in COLUMNS for ex in self.examples[column][risk][:1])
+            lines.append(f"  {risk:<18}{cells}  {shown}")
+        moves = ", ".join(f"{b}->{a} {n:,}" for (b, a), n in sorted(self.decisions.items()))
+        lines.append(f"  decisions changed: {moves or 'none'}")
+        return "\n".join(lines)
+
+
+def diff(previous: Path, current: Path) -> DiffReport:
+    """Compare two outputs; write each changed post to ``CURRENT.changes.jsonl``."""
+    changes_path = current.with_name(current.name + ".changes.jsonl")
+    report = DiffReport(previous, current, changes_path)
+    with changes_path.open("w", encoding="utf-8") as changes:
+        earlier = read_records(previous)
+        by_id: dict[str, Seen] | None = None
+        for record in read_records(current):
+            if by_id is None:
+                first = next(earlier, None)
+                if first is not None and first.id == record.id:
+                    _compare(report, changes, _seen(first), record)
+                    continue
+                by_id = {} if first is None else {first.id: _seen(first)}
+                by_id.update(_index(earlier))
+            before = by_id.pop(record.id, None)
+            if before is None:
+                report.only_current += 1
+            _compare(report, changes, before, record)
+        report.only_previous = sum(1 for _ in earlier) if by_id is None else len(by_id)
+    return report
+
+
+def _index(records: Iterator[ScoreRecord]) -> Iterator[tuple[str, Seen]]:
+    for record in records:
+        yield record.id, _seen(record)
+
+
+def _seen(record: ScoreRecord) -> Seen:
+    return record.decision, frozenset(risk for risk, on in record.flags.items() if on)
+
+
+def _compare(report: DiffReport, changes: TextIO, before: Seen | None, record: ScoreRecord) -> None:
+    """A post absent before counts as passed and unflagged before."""
+    if before is not None:
+        report.compared += 1
+    decision_before, flags_before = before or ("pass", frozenset())
+    decision, flags = _seen(record)
+    flagged, cleared = flags - flags_before, flags_before - flags
+    for risk in sorted(flagged):
+        report.note("newly flagged", risk, record.id)
+    for risk in sorted(cleared):
+        report.note("newly cleared", risk, record.id)
+    if decision != decision_before:
+        report.decisions[decision_before, decision] += 1
+        for risk in sorted(flags | flags_before):
+            report.note("decision changed", risk, record.id)
+    if flagged or cleared or decision != decision_before:
+        report.changed_posts += 1
+        change = {
+            "id": record.id,
+            "decision": [decision_before, decision],
+            "newly_flagged": sorted(flagged),
+            "newly_cleared": sorted(cleared),
+        }
+        changes.write(json.dumps(change, ensure_ascii=False) + "\n")
+
+
+def enqueue(report: DiffReport, settings: Settings) -> int:
+    """Store the newly flagged records and queue them for review; the number newly queued.
+
+    Storage keeps one record per post and model version, so a second run (or a post the live
+    service already stored under this model) queues nothing again.
+    """
+    from service.storage import open_repository, upgrade
+
+    wanted: set[str] = set()
+    with report.changes_path.open(encoding="utf-8") as changes:
+        for line in changes:
+            change = json.loads(line)
+            if change["newly_flagged"]:
+                wanted.add(change["id"])
+    upgrade(settings.database)
+    repository = open_repository(settings.database, settings.db_timeout_s)
+    added = 0
+    try:
+        batch: list[Pending] = []
+        for record in read_records(report.current):
+            if record.id in wanted:
+                wanted.discard(record.id)
+                batch.append(Pending(record, enqueue=True))
+            if len(batch) == ENQUEUE_BATCH:
+                added += _save(repository, batch)
+                batch = []
+        added += _save(repository, batch)
+    finally:
+        repository.close()
+    return added
+
+
+def _save(repository: Repository, batch: list[Pending]) -> int:
+    stored = repository.save_records(batch)
+    # the repository hands back the record it already held for a post stored before
+    return sum(1 for item, kept in zip(batch, stored, strict=True) if kept is item.record)

@@ -1,0 +1,124 @@
+"""Score records in files: JSONL (one record a line, as the API returns it) or Parquet.
+
+In Parquet the record's fixed parts are typed columns (``scores`` and ``flags`` are structs with
+a field per risk) and its free-form parts (``reasons`` with their evidence, ``cluster``) are
+JSON text, so that a query engine can filter on decisions and flags while every record reads
+back equal to the one written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from service.heads import RISKS
+from service.record import ScoreRecord
+
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("account_id", pa.string()),
+        ("scores", pa.struct([(risk, pa.float64()) for risk in RISKS])),
+        ("flags", pa.struct([(risk, pa.bool_()) for risk in RISKS])),
+        ("signals", pa.map_(pa.string(), pa.float64())),
+        ("decision", pa.string()),
+        ("reasons", pa.string()),
+        ("cluster", pa.string()),
+        ("model_version", pa.string()),
+        ("policy_version", pa.string()),
+        ("degraded", pa.bool_()),
+        ("truncated", pa.bool_()),
+        ("warnings", pa.list_(pa.string())),
+    ]
+)
+
+
+def is_parquet(path: Path) -> bool:
+    return path.suffix == ".parquet"
+
+
+def to_row(record: ScoreRecord) -> dict[str, Any]:
+    data = record.model_dump(mode="json")
+    data["signals"] = list(data["signals"].items())
+    data["reasons"] = json.dumps(data["reasons"], ensure_ascii=False)
+    data["cluster"] = None if record.cluster is None else json.dumps(data["cluster"])
+    return data
+
+
+def from_row(row: dict[str, Any]) -> ScoreRecord:
+    data = dict(row)
+    data["signals"] = dict(data["signals"])
+    data["reasons"] = json.loads(data["reasons"])
+    data["cluster"] = None if data["cluster"] is None else json.loads(data["cluster"])
+    return ScoreRecord.model_validate(data)
+
+
+class RecordWriter:
+    """Appends records to a new file (JSONL or Parquet by ``path``'s suffix)."""
+
+    def __init__(self, path: Path, *, parquet: bool) -> None:
+        self.path = path
+        self._text: TextIO | None = None
+        self._parquet: pq.ParquetWriter | None = None
+        if parquet:
+            self._parquet = pq.ParquetWriter(path, SCHEMA, compression="zstd")
+        else:
+            self._text = path.open("x", encoding="utf-8", newline="\n")
+
+    def write(self, records: Iterable[ScoreRecord]) -> None:
+        if self._text is not None:
+            self._text.write("".join(record.model_dump_json() + "\n" for record in records))
+        elif self._parquet is not None:
+            rows = [to_row(record) for record in records]
+            if rows:
+                self._parquet.write_table(pa.Table.from_pylist(rows, schema=SCHEMA))
+
+    def write_table(self, table: pa.Table) -> None:
+        assert self._parquet is not None
+        self._parquet.write_table(table)
+
+    def close(self) -> None:
+        """Flush to disk: a part that was committed must survive a crash of the machine."""
+        if self._text is not None:
+            self._text.flush()
+            os.fsync(self._text.fileno())
+            self._text.close()
+        elif self._parquet is not None:
+            self._parquet.close()
+            fsync(self.path)
+
+    def abandon(self) -> None:
+        try:
+            if self._text is not None:
+                self._text.close()
+            elif self._parquet is not None:
+                self._parquet.close()
+        except OSError:
+            pass  # the disk that failed the write may fail the close too; the file goes anyway
+        self.path.unlink(missing_ok=True)
+
+
+def fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_records(path: Path) -> Iterator[ScoreRecord]:
+    """The records of an output file, in file order, a batch of rows at a time."""
+    if is_parquet(path):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+            yield from (from_row(row) for row in batch.to_pylist())
+        return
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                yield ScoreRecord.model_validate_json(line)

@@ -1,0 +1,151 @@
+"""Stand-in scorers for the batch tests, importable by worker processes and Ray actors.
+
+Each scores like the pipeline (in order of text length, records back in input order) and gives
+a record that is a function of the post's text alone, so a record written next to the wrong
+line, twice, or not at all shows up in the output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from service.batch.work import Scorer
+from service.heads import RISKS
+from service.normalise import WINDOW
+from service.record import Post, ScoreRecord
+from service.rescore import Engine, Summary, rescore
+from service.settings import Settings
+
+RAISE = "RAISE"
+"""A post whose text holds this makes the scorer raise."""
+DIE = "DIE"
+"""A post whose text holds this kills the process that scores it."""
+DIE_ONCE = "DIE-ONCE:"
+"""``DIE-ONCE:/path`` kills the process the first time only (it creates ``/path``)."""
+SLOW_S_ENV = "QINGLANG_TEST_SLOW_S"
+"""Seconds the scorer sleeps per call, so that a test can kill a run half way."""
+
+
+def expected_record(post: Post) -> ScoreRecord:
+    """The record the stand-in gives a post: a function of its text alone."""
+    n = len(post.text)
+    rumor = n % 101 / 100
+    return ScoreRecord(
+        id=post.id,
+        account_id=post.account_id,
+        scores={risk: (n * (i + 1)) % 101 / 100 for i, risk in enumerate(RISKS)},
+        flags={risk: risk == "rumor" and rumor >= 0.5 for risk in RISKS},
+        signals={"originality_claim": float(post.declared_original)},
+        decision="block" if rumor >= 0.9 else "review" if rumor >= 0.5 else "pass",
+        reasons=[],
+        model_version=LengthScorer.model_version,
+        policy_version=LengthScorer.policy_version,
+        truncated=n > WINDOW,
+        warnings=[] if post.text.strip() else ["empty text"],
+    )
+
+
+class LengthScorer:
+    model_version = "test-length"
+    policy_version = "test"
+
+    def __init__(self, *, fail_on_call: int = 0) -> None:
+        self.calls = 0
+        self.batch_sizes: list[int] = []
+        self._fail_on_call = fail_on_call
+        self._slow_s = float(os.environ.get(SLOW_S_ENV, "0"))
+
+    def score_many(self, posts: Sequence[Post]) -> list[ScoreRecord]:
+        self.calls += 1
+        self.batch_sizes.append(len(posts))
+        time.sleep(self._slow_s)
+        if self.calls == self._fail_on_call:
+            raise RuntimeError("the model ran out of memory")
+        for post in posts:
+            _misbehave(post.text)
+        by_length = sorted(range(len(posts)), key=lambda i: len(posts[i].text))
+        records = {i: expected_record(posts[i]) for i in by_length}
+        return [records[i] for i in range(len(posts))]
+
+
+def _misbehave(text: str) -> None:
+    if RAISE in text:
+        raise ValueError("this post breaks the scorer")
+    if text.startswith(DIE_ONCE):
+        marker = Path(text.removeprefix(DIE_ONCE))
+        if not marker.exists():
+            marker.touch()
+            os._exit(70)
+    elif DIE in text:
+        os._exit(70)
+
+
+def length_scorer(settings: Settings) -> Scorer:
+    """The factory that worker processes and actors call (a module-level function pickles)."""
+    return LengthScorer()
+
+
+def missing_model(settings: Settings) -> Scorer:
+    raise FileNotFoundError("model.onnx")
+
+
+def rescore_lines(folder: Path, lines: Sequence[bytes], engine: Engine, **options: Any) -> Summary:
+    """``lines`` written to ``folder/in.jsonl`` and scored into ``folder/out.jsonl``."""
+    (folder / "in.jsonl").write_bytes(b"".join(lines))
+    return rescore(folder / "in.jsonl", folder / "out.jsonl", engine, progress=False, **options)
+
+
+def real_posts() -> list[bytes]:
+    """Posts the shipped model flags and clears, long and short, in mixed lengths."""
+    texts = [
+        "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！",
+        "周末和家人去公园散步，天气很好，拍了几张荷花的照片。",
+        "这帮人都该死，大家明天一起去把他们的店砸了！",
+        "[蜡烛][蜡烛]",
+        "iPhone 15 真的太贵了 but 我还是买了",
+        "長" * 300,
+    ]
+    return [post_line(f"r{i}", texts[i % len(texts)] * (1 + i % 3)) for i in range(40)]
+
+
+def post_line(post_id: str | int, text: str, **fields: object) -> bytes:
+    line = {"id": post_id, "text": text, **fields}
+    return json.dumps(line, ensure_ascii=False).encode() + b"\n"
+
+
+def shuffled_posts(n: int, prefix: str = "p") -> list[bytes]:
+    """Lengths in no order, so that scoring sorted by length and writing that order shows."""
+    return [post_line(f"{prefix}{i}", "字" * ((i * 37) % 50 + 1)) for i in range(n)]
+
+
+def posts_of(lines: Sequence[bytes]) -> list[Post]:
+    return [Post.model_validate_json(line) for line in lines]
+
+
+def read_records(path: Path) -> list[ScoreRecord]:
+    return [ScoreRecord.model_validate_json(line) for line in path.read_text().splitlines()]
+
+
+def read_rejects(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def main() -> None:
+    """``python batchkit.py rescore ...``: the CLI with the stand-in scorer, for tests that run
+    (and kill) it as a process of its own."""
+    # by its module name, so that worker processes can unpickle it
+    from batchkit import length_scorer as factory
+
+    from service.cli import main as cli
+
+    raise SystemExit(cli(sys.argv[1:], load_scorer=factory))
+
+
+if __name__ == "__main__":
+    main()

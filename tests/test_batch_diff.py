@@ -1,0 +1,118 @@
+"""``rescore --compare``: the diff against an earlier output, and ``--enqueue`` into the review
+queue (on SQLite and the real PostgreSQL), idempotent across runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from batchkit import expected_record, length_scorer, posts_of, shuffled_posts
+
+from service.batch.diff import diff
+from service.batch.records import RecordWriter
+from service.cli import main
+from service.record import ScoreRecord
+from service.settings import get_settings
+from service.storage import open_repository
+
+
+def write(path: Path, records: list[ScoreRecord]) -> None:
+    writer = RecordWriter(path, parquet=path.suffix == ".parquet")
+    writer.write(records)
+    writer.close()
+
+
+def flagged(record: ScoreRecord, decision: str, **flags: bool) -> ScoreRecord:
+    return record.model_copy(update={"decision": decision, "flags": {**record.flags, **flags}})
+
+
+POSTS = 30
+REVIEWED = 27
+"""The one post the stand-in sends to review (its text is 50 characters long)."""
+
+
+def earlier_and_now() -> tuple[list[ScoreRecord], list[ScoreRecord]]:
+    """Three posts change: post 0 is cleared, post 2 moves from review to pass, and post 27 is
+    newly flagged."""
+    now = [expected_record(post) for post in posts_of(shuffled_posts(POSTS))]
+    assert [i for i, r in enumerate(now) if r.decision != "pass"] == [REVIEWED]
+    earlier = list(now)
+    earlier[0] = flagged(now[0], "review", incitement=True)
+    earlier[2] = flagged(now[2], "review")
+    earlier[REVIEWED] = flagged(now[REVIEWED], "pass", rumor=False)
+    return earlier, now
+
+
+@pytest.mark.parametrize("reorder", [False, True])
+def test_the_diff_counts_changes_per_head_with_examples(tmp_path: Path, reorder: bool) -> None:
+    earlier, now = earlier_and_now()
+    write(tmp_path / "before.jsonl", earlier[::-1] if reorder else earlier)
+    write(tmp_path / "now.parquet", [*now, now[0].model_copy(update={"id": "new"})])
+
+    report = diff(tmp_path / "before.jsonl", tmp_path / "now.parquet")
+
+    assert (report.compared, report.only_current, report.only_previous) == (POSTS, 1, 0)
+    assert report.counts["newly flagged"] == {"rumor": 1}
+    assert report.counts["newly cleared"] == {"incitement": 1}
+    assert report.counts["decision changed"] == {"incitement": 1, "rumor": 1}
+    assert report.examples["newly flagged"]["rumor"] == [now[REVIEWED].id]
+    assert report.decisions == {("review", "pass"): 2, ("pass", "review"): 1}
+    changes = [json.loads(line) for line in report.changes_path.read_text().splitlines()]
+    assert [c["id"] for c in changes] == [now[0].id, now[2].id, now[REVIEWED].id]
+    assert changes[2] == {
+        "id": now[REVIEWED].id,
+        "decision": ["pass", "review"],
+        "newly_flagged": ["rumor"],
+        "newly_cleared": [],
+    }
+    table = report.render()
+    assert "rumor" in table and "review->pass 2" in table
+
+
+@pytest.fixture
+def database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("QINGLANG_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    yield database_url
+    get_settings.cache_clear()
+
+
+def test_compare_and_enqueue_put_the_newly_flagged_in_the_queue_once(
+    tmp_path: Path, database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = shuffled_posts(POSTS)
+    (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
+    earlier, now = earlier_and_now()
+    write(tmp_path / "before.jsonl", earlier)
+    args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "now.jsonl")]
+    args += ["--workers", "1", "--no-progress", "--compare", str(tmp_path / "before.jsonl")]
+
+    assert main([*args, "--enqueue"], load_scorer=length_scorer) == 0
+    err = capsys.readouterr().err
+    assert "review queue: 1 newly flagged records enqueued" in err
+    summary = json.loads((tmp_path / "now.jsonl.diff.json").read_text())
+    assert summary["heads"]["rumor"]["newly flagged"] == {
+        "posts": 1,
+        "examples": [now[REVIEWED].id],
+    }
+
+    assert main([*args, "--enqueue"], load_scorer=length_scorer) == 0
+    assert "review queue: 0 newly flagged records enqueued" in capsys.readouterr().err
+
+    repository = open_repository(database, 5.0)
+    try:
+        queue = repository.queue()
+    finally:
+        repository.close()
+    assert [(item.post_id, item.decision) for item in queue] == [(now[REVIEWED].id, "review")]
+
+
+def test_enqueue_without_compare_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(2)))
+    args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "o.jsonl"), "--enqueue"]
+    assert main(args, load_scorer=length_scorer) == 2
+    assert "--enqueue needs --compare" in capsys.readouterr().err

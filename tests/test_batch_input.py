@@ -1,0 +1,191 @@
+"""Batch input and output: JSONL and Parquet, files and folders, and the bad inputs of the issue
+(corrupt Parquet, a cut-off last line, mixed schemas across files)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from batchkit import (
+    LengthScorer,
+    expected_record,
+    post_line,
+    posts_of,
+    read_records,
+    read_rejects,
+    shuffled_posts,
+)
+
+from service.batch import records as record_files
+from service.batch.sources import plan, read
+from service.ingest import PostLine
+from service.record import Post, Reason
+from service.rescore import InlineEngine, RescoreError, rescore
+
+
+def write_parquet(path: Path, rows: list[dict[str, object]], row_group_size: int = 1000) -> None:
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=row_group_size)
+
+
+def test_tasks_cut_jsonl_at_line_ends_and_number_lines_as_the_file(tmp_path: Path) -> None:
+    lines = shuffled_posts(7)
+    lines.insert(3, b"\n")
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"".join(lines) + b'{"id": "last", "text": "no newline"}')
+    tasks = plan([source], chunk_size=3)
+    assert [(t.first_line, t.lines) for t in tasks] == [(1, 3), (4, 3), (7, 3)]
+    assert tasks[-1].stop == source.stat().st_size
+    chunks = [read(task) for task in tasks]
+    numbered = [
+        (item.line_no, item.post.id)
+        for c in chunks
+        for item in c.items
+        if isinstance(item, PostLine)
+    ]
+    assert numbered == [
+        (1, "p0"),
+        (2, "p1"),
+        (3, "p2"),
+        (5, "p3"),
+        (6, "p4"),
+        (7, "p5"),
+        (8, "p6"),
+        (9, "last"),
+    ]
+    assert [c.blank_lines for c in chunks] == [0, 1, 0]
+
+
+@pytest.mark.parametrize("output_name", ["out.jsonl", "out.parquet"])
+def test_parquet_in_jsonl_or_parquet_out_in_input_order(tmp_path: Path, output_name: str) -> None:
+    posts = posts_of(shuffled_posts(25))
+    write_parquet(tmp_path / "in.parquet", [p.model_dump() for p in posts], row_group_size=10)
+    output = tmp_path / output_name
+    summary = rescore(
+        tmp_path / "in.parquet", output, InlineEngine(LengthScorer()), chunk_size=4, progress=False
+    )
+    assert list(record_files.read_records(output)) == [expected_record(p) for p in posts]
+    assert (summary.posts_read, summary.scored) == (25, 25)
+    assert not (tmp_path / f".{output_name}.rescore").exists()
+
+
+def test_a_record_with_reasons_and_cluster_reads_back_from_parquet(tmp_path: Path) -> None:
+    record = expected_record(Post(id="x", text="紧急扩散"))
+    record = record.model_copy(
+        update={
+            "reasons": [Reason(code="art18.6", score=0.9, evidence={"spans": [{"start": 0}]})],
+            "cluster": {"size": 3, "earliest": "a"},
+            "warnings": ["w"],
+        }
+    )
+    writer = record_files.RecordWriter(tmp_path / "r.parquet", parquet=True)
+    writer.write([record])
+    writer.close()
+    assert list(record_files.read_records(tmp_path / "r.parquet")) == [record]
+    table = pq.read_table(tmp_path / "r.parquet")
+    assert table.column("flags").to_pylist()[0]["rumor"] is record.flags["rumor"]
+
+
+def test_a_folder_of_files_with_different_schemas(tmp_path: Path) -> None:
+    folder = tmp_path / "posts"
+    (folder / "2016-02").mkdir(parents=True)
+    (folder / "2016-01.jsonl").write_bytes(
+        post_line("a1", "一月", created_at="2016-01-01T08:00:00+08:00", account_id="u1")
+        + b'{"id": "a2", "text": ["not", "text"]}\n'
+    )
+    write_parquet(
+        folder / "2016-02" / "part-0.parquet",
+        [
+            {"id": "b1", "text": "二月", "created_at": datetime(2016, 2, 1, tzinfo=UTC), "x": 1},
+            {"id": "b2", "text": None, "created_at": datetime(2016, 2, 2, tzinfo=UTC), "x": 2},
+        ],
+    )
+    write_parquet(
+        folder / "2016-03.parquet", [{"id": 3, "text": "三月", "declared_original": True}]
+    )
+    (folder / "notes.txt").write_text("not posts")
+
+    output = tmp_path / "out.jsonl"
+    summary = rescore(folder, output, InlineEngine(LengthScorer()), progress=False)
+
+    assert [r.id for r in read_records(output)] == ["a1", "b1", "3"]
+    assert read_records(output)[2].signals["originality_claim"] == 1.0
+    rejects = read_rejects(tmp_path / "out.rejects.jsonl")
+    assert [(Path(str(r["file"])).name, r["line"], r["error"]) for r in rejects] == [
+        ("2016-01.jsonl", 2, "wrong_type"),
+        ("part-0.parquet", 2, "missing_text"),
+    ]
+    assert summary.posts_read == 5
+
+
+def test_a_corrupt_parquet_file_is_named_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_bytes(post_line("a", "好"))
+    (tmp_path / "in" / "b.parquet").write_bytes(b"PAR1 this is not really parquet")
+    with pytest.raises(RescoreError, match=r"b.parquet is not a readable Parquet file"):
+        rescore(
+            tmp_path / "in", tmp_path / "out.jsonl", InlineEngine(LengthScorer()), progress=False
+        )
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_damaged_row_group_is_rejected_row_by_row_and_the_rest_scored(tmp_path: Path) -> None:
+    posts = posts_of(shuffled_posts(40))
+    source = tmp_path / "in.parquet"
+    pq.write_table(
+        pa.Table.from_pylist([p.model_dump() for p in posts]),
+        source,
+        row_group_size=20,
+        compression="zstd",
+    )
+    meta = pq.ParquetFile(source).metadata
+    text = meta.row_group(0).column(1)  # the text column's pages of the first row group
+    data = bytearray(source.read_bytes())
+    start = text.data_page_offset
+    data[start + 8 : start + text.total_compressed_size - 8] = b"\xff" * (
+        text.total_compressed_size - 16
+    )
+    source.write_bytes(bytes(data))
+
+    summary = rescore(
+        source, tmp_path / "out.jsonl", InlineEngine(LengthScorer()), chunk_size=8, progress=False
+    )
+
+    assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in posts[20:]]
+    rejects = read_rejects(tmp_path / "out.rejects.jsonl")
+    assert [r["line"] for r in rejects] == list(range(1, 21))
+    assert {r["error"] for r in rejects} == {"unreadable"}
+    assert "row group 0" in str(rejects[0]["message"])
+    assert summary.posts_read == 40
+
+
+def test_a_cut_off_last_line_is_rejected_and_says_so(tmp_path: Path) -> None:
+    lines = shuffled_posts(6)
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"".join(lines) + '{"id": "cut", "text": "写到一半'.encode())
+    summary = rescore(
+        source, tmp_path / "out.jsonl", InlineEngine(LengthScorer()), chunk_size=3, progress=False
+    )
+    assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in posts_of(lines)]
+    [reject] = read_rejects(tmp_path / "out.rejects.jsonl")
+    assert (reject["line"], reject["error"]) == (7, "malformed_json")
+    assert "without a newline: was it cut off?" in str(reject["message"])
+    assert summary.posts_read == 7
+
+
+def test_an_input_of_unknown_format_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "in.csv").write_text("id,text\n")
+    with pytest.raises(RescoreError, match=r"in.csv: unknown format"):
+        rescore(
+            tmp_path / "in.csv",
+            tmp_path / "out.jsonl",
+            InlineEngine(LengthScorer()),
+            progress=False,
+        )
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RescoreError, match=r"holds no .jsonl or .parquet file"):
+        rescore(
+            tmp_path / "empty", tmp_path / "out.jsonl", InlineEngine(LengthScorer()), progress=False
+        )

@@ -1,0 +1,198 @@
+"""``--engine local``: worker processes, results in input order, a post that crashes a worker;
+every engine killed with SIGKILL and started again; a disk that fills up."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from batchkit import (
+    DIE,
+    RAISE,
+    SLOW_S_ENV,
+    expected_record,
+    length_scorer,
+    post_line,
+    posts_of,
+    read_records,
+    read_rejects,
+    real_posts,
+    rescore_lines,
+    shuffled_posts,
+)
+
+from service.batch.local import LocalEngine
+from service.pipeline import Pipeline
+from service.rescore import InlineEngine
+from service.settings import Settings
+
+BATCHKIT = Path(__file__).resolve().parent / "batchkit.py"
+
+
+def test_workers_give_the_single_process_output_in_input_order(tmp_path: Path) -> None:
+    lines = shuffled_posts(103)
+    engine = LocalEngine(length_scorer, Settings(), workers=2)
+    summary = rescore_lines(tmp_path, lines, engine, chunk_size=5, checkpoint_posts=20)
+    assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in posts_of(lines)]
+    assert summary.scored == 103
+    assert summary.engine == "local, 2 workers"
+
+
+def test_a_post_that_raises_or_kills_its_worker_is_rejected_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    lines = shuffled_posts(30)
+    lines[4] = post_line("raises", f"这条 {RAISE}")
+    lines[17] = post_line("kills", f"这条 {DIE}")
+    engine = LocalEngine(length_scorer, Settings(), workers=2)
+    summary = rescore_lines(tmp_path, lines, engine, chunk_size=4)
+    good = [line for i, line in enumerate(lines) if i not in (4, 17)]
+    assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in posts_of(good)]
+    rejects = read_rejects(tmp_path / "out.rejects.jsonl")
+    assert [(r["line"], r["id"], r["error"]) for r in rejects] == [
+        (5, "raises", "scorer_error"),
+        (18, "kills", "scorer_error"),
+    ]
+    assert "worker process died" in str(rejects[1]["message"])
+    assert summary.failed == {"scorer_error": 2}
+
+
+def cli(*args: str | Path, slow_s: float = 0.0) -> subprocess.Popen[str]:
+    """``qinglang rescore`` with the stand-in scorer, as a process group of its own."""
+    # PYTHONPATH: Ray's actors unpickle the stand-in scorer from this folder
+    env = {**os.environ, SLOW_S_ENV: str(slow_s), "PYTHONPATH": str(BATCHKIT.parent)}
+    command = [sys.executable, str(BATCHKIT), "rescore", "--no-progress", *map(str, args)]
+    return subprocess.Popen(
+        command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+def manifest(output: Path) -> dict[str, object] | None:
+    try:
+        data: dict[str, object] = json.loads(
+            (output.parent / f".{output.name}.rescore" / "manifest.json").read_text()
+        )
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [["--workers", "1"], ["--workers", "2"], ["--engine", "ray", "--workers", "2"]],
+    ids=["one-process", "local", "ray"],
+)
+def test_killed_with_sigkill_and_started_again_every_post_is_written_once(
+    tmp_path: Path, engine: list[str]
+) -> None:
+    lines = shuffled_posts(400)
+    lines[123] = b"this line is not JSON\n"
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.parquet"
+    source.write_bytes(b"".join(lines))
+    args: list[str | Path] = [source, "-o", output, *engine, "--chunk-size", "7"]
+    args += ["--checkpoint-every", "20"]
+
+    run = cli(*args, slow_s=0.05)
+    deadline = time.monotonic() + 120
+    while (state := manifest(output)) is None or int(str(state["tasks_done"])) < 12:
+        assert run.poll() is None, run.communicate()[1]
+        assert time.monotonic() < deadline, "the run never checkpointed"
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.communicate()
+    assert not output.exists()
+
+    again = cli(*args)
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 1, err  # one line was rejected
+    good = [line for i, line in enumerate(lines) if i != 123]
+    written = list(read_records_any(output))
+    assert written == [expected_record(p) for p in posts_of(good)]
+    assert [r["line"] for r in read_rejects(tmp_path / "out.rejects.jsonl")] == [124]
+    assert "resumed        after " in err
+    assert "posts read     400 " in err
+    assert not (tmp_path / ".out.parquet.rescore").exists()
+
+
+def read_records_any(path: Path) -> list[object]:
+    from service.batch.records import read_records as read
+
+    return list(read(path))
+
+
+def ignore_xfsz_and_cap_files(size: int) -> None:
+    """In the child: writing past ``size`` bytes fails with EFBIG instead of killing it."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+
+def test_a_full_disk_stops_the_run_with_the_checkpoint_intact(tmp_path: Path) -> None:
+    lines = shuffled_posts(600)
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_bytes(b"".join(lines))
+    args: list[str | Path] = [source, "-o", output, "--workers", "1", "--chunk-size", "50"]
+    args += ["--checkpoint-every", "100"]
+    command = [sys.executable, str(BATCHKIT), "rescore", "--no-progress", *map(str, args)]
+    # each part holds 100 records (~40 KB); the joined output (~240 KB) cannot be written
+    full = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        preexec_fn=lambda: ignore_xfsz_and_cap_files(120_000),
+    )
+    assert full.returncode == 2
+    assert "qinglang rescore: error: rescore stopped: [Errno 27] File too large" in full.stderr
+    assert "is intact: run the same command again to continue" in full.stderr
+    state = manifest(output)
+    assert state is not None and state["tasks_done"] == 12
+    assert not output.exists()
+
+    again = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert read_records(output) == [expected_record(p) for p in posts_of(lines)]
+    assert "resumed        after 600 posts" in again.stderr
+
+
+def test_a_checkpoint_of_other_arguments_is_not_continued(tmp_path: Path) -> None:
+    lines = shuffled_posts(30)
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_bytes(b"".join(lines))
+    run = cli(
+        source,
+        "-o",
+        output,
+        "--workers",
+        "1",
+        "--chunk-size",
+        "3",
+        "--checkpoint-every",
+        "3",
+        slow_s=0.1,
+    )
+    while manifest(output) is None:
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.communicate()
+    other = cli(source, "-o", output, "--workers", "1", "--chunk-size", "4")
+    _, err = other.communicate(timeout=120)
+    assert other.returncode == 2
+    assert "holds the checkpoint of a run with other arguments" in err
+
+
+def test_workers_with_the_shipped_model_write_what_one_process_writes(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    lines = real_posts()
+    rescore_lines(tmp_path, lines, InlineEngine(pipeline), chunk_size=8)
+    alone = (tmp_path / "out.jsonl").read_bytes()
+    rescore_lines(tmp_path, lines, LocalEngine(Pipeline.load, Settings(), 2), chunk_size=8)
+    assert (tmp_path / "out.jsonl").read_bytes() == alone
