@@ -37,8 +37,11 @@ unit: $(DEV_STAMP)
 	$(BIN)/pytest
 
 # Regenerates models/ from ../shared/data (QINGLANG_DATA_DIR to point elsewhere), then measures it.
+# RECIPE=full pretrains on a GPU (or reuses an encoder pretrained on one: README, "The model");
+# RECIPE=cpu pretrains briefly on the CPU.
+RECIPE ?= full
 train: $(DEV_STAMP)
-	$(BIN)/python -m training.run --out models --work runs/full
+	$(BIN)/python -m training.run --recipe $(RECIPE) --out models --work runs/full
 	$(BIN)/python -m eval.crossdata --work runs/full --card models
 	$(BIN)/python -m eval --card models
 

@@ -30,6 +30,8 @@ def test_policy_thresholds_are_the_models_operating_points(settings: Settings) -
     for head in ("rumor", "incitement"):
         assert policy.risks[head].review == pytest.approx(card["thresholds"][head]["review"])
         assert policy.risks[head].block == pytest.approx(card["thresholds"][head]["block"])
+    claim = card["thresholds"]["originality_claim"]["review"]
+    assert policy.near_duplicates.originality_claim == pytest.approx(claim)
 
 
 def test_decision_ladder(settings: Settings) -> None:

@@ -12,6 +12,16 @@ from typing import Any
 from training import originality
 
 
+def _pretraining(card: dict[str, Any]) -> str:
+    run = card.get("pretraining") or {}
+    if not run:
+        return "none (a checkpoint from disk)"
+    return (
+        f"{run['steps']} steps on {run['device']} in {run['seconds']:.0f} s, final masked-LM "
+        f"loss {run['final_loss']}"
+    )
+
+
 def _kv_table(rows: dict[str, Any], key: str, value: str) -> str:
     lines = [f"| {key} | {value} |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows.items()]
@@ -101,7 +111,7 @@ Seed {r["seed"]} everywhere (Python, NumPy, PyTorch, scikit-learn folds).
    {r["pretrain_texts"]:,} texts: non-boilerplate reposts of Weibo16's train-split events and the
    train-split texts of every corpus (never their labels); {r["pretrain_steps"]} steps of
    {r["pretrain_batch"]} sequences of at most {r["pretrain_max_tokens"]} tokens, AdamW, lr
-   {r["pretrain_lr"]}, cosine schedule.
+   {r["pretrain_lr"]}, cosine schedule. This run: {_pretraining(card)}.
 4. **N-gram branch**: sublinear TF-IDF over character 1-3-grams hashed to 2^18 buckets,
    weighted per head by naive-Bayes log-count ratios, logistic regression per head with C
    chosen from {r["wide_c"]} on the calibration split ({card["wide_c"]}), evaluated inside the
@@ -123,7 +133,8 @@ Seed {r["seed"]} everywhere (Python, NumPy, PyTorch, scikit-learn folds).
    absolute difference in probability: fp32 {card["parity_max_abs_diff"]["fp32"]:.2e}, int8
    {card["parity_max_abs_diff"]["int8"]:.2e}.
 
-Training time on this machine (seconds per step): `{card["timings_s"]}`.
+Training time (seconds per step; pretraining where it ran, the rest on the machine of the speed
+table): `{card["timings_s"]}`.
 
 {thresholds}
 

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -37,7 +38,7 @@ from training import calibrate, corpus, data, originality, pretrain, tokenizer, 
 from training.export import export, int8_cost, optimise_and_quantise, parity
 from training.finetune import Row, finetune, head_logits, rows
 from training.model import Scorer
-from training.recipe import RECIPES, Recipe
+from training.recipe import CPU, RECIPES, Recipe
 from training.tokenizer import special_id
 
 log = logging.getLogger("training")
@@ -160,7 +161,8 @@ def int8_cost_on_eval(
 
 
 def write_policy_thresholds(policy_file: Path, thresholds: dict[str, dict[str, float]]) -> None:
-    """Rewrite the policy's classifier thresholds, between its BEGIN and END markers."""
+    """Rewrite the policy's classifier thresholds (between its BEGIN and END markers) and the
+    near-duplicate step's originality-claim threshold (the claim head's review point)."""
     text = policy_file.read_text()
     begin = text.index("# BEGIN thresholds")
     end = text.index("# END thresholds")
@@ -168,7 +170,12 @@ def write_policy_thresholds(policy_file: Path, thresholds: dict[str, dict[str, f
     for risk in ("rumor", "incitement"):
         t = thresholds[risk]
         lines += [f"[risks.{risk}]", f"review = {t['review']}", f"block = {t['block']}", ""]
-    policy_file.write_text(text[:begin] + "\n".join(lines) + text[end:])
+    text = text[:begin] + "\n".join(lines) + text[end:]
+    claim = thresholds["originality_claim"]["review"]
+    text, found = re.subn(r"(?m)^originality_claim = .*$", f"originality_claim = {claim}", text)
+    if found != 1:
+        raise ValueError(f"{policy_file}: expected one originality_claim line, found {found}")
+    policy_file.write_text(text)
 
 
 def encoder_and_tokenizer(
@@ -195,6 +202,14 @@ def encoder_and_tokenizer(
     ).read_text() == key:
         log.info("reusing the pretrained encoder in %s", cache)
     else:
+        if not torch.cuda.is_available() and recipe.pretrain_steps > CPU.pretrain_steps:
+            log.warning(
+                "no GPU: %d pretraining steps of %d texts will take many hours on this CPU "
+                "(--recipe cpu pretrains %d steps; or pretrain on a GPU machine, see the README)",
+                recipe.pretrain_steps,
+                recipe.pretrain_batch,
+                CPU.pretrain_steps,
+            )
         tok = corpus.write(data_dir, examples, recipe, cache)
         pretrain.pretrain(pretrain.read_texts(cache), tok, recipe, cache)
     tok = Tokenizer.from_file(str(cache / TOKENIZER_FILE))
