@@ -59,6 +59,11 @@ class Metrics:
         self.spooled = Counter(
             "qinglang_spooled_records", "Records spooled while storage was down", registry=r
         )
+        self.evidence_skipped = Counter(
+            "qinglang_evidence_skipped_records",
+            "Stored records left evidence_pending because the evidence backlog was full",
+            registry=r,
+        )
         Gauge("qinglang_queue_depth", "Posts waiting for the model", registry=r).set_function(
             queue_depth
         )

@@ -156,6 +156,10 @@ class ScoringService:
             max_workers=1, thread_name_prefix="evidence", initializer=_lower_priority
         )
         self._explaining: set[asyncio.Future[None]] = set()
+        self._waiting_evidence = 0
+        self.max_waiting_evidence = max_queue
+        """Records waiting for their spans beyond this many stay ``evidence_pending``: under a
+        load the evidence thread cannot follow, the backlog stays bounded."""
 
     @property
     def model_version(self) -> str:
@@ -203,14 +207,25 @@ class ScoringService:
 
     def _explain_later(self, posts: dict[str, Post], records: list[ScoreRecord]) -> None:
         """Find the evidence of stored ``records`` in the background, then store it."""
-        if records:
-            job = asyncio.ensure_future(self._explain([posts[r.id] for r in records], records))
-            self._explaining.add(job)
-            job.add_done_callback(self._explaining.discard)
+        if not records:
+            return
+        if self._waiting_evidence + len(records) > self.max_waiting_evidence:
+            self.metrics.evidence_skipped.inc(len(records))
+            log.warning("evidence backlog full: records stay evidence_pending")
+            return
+        self._waiting_evidence += len(records)
+        job = asyncio.ensure_future(self._explain([posts[r.id] for r in records], records))
+        self._explaining.add(job)
+        job.add_done_callback(self._explaining.discard)
 
     async def _explain(self, posts: list[Post], records: list[ScoreRecord]) -> None:
         loop = asyncio.get_running_loop()
-        explained = await loop.run_in_executor(self._explainer, self.scorer.explain, posts, records)
+        try:
+            explained = await loop.run_in_executor(
+                self._explainer, self.scorer.explain, posts, records
+            )
+        finally:
+            self._waiting_evidence -= len(records)
         try:
             await self._storage(self.repository.update_records, explained)
         except StorageError as exc:
@@ -287,8 +302,10 @@ class ScoringService:
             await asyncio.sleep(every_s)
 
     async def close(self) -> None:
+        """Stop; evidence not started yet is dropped (its records stay ``evidence_pending``),
+        so that stopping never waits for a backlog."""
         await self.batcher.close()
-        await self.settle()
-        self._explainer.shutdown(wait=True)
+        self._explainer.shutdown(wait=False, cancel_futures=True)
+        await asyncio.gather(*self._explaining, return_exceptions=True)
         self._io.shutdown(wait=True)
         self.spool.close()

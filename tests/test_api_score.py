@@ -78,14 +78,24 @@ def test_the_answer_goes_out_before_the_evidence_which_is_stored_after(api: Api)
     assert all(RUMOR[s["start"] : s["end"]] == s["text"] for s in spans)
 
 
+def test_past_the_evidence_backlog_records_stay_pending_and_are_counted(api: Api) -> None:
+    api.services.scoring.max_waiting_evidence = 0
+    answer = api.score({"id": "full", "text": RUMOR}).json()
+    api.settle()
+    stored = api.services.scoring.repository.find_records(["full"], answer["model_version"])
+    assert stored["full"].evidence_pending
+    assert "qinglang_evidence_skipped_records_total 1.0" in api.client.get("/metrics").text
+
+
 def test_a_new_process_finds_the_stored_record_instead_of_scoring_again(
     tmp_path: Path, database_url: str, pipeline: Pipeline
 ) -> None:
     with open_api(tmp_path, database_url, pipeline.classifier) as api:
         first = api.score({"id": "p1", "text": RUMOR}).json()
+        api.settle()
     with open_api(tmp_path, database_url, pipeline.classifier) as restarted:
         found = restarted.score({"id": "p1", "text": PLAIN}).json()
-        # the first process stored the evidence before it stopped
+        # the first process stored the evidence
         assert without_evidence(found) == without_evidence(first)
         assert not found["evidence_pending"]
         assert len(restarted.services.scoring.repository.queue()) == 1
