@@ -152,3 +152,17 @@ def test_plot_labels_are_escaped() -> None:
     svg = plots.bars(["<script>x</script>"], [[3.0]], "t")
     assert "<script>" not in svg and "&lt;script&gt;" in svg
     assert "stroke-dasharray" in plots.histogram([0.1, 0.9], 0.5, "s")
+
+
+def test_item_page_shows_the_cluster_timeline_with_its_earliest_source(api: Api) -> None:
+    text = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
+    first = {"id": "src", "text": text, "account_id": "a1", "created_at": 1_700_000_000}
+    copy = {"id": "copy", "text": text + "！", "account_id": "a2", "created_at": 1_700_000_600}
+    assert api.score(first).status_code == 200 and api.score(copy).status_code == 200
+    sign_in(api, "li")
+    items = api.services.review.list_items(api.services.scoring.policy).items
+    (copied,) = [i for i in items if i.post_id == "copy"]
+    html = api.client.get(f"/console/items/{copied.id}").text
+    timeline = html[html.index('class="timeline"') :]
+    assert timeline.index("src") < timeline.index("copy")
+    assert re.search(r'class="earliest">[^<]*src[^<]*<span class="badge">最早来源', timeline)

@@ -292,6 +292,8 @@ async def item_page(item_id: int, who: Signed) -> HTMLResponse:
             account = None
     record = present.record_of(item) or {}
     reasons = record.get("reasons", [])
+    cid = present.cluster_id(item)
+    live = who.found.neardup.cluster(cid) if cid else None
     return who.page(
         "item.html",
         item=item,
@@ -299,7 +301,7 @@ async def item_page(item_id: int, who: Signed) -> HTMLResponse:
         pieces=present.pieces(item.text or "", reasons, policy),
         heads=present.head_rows(record, policy),
         reasons=present.reason_rows(record, policy, who.console.articles),
-        timeline=present.timeline(item),
+        timeline=present.timeline(item, live),
         account=account,
         categories=RISKS,
         basis=present.basis_of(item, policy),

@@ -3,7 +3,7 @@ highlighted and plain pieces, the reasons with their articles, the cluster's tim
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 from markupsafe import Markup
 
 from service.console import plots
+from service.neardup.cluster import Cluster
 from service.policy import Policy
 from service.review import views
 from service.review.items import ACTIONS, FINAL
@@ -103,17 +104,21 @@ def head_rows(record: dict[str, Any], policy: Policy) -> list[HeadRow]:
     ]
 
 
-def timeline(item: views.Item) -> list[dict[str, Any]]:
-    """The cluster's members (a cluster item's, or the record's earliest post), oldest first;
-    the earliest is the traced source."""
-    evidence = item.evidence or {}
-    members = [m for m in evidence.get("members", []) if isinstance(m, dict)]
-    record = record_of(item)
-    cluster = (record or {}).get("cluster")
-    if not members and isinstance(cluster, dict):
+def cluster_id(item: views.Item) -> str | None:
+    """The near-duplicate cluster the item's post joined, as its score record says."""
+    cluster = (record_of(item) or {}).get("cluster")
+    return str(cluster["id"]) if isinstance(cluster, dict) and "id" in cluster else None
+
+
+def timeline(item: views.Item, live: Cluster | None) -> list[dict[str, Any]]:
+    """The cluster's members, oldest first, the earliest being the traced source: a cluster
+    item's own, else the live window's cluster of the post, else the record's earliest post."""
+    members = [m for m in (item.evidence or {}).get("members", []) if isinstance(m, dict)]
+    if not members and live is not None:
+        members = [asdict(m) for m in live.members]
+    cluster = (record_of(item) or {}).get("cluster")
+    if not members and isinstance(cluster, dict) and cluster.get("size", 1) > 1:
         members = [cluster["earliest"]]
-        if item.post_id != cluster["earliest"].get("id"):
-            members.append({"id": item.post_id, "account_id": item.account_id, "created_at": None})
     return sorted(members, key=lambda m: m.get("created_at") or float("inf"))
 
 
