@@ -14,31 +14,19 @@ from __future__ import annotations
 import argparse
 import re
 import tempfile
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 from fastapi.testclient import TestClient
 
-from eval.review import fill
+from eval.review import _ms, fill
 from eval.speed import hardware
 from service.api import create_app
 from service.policy import load_policy
 from service.security import create_key, create_user
 from service.settings import Settings
 from service.storage import open_repository, upgrade
-
-
-def _ms(run: Callable[[], object], times: int) -> tuple[float, float]:
-    run()
-    taken = []
-    for _ in range(times):
-        started = time.perf_counter()
-        run()
-        taken.append(time.perf_counter() - started)
-    return float(np.percentile(taken, 50) * 1e3), float(np.percentile(taken, 95) * 1e3)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,6 +54,7 @@ CSP = (
 )
 PAGE_SIZE = 50
 REFUSALS = (
+    ValidationError,
     ConflictError,
     ForbiddenError,
     NotFoundError,
@@ -62,6 +63,13 @@ REFUSALS = (
     AppealClosedError,
 )
 """What a write may be refused with: the console shows the reason on the page it came from."""
+
+
+def refusal(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(str(e["msg"]) for e in exc.errors())
+    return str(exc)
+
 
 T = TypeVar("T")
 
@@ -315,7 +323,7 @@ async def claim(item_id: int, who: Signed, _: Form) -> Response:
     try:
         await who.call(who.found.review.claim, who.found.scoring.policy, item_id, who.name)
     except REFUSALS as exc:
-        return back(f"/console/items/{item_id}", str(exc))
+        return back(f"/console/items/{item_id}", refusal(exc))
     return back(f"/console/items/{item_id}")
 
 
@@ -327,7 +335,7 @@ async def decide(item_id: int, who: Signed, fields: Form) -> Response:
             {k: fields.get(k) or None for k in ("action", "category", "basis", "note")}
         )
     except ValidationError as exc:
-        return back(here, "; ".join(e["msg"] for e in exc.errors()))
+        return back(here, refusal(exc))
     policy = who.found.scoring.policy
     try:
         await who.call(
@@ -341,7 +349,7 @@ async def decide(item_id: int, who: Signed, fields: Form) -> Response:
             body.note,
         )
     except REFUSALS as exc:
-        return back(here, str(exc))
+        return back(here, refusal(exc))
     # the next item: the highest open one nobody else holds
     page = await who.call(who.found.review.list_items, policy, status="open", limit=20)
     for item in page.items:
@@ -371,10 +379,8 @@ async def file_appeal(who: Signed, fields: Form) -> Response:
             reason=body.reason,
             filed_by=who.name,
         )
-    except ValidationError as exc:
-        return back("/console/appeals", "; ".join(e["msg"] for e in exc.errors()))
     except REFUSALS as exc:
-        return back("/console/appeals", str(exc))
+        return back("/console/appeals", refusal(exc))
     return back("/console/appeals")
 
 
@@ -392,10 +398,8 @@ async def decide_appeal(appeal_id: int, who: Signed, fields: Form) -> Response:
             body.action,
             body.note,
         )
-    except ValidationError as exc:
-        return back("/console/appeals", "; ".join(e["msg"] for e in exc.errors()))
     except REFUSALS as exc:
-        return back("/console/appeals", str(exc))
+        return back("/console/appeals", refusal(exc))
     return back("/console/appeals")
 
 
@@ -429,7 +433,7 @@ async def add_rumor(who: Admin, fields: Form) -> Response:
             by=who.name[:32],
         )
     except REFUSALS as exc:
-        return back("/console/bank", str(exc))
+        return back("/console/bank", refusal(exc))
     return back("/console/bank")
 
 
@@ -438,7 +442,7 @@ async def delete_rumor(rumor_id: str, who: Admin, _: Form) -> Response:
     try:
         await who.call(unbank_rumor, who.found.neardup, who.found.scoring.repository, rumor_id)
     except REFUSALS as exc:
-        return back("/console/bank", str(exc))
+        return back("/console/bank", refusal(exc))
     return back("/console/bank")
 
 
