@@ -18,6 +18,7 @@ from service.pipeline import Pipeline
 from service.security import create_user
 from service.storage.repository import Role
 
+RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
 SCRIPT_POST = "<script>alert(1)</script>"
 IMG_POST = '"><img src=x onerror=alert(1)>'
 
@@ -155,7 +156,7 @@ def test_plot_labels_are_escaped() -> None:
 
 
 def test_item_page_shows_the_cluster_timeline_with_its_earliest_source(api: Api) -> None:
-    text = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
+    text = RUMOR
     first = {"id": "src", "text": text, "account_id": "a1", "created_at": 1_700_000_000}
     copy = {"id": "copy", "text": text + "！", "account_id": "a2", "created_at": 1_700_000_600}
     assert api.score(first).status_code == 200 and api.score(copy).status_code == 200
@@ -166,3 +167,35 @@ def test_item_page_shows_the_cluster_timeline_with_its_earliest_source(api: Api)
     timeline = html[html.index('class="timeline"') :]
     assert timeline.index("src") < timeline.index("copy")
     assert re.search(r'class="earliest">[^<]*src[^<]*<span class="badge">最早来源', timeline)
+
+
+def test_a_copy_is_shown_beside_the_earlier_post_and_a_bank_match_with_its_notice(
+    api: Api,
+) -> None:
+    text = "独家原创：本市地铁三号线下月起全线停运改造，市民请提前安排出行路线。"
+    first = {"id": "early", "text": text, "account_id": "a1", "created_at": 1_700_000_000}
+    copy = {
+        "id": "late",
+        "text": text.replace("三号线", "五号线"),
+        "account_id": "a2",
+        "created_at": 1_700_000_900,
+        "declared_original": True,
+    }
+    assert api.score(first).status_code == 200 and api.score(copy).status_code == 200
+    reviewer = api.new_key("reviewer")
+    banked = api.client.post(
+        "/v1/bank/rumors",
+        json={"text": RUMOR, "notice": "<i>自来水厂</i>:水质正常"},
+        headers=api.headers(reviewer),
+    )
+    assert banked.status_code == 201, banked.text
+    assert api.score({"id": "echo", "text": RUMOR + "！", "account_id": "a3"}).status_code == 200
+    sign_in(api, "li")
+    by_post = {
+        i.post_id: i.id for i in api.services.review.list_items(api.services.scoring.policy).items
+    }
+    html = api.client.get(f"/console/items/{by_post['late']}").text
+    earlier = html[html.index('id="earlier-text"') :]
+    assert '<mark class="diff">三</mark>' in earlier and '<mark class="diff">五</mark>' in earlier
+    html = api.client.get(f"/console/items/{by_post['echo']}").text
+    assert "&lt;i&gt;自来水厂&lt;/i&gt;:水质正常" in html[html.index('id="banked-rumor"') :]

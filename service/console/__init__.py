@@ -302,6 +302,14 @@ async def item_page(item_id: int, who: Signed) -> HTMLResponse:
     reasons = record.get("reasons", [])
     cid = present.cluster_id(item)
     live = who.found.neardup.cluster(cid) if cid else None
+    earlier_id = present.earlier_post(record)
+    earlier = await who.call(who.console.reads.post_text, earlier_id) if earlier_id else None
+    compared = present.differences(earlier, item.text or "") if earlier is not None else None
+    rumor_id = present.banked_rumor(record)
+    rumor = None
+    if rumor_id is not None:
+        rumors = await who.call(who.found.scoring.repository.rumors)
+        rumor = next((r for r in rumors if r.rumor_id == rumor_id), None)
     return who.page(
         "item.html",
         item=item,
@@ -310,6 +318,9 @@ async def item_page(item_id: int, who: Signed) -> HTMLResponse:
         heads=present.head_rows(record, policy),
         reasons=present.reason_rows(record, policy, who.console.articles),
         timeline=present.timeline(item, live),
+        earlier_id=earlier_id,
+        compared=compared,
+        rumor=rumor,
         account=account,
         categories=RISKS,
         basis=present.basis_of(item, policy),

@@ -43,6 +43,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "flagged": ("触发", "flagged"),
     "reasons": ("理由与依据", "Reasons and the articles they rest on"),
     "timeline": ("聚类时间线", "Cluster timeline"),
+    "compare": ("更早的帖子与本帖对照", "The earlier post beside this one"),
     "earliest": ("最早来源", "earliest source"),
     "credit": ("信用分", "Credit"),
     "level": ("等级", "Level"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from difflib import SequenceMatcher
 from itertools import pairwise
 from typing import Any
 
@@ -120,6 +121,39 @@ def timeline(item: views.Item, live: Cluster | None) -> list[dict[str, Any]]:
     if not members and isinstance(cluster, dict) and cluster.get("size", 1) > 1:
         members = [cluster["earliest"]]
     return sorted(members, key=lambda m: m.get("created_at") or float("inf"))
+
+
+def differences(earlier: str, copy: str) -> tuple[list[Piece], list[Piece]]:
+    """Both texts cut into pieces, the ones that differ between them marked (``heads`` holds
+    ``"diff"``), to set the earlier post beside its copy."""
+    left: list[Piece] = []
+    right: list[Piece] = []
+    matcher = SequenceMatcher(None, earlier, copy, autojunk=False)
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        mark = () if op == "equal" else ("diff",)
+        if a1 > a0:
+            left.append(Piece(earlier[a0:a1], mark))
+        if b1 > b0:
+            right.append(Piece(copy[b0:b1], mark))
+    return left, right
+
+
+def earlier_post(record: dict[str, Any]) -> str | None:
+    """The post a fake-originality reason names as the earlier one."""
+    for reason in record.get("reasons", []):
+        found = (reason.get("evidence") or {}).get("earlier_post")
+        if found:
+            return str(found)
+    return None
+
+
+def banked_rumor(record: dict[str, Any]) -> str | None:
+    """The confirmed rumour a bank match names."""
+    for reason in record.get("reasons", []):
+        found = (reason.get("evidence") or {}).get("confirmed_rumor")
+        if found:
+            return str(found)
+    return None
 
 
 @dataclass(frozen=True)

@@ -137,3 +137,14 @@ class ConsoleReads:
                 )
                 for report, status, reports, enqueued_at in session.execute(query)
             ]
+
+    def post_text(self, post_id: str) -> str | None:
+        """The text kept with a review item of ``post_id`` (the earlier post a copy is shown
+        beside), if the post was ever queued."""
+        query = (
+            select(ReviewItem.text)
+            .where(ReviewItem.post_id == post_id, ReviewItem.text.is_not(None))
+            .limit(1)
+        )
+        with Session(self.engine) as session:
+            return session.execute(query).scalar()
