@@ -27,6 +27,7 @@ from service.policy import load_policy
 from service.security import create_key, create_user
 from service.settings import Settings
 from service.storage import open_repository, upgrade
+from service.storage.console_sql import ConsoleReads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +81,18 @@ def main(argv: list[str] | None = None) -> int:
                 ("dashboard", "/console/dashboard", None),
             ]
             table = []
+            reads = ConsoleReads(open_repository(url, 30.0).engine)
+            now = datetime.now(UTC)
+            parts: list[tuple[str, Callable[[], object]]] = [
+                ("flagged per head per day", lambda: reads.flagged_per_day(now, 14)),
+                ("open items by age", lambda: reads.open_by_age(now)),
+                ("decisions per reviewer", lambda: reads.decisions_per_reviewer(now, 7)),
+                ("appeal outcomes", reads.appeal_outcomes),
+                ("last day's scores", lambda: reads.recent_scores(now)),
+            ]
+            for name, run in parts:
+                p50, p95 = _ms(run, max(3, args.times // 4))
+                table.append(f"| dashboard part: {name} | {p50:.1f} ms | {p95:.1f} ms | - | - |")
             for name, console_path, api_path in rows:
                 c50, c95 = _ms(page(console_path), args.times)
                 a = _ms(page(api_path, api), args.times) if api_path else None
