@@ -99,7 +99,7 @@ class ConsoleReads:
         with Session(self.engine) as session:
             return {status: int(count) for status, count in session.execute(query)}
 
-    def recent_scores(self, now: datetime, max_scores: int = 20_000) -> list[dict[str, float]]:
+    def recent_scores(self, now: datetime, max_scores: int = 5_000) -> list[dict[str, float]]:
         """The per-head scores of the stored records of the last day (the newest
         ``max_scores``). Only records the policy persists are stored: flagged ones."""
         query = (
