@@ -3,6 +3,8 @@
 #   docker build -t qinglang .
 #   docker run -p 8000:8000 -v qinglang-data:/var/lib/qinglang qinglang
 #   docker run --rm -v qinglang-data:/var/lib/qinglang qinglang qinglang keys create --role publisher
+# The console shows the Provisions' articles from QINGLANG_REGULATION_FILE: mount the text there
+#   (-v "$PWD/../shared/regulation:/srv/qinglang/regulation:ro"); without it, codes only.
 
 FROM python:3.11-slim AS build
 RUN python -m venv /opt/venv
@@ -22,6 +24,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     QINGLANG_MODEL_DIR=/srv/qinglang/models \
     QINGLANG_STATE_DIR=/var/lib/qinglang \
+    QINGLANG_REGULATION_FILE=/srv/qinglang/regulation/provisions-zh.txt \
     QINGLANG_HOST=0.0.0.0 \
     QINGLANG_PORT=8000
 USER qinglang

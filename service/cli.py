@@ -184,7 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     create_user = user_commands.add_parser(
         "create", help="create a console user and print the password as the last line"
     )
-    create_user.add_argument("--name", required=True, help="the user's sign-in name")
+    create_user.add_argument("name", help="the user's sign-in name")
     create_user.add_argument("--role", required=True, choices=["reviewer", "admin"])
     commands.add_parser("migrate", help="bring the database schema to the newest migration")
     from service.review.commands import add_commands

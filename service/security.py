@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, get_args
 
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
 from service.storage import ApiKey, StorageError
 from service.storage.repository import Role
 
@@ -48,6 +51,9 @@ class UserStore(Protocol):
     def add_user(self, name: str, digest: str, role: Role) -> None:
         """Store a console user; raises :class:`StorageError` when the name is taken."""
 
+    def get_user(self, name: str) -> tuple[str, Role] | None:
+        """The user's password digest and role."""
+
 
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -63,16 +69,20 @@ def create_key(repository: KeyStore, role: Role) -> str:
     return f"{PREFIX}_{key_id}_{secret}"
 
 
-def password_digest(password: str, salt: bytes | None = None) -> str:
-    """scrypt, because unlike an API key's secret a person's password may be guessable."""
-    salt = salt or secrets.token_bytes(16)
-    derived = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
-    return f"scrypt${salt.hex()}${derived.hex()}"
+PASSWORDS = PasswordHasher()
+"""argon2id with the library's default (RFC 9106 low-memory) parameters."""
+
+
+def password_digest(password: str) -> str:
+    """argon2id, because unlike an API key's secret a person's password may be guessable."""
+    return PASSWORDS.hash(password)
 
 
 def check_password(password: str, digest: str) -> bool:
-    _, salt, _ = digest.split("$")
-    return hmac.compare_digest(password_digest(password, bytes.fromhex(salt)), digest)
+    try:
+        return PASSWORDS.verify(digest, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def create_user(repository: UserStore, name: str, role: Role) -> str:

@@ -10,7 +10,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -105,6 +105,17 @@ class Settings(BaseSettings):
     """After Redis failed, posts are matched locally for this long before Redis is tried again."""
     neardup_max_future_s: float = Field(default=300.0, ge=0)
     """A created_at further ahead of the clock than this is replaced by the arrival time."""
+
+    # --- the web console (service/console) ---
+    console_secret: SecretStr | None = None
+    """Key that signs console session cookies; default: a random one per process, so sessions
+    end with the process and do not cross server processes (set it when ``workers`` > 1)."""
+    console_session_hours: float = Field(default=8.0, gt=0)
+    """How long a console sign-in lasts."""
+    console_secure_cookie: bool = False
+    """Send the session cookie over HTTPS only (set it behind TLS)."""
+    regulation_file: Path = ROOT.parent / "shared" / "regulation" / "provisions-zh.txt"
+    """The Provisions' text, whose articles the console shows next to each reason code."""
 
     @property
     def database(self) -> str:

@@ -82,7 +82,7 @@ def test_users_create_prints_a_password_that_checks_against_the_stored_digest(
     tmp_path: Path,
 ) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    created = qinglang(url, "users", "create", "--name", "王审核", "--role", "reviewer")
+    created = qinglang(url, "users", "create", "王审核", "--role", "reviewer")
     assert created.returncode == 0, created.stderr
     password = created.stdout.strip().splitlines()[-1]
     repo = open_repository(url, 5.0)
@@ -90,6 +90,6 @@ def test_users_create_prints_a_password_that_checks_against_the_stored_digest(
     repo.close()
     assert found is not None and found[1] == "reviewer" and password not in found[0]
     assert check_password(password, found[0]) and not check_password(password + "x", found[0])
-    taken = qinglang(url, "users", "create", "--name", "王审核", "--role", "admin")
+    taken = qinglang(url, "users", "create", "王审核", "--role", "admin")
     assert taken.returncode == 2 and "taken" in taken.stderr
-    assert qinglang(url, "users", "create", "--name", "x", "--role", "publisher").returncode == 2
+    assert qinglang(url, "users", "create", "x", "--role", "publisher").returncode == 2

@@ -18,6 +18,7 @@ from service.api import neardup, ops, review, score
 from service.api.edge import Edge
 from service.api.state import Services
 from service.batching import OverloadedError
+from service.console import mount as mount_console
 from service.metrics import Metrics
 from service.neardup import NearDuplicates
 from service.pipeline import Pipeline
@@ -29,6 +30,7 @@ from service.security import AuthError, Guard
 from service.settings import Settings, get_settings
 from service.spool import Spool
 from service.storage import Repository, StorageError, open_repository
+from service.storage.console_sql import ConsoleReads
 from service.storage.repository import IdempotencyMismatchError
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.include_router(neardup.router)
     app.include_router(review.router)
     app.include_router(ops.router)
+    mount_console(app, settings, ConsoleReads(repository.engine))
     for error, status in REVIEW_ERRORS.items():
         app.add_exception_handler(error, _status(status))
     app.add_exception_handler(AuthError, _auth_error)  # type: ignore[arg-type]

@@ -6,8 +6,7 @@ answers (the window is per process); the bank is stored and every process holds 
 
 from __future__ import annotations
 
-import secrets
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
@@ -18,9 +17,11 @@ from service.api.auth import require
 from service.api.routes import JsonRoute
 from service.api.schemas import Problem
 from service.api.state import Found
+from service.neardup.bank import UnmatchableError, bank_rumor, unbank_rumor
 from service.neardup.cluster import Cluster
 from service.neardup.match import summary
 from service.record import MAX_ID_CHARS, ClusterPost, ClusterSummary
+from service.review.items import NotFoundError
 from service.security import Principal
 from service.storage import StorageError, StoredRumor
 
@@ -133,29 +134,23 @@ async def cluster(cluster_id: str, found: Found, _: TrustTeam) -> ClusterDetail:
 @router.post("/bank/rumors", status_code=201)
 async def add_rumor(body: RumorIn, found: Found, caller: TrustTeam) -> Rumor:
     """Bank a confirmed rumour; posts that match it from now on get their rumour score raised."""
-    near = found.neardup
-    signature = near.signature_of(body.text, body.post_id)
-    if signature is None and body.post_id is not None:
-        raise HTTPException(
-            404, f"post {body.post_id!r} is not in the live window: give the rumour's text"
-        )
-    if signature is None:
-        raise HTTPException(422, "the text is boilerplate or too short to match anything")
-    stored = StoredRumor(
-        rumor_id=secrets.token_hex(8),
-        text=body.text,
-        post_id=body.post_id,
-        notice=body.notice,
-        fingerprint=near.fingerprinter.version,
-        signature=signature.tobytes(),
-        created_at=datetime.now(UTC),
-        created_by=caller.key_id,
-    )
     try:
-        await run_in_threadpool(found.scoring.repository.add_rumor, stored)
+        stored = await run_in_threadpool(
+            lambda: bank_rumor(
+                found.neardup,
+                found.scoring.repository,
+                text=body.text,
+                post_id=body.post_id,
+                notice=body.notice,
+                by=caller.key_id,
+            )
+        )
+    except NotFoundError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except UnmatchableError as exc:
+        raise HTTPException(422, str(exc)) from exc
     except StorageError as exc:
         raise HTTPException(503, f"storage is unavailable: {exc}") from exc
-    near.sync_bank(await _stored(found))
     return _rumor(stored)
 
 
@@ -190,10 +185,9 @@ async def copies(rumor_id: str, found: Found, _: TrustTeam) -> list[Copy]:
 @router.delete("/bank/rumors/{rumor_id}", status_code=204)
 async def delete_rumor(rumor_id: str, found: Found, _: TrustTeam) -> Response:
     try:
-        removed = await run_in_threadpool(found.scoring.repository.delete_rumor, rumor_id)
+        await run_in_threadpool(unbank_rumor, found.neardup, found.scoring.repository, rumor_id)
+    except NotFoundError as exc:
+        raise HTTPException(404, str(exc)) from exc
     except StorageError as exc:
         raise HTTPException(503, f"storage is unavailable: {exc}") from exc
-    if not removed:
-        raise HTTPException(404, f"no confirmed rumour {rumor_id!r}")
-    found.neardup.sync_bank(await _stored(found))
     return Response(status_code=204)

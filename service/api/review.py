@@ -4,7 +4,6 @@ the repository's review transactions (:mod:`service.storage.review_sql`), whose 
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query
@@ -19,7 +18,7 @@ from service.api.state import Found
 from service.record import MAX_ID_CHARS, _check_text
 from service.review import views
 from service.review.appeals import AppealAction
-from service.review.items import Action, Category, Kind, Status
+from service.review.items import MAX_ROW_ID, Action, Category, Kind, Status, parse_cursor
 from service.security import Principal
 from service.storage.repository import Idempotency
 
@@ -55,7 +54,6 @@ def _clean(value: str | None) -> str | None:
 
 Text = Annotated[str, Field(max_length=MAX_FREE_TEXT), AfterValidator(_clean)]
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(_clean)]
-MAX_ROW_ID = 2**63 - 1
 RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
 ItemId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 AccountId = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(_clean)]
@@ -111,14 +109,9 @@ class AccountProfile(BaseModel):
 
 
 def _cursor(given: str | None) -> tuple[float, int] | None:
-    if given is None:
-        return None
-    urgency, _, last = given.rpartition("_")
     try:
-        parsed = float(urgency), int(last)
+        return parse_cursor(given)
     except ValueError:
-        parsed = (0.0, 0)
-    if not 1 <= parsed[1] <= MAX_ROW_ID or not math.isfinite(parsed[0]):
         raise RequestValidationError(
             [
                 {
@@ -127,8 +120,7 @@ def _cursor(given: str | None) -> tuple[float, int] | None:
                     "type": "value_error",
                 }
             ]
-        )
-    return parsed
+        ) from None
 
 
 @router.get("/review/items")

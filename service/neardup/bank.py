@@ -9,14 +9,25 @@ entry and its debunk notice as evidence.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from service.neardup.fingerprint import Fingerprinter, Signature, similarity
 from service.neardup.index import new_lsh
-from service.storage.repository import StoredRumor
+from service.review.items import NotFoundError
+from service.storage.repository import Repository, StoredRumor
+
+if TYPE_CHECKING:
+    from service.neardup import NearDuplicates
+
+
+class UnmatchableError(ValueError):
+    """The rumour's text is boilerplate or too short to match anything."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +80,42 @@ class RumorBank:
         if sims[best] < self.threshold:
             return None
         return BankMatch(rumors[best], float(sims[best]))
+
+
+def bank_rumor(
+    near: NearDuplicates,
+    repository: Repository,
+    *,
+    text: str | None,
+    post_id: str | None,
+    notice: str,
+    by: str,
+) -> StoredRumor:
+    """Store a confirmed rumour (its text, or a post of the live window) and reload this
+    process's bank; raises :class:`NotFoundError` for a post not in the window,
+    :class:`UnmatchableError` for a text too short to match, ``StorageError``."""
+    signature = near.signature_of(text, post_id)
+    if signature is None and post_id is not None:
+        raise NotFoundError(f"post {post_id!r} is not in the live window: give the rumour's text")
+    if signature is None:
+        raise UnmatchableError("the text is boilerplate or too short to match anything")
+    stored = StoredRumor(
+        rumor_id=secrets.token_hex(8),
+        text=text,
+        post_id=post_id,
+        notice=notice,
+        fingerprint=near.fingerprinter.version,
+        signature=signature.tobytes(),
+        created_at=datetime.now(UTC),
+        created_by=by,
+    )
+    repository.add_rumor(stored)
+    near.sync_bank(repository.rumors())
+    return stored
+
+
+def unbank_rumor(near: NearDuplicates, repository: Repository, rumor_id: str) -> None:
+    """Remove an entry and reload this process's bank; :class:`NotFoundError` if absent."""
+    if not repository.delete_rumor(rumor_id):
+        raise NotFoundError(f"no confirmed rumour {rumor_id!r}")
+    near.sync_bank(repository.rumors())

@@ -24,6 +24,8 @@ ACTIONS: tuple[Action, ...] = get_args(Action)
 Category = Risk
 """What a confirmed violation is; the same names as the risks the model scores."""
 
+MAX_ROW_ID = 2**63 - 1
+
 OUTCOME: dict[Action, Status] = {
     "confirm": "confirmed",
     "dismiss": "dismissed",
@@ -84,3 +86,17 @@ def report_deadline(rules: ReviewRules, enqueued_at: datetime, reports: int) -> 
 
 def lease_end(rules: ReviewRules, now: datetime) -> datetime:
     return now + timedelta(seconds=rules.lease_s)
+
+
+def parse_cursor(given: str | None) -> tuple[float, int] | None:
+    """The listing position a page's ``next`` cursor names; ValueError for anything else."""
+    if given is None:
+        return None
+    urgency, _, last = given.rpartition("_")
+    try:
+        parsed = float(urgency), int(last)
+    except ValueError:
+        parsed = (0.0, 0)
+    if not 1 <= parsed[1] <= MAX_ROW_ID or not math.isfinite(parsed[0]):
+        raise ValueError(f"{given!r} is not a cursor a listing gave out")
+    return parsed

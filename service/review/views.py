@@ -34,6 +34,9 @@ class Item(BaseModel):
     evidence: dict[str, Any] | None = Field(
         description="the score record, the cluster's members, the bank match or the reports"
     )
+    text: str | None = Field(
+        default=None, description="the post's text: with a single item only, not in listings"
+    )
 
 
 class ItemPage(BaseModel):

@@ -92,6 +92,12 @@ class Repository(Protocol):
 
     def get_key(self, key_id: str) -> ApiKey | None: ...
 
+    def add_user(self, name: str, digest: str, role: Role) -> None:
+        """Store a console user; raises :class:`StorageError` when the name is taken."""
+
+    def get_user(self, name: str) -> tuple[str, Role] | None:
+        """A console user's password digest and role."""
+
     def queue(self) -> list[QueueItem]:
         """The review queue, oldest first."""
 

@@ -32,7 +32,11 @@ def maybe_utc(moment: datetime | None) -> datetime | None:
 
 
 def item_view(
-    policy: Policy, row: ReviewItem, record: dict[str, Any] | None, now: datetime
+    policy: Policy,
+    row: ReviewItem,
+    record: dict[str, Any] | None,
+    now: datetime,
+    with_text: bool = False,
 ) -> views.Item:
     lease = maybe_utc(row.lease_until)
     live = lease is not None and lease > now and row.status not in FINAL
@@ -57,6 +61,7 @@ def item_view(
         model_version=row.model_version,
         policy_version=row.policy_version,
         evidence=evidence,
+        text=row.text if with_text else None,
     )
 
 

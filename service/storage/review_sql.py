@@ -187,7 +187,7 @@ class ReviewSql:
             ).first()
         if row is None:
             raise NotFoundError(f"no review item {item_id}")
-        return item_view(policy, row[0], row[1], now or datetime.now(UTC))
+        return item_view(policy, row[0], row[1], now or datetime.now(UTC), with_text=True)
 
     def claim(
         self, policy: Policy, item_id: int, reviewer: str, now: datetime | None = None

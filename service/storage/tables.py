@@ -255,7 +255,7 @@ class IdempotentWrite(Base):
 
 
 class ConsoleUser(Base):
-    """A person who signs in to the web console; the password is kept as a scrypt digest."""
+    """A person who signs in to the web console; the password is kept as an argon2id digest."""
 
     __tablename__ = "console_users"
 

@@ -1,0 +1,505 @@
+"""The trust team's web console under ``/console/``: server-rendered pages over the same
+repository transactions and request models as the JSON API (:mod:`service.api.review`,
+:mod:`service.neardup.bank`), so every rule is the API's own.
+
+Pages are Jinja2 templates with autoescaping; the only script is ``static/console.js`` (keyboard
+shortcuts), and the Content-Security-Policy allows no inline script or style. Every form carries
+the session's CSRF token (:mod:`service.console.session`).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader
+from markupsafe import Markup
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from service.api.review import AppealDecisionRequest, AppealRequest, DecisionRequest
+from service.api.state import Services
+from service.console import articles, present
+from service.console.i18n import LANGUAGES, translator
+from service.console.session import COOKIE, Session, Sessions
+from service.heads import RISKS
+from service.neardup.bank import UnmatchableError, bank_rumor, unbank_rumor
+from service.review.appeals import AppealClosedError
+from service.review.items import (
+    STATUSES,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    parse_cursor,
+    report_deadline,
+)
+from service.security import check_password
+from service.settings import Settings
+from service.storage import StorageError
+from service.storage.console_sql import ConsoleReads
+
+HERE = Path(__file__).parent
+LANG_COOKIE = "ql_lang"
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+PAGE_SIZE = 50
+DASHBOARD_S = 60.0
+"""How long a process shows the same dashboard: its aggregates scan the queue (about 2 s with a
+million items, ``eval.console``), too slow to run on every load."""
+REFUSALS = (
+    ValidationError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    StorageError,
+    UnmatchableError,
+    AppealClosedError,
+)
+"""What a write may be refused with: the console shows the reason on the page it came from."""
+
+
+def refusal(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(str(e["msg"]) for e in exc.errors())
+    return str(exc)
+
+
+T = TypeVar("T")
+
+
+class SignInRequiredError(Exception):
+    """No valid session: the browser goes to the sign-in page."""
+
+
+class NotAllowedError(Exception):
+    """The signed-in user's role may not open this page."""
+
+
+@dataclass(frozen=True)
+class Console:
+    settings: Settings
+    sessions: Sessions
+    env: Environment
+    articles: dict[str, str]
+    reads: ConsoleReads
+    dashboards: dict[str, tuple[float, datetime, dict[str, Markup]]] = field(default_factory=dict)
+    """The last dashboard this process drew (key ``"plots"``), with when."""
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """A signed-in request: who, the app's services, the console's own parts."""
+
+    session: Session
+    found: Services
+    console: Console
+    request: Request
+
+    @property
+    def name(self) -> str:
+        assert self.session.user is not None
+        return self.session.user
+
+    @property
+    def admin(self) -> bool:
+        return self.session.role == "admin"
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await run_in_threadpool(lambda: fn(*args, **kwargs))
+
+    def page(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        return render(self.request, self.console, self.session, name, status, **context)
+
+
+def render(
+    request: Request,
+    console: Console,
+    session: Session,
+    template: str,
+    status: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    language = request.cookies.get(LANG_COOKIE, "zh")
+    html = console.env.get_template(template).render(
+        t=translator(language),
+        lang=language,
+        session=session,
+        csrf=console.sessions.csrf(session),
+        path=request.url.path,
+        error=request.query_params.get("error"),
+        **context,
+    )
+    response = HTMLResponse(html, status)
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Cache-Control"] = "no-store"
+    set_session(response, console, session)
+    return response
+
+
+def set_session(response: Response, console: Console, session: Session) -> None:
+    response.set_cookie(
+        COOKIE,
+        console.sessions.dump(session),
+        max_age=int(console.sessions.max_age_s),
+        path="/console",
+        httponly=True,
+        samesite="strict",
+        secure=console.settings.console_secure_cookie,
+    )
+
+
+def back(url: str, error: str | None = None) -> RedirectResponse:
+    """303 to ``url`` (a console path), with the refusal to show there."""
+    if error is not None:
+        url = f"{url}{'&' if '?' in url else '?'}{urlencode({'error': error})}"
+    return RedirectResponse(url, 303)
+
+
+def console_of(request: Request) -> Console:
+    found: Console = request.app.state.console
+    return found
+
+
+def session_of(request: Request) -> Session | None:
+    return console_of(request).sessions.load(request.cookies.get(COOKIE), time.time())
+
+
+async def viewer(request: Request) -> Viewer:
+    session = session_of(request)
+    if session is None or not session.signed_in:
+        raise SignInRequiredError
+    return Viewer(session, request.app.state.services, console_of(request), request)
+
+
+async def admin(request: Request) -> Viewer:
+    who = await viewer(request)
+    if not who.admin:
+        raise NotAllowedError
+    return who
+
+
+Signed = Annotated[Viewer, Depends(viewer)]
+Admin = Annotated[Viewer, Depends(admin)]
+
+
+async def form(request: Request) -> dict[str, str]:
+    """The posted form, after its CSRF token checked out against the session's."""
+    fields = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+    session = session_of(request)
+    if session is None or not console_of(request).sessions.check_csrf(session, fields.get("csrf")):
+        raise NotAllowedError
+    return fields
+
+
+Form = Annotated[dict[str, str], Depends(form)]
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+
+@router.get("/")
+async def home() -> RedirectResponse:
+    return RedirectResponse("/console/queue", 303)
+
+
+@router.get("/login")
+async def login_page(request: Request) -> HTMLResponse:
+    console = console_of(request)
+    session = session_of(request) or console.sessions.new(time.time())
+    return render(request, console, session, "login.html")
+
+
+@router.post("/login")
+async def login(request: Request, fields: Form) -> Response:
+    console = console_of(request)
+    found: Services = request.app.state.services
+    name = fields.get("name", "")[:64]
+    user = await run_in_threadpool(found.scoring.repository.get_user, name)
+    password = fields.get("password", "")
+    if user is None or not await run_in_threadpool(check_password, password, user[0]):
+        session = console.sessions.new(time.time())
+        return render(request, console, session, "login.html", 401, failed=True, typed=name)
+    session = console.sessions.sign_in(name, user[1], time.time())
+    response = RedirectResponse("/console/queue", 303)
+    set_session(response, console, session)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, _: Form) -> Response:
+    response = RedirectResponse("/console/login", 303)
+    response.delete_cookie(COOKIE, path="/console")
+    return response
+
+
+@router.get("/lang/{language}")
+async def language(language: str, next: str = "/console/queue") -> Response:
+    # only a path of the console: never a redirect elsewhere
+    target = next if next.startswith("/console/") and "//" not in next else "/console/queue"
+    response = RedirectResponse(target, 303)
+    if language in LANGUAGES:
+        response.set_cookie(LANG_COOKIE, language, max_age=365 * 86400, samesite="lax")
+    return response
+
+
+@router.get("/queue")
+async def queue(
+    who: Signed,
+    head: str = "",
+    status: str = "open",
+    assignee: str = "",
+    cursor: str | None = None,
+) -> HTMLResponse:
+    policy = who.found.scoring.policy
+    try:
+        position = parse_cursor(cursor or None)
+    except ValueError:
+        position = None
+    page = await who.call(
+        who.found.review.list_items,
+        policy,
+        status=status if status in STATUSES else "open",
+        head=head if head in RISKS else None,
+        assignee=assignee[:64] or None,
+        cursor=position,
+        limit=PAGE_SIZE,
+    )
+    now = datetime.now(UTC)
+    rows = [present.queue_row(item, now) for item in page.items]
+    filters = {"head": head, "status": status, "assignee": assignee}
+    next_url = None
+    if page.next:
+        next_url = "/console/queue?" + urlencode({**filters, "cursor": page.next})
+    return who.page(
+        "queue.html",
+        rows=rows,
+        filters=filters,
+        heads=RISKS,
+        statuses=STATUSES,
+        next_url=next_url,
+    )
+
+
+@router.get("/items/{item_id}")
+async def item_page(item_id: int, who: Signed) -> HTMLResponse:
+    policy = who.found.scoring.policy
+    try:
+        item = await who.call(who.found.review.get_item, policy, item_id)
+    except NotFoundError:
+        return who.page("error.html", 404, message_key="not_found")
+    account = None
+    if item.account_id is not None:
+        try:
+            account = await who.call(who.found.review.get_account, item.account_id)
+        except NotFoundError:
+            account = None
+    record = present.record_of(item) or {}
+    reasons = record.get("reasons", [])
+    cid = present.cluster_id(item)
+    live = who.found.neardup.cluster(cid) if cid else None
+    earlier_id = present.earlier_post(record)
+    earlier = await who.call(who.console.reads.post_text, earlier_id) if earlier_id else None
+    compared = present.differences(earlier, item.text or "") if earlier is not None else None
+    rumor_id = present.banked_rumor(record)
+    rumor = None
+    if rumor_id is not None:
+        rumors = await who.call(who.found.scoring.repository.rumors)
+        rumor = next((r for r in rumors if r.rumor_id == rumor_id), None)
+    return who.page(
+        "item.html",
+        item=item,
+        record=record,
+        pieces=present.pieces(item.text or "", reasons, policy),
+        heads=present.head_rows(record, policy),
+        reasons=present.reason_rows(record, policy, who.console.articles),
+        timeline=present.timeline(item, live),
+        earlier_id=earlier_id,
+        compared=compared,
+        rumor=rumor,
+        account=account,
+        categories=RISKS,
+        basis=present.basis_of(item, policy),
+        decided=item.status in ("confirmed", "dismissed"),
+        now=datetime.now(UTC),
+    )
+
+
+@router.post("/items/{item_id}/claim")
+async def claim(item_id: int, who: Signed, _: Form) -> Response:
+    try:
+        await who.call(who.found.review.claim, who.found.scoring.policy, item_id, who.name)
+    except REFUSALS as exc:
+        return back(f"/console/items/{item_id}", refusal(exc))
+    return back(f"/console/items/{item_id}")
+
+
+@router.post("/items/{item_id}/decision")
+async def decide(item_id: int, who: Signed, fields: Form) -> Response:
+    here = f"/console/items/{item_id}"
+    try:
+        body = DecisionRequest.model_validate(
+            {k: fields.get(k) or None for k in ("action", "category", "basis", "note")}
+        )
+    except ValidationError as exc:
+        return back(here, refusal(exc))
+    policy = who.found.scoring.policy
+    try:
+        await who.call(
+            who.found.review.decide,
+            policy,
+            item_id,
+            who.name,
+            body.action,
+            body.category,
+            body.basis,
+            body.note,
+        )
+    except REFUSALS as exc:
+        return back(here, refusal(exc))
+    # the next item: the highest open one nobody else holds
+    page = await who.call(who.found.review.list_items, policy, status="open", limit=20)
+    for item in page.items:
+        if item.id != item_id and item.assignee in (None, who.name):
+            return back(f"/console/items/{item.id}")
+    return back("/console/queue")
+
+
+@router.get("/appeals")
+async def appeals(who: Signed) -> HTMLResponse:
+    page = await who.call(who.found.review.list_appeals, limit=200)
+    return who.page("appeals.html", page=page)
+
+
+@router.post("/appeals")
+async def file_appeal(who: Signed, fields: Form) -> Response:
+    """An appeal that reached the trust team by another channel, filed on the holder's behalf."""
+    try:
+        body = AppealRequest.model_validate(
+            {k: fields.get(k, "") for k in ("account_id", "item_id", "reason")}
+        )
+        await who.call(
+            who.found.review.file_appeal,
+            who.found.scoring.policy,
+            account_id=body.account_id,
+            item_id=body.item_id,
+            reason=body.reason,
+            filed_by=who.name,
+        )
+    except REFUSALS as exc:
+        return back("/console/appeals", refusal(exc))
+    return back("/console/appeals")
+
+
+@router.post("/appeals/{appeal_id}/decision")
+async def decide_appeal(appeal_id: int, who: Signed, fields: Form) -> Response:
+    try:
+        body = AppealDecisionRequest.model_validate(
+            {"action": fields.get("action"), "note": fields.get("note") or None}
+        )
+        await who.call(
+            who.found.review.decide_appeal,
+            who.found.scoring.policy,
+            appeal_id,
+            who.name,
+            body.action,
+            body.note,
+        )
+    except REFUSALS as exc:
+        return back("/console/appeals", refusal(exc))
+    return back("/console/appeals")
+
+
+@router.get("/reports")
+async def reports(who: Signed, all: bool = False) -> HTMLResponse:
+    rows = await who.call(who.console.reads.reports, limit=200, open_only=not all)
+    rules = who.found.scoring.policy.review
+    deadlines = {r.id: report_deadline(rules, r.enqueued_at, r.reports) for r in rows}
+    return who.page("reports.html", rows=rows, deadlines=deadlines, now=datetime.now(UTC))
+
+
+@router.get("/bank")
+async def bank(who: Admin) -> HTMLResponse:
+    rumors = await who.call(who.found.scoring.repository.rumors)
+    return who.page("bank.html", rumors=rumors)
+
+
+@router.post("/bank")
+async def add_rumor(who: Admin, fields: Form) -> Response:
+    text, notice = fields.get("text", "").strip(), fields.get("notice", "").strip()
+    if not text or not notice:
+        return back("/console/bank", "text and notice are both needed")
+    try:
+        await who.call(
+            bank_rumor,
+            who.found.neardup,
+            who.found.scoring.repository,
+            text=text[:10_000],
+            post_id=None,
+            notice=notice[:10_000],
+            by=who.name[:32],
+        )
+    except REFUSALS as exc:
+        return back("/console/bank", refusal(exc))
+    return back("/console/bank")
+
+
+@router.post("/bank/{rumor_id}/delete")
+async def delete_rumor(rumor_id: str, who: Admin, _: Form) -> Response:
+    try:
+        await who.call(unbank_rumor, who.found.neardup, who.found.scoring.repository, rumor_id)
+    except REFUSALS as exc:
+        return back("/console/bank", refusal(exc))
+    return back("/console/bank")
+
+
+@router.get("/dashboard")
+async def dashboard(who: Admin) -> HTMLResponse:
+    drawn = who.console.dashboards.get("plots")
+    if drawn is None or time.monotonic() - drawn[0] > DASHBOARD_S:
+        now = datetime.now(UTC)
+        plots = await who.call(present.dashboard, who.console.reads, who.found.scoring.policy, now)
+        drawn = who.console.dashboards["plots"] = (time.monotonic(), now, plots)
+    return who.page("dashboard.html", drawn_at=drawn[1], plots=drawn[2])
+
+
+def mount(app: FastAPI, settings: Settings, reads: ConsoleReads) -> None:
+    """Serve the console from ``app`` under ``/console/``."""
+    secret = settings.console_secret
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
+    env.filters["when"] = present.when
+    env.filters["age"] = present.age
+    app.state.console = Console(
+        settings=settings,
+        sessions=Sessions(
+            secret.get_secret_value().encode() if secret else secrets.token_bytes(32),
+            settings.console_session_hours * 3600,
+        ),
+        env=env,
+        articles=articles.load(settings.regulation_file),
+        reads=reads,
+    )
+    app.include_router(router)
+    app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
+    app.add_exception_handler(SignInRequiredError, _sign_in)
+    app.add_exception_handler(NotAllowedError, _not_allowed)
+
+
+async def _sign_in(request: Request, _: Exception) -> Response:
+    return RedirectResponse("/console/login", 303)
+
+
+async def _not_allowed(request: Request, _: Exception) -> Response:
+    console = console_of(request)
+    session = session_of(request) or console.sessions.new(time.time())
+    return render(request, console, session, "error.html", 403, message_key="forbidden")

@@ -1,0 +1,51 @@
+"""The Provisions' articles by reason-code name (``art18`` the article, ``art18.6`` its item 6),
+read from ``Settings.regulation_file`` so that a reviewer sees the text a reason rests on."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")}
+ARTICLE = re.compile(r"^第([一二三四五六七八九十百零]+)条\s*(.*)$")
+ITEM = re.compile(r"^[(（]([一二三四五六七八九十]+)[)）]")
+
+
+def chinese_number(text: str) -> int:
+    """一 … 九十九 (the numbers articles and items use)."""
+    if "十" not in text:
+        return DIGITS[text]
+    tens, _, ones = text.partition("十")
+    return (DIGITS[tens] if tens else 1) * 10 + (DIGITS[ones] if ones else 0)
+
+
+def parse(text: str) -> dict[str, str]:
+    """``art<n>`` for every article (all its paragraphs), ``art<n>.<i>`` for each item."""
+    found: dict[str, list[str]] = {}
+    article: str | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        head = ARTICLE.match(line)
+        if head:
+            article = f"art{chinese_number(head.group(1))}"
+            found[article] = [line]
+            continue
+        if line.startswith("第") and line.endswith("章"):
+            article = None
+        if article is None:
+            continue
+        found[article].append(line)
+        item = ITEM.match(line)
+        if item:
+            found[f"{article}.{chinese_number(item.group(1))}"] = [line]
+    return {code: "\n".join(lines) for code, lines in found.items()}
+
+
+def load(path: Path) -> dict[str, str]:
+    """The articles, or none when the file is not there (the console then shows codes only)."""
+    try:
+        return parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}

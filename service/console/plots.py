@@ -1,0 +1,119 @@
+"""Small SVG plots drawn on the server: no script, no inline style (the console's
+Content-Security-Policy allows neither), every label escaped."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from markupsafe import Markup, escape
+
+WIDTH, HEIGHT = 560, 220
+LEFT, RIGHT, TOP, BOTTOM = 44, 12, 14, 40
+COLOURS = ("#c0392b", "#2471a3", "#7d3c98", "#d68910", "#17a589", "#566573")
+
+
+def _frame(body: list[str], title: str, legend: Sequence[tuple[str, str]] = ()) -> Markup:
+    keys = "".join(
+        f'<rect x="{LEFT + i * 120}" y="{HEIGHT - 12}" width="10" height="10" fill="{colour}"/>'
+        f'<text x="{LEFT + i * 120 + 14}" y="{HEIGHT - 3}" font-size="11">{escape(name)}</text>'
+        for i, (name, colour) in enumerate(legend)
+    )
+    return Markup(
+        f'<svg class="plot" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">'
+        f"<title>{escape(title)}</title>"
+        f'<line x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{WIDTH - RIGHT}" y2="{HEIGHT - BOTTOM}" '
+        f'stroke="#888"/>{"".join(body)}{keys}</svg>'
+    )
+
+
+def _scale(top: float) -> tuple[float, list[str]]:
+    """Pixels per unit, and the y-axis labels (0 and the top)."""
+    top = max(top, 1e-9)
+    span = HEIGHT - BOTTOM - TOP
+    labels = [
+        f'<text x="{LEFT - 4}" y="{HEIGHT - BOTTOM}" font-size="10" text-anchor="end">0</text>',
+        f'<text x="{LEFT - 4}" y="{TOP + 8}" font-size="10" text-anchor="end">'
+        f"{escape(f'{top:g}')}</text>",
+    ]
+    return span / top, labels
+
+
+def bars(
+    labels: Sequence[str],
+    stacks: Sequence[Sequence[float]],
+    title: str,
+    legend: Sequence[str] = (),
+) -> Markup:
+    """One bar per label, each a stack of values (one value: a plain bar)."""
+    if not labels:
+        return _frame([], title)
+    per, body = _scale(max(sum(s) for s in stacks))
+    slot = (WIDTH - LEFT - RIGHT) / len(labels)
+    for i, (label, stack) in enumerate(zip(labels, stacks, strict=True)):
+        x, base = LEFT + i * slot + slot * 0.15, float(HEIGHT - BOTTOM)
+        for j, value in enumerate(stack):
+            height = value * per
+            base -= height
+            body.append(
+                f'<rect x="{x:.1f}" y="{base:.1f}" width="{slot * 0.7:.1f}" '
+                f'height="{height:.1f}" fill="{COLOURS[j % len(COLOURS)]}">'
+                f"<title>{escape(label)}: {value:g}</title></rect>"
+            )
+        body.append(
+            f'<text x="{x + slot * 0.35:.1f}" y="{HEIGHT - BOTTOM + 13}" font-size="10" '
+            f'text-anchor="middle">{escape(label)}</text>'
+        )
+    keys = [(name, COLOURS[j % len(COLOURS)]) for j, name in enumerate(legend)]
+    return _frame(body, title, keys)
+
+
+def lines(x_labels: Sequence[str], series: dict[str, Sequence[float]], title: str) -> Markup:
+    """One line per series over ``x_labels``."""
+    if not x_labels:
+        return _frame([], title)
+    per, body = _scale(max((max(v, default=0) for v in series.values()), default=0))
+    step = (WIDTH - LEFT - RIGHT) / max(1, len(x_labels) - 1)
+    for j, (name, values) in enumerate(series.items()):
+        points = " ".join(
+            f"{LEFT + i * step:.1f},{HEIGHT - BOTTOM - v * per:.1f}" for i, v in enumerate(values)
+        )
+        body.append(
+            f'<polyline points="{points}" fill="none" stroke-width="2" '
+            f'stroke="{COLOURS[j % len(COLOURS)]}"><title>{escape(name)}</title></polyline>'
+        )
+    for i in (0, len(x_labels) - 1):
+        body.append(
+            f'<text x="{LEFT + i * step:.1f}" y="{HEIGHT - BOTTOM + 13}" font-size="10" '
+            f'text-anchor="{"start" if i == 0 else "end"}">{escape(x_labels[i])}</text>'
+        )
+    keys = [(name, COLOURS[j % len(COLOURS)]) for j, name in enumerate(series)]
+    return _frame(body, title, keys)
+
+
+def histogram(values: Sequence[float], threshold: float, title: str, bins: int = 20) -> Markup:
+    """Scores in [0, 1] in ``bins`` bins, with the review threshold as a dashed line."""
+    counts = [0] * bins
+    for value in values:
+        counts[min(bins - 1, max(0, int(value * bins)))] += 1
+    per, body = _scale(max(counts, default=0))
+    slot = (WIDTH - LEFT - RIGHT) / bins
+    for i, count in enumerate(counts):
+        colour = COLOURS[0] if (i + 1) / bins > threshold else COLOURS[1]
+        body.append(
+            f'<rect x="{LEFT + i * slot + 1:.1f}" y="{HEIGHT - BOTTOM - count * per:.1f}" '
+            f'width="{slot - 2:.1f}" height="{count * per:.1f}" fill="{colour}">'
+            f"<title>{i / bins:.2f}–{(i + 1) / bins:.2f}: {count}</title></rect>"
+        )
+    x = LEFT + threshold * (WIDTH - LEFT - RIGHT)
+    body.append(
+        f'<line class="threshold" x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{HEIGHT - BOTTOM}" '
+        f'stroke="#000" stroke-dasharray="4 3"/>'
+        f'<text x="{x + 3:.1f}" y="{TOP + 10}" font-size="10">{threshold:.2f}</text>'
+    )
+    for tick in (0.0, 0.5, 1.0):
+        body.append(
+            f'<text x="{LEFT + tick * (WIDTH - LEFT - RIGHT):.1f}" y="{HEIGHT - BOTTOM + 13}" '
+            f'font-size="10" text-anchor="middle">{tick:g}</text>'
+        )
+    return _frame(body, title)

@@ -1,0 +1,235 @@
+"""What the item page shows, worked out from the stored item: the post's text cut into
+highlighted and plain pieces, the reasons with their articles, the cluster's timeline."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from difflib import SequenceMatcher
+from itertools import pairwise
+from typing import Any
+
+from markupsafe import Markup
+
+from service.console import plots
+from service.neardup.cluster import Cluster
+from service.policy import Policy
+from service.review import views
+from service.review.items import ACTIONS, FINAL
+from service.storage.console_sql import ConsoleReads
+
+
+@dataclass(frozen=True)
+class Piece:
+    text: str
+    heads: tuple[str, ...] = ()
+    weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReasonRow:
+    code: str
+    score: float
+    head: str | None
+    summary: str
+    articles: list[tuple[str, str]]
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HeadRow:
+    head: str
+    score: float
+    review: float
+    block: float
+    flagged: bool
+
+
+def record_of(item: views.Item) -> dict[str, Any] | None:
+    record = (item.evidence or {}).get("record")
+    return record if isinstance(record, dict) else None
+
+
+def pieces(text: str, reasons: list[dict[str, Any]], policy: Policy) -> list[Piece]:
+    """``text`` cut at every span edge; each piece names the heads whose spans cover it."""
+    heads_of = {rule.reason.code: risk for risk, rule in policy.risks.items()}
+    spans: list[tuple[int, int, str, float]] = []
+    for reason in reasons:
+        head = heads_of.get(str(reason.get("code")), str(reason.get("code")))
+        for span in (reason.get("evidence") or {}).get("spans", []):
+            start, end = int(span["start"]), int(span["end"])
+            if 0 <= start < end <= len(text):
+                spans.append((start, end, head, float(span.get("weight", 0.0))))
+    edges = sorted({0, len(text)} | {s for s, *_ in spans} | {e for _, e, *_ in spans})
+    out: list[Piece] = []
+    for start, end in pairwise(edges):
+        covering = [s for s in spans if s[0] <= start and end <= s[1]]
+        heads = tuple(sorted({s[2] for s in covering}))
+        out.append(Piece(text[start:end], heads, max((s[3] for s in covering), default=0.0)))
+    return out
+
+
+def reason_rows(
+    record: dict[str, Any], policy: Policy, articles: dict[str, str]
+) -> list[ReasonRow]:
+    rules = {rule.reason.code: (risk, rule.reason) for risk, rule in policy.risks.items()}
+    rows = []
+    for reason in record.get("reasons", []):
+        code = str(reason.get("code"))
+        risk, rule = rules.get(code, (None, None))
+        names = rule.articles if rule else [code.rsplit(".", 1)[0]]
+        rows.append(
+            ReasonRow(
+                code=code,
+                score=float(reason.get("score", 0.0)),
+                head=risk,
+                summary=rule.summary if rule else "",
+                articles=[(name, articles.get(name, "")) for name in names],
+                evidence={
+                    k: v
+                    for k, v in (reason.get("evidence") or {}).items()
+                    if k not in ("spans", "articles", "summary")
+                },
+            )
+        )
+    return rows
+
+
+def head_rows(record: dict[str, Any], policy: Policy) -> list[HeadRow]:
+    scores: dict[str, float] = record.get("scores", {})
+    flags: dict[str, bool] = record.get("flags", {})
+    return [
+        HeadRow(risk, float(scores.get(risk, 0.0)), rule.review, rule.block, bool(flags.get(risk)))
+        for risk, rule in policy.risks.items()
+        if risk in scores
+    ]
+
+
+def cluster_id(item: views.Item) -> str | None:
+    """The near-duplicate cluster the item's post joined, as its score record says."""
+    cluster = (record_of(item) or {}).get("cluster")
+    return str(cluster["id"]) if isinstance(cluster, dict) and "id" in cluster else None
+
+
+def timeline(item: views.Item, live: Cluster | None) -> list[dict[str, Any]]:
+    """The cluster's members, oldest first, the earliest being the traced source: a cluster
+    item's own, else the live window's cluster of the post, else the record's earliest post."""
+    members = [m for m in (item.evidence or {}).get("members", []) if isinstance(m, dict)]
+    if not members and live is not None:
+        members = [asdict(m) for m in live.members]
+    cluster = (record_of(item) or {}).get("cluster")
+    if not members and isinstance(cluster, dict) and cluster.get("size", 1) > 1:
+        members = [cluster["earliest"]]
+    return sorted(members, key=lambda m: m.get("created_at") or float("inf"))
+
+
+def differences(earlier: str, copy: str) -> tuple[list[Piece], list[Piece]]:
+    """Both texts cut into pieces, the ones that differ between them marked (``heads`` holds
+    ``"diff"``), to set the earlier post beside its copy."""
+    left: list[Piece] = []
+    right: list[Piece] = []
+    matcher = SequenceMatcher(None, earlier, copy, autojunk=False)
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        mark = () if op == "equal" else ("diff",)
+        if a1 > a0:
+            left.append(Piece(earlier[a0:a1], mark))
+        if b1 > b0:
+            right.append(Piece(copy[b0:b1], mark))
+    return left, right
+
+
+def earlier_post(record: dict[str, Any]) -> str | None:
+    """The post a fake-originality reason names as the earlier one."""
+    for reason in record.get("reasons", []):
+        found = (reason.get("evidence") or {}).get("earlier_post")
+        if found:
+            return str(found)
+    return None
+
+
+def banked_rumor(record: dict[str, Any]) -> str | None:
+    """The confirmed rumour a bank match names."""
+    for reason in record.get("reasons", []):
+        found = (reason.get("evidence") or {}).get("confirmed_rumor")
+        if found:
+            return str(found)
+    return None
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    item: views.Item
+    score: float | None
+    cluster_size: int | None
+    overdue: bool
+
+
+def queue_row(item: views.Item, now: datetime) -> QueueRow:
+    record = record_of(item) or {}
+    score = record.get("scores", {}).get(item.head) if item.head else None
+    evidence = item.evidence or {}
+    cluster = record.get("cluster")
+    size = len(evidence["members"]) if "members" in evidence else None
+    if size is None and isinstance(cluster, dict):
+        size = int(cluster.get("size", 0))
+    return QueueRow(
+        item,
+        None if score is None else float(score),
+        size,
+        item.deadline is not None and item.deadline < now and item.status not in FINAL,
+    )
+
+
+def basis_of(item: views.Item, policy: Policy) -> str:
+    """The article a confirmation of the item's head rests on, offered as the default basis."""
+    rule = next((r for risk, r in policy.risks.items() if risk == item.head), None)
+    return rule.reason.code.rsplit(".", 1)[0] if rule else ""
+
+
+def when(moment: datetime | float | None) -> str:
+    if moment is None:
+        return "-"
+    if isinstance(moment, int | float):
+        moment = datetime.fromtimestamp(moment, UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def age(moment: datetime) -> str:
+    minutes = int((datetime.now(UTC) - moment).total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes}m"
+    if minutes < 48 * 60:
+        return f"{minutes // 60}h"
+    return f"{minutes // 1440}d"
+
+
+def dashboard(reads: ConsoleReads, policy: Policy, now: datetime) -> dict[str, Markup]:
+    """The dashboard's plots (titles are set by the template, in the reader's language)."""
+    days = [(now - timedelta(days=d)).strftime("%Y-%m-%d") for d in range(13, -1, -1)]
+    flagged = reads.flagged_per_day(now, 14)
+    decisions = reads.decisions_per_reviewer(now, 7)
+    reviewers = sorted(decisions)
+    appeals = reads.appeal_outcomes()
+    scores = reads.recent_scores(now)
+    ages = ["<1h", "1-4h", "4-24h", "1-3d", ">3d"]
+    out = {
+        "flagged": plots.lines(
+            [d[5:] for d in days],
+            {head: [flagged[head].get(d, 0) for d in days] for head in sorted(flagged)},
+            "flagged per head per day",
+        ),
+        "ages": plots.bars(ages, [[n] for n in reads.open_by_age(now)], "open items by age"),
+        "reviewers": plots.bars(
+            reviewers,
+            [[decisions[r].get(a, 0) for a in ACTIONS] for r in reviewers],
+            "decisions per reviewer",
+            legend=ACTIONS,
+        ),
+        "appeals": plots.bars(
+            sorted(appeals), [[appeals[s]] for s in sorted(appeals)], "appeal outcomes"
+        ),
+    }
+    for risk, rule in policy.risks.items():
+        values = [s[risk] for s in scores if risk in s]
+        out[f"scores:{risk}"] = plots.histogram(values, rule.review, f"{risk} scores")
+    return out

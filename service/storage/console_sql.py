@@ -1,0 +1,150 @@
+"""The read-only aggregates the web console's dashboard and reports page show. Every count is
+made by the database (one grouped query each), so the dashboard costs the same with a million
+items; only the last day's scores come back row by row, at most ``max_scores`` of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Engine, case, func, select
+from sqlalchemy.orm import Session
+
+from service.storage.review_rows import utc
+from service.storage.tables import (
+    ReviewDecision,
+    ReviewItem,
+    StoredAppeal,
+    StoredRecord,
+    StoredReport,
+)
+
+AGE_BUCKETS_H = (1, 4, 24, 72)
+"""Upper edges of the queue's age buckets, in hours (the last bucket is open-ended)."""
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    id: int
+    post_id: str | None
+    account_id: str | None
+    category: str
+    text: str
+    item_id: int
+    status: str
+    reports: int
+    created_at: datetime
+    enqueued_at: datetime
+
+
+class ConsoleReads:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _day(self, column: Any) -> ColumnElement[str]:
+        if self.engine.dialect.name == "sqlite":
+            return func.strftime("%Y-%m-%d", column)
+        return func.to_char(column, "YYYY-MM-DD")
+
+    def flagged_per_day(self, now: datetime, days: int) -> dict[str, dict[str, int]]:
+        """Items enqueued per head and day (``YYYY-MM-DD``, UTC) over the last ``days``."""
+        day = self._day(ReviewItem.enqueued_at)
+        query = (
+            select(ReviewItem.head, day, func.count())
+            .where(ReviewItem.enqueued_at >= now - timedelta(days=days))
+            .group_by(ReviewItem.head, day)
+        )
+        out: dict[str, dict[str, int]] = {}
+        with Session(self.engine) as session:
+            for head, when, count in session.execute(query):
+                out.setdefault(head or "-", {})[str(when)] = int(count)
+        return out
+
+    def open_by_age(self, now: datetime) -> list[int]:
+        """Open (and escalated) items per age bucket of :data:`AGE_BUCKETS_H`, then older."""
+        bucket = case(
+            *[
+                (ReviewItem.enqueued_at > now - timedelta(hours=h), i)
+                for i, h in enumerate(AGE_BUCKETS_H)
+            ],
+            else_=len(AGE_BUCKETS_H),
+        )
+        query = (
+            select(bucket, func.count())
+            .where(ReviewItem.status.in_(("open", "escalated")))
+            .group_by(bucket)
+        )
+        counts = [0] * (len(AGE_BUCKETS_H) + 1)
+        with Session(self.engine) as session:
+            for index, count in session.execute(query):
+                counts[int(index)] = int(count)
+        return counts
+
+    def decisions_per_reviewer(self, now: datetime, days: int) -> dict[str, dict[str, int]]:
+        """Decisions per reviewer and action over the last ``days``."""
+        query = (
+            select(ReviewDecision.reviewer, ReviewDecision.action, func.count())
+            .where(ReviewDecision.decided_at >= now - timedelta(days=days))
+            .group_by(ReviewDecision.reviewer, ReviewDecision.action)
+        )
+        out: dict[str, dict[str, int]] = {}
+        with Session(self.engine) as session:
+            for reviewer, action, count in session.execute(query):
+                out.setdefault(reviewer, {})[action] = int(count)
+        return out
+
+    def appeal_outcomes(self) -> dict[str, int]:
+        query = select(StoredAppeal.status, func.count()).group_by(StoredAppeal.status)
+        with Session(self.engine) as session:
+            return {status: int(count) for status, count in session.execute(query)}
+
+    def recent_scores(self, now: datetime, max_scores: int = 5_000) -> list[dict[str, float]]:
+        """The per-head scores of the stored records of the last day (the newest
+        ``max_scores``). Only records the policy persists are stored: flagged ones."""
+        query = (
+            select(StoredRecord.record)
+            .where(StoredRecord.created_at >= now - timedelta(days=1))
+            .order_by(StoredRecord.id.desc())
+            .limit(max_scores)
+        )
+        with Session(self.engine) as session:
+            return [dict(record.get("scores", {})) for (record,) in session.execute(query)]
+
+    def reports(self, limit: int, open_only: bool) -> list[ReportRow]:
+        """Reports, newest first, with their item's status, report count and enqueue time."""
+        query = (
+            select(StoredReport, ReviewItem.status, ReviewItem.reports, ReviewItem.enqueued_at)
+            .join(ReviewItem, ReviewItem.id == StoredReport.item_id)
+            .order_by(StoredReport.id.desc())
+            .limit(limit)
+        )
+        if open_only:
+            query = query.where(ReviewItem.status.in_(("open", "escalated")))
+        with Session(self.engine) as session:
+            return [
+                ReportRow(
+                    id=report.id,
+                    post_id=report.post_id,
+                    account_id=report.account_id,
+                    category=report.category,
+                    text=report.text,
+                    item_id=report.item_id,
+                    status=status,
+                    reports=reports,
+                    created_at=utc(report.created_at),
+                    enqueued_at=utc(enqueued_at),
+                )
+                for report, status, reports, enqueued_at in session.execute(query)
+            ]
+
+    def post_text(self, post_id: str) -> str | None:
+        """The text kept with a review item of ``post_id`` (the earlier post a copy is shown
+        beside), if the post was ever queued."""
+        query = (
+            select(ReviewItem.text)
+            .where(ReviewItem.post_id == post_id, ReviewItem.text.is_not(None))
+            .limit(1)
+        )
+        with Session(self.engine) as session:
+            return session.execute(query).scalar()

@@ -1,0 +1,201 @@
+"""The console's pages without a browser, on SQLite and PostgreSQL: CSRF tokens, signed and
+expiring sessions, roles, escaping, the security headers; and its parts (articles, spans, plots)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from servicekit import Api, open_api
+
+from service.console import articles, plots, present
+from service.console.session import COOKIE, Sessions
+from service.pipeline import Pipeline
+from service.security import create_user
+from service.storage.repository import Role
+
+RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
+SCRIPT_POST = "<script>alert(1)</script>"
+IMG_POST = '"><img src=x onerror=alert(1)>'
+
+
+@pytest.fixture
+def api(tmp_path: Path, database_url: str, pipeline: Pipeline) -> Iterator[Api]:
+    with open_api(tmp_path, database_url, pipeline.classifier) as running:
+        yield running
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert found is not None, "the form carries a CSRF token"
+    return found.group(1)
+
+
+def sign_in(api: Api, name: str, role: Role = "reviewer") -> str:
+    password = create_user(api.services.scoring.repository, name, role)
+    token = csrf_of(api.client.get("/console/login").text)
+    signed = api.client.post(
+        "/console/login",
+        data={"csrf": token, "name": name, "password": password},
+        follow_redirects=False,
+    )
+    assert signed.status_code == 303 and signed.headers["location"] == "/console/queue"
+    return csrf_of(api.client.get("/console/queue").text)
+
+
+def test_forms_need_the_session_token_and_sessions_are_signed(api: Api) -> None:
+    assert api.score({"id": "p1", "text": "明天全市停水", "account_id": "a1"}).status_code == 200
+    gone = api.client.get("/console/queue", follow_redirects=False)
+    assert gone.status_code == 303 and gone.headers["location"] == "/console/login"
+    no_token = api.client.post("/console/login", data={"name": "x", "password": "y"})
+    assert no_token.status_code == 403
+    token = sign_in(api, "li")
+    page = api.client.get("/console/queue")
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    item_id = int(re.findall(r'data-item="(\d+)"', page.text)[0])
+    forged = api.client.post(f"/console/items/{item_id}/claim", data={"csrf": "0" * 64})
+    assert forged.status_code == 403
+    assert api.services.review.get_item(api.services.scoring.policy, item_id).assignee is None
+    claimed = api.client.post(f"/console/items/{item_id}/claim", data={"csrf": token})
+    assert claimed.status_code == 200
+    assert api.services.review.get_item(api.services.scoring.policy, item_id).assignee == "li"
+    # a cookie edited by hand is no session
+    cookie = api.client.cookies.get(COOKIE)
+    assert cookie is not None
+    payload, signature = cookie.rsplit(".", 1)
+    fields = json.loads(base64.urlsafe_b64decode(payload))
+    assert fields["user"] == "li"
+    fields["role"] = "admin"
+    edited = base64.urlsafe_b64encode(json.dumps(fields).encode()).decode()
+    api.client.cookies.clear()
+    api.client.cookies.set(COOKIE, f"{edited}.{signature}", path="/console")
+    assert api.client.get("/console/queue", follow_redirects=False).status_code == 303
+
+
+def test_reviewers_cannot_open_admin_pages_and_confirmations_need_a_basis(api: Api) -> None:
+    assert api.score({"id": "p1", "text": "明天全市停水", "account_id": "a1"}).status_code == 200
+    token = sign_in(api, "li")
+    assert api.client.get("/console/dashboard").status_code == 403
+    assert api.client.get("/console/bank").status_code == 403
+    item_id = int(re.findall(r'data-item="(\d+)"', api.client.get("/console/queue").text)[0])
+    refused = api.client.post(
+        f"/console/items/{item_id}/decision",
+        data={"csrf": token, "action": "confirm", "category": "rumor", "basis": ""},
+    )
+    assert "needs its category and basis" in refused.text
+    assert api.services.review.get_item(api.services.scoring.policy, item_id).status == "open"
+    api.client.cookies.clear()
+    sign_in(api, "wang", "admin")
+    dashboard = api.client.get("/console/dashboard")
+    assert dashboard.status_code == 200 and dashboard.text.count("<svg") >= 5
+
+
+def test_user_content_is_escaped(api: Api) -> None:
+    for i, text in enumerate((SCRIPT_POST, IMG_POST)):
+        assert api.score({"id": f"x{i}", "text": text, "account_id": IMG_POST}).status_code == 200
+    sign_in(api, "li")
+    queue = api.client.get("/console/queue").text
+    assert "<img src=x" not in queue and "&#34;&gt;&lt;img src=x" in queue
+    for item_id in re.findall(r'data-item="(\d+)"', queue):
+        html = api.client.get(f"/console/items/{item_id}").text
+        assert "<script>alert" not in html and "<img src=x" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html or "&lt;img src=x" in html
+
+
+def test_language_switch_stays_inside_the_console(api: Api) -> None:
+    moved = api.client.get("/console/lang/en?next=//evil.example/x", follow_redirects=False)
+    assert moved.headers["location"] == "/console/queue"
+    assert api.client.cookies.get("ql_lang") == "en"
+    assert "Sign in" in api.client.get("/console/login").text
+
+
+def test_sessions_expire() -> None:
+    sessions = Sessions(b"k" * 32, max_age_s=60)
+    signed = sessions.dump(sessions.sign_in("li", "reviewer", now=1000.0))
+    assert sessions.load(signed, now=1059.0) is not None
+    assert sessions.load(signed, now=1061.0) is None
+    assert sessions.load(signed + "0", now=1000.0) is None
+
+
+def test_articles_by_reason_code() -> None:
+    text = (
+        "第一章 总则\n\n第十八条 不得有下列行为:\n\n(一)甲;\n\n(六)编造虚假信息;\n\n"
+        "第二十三条 乙。\n"
+    )
+    found = articles.parse(text)
+    assert found["art18.6"] == "(六)编造虚假信息;"
+    assert found["art18"].startswith("第十八条") and "(一)甲;" in found["art18"]
+    assert found["art23"] == "第二十三条 乙。"
+    assert articles.chinese_number("二十三") == 23 and articles.chinese_number("十") == 10
+
+
+def test_overlapping_spans_cut_the_text_into_pieces(pipeline: Pipeline) -> None:
+    reasons = [
+        {"code": "art18.6.false_information", "evidence": {"spans": [{"start": 1, "end": 4}]}},
+        {"code": "art18.5.extreme_emotion", "evidence": {"spans": [{"start": 3, "end": 6}]}},
+    ]
+    pieces = present.pieces("abcdefg", reasons, pipeline.policy)
+    assert [(p.text, p.heads) for p in pieces] == [
+        ("a", ()),
+        ("bc", ("rumor",)),
+        ("d", ("incitement", "rumor")),
+        ("ef", ("incitement",)),
+        ("g", ()),
+    ]
+
+
+def test_plot_labels_are_escaped() -> None:
+    svg = plots.bars(["<script>x</script>"], [[3.0]], "t")
+    assert "<script>" not in svg and "&lt;script&gt;" in svg
+    assert "stroke-dasharray" in plots.histogram([0.1, 0.9], 0.5, "s")
+
+
+def test_item_page_shows_the_cluster_timeline_with_its_earliest_source(api: Api) -> None:
+    text = RUMOR
+    first = {"id": "src", "text": text, "account_id": "a1", "created_at": 1_700_000_000}
+    copy = {"id": "copy", "text": text + "！", "account_id": "a2", "created_at": 1_700_000_600}
+    assert api.score(first).status_code == 200 and api.score(copy).status_code == 200
+    sign_in(api, "li")
+    items = api.services.review.list_items(api.services.scoring.policy).items
+    (copied,) = [i for i in items if i.post_id == "copy"]
+    html = api.client.get(f"/console/items/{copied.id}").text
+    timeline = html[html.index('class="timeline"') :]
+    assert timeline.index("src") < timeline.index("copy")
+    assert re.search(r'class="earliest">[^<]*src[^<]*<span class="badge">最早来源', timeline)
+
+
+def test_a_copy_is_shown_beside_the_earlier_post_and_a_bank_match_with_its_notice(
+    api: Api,
+) -> None:
+    text = "独家原创：本市地铁三号线下月起全线停运改造，市民请提前安排出行路线。"
+    first = {"id": "early", "text": text, "account_id": "a1", "created_at": 1_700_000_000}
+    copy = {
+        "id": "late",
+        "text": text.replace("三号线", "五号线"),
+        "account_id": "a2",
+        "created_at": 1_700_000_900,
+        "declared_original": True,
+    }
+    assert api.score(first).status_code == 200 and api.score(copy).status_code == 200
+    reviewer = api.new_key("reviewer")
+    banked = api.client.post(
+        "/v1/bank/rumors",
+        json={"text": RUMOR, "notice": "<i>自来水厂</i>:水质正常"},
+        headers=api.headers(reviewer),
+    )
+    assert banked.status_code == 201, banked.text
+    assert api.score({"id": "echo", "text": RUMOR + "！", "account_id": "a3"}).status_code == 200
+    sign_in(api, "li")
+    by_post = {
+        i.post_id: i.id for i in api.services.review.list_items(api.services.scoring.policy).items
+    }
+    html = api.client.get(f"/console/items/{by_post['late']}").text
+    earlier = html[html.index('id="earlier-text"') :]
+    assert '<mark class="diff">三</mark>' in earlier and '<mark class="diff">五</mark>' in earlier
+    html = api.client.get(f"/console/items/{by_post['echo']}").text
+    assert "&lt;i&gt;自来水厂&lt;/i&gt;:水质正常" in html[html.index('id="banked-rumor"') :]
