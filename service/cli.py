@@ -239,8 +239,9 @@ def _run_rescore(
 ) -> Summary:
     import os
 
-    from service.rescore import CHECKPOINT_POSTS, Engine, InlineEngine, rescore
+    from service.rescore import CHECKPOINT_POSTS, Engine, InlineEngine, batch_settings, rescore
 
+    settings = batch_settings(settings)
     workers = args.workers or len(os.sched_getaffinity(0))
     engine: Engine
     if args.engine == "ray":
