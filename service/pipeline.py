@@ -34,6 +34,7 @@ from service.neardup.fingerprint import Signature
 from service.normalise import WINDOW, Normalised, normalise
 from service.policy import Policy, load_policy
 from service.record import Post, Reason, ScoreRecord, Span
+from service.review.items import QueueRequest
 from service.settings import Settings
 
 CLASSIFIER_RISKS: dict[Risk, Head] = {"rumor": "rumor", "incitement": "incitement"}
@@ -149,6 +150,13 @@ class Pipeline:
                 found = spans(self.classifier, normalise(post.text), post.text, heads)
                 out[i] = self._with_spans(record, found)
         return out
+
+    def review_requests(
+        self, posts: Sequence[Post], records: Sequence[ScoreRecord]
+    ) -> list[QueueRequest]:
+        """The review items the near-duplicate step gives ``records`` (coordinated batches,
+        bank matches)."""
+        return self.neardup.review_requests(records, [p.text for p in posts])
 
     def _with_spans(self, record: ScoreRecord, found: Mapping[Head, list[Span]]) -> ScoreRecord:
         """``record`` with the spans of its flagged classifier risks, when ``found`` has them

@@ -41,9 +41,10 @@ from service.neardup.bank import RumorBank, to_signature
 from service.neardup.cluster import Cluster, ClusterBook, Member
 from service.neardup.fingerprint import Fingerprinter, Signature
 from service.neardup.index import Entry, Match, WindowIndex
+from service.neardup.queue import Members, QueueRequest, batch_cluster, requests
 from service.neardup.store import Added, ClusterState, LocalStore, Store, StoreUnavailableError
 from service.policy import Policy
-from service.record import ClusterPost, ClusterSummary, Post
+from service.record import ClusterPost, ClusterSummary, Post, ScoreRecord
 from service.settings import Settings
 from service.storage.repository import StoredRumor
 
@@ -249,6 +250,20 @@ class NearDuplicates:
     def flagged(self, limit: int) -> list[Cluster]:
         with self.lock:
             return self.store.flagged(limit)
+
+    def review_requests(
+        self, records: Sequence[ScoreRecord], texts: Sequence[str | None]
+    ) -> list[QueueRequest]:
+        """The review items of ``records`` (:mod:`service.neardup.queue`), each batch listing
+        the members this window holds (its first ``max_members``)."""
+        members: dict[str, Members] = {}
+        for record in records:
+            cid = batch_cluster(record)
+            if cid is not None and cid not in members:
+                found = self.cluster(cid)
+                kept = found.members if found is not None else []
+                members[cid] = [{"post_id": m.post_id, "account_id": m.account_id} for m in kept]
+        return [r for rec, t in zip(records, texts, strict=True) for r in requests(rec, t, members)]
 
     def signature_of(self, text: str | None, post_id: str | None) -> Signature | None:
         """The signature a bank entry gets: of ``text``, or of the live post ``post_id``; None

@@ -13,7 +13,7 @@ from service.policy import Policy
 from service.record import Decision, ScoreRecord
 from service.review import chain, views
 from service.review.appeals import AppealAction
-from service.review.items import Action, Category, Kind
+from service.review.items import Action, Category, Kind, QueueRequest
 
 Role = Literal["publisher", "reviewer", "admin"]
 
@@ -87,6 +87,10 @@ class Repository(Protocol):
     def update_records(self, records: Sequence[ScoreRecord]) -> None:
         """Replace the stored records of the same post and model version (the evidence the
         publish path adds after answering); a record that is not stored is left out."""
+
+    def enqueue_requests(self, policy: Policy, requests: Sequence[QueueRequest]) -> list[int]:
+        """Queue each item of another source (a coordinated batch, a bank match) once while it
+        is open; the ids of the open items, in order."""
 
     def add_key(self, key: ApiKey) -> None: ...
 

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.policy import Policy
 from service.policy.governance import ReviewRules
 from service.record import Decision, ScoreRecord
 from service.review import items as review_items
@@ -197,6 +198,26 @@ class SqlRepository(ReviewSql):
                     )
                     .values(record=_stored(record))
                 )
+
+    def enqueue_requests(
+        self, policy: Policy, requests: Sequence[review_items.QueueRequest]
+    ) -> list[int]:
+        return [
+            self.enqueue(
+                policy,
+                kind=r.kind,
+                merge_key=r.merge_key,
+                head=r.head,
+                severity=r.severity,
+                reach=r.reach,
+                evidence=r.evidence,
+                post_id=r.post_id,
+                account_id=r.account_id,
+                model_version=r.model_version,
+                text_=r.text,
+            ).id
+            for r in requests
+        ]
 
     @staticmethod
     def _followers(session: Session, items: Sequence[Pending]) -> dict[str, int]:
