@@ -108,6 +108,7 @@ class Summary:
     reject_path: Path
     model_version: str
     engine: str = ""
+    policy_version: str = ""
     posts_read: int = 0
     """Non-blank lines (rows), good or bad: always ``scored + failed_total``."""
     blank_lines: int = 0
@@ -277,7 +278,9 @@ def rescore(
         state = work.resume(fingerprint)
     except (CheckpointError, OSError) as exc:
         raise RescoreError(str(exc)) from exc
-    summary = Summary(input_path, output_path, reject_path, model_version, engine.name)
+    summary = Summary(
+        input_path, output_path, reject_path, model_version, engine.name, policy_version
+    )
     summary.restore(state.tallies)
     if state.parts and not scorer.load_state(work.ordered_state(state.parts)):
         raise RescoreError(

@@ -258,7 +258,9 @@ class ScoringService:
         have stored a post first: its record is the one), and whether they had to be spooled."""
         policy = self.policy
         items = [
-            Pending(r, enqueue=r.decision in policy.enqueue, text=posts[r.id].text)
+            Pending(
+                r, enqueue=r.decision in policy.enqueue, text=posts[r.id].text, post=posts[r.id]
+            )
             for r in records
             if r.decision in policy.persist
         ]
