@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from service.batch.work import Scorer
     from service.rescore import Summary
     from service.settings import Settings
+    from service.storage.repository import StoredRumor
 
 ScorerFactory = Callable[["Settings"], "Scorer"]
 
@@ -94,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
         nargs="?",
         metavar="INPUT",
         help="JSONL/Parquet file or folder (or --from-db)",
+    )
+    rescore.add_argument(
+        "--bank",
+        action="store_true",
+        help="match the confirmed-rumour bank stored in the service's database",
     )
     rescore.add_argument(
         "--from-db",
@@ -332,7 +338,23 @@ def _run_rescore(
         reject_path=rejects,
         progress=not args.no_progress,
         checkpoint_posts=args.checkpoint_every or CHECKPOINT_POSTS,
+        bank=_bank(settings) if args.bank else (),
     )
+
+
+def _bank(settings: Settings) -> list[StoredRumor]:
+    from service.rescore import RescoreError
+    from service.storage import StorageError, open_repository, upgrade
+
+    try:
+        upgrade(settings.database, settings.db_timeout_s)
+        repository = open_repository(settings.database, settings.db_timeout_s)
+        try:
+            return repository.rumors()
+        finally:
+            repository.close()
+    except StorageError as exc:
+        raise RescoreError(f"cannot read the confirmed-rumour bank: {exc}") from exc
 
 
 def _compare(args: argparse.Namespace, settings: Settings) -> None:

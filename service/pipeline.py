@@ -21,6 +21,7 @@ post, so the publish path asks for records without them (``evidence=False``: the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,9 @@ from service.policy import Policy, load_policy
 from service.record import Post, Reason, ScoreRecord, Span
 from service.review.items import QueueRequest
 from service.settings import Settings
+from service.storage.repository import StoredRumor
+
+log = logging.getLogger(__name__)
 
 CLASSIFIER_RISKS: dict[Risk, Head] = {"rumor": "rumor", "incitement": "incitement"}
 """Risks whose score is a classifier head's probability."""
@@ -81,6 +85,12 @@ class Pipeline:
     @property
     def policy_version(self) -> str:
         return self.policy.version
+
+    def use_bank(self, rumors: Sequence[StoredRumor]) -> None:
+        """Hold the confirmed-rumour bank ``rumors`` (a re-score's: the service reloads its own)."""
+        stale = self.neardup.sync_bank(rumors)
+        if stale:
+            log.warning("bank entries of other fingerprint parameters", extra={"ids": stale})
 
     def save_state(self, path: Path) -> None:
         """Write the ordered stage's state (the near-duplicate window) to ``path``."""

@@ -43,6 +43,7 @@ from service.record import Decision, ScoreRecord
 
 if TYPE_CHECKING:
     from service.settings import Settings
+    from service.storage.repository import StoredRumor
 
 DEFAULT_CHUNK_SIZE = 2048
 """Lines per task: large enough for the scorer's length sorting to fill its model batches with
@@ -246,10 +247,12 @@ def rescore(
     reject_path: Path | None = None,
     progress: bool = True,
     checkpoint_posts: int = CHECKPOINT_POSTS,
+    bank: Sequence[StoredRumor] = (),
 ) -> Summary:
     """Score every post under ``input_path`` into ``output_path``; raise :class:`RescoreError`
     if the run cannot complete, in which case neither output file is touched.
 
+    ``bank``: confirmed rumours to match (the service's, from storage), none by default.
     Bad lines go to ``reject_path`` (default :func:`default_reject_path`), which is
     replaced when there are any and removed when there are none.
     """
@@ -264,6 +267,7 @@ def rescore(
     try:
         scorer = engine.scorer()
         model_version, policy_version = scorer.model_version, scorer.policy_version
+        scorer.use_bank(bank)
     except Exception as exc:
         # status 1 would read as "some lines rejected" to the script that called us
         raise RescoreError(f"cannot load the model: {exc!r}") from exc
@@ -272,6 +276,7 @@ def rescore(
         "chunk_size": chunk_size,
         "model_version": model_version,
         "policy_version": policy_version,
+        "bank": sorted(r.rumor_id for r in bank),
     }
     work = WorkFolder(output_path)
     try:

@@ -21,6 +21,7 @@ from service.normalise import WINDOW
 from service.record import Post, ScoreRecord
 from service.rescore import Engine, Summary, rescore
 from service.settings import Settings
+from service.storage.repository import StoredRumor
 
 RAISE = "RAISE"
 """A post whose text holds this makes the scorer raise."""
@@ -57,6 +58,7 @@ class LengthScorer:
 
     def __init__(self, *, fail_on_call: int = 0) -> None:
         self.calls = 0
+        self.bank: list[str] = []
         self.batch_sizes: list[int] = []
         self._fail_on_call = fail_on_call
         self._slow_s = float(os.environ.get(SLOW_S_ENV, "0"))
@@ -82,6 +84,9 @@ class LengthScorer:
 
     def explain(self, posts: Sequence[Post], records: Sequence[ScoreRecord]) -> list[ScoreRecord]:
         return list(records)
+
+    def use_bank(self, rumors: Sequence[StoredRumor]) -> None:
+        self.bank = [r.rumor_id for r in rumors]
 
     def save_state(self, path: Path) -> None:
         path.write_text("no state")

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from batchkit import CAMPAIGN, post_line
+from batchkit import CAMPAIGN, post_line, read_records
 from servicekit import Api, open_api, record
 
 from service.cli import main
@@ -106,5 +106,46 @@ def test_rescore_enqueue_queues_each_batch_once(
         members = [m["post_id"] for m in clusters[0].evidence["members"]]
         assert members == [f"c{i}" for i in range(K + 2)]
         repo.close()
+    finally:
+        get_settings.cache_clear()
+
+
+def test_rescore_with_the_bank_raises_and_queues_its_matches(
+    tmp_path: Path, database_url: str, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_api(tmp_path, database_url, pipeline.classifier) as api:
+        reviewer = api.headers(api.new_key("reviewer"))
+        body = {"text": CAMPAIGN, "notice": "已辟谣"}
+        rumor = api.client.post("/v1/bank/rumors", json=body, headers=reviewer).json()
+    monkeypatch.setenv("QINGLANG_DATABASE_URL", database_url)
+    from service.settings import get_settings
+
+    get_settings.cache_clear()
+    lines = [
+        post_line("m1", copy(1), account_id="x", created_at=1_700_000_000),
+        post_line("calm", "周末和家人去公园散步，天气很好，拍了几张荷花。", account_id="y"),
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"".join(lines))
+    before = tmp_path / "before.jsonl"
+    before.write_text("".join(record(i, "pass").model_dump_json() + "\n" for i in ("m1", "calm")))
+    out = tmp_path / "now.jsonl"
+    args = ["rescore", str(source), "-o", str(out), "--workers", "1", "--no-progress"]
+    try:
+        assert main([*args, "--bank", "--compare", str(before), "--enqueue"]) == 0
+        matched, calm = read_records(out)
+        reason = next(r for r in matched.reasons if "confirmed_rumor" in r.evidence)
+        assert reason.evidence["confirmed_rumor"] == rumor["id"]
+        assert matched.flags["rumor"] and not calm.flags["rumor"]
+        repo = open_repository(database_url, 10.0)
+        from service.policy import load_policy
+
+        policy = load_policy(get_settings().policy_file)
+        (item,) = repo.list_items(policy, kind="bank_match").items
+        assert item.post_id == "m1"
+        repo.close()
+        # without --bank the same posts match nothing
+        assert main([*args, "--skip-bad"]) == 0
+        assert all("confirmed_rumor" not in r.evidence for r in read_records(out)[0].reasons)
     finally:
         get_settings.cache_clear()

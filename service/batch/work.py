@@ -23,6 +23,7 @@ from service.record import Post, ScoreRecord
 
 if TYPE_CHECKING:
     from service.settings import Settings
+    from service.storage.repository import StoredRumor
 
 
 class Scorer(Protocol):
@@ -45,6 +46,9 @@ class Scorer(Protocol):
 
     def explain(self, posts: Sequence[Post], records: Sequence[ScoreRecord]) -> list[ScoreRecord]:
         """Evidence the stateless stage could not know was needed."""
+
+    def use_bank(self, rumors: Sequence[StoredRumor]) -> None:
+        """Match the stateful stage against these confirmed rumours."""
 
     def save_state(self, path: Path) -> None:
         """Write the stateful stage's state (the near-duplicate window) for a checkpoint."""
