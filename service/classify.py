@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +77,15 @@ class Classifier:
         if self.card["heads"] != list(HEADS):
             raise ValueError(f"{model_dir} has heads {self.card['heads']}, expected {HEADS}")
         self.path = model_dir / MODEL_FILE
-        self.session = open_session(self.path, threads)
+        self.threads = threads
         self.tokenizer = load_tokenizer(model_dir / TOKENIZER_FILE)
         self.batch_size = batch_size
+
+    @cached_property
+    def session(self) -> ort.InferenceSession:
+        # opened on first use: a batch run's parent holds the pipeline for its ordered stage
+        # and never loads the model unless a record needs evidence only the model can give
+        return open_session(self.path, self.threads)
 
     def predict(self, texts: Sequence[str]) -> Probabilities:
         """``[len(texts), len(HEADS)]`` probabilities, in input order.

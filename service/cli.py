@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from service.batch.work import Scorer
     from service.rescore import Summary
     from service.settings import Settings
+    from service.storage.repository import StoredRumor
 
 ScorerFactory = Callable[["Settings"], "Scorer"]
 
@@ -88,7 +89,29 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    rescore.add_argument("input", type=Path, metavar="INPUT", help="JSONL/Parquet file or folder")
+    rescore.add_argument(
+        "input",
+        type=Path,
+        nargs="?",
+        metavar="INPUT",
+        help="JSONL/Parquet file or folder (or --from-db)",
+    )
+    rescore.add_argument(
+        "--bank",
+        action="store_true",
+        help="match the confirmed-rumour bank stored in the service's database",
+    )
+    rescore.add_argument(
+        "--from-db",
+        action="store_true",
+        help="re-score the posts the service stored (of --since/--until), in time order",
+    )
+    rescore.add_argument(
+        "--since", metavar="TIME", help="with --from-db: from this time (ISO 8601 or unix s)"
+    )
+    rescore.add_argument(
+        "--until", metavar="TIME", help="with --from-db: before this time (ISO 8601 or unix s)"
+    )
     rescore.add_argument(
         "-o",
         "--output",
@@ -218,14 +241,22 @@ def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
     if args.enqueue and args.compare is None:
         print("qinglang rescore: error: --enqueue needs --compare", file=sys.stderr)
         return 2
+    usage = _source_error(args)
+    if usage:
+        print(f"qinglang rescore: error: {usage}", file=sys.stderr)
+        return 2
     # a chunk smaller than a model batch would cap the batch
     chunk_size = args.chunk_size or max(DEFAULT_CHUNK_SIZE, settings.batch_size)
     try:
+        if args.from_db:
+            args.input = _export(args, settings)
         check_paths(args.input, args.output, rejects)
         if args.compare is not None and not args.compare.is_file():
             raise RescoreError(f"previous output {args.compare} does not exist")
         summary = _run_rescore(args, load, settings, rejects, chunk_size)
         print(summary.render(), file=sys.stderr)
+        if args.from_db:
+            _record_run(args, settings, summary)
         if args.compare is not None:
             _compare(args, settings)
     except RescoreError as exc:
@@ -234,13 +265,59 @@ def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
     return 1 if summary.failed_total and not args.skip_bad else 0
 
 
+def _source_error(args: argparse.Namespace) -> str:
+    if args.from_db and args.input is not None:
+        return "give INPUT or --from-db, not both"
+    if not args.from_db and args.input is None:
+        return "give INPUT, or --from-db to re-score the stored posts"
+    if not args.from_db and (args.since or args.until):
+        return "--since and --until need --from-db"
+    return ""
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> Path:
+    from service.batch.stored import PeriodError, export, moment
+    from service.rescore import RescoreError
+    from service.storage import StorageError
+
+    try:
+        since = moment(args.since) if args.since else None
+        until = moment(args.until) if args.until else None
+        return export(settings, since, until, args.output)
+    except PeriodError as exc:
+        raise RescoreError(str(exc)) from exc
+    except StorageError as exc:
+        raise RescoreError(f"cannot read the stored posts: {exc}") from exc
+
+
+def _record_run(args: argparse.Namespace, settings: Settings, summary: Summary) -> None:
+    from service.batch.stored import finish, moment
+    from service.rescore import RescoreError
+    from service.storage import StorageError
+    from service.storage.repository import RescoreRun
+
+    run = RescoreRun(
+        since=moment(args.since) if args.since else None,
+        until=moment(args.until) if args.until else None,
+        model_version=summary.model_version,
+        policy_version=summary.policy_version,
+        posts=summary.posts_read,
+        output=str(args.output),
+    )
+    try:
+        finish(settings, run, args.output)
+    except StorageError as exc:
+        raise RescoreError(f"the run is written but could not be recorded: {exc}") from exc
+
+
 def _run_rescore(
     args: argparse.Namespace, load: ScorerFactory, settings: Settings, rejects: Path, chunk: int
 ) -> Summary:
     import os
 
-    from service.rescore import CHECKPOINT_POSTS, Engine, InlineEngine, rescore
+    from service.rescore import CHECKPOINT_POSTS, Engine, InlineEngine, batch_settings, rescore
 
+    settings = batch_settings(settings)
     workers = args.workers or len(os.sched_getaffinity(0))
     engine: Engine
     if args.engine == "ray":
@@ -261,7 +338,23 @@ def _run_rescore(
         reject_path=rejects,
         progress=not args.no_progress,
         checkpoint_posts=args.checkpoint_every or CHECKPOINT_POSTS,
+        bank=_bank(settings) if args.bank else (),
     )
+
+
+def _bank(settings: Settings) -> list[StoredRumor]:
+    from service.rescore import RescoreError
+    from service.storage import StorageError, open_repository, upgrade
+
+    try:
+        upgrade(settings.database, settings.db_timeout_s)
+        repository = open_repository(settings.database, settings.db_timeout_s)
+        try:
+            return repository.rumors()
+        finally:
+            repository.close()
+    except StorageError as exc:
+        raise RescoreError(f"cannot read the confirmed-rumour bank: {exc}") from exc
 
 
 def _compare(args: argparse.Namespace, settings: Settings) -> None:

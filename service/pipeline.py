@@ -1,32 +1,64 @@
 """One post's way through: normalise → classify → near-duplicates → decide → the score record.
 
-The CLI, the API and batch jobs all score through :meth:`Pipeline.score_many`, so all three give
-the same record for the same post. The near-duplicate step (:mod:`service.neardup`: fingerprint,
-match, cluster) gives the coordination and fake-originality scores, raises the rumour score of
-copies of confirmed rumours, and the record's ``cluster``. Evidence spans cost one more model call
-per flagged post, so the publish path asks for records without them (``evidence=False``: the
-record says ``evidence_pending``) and adds them with :meth:`Pipeline.explain` after answering.
+The CLI, the API and batch jobs all score through the same stages, so all three give the same
+record for the same post:
+
+1. :meth:`Pipeline.prepare` — the stateless, costly part: normalise, classify, the near-duplicate
+   signature (MinHash), and the evidence spans of the risks the classifier alone flags. Each
+   post's result depends on that post only, so a batch run computes it in its worker processes.
+2. :meth:`Pipeline.ordered` — the stateful part, post after post in the order given: match
+   against the near-duplicate window, cluster, the coordination and fake-originality rules and
+   the confirmed-rumour bank (:mod:`service.neardup`), then the decision and the record. It runs
+   in one place (the serving process, or a batch run's parent) so that the window sees every
+   post in order.
+3. :meth:`Pipeline.explain` — evidence spans of flagged risks that stage 1 did not cover (a risk
+   flagged only by a bank match or a stricter account level).
+
+:meth:`Pipeline.score_many` runs the three. Evidence spans cost one more model call per flagged
+post, so the publish path asks for records without them (``evidence=False``: the record says
+``evidence_pending``) and adds them with :meth:`Pipeline.explain` after answering.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from service.classify import Classifier
 from service.decide import decide
 from service.evidence import spans
 from service.heads import HEADS, RISKS, Head, Risk
 from service.neardup import Finding, NearDuplicates
+from service.neardup.fingerprint import Signature
 from service.normalise import WINDOW, Normalised, normalise
 from service.policy import Policy, load_policy
-from service.record import Post, Reason, ScoreRecord
+from service.record import Post, Reason, ScoreRecord, Span
+from service.review.items import QueueRequest
 from service.settings import Settings
+from service.storage.repository import StoredRumor
+
+log = logging.getLogger(__name__)
 
 CLASSIFIER_RISKS: dict[Risk, Head] = {"rumor": "rumor", "incitement": "incitement"}
 """Risks whose score is a classifier head's probability."""
 
 EMPTY = "text is empty after normalisation: nothing to score, all scores 0"
 TRUNCATED = f"text is longer than the model's window: scored on its first {WINDOW} characters"
+
+
+@dataclass
+class Prepared:
+    """What the stateless stage found for one post; picklable, so that a batch run's workers
+    hand it to the process that runs the ordered stage."""
+
+    norm: Normalised
+    probs: dict[Head, float]
+    signature: Signature | None
+    """The near-duplicate signature; None for boilerplate."""
+    spans: dict[Head, list[Span]] = field(default_factory=dict)
+    """Evidence spans found so far, by head."""
 
 
 class Pipeline:
@@ -54,6 +86,19 @@ class Pipeline:
     def policy_version(self) -> str:
         return self.policy.version
 
+    def use_bank(self, rumors: Sequence[StoredRumor]) -> None:
+        """Hold the confirmed-rumour bank ``rumors`` (a re-score's: the service reloads its own)."""
+        stale = self.neardup.sync_bank(rumors)
+        if stale:
+            log.warning("bank entries of other fingerprint parameters", extra={"ids": stale})
+
+    def save_state(self, path: Path) -> None:
+        """Write the ordered stage's state (the near-duplicate window) to ``path``."""
+        self.neardup.snapshot(path)
+
+    def load_state(self, path: Path) -> bool:
+        return self.neardup.restore(path)
+
     def score_many(
         self,
         posts: Sequence[Post],
@@ -64,54 +109,89 @@ class Pipeline:
         """Score records for ``posts``, in the same order; ``levels`` are the credit levels of
         accounts the policy treats more strictly (by account id); without evidence spans
         unless ``evidence``."""
+        records = self.ordered(posts, self.prepare(posts, evidence=evidence), levels)
+        return self.explain(posts, records) if evidence else records
+
+    def prepare(self, posts: Sequence[Post], *, evidence: bool = True) -> list[Prepared]:
+        """Stage 1, stateless: see the module's docstring. With ``evidence``, the spans of the
+        classifier risks the policy flags on the classifier's scores alone (flags that every
+        later stage can only add to: a bank match raises a score, a level lowers a threshold)."""
         norms = [normalise(p.text) for p in posts]
         scored = [i for i, n in enumerate(norms) if n.text]
         probs = self.classifier.predict([norms[i].text for i in scored])
         head_probs: list[dict[Head, float]] = [dict.fromkeys(HEADS, 0.0) for _ in posts]
         for row, i in enumerate(scored):
             head_probs[i] = {h: float(probs[row, k]) for k, h in enumerate(HEADS)}
-        # near-duplicates: one step, after the classifier (it needs the originality claim)
-        found = self.neardup.observe(posts, [hp["originality_claim"] for hp in head_probs])
-        known = levels or {}
-        records = [
-            self._record(p, n, hp, f, known.get(p.account_id or ""))
-            for p, n, hp, f in zip(posts, norms, head_probs, found, strict=True)
+        signatures = self.neardup.sign(posts)
+        prepared = [
+            Prepared(n, hp, sig) for n, hp, sig in zip(norms, head_probs, signatures, strict=True)
         ]
-        return self.explain(posts, records) if evidence else records
+        if evidence:
+            for post, ready in zip(posts, prepared, strict=True):
+                scores = {r: ready.probs[CLASSIFIER_RISKS[r]] for r in CLASSIFIER_RISKS}
+                verdict = decide(dict.fromkeys(RISKS, 0.0) | scores, self.policy)
+                heads = [CLASSIFIER_RISKS[r] for r in CLASSIFIER_RISKS if verdict.flags[r]]
+                if heads:
+                    ready.spans = spans(self.classifier, ready.norm, post.text, heads)
+        return prepared
+
+    def ordered(
+        self,
+        posts: Sequence[Post],
+        prepared: Sequence[Prepared],
+        levels: Mapping[str, str] | None = None,
+    ) -> list[ScoreRecord]:
+        """Stage 2, stateful: near-duplicates in the order given, the decision, the record."""
+        claims = [p.probs["originality_claim"] for p in prepared]
+        found = self.neardup.match(posts, [p.signature for p in prepared], claims)
+        known = levels or {}
+        return [
+            self._record(post, ready, f, known.get(post.account_id or ""))
+            for post, ready, f in zip(posts, prepared, found, strict=True)
+        ]
 
     def explain(self, posts: Sequence[Post], records: Sequence[ScoreRecord]) -> list[ScoreRecord]:
-        """``records`` (of ``posts``, in the same order) with the evidence spans of their
+        """Stage 3: ``records`` (of ``posts``, in the same order) with the evidence spans of their
         flagged classifier risks added; records that wait for none come back unchanged."""
         out = list(records)
         for i, (post, record) in enumerate(zip(posts, records, strict=True)):
-            if not record.evidence_pending:
-                continue
-            risks = [r for r in CLASSIFIER_RISKS if record.flags[r]]
-            heads = [CLASSIFIER_RISKS[r] for r in risks]
-            found = spans(self.classifier, normalise(post.text), post.text, heads)
-            codes = {self.policy.risks[r].reason.code: CLASSIFIER_RISKS[r] for r in risks}
-            reasons = [
-                reason.model_copy(
-                    update={
-                        "evidence": reason.evidence
-                        | {"spans": [s.model_dump() for s in found[codes[reason.code]]]}
-                    }
-                )
-                if reason.code in codes
-                else reason
-                for reason in record.reasons
-            ]
-            out[i] = record.model_copy(update={"reasons": reasons, "evidence_pending": False})
+            if record.evidence_pending:
+                heads = [CLASSIFIER_RISKS[r] for r in CLASSIFIER_RISKS if record.flags[r]]
+                found = spans(self.classifier, normalise(post.text), post.text, heads)
+                out[i] = self._with_spans(record, found)
         return out
 
+    def review_requests(
+        self, posts: Sequence[Post], records: Sequence[ScoreRecord]
+    ) -> list[QueueRequest]:
+        """The review items the near-duplicate step gives ``records`` (coordinated batches,
+        bank matches)."""
+        return self.neardup.review_requests(records, [p.text for p in posts])
+
+    def _with_spans(self, record: ScoreRecord, found: Mapping[Head, list[Span]]) -> ScoreRecord:
+        """``record`` with the spans of its flagged classifier risks, when ``found`` has them
+        all; else unchanged (still ``evidence_pending``)."""
+        risks = [r for r in CLASSIFIER_RISKS if record.flags[r]]
+        if any(CLASSIFIER_RISKS[r] not in found for r in risks):
+            return record
+        codes = {self.policy.risks[r].reason.code: CLASSIFIER_RISKS[r] for r in risks}
+        reasons = [
+            reason.model_copy(
+                update={
+                    "evidence": reason.evidence
+                    | {"spans": [s.model_dump() for s in found[codes[reason.code]]]}
+                }
+            )
+            if reason.code in codes
+            else reason
+            for reason in record.reasons
+        ]
+        return record.model_copy(update={"reasons": reasons, "evidence_pending": False})
+
     def _record(
-        self,
-        post: Post,
-        norm: Normalised,
-        probs: dict[Head, float],
-        near: Finding,
-        level: str | None,
+        self, post: Post, prepared: Prepared, near: Finding, level: str | None
     ) -> ScoreRecord:
+        norm, probs = prepared.norm, prepared.probs
         scores: dict[Risk, float] = {
             r: probs[CLASSIFIER_RISKS[r]] if r in CLASSIFIER_RISKS else 0.0 for r in RISKS
         }
@@ -131,7 +211,7 @@ class Pipeline:
             warnings.append(EMPTY)
         if norm.truncated:
             warnings.append(TRUNCATED)
-        return ScoreRecord(
+        record = ScoreRecord(
             id=post.id,
             account_id=post.account_id,
             scores={r: round(s, 4) for r, s in scores.items()},
@@ -147,3 +227,4 @@ class Pipeline:
             warnings=warnings,
             evidence_pending=any(verdict.flags[r] for r in CLASSIFIER_RISKS),
         )
+        return self._with_spans(record, prepared.spans) if record.evidence_pending else record

@@ -1,12 +1,22 @@
 """Re-scoring stored posts after a model or policy change (``qinglang rescore``).
 
 The input (JSONL or Parquet, a file or a folder) is cut into tasks (:mod:`service.batch.sources`);
-an engine scores them, in this process, in worker processes or on Ray, and hands the results
-back in task order; this module writes them, one score record per good line in input order, and
-checkpoints every few thousand posts (:mod:`service.batch.checkpoint`). Bad lines do not stop
-the run: each is reported on stderr and kept in a reject file, so that output records + rejected
-lines = non-blank input lines. OUTPUT appears only when the run completes; a run that stops (a
-scorer error, a full disk, SIGKILL) leaves its checkpoint, and the same command continues it.
+an engine runs the pipeline's stateless stage on them, in this process, in worker processes or on
+Ray, and hands the results back in task order; this module runs the stateful stage (near-duplicate
+matching, decision, record: :meth:`~service.pipeline.Pipeline.ordered`) on them in input order,
+with one near-duplicate window for the whole run, and writes one score record per good line in
+input order, with a checkpoint every few thousand posts (:mod:`service.batch.checkpoint`). Bad
+lines do not stop the run: each is reported on stderr and kept in a reject file, so that output
+records + rejected lines = non-blank input lines. OUTPUT appears only when the run completes; a
+run that stops (a scorer error, a full disk, SIGKILL) leaves its checkpoint, and the same command
+continues it.
+
+The near-duplicate window sees the posts in input order, as the live service sees posts in arrival
+order: a file in ``created_at`` order gets the clusters, earliest sources and coordinated batches
+the service would have found. Input that is not in that order is scored as given (the service too
+matches late posts against what it has seen), and the summary counts the posts whose
+``created_at`` is earlier than one before them, so that the caller knows to sort the input first.
+The window is saved with each checkpoint, so a continued run matches as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TextIO, get_args
+from typing import TYPE_CHECKING, Any, Protocol, TextIO, get_args
 
 from tqdm import tqdm
 
@@ -30,6 +40,10 @@ from service.batch.sources import InputError, Task, input_files, plan
 from service.batch.work import Reject, Result, Scorer, ScorerError, run_task
 from service.heads import RISKS, Risk
 from service.record import Decision, ScoreRecord
+
+if TYPE_CHECKING:
+    from service.settings import Settings
+    from service.storage.repository import StoredRumor
 
 DEFAULT_CHUNK_SIZE = 2048
 """Lines per task: large enough for the scorer's length sorting to fill its model batches with
@@ -41,16 +55,26 @@ CHECKPOINT_POSTS = 50_000
 CHECKPOINT_S = 60.0
 """A part is committed at least this often, so that a slow run loses little when killed."""
 
+WARNINGS_SHOWN = 10
+"""Lines printed per kind of warning; the summary counts every one."""
+
 DECISIONS: tuple[Decision, ...] = get_args(Decision)
 
 
+def batch_settings(settings: Settings) -> Settings:
+    """``settings`` for a re-score: a window of the run's own (a shared one in Redis is the live
+    service's, which a re-score of old posts must not fill), and replay time for undated posts."""
+    return settings.model_copy(update={"redis_url": None, "neardup_replay": True})
+
+
 class Engine(Protocol):
-    """Scores tasks somewhere and yields their results in task order."""
+    """Runs the stateless stage of tasks somewhere and yields their results in task order."""
 
     name: str
 
-    def versions(self) -> tuple[str, str]:
-        """The model and policy versions the engine's scorers use."""
+    def scorer(self) -> Scorer:
+        """This process's scorer, for the stateful stage (loaded once; the model itself is
+        opened only if a record needs it)."""
 
     def results(self, tasks: Sequence[Task]) -> Iterator[Result]: ...
 
@@ -61,14 +85,15 @@ class InlineEngine:
     name = "one process"
 
     def __init__(self, scorer: Scorer) -> None:
-        self.scorer = scorer
+        self._scorer = scorer
+        self._shown: Counter[str] = Counter()
 
-    def versions(self) -> tuple[str, str]:
-        return self.scorer.model_version, self.scorer.policy_version
+    def scorer(self) -> Scorer:
+        return self._scorer
 
     def results(self, tasks: Sequence[Task]) -> Iterator[Result]:
         for task in tasks:
-            yield run_task(task, self.scorer)
+            yield run_task(task, self._scorer)
 
 
 class RescoreError(Exception):
@@ -84,6 +109,7 @@ class Summary:
     reject_path: Path
     model_version: str
     engine: str = ""
+    policy_version: str = ""
     posts_read: int = 0
     """Non-blank lines (rows), good or bad: always ``scored + failed_total``."""
     blank_lines: int = 0
@@ -91,6 +117,12 @@ class Summary:
     failed: Counter[str] = field(default_factory=Counter)
     warnings: int = 0
     """Scored posts whose record carries a warning (empty text, text cut to the window)."""
+    warning_kinds: Counter[str] = field(default_factory=Counter)
+    """How many records carry each warning."""
+    out_of_order: int = 0
+    """Posts whose ``created_at`` is earlier than that of a post before them."""
+    newest: float | None = None
+    """The newest ``created_at`` so far."""
     decisions: Counter[Decision] = field(default_factory=Counter)
     flags: Counter[Risk] = field(default_factory=Counter)
     elapsed_s: float = 0.0
@@ -112,6 +144,9 @@ class Summary:
             "scored": self.scored,
             "failed": dict(self.failed),
             "warnings": self.warnings,
+            "warning_kinds": dict(self.warning_kinds),
+            "out_of_order": self.out_of_order,
+            "newest": self.newest,
             "decisions": dict(self.decisions),
             "flags": dict(self.flags),
             "elapsed_s": self.elapsed_s,
@@ -125,6 +160,9 @@ class Summary:
         self.scored = tallies["scored"]
         self.failed = Counter(tallies["failed"])
         self.warnings = tallies["warnings"]
+        self.warning_kinds = Counter(tallies["warning_kinds"])
+        self.out_of_order = tallies["out_of_order"]
+        self.newest = tallies["newest"]
         self.decisions = Counter(tallies["decisions"])
         self.flags = Counter(tallies["flags"])
         self.elapsed_s = tallies["elapsed_s"]
@@ -138,6 +176,13 @@ class Summary:
             self.decisions[record.decision] += 1
             self.flags.update(risk for risk, flagged in record.flags.items() if flagged)
             self.warnings += bool(record.warnings or record.truncated)
+            self.warning_kinds.update(record.warnings)
+        for post in result.posts:
+            if post.created_at is None:
+                continue
+            if self.newest is not None and post.created_at < self.newest:
+                self.out_of_order += 1
+            self.newest = max(post.created_at, self.newest or post.created_at)
 
     def render(self) -> str:
         failed = f"{self.failed_total:,}"
@@ -149,10 +194,20 @@ class Summary:
             ("scored", f"{self.scored:,} -> {self.output_path}"),
             ("failed", failed),
             ("warnings", f"{self.warnings:,}"),
+            *((f"  {n:,} x", kind) for kind, n in self.warning_kinds.most_common()),
             ("decisions", ", ".join(f"{d} {self.decisions[d]:,}" for d in DECISIONS)),
             ("flags", ", ".join(f"{risk} {self.flags[risk]:,}" for risk in RISKS)),
             ("elapsed", f"{self.elapsed_s:.1f} s, {self.posts_per_s:,.0f} posts/s"),
         ]
+        if self.out_of_order:
+            rows.append(
+                (
+                    "out of order",
+                    f"{self.out_of_order:,} posts are older than a post before them: "
+                    "near-duplicates were matched in input order; sort the input by created_at "
+                    "for what the live service would have found",
+                )
+            )
         if self.resumed:
             rows.append(("resumed", f"after {self.resumed:,} posts of an earlier run"))
         lines = [f"rescored {self.input_path} with model {self.model_version} ({self.engine})"]
@@ -192,10 +247,12 @@ def rescore(
     reject_path: Path | None = None,
     progress: bool = True,
     checkpoint_posts: int = CHECKPOINT_POSTS,
+    bank: Sequence[StoredRumor] = (),
 ) -> Summary:
     """Score every post under ``input_path`` into ``output_path``; raise :class:`RescoreError`
     if the run cannot complete, in which case neither output file is touched.
 
+    ``bank``: confirmed rumours to match (the service's, from storage), none by default.
     Bad lines go to ``reject_path`` (default :func:`default_reject_path`), which is
     replaced when there are any and removed when there are none.
     """
@@ -208,7 +265,9 @@ def rescore(
     except InputError as exc:
         raise RescoreError(str(exc)) from exc
     try:
-        model_version, policy_version = engine.versions()
+        scorer = engine.scorer()
+        model_version, policy_version = scorer.model_version, scorer.policy_version
+        scorer.use_bank(bank)
     except Exception as exc:
         # status 1 would read as "some lines rejected" to the script that called us
         raise RescoreError(f"cannot load the model: {exc!r}") from exc
@@ -217,15 +276,23 @@ def rescore(
         "chunk_size": chunk_size,
         "model_version": model_version,
         "policy_version": policy_version,
+        "bank": sorted(r.rumor_id for r in bank),
     }
     work = WorkFolder(output_path)
     try:
         state = work.resume(fingerprint)
     except (CheckpointError, OSError) as exc:
         raise RescoreError(str(exc)) from exc
-    summary = Summary(input_path, output_path, reject_path, model_version, engine.name)
+    summary = Summary(
+        input_path, output_path, reject_path, model_version, engine.name, policy_version
+    )
     summary.restore(state.tallies)
-    run = _Run(work, state, summary, checkpoint_posts)
+    if state.parts and not scorer.load_state(work.ordered_state(state.parts)):
+        raise RescoreError(
+            f"the checkpoint in {work.path} has no usable near-duplicate window; delete the "
+            "folder to start over"
+        )
+    run = _Run(work, state, summary, checkpoint_posts, scorer)
     done = sum(task.lines for task in tasks[: state.tasks_done])
     with tqdm(
         total=sum(task.lines for task in tasks),
@@ -252,8 +319,12 @@ def rescore(
 class _Run:
     """Writes results into the current part and commits parts as they fill."""
 
-    def __init__(self, work: WorkFolder, state: State, summary: Summary, every: int) -> None:
+    def __init__(
+        self, work: WorkFolder, state: State, summary: Summary, every: int, scorer: Scorer
+    ) -> None:
         self._work, self._state, self._summary, self._every = work, state, summary, every
+        self._scorer = scorer
+        self._shown: Counter[str] = Counter()
         self._started = time.perf_counter()
         self._elapsed_before = summary.elapsed_s
         self._records: RecordWriter | None = None
@@ -277,6 +348,8 @@ class _Run:
                     f"the engine returned task {result.index} where {self._state.tasks_done} "
                     "was due"
                 )
+            result.records = self._ordered(result)
+            result.prepared = []
             self._write(result)
             self._summary.add(result)
             self._state.tasks_done += 1
@@ -287,6 +360,17 @@ class _Run:
                 self._commit()
         if self._records is not None or not self._state.parts:
             self._commit()
+
+    def _ordered(self, result: Result) -> list[ScoreRecord]:
+        records = self._scorer.ordered(result.posts, result.prepared)
+        records = self._scorer.explain(result.posts, records)
+        if [record.id for record in records] != [post.id for post in result.posts]:
+            # a record written next to the wrong line would silently corrupt the output
+            raise ScorerError(
+                f"the scorer's records for task {result.index} of {result.path} do not match "
+                "the posts in order"
+            )
+        return records
 
     def _write(self, result: Result) -> None:
         if self._records is None:
@@ -302,9 +386,15 @@ class _Run:
                 self._rejects.write(_reject_line(reject))
         for reject in result.rejects:
             _say(f"{reject.file}:{reject.line}: error: {reject.error}: {reject.message}")
+        # the first few of each warning by line; the summary counts them all (a file without
+        # created_at would otherwise print one for every post)
         for line, record in zip(result.lines, result.records, strict=True):
-            if warning := _warning(record):
-                _say(f"{result.path}:{line}: warning: {warning}")
+            for warning in _warnings(record):
+                self._shown[warning] += 1
+                if self._shown[warning] <= WARNINGS_SHOWN:
+                    _say(f"{result.path}:{line}: warning: {warning}")
+                if self._shown[warning] == WARNINGS_SHOWN:
+                    _say(f"(further '{warning}' warnings are counted in the summary)")
 
     def _commit(self) -> None:
         if self._records is None:
@@ -321,10 +411,13 @@ class _Run:
             final = self._work.rejects(self._state.parts)
             final.with_name("." + final.name).replace(final)
         self._state.parts += 1
+        # the window as of the parts committed: a continued run matches as this one would
+        self._scorer.save_state(self._work.ordered_state(self._state.parts))
         now = time.perf_counter()
         self._summary.elapsed_s = self._elapsed_before + now - self._started
         self._state.tallies = self._summary.tallies()
         self._work.commit(self._state)
+        self._work.drop_ordered_states(self._state.parts)
         self._posts, self._last_commit = 0, now
 
     def abandon(self) -> None:
@@ -346,9 +439,7 @@ def _say(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
-def _warning(record: ScoreRecord) -> str:
-    if record.warnings:
-        return "; ".join(record.warnings)
-    if record.truncated:
-        return "the text was longer than the model's window and was cut"
-    return ""
+def _warnings(record: ScoreRecord) -> list[str]:
+    if record.truncated and not record.warnings:
+        return ["the text was longer than the model's window and was cut"]
+    return record.warnings

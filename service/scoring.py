@@ -26,6 +26,7 @@ from service.batching import MicroBatcher
 from service.metrics import Metrics
 from service.policy import Policy
 from service.record import Post, ScoreRecord
+from service.review.items import QueueRequest
 from service.spool import Spool
 from service.storage import Pending, Repository, StorageError
 
@@ -54,6 +55,10 @@ class PolicyScorer(Protocol):
     def explain(
         self, posts: Sequence[Post], records: Sequence[ScoreRecord]
     ) -> list[ScoreRecord]: ...
+
+    def review_requests(
+        self, posts: Sequence[Post], records: Sequence[ScoreRecord]
+    ) -> list[QueueRequest]: ...
 
 
 EXPLAIN_NICE = 10
@@ -155,7 +160,7 @@ class ScoringService:
         self._explainer = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="evidence", initializer=_lower_priority
         )
-        self._explaining: set[asyncio.Future[None]] = set()
+        self._later: set[asyncio.Future[None]] = set()
         self._waiting_evidence = 0
         self.max_waiting_evidence = max_queue
         """Records waiting for their spans beyond this many stay ``evidence_pending``: under a
@@ -200,6 +205,7 @@ class ScoringService:
         stored, spooled = await self._persist(new, fresh)
         found.update((s.id, s) for s in stored)
         self._explain_later(fresh, [s for s in stored if s.evidence_pending])
+        self._queue_later(fresh, [r for r in new if r.flags["coordination"] or r.flags["rumor"]])
         degraded = degraded or spooled or self.health.problem is not None
         # a record is degraded on its own when the shared near-duplicate index did not answer
         degraded = degraded or any(r.degraded for r in found.values())
@@ -215,8 +221,8 @@ class ScoringService:
             return
         self._waiting_evidence += len(records)
         job = asyncio.ensure_future(self._explain([posts[r.id] for r in records], records))
-        self._explaining.add(job)
-        job.add_done_callback(self._explaining.discard)
+        self._later.add(job)
+        job.add_done_callback(self._later.discard)
 
     async def _explain(self, posts: list[Post], records: list[ScoreRecord]) -> None:
         loop = asyncio.get_running_loop()
@@ -235,10 +241,30 @@ class ScoringService:
         for record in explained:
             self.first.replace(record)
 
+    def _queue_later(self, posts: dict[str, Post], records: list[ScoreRecord]) -> None:
+        """Put the coordinated batches and bank matches of ``records`` in the review queue, in
+        the background (the members come from the window: one Redis call per batch)."""
+        if records:
+            job = asyncio.ensure_future(self._queue([posts[r.id] for r in records], records))
+            self._later.add(job)
+            job.add_done_callback(self._later.discard)
+
+    async def _queue(self, posts: list[Post], records: list[ScoreRecord]) -> None:
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(self._io, self.scorer.review_requests, posts, records)
+        if not found:
+            return
+        try:
+            await self._storage(self.repository.enqueue_requests, self.policy, found)
+        except StorageError as exc:
+            # the records themselves are stored or spooled; a later post of the batch queues it
+            log.warning("review items not queued", extra={"problem": str(exc), "items": len(found)})
+
     async def settle(self) -> None:
-        """Wait until the evidence of every record answered so far is stored."""
-        while self._explaining:
-            await asyncio.gather(*self._explaining)
+        """Wait until the evidence and review items of every record answered so far are
+        stored."""
+        while self._later:
+            await asyncio.gather(*self._later)
 
     async def _persist(
         self, records: list[ScoreRecord], posts: dict[str, Post]
@@ -247,7 +273,9 @@ class ScoringService:
         have stored a post first: its record is the one), and whether they had to be spooled."""
         policy = self.policy
         items = [
-            Pending(r, enqueue=r.decision in policy.enqueue, text=posts[r.id].text)
+            Pending(
+                r, enqueue=r.decision in policy.enqueue, text=posts[r.id].text, post=posts[r.id]
+            )
             for r in records
             if r.decision in policy.persist
         ]
@@ -306,6 +334,6 @@ class ScoringService:
         so that stopping never waits for a backlog."""
         await self.batcher.close()
         self._explainer.shutdown(wait=False, cancel_futures=True)
-        await asyncio.gather(*self._explaining, return_exceptions=True)
+        await asyncio.gather(*self._later, return_exceptions=True)
         self._io.shutdown(wait=True)
         self.spool.close()

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     """Texts with fewer distinct shingles are boilerplate: they never form or join a cluster."""
     neardup_snapshot_s: float = Field(default=300.0, gt=0)
     """How often each server process writes its window to ``state_dir`` (and at shutdown)."""
+    neardup_replay: bool = False
+    """Re-scoring (set by ``qinglang rescore``): a post without ``created_at`` takes the newest
+    ``created_at`` seen before it instead of the wall clock, so that a run is reproducible."""
     neardup_bank_refresh_s: float = Field(default=5.0, gt=0)
     """How often each server process reloads the confirmed-rumour bank if it changed."""
     redis_url: str | None = None

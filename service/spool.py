@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
-from service.record import ScoreRecord
+from service.record import Post, ScoreRecord
 from service.storage import Pending
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,12 @@ class Spool:
         """Add ``items`` to the spool; durable when this returns."""
         lines = b"".join(
             json.dumps(
-                {"enqueue": i.enqueue, "record": i.record.model_dump(mode="json"), "text": i.text}
+                {
+                    "enqueue": i.enqueue,
+                    "record": i.record.model_dump(mode="json"),
+                    "text": i.text,
+                    "post": None if i.post is None else i.post.model_dump(mode="json"),
+                }
             ).encode()
             + b"\n"
             for i in items
@@ -128,12 +133,13 @@ class Spool:
                 try:
                     entry = json.loads(raw)
                     record = ScoreRecord.model_validate(entry["record"])
+                    post = None if entry.get("post") is None else Post.model_validate(entry["post"])
                 except (ValueError, KeyError):
                     # only a line torn by a crash mid-append can be unreadable; that append was
                     # never acknowledged, so nothing a caller was told about is dropped here
                     log.warning("spool line unreadable", extra={"file": path.name, "line": number})
                     continue
-                items.append(Pending(record, bool(entry["enqueue"]), entry.get("text")))
+                items.append(Pending(record, bool(entry["enqueue"]), entry.get("text"), post))
             for start in range(0, len(items), CHUNK):
                 write(items[start : start + CHUNK])
             path.unlink()

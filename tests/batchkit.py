@@ -21,6 +21,7 @@ from service.normalise import WINDOW
 from service.record import Post, ScoreRecord
 from service.rescore import Engine, Summary, rescore
 from service.settings import Settings
+from service.storage.repository import StoredRumor
 
 RAISE = "RAISE"
 """A post whose text holds this makes the scorer raise."""
@@ -57,11 +58,16 @@ class LengthScorer:
 
     def __init__(self, *, fail_on_call: int = 0) -> None:
         self.calls = 0
+        self.bank: list[str] = []
         self.batch_sizes: list[int] = []
         self._fail_on_call = fail_on_call
         self._slow_s = float(os.environ.get(SLOW_S_ENV, "0"))
 
     def score_many(self, posts: Sequence[Post]) -> list[ScoreRecord]:
+        return self.ordered(posts, self.prepare(posts))
+
+    def prepare(self, posts: Sequence[Post]) -> list[ScoreRecord]:
+        """The stateless stage gives the records themselves; the ordered stage passes them."""
         self.calls += 1
         self.batch_sizes.append(len(posts))
         time.sleep(self._slow_s)
@@ -72,6 +78,21 @@ class LengthScorer:
         by_length = sorted(range(len(posts)), key=lambda i: len(posts[i].text))
         records = {i: expected_record(posts[i]) for i in by_length}
         return [records[i] for i in range(len(posts))]
+
+    def ordered(self, posts: Sequence[Post], prepared: Sequence[ScoreRecord]) -> list[ScoreRecord]:
+        return list(prepared)
+
+    def explain(self, posts: Sequence[Post], records: Sequence[ScoreRecord]) -> list[ScoreRecord]:
+        return list(records)
+
+    def use_bank(self, rumors: Sequence[StoredRumor]) -> None:
+        self.bank = [r.rumor_id for r in rumors]
+
+    def save_state(self, path: Path) -> None:
+        path.write_text("no state")
+
+    def load_state(self, path: Path) -> bool:
+        return path.read_text() == "no state"
 
 
 def _misbehave(text: str) -> None:
@@ -112,6 +133,42 @@ def real_posts() -> list[bytes]:
         "長" * 300,
     ]
     return [post_line(f"r{i}", texts[i % len(texts)] * (1 + i % 3)) for i in range(40)]
+
+
+CAMPAIGN = "网传某地明天起全市停水三天，自来水厂已被污染，请大家赶紧囤水并转给家人朋友！"
+
+
+def campaign_lines() -> list[bytes]:
+    """Posts with near-duplicates in play, in ``created_at`` order: a campaign of variants of one
+    text from many accounts (a coordinated batch forms part way), copies that claim originality,
+    boilerplate reposts, undated posts, and unrelated posts, so that chunks split the batch."""
+    lines = []
+    for i in range(36):
+        at = 1_700_000_000 + 45 * i
+        if i % 6 == 5:
+            lines.append(post_line(f"b{i}", "转发微博", account_id=f"u{i}", created_at=at))
+        elif i % 9 == 4:
+            lines.append(post_line(f"n{i}", f"今天第{i}天，周末和家人去公园散步，拍了几张荷花。"))
+        elif i % 4 == 3:
+            text = "原创：" + CAMPAIGN.replace("三", str(i))
+            lines.append(
+                post_line(f"o{i}", text, account_id=f"t{i}", created_at=at, declared_original=True)
+            )
+        else:
+            prefix = "速看！" if i % 2 else ""
+            text = prefix + CAMPAIGN.replace("全市", f"第{i}区")
+            lines.append(post_line(f"c{i}", text, account_id=f"a{i % 11}", created_at=at))
+    return lines
+
+
+def chunked_records(pipeline: Scorer, lines: Sequence[bytes], chunk: int) -> list[ScoreRecord]:
+    """What one process gives calling the pipeline on ``chunk`` posts at a time, in order, as
+    the live service does on its batches: the reference every engine must equal."""
+    posts = posts_of(lines)
+    out: list[ScoreRecord] = []
+    for start in range(0, len(posts), chunk):
+        out += pipeline.score_many(posts[start : start + chunk])
+    return out
 
 
 def post_line(post_id: str | int, text: str, **fields: object) -> bytes:

@@ -22,7 +22,7 @@ from batchkit import (
 from service.batch import records as record_files
 from service.batch.sources import plan, read
 from service.ingest import PostLine
-from service.record import Post, Reason
+from service.record import ClusterPost, ClusterSummary, Post, Reason
 from service.rescore import InlineEngine, RescoreError, rescore
 
 
@@ -76,7 +76,15 @@ def test_a_record_with_reasons_and_cluster_reads_back_from_parquet(tmp_path: Pat
     record = record.model_copy(
         update={
             "reasons": [Reason(code="art18.6", score=0.9, evidence={"spans": [{"start": 0}]})],
-            "cluster": {"size": 3, "earliest": "a"},
+            "cluster": ClusterSummary(
+                id="c_1",
+                size=3,
+                accounts=2,
+                first_at=1.0,
+                last_at=2.5,
+                earliest=ClusterPost(id="a", account_id=None, created_at=1.0),
+                batch=False,
+            ),
             "warnings": ["w"],
         }
     )

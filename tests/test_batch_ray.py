@@ -4,12 +4,14 @@ actor killed mid-batch whose batch is retried without duplicates."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from batchkit import (
     DIE_ONCE,
+    campaign_lines,
+    chunked_records,
     expected_record,
     length_scorer,
     post_line,
@@ -22,7 +24,7 @@ from batchkit import (
 
 from service.batch.ray_engine import RayEngine
 from service.pipeline import Pipeline
-from service.rescore import InlineEngine
+from service.rescore import InlineEngine, batch_settings
 from service.settings import Settings
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
@@ -71,12 +73,18 @@ def test_an_actor_killed_mid_batch_has_its_batch_retried_once(
     assert not (tmp_path / "out.rejects.jsonl").exists()
 
 
+@pytest.mark.parametrize("make_lines", [real_posts, campaign_lines])
 def test_ray_with_the_shipped_model_writes_what_one_process_writes(
-    local_ray: None, tmp_path: Path, pipeline: Pipeline
+    local_ray: None, tmp_path: Path, make_lines: Callable[[], list[bytes]]
 ) -> None:
-    lines = real_posts()
-    rescore_lines(tmp_path, lines, InlineEngine(pipeline), chunk_size=8)
+    lines = make_lines()
+    settings = batch_settings(Settings())
+    reference = chunked_records(Pipeline.load(settings), lines, 8)
+    rescore_lines(tmp_path, lines, InlineEngine(Pipeline.load(settings)), chunk_size=8)
     alone = (tmp_path / "out.jsonl").read_bytes()
-    engine = RayEngine(Pipeline.load, Settings(), workers=2, address=None)
+    engine = RayEngine(Pipeline.load, settings, workers=2, address=None)
     rescore_lines(tmp_path, lines, engine, chunk_size=8)
     assert (tmp_path / "out.jsonl").read_bytes() == alone
+    written = read_records(tmp_path / "out.jsonl")
+    assert written == reference
+    assert any(r.cluster is not None for r in written)

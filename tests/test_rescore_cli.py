@@ -34,9 +34,8 @@ from service.settings import Settings
 class LengthOrderScorer(LengthScorer):
     """The classic bug: the records come back in the order the model saw them."""
 
-    def score_many(self, posts: Sequence[Post]) -> list[ScoreRecord]:
-        records = super().score_many(posts)
-        return sorted(records, key=lambda record: record.scores["rumor"])
+    def ordered(self, posts: Sequence[Post], prepared: Sequence[ScoreRecord]) -> list[ScoreRecord]:
+        return sorted(prepared, key=lambda record: record.scores["rumor"])
 
 
 def run_cli(*args: str | Path, scorer: Scorer | None = None) -> int:
@@ -74,7 +73,7 @@ def test_a_scorer_that_reorders_its_records_stops_the_run(tmp_path: Path) -> Non
 
 
 class BrokenScorer(LengthScorer):
-    def score_many(self, posts: Sequence[Post]) -> list[ScoreRecord]:
+    def prepare(self, posts: Sequence[Post]) -> list[ScoreRecord]:
         raise RuntimeError("the model ran out of memory")
 
 
@@ -265,7 +264,8 @@ def test_workers_that_cannot_load_the_model_exit_2(
     args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl")]
     assert main([*args, "--workers", "2"], load_scorer=missing_model) == 2
     err = capsys.readouterr().err
-    assert "cannot load the model: ScorerError('the worker processes could not load" in err
+    # the run's own process loads the pipeline for the ordered stage before any worker starts
+    assert "cannot load the model: FileNotFoundError('model.onnx')" in err
     assert not (tmp_path / "out.jsonl").exists()
 
 

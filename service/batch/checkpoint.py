@@ -50,6 +50,16 @@ class WorkFolder:
     def rejects(self, k: int) -> Path:
         return self.path / f"rejects-{k:06d}.jsonl"
 
+    def ordered_state(self, parts: int) -> Path:
+        """The stateful stage's state as of ``parts`` committed parts."""
+        return self.path / f"ordered-{parts:06d}.pickle"
+
+    def drop_ordered_states(self, parts: int) -> None:
+        """Remove the states older than the committed one."""
+        for old in self.path.glob("ordered-*.pickle"):
+            if old != self.ordered_state(parts):
+                old.unlink()
+
     def resume(self, fingerprint: dict[str, Any]) -> State:
         """The committed state of an earlier run with this fingerprint, or a fresh one."""
         manifest = self.path / MANIFEST

@@ -163,11 +163,16 @@ def _compare(report: DiffReport, changes: TextIO, before: Seen | None, record: S
 
 
 def enqueue(report: DiffReport, settings: Settings) -> int:
-    """Store the newly flagged records and queue them for review; the number newly queued.
+    """Store the newly flagged records and queue them for review, with the near-duplicate
+    step's items (each coordinated batch once, listing its members in this output, and each
+    bank match); the number of records newly queued.
 
-    Storage keeps one record per post and model version, so a second run (or a post the live
-    service already stored under this model) queues nothing again.
+    Storage keeps one record per post and model version, and one open item per batch or match,
+    so a second run (or a post the live service already stored under this model) queues nothing
+    again.
     """
+    from service.neardup.queue import batch_cluster, members_in, requests
+    from service.policy import load_policy
     from service.storage import open_repository, upgrade
 
     wanted: set[str] = set()
@@ -176,19 +181,28 @@ def enqueue(report: DiffReport, settings: Settings) -> int:
             change = json.loads(line)
             if change["newly_flagged"]:
                 wanted.add(change["id"])
+    policy = load_policy(settings.policy_file)
     upgrade(settings.database)
-    repository = open_repository(settings.database, settings.db_timeout_s)
+    repository = open_repository(settings.database, settings.db_timeout_s, policy.review)
     added = 0
+    flagged: list[ScoreRecord] = []
     try:
         batch: list[Pending] = []
         for record in read_records(report.current):
             if record.id in wanted:
                 wanted.discard(record.id)
                 batch.append(Pending(record, enqueue=True))
+                if batch_cluster(record) is not None or record.flags["rumor"]:
+                    flagged.append(record)
             if len(batch) == ENQUEUE_BATCH:
                 added += _save(repository, batch)
                 batch = []
         added += _save(repository, batch)
+        cids = {cid for r in flagged if (cid := batch_cluster(r)) is not None}
+        members = members_in(read_records(report.current), cids) if cids else {}
+        repository.enqueue_requests(
+            policy, [item for r in flagged for item in requests(r, None, members)]
+        )
     finally:
         repository.close()
     return added

@@ -37,11 +37,6 @@ def _load(load: ScorerFactory, settings: Settings) -> None:
     _scorer = load(settings)
 
 
-def _versions() -> tuple[str, str]:
-    assert _scorer is not None, "the worker's initializer did not run"
-    return _scorer.model_version, _scorer.policy_version
-
-
 def _run(
     task: Task, one_by_one: bool = False, skip: frozenset[int] = frozenset(), journal: str = ""
 ) -> Result:
@@ -55,19 +50,13 @@ class LocalEngine:
         self._settings = settings
         self.workers = workers
         self._executor: ProcessPoolExecutor | None = None
-        self._versions: tuple[str, str] | None = None
+        self._scorer: Scorer | None = None
         self.name = f"local, {workers} workers"
 
-    def versions(self) -> tuple[str, str]:
-        """Asked of a worker, so that this process never loads a model of its own."""
-        if self._versions is None:
-            try:
-                self._versions = self._started().submit(_versions).result()
-            except BrokenProcessPool as exc:
-                raise ScorerError(
-                    "the worker processes could not load the scorer (their error is above)"
-                ) from exc
-        return self._versions
+    def scorer(self) -> Scorer:
+        if self._scorer is None:
+            self._scorer = self._load(self._settings)
+        return self._scorer
 
     def _started(self) -> ProcessPoolExecutor:
         if self._executor is None:
@@ -92,7 +81,7 @@ class LocalEngine:
                     task = next(pending, None)
                     if task is None:
                         break
-                    window.append((task, self._started().submit(_run, task)))
+                    window.append((task, self._submit(task)))
                 if not window:
                     return
                 task, future = window.popleft()
@@ -107,6 +96,16 @@ class LocalEngine:
         finally:
             self._started().shutdown(wait=True, cancel_futures=True)
             self._executor = None
+
+    def _submit(self, task: Task) -> Future[Result]:
+        try:
+            return self._started().submit(_run, task)
+        except BrokenProcessPool as exc:
+            # a worker died since the last result: the task waits its turn with the others
+            # in flight, which are then scored again one post at a time
+            failed: Future[Result] = Future()
+            failed.set_exception(exc)
+            return failed
 
     def _restart(self) -> None:
         self._started().shutdown(wait=True, cancel_futures=True)

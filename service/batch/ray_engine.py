@@ -4,9 +4,11 @@ Data pipeline, on a cluster (``--ray-address``) or on a local Ray started for th
 The dataset holds the task descriptions only (a few hundred bytes per 2,048 posts); each actor
 of the pool loads the scorer once and reads its task's slice of the input itself, so the input
 must sit where every node sees it at the same path (a shared file system). Results come back to
-the driver in task order (``preserve_order``), which writes and checkpoints them as the local
-engine's are. An actor that dies mid-task is restarted and its task retried by Ray; the driver
-takes each task's result once, in order, so a retried task cannot be written twice.
+the driver in task order (``preserve_order``), which runs the stateful stage on them in input
+order (one near-duplicate window for the run, see :mod:`service.rescore`), writes and checkpoints
+them as the local engine's are. An actor that dies mid-task is restarted and its task retried by
+Ray; the driver takes each task's result once, in order, so a retried task cannot be written
+twice.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from service.batch.sources import Task
-from service.batch.work import Result, ScorerFactory, run_task
+from service.batch.work import Result, Scorer, ScorerFactory, run_task
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -48,11 +50,12 @@ class RayEngine:
         self.workers = workers
         self.address = address
         self.name = f"ray, {workers} actors" + (f" on {address}" if address else "")
+        self._scorer: Scorer | None = None
 
-    def versions(self) -> tuple[str, str]:
-        # loaded here once and let go: the actors load their own
-        scorer = self._load(self._settings)
-        return scorer.model_version, scorer.policy_version
+    def scorer(self) -> Scorer:
+        if self._scorer is None:
+            self._scorer = self._load(self._settings)
+        return self._scorer
 
     def results(self, tasks: Sequence[Task]) -> Iterator[Result]:
         import ray

@@ -1,4 +1,7 @@
-"""One task's work, the same in every engine: read its slice, score its posts, report.
+"""One task's work, the same in every engine: read its slice, run the pipeline's stateless stage
+on its posts (:meth:`service.pipeline.Pipeline.prepare`), report. The stateful stage (near-duplicate
+matching, decision, record) runs in the run's own process, task after task in input order
+(:mod:`service.rescore`), so that the near-duplicate window sees the posts as one process would.
 
 A post that makes the scorer raise must not take its chunk down with it: the chunk is scored
 again post by post and the post that still fails becomes a reject with the error. A chunk whose
@@ -11,6 +14,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from service.batch.sources import Task, read
@@ -19,6 +23,7 @@ from service.record import Post, ScoreRecord
 
 if TYPE_CHECKING:
     from service.settings import Settings
+    from service.storage.repository import StoredRumor
 
 
 class Scorer(Protocol):
@@ -30,7 +35,26 @@ class Scorer(Protocol):
     @property
     def policy_version(self) -> str: ...
 
-    def score_many(self, posts: Sequence[Post]) -> list[ScoreRecord]: ...
+    def score_many(self, posts: Sequence[Post]) -> list[ScoreRecord]:
+        """Every stage at once (``selfcheck``)."""
+
+    def prepare(self, posts: Sequence[Post]) -> Sequence[Any]:
+        """The stateless stage, in the workers: one picklable result per post, in order."""
+
+    def ordered(self, posts: Sequence[Post], prepared: Sequence[Any]) -> list[ScoreRecord]:
+        """The stateful stage, in one place and in input order: the records."""
+
+    def explain(self, posts: Sequence[Post], records: Sequence[ScoreRecord]) -> list[ScoreRecord]:
+        """Evidence the stateless stage could not know was needed."""
+
+    def use_bank(self, rumors: Sequence[StoredRumor]) -> None:
+        """Match the stateful stage against these confirmed rumours."""
+
+    def save_state(self, path: Path) -> None:
+        """Write the stateful stage's state (the near-duplicate window) for a checkpoint."""
+
+    def load_state(self, path: Path) -> bool:
+        """Continue from a state :meth:`save_state` wrote; False when it cannot be used."""
 
 
 ScorerFactory = Callable[["Settings"], Scorer]
@@ -65,10 +89,13 @@ class Reject:
 
 @dataclass
 class Result:
-    """A task's records (in file order, with their line numbers) and its rejects."""
+    """A task's prepared posts (in file order, with their line numbers) and its rejects; the
+    run's process turns the prepared posts into ``records``."""
 
     index: int
     path: str
+    posts: list[Post] = field(default_factory=list)
+    prepared: list[Any] = field(default_factory=list)
     records: list[ScoreRecord] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
@@ -101,8 +128,9 @@ def run_task(
     else:
         scored = _score(good, scorer, task)
     for line, outcome in zip(good, scored, strict=True):
-        if isinstance(outcome, ScoreRecord):
-            result.records.append(outcome)
+        if isinstance(outcome, Prepared):
+            result.posts.append(line.post)
+            result.prepared.append(outcome.value)
             result.lines.append(line.line_no)
         else:
             message = f"the scorer failed on this post: {outcome!r}"
@@ -113,12 +141,19 @@ def run_task(
     return result
 
 
-def _score(lines: list[PostLine], scorer: Scorer, task: Task) -> list[ScoreRecord | Exception]:
+@dataclass(frozen=True)
+class Prepared:
+    """One post's result of the stateless stage (what the scorer returned for it)."""
+
+    value: Any
+
+
+def _score(lines: list[PostLine], scorer: Scorer, task: Task) -> list[Prepared | Exception]:
     posts = [line.post for line in lines]
     if not posts:
         return []
     try:
-        return list(_in_order(scorer.score_many(posts), posts, task))
+        return list(_in_order(scorer.prepare(posts), posts, task))
     except ScorerError:
         raise
     except Exception as exc:
@@ -130,16 +165,16 @@ def _score(lines: list[PostLine], scorer: Scorer, task: Task) -> list[ScoreRecor
     return outcomes
 
 
-def _score_one(post: Post, scorer: Scorer, task: Task) -> ScoreRecord | Exception:
+def _score_one(post: Post, scorer: Scorer, task: Task) -> Prepared | Exception:
     try:
-        return _in_order(scorer.score_many([post]), [post], task)[0]
+        return _in_order(scorer.prepare([post]), [post], task)[0]
     except ScorerError:
         raise
     except Exception as exc:
         return exc
 
 
-def _score_alone(line: PostLine, scorer: Scorer, journal: str | None) -> ScoreRecord | Exception:
+def _score_alone(line: PostLine, scorer: Scorer, journal: str | None) -> Prepared | Exception:
     if journal is not None:
         # the parent reads the last number after this process died
         with open(journal, "a", encoding="utf-8") as file:
@@ -147,13 +182,13 @@ def _score_alone(line: PostLine, scorer: Scorer, journal: str | None) -> ScoreRe
             file.flush()
             os.fsync(file.fileno())
     try:
-        return scorer.score_many([line.post])[0]
+        return Prepared(scorer.prepare([line.post])[0])
     except Exception as exc:
         return exc
 
 
-def _in_order(records: list[ScoreRecord], posts: list[Post], task: Task) -> list[ScoreRecord]:
-    if [record.id for record in records] != [post.id for post in posts]:
-        # a record written next to the wrong line would silently corrupt the output
-        raise ScorerError(f"the scorer's records for {task.where} do not match the posts in order")
-    return records
+def _in_order(prepared: Sequence[Any], posts: list[Post], task: Task) -> list[Prepared]:
+    if len(prepared) != len(posts):
+        # a result written next to the wrong line would silently corrupt the output
+        raise ScorerError(f"the scorer's results for {task.where} do not match the posts")
+    return [Prepared(value) for value in prepared]

@@ -41,15 +41,19 @@ from service.neardup.bank import RumorBank, to_signature
 from service.neardup.cluster import Cluster, ClusterBook, Member
 from service.neardup.fingerprint import Fingerprinter, Signature
 from service.neardup.index import Entry, Match, WindowIndex
+from service.neardup.queue import Members, QueueRequest, batch_cluster, requests
 from service.neardup.store import Added, ClusterState, LocalStore, Store, StoreUnavailableError
 from service.policy import Policy
-from service.record import ClusterPost, ClusterSummary, Post
+from service.record import ClusterPost, ClusterSummary, Post, ScoreRecord
 from service.settings import Settings
 from service.storage.repository import StoredRumor
 
 log = logging.getLogger(__name__)
 
 NO_TIME = "no created_at: the arrival time was used for near-duplicate matching"
+NO_TIME_REPLAY = (
+    "no created_at: the newest created_at before it was used for near-duplicate matching"
+)
 FUTURE = "created_at is ahead of the clock: the arrival time was used for near-duplicate matching"
 TOO_OLD = "created_at is older than the near-duplicate window: matched, but not kept in the index"
 NO_ACCOUNT = "no account_id: the post counts toward no coordinated batch and no originality check"
@@ -133,6 +137,7 @@ class NearDuplicates:
         shared: Store | None = None,
         retry_s: float = 5.0,
         clock: Callable[[], float] = time.time,
+        replay: bool = False,
     ) -> None:
         rules = policy.near_duplicates
         self.fingerprinter = fingerprinter
@@ -151,6 +156,8 @@ class NearDuplicates:
         self.bank = RumorBank(fingerprinter, threshold)
         self.max_future_s = max_future_s
         self.clock = clock
+        self.replay = replay
+        """Undated posts take the window's newest ``created_at`` (0 before any), not the clock."""
         self.lock = threading.Lock()
 
     @classmethod
@@ -181,6 +188,7 @@ class NearDuplicates:
             max_future_s=settings.neardup_max_future_s,
             shared=shared,
             retry_s=settings.neardup_redis_retry_s,
+            replay=settings.neardup_replay,
         )
 
     @property
@@ -243,6 +251,20 @@ class NearDuplicates:
         with self.lock:
             return self.store.flagged(limit)
 
+    def review_requests(
+        self, records: Sequence[ScoreRecord], texts: Sequence[str | None]
+    ) -> list[QueueRequest]:
+        """The review items of ``records`` (:mod:`service.neardup.queue`), each batch listing
+        the members this window holds (its first ``max_members``)."""
+        members: dict[str, Members] = {}
+        for record in records:
+            cid = batch_cluster(record)
+            if cid is not None and cid not in members:
+                found = self.cluster(cid)
+                kept = found.members if found is not None else []
+                members[cid] = [{"post_id": m.post_id, "account_id": m.account_id} for m in kept]
+        return [r for rec, t in zip(records, texts, strict=True) for r in requests(rec, t, members)]
+
     def signature_of(self, text: str | None, post_id: str | None) -> Signature | None:
         """The signature a bank entry gets: of ``text``, or of the live post ``post_id``; None
         when the text is boilerplate or the post is not in the window."""
@@ -274,20 +296,41 @@ class NearDuplicates:
     def observe(self, posts: Sequence[Post], claims: Sequence[float]) -> list[Finding]:
         """Findings for ``posts`` (with their ``originality_claim`` probabilities), in order; each
         post is matched against the ones before it, those of this call included."""
+        return self.match(posts, self.sign(posts), claims)
+
+    def sign(self, posts: Sequence[Post]) -> list[Signature | None]:
+        """The stateless part: each post's signature, None for boilerplate. Costly (MinHash) and
+        independent of every other post, so a batch run computes it in its workers."""
         fingerprints = self.fingerprinter.fingerprints([p.text for p in posts])
         usable = [i for i, f in enumerate(fingerprints) if not f.boilerplate]
         signatures = self.fingerprinter.signatures([fingerprints[i].canonical for i in usable])
+        found: list[Signature | None] = [None] * len(posts)
+        for row, i in enumerate(usable):
+            found[i] = signatures[row]
+        return found
+
+    def match(
+        self,
+        posts: Sequence[Post],
+        signatures: Sequence[Signature | None],
+        claims: Sequence[float],
+    ) -> list[Finding]:
+        """The stateful part: match, cluster and the rules, post after post in the order given
+        (the window's state depends on every post before)."""
         findings = [NOTHING] * len(posts)
         arrival = self.clock()
         with self.lock:
-            for row, i in enumerate(usable):
-                findings[i] = self._observe(posts[i], signatures[row], claims[i], arrival)
+            for i, signature in enumerate(signatures):
+                if signature is not None:
+                    findings[i] = self._observe(posts[i], signature, claims[i], arrival)
         return findings
 
-    def _time(self, post: Post, arrival: float) -> tuple[float, list[str]]:
+    def _time(self, post: Post, now: float) -> tuple[float, list[str]]:
+        # a replay's arrival: the newest post seen so far, not the wall clock of the re-run
+        arrival = max(self.local.index.clock, 0.0) if self.replay else now
         if post.created_at is None:
-            return arrival, [NO_TIME]
-        if post.created_at > arrival + self.max_future_s:
+            return arrival, [NO_TIME_REPLAY if self.replay else NO_TIME]
+        if post.created_at > now + self.max_future_s:
             return arrival, [FUTURE]
         return post.created_at, []
 

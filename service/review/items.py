@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from service.heads import Risk
 from service.policy.governance import ReviewRules
@@ -13,6 +14,23 @@ Kind = Literal["score", "cluster", "bank_match", "report"]
 """An item's source: a flagged score record, a flagged near-duplicate cluster (one item for the
 batch, its members in ``evidence``), a confirmed-rumour bank match, or public reports."""
 KINDS: tuple[Kind, ...] = get_args(Kind)
+
+
+@dataclass(frozen=True)
+class QueueRequest:
+    """An item of another source than a score record, for ``ReviewRepository.enqueue``."""
+
+    kind: Kind
+    merge_key: str
+    head: str
+    severity: str
+    reach: int
+    evidence: dict[str, Any] = field(default_factory=dict)
+    post_id: str | None = None
+    account_id: str | None = None
+    model_version: str | None = None
+    text: str | None = None
+
 
 Status = Literal["open", "escalated", "confirmed", "dismissed"]
 STATUSES: tuple[Status, ...] = get_args(Status)

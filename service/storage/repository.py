@@ -10,10 +10,10 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from service.policy import Policy
-from service.record import Decision, ScoreRecord
+from service.record import Decision, Post, ScoreRecord
 from service.review import chain, views
 from service.review.appeals import AppealAction
-from service.review.items import Action, Category, Kind
+from service.review.items import Action, Category, Kind, QueueRequest
 
 Role = Literal["publisher", "reviewer", "admin"]
 
@@ -67,6 +67,20 @@ class Pending:
     enqueue: bool
     text: str | None = None
     """The post's text, kept with its review item so that decisions become training labels."""
+    post: Post | None = None
+    """The post itself, kept so that ``qinglang rescore --from-db`` can score it again."""
+
+
+@dataclass(frozen=True)
+class RescoreRun:
+    """A finished re-score of stored posts: the period (unix seconds) and what scored it."""
+
+    since: float | None
+    until: float | None
+    model_version: str
+    policy_version: str
+    posts: int
+    output: str
 
 
 class Repository(Protocol):
@@ -87,6 +101,18 @@ class Repository(Protocol):
     def update_records(self, records: Sequence[ScoreRecord]) -> None:
         """Replace the stored records of the same post and model version (the evidence the
         publish path adds after answering); a record that is not stored is left out."""
+
+    def stored_posts(
+        self, since: float | None, until: float | None, chunk: int = 5000
+    ) -> Iterator[Post]:
+        """The stored posts of ``since <= time < until`` in time order (``created_at``, or when
+        they were stored), read ``chunk`` at a time."""
+
+    def add_rescore_run(self, run: RescoreRun) -> None: ...
+
+    def enqueue_requests(self, policy: Policy, requests: Sequence[QueueRequest]) -> list[int]:
+        """Queue each item of another source (a coordinated batch, a bank match) once while it
+        is open; the ids of the open items, in order."""
 
     def add_key(self, key: ApiKey) -> None: ...
 

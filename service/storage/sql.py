@@ -11,20 +11,22 @@ from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, delete, event, select, text, update
+from sqlalchemy import Engine, create_engine, delete, event, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.policy import Policy
 from service.policy.governance import ReviewRules
-from service.record import Decision, ScoreRecord
+from service.record import Decision, Post, ScoreRecord
 from service.review import items as review_items
 from service.storage.repository import (
     ApiKey,
     Pending,
     QueueItem,
+    RescoreRun,
     Role,
     StorageError,
     StoredRumor,
@@ -37,8 +39,10 @@ from service.storage.tables import (
     ReviewItem,
     StoredAccount,
     StoredKey,
+    StoredPost,
     StoredRecord,
 )
+from service.storage.tables import RescoreRun as StoredRescoreRun
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -176,6 +180,12 @@ class SqlRepository(ReviewSql):
                     taken.append(item)
                     continue
                 log.append(("score.flagged", f"record:{row_id}", _flagged(record)))
+                if item.post is not None:
+                    session.execute(
+                        insert(StoredPost)
+                        .values(_post_row(item.post, now))
+                        .on_conflict_do_nothing(index_elements=["post_id"])
+                    )
                 if item.enqueue:
                     reach = followers.get(record.account_id or "", 0)
                     session.add(self._score_item(row_id, item, reach, now))
@@ -197,6 +207,68 @@ class SqlRepository(ReviewSql):
                     )
                     .values(record=_stored(record))
                 )
+
+    def stored_posts(
+        self, since: float | None, until: float | None, chunk: int = 5000
+    ) -> Iterator[Post]:
+        after: tuple[float, str] | None = None
+        while True:
+            query = select(StoredPost).order_by(StoredPost.at, StoredPost.post_id).limit(chunk)
+            if since is not None:
+                query = query.where(StoredPost.at >= since)
+            if until is not None:
+                query = query.where(StoredPost.at < until)
+            if after is not None:
+                # keyset paging: constant cost per page however far into the period
+                query = query.where(tuple_(StoredPost.at, StoredPost.post_id) > after)
+            with self._session() as session:
+                rows = list(session.scalars(query))
+            for row in rows:
+                yield Post(
+                    id=row.post_id,
+                    text=row.text,
+                    account_id=row.account_id,
+                    created_at=row.created_at,
+                    declared_original=row.declared_original,
+                    source=row.source,
+                )
+            if len(rows) < chunk:
+                return
+            after = (rows[-1].at, rows[-1].post_id)
+
+    def add_rescore_run(self, run: RescoreRun) -> None:
+        with self._session() as session:
+            session.add(
+                StoredRescoreRun(
+                    since=run.since,
+                    until=run.until,
+                    model_version=run.model_version,
+                    policy_version=run.policy_version,
+                    posts=run.posts,
+                    output=run.output,
+                    finished_at=datetime.now(UTC),
+                )
+            )
+
+    def enqueue_requests(
+        self, policy: Policy, requests: Sequence[review_items.QueueRequest]
+    ) -> list[int]:
+        return [
+            self.enqueue(
+                policy,
+                kind=r.kind,
+                merge_key=r.merge_key,
+                head=r.head,
+                severity=r.severity,
+                reach=r.reach,
+                evidence=r.evidence,
+                post_id=r.post_id,
+                account_id=r.account_id,
+                model_version=r.model_version,
+                text_=r.text,
+            ).id
+            for r in requests
+        ]
 
     @staticmethod
     def _followers(session: Session, items: Sequence[Pending]) -> dict[str, int]:
@@ -324,6 +396,19 @@ class SqlRepository(ReviewSql):
         with self._session() as session:
             result = session.execute(delete(BankedRumor).where(BankedRumor.rumor_id == rumor_id))
             return bool(getattr(result, "rowcount", 0))
+
+
+def _post_row(post: Post, now: datetime) -> dict[str, Any]:
+    return {
+        "post_id": post.id,
+        "text": post.text,
+        "account_id": post.account_id,
+        "created_at": post.created_at,
+        "at": post.created_at if post.created_at is not None else now.timestamp(),
+        "declared_original": post.declared_original,
+        "source": post.source,
+        "stored_at": now,
+    }
 
 
 def _flagged(record: ScoreRecord) -> dict[str, Any]:

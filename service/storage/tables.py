@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -263,3 +264,36 @@ class ConsoleUser(Base):
     digest: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class StoredPost(Base):
+    """The post of every persisted score record, so that ``qinglang rescore --from-db`` can
+    score it again under a new model or policy. One row per post id (the first kept)."""
+
+    __tablename__ = "stored_posts"
+    __table_args__ = (Index("ix_stored_posts_at", "at", "post_id"),)
+
+    post_id: Mapped[str] = mapped_column(String(MAX_ID_CHARS), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    account_id: Mapped[str | None] = mapped_column(String(MAX_ID_CHARS), nullable=True)
+    created_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    at: Mapped[float] = mapped_column(Float)
+    """The post's ``created_at``, or when it was stored if it had none: the order of a re-score."""
+    declared_original: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str | None] = mapped_column(Text, nullable=True)
+    stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RescoreRun(Base):
+    """A finished ``qinglang rescore --from-db``: the period, the model and policy it used."""
+
+    __tablename__ = "rescore_runs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    since: Mapped[float | None] = mapped_column(Float, nullable=True)
+    until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    policy_version: Mapped[str] = mapped_column(String(64))
+    posts: Mapped[int] = mapped_column(Integer)
+    output: Mapped[str] = mapped_column(Text)
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,80 @@
+"""The near-duplicate pass in batch mode: the workers run the stateless stage, the run's own
+process the stateful one in input order, so every engine writes what one process calling the
+pipeline batch after batch (as the live service does) gives, near-duplicates included; input out
+of ``created_at`` order is scored as given and counted; a continued run keeps its window."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from batchkit import campaign_lines, chunked_records, read_records, rescore_lines
+
+from service.batch.local import LocalEngine
+from service.batch.sources import Task
+from service.batch.work import Result
+from service.pipeline import Pipeline
+from service.rescore import InlineEngine, RescoreError, batch_settings, rescore
+from service.settings import Settings
+
+SETTINGS = batch_settings(Settings())
+
+
+def fresh() -> Pipeline:
+    """A pipeline with an empty window of its own (the session's pipeline has seen other tests)."""
+    return Pipeline.load(SETTINGS)
+
+
+def test_one_process_and_workers_write_what_the_pipeline_gives_batch_after_batch(
+    tmp_path: Path,
+) -> None:
+    lines = campaign_lines()
+    reference = chunked_records(fresh(), lines, 5)
+    flagged = {r.id for r in reference if r.flags["coordination"]}
+    claims = {r.id for r in reference if r.flags["fake_originality"]}
+    # the data makes the stateful stage matter: a batch forms part way, copies claim originality
+    assert flagged and claims and len(flagged) < sum(r.cluster is not None for r in reference)
+    rescore_lines(tmp_path, lines, InlineEngine(fresh()), chunk_size=5)
+    assert read_records(tmp_path / "out.jsonl") == reference
+    alone = (tmp_path / "out.jsonl").read_bytes()
+    summary = rescore_lines(tmp_path, lines, LocalEngine(Pipeline.load, SETTINGS, 2), chunk_size=5)
+    assert (tmp_path / "out.jsonl").read_bytes() == alone
+    assert summary.out_of_order == 0
+    # every undated post is one warning of one kind, counted once in the summary
+    undated = [k for k in summary.warning_kinds if k.startswith("no created_at")]
+    assert [summary.warning_kinds[k] for k in undated] == [4]
+
+
+def test_input_out_of_created_at_order_is_scored_as_given_and_counted(tmp_path: Path) -> None:
+    lines = campaign_lines()[::-1]
+    summary = rescore_lines(tmp_path, lines, InlineEngine(fresh()), chunk_size=5)
+    assert read_records(tmp_path / "out.jsonl") == chunked_records(fresh(), lines, 5)
+    dated = sum(b'"created_at"' in line for line in lines)
+    assert summary.out_of_order == dated - 1
+    assert "sort the input by created_at" in summary.render()
+
+
+class StopsAfter(InlineEngine):
+    """Dies like a killed run after ``tasks`` tasks (the run's checkpoint stays)."""
+
+    def __init__(self, scorer: Pipeline, tasks: int) -> None:
+        super().__init__(scorer)
+        self.tasks = tasks
+
+    def results(self, tasks: Sequence[Task]) -> Iterator[Result]:
+        for n, result in enumerate(super().results(tasks)):
+            if n == self.tasks:
+                raise OSError("the process was killed")
+            yield result
+
+
+def test_a_continued_run_matches_with_the_window_of_the_run_it_continues(tmp_path: Path) -> None:
+    lines = campaign_lines()
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_bytes(b"".join(lines))
+    with pytest.raises(RescoreError, match="is intact"):
+        rescore(source, output, StopsAfter(fresh(), 4), chunk_size=3, checkpoint_posts=5)
+    summary = rescore(source, output, InlineEngine(fresh()), chunk_size=3, checkpoint_posts=5)
+    assert summary.resumed == 12
+    assert read_records(tmp_path / "out.jsonl") == chunked_records(fresh(), lines, 3)

@@ -1,0 +1,154 @@
+"""The near-duplicate step's review items: a coordinated batch is one item listing its members,
+a confirmed-rumour match is an item; on the publish path (after the answer) and with
+``qinglang rescore --enqueue``; on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from batchkit import CAMPAIGN, post_line, read_records
+from servicekit import Api, open_api, record
+
+from service.cli import main
+from service.pipeline import Pipeline
+from service.storage import open_repository
+from service.storage.sql import upgrade
+
+K = 5
+"""The shipped policy's ``batch_accounts``."""
+
+
+@pytest.fixture
+def service(tmp_path: Path, database_url: str, pipeline: Pipeline) -> Iterator[Api]:
+    with open_api(tmp_path, database_url, pipeline.classifier) as running:
+        yield running
+
+
+def copy(i: int) -> str:
+    return f"{'速看！' if i % 2 else ''}{CAMPAIGN.replace('全市', f'第{i}区')}"
+
+
+def items(service: Api, kind: str) -> list[dict[str, object]]:
+    reviewer = service.headers(service.new_key("reviewer"))
+    page = service.client.get(f"/v1/review/items?kind={kind}", headers=reviewer)
+    assert page.status_code == 200, page.text
+    found: list[dict[str, object]] = page.json()["items"]
+    return found
+
+
+def test_a_coordinated_batch_is_one_review_item_listing_its_members(service: Api) -> None:
+    now = time.time() - 600
+    for i in range(K + 3):
+        post = {"id": f"c{i}", "text": copy(i), "account_id": f"a{i}", "created_at": now + 30 * i}
+        service.score(post)
+    service.settle()
+    (item,) = items(service, "cluster")
+    evidence = item["evidence"]
+    assert isinstance(evidence, dict)
+    # queued after the answer to the post that completed the batch: the members the window
+    # held then, the earliest first (later posts may have joined before the queueing ran)
+    members = [m["post_id"] for m in evidence["members"]]
+    assert K <= len(members) <= K + 3
+    assert members == [f"c{i}" for i in range(len(members))]
+    accounts = {m["account_id"] for m in evidence["members"]}
+    assert accounts == {f"a{i}" for i in range(len(members))}
+    assert item["head"] == "coordination" and evidence["cluster"]["batch"] is True
+    assert item["account_id"] == "a0"
+
+
+def test_a_match_of_the_rumour_bank_is_a_review_item(service: Api) -> None:
+    reviewer = service.headers(service.new_key("reviewer"))
+    body = {"text": CAMPAIGN, "notice": "自来水厂已辟谣：水质正常"}
+    rumor = service.client.post("/v1/bank/rumors", json=body, headers=reviewer).json()
+    service.score({"id": "m1", "text": copy(1), "account_id": "x", "created_at": time.time()})
+    service.score({"id": "plain", "text": "周末和家人去公园散步，天气很好。", "account_id": "y"})
+    service.settle()
+    (item,) = items(service, "bank_match")
+    assert item["post_id"] == "m1" and item["head"] == "rumor"
+    evidence = item["evidence"]
+    assert isinstance(evidence, dict)
+    assert evidence["confirmed_rumor"] == rumor["id"]
+    assert evidence["notice"] == body["notice"]
+
+
+def test_rescore_enqueue_queues_each_batch_once(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QINGLANG_DATABASE_URL", database_url)
+    from service.settings import get_settings
+
+    get_settings.cache_clear()
+    start = 1_700_000_000
+    lines = [
+        post_line(f"c{i}", copy(i), account_id=f"a{i}", created_at=start + 30 * i)
+        for i in range(K + 2)
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"".join(lines))
+    before = tmp_path / "before.jsonl"
+    # the earlier run knew nothing of near-duplicates: every post passed
+    before.write_text(
+        "".join(record(f"c{i}", "pass").model_dump_json() + "\n" for i in range(K + 2))
+    )
+    args = ["rescore", str(source), "-o", str(tmp_path / "now.jsonl"), "--workers", "1"]
+    args += ["--no-progress", "--compare", str(before), "--enqueue"]
+    try:
+        assert main(args) == 0
+        assert main(args) == 0  # twice: nothing new
+        upgrade(database_url)
+        repo = open_repository(database_url, 10.0)
+        from service.policy import load_policy
+
+        policy = load_policy(get_settings().policy_file)
+        clusters = repo.list_items(policy, kind="cluster").items
+        assert len(clusters) == 1
+        assert clusters[0].evidence is not None
+        members = [m["post_id"] for m in clusters[0].evidence["members"]]
+        assert members == [f"c{i}" for i in range(K + 2)]
+        repo.close()
+    finally:
+        get_settings.cache_clear()
+
+
+def test_rescore_with_the_bank_raises_and_queues_its_matches(
+    tmp_path: Path, database_url: str, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_api(tmp_path, database_url, pipeline.classifier) as api:
+        reviewer = api.headers(api.new_key("reviewer"))
+        body = {"text": CAMPAIGN, "notice": "已辟谣"}
+        rumor = api.client.post("/v1/bank/rumors", json=body, headers=reviewer).json()
+    monkeypatch.setenv("QINGLANG_DATABASE_URL", database_url)
+    from service.settings import get_settings
+
+    get_settings.cache_clear()
+    lines = [
+        post_line("m1", copy(1), account_id="x", created_at=1_700_000_000),
+        post_line("calm", "周末和家人去公园散步，天气很好，拍了几张荷花。", account_id="y"),
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"".join(lines))
+    before = tmp_path / "before.jsonl"
+    before.write_text("".join(record(i, "pass").model_dump_json() + "\n" for i in ("m1", "calm")))
+    out = tmp_path / "now.jsonl"
+    args = ["rescore", str(source), "-o", str(out), "--workers", "1", "--no-progress"]
+    try:
+        assert main([*args, "--bank", "--compare", str(before), "--enqueue"]) == 0
+        matched, calm = read_records(out)
+        reason = next(r for r in matched.reasons if "confirmed_rumor" in r.evidence)
+        assert reason.evidence["confirmed_rumor"] == rumor["id"]
+        assert matched.flags["rumor"] and not calm.flags["rumor"]
+        repo = open_repository(database_url, 10.0)
+        from service.policy import load_policy
+
+        policy = load_policy(get_settings().policy_file)
+        (item,) = repo.list_items(policy, kind="bank_match").items
+        assert item.post_id == "m1"
+        repo.close()
+        # without --bank the same posts match nothing
+        assert main([*args, "--skip-bad"]) == 0
+        assert all("confirmed_rumor" not in r.evidence for r in read_records(out)[0].reasons)
+    finally:
+        get_settings.cache_clear()

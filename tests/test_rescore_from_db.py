@@ -1,0 +1,158 @@
+"""``qinglang rescore --from-db --since --until``: the service keeps the post of every persisted
+record (migration ``0004_batch``) and a re-score reads a period of them in time order and records
+the model and policy versions it ran with; on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from batchkit import expected_record, length_scorer, read_records
+from servicekit import open_api, record
+from sqlalchemy import create_engine, inspect, text
+
+from service.cli import main
+from service.pipeline import Pipeline
+from service.record import Post
+from service.settings import Settings, get_settings
+from service.storage import Pending, SqlRepository, open_repository, upgrade
+from service.storage.sql import alembic_config, make_engine
+
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture
+def database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("QINGLANG_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    upgrade(database_url)
+    yield database_url
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def repo(database: str) -> Iterator[SqlRepository]:
+    repository = open_repository(database, 10.0)
+    yield repository
+    repository.close()
+
+
+def posts() -> list[Post]:
+    """Stored out of time order; one undated (it takes the time it was stored: now)."""
+    return [
+        Post(id="p3", text="第三条" * 3, account_id="a", created_at=T0 + 300),
+        Post(id="p1", text="第一条", account_id="b", created_at=T0 + 100, declared_original=True),
+        Post(id="p0", text="更早的一条", created_at=T0 - 100),
+        Post(id="p2", text="第二条，转自@某人", created_at=T0 + 200, source="某人"),
+        Post(id="undated", text="没有时间"),
+    ]
+
+
+def store(repo: SqlRepository) -> None:
+    repo.save_records([Pending(record(p.id), True, p.text, p) for p in posts()])
+
+
+def test_stored_posts_of_a_period_come_back_whole_in_time_order(repo: SqlRepository) -> None:
+    store(repo)
+    store(repo)  # saved twice: kept once
+    found = list(repo.stored_posts(T0, T0 + 300, chunk=2))
+    by_id = {p.id: p for p in posts()}
+    assert [p.id for p in found] == ["p1", "p2"]
+    assert found == [by_id["p1"], by_id["p2"]]
+    assert [p.id for p in repo.stored_posts(None, None, chunk=2)] == [
+        "p0",
+        "p1",
+        "p2",
+        "p3",
+        "undated",
+    ]
+
+
+def test_rescore_from_db_scores_the_period_and_records_the_run(
+    tmp_path: Path, repo: SqlRepository, database: str
+) -> None:
+    store(repo)
+    out = tmp_path / "again.jsonl"
+    args = ["rescore", "--from-db", "--since", "2023-11-14T22:13:20Z", "--until", str(T0 + 301)]
+    args += ["-o", str(out), "--workers", "1", "--no-progress"]
+    assert main(args, load_scorer=length_scorer) == 0
+    by_id = {p.id: p for p in posts()}
+    assert read_records(out) == [expected_record(by_id[i]) for i in ("p1", "p2", "p3")]
+    assert not (tmp_path / ".again.jsonl.from-db.jsonl").exists()
+    with create_engine(database).connect() as connection:
+        runs = connection.execute(
+            text("SELECT since, until, model_version, policy_version, posts FROM rescore_runs")
+        ).all()
+    assert [tuple(r) for r in runs] == [(T0, T0 + 301, "test-length", "test", 3)]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["in.jsonl", "--from-db"], "give INPUT or --from-db, not both"),
+        (["in.jsonl", "--since", "0"], "--since and --until need --from-db"),
+        ([], "give INPUT, or --from-db"),
+        (["--from-db", "--since", "yesterday"], "'yesterday' is neither unix seconds"),
+        (["--from-db", "--until", "2026-01-01T00:00:00"], "has no time zone"),
+    ],
+)
+def test_bad_sources_are_usage_errors(
+    tmp_path: Path,
+    database: str,
+    extra: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "in.jsonl").write_text(json.dumps({"id": "x", "text": "y"}) + "\n")
+    args = ["rescore", *[str(tmp_path / a) if a == "in.jsonl" else a for a in extra]]
+    args += ["-o", str(tmp_path / "o.jsonl"), "--workers", "1"]
+    assert main(args, load_scorer=length_scorer) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_service_keeps_the_post_of_each_record_it_stores(
+    tmp_path: Path, database_url: str, pipeline: Pipeline
+) -> None:
+    rumour = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
+    shipped = Settings().policy_file
+    with open_api(tmp_path, database_url, pipeline.classifier, policy=shipped) as api:
+        flagged = api.score({"id": "r1", "text": rumour, "account_id": "u", "created_at": T0})
+        assert flagged.json()["decision"] != "pass"
+        api.score({"id": "calm", "text": "周末和家人去公园散步，天气很好。", "created_at": T0})
+        api.settle()
+    repository = open_repository(database_url, 10.0)
+    try:
+        kept = list(repository.stored_posts(None, None))
+    finally:
+        repository.close()
+    # the policy persists flagged records only: their posts are what a re-score can read
+    assert kept == [Post(id="r1", text=rumour, account_id="u", created_at=T0)]
+
+
+def test_the_migration_goes_down_to_the_review_schema_and_up_again(database_url: str) -> None:
+    upgrade(database_url)
+    engine = make_engine(database_url, 5.0)
+
+    def tables() -> set[str]:
+        with engine.connect() as connection:
+            return set(inspect(connection).get_table_names())
+
+    try:
+        assert {"stored_posts", "rescore_runs"} <= tables()
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0003_review")
+        assert not {"stored_posts", "rescore_runs"} & tables()
+        assert "review_queue" in tables()
+    finally:
+        engine.dispose()
+    upgrade(database_url)
+    repository = open_repository(database_url, 10.0)
+    try:
+        assert list(repository.stored_posts(None, None)) == []
+    finally:
+        repository.close()
