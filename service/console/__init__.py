@@ -311,7 +311,7 @@ async def item_page(item_id: int, who: Signed) -> HTMLResponse:
     earlier_id = present.earlier_post(record)
     earlier = await who.call(who.console.reads.post_text, earlier_id) if earlier_id else None
     compared = present.differences(earlier, item.text or "") if earlier is not None else None
-    rumor_id = present.banked_rumor(record)
+    rumor_id = present.banked_rumor(record, item.evidence)
     rumor = None
     if rumor_id is not None:
         rumors = await who.call(who.found.scoring.repository.rumors)

@@ -147,10 +147,14 @@ def earlier_post(record: dict[str, Any]) -> str | None:
     return None
 
 
-def banked_rumor(record: dict[str, Any]) -> str | None:
-    """The confirmed rumour a bank match names."""
-    for reason in record.get("reasons", []):
-        found = (reason.get("evidence") or {}).get("confirmed_rumor")
+def banked_rumor(record: dict[str, Any], item_evidence: dict[str, Any] | None) -> str | None:
+    """The confirmed rumour a bank match names: in the score record's reasons, or in the
+    evidence of a ``bank_match`` item (which carries no record)."""
+    for evidence in [
+        *((r.get("evidence") or {}) for r in record.get("reasons", [])),
+        item_evidence,
+    ]:
+        found = (evidence or {}).get("confirmed_rumor")
         if found:
             return str(found)
     return None
