@@ -18,9 +18,9 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from service.batching import MicroBatcher
 from service.metrics import Metrics
@@ -220,9 +220,7 @@ class ScoringService:
             log.warning("evidence backlog full: records stay evidence_pending")
             return
         self._waiting_evidence += len(records)
-        job = asyncio.ensure_future(self._explain([posts[r.id] for r in records], records))
-        self._later.add(job)
-        job.add_done_callback(self._later.discard)
+        self._in_background(self._explain([posts[r.id] for r in records], records))
 
     async def _explain(self, posts: list[Post], records: list[ScoreRecord]) -> None:
         loop = asyncio.get_running_loop()
@@ -245,9 +243,13 @@ class ScoringService:
         """Put the coordinated batches and bank matches of ``records`` in the review queue, in
         the background (the members come from the window: one Redis call per batch)."""
         if records:
-            job = asyncio.ensure_future(self._queue([posts[r.id] for r in records], records))
-            self._later.add(job)
-            job.add_done_callback(self._later.discard)
+            self._in_background(self._queue([posts[r.id] for r in records], records))
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` after the answer; :meth:`settle` waits for it, :meth:`close` too."""
+        job = asyncio.ensure_future(work)
+        self._later.add(job)
+        job.add_done_callback(self._later.discard)
 
     async def _queue(self, posts: list[Post], records: list[ScoreRecord]) -> None:
         loop = asyncio.get_running_loop()
