@@ -74,3 +74,20 @@ def test_signature_agreement_estimates_the_jaccard_similarity() -> None:
     exact = len(sets[0] & sets[1]) / len(sets[0] | sets[1])
     sig = fp.signatures([a, b])
     assert abs(similarity(sig[0], sig[1:])[0] - exact) < 0.1
+
+
+def test_texts_cleaned_together_come_out_as_each_alone() -> None:
+    # the batch is one string with NUL between texts: no pattern may run across it
+    texts = [
+        "说得好[哈",  # an unclosed emoticon code, closed by the next text's start
+        "哈]转给大家看看这个消息吧",
+        "看这里 http://t.cn/abc",
+        "def 全文很长很长很长很长",
+        "提到@某人",
+        "某人 明天停水三天//@甲:",
+        "乙丙丁戊己庚辛壬癸",
+        "含有\x00空字符的文本内容",
+        "",
+    ]
+    assert canonical(texts) == [canonical([t])[0] for t in texts]
+    assert canonical(texts)[7] == "含有空字符的文本内容"

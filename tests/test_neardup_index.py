@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from service.neardup.fingerprint import Fingerprinter, Signature
 from service.neardup.index import Entry, WindowIndex
 
@@ -63,3 +65,20 @@ def test_a_post_older_than_the_window_is_not_kept_and_an_id_is_kept_once() -> No
     assert not put(index, sig, "p1", 99 * HOUR)
     assert len(index) == 1
     assert index.query(sig, index.keys(sig), exclude="p1") == []
+
+
+def test_many_copies_share_band_keys_and_are_all_found_most_similar_first() -> None:
+    fp, index = make()
+    texts = [BASE] + [BASE[: 30 - i] + "转给大家" for i in range(5)] + [OTHER]
+    sigs = fp.signatures(texts)
+    keys = index.batch_keys(sigs)
+    assert keys[0] == index.keys(sigs[0]) and len(keys[0]) == len(index.bands)
+    index.advance(0.0)
+    for i in range(1, 7):
+        assert index.insert(Entry(f"p{i}", "a", 60.0 * i, f"c{i}", sigs[i]), keys[i])
+    found = index.query(sigs[0], keys[0])
+    assert {m.entry.post_id for m in found} == {"p1", "p2", "p3", "p4", "p5"}
+    assert [m.similarity for m in found] == sorted((m.similarity for m in found), reverse=True)
+    entry = index.get("p3")
+    assert entry is not None and entry.created_at == 180.0 and entry.cluster_id == "c3"
+    assert np.array_equal(entry.signature, sigs[3])

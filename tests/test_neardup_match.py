@@ -3,8 +3,10 @@ through the shipped model's pipeline, the score record's scores, flags, reasons 
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,3 +198,19 @@ def test_a_flood_of_identical_posts_grows_the_cluster_not_the_index(near: NearDu
     found = observe(near, flood)
     assert found[-1].cluster is not None and found[-1].cluster.size == len(flood)
     assert len(near.local.index) == CROWD
+
+
+def test_a_snapshot_restores_the_window_and_one_of_another_layout_is_not_read(
+    near: NearDuplicates, settings: Settings, policy: Policy, tmp_path: Path
+) -> None:
+    observe(near, [post(f"s{i}", f"a{i}", NOW + i, variant(i)) for i in range(3)])
+    path = tmp_path / "neardup.pickle"
+    near.snapshot(path)
+    restarted = NearDuplicates.from_settings(settings, policy)
+    restarted.clock = lambda: NOW
+    assert restarted.restore(path)
+    (again,) = observe(restarted, [post("s9", "a9", NOW + 9, variant(9))])
+    assert again.cluster is not None and again.cluster.size == 4
+    # a snapshot the band tables of an earlier release wrote: (version, window) in one pickle
+    path.write_bytes(pickle.dumps((near.fingerprinter.version, {"buckets": "old"})))
+    assert not NearDuplicates.from_settings(settings, policy).restore(path)

@@ -22,9 +22,10 @@ with 128 permutations).
 
 :meth:`Fingerprinter.signatures` computes exactly what ``datasketch.MinHash(num_perm, seed,
 hashfunc=shingle_hash)`` updated shingle by shingle would (a test holds it to that), but for a
-whole batch of texts in a few numpy operations: one matrix of every shingle of every text by every
-permutation, then ``np.minimum.reduceat`` over each text's rows. No Python loop runs over
-permutations or shingles.
+whole batch of texts in a few numpy operations: the shingles of all the texts hashed in one pass
+over their concatenation, one matrix of every shingle of every text by every permutation, then
+``np.minimum.reduceat`` over each text's rows. No Python loop runs over permutations or
+shingles.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import numpy.typing as npt
 import opencc
 from datasketch import LeanMinHash, MinHash
 
-from service.boilerplate import DEFAULT_REPOSTS, content_of
+from service.boilerplate import DEFAULT_REPOSTS, SEPARATOR, contents_joined, join
 
 Signature = npt.NDArray[np.uint32]
 """One text's MinHash values (``num_perm`` of them), or a ``[texts, num_perm]`` matrix."""
@@ -54,7 +55,8 @@ and copies of a long text share their beginning."""
 _ROWS_PER_PASS = 32_768
 """Shingles hashed in one numpy pass: bounds the ``rows x num_perm`` matrix (16 MB at 128)."""
 
-_CHAIN = re.compile(r"/{1,2}\s*@")
+_CHAIN = re.compile(r"/{1,2}\s*@[^\x00]*")
+"""A repost chain and the rest of its text (up to the separator of :func:`join`)."""
 _M64 = (1 << 64) - 1
 
 
@@ -64,11 +66,16 @@ def _t2s() -> opencc.OpenCC:
 
 
 def canonical(texts: Sequence[str]) -> list[str]:
-    """The texts as they are fingerprinted (see the module's docstring)."""
-    contents = [content_of(_CHAIN.split(t, maxsplit=1)[0])[:MAX_CHARS] for t in texts]
-    # one OpenCC call for all: contents hold letters and digits only, so no newline
+    """The texts as they are fingerprinted (see the module's docstring), all of them in one
+    pass of each regex and one OpenCC call."""
+    if not texts:
+        return []
+    contents = contents_joined(_CHAIN.sub("", join(texts))).split(SEPARATOR)
+    if max(map(len, contents)) > MAX_CHARS:
+        contents = [c[:MAX_CHARS] for c in contents]
+    # contents hold letters and digits only, so no newline
     converted: str = _t2s().convert("\n".join(contents))
-    return converted.split("\n") if contents else []
+    return converted.split("\n")
 
 
 def _fmix64_int(x: int) -> int:
@@ -87,13 +94,21 @@ def shingle_hash(shingle: str) -> int:
     return _fmix64_int(packed) & 0xFFFFFFFF
 
 
-def _shingle_hashes(text: str, k: int) -> npt.NDArray[np.uint64]:
-    """:func:`shingle_hash` of every ``k``-shingle of ``text``, in order."""
-    points = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+def _shingle_hashes(texts: Sequence[str], k: int) -> npt.NDArray[np.uint64]:
+    """:func:`shingle_hash` of every ``k``-shingle of each text, in order, the texts one after
+    another: one pass over their concatenation, less the shingles that straddle two texts."""
+    joined = "".join(texts)
+    points = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     n = len(points) - k + 1
     packed = np.zeros(n, dtype=np.uint64)
     for j in range(k):
         packed = (packed << np.uint64(21)) | points[j : j + n]
+    if k > 1 and len(texts) > 1:
+        # a shingle starting in a text's last k - 1 characters runs into the next text
+        ends = np.cumsum([len(t) for t in texts[:-1]])
+        keep = np.ones(n, dtype=bool)
+        keep[(ends[:, None] - np.arange(1, k)[None, :]).ravel()] = False
+        packed = packed[keep]
     x = packed ^ (packed >> np.uint64(33))
     x = x * np.uint64(0xFF51AFD7ED558CCD)
     x ^= x >> np.uint64(33)
@@ -135,10 +150,11 @@ class Fingerprinter:
         return f"{SCHEME}-k{self.k}-p{self.num_perm}-s{self.seed}"
 
     def fingerprints(self, texts: Sequence[str]) -> list[Fingerprint]:
-        return [Fingerprint(c, self._boilerplate(c)) for c in canonical(texts)]
+        return [Fingerprint(c, self.boilerplate(c)) for c in canonical(texts)]
 
-    def _boilerplate(self, canon: str) -> bool:
-        if canon in DEFAULT_REPOSTS:
+    def boilerplate(self, canon: str) -> bool:
+        """Whether the canonical text ``canon`` stays out of clusters (the module's docstring)."""
+        if canon in DEFAULT_REPOSTS or len(canon) - self.k + 1 < self.min_shingles:
             return True
         # n distinct characters make at least n - k + 1 distinct shingles: most texts are
         # settled by this bound without building their shingles
@@ -151,22 +167,21 @@ class Fingerprinter:
 
     def signatures(self, canons: Sequence[str]) -> Signature:
         """``[len(canons), num_perm]`` signatures of canonical texts of ``k`` characters or more."""
+        counts = [len(c) - self.k + 1 for c in canons]
+        if counts and min(counts) < 1:
+            short = next(i for i, n in enumerate(counts) if n < 1)
+            raise ValueError(f"text {short} has fewer than {self.k} characters")
         out = np.empty((len(canons), self.num_perm), dtype=np.uint32)
         start = 0
         while start < len(canons):
-            hashes: list[npt.NDArray[np.uint64]] = []
-            rows = 0
-            stop = start
             # at least one text per pass; MAX_CHARS bounds what one text adds
-            while stop < len(canons) and (stop == start or rows < _ROWS_PER_PASS):
-                if len(canons[stop]) < self.k:
-                    raise ValueError(f"text {stop} has fewer than {self.k} characters")
-                hashes.append(_shingle_hashes(canons[stop], self.k))
-                rows += len(hashes[-1])
+            stop, rows = start + 1, counts[start]
+            while stop < len(canons) and rows + counts[stop] <= _ROWS_PER_PASS:
+                rows += counts[stop]
                 stop += 1
-            flat = _fmix32(np.concatenate(hashes).astype(np.uint32))
+            flat = _fmix32(_shingle_hashes(canons[start:stop], self.k).astype(np.uint32))
             permuted = flat[:, None] * self._a[None, :] + self._b[None, :]
-            offsets = np.cumsum([0] + [len(h) for h in hashes[:-1]])
+            offsets = np.cumsum([0, *counts[start : stop - 1]])
             out[start:stop] = np.minimum.reduceat(permuted, offsets, axis=0)
             start = stop
         return out

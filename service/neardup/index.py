@@ -1,39 +1,69 @@
-"""Stage: match. The live window of recent posts: datasketch ``MinHashLSH`` per time bucket.
+"""Stage: match. The live window of recent posts: LSH band tables per time bucket.
 
-**Candidates.** LSH splits a signature of ``num_perm = b * r`` values into ``b`` bands of ``r``;
-two posts are candidates when any band is equal, which happens with probability
-``1 - (1 - J^r)^b`` for Jaccard similarity ``J``. datasketch chooses ``(b, r)`` for the threshold
-so that false negatives and false positives weigh the same (``threshold = 0.4`` and 128
+**Candidates.** LSH splits a signature of ``num_perm`` values into ``b`` bands of ``r``; two posts
+are candidates when any band is equal, which happens with probability ``1 - (1 - J^r)^b`` for
+Jaccard similarity ``J``. datasketch's ``MinHashLSH`` chooses ``(b, r)`` for the threshold so
+that false negatives and false positives weigh the same (``threshold = 0.4`` and 128
 permutations give ``b = 32, r = 4``: a pair at ``J = 0.4`` is a candidate with probability 0.56,
-at ``J = 0.6`` with 0.988; the copies a campaign makes sit mostly above 0.5).
+at ``J = 0.6`` with 0.988; the copies a campaign makes sit mostly above 0.5); the window uses
+those bands (:func:`lsh_params`, ``hashranges``).
+
+**Band keys.** A band's ``r`` values are folded into one 60-bit integer with the band's number
+mixed in (:meth:`WindowIndex.batch_keys`: a multiply-xor over the values and the MurmurHash3
+64-bit finaliser), for a whole batch of signatures in a few numpy operations. Two different bands
+share a key with probability about ``2^-60``; such a collision only adds a candidate that
+verification drops.
 
 **Verification.** A candidate counts only when its stored signature estimates ``J`` at or above
-the threshold (:func:`~service.neardup.fingerprint.similarity`); band collisions below it are
-dropped.
+the threshold (:func:`~service.neardup.fingerprint.similarity`, over all of a bucket's
+candidates at once); band collisions below it are dropped.
 
-**The window.** Posts go to the bucket of ``floor(created_at / bucket_s)``, one ``MinHashLSH``
-per bucket. The index's clock is the newest ``created_at`` seen; a bucket that ends before
-``clock - window_s`` is dropped whole, which is how old posts expire (no per-post deletes). A
-post older than the window is matched against what is live but not kept. The band keys of a
-query are computed once and looked up in every live bucket's hash tables.
+**The window.** Posts go to the bucket of ``floor(created_at / bucket_s)``. The index's clock is
+the newest ``created_at`` seen; a bucket that ends before ``clock - window_s`` is dropped whole,
+which is how old posts expire (no per-post deletes). A post older than the window is matched
+against what is live but not kept.
+
+**Why the band tables are not datasketch's.** ``MinHashLSH`` keeps, per band, a dict from the
+band's bytes to a Python ``set`` of keys: 32 sets per indexed post, 11.5 KB a post, and two
+thirds of the time the whole near-duplicate step took per post went into filling them
+(measured on the Weibo16 reposts, ``eval.neardup``). A bucket here holds one dict for all its
+bands, from band key to the slot of its one post (an ``int`` shared by the post's 32 entries), or
+to a list of slots once a second post has the key; the signatures in one growing ``uint32``
+array; the posts' ids, accounts, times and clusters in lists by slot. A new post's 32 keys are
+added in one ``dict.update``; a query is one ``isdisjoint`` per live bucket when nothing matches
+(most posts), else a few set unions and one vectorised comparison. The MinHash itself is still
+datasketch's (a test holds the signatures equal), and so are ``(b, r)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
+from itertools import repeat
 
 import numpy as np
 from datasketch import MinHashLSH
 
 from service.neardup.fingerprint import Fingerprinter, Signature, similarity
 
+INDEX_FORMAT = "bands-2"
+"""Names the layout below: a snapshot of another layout is not read (its band keys differ)."""
+
+Keys = list[int]
+"""A signature's band keys, one per band (:meth:`WindowIndex.batch_keys`)."""
+
+_KEY_BITS = 60
+"""Keys below ``2^60`` are 32-byte Python ints; wider ones take 36."""
+
+_GROW = 8
+"""Slots a new bucket starts with; its arrays double as it fills."""
+
 
 @lru_cache(maxsize=8)
 def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     """datasketch's ``(b, r)`` for the threshold: computed once, as finding them integrates the
-    error probabilities numerically (25 ms, too slow to repeat for every bucket)."""
+    error probabilities numerically (25 ms, too slow to repeat)."""
     probe = MinHashLSH(threshold=threshold, num_perm=num_perm)
     return probe.b, probe.r
 
@@ -59,10 +89,71 @@ class Match:
     similarity: float
 
 
-@dataclass
 class _Bucket:
-    lsh: MinHashLSH
-    entries: dict[str, Entry] = field(default_factory=dict)
+    """The posts of one time bucket, by slot (see the module's docstring)."""
+
+    __slots__ = ("accounts", "clusters", "post_ids", "signatures", "slots", "table", "times")
+
+    def __init__(self, num_perm: int) -> None:
+        self.table: dict[int, int | list[int]] = {}
+        self.signatures = np.empty((_GROW, num_perm), dtype=np.uint32)
+        self.slots: dict[str, int] = {}
+        self.post_ids: list[str] = []
+        self.accounts: list[str | None] = []
+        self.times: list[float] = []
+        self.clusters: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.post_ids)
+
+    def entry(self, slot: int) -> Entry:
+        return Entry(
+            self.post_ids[slot],
+            self.accounts[slot],
+            self.times[slot],
+            self.clusters[slot],
+            self.signatures[slot].copy(),
+        )
+
+    def add(self, entry: Entry, keys: Keys, fresh: bool) -> None:
+        """Keep ``entry`` in the next slot; ``fresh``: none of ``keys`` is in the table yet."""
+        slot = len(self.post_ids)
+        if slot == len(self.signatures):
+            grown = np.empty((2 * slot, self.signatures.shape[1]), dtype=np.uint32)
+            grown[:slot] = self.signatures
+            self.signatures = grown
+        self.signatures[slot] = entry.signature
+        self.slots[entry.post_id] = slot
+        self.post_ids.append(entry.post_id)
+        self.accounts.append(entry.account_id)
+        self.times.append(entry.created_at)
+        self.clusters.append(entry.cluster_id)
+        table = self.table
+        if fresh or table.keys().isdisjoint(keys):
+            # a post sharing no band with this bucket (most posts): one C-level update
+            table.update(zip(keys, repeat(slot)))
+            return
+        for key in keys:
+            held = table.get(key)
+            if held is None:
+                table[key] = slot
+            elif isinstance(held, int):
+                table[key] = [held, slot]
+            else:
+                held.append(slot)
+
+    def candidates(self, keys: Keys) -> set[int]:
+        """The slots that share a band with ``keys``."""
+        found: set[int] = set()
+        for key in keys:
+            held = self.table.get(key)
+            if held is None:
+                continue
+            if isinstance(held, int):
+                found.add(held)
+            else:
+                found.update(held)
+        return found
 
 
 class WindowIndex:
@@ -84,15 +175,18 @@ class WindowIndex:
         self.bucket_s = bucket_s
         self.clock = float("-inf")
         self._buckets: dict[int, _Bucket] = {}
-        self._where: dict[str, int] = {}
-        self.bands: list[tuple[int, int]] = new_lsh(threshold, fingerprinter.num_perm).hashranges
-        self._live_keys: list[dict[bytes, int]] = [{} for _ in self.bands]
-        """Per band, each key to the number of live posts that have it: a query looks in the
-        buckets only for the bands some live post shares, so a post with no copy (most of them)
-        costs ``b`` dictionary look-ups, not ``b`` per bucket."""
+        self._expires_at = float("inf")
+        """The clock at which the oldest live bucket leaves: ``advance`` looks no further
+        before it."""
+        self._disjoint: tuple[Keys, list[int]] | None = None
+        """The last query's keys and the buckets that had none of them, until the next insert."""
+        b, r = lsh_params(threshold, fingerprinter.num_perm)
+        self.bands: list[tuple[int, int]] = [(i * r, (i + 1) * r) for i in range(b)]
+        salts = np.arange(1, b + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        self._salts = salts.reshape(1, b)
 
     def __len__(self) -> int:
-        return len(self._where)
+        return sum(len(bucket) for bucket in self._buckets.values())
 
     @property
     def horizon(self) -> float:
@@ -108,71 +202,93 @@ class WindowIndex:
         if created_at <= self.clock:
             return []
         self.clock = created_at
+        if created_at < self._expires_at:
+            return []
+        horizon = self.horizon
         gone: list[str] = []
-        for number in [n for n in self._buckets if (n + 1) * self.bucket_s <= self.horizon]:
-            for post_id, entry in self._buckets.pop(number).entries.items():
-                del self._where[post_id]
-                gone.append(entry.cluster_id)
-                for key, live in zip(self.keys(entry.signature), self._live_keys, strict=True):
-                    left = live[key] - 1
-                    if left:
-                        live[key] = left
-                    else:
-                        del live[key]
+        for number in [n for n in self._buckets if (n + 1) * self.bucket_s <= horizon]:
+            gone += self._buckets.pop(number).clusters
+        self._expires_at = self._expiry()
         return gone
 
+    def _expiry(self) -> float:
+        if not self._buckets:
+            return float("inf")
+        return (min(self._buckets) + 1) * self.bucket_s + self.window_s
+
     def get(self, post_id: str) -> Entry | None:
-        number = self._where.get(post_id)
-        return None if number is None else self._buckets[number].entries[post_id]
+        for bucket in self._buckets.values():
+            slot = bucket.slots.get(post_id)
+            if slot is not None:
+                return bucket.entry(slot)
+        return None
 
     def entries(self) -> Iterator[Entry]:
         for bucket in self._buckets.values():
-            yield from bucket.entries.values()
+            for slot in range(len(bucket)):
+                yield bucket.entry(slot)
 
-    def keys(self, signature: Signature) -> list[bytes]:
-        """The signature's band keys: the bytes MinHashLSH computes for each band (its default,
-        unhashed keys), computed once per post for the query of every bucket and the insert."""
-        swapped = signature.byteswap().tobytes()
-        return [swapped[4 * s : 4 * e] for s, e in self.bands]
+    def batch_keys(self, signatures: Signature) -> list[Keys]:
+        """The band keys of each row of ``[n, num_perm]`` signatures (see the module's
+        docstring), computed for all rows at once."""
+        b = len(self.bands)
+        r = self.bands[0][1]
+        values = np.ascontiguousarray(signatures[:, : b * r]).reshape(len(signatures), b, r)
+        h = np.repeat(self._salts, len(signatures), axis=0)
+        for j in range(r):
+            h ^= values[:, :, j].astype(np.uint64)
+            h *= np.uint64(0xFF51AFD7ED558CCD)
+            h ^= h >> np.uint64(29)
+        h ^= h >> np.uint64(33)
+        h *= np.uint64(0xC4CEB9FE1A85EC53)
+        h ^= h >> np.uint64(33)
+        keys: list[Keys] = (h >> np.uint64(64 - _KEY_BITS)).tolist()
+        return keys
 
-    def query(
-        self, signature: Signature, keys: list[bytes], exclude: str | None = None
-    ) -> list[Match]:
+    def keys(self, signature: Signature) -> Keys:
+        """One signature's band keys; :meth:`batch_keys` for many."""
+        return self.batch_keys(signature.reshape(1, -1))[0]
+
+    def query(self, signature: Signature, keys: Keys, exclude: str | None = None) -> list[Match]:
         """Verified near-copies among live posts, most similar first."""
-        shared = [i for i, live in enumerate(self._live_keys) if keys[i] in live]
-        found: dict[str, Entry] = {}
-        for bucket in self._buckets.values() if shared else ():
-            candidates: set[str] = set()
-            for i in shared:
-                candidates.update(bucket.lsh.hashtables[i].get(keys[i]))
-            for post_id in candidates:
-                found[post_id] = bucket.entries[post_id]
-        found.pop(exclude or "", None)
-        if not found:
-            return []
-        entries = list(found.values())
-        sims = similarity(signature, np.stack([e.signature for e in entries]))
-        matches = [
-            Match(e, float(s)) for e, s in zip(entries, sims, strict=True) if s >= self.threshold
-        ]
-        matches.sort(key=lambda m: (-m.similarity, m.entry.created_at))
+        matches: list[Match] = []
+        disjoint: list[int] = []
+        for number, bucket in self._buckets.items():
+            if bucket.table.keys().isdisjoint(keys):
+                disjoint.append(number)
+                continue
+            slots = bucket.candidates(keys)
+            if exclude is not None:
+                slots.discard(bucket.slots.get(exclude, -1))
+            if not slots:
+                continue
+            found = list(slots)
+            sims = similarity(signature, bucket.signatures[found]).tolist()
+            threshold = self.threshold
+            matches += [
+                Match(bucket.entry(slot), sim)
+                for slot, sim in zip(found, sims, strict=True)
+                if sim >= threshold
+            ]
+        self._disjoint = (keys, disjoint)
+        if len(matches) > 1:
+            matches.sort(key=lambda m: (-m.similarity, m.entry.created_at))
         return matches
 
-    def insert(self, entry: Entry, keys: list[bytes]) -> bool:
+    def insert(self, entry: Entry, keys: Keys) -> bool:
         """Keep ``entry`` unless its post is indexed already or has left the window."""
-        if entry.post_id in self._where or not self.live(entry.created_at):
+        if not self.live(entry.created_at) or self.holds(entry.post_id):
             return False
         number = int(entry.created_at // self.bucket_s)
         bucket = self._buckets.get(number)
         if bucket is None:
-            lsh = new_lsh(self.threshold, self.fingerprinter.num_perm)
-            bucket = self._buckets[number] = _Bucket(lsh)
-        # what MinHashLSH.insert does to its band tables, with the keys the query computed;
-        # its key-to-bands table serves only single removes, which a bucket never needs
-        for key, table in zip(keys, bucket.lsh.hashtables, strict=True):
-            table.insert(key, entry.post_id)
-        bucket.entries[entry.post_id] = entry
-        self._where[entry.post_id] = number
-        for key, live in zip(keys, self._live_keys, strict=True):
-            live[key] = live.get(key, 0) + 1
+            bucket = self._buckets[number] = _Bucket(self.fingerprinter.num_perm)
+            self._expires_at = self._expiry()
+        # the query of these very keys just found the bucket without them: no need to look again
+        last, self._disjoint = self._disjoint, None
+        bucket.add(entry, keys, fresh=last is not None and last[0] is keys and number in last[1])
         return True
+
+    def holds(self, post_id: str) -> bool:
+        """Whether ``post_id`` is indexed (:meth:`get` without building its entry)."""
+        return any(post_id in bucket.slots for bucket in self._buckets.values())

@@ -36,11 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from service.heads import Risk
 from service.neardup.bank import RumorBank, to_signature
 from service.neardup.cluster import Cluster, ClusterBook, Member
-from service.neardup.fingerprint import Fingerprinter, Signature
-from service.neardup.index import Entry, Match, WindowIndex
+from service.neardup.fingerprint import Fingerprinter, Signature, canonical
+from service.neardup.index import INDEX_FORMAT, Entry, Keys, Match, WindowIndex
 from service.neardup.queue import Members, QueueRequest, batch_cluster, requests
 from service.neardup.store import Added, ClusterState, LocalStore, Store, StoreUnavailableError
 from service.policy import Policy
@@ -217,11 +219,19 @@ class NearDuplicates:
             )
         self.problem = None
 
+    @property
+    def _snapshot_header(self) -> str:
+        """What a snapshot must have been written with to be read: the index's layout and the
+        signatures' parameters."""
+        return f"{INDEX_FORMAT}/{self.fingerprinter.version}"
+
     def snapshot(self, path: Path) -> None:
         """Write this process's window and clusters to ``path`` (atomically), so that a restart
-        of the embedded default keeps its window."""
+        of the embedded default keeps its window: a header pickle, then the window's."""
         with self.lock:
-            data = pickle.dumps((self.fingerprinter.version, self.local), pickle.HIGHEST_PROTOCOL)
+            data = pickle.dumps(self._snapshot_header, pickle.HIGHEST_PROTOCOL) + pickle.dumps(
+                self.local, pickle.HIGHEST_PROTOCOL
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_bytes(data)
@@ -229,12 +239,19 @@ class NearDuplicates:
 
     def restore(self, path: Path) -> bool:
         """Take the window and clusters from a snapshot this service wrote (a pickle: only ever
-        read from the service's own state folder); False when there is none or it was made
-        with other fingerprint parameters."""
+        read from the service's own state folder); False when there is none, or it was made by
+        another layout of the index or with other fingerprint parameters (its header says so;
+        a snapshot older than the header cannot even be read)."""
         if not path.is_file():
             return False
-        version, local = pickle.loads(path.read_bytes())
-        if version != self.fingerprinter.version or not isinstance(local, LocalStore):
+        local: object = None
+        with path.open("rb") as f:
+            try:
+                if pickle.load(f) == self._snapshot_header:
+                    local = pickle.load(f)
+            except (pickle.UnpicklingError, AttributeError, TypeError, ValueError, EOFError):
+                local = None
+        if not isinstance(local, LocalStore):
             log.warning("near-duplicate snapshot not used", extra={"snapshot": str(path)})
             return False
         local.book.k = self.rules.batch_accounts
@@ -301,9 +318,10 @@ class NearDuplicates:
     def sign(self, posts: Sequence[Post]) -> list[Signature | None]:
         """The stateless part: each post's signature, None for boilerplate. Costly (MinHash) and
         independent of every other post, so a batch run computes it in its workers."""
-        fingerprints = self.fingerprinter.fingerprints([p.text for p in posts])
-        usable = [i for i, f in enumerate(fingerprints) if not f.boilerplate]
-        signatures = self.fingerprinter.signatures([fingerprints[i].canonical for i in usable])
+        fp = self.fingerprinter
+        canons = canonical([p.text for p in posts])
+        usable = [i for i, c in enumerate(canons) if not fp.boilerplate(c)]
+        signatures = fp.signatures([canons[i] for i in usable])
         found: list[Signature | None] = [None] * len(posts)
         for row, i in enumerate(usable):
             found[i] = signatures[row]
@@ -318,11 +336,16 @@ class NearDuplicates:
         """The stateful part: match, cluster and the rules, post after post in the order given
         (the window's state depends on every post before)."""
         findings = [NOTHING] * len(posts)
+        usable = [i for i, s in enumerate(signatures) if s is not None]
+        if not usable:
+            return findings
+        # every post's band keys in one numpy pass (they depend on its signature alone)
+        signed = np.stack([s for s in signatures if s is not None])
+        keys = self.local.index.batch_keys(signed)
         arrival = self.clock()
         with self.lock:
-            for i, signature in enumerate(signatures):
-                if signature is not None:
-                    findings[i] = self._observe(posts[i], signature, claims[i], arrival)
+            for row, i in enumerate(usable):
+                findings[i] = self._observe(posts[i], signed[row], keys[row], claims[i], arrival)
         return findings
 
     def _time(self, post: Post, now: float) -> tuple[float, list[str]]:
@@ -334,11 +357,12 @@ class NearDuplicates:
             return arrival, [FUTURE]
         return post.created_at, []
 
-    def _observe(self, post: Post, signature: Signature, claim: float, arrival: float) -> Finding:
+    def _observe(
+        self, post: Post, signature: Signature, keys: Keys, claim: float, arrival: float
+    ) -> Finding:
         at, warnings = self._time(post, arrival)
         if post.account_id is None:
             warnings.append(NO_ACCOUNT)
-        keys = self.local.index.keys(signature)
         member = Member(post.id, post.account_id, at)
         store = self.store
         try:
@@ -374,7 +398,7 @@ class NearDuplicates:
 
     @staticmethod
     def _match(
-        store: Store, member: Member, signature: Signature, keys: list[bytes]
+        store: Store, member: Member, signature: Signature, keys: Keys
     ) -> tuple[list[Match], Added]:
         matches = store.match(signature, keys, member.created_at, member.post_id)
         crowded = sum(m.similarity >= SATURATED for m in matches) >= CROWD

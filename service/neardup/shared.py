@@ -2,8 +2,9 @@
 
 Layout (``P`` is the key prefix, ``n`` a time bucket of ``bucket_s`` seconds, ``i`` a band):
 
-- ``P:b:n:i`` hash: band key (the ``r`` values' bytes, as datasketch's ``MinHashLSH`` keys them)
-  to the ids of the bucket's posts with that band, NUL-separated;
+- ``P:b:n:i`` hash: band key (the band's 60-bit integer,
+  :meth:`~service.neardup.index.WindowIndex.batch_keys`) to the ids of the bucket's posts with
+  that band, NUL-separated;
 - ``P:e:n`` hash: post id to its entry (account, cluster, time, signature);
 - ``P:w:<post>``: the post's cluster and bucket (idempotency, banking by post id);
 - ``P:c:<cluster>`` hash (size, first and last time, earliest post, batch time) with ``:m``
@@ -29,7 +30,7 @@ import redis
 
 from service.neardup.cluster import Cluster, Member, cluster_id
 from service.neardup.fingerprint import Signature, similarity
-from service.neardup.index import Entry, Match
+from service.neardup.index import Entry, Keys, Match
 from service.neardup.store import Added, ClusterState, StoreUnavailableError, alone
 
 _MATCH = """
@@ -224,7 +225,7 @@ class RedisStore:
         return math.floor(at / self.bucket_s)
 
     def match(
-        self, signature: Signature, keys: list[bytes], at: float, exclude: str | None
+        self, signature: Signature, keys: Keys, at: float, exclude: str | None
     ) -> list[Match]:
         # the buckets of the window before ``at``, and the next one for posts that came early
         buckets = list(range(self._bucket(at - self.window_s), self._bucket(at) + 2))
@@ -243,7 +244,7 @@ class RedisStore:
         self,
         member: Member,
         signature: Signature,
-        keys: list[bytes],
+        keys: Keys,
         target: Entry | None,
         index: bool,
     ) -> Added:
