@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     """MinHash permutations: the estimate's standard error is sqrt(J(1-J)/num_perm)."""
     neardup_min_shingles: int = Field(default=8, ge=1)
     """Texts with fewer distinct shingles are boilerplate: they never form or join a cluster."""
+    neardup_excerpt_chars: int = Field(default=500, ge=0)
+    """Characters of each indexed post's text the window keeps (and forgets with it), so that a
+    fake-originality finding can show the earlier post's text beside its copy; 0 keeps none."""
     neardup_snapshot_s: float = Field(default=300.0, gt=0)
     """How often each server process writes its window to ``state_dir`` (and at shutdown)."""
     neardup_replay: bool = False

@@ -15,6 +15,7 @@ from servicekit import Api, open_api
 from service.console import articles, plots, present
 from service.console.session import COOKIE, Sessions
 from service.pipeline import Pipeline
+from service.record import Post
 from service.security import create_user
 from service.storage.repository import Role
 
@@ -199,3 +200,27 @@ def test_a_copy_is_shown_beside_the_earlier_post_and_a_bank_match_with_its_notic
     assert '<mark class="diff">三</mark>' in earlier and '<mark class="diff">五</mark>' in earlier
     html = api.client.get(f"/console/items/{by_post['echo']}").text
     assert "&lt;i&gt;自来水厂&lt;/i&gt;:水质正常" in html[html.index('id="banked-rumor"') :]
+
+
+def test_an_earlier_post_never_stored_is_shown_from_the_windows_excerpt(api: Api) -> None:
+    text = "周末和家人去公园散步，天气很好，湖边的荷花开了，拍了几张照片，晚上一起吃了火锅。"
+    # the earlier post reached the window but nothing of it was stored (no review item)
+    first = Post(id="plain", text=text, account_id="a1", created_at=1_700_000_000)
+    api.services.neardup.observe([first], [0.0])
+    copy = {
+        "id": "claimed",
+        "text": text.replace("火锅", "烧烤"),
+        "account_id": "a2",
+        "created_at": 1_700_000_900,
+        "declared_original": True,
+    }
+    assert api.score(copy).status_code == 200
+    sign_in(api, "li")
+    by_post = {
+        i.post_id: i.id for i in api.services.review.list_items(api.services.scoring.policy).items
+    }
+    html = api.client.get(f"/console/items/{by_post['claimed']}").text
+    earlier = html[html.index('id="earlier-text"') : html.index('id="copy-text"')]
+    assert "湖边的荷花开了" in earlier and '<mark class="diff">火锅</mark>' in earlier
+    reasons = html[: html.index('id="earlier-text"')]
+    assert "earlier_text" not in reasons  # shown beside the copy, not again as evidence

@@ -101,6 +101,22 @@ def test_fake_originality_needs_a_claim_an_earlier_copy_by_another_account_and_n
         assert evidence["earlier_post"] == "orig" and evidence["earlier_account"] == "author"
         assert evidence["gap_s"] == 3600.0
         assert evidence["similarity"] == pytest.approx(found.scores["fake_originality"], abs=1e-4)
+        assert evidence["earlier_text"] == TEMPLATE
+
+
+def test_the_window_keeps_only_the_beginning_of_each_text_and_none_when_set_to(
+    settings: Settings, policy: Policy
+) -> None:
+    for chars, kept in ((12, TEMPLATE[:12]), (0, None)):
+        near = NearDuplicates.from_settings(
+            settings.model_copy(update={"neardup_excerpt_chars": chars}), policy
+        )
+        near.clock = lambda: NOW
+        observe(near, [post("orig", "author", NOW - 60)])
+        entry = near.local.index.get("orig")
+        assert entry is not None and entry.excerpt == (kept or "")
+        (found,) = observe(near, [post("copy", "copier", NOW, variant(1))], claim=1.0)
+        assert found.evidence["fake_originality"].get("earlier_text") == kept
 
 
 def test_a_later_copy_is_not_the_source_of_an_earlier_claim(near: NearDuplicates) -> None:

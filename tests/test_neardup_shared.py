@@ -112,6 +112,16 @@ def test_the_same_post_twice_is_counted_once_and_keys_expire(prefix: str) -> Non
     assert ttls and all(0 < t <= window for t in ttls)
 
 
+def test_the_earlier_text_is_kept_in_redis_with_its_post(prefix: str) -> None:
+    first, second = shared(prefix), shared(prefix)
+    original = post(0).model_copy(update={"text": "原\x00文" + variant(0)})  # any character
+    first.observe([original], [0.0])
+    (found,) = second.observe([post(1, declared_original=True)], [0.0])
+    assert found.evidence["fake_originality"]["earlier_text"] == original.text
+    entry = second.signature_of(None, "p0")
+    assert entry is not None and entry.shape == (second.fingerprinter.num_perm,)
+
+
 def test_a_flood_grows_the_cluster_not_the_index(prefix: str) -> None:
     near = shared(prefix)
     flood = [

@@ -309,7 +309,8 @@ async def item_page(item_id: int, who: Signed) -> HTMLResponse:
     cid = present.cluster_id(item)
     live = who.found.neardup.cluster(cid) if cid else None
     earlier_id = present.earlier_post(record)
-    earlier = await who.call(who.console.reads.post_text, earlier_id) if earlier_id else None
+    stored = await who.call(who.console.reads.post_text, earlier_id) if earlier_id else None
+    earlier = present.earlier_text(record, stored)
     compared = present.differences(earlier, item.text or "") if earlier is not None else None
     rumor_id = present.banked_rumor(record, item.evidence)
     rumor = None

@@ -88,7 +88,7 @@ def reason_rows(
                 evidence={
                     k: v
                     for k, v in (reason.get("evidence") or {}).items()
-                    if k not in ("spans", "articles", "summary")
+                    if k not in ("spans", "articles", "summary", "earlier_text")
                 },
             )
         )
@@ -142,6 +142,19 @@ def earlier_post(record: dict[str, Any]) -> str | None:
     """The post a fake-originality reason names as the earlier one."""
     for reason in record.get("reasons", []):
         found = (reason.get("evidence") or {}).get("earlier_post")
+        if found:
+            return str(found)
+    return None
+
+
+def earlier_text(record: dict[str, Any], stored: str | None) -> str | None:
+    """The earlier post's text to set beside its copy: as stored with a review item, else the
+    excerpt the near-duplicate window kept of it and the fake-originality reason carries (the
+    window keeps text only while the post is in it, for this view)."""
+    if stored is not None:
+        return stored
+    for reason in record.get("reasons", []):
+        found = (reason.get("evidence") or {}).get("earlier_text")
         if found:
             return str(found)
     return None

@@ -27,12 +27,13 @@ against what is live but not kept.
 band's bytes to a Python ``set`` of keys: 32 sets per indexed post, 11.5 KB a post, and two
 thirds of the time the whole near-duplicate step took per post went into filling them
 (measured on the Weibo16 reposts, ``eval.neardup``). A bucket here holds one dict for all its
-bands, from band key to the slot of its one post (an ``int`` shared by the post's 32 entries), or
-to a list of slots once a second post has the key; the signatures in one growing ``uint32``
-array; the posts' ids, accounts, times and clusters in lists by slot. A new post's 32 keys are
-added in one ``dict.update``; a query is one ``isdisjoint`` per live bucket when nothing matches
-(most posts), else a few set unions and one vectorised comparison. The MinHash itself is still
-datasketch's (a test holds the signatures equal), and so are ``(b, r)``.
+bands, from band key to the slot of its one post (an ``int`` shared by the post's 32 entries),
+or to a list of slots once a second post has the key; the signatures in one growing ``uint32``
+array; the posts' ids, accounts, times, clusters and text excerpts in lists by slot. A new
+post's 32 keys are added in one ``dict.update``; a query is one ``isdisjoint`` per live bucket
+when nothing matches (most posts), else a few set unions and one vectorised comparison. The
+MinHash itself is still datasketch's (a test holds the signatures equal), and so are
+``(b, r)``; the confirmed-rumour bank, small and without a window, keeps ``MinHashLSH``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from datasketch import MinHashLSH
 
 from service.neardup.fingerprint import Fingerprinter, Signature, similarity
 
-INDEX_FORMAT = "bands-2"
+INDEX_FORMAT = "bands-2-excerpts"
 """Names the layout below: a snapshot of another layout is not read (its band keys differ)."""
 
 Keys = list[int]
@@ -81,6 +82,9 @@ class Entry:
     created_at: float
     cluster_id: str
     signature: Signature
+    excerpt: str = ""
+    """The beginning of the post's text (``neardup_excerpt_chars``), kept only while the post is
+    in the window: the earlier text a fake-originality finding shows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +96,16 @@ class Match:
 class _Bucket:
     """The posts of one time bucket, by slot (see the module's docstring)."""
 
-    __slots__ = ("accounts", "clusters", "post_ids", "signatures", "slots", "table", "times")
+    __slots__ = (
+        "accounts",
+        "clusters",
+        "excerpts",
+        "post_ids",
+        "signatures",
+        "slots",
+        "table",
+        "times",
+    )
 
     def __init__(self, num_perm: int) -> None:
         self.table: dict[int, int | list[int]] = {}
@@ -102,6 +115,7 @@ class _Bucket:
         self.accounts: list[str | None] = []
         self.times: list[float] = []
         self.clusters: list[str] = []
+        self.excerpts: list[str] = []
 
     def __len__(self) -> int:
         return len(self.post_ids)
@@ -113,6 +127,7 @@ class _Bucket:
             self.times[slot],
             self.clusters[slot],
             self.signatures[slot].copy(),
+            self.excerpts[slot],
         )
 
     def add(self, entry: Entry, keys: Keys, fresh: bool) -> None:
@@ -128,6 +143,7 @@ class _Bucket:
         self.accounts.append(entry.account_id)
         self.times.append(entry.created_at)
         self.clusters.append(entry.cluster_id)
+        self.excerpts.append(entry.excerpt)
         table = self.table
         if fresh or table.keys().isdisjoint(keys):
             # a post sharing no band with this bucket (most posts): one C-level update

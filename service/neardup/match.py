@@ -17,7 +17,9 @@ Then the scores:
   ``originality_claim`` head at or above the policy's threshold) and gives no attribution
   (``source``, or 转自 / 来源 / via @ ... in the text), the similarity of the earliest verified
   near-copy posted before it by another account; 0 otherwise. A producer's copy of its own
-  earlier post is not fake originality, nor is a post whose account is unknown.
+  earlier post is not fake originality, nor is a post whose account is unknown. The evidence
+  carries the earlier post's text as the window keeps it (its first ``excerpt_chars``
+  characters).
 - ``rumor`` is raised to the similarity of a matched confirmed rumour.
 
 Times: ``created_at``, or the arrival time when it is missing or more than ``max_future_s`` ahead
@@ -140,6 +142,7 @@ class NearDuplicates:
         retry_s: float = 5.0,
         clock: Callable[[], float] = time.time,
         replay: bool = False,
+        excerpt_chars: int = 500,
     ) -> None:
         rules = policy.near_duplicates
         self.fingerprinter = fingerprinter
@@ -157,6 +160,8 @@ class NearDuplicates:
         self._gap_posts = 0
         self.bank = RumorBank(fingerprinter, threshold)
         self.max_future_s = max_future_s
+        self.excerpt_chars = excerpt_chars
+        """Characters of each indexed post's text kept with it in the window."""
         self.clock = clock
         self.replay = replay
         """Undated posts take the window's newest ``created_at`` (0 before any), not the clock."""
@@ -191,6 +196,7 @@ class NearDuplicates:
             shared=shared,
             retry_s=settings.neardup_redis_retry_s,
             replay=settings.neardup_replay,
+            excerpt_chars=settings.neardup_excerpt_chars,
         )
 
     @property
@@ -364,15 +370,16 @@ class NearDuplicates:
         if post.account_id is None:
             warnings.append(NO_ACCOUNT)
         member = Member(post.id, post.account_id, at)
+        excerpt = post.text[: self.excerpt_chars]
         store = self.store
         try:
-            matches, added = self._match(store, member, signature, keys)
+            matches, added = self._match(store, member, signature, keys, excerpt)
             if store is self.shared:
                 self._available()
         except StoreUnavailableError as exc:
             self._unavailable(str(exc))
             store = self.local
-            matches, added = self._match(store, member, signature, keys)
+            matches, added = self._match(store, member, signature, keys, excerpt)
         degraded = store is not self.shared and self.shared is not None
         if degraded:
             self._gap_posts += 1
@@ -398,11 +405,12 @@ class NearDuplicates:
 
     @staticmethod
     def _match(
-        store: Store, member: Member, signature: Signature, keys: Keys
+        store: Store, member: Member, signature: Signature, keys: Keys, excerpt: str
     ) -> tuple[list[Match], Added]:
         matches = store.match(signature, keys, member.created_at, member.post_id)
         crowded = sum(m.similarity >= SATURATED for m in matches) >= CROWD
-        return matches, store.add(member, signature, keys, _target(matches), not crowded)
+        target = _target(matches)
+        return matches, store.add(member, signature, keys, target, not crowded, excerpt)
 
     def _coordination(self, finding: Finding, cluster: ClusterState) -> None:
         k = self.rules.batch_accounts
@@ -446,3 +454,7 @@ class NearDuplicates:
             if post.declared_original
             else f"originality_claim {claim:.2f}",
         }
+        if source.entry.excerpt:
+            # the window's copy of the earlier text: the console shows it beside this post's
+            # when the earlier post itself was never stored
+            finding.evidence["fake_originality"]["earlier_text"] = source.entry.excerpt

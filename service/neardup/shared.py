@@ -5,7 +5,7 @@ Layout (``P`` is the key prefix, ``n`` a time bucket of ``bucket_s`` seconds, ``
 - ``P:b:n:i`` hash: band key (the band's 60-bit integer,
   :meth:`~service.neardup.index.WindowIndex.batch_keys`) to the ids of the bucket's posts with
   that band, NUL-separated;
-- ``P:e:n`` hash: post id to its entry (account, cluster, time, signature);
+- ``P:e:n`` hash: post id to its entry (account, cluster, time, text excerpt, signature);
 - ``P:w:<post>``: the post's cluster and bucket (idempotency, banking by post id);
 - ``P:c:<cluster>`` hash (size, first and last time, earliest post, batch time) with ``:m``
   (first members, a list), ``:a`` (accounts, a set) and ``:r`` (accounts by newest post time
@@ -162,19 +162,23 @@ def _text(value: bytes | str | int) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _pack(member: Member, cid: str, signature: Signature) -> bytes:
-    head = f"{member.account_id or ''}\0{cid}\0{member.created_at!r}\0".encode()
-    return head + signature.tobytes()
+def _pack(member: Member, cid: str, signature: Signature, excerpt: str) -> bytes:
+    text = excerpt.encode()
+    head = f"{member.account_id or ''}\0{cid}\0{member.created_at!r}\0{len(text)}\0".encode()
+    return head + text + signature.tobytes()
 
 
 def _unpack(post_id: str, packed: bytes) -> Entry:
-    account, cid, at, signature = packed.split(b"\0", 3)
+    # the excerpt may hold any byte: its length says where the signature starts
+    account, cid, at, length, rest = packed.split(b"\0", 4)
+    cut = int(length)
     return Entry(
         post_id,
         account.decode() or None,
         float(at),
         cid.decode(),
-        np.frombuffer(signature, dtype=np.uint32),
+        np.frombuffer(rest[cut:], dtype=np.uint32),
+        rest[:cut].decode(),
     )
 
 
@@ -247,6 +251,7 @@ class RedisStore:
         keys: Keys,
         target: Entry | None,
         index: bool,
+        excerpt: str = "",
     ) -> Added:
         new = cluster_id(member.post_id)
         cid = target.cluster_id if target else new
@@ -264,7 +269,7 @@ class RedisStore:
                 repr(target.created_at) if target else "",
                 self._bucket(member.created_at),
                 "1" if index else "0",
-                _pack(member, cid, signature),
+                _pack(member, cid, signature, excerpt),
                 self.k,
                 self.t,
                 self.max_members,

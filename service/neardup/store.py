@@ -56,11 +56,13 @@ class Store(Protocol):
         keys: Keys,
         target: Entry | None,
         index: bool,
+        excerpt: str = "",
     ) -> Added:
         """Put the post in the cluster of ``target`` (a copy it matched; a cluster is made for
         the two when ``target`` was alone) and, when ``index``, in the window. A post with no
         target stays alone: no cluster object until a later post matches it. A post id seen
-        before is not added again and gets its cluster as it is now."""
+        before is not added again and gets its cluster as it is now. ``excerpt``: the beginning of
+        its text, kept with it in the window."""
 
     def get(self, post_id: str) -> Entry | None: ...
 
@@ -124,6 +126,7 @@ class LocalStore:
         keys: Keys,
         target: Entry | None,
         index: bool,
+        excerpt: str = "",
     ) -> Added:
         known = self.index.get(member.post_id)
         batches = self.book.account_batches(member.account_id, member.created_at)
@@ -138,7 +141,7 @@ class LocalStore:
             cluster = self.book.add(member, target.cluster_id, seed(target))
             cid = cluster.id
             batches = self.book.account_batches(member.account_id, member.created_at)
-        entry = Entry(member.post_id, member.account_id, member.created_at, cid, signature)
+        entry = Entry(member.post_id, member.account_id, member.created_at, cid, signature, excerpt)
         kept = not index or self.index.insert(entry, keys)
         found = self.book.get(cid)
         return Added(alone(member, batches, cid) if found is None else state(found, batches), kept)
