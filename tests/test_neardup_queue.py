@@ -48,13 +48,13 @@ def test_a_coordinated_batch_is_one_review_item_listing_its_members(service: Api
     (item,) = items(service, "cluster")
     evidence = item["evidence"]
     assert isinstance(evidence, dict)
-    # queued after the answer to the post that completed the batch: the members the window
-    # held then, the earliest first (later posts may have joined before the queueing ran)
+    # queued with the post that completed the batch, and kept current by each later member:
+    # every member, the earliest first, and the batch's size as its reach
     members = [m["post_id"] for m in evidence["members"]]
-    assert K <= len(members) <= K + 3
-    assert members == [f"c{i}" for i in range(len(members))]
+    assert members == [f"c{i}" for i in range(K + 3)]
     accounts = {m["account_id"] for m in evidence["members"]}
-    assert accounts == {f"a{i}" for i in range(len(members))}
+    assert accounts == {f"a{i}" for i in range(K + 3)}
+    assert item["reach"] == K + 3 and evidence["cluster"]["size"] == K + 3
     assert item["head"] == "coordination" and evidence["cluster"]["batch"] is True
     assert item["account_id"] == "a0"
 

@@ -430,6 +430,39 @@ def test_other_sources_queue_one_item_per_open_cluster_or_match(
     assert verify(repo) == []
 
 
+def test_a_cluster_item_grows_with_its_batch_and_never_shrinks(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    members = [{"post_id": f"g{n}", "account_id": f"acc{n}"} for n in range(8)]
+
+    def queue(size: int) -> int:
+        return repo.enqueue(
+            policy,
+            kind="cluster",
+            merge_key="cluster:grows",
+            head="coordination",
+            severity="review",
+            reach=size,
+            evidence={"cluster": {"size": size}, "members": members[:size]},
+            account_id="acc0",
+        ).id
+
+    first = queue(5)
+    at = datetime.now(UTC) + timedelta(hours=1)  # one moment: age adds nothing between the two
+    before = repo.get_item(policy, first, now=at)
+    assert queue(8) == first  # later members of the batch: the same item, now listing them
+    grown = repo.get_item(policy, first, now=at)
+    assert grown.reach == 8 and grown.evidence == {"cluster": {"size": 8}, "members": members}
+    assert grown.priority > before.priority
+    assert queue(8) == queue(6) == first  # again, or an older state arriving late: no change
+    assert repo.get_item(policy, first).evidence == grown.evidence
+    kinds = [e.kind for e in repo.audit_entries()]
+    assert kinds.count("review.enqueued") == 1 and kinds.count("review.grown") == 1
+    made = repo.decide(policy, first, "r1", "confirm", "coordination", "art18.4")
+    assert sorted(c.account_id for c in made.credits) == sorted(m["account_id"] for m in members)
+    assert verify(repo) == []
+
+
 def test_a_spooled_record_keeps_its_text_for_the_review_item(
     repo: SqlRepository, policy: Policy, tmp_path: Path
 ) -> None:

@@ -3,9 +3,10 @@ one item listing its members, and each match of the confirmed-rumour bank as an 
 
 Both are derived from score records, so the publish path and ``qinglang rescore --enqueue`` queue
 the same items: a record flagged for coordination in a coordinated batch gives the cluster's
-item (merge key ``cluster:ID``: the queue keeps one open item per key, so the batch's later posts
-find it open and add nothing), a record whose rumour reason cites a bank entry gives the match's
-item (merge key ``bank:ENTRY:post:ID``).
+item (merge key ``cluster:ID``: the queue keeps one open item per key; each later post of the
+batch finds it open and, the cluster having grown, brings it up to date: size as reach, the
+members the window holds, bounded as the cluster keeps them), a record whose rumour reason
+cites a bank entry gives the match's item (merge key ``bank:ENTRY:post:ID``).
 """
 
 from __future__ import annotations

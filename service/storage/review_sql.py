@@ -421,15 +421,27 @@ class ReviewSql:
     ) -> views.Item:
         """Queue an item from another source (a flagged cluster, a confirmed-rumour bank
         match), once while it is open: ``merge_key`` names what it is about (the cluster, the
-        post and the bank entry), and the same key again returns the open item."""
+        post and the bank entry), and the same key again returns the open item. A request with
+        a greater ``reach`` than the open item's (a coordinated batch that gained members since
+        it was queued: reach is its size, which only grows) replaces the item's reach and
+        evidence (its members) and re-ranks it; the same request again, or an older one that
+        arrives late, changes nothing."""
 
         def run(tx: Tx) -> views.Item:
             open_item = tx.session.scalar(
-                select(ReviewItem).where(
-                    ReviewItem.merge_key == merge_key, ReviewItem.status.in_(OPEN_STATUSES)
-                )
+                select(ReviewItem)
+                .where(ReviewItem.merge_key == merge_key, ReviewItem.status.in_(OPEN_STATUSES))
+                .with_for_update()
             )
             if open_item is not None:
+                if reach > open_item.reach:
+                    open_item.reach, open_item.evidence = reach, evidence
+                    open_item.urgency = urgency_of(policy, open_item)
+                    tx.record(
+                        "review.grown",
+                        f"item:{open_item.id}",
+                        {"merge_key": merge_key, "reach": reach},
+                    )
                 return item_view(policy, open_item, None, tx.now)
             item = new_item(
                 tx,
