@@ -157,7 +157,10 @@ class Fingerprinter:
         if canon in DEFAULT_REPOSTS or len(canon) - self.k + 1 < self.min_shingles:
             return True
         # n distinct characters make at least n - k + 1 distinct shingles: most texts are
-        # settled by this bound without building their shingles
+        # settled by this bound on their first characters, without building their shingles
+        head = self.min_shingles + self.k - 1
+        if len(set(canon[:head])) - self.k + 1 >= self.min_shingles:
+            return False
         if len(set(canon)) - self.k + 1 >= self.min_shingles:
             return False
         return len(set(self.shingles(canon))) < self.min_shingles
@@ -180,7 +183,8 @@ class Fingerprinter:
                 rows += counts[stop]
                 stop += 1
             flat = _fmix32(_shingle_hashes(canons[start:stop], self.k).astype(np.uint32))
-            permuted = flat[:, None] * self._a[None, :] + self._b[None, :]
+            permuted = np.multiply.outer(flat, self._a)
+            permuted += self._b
             offsets = np.cumsum([0, *counts[start : stop - 1]])
             out[start:stop] = np.minimum.reduceat(permuted, offsets, axis=0)
             start = stop
@@ -193,5 +197,6 @@ class Fingerprinter:
 
 def similarity(signature: Signature, others: Signature) -> npt.NDArray[np.float64]:
     """Estimated Jaccard similarity of one signature to each row of ``others``."""
-    result: npt.NDArray[np.float64] = (others == signature[None, :]).mean(axis=1)
+    equal = np.count_nonzero(others == signature[None, :], axis=1)
+    result: npt.NDArray[np.float64] = equal / signature.shape[0]
     return result
