@@ -82,3 +82,18 @@ def test_many_copies_share_band_keys_and_are_all_found_most_similar_first() -> N
     entry = index.get("p3")
     assert entry is not None and entry.created_at == 180.0 and entry.cluster_id == "c3"
     assert np.array_equal(entry.signature, sigs[3])
+
+
+def test_a_band_two_buckets_share_stays_findable_when_one_of_them_leaves() -> None:
+    fp, index = make()
+    (sig,) = fp.signatures([BASE])
+    index.advance(0.0)
+    put(index, sig, "old", 0.0)
+    put(index, sig, "newer", 20 * HOUR)
+    put(index, sig, "newest", 30 * HOUR)
+    index.advance(84 * HOUR)  # the bucket of "old" leaves; its keys are the others' too
+    assert {m.entry.post_id for m in index.query(sig, index.keys(sig))} == {"newer", "newest"}
+    index.advance(96 * HOUR)  # and the bucket of "newer": "newest" holds them alone
+    assert [m.entry.post_id for m in index.query(sig, index.keys(sig))] == ["newest"]
+    index.advance(108 * HOUR)
+    assert index.query(sig, index.keys(sig)) == [] and len(index) == 0

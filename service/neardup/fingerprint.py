@@ -23,8 +23,8 @@ with 128 permutations).
 :meth:`Fingerprinter.signatures` computes exactly what ``datasketch.MinHash(num_perm, seed,
 hashfunc=shingle_hash)`` updated shingle by shingle would (a test holds it to that), but for a
 whole batch of texts in a few numpy operations: the shingles of all the texts hashed in one pass
-over their concatenation, one matrix of every shingle of every text by every permutation, then
-``np.minimum.reduceat`` over each text's rows. No Python loop runs over permutations or
+over their concatenation, one matrix of every permutation by every shingle of every text, then
+``np.minimum.reduceat`` over each text's columns. No Python loop runs over permutations or
 shingles.
 """
 
@@ -183,10 +183,12 @@ class Fingerprinter:
                 rows += counts[stop]
                 stop += 1
             flat = _fmix32(_shingle_hashes(canons[start:stop], self.k).astype(np.uint32))
-            permuted = np.multiply.outer(flat, self._a)
-            permuted += self._b
+            # permutations by shingles: each text's shingles are a contiguous run of a row,
+            # which reduceat takes four times as fast as runs of rows
+            permuted = np.multiply.outer(self._a, flat)
+            permuted += self._b[:, None]
             offsets = np.cumsum([0, *counts[start : stop - 1]])
-            out[start:stop] = np.minimum.reduceat(permuted, offsets, axis=0)
+            out[start:stop] = np.minimum.reduceat(permuted, offsets, axis=1).T
             start = stop
         return out
 

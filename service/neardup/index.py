@@ -48,7 +48,7 @@ from datasketch import MinHashLSH
 
 from service.neardup.fingerprint import Fingerprinter, Signature, similarity
 
-INDEX_FORMAT = "bands-2-excerpts"
+INDEX_FORMAT = "bands-4"
 """Names the layout below: a snapshot of another layout is not read (its band keys differ)."""
 
 Keys = list[int]
@@ -59,6 +59,9 @@ _KEY_BITS = 60
 
 _GROW = 8
 """Slots a new bucket starts with; its arrays double as it fills."""
+
+_SLOTS = 1 << 32
+"""Slots a bucket may hold: a post's place is ``bucket * _SLOTS + slot``."""
 
 
 @lru_cache(maxsize=8)
@@ -102,7 +105,6 @@ class _Bucket:
         "excerpts",
         "post_ids",
         "signatures",
-        "slots",
         "table",
         "times",
     )
@@ -110,7 +112,6 @@ class _Bucket:
     def __init__(self, num_perm: int) -> None:
         self.table: dict[int, int | list[int]] = {}
         self.signatures = np.empty((_GROW, num_perm), dtype=np.uint32)
-        self.slots: dict[str, int] = {}
         self.post_ids: list[str] = []
         self.accounts: list[str | None] = []
         self.times: list[float] = []
@@ -130,15 +131,15 @@ class _Bucket:
             self.excerpts[slot],
         )
 
-    def add(self, entry: Entry, keys: Keys, fresh: bool) -> None:
-        """Keep ``entry`` in the next slot; ``fresh``: none of ``keys`` is in the table yet."""
+    def add(self, entry: Entry, keys: Keys, fresh: bool) -> int:
+        """Keep ``entry`` in the next slot, and return it; ``fresh``: none of ``keys`` is in the
+        table yet."""
         slot = len(self.post_ids)
         if slot == len(self.signatures):
             grown = np.empty((2 * slot, self.signatures.shape[1]), dtype=np.uint32)
             grown[:slot] = self.signatures
             self.signatures = grown
         self.signatures[slot] = entry.signature
-        self.slots[entry.post_id] = slot
         self.post_ids.append(entry.post_id)
         self.accounts.append(entry.account_id)
         self.times.append(entry.created_at)
@@ -148,7 +149,7 @@ class _Bucket:
         if fresh or table.keys().isdisjoint(keys):
             # a post sharing no band with this bucket (most posts): one C-level update
             table.update(zip(keys, repeat(slot)))
-            return
+            return slot
         for key in keys:
             held = table.get(key)
             if held is None:
@@ -157,6 +158,7 @@ class _Bucket:
                 table[key] = [held, slot]
             else:
                 held.append(slot)
+        return slot
 
     def candidates(self, keys: Keys) -> set[int]:
         """The slots that share a band with ``keys``."""
@@ -191,18 +193,27 @@ class WindowIndex:
         self.bucket_s = bucket_s
         self.clock = float("-inf")
         self._buckets: dict[int, _Bucket] = {}
+        self._where: dict[str, int] = {}
+        """Each indexed post's bucket and slot, as ``bucket * 2^32 + slot``."""
         self._expires_at = float("inf")
         """The clock at which the oldest live bucket leaves: ``advance`` looks no further
         before it."""
-        self._disjoint: tuple[Keys, list[int]] | None = None
-        """The last query's keys and the buckets that had none of them, until the next insert."""
+        self._disjoint: tuple[Keys, set[int] | None] | None = None
+        """The last query's keys and the buckets that had none of them (None: no bucket had
+        any), until the next insert."""
+        self._keys: set[int] = set()
+        """Every band key of every live bucket: one look-up settles a post that shares no band
+        with any live post (most posts), where the buckets would take one each."""
+        self._shared: set[int] = set()
+        """Keys that went into the window while already in it: every key that more than one
+        live bucket holds is here, so that a bucket leaving keeps those in ``_keys``."""
         b, r = lsh_params(threshold, fingerprinter.num_perm)
         self.bands: list[tuple[int, int]] = [(i * r, (i + 1) * r) for i in range(b)]
         salts = np.arange(1, b + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
         self._salts = salts.reshape(1, b)
 
     def __len__(self) -> int:
-        return sum(len(bucket) for bucket in self._buckets.values())
+        return len(self._where)
 
     @property
     def horizon(self) -> float:
@@ -223,9 +234,24 @@ class WindowIndex:
         horizon = self.horizon
         gone: list[str] = []
         for number in [n for n in self._buckets if (n + 1) * self.bucket_s <= horizon]:
-            gone += self._buckets.pop(number).clusters
+            bucket = self._buckets.pop(number)
+            for post_id in bucket.post_ids:
+                del self._where[post_id]
+            gone += bucket.clusters
+            self._forget(bucket)
         self._expires_at = self._expiry()
         return gone
+
+    def _forget(self, bucket: _Bucket) -> None:
+        """Take a leaving bucket's keys out of ``_keys`` (one C-level pass), bar those another
+        live bucket holds too (all among ``_shared``)."""
+        self._keys.difference_update(bucket.table)
+        for key in bucket.table.keys() & self._shared:
+            holders = sum(key in other.table for other in self._buckets.values())
+            if holders:
+                self._keys.add(key)
+            if holders < 2:
+                self._shared.discard(key)
 
     def _expiry(self) -> float:
         if not self._buckets:
@@ -233,11 +259,11 @@ class WindowIndex:
         return (min(self._buckets) + 1) * self.bucket_s + self.window_s
 
     def get(self, post_id: str) -> Entry | None:
-        for bucket in self._buckets.values():
-            slot = bucket.slots.get(post_id)
-            if slot is not None:
-                return bucket.entry(slot)
-        return None
+        code = self._where.get(post_id)
+        if code is None:
+            return None
+        number, slot = divmod(code, _SLOTS)
+        return self._buckets[number].entry(slot)
 
     def entries(self) -> Iterator[Entry]:
         for bucket in self._buckets.values():
@@ -267,15 +293,20 @@ class WindowIndex:
 
     def query(self, signature: Signature, keys: Keys, exclude: str | None = None) -> list[Match]:
         """Verified near-copies among live posts, most similar first."""
+        if self._keys.isdisjoint(keys):
+            self._disjoint = (keys, None)
+            return []
         matches: list[Match] = []
-        disjoint: list[int] = []
+        disjoint: set[int] = set()
         for number, bucket in self._buckets.items():
             if bucket.table.keys().isdisjoint(keys):
-                disjoint.append(number)
+                disjoint.add(number)
                 continue
             slots = bucket.candidates(keys)
-            if exclude is not None:
-                slots.discard(bucket.slots.get(exclude, -1))
+            if exclude is not None and exclude in self._where:
+                held, slot = divmod(self._where[exclude], _SLOTS)
+                if held == number:
+                    slots.discard(slot)
             if not slots:
                 continue
             found = list(slots)
@@ -300,11 +331,19 @@ class WindowIndex:
         if bucket is None:
             bucket = self._buckets[number] = _Bucket(self.fingerprinter.num_perm)
             self._expires_at = self._expiry()
-        # the query of these very keys just found the bucket without them: no need to look again
+        # the query of these very keys just found the window, or this bucket, without them: no
+        # need to look again
         last, self._disjoint = self._disjoint, None
-        bucket.add(entry, keys, fresh=last is not None and last[0] is keys and number in last[1])
+        nowhere = fresh = False
+        if last is not None and last[0] is keys:
+            nowhere = last[1] is None
+            fresh = last[1] is None or number in last[1]
+        if not nowhere:
+            self._shared.update(key for key in keys if key in self._keys)
+        self._keys.update(keys)
+        self._where[entry.post_id] = number * _SLOTS + bucket.add(entry, keys, fresh)
         return True
 
     def holds(self, post_id: str) -> bool:
         """Whether ``post_id`` is indexed (:meth:`get` without building its entry)."""
-        return any(post_id in bucket.slots for bucket in self._buckets.values())
+        return post_id in self._where
