@@ -30,8 +30,11 @@ thirds of the time the whole near-duplicate step took per post went into filling
 bands, from band key to the slot of its one post (an ``int`` shared by the post's 32 entries),
 or to a list of slots once a second post has the key; the signatures in one growing ``uint32``
 array; the posts' ids, accounts, times, clusters and text excerpts in lists by slot. A new
-post's 32 keys are added in one ``dict.update``; a query is one ``isdisjoint`` per live bucket
-when nothing matches (most posts), else a few set unions and one vectorised comparison. The
+post's 32 keys are added in one ``dict.update``. One ``set`` holds every live key: a post with
+no copy (most posts) is settled by one ``isdisjoint`` on it, else each bucket is looked at (a
+few set unions and one vectorised comparison). A leaving bucket's keys leave that set in one
+``difference_update``, bar the few that another live bucket holds too (kept track of when a
+post brings a key the window already has). The
 MinHash itself is still datasketch's (a test holds the signatures equal), and so are
 ``(b, r)``; the confirmed-rumour bank, small and without a window, keeps ``MinHashLSH``.
 """
