@@ -16,6 +16,7 @@ from servicekit import Proxy
 
 from service.neardup import NearDuplicates
 from service.neardup.match import CROWD, UNSHARED
+from service.neardup.shared import LAYOUT
 from service.policy import load_policy
 from service.record import Post
 from service.settings import Settings
@@ -131,7 +132,7 @@ def test_a_flood_grows_the_cluster_not_the_index(prefix: str) -> None:
     found = near.observe(flood, [0.0] * len(flood))
     assert found[-1].cluster is not None and found[-1].cluster.size == len(flood)
     client = redis.Redis.from_url(REDIS)
-    indexed = sum(client.hlen(k) for k in client.scan_iter(f"{prefix}:e:*"))
+    indexed = sum(client.hlen(k) for k in client.scan_iter(f"{prefix}:{LAYOUT}:e:*"))
     assert indexed == CROWD
 
 

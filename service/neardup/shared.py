@@ -1,6 +1,7 @@
 """The window and the clusters in Redis, shared by every server process and replica.
 
-Layout (``P`` is the key prefix, ``n`` a time bucket of ``bucket_s`` seconds, ``i`` a band):
+Layout (``P`` is the key prefix and :data:`LAYOUT`, ``n`` a time bucket of ``bucket_s`` seconds,
+``i`` a band):
 
 - ``P:b:n:i`` hash: band key (the band's 60-bit integer,
   :meth:`~service.neardup.index.WindowIndex.batch_keys`) to the ids of the bucket's posts with
@@ -158,6 +159,11 @@ return {cid, kept, batches, h[1], h[2], h[3], h[4], h[5], h[6], h[7] or '', h[8]
 """
 
 
+LAYOUT = "v2"
+"""Written after the key prefix: keys of an earlier layout (band keys as the bands' bytes,
+entries without the text excerpt) are not read, and expire within a window."""
+
+
 def _text(value: bytes | str | int) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -207,7 +213,7 @@ class RedisStore:
         max_accounts: int = 10_000,
         max_flagged: int = 1000,
     ) -> None:
-        self.client, self.prefix = client, prefix
+        self.client, self.prefix = client, f"{prefix}:{LAYOUT}"
         self.threshold, self.window_s, self.bucket_s = threshold, window_s, bucket_s
         self.k, self.t = batch_accounts, batch_s
         self.max_members, self.max_accounts, self.max_flagged = (
