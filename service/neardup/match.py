@@ -100,11 +100,11 @@ def _target(matches: list[Match]) -> Entry | None:
     """The copy whose cluster a post joins: of the cluster its copies' similarities add up most
     for (most often the most similar copy's), so that variants of one template gather in one
     cluster; its earliest copy there."""
+    if not matches:
+        return None
     weight: dict[str, float] = {}
     for m in matches:
         weight[m.entry.cluster_id] = weight.get(m.entry.cluster_id, 0.0) + m.similarity
-    if not weight:
-        return None
     best = max(weight, key=weight.__getitem__)
     return min((m.entry for m in matches if m.entry.cluster_id == best), key=lambda e: e.created_at)
 
@@ -408,7 +408,7 @@ class NearDuplicates:
         store: Store, member: Member, signature: Signature, keys: Keys, excerpt: str
     ) -> tuple[list[Match], Added]:
         matches = store.match(signature, keys, member.created_at, member.post_id)
-        crowded = sum(m.similarity >= SATURATED for m in matches) >= CROWD
+        crowded = len(matches) >= CROWD and sum(m.similarity >= SATURATED for m in matches) >= CROWD
         target = _target(matches)
         return matches, store.add(member, signature, keys, target, not crowded, excerpt)
 
