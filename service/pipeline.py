@@ -63,11 +63,18 @@ class Prepared:
 
 class Pipeline:
     def __init__(
-        self, classifier: Classifier, policy: Policy, neardup: NearDuplicates | None = None
+        self,
+        classifier: Classifier,
+        policy: Policy,
+        neardup: NearDuplicates | None = None,
+        explainer: Classifier | None = None,
     ) -> None:
         self.classifier = classifier
         self.policy = policy
         self.neardup = neardup or NearDuplicates.from_settings(Settings(), policy)
+        self.explainer = explainer or classifier
+        """The model :meth:`explain` runs: the service gives it a session of its own, so that
+        spans found after the answer never take the scoring session's threads."""
 
     @classmethod
     def load(cls, settings: Settings) -> Pipeline:
@@ -76,6 +83,8 @@ class Pipeline:
             Classifier(settings.model_dir, settings.intra_op_threads, settings.batch_size),
             policy,
             NearDuplicates.from_settings(settings, policy),
+            # its session opens on first use: a run that never explains after the fact pays nothing
+            Classifier(settings.model_dir, settings.evidence_threads, settings.batch_size),
         )
 
     @property
@@ -157,7 +166,7 @@ class Pipeline:
         for i, (post, record) in enumerate(zip(posts, records, strict=True)):
             if record.evidence_pending:
                 heads = [CLASSIFIER_RISKS[r] for r in CLASSIFIER_RISKS if record.flags[r]]
-                found = spans(self.classifier, normalise(post.text), post.text, heads)
+                found = spans(self.explainer, normalise(post.text), post.text, heads)
                 out[i] = self._with_spans(record, found)
         return out
 

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     """Thresholds, reason codes and actions; versioned, readable by trust and legal teams."""
     intra_op_threads: int = 1
     """ONNX Runtime threads per session: one, so that every core serves its own batch."""
+    evidence_threads: int = Field(default=1, ge=1)
+    """ONNX Runtime threads of the session that finds evidence spans after the answer. One: it
+    then runs on the calling thread, which the service runs at idle priority, so spans use only
+    CPU time that scoring leaves."""
     batch_size: int = 64
     """Posts per model call in batch scoring (posts are sorted by length within a chunk)."""
 
