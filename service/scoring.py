@@ -111,28 +111,39 @@ class StorageHealth:
 
 
 class FirstRecords:
-    """The first record of each (post id, model version), most recently used kept."""
+    """The first record of each (post id, model version), most recently used kept.
+
+    Records are kept as their JSON text: a hundred thousand records as objects are millions of
+    objects for the garbage collector to walk (a full collection then paused the server for
+    most of a second), as strings none.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._records: OrderedDict[tuple[str, str], ScoreRecord] = OrderedDict()
+        self._records: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     def get(self, post_id: str, model_version: str) -> ScoreRecord | None:
         key = (post_id, model_version)
-        record = self._records.get(key)
-        if record is not None:
-            self._records.move_to_end(key)
-        return record
+        kept = self._records.get(key)
+        if kept is None:
+            return None
+        self._records.move_to_end(key)
+        return ScoreRecord.model_validate_json(kept)
 
     def keep(self, record: ScoreRecord) -> ScoreRecord:
-        """Keep ``record`` unless one is kept for its post already; return the kept one."""
-        kept = self._records.setdefault((record.id, record.model_version), record)
+        """Keep ``record`` unless one is kept for its post already; return the kept one
+        (``record`` itself when it is the one kept)."""
+        key = (record.id, record.model_version)
+        kept = self._records.get(key)
+        if kept is not None:
+            return ScoreRecord.model_validate_json(kept)
+        self._records[key] = record.model_dump_json()
         while len(self._records) > self.size:
             self._records.popitem(last=False)
-        return kept
+        return record
 
     def replace(self, record: ScoreRecord) -> None:
-        self._records[(record.id, record.model_version)] = record
+        self._records[(record.id, record.model_version)] = record.model_dump_json()
 
 
 class ScoringService:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -86,6 +87,10 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         maintainer = asyncio.create_task(scoring.maintain(settings.storage_retry_s))
         bank = asyncio.create_task(sync_bank(pipeline.neardup, repository, settings))
         keeper = asyncio.create_task(keep_snapshot(pipeline.neardup, snapshot, settings))
+        # what start-up built (model, app, restored window) lives as long as the process: out
+        # of the collector's way, a full collection walks only what serving adds
+        gc.collect()
+        gc.freeze()
         log.info(
             "serving",
             extra={"model_version": pipeline.model_version, "policy": pipeline.policy_version},
