@@ -13,6 +13,14 @@ TEXT: dict[str, tuple[str, str]] = {
     "name": ("用户名", "Name"),
     "password": ("密码", "Password"),
     "bad_sign_in": ("用户名或密码错误", "Wrong name or password"),
+    "too_many": (
+        "登录失败次数过多,请 {minutes} 分钟后再试",
+        "Too many failed sign-ins: try again in {minutes} min",
+    ),
+    "storage_down": (
+        "数据库暂时无法访问,请稍后再试",
+        "The database cannot be reached; try again shortly",
+    ),
     "queue": ("审核队列", "Queue"),
     "appeals": ("申诉", "Appeals"),
     "reports": ("举报", "Reports"),
