@@ -173,6 +173,21 @@ def test_item_page_shows_the_cluster_timeline_with_its_earliest_source(api: Api)
     assert re.search(r'class="earliest">[^<]*src[^<]*<span class="badge">最早来源', timeline)
 
 
+def test_a_coordinated_batch_item_shows_its_members_in_time_order(api: Api) -> None:
+    for i in range(5):
+        post = {"id": f"b{i}", "text": RUMOR + "!" * i, "account_id": f"bot{i}"}
+        assert api.score({**post, "created_at": 1_700_000_000 + 60 * i}).status_code == 200
+    sign_in(api, "li")
+    items = api.services.review.list_items(api.services.scoring.policy).items
+    (batch,) = [i for i in items if i.kind == "cluster"]
+    page = api.client.get(f"/console/items/{batch.id}")
+    assert page.status_code == 200
+    timeline = page.text[page.text.index('class="timeline"') :]
+    posts = re.findall(r"<li[^>]*>([^<]*)", timeline)
+    assert [p.split(" · ")[1] for p in posts] == ["b0", "b1", "b2", "b3", "b4"]
+    assert posts[0].startswith("2023-11-14 22:13") and "最早来源" in timeline
+
+
 def test_a_copy_is_shown_beside_the_earlier_post_and_a_bank_match_with_its_notice(
     api: Api,
 ) -> None:
