@@ -99,6 +99,21 @@ def test_reviewers_cannot_open_admin_pages_and_confirmations_need_a_basis(api: A
     assert dashboard.status_code == 200 and dashboard.text.count("<svg") >= 5
 
 
+def test_key_j_opens_the_next_item_nobody_else_holds(api: Api) -> None:
+    for i in range(3):
+        assert api.score({"id": f"p{i}", "text": RUMOR, "account_id": f"a{i}"}).status_code == 200
+    sign_in(api, "li")
+    first, second, third = re.findall(r'data-item="(\d+)"', api.client.get("/console/queue").text)
+    page = api.client.get(f"/console/items/{first}").text
+    assert f'href="/console/items/{first}/next" data-key="j"' in page
+    assert "尚无信用记录" in page  # the account was never penalised
+    moved = api.client.get(f"/console/items/{first}/next", follow_redirects=False)
+    assert moved.headers["location"] == f"/console/items/{second}"
+    api.services.review.claim(api.services.scoring.policy, int(second), "wang")
+    moved = api.client.get(f"/console/items/{first}/next", follow_redirects=False)
+    assert moved.headers["location"] == f"/console/items/{third}"
+
+
 def test_user_content_is_escaped(api: Api) -> None:
     for i, text in enumerate((SCRIPT_POST, IMG_POST)):
         assert api.score({"id": f"x{i}", "text": text, "account_id": IMG_POST}).status_code == 200

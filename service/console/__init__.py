@@ -355,6 +355,7 @@ async def item_page(item_id: int, who: Signed) -> HTMLResponse:
         compared=compared,
         rumor=rumor,
         account=account,
+        initial_credit=policy.credit.initial,
         categories=RISKS,
         basis=present.basis_of(item, policy),
         decided=item.status in ("confirmed", "dismissed"),
@@ -394,8 +395,16 @@ async def decide(item_id: int, who: Signed, fields: Form) -> Response:
         )
     except REFUSALS as exc:
         return back(here, refusal(exc))
-    # the next item: the highest open one nobody else holds
-    page = await who.call(who.found.review.list_items, policy, status="open", limit=20)
+    return await next_item(item_id, who)
+
+
+@router.get("/items/{item_id}/next")
+async def next_item(item_id: int, who: Signed) -> RedirectResponse:
+    """The next item to work on after ``item_id`` (key ``j``, and after a decision): the
+    highest open one nobody else holds; the queue when there is none."""
+    page = await who.call(
+        who.found.review.list_items, who.found.scoring.policy, status="open", limit=20
+    )
     for item in page.items:
         if item.id != item_id and item.assignee in (None, who.name):
             return back(f"/console/items/{item.id}")
