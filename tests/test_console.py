@@ -169,8 +169,9 @@ def test_overlapping_spans_cut_the_text_into_pieces(pipeline: Pipeline) -> None:
 
 
 def test_plot_labels_are_escaped() -> None:
-    svg = plots.bars(["<script>x</script>"], [[3.0]], "t")
+    svg = plots.bars(["<script>x</script>", "b"], [[3.0], [1.0, 4.0]], "t")
     assert "<script>" not in svg and "&lt;script&gt;" in svg
+    assert re.findall(r'class="total"[^>]*>([^<]*)<', svg) == ["3", "5"]
     assert "stroke-dasharray" in plots.histogram([0.1, 0.9], 0.5, "s")
 
 
