@@ -121,6 +121,13 @@ class Settings(BaseSettings):
     """How long a console sign-in lasts."""
     console_secure_cookie: bool = False
     """Send the session cookie over HTTPS only (set it behind TLS)."""
+    console_sign_in_failures: int = Field(default=5, ge=1)
+    """Failed sign-ins under one user name within ``console_sign_in_window_minutes`` after
+    which further attempts under that name are refused (429) until the oldest leave the window."""
+    console_sign_in_address_failures: int = Field(default=20, ge=1)
+    """The same for one client address (IPv6: one /64), whatever the names: higher, because an
+    office behind one address signs in many people."""
+    console_sign_in_window_minutes: float = Field(default=15.0, gt=0)
     regulation_file: Path = ROOT.parent / "shared" / "regulation" / "provisions-zh.txt"
     """The Provisions' text, whose articles the console shows next to each reason code."""
 
