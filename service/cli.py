@@ -454,13 +454,23 @@ def _create_secret(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from service.settings import get_settings
+
+    settings = get_settings()
+    try:
+        # first: uvicorn and the app import prometheus_client, which reads the folder then
+        _share_metrics(settings.metrics_dir)
+    except OSError as exc:
+        print(
+            f"qinglang serve: error: cannot prepare {settings.metrics_dir}: {exc}", file=sys.stderr
+        )
+        return 2
+
     import uvicorn
 
     from service.logs import config, configure
-    from service.settings import get_settings
     from service.storage import StorageError, upgrade
 
-    settings = get_settings()
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers
@@ -488,6 +498,26 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
     )
     return 0
+
+
+def _share_metrics(directory: Path) -> None:
+    """Have every server process keep its metric values in ``directory``, emptied of an earlier
+    server's, so that ``/metrics`` reports the whole server (service/metrics.py).
+
+    prometheus_client reads the variable when it is imported: in this process when it serves
+    alone, in each worker process (which inherits the environment) otherwise.
+    """
+    import os
+    import shutil
+
+    from service.settings import SHARED_METRICS_VARIABLE
+
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before its folder was set")
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    os.environ[SHARED_METRICS_VARIABLE] = str(directory)
 
 
 def _safe_url(url: str) -> str:

@@ -87,12 +87,21 @@ def _lower_priority() -> None:
 
 class StorageHealth:
     """Whether to try storage now: after a failure, requests leave it alone for ``retry_s``
-    (they spool instead of each waiting out a timeout) until a retry succeeds."""
+    (they spool instead of each waiting out a timeout) until a retry succeeds.
 
-    def __init__(self, retry_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.retry_s, self.clock = retry_s, clock
+    ``report`` is told whether storage is up: at the start (up until a call fails), then at each
+    change."""
+
+    def __init__(
+        self,
+        retry_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        report: Callable[[bool], None] = lambda up: None,
+    ) -> None:
+        self.retry_s, self.clock, self.report = retry_s, clock, report
         self.problem: str | None = None
         self._retry_at = 0.0
+        report(True)
 
     @property
     def usable(self) -> bool:
@@ -101,12 +110,14 @@ class StorageHealth:
     def failed(self, problem: str) -> None:
         if self.problem is None:
             log.warning("storage unavailable, answering degraded", extra={"problem": problem})
+            self.report(False)
         self.problem = problem
         self._retry_at = self.clock() + self.retry_s
 
     def ok(self) -> None:
         if self.problem is not None:
             log.info("storage available again")
+            self.report(True)
         self.problem = None
 
 
@@ -159,14 +170,14 @@ class ScoringService:
         workers: int,
         cache_size: int,
         retry_s: float,
-        metrics_factory: Callable[[ScoringService], Metrics],
+        metrics: Metrics,
     ) -> None:
         self.scorer = scorer
         self.repository = repository
         self.spool = spool
-        self.health = StorageHealth(retry_s)
+        self.metrics = metrics
+        self.health = StorageHealth(retry_s, report=metrics.storage)
         self.first = FirstRecords(cache_size)
-        self.metrics = metrics_factory(self)
         self.levels: Mapping[str, str] = {}
         """Accounts at the levels the policy treats more strictly, refreshed by :meth:`recover`
         (a level change reaches the publish path within ``retry_s``)."""
@@ -176,7 +187,8 @@ class ScoringService:
             max_posts=max_posts,
             max_queue=max_queue,
             workers=workers,
-            on_batch=self.metrics.batches.observe,
+            on_batch=metrics.batches.observe,
+            on_depth=metrics.queue,
         )
         # storage calls block; they get their own threads so they never wait behind the model
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="storage")
@@ -362,3 +374,4 @@ class ScoringService:
         await asyncio.gather(*self._later, return_exceptions=True)
         self._io.shutdown(wait=True)
         self.spool.close()
+        self.metrics.close()

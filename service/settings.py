@@ -20,6 +20,11 @@ from pydantic_settings import (
 
 ROOT = Path(__file__).resolve().parent.parent
 
+SHARED_METRICS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+"""Turns on prometheus_client's multiprocess mode, with the folder where each process writes its
+values; read when prometheus_client is imported. ``qinglang serve`` sets it to
+:attr:`Settings.metrics_dir`."""
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QINGLANG_", extra="forbid")
@@ -45,7 +50,8 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1)
     """Server processes; each loads the model and runs its own inference thread."""
     state_dir: Path = ROOT / "data"
-    """The service's own files: the SQLite database by default, and the spool."""
+    """The service's own files: the SQLite database by default, the spool, the metric values of
+    the server's processes."""
     database_url: str | None = None
     """SQLAlchemy URL (``postgresql+psycopg://...``); default: SQLite in ``state_dir``."""
     db_timeout_s: float = Field(default=1.0, gt=0)
@@ -139,6 +145,12 @@ class Settings(BaseSettings):
     @property
     def spool_dir(self) -> Path:
         return self.state_dir / "spool"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where the server's processes keep their metric values, emptied when ``qinglang
+        serve`` starts (service/metrics.py)."""
+        return self.state_dir / "metrics"
 
     @classmethod
     def settings_customise_sources(

@@ -54,14 +54,6 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     snapshot = settings.state_dir / NEARDUP_SNAPSHOT
     pipeline.neardup.restore(snapshot)
 
-    def metrics_for(scoring: ScoringService) -> Metrics:
-        return Metrics(
-            pipeline.model_version,
-            pipeline.policy_version,
-            queue_depth=lambda: scoring.batcher.depth,
-            storage_up=lambda: float(scoring.health.problem is None),
-        )
-
     scoring = ScoringService(
         pipeline,
         repository,
@@ -72,7 +64,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         workers=settings.inference_workers,
         cache_size=settings.cache_size,
         retry_s=settings.storage_retry_s,
-        metrics_factory=metrics_for,
+        metrics=Metrics(pipeline.model_version, pipeline.policy_version),
     )
     guard = Guard(
         repository,
