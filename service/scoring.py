@@ -65,7 +65,7 @@ EXPLAIN_NICE = 19
 """The evidence thread's nice value where idle scheduling is not available."""
 
 
-def _lower_priority() -> None:
+def idle_priority() -> None:
     """Give the calling (evidence) thread a core only when scoring leaves one idle.
 
     Linux's ``SCHED_IDLE`` applies to the calling thread alone (``pid`` 0 is this thread), and
@@ -193,7 +193,7 @@ class ScoringService:
         # storage calls block; they get their own threads so they never wait behind the model
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="storage")
         self._explainer = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="evidence", initializer=_lower_priority
+            max_workers=1, thread_name_prefix="evidence", initializer=idle_priority
         )
         self._later: set[asyncio.Future[None]] = set()
         self._waiting_evidence = 0
