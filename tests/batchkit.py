@@ -88,11 +88,19 @@ class LengthScorer:
     def use_bank(self, rumors: Sequence[StoredRumor]) -> None:
         self.bank = [r.rumor_id for r in rumors]
 
-    def save_state(self, path: Path) -> None:
-        path.write_text("no state")
+    memory_s = 0.0
 
-    def load_state(self, path: Path) -> bool:
-        return path.read_text() == "no state"
+    def state(self) -> bytes:
+        return b"no state"
+
+    def use_state(self, state: bytes | None) -> bool:
+        return state in (None, b"no state")
+
+    def warm(self, posts: Sequence[Post]) -> None:
+        """Nothing to warm: every record is a function of its post alone."""
+
+    def frontier(self) -> str:
+        return "no state"
 
 
 def _misbehave(text: str) -> None:

@@ -12,11 +12,11 @@ import pytest
 from batchkit import campaign_lines, chunked_records, read_records, rescore_lines
 
 from service.batch.local import LocalEngine
-from service.batch.sources import Task
-from service.batch.work import Result
+from service.batch.segments import Segment, SegmentResult
 from service.pipeline import Pipeline
 from service.rescore import InlineEngine, RescoreError, batch_settings, rescore
 from service.settings import Settings
+from service.storage.repository import StoredRumor
 
 SETTINGS = batch_settings(Settings())
 
@@ -56,15 +56,17 @@ def test_input_out_of_created_at_order_is_scored_as_given_and_counted(tmp_path: 
 
 
 class StopsAfter(InlineEngine):
-    """Dies like a killed run after ``tasks`` tasks (the run's checkpoint stays)."""
+    """Dies like a killed run after ``segments`` segments (the run's checkpoint stays)."""
 
-    def __init__(self, scorer: Pipeline, tasks: int) -> None:
+    def __init__(self, scorer: Pipeline, segments: int) -> None:
         super().__init__(scorer)
-        self.tasks = tasks
+        self.stop = segments
 
-    def results(self, tasks: Sequence[Task]) -> Iterator[Result]:
-        for n, result in enumerate(super().results(tasks)):
-            if n == self.tasks:
+    def segments(
+        self, segments: Sequence[Segment], first: bytes | None, bank: Sequence[StoredRumor]
+    ) -> Iterator[SegmentResult]:
+        for n, result in enumerate(super().segments(segments, first, bank)):
+            if n == self.stop:
                 raise OSError("the process was killed")
             yield result
 
@@ -74,7 +76,7 @@ def test_a_continued_run_matches_with_the_window_of_the_run_it_continues(tmp_pat
     source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     source.write_bytes(b"".join(lines))
     with pytest.raises(RescoreError, match="is intact"):
-        rescore(source, output, StopsAfter(fresh(), 4), chunk_size=3, checkpoint_posts=5)
+        rescore(source, output, StopsAfter(fresh(), 2), chunk_size=3, checkpoint_posts=5)
     summary = rescore(source, output, InlineEngine(fresh()), chunk_size=3, checkpoint_posts=5)
     assert summary.resumed == 12
     assert read_records(tmp_path / "out.jsonl") == chunked_records(fresh(), lines, 3)
