@@ -6,11 +6,10 @@ whole segments, both stages, in this process, in worker processes or on Ray, and
 in order; this module checks each segment's boundary (a segment whose warm-up did not rebuild the
 exact near-duplicate state is scored again here from that state), and writes one score record
 per good line in input order, with a checkpoint every few thousand posts
-(:mod:`service.batch.checkpoint`). Bad
-lines do not stop the run: each is reported on stderr and kept in a reject file, so that output
-records + rejected lines = non-blank input lines. OUTPUT appears only when the run completes; a
-run that stops (a scorer error, a full disk, SIGKILL) leaves its checkpoint, and the same command
-continues it.
+(:mod:`service.batch.checkpoint`). Bad lines do not stop the run: each is reported on stderr and
+kept in a reject file, so that output records + rejected lines = non-blank input lines. OUTPUT
+appears only when the run completes; a run that stops (a scorer error, a full disk, SIGKILL)
+leaves its checkpoint, and the same command continues it.
 
 The near-duplicate window sees the posts in input order, as the live service sees posts in arrival
 order: a file in ``created_at`` order gets the clusters, earliest sources and coordinated batches
@@ -42,7 +41,6 @@ from service.batch.checkpoint import CheckpointError, State, WorkFolder
 from service.batch.records import RecordWriter
 from service.batch.segments import (
     KEEP,
-    RerunFn,
     Segment,
     SegmentResult,
     exact,
@@ -193,8 +191,9 @@ class Summary:
         self.decisions = Counter(tallies["decisions"])
         self.flags = Counter(tallies["flags"])
         self.elapsed_s = tallies["elapsed_s"]
-        self.segments = tallies["segments"]
-        self.rerun = tallies["rerun"]
+        # absent from the checkpoint of a run made before segments
+        self.segments = tallies.get("segments", 0)
+        self.rerun = tallies.get("rerun", 0)
 
     def add(self, result: Result) -> None:
         self.posts_read += len(result.records) + len(result.rejects)
@@ -317,8 +316,9 @@ def rescore(
         input_path, output_path, reject_path, model_version, engine.name, policy_version
     )
     summary.restore(state.tallies)
-    first = work.ordered_state(state.parts).read_bytes() if state.parts else None
-    if not scorer.use_state(first):
+    saved = work.ordered_state(state.parts)
+    first = saved.read_bytes() if state.parts and saved.is_file() else None
+    if (state.parts and first is None) or not scorer.use_state(first):
         raise RescoreError(
             f"the checkpoint in {work.path} has no usable near-duplicate window; delete the "
             "folder to start over"
@@ -326,7 +326,11 @@ def rescore(
     most = -(-checkpoint_posts // chunk_size)
     size = segment_size(len(tasks) - state.tasks_done, engine.workers, most)
     segments = plan_segments(tasks, state.tasks_done, size)
-    rerun = RerunFn(segments, scorer)
+
+    def rerun(index: int, ordered: bytes) -> SegmentResult:
+        """Segment ``index`` scored again here, from the exact state ``ordered``."""
+        return run_segment(segments[index], scorer, ordered)
+
     run = _Run(work, state, summary, checkpoint_posts, first or scorer.state())
     done = sum(task.lines for task in tasks[: state.tasks_done])
     with tqdm(

@@ -29,7 +29,7 @@ record written is the single-process record. How often that happens is counted i
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -183,7 +183,9 @@ def _reads_further(record: ScoreRecord) -> bool:
     )
 
 
-def exact(results: Iterator[SegmentResult], first: str, rerun: RerunFn) -> Iterator[SegmentResult]:
+def exact(
+    results: Iterator[SegmentResult], first: str, rerun: Callable[[int, bytes], SegmentResult]
+) -> Iterator[SegmentResult]:
     """``results`` in order, each warmed-up segment checked against the exact state the one
     before ended with (``first``: the digest the run starts from) and scored again by
     ``rerun(segment index, state)`` from that state when the check fails."""
@@ -201,16 +203,3 @@ def exact(results: Iterator[SegmentResult], first: str, rerun: RerunFn) -> Itera
             )
         end, state = result.end, result.state
         yield result
-
-
-class RerunFn:
-    """Scores a segment again, from a given state, in the run's own process."""
-
-    def __init__(self, segments: Sequence[Segment], scorer: Scorer) -> None:
-        self._segments = segments
-        self._scorer = scorer
-        self.count = 0
-
-    def __call__(self, index: int, state: bytes) -> SegmentResult:
-        self.count += 1
-        return run_segment(self._segments[index], self._scorer, state)
