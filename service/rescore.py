@@ -276,12 +276,15 @@ def rescore(
     reject_path: Path | None = None,
     progress: bool = True,
     checkpoint_posts: int = CHECKPOINT_POSTS,
+    segment_posts: int | None = None,
     bank: Sequence[StoredRumor] = (),
 ) -> Summary:
     """Score every post under ``input_path`` into ``output_path``; raise :class:`RescoreError`
     if the run cannot complete, in which case neither output file is touched.
 
     ``bank``: confirmed rumours to match (the service's, from storage), none by default.
+    ``segment_posts``: posts per segment (:mod:`service.batch.segments`; a checkpoint falls at a
+    segment's end); by default at least four segments a worker, at most ``checkpoint_posts``.
     Bad lines go to ``reject_path`` (default :func:`default_reject_path`), which is
     replaced when there are any and removed when there are none.
     """
@@ -323,8 +326,11 @@ def rescore(
             f"the checkpoint in {work.path} has no usable near-duplicate window; delete the "
             "folder to start over"
         )
-    most = -(-checkpoint_posts // chunk_size)
-    size = segment_size(len(tasks) - state.tasks_done, engine.workers, most)
+    if segment_posts is None:
+        most = -(-checkpoint_posts // chunk_size)
+        size = segment_size(len(tasks) - state.tasks_done, engine.workers, most)
+    else:
+        size = -(-segment_posts // chunk_size)
     segments = plan_segments(tasks, state.tasks_done, size)
 
     def rerun(index: int, ordered: bytes) -> SegmentResult:

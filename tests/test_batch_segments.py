@@ -32,6 +32,10 @@ def test_segments_on_two_workers_write_the_single_process_records(tmp_path: Path
     # some boundaries were taken from a warm-up, some scored again: both paths are in play
     assert summary.segments == 6
     assert 1 <= summary.rerun < summary.segments - 1
+    # one task a segment: more boundaries, the same records
+    summary = rescore_lines(tmp_path, lines, engine, chunk_size=CHUNK, segment_posts=CHUNK)
+    assert read_records(tmp_path / "out.jsonl") == reference
+    assert summary.segments == 17
 
 
 def test_the_boundary_check_tells_an_exact_warm_up_from_one_the_chain_outlived(

@@ -43,8 +43,8 @@ from service.record import Post, ScoreRecord
 SEGMENTS_PER_WORKER = 4
 """Segments per worker at least, so that the workers finish together and a re-run is short."""
 
-MAX_BEFORE = 512
-"""Tasks before a segment that its warm-up may read (about a million posts): past that the
+MAX_BEFORE = 4096
+"""Tasks before a segment that its warm-up may read (eight million posts of 2,048): past that the
 boundary check fails and the segment is scored again from the exact state."""
 
 KEEP: Final = "keep"
