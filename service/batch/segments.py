@@ -112,21 +112,20 @@ def segment_size(tasks: int, workers: int, most: int) -> int:
 
 
 def warm_up_posts(before: Sequence[Task], memory_s: float) -> list[Post]:
-    """The posts of the tasks at the end of ``before``, in input order, going back until a task
-    starts before ``memory_s`` ahead of the newest post found: the posts that can still be in the
-    state at the end of ``before`` when the input is in ``created_at`` order (the boundary check
-    catches every other case)."""
+    """The posts of the tasks at the end of ``before``, in input order, going back as long as a
+    task holds a post less than ``memory_s`` older than the newest post found: the posts that can
+    still be in the state at the end of ``before`` when the input is in ``created_at`` order (a
+    stray old post does not end the warm-up; the boundary check catches every other case)."""
     taken: list[list[Post]] = []
     newest: float | None = None
     for task in reversed(before):
         posts = [item.post for item in read(task).items if isinstance(item, PostLine)]
-        taken.append(posts)
         times = [p.created_at for p in posts if p.created_at is not None]
-        if not times:
-            continue
-        newest = max(times) if newest is None else max(newest, *times)
-        if min(times) < newest - memory_s:
-            break
+        if times:
+            newest = max(times) if newest is None else max(newest, *times)
+            if max(times) < newest - memory_s:
+                break
+        taken.append(posts)
     return [post for posts in reversed(taken) for post in posts]
 
 
