@@ -5,9 +5,10 @@ that makes the result equal to one process scoring the posts in input order.
 **Why it can be cut.** The ordered stage's state (:mod:`service.neardup`) forgets: a post is
 matched only while its time bucket is in the window (``neardup_window_hours`` plus one bucket),
 and an account's flagged clusters count for a week. A worker that starts a segment therefore
-first replays, without making records, the posts before it back to ``memory_s`` (window, bucket
-and week: 10.5 days by default) before the newest post it finds there (the *warm-up*; posts are
-only fingerprinted and matched, no model runs), and then scores its segment from that state. For
+first replays, without making records, the tasks before it as far back as they hold posts less
+than ``memory_s`` (window, bucket and week: 10.5 days by default) older than the newest post it
+finds there (the *warm-up*; posts are only fingerprinted and matched, no model runs), and then
+scores its segment from that state. For
 input in ``created_at`` order this nearly always rebuilds the state the single process has at
 that point; it does not when a cluster chains further back than the warm-up (a campaign whose
 copies keep coming for weeks) or when the input is out of order.
@@ -23,8 +24,8 @@ state), and when none of its records read state the digest leaves out (a post ol
 window, which counts its account's batches further back, or a post whose id names a cluster
 already made, an id seen before). Any other segment is scored again, in the run's process,
 from the exact state the segment before ended with (``SegmentResult.state``), so that every
-record written is the single-process record. How often that happens is counted in the summary
-(``segments re-run``).
+record written is the single-process record. The summary counts how often that happens
+(``segments: N (M scored again from the exact state)``).
 """
 
 from __future__ import annotations
