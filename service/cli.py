@@ -168,6 +168,15 @@ def _parser() -> argparse.ArgumentParser:
         help="posts per checkpoint: at most what a killed run scores again (default: 50000)",
     )
     rescore.add_argument(
+        "--segment-posts",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="posts a worker scores after one near-duplicate warm-up (default: four segments a "
+        "worker, at most --checkpoint-every posts); raise it when the 10.5 days before a segment "
+        "hold many more posts than that",
+    )
+    rescore.add_argument(
         "--compare",
         type=Path,
         metavar="PREVIOUS_OUTPUT",
@@ -338,6 +347,7 @@ def _run_rescore(
         reject_path=rejects,
         progress=not args.no_progress,
         checkpoint_posts=args.checkpoint_every or CHECKPOINT_POSTS,
+        segment_posts=args.segment_posts,
         bank=_bank(settings) if args.bank else (),
     )
 
