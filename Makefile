@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SERVE_STAMP := $(VENV)/.serve-$(shell cksum pyproject.toml | cut -d' ' -f1)
 DEV_STAMP := $(VENV)/.dev-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: serve test lint typecheck unit train eval clean
+.PHONY: serve test lint typecheck unit screenshots train eval clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ typecheck: $(DEV_STAMP)
 
 unit: $(DEV_STAMP)
 	$(BIN)/pytest
+
+# The README's console screenshots. The browser test writes its screenshots to
+# artifacts/screenshots/{sqlite,postgresql}/ on every run (the folder CI keeps, ignored by git);
+# only this copies them over docs/screenshots/.
+screenshots: $(DEV_STAMP)
+	$(BIN)/pytest -q tests/test_console_browser.py -k sqlite
+	cp artifacts/screenshots/sqlite/queue.png artifacts/screenshots/sqlite/item.png \
+		artifacts/screenshots/sqlite/dashboard.png docs/screenshots/
 
 # Regenerates models/ from ../shared/data (QINGLANG_DATA_DIR to point elsewhere), then measures it.
 # RECIPE=full pretrains on a GPU (or reuses an encoder pretrained on one: README, "The model");

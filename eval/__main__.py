@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         print(tables["proxies"], end="\n\n", flush=True)
     if not args.skip_speed:
         texts = [t for ds in sets[:3] for t in ds.split("eval")[0]]
-        tables["speed"] = speed.table(speed.measure(classifier, texts))
+        tables["speed"] = speed.table(
+            speed.measure(classifier, texts), speed.mixed(classifier, texts)
+        )
         print(tables["speed"])
     if args.card:
         card = json.loads((model_dir / CARD_FILE).read_text()) | tables

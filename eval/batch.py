@@ -4,12 +4,13 @@ local Ray, over the same posts of the Weibo repost corpus, in one run.
 ``python -m eval.batch [--posts N | --full] [--workers N] [--skip-ray]``
 
 The first ``--posts`` posts (default 20,000; ``--full`` for all 1.7 million) of
-``weibo16/reposts.jsonl.gz`` under the data folder are written once, uncompressed, to
-``runs/batch-bench/``; each engine then runs ``qinglang rescore`` on them as a process of its
-own, end to end (model loads, worker and Ray start-up included). Peak memory is the largest sum
-of resident memory over the run's whole process tree (workers, Ray's daemons and actors),
-sampled every 0.2 s; CPU time is that tree's user + system time, from the same samples. The
-outputs are compared: the engines must write identical records.
+``weibo16/reposts.jsonl.gz`` under the data folder are written once, uncompressed and sorted by
+``created_at`` (the order a re-score should see them in), to ``runs/batch-bench/``; each engine
+then runs ``qinglang rescore`` on them as a process of its own, end to end (model loads, worker
+and Ray start-up included). Peak memory is the largest sum of resident memory over the run's
+whole process tree (workers, Ray's daemons and actors), sampled every 0.2 s; CPU time is that
+tree's user + system time, from the same samples. The outputs are
+compared: the engines must write identical records.
 
 On a machine shared with other work, wall-clock rates move with the neighbours' load; the
 engines therefore run in ``--rounds`` interleaved rounds (the table gives each one's median),
@@ -20,8 +21,8 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -29,6 +30,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 
 from eval.speed import hardware
@@ -51,21 +53,26 @@ class Run:
 
 
 def sample(posts: int | None) -> Path:
-    """The first ``posts`` posts of the corpus (all of them for None) as plain JSONL."""
-    name = "reposts-all.jsonl" if posts is None else f"reposts-{posts}.jsonl"
+    """The first ``posts`` posts of the corpus (all of them for None) as plain JSONL, sorted by
+    ``created_at`` (then id)."""
+    name = "reposts-all-sorted.jsonl" if posts is None else f"reposts-{posts}-sorted.jsonl"
     path = WORK / name
     if path.exists():
         return path
     WORK.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    with gzip.open(get_settings().data_dir / CORPUS, "rb") as source, tmp.open("wb") as out:
-        if posts is None:
-            shutil.copyfileobj(source, out, 1 << 20)
-        else:
-            for _, line in zip(range(posts), source, strict=False):
-                out.write(line)
+    with gzip.open(get_settings().data_dir / CORPUS, "rb") as source:
+        lines = [line for line in islice(source, posts) if line.strip()]
+    lines.sort(key=_when)
+    with tmp.open("wb") as out:
+        out.writelines(lines)
     tmp.replace(path)
     return path
+
+
+def _when(line: bytes) -> tuple[float, str]:
+    post = json.loads(line)
+    return float(post.get("created_at") or 0), str(post["id"])
 
 
 def _tree(root: int) -> dict[int, tuple[int, float]]:

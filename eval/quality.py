@@ -188,7 +188,9 @@ class Proxy:
     """How often content that should not be flagged is flagged, on two in-house proxies.
 
     - ordinary reposts: non-boilerplate reposts and comments of Weibo16's eval events, a proxy
-      for ordinary posts from another collection (rumor head);
+      for ordinary posts from another collection (rumor head); about half of them answer a
+      rumour and may repeat it, so they are also shown for the non-rumour events alone, whose
+      reposts repeat no rumour;
     - ToxiCN "reporting" rows of the eval split: texts that report or criticise discrimination,
       a proxy for comments that speak against bias (incitement head; ToxiCN labels them toxic).
     """
@@ -202,10 +204,12 @@ def proxies(sets: Sequence[Dataset], sample: int = 5000) -> list[Proxy]:
     from service.settings import get_settings
 
     d = get_settings().data_dir
+    weibo16 = next(s for s in sets if s.head == "rumor")
+    rumour_event = {e.group: e.label == 1 for e in weibo16.examples}
     reposts = []
     for r in data.reposts(d):
         if data.split_of(f"weibo16:{r.event}") == "eval" and not is_boilerplate(r.text):
-            reposts.append(normalise(r.text).text)
+            reposts.append((normalise(r.text).text, rumour_event[r.event]))
     rng = random.Random(0)
     reposts = rng.sample(reposts, min(sample, len(reposts)))
     reporting = data.toxicn_reporting(d)
@@ -216,7 +220,12 @@ def proxies(sets: Sequence[Dataset], sample: int = 5000) -> list[Proxy]:
         if e.split == "eval" and e.group in reporting
     ]
     return [
-        Proxy("ordinary reposts (Weibo16 eval events)", "rumor", reposts),
+        Proxy("ordinary reposts (Weibo16 eval events)", "rumor", [t for t, _ in reposts]),
+        Proxy(
+            "ordinary reposts of non-rumour events only",
+            "rumor",
+            [t for t, rumour in reposts if not rumour],
+        ),
         Proxy("ToxiCN reporting rows (eval)", "incitement", against),
     ]
 

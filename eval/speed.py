@@ -7,13 +7,17 @@ recipe) with freshly initialised weights: the work a dense network does does not
 weights' values, and the fp32 weights are not shipped.
 
 - single post: one post per call, one thread; p50 and p99 over ``SINGLE`` calls;
-- batched: all ``BATCHED`` posts sorted by length in batches of 64, two threads; posts/s.
+- batched: all ``BATCHED`` posts sorted by length in batches of 64, two threads; posts/s;
+- mixed batches: the int8 model on shuffled posts in calls of ``MIXED`` (what the service's
+  micro-batches and batch endpoint hand it), each call padded as one against cut by length
+  (:func:`service.classify.length_batches`); posts/s, two threads.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +28,7 @@ import onnxruntime as ort
 import torch
 from transformers import BertModel
 
-from service.classify import Classifier, Feeds, model_inputs, open_session
+from service.classify import Classifier, Feeds, length_batches, model_inputs, open_session
 from training.export import tensors
 from training.model import Scorer
 from training.pretrain import bert_config
@@ -33,6 +37,7 @@ from training.recipe import Encoder
 SINGLE = 400
 BATCHED = 2048
 BATCH = 64
+MIXED = 32
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,32 @@ def measure(classifier: Classifier, texts: Sequence[str]) -> list[Timing]:
     return out
 
 
-def table(timings: Sequence[Timing]) -> str:
+def mixed(classifier: Classifier, texts: Sequence[str]) -> tuple[float, float]:
+    """Posts/s of the int8 model on shuffled calls of ``MIXED`` posts: each call padded as one,
+    and cut by length."""
+    session = open_session(classifier.path, 2)
+    shuffled = list(texts[:BATCHED])
+    random.Random(0).shuffle(shuffled)
+    calls = [shuffled[i : i + MIXED] for i in range(0, len(shuffled), MIXED)]
+
+    def padded(call: Sequence[str]) -> None:
+        session.run(["probs"], model_inputs(classifier.tokenizer, call))
+
+    def by_length(call: Sequence[str]) -> None:
+        for idx in length_batches([len(t) for t in call], BATCH):
+            session.run(["probs"], model_inputs(classifier.tokenizer, [call[i] for i in idx]))
+
+    out = []
+    for run in (padded, by_length):
+        run(calls[0])
+        start = time.perf_counter()
+        for call in calls:
+            run(call)
+        out.append(len(shuffled) / (time.perf_counter() - start))
+    return out[0], out[1]
+
+
+def table(timings: Sequence[Timing], mixed_posts_s: tuple[float, float]) -> str:
     base = next(t for t in timings if t.system.startswith("PyTorch"))
     lines = [
         f"hardware: {hardware()}; date: {datetime.now(UTC):%Y-%m-%d}; "
@@ -120,4 +150,11 @@ def table(timings: Sequence[Timing]) -> str:
             f"| {t.system} | {t.p50_ms:.2f} | {t.p99_ms:.2f} | {base.p50_ms / t.p50_ms:.2f}x | "
             f"{t.batched_posts_s:.0f} | {t.batched_posts_s / base.batched_posts_s:.2f}x |"
         )
+    padded, cut = mixed_posts_s
+    lines += [
+        "",
+        f"Mixed calls of {MIXED} shuffled posts (the service's micro-batches), int8, 2 threads: "
+        f"padded as one {padded:.0f} posts/s, cut by length {cut:.0f} posts/s "
+        f"({cut / padded:.2f}x).",
+    ]
     return "\n".join(lines)

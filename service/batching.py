@@ -40,14 +40,20 @@ class MicroBatcher:
         max_queue: int = 1_000_000,
         workers: int = 1,
         on_batch: Callable[[int], None] = lambda size: None,
+        on_depth: Callable[[int], None] = lambda depth: None,
     ) -> None:
+        """``on_batch`` is told the size of each model call, ``on_depth`` the number of posts
+        waiting each time it changes (a metric written as it changes can be read by another
+        process)."""
         self.score_many = score_many
         self.window_s = window_s
         self.max_posts = max_posts
         self.max_queue = max_queue
         self.workers = workers
         self.on_batch = on_batch
+        self.on_depth = on_depth
         self._jobs: list[_Job] = []
+        self._depth = 0
         self._wake: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
         self._calls: set[asyncio.Task[None]] = set()
@@ -56,7 +62,7 @@ class MicroBatcher:
     @property
     def depth(self) -> int:
         """Posts waiting for the model."""
-        return sum(len(job.posts) for job in self._jobs)
+        return self._depth
 
     async def score(self, posts: Sequence[Post]) -> list[ScoreRecord]:
         """The records of ``posts``; :class:`OverloadedError` when ``max_queue`` posts are waiting
@@ -79,6 +85,7 @@ class MicroBatcher:
             self._runner = loop.create_task(self._run(self._wake))
         job = _Job(posts)
         self._jobs.append(job)
+        self._waiting(len(posts))
         self._wake.set()
         return await job.done
 
@@ -131,4 +138,9 @@ class MicroBatcher:
         while self._jobs and total + len(self._jobs[0].posts) <= self.max_posts:
             total += len(self._jobs[0].posts)
             batch.append(self._jobs.pop(0))
+        self._waiting(-total)
         return batch
+
+    def _waiting(self, change: int) -> None:
+        self._depth += change
+        self.on_depth(self._depth)

@@ -168,6 +168,15 @@ def _parser() -> argparse.ArgumentParser:
         help="posts per checkpoint: at most what a killed run scores again (default: 50000)",
     )
     rescore.add_argument(
+        "--segment-posts",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="posts a worker scores after one near-duplicate warm-up (default: four segments a "
+        "worker, at most --checkpoint-every posts); raise it when the 10.5 days before a segment "
+        "hold many more posts than that",
+    )
+    rescore.add_argument(
         "--compare",
         type=Path,
         metavar="PREVIOUS_OUTPUT",
@@ -338,6 +347,7 @@ def _run_rescore(
         reject_path=rejects,
         progress=not args.no_progress,
         checkpoint_posts=args.checkpoint_every or CHECKPOINT_POSTS,
+        segment_posts=args.segment_posts,
         bank=_bank(settings) if args.bank else (),
     )
 
@@ -454,13 +464,23 @@ def _create_secret(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from service.settings import get_settings
+
+    settings = get_settings()
+    try:
+        # first: uvicorn and the app import prometheus_client, which reads the folder then
+        _share_metrics(settings.metrics_dir)
+    except OSError as exc:
+        print(
+            f"qinglang serve: error: cannot prepare {settings.metrics_dir}: {exc}", file=sys.stderr
+        )
+        return 2
+
     import uvicorn
 
     from service.logs import config, configure
-    from service.settings import get_settings
     from service.storage import StorageError, upgrade
 
-    settings = get_settings()
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers
@@ -488,6 +508,26 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
     )
     return 0
+
+
+def _share_metrics(directory: Path) -> None:
+    """Have every server process keep its metric values in ``directory``, emptied of an earlier
+    server's, so that ``/metrics`` reports the whole server (service/metrics.py).
+
+    prometheus_client reads the variable when it is imported: in this process when it serves
+    alone, in each worker process (which inherits the environment) otherwise.
+    """
+    import os
+    import shutil
+
+    from service.settings import SHARED_METRICS_VARIABLE
+
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before its folder was set")
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    os.environ[SHARED_METRICS_VARIABLE] = str(directory)
 
 
 def _safe_url(url: str) -> str:

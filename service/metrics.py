@@ -1,18 +1,36 @@
 """Prometheus metrics: requests per route, scores and decisions per head, batches, queue depth.
 
-Each app gets its own registry (tests build several apps in one process). With ``--workers N``
-each process counts its own requests; a scrape sees the process that answered it.
+Two modes, chosen by prometheus_client when it is imported:
+
+- One process (tests, which build several apps in one process): each app's values live in its
+  own registry, and ``/metrics`` renders that registry.
+- The server's processes (``qinglang serve``, whatever ``--workers``): the command sets
+  ``PROMETHEUS_MULTIPROC_DIR`` to ``state_dir/metrics`` (emptied at start) before any server
+  process imports prometheus_client. Each process then writes its values to files of its own
+  there, and a scrape, whichever process answers it, merges every process's files: counts and
+  histograms are summed over all processes, including ones that have exited (a total never goes
+  down when uvicorn replaces a worker); queue depth is summed over live processes, storage is up
+  when it is up for every live process, and the model is named by live processes.
+
+A gauge that is computed at scrape time (``set_function``) would read only the answering process,
+so the live gauges are written by their own process whenever they change: the batcher reports its
+depth, the storage health its state. A process removes its live gauges when it stops; those of a
+process that died without stopping are removed by the next scrape.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from service.heads import RISKS
 from service.record import ScoreRecord
+from service.settings import SHARED_METRICS_VARIABLE
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
@@ -22,15 +40,11 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class Metrics:
-    def __init__(
-        self,
-        model_version: str,
-        policy_version: str,
-        *,
-        queue_depth: Callable[[], float],
-        storage_up: Callable[[], float],
-    ) -> None:
+    def __init__(self, model_version: str, policy_version: str) -> None:
         self.registry = CollectorRegistry()
+        """This app's metrics; in the server's processes they write to the shared folder."""
+        shared = os.environ.get(SHARED_METRICS_VARIABLE)
+        self.shared_dir = Path(shared) if shared else None
         r = self.registry
         self.requests = Counter(
             "qinglang_requests", "HTTP requests", ["route", "method", "status"], registry=r
@@ -64,16 +78,30 @@ class Metrics:
             "Stored records left evidence_pending because the evidence backlog was full",
             registry=r,
         )
-        Gauge("qinglang_queue_depth", "Posts waiting for the model", registry=r).set_function(
-            queue_depth
+        self.queue_depth = Gauge(
+            "qinglang_queue_depth",
+            "Posts waiting for the model",
+            multiprocess_mode="livesum",
+            registry=r,
         )
-        Gauge("qinglang_storage_up", "1 when storage answers", registry=r).set_function(storage_up)
+        self.storage_up = Gauge(
+            "qinglang_storage_up",
+            "1 when storage answers",
+            multiprocess_mode="livemin",
+            registry=r,
+        )
         Gauge(
             "qinglang_model_info",
             "The model and policy in use",
             ["model_version", "policy_version"],
+            multiprocess_mode="livemax",
             registry=r,
         ).labels(model_version, policy_version).set(1)
+        self._scraped = r
+        if self.shared_dir is not None:
+            self._scraped = CollectorRegistry()
+            # prometheus_client.multiprocess carries no annotations
+            MultiProcessCollector(self._scraped, str(self.shared_dir))  # type: ignore[no-untyped-call]
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
@@ -87,5 +115,35 @@ class Metrics:
                 self.flags.labels(risk).inc()
         self.decisions.labels(record.decision).inc()
 
+    def queue(self, depth: int) -> None:
+        """The batcher's queue now holds ``depth`` posts."""
+        self.queue_depth.set(depth)
+
+    def storage(self, up: bool) -> None:
+        self.storage_up.set(float(up))
+
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The Prometheus text of this app, or of every server process. Reads files in the
+        server's processes: call it off the event loop."""
+        if self.shared_dir is not None:
+            _forget_dead_processes(self.shared_dir)
+        return generate_latest(self._scraped)
+
+    def close(self) -> None:
+        """This process stops serving: its queue depth, storage state and model leave the
+        server's live gauges (its counts stay in the totals)."""
+        if self.shared_dir is not None:
+            mark_process_dead(os.getpid(), str(self.shared_dir))  # type: ignore[no-untyped-call]
+
+
+def _forget_dead_processes(directory: Path) -> None:
+    """Remove the live gauges of processes that died without :meth:`Metrics.close` (killed, or
+    hung and killed by uvicorn, which starts another in their place)."""
+    pids = {int(path.stem.rsplit("_", 1)[1]) for path in directory.glob("gauge_live*_*.db")}
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except OSError:  # no such process, or another user's: not a server process then
+            # another process's scrape may be removing the same files
+            with contextlib.suppress(FileNotFoundError):
+                mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]

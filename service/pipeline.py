@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from service.classify import Classifier
 from service.decide import decide
@@ -63,11 +62,18 @@ class Prepared:
 
 class Pipeline:
     def __init__(
-        self, classifier: Classifier, policy: Policy, neardup: NearDuplicates | None = None
+        self,
+        classifier: Classifier,
+        policy: Policy,
+        neardup: NearDuplicates | None = None,
+        explainer: Classifier | None = None,
     ) -> None:
         self.classifier = classifier
         self.policy = policy
         self.neardup = neardup or NearDuplicates.from_settings(Settings(), policy)
+        self.explainer = explainer or classifier
+        """The model :meth:`explain` runs: the service gives it a session of its own, so that
+        spans found after the answer never take the scoring session's threads."""
 
     @classmethod
     def load(cls, settings: Settings) -> Pipeline:
@@ -76,6 +82,8 @@ class Pipeline:
             Classifier(settings.model_dir, settings.intra_op_threads, settings.batch_size),
             policy,
             NearDuplicates.from_settings(settings, policy),
+            # its session opens on first use: a run that never explains after the fact pays nothing
+            Classifier(settings.model_dir, settings.evidence_threads, settings.batch_size),
         )
 
     @property
@@ -92,12 +100,29 @@ class Pipeline:
         if stale:
             log.warning("bank entries of other fingerprint parameters", extra={"ids": stale})
 
-    def save_state(self, path: Path) -> None:
-        """Write the ordered stage's state (the near-duplicate window) to ``path``."""
-        self.neardup.snapshot(path)
+    def state(self) -> bytes:
+        """The ordered stage's state, for :meth:`use_state` in another process."""
+        return self.neardup.dumps()
 
-    def load_state(self, path: Path) -> bool:
-        return self.neardup.restore(path)
+    def use_state(self, state: bytes | None) -> bool:
+        """Continue from ``state`` (:meth:`state`), or from an empty window for None."""
+        return self.neardup.loads(state)
+
+    @property
+    def memory_s(self) -> float:
+        """How far back the ordered stage's state reaches (:attr:`NearDuplicates.memory_s`)."""
+        return self.neardup.memory_s
+
+    def warm(self, posts: Sequence[Post]) -> None:
+        """Let the ordered stage see ``posts`` without making their records: the state they
+        leave is what :meth:`ordered` would have left (the claims that only findings read are
+        not needed)."""
+        self.neardup.observe(posts, [0.0] * len(posts))
+
+    def frontier(self) -> str:
+        """A digest of the ordered stage's state as later posts read it
+        (:meth:`NearDuplicates.frontier`)."""
+        return self.neardup.frontier()
 
     def score_many(
         self,
@@ -157,7 +182,7 @@ class Pipeline:
         for i, (post, record) in enumerate(zip(posts, records, strict=True)):
             if record.evidence_pending:
                 heads = [CLASSIFIER_RISKS[r] for r in CLASSIFIER_RISKS if record.flags[r]]
-                found = spans(self.classifier, normalise(post.text), post.text, heads)
+                found = spans(self.explainer, normalise(post.text), post.text, heads)
                 out[i] = self._with_spans(record, found)
         return out
 

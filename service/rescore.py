@@ -1,22 +1,25 @@
 """Re-scoring stored posts after a model or policy change (``qinglang rescore``).
 
-The input (JSONL or Parquet, a file or a folder) is cut into tasks (:mod:`service.batch.sources`);
-an engine runs the pipeline's stateless stage on them, in this process, in worker processes or on
-Ray, and hands the results back in task order; this module runs the stateful stage (near-duplicate
-matching, decision, record: :meth:`~service.pipeline.Pipeline.ordered`) on them in input order,
-with one near-duplicate window for the whole run, and writes one score record per good line in
-input order, with a checkpoint every few thousand posts (:mod:`service.batch.checkpoint`). Bad
-lines do not stop the run: each is reported on stderr and kept in a reject file, so that output
-records + rejected lines = non-blank input lines. OUTPUT appears only when the run completes; a
-run that stops (a scorer error, a full disk, SIGKILL) leaves its checkpoint, and the same command
-continues it.
+The input (JSONL or Parquet, a file or a folder) is cut into tasks (:mod:`service.batch.sources`)
+and the tasks into segments of consecutive tasks (:mod:`service.batch.segments`); an engine scores
+whole segments, both stages, in this process, in worker processes or on Ray, and hands them back
+in order; this module checks each segment's boundary (a segment whose warm-up did not rebuild the
+exact near-duplicate state is scored again here from that state), and writes one score record
+per good line in input order, with a checkpoint every few thousand posts
+(:mod:`service.batch.checkpoint`). Bad lines do not stop the run: each is reported on stderr and
+kept in a reject file, so that output records + rejected lines = non-blank input lines. OUTPUT
+appears only when the run completes; a run that stops (a scorer error, a full disk, SIGKILL)
+leaves its checkpoint, and the same command continues it.
 
 The near-duplicate window sees the posts in input order, as the live service sees posts in arrival
 order: a file in ``created_at`` order gets the clusters, earliest sources and coordinated batches
 the service would have found. Input that is not in that order is scored as given (the service too
 matches late posts against what it has seen), and the summary counts the posts whose
-``created_at`` is earlier than one before them, so that the caller knows to sort the input first.
-The window is saved with each checkpoint, so a continued run matches as an uninterrupted one.
+``created_at`` is earlier than one before them, so that the caller knows to sort the input first
+(out of order, more segments are scored twice). Whatever the engine and the number of segments,
+the records are those of one process scoring the posts in input order. The window is saved with
+each checkpoint, which falls at a segment's end, so a continued run matches as an uninterrupted
+one.
 """
 
 from __future__ import annotations
@@ -36,8 +39,17 @@ from tqdm import tqdm
 
 from service.batch.checkpoint import CheckpointError, State, WorkFolder
 from service.batch.records import RecordWriter
-from service.batch.sources import InputError, Task, input_files, plan
-from service.batch.work import Reject, Result, Scorer, ScorerError, run_task
+from service.batch.segments import (
+    KEEP,
+    Segment,
+    SegmentResult,
+    exact,
+    plan_segments,
+    run_segment,
+    segment_size,
+)
+from service.batch.sources import InputError, input_files, plan
+from service.batch.work import Reject, Result, Scorer, ScorerError
 from service.heads import RISKS, Risk
 from service.record import Decision, ScoreRecord
 
@@ -68,32 +80,39 @@ def batch_settings(settings: Settings) -> Settings:
 
 
 class Engine(Protocol):
-    """Runs the stateless stage of tasks somewhere and yields their results in task order."""
+    """Scores segments somewhere and yields their results in segment order."""
 
     name: str
+    workers: int
 
     def scorer(self) -> Scorer:
-        """This process's scorer, for the stateful stage (loaded once; the model itself is
-        opened only if a record needs it)."""
+        """This process's scorer, for the boundary checks and the segments scored again
+        (loaded once; the model itself is opened only if a segment is scored here)."""
 
-    def results(self, tasks: Sequence[Task]) -> Iterator[Result]: ...
+    def segments(
+        self, segments: Sequence[Segment], first: bytes | None, bank: Sequence[StoredRumor]
+    ) -> Iterator[SegmentResult]:
+        """The first segment from the state ``first`` (None: empty), the others as the engine
+        chooses (a warm-up, or the state the one before left); the run checks each."""
 
 
 class InlineEngine:
-    """Every task in this process, with the scorer the run loaded (``--workers 1``)."""
+    """Every segment in this process, one after the other with one window (``--workers 1``)."""
 
     name = "one process"
+    workers = 1
 
     def __init__(self, scorer: Scorer) -> None:
         self._scorer = scorer
-        self._shown: Counter[str] = Counter()
 
     def scorer(self) -> Scorer:
         return self._scorer
 
-    def results(self, tasks: Sequence[Task]) -> Iterator[Result]:
-        for task in tasks:
-            yield run_task(task, self._scorer)
+    def segments(
+        self, segments: Sequence[Segment], first: bytes | None, bank: Sequence[StoredRumor]
+    ) -> Iterator[SegmentResult]:
+        for n, segment in enumerate(segments):
+            yield run_segment(segment, self._scorer, first if n == 0 else KEEP)
 
 
 class RescoreError(Exception):
@@ -128,6 +147,10 @@ class Summary:
     elapsed_s: float = 0.0
     resumed: int = 0
     """Posts that an earlier, killed run of the same command had committed."""
+    segments: int = 0
+    """Segments scored (with the runs it continued)."""
+    rerun: int = 0
+    """Segments scored again from the exact state because their warm-up did not rebuild it."""
 
     @property
     def failed_total(self) -> int:
@@ -150,6 +173,8 @@ class Summary:
             "decisions": dict(self.decisions),
             "flags": dict(self.flags),
             "elapsed_s": self.elapsed_s,
+            "segments": self.segments,
+            "rerun": self.rerun,
         }
 
     def restore(self, tallies: dict[str, Any]) -> None:
@@ -166,6 +191,9 @@ class Summary:
         self.decisions = Counter(tallies["decisions"])
         self.flags = Counter(tallies["flags"])
         self.elapsed_s = tallies["elapsed_s"]
+        # absent from the checkpoint of a run made before segments
+        self.segments = tallies.get("segments", 0)
+        self.rerun = tallies.get("rerun", 0)
 
     def add(self, result: Result) -> None:
         self.posts_read += len(result.records) + len(result.rejects)
@@ -198,6 +226,7 @@ class Summary:
             ("decisions", ", ".join(f"{d} {self.decisions[d]:,}" for d in DECISIONS)),
             ("flags", ", ".join(f"{risk} {self.flags[risk]:,}" for risk in RISKS)),
             ("elapsed", f"{self.elapsed_s:.1f} s, {self.posts_per_s:,.0f} posts/s"),
+            ("segments", f"{self.segments:,} ({self.rerun:,} scored again from the exact state)"),
         ]
         if self.out_of_order:
             rows.append(
@@ -247,12 +276,15 @@ def rescore(
     reject_path: Path | None = None,
     progress: bool = True,
     checkpoint_posts: int = CHECKPOINT_POSTS,
+    segment_posts: int | None = None,
     bank: Sequence[StoredRumor] = (),
 ) -> Summary:
     """Score every post under ``input_path`` into ``output_path``; raise :class:`RescoreError`
     if the run cannot complete, in which case neither output file is touched.
 
     ``bank``: confirmed rumours to match (the service's, from storage), none by default.
+    ``segment_posts``: posts per segment (:mod:`service.batch.segments`; a checkpoint falls at a
+    segment's end); by default at least four segments a worker, at most ``checkpoint_posts``.
     Bad lines go to ``reject_path`` (default :func:`default_reject_path`), which is
     replaced when there are any and removed when there are none.
     """
@@ -287,12 +319,25 @@ def rescore(
         input_path, output_path, reject_path, model_version, engine.name, policy_version
     )
     summary.restore(state.tallies)
-    if state.parts and not scorer.load_state(work.ordered_state(state.parts)):
+    saved = work.ordered_state(state.parts)
+    first = saved.read_bytes() if state.parts and saved.is_file() else None
+    if (state.parts and first is None) or not scorer.use_state(first):
         raise RescoreError(
             f"the checkpoint in {work.path} has no usable near-duplicate window; delete the "
             "folder to start over"
         )
-    run = _Run(work, state, summary, checkpoint_posts, scorer)
+    if segment_posts is None:
+        most = -(-checkpoint_posts // chunk_size)
+        size = segment_size(len(tasks) - state.tasks_done, engine.workers, most)
+    else:
+        size = -(-segment_posts // chunk_size)
+    segments = plan_segments(tasks, state.tasks_done, size)
+
+    def rerun(index: int, ordered: bytes) -> SegmentResult:
+        """Segment ``index`` scored again here, from the exact state ``ordered``."""
+        return run_segment(segments[index], scorer, ordered)
+
+    run = _Run(work, state, summary, checkpoint_posts, first or scorer.state())
     done = sum(task.lines for task in tasks[: state.tasks_done])
     with tqdm(
         total=sum(task.lines for task in tasks),
@@ -305,7 +350,8 @@ def rescore(
         file=sys.stderr,
     ) as bar:
         try:
-            run.write(engine.results(tasks[state.tasks_done :]), bar)
+            results = engine.segments(segments, first, bank)
+            run.write(exact(results, scorer.frontier(), rerun), bar)
             work.finish(state, reject_path)
         except ScorerError as exc:
             raise RescoreError(f"{exc}; {run.resume_hint}") from exc
@@ -320,10 +366,11 @@ class _Run:
     """Writes results into the current part and commits parts as they fill."""
 
     def __init__(
-        self, work: WorkFolder, state: State, summary: Summary, every: int, scorer: Scorer
+        self, work: WorkFolder, state: State, summary: Summary, every: int, ordered: bytes
     ) -> None:
         self._work, self._state, self._summary, self._every = work, state, summary, every
-        self._scorer = scorer
+        self._ordered = ordered
+        """The ordered stage's state after the last segment written."""
         self._shown: Counter[str] = Counter()
         self._started = time.perf_counter()
         self._elapsed_before = summary.elapsed_s
@@ -340,37 +387,30 @@ class _Run:
             f"continue after {self._summary.posts_read:,} posts"
         )
 
-    def write(self, results: Iterator[Result], bar: tqdm) -> None:
-        for result in results:
-            if result.index != self._state.tasks_done:
-                # an engine that delivered out of order (or twice) would corrupt the output
-                raise ScorerError(
-                    f"the engine returned task {result.index} where {self._state.tasks_done} "
-                    "was due"
-                )
-            result.records = self._ordered(result)
-            result.prepared = []
-            self._write(result)
-            self._summary.add(result)
-            self._state.tasks_done += 1
-            self._posts += len(result.records) + len(result.rejects)
-            bar.update(len(result.records) + len(result.rejects) + result.blank_lines)
+    def write(self, segments: Iterator[SegmentResult], bar: tqdm) -> None:
+        """Write each segment's records; commit at a segment's end (the only points where the
+        ordered stage's state is known here)."""
+        for segment in segments:
+            for result in segment.results:
+                if result.index != self._state.tasks_done:
+                    # an engine that delivered out of order (or twice) would corrupt the output
+                    raise ScorerError(
+                        f"the engine returned task {result.index} where "
+                        f"{self._state.tasks_done} was due"
+                    )
+                self._write(result)
+                self._summary.add(result)
+                self._state.tasks_done += 1
+                self._posts += len(result.records) + len(result.rejects)
+                bar.update(len(result.records) + len(result.rejects) + result.blank_lines)
+            self._ordered = segment.state
+            self._summary.segments += 1
+            self._summary.rerun += segment.rerun
             elapsed = time.perf_counter() - self._last_commit
             if self._posts >= self._every or elapsed >= CHECKPOINT_S:
                 self._commit()
         if self._records is not None or not self._state.parts:
             self._commit()
-
-    def _ordered(self, result: Result) -> list[ScoreRecord]:
-        records = self._scorer.ordered(result.posts, result.prepared)
-        records = self._scorer.explain(result.posts, records)
-        if [record.id for record in records] != [post.id for post in result.posts]:
-            # a record written next to the wrong line would silently corrupt the output
-            raise ScorerError(
-                f"the scorer's records for task {result.index} of {result.path} do not match "
-                "the posts in order"
-            )
-        return records
 
     def _write(self, result: Result) -> None:
         if self._records is None:
@@ -412,7 +452,7 @@ class _Run:
             final.with_name("." + final.name).replace(final)
         self._state.parts += 1
         # the window as of the parts committed: a continued run matches as this one would
-        self._scorer.save_state(self._work.ordered_state(self._state.parts))
+        self._work.save_ordered_state(self._state.parts, self._ordered)
         now = time.perf_counter()
         self._summary.elapsed_s = self._elapsed_before + now - self._started
         self._state.tallies = self._summary.tallies()

@@ -61,13 +61,25 @@ class PolicyScorer(Protocol):
     ) -> list[QueueRequest]: ...
 
 
-EXPLAIN_NICE = 10
-"""How much lower the evidence thread's CPU priority is than the scoring threads'."""
+EXPLAIN_NICE = 19
+"""The evidence thread's nice value where idle scheduling is not available."""
 
 
-def _lower_priority() -> None:
-    # Linux: PRIO_PROCESS with a thread id sets that thread's nice value alone
+def idle_priority() -> None:
+    """Give the calling (evidence) thread a core only when scoring leaves one idle.
+
+    Linux's ``SCHED_IDLE`` applies to the calling thread alone (``pid`` 0 is this thread), and
+    the evidence session has one ONNX thread, the caller itself, so its model calls wait for idle
+    cores too (an idle-scheduled thread's share of a busy core is a few thousandths). A nice
+    value is weaker (nice 19 still gets about 1.5 % of a busy core) and is the fallback.
+    """
     try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return
+    except (AttributeError, OSError):
+        pass
+    try:
+        # PRIO_PROCESS with a thread id sets that thread's nice value alone
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), EXPLAIN_NICE)
     except OSError:  # not permitted here: the thread runs at the normal priority
         log.info("could not lower the evidence thread's priority")
@@ -75,12 +87,21 @@ def _lower_priority() -> None:
 
 class StorageHealth:
     """Whether to try storage now: after a failure, requests leave it alone for ``retry_s``
-    (they spool instead of each waiting out a timeout) until a retry succeeds."""
+    (they spool instead of each waiting out a timeout) until a retry succeeds.
 
-    def __init__(self, retry_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.retry_s, self.clock = retry_s, clock
+    ``report`` is told whether storage is up: at the start (up until a call fails), then at each
+    change."""
+
+    def __init__(
+        self,
+        retry_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        report: Callable[[bool], None] = lambda up: None,
+    ) -> None:
+        self.retry_s, self.clock, self.report = retry_s, clock, report
         self.problem: str | None = None
         self._retry_at = 0.0
+        report(True)
 
     @property
     def usable(self) -> bool:
@@ -89,38 +110,51 @@ class StorageHealth:
     def failed(self, problem: str) -> None:
         if self.problem is None:
             log.warning("storage unavailable, answering degraded", extra={"problem": problem})
+            self.report(False)
         self.problem = problem
         self._retry_at = self.clock() + self.retry_s
 
     def ok(self) -> None:
         if self.problem is not None:
             log.info("storage available again")
+            self.report(True)
         self.problem = None
 
 
 class FirstRecords:
-    """The first record of each (post id, model version), most recently used kept."""
+    """The first record of each (post id, model version), most recently used kept.
+
+    Records are kept as their JSON text: a hundred thousand records as objects are millions of
+    objects for the garbage collector to walk (a full collection then paused the server for
+    most of a second), as strings none.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._records: OrderedDict[tuple[str, str], ScoreRecord] = OrderedDict()
+        self._records: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     def get(self, post_id: str, model_version: str) -> ScoreRecord | None:
         key = (post_id, model_version)
-        record = self._records.get(key)
-        if record is not None:
-            self._records.move_to_end(key)
-        return record
+        kept = self._records.get(key)
+        if kept is None:
+            return None
+        self._records.move_to_end(key)
+        return ScoreRecord.model_validate_json(kept)
 
     def keep(self, record: ScoreRecord) -> ScoreRecord:
-        """Keep ``record`` unless one is kept for its post already; return the kept one."""
-        kept = self._records.setdefault((record.id, record.model_version), record)
+        """Keep ``record`` unless one is kept for its post already; return the kept one
+        (``record`` itself when it is the one kept)."""
+        key = (record.id, record.model_version)
+        kept = self._records.get(key)
+        if kept is not None:
+            return ScoreRecord.model_validate_json(kept)
+        self._records[key] = record.model_dump_json()
         while len(self._records) > self.size:
             self._records.popitem(last=False)
-        return kept
+        return record
 
     def replace(self, record: ScoreRecord) -> None:
-        self._records[(record.id, record.model_version)] = record
+        self._records[(record.id, record.model_version)] = record.model_dump_json()
 
 
 class ScoringService:
@@ -136,14 +170,14 @@ class ScoringService:
         workers: int,
         cache_size: int,
         retry_s: float,
-        metrics_factory: Callable[[ScoringService], Metrics],
+        metrics: Metrics,
     ) -> None:
         self.scorer = scorer
         self.repository = repository
         self.spool = spool
-        self.health = StorageHealth(retry_s)
+        self.metrics = metrics
+        self.health = StorageHealth(retry_s, report=metrics.storage)
         self.first = FirstRecords(cache_size)
-        self.metrics = metrics_factory(self)
         self.levels: Mapping[str, str] = {}
         """Accounts at the levels the policy treats more strictly, refreshed by :meth:`recover`
         (a level change reaches the publish path within ``retry_s``)."""
@@ -153,12 +187,13 @@ class ScoringService:
             max_posts=max_posts,
             max_queue=max_queue,
             workers=workers,
-            on_batch=self.metrics.batches.observe,
+            on_batch=metrics.batches.observe,
+            on_depth=metrics.queue,
         )
         # storage calls block; they get their own threads so they never wait behind the model
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="storage")
         self._explainer = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="evidence", initializer=_lower_priority
+            max_workers=1, thread_name_prefix="evidence", initializer=idle_priority
         )
         self._later: set[asyncio.Future[None]] = set()
         self._waiting_evidence = 0
@@ -339,3 +374,4 @@ class ScoringService:
         await asyncio.gather(*self._later, return_exceptions=True)
         self._io.shutdown(wait=True)
         self.spool.close()
+        self.metrics.close()

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Protocol, get_args
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from service.storage import ApiKey, StorageError
-from service.storage.repository import Role
+from service.storage.repository import Role, SignInAttempts
 
 ROLES: tuple[Role, ...] = get_args(Role)
 PREFIX = "ql"
@@ -83,6 +85,86 @@ def check_password(password: str, digest: str) -> bool:
         return PASSWORDS.verify(digest, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+class SignInStore(UserStore, Protocol):
+    """What the sign-in limits need of storage (the :class:`~service.storage.Repository`)."""
+
+    def add_sign_in_attempt(
+        self, name: str, address: str, at: float, window_s: float
+    ) -> SignInAttempts: ...
+
+    def drop_sign_in_attempt(self, attempt_id: int) -> None: ...
+
+    def clear_sign_in_attempts(self, name: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class SignInLimits:
+    """At most ``per_name`` failed sign-ins under one user name, and ``per_address`` from one
+    client address, within ``window_s``; the next attempt is refused until enough of them have
+    left the window."""
+
+    per_name: int
+    per_address: int
+    window_s: float
+
+
+@cache
+def _absent_user_digest() -> str:
+    return password_digest(secrets.token_urlsafe(18))
+
+
+def client_address(host: str | None) -> str:
+    """What the per-address limit counts: the client's address, or for IPv6 its /64 network
+    (the usual allocation of one subscriber, who can use any address in it)."""
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return (host or "unknown")[:64]
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def _wait(others: list[float], limit: int, now: float, window_s: float) -> float | None:
+    """None when fewer than ``limit`` other attempts (oldest first) are in the window, else
+    the seconds until enough of them have left it for one more."""
+    if len(others) < limit:
+        return None
+    return max(others[len(others) - limit] + window_s - now, 1.0)
+
+
+def sign_in(
+    store: SignInStore,
+    limits: SignInLimits,
+    name: str,
+    password: str,
+    address: str,
+    now: float,
+) -> Role:
+    """The role of ``name`` if ``password`` is its password; raises :class:`AuthError` 401 if
+    not, and 429 (with ``retry_after``) without checking the password once too many attempts
+    failed under the name or from the address. The attempt is stored before it is counted, so
+    the limits hold across server processes and for concurrent attempts; a name nobody has is
+    counted, hashed and refused exactly like a wrong password, so that neither the answer nor
+    its time tells whether the user exists. Signing in forgets the name's failed attempts."""
+    attempt = store.add_sign_in_attempt(name, address, now, limits.window_s)
+    waits = [
+        _wait(attempt.by_name, limits.per_name, now, limits.window_s),
+        _wait(attempt.by_address, limits.per_address, now, limits.window_s),
+    ]
+    wait = max((w for w in waits if w is not None), default=None)
+    if wait is not None:
+        # not counted: a refused attempt checked nothing, and must not prolong the wait
+        store.drop_sign_in_attempt(attempt.attempt_id)
+        raise AuthError(429, "too many failed sign-ins; try again later", retry_after=wait)
+    user = store.get_user(name)
+    digest = _absent_user_digest() if user is None else user[0]
+    if not check_password(password, digest) or user is None:
+        raise AuthError(401, "wrong name or password")
+    store.clear_sign_in_attempts(name)
+    return user[1]
 
 
 def create_user(repository: UserStore, name: str, role: Role) -> str:

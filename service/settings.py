@@ -20,6 +20,11 @@ from pydantic_settings import (
 
 ROOT = Path(__file__).resolve().parent.parent
 
+SHARED_METRICS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+"""Turns on prometheus_client's multiprocess mode, with the folder where each process writes its
+values; read when prometheus_client is imported. ``qinglang serve`` sets it to
+:attr:`Settings.metrics_dir`."""
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QINGLANG_", extra="forbid")
@@ -32,6 +37,10 @@ class Settings(BaseSettings):
     """Thresholds, reason codes and actions; versioned, readable by trust and legal teams."""
     intra_op_threads: int = 1
     """ONNX Runtime threads per session: one, so that every core serves its own batch."""
+    evidence_threads: int = Field(default=1, ge=1)
+    """ONNX Runtime threads of the session that finds evidence spans after the answer. One: it
+    then runs on the calling thread, which the service runs at idle priority, so spans use only
+    CPU time that scoring leaves."""
     batch_size: int = 64
     """Posts per model call in batch scoring (posts are sorted by length within a chunk)."""
 
@@ -41,7 +50,8 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1)
     """Server processes; each loads the model and runs its own inference thread."""
     state_dir: Path = ROOT / "data"
-    """The service's own files: the SQLite database by default, and the spool."""
+    """The service's own files: the SQLite database by default, the spool, the metric values of
+    the server's processes."""
     database_url: str | None = None
     """SQLAlchemy URL (``postgresql+psycopg://...``); default: SQLite in ``state_dir``."""
     db_timeout_s: float = Field(default=1.0, gt=0)
@@ -120,6 +130,13 @@ class Settings(BaseSettings):
     """How long a console sign-in lasts."""
     console_secure_cookie: bool = False
     """Send the session cookie over HTTPS only (set it behind TLS)."""
+    console_sign_in_failures: int = Field(default=5, ge=1)
+    """Failed sign-ins under one user name within ``console_sign_in_window_minutes`` after
+    which further attempts under that name are refused (429) until the oldest leave the window."""
+    console_sign_in_address_failures: int = Field(default=20, ge=1)
+    """The same for one client address (IPv6: one /64), whatever the names: higher, because an
+    office behind one address signs in many people."""
+    console_sign_in_window_minutes: float = Field(default=15.0, gt=0)
     regulation_file: Path = ROOT.parent / "shared" / "regulation" / "provisions-zh.txt"
     """The Provisions' text, whose articles the console shows next to each reason code."""
 
@@ -131,6 +148,12 @@ class Settings(BaseSettings):
     @property
     def spool_dir(self) -> Path:
         return self.state_dir / "spool"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Where the server's processes keep their metric values, emptied when ``qinglang
+        serve`` starts (service/metrics.py)."""
+        return self.state_dir / "metrics"
 
     @classmethod
     def settings_customise_sources(

@@ -7,11 +7,14 @@ line, twice, or not at all shows up in the output.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from service.heads import RISKS
 from service.normalise import WINDOW
 from service.record import Post, ScoreRecord
 from service.rescore import Engine, Summary, rescore
-from service.settings import Settings
+from service.settings import Settings, get_settings
 from service.storage.repository import StoredRumor
 
 RAISE = "RAISE"
@@ -88,11 +91,19 @@ class LengthScorer:
     def use_bank(self, rumors: Sequence[StoredRumor]) -> None:
         self.bank = [r.rumor_id for r in rumors]
 
-    def save_state(self, path: Path) -> None:
-        path.write_text("no state")
+    memory_s = 0.0
 
-    def load_state(self, path: Path) -> bool:
-        return path.read_text() == "no state"
+    def state(self) -> bytes:
+        return b"no state"
+
+    def use_state(self, state: bytes | None) -> bool:
+        return state in (None, b"no state")
+
+    def warm(self, posts: Sequence[Post]) -> None:
+        """Nothing to warm: every record is a function of its post alone."""
+
+    def frontier(self) -> str:
+        return "no state"
 
 
 def _misbehave(text: str) -> None:
@@ -159,6 +170,56 @@ def campaign_lines() -> list[bytes]:
             text = prefix + CAMPAIGN.replace("全市", f"第{i}区")
             lines.append(post_line(f"c{i}", text, account_id=f"a{i % 11}", created_at=at))
     return lines
+
+
+REPOSTS = Path("weibo16") / "reposts.jsonl.gz"
+OTHER_CAMPAIGN = (
+    "重要通知：本市所有银行明天起暂停取款一周，请立即去取出存款，消息来自内部人士，速转！"
+)
+
+
+def reposts_with_campaigns() -> list[bytes]:
+    """About 280 real reposts of the Weibo corpus over 20 days (at most 30 every two days, from a
+    stretch with posts on every day; more than the 10.5 days a segment's warm-up replays), in
+    ``created_at`` order, with two campaigns woven in: variants of one text every 34 hours from
+    sixteen accounts, from three days before the reposts (one cluster that chains across 21 days,
+    longer than a warm-up, some copies claiming originality), and a burst of seven copies of
+    another text within 20 minutes from seven accounts in the middle (a coordinated batch)."""
+    with gzip.open(get_settings().data_dir / REPOSTS, "rt", encoding="utf-8") as corpus:
+        rows = [json.loads(line) for line in islice(corpus, 20_000)]
+    rows.sort(key=lambda row: (row["created_at"], row["id"]))
+    start = rows[18_600]["created_at"]
+    per_bin: Counter[int] = Counter()
+    posts = []
+    for r in rows[18_600:]:
+        two_days = int((r["created_at"] - start) // (2 * 86400))
+        per_bin[two_days] += 1
+        if two_days < 10 and per_bin[two_days] <= 30:
+            at = r["created_at"]
+            posts.append(
+                {"id": r["id"], "text": r["text"], "account_id": r["account"], "created_at": at}
+            )
+    first = posts[0]["created_at"]
+    for i in range(16):
+        text = ("原创：" if i % 3 == 2 else "") + CAMPAIGN.replace("全市", f"第{i}区")
+        at = first + (i * 34 - 72) * 3600
+        posts.append(
+            {"id": f"chain{i}", "text": text, "account_id": f"chain-{i}", "created_at": at}
+            | ({"declared_original": True} if i % 3 == 2 else {})
+        )
+    middle = posts[len(posts) // 2]["created_at"]
+    for i in range(7):
+        text = OTHER_CAMPAIGN.replace("一周", f"{i + 7}天")
+        posts.append(
+            {
+                "id": f"burst{i}",
+                "text": text,
+                "account_id": f"burst-{i}",
+                "created_at": middle + 170 * i,
+            }
+        )
+    posts.sort(key=lambda post: (post["created_at"], post["id"]))
+    return [json.dumps(post, ensure_ascii=False).encode() + b"\n" for post in posts]
 
 
 def chunked_records(pipeline: Scorer, lines: Sequence[bytes], chunk: int) -> list[ScoreRecord]:

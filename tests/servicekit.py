@@ -1,13 +1,16 @@
 """Helpers for the service's tests: policies that force a decision, records, a TCP proxy that can
-refuse connections like a database that went away."""
+refuse connections like a database that went away, ``qinglang serve`` in a process of its own."""
 
 from __future__ import annotations
 
 import contextlib
 import re
 import socket
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,3 +178,43 @@ def open_api(
         services: Services = app.state.services
         key = create_key(services.scoring.repository, "publisher")
         yield Api(client=client, services=services, key=key, url=database_url)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {seconds}s: {condition}")
+        time.sleep(0.1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def serve(env: dict[str, str], port: int, out: Path, *args: str) -> subprocess.Popen[bytes]:
+    """``qinglang serve`` (with ``args``) in a process of its own, once it answers; its stdout
+    and stderr go beside ``out``."""
+    with (
+        open(out.with_suffix(".stdout"), "ab") as stdout,
+        open(out.with_suffix(".stderr"), "ab") as stderr,
+    ):
+        server = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--port", str(port), *args],
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+        )
+
+    def up() -> bool:
+        assert server.poll() is None, "the server exited"
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(up, 120)
+    return server

@@ -6,17 +6,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
-from servicekit import Api, Proxy, open_api, write_policy
+from servicekit import Api, Proxy, free_port, open_api, serve, wait_for, write_policy
 
 from service.pipeline import Pipeline
 from service.record import ScoreRecord
@@ -24,14 +21,6 @@ from service.security import create_key
 from service.storage import Pending, Repository, open_repository, upgrade
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {seconds}s: {condition}")
-        time.sleep(0.1)
 
 
 def ready(client: httpx.Client | Api) -> bool:
@@ -79,8 +68,10 @@ def test_postgres_refusing_connections_degrades_spools_and_catches_up(
         readiness = api.client.get("/readyz").json()
         assert readiness["status"] == "degraded" and readiness["spooled"] == 4
         assert any("storage unreachable" in p for p in readiness["problems"])
+        assert "qinglang_storage_up 0.0" in api.client.get("/metrics").text
         proxy.restore()
         wait_for(lambda: ready(api))
+        assert "qinglang_storage_up 1.0" in api.client.get("/metrics").text
         stored_once(
             api.services.scoring.repository,
             ["before", "d0", "d1", "d2", "d3"],
@@ -111,37 +102,6 @@ def test_a_locked_sqlite_database_degrades_and_catches_up(
         stored_once(
             api.services.scoring.repository, ["warm", "L1"], api.services.scoring.model_version
         )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def serve(env: dict[str, str], port: int, out: Path) -> subprocess.Popen[bytes]:
-    """``qinglang serve`` in a process of its own; its stdout and stderr go beside ``out``."""
-    with (
-        open(out.with_suffix(".stdout"), "ab") as stdout,
-        open(out.with_suffix(".stderr"), "ab") as stderr,
-    ):
-        server = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
-            env=env,
-            stdout=stdout,
-            stderr=stderr,
-        )
-
-    def up() -> bool:
-        assert server.poll() is None, "the server exited"
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_for(up, 120)
-    return server
 
 
 def test_a_server_killed_between_spool_and_write_loses_and_duplicates_nothing(

@@ -1,5 +1,6 @@
-"""``--engine ray`` on a local Ray instance: the single-process output, in input order, and an
-actor killed mid-batch whose batch is retried without duplicates."""
+"""``--engine ray`` on a local Ray instance: the single-process output, in input order (the
+ordered stage partitioned by time range across the actors), and an actor killed mid-batch whose
+batch is retried without duplicates."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from batchkit import (
     posts_of,
     read_records,
     real_posts,
+    reposts_with_campaigns,
     rescore_lines,
     shuffled_posts,
 )
@@ -88,3 +90,16 @@ def test_ray_with_the_shipped_model_writes_what_one_process_writes(
     written = read_records(tmp_path / "out.jsonl")
     assert written == reference
     assert any(r.cluster is not None for r in written)
+
+
+def test_ray_partitions_by_time_range_and_writes_the_single_process_records(
+    local_ray: None, tmp_path: Path
+) -> None:
+    lines = reposts_with_campaigns()
+    settings = batch_settings(Settings())
+    reference = chunked_records(Pipeline.load(settings), lines, 16)
+    engine = RayEngine(Pipeline.load, settings, workers=2, address=None)
+    summary = rescore_lines(tmp_path, lines, engine, chunk_size=16)
+    assert read_records(tmp_path / "out.jsonl") == reference
+    assert summary.segments == 6
+    assert 1 <= summary.rerun < summary.segments - 1

@@ -58,6 +58,14 @@ def test_a_batch_never_exceeds_max_posts_nor_splits_a_request() -> None:
     assert all(len({b.split("-")[0] for b in batch}) == 1 for batch in model.batches)
 
 
+def test_the_queue_depth_is_reported_each_time_it_changes() -> None:
+    depths: list[int] = []
+    batcher = MicroBatcher(Model().score_many, window_s=0.01, max_posts=5, on_depth=depths.append)
+    asyncio.run(run(batcher, [posts(*(f"r{i}-{j}" for j in range(3))) for i in range(4)]))
+    assert depths == [3, 6, 9, 12, 9, 6, 3, 0]
+    assert batcher.depth == 0
+
+
 def test_a_model_error_reaches_every_request_of_its_batch_and_the_next_batch_runs() -> None:
     async def scenario() -> None:
         model = Model(fail=True)

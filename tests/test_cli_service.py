@@ -1,11 +1,19 @@
-"""``qinglang keys create`` and ``qinglang migrate``, as an operator runs them."""
+"""``qinglang keys create``, ``qinglang migrate`` and ``qinglang serve --workers``, as an operator
+runs them."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import httpx2 as httpx
+from prometheus_client.multiprocess import MultiProcessCollector
+from servicekit import free_port, serve, wait_for, write_policy
 
 from service.security import Guard
 from service.storage import open_repository
@@ -54,3 +62,102 @@ def test_migrate_creates_the_schema_and_reports_an_unreachable_database(tmp_path
         check=False,
     )
     assert failed.returncode == 2 and "qinglang migrate: error" in failed.stderr
+
+
+def per_process(metrics_dir: Path) -> dict[int, dict[str, float]]:
+    """Each server process's own counts, from the file it writes (pid: sample: value)."""
+    counts: dict[int, dict[str, float]] = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        samples = counts[int(path.stem.split("_")[1])] = {}
+        for metric in MultiProcessCollector.merge([str(path)]):  # type: ignore[no-untyped-call]
+            for sample in metric.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}"] = sample.value
+    return counts
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def score_concurrently(url: str, key: str, ids: Sequence[str]) -> None:
+    """One connection per post, all at once, so that the kernel hands them to either worker."""
+
+    def one(post_id: str) -> int:
+        response = httpx.post(
+            f"{url}/v1/score",
+            json={"id": post_id, "text": f"第{post_id}篇：周末去公园散步。"},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
+        )
+        return response.status_code
+
+    with ThreadPoolExecutor(len(ids)) as pool:
+        assert list(pool.map(one, ids)) == [200] * len(ids)
+
+
+def test_metrics_of_two_workers_report_the_whole_server_whichever_answers(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    earlier = state / "metrics" / "counter_1.db"  # an earlier server's: not counted again
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"not a metrics file")
+    key = qinglang(tmp_path, "keys", "create", "--role", "publisher").stdout.splitlines()[-1]
+    env = {
+        **os.environ,
+        "QINGLANG_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "QINGLANG_STATE_DIR": str(state),
+        # every post gets review; nothing stored, so no evidence work competes for the cores
+        "QINGLANG_POLICY_FILE": str(write_policy(tmp_path / "policy.toml", persist=())),
+    }
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = serve(env, port, tmp_path / "server", "--workers", "2")
+    try:
+        assert not earlier.exists()
+        # each worker creates its file when it builds the app
+        wait_for(lambda: len(per_process(state / "metrics")) == 2, 120)
+        sent: list[str] = []
+        for round_ in range(30):
+            ids = [f"r{round_}-{i}" for i in range(12)]
+            score_concurrently(url, key, ids)
+            sent += ids
+            answered = [
+                c.get('qinglang_requests_total{method="POST",route="/v1/score",status="200"}', 0)
+                for c in per_process(state / "metrics").values()
+            ]
+            if all(answered):
+                break
+        assert all(answered) and sum(answered) == len(sent), answered
+        for _ in range(8):  # whichever worker answers a scrape reports both
+            text = httpx.get(f"{url}/metrics", headers={"Connection": "close"}).text
+            n = float(len(sent))
+            assert (
+                f'qinglang_requests_total{{method="POST",route="/v1/score",status="200"}} {n}'
+                in text
+            )
+            assert f'qinglang_request_seconds_count{{method="POST",route="/v1/score"}} {n}' in text
+            assert f'qinglang_decisions_total{{decision="review"}} {n}' in text
+            assert f'qinglang_score_count{{risk="rumor"}} {n}' in text
+            assert f'qinglang_flags_total{{risk="incitement"}} {n}' in text
+            assert f"qinglang_batch_posts_sum {n}" in text
+            assert "qinglang_queue_depth 0.0" in text
+            assert "qinglang_storage_up 1.0" in text
+            assert text.count("qinglang_model_info{") == 1
+        # a worker killed outright: uvicorn replaces it; its counts stay, its live gauges go
+        killed = min(per_process(state / "metrics"))
+        os.kill(killed, signal.SIGKILL)
+        wait_for(lambda: not alive(killed))
+        text = httpx.get(f"{url}/metrics", headers={"Connection": "close"}).text
+        assert f'qinglang_decisions_total{{decision="review"}} {float(len(sent))}' in text
+        assert not list((state / "metrics").glob(f"gauge_live*_{killed}.db"))
+    finally:
+        server.terminate()  # uvicorn stops its workers, each running its app's shutdown
+        server.wait(120)
+    # the workers that stopped took their live gauges with them
+    assert not list((state / "metrics").glob("gauge_live*.db"))

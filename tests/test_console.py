@@ -1,22 +1,26 @@
 """The console's pages without a browser, on SQLite and PostgreSQL: CSRF tokens, signed and
-expiring sessions, roles, escaping, the security headers; and its parts (articles, spans, plots)."""
+expiring sessions, the limits on failed sign-ins, roles, escaping, the security headers; and its
+parts (articles, spans, plots)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from servicekit import Api, open_api
 
+from service import security
 from service.console import articles, plots, present
 from service.console.session import COOKIE, Sessions
 from service.pipeline import Pipeline
 from service.record import Post
-from service.security import create_user
+from service.security import AuthError, SignInLimits, client_address, create_user
+from service.storage import SqlRepository, open_repository, upgrade
 from service.storage.repository import Role
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
@@ -96,6 +100,21 @@ def test_reviewers_cannot_open_admin_pages_and_confirmations_need_a_basis(api: A
     assert dashboard.status_code == 200 and dashboard.text.count("<svg") >= 5
 
 
+def test_key_j_opens_the_next_item_nobody_else_holds(api: Api) -> None:
+    for i in range(3):
+        assert api.score({"id": f"p{i}", "text": RUMOR, "account_id": f"a{i}"}).status_code == 200
+    sign_in(api, "li")
+    first, second, third = re.findall(r'data-item="(\d+)"', api.client.get("/console/queue").text)
+    page = api.client.get(f"/console/items/{first}").text
+    assert f'href="/console/items/{first}/next" data-key="j"' in page
+    assert "尚无信用记录" in page  # the account was never penalised
+    moved = api.client.get(f"/console/items/{first}/next", follow_redirects=False)
+    assert moved.headers["location"] == f"/console/items/{second}"
+    api.services.review.claim(api.services.scoring.policy, int(second), "wang")
+    moved = api.client.get(f"/console/items/{first}/next", follow_redirects=False)
+    assert moved.headers["location"] == f"/console/items/{third}"
+
+
 def test_user_content_is_escaped(api: Api) -> None:
     for i, text in enumerate((SCRIPT_POST, IMG_POST)):
         assert api.score({"id": f"x{i}", "text": text, "account_id": IMG_POST}).status_code == 200
@@ -151,8 +170,9 @@ def test_overlapping_spans_cut_the_text_into_pieces(pipeline: Pipeline) -> None:
 
 
 def test_plot_labels_are_escaped() -> None:
-    svg = plots.bars(["<script>x</script>"], [[3.0]], "t")
+    svg = plots.bars(["<script>x</script>", "b"], [[3.0], [1.0, 4.0]], "t")
     assert "<script>" not in svg and "&lt;script&gt;" in svg
+    assert re.findall(r'class="total"[^>]*>([^<]*)<', svg) == ["3", "5"]
     assert "stroke-dasharray" in plots.histogram([0.1, 0.9], 0.5, "s")
 
 
@@ -168,6 +188,21 @@ def test_item_page_shows_the_cluster_timeline_with_its_earliest_source(api: Api)
     timeline = html[html.index('class="timeline"') :]
     assert timeline.index("src") < timeline.index("copy")
     assert re.search(r'class="earliest">[^<]*src[^<]*<span class="badge">最早来源', timeline)
+
+
+def test_a_coordinated_batch_item_shows_its_members_in_time_order(api: Api) -> None:
+    for i in range(5):
+        post = {"id": f"b{i}", "text": RUMOR + "!" * i, "account_id": f"bot{i}"}
+        assert api.score({**post, "created_at": 1_700_000_000 + 60 * i}).status_code == 200
+    sign_in(api, "li")
+    items = api.services.review.list_items(api.services.scoring.policy).items
+    (batch,) = [i for i in items if i.kind == "cluster"]
+    page = api.client.get(f"/console/items/{batch.id}")
+    assert page.status_code == 200
+    timeline = page.text[page.text.index('class="timeline"') :]
+    posts = re.findall(r"<li[^>]*>([^<]*)", timeline)
+    assert [p.split(" · ")[1] for p in posts] == ["b0", "b1", "b2", "b3", "b4"]
+    assert posts[0].startswith("2023-11-14 22:13") and "最早来源" in timeline
 
 
 def test_a_copy_is_shown_beside_the_earlier_post_and_a_bank_match_with_its_notice(
@@ -224,3 +259,116 @@ def test_an_earlier_post_never_stored_is_shown_from_the_windows_excerpt(api: Api
     assert "湖边的荷花开了" in earlier and '<mark class="diff">火锅</mark>' in earlier
     reasons = html[: html.index('id="earlier-text"')]
     assert "earlier_text" not in reasons  # shown beside the copy, not again as evidence
+
+
+def try_sign_in(api: Api, name: str, password: str) -> tuple[int, str, str | None]:
+    """Status, the page's message, and Retry-After of one sign-in through the form."""
+    token = csrf_of(api.client.get("/console/login").text)
+    answer = api.client.post(
+        "/console/login",
+        data={"csrf": token, "name": name, "password": password},
+        follow_redirects=False,
+    )
+    message = re.search(r'<p class="error"[^>]*>([^<]*)</p>', answer.text)
+    return (
+        answer.status_code,
+        message.group(1) if message else "",
+        answer.headers.get("retry-after"),
+    )
+
+
+def test_failed_sign_ins_are_limited_alike_for_users_and_unknown_names(api: Api) -> None:
+    password = create_user(api.services.scoring.repository, "li", "reviewer")
+    for _ in range(4):
+        assert try_sign_in(api, "li", "wrong")[0] == 401
+    assert try_sign_in(api, "li", password)[0] == 303  # signing in forgets the failures
+    api.client.cookies.clear()
+    answers = {
+        name: [try_sign_in(api, name, "wrong") for _ in range(5)] for name in ("li", "ghost")
+    }
+    assert answers["li"] == answers["ghost"] == [(401, "用户名或密码错误", None)] * 5
+    for name, secret in (("li", password), ("ghost", password)):
+        status, message, retry_after = try_sign_in(api, name, secret)
+        assert status == 429 and "登录失败次数过多" in message, "refused even with the password"
+        assert retry_after is not None and 800 < int(retry_after) <= 900
+    assert api.client.get("/console/queue", follow_redirects=False).status_code == 303
+
+
+@pytest.fixture
+def two_processes(database_url: str) -> Iterator[tuple[SqlRepository, SqlRepository]]:
+    """Two repositories on one database, each with its own engine: two server processes."""
+    upgrade(database_url)
+    first, second = open_repository(database_url, 5.0), open_repository(database_url, 5.0)
+    yield first, second
+    first.close()
+    second.close()
+
+
+LIMITS = SignInLimits(per_name=3, per_address=5, window_s=900)
+
+
+def attempt(repo: SqlRepository, name: str, password: str, address: str, now: float) -> int:
+    try:
+        security.sign_in(repo, LIMITS, name, password, address, now)
+    except AuthError as refused:
+        return refused.status
+    return 200
+
+
+def test_sign_in_limits_hold_across_processes_and_end_with_the_window(
+    two_processes: tuple[SqlRepository, SqlRepository],
+) -> None:
+    a, b = two_processes
+    password = create_user(a, "li", "reviewer")
+    t = 1_000_000.0
+    assert [attempt(a, "li", "x", "10.0.0.1", t), attempt(b, "li", "x", "10.0.0.2", t + 1)] == [
+        401,
+        401,
+    ]
+    assert attempt(a, "li", "x", "10.0.0.3", t + 2) == 401
+    # the other process refuses, even the right password, from any address
+    assert attempt(b, "li", password, "10.0.0.4", t + 3) == 429
+    # refused attempts do not prolong the wait: it ends when the first failure leaves the window
+    assert attempt(a, "li", password, "10.0.0.4", t + 899) == 429
+    assert attempt(b, "li", password, "10.0.0.4", t + 901) == 200
+    # signing in forgot the failures: three more are allowed
+    assert [attempt(a, "li", "x", "10.0.0.1", t + 902 + i) for i in range(4)] == [401] * 3 + [429]
+
+
+def test_one_address_is_limited_whatever_the_names(
+    two_processes: tuple[SqlRepository, SqlRepository],
+) -> None:
+    a, b = two_processes
+    password = create_user(a, "li", "reviewer")
+    t = 1_000_000.0
+    # li mistypes twice, then signs in: those two no longer count against the address
+    assert [attempt(a, "li", "x", "10.0.0.9", t + i) for i in range(2)] == [401, 401]
+    assert attempt(b, "li", password, "10.0.0.9", t + 2) == 200
+    guesses = [attempt((a, b)[i % 2], f"user{i}", "x", "10.0.0.9", t + 3 + i) for i in range(6)]
+    assert guesses == [401] * 5 + [429]
+    assert attempt(a, "li", password, "10.0.0.9", t + 10) == 429
+    assert attempt(a, "li", password, "10.0.0.10", t + 10) == 200
+    # one IPv6 /64 is one address
+    assert client_address("2001:db8::1") == client_address("2001:db8::ffff:1") == "2001:db8::/64"
+    assert client_address("2001:db8:0:1::1") != client_address("2001:db8::1")
+    assert client_address("192.0.2.7") == "192.0.2.7"
+
+
+def test_concurrent_attempts_check_no_more_passwords_than_the_limit(
+    two_processes: tuple[SqlRepository, SqlRepository],
+) -> None:
+    create_user(two_processes[0], "li", "reviewer")
+    statuses: list[int] = []
+    start = threading.Barrier(8)
+
+    def guess(i: int) -> None:
+        start.wait()
+        statuses.append(attempt(two_processes[i % 2], "li", f"guess{i}", f"10.1.0.{i}", 1e6))
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(statuses) == 8 and set(statuses) <= {401, 429}
+    assert statuses.count(401) <= LIMITS.per_name

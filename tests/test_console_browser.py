@@ -1,7 +1,10 @@
 """The web console as a person uses it: headless Chromium (Debian's ``chromium``, driven by
-Playwright) against a real uvicorn server on a free port and a real SQLite file.
+Playwright) against a real uvicorn server on a free port, on a SQLite file and on the real
+PostgreSQL server (one browser for both).
 
-Screenshots of the queue, an item and the dashboard are written to ``docs/screenshots/``."""
+Screenshots of the queue, an item and the dashboard are written to
+``artifacts/screenshots/{sqlite,postgresql}/`` (git ignores it; CI keeps it); ``make screenshots``
+copies the SQLite run's over the README's ``docs/screenshots/``."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 from servicekit import write_policy
+from sqlalchemy.engine import make_url
 
 from service.api import create_app
 from service.api.state import Services
@@ -30,7 +34,7 @@ from service.settings import Settings
 from service.storage import upgrade
 
 CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
 SCRIPT_POST = "<script>alert(1)</script>"
 IMG_POST = '转发"><img src=x onerror=window.__xss=1>看看'
@@ -42,6 +46,8 @@ class Console:
     services: Services
     publisher: str
     passwords: dict[str, str]
+    shots: Path
+    """Where this run's screenshots go: a folder per database."""
 
     def api(self, method: str, path: str, **kwargs: object) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.publisher}"}
@@ -56,11 +62,10 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def console(tmp_path: Path, pipeline: Pipeline) -> Iterator[Console]:
-    url = f"sqlite:///{tmp_path / 'console.db'}"
-    upgrade(url)
+def console(tmp_path: Path, pipeline: Pipeline, database_url: str) -> Iterator[Console]:
+    upgrade(database_url)
     policy = write_policy(tmp_path / "policy.toml")
-    settings = Settings(state_dir=tmp_path / "state", database_url=url, policy_file=policy)
+    settings = Settings(state_dir=tmp_path / "state", database_url=database_url, policy_file=policy)
     rules = load_policy(policy)
     app = create_app(
         settings,
@@ -82,14 +87,18 @@ def console(tmp_path: Path, pipeline: Pipeline) -> Iterator[Console]:
     }
     try:
         yield Console(
-            f"http://127.0.0.1:{port}", services, create_key(repository, "publisher"), passwords
+            f"http://127.0.0.1:{port}",
+            services,
+            create_key(repository, "publisher"),
+            passwords,
+            SHOTS / make_url(database_url).get_backend_name(),
         )
     finally:
         server.should_exit = True
         thread.join(30)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     assert CHROMIUM.exists(), "Debian's chromium is needed: apt-get install chromium (.ci/run)"
     with sync_playwright() as playwright:
@@ -111,9 +120,9 @@ def sign_out(page: Page) -> None:
     expect(page).to_have_url(re.compile(r"/console/login$"))
 
 
-def shoot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+def shoot(page: Page, console: Console, name: str) -> None:
+    console.shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(console.shots / f"{name}.png"), full_page=True)
 
 
 def seed(console: Console) -> None:
@@ -147,7 +156,7 @@ def confirm_top_item(page: Page, console: Console) -> str:
     assert span.inner_text() in RUMOR
     expect(page.locator("blockquote.article").first).to_contain_text("第")
     expect(page.locator("#credit")).to_have_text("100")
-    shoot(page, "item")
+    shoot(page, console, "item")
     page.keyboard.press("c")  # claim
     expect(page.locator("p.meta")).to_contain_text("li")
     page.select_option("#category", "rumor")
@@ -187,7 +196,7 @@ def overdue_report_stands_out(page: Page, console: Console) -> None:
     page.goto(f"{console.url}/console/queue")
     expect(page.locator("tr.overdue .overdue-badge")).to_be_visible()
     expect(page.locator("table.queue tbody tr")).to_have_count(3)
-    shoot(page, "queue")
+    shoot(page, console, "queue")
     page.goto(f"{console.url}/console/reports")
     expect(page.locator("tr.overdue")).to_contain_text("<b>举报</b>")
 
@@ -219,7 +228,7 @@ def bank_and_dashboard(page: Page, console: Console) -> None:
     page.goto(f"{console.url}/console/dashboard")
     assert page.locator("svg.plot").count() >= 5
     expect(page.locator("svg.plot line.threshold").first).to_be_attached()
-    shoot(page, "dashboard")
+    shoot(page, console, "dashboard")
 
 
 def test_review_confirm_appeal_and_roles_in_a_browser(console: Console, browser: Browser) -> None:

@@ -230,3 +230,27 @@ def test_a_snapshot_restores_the_window_and_one_of_another_layout_is_not_read(
     # a snapshot the band tables of an earlier release wrote: (version, window) in one pickle
     path.write_bytes(pickle.dumps((near.fingerprinter.version, {"buckets": "old"})))
     assert not NearDuplicates.from_settings(settings, policy).restore(path)
+
+
+def test_the_frontier_tells_whether_later_posts_get_the_same_findings(
+    settings: Settings, policy: Policy
+) -> None:
+    def fresh() -> NearDuplicates:
+        built = NearDuplicates.from_settings(settings, policy)
+        built.clock = lambda: NOW
+        return built
+
+    early = [post(f"e{i}", f"a{i}", NOW - 2 * 86400 + i, variant(i)) for i in range(3)]
+    recent = [post(f"r{i}", f"b{i}", NOW + i, variant(i + 3)) for i in range(3)]
+    later = [post(f"l{i}", f"c{i}", NOW + 600 + i, variant(i + 6)) for i in range(5)]
+    full, copy, short = fresh(), fresh(), fresh()
+    observe(full, early + recent)
+    # the state passed on (a batch segment's end, a checkpoint) reads as the same frontier
+    assert copy.loads(full.dumps()) and copy.frontier() == full.frontier()
+    # a replay that starts after the chain did builds a cluster with other members
+    observe(short, recent)
+    assert short.frontier() != full.frontier()
+    expected = observe(full, later)
+    assert observe(copy, later) == expected
+    assert observe(short, later) != expected
+    assert copy.loads(None) and copy.frontier() == fresh().frontier()

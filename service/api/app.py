@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -53,14 +54,6 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     snapshot = settings.state_dir / NEARDUP_SNAPSHOT
     pipeline.neardup.restore(snapshot)
 
-    def metrics_for(scoring: ScoringService) -> Metrics:
-        return Metrics(
-            pipeline.model_version,
-            pipeline.policy_version,
-            queue_depth=lambda: scoring.batcher.depth,
-            storage_up=lambda: float(scoring.health.problem is None),
-        )
-
     scoring = ScoringService(
         pipeline,
         repository,
@@ -71,7 +64,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         workers=settings.inference_workers,
         cache_size=settings.cache_size,
         retry_s=settings.storage_retry_s,
-        metrics_factory=metrics_for,
+        metrics=Metrics(pipeline.model_version, pipeline.policy_version),
     )
     guard = Guard(
         repository,
@@ -86,6 +79,10 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         maintainer = asyncio.create_task(scoring.maintain(settings.storage_retry_s))
         bank = asyncio.create_task(sync_bank(pipeline.neardup, repository, settings))
         keeper = asyncio.create_task(keep_snapshot(pipeline.neardup, snapshot, settings))
+        # what start-up built (model, app, restored window) lives as long as the process: out
+        # of the collector's way, a full collection walks only what serving adds
+        gc.collect()
+        gc.freeze()
         log.info(
             "serving",
             extra={"model_version": pipeline.model_version, "policy": pipeline.policy_version},

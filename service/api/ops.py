@@ -55,5 +55,7 @@ async def readyz(found: Found) -> Readiness:
     responses={200: {"content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}}}},
 )
 async def metrics(found: Found) -> Response:
-    """Prometheus text format."""
-    return Response(found.scoring.metrics.render(), media_type=CONTENT_TYPE)
+    """Prometheus text format; under ``qinglang serve``, of every server process, whichever
+    answers (service/metrics.py)."""
+    text = await run_in_threadpool(found.scoring.metrics.render)
+    return Response(text, media_type=CONTENT_TYPE)

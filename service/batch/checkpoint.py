@@ -54,6 +54,14 @@ class WorkFolder:
         """The stateful stage's state as of ``parts`` committed parts."""
         return self.path / f"ordered-{parts:06d}.pickle"
 
+    def save_ordered_state(self, parts: int, data: bytes) -> None:
+        """Write the stateful stage's state as of ``parts`` committed parts (beside, then
+        renamed: a killed run leaves the last whole one)."""
+        final = self.ordered_state(parts)
+        tmp = final.with_name("." + final.name)
+        tmp.write_bytes(data)
+        tmp.replace(final)
+
     def drop_ordered_states(self, parts: int) -> None:
         """Remove the states older than the committed one."""
         for old in self.path.glob("ordered-*.pickle"):

@@ -1,10 +1,11 @@
 """``--engine local``: worker processes on this machine, each holding one scorer (one ONNX
-session with one thread), fed tasks through a bounded window so that memory stays flat.
+session with one thread) and scoring whole segments (:mod:`service.batch.segments`), fed through a
+bounded window so that memory stays flat.
 
-Results come back in task order. A worker process that dies (a segfault in a native library, the
-out-of-memory killer) breaks the pool; the tasks it had in flight are then scored again one at a
-time, post by post, each post's line number written to a journal file before it is scored, so
-that the post that kills a worker again is found, rejected with the error, and the run goes on.
+Results come back in segment order. A worker process that dies (a segfault in a native library,
+the out-of-memory killer) breaks the pool; the segments it had in flight are then scored again
+post by post, each post's task and line written to a journal file before it is scored, so that
+the post that kills a worker again is found, rejected with the error, and the run goes on.
 """
 
 from __future__ import annotations
@@ -19,29 +20,37 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from service.batch.sources import Task
-from service.batch.work import Reject, Result, Scorer, ScorerError, ScorerFactory, run_task
+from service.batch.segments import WARM, Segment, SegmentResult, Start, run_segment
+from service.batch.work import Reject, Scorer, ScorerError, ScorerFactory
 
 if TYPE_CHECKING:
     from service.settings import Settings
+    from service.storage.repository import StoredRumor
 
 IN_FLIGHT_PER_WORKER = 2
-"""Tasks queued per worker: one running, one waiting, so that no worker idles between tasks."""
+"""Segments queued per worker: one running, one waiting, so that no worker idles between them."""
 
 _scorer: Scorer | None = None
 """The worker process's scorer, loaded once by :func:`_load`."""
 
 
-def _load(load: ScorerFactory, settings: Settings) -> None:
+def _load(load: ScorerFactory, settings: Settings, bank: Sequence[StoredRumor]) -> None:
     global _scorer  # noqa: PLW0603 - one scorer per worker process, by design
     _scorer = load(settings)
+    _scorer.use_bank(bank)
 
 
 def _run(
-    task: Task, one_by_one: bool = False, skip: frozenset[int] = frozenset(), journal: str = ""
-) -> Result:
+    segment: Segment,
+    start: Start,
+    one_by_one: bool = False,
+    skip: frozenset[tuple[int, int]] = frozenset(),
+    journal: str = "",
+) -> SegmentResult:
     assert _scorer is not None, "the worker's initializer did not run"
-    return run_task(task, _scorer, one_by_one=one_by_one, skip=skip, journal=journal or None)
+    return run_segment(
+        segment, _scorer, start, one_by_one=one_by_one, skip=skip, journal=journal or None
+    )
 
 
 class LocalEngine:
@@ -51,6 +60,7 @@ class LocalEngine:
         self.workers = workers
         self._executor: ProcessPoolExecutor | None = None
         self._scorer: Scorer | None = None
+        self._bank: Sequence[StoredRumor] = ()
         self.name = f"local, {workers} workers"
 
     def scorer(self) -> Scorer:
@@ -69,41 +79,47 @@ class LocalEngine:
             self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_load,
-            initargs=(self._load, self._settings),
+            initargs=(self._load, self._settings, self._bank),
         )
 
-    def results(self, tasks: Sequence[Task]) -> Iterator[Result]:
-        pending = iter(tasks)
-        window: deque[tuple[Task, Future[Result]]] = deque()
+    def segments(
+        self, segments: Sequence[Segment], first: bytes | None, bank: Sequence[StoredRumor]
+    ) -> Iterator[SegmentResult]:
+        """Each segment in a worker: the first from ``first``, the others warmed up."""
+        self._bank = bank
+        pending = iter(enumerate(segments))
+        window: deque[tuple[Segment, Start, Future[SegmentResult]]] = deque()
         try:
             while True:
                 while len(window) < self.workers * IN_FLIGHT_PER_WORKER:
-                    task = next(pending, None)
-                    if task is None:
+                    item = next(pending, None)
+                    if item is None:
                         break
-                    window.append((task, self._submit(task)))
+                    n, segment = item
+                    start: Start = first if n == 0 else WARM
+                    window.append((segment, start, self._submit(segment, start)))
                 if not window:
                     return
-                task, future = window.popleft()
+                segment, start, future = window.popleft()
                 try:
                     yield future.result()
                 except BrokenProcessPool:
-                    stranded = [task, *(t for t, _ in window)]
+                    stranded = [(segment, start), *((s, b) for s, b, _ in window)]
                     window.clear()
                     self._restart()
-                    for task in stranded:
-                        yield self._isolate(task)
+                    for segment, start in stranded:
+                        yield self._isolate(segment, start)
         finally:
             self._started().shutdown(wait=True, cancel_futures=True)
             self._executor = None
 
-    def _submit(self, task: Task) -> Future[Result]:
+    def _submit(self, segment: Segment, start: Start) -> Future[SegmentResult]:
         try:
-            return self._started().submit(_run, task)
+            return self._started().submit(_run, segment, start)
         except BrokenProcessPool as exc:
-            # a worker died since the last result: the task waits its turn with the others
+            # a worker died since the last result: the segment waits its turn with the others
             # in flight, which are then scored again one post at a time
-            failed: Future[Result] = Future()
+            failed: Future[SegmentResult] = Future()
             failed.set_exception(exc)
             return failed
 
@@ -111,16 +127,16 @@ class LocalEngine:
         self._started().shutdown(wait=True, cancel_futures=True)
         self._executor = self._pool()
 
-    def _isolate(self, task: Task) -> Result:
-        """Score ``task`` post by post until it completes, rejecting each post that kills its
-        worker."""
-        killers: dict[int, str] = {}
+    def _isolate(self, segment: Segment, start: Start) -> SegmentResult:
+        """Score ``segment`` post by post until it completes, rejecting each post that kills
+        its worker."""
+        killers: dict[tuple[int, int], str] = {}
         with tempfile.TemporaryDirectory(prefix="qinglang-journal-") as folder:
             journal = Path(folder) / "started"
             while True:
                 journal.write_text("")
                 skip = frozenset(killers)
-                future = self._started().submit(_run, task, True, skip, str(journal))
+                future = self._started().submit(_run, segment, start, True, skip, str(journal))
                 try:
                     result = future.result()
                     break
@@ -129,14 +145,16 @@ class LocalEngine:
                     started = journal.read_text().splitlines()
                     if not started:
                         raise ScorerError(
-                            f"a worker process died before scoring any post of {task.where}"
+                            f"a worker process died before scoring any post of {segment.where}"
                         ) from None
-                    line, post_id = started[-1].split("\t", 1)
-                    killers[int(line)] = json.loads(post_id)
+                    task, line, post_id = started[-1].split("\t", 2)
+                    killers[int(task), int(line)] = json.loads(post_id)
         message = "the worker process died while scoring this post"
-        result.rejects.extend(
-            Reject(task.path, line, post_id, "scorer_error", message, "")
-            for line, post_id in killers.items()
-        )
-        result.rejects.sort(key=lambda reject: reject.line)
+        for task_result in result.results:
+            task_result.rejects.extend(
+                Reject(task_result.path, line, post_id, "scorer_error", message, "")
+                for (task, line), post_id in killers.items()
+                if task == task_result.index
+            )
+            task_result.rejects.sort(key=lambda reject: reject.line)
         return result

@@ -1,14 +1,15 @@
-"""``--engine ray``: the same tasks and the same :func:`~service.batch.work.run_task` as a Ray
-Data pipeline, on a cluster (``--ray-address``) or on a local Ray started for the run.
+"""``--engine ray``: the same segments and the same :func:`~service.batch.segments.run_segment`
+as a Ray Data pipeline, on a cluster (``--ray-address``) or on a local Ray started for the run.
 
-The dataset holds the task descriptions only (a few hundred bytes per 2,048 posts); each actor
-of the pool loads the scorer once and reads its task's slice of the input itself, so the input
-must sit where every node sees it at the same path (a shared file system). Results come back to
-the driver in task order (``preserve_order``), which runs the stateful stage on them in input
-order (one near-duplicate window for the run, see :mod:`service.rescore`), writes and checkpoints
-them as the local engine's are. An actor that dies mid-task is restarted and its task retried by
-Ray; the driver takes each task's result once, in order, so a retried task cannot be written
-twice.
+The dataset holds the segment descriptions only (a few hundred bytes per task); each actor of the
+pool loads the scorer once and reads its segment's tasks (and the tasks of its warm-up) from the
+input itself, so the input must sit where every node sees it at the same path (a shared file
+system). Each actor runs both stages of its segment, the ordered stage after a warm-up over the
+time before it (partitioned by time range: :mod:`service.batch.segments`); results come back to
+the driver in segment order (``preserve_order``), which checks each boundary, writes and
+checkpoints them as the local engine's are. An actor that dies mid-segment is restarted and its
+segment retried by Ray; the driver takes each segment's result once, in order, so a retried
+segment cannot be written twice.
 """
 
 from __future__ import annotations
@@ -20,25 +21,31 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from service.batch.sources import Task
-from service.batch.work import Result, Scorer, ScorerFactory, run_task
+from service.batch.segments import WARM, Segment, SegmentResult, Start, run_segment
+from service.batch.work import Scorer, ScorerFactory
 
 if TYPE_CHECKING:
     from service.settings import Settings
+    from service.storage.repository import StoredRumor
 
 LOCAL_OBJECT_STORE_BYTES = 512 << 20
 """Object store of a Ray started for the run: results stream through it, they do not pile up."""
 
 
-class _TaskScorer:
+class _SegmentScorer:
     """One actor of the pool: one scorer, loaded when the actor starts."""
 
-    def __init__(self, load: ScorerFactory, settings: Settings) -> None:
+    def __init__(
+        self, load: ScorerFactory, settings: Settings, bank: Sequence[StoredRumor]
+    ) -> None:
         self._scorer = load(settings)
+        self._scorer.use_bank(bank)
 
     def __call__(self, batch: dict[str, np.ndarray[Any, Any]]) -> dict[str, list[bytes]]:
-        tasks = [pickle.loads(blob) for blob in batch["task"]]
-        return {"result": [pickle.dumps(run_task(task, self._scorer)) for task in tasks]}
+        jobs: list[tuple[Segment, Start]] = [pickle.loads(blob) for blob in batch["segment"]]
+        return {
+            "result": [pickle.dumps(run_segment(seg, self._scorer, start)) for seg, start in jobs]
+        }
 
 
 class RayEngine:
@@ -57,7 +64,10 @@ class RayEngine:
             self._scorer = self._load(self._settings)
         return self._scorer
 
-    def results(self, tasks: Sequence[Task]) -> Iterator[Result]:
+    def segments(
+        self, segments: Sequence[Segment], first: bytes | None, bank: Sequence[StoredRumor]
+    ) -> Iterator[SegmentResult]:
+        """Each segment on an actor: the first from ``first``, the others warmed up."""
         import ray
 
         started = not ray.is_initialized()
@@ -72,27 +82,30 @@ class RayEngine:
             )
             ray.init(include_dashboard=False, log_to_driver=False, **options)
         try:
-            yield from self._run(tasks)
+            yield from self._run(segments, first, bank)
         finally:
             if started:
                 ray.shutdown()
 
-    def _run(self, tasks: Sequence[Task]) -> Iterator[Result]:
+    def _run(
+        self, segments: Sequence[Segment], first: bytes | None, bank: Sequence[StoredRumor]
+    ) -> Iterator[SegmentResult]:
         import ray.data
 
-        if not tasks:
+        if not segments:
             return
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
         # the run prints its own progress and summary
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        items = [{"task": pickle.dumps(task)} for task in tasks]
+        jobs = [(seg, first if n == 0 else WARM) for n, seg in enumerate(segments)]
+        items = [{"segment": pickle.dumps(job)} for job in jobs]
         dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            _TaskScorer,
-            fn_constructor_args=(self._load, self._settings),
+            _SegmentScorer,
+            fn_constructor_args=(self._load, self._settings, bank),
             batch_size=1,
-            # Ray Data restarts a killed actor of the pool and retries its task, forever
+            # Ray Data restarts a killed actor of the pool and retries its segment, forever
             compute=ray.data.ActorPoolStrategy(size=self.workers),
             num_cpus=1,
         )

@@ -1,7 +1,7 @@
 """One task's work, the same in every engine: read its slice, run the pipeline's stateless stage
 on its posts (:meth:`service.pipeline.Pipeline.prepare`), report. The stateful stage (near-duplicate
-matching, decision, record) runs in the run's own process, task after task in input order
-(:mod:`service.rescore`), so that the near-duplicate window sees the posts as one process would.
+matching, decision, record) then runs on the task's results in the same process, task after task
+of a segment in input order (:mod:`service.batch.segments`).
 
 A post that makes the scorer raise must not take its chunk down with it: the chunk is scored
 again post by post and the post that still fails becomes a reject with the error. A chunk whose
@@ -14,7 +14,6 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from service.batch.sources import Task, read
@@ -50,11 +49,23 @@ class Scorer(Protocol):
     def use_bank(self, rumors: Sequence[StoredRumor]) -> None:
         """Match the stateful stage against these confirmed rumours."""
 
-    def save_state(self, path: Path) -> None:
-        """Write the stateful stage's state (the near-duplicate window) for a checkpoint."""
+    def state(self) -> bytes:
+        """The stateful stage's state (the near-duplicate window), for a checkpoint or the
+        segment after."""
 
-    def load_state(self, path: Path) -> bool:
-        """Continue from a state :meth:`save_state` wrote; False when it cannot be used."""
+    def use_state(self, state: bytes | None) -> bool:
+        """Continue from ``state`` (an empty one for None); False when it cannot be used."""
+
+    @property
+    def memory_s(self) -> float:
+        """How far back (in ``created_at`` seconds) the stateful stage's state reaches."""
+
+    def warm(self, posts: Sequence[Post]) -> None:
+        """Pass ``posts`` through the stateful stage without making their records."""
+
+    def frontier(self) -> str:
+        """A digest of the stateful stage's state as later posts read it: equal digests, equal
+        records for the same posts after."""
 
 
 ScorerFactory = Callable[["Settings"], Scorer]
@@ -90,7 +101,7 @@ class Reject:
 @dataclass
 class Result:
     """A task's prepared posts (in file order, with their line numbers) and its rejects; the
-    run's process turns the prepared posts into ``records``."""
+    stateful stage turns the prepared posts into ``records``."""
 
     index: int
     path: str
@@ -111,8 +122,8 @@ def run_task(
     journal: str | None = None,
 ) -> Result:
     """Score ``task``. ``one_by_one`` (after a worker died) scores a post at a time and writes
-    each line number to ``journal`` first, so that the parent learns which post killed the
-    process; lines in ``skip`` are such posts and are left to the parent to reject."""
+    the task's index and each line number to ``journal`` first, so that the parent learns which
+    post killed the process; lines in ``skip`` are such posts and are left to the parent"""
     chunk = read(task)
     result = Result(task.index, task.path, blank_lines=chunk.blank_lines)
     good: list[PostLine] = []
@@ -124,7 +135,7 @@ def run_task(
         elif item.line_no not in skip:
             good.append(item)
     if one_by_one:
-        scored = [_score_alone(line, scorer, journal) for line in good]
+        scored = [_score_alone(task, line, scorer, journal) for line in good]
     else:
         scored = _score(good, scorer, task)
     for line, outcome in zip(good, scored, strict=True):
@@ -174,11 +185,13 @@ def _score_one(post: Post, scorer: Scorer, task: Task) -> Prepared | Exception:
         return exc
 
 
-def _score_alone(line: PostLine, scorer: Scorer, journal: str | None) -> Prepared | Exception:
+def _score_alone(
+    task: Task, line: PostLine, scorer: Scorer, journal: str | None
+) -> Prepared | Exception:
     if journal is not None:
-        # the parent reads the last number after this process died
+        # the parent reads the last line after this process died
         with open(journal, "a", encoding="utf-8") as file:
-            file.write(f"{line.line_no}\t{json.dumps(line.post.id)}\n")
+            file.write(f"{task.index}\t{line.line_no}\t{json.dumps(line.post.id)}\n")
             file.flush()
             os.fsync(file.fileno())
     try:

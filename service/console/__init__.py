@@ -9,6 +9,7 @@ the session's CSRF token (:mod:`service.console.session`).
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -42,7 +43,7 @@ from service.review.items import (
     parse_cursor,
     report_deadline,
 )
-from service.security import check_password
+from service.security import AuthError, SignInLimits, client_address, sign_in
 from service.settings import Settings
 from service.storage import StorageError
 from service.storage.console_sql import ConsoleReads
@@ -93,6 +94,7 @@ class Console:
     env: Environment
     articles: dict[str, str]
     reads: ConsoleReads
+    limits: SignInLimits
     dashboards: dict[str, tuple[float, datetime, dict[str, Markup]]] = field(default_factory=dict)
     """The last dashboard this process drew (key ``"plots"``), with when."""
 
@@ -225,12 +227,37 @@ async def login(request: Request, fields: Form) -> Response:
     console = console_of(request)
     found: Services = request.app.state.services
     name = fields.get("name", "")[:64]
-    user = await run_in_threadpool(found.scoring.repository.get_user, name)
-    password = fields.get("password", "")
-    if user is None or not await run_in_threadpool(check_password, password, user[0]):
+    address = client_address(request.client.host if request.client else None)
+    try:
+        role = await run_in_threadpool(
+            sign_in,
+            found.scoring.repository,
+            console.limits,
+            name,
+            fields.get("password", ""),
+            address,
+            time.time(),
+        )
+    except AuthError as exc:
         session = console.sessions.new(time.time())
-        return render(request, console, session, "login.html", 401, failed=True, typed=name)
-    session = console.sessions.sign_in(name, user[1], time.time())
+        wait = None if exc.retry_after is None else math.ceil(exc.retry_after)
+        page = render(
+            request,
+            console,
+            session,
+            "login.html",
+            exc.status,
+            failed=exc.status,
+            typed=name,
+            wait_minutes=None if wait is None else math.ceil(wait / 60),
+        )
+        if wait is not None:
+            page.headers["Retry-After"] = str(wait)
+        return page
+    except StorageError:
+        session = console.sessions.new(time.time())
+        return render(request, console, session, "error.html", 503, message_key="storage_down")
+    session = console.sessions.sign_in(name, role, time.time())
     response = RedirectResponse("/console/queue", 303)
     set_session(response, console, session)
     return response
@@ -329,6 +356,7 @@ async def item_page(item_id: int, who: Signed) -> HTMLResponse:
         compared=compared,
         rumor=rumor,
         account=account,
+        initial_credit=policy.credit.initial,
         categories=RISKS,
         basis=present.basis_of(item, policy),
         decided=item.status in ("confirmed", "dismissed"),
@@ -368,8 +396,16 @@ async def decide(item_id: int, who: Signed, fields: Form) -> Response:
         )
     except REFUSALS as exc:
         return back(here, refusal(exc))
-    # the next item: the highest open one nobody else holds
-    page = await who.call(who.found.review.list_items, policy, status="open", limit=20)
+    return await next_item(item_id, who)
+
+
+@router.get("/items/{item_id}/next")
+async def next_item(item_id: int, who: Signed) -> RedirectResponse:
+    """The next item to work on after ``item_id`` (key ``j``, and after a decision): the
+    highest open one nobody else holds; the queue when there is none."""
+    page = await who.call(
+        who.found.review.list_items, who.found.scoring.policy, status="open", limit=20
+    )
     for item in page.items:
         if item.id != item_id and item.assignee in (None, who.name):
             return back(f"/console/items/{item.id}")
@@ -489,6 +525,11 @@ def mount(app: FastAPI, settings: Settings, reads: ConsoleReads) -> None:
         env=env,
         articles=articles.load(settings.regulation_file),
         reads=reads,
+        limits=SignInLimits(
+            per_name=settings.console_sign_in_failures,
+            per_address=settings.console_sign_in_address_failures,
+            window_s=settings.console_sign_in_window_minutes * 60,
+        ),
     )
     app.include_router(router)
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")

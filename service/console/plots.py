@@ -64,6 +64,11 @@ def bars(
             f'<text x="{x + slot * 0.35:.1f}" y="{HEIGHT - BOTTOM + 13}" font-size="10" '
             f'text-anchor="middle">{escape(label)}</text>'
         )
+        # the stack's total over it: the open items of an age, read without the axis
+        body.append(
+            f'<text class="total" x="{x + slot * 0.35:.1f}" y="{base - 3:.1f}" font-size="10" '
+            f'text-anchor="middle">{sum(stack):g}</text>'
+        )
     keys = [(name, COLOURS[j % len(COLOURS)]) for j, name in enumerate(legend)]
     return _frame(body, title, keys)
 

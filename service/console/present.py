@@ -105,21 +105,40 @@ def head_rows(record: dict[str, Any], policy: Policy) -> list[HeadRow]:
     ]
 
 
+def _cluster(item: views.Item) -> dict[str, Any] | None:
+    """The near-duplicate cluster of the item: a cluster item's own evidence, else the one the
+    post joined, as its score record says."""
+    for cluster in ((item.evidence or {}).get("cluster"), (record_of(item) or {}).get("cluster")):
+        if isinstance(cluster, dict) and "id" in cluster:
+            return cluster
+    return None
+
+
 def cluster_id(item: views.Item) -> str | None:
-    """The near-duplicate cluster the item's post joined, as its score record says."""
-    cluster = (record_of(item) or {}).get("cluster")
-    return str(cluster["id"]) if isinstance(cluster, dict) and "id" in cluster else None
+    cluster = _cluster(item)
+    return None if cluster is None else str(cluster["id"])
 
 
 def timeline(item: views.Item, live: Cluster | None) -> list[dict[str, Any]]:
     """The cluster's members, oldest first, the earliest being the traced source: a cluster
-    item's own, else the live window's cluster of the post, else the record's earliest post."""
+    item's own (stored without their times: those come from the live window's cluster and the
+    cluster's earliest post, and a member neither knows goes last), else the live window's
+    cluster of the post, else the record's earliest post."""
     members = [m for m in (item.evidence or {}).get("members", []) if isinstance(m, dict)]
-    if not members and live is not None:
+    cluster = _cluster(item) or {}
+    earliest = cluster.get("earliest")
+    times = {m.post_id: m.created_at for m in live.members} if live is not None else {}
+    if isinstance(earliest, dict) and earliest.get("created_at") is not None:
+        times.setdefault(str(earliest.get("id")), float(earliest["created_at"]))
+    if members:
+        members = [
+            {**m, "created_at": m.get("created_at") or times.get(str(m.get("post_id")))}
+            for m in members
+        ]
+    elif live is not None:
         members = [asdict(m) for m in live.members]
-    cluster = (record_of(item) or {}).get("cluster")
-    if not members and isinstance(cluster, dict) and cluster.get("size", 1) > 1:
-        members = [cluster["earliest"]]
+    elif isinstance(earliest, dict) and cluster.get("size", 1) > 1:
+        members = [earliest]
     return sorted(members, key=lambda m: m.get("created_at") or float("inf"))
 
 

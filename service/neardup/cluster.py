@@ -86,6 +86,20 @@ class ClusterBook:
     def get(self, cid: str) -> Cluster | None:
         return self._live.get(cid) or self._flagged.get(cid)
 
+    def live(self, cid: str) -> Cluster | None:
+        """The live cluster ``cid`` (the one a post joins), None when it has expired."""
+        return self._live.get(cid)
+
+    def account_history(self, since: float) -> list[tuple[str, str, float]]:
+        """Every (account, flagged cluster, time) noted at or after ``since``, sorted: what
+        :meth:`account_batches` can still count for a post at ``since + ACCOUNT_WINDOW_S`` on."""
+        return sorted(
+            (account, cid, at)
+            for account, seen in self._account_batches.items()
+            for cid, at in seen.items()
+            if at >= since
+        )
+
     def flagged(self, limit: int) -> list[Cluster]:
         """Flagged clusters, most recently flagged first."""
         return list(reversed(self._flagged.values()))[:limit]

@@ -28,6 +28,8 @@ of the clock (the record says so). The same post id seen again is matched but no
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import pickle
 import re
@@ -42,7 +44,7 @@ import numpy as np
 
 from service.heads import Risk
 from service.neardup.bank import RumorBank, to_signature
-from service.neardup.cluster import Cluster, ClusterBook, Member
+from service.neardup.cluster import ACCOUNT_WINDOW_S, Cluster, ClusterBook, Member
 from service.neardup.fingerprint import Fingerprinter, Signature, canonical
 from service.neardup.index import INDEX_FORMAT, Entry, Keys, Match, WindowIndex
 from service.neardup.queue import Members, QueueRequest, batch_cluster, requests
@@ -99,14 +101,38 @@ def summary(cluster: Cluster | ClusterState) -> ClusterSummary:
 def _target(matches: list[Match]) -> Entry | None:
     """The copy whose cluster a post joins: of the cluster its copies' similarities add up most
     for (most often the most similar copy's), so that variants of one template gather in one
-    cluster; its earliest copy there."""
+    cluster; its earliest copy there. Ties go by similarity, time and post id, never by the order
+    the index found the copies in, so that any process replaying the same posts chooses alike."""
     if not matches:
         return None
+    ranked = sorted(matches, key=lambda m: (-m.similarity, m.entry.created_at, m.entry.post_id))
     weight: dict[str, float] = {}
-    for m in matches:
+    for m in ranked:
         weight[m.entry.cluster_id] = weight.get(m.entry.cluster_id, 0.0) + m.similarity
     best = max(weight, key=weight.__getitem__)
-    return min((m.entry for m in matches if m.entry.cluster_id == best), key=lambda e: e.created_at)
+    return min(
+        (m.entry for m in ranked if m.entry.cluster_id == best),
+        key=lambda e: (e.created_at, e.post_id),
+    )
+
+
+def _cluster_key(cluster: Cluster | None) -> tuple[object, ...] | None:
+    """Every field of ``cluster`` that a later post can read, in a fixed order."""
+    if cluster is None:
+        return None
+    return (
+        cluster.id,
+        cluster.earliest,
+        cluster.first_at,
+        cluster.last_at,
+        cluster.size,
+        cluster.members,
+        sorted(cluster.accounts),
+        cluster.accounts_over,
+        list(cluster.recent.items()),
+        cluster.batch_at,
+        cluster.batch_accounts,
+    )
 
 
 @dataclass
@@ -147,10 +173,8 @@ class NearDuplicates:
         rules = policy.near_duplicates
         self.fingerprinter = fingerprinter
         self.rules = rules
-        self.local = LocalStore(
-            WindowIndex(fingerprinter, threshold=threshold, window_s=window_s, bucket_s=bucket_s),
-            ClusterBook(batch_accounts=rules.batch_accounts, batch_s=rules.batch_minutes * 60),
-        )
+        self._window = {"threshold": threshold, "window_s": window_s, "bucket_s": bucket_s}
+        self.local = self._empty()
         self.shared = shared
         self.retry_s = retry_s
         self.problem: str | None = None
@@ -199,6 +223,22 @@ class NearDuplicates:
             excerpt_chars=settings.neardup_excerpt_chars,
         )
 
+    def _empty(self) -> LocalStore:
+        return LocalStore(
+            WindowIndex(self.fingerprinter, **self._window),
+            ClusterBook(
+                batch_accounts=self.rules.batch_accounts, batch_s=self.rules.batch_minutes * 60
+            ),
+        )
+
+    @property
+    def memory_s(self) -> float:
+        """How far back the state reaches: a post can be matched while its bucket is in the
+        window, and a flagged cluster counts for its accounts for a week after (from a post up
+        to a window late). A replay started this long before a point, over the same posts, can
+        reach the state a replay from the beginning has there (:meth:`frontier` tells)."""
+        return self._window["window_s"] + self._window["bucket_s"] + ACCOUNT_WINDOW_S
+
     @property
     def store(self) -> Store:
         """The shared store unless it failed less than ``retry_s`` ago; else the local one."""
@@ -233,11 +273,8 @@ class NearDuplicates:
 
     def snapshot(self, path: Path) -> None:
         """Write this process's window and clusters to ``path`` (atomically), so that a restart
-        of the embedded default keeps its window: a header pickle, then the window's."""
-        with self.lock:
-            data = pickle.dumps(self._snapshot_header, pickle.HIGHEST_PROTOCOL) + pickle.dumps(
-                self.local, pickle.HIGHEST_PROTOCOL
-            )
+        of the embedded default keeps its window."""
+        data = self.dumps()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_bytes(data)
@@ -250,21 +287,72 @@ class NearDuplicates:
         a snapshot older than the header cannot even be read)."""
         if not path.is_file():
             return False
-        local: object = None
-        with path.open("rb") as f:
-            try:
-                if pickle.load(f) == self._snapshot_header:
-                    local = pickle.load(f)
-            except (pickle.UnpicklingError, AttributeError, TypeError, ValueError, EOFError):
-                local = None
-        if not isinstance(local, LocalStore):
+        if not self.loads(path.read_bytes()):
             log.warning("near-duplicate snapshot not used", extra={"snapshot": str(path)})
+            return False
+        return True
+
+    def dumps(self) -> bytes:
+        """This process's window and clusters, for :meth:`loads` (a snapshot's content): a
+        header pickle naming the index's layout and the signatures' parameters, then the
+        window's."""
+        with self.lock:
+            window = pickle.dumps(self.local, pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(self._snapshot_header, pickle.HIGHEST_PROTOCOL) + window
+
+    def loads(self, data: bytes | None) -> bool:
+        """Take the window and clusters :meth:`dumps` gave (a pickle: only ever one this service
+        or its own batch run wrote), or an empty window for None; False when they were made by
+        another layout of the index or with other fingerprint parameters (the header says so;
+        one written before there was a header cannot even be read)."""
+        if data is None:
+            with self.lock:
+                self.local = self._empty()
+            return True
+        local: object = None
+        stream = io.BytesIO(data)
+        try:
+            if pickle.load(stream) == self._snapshot_header:
+                local = pickle.load(stream)
+        except (pickle.UnpicklingError, AttributeError, TypeError, ValueError, EOFError):
+            local = None
+        if not isinstance(local, LocalStore):
             return False
         local.book.k = self.rules.batch_accounts
         local.book.t = self.rules.batch_minutes * 60
         with self.lock:
             self.local = local
         return True
+
+    def frontier(self) -> str:
+        """A digest of all that a later post can read of this process's window: the clock, the
+        indexed posts (with their clusters and signatures), the clusters they belong to, and
+        the accounts' flagged clusters a post up to a window late still counts. Two windows
+        with the same frontier give every later post the same finding (a post older than the
+        window, or one whose id names a cluster of an earlier post, reads further: its record
+        says so, see :mod:`service.batch.segments`)."""
+        with self.lock:
+            index, book = self.local.index, self.local.book
+            digest = hashlib.sha256(repr(index.clock).encode())
+            cids: set[str] = set()
+            for entry in sorted(index.entries(), key=lambda e: e.post_id):
+                key = (
+                    entry.post_id,
+                    entry.account_id,
+                    entry.created_at,
+                    entry.cluster_id,
+                    entry.excerpt,
+                )
+                digest.update(repr(key).encode())
+                digest.update(entry.signature.tobytes())
+                cids.add(entry.cluster_id)
+            for cid in sorted(cids):
+                live = book.live(cid)
+                kept = live or book.get(cid)
+                digest.update(repr((cid, live is not None, _cluster_key(kept))).encode())
+            since = index.clock - index.window_s - ACCOUNT_WINDOW_S
+            digest.update(repr(book.account_history(since)).encode())
+            return digest.hexdigest()
 
     def cluster(self, cid: str) -> Cluster | None:
         with self.lock:
@@ -443,7 +531,7 @@ class NearDuplicates:
         if not earlier:
             finding.scores["fake_originality"] = 0.0
             return
-        source = min(earlier, key=lambda m: m.entry.created_at)
+        source = min(earlier, key=lambda m: (m.entry.created_at, -m.similarity, m.entry.post_id))
         finding.scores["fake_originality"] = source.similarity
         finding.evidence["fake_originality"] = {
             "earlier_post": source.entry.post_id,

@@ -60,6 +60,16 @@ class StoredRumor:
 
 
 @dataclass(frozen=True)
+class SignInAttempts:
+    """A sign-in attempt just stored, and the times (unix seconds) of the other attempts still
+    in the window: those under the same user name, and those from the same client address."""
+
+    attempt_id: int
+    by_name: list[float]
+    by_address: list[float]
+
+
+@dataclass(frozen=True)
 class Pending:
     """A record to store, and whether the policy puts it in the review queue."""
 
@@ -123,6 +133,19 @@ class Repository(Protocol):
 
     def get_user(self, name: str) -> tuple[str, Role] | None:
         """A console user's password digest and role."""
+
+    def add_sign_in_attempt(
+        self, name: str, address: str, at: float, window_s: float
+    ) -> SignInAttempts:
+        """Store an attempt to sign in as ``name`` from ``address`` and commit it before
+        counting, so that of two concurrent attempts in any processes the later count sees
+        both; delete attempts older than ``window_s``."""
+
+    def drop_sign_in_attempt(self, attempt_id: int) -> None:
+        """Forget an attempt that was refused before its password was checked."""
+
+    def clear_sign_in_attempts(self, name: str) -> None:
+        """Forget every attempt under ``name`` (it signed in)."""
 
     def queue(self) -> list[QueueItem]:
         """The review queue, oldest first."""

@@ -266,6 +266,26 @@ class ConsoleUser(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class SignInAttempt(Base):
+    """A console sign-in under way or failed (a successful one deletes its name's rows): what
+    the sign-in limits count, in every server process alike. Rows older than the window are
+    deleted as new ones come."""
+
+    __tablename__ = "console_sign_in_attempts"
+    __table_args__ = (
+        Index("ix_sign_in_attempts_name", "name", "at"),
+        Index("ix_sign_in_attempts_address", "address", "at"),
+        Index("ix_sign_in_attempts_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(64))
+    """The client's address (IPv6: its /64 network)."""
+    at: Mapped[float] = mapped_column(Float)
+    """Unix seconds."""
+
+
 class StoredPost(Base):
     """The post of every persisted score record, so that ``qinglang rescore --from-db`` can
     score it again under a new model or policy. One row per post id (the first kept)."""

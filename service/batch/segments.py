@@ -1,0 +1,205 @@
+"""The ordered stage in parallel: the input cut into segments of consecutive tasks, each run
+whole (stateless and ordered stage, records made) by one worker, with a check at every boundary
+that makes the result equal to one process scoring the posts in input order.
+
+**Why it can be cut.** The ordered stage's state (:mod:`service.neardup`) forgets: a post is
+matched only while its time bucket is in the window (``neardup_window_hours`` plus one bucket),
+and an account's flagged clusters count for a week. A worker that starts a segment therefore
+first replays, without making records, the tasks before it as far back as they hold posts less
+than ``memory_s`` (window, bucket and week: 10.5 days by default) older than the newest post it
+finds there (the *warm-up*; posts are only fingerprinted and matched, no model runs), and then
+scores its segment from that state. For
+input in ``created_at`` order this nearly always rebuilds the state the single process has at
+that point; it does not when a cluster chains further back than the warm-up (a campaign whose
+copies keep coming for weeks) or when the input is out of order.
+
+**Why the result is equal.** The ordered stage is a deterministic function of its state and the
+posts it is given (ties between copies are broken by time and id, never by the order the index
+found them in). Every segment reports the digest of its state at its start and at its end
+(:meth:`~service.neardup.NearDuplicates.frontier`: the clock, the indexed posts with their
+clusters and signatures, those clusters, and the accounts' flagged clusters that a post can still
+count); the run accepts a warmed-up segment only when its start digest equals the end digest of
+the segment before (which is exact by induction: the first segment starts from the run's own
+state), and when none of its records read state the digest leaves out (a post older than the
+window, which counts its account's batches further back, or a post whose id names a cluster
+already made, an id seen before). Any other segment is scored again, in the run's process,
+from the exact state the segment before ended with (``SegmentResult.state``), so that every
+record written is the single-process record. The summary counts how often that happens
+(``segments: N (M scored again from the exact state)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from service.batch.sources import Task, read
+from service.batch.work import Result, Scorer, ScorerError, run_task
+from service.ingest import PostLine
+from service.neardup.cluster import cluster_id
+from service.neardup.match import TOO_OLD
+from service.record import Post, ScoreRecord
+
+SEGMENTS_PER_WORKER = 4
+"""Segments per worker at least, so that the workers finish together and a re-run is short."""
+
+MAX_BEFORE = 4096
+"""Tasks before a segment that its warm-up may read (eight million posts of 2,048): past that the
+boundary check fails and the segment is scored again from the exact state."""
+
+KEEP: Final = "keep"
+"""Start a segment from the scorer's state as it is (the segment before ran in this process)."""
+WARM: Final = "warm"
+"""Start a segment from a warm-up over the tasks before it."""
+
+Start = bytes | None | Literal["keep", "warm"]
+"""How a segment starts: a state (:meth:`Scorer.state`), an empty one (None), KEEP or WARM."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Tasks ``tasks`` (consecutive, in input order), and the tasks before them that a warm-up
+    may read (nearest last)."""
+
+    index: int
+    tasks: tuple[Task, ...]
+    before: tuple[Task, ...] = ()
+
+    @property
+    def where(self) -> str:
+        return f"{self.tasks[0].where} .. {self.tasks[-1].where}"
+
+
+@dataclass
+class SegmentResult:
+    """A segment's task results (records made) and the ordered stage's state around it."""
+
+    index: int
+    results: list[Result]
+    start: str
+    """Digest of the state the segment started from."""
+    end: str
+    """Digest of the state it ended with."""
+    state: bytes
+    """The state it ended with."""
+    warmed: int = -1
+    """Posts replayed before it; -1 when it started from a given state (no warm-up)."""
+    reads_further: list[str] = field(default_factory=list)
+    """Ids of its posts whose records read state the digest leaves out."""
+    rerun: bool = False
+    """Scored again from the exact state (its warm-up did not rebuild it)."""
+
+
+def plan_segments(tasks: Sequence[Task], first: int, per_segment: int) -> list[Segment]:
+    """``tasks[first:]`` cut into segments of ``per_segment`` tasks (the last may be shorter),
+    numbered from 0."""
+    if per_segment < 1:
+        raise ValueError(f"a segment holds at least one task, not {per_segment}")
+    return [
+        Segment(
+            k,
+            tuple(tasks[start : start + per_segment]),
+            tuple(tasks[max(0, start - MAX_BEFORE) : start]),
+        )
+        for k, start in enumerate(range(first, len(tasks), per_segment))
+    ]
+
+
+def segment_size(tasks: int, workers: int, most: int) -> int:
+    """Tasks per segment: at least ``SEGMENTS_PER_WORKER`` segments a worker, at most ``most``
+    tasks (a checkpoint commits whole segments only)."""
+    return max(1, min(most, -(-tasks // (workers * SEGMENTS_PER_WORKER))))
+
+
+def warm_up_posts(before: Sequence[Task], memory_s: float) -> list[Post]:
+    """The posts of the tasks at the end of ``before``, in input order, going back as long as a
+    task holds a post less than ``memory_s`` older than the newest post found: the posts that can
+    still be in the state at the end of ``before`` when the input is in ``created_at`` order (a
+    stray old post does not end the warm-up; the boundary check catches every other case)."""
+    taken: list[list[Post]] = []
+    newest: float | None = None
+    for task in reversed(before):
+        posts = [item.post for item in read(task).items if isinstance(item, PostLine)]
+        times = [p.created_at for p in posts if p.created_at is not None]
+        if times:
+            newest = max(times) if newest is None else max(newest, *times)
+            if max(times) < newest - memory_s:
+                break
+        taken.append(posts)
+    return [post for posts in reversed(taken) for post in posts]
+
+
+def run_segment(
+    segment: Segment,
+    scorer: Scorer,
+    start: Start,
+    *,
+    one_by_one: bool = False,
+    skip: frozenset[tuple[int, int]] = frozenset(),
+    journal: str | None = None,
+) -> SegmentResult:
+    """Score ``segment``, stateless and ordered stage, from ``start``. ``one_by_one``, ``skip``
+    (task index, line) and ``journal``: see :func:`~service.batch.work.run_task`."""
+    warmed = -1
+    if start == WARM:
+        posts = warm_up_posts(segment.before, scorer.memory_s)
+        scorer.use_state(None)
+        scorer.warm(posts)
+        warmed = len(posts)
+    elif start != KEEP and not scorer.use_state(start):
+        raise ScorerError("the ordered stage's state was made with other fingerprint parameters")
+    first = scorer.frontier()
+    results = []
+    for task in segment.tasks:
+        lines = frozenset(line for index, line in skip if index == task.index)
+        result = run_task(task, scorer, one_by_one=one_by_one, skip=lines, journal=journal)
+        result.records = _ordered(scorer, result)
+        result.prepared = []
+        results.append(result)
+    further = [r.id for result in results for r in result.records if _reads_further(r)]
+    return SegmentResult(
+        segment.index, results, first, scorer.frontier(), scorer.state(), warmed, further
+    )
+
+
+def _ordered(scorer: Scorer, result: Result) -> list[ScoreRecord]:
+    records = scorer.explain(result.posts, scorer.ordered(result.posts, result.prepared))
+    if [record.id for record in records] != [post.id for post in result.posts]:
+        # a record written next to the wrong line would silently corrupt the output
+        raise ScorerError(
+            f"the scorer's records for task {result.index} of {result.path} do not match "
+            "the posts in order"
+        )
+    return records
+
+
+def _reads_further(record: ScoreRecord) -> bool:
+    """The post read state older than the frontier holds: it was older than the window (its
+    account's batches count from its own time), or its id named a cluster already (a post
+    starts a cluster only when a later one matches it)."""
+    return TOO_OLD in record.warnings or (
+        record.cluster is not None and record.cluster.id == cluster_id(record.id)
+    )
+
+
+def exact(
+    results: Iterator[SegmentResult], first: str, rerun: Callable[[int, bytes], SegmentResult]
+) -> Iterator[SegmentResult]:
+    """``results`` in order, each warmed-up segment checked against the exact state the one
+    before ended with (``first``: the digest the run starts from) and scored again by
+    ``rerun(segment index, state)`` from that state when the check fails."""
+    end, state = first, None
+    for given in results:
+        result = given
+        if given.warmed >= 0 and (given.start != end or given.reads_further):
+            if state is None:
+                raise ScorerError(f"segment {given.index} has no exact state to start from")
+            result = rerun(given.index, state)
+            result.rerun = True
+        elif given.start != end:
+            raise ScorerError(
+                f"segment {given.index} did not start from the state the one before ended with"
+            )
+        end, state = result.end, result.state
+        yield result

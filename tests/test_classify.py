@@ -1,0 +1,37 @@
+"""The classifier's batching: length buckets, input order, and the same probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.classify import SHORT, length_batches
+from service.pipeline import Pipeline
+
+
+def test_length_batches_cover_every_index_once_sorted_by_length() -> None:
+    lengths = [40, 3, 200, 17, 90, 3, 35, 120]
+    batches = length_batches(lengths, size=64)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(len(lengths)))
+    assert [lengths[i] for i in flat] == sorted(lengths)
+
+
+def test_a_batch_ends_where_the_next_text_is_over_twice_its_shortest() -> None:
+    lengths = [20, 30, 40, 41, 100, 200]
+    batches = length_batches(lengths, size=64)
+    assert [[lengths[i] for i in b] for b in batches] == [[20, 30, 40], [41], [100, 200]]
+
+
+def test_short_texts_share_a_batch_and_size_caps_it() -> None:
+    lengths = [1, SHORT, 2, 5, 9, 3, 4]
+    assert [len(b) for b in length_batches(lengths, size=64)] == [7]
+    assert [len(b) for b in length_batches(lengths, size=3)] == [3, 3, 1]
+
+
+def test_predict_keeps_input_order_across_batches(pipeline: Pipeline) -> None:
+    texts = ["短", "这是一条比较长的微博内容，" * 12, "你好世界", "测试" * 30, "滚"]
+    together = pipeline.classifier.predict(texts)
+    one_by_one = np.vstack([pipeline.classifier.predict([t]) for t in texts])
+    # int8 activations are quantised per call, hence the tolerance
+    np.testing.assert_allclose(together, one_by_one, atol=2e-2)
+    assert not np.allclose(together[0], together[1], atol=2e-2)
