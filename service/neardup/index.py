@@ -28,7 +28,7 @@ band's bytes to a Python ``set`` of keys: 32 sets per indexed post, 11.5 KB a po
 thirds of the time the whole near-duplicate step took per post went into filling them
 (measured on the Weibo16 reposts, ``eval.neardup``). A bucket here holds one dict for all its
 bands, from band key to the slot of its one post (an ``int`` shared by the post's 32 entries),
-or to a list of slots once a second post has the key; the signatures in one growing ``uint32``
+or to a tuple of slots once a second post has the key; the signatures in one growing ``uint32``
 array; the posts' ids, accounts, times, clusters and text excerpts in lists by slot. A new
 post's 32 keys are added in one ``dict.update``. One ``set`` holds every live key: a post with
 no copy (most posts) is settled by one ``isdisjoint`` on it, else each bucket is looked at (a
@@ -113,7 +113,7 @@ class _Bucket:
     )
 
     def __init__(self, num_perm: int) -> None:
-        self.table: dict[int, int | list[int]] = {}
+        self.table: dict[int, int | tuple[int, ...]] = {}
         self.signatures = np.empty((_GROW, num_perm), dtype=np.uint32)
         self.post_ids: list[str] = []
         self.accounts: list[str | None] = []
@@ -158,9 +158,11 @@ class _Bucket:
             if held is None:
                 table[key] = slot
             elif isinstance(held, int):
-                table[key] = [held, slot]
+                table[key] = (held, slot)
             else:
-                held.append(slot)
+                # a tuple of ints, unlike a list, leaves the garbage collector's lists: a
+                # full collection then walks none of the window's slots
+                table[key] = (*held, slot)
         return slot
 
     def candidates(self, keys: Keys) -> set[int]:
