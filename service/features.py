@@ -37,21 +37,37 @@ def _mix(h: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     return h ^ (h >> np.uint64(31))
 
 
-def gram_buckets(text: str) -> npt.NDArray[np.int64]:
-    """Bucket ids of every character n-gram of ``text``, with repeats, orders 1 to 3."""
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    parts = []
+def _grams(texts: Sequence[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Row and bucket id of every character n-gram of ``texts``, with repeats, orders 1 to 3.
+
+    All texts are hashed in one pass over their joined characters (a few numpy operations per
+    batch rather than per text); a gram that would run into the next text is dropped.
+    """
+    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    rows = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
+    # characters left in its text from each position, this one included
+    left = np.repeat(np.cumsum(lengths), lengths) - np.arange(len(codes), dtype=np.int64)
+    found_rows, found = [], []
     with np.errstate(over="ignore"):
         for n in ORDERS:
-            if len(codes) < n:
+            m = len(codes) - n + 1
+            if m <= 0:
                 break
-            h = np.full(len(codes) - n + 1, np.uint64(n), dtype=np.uint64)
+            h = np.full(m, np.uint64(n), dtype=np.uint64)
             for k in range(n):
-                h = h * _P + codes[k : len(codes) - n + 1 + k]
-            parts.append(_mix(h) >> np.uint64(64 - BITS))
-    if not parts:
-        return np.zeros(0, dtype=np.int64)
-    return np.concatenate(parts).astype(np.int64)
+                h = h * _P + codes[k : k + m]
+            whole = left[:m] >= n
+            found_rows.append(rows[:m][whole])
+            found.append((_mix(h[whole]) >> np.uint64(64 - BITS)).astype(np.int64))
+    if not found:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(found_rows), np.concatenate(found)
+
+
+def gram_buckets(text: str) -> npt.NDArray[np.int64]:
+    """Bucket ids of every character n-gram of ``text``, with repeats, orders 1 to 3."""
+    return _grams([text])[1]
 
 
 def bag(
@@ -59,16 +75,20 @@ def bag(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """Padded ``(ids, counts)`` arrays of shape ``[len(texts), width]``.
 
-    Row ``i`` lists the distinct buckets of ``texts[i]`` and how often each occurs; padding has
-    id 0 and count 0. ``width`` defaults to the widest row (at least 1).
+    Row ``i`` lists the distinct buckets of ``texts[i]`` in ascending order and how often each
+    occurs; padding has id 0 and count 0. ``width`` defaults to the widest row (at least 1).
     """
-    uniq = [np.unique(gram_buckets(t), return_counts=True) for t in texts]
-    widest = max((len(u[0]) for u in uniq), default=0)
+    rows, buckets = _grams(texts)
+    # one sort for the whole batch: a key orders by row, then by bucket
+    keys, counted = np.unique((rows << BITS) | buckets, return_counts=True)
+    key_rows = keys >> BITS
+    per_row = np.bincount(key_rows, minlength=len(texts))
+    widest = int(per_row.max()) if len(texts) else 0
     width = max(1, widest if width is None else width)
+    column = np.arange(len(keys)) - np.repeat(np.cumsum(per_row) - per_row, per_row)
+    kept = column < width
     ids = np.zeros((len(texts), width), dtype=np.int64)
     counts = np.zeros((len(texts), width), dtype=np.float32)
-    for i, (u, c) in enumerate(uniq):
-        k = min(len(u), width)
-        ids[i, :k] = u[:k]
-        counts[i, :k] = c[:k]
+    ids[key_rows[kept], column[kept]] = keys[kept] & (BUCKETS - 1)
+    counts[key_rows[kept], column[kept]] = counted[kept]
     return ids, counts

@@ -48,3 +48,17 @@ def test_bucket_spread_is_close_to_uniform() -> None:
     buckets = gram_buckets(text)
     # 9000 grams in 2**18 buckets: collisions should be rare
     assert len(np.unique(buckets)) > 0.98 * len(buckets)
+
+
+def test_a_batch_is_its_texts_one_by_one_and_no_gram_crosses_two_texts() -> None:
+    texts = ["谣言止于智者", "", "a", "ab", "你好你好", "紧急扩散！明天停水", "x" * 40]
+    ids, counts = bag(texts)
+    for i, text in enumerate(texts):
+        alone_ids, alone_counts = bag([text], width=ids.shape[1])
+        np.testing.assert_array_equal(ids[i], alone_ids[0])
+        np.testing.assert_array_equal(counts[i], alone_counts[0])
+        assert (
+            counts[i].sum()
+            == len(gram_buckets(text))
+            == sum(max(0, len(text) - n + 1) for n in (1, 2, 3))
+        )
