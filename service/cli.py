@@ -185,7 +185,8 @@ def _parser() -> argparse.ArgumentParser:
     rescore.add_argument(
         "--enqueue",
         action="store_true",
-        help="with --compare: store the newly flagged records and put them in the review queue",
+        help="with --compare: store the newly flagged records and put them in the review queue, "
+        "and record every confirmed-rumour match as a copy of its rumour",
     )
     commands.add_parser(
         "selfcheck",

@@ -245,6 +245,7 @@ class Pipeline:
             decision=verdict.decision,
             reasons=reasons,
             cluster=near.cluster,
+            confirmed_rumor=near.rumor,
             degraded=near.degraded,
             model_version=self.model_version,
             policy_version=self.policy_version,

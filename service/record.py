@@ -109,6 +109,15 @@ class ClusterSummary(BaseModel):
     batch: bool = Field(description="the cluster is a coordinated batch (art18.4)")
 
 
+class RumorMatch(BaseModel):
+    """The confirmed rumour a post matched (art13), whether or not the match flagged it: every
+    match is a copy the bank's listing traces."""
+
+    rumor_id: str
+    similarity: float
+    at: float = Field(description="the post's time as the near-duplicate step used it")
+
+
 class ScoreRecord(BaseModel):
     id: str
     account_id: str | None
@@ -120,6 +129,9 @@ class ScoreRecord(BaseModel):
     decision: Decision
     reasons: list[Reason]
     cluster: ClusterSummary | None = None
+    confirmed_rumor: RumorMatch | None = Field(
+        default=None, description="the banked rumour this post is a copy of, flagged or not"
+    )
     model_version: str
     policy_version: str
     degraded: bool = False

@@ -24,11 +24,13 @@ from typing import Any, Protocol, TypeVar
 
 from service.batching import MicroBatcher
 from service.metrics import Metrics
+from service.neardup.bank import rumor_copy
 from service.policy import Policy
 from service.record import Post, ScoreRecord
 from service.review.items import QueueRequest
 from service.spool import Spool
 from service.storage import Pending, Repository, StorageError
+from service.storage.repository import RumorCopy
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +243,7 @@ class ScoringService:
         found.update((s.id, s) for s in stored)
         self._explain_later(fresh, [s for s in stored if s.evidence_pending])
         self._queue_later(fresh, [r for r in new if r.flags["coordination"] or r.flags["rumor"]])
+        self._record_copies_later([c for r in new if (c := rumor_copy(r)) is not None])
         degraded = degraded or spooled or self.health.problem is not None
         # a record is degraded on its own when the shared near-duplicate index did not answer
         degraded = degraded or any(r.degraded for r in found.values())
@@ -296,6 +299,21 @@ class ScoringService:
         except StorageError as exc:
             # the records themselves are stored or spooled; a later post of the batch queues it
             log.warning("review items not queued", extra={"problem": str(exc), "items": len(found)})
+
+    def _record_copies_later(self, copies: list[RumorCopy]) -> None:
+        """Record the bank matches among the new records, flagged or not, in the background."""
+        if copies:
+            self._in_background(self._record_copies(copies))
+
+    async def _record_copies(self, copies: list[RumorCopy]) -> None:
+        try:
+            await self._storage(self.repository.record_rumor_copies, copies)
+        except StorageError as exc:
+            # not spooled: these stay listed while the window holds them, and later copies
+            # still record once storage answers
+            log.warning(
+                "rumour copies not recorded", extra={"problem": str(exc), "copies": len(copies)}
+            )
 
     async def settle(self) -> None:
         """Wait until the evidence and review items of every record answered so far are

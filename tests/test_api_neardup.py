@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 import redis
-from servicekit import Api, open_api
+from servicekit import Api, open_api, write_policy
 
+from service.neardup.bank import rumor_copy
 from service.pipeline import Pipeline
+from service.record import ScoreRecord
 
 REDIS = os.environ.get("QINGLANG_TEST_REDIS", "redis://127.0.0.1:6379/0")
 RUMOUR = "网传某地明天起全市停水三天，自来水厂已被污染，请大家赶紧囤水并转给家人朋友！"
@@ -59,6 +61,81 @@ def test_bank_add_match_copies_notice_and_delete(service: Api) -> None:
     assert service.client.get("/v1/bank/rumors", headers=reviewer).json() == []
     later = service.score({"id": "c2", "text": copy(3), "account_id": "a3", "created_at": now})
     assert all("confirmed_rumor" not in r["evidence"] for r in later.json()["reasons"])
+
+
+def _bank(api: Api, reviewer: dict[str, str]) -> str:
+    added = api.client.post(
+        "/v1/bank/rumors", json={"text": RUMOUR, "notice": "已辟谣"}, headers=reviewer
+    )
+    assert added.status_code == 201
+    rumor_id: str = added.json()["id"]
+    return rumor_id
+
+
+def _copies(api: Api, rumor_id: str, reviewer: dict[str, str]) -> list[tuple[str, bool, bool]]:
+    got = api.client.get(f"/v1/bank/rumors/{rumor_id}/copies", headers=reviewer)
+    assert got.status_code == 200
+    return [(c["id"], c["recorded"], c["live"]) for c in got.json()]
+
+
+def test_copies_stay_listed_after_the_window_forgets_them(
+    tmp_path: Path, database_url: str, pipeline: Pipeline
+) -> None:
+    now = time.time()
+    (tmp_path / "first").mkdir()
+    (tmp_path / "fresh").mkdir()
+    with open_api(tmp_path / "first", database_url, pipeline.classifier) as api:
+        reviewer = api.headers(api.new_key("reviewer"))
+        rumor_id = _bank(api, reviewer)
+        scored = api.score({"id": "c1", "text": copy(1), "account_id": "a1", "created_at": now})
+        api.score({"id": "c0", "text": copy(2), "account_id": "a2", "created_at": now - 60})
+        api.settle()
+        assert _copies(api, rumor_id, reviewer) == [("c0", True, True), ("c1", True, True)]
+        # recording again (a re-score, another process) changes nothing
+        again = rumor_copy(ScoreRecord.model_validate(scored.json()))
+        assert again is not None and again.rumor_id == rumor_id
+        assert api.services.scoring.repository.record_rumor_copies([again]) == 0
+    # a fresh process on the same database: its window holds none of them
+    with open_api(tmp_path / "fresh", database_url, pipeline.classifier) as api:
+        assert _copies(api, rumor_id, reviewer) == [("c0", True, False), ("c1", True, False)]
+        api.score({"id": "c1", "text": copy(1), "account_id": "a1", "created_at": now})
+        api.score({"id": "c2", "text": copy(3), "account_id": "a3", "created_at": now + 60})
+        api.settle()
+        listed = api.client.get(f"/v1/bank/rumors/{rumor_id}/copies", headers=reviewer).json()
+        assert [(c["id"], c["recorded"], c["live"]) for c in listed] == [
+            ("c0", True, False),
+            ("c1", True, False),  # its stored record was answered: not scored, not in the window
+            ("c2", True, True),
+        ]
+        assert listed[0]["account_id"] == "a2" and listed[0]["created_at"] == now - 60
+        first = api.client.get(f"/v1/bank/rumors/{rumor_id}/copies?limit=1", headers=reviewer)
+        assert [c["id"] for c in first.json()] == ["c0"]
+        gone = api.client.delete(f"/v1/bank/rumors/{rumor_id}", headers=reviewer)
+        assert gone.status_code == 204
+        assert api.services.scoring.repository.rumor_copies(rumor_id) == []
+
+
+def test_a_match_under_the_rumour_threshold_is_recorded(
+    tmp_path: Path, database_url: str, pipeline: Pipeline
+) -> None:
+    policy = write_policy(tmp_path / "policy.toml")
+    # the rumour risk is never flagged: the bank match raises its score, and nothing more
+    text = policy.read_text()
+    policy.write_text(text.replace("[risks.rumor]\nreview = 0.0", "[risks.rumor]\nreview = 1.0"))
+    assert policy.read_text() != text
+    (tmp_path / "fresh").mkdir()
+    with open_api(tmp_path, database_url, pipeline.classifier, policy=policy) as api:
+        reviewer = api.headers(api.new_key("reviewer"))
+        rumor_id = _bank(api, reviewer)
+        scored = api.score(
+            {"id": "quiet", "text": copy(1), "account_id": "a1", "created_at": time.time()}
+        ).json()
+        assert not scored["flags"]["rumor"]
+        assert all("confirmed_rumor" not in r["evidence"] for r in scored["reasons"])
+        assert scored["confirmed_rumor"]["rumor_id"] == rumor_id
+        api.settle()
+    with open_api(tmp_path / "fresh", database_url, pipeline.classifier, policy=policy) as api:
+        assert _copies(api, rumor_id, reviewer) == [("quiet", True, False)]
 
 
 def test_a_rumour_is_banked_by_the_id_of_a_live_post(service: Api) -> None:

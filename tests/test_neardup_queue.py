@@ -146,6 +146,8 @@ def test_rescore_with_the_bank_raises_and_queues_its_matches(
         policy = load_policy(get_settings().policy_file)
         (item,) = repo.list_items(policy, kind="bank_match").items
         assert item.post_id == "m1"
+        (found,) = repo.rumor_copies(rumor["id"])
+        assert (found.post_id, found.account_id, found.created_at) == ("m1", "x", 1_700_000_000)
         repo.close()
         # without --bank the same posts match nothing
         assert main([*args, "--skip-bad"]) == 0

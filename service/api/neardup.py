@@ -1,7 +1,8 @@
 """Clusters and the confirmed-rumour bank: ``/v1/clusters`` and ``/v1/bank/rumors``.
 
 For trust teams (``reviewer`` and ``admin`` keys). Clusters are those of the server process that
-answers (the window is per process); the bank is stored and every process holds all of it.
+answers (the window is per process); the bank is stored and every process holds all of it, and
+so are the copies of its entries each process found (deleting an entry deletes them).
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ class Copy(BaseModel):
     account_id: str | None
     created_at: float
     similarity: float
-    cluster_id: str
+    cluster_id: str | None = Field(description="its cluster, while the window holds the post")
+    recorded: bool = Field(description="recorded in storage when it was scored")
+    live: bool = Field(description="in the near-duplicate window of the answering process")
 
 
 def _detail(cluster: Cluster) -> ClusterDetail:
@@ -167,19 +170,46 @@ async def rumor(rumor_id: str, found: Found, _: TrustTeam) -> Rumor:
 
 
 @router.get("/bank/rumors/{rumor_id}/copies")
-async def copies(rumor_id: str, found: Found, _: TrustTeam) -> list[Copy]:
-    """Every live near-copy of a banked rumour, earliest first: its source and its spread."""
+async def copies(
+    rumor_id: str,
+    found: Found,
+    _: TrustTeam,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[Copy]:
+    """Every copy of a banked rumour, earliest first (its source, then its spread), the first
+    ``limit``: those recorded when they were scored, with those the window holds now (posts
+    scored before the entry was banked, or whose recording failed)."""
     stored = await _find(found, rumor_id)
-    return [
-        Copy(
+    try:
+        recorded = await run_in_threadpool(
+            lambda: found.scoring.repository.rumor_copies(rumor_id, limit=limit)
+        )
+    except StorageError as exc:
+        raise HTTPException(503, f"storage is unavailable: {exc}") from exc
+    listed = {
+        c.post_id: Copy(
+            id=c.post_id,
+            account_id=c.account_id,
+            created_at=c.created_at,
+            similarity=c.similarity,
+            cluster_id=None,
+            recorded=True,
+            live=False,
+        )
+        for c in recorded
+    }
+    for m in found.neardup.copies(stored):
+        known = listed.get(m.entry.post_id)
+        listed[m.entry.post_id] = Copy(
             id=m.entry.post_id,
             account_id=m.entry.account_id,
             created_at=m.entry.created_at,
             similarity=round(m.similarity, 4),
             cluster_id=m.entry.cluster_id,
+            recorded=known is not None,
+            live=True,
         )
-        for m in found.neardup.copies(stored)
-    ]
+    return sorted(listed.values(), key=lambda c: (c.created_at, c.id))[:limit]
 
 
 @router.delete("/bank/rumors/{rumor_id}", status_code=204)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, TextIO
 from service.batch.records import read_records
 from service.heads import RISKS, Risk
 from service.record import ScoreRecord
-from service.storage.repository import Pending
+from service.storage.repository import Pending, RumorCopy
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -165,12 +165,14 @@ def _compare(report: DiffReport, changes: TextIO, before: Seen | None, record: S
 def enqueue(report: DiffReport, settings: Settings) -> int:
     """Store the newly flagged records and queue them for review, with the near-duplicate
     step's items (each coordinated batch once, listing its members in this output, and each
-    bank match); the number of records newly queued.
+    bank match); record every bank match of the output, flagged or not, as a copy of its
+    rumour; the number of records newly queued.
 
     Storage keeps one record per post and model version, and one open item per batch or match,
     so a second run (or a post the live service already stored under this model) queues nothing
     again.
     """
+    from service.neardup.bank import rumor_copy
     from service.neardup.queue import batch_cluster, members_in, requests
     from service.policy import load_policy
     from service.storage import open_repository, upgrade
@@ -188,7 +190,13 @@ def enqueue(report: DiffReport, settings: Settings) -> int:
     flagged: list[ScoreRecord] = []
     try:
         batch: list[Pending] = []
+        copies: list[RumorCopy] = []
         for record in read_records(report.current):
+            if (found := rumor_copy(record)) is not None:
+                copies.append(found)
+                if len(copies) == ENQUEUE_BATCH:
+                    repository.record_rumor_copies(copies)
+                    copies = []
             if record.id in wanted:
                 wanted.discard(record.id)
                 batch.append(Pending(record, enqueue=True))
@@ -198,6 +206,7 @@ def enqueue(report: DiffReport, settings: Settings) -> int:
                 added += _save(repository, batch)
                 batch = []
         added += _save(repository, batch)
+        repository.record_rumor_copies(copies)
         cids = {cid for r in flagged if (cid := batch_cluster(r)) is not None}
         members = members_in(read_records(report.current), cids) if cids else {}
         repository.enqueue_requests(

@@ -19,8 +19,9 @@ import numpy as np
 
 from service.neardup.fingerprint import Fingerprinter, Signature, similarity
 from service.neardup.index import new_lsh
+from service.record import ScoreRecord
 from service.review.items import NotFoundError
-from service.storage.repository import Repository, StoredRumor
+from service.storage.repository import Repository, RumorCopy, StoredRumor
 
 if TYPE_CHECKING:
     from service.neardup import NearDuplicates
@@ -80,6 +81,21 @@ class RumorBank:
         if sims[best] < self.threshold:
             return None
         return BankMatch(rumors[best], float(sims[best]))
+
+
+def rumor_copy(record: ScoreRecord) -> RumorCopy | None:
+    """The copy of a banked rumour ``record`` is, if it matched one (flagged or not)."""
+    match = record.confirmed_rumor
+    if match is None:
+        return None
+    return RumorCopy(
+        rumor_id=match.rumor_id,
+        post_id=record.id,
+        account_id=record.account_id,
+        created_at=match.at,
+        similarity=match.similarity,
+        model_version=record.model_version,
+    )
 
 
 def bank_rumor(

@@ -50,7 +50,7 @@ from service.neardup.index import INDEX_FORMAT, Entry, Keys, Match, WindowIndex
 from service.neardup.queue import Members, QueueRequest, batch_cluster, requests
 from service.neardup.store import Added, ClusterState, LocalStore, Store, StoreUnavailableError
 from service.policy import Policy
-from service.record import ClusterPost, ClusterSummary, Post, ScoreRecord
+from service.record import ClusterPost, ClusterSummary, Post, RumorMatch, ScoreRecord
 from service.settings import Settings
 from service.storage.repository import StoredRumor
 
@@ -143,6 +143,8 @@ class Finding:
     """``coordination`` and ``fake_originality``; ``rumor`` when the bank matched."""
     evidence: dict[Risk, dict[str, Any]] = field(default_factory=dict)
     cluster: ClusterSummary | None = None
+    rumor: RumorMatch | None = None
+    """The best match in the confirmed-rumour bank, at or above the index threshold."""
     warnings: list[str] = field(default_factory=list)
     degraded: bool = False
     """The shared index was unavailable and this process's local one answered."""
@@ -482,6 +484,9 @@ class NearDuplicates:
         bank = self.bank.match(signature)
         if bank is not None:
             finding.scores["rumor"] = bank.similarity
+            finding.rumor = RumorMatch(
+                rumor_id=bank.rumor.rumor_id, similarity=round(bank.similarity, 4), at=at
+            )
             finding.evidence["rumor"] = {
                 "confirmed_rumor": bank.rumor.rumor_id,
                 "similarity": round(bank.similarity, 4),

@@ -60,6 +60,21 @@ class StoredRumor:
 
 
 @dataclass(frozen=True)
+class RumorCopy:
+    """A post found to be a copy of a banked rumour (art13: tracing a rumour to its source):
+    recorded when it is scored, so that the copy stays listed after the near-duplicate window
+    forgets it, and whether or not the match flagged it."""
+
+    rumor_id: str
+    post_id: str
+    account_id: str | None
+    created_at: float
+    """The post's time as the near-duplicate step used it (unix seconds)."""
+    similarity: float
+    model_version: str
+
+
+@dataclass(frozen=True)
 class SignInAttempts:
     """A sign-in attempt just stored, and the times (unix seconds) of the other attempts still
     in the window: those under the same user name, and those from the same client address."""
@@ -156,7 +171,17 @@ class Repository(Protocol):
         """The confirmed-rumour bank, oldest first."""
 
     def delete_rumor(self, rumor_id: str) -> bool:
-        """Remove an entry; whether it was there."""
+        """Remove an entry and its recorded copies; whether it was there."""
+
+    def record_rumor_copies(self, copies: Sequence[RumorCopy]) -> int:
+        """Record each copy once per rumour and post (a copy recorded again, by a re-score or
+        another process, is left as first recorded); how many were new."""
+
+    def rumor_copies(
+        self, rumor_id: str, *, after: tuple[float, str] | None = None, limit: int = 1000
+    ) -> list[RumorCopy]:
+        """The recorded copies of ``rumor_id``, earliest first (by time, then post id),
+        ``limit`` at a time after the (time, post id) ``after``."""
 
     def account_levels(self, levels: list[str]) -> dict[str, str]:
         """Accounts at any of ``levels``, with their level, by account id."""

@@ -28,6 +28,7 @@ from service.storage.repository import (
     QueueItem,
     RescoreRun,
     Role,
+    RumorCopy,
     SignInAttempts,
     StorageError,
     StoredRumor,
@@ -38,6 +39,7 @@ from service.storage.tables import (
     BankedRumor,
     ConsoleUser,
     ReviewItem,
+    RumorCopyRow,
     SignInAttempt,
     StoredAccount,
     StoredKey,
@@ -432,8 +434,57 @@ class SqlRepository(ReviewSql):
 
     def delete_rumor(self, rumor_id: str) -> bool:
         with self._session() as session:
+            # the copies go with their entry: its id is never used again, so nothing could list them
+            session.execute(delete(RumorCopyRow).where(RumorCopyRow.rumor_id == rumor_id))
             result = session.execute(delete(BankedRumor).where(BankedRumor.rumor_id == rumor_id))
             return bool(getattr(result, "rowcount", 0))
+
+    def record_rumor_copies(self, copies: Sequence[RumorCopy]) -> int:
+        if not copies:
+            return 0
+        now = datetime.now(UTC)
+        insert = sqlite_insert if self.engine.dialect.name == "sqlite" else postgresql_insert
+        statement = (
+            insert(RumorCopyRow)
+            .values(
+                [
+                    {
+                        "rumor_id": c.rumor_id,
+                        "post_id": c.post_id,
+                        "account_id": c.account_id,
+                        "created_at": c.created_at,
+                        "similarity": c.similarity,
+                        "model_version": c.model_version,
+                        "recorded_at": now,
+                    }
+                    for c in copies
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["rumor_id", "post_id"])
+            .returning(RumorCopyRow.id)
+        )
+        with self._session() as session:
+            return len(session.execute(statement).all())
+
+    def rumor_copies(
+        self, rumor_id: str, *, after: tuple[float, str] | None = None, limit: int = 1000
+    ) -> list[RumorCopy]:
+        query = select(RumorCopyRow).where(RumorCopyRow.rumor_id == rumor_id)
+        if after is not None:
+            query = query.where(tuple_(RumorCopyRow.created_at, RumorCopyRow.post_id) > after)
+        query = query.order_by(RumorCopyRow.created_at, RumorCopyRow.post_id).limit(limit)
+        with self._session() as session:
+            return [
+                RumorCopy(
+                    rumor_id=row.rumor_id,
+                    post_id=row.post_id,
+                    account_id=row.account_id,
+                    created_at=row.created_at,
+                    similarity=row.similarity,
+                    model_version=row.model_version,
+                )
+                for row in session.scalars(query)
+            ]
 
 
 def _post_row(post: Post, now: datetime) -> dict[str, Any]:

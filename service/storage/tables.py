@@ -117,6 +117,25 @@ class BankedRumor(Base):
     created_by: Mapped[str] = mapped_column(String(32))
 
 
+class RumorCopyRow(Base):
+    """A copy of a banked rumour, recorded when it was scored (``Repository.rumor_copies``)."""
+
+    __tablename__ = "rumor_copies"
+    __table_args__ = (
+        UniqueConstraint("rumor_id", "post_id", name="uq_rumor_copy"),
+        Index("ix_rumor_copies_listing", "rumor_id", "created_at", "post_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    rumor_id: Mapped[str] = mapped_column(String(32))
+    post_id: Mapped[str] = mapped_column(String(MAX_ID_CHARS))
+    account_id: Mapped[str | None] = mapped_column(String(MAX_ID_CHARS), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    similarity: Mapped[float] = mapped_column(Float)
+    model_version: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class ReviewDecision(Base):
     """A reviewer's decision on an item; dismissals stay as labels for retraining."""
 
