@@ -172,7 +172,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="posts a worker scores after one near-duplicate warm-up (default: four segments a "
+        help="posts a worker scores after one near-duplicate warm-up (default: eight segments a "
         "worker, at most --checkpoint-every posts); raise it when the 10.5 days before a segment "
         "hold many more posts than that",
     )

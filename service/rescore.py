@@ -284,7 +284,7 @@ def rescore(
 
     ``bank``: confirmed rumours to match (the service's, from storage), none by default.
     ``segment_posts``: posts per segment (:mod:`service.batch.segments`; a checkpoint falls at a
-    segment's end); by default at least four segments a worker, at most ``checkpoint_posts``.
+    segment's end); by default at least eight segments a worker, at most ``checkpoint_posts``.
     Bad lines go to ``reject_path`` (default :func:`default_reject_path`), which is
     replaced when there are any and removed when there are none.
     """
