@@ -70,8 +70,8 @@ def make_engine(url: str, timeout_s: float) -> Engine:
             dbapi_conn.execute("PRAGMA journal_mode=WAL")
             # in WAL mode NORMAL syncs at checkpoints, not at every commit: a commit survives
             # the server being killed (the OS holds it), not a power cut before the next
-            # checkpoint; an fsync per commit took up to 12 ms (p99 of a commit here), on the publish path. A
-            # deployment that needs every commit on disk runs PostgreSQL.
+            # checkpoint; an fsync per commit took up to 12 ms (p99 of a commit here), on the
+            # publish path. A deployment that needs every commit on disk runs PostgreSQL.
             dbapi_conn.execute("PRAGMA synchronous=NORMAL")
             dbapi_conn.execute("PRAGMA foreign_keys=ON")
 
