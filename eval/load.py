@@ -12,9 +12,10 @@ falls behind shows it in the percentiles instead of slowing the offered load dow
 
 the scoring stages once for each of two workloads (:func:`workloads`), as the cost of a post
 depends on whether it is flagged: a flagged post's evidence spans take one more model call of up
-to 49 rows (``service/evidence.py``), made after the answer on a lower-priority thread, so the
-server still pays for it. Each post is sent once under a fresh id, so that nothing is
-answered from the idempotency cache and flagged posts are stored and enqueued as in production.
+to 49 rows (``service/evidence.py``), made after the answer on an idle-scheduled thread, so the
+server still pays for it with whatever CPU scoring leaves. Each post is sent once under a fresh
+id, so that nothing is answered from the idempotency cache and flagged posts are stored and
+enqueued as in production.
 A request that fails, times out (5 s) or comes back degraded is an error. Prints hardware, date
 and one markdown table.
 """
