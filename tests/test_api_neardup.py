@@ -110,6 +110,18 @@ def test_copies_stay_listed_after_the_window_forgets_them(
         assert listed[0]["account_id"] == "a2" and listed[0]["created_at"] == now - 60
         first = api.client.get(f"/v1/bank/rumors/{rumor_id}/copies?limit=1", headers=reviewer)
         assert [c["id"] for c in first.json()] == ["c0"]
+        pages, after = [], f"after_time={now - 60}&after_id=c0"
+        while True:
+            page = api.client.get(
+                f"/v1/bank/rumors/{rumor_id}/copies?limit=1&{after}", headers=reviewer
+            ).json()
+            if not page:
+                break
+            pages.append(page[0]["id"])
+            after = f"after_time={page[0]['created_at']}&after_id={page[0]['id']}"
+        assert pages == ["c1", "c2"]  # the recorded c1, then c2 from storage or the window
+        half = api.client.get(f"/v1/bank/rumors/{rumor_id}/copies?after_id=c0", headers=reviewer)
+        assert half.status_code == 422
         gone = api.client.delete(f"/v1/bank/rumors/{rumor_id}", headers=reviewer)
         assert gone.status_code == 204
         assert api.services.scoring.repository.rumor_copies(rumor_id) == []

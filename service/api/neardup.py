@@ -175,14 +175,24 @@ async def copies(
     found: Found,
     _: TrustTeam,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    after_time: Annotated[
+        float | None, Query(description="with after_id: the copies after this one (paging)")
+    ] = None,
+    after_id: Annotated[
+        str | None, Query(description="the last copy's id of the page before")
+    ] = None,
 ) -> list[Copy]:
     """Every copy of a banked rumour, earliest first (its source, then its spread), the first
     ``limit``: those recorded when they were scored, with those the window holds now (posts
-    scored before the entry was banked, or whose recording failed)."""
+    scored before the entry was banked, or whose recording failed). The next page starts after
+    the last copy of this one: ``?after_time=<its created_at>&after_id=<its id>``."""
+    if (after_time is None) != (after_id is None):
+        raise HTTPException(422, "after_time and after_id go together: the last copy seen")
+    after = None if after_time is None or after_id is None else (after_time, after_id)
     stored = await _find(found, rumor_id)
     try:
         recorded = await run_in_threadpool(
-            lambda: found.scoring.repository.rumor_copies(rumor_id, limit=limit)
+            lambda: found.scoring.repository.rumor_copies(rumor_id, after=after, limit=limit)
         )
     except StorageError as exc:
         raise HTTPException(503, f"storage is unavailable: {exc}") from exc
@@ -199,6 +209,8 @@ async def copies(
         for c in recorded
     }
     for m in found.neardup.copies(stored):
+        if after is not None and (m.entry.created_at, m.entry.post_id) <= after:
+            continue
         known = listed.get(m.entry.post_id)
         listed[m.entry.post_id] = Copy(
             id=m.entry.post_id,
