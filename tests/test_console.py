@@ -176,6 +176,23 @@ def test_plot_labels_are_escaped() -> None:
     assert "stroke-dasharray" in plots.histogram([0.1, 0.9], 0.5, "s")
 
 
+def test_a_plot_with_nothing_to_show_says_so() -> None:
+    empty = [
+        plots.bars([], [], "a"),
+        plots.bars(["granted", "refused"], [[0.0], [0.0]], "b"),
+        plots.lines([], {}, "c"),
+        plots.lines(["mon", "tue"], {"rumor": [0.0, 0.0]}, "d"),
+        plots.histogram([], 0.5, "e"),
+    ]
+    assert all(plots.NO_DATA in svg for svg in empty)
+    shown = [
+        plots.bars(["granted"], [[1.0]], "a"),
+        plots.lines(["mon", "tue"], {"rumor": [0.0, 2.0]}, "d"),
+        plots.histogram([0.3], 0.5, "e"),
+    ]
+    assert not any(plots.NO_DATA in svg for svg in shown)
+
+
 def test_item_page_shows_the_cluster_timeline_with_its_earliest_source(api: Api) -> None:
     text = RUMOR
     first = {"id": "src", "text": text, "account_id": "a1", "created_at": 1_700_000_000}

@@ -12,7 +12,20 @@ LEFT, RIGHT, TOP, BOTTOM = 44, 12, 14, 40
 COLOURS = ("#c0392b", "#2471a3", "#7d3c98", "#d68910", "#17a589", "#566573")
 
 
-def _frame(body: list[str], title: str, legend: Sequence[tuple[str, str]] = ()) -> Markup:
+NO_DATA = "暂无数据 / no data"
+"""Written across a plot with nothing to show, so that an empty frame is not read as zeros."""
+
+
+def _frame(
+    body: list[str], title: str, legend: Sequence[tuple[str, str]] = (), *, empty: bool = False
+) -> Markup:
+    if empty:
+        body = [
+            *body,
+            f'<text class="empty" x="{(LEFT + WIDTH - RIGHT) / 2:.0f}" '
+            f'y="{(TOP + HEIGHT - BOTTOM) / 2:.0f}" font-size="13" text-anchor="middle" '
+            f'fill="#888">{NO_DATA}</text>',
+        ]
     keys = "".join(
         f'<rect x="{LEFT + i * 120}" y="{HEIGHT - 12}" width="10" height="10" fill="{colour}"/>'
         f'<text x="{LEFT + i * 120 + 14}" y="{HEIGHT - 3}" font-size="11">{escape(name)}</text>'
@@ -47,7 +60,7 @@ def bars(
 ) -> Markup:
     """One bar per label, each a stack of values (one value: a plain bar)."""
     if not labels:
-        return _frame([], title)
+        return _frame([], title, empty=True)
     per, body = _scale(max(sum(s) for s in stacks))
     slot = (WIDTH - LEFT - RIGHT) / len(labels)
     for i, (label, stack) in enumerate(zip(labels, stacks, strict=True)):
@@ -70,13 +83,13 @@ def bars(
             f'text-anchor="middle">{sum(stack):g}</text>'
         )
     keys = [(name, COLOURS[j % len(COLOURS)]) for j, name in enumerate(legend)]
-    return _frame(body, title, keys)
+    return _frame(body, title, keys, empty=not any(any(s) for s in stacks))
 
 
 def lines(x_labels: Sequence[str], series: dict[str, Sequence[float]], title: str) -> Markup:
     """One line per series over ``x_labels``."""
     if not x_labels:
-        return _frame([], title)
+        return _frame([], title, empty=True)
     per, body = _scale(max((max(v, default=0) for v in series.values()), default=0))
     step = (WIDTH - LEFT - RIGHT) / max(1, len(x_labels) - 1)
     for j, (name, values) in enumerate(series.items()):
@@ -93,7 +106,7 @@ def lines(x_labels: Sequence[str], series: dict[str, Sequence[float]], title: st
             f'text-anchor="{"start" if i == 0 else "end"}">{escape(x_labels[i])}</text>'
         )
     keys = [(name, COLOURS[j % len(COLOURS)]) for j, name in enumerate(series)]
-    return _frame(body, title, keys)
+    return _frame(body, title, keys, empty=not any(any(v) for v in series.values()))
 
 
 def histogram(values: Sequence[float], threshold: float, title: str, bins: int = 20) -> Markup:
@@ -121,4 +134,4 @@ def histogram(values: Sequence[float], threshold: float, title: str, bins: int =
             f'<text x="{LEFT + tick * (WIDTH - LEFT - RIGHT):.1f}" y="{HEIGHT - BOTTOM + 13}" '
             f'font-size="10" text-anchor="middle">{tick:g}</text>'
         )
-    return _frame(body, title)
+    return _frame(body, title, empty=not values)
