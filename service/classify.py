@@ -7,6 +7,7 @@ was trained. Neither torch nor transformers is imported here.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from functools import cached_property
@@ -86,6 +87,14 @@ class Classifier:
         self.threads = threads
         self.tokenizer = load_tokenizer(model_dir / TOKENIZER_FILE)
         self.batch_size = batch_size
+
+    def with_threads(self, threads: int) -> Classifier:
+        """The same model and tokenizer on a session of its own with ``threads`` ONNX threads
+        (opened on first use, like this one's)."""
+        other = copy.copy(self)
+        other.threads = threads
+        other.__dict__.pop("session", None)
+        return other
 
     @cached_property
     def session(self) -> ort.InferenceSession:

@@ -78,12 +78,13 @@ class Pipeline:
     @classmethod
     def load(cls, settings: Settings) -> Pipeline:
         policy = load_policy(settings.policy_file)
+        classifier = Classifier(settings.model_dir, settings.intra_op_threads, settings.batch_size)
         return cls(
-            Classifier(settings.model_dir, settings.intra_op_threads, settings.batch_size),
+            classifier,
             policy,
             NearDuplicates.from_settings(settings, policy),
             # its session opens on first use: a run that never explains after the fact pays nothing
-            Classifier(settings.model_dir, settings.evidence_threads, settings.batch_size),
+            classifier.with_threads(settings.evidence_threads),
         )
 
     @property

@@ -35,3 +35,11 @@ def test_predict_keeps_input_order_across_batches(pipeline: Pipeline) -> None:
     # int8 activations are quantised per call, hence the tolerance
     np.testing.assert_allclose(together, one_by_one, atol=2e-2)
     assert not np.allclose(together[0], together[1], atol=2e-2)
+
+
+def test_with_threads_shares_the_model_but_not_the_session(pipeline: Pipeline) -> None:
+    classifier = pipeline.classifier
+    own = classifier.with_threads(1)
+    assert own.tokenizer is classifier.tokenizer and own.threads == 1
+    assert own.session is not classifier.session
+    np.testing.assert_allclose(own.predict(["你好世界"]), classifier.predict(["你好世界"]))
