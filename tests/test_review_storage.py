@@ -233,7 +233,9 @@ def test_an_upheld_appeal_reverses_credit_and_lifts_dispositions_by_new_events(
     )
     assert appeal.deadline == T0 + HOUR + timedelta(days=policy.appeals.resolve_within_days)
     with pytest.raises(ConflictError, match="appealed already"):
-        repo.file_appeal(policy, account_id="acc1", item_id=item, reason="再", filed_by="k1")
+        repo.file_appeal(
+            policy, account_id="acc1", item_id=item, reason="再", filed_by="k1", now=T0 + HOUR
+        )
     with pytest.raises(ForbiddenError):
         repo.decide_appeal(policy, appeal.id, "r1", "uphold", None, now=T0 + 2 * HOUR)
     upheld = repo.decide_appeal(policy, appeal.id, "r2", "uphold", "证据不足", now=T0 + 2 * HOUR)
