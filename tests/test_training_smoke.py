@@ -1,9 +1,11 @@
 """The whole training pipeline on a tiny subset: tokenizer → pretraining → n-gram branch →
-fine-tuning → calibration → ONNX export → int8 → parity; then the scorer loads what it wrote."""
+fine-tuning → calibration → ordinary refit → ONNX export → int8 → parity; then the scorer loads
+what it wrote, and the refit runs again on the exported model."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +20,12 @@ from service.pipeline import Pipeline
 from service.policy import load_policy
 from service.record import Post
 from service.settings import Settings
+from training.calibrate import NEVER
 from training.export import parity
 from training.model import Scorer
 from training.pretrain import bert_config
 from training.recipe import SMOKE
-from training.run import content_hash, train
+from training.run import content_hash, refit_in_place, train
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,8 @@ def test_writes_a_complete_model_folder(smoke: tuple[Path, Path]) -> None:
     assert card["model_version"] == content_hash(models / "model.onnx")
     for head in HEADS:
         t = card["thresholds"][head]
-        assert 0 <= t["review"] <= t["block"] <= 1
+        # a head whose precision never reaches the block point's is never blocked (NEVER)
+        assert 0 <= t["review"] <= 1 and t["review"] <= t["block"] <= NEVER
         assert card["temperature"][head] > 0
     assert card["parity_max_abs_diff"]["fp32"] < 1e-4
 
@@ -60,4 +64,23 @@ def test_scorer_loads_the_trained_model(smoke: tuple[Path, Path], settings: Sett
     records = pipeline.score_many([Post(id="1", text="测试"), Post(id="2", text="转发微博")])
     assert [r.id for r in records] == ["1", "2"]
     probs = np.array([[r.scores["rumor"], r.scores["incitement"]] for r in records])
+    assert ((probs >= 0) & (probs <= 1)).all()
+
+
+def test_the_rumor_head_refits_on_an_exported_model(
+    smoke: tuple[Path, Path], settings: Settings, tmp_path: Path
+) -> None:
+    models, _ = smoke
+    card = json.loads((models / "card.json").read_text())
+    assert 0 < card["ordinary_refit"]["negatives"] <= SMOKE.ordinary_negatives
+    copy = tmp_path / "models"
+    shutil.copytree(models, copy)
+    # the refit checks the rewritten graph against its own logits before it saves it
+    again = refit_in_place(copy, settings.data_dir, SMOKE, None)
+    assert again["ordinary_refit"]["on_exported_model"]
+    assert again["model_version"] == content_hash(copy / "model.onnx") != card["model_version"]
+    assert abs(again["temperature"]["rumor"] * again["ordinary_refit"]["encoder_weight"] - 1) < 1e-3
+    for head in ("incitement", "originality_claim"):
+        assert again["thresholds"][head] == card["thresholds"][head]
+    probs = Classifier(copy).predict(["加油!!!", "测试"])
     assert ((probs >= 0) & (probs <= 1)).all()

@@ -22,6 +22,24 @@ def _pretraining(card: dict[str, Any]) -> str:
     )
 
 
+def _ordinary(card: dict[str, Any]) -> str:
+    fit = card.get("ordinary_refit")
+    if fit is None:
+        return "not run for this model"
+    text = (
+        f"C {fit['c']}, a {fit['ngram_weight']}, b {fit['encoder_weight']}, "
+        f"g {fit['intercept']}; calibration AUC {fit['calib_auc_before']} before, "
+        f"{fit['calib_auc_after']} after"
+    )
+    if fit.get("on_exported_model"):
+        text += (
+            ". This model was refit after export (`python -m training.run --refit-ordinary`: "
+            "the encoder's correction read from the int8 graph); the parity and int8 figures "
+            "below are those of its export, before the refit"
+        )
+    return text
+
+
 def _kv_table(rows: dict[str, Any], key: str, value: str) -> str:
     lines = [f"| {key} | {value} |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows.items()]
@@ -128,7 +146,11 @@ Seed {r["seed"]} everywhere (Python, NumPy, PyTorch, scikit-learn folds).
    `review` is the threshold of highest calibration-split accuracy whose false-positive rate is
    at most 10%; `block` the lowest threshold whose precision is at least 0.97. Both are written
    into `service/policy/default.toml`.
-7. **Export**: ONNX (opset 17, dynamic batch and sequence axes), ONNX Runtime's BERT fusions,
+7. **Ordinary posts for the rumor head** (`training/ordinary.py`): its n-gram column is fitted
+   again on the train posts plus {r.get("ordinary_negatives", 0):,} ordinary texts as negatives
+   (comments on non-rumour events of the train split), and its logit recombined as
+   `a · ngram + b · deep + g` on the calibration split (temperature `1/b`): {_ordinary(card)}.
+8. **Export**: ONNX (opset 17, dynamic batch and sequence axes), ONNX Runtime's BERT fusions,
    int8 dynamic quantisation of the matrix multiplications. Parity on 64 eval posts, largest
    absolute difference in probability: fp32 {card["parity_max_abs_diff"]["fp32"]:.2e}, int8
    {card["parity_max_abs_diff"]["int8"]:.2e}.

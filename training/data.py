@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from service.boilerplate import is_boilerplate
 from service.heads import Head
 
 Split = Literal["train", "calib", "eval"]
@@ -142,3 +145,25 @@ def reposts(data_dir: Path) -> Iterator[Repost]:
             str(d["text"] or ""),
             int(str(d["created_at"])),
         )
+
+
+def ordinary_reposts(
+    data_dir: Path, split: Split, n: int, seed: int, limit: int | None = None
+) -> list[str]:
+    """``n`` distinct texts (fewer if there are not as many) drawn at random from the
+    non-boilerplate reposts and comments of Weibo16's non-rumour events of ``split``: ordinary
+    posts that spread no rumour. Reposts of rumour events are left out: many repeat the rumour.
+    ``limit``: read only that many reposts."""
+    rumour = {e.group: e.label == 1 for e in weibo16(data_dir)}
+    pool = sorted(
+        {
+            r.text
+            for r in itertools.islice(reposts(data_dir), limit)
+            if not rumour[r.event]
+            and split_of(f"weibo16:{r.event}") == split
+            and r.text.strip()
+            and not is_boilerplate(r.text)
+        }
+    )
+    random.Random(f"{seed}:ordinary:{split}").shuffle(pool)
+    return pool[:n]

@@ -5,7 +5,8 @@
 
 Steps: corpora and splits → originality corpus → pretraining corpus → tokenizer → masked-LM
 pretraining → n-gram branch (full fit and out-of-fold logits) → multi-task fine-tuning →
-temperature calibration and operating points → ONNX export, fusion, int8 quantisation →
+temperature calibration and operating points → the rumor head refit with ordinary posts as
+negatives (:mod:`training.ordinary`) → ONNX export, fusion, int8 quantisation →
 parity check → ``card.json``. The figures against the baseline are added to the card by
 ``python -m eval.quality --card`` (``make train`` runs both).
 """
@@ -30,11 +31,18 @@ import torch
 from tokenizers import Tokenizer
 from transformers import BertModel
 
-from service.classify import CARD_FILE, MODEL_FILE, TOKENIZER_FILE, load_tokenizer, model_inputs
+from service.classify import (
+    CARD_FILE,
+    MODEL_FILE,
+    TOKENIZER_FILE,
+    Classifier,
+    load_tokenizer,
+    model_inputs,
+)
 from service.heads import HEADS
 from service.normalise import WINDOW, normalise
 from service.settings import get_settings
-from training import calibrate, corpus, data, originality, pretrain, tokenizer, wide
+from training import calibrate, corpus, data, ordinary, originality, pretrain, tokenizer, wide
 from training.export import export, int8_cost, optimise_and_quantise, parity
 from training.finetune import Row, finetune, head_logits, rows
 from training.model import Scorer
@@ -122,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="a BERT checkpoint on disk (config.json, weights, tokenizer.json) to start from",
     )
+    parser.add_argument(
+        "--refit-ordinary",
+        action="store_true",
+        help="only refit the rumor head of the model in OUT with ordinary negatives "
+        "(training.ordinary), in place, for a model trained before that step",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     recipe = RECIPES[args.recipe]
@@ -132,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # only the shipped model moves the policy's thresholds
     ships = recipe is not RECIPES["smoke"] and args.out.resolve() == settings.model_dir.resolve()
+    if args.refit_ordinary:
+        refit_in_place(args.out, data_dir, recipe, settings.policy_file if ships else None)
+        return 0
     train(
         recipe,
         data_dir,
@@ -141,6 +158,34 @@ def main(argv: list[str] | None = None) -> int:
         settings.policy_file if ships else None,
     )
     return 0
+
+
+def refit_in_place(
+    model_dir: Path, data_dir: Path, recipe: Recipe, policy_file: Path | None
+) -> dict[str, Any]:
+    """``--refit-ordinary``: the refit of :mod:`training.ordinary` on an exported model whose
+    PyTorch weights are gone; its card (version, rumor temperature, mix and thresholds) and the
+    policy's thresholds follow."""
+    card: dict[str, Any] = json.loads((model_dir / CARD_FILE).read_text())
+    seed, grid = card["recipe"]["seed"], card["recipe"]["wide_c"]
+    fitted = ordinary.refit_exported(
+        model_dir, data_dir, recipe.ordinary_negatives, seed, grid, recipe.reposts_limit
+    )
+    calib, y = ordinary.splits(data_dir)["calib"]
+    p = Classifier(model_dir).predict(calib)[:, ordinary.RUMOR]
+    point = asdict(calibrate.operating_point(p, y))
+    card["recipe"]["ordinary_negatives"] = recipe.ordinary_negatives
+    card["model_version"] = content_hash(model_dir / MODEL_FILE)
+    card["size_bytes"] = (model_dir / MODEL_FILE).stat().st_size
+    card["temperature"]["rumor"] = 1 / fitted.b
+    card["mix"]["rumor"] = fitted.a / fitted.b
+    card["thresholds"]["rumor"] = point
+    card["ordinary_refit"] = fitted.card() | {"on_exported_model": True}
+    (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    if policy_file is not None:
+        write_policy_thresholds(policy_file, card["thresholds"])
+    log.info("refit %s: %s", model_dir, card["ordinary_refit"])
+    return card
 
 
 def int8_cost_on_eval(
@@ -277,6 +322,43 @@ def calibrate_heads(model: Scorer, calib: Sequence[Row], pad: int) -> dict[str, 
     return out
 
 
+def refit_rumor(
+    model: Scorer,
+    texts: Sequence[str],
+    examples: Sequence[data.Example],
+    calib: Sequence[Row],
+    pad: int,
+    data_dir: Path,
+    recipe: Recipe,
+    idf: np.ndarray,
+) -> tuple[ordinary.Refit, dict[str, float]]:
+    """Refit the module's rumor head with ordinary negatives (:mod:`training.ordinary`);
+    return the refit and the head's new temperature and operating point."""
+    h = ordinary.RUMOR
+    rows = [r for r in calib if r.head == h]
+    z = head_logits(model, rows, pad)
+    deep = z - float(model.mix[h]) * np.array([r.wide for r in rows], dtype=np.float32)
+    posts = {
+        s: (
+            [t for t, e in zip(texts, examples, strict=True) if e.head == "rumor" and e.split == s],
+            np.array([e.label for e in examples if e.head == "rumor" and e.split == s]),
+        )
+        for s in ("train", "calib")
+    }
+    negatives = ordinary.negatives(
+        data_dir, recipe.ordinary_negatives, recipe.seed, recipe.reposts_limit
+    )
+    fitted = ordinary.fit(posts, negatives, idf, deep, z, recipe.wide_c)
+    state = model.state_dict()
+    with torch.no_grad():
+        for name, value in fitted.values({n: state[n].numpy() for n in ordinary.TENSORS}).items():
+            state[name].copy_(torch.from_numpy(value))
+    calib_texts, y = posts["calib"]
+    p = 1 / (1 + np.exp(-fitted.logits(wide.design(calib_texts, idf), deep)))
+    point = calibrate.operating_point(p, y)
+    return fitted, {"temperature": 1 / fitted.b, **asdict(point)}
+
+
 def train(
     recipe: Recipe,
     data_dir: Path,
@@ -322,6 +404,10 @@ def train(
     deep_heads = gate_heads(model, by_split["calib"], pad)
     calibration = calibrate_heads(model, by_split["calib"], pad)
     lap("calibration")
+    refit, calibration["rumor"] = refit_rumor(
+        model, texts, examples, by_split["calib"], pad, data_dir, recipe, idf
+    )
+    lap("ordinary_refit")
 
     probe_texts = [t for t, e in zip(texts, examples, strict=True) if e.split == "eval"][:64]
     batch = model_inputs(load_tokenizer(out / TOKENIZER_FILE), probe_texts)
@@ -361,6 +447,7 @@ def train(
         "mix": dict(zip(HEADS, model.mix.detach().tolist(), strict=True)),
         "wide_c": wide_c,
         "deep_heads": deep_heads,
+        "ordinary_refit": refit.card(),
         "thresholds": thresholds,
         "parity_max_abs_diff": parity_max,
         "int8_cost": cost,

@@ -1,0 +1,85 @@
+"""The rumor head's refit with ordinary negatives (training/ordinary.py), on small made-up data."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from service.heads import HEADS
+from training import ordinary, wide
+
+RUMOURS = [
+    "震惊!!!{}都转疯了,赶紧告诉家人!!!",
+    "紧急扩散!!!{}出事了,速看!!",
+    "求证!!!{}要封城了!!!",
+]
+NEWS = ["【{}】记者从有关部门获悉,相关工作正在推进。", "据新华社消息,{}今日召开发布会。"]
+CHATTER = ["{}加油!!!", "太可惜了!!!{}", "{}好开心!!!!"]
+PLACES = ["北京", "上海", "广州", "深圳", "成都", "武汉", "南京", "杭州", "西安", "重庆"]
+
+
+def posts(rng: random.Random, n: int) -> tuple[list[str], np.ndarray]:
+    texts, labels = [], []
+    for _ in range(n):
+        label = rng.random() < 0.5
+        template = rng.choice(RUMOURS if label else NEWS)
+        texts.append(template.format(rng.choice(PLACES) + str(rng.randrange(100))))
+        labels.append(int(label))
+    return texts, np.array(labels, dtype=np.int64)
+
+
+def chatter(rng: random.Random, n: int) -> list[str]:
+    return [rng.choice(CHATTER).format(rng.choice(PLACES)) for _ in range(n)]
+
+
+def test_ordinary_negatives_lower_chatter_and_keep_the_posts_apart() -> None:
+    rng = random.Random(0)
+    data = {"train": posts(rng, 200), "calib": posts(rng, 80)}
+    idf = wide.idf_table(data["train"][0])
+    # every seventh calibration label flipped, which only the encoder's correction knows of
+    y = data["calib"][1]
+    y = np.where(np.arange(80) % 7 == 0, 1 - y, y)
+    data["calib"] = (data["calib"][0], y)
+    deep = (2 * y - 1 + np.random.default_rng(0).normal(size=80)).astype(np.float32)
+    before = deep.copy()
+    held = chatter(rng, 50)
+
+    def chatter_logits(refit: ordinary.Refit) -> np.ndarray:
+        return refit.logits(wide.design(held, idf), np.zeros(len(held), dtype=np.float32))
+
+    without = ordinary.fit(data, [], idf, deep, before, [1.0, 4.0])
+    with_them = ordinary.fit(data, chatter(rng, 100), idf, deep, before, [1.0, 4.0])
+    assert with_them.negatives == 100 and without.negatives == 0
+    # exclamation marks alone no longer make a rumour
+    assert np.mean(chatter_logits(without) > 0) > 0.9
+    assert np.mean(chatter_logits(with_them) < 0) > 0.9
+    assert with_them.calib_auc[1] > 0.9
+
+
+def test_the_graph_values_compute_the_refit_logits() -> None:
+    """The Scorer computes (mix · ngram + deep + head bias) / temperature: with the values the
+    refit writes, that is the refit's own a · ngram + b · deep + g."""
+    rng = np.random.default_rng(1)
+    h = ordinary.RUMOR
+    now = {
+        "wide.coef": rng.normal(size=(16, len(HEADS))).astype(np.float32),
+        "wide.bias": rng.normal(size=len(HEADS)).astype(np.float32),
+        "mix": rng.uniform(0.5, 2, size=len(HEADS)).astype(np.float32),
+        "head.bias": rng.normal(size=len(HEADS)).astype(np.float32),
+        "temperature": rng.uniform(0.5, 2, size=len(HEADS)).astype(np.float32),
+    }
+    refit = ordinary.Refit(
+        rng.normal(size=16).astype(np.float32), 0.3, 4.0, 1.4, 1.7, -0.6, 10, (0.9, 0.9)
+    )
+    new = refit.values(now)
+    x = rng.uniform(size=(5, 16)).astype(np.float32)
+    correction = rng.normal(size=5).astype(np.float32)  # the encoder's, measured with now's bias
+    ngram = x @ new["wide.coef"][:, h] + new["wide.bias"][h]
+    deep = correction - now["head.bias"][h] + new["head.bias"][h]
+    graph = (new["mix"][h] * ngram + deep) / new["temperature"][h]
+    assert np.allclose(graph, refit.logits(x, correction), atol=1e-5)
+    # the other heads are untouched
+    others = [i for i in range(len(HEADS)) if i != h]
+    for name, value in new.items():
+        assert np.array_equal(value[..., others], now[name][..., others])

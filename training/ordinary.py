@@ -1,0 +1,203 @@
+"""The rumor head taught what ordinary posts look like: its n-gram branch fitted again with
+ordinary posts as negatives, after fine-tuning, and recombined with the encoder's correction.
+
+**Why.** The rumor head learns from Weibo16's source posts: rumours reported to Weibo's
+false-information platform against posts that are largely news outlets'. Ordinary posts are
+neither, and on them the head extrapolates from surface features: exclamation marks and candle
+emoji belong to the rumour side of its training data, so "加油!!!" or "太可惜了[蜡烛]" scored
+close to 1, and a fifth of the comments on non-rumour events crossed the review threshold.
+
+**What.** The rumor column of the n-gram branch (:mod:`training.wide`: same IDF, same
+naive-Bayes weighting, ``C`` chosen on the calibration split) is fitted on the train split's
+source posts plus ``n`` ordinary texts labelled 0 (:func:`training.data.ordinary_reposts`:
+comments on non-rumour events of the *train* split, so the proxies measured on eval events
+stay unseen). The head's logit becomes
+
+    z = a · ngram(x) + b · deep(x) + g
+
+where ``deep(x)`` is the fine-tuned encoder's correction, unchanged, and ``(a, b, g)`` is a
+logistic regression on the calibration split's source posts: the recombination is the head's
+calibration. In the graph of :class:`training.model.Scorer` that is ``mix = a/b``,
+``head.bias + g/b`` and ``temperature = 1/b``: only float initializers change, so the same
+step applies to the PyTorch module during ``make train`` and to an exported ONNX model whose
+PyTorch weights are gone (``python -m training.run --refit-ordinary``).
+
+The encoder itself was fine-tuned without these negatives (on the residual of the n-gram branch
+that had none), which is why its correction keeps part of the old habit; fine-tuning with them
+needs the pretrained encoder again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+import onnxruntime as ort
+import scipy.sparse as sp
+from onnx import numpy_helper
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from service.classify import MODEL_FILE, TOKENIZER_FILE, load_tokenizer, model_inputs
+from service.heads import HEADS
+from service.normalise import normalise
+from training import data, wide
+
+RUMOR = HEADS.index("rumor")
+TENSORS = ("wide.coef", "wide.bias", "mix", "head.bias", "temperature")
+"""The Scorer's tensors the refit changes (names in the PyTorch state and the ONNX graph)."""
+
+Floats = npt.NDArray[np.float32]
+Labels = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Refit:
+    """The rumor head after the refit: its n-gram column and the recombination."""
+
+    coef: Floats
+    bias: float
+    c: float
+    a: float
+    """Weight of the n-gram logit."""
+    b: float
+    """Weight of the encoder's correction (the head's temperature becomes ``1 / b``)."""
+    g: float
+    """Intercept."""
+    negatives: int
+    calib_auc: tuple[float, float]
+    """The rumor head's AUC on the calibration split, before and after."""
+
+    def values(self, now: Mapping[str, Floats]) -> dict[str, Floats]:
+        """``TENSORS`` with the rumor head refit, from their values ``now`` (the encoder
+        head's bias must be the one the correction was measured with)."""
+        out = {name: np.array(now[name], dtype=np.float32, copy=True) for name in TENSORS}
+        out["wide.coef"][:, RUMOR] = self.coef
+        out["wide.bias"][RUMOR] = self.bias
+        out["mix"][RUMOR] = self.a / self.b
+        out["head.bias"][RUMOR] += self.g / self.b
+        out["temperature"][RUMOR] = 1 / self.b
+        return out
+
+    def logits(self, x: sp.csr_matrix, deep: Floats) -> Floats:
+        """The refit head's calibrated logits for n-gram rows ``x`` and corrections ``deep``."""
+        return np.asarray(self.a * (x @ self.coef + self.bias) + self.b * deep + self.g)
+
+    def card(self) -> dict[str, Any]:
+        return {
+            "negatives": self.negatives,
+            "c": self.c,
+            "ngram_weight": round(self.a, 4),
+            "encoder_weight": round(self.b, 4),
+            "intercept": round(self.g, 4),
+            "calib_auc_before": round(self.calib_auc[0], 4),
+            "calib_auc_after": round(self.calib_auc[1], 4),
+        }
+
+
+def fit(
+    posts: Mapping[str, tuple[Sequence[str], Labels]],
+    negatives: Sequence[str],
+    idf: Floats,
+    deep_calib: Floats,
+    before_calib: Floats,
+    grid: Sequence[float],
+) -> Refit:
+    """Fit the n-gram column on the train posts plus the ``negatives`` (``C`` from ``grid`` by
+    calibration loss), then ``(a, b, g)`` on the calibration posts. ``posts``: normalised texts
+    and labels of the ``train`` and ``calib`` splits; ``deep_calib`` and ``before_calib``: the
+    encoder's correction and the head's logit before the refit, on the calibration posts."""
+    (train, y_train), (calib, y_calib) = posts["train"], posts["calib"]
+    x = sp.vstack([wide.design(train, idf), wide.design(negatives, idf)]).tocsr()
+    y = np.concatenate([y_train, np.zeros(len(negatives), dtype=np.int64)])
+    x_calib = wide.design(calib, idf)
+    c = wide.choose_c(x, y, x_calib, y_calib, grid)
+    coef, bias = wide.fit(x, y, c)
+    ngram = x_calib @ coef + bias
+    # nearly unregularised: three numbers fitted on a few hundred rows
+    if np.ptp(deep_calib) > 1e-6:
+        lr = LogisticRegression(C=100.0).fit(np.c_[ngram, deep_calib], y_calib)
+        (a, b), g = lr.coef_[0], lr.intercept_[0]
+    else:  # the correction was switched off for this head (training.run.gate_heads): a constant
+        lr = LogisticRegression(C=100.0).fit(ngram[:, None], y_calib)
+        (a,), b, g = lr.coef_[0], 1.0, lr.intercept_[0] - float(deep_calib[0])
+    if b <= 0:
+        raise ValueError(f"the encoder's correction got weight {b:.3f}: it no longer helps")
+    z = a * ngram + b * deep_calib + g
+    auc = (float(roc_auc_score(y_calib, before_calib)), float(roc_auc_score(y_calib, z)))
+    return Refit(coef, bias, c, float(a), float(b), float(g), len(negatives), auc)
+
+
+def splits(data_dir: Path) -> dict[str, tuple[list[str], Labels]]:
+    """Weibo16's normalised train and calibration posts with their labels."""
+    posts = data.weibo16(data_dir)
+    return {
+        s: (
+            [normalise(e.text).text for e in posts if e.split == s],
+            np.array([e.label for e in posts if e.split == s], dtype=np.int64),
+        )
+        for s in ("train", "calib")
+    }
+
+
+def negatives(data_dir: Path, n: int, seed: int, limit: int | None = None) -> list[str]:
+    """The ``n`` normalised ordinary texts of the train split."""
+    return [normalise(t).text for t in data.ordinary_reposts(data_dir, "train", n, seed, limit)]
+
+
+def refit_exported(
+    model_dir: Path,
+    data_dir: Path,
+    n: int,
+    seed: int,
+    grid: Sequence[float],
+    limit: int | None = None,
+) -> Refit:
+    """Refit the rumor head of the exported model in ``model_dir`` in place; its IDF and the
+    encoder's correction are read from the graph. The rewritten graph is checked against the
+    refit on the calibration posts before it replaces the file. ``limit``: reposts read for the
+    negatives (None: all)."""
+    path = model_dir / MODEL_FILE
+    proto = onnx.load(str(path))
+    inits = {i.name: i for i in proto.graph.initializer}
+    now = {name: numpy_helper.to_array(inits[name]) for name in (*TENSORS, "wide.idf")}
+    posts = splits(data_dir)
+    calib = posts["calib"][0]
+    deep, _ = _run(proto, model_dir, calib)
+    x_calib = wide.design(calib, now["wide.idf"])
+    ngram = x_calib @ now["wide.coef"][:, RUMOR] + now["wide.bias"][RUMOR]
+    before = (now["mix"][RUMOR] * ngram + deep) / now["temperature"][RUMOR]
+    fitted = fit(posts, negatives(data_dir, n, seed, limit), now["wide.idf"], deep, before, grid)
+    for name, value in fitted.values(now).items():
+        inits[name].CopyFrom(numpy_helper.from_array(value, name))
+    _, after = _run(proto, model_dir, calib)
+    # same batches as the correction was measured in: int8 activations are quantised per batch
+    worst = float(np.abs(after - 1 / (1 + np.exp(-fitted.logits(x_calib, deep)))).max())
+    if worst > 1e-4:
+        raise RuntimeError(f"{path}: the rewritten graph disagrees with the refit by {worst:.1e}")
+    onnx.save(proto, str(path))
+    return fitted
+
+
+def _run(proto: onnx.ModelProto, model_dir: Path, texts: Sequence[str]) -> tuple[Floats, Floats]:
+    """The rumor column of the encoder's correction (the output of the node that adds
+    ``head.bias``) and of the probabilities, for ``texts`` in batches of 64."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    (name,) = [n.output[0] for n in probe.graph.node if "head.bias" in n.input]
+    probe.graph.output.append(
+        onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+    )
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    tok = load_tokenizer(model_dir / TOKENIZER_FILE)
+    out = [
+        session.run([name, "probs"], dict(model_inputs(tok, texts[s : s + 64])))
+        for s in range(0, len(texts), 64)
+    ]
+    deep, probs = (np.concatenate([o[k][:, RUMOR] for o in out]) for k in (0, 1))
+    return deep.astype(np.float32), probs.astype(np.float32)
