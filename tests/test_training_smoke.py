@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from transformers import BertModel
@@ -56,6 +58,17 @@ def test_torch_and_onnx_agree(smoke: tuple[Path, Path]) -> None:
     feeds = model_inputs(load_tokenizer(models / "tokenizer.json"), texts)
     assert parity(model, work / "model.fp32.onnx", feeds) < 1e-4
     assert parity(model, models / "model.onnx", feeds) < 0.05
+
+
+def test_the_int8_graph_fuses_attention_but_not_the_residual_adds(
+    smoke: tuple[Path, Path],
+) -> None:
+    models, _ = smoke
+    ops = Counter(n.op_type for n in onnx.load(str(models / "model.onnx")).graph.node)
+    layers = SMOKE.encoder.layers
+    assert ops["QAttention"] == layers and ops["EmbedLayerNormalization"] == 1
+    # ONNX Runtime's SkipLayerNormalization CPU kernel is the slow one (training/export.py)
+    assert ops["SkipLayerNormalization"] == 0 and ops["LayerNormalization"] == 2 * layers
 
 
 def test_scorer_loads_the_trained_model(smoke: tuple[Path, Path], settings: Settings) -> None:
