@@ -24,12 +24,13 @@ one.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,7 @@ from service.batch.segments import (
     exact,
     plan_segments,
     run_segment,
-    segment_size,
+    segment_sizes,
 )
 from service.batch.sources import InputError, input_files, plan
 from service.batch.work import Reject, Result, Scorer, ScorerError
@@ -326,12 +327,13 @@ def rescore(
             f"the checkpoint in {work.path} has no usable near-duplicate window; delete the "
             "folder to start over"
         )
-    if segment_posts is None:
-        most = -(-checkpoint_posts // chunk_size)
-        size = segment_size(len(tasks) - state.tasks_done, engine.workers, most)
-    else:
-        size = -(-segment_posts // chunk_size)
-    segments = plan_segments(tasks, state.tasks_done, size)
+    most = -(-checkpoint_posts // chunk_size)
+    sizes: Iterable[int] = (
+        segment_sizes(len(tasks) - state.tasks_done, engine.workers, most)
+        if segment_posts is None
+        else itertools.repeat(-(-segment_posts // chunk_size))
+    )
+    segments = plan_segments(tasks, state.tasks_done, sizes)
 
     def rerun(index: int, ordered: bytes) -> SegmentResult:
         """Segment ``index`` scored again here, from the exact state ``ordered``."""

@@ -25,6 +25,7 @@ from batchkit import (
 )
 
 from service.batch.ray_engine import RayEngine
+from service.batch.segments import segment_sizes
 from service.pipeline import Pipeline
 from service.rescore import InlineEngine, batch_settings
 from service.settings import Settings
@@ -101,5 +102,5 @@ def test_ray_partitions_by_time_range_and_writes_the_single_process_records(
     engine = RayEngine(Pipeline.load, settings, workers=2, address=None)
     summary = rescore_lines(tmp_path, lines, engine, chunk_size=16)
     assert read_records(tmp_path / "out.jsonl") == reference
-    assert summary.segments == 9  # 17 tasks, two a segment (eight segments a worker at least)
+    assert summary.segments == len(segment_sizes(17, 2, 50_000 // 16)) == 8  # 17 tasks
     assert 1 <= summary.rerun < summary.segments - 1

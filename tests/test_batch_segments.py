@@ -4,13 +4,15 @@ with a coordinated batch and a cluster that chains across more than a warm-up.""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
+import pytest
 from batchkit import chunked_records, read_records, reposts_with_campaigns, rescore_lines
 
 from service.batch.local import LocalEngine
-from service.batch.segments import KEEP, WARM, plan_segments, run_segment
-from service.batch.sources import plan
+from service.batch.segments import KEEP, WARM, plan_segments, run_segment, segment_sizes
+from service.batch.sources import Task, plan
 from service.pipeline import Pipeline
 from service.rescore import batch_settings
 from service.settings import Settings
@@ -30,7 +32,7 @@ def test_segments_on_two_workers_write_the_single_process_records(tmp_path: Path
     summary = rescore_lines(tmp_path, lines, engine, chunk_size=CHUNK)
     assert read_records(tmp_path / "out.jsonl") == reference
     # some boundaries were taken from a warm-up, some scored again: both paths are in play
-    assert summary.segments == 9  # 17 tasks, two a segment (eight segments a worker at least)
+    assert summary.segments == len(segment_sizes(17, 2, 50_000 // CHUNK)) == 8  # 17 tasks
     assert 1 <= summary.rerun < summary.segments - 1
     # one task a segment: more boundaries, the same records
     summary = rescore_lines(tmp_path, lines, engine, chunk_size=CHUNK, segment_posts=CHUNK)
@@ -38,11 +40,32 @@ def test_segments_on_two_workers_write_the_single_process_records(tmp_path: Path
     assert summary.segments == 17
 
 
+@pytest.mark.parametrize(("tasks", "workers", "most"), [(17, 2, 99), (98, 2, 24), (840, 16, 5)])
+def test_segments_shrink_towards_the_end_and_cover_every_task_once(
+    tasks: int, workers: int, most: int
+) -> None:
+    sizes = segment_sizes(tasks, workers, most)
+    assert sum(sizes) == tasks
+    assert sizes == sorted(sizes, reverse=True)
+    assert max(sizes) <= most and sizes[-workers:] == [1] * workers
+    # the first takes a quarter of the input on two workers, unless the cap is lower
+    assert sizes[0] == min(most, -(-tasks // (2 * workers)))
+    segments = plan_segments([_task(i) for i in range(tasks + 3)], 3, sizes)
+    assert [len(s.tasks) for s in segments] == sizes
+    assert [t for s in segments for t in s.tasks] == [_task(i) for i in range(3, tasks + 3)]
+    assert segments[1].before[-1] == segments[0].tasks[-1]
+
+
+def test_a_segment_of_no_task_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one task, not 0"):
+        plan_segments([_task(0)], 0, [0])
+
+
 def test_the_boundary_check_tells_an_exact_warm_up_from_one_the_chain_outlived(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "in.jsonl").write_bytes(b"".join(reposts_with_campaigns()))
-    segments = plan_segments(plan([tmp_path / "in.jsonl"], CHUNK), 0, 3)
+    segments = plan_segments(plan([tmp_path / "in.jsonl"], CHUNK), 0, itertools.repeat(3))
     one = Pipeline.load(SETTINGS)
     exact = [run_segment(s, one, None if s.index == 0 else KEEP) for s in segments]
     worker = Pipeline.load(SETTINGS)
@@ -54,3 +77,7 @@ def test_the_boundary_check_tells_an_exact_warm_up_from_one_the_chain_outlived(
         truth = [r for task in exact[result.index].results for r in task.records]
         # a passed check means the same records; a failed one was needed: they differ
         assert (records == truth) == (result not in caught)
+
+
+def _task(i: int) -> Task:
+    return Task(i, "in.jsonl", "jsonl", 100 * i, 100 * (i + 1), i + 1, 1)
