@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from service.batch.segments import WARM, Segment, SegmentResult, Start, run_segment
-from service.batch.work import Reject, Scorer, ScorerError, ScorerFactory
+from service.batch.work import Reject, Scorer, ScorerError, ScorerFactory, worker_scorer
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -36,8 +36,7 @@ _scorer: Scorer | None = None
 
 def _load(load: ScorerFactory, settings: Settings, bank: Sequence[StoredRumor]) -> None:
     global _scorer  # noqa: PLW0603 - one scorer per worker process, by design
-    _scorer = load(settings)
-    _scorer.use_bank(bank)
+    _scorer = worker_scorer(load, settings, bank)
 
 
 def _run(

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from service.batch.segments import WARM, Segment, SegmentResult, Start, run_segment
-from service.batch.work import Scorer, ScorerFactory
+from service.batch.work import Scorer, ScorerFactory, worker_scorer
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -38,8 +38,7 @@ class _SegmentScorer:
     def __init__(
         self, load: ScorerFactory, settings: Settings, bank: Sequence[StoredRumor]
     ) -> None:
-        self._scorer = load(settings)
-        self._scorer.use_bank(bank)
+        self._scorer = worker_scorer(load, settings, bank)
 
     def __call__(self, batch: dict[str, np.ndarray[Any, Any]]) -> dict[str, list[bytes]]:
         jobs: list[tuple[Segment, Start]] = [pickle.loads(blob) for blob in batch["segment"]]
