@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 
-from service.heads import HEADS
+from service.heads import HEADS, Head
 from training import ordinary, wide
 
 RUMOURS = [
@@ -57,11 +58,12 @@ def test_ordinary_negatives_lower_chatter_and_keep_the_posts_apart() -> None:
     assert with_them.calib_auc[1] > 0.9
 
 
-def test_the_graph_values_compute_the_refit_logits() -> None:
+@pytest.mark.parametrize("head", ["rumor", "incitement"])
+def test_the_graph_values_compute_the_refit_logits(head: Head) -> None:
     """The Scorer computes (mix · ngram + deep + head bias) / temperature: with the values the
     refit writes, that is the refit's own a · ngram + b · deep + g."""
     rng = np.random.default_rng(1)
-    h = ordinary.RUMOR
+    h = HEADS.index(head)
     now = {
         "wide.coef": rng.normal(size=(16, len(HEADS))).astype(np.float32),
         "wide.bias": rng.normal(size=len(HEADS)).astype(np.float32),
@@ -70,7 +72,7 @@ def test_the_graph_values_compute_the_refit_logits() -> None:
         "temperature": rng.uniform(0.5, 2, size=len(HEADS)).astype(np.float32),
     }
     refit = ordinary.Refit(
-        rng.normal(size=16).astype(np.float32), 0.3, 4.0, 1.4, 1.7, -0.6, 10, (0.9, 0.9)
+        rng.normal(size=16).astype(np.float32), 0.3, 4.0, 1.4, 1.7, -0.6, 10, (0.9, 0.9), head
     )
     new = refit.values(now)
     x = rng.uniform(size=(5, 16)).astype(np.float32)

@@ -33,11 +33,25 @@ def _ordinary(card: dict[str, Any]) -> str:
     )
     if fit.get("on_exported_model"):
         text += (
-            ". This model was refit after export (`python -m training.run --refit-ordinary`: "
+            ". This model was refit after export (`python -m training.run --refit rumor`: "
             "the encoder's correction read from the int8 graph); the parity and int8 figures "
             "below are those of its export, before the refit"
         )
     return text
+
+
+def _incitement(card: dict[str, Any]) -> str:
+    fit = card.get("incitement_refit")
+    if fit is None:
+        return ""
+    return (
+        "\n   This model's encoder was fine-tuned while ToxiCN's reporting rows were still trained "
+        "on;\n   its incitement head was refit after export without them (`python -m training.run "
+        "--refit\n   incitement`, the same refit with no extra negatives): "
+        f"C {fit['c']}, a {fit['ngram_weight']}, b {fit['encoder_weight']},\n   "
+        f"g {fit['intercept']}; calibration AUC {fit['calib_auc_before']} before, "
+        f"{fit['calib_auc_after']} after."
+    )
 
 
 def _split(card: dict[str, Any]) -> str:
@@ -99,7 +113,9 @@ One network, three calibrated heads, each a probability in [0, 1]:
   as such (calls to act, mobilisation, exploiting emergencies), threats of violence outside
   these topics, or rumour-driven outrage; a high score means "offensive or toxic language", and
   the policy's reason code names Article 18 item 5 because that is the article such language
-  falls under, not because the model detects incitement.
+  falls under, not because the model detects incitement. ToxiCN's "reporting" rows (texts that
+  report or criticise discrimination, labelled toxic there) are not trained on: speaking against
+  bias is not offensive language; they stay in the eval split with ToxiCN's label.
 - `originality_claim`: the text claims the content as the poster's own or first (原创, 首发,
   独家, 转载请注明出处, 未经授权禁止转载, 自己拍的…). Not a risk alone: it feeds the
   fake-originality check (claim + earlier copy by another account + no attribution).
@@ -166,7 +182,7 @@ Seed {r["seed"]} everywhere (Python, NumPy, PyTorch, scikit-learn folds).
    LayerNormalization it replaces), int8 dynamic quantisation of the matrix multiplications.
    Parity on 64 eval posts, largest absolute difference in probability: fp32
    {card["parity_max_abs_diff"]["fp32"]:.2e}, int8
-   {card["parity_max_abs_diff"]["int8"]:.2e}.{_split(card)}
+   {card["parity_max_abs_diff"]["int8"]:.2e}.{_split(card)}{_incitement(card)}
 
 Training time (seconds per step; pretraining where it ran, the rest on the machine of the speed
 table): `{card["timings_s"]}`.

@@ -112,27 +112,42 @@ def cold(data_dir: Path) -> list[Example]:
     return out
 
 
+REPORTING = 3
+"""ToxiCN's ``expression`` value for texts that report or criticise discrimination."""
+
+
 def _toxicn_rows(data_dir: Path) -> list[dict[str, Any]]:
     with open(data_dir / "toxicn" / "train.json", encoding="utf-8") as f:
         rows: list[dict[str, Any]] = json.load(f)
     return rows
 
 
-def toxicn(data_dir: Path) -> list[Example]:
-    """ToxiCN's training file, split 80/10/10 by a hash of the row's content."""
+def toxicn(data_dir: Path, reporting: bool = False) -> list[Example]:
+    """ToxiCN's training file, split 80/10/10 by a hash of the row's content.
+
+    Rows whose expression is "reporting" (texts that report or criticise discrimination, which
+    ToxiCN labels toxic) are kept in the eval split only: the head is not taught that speaking
+    against bias is offensive, which is what COLD's labels and the platform's trust teams say
+    (refitting the shipped model's n-gram branch without them flagged 68 % of the eval split's
+    reporting rows instead of 75 %), and the eval figures still count them with ToxiCN's label.
+    ``reporting=True`` keeps them in every split: the files as given, which the baseline the
+    model is compared with is trained on.
+    """
     out = []
     for i, d in enumerate(_toxicn_rows(data_dir)):
         key = f"toxicn:{i}:{d['content']}"
-        out.append(
-            Example(str(d["content"]), "incitement", int(d["toxic"]), split_of(key), f"toxicn-{i}")
-        )
+        split = split_of(key)
+        if d["expression"] == REPORTING and split != "eval" and not reporting:
+            continue
+        out.append(Example(str(d["content"]), "incitement", int(d["toxic"]), split, f"toxicn-{i}"))
     return out
 
 
 def toxicn_reporting(data_dir: Path) -> set[str]:
     """Groups of the ToxiCN rows whose expression is "reporting": texts that report or
     criticise discrimination. ToxiCN labels them toxic; a trust team would rather not."""
-    return {f"toxicn-{i}" for i, d in enumerate(_toxicn_rows(data_dir)) if d["expression"] == 3}
+    rows = enumerate(_toxicn_rows(data_dir))
+    return {f"toxicn-{i}" for i, d in rows if d["expression"] == REPORTING}
 
 
 def reposts(data_dir: Path) -> Iterator[Repost]:

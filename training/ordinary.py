@@ -25,11 +25,16 @@ PyTorch weights are gone (``python -m training.run --refit-ordinary``).
 The encoder itself was fine-tuned without these negatives (on the residual of the n-gram branch
 that had none), which is why its correction keeps part of the old habit; fine-tuning with them
 needs the pretrained encoder again.
+
+The same refit serves any head whose training data changed after its model was exported
+(:func:`refit_head_exported`): the incitement head's n-gram column was fitted again without
+ToxiCN's "reporting" rows (:func:`training.data.toxicn`), with no extra negatives
+(``python -m training.run --refit incitement``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,11 +49,16 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from service.classify import MODEL_FILE, TOKENIZER_FILE, load_tokenizer, model_inputs
-from service.heads import HEADS
+from service.heads import HEADS, Head
 from service.normalise import normalise
 from training import data, wide
 
 RUMOR = HEADS.index("rumor")
+HEAD_DATA: dict[Head, Callable[[Path], list[data.Example]]] = {
+    "rumor": data.weibo16,
+    "incitement": lambda d: data.cold(d) + data.toxicn(d),
+}
+"""The labelled examples a refittable head is trained on."""
 TENSORS = ("wide.coef", "wide.bias", "mix", "head.bias", "temperature")
 """The Scorer's tensors the refit changes (names in the PyTorch state and the ONNX graph)."""
 
@@ -56,9 +66,13 @@ Floats = npt.NDArray[np.float32]
 Labels = npt.NDArray[np.int64]
 
 
+class CorrectionError(ValueError):
+    """Next to the refit n-gram column, the encoder's correction points the wrong way."""
+
+
 @dataclass(frozen=True)
 class Refit:
-    """The rumor head after the refit: its n-gram column and the recombination."""
+    """A head after the refit: its n-gram column and the recombination."""
 
     coef: Floats
     bias: float
@@ -71,17 +85,19 @@ class Refit:
     """Intercept."""
     negatives: int
     calib_auc: tuple[float, float]
-    """The rumor head's AUC on the calibration split, before and after."""
+    """The head's AUC on the calibration split, before and after."""
+    head: Head = "rumor"
 
     def values(self, now: Mapping[str, Floats]) -> dict[str, Floats]:
-        """``TENSORS`` with the rumor head refit, from their values ``now`` (the encoder
-        head's bias must be the one the correction was measured with)."""
+        """``TENSORS`` with the head refit, from their values ``now`` (the encoder head's
+        bias must be the one the correction was measured with)."""
+        h = HEADS.index(self.head)
         out = {name: np.array(now[name], dtype=np.float32, copy=True) for name in TENSORS}
-        out["wide.coef"][:, RUMOR] = self.coef
-        out["wide.bias"][RUMOR] = self.bias
-        out["mix"][RUMOR] = self.a / self.b
-        out["head.bias"][RUMOR] += self.g / self.b
-        out["temperature"][RUMOR] = 1 / self.b
+        out["wide.coef"][:, h] = self.coef
+        out["wide.bias"][h] = self.bias
+        out["mix"][h] = self.a / self.b
+        out["head.bias"][h] += self.g / self.b
+        out["temperature"][h] = 1 / self.b
         return out
 
     def logits(self, x: sp.csr_matrix, deep: Floats) -> Floats:
@@ -107,11 +123,15 @@ def fit(
     deep_calib: Floats,
     before_calib: Floats,
     grid: Sequence[float],
+    head: Head = "rumor",
+    corrected: bool = True,
 ) -> Refit:
-    """Fit the n-gram column on the train posts plus the ``negatives`` (``C`` from ``grid`` by
-    calibration loss), then ``(a, b, g)`` on the calibration posts. ``posts``: normalised texts
-    and labels of the ``train`` and ``calib`` splits; ``deep_calib`` and ``before_calib``: the
-    encoder's correction and the head's logit before the refit, on the calibration posts."""
+    """Fit ``head``'s n-gram column on the train posts plus the ``negatives`` (``C`` from
+    ``grid`` by calibration loss), then ``(a, b, g)`` on the calibration posts. ``posts``:
+    normalised texts and labels of the ``train`` and ``calib`` splits; ``deep_calib`` and
+    ``before_calib``: the encoder's correction and the head's logit before the refit, on the
+    calibration posts; ``corrected``: False when the correction was switched off for the head
+    (``training.run.gate_heads``; an int8 graph's then only carries quantisation noise)."""
     (train, y_train), (calib, y_calib) = posts["train"], posts["calib"]
     x = sp.vstack([wide.design(train, idf), wide.design(negatives, idf)]).tocsr()
     y = np.concatenate([y_train, np.zeros(len(negatives), dtype=np.int64)])
@@ -120,22 +140,22 @@ def fit(
     coef, bias = wide.fit(x, y, c)
     ngram = x_calib @ coef + bias
     # nearly unregularised: three numbers fitted on a few hundred rows
-    if np.ptp(deep_calib) > 1e-6:
+    if corrected and np.ptp(deep_calib) > 1e-6:
         lr = LogisticRegression(C=100.0).fit(np.c_[ngram, deep_calib], y_calib)
         (a, b), g = lr.coef_[0], lr.intercept_[0]
-    else:  # the correction was switched off for this head (training.run.gate_heads): a constant
+    else:  # switched off: a constant, for the graph's head bias to absorb
         lr = LogisticRegression(C=100.0).fit(ngram[:, None], y_calib)
         (a,), b, g = lr.coef_[0], 1.0, lr.intercept_[0] - float(deep_calib[0])
     if b <= 0:
-        raise ValueError(f"the encoder's correction got weight {b:.3f}: it no longer helps")
+        raise CorrectionError(f"the encoder's correction got weight {b:.3f}: it no longer helps")
     z = a * ngram + b * deep_calib + g
     auc = (float(roc_auc_score(y_calib, before_calib)), float(roc_auc_score(y_calib, z)))
-    return Refit(coef, bias, c, float(a), float(b), float(g), len(negatives), auc)
+    return Refit(coef, bias, c, float(a), float(b), float(g), len(negatives), auc, head)
 
 
-def splits(data_dir: Path) -> dict[str, tuple[list[str], Labels]]:
-    """Weibo16's normalised train and calibration posts with their labels."""
-    posts = data.weibo16(data_dir)
+def splits(data_dir: Path, head: Head = "rumor") -> dict[str, tuple[list[str], Labels]]:
+    """The normalised train and calibration texts of ``head``'s data, with their labels."""
+    posts = HEAD_DATA[head](data_dir)
     return {
         s: (
             [normalise(e.text).text for e in posts if e.split == s],
@@ -157,25 +177,39 @@ def refit_exported(
     seed: int,
     grid: Sequence[float],
     limit: int | None = None,
+    corrected: bool = True,
 ) -> Refit:
-    """Refit the rumor head of the exported model in ``model_dir`` in place; its IDF and the
-    encoder's correction are read from the graph. The rewritten graph is checked against the
-    refit on the calibration posts before it replaces the file. ``limit``: reposts read for the
-    negatives (None: all)."""
+    """Refit the rumor head of the exported model in ``model_dir`` in place with ``n`` ordinary
+    negatives. ``limit``: reposts read for the negatives (None: all)."""
+    texts = negatives(data_dir, n, seed, limit)
+    return refit_head_exported(model_dir, "rumor", splits(data_dir), texts, grid, corrected)
+
+
+def refit_head_exported(
+    model_dir: Path,
+    head: Head,
+    posts: Mapping[str, tuple[Sequence[str], Labels]],
+    negatives: Sequence[str],
+    grid: Sequence[float],
+    corrected: bool = True,
+) -> Refit:
+    """Refit ``head`` of the exported model in ``model_dir`` in place (:func:`fit`); its IDF and
+    the encoder's correction are read from the graph. The rewritten graph is checked against the
+    refit on the calibration posts before it replaces the file."""
     path = model_dir / MODEL_FILE
+    h = HEADS.index(head)
     proto = onnx.load(str(path))
     inits = {i.name: i for i in proto.graph.initializer}
     now = {name: numpy_helper.to_array(inits[name]) for name in (*TENSORS, "wide.idf")}
-    posts = splits(data_dir)
     calib = posts["calib"][0]
-    deep, _ = _run(proto, model_dir, calib)
+    deep, _ = _run(proto, model_dir, calib, h)
     x_calib = wide.design(calib, now["wide.idf"])
-    ngram = x_calib @ now["wide.coef"][:, RUMOR] + now["wide.bias"][RUMOR]
-    before = (now["mix"][RUMOR] * ngram + deep) / now["temperature"][RUMOR]
-    fitted = fit(posts, negatives(data_dir, n, seed, limit), now["wide.idf"], deep, before, grid)
+    ngram = x_calib @ now["wide.coef"][:, h] + now["wide.bias"][h]
+    before = (now["mix"][h] * ngram + deep) / now["temperature"][h]
+    fitted = fit(posts, negatives, now["wide.idf"], deep, before, grid, head, corrected)
     for name, value in fitted.values(now).items():
         inits[name].CopyFrom(numpy_helper.from_array(value, name))
-    _, after = _run(proto, model_dir, calib)
+    _, after = _run(proto, model_dir, calib, h)
     # same batches as the correction was measured in: int8 activations are quantised per batch
     worst = float(np.abs(after - 1 / (1 + np.exp(-fitted.logits(x_calib, deep)))).max())
     if worst > 1e-4:
@@ -184,8 +218,10 @@ def refit_exported(
     return fitted
 
 
-def _run(proto: onnx.ModelProto, model_dir: Path, texts: Sequence[str]) -> tuple[Floats, Floats]:
-    """The rumor column of the encoder's correction (the output of the node that adds
+def _run(
+    proto: onnx.ModelProto, model_dir: Path, texts: Sequence[str], h: int
+) -> tuple[Floats, Floats]:
+    """Column ``h`` of the encoder's correction (the output of the node that adds
     ``head.bias``) and of the probabilities, for ``texts`` in batches of 64."""
     probe = onnx.ModelProto()
     probe.CopyFrom(proto)
@@ -199,5 +235,5 @@ def _run(proto: onnx.ModelProto, model_dir: Path, texts: Sequence[str]) -> tuple
         session.run([name, "probs"], dict(model_inputs(tok, texts[s : s + 64])))
         for s in range(0, len(texts), 64)
     ]
-    deep, probs = (np.concatenate([o[k][:, RUMOR] for o in out]) for k in (0, 1))
+    deep, probs = (np.concatenate([o[k][:, h] for o in out]) for k in (0, 1))
     return deep.astype(np.float32), probs.astype(np.float32)

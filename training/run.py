@@ -39,7 +39,7 @@ from service.classify import (
     load_tokenizer,
     model_inputs,
 )
-from service.heads import HEADS
+from service.heads import HEADS, Head
 from service.normalise import WINDOW, normalise
 from service.settings import get_settings
 from training import calibrate, corpus, data, ordinary, originality, pretrain, tokenizer, wide
@@ -131,10 +131,12 @@ def main(argv: list[str] | None = None) -> int:
         help="a BERT checkpoint on disk (config.json, weights, tokenizer.json) to start from",
     )
     parser.add_argument(
-        "--refit-ordinary",
-        action="store_true",
-        help="only refit the rumor head of the model in OUT with ordinary negatives "
-        "(training.ordinary), in place, for a model trained before that step",
+        "--refit",
+        choices=REFIT_KEYS,
+        default=None,
+        help="only refit this head's n-gram branch of the model in OUT, in place "
+        "(training.ordinary), for a model trained before its data changed: rumor with ordinary "
+        "negatives, incitement without ToxiCN's reporting rows",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -146,8 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # only the shipped model moves the policy's thresholds
     ships = recipe is not RECIPES["smoke"] and args.out.resolve() == settings.model_dir.resolve()
-    if args.refit_ordinary:
-        refit_in_place(args.out, data_dir, recipe, settings.policy_file if ships else None)
+    if args.refit:
+        refit_in_place(
+            args.out, data_dir, recipe, settings.policy_file if ships else None, args.refit
+        )
         return 0
     train(
         recipe,
@@ -160,31 +164,42 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+REFIT_KEYS: dict[Head, str] = {"rumor": "ordinary_refit", "incitement": "incitement_refit"}
+"""The heads ``--refit`` refits, and the card key that describes each refit."""
+
+
 def refit_in_place(
-    model_dir: Path, data_dir: Path, recipe: Recipe, policy_file: Path | None
+    model_dir: Path,
+    data_dir: Path,
+    recipe: Recipe,
+    policy_file: Path | None,
+    head: Head = "rumor",
 ) -> dict[str, Any]:
-    """``--refit-ordinary``: the refit of :mod:`training.ordinary` on an exported model whose
-    PyTorch weights are gone; its card (version, rumor temperature, mix and thresholds) and the
-    policy's thresholds follow."""
+    """``--refit HEAD``: the refit of :mod:`training.ordinary` on an exported model whose
+    PyTorch weights are gone; its card (version, the head's temperature, mix and thresholds)
+    and the policy's thresholds follow."""
     card: dict[str, Any] = json.loads((model_dir / CARD_FILE).read_text())
     seed, grid = card["recipe"]["seed"], card["recipe"]["wide_c"]
-    fitted = ordinary.refit_exported(
-        model_dir, data_dir, recipe.ordinary_negatives, seed, grid, recipe.reposts_limit
-    )
-    calib, y = ordinary.splits(data_dir)["calib"]
-    p = Classifier(model_dir).predict(calib)[:, ordinary.RUMOR]
-    point = asdict(calibrate.operating_point(p, y))
-    card["recipe"]["ordinary_negatives"] = recipe.ordinary_negatives
+    posts = ordinary.splits(data_dir, head)
+    corrected = bool(card["deep_heads"][head])
+    if head == "rumor":
+        n, limit = recipe.ordinary_negatives, recipe.reposts_limit
+        fitted = ordinary.refit_exported(model_dir, data_dir, n, seed, grid, limit, corrected)
+        card["recipe"]["ordinary_negatives"] = n
+    else:
+        fitted = ordinary.refit_head_exported(model_dir, head, posts, [], grid, corrected)
+    calib, y = posts["calib"]
+    p = Classifier(model_dir).predict(calib)[:, HEADS.index(head)]
     card["model_version"] = content_hash(model_dir / MODEL_FILE)
     card["size_bytes"] = (model_dir / MODEL_FILE).stat().st_size
-    card["temperature"]["rumor"] = 1 / fitted.b
-    card["mix"]["rumor"] = fitted.a / fitted.b
-    card["thresholds"]["rumor"] = point
-    card["ordinary_refit"] = fitted.card() | {"on_exported_model": True}
+    card["temperature"][head] = 1 / fitted.b
+    card["mix"][head] = fitted.a / fitted.b
+    card["thresholds"][head] = asdict(calibrate.operating_point(p, y))
+    card[REFIT_KEYS[head]] = fitted.card() | {"on_exported_model": True}
     (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     if policy_file is not None:
         write_policy_thresholds(policy_file, card["thresholds"])
-    log.info("refit %s: %s", model_dir, card["ordinary_refit"])
+    log.info("refit %s: %s", model_dir, card[REFIT_KEYS[head]])
     return card
 
 
@@ -331,9 +346,10 @@ def refit_rumor(
     data_dir: Path,
     recipe: Recipe,
     idf: np.ndarray,
-) -> tuple[ordinary.Refit, dict[str, float]]:
+) -> tuple[ordinary.Refit, dict[str, float], bool]:
     """Refit the module's rumor head with ordinary negatives (:mod:`training.ordinary`);
-    return the refit and the head's new temperature and operating point."""
+    return the refit, the head's new temperature and operating point, and whether the
+    encoder's correction is still part of the head."""
     h = ordinary.RUMOR
     rows = [r for r in calib if r.head == h]
     z = head_logits(model, rows, pad)
@@ -348,7 +364,15 @@ def refit_rumor(
     negatives = ordinary.negatives(
         data_dir, recipe.ordinary_negatives, recipe.seed, recipe.reposts_limit
     )
-    fitted = ordinary.fit(posts, negatives, idf, deep, z, recipe.wide_c)
+    try:
+        fitted = ordinary.fit(posts, negatives, idf, deep, z, recipe.wide_c)
+    except ordinary.CorrectionError:
+        # as gate_heads does for a correction that does not help: the n-gram branch alone
+        with torch.no_grad():
+            model.head.weight[h].zero_()
+            model.head.bias[h].zero_()
+        deep = np.zeros_like(deep)
+        fitted = ordinary.fit(posts, negatives, idf, deep, z, recipe.wide_c)
     state = model.state_dict()
     with torch.no_grad():
         for name, value in fitted.values({n: state[n].numpy() for n in ordinary.TENSORS}).items():
@@ -356,7 +380,7 @@ def refit_rumor(
     calib_texts, y = posts["calib"]
     p = 1 / (1 + np.exp(-fitted.logits(wide.design(calib_texts, idf), deep)))
     point = calibrate.operating_point(p, y)
-    return fitted, {"temperature": 1 / fitted.b, **asdict(point)}
+    return fitted, {"temperature": 1 / fitted.b, **asdict(point)}, bool(np.ptp(deep) > 0)
 
 
 def train(
@@ -404,7 +428,7 @@ def train(
     deep_heads = gate_heads(model, by_split["calib"], pad)
     calibration = calibrate_heads(model, by_split["calib"], pad)
     lap("calibration")
-    refit, calibration["rumor"] = refit_rumor(
+    refit, calibration["rumor"], deep_heads["rumor"] = refit_rumor(
         model, texts, examples, by_split["calib"], pad, data_dir, recipe, idf
     )
     lap("ordinary_refit")

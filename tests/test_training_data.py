@@ -1,0 +1,52 @@
+"""The labelled splits of training/data.py: ToxiCN's reporting rows are evaluated only."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from training import data, ordinary
+
+
+def test_toxicn_reporting_rows_stay_in_the_eval_split_only(tmp_path: Path) -> None:
+    rows = [
+        {"content": f"帖子{i}", "toxic": 1 if i % 2 else 0, "expression": i % 4} for i in range(400)
+    ]
+    (tmp_path / "toxicn").mkdir()
+    (tmp_path / "toxicn" / "train.json").write_text(json.dumps(rows, ensure_ascii=False))
+    examples = data.toxicn(tmp_path)
+    reporting = data.toxicn_reporting(tmp_path)
+    assert len(reporting) == 100
+    kept = Counter((e.split, e.group in reporting) for e in examples)
+    assert kept[("train", True)] == kept[("calib", True)] == 0
+    assert kept[("eval", True)] > 0 and kept[("train", False)] > kept[("eval", False)] > 0
+    # every other row is kept, with its label; a reporting row only where it is evaluated
+    assert kept[("train", False)] + kept[("calib", False)] + kept[("eval", False)] == 300
+    by_group = {e.group: e for e in examples}
+    assert all(by_group[g].split == "eval" for g in reporting if g in by_group)
+    assert all(by_group[f"toxicn-{i}"].label == rows[i]["toxic"] for i in (0, 1, 2))
+    # as given (the baseline's data): every row, and the same eval split
+    given = data.toxicn(tmp_path, reporting=True)
+    assert len(given) == 400 and {e.group for e in given} >= reporting
+    assert [e for e in given if e.split == "eval"] == [e for e in examples if e.split == "eval"]
+
+
+def test_the_incitement_refit_reads_cold_and_toxicn_without_the_reporting_rows(
+    tmp_path: Path,
+) -> None:
+    rows = [{"content": f"帖子{i}", "toxic": 1, "expression": 3 * (i % 2)} for i in range(60)]
+    (tmp_path / "toxicn").mkdir()
+    (tmp_path / "toxicn" / "train.json").write_text(json.dumps(rows, ensure_ascii=False))
+    (tmp_path / "cold").mkdir()
+    for name, n in (("train", 50), ("dev", 10)):
+        lines = [
+            json.dumps({"id": f"{name}{i}", "text": f"评论{name}{i}", "label": i % 2})
+            for i in range(n)
+        ]
+        (tmp_path / "cold" / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    posts = ordinary.splits(tmp_path, "incitement")
+    texts = posts["train"][0] + posts["calib"][0]
+    assert sum(t.startswith("评论train") for t in texts) == 50
+    reported = {f"帖子{i}" for i in range(1, 60, 2)}
+    assert not reported & set(texts) and sum(t.startswith("帖子") for t in texts) > 20
