@@ -20,7 +20,7 @@ logistic regression on the calibration split's source posts: the recombination i
 calibration. In the graph of :class:`training.model.Scorer` that is ``mix = a/b``,
 ``head.bias + g/b`` and ``temperature = 1/b``: only float initializers change, so the same
 step applies to the PyTorch module during ``make train`` and to an exported ONNX model whose
-PyTorch weights are gone (``python -m training.run --refit-ordinary``).
+PyTorch weights are gone (``python -m training.run --refit rumor``).
 
 The encoder itself was fine-tuned without these negatives (on the residual of the n-gram branch
 that had none), which is why its correction keeps part of the old habit; fine-tuning with them
