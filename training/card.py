@@ -26,11 +26,7 @@ def _ordinary(card: dict[str, Any]) -> str:
     fit = card.get("ordinary_refit")
     if fit is None:
         return "not run for this model"
-    text = (
-        f"C {fit['c']}, a {fit['ngram_weight']}, b {fit['encoder_weight']}, "
-        f"g {fit['intercept']}; calibration AUC {fit['calib_auc_before']} before, "
-        f"{fit['calib_auc_after']} after"
-    )
+    text = _refit_figures(fit)
     if fit.get("on_exported_model"):
         text += (
             ". This model was refit after export (`python -m training.run --refit rumor`: "
@@ -48,9 +44,17 @@ def _incitement(card: dict[str, Any]) -> str:
         "\n   This model's encoder was fine-tuned while ToxiCN's reporting rows were still trained "
         "on;\n   its incitement head was refit after export without them (`python -m training.run "
         "--refit\n   incitement`, the same refit with no extra negatives): "
-        f"C {fit['c']}, a {fit['ngram_weight']}, b {fit['encoder_weight']},\n   "
+        f"{_refit_figures(fit)}."
+    )
+
+
+def _refit_figures(fit: dict[str, Any]) -> str:
+    """A refit's ``C``, recombination ``(a, b, g)`` and calibration AUC, as the card prints
+    them."""
+    return (
+        f"C {fit['c']}, a {fit['ngram_weight']}, b {fit['encoder_weight']}, "
         f"g {fit['intercept']}; calibration AUC {fit['calib_auc_before']} before, "
-        f"{fit['calib_auc_after']} after."
+        f"{fit['calib_auc_after']} after"
     )
 
 
