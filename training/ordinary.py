@@ -170,21 +170,6 @@ def negatives(data_dir: Path, n: int, seed: int, limit: int | None = None) -> li
     return [normalise(t).text for t in data.ordinary_reposts(data_dir, "train", n, seed, limit)]
 
 
-def refit_exported(
-    model_dir: Path,
-    data_dir: Path,
-    n: int,
-    seed: int,
-    grid: Sequence[float],
-    limit: int | None = None,
-    corrected: bool = True,
-) -> Refit:
-    """Refit the rumor head of the exported model in ``model_dir`` in place with ``n`` ordinary
-    negatives. ``limit``: reposts read for the negatives (None: all)."""
-    texts = negatives(data_dir, n, seed, limit)
-    return refit_head_exported(model_dir, "rumor", splits(data_dir), texts, grid, corrected)
-
-
 def refit_head_exported(
     model_dir: Path,
     head: Head,

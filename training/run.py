@@ -182,12 +182,11 @@ def refit_in_place(
     seed, grid = card["recipe"]["seed"], card["recipe"]["wide_c"]
     posts = ordinary.splits(data_dir, head)
     corrected = bool(card["deep_heads"][head])
+    negatives: list[str] = []
     if head == "rumor":
-        n, limit = recipe.ordinary_negatives, recipe.reposts_limit
-        fitted = ordinary.refit_exported(model_dir, data_dir, n, seed, grid, limit, corrected)
-        card["recipe"]["ordinary_negatives"] = n
-    else:
-        fitted = ordinary.refit_head_exported(model_dir, head, posts, [], grid, corrected)
+        n = card["recipe"]["ordinary_negatives"] = recipe.ordinary_negatives
+        negatives = ordinary.negatives(data_dir, n, seed, recipe.reposts_limit)
+    fitted = ordinary.refit_head_exported(model_dir, head, posts, negatives, grid, corrected)
     calib, y = posts["calib"]
     p = Classifier(model_dir).predict(calib)[:, HEADS.index(head)]
     card["model_version"] = content_hash(model_dir / MODEL_FILE)
