@@ -31,6 +31,8 @@ from training import data, originality
 from training.recipe import FULL
 
 NEAR_COPY = 0.5
+DISCRIMINATION = "歧视"
+"""The word the COLD anti-bias proxy selects its safe comments by."""
 
 Floats = npt.NDArray[np.float64]
 
@@ -193,7 +195,11 @@ class Proxy:
       rumour and may repeat it, so they are also shown for the non-rumour events alone, whose
       reposts repeat no rumour;
     - ToxiCN "reporting" rows of the eval split: texts that report or criticise discrimination,
-      a proxy for comments that speak against bias (incitement head; ToxiCN labels them toxic).
+      a proxy for comments that speak against bias (incitement head; ToxiCN labels them toxic);
+    - COLD's eval comments labelled safe that name discrimination (歧视): the other corpus's
+      view of the same thing, since speaking of discrimination is what the held-back
+      anti-bias comments do and a surface detector keys on (most COLD comments with the word
+      are labelled offensive).
     """
 
     name: str
@@ -220,6 +226,12 @@ def proxies(sets: Sequence[Dataset], sample: int = 5000) -> list[Proxy]:
         for e in toxicn.examples
         if e.split == "eval" and e.group in reporting
     ]
+    cold = next(s for s in sets if s.name == "COLD")
+    safe_naming = [
+        normalise(e.text).text
+        for e in cold.examples
+        if e.split == "eval" and e.label == 0 and DISCRIMINATION in e.text
+    ]
     return [
         Proxy("ordinary reposts (Weibo16 eval events)", "rumor", [t for t, _ in reposts]),
         Proxy(
@@ -228,6 +240,7 @@ def proxies(sets: Sequence[Dataset], sample: int = 5000) -> list[Proxy]:
             [t for t, rumour in reposts if not rumour],
         ),
         Proxy("ToxiCN reporting rows (eval)", "incitement", against),
+        Proxy("COLD safe comments naming discrimination (eval)", "incitement", safe_naming),
     ]
 
 
