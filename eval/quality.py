@@ -193,7 +193,9 @@ class Proxy:
     - ordinary reposts: non-boilerplate reposts and comments of Weibo16's eval events, a proxy
       for ordinary posts from another collection (rumor head); about half of them answer a
       rumour and may repeat it, so they are also shown for the non-rumour events alone, whose
-      reposts repeat no rumour;
+      reposts repeat no rumour. The same reposts for the originality head: real claims are
+      rare among them (a few dozen in the 1.7M), so the share taken for claims is nearly all
+      false claims, which the fake-originality check then looks for an earlier copy of;
     - ToxiCN "reporting" rows of the eval split: texts that report or criticise discrimination,
       a proxy for comments that speak against bias (incitement head; ToxiCN labels them toxic);
     - COLD's eval comments labelled safe that name discrimination (歧视): the other corpus's
@@ -238,6 +240,9 @@ def proxies(sets: Sequence[Dataset], sample: int = 5000) -> list[Proxy]:
             "ordinary reposts of non-rumour events only",
             "rumor",
             [t for t, rumour in reposts if not rumour],
+        ),
+        Proxy(
+            "ordinary reposts (Weibo16 eval events)", "originality_claim", [t for t, _ in reposts]
         ),
         Proxy("ToxiCN reporting rows (eval)", "incitement", against),
         Proxy("COLD safe comments naming discrimination (eval)", "incitement", safe_naming),

@@ -204,7 +204,9 @@ table): `{card["timings_s"]}`.
 ### Content that should not be flagged
 
 The held-back checks include ordinary Weibo posts from another collection and comments that
-speak against bias. Two proxies in the data we have (`eval/quality.py`, `Proxy`):
+speak against bias. Proxies in the data we have (`eval/quality.py`, `Proxy`): ordinary reposts
+for the rumor head (and for the originality head, whose claims among them are nearly all false),
+and two views of speaking against bias for the incitement head:
 
 {card.get("proxies", "(run `python -m eval --card models`)")}
 
