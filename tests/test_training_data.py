@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from training import data, ordinary
+from training import data, refit
 
 
 def test_toxicn_reporting_rows_stay_in_the_eval_split_only(tmp_path: Path) -> None:
@@ -45,7 +45,7 @@ def test_the_incitement_refit_reads_cold_and_toxicn_without_the_reporting_rows(
             for i in range(n)
         ]
         (tmp_path / "cold" / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
-    posts = ordinary.splits(tmp_path, "incitement")
+    posts = refit.splits(tmp_path, "incitement")
     texts = posts["train"][0] + posts["calib"][0]
     assert sum(t.startswith("评论train") for t in texts) == 50
     reported = {f"帖子{i}" for i in range(1, 60, 2)}

@@ -177,7 +177,7 @@ Seed {r["seed"]} everywhere (Python, NumPy, PyTorch, scikit-learn folds).
    `review` is the threshold of highest calibration-split accuracy whose false-positive rate is
    at most 10%; `block` the lowest threshold whose precision is at least 0.97. Both are written
    into `service/policy/default.toml`.
-7. **Ordinary posts for the rumor head** (`training/ordinary.py`): its n-gram column is fitted
+7. **Ordinary posts for the rumor head** (`training/refit.py`): its n-gram column is fitted
    again on the train posts plus {r.get("ordinary_negatives", 0):,} ordinary texts as negatives
    (comments on non-rumour events of the train split), and its logit recombined as
    `a · ngram + b · deep + g` on the calibration split (temperature `1/b`): {_ordinary(card)}.

@@ -54,7 +54,7 @@ class Recipe:
     weibo_weight: float = 2.0
     """Weibo16 has an eighth of the incitement data: its examples are drawn this many times."""
     ordinary_negatives: int = 1000
-    """Ordinary posts added as negatives when the rumor head is refit (:mod:`training.ordinary`).
+    """Ordinary posts added as negatives when the rumor head is refit (:mod:`training.refit`).
     On the calibration split (2026-12-01): 500 left 9.2% of ordinary posts of calibration
     events flagged, 1,000 6.4% (AUC 0.983, from 0.988 with none), 1,500 4.4% for AUC 0.979."""
     originality_size: int = 12_000

@@ -6,7 +6,7 @@
 Steps: corpora and splits → originality corpus → pretraining corpus → tokenizer → masked-LM
 pretraining → n-gram branch (full fit and out-of-fold logits) → multi-task fine-tuning →
 temperature calibration and operating points → the rumor head refit with ordinary posts as
-negatives (:mod:`training.ordinary`) → ONNX export, fusion, int8 quantisation →
+negatives (:mod:`training.refit`) → ONNX export, fusion, int8 quantisation →
 parity check → ``card.json``. The figures against the baseline are added to the card by
 ``python -m eval.quality --card`` (``make train`` runs both).
 """
@@ -42,7 +42,7 @@ from service.classify import (
 from service.heads import HEADS, Head
 from service.normalise import WINDOW, normalise
 from service.settings import get_settings
-from training import calibrate, corpus, data, ordinary, originality, pretrain, tokenizer, wide
+from training import calibrate, corpus, data, originality, pretrain, refit, tokenizer, wide
 from training.export import export, int8_cost, optimise_and_quantise, parity
 from training.finetune import Row, finetune, head_logits, rows
 from training.model import Scorer
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=REFIT_KEYS,
         default=None,
         help="only refit this head's n-gram branch of the model in OUT, in place "
-        "(training.ordinary), for a model trained before its data changed: rumor with ordinary "
+        "(training.refit), for a model trained before its data changed: rumor with ordinary "
         "negatives, incitement without ToxiCN's reporting rows",
     )
     args = parser.parse_args(argv)
@@ -175,18 +175,18 @@ def refit_in_place(
     policy_file: Path | None,
     head: Head = "rumor",
 ) -> dict[str, Any]:
-    """``--refit HEAD``: the refit of :mod:`training.ordinary` on an exported model whose
+    """``--refit HEAD``: the refit of :mod:`training.refit` on an exported model whose
     PyTorch weights are gone; its card (version, the head's temperature, mix and thresholds)
     and the policy's thresholds follow."""
     card: dict[str, Any] = json.loads((model_dir / CARD_FILE).read_text())
     seed, grid = card["recipe"]["seed"], card["recipe"]["wide_c"]
-    posts = ordinary.splits(data_dir, head)
+    posts = refit.splits(data_dir, head)
     corrected = bool(card["deep_heads"][head])
     negatives: list[str] = []
     if head == "rumor":
         n = card["recipe"]["ordinary_negatives"] = recipe.ordinary_negatives
-        negatives = ordinary.negatives(data_dir, n, seed, recipe.reposts_limit)
-    fitted = ordinary.refit_head_exported(model_dir, head, posts, negatives, grid, corrected)
+        negatives = refit.negatives(data_dir, n, seed, recipe.reposts_limit)
+    fitted = refit.refit_head_exported(model_dir, head, posts, negatives, grid, corrected)
     calib, y = posts["calib"]
     p = Classifier(model_dir).predict(calib)[:, HEADS.index(head)]
     card["model_version"] = content_hash(model_dir / MODEL_FILE)
@@ -345,11 +345,11 @@ def refit_rumor(
     data_dir: Path,
     recipe: Recipe,
     idf: np.ndarray,
-) -> tuple[ordinary.Refit, dict[str, float], bool]:
-    """Refit the module's rumor head with ordinary negatives (:mod:`training.ordinary`);
+) -> tuple[refit.Refit, dict[str, float], bool]:
+    """Refit the module's rumor head with ordinary negatives (:mod:`training.refit`);
     return the refit, the head's new temperature and operating point, and whether the
     encoder's correction is still part of the head."""
-    h = ordinary.RUMOR
+    h = refit.RUMOR
     rows = [r for r in calib if r.head == h]
     z = head_logits(model, rows, pad)
     deep = z - float(model.mix[h]) * np.array([r.wide for r in rows], dtype=np.float32)
@@ -360,21 +360,21 @@ def refit_rumor(
         )
         for s in ("train", "calib")
     }
-    negatives = ordinary.negatives(
+    negatives = refit.negatives(
         data_dir, recipe.ordinary_negatives, recipe.seed, recipe.reposts_limit
     )
     try:
-        fitted = ordinary.fit(posts, negatives, idf, deep, z, recipe.wide_c)
-    except ordinary.CorrectionError:
+        fitted = refit.fit(posts, negatives, idf, deep, z, recipe.wide_c)
+    except refit.CorrectionError:
         # as gate_heads does for a correction that does not help: the n-gram branch alone
         with torch.no_grad():
             model.head.weight[h].zero_()
             model.head.bias[h].zero_()
         deep = np.zeros_like(deep)
-        fitted = ordinary.fit(posts, negatives, idf, deep, z, recipe.wide_c)
+        fitted = refit.fit(posts, negatives, idf, deep, z, recipe.wide_c)
     state = model.state_dict()
     with torch.no_grad():
-        for name, value in fitted.values({n: state[n].numpy() for n in ordinary.TENSORS}).items():
+        for name, value in fitted.values({n: state[n].numpy() for n in refit.TENSORS}).items():
             state[name].copy_(torch.from_numpy(value))
     calib_texts, y = posts["calib"]
     p = 1 / (1 + np.exp(-fitted.logits(wide.design(calib_texts, idf), deep)))
@@ -427,7 +427,7 @@ def train(
     deep_heads = gate_heads(model, by_split["calib"], pad)
     calibration = calibrate_heads(model, by_split["calib"], pad)
     lap("calibration")
-    refit, calibration["rumor"], deep_heads["rumor"] = refit_rumor(
+    rumor_refit, calibration["rumor"], deep_heads["rumor"] = refit_rumor(
         model, texts, examples, by_split["calib"], pad, data_dir, recipe, idf
     )
     lap("ordinary_refit")
@@ -470,7 +470,7 @@ def train(
         "mix": dict(zip(HEADS, model.mix.detach().tolist(), strict=True)),
         "wide_c": wide_c,
         "deep_heads": deep_heads,
-        "ordinary_refit": refit.card(),
+        "ordinary_refit": rumor_refit.card(),
         "thresholds": thresholds,
         "parity_max_abs_diff": parity_max,
         "int8_cost": cost,

@@ -1,5 +1,6 @@
-"""The rumor head taught what ordinary posts look like: its n-gram branch fitted again with
-ordinary posts as negatives, after fine-tuning, and recombined with the encoder's correction.
+"""The refit of one head after fine-tuning: its n-gram column fitted again on changed data and
+recombined with the encoder's correction. First and foremost the rumor head, taught what
+ordinary posts look like with ordinary posts as negatives.
 
 **Why.** The rumor head learns from Weibo16's source posts: rumours reported to Weibo's
 false-information platform against posts that are largely news outlets'. Ordinary posts are

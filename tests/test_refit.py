@@ -1,4 +1,5 @@
-"""The rumor head's refit with ordinary negatives (training/ordinary.py), on small made-up data."""
+"""The refit of one head (training/refit.py): the rumor head's with ordinary negatives, on small
+made-up data."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from service.heads import HEADS, Head
-from training import ordinary, wide
+from training import refit, wide
 
 RUMOURS = [
     "震惊!!!{}都转疯了,赶紧告诉家人!!!",
@@ -46,11 +47,11 @@ def test_ordinary_negatives_lower_chatter_and_keep_the_posts_apart() -> None:
     before = deep.copy()
     held = chatter(rng, 50)
 
-    def chatter_logits(refit: ordinary.Refit) -> np.ndarray:
-        return refit.logits(wide.design(held, idf), np.zeros(len(held), dtype=np.float32))
+    def chatter_logits(fitted: refit.Refit) -> np.ndarray:
+        return fitted.logits(wide.design(held, idf), np.zeros(len(held), dtype=np.float32))
 
-    without = ordinary.fit(data, [], idf, deep, before, [1.0, 4.0])
-    with_them = ordinary.fit(data, chatter(rng, 100), idf, deep, before, [1.0, 4.0])
+    without = refit.fit(data, [], idf, deep, before, [1.0, 4.0])
+    with_them = refit.fit(data, chatter(rng, 100), idf, deep, before, [1.0, 4.0])
     assert with_them.negatives == 100 and without.negatives == 0
     # exclamation marks alone no longer make a rumour
     assert np.mean(chatter_logits(without) > 0) > 0.9
@@ -71,16 +72,16 @@ def test_the_graph_values_compute_the_refit_logits(head: Head) -> None:
         "head.bias": rng.normal(size=len(HEADS)).astype(np.float32),
         "temperature": rng.uniform(0.5, 2, size=len(HEADS)).astype(np.float32),
     }
-    refit = ordinary.Refit(
+    fitted = refit.Refit(
         rng.normal(size=16).astype(np.float32), 0.3, 4.0, 1.4, 1.7, -0.6, 10, (0.9, 0.9), head
     )
-    new = refit.values(now)
+    new = fitted.values(now)
     x = rng.uniform(size=(5, 16)).astype(np.float32)
     correction = rng.normal(size=5).astype(np.float32)  # the encoder's, measured with now's bias
     ngram = x @ new["wide.coef"][:, h] + new["wide.bias"][h]
     deep = correction - now["head.bias"][h] + new["head.bias"][h]
     graph = (new["mix"][h] * ngram + deep) / new["temperature"][h]
-    assert np.allclose(graph, refit.logits(x, correction), atol=1e-5)
+    assert np.allclose(graph, fitted.logits(x, correction), atol=1e-5)
     # the other heads are untouched
     others = [i for i in range(len(HEADS)) if i != h]
     for name, value in new.items():
