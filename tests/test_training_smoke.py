@@ -1,6 +1,7 @@
 """The whole training pipeline on a tiny subset: tokenizer → pretraining → n-gram branch →
 fine-tuning → calibration → ordinary refit → ONNX export → int8 → parity; then the scorer loads
-what it wrote, and the refit runs again on the exported model."""
+what it wrote, the refit runs again on the exported model, and the network comes back out of the
+int8 graph."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ from service.settings import Settings
 from training.calibrate import NEVER
 from training.export import parity
 from training.model import Scorer
-from training.pretrain import bert_config
+from training.pretrain import bert_config, load_encoder
 from training.recipe import SMOKE
+from training.recover import write_checkpoint
 from training.run import content_hash, refit_in_place, train
 
 
@@ -97,3 +99,24 @@ def test_the_rumor_head_refits_on_an_exported_model(
         assert again["thresholds"][head] == card["thresholds"][head]
     probs = Classifier(copy).predict(["加油!!!", "测试"])
     assert ((probs >= 0) & (probs <= 1)).all()
+
+
+def test_the_network_comes_back_out_of_the_int8_graph(
+    smoke: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The recovered network computes what the int8 graph does, up to the graph's quantised
+    activations, and its encoder is a checkpoint ``--init-from`` loads."""
+    models, work = smoke
+    texts = [normalise(t).text for t in ("谣言止于智者", "这帮人都该死!!", "原创，转载请注明出处")]
+    feeds = model_inputs(load_tokenizer(models / "tokenizer.json"), texts)
+    recovered = write_checkpoint(models, tmp_path / "recovered")
+    assert parity(recovered, models / "model.onnx", feeds) < 0.05
+    trained = Scorer(BertModel(bert_config(SMOKE.encoder), add_pooling_layer=False))
+    trained.load_state_dict(torch.load(work / "scorer.pt"))
+    for name, value in trained.state_dict().items():
+        # every tensor is the trained one, the int8 matrices up to their rounding
+        assert torch.allclose(recovered.state_dict()[name], value, atol=0.02), name
+    encoder = load_encoder(tmp_path / "recovered")
+    assert (tmp_path / "recovered" / "tokenizer.json").is_file()
+    same = encoder.state_dict()
+    assert all(torch.equal(same[k], v) for k, v in recovered.encoder.state_dict().items())
