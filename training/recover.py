@@ -41,18 +41,8 @@ from training.recipe import Encoder
 
 Floats = npt.NDArray[np.float32]
 
-LAYER_FLOATS = (
-    "attention.output.dense.bias",
-    "attention.output.LayerNorm.weight",
-    "attention.output.LayerNorm.bias",
-    "intermediate.dense.bias",
-    "output.dense.bias",
-    "output.LayerNorm.weight",
-    "output.LayerNorm.bias",
-)
 PROJECTIONS = ("attention.output.dense", "intermediate.dense", "output.dense")
 """A layer's matrix multiplications outside its attention, in graph order."""
-SCORER_FLOATS = ("wide.idf", "wide.coef", "wide.bias", "mix", "temperature", "head.bias")
 
 
 def scorer(model_dir: Path) -> Scorer:
@@ -71,41 +61,31 @@ def scorer(model_dir: Path) -> Scorer:
         for n in proto.graph.node
         if n.op_type == "MatMulInteger" and not n.input[1].startswith("head.")
     ]
-    if len(matmuls) != len(PROJECTIONS) * enc.layers:
+    per_layer = len(PROJECTIONS)
+    if len(matmuls) != per_layer * enc.layers:
         raise ValueError(
             f"{model_dir / MODEL_FILE}: {len(matmuls)} int8 projections, expected "
-            f"{len(PROJECTIONS) * enc.layers} (is it the fused int8 export?)"
+            f"{per_layer * enc.layers} (is it the fused int8 export?)"
         )
-    state: dict[str, Floats] = {
-        f"embeddings.{k}": inits[f"encoder.embeddings.{k}"]
-        for k in (
-            "word_embeddings.weight",
-            "position_embeddings.weight",
-            "token_type_embeddings.weight",
-            "LayerNorm.weight",
-            "LayerNorm.bias",
-        )
-    }
+    state: dict[str, Floats] = {}
     h = enc.hidden
     for layer in range(enc.layers):
-        prefix = f"encoder.layer.{layer}"
+        prefix = f"encoder.encoder.layer.{layer}"
         qkv, bias = weight(f"Attention_{layer}_qkv_weight"), inits[f"Attention_{layer}_qkv_bias"]
         for j, part in enumerate(("query", "key", "value")):
             state[f"{prefix}.attention.self.{part}.weight"] = qkv[:, j * h : (j + 1) * h].T
             state[f"{prefix}.attention.self.{part}.bias"] = bias[j * h : (j + 1) * h]
-        for name, matmul in zip(PROJECTIONS, matmuls[3 * layer : 3 * layer + 3], strict=True):
+        own = matmuls[per_layer * layer : per_layer * (layer + 1)]
+        for name, matmul in zip(PROJECTIONS, own, strict=True):
             state[f"{prefix}.{name}.weight"] = weight(matmul).T
-        for name in LAYER_FLOATS:
-            state[f"{prefix}.{name}"] = inits[f"encoder.{prefix}.{name}"]
-    encoder = BertModel(bert_config(enc), add_pooling_layer=False)
-    encoder.load_state_dict(_tensors(state))
-    model = Scorer(encoder)
-    head = {name: inits[name] for name in SCORER_FLOATS}
-    head["head.weight"] = weight("head.weight_Transposed").T
-    # the encoder's weights are in already; these are the rest, every one of them
-    unexpected = model.load_state_dict(_tensors(head), strict=False).unexpected_keys
-    if unexpected or len(head) != len(model.state_dict()) - len(encoder.state_dict()):
-        raise ValueError(f"the scorer's own tensors do not match: {unexpected or sorted(head)}")
+    state["head.weight"] = weight("head.weight_Transposed").T
+    model = Scorer(BertModel(bert_config(enc), add_pooling_layer=False))
+    # every other tensor is a float initializer under its PyTorch name
+    for key in model.state_dict().keys() - state.keys():
+        if key not in inits:
+            raise ValueError(f"{model_dir / MODEL_FILE}: no tensor for {key}")
+        state[key] = inits[key]
+    model.load_state_dict(_tensors(state))
     return model.eval()
 
 
