@@ -196,6 +196,9 @@ class Proxy:
       reposts repeat no rumour. The same reposts for the originality head: real claims are
       rare among them (a few dozen in the 1.7M), so the share taken for claims is nearly all
       false claims, which the fake-originality check then looks for an earlier copy of;
+    - originality claims on ordinary posts: the originality corpus's composed claims whose base
+      text is a repost of a non-rumour eval event (rumor head): a notice such as
+      "原创，转载请注明出处" makes no post a rumour;
     - ToxiCN "reporting" rows of the eval split: texts that report or criticise discrimination,
       a proxy for comments that speak against bias (incitement head; ToxiCN labels them toxic);
     - COLD's eval comments labelled safe that name discrimination (歧视): the other corpus's
@@ -234,12 +237,20 @@ def proxies(sets: Sequence[Dataset], sample: int = 5000) -> list[Proxy]:
         for e in cold.examples
         if e.split == "eval" and e.label == 0 and DISCRIMINATION in e.text
     ]
+    claims = originality.ordinary_claims(
+        next(s for s in sets if s.head == "originality_claim").examples, rumour_event, "eval"
+    )
     return [
         Proxy("ordinary reposts (Weibo16 eval events)", "rumor", [t for t, _ in reposts]),
         Proxy(
             "ordinary reposts of non-rumour events only",
             "rumor",
             [t for t, rumour in reposts if not rumour],
+        ),
+        Proxy(
+            "originality claims on ordinary posts (non-rumour eval events)",
+            "rumor",
+            [normalise(t).text for t in claims],
         ),
         Proxy(
             "ordinary reposts (Weibo16 eval events)", "originality_claim", [t for t, _ in reposts]

@@ -22,6 +22,7 @@ from training.originality import (
     Template,
     build_corpus,
     describe,
+    ordinary_claims,
     rule_label,
 )
 
@@ -184,3 +185,22 @@ def test_texts_are_distinct(corpus: list[OriginalityExample]) -> None:
 def test_describe_needs_corpus_examples() -> None:
     with pytest.raises(TypeError):
         describe([Example("原创", "originality_claim", 1, "train", "g")])
+
+
+def test_ordinary_claims_are_composed_claims_of_non_rumour_events_of_the_split(
+    corpus: list[OriginalityExample],
+) -> None:
+    events = {e.group for e in corpus}
+    # every other event a rumour: the claims on its reposts repeat it
+    rumour = {g: i % 2 == 0 for i, g in enumerate(sorted(events))}
+    for split in ("train", "calib"):
+        texts = set(ordinary_claims(corpus, rumour, split))
+        expected = {
+            e.text
+            for e in corpus
+            if e.kind == "composed-claim"
+            and not rumour[e.group]
+            and split_of(f"weibo16:{e.group}") == split
+        }
+        assert texts == expected and texts
+    assert ordinary_claims(corpus, {}, "train") == []

@@ -4,6 +4,7 @@ made-up data."""
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -57,6 +58,41 @@ def test_ordinary_negatives_lower_chatter_and_keep_the_posts_apart() -> None:
     assert np.mean(chatter_logits(without) > 0) > 0.9
     assert np.mean(chatter_logits(with_them) < 0) > 0.9
     assert with_them.calib_auc[1] > 0.9
+
+
+def claims(rng: random.Random, n: int) -> list[str]:
+    """Ordinary chatter with an originality notice, whose 转载 and "!!!" read like a rumour."""
+    return [f"{text}原创!!!转载请注明出处!!!" for text in chatter(rng, n)]
+
+
+def test_the_rumor_refit_takes_claims_until_they_score_like_ordinary_posts() -> None:
+    rng = random.Random(2)
+    data = {"train": posts(rng, 200), "calib": posts(rng, 80)}
+    # a notice's words in some rumours: left alone, the head takes them for a rumour's
+    train, y = data["train"]
+    train = [t + "转载请注明出处!!!" if label else t for t, label in zip(train, y, strict=True)]
+    data["train"] = (train, y)
+    idf = wide.idf_table(train)
+    deep = np.zeros(80, dtype=np.float32)
+    ordinary = chatter(rng, 100)
+
+    def none(texts: Sequence[str]) -> np.ndarray:
+        return np.zeros(len(texts), dtype=np.float32)
+
+    offered = refit.Claims(claims(rng, 60), claims(rng, 30), chatter(rng, 30), (0, 5, 20, 60))
+    fitted = refit.fit_rumor(data, ordinary, offered, none, idf, deep, deep, [1.0, 4.0], False)
+    assert fitted.claims > 0 and fitted.negatives == len(ordinary)
+    assert fitted.claim_probe is not None
+    claim_mean, ordinary_mean = fitted.claim_probe
+    assert claim_mean <= ordinary_mean
+    without = refit.fit(data, ordinary, idf, deep, deep, [1.0, 4.0], corrected=False)
+    probe = wide.design(offered.calib, idf)
+    assert np.mean(without.logits(probe, none(offered.calib))) > 0
+    assert fitted.card()["claim_negatives"] == fitted.claims
+    # claims that already score as the ordinary posts do take none
+    calm = refit.Claims(offered.train, offered.ordinary, offered.ordinary, (0, 5, 20))
+    fitted = refit.fit_rumor(data, ordinary, calm, none, idf, deep, deep, [1.0, 4.0], False)
+    assert fitted.claims == 0
 
 
 @pytest.mark.parametrize("head", ["rumor", "incitement"])

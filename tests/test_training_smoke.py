@@ -88,11 +88,13 @@ def test_the_rumor_head_refits_on_an_exported_model(
     models, _ = smoke
     card = json.loads((models / "card.json").read_text())
     assert 0 < card["ordinary_refit"]["negatives"] <= SMOKE.ordinary_negatives
+    assert 0 <= card["ordinary_refit"]["claim_negatives"] <= max(SMOKE.claim_negatives)
     copy = tmp_path / "models"
     shutil.copytree(models, copy)
     # the refit checks the rewritten graph against its own logits before it saves it
     again = refit_in_place(copy, settings.data_dir, SMOKE, None)
     assert again["ordinary_refit"]["on_exported_model"]
+    assert "calib_claims_mean" in again["ordinary_refit"]
     assert again["model_version"] == content_hash(copy / "model.onnx") != card["model_version"]
     assert abs(again["temperature"]["rumor"] * again["ordinary_refit"]["encoder_weight"] - 1) < 1e-3
     for head in ("incitement", "originality_claim"):

@@ -642,3 +642,19 @@ def describe(corpus: Iterable[Example]) -> dict[str, dict[str, int]]:
     return {
         split: {k: c[k] for k in ("n", "label_1", "label_0", *KINDS)} for split, c in counts.items()
     }
+
+
+def ordinary_claims(
+    corpus: Iterable[Example], rumour_event: Mapping[str, bool], split: Split
+) -> list[str]:
+    """The composed claims of ``corpus`` whose base text comes from a Weibo16 event of
+    ``split`` (Weibo16's own split, not the corpus's) that is no rumour: ordinary posts with an
+    originality notice, which give the rumor head no reason to flag them."""
+    return [
+        e.text
+        for e in corpus
+        if isinstance(e, OriginalityExample)
+        and e.kind == "composed-claim"
+        and rumour_event.get(e.group) is False
+        and split_of(f"weibo16:{e.group}") == split
+    ]

@@ -57,6 +57,10 @@ class Recipe:
     """Ordinary posts added as negatives when the rumor head is refit (:mod:`training.refit`).
     On the calibration split (2026-12-01): 500 left 9.2% of ordinary posts of calibration
     events flagged, 1,000 6.4% (AUC 0.983, from 0.988 with none), 1,500 4.4% for AUC 0.979."""
+    claim_negatives: tuple[int, ...] = (0, 25, 50, 75, 100, 150, 200)
+    """Originality claims on ordinary posts tried in turn as further negatives of the rumor
+    refit; the first under which the calibration events' claims score no higher than their
+    ordinary posts is kept (:func:`training.refit.fit_rumor`)."""
     originality_size: int = 12_000
     reposts_limit: int | None = None
     """Read only this many reposts (pretraining and originality corpora); None reads all."""
@@ -99,6 +103,7 @@ SMOKE = replace(
     finetune_batch=16,
     originality_size=300,
     ordinary_negatives=40,
+    claim_negatives=(0, 5, 10),
     reposts_limit=20_000,
     limit_per_head=150,
 )

@@ -23,6 +23,15 @@ calibration. In the graph of :class:`training.model.Scorer` that is ``mix = a/b`
 step applies to the PyTorch module during ``make train`` and to an exported ONNX model whose
 PyTorch weights are gone (``python -m training.run --refit rumor``).
 
+**Originality notices.** An ordinary post that says "原创，转载请注明出处" is no likelier a
+rumour, but the notice's exclamation marks and 转载 sit where 请转发 does, and a bare notice
+scored 0.85. Composed claims of the originality corpus whose base text is an ordinary post of a
+non-rumour train event (:func:`training.originality.ordinary_claims`) are offered as further
+negatives, ``n`` of them for each ``n`` of ``Recipe.claim_negatives`` in turn; the refit keeps
+the first ``n`` under which the claims of *calibration* events score no higher on average than
+the ordinary posts of calibration events (:func:`fit_rumor`). Fewer would leave the notice a
+rumour signal; more would teach the head that the phrasings are a sign of truth.
+
 The encoder itself was fine-tuned without these negatives (on the residual of the n-gram branch
 that had none), which is why its correction keeps part of the old habit; fine-tuning with them
 needs the pretrained encoder again.
@@ -35,8 +44,9 @@ ToxiCN's "reporting" rows (:func:`training.data.toxicn`), with no extra negative
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +62,7 @@ from sklearn.metrics import roc_auc_score
 from service.classify import MODEL_FILE, TOKENIZER_FILE, load_tokenizer, model_inputs
 from service.heads import HEADS, Head
 from service.normalise import normalise
-from training import data, wide
+from training import data, originality, wide
 
 RUMOR = HEADS.index("rumor")
 HEAD_DATA: dict[Head, Callable[[Path], list[data.Example]]] = {
@@ -65,6 +75,8 @@ TENSORS = ("wide.coef", "wide.bias", "mix", "head.bias", "temperature")
 
 Floats = npt.NDArray[np.float32]
 Labels = npt.NDArray[np.int64]
+Correction = Callable[[Sequence[str]], Floats]
+"""The encoder's correction of the refit head for some texts (from the module or the graph)."""
 
 
 class CorrectionError(ValueError):
@@ -88,6 +100,10 @@ class Refit:
     calib_auc: tuple[float, float]
     """The head's AUC on the calibration split, before and after."""
     head: Head = "rumor"
+    claims: int = 0
+    """How many of the negatives are originality claims (:func:`fit_rumor`)."""
+    claim_probe: tuple[float, float] | None = None
+    """Mean probability of the calibration events' claims and ordinary posts."""
 
     def values(self, now: Mapping[str, Floats]) -> dict[str, Floats]:
         """``TENSORS`` with the head refit, from their values ``now`` (the encoder head's
@@ -106,8 +122,16 @@ class Refit:
         return np.asarray(self.a * (x @ self.coef + self.bias) + self.b * deep + self.g)
 
     def card(self) -> dict[str, Any]:
+        probe = {}
+        if self.claim_probe is not None:
+            probe = {
+                "claim_negatives": self.claims,
+                "calib_claims_mean": round(self.claim_probe[0], 4),
+                "calib_ordinary_mean": round(self.claim_probe[1], 4),
+            }
         return {
             "negatives": self.negatives,
+            **probe,
             "c": self.c,
             "ngram_weight": round(self.a, 4),
             "encoder_weight": round(self.b, 4),
@@ -154,6 +178,74 @@ def fit(
     return Refit(coef, bias, c, float(a), float(b), float(g), len(negatives), auc, head)
 
 
+@dataclass(frozen=True)
+class Claims:
+    """Originality claims on ordinary posts, for the rumor refit (:func:`fit_rumor`)."""
+
+    train: Sequence[str]
+    """Claims of train events, in the order they are taken as negatives."""
+    calib: Sequence[str]
+    """Claims of calibration events."""
+    ordinary: Sequence[str]
+    """Ordinary posts of calibration events, the level the claims are held to."""
+    counts: Sequence[int]
+    """The numbers of claims tried, in order."""
+
+
+def claims(
+    data_dir: Path,
+    corpus: Sequence[data.Example],
+    counts: Sequence[int],
+    n_ordinary: int,
+    seed: int,
+    limit: int | None = None,
+) -> Claims:
+    """The claims of the originality ``corpus`` on ordinary posts, normalised, with as many as
+    ``n_ordinary`` ordinary posts of calibration events."""
+    rumour = {e.group: e.label == 1 for e in data.weibo16(data_dir)}
+
+    def of(split: data.Split) -> list[str]:
+        return [normalise(t).text for t in originality.ordinary_claims(corpus, rumour, split)]
+
+    train = of("train")
+    random.Random(f"{seed}:claims").shuffle(train)
+    calib = data.ordinary_reposts(data_dir, "calib", n_ordinary, seed, limit)
+    return Claims(train, of("calib"), [normalise(t).text for t in calib], counts)
+
+
+def fit_rumor(
+    posts: Mapping[str, tuple[Sequence[str], Labels]],
+    ordinary: Sequence[str],
+    offered: Claims,
+    correction: Correction,
+    idf: Floats,
+    deep_calib: Floats,
+    before_calib: Floats,
+    grid: Sequence[float],
+    corrected: bool = True,
+) -> Refit:
+    """The rumor head's :func:`fit` with the ``ordinary`` negatives and the first number of
+    ``offered`` claims under which the calibration events' claims score no higher on average
+    than their ordinary posts (the last number tried if none does)."""
+    probes = (offered.calib, offered.ordinary)
+    corrections = [correction(texts) for texts in probes]
+    for n in offered.counts:
+        negatives = [*ordinary, *offered.train[:n]]
+        fitted = fit(posts, negatives, idf, deep_calib, before_calib, grid, "rumor", corrected)
+        claim_mean, ordinary_mean = (
+            float(np.mean(1 / (1 + np.exp(-fitted.logits(wide.design(texts, idf), deep)))))
+            if texts
+            else 0.0
+            for texts, deep in zip(probes, corrections, strict=True)
+        )
+        if claim_mean <= ordinary_mean:
+            break
+    taken = min(n, len(offered.train))
+    return replace(
+        fitted, negatives=len(ordinary), claims=taken, claim_probe=(claim_mean, ordinary_mean)
+    )
+
+
 def splits(data_dir: Path, head: Head = "rumor") -> dict[str, tuple[list[str], Labels]]:
     """The normalised train and calibration texts of ``head``'s data, with their labels."""
     posts = HEAD_DATA[head](data_dir)
@@ -178,9 +270,11 @@ def refit_head_exported(
     negatives: Sequence[str],
     grid: Sequence[float],
     corrected: bool = True,
+    offered: Claims | None = None,
 ) -> Refit:
-    """Refit ``head`` of the exported model in ``model_dir`` in place (:func:`fit`); its IDF and
-    the encoder's correction are read from the graph. The rewritten graph is checked against the
+    """Refit ``head`` of the exported model in ``model_dir`` in place (:func:`fit`, or
+    :func:`fit_rumor` when claims are ``offered``); its IDF and the encoder's correction are
+    read from the graph. The rewritten graph is checked against the
     refit on the calibration posts before it replaces the file."""
     path = model_dir / MODEL_FILE
     h = HEADS.index(head)
@@ -192,7 +286,17 @@ def refit_head_exported(
     x_calib = wide.design(calib, now["wide.idf"])
     ngram = x_calib @ now["wide.coef"][:, h] + now["wide.bias"][h]
     before = (now["mix"][h] * ngram + deep) / now["temperature"][h]
-    fitted = fit(posts, negatives, now["wide.idf"], deep, before, grid, head, corrected)
+    if offered is None:
+        fitted = fit(posts, negatives, now["wide.idf"], deep, before, grid, head, corrected)
+    else:
+
+        def correction(texts: Sequence[str]) -> Floats:
+            return _run(proto, model_dir, texts, h)[0]
+
+        idf = now["wide.idf"]
+        fitted = fit_rumor(
+            posts, negatives, offered, correction, idf, deep, before, grid, corrected
+        )
     for name, value in fitted.values(now).items():
         inits[name].CopyFrom(numpy_helper.from_array(value, name))
     _, after = _run(proto, model_dir, calib, h)

@@ -183,10 +183,18 @@ def refit_in_place(
     posts = refit.splits(data_dir, head)
     corrected = bool(card["deep_heads"][head])
     negatives: list[str] = []
+    offered = None
     if head == "rumor":
         n = card["recipe"]["ordinary_negatives"] = recipe.ordinary_negatives
         negatives = refit.negatives(data_dir, n, seed, recipe.reposts_limit)
-    fitted = refit.refit_head_exported(model_dir, head, posts, negatives, grid, corrected)
+        card["recipe"]["claim_negatives"] = list(recipe.claim_negatives)
+        corpus = originality.build_corpus(
+            data_dir, seed, card["recipe"]["originality_size"], recipe.reposts_limit
+        )
+        offered = refit.claims(
+            data_dir, corpus, recipe.claim_negatives, n, seed, recipe.reposts_limit
+        )
+    fitted = refit.refit_head_exported(model_dir, head, posts, negatives, grid, corrected, offered)
     calib, y = posts["calib"]
     p = Classifier(model_dir).predict(calib)[:, HEADS.index(head)]
     card["model_version"] = content_hash(model_dir / MODEL_FILE)
@@ -341,18 +349,19 @@ def refit_rumor(
     texts: Sequence[str],
     examples: Sequence[data.Example],
     calib: Sequence[Row],
-    pad: int,
+    tok: Tokenizer,
     data_dir: Path,
     recipe: Recipe,
     idf: np.ndarray,
 ) -> tuple[refit.Refit, dict[str, float], bool]:
-    """Refit the module's rumor head with ordinary negatives (:mod:`training.refit`);
-    return the refit, the head's new temperature and operating point, and whether the
-    encoder's correction is still part of the head."""
+    """Refit the module's rumor head with ordinary negatives and originality claims
+    (:mod:`training.refit`); return the refit, the head's new temperature and operating point,
+    and whether the encoder's correction is still part of the head."""
     h = refit.RUMOR
-    rows = [r for r in calib if r.head == h]
-    z = head_logits(model, rows, pad)
-    deep = z - float(model.mix[h]) * np.array([r.wide for r in rows], dtype=np.float32)
+    pad = special_id(tok, "[PAD]")
+    own = [r for r in calib if r.head == h]
+    z = head_logits(model, own, pad)
+    deep = z - float(model.mix[h]) * np.array([r.wide for r in own], dtype=np.float32)
     posts = {
         s: (
             [t for t, e in zip(texts, examples, strict=True) if e.head == "rumor" and e.split == s],
@@ -360,18 +369,29 @@ def refit_rumor(
         )
         for s in ("train", "calib")
     }
-    negatives = refit.negatives(
-        data_dir, recipe.ordinary_negatives, recipe.seed, recipe.reposts_limit
-    )
+    size, seed, limit = recipe.ordinary_negatives, recipe.seed, recipe.reposts_limit
+    negatives = refit.negatives(data_dir, size, seed, limit)
+    offered = refit.claims(data_dir, examples, recipe.claim_negatives, size, seed, limit)
+
+    def correction(texts: Sequence[str]) -> np.ndarray:
+        # with a zero n-gram logit, a row's head logit is the correction alone
+        zeros = np.zeros(len(texts), dtype=np.float32)
+        ones = [1] * len(texts)
+        probe = rows(texts, [h] * len(texts), ones, zeros, ones, tok, recipe.finetune_max_tokens)
+        return head_logits(model, probe, pad)
+
+    def fit(deep: np.ndarray) -> refit.Refit:
+        return refit.fit_rumor(posts, negatives, offered, correction, idf, deep, z, recipe.wide_c)
+
     try:
-        fitted = refit.fit(posts, negatives, idf, deep, z, recipe.wide_c)
+        fitted = fit(deep)
     except refit.CorrectionError:
         # as gate_heads does for a correction that does not help: the n-gram branch alone
         with torch.no_grad():
             model.head.weight[h].zero_()
             model.head.bias[h].zero_()
         deep = np.zeros_like(deep)
-        fitted = refit.fit(posts, negatives, idf, deep, z, recipe.wide_c)
+        fitted = fit(deep)
     state = model.state_dict()
     with torch.no_grad():
         for name, value in fitted.values({n: state[n].numpy() for n in refit.TENSORS}).items():
@@ -428,7 +448,7 @@ def train(
     calibration = calibrate_heads(model, by_split["calib"], pad)
     lap("calibration")
     rumor_refit, calibration["rumor"], deep_heads["rumor"] = refit_rumor(
-        model, texts, examples, by_split["calib"], pad, data_dir, recipe, idf
+        model, texts, examples, by_split["calib"], tok, data_dir, recipe, idf
     )
     lap("ordinary_refit")
 
