@@ -36,17 +36,22 @@ def test_policy_thresholds_are_the_models_operating_points(settings: Settings) -
 
 def test_decision_ladder(settings: Settings) -> None:
     policy = load_policy(settings.policy_file)
-    rumor = policy.risks["rumor"]
+    rumor, inc = policy.risks["rumor"], policy.risks["incitement"]
     assert decide(scores(), policy).decision == "pass"
-    v = decide(scores(rumor=rumor.review), policy)
-    assert v.decision == "review" and v.flags["rumor"] and v.flagged == ["rumor"]
+    # the rung between review and block (the shipped rumor head's calibration put its review
+    # point on its block point: what it flags it blocks)
+    assert inc.review < inc.block
+    v = decide(scores(incitement=inc.review), policy)
+    assert v.decision == "review" and v.flags["incitement"] and v.flagged == ["incitement"]
+    assert decide(scores(rumor=rumor.review - 0.01), policy).decision == "pass"
     assert decide(scores(rumor=rumor.block), policy).decision == "block"
     never = policy.risks["coordination"]
     assert never.block > 1
     assert decide(scores(coordination=1.0), policy).decision == "review"
-    inc = policy.risks["incitement"]
-    both = decide(scores(rumor=rumor.review, incitement=min(1.0, inc.review + 0.01)), policy)
-    assert both.flagged[0] == "incitement"
+    # flagged risks come highest score first
+    higher = min(1.0, max(inc.review, rumor.review) + 0.01)
+    both = decide(scores(rumor=rumor.review, incitement=higher), policy)
+    assert both.flagged == ["incitement", "rumor"]
 
 
 def test_bad_policy_files_say_what_is_wrong(tmp_path: Path, settings: Settings) -> None:

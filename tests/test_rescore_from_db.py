@@ -116,7 +116,7 @@ def test_bad_sources_are_usage_errors(
 def test_the_service_keeps_the_post_of_each_record_it_stores(
     tmp_path: Path, database_url: str, pipeline: Pipeline
 ) -> None:
-    rumour = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
+    rumour = "震惊！某地明天要封城，赶紧转发告诉家人！"
     shipped = Settings().policy_file
     with open_api(tmp_path, database_url, pipeline.classifier, policy=shipped) as api:
         flagged = api.score({"id": "r1", "text": rumour, "account_id": "u", "created_at": T0})
