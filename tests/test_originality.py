@@ -6,6 +6,7 @@ reposts (the source posts are always read) so that they run in seconds.
 
 from __future__ import annotations
 
+import random
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -24,6 +25,7 @@ from training.originality import (
     describe,
     ordinary_claims,
     rule_label,
+    with_claims,
 )
 
 MAX_REPOSTS = 20000
@@ -204,3 +206,14 @@ def test_ordinary_claims_are_composed_claims_of_non_rumour_events_of_the_split(
         }
         assert texts == expected and texts
     assert ordinary_claims(corpus, {}, "train") == []
+
+
+def test_with_claims_gives_each_text_a_train_notice() -> None:
+    texts = [f"今天第{i}次去公园散步，天气很好" for i in range(60)]
+    noticed = with_claims(texts, random.Random(0))
+    assert noticed == with_claims(texts, random.Random(0))
+    assert all(rule_label(t) == 1 for t in noticed)
+    # the text is kept, whole or around the notice
+    assert all(t.split("，")[0][:4] in n for t, n in zip(texts, noticed, strict=True))
+    held = {t.fixed for t in TEMPLATES if t.held_out}
+    assert not any(f in n for n in noticed for f in held if len(f) > 3)

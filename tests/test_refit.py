@@ -79,7 +79,8 @@ def test_the_rumor_refit_takes_claims_until_they_score_like_ordinary_posts() -> 
     def none(texts: Sequence[str]) -> np.ndarray:
         return np.zeros(len(texts), dtype=np.float32)
 
-    offered = refit.Claims(claims(rng, 60), claims(rng, 30), chatter(rng, 30), (0, 5, 20, 60))
+    # the rumours with a notice are left out here (see the next test)
+    offered = refit.Claims(claims(rng, 60), [], claims(rng, 30), chatter(rng, 30), (0, 5, 20, 60))
     fitted = refit.fit_rumor(data, ordinary, offered, none, idf, deep, deep, [1.0, 4.0], False)
     assert fitted.claims > 0 and fitted.negatives == len(ordinary)
     assert fitted.claim_probe is not None
@@ -90,9 +91,35 @@ def test_the_rumor_refit_takes_claims_until_they_score_like_ordinary_posts() -> 
     assert np.mean(without.logits(probe, none(offered.calib))) > 0
     assert fitted.card()["claim_negatives"] == fitted.claims
     # claims that already score as the ordinary posts do take none
-    calm = refit.Claims(offered.train, offered.ordinary, offered.ordinary, (0, 5, 20))
+    calm = refit.Claims(offered.train, [], offered.ordinary, offered.ordinary, (0, 5, 20))
     fitted = refit.fit_rumor(data, ordinary, calm, none, idf, deep, deep, [1.0, 4.0], False)
     assert fitted.claims == 0
+
+
+def test_rumours_with_a_notice_keep_the_notice_from_lowering_a_rumour() -> None:
+    """Claims on ordinary posts alone teach the head that a notice means no rumour; as many
+    rumours with the notice as positives take that away."""
+    rng = random.Random(3)
+    data = {"train": posts(rng, 200), "calib": posts(rng, 80)}
+    idf = wide.idf_table(data["train"][0])
+    zeros = np.zeros(80, dtype=np.float32)
+    rumours = [t for t, label in zip(*posts(rng, 200), strict=True) if label]
+    noticed = [f"{t}原创!!!转载请注明出处!!!" for t in rumours]
+    held = [f"{t}原创!!!转载请注明出处!!!" for t in rumours[:20]]
+    only = refit.fit(data, claims(rng, 60), idf, zeros, zeros, [1.0, 4.0], corrected=False)
+    both = refit.fit(
+        data, claims(rng, 60), idf, zeros, zeros, [1.0, 4.0], corrected=False,
+        positives=noticed[20:80],
+    )  # fmt: skip
+
+    def shift(fitted: refit.Refit) -> float:
+        """How much the notice moves the held rumours' logits."""
+        plain = fitted.logits(wide.design(rumours[:20], idf), np.zeros(20, dtype=np.float32))
+        with_it = fitted.logits(wide.design(held, idf), np.zeros(20, dtype=np.float32))
+        return float(np.mean(with_it - plain))
+
+    assert shift(only) < -1
+    assert abs(shift(both)) < abs(shift(only)) / 2
 
 
 @pytest.mark.parametrize("head", ["rumor", "incitement"])

@@ -55,7 +55,8 @@ def _refit_figures(fit: dict[str, Any]) -> str:
     if "claim_negatives" in fit:
         claims = (
             f"{fit['claim_negatives']} originality claims on ordinary posts as further "
-            f"negatives (mean probability on calibration events' claims "
+            f"negatives and as many rumours with a notice as positives (mean probability on "
+            f"calibration events' claims "
             f"{fit['calib_claims_mean']}, their ordinary posts {fit['calib_ordinary_mean']}); "
         )
     return claims + (
@@ -186,9 +187,10 @@ Seed {r["seed"]} everywhere (Python, NumPy, PyTorch, scikit-learn folds).
    into `service/policy/default.toml`.
 7. **Ordinary posts for the rumor head** (`training/refit.py`): its n-gram column is fitted
    again on the train posts plus {r.get("ordinary_negatives", 0):,} ordinary texts as negatives
-   (comments on non-rumour events of the train split) and originality claims on such posts,
-   as many of them (of {list(r.get("claim_negatives", []))}) as it takes for the calibration
-   events' claims to score no higher than their ordinary posts, and its logit recombined as
+   (comments on non-rumour events of the train split) and originality claims on such posts
+   with as many train rumours given a notice as positives, as many of them (of
+   {list(r.get("claim_negatives", []))}) as it takes for the calibration events' claims to
+   score no higher than their ordinary posts, and its logit recombined as
    `a · ngram + b · deep + g` on the calibration split (temperature `1/b`): {_ordinary(card)}.
 8. **Export**: ONNX (opset 17, dynamic batch and sequence axes), ONNX Runtime's BERT fusions
    but for the residual adds (its SkipLayerNormalization CPU kernel is slower than the Add and

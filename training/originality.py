@@ -658,3 +658,14 @@ def ordinary_claims(
         and rumour_event.get(e.group) is False
         and split_of(f"weibo16:{e.group}") == split
     ]
+
+
+def with_claims(texts: Sequence[str], rng: random.Random) -> list[str]:
+    """Each of ``texts`` with an originality notice: one of the train split's claim phrasings
+    that need no account handle, families dealt in turn."""
+    pools: dict[str, Sequence[str]] = {**_FILLS, "handle": (), "khandle": ()}
+    families = _usable(1, "train", pools)
+    return [
+        _fill(rng.choice(families[i % len(families)]), text, pools, rng)
+        for i, text in enumerate(texts)
+    ]

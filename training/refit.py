@@ -27,10 +27,12 @@ PyTorch weights are gone (``python -m training.run --refit rumor``).
 rumour, but the notice's exclamation marks and 转载 sit where 请转发 does, and a bare notice
 scored 0.85. Composed claims of the originality corpus whose base text is an ordinary post of a
 non-rumour train event (:func:`training.originality.ordinary_claims`) are offered as further
-negatives, ``n`` of them for each ``n`` of ``Recipe.claim_negatives`` in turn; the refit keeps
-the first ``n`` under which the claims of *calibration* events score no higher on average than
-the ordinary posts of calibration events (:func:`fit_rumor`). Fewer would leave the notice a
-rumour signal; more would teach the head that the phrasings are a sign of truth.
+negatives, ``n`` of them for each ``n`` of ``Recipe.claim_negatives`` in turn, each time with as
+many rumours of train events given a notice (:func:`training.originality.with_claims`) as
+further positives, so that the notice itself is evidence neither way and a rumour does not
+escape by carrying one. The refit keeps the first ``n`` under which the claims of
+*calibration* events score no higher on average than the ordinary posts of calibration events
+(:func:`fit_rumor`).
 
 The encoder itself was fine-tuned without these negatives (on the residual of the n-gram branch
 that had none), which is why its correction keeps part of the old habit; fine-tuning with them
@@ -150,16 +152,21 @@ def fit(
     grid: Sequence[float],
     head: Head = "rumor",
     corrected: bool = True,
+    positives: Sequence[str] = (),
 ) -> Refit:
-    """Fit ``head``'s n-gram column on the train posts plus the ``negatives`` (``C`` from
+    """Fit ``head``'s n-gram column on the train posts plus the ``negatives`` and
+    ``positives`` (``C`` from
     ``grid`` by calibration loss), then ``(a, b, g)`` on the calibration posts. ``posts``:
     normalised texts and labels of the ``train`` and ``calib`` splits; ``deep_calib`` and
     ``before_calib``: the encoder's correction and the head's logit before the refit, on the
     calibration posts; ``corrected``: False when the correction was switched off for the head
     (``training.run.gate_heads``; an int8 graph's then only carries quantisation noise)."""
     (train, y_train), (calib, y_calib) = posts["train"], posts["calib"]
-    x = sp.vstack([wide.design(train, idf), wide.design(negatives, idf)]).tocsr()
-    y = np.concatenate([y_train, np.zeros(len(negatives), dtype=np.int64)])
+    extra = [*negatives, *positives]
+    x = sp.vstack([wide.design(train, idf), wide.design(extra, idf)]).tocsr()
+    y = np.concatenate(
+        [y_train, np.zeros(len(negatives), dtype=np.int64), np.ones(len(positives), np.int64)]
+    )
     x_calib = wide.design(calib, idf)
     c = wide.choose_c(x, y, x_calib, y_calib, grid)
     coef, bias = wide.fit(x, y, c)
@@ -184,6 +191,8 @@ class Claims:
 
     train: Sequence[str]
     """Claims of train events, in the order they are taken as negatives."""
+    rumours: Sequence[str]
+    """Rumours of train events with a notice, in the order they are taken as positives."""
     calib: Sequence[str]
     """Claims of calibration events."""
     ordinary: Sequence[str]
@@ -207,10 +216,20 @@ def claims(
     def of(split: data.Split) -> list[str]:
         return [normalise(t).text for t in originality.ordinary_claims(corpus, rumour, split)]
 
+    rng = random.Random(f"{seed}:claims")
     train = of("train")
-    random.Random(f"{seed}:claims").shuffle(train)
+    rng.shuffle(train)
+    rumours = [e.text for e in data.weibo16(data_dir) if e.split == "train" and e.label == 1]
+    rng.shuffle(rumours)
+    noticed = originality.with_claims(rumours[: max(counts, default=0)], rng)
     calib = data.ordinary_reposts(data_dir, "calib", n_ordinary, seed, limit)
-    return Claims(train, of("calib"), [normalise(t).text for t in calib], counts)
+    return Claims(
+        train,
+        [normalise(t).text for t in noticed],
+        of("calib"),
+        [normalise(t).text for t in calib],
+        counts,
+    )
 
 
 def fit_rumor(
@@ -225,13 +244,24 @@ def fit_rumor(
     corrected: bool = True,
 ) -> Refit:
     """The rumor head's :func:`fit` with the ``ordinary`` negatives and the first number of
-    ``offered`` claims under which the calibration events' claims score no higher on average
-    than their ordinary posts (the last number tried if none does)."""
+    ``offered`` claims (as negatives, with as many noticed rumours as positives) under which
+    the calibration events' claims score no higher on average than their ordinary posts (the
+    last number tried if none does)."""
     probes = (offered.calib, offered.ordinary)
     corrections = [correction(texts) for texts in probes]
     for n in offered.counts:
         negatives = [*ordinary, *offered.train[:n]]
-        fitted = fit(posts, negatives, idf, deep_calib, before_calib, grid, "rumor", corrected)
+        fitted = fit(
+            posts,
+            negatives,
+            idf,
+            deep_calib,
+            before_calib,
+            grid,
+            "rumor",
+            corrected,
+            offered.rumours[:n],
+        )
         claim_mean, ordinary_mean = (
             float(np.mean(1 / (1 + np.exp(-fitted.logits(wide.design(texts, idf), deep)))))
             if texts
