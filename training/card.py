@@ -190,7 +190,8 @@ Seed {r["seed"]} everywhere (Python, NumPy, PyTorch, scikit-learn folds).
    (comments on non-rumour events of the train split) and originality claims on such posts
    with as many train rumours given a notice as positives, as many of them (of
    {list(r.get("claim_negatives", []))}) as it takes for the calibration events' claims to
-   score no higher than their ordinary posts, and its logit recombined as
+   score no higher than their ordinary posts (`C` from {list(r.get("refit_c", r["wide_c"]))}),
+   and its logit recombined as
    `a · ngram + b · deep + g` on the calibration split (temperature `1/b`): {_ordinary(card)}.
 8. **Export**: ONNX (opset 17, dynamic batch and sequence axes), ONNX Runtime's BERT fusions
    but for the residual adds (its SkipLayerNormalization CPU kernel is slower than the Add and

@@ -43,6 +43,10 @@ class Recipe:
     # the n-gram branch: sublinear TF-IDF + logistic regression on hashed buckets
     wide_c: tuple[float, ...] = (1.0, 4.0, 16.0, 64.0)
     """Regularisation strengths tried per head (chosen on the calibration split)."""
+    refit_c: tuple[float, ...] = (1.0, 4.0, 16.0, 64.0, 256.0, 1024.0)
+    """Regularisation strengths tried by the refits (:mod:`training.refit`): with 1,000 to
+    1,400 rows added, the rumor refit chose the largest of ``wide_c`` every time, and 256 when
+    offered more (calibration AUC 0.9827 against 0.9805 at 64)."""
     wide_folds: int = 5
     # multi-task fine-tuning
     finetune_epochs: int = 1

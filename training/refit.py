@@ -58,6 +58,7 @@ import onnx
 import onnxruntime as ort
 import scipy.sparse as sp
 from onnx import numpy_helper
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
@@ -263,9 +264,7 @@ def fit_rumor(
             offered.rumours[:n],
         )
         claim_mean, ordinary_mean = (
-            float(np.mean(1 / (1 + np.exp(-fitted.logits(wide.design(texts, idf), deep)))))
-            if texts
-            else 0.0
+            float(np.mean(expit(fitted.logits(wide.design(texts, idf), deep)))) if texts else 0.0
             for texts, deep in zip(probes, corrections, strict=True)
         )
         if claim_mean <= ordinary_mean:
@@ -331,7 +330,7 @@ def refit_head_exported(
         inits[name].CopyFrom(numpy_helper.from_array(value, name))
     _, after = _run(proto, model_dir, calib, h)
     # same batches as the correction was measured in: int8 activations are quantised per batch
-    worst = float(np.abs(after - 1 / (1 + np.exp(-fitted.logits(x_calib, deep)))).max())
+    worst = float(np.abs(after - expit(fitted.logits(x_calib, deep))).max())
     if worst > 1e-4:
         raise RuntimeError(f"{path}: the rewritten graph disagrees with the refit by {worst:.1e}")
     onnx.save(proto, str(path))

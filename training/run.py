@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import expit
 from tokenizers import Tokenizer
 from transformers import BertModel
 
@@ -179,7 +180,8 @@ def refit_in_place(
     PyTorch weights are gone; its card (version, the head's temperature, mix and thresholds)
     and the policy's thresholds follow."""
     card: dict[str, Any] = json.loads((model_dir / CARD_FILE).read_text())
-    seed, grid = card["recipe"]["seed"], card["recipe"]["wide_c"]
+    seed, grid = card["recipe"]["seed"], recipe.refit_c
+    card["recipe"]["refit_c"] = list(grid)
     posts = refit.splits(data_dir, head)
     corrected = bool(card["deep_heads"][head])
     negatives: list[str] = []
@@ -381,7 +383,7 @@ def refit_rumor(
         return head_logits(model, probe, pad)
 
     def fit(deep: np.ndarray) -> refit.Refit:
-        return refit.fit_rumor(posts, negatives, offered, correction, idf, deep, z, recipe.wide_c)
+        return refit.fit_rumor(posts, negatives, offered, correction, idf, deep, z, recipe.refit_c)
 
     try:
         fitted = fit(deep)
@@ -397,7 +399,7 @@ def refit_rumor(
         for name, value in fitted.values({n: state[n].numpy() for n in refit.TENSORS}).items():
             state[name].copy_(torch.from_numpy(value))
     calib_texts, y = posts["calib"]
-    p = 1 / (1 + np.exp(-fitted.logits(wide.design(calib_texts, idf), deep)))
+    p = expit(fitted.logits(wide.design(calib_texts, idf), deep))
     point = calibrate.operating_point(p, y)
     return fitted, {"temperature": 1 / fitted.b, **asdict(point)}, bool(np.ptp(deep) > 0)
 
