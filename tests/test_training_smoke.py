@@ -24,6 +24,7 @@ from service.policy import load_policy
 from service.record import Post
 from service.settings import Settings
 from training.calibrate import NEVER
+from training.card import render
 from training.export import parity
 from training.model import Scorer
 from training.pretrain import bert_config, load_encoder
@@ -122,3 +123,20 @@ def test_the_network_comes_back_out_of_the_int8_graph(
     assert (tmp_path / "recovered" / "tokenizer.json").is_file()
     same = encoder.state_dict()
     assert all(torch.equal(same[k], v) for k, v in recovered.encoder.state_dict().items())
+
+
+def test_the_originality_head_refits_on_an_exported_model(
+    smoke: tuple[Path, Path], settings: Settings, tmp_path: Path
+) -> None:
+    models, _ = smoke
+    card = json.loads((models / "card.json").read_text())
+    copy = tmp_path / "models"
+    shutil.copytree(models, copy)
+    again = refit_in_place(copy, settings.data_dir, SMOKE, None, "originality_claim")
+    fit = again["originality_refit"]
+    assert fit["on_exported_model"] and fit["c_grid"] == list(SMOKE.wide_c)
+    assert fit["c"] in SMOKE.wide_c
+    assert again["model_version"] == content_hash(copy / "model.onnx") != card["model_version"]
+    for head in ("rumor", "incitement"):
+        assert again["thresholds"][head] == card["thresholds"][head]
+    assert "originality head's n-gram column was refit" in render(again)

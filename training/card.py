@@ -36,6 +36,17 @@ def _ordinary(card: dict[str, Any]) -> str:
     return text
 
 
+def _originality(card: dict[str, Any]) -> str:
+    fit = card.get("originality_refit")
+    if fit is None:
+        return ""
+    return (
+        "\n   Its originality head's n-gram column was refit after export with more values of "
+        "`C`\n   (`python -m training.run --refit originality_claim`, the same refit with no "
+        f"extra negatives): {_refit_figures(fit)}."
+    )
+
+
 def _incitement(card: dict[str, Any]) -> str:
     fit = card.get("incitement_refit")
     if fit is None:
@@ -59,8 +70,9 @@ def _refit_figures(fit: dict[str, Any]) -> str:
             f"calibration events' claims "
             f"{fit['calib_claims_mean']}, their ordinary posts {fit['calib_ordinary_mean']}); "
         )
+    grid = f" (of {fit['c_grid']})" if "c_grid" in fit else ""
     return claims + (
-        f"C {fit['c']}, a {fit['ngram_weight']}, b {fit['encoder_weight']}, "
+        f"C {fit['c']}{grid}, a {fit['ngram_weight']}, b {fit['encoder_weight']}, "
         f"g {fit['intercept']}; calibration AUC {fit['calib_auc_before']} before, "
         f"{fit['calib_auc_after']} after"
     )
@@ -190,15 +202,14 @@ Seed {r["seed"]} everywhere (Python, NumPy, PyTorch, scikit-learn folds).
    (comments on non-rumour events of the train split) and originality claims on such posts
    with as many train rumours given a notice as positives, as many of them (of
    {list(r.get("claim_negatives", []))}) as it takes for the calibration events' claims to
-   score no higher than their ordinary posts (`C` from {list(r.get("refit_c", r["wide_c"]))}),
-   and its logit recombined as
+   score no higher than their ordinary posts, and its logit recombined as
    `a · ngram + b · deep + g` on the calibration split (temperature `1/b`): {_ordinary(card)}.
 8. **Export**: ONNX (opset 17, dynamic batch and sequence axes), ONNX Runtime's BERT fusions
    but for the residual adds (its SkipLayerNormalization CPU kernel is slower than the Add and
    LayerNormalization it replaces), int8 dynamic quantisation of the matrix multiplications.
    Parity on 64 eval posts, largest absolute difference in probability: fp32
    {card["parity_max_abs_diff"]["fp32"]:.2e}, int8
-   {card["parity_max_abs_diff"]["int8"]:.2e}.{_split(card)}{_incitement(card)}
+   {card["parity_max_abs_diff"]["int8"]:.2e}.{_split(card)}{_incitement(card)}{_originality(card)}
 
 Training time (seconds per step; pretraining where it ran, the rest on the machine of the speed
 table): `{card["timings_s"]}`.

@@ -72,7 +72,8 @@ HEAD_DATA: dict[Head, Callable[[Path], list[data.Example]]] = {
     "rumor": data.weibo16,
     "incitement": lambda d: data.cold(d) + data.toxicn(d),
 }
-"""The labelled examples a refittable head is trained on."""
+"""The labelled examples a refittable head is trained on (the originality head's corpus is
+built with the model's own recipe fields: :func:`splits_of`)."""
 TENSORS = ("wide.coef", "wide.bias", "mix", "head.bias", "temperature")
 """The Scorer's tensors the refit changes (names in the PyTorch state and the ONNX graph)."""
 
@@ -277,7 +278,11 @@ def fit_rumor(
 
 def splits(data_dir: Path, head: Head = "rumor") -> dict[str, tuple[list[str], Labels]]:
     """The normalised train and calibration texts of ``head``'s data, with their labels."""
-    posts = HEAD_DATA[head](data_dir)
+    return splits_of(HEAD_DATA[head](data_dir))
+
+
+def splits_of(posts: Sequence[data.Example]) -> dict[str, tuple[list[str], Labels]]:
+    """The normalised train and calibration texts of ``posts``, with their labels."""
     return {
         s: (
             [normalise(e.text).text for e in posts if e.split == s],

@@ -165,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-REFIT_KEYS: dict[Head, str] = {"rumor": "ordinary_refit", "incitement": "incitement_refit"}
+REFIT_KEYS: dict[Head, str] = {
+    "rumor": "ordinary_refit",
+    "incitement": "incitement_refit",
+    "originality_claim": "originality_refit",
+}
 """The heads ``--refit`` refits, and the card key that describes each refit."""
 
 
@@ -180,9 +184,13 @@ def refit_in_place(
     PyTorch weights are gone; its card (version, the head's temperature, mix and thresholds)
     and the policy's thresholds follow."""
     card: dict[str, Any] = json.loads((model_dir / CARD_FILE).read_text())
-    seed, grid = card["recipe"]["seed"], recipe.refit_c
-    card["recipe"]["refit_c"] = list(grid)
-    posts = refit.splits(data_dir, head)
+    seed, grid = card["recipe"]["seed"], recipe.wide_c
+    if head == "originality_claim":
+        size = card["recipe"]["originality_size"]
+        corpus = originality.build_corpus(data_dir, seed, size, recipe.reposts_limit)
+        posts = refit.splits_of(corpus)
+    else:
+        posts = refit.splits(data_dir, head)
     corrected = bool(card["deep_heads"][head])
     negatives: list[str] = []
     offered = None
@@ -204,7 +212,7 @@ def refit_in_place(
     card["temperature"][head] = 1 / fitted.b
     card["mix"][head] = fitted.a / fitted.b
     card["thresholds"][head] = asdict(calibrate.operating_point(p, y))
-    card[REFIT_KEYS[head]] = fitted.card() | {"on_exported_model": True}
+    card[REFIT_KEYS[head]] = fitted.card() | {"on_exported_model": True, "c_grid": list(grid)}
     (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     if policy_file is not None:
         write_policy_thresholds(policy_file, card["thresholds"])
@@ -383,7 +391,7 @@ def refit_rumor(
         return head_logits(model, probe, pad)
 
     def fit(deep: np.ndarray) -> refit.Refit:
-        return refit.fit_rumor(posts, negatives, offered, correction, idf, deep, z, recipe.refit_c)
+        return refit.fit_rumor(posts, negatives, offered, correction, idf, deep, z, recipe.wide_c)
 
     try:
         fitted = fit(deep)
