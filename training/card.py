@@ -36,26 +36,23 @@ def _ordinary(card: dict[str, Any]) -> str:
     return text
 
 
-def _originality(card: dict[str, Any]) -> str:
-    fit = card.get("originality_refit")
-    if fit is None:
-        return ""
-    return (
-        "\n   Its originality head's n-gram column was refit after export with more values of "
-        "`C`\n   (`python -m training.run --refit originality_claim`, the same refit with no "
-        f"extra negatives): {_refit_figures(fit)}."
-    )
+LATER_REFITS = {
+    "incitement_refit": "This model's encoder was fine-tuned while ToxiCN's reporting rows were "
+    "still trained on;\n   its incitement head was refit after export without them "
+    "(`python -m training.run --refit\n   incitement`, the same refit with no extra negatives)",
+    "originality_refit": "Its originality head's n-gram column was refit after export with more "
+    "values of `C`\n   (`python -m training.run --refit originality_claim`, the same refit with "
+    "no extra negatives)",
+}
+"""The refits of heads other than rumor that a shipped model had after export, as the card
+says them."""
 
 
-def _incitement(card: dict[str, Any]) -> str:
-    fit = card.get("incitement_refit")
-    if fit is None:
-        return ""
-    return (
-        "\n   This model's encoder was fine-tuned while ToxiCN's reporting rows were still trained "
-        "on;\n   its incitement head was refit after export without them (`python -m training.run "
-        "--refit\n   incitement`, the same refit with no extra negatives): "
-        f"{_refit_figures(fit)}."
+def _later_refits(card: dict[str, Any]) -> str:
+    return "".join(
+        f"\n   {text}: {_refit_figures(card[key])}."
+        for key, text in LATER_REFITS.items()
+        if key in card
     )
 
 
@@ -209,7 +206,7 @@ Seed {r["seed"]} everywhere (Python, NumPy, PyTorch, scikit-learn folds).
    LayerNormalization it replaces), int8 dynamic quantisation of the matrix multiplications.
    Parity on 64 eval posts, largest absolute difference in probability: fp32
    {card["parity_max_abs_diff"]["fp32"]:.2e}, int8
-   {card["parity_max_abs_diff"]["int8"]:.2e}.{_split(card)}{_incitement(card)}{_originality(card)}
+   {card["parity_max_abs_diff"]["int8"]:.2e}.{_split(card)}{_later_refits(card)}
 
 Training time (seconds per step; pretraining where it ran, the rest on the machine of the speed
 table): `{card["timings_s"]}`.
