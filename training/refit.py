@@ -156,13 +156,13 @@ def fit(
     corrected: bool = True,
     positives: Sequence[str] = (),
 ) -> Refit:
-    """Fit ``head``'s n-gram column on the train posts plus the ``negatives`` and
-    ``positives`` (``C`` from
-    ``grid`` by calibration loss), then ``(a, b, g)`` on the calibration posts. ``posts``:
-    normalised texts and labels of the ``train`` and ``calib`` splits; ``deep_calib`` and
-    ``before_calib``: the encoder's correction and the head's logit before the refit, on the
-    calibration posts; ``corrected``: False when the correction was switched off for the head
-    (``training.run.gate_heads``; an int8 graph's then only carries quantisation noise)."""
+    """Fit ``head``'s n-gram column on the train posts plus the ``negatives`` and ``positives``
+    (``C`` from ``grid`` by calibration loss), then ``(a, b, g)`` on the calibration posts.
+    ``posts``: normalised texts and labels of the ``train`` and ``calib`` splits;
+    ``deep_calib`` and ``before_calib``: the encoder's correction and the head's logit before
+    the refit, on the calibration posts; ``corrected``: False when the correction was switched
+    off for the head (``training.run.gate_heads``; an int8 graph's then only carries
+    quantisation noise)."""
     (train, y_train), (calib, y_calib) = posts["train"], posts["calib"]
     extra = [*negatives, *positives]
     x = sp.vstack([wide.design(train, idf), wide.design(extra, idf)]).tocsr()
@@ -213,7 +213,8 @@ def claims(
 ) -> Claims:
     """The claims of the originality ``corpus`` on ordinary posts, normalised, with as many as
     ``n_ordinary`` ordinary posts of calibration events."""
-    rumour = {e.group: e.label == 1 for e in data.weibo16(data_dir)}
+    weibo16 = data.weibo16(data_dir)
+    rumour = {e.group: e.label == 1 for e in weibo16}
 
     def of(split: data.Split) -> list[str]:
         return [normalise(t).text for t in originality.ordinary_claims(corpus, rumour, split)]
@@ -221,7 +222,7 @@ def claims(
     rng = random.Random(f"{seed}:claims")
     train = of("train")
     rng.shuffle(train)
-    rumours = [e.text for e in data.weibo16(data_dir) if e.split == "train" and e.label == 1]
+    rumours = [e.text for e in weibo16 if e.split == "train" and e.label == 1]
     rng.shuffle(rumours)
     noticed = originality.with_claims(rumours[: max(counts, default=0)], rng)
     calib = data.ordinary_reposts(data_dir, "calib", n_ordinary, seed, limit)
@@ -308,8 +309,8 @@ def refit_head_exported(
 ) -> Refit:
     """Refit ``head`` of the exported model in ``model_dir`` in place (:func:`fit`, or
     :func:`fit_rumor` when claims are ``offered``); its IDF and the encoder's correction are
-    read from the graph. The rewritten graph is checked against the
-    refit on the calibration posts before it replaces the file."""
+    read from the graph. The rewritten graph is checked against the refit on the calibration
+    posts before it replaces the file."""
     path = model_dir / MODEL_FILE
     h = HEADS.index(head)
     proto = onnx.load(str(path))

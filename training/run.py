@@ -185,25 +185,20 @@ def refit_in_place(
     and the policy's thresholds follow."""
     card: dict[str, Any] = json.loads((model_dir / CARD_FILE).read_text())
     seed, grid = card["recipe"]["seed"], recipe.wide_c
-    if head == "originality_claim":
+    limit = recipe.reposts_limit
+    corpus: list[data.Example] = []
+    if head in ("rumor", "originality_claim"):
         size = card["recipe"]["originality_size"]
-        corpus = originality.build_corpus(data_dir, seed, size, recipe.reposts_limit)
-        posts = refit.splits_of(corpus)
-    else:
-        posts = refit.splits(data_dir, head)
+        corpus = originality.build_corpus(data_dir, seed, size, limit)
+    posts = refit.splits_of(corpus) if head == "originality_claim" else refit.splits(data_dir, head)
     corrected = bool(card["deep_heads"][head])
     negatives: list[str] = []
     offered = None
     if head == "rumor":
         n = card["recipe"]["ordinary_negatives"] = recipe.ordinary_negatives
-        negatives = refit.negatives(data_dir, n, seed, recipe.reposts_limit)
+        negatives = refit.negatives(data_dir, n, seed, limit)
         card["recipe"]["claim_negatives"] = list(recipe.claim_negatives)
-        corpus = originality.build_corpus(
-            data_dir, seed, card["recipe"]["originality_size"], recipe.reposts_limit
-        )
-        offered = refit.claims(
-            data_dir, corpus, recipe.claim_negatives, n, seed, recipe.reposts_limit
-        )
+        offered = refit.claims(data_dir, corpus, recipe.claim_negatives, n, seed, limit)
     fitted = refit.refit_head_exported(model_dir, head, posts, negatives, grid, corrected, offered)
     calib, y = posts["calib"]
     p = Classifier(model_dir).predict(calib)[:, HEADS.index(head)]
