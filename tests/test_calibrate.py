@@ -23,3 +23,24 @@ def test_operating_point_respects_the_false_positive_cap() -> None:
     blocked = p >= point.block
     assert blocked.sum() == 0 or (y[blocked] == 1).mean() >= 0.97
     assert point.block >= point.review
+
+
+def test_review_is_even_odds_when_the_cap_allows_whatever_the_most_accurate_threshold() -> None:
+    # positives crowd 0.3-0.5, so the calibration split alone would put the review point at 0.3
+    p = np.array([0.1] * 50 + [0.35] * 30 + [0.4] * 5 + [0.7] * 40 + [0.2] * 5)
+    y = np.array([0] * 50 + [1] * 30 + [0] * 5 + [1] * 40 + [0] * 5, dtype=np.int64)
+    accuracy = {t: np.mean((p >= t) == (y == 1)) for t in (0.35, 0.5)}
+    assert accuracy[0.35] > accuracy[0.5]
+    assert operating_point(p, y).review == 0.5
+
+
+def test_review_rises_to_the_first_threshold_under_the_cap() -> None:
+    rng = np.random.default_rng(2)
+    y = (rng.random(2000) < 0.5).astype(np.int64)
+    p = np.clip(0.5 + (y - 0.5) * 0.2 + rng.normal(0, 0.3, 2000), 0, 1)
+    neg = (y == 0).sum()
+    assert ((p >= 0.5) & (y == 0)).sum() / neg > 0.05
+    review = operating_point(p, y, max_fpr=0.05).review
+    below = np.round(p, 4)[np.round(p, 4) < review].max()
+    assert ((p >= review) & (y == 0)).sum() / neg <= 0.05
+    assert ((p >= below) & (y == 0)).sum() / neg > 0.05

@@ -19,18 +19,18 @@ from transformers import BertModel
 from service.classify import Classifier, load_tokenizer, model_inputs
 from service.heads import HEADS
 from service.normalise import normalise
-from service.pipeline import Pipeline
+from service.pipeline import CLASSIFIER_RISKS, Pipeline
 from service.policy import load_policy
 from service.record import Post
 from service.settings import Settings
-from training.calibrate import NEVER
+from training.calibrate import EVEN_ODDS, NEVER
 from training.card import render
 from training.export import parity
 from training.model import Scorer
 from training.pretrain import bert_config, load_encoder
 from training.recipe import SMOKE
 from training.recover import write_checkpoint
-from training.run import content_hash, refit_in_place, train
+from training.run import content_hash, refit_in_place, thresholds_in_place, train
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_writes_a_complete_model_folder(smoke: tuple[Path, Path]) -> None:
     for head in HEADS:
         t = card["thresholds"][head]
         # a head whose precision never reaches the block point's is never blocked (NEVER)
-        assert 0 <= t["review"] <= 1 and t["review"] <= t["block"] <= NEVER
+        assert EVEN_ODDS <= t["review"] <= 1 and t["review"] <= t["block"] <= NEVER
         assert card["temperature"][head] > 0
     assert card["parity_max_abs_diff"]["fp32"] < 1e-4
 
@@ -140,3 +140,22 @@ def test_the_originality_head_refits_on_an_exported_model(
     for head in ("rumor", "incitement"):
         assert again["thresholds"][head] == card["thresholds"][head]
     assert "originality head's n-gram column was refit" in render(again)
+
+
+def test_thresholds_are_derived_again_from_an_exported_model(
+    smoke: tuple[Path, Path], settings: Settings, tmp_path: Path
+) -> None:
+    models, _ = smoke
+    copy = tmp_path / "models"
+    shutil.copytree(models, copy)
+    policy_file = tmp_path / "policy.toml"
+    shutil.copy(settings.policy_file, policy_file)
+    card = thresholds_in_place(copy, settings.data_dir, SMOKE, policy_file)
+    assert card["model_version"] == content_hash(copy / "model.onnx")
+    assert content_hash(copy / "model.onnx") == content_hash(models / "model.onnx")
+    assert json.loads((copy / "card.json").read_text())["thresholds"] == card["thresholds"]
+    policy = load_policy(policy_file)
+    for risk, head in CLASSIFIER_RISKS.items():
+        t = card["thresholds"][head]
+        assert EVEN_ODDS <= t["review"] <= t["block"] <= NEVER
+        assert (policy.risks[risk].review, policy.risks[risk].block) == (t["review"], t["block"])

@@ -5,9 +5,13 @@ keeps the ranking (AUC) and the 0.5 decision and makes the scores usable as prob
 
 Operating points, per head, on the calibrated scores:
 
-- ``review``: the threshold with the highest accuracy on the calibration split, raised if needed
-  until the false-positive rate is at most ``max_fpr`` (default 10%): a trust team reviews what
-  crosses it, and ordinary posts must not drown the queue.
+- ``review``: 0.5, the decision of least expected error on calibrated probabilities when a
+  missed risk and a needless review cost the same, raised if needed until the false-positive
+  rate on the calibration split is at most ``max_fpr`` (default 10%): a trust team reviews what
+  crosses it, and ordinary posts must not drown the queue. The calibration split's own most
+  accurate threshold is not taken: on the rumor head's 373 posts accuracy stays within six
+  posts of its best from 0.30 to 0.75, and that maximum moved from 0.44 to 0.63 and back to
+  0.49 across refits that changed the head very little.
 - ``block``: the lowest threshold whose precision on the calibration split is at least
   ``block_precision`` (default 0.97), and never below ``review``.
 """
@@ -24,6 +28,8 @@ Ints = npt.NDArray[np.int64]
 
 NEVER = 1.01
 """A threshold no probability reaches."""
+EVEN_ODDS = 0.5
+"""Where a calibrated probability says a risk is as likely as not."""
 
 
 def log_loss(z: Floats, y: Ints, t: float) -> float:
@@ -58,21 +64,20 @@ class OperatingPoint:
 def operating_point(
     p: Floats, y: Ints, max_fpr: float = 0.10, block_precision: float = 0.97
 ) -> OperatingPoint:
-    candidates = np.unique(np.round(np.concatenate([p, [0.5]]), 4))
+    candidates = np.unique(np.round(np.concatenate([p, [EVEN_ODDS, NEVER]]), 4))
     neg = max(1, int((y == 0).sum()))
-    best, best_acc = 0.5, -1.0
-    for t in candidates:
-        flagged = p >= t
-        acc = float(np.mean(flagged == (y == 1)))
-        fpr = float((flagged & (y == 0)).sum()) / neg
-        if fpr <= max_fpr and acc > best_acc:
-            best, best_acc = float(t), acc
+    # the false-positive rate only falls as the threshold rises: the first that meets the cap
+    review = next(
+        float(t)
+        for t in candidates[candidates >= EVEN_ODDS]
+        if float(((p >= t) & (y == 0)).sum()) / neg <= max_fpr
+    )
     block = NEVER
-    for t in sorted(candidates[candidates >= best]):
+    for t in candidates[candidates >= review]:
         flagged = p >= t
         if flagged.sum() and float((y[flagged] == 1).mean()) >= block_precision:
             block = float(t)
             break
     return OperatingPoint(
-        review=best, block=max(block, best), max_fpr=max_fpr, block_precision=block_precision
+        review=review, block=max(block, review), max_fpr=max_fpr, block_precision=block_precision
     )

@@ -2,6 +2,7 @@
 
     python -m training.run [--recipe full|cpu|smoke] [--out models] [--work runs/full]
                            [--init-from DIR] [--prepare-pretraining]
+                           [--refit HEAD | --thresholds]
 
 Steps: corpora and splits → originality corpus → pretraining corpus → tokenizer → masked-LM
 pretraining → n-gram branch (full fit and out-of-fold logits) → multi-task fine-tuning →
@@ -139,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         "(training.refit), for a model trained before its data changed: rumor with ordinary "
         "negatives, incitement without ToxiCN's reporting rows",
     )
+    parser.add_argument(
+        "--thresholds",
+        action="store_true",
+        help="only derive every head's operating point again from the model in OUT "
+        "(training.calibrate), in place",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     recipe = RECIPES[args.recipe]
@@ -149,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # only the shipped model moves the policy's thresholds
     ships = recipe is not RECIPES["smoke"] and args.out.resolve() == settings.model_dir.resolve()
+    if args.thresholds:
+        thresholds_in_place(args.out, data_dir, recipe, settings.policy_file if ships else None)
+        return 0
     if args.refit:
         refit_in_place(
             args.out, data_dir, recipe, settings.policy_file if ships else None, args.refit
@@ -188,8 +198,7 @@ def refit_in_place(
     limit = recipe.reposts_limit
     corpus: list[data.Example] = []
     if head in ("rumor", "originality_claim"):
-        size = card["recipe"]["originality_size"]
-        corpus = originality.build_corpus(data_dir, seed, size, limit)
+        corpus = originality_corpus(data_dir, card, limit)
     posts = refit.splits_of(corpus) if head == "originality_claim" else refit.splits(data_dir, head)
     corrected = bool(card["deep_heads"][head])
     negatives: list[str] = []
@@ -200,13 +209,11 @@ def refit_in_place(
         card["recipe"]["claim_negatives"] = list(recipe.claim_negatives)
         offered = refit.claims(data_dir, corpus, recipe.claim_negatives, n, seed, limit)
     fitted = refit.refit_head_exported(model_dir, head, posts, negatives, grid, corrected, offered)
-    calib, y = posts["calib"]
-    p = Classifier(model_dir).predict(calib)[:, HEADS.index(head)]
     card["model_version"] = content_hash(model_dir / MODEL_FILE)
     card["size_bytes"] = (model_dir / MODEL_FILE).stat().st_size
     card["temperature"][head] = 1 / fitted.b
     card["mix"][head] = fitted.a / fitted.b
-    card["thresholds"][head] = asdict(calibrate.operating_point(p, y))
+    card["thresholds"][head] = exported_point(model_dir, head, *posts["calib"])
     card[REFIT_KEYS[head]] = fitted.card() | {"on_exported_model": True, "c_grid": list(grid)}
     (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     if policy_file is not None:
@@ -230,6 +237,43 @@ def int8_cost_on_eval(
         [HEADS.index(examples[i].head) for i in rows],
         [examples[i].label for i in rows],
     )
+
+
+def originality_corpus(
+    data_dir: Path, card: dict[str, Any], limit: int | None
+) -> list[data.Example]:
+    """The originality corpus of the model that ``card`` describes."""
+    return originality.build_corpus(
+        data_dir, card["recipe"]["seed"], card["recipe"]["originality_size"], limit
+    )
+
+
+def exported_point(
+    model_dir: Path, head: Head, calib: Sequence[str], y: np.ndarray
+) -> dict[str, float]:
+    """``head``'s operating point from the exported model's scores of its calibration posts."""
+    p = Classifier(model_dir).predict(calib)[:, HEADS.index(head)]
+    return asdict(calibrate.operating_point(p, y))
+
+
+def thresholds_in_place(
+    model_dir: Path, data_dir: Path, recipe: Recipe, policy_file: Path | None
+) -> dict[str, Any]:
+    """``--thresholds``: every head's operating point derived again from the exported model in
+    ``model_dir`` (after the rule in :mod:`training.calibrate` changed); the model itself is
+    untouched, its card and the policy's thresholds follow."""
+    card: dict[str, Any] = json.loads((model_dir / CARD_FILE).read_text())
+    corpus = originality_corpus(data_dir, card, recipe.reposts_limit)
+    for head in HEADS:
+        posts = (
+            refit.splits_of(corpus) if head == "originality_claim" else refit.splits(data_dir, head)
+        )
+        card["thresholds"][head] = exported_point(model_dir, head, *posts["calib"])
+    (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    if policy_file is not None:
+        write_policy_thresholds(policy_file, card["thresholds"])
+    log.info("thresholds of %s: %s", model_dir, card["thresholds"])
+    return card
 
 
 def write_policy_thresholds(policy_file: Path, thresholds: dict[str, dict[str, float]]) -> None:
