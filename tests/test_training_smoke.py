@@ -26,11 +26,12 @@ from service.settings import Settings
 from training.calibrate import EVEN_ODDS, NEVER
 from training.card import render
 from training.export import parity
+from training.in_place import content_hash, refit_in_place, thresholds_in_place
 from training.model import Scorer
 from training.pretrain import bert_config, load_encoder
 from training.recipe import SMOKE
 from training.recover import write_checkpoint
-from training.run import content_hash, refit_in_place, thresholds_in_place, train
+from training.run import train
 
 
 @pytest.fixture(scope="module")

@@ -9,17 +9,16 @@ pretraining → n-gram branch (full fit and out-of-fold logits) → multi-task f
 temperature calibration and operating points → the rumor head refit with ordinary posts as
 negatives (:mod:`training.refit`) → ONNX export, fusion, int8 quantisation →
 parity check → ``card.json``. The figures against the baseline are added to the card by
-``python -m eval.quality --card`` (``make train`` runs both).
+``python -m eval.quality --card`` (``make train`` runs both). ``--refit`` and ``--thresholds``
+change an exported model in place instead (:mod:`training.in_place`).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import random
-import re
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -37,16 +36,22 @@ from service.classify import (
     CARD_FILE,
     MODEL_FILE,
     TOKENIZER_FILE,
-    Classifier,
     load_tokenizer,
     model_inputs,
 )
-from service.heads import HEADS, Head
+from service.heads import HEADS
 from service.normalise import WINDOW, normalise
 from service.settings import get_settings
 from training import calibrate, corpus, data, originality, pretrain, refit, tokenizer, wide
 from training.export import export, int8_cost, optimise_and_quantise, parity
 from training.finetune import Row, finetune, head_logits, rows
+from training.in_place import (
+    REFIT_KEYS,
+    content_hash,
+    refit_in_place,
+    thresholds_in_place,
+    write_policy_thresholds,
+)
 from training.model import Scorer
 from training.recipe import CPU, RECIPES, Recipe
 from training.tokenizer import special_id
@@ -74,10 +79,6 @@ def labelled(data_dir: Path, recipe: Recipe) -> list[data.Example]:
         if len(bucket) < recipe.limit_per_head:
             bucket.append(e)
     return [e for bucket in kept.values() for e in bucket]
-
-
-def content_hash(path: Path) -> str:
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def fit_wide(
@@ -175,53 +176,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-REFIT_KEYS: dict[Head, str] = {
-    "rumor": "ordinary_refit",
-    "incitement": "incitement_refit",
-    "originality_claim": "originality_refit",
-}
-"""The heads ``--refit`` refits, and the card key that describes each refit."""
-
-
-def refit_in_place(
-    model_dir: Path,
-    data_dir: Path,
-    recipe: Recipe,
-    policy_file: Path | None,
-    head: Head = "rumor",
-) -> dict[str, Any]:
-    """``--refit HEAD``: the refit of :mod:`training.refit` on an exported model whose
-    PyTorch weights are gone; its card (version, the head's temperature, mix and thresholds)
-    and the policy's thresholds follow."""
-    card: dict[str, Any] = json.loads((model_dir / CARD_FILE).read_text())
-    seed, grid = card["recipe"]["seed"], recipe.wide_c
-    limit = recipe.reposts_limit
-    corpus: list[data.Example] = []
-    if head in ("rumor", "originality_claim"):
-        corpus = originality_corpus(data_dir, card, limit)
-    posts = refit.splits_of(corpus) if head == "originality_claim" else refit.splits(data_dir, head)
-    corrected = bool(card["deep_heads"][head])
-    negatives: list[str] = []
-    offered = None
-    if head == "rumor":
-        n = card["recipe"]["ordinary_negatives"] = recipe.ordinary_negatives
-        negatives = refit.negatives(data_dir, n, seed, limit)
-        card["recipe"]["claim_negatives"] = list(recipe.claim_negatives)
-        offered = refit.claims(data_dir, corpus, recipe.claim_negatives, n, seed, limit)
-    fitted = refit.refit_head_exported(model_dir, head, posts, negatives, grid, corrected, offered)
-    card["model_version"] = content_hash(model_dir / MODEL_FILE)
-    card["size_bytes"] = (model_dir / MODEL_FILE).stat().st_size
-    card["temperature"][head] = 1 / fitted.b
-    card["mix"][head] = fitted.a / fitted.b
-    card["thresholds"][head] = exported_point(model_dir, head, *posts["calib"])
-    card[REFIT_KEYS[head]] = fitted.card() | {"on_exported_model": True, "c_grid": list(grid)}
-    (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
-    if policy_file is not None:
-        write_policy_thresholds(policy_file, card["thresholds"])
-    log.info("refit %s: %s", model_dir, card[REFIT_KEYS[head]])
-    return card
-
-
 def int8_cost_on_eval(
     fp32: Path, int8: Path, texts: Sequence[str], examples: Sequence[data.Example]
 ) -> dict[str, dict[str, dict[str, float]]]:
@@ -237,61 +191,6 @@ def int8_cost_on_eval(
         [HEADS.index(examples[i].head) for i in rows],
         [examples[i].label for i in rows],
     )
-
-
-def originality_corpus(
-    data_dir: Path, card: dict[str, Any], limit: int | None
-) -> list[data.Example]:
-    """The originality corpus of the model that ``card`` describes."""
-    return originality.build_corpus(
-        data_dir, card["recipe"]["seed"], card["recipe"]["originality_size"], limit
-    )
-
-
-def exported_point(
-    model_dir: Path, head: Head, calib: Sequence[str], y: np.ndarray
-) -> dict[str, float]:
-    """``head``'s operating point from the exported model's scores of its calibration posts."""
-    p = Classifier(model_dir).predict(calib)[:, HEADS.index(head)]
-    return asdict(calibrate.operating_point(p, y))
-
-
-def thresholds_in_place(
-    model_dir: Path, data_dir: Path, recipe: Recipe, policy_file: Path | None
-) -> dict[str, Any]:
-    """``--thresholds``: every head's operating point derived again from the exported model in
-    ``model_dir`` (after the rule in :mod:`training.calibrate` changed); the model itself is
-    untouched, its card and the policy's thresholds follow."""
-    card: dict[str, Any] = json.loads((model_dir / CARD_FILE).read_text())
-    corpus = originality_corpus(data_dir, card, recipe.reposts_limit)
-    for head in HEADS:
-        posts = (
-            refit.splits_of(corpus) if head == "originality_claim" else refit.splits(data_dir, head)
-        )
-        card["thresholds"][head] = exported_point(model_dir, head, *posts["calib"])
-    (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
-    if policy_file is not None:
-        write_policy_thresholds(policy_file, card["thresholds"])
-    log.info("thresholds of %s: %s", model_dir, card["thresholds"])
-    return card
-
-
-def write_policy_thresholds(policy_file: Path, thresholds: dict[str, dict[str, float]]) -> None:
-    """Rewrite the policy's classifier thresholds (between its BEGIN and END markers) and the
-    near-duplicate step's originality-claim threshold (the claim head's review point)."""
-    text = policy_file.read_text()
-    begin = text.index("# BEGIN thresholds")
-    end = text.index("# END thresholds")
-    lines = [text[begin:].splitlines()[0]]
-    for risk in ("rumor", "incitement"):
-        t = thresholds[risk]
-        lines += [f"[risks.{risk}]", f"review = {t['review']}", f"block = {t['block']}", ""]
-    text = text[:begin] + "\n".join(lines) + text[end:]
-    claim = thresholds["originality_claim"]["review"]
-    text, found = re.subn(r"(?m)^originality_claim = .*$", f"originality_claim = {claim}", text)
-    if found != 1:
-        raise ValueError(f"{policy_file}: expected one originality_claim line, found {found}")
-    policy_file.write_text(text)
 
 
 def encoder_and_tokenizer(

@@ -1,0 +1,133 @@
+"""Changes to a model that is already exported, whose PyTorch weights are gone: one head refit
+in place (:mod:`training.refit`), or every head's operating point derived again
+(:mod:`training.calibrate`). The model card and the policy's thresholds follow.
+
+    python -m training.run --refit rumor|incitement|originality_claim [--out models]
+    python -m training.run --thresholds [--out models]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.classify import CARD_FILE, MODEL_FILE, Classifier
+from service.heads import HEADS, Head
+from training import calibrate, data, originality, refit
+from training.recipe import Recipe
+
+log = logging.getLogger("training")
+
+
+def content_hash(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+REFIT_KEYS: dict[Head, str] = {
+    "rumor": "ordinary_refit",
+    "incitement": "incitement_refit",
+    "originality_claim": "originality_refit",
+}
+"""The heads ``--refit`` refits, and the card key that describes each refit."""
+
+
+def refit_in_place(
+    model_dir: Path,
+    data_dir: Path,
+    recipe: Recipe,
+    policy_file: Path | None,
+    head: Head = "rumor",
+) -> dict[str, Any]:
+    """``--refit HEAD``: the refit of :mod:`training.refit` on an exported model whose
+    PyTorch weights are gone; its card (version, the head's temperature, mix and thresholds)
+    and the policy's thresholds follow."""
+    card: dict[str, Any] = json.loads((model_dir / CARD_FILE).read_text())
+    seed, grid = card["recipe"]["seed"], recipe.wide_c
+    limit = recipe.reposts_limit
+    corpus: list[data.Example] = []
+    if head in ("rumor", "originality_claim"):
+        corpus = originality_corpus(data_dir, card, limit)
+    posts = refit.splits_of(corpus) if head == "originality_claim" else refit.splits(data_dir, head)
+    corrected = bool(card["deep_heads"][head])
+    negatives: list[str] = []
+    offered = None
+    if head == "rumor":
+        n = card["recipe"]["ordinary_negatives"] = recipe.ordinary_negatives
+        negatives = refit.negatives(data_dir, n, seed, limit)
+        card["recipe"]["claim_negatives"] = list(recipe.claim_negatives)
+        offered = refit.claims(data_dir, corpus, recipe.claim_negatives, n, seed, limit)
+    fitted = refit.refit_head_exported(model_dir, head, posts, negatives, grid, corrected, offered)
+    card["model_version"] = content_hash(model_dir / MODEL_FILE)
+    card["size_bytes"] = (model_dir / MODEL_FILE).stat().st_size
+    card["temperature"][head] = 1 / fitted.b
+    card["mix"][head] = fitted.a / fitted.b
+    card["thresholds"][head] = exported_point(model_dir, head, *posts["calib"])
+    card[REFIT_KEYS[head]] = fitted.card() | {"on_exported_model": True, "c_grid": list(grid)}
+    (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    if policy_file is not None:
+        write_policy_thresholds(policy_file, card["thresholds"])
+    log.info("refit %s: %s", model_dir, card[REFIT_KEYS[head]])
+    return card
+
+
+def originality_corpus(
+    data_dir: Path, card: dict[str, Any], limit: int | None
+) -> list[data.Example]:
+    """The originality corpus of the model that ``card`` describes."""
+    return originality.build_corpus(
+        data_dir, card["recipe"]["seed"], card["recipe"]["originality_size"], limit
+    )
+
+
+def exported_point(
+    model_dir: Path, head: Head, calib: Sequence[str], y: np.ndarray
+) -> dict[str, float]:
+    """``head``'s operating point from the exported model's scores of its calibration posts."""
+    p = Classifier(model_dir).predict(calib)[:, HEADS.index(head)]
+    return asdict(calibrate.operating_point(p, y))
+
+
+def thresholds_in_place(
+    model_dir: Path, data_dir: Path, recipe: Recipe, policy_file: Path | None
+) -> dict[str, Any]:
+    """``--thresholds``: every head's operating point derived again from the exported model in
+    ``model_dir`` (after the rule in :mod:`training.calibrate` changed); the model itself is
+    untouched, its card and the policy's thresholds follow."""
+    card: dict[str, Any] = json.loads((model_dir / CARD_FILE).read_text())
+    corpus = originality_corpus(data_dir, card, recipe.reposts_limit)
+    for head in HEADS:
+        posts = (
+            refit.splits_of(corpus) if head == "originality_claim" else refit.splits(data_dir, head)
+        )
+        card["thresholds"][head] = exported_point(model_dir, head, *posts["calib"])
+    (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    if policy_file is not None:
+        write_policy_thresholds(policy_file, card["thresholds"])
+    log.info("thresholds of %s: %s", model_dir, card["thresholds"])
+    return card
+
+
+def write_policy_thresholds(policy_file: Path, thresholds: dict[str, dict[str, float]]) -> None:
+    """Rewrite the policy's classifier thresholds (between its BEGIN and END markers) and the
+    near-duplicate step's originality-claim threshold (the claim head's review point)."""
+    text = policy_file.read_text()
+    begin = text.index("# BEGIN thresholds")
+    end = text.index("# END thresholds")
+    lines = [text[begin:].splitlines()[0]]
+    for risk in ("rumor", "incitement"):
+        t = thresholds[risk]
+        lines += [f"[risks.{risk}]", f"review = {t['review']}", f"block = {t['block']}", ""]
+    text = text[:begin] + "\n".join(lines) + text[end:]
+    claim = thresholds["originality_claim"]["review"]
+    text, found = re.subn(r"(?m)^originality_claim = .*$", f"originality_claim = {claim}", text)
+    if found != 1:
+        raise ValueError(f"{policy_file}: expected one originality_claim line, found {found}")
+    policy_file.write_text(text)
