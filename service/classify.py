@@ -19,6 +19,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from service.claims import without_notices
 from service.features import bag
 from service.heads import HEADS
 from service.normalise import WINDOW
@@ -30,6 +31,11 @@ INPUTS = ("input_ids", "attention_mask", "ngram_ids", "ngram_counts")
 
 Feeds = dict[str, npt.NDArray[Any]]
 Probabilities = npt.NDArray[np.float32]
+
+BODY_HEADS = [h for h, head in enumerate(HEADS) if head != "originality_claim"]
+"""The heads scored on a post's body, its rights notices left out (:func:`service.claims.
+without_notices`): a notice is what the originality head looks for and nothing the risk heads
+should weigh."""
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -105,14 +111,19 @@ class Classifier:
     def predict(self, texts: Sequence[str]) -> Probabilities:
         """``[len(texts), len(HEADS)]`` probabilities, in input order.
 
-        Texts are sorted by length and run in batches (:func:`length_batches`), so that a batch
-        pads to similar lengths; the rows are put back in input order.
+        A text with a rights notice is also run without it, and its :data:`BODY_HEADS` come
+        from that row. Texts are sorted by length and run in batches (:func:`length_batches`),
+        so that a batch pads to similar lengths; the rows are put back in input order.
         """
-        out = np.zeros((len(texts), len(HEADS)), dtype=np.float32)
-        for idx in length_batches([len(t) for t in texts], self.batch_size):
-            feeds = model_inputs(self.tokenizer, [texts[i] for i in idx])
+        bodies = {i: b for i, t in enumerate(texts) if (b := without_notices(t)) is not None}
+        rows = [*texts, *bodies.values()]
+        out = np.zeros((len(rows), len(HEADS)), dtype=np.float32)
+        for idx in length_batches([len(t) for t in rows], self.batch_size):
+            feeds = model_inputs(self.tokenizer, [rows[i] for i in idx])
             out[idx] = self.session.run(["probs"], feeds)[0]
-        return out
+        noticed = list(bodies)
+        out[np.ix_(noticed, BODY_HEADS)] = out[len(texts) :][:, BODY_HEADS]
+        return out[: len(texts)]
 
 
 SHORT = 16

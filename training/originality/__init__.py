@@ -47,8 +47,8 @@ all deterministic for a given seed:
    events.
 
 :func:`build_corpus` returns the examples (a deterministic shuffle) and :func:`describe` their
-counts per split, label and kind, for the model card. The package is in three modules:
-:mod:`~training.originality.rules` (the rule labeller), :mod:`~training.originality.templates`
+counts per split, label and kind, for the model card. The package is in two modules,
+:mod:`~training.originality.templates`
 (the phrasings and their fill-ins) and :mod:`~training.originality.corpus` (the pass over the
 real texts and the composition).
 """
@@ -63,7 +63,6 @@ from training.originality.corpus import (
     ordinary_claims,
     with_claims,
 )
-from training.originality.rules import rule_label
 from training.originality.templates import TEMPLATES, Template
 
 __all__ = [
@@ -76,6 +75,5 @@ __all__ = [
     "build_corpus",
     "describe",
     "ordinary_claims",
-    "rule_label",
     "with_claims",
 ]

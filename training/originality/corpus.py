@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
 from service.boilerplate import is_boilerplate
+from service.claims import RAW_KEYWORD, rule_label
 from service.heads import Head
 from training.data import Example, Split, reposts, split_of, weibo16
-from training.originality.rules import RAW_KEYWORD, rule_label
 from training.originality.templates import FILLS, fill, usable
 
 HEAD: Head = "originality_claim"

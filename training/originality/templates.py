@@ -8,8 +8,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from service.claims import BOUNDARY
 from training.data import Split
-from training.originality.rules import BOUNDARY
 
 _CLAIM_FAMILIES: dict[str, tuple[str, ...]] = {
     "原创": (

@@ -1,0 +1,124 @@
+"""Originality claims by rule: the labels of the corpus's real texts, and the rights notices the
+risk heads do not score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.claims import rule_label, without_notices
+from service.heads import HEADS
+from service.normalise import normalise
+from service.pipeline import Pipeline
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "#新浪独家#【法院副院长为梦想辞职】仕途平顺的法院副院长辞职当律师了",
+        "【tvreport独家】李洪基确定以主持的身份出演",
+        "#V观习主席出访#【央视独家视频：巴基斯坦枭龙战机编队 为习近平专机护航】",
+        "独家专访｜这位导演谈新片",
+        "原创作品，转载请注明出处",
+        "文章未经授权禁止转载",
+        "这组照片都是我自己拍的",
+        "本号首发：春天的第一场雨",
+        "版权所有，侵权必究",
+        "#青春光明##原创首发1#初冬时节，秋天未尽",
+        "【原創】繁體字寫的也算",
+    ],
+)
+def test_rule_label_finds_claims(text: str) -> None:
+    assert rule_label(text) == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "今晚首发阵容公布",
+        "卧槽，高拉特首发，这场比赛稳了",
+        "@我的独家记忆 快看",
+        "本剧由爱奇艺独家播出",
+        "中天大业独家代理[偷笑]",
+        "原文作者写得真好",
+        "推荐一首原创歌曲",
+        "这是谁原创的？",
+        "不是他自己写的吧",
+        "转自@人民日报",
+        "来源：新华社",
+        "用心就有爱！ via @央视新闻",
+        "必须转载！",
+        "前不久才接受凤凰娱乐的独家专访呢",
+        "失独家庭的心理失衡",
+        "高晓松可以收版权费了",
+    ],
+)
+def test_rule_label_rejects_confusables(text: str) -> None:
+    assert rule_label(text) == 0
+
+
+@pytest.mark.parametrize("text", ["今天天气不错", "转发微博", "", "Olivia 和 Vivian 都来了"])
+def test_rule_label_is_none_without_keywords(text: str) -> None:
+    assert rule_label(text) is None
+
+
+def body(text: str) -> str | None:
+    return without_notices(normalise(text).text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "本文为原创，首发于本公众号，转载请联系授权",
+        "原创！转载请注明出处",
+        "版权所有，侵权必究",
+        "未经许可，禁止转载",
+        "(转载请私信授权)",
+        "——本台独家消息✨",
+    ],
+)
+def test_a_bare_notice_leaves_nothing(text: str) -> None:
+    assert body(text) == ""
+
+
+def test_the_post_around_a_notice_stays_as_written() -> None:
+    assert body("今天天气不错，出去走走。原创，转载请注明出处") == "今天天气不错,出去走走。"
+    assert body("紧急扩散！明天起全市停水三天，转载请注明出处") == "紧急扩散!明天起全市停水三天,"
+    assert body("独家爆料：明天全市封城！") == "明天全市封城!"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "独家消息明天全市封城",  # a claim and more in one clause
+        "本号独家明天封城",
+        "【原创】周末去爬山了，风景很美",
+    ],
+)
+def test_a_clause_that_says_more_than_a_notice_is_kept(text: str) -> None:
+    assert body(text) in (None, normalise(text).text)
+
+
+@pytest.mark.parametrize(
+    "text", ["今天天气不错", "@我的独家记忆 好听", "恒大首发阵容公布", "转自@人民日报：明天停水"]
+)
+def test_texts_without_a_claim_have_no_notice(text: str) -> None:
+    assert body(text) is None
+
+
+def test_the_risk_heads_score_the_body_and_the_originality_head_the_notice(
+    pipeline: Pipeline,
+) -> None:
+    rumour = "紧急扩散！明天起全市停水三天，大家赶紧储水。"
+    notice = "本文为原创，首发于本公众号，转载请联系授权"
+    noticed, plain = pipeline.classifier.predict(
+        [normalise(t).text for t in (rumour + notice, rumour)]
+    )
+    for head in ("rumor", "incitement"):
+        h = HEADS.index(head)
+        # the same text, up to int8 activations quantised per batch
+        assert abs(noticed[h] - plain[h]) < 0.02, head
+    h = HEADS.index("originality_claim")
+    assert noticed[h] > 0.5 > plain[h]
+    bare = pipeline.classifier.predict([normalise("本文为原创，首发于本公众号").text, ""])
+    np.testing.assert_allclose(bare[0, [0, 1]], bare[1, [0, 1]], atol=0.02)
