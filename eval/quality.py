@@ -199,6 +199,8 @@ class Proxy:
     - originality claims on ordinary posts: the originality corpus's composed claims whose base
       text is a repost of a non-rumour eval event (rumor head): a notice such as
       "原创，转载请注明出处" makes no post a rumour;
+    - rights notices alone, one per claim phrasing of the corpus (rumor head): a post that is
+      nothing but its notice;
     - ToxiCN "reporting" rows of the eval split: texts that report or criticise discrimination,
       a proxy for comments that speak against bias (incitement head; ToxiCN labels them toxic);
     - COLD's eval comments labelled safe that name discrimination (歧视): the other corpus's
@@ -251,6 +253,11 @@ def proxies(sets: Sequence[Dataset], sample: int = 5000) -> list[Proxy]:
             "originality claims on ordinary posts (non-rumour eval events)",
             "rumor",
             [normalise(t).text for t in claims],
+        ),
+        Proxy(
+            "rights notices alone (one per claim phrasing)",
+            "rumor",
+            [normalise(t).text for t in originality.bare_notices()],
         ),
         Proxy(
             "ordinary reposts (Weibo16 eval events)", "originality_claim", [t for t, _ in reposts]

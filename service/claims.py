@@ -165,4 +165,6 @@ def without_notices(text: str) -> str | None:
         leftover = sum(not covered[i] for i in words)
         if not any(covered[i] for i in words) or leftover > NOTICE_LEFTOVER:
             kept.append(clause.group())
-    return "".join(kept)
+    body = "".join(kept)
+    # what a notice leaves of itself ("|", "——") is no post
+    return body if any(c.isalnum() for c in body) else ""

@@ -75,6 +75,7 @@ def body(text: str) -> str | None:
         "未经许可，禁止转载",
         "(转载请私信授权)",
         "——本台独家消息✨",
+        "微博首发 |",
     ],
 )
 def test_a_bare_notice_leaves_nothing(text: str) -> None:

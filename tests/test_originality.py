@@ -23,6 +23,7 @@ from training.originality import (
     TEMPLATES,
     OriginalityExample,
     Template,
+    bare_notices,
     build_corpus,
     describe,
     ordinary_claims,
@@ -168,3 +169,13 @@ def test_with_claims_gives_each_text_a_train_notice() -> None:
     assert all(t.split("，")[0][:4] in n for t, n in zip(texts, noticed, strict=True))
     held = {t.fixed for t in TEMPLATES if t.held_out}
     assert not any(f in n for n in noticed for f in held if len(f) > 3)
+
+
+def test_bare_notices_are_distinct_claims_around_no_text() -> None:
+    notices = bare_notices()
+    assert len(notices) == len(set(notices)) > 0
+    claims = {t.id for t in TEMPLATES if t.label == 1 and not t.fills & {"handle", "khandle"}}
+    assert len(notices) <= len(claims)
+    for notice in notices:
+        assert notice == notice.strip() and "{" not in notice
+        assert rule_label(notice) == 1, notice

@@ -16,7 +16,7 @@ from service.boilerplate import is_boilerplate
 from service.claims import RAW_KEYWORD, rule_label
 from service.heads import Head
 from training.data import Example, Split, reposts, split_of, weibo16
-from training.originality.templates import FILLS, fill, usable
+from training.originality.templates import FILLS, TEMPLATES, fill, usable
 
 HEAD: Head = "originality_claim"
 POSITIVE_SHARE = 0.4
@@ -276,3 +276,12 @@ def with_claims(texts: Sequence[str], rng: random.Random) -> list[str]:
         fill(rng.choice(families[i % len(families)]), text, pools, rng)
         for i, text in enumerate(texts)
     ]
+
+
+def bare_notices() -> list[str]:
+    """Every claim phrasing that needs no account handle, around no text at all: the rights
+    notices a post may carry, alone, once each."""
+    pools: dict[str, Sequence[str]] = {**FILLS, "handle": (), "khandle": ()}
+    rng = random.Random("bare-notices")
+    phrasings = [t for t in TEMPLATES if t.label == 1 and not t.fills & {"handle", "khandle"}]
+    return sorted({out for t in phrasings if (out := fill(t, "", pools, rng).strip())})
