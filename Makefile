@@ -46,8 +46,9 @@ screenshots: $(DEV_STAMP)
 
 # Regenerates models/ from ../shared/data (QINGLANG_DATA_DIR to point elsewhere), then measures it.
 # RECIPE=full pretrains on a GPU (or reuses an encoder pretrained on one: README, "The model");
-# RECIPE=cpu pretrains briefly on the CPU.
-RECIPE ?= full
+# RECIPE=cpu pretrains briefly on the CPU; auto takes full where a GPU or such an encoder is at
+# hand, else cpu.
+RECIPE ?= auto
 train: $(DEV_STAMP)
 	$(BIN)/python -m training.run --recipe $(RECIPE) --out models --work runs/full
 	$(BIN)/python -m eval.crossdata --work runs/full --card models

@@ -28,10 +28,10 @@ from training.card import render
 from training.export import parity
 from training.in_place import content_hash, refit_in_place, thresholds_in_place
 from training.model import Scorer
-from training.pretrain import bert_config, load_encoder
-from training.recipe import SMOKE
+from training.pretrain import PRETRAINING_KEY, bert_config, load_encoder
+from training.recipe import CPU, FULL, SMOKE
 from training.recover import write_checkpoint
-from training.run import train
+from training.run import choose_recipe, train
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +160,19 @@ def test_thresholds_are_derived_again_from_an_exported_model(
         t = card["thresholds"][head]
         assert EVEN_ODDS <= t["review"] <= t["block"] <= NEVER
         assert (policy.risks[risk].review, policy.risks[risk].block) == (t["review"], t["block"])
+
+
+def test_auto_takes_the_full_recipe_only_where_its_pretraining_is_at_hand(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert choose_recipe(tmp_path) == "cpu"
+    (tmp_path / "encoder").mkdir()
+    key = tmp_path / "encoder" / PRETRAINING_KEY
+    key.write_text(json.dumps(CPU.pretraining_key(), sort_keys=True))
+    assert choose_recipe(tmp_path) == "cpu"
+    key.write_text(json.dumps(FULL.pretraining_key(), sort_keys=True))
+    assert choose_recipe(tmp_path) == "full"
+    key.unlink()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert choose_recipe(tmp_path) == "full"

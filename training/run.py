@@ -1,6 +1,6 @@
 """``make train``: from ``../shared/data`` to ``models/``, every step, reproducibly.
 
-    python -m training.run [--recipe full|cpu|smoke] [--out models] [--work runs/full]
+    python -m training.run [--recipe auto|full|cpu|smoke] [--out models] [--work runs/full]
                            [--init-from DIR] [--prepare-pretraining]
                            [--refit HEAD | --thresholds]
 
@@ -53,7 +53,7 @@ from training.in_place import (
     write_policy_thresholds,
 )
 from training.model import Scorer
-from training.recipe import CPU, RECIPES, Recipe
+from training.recipe import CPU, FULL, RECIPES, Recipe
 from training.tokenizer import special_id
 
 log = logging.getLogger("training")
@@ -114,9 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.run", description=__doc__)
     parser.add_argument(
         "--recipe",
-        choices=sorted(RECIPES),
-        default="full",
-        help="full (pretraining sized for a GPU), cpu (short pretraining), smoke (tests)",
+        choices=[AUTO, *sorted(RECIPES)],
+        default=AUTO,
+        help="full (pretraining sized for a GPU), cpu (short pretraining), smoke (tests); "
+        "auto: full with a GPU or an encoder pretrained for it in WORK, else cpu",
     )
     parser.add_argument(
         "--prepare-pretraining",
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    recipe = RECIPES[args.recipe]
+    recipe = RECIPES[choose_recipe(args.work) if args.recipe == AUTO else args.recipe]
     settings = get_settings()
     data_dir = args.data or settings.data_dir
     if args.prepare_pretraining:
@@ -211,10 +212,7 @@ def encoder_and_tokenizer(
         tok = Tokenizer.from_file(str(init_from / TOKENIZER_FILE))
         return pretrain.load_encoder(init_from), tok, {}
     cache = work / "encoder"
-    key = json.dumps(recipe.pretraining_key(), sort_keys=True)
-    if (cache / pretrain.PRETRAINING_KEY).is_file() and (
-        cache / pretrain.PRETRAINING_KEY
-    ).read_text() == key:
+    if pretrained_for(recipe, work):
         log.info("reusing the pretrained encoder in %s", cache)
     else:
         if not torch.cuda.is_available() and recipe.pretrain_steps > CPU.pretrain_steps:
@@ -230,6 +228,30 @@ def encoder_and_tokenizer(
     tok = Tokenizer.from_file(str(cache / TOKENIZER_FILE))
     run = json.loads((cache / pretrain.PRETRAINING_RUN).read_text())
     return pretrain.load_encoder(cache), tok, run
+
+
+def pretrained_for(recipe: Recipe, work: Path) -> bool:
+    """Whether ``work/encoder`` holds an encoder pretrained under ``recipe``'s fields."""
+    key = work / "encoder" / pretrain.PRETRAINING_KEY
+    return key.is_file() and key.read_text() == json.dumps(recipe.pretraining_key(), sort_keys=True)
+
+
+AUTO = "auto"
+
+
+def choose_recipe(work: Path) -> str:
+    """``--recipe auto``: the full recipe where its pretraining is at hand (a GPU, or an encoder
+    pretrained for it in ``work``), else the CPU recipe, whose whole run fits in about an hour
+    on two cores where the full pretraining would take many hours."""
+    if torch.cuda.is_available() or pretrained_for(FULL, work):
+        return "full"
+    log.warning(
+        "no GPU and no encoder pretrained for the full recipe in %s: the cpu recipe "
+        "(%d pretraining steps) it is; see the README to pretrain on a GPU machine",
+        work / "encoder",
+        CPU.pretrain_steps,
+    )
+    return "cpu"
 
 
 def split_rows(
