@@ -103,10 +103,18 @@ def _fold(text: str) -> str:
     return normalise(text, window=sys.maxsize).text
 
 
-def _blank_confusables(text: str) -> str:
+def _spaces(m: re.Match[str]) -> str:
+    return " " * len(m.group())
+
+
+def _blank(text: str, keep_offsets: bool = False) -> str:
+    """``text`` with @mentions and confusable phrases blanked: each by one space, or by as many
+    as it had characters (``keep_offsets``)."""
+    blank = _spaces if keep_offsets else " "
+    text = _MENTION.sub(blank, text)
     if _SPORTS.search(text):
-        text = text.replace("首发", " ")
-    return _CONFUSABLE.sub(" ", text)
+        text = text.replace("首发", "  " if keep_offsets else " ")
+    return _CONFUSABLE.sub(blank, text)
 
 
 def rule_label(text: str) -> int | None:
@@ -119,8 +127,7 @@ def rule_label(text: str) -> int | None:
     folded = _fold(text)
     if not _KEYWORD.search(folded):
         return None
-    cleaned = _blank_confusables(_MENTION.sub(" ", folded))
-    return int(any(p.search(cleaned) for p in _CLAIMS))
+    return int(any(p.search(_blank(folded)) for p in _CLAIMS))
 
 
 NOTICE_LEFTOVER = 3
@@ -129,10 +136,6 @@ NOTICE_LEFTOVER = 3
 rumour cannot hide in one ("本号独家明天封城" keeps its four characters)."""
 
 _CLAUSE = re.compile(rf"[^{BOUNDARY}]+[{BOUNDARY}]*")
-
-
-def _spaces(m: re.Match[str]) -> str:
-    return " " * len(m.group())
 
 
 def without_notices(text: str) -> str | None:
@@ -146,11 +149,8 @@ def without_notices(text: str) -> str | None:
     """
     if not RAW_KEYWORD.search(text) or not _KEYWORD.search(text):
         return None
-    # blanking that keeps every offset, so that matches fall on the text's own characters
-    cleaned = _MENTION.sub(_spaces, text)
-    if _SPORTS.search(cleaned):
-        cleaned = cleaned.replace("首发", "  ")
-    cleaned = _CONFUSABLE.sub(_spaces, cleaned)
+    # offsets kept, so that the matches fall on the text's own characters
+    cleaned = _blank(text, keep_offsets=True)
     covered = [False] * len(text)
     for pattern in _CLAIMS:
         for m in pattern.finditer(cleaned):
