@@ -28,6 +28,7 @@ log = logging.getLogger("training")
 
 
 def content_hash(path: Path) -> str:
+    """``model_version``: the first 16 hex digits of the file's SHA-256."""
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 

@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="a BERT checkpoint on disk (config.json, weights, tokenizer.json) to start from",
     )
-    parser.add_argument(
+    exported = parser.add_mutually_exclusive_group()
+    exported.add_argument(
         "--refit",
         choices=REFIT_KEYS,
         default=None,
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "(training.refit), for a model trained before its data changed: rumor with ordinary "
         "negatives, incitement without ToxiCN's reporting rows",
     )
-    parser.add_argument(
+    exported.add_argument(
         "--thresholds",
         action="store_true",
         help="only derive every head's operating point again from the model in OUT "
@@ -150,7 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    recipe = RECIPES[choose_recipe(args.work) if args.recipe == AUTO else args.recipe]
+    name = args.recipe
+    if name == AUTO:
+        # only a training run pretrains; the other modes keep the full recipe's fields
+        trains = not (args.prepare_pretraining or args.refit or args.thresholds)
+        name = choose_recipe(args.work) if trains else "full"
+    recipe = RECIPES[name]
     settings = get_settings()
     data_dir = args.data or settings.data_dir
     if args.prepare_pretraining:
