@@ -56,7 +56,7 @@ def refit_in_place(
     corpus: list[data.Example] = []
     if head in ("rumor", "originality_claim"):
         corpus = originality_corpus(data_dir, card, limit)
-    posts = refit.splits_of(corpus) if head == "originality_claim" else refit.splits(data_dir, head)
+    posts = head_splits(data_dir, head, corpus)
     corrected = bool(card["deep_heads"][head])
     negatives: list[str] = []
     offered = None
@@ -88,6 +88,14 @@ def originality_corpus(
     )
 
 
+def head_splits(
+    data_dir: Path, head: Head, corpus: Sequence[data.Example]
+) -> dict[str, tuple[list[str], refit.Labels]]:
+    """``head``'s train and calibration texts: the originality head's from its built ``corpus``,
+    the others' from their labelled corpora."""
+    return refit.splits_of(corpus) if head == "originality_claim" else refit.splits(data_dir, head)
+
+
 def exported_point(
     model_dir: Path, head: Head, calib: Sequence[str], y: np.ndarray
 ) -> dict[str, float]:
@@ -105,9 +113,7 @@ def thresholds_in_place(
     card: dict[str, Any] = json.loads((model_dir / CARD_FILE).read_text())
     corpus = originality_corpus(data_dir, card, recipe.reposts_limit)
     for head in HEADS:
-        posts = (
-            refit.splits_of(corpus) if head == "originality_claim" else refit.splits(data_dir, head)
-        )
+        posts = head_splits(data_dir, head, corpus)
         card["thresholds"][head] = exported_point(model_dir, head, *posts["calib"])
     (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     if policy_file is not None:
