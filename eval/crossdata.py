@@ -44,10 +44,7 @@ def transfer(source: Dataset, target: Dataset, work: Path, tok: Tokenizer) -> li
     examples = [e for e in source.examples if e.split != "eval"]
     texts = [normalise(e.text).text for e in examples]
     idf, coef, bias, logits, _ = fit_wide(texts, examples, recipe)
-    model = Scorer(load_encoder(work / "encoder"))
-    model.wide.idf.copy_(torch.from_numpy(idf))
-    model.wide.coef.copy_(torch.from_numpy(coef))
-    model.wide.bias.copy_(torch.from_numpy(bias))
+    model = Scorer.over(load_encoder(work / "encoder"), idf, coef, bias)
     by_split = split_rows(texts, examples, logits, tok, recipe)
     pad = special_id(tok, "[PAD]")
     model = finetune(model, by_split["train"], by_split["calib"], pad, recipe)

@@ -26,10 +26,12 @@ from service.settings import Settings
 from training.calibrate import EVEN_ODDS, NEVER
 from training.card import render
 from training.export import parity
+from training.finetune import TUNED, digest, load_inputs, load_tuned
+from training.finetune import main as finetune_main
 from training.in_place import content_hash, refit_in_place, thresholds_in_place
 from training.model import Scorer
 from training.pretrain import PRETRAINING_KEY, bert_config, load_encoder
-from training.recipe import CPU, FULL, SMOKE
+from training.recipe import CPU, FULL, SMOKE, Recipe
 from training.recover import write_checkpoint
 from training.run import choose_recipe, train
 
@@ -176,3 +178,47 @@ def test_auto_takes_the_full_recipe_only_where_its_pretraining_is_at_hand(
     key.unlink()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert choose_recipe(tmp_path) == "full"
+
+
+def test_a_fine_tuning_run_elsewhere_is_taken_up(
+    smoke: tuple[Path, Path],
+    settings: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--prepare-finetuning`` writes inputs that come back whole, ``python -m
+    training.finetune`` tunes them with its overrides, and the next run exports that tuning
+    instead of fine-tuning again."""
+    _, work = smoke
+    shutil.copytree(work / "encoder", tmp_path / "work" / "encoder")  # the pretraining, reused
+    models, folder = tmp_path / "models", tmp_path / "work" / "finetune"
+    prepared = train(SMOKE, settings.data_dir, models, tmp_path / "work", prepare_finetuning=True)
+    assert prepared is None
+    assert not (models / "card.json").exists()
+    inputs = load_inputs(folder)
+    assert inputs.key == digest(inputs.model, inputs.splits, inputs.pad)
+    assert len(inputs.splits["ordinary"]) == SMOKE.ordinary_negatives
+    assert inputs.recipe == SMOKE and inputs.train_rows() == inputs.splits["train"]
+
+    assert finetune_main([str(folder), "--lr", "3e-4", "--ordinary", "5"]) == 0
+    report = capsys.readouterr().out
+    assert all(f"{TUNED}\t{head}\tcalib loss" in report for head in HEADS)
+    card = train(SMOKE, settings.data_dir, models, tmp_path / "work")
+    assert card is not None
+    assert card["finetuned_elsewhere"]["overrides"] == {
+        "finetune_lr": 3e-4,
+        "finetune_ordinary": 5,
+    }
+    assert card["recipe"]["finetune_lr"] == 3e-4 and card["recipe"]["finetune_ordinary"] == 5
+    tuned = torch.load(folder / TUNED)["params"]
+    exported = torch.load(tmp_path / "work" / "scorer.pt")
+    for name, value in exported.items():
+        if name.startswith("encoder."):
+            assert torch.equal(value, tuned[name].float()), name
+    other = Scorer(BertModel(bert_config(SMOKE.encoder), add_pooling_layer=False))
+    assert load_tuned(folder / TUNED, other, "another key") is None
+
+
+def test_a_recipe_comes_back_from_its_dict() -> None:
+    for recipe in (FULL, CPU, SMOKE):
+        assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe

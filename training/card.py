@@ -22,6 +22,15 @@ def _pretraining(card: dict[str, Any]) -> str:
     )
 
 
+def _finetuning(card: dict[str, Any]) -> str:
+    r = card["recipe"]
+    rows = r.get("finetune_ordinary", 0)
+    ordinary = f" and {rows:,} ordinary posts as rumor negatives" if rows else ""
+    run = card.get("finetuned_elsewhere")
+    where = f"on {run['device']} in {run['seconds']:.0f} s" if run else "where the run was"
+    return f"This run: the corpora's train rows{ordinary}, {where}"
+
+
 def _ordinary(card: dict[str, Any]) -> str:
     fit = card.get("ordinary_refit")
     if fit is None:
@@ -171,8 +180,7 @@ Seed {r["seed"]} everywhere (Python, NumPy, PyTorch, scikit-learn folds).
    {r["tokenizer_texts"]:,} normalised texts of the pretraining corpus.
 2. **Encoder**: BERT (`transformers.BertConfig`): {enc["layers"]} layers, hidden {enc["hidden"]},
    {enc["heads"]} attention heads, feed-forward {enc["intermediate"]}. `--init-from DIR` starts
-   from a checkpoint on disk instead; the shipped model was trained from scratch
-   (init: {card["init_from"]}).
+   from a checkpoint on disk instead (this run: {card["init_from"] or "none, from scratch"}).
 3. **Domain pretraining**: masked-language modelling (15% masking, 80/10/10) on
    {r["pretrain_texts"]:,} texts: non-boilerplate reposts of Weibo16's train-split events and the
    train-split texts of every corpus (never their labels); {r["pretrain_steps"]} steps of
@@ -187,7 +195,7 @@ Seed {r["seed"]} everywhere (Python, NumPy, PyTorch, scikit-learn folds).
    head starts at zero so that training starts from the n-gram branch alone;
    {r["finetune_epochs"]} epochs, batch {r["finetune_batch"]}, lr {r["finetune_lr"]}, Weibo16
    drawn {r["weibo_weight"]}× an epoch; the calibration loss (averaged over heads) is checked
-   {r["finetune_checks"]} times an epoch and the state with the lowest is kept.
+   {r["finetune_checks"]} times an epoch and the state with the lowest is kept. {_finetuning(card)}.
    Per head, the encoder's correction is kept only if it lowers that head's calibration loss;
    kept: {card["deep_heads"]}.
 6. **Calibration**: a temperature per head on the calibration split. **Operating points**:

@@ -16,12 +16,17 @@ of shape ``[batch, len(HEADS)]``.
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy.typing as npt
 import torch
 from torch import nn
 from transformers import BertModel
 
 from service.features import BUCKETS
 from service.heads import HEADS
+
+Array = npt.NDArray[Any]
 
 
 class Wide(nn.Module):
@@ -47,6 +52,15 @@ class Wide(nn.Module):
 
 class Scorer(nn.Module):
     temperature: torch.Tensor
+
+    @classmethod
+    def over(cls, encoder: BertModel, idf: Array, coef: Array, bias: Array) -> Scorer:
+        """A scorer with ``encoder`` and a fitted n-gram branch (:func:`training.wide.fit`)."""
+        model = cls(encoder)
+        model.wide.idf.copy_(torch.from_numpy(idf))
+        model.wide.coef.copy_(torch.from_numpy(coef))
+        model.wide.bias.copy_(torch.from_numpy(bias))
+        return model
 
     def __init__(self, encoder: BertModel, heads: int = len(HEADS), dropout: float = 0.1):
         super().__init__()

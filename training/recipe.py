@@ -56,6 +56,9 @@ class Recipe:
     finetune_max_tokens: int = 160
     weibo_weight: float = 2.0
     """Weibo16 has an eighth of the incitement data: its examples are drawn this many times."""
+    finetune_ordinary: int = 0
+    """Ordinary posts (the first of the rumor refit's ``ordinary_negatives``) added to the
+    fine-tuning as rumor negatives, drawn ``weibo_weight`` times an epoch like Weibo16's."""
     ordinary_negatives: int = 1000
     """Ordinary posts added as negatives when the rumor head is refit (:mod:`training.refit`).
     On the calibration split (2026-12-01): 500 left 9.2% of ordinary posts of calibration
@@ -73,6 +76,13 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Recipe:
+        """The inverse of :meth:`to_dict` (a recipe written by an older version keeps the
+        defaults of the fields it lacks)."""
+        sequences = {k: tuple(v) for k, v in d.items() if isinstance(v, list)}
+        return cls(**d | sequences | {"encoder": Encoder(**d["encoder"])})
 
     def pretraining_key(self) -> dict[str, Any]:
         """Every field the tokenizer and the pretrained encoder depend on."""

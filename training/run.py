@@ -22,7 +22,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,16 @@ from service.normalise import WINDOW, normalise
 from service.settings import get_settings
 from training import calibrate, corpus, data, originality, pretrain, refit, tokenizer, wide
 from training.export import export, int8_cost, optimise_and_quantise, parity
-from training.finetune import Row, finetune, head_logits, rows
+from training.finetune import (
+    TUNED,
+    Inputs,
+    Row,
+    digest,
+    head_logits,
+    load_tuned,
+    rows,
+    save_inputs,
+)
 from training.in_place import (
     REFIT_KEYS,
     content_hash,
@@ -125,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         help="only write the pretraining corpus and tokenizer to WORK/encoder "
         "(to pretrain elsewhere with python -m training.pretrain)",
     )
+    parser.add_argument(
+        "--prepare-finetuning",
+        action="store_true",
+        help="only write the fine-tuning's inputs to WORK/finetune "
+        "(to fine-tune elsewhere with python -m training.finetune)",
+    )
     parser.add_argument("--data", type=Path, default=None, help="corpora (default: settings)")
     parser.add_argument("--out", type=Path, default=Path("models"))
     parser.add_argument("--work", type=Path, default=Path("runs/full"))
@@ -153,9 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     name = args.recipe
     if name == AUTO:
-        # only a training run pretrains; the other modes keep the full recipe's fields
-        trains = not (args.prepare_pretraining or args.refit or args.thresholds)
-        name = choose_recipe(args.work) if trains else "full"
+        # only a training run from scratch pretrains; the others keep the full recipe's fields
+        pretrains = not (
+            args.prepare_pretraining or args.refit or args.thresholds or args.init_from
+        )
+        name = choose_recipe(args.work) if pretrains else "full"
     recipe = RECIPES[name]
     settings = get_settings()
     data_dir = args.data or settings.data_dir
@@ -179,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         args.work,
         args.init_from,
         settings.policy_file if ships else None,
+        prepare_finetuning=args.prepare_finetuning,
     )
     return 0
 
@@ -282,6 +300,48 @@ def split_rows(
     return out
 
 
+def fine_tuned(
+    model: Scorer, splits: dict[str, list[Row]], pad: int, recipe: Recipe, folder: Path
+) -> tuple[Scorer, Recipe, dict[str, Any] | None]:
+    """The model fine-tuned here, or by ``python -m training.finetune`` elsewhere on the same
+    inputs (``folder/tuned.pt``); the recipe as it ran; what the run elsewhere says of itself."""
+    key = digest(model, splits, pad)
+    elsewhere = load_tuned(folder / TUNED, model, key)
+    if elsewhere is None:
+        return Inputs(model, splits, pad, recipe, key).run(), recipe, None
+    log.info("took up the fine-tuning in %s: %s", folder / TUNED, elsewhere)
+    return model, replace(recipe, **elsewhere["overrides"]), elsewhere
+
+
+def finetuning_rows(
+    texts: Sequence[str],
+    examples: Sequence[data.Example],
+    wide_logits: np.ndarray,
+    negatives: Sequence[str],
+    model: Scorer,
+    tok: Tokenizer,
+    recipe: Recipe,
+) -> dict[str, list[Row]]:
+    """The fine-tuning's train and calib rows, and ``ordinary``: ordinary posts as rumor
+    negatives, with the rumor column's logit (they are none of its training rows) and
+    Weibo16's weight."""
+    by_split = split_rows(texts, examples, wide_logits, tok, recipe)
+    h = HEADS.index("rumor")
+    column = model.wide.coef[:, h].numpy()
+    logits = (wide.design(negatives, model.wide.idf.numpy()) @ column).astype(np.float32)
+    n, weight = len(negatives), round(recipe.weibo_weight)
+    ordinary = rows(
+        negatives,
+        [h] * n,
+        [0] * n,
+        logits + float(model.wide.bias[h]),
+        [weight] * n,
+        tok,
+        recipe.finetune_max_tokens,
+    )
+    return {"train": by_split["train"], "calib": by_split["calib"], "ordinary": ordinary}
+
+
 def gate_heads(model: Scorer, calib: Sequence[Row], pad: int) -> dict[str, bool]:
     """Keep the encoder's correction for a head only where it lowers that head's calibration
     loss (each side with its own temperature); elsewhere the head is the n-gram branch alone."""
@@ -329,6 +389,7 @@ def refit_rumor(
     data_dir: Path,
     recipe: Recipe,
     idf: np.ndarray,
+    negatives: list[str],
 ) -> tuple[refit.Refit, dict[str, float], bool]:
     """Refit the module's rumor head with ordinary negatives and originality claims
     (:mod:`training.refit`); return the refit, the head's new temperature and operating point,
@@ -346,7 +407,6 @@ def refit_rumor(
         for s in ("train", "calib")
     }
     size, seed, limit = recipe.ordinary_negatives, recipe.seed, recipe.reposts_limit
-    negatives = refit.negatives(data_dir, size, seed, limit)
     offered = refit.claims(data_dir, examples, recipe.claim_negatives, size, seed, limit)
 
     def correction(texts: Sequence[str]) -> np.ndarray:
@@ -385,8 +445,12 @@ def train(
     work: Path,
     init_from: Path | None = None,
     policy_file: Path | None = None,
-) -> dict[str, Any]:
-    """Train, export and describe a model in ``out``; update ``policy_file``'s thresholds."""
+    prepare_finetuning: bool = False,
+) -> dict[str, Any] | None:
+    """Train, export and describe a model in ``out``; update ``policy_file``'s thresholds.
+
+    A fine-tuning done elsewhere on this run's inputs (``work/finetune/tuned.pt``) is taken up
+    instead of fine-tuning here; ``prepare_finetuning`` only writes those inputs."""
     torch.manual_seed(recipe.seed)
     torch.set_num_threads(recipe.threads)
     out.mkdir(parents=True, exist_ok=True)
@@ -410,21 +474,26 @@ def train(
     timings["pretraining"] = max(timings["pretraining"], pretraining.get("seconds", 0.0))
 
     idf, coef, bias, wide_logits, wide_c = fit_wide(texts, examples, recipe)
-    model = Scorer(encoder)
-    model.wide.idf.copy_(torch.from_numpy(idf))
-    model.wide.coef.copy_(torch.from_numpy(coef))
-    model.wide.bias.copy_(torch.from_numpy(bias))
+    model = Scorer.over(encoder, idf, coef, bias)
     lap("ngram_branch")
 
-    by_split = split_rows(texts, examples, wide_logits, tok, recipe)
+    negatives = refit.negatives(
+        data_dir, recipe.ordinary_negatives, recipe.seed, recipe.reposts_limit
+    )
+    splits = finetuning_rows(texts, examples, wide_logits, negatives, model, tok, recipe)
     pad = special_id(tok, "[PAD]")
-    model = finetune(model, by_split["train"], by_split["calib"], pad, recipe)
+    if prepare_finetuning:
+        save_inputs(work / "finetune", model, splits, pad, recipe)
+        return None
+    model, recipe, elsewhere = fine_tuned(model, splits, pad, recipe, work / "finetune")
     lap("finetune")
-    deep_heads = gate_heads(model, by_split["calib"], pad)
-    calibration = calibrate_heads(model, by_split["calib"], pad)
+    # a fine-tuning taken up took its time elsewhere (perhaps on a GPU): report that
+    timings["finetune"] = elsewhere["seconds"] if elsewhere else timings["finetune"]
+    deep_heads = gate_heads(model, splits["calib"], pad)
+    calibration = calibrate_heads(model, splits["calib"], pad)
     lap("calibration")
     rumor_refit, calibration["rumor"], deep_heads["rumor"] = refit_rumor(
-        model, texts, examples, by_split["calib"], tok, data_dir, recipe, idf
+        model, texts, examples, splits["calib"], tok, data_dir, recipe, idf, negatives
     )
     lap("ordinary_refit")
 
@@ -451,6 +520,7 @@ def train(
         "max_tokens": WINDOW + 2,
         "recipe": recipe.to_dict(),
         "init_from": str(init_from) if init_from else None,
+        "finetuned_elsewhere": elsewhere,
         "pretraining": pretraining,
         "data": {
             "examples": {
