@@ -453,7 +453,6 @@ def train(
     instead of fine-tuning here; ``prepare_finetuning`` only writes those inputs."""
     torch.manual_seed(recipe.seed)
     torch.set_num_threads(recipe.threads)
-    out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     clock = time.monotonic()
@@ -468,7 +467,6 @@ def train(
     texts = [normalise(e.text).text for e in examples]
     lap("corpora")
     encoder, tok, pretraining = encoder_and_tokenizer(recipe, data_dir, examples, work, init_from)
-    tokenizer.save(tok, out / TOKENIZER_FILE)
     lap("pretraining")
     # a reused encoder took its time in an earlier run (perhaps on a GPU): report that
     timings["pretraining"] = max(timings["pretraining"], pretraining.get("seconds", 0.0))
@@ -482,9 +480,11 @@ def train(
     )
     splits = finetuning_rows(texts, examples, wide_logits, negatives, model, tok, recipe)
     pad = special_id(tok, "[PAD]")
-    if prepare_finetuning:
+    if prepare_finetuning:  # which leaves OUT as it is
         save_inputs(work / "finetune", model, splits, pad, recipe)
         return None
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(tok, out / TOKENIZER_FILE)
     model, recipe, elsewhere = fine_tuned(model, splits, pad, recipe, work / "finetune")
     lap("finetune")
     # a fine-tuning taken up took its time elsewhere (perhaps on a GPU): report that
