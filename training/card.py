@@ -27,8 +27,8 @@ def _finetuning(card: dict[str, Any]) -> str:
     rows = r.get("finetune_ordinary", 0)
     ordinary = f" and {rows:,} ordinary posts as rumor negatives" if rows else ""
     run = card.get("finetuned_elsewhere")
-    where = f"on {run['device']} in {run['seconds']:.0f} s" if run else "where the run was"
-    return f"This run: the corpora's train rows{ordinary}, {where}"
+    elsewhere = f", fine-tuned on {run['device']} in {run['seconds']:.0f} s" if run else ""
+    return f"This run: the corpora's train rows{ordinary}{elsewhere}"
 
 
 def _ordinary(card: dict[str, Any]) -> str:
