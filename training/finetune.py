@@ -313,17 +313,23 @@ def load_tuned(path: Path, model: Scorer, key: str) -> dict[str, Any] | None:
     return {k: v for k, v in tuned.items() if k != "params"}
 
 
+def by_head(
+    model: Scorer, data: Sequence[Row], pad: int
+) -> Iterator[tuple[str, npt.NDArray[np.float32], npt.NDArray[np.int64]]]:
+    """Each head with its rows' logits and labels."""
+    z = head_logits(model, data, pad)
+    heads = np.array([r.head for r in data])
+    y = np.array([r.label for r in data], dtype=np.int64)
+    for h, head in enumerate(HEADS):
+        yield head, z[heads == h], y[heads == h]
+
+
 def calib_report(model: Scorer, calib: Sequence[Row], pad: int) -> dict[str, dict[str, float]]:
     """Each head's calibration log loss (after its own temperature) and ROC-AUC."""
-    z = head_logits(model, calib, pad)
-    heads = np.array([r.head for r in calib])
-    y = np.array([r.label for r in calib], dtype=np.int64)
-    out: dict[str, dict[str, float]] = {}
-    for h, head in enumerate(HEADS):
-        m = heads == h
-        t = fit_temperature(z[m], y[m])
-        out[head] = {"loss": log_loss(z[m], y[m], t), "auc": float(roc_auc_score(y[m], z[m]))}
-    return out
+    return {
+        head: {"loss": log_loss(z, y, fit_temperature(z, y)), "auc": float(roc_auc_score(y, z))}
+        for head, z, y in by_head(model, calib, pad)
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,7 @@ from training.finetune import (
     TUNED,
     Inputs,
     Row,
+    by_head,
     digest,
     head_logits,
     load_tuned,
@@ -367,14 +368,10 @@ def gate_heads(model: Scorer, calib: Sequence[Row], pad: int) -> dict[str, bool]
 
 def calibrate_heads(model: Scorer, calib: Sequence[Row], pad: int) -> dict[str, dict[str, float]]:
     """Fit and set each head's temperature; return its temperature and operating point."""
-    z = head_logits(model, calib, pad)
-    heads = np.array([r.head for r in calib])
-    y = np.array([r.label for r in calib], dtype=np.int64)
     out: dict[str, dict[str, float]] = {}
-    for h, head in enumerate(HEADS):
-        m = heads == h
-        t = calibrate.fit_temperature(z[m], y[m])
-        point = calibrate.operating_point(1 / (1 + np.exp(-z[m] / t)), y[m])
+    for head, z, y in by_head(model, calib, pad):
+        t = calibrate.fit_temperature(z, y)
+        point = calibrate.operating_point(1 / (1 + np.exp(-z / t)), y)
         out[head] = {"temperature": t, **asdict(point)}
     model.temperature.copy_(torch.tensor([out[h]["temperature"] for h in HEADS]))
     return out
