@@ -44,3 +44,26 @@ def test_review_rises_to_the_first_threshold_under_the_cap() -> None:
     below = np.round(p, 4)[np.round(p, 4) < review].max()
     assert ((p >= review) & (y == 0)).sum() / neg <= 0.05
     assert ((p >= below) & (y == 0)).sum() / neg > 0.05
+
+
+def test_block_rises_until_few_ordinary_posts_reach_it() -> None:
+    rng = np.random.default_rng(3)
+    y = (rng.random(2000) < 0.5).astype(np.int64)
+    p = np.clip(0.5 + (y - 0.5) * 0.6 + rng.normal(0, 0.1, 2000), 0, 1)
+    # ordinary posts that the head often mistakes for risks: a tail reaching past 0.9
+    ordinary = rng.beta(1, 6, 5000) ** 0.5
+    free = operating_point(p, y)
+    capped = operating_point(p, y, ordinary=ordinary, max_ordinary_block=0.01)
+    assert (ordinary >= free.block).mean() > 0.01
+    assert (ordinary >= capped.block).mean() <= 0.01
+    assert capped.block > free.block
+    assert capped.review == free.review
+    assert (y[p >= capped.block] == 1).mean() >= 0.97
+    assert capped.max_ordinary_block == 0.01 and free.max_ordinary_block is None
+
+
+def test_an_ordinary_cap_that_nothing_meets_never_blocks() -> None:
+    p = np.array([0.2, 0.3, 0.8, 0.9])
+    y = np.array([0, 0, 1, 1], dtype=np.int64)
+    assert operating_point(p, y, ordinary=np.array([1.0, 1.0]), max_ordinary_block=0.01).block > 1
+    assert operating_point(p, y, ordinary=np.array([])).block == operating_point(p, y).block

@@ -52,6 +52,8 @@ def test_writes_a_complete_model_folder(smoke: tuple[Path, Path]) -> None:
         t = card["thresholds"][head]
         # a head whose precision never reaches the block point's is never blocked (NEVER)
         assert EVEN_ODDS <= t["review"] <= 1 and t["review"] <= t["block"] <= NEVER
+        # the block is held to the ordinary posts of calibration events as well
+        assert t["max_ordinary_block"] == 0.01
         assert card["temperature"][head] > 0
     assert card["parity_max_abs_diff"]["fp32"] < 1e-4
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,8 @@ def refit_in_place(
     card["size_bytes"] = (model_dir / MODEL_FILE).stat().st_size
     card["temperature"][head] = 1 / fitted.b
     card["mix"][head] = fitted.a / fitted.b
-    card["thresholds"][head] = exported_point(model_dir, head, *posts["calib"])
+    ordinary = ordinary_calib(data_dir, recipe, seed)
+    card["thresholds"][head] = exported_points(model_dir, {head: posts["calib"]}, ordinary)[head]
     card[REFIT_KEYS[head]] = fitted.card() | {"on_exported_model": True, "c_grid": list(grid)}
     (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     if policy_file is not None:
@@ -96,12 +97,29 @@ def head_splits(
     return refit.splits_of(corpus) if head == "originality_claim" else refit.splits(data_dir, head)
 
 
-def exported_point(
-    model_dir: Path, head: Head, calib: Sequence[str], y: np.ndarray
-) -> dict[str, float]:
-    """``head``'s operating point from the exported model's scores of its calibration posts."""
-    p = Classifier(model_dir).predict(calib)[:, HEADS.index(head)]
-    return asdict(calibrate.operating_point(p, y))
+def ordinary_calib(data_dir: Path, recipe: Recipe, seed: int) -> list[str]:
+    """The ordinary posts of calibration events that a block is held to
+    (:func:`training.calibrate.operating_point`)."""
+    n, limit = recipe.ordinary_negatives, recipe.reposts_limit
+    return refit.negatives(data_dir, n, seed, limit, "calib")
+
+
+def exported_points(
+    model_dir: Path,
+    calib: Mapping[Head, tuple[Sequence[str], np.ndarray]],
+    ordinary: Sequence[str],
+) -> dict[Head, dict[str, Any]]:
+    """Each head's operating point from the exported model's scores (the service's own) of its
+    calibration posts and texts with labels in ``calib``, and of the ``ordinary`` posts."""
+    classifier = Classifier(model_dir)
+    on_ordinary = classifier.predict(ordinary) if ordinary else None
+    points: dict[Head, dict[str, Any]] = {}
+    for head, (texts, y) in calib.items():
+        h = HEADS.index(head)
+        p = classifier.predict(texts)[:, h]
+        o = None if on_ordinary is None else on_ordinary[:, h]
+        points[head] = asdict(calibrate.operating_point(p, y, ordinary=o))
+    return points
 
 
 def thresholds_in_place(
@@ -112,9 +130,9 @@ def thresholds_in_place(
     untouched, its card and the policy's thresholds follow."""
     card: dict[str, Any] = json.loads((model_dir / CARD_FILE).read_text())
     corpus = originality_corpus(data_dir, card, recipe.reposts_limit)
-    for head in HEADS:
-        posts = head_splits(data_dir, head, corpus)
-        card["thresholds"][head] = exported_point(model_dir, head, *posts["calib"])
+    calib = {head: head_splits(data_dir, head, corpus)["calib"] for head in HEADS}
+    ordinary = ordinary_calib(data_dir, recipe, card["recipe"]["seed"])
+    card["thresholds"] = exported_points(model_dir, calib, ordinary)
     (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     if policy_file is not None:
         write_policy_thresholds(policy_file, card["thresholds"])

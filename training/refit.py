@@ -225,12 +225,11 @@ def claims(
     rumours = [e.text for e in weibo16 if e.split == "train" and e.label == 1]
     rng.shuffle(rumours)
     noticed = originality.with_claims(rumours[: max(counts, default=0)], rng)
-    calib = data.ordinary_reposts(data_dir, "calib", n_ordinary, seed, limit)
     return Claims(
         train,
         [normalise(t).text for t in noticed],
         of("calib"),
-        [normalise(t).text for t in calib],
+        negatives(data_dir, n_ordinary, seed, limit, "calib"),
         counts,
     )
 
@@ -293,9 +292,11 @@ def splits_of(posts: Sequence[data.Example]) -> dict[str, tuple[list[str], Label
     }
 
 
-def negatives(data_dir: Path, n: int, seed: int, limit: int | None = None) -> list[str]:
-    """The ``n`` normalised ordinary texts of the train split."""
-    return [normalise(t).text for t in data.ordinary_reposts(data_dir, "train", n, seed, limit)]
+def negatives(
+    data_dir: Path, n: int, seed: int, limit: int | None = None, split: data.Split = "train"
+) -> list[str]:
+    """The ``n`` normalised ordinary texts of ``split``."""
+    return [normalise(t).text for t in data.ordinary_reposts(data_dir, split, n, seed, limit)]
 
 
 def refit_head_exported(

@@ -6,11 +6,12 @@
 
 Steps: corpora and splits → originality corpus → pretraining corpus → tokenizer → masked-LM
 pretraining → n-gram branch (full fit and out-of-fold logits) → multi-task fine-tuning →
-temperature calibration and operating points → the rumor head refit with ordinary posts as
-negatives (:mod:`training.refit`) → ONNX export, fusion, int8 quantisation →
-parity check → ``card.json``. The figures against the baseline are added to the card by
-``python -m eval.quality --card`` (``make train`` runs both). ``--refit`` and ``--thresholds``
-change an exported model in place instead (:mod:`training.in_place`).
+temperature calibration → the rumor head refit with ordinary posts as negatives
+(:mod:`training.refit`) → ONNX export, fusion, int8 quantisation → parity check → operating
+points from the exported model's scores (:mod:`training.calibrate`) → ``card.json``. The
+figures against the baseline are added to the card by ``python -m eval.quality --card`` (``make
+train`` runs both). ``--refit`` and ``--thresholds`` change an exported model in place instead
+(:mod:`training.in_place`).
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from scipy.special import expit
 from tokenizers import Tokenizer
 from transformers import BertModel
 
@@ -39,7 +39,7 @@ from service.classify import (
     load_tokenizer,
     model_inputs,
 )
-from service.heads import HEADS
+from service.heads import HEADS, Head
 from service.normalise import WINDOW, normalise
 from service.settings import get_settings
 from training import calibrate, corpus, data, originality, pretrain, refit, tokenizer, wide
@@ -58,6 +58,8 @@ from training.finetune import (
 from training.in_place import (
     REFIT_KEYS,
     content_hash,
+    exported_points,
+    ordinary_calib,
     refit_in_place,
     thresholds_in_place,
     write_policy_thresholds,
@@ -200,6 +202,30 @@ def main(argv: list[str] | None = None) -> int:
         prepare_finetuning=args.prepare_finetuning,
     )
     return 0
+
+
+def export_int8(
+    model: Scorer,
+    out: Path,
+    work: Path,
+    texts: Sequence[str],
+    examples: Sequence[data.Example],
+    recipe: Recipe,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Export ``model`` to ONNX in ``work``, fuse and quantise it into ``out``; return the
+    largest probability difference from PyTorch of each graph, and int8's cost on eval."""
+    probe_texts = [t for t, e in zip(texts, examples, strict=True) if e.split == "eval"][:64]
+    batch = model_inputs(load_tokenizer(out / TOKENIZER_FILE), probe_texts)
+    fp32 = work / "model.fp32.onnx"
+    export(model, batch, fp32)
+    optimise_and_quantise(fp32, out / MODEL_FILE, recipe.encoder.heads, recipe.encoder.hidden)
+    parity_max = {
+        "fp32": parity(model, fp32, batch),
+        "int8": parity(model, out / MODEL_FILE, batch),
+    }
+    cost = int8_cost_on_eval(fp32, out / MODEL_FILE, texts, examples)
+    torch.save(model.state_dict(), work / "scorer.pt")
+    return parity_max, cost
 
 
 def int8_cost_on_eval(
@@ -366,14 +392,10 @@ def gate_heads(model: Scorer, calib: Sequence[Row], pad: int) -> dict[str, bool]
     return kept
 
 
-def calibrate_heads(model: Scorer, calib: Sequence[Row], pad: int) -> dict[str, dict[str, float]]:
-    """Fit and set each head's temperature; return its temperature and operating point."""
-    out: dict[str, dict[str, float]] = {}
-    for head, z, y in by_head(model, calib, pad):
-        t = calibrate.fit_temperature(z, y)
-        point = calibrate.operating_point(1 / (1 + np.exp(-z / t)), y)
-        out[head] = {"temperature": t, **asdict(point)}
-    model.temperature.copy_(torch.tensor([out[h]["temperature"] for h in HEADS]))
+def calibrate_heads(model: Scorer, calib: Sequence[Row], pad: int) -> dict[str, float]:
+    """Fit, set and return each head's temperature."""
+    out = {head: calibrate.fit_temperature(z, y) for head, z, y in by_head(model, calib, pad)}
+    model.temperature.copy_(torch.tensor([out[h] for h in HEADS]))
     return out
 
 
@@ -387,10 +409,10 @@ def refit_rumor(
     recipe: Recipe,
     idf: np.ndarray,
     negatives: list[str],
-) -> tuple[refit.Refit, dict[str, float], bool]:
+) -> tuple[refit.Refit, float, bool]:
     """Refit the module's rumor head with ordinary negatives and originality claims
-    (:mod:`training.refit`); return the refit, the head's new temperature and operating point,
-    and whether the encoder's correction is still part of the head."""
+    (:mod:`training.refit`); return the refit, the head's new temperature, and whether the
+    encoder's correction is still part of the head."""
     h = refit.RUMOR
     pad = special_id(tok, "[PAD]")
     own = [r for r in calib if r.head == h]
@@ -429,10 +451,29 @@ def refit_rumor(
     with torch.no_grad():
         for name, value in fitted.values({n: state[n].numpy() for n in refit.TENSORS}).items():
             state[name].copy_(torch.from_numpy(value))
-    calib_texts, y = posts["calib"]
-    p = expit(fitted.logits(wide.design(calib_texts, idf), deep))
-    point = calibrate.operating_point(p, y)
-    return fitted, {"temperature": 1 / fitted.b, **asdict(point)}, bool(np.ptp(deep) > 0)
+    return fitted, 1 / fitted.b, bool(np.ptp(deep) > 0)
+
+
+def operating_points(
+    out: Path,
+    texts: Sequence[str],
+    examples: Sequence[data.Example],
+    data_dir: Path,
+    recipe: Recipe,
+) -> dict[Head, dict[str, Any]]:
+    """Each head's operating point from the exported model in ``out`` on its calibration
+    ``texts`` (normalised, in the order of ``examples``) and on ordinary posts of calibration
+    events (:func:`training.calibrate.operating_point`)."""
+    rows = [(t, e) for t, e in zip(texts, examples, strict=True) if e.split == "calib"]
+    calib = {
+        head: (
+            [t for t, e in rows if e.head == head],
+            np.array([e.label for _, e in rows if e.head == head]),
+        )
+        for head in HEADS
+    }
+    ordinary = ordinary_calib(data_dir, recipe, recipe.seed)
+    return exported_points(out, calib, ordinary)
 
 
 def train(
@@ -494,23 +535,10 @@ def train(
     )
     lap("ordinary_refit")
 
-    probe_texts = [t for t, e in zip(texts, examples, strict=True) if e.split == "eval"][:64]
-    batch = model_inputs(load_tokenizer(out / TOKENIZER_FILE), probe_texts)
-    fp32 = work / "model.fp32.onnx"
-    export(model, batch, fp32)
-    optimise_and_quantise(fp32, out / MODEL_FILE, recipe.encoder.heads, recipe.encoder.hidden)
-    parity_max = {
-        "fp32": parity(model, fp32, batch),
-        "int8": parity(model, out / MODEL_FILE, batch),
-    }
-    cost = int8_cost_on_eval(fp32, out / MODEL_FILE, texts, examples)
-    torch.save(model.state_dict(), work / "scorer.pt")
+    parity_max, cost = export_int8(model, out, work, texts, examples, recipe)
     lap("export")
 
-    thresholds = {
-        h: {k: v for k, v in c.items() if k != "temperature"} for h, c in calibration.items()
-    }
-    card = {
+    card: dict[str, Any] = {
         "model_version": content_hash(out / MODEL_FILE),
         "heads": list(HEADS),
         "window_chars": WINDOW,
@@ -529,20 +557,22 @@ def train(
                 [e for e in examples if e.head == "originality_claim"]
             ),
         },
-        "temperature": {h: c["temperature"] for h, c in calibration.items()},
+        "temperature": calibration,
         "mix": dict(zip(HEADS, model.mix.detach().tolist(), strict=True)),
         "wide_c": wide_c,
         "deep_heads": deep_heads,
         "ordinary_refit": rumor_refit.card(),
-        "thresholds": thresholds,
         "parity_max_abs_diff": parity_max,
         "int8_cost": cost,
         "size_bytes": (out / MODEL_FILE).stat().st_size,
         "timings_s": timings,
     }
+    # operating points from what the service runs: the exported model, which needs its card
+    (out / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    card["thresholds"] = operating_points(out, texts, examples, data_dir, recipe)
     (out / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     if policy_file is not None:
-        write_policy_thresholds(policy_file, thresholds)
+        write_policy_thresholds(policy_file, card["thresholds"])
     log.info("wrote %s (%s)", out, card["model_version"])
     return card
 
