@@ -79,9 +79,8 @@ def operating_point(
 ) -> OperatingPoint:
     """The head's operating point from its calibrated scores ``p`` of the calibration split
     (labels ``y``) and, when given, of ``ordinary`` posts (module docstring)."""
-    if ordinary is not None and len(ordinary) == 0:
-        ordinary = None
     others = np.zeros(0) if ordinary is None else np.asarray(ordinary)
+    capped = len(others) > 0  # an empty set holds nothing back
     candidates = np.unique(np.round(np.concatenate([p, [EVEN_ODDS, NEVER]]), 4))
     neg = max(1, int((y == 0).sum()))
     # the false-positive rate only falls as the threshold rises: the first that meets the cap
@@ -98,7 +97,7 @@ def operating_point(
         if (
             flagged.sum()
             and float((y[flagged] == 1).mean()) >= block_precision
-            and (ordinary is None or float((others >= t).mean()) <= max_ordinary_block)
+            and (not capped or float((others >= t).mean()) <= max_ordinary_block)
         ):
             block = float(t)
             break
@@ -107,5 +106,5 @@ def operating_point(
         block=max(block, review),
         max_fpr=max_fpr,
         block_precision=block_precision,
-        max_ordinary_block=None if ordinary is None else max_ordinary_block,
+        max_ordinary_block=max_ordinary_block if capped else None,
     )

@@ -60,17 +60,17 @@ def refit_in_place(
     corrected = bool(card["deep_heads"][head])
     negatives: list[str] = []
     offered = None
+    ordinary = ordinary_calib(data_dir, recipe, seed)
     if head == "rumor":
         n = card["recipe"]["ordinary_negatives"] = recipe.ordinary_negatives
         negatives = refit.negatives(data_dir, n, seed, limit)
         card["recipe"]["claim_negatives"] = list(recipe.claim_negatives)
-        offered = refit.claims(data_dir, corpus, recipe.claim_negatives, n, seed, limit)
+        offered = refit.claims(data_dir, corpus, recipe.claim_negatives, ordinary, seed)
     fitted = refit.refit_head_exported(model_dir, head, posts, negatives, grid, corrected, offered)
     card["model_version"] = content_hash(model_dir / MODEL_FILE)
     card["size_bytes"] = (model_dir / MODEL_FILE).stat().st_size
     card["temperature"][head] = 1 / fitted.b
     card["mix"][head] = fitted.a / fitted.b
-    ordinary = ordinary_calib(data_dir, recipe, seed)
     card["thresholds"][head] = exported_points(model_dir, {head: posts["calib"]}, ordinary)[head]
     card[REFIT_KEYS[head]] = fitted.card() | {"on_exported_model": True, "c_grid": list(grid)}
     (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")

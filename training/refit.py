@@ -207,12 +207,11 @@ def claims(
     data_dir: Path,
     corpus: Sequence[data.Example],
     counts: Sequence[int],
-    n_ordinary: int,
+    ordinary: Sequence[str],
     seed: int,
-    limit: int | None = None,
 ) -> Claims:
-    """The claims of the originality ``corpus`` on ordinary posts, normalised, with as many as
-    ``n_ordinary`` ordinary posts of calibration events."""
+    """The claims of the originality ``corpus`` on ordinary posts, normalised, held to the
+    ``ordinary`` posts of calibration events (normalised: :func:`negatives` of ``calib``)."""
     weibo16 = data.weibo16(data_dir)
     rumour = {e.group: e.label == 1 for e in weibo16}
 
@@ -229,7 +228,7 @@ def claims(
         train,
         [normalise(t).text for t in noticed],
         of("calib"),
-        negatives(data_dir, n_ordinary, seed, limit, "calib"),
+        ordinary,
         counts,
     )
 

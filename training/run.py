@@ -409,10 +409,11 @@ def refit_rumor(
     recipe: Recipe,
     idf: np.ndarray,
     negatives: list[str],
+    ordinary: Sequence[str],
 ) -> tuple[refit.Refit, float, bool]:
-    """Refit the module's rumor head with ordinary negatives and originality claims
-    (:mod:`training.refit`); return the refit, the head's new temperature, and whether the
-    encoder's correction is still part of the head."""
+    """Refit the module's rumor head with ordinary negatives and originality claims, held to
+    the ``ordinary`` posts of calibration events (:mod:`training.refit`); return the refit, the
+    head's new temperature, and whether the encoder's correction is still part of the head."""
     h = refit.RUMOR
     pad = special_id(tok, "[PAD]")
     own = [r for r in calib if r.head == h]
@@ -425,8 +426,7 @@ def refit_rumor(
         )
         for s in ("train", "calib")
     }
-    size, seed, limit = recipe.ordinary_negatives, recipe.seed, recipe.reposts_limit
-    offered = refit.claims(data_dir, examples, recipe.claim_negatives, size, seed, limit)
+    offered = refit.claims(data_dir, examples, recipe.claim_negatives, ordinary, recipe.seed)
 
     def correction(texts: Sequence[str]) -> np.ndarray:
         # with a zero n-gram logit, a row's head logit is the correction alone
@@ -455,24 +455,12 @@ def refit_rumor(
 
 
 def operating_points(
-    out: Path,
-    texts: Sequence[str],
-    examples: Sequence[data.Example],
-    data_dir: Path,
-    recipe: Recipe,
+    out: Path, examples: Sequence[data.Example], ordinary: Sequence[str]
 ) -> dict[Head, dict[str, Any]]:
     """Each head's operating point from the exported model in ``out`` on its calibration
-    ``texts`` (normalised, in the order of ``examples``) and on ordinary posts of calibration
-    events (:func:`training.calibrate.operating_point`)."""
-    rows = [(t, e) for t, e in zip(texts, examples, strict=True) if e.split == "calib"]
-    calib = {
-        head: (
-            [t for t, e in rows if e.head == head],
-            np.array([e.label for _, e in rows if e.head == head]),
-        )
-        for head in HEADS
-    }
-    ordinary = ordinary_calib(data_dir, recipe, recipe.seed)
+    examples and on the ``ordinary`` posts of calibration events
+    (:func:`training.calibrate.operating_point`)."""
+    calib = {h: refit.splits_of([e for e in examples if e.head == h])["calib"] for h in HEADS}
     return exported_points(out, calib, ordinary)
 
 
@@ -516,6 +504,7 @@ def train(
     negatives = refit.negatives(
         data_dir, recipe.ordinary_negatives, recipe.seed, recipe.reposts_limit
     )
+    ordinary = ordinary_calib(data_dir, recipe, recipe.seed)
     splits = finetuning_rows(texts, examples, wide_logits, negatives, model, tok, recipe)
     pad = special_id(tok, "[PAD]")
     if prepare_finetuning:  # which leaves OUT as it is
@@ -531,7 +520,7 @@ def train(
     calibration = calibrate_heads(model, splits["calib"], pad)
     lap("calibration")
     rumor_refit, calibration["rumor"], deep_heads["rumor"] = refit_rumor(
-        model, texts, examples, splits["calib"], tok, data_dir, recipe, idf, negatives
+        model, texts, examples, splits["calib"], tok, data_dir, recipe, idf, negatives, ordinary
     )
     lap("ordinary_refit")
 
@@ -569,7 +558,7 @@ def train(
     }
     # operating points from what the service runs: the exported model, which needs its card
     (out / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
-    card["thresholds"] = operating_points(out, texts, examples, data_dir, recipe)
+    card["thresholds"] = operating_points(out, examples, ordinary)
     (out / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     if policy_file is not None:
         write_policy_thresholds(policy_file, card["thresholds"])

@@ -78,6 +78,7 @@ def vocabulary(texts: Sequence[str], vocab_size: int, min_frequency: int = 3) ->
     ]
     continuations = sorted({s for symbols, _ in split for s in symbols[1:]})
     vocab = [*SPECIAL, *chars, *continuations]
+    seen = set(vocab)
     counts: Counter[Pair] = Counter()
     where: defaultdict[Pair, set[int]] = defaultdict(set)
     for i, (symbols, n) in enumerate(split):
@@ -93,28 +94,45 @@ def vocabulary(texts: Sequence[str], vocab_size: int, min_frequency: int = 3) ->
         if -neg < min_frequency:
             break
         token = _merged(*pair)
-        vocab.append(token)
+        if token not in seen:  # ("ab", "##c") and ("a", "##bc") both make "abc": one id
+            vocab.append(token)
+            seen.add(token)
         changed: set[Pair] = set()
         for i in sorted(where.pop(pair)):
-            symbols, n = split[i]
-            before = _pairs(symbols)
-            after_symbols = _apply(symbols, pair, token)
-            after = _pairs(after_symbols)
-            split[i] = (after_symbols, n)
-            for p in before.keys() | after.keys():
-                delta = after.get(p, 0) - before.get(p, 0)
-                if delta:
-                    counts[p] += n * delta
-                    changed.add(p)
-                if p in after:
-                    where[p].add(i)
-                elif p != pair:
-                    where[p].discard(i)
+            changed |= _merge_in(split, i, pair, token, counts, where)
         del counts[pair]
         for p in sorted(changed - {pair}):
             if counts[p] > 0:
                 heapq.heappush(heap, (-counts[p], p))
     return vocab
+
+
+def _merge_in(
+    split: list[tuple[list[str], int]],
+    i: int,
+    pair: Pair,
+    token: str,
+    counts: Counter[Pair],
+    where: defaultdict[Pair, set[int]],
+) -> set[Pair]:
+    """Merge ``pair`` into ``token`` in word ``i``, keeping the pair counts and the words each
+    pair occurs in up to date; return the pairs whose count changed."""
+    symbols, n = split[i]
+    before = _pairs(symbols)
+    merged = _apply(symbols, pair, token)
+    after = _pairs(merged)
+    split[i] = (merged, n)
+    changed = set()
+    for p in before.keys() | after.keys():
+        delta = after.get(p, 0) - before.get(p, 0)
+        if delta:
+            counts[p] += n * delta
+            changed.add(p)
+        if p in after:
+            where[p].add(i)
+        elif p != pair:
+            where[p].discard(i)
+    return changed
 
 
 def _apply(symbols: Sequence[str], pair: Pair, token: str) -> list[str]:
