@@ -418,7 +418,7 @@ def refit_rumor(
     pad = special_id(tok, "[PAD]")
     own = [r for r in calib if r.head == h]
     z = head_logits(model, own, pad)
-    deep = z - float(model.mix[h]) * np.array([r.wide for r in own], dtype=np.float32)
+    deep = z - model.mix[h].item() * np.array([r.wide for r in own], dtype=np.float32)
     posts = {
         s: (
             [t for t, e in zip(texts, examples, strict=True) if e.head == "rumor" and e.split == s],
