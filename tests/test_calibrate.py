@@ -60,6 +60,7 @@ def test_block_rises_until_few_ordinary_posts_reach_it() -> None:
     assert capped.review == free.review
     assert (y[p >= capped.block] == 1).mean() >= 0.97
     assert capped.max_ordinary_block == 0.01 and free.max_ordinary_block is None
+    assert capped.ordinary_posts == 5000 and free.ordinary_posts is None
 
 
 def test_an_ordinary_cap_that_nothing_meets_never_blocks() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,13 @@ from training.card import render
 from training.export import parity
 from training.finetune import TUNED, digest, load_inputs, load_tuned
 from training.finetune import main as finetune_main
-from training.in_place import content_hash, refit_in_place, thresholds_in_place
+from training.in_place import (
+    claim_probe,
+    content_hash,
+    ordinary_calib,
+    refit_in_place,
+    thresholds_in_place,
+)
 from training.model import Scorer
 from training.pretrain import PRETRAINING_KEY, bert_config, load_encoder
 from training.recipe import CPU, FULL, SMOKE, Recipe
@@ -54,6 +61,7 @@ def test_writes_a_complete_model_folder(smoke: tuple[Path, Path]) -> None:
         assert EVEN_ODDS <= t["review"] <= 1 and t["review"] <= t["block"] <= NEVER
         # the block is held to the ordinary posts of calibration events as well
         assert t["max_ordinary_block"] == 0.01
+        assert t["ordinary_posts"] == SMOKE.ordinary_block
         assert card["temperature"][head] > 0
     assert card["parity_max_abs_diff"]["fp32"] < 1e-4
 
@@ -164,6 +172,17 @@ def test_thresholds_are_derived_again_from_an_exported_model(
         t = card["thresholds"][head]
         assert EVEN_ODDS <= t["review"] <= t["block"] <= NEVER
         assert (policy.risks[risk].review, policy.risks[risk].block) == (t["review"], t["block"])
+
+
+def test_the_claims_probe_stays_the_same_posts_however_many_a_block_is_held_to(
+    settings: Settings,
+) -> None:
+    # the rumor refit's claims are held to the first posts of the block's set: a larger set
+    # must not change which posts those are (nor, so, the refit)
+    few = replace(SMOKE, ordinary_block=SMOKE.ordinary_negatives)
+    many = ordinary_calib(settings.data_dir, SMOKE, 7)
+    assert len(many) == SMOKE.ordinary_block > SMOKE.ordinary_negatives
+    assert claim_probe(many, SMOKE) == ordinary_calib(settings.data_dir, few, 7)
 
 
 def test_auto_takes_the_full_recipe_only_where_its_pretraining_is_at_hand(

@@ -67,6 +67,8 @@ class OperatingPoint:
     block_precision: float
     max_ordinary_block: float | None = None
     """The cap on ordinary posts blocked, when the block was held to one."""
+    ordinary_posts: int | None = None
+    """How many ordinary posts the cap was measured on."""
 
 
 def operating_point(
@@ -107,4 +109,5 @@ def operating_point(
         max_fpr=max_fpr,
         block_precision=block_precision,
         max_ordinary_block=max_ordinary_block if capped else None,
+        ordinary_posts=len(others) if capped else None,
     )

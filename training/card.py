@@ -201,9 +201,9 @@ Seed {r["seed"]} everywhere (Python, NumPy, PyTorch, scikit-learn folds).
 6. **Calibration**: a temperature per head on the calibration split. **Operating points**:
    `review` is 0.5, where a calibrated probability says a risk is as likely as not, raised
    until the calibration split's false-positive rate is at most 10%; `block` the lowest
-   threshold whose precision is at least 0.97 and that at most 1% of ordinary posts (comments
-   on non-rumour events of the calibration split) reach. Both come from the exported model's
-   scores and are written into
+   threshold whose precision is at least 0.97 and that at most 1% of
+   {r.get("ordinary_block", 1000):,} ordinary posts (comments on non-rumour events of the
+   calibration split) reach. Both come from the exported model's scores and are written into
    `service/policy/default.toml` (`python -m training.run --thresholds` derives them again).
 7. **Ordinary posts for the rumor head** (`training/refit.py`): its n-gram column is fitted
    again on the train posts plus {r.get("ordinary_negatives", 0):,} ordinary texts as negatives

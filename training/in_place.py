@@ -61,11 +61,13 @@ def refit_in_place(
     negatives: list[str] = []
     offered = None
     ordinary = ordinary_calib(data_dir, recipe, seed)
+    card["recipe"]["ordinary_block"] = recipe.ordinary_block
     if head == "rumor":
         n = card["recipe"]["ordinary_negatives"] = recipe.ordinary_negatives
         negatives = refit.negatives(data_dir, n, seed, limit)
         card["recipe"]["claim_negatives"] = list(recipe.claim_negatives)
-        offered = refit.claims(data_dir, corpus, recipe.claim_negatives, ordinary, seed)
+        probe = claim_probe(ordinary, recipe)
+        offered = refit.claims(data_dir, corpus, recipe.claim_negatives, probe, seed)
     fitted = refit.refit_head_exported(model_dir, head, posts, negatives, grid, corrected, offered)
     card["model_version"] = content_hash(model_dir / MODEL_FILE)
     card["size_bytes"] = (model_dir / MODEL_FILE).stat().st_size
@@ -100,8 +102,15 @@ def head_splits(
 def ordinary_calib(data_dir: Path, recipe: Recipe, seed: int) -> list[str]:
     """The ordinary posts of calibration events that a block is held to
     (:func:`training.calibrate.operating_point`)."""
-    n, limit = recipe.ordinary_negatives, recipe.reposts_limit
+    n, limit = recipe.ordinary_block, recipe.reposts_limit
     return refit.negatives(data_dir, n, seed, limit, "calib")
+
+
+def claim_probe(ordinary: Sequence[str], recipe: Recipe) -> Sequence[str]:
+    """The first of the block's ordinary posts, which the rumor refit's claims are held to
+    (:func:`training.refit.fit_rumor`; the same posts whatever ``ordinary_block`` is, since
+    :func:`training.data.ordinary_reposts` draws a prefix of one shuffled order)."""
+    return ordinary[: recipe.ordinary_negatives]
 
 
 def exported_points(
@@ -132,6 +141,7 @@ def thresholds_in_place(
     corpus = originality_corpus(data_dir, card, recipe.reposts_limit)
     calib = {head: head_splits(data_dir, head, corpus)["calib"] for head in HEADS}
     ordinary = ordinary_calib(data_dir, recipe, card["recipe"]["seed"])
+    card["recipe"]["ordinary_block"] = recipe.ordinary_block
     card["thresholds"] = exported_points(model_dir, calib, ordinary)
     (model_dir / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     if policy_file is not None:

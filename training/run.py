@@ -57,6 +57,7 @@ from training.finetune import (
 )
 from training.in_place import (
     REFIT_KEYS,
+    claim_probe,
     content_hash,
     exported_points,
     ordinary_calib,
@@ -426,7 +427,8 @@ def refit_rumor(
         )
         for s in ("train", "calib")
     }
-    offered = refit.claims(data_dir, examples, recipe.claim_negatives, ordinary, recipe.seed)
+    probe = claim_probe(ordinary, recipe)
+    offered = refit.claims(data_dir, examples, recipe.claim_negatives, probe, recipe.seed)
 
     def correction(texts: Sequence[str]) -> np.ndarray:
         # with a zero n-gram logit, a row's head logit is the correction alone
