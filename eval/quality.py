@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline
 from eval import baseline
 from service.boilerplate import is_boilerplate
 from service.classify import Classifier
-from service.heads import HEADS, Head
+from service.heads import HEADS, Head, Risk
 from service.normalise import normalise
 from service.pipeline import CLASSIFIER_RISKS
 from service.policy import Policy
@@ -134,10 +134,21 @@ def datasets() -> list[Dataset]:
 
 def review_threshold(classifier: Classifier, policy: Policy, head: Head) -> float:
     """The policy's review threshold for a head's risk, else the card's operating point."""
-    for risk, h in CLASSIFIER_RISKS.items():
-        if h == head:
-            return policy.risks[risk].review
+    risk = _risk(head)
+    if risk is not None:
+        return policy.risks[risk].review
     return float(classifier.card["thresholds"][head]["review"])
+
+
+def block_threshold(policy: Policy, head: Head) -> float | None:
+    """The policy's block threshold for a head's risk; None for a head that blocks nothing by
+    itself (the originality claim only feeds the fake-originality check)."""
+    risk = _risk(head)
+    return None if risk is None else policy.risks[risk].block
+
+
+def _risk(head: Head) -> Risk | None:
+    return next((risk for risk, h in CLASSIFIER_RISKS.items() if h == head), None)
 
 
 class Baselines:
@@ -275,17 +286,19 @@ def proxy_table(
     baselines: Baselines,
 ) -> str:
     lines = [
-        "| proxy | head | n | model flagged (policy review threshold) | model ≥ 0.5 | "
-        "baseline ≥ 0.5 |",
-        "|---|---|---|---|---|---|",
+        "| proxy | head | n | model flagged (policy review threshold) | model blocked (policy "
+        "block threshold) | model ≥ 0.5 | baseline ≥ 0.5 |",
+        "|---|---|---|---|---|---|---|",
     ]
     for item in items:
         p_base = baselines.predict([s for s in sets if s.head == item.head], item.texts)
         p = classifier.predict(item.texts)[:, HEADS.index(item.head)]
         review = review_threshold(classifier, policy, item.head)
+        block = block_threshold(policy, item.head)
+        blocked = "" if block is None else f"{(p >= block).mean():.3f}"
         lines.append(
             f"| {item.name} | {item.head} | {len(item.texts)} | "
-            f"{(p >= review).mean():.3f} | {(p >= 0.5).mean():.3f} | "
+            f"{(p >= review).mean():.3f} | {blocked} | {(p >= 0.5).mean():.3f} | "
             f"{(p_base >= 0.5).mean():.3f} |"
         )
     return "\n".join(lines)
