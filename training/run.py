@@ -506,12 +506,12 @@ def train(
     negatives = refit.negatives(
         data_dir, recipe.ordinary_negatives, recipe.seed, recipe.reposts_limit
     )
-    ordinary = ordinary_calib(data_dir, recipe, recipe.seed)
     splits = finetuning_rows(texts, examples, wide_logits, negatives, model, tok, recipe)
     pad = special_id(tok, "[PAD]")
     if prepare_finetuning:  # which leaves OUT as it is
         save_inputs(work / "finetune", model, splits, pad, recipe)
         return None
+    ordinary = ordinary_calib(data_dir, recipe, recipe.seed)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.save(tok, out / TOKENIZER_FILE)
     model, recipe, elsewhere = fine_tuned(model, splits, pad, recipe, work / "finetune")
