@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from scipy.special import expit
 
 from service.heads import HEADS, Head
 from training import refit, wide
@@ -58,6 +59,35 @@ def test_ordinary_negatives_lower_chatter_and_keep_the_posts_apart() -> None:
     assert np.mean(chatter_logits(without) > 0) > 0.9
     assert np.mean(chatter_logits(with_them) < 0) > 0.9
     assert with_them.calib_auc[1] > 0.9
+
+
+def test_ordinary_posts_of_calibration_events_temper_the_correction_that_fires_on_them() -> None:
+    """A correction that helps on the labelled posts but fires on ordinary posts gets less weight
+    once ordinary posts take part in the recombination; the scale and intercept still come from
+    the labelled posts, so the head stays calibrated on them."""
+    rng = np.random.default_rng(4)
+    y = (rng.random(300) < 0.5).astype(np.int64)
+    ngram = (3 * y - 1.5 + rng.normal(size=300)).astype(np.float32)
+    deep = (3 * y - 1.5 + rng.normal(size=300)).astype(np.float32)
+    # ordinary posts: the n-gram branch knows them, the correction reads them as rumours
+    ordinary = (
+        rng.normal(-2, 1, 1000).astype(np.float32),
+        rng.normal(2, 1, 1000).astype(np.float32),
+    )
+
+    def on(fit: tuple[float, float, float], x: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        a, b, g = fit
+        return np.asarray(expit(a * x[0] + b * x[1] + g))
+
+    plain = refit.recombine(ngram, deep, y, None, 0.0)
+    assert refit.recombine(ngram, deep, y, ordinary, 0.0) == pytest.approx(plain)
+    weighed = refit.recombine(ngram, deep, y, ordinary, 1.0)
+    assert weighed[1] / weighed[0] < plain[1] / plain[0] / 2
+    assert on(weighed, ordinary).mean() < on(plain, ordinary).mean() / 2
+    # calibrated on the labelled posts: mean probability = share of positives
+    assert on(weighed, (ngram, deep)).mean() == pytest.approx(y.mean(), abs=2e-3)
+    with pytest.raises(refit.CorrectionError):
+        refit.recombine(ngram, -deep, y, None, 0.0)
 
 
 def claims(rng: random.Random, n: int) -> list[str]:

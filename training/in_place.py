@@ -66,9 +66,12 @@ def refit_in_place(
         n = card["recipe"]["ordinary_negatives"] = recipe.ordinary_negatives
         negatives = refit.negatives(data_dir, n, seed, limit)
         card["recipe"]["claim_negatives"] = list(recipe.claim_negatives)
+        card["recipe"]["ordinary_weight"] = recipe.ordinary_weight
         probe = claim_probe(ordinary, recipe)
         offered = refit.claims(data_dir, corpus, recipe.claim_negatives, probe, seed)
-    fitted = refit.refit_head_exported(model_dir, head, posts, negatives, grid, corrected, offered)
+    fitted = refit.refit_head_exported(
+        model_dir, head, posts, negatives, grid, corrected, offered, recipe.ordinary_weight
+    )
     card["model_version"] = content_hash(model_dir / MODEL_FILE)
     card["size_bytes"] = (model_dir / MODEL_FILE).stat().st_size
     card["temperature"][head] = 1 / fitted.b

@@ -16,12 +16,13 @@ stay unseen). The head's logit becomes
 
     z = a · ngram(x) + b · deep(x) + g
 
-where ``deep(x)`` is the fine-tuned encoder's correction, unchanged, and ``(a, b, g)`` is a
-logistic regression on the calibration split's source posts: the recombination is the head's
-calibration. In the graph of :class:`training.model.Scorer` that is ``mix = a/b``,
-``head.bias + g/b`` and ``temperature = 1/b``: only float initializers change, so the same
-step applies to the PyTorch module during ``make train`` and to an exported ONNX model whose
-PyTorch weights are gone (``python -m training.run --refit rumor``).
+where ``deep(x)`` is the fine-tuned encoder's correction, unchanged, and ``(a, b, g)`` is the
+recombination (:func:`recombine`), which is also the head's calibration: the direction ``(a, b)``
+from the calibration split's source posts together with ordinary posts of calibration events,
+the scale and ``g`` from the source posts alone. In the graph of :class:`training.model.Scorer`
+that is ``mix = a/b``, ``head.bias + g/b`` and ``temperature = 1/b``: only float initializers
+change, so the same step applies to the PyTorch module during ``make train`` and to an exported
+ONNX model whose PyTorch weights are gone (``python -m training.run --refit rumor``).
 
 **Originality notices.** An ordinary post that says "原创，转载请注明出处" is no likelier a
 rumour, but the notice's exclamation marks and 转载 sit where 请转发 does, and a bare notice
@@ -36,7 +37,10 @@ escape by carrying one. The refit keeps the first ``n`` under which the claims o
 
 The encoder itself was fine-tuned without these negatives (on the residual of the n-gram branch
 that had none), which is why its correction keeps part of the old habit; fine-tuning with them
-needs the pretrained encoder again.
+needs the pretrained encoder again. What the refit can do without it is weigh the correction
+against the n-gram logit on ordinary posts too: on the source posts alone the correction's
+weight is set by news and rumours, where it helps, and it carries its habit onto ordinary
+posts at full strength.
 
 The same refit serves any head whose training data changed after its model was exported
 (:func:`refit_head_exported`): the incitement head's n-gram column was fitted again without
@@ -108,6 +112,9 @@ class Refit:
     """How many of the negatives are originality claims (:func:`fit_rumor`)."""
     claim_probe: tuple[float, float] | None = None
     """Mean probability of the calibration events' claims and ordinary posts."""
+    ordinary_calib: tuple[int, float] = (0, 0.0)
+    """How many ordinary posts of calibration events the recombination's direction was fitted
+    with, and their weight relative to the calibration posts (:func:`recombine`)."""
 
     def values(self, now: Mapping[str, Floats]) -> dict[str, Floats]:
         """``TENSORS`` with the head refit, from their values ``now`` (the encoder head's
@@ -133,9 +140,12 @@ class Refit:
                 "calib_claims_mean": round(self.claim_probe[0], 4),
                 "calib_ordinary_mean": round(self.claim_probe[1], 4),
             }
+        n, weight = self.ordinary_calib
         return {
             "negatives": self.negatives,
             **probe,
+            "recombination_ordinary": n,
+            "recombination_weight": weight,
             "c": self.c,
             "ngram_weight": round(self.a, 4),
             "encoder_weight": round(self.b, 4),
@@ -155,14 +165,17 @@ def fit(
     head: Head = "rumor",
     corrected: bool = True,
     positives: Sequence[str] = (),
+    ordinary: tuple[Sequence[str], Floats] = ((), np.zeros(0, np.float32)),
+    ordinary_weight: float = 0.0,
 ) -> Refit:
     """Fit ``head``'s n-gram column on the train posts plus the ``negatives`` and ``positives``
-    (``C`` from ``grid`` by calibration loss), then ``(a, b, g)`` on the calibration posts.
-    ``posts``: normalised texts and labels of the ``train`` and ``calib`` splits;
-    ``deep_calib`` and ``before_calib``: the encoder's correction and the head's logit before
-    the refit, on the calibration posts; ``corrected``: False when the correction was switched
-    off for the head (``training.run.gate_heads``; an int8 graph's then only carries
-    quantisation noise)."""
+    (``C`` from ``grid`` by calibration loss), then ``(a, b, g)`` (:func:`recombine`) on the
+    calibration posts and the ``ordinary`` posts of calibration events (texts and corrections),
+    which weigh ``ordinary_weight`` times as much. ``posts``: normalised texts and labels of
+    the ``train`` and ``calib`` splits; ``deep_calib`` and ``before_calib``: the encoder's
+    correction and the head's logit before the refit, on the calibration posts;
+    ``corrected``: False when the correction was switched off for the head
+    (``training.run.gate_heads``; an int8 graph's then only carries quantisation noise)."""
     (train, y_train), (calib, y_calib) = posts["train"], posts["calib"]
     extra = [*negatives, *positives]
     x = sp.vstack([wide.design(train, idf), wide.design(extra, idf)]).tocsr()
@@ -173,18 +186,59 @@ def fit(
     c = wide.choose_c(x, y, x_calib, y_calib, grid)
     coef, bias = wide.fit(x, y, c)
     ngram = x_calib @ coef + bias
-    # nearly unregularised: three numbers fitted on a few hundred rows
+    held = (0, 0.0)
     if corrected and np.ptp(deep_calib) > 1e-6:
-        lr = LogisticRegression(C=100.0).fit(np.c_[ngram, deep_calib], y_calib)
-        (a, b), g = lr.coef_[0], lr.intercept_[0]
+        texts, deep = ordinary
+        rows = (wide.design(texts, idf) @ coef + bias, deep) if len(texts) else None
+        a, b, g = recombine(ngram, deep_calib, y_calib, rows, ordinary_weight)
+        if rows is not None and ordinary_weight > 0:
+            held = (len(texts), ordinary_weight)
     else:  # switched off: a constant, for the graph's head bias to absorb
         lr = LogisticRegression(C=100.0).fit(ngram[:, None], y_calib)
-        (a,), b, g = lr.coef_[0], 1.0, lr.intercept_[0] - float(deep_calib[0])
-    if b <= 0:
-        raise CorrectionError(f"the encoder's correction got weight {b:.3f}: it no longer helps")
+        a, b, g = float(lr.coef_[0][0]), 1.0, float(lr.intercept_[0] - deep_calib[0])
     z = a * ngram + b * deep_calib + g
     auc = (float(roc_auc_score(y_calib, before_calib)), float(roc_auc_score(y_calib, z)))
-    return Refit(coef, bias, c, float(a), float(b), float(g), len(negatives), auc, head)
+    return Refit(coef, bias, c, a, b, g, len(negatives), auc, head, ordinary_calib=held)
+
+
+def recombine(
+    ngram: Floats,
+    deep: Floats,
+    y: Labels,
+    ordinary: tuple[Floats, Floats] | None,
+    weight: float,
+) -> tuple[float, float, float]:
+    """The recombination ``(a, b, g)`` of a head's n-gram logit and the encoder's correction
+    into ``a · ngram + b · deep + g``, from the calibration posts' ``ngram``, ``deep`` and labels
+    ``y``, and the n-gram logits and corrections of ``ordinary`` posts (negatives; None for
+    none).
+
+    Two logistic regressions, both nearly unregularised (a few numbers on a few hundred rows):
+
+    1. the direction ``(a₁, b₁)`` on the calibration posts (weight 1 each) and the ordinary
+       posts, which together weigh ``weight`` times as much as the calibration posts: the
+       ordinary posts say how far each branch may be trusted on text unlike the labelled posts;
+    2. the scale ``k`` and intercept ``g`` of ``s = a₁ · ngram + b₁ · deep`` on the calibration
+       posts alone, so that the probabilities stay calibrated on the labelled posts; then
+       ``(a, b) = k · (a₁, b₁)``.
+
+    With no ordinary posts or ``weight`` 0 the first step alone decides, and the second only
+    undoes its regularisation. Raises :class:`CorrectionError` when the correction comes out
+    with a weight of zero or less."""
+    x, target, w = np.c_[ngram, deep], y, np.ones(len(y))
+    if ordinary is not None and weight > 0:
+        o_ngram, o_deep = ordinary
+        x = np.r_[x, np.c_[o_ngram, o_deep]]
+        target = np.r_[y, np.zeros(len(o_ngram), dtype=y.dtype)]
+        w = np.r_[w, np.full(len(o_ngram), weight * len(y) / len(o_ngram))]
+    direction = LogisticRegression(C=100.0).fit(x, target, sample_weight=w).coef_[0]
+    s = np.c_[ngram, deep] @ direction
+    lr = LogisticRegression(C=100.0).fit(s[:, None], y)
+    k, g = float(lr.coef_[0][0]), float(lr.intercept_[0])
+    a, b = k * float(direction[0]), k * float(direction[1])
+    if b <= 0:
+        raise CorrectionError(f"the encoder's correction got weight {b:.3f}: it no longer helps")
+    return a, b, g
 
 
 @dataclass(frozen=True)
@@ -243,11 +297,13 @@ def fit_rumor(
     before_calib: Floats,
     grid: Sequence[float],
     corrected: bool = True,
+    ordinary_weight: float = 0.0,
 ) -> Refit:
     """The rumor head's :func:`fit` with the ``ordinary`` negatives and the first number of
     ``offered`` claims (as negatives, with as many noticed rumours as positives) under which
     the calibration events' claims score no higher on average than their ordinary posts (the
-    last number tried if none does)."""
+    last number tried if none does). Those ordinary posts of calibration events also take part
+    in the recombination with ``ordinary_weight`` (:func:`recombine`)."""
     probes = (offered.calib, offered.ordinary)
     corrections = [correction(texts) for texts in probes]
     for n in offered.counts:
@@ -262,6 +318,8 @@ def fit_rumor(
             "rumor",
             corrected,
             offered.rumours[:n],
+            (offered.ordinary, corrections[1]),
+            ordinary_weight,
         )
         claim_mean, ordinary_mean = (
             float(np.mean(expit(fitted.logits(wide.design(texts, idf), deep)))) if texts else 0.0
@@ -306,11 +364,12 @@ def refit_head_exported(
     grid: Sequence[float],
     corrected: bool = True,
     offered: Claims | None = None,
+    ordinary_weight: float = 0.0,
 ) -> Refit:
     """Refit ``head`` of the exported model in ``model_dir`` in place (:func:`fit`, or
-    :func:`fit_rumor` when claims are ``offered``); its IDF and the encoder's correction are
-    read from the graph. The rewritten graph is checked against the refit on the calibration
-    posts before it replaces the file."""
+    :func:`fit_rumor` with ``ordinary_weight`` when claims are ``offered``); its IDF and the
+    encoder's correction are read from the graph. The rewritten graph is checked against the
+    refit on the calibration posts before it replaces the file."""
     path = model_dir / MODEL_FILE
     h = HEADS.index(head)
     proto = onnx.load(str(path))
@@ -330,8 +389,9 @@ def refit_head_exported(
 
         idf = now["wide.idf"]
         fitted = fit_rumor(
-            posts, negatives, offered, correction, idf, deep, before, grid, corrected
-        )
+            posts, negatives, offered, correction, idf, deep, before, grid, corrected,
+            ordinary_weight,
+        )  # fmt: skip
     for name, value in fitted.values(now).items():
         inits[name].CopyFrom(numpy_helper.from_array(value, name))
     _, after = _run(proto, model_dir, calib, h)

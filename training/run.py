@@ -438,7 +438,10 @@ def refit_rumor(
         return head_logits(model, probe, pad)
 
     def fit(deep: np.ndarray) -> refit.Refit:
-        return refit.fit_rumor(posts, negatives, offered, correction, idf, deep, z, recipe.wide_c)
+        return refit.fit_rumor(
+            posts, negatives, offered, correction, idf, deep, z, recipe.wide_c,
+            ordinary_weight=recipe.ordinary_weight,
+        )  # fmt: skip
 
     try:
         fitted = fit(deep)
