@@ -212,6 +212,10 @@ class Proxy:
       "原创，转载请注明出处" makes no post a rumour;
     - rights notices alone, one per claim phrasing of the corpus (rumor head): a post that is
       nothing but its notice;
+    - safe comments of another collection (rumor head): COLD's and ToxiCN's eval comments
+      labelled neither offensive nor toxic, Weibo and Zhihu comments on race, gender and region
+      that the rumor head never saw in any role, the nearest the data here comes to ordinary
+      posts from a different collection;
     - ToxiCN "reporting" rows of the eval split: texts that report or criticise discrimination,
       a proxy for comments that speak against bias (incitement head; ToxiCN labels them toxic);
     - COLD's eval comments labelled safe that name discrimination (歧视): the other corpus's
@@ -245,6 +249,12 @@ def proxies(sets: Sequence[Dataset], sample: int = 5000) -> list[Proxy]:
         if e.split == "eval" and e.group in reporting
     ]
     cold = next(s for s in sets if s.name == "COLD")
+    safe = [
+        normalise(e.text).text
+        for ds in (cold, toxicn)
+        for e in ds.examples
+        if e.split == "eval" and e.label == 0
+    ]
     safe_naming = [
         normalise(e.text).text
         for e in cold.examples
@@ -270,6 +280,7 @@ def proxies(sets: Sequence[Dataset], sample: int = 5000) -> list[Proxy]:
             "rumor",
             [normalise(t).text for t in originality.bare_notices()],
         ),
+        Proxy("safe comments of another collection (COLD, ToxiCN eval)", "rumor", safe),
         Proxy(
             "ordinary reposts (Weibo16 eval events)", "originality_claim", [t for t, _ in reposts]
         ),

@@ -77,6 +77,12 @@ def _refit_figures(fit: dict[str, Any]) -> str:
             f"{fit['calib_claims_mean']}, their ordinary posts {fit['calib_ordinary_mean']}); "
         )
     grid = f" (of {fit['c_grid']})" if "c_grid" in fit else ""
+    if fit.get("recombination_ordinary"):
+        claims += (
+            f"the direction of `(a, b)` fitted with {fit['recombination_ordinary']:,} ordinary "
+            f"posts of calibration events weighing {fit['recombination_weight']}× the "
+            f"calibration posts, its scale and `g` on the calibration posts alone; "
+        )
     return claims + (
         f"C {fit['c']}{grid}, a {fit['ngram_weight']}, b {fit['encoder_weight']}, "
         f"g {fit['intercept']}; calibration AUC {fit['calib_auc_before']} before, "
@@ -236,8 +242,9 @@ table): `{card["timings_s"]}`.
 
 The held-back checks include ordinary Weibo posts from another collection and comments that
 speak against bias. Proxies in the data we have (`eval/quality.py`, `Proxy`): ordinary reposts
-for the rumor head (and for the originality head, whose claims among them are nearly all false),
-and two views of speaking against bias for the incitement head:
+for the rumor head (and for the originality head, whose claims among them are nearly all false)
+and the safe comments of COLD and ToxiCN, which the rumor head never saw, and two views of
+speaking against bias for the incitement head:
 
 {card.get("proxies", "(run `python -m eval --card models`)")}
 
