@@ -6,11 +6,12 @@
 
 Steps: corpora and splits → originality corpus → pretraining corpus → tokenizer → masked-LM
 pretraining → n-gram branch (full fit and out-of-fold logits) → multi-task fine-tuning →
-temperature calibration → the rumor head refit with ordinary posts as negatives
-(:mod:`training.refit`) → ONNX export, fusion, int8 quantisation → parity check → operating
-points from the exported model's scores (:mod:`training.calibrate`) → ``card.json``. The
-figures against the baseline are added to the card by ``python -m eval.quality --card`` (``make
-train`` runs both). ``--refit`` and ``--thresholds`` change an exported model in place instead
+temperature calibration → the rumor head refit with ordinary posts as negatives and its two
+branches weighed on ordinary posts (:mod:`training.refit`) → ONNX export, fusion, int8
+quantisation → parity check → operating points from the exported model's scores
+(:mod:`training.calibrate`) → ``card.json``. The figures against the baseline are added to the
+card by ``python -m eval.crossdata --card`` and ``python -m eval --card`` (``make train`` runs
+all three). ``--refit`` and ``--thresholds`` change an exported model in place instead
 (:mod:`training.in_place`).
 """
 
