@@ -55,6 +55,15 @@ def test_ordinary_negatives_lower_chatter_and_keep_the_posts_apart() -> None:
     without = refit.fit(data, [], idf, deep, before, [1.0, 4.0])
     with_them = refit.fit(data, chatter(rng, 100), idf, deep, before, [1.0, 4.0])
     assert with_them.negatives == 100 and without.negatives == 0
+    assert without.ordinary_calib == (0, 0.0)
+    weighed = refit.fit(
+        data, chatter(rng, 100), idf, deep, before, [1.0, 4.0],
+        ordinary=(held, np.ones(len(held), dtype=np.float32)), ordinary_weight=1.0,
+    )  # fmt: skip
+    assert weighed.ordinary_calib == (len(held), 1.0)
+    assert weighed.card()["recombination_ordinary"] == len(held)
+    # the correction fires on the ordinary posts: weighed on them, it counts for less
+    assert weighed.b / weighed.a < with_them.b / with_them.a
     # exclamation marks alone no longer make a rumour
     assert np.mean(chatter_logits(without) > 0) > 0.9
     assert np.mean(chatter_logits(with_them) < 0) > 0.9
@@ -111,8 +120,12 @@ def test_the_rumor_refit_takes_claims_until_they_score_like_ordinary_posts() -> 
 
     # the rumours with a notice are left out here (see the next test)
     offered = refit.Claims(claims(rng, 60), [], claims(rng, 30), chatter(rng, 30), (0, 5, 20, 60))
-    fitted = refit.fit_rumor(data, ordinary, offered, none, idf, deep, deep, [1.0, 4.0], False)
+    fitted = refit.fit_rumor(
+        data, ordinary, offered, none, idf, deep, deep, [1.0, 4.0], False, ordinary_weight=1.0
+    )
     assert fitted.claims > 0 and fitted.negatives == len(ordinary)
+    # with the correction switched off there is nothing to weigh
+    assert fitted.ordinary_calib == (0, 0.0)
     assert fitted.claim_probe is not None
     claim_mean, ordinary_mean = fitted.claim_probe
     assert claim_mean <= ordinary_mean
