@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="only refit this head's n-gram branch of the model in OUT, in place "
         "(training.refit), for a model trained before its data changed: rumor with ordinary "
-        "negatives, incitement without ToxiCN's reporting rows",
+        "negatives and its two branches weighed on ordinary posts, incitement without "
+        "ToxiCN's reporting rows",
     )
     exported.add_argument(
         "--thresholds",
