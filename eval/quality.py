@@ -22,6 +22,7 @@ from sklearn.pipeline import Pipeline
 
 from eval import baseline
 from service.boilerplate import is_boilerplate
+from service.claims import body_chars
 from service.classify import Classifier
 from service.heads import HEADS, Head, Risk
 from service.normalise import normalise
@@ -140,11 +141,17 @@ def review_threshold(classifier: Classifier, policy: Policy, head: Head) -> floa
     return float(classifier.card["thresholds"][head]["review"])
 
 
-def block_threshold(policy: Policy, head: Head) -> float | None:
-    """The policy's block threshold for a head's risk; None for a head that blocks nothing by
-    itself (the originality claim only feeds the fake-originality check)."""
+def blocked(
+    policy: Policy, head: Head, p: npt.NDArray[np.floating], texts: Sequence[str]
+) -> npt.NDArray[np.bool_] | None:
+    """Which of ``texts``, scored ``p`` by ``head``, the policy blocks on the head's risk
+    (:meth:`Policy.blocks`); None for a head that blocks nothing by itself (the originality
+    claim only feeds the fake-originality check)."""
     risk = _risk(head)
-    return None if risk is None else policy.risks[risk].block
+    if risk is None:
+        return None
+    chars = [body_chars(t) for t in texts]
+    return np.array([policy.blocks(risk, float(s), n) for s, n in zip(p, chars, strict=True)])
 
 
 def _risk(head: Head) -> Risk | None:
@@ -298,18 +305,18 @@ def proxy_table(
 ) -> str:
     lines = [
         "| proxy | head | n | model flagged (policy review threshold) | model blocked (policy "
-        "block threshold) | model ≥ 0.5 | baseline ≥ 0.5 |",
+        "block rule) | model ≥ 0.5 | baseline ≥ 0.5 |",
         "|---|---|---|---|---|---|---|",
     ]
     for item in items:
         p_base = baselines.predict([s for s in sets if s.head == item.head], item.texts)
         p = classifier.predict(item.texts)[:, HEADS.index(item.head)]
         review = review_threshold(classifier, policy, item.head)
-        block = block_threshold(policy, item.head)
-        blocked = "" if block is None else f"{(p >= block).mean():.3f}"
+        stopped = blocked(policy, item.head, p, item.texts)
+        share = "" if stopped is None else f"{stopped.mean():.3f}"
         lines.append(
             f"| {item.name} | {item.head} | {len(item.texts)} | "
-            f"{(p >= review).mean():.3f} | {blocked} | {(p >= 0.5).mean():.3f} | "
+            f"{(p >= review).mean():.3f} | {share} | {(p >= 0.5).mean():.3f} | "
             f"{(p_base >= 0.5).mean():.3f} |"
         )
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import sys
 
+from service.boilerplate import content_of
 from service.normalise import normalise
 
 # All patterns run on the text as the classifier sees it (service.normalise: NFKC, lower case,
@@ -136,6 +137,14 @@ NOTICE_LEFTOVER = 3
 rumour cannot hide in one ("本号独家明天封城" keeps its four characters)."""
 
 _CLAUSE = re.compile(rf"[^{BOUNDARY}]+[{BOUNDARY}]*")
+
+
+def body_chars(text: str) -> int:
+    """How many letters and digits of normalised ``text`` the risk heads score: its rights
+    notices left out (:func:`without_notices`), and emoticon codes, @mentions, links and
+    repost-chain markers (:func:`service.boilerplate.content_of`)."""
+    body = without_notices(text)
+    return len(content_of(text if body is None else body))
 
 
 def without_notices(text: str) -> str | None:

@@ -1,10 +1,11 @@
 """Stage: decide. Scores and the policy give flags, a decision and the reasons with their codes.
 
 A risk is flagged when its score reaches the policy's ``review`` threshold; the decision is
-``block`` when any risk reaches its ``block`` threshold, ``review`` when any is flagged, else
-``pass``. Reasons come strongest first. The post's account level can lower the review
-thresholds (``review_factor`` of the policy's credit levels): a low-credit account's post goes to
-review sooner; block thresholds stay.
+``block`` when any risk reaches its ``block`` threshold on a post long enough for the policy to
+block on it (``block_min_chars``: a rumour is a claim, and "求证" or "转发一次" states none),
+``review`` when any is flagged, else ``pass``. Reasons come strongest first. The post's account
+level can lower the review thresholds (``review_factor`` of the policy's credit levels): a
+low-credit account's post goes to review sooner; block thresholds stay.
 """
 
 from __future__ import annotations
@@ -22,14 +23,22 @@ class Verdict:
     decision: Decision
     flagged: list[Risk]
     """Flagged risks, highest score first."""
+    too_short: list[Risk]
+    """Risks whose block threshold the score reached on a post too short to block on."""
 
 
-def decide(scores: dict[Risk, float], policy: Policy, review_factor: float = 1.0) -> Verdict:
+def decide(
+    scores: dict[Risk, float], policy: Policy, review_factor: float = 1.0, *, chars: int
+) -> Verdict:
+    """The verdict on a post of ``chars`` letters and digits (:func:`service.claims.body_chars`)
+    with these ``scores``."""
     flags = {r: scores[r] >= policy.risks[r].review * review_factor for r in RISKS}
     flagged = sorted((r for r in RISKS if flags[r]), key=lambda r: -scores[r])
+    blocked = [r for r in RISKS if policy.blocks(r, scores[r], chars)]
+    too_short = [r for r in RISKS if scores[r] >= policy.risks[r].block and r not in blocked]
     decision: Decision = "pass"
-    if any(scores[r] >= policy.risks[r].block for r in RISKS):
+    if blocked:
         decision = "block"
     elif flagged:
         decision = "review"
-    return Verdict(flags, decision, flagged)
+    return Verdict(flags, decision, flagged, too_short)

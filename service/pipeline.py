@@ -25,6 +25,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from service.claims import body_chars
 from service.classify import Classifier
 from service.decide import decide
 from service.evidence import spans
@@ -56,6 +57,8 @@ class Prepared:
     probs: dict[Head, float]
     signature: Signature | None
     """The near-duplicate signature; None for boilerplate."""
+    chars: int
+    """Letters and digits the risk heads score (:func:`service.claims.body_chars`)."""
     spans: dict[Head, list[Span]] = field(default_factory=dict)
     """Evidence spans found so far, by head."""
 
@@ -150,12 +153,13 @@ class Pipeline:
             head_probs[i] = {h: float(probs[row, k]) for k, h in enumerate(HEADS)}
         signatures = self.neardup.sign(posts)
         prepared = [
-            Prepared(n, hp, sig) for n, hp, sig in zip(norms, head_probs, signatures, strict=True)
+            Prepared(n, hp, sig, body_chars(n.text))
+            for n, hp, sig in zip(norms, head_probs, signatures, strict=True)
         ]
         if evidence:
             for post, ready in zip(posts, prepared, strict=True):
                 scores = {r: ready.probs[CLASSIFIER_RISKS[r]] for r in CLASSIFIER_RISKS}
-                verdict = decide(dict.fromkeys(RISKS, 0.0) | scores, self.policy)
+                verdict = decide(dict.fromkeys(RISKS, 0.0) | scores, self.policy, chars=ready.chars)
                 heads = [CLASSIFIER_RISKS[r] for r in CLASSIFIER_RISKS if verdict.flags[r]]
                 if heads:
                     ready.spans = spans(self.classifier, ready.norm, post.text, heads)
@@ -223,7 +227,7 @@ class Pipeline:
         }
         scores.update({r: max(scores[r], s) for r, s in near.scores.items()})
         factor = self.policy.review_factor(level)
-        verdict = decide(scores, self.policy, factor)
+        verdict = decide(scores, self.policy, factor, chars=prepared.chars)
         reasons = []
         for risk in verdict.flagged:
             rule = self.policy.risks[risk].reason
@@ -231,6 +235,9 @@ class Pipeline:
             found.update(near.evidence.get(risk, {}))
             if factor < 1:
                 found["account_level"] = {"level": level, "review_factor": factor}
+            if risk in verdict.too_short:
+                minimum = self.policy.block_min_chars[risk]
+                found["not_blocked"] = {"chars": prepared.chars, "block_min_chars": minimum}
             reasons.append(Reason(code=rule.code, score=round(scores[risk], 4), evidence=found))
         warnings = list(near.warnings)
         if not norm.text:

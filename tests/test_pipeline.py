@@ -99,3 +99,20 @@ def test_records_come_back_in_input_order(pipeline: Pipeline) -> None:
         # int8 activations are scaled per batch, so neighbours move the 3rd-4th decimal only
         for risk, value in a.scores.items():
             assert abs(value - b.scores[risk]) < 0.01
+
+
+def test_a_post_too_short_to_state_a_claim_is_reviewed_and_says_why(pipeline: Pipeline) -> None:
+    """With every rumor score at the block, "求证,@微博辟谣" (two letters of its own) goes to
+    review with the reason it was not blocked; a post that states something is blocked."""
+    policy = pipeline.policy
+    rule = policy.risks["rumor"].model_copy(update={"review": 0.0, "block": 0.0})
+    strict = policy.model_copy(update={"risks": {**policy.risks, "rumor": rule}})
+    short, long = Pipeline(pipeline.classifier, strict).score_many(
+        [Post(id="s", text="求证,@微博辟谣"), Post(id="l", text="北京地铁2号线有人卧轨!")]
+    )
+    assert short.decision == "review" and short.flags["rumor"]
+    (reason,) = [r for r in short.reasons if r.code == rule.reason.code]
+    minimum = policy.block_min_chars["rumor"]
+    assert reason.evidence["not_blocked"] == {"chars": 2, "block_min_chars": minimum}
+    assert long.decision == "block"
+    assert all("not_blocked" not in r.evidence for r in long.reasons)

@@ -34,24 +34,42 @@ def test_policy_thresholds_are_the_models_operating_points(settings: Settings) -
     assert policy.near_duplicates.originality_claim == pytest.approx(claim)
 
 
+LONG = 200
+"""Letters and digits of a post long enough for any block."""
+
+
 def test_decision_ladder(settings: Settings) -> None:
     policy = load_policy(settings.policy_file)
     rumor, inc = policy.risks["rumor"], policy.risks["incitement"]
-    assert decide(scores(), policy).decision == "pass"
-    # the rung between review and block (the shipped rumor head's calibration put its review
-    # point on its block point: what it flags it blocks)
+    assert decide(scores(), policy, chars=LONG).decision == "pass"
+    # the rung between review and block
     assert inc.review < inc.block
-    v = decide(scores(incitement=inc.review), policy)
+    v = decide(scores(incitement=inc.review), policy, chars=LONG)
     assert v.decision == "review" and v.flags["incitement"] and v.flagged == ["incitement"]
-    assert decide(scores(rumor=rumor.review - 0.01), policy).decision == "pass"
-    assert decide(scores(rumor=rumor.block), policy).decision == "block"
+    assert decide(scores(rumor=rumor.review - 0.01), policy, chars=LONG).decision == "pass"
+    assert decide(scores(rumor=rumor.block), policy, chars=LONG).decision == "block"
     never = policy.risks["coordination"]
     assert never.block > 1
-    assert decide(scores(coordination=1.0), policy).decision == "review"
+    assert decide(scores(coordination=1.0), policy, chars=LONG).decision == "review"
     # flagged risks come highest score first
     higher = min(1.0, max(inc.review, rumor.review) + 0.01)
-    both = decide(scores(rumor=rumor.review, incitement=higher), policy)
+    both = decide(scores(rumor=rumor.review, incitement=higher), policy, chars=LONG)
     assert both.flagged == ["incitement", "rumor"]
+
+
+def test_a_post_too_short_to_state_a_claim_is_reviewed_not_blocked(settings: Settings) -> None:
+    policy = load_policy(settings.policy_file)
+    minimum = policy.block_min_chars["rumor"]
+    assert minimum > 0
+    short = decide(scores(rumor=1.0), policy, chars=minimum - 1)
+    assert short.decision == "review" and short.flagged == ["rumor"]
+    assert short.too_short == ["rumor"]
+    enough = decide(scores(rumor=1.0), policy, chars=minimum)
+    assert enough.decision == "block" and enough.too_short == []
+    # insults are short: the incitement block keeps no minimum
+    assert "incitement" not in policy.block_min_chars
+    both = decide(scores(rumor=1.0, incitement=1.0), policy, chars=1)
+    assert both.decision == "block" and both.too_short == ["rumor"]
 
 
 def test_bad_policy_files_say_what_is_wrong(tmp_path: Path, settings: Settings) -> None:
@@ -59,6 +77,11 @@ def test_bad_policy_files_say_what_is_wrong(tmp_path: Path, settings: Settings) 
     broken = tmp_path / "p.toml"
     broken.write_text(text.replace("[risks.coordination]", "[risks.nothing]", 1))
     with pytest.raises(PolicyError, match="coordination"):
+        load_policy(broken)
+    broken.write_text(
+        text.replace("[block_min_chars]\nrumor = ", "[block_min_chars]\nrumor = -", 1)
+    )
+    with pytest.raises(PolicyError, match="block_min_chars"):
         load_policy(broken)
     broken.write_text(text + "\nthis is not toml")
     with pytest.raises(PolicyError, match=re.escape(str(broken))):

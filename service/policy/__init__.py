@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -59,6 +60,9 @@ class Policy(BaseModel):
     persist: list[Decision]
     enqueue: list[Decision]
     risks: dict[Risk, RiskRule]
+    block_min_chars: dict[Risk, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    """A post with fewer letters and digits than this (:func:`service.claims.body_chars`) is not
+    blocked on the risk's score: it goes to review."""
     near_duplicates: NearDuplicateRules
     review: ReviewRules
     credit: CreditRules
@@ -81,6 +85,10 @@ class Policy(BaseModel):
         if unknown:
             raise ValueError(f"registration refers to unknown dispositions {sorted(unknown)}")
         return self
+
+    def blocks(self, risk: Risk, score: float, chars: int) -> bool:
+        """Whether ``score`` blocks a post of ``chars`` letters and digits on ``risk``."""
+        return score >= self.risks[risk].block and chars >= self.block_min_chars.get(risk, 0)
 
     def review_factor(self, level: str | None) -> float:
         """How much the review thresholds are lowered for an account at ``level``."""
