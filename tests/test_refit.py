@@ -58,7 +58,8 @@ def test_ordinary_negatives_lower_chatter_and_keep_the_posts_apart() -> None:
     assert without.ordinary_calib == (0, 0.0)
     weighed = refit.fit(
         data, chatter(rng, 100), idf, deep, before, [1.0, 4.0],
-        ordinary=(held, np.ones(len(held), dtype=np.float32)), ordinary_weight=1.0,
+        ordinary=(wide.design(held, idf), np.ones(len(held), dtype=np.float32)),
+        ordinary_weight=1.0,
     )  # fmt: skip
     assert weighed.ordinary_calib == (len(held), 1.0)
     assert weighed.card()["recombination_ordinary"] == len(held)

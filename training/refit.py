@@ -165,17 +165,18 @@ def fit(
     head: Head = "rumor",
     corrected: bool = True,
     positives: Sequence[str] = (),
-    ordinary: tuple[Sequence[str], Floats] = ((), np.zeros(0, np.float32)),
+    ordinary: tuple[sp.csr_matrix, Floats] | None = None,
     ordinary_weight: float = 0.0,
 ) -> Refit:
     """Fit ``head``'s n-gram column on the train posts plus the ``negatives`` and ``positives``
     (``C`` from ``grid`` by calibration loss), then ``(a, b, g)`` (:func:`recombine`) on the
-    calibration posts and the ``ordinary`` posts of calibration events (texts and corrections),
-    which weigh ``ordinary_weight`` times as much. ``posts``: normalised texts and labels of
-    the ``train`` and ``calib`` splits; ``deep_calib`` and ``before_calib``: the encoder's
-    correction and the head's logit before the refit, on the calibration posts;
-    ``corrected``: False when the correction was switched off for the head
-    (``training.run.gate_heads``; an int8 graph's then only carries quantisation noise)."""
+    calibration posts and the ``ordinary`` posts of calibration events (their n-gram rows of
+    :func:`training.wide.design` and corrections), which weigh ``ordinary_weight`` times as
+    much. ``posts``: normalised texts and labels of the ``train`` and ``calib`` splits;
+    ``deep_calib`` and ``before_calib``: the encoder's correction and the head's logit before
+    the refit, on the calibration posts; ``corrected``: False when the correction was switched
+    off for the head (``training.run.gate_heads``; an int8 graph's then only carries
+    quantisation noise)."""
     (train, y_train), (calib, y_calib) = posts["train"], posts["calib"]
     extra = [*negatives, *positives]
     x = sp.vstack([wide.design(train, idf), wide.design(extra, idf)]).tocsr()
@@ -188,11 +189,10 @@ def fit(
     ngram = x_calib @ coef + bias
     held = (0, 0.0)
     if corrected and np.ptp(deep_calib) > 1e-6:
-        texts, deep = ordinary
-        rows = (wide.design(texts, idf) @ coef + bias, deep) if len(texts) else None
+        rows = None if ordinary is None else (ordinary[0] @ coef + bias, ordinary[1])
         a, b, g = recombine(ngram, deep_calib, y_calib, rows, ordinary_weight)
-        if rows is not None and ordinary_weight > 0:
-            held = (len(texts), ordinary_weight)
+        if ordinary is not None and ordinary_weight > 0:
+            held = (ordinary[0].shape[0], ordinary_weight)
     else:  # switched off: a constant, for the graph's head bias to absorb
         lr = LogisticRegression(C=100.0).fit(ngram[:, None], y_calib)
         a, b, g = float(lr.coef_[0][0]), 1.0, float(lr.intercept_[0] - deep_calib[0])
@@ -304,8 +304,11 @@ def fit_rumor(
     the calibration events' claims score no higher on average than their ordinary posts (the
     last number tried if none does). Those ordinary posts of calibration events also take part
     in the recombination with ``ordinary_weight`` (:func:`recombine`)."""
-    probes = (offered.calib, offered.ordinary)
-    corrections = [correction(texts) for texts in probes]
+    # each probe's n-gram rows and corrections, once: only the column changes between fits
+    probes = [
+        (wide.design(t, idf), correction(t)) if t else None
+        for t in (offered.calib, offered.ordinary)
+    ]
     for n in offered.counts:
         negatives = [*ordinary, *offered.train[:n]]
         fitted = fit(
@@ -318,12 +321,12 @@ def fit_rumor(
             "rumor",
             corrected,
             offered.rumours[:n],
-            (offered.ordinary, corrections[1]),
+            probes[1],
             ordinary_weight,
         )
         claim_mean, ordinary_mean = (
-            float(np.mean(expit(fitted.logits(wide.design(texts, idf), deep)))) if texts else 0.0
-            for texts, deep in zip(probes, corrections, strict=True)
+            0.0 if probe is None else float(np.mean(expit(fitted.logits(*probe))))
+            for probe in probes
         )
         if claim_mean <= ordinary_mean:
             break
