@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from onnx import numpy_helper
 from transformers import BertModel
 
 from service.classify import Classifier, load_tokenizer, model_inputs
@@ -24,6 +25,7 @@ from service.pipeline import CLASSIFIER_RISKS, Pipeline
 from service.policy import load_policy
 from service.record import Post
 from service.settings import Settings
+from training import refit, wide
 from training.calibrate import EVEN_ODDS, NEVER
 from training.card import render
 from training.export import parity
@@ -115,6 +117,41 @@ def test_the_rumor_head_refits_on_an_exported_model(
         assert again["thresholds"][head] == card["thresholds"][head]
     probs = Classifier(copy).predict(["加油!!!", "测试"])
     assert ((probs >= 0) & (probs <= 1)).all()
+
+
+def test_a_correction_that_points_the_wrong_way_is_switched_off_in_the_graph(
+    smoke: tuple[Path, Path], settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whichever way this machine's arithmetic turns the smoke model's correction, the refit of
+    an exported head whose correction points the wrong way leaves the head its n-gram branch."""
+    models, _ = smoke
+    copy = tmp_path / "models"
+    shutil.copytree(models, copy)
+
+    def wrong_way(*args: object, **kwargs: object) -> tuple[float, float, float]:
+        raise refit.CorrectionError("the encoder's correction got weight -1.000")
+
+    monkeypatch.setattr(refit, "recombine", wrong_way)
+    again = refit_in_place(copy, settings.data_dir, SMOKE, None)
+    before = json.loads((models / "card.json").read_text())
+    assert again["deep_heads"] == before["deep_heads"] | {"rumor": False}
+    assert again["ordinary_refit"]["encoder_weight"] == 1.0
+    # the rumor logit is now the n-gram branch's plus a constant, whatever the encoder reads
+    inits = {
+        i.name: numpy_helper.to_array(i)
+        for i in onnx.load(str(copy / "model.onnx")).graph.initializer
+    }
+    texts = [
+        normalise(t).text
+        for t in ("谣言止于智者", "求扩散！杭州一女孩走失", "今天天气不错", "加油!!!")
+    ]
+    h = HEADS.index("rumor")
+    ngram = wide.design(texts, inits["wide.idf"]) @ inits["wide.coef"][:, h] + inits["wide.bias"][h]
+    p = Classifier(copy).predict(texts)[:, h].astype(np.float64)
+    rest = np.log(p / (1 - p)) - inits["mix"][h] * ngram / inits["temperature"][h]
+    assert np.ptp(rest) < 1e-3
+    # and the other heads still read the encoder
+    assert np.ptp(Classifier(copy).predict(texts)[:, HEADS.index("incitement")]) > 0
 
 
 def test_the_network_comes_back_out_of_the_int8_graph(

@@ -69,7 +69,7 @@ def refit_in_place(
         card["recipe"]["ordinary_weight"] = recipe.ordinary_weight
         probe = claim_probe(ordinary, recipe)
         offered = refit.claims(data_dir, corpus, recipe.claim_negatives, probe, seed)
-    fitted = refit.refit_head_exported(
+    fitted, card["deep_heads"][head] = refit.refit_head_exported(
         model_dir, head, posts, negatives, grid, corrected, offered, recipe.ordinary_weight
     )
     card["model_version"] = content_hash(model_dir / MODEL_FILE)

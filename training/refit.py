@@ -368,33 +368,46 @@ def refit_head_exported(
     corrected: bool = True,
     offered: Claims | None = None,
     ordinary_weight: float = 0.0,
-) -> Refit:
+) -> tuple[Refit, bool]:
     """Refit ``head`` of the exported model in ``model_dir`` in place (:func:`fit`, or
     :func:`fit_rumor` with ``ordinary_weight`` when claims are ``offered``); its IDF and the
     encoder's correction are read from the graph. The rewritten graph is checked against the
-    refit on the calibration posts before it replaces the file."""
+    refit on the calibration posts before it replaces the file.
+
+    Returns the refit and whether the head keeps the encoder's correction: one that comes out
+    pointing the wrong way (:class:`CorrectionError`) is switched off in the graph and the head
+    is fitted again as its n-gram branch alone, as ``training.run.refit_rumor`` does in
+    training."""
     path = model_dir / MODEL_FILE
     h = HEADS.index(head)
     proto = onnx.load(str(path))
     inits = {i.name: i for i in proto.graph.initializer}
     now = {name: numpy_helper.to_array(inits[name]) for name in (*TENSORS, "wide.idf")}
     calib = posts["calib"][0]
-    deep, _ = _run(proto, model_dir, calib, h)
-    x_calib = wide.design(calib, now["wide.idf"])
+    idf = now["wide.idf"]
+    x_calib = wide.design(calib, idf)
     ngram = x_calib @ now["wide.coef"][:, h] + now["wide.bias"][h]
+    deep, _ = _run(proto, model_dir, calib, h)
     before = (now["mix"][h] * ngram + deep) / now["temperature"][h]
-    if offered is None:
-        fitted = fit(posts, negatives, now["wide.idf"], deep, before, grid, head, corrected)
-    else:
+
+    def fit_head(deep: Floats, corrected: bool) -> Refit:
+        if offered is None:
+            return fit(posts, negatives, idf, deep, before, grid, head, corrected)
 
         def correction(texts: Sequence[str]) -> Floats:
             return _run(proto, model_dir, texts, h)[0]
 
-        idf = now["wide.idf"]
-        fitted = fit_rumor(
+        return fit_rumor(
             posts, negatives, offered, correction, idf, deep, before, grid, corrected,
             ordinary_weight,
         )  # fmt: skip
+
+    try:
+        fitted = fit_head(deep, corrected)
+    except CorrectionError:
+        _switch_off_correction(inits, h)
+        deep, _ = _run(proto, model_dir, calib, h)
+        fitted, corrected = fit_head(deep, False), False
     for name, value in fitted.values(now).items():
         inits[name].CopyFrom(numpy_helper.from_array(value, name))
     _, after = _run(proto, model_dir, calib, h)
@@ -403,7 +416,16 @@ def refit_head_exported(
     if worst > 1e-4:
         raise RuntimeError(f"{path}: the rewritten graph disagrees with the refit by {worst:.1e}")
     onnx.save(proto, str(path))
-    return fitted
+    return fitted, corrected
+
+
+def _switch_off_correction(inits: Mapping[str, onnx.TensorProto], h: int) -> None:
+    """Set column ``h`` of the graph's int8 encoder head to its zero point: the correction of
+    head ``h`` is then its bias alone, a constant the refit absorbs."""
+    weight, zero = "head.weight_Transposed_quantized", "head.weight_Transposed_zero_point"
+    values = numpy_helper.to_array(inits[weight]).copy()
+    values[:, h] = numpy_helper.to_array(inits[zero])
+    inits[weight].CopyFrom(numpy_helper.from_array(values, weight))
 
 
 def _run(
