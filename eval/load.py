@@ -11,11 +11,11 @@ falls behind shows it in the percentiles instead of slowing the offered load dow
 - ``POST /v1/score/batch`` with 32 posts a request, at increasing rates: posts/s achieved;
 
 the scoring stages once for each of two workloads (:func:`workloads`), as the cost of a post
-depends on whether it is flagged: a flagged post's evidence spans take one more model call of up
-to 49 rows (``service/evidence.py``), made after the answer on an idle-scheduled thread, so the
-server still pays for it with whatever CPU scoring leaves. Each post is sent once under a fresh
-id, so that nothing is answered from the idempotency cache and flagged posts are stored and
-enqueued as in production.
+depends on whether it is flagged: a flagged post's evidence spans take two more model calls of
+16 to 34 rows on average (``service/evidence.py``), made after the answer on an idle-scheduled
+thread, so the server still pays for them with whatever CPU scoring leaves. Each post is sent
+once under a fresh id, so that nothing is answered from the idempotency cache and flagged posts
+are stored and enqueued as in production.
 A request that fails, times out (5 s) or comes back degraded is an error. Prints hardware, date
 and one markdown table.
 """

@@ -80,7 +80,7 @@ class Span(BaseModel):
     start: int
     end: int
     text: str
-    weight: float = Field(description="drop in the head's probability when the span is hidden")
+    weight: float = Field(description="drop in the head's log-odds when the span is hidden")
 
 
 class Reason(BaseModel):

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from service import evidence
+from service.classify import Probabilities
+from service.heads import HEADS, Head
+from service.normalise import normalise
+
+FILLER = "今天下午我们在公园里散步，看见很多人在跳舞，还有小朋友在放风筝，天气很好，大家都很开心。"
+
+
+class Planted:
+    """A stand-in model: each head's log-odds rise by ``lift`` while its phrase is in the text."""
+
+    def __init__(self, phrases: dict[str, str], base: float = -3.0, lift: float = 6.0) -> None:
+        self.phrases, self.base, self.lift = phrases, base, lift
+        self.calls: list[int] = []
+
+    def predict(self, texts: Sequence[str]) -> Probabilities:
+        self.calls.append(len(texts))
+        z = np.full((len(texts), len(HEADS)), -8.0)
+        for head, phrase in self.phrases.items():
+            present = np.array([phrase in t for t in texts])
+            z[:, HEADS.index(head)] = self.base + self.lift * present
+        probs: Probabilities = (1 / (1 + np.exp(-z))).astype(np.float32)
+        return probs
+
+
+def exhaustive(model: Planted, text: str, head: str) -> list[tuple[int, int]]:
+    fine = evidence.fine_windows(len(text))
+    drops = evidence.log_odds_drops(model, text, fine, [head])  # type: ignore[list-item]
+    return [(s, e) for s, e, _ in evidence.choose(fine, drops[:, 0])]
+
+
+def test_the_grids_cover_the_text() -> None:
+    for length in (2, 5, 15, 48, 100, 256):
+        fine = evidence.fine_windows(length)
+        # about WINDOWS: half steps of a whole number of characters
+        assert len(fine) <= evidence.WINDOWS + 3
+        assert fine[0][0] == 0 and fine[-1][1] == length
+        width = fine[0][1] - fine[0][0]
+        assert width >= 2 and all(e - s <= width for s, e in fine)
+        coarse = evidence.coarse_windows(length, fine)
+        # non-overlapping, in order, covering every character once
+        assert [i for s, e in coarse for i in range(s, e)] == list(range(length))
+
+
+@pytest.mark.parametrize("at", [0, 37, len(FILLER)])
+def test_the_search_finds_the_phrase_that_drives_the_score_with_fewer_rows(at: int) -> None:
+    text = FILLER[:at] + "求扩散" + FILLER[at:]
+    model = Planted({"rumor": "求扩散"})
+    found = evidence.search(model, text, ["rumor"])["rumor"]
+    assert [(s, e) for s, e, _ in found] == exhaustive(model, text, "rumor")
+    ((s, e, weight),) = found
+    assert "求扩散" in text[s:e] and e - s <= 3 + 2 * (len(text) // evidence.WINDOWS + 1)
+    assert weight == pytest.approx(6.0, abs=1e-3)
+    searched = sum(model.calls[:2])  # the search's two calls
+    assert len(model.calls) == 3 and searched < model.calls[2]
+
+
+def test_a_confident_score_keeps_its_spans() -> None:
+    # log-odds 12 with the phrase, 4 without: the probability falls by 0.018 only
+    model = Planted({"rumor": "封城"}, base=4.0, lift=8.0)
+    text = FILLER[:20] + "明天封城" + FILLER[20:]
+    p = model.predict([text, text.replace("封城", "")])[:, HEADS.index("rumor")]
+    assert p[0] - p[1] < 0.02
+    ((s, e, weight),) = evidence.search(model, text, ["rumor"])["rumor"]
+    assert "封城" in text[s:e] and weight == pytest.approx(8.0, abs=0.05)
+
+
+def test_each_head_gets_its_own_phrase_from_shared_calls() -> None:
+    text = FILLER[:10] + "求扩散" + FILLER[10:40] + "滚出去" + FILLER[40:]
+    model = Planted({"rumor": "求扩散", "incitement": "滚出去"})
+    found = evidence.search(model, text, ["rumor", "incitement"])
+    assert len(model.calls) == 2
+    planted: list[tuple[Head, str]] = [("rumor", "求扩散"), ("incitement", "滚出去")]
+    for head, phrase in planted:
+        ((s, e, _),) = found[head]
+        assert phrase in text[s:e]
+        assert all(other not in text[s:e] for _, other in planted if other != phrase)
+
+
+def test_nothing_that_moves_the_score_gives_no_spans() -> None:
+    model = Planted({"rumor": "不在文中"})
+    assert evidence.search(model, FILLER, ["rumor"]) == {"rumor": []}
+    assert evidence.search(model, "好", ["rumor"]) == {"rumor": []}
+    assert evidence.search(model, FILLER, []) == {}
+
+
+def test_spans_map_back_to_the_text_the_producer_wrote() -> None:
+    original = "  全角ＡＢＣ　" + FILLER[:30] + "求扩散！！" + FILLER[30:]
+    norm = normalise(original)
+    (span,) = evidence.spans(Planted({"rumor": "求扩散"}), norm, original, ["rumor"])["rumor"]
+    assert original[span.start : span.end] == span.text and "求扩散" in span.text
