@@ -40,15 +40,6 @@ Found = list[tuple[int, int, float]]
 Search = Callable[[Classifier, str, Head], tuple[Found, int]]
 
 
-def exhaustive(classifier: Classifier, text: str, head: Head) -> tuple[Found, int]:
-    """Every fine window weighed in one call: the spans and the model rows it took."""
-    fine = evidence.fine_windows(len(text))
-    if len(fine) < 2:
-        return [], 0
-    drops = evidence.log_odds_drops(classifier, text, fine, [head])
-    return evidence.choose(fine, drops[:, 0]), len(fine) + 1
-
-
 class Counting:
     """A classifier that counts the model rows it is asked for."""
 
@@ -59,6 +50,15 @@ class Counting:
     def predict(self, texts: Sequence[str]) -> Probabilities:
         self.rows += len(texts)
         return self.classifier.predict(texts)
+
+
+def exhaustive(classifier: Classifier, text: str, head: Head) -> tuple[Found, int]:
+    """Every fine window weighed in one call: the spans and the model rows it took."""
+    fine = evidence.fine_windows(len(text))
+    if len(fine) < 2:
+        return [], 0
+    counting = Counting(classifier)
+    return evidence.weigh_all(counting, text, fine, [head])[head], counting.rows
 
 
 def coarse_to_fine(classifier: Classifier, text: str, head: Head) -> tuple[Found, int]:

@@ -104,6 +104,14 @@ def choose(windows: Sequence[Window], drops: Drops) -> list[tuple[int, int, floa
     return sorted(strongest)
 
 
+def weigh_all(
+    classifier: Predictor, text: str, windows: Sequence[Window], heads: Sequence[Head]
+) -> dict[Head, list[tuple[int, int, float]]]:
+    """Each head's chosen windows among ``windows``, all weighed in one call."""
+    drops = log_odds_drops(classifier, text, windows, heads)
+    return {h: choose(windows, drops[:, k]) for k, h in enumerate(heads)}
+
+
 def search(
     classifier: Predictor, text: str, heads: Sequence[Head]
 ) -> dict[Head, list[tuple[int, int, float]]]:
@@ -112,8 +120,7 @@ def search(
     if not heads or len(fine) < 2:
         return {h: [] for h in heads}
     if len(fine) <= ONE_STAGE:
-        drops = log_odds_drops(classifier, text, fine, heads)
-        return {h: choose(fine, drops[:, k]) for k, h in enumerate(heads)}
+        return weigh_all(classifier, text, fine, heads)
     coarse = coarse_windows(len(text), fine)
     coarse_drops = log_odds_drops(classifier, text, coarse, heads)
     near: dict[Head, list[Window]] = {}

@@ -30,10 +30,9 @@ class Planted:
         return probs
 
 
-def exhaustive(model: Planted, text: str, head: str) -> list[tuple[int, int]]:
+def exhaustive(model: Planted, text: str, head: Head) -> list[tuple[int, int]]:
     fine = evidence.fine_windows(len(text))
-    drops = evidence.log_odds_drops(model, text, fine, [head])  # type: ignore[list-item]
-    return [(s, e) for s, e, _ in evidence.choose(fine, drops[:, 0])]
+    return [(s, e) for s, e, _ in evidence.weigh_all(model, text, fine, [head])[head]]
 
 
 def test_the_grids_cover_the_text() -> None:
