@@ -36,8 +36,7 @@ from service.policy import Policy, load_policy
 from service.settings import get_settings
 from training import data
 
-Found = list[tuple[int, int, float]]
-Search = Callable[[Classifier, str, Head], tuple[Found, int]]
+Search = Callable[[Classifier, str, Head], tuple[evidence.Chosen, int]]
 
 
 class Counting:
@@ -52,7 +51,7 @@ class Counting:
         return self.classifier.predict(texts)
 
 
-def exhaustive(classifier: Classifier, text: str, head: Head) -> tuple[Found, int]:
+def exhaustive(classifier: Classifier, text: str, head: Head) -> tuple[evidence.Chosen, int]:
     """Every fine window weighed in one call: the spans and the model rows it took."""
     fine = evidence.fine_windows(len(text))
     if len(fine) < 2:
@@ -61,7 +60,7 @@ def exhaustive(classifier: Classifier, text: str, head: Head) -> tuple[Found, in
     return evidence.weigh_all(counting, text, fine, [head])[head], counting.rows
 
 
-def coarse_to_fine(classifier: Classifier, text: str, head: Head) -> tuple[Found, int]:
+def coarse_to_fine(classifier: Classifier, text: str, head: Head) -> tuple[evidence.Chosen, int]:
     """The service's search: the spans and the model rows it took."""
     counting = Counting(classifier)
     return evidence.search(counting, text, [head])[head], counting.rows
@@ -81,7 +80,7 @@ def flagged(texts: Sequence[str], head: Head, classifier: Classifier, policy: Po
     return out
 
 
-def overlap(a: Found, b: Found) -> float:
+def overlap(a: evidence.Chosen, b: evidence.Chosen) -> float:
     chars_a = {i for s, e, _ in a for i in range(s, e)}
     chars_b = {i for s, e, _ in b for i in range(s, e)}
     union = chars_a | chars_b
@@ -111,7 +110,7 @@ class Row:
 def compare(classifier: Classifier, name: str, texts: Sequence[str], head: Head) -> Row:
     """Both searches over ``texts``, taking turns post by post."""
     searches: dict[str, Search] = {"all": exhaustive, "c2f": coarse_to_fine}
-    found: dict[str, list[Found]] = {k: [] for k in searches}
+    found: dict[str, list[evidence.Chosen]] = {k: [] for k in searches}
     rows = dict.fromkeys(searches, 0)
     seconds = dict.fromkeys(searches, 0.0)
     for text in texts:

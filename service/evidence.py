@@ -49,6 +49,8 @@ EPS = 1e-7
 
 Window = tuple[int, int]
 Drops = npt.NDArray[np.float64]
+Chosen = list[tuple[int, int, float]]
+"""``(start, end, drop)`` of the windows a search keeps, in text order."""
 
 
 class Predictor(Protocol):
@@ -88,10 +90,10 @@ def kept(drops: Drops, share: float = 0.5) -> npt.NDArray[np.bool_]:
     return np.asarray(drops >= max(MIN_DROP, float(drops.max()) * share))
 
 
-def choose(windows: Sequence[Window], drops: Drops) -> list[tuple[int, int, float]]:
+def choose(windows: Sequence[Window], drops: Drops) -> Chosen:
     """``(start, end, drop)`` of the strongest ``MAX_SPANS`` runs of kept windows (one head's
     ``drops``), merged where they overlap or touch, in text order."""
-    merged: list[tuple[int, int, float]] = []
+    merged: Chosen = []
     for (s, e), keep, d in zip(windows, kept(drops), drops, strict=True):
         if not keep:
             continue
@@ -106,15 +108,13 @@ def choose(windows: Sequence[Window], drops: Drops) -> list[tuple[int, int, floa
 
 def weigh_all(
     classifier: Predictor, text: str, windows: Sequence[Window], heads: Sequence[Head]
-) -> dict[Head, list[tuple[int, int, float]]]:
+) -> dict[Head, Chosen]:
     """Each head's chosen windows among ``windows``, all weighed in one call."""
     drops = log_odds_drops(classifier, text, windows, heads)
     return {h: choose(windows, drops[:, k]) for k, h in enumerate(heads)}
 
 
-def search(
-    classifier: Predictor, text: str, heads: Sequence[Head]
-) -> dict[Head, list[tuple[int, int, float]]]:
+def search(classifier: Predictor, text: str, heads: Sequence[Head]) -> dict[Head, Chosen]:
     """Each head's chosen windows of ``text``, coarse to fine (module docstring)."""
     fine = fine_windows(len(text))
     if not heads or len(fine) < 2:
