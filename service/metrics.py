@@ -78,6 +78,11 @@ class Metrics:
             "Stored records left evidence_pending because the evidence backlog was full",
             registry=r,
         )
+        self.evidence_swept = Counter(
+            "qinglang_evidence_swept_records",
+            "Stored records left evidence_pending whose evidence the sweep took up",
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "qinglang_queue_depth",
             "Posts waiting for the model",

@@ -222,7 +222,8 @@ class Summary:
             ("posts read", f"{self.posts_read:,} (and {self.blank_lines:,} blank lines)"),
             ("scored", f"{self.scored:,} -> {self.output_path}"),
             ("failed", failed),
-            ("warnings", f"{self.warnings:,}"),
+            # one post can carry two warnings: the kinds below may sum to more
+            ("warnings", f"{self.warnings:,} posts"),
             *((f"  {n:,} x", kind) for kind, n in self.warning_kinds.most_common()),
             ("decisions", ", ".join(f"{d} {self.decisions[d]:,}" for d in DECISIONS)),
             ("flags", ", ".join(f"{risk} {self.flags[risk]:,}" for risk in RISKS)),

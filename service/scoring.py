@@ -65,6 +65,9 @@ class PolicyScorer(Protocol):
 
 EXPLAIN_NICE = 19
 """The evidence thread's nice value where idle scheduling is not available."""
+SWEEP_POSTS = 32
+"""Most records one sweep claims: a claim outlives a crash by ``evidence_lease_s``, so claim
+what the evidence thread gets through in seconds."""
 
 
 def idle_priority() -> None:
@@ -172,6 +175,7 @@ class ScoringService:
         workers: int,
         cache_size: int,
         retry_s: float,
+        evidence_lease_s: float,
         metrics: Metrics,
     ) -> None:
         self.scorer = scorer
@@ -202,6 +206,7 @@ class ScoringService:
         self.max_waiting_evidence = max_queue
         """Records waiting for their spans beyond this many stay ``evidence_pending``: under a
         load the evidence thread cannot follow, the backlog stays bounded."""
+        self.evidence_lease_s = evidence_lease_s
 
     @property
     def model_version(self) -> str:
@@ -377,11 +382,37 @@ class ScoringService:
         self.health.ok()
         return written
 
+    async def sweep_evidence(self) -> int:
+        """Claim stored records of this model left ``evidence_pending`` (by a full backlog, a
+        storage failure, a process that stopped) and find their evidence in the background;
+        the number claimed. The sweep takes at most ``SWEEP_POSTS`` and only the lower half of
+        the backlog, so that the records being answered now keep room for theirs."""
+        room = min(SWEEP_POSTS, self.max_waiting_evidence // 2 - self._waiting_evidence)
+        if room <= 0:
+            return 0
+        try:
+            claimed = await self._storage(
+                self.repository.claim_pending_evidence,
+                self.model_version,
+                room,
+                self.evidence_lease_s,
+            )
+        except StorageError:
+            return 0
+        if claimed:
+            self._waiting_evidence += len(claimed)
+            self.metrics.evidence_swept.inc(len(claimed))
+            posts, records = zip(*claimed, strict=True)
+            self._in_background(self._explain(list(posts), list(records)))
+        return len(claimed)
+
     async def maintain(self, every_s: float) -> None:
-        """Run :meth:`recover` every ``every_s`` seconds, until cancelled."""
+        """Run :meth:`recover` and :meth:`sweep_evidence` every ``every_s`` seconds, until
+        cancelled."""
         loop = asyncio.get_running_loop()
         while True:
             await loop.run_in_executor(self._io, self.recover)
+            await self.sweep_evidence()
             await asyncio.sleep(every_s)
 
     async def close(self) -> None:

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     storage_retry_s: float = Field(default=2.0, gt=0)
     """After a storage failure, requests skip storage for this long; then it is tried again
     and the spool is written out."""
+    evidence_lease_s: float = Field(default=300.0, gt=0)
+    """A stored record still ``evidence_pending`` this long after it was stored (the evidence
+    backlog was full, storage failed, the process stopped) is claimed by a process's sweep,
+    which finds its evidence; a claim lasts as long."""
     serve_threads: int = Field(default=2, ge=1)
     """ONNX Runtime threads per model call in the server."""
     inference_workers: int = Field(default=1, ge=1)

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from servicekit import Api, open_api, write_policy
+from servicekit import Api, open_api, wait_for, write_policy
 
 from service.classify import Classifier
 from service.pipeline import Pipeline
@@ -85,6 +85,32 @@ def test_past_the_evidence_backlog_records_stay_pending_and_are_counted(api: Api
     stored = api.services.scoring.repository.find_records(["full"], answer["model_version"])
     assert stored["full"].evidence_pending
     assert "qinglang_evidence_skipped_records_total 1.0" in api.client.get("/metrics").text
+
+
+def test_a_record_left_evidence_pending_gets_its_spans_from_the_next_process_sweep(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    url = f"sqlite:///{tmp_path / 'sweep.db'}"
+    with open_api(tmp_path, url, pipeline.classifier) as full:
+        full.services.scoring.max_waiting_evidence = 0
+        answer = full.score({"id": "left", "text": RUMOR}).json()
+        full.settle()
+    version = answer["model_version"]
+    with open_api(tmp_path, url, pipeline.classifier, evidence_lease_s=0.01) as next_process:
+        repository = next_process.services.scoring.repository
+
+        def filled() -> bool:
+            next_process.settle()
+            return not repository.find_records(["left"], version)["left"].evidence_pending
+
+        # the sweep runs when the process starts and every storage_retry_s
+        wait_for(filled)
+        stored = repository.find_records(["left"], version)["left"]
+        assert without_evidence(stored.model_dump(mode="json")) == without_evidence(answer)
+        rumor = next(r for r in stored.reasons if r.code.endswith("false_information"))
+        assert rumor.evidence["spans"]
+        metrics = next_process.client.get("/metrics").text
+        assert "qinglang_evidence_swept_records_total 1.0" in metrics
 
 
 def test_a_new_process_finds_the_stored_record_instead_of_scoring_again(

@@ -172,7 +172,7 @@ def test_bad_lines_are_reported_and_rejected_and_the_rest_scored(
     assert summary["scored"] == f"6 -> {tmp_path / 'out.jsonl'}"
     failed = "4 (malformed_json 2, invalid_utf8 1, missing_id 1)"
     assert summary["failed"] == f"{failed} -> {tmp_path / 'out.rejects.jsonl'}"
-    assert summary["warnings"] == "2"
+    assert summary["warnings"] == "2 posts"
     assert summary["decisions"] == "pass 6, review 0, block 0"
     assert summary["elapsed"].endswith(" posts/s")
 

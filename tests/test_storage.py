@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from alembic import command
 from servicekit import record
-from sqlalchemy import inspect
+from sqlalchemy import JSON, DateTime, String, column, insert, inspect, table
 
-from service.record import ScoreRecord
+from service.record import Post, ScoreRecord
 from service.storage import (
     ApiKey,
     Pending,
@@ -19,6 +20,8 @@ from service.storage import (
     open_repository,
     upgrade,
 )
+from service.storage.sql import alembic_config, make_engine
+from service.storage.tables import StoredPost
 
 
 @pytest.fixture
@@ -137,3 +140,109 @@ def test_a_batch_of_records_is_saved_in_order_and_a_repeated_post_keeps_its_firs
         ("a", "p1"),
     ]
     assert [q.post_id for q in repository.queue()] == ["old", "a"]
+
+
+LEASE_S = 60.0
+
+
+def pending(post_id: str, model: str = "sha256:m1") -> Pending:
+    rec = record(post_id, model=model).model_copy(update={"evidence_pending": True})
+    return Pending(rec, enqueue=False, post=Post(id=post_id, text=f"正文 {post_id}"))
+
+
+def claim(repository: SqlRepository, after_s: float, limit: int = 10) -> list[str]:
+    """The post ids a sweep claims ``after_s`` seconds from now."""
+    now = datetime.now(UTC) + timedelta(seconds=after_s)
+    found = repository.claim_pending_evidence("sha256:m1", limit, LEASE_S, now)
+    assert all(post.id == rec.id and post.text == f"正文 {rec.id}" for post, rec in found)
+    return [rec.id for _, rec in found]
+
+
+def test_a_record_left_evidence_pending_is_claimed_after_a_lease_until_its_evidence_is_stored(
+    repository: SqlRepository,
+) -> None:
+    settled = Pending(record("settled"), enqueue=False, post=Post(id="settled", text="正文"))
+    no_post = Pending(record("no-post").model_copy(update={"evidence_pending": True}), False)
+    repository.save_records(
+        [pending("p1"), settled, no_post, pending("other", model="sha256:m2"), pending("p2")]
+    )
+    # the process that stored them is finding their evidence
+    assert claim(repository, after_s=1) == []
+    assert claim(repository, after_s=LEASE_S + 1, limit=1) == ["p1"]
+    assert claim(repository, after_s=LEASE_S + 1) == ["p2"]
+    assert claim(repository, after_s=LEASE_S + 2) == []
+    # a claimer that stopped: the claim runs out
+    assert claim(repository, after_s=2 * LEASE_S + 2) == ["p1", "p2"]
+    explained = record("p1").model_copy(update={"evidence_pending": False})
+    repository.update_records([explained])
+    assert claim(repository, after_s=4 * LEASE_S) == ["p2"]
+    assert repository.find_records(["p1"], "sha256:m1") == {"p1": explained}
+
+
+def test_two_sweeps_at_once_claim_different_records(repository: SqlRepository) -> None:
+    repository.save_records([pending(f"p{i:02d}") for i in range(30)])
+    claims: list[list[str]] = []
+    start = threading.Barrier(2)
+
+    def sweep() -> None:
+        start.wait()
+        claims.append(claim(repository, after_s=LEASE_S + 1, limit=20))
+
+    threads = [threading.Thread(target=sweep) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    first, second = claims
+    assert not set(first) & set(second)
+    assert sorted(first + second) == [f"p{i:02d}" for i in range(30)]
+
+
+# score_records as the revision before the sweep left it
+BEFORE_SWEEP = table(
+    "score_records",
+    column("post_id", String),
+    column("model_version", String),
+    column("policy_version", String),
+    column("decision", String),
+    column("record", JSON),
+    column("created_at", DateTime(timezone=True)),
+)
+
+
+def test_the_migration_marks_the_records_stored_pending_before_it(database_url: str) -> None:
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0006_rumor_copies")
+            for post_id, flag in (("before", True), ("settled", False)):
+                rec = record(post_id).model_copy(update={"evidence_pending": flag})
+                connection.execute(
+                    insert(BEFORE_SWEEP).values(
+                        post_id=post_id,
+                        model_version=rec.model_version,
+                        policy_version=rec.policy_version,
+                        decision=rec.decision,
+                        record=rec.model_dump(mode="json"),
+                        created_at=datetime.now(UTC),
+                    )
+                )
+                connection.execute(
+                    insert(StoredPost).values(
+                        post_id=post_id,
+                        text=f"正文 {post_id}",
+                        at=0.0,
+                        declared_original=False,
+                        stored_at=datetime.now(UTC),
+                    )
+                )
+    finally:
+        engine.dispose()
+    upgrade(database_url)
+    repository = open_repository(database_url, 5.0)
+    try:
+        assert claim(repository, after_s=LEASE_S + 1) == ["before"]
+    finally:
+        repository.close()

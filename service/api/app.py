@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         workers=settings.inference_workers,
         cache_size=settings.cache_size,
         retry_s=settings.storage_retry_s,
+        evidence_lease_s=settings.evidence_lease_s,
         metrics=Metrics(pipeline.model_version, pipeline.policy_version),
     )
     guard = Guard(

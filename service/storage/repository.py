@@ -127,6 +127,15 @@ class Repository(Protocol):
         """Replace the stored records of the same post and model version (the evidence the
         publish path adds after answering); a record that is not stored is left out."""
 
+    def claim_pending_evidence(
+        self, model_version: str, limit: int, lease_s: float, now: datetime | None = None
+    ) -> list[tuple[Post, ScoreRecord]]:
+        """Up to ``limit`` stored records of ``model_version`` still ``evidence_pending``, with
+        their posts, oldest first, each claimed for ``lease_s`` seconds: no other claim takes it
+        until then, nor until :meth:`update_records` stores its evidence. A record younger than
+        ``lease_s`` is left to the process that stored it; a record whose post was not stored
+        is never claimed."""
+
     def stored_posts(
         self, since: float | None, until: float | None, chunk: int = 5000
     ) -> Iterator[Post]:

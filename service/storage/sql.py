@@ -5,13 +5,23 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, delete, event, select, text, tuple_, update
+from sqlalchemy import (
+    Engine,
+    create_engine,
+    delete,
+    event,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -176,6 +186,7 @@ class SqlRepository(ReviewSql):
                     "decision": record.decision,
                     "record": _stored(record),
                     "created_at": now,
+                    "evidence_pending": record.evidence_pending,
                 }
                 # a record stored before (a concurrent request, a replayed spool) stands
                 statement = (
@@ -214,8 +225,50 @@ class SqlRepository(ReviewSql):
                         StoredRecord.post_id == record.id,
                         StoredRecord.model_version == record.model_version,
                     )
-                    .values(record=_stored(record))
+                    .values(
+                        record=_stored(record),
+                        evidence_pending=record.evidence_pending,
+                        evidence_claimed_until=None,
+                    )
                 )
+
+    def claim_pending_evidence(
+        self, model_version: str, limit: int, lease_s: float, now: datetime | None = None
+    ) -> list[tuple[Post, ScoreRecord]]:
+        now = now or datetime.now(UTC)
+        candidates = (
+            select(StoredRecord.id)
+            .join(StoredPost, StoredPost.post_id == StoredRecord.post_id)
+            .where(
+                StoredRecord.evidence_pending,
+                StoredRecord.model_version == model_version,
+                StoredRecord.created_at < now - timedelta(seconds=lease_s),
+                or_(
+                    StoredRecord.evidence_claimed_until.is_(None),
+                    StoredRecord.evidence_claimed_until < now.timestamp(),
+                ),
+            )
+            .order_by(StoredRecord.id)
+            .limit(limit)
+            # two processes sweeping at once take different records
+            .with_for_update(of=StoredRecord, skip_locked=True)
+        )
+        with self._writing() as session:
+            ids = list(session.scalars(candidates))
+            if not ids:
+                return []
+            session.execute(
+                update(StoredRecord)
+                .where(StoredRecord.id.in_(ids))
+                .values(evidence_claimed_until=now.timestamp() + lease_s)
+            )
+            rows = session.execute(
+                select(StoredPost, StoredRecord.record)
+                .join(StoredRecord, StoredPost.post_id == StoredRecord.post_id)
+                .where(StoredRecord.id.in_(ids))
+                .order_by(StoredRecord.id)
+            )
+            return [(_post(post), ScoreRecord.model_validate(record)) for post, record in rows]
 
     def stored_posts(
         self, since: float | None, until: float | None, chunk: int = 5000
@@ -232,15 +285,7 @@ class SqlRepository(ReviewSql):
                 query = query.where(tuple_(StoredPost.at, StoredPost.post_id) > after)
             with self._session() as session:
                 rows = list(session.scalars(query))
-            for row in rows:
-                yield Post(
-                    id=row.post_id,
-                    text=row.text,
-                    account_id=row.account_id,
-                    created_at=row.created_at,
-                    declared_original=row.declared_original,
-                    source=row.source,
-                )
+            yield from map(_post, rows)
             if len(rows) < chunk:
                 return
             after = (rows[-1].at, rows[-1].post_id)
@@ -498,6 +543,17 @@ def _post_row(post: Post, now: datetime) -> dict[str, Any]:
         "source": post.source,
         "stored_at": now,
     }
+
+
+def _post(row: StoredPost) -> Post:
+    return Post(
+        id=row.post_id,
+        text=row.text,
+        account_id=row.account_id,
+        created_at=row.created_at,
+        declared_original=row.declared_original,
+        source=row.source,
+    )
 
 
 def _flagged(record: ScoreRecord) -> dict[str, Any]:

@@ -32,11 +32,24 @@ class Base(DeclarativeBase):
     pass
 
 
+PENDING = "evidence_pending"
+
+
 class StoredRecord(Base):
     """A score record the policy said to persist; one per post and model version."""
 
     __tablename__ = "score_records"
-    __table_args__ = (UniqueConstraint("post_id", "model_version", name="uq_record_post_model"),)
+    __table_args__ = (
+        UniqueConstraint("post_id", "model_version", name="uq_record_post_model"),
+        # the sweep's candidates: few among many settled records
+        Index(
+            "ix_records_evidence_pending",
+            "model_version",
+            "id",
+            sqlite_where=text(PENDING),
+            postgresql_where=text(PENDING),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     post_id: Mapped[str] = mapped_column(String(MAX_ID_CHARS))
@@ -45,6 +58,11 @@ class StoredRecord(Base):
     decision: Mapped[str] = mapped_column(String(16))
     record: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    evidence_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The record's own ``evidence_pending``, as a column so that the sweep can find it."""
+    evidence_claimed_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Unix seconds until which a process is finding this record's evidence (it stored the
+    record, or the sweep claimed it); past it, the sweep may claim it again."""
 
 
 OPEN = "status IN ('open', 'escalated')"
