@@ -46,9 +46,9 @@ class Counting:
         self.classifier = classifier
         self.rows = 0
 
-    def predict(self, texts: Sequence[str]) -> Probabilities:
+    def log_odds(self, texts: Sequence[str]) -> Probabilities:
         self.rows += len(texts)
-        return self.classifier.predict(texts)
+        return self.classifier.log_odds(texts)
 
 
 def exhaustive(classifier: Classifier, text: str, head: Head) -> tuple[evidence.Chosen, int]:

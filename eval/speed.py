@@ -31,7 +31,14 @@ import onnxruntime as ort
 import torch
 from transformers import BertModel
 
-from service.classify import Classifier, Feeds, length_batches, model_inputs, open_session
+from service.classify import (
+    PROBS,
+    Classifier,
+    Feeds,
+    length_batches,
+    model_inputs,
+    open_session,
+)
 from training.export import tensors
 from training.model import Scorer
 from training.pretrain import bert_config
@@ -133,7 +140,7 @@ def measure(classifier: Classifier, texts: Sequence[str]) -> list[Timing]:
 
     def onnx_session(threads: int) -> Callable[[Feeds], object]:
         s = open_session(classifier.path, threads)
-        return lambda f: s.run(["probs"], f)
+        return lambda f: s.run([PROBS], f)
 
     torch.set_num_threads(1)
     latencies = [_latencies(run, single) for run in (onnx_session(1), run_torch)]
@@ -155,11 +162,11 @@ def mixed(classifier: Classifier, texts: Sequence[str]) -> tuple[float, float]:
     calls = [shuffled[i : i + MIXED] for i in range(0, len(shuffled), MIXED)]
 
     def padded(call: Sequence[str]) -> None:
-        session.run(["probs"], model_inputs(classifier.tokenizer, call))
+        session.run([PROBS], model_inputs(classifier.tokenizer, call))
 
     def by_length(call: Sequence[str]) -> None:
         for idx in length_batches([len(t) for t in call], BATCH):
-            session.run(["probs"], model_inputs(classifier.tokenizer, [call[i] for i in idx]))
+            session.run([PROBS], model_inputs(classifier.tokenizer, [call[i] for i in idx]))
 
     out = []
     for run in (padded, by_length):

@@ -2,7 +2,11 @@
 
 The model takes the tokenizer's ids and the hashed n-gram bag of the normalised text and returns
 one calibrated probability per head (:data:`service.heads.HEADS`); ``models/card.md`` says how it
-was trained. Neither torch nor transformers is imported here.
+was trained. A session also returns each head's calibrated log-odds (:data:`LOGITS`), the input
+of the graph's final sigmoid, which :func:`with_logits` makes an output when the session opens:
+the evidence search weighs windows in log-odds, and float32 rounds a probability past about 16.6
+log-odds to exactly 1, where no window could move it. Neither torch nor transformers is imported
+here.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import onnx
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
@@ -28,9 +33,12 @@ MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 CARD_FILE = "card.json"
 INPUTS = ("input_ids", "attention_mask", "ngram_ids", "ngram_counts")
+PROBS = "probs"
+LOGITS = "logits"
 
 Feeds = dict[str, npt.NDArray[Any]]
 Probabilities = npt.NDArray[np.float32]
+"""``[texts, len(HEADS)]``: probabilities, or log-odds."""
 
 BODY_HEADS = [h for h, head in enumerate(HEADS) if head != "originality_claim"]
 """The heads scored on a post's body, its rights notices left out (:func:`service.claims.
@@ -73,7 +81,28 @@ def open_session(path: Path, threads: int = 1) -> ort.InferenceSession:
     opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(with_logits(path), opts, providers=["CPUExecutionProvider"])
+
+
+def with_logits(path: Path) -> bytes:
+    """The model at ``path`` with the input of its final sigmoid as a second output,
+    :data:`LOGITS`; the file, whose hash is the model version, is left as it is."""
+    model = onnx.load(str(path))
+    final = next((n for n in model.graph.node if PROBS in n.output), None)
+    if final is None or final.op_type != "Sigmoid":
+        raise ValueError(f"{path}: '{PROBS}' is not the output of a sigmoid")
+    add_output(model, final.input[0], LOGITS)
+    return bytes(model.SerializeToString())
+
+
+def add_output(model: onnx.ModelProto, tensor: str, name: str | None = None) -> str:
+    """Make the float tensor ``tensor`` of ``model`` an output (in place), under ``name`` when
+    given; the output's name."""
+    if name is not None:
+        model.graph.node.append(onnx.helper.make_node("Identity", [tensor], [name]))
+    out = name or tensor
+    model.graph.output.append(onnx.helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None))
+    return out
 
 
 class Classifier:
@@ -115,12 +144,19 @@ class Classifier:
         from that row. Texts are sorted by length and run in batches (:func:`length_batches`),
         so that a batch pads to similar lengths; the rows are put back in input order.
         """
+        return self._run(texts, PROBS)
+
+    def log_odds(self, texts: Sequence[str]) -> Probabilities:
+        """The calibrated log-odds of :meth:`predict`'s probabilities, unrounded."""
+        return self._run(texts, LOGITS)
+
+    def _run(self, texts: Sequence[str], output: str) -> Probabilities:
         bodies = {i: b for i, t in enumerate(texts) if (b := without_notices(t)) is not None}
         rows = [*texts, *bodies.values()]
         out = np.zeros((len(rows), len(HEADS)), dtype=np.float32)
         for idx in length_batches([len(t) for t in rows], self.batch_size):
             feeds = model_inputs(self.tokenizer, [rows[i] for i in idx])
-            out[idx] = self.session.run(["probs"], feeds)[0]
+            out[idx] = self.session.run([output], feeds)[0]
         noticed = list(bodies)
         out[np.ix_(noticed, BODY_HEADS)] = out[len(texts) :][:, BODY_HEADS]
         return out[: len(texts)]

@@ -1,12 +1,13 @@
 """Evidence spans: which characters drove a head's score, found by occlusion on the ONNX model.
 
 A window of the normalised text is weighed by the drop in the head's log-odds when the window is
-deleted: ``logit(p(text)) - logit(p(text without window))``, ``p(text)`` being the classifier's
-own, computed in the same batch (not the record's score, which a confirmed-rumour match may have
-raised). Log-odds rather than probability, because a confidently flagged post does not move its
-probability: at 0.9999 hiding its whole claim may leave 0.999, a drop of 0.0009, where its
-log-odds fall by 2.3. Probabilities are clipped to ``[EPS, 1 - EPS]`` first, as float32 rounds
-log-odds past about 16.6 to a probability of exactly 1.
+deleted: ``z(text) - z(text without window)``, ``z`` being the classifier's calibrated log-odds
+(:meth:`service.classify.Classifier.log_odds`), computed in the same batch (not from the
+record's score, which a confirmed-rumour match may have raised). Log-odds rather than
+probability, because a confidently flagged post does not move its probability: at 0.9999 hiding
+its whole claim may leave 0.999, a drop of 0.0009, where its log-odds fall by 2.3. They come
+from the model itself, not from its probabilities, as float32 rounds log-odds past about 16.6 to
+a probability of exactly 1.
 
 Windows of the fine grid (:func:`fine_windows`: equal widths of at least two characters, so that
 a two-character word can be hidden whole, with half-width steps, about ``WINDOWS`` of them) are
@@ -45,7 +46,6 @@ MIN_DROP = 0.1
 MAX_SPANS = 3
 ONE_STAGE = 12
 COARSE_SHARE = 0.25
-EPS = 1e-7
 
 Window = tuple[int, int]
 Drops = npt.NDArray[np.float64]
@@ -56,7 +56,7 @@ Chosen = list[tuple[int, int, float]]
 class Predictor(Protocol):
     """What the search needs of a :class:`service.classify.Classifier`."""
 
-    def predict(self, texts: Sequence[str]) -> Probabilities: ...
+    def log_odds(self, texts: Sequence[str]) -> Probabilities: ...
 
 
 def fine_windows(length: int) -> list[Window]:
@@ -78,10 +78,8 @@ def log_odds_drops(
     """``[len(windows), len(heads)]``: each head's drop in log-odds when each window is deleted
     from ``text``; one model call of ``len(windows) + 1`` rows."""
     variants = [text[:s] + text[e:] for s, e in windows]
-    p = classifier.predict([text, *variants])[:, [HEADS.index(h) for h in heads]]
-    p = np.clip(p.astype(np.float64), EPS, 1 - EPS)
-    z = np.log(p) - np.log1p(-p)
-    return np.asarray(z[0] - z[1:])
+    z = classifier.log_odds([text, *variants])[:, [HEADS.index(h) for h in heads]]
+    return np.asarray(z[0] - z[1:], dtype=np.float64)
 
 
 def kept(drops: Drops, share: float = 0.5) -> npt.NDArray[np.bool_]:

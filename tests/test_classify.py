@@ -1,4 +1,5 @@
-"""The classifier's batching: length buckets, input order, and the same probabilities."""
+"""The classifier's batching (length buckets, input order, the same probabilities) and its
+log-odds."""
 
 from __future__ import annotations
 
@@ -43,3 +44,11 @@ def test_with_threads_shares_the_model_but_not_the_session(pipeline: Pipeline) -
     assert own.tokenizer is classifier.tokenizer and own.threads == 1
     assert own.session is not classifier.session
     np.testing.assert_allclose(own.predict(["你好世界"]), classifier.predict(["你好世界"]))
+
+
+def test_the_log_odds_are_the_probabilities_unrounded(pipeline: Pipeline) -> None:
+    # the second text has a rights notice: its risk heads come from the body alone
+    texts = ["紧急扩散！明天全市停水三天，转给家人！", "本文为原创，首发于本公众号。天气不错", "滚"]
+    classifier = pipeline.classifier
+    z = classifier.log_odds(texts).astype(np.float64)
+    np.testing.assert_allclose(1 / (1 + np.exp(-z)), classifier.predict(texts), atol=1e-6)

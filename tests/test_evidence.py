@@ -20,13 +20,16 @@ class Planted:
         self.phrases, self.base, self.lift = phrases, base, lift
         self.calls: list[int] = []
 
-    def predict(self, texts: Sequence[str]) -> Probabilities:
+    def log_odds(self, texts: Sequence[str]) -> Probabilities:
         self.calls.append(len(texts))
-        z = np.full((len(texts), len(HEADS)), -8.0)
+        z = np.full((len(texts), len(HEADS)), -8.0, dtype=np.float32)
         for head, phrase in self.phrases.items():
             present = np.array([phrase in t for t in texts])
             z[:, HEADS.index(head)] = self.base + self.lift * present
-        probs: Probabilities = (1 / (1 + np.exp(-z))).astype(np.float32)
+        return z
+
+    def predict(self, texts: Sequence[str]) -> Probabilities:
+        probs: Probabilities = (1 / (1 + np.exp(-self.log_odds(texts)))).astype(np.float32)
         return probs
 
 
@@ -69,6 +72,15 @@ def test_a_confident_score_keeps_its_spans() -> None:
     assert p[0] - p[1] < 0.02
     ((s, e, weight),) = evidence.search(model, text, ["rumor"])["rumor"]
     assert "封城" in text[s:e] and weight == pytest.approx(8.0, abs=0.05)
+
+
+def test_a_score_rounded_to_one_keeps_its_spans() -> None:
+    # log-odds 30 with the phrase, 20 without: both probabilities are 1.0 in float32
+    model = Planted({"rumor": "封城"}, base=20.0, lift=10.0)
+    text = FILLER[:20] + "明天封城" + FILLER[20:]
+    assert set(model.predict([text, text.replace("封城", "")])[:, HEADS.index("rumor")]) == {1.0}
+    ((s, e, weight),) = evidence.search(model, text, ["rumor"])["rumor"]
+    assert "封城" in text[s:e] and weight == pytest.approx(10.0, abs=0.05)
 
 
 def test_each_head_gets_its_own_phrase_from_shared_calls() -> None:

@@ -20,7 +20,7 @@ from onnxruntime.transformers.fusion_options import FusionOptions
 from onnxruntime.transformers.optimizer import optimize_model
 from sklearn.metrics import roc_auc_score
 
-from service.classify import INPUTS, Feeds, open_session
+from service.classify import INPUTS, PROBS, Feeds, open_session
 from service.heads import HEADS
 from training.model import Scorer
 
@@ -40,13 +40,13 @@ def export(model: Scorer, example: Feeds, fp32_path: Path) -> None:
         tensors(example),
         str(fp32_path),
         input_names=list(INPUTS),
-        output_names=["probs"],
+        output_names=[PROBS],
         dynamic_axes={
             "input_ids": seq,
             "attention_mask": seq,
             "ngram_ids": grams,
             "ngram_counts": grams,
-            "probs": {0: "batch"},
+            PROBS: {0: "batch"},
         },
         opset_version=17,
         dynamo=False,
@@ -88,7 +88,7 @@ def parity(model: Scorer, onnx_path: Path, batch: Feeds) -> float:
     model.eval()
     with torch.no_grad():
         expected = model(*tensors(batch)).numpy()
-    got = open_session(onnx_path).run(["probs"], batch)[0]
+    got = open_session(onnx_path).run([PROBS], batch)[0]
     return float(np.abs(expected - got).max())
 
 
@@ -108,7 +108,7 @@ def int8_cost(
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name, path in (("fp32", fp32_path), ("int8", int8_path)):
         s = open_session(path, 2)
-        probs = np.concatenate([s.run(["probs"], f)[0] for f in feeds])
+        probs = np.concatenate([s.run([PROBS], f)[0] for f in feeds])
         p = probs[np.arange(len(cols)), cols]
         out[name] = {}
         for h, head in enumerate(HEADS):

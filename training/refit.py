@@ -66,7 +66,14 @@ from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from service.classify import MODEL_FILE, TOKENIZER_FILE, load_tokenizer, model_inputs
+from service.classify import (
+    MODEL_FILE,
+    PROBS,
+    TOKENIZER_FILE,
+    add_output,
+    load_tokenizer,
+    model_inputs,
+)
 from service.heads import HEADS, Head
 from service.normalise import normalise
 from training import data, originality, wide
@@ -435,14 +442,12 @@ def _run(
     ``head.bias``) and of the probabilities, for ``texts`` in batches of 64."""
     probe = onnx.ModelProto()
     probe.CopyFrom(proto)
-    (name,) = [n.output[0] for n in probe.graph.node if "head.bias" in n.input]
-    probe.graph.output.append(
-        onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
-    )
+    (correction,) = [n.output[0] for n in probe.graph.node if "head.bias" in n.input]
+    name = add_output(probe, correction)
     session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
     tok = load_tokenizer(model_dir / TOKENIZER_FILE)
     out = [
-        session.run([name, "probs"], dict(model_inputs(tok, texts[s : s + 64])))
+        session.run([name, PROBS], dict(model_inputs(tok, texts[s : s + 64])))
         for s in range(0, len(texts), 64)
     ]
     deep, probs = (np.concatenate([o[k][:, h] for o in out]) for k in (0, 1))
