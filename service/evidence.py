@@ -24,11 +24,17 @@ them at once.
 The keep rule (:func:`choose`): windows whose drop is at least half the largest drop and at
 least ``MIN_DROP`` are kept, overlapping or touching ones merged, and the strongest
 ``MAX_SPANS`` returned, mapped back to the offsets of the text the producer wrote.
+
+:class:`Remembered` keeps what the search chose for recent texts, so that copies of one text
+are searched once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -46,6 +52,8 @@ MIN_DROP = 0.1
 MAX_SPANS = 3
 ONE_STAGE = 12
 COARSE_SHARE = 0.25
+REMEMBERED = 20_000
+"""Texts x heads whose chosen windows :class:`Remembered` keeps: a few MB."""
 
 Window = tuple[int, int]
 Drops = npt.NDArray[np.float64]
@@ -138,12 +146,48 @@ def search(classifier: Predictor, text: str, heads: Sequence[Head]) -> dict[Head
     }
 
 
+class Remembered:
+    """What :func:`search` chose, by normalised text and head, for the last ``size`` texts and
+    heads searched.
+
+    Copies of one text (a coordinated batch posted by many accounts, a chain of reposts) are
+    searched once; a coordinated batch is also when the evidence backlog fills. Texts are kept
+    as 16-byte BLAKE2 digests, so that memory does not grow with their lengths. One instance
+    serves one model's searches, from any thread.
+    """
+
+    def __init__(self, size: int = REMEMBERED) -> None:
+        self.size = size
+        self._chosen: OrderedDict[tuple[bytes, Head], Chosen] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def search(self, classifier: Predictor, text: str, heads: Sequence[Head]) -> dict[Head, Chosen]:
+        digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+        with self._lock:
+            known = {h: self._chosen[digest, h] for h in heads if (digest, h) in self._chosen}
+            for h in known:
+                self._chosen.move_to_end((digest, h))
+        missing = [h for h in heads if h not in known]
+        if not missing:
+            return known
+        found = search(classifier, text, missing)
+        with self._lock:
+            self._chosen.update(((digest, h), c) for h, c in found.items())
+            while len(self._chosen) > self.size:
+                self._chosen.popitem(last=False)
+        return known | found
+
+
 def spans(
-    classifier: Predictor, norm: Normalised, original: str, heads: list[Head]
+    classifier: Predictor,
+    norm: Normalised,
+    original: str,
+    heads: list[Head],
+    remembered: Remembered,
 ) -> dict[Head, list[Span]]:
     """For each of ``heads``, the spans of ``original`` that drove its score."""
     out: dict[Head, list[Span]] = {}
-    for head, found in search(classifier, norm.text, heads).items():
+    for head, found in remembered.search(classifier, norm.text, heads).items():
         out[head] = []
         for s, e, d in found:
             start, end = norm.source_span(s, e)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from service.claims import body_chars
 from service.classify import Classifier
 from service.decide import decide
-from service.evidence import spans
+from service.evidence import Remembered, spans
 from service.heads import HEADS, RISKS, Head, Risk
 from service.neardup import Finding, NearDuplicates
 from service.neardup.fingerprint import Signature
@@ -77,6 +77,8 @@ class Pipeline:
         self.explainer = explainer or classifier
         """The model :meth:`explain` runs: the service gives it a session of its own, so that
         spans found after the answer never take the scoring session's threads."""
+        self.remembered = Remembered()
+        """The evidence of recent texts, for both models: they are one model in two sessions."""
 
     @classmethod
     def load(cls, settings: Settings) -> Pipeline:
@@ -162,7 +164,9 @@ class Pipeline:
                 verdict = decide(dict.fromkeys(RISKS, 0.0) | scores, self.policy, chars=ready.chars)
                 heads = [CLASSIFIER_RISKS[r] for r in CLASSIFIER_RISKS if verdict.flags[r]]
                 if heads:
-                    ready.spans = spans(self.classifier, ready.norm, post.text, heads)
+                    ready.spans = spans(
+                        self.classifier, ready.norm, post.text, heads, self.remembered
+                    )
         return prepared
 
     def ordered(
@@ -187,7 +191,9 @@ class Pipeline:
         for i, (post, record) in enumerate(zip(posts, records, strict=True)):
             if record.evidence_pending:
                 heads = [CLASSIFIER_RISKS[r] for r in CLASSIFIER_RISKS if record.flags[r]]
-                found = spans(self.explainer, normalise(post.text), post.text, heads)
+                found = spans(
+                    self.explainer, normalise(post.text), post.text, heads, self.remembered
+                )
                 out[i] = self._with_spans(record, found)
         return out
 

@@ -105,5 +105,31 @@ def test_nothing_that_moves_the_score_gives_no_spans() -> None:
 def test_spans_map_back_to_the_text_the_producer_wrote() -> None:
     original = "  全角ＡＢＣ　" + FILLER[:30] + "求扩散！！" + FILLER[30:]
     norm = normalise(original)
-    (span,) = evidence.spans(Planted({"rumor": "求扩散"}), norm, original, ["rumor"])["rumor"]
+    (span,) = evidence.spans(
+        Planted({"rumor": "求扩散"}), norm, original, ["rumor"], evidence.Remembered()
+    )["rumor"]
     assert original[span.start : span.end] == span.text and "求扩散" in span.text
+
+
+def test_copies_of_a_text_are_searched_once_and_the_oldest_is_forgotten() -> None:
+    model = Planted({"rumor": "求扩散", "incitement": "滚出去"})
+    remembered = evidence.Remembered(size=2)
+    first = FILLER[:10] + "求扩散" + FILLER[10:40] + "滚出去" + FILLER[40:]
+    found = remembered.search(model, first, ["rumor"])
+    calls = len(model.calls)
+    assert remembered.search(model, first, ["rumor"]) == found
+    assert len(model.calls) == calls
+    # a head not searched before is searched alone; both are then remembered
+    both = remembered.search(model, first, ["rumor", "incitement"])
+    assert both["rumor"] == found["rumor"]
+    assert both == evidence.search(Planted(model.phrases), first, ["rumor", "incitement"])
+    calls = len(model.calls)
+    remembered.search(model, first, ["incitement", "rumor"])
+    assert len(model.calls) == calls
+    # a third (text, head) pushes out the least recently used: incitement, asked first
+    remembered.search(model, FILLER + "求扩散", ["rumor"])
+    calls = len(model.calls)
+    remembered.search(model, first, ["rumor"])
+    assert len(model.calls) == calls
+    remembered.search(model, first, ["incitement"])
+    assert len(model.calls) > calls
