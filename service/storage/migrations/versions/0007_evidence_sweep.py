@@ -19,11 +19,13 @@ PENDING = "evidence_pending"
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("score_records") as table:
-        table.add_column(
-            sa.Column(PENDING, sa.Boolean(), nullable=False, server_default=sa.false())
-        )
-        table.add_column(sa.Column("evidence_claimed_until", sa.Float(), nullable=True))
+    # plain ALTER TABLE, also on SQLite: a batch there copies the table and drops the old one,
+    # which the review queue's references to its rows forbid
+    op.add_column(
+        "score_records",
+        sa.Column(PENDING, sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    op.add_column("score_records", sa.Column("evidence_claimed_until", sa.Float(), nullable=True))
     flag = (
         "json_extract(record, '$.evidence_pending') = 1"
         if op.get_bind().dialect.name == "sqlite"
@@ -41,6 +43,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_records_evidence_pending", table_name="score_records")
-    with op.batch_alter_table("score_records") as table:
-        table.drop_column("evidence_claimed_until")
-        table.drop_column(PENDING)
+    op.drop_column("score_records", "evidence_claimed_until")
+    op.drop_column("score_records", PENDING)
