@@ -248,13 +248,18 @@ class SqlRepository(ReviewSql):
                     StoredRecord.evidence_claimed_until < now.timestamp(),
                 ),
             )
-            .order_by(StoredRecord.id)
+            .order_by(StoredRecord.created_at)
             .limit(limit)
-            # two processes sweeping at once take different records
-            .with_for_update(of=StoredRecord, skip_locked=True)
         )
+        # most sweeps find nothing: they look without taking SQLite's write lock
+        with self._session() as session:
+            if session.scalar(candidates) is None:
+                return []
         with self._writing() as session:
-            ids = list(session.scalars(candidates))
+            # two processes sweeping at once take different records
+            ids = list(
+                session.scalars(candidates.with_for_update(of=StoredRecord, skip_locked=True))
+            )
             if not ids:
                 return []
             session.execute(
@@ -266,7 +271,7 @@ class SqlRepository(ReviewSql):
                 select(StoredPost, StoredRecord.record)
                 .join(StoredRecord, StoredPost.post_id == StoredRecord.post_id)
                 .where(StoredRecord.id.in_(ids))
-                .order_by(StoredRecord.id)
+                .order_by(StoredRecord.created_at)
             )
             return [(_post(post), ScoreRecord.model_validate(record)) for post, record in rows]
 

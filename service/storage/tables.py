@@ -33,6 +33,8 @@ class Base(DeclarativeBase):
 
 
 PENDING = "evidence_pending"
+"""The sweep's index predicate; SQLite uses a partial index only for a query that repeats its
+predicate as written, and SQLAlchemy writes a boolean test there as ``= 1``."""
 
 
 class StoredRecord(Base):
@@ -45,8 +47,8 @@ class StoredRecord(Base):
         Index(
             "ix_records_evidence_pending",
             "model_version",
-            "id",
-            sqlite_where=text(PENDING),
+            "created_at",
+            sqlite_where=text(f"{PENDING} = 1"),
             postgresql_where=text(PENDING),
         ),
     )

@@ -35,8 +35,8 @@ def upgrade() -> None:
     op.create_index(
         "ix_records_evidence_pending",
         "score_records",
-        ["model_version", "id"],
-        sqlite_where=sa.text(PENDING),
+        ["model_version", "created_at"],
+        sqlite_where=sa.text(f"{PENDING} = 1"),
         postgresql_where=sa.text(PENDING),
     )
 
