@@ -65,9 +65,6 @@ class PolicyScorer(Protocol):
 
 EXPLAIN_NICE = 19
 """The evidence thread's nice value where idle scheduling is not available."""
-SWEEP_POSTS = 32
-"""Most records one sweep claims: a claim outlives a crash by ``evidence_lease_s``, so claim
-what the evidence thread gets through in seconds."""
 
 
 def idle_priority() -> None:
@@ -385,9 +382,10 @@ class ScoringService:
     async def sweep_evidence(self) -> int:
         """Claim stored records of this model left ``evidence_pending`` (by a full backlog, a
         storage failure, a process that stopped) and find their evidence in the background;
-        the number claimed. The sweep takes at most ``SWEEP_POSTS`` and only the lower half of
-        the backlog, so that the records being answered now keep room for theirs."""
-        room = min(SWEEP_POSTS, self.max_waiting_evidence // 2 - self._waiting_evidence)
+        the number claimed. The sweep fills only the lower half of the evidence backlog, so that
+        the records being answered now keep room for theirs (and a claim, which lasts
+        ``evidence_lease_s``, is reached long before it runs out)."""
+        room = self.max_waiting_evidence // 2 - self._waiting_evidence
         if room <= 0:
             return 0
         try:
