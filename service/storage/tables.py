@@ -63,8 +63,9 @@ class StoredRecord(Base):
     evidence_pending: Mapped[bool] = mapped_column(Boolean, default=False)
     """The record's own ``evidence_pending``, as a column so that the sweep can find it."""
     evidence_claimed_until: Mapped[float | None] = mapped_column(Float, nullable=True)
-    """Unix seconds until which a process is finding this record's evidence (it stored the
-    record, or the sweep claimed it); past it, the sweep may claim it again."""
+    """Unix seconds until which a sweep's claim on this record holds; past it, a sweep may claim
+    it again. The process that stored the record needs no claim: sweeps leave a record alone
+    for ``evidence_lease_s`` after ``created_at``."""
 
 
 OPEN = "status IN ('open', 'escalated')"
