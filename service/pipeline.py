@@ -46,6 +46,7 @@ CLASSIFIER_RISKS: dict[Risk, Head] = {"rumor": "rumor", "incitement": "incitemen
 
 EMPTY = "text is empty after normalisation: nothing to score, all scores 0"
 TRUNCATED = f"text is longer than the model's window: scored on its first {WINDOW} characters"
+NO_EVIDENCE = "the evidence search failed: the reasons carry no spans (the log says why)"
 
 
 @dataclass
@@ -163,10 +164,9 @@ class Pipeline:
                 scores = {r: ready.probs[CLASSIFIER_RISKS[r]] for r in CLASSIFIER_RISKS}
                 verdict = decide(dict.fromkeys(RISKS, 0.0) | scores, self.policy, chars=ready.chars)
                 heads = [CLASSIFIER_RISKS[r] for r in CLASSIFIER_RISKS if verdict.flags[r]]
-                if heads:
-                    ready.spans = spans(
-                        self.classifier, ready.norm, post.text, heads, self.remembered
-                    )
+                found = self._search(self.classifier, post, ready.norm, heads) if heads else None
+                if found is not None:
+                    ready.spans = found
         return prepared
 
     def ordered(
@@ -186,16 +186,36 @@ class Pipeline:
 
     def explain(self, posts: Sequence[Post], records: Sequence[ScoreRecord]) -> list[ScoreRecord]:
         """Stage 3: ``records`` (of ``posts``, in the same order) with the evidence spans of their
-        flagged classifier risks added; records that wait for none come back unchanged."""
+        flagged classifier risks added; records that wait for none come back unchanged, and
+        one whose search failed comes back without spans and with :data:`NO_EVIDENCE`."""
         out = list(records)
         for i, (post, record) in enumerate(zip(posts, records, strict=True)):
             if record.evidence_pending:
                 heads = [CLASSIFIER_RISKS[r] for r in CLASSIFIER_RISKS if record.flags[r]]
-                found = spans(
-                    self.explainer, normalise(post.text), post.text, heads, self.remembered
+                found = self._search(self.explainer, post, normalise(post.text), heads)
+                out[i] = (
+                    self._with_spans(record, found)
+                    if found is not None
+                    else record.model_copy(
+                        update={
+                            "warnings": [*record.warnings, NO_EVIDENCE],
+                            "evidence_pending": False,
+                        }
+                    )
                 )
-                out[i] = self._with_spans(record, found)
         return out
+
+    def _search(
+        self, model: Classifier, post: Post, norm: Normalised, heads: list[Head]
+    ) -> dict[Head, list[Span]] | None:
+        """The spans of ``heads`` in ``post``; None where the search failed. The scores were
+        made without it, so a failure costs the spans only: raised, it would cost the record
+        (a batch rejects the post) or keep it ``evidence_pending`` for every sweep to claim."""
+        try:
+            return spans(model, norm, post.text, heads, self.remembered)
+        except Exception:
+            log.exception("evidence search failed", extra={"post_id": post.id})
+            return None
 
     def review_requests(
         self, posts: Sequence[Post], records: Sequence[ScoreRecord]

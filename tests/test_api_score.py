@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from servicekit import Api, open_api, wait_for, write_policy
 
-from service.classify import Classifier
-from service.pipeline import Pipeline
+from service.classify import Classifier, Probabilities
+from service.pipeline import NO_EVIDENCE, Pipeline
 from service.record import ScoreRecord
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
@@ -111,6 +113,22 @@ def test_a_record_left_evidence_pending_gets_its_spans_from_the_next_process_swe
         assert rumor.evidence["spans"]
         metrics = next_process.client.get("/metrics").text
         assert "qinglang_evidence_swept_records_total 1.0" in metrics
+
+
+def test_a_post_whose_evidence_search_fails_is_stored_without_spans_and_not_swept_again(
+    api: Api, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(texts: Sequence[str]) -> Probabilities:
+        raise RuntimeError("the session failed")
+
+    monkeypatch.setattr(pipeline.classifier, "log_odds", failing)
+    answer = api.score({"id": "poison", "text": f"{RUMOR}（出错）"}).json()
+    api.settle()
+    repository = api.services.scoring.repository
+    stored = repository.find_records(["poison"], answer["model_version"])["poison"]
+    assert (stored.scores, stored.decision) == (answer["scores"], answer["decision"])
+    assert not stored.evidence_pending and NO_EVIDENCE in stored.warnings
+    assert repository.claim_pending_evidence(answer["model_version"], 10, lease_s=0.0) == []
 
 
 def test_a_new_process_finds_the_stored_record_instead_of_scoring_again(

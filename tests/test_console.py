@@ -8,14 +8,16 @@ import base64
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from servicekit import Api, open_api
 
 from service import security
+from service.classify import Probabilities
 from service.console import articles, plots, present
+from service.console.i18n import translator
 from service.console.session import COOKIE, Sessions
 from service.pipeline import Pipeline
 from service.record import Post
@@ -26,6 +28,7 @@ from service.storage.repository import Role
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
 SCRIPT_POST = "<script>alert(1)</script>"
 IMG_POST = '"><img src=x onerror=alert(1)>'
+PLAIN = "周末和家人去公园散步，天气很好，拍了几张荷花的照片。"
 
 
 @pytest.fixture
@@ -125,6 +128,26 @@ def test_user_content_is_escaped(api: Api) -> None:
         html = api.client.get(f"/console/items/{item_id}").text
         assert "<script>alert" not in html and "<img src=x" not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html or "&lt;img src=x" in html
+
+
+def test_an_item_whose_evidence_search_failed_says_so(
+    api: Api, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(texts: Sequence[str]) -> Probabilities:
+        raise RuntimeError("the session failed")
+
+    assert api.score({"id": "ok", "text": RUMOR, "account_id": "a1"}).status_code == 200
+    api.settle()
+    monkeypatch.setattr(pipeline.classifier, "log_odds", failing)
+    assert api.score({"id": "nx", "text": PLAIN, "account_id": "a2"}).status_code == 200
+    api.settle()
+    sign_in(api, "li")
+    listed = api.services.review.list_items(api.services.scoring.policy).items
+    by_post = {i.post_id: i.id for i in listed if i.kind == "score"}
+    failed = api.client.get(f"/console/items/{by_post['nx']}").text
+    explained = api.client.get(f"/console/items/{by_post['ok']}").text
+    assert translator("zh")("no_evidence") in failed
+    assert translator("zh")("no_evidence") not in explained and "<mark" in explained
 
 
 def test_language_switch_stays_inside_the_console(api: Api) -> None:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections.abc import Sequence
 
+import pytest
+
+from service.classify import Probabilities
 from service.heads import Risk
 from service.normalise import WINDOW
-from service.pipeline import EMPTY, TRUNCATED, Pipeline
+from service.pipeline import EMPTY, NO_EVIDENCE, TRUNCATED, Pipeline
 from service.record import Post
 from service.settings import Settings
 
@@ -116,3 +121,31 @@ def test_a_post_too_short_to_state_a_claim_is_reviewed_and_says_why(pipeline: Pi
     assert reason.evidence["not_blocked"] == {"chars": 2, "block_min_chars": minimum}
     assert long.decision == "block"
     assert all("not_blocked" not in r.evidence for r in long.reasons)
+
+
+def test_a_failed_evidence_search_costs_that_post_its_spans_only(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Inline and after the fact: the poisoned post keeps its scores and decision, is no longer
+    waiting for evidence, says why it has none; its neighbour gets its spans."""
+    real = pipeline.classifier.log_odds
+
+    def log_odds(texts: Sequence[str]) -> Probabilities:
+        if any("投毒" in t for t in texts):
+            raise RuntimeError("the session failed")
+        return real(texts)
+
+    fresh = Pipeline(pipeline.classifier, pipeline.policy)  # nothing remembered yet
+    monkeypatch.setattr(fresh.classifier, "log_odds", log_odds)
+    posts = [Post(id="bad", text=f"{OFFENSIVE}，投毒！"), Post(id="good", text=OFFENSIVE)]
+    with caplog.at_level(logging.ERROR, logger="service.pipeline"):
+        inline = fresh.score_many(posts)
+    later = fresh.explain(posts, fresh.score_many(posts, evidence=False))
+    for bad, good in (inline, later):
+        assert bad.flags["incitement"] and bad.decision == good.decision
+        assert not bad.evidence_pending and NO_EVIDENCE in bad.warnings
+        assert all("spans" not in r.evidence for r in bad.reasons)
+        assert not good.evidence_pending and NO_EVIDENCE not in good.warnings
+        assert all(r.evidence["spans"] for r in good.reasons if r.code.startswith("art18.5"))
+    failed = [r for r in caplog.records if r.getMessage() == "evidence search failed"]
+    assert failed and all(getattr(r, "post_id", None) == "bad" for r in failed)

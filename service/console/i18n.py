@@ -51,6 +51,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "post": ("帖子", "Post"),
     "post_text": ("正文", "Post text"),
     "pending": ("证据片段计算中", "evidence spans still being computed"),
+    "no_evidence": (
+        "证据片段计算失败，详见服务日志",
+        "the evidence search failed: see the service log",
+    ),
     "heads": ("各类分数与阈值", "Scores and thresholds"),
     "review_at": ("审核阈值", "review at"),
     "block_at": ("拦截阈值", "block at"),
