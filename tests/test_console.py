@@ -19,7 +19,7 @@ from service.classify import Probabilities
 from service.console import articles, plots, present
 from service.console.i18n import translator
 from service.console.session import COOKIE, Sessions
-from service.pipeline import Pipeline
+from service.pipeline import NO_EVIDENCE, Pipeline
 from service.record import Post
 from service.security import AuthError, SignInLimits, client_address, create_user
 from service.storage import SqlRepository, open_repository, upgrade
@@ -148,6 +148,17 @@ def test_an_item_whose_evidence_search_failed_says_so(
     explained = api.client.get(f"/console/items/{by_post['ok']}").text
     assert translator("zh")("no_evidence") in failed
     assert translator("zh")("no_evidence") not in explained and "<mark" in explained
+
+
+def test_a_record_without_spans_says_why() -> None:
+    def note(pending: bool, version: str = "sha256:now", warnings: tuple[str, ...] = ()) -> str:
+        record = {"evidence_pending": pending, "model_version": version, "warnings": warnings}
+        return str(present.evidence_note(record, "sha256:now"))
+
+    assert note(True) == "pending"
+    assert note(True, version="sha256:before") == "pending_elsewhere"
+    assert note(False, warnings=("truncated", NO_EVIDENCE)) == "no_evidence"
+    assert note(False, warnings=("truncated",)) == "None"
 
 
 def test_language_switch_stays_inside_the_console(api: Api) -> None:

@@ -34,7 +34,6 @@ from service.console.i18n import LANGUAGES, translator
 from service.console.session import COOKIE, Session, Sessions
 from service.heads import RISKS
 from service.neardup.bank import UnmatchableError, bank_rumor, unbank_rumor
-from service.pipeline import NO_EVIDENCE
 from service.review.appeals import AppealClosedError
 from service.review.items import (
     STATUSES,
@@ -349,7 +348,7 @@ async def item_page(item_id: int, who: Signed) -> HTMLResponse:
         "item.html",
         item=item,
         record=record,
-        no_evidence=NO_EVIDENCE in record.get("warnings", []),
+        evidence_note=present.evidence_note(record, who.found.scoring.model_version),
         pieces=present.pieces(item.text or "", reasons, policy),
         heads=present.head_rows(record, policy),
         reasons=present.reason_rows(record, policy, who.console.articles),

@@ -51,6 +51,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "post": ("帖子", "Post"),
     "post_text": ("正文", "Post text"),
     "pending": ("证据片段计算中", "evidence spans still being computed"),
+    "pending_elsewhere": (
+        "证据片段待由评分时的模型计算，本服务未运行该模型：",
+        "evidence spans wait for the model that scored it, which this server does not run:",
+    ),
     "no_evidence": (
         "证据片段计算失败，详见服务日志",
         "the evidence search failed: see the service log",

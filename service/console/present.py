@@ -1,5 +1,6 @@
 """What the item page shows, worked out from the stored item: the post's text cut into
-highlighted and plain pieces, the reasons with their articles, the cluster's timeline."""
+highlighted and plain pieces (and why there are none), the reasons with their articles, the
+cluster's timeline."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from markupsafe import Markup
 
 from service.console import plots
 from service.neardup.cluster import Cluster
+from service.pipeline import NO_EVIDENCE
 from service.policy import Policy
 from service.review import views
 from service.review.items import ACTIONS, FINAL
@@ -48,6 +50,15 @@ class HeadRow:
 def record_of(item: views.Item) -> dict[str, Any] | None:
     record = (item.evidence or {}).get("record")
     return record if isinstance(record, dict) else None
+
+
+def evidence_note(record: dict[str, Any], model_version: str) -> str | None:
+    """The message key that says why the record's reasons carry no spans, if one is due: they
+    are on their way, they wait for a model this server does not run (the record was scored
+    before a model change, and only a process of its model finds them), or the search failed."""
+    if record.get("evidence_pending"):
+        return "pending" if record.get("model_version") == model_version else "pending_elsewhere"
+    return "no_evidence" if NO_EVIDENCE in record.get("warnings", []) else None
 
 
 def pieces(text: str, reasons: list[dict[str, Any]], policy: Policy) -> list[Piece]:
