@@ -16,8 +16,13 @@ depends on whether it is flagged: a flagged post's evidence spans take two more 
 thread, so the server still pays for them with whatever CPU scoring leaves. Each post is sent
 once under a fresh id, so that nothing is answered from the idempotency cache and flagged posts
 are stored and enqueued as in production.
-A request that fails, times out (5 s) or comes back degraded is an error. Prints hardware, date
-and one markdown table.
+A request that fails, times out (5 s) or comes back degraded is an error. Each stage starts
+from an idle server and ends when the server is idle again (no post waits for the model, no
+record for its evidence spans), so that the server's CPU time over that span, read from
+``/proc``, is the stage's own: its **CPU per post** (per request for ``/healthz``), evidence
+included. Latencies depend on what else the host runs; the CPU a post costs depends much less,
+which makes it the figure to compare across runs on a shared machine. Prints hardware, date and
+one markdown table.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from itertools import count, cycle
 from pathlib import Path
 from typing import Any
@@ -66,6 +72,12 @@ class Stage:
     errors: int
     flagged: float
     """Share of the records that were not ``pass`` (each costs the evidence occlusion)."""
+    unexplained: float
+    """Share of the flagged records left ``evidence_pending`` (the evidence backlog was full):
+    their spans are not in :attr:`cpu_ms`."""
+    cpu_ms: float
+    """The server's CPU time from the stage's start until it was idle again, per post (per
+    request where there are no posts)."""
 
 
 def workloads(settings: Settings) -> dict[str, list[str]]:
@@ -84,16 +96,29 @@ def workloads(settings: Settings) -> dict[str, list[str]]:
 
 
 Body = Callable[[], dict[str, Any] | None]
+CpuTime = Callable[[], float]
+"""The server's CPU time so far, in seconds."""
+
+
+def process_cpu_s(pid: int) -> float:
+    """User and system CPU time of process ``pid`` and its threads (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # the fields after the parenthesised command name; utime and stime are 14th and 15th
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def stage(
     client: httpx.AsyncClient,
+    cpu: CpuTime,
     path: str,
     rate: float,
     seconds: float,
     body: Body,
     workload: str = "",
 ) -> Stage:
+    skipped_before = await settle(client)
+    cpu_before = cpu()
     loop = asyncio.get_running_loop()
     total = int(rate * seconds)
     start = loop.time() + 0.1
@@ -125,6 +150,8 @@ async def stage(
 
     await asyncio.gather(*(one(i) for i in range(total)))
     elapsed = loop.time() - start
+    skipped = await settle(client) - skipped_before
+    cpu_s = cpu() - cpu_before
     ms = np.array(latencies) * 1000 if latencies else np.array([float("nan")])
     p50, p95, p99 = np.percentile(ms, [50, 95, 99])
     return Stage(
@@ -138,32 +165,47 @@ async def stage(
         float(p99),
         errors,
         flagged / posts if posts else 0.0,
+        skipped / flagged if flagged else 0.0,
+        cpu_s * 1000 / (posts or total),
     )
 
 
-async def settle(client: httpx.AsyncClient, limit_s: float = 300) -> None:
-    """Wait until the server has no posts waiting for the model (an overloaded stage leaves a
-    queue behind), so that each stage starts from an idle server."""
+IDLE = ("qinglang_queue_depth", "qinglang_evidence_waiting")
+"""The gauges that are 0 on an idle server: posts waiting for the model (an overloaded stage
+leaves a queue behind), records waiting for their evidence spans."""
+SKIPPED = "qinglang_evidence_skipped_records_total"
+"""Records the server left ``evidence_pending`` because its evidence backlog was full."""
+
+
+async def settle(client: httpx.AsyncClient, limit_s: float = 300) -> float:
+    """Wait until the server is idle (:data:`IDLE`), so that each stage starts from an idle
+    server and is charged the work it left behind; the :data:`SKIPPED` count then."""
     deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        metrics = (await client.get("/metrics")).text
-        depth = next(line for line in metrics.splitlines() if line.startswith("qinglang_queue_"))
-        if float(depth.split()[-1]) == 0:
-            return
+    while True:
+        values = {
+            name: float(value)
+            for name, value in (
+                line.split()
+                for line in (await client.get("/metrics")).text.splitlines()
+                if line.startswith((*IDLE, SKIPPED))
+            )
+        }
+        if all(values[name] == 0 for name in IDLE) or time.monotonic() > deadline:
+            return values.get(SKIPPED, 0.0)
         await asyncio.sleep(0.5)
 
 
 def table(stages: list[Stage]) -> str:
     rows = [
         "| endpoint | posts | offered req/s | achieved req/s | posts/s | flagged "
-        "| p50 ms | p95 ms | p99 ms | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| p50 ms | p95 ms | p99 ms | errors | flagged without spans | server CPU ms/post |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in stages:
         rows.append(
             f"| `{s.endpoint}` | {s.workload or '-'} | {s.offered:.0f} | {s.achieved:.1f} | "
             f"{s.posts_s:.0f} | {s.flagged:.0%} | {s.p50_ms:.1f} | {s.p95_ms:.1f} | "
-            f"{s.p99_ms:.1f} | {s.errors} |"
+            f"{s.p99_ms:.1f} | {s.errors} | {s.unexplained:.0%} | {s.cpu_ms:.2f} |"
         )
     return "\n".join(rows)
 
@@ -172,7 +214,9 @@ def batch(post: Callable[[], dict[str, Any]]) -> Body:
     return lambda: {"posts": [post() for _ in range(BATCH_POSTS)]}
 
 
-async def run(url: str, key: str, corpora: dict[str, list[str]], seconds: float) -> list[Stage]:
+async def run(
+    url: str, key: str, cpu: CpuTime, corpora: dict[str, list[str]], seconds: float
+) -> list[Stage]:
     ids = count()
 
     def poster(texts: list[str]) -> Callable[[], dict[str, Any]]:
@@ -185,19 +229,18 @@ async def run(url: str, key: str, corpora: dict[str, list[str]], seconds: float)
         base_url=url, headers=headers, limits=limits, timeout=TIMEOUT_S
     ) as client:
         # warm the connections and the server's code paths; not measured
-        await stage(client, "/v1/score", 50, 2, poster(corpora["negatives"]))
-        stages = [await stage(client, "/healthz", r, seconds, lambda: None) for r in RATES]
+        await stage(client, cpu, "/v1/score", 50, 2, poster(corpora["negatives"]))
+        stages = [await stage(client, cpu, "/healthz", r, seconds, lambda: None) for r in RATES]
         for workload, texts in corpora.items():
             post = poster(texts)
             for rate in RATES:
-                await settle(client)
-                stages.append(await stage(client, "/v1/score", rate, seconds, post, workload))
+                stages.append(await stage(client, cpu, "/v1/score", rate, seconds, post, workload))
             for rate in BATCH_RATES:
-                await settle(client)
                 stages.append(
-                    await stage(client, "/v1/score/batch", rate, seconds, batch(post), workload)
+                    await stage(
+                        client, cpu, "/v1/score/batch", rate, seconds, batch(post), workload
+                    )
                 )
-        await settle(client)
     return stages
 
 
@@ -228,6 +271,8 @@ def start_server(state: Path) -> Server:
         # the benchmark's one key must not be the limit being measured
         "QINGLANG_RATE_LIMIT_PER_S": "100000",
         "QINGLANG_RATE_LIMIT_BURST": "100000",
+        # records a stage leaves without evidence must not be swept into a later stage's CPU
+        "QINGLANG_EVIDENCE_LEASE_S": "86400",
     }
     created = cli(env, "keys", "create", "--role", "publisher", stdout=subprocess.PIPE)
     out, _ = created.communicate(timeout=120)
@@ -259,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         server = start_server(Path(state))
         try:
             model = httpx.get(f"{server.url}/readyz").json()["model_version"]
-            stages = asyncio.run(run(server.url, server.key, corpora, args.seconds))
+            cpu = partial(process_cpu_s, server.process.pid)
+            stages = asyncio.run(run(server.url, server.key, cpu, corpora, args.seconds))
         finally:
             server.process.terminate()
             server.process.wait(timeout=30)

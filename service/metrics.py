@@ -89,6 +89,12 @@ class Metrics:
             multiprocess_mode="livesum",
             registry=r,
         )
+        self.evidence_waiting = Gauge(
+            "qinglang_evidence_waiting",
+            "Flagged records whose evidence spans wait for the evidence thread",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
         self.storage_up = Gauge(
             "qinglang_storage_up",
             "1 when storage answers",
@@ -123,6 +129,10 @@ class Metrics:
     def queue(self, depth: int) -> None:
         """The batcher's queue now holds ``depth`` posts."""
         self.queue_depth.set(depth)
+
+    def evidence(self, waiting: int) -> None:
+        """``waiting`` records now wait for their evidence spans."""
+        self.evidence_waiting.set(waiting)
 
     def storage(self, up: bool) -> None:
         self.storage_up.set(float(up))

@@ -259,7 +259,7 @@ class ScoringService:
             self.metrics.evidence_skipped.inc(len(records))
             log.warning("evidence backlog full: records stay evidence_pending")
             return
-        self._waiting_evidence += len(records)
+        self._backlog(len(records))
         self._in_background(self._explain([posts[r.id] for r in records], records))
 
     async def _explain(self, posts: list[Post], records: list[ScoreRecord]) -> None:
@@ -269,7 +269,7 @@ class ScoringService:
                 self._explainer, self.scorer.explain, posts, records
             )
         finally:
-            self._waiting_evidence -= len(records)
+            self._backlog(-len(records))
         try:
             await self._storage(self.repository.update_records, explained)
         except StorageError as exc:
@@ -278,6 +278,10 @@ class ScoringService:
             return
         for record in explained:
             self.first.replace(record)
+
+    def _backlog(self, change: int) -> None:
+        self._waiting_evidence += change
+        self.metrics.evidence(self._waiting_evidence)
 
     def _queue_later(self, posts: dict[str, Post], records: list[ScoreRecord]) -> None:
         """Put the coordinated batches and bank matches of ``records`` in the review queue, in
@@ -398,7 +402,7 @@ class ScoringService:
         except StorageError:
             return 0
         if claimed:
-            self._waiting_evidence += len(claimed)
+            self._backlog(len(claimed))
             self.metrics.evidence_swept.inc(len(claimed))
             posts, records = zip(*claimed, strict=True)
             self._in_background(self._explain(list(posts), list(records)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,6 +79,23 @@ def test_the_answer_goes_out_before_the_evidence_which_is_stored_after(api: Api)
     assert isinstance(spans, list)
     assert spans, "a post flagged at review 0 for rumour has the spans that drove its score"
     assert all(RUMOR[s["start"] : s["end"]] == s["text"] for s in spans)
+
+
+def test_the_evidence_backlog_is_a_gauge(
+    api: Api, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real, go_on = pipeline.classifier.log_odds, threading.Event()
+
+    def held(texts: Sequence[str]) -> Probabilities:
+        go_on.wait(30)
+        return real(texts)
+
+    monkeypatch.setattr(pipeline.classifier, "log_odds", held)
+    api.batch([{"id": f"g{i}", "text": f"{RUMOR}{i}"} for i in range(3)])
+    assert "qinglang_evidence_waiting 3.0" in api.client.get("/metrics").text
+    go_on.set()
+    api.settle()
+    assert "qinglang_evidence_waiting 0.0" in api.client.get("/metrics").text
 
 
 def test_past_the_evidence_backlog_records_stay_pending_and_are_counted(api: Api) -> None:
