@@ -165,6 +165,7 @@ class Pipeline:
                 verdict = decide(dict.fromkeys(RISKS, 0.0) | scores, self.policy, chars=ready.chars)
                 heads = [CLASSIFIER_RISKS[r] for r in CLASSIFIER_RISKS if verdict.flags[r]]
                 found = self._search(self.classifier, post, ready.norm, heads) if heads else None
+                # a failed search leaves the spans to stage 3, which tries once more
                 if found is not None:
                     ready.spans = found
         return prepared
