@@ -1,5 +1,6 @@
-"""Batch re-scoring speed: one process, ``--engine local`` on every core, ``--engine ray`` on a
-local Ray, over the same posts of the Weibo repost corpus, in one run.
+"""Batch re-scoring speed: one process, ``--engine local`` on every core (with evidence spans
+and without, ``--no-evidence``), ``--engine ray`` on a local Ray, over the same posts of the
+Weibo repost corpus, in one run.
 
 ``python -m eval.batch [--posts N | --full] [--workers N] [--skip-ray]``
 
@@ -10,7 +11,8 @@ then runs ``qinglang rescore`` on them as a process of its own, end to end (mode
 and Ray start-up included). Peak memory is the largest sum of resident memory over the run's
 whole process tree (workers, Ray's daemons and actors), sampled every 0.2 s; CPU time is that
 tree's user + system time, from the same samples. The outputs are
-compared: the engines must write identical records.
+compared: the engines must write identical records, and the run without evidence the same
+records but for their spans (:func:`without_spans`).
 
 On a machine shared with other work, wall-clock rates move with the neighbours' load; the
 engines therefore run in ``--rounds`` interleaved rounds (the table gives each one's median),
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 from eval.speed import hardware
 from service.settings import ROOT, get_settings
@@ -43,8 +46,17 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
+class Engine:
+    name: str
+    kind: str
+    workers: int
+    evidence: bool = True
+
+
+@dataclass(frozen=True)
 class Run:
     engine: str
+    evidence: bool
     posts_s: float
     wall_s: float
     cpu_s: float
@@ -100,11 +112,27 @@ def _tree(root: int) -> dict[int, tuple[int, float]]:
     return tree
 
 
-def measure(engine: str, kind: str, workers: int, source: Path, posts: int) -> Run:
-    output = WORK / f"out-{kind}-{workers}.jsonl"
+def without_spans(record: dict[str, Any]) -> dict[str, Any]:
+    """A score record (as JSON) without its evidence spans and ``evidence_pending``: what a run
+    with evidence and one without must agree on."""
+    reasons = [
+        {**r, "evidence": {k: v for k, v in r["evidence"].items() if k != "spans"}}
+        for r in record["reasons"]
+    ]
+    return {**record, "reasons": reasons, "evidence_pending": None}
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as lines:
+        return [without_spans(json.loads(line)) for line in lines]
+
+
+def measure(engine: Engine, source: Path, posts: int) -> Run:
+    output = WORK / f"out-{engine.kind}-{engine.workers}-{engine.evidence}.jsonl"
     output.unlink(missing_ok=True)
     command = [sys.executable, "-m", "service.cli", "rescore", str(source), "-o", str(output)]
-    command += ["--engine", kind, "--workers", str(workers), "--no-progress", "--skip-bad"]
+    command += ["--engine", engine.kind, "--workers", str(engine.workers)]
+    command += ["--no-progress", "--skip-bad", *(() if engine.evidence else ("--no-evidence",))]
     started = time.perf_counter()
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     peak = 0
@@ -125,11 +153,13 @@ def measure(engine: str, kind: str, workers: int, source: Path, posts: int) -> R
     watcher.join()
     wall = time.perf_counter() - started
     if process.returncode != 0:
-        raise SystemExit(f"{engine} failed:\n{err[-3000:]}")
-    return Run(engine, posts / wall, wall, sum(cpu.values()), peak / 2**20, output)
+        raise SystemExit(f"{engine.name} failed:\n{err[-3000:]}")
+    return Run(
+        engine.name, engine.evidence, posts / wall, wall, sum(cpu.values()), peak / 2**20, output
+    )
 
 
-def table(runs: list[Run], posts: int, rounds: int, identical: bool) -> str:
+def table(runs: list[Run], posts: int, rounds: int, identical: bool, alike: bool) -> str:
     by_engine: dict[str, list[Run]] = {}
     for run in runs:
         by_engine.setdefault(run.engine, []).append(run)
@@ -158,8 +188,14 @@ def table(runs: list[Run], posts: int, rounds: int, identical: bool) -> str:
     if local and ray:
         lines.append("")
         lines.append(f"Ray's overhead over the local engine: {local / ray - 1:.0%}")
-    lines.append(f"identical records from every engine: {'yes' if identical else 'NO'}")
+    lines.append(f"identical records from every engine with evidence: {_yes(identical)}")
+    if any(not r.evidence for r in runs):
+        lines.append(f"the same records but for their spans without evidence: {_yes(alike)}")
     return "\n".join(lines)
+
+
+def _yes(holds: bool) -> str:
+    return "yes" if holds else "NO"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,17 +210,23 @@ def main(argv: list[str] | None = None) -> int:
     source = sample(None if args.full else args.posts)
     with source.open("rb") as lines:
         posts = sum(1 for line in lines if line.strip())
-    engines = [("one process", "local", 1)]
-    engines.append((f"local, {args.workers} workers", "local", args.workers))
+    engines = [Engine("one process", "local", 1)]
+    engines.append(Engine(f"local, {args.workers} workers", "local", args.workers))
+    engines.append(
+        Engine(f"local, {args.workers} workers, no evidence", "local", args.workers, False)
+    )
     if not args.skip_ray:
-        engines.append((f"ray local, {args.workers} actors", "ray", args.workers))
+        engines.append(Engine(f"ray local, {args.workers} actors", "ray", args.workers))
     runs = []
     for _ in range(args.rounds):
-        for engine, kind, workers in engines:
-            runs.append(measure(engine, kind, workers, source, posts))
-            print(f"{engine}: {runs[-1].posts_s:,.0f} posts/s", file=sys.stderr, flush=True)
-    outputs = {run.output.read_bytes() for run in runs}
-    print(table(runs, posts, args.rounds, identical=len(outputs) == 1))
+        for engine in engines:
+            runs.append(measure(engine, source, posts))
+            print(f"{engine.name}: {runs[-1].posts_s:,.0f} posts/s", file=sys.stderr, flush=True)
+    full = [run for run in runs if run.evidence]
+    identical = len({run.output.read_bytes() for run in full}) == 1
+    fast = [run.output for run in runs if not run.evidence]
+    alike = all(_records(path) == _records(full[0].output) for path in fast)
+    print(table(runs, posts, args.rounds, identical, alike))
     return 0
 
 

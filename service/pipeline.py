@@ -71,6 +71,8 @@ class Pipeline:
         policy: Policy,
         neardup: NearDuplicates | None = None,
         explainer: Classifier | None = None,
+        *,
+        evidence: bool = True,
     ) -> None:
         self.classifier = classifier
         self.policy = policy
@@ -80,6 +82,8 @@ class Pipeline:
         spans found after the answer never take the scoring session's threads."""
         self.remembered = Remembered()
         """The evidence of recent texts, for both models: they are one model in two sessions."""
+        self.evidence = evidence
+        """Whether evidence spans are found at all (:attr:`Settings.evidence`)."""
 
     @classmethod
     def load(cls, settings: Settings) -> Pipeline:
@@ -91,6 +95,7 @@ class Pipeline:
             NearDuplicates.from_settings(settings, policy),
             # its session opens on first use: a run that never explains after the fact pays nothing
             classifier.with_threads(settings.evidence_threads),
+            evidence=settings.evidence,
         )
 
     @property
@@ -145,9 +150,10 @@ class Pipeline:
         return self.explain(posts, records) if evidence else records
 
     def prepare(self, posts: Sequence[Post], *, evidence: bool = True) -> list[Prepared]:
-        """Stage 1, stateless: see the module's docstring. With ``evidence``, the spans of the
-        classifier risks the policy flags on the classifier's scores alone (flags that every
-        later stage can only add to: a bank match raises a score, a level lowers a threshold)."""
+        """Stage 1, stateless: see the module's docstring. With ``evidence`` (and
+        :attr:`evidence`), the spans of the classifier risks the policy flags on the classifier's
+        scores alone (flags that every later stage can only add to: a bank match raises a score,
+        a level lowers a threshold)."""
         norms = [normalise(p.text) for p in posts]
         scored = [i for i, n in enumerate(norms) if n.text]
         probs = self.classifier.predict([norms[i].text for i in scored])
@@ -159,7 +165,7 @@ class Pipeline:
             Prepared(n, hp, sig, body_chars(n.text))
             for n, hp, sig in zip(norms, head_probs, signatures, strict=True)
         ]
-        if evidence:
+        if evidence and self.evidence:
             for post, ready in zip(posts, prepared, strict=True):
                 scores = {r: ready.probs[CLASSIFIER_RISKS[r]] for r in CLASSIFIER_RISKS}
                 verdict = decide(dict.fromkeys(RISKS, 0.0) | scores, self.policy, chars=ready.chars)
@@ -188,8 +194,11 @@ class Pipeline:
     def explain(self, posts: Sequence[Post], records: Sequence[ScoreRecord]) -> list[ScoreRecord]:
         """Stage 3: ``records`` (of ``posts``, in the same order) with the evidence spans of their
         flagged classifier risks added; records that wait for none come back unchanged, and
-        one whose search failed comes back without spans and with :data:`NO_EVIDENCE`."""
+        one whose search failed comes back without spans and with :data:`NO_EVIDENCE`. Without
+        :attr:`evidence`, every record comes back unchanged."""
         out = list(records)
+        if not self.evidence:
+            return out
         for i, (post, record) in enumerate(zip(posts, records, strict=True)):
             if record.evidence_pending:
                 heads = [CLASSIFIER_RISKS[r] for r in CLASSIFIER_RISKS if record.flags[r]]

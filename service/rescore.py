@@ -139,6 +139,8 @@ class Summary:
     """Scored posts whose record carries a warning (empty text, text cut to the window)."""
     warning_kinds: Counter[str] = field(default_factory=Counter)
     """How many records carry each warning."""
+    without_spans: int = 0
+    """Flagged records left ``evidence_pending`` (a run without evidence)."""
     out_of_order: int = 0
     """Posts whose ``created_at`` is earlier than that of a post before them."""
     newest: float | None = None
@@ -169,6 +171,7 @@ class Summary:
             "failed": dict(self.failed),
             "warnings": self.warnings,
             "warning_kinds": dict(self.warning_kinds),
+            "without_spans": self.without_spans,
             "out_of_order": self.out_of_order,
             "newest": self.newest,
             "decisions": dict(self.decisions),
@@ -187,6 +190,7 @@ class Summary:
         self.failed = Counter(tallies["failed"])
         self.warnings = tallies["warnings"]
         self.warning_kinds = Counter(tallies["warning_kinds"])
+        self.without_spans = tallies["without_spans"]
         self.out_of_order = tallies["out_of_order"]
         self.newest = tallies["newest"]
         self.decisions = Counter(tallies["decisions"])
@@ -206,6 +210,7 @@ class Summary:
             self.flags.update(risk for risk, flagged in record.flags.items() if flagged)
             self.warnings += bool(record.warnings or record.truncated)
             self.warning_kinds.update(record.warnings)
+            self.without_spans += record.evidence_pending
         for post in result.posts:
             if post.created_at is None:
                 continue
@@ -237,6 +242,14 @@ class Summary:
                     f"{self.out_of_order:,} posts are older than a post before them: "
                     "near-duplicates were matched in input order; sort the input by created_at "
                     "for what the live service would have found",
+                )
+            )
+        if self.without_spans:
+            rows.append(
+                (
+                    "no spans",
+                    f"{self.without_spans:,} flagged records keep evidence_pending "
+                    "(run without evidence)",
                 )
             )
         if self.resumed:
@@ -311,6 +324,7 @@ def rescore(
         "model_version": model_version,
         "policy_version": policy_version,
         "bank": sorted(r.rumor_id for r in bank),
+        "evidence": scorer.evidence,
     }
     work = WorkFolder(output_path)
     try:

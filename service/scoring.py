@@ -46,6 +46,10 @@ class PolicyScorer(Protocol):
     @property
     def policy(self) -> Policy: ...
 
+    @property
+    def evidence(self) -> bool:
+        """Whether this process finds evidence spans (:attr:`Settings.evidence`)."""
+
     def score_many(
         self,
         posts: Sequence[Post],
@@ -253,7 +257,7 @@ class ScoringService:
 
     def _explain_later(self, posts: dict[str, Post], records: list[ScoreRecord]) -> None:
         """Find the evidence of stored ``records`` in the background, then store it."""
-        if not records:
+        if not records or not self.scorer.evidence:
             return
         if self._waiting_evidence + len(records) > self.max_waiting_evidence:
             self.metrics.evidence_skipped.inc(len(records))
@@ -390,7 +394,7 @@ class ScoringService:
         the records being answered now keep room for theirs (and a claim, which lasts
         ``evidence_lease_s``, is reached long before it runs out)."""
         room = self.max_waiting_evidence // 2 - self._waiting_evidence
-        if room <= 0:
+        if room <= 0 or not self.scorer.evidence:
             return 0
         try:
             claimed = await self._storage(

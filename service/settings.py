@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     """Thresholds, reason codes and actions; versioned, readable by trust and legal teams."""
     intra_op_threads: int = 1
     """ONNX Runtime threads per session: one, so that every core serves its own batch."""
+    evidence: bool = True
+    """Find the evidence spans of flagged posts. Off (``qinglang rescore --no-evidence``, or a
+    server process that only scores), flagged records keep ``evidence_pending`` and their reasons
+    carry no spans: a re-score runs several times faster, and a server process with it on finds
+    the spans of the stored ones in its sweep (``evidence_lease_s``)."""
     evidence_threads: int = Field(default=1, ge=1)
     """ONNX Runtime threads of the session that finds evidence spans after the answer. One: it
     then runs on the calling thread, which the service runs at idle priority, so spans use only

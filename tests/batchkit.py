@@ -58,6 +58,7 @@ def expected_record(post: Post) -> ScoreRecord:
 class LengthScorer:
     model_version = "test-length"
     policy_version = "test"
+    evidence = True
 
     def __init__(self, *, fail_on_call: int = 0) -> None:
         self.calls = 0

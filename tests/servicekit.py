@@ -173,7 +173,7 @@ def open_api(
     )
     rules = load_policy(policy)
     near = NearDuplicates.from_settings(configured, rules)
-    app = create_app(configured, Pipeline(classifier, rules, near))
+    app = create_app(configured, Pipeline(classifier, rules, near, evidence=configured.evidence))
     with TestClient(app) as client:
         services: Services = app.state.services
         key = create_key(services.scoring.repository, "publisher")

@@ -133,6 +133,31 @@ def test_a_record_left_evidence_pending_gets_its_spans_from_the_next_process_swe
         assert "qinglang_evidence_swept_records_total 1.0" in metrics
 
 
+def test_a_process_without_evidence_leaves_the_spans_to_one_with_it(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    url = f"sqlite:///{tmp_path / 'roles.db'}"
+    with open_api(
+        tmp_path, url, pipeline.classifier, evidence=False, evidence_lease_s=0.01
+    ) as fast:
+        answer = fast.score({"id": "fast", "text": RUMOR}).json()
+        fast.settle()
+        assert fast.services.scoring.repository.find_records(["fast"], answer["model_version"])[
+            "fast"
+        ].evidence_pending
+        assert "qinglang_evidence_swept_records_total 0.0" in fast.client.get("/metrics").text
+    with open_api(tmp_path, url, pipeline.classifier, evidence_lease_s=0.01) as full:
+        repository = full.services.scoring.repository
+
+        def filled() -> bool:
+            full.settle()
+            return not repository.find_records(["fast"], answer["model_version"])[
+                "fast"
+            ].evidence_pending
+
+        wait_for(filled)
+
+
 def test_a_post_whose_evidence_search_fails_is_stored_without_spans_and_not_swept_again(
     api: Api, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from eval.batch import without_spans
+
 GOOD: list[dict[str, Any]] = [
     {"id": "plain", "text": "今天和家人去公园散步，天气很好。"},
     {"id": "traditional", "text": "這幫人都是垃圾，滾出我們城市"},
@@ -60,3 +62,36 @@ def test_scores_good_lines_in_order_and_reports_bad_ones(tmp_path: Path) -> None
     skipped = run(str(src), "-o", str(tmp_path / "again.jsonl"), "--skip-bad")
     assert skipped.returncode == 0
     assert (tmp_path / "again.jsonl").read_text() == out.read_text()
+
+
+def test_without_evidence_the_records_are_those_with_it_but_for_their_spans(
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "in.jsonl"
+    texts = [
+        "这帮人都是垃圾，滚出我们城市，恶心死了",
+        "今天和家人去公园散步，天气很好。",
+        "求扩散！杭州一女孩走失，穿红色外套，有线索请联系，大家帮忙转发！",
+    ]
+    src.write_text(
+        "".join(
+            json.dumps({"id": str(i), "text": t}, ensure_ascii=False) + "\n"
+            for i, t in enumerate(texts)
+        )
+    )
+    records, stderr = {}, {}
+    for name, extra in (("with", ()), ("without", ("--no-evidence",))):
+        result = run(str(src), "-o", str(tmp_path / f"{name}.jsonl"), *extra)
+        assert result.returncode == 0, result.stderr
+        lines = (tmp_path / f"{name}.jsonl").read_text().splitlines()
+        records[name], stderr[name] = [json.loads(line) for line in lines], result.stderr
+    flagged = [r["id"] for r in records["with"] if r["decision"] != "pass"]
+    assert len(flagged) == 2
+    for full, fast in zip(records["with"], records["without"], strict=True):
+        assert not full["evidence_pending"]
+        assert fast["evidence_pending"] == (full["id"] in flagged)
+        assert any("spans" in r["evidence"] for r in full["reasons"]) == (full["id"] in flagged)
+        assert all("spans" not in r["evidence"] for r in fast["reasons"])
+        assert without_spans(fast) == without_spans(full)
+    assert "2 flagged records keep evidence_pending" in stderr["without"]
+    assert "evidence_pending" not in stderr["with"]

@@ -34,6 +34,10 @@ class Scorer(Protocol):
     @property
     def policy_version(self) -> str: ...
 
+    @property
+    def evidence(self) -> bool:
+        """Whether records get evidence spans (:attr:`Settings.evidence`)."""
+
     def score_many(self, posts: Sequence[Post]) -> list[ScoreRecord]:
         """Every stage at once (``selfcheck``)."""
 
