@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -48,6 +49,17 @@ should weigh."""
 
 class ModelNotFoundError(FileNotFoundError):
     pass
+
+
+def tokenize_on_calling_thread() -> None:
+    """Have ``tokenizers`` encode on the thread that calls it, for the rest of this process.
+
+    Left to itself it encodes a batch on a pool of its own, a thread a core at normal priority.
+    In a server or a batch worker every core already runs a model session, so the pool only
+    contends with them (32 posts took 2.9 ms of CPU on the pool against 2.4 ms on the calling
+    thread, 0.3 ms sooner; an evidence call of 37 rows 2.3-2.7 against 2.0-2.1 ms), and in the
+    server the evidence thread's encoding would escape its idle priority."""
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
 def load_tokenizer(path: Path) -> Tokenizer:

@@ -3,6 +3,10 @@ log-odds."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 
 from service.classify import SHORT, length_batches
@@ -52,3 +56,27 @@ def test_the_log_odds_are_the_probabilities_unrounded(pipeline: Pipeline) -> Non
     classifier = pipeline.classifier
     z = classifier.log_odds(texts).astype(np.float64)
     np.testing.assert_allclose(1 / (1 + np.exp(-z)), classifier.predict(texts), atol=1e-6)
+
+
+THREADS_AFTER_ENCODING = """
+import os, sys
+from service.classify import load_tokenizer, tokenize_on_calling_thread
+from service.settings import Settings
+if sys.argv[1] == "calling":
+    tokenize_on_calling_thread()
+tok = load_tokenizer(Settings().model_dir / "tokenizer.json")
+before = len(os.listdir("/proc/self/task"))
+tok.encode_batch(["今天和家人去公园散步，天气很好。" * 8] * 256)
+print(len(os.listdir("/proc/self/task")) - before)
+"""
+
+
+def test_the_tokenizer_encodes_on_the_calling_thread_when_told() -> None:
+    def threads_started(mode: str) -> int:
+        run = [sys.executable, "-c", THREADS_AFTER_ENCODING, mode]
+        # as a fresh process has it: a server app made in this one has set the variable
+        env = {k: v for k, v in os.environ.items() if k != "TOKENIZERS_PARALLELISM"}
+        return int(subprocess.run(run, check=True, capture_output=True, text=True, env=env).stdout)
+
+    assert threads_started("calling") == 0
+    assert threads_started("pool") > 0, "the tokenizer's own pool, which the call turns off"

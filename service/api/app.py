@@ -19,6 +19,7 @@ from service.api import neardup, ops, review, score
 from service.api.edge import Edge
 from service.api.state import Services
 from service.batching import OverloadedError
+from service.classify import tokenize_on_calling_thread
 from service.console import mount as mount_console
 from service.metrics import Metrics
 from service.neardup import NearDuplicates
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     waiting for it: it may be down) and build the app. The schema must be migrated already
     (``qinglang serve`` does it before starting)."""
     settings = settings or get_settings()
+    tokenize_on_calling_thread()
     pipeline = pipeline or Pipeline.load(
         settings.model_copy(update={"intra_op_threads": settings.serve_threads})
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from service.batch.sources import Task, read
+from service.classify import tokenize_on_calling_thread
 from service.ingest import LineError, PostLine
 from service.record import Post, ScoreRecord
 
@@ -79,10 +80,10 @@ ScorerFactory = Callable[["Settings"], Scorer]
 def worker_scorer(load: ScorerFactory, settings: Settings, bank: Sequence[StoredRumor]) -> Scorer:
     """The scorer of a worker process or Ray actor, one of a pool of about one per core.
 
-    Its tokenizer runs on the calling thread: left to itself, ``tokenizers`` starts a thread a
-    core in every worker, and two workers on two cores contend (on 30,000 reposts: a third
+    Its tokenizer runs on the calling thread (:func:`service.classify.tokenize_on_calling_thread`):
+    two workers on two cores each with a tokenizer pool contend (on 30,000 reposts: a third
     less system time, 1 to 4 % less wall-clock)."""
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    tokenize_on_calling_thread()
     scorer = load(settings)
     scorer.use_bank(bank)
     return scorer
