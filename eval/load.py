@@ -20,9 +20,10 @@ A request that fails, times out (5 s) or comes back degraded is an error. Each s
 from an idle server and ends when the server is idle again (no post waits for the model, no
 record for its evidence spans), so that the server's CPU time over that span, read from
 ``/proc``, is the stage's own: its **CPU per post** (per request for ``/healthz``), evidence
-included. Latencies depend on what else the host runs; the CPU a post costs depends much less,
-which makes it the figure to compare across runs on a shared machine. Prints hardware, date and
-one markdown table.
+included. Latencies depend on what else the host runs; the CPU a post costs depends on it less,
+though a host whose cores are shared or slowed moves it too (21 to 32 ms a corpus post within an
+hour on one host), so compare runs alternated on one host. Prints hardware, date and one
+markdown table.
 """
 
 from __future__ import annotations
