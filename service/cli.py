@@ -259,6 +259,14 @@ def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
     if args.enqueue and args.compare is None:
         print("qinglang rescore: error: --enqueue needs --compare", file=sys.stderr)
         return 2
+    if args.enqueue and args.no_evidence and not args.from_db:
+        # the server's sweep finds spans only for posts it stored: these would wait for ever
+        print(
+            "qinglang rescore: error: --enqueue with --no-evidence needs --from-db: a server "
+            "adds the spans of queued records only for the posts it stored",
+            file=sys.stderr,
+        )
+        return 2
     usage = _source_error(args)
     if usage:
         print(f"qinglang rescore: error: {usage}", file=sys.stderr)

@@ -116,3 +116,14 @@ def test_enqueue_without_compare_is_a_usage_error(
     args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "o.jsonl"), "--enqueue"]
     assert main(args, load_scorer=length_scorer) == 2
     assert "--enqueue needs --compare" in capsys.readouterr().err
+
+
+def test_enqueue_without_evidence_is_a_usage_error_unless_the_posts_are_stored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(2)))
+    args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "o.jsonl")]
+    args += ["--compare", str(tmp_path / "in.jsonl"), "--enqueue", "--no-evidence"]
+    assert main(args, load_scorer=length_scorer) == 2
+    assert "--enqueue with --no-evidence needs --from-db" in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists()
