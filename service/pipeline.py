@@ -203,16 +203,10 @@ class Pipeline:
             if record.evidence_pending:
                 heads = [CLASSIFIER_RISKS[r] for r in CLASSIFIER_RISKS if record.flags[r]]
                 found = self._search(self.explainer, post, normalise(post.text), heads)
-                out[i] = (
-                    self._with_spans(record, found)
-                    if found is not None
-                    else record.model_copy(
-                        update={
-                            "warnings": [*record.warnings, NO_EVIDENCE],
-                            "evidence_pending": False,
-                        }
-                    )
-                )
+                if found is None:
+                    out[i] = _search_failed(record)
+                else:
+                    out[i] = self._with_spans(record, found)
         return out
 
     def _search(
@@ -298,3 +292,10 @@ class Pipeline:
             evidence_pending=any(verdict.flags[r] for r in CLASSIFIER_RISKS),
         )
         return self._with_spans(record, prepared.spans) if record.evidence_pending else record
+
+
+def _search_failed(record: ScoreRecord) -> ScoreRecord:
+    """``record`` after its evidence search failed: no longer waiting, and saying why."""
+    return record.model_copy(
+        update={"warnings": [*record.warnings, NO_EVIDENCE], "evidence_pending": False}
+    )
