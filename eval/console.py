@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 
 from eval.review import _ms, fill
 from eval.speed import hardware
-from service.api import create_app
+from service.api.app import create_app
 from service.console.present import dashboard
 from service.policy import load_policy
 from service.security import create_key, create_user

@@ -516,7 +516,7 @@ def _serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     uvicorn.run(
-        "service.api:create_app",
+        "service.api.app:create_app",
         factory=True,
         host=host,
         port=port,

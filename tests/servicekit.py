@@ -19,7 +19,7 @@ from typing import Any
 import httpx2 as httpx
 from fastapi.testclient import TestClient
 
-from service.api import create_app
+from service.api.app import create_app
 from service.api.state import Services
 from service.classify import Classifier
 from service.heads import RISKS

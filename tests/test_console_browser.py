@@ -24,7 +24,7 @@ from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 from servicekit import write_policy
 from sqlalchemy.engine import make_url
 
-from service.api import create_app
+from service.api.app import create_app
 from service.api.state import Services
 from service.neardup import NearDuplicates
 from service.pipeline import Pipeline

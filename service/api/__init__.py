@@ -1,5 +1,7 @@
-"""The HTTP API: thin routers over :class:`service.scoring.ScoringService`, and the app factory."""
+"""The HTTP API: thin routers over :class:`service.scoring.ScoringService`, and the app factory
+in :mod:`service.api.app`.
 
-from service.api.app import create_app
-
-__all__ = ["create_app"]
+The package itself imports nothing: the console imports the API's request models, and the app
+mounts the console, so an ``__init__`` that imported the app would make ``service.console``
+importable only after ``service.api``.
+"""
