@@ -1,0 +1,352 @@
+"""The console's pages: sign-in, the queue and its items, appeals, reports, the rumour bank and
+the dashboard. Each is a thin handler over a repository transaction or a request model of the
+JSON API; a refused write comes back to the page it was made on with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from service.api.review import AppealDecisionRequest, AppealRequest, DecisionRequest
+from service.api.state import Services
+from service.console import present
+from service.console.i18n import LANGUAGES
+from service.console.session import COOKIE
+from service.console.web import (
+    LANG_COOKIE,
+    REFUSALS,
+    Admin,
+    Form,
+    Signed,
+    back,
+    console_of,
+    refusal,
+    render,
+    session_of,
+    set_session,
+)
+from service.heads import RISKS
+from service.neardup.bank import bank_rumor, unbank_rumor
+from service.review.items import (
+    STATUSES,
+    NotFoundError,
+    parse_cursor,
+    report_deadline,
+)
+from service.security import AuthError, client_address, sign_in
+from service.storage import StorageError
+
+PAGE_SIZE = 50
+DASHBOARD_S = 60.0
+"""How long a process shows the same dashboard: its aggregates scan the queue (about 2 s with a
+million items, ``eval.console``), too slow to run on every load."""
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+
+@router.get("/")
+async def home() -> RedirectResponse:
+    return RedirectResponse("/console/queue", 303)
+
+
+@router.get("/login")
+async def login_page(request: Request) -> HTMLResponse:
+    console = console_of(request)
+    session = session_of(request) or console.sessions.new(time.time())
+    return render(request, console, session, "login.html")
+
+
+@router.post("/login")
+async def login(request: Request, fields: Form) -> Response:
+    console = console_of(request)
+    found: Services = request.app.state.services
+    name = fields.get("name", "")[:64]
+    address = client_address(request.client.host if request.client else None)
+    try:
+        role = await run_in_threadpool(
+            sign_in,
+            found.scoring.repository,
+            console.limits,
+            name,
+            fields.get("password", ""),
+            address,
+            time.time(),
+        )
+    except AuthError as exc:
+        session = console.sessions.new(time.time())
+        wait = None if exc.retry_after is None else math.ceil(exc.retry_after)
+        page = render(
+            request,
+            console,
+            session,
+            "login.html",
+            exc.status,
+            failed=exc.status,
+            typed=name,
+            wait_minutes=None if wait is None else math.ceil(wait / 60),
+        )
+        if wait is not None:
+            page.headers["Retry-After"] = str(wait)
+        return page
+    except StorageError:
+        session = console.sessions.new(time.time())
+        return render(request, console, session, "error.html", 503, message_key="storage_down")
+    session = console.sessions.sign_in(name, role, time.time())
+    response = RedirectResponse("/console/queue", 303)
+    set_session(response, console, session)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, _: Form) -> Response:
+    response = RedirectResponse("/console/login", 303)
+    response.delete_cookie(COOKIE, path="/console")
+    return response
+
+
+@router.get("/lang/{language}")
+async def language(language: str, next: str = "/console/queue") -> Response:
+    # only a path of the console: never a redirect elsewhere
+    target = next if next.startswith("/console/") and "//" not in next else "/console/queue"
+    response = RedirectResponse(target, 303)
+    if language in LANGUAGES:
+        response.set_cookie(LANG_COOKIE, language, max_age=365 * 86400, samesite="lax")
+    return response
+
+
+@router.get("/queue")
+async def queue(
+    who: Signed,
+    head: str = "",
+    status: str = "open",
+    assignee: str = "",
+    cursor: str | None = None,
+) -> HTMLResponse:
+    policy = who.found.scoring.policy
+    try:
+        position = parse_cursor(cursor or None)
+    except ValueError:
+        position = None
+    page = await who.call(
+        who.found.review.list_items,
+        policy,
+        status=status if status in STATUSES else "open",
+        head=head if head in RISKS else None,
+        assignee=assignee[:64] or None,
+        cursor=position,
+        limit=PAGE_SIZE,
+    )
+    now = datetime.now(UTC)
+    rows = [present.queue_row(item, now) for item in page.items]
+    filters = {"head": head, "status": status, "assignee": assignee}
+    next_url = None
+    if page.next:
+        next_url = "/console/queue?" + urlencode({**filters, "cursor": page.next})
+    return who.page(
+        "queue.html",
+        rows=rows,
+        filters=filters,
+        heads=RISKS,
+        statuses=STATUSES,
+        next_url=next_url,
+    )
+
+
+@router.get("/items/{item_id}")
+async def item_page(item_id: int, who: Signed) -> HTMLResponse:
+    policy = who.found.scoring.policy
+    try:
+        item = await who.call(who.found.review.get_item, policy, item_id)
+    except NotFoundError:
+        return who.page("error.html", 404, message_key="not_found")
+    account = None
+    if item.account_id is not None:
+        try:
+            account = await who.call(who.found.review.get_account, item.account_id)
+        except NotFoundError:
+            account = None
+    record = present.record_of(item) or {}
+    reasons = record.get("reasons", [])
+    cid = present.cluster_id(item)
+    live = who.found.neardup.cluster(cid) if cid else None
+    earlier_id = present.earlier_post(record)
+    stored = await who.call(who.console.reads.post_text, earlier_id) if earlier_id else None
+    earlier = present.earlier_text(record, stored)
+    compared = present.differences(earlier, item.text or "") if earlier is not None else None
+    rumor_id = present.banked_rumor(record, item.evidence)
+    rumor = None
+    if rumor_id is not None:
+        rumors = await who.call(who.found.scoring.repository.rumors)
+        rumor = next((r for r in rumors if r.rumor_id == rumor_id), None)
+    return who.page(
+        "item.html",
+        item=item,
+        record=record,
+        evidence_note=present.evidence_note(record, who.found.scoring.model_version),
+        pieces=present.pieces(item.text or "", reasons, policy),
+        heads=present.head_rows(record, policy),
+        reasons=present.reason_rows(record, policy, who.console.articles),
+        timeline=present.timeline(item, live),
+        earlier_id=earlier_id,
+        compared=compared,
+        rumor=rumor,
+        account=account,
+        initial_credit=policy.credit.initial,
+        categories=RISKS,
+        basis=present.basis_of(item, policy),
+        decided=item.status in ("confirmed", "dismissed"),
+        now=datetime.now(UTC),
+    )
+
+
+@router.post("/items/{item_id}/claim")
+async def claim(item_id: int, who: Signed, _: Form) -> Response:
+    try:
+        await who.call(who.found.review.claim, who.found.scoring.policy, item_id, who.name)
+    except REFUSALS as exc:
+        return back(f"/console/items/{item_id}", refusal(exc))
+    return back(f"/console/items/{item_id}")
+
+
+@router.post("/items/{item_id}/decision")
+async def decide(item_id: int, who: Signed, fields: Form) -> Response:
+    here = f"/console/items/{item_id}"
+    try:
+        body = DecisionRequest.model_validate(
+            {k: fields.get(k) or None for k in ("action", "category", "basis", "note")}
+        )
+    except ValidationError as exc:
+        return back(here, refusal(exc))
+    policy = who.found.scoring.policy
+    try:
+        await who.call(
+            who.found.review.decide,
+            policy,
+            item_id,
+            who.name,
+            body.action,
+            body.category,
+            body.basis,
+            body.note,
+        )
+    except REFUSALS as exc:
+        return back(here, refusal(exc))
+    return await next_item(item_id, who)
+
+
+@router.get("/items/{item_id}/next")
+async def next_item(item_id: int, who: Signed) -> RedirectResponse:
+    """The next item to work on after ``item_id`` (key ``j``, and after a decision): the
+    highest open one nobody else holds; the queue when there is none."""
+    page = await who.call(
+        who.found.review.list_items, who.found.scoring.policy, status="open", limit=20
+    )
+    for item in page.items:
+        if item.id != item_id and item.assignee in (None, who.name):
+            return back(f"/console/items/{item.id}")
+    return back("/console/queue")
+
+
+@router.get("/appeals")
+async def appeals(who: Signed) -> HTMLResponse:
+    page = await who.call(who.found.review.list_appeals, limit=200)
+    return who.page("appeals.html", page=page)
+
+
+@router.post("/appeals")
+async def file_appeal(who: Signed, fields: Form) -> Response:
+    """An appeal that reached the trust team by another channel, filed on the holder's behalf."""
+    try:
+        body = AppealRequest.model_validate(
+            {k: fields.get(k, "") for k in ("account_id", "item_id", "reason")}
+        )
+        await who.call(
+            who.found.review.file_appeal,
+            who.found.scoring.policy,
+            account_id=body.account_id,
+            item_id=body.item_id,
+            reason=body.reason,
+            filed_by=who.name,
+        )
+    except REFUSALS as exc:
+        return back("/console/appeals", refusal(exc))
+    return back("/console/appeals")
+
+
+@router.post("/appeals/{appeal_id}/decision")
+async def decide_appeal(appeal_id: int, who: Signed, fields: Form) -> Response:
+    try:
+        body = AppealDecisionRequest.model_validate(
+            {"action": fields.get("action"), "note": fields.get("note") or None}
+        )
+        await who.call(
+            who.found.review.decide_appeal,
+            who.found.scoring.policy,
+            appeal_id,
+            who.name,
+            body.action,
+            body.note,
+        )
+    except REFUSALS as exc:
+        return back("/console/appeals", refusal(exc))
+    return back("/console/appeals")
+
+
+@router.get("/reports")
+async def reports(who: Signed, all: bool = False) -> HTMLResponse:
+    rows = await who.call(who.console.reads.reports, limit=200, open_only=not all)
+    rules = who.found.scoring.policy.review
+    deadlines = {r.id: report_deadline(rules, r.enqueued_at, r.reports) for r in rows}
+    return who.page("reports.html", rows=rows, deadlines=deadlines, now=datetime.now(UTC))
+
+
+@router.get("/bank")
+async def bank(who: Admin) -> HTMLResponse:
+    rumors = await who.call(who.found.scoring.repository.rumors)
+    return who.page("bank.html", rumors=rumors)
+
+
+@router.post("/bank")
+async def add_rumor(who: Admin, fields: Form) -> Response:
+    text, notice = fields.get("text", "").strip(), fields.get("notice", "").strip()
+    if not text or not notice:
+        return back("/console/bank", "text and notice are both needed")
+    try:
+        await who.call(
+            bank_rumor,
+            who.found.neardup,
+            who.found.scoring.repository,
+            text=text[:10_000],
+            post_id=None,
+            notice=notice[:10_000],
+            by=who.name[:32],
+        )
+    except REFUSALS as exc:
+        return back("/console/bank", refusal(exc))
+    return back("/console/bank")
+
+
+@router.post("/bank/{rumor_id}/delete")
+async def delete_rumor(rumor_id: str, who: Admin, _: Form) -> Response:
+    try:
+        await who.call(unbank_rumor, who.found.neardup, who.found.scoring.repository, rumor_id)
+    except REFUSALS as exc:
+        return back("/console/bank", refusal(exc))
+    return back("/console/bank")
+
+
+@router.get("/dashboard")
+async def dashboard(who: Admin) -> HTMLResponse:
+    drawn = who.console.dashboards.get("plots")
+    if drawn is None or time.monotonic() - drawn[0] > DASHBOARD_S:
+        now = datetime.now(UTC)
+        plots = await who.call(present.dashboard, who.console.reads, who.found.scoring.policy, now)
+        drawn = who.console.dashboards["plots"] = (time.monotonic(), now, plots)
+    return who.page("dashboard.html", drawn_at=drawn[1], plots=drawn[2])
