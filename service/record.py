@@ -6,7 +6,7 @@ as each output line of ``qinglang rescore`` (``../shared/DESIGN.md``, "The score
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -16,6 +16,8 @@ from service.heads import Head, Risk
 Decision = Literal["pass", "review", "block"]
 
 MAX_ID_CHARS = 256
+LATEST_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+"""The latest ``created_at`` a date can show; later values are an error, not a time."""
 
 
 def _check_text(value: str, field: str) -> str:
@@ -38,9 +40,9 @@ class Post(BaseModel):
 
     id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     text: str
-    account_id: str | None = None
+    account_id: str | None = Field(default=None, max_length=MAX_ID_CHARS)
     created_at: float | None = Field(
-        default=None, description="unix seconds, or ISO 8601 in the input"
+        default=None, description="unix seconds, or ISO 8601 in the input", allow_inf_nan=False
     )
     declared_original: bool = False
     source: str | None = None
@@ -66,6 +68,15 @@ class Post(BaseModel):
                         f"created_at {value!r} has no time zone; give an offset or Z"
                     ) from None
                 return moment.timestamp()
+        return value
+
+    @field_validator("created_at")
+    @classmethod
+    def _in_range(cls, value: float | None) -> float | None:
+        # the stored time is shown as a date and orders the near-duplicate window
+        if value is not None and not 0 <= value <= LATEST_TIME:
+            hint = "; milliseconds? give seconds" if 0 < value / 1000 <= LATEST_TIME else ""
+            raise ValueError(f"created_at {value!r} is not a time from 1970 to 9999{hint}")
         return value
 
     @field_validator("id", "text", "account_id", "source")

@@ -379,7 +379,7 @@ class ScoringService:
         """
         try:
             self.repository.ping()
-            written = self.spool.drain(self.repository.save_records)
+            written = self.spool.drain(self.repository.save_records, self.repository.ping)
             self.levels = self.repository.account_levels(self.policy.stricter_levels)
         except StorageError as exc:
             self.health.failed(str(exc))

@@ -10,6 +10,11 @@ Several server processes share the folder: each holds an exclusive ``flock`` on 
 file while it runs, and a drain takes the same lock on a file before reading it, so two
 processes never drain one file at once, and the file of a process that died (its lock gone
 with it) is drained by whichever process comes next.
+
+A record that storage refuses while it answers (a value a column cannot hold) would fail every
+drain and keep every record behind it out of storage, so a failed write is retried record by
+record while storage still answers, and a record refused alone is set aside in ``rejected/``
+with the error, for an operator: kept, logged, and no longer in the way.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from service.record import Post, ScoreRecord
 from service.storage import Pending
@@ -31,9 +36,13 @@ log = logging.getLogger(__name__)
 
 Write = Callable[[list[Pending]], object]
 """Stores records (each enqueued for review when it says so), idempotently; raises on failure."""
+Reachable = Callable[[], object]
+"""Returns when storage answers, raises when it does not (the repository's ``ping``)."""
 
 CHUNK = 500
 """Records per write while draining: one transaction each."""
+REJECTED = "rejected"
+"""The spool folder's subfolder for the records storage refused."""
 
 
 class Spool:
@@ -47,18 +56,7 @@ class Spool:
 
     def append(self, items: Sequence[Pending]) -> None:
         """Add ``items`` to the spool; durable when this returns."""
-        lines = b"".join(
-            json.dumps(
-                {
-                    "enqueue": i.enqueue,
-                    "record": i.record.model_dump(mode="json"),
-                    "text": i.text,
-                    "post": None if i.post is None else i.post.model_dump(mode="json"),
-                }
-            ).encode()
-            + b"\n"
-            for i in items
-        )
+        lines = b"".join(_line(i) for i in items)
         with self._lock:
             live = self._open_live()
             live.write(lines)
@@ -68,19 +66,17 @@ class Spool:
 
     def pending(self) -> int:
         """Records waiting in this folder's spool files (all processes)."""
-        total = 0
-        for path in self.folder.glob("*.jsonl"):
-            try:
-                with open(path, "rb") as f:
-                    total += sum(1 for line in f if line.strip())
-            except FileNotFoundError:
-                continue
-        return total
+        return _count_lines(self.folder)
 
-    def drain(self, write: Write) -> int:
+    def rejected(self) -> int:
+        """Records set aside because storage refused them (all processes)."""
+        return _count_lines(self.folder / REJECTED)
+
+    def drain(self, write: Write, reachable: Reachable) -> int:
         """Write every spooled record with ``write``; return how many were written.
 
-        Stops at the first failure (storage went away again) and leaves the rest for next time.
+        Stops when storage went away again (``reachable`` raises) and leaves the rest for next
+        time; sets aside the records storage refuses while it answers.
         """
         with self._lock:
             self._close_live()
@@ -88,7 +84,7 @@ class Spool:
         for path in sorted(self.folder.glob("*.jsonl")):
             if path == self._live_path:
                 continue
-            written += self._drain_file(path, write)
+            written += self._drain_file(path, write, reachable)
         if written:
             log.info("spool drained", extra={"records": written})
         return written
@@ -114,7 +110,7 @@ class Spool:
                 self._live_path.unlink(missing_ok=True)
         self._live, self._live_path = None, None
 
-    def _drain_file(self, path: Path, write: Write) -> int:
+    def _drain_file(self, path: Path, write: Write, reachable: Reachable) -> int:
         try:
             f = open(path, "rb")  # noqa: SIM115 (closed below, after its lock)
         except FileNotFoundError:
@@ -126,25 +122,102 @@ class Spool:
                 return 0  # a live process's file, or another process is draining it
             if os.fstat(f.fileno()).st_nlink == 0:
                 return 0  # drained and deleted by another process since we opened it
-            items: list[Pending] = []
+            entries: list[tuple[Pending, bytes]] = []
             for number, raw in enumerate(f, 1):
                 if not raw.strip():
                     continue
                 try:
                     entry = json.loads(raw)
-                    record = ScoreRecord.model_validate(entry["record"])
-                    post = None if entry.get("post") is None else Post.model_validate(entry["post"])
-                except (ValueError, KeyError):
+                except ValueError:
                     # only a line torn by a crash mid-append can be unreadable; that append was
                     # never acknowledged, so nothing a caller was told about is dropped here
                     log.warning("spool line unreadable", extra={"file": path.name, "line": number})
                     continue
-                items.append(Pending(record, bool(entry["enqueue"]), entry.get("text"), post))
-            for start in range(0, len(items), CHUNK):
-                write(items[start : start + CHUNK])
+                try:
+                    entries.append((_pending(entry), raw))
+                except (ValueError, KeyError, TypeError) as exc:
+                    # a line this version no longer takes (its checks grew stricter): kept
+                    self._set_aside(path, raw, exc)
+            refused = 0
+            for start in range(0, len(entries), CHUNK):
+                chunk = entries[start : start + CHUNK]
+                try:
+                    write([item for item, _ in chunk])
+                except Exception:
+                    reachable()  # raises when storage went away: the file stays for next time
+                    refused += self._one_by_one(path, chunk, write, reachable)
             path.unlink()
             _fsync_folder(self.folder)
-            return len(items)
+            return len(entries) - refused
+
+    def _one_by_one(
+        self, path: Path, entries: list[tuple[Pending, bytes]], write: Write, reachable: Reachable
+    ) -> int:
+        """Write ``entries`` one per transaction, setting aside each that storage refuses while
+        it answers; how many were set aside."""
+        refused = 0
+        for item, raw in entries:
+            try:
+                write([item])
+            except Exception as exc:
+                reachable()
+                self._set_aside(path, raw, exc)
+                refused += 1
+        return refused
+
+    def _set_aside(self, path: Path, raw: bytes, error: Exception) -> None:
+        """Keep the spooled line ``raw`` of ``path`` in ``rejected/``, with why."""
+        folder = self.folder / REJECTED
+        folder.mkdir(exist_ok=True)
+        line = json.loads(raw)
+        entry = (line if isinstance(line, dict) else {"line": line}) | {
+            "error": f"{type(error).__name__}: {error}"
+        }
+        with open(folder / path.name, "ab") as f:
+            f.write(json.dumps(entry).encode() + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_folder(folder)
+        record = entry.get("record")
+        log.error(
+            "spooled record refused, set aside",
+            extra={
+                "post_id": record.get("id") if isinstance(record, dict) else None,
+                "file": str(folder / path.name),
+                "error": str(error),
+            },
+        )
+
+
+def _pending(entry: dict[str, object]) -> Pending:
+    post = entry.get("post")
+    return Pending(
+        ScoreRecord.model_validate(entry["record"]),
+        bool(entry["enqueue"]),
+        cast(str | None, entry.get("text")),
+        None if post is None else Post.model_validate(post),
+    )
+
+
+def _line(item: Pending) -> bytes:
+    entry = {
+        "enqueue": item.enqueue,
+        "record": item.record.model_dump(mode="json"),
+        "text": item.text,
+        "post": None if item.post is None else item.post.model_dump(mode="json"),
+    }
+    return json.dumps(entry).encode() + b"\n"
+
+
+def _count_lines(folder: Path) -> int:
+    total = 0
+    for path in folder.glob("*.jsonl"):
+        try:
+            with open(path, "rb") as f:
+                total += sum(1 for line in f if line.strip())
+        except FileNotFoundError:
+            continue
+    return total
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -16,8 +16,10 @@ import pytest
 from servicekit import Api, Proxy, free_port, open_api, serve, wait_for, write_policy
 
 from service.pipeline import Pipeline
-from service.record import ScoreRecord
+from service.record import Post, ScoreRecord
 from service.security import create_key
+from service.settings import Settings
+from service.spool import Spool
 from service.storage import Pending, Repository, open_repository, upgrade
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
@@ -160,3 +162,27 @@ def test_a_server_killed_between_spool_and_write_loses_and_duplicates_nothing(
     requests = [entry for entry in logs if entry["logger"] == "service.access"]
     assert len(requests) >= 6 and all(entry["request_id"] for entry in requests)
     assert RUMOR not in out.with_suffix(".stderr").read_text()
+
+
+def test_a_spooled_record_storage_refuses_is_set_aside_and_readiness_says_so(
+    tmp_path: Path, pipeline: Pipeline, postgres_url: str
+) -> None:
+    # spooled by a version that let the account through; PostgreSQL refuses it (varchar 256)
+    refused = Post.model_construct(id="long", text=RUMOR, account_id="A" * 300, source=None)
+    spool = Spool(Settings(state_dir=tmp_path / "state").spool_dir)
+    for post in (refused, Post(id="fine", text=RUMOR)):
+        record = pipeline.score_many([post])[0]
+        spool.append([Pending(record, enqueue=True, text=post.text, post=post)])
+    spool.close()
+    with open_api(tmp_path, postgres_url, pipeline.classifier, storage_retry_s=0.2) as api:
+        wait_for(lambda: api.client.get("/readyz").json()["spooled"] == 0)
+        readiness = api.client.get("/readyz").json()
+        assert readiness["status"] == "degraded" and readiness["rejected"] == 1
+        assert any("refused by storage and set aside" in p for p in readiness["problems"])
+        assert "qinglang_storage_up 1.0" in api.client.get("/metrics").text
+        version = api.services.scoring.model_version
+        assert set(api.services.scoring.repository.find_records(["long", "fine"], version)) == {
+            "fine"
+        }
+        # storage stays in use: the next flagged post is stored, not spooled
+        assert api.score({"id": "after", "text": RUMOR}).json()["degraded"] is False

@@ -82,6 +82,20 @@ def test_a_byte_order_mark_is_allowed_on_the_first_line_only() -> None:
             "a",
             "no time zone",
         ),
+        (b'{"id": "a", "text": "x", "created_at": NaN}\n', "bad_created_at", "a", "finite"),
+        (
+            b'{"id": "a", "text": "x", "created_at": 1454284800000}\n',
+            "bad_created_at",
+            "a",
+            "not a time from 1970 to 9999; milliseconds? give seconds",
+        ),
+        (b'{"id": "a", "text": "x", "created_at": -1}\n', "bad_created_at", "a", "1970"),
+        (
+            b'{"id": "a", "text": "x", "account_id": "' + b"u" * 257 + b'"}\n',
+            "invalid_value",
+            "a",
+            "account_id: String should have at most 256 characters",
+        ),
     ],
 )
 def test_a_bad_line_says_what_and_where(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,25 +11,32 @@ from pathlib import Path
 import pytest
 from servicekit import record
 
-from service.record import ScoreRecord
+from service.record import Post, ScoreRecord
 from service.spool import Spool
 from service.storage import Pending
 
 
 class Store:
-    """Keeps the first record per post, like the repository; fails from write ``fail_after``
-    on (a transaction per write)."""
+    """Keeps the first record per post, like the repository; goes away from write
+    ``fail_after`` on (a transaction per write), and refuses a write holding a post of
+    ``refuses`` while it answers."""
 
-    def __init__(self, fail_after: int | None = None) -> None:
+    def __init__(self, fail_after: int | None = None, refuses: set[str] | None = None) -> None:
         self.records: dict[str, ScoreRecord] = {}
         self.enqueued: list[str] = []
         self.calls = 0
         self.fail_after = fail_after
+        self.refuses = refuses or set()
 
-    def write(self, items: list[Pending]) -> list[ScoreRecord]:
+    def ping(self) -> None:
         if self.fail_after is not None and self.calls >= self.fail_after:
             raise ConnectionError("storage went away")
+
+    def write(self, items: list[Pending]) -> list[ScoreRecord]:
+        self.ping()
         self.calls += 1
+        if refused := self.refuses & {item.record.id for item in items}:
+            raise ValueError(f"value too long for {sorted(refused)}")
         for item in items:
             if item.record.id not in self.records:
                 self.records[item.record.id] = item.record
@@ -43,12 +51,12 @@ def test_drain_writes_every_spooled_record_once_and_empties_the_spool(tmp_path: 
         spool.append([Pending(record(f"p{i}"), enqueue=i % 2 == 0)])
     assert spool.pending() == 5
     store = Store()
-    assert spool.drain(store.write) == 5
+    assert spool.drain(store.write, store.ping) == 5
     assert sorted(store.records) == [f"p{i}" for i in range(5)]
     assert store.enqueued == ["p0", "p2", "p4"]
     assert spool.pending() == 0
     assert list(tmp_path.iterdir()) == []
-    assert spool.drain(store.write) == 0
+    assert spool.drain(store.write, store.ping) == 0
 
 
 def test_a_drain_that_fails_midway_keeps_the_file_and_the_retry_stores_nothing_twice(
@@ -60,13 +68,69 @@ def test_a_drain_that_fails_midway_keeps_the_file_and_the_retry_stores_nothing_t
         spool.append([Pending(record(f"p{i}"), enqueue=True)])
     store = Store(fail_after=2)
     with pytest.raises(ConnectionError):
-        spool.drain(store.write)
+        spool.drain(store.write, store.ping)
     assert spool.pending() == 4  # the half-written file stays whole
     store.fail_after = None
-    assert spool.drain(store.write) == 4
+    assert spool.drain(store.write, store.ping) == 4
     assert sorted(store.records) == ["p0", "p1", "p2", "p3"]
     assert sorted(store.enqueued) == ["p0", "p1", "p2", "p3"]
     assert spool.pending() == 0
+
+
+def test_a_record_storage_refuses_is_set_aside_and_the_rest_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("service.spool.CHUNK", 3)
+    spool = Spool(tmp_path)
+    for i in range(5):
+        spool.append([Pending(record(f"p{i}"), enqueue=True, text=f"正文{i}")])
+    store = Store(refuses={"p1"})
+    assert spool.drain(store.write, store.ping) == 4
+    assert sorted(store.records) == ["p0", "p2", "p3", "p4"]
+    assert spool.pending() == 0
+    assert spool.rejected() == 1
+    (aside,) = (tmp_path / "rejected").glob("*.jsonl")
+    entry = json.loads(aside.read_text())
+    assert entry["record"]["id"] == "p1" and entry["text"] == "正文1"
+    assert entry["error"] == "ValueError: value too long for ['p1']"
+    assert "spooled record refused, set aside" in caplog.text
+    # set aside, it no longer holds the spool up: the next drain has nothing to do
+    assert spool.drain(store.write, store.ping) == 0
+    # moved back once the cause is mended, it is drained like any spool file
+    aside.rename(tmp_path / aside.name)
+    store.refuses = set()
+    assert spool.drain(store.write, store.ping) == 1
+    assert spool.rejected() == 0 and "p1" in store.records
+
+
+def test_a_line_this_version_no_longer_takes_is_set_aside_not_dropped(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.append([Pending(record("ok"), enqueue=True, post=Post(id="ok", text="好"))])
+    spool.close()
+    (path,) = tmp_path.glob("*.jsonl")
+    old = {"enqueue": True, "record": record("old").model_dump(mode="json"), "text": "旧"}
+    old["post"] = {"id": "old", "text": "旧", "created_at": float("nan")}  # taken before
+    with open(path, "ab") as f:
+        f.write(json.dumps(old).encode() + b"\n")
+    store = Store()
+    assert spool.drain(store.write, store.ping) == 1
+    assert list(store.records) == ["ok"]
+    (aside,) = (tmp_path / "rejected").glob("*.jsonl")
+    kept = json.loads(aside.read_text())
+    assert kept["text"] == "旧" and "finite" in kept["error"]
+
+
+def test_a_drain_that_loses_storage_while_trying_record_by_record_sets_nothing_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("service.spool.CHUNK", 4)
+    spool = Spool(tmp_path)
+    for i in range(4):
+        spool.append([Pending(record(f"p{i}"), enqueue=True)])
+    store = Store(fail_after=2, refuses={"p0"})
+    with pytest.raises(ConnectionError):
+        spool.drain(store.write, store.ping)
+    assert spool.pending() == 4 and spool.rejected() == 0
 
 
 def test_appends_after_a_drain_go_to_a_new_file_and_are_drained_next_time(
@@ -75,9 +139,9 @@ def test_appends_after_a_drain_go_to_a_new_file_and_are_drained_next_time(
     spool = Spool(tmp_path)
     store = Store()
     spool.append([Pending(record("a"), enqueue=True)])
-    spool.drain(store.write)
+    spool.drain(store.write, store.ping)
     spool.append([Pending(record("b"), enqueue=True)])
-    assert spool.drain(store.write) == 1
+    assert spool.drain(store.write, store.ping) == 1
     assert sorted(store.records) == ["a", "b"]
 
 
@@ -89,7 +153,7 @@ def test_a_torn_last_line_is_skipped_and_the_rest_is_written(tmp_path: Path) -> 
     with open(path, "ab") as f:
         f.write(b'{"enqueue": true, "rec')  # a crash in the middle of an append
     store = Store()
-    assert spool.drain(store.write) == 1
+    assert spool.drain(store.write, store.ping) == 1
     assert list(store.records) == ["whole"]
 
 
@@ -116,10 +180,12 @@ def test_a_live_process_spool_is_left_alone_and_a_dead_one_is_drained(tmp_path: 
         assert child.stdout is not None and child.stdout.readline().strip() == "spooled"
         store = Store()
         ours = Spool(tmp_path)
-        assert ours.drain(store.write) == 0  # its file is locked: it is still being written
+        assert (
+            ours.drain(store.write, store.ping) == 0
+        )  # its file is locked: it is still being written
         child.kill()
         child.wait()
-        assert ours.drain(store.write) == 1
+        assert ours.drain(store.write, store.ping) == 1
         assert list(store.records) == ["from-child"]
     finally:
         if child.poll() is None:

@@ -8,6 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from service.api.schemas import Health, Readiness
 from service.api.state import Found
 from service.metrics import CONTENT_TYPE
+from service.spool import REJECTED
 from service.storage import StorageError
 
 router = APIRouter(tags=["operations"])
@@ -40,12 +41,19 @@ async def readyz(found: Found) -> Readiness:
     spooled = await run_in_threadpool(scoring.spool.pending)
     if spooled:
         problems.append(f"{spooled} flagged records are waiting in the spool for storage")
+    rejected = await run_in_threadpool(scoring.spool.rejected)
+    if rejected:
+        problems.append(
+            f"{rejected} spooled records were refused by storage and set aside in "
+            f"{scoring.spool.folder / REJECTED}: read their errors, mend, move the files back"
+        )
     return Readiness(
         status="degraded" if problems else "ready",
         model_version=scoring.model_version,
         policy_version=scoring.policy.version,
         problems=problems,
         spooled=spooled,
+        rejected=rejected,
     )
 
 

@@ -55,3 +55,6 @@ class Readiness(BaseModel):
     policy_version: str
     problems: list[str] = Field(description="why the service is degraded; empty when ready")
     spooled: int = Field(description="flagged records waiting in the spool for storage")
+    rejected: int = Field(
+        description="spooled records storage refused, set aside for an operator (service/spool.py)"
+    )
