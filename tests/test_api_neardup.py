@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -124,6 +125,7 @@ def test_copies_stay_listed_after_the_window_forgets_them(
         assert pages == ["c1", "c2"]  # the recorded c1, then c2 from storage or the window
         half = api.client.get(f"/v1/bank/rumors/{rumor_id}/copies?after_id=c0", headers=reviewer)
         assert half.status_code == 422
+        assert half.json()["detail"][0]["loc"] == ["query", "after_time"]
         gone = api.client.delete(f"/v1/bank/rumors/{rumor_id}", headers=reviewer)
         assert gone.status_code == 204
         assert api.services.scoring.repository.rumor_copies(rumor_id) == []
@@ -168,6 +170,17 @@ def test_a_rumour_is_banked_by_the_id_of_a_live_post(service: Api) -> None:
         "/v1/bank/rumors", json={"text": "转发微博", "notice": "x"}, headers=reviewer
     )
     assert short.status_code == 422
+    assert short.json()["detail"][0]["loc"] == ["body", "text"]
+    # what storage could not hold is refused at the door (PostgreSQL took a NUL for an outage)
+    typed = {**reviewer, "Content-Type": "application/json"}
+    for field, body in (
+        ("text", json.dumps({"text": RUMOUR + "\u0000", "notice": "x"})),
+        ("notice", json.dumps({"text": RUMOUR, "notice": "已辟谣\ud800"})),  # a lone surrogate
+        ("post_id", json.dumps({"post_id": "src\u0000", "notice": "x"})),
+    ):
+        refused = service.client.post("/v1/bank/rumors", content=body.encode(), headers=typed)
+        assert refused.status_code == 422
+        assert refused.json()["detail"][0]["loc"] == ["body", field]
 
 
 def test_clusters_of_a_batch_are_listed_and_shown_with_members(

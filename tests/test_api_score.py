@@ -294,6 +294,18 @@ def test_bad_input_is_a_4xx_with_the_field_and_never_a_500(api: Api) -> None:
         assert detail["detail"][0]["loc"] == loc, body  # type: ignore[index]
     status, detail = post(b'{"id": "1", "text": "\xff\xfe"}')
     assert status == 422 and detail["detail"][0]["loc"] == ["body", 21]  # type: ignore[index]
+    assert detail["detail"][0]["msg"] == "the body is not UTF-8, so it is not JSON"  # type: ignore[index]
+    for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+        plain = api.client.post(
+            "/v1/score",
+            content=b'{"id": "1", "text": "x"}',
+            headers={**api.headers(), "Content-Type": content_type},
+        )
+        assert plain.status_code == 422
+        (problem,) = plain.json()["detail"]
+        assert problem["loc"] == ["header", "content-type"] and content_type in problem["msg"]
+    typed = {**api.headers(), "Content-Type": "application/json; charset=utf-8"}
+    assert api.client.post("/v1/score", json={"id": "1", "text": "x"}, headers=typed).is_success
     status, detail = post(json.dumps({"id": "1", "text": "长" * 10_001}).encode())
     assert status == 413 and "10001 characters" in detail["detail"]  # type: ignore[index]
     status, detail = post(b'{"id": "1", "text": "' + b"a" * (2 * 1024 * 1024) + b'"}')

@@ -95,7 +95,7 @@ def test_reviewers_cannot_open_admin_pages_and_confirmations_need_a_basis(api: A
         f"/console/items/{item_id}/decision",
         data={"csrf": token, "action": "confirm", "category": "rumor", "basis": ""},
     )
-    assert "needs its category and basis" in refused.text
+    assert "needs its basis (the article)" in refused.text
     assert api.services.review.get_item(api.services.scoring.policy, item_id).status == "open"
     api.client.cookies.clear()
     sign_in(api, "wang", "admin")

@@ -39,6 +39,10 @@ def test_a_flagged_post_is_reviewed_confirmed_appealed_and_reversed(api: Api) ->
         f"{url}/decision", json={"action": "confirm"}, headers=api.headers(first)
     )
     assert missing.status_code == 422
+    assert [e["loc"] for e in missing.json()["detail"]] == [
+        ["body", "category"],
+        ["body", "basis"],
+    ]
     decided = api.client.post(
         f"{url}/decision",
         json={"action": "confirm", "category": "rumor", "basis": "art18.6"},
@@ -94,6 +98,7 @@ def test_roles_and_unknown_things(api: Api) -> None:
     assert bad.status_code == 422
     cursor = api.client.get("/v1/review/items?cursor=nope", headers=api.headers(reviewer))
     assert cursor.status_code == 422
+    assert cursor.json()["detail"][0]["loc"] == ["query", "cursor"]
     nothing = api.client.post("/v1/reports", json={"category": "rumor"}, headers=api.headers())
     assert nothing.status_code == 422
     basis = api.client.post(

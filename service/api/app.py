@@ -201,7 +201,7 @@ async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
     detail: list[dict[str, Any]] = []
     for error in exc.errors():
         msg = error["msg"]
-        if error["type"] == "json_invalid":
-            msg = f"{msg}: {error.get('ctx', {}).get('error', '')}"
+        if error["type"] == "json_invalid" and (cause := error.get("ctx", {}).get("error")):
+            msg = f"{msg}: {cause}"
         detail.append({"loc": list(error["loc"]), "msg": msg, "type": error["type"]})
     return JSONResponse({"detail": detail}, 422)

@@ -11,17 +11,17 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import require
-from service.api.routes import JsonRoute
+from service.api.routes import JsonRoute, invalid
 from service.api.schemas import Problem
 from service.api.state import Found
 from service.neardup.bank import UnmatchableError, bank_rumor, unbank_rumor
 from service.neardup.cluster import Cluster
 from service.neardup.match import summary
-from service.record import MAX_ID_CHARS, ClusterPost, ClusterSummary
+from service.record import MAX_ID_CHARS, ClusterPost, ClusterSummary, _check_text
 from service.review.items import NotFoundError
 from service.security import Principal
 from service.storage import StorageError, StoredRumor
@@ -51,6 +51,11 @@ class RumorIn(BaseModel):
     text: str | None = Field(default=None, min_length=1, max_length=10_000)
     post_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_CHARS)
     notice: str = Field(min_length=1, max_length=10_000, description="the debunk notice")
+
+    @field_validator("text", "post_id", "notice")
+    @classmethod
+    def _clean(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else _check_text(value, str(info.field_name))
 
     @model_validator(mode="after")
     def _one_source(self) -> RumorIn:
@@ -151,7 +156,7 @@ async def add_rumor(body: RumorIn, found: Found, caller: TrustTeam) -> Rumor:
     except NotFoundError as exc:
         raise HTTPException(404, str(exc)) from exc
     except UnmatchableError as exc:
-        raise HTTPException(422, str(exc)) from exc
+        raise invalid(("body", "text"), str(exc)) from exc
     except StorageError as exc:
         raise HTTPException(503, f"storage is unavailable: {exc}") from exc
     return _rumor(stored)
@@ -187,7 +192,8 @@ async def copies(
     scored before the entry was banked, or whose recording failed). The next page starts after
     the last copy of this one: ``?after_time=<its created_at>&after_id=<its id>``."""
     if (after_time is None) != (after_id is None):
-        raise HTTPException(422, "after_time and after_id go together: the last copy seen")
+        missing = "after_id" if after_id is None else "after_time"
+        raise invalid(("query", missing), "after_time and after_id go together: the last copy seen")
     after = None if after_time is None or after_id is None else (after_time, after_id)
     stored = await _find(found, rumor_id)
     try:

@@ -7,12 +7,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query
-from fastapi.exceptions import RequestValidationError
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import require
-from service.api.routes import JsonRoute
+from service.api.routes import JsonRoute, invalid
 from service.api.schemas import Problem
 from service.api.state import Found
 from service.record import MAX_ID_CHARS, _check_text
@@ -62,15 +68,18 @@ Basis = Annotated[str, Field(pattern=r"^art\d+(\.\d+)*$", examples=["art18.6"])]
 
 class DecisionRequest(BaseModel):
     action: Action
-    category: Category | None = None
-    basis: Basis | None = None
+    # validated when left out too, so that a confirmation without them is refused at their path
+    category: Category | None = Field(default=None, validate_default=True)
+    basis: Basis | None = Field(default=None, validate_default=True)
     note: Text | None = None
 
-    @model_validator(mode="after")
-    def _confirm_says_what_and_why(self) -> DecisionRequest:
-        if self.action == "confirm" and (self.category is None or self.basis is None):
-            raise ValueError("a confirmed violation needs its category and basis (the article)")
-        return self
+    @field_validator("category", "basis")
+    @classmethod
+    def _confirm_says_what_and_why(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("action") == "confirm":
+            what = "category" if info.field_name == "category" else "basis (the article)"
+            raise ValueError(f"a confirmed violation needs its {what}")
+        return value
 
 
 class ReportRequest(BaseModel):
@@ -112,15 +121,7 @@ def _cursor(given: str | None) -> tuple[float, int] | None:
     try:
         return parse_cursor(given)
     except ValueError:
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("query", "cursor"),
-                    "msg": "not a cursor this API gave out",
-                    "type": "value_error",
-                }
-            ]
-        ) from None
+        raise invalid(("query", "cursor"), "not a cursor this API gave out") from None
 
 
 @router.get("/review/items")
