@@ -263,6 +263,20 @@ def test_batch_limits(api: Api) -> None:
     too_many = api.batch([*many, {"id": "x", "text": "文"}])
     assert too_many.status_code == 422
     assert too_many.json()["detail"][0]["loc"] == ["body", "posts"]
+    assert "257 posts; the limit is 256" in too_many.json()["detail"][0]["msg"]
+
+
+def test_the_batch_limit_is_the_setting(tmp_path: Path, pipeline: Pipeline) -> None:
+    url = f"sqlite:///{tmp_path / 'api.db'}"
+    with open_api(tmp_path, url, pipeline.classifier, max_batch_posts=300) as api:
+        posts = [{"id": str(i), "text": "文"} for i in range(300)]
+        assert len(api.batch(posts).json()["records"]) == 300
+        over = api.batch([*posts, {"id": "x", "text": "文"}])
+        assert over.status_code == 422 and "the limit is 300" in over.json()["detail"][0]["msg"]
+    (tmp_path / "small").mkdir()
+    with open_api(tmp_path / "small", url, pipeline.classifier, max_batch_posts=5) as api:
+        assert api.batch(posts[:6]).status_code == 422
+        assert api.batch(posts[:5]).status_code == 200
 
 
 def test_bad_input_is_a_4xx_with_the_field_and_never_a_500(api: Api) -> None:

@@ -9,8 +9,6 @@ from pydantic import BaseModel, Field
 
 from service.record import ScoreRecord
 
-MAX_BATCH_POSTS = 256
-
 
 class Problem(BaseModel):
     detail: str
@@ -18,9 +16,10 @@ class Problem(BaseModel):
 
 class BatchRequest(BaseModel):
     # items are checked one by one in the router, so that one bad post gets an error entry in
-    # its place instead of failing the whole batch; the schema still documents them as posts
+    # its place instead of failing the whole batch, and so is their number, against the setting
+    # max_batch_posts; the schema still documents them as posts
     posts: list[Any] = Field(
-        max_length=MAX_BATCH_POSTS,
+        description="at most max_batch_posts (256 unless configured)",
         json_schema_extra={"items": {"$ref": "#/components/schemas/Post"}},
     )
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import ValidationError
 
 from service.api.auth import require
-from service.api.routes import JsonRoute
+from service.api.routes import JsonRoute, invalid
 from service.api.schemas import BatchRequest, BatchResponse, ItemError, ItemProblem, Problem
 from service.api.state import Found
 from service.record import Post, ScoreRecord
@@ -48,8 +48,13 @@ async def score(post: Post, found: Found) -> ScoreRecord:
 
 @router.post("/score/batch", dependencies=[Depends(publisher)])
 async def score_batch(body: BatchRequest, found: Found) -> BatchResponse:
-    """Score up to 256 posts; records come back in input order, and a post that cannot be scored
-    gets an error entry in its place."""
+    """Score up to ``max_batch_posts`` posts (256 unless configured); records come back in input
+    order, and a post that cannot be scored gets an error entry in its place."""
+    limit = found.settings.max_batch_posts
+    if len(body.posts) > limit:
+        raise invalid(
+            ("body", "posts"), f"{len(body.posts)} posts; the limit is {limit}", "too_long"
+        )
     checked = [_check(i, item, found.settings.max_text_chars) for i, item in enumerate(body.posts)]
     records, degraded = await found.scoring.score([c for c in checked if isinstance(c, Post)])
     scored = iter(records)
