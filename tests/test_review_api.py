@@ -174,6 +174,13 @@ def test_registration_check_and_account_profiles(api: Api) -> None:
         headers=api.headers(),
     )
     assert put.status_code == 200 and put.json()["name"] == name
+    # a field left out keeps its value: a followers update does not wipe the name
+    url, headers = "/v1/accounts/acc1", api.headers()
+    assert api.client.put(url, json={"followers": 7}, headers=headers).json()["name"] == name
+    renamed = api.client.put(url, json={"name": name}, headers=headers).json()
+    assert renamed["followers"] == 7
+    assert api.client.put(url, json={"name": None}, headers=headers).json()["name"] is None
+    api.client.put(url, json={"name": name}, headers=headers)
     check = {"name": "i清朗日报", "subject_id": "other"}
     allowed = api.client.post("/v1/registrations/check", json=check, headers=api.headers())
     assert allowed.json() == {"allowed": True, "reasons": []}

@@ -197,6 +197,32 @@ def test_reports_merge_into_the_posts_open_item_and_raise_its_priority(
     assert verify(repo) == []
 
 
+def test_a_report_on_a_decided_or_stored_post_is_charged_to_its_account(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    decided = flag(repo, "p1", account="acc7")
+    repo.decide(policy, decided, "r1", "dismiss", None, None)
+    late = repo.file_report(
+        policy, post_id="p1", account_id=None, category="rumor", text_="", reporter="k1"
+    )
+    assert late.item_id != decided
+    item = repo.get_item(policy, late.item_id)
+    assert item.account_id == "acc7"
+    repo.decide(policy, late.item_id, "r2", "confirm", "rumor", "art18.6")
+    assert repo.get_account("acc7").credit < policy.credit.initial
+    # stored without an item (not enqueued): its post names the account
+    rec = record("p2").model_copy(update={"account_id": "acc8"})
+    repo.save_records([Pending(rec, False, "正文", Post(id="p2", text="正文", account_id="acc8"))])
+    stored = repo.file_report(
+        policy, post_id="p2", account_id=None, category="rumor", text_="", reporter="k1"
+    )
+    assert repo.get_item(policy, stored.item_id).account_id == "acc8"
+    unknown = repo.file_report(
+        policy, post_id="never-seen", account_id=None, category="rumor", text_="", reporter="k1"
+    )
+    assert repo.get_item(policy, unknown.item_id).account_id is None
+
+
 def test_idempotent_writes_happen_once(repo: SqlRepository, policy: Policy) -> None:
     key = Idempotency.of("k1", "retry-1", "report", {"post_id": "p1"})
     first = repo.file_report(

@@ -112,9 +112,11 @@ class RegistrationRequest(BaseModel):
 
 
 class AccountProfile(BaseModel):
-    name: Text | None = None
-    subject_id: Id | None = Field(default=None, description="stored hashed")
-    followers: int = Field(default=0, ge=0, le=2**31 - 1)
+    """The fields given are set; those left out keep their stored values."""
+
+    name: Text | None = Field(default=None, description="null clears it")
+    subject_id: Id | None = Field(default=None, description="stored hashed; never cleared")
+    followers: int | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
 def _cursor(given: str | None) -> tuple[float, int] | None:
@@ -190,12 +192,13 @@ async def get_account(account_id: AccountId, found: Found) -> views.Account:
 async def put_account(
     account_id: AccountId, body: AccountProfile, found: Found, _: Publisher
 ) -> views.Account:
-    """The account's name, subject (hashed) and followers, for reach and re-registration."""
+    """The account's name, subject (hashed) and followers, for reach and re-registration; a
+    field left out keeps its stored value (a new account starts with no name and 0 followers)."""
     return await run_in_threadpool(
         lambda: found.review.put_account(
             found.scoring.policy,
             account_id,
-            name=body.name,
+            name=body.name if "name" in body.model_fields_set else ...,
             subject_id=body.subject_id,
             followers=body.followers,
         )

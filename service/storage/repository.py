@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import EllipsisType
 from typing import Any, Literal, Protocol
 
 from service.policy import Policy
@@ -263,11 +264,14 @@ class ReviewRepository(Protocol):
         policy: Policy,
         account_id: str,
         *,
-        name: str | None,
-        subject_id: str | None,
-        followers: int,
+        name: str | EllipsisType | None = ...,
+        subject_id: str | None = None,
+        followers: int | None = None,
         now: datetime | None = None,
-    ) -> views.Account: ...
+    ) -> views.Account:
+        """Set the profile fields given; ``...`` (name) or ``None`` (subject, followers) keeps
+        the stored value."""
+        ...
 
     def get_account(self, account_id: str, now: datetime | None = None) -> views.Account: ...
 

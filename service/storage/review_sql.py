@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
+from types import EllipsisType
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -50,6 +51,7 @@ from service.storage.review_steps import (
     locked_item,
     lost_race,
     new_item,
+    post_owner,
     restore,
     reverse,
     urgency_of,
@@ -282,23 +284,34 @@ class ReviewSql:
         policy: Policy,
         account_id: str,
         *,
-        name: str | None,
-        subject_id: str | None,
-        followers: int,
+        name: str | EllipsisType | None = ...,
+        subject_id: str | None = None,
+        followers: int | None = None,
         now: datetime | None = None,
     ) -> views.Account:
-        """Create or update an account's profile (credit is only changed by the ledger)."""
+        """Create or update an account's profile (credit is only changed by the ledger).
+
+        What is not given keeps its stored value: a name left as ``...`` (``None`` clears it),
+        a subject or followers left as ``None``. A subject once given is never cleared, since
+        re-registration checks it.
+        """
         with self._write(policy, now) as tx:
             account = locked_account(tx, account_id)
-            account.name = name
-            account.folded_name = None if name is None else registration.fold_name(name)
+            if not isinstance(name, EllipsisType):
+                account.name = name
+                account.folded_name = None if name is None else registration.fold_name(name)
             if subject_id is not None:
                 account.subject_digest = registration.subject_digest(subject_id)
-            account.followers = followers
+            if followers is not None:
+                account.followers = followers
             tx.record(
                 "account.profile",
                 f"account:{account_id}",
-                {"name": name, "followers": followers, "subject": account.subject_digest},
+                {
+                    "name": account.name,
+                    "followers": account.followers,
+                    "subject": account.subject_digest,
+                },
             )
             tx.session.flush()
             return account_view(tx.session, account, tx.now)
@@ -358,12 +371,14 @@ class ReviewSql:
         def run(tx: Tx) -> views.Report:
             item = item_to_join(tx, post_id, account_id)
             if item is None:
-                known = tx.session.get(StoredAccount, account_id) if account_id else None
+                # a report names the post; the item is charged to whoever posted it
+                owner = account_id or post_owner(tx, post_id)
+                known = tx.session.get(StoredAccount, owner) if owner else None
                 item = new_item(
                     tx,
                     kind="report",
                     post_id=post_id,
-                    account_id=account_id,
+                    account_id=owner,
                     merge_key=f"post:{post_id}" if post_id else f"account:{account_id}",
                     head=category,
                     severity="report",

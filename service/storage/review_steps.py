@@ -27,6 +27,7 @@ from service.storage.tables import (
     StoredAccount,
     StoredAppeal,
     StoredDisposition,
+    StoredPost,
 )
 
 OPEN_STATUSES = ("open", "escalated")
@@ -265,6 +266,21 @@ def reverse(
         )
         done.append(disposition_view(row, tx.now))
     return done
+
+
+def post_owner(tx: Tx, post_id: str | None) -> str | None:
+    """The account of a post the service stored, or of an earlier review item about it."""
+    if post_id is None:
+        return None
+    stored = tx.session.get(StoredPost, post_id)
+    if stored is not None and stored.account_id is not None:
+        return stored.account_id
+    return tx.session.scalar(
+        select(ReviewItem.account_id)
+        .where(ReviewItem.post_id == post_id, ReviewItem.account_id.is_not(None))
+        .order_by(ReviewItem.id.desc())
+        .limit(1)
+    )
 
 
 def new_item(
