@@ -276,9 +276,7 @@ def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
     try:
         if args.from_db:
             args.input = _export(args, settings)
-        check_paths(args.input, args.output, rejects)
-        if args.compare is not None and not args.compare.is_file():
-            raise RescoreError(f"previous output {args.compare} does not exist")
+        check_paths(args.input, args.output, rejects, args.compare)
         summary = _run_rescore(args, load, settings, rejects, chunk_size)
         print(summary.render(), file=sys.stderr)
         if args.from_db:
@@ -386,13 +384,17 @@ def _bank(settings: Settings) -> list[StoredRumor]:
 
 def _compare(args: argparse.Namespace, settings: Settings) -> None:
     from service.batch.diff import diff, enqueue
+    from service.batch.records import RecordsError
+    from service.rescore import RescoreError
 
-    report = diff(args.compare, args.output)
+    try:
+        report = diff(args.compare, args.output)
+    except RecordsError as exc:
+        raise RescoreError(f"cannot compare: {exc}") from exc
     report_path = args.output.with_name(args.output.name + ".diff.json")
     report.save(report_path)
     print(f"{report.render()}\n  report -> {report_path}", file=sys.stderr)
     if args.enqueue:
-        from service.rescore import RescoreError
         from service.storage import StorageError
 
         try:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO, get_args
 from tqdm import tqdm
 
 from service.batch.checkpoint import CheckpointError, State, WorkFolder
-from service.batch.records import RecordWriter
+from service.batch.records import RecordsError, RecordWriter, read_records
 from service.batch.segments import (
     KEEP,
     Segment,
@@ -265,9 +265,13 @@ def default_reject_path(output_path: Path) -> Path:
     return output_path.with_name(stem + ".rejects.jsonl")
 
 
-def check_paths(input_path: Path, output_path: Path, reject_path: Path) -> list[Path]:
+def check_paths(
+    input_path: Path, output_path: Path, reject_path: Path, previous: Path | None = None
+) -> list[Path]:
     """The input files; fail before any work (and before the model loads) when the files
-    cannot be used."""
+    cannot be used: a folder to write to that is missing, an output that would replace an input
+    or the other output, or land where the next run reads posts, and a ``previous`` output to
+    compare with (``--compare``) that is not one."""
     try:
         files = input_files(input_path)
     except InputError as exc:
@@ -279,7 +283,33 @@ def check_paths(input_path: Path, output_path: Path, reject_path: Path) -> list[
             raise RescoreError(f"cannot write {path}: folder {path.parent} does not exist")
         if not os.access(path.parent, os.W_OK):
             raise RescoreError(f"cannot write {path}: folder {path.parent} is not writable")
+    if output_path.resolve() == reject_path.resolve():
+        raise RescoreError(f"--rejects {reject_path} is OUTPUT itself: give another file")
+    inputs = {f.resolve() for f in files}
+    for what, path in (("OUTPUT", output_path), ("--rejects", reject_path)):
+        if path.resolve() in inputs:
+            raise RescoreError(f"{what} {path} is an input file, which the run would replace")
+        if input_path.is_dir() and path.resolve().is_relative_to(input_path.resolve()):
+            raise RescoreError(
+                f"{what} {path} is inside the input folder {input_path}: the next run would "
+                "read it as posts"
+            )
+    if previous is not None:
+        _check_previous(previous, output_path)
     return files
+
+
+def _check_previous(previous: Path, output_path: Path) -> None:
+    if previous.resolve() == output_path.resolve():
+        raise RescoreError(
+            f"--compare {previous} is OUTPUT itself, which this run replaces: compare with a copy"
+        )
+    if not previous.is_file():
+        raise RescoreError(f"previous output {previous} does not exist")
+    try:
+        next(read_records(previous), None)
+    except (RecordsError, OSError) as exc:
+        raise RescoreError(f"--compare {previous}: {exc}") from exc
 
 
 def rescore(

@@ -114,6 +114,10 @@ def test_a_folder_of_files_with_different_schemas(tmp_path: Path) -> None:
         folder / "2016-03.parquet", [{"id": 3, "text": "三月", "declared_original": True}]
     )
     (folder / "notes.txt").write_text("not posts")
+    # hidden files and folders are not posts: a run's work folder, an editor's or a tool's files
+    (folder / ".out.jsonl.rescore").mkdir()
+    (folder / ".out.jsonl.rescore" / "part-000000.jsonl").write_bytes(post_line("w", "工作"))
+    (folder / ".hidden.jsonl").write_bytes(post_line("h", "隐藏"))
 
     output = tmp_path / "out.jsonl"
     summary = rescore(folder, output, InlineEngine(LengthScorer()), progress=False)

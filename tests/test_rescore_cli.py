@@ -243,6 +243,73 @@ def test_unusable_files_exit_2_before_the_model_loads(
     assert says.format(tmp=tmp_path) in err
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["in.jsonl", "-o", "in.jsonl"], "OUTPUT {tmp}/in.jsonl is an input file"),
+        (
+            ["in.jsonl", "-o", "out.jsonl", "--rejects", "in.jsonl"],
+            "--rejects {tmp}/in.jsonl is an input file",
+        ),
+        (["posts", "-o", "posts/a.jsonl"], "OUTPUT {tmp}/posts/a.jsonl is an input file"),
+        (
+            ["in.jsonl", "-o", "out.jsonl", "--rejects", "out.jsonl"],
+            "--rejects {tmp}/out.jsonl is OUTPUT itself",
+        ),
+        (
+            ["posts", "-o", "posts/new.jsonl"],
+            "OUTPUT {tmp}/posts/new.jsonl is inside the input folder {tmp}/posts",
+        ),
+        (
+            ["in.jsonl", "-o", "out.jsonl", "--compare", "out.jsonl"],
+            "--compare {tmp}/out.jsonl is OUTPUT itself, which this run replaces",
+        ),
+        (
+            ["in.jsonl", "-o", "new.jsonl", "--compare", "in.jsonl"],
+            "--compare {tmp}/in.jsonl: {tmp}/in.jsonl:1: not a score record",
+        ),
+    ],
+)
+def test_outputs_that_would_replace_or_feed_an_input_exit_2_and_touch_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], says: str
+) -> None:
+    (tmp_path / "posts").mkdir()
+    files = {
+        tmp_path / "in.jsonl": post_line("a", "x"),
+        tmp_path / "posts" / "a.jsonl": post_line("b", "y"),
+        tmp_path / "out.jsonl": b"an earlier output\n",
+    }
+    for path, content in files.items():
+        path.write_bytes(content)
+
+    def load(settings: Settings) -> Scorer:
+        raise AssertionError("the model should not load for a run that cannot start")
+
+    given = [str(tmp_path / a) if not a.startswith("-") else a for a in args]
+    assert main(["rescore", *given], load_scorer=load) == 2
+    assert says.format(tmp=tmp_path) in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in files} == files
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [
+        "a.jsonl",
+        "in.jsonl",
+        "out.jsonl",
+        "posts",
+    ]
+
+
+def test_a_previous_output_that_turns_out_bad_midway_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(post_line("a", "x") + post_line("b", "y"))
+    assert run_cli("rescore", tmp_path / "in.jsonl", "-o", tmp_path / "before.jsonl") == 0
+    before = (tmp_path / "before.jsonl").read_bytes()
+    (tmp_path / "before.jsonl").write_bytes(before + b'{"id": "c"}\n')
+    args = ["-o", tmp_path / "after.jsonl", "--compare", tmp_path / "before.jsonl"]
+    assert run_cli("rescore", tmp_path / "in.jsonl", *args) == 2
+    err = capsys.readouterr().err
+    assert f"cannot compare: {tmp_path}/before.jsonl:3: not a score record" in err
+
+
 def test_a_model_that_fails_to_load_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

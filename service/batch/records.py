@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from service.heads import RISKS
 from service.record import ScoreRecord
+
+T = TypeVar("T")
 
 SCHEMA = pa.schema(
     [
@@ -112,13 +114,30 @@ def fsync(path: Path) -> None:
         os.close(fd)
 
 
+class RecordsError(ValueError):
+    """A file read as an output of ``rescore`` holds something else."""
+
+
 def read_records(path: Path) -> Iterator[ScoreRecord]:
-    """The records of an output file, in file order, a batch of rows at a time."""
+    """The records of an output file, in file order, a batch of rows at a time; raises
+    :class:`RecordsError` at the first line (row) that is not a score record."""
     if is_parquet(path):
+        number = 0
         for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
-            yield from (from_row(row) for row in batch.to_pylist())
+            for row in batch.to_pylist():
+                number += 1
+                yield _record(from_row, row, f"{path}: row {number}")
         return
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, 1):
             if line.strip():
-                yield ScoreRecord.model_validate_json(line)
+                yield _record(ScoreRecord.model_validate_json, line, f"{path}:{number}")
+
+
+def _record(parse: Callable[[T], ScoreRecord], value: T, where: str) -> ScoreRecord:
+    try:
+        return parse(value)
+    except (KeyError, TypeError, ValueError) as exc:
+        first = str(exc).splitlines()
+        said = "; ".join(first[:2]) if first else type(exc).__name__
+        raise RecordsError(f"{where}: not a score record of qinglang rescore ({said})") from None

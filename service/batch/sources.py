@@ -68,10 +68,13 @@ def input_files(path: Path) -> list[Path]:
     if not path.exists():
         raise InputError(f"input {path} does not exist")
     if path.is_dir():
+        # hidden files and folders are left out: a run's own work folder among them
         files = sorted(
             p
             for p in path.rglob("*")
-            if p.is_file() and p.suffix in SUFFIXES and not p.name.startswith(".")
+            if p.is_file()
+            and p.suffix in SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
         )
         if not files:
             raise InputError(f"folder {path} holds no .jsonl or .parquet file")
