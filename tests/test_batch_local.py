@@ -3,6 +3,7 @@ every engine killed with SIGKILL and started again; a disk that fills up."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -119,6 +120,54 @@ def test_killed_with_sigkill_and_started_again_every_post_is_written_once(
     assert "resumed        after " in err
     assert "posts read     400 " in err
     assert not (tmp_path / ".out.parquet.rescore").exists()
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # the command name, in parentheses, may hold spaces: the fields after it are fixed
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_workers_end_when_their_parent_is_killed(tmp_path: Path) -> None:
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_bytes(b"".join(shuffled_posts(400)))
+    args = [source, "-o", output, "--workers", "2", "--chunk-size", "7", "--checkpoint-every", "20"]
+    run = cli(*args, slow_s=0.05)
+    try:
+        deadline = time.monotonic() + 120
+        while (state := manifest(output)) is None or int(str(state["tasks_done"])) < 4:
+            assert run.poll() is None, run.communicate()[1]
+            assert time.monotonic() < deadline, "the run never checkpointed"
+            time.sleep(0.05)
+        workers = children(run.pid)
+        assert len(workers) >= 2  # the two workers (and the resource tracker)
+        os.kill(run.pid, signal.SIGKILL)  # the parent alone, as the out-of-memory killer does
+        run.wait()  # not its stderr: orphaned workers would hold that open
+        deadline = time.monotonic() + 20
+        while any(alive(w) for w in workers):
+            assert time.monotonic() < deadline, "workers outlived their parent"
+            time.sleep(0.1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+        assert run.stderr is not None
+        run.stderr.close()
 
 
 def read_records_any(path: Path) -> list[object]:

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import tempfile
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from service.settings import Settings
     from service.storage.repository import StoredRumor
 
+PARENT_CHECK_S = 0.5
 IN_FLIGHT_PER_WORKER = 2
 """Segments queued per worker: one running, one waiting, so that no worker idles between them."""
 
@@ -36,7 +40,21 @@ _scorer: Scorer | None = None
 
 def _load(load: ScorerFactory, settings: Settings, bank: Sequence[StoredRumor]) -> None:
     global _scorer  # noqa: PLW0603 - one scorer per worker process, by design
+    threading.Thread(
+        target=_exit_without, args=(os.getppid(),), name="parent-watch", daemon=True
+    ).start()
     _scorer = worker_scorer(load, settings, bank)
+
+
+def _exit_without(parent: int) -> None:
+    """End this worker once ``parent`` is gone (the worker is handed to another parent then).
+
+    A parent killed outright (SIGKILL, the out-of-memory killer) cannot shut its pool down, and
+    its workers would go on scoring a segment nobody reads, each holding a model, for minutes.
+    """
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
 
 
 def _run(
