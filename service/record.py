@@ -58,6 +58,8 @@ class Post(BaseModel):
     @field_validator("created_at", mode="before")
     @classmethod
     def _unix_seconds(cls, value: object) -> object:
+        if isinstance(value, bool):  # a float to pydantic, and to Python
+            raise ValueError(f"created_at is {str(value).lower()}; give unix seconds or ISO 8601")
         if isinstance(value, str):
             try:
                 return float(value)

@@ -31,7 +31,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import suppress
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO, get_args
@@ -341,13 +341,8 @@ def rescore(
         tasks = plan(files, chunk_size)
     except InputError as exc:
         raise RescoreError(str(exc)) from exc
-    try:
-        scorer = engine.scorer()
-        model_version, policy_version = scorer.model_version, scorer.policy_version
-        scorer.use_bank(bank)
-    except Exception as exc:
-        # status 1 would read as "some lines rejected" to the script that called us
-        raise RescoreError(f"cannot load the model: {exc!r}") from exc
+    scorer = _loaded(engine, bank)
+    model_version, policy_version = scorer.model_version, scorer.policy_version
     fingerprint = {
         "inputs": [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files],
         "chunk_size": chunk_size,
@@ -357,56 +352,71 @@ def rescore(
         "evidence": scorer.evidence,
     }
     work = WorkFolder(output_path)
-    try:
-        state = work.resume(fingerprint)
-    except (CheckpointError, OSError) as exc:
-        raise RescoreError(str(exc)) from exc
-    summary = Summary(
-        input_path, output_path, reject_path, model_version, engine.name, policy_version
-    )
-    summary.restore(state.tallies)
-    saved = work.ordered_state(state.parts)
-    first = saved.read_bytes() if state.parts and saved.is_file() else None
-    if (state.parts and first is None) or not scorer.use_state(first):
-        raise RescoreError(
-            f"the checkpoint in {work.path} has no usable near-duplicate window; delete the "
-            "folder to start over"
-        )
-    most = -(-checkpoint_posts // chunk_size)
-    sizes: Iterable[int] = (
-        segment_sizes(len(tasks) - state.tasks_done, engine.workers, most)
-        if segment_posts is None
-        else itertools.repeat(-(-segment_posts // chunk_size))
-    )
-    segments = plan_segments(tasks, state.tasks_done, sizes)
-
-    def rerun(index: int, ordered: bytes) -> SegmentResult:
-        """Segment ``index`` scored again here, from the exact state ``ordered``."""
-        return run_segment(segments[index], scorer, ordered)
-
-    run = _Run(work, state, summary, checkpoint_posts, first or scorer.state())
-    done = sum(task.lines for task in tasks[: state.tasks_done])
-    with tqdm(
-        total=sum(task.lines for task in tasks),
-        initial=done,
-        desc=input_path.name,
-        unit=" posts",
-        mininterval=1.0,
-        # None: off when stderr is not a terminal, so logs get no bar redraws
-        disable=None if progress else True,
-        file=sys.stderr,
-    ) as bar:
+    with ExitStack() as hold:
         try:
-            results = engine.segments(segments, first, bank)
-            run.write(exact(results, scorer.frontier(), rerun), bar)
-            work.finish(state, reject_path)
-        except ScorerError as exc:
-            raise RescoreError(f"{exc}; {run.resume_hint}") from exc
-        except OSError as exc:
-            raise RescoreError(f"rescore stopped: {exc}; {run.resume_hint}") from exc
-        finally:
-            run.abandon()
-    return summary
+            hold.enter_context(work.held())
+            state = work.resume(fingerprint)
+        except (CheckpointError, OSError) as exc:
+            raise RescoreError(str(exc)) from exc
+        summary = Summary(
+            input_path, output_path, reject_path, model_version, engine.name, policy_version
+        )
+        summary.restore(state.tallies)
+        saved = work.ordered_state(state.parts)
+        first = saved.read_bytes() if state.parts and saved.is_file() else None
+        if (state.parts and first is None) or not scorer.use_state(first):
+            raise RescoreError(
+                f"the checkpoint in {work.path} has no usable near-duplicate window; delete the "
+                "folder to start over"
+            )
+        most = -(-checkpoint_posts // chunk_size)
+        sizes: Iterable[int] = (
+            segment_sizes(len(tasks) - state.tasks_done, engine.workers, most)
+            if segment_posts is None
+            else itertools.repeat(-(-segment_posts // chunk_size))
+        )
+        segments = plan_segments(tasks, state.tasks_done, sizes)
+
+        def rerun(index: int, ordered: bytes) -> SegmentResult:
+            """Segment ``index`` scored again here, from the exact state ``ordered``."""
+            return run_segment(segments[index], scorer, ordered)
+
+        run = _Run(work, state, summary, checkpoint_posts, first or scorer.state())
+        done = sum(task.lines for task in tasks[: state.tasks_done])
+        with tqdm(
+            total=sum(task.lines for task in tasks),
+            initial=done,
+            desc=input_path.name,
+            unit=" posts",
+            mininterval=1.0,
+            # None: off when stderr is not a terminal, so logs get no bar redraws
+            disable=None if progress else True,
+            file=sys.stderr,
+        ) as bar:
+            try:
+                results = engine.segments(segments, first, bank)
+                run.write(exact(results, scorer.frontier(), rerun), bar)
+                work.finish(state, reject_path)
+            except ScorerError as exc:
+                raise RescoreError(f"{exc}; {run.resume_hint}") from exc
+            except OSError as exc:
+                raise RescoreError(f"rescore stopped: {exc}; {run.resume_hint}") from exc
+            except KeyboardInterrupt:
+                raise RescoreError(f"interrupted; {run.resume_hint}") from None
+            finally:
+                run.abandon()
+        return summary
+
+
+def _loaded(engine: Engine, bank: Sequence[StoredRumor]) -> Scorer:
+    """The engine's scorer, matching ``bank``."""
+    try:
+        scorer = engine.scorer()
+        scorer.use_bank(bank)
+    except Exception as exc:
+        # status 1 would read as "some lines rejected" to the script that called us
+        raise RescoreError(f"cannot load the model: {exc!r}") from exc
+    return scorer
 
 
 class _Run:

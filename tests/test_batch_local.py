@@ -147,7 +147,8 @@ def alive(pid: int) -> bool:
 def test_workers_end_when_their_parent_is_killed(tmp_path: Path) -> None:
     source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     source.write_bytes(b"".join(shuffled_posts(400)))
-    args = [source, "-o", output, "--workers", "2", "--chunk-size", "7", "--checkpoint-every", "20"]
+    args: list[str | Path] = [source, "-o", output, "--workers", "2", "--chunk-size", "7"]
+    args += ["--checkpoint-every", "20"]
     run = cli(*args, slow_s=0.05)
     try:
         deadline = time.monotonic() + 120

@@ -90,6 +90,7 @@ def test_a_byte_order_mark_is_allowed_on_the_first_line_only() -> None:
             "not a time from 1970 to 9999; milliseconds? give seconds",
         ),
         (b'{"id": "a", "text": "x", "created_at": -1}\n', "bad_created_at", "a", "1970"),
+        (b'{"id": "a", "text": "x", "created_at": true}\n', "bad_created_at", "a", "is true"),
         (
             b'{"id": "a", "text": "x", "account_id": "' + b"u" * 257 + b'"}\n',
             "invalid_value",

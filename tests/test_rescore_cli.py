@@ -24,6 +24,7 @@ from batchkit import (
     shuffled_posts,
 )
 
+from service.batch.checkpoint import WorkFolder
 from service.batch.work import Scorer
 from service.cli import EXAMPLES, main
 from service.record import Post, ScoreRecord
@@ -304,8 +305,11 @@ def test_a_previous_output_that_turns_out_bad_midway_exits_2(
     assert run_cli("rescore", tmp_path / "in.jsonl", "-o", tmp_path / "before.jsonl") == 0
     before = (tmp_path / "before.jsonl").read_bytes()
     (tmp_path / "before.jsonl").write_bytes(before + b'{"id": "c"}\n')
-    args = ["-o", tmp_path / "after.jsonl", "--compare", tmp_path / "before.jsonl"]
-    assert run_cli("rescore", tmp_path / "in.jsonl", *args) == 2
+    args: list[str | Path] = ["-o", tmp_path / "after.jsonl"]
+    assert (
+        run_cli("rescore", tmp_path / "in.jsonl", *args, "--compare", tmp_path / "before.jsonl")
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"cannot compare: {tmp_path}/before.jsonl:3: not a score record" in err
 
@@ -363,3 +367,39 @@ def test_the_command_line_starts_without_the_heavy_modules() -> None:
         [sys.executable, "-c", probe], check=False, capture_output=True, text=True
     )
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(post_line("a", "x"))
+    output = tmp_path / "out.jsonl"
+    with WorkFolder(output).held():
+        assert run_cli("rescore", tmp_path / "in.jsonl", "-o", output) == 2
+        assert f"another run is writing {output}" in capsys.readouterr().err
+        assert not output.exists()
+    assert run_cli("rescore", tmp_path / "in.jsonl", "-o", output) == 0
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # lock gone
+
+
+class InterruptingScorer(LengthScorer):
+    """Ctrl-C while the second batch is scored."""
+
+    def ordered(self, posts: Sequence[Post], prepared: Sequence[ScoreRecord]) -> list[ScoreRecord]:
+        if len(self.batch_sizes) == 2:
+            raise KeyboardInterrupt
+        return super().ordered(posts, prepared)
+
+
+def test_an_interrupted_run_says_how_to_continue_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(12)))
+    args: list[str | Path] = ["rescore", tmp_path / "in.jsonl", "-o", tmp_path / "out.jsonl"]
+    args += ["--chunk-size", "4", "--checkpoint-every", "4"]
+    assert run_cli(*args, scorer=InterruptingScorer()) == 2
+    err = capsys.readouterr().err
+    assert "qinglang rescore: error: interrupted; the checkpoint in" in err
+    assert "run the same command again to continue after 4 posts" in err
+    assert run_cli(*args) == 0
+    assert "resumed" in capsys.readouterr().err

@@ -10,9 +10,12 @@ sizes, times, chunk size, model and policy), so that a different run never conti
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +70,24 @@ class WorkFolder:
         for old in self.path.glob("ordered-*.pickle"):
             if old != self.ordered_state(parts):
                 old.unlink()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """This run's hold on OUTPUT: another run on the same OUTPUT is refused meanwhile, as
+        both would write the one checkpoint folder."""
+        lock = self.output.with_name(f".{self.output.name}.rescore.lock")
+        with lock.open("a") as file:
+            try:
+                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise CheckpointError(
+                    f"another run is writing {self.output} (it holds {lock}): wait for it to "
+                    "end or stop it"
+                ) from None
+            try:
+                yield
+            finally:
+                lock.unlink(missing_ok=True)
 
     def resume(self, fingerprint: dict[str, Any]) -> State:
         """The committed state of an earlier run with this fingerprint, or a fresh one."""
