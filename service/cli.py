@@ -1,7 +1,7 @@
-"""The ``qinglang`` command: ``serve`` the API, ``keys create`` an API key, ``migrate`` the
-database, ``rescore`` JSONL or Parquet files, ``selfcheck`` the shipped model; ``audit verify`` and
-``audit export`` the hash-chained records, ``labels export`` reviewers' decisions, ``credit
-restore`` the points of clean periods.
+"""The ``qinglang`` command: ``serve`` the API, ``keys create``, ``revoke`` and ``list`` API keys,
+``migrate`` the database, ``rescore`` JSONL or Parquet files, ``selfcheck`` the shipped model;
+``audit verify`` and ``audit export`` the hash-chained records, ``labels export`` reviewers'
+decisions, ``credit restore`` the points of clean periods.
 
 Heavy modules (pydantic, tqdm, the pipeline and ONNX Runtime) are imported inside the commands,
 so that ``qinglang --help`` and usage errors answer at once.
@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None, *, load_scorer: ScorerFactory | None = N
     if args.command == "serve":
         return _serve(args)
     if args.command in ("keys", "users"):
-        return _create_secret(args)
+        creates = args.command == "users" or args.keys_command == "create"
+        return _create_secret(args) if creates else _keys(args)
     if args.command == "migrate":
         return _migrate()
     if args.command in REVIEW_COMMANDS:
@@ -218,6 +219,11 @@ def _parser() -> argparse.ArgumentParser:
         help="create an API key and print it as the last line (it is shown only this once)",
     )
     create.add_argument("--role", required=True, choices=["publisher", "reviewer", "admin"])
+    revoke = key_commands.add_parser(
+        "revoke", help="revoke an API key: servers refuse it once their key cache expires"
+    )
+    revoke.add_argument("key", help="the key's id, or the whole key")
+    key_commands.add_parser("list", help="every key's id, role, creation time and state")
     users = commands.add_parser("users", help="manage web console users")
     user_commands = users.add_subparsers(dest="users_command", required=True, metavar="COMMAND")
     create_user = user_commands.add_parser(
@@ -479,6 +485,39 @@ def _create_secret(args: argparse.Namespace) -> int:
     what = "key" if user is None else f"console user {user!r}; the password"
     print(f"a new {args.role} {what} is stored hashed and shown only now:")
     print(secret)
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    """``keys revoke`` and ``keys list``."""
+    from service.security import PREFIX
+    from service.settings import get_settings
+    from service.storage import StorageError, open_repository, upgrade
+
+    settings = get_settings()
+    try:
+        upgrade(settings.database)
+        repository = open_repository(settings.database, settings.db_timeout_s)
+        try:
+            if args.keys_command == "list":
+                for key in repository.list_keys():
+                    state = "revoked" if key.revoked else "active"
+                    print(f"{key.key_id}  {key.role:<9}  {key.created_at:%Y-%m-%d %H:%M}Z  {state}")
+                return 0
+            # the whole key is ql_<id>_<secret>; an id alone has no underscore
+            parts = args.key.split("_", 2)
+            key_id = parts[1] if len(parts) == 3 and parts[0] == PREFIX else args.key
+            before = repository.revoke_key(key_id)
+        finally:
+            repository.close()
+    except StorageError as exc:
+        print(f"qinglang keys: error: {exc}", file=sys.stderr)
+        return 2
+    if before is None:
+        print(f"qinglang keys: error: no key {key_id!r} (see: qinglang keys list)", file=sys.stderr)
+        return 2
+    was = "was already revoked" if before.revoked else "is revoked"
+    print(f"{before.role} key {key_id} {was}; servers refuse it within {settings.key_cache_s:g} s")
     return 0
 
 

@@ -12,10 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx2 as httpx
+import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from servicekit import free_port, serve, wait_for, write_policy
 
-from service.security import Guard
+from service.security import AuthError, Guard
 from service.storage import open_repository
 
 
@@ -41,6 +42,32 @@ def test_keys_create_prints_a_working_key_as_its_last_line(tmp_path: Path) -> No
     stored = repository.get_key(key.split("_")[1])
     assert stored is not None and key not in stored.digest
     repository.close()
+
+
+def test_keys_revoke_stops_a_key_and_keys_list_shows_it(tmp_path: Path) -> None:
+    keys = [
+        qinglang(tmp_path, "keys", "create", "--role", role).stdout.splitlines()[-1]
+        for role in ("publisher", "reviewer")
+    ]
+    key_ids = [k.split("_")[1] for k in keys]
+    revoked = qinglang(tmp_path, "keys", "revoke", keys[0])  # the whole key, or its id
+    assert revoked.returncode == 0, revoked.stderr
+    assert f"publisher key {key_ids[0]} is revoked; servers refuse it within 60 s" in revoked.stdout
+    again = qinglang(tmp_path, "keys", "revoke", key_ids[0])
+    assert again.returncode == 0 and "was already revoked" in again.stdout
+    repository = open_repository(f"sqlite:///{tmp_path / 'cli.db'}", 2.0)
+    guard = Guard(repository, rate=10, burst=10, cache_s=0)
+    with pytest.raises(AuthError, match="revoked"):
+        guard.check(f"Bearer {keys[0]}", ("publisher",))
+    assert guard.check(f"Bearer {keys[1]}", ("reviewer",)).role == "reviewer"
+    repository.close()
+    listed = qinglang(tmp_path, "keys", "list").stdout.splitlines()
+    assert [(line.split()[0], line.split()[1], line.split()[-1]) for line in listed] == [
+        (key_ids[0], "publisher", "revoked"),
+        (key_ids[1], "reviewer", "active"),
+    ]
+    missing = qinglang(tmp_path, "keys", "revoke", "nosuchkey")
+    assert missing.returncode == 2 and "no key 'nosuchkey'" in missing.stderr
 
 
 def test_keys_create_refuses_an_unknown_role(tmp_path: Path) -> None:

@@ -103,6 +103,17 @@ def test_keys_are_stored_and_found_by_id(repository: SqlRepository) -> None:
         False,
     )
     assert repository.get_key("nope") is None
+    assert found.created_at.tzinfo is not None  # SQLite's naive times come back as UTC
+    later = ApiKey(key_id="k2", digest="e" * 64, role="publisher", created_at=datetime.now(UTC))
+    repository.add_key(later)
+    before = repository.revoke_key("k1")
+    assert before is not None and not before.revoked
+    revoked = repository.get_key("k1")
+    assert revoked is not None and revoked.revoked
+    again = repository.revoke_key("k1")
+    assert again is not None and again.revoked
+    assert repository.revoke_key("nope") is None
+    assert [(k.key_id, k.revoked) for k in repository.list_keys()] == [("k1", True), ("k2", False)]
 
 
 def test_an_unreachable_database_raises_storage_error_quickly() -> None:

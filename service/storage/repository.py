@@ -153,6 +153,15 @@ class Repository(Protocol):
 
     def get_key(self, key_id: str) -> ApiKey | None: ...
 
+    def revoke_key(self, key_id: str) -> ApiKey | None:
+        """Mark the key revoked (a second time changes nothing); the key as it was before, None
+        when there is no such key."""
+        ...
+
+    def list_keys(self) -> list[ApiKey]:
+        """Every key, oldest first."""
+        ...
+
     def add_user(self, name: str, digest: str, role: Role) -> None:
         """Store a console user; raises :class:`StorageError` when the name is taken."""
 

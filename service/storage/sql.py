@@ -43,6 +43,7 @@ from service.storage.repository import (
     StorageError,
     StoredRumor,
 )
+from service.storage.review_rows import utc
 from service.storage.review_sql import ReviewSql
 from service.storage.review_steps import append_records
 from service.storage.tables import (
@@ -424,15 +425,22 @@ class SqlRepository(ReviewSql):
     def get_key(self, key_id: str) -> ApiKey | None:
         with self._session() as session:
             row = session.get(StoredKey, key_id)
+            return None if row is None else _key(row)
+
+    def revoke_key(self, key_id: str) -> ApiKey | None:
+        with self._session() as session:
+            row = session.get(StoredKey, key_id, with_for_update=True)
             if row is None:
                 return None
-            return ApiKey(
-                key_id=row.key_id,
-                digest=row.digest,
-                role=cast(Role, row.role),
-                created_at=row.created_at,
-                revoked=row.revoked_at is not None,
-            )
+            before = _key(row)
+            if row.revoked_at is None:
+                row.revoked_at = datetime.now(UTC)
+            return before
+
+    def list_keys(self) -> list[ApiKey]:
+        with self._session() as session:
+            rows = session.scalars(select(StoredKey).order_by(StoredKey.created_at))
+            return [_key(row) for row in rows]
 
     def queue(self) -> list[QueueItem]:
         with self._session() as session:
@@ -476,7 +484,7 @@ class SqlRepository(ReviewSql):
                     notice=row.notice,
                     fingerprint=row.fingerprint,
                     signature=bytes(row.signature),
-                    created_at=row.created_at,
+                    created_at=utc(row.created_at),
                     created_by=row.created_by,
                 )
                 for row in rows
@@ -572,3 +580,13 @@ def _flagged(record: ScoreRecord) -> dict[str, Any]:
         "model_version": record.model_version,
         "policy_version": record.policy_version,
     }
+
+
+def _key(row: StoredKey) -> ApiKey:
+    return ApiKey(
+        key_id=row.key_id,
+        digest=row.digest,
+        role=cast(Role, row.role),
+        created_at=utc(row.created_at),
+        revoked=row.revoked_at is not None,
+    )
