@@ -123,6 +123,7 @@ class Spool:
             if os.fstat(f.fileno()).st_nlink == 0:
                 return 0  # drained and deleted by another process since we opened it
             entries: list[tuple[Pending, bytes]] = []
+            unusable: list[tuple[bytes, Exception]] = []
             for number, raw in enumerate(f, 1):
                 if not raw.strip():
                     continue
@@ -137,7 +138,7 @@ class Spool:
                     entries.append((_pending(entry), raw))
                 except (ValueError, KeyError, TypeError) as exc:
                     # a line this version no longer takes (its checks grew stricter): kept
-                    self._set_aside(path, raw, exc)
+                    unusable.append((raw, exc))
             refused = 0
             for start in range(0, len(entries), CHUNK):
                 chunk = entries[start : start + CHUNK]
@@ -146,6 +147,9 @@ class Spool:
                 except Exception:
                     reachable()  # raises when storage went away: the file stays for next time
                     refused += self._one_by_one(path, chunk, write, reachable)
+            # set aside once the rest is stored: a drain stopped by an outage repeats none
+            for raw, exc in unusable:
+                self._set_aside(path, raw, exc)
             path.unlink()
             _fsync_folder(self.folder)
             return len(entries) - refused
