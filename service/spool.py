@@ -148,8 +148,8 @@ class Spool:
                     reachable()  # raises when storage went away: the file stays for next time
                     refused += self._one_by_one(path, chunk, write, reachable)
             # set aside once the rest is stored: a drain stopped by an outage repeats none
-            for raw, exc in unusable:
-                self._set_aside(path, raw, exc)
+            for raw, problem in unusable:
+                self._set_aside(path, raw, problem)
             path.unlink()
             _fsync_folder(self.folder)
             return len(entries) - refused

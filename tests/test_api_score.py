@@ -273,6 +273,8 @@ def test_the_batch_limit_is_the_setting(tmp_path: Path, pipeline: Pipeline) -> N
         assert len(api.batch(posts).json()["records"]) == 300
         over = api.batch([*posts, {"id": "x", "text": "文"}])
         assert over.status_code == 422 and "the limit is 300" in over.json()["detail"][0]["msg"]
+        document = api.client.get("/openapi.json").json()["components"]["schemas"]
+        assert document["BatchRequest"]["properties"]["posts"]["maxItems"] == 300
     (tmp_path / "small").mkdir()
     with open_api(tmp_path / "small", url, pipeline.classifier, max_batch_posts=5) as api:
         assert api.batch(posts[:6]).status_code == 422

@@ -126,7 +126,17 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(IdempotencyMismatchError, _key_reused)
     app.add_middleware(Edge, metrics=scoring.metrics, max_body_bytes=settings.max_body_bytes)
+    app.openapi = lambda: _with_limits(app, settings)  # type: ignore[method-assign]
     return app
+
+
+def _with_limits(app: FastAPI, settings: Settings) -> dict[str, Any]:
+    """The OpenAPI document with the limits this server was configured with."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        posts = schema["components"]["schemas"]["BatchRequest"]["properties"]["posts"]
+        posts["maxItems"] = settings.max_batch_posts
+    return app.openapi_schema or {}
 
 
 async def keep_snapshot(near: NearDuplicates, path: Path, settings: Settings) -> None:
