@@ -38,11 +38,12 @@ _scorer: Scorer | None = None
 """The worker process's scorer, loaded once by :func:`_load`."""
 
 
-def _load(load: ScorerFactory, settings: Settings, bank: Sequence[StoredRumor]) -> None:
+def _load(
+    load: ScorerFactory, settings: Settings, bank: Sequence[StoredRumor], parent: int
+) -> None:
     global _scorer  # noqa: PLW0603 - one scorer per worker process, by design
-    threading.Thread(
-        target=_exit_without, args=(os.getppid(),), name="parent-watch", daemon=True
-    ).start()
+    # the parent's pid comes from the parent: one that died while this worker started is seen
+    threading.Thread(target=_exit_without, args=(parent,), name="parent-watch", daemon=True).start()
     _scorer = worker_scorer(load, settings, bank)
 
 
@@ -96,7 +97,7 @@ class LocalEngine:
             self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_load,
-            initargs=(self._load, self._settings, self._bank),
+            initargs=(self._load, self._settings, self._bank, os.getpid()),
         )
 
     def segments(
