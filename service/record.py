@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from service.heads import Head, Risk
 
@@ -84,7 +85,12 @@ class Post(BaseModel):
     @field_validator("id", "text", "account_id", "source")
     @classmethod
     def _clean(cls, value: str | None, info: Any) -> str | None:
-        return None if value is None else _check_text(value, info.field_name)
+        if value is None:
+            return None
+        if info.field_name == "id" and not value.strip():
+            # a blank id names no post: every blank post would be one post to idempotency
+            raise PydanticCustomError("blank", "id is blank")
+        return _check_text(value, info.field_name)
 
 
 class Span(BaseModel):

@@ -293,6 +293,7 @@ def test_bad_input_is_a_4xx_with_the_field_and_never_a_500(api: Api) -> None:
         b'{"text": "x"}': ["body", "id"],
         b'{"id": "1", "text": 5}': ["body", "text"],
         b'{"id": [1], "text": "x"}': ["body", "id"],
+        b'{"id": " \\t", "text": "x"}': ["body", "id"],
         b'{"id": "1", "text": "a\\u0000b"}': ["body", "text"],
         b'{"id": "1", "text": "a\\ud800b"}': ["body", "text"],
         b'{"id": "1\\udfff", "text": "x"}': ["body", "id"],

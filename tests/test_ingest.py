@@ -73,6 +73,7 @@ def test_a_byte_order_mark_is_allowed_on_the_first_line_only() -> None:
         (b'{"id": true, "text": "x"}\n', "wrong_type", None, "id: "),
         (b'{"id": 1, "text": "x", "account_id": []}\n', "wrong_type", "1", "account_id: "),
         (b'{"id": "", "text": "x"}\n', "invalid_value", "", "id: String should have at least"),
+        (b'{"id": "  ", "text": "x"}\n', "invalid_value", "  ", "id: id is blank"),
         (b'{"id": "a", "text": "x\\u0000y"}\n', "invalid_text", "a", "NUL character at index 1"),
         (b'{"id": "a", "text": "\\ud83d!"}\n', "invalid_text", "a", "lone surrogate (U+D83D)"),
         (b'{"id": "a", "text": "x", "created_at": "soon"}\n', "bad_created_at", "a", "soon"),
