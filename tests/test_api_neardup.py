@@ -126,6 +126,10 @@ def test_copies_stay_listed_after_the_window_forgets_them(
         half = api.client.get(f"/v1/bank/rumors/{rumor_id}/copies?after_id=c0", headers=reviewer)
         assert half.status_code == 422
         assert half.json()["detail"][0]["loc"] == ["query", "after_time"]
+        nan = api.client.get(
+            f"/v1/bank/rumors/{rumor_id}/copies?after_time=nan&after_id=c0", headers=reviewer
+        )
+        assert nan.status_code == 422 and nan.json()["detail"][0]["loc"] == ["query", "after_time"]
         gone = api.client.delete(f"/v1/bank/rumors/{rumor_id}", headers=reviewer)
         assert gone.status_code == 204
         assert api.services.scoring.repository.rumor_copies(rumor_id) == []

@@ -181,7 +181,8 @@ async def copies(
     _: TrustTeam,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     after_time: Annotated[
-        float | None, Query(description="with after_id: the copies after this one (paging)")
+        float | None,
+        Query(description="with after_id: the copies after this one (paging)", allow_inf_nan=False),
     ] = None,
     after_id: Annotated[
         str | None, Query(description="the last copy's id of the page before")
