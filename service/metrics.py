@@ -73,6 +73,11 @@ class Metrics:
         self.spooled = Counter(
             "qinglang_spooled_records", "Records spooled while storage was down", registry=r
         )
+        self.conflicts = Counter(
+            "qinglang_score_conflicts",
+            "Posts refused because their id was scored before with another text",
+            registry=r,
+        )
         self.evidence_skipped = Counter(
             "qinglang_evidence_skipped_records",
             "Stored records left evidence_pending because the evidence backlog was full",

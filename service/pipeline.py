@@ -34,7 +34,7 @@ from service.neardup import Finding, NearDuplicates
 from service.neardup.fingerprint import Signature
 from service.normalise import WINDOW, Normalised, normalise
 from service.policy import Policy, load_policy
-from service.record import Post, Reason, ScoreRecord, Span
+from service.record import Post, Reason, ScoreRecord, Span, text_digest
 from service.review.items import QueueRequest
 from service.settings import Settings
 from service.storage.repository import StoredRumor
@@ -284,6 +284,7 @@ class Pipeline:
             reasons=reasons,
             cluster=near.cluster,
             confirmed_rumor=near.rumor,
+            text_digest=text_digest(post.text),
             degraded=near.degraded,
             model_version=self.model_version,
             policy_version=self.policy_version,

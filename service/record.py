@@ -6,6 +6,7 @@ as each output line of ``qinglang rescore`` (``../shared/DESIGN.md``, "The score
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -19,6 +20,12 @@ Decision = Literal["pass", "review", "block"]
 MAX_ID_CHARS = 256
 LATEST_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 """The latest ``created_at`` a date can show; later values are an error, not a time."""
+
+
+def text_digest(text: str) -> str:
+    """BLAKE2b-128 of ``text`` as UTF-8, in hex: names the text a record scored (128 bits, so
+    that two texts sent under one id are told apart with certainty in practice)."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
 def _check_text(value: str, field: str) -> str:
@@ -150,6 +157,12 @@ class ScoreRecord(BaseModel):
     cluster: ClusterSummary | None = None
     confirmed_rumor: RumorMatch | None = Field(
         default=None, description="the banked rumour this post is a copy of, flagged or not"
+    )
+    text_digest: str | None = Field(
+        default=None,
+        description="BLAKE2b-128 of the text scored (UTF-8, hex): a post id names one text, "
+        "and the same id sent with another text is refused (records stored before it was "
+        "kept have none)",
     )
     model_version: str
     policy_version: str

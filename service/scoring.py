@@ -1,7 +1,10 @@
 """Scoring on the publish path: idempotency, persistence by policy, degraded mode.
 
 A post id scored again with the same model gets its first record back (from memory, or from
-storage for stored records), is not scored again and is counted, stored and enqueued once.
+storage for stored records), is not scored again and is counted, stored and enqueued once. A
+post id names one text: sent again with another text (an edit, or a producer reusing ids) it
+gets a :class:`TextConflict` instead, since the first record would let the new text through
+unscored.
 Records whose decision the policy lists in ``persist`` are stored, with a review-queue item when
 it lists the decision in ``enqueue``. The answer goes out before the evidence spans of its flagged
 risks are found (one more model call per flagged post): a single low-priority thread adds them
@@ -20,13 +23,14 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from service.batching import MicroBatcher
 from service.metrics import Metrics
 from service.neardup.bank import rumor_copy
 from service.policy import Policy
-from service.record import Post, ScoreRecord
+from service.record import Post, ScoreRecord, text_digest
 from service.review.items import QueueRequest
 from service.spool import Spool
 from service.storage import Pending, Repository, StorageError
@@ -89,6 +93,27 @@ def idle_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), EXPLAIN_NICE)
     except OSError:  # not permitted here: the thread runs at the normal priority
         log.info("could not lower the evidence thread's priority")
+
+
+@dataclass(frozen=True)
+class TextConflict:
+    """The post's id was scored before with another text; its first record stands."""
+
+    id: str
+
+    @property
+    def problem(self) -> str:
+        return (
+            f"post {self.id!r} was scored before with another text: a post id names one text, "
+            "so an edited post needs an id of its own"
+        )
+
+
+def _answer(post: Post, record: ScoreRecord, degraded: bool) -> ScoreRecord | TextConflict:
+    # a record stored before digests were kept has none: it is taken as the post's
+    if record.text_digest not in (None, text_digest(post.text)):
+        return TextConflict(post.id)
+    return record.model_copy(update={"degraded": degraded})
 
 
 class StorageHealth:
@@ -217,8 +242,9 @@ class ScoringService:
     def policy(self) -> Policy:
         return self.scorer.policy
 
-    async def score(self, posts: Sequence[Post]) -> tuple[list[ScoreRecord], bool]:
-        """The records of ``posts`` in order, and whether storage was out of reach (degraded)."""
+    async def score(self, posts: Sequence[Post]) -> tuple[list[ScoreRecord | TextConflict], bool]:
+        """The records of ``posts`` in order (a :class:`TextConflict` in place of a post whose
+        id has a record of another text), and whether storage was out of reach (degraded)."""
         version = self.model_version
         found: dict[str, ScoreRecord] = {}
         for post in posts:
@@ -253,7 +279,9 @@ class ScoringService:
         degraded = degraded or spooled or self.health.problem is not None
         # a record is degraded on its own when the shared near-duplicate index did not answer
         degraded = degraded or any(r.degraded for r in found.values())
-        return [found[p.id].model_copy(update={"degraded": degraded}) for p in posts], degraded
+        answers = [_answer(p, found[p.id], degraded) for p in posts]
+        self.metrics.conflicts.inc(sum(isinstance(a, TextConflict) for a in answers))
+        return answers, degraded
 
     def _explain_later(self, posts: dict[str, Post], records: list[ScoreRecord]) -> None:
         """Find the evidence of stored ``records`` in the background, then store it."""

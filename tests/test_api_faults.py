@@ -145,10 +145,11 @@ def test_a_server_killed_between_spool_and_write_loses_and_duplicates_nothing(
                 **response.json(),
                 "degraded": False,
             }
-        assert client.post("/v1/score", json={"id": "k2", "text": "别的"}).json() == {
+        assert client.post("/v1/score", json={"id": "k2", "text": RUMOR}).json() == {
             **spooled[2].json(),
             "degraded": False,
         }
+        assert client.post("/v1/score", json={"id": "k2", "text": "别的"}).status_code == 409
     finally:
         server.kill()
         server.wait()

@@ -13,7 +13,7 @@ from servicekit import Api, open_api, wait_for, write_policy
 
 from service.classify import Classifier, Probabilities
 from service.pipeline import NO_EVIDENCE, Pipeline
-from service.record import ScoreRecord
+from service.record import ScoreRecord, text_digest
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
 PLAIN = "周末和家人去公园散步，天气很好，拍了几张荷花的照片。"
@@ -38,13 +38,12 @@ def test_the_same_post_id_again_returns_the_first_record_and_is_counted_once(
     with open_api(tmp_path, database_url, pipeline.classifier) as api:
         first = api.score({"id": "p1", "text": RUMOR}).json()
         again = api.score({"id": "p1", "text": RUMOR}).json()
-        changed = api.score({"id": "p1", "text": PLAIN}).json()
-        in_batch = api.batch([{"id": "p1", "text": PLAIN}]).json()["records"][0]
+        in_batch = api.batch([{"id": "p1", "text": RUMOR}]).json()["records"][0]
         # the evidence spans may arrive between the answers: everything else is the first record
         assert {
-            json.dumps(without_evidence(r), sort_keys=True)
-            for r in (first, again, changed, in_batch)
+            json.dumps(without_evidence(r), sort_keys=True) for r in (first, again, in_batch)
         } == {json.dumps(without_evidence(first), sort_keys=True)}
+        assert first["text_digest"] == text_digest(RUMOR)
         api.settle()
         explained = api.score({"id": "p1", "text": RUMOR}).json()
         assert without_evidence(explained) == without_evidence(first)
@@ -181,11 +180,47 @@ def test_a_new_process_finds_the_stored_record_instead_of_scoring_again(
         first = api.score({"id": "p1", "text": RUMOR}).json()
         api.settle()
     with open_api(tmp_path, database_url, pipeline.classifier) as restarted:
-        found = restarted.score({"id": "p1", "text": PLAIN}).json()
+        found = restarted.score({"id": "p1", "text": RUMOR}).json()
         # the first process stored the evidence
         assert without_evidence(found) == without_evidence(first)
         assert not found["evidence_pending"]
+        # the stored record names its text, so an edit is refused after a restart too
+        assert restarted.score({"id": "p1", "text": PLAIN}).status_code == 409
         assert len(restarted.services.scoring.repository.queue()) == 1
+
+
+def test_the_same_id_with_another_text_is_refused_and_the_first_record_stands(
+    tmp_path: Path, database_url: str, pipeline: Pipeline
+) -> None:
+    with open_api(tmp_path, database_url, pipeline.classifier) as api:
+        first = api.score({"id": "p1", "text": RUMOR}).json()
+        edited = api.score({"id": "p1", "text": RUMOR + "（已更正）"})
+        assert edited.status_code == 409
+        assert "'p1' was scored before with another text" in edited.json()["detail"]
+        # in a batch: an error in place, whether the first text came earlier or in this batch
+        records = api.batch(
+            [
+                {"id": "p1", "text": PLAIN},
+                {"id": "p2", "text": PLAIN},
+                {"id": "p2", "text": RUMOR},
+                {"id": "p1", "text": RUMOR},
+            ]
+        ).json()["records"]
+        assert [(r["index"], r["status"], r["id"]) for r in records if "status" in r] == [
+            (0, 409, "p1"),
+            (2, 409, "p2"),
+        ]
+        assert records[1]["text_digest"] == text_digest(PLAIN)
+        assert records[3]["text_digest"] == first["text_digest"] == text_digest(RUMOR)
+        api.settle()
+        repository = api.services.scoring.repository
+        # one record and one item for p1, of its first text
+        assert [q.post_id for q in repository.queue()].count("p1") == 1
+        assert repository.find_records(["p1"], first["model_version"])["p1"].text_digest == (
+            text_digest(RUMOR)
+        )
+        metrics = api.client.get("/metrics").text
+        assert "qinglang_score_conflicts_total 3.0" in metrics
 
 
 def test_a_changed_model_scores_again_into_a_new_versioned_record(
@@ -243,12 +278,13 @@ def test_a_batch_answers_in_input_order_with_errors_in_place(api: Api) -> None:
     body = response.json()
     records = body["records"]
     assert [r.get("id") for r in records] == ["b0", "b1", None, "b3", "b4", "b0", "b6"]
-    assert records[0] == records[5] and "scores" in records[6]
+    assert "scores" in records[0] and "scores" in records[6]
     assert [(r["index"], r["status"]) for r in records if "status" in r] == [
         (1, 422),
         (2, 422),
         (3, 413),
         (4, 422),
+        (5, 409),
     ]
     assert records[1]["errors"][0]["loc"] == ["text"]
     assert "10000" in records[3]["errors"][0]["msg"]
@@ -327,4 +363,4 @@ def test_bad_input_is_a_4xx_with_the_field_and_never_a_500(api: Api) -> None:
     assert status == 413 and "10001 characters" in detail["detail"]  # type: ignore[index]
     status, detail = post(b'{"id": "1", "text": "' + b"a" * (2 * 1024 * 1024) + b'"}')
     assert status == 413 and "limit" in detail["detail"]  # type: ignore[index]
-    assert post(json.dumps({"id": "1", "text": "长" * 10_000}).encode())[0] == 200
+    assert post(json.dumps({"id": "long", "text": "长" * 10_000}).encode())[0] == 200

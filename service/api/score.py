@@ -12,10 +12,16 @@ from service.api.routes import JsonRoute, invalid
 from service.api.schemas import BatchRequest, BatchResponse, ItemError, ItemProblem, Problem
 from service.api.state import Found
 from service.record import Post, ScoreRecord
+from service.scoring import TextConflict
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing, malformed or unknown API key"},
     403: {"model": Problem, "description": "the key's role may not score"},
+    409: {
+        "model": Problem,
+        "description": "the post id was scored before with another text (an edited post "
+        "needs an id of its own)",
+    },
     413: {"model": Problem, "description": "a text or the body is over the limit"},
     429: {"model": Problem, "description": "rate limit; see Retry-After"},
     503: {
@@ -43,13 +49,16 @@ async def score(post: Post, found: Found) -> ScoreRecord:
     if problem:
         raise HTTPException(413, problem)
     records, _ = await found.scoring.score([post])
+    if isinstance(records[0], TextConflict):
+        raise HTTPException(409, records[0].problem)
     return records[0]
 
 
 @router.post("/score/batch", dependencies=[Depends(publisher)])
 async def score_batch(body: BatchRequest, found: Found) -> BatchResponse:
     """Score up to ``max_batch_posts`` posts (256 unless configured); records come back in input
-    order, and a post that cannot be scored gets an error entry in its place."""
+    order, and a post that cannot be scored gets an error entry in its place (422 invalid, 413
+    too long, 409 its id scored before with another text)."""
     limit = found.settings.max_batch_posts
     if len(body.posts) > limit:
         raise invalid(
@@ -58,9 +67,14 @@ async def score_batch(body: BatchRequest, found: Found) -> BatchResponse:
     checked = [_check(i, item, found.settings.max_text_chars) for i, item in enumerate(body.posts)]
     records, degraded = await found.scoring.score([c for c in checked if isinstance(c, Post)])
     scored = iter(records)
-    return BatchResponse(
-        records=[next(scored) if isinstance(c, Post) else c for c in checked], degraded=degraded
-    )
+    answers: list[ScoreRecord | ItemError] = []
+    for index, item in enumerate(checked):
+        answer = next(scored) if isinstance(item, Post) else item
+        if isinstance(answer, TextConflict):
+            problem = ItemProblem(loc=["id"], msg=answer.problem, type="conflict")
+            answer = ItemError(index=index, id=answer.id, status=409, errors=[problem])
+        answers.append(answer)
+    return BatchResponse(records=answers, degraded=degraded)
 
 
 def _check(index: int, item: object, limit: int) -> Post | ItemError:
