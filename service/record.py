@@ -94,9 +94,10 @@ class Post(BaseModel):
     def _clean(cls, value: str | None, info: Any) -> str | None:
         if value is None:
             return None
-        if info.field_name == "id" and not value.strip():
-            # a blank id names no post: every blank post would be one post to idempotency
-            raise PydanticCustomError("blank", "id is blank")
+        if info.field_name in ("id", "account_id") and not value.strip():
+            # a blank id names nothing: every blank post would be one post to idempotency, every
+            # blank account one account to credit and coordination (no account is null)
+            raise PydanticCustomError("blank", f"{info.field_name} is blank")
         return _check_text(value, info.field_name)
 
 

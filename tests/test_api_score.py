@@ -339,6 +339,7 @@ def test_bad_input_is_a_4xx_with_the_field_and_never_a_500(api: Api) -> None:
         b'{"id": "1", "text": "x", "created_at": "inf"}': ["body", "created_at"],
         b'{"id": "1", "text": "x", "created_at": 1733400000000}': ["body", "created_at"],
         b'{"id": "1", "text": "x", "account_id": "' + b"A" * 257 + b'"}': ["body", "account_id"],
+        b'{"id": "1", "text": "x", "account_id": " "}': ["body", "account_id"],
         b'["not", "an", "object"]': ["body"],
     }
     for body, loc in cases.items():

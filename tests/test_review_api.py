@@ -166,6 +166,41 @@ def test_hostile_text_is_stored_and_returned_exactly(api: Api, field: str) -> No
     assert nul.status_code == 422 and "NUL" in nul.text
 
 
+def test_blank_names_and_loosely_typed_numbers_are_refused_at_their_field(api: Api) -> None:
+    item = flagged_item(api, "p1")
+    cases = [
+        ("post", "/v1/reports", {"post_id": " ", "category": "rumor"}, ["body", "post_id"]),
+        ("post", "/v1/reports", {"account_id": "", "category": "rumor"}, ["body", "account_id"]),
+        (
+            "post",
+            "/v1/appeals",
+            {"account_id": "u", "item_id": item["id"], "reason": " \n"},
+            ["body", "reason"],
+        ),
+        (
+            "post",
+            "/v1/appeals",
+            {"account_id": "u", "item_id": True, "reason": "误判"},
+            ["body", "item_id"],
+        ),
+        (
+            "post",
+            "/v1/appeals",
+            {"account_id": "u", "item_id": str(item["id"]), "reason": "误判"},
+            ["body", "item_id"],
+        ),
+        ("put", "/v1/accounts/%20", {"followers": 1}, ["path", "account_id"]),
+        ("put", "/v1/accounts/acc1", {"followers": "12"}, ["body", "followers"]),
+        ("put", "/v1/accounts/acc1", {"name": "  "}, ["body", "name"]),
+        ("post", "/v1/registrations/check", {"name": "\t", "subject_id": "s"}, ["body", "name"]),
+    ]
+    for method, url, body, loc in cases:
+        answer = api.client.request(method, url, json=body, headers=api.headers())
+        assert answer.status_code == 422, (url, body, answer.text)
+        assert answer.json()["detail"][0]["loc"] == loc, (url, body)
+    assert api.client.get("/v1/accounts/acc1", headers=api.headers()).status_code == 404
+
+
 def test_registration_check_and_account_profiles(api: Api) -> None:
     name = "<i>清朗'日报</i>\u200b"
     put = api.client.put(

@@ -11,10 +11,12 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     Field,
+    Strict,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import require
@@ -58,11 +60,30 @@ def _clean(value: str | None) -> str | None:
     return None if value is None else _check_text(value, "text")
 
 
+def _not_blank(value: str) -> str:
+    # a blank id would name one shared account or post; a blank reason or name says nothing
+    if not value.strip():
+        raise PydanticCustomError("blank", "is blank")
+    return value
+
+
 Text = Annotated[str, Field(max_length=MAX_FREE_TEXT), AfterValidator(_clean)]
-Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(_clean)]
-RowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
+Statement = Annotated[Text, AfterValidator(_not_blank)]
+Id = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ID_CHARS),
+    AfterValidator(_clean),
+    AfterValidator(_not_blank),
+]
+# Strict: JSON true or "12" is not a row id or a count
+RowId = Annotated[int, Strict(), Field(ge=1, le=MAX_ROW_ID)]
 ItemId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
-AccountId = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS), AfterValidator(_clean)]
+AccountId = Annotated[
+    str,
+    Path(min_length=1, max_length=MAX_ID_CHARS),
+    AfterValidator(_clean),
+    AfterValidator(_not_blank),
+]
 Basis = Annotated[str, Field(pattern=r"^art\d+(\.\d+)*$", examples=["art18.6"])]
 
 
@@ -98,7 +119,7 @@ class ReportRequest(BaseModel):
 class AppealRequest(BaseModel):
     account_id: Id
     item_id: RowId
-    reason: Text
+    reason: Statement
 
 
 class AppealDecisionRequest(BaseModel):
@@ -107,16 +128,16 @@ class AppealDecisionRequest(BaseModel):
 
 
 class RegistrationRequest(BaseModel):
-    name: Text = Field(min_length=1)
+    name: Statement
     subject_id: Id = Field(description="the subject's identifier; only its hash is compared")
 
 
 class AccountProfile(BaseModel):
     """The fields given are set; those left out keep their stored values."""
 
-    name: Text | None = Field(default=None, description="null clears it")
+    name: Statement | None = Field(default=None, description="null clears it")
     subject_id: Id | None = Field(default=None, description="stored hashed; never cleared")
-    followers: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    followers: Annotated[int, Strict()] | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
 def _cursor(given: str | None) -> tuple[float, int] | None:
