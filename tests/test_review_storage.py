@@ -152,6 +152,13 @@ def test_dismissals_and_escalations(repo: SqlRepository, policy: Policy) -> None
     escalated = repo.decide(policy, item, "r1", "escalate", None, None)
     assert escalated.status == "escalated" and escalated.credits == []
     assert [i.id for i in repo.list_items(policy, status="escalated").items] == [item]
+    # an escalation asks for a second reviewer: not escalated again, not held or decided by r1
+    with pytest.raises(ConflictError, match="escalated already"):
+        repo.decide(policy, item, "r2", "escalate", None, None)
+    with pytest.raises(ForbiddenError, match="other than the one who escalated"):
+        repo.claim(policy, item, "r1")
+    with pytest.raises(ForbiddenError, match="other than the one who escalated"):
+        repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6")
     dismissed = repo.decide(policy, item, "r2", "dismiss", "rumor", None)
     assert dismissed.status == "dismissed"
     with pytest.raises(NotFoundError):

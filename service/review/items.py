@@ -89,13 +89,30 @@ def priority(rules: ReviewRules, stored_urgency: float, now: datetime) -> float:
 
 
 def check_claim(
-    status: str, assignee: str | None, lease_until: datetime | None, reviewer: str, now: datetime
+    status: str,
+    assignee: str | None,
+    lease_until: datetime | None,
+    reviewer: str,
+    now: datetime,
+    escalated_by: str | None = None,
 ) -> None:
-    """Raise :class:`ConflictError` unless ``reviewer`` may claim the item now."""
+    """Raise :class:`ConflictError` unless ``reviewer`` may claim the item now, and
+    :class:`ForbiddenError` when ``reviewer`` escalated it: an escalation asks for a second
+    pair of eyes, so the reviewer who escalated an item neither holds nor decides it."""
     if status in FINAL:
         raise ConflictError(f"the item is decided already ({status})")
+    if status == "escalated" and escalated_by == reviewer:
+        raise ForbiddenError(
+            "an escalated item goes to a reviewer other than the one who escalated it"
+        )
     if assignee not in (None, reviewer) and lease_until is not None and lease_until > now:
         raise ConflictError(f"the item is claimed by another reviewer until {lease_until}")
+
+
+def check_action(status: str, action: Action) -> None:
+    """Raise :class:`ConflictError` for an escalation of an item escalated already."""
+    if status == "escalated" and action == "escalate":
+        raise ConflictError("the item is escalated already")
 
 
 def report_deadline(rules: ReviewRules, enqueued_at: datetime, reports: int) -> datetime | None:

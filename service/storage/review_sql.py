@@ -35,7 +35,6 @@ from service.storage.review_rows import (
     account_view,
     appeal_view,
     item_view,
-    maybe_utc,
     report_view,
     utc,
 )
@@ -46,9 +45,9 @@ from service.storage.review_steps import (
     active_now,
     append_records,
     final_decision,
+    held_item,
     item_to_join,
     locked_account,
-    locked_item,
     lost_race,
     new_item,
     post_owner,
@@ -196,10 +195,7 @@ class ReviewSql:
     ) -> views.Lease:
         """Keep the item to ``reviewer`` for the policy's lease (again, to renew it)."""
         with self._write(policy, now) as tx:
-            item = locked_item(tx, item_id)
-            items.check_claim(
-                item.status, item.assignee, maybe_utc(item.lease_until), reviewer, tx.now
-            )
+            item = held_item(tx, item_id, reviewer)
             item.assignee = reviewer
             item.lease_until = items.lease_end(policy.review, tx.now)
             return views.Lease(item_id=item.id, assignee=reviewer, lease_until=item.lease_until)
@@ -221,10 +217,8 @@ class ReviewSql:
         credit change and dispositions, all in one transaction."""
 
         def run(tx: Tx) -> views.Decision:
-            item = locked_item(tx, item_id)
-            items.check_claim(
-                item.status, item.assignee, maybe_utc(item.lease_until), reviewer, tx.now
-            )
+            item = held_item(tx, item_id, reviewer)
+            items.check_action(item.status, action)
             status = items.OUTCOME[action]
             item.status = status
             item.assignee = item.lease_until = None

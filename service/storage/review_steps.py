@@ -17,7 +17,7 @@ from service.policy import Policy
 from service.review import chain, credit, dispositions, items, views
 from service.review.items import Category, ConflictError, NotFoundError
 from service.storage.repository import StorageError
-from service.storage.review_rows import change_view, disposition_view, utc
+from service.storage.review_rows import change_view, disposition_view, maybe_utc, utc
 from service.storage.tables import (
     AuditHead,
     AuditRecord,
@@ -86,6 +86,23 @@ def locked_item(tx: Tx, item_id: int) -> ReviewItem:
     item = tx.session.scalar(select(ReviewItem).where(ReviewItem.id == item_id).with_for_update())
     if item is None:
         raise NotFoundError(f"no review item {item_id}")
+    return item
+
+
+def held_item(tx: Tx, item_id: int, reviewer: str) -> ReviewItem:
+    """The item, locked, when ``reviewer`` may hold it now (:func:`items.check_claim`)."""
+    item = locked_item(tx, item_id)
+    escalated_by = None
+    if item.status == "escalated":
+        escalated_by = tx.session.scalar(
+            select(ReviewDecision.reviewer)
+            .where(ReviewDecision.item_id == item.id, ReviewDecision.action == "escalate")
+            .order_by(ReviewDecision.id.desc())
+            .limit(1)
+        )
+    items.check_claim(
+        item.status, item.assignee, maybe_utc(item.lease_until), reviewer, tx.now, escalated_by
+    )
     return item
 
 
