@@ -42,6 +42,11 @@ def test_bank_add_match_copies_notice_and_delete(service: Api) -> None:
     added = service.client.post("/v1/bank/rumors", json=body, headers=reviewer)
     assert added.status_code == 201
     rumor = added.json()
+    # the same rumour again, or a near-copy of it, is the entry there already
+    for again in (body, {"text": copy(4), "notice": "另一份辟谣"}):
+        twice = service.client.post("/v1/bank/rumors", json=again, headers=reviewer)
+        assert twice.status_code == 409, twice.text
+        assert f"already: {rumor['id']}" in twice.json()["detail"]
     now = time.time()
     scored = service.score({"id": "c1", "text": copy(1), "account_id": "a1", "created_at": now})
     reason = next(r for r in scored.json()["reasons"] if r["code"] == "art18.6.false_information")

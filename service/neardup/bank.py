@@ -20,7 +20,7 @@ import numpy as np
 from service.neardup.fingerprint import Fingerprinter, Signature, similarity
 from service.neardup.index import new_lsh
 from service.record import ScoreRecord
-from service.review.items import NotFoundError
+from service.review.items import ConflictError, NotFoundError
 from service.storage.repository import Repository, RumorCopy, StoredRumor
 
 if TYPE_CHECKING:
@@ -109,12 +109,21 @@ def bank_rumor(
 ) -> StoredRumor:
     """Store a confirmed rumour (its text, or a post of the live window) and reload this
     process's bank; raises :class:`NotFoundError` for a post not in the window,
-    :class:`UnmatchableError` for a text too short to match, ``StorageError``."""
+    :class:`UnmatchableError` for a text too short to match, :class:`ConflictError` for a
+    rumour the bank matches already (a second entry would split its copies between two
+    listings), ``StorageError``."""
     signature = near.signature_of(text, post_id)
     if signature is None and post_id is not None:
         raise NotFoundError(f"post {post_id!r} is not in the live window: give the rumour's text")
     if signature is None:
         raise UnmatchableError("the text is boilerplate or too short to match anything")
+    near.sync_bank(repository.rumors())  # entries other processes added count too
+    banked = near.banked(signature)
+    if banked is not None:
+        raise ConflictError(
+            f"the bank has this rumour already: {banked.rumor.rumor_id} "
+            f"(similarity {banked.similarity:.2f})"
+        )
     stored = StoredRumor(
         rumor_id=secrets.token_hex(8),
         text=text,

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from service.heads import Risk
-from service.neardup.bank import RumorBank, to_signature
+from service.neardup.bank import BankMatch, RumorBank, to_signature
 from service.neardup.cluster import ACCOUNT_WINDOW_S, Cluster, ClusterBook, Member
 from service.neardup.fingerprint import Fingerprinter, Signature, canonical
 from service.neardup.index import INDEX_FORMAT, Entry, Keys, Match, WindowIndex
@@ -395,6 +395,11 @@ class NearDuplicates:
             if {r.rumor_id for r in rumors} == self.bank.ids():
                 return []
             return self.bank.load(rumors)
+
+    def banked(self, signature: Signature) -> BankMatch | None:
+        """The entry of this process's bank that ``signature`` matches, if any."""
+        with self.lock:
+            return self.bank.match(signature)
 
     def copies(self, rumor: StoredRumor) -> list[Match]:
         """Every live near-copy of a banked rumour, earliest first."""
