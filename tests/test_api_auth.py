@@ -21,6 +21,25 @@ def test_missing_and_unknown_keys_are_401_with_a_bearer_challenge(api: Api) -> N
     assert api.client.post("/v1/score/batch", json={"posts": []}).status_code == 401
 
 
+def test_the_key_is_checked_before_the_body_is_read(api: Api) -> None:
+    # a caller without a valid key learns nothing from the body's 422
+    json = {"Content-Type": "application/json"}
+    reviewer = {**json, **api.headers(api.new_key("reviewer"))}
+    for url, body in [
+        ("/v1/score", b'{"id": "1", "text": '),
+        ("/v1/score", b'{"text": 5}'),
+        ("/v1/score/batch", b"\xff"),
+        ("/v1/reports", b'{"category": "nonsense"}'),
+    ]:
+        assert api.client.post(url, content=body, headers=json).status_code == 401, url
+        if url.startswith("/v1/score"):
+            assert api.client.post(url, content=body, headers=reviewer).status_code == 403, url
+    nobody = api.client.put("/v1/accounts/a1", content=b"{", headers=json)
+    assert nobody.status_code == 401
+    valid = api.client.post("/v1/score", content=b'{"text": 5}', headers={**json, **api.headers()})
+    assert valid.status_code == 422
+
+
 def test_a_reviewer_key_may_not_score_and_an_admin_key_may(api: Api) -> None:
     reviewer = api.new_key("reviewer")
     assert api.score(POST, key=reviewer).status_code == 403

@@ -9,6 +9,8 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
+from service.api.auth import authenticate, required_roles
+
 NOT_UTF8 = "the body is not UTF-8, so it is not JSON"
 
 
@@ -29,14 +31,19 @@ def json_type(content_type: str | None) -> bool:
 
 
 class JsonRoute(APIRoute):
-    """Answers a body that is not UTF-8 with a 422 like any other malformed JSON, where FastAPI
-    would answer an undocumented 400, and a body of another content type with a 422 that names
-    it, where FastAPI would say only that the body is not an object."""
+    """Checks the caller's key before the body (FastAPI reads the body first, so a caller
+    without a key got a malformed body's 422 before its 401). Answers a body that is not UTF-8
+    with a 422 like any other malformed JSON, where FastAPI would answer an undocumented 400,
+    and a body of another content type with a 422 that names it, where FastAPI would say only
+    that the body is not an object."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        roles = required_roles(self.dependant)
 
         async def handle(request: Request) -> Response:
+            for allowed in roles:
+                await authenticate(request, allowed)
             body = await request.body()
             content_type = request.headers.get("content-type")
             if body and not json_type(content_type):
