@@ -35,6 +35,24 @@ def test_accounts_spread_beyond_t_or_one_account_repeating_are_no_batch() -> Non
     assert b.flagged(10) == []
 
 
+def test_posts_arriving_newest_first_are_judged_by_their_times() -> None:
+    # five accounts an hour apart, sent newest first: no five of them within T
+    b = book()
+    cluster = b.add(Member("p4", "a4", 4 * 60 * MIN), None)
+    for i in (3, 2, 1, 0):
+        b.add(Member(f"p{i}", f"a{i}", i * 60 * MIN), cluster.id)
+    assert cluster.batch_at is None and len(cluster.recent) == 1
+    # four within minutes, then a copy dated two days earlier: it does not complete the batch
+    late = book()
+    burst = late.add(Member("b0", "a0", 3000 * MIN), None)
+    for i in range(1, 4):
+        late.add(Member(f"b{i}", f"a{i}", (3000 + 2 * i) * MIN), burst.id)
+    late.add(Member("old", "a9", 120 * MIN), burst.id)
+    assert burst.batch_at is None and "a9" not in burst.recent
+    late.add(Member("b4", "a4", 3007 * MIN), burst.id)
+    assert burst.batch_at == 3007 * MIN
+
+
 def test_the_earliest_post_is_the_source_even_when_it_arrives_late() -> None:
     b = book()
     cluster = b.add(Member("second", "a1", 100.0), None)

@@ -50,7 +50,7 @@ class Cluster:
     accounts: set[str] = field(default_factory=set)
     accounts_over: int = 0
     """Distinct accounts past ``max_accounts`` that were counted but not kept."""
-    recent: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    recent: dict[str, float] = field(default_factory=dict)
     """Account to its newest post time, for the accounts within ``T`` of the newest post."""
     batch_at: float | None = None
     """When the cluster became a coordinated batch; None while it is not one."""
@@ -153,12 +153,15 @@ class ClusterBook:
     def _note_recent(self, cluster: Cluster, account: str, at: float) -> None:
         recent = cluster.recent
         recent[account] = max(at, recent.get(account, at))
-        recent.move_to_end(account)
-        # oldest first (each account moves to the end when it posts): prune from the front
-        while recent and next(iter(recent.values())) < cluster.last_at - self.t:
-            recent.popitem(last=False)
-        while len(recent) > max(4 * self.k, 64):
-            recent.popitem(last=False)
+        # by time, not by arrival: a post that arrives late (a re-score out of order, a slow
+        # producer) is as old as its time says, and must not keep or complete a batch
+        horizon = cluster.last_at - self.t
+        for stale in [a for a, t in recent.items() if t < horizon]:
+            del recent[stale]
+        over = len(recent) - max(4 * self.k, 64)
+        if over > 0:
+            for oldest in sorted(recent, key=recent.__getitem__)[:over]:
+                del recent[oldest]
 
     def account_batches(self, account: str | None, now: float) -> int:
         """Flagged clusters ``account`` posted in during the week before ``now``."""

@@ -23,7 +23,6 @@ atomically, so that two processes adding to one cluster cannot lose a count.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -347,7 +346,7 @@ class RedisStore:
             members=[member(m) for m in members],
             accounts={_text(a) for a in accounts},
             accounts_over=int(h["over"]),
-            recent=OrderedDict((_text(a), float(t)) for a, t in recent),
+            recent={_text(a): float(t) for a, t in recent},
             batch_at=float(h["batch_at"]) if "batch_at" in h else None,
             batch_accounts=batch.split("\0") if batch else [],
         )
