@@ -264,7 +264,8 @@ async def appeals(who: Signed) -> HTMLResponse:
 async def file_appeal(who: Signed, fields: Form) -> Response:
     """An appeal that reached the trust team by another channel, filed on the holder's behalf."""
     try:
-        body = AppealRequest.model_validate(
+        # form fields are strings: the item's number is read from its text, as in a query
+        body = AppealRequest.model_validate_strings(
             {k: fields.get(k, "") for k in ("account_id", "item_id", "reason")}
         )
         await who.call(
