@@ -58,6 +58,15 @@ def test_deductions_by_category_severity_and_repetition(policy: Policy) -> None:
     assert credit.deduction(rules, 100, "incitement", "review", 0) != first
     # never below the floor
     assert credit.deduction(rules, rules.floor + 3, "rumor", "block", 5) == -3
+    # half a point rounds up, whatever the parity (22.5 -> 23, 37.5 -> 38)
+    half = rules.model_copy(
+        update={
+            "deductions": {**rules.deductions, "incitement": 15, "rumor": 25},
+            "severity": {**rules.severity, "block": 1.5},
+        }
+    )
+    assert credit.deduction(half, 100, "incitement", "block", 0) == -23
+    assert credit.deduction(half, 100, "rumor", "block", 0) == -38
 
 
 def test_levels_and_restoration(policy: Policy) -> None:

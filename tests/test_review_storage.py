@@ -287,6 +287,53 @@ def test_an_upheld_appeal_reverses_credit_and_lifts_dispositions_by_new_events(
     assert verify(repo) == []
 
 
+def test_a_reversal_stops_at_the_initial_credit_and_keeps_what_other_violations_call_for(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    rules = policy.credit
+    first = flag(repo, "p1", "acc1", "block")
+    deducted = repo.decide(policy, first, "r1", "confirm", "rumor", "art18.6", now=T0)
+    appeal = repo.file_appeal(
+        policy, account_id="acc1", item_id=first, reason="误判", filed_by="k1", now=T0 + HOUR
+    )
+    # clean periods give points back while the appeal waits
+    waited = T0 + timedelta(days=2 * rules.restore_every_days + 1)
+    repo.restore_credit(policy, now=waited)
+    restored = repo.get_account("acc1", now=waited).credit
+    assert restored > rules.initial + deducted.credits[0].delta
+    upheld = repo.decide_appeal(policy, appeal.id, "r2", "uphold", None, now=waited)
+    (change,) = [c for c in upheld.reversed if isinstance(c, views.CreditChange)]
+    assert change.delta == rules.initial - restored
+    assert repo.get_account("acc1", now=waited).credit == rules.initial
+
+    # two standing violations: upholding the appeal on the one that applied the warning keeps
+    # the warning, now resting on the other
+    warned = flag(repo, "q1", "acc2", "block")
+    repo.decide(policy, warned, "r1", "confirm", "rumor", "art18.6", now=T0)
+    other = flag(repo, "q2", "acc2", "block")
+    repo.decide(policy, other, "r1", "confirm", "rumor", "art18.6", now=T0 + HOUR)
+    (warning,) = [
+        d for d in repo.get_account("acc2", now=T0 + HOUR).dispositions if d.kind == "warning"
+    ]
+    assert warning.item_id == warned
+    appeal = repo.file_appeal(
+        policy, account_id="acc2", item_id=warned, reason="误判", filed_by="k1", now=T0 + HOUR
+    )
+    repo.decide_appeal(policy, appeal.id, "r2", "uphold", None, now=T0 + 2 * HOUR)
+    (kept,) = [
+        d for d in repo.get_account("acc2", now=T0 + 2 * HOUR).dispositions if d.kind == "warning"
+    ]
+    assert (kept.item_id, kept.ends_at) == (other, warning.ends_at)
+    # upholding the other appeal too leaves nothing standing
+    appeal = repo.file_appeal(
+        policy, account_id="acc2", item_id=other, reason="误判", filed_by="k1", now=T0 + 3 * HOUR
+    )
+    repo.decide_appeal(policy, appeal.id, "r2", "uphold", None, now=T0 + 4 * HOUR)
+    account = repo.get_account("acc2", now=T0 + 4 * HOUR)
+    assert account.dispositions == [] and account.credit == rules.initial
+    assert verify(repo) == []
+
+
 def test_appeals_out_of_window_overdue_and_bad_targets(repo: SqlRepository, policy: Policy) -> None:
     item = flag(repo, "p1", "acc1")
     other = flag(repo, "p2", "acc1")

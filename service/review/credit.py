@@ -4,6 +4,7 @@ credit is always ``initial`` plus the sum of its entries (:func:`replay`)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -27,7 +28,8 @@ def deduction(
     ``earlier`` confirmed violations in the window; it never takes credit below the floor."""
     points = rules.deductions[category] * rules.severity.get(severity, 1.0)
     points *= 1 + rules.repeat_factor * earlier
-    return clamp(rules, credit - round(points)) - credit
+    # half a point up, as a reader of the policy rounds (round() would take 22.5 to 22)
+    return clamp(rules, credit - math.floor(points + 0.5)) - credit
 
 
 def restoration(

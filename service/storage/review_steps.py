@@ -3,11 +3,12 @@ changes, dispositions, reversals, new items, and appending the chained records."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -176,10 +177,14 @@ def restore(tx: Tx, account: StoredAccount) -> views.CreditChange | None:
     return change_credit(tx, account, delta, "restore")
 
 
-def violations_since(tx: Tx, account_id: str, since: datetime) -> int:
-    reversed_items = select(CreditEntry.item_id).where(
+def reversed_items(account_id: str) -> Select[int | None]:
+    """The items whose violation of ``account_id`` an upheld appeal reversed."""
+    return select(CreditEntry.item_id).where(
         CreditEntry.account_id == account_id, CreditEntry.reason == "reversal"
     )
+
+
+def violations_since(tx: Tx, account_id: str, since: datetime) -> int:
     count = tx.session.scalar(
         select(func.count())
         .select_from(CreditEntry)
@@ -187,7 +192,7 @@ def violations_since(tx: Tx, account_id: str, since: datetime) -> int:
             CreditEntry.account_id == account_id,
             CreditEntry.reason == "violation",
             CreditEntry.at >= since,
-            CreditEntry.item_id.not_in(reversed_items),
+            CreditEntry.item_id.not_in(reversed_items(account_id)),
         )
     )
     return int(count or 0)
@@ -212,35 +217,55 @@ def violation(
     delta = credit.deduction(rules, account.credit, category, item.severity, earlier)
     change = change_credit(tx, account, delta, "violation", category=category, item_id=item.id)
     account.clean_since = tx.now
-    active = set(
+    active = active_kinds(tx, account.account_id)
+    steps = dispositions.due(tx.policy.dispositions, account.level, earlier + 1, active)
+    applied = [
+        apply_disposition(
+            tx, account_id, s.kind, s.basis, item.id, dispositions.ends_at(s, tx.now), reviewer
+        )
+        for s in steps
+    ]
+    return change, applied
+
+
+def active_kinds(tx: Tx, account_id: str) -> set[str]:
+    return set(
         tx.session.scalars(
             select(StoredDisposition.kind).where(
-                StoredDisposition.account_id == account.account_id, active_now(tx.now)
+                StoredDisposition.account_id == account_id, active_now(tx.now)
             )
         )
     )
-    applied = []
-    for step in dispositions.due(tx.policy.dispositions, account.level, earlier + 1, active):
-        row = StoredDisposition(
-            account_id=account.account_id,
-            kind=step.kind,
-            basis=step.basis,
-            item_id=item.id,
-            starts_at=tx.now,
-            ends_at=dispositions.ends_at(step, tx.now),
-            decided_by=reviewer,
-            policy_version=tx.policy.version,
-        )
-        tx.session.add(row)
-        tx.session.flush()
-        shown = disposition_view(row, tx.now)
-        applied.append(shown)
-        tx.record(
-            "disposition.applied",
-            f"account:{account.account_id}",
-            shown.model_dump(mode="json", exclude={"account_id", "active", "starts_at"}),
-        )
-    return change, applied
+
+
+def apply_disposition(
+    tx: Tx,
+    account_id: str,
+    kind: str,
+    basis: str,
+    item_id: int,
+    ends_at: datetime | None,
+    reviewer: str,
+) -> views.Disposition:
+    row = StoredDisposition(
+        account_id=account_id,
+        kind=kind,
+        basis=basis,
+        item_id=item_id,
+        starts_at=tx.now,
+        ends_at=ends_at,
+        decided_by=reviewer,
+        policy_version=tx.policy.version,
+    )
+    tx.session.add(row)
+    tx.session.flush()
+    shown = disposition_view(row, tx.now)
+    tx.record(
+        "disposition.applied",
+        f"account:{account_id}",
+        shown.model_dump(mode="json", exclude={"account_id", "active", "starts_at"}),
+    )
+    return shown
 
 
 def reverse(
@@ -256,11 +281,14 @@ def reverse(
         )
     )
     if deducted is not None and deducted.delta:
+        # the points come back, but never past the initial credit: restorations may have
+        # given some back since the deduction
+        delta = credit.clamp(tx.policy.credit, account.credit - deducted.delta) - account.credit
         done.append(
             change_credit(
                 tx,
                 account,
-                -deducted.delta,
+                delta,
                 "reversal",
                 category=deducted.category,
                 item_id=appeal.item_id,
@@ -282,7 +310,40 @@ def reverse(
             {"disposition": row.id, "kind": row.kind, "appeal": appeal.id, "by": reviewer},
         )
         done.append(disposition_view(row, tx.now))
+    done += still_due(tx, account, lifted, reviewer)
     return done
+
+
+def still_due(
+    tx: Tx, account: StoredAccount, lifted: Sequence[StoredDisposition], reviewer: str
+) -> list[views.Disposition]:
+    """The ``lifted`` dispositions that the account's level or standing violations still call
+    for, applied again under its latest standing violation until they would have ended: an
+    upheld appeal undoes what its decision caused, not what the other violations cause."""
+    rules = tx.policy.credit
+    standing = violations_since(tx, account.account_id, tx.now - timedelta(days=rules.window_days))
+    active = active_kinds(tx, account.account_id)
+    steps = dispositions.due(tx.policy.dispositions, account.level, standing, active)
+    due = {s.kind for s in steps}
+    latest = tx.session.scalar(
+        select(CreditEntry.item_id)
+        .where(
+            CreditEntry.account_id == account.account_id,
+            CreditEntry.reason == "violation",
+            CreditEntry.item_id.not_in(reversed_items(account.account_id)),
+        )
+        .order_by(CreditEntry.at.desc(), CreditEntry.id.desc())
+        .limit(1)
+    )
+    if latest is None:
+        return []
+    return [
+        apply_disposition(
+            tx, account.account_id, row.kind, row.basis, latest, maybe_utc(row.ends_at), reviewer
+        )
+        for row in lifted
+        if row.kind in due and dispositions.is_active(maybe_utc(row.ends_at), False, tx.now)
+    ]
 
 
 def post_owner(tx: Tx, post_id: str | None) -> str | None:
