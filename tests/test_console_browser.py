@@ -211,6 +211,10 @@ def appeal_is_upheld(page: Page, console: Console, item_url: str) -> None:
     row = page.locator("tr[data-appeal]").first
     expect(row).to_contain_text("pending")
     row.locator("button.uphold").click()
+    # the page lists the pending appeals; the upheld one is under its status
+    expect(page.locator("#pending-count")).to_contain_text("0")
+    page.select_option("#appeal-status", "upheld")
+    page.click("#appeal-filter")
     expect(page.locator("tr[data-appeal]").first).to_contain_text("upheld")
     page.goto(item_url)
     expect(page.locator("#credit")).to_have_text("100")

@@ -66,6 +66,12 @@ def test_a_flagged_post_is_reviewed_confirmed_appealed_and_reversed(api: Api) ->
     )
     assert appeal.status_code == 200, appeal.text
     appeal_url = f"/v1/appeals/{appeal.json()['id']}/decision"
+    waiting = api.client.get("/v1/appeals?status=pending", headers=api.headers(first)).json()
+    assert [a["id"] for a in waiting["appeals"]] == [appeal.json()["id"]]
+    assert (waiting["pending"], waiting["next"]) == (1, None)
+    for query in ("status=gone", "cursor=nope"):
+        bad = api.client.get(f"/v1/appeals?{query}", headers=api.headers(first))
+        assert bad.status_code == 422, query
     own = api.client.post(appeal_url, json={"action": "uphold"}, headers=api.headers(first))
     assert own.status_code == 403
     upheld = api.client.post(appeal_url, json={"action": "uphold"}, headers=api.headers(second))

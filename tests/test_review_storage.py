@@ -364,6 +364,37 @@ def test_appeals_out_of_window_overdue_and_bad_targets(repo: SqlRepository, poli
     assert repo.get_account("acc1").credit < policy.credit.initial  # a rejection reverses nothing
 
 
+def test_pending_appeals_are_found_past_any_number_of_resolved_ones(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    filed = []
+    for n in range(5):
+        item = flag(repo, f"p{n}", f"acc{n}")
+        repo.decide(policy, item, "r1", "confirm", "incitement", "art18.5", now=T0)
+        at = T0 + timedelta(minutes=n)  # deadlines in filing order
+        filed.append(
+            repo.file_appeal(
+                policy, account_id=f"acc{n}", item_id=item, reason="r", filed_by="k", now=at
+            ).id
+        )
+    for appeal_id in filed[:3]:
+        repo.decide_appeal(policy, appeal_id, "r2", "reject", None, now=T0 + HOUR)
+    page = repo.list_appeals(status="pending", now=T0 + HOUR)
+    assert [a.id for a in page.appeals] == filed[3:] and page.pending == 2
+    assert page.next is None
+    # two at a time, every appeal once, in deadline order
+    seen, cursor = [], None
+    while True:
+        page = repo.list_appeals(limit=2, cursor=cursor, now=T0 + HOUR)
+        seen += [a.id for a in page.appeals]
+        if page.next is None:
+            break
+        urgency, _, last = page.next.rpartition("_")
+        cursor = (float(urgency), int(last))
+    assert seen == filed and page.pending == 2
+    assert [a.id for a in repo.list_appeals(status="rejected", now=T0).appeals] == filed[:3]
+
+
 def test_clean_periods_restore_credit_slowly(repo: SqlRepository, policy: Policy) -> None:
     item = flag(repo, "p1", "acc1")
     made = repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6", now=T0)

@@ -25,7 +25,7 @@ from service.api.schemas import Problem
 from service.api.state import Found
 from service.record import MAX_ID_CHARS, _check_text
 from service.review import views
-from service.review.appeals import AppealAction
+from service.review.appeals import AppealAction, AppealStatus
 from service.review.items import MAX_ROW_ID, Action, Category, Kind, Status, parse_cursor
 from service.security import Principal
 from service.storage.repository import Idempotency
@@ -271,11 +271,19 @@ async def file_appeal(
 
 @router.get("/appeals", dependencies=[Depends(reviewer)])
 async def list_appeals(
-    found: Found, overdue: bool = False, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    found: Found,
+    status: AppealStatus | None = None,
+    overdue: bool = False,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> views.AppealPage:
-    """Appeals by deadline, and how many pending ones are overdue."""
+    """Appeals by deadline (``status=pending`` for those waiting), ``limit`` a page, and how
+    many are pending and overdue in all pages."""
+    after = _cursor(cursor)
     return await run_in_threadpool(
-        lambda: found.review.list_appeals(overdue_only=overdue, limit=limit)
+        lambda: found.review.list_appeals(
+            status=status, overdue_only=overdue, cursor=after, limit=limit
+        )
     )
 
 

@@ -90,6 +90,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "filed_at": ("提交时间", "Filed"),
     "resolved": ("处理结果", "Outcome"),
     "overdue_n": ("超期未处理", "pending past deadline"),
+    "pending_n": ("待处理", "pending"),
     "text": ("内容", "Text"),
     "notice": ("辟谣说明", "Debunk notice"),
     "add": ("加入", "Add"),

@@ -35,6 +35,7 @@ from service.console.web import (
 )
 from service.heads import RISKS
 from service.neardup.bank import bank_rumor, unbank_rumor
+from service.review.appeals import APPEAL_STATUSES
 from service.review.items import (
     STATUSES,
     NotFoundError,
@@ -255,9 +256,26 @@ async def next_item(item_id: int, who: Signed) -> RedirectResponse:
 
 
 @router.get("/appeals")
-async def appeals(who: Signed) -> HTMLResponse:
-    page = await who.call(who.found.review.list_appeals, limit=200)
-    return who.page("appeals.html", page=page)
+async def appeals(who: Signed, status: str = "pending", cursor: str | None = None) -> HTMLResponse:
+    """Pending appeals first of all (a resolved one needs no one); ``status=all`` for every one."""
+    try:
+        position = parse_cursor(cursor or None)
+    except ValueError:
+        position = None
+    shown = status if status in APPEAL_STATUSES else None
+    page = await who.call(
+        who.found.review.list_appeals, status=shown, cursor=position, limit=PAGE_SIZE
+    )
+    next_url = None
+    if page.next:
+        next_url = "/console/appeals?" + urlencode({"status": shown or "all", "cursor": page.next})
+    return who.page(
+        "appeals.html",
+        page=page,
+        shown=shown or "all",
+        statuses=[*APPEAL_STATUSES, "all"],
+        next_url=next_url,
+    )
 
 
 @router.post("/appeals")

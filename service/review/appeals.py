@@ -11,6 +11,7 @@ from service.review.items import ConflictError, ForbiddenError
 AppealAction = Literal["uphold", "reject"]
 APPEAL_ACTIONS: tuple[AppealAction, ...] = get_args(AppealAction)
 AppealStatus = Literal["pending", "upheld", "rejected"]
+APPEAL_STATUSES: tuple[AppealStatus, ...] = get_args(AppealStatus)
 
 
 class AppealClosedError(ConflictError):

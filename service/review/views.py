@@ -138,7 +138,9 @@ class Appeal(BaseModel):
 
 class AppealPage(BaseModel):
     appeals: list[Appeal]
+    pending: int = Field(description="pending appeals, in all pages")
     overdue: int = Field(description="pending appeals past their deadline, in all pages")
+    next: str | None = Field(description="cursor for the next page, or null at the end")
 
 
 class Registration(BaseModel):

@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 from service.policy import Policy
 from service.record import Decision, Post, ScoreRecord
 from service.review import chain, views
-from service.review.appeals import AppealAction
+from service.review.appeals import AppealAction, AppealStatus
 from service.review.items import Action, Category, Kind, QueueRequest
 
 Role = Literal["publisher", "reviewer", "admin"]
@@ -345,8 +345,15 @@ class ReviewRepository(Protocol):
     ) -> views.Appeal: ...
 
     def list_appeals(
-        self, *, overdue_only: bool = False, limit: int = 100, now: datetime | None = None
-    ) -> views.AppealPage: ...
+        self,
+        *,
+        status: AppealStatus | None = None,
+        overdue_only: bool = False,
+        cursor: tuple[float, int] | None = None,
+        limit: int = 100,
+        now: datetime | None = None,
+    ) -> views.AppealPage:
+        """Appeals by deadline (``status`` only, when given), ``limit`` after ``cursor``."""
 
     def check_registration(
         self, policy: Policy, name: str, subject_id: str, now: datetime | None = None

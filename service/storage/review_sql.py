@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from service.policy import Policy
 from service.review import appeals as appeal_rules
 from service.review import chain, items, registration, views
-from service.review.appeals import AppealAction
+from service.review.appeals import AppealAction, AppealStatus
 from service.review.items import (
     Action,
     Category,
@@ -71,6 +71,13 @@ from service.storage.tables import (
 
 M = TypeVar("M", bound=BaseModel)
 RETRIES = 5
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(moment: datetime) -> int:
+    """A cursor's time: whole microseconds, which a float holds exactly (a timestamp's float
+    of seconds may not round-trip)."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
 
 
 class ReviewSql:
@@ -578,18 +585,43 @@ class ReviewSql:
         return self._once(policy, now, idem, views.Appeal, run)
 
     def list_appeals(
-        self, *, overdue_only: bool = False, limit: int = 100, now: datetime | None = None
+        self,
+        *,
+        status: AppealStatus | None = None,
+        overdue_only: bool = False,
+        cursor: tuple[float, int] | None = None,
+        limit: int = 100,
+        now: datetime | None = None,
     ) -> views.AppealPage:
         moment = now or datetime.now(UTC)
         late = and_(StoredAppeal.status == "pending", StoredAppeal.deadline < moment)
         query = select(StoredAppeal).order_by(StoredAppeal.deadline, StoredAppeal.id)
+        if status is not None:
+            query = query.where(StoredAppeal.status == status)
         if overdue_only:
             query = query.where(late)
+        if cursor is not None:
+            after, last_id = EPOCH + timedelta(microseconds=cursor[0]), cursor[1]
+            query = query.where(
+                or_(
+                    StoredAppeal.deadline > after,
+                    and_(StoredAppeal.deadline == after, StoredAppeal.id > last_id),
+                )
+            )
         with self._session() as session:
-            rows = session.scalars(query.limit(limit)).all()
+            rows = session.scalars(query.limit(limit + 1)).all()
+            counts = dict(
+                session.execute(
+                    select(StoredAppeal.status, func.count()).group_by(StoredAppeal.status)
+                ).all()
+            )
             overdue = session.scalar(select(func.count()).select_from(StoredAppeal).where(late))
+        last = rows[limit - 1] if len(rows) > limit else None
         return views.AppealPage(
-            appeals=[appeal_view(a, moment) for a in rows], overdue=int(overdue or 0)
+            appeals=[appeal_view(a, moment) for a in rows[:limit]],
+            pending=int(counts.get("pending", 0)),
+            overdue=int(overdue or 0),
+            next=None if last is None else f"{_micros(utc(last.deadline))}_{last.id}",
         )
 
     # --- re-registration ------------------------------------------------------------------
