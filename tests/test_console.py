@@ -103,6 +103,21 @@ def test_reviewers_cannot_open_admin_pages_and_confirmations_need_a_basis(api: A
     assert dashboard.status_code == 200 and dashboard.text.count("<svg") >= 5
 
 
+def test_an_item_number_no_row_can_have_is_refused_not_a_server_error(api: Api) -> None:
+    token = sign_in(api, "li")
+    huge = 2**63
+    for method, url in [
+        ("get", f"/console/items/{huge}"),
+        ("post", f"/console/items/{huge}/claim"),
+        ("post", f"/console/items/{huge}/decision"),
+        ("get", f"/console/items/{huge}/next"),
+        ("post", f"/console/appeals/{huge}/decision"),
+    ]:
+        answer = api.client.request(method, url, data={"csrf": token, "action": "dismiss"})
+        assert answer.status_code == 422, (url, answer.status_code)
+    assert api.client.get("/console/items/999").status_code == 404
+
+
 def test_key_j_opens_the_next_item_nobody_else_holds(api: Api) -> None:
     for i in range(3):
         assert api.score({"id": f"p{i}", "text": RUMOR, "account_id": f"a{i}"}).status_code == 200

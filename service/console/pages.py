@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from service.api.review import AppealDecisionRequest, AppealRequest, DecisionRequest
+from service.api.review import AppealDecisionRequest, AppealRequest, DecisionRequest, ItemId
 from service.api.state import Services
 from service.console import present
 from service.console.i18n import LANGUAGES
@@ -161,7 +161,7 @@ async def queue(
 
 
 @router.get("/items/{item_id}")
-async def item_page(item_id: int, who: Signed) -> HTMLResponse:
+async def item_page(item_id: ItemId, who: Signed) -> HTMLResponse:
     policy = who.found.scoring.policy
     try:
         item = await who.call(who.found.review.get_item, policy, item_id)
@@ -208,7 +208,7 @@ async def item_page(item_id: int, who: Signed) -> HTMLResponse:
 
 
 @router.post("/items/{item_id}/claim")
-async def claim(item_id: int, who: Signed, _: Form) -> Response:
+async def claim(item_id: ItemId, who: Signed, _: Form) -> Response:
     try:
         await who.call(who.found.review.claim, who.found.scoring.policy, item_id, who.name)
     except REFUSALS as exc:
@@ -217,7 +217,7 @@ async def claim(item_id: int, who: Signed, _: Form) -> Response:
 
 
 @router.post("/items/{item_id}/decision")
-async def decide(item_id: int, who: Signed, fields: Form) -> Response:
+async def decide(item_id: ItemId, who: Signed, fields: Form) -> Response:
     here = f"/console/items/{item_id}"
     try:
         body = DecisionRequest.model_validate(
@@ -243,7 +243,7 @@ async def decide(item_id: int, who: Signed, fields: Form) -> Response:
 
 
 @router.get("/items/{item_id}/next")
-async def next_item(item_id: int, who: Signed) -> RedirectResponse:
+async def next_item(item_id: ItemId, who: Signed) -> RedirectResponse:
     """The next item to work on after ``item_id`` (key ``j``, and after a decision): the
     highest open one nobody else holds; the queue when there is none."""
     page = await who.call(
@@ -300,7 +300,7 @@ async def file_appeal(who: Signed, fields: Form) -> Response:
 
 
 @router.post("/appeals/{appeal_id}/decision")
-async def decide_appeal(appeal_id: int, who: Signed, fields: Form) -> Response:
+async def decide_appeal(appeal_id: ItemId, who: Signed, fields: Form) -> Response:
     try:
         body = AppealDecisionRequest.model_validate(
             {"action": fields.get("action"), "note": fields.get("note") or None}
