@@ -66,8 +66,10 @@ def test_a_match_of_the_rumour_bank_is_a_review_item(service: Api) -> None:
     service.score({"id": "m1", "text": copy(1), "account_id": "x", "created_at": time.time()})
     service.score({"id": "plain", "text": "周末和家人去公园散步，天气很好。", "account_id": "y"})
     service.settle()
-    (item,) = items(service, "bank_match")
-    assert item["post_id"] == "m1" and item["head"] == "rumor"
+    # the flagged record's item is the post's one item: the match joins it, decided once
+    assert items(service, "bank_match") == []
+    (item,) = [i for i in items(service, "score") if i["post_id"] == "m1"]
+    assert item["head"] == "rumor"
     evidence = item["evidence"]
     assert isinstance(evidence, dict)
     assert evidence["confirmed_rumor"] == rumor["id"]
@@ -144,8 +146,11 @@ def test_rescore_with_the_bank_raises_and_queues_its_matches(
         from service.policy import load_policy
 
         policy = load_policy(get_settings().policy_file)
-        (item,) = repo.list_items(policy, kind="bank_match").items
-        assert item.post_id == "m1"
+        # the match's item is the newly flagged post's one item
+        (item,) = [i for i in repo.list_items(policy).items if i.post_id == "m1"]
+        assert item.kind == "score" and item.head == "rumor"
+        shown = repo.get_item(policy, item.id).evidence
+        assert shown is not None and shown["confirmed_rumor"] == rumor["id"]
         (found,) = repo.rumor_copies(rumor["id"])
         assert (found.post_id, found.account_id, found.created_at) == ("m1", "x", 1_700_000_000)
         repo.close()

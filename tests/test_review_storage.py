@@ -16,7 +16,7 @@ from service.policy import Policy, load_policy
 from service.record import Post
 from service.review import chain, views
 from service.review.appeals import AppealClosedError
-from service.review.items import ConflictError, ForbiddenError, NotFoundError
+from service.review.items import ConflictError, ForbiddenError, NotFoundError, QueueRequest
 from service.settings import Settings
 from service.spool import Spool
 from service.storage import Pending, SqlRepository, open_repository, upgrade
@@ -145,6 +145,56 @@ def test_repeated_violations_weigh_more_and_walk_down_the_ladder(
     assert account.level == policy.credit.blacklist
     active = {d.kind for d in account.dispositions}
     assert {"warning", "limit_features", "close_account", "blacklist"} <= active
+
+
+def test_one_post_is_one_open_item_whichever_source_comes_first(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    # a report before the post is flagged: the flagged record's item is the report's item
+    early = repo.file_report(
+        policy, post_id="p1", account_id="acc1", category="rumor", text_="假", reporter="k1"
+    )
+    item = flag(repo, "p1", "acc1", "block", text_="谣言正文")
+    assert item == early.item_id
+    shown = repo.get_item(policy, item)
+    assert (shown.kind, shown.reports, shown.text) == ("score", 1, "谣言正文")
+    assert shown.evidence is not None and shown.evidence["record"]["id"] == "p1"
+    decided = repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6")
+    assert len(decided.credits) == 1
+    assert repo.get_report(early.id).status == "confirmed"
+    # a bank match of a flagged post joins the post's item
+    scored = flag(repo, "p2", "acc2")
+    match = QueueRequest(
+        kind="bank_match",
+        merge_key="bank:r1:post:p2",
+        head="rumor",
+        severity="review",
+        reach=0,
+        evidence={"confirmed_rumor": "r1", "notice": "已辟谣"},
+        post_id="p2",
+        account_id="acc2",
+        text="帖子",
+    )
+    assert repo.enqueue_requests(policy, [match, match]) == [scored, scored]
+    assert [i.post_id for i in repo.list_items(policy).items].count("p2") == 1
+    # a report on a stored post whose item was decided opens an item with the post's text
+    repo.save_records(
+        [
+            Pending(
+                record("p3").model_copy(update={"account_id": "acc3"}),
+                True,
+                "原文",
+                Post(id="p3", text="原文", account_id="acc3"),
+            )
+        ]
+    )
+    (first,) = [i.id for i in repo.list_items(policy).items if i.post_id == "p3"]
+    repo.decide(policy, first, "r1", "dismiss", None, None)
+    later = repo.file_report(
+        policy, post_id="p3", account_id=None, category="rumor", text_="还是假的", reporter="k1"
+    )
+    reopened = repo.get_item(policy, later.item_id)
+    assert (reopened.kind, reopened.text, reopened.account_id) == ("report", "原文", "acc3")
 
 
 def test_dismissals_and_escalations(repo: SqlRepository, policy: Policy) -> None:

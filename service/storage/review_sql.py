@@ -65,6 +65,7 @@ from service.storage.tables import (
     StoredAccount,
     StoredAppeal,
     StoredDisposition,
+    StoredPost,
     StoredRecord,
     StoredReport,
 )
@@ -386,6 +387,9 @@ class ReviewSql:
                     reach=known.followers if known is not None else 0,
                     evidence={"categories": {}},
                 )
+                # the reviewer reads the post, and its label is exported with the text
+                stored = tx.session.get(StoredPost, post_id) if post_id is not None else None
+                item.text = stored.text if stored is not None else None
             item.reports += 1
             counts = dict((item.evidence or {}).get("categories", {}))
             counts[category] = counts.get(category, 0) + 1
@@ -444,6 +448,14 @@ class ReviewSql:
         arrives late, changes nothing."""
 
         def run(tx: Tx) -> views.Item:
+            about_post = item_to_join(tx, post_id, None) if post_id is not None else None
+            if about_post is not None and about_post.merge_key != merge_key:
+                # the post's open item (its score or reports) is where its bank match goes:
+                # one post is one open item, decided once and charged once
+                about_post.evidence = {**(about_post.evidence or {}), **evidence}
+                about_post.text = about_post.text or text_
+                about_post.model_version = about_post.model_version or model_version
+                return item_view(policy, about_post, None, tx.now)
             open_item = tx.session.scalar(
                 select(ReviewItem)
                 .where(ReviewItem.merge_key == merge_key, ReviewItem.status.in_(OPEN_STATUSES))

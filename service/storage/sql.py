@@ -45,7 +45,7 @@ from service.storage.repository import (
 )
 from service.storage.review_rows import utc
 from service.storage.review_sql import ReviewSql
-from service.storage.review_steps import append_records
+from service.storage.review_steps import OPEN_STATUSES, append_records
 from service.storage.tables import (
     BankedRumor,
     ConsoleUser,
@@ -60,6 +60,18 @@ from service.storage.tables import (
 from service.storage.tables import RescoreRun as StoredRescoreRun
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+SCORE_FIELDS = (
+    "kind",
+    "record_id",
+    "head",
+    "model_version",
+    "policy_version",
+    "decision",
+    "severity",
+    "reach",
+    "urgency",
+)
+"""What a flagged record's item sets on the item about its post it joins."""
 
 
 def make_engine(url: str, timeout_s: float) -> Engine:
@@ -209,7 +221,7 @@ class SqlRepository(ReviewSql):
                     )
                 if item.enqueue:
                     reach = followers.get(record.account_id or "", 0)
-                    session.add(self._score_item(row_id, item, reach, now))
+                    self._enqueue_score(session, row_id, item, reach, now)
             append_records(session, now, log)
         first: dict[tuple[str, str], ScoreRecord] = {}
         for version in {item.record.model_version for item in taken}:
@@ -342,14 +354,44 @@ class SqlRepository(ReviewSql):
         )
         return {account: followers for account, followers in rows}
 
-    def _score_item(self, row_id: int, item: Pending, reach: int, now: datetime) -> ReviewItem:
+    def _enqueue_score(
+        self, session: Session, row_id: int, item: Pending, reach: int, now: datetime
+    ) -> None:
+        """Queue the flagged record's item. A report or bank match about the post opened
+        first (an item without a record) becomes this item, reports and all: one post is one
+        open item, decided once and charged once."""
+        earlier = session.scalar(
+            select(ReviewItem)
+            .where(
+                ReviewItem.post_id == item.record.id,
+                ReviewItem.status.in_(OPEN_STATUSES),
+                ReviewItem.record_id.is_(None),
+            )
+            .order_by(ReviewItem.id)
+            .limit(1)
+            .with_for_update()
+        )
+        if earlier is None:
+            session.add(self._score_item(row_id, item, reach, 0, now))
+            return
+        joined = self._score_item(
+            row_id, item, max(reach, earlier.reach), earlier.reports, utc(earlier.enqueued_at)
+        )
+        for name in SCORE_FIELDS:
+            setattr(earlier, name, getattr(joined, name))
+        earlier.account_id = earlier.account_id or joined.account_id
+        earlier.text = joined.text or earlier.text
+
+    def _score_item(
+        self, row_id: int, item: Pending, reach: int, reports: int, enqueued_at: datetime
+    ) -> ReviewItem:
         record = item.record
         flagged = [r for r, flag in record.flags.items() if flag]
         if self.review is None:
-            urgency = -review_items.hours(now)
+            urgency = -review_items.hours(enqueued_at)
         else:
-            base = review_items.base_priority(self.review, record.decision, reach, 0)
-            urgency = review_items.urgency(self.review, base, now)
+            base = review_items.base_priority(self.review, record.decision, reach, reports)
+            urgency = review_items.urgency(self.review, base, enqueued_at)
         return ReviewItem(
             kind="score",
             record_id=row_id,
@@ -361,11 +403,11 @@ class SqlRepository(ReviewSql):
             decision=record.decision,
             severity=record.decision,
             reach=reach,
-            reports=0,
+            reports=reports,
             urgency=urgency,
             status="open",
             text=item.text,
-            enqueued_at=now,
+            enqueued_at=enqueued_at,
         )
 
     def add_key(self, key: ApiKey) -> None:
