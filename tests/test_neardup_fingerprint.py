@@ -30,6 +30,14 @@ def test_the_quoted_repost_chain_is_not_the_posts_own_text() -> None:
     assert own == "说得好支持一下"
 
 
+def test_a_chain_marker_inside_a_link_is_part_of_the_link_not_a_chain() -> None:
+    # a channel's address (youtube.com/@name) must not cut off the text that follows it
+    linked = ["https://www.youtube.com/@news1 " + RUMOUR, RUMOUR + " https://medium.com/@x/y"]
+    assert canonical(linked) == canonical([RUMOUR]) * 2
+    # a chain right after a link is still cut off
+    assert canonical(["说得好 http://t.cn/abc//@某人:" + RUMOUR]) == ["说得好"]
+
+
 def test_default_reposts_emoticons_and_short_texts_are_boilerplate() -> None:
     fp = Fingerprinter()
     texts = ["转发微博", "Repost", "", "[蜡烛][蜡烛]", "😂😂", "哈哈哈哈哈哈哈哈", "支持！", RUMOUR]

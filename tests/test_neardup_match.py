@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.neardup import Finding, NearDuplicates
+from service.neardup import Finding, NearDuplicates, store
 from service.neardup.match import CROWD, FUTURE, NO_ACCOUNT, NO_TIME, TOO_OLD
 from service.pipeline import Pipeline
 from service.policy import Policy, load_policy
@@ -82,6 +82,19 @@ def test_unrelated_posts_and_boilerplate_join_no_cluster(near: NearDuplicates) -
         ({"declared_original": True, "source": "@原作者"}, "", False, 0.0, False),
         ({"declared_original": True}, "转自@原作者：", False, 0.0, False),
         ({"declared_original": True}, "", True, 0.0, False),  # the producer's own earlier post
+        # a link with /@ in it is a link, not a repost chain that would empty the text
+        ({"declared_original": True}, "https://www.youtube.com/@news1 ", False, 0.0, True),
+        # a rights notice asks others to credit this post: it credits no one
+        ({"declared_original": True}, "原创文章，转载请注明出处。", False, 0.0, True),
+        (
+            {"declared_original": True},
+            "本文为原创，未经授权禁止转载，转载请注明来源。",
+            False,
+            0.0,
+            True,
+        ),
+        ({"declared_original": True}, "来源：@原作者 ", False, 0.0, False),
+        ({"declared_original": True}, "原文链接 http://t.cn/abc ", False, 0.0, False),
     ],
 )
 def test_fake_originality_needs_a_claim_an_earlier_copy_by_another_account_and_no_credit(
@@ -125,6 +138,28 @@ def test_a_later_copy_is_not_the_source_of_an_earlier_claim(near: NearDuplicates
     assert found.scores["fake_originality"] == 0.0
 
 
+def test_the_author_reposting_its_own_text_with_a_claim_is_not_fake_originality(
+    near: NearDuplicates,
+) -> None:
+    copied = post("copy", "copier", NOW - 1800, variant(1), declared_original=True)
+    _, copy = observe(near, [post("orig", "author", NOW - 3600), copied])
+    assert copy.scores["fake_originality"] > 0  # the copier's claim is flagged
+    (own,) = observe(near, [post("again", "author", NOW, "【原创】" + variant(2))], claim=1.0)
+    assert own.scores["fake_originality"] == 0.0 and "fake_originality" not in own.evidence
+
+
+def test_the_earliest_source_of_its_cluster_is_not_flagged_for_its_own_text(
+    near: NearDuplicates,
+) -> None:
+    observe(near, [post("copy", "copier", NOW)])
+    # the author's original arrives too old to be indexed, yet is its cluster's earliest post
+    (late,) = observe(near, [post("orig", "author", NOW - 100 * 3600, variant(1))])
+    assert late.cluster is not None and late.cluster.earliest.id == "orig"
+    assert near.local.index.get("orig") is None
+    (own,) = observe(near, [post("again", "author", NOW + 60, variant(2))], claim=1.0)
+    assert own.scores["fake_originality"] == 0.0
+
+
 def test_missing_and_future_times_use_the_arrival_time_and_say_so(near: NearDuplicates) -> None:
     a, b, c = observe(
         near,
@@ -151,6 +186,31 @@ def test_the_same_post_id_twice_is_counted_once(near: NearDuplicates) -> None:
     again = observe(near, [post("p", "a1", NOW)])
     assert first[1].cluster is not None and again[0].cluster is not None
     assert again[0].cluster.size == first[1].cluster.size == 2
+
+
+def test_a_post_not_indexed_is_one_member_however_often_it_comes(near: NearDuplicates) -> None:
+    observe(near, [post("now", "a1", NOW)])
+    for _ in range(3):
+        (old,) = observe(near, [post("old", "a2", NOW - 200 * 3600, variant(4))])
+        assert old.cluster is not None and old.cluster.size == 2
+    flood = observe(near, [post(f"f{i}", f"s{i}", NOW + 1 + i) for i in range(CROWD)])
+    size = flood[-1].cluster.size if flood[-1].cluster else 0
+    assert len(near.local.index) == CROWD  # the last of the flood was not indexed
+    (again,) = observe(near, [post(f"f{CROWD - 1}", f"s{CROWD - 1}", NOW + CROWD)])
+    assert again.cluster is not None and again.cluster.size == size
+
+
+def test_ids_of_posts_not_indexed_are_forgotten_with_the_window_or_past_a_bound(
+    near: NearDuplicates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "MAX_UNINDEXED", 2)
+    old = [post(f"old{i}", f"a{i}", NOW - 200 * 3600, variant(i)) for i in range(3)]
+    observe(near, [post("now", "a1", NOW), *old])
+    assert list(near.local.unindexed) == ["old1", "old2"]
+    later = NOW + (72 + 12) * 3600 + 1  # the window and a bucket on, as Redis expires the key
+    near.clock = lambda: later
+    observe(near, [post("next", "a3", later, "另一件事：今天的天气很好，适合出门散步和拍照")])
+    assert not near.local.unindexed
 
 
 def test_a_copy_of_a_banked_rumour_gets_the_rumour_score_and_the_notice(
@@ -230,6 +290,24 @@ def test_a_snapshot_restores_the_window_and_one_of_another_layout_is_not_read(
     # a snapshot the band tables of an earlier release wrote: (version, window) in one pickle
     path.write_bytes(pickle.dumps((near.fingerprinter.version, {"buckets": "old"})))
     assert not NearDuplicates.from_settings(settings, policy).restore(path)
+
+
+def test_the_frontier_holds_the_ids_of_posts_not_indexed(near: NearDuplicates) -> None:
+    observe(near, [post("now", "a1", NOW)])
+    before = near.frontier()
+    # too old and with no copy: no index entry, no cluster, only its id is kept
+    (old,) = observe(near, [post("old", "a2", NOW - 200 * 3600, "今天天气很好适合出去散步拍照")])
+    assert old.cluster is None and near.frontier() != before
+
+
+def test_a_snapshot_from_before_the_unindexed_ids_is_read(
+    near: NearDuplicates, settings: Settings, policy: Policy
+) -> None:
+    observe(near, [post("now", "a1", NOW), post("old", "a2", NOW - 200 * 3600, variant(4))])
+    del near.local.unindexed  # as a LocalStore of the release before pickled
+    restarted = NearDuplicates.from_settings(settings, policy)
+    assert restarted.loads(near.dumps()) and not restarted.local.unindexed
+    assert restarted.local.index.get("now") is not None
 
 
 def test_the_frontier_tells_whether_later_posts_get_the_same_findings(

@@ -36,7 +36,7 @@ def prefix() -> Iterator[str]:
         client.delete(*keys)
 
 
-def shared(prefix: str, url: str = REDIS, **settings: object) -> NearDuplicates:
+def shared(prefix: str, url: str | None = REDIS, **settings: object) -> NearDuplicates:
     configured = Settings(redis_url=url, neardup_redis_prefix=prefix, **settings)  # type: ignore[arg-type]
     near = NearDuplicates.from_settings(configured, load_policy(configured.policy_file))
     near.clock = lambda: NOW
@@ -111,6 +111,36 @@ def test_the_same_post_twice_is_counted_once_and_keys_expire(prefix: str) -> Non
     ttls = [client.ttl(k) for k in client.scan_iter(f"{prefix}:*") if not k.endswith(b":clock")]
     window = (72 + 12) * 3600
     assert ttls and all(0 < t <= window for t in ttls)
+
+
+@pytest.fixture(params=["local", "redis"])
+def either(request: pytest.FixtureRequest, prefix: str) -> NearDuplicates:
+    """The embedded store or Redis: what the two must do alike."""
+    return shared(prefix, REDIS if request.param == "redis" else None)
+
+
+def test_both_stores_count_a_post_not_indexed_once(either: NearDuplicates) -> None:
+    either.observe([post(0)], [0.0])
+    old = post(1).model_copy(update={"created_at": NOW - 200 * 3600})
+    sizes = [f.cluster.size for f in either.observe([old] * 3, [0.0] * 3) if f.cluster]
+    assert sizes == [2, 2, 2]
+    flood = [
+        Post(id=f"f{i}", text=TEMPLATE, account_id=f"s{i}", created_at=NOW)
+        for i in range(CROWD + 1)
+    ]
+    found = either.observe(flood, [0.0] * len(flood))
+    (again,) = either.observe(flood[-1:], [0.0])  # crowded out of the index
+    assert again.cluster is not None and found[-1].cluster is not None
+    assert again.cluster.size == found[-1].cluster.size
+
+
+def test_both_stores_match_a_late_post_against_every_live_post(either: NearDuplicates) -> None:
+    either.observe([post(0)], [0.0])
+    # two days late: in the window, and four 12-hour buckets before the post it copies
+    late = post(1).model_copy(update={"created_at": NOW - 2 * 86400})
+    (found,) = either.observe([late], [0.0])
+    assert found.cluster is not None and found.cluster.size == 2
+    assert found.cluster.earliest.id == "p1"
 
 
 def test_the_earlier_text_is_kept_in_redis_with_its_post(prefix: str) -> None:

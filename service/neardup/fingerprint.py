@@ -2,9 +2,11 @@
 
 **Canonical text.** What two copies of one message share once the edits a campaign makes to
 evade exact matching are undone: the repost chain (``//@name: ...`` or ``/@name: ...``, quoted
-text that is already attributed) is cut off; Unicode NFKC; emoticon codes such as ``[哈哈]``,
-@mentions and links are removed; only letters and digits are kept (punctuation, white space and
-emoji go); lower case; traditional characters become simplified (OpenCC ``t2s``).
+text that is already attributed) is cut off, but not at a ``/@`` inside a link
+(``https://www.youtube.com/@name``, which would cut off the whole post); Unicode NFKC;
+emoticon codes such as ``[哈哈]``, @mentions and links are removed; only letters and digits are
+kept (punctuation, white space and emoji go); lower case; traditional characters become
+simplified (OpenCC ``t2s``).
 
 **Boilerplate** never forms or joins a cluster: the default repost texts (``转发微博``,
 ``Repost``), and any text with fewer than ``min_shingles`` distinct shingles after
@@ -55,8 +57,11 @@ and copies of a long text share their beginning."""
 _ROWS_PER_PASS = 32_768
 """Shingles hashed in one numpy pass: bounds the ``rows x num_perm`` matrix (16 MB at 128)."""
 
-_CHAIN = re.compile(r"/{1,2}\s*@[^\x00]*")
-"""A repost chain and the rest of its text (up to the separator of :func:`join`)."""
+_CHAIN = re.compile(r"(https?://(?:(?!//@)[^\s\x00])+)|/{1,2}\s*@[^\x00]*")
+"""A repost chain and the rest of its text (up to the separator of :func:`join`), or a link
+(group 1), which is left for :func:`~service.boilerplate.contents_joined` to remove: matched
+here only so that a ``/@`` inside it (``youtube.com/@name``) is no chain. A link ends where a
+``//@`` chain starts, as Weibo appends one right after a link."""
 _M64 = (1 << 64) - 1
 
 
@@ -70,7 +75,8 @@ def canonical(texts: Sequence[str]) -> list[str]:
     pass of each regex and one OpenCC call."""
     if not texts:
         return []
-    contents = contents_joined(_CHAIN.sub("", join(texts))).split(SEPARATOR)
+    # links are kept (an unmatched group 1 gives ""), chains cut
+    contents = contents_joined(_CHAIN.sub(r"\1", join(texts))).split(SEPARATOR)
     if max(map(len, contents)) > MAX_CHARS:
         contents = [c[:MAX_CHARS] for c in contents]
     # contents hold letters and digits only, so no newline

@@ -15,9 +15,12 @@ Then the scores:
   accounts it has within ``T`` (the policy flags it at 1).
 - ``fake_originality``: for a post that claims originality (``declared_original``, or the
   ``originality_claim`` head at or above the policy's threshold) and gives no attribution
-  (``source``, or 转自 / 来源 / via @ ... in the text), the similarity of the earliest verified
+  (``source``, or 转自 / 来源 / via @ ... in the text outside its rights notices: 转载请注明出处
+  credits no one), the similarity of the earliest verified
   near-copy posted before it by another account; 0 otherwise. A producer's copy of its own
-  earlier post is not fake originality, nor is a post whose account is unknown. The evidence
+  earlier post is not fake originality, nor is a post whose account is unknown, nor a post
+  whose account had the text no later than that copy (a copy of its own, or the first post of
+  its cluster): an author reposting its text after others copied it. The evidence
   carries the earlier post's text as the window keeps it (its first ``excerpt_chars``
   characters).
 - ``rumor`` is raised to the similarity of a matched confirmed rumour.
@@ -33,6 +36,7 @@ import io
 import logging
 import pickle
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -42,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from service.claims import without_notices
 from service.heads import Risk
 from service.neardup.bank import BankMatch, RumorBank, to_signature
 from service.neardup.cluster import ACCOUNT_WINDOW_S, Cluster, ClusterBook, Member
@@ -49,6 +54,7 @@ from service.neardup.fingerprint import Fingerprinter, Signature, canonical
 from service.neardup.index import INDEX_FORMAT, Entry, Keys, Match, WindowIndex
 from service.neardup.queue import Members, QueueRequest, batch_cluster, requests
 from service.neardup.store import Added, ClusterState, LocalStore, Store, StoreUnavailableError
+from service.normalise import normalise
 from service.policy import Policy
 from service.record import ClusterPost, ClusterSummary, Post, RumorMatch, ScoreRecord
 from service.settings import Settings
@@ -76,11 +82,22 @@ not indexed itself: a flood of identical posts grows the cluster's count, not th
 ATTRIBUTION = re.compile(
     r"转自|轉自|转载自|转载于|來源|来源|出处|出處|原文|原作者|via\s*@|//\s*@|\bcr[:：]", re.I
 )
-"""Wording that credits a source (art17)."""
+"""Wording that credits a source (art17), outside a rights notice."""
 
 
 def attributed(post: Post) -> bool:
-    return bool(post.source and post.source.strip()) or bool(ATTRIBUTION.search(post.text))
+    """Whether the post credits another source: ``source``, or :data:`ATTRIBUTION` in its text
+    once its rights notices are left out (:func:`service.claims.without_notices`): 转载请注明出处
+    asks others to credit this post, and credits no one."""
+    if post.source and post.source.strip():
+        return True
+    if not ATTRIBUTION.search(post.text):
+        return False
+    # the notices are found on the text as the classifier sees it (full-width punctuation
+    # folded), all of it: a credit often ends a long post
+    folded = normalise(post.text, window=sys.maxsize).text
+    body = without_notices(folded)
+    return bool(ATTRIBUTION.search(folded if body is None else body))
 
 
 def summary(cluster: Cluster | ClusterState) -> ClusterSummary:
@@ -114,6 +131,23 @@ def _target(matches: list[Match]) -> Entry | None:
         (m.entry for m in ranked if m.entry.cluster_id == best),
         key=lambda e: (e.created_at, e.post_id),
     )
+
+
+def _source(matches: list[Match], account: str, at: float, earliest: Member) -> Match | None:
+    """The copy a claim by ``account`` at ``at`` takes its text from: the earliest earlier one by
+    another account, unless ``account`` had the text no later, in a copy of its own or as the
+    first post of the cluster (``earliest``): an author reposting its own text after others
+    copied it is their source, not their copy."""
+    earlier = [
+        m for m in matches if m.entry.created_at < at and m.entry.account_id not in (None, account)
+    ]
+    if not earlier:
+        return None
+    source = min(earlier, key=lambda m: (m.entry.created_at, -m.similarity, m.entry.post_id))
+    own = [m.entry.created_at for m in matches if m.entry.account_id == account]
+    if earliest.account_id == account:
+        own.append(earliest.created_at)
+    return None if own and min(own) <= source.entry.created_at else source
 
 
 def _cluster_key(cluster: Cluster | None) -> tuple[object, ...] | None:
@@ -328,8 +362,9 @@ class NearDuplicates:
 
     def frontier(self) -> str:
         """A digest of all that a later post can read of this process's window: the clock, the
-        indexed posts (with their clusters and signatures), the clusters they belong to, and
-        the accounts' flagged clusters a post up to a window late still counts. Two windows
+        indexed posts (with their clusters and signatures), the ids of those added but not
+        indexed (with their clusters and when), the clusters they belong to, and the accounts'
+        flagged clusters a post up to a window late still counts. Two windows
         with the same frontier give every later post the same finding (a post older than the
         window, or one whose id names a cluster of an earlier post, reads further: its record
         says so, see :mod:`service.batch.segments`)."""
@@ -348,6 +383,10 @@ class NearDuplicates:
                 digest.update(repr(key).encode())
                 digest.update(entry.signature.tobytes())
                 cids.add(entry.cluster_id)
+            # in the order they are forgotten in, which is part of the state
+            for post_id, (cid, noted) in self.local.unindexed.items():
+                digest.update(repr((post_id, cid, noted)).encode())
+                cids.add(cid)
             for cid in sorted(cids):
                 live = book.live(cid)
                 kept = live or book.get(cid)
@@ -485,7 +524,7 @@ class NearDuplicates:
         finding = Finding(warnings=warnings, degraded=degraded)
         finding.cluster = summary(cluster) if cluster.size > 1 else None
         self._coordination(finding, cluster)
-        self._originality(finding, matches, post, claim, at)
+        self._originality(finding, matches, post, claim, at, cluster.earliest)
         bank = self.bank.match(signature)
         if bank is not None:
             finding.scores["rumor"] = bank.similarity
@@ -527,21 +566,23 @@ class NearDuplicates:
         }
 
     def _originality(
-        self, finding: Finding, matches: list[Match], post: Post, claim: float, at: float
+        self,
+        finding: Finding,
+        matches: list[Match],
+        post: Post,
+        claim: float,
+        at: float,
+        earliest: Member,
     ) -> None:
+        """``earliest``: the first post of the cluster the post joined."""
         claimed = post.declared_original or claim >= self.rules.originality_claim
         if not claimed or post.account_id is None or attributed(post):
             finding.scores["fake_originality"] = 0.0
             return
-        earlier = [
-            m
-            for m in matches
-            if m.entry.created_at < at and m.entry.account_id not in (None, post.account_id)
-        ]
-        if not earlier:
+        source = _source(matches, post.account_id, at, earliest)
+        if source is None:
             finding.scores["fake_originality"] = 0.0
             return
-        source = min(earlier, key=lambda m: (m.entry.created_at, -m.similarity, m.entry.post_id))
         finding.scores["fake_originality"] = source.similarity
         finding.evidence["fake_originality"] = {
             "earlier_post": source.entry.post_id,

@@ -15,7 +15,8 @@ Layout (``P`` is the key prefix and :data:`LAYOUT`, ``n`` a time bucket of ``buc
 
 Every key expires ``window + bucket`` after its last write (``EXPIRE`` as it is written), so old
 buckets leave whole and memory stays bounded with no deletes. Both calls are one Lua script each,
-one round trip: :meth:`RedisStore.match` reads every live bucket's band hashes and the candidates'
+one round trip: :meth:`RedisStore.match` reads every live bucket's band hashes (the window
+before ``P:clock``, the newest time added, as the embedded store's window) and the candidates'
 entries; :meth:`RedisStore.add` updates the cluster, detects the batch and indexes the post
 atomically, so that two processes adding to one cluster cannot lose a count.
 """
@@ -34,13 +35,16 @@ from service.neardup.index import Entry, Keys, Match
 from service.neardup.store import Added, ClusterState, StoreUnavailableError, alone
 
 _MATCH = """
-local p, exclude, nb = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local p, exclude, at_s, window, width = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]),
+  tonumber(ARGV[5])
+local FIRST_KEY = 6
+local clock = math.max(tonumber(at_s), tonumber(redis.call('GET', p .. ':clock') or at_s))
 local seen, out = {}, {}
-for i = 1, nb do
-  local bucket = ARGV[3 + i]
+for n = math.floor((clock - window) / width), math.floor(clock / width) do
+  local bucket = string.format('%d', n)
   local hits = {}
-  for j = 4 + nb, #ARGV do
-    local v = redis.call('HGET', p .. ':b:' .. bucket .. ':' .. (j - 3 - nb), ARGV[j])
+  for j = FIRST_KEY, #ARGV do
+    local v = redis.call('HGET', p .. ':b:' .. bucket .. ':' .. (j - FIRST_KEY + 1), ARGV[j])
     if v then
       for id in string.gmatch(v, '[^%z]+') do
         if id ~= exclude and not seen[id] then seen[id] = true; hits[#hits + 1] = id end
@@ -236,9 +240,14 @@ class RedisStore:
     def match(
         self, signature: Signature, keys: Keys, at: float, exclude: str | None
     ) -> list[Match]:
-        # the buckets of the window before ``at``, and the next one for posts that came early
-        buckets = list(range(self._bucket(at - self.window_s), self._bucket(at) + 2))
-        flat = self._call(self._match, [self.prefix, exclude or "", len(buckets), *buckets, *keys])
+        """The verified near-copies among every live post, as the embedded store matches: the
+        buckets from the window before the clock (the newest ``created_at`` added, or ``at``
+        when newer) up to the clock's, read in the script. Not only the buckets around ``at``:
+        a post that arrives late (a slow producer, a re-score out of order) then joins the
+        cluster of its later copies, of which it is the earliest source, whichever store holds
+        the window and however late it comes within it."""
+        args = [self.prefix, exclude or "", repr(at), self.window_s, self.bucket_s, *keys]
+        flat = self._call(self._match, args)
         entries = [_unpack(_text(i), v) for i, v in zip(flat[::2], flat[1::2], strict=True)]
         if not entries:
             return []

@@ -7,6 +7,7 @@ posts) and :meth:`Store.add` (index the post and put it in a cluster, idempotent
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -47,7 +48,9 @@ class Added:
 class Store(Protocol):
     def match(
         self, signature: Signature, keys: Keys, at: float, exclude: str | None
-    ) -> list[Match]: ...
+    ) -> list[Match]:
+        """The verified near-copies of a post at ``at`` among every live post (the window
+        before the store's clock, the newest ``created_at`` seen or ``at``), ``exclude`` aside."""
 
     def add(
         self,
@@ -105,11 +108,28 @@ def seed(entry: Entry) -> Member:
     return Member(entry.post_id, entry.account_id, entry.created_at)
 
 
+MAX_UNINDEXED = 100_000
+"""Ids of posts not indexed that :class:`LocalStore` keeps at most (about 30 MB): a flood of
+one text or a replay of posts older than the window, whose clock stands still, stays bounded;
+past it the id noted longest ago is forgotten first."""
+
+
 class LocalStore:
-    """The window and the clusters in this process (not thread-safe: the caller locks)."""
+    """The window and the clusters in this process (not thread-safe: the caller locks).
+
+    A post id is one member however often it comes, as in Redis (its ``P:w:<post>`` key): an
+    indexed post is known by the index, one added but not indexed (older than the window, or
+    crowded out) by :attr:`unindexed`, which keeps it as long as Redis keeps that key: the
+    window and a bucket, by the index's clock (and at most :data:`MAX_UNINDEXED`)."""
 
     def __init__(self, index: WindowIndex, book: ClusterBook) -> None:
         self.index, self.book = index, book
+        self.unindexed: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        """Post id to its cluster id and the clock when it was added, oldest first."""
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # a snapshot written before ``unindexed`` was: its window, with no such id known
+        self.__dict__.update({"unindexed": OrderedDict(), **state})
 
     def match(
         self, signature: Signature, keys: Keys, at: float, exclude: str | None
@@ -128,10 +148,11 @@ class LocalStore:
         index: bool,
         excerpt: str = "",
     ) -> Added:
-        known = self.index.get(member.post_id)
+        self._forget()
+        known = self._known(member.post_id)
         batches = self.book.account_batches(member.account_id, member.created_at)
         if known is not None:
-            cluster = self.book.get(known.cluster_id)
+            cluster = self.book.get(known)
             return Added(
                 alone(member, batches) if cluster is None else state(cluster, batches), True
             )
@@ -142,9 +163,33 @@ class LocalStore:
             cid = cluster.id
             batches = self.book.account_batches(member.account_id, member.created_at)
         entry = Entry(member.post_id, member.account_id, member.created_at, cid, signature, excerpt)
-        kept = not index or self.index.insert(entry, keys)
+        indexed = index and self.index.insert(entry, keys)
+        if not indexed:
+            self._note(member.post_id, cid)
         found = self.book.get(cid)
+        kept = indexed or not index
         return Added(alone(member, batches, cid) if found is None else state(found, batches), kept)
+
+    def _known(self, post_id: str) -> str | None:
+        """The cluster id of ``post_id`` if it was added before and is still remembered."""
+        entry = self.index.get(post_id)
+        if entry is not None:
+            return entry.cluster_id
+        noted = self.unindexed.get(post_id)
+        return None if noted is None else noted[0]
+
+    def _note(self, post_id: str, cid: str) -> None:
+        self.unindexed[post_id] = (cid, self.index.clock)
+        if len(self.unindexed) > MAX_UNINDEXED:
+            self.unindexed.popitem(last=False)
+
+    def _forget(self) -> None:
+        """Drop the ids noted a window and a bucket before the clock (which only moves on, so
+        they are the first ones)."""
+        expired = self.index.clock - self.index.window_s - self.index.bucket_s
+        noted = self.unindexed
+        while noted and next(iter(noted.values()))[1] <= expired:
+            noted.popitem(last=False)
 
     def get(self, post_id: str) -> Entry | None:
         return self.index.get(post_id)
