@@ -82,11 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     rescore = commands.add_parser(
         "rescore",
         help="score every post of JSONL or Parquet files into a file of score records",
-        description="Score every post of INPUT (a .jsonl or .parquet file, or a folder of them)\n"
-        "into OUTPUT (.jsonl or .parquet), one score record per good line in input order.\n"
-        "Bad lines are reported on stderr and kept in the reject file; OUTPUT appears only\n"
-        "when the run completes. A stopped run keeps a checkpoint beside OUTPUT: the same\n"
-        "command continues it.",
+        description="Score every post of INPUT (a .jsonl, .jsonl.gz or .parquet file, or a folder\n"
+        "of them) into OUTPUT (.jsonl or .parquet), one score record per good line in input\n"
+        "order. Bad lines are reported on stderr and kept in the reject file; OUTPUT appears\n"
+        "only when the run completes. A stopped run keeps a checkpoint beside OUTPUT: the\n"
+        "same command continues it.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         nargs="?",
         metavar="INPUT",
-        help="JSONL/Parquet file or folder (or --from-db)",
+        help="JSONL (.jsonl.gz too)/Parquet file or folder (or --from-db)",
     )
     rescore.add_argument(
         "--bank",

@@ -34,7 +34,8 @@ ErrorKind = Literal[
     "bad_created_at",
     "invalid_value",
     "line_too_long",
-    # batch re-scoring: rows a Parquet file cannot give back, posts the scorer failed on
+    # batch re-scoring: rows a Parquet file cannot give back, the line where a gzip stream
+    # breaks off, posts the scorer failed on
     "unreadable",
     "scorer_error",
 ]
@@ -94,7 +95,7 @@ class JsonlReader:
             self.bytes_read += size
             if size > len(head):
                 message = f"line is {size:,} bytes, over the limit of {self._max_line_bytes:,}"
-                yield _error(line_no, head, None, "line_too_long", message)
+                yield line_error(line_no, head, None, "line_too_long", message)
             elif head.strip():
                 yield parse_line(line_no, head)
             else:
@@ -119,7 +120,7 @@ def parse_line(line_no: int, raw: bytes) -> PostLine | LineError:
         value = _load_object(text, cut_off=not raw.endswith(b"\n"))
         return PostLine(line_no, _validate(value))
     except _BadLineError as exc:
-        return _error(line_no, body, exc.post_id, exc.kind, exc.message)
+        return line_error(line_no, body, exc.post_id, exc.kind, exc.message)
 
 
 def parse_object(line_no: int, value: dict[str, object]) -> PostLine | LineError:
@@ -128,7 +129,7 @@ def parse_object(line_no: int, value: dict[str, object]) -> PostLine | LineError
         return PostLine(line_no, _validate(value))
     except _BadLineError as exc:
         raw = json.dumps(value, ensure_ascii=False, default=str).encode()
-        return _error(line_no, raw, exc.post_id, exc.kind, exc.message)
+        return line_error(line_no, raw, exc.post_id, exc.kind, exc.message)
 
 
 class _BadLineError(Exception):
@@ -175,9 +176,10 @@ def _validate(value: dict[str, object]) -> Post:
         raise _BadLineError(_kind(errors[0]), message, _post_id(value)) from exc
 
 
-def _error(
+def line_error(
     line_no: int, body: bytes, post_id: str | None, kind: ErrorKind, message: str
 ) -> LineError:
+    """A bad line with the start of its bytes ``body``, decoded as far as they go."""
     # a character is at most 4 bytes, so this many bytes always give RAW_CHARS characters
     raw = body[: 4 * RAW_CHARS].decode("utf-8", errors="replace")[:RAW_CHARS]
     return LineError(line_no, post_id, kind, message, raw)

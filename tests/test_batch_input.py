@@ -1,8 +1,10 @@
-"""Batch input and output: JSONL and Parquet, files and folders, and the bad inputs of the issue
-(corrupt Parquet, a cut-off last line, mixed schemas across files)."""
+"""Batch input and output: JSONL (plain or gzip) and Parquet, files and folders, and the bad
+inputs of the issue (corrupt Parquet, a cut-off last line, mixed schemas across files, a gzip
+file cut off or not gzip at all)."""
 
 from __future__ import annotations
 
+import gzip
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -197,7 +199,82 @@ def test_an_input_of_unknown_format_is_refused(tmp_path: Path) -> None:
             progress=False,
         )
     (tmp_path / "empty").mkdir()
-    with pytest.raises(RescoreError, match=r"holds no .jsonl or .parquet file"):
+    with pytest.raises(RescoreError, match=r"holds no .jsonl, .jsonl.gz or .parquet file"):
         rescore(
             tmp_path / "empty", tmp_path / "out.jsonl", InlineEngine(LengthScorer()), progress=False
         )
+
+
+def test_a_gzip_file_gives_what_the_same_file_uncompressed_gives(tmp_path: Path) -> None:
+    lines = shuffled_posts(40)
+    lines[5] = b"this line is not JSON\n"
+    lines[9] = b"\n"
+    data = b"".join(lines) + '{"id": "cut", "text": "写到一半'.encode()
+    (tmp_path / "in.jsonl").write_bytes(data)
+    (tmp_path / "in.jsonl.gz").write_bytes(gzip.compress(data))
+    outputs = []
+    for name in ("in.jsonl", "in.jsonl.gz"):
+        out = tmp_path / f"{name}.out.jsonl"
+        engine = InlineEngine(LengthScorer())
+        summary = rescore(tmp_path / name, out, engine, chunk_size=3, progress=False)
+        rejects = read_rejects(tmp_path / f"{name}.out.rejects.jsonl")
+        outputs.append((read_records(out), [(r["line"], r["error"]) for r in rejects], summary))
+    (plain, plain_rejects, plain_summary), (packed, packed_rejects, packed_summary) = outputs
+    good = [line for i, line in enumerate(lines) if i not in (5, 9)]
+    assert packed == plain == [expected_record(p) for p in posts_of(good)]
+    assert packed_rejects == plain_rejects == [(6, "malformed_json"), (41, "malformed_json")]
+    assert packed_summary.tallies() | {"elapsed_s": 0} == plain_summary.tallies() | {"elapsed_s": 0}
+
+
+def test_a_folder_mixes_plain_and_gzip_files_by_suffix_in_any_case(tmp_path: Path) -> None:
+    folder = tmp_path / "posts"
+    folder.mkdir()
+    (folder / "1.jsonl").write_bytes(post_line("a", "一"))
+    (folder / "2.JSONL.GZ").write_bytes(gzip.compress(post_line("b", "二") + post_line("c", "三")))
+    (folder / "3.Ndjson").write_bytes(post_line("d", "四"))
+    (folder / "4.jsonl.gz").write_bytes(gzip.compress(post_line("e", "五")))
+    write_parquet(folder / "5.PARQUET", [{"id": "f", "text": "六"}])
+    (folder / "notes.txt.gz").write_bytes(gzip.compress(b"not posts\n"))
+    summary = rescore(folder, tmp_path / "out.jsonl", InlineEngine(LengthScorer()), progress=False)
+    assert [r.id for r in read_records(tmp_path / "out.jsonl")] == ["a", "b", "c", "d", "e", "f"]
+    assert summary.failed_total == 0
+
+
+def test_a_cut_off_gzip_file_is_scored_up_to_the_break_which_is_one_bad_line(
+    tmp_path: Path,
+) -> None:
+    lines = shuffled_posts(3000)
+    packed = gzip.compress(b"".join(lines))
+    source = tmp_path / "in.jsonl.gz"
+    source.write_bytes(packed[: len(packed) // 2])
+    summary = rescore(
+        source, tmp_path / "out.jsonl", InlineEngine(LengthScorer()), chunk_size=64, progress=False
+    )
+    records = read_records(tmp_path / "out.jsonl")
+    whole = len(records)
+    assert 0 < whole < 3000
+    assert records == [expected_record(p) for p in posts_of(lines[:whole])]
+    [reject] = read_rejects(tmp_path / "out.rejects.jsonl")
+    assert (reject["line"], reject["error"]) == (whole + 1, "unreadable")
+    assert str(reject["message"]).startswith(
+        f"the gzip stream breaks off after {whole:,} whole lines ("
+    )
+    assert str(reject["message"]).endswith("the file ends inside it (cut off?)")
+    # the part of the line the stream gave, to recognise it by
+    assert reject["raw"] and lines[whole].decode().startswith(str(reject["raw"]))
+    assert (summary.posts_read, summary.failed) == (whole + 1, {"unreadable": 1})
+
+
+def test_a_gzip_file_of_which_nothing_decompresses_is_named_before_any_work(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_bytes(post_line("a", "好"))
+    (tmp_path / "in" / "b.jsonl.gz").write_bytes(post_line("b", "其实没有压缩"))
+    with pytest.raises(
+        RescoreError, match=r"b.jsonl.gz is not a readable gzip file: not gzip data"
+    ):
+        rescore(
+            tmp_path / "in", tmp_path / "out.jsonl", InlineEngine(LengthScorer()), progress=False
+        )
+    assert not (tmp_path / "out.jsonl").exists()

@@ -4,6 +4,7 @@ every engine killed with SIGKILL and started again; a disk that fills up."""
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import os
 import resource
@@ -31,7 +32,7 @@ from batchkit import (
 
 from service.batch.local import LocalEngine
 from service.pipeline import Pipeline
-from service.rescore import InlineEngine, batch_settings
+from service.rescore import InlineEngine, batch_settings, rescore
 from service.settings import Settings
 
 BATCHKIT = Path(__file__).resolve().parent / "batchkit.py"
@@ -44,6 +45,20 @@ def test_workers_give_the_single_process_output_in_input_order(tmp_path: Path) -
     assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in posts_of(lines)]
     assert summary.scored == 103
     assert summary.engine == "local, 2 workers"
+
+
+def test_workers_read_a_gzip_file_as_the_file_uncompressed(tmp_path: Path) -> None:
+    lines = shuffled_posts(103)
+    source = tmp_path / "in.jsonl.gz"
+    source.write_bytes(gzip.compress(b"".join(lines)))
+    engine = LocalEngine(length_scorer, Settings(), workers=2)
+    # one task a segment: every segment after the first warms up, reading the tasks before it
+    # backwards, in a worker that read others before
+    summary = rescore(
+        source, tmp_path / "out.jsonl", engine, chunk_size=5, segment_posts=5, progress=False
+    )
+    assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in posts_of(lines)]
+    assert summary.segments == 21
 
 
 def test_a_post_that_raises_or_kills_its_worker_is_rejected_and_the_run_goes_on(
@@ -86,17 +101,24 @@ def manifest(output: Path) -> dict[str, object] | None:
 
 
 @pytest.mark.parametrize(
-    "engine",
-    [["--workers", "1"], ["--workers", "2"], ["--engine", "ray", "--workers", "2"]],
-    ids=["one-process", "local", "ray"],
+    ("engine", "name"),
+    [
+        (["--workers", "1"], "in.jsonl"),
+        (["--workers", "2"], "in.jsonl"),
+        # gzip cannot seek: the continued run's workers decompress up to their tasks
+        (["--workers", "2"], "in.jsonl.gz"),
+        (["--engine", "ray", "--workers", "2"], "in.jsonl"),
+    ],
+    ids=["one-process", "local", "local-gzip", "ray"],
 )
 def test_killed_with_sigkill_and_started_again_every_post_is_written_once(
-    tmp_path: Path, engine: list[str]
+    tmp_path: Path, engine: list[str], name: str
 ) -> None:
     lines = shuffled_posts(400)
     lines[123] = b"this line is not JSON\n"
-    source, output = tmp_path / "in.jsonl", tmp_path / "out.parquet"
-    source.write_bytes(b"".join(lines))
+    source, output = tmp_path / name, tmp_path / "out.parquet"
+    data = b"".join(lines)
+    source.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
     args: list[str | Path] = [source, "-o", output, *engine, "--chunk-size", "7"]
     args += ["--checkpoint-every", "20"]
 

@@ -6,6 +6,7 @@ text, so a record written next to the wrong line shows up as a wrong score.
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -403,3 +404,43 @@ def test_an_interrupted_run_says_how_to_continue_and_exits_2(
     assert "run the same command again to continue after 4 posts" in err
     assert run_cli(*args) == 0
     assert "resumed" in capsys.readouterr().err
+
+
+def test_an_interrupted_gzip_run_continues_at_the_task_it_stopped_at(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = shuffled_posts(12)
+    lines[9] = b"this line is not JSON\n"
+    source, output = tmp_path / "in.jsonl.gz", tmp_path / "out.jsonl"
+    source.write_bytes(gzip.compress(b"".join(lines)))
+    args: list[str | Path] = ["rescore", source, "-o", output, "--skip-bad"]
+    args += ["--chunk-size", "4", "--checkpoint-every", "4"]
+    assert run_cli(*args, scorer=InterruptingScorer()) == 2
+    assert "run the same command again to continue after 4 posts" in capsys.readouterr().err
+    again = LengthScorer()
+    assert run_cli(*args, scorer=again) == 0
+    # the first task was committed: the continued run reads on from the second
+    assert again.batch_sizes == [4, 3]
+    good = [line for i, line in enumerate(lines) if i != 9]
+    assert read_records(output) == [expected_record(p) for p in posts_of(good)]
+    assert [r["line"] for r in read_rejects(tmp_path / "out.rejects.jsonl")] == [10]
+    err = capsys.readouterr().err
+    assert f"{source}:10: error: malformed_json" in err
+    assert "resumed        after 4 posts" in err
+
+
+def test_a_cut_off_gzip_file_is_reported_with_how_far_it_got_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    packed = gzip.compress(b"".join(shuffled_posts(2000)))
+    source = tmp_path / "in.jsonl.gz"
+    source.write_bytes(packed[: len(packed) // 2])
+    assert run_cli("rescore", source, "-o", tmp_path / "out.jsonl") == 1
+    err = capsys.readouterr().err
+    whole = len(read_records(tmp_path / "out.jsonl"))
+    assert (
+        f"{source}:{whole + 1}: error: unreadable: the gzip stream breaks off after "
+        f"{whole:,} whole lines ("
+    ) in err
+    assert "failed         1 (unreadable 1)" in err
+    assert "Traceback" not in err

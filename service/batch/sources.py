@@ -1,31 +1,51 @@
-"""The input of a batch run, JSONL or Parquet (a file or a folder of files), cut into tasks.
+"""The input of a batch run, JSONL (plain or gzip-compressed) or Parquet (a file or a folder of
+files), cut into tasks.
 
 A task is a slice of one file that a worker reads on its own: a byte range of whole lines of a
 JSONL file, or a row range inside one row group of a Parquet file. Workers then read and parse
 in parallel, the task list is known before scoring starts (progress bar with ETA), and a run
 killed half way restarts at its first uncommitted task. Cutting reads only the newlines of a
 JSONL file and the footer of a Parquet file.
+
+A gzip-compressed JSONL file is cut the same way, its byte ranges counted in the decompressed
+lines: cutting decompresses it once, streaming, and a task is read through a decompressor that
+seeks by decompressing forward from a point it remembered (:mod:`service.batch.inflate`). So its
+tasks, segments and checkpoints are those of the same file uncompressed, and a resumed run goes
+on at the same task; the price of no random access is that each process reading the file
+decompresses it about once. Where the stream is damaged (cut off, corrupt) the lines before the
+damage are read and the damage is one bad line, ``unreadable``, that says how far it got.
 """
 
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from service.ingest import JsonlReader, LineError, PostLine, parse_object
+from service.batch.inflate import GzipError, Inflater
+from service.ingest import JsonlReader, LineError, PostLine, line_error, parse_object
 from service.record import Post
 
-Format = Literal["jsonl", "parquet"]
-SUFFIXES: dict[str, Format] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+Format = Literal["jsonl", "gzip", "parquet"]
+"""``gzip``: JSONL compressed with gzip."""
+SUFFIXES: dict[str, Format] = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".jsonl.gz": "gzip",
+    ".ndjson.gz": "gzip",
+    ".parquet": "parquet",
+}
+"""The files of a folder that are read, by the end of their name in any case."""
 
 SCAN_BYTES = 8 << 20
 """Block size for finding line ends."""
@@ -37,8 +57,9 @@ class InputError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Task:
-    """Lines ``first_line ..`` of ``path``: bytes ``[start, stop)`` of a JSONL file, or rows
-    ``[start, stop)`` of row group ``group`` of a Parquet file."""
+    """Lines ``first_line ..`` of ``path``: bytes ``[start, stop)`` of a JSONL file (of its
+    decompressed bytes, gzip), or rows ``[start, stop)`` of row group ``group`` of a Parquet
+    file."""
 
     index: int
     path: str
@@ -48,6 +69,8 @@ class Task:
     first_line: int
     lines: int
     group: int = 0
+    damage: str = ""
+    """Why a gzip stream breaks off at ``stop``: its last line is a bad line saying so."""
 
     @property
     def where(self) -> str:
@@ -64,7 +87,8 @@ class Chunk:
 
 
 def input_files(path: Path) -> list[Path]:
-    """``path`` itself, or the JSONL and Parquet files under the folder ``path`` by name."""
+    """``path`` itself, or the JSONL (plain or gzip) and Parquet files under the folder ``path``
+    by name."""
     if not path.exists():
         raise InputError(f"input {path} does not exist")
     if path.is_dir():
@@ -73,50 +97,92 @@ def input_files(path: Path) -> list[Path]:
             p
             for p in path.rglob("*")
             if p.is_file()
-            and p.suffix in SUFFIXES
+            and file_format(p) is not None
             and not any(part.startswith(".") for part in p.relative_to(path).parts)
         )
         if not files:
-            raise InputError(f"folder {path} holds no .jsonl or .parquet file")
+            raise InputError(f"folder {path} holds no .jsonl, .jsonl.gz or .parquet file")
         return files
-    if path.suffix not in SUFFIXES:
-        raise InputError(f"input {path}: unknown format, expected a .jsonl or .parquet file")
+    if file_format(path, given=True) is None:
+        raise InputError(
+            f"input {path}: unknown format, expected a .jsonl, .jsonl.gz or .parquet file"
+        )
     return [path]
+
+
+def file_format(path: Path, *, given: bool = False) -> Format | None:
+    """``path``'s format by the end of its name, in any case (``POSTS.JSONL.GZ``); a file
+    ``given`` as INPUT itself may end in any ``.gz``, a file found in a folder only in one of
+    ``SUFFIXES`` (``notes.txt.gz`` beside the posts is not one)."""
+    name = path.name.lower()
+    for suffix, fmt in SUFFIXES.items():
+        if name.endswith(suffix):
+            return fmt
+    return "gzip" if given and name.endswith(".gz") else None
 
 
 def plan(files: list[Path], chunk_size: int) -> list[Task]:
     """The tasks of ``files`` in input order, at most ``chunk_size`` lines (rows) each."""
     tasks: list[Task] = []
     for path in files:
-        cut = _jsonl_tasks if SUFFIXES[path.suffix] == "jsonl" else _parquet_tasks
-        tasks.extend(cut(path, chunk_size, len(tasks)))
+        # files come from input_files, which lets only known formats through
+        fmt = file_format(path, given=True) or "jsonl"
+        if fmt == "parquet":
+            tasks.extend(_parquet_tasks(path, chunk_size, len(tasks)))
+        else:
+            tasks.extend(_jsonl_tasks(path, fmt, chunk_size, len(tasks)))
     return tasks
 
 
-def _jsonl_tasks(path: Path, chunk_size: int, first_index: int) -> Iterator[Task]:
-    start, line, pending, offset = 0, 1, 0, 0
+def _jsonl_tasks(path: Path, fmt: Format, chunk_size: int, first_index: int) -> Iterator[Task]:
+    start, line, pending, offset, last = 0, 1, 0, 0, b"\n"
     index = first_index
+    damage: GzipError | None = None
     try:
-        with path.open("rb") as stream:
+        for block in _blocks(path, fmt):
+            ends = np.flatnonzero(np.frombuffer(block, np.uint8) == 10) + offset + 1
+            for cut in ends[chunk_size - pending - 1 :: chunk_size].tolist():
+                yield Task(index, str(path), fmt, start, cut, line, chunk_size)
+                index, start, line = index + 1, cut, line + chunk_size
+            pending = (pending + len(ends)) % chunk_size
+            offset += len(block)
+            last = block[-1:]
+    except GzipError as exc:
+        damage = exc
+    if damage is not None:
+        yield _damaged(Task(index, str(path), fmt, start, offset, line, pending + 1), damage)
+    elif start < offset:
+        # the last line may lack its newline: it still counts (and is likely cut off)
+        yield Task(index, str(path), fmt, start, offset, line, pending + (last != b"\n"))
+
+
+def _damaged(task: Task, damage: GzipError) -> Task:
+    """``task``, the last of its file, whose last line (a part of one, or none) is where the
+    gzip stream breaks off."""
+    if not damage.offset:
+        # as a corrupt Parquet footer: a file of which nothing can be read is likely no input
+        raise InputError(f"{task.path} is not a readable gzip file: {damage.reason}")
+    whole = task.first_line + task.lines - 2
+    message = (
+        f"the gzip stream breaks off after {whole:,} whole lines ({damage.offset:,} bytes "
+        f"decompressed): {damage.reason}"
+    )
+    return replace(task, damage=message)
+
+
+def _blocks(path: Path, fmt: Format) -> Iterator[bytes]:
+    """The bytes of a JSONL file (decompressed, gzip) in order, ``SCAN_BYTES`` at a time; a
+    damaged gzip stream raises :class:`GzipError` after the bytes before the damage."""
+    try:
+        with _open(path, fmt) as stream:
             while block := stream.read(SCAN_BYTES):
-                ends = np.flatnonzero(np.frombuffer(block, np.uint8) == 10) + offset + 1
-                for cut in ends[chunk_size - pending - 1 :: chunk_size].tolist():
-                    yield Task(index, str(path), "jsonl", start, cut, line, chunk_size)
-                    index, start, line = index + 1, cut, line + chunk_size
-                pending = (pending + len(ends)) % chunk_size
-                offset += len(block)
+                yield block
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from exc
-    if start < offset:
-        # the last line may lack its newline: it still counts (and is likely cut off)
-        last = pending + (not _ends_line(path, offset))
-        yield Task(index, str(path), "jsonl", start, offset, line, last)
 
 
-def _ends_line(path: Path, size: int) -> bool:
-    with path.open("rb") as stream:
-        stream.seek(size - 1)
-        return stream.read(1) == b"\n"
+def _open(path: Path, fmt: Format) -> AbstractContextManager[BinaryIO | Inflater]:
+    return Inflater(str(path)) if fmt == "gzip" else path.open("rb")
 
 
 def _parquet_tasks(path: Path, chunk_size: int, first_index: int) -> Iterator[Task]:
@@ -136,25 +202,64 @@ def _parquet_tasks(path: Path, chunk_size: int, first_index: int) -> Iterator[Ta
 
 def read(task: Task) -> Chunk:
     """The posts and bad lines of ``task``, numbered as lines (rows, from 1) of its file."""
-    if task.fmt == "jsonl":
-        with open(task.path, "rb") as stream:
-            stream.seek(task.start)
-            data = stream.read(task.stop - task.start)
-        reader = JsonlReader(io.BytesIO(data), first_line=task.first_line)
-        return Chunk(list(reader), reader.blank_lines)
+    if task.fmt != "parquet":
+        return _jsonl_chunk(task)
     try:
         table = _row_group(task.path, task.group).slice(task.start, task.stop - task.start)
     except (pa.ArrowException, OSError) as exc:
-        message = f"row group {task.group} of the Parquet file cannot be read: {exc}"
-        return Chunk(
-            [
-                LineError(task.first_line + i, None, "unreadable", message, "")
-                for i in range(task.lines)
-            ],
-            0,
+        return _unreadable(
+            task, f"row group {task.group} of the Parquet file cannot be read: {exc}"
         )
     rows = table.to_pylist()
     return Chunk([parse_object(task.first_line + i, _plain(r)) for i, r in enumerate(rows)], 0)
+
+
+def _jsonl_chunk(task: Task) -> Chunk:
+    try:
+        data = _slice(task)
+    except GzipError as exc:
+        # only if the file changed since the run cut it: cutting read these bytes
+        return _unreadable(task, f"{exc} (has the file changed since the run started?)")
+    damaged = b""
+    if task.damage:
+        cut = data.rfind(b"\n") + 1
+        data, damaged = data[:cut], data[cut:]
+    reader = JsonlReader(io.BytesIO(data), first_line=task.first_line)
+    items = list(reader)
+    if task.damage:
+        last = task.first_line + task.lines - 1
+        items.append(line_error(last, damaged, None, "unreadable", task.damage))
+    return Chunk(items, reader.blank_lines)
+
+
+def _slice(task: Task) -> bytes:
+    """Bytes ``[start, stop)`` of the task's JSONL file (decompressed, gzip)."""
+    if task.fmt == "gzip":
+        stream = _inflater(task.path, _version(task.path))
+        stream.seek(task.start)
+        return stream.read(task.stop - task.start)
+    with open(task.path, "rb") as plain:
+        plain.seek(task.start)
+        return plain.read(task.stop - task.start)
+
+
+@lru_cache(maxsize=4)
+def _inflater(path: str, version: tuple[int, int, int]) -> Inflater:
+    """One per gzip file and process, kept: it stands where the last task ended, and remembers
+    points to go back to (a warm-up reads tasks backwards). A segment and its warm-up span few
+    files; ``version`` makes a file replaced since (a test's, rewritten in place) a new one."""
+    return Inflater(path)
+
+
+def _version(path: str) -> tuple[int, int, int]:
+    stat = os.stat(path)
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _unreadable(task: Task, message: str) -> Chunk:
+    """Every line of ``task`` a bad line: the slice cannot be read."""
+    lines = range(task.first_line, task.first_line + task.lines)
+    return Chunk([LineError(line, None, "unreadable", message, "") for line in lines], 0)
 
 
 @lru_cache(maxsize=1)
