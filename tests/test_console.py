@@ -165,6 +165,23 @@ def test_an_item_whose_evidence_search_failed_says_so(
     assert translator("zh")("no_evidence") not in explained and "<mark" in explained
 
 
+def test_heads_are_shown_against_the_thresholds_the_record_was_decided_with(
+    pipeline: Pipeline,
+) -> None:
+    policy = pipeline.policy
+    review = policy.risks["rumor"].review
+    low = round(review * 0.7 + 0.01, 4)
+    record = {
+        "scores": {"rumor": low},
+        "flags": {"rumor": True},
+        "reasons": [{"evidence": {"account_level": {"level": "D", "review_factor": 0.7}}}],
+    }
+    (row,) = present.head_rows(record, policy)
+    assert row.review == round(review * 0.7, 4) < low < review and row.flagged
+    (plain,) = present.head_rows({"scores": {"rumor": low}, "flags": {}}, policy)
+    assert plain.review == review
+
+
 def test_a_record_without_spans_says_why() -> None:
     def note(pending: bool, version: str = "sha256:now", warnings: tuple[str, ...] = ()) -> str:
         record = {"evidence_pending": pending, "model_version": version, "warnings": warnings}
@@ -269,6 +286,11 @@ def test_a_coordinated_batch_item_shows_its_members_in_time_order(api: Api) -> N
     posts = re.findall(r"<li[^>]*>([^<]*)", timeline)
     assert [p.split(" · ")[1] for p in posts] == ["b0", "b1", "b2", "b3", "b4"]
     assert posts[0].startswith("2023-11-14 22:13") and "最早来源" in timeline
+    # the queue shows the cluster's size, not how many members it lists (the first 100)
+    assert batch.evidence is not None
+    listed = {**batch.evidence, "members": batch.evidence["members"][:2]}
+    row = present.queue_row(batch.model_copy(update={"evidence": listed}), batch.enqueued_at)
+    assert row.cluster_size == 5
 
 
 def test_a_copy_is_shown_beside_the_earlier_post_and_a_bank_match_with_its_notice(

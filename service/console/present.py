@@ -107,13 +107,30 @@ def reason_rows(
 
 
 def head_rows(record: dict[str, Any], policy: Policy) -> list[HeadRow]:
+    """Each head's score against the thresholds the record was decided with: the review
+    threshold lowered by the account level's ``review_factor`` where its reasons name one."""
     scores: dict[str, float] = record.get("scores", {})
     flags: dict[str, bool] = record.get("flags", {})
+    factor = review_factor(record)
     return [
-        HeadRow(risk, float(scores.get(risk, 0.0)), rule.review, rule.block, bool(flags.get(risk)))
+        HeadRow(
+            risk,
+            float(scores.get(risk, 0.0)),
+            round(rule.review * factor, 4),
+            rule.block,
+            bool(flags.get(risk)),
+        )
         for risk, rule in policy.risks.items()
         if risk in scores
     ]
+
+
+def review_factor(record: dict[str, Any]) -> float:
+    for reason in record.get("reasons", []):
+        level = reason.get("evidence", {}).get("account_level")
+        if isinstance(level, dict) and "review_factor" in level:
+            return float(level["review_factor"])
+    return 1.0
 
 
 def _cluster(item: views.Item) -> dict[str, Any] | None:
@@ -215,10 +232,11 @@ def queue_row(item: views.Item, now: datetime) -> QueueRow:
     record = record_of(item) or {}
     score = record.get("scores", {}).get(item.head) if item.head else None
     evidence = item.evidence or {}
-    cluster = record.get("cluster")
+    # the cluster's own count: the members listed stop at the first 100 it keeps
+    cluster = evidence.get("cluster") or record.get("cluster")
     size = len(evidence["members"]) if "members" in evidence else None
-    if size is None and isinstance(cluster, dict):
-        size = int(cluster.get("size", 0))
+    if isinstance(cluster, dict) and "size" in cluster:
+        size = int(cluster["size"])
     return QueueRow(
         item,
         None if score is None else float(score),
