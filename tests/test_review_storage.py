@@ -590,6 +590,9 @@ def test_other_sources_queue_one_item_per_open_cluster_or_match(
     repo.decide_appeal(policy, appeal.id, "r2", "uphold", None)
     assert repo.get_account("acc7").credit == policy.credit.initial
     assert repo.get_account("acc8").credit < policy.credit.initial
+    # one member cleared leaves the batch a confirmed violation: its label stays 1
+    (label,) = [x for x in repo.labels() if x["item_id"] == cluster.id]
+    assert label["label"] == 1 and label["appeal_upheld"]
     assert [e.kind for e in repo.audit_entries()][:2] == ["review.enqueued", "review.enqueued"]
     assert verify(repo) == []
 

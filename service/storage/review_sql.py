@@ -59,6 +59,7 @@ from service.storage.review_steps import (
 from service.storage.tables import (
     AuditHead,
     AuditRecord,
+    CreditEntry,
     IdempotentWrite,
     ReviewDecision,
     ReviewItem,
@@ -709,8 +710,14 @@ class ReviewSql:
 
     def labels(self) -> Iterator[dict[str, Any]]:
         """Reviewers' final decisions as training labels: 1 for a confirmed violation (unless
-        an appeal against it was upheld), 0 for a dismissal."""
-        upheld = select(StoredAppeal.item_id).where(StoredAppeal.status == "upheld")
+        the appeals of every account it charged were upheld: one member's appeal clears that
+        account, not its coordinated batch), 0 for a dismissal."""
+        upheld = select(StoredAppeal.item_id, StoredAppeal.account_id).where(
+            StoredAppeal.status == "upheld"
+        )
+        charges = select(CreditEntry.item_id, CreditEntry.account_id).where(
+            CreditEntry.reason == "violation"
+        )
         query = (
             select(ReviewDecision, ReviewItem)
             .join(ReviewItem, ReviewItem.id == ReviewDecision.item_id)
@@ -718,9 +725,16 @@ class ReviewSql:
             .order_by(ReviewDecision.id)
         )
         with self._session() as session:
-            appealed = set(session.scalars(upheld))
+            appealed: dict[int, set[str]] = {}
+            for item_id, account in session.execute(upheld):
+                appealed.setdefault(item_id, set()).add(account)
+            charged: dict[int, set[str]] = {}
+            for entry_item, account in session.execute(charges):
+                if entry_item is not None:
+                    charged.setdefault(entry_item, set()).add(account)
             for decision, item in session.execute(query):
-                confirmed = decision.action == "confirm" and item.id not in appealed
+                cleared = item.id in appealed and appealed[item.id] >= charged.get(item.id, set())
+                confirmed = decision.action == "confirm" and not cleared
                 yield {
                     "item_id": item.id,
                     "post_id": item.post_id,
