@@ -260,8 +260,12 @@ class Summary:
 
 
 def default_reject_path(output_path: Path) -> Path:
-    """``scores.jsonl`` keeps its rejects in ``scores.rejects.jsonl``, beside it."""
-    stem = output_path.name.removesuffix(".jsonl").removesuffix(".parquet")
+    """``scores.jsonl`` (``.parquet``, ``.jsonl.gz``) keeps its rejects in
+    ``scores.rejects.jsonl``, beside it."""
+    stem = output_path.name
+    for suffix in (".gz", ".jsonl", ".parquet"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
     return output_path.with_name(stem + ".rejects.jsonl")
 
 

@@ -60,7 +60,7 @@ def test_tasks_cut_jsonl_at_line_ends_and_number_lines_as_the_file(tmp_path: Pat
     assert [c.blank_lines for c in chunks] == [0, 1, 0]
 
 
-@pytest.mark.parametrize("output_name", ["out.jsonl", "out.parquet"])
+@pytest.mark.parametrize("output_name", ["out.jsonl", "out.parquet", "OUT.PARQUET", "out.jsonl.gz"])
 def test_parquet_in_jsonl_or_parquet_out_in_input_order(tmp_path: Path, output_name: str) -> None:
     posts = posts_of(shuffled_posts(25))
     write_parquet(tmp_path / "in.parquet", [p.model_dump() for p in posts], row_group_size=10)
@@ -71,6 +71,9 @@ def test_parquet_in_jsonl_or_parquet_out_in_input_order(tmp_path: Path, output_n
     assert list(record_files.read_records(output)) == [expected_record(p) for p in posts]
     assert (summary.posts_read, summary.scored) == (25, 25)
     assert not (tmp_path / f".{output_name}.rescore").exists()
+    magic = output.read_bytes()[:4]
+    assert (magic == b"PAR1") == output_name.lower().endswith(".parquet")
+    assert (magic[:2] == b"\x1f\x8b") == output_name.endswith(".gz")
 
 
 def test_a_record_with_reasons_and_cluster_reads_back_from_parquet(tmp_path: Path) -> None:

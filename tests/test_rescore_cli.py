@@ -195,6 +195,20 @@ def test_a_clean_file_exits_0_and_removes_stale_rejects(
     assert summary_rows(capsys.readouterr().err)["failed"] == "0"
 
 
+def test_an_output_named_gz_is_gzip_and_reads_back_for_compare(tmp_path: Path) -> None:
+    lines = shuffled_posts(7)
+    (tmp_path / "in.jsonl").write_bytes(b"".join(lines) + b"[]\n")
+    plain, zipped = tmp_path / "out.jsonl", tmp_path / "out.JSONL.GZ"
+    assert run_cli("rescore", tmp_path / "in.jsonl", "-o", plain) == 1
+    assert run_cli("rescore", tmp_path / "in.jsonl", "-o", zipped) == 1
+    assert gzip.decompress(zipped.read_bytes()) == plain.read_bytes()
+    # the rejects are plain JSONL beside it, named without its suffixes
+    assert [r["error"] for r in read_rejects(tmp_path / "out.rejects.jsonl")] == ["not_an_object"]
+    args = ["rescore", tmp_path / "in.jsonl", "-o", tmp_path / "again.jsonl", "--skip-bad"]
+    assert run_cli(*args, "--compare", zipped) == 0
+    assert (tmp_path / "again.jsonl.changes.jsonl").read_text() == ""
+
+
 def test_the_reject_file_can_be_named(tmp_path: Path) -> None:
     (tmp_path / "in.jsonl").write_bytes(b"[]\n")
     args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl")]

@@ -11,18 +11,19 @@ sizes, times, chunk size, model and policy), so that a different run never conti
 from __future__ import annotations
 
 import fcntl
+import gzip
 import json
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
-from service.batch.records import SCHEMA, RecordWriter, is_parquet
+from service.batch.records import SCHEMA, RecordWriter, is_gzip, is_parquet
 
 MANIFEST = "manifest.json"
 
@@ -141,7 +142,7 @@ class WorkFolder:
                     writer.write_table(pq.read_table(self.part(k), schema=SCHEMA))
                 writer.close()
             else:
-                _join([self.part(k) for k in range(state.parts)], tmp)
+                _join([self.part(k) for k in range(state.parts)], tmp, zipped=is_gzip(self.output))
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -156,10 +157,13 @@ class WorkFolder:
         shutil.rmtree(self.path)
 
 
-def _join(parts: list[Path], target: Path) -> None:
+def _join(parts: list[Path], target: Path, *, zipped: bool = False) -> None:
+    """Concatenate ``parts`` into ``target``, through gzip when ``zipped``: the parts stay
+    plain, so that a run resumes and joins them alike whatever OUTPUT's name."""
     with target.open("wb") as out:
-        for part in parts:
-            with part.open("rb") as source:
-                shutil.copyfileobj(source, out, 1 << 20)
+        with gzip.GzipFile(fileobj=out, mode="wb") if zipped else nullcontext(out) as sink:
+            for part in parts:
+                with part.open("rb") as source:
+                    shutil.copyfileobj(source, sink, 1 << 20)
         out.flush()
         os.fsync(out.fileno())

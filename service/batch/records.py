@@ -8,8 +8,10 @@ back equal to the one written.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -42,7 +44,12 @@ SCHEMA = pa.schema(
 
 
 def is_parquet(path: Path) -> bool:
-    return path.suffix == ".parquet"
+    return path.suffix.lower() == ".parquet"
+
+
+def is_gzip(path: Path) -> bool:
+    """JSONL written (and read) through gzip: an output named ``*.gz``."""
+    return path.suffix.lower() == ".gz"
 
 
 def to_row(record: ScoreRecord) -> dict[str, Any]:
@@ -128,10 +135,17 @@ def read_records(path: Path) -> Iterator[ScoreRecord]:
                 number += 1
                 yield _record(from_row, row, f"{path}: row {number}")
         return
-    with path.open(encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines, 1):
-            if line.strip():
-                yield _record(ScoreRecord.model_validate_json, line, f"{path}:{number}")
+    with (
+        gzip.open(path, "rt", encoding="utf-8", errors="replace")
+        if is_gzip(path)
+        else path.open(encoding="utf-8", errors="replace")
+    ) as lines:
+        try:
+            for number, line in enumerate(lines, 1):
+                if line.strip():
+                    yield _record(ScoreRecord.model_validate_json, line, f"{path}:{number}")
+        except (OSError, EOFError, zlib.error) as exc:  # a damaged gzip stream
+            raise RecordsError(f"{path}: cannot be read as gzip ({exc})") from None
 
 
 def _record(parse: Callable[[T], ScoreRecord], value: T, where: str) -> ScoreRecord:
