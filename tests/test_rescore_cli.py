@@ -204,7 +204,13 @@ def test_an_output_named_gz_is_gzip_and_reads_back_for_compare(tmp_path: Path) -
     assert gzip.decompress(zipped.read_bytes()) == plain.read_bytes()
     # the rejects are plain JSONL beside it, named without its suffixes
     assert [r["error"] for r in read_rejects(tmp_path / "out.rejects.jsonl")] == ["not_an_object"]
-    args = ["rescore", tmp_path / "in.jsonl", "-o", tmp_path / "again.jsonl", "--skip-bad"]
+    args: list[str | Path] = [
+        "rescore",
+        tmp_path / "in.jsonl",
+        "-o",
+        tmp_path / "again.jsonl",
+        "--skip-bad",
+    ]
     assert run_cli(*args, "--compare", zipped) == 0
     assert (tmp_path / "again.jsonl.changes.jsonl").read_text() == ""
 
