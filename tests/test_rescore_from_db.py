@@ -81,12 +81,30 @@ def test_rescore_from_db_scores_the_period_and_records_the_run(
     assert main(args, load_scorer=length_scorer) == 0
     by_id = {p.id: p for p in posts()}
     assert read_records(out) == [expected_record(by_id[i]) for i in ("p1", "p2", "p3")]
-    assert not (tmp_path / ".again.jsonl.from-db.jsonl").exists()
+    assert not list(tmp_path.glob(".again.jsonl.from-db*"))
     with create_engine(database).connect() as connection:
         runs = connection.execute(
             text("SELECT since, until, model_version, policy_version, posts FROM rescore_runs")
         ).all()
     assert [tuple(r) for r in runs] == [(T0, T0 + 301, "test-length", "test", 3)]
+
+
+def test_an_export_left_by_a_killed_run_serves_only_its_own_period(
+    tmp_path: Path, repo: SqlRepository
+) -> None:
+    store(repo)
+    out = tmp_path / "again.jsonl"
+    base = ["rescore", "--from-db", "-o", str(out), "--workers", "1", "--no-progress"]
+    # a run that stopped after exporting every stored post
+    no_rejects = ["--rejects", str(tmp_path / "no" / "r.jsonl")]
+    assert main([*base, *no_rejects], load_scorer=length_scorer) == 2
+    assert len(list(tmp_path.glob(".again.jsonl.from-db.*.jsonl"))) == 1
+    # another period exports its own posts, and the other period's file goes
+    assert main([*base, "--since", str(T0 + 100)], load_scorer=length_scorer) == 0
+    assert {r.id for r in read_records(out)} == {"p1", "p2", "p3", "undated"}
+    assert not list(tmp_path.glob(".again.jsonl.from-db*"))
+    nowhere = ["rescore", "--from-db", "-o", str(tmp_path / "no" / "x.jsonl"), "--workers", "1"]
+    assert main(nowhere, load_scorer=length_scorer) == 2
 
 
 @pytest.mark.parametrize(

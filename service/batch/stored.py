@@ -10,6 +10,7 @@ and the file removed.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from datetime import datetime
@@ -39,15 +40,22 @@ def moment(text: str) -> float:
     return when.timestamp()
 
 
-def export_path(output: Path) -> Path:
-    return output.with_name(f".{output.name}.from-db.jsonl")
+def export_path(output: Path, since: float | None, until: float | None) -> Path:
+    """The export of the period for ``output``: named for the period, so that a killed run is
+    continued on its own posts and a run of another period never reads them."""
+    first = "start" if since is None else repr(since)
+    period = f"{first}-{'now' if until is None else repr(until)}"
+    return output.with_name(f".{output.name}.from-db.{period}.jsonl")
 
 
 def export(settings: Settings, since: float | None, until: float | None, output: Path) -> Path:
-    """The period's stored posts as JSONL beside ``output`` (kept from a killed run)."""
-    path = export_path(output)
+    """The period's stored posts as JSONL beside ``output`` (kept from a killed run of the same
+    period; one of another period is removed)."""
+    path = export_path(output, since, until)
     if path.exists():
         return path
+    for stale in output.parent.glob(f".{glob.escape(output.name)}.from-db.*.jsonl"):
+        stale.unlink()
     upgrade(settings.database, settings.db_timeout_s)
     repository = open_repository(settings.database, settings.db_timeout_s)
     tmp = path.with_name(path.name + ".tmp")
@@ -74,4 +82,4 @@ def finish(settings: Settings, run: RescoreRun, output: Path) -> None:
         repository.add_rescore_run(run)
     finally:
         repository.close()
-    export_path(output).unlink(missing_ok=True)
+    export_path(output, run.since, run.until).unlink(missing_ok=True)
