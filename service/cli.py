@@ -17,7 +17,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     from service.batch.work import Scorer
@@ -54,7 +54,16 @@ exit status:
 def main(argv: list[str] | None = None, *, load_scorer: ScorerFactory | None = None) -> int:
     """Run the command line; ``load_scorer`` replaces the pipeline (tests pass a stand-in)."""
     args = _parser().parse_args(argv)
-    load = load_scorer or _load_pipeline
+    from service.settings import SettingsError
+
+    try:
+        return _run(args, load_scorer or _load_pipeline)
+    except SettingsError as exc:
+        print(f"qinglang {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, load: ScorerFactory) -> int:
     if args.command == "rescore":
         return _rescore(args, load)
     if args.command == "serve":
@@ -208,7 +217,7 @@ def _parser() -> argparse.ArgumentParser:
         "URL it keeps a SQLite file in the state folder (./data).",
     )
     serve.add_argument("--host", help="address to listen on (default: the host setting)")
-    serve.add_argument("--port", type=int, help="port (default: the port setting)")
+    serve.add_argument("--port", type=_port, help="port (default: the port setting)")
     serve.add_argument(
         "--workers", type=_positive_int, help="server processes (default: the workers setting)"
     )
@@ -242,6 +251,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is from 1 to 65535, not {value}")
     return value
 
 
@@ -318,6 +334,10 @@ def _export(args: argparse.Namespace, settings: Settings) -> Path:
         raise RescoreError(str(exc)) from exc
     except StorageError as exc:
         raise RescoreError(f"cannot read the stored posts: {exc}") from exc
+    except OSError as exc:
+        raise RescoreError(
+            f"cannot write the stored posts beside {args.output}: {exc.strerror}"
+        ) from exc
 
 
 def _record_run(args: argparse.Namespace, settings: Settings, summary: Summary) -> None:
@@ -526,12 +546,18 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     try:
+        held = _hold_state(settings.state_dir)
+        if held is None:
+            print(
+                f"qinglang serve: error: another server uses {settings.state_dir} (its spool "
+                "and metrics): stop it, or give this one another QINGLANG_STATE_DIR",
+                file=sys.stderr,
+            )
+            return 2
         # first: uvicorn and the app import prometheus_client, which reads the folder then
         _share_metrics(settings.metrics_dir)
     except OSError as exc:
-        print(
-            f"qinglang serve: error: cannot prepare {settings.metrics_dir}: {exc}", file=sys.stderr
-        )
+        print(f"qinglang serve: error: cannot prepare {settings.state_dir}: {exc}", file=sys.stderr)
         return 2
 
     import uvicorn
@@ -543,6 +569,13 @@ def _serve(args: argparse.Namespace) -> int:
     port = args.port or settings.port
     workers = args.workers or settings.workers
     configure(settings.log_level)
+    if workers > 1:
+        # each worker loads the model; one that cannot is restarted by uvicorn for ever
+        try:
+            _load_pipeline(settings)
+        except Exception as exc:
+            print(f"qinglang serve: error: cannot load the model: {exc!r}", file=sys.stderr)
+            return 2
     try:
         upgrade(settings.database)
     except StorageError as exc:
@@ -566,6 +599,22 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
     )
     return 0
+
+
+def _hold_state(directory: Path) -> BinaryIO | None:
+    """An exclusive lock on the state folder for as long as this process runs (the file is
+    kept open), or None when another server holds it: two servers would share one spool, and
+    a second one's start would empty the first one's metrics."""
+    import fcntl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = (directory / "serve.lock").open("ab")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return None
+    return lock
 
 
 def _share_metrics(directory: Path) -> None:

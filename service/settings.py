@@ -7,10 +7,12 @@ read only when it exists). Environment variables win over the file.
 from __future__ import annotations
 
 import os
+import tomllib
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -94,7 +96,7 @@ class Settings(BaseSettings):
     key_cache_s: float = Field(default=60.0, ge=0)
     """How long a verified key is trusted without asking storage again (a revoked key keeps
     working this long; a known key keeps working while storage is down)."""
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     # --- near-duplicates: the fingerprint and match stages (service/neardup) ---
     neardup_window_hours: float = Field(default=72.0, gt=0)
@@ -180,7 +182,62 @@ class Settings(BaseSettings):
             TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
         )
 
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str | None) -> str | None:
+        # checked here, so that a mistyped URL stops every command at once (a server would
+        # otherwise take it for a database that is down, and serve degraded for ever)
+        if value is None:
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL (sqlite:///FILE or postgresql+psycopg://USER@HOST/DB)"
+            ) from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"{backend} is not supported: SQLite or PostgreSQL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str | None) -> str | None:
+        if value is not None and value.split("://", 1)[0] not in ("redis", "rediss", "unix"):
+            raise ValueError("not a Redis URL (redis://HOST:PORT/DB, rediss://, unix://)")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+class SettingsError(ValueError):
+    """The settings cannot be read: which setting (or file), and why."""
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings; :class:`SettingsError` names what is wrong, for a one-line message where
+    pydantic's would be a traceback."""
+    config = os.environ.get("QINGLANG_CONFIG")
+    if config is not None and not Path(config).is_file():
+        raise SettingsError(f"QINGLANG_CONFIG names {config}, which is not a file")
+    try:
+        return Settings()
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{config or 'qinglang.toml'} is not TOML: {exc}") from None
+    except ValidationError as exc:
+        raise SettingsError("; ".join(_problem(e) for e in exc.errors())) from None
+
+
+def _problem(error: Any) -> str:
+    name = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{name} is not a setting (in the config file)"
+    # neither a secret nor a URL that may hold a password is echoed
+    shown = "" if "secret" in name or "url" in name else f", got {error['input']!r}"
+    return f"setting {name} (QINGLANG_{name.upper()}): {error['msg']}{shown}"

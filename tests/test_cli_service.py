@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -91,6 +92,92 @@ def test_migrate_creates_the_schema_and_reports_an_unreachable_database(tmp_path
     assert failed.returncode == 2 and "qinglang migrate: error" in failed.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("QINGLANG_PORT", "abc", "setting port (QINGLANG_PORT): Input should be a valid integer"),
+        ("QINGLANG_CACHE_SIZE", "-5", "setting cache_size (QINGLANG_CACHE_SIZE)"),
+        ("QINGLANG_LOG_LEVEL", "loud", "setting log_level"),
+        ("QINGLANG_DATABASE_URL", "notaurl", "not a database URL"),
+        ("QINGLANG_DATABASE_URL", "mysql://u:secret@h/d", "mysql is not supported"),
+        ("QINGLANG_REDIS_URL", "notaurl", "not a Redis URL"),
+        ("QINGLANG_CONFIG", "/nonexistent.toml", "QINGLANG_CONFIG names /nonexistent.toml"),
+    ],
+)
+def test_a_setting_that_cannot_be_used_is_one_line_and_status_2(
+    tmp_path: Path, variable: str, value: str, says: str
+) -> None:
+    env = {**os.environ, "QINGLANG_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    for command in (["keys", "list"], ["serve", "--port", str(free_port())]):
+        failed = subprocess.run(
+            [sys.executable, "-m", "service.cli", *command],
+            env={**env, variable: value},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert failed.returncode == 2, failed.stderr
+        (line,) = failed.stderr.splitlines()
+        assert says in line and "secret" not in line
+
+
+def test_a_config_file_that_is_not_toml_or_names_no_setting_is_named(tmp_path: Path) -> None:
+    for text, says in [("port = [\n", "is not TOML"), ("prot = 1\n", "prot is not a setting")]:
+        config = tmp_path / "qinglang.toml"
+        config.write_text(text)
+        env = {**os.environ, "QINGLANG_CONFIG": str(config)}
+        failed = subprocess.run(
+            [sys.executable, "-m", "service.cli", "keys", "list"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert failed.returncode == 2 and says in failed.stderr
+
+
+def test_serve_with_workers_and_a_model_it_cannot_load_stops_at_once(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "QINGLANG_STATE_DIR": str(tmp_path / "state"),
+        "QINGLANG_MODEL_DIR": str(tmp_path / "no-model"),
+    }
+    failed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "serve",
+            "--port",
+            str(free_port()),
+            "--workers",
+            "2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert failed.returncode == 2 and "cannot load the model" in failed.stderr
+
+
+def test_a_port_out_of_range_is_refused(tmp_path: Path) -> None:
+    failed = qinglang(tmp_path, "serve", "--port", "70000")
+    assert failed.returncode == 2 and "a port is from 1 to 65535, not 70000" in failed.stderr
+
+
+def test_a_database_of_a_newer_release_is_named_not_a_traceback(tmp_path: Path) -> None:
+    assert qinglang(tmp_path, "migrate").returncode == 0
+    with sqlite3.connect(tmp_path / "cli.db") as connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999_future'")
+    failed = qinglang(tmp_path, "keys", "list")
+    assert failed.returncode == 2 and "a database of a newer release?" in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+
 def per_process(metrics_dir: Path) -> dict[int, dict[str, float]]:
     """Each server process's own counts, from the file it writes (pid: sample: value)."""
     counts: dict[int, dict[str, float]] = {}
@@ -149,6 +236,17 @@ def test_metrics_of_two_workers_report_the_whole_server_whichever_answers(
         assert not earlier.exists()
         # each worker creates its file when it builds the app
         wait_for(lambda: len(per_process(state / "metrics")) == 2, 120)
+        # a second server on the same state folder is refused, and empties nothing
+        second = subprocess.run(
+            [sys.executable, "-m", "service.cli", "serve", "--port", str(free_port())],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert second.returncode == 2 and "another server uses" in second.stderr
+        assert len(per_process(state / "metrics")) == 2
         sent: list[str] = []
         for round_ in range(30):
             ids = [f"r{round_}-{i}" for i in range(12)]

@@ -47,7 +47,7 @@ def add_commands(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from service.policy import load_policy
+    from service.policy import PolicyError, load_policy
     from service.review import chain, export
     from service.settings import get_settings
     from service.storage import StorageError, open_repository, upgrade
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         finally:
             repository.close()
-    except (StorageError, OSError) as exc:
+    except (StorageError, OSError, PolicyError) as exc:
         print(f"qinglang {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
+from alembic.util.exc import CommandError
 from sqlalchemy import (
     Engine,
     create_engine,
@@ -80,7 +81,11 @@ def make_engine(url: str, timeout_s: float) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(parsed.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"cannot make {folder} for the database: {exc}") from exc
         engine = create_engine(
             url,
             connect_args={"timeout": timeout_s, "check_same_thread": False},
@@ -133,6 +138,10 @@ def upgrade(url: str, timeout_s: float = 10.0) -> None:
             command.upgrade(config, "head")
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot migrate {engine.url!r}: {exc}") from exc
+    except CommandError as exc:
+        raise StorageError(
+            f"cannot migrate {engine.url!r}: {exc} (a database of a newer release?)"
+        ) from None
     finally:
         engine.dispose()
 
