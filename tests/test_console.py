@@ -220,6 +220,14 @@ def test_articles_by_reason_code() -> None:
     assert articles.chinese_number("二十三") == 23 and articles.chinese_number("十") == 10
 
 
+def test_a_regulation_file_that_cannot_be_read_leaves_the_console_with_codes_only(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "latin1.txt").write_bytes("第十八条 不得".encode("gb18030"))
+    for unreadable in (tmp_path, tmp_path / "latin1.txt", tmp_path / "missing.txt"):
+        assert articles.load(unreadable) == {}
+
+
 def test_overlapping_spans_cut_the_text_into_pieces(pipeline: Pipeline) -> None:
     reasons = [
         {"code": "art18.6.false_information", "evidence": {"spans": [{"start": 1, "end": 4}]}},

@@ -3,8 +3,11 @@ read from ``Settings.regulation_file`` so that a reviewer sees the text a reason
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")}
 ARTICLE = re.compile(r"^第([一二三四五六七八九十百零]+)条\s*(.*)$")
@@ -44,8 +47,14 @@ def parse(text: str) -> dict[str, str]:
 
 
 def load(path: Path) -> dict[str, str]:
-    """The articles, or none when the file is not there (the console then shows codes only)."""
+    """The articles, or none when the file cannot be read (the console then shows codes
+    only, and says why in the log): the text is a help to reviewers, not a reason to refuse
+    to serve."""
     try:
         return parse(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = {"path": str(path), "problem": str(exc)}
+        log.warning("cannot read the regulation text", extra=problem)
         return {}

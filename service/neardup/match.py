@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import pickle
 import re
 import sys
@@ -312,7 +313,8 @@ class NearDuplicates:
         of the embedded default keeps its window."""
         data = self.dumps()
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        # one temporary file per process: server workers snapshot at the same moments
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(data)
         tmp.replace(path)
 
