@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -255,5 +256,20 @@ def test_the_migration_marks_the_records_stored_pending_before_it(database_url: 
     repository = open_repository(database_url, 5.0)
     try:
         assert claim(repository, after_s=LEASE_S + 1) == ["before"]
+    finally:
+        repository.close()
+
+
+def test_a_database_created_after_the_server_started_is_migrated_when_it_answers(
+    tmp_path: Path,
+) -> None:
+    # the server migrates at start; a database that appears later has no tables until a ping
+    repository = open_repository(f"sqlite:///{tmp_path / 'late.db'}", 5.0)
+    try:
+        with pytest.raises(StorageError):
+            repository.find_records(["p1"], "m")
+        repository.ping()
+        assert repository.find_records(["p1"], "m") == {}
+        assert inspect(repository.engine).has_table("score_records")
     finally:
         repository.close()

@@ -6,11 +6,13 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import (
     Engine,
@@ -132,6 +134,13 @@ def upgrade(url: str, timeout_s: float = 10.0) -> None:
     """Bring the database at ``url`` to the newest migration (creating it from empty)."""
     engine = make_engine(url, timeout_s)
     try:
+        _upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def _upgrade(engine: Engine) -> None:
+    try:
         with engine.begin() as connection:
             config = alembic_config()
             config.attributes["connection"] = connection
@@ -142,8 +151,12 @@ def upgrade(url: str, timeout_s: float = 10.0) -> None:
         raise StorageError(
             f"cannot migrate {engine.url!r}: {exc} (a database of a newer release?)"
         ) from None
-    finally:
-        engine.dispose()
+
+
+@lru_cache(maxsize=1)
+def head_revision() -> str | None:
+    """The newest migration of this release."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def _stored(record: ScoreRecord) -> dict[str, Any]:
@@ -175,8 +188,18 @@ class SqlRepository(ReviewSql):
         self.engine.dispose()
 
     def ping(self) -> None:
+        """Return when storage answers with this release's schema; a database that is not at
+        its newest migration is migrated first (one created, or emptied, after the server
+        started: the server migrates at start only, and would find no tables)."""
         with self._session() as session:
-            session.execute(text("SELECT 1"))
+            session.execute(text("SELECT 1"))  # storage answers (else StorageError)
+        try:
+            with self._session() as session:
+                current = session.scalar(text("SELECT version_num FROM alembic_version"))
+        except StorageError:
+            current = None  # it answers, with no schema
+        if current != head_revision():
+            _upgrade(self.engine)
 
     def find_records(self, post_ids: Sequence[str], model_version: str) -> dict[str, ScoreRecord]:
         if not post_ids:
