@@ -238,7 +238,7 @@ def _parser() -> argparse.ArgumentParser:
     create_user = user_commands.add_parser(
         "create", help="create a console user and print the password as the last line"
     )
-    create_user.add_argument("name", help="the user's sign-in name")
+    create_user.add_argument("name", type=_user_name, help="the user's sign-in name")
     create_user.add_argument("--role", required=True, choices=["reviewer", "admin"])
     commands.add_parser("migrate", help="bring the database schema to the newest migration")
     from service.review.commands import add_commands
@@ -252,6 +252,15 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def _user_name(text: str) -> str:
+    # the name signs in and is recorded as the reviewer of every decision (64 characters kept)
+    if not text.strip() or text != text.strip() or len(text) > 64:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a name is 1 to 64 characters, without spaces around it"
+        )
+    return text
 
 
 def _port(text: str) -> int:

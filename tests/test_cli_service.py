@@ -164,6 +164,14 @@ def test_serve_with_workers_and_a_model_it_cannot_load_stops_at_once(tmp_path: P
     assert failed.returncode == 2 and "cannot load the model" in failed.stderr
 
 
+def test_a_console_user_needs_a_name_that_can_sign_in(tmp_path: Path) -> None:
+    for name in ("", "  ", " li", "x" * 65):
+        failed = qinglang(tmp_path, "users", "create", name, "--role", "reviewer")
+        assert failed.returncode == 2 and "a name is 1 to 64 characters" in failed.stderr
+    made = qinglang(tmp_path, "users", "create", "li", "--role", "reviewer")
+    assert made.returncode == 0 and "console user 'li'" in made.stdout
+
+
 def test_a_port_out_of_range_is_refused(tmp_path: Path) -> None:
     failed = qinglang(tmp_path, "serve", "--port", "70000")
     assert failed.returncode == 2 and "a port is from 1 to 65535, not 70000" in failed.stderr
