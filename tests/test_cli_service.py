@@ -21,11 +21,15 @@ from service.security import AuthError, Guard
 from service.storage import open_repository
 
 
-def qinglang(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "QINGLANG_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+def qinglang(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The command line in a process of its own, on a SQLite file in ``tmp_path`` unless
+    ``env`` (laid over this process's environment) says otherwise."""
+    base = {**os.environ, "QINGLANG_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
     return subprocess.run(
         [sys.executable, "-m", "service.cli", *args],
-        env=env,
+        env={**base, **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -80,15 +84,8 @@ def test_keys_create_refuses_an_unknown_role(tmp_path: Path) -> None:
 def test_migrate_creates_the_schema_and_reports_an_unreachable_database(tmp_path: Path) -> None:
     assert qinglang(tmp_path, "migrate").returncode == 0
     assert (tmp_path / "cli.db").is_file()
-    env = {**os.environ, "QINGLANG_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:9/x"}
-    failed = subprocess.run(
-        [sys.executable, "-m", "service.cli", "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    unreachable = {"QINGLANG_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:9/x"}
+    failed = qinglang(tmp_path, "migrate", env=unreachable)
     assert failed.returncode == 2 and "qinglang migrate: error" in failed.stderr
 
 
@@ -107,16 +104,8 @@ def test_migrate_creates_the_schema_and_reports_an_unreachable_database(tmp_path
 def test_a_setting_that_cannot_be_used_is_one_line_and_status_2(
     tmp_path: Path, variable: str, value: str, says: str
 ) -> None:
-    env = {**os.environ, "QINGLANG_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
     for command in (["keys", "list"], ["serve", "--port", str(free_port())]):
-        failed = subprocess.run(
-            [sys.executable, "-m", "service.cli", *command],
-            env={**env, variable: value},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        failed = qinglang(tmp_path, *command, env={variable: value})
         assert failed.returncode == 2, failed.stderr
         (line,) = failed.stderr.splitlines()
         assert says in line and "secret" not in line
@@ -126,41 +115,17 @@ def test_a_config_file_that_is_not_toml_or_names_no_setting_is_named(tmp_path: P
     for text, says in [("port = [\n", "is not TOML"), ("prot = 1\n", "prot is not a setting")]:
         config = tmp_path / "qinglang.toml"
         config.write_text(text)
-        env = {**os.environ, "QINGLANG_CONFIG": str(config)}
-        failed = subprocess.run(
-            [sys.executable, "-m", "service.cli", "keys", "list"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        failed = qinglang(tmp_path, "keys", "list", env={"QINGLANG_CONFIG": str(config)})
         assert failed.returncode == 2 and says in failed.stderr
 
 
 def test_serve_with_workers_and_a_model_it_cannot_load_stops_at_once(tmp_path: Path) -> None:
     env = {
-        **os.environ,
         "QINGLANG_STATE_DIR": str(tmp_path / "state"),
         "QINGLANG_MODEL_DIR": str(tmp_path / "no-model"),
     }
-    failed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "serve",
-            "--port",
-            str(free_port()),
-            "--workers",
-            "2",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    port = str(free_port())
+    failed = qinglang(tmp_path, "serve", "--port", port, "--workers", "2", env=env)
     assert failed.returncode == 2 and "cannot load the model" in failed.stderr
 
 
@@ -245,14 +210,7 @@ def test_metrics_of_two_workers_report_the_whole_server_whichever_answers(
         # each worker creates its file when it builds the app
         wait_for(lambda: len(per_process(state / "metrics")) == 2, 120)
         # a second server on the same state folder is refused, and empties nothing
-        second = subprocess.run(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(free_port())],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        second = qinglang(tmp_path, "serve", "--port", str(free_port()), env=env)
         assert second.returncode == 2 and "another server uses" in second.stderr
         assert len(per_process(state / "metrics")) == 2
         sent: list[str] = []

@@ -122,6 +122,14 @@ async def language(language: str, next: str = "/console/queue") -> Response:
     return response
 
 
+def _position(cursor: str | None) -> tuple[float, int] | None:
+    """The page a ``cursor`` link names; the first page for one edited by hand."""
+    try:
+        return parse_cursor(cursor or None)
+    except ValueError:
+        return None
+
+
 @router.get("/queue")
 async def queue(
     who: Signed,
@@ -131,10 +139,7 @@ async def queue(
     cursor: str | None = None,
 ) -> HTMLResponse:
     policy = who.found.scoring.policy
-    try:
-        position = parse_cursor(cursor or None)
-    except ValueError:
-        position = None
+    position = _position(cursor)
     page = await who.call(
         who.found.review.list_items,
         policy,
@@ -258,10 +263,7 @@ async def next_item(item_id: ItemId, who: Signed) -> RedirectResponse:
 @router.get("/appeals")
 async def appeals(who: Signed, status: str = "pending", cursor: str | None = None) -> HTMLResponse:
     """Pending appeals first of all (a resolved one needs no one); ``status=all`` for every one."""
-    try:
-        position = parse_cursor(cursor or None)
-    except ValueError:
-        position = None
+    position = _position(cursor)
     shown = status if status in APPEAL_STATUSES else None
     page = await who.call(
         who.found.review.list_appeals, status=shown, cursor=position, limit=PAGE_SIZE
