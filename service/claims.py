@@ -1,10 +1,14 @@
 """Originality claims found by rule: which texts claim their content as the poster's own or
 first (原创, 首发于本号, 转载请注明出处, 版权所有...), and which only contain a claim word.
 
-Two uses, one set of patterns:
+Three uses, one set of patterns:
 
 - :func:`rule_label` labels the real texts of the originality corpus
   (:mod:`training.originality`), the only labels those texts get;
+- :func:`has_claim_words` says where the originality head may score at all
+  (:class:`service.classify.Classifier`): every claim of its corpus holds a claim word, so a
+  text without one lies outside what the head learnt, and there its n-gram branch read hash
+  collisions as claims ("就自己" shares a bucket with the "首发!" of a claim phrasing);
 - :func:`without_notices` takes a post's rights notices out of the text the risk heads score
   (:class:`service.classify.Classifier`). A public account's post typically ends with one
   ("本文为原创，首发于本公众号，转载请联系授权"); it says who may copy the post, nothing about
@@ -27,14 +31,17 @@ BOUNDARY = r",。!?;:~、\s"
 _QUESTION_AHEAD = r"(?![^,。!?;\n]*[吗么吧?])"
 _VERB = "[拍写画剪录摄]"
 
-_KEYWORD = re.compile(
-    # claim vocabulary
+_CLAIM_WORDS = (
     r"原创|首发|独家|转载|版权|©|(?:侵权|盗图|盗版|翻版|转载)必究"
     rf"|自己{_VERB}|亲[手自]{_VERB}|本人亲?(?:拍|摄|所)"
     r"|(?:禁止|严禁|谢绝|请勿|不得|拒绝|勿)\s*(?:私自|擅自|随意)?\s*(?:搬运|盗图|盗用)"
     r"|未经[^,。!?]{0,8}(?:授权|许可|允许|同意)"
+)
+_CLAIM_WORD = re.compile(_CLAIM_WORDS)
+_KEYWORD = re.compile(
+    _CLAIM_WORDS
     # attribution vocabulary: someone else's text or source
-    r"|出处(?!理)|本号|原文|摘自|转自|(?<![a-z])via(?![a-z])"
+    + r"|出处(?!理)|本号|原文|摘自|转自|(?<![a-z])via(?![a-z])"
     r"|来源\s*:|(?:图片|消息|新闻|文章|信息|数据|照片|视频|内容)来源"
 )
 RAW_KEYWORD = re.compile(
@@ -118,6 +125,13 @@ def _blank(text: str, keep_offsets: bool = False) -> str:
     return _CONFUSABLE.sub(blank, text)
 
 
+def has_claim_words(text: str) -> bool:
+    """Whether normalised ``text`` holds a word that claims originality (原创, 首发, 独家, 转载,
+    版权, 自己拍, 未经授权...; attribution words such as 来源 or 转自 are none): a claim of the
+    rule (:func:`rule_label`) and every claim phrasing of the originality corpus hold one."""
+    return bool(RAW_KEYWORD.search(text) and _CLAIM_WORD.search(text))
+
+
 def rule_label(text: str) -> int | None:
     """1 if ``text`` claims its content as the poster's own or first, 0 if it only has a keyword.
 
@@ -156,7 +170,7 @@ def without_notices(text: str) -> str | None:
     "转载请注明出处", "首发于本公众号", "版权所有", "侵权必究". "独家消息明天全市封城" is a claim
     and more, and stays.
     """
-    if not RAW_KEYWORD.search(text) or not _KEYWORD.search(text):
+    if not has_claim_words(text):
         return None
     # offsets kept, so that the matches fall on the text's own characters
     cleaned = _blank(text, keep_offsets=True)

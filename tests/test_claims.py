@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.claims import rule_label, without_notices
+from service.claims import has_claim_words, rule_label, without_notices
 from service.heads import HEADS
 from service.normalise import normalise
 from service.pipeline import Pipeline
@@ -123,3 +123,34 @@ def test_the_risk_heads_score_the_body_and_the_originality_head_the_notice(
     assert noticed[h] > 0.5 > plain[h]
     bare = pipeline.classifier.predict([normalise("本文为原创，首发于本公众号").text, ""])
     np.testing.assert_allclose(bare[0, [0, 1]], bare[1, [0, 1]], atol=0.02)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("原创作品，转载请注明出处", True),
+        ("这组照片都是我自己拍的", True),
+        ("未经许可不得使用", True),
+        ("@我的独家记忆 好听", True),  # a claim word: the head tells the handle apart
+        ("那就自己相信自己", False),
+        ("今天就自己做饭", False),
+        ("转自@人民日报：明天停水", False),  # attribution is no claim
+        ("图片来源：网络", False),
+        ("", False),
+    ],
+)
+def test_claim_words(text: str, expected: bool) -> None:
+    assert has_claim_words(normalise(text).text) is expected
+
+
+def test_the_originality_head_scores_only_texts_with_a_claim_word(pipeline: Pipeline) -> None:
+    # "就自己" shares its n-gram bucket with the "首发!" of a claim phrasing: 1.0 when it counted
+    texts = ["今天就自己做饭", "投哪啊", "今天就自己做饭，图是我自己拍的"]
+    probs = pipeline.classifier.predict([normalise(t).text for t in texts])
+    logits = pipeline.classifier.log_odds([normalise(t).text for t in texts])
+    h = HEADS.index("originality_claim")
+    assert probs[0, h] == probs[1, h] == 0.0
+    assert logits[0, h] == logits[1, h] == -np.inf
+    assert probs[2, h] > 0.5
+    # the risk heads still score every text
+    assert np.all(np.isfinite(logits[:, [0, 1]]))

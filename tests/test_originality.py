@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from service.claims import rule_label
+from service.claims import has_claim_words, rule_label
+from service.normalise import normalise
 from service.settings import get_settings
 from training.data import Example, split_of
 from training.originality import (
@@ -66,6 +67,16 @@ def test_rules_agree_with_every_template(template: Template) -> None:
     """The composed labels and the rule labels of real texts mean the same thing."""
     text = re.sub(r"\{(\w+)\}", lambda m: FILLS[m.group(1)], template.pattern)
     assert rule_label(text) == template.label
+
+
+def test_every_claim_holds_a_claim_word(corpus: list[OriginalityExample]) -> None:
+    """What lets the classifier score claims only where a claim word is: the corpus has no
+    claim without one, composed (every phrasing, held out or not) or real."""
+    claims = [e for e in corpus if e.label == 1]
+    assert {e.kind for e in claims} == {"composed-claim", "real-claim"}
+    assert all(has_claim_words(normalise(e.text).text) for e in claims)
+    phrasings = [t for t in TEMPLATES if t.label == 1]
+    assert all(has_claim_words(normalise(t.fixed).text) for t in phrasings)
 
 
 def test_about_a_third_of_each_family_is_held_out() -> None:

@@ -154,7 +154,9 @@ One network, three calibrated heads, each a probability in [0, 1]:
   bias is not offensive language; they stay in the eval split with ToxiCN's label.
 - `originality_claim`: the text claims the content as the poster's own or first (原创, 首发,
   独家, 转载请注明出处, 未经授权禁止转载, 自己拍的…). Not a risk alone: it feeds the
-  fake-originality check (claim + earlier copy by another account + no attribution).
+  fake-originality check (claim + earlier copy by another account + no attribution). The
+  service scores it only on texts with a claim word (`service.claims.has_claim_words`), as every
+  claim of its corpus has one; other texts get 0.
 
 Input: the post text, normalised (NFKC, lower case, traditional → simplified, links folded) and
 cut to its first {card["window_chars"]} characters; longer texts are scored on that window and
