@@ -60,6 +60,7 @@ _CONFUSABLE = re.compile(
     r"独家(?:代理|播出|播放|热播|首播|放送|上线|冠名|赞助|出资|承办|经销|销售|代言|合作|供应|定制"
     r"|授权|版权|垄断|经营|发明|秘方|配方|技术|记忆|的记忆|专属|限量|特色)"
     r"|独家庭"  # 失独家庭, 双独家庭
+    r"|版权归(?:原作者|原作|原创作者|原出处|原网站|原著|作者本人)[^,。!?]{0,6}所有"  # a credit
     r"|[“\"'‘「『]\s*(?:独家|原创|首发)\s*[”\"'’」』]"  # the word itself, quoted
     r"|接受[^,。!?]{0,12}独家(?:专访|采访)"  # someone else's interview
     r"|首发(?:阵容|名单|阵型|出场|登场|上场|出战|球员|门将|前锋|中锋|后卫|中场|十一人|11人"
@@ -78,8 +79,8 @@ _CLAIMS = tuple(
     re.compile(p)
     for p in (
         # a tag: 【原创】 (原创) #新浪独家# 【tvreport独家】 #原创首发#, or a leading [清新首发]
-        r"[【(#]\s*[^【】()#\s]{0,12}(?:原创|首发|独家)[^【】()#\s]{0,6}\s*[】)#]",
-        r"^\s*\[[^\[\]\s]{0,10}(?:原创|首发|独家)[^\[\]\s]{0,6}\]",
+        r"[【(#]\s*(?P<free_a>[^【】()#\s]{0,12})(?:原创|首发|独家)(?P<free_b>[^【】()#\s]{0,6})\s*[】)#]",
+        r"^\s*\[(?P<free_a>[^\[\]\s]{0,10})(?:原创|首发|独家)(?P<free_b>[^\[\]\s]{0,6})\]",
         r"^\s*(?:原创|首发|独家)\s*[:|丨!]",
         # own original
         rf"(?:本人|我|自己|本号|本站|本博|本文|此文|本帖|纯)(?:的|系|为|属|是)?原创{_QUESTION_AHEAD}",
@@ -165,7 +166,8 @@ def without_notices(text: str) -> str | None:
     """Normalised ``text`` without its rights notices, or ``None`` when it has none.
 
     A notice is a clause (up to a punctuation mark or a space, which goes with it) whose letters
-    and characters a claim pattern covers all but at most :data:`NOTICE_LEFTOVER` of, once
+    and characters a claim pattern covers all but at most :data:`NOTICE_LEFTOVER` of (a tag's
+    brackets and claim word, not the rest of the tag: its ``free_*`` groups), once
     @mentions and confusable phrases are blanked as for :func:`rule_label`: "原创",
     "转载请注明出处", "首发于本公众号", "版权所有", "侵权必究". "独家消息明天全市封城" is a claim
     and more, and stays.
@@ -178,6 +180,12 @@ def without_notices(text: str) -> str | None:
     for pattern in _CLAIMS:
         for m in pattern.finditer(cleaned):
             covered[m.start() : m.end()] = [True] * (m.end() - m.start())
+            # what a tag holds beside its claim word is the post's own, not the notice's:
+            # "#打死这帮狗东西原创#" is an insult in a tag (the other patterns' gaps sit between
+            # a notice's words, where no sentence fits)
+            for name in pattern.groupindex:
+                start, end = m.span(name)
+                covered[start:end] = [False] * (end - start)
     if not any(covered):
         return None
     kept = []

@@ -51,6 +51,7 @@ def test_rule_label_finds_claims(text: str) -> None:
         "前不久才接受凤凰娱乐的独家专访呢",
         "失独家庭的心理失衡",
         "高晓松可以收版权费了",
+        "版权归原作者所有，如有侵权请联系删除",  # a credit to someone else
     ],
 )
 def test_rule_label_rejects_confusables(text: str) -> None:
@@ -76,6 +77,9 @@ def body(text: str) -> str | None:
         "(转载请私信授权)",
         "——本台独家消息✨",
         "微博首发 |",
+        "#新浪独家#",
+        "#原创#",
+        "版权归本公众号所有",
     ],
 )
 def test_a_bare_notice_leaves_nothing(text: str) -> None:
@@ -94,6 +98,9 @@ def test_the_post_around_a_notice_stays_as_written() -> None:
         "独家消息明天全市封城",  # a claim and more in one clause
         "本号独家明天封城",
         "【原创】周末去爬山了，风景很美",
+        # a tag holds any phrase beside its claim word
+        "#打死这帮狗东西原创#",
+        "【印度妇女一次产下11胞胎独家】",
     ],
 )
 def test_a_clause_that_says_more_than_a_notice_is_kept(text: str) -> None:
@@ -154,3 +161,9 @@ def test_the_originality_head_scores_only_texts_with_a_claim_word(pipeline: Pipe
     assert probs[2, h] > 0.5
     # the risk heads still score every text
     assert np.all(np.isfinite(logits[:, [0, 1]]))
+
+
+def test_a_tag_around_an_insult_hides_it_from_no_head(pipeline: Pipeline) -> None:
+    texts = [normalise(t).text for t in ("打死这帮狗东西", "#打死这帮狗东西原创#")]
+    plain, tagged = pipeline.classifier.predict(texts)[:, HEADS.index("incitement")]
+    assert plain > 0.5 and tagged > 0.5
