@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +23,9 @@ from pydantic_settings import (
 
 ROOT = Path(__file__).resolve().parent.parent
 
+PREFIX = "QINGLANG_"
+"""Of the environment variables that set :class:`Settings`' fields."""
+
 SHARED_METRICS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 """Turns on prometheus_client's multiprocess mode, with the folder where each process writes its
 values; read when prometheus_client is imported. ``qinglang serve`` sets it to
@@ -29,7 +33,7 @@ values; read when prometheus_client is imported. ``qinglang serve`` sets it to
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="QINGLANG_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="forbid")
 
     data_dir: Path = ROOT.parent / "shared" / "data"
     """The labelled corpora (read by training and evaluation only)."""
@@ -215,6 +219,25 @@ class Settings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
 
+OWN_VARIABLES = frozenset({"QINGLANG_CONFIG"})
+"""Variables of the prefix that name no setting of :class:`Settings` but are read all the same."""
+TEST_PREFIX = "QINGLANG_TEST_"
+"""The test suite's own variables (its PostgreSQL and Redis), which the service never reads."""
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """The variables of ``environ`` with the settings' prefix that name nothing: pydantic would
+    ignore them, so that ``QINGLANG_DATABSE_URL`` left a server on its embedded database."""
+    known = OWN_VARIABLES | {PREFIX + name.upper() for name in Settings.model_fields}
+    return sorted(
+        name
+        for name in environ
+        if name.upper().startswith(PREFIX)
+        and not name.upper().startswith(TEST_PREFIX)
+        and name.upper() not in known
+    )
+
+
 class SettingsError(ValueError):
     """The settings cannot be read: which setting (or file), and why."""
 
@@ -226,6 +249,12 @@ def get_settings() -> Settings:
     config = os.environ.get("QINGLANG_CONFIG")
     if config is not None and not Path(config).is_file():
         raise SettingsError(f"QINGLANG_CONFIG names {config}, which is not a file")
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise SettingsError(
+            f"{', '.join(unknown)}: no such setting (a misspelt name would be ignored, and its "
+            "default used: the settings are listed in service/settings.py)"
+        )
     try:
         return Settings()
     except tomllib.TOMLDecodeError as exc:

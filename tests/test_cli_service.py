@@ -99,6 +99,8 @@ def test_migrate_creates_the_schema_and_reports_an_unreachable_database(tmp_path
         ("QINGLANG_DATABASE_URL", "mysql://u:secret@h/d", "mysql is not supported"),
         ("QINGLANG_REDIS_URL", "notaurl", "not a Redis URL"),
         ("QINGLANG_CONFIG", "/nonexistent.toml", "QINGLANG_CONFIG names /nonexistent.toml"),
+        # misspelt: the server would run on its embedded database
+        ("QINGLANG_DATABSE_URL", "postgresql://u:secret@h/d", "QINGLANG_DATABSE_URL: no such"),
     ],
 )
 def test_a_setting_that_cannot_be_used_is_one_line_and_status_2(
@@ -109,6 +111,10 @@ def test_a_setting_that_cannot_be_used_is_one_line_and_status_2(
         assert failed.returncode == 2, failed.stderr
         (line,) = failed.stderr.splitlines()
         assert says in line and "secret" not in line
+
+
+def test_the_test_suites_own_variables_are_no_settings_to_check(tmp_path: Path) -> None:
+    assert qinglang(tmp_path, "keys", "list", env={"QINGLANG_TEST_ANYTHING": "1"}).returncode == 0
 
 
 def test_a_config_file_that_is_not_toml_or_names_no_setting_is_named(tmp_path: Path) -> None:
