@@ -12,7 +12,16 @@ import numpy as np
 import pytest
 
 from service.neardup import Finding, NearDuplicates, store
-from service.neardup.match import CROWD, FUTURE, NO_ACCOUNT, NO_TIME, TOO_OLD
+from service.neardup.match import (
+    ARRIVAL_STEP,
+    CROWD,
+    FUTURE,
+    NO_ACCOUNT,
+    NO_TIME,
+    NO_TIME_REPLAY,
+    TOO_OLD,
+    attributed,
+)
 from service.pipeline import Pipeline
 from service.policy import Policy, load_policy
 from service.record import Post
@@ -117,6 +126,55 @@ def test_fake_originality_needs_a_claim_an_earlier_copy_by_another_account_and_n
         assert evidence["earlier_text"] == TEMPLATE
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        # ordinary words holding 出处, 原文, 转自, 来源
+        "相关部门已做出处理",
+        "专家还原文物",
+        "舞者旋转自如",
+        "我的收入来源",
+        # requests to credit this post name what others must credit
+        "原创文章，转载请注明作者和出处",
+        "转载请注明出处及原文链接",
+        "请务必注明来源及作者",
+        "保留原文链接",
+    ],
+)
+def test_words_and_requests_for_credit_credit_no_source(text: str) -> None:
+    assert not attributed(post("p", "a", NOW, f"{text}。{TEMPLATE}"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "摘自人民日报",
+        "作者：张三",
+        "via 人民日报",
+        "转发自人民日报",
+        "轉載自人民日報",  # traditional characters
+        "ｖｉａ＠人民日报",  # full-width forms
+        "图cr:张三",  # cr after a CJK character
+        "转载：人民日报",
+        "（转）",
+        "文/张三",
+    ],
+)
+def test_each_form_of_credit_is_read(text: str) -> None:
+    assert attributed(post("p", "a", NOW, f"{TEMPLATE}{text}"))
+
+
+@pytest.mark.parametrize(
+    ("prefix", "flagged"), [("轉載自人民日報：", False), ("保留原文链接。", True)]
+)
+def test_a_claimed_copy_is_flagged_by_the_credit_its_normalised_text_gives(
+    near: NearDuplicates, prefix: str, flagged: bool
+) -> None:
+    observe(near, [post("orig", "author", NOW - 3600)])
+    (found,) = observe(near, [post("copy", "copier", NOW, prefix + variant(1))], claim=1.0)
+    assert (found.scores["fake_originality"] > 0) == flagged
+
+
 def test_the_window_keeps_only_the_beginning_of_each_text_and_none_when_set_to(
     settings: Settings, policy: Policy
 ) -> None:
@@ -172,6 +230,47 @@ def test_missing_and_future_times_use_the_arrival_time_and_say_so(near: NearDupl
     assert NO_TIME in a.warnings and FUTURE in b.warnings and NO_ACCOUNT in c.warnings
     entry = near.local.index.get("future")
     assert entry is not None and entry.created_at == NOW
+
+
+@pytest.mark.parametrize("replay", [False, True])
+def test_undated_posts_of_one_call_arrive_in_the_order_given(
+    near: NearDuplicates, replay: bool
+) -> None:
+    near.replay = replay
+    _, orig, copy = observe(
+        near,
+        [
+            post("dated", "other", NOW - 60, "今天天气很好适合出去散步拍照"),
+            post("orig", "author", None),
+            post("copy", "copier", None, variant(1), declared_original=True),
+        ],
+    )
+    assert (NO_TIME_REPLAY if replay else NO_TIME) in orig.warnings
+    assert copy.scores["fake_originality"] > 0
+    assert copy.evidence["fake_originality"]["earlier_post"] == "orig"
+    # live, the clock and a step per position; in a replay, a step after the newest post seen
+    base = NOW - 60 if replay else NOW
+    times = {p: e.created_at for p in ("dated", "orig", "copy") if (e := near.local.index.get(p))}
+    assert times == {
+        "dated": NOW - 60,
+        "orig": base + ARRIVAL_STEP,
+        "copy": base + 2 * ARRIVAL_STEP,
+    }
+
+
+def test_an_undated_copy_in_a_replay_comes_after_the_newest_post_seen(
+    near: NearDuplicates,
+) -> None:
+    near.replay = True
+    _, copy = observe(
+        near,
+        [
+            post("orig", "author", NOW - 3600),
+            post("copy", "copier", None, variant(1), declared_original=True),
+        ],
+    )
+    assert copy.evidence["fake_originality"]["earlier_post"] == "orig"
+    assert copy.evidence["fake_originality"]["gap_s"] == 0.0  # a step, rounded to 1 ms
 
 
 def test_a_post_older_than_the_window_is_matched_but_not_kept(near: NearDuplicates) -> None:

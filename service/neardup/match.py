@@ -15,8 +15,8 @@ Then the scores:
   accounts it has within ``T`` (the policy flags it at 1).
 - ``fake_originality``: for a post that claims originality (``declared_original``, or the
   ``originality_claim`` head at or above the policy's threshold) and gives no attribution
-  (``source``, or 转自 / 来源 / via @ ... in the text outside its rights notices: 转载请注明出处
-  credits no one), the similarity of the earliest verified
+  (``source``, or 转自 / 来源: / via ... in the text, :data:`ATTRIBUTION`, outside its requests
+  for credit: 转载请注明出处 credits no one), the similarity of the earliest verified
   near-copy posted before it by another account; 0 otherwise. A producer's copy of its own
   earlier post is not fake originality, nor is a post whose account is unknown, nor a post
   whose account had the text no later than that copy (a copy of its own, or the first post of
@@ -26,7 +26,9 @@ Then the scores:
 - ``rumor`` is raised to the similarity of a matched confirmed rumour.
 
 Times: ``created_at``, or the arrival time when it is missing or more than ``max_future_s`` ahead
-of the clock (the record says so). The same post id seen again is matched but not added twice.
+of the clock (the record says so); undated posts arrive in the order given, each
+:data:`ARRIVAL_STEP` after the one before. The same post id seen again is matched but not added
+twice.
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ from typing import Any
 
 import numpy as np
 
-from service.claims import without_notices
 from service.heads import Risk
 from service.neardup.bank import BankMatch, RumorBank, to_signature
 from service.neardup.cluster import ACCOUNT_WINDOW_S, Cluster, ClusterBook, Member
@@ -75,30 +76,65 @@ UNSHARED = (
     "process saw since it went away"
 )
 
+ARRIVAL_STEP = 1e-6
+"""Seconds between the arrival times of successive undated posts (:meth:`NearDuplicates._time`):
+enough to order them (float seconds since 1970 tell a microsecond apart until the year 2242),
+too little for any window or batch rule to notice."""
+
 SATURATED = 0.9
 CROWD = 100
 """A post with ``CROWD`` indexed copies at least ``SATURATED`` similar joins their cluster but is
 not indexed itself: a flood of identical posts grows the cluster's count, not the index."""
 
 ATTRIBUTION = re.compile(
-    r"转自|轉自|转载自|转载于|來源|来源|出处|出處|原文|原作者|via\s*@|//\s*@|\bcr[:：]", re.I
+    # copied from: 转自 / 摘自 / 转载自 a source, not 旋转自如, 扭转自身, 转自己, 采摘自家的
+    r"(?<![旋扭运逆好回周反流翻轮])转自(?![己家身如动主然由信愿])"
+    r"|(?:转载|转发|转引|节选|摘)自(?![己家身])|转载于"
+    # a reposting tag, and 转载: naming the source, not 转载:请联系作者 (the rules for reposting)
+    r"|[(\[【]\s*转(?:载|帖|发)?\s*[)\]】]"
+    r"|转载\s*:\s*(?!请|需|须|务必|禁|勿|未经|谢绝|不得|严禁|拒绝|联系|私信|授权)[\w@]"
+    # where the content comes from: not 我的收入来源, 已做出处理, 消息来源不明
+    r"|来源\s*:|(?:图片|消息|新闻|文章|信息|数据|照片|视频|内容|图文|素材|资料)(?:来源|来自|出处)"
+    r"(?!不明|不详|未知)|出处(?!理|不明|不详|未知)"
+    # the original: not 还原文物
+    r"|原文(?:链接|地址|作者|出处|来自)|(?:阅读|查看)原文|原文\s*:|原作者"
+    # the author named, not the poster itself; a byline 文/张三 or 图/张三, not 中文/英文
+    r"|作者\s*:\s*(?!本人|我|本号|自己)[\w@]|(?<!\w)(?:文|图|图文|文图|摄影)\s*/\s*\w"
+    # a repost chain, via (with or without @), cr: / credit: (after a CJK character too)
+    r"|//\s*@|(?<![a-z])via(?![a-z])|(?<![a-z])(?:cr|credits?)\s*[:@]"
 )
-"""Wording that credits a source (art17), outside a rights notice."""
+"""Wording that credits a source (art17), on the text as the classifier sees it
+(:func:`service.normalise.normalise`: simplified characters, full-width forms and upper case
+folded, so 轉載自, ｖｉａ＠ and CR： read as 转载自, via@ and cr:). Each word is bounded where
+everyday Chinese holds it (出处理, 还原文物, 旋转自如, 收入来源): a claim of originality that
+such a sentence carries is no credit. 转自 is read as a credit unless a verb ends in 转 before it
+(旋转, 扭转...) or a word such as 自己 or 自如 starts at 自: the source after it is a name, which
+no pattern can list."""
+
+CREDIT_REQUEST = re.compile(
+    r"(?:(?:转载|转发|引用|使用|分享|搬运)\s*(?:时|前)?\s*:?\s*)?"
+    r"(?:请务必|请|需|须|务必|必须)\s*(?:注明|标明|标注|保留|附上|附|带上)[^,。!?;\s]{0,16}"
+    r"|(?<!已)(?:注明|标明|标注|保留|附上|附|带上)\s*(?:原文|出处|来源|作者|原作者|链接|原链接)"
+    r"[^,。!?;\s]{0,16}"
+)
+"""A request to credit this post (转载请注明出处, 请务必注明来源及作者, 保留原文链接), on normalised
+text: it names what others must credit, so its 出处, 来源 or 原文链接 credits no one. It runs to
+the end of its clause (16 characters at most, up to a space: a credit can follow one)."""
 
 
 def attributed(post: Post) -> bool:
-    """Whether the post credits another source: ``source``, or :data:`ATTRIBUTION` in its text
-    once its rights notices are left out (:func:`service.claims.without_notices`): 转载请注明出处
-    asks others to credit this post, and credits no one."""
+    """Whether the post credits another source: ``source``, or :data:`ATTRIBUTION` in its
+    normalised text once the requests to credit it are blanked (:data:`CREDIT_REQUEST`):
+    转载请注明出处 asks others to credit this post, and credits no one. The other rights
+    notices (原创, 版权所有, 未经授权禁止转载) hold none of the vocabulary; one that names an
+    original author (版权归原作者所有, 未经原作者授权) says the text is someone else's.
+    The whole text is read: a credit often ends a long post. Normalising costs more than a
+    search of the raw text, which would miss 轉載自 and ｖｉａ＠: it is only asked of a post
+    that claims originality and has an earlier copy."""
     if post.source and post.source.strip():
         return True
-    if not ATTRIBUTION.search(post.text):
-        return False
-    # the notices are found on the text as the classifier sees it (full-width punctuation
-    # folded), all of it: a credit often ends a long post
     folded = normalise(post.text, window=sys.maxsize).text
-    body = without_notices(folded)
-    return bool(ATTRIBUTION.search(folded if body is None else body))
+    return bool(ATTRIBUTION.search(CREDIT_REQUEST.sub(" ", folded)))
 
 
 def summary(cluster: Cluster | ClusterState) -> ClusterSummary:
@@ -225,7 +261,8 @@ class NearDuplicates:
         """Characters of each indexed post's text kept with it in the window."""
         self.clock = clock
         self.replay = replay
-        """Undated posts take the window's newest ``created_at`` (0 before any), not the clock."""
+        """Undated posts arrive just after the window's newest ``created_at`` (0 before any),
+        not at the clock."""
         self.lock = threading.Lock()
 
     @classmethod
@@ -484,25 +521,35 @@ class NearDuplicates:
         # every post's band keys in one numpy pass (they depend on its signature alone)
         signed = np.stack([s for s in signatures if s is not None])
         keys = self.local.index.batch_keys(signed)
-        arrival = self.clock()
+        now = self.clock()
         with self.lock:
             for row, i in enumerate(usable):
-                findings[i] = self._observe(posts[i], signed[row], keys[row], claims[i], arrival)
+                findings[i] = self._observe(posts[i], signed[row], keys[row], claims[i], now, i)
         return findings
 
-    def _time(self, post: Post, now: float) -> tuple[float, list[str]]:
+    def _time(self, post: Post, now: float, position: int) -> tuple[float, list[str]]:
+        """The time the post at ``position`` of a call read at clock ``now`` is matched at, and
+        the warnings that go with it. An undated post arrives :data:`ARRIVAL_STEP` after the
+        post before it: live, after the posts before it in the call (``now`` plus ``position``
+        steps), in a replay after the newest post seen; so the order a call gives is the order
+        of arrival, and an undated copy comes after the undated original it copied (a claim
+        needs an earlier copy). A post dated ahead of the clock takes the arrival time unstepped:
+        its time is its date, clamped."""
         # a replay's arrival: the newest post seen so far, not the wall clock of the re-run
         arrival = max(self.local.index.clock, 0.0) if self.replay else now
         if post.created_at is None:
-            return arrival, [NO_TIME_REPLAY if self.replay else NO_TIME]
+            # in a replay the newest post seen moves on with each post, so one step puts it
+            # after all of them, however the posts are split into calls
+            steps = 1 if self.replay else position
+            return arrival + steps * ARRIVAL_STEP, [NO_TIME_REPLAY if self.replay else NO_TIME]
         if post.created_at > now + self.max_future_s:
             return arrival, [FUTURE]
         return post.created_at, []
 
     def _observe(
-        self, post: Post, signature: Signature, keys: Keys, claim: float, arrival: float
+        self, post: Post, signature: Signature, keys: Keys, claim: float, now: float, position: int
     ) -> Finding:
-        at, warnings = self._time(post, arrival)
+        at, warnings = self._time(post, now, position)
         if post.account_id is None:
             warnings.append(NO_ACCOUNT)
         member = Member(post.id, post.account_id, at)
@@ -578,11 +625,12 @@ class NearDuplicates:
     ) -> None:
         """``earliest``: the first post of the cluster the post joined."""
         claimed = post.declared_original or claim >= self.rules.originality_claim
-        if not claimed or post.account_id is None or attributed(post):
+        if not claimed or post.account_id is None:
             finding.scores["fake_originality"] = 0.0
             return
         source = _source(matches, post.account_id, at, earliest)
-        if source is None:
+        # the credit last: reading it normalises the whole text
+        if source is None or attributed(post):
             finding.scores["fake_originality"] = 0.0
             return
         finding.scores["fake_originality"] = source.similarity
