@@ -25,7 +25,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from service.claims import body_chars
+from service.claims import body_chars, has_claim_words
 from service.classify import Classifier
 from service.decide import decide
 from service.evidence import Remembered, spans
@@ -45,7 +45,10 @@ CLASSIFIER_RISKS: dict[Risk, Head] = {"rumor": "rumor", "incitement": "incitemen
 """Risks whose score is a classifier head's probability."""
 
 EMPTY = "text is empty after normalisation: nothing to score, all scores 0"
-TRUNCATED = f"text is longer than the model's window: scored on its first {WINDOW} characters"
+TRUNCATED = (
+    f"text is longer than the model's window: scored on its first {WINDOW} characters (an "
+    f"originality claim on its last {WINDOW} too)"
+)
 NO_EVIDENCE = "the evidence search failed: the reasons carry no spans (the log says why)"
 
 
@@ -156,10 +159,15 @@ class Pipeline:
         a level lowers a threshold)."""
         norms = [normalise(p.text) for p in posts]
         scored = [i for i, n in enumerate(norms) if n.text]
-        probs = self.classifier.predict([norms[i].text for i in scored])
+        tails = claim_tails(posts, norms)
+        probs = self.classifier.predict([*(norms[i].text for i in scored), *tails.values()])
         head_probs: list[dict[Head, float]] = [dict.fromkeys(HEADS, 0.0) for _ in posts]
         for row, i in enumerate(scored):
             head_probs[i] = {h: float(probs[row, k]) for k, h in enumerate(HEADS)}
+        claim = HEADS.index("originality_claim")
+        for row, i in enumerate(tails, start=len(scored)):
+            tail = float(probs[row, claim])
+            head_probs[i]["originality_claim"] = max(head_probs[i]["originality_claim"], tail)
         signatures = self.neardup.sign(posts)
         prepared = [
             Prepared(n, hp, sig, body_chars(n.text))
@@ -293,6 +301,20 @@ class Pipeline:
             evidence_pending=any(verdict.flags[r] for r in CLASSIFIER_RISKS),
         )
         return self._with_spans(record, prepared.spans) if record.evidence_pending else record
+
+
+def claim_tails(posts: Sequence[Post], norms: Sequence[Normalised]) -> dict[int, str]:
+    """The last :data:`WINDOW` characters, normalised, of each post longer than the window
+    whose end holds a claim word (:func:`service.claims.has_claim_words`), by position: a public
+    account's article ends with its rights notice ("本文为原创，首发于本公众号"), which the first
+    window never reaches, so the originality head also scores the end of such a post."""
+    tails = {}
+    for i, (post, norm) in enumerate(zip(posts, norms, strict=True)):
+        if norm.truncated:
+            tail = normalise(post.text[-WINDOW:]).text
+            if has_claim_words(tail):
+                tails[i] = tail
+    return tails
 
 
 def _search_failed(record: ScoreRecord) -> ScoreRecord:

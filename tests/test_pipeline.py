@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -68,6 +69,23 @@ def test_long_text_is_truncated_and_says_so(pipeline: Pipeline) -> None:
     assert record.truncated
     assert TRUNCATED in record.warnings
     assert str(WINDOW) in TRUNCATED
+
+
+def test_a_claim_at_the_end_of_a_long_post_is_read(pipeline: Pipeline) -> None:
+    article = "".join(
+        f"第{i}段：周末和家人去湖边散步，荷花开了，孩子们在草地上放风筝。" for i in range(12)
+    )
+    notice = "本文为原创，首发于本公众号，转载请联系授权"
+    now = time.time()
+    posts = [
+        Post(id="article-a", text=article, account_id="author", created_at=now - 600),
+        Post(id="article-b", text=article + notice, account_id="copier", created_at=now - 300),
+    ]
+    first, copy = pipeline.score_many(posts)
+    assert len(article) > WINDOW and copy.truncated
+    assert first.signals["originality_claim"] == 0.0
+    assert copy.signals["originality_claim"] > 0.5
+    assert copy.flags["fake_originality"] and not first.flags["fake_originality"]
 
 
 def test_flagged_heads_carry_spans_of_the_original_text(pipeline: Pipeline) -> None:
