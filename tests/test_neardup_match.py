@@ -134,6 +134,7 @@ def test_fake_originality_needs_a_claim_an_earlier_copy_by_another_account_and_n
         "专家还原文物",
         "舞者旋转自如",
         "我的收入来源",
+        "[话筒][赞啊][转发]请动一下鼠标",  # an emoticon, no reposting tag
         # requests to credit this post name what others must credit
         "原创文章，转载请注明作者和出处",
         "转载请注明出处及原文链接",

@@ -90,8 +90,8 @@ ATTRIBUTION = re.compile(
     # copied from: 转自 / 摘自 / 转载自 a source, not 旋转自如, 扭转自身, 转自己, 采摘自家的
     r"(?<![旋扭运逆好回周反流翻轮])转自(?![己家身如动主然由信愿])"
     r"|(?:转载|转发|转引|节选|摘)自(?![己家身])|转载于"
-    # a reposting tag, and 转载: naming the source, not 转载:请联系作者 (the rules for reposting)
-    r"|[(\[【]\s*转(?:载|帖|发)?\s*[)\]】]"
+    # a reposting tag, not the emoticon [转发]; and 转载: naming the source, not 转载:请联系作者
+    r"|[(\[【]\s*转(?:载|帖)?\s*[)\]】]|[(【]\s*转发\s*[)】]"
     r"|转载\s*:\s*(?!请|需|须|务必|禁|勿|未经|谢绝|不得|严禁|拒绝|联系|私信|授权)[\w@]"
     # where the content comes from: not 我的收入来源, 已做出处理, 消息来源不明
     r"|来源\s*:|(?:图片|消息|新闻|文章|信息|数据|照片|视频|内容|图文|素材|资料)(?:来源|来自|出处)"
