@@ -418,7 +418,7 @@ def _bank(settings: Settings) -> list[StoredRumor]:
 
 
 def _compare(args: argparse.Namespace, settings: Settings) -> None:
-    from service.batch.diff import diff, enqueue
+    from service.batch.diff import diff, enqueue, report_file
     from service.batch.records import RecordsError
     from service.rescore import RescoreError
 
@@ -426,7 +426,7 @@ def _compare(args: argparse.Namespace, settings: Settings) -> None:
         report = diff(args.compare, args.output)
     except RecordsError as exc:
         raise RescoreError(f"cannot compare: {exc}") from exc
-    report_path = args.output.with_name(args.output.name + ".diff.json")
+    report_path = report_file(args.output)
     report.save(report_path)
     print(f"{report.render()}\n  report -> {report_path}", file=sys.stderr)
     if args.enqueue:

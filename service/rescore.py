@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO, get_args
 from tqdm import tqdm
 
 from service.batch.checkpoint import CheckpointError, State, WorkFolder
+from service.batch.diff import changes_file, report_file
 from service.batch.records import RecordsError, RecordWriter, read_records
 from service.batch.segments import (
     KEEP,
@@ -299,15 +300,23 @@ def check_paths(
                 "read it as posts"
             )
     if previous is not None:
-        _check_previous(previous, output_path)
+        _check_previous(previous, output_path, reject_path)
     return files
 
 
-def _check_previous(previous: Path, output_path: Path) -> None:
-    if previous.resolve() == output_path.resolve():
-        raise RescoreError(
-            f"--compare {previous} is OUTPUT itself, which this run replaces: compare with a copy"
-        )
+def _check_previous(previous: Path, output_path: Path, reject_path: Path) -> None:
+    """Refuse a previous output that this run replaces, removes or writes before reading it
+    (OUTPUT, the reject file, and the changes file and report that ``--compare`` writes beside
+    OUTPUT), or that is not an output."""
+    written = {
+        output_path.resolve(): "OUTPUT itself, which this run replaces",
+        reject_path.resolve(): "the reject file, which this run replaces or removes",
+        changes_file(output_path).resolve(): "the changes file, which the comparison writes",
+        report_file(output_path).resolve(): "the report, which the comparison writes",
+    }
+    what = written.get(previous.resolve())
+    if what is not None:
+        raise RescoreError(f"--compare {previous} is {what}: compare with a copy")
     if not previous.is_file():
         raise RescoreError(f"previous output {previous} does not exist")
     try:
@@ -443,9 +452,11 @@ class _Run:
 
     @property
     def resume_hint(self) -> str:
+        # the posts of the last commit: those read since are scored again by the next run
+        committed = self._state.tallies.get("posts_read", 0)
         return (
             f"the checkpoint in {self._work.path} is intact: run the same command again to "
-            f"continue after {self._summary.posts_read:,} posts"
+            f"continue after {committed:,} posts"
         )
 
     def write(self, segments: Iterator[SegmentResult], bar: tqdm) -> None:

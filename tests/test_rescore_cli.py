@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from batchkit import (
     LengthScorer,
@@ -26,6 +27,7 @@ from batchkit import (
 )
 
 from service.batch.checkpoint import WorkFolder
+from service.batch.records import RecordWriter
 from service.batch.work import Scorer
 from service.cli import EXAMPLES, main
 from service.record import Post, ScoreRecord
@@ -464,3 +466,92 @@ def test_a_cut_off_gzip_file_is_reported_with_how_far_it_got_and_exits_1(
     ) in err
     assert "failed         1 (unreadable 1)" in err
     assert "Traceback" not in err
+
+
+class InterruptingLaterScorer(LengthScorer):
+    """Ctrl-C while the fourth batch is scored."""
+
+    def ordered(self, posts: Sequence[Post], prepared: Sequence[ScoreRecord]) -> list[ScoreRecord]:
+        if len(self.batch_sizes) == 4:
+            raise KeyboardInterrupt
+        return super().ordered(posts, prepared)
+
+
+def test_an_interrupted_run_names_the_posts_committed_not_those_read_since(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(12)))
+    args: list[str | Path] = ["rescore", tmp_path / "in.jsonl", "-o", tmp_path / "out.jsonl"]
+    # a segment a task: 4 posts are committed after the second, 6 read when the fourth stops
+    args += ["--chunk-size", "2", "--segment-posts", "2", "--checkpoint-every", "4"]
+    assert run_cli(*args, scorer=InterruptingLaterScorer()) == 2
+    assert "run the same command again to continue after 4 posts" in capsys.readouterr().err
+    assert run_cli(*args) == 0
+    assert "resumed        after 4 posts" in capsys.readouterr().err
+
+
+def damaged_parquet_output(path: Path, good: int) -> None:
+    """An output whose first ``good`` records read, and the record after them not (a row group
+    of its own, whose id column is overwritten)."""
+    posts = posts_of(shuffled_posts(good + 1))
+    writer = RecordWriter(path, parquet=True)
+    writer.write([expected_record(post) for post in posts[:good]])
+    writer.write([expected_record(posts[good])])
+    writer.close()
+    ids = pq.ParquetFile(path).metadata.row_group(1).column(0)
+    data = bytearray(path.read_bytes())
+    start, size = ids.data_page_offset, ids.total_compressed_size
+    data[start + 4 : start + size] = b"\xff" * (size - 4)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        # the run checks the first records before it starts, and compares the rest after it
+        ("not parquet", "--compare {previous}: {previous}: cannot be read as Parquet ("),
+        ("first records", "--compare {previous}: {previous}: cannot be read as Parquet ("),
+        ("later records", "cannot compare: {previous}: cannot be read as Parquet ("),
+    ],
+)
+def test_a_previous_parquet_output_that_cannot_be_read_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], damage: str, says: str
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(post_line("a", "x"))
+    previous = tmp_path / "before.parquet"
+    if damage == "not parquet":
+        previous.write_bytes(b"PAR1 this is not really parquet")
+    else:
+        # records are read 4,096 at a time: the check reads the first batch
+        damaged_parquet_output(previous, 2 if damage == "first records" else 5000)
+    args: list[str | Path] = ["rescore", tmp_path / "in.jsonl", "-o", tmp_path / "after.jsonl"]
+    assert run_cli(*args, "--compare", previous) == 2
+    err = capsys.readouterr().err
+    assert f"qinglang rescore: error: {says.format(previous=previous)}" in err
+    # one line after the summary of the run, if it ran
+    assert err.endswith(")\n") and err.splitlines()[-1].startswith("qinglang rescore: error: ")
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("prev.jsonl", "the reject file, which this run replaces or removes"),
+        ("new.jsonl.changes.jsonl", "the changes file, which the comparison writes"),
+        ("new.jsonl.diff.json", "the report, which the comparison writes"),
+    ],
+)
+def test_a_previous_output_that_the_run_writes_or_removes_exits_2_and_is_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, says: str
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(3)))
+    previous = tmp_path / name
+    assert run_cli("rescore", tmp_path / "in.jsonl", "-o", previous) == 0
+    before = previous.read_bytes()
+    args: list[str | Path] = ["rescore", tmp_path / "in.jsonl", "-o", tmp_path / "new.jsonl"]
+    args += ["--rejects", tmp_path / "prev.jsonl", "--compare", previous]
+    assert run_cli(*args) == 2
+    assert f"error: --compare {previous} is {says}: compare with a copy" in (
+        capsys.readouterr().err
+    )
+    assert previous.read_bytes() == before
+    assert not (tmp_path / "new.jsonl").exists()

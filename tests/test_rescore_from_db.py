@@ -5,18 +5,20 @@ the model and policy versions it ran with; on SQLite and on the real PostgreSQL.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from alembic import command
-from batchkit import expected_record, length_scorer, read_records
+from batchkit import LengthScorer, expected_record, length_scorer, read_records
 from servicekit import open_api, record
 from sqlalchemy import create_engine, inspect, text
 
+from service.batch.checkpoint import WorkFolder
+from service.batch.work import Scorer
 from service.cli import main
 from service.pipeline import Pipeline
-from service.record import Post
+from service.record import Post, ScoreRecord
 from service.settings import Settings, get_settings
 from service.storage import Pending, SqlRepository, open_repository, upgrade
 from service.storage.sql import alembic_config, make_engine
@@ -115,6 +117,13 @@ def test_an_export_left_by_a_killed_run_serves_only_its_own_period(
         ([], "give INPUT, or --from-db"),
         (["--from-db", "--since", "yesterday"], "'yesterday' is neither unix seconds"),
         (["--from-db", "--until", "2026-01-01T00:00:00"], "has no time zone"),
+        (["--from-db", "--since", "nan"], "'nan' is not a time: give finite unix seconds"),
+        (["--from-db", "--until=-inf"], "'-inf' is not a time: give finite unix seconds"),
+        (
+            ["--from-db", "--since", "2023-11-14T22:13:21Z", "--until", str(T0)],
+            f"--since {T0 + 1!r} is not before --until {T0!r} (unix seconds): the period is empty",
+        ),
+        (["--from-db", "--since", str(T0), "--until", str(T0)], "the period is empty"),
     ],
 )
 def test_bad_sources_are_usage_errors(
@@ -129,6 +138,60 @@ def test_bad_sources_are_usage_errors(
     args += ["-o", str(tmp_path / "o.jsonl"), "--workers", "1"]
     assert main(args, load_scorer=length_scorer) == 2
     assert message in capsys.readouterr().err
+    # nothing exported, nothing recorded as run
+    assert not list(tmp_path.glob(".o.jsonl*"))
+    with create_engine(database).connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM rescore_runs")).scalar() == 0
+
+
+class InterruptedScorer(LengthScorer):
+    """Ctrl-C while the second batch is scored."""
+
+    def ordered(self, posts: Sequence[Post], prepared: Sequence[ScoreRecord]) -> list[ScoreRecord]:
+        if len(self.batch_sizes) == 2:
+            raise KeyboardInterrupt
+        return super().ordered(posts, prepared)
+
+
+def interrupted_scorer(settings: Settings) -> Scorer:
+    return InterruptedScorer()
+
+
+def test_a_run_of_another_period_keeps_the_export_that_a_killed_run_continues_on(
+    tmp_path: Path, repo: SqlRepository, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store(repo)
+    out = tmp_path / "again.jsonl"
+    base = ["rescore", "--from-db", "-o", str(out), "--workers", "1", "--no-progress"]
+    base += ["--chunk-size", "1", "--segment-posts", "1", "--checkpoint-every", "1"]
+    assert main(base, load_scorer=interrupted_scorer) == 2
+    assert "continue after 1 posts" in capsys.readouterr().err
+    [export] = tmp_path.glob(".again.jsonl.from-db.*.jsonl")
+    kept = export.read_bytes()
+
+    assert main([*base, "--since", str(T0 + 100)], load_scorer=length_scorer) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path}/.again.jsonl.rescore holds the checkpoint of a run of another period" in err
+    assert list(tmp_path.glob(".again.jsonl.from-db.*.jsonl")) == [export]
+    assert export.read_bytes() == kept
+
+    assert main(base, load_scorer=length_scorer) == 0
+    assert "resumed        after 1 posts" in capsys.readouterr().err
+    assert [r.id for r in read_records(out)] == ["p0", "p1", "p2", "p3", "undated"]
+    assert not list(tmp_path.glob(".again.jsonl.*"))
+
+
+def test_a_run_of_another_period_keeps_the_export_of_a_run_that_is_running(
+    tmp_path: Path, database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "again.jsonl"
+    running = tmp_path / ".again.jsonl.from-db.start-now.jsonl"
+    running.write_text(json.dumps({"id": "x", "text": "y"}) + "\n")
+    args = ["rescore", "--from-db", "--since", str(T0), "-o", str(out), "--workers", "1"]
+    with WorkFolder(out).held():
+        assert main(args, load_scorer=length_scorer) == 2
+    assert f"another run is writing {out}" in capsys.readouterr().err
+    assert list(tmp_path.glob(".again.jsonl.from-db.*")) == [running]
 
 
 def test_the_service_keeps_the_post_of_each_record_it_stores(

@@ -104,9 +104,19 @@ class DiffReport:
         return "\n".join(lines)
 
 
+def changes_file(current: Path) -> Path:
+    """Where :func:`diff` writes each changed post: ``CURRENT.changes.jsonl``."""
+    return current.with_name(current.name + ".changes.jsonl")
+
+
+def report_file(current: Path) -> Path:
+    """Where the comparison's report is saved: ``CURRENT.diff.json``."""
+    return current.with_name(current.name + ".diff.json")
+
+
 def diff(previous: Path, current: Path) -> DiffReport:
-    """Compare two outputs; write each changed post to ``CURRENT.changes.jsonl``."""
-    changes_path = current.with_name(current.name + ".changes.jsonl")
+    """Compare two outputs; write each changed post to :func:`changes_file`."""
+    changes_path = changes_file(current)
     report = DiffReport(previous, current, changes_path)
     with changes_path.open("w", encoding="utf-8") as changes:
         earlier = read_records(previous)

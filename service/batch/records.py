@@ -1,9 +1,10 @@
 """Score records in files: JSONL (one record a line, as the API returns it) or Parquet.
 
 In Parquet the record's fixed parts are typed columns (``scores`` and ``flags`` are structs with
-a field per risk) and its free-form parts (``reasons`` with their evidence, ``cluster``) are
-JSON text, so that a query engine can filter on decisions and flags while every record reads
-back equal to the one written.
+a field per risk) and its free-form parts (``reasons`` with their evidence, ``cluster``,
+``confirmed_rumor``) are JSON text, so that a query engine can filter on decisions and flags
+while every record reads back equal to the one written. An output written before a column was
+added reads back with that field's default.
 """
 
 from __future__ import annotations
@@ -34,13 +35,19 @@ SCHEMA = pa.schema(
         ("decision", pa.string()),
         ("reasons", pa.string()),
         ("cluster", pa.string()),
+        ("confirmed_rumor", pa.string()),
+        ("text_digest", pa.string()),
         ("model_version", pa.string()),
         ("policy_version", pa.string()),
         ("degraded", pa.bool_()),
         ("truncated", pa.bool_()),
         ("warnings", pa.list_(pa.string())),
+        ("evidence_pending", pa.bool_()),
     ]
 )
+
+ADDED = ("confirmed_rumor", "text_digest", "evidence_pending")
+"""Columns that Parquet outputs written before them lack: ``--compare`` still reads those."""
 
 
 def is_parquet(path: Path) -> bool:
@@ -57,14 +64,24 @@ def to_row(record: ScoreRecord) -> dict[str, Any]:
     data["signals"] = list(data["signals"].items())
     data["reasons"] = json.dumps(data["reasons"], ensure_ascii=False)
     data["cluster"] = None if record.cluster is None else json.dumps(data["cluster"])
+    data["confirmed_rumor"] = (
+        None if record.confirmed_rumor is None else json.dumps(data["confirmed_rumor"])
+    )
     return data
 
 
 def from_row(row: dict[str, Any]) -> ScoreRecord:
+    """The record of a row; a column of :data:`ADDED` that an older output lacks (or that is
+    null in the rows of an older run's parts joined into a newer output) gives the default."""
     data = dict(row)
+    for name in ADDED:
+        if data.get(name) is None:
+            data.pop(name, None)
     data["signals"] = dict(data["signals"])
     data["reasons"] = json.loads(data["reasons"])
-    data["cluster"] = None if data["cluster"] is None else json.loads(data["cluster"])
+    for name in ("cluster", "confirmed_rumor"):
+        if data.get(name) is not None:
+            data[name] = json.loads(data[name])
     return ScoreRecord.model_validate(data)
 
 
@@ -130,10 +147,14 @@ def read_records(path: Path) -> Iterator[ScoreRecord]:
     :class:`RecordsError` at the first line (row) that is not a score record."""
     if is_parquet(path):
         number = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
-            for row in batch.to_pylist():
-                number += 1
-                yield _record(from_row, row, f"{path}: row {number}")
+        try:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+                for row in batch.to_pylist():
+                    number += 1
+                    yield _record(from_row, row, f"{path}: row {number}")
+        except (pa.ArrowException, OSError) as exc:  # not Parquet, cut off, a damaged page
+            said = " ".join(str(exc).split())
+            raise RecordsError(f"{path}: cannot be read as Parquet ({said})") from None
         return
     with (
         gzip.open(path, "rt", encoding="utf-8", errors="replace")

@@ -3,34 +3,43 @@ record, table ``stored_posts``) of a period, re-scored like a file.
 
 The period's posts are exported in time order (``created_at``, or when they were stored: the
 order the near-duplicate window needs) to a JSONL file beside OUTPUT, which the run then scores;
-a killed run keeps the file, so the same command continues on the same posts. When the run
-completes, the run (period, model and policy versions, posts) is recorded in ``rescore_runs``
-and the file removed.
+a killed run keeps the file, so the same command continues on the same posts (a run of another
+period on that OUTPUT is refused meanwhile). When the run completes, the run (period, model and
+policy versions, posts) is recorded in ``rescore_runs`` and the file removed.
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 from datetime import datetime
 from pathlib import Path
 
+from service.batch.checkpoint import MANIFEST, CheckpointError, WorkFolder
 from service.settings import Settings
 from service.storage import open_repository, upgrade
 from service.storage.repository import RescoreRun
 
 
 class PeriodError(ValueError):
-    """A --since or --until that is not a time."""
+    """A period that cannot be exported: a --since or --until that is not a time, a period
+    without time in it, or an OUTPUT that a run of another period still needs."""
 
 
 def moment(text: str) -> float:
     """Unix seconds, or ISO 8601 with a zone."""
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        # nan compares false with every time, and infinities are no time: the period would
+        # hold no posts (or every one) and still be recorded as a run
+        if not math.isfinite(seconds):
+            raise PeriodError(f"{text!r} is not a time: give finite unix seconds or ISO 8601")
+        return seconds
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
@@ -50,12 +59,35 @@ def export_path(output: Path, since: float | None, until: float | None) -> Path:
 
 def export(settings: Settings, since: float | None, until: float | None, output: Path) -> Path:
     """The period's stored posts as JSONL beside ``output`` (kept from a killed run of the same
-    period; one of another period is removed)."""
+    period; one of another period is removed, unless its run is running or left a checkpoint,
+    which its command can only continue on the posts it exported: then the run is refused)."""
+    if since is not None and until is not None and since >= until:
+        raise PeriodError(
+            f"--since {since!r} is not before --until {until!r} (unix seconds): the period is empty"
+        )
     path = export_path(output, since, until)
     if path.exists():
         return path
-    for stale in output.parent.glob(f".{glob.escape(output.name)}.from-db.*.jsonl"):
-        stale.unlink()
+    work = WorkFolder(output)
+    try:
+        # OUTPUT's hold: a running run of another period reads the export this would remove,
+        # and one started meanwhile must not remove this one
+        with work.held():
+            if (work.path / MANIFEST).exists():
+                raise PeriodError(
+                    f"{work.path} holds the checkpoint of a run of another period or input; "
+                    "rerun that command to finish it, or delete the folder to start over"
+                )
+            for stale in output.parent.glob(f".{glob.escape(output.name)}.from-db.*.jsonl"):
+                stale.unlink()
+            _write(settings, since, until, path)
+    except CheckpointError as exc:
+        raise PeriodError(str(exc)) from exc
+    return path
+
+
+def _write(settings: Settings, since: float | None, until: float | None, path: Path) -> None:
+    """Write the period's stored posts to ``path`` (beside, then renamed: whole or absent)."""
     upgrade(settings.database, settings.db_timeout_s)
     repository = open_repository(settings.database, settings.db_timeout_s)
     tmp = path.with_name(path.name + ".tmp")
@@ -72,7 +104,6 @@ def export(settings: Settings, since: float | None, until: float | None, output:
     finally:
         repository.close()
     tmp.replace(path)
-    return path
 
 
 def finish(settings: Settings, run: RescoreRun, output: Path) -> None:
