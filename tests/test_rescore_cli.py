@@ -406,10 +406,14 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(
 
 
 class InterruptingScorer(LengthScorer):
-    """Ctrl-C while the second batch is scored."""
+    """Ctrl-C while batch number ``at`` (the second by default) is scored."""
+
+    def __init__(self, at: int = 2) -> None:
+        super().__init__()
+        self.at = at
 
     def ordered(self, posts: Sequence[Post], prepared: Sequence[ScoreRecord]) -> list[ScoreRecord]:
-        if len(self.batch_sizes) == 2:
+        if len(self.batch_sizes) == self.at:
             raise KeyboardInterrupt
         return super().ordered(posts, prepared)
 
@@ -468,15 +472,6 @@ def test_a_cut_off_gzip_file_is_reported_with_how_far_it_got_and_exits_1(
     assert "Traceback" not in err
 
 
-class InterruptingLaterScorer(LengthScorer):
-    """Ctrl-C while the fourth batch is scored."""
-
-    def ordered(self, posts: Sequence[Post], prepared: Sequence[ScoreRecord]) -> list[ScoreRecord]:
-        if len(self.batch_sizes) == 4:
-            raise KeyboardInterrupt
-        return super().ordered(posts, prepared)
-
-
 def test_an_interrupted_run_names_the_posts_committed_not_those_read_since(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -484,7 +479,7 @@ def test_an_interrupted_run_names_the_posts_committed_not_those_read_since(
     args: list[str | Path] = ["rescore", tmp_path / "in.jsonl", "-o", tmp_path / "out.jsonl"]
     # a segment a task: 4 posts are committed after the second, 6 read when the fourth stops
     args += ["--chunk-size", "2", "--segment-posts", "2", "--checkpoint-every", "4"]
-    assert run_cli(*args, scorer=InterruptingLaterScorer()) == 2
+    assert run_cli(*args, scorer=InterruptingScorer(at=4)) == 2
     assert "run the same command again to continue after 4 posts" in capsys.readouterr().err
     assert run_cli(*args) == 0
     assert "resumed        after 4 posts" in capsys.readouterr().err
