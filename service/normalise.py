@@ -1,11 +1,15 @@
 """Stage 1 of a post's way through: text normalisation.
 
 The classifier and the n-gram features see the same normalised text, built by
-:func:`normalise`: Unicode NFKC (full-width forms, compatibility characters), lower case,
-traditional characters to simplified (OpenCC ``t2s``), links folded to one placeholder, runs of
-white space folded to one space. Every normalised character keeps the offset of the original
-character it came from, so that evidence spans found on the normalised text can be shown on the
-text the producer wrote.
+:func:`normalise`: format characters dropped (Unicode category Cf: zero-width spaces and
+joiners, soft hyphens, byte-order marks), Unicode NFKC (full-width forms, compatibility
+characters), lower case, traditional characters to simplified (OpenCC ``t2s``), links folded to
+one placeholder, runs of white space folded to one space. A reader never sees a format
+character, but one between the characters of a word splits every n-gram and token across it:
+"傻\u200b逼\u200b滚\u200b出\u200b去" scored 0.875 for incitement where the text a reader sees
+scored 0.989, and a claim word written so escaped the originality head. Every normalised
+character keeps the offset of the original character it came from, so that evidence spans found
+on the normalised text can be shown on the text the producer wrote.
 
 The classifier reads a window of ``WINDOW`` normalised characters; a longer text is scored on its
 first ``WINDOW`` characters and the record says ``truncated``. Weibo posts are capped at 140
@@ -53,7 +57,12 @@ def _fold_chars(text: str) -> tuple[list[str], list[int]]:
     chars: list[str] = []
     offsets: list[int] = []
     for i, ch in enumerate(text):
-        folded = ch.lower() if ch.isascii() else unicodedata.normalize("NFKC", ch).lower()
+        if ch.isascii():
+            folded = ch.lower()
+        elif unicodedata.category(ch) == "Cf":
+            continue
+        else:
+            folded = unicodedata.normalize("NFKC", ch).lower()
         for out in folded:
             chars.append(out)
             offsets.append(i)

@@ -35,7 +35,16 @@ def test_long_text_is_cut_to_the_window_and_says_so() -> None:
     assert n.truncated
 
 
+def test_format_characters_are_dropped_and_offsets_skip_them() -> None:
+    # zero-width space, zero-width joiner, soft hyphen, byte-order mark, word joiner
+    original = "\ufeff傻\u200b逼\u200d滚\u00ad出\u2060去"
+    n = normalise(original)
+    assert n.text == "傻逼滚出去"
+    assert [original[i] for i in n.offsets] == list("傻逼滚出去")
+    assert n.source_span(0, 5) == (1, len(original))
+
+
 def test_empty_and_blank_texts_normalise_to_empty() -> None:
-    for text in ("", "   ", "\n\t\u3000"):
+    for text in ("", "   ", "\n\t\u3000", "\u200b\ufeff"):
         n = normalise(text)
         assert n.text == "" and n.offsets == () and not n.truncated

@@ -44,6 +44,13 @@ def test_traditional_and_full_width_text_score_as_simplified(pipeline: Pipeline)
     assert simplified == traditional
 
 
+def test_zero_width_characters_inside_words_do_not_change_the_scores(pipeline: Pipeline) -> None:
+    plain, hidden = score(
+        pipeline, "傻逼滚出去，原创作品", "傻\u200b逼\u200b滚出去，原\u200b创作品"
+    )
+    assert plain == hidden
+
+
 def test_empty_and_blank_text_score_zero_with_a_warning(pipeline: Pipeline) -> None:
     for record in pipeline.score_many([Post(id="e", text=""), Post(id="w", text=" \n\t ")]):
         assert set(record.scores.values()) == {0.0}

@@ -158,7 +158,8 @@ One network, three calibrated heads, each a probability in [0, 1]:
   service scores it only on texts with a claim word (`service.claims.has_claim_words`), as every
   claim of its corpus has one; other texts get 0.
 
-Input: the post text, normalised (NFKC, lower case, traditional → simplified, links folded) and
+Input: the post text, normalised (format characters such as zero-width spaces dropped, NFKC,
+lower case, traditional → simplified, links folded) and
 cut to its first {card["window_chars"]} characters; longer texts are scored on that window and
 the score record says `truncated`.
 
