@@ -14,6 +14,7 @@ input, unwritable output, a scorer error, a usage error), with OUTPUT left untou
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -577,6 +578,7 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     workers = args.workers or settings.workers
+    listener = _bind(host, port)
     configure(settings.log_level)
     if workers > 1:
         # each worker loads the model; one that cannot is restarted by uvicorn for ever
@@ -601,13 +603,33 @@ def _serve(args: argparse.Namespace) -> int:
     uvicorn.run(
         "service.api.app:create_app",
         factory=True,
-        host=host,
-        port=port,
+        fd=listener.fileno(),
         workers=workers,
         log_config=config(settings.log_level),
         access_log=False,
     )
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port`` for uvicorn to serve on, so that a port in use is
+    one line of ours, before the server says it listens (uvicorn would log it after loading the
+    app, and exit 3)."""
+    from service.settings import SettingsError
+
+    # as uvicorn binds: an address with a colon is IPv6, and a restarted server reuses its port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:  # in use, or an address this machine does not have
+        listener.close()
+        raise SettingsError(
+            f"cannot listen on {host}:{port} (--host and --port, or the host and port "
+            f"settings): {exc.strerror}"
+        ) from None
+    return listener
 
 
 def _hold_state(directory: Path) -> BinaryIO | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 
 import pytest
 from servicekit import Api
@@ -40,6 +41,19 @@ def test_metrics_count_requests_scores_decisions_batches_and_name_the_model(api:
     assert (
         f'qinglang_model_info{{model_version="{model}",policy_version="test-review-all"}}' in text
     )
+
+
+def test_a_body_over_the_limit_is_counted_under_its_route(api: Api) -> None:
+    too_large = b"a" * (api.services.settings.max_body_bytes + 1)
+
+    def streamed() -> Iterator[bytes]:  # no Content-Length: refused once read past the limit
+        yield too_large
+
+    headers = {**api.headers(), "Content-Type": "application/json"}
+    assert api.client.post("/v1/score", content=too_large, headers=headers).status_code == 413
+    assert api.client.post("/v1/score", content=streamed(), headers=headers).status_code == 413
+    text = api.client.get("/metrics").text
+    assert 'qinglang_requests_total{method="POST",route="/v1/score",status="413"} 2.0' in text
 
 
 def test_the_openapi_document_describes_the_endpoints(api: Api) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -146,6 +147,20 @@ def test_a_console_user_needs_a_name_that_can_sign_in(tmp_path: Path) -> None:
 def test_a_port_out_of_range_is_refused(tmp_path: Path) -> None:
     failed = qinglang(tmp_path, "serve", "--port", "70000")
     assert failed.returncode == 2 and "a port is from 1 to 65535, not 70000" in failed.stderr
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line_and_never_listening(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        env = {"QINGLANG_STATE_DIR": str(tmp_path / "state")}
+        failed = qinglang(tmp_path, "serve", "--host", "127.0.0.1", "--port", port, env=env)
+    assert failed.returncode == 2
+    assert "listening" not in failed.stdout + failed.stderr
+    (line,) = failed.stderr.splitlines()
+    assert line.startswith("qinglang serve: error: ") and f"127.0.0.1:{port}" in line
+    assert "in use" in line
 
 
 def test_a_database_of_a_newer_release_is_named_not_a_traceback(tmp_path: Path) -> None:

@@ -1,17 +1,19 @@
 """What every request goes through first: a request id, the body limit, metrics, the access log.
 
 A plain ASGI middleware rather than Starlette's ``BaseHTTPMiddleware``: it adds no task per
-request and sees the body before the app does, so an oversized body is refused unread.
+request and sees the body before the app does, so an oversized body is refused unread. The
+request still reaches the app, whose route answers 413 when it reads the body: the refusal is
+counted under that route, after the route's own answers (404, 405, 401) where they come first.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 import uuid
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.logs import request_id
@@ -48,10 +50,8 @@ class Edge:
 
         try:
             body = await self._read_body(scope, receive)
-            if body is None:
-                await _too_large(send_with_id, self.max_body_bytes)
-            else:
-                await self.app(scope, _replay(body, receive), send_with_id)
+            given = _refuse(self.max_body_bytes) if body is None else _replay(body, receive)
+            await self.app(scope, given, send_with_id)
         finally:
             seconds = time.perf_counter() - started
             route = scope.get("route")
@@ -107,11 +107,11 @@ def _replay(messages: list[Message], then: Receive) -> Receive:
     return receive
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body = json.dumps({"detail": f"request body is over the limit of {limit} bytes"}).encode()
-    headers: list[tuple[bytes, bytes]] = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _refuse(limit: int) -> Receive:
+    """The body of a request over the limit: reading it answers 413. The app still routes the
+    request, so that the refusal is counted under the route it was sent to."""
+
+    async def receive() -> Message:
+        raise HTTPException(413, f"request body is over the limit of {limit} bytes")
+
+    return receive
