@@ -10,7 +10,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from pydantic_core import PydanticCustomError
 
 from service.heads import Head, Risk
@@ -52,7 +52,9 @@ class Post(BaseModel):
     created_at: float | None = Field(
         default=None, description="unix seconds, or ISO 8601 in the input", allow_inf_nan=False
     )
-    declared_original: bool = False
+    declared_original: StrictBool = Field(
+        default=False, description="true or false; null is the same as leaving it out"
+    )
     source: str | None = None
 
     @field_validator("id", "account_id", mode="before")
@@ -62,6 +64,13 @@ class Post(BaseModel):
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
         return value
+
+    @field_validator("declared_original", mode="before")
+    @classmethod
+    def _null_is_not_declared(cls, value: object) -> object:
+        # null means "not given", as for the other optional fields; "yes", "no" and 1 are no
+        # answer to "does the poster declare this original", which accuses them when true
+        return False if value is None else value
 
     @field_validator("created_at", mode="before")
     @classmethod

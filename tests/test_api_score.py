@@ -292,6 +292,13 @@ def test_a_batch_answers_in_input_order_with_errors_in_place(api: Api) -> None:
     assert len(api.services.scoring.repository.queue()) == 2  # b0 once, b6
 
 
+def test_declared_original_takes_json_booleans_and_null_as_not_given(api: Api) -> None:
+    assert api.score({"id": "n", "text": PLAIN, "declared_original": None}).status_code == 200
+    refused = api.score({"id": "y", "text": PLAIN, "declared_original": "yes"})
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"][-1] == "declared_original"
+
+
 def test_batch_limits(api: Api) -> None:
     assert api.batch([]).json() == {"records": [], "degraded": False}
     many = [{"id": str(i), "text": "文"} for i in range(256)]

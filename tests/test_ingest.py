@@ -108,6 +108,14 @@ def test_a_bad_line_says_what_and_where(
     assert says in error.message
 
 
+def test_declared_original_is_a_json_boolean_and_null_leaves_it_out() -> None:
+    assert not good(b'{"id": "a", "text": "x", "declared_original": null}').post.declared_original
+    assert good(b'{"id": "a", "text": "x", "declared_original": true}').post.declared_original
+    for value in (b'"yes"', b'"no"', b'"true"', b"1", b"0"):
+        error = bad(b'{"id": "a", "text": "x", "declared_original": ' + value + b"}")
+        assert error.kind == "wrong_type" and "declared_original: " in error.message
+
+
 def test_every_field_error_is_named() -> None:
     error = bad(b'{"id": "a", "text": 1, "declared_original": 2}\n')
     assert error.kind == "wrong_type"
