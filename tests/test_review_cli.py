@@ -43,12 +43,15 @@ def test_audit_verify_export_and_labels(tmp_path: Path) -> None:
     verified = qinglang(url, "audit", "verify")
     assert verified.returncode == 0 and "ok, 4 records" in verified.stderr
     out = tmp_path / "audit.jsonl"
-    exported = qinglang(url, "audit", "export", "--from", "2000-01-01", "-o", str(out))
+    zoneless = qinglang(url, "audit", "export", "--from", "2000-01-01", "-o", str(out))
+    assert zoneless.returncode == 2 and "'2000-01-01' has no time zone" in zoneless.stderr
+    assert not out.exists()
+    exported = qinglang(url, "audit", "export", "--from", "2000-01-01T08:00+08:00", "-o", str(out))
     assert exported.returncode == 0, exported.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line["kind"] for line in lines][:2] == ["score.flagged", "review.decision"]
     assert lines[1]["payload"]["basis"] == "art18.6" and lines[1]["prev_hash"] == lines[0]["hash"]
-    none = qinglang(url, "audit", "export", "--to", "2000-01-01", "--format", "csv")
+    none = qinglang(url, "audit", "export", "--to", "946684800", "--format", "csv")
     rows = list(csv.DictReader(none.stdout.splitlines()))
     assert none.returncode == 0 and rows == []
     table = tmp_path / "audit.csv"

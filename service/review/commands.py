@@ -16,8 +16,14 @@ from typing import Any, TextIO
 
 
 def _moment(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    """Unix seconds or ISO 8601 with a zone, as ``rescore --since`` takes them: a time without
+    one would be read in some zone nobody named, and the export would miss or add hours."""
+    from service.batch.stored import PeriodError, moment
+
+    try:
+        return datetime.fromtimestamp(moment(text), UTC)
+    except PeriodError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_commands(commands: Any) -> None:
@@ -29,8 +35,12 @@ def add_commands(commands: Any) -> None:
     export = audit_commands.add_parser(
         "export", help="write the records of a period (what a regulator asks for)"
     )
-    export.add_argument("--from", dest="start", type=_moment, help="ISO 8601, inclusive")
-    export.add_argument("--to", dest="end", type=_moment, help="ISO 8601, exclusive")
+    export.add_argument(
+        "--from", dest="start", type=_moment, help="inclusive: unix seconds or ISO 8601 with a zone"
+    )
+    export.add_argument(
+        "--to", dest="end", type=_moment, help="exclusive: unix seconds or ISO 8601 with a zone"
+    )
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     export.add_argument("-o", "--output", type=Path, help="file (default: standard output)")
     labels = commands.add_parser("labels", help="reviewers' decisions as training data")
