@@ -53,7 +53,7 @@ RAW_KEYWORD = re.compile(
 """A cheap test on the raw text that every ``_KEYWORD`` text passes (traditional characters
 included, exotic compatibility forms aside), so that only ~0.3% of the texts get normalised."""
 
-_MENTION = re.compile(r"(?://)?@[^\s@:,。!?;、()【】\[\]#/]{1,30}:?")
+_MENTION = re.compile(r"(?://)?@[^\s@:,。!?;、()【】\[\]#/|]{1,30}:?")
 
 _CONFUSABLE = re.compile(
     # rights, distribution, sponsorship, products, the song 独家记忆
@@ -70,8 +70,8 @@ _CONFUSABLE = re.compile(
     r"|设计|动画|节目|电影|小说|文学|手作|作品)"
 )
 _SPORTS = re.compile(
-    r"阵容|替补|球员|球队|主力|门将|前锋|后卫|中场|进球|比赛|联赛|中超|亚冠|英超|西甲|欧冠|世界杯"
-    r"|主教练|球迷|国足|恒大|国安|申花|鲁能|上港|nba|cba"
+    r"阵容|替补|球员|球队|主力(?!军)|门将|前锋|后卫|中场|进球|比赛|联赛|中超|亚冠|英超|西甲|欧冠"
+    r"|世界杯|主教练|球迷|国足|恒大|(?<!联合)国安|申花|鲁能|上港|nba|cba"
 )
 """In a sports text every 首发 is a starting line-up."""
 
@@ -128,9 +128,13 @@ def _blank(text: str, keep_offsets: bool = False) -> str:
 
 def has_claim_words(text: str) -> bool:
     """Whether normalised ``text`` holds a word that claims originality (原创, 首发, 独家, 转载,
-    版权, 自己拍, 未经授权...; attribution words such as 来源 or 转自 are none): a claim of the
-    rule (:func:`rule_label`) and every claim phrasing of the originality corpus hold one."""
-    return bool(RAW_KEYWORD.search(text) and _CLAIM_WORD.search(text))
+    版权, 自己拍, 未经授权...; attribution words such as 来源 or 转自 are none) outside its
+    @mentions and confusable phrases (``@我的独家记忆``, 独家播出, 首发阵容, 首发 in a sports text,
+    原创歌曲...), which :func:`rule_label` blanks too: a claim of the rule and every claim of
+    the originality corpus hold one."""
+    return bool(
+        RAW_KEYWORD.search(text) and _CLAIM_WORD.search(text) and _CLAIM_WORD.search(_blank(text))
+    )
 
 
 def rule_label(text: str) -> int | None:

@@ -138,7 +138,14 @@ def test_the_risk_heads_score_the_body_and_the_originality_head_the_notice(
         ("原创作品，转载请注明出处", True),
         ("这组照片都是我自己拍的", True),
         ("未经许可不得使用", True),
-        ("@我的独家记忆 好听", True),  # a claim word: the head tells the handle apart
+        ("@草内就是爱笨蛋|本文系原创!", True),  # a handle ends at the bar
+        ("白痴,女的才是消费主力军~(全网首发)", True),  # 主力军 is no sports word
+        ("联合国安理会通过决议(此文首发于我的博客)", True),  # nor is 联合国安理会
+        # claim words only in handles and confusable phrases, blanked as for rule_label
+        ("@我的独家记忆 好听", False),
+        ("首发!国足今晚对阵日本队首发名单出炉", False),
+        ("本片由优酷独家播出", False),
+        ("这首原创歌曲真好听", False),
         ("那就自己相信自己", False),
         ("今天就自己做饭", False),
         ("转自@人民日报：明天停水", False),  # attribution is no claim

@@ -155,8 +155,9 @@ One network, three calibrated heads, each a probability in [0, 1]:
 - `originality_claim`: the text claims the content as the poster's own or first (原创, 首发,
   独家, 转载请注明出处, 未经授权禁止转载, 自己拍的…). Not a risk alone: it feeds the
   fake-originality check (claim + earlier copy by another account + no attribution). The
-  service scores it only on texts with a claim word (`service.claims.has_claim_words`), as every
-  claim of its corpus has one; other texts get 0.
+  service scores it only on texts with a claim word outside @mentions and confusable phrases
+  such as 独家播出 or 首发阵容 (`service.claims.has_claim_words`), as every claim of its corpus
+  has one; other texts get 0.
 
 Input: the post text, normalised (format characters such as zero-width spaces dropped, NFKC,
 lower case, traditional → simplified, links folded) and
