@@ -299,7 +299,7 @@ def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
             file=sys.stderr,
         )
         return 2
-    usage = _source_error(args)
+    usage = _usage_error(args)
     if usage:
         print(f"qinglang rescore: error: {usage}", file=sys.stderr)
         return 2
@@ -321,7 +321,15 @@ def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
     return 1 if summary.failed_total and not args.skip_bad else 0
 
 
-def _source_error(args: argparse.Namespace) -> str:
+def _usage_error(args: argparse.Namespace) -> str:
+    every, segment = args.checkpoint_every, args.segment_posts
+    if every is not None and segment is not None and every < segment:
+        # a checkpoint can only fall where a segment ends: a smaller N would be ignored
+        return (
+            f"--checkpoint-every {every} is less than --segment-posts {segment}: a checkpoint "
+            f"falls at a segment's end, so one could come only every {segment} posts; give "
+            f"--segment-posts {every} or less"
+        )
     if args.from_db and args.input is not None:
         return "give INPUT or --from-db, not both"
     if not args.from_db and args.input is None:

@@ -40,7 +40,8 @@ from tqdm import tqdm
 
 from service.batch.checkpoint import CheckpointError, State, WorkFolder
 from service.batch.diff import changes_file, report_file
-from service.batch.records import RecordsError, RecordWriter, read_records
+from service.batch.duplicates import SeenIds
+from service.batch.records import RecordsError, RecordWriter, read_ids, read_records
 from service.batch.segments import (
     KEEP,
     Segment,
@@ -71,6 +72,20 @@ CHECKPOINT_S = 60.0
 
 WARNINGS_SHOWN = 10
 """Lines printed per kind of warning; the summary counts every one."""
+
+DUPLICATE = "duplicate id"
+"""The warning for a post whose id a post before it has."""
+
+FINGERPRINT_NAMES = {
+    "inputs": "the input files",
+    "chunk_size": "--chunk-size",
+    "batch_size": "--batch-size or the batch_size setting",
+    "model_version": "the model",
+    "policy_version": "the policy",
+    "bank": "the --bank rumours",
+    "evidence": "the evidence setting (off with --no-evidence)",
+}
+"""What each part of a checkpoint's fingerprint is to the user, for the refusal to continue it."""
 
 DECISIONS: tuple[Decision, ...] = get_args(Decision)
 
@@ -144,6 +159,8 @@ class Summary:
     """Flagged records left ``evidence_pending`` (a run without evidence)."""
     out_of_order: int = 0
     """Posts whose ``created_at`` is earlier than that of a post before them."""
+    duplicates: int = 0
+    """Scored posts whose id a scored post before them has (each is scored and written)."""
     newest: float | None = None
     """The newest ``created_at`` so far."""
     decisions: Counter[Decision] = field(default_factory=Counter)
@@ -174,6 +191,7 @@ class Summary:
             "warning_kinds": dict(self.warning_kinds),
             "without_spans": self.without_spans,
             "out_of_order": self.out_of_order,
+            "duplicates": self.duplicates,
             "newest": self.newest,
             "decisions": dict(self.decisions),
             "flags": dict(self.flags),
@@ -193,6 +211,9 @@ class Summary:
         self.warning_kinds = Counter(tallies["warning_kinds"])
         self.without_spans = tallies["without_spans"]
         self.out_of_order = tallies["out_of_order"]
+        # a checkpoint made before duplicates were counted is refused: its fingerprint has no
+        # batch size
+        self.duplicates = tallies["duplicates"]
         self.newest = tallies["newest"]
         self.decisions = Counter(tallies["decisions"])
         self.flags = Counter(tallies["flags"])
@@ -243,6 +264,14 @@ class Summary:
                     f"{self.out_of_order:,} posts are older than a post before them: "
                     "near-duplicates were matched in input order; sort the input by created_at "
                     "for what the live service would have found",
+                )
+            )
+        if self.duplicates:
+            rows.append(
+                (
+                    "duplicate ids",
+                    f"{self.duplicates:,} posts repeat the id of a post before them (each is "
+                    "scored and written: a post id should name one post)",
                 )
             )
         if self.without_spans:
@@ -317,8 +346,12 @@ def _check_previous(previous: Path, output_path: Path, reject_path: Path) -> Non
     what = written.get(previous.resolve())
     if what is not None:
         raise RescoreError(f"--compare {previous} is {what}: compare with a copy")
+    if previous.is_dir():
+        raise RescoreError(
+            f"--compare {previous} is a folder, not a file: give the OUTPUT file of the earlier run"
+        )
     if not previous.is_file():
-        raise RescoreError(f"previous output {previous} does not exist")
+        raise RescoreError(f"--compare {previous} does not exist")
     try:
         next(read_records(previous), None)
     except (RecordsError, OSError) as exc:
@@ -359,6 +392,7 @@ def rescore(
     fingerprint = {
         "inputs": [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files],
         "chunk_size": chunk_size,
+        "batch_size": scorer.classifier.batch_size,
         "model_version": model_version,
         "policy_version": policy_version,
         "bank": sorted(r.rumor_id for r in bank),
@@ -368,7 +402,11 @@ def rescore(
     with ExitStack() as hold:
         try:
             hold.enter_context(work.held())
-            state = work.resume(fingerprint)
+            state = work.resume(fingerprint, FINGERPRINT_NAMES)
+            seen = SeenIds()
+            # the ids of the committed parts: a post of this run may repeat one
+            for k in range(state.parts):
+                seen.add(read_ids(work.part(k)))
         except (CheckpointError, OSError) as exc:
             raise RescoreError(str(exc)) from exc
         summary = Summary(
@@ -394,7 +432,7 @@ def rescore(
             """Segment ``index`` scored again here, from the exact state ``ordered``."""
             return run_segment(segments[index], scorer, ordered)
 
-        run = _Run(work, state, summary, checkpoint_posts, first or scorer.state())
+        run = _Run(work, state, summary, checkpoint_posts, first or scorer.state(), seen)
         done = sum(task.lines for task in tasks[: state.tasks_done])
         with tqdm(
             total=sum(task.lines for task in tasks),
@@ -436,11 +474,19 @@ class _Run:
     """Writes results into the current part and commits parts as they fill."""
 
     def __init__(
-        self, work: WorkFolder, state: State, summary: Summary, every: int, ordered: bytes
+        self,
+        work: WorkFolder,
+        state: State,
+        summary: Summary,
+        every: int,
+        ordered: bytes,
+        seen: SeenIds,
     ) -> None:
         self._work, self._state, self._summary, self._every = work, state, summary, every
         self._ordered = ordered
         """The ordered stage's state after the last segment written."""
+        self._seen = seen
+        """The ids of the records written so far, this run's and the committed ones."""
         self._shown: Counter[str] = Counter()
         self._started = time.perf_counter()
         self._elapsed_before = summary.elapsed_s
@@ -502,11 +548,23 @@ class _Run:
         # created_at would otherwise print one for every post)
         for line, record in zip(result.lines, result.records, strict=True):
             for warning in _warnings(record):
-                self._shown[warning] += 1
-                if self._shown[warning] <= WARNINGS_SHOWN:
-                    _say(f"{result.path}:{line}: warning: {warning}")
-                if self._shown[warning] == WARNINGS_SHOWN:
-                    _say(f"(further '{warning}' warnings are counted in the summary)")
+                self._warn(warning, f"{result.path}:{line}: warning: {warning}")
+        repeats = self._seen.add([record.id for record in result.records])
+        self._summary.duplicates += len(repeats)
+        for i in repeats:
+            self._warn(
+                DUPLICATE,
+                f"{result.path}:{result.lines[i]}: warning: {DUPLICATE} {result.records[i].id!r}: "
+                "a post before it has the same id (both are scored)",
+            )
+
+    def _warn(self, kind: str, message: str) -> None:
+        """Say ``message`` if it is among the first few of its ``kind``."""
+        self._shown[kind] += 1
+        if self._shown[kind] <= WARNINGS_SHOWN:
+            _say(message)
+        if self._shown[kind] == WARNINGS_SHOWN:
+            _say(f"(further '{kind}' warnings are counted in the summary)")
 
     def _commit(self) -> None:
         if self._records is None:

@@ -14,6 +14,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -55,12 +56,19 @@ def expected_record(post: Post) -> ScoreRecord:
     )
 
 
+@dataclass(frozen=True)
+class StandInModel:
+    batch_size: int
+
+
 class LengthScorer:
     model_version = "test-length"
     policy_version = "test"
     evidence = True
 
-    def __init__(self, *, fail_on_call: int = 0) -> None:
+    def __init__(self, *, fail_on_call: int = 0, batch_size: int = 64) -> None:
+        self.classifier = StandInModel(batch_size)
+        """Read for the checkpoint's fingerprint only: the stand-in scores a task at once."""
         self.calls = 0
         self.bank: list[str] = []
         self.batch_sizes: list[int] = []
@@ -121,7 +129,7 @@ def _misbehave(text: str) -> None:
 
 def length_scorer(settings: Settings) -> Scorer:
     """The factory that worker processes and actors call (a module-level function pickles)."""
-    return LengthScorer()
+    return LengthScorer(batch_size=settings.batch_size)
 
 
 def missing_model(settings: Settings) -> Scorer:

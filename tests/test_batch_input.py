@@ -24,8 +24,8 @@ from batchkit import (
 
 from service.batch import records as record_files
 from service.batch.checkpoint import State, WorkFolder
-from service.batch.sources import plan, read
-from service.ingest import PostLine
+from service.batch.sources import Task, plan, read
+from service.ingest import LineError, PostLine
 from service.record import (
     ClusterPost,
     ClusterSummary,
@@ -183,6 +183,58 @@ def test_a_folder_of_files_with_different_schemas(tmp_path: Path) -> None:
         ("part-0.parquet", 2, "missing_text"),
     ]
     assert summary.posts_read == 5
+
+
+MIDNIGHT = datetime(2016, 2, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "seconds"),
+    [
+        # a date is its midnight UTC
+        (pa.date32(), MIDNIGHT.date(), MIDNIGHT.timestamp()),
+        (pa.date64(), MIDNIGHT.date(), MIDNIGHT.timestamp()),
+        (pa.timestamp("s", tz="UTC"), MIDNIGHT, MIDNIGHT.timestamp()),
+        (pa.timestamp("ms", tz="Asia/Shanghai"), MIDNIGHT, MIDNIGHT.timestamp()),
+        (pa.timestamp("us", tz="+08:00"), MIDNIGHT, MIDNIGHT.timestamp()),
+        (pa.timestamp("ns", tz="UTC"), MIDNIGHT, MIDNIGHT.timestamp()),
+    ],
+)
+def test_arrow_date_and_zoned_timestamp_columns_are_times(
+    tmp_path: Path, kind: pa.DataType, value: object, seconds: float
+) -> None:
+    source = tmp_path / "in.parquet"
+    table = pa.table({"id": ["a"], "text": ["二月"], "created_at": pa.array([value], kind)})
+    pq.write_table(table, source)
+    [task] = plan([source], 10)
+    [item] = read(task).items
+    assert isinstance(item, PostLine)
+    assert item.post.created_at == seconds
+
+
+def test_a_timestamp_column_without_a_zone_is_refused_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_bytes(post_line("a", "好"))
+    source = tmp_path / "in" / "b.parquet"
+    times = pa.array([datetime(2016, 2, 1, 8)], pa.timestamp("us"))
+    pq.write_table(pa.table({"id": ["b"], "text": ["二月"], "created_at": times}), source)
+    # as a zone-less ISO 8601 time in JSONL: UTC or the platform's local time, nobody can tell
+    with pytest.raises(
+        RescoreError,
+        match=rf"^{source}: column created_at is timestamp\[us\] without a time zone",
+    ):
+        rescore(
+            tmp_path / "in", tmp_path / "out.jsonl", InlineEngine(LengthScorer()), progress=False
+        )
+    assert not (tmp_path / "out.jsonl").exists()
+    # a row that reaches the reader anyway (the file replaced after the run was planned) is
+    # refused as the same JSONL line is
+    [item] = read(Task(0, str(source), "parquet", 0, 1, 1, 1)).items
+    assert isinstance(item, LineError)
+    assert (item.kind, item.message) == (
+        "bad_created_at",
+        "created_at: created_at '2016-02-01T08:00:00' has no time zone; give an offset or Z",
+    )
 
 
 def test_a_corrupt_parquet_file_is_named_before_any_work(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import pytest
 from batchkit import (
     LengthScorer,
     expected_record,
+    length_scorer,
     missing_model,
     post_line,
     posts_of,
@@ -408,8 +409,8 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(
 class InterruptingScorer(LengthScorer):
     """Ctrl-C while batch number ``at`` (the second by default) is scored."""
 
-    def __init__(self, at: int = 2) -> None:
-        super().__init__()
+    def __init__(self, at: int = 2, *, batch_size: int = 64) -> None:
+        super().__init__(batch_size=batch_size)
         self.at = at
 
     def ordered(self, posts: Sequence[Post], prepared: Sequence[ScoreRecord]) -> list[ScoreRecord]:
@@ -550,3 +551,107 @@ def test_a_previous_output_that_the_run_writes_or_removes_exits_2_and_is_kept(
     )
     assert previous.read_bytes() == before
     assert not (tmp_path / "new.jsonl").exists()
+
+
+def test_a_previous_output_that_is_a_folder_exits_2_before_the_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(post_line("a", "x"))
+    (tmp_path / "before").mkdir()
+
+    def load(settings: Settings) -> Scorer:
+        raise AssertionError("the model should not load for a run that cannot start")
+
+    args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "after.jsonl")]
+    assert main([*args, "--compare", str(tmp_path / "before")], load_scorer=load) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"qinglang rescore: error: --compare {tmp_path}/before is a folder, not a file: give "
+        "the OUTPUT file of the earlier run\n"
+    )
+
+
+def test_a_checkpoint_is_not_continued_with_another_batch_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(12)))
+    args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl")]
+    args += ["--chunk-size", "4", "--checkpoint-every", "4", "--workers", "1", "--no-progress"]
+
+    def interrupted(settings: Settings) -> Scorer:
+        return InterruptingScorer(batch_size=settings.batch_size)
+
+    assert main([*args, "--batch-size", "4"], load_scorer=interrupted) == 2
+    capsys.readouterr()
+    # int8 activations are quantised per batch: another batch size would mix scores
+    assert main([*args, "--batch-size", "3"], load_scorer=length_scorer) == 2
+    err = capsys.readouterr().err
+    assert "holds the checkpoint of a run with other arguments" in err
+    assert "(--batch-size or the batch_size setting: 4 there, 3 here)" in err
+    assert not (tmp_path / "out.jsonl").exists()
+    assert main([*args, "--batch-size", "4"], load_scorer=length_scorer) == 0
+    assert "resumed        after 4 posts" in capsys.readouterr().err
+
+
+def duplicated_posts() -> list[bytes]:
+    """14 posts, four of which repeat an id: the 3rd (of its own task of 4 lines), the 7th and
+    8th (ids of the first task, committed before a continued run reads them) and the 13th (of
+    the task before)."""
+    lines = shuffled_posts(14)
+    for line, first in ((3, 1), (7, 2), (8, 1), (13, 11)):
+        lines[line - 1] = post_line(f"p{first - 1}", f"第{line}行，与第{first}行同一 id")
+    return lines
+
+
+def test_duplicate_ids_are_all_scored_counted_and_the_first_repeats_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = duplicated_posts()
+    summary = rescore_lines(tmp_path, lines, InlineEngine(LengthScorer()), chunk_size=4)
+    # nothing dropped or reordered
+    assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in posts_of(lines)]
+    assert summary.duplicates == 4
+    assert "duplicate ids  4 posts repeat the id of a post before them" in summary.render()
+    warned = [line for line in capsys.readouterr().err.splitlines() if "duplicate id" in line]
+    source = tmp_path / "in.jsonl"
+    assert warned == [
+        f"{source}:3: warning: duplicate id 'p0': a post before it has the same id (both "
+        "are scored)",
+        f"{source}:7: warning: duplicate id 'p1': a post before it has the same id (both "
+        "are scored)",
+        f"{source}:8: warning: duplicate id 'p0': a post before it has the same id (both "
+        "are scored)",
+        f"{source}:13: warning: duplicate id 'p10': a post before it has the same id (both "
+        "are scored)",
+    ]
+
+
+def test_duplicate_ids_are_named_for_the_first_few_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = [post_line("same", "字" * (i + 1)) for i in range(15)]
+    summary = rescore_lines(tmp_path, lines, InlineEngine(LengthScorer()), chunk_size=4)
+    assert summary.duplicates == 14
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if ": warning: duplicate id" in line]
+    named = [int(line.split(":")[1]) for line in warned]
+    assert named == list(range(2, 12))
+    assert "(further 'duplicate id' warnings are counted in the summary)" in err
+
+
+@pytest.mark.parametrize("output_name", ["out.jsonl", "out.parquet"])
+def test_a_continued_run_counts_the_duplicates_of_ids_committed_before(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], output_name: str
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(b"".join(duplicated_posts()))
+    args: list[str | Path] = ["rescore", tmp_path / "in.jsonl", "-o", tmp_path / output_name]
+    args += ["--chunk-size", "4", "--checkpoint-every", "4"]
+    assert run_cli(*args, scorer=InterruptingScorer()) == 2
+    assert "continue after 4 posts" in capsys.readouterr().err
+    assert run_cli(*args) == 0
+    err = capsys.readouterr().err
+    assert "duplicate ids  4 posts repeat the id of a post before them" in err
+    # the first task's repeat was named by the first run; the rest by this one
+    assert [line.split(": warning")[0] for line in err.splitlines() if "duplicate id " in line] == [
+        f"{tmp_path}/in.jsonl:{n}" for n in (7, 8, 13)
+    ]

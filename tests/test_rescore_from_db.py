@@ -91,6 +91,21 @@ def test_rescore_from_db_scores_the_period_and_records_the_run(
     assert [tuple(r) for r in runs] == [(T0, T0 + 301, "test-length", "test", 3)]
 
 
+def test_a_run_records_its_output_as_an_absolute_path(
+    tmp_path: Path, repo: SqlRepository, monkeypatch: pytest.MonkeyPatch, database: str
+) -> None:
+    store(repo)
+    (tmp_path / "runs").mkdir()
+    # OUTPUT given relative to the folder the command ran in: a later run from another folder
+    # must still find it
+    monkeypatch.chdir(tmp_path / "runs")
+    args = ["rescore", "--from-db", "-o", "again.jsonl", "--workers", "1", "--no-progress"]
+    assert main(args, load_scorer=length_scorer) == 0
+    with create_engine(database).connect() as connection:
+        outputs = connection.execute(text("SELECT output FROM rescore_runs")).scalars().all()
+    assert outputs == [str((tmp_path / "runs" / "again.jsonl").resolve())]
+
+
 def test_an_export_left_by_a_killed_run_serves_only_its_own_period(
     tmp_path: Path, repo: SqlRepository
 ) -> None:
@@ -115,6 +130,11 @@ def test_an_export_left_by_a_killed_run_serves_only_its_own_period(
         (["in.jsonl", "--from-db"], "give INPUT or --from-db, not both"),
         (["in.jsonl", "--since", "0"], "--since and --until need --from-db"),
         ([], "give INPUT, or --from-db"),
+        (
+            ["in.jsonl", "--segment-posts", "8", "--checkpoint-every", "2"],
+            "--checkpoint-every 2 is less than --segment-posts 8: a checkpoint falls at a "
+            "segment's end",
+        ),
         (["--from-db", "--since", "yesterday"], "'yesterday' is neither unix seconds"),
         (["--from-db", "--until", "2026-01-01T00:00:00"], "has no time zone"),
         (["--from-db", "--since", "nan"], "'nan' is not a time: give finite unix seconds"),

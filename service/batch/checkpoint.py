@@ -5,7 +5,8 @@ renamed into place, and only then is the manifest (tasks done, parts, tallies) r
 written beside and renamed. Whenever the process dies, the manifest names only whole parts,
 and a part written after it is written again by the next run. At the end the parts are joined
 into OUTPUT and the folder is removed. The manifest carries the run's fingerprint (input files,
-sizes, times, chunk size, model and policy), so that a different run never continues it.
+sizes, times, chunk size, batch size, model and policy), so that a different run never continues
+it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import gzip
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,8 +91,10 @@ class WorkFolder:
             finally:
                 lock.unlink(missing_ok=True)
 
-    def resume(self, fingerprint: dict[str, Any]) -> State:
-        """The committed state of an earlier run with this fingerprint, or a fresh one."""
+    def resume(self, fingerprint: dict[str, Any], names: Mapping[str, str]) -> State:
+        """The committed state of an earlier run with this fingerprint, or a fresh one; ``names``
+        says what each part of the fingerprint is to the user (an option, a setting), so that a
+        refusal names what differs."""
         manifest = self.path / MANIFEST
         if not manifest.exists():
             self.path.mkdir(exist_ok=True)
@@ -101,9 +104,11 @@ class WorkFolder:
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"cannot read the checkpoint {manifest}: {exc}") from exc
         if saved["fingerprint"] != fingerprint:
+            differ = _differences(saved["fingerprint"], fingerprint, names)
             raise CheckpointError(
                 f"{self.path} holds the checkpoint of a run with other arguments, input files "
-                "or model; rerun that command to finish it, or delete the folder to start over"
+                f"or model ({differ}); rerun that command to finish it, or delete the folder to "
+                "start over"
             )
         return State(fingerprint, saved["tasks_done"], saved["parts"], saved["tallies"])
 
@@ -155,6 +160,20 @@ class WorkFolder:
             reject_path.unlink(missing_ok=True)
         tmp.replace(self.output)
         shutil.rmtree(self.path)
+
+
+def _differences(saved: dict[str, Any], given: dict[str, Any], names: Mapping[str, str]) -> str:
+    """What differs between two fingerprints, by ``names``: the values where they are short."""
+    said = []
+    for key in [*given, *(key for key in saved if key not in given)]:
+        there, here = saved.get(key), given.get(key)
+        if there == here:
+            continue
+        name = names.get(key, key)
+        # a list (the input files, the bank) would fill the screen
+        short = not isinstance(there, list) and not isinstance(here, list)
+        said.append(f"{name}: {there!r} there, {here!r} here" if short else f"{name} differ")
+    return "; ".join(said)
 
 
 def _join(parts: list[Path], target: Path, *, zipped: bool = False) -> None:

@@ -169,6 +169,16 @@ def read_records(path: Path) -> Iterator[ScoreRecord]:
             raise RecordsError(f"{path}: cannot be read as gzip ({exc})") from None
 
 
+def read_ids(path: Path) -> list[str]:
+    """The ids of the records of a part that this run committed (JSONL or Parquet, never
+    gzip: parts stay plain), in file order."""
+    if is_parquet(path):
+        ids: list[str] = pq.read_table(path, columns=["id"]).column("id").to_pylist()
+        return ids
+    with path.open(encoding="utf-8") as lines:
+        return [json.loads(line)["id"] for line in lines]
+
+
 def _record(parse: Callable[[T], ScoreRecord], value: T, where: str) -> ScoreRecord:
     try:
         return parse(value)

@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -187,9 +187,11 @@ def _open(path: Path, fmt: Format) -> AbstractContextManager[BinaryIO | Inflater
 
 def _parquet_tasks(path: Path, chunk_size: int, first_index: int) -> Iterator[Task]:
     try:
-        meta = pq.ParquetFile(path).metadata
+        parquet = pq.ParquetFile(path)
+        meta = parquet.metadata
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path} is not a readable Parquet file: {exc}") from exc
+    _check_times(path, parquet.schema_arrow)
     index, row = first_index, 1
     for group in range(meta.num_row_groups):
         rows = meta.row_group(group).num_rows
@@ -198,6 +200,21 @@ def _parquet_tasks(path: Path, chunk_size: int, first_index: int) -> Iterator[Ta
             yield Task(index, str(path), "parquet", start, stop, row + start, stop - start, group)
             index += 1
         row += rows
+
+
+def _check_times(path: Path, schema: pa.Schema) -> None:
+    """Refuse a ``created_at`` column of timestamps without a time zone, before any work: like a
+    zone-less ISO 8601 time in JSONL it may be UTC or the platform's local time (eight hours
+    apart in China), and a guess would move posts in the near-duplicate window and across
+    periods. The type is the whole file's, so one line says it instead of a reject a row."""
+    if "created_at" not in schema.names:
+        return
+    kind = schema.field("created_at").type
+    if pa.types.is_timestamp(kind) and kind.tz is None:
+        raise InputError(
+            f"{path}: column created_at is {kind} without a time zone, which could be UTC or "
+            f"local time; write it with its zone (as timestamp[{kind.unit}, tz=UTC], say)"
+        )
 
 
 def read(task: Task) -> Chunk:
@@ -272,12 +289,15 @@ def _row_group(path: str, group: int) -> pa.Table:
 
 def _plain(row: dict[str, object]) -> dict[str, object]:
     """A Parquet row as the JSON object a producer would have written: nulls are absent fields,
-    timestamps are unix seconds (a timestamp without a zone is taken as UTC)."""
+    timestamps with a zone are unix seconds, dates the unix seconds of their midnight UTC. A
+    timestamp without a zone (a file replaced since :func:`_check_times` read it) becomes ISO
+    8601 without a zone, which the post refuses as it refuses that JSONL line."""
     plain: dict[str, object] = {}
     for key, value in row.items():
         if isinstance(value, datetime):
-            moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-            plain[key] = moment.timestamp()
+            plain[key] = value.timestamp() if value.tzinfo else value.isoformat()
+        elif isinstance(value, date):
+            plain[key] = datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
         elif value is not None:
             plain[key] = value
     return plain

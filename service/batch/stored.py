@@ -14,6 +14,7 @@ import glob
 import json
 import math
 import os
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -107,10 +108,11 @@ def _write(settings: Settings, since: float | None, until: float | None, path: P
 
 
 def finish(settings: Settings, run: RescoreRun, output: Path) -> None:
-    """Record the finished run and remove its export."""
+    """Record the finished run, with ``output`` resolved (given relative, it would name another
+    file, or none, to whoever reads the record from another folder), and remove its export."""
     repository = open_repository(settings.database, settings.db_timeout_s)
     try:
-        repository.add_rescore_run(run)
+        repository.add_rescore_run(replace(run, output=str(output.resolve())))
     finally:
         repository.close()
     export_path(output, run.since, run.until).unlink(missing_ok=True)

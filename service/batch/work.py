@@ -26,11 +26,24 @@ if TYPE_CHECKING:
     from service.storage.repository import StoredRumor
 
 
+class Model(Protocol):
+    """What a run reads of the scorer's model (:class:`service.classify.Classifier`)."""
+
+    @property
+    def batch_size(self) -> int:
+        """Posts per model call. The int8 model quantises its activations per batch, so a
+        post's scores move (slightly) with the posts it is batched with: a run is continued
+        only with the batch size it started with."""
+
+
 class Scorer(Protocol):
     """What a run needs of :class:`service.pipeline.Pipeline`; tests pass a small stand-in."""
 
     @property
     def model_version(self) -> str: ...
+
+    @property
+    def classifier(self) -> Model: ...
 
     @property
     def policy_version(self) -> str: ...
