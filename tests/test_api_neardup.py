@@ -17,6 +17,7 @@ from servicekit import Api, open_api, write_policy
 from service.neardup.bank import rumor_copy
 from service.pipeline import Pipeline
 from service.record import ScoreRecord
+from service.settings import Settings
 
 REDIS = os.environ.get("QINGLANG_TEST_REDIS", "redis://127.0.0.1:6379/0")
 RUMOUR = "网传某地明天起全市停水三天，自来水厂已被污染，请大家赶紧囤水并转给家人朋友！"
@@ -224,6 +225,27 @@ def test_a_restart_keeps_the_window(tmp_path: Path, pipeline: Pipeline) -> None:
     with open_api(tmp_path, url, pipeline.classifier) as api:
         after = api.score({"id": "after", "text": copy(2), "account_id": "a2", "created_at": now})
         assert after.json()["cluster"]["earliest"]["id"] == "before"
+
+
+def test_a_post_edited_after_a_restart_is_matched_on_its_new_text(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    # the shipped policy stores no passing record: after a restart only the window knows q4
+    url, shipped = f"sqlite:///{tmp_path / 'e.db'}", Settings().policy_file
+    benign = "周末和家人去公园散步，天气很好，拍了几张荷花的照片，晚上吃了火锅"
+    with open_api(tmp_path, url, pipeline.classifier, policy=shipped) as api:
+        for i in range(1, 5):
+            post = {"id": f"q{i}", "text": benign, "account_id": f"qa{i}"}
+            scored = api.score({**post, "created_at": 1_710_000_000 + 60 * i}).json()
+            assert scored["decision"] == "pass"
+        assert scored["cluster"]["size"] == 4
+    kitten = "我家的小猫今天学会了开冰箱门，偷吃了一整盒酸奶，还若无其事地躺在沙发上睡觉"
+    with open_api(tmp_path, url, pipeline.classifier, policy=shipped) as api:
+        edit = {"id": "q4", "text": kitten, "account_id": "qa4", "created_at": 1_710_000_240}
+        edited = api.score(edit).json()
+        assert edited["cluster"] is None and edited["scores"]["coordination"] == 0.2
+        copy = api.score({**edit, "id": "q9", "account_id": "qa9"}).json()
+        assert copy["cluster"]["size"] == 2 and copy["cluster"]["earliest"]["id"] == "q4"
 
 
 def test_readiness_reports_a_shared_index_that_is_away(tmp_path: Path, pipeline: Pipeline) -> None:

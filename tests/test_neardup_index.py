@@ -97,3 +97,22 @@ def test_a_band_two_buckets_share_stays_findable_when_one_of_them_leaves() -> No
     assert [m.entry.post_id for m in index.query(sig, index.keys(sig))] == ["newest"]
     index.advance(108 * HOUR)
     assert index.query(sig, index.keys(sig)) == [] and len(index) == 0
+
+
+def test_a_removed_post_is_matched_no_more_and_its_id_may_come_back_elsewhere() -> None:
+    fp, index = make()
+    base, other = fp.signatures([BASE, OTHER])
+    index.advance(0.0)
+    put(index, base, "p1", 0.0)
+    put(index, base, "p2", 60.0)
+    index.remove("p1")  # an edit: the text the index holds for p1 is no longer its text
+    assert index.get("p1") is None and len(index) == 1
+    assert [m.entry.post_id for m in index.query(base, index.keys(base))] == ["p2"]
+    # the new text, in a later bucket: the bucket of the old one leaving keeps it
+    assert put(index, other, "p1", 20 * HOUR)
+    assert sorted(e.post_id for e in index.entries()) == ["p1", "p2"]
+    index.advance(84 * HOUR)
+    assert index.get("p2") is None
+    assert [m.entry.post_id for m in index.query(other, index.keys(other))] == ["p1"]
+    index.remove("p1")
+    assert index.query(other, index.keys(other)) == [] and len(index) == 0

@@ -4,6 +4,7 @@ through the shipped model's pipeline, the score record's scores, flags, reasons 
 from __future__ import annotations
 
 import pickle
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from service.neardup import Finding, NearDuplicates, store
 from service.neardup.match import (
     ARRIVAL_STEP,
     CROWD,
+    EDITED,
     FUTURE,
     NO_ACCOUNT,
     NO_TIME,
@@ -390,6 +392,27 @@ def test_a_snapshot_restores_the_window_and_one_of_another_layout_is_not_read(
     # a snapshot the band tables of an earlier release wrote: (version, window) in one pickle
     path.write_bytes(pickle.dumps((near.fingerprinter.version, {"buckets": "old"})))
     assert not NearDuplicates.from_settings(settings, policy).restore(path)
+
+
+def test_a_post_not_indexed_is_edited_unless_a_snapshot_kept_no_digest_of_its_text(
+    near: NearDuplicates, settings: Settings, policy: Policy
+) -> None:
+    other = "今天天气很好适合出去散步拍照"
+    old = [post(f"old{i}", "a2", NOW - 200 * 3600, variant(4)) for i in range(2)]
+    observe(near, [post("now", "a1", NOW), *old])
+    (edited,) = observe(near, [old[0].model_copy(update={"text": other})])
+    assert EDITED in edited.warnings and edited.cluster is None
+    # a snapshot of the release before digests: (cluster id, when) per id not indexed
+    near.local.unindexed = OrderedDict(
+        (post_id, kept[:2])  # type: ignore[misc]
+        for post_id, kept in near.local.unindexed.items()
+    )
+    restarted = NearDuplicates.from_settings(settings, policy)
+    restarted.clock = lambda: NOW
+    assert restarted.loads(near.dumps())
+    (again,) = observe(restarted, [old[1].model_copy(update={"text": other})])
+    assert EDITED not in again.warnings
+    assert again.cluster is not None and again.cluster.size == 3
 
 
 def test_the_frontier_holds_the_ids_of_posts_not_indexed(near: NearDuplicates) -> None:

@@ -15,7 +15,7 @@ import redis
 from servicekit import Proxy
 
 from service.neardup import NearDuplicates
-from service.neardup.match import CROWD, UNSHARED
+from service.neardup.match import CROWD, EDITED, UNSHARED
 from service.neardup.shared import LAYOUT
 from service.policy import load_policy
 from service.record import Post
@@ -24,6 +24,7 @@ from service.settings import Settings
 REDIS = os.environ.get("QINGLANG_TEST_REDIS", "redis://127.0.0.1:6379/0")
 TEMPLATE = "网传某地明天起全市停水三天，自来水厂已被污染，请大家赶紧囤水并转给家人朋友！"
 NOW = 1_700_000_000.0
+OTHER = "周末和家人去公园散步，天气很好，拍了几张荷花的照片，晚上吃了火锅"
 
 
 @pytest.fixture
@@ -185,3 +186,47 @@ def test_without_redis_posts_are_matched_locally_and_marked_degraded(prefix: str
         assert back.cluster is not None and back.cluster.earliest.id == "p0"
     finally:
         proxy.close()
+
+
+def test_both_stores_match_an_edited_post_on_its_new_text(either: NearDuplicates) -> None:
+    k = 5
+    found = either.observe([post(i) for i in range(k)], [0.0] * k)
+    assert found[-1].cluster is not None and found[-1].scores["coordination"] == 1.0
+    rumour = found[-1].cluster.id
+    # the first post of the batch edited into something else: its own content is matched
+    edit = post(0).model_copy(update={"text": OTHER})
+    (edited,) = either.observe([edit], [0.0])
+    assert edited.cluster is None and edited.scores["coordination"] == 0.2
+    assert EDITED in edited.warnings
+    # its new text is indexed, its old one is not: a copy of each finds what the post says now
+    copy = Post(id="q", text=OTHER + "！", account_id="x", created_at=NOW)
+    (found_copy,) = either.observe([copy], [0.0])
+    assert found_copy.cluster is not None and found_copy.cluster.earliest.id == "p0"
+    assert found_copy.cluster.size == 2 and found_copy.cluster.id != rumour
+    (later,) = either.observe([post(k)], [0.0])
+    assert later.cluster is not None and later.cluster.id == rumour
+    assert later.cluster.size == k + 1  # what the batch posted stays counted
+    # the same edit again is the same post: the same answer, counted once
+    (again,) = either.observe([edit], [0.0])
+    assert again.cluster is not None and again.cluster.size == 2 and EDITED not in again.warnings
+
+
+def test_both_stores_count_an_edit_that_stays_a_copy_once(either: NearDuplicates) -> None:
+    found = either.observe([post(i) for i in range(3)], [0.0] * 3)
+    assert found[-1].cluster is not None
+    # a typo fixed half a day later, in another time bucket: the same member of the cluster
+    either.clock = lambda: NOW + 43_200
+    fixed = post(1).model_copy(
+        update={"text": variant(1).replace("赶紧", "尽快"), "created_at": NOW + 43_200}
+    )
+    (edited,) = either.observe([fixed], [0.0])
+    assert edited.warnings == [EDITED]
+    assert edited.cluster is not None and edited.cluster.id == found[-1].cluster.id
+    assert edited.cluster.size == 3
+    # later copies find it at its new text and time, once
+    signature = either.signature_of(fixed.text, None)
+    assert signature is not None
+    keys = either.local.index.keys(signature)
+    copies = either.store.match(signature, keys, NOW + 43_260, None)
+    assert sorted(m.entry.post_id for m in copies) == ["p0", "p1", "p2"]
+    assert next(m for m in copies if m.entry.post_id == "p1").similarity == 1.0

@@ -61,3 +61,28 @@ def test_rescore_matches_the_live_service_post_by_post(tmp_path: Path, pipeline:
     for offline, online in zip(batch, live, strict=True):
         assert {r: offline["scores"][r] for r in NEAR} == {r: online["scores"][r] for r in NEAR}
         assert offline["cluster"] == online["cluster"]
+
+
+def test_an_edited_post_is_rescored_on_its_new_text(tmp_path: Path, pipeline: Pipeline) -> None:
+    rumour = [
+        {
+            "id": f"n0{i + 1}",
+            "text": f"{'速看！' if i % 2 else ''}{TEMPLATE}",
+            "account_id": account,
+            "created_at": 1_700_000_000 + 120 * i,
+        }
+        for i, account in enumerate("ABCDEFA")
+    ]
+    edit = {
+        "id": "n04",
+        "account_id": "D",
+        "created_at": 1_700_000_900,
+        "text": "完全不同的另一条内容，今天天气很好，我们去公园散步吧，心情愉快",
+    }
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in [*rumour, edit]))
+    rescore(src, out, InlineEngine(Pipeline(pipeline.classifier, pipeline.policy)), progress=False)
+    *batch, edited = [json.loads(line) for line in out.read_text().splitlines()]
+    assert batch[-1]["cluster"]["size"] == 7 and batch[-1]["flags"]["coordination"]
+    assert edited["cluster"] is None and edited["scores"]["coordination"] == 0.2
+    assert not edited["flags"]["coordination"] and edited["decision"] == "pass"

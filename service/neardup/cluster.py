@@ -3,8 +3,8 @@
 A post with verified near-copies joins the cluster they weigh most for; a post with none is a
 cluster of one, named after it but not kept as an object until a later post matches it (most
 posts never are). Clusters are not merged: a chain of edits that drifts past the threshold
-starts a new one. The id is derived from the first post's id, so a re-run over the same posts
-gives the same ids.
+starts a new one. The id is derived from the first post's id (and, for a post edited into a new
+text, from that text's digest), so a re-run over the same posts gives the same ids.
 
 **Coordinated batch** (art18.4): a cluster that has had ``K`` (``batch_accounts``) distinct
 accounts within ``T`` (``batch_s``) of its newest post. From the post that completes the batch on,
@@ -35,8 +35,12 @@ class Member:
     created_at: float
 
 
-def cluster_id(first_post_id: str) -> str:
-    return "c_" + hashlib.sha256(first_post_id.encode()).hexdigest()[:16]
+def cluster_id(first_post_id: str, version: str = "") -> str:
+    """The id of a cluster whose first post is ``first_post_id``; ``version``: the digest of an
+    edited post's new text (:func:`~service.neardup.fingerprint.digest`), so that the cluster
+    its new text starts is not the one its earlier text may have started."""
+    named = f"{first_post_id}\0{version}" if version else first_post_id
+    return "c_" + hashlib.sha256(named.encode()).hexdigest()[:16]
 
 
 @dataclass

@@ -32,6 +32,7 @@ shingles.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -201,6 +202,15 @@ class Fingerprinter:
     def minhash(self, signature: Signature) -> LeanMinHash:
         """The signature as datasketch's (immutable) MinHash, for its LSH index."""
         return LeanMinHash(seed=self.seed, hashvalues=signature, scheme=SCHEME)
+
+
+def digest(signature: Signature) -> str:
+    """A short name for a text as the window knows it, its signature: what tells an edited
+    post's new text from the one kept for its id (:class:`~service.neardup.store.Store`). Two
+    texts with one signature differ only in what canonicalisation drops (punctuation, emoji,
+    links, mentions): to the window they are one text, and sending one after the other is no
+    edit. 64 bits: two texts of one post id share a digest with probability ``2^-64``."""
+    return hashlib.blake2b(signature.tobytes(), digest_size=8).hexdigest()
 
 
 def similarity(signature: Signature, others: Signature) -> npt.NDArray[np.float64]:

@@ -41,7 +41,7 @@ MinHash itself is still datasketch's (a test holds the signatures equal), and so
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import repeat
@@ -121,9 +121,6 @@ class _Bucket:
         self.clusters: list[str] = []
         self.excerpts: list[str] = []
 
-    def __len__(self) -> int:
-        return len(self.post_ids)
-
     def entry(self, slot: int) -> Entry:
         return Entry(
             self.post_ids[slot],
@@ -164,6 +161,22 @@ class _Bucket:
                 # full collection then walks none of the window's slots
                 table[key] = (*held, slot)
         return slot
+
+    def remove(self, slot: int, keys: Keys) -> list[int]:
+        """Take ``slot`` (whose band keys are ``keys``) out of the table, and return the keys
+        the table no longer holds. Its row in the arrays stays, unreachable: the bucket leaves
+        whole, and an edit is rare enough that compacting it would cost more than the row."""
+        table = self.table
+        gone: list[int] = []
+        for key in keys:
+            held = table.get(key)
+            if held == slot:
+                del table[key]
+                gone.append(key)
+            elif isinstance(held, tuple) and slot in held:
+                rest = tuple(s for s in held if s != slot)
+                table[key] = rest[0] if len(rest) == 1 else rest
+        return gone
 
     def candidates(self, keys: Keys) -> set[int]:
         """The slots that share a band with ``keys``."""
@@ -238,20 +251,25 @@ class WindowIndex:
             return []
         horizon = self.horizon
         gone: list[str] = []
+        where = self._where
         for number in [n for n in self._buckets if (n + 1) * self.bucket_s <= horizon]:
             bucket = self._buckets.pop(number)
             for post_id in bucket.post_ids:
-                del self._where[post_id]
+                # a post removed from this bucket (an edit) may be held by a later one now
+                code = where.get(post_id)
+                if code is not None and code // _SLOTS == number:
+                    del where[post_id]
             gone += bucket.clusters
-            self._forget(bucket)
+            self._release(bucket.table.keys())
         self._expires_at = self._expiry()
         return gone
 
-    def _forget(self, bucket: _Bucket) -> None:
-        """Take a leaving bucket's keys out of ``_keys`` (one C-level pass), bar those another
-        live bucket holds too (all among ``_shared``)."""
-        self._keys.difference_update(bucket.table)
-        for key in bucket.table.keys() & self._shared:
+    def _release(self, keys: Collection[int]) -> None:
+        """Take ``keys``, which a bucket no longer holds (it left, or a post left it), out of
+        ``_keys`` (one C-level pass), bar those another live bucket holds too (all among
+        ``_shared``)."""
+        self._keys.difference_update(keys)
+        for key in self._shared.intersection(keys):
             holders = sum(key in other.table for other in self._buckets.values())
             if holders:
                 self._keys.add(key)
@@ -271,9 +289,10 @@ class WindowIndex:
         return self._buckets[number].entry(slot)
 
     def entries(self) -> Iterator[Entry]:
-        for bucket in self._buckets.values():
-            for slot in range(len(bucket)):
-                yield bucket.entry(slot)
+        """Every indexed post (by :attr:`_where`: a removed post's row stays in its bucket)."""
+        for code in self._where.values():
+            number, slot = divmod(code, _SLOTS)
+            yield self._buckets[number].entry(slot)
 
     def batch_keys(self, signatures: Signature) -> list[Keys]:
         """The band keys of each row of ``[n, num_perm]`` signatures (see the module's
@@ -348,6 +367,17 @@ class WindowIndex:
         self._keys.update(keys)
         self._where[entry.post_id] = number * _SLOTS + bucket.add(entry, keys, fresh)
         return True
+
+    def remove(self, post_id: str) -> None:
+        """Take ``post_id`` out of the window, if it is in it: the post was edited, and the text
+        kept for it is no longer its text, so no later post may be matched against it."""
+        code = self._where.pop(post_id, None)
+        if code is None:
+            return
+        number, slot = divmod(code, _SLOTS)
+        bucket = self._buckets[number]
+        # the keys are not kept: they are the signature's, computed again
+        self._release(bucket.remove(slot, self.keys(bucket.signatures[slot])))
 
     def holds(self, post_id: str) -> bool:
         """Whether ``post_id`` is indexed (:meth:`get` without building its entry)."""

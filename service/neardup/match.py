@@ -27,8 +27,9 @@ Then the scores:
 
 Times: ``created_at``, or the arrival time when it is missing or more than ``max_future_s`` ahead
 of the clock (the record says so); undated posts arrive in the order given, each
-:data:`ARRIVAL_STEP` after the one before. The same post id seen again is matched but not added
-twice.
+:data:`ARRIVAL_STEP` after the one before. The same post id seen again with the same text is
+matched but not added twice; with another text it is an edit, matched on its new text (the
+stores' rule, :mod:`service.neardup.store`; the record says so).
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ NO_TIME_REPLAY = (
 FUTURE = "created_at is ahead of the clock: the arrival time was used for near-duplicate matching"
 TOO_OLD = "created_at is older than the near-duplicate window: matched, but not kept in the index"
 NO_ACCOUNT = "no account_id: the post counts toward no coordinated batch and no originality check"
+EDITED = (
+    "the post id was seen before with another text: matched as an edit, on its new text (the "
+    "earlier text left the near-duplicate index)"
+)
 UNSHARED = (
     "the shared near-duplicate index is unavailable: matched only against the posts this "
     "process saw since it went away"
@@ -402,8 +407,8 @@ class NearDuplicates:
     def frontier(self) -> str:
         """A digest of all that a later post can read of this process's window: the clock, the
         indexed posts (with their clusters and signatures), the ids of those added but not
-        indexed (with their clusters and when), the clusters they belong to, and the accounts'
-        flagged clusters a post up to a window late still counts. Two windows
+        indexed (with their clusters, when, and their texts' digests), the clusters they belong
+        to, and the accounts' flagged clusters a post up to a window late still counts. Two windows
         with the same frontier give every later post the same finding (a post older than the
         window, or one whose id names a cluster of an earlier post, reads further: its record
         says so, see :mod:`service.batch.segments`)."""
@@ -423,8 +428,8 @@ class NearDuplicates:
                 digest.update(entry.signature.tobytes())
                 cids.add(entry.cluster_id)
             # in the order they are forgotten in, which is part of the state
-            for post_id, (cid, noted) in self.local.unindexed.items():
-                digest.update(repr((post_id, cid, noted)).encode())
+            for post_id, (cid, noted, version) in self.local.unindexed.items():
+                digest.update(repr((post_id, cid, noted, version)).encode())
                 cids.add(cid)
             for cid in sorted(cids):
                 live = book.live(cid)
@@ -568,6 +573,8 @@ class NearDuplicates:
             self._gap_posts += 1
             warnings.append(UNSHARED)
         cluster = added.cluster
+        if added.edited:
+            warnings.append(EDITED)
         if not added.kept:
             warnings.append(TOO_OLD)
         finding = Finding(warnings=warnings, degraded=degraded)

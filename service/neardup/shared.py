@@ -7,7 +7,10 @@ Layout (``P`` is the key prefix and :data:`LAYOUT`, ``n`` a time bucket of ``buc
   :meth:`~service.neardup.index.WindowIndex.batch_keys`) to the ids of the bucket's posts with
   that band, NUL-separated;
 - ``P:e:n`` hash: post id to its entry (account, cluster, time, text excerpt, signature);
-- ``P:w:<post>``: the post's cluster and bucket (idempotency, banking by post id);
+- ``P:w:<post>``: the post's cluster, bucket and text's digest (idempotency, edits, banking by
+  post id; the rule is :mod:`service.neardup.store`'s: an edit's entry is deleted from its
+  bucket, and the band fields that still name the post there only add a candidate, which is read
+  at the entry the post has now);
 - ``P:c:<cluster>`` hash (size, first and last time, earliest post, batch time) with ``:m``
   (first members, a list), ``:a`` (accounts, a set) and ``:r`` (accounts by newest post time
   within ``T``, a sorted set); ``P:flagged`` (batches by time) and ``P:ab:<account>`` (the
@@ -30,7 +33,7 @@ import numpy as np
 import redis
 
 from service.neardup.cluster import Cluster, Member, cluster_id
-from service.neardup.fingerprint import Signature, similarity
+from service.neardup.fingerprint import Signature, digest, similarity
 from service.neardup.index import Entry, Keys, Match
 from service.neardup.store import Added, ClusterState, StoreUnavailableError, alone
 
@@ -42,19 +45,23 @@ local clock = math.max(tonumber(at_s), tonumber(redis.call('GET', p .. ':clock')
 local seen, out = {}, {}
 for n = math.floor((clock - window) / width), math.floor(clock / width) do
   local bucket = string.format('%d', n)
-  local hits = {}
+  local hits, here = {}, {}
   for j = FIRST_KEY, #ARGV do
     local v = redis.call('HGET', p .. ':b:' .. bucket .. ':' .. (j - FIRST_KEY + 1), ARGV[j])
     if v then
       for id in string.gmatch(v, '[^%z]+') do
-        if id ~= exclude and not seen[id] then seen[id] = true; hits[#hits + 1] = id end
+        if id ~= exclude and not seen[id] and not here[id] then
+          here[id] = true; hits[#hits + 1] = id
+        end
       end
     end
   end
   if #hits > 0 then
     local vals = redis.call('HMGET', p .. ':e:' .. bucket, unpack(hits))
     for k = 1, #hits do
-      if vals[k] then out[#out + 1] = hits[k]; out[#out + 1] = vals[k] end
+      -- seen once found: a band field may still name an edited post whose entry is now in
+      -- a later bucket
+      if vals[k] then seen[hits[k]] = true; out[#out + 1] = hits[k]; out[#out + 1] = vals[k] end
     end
   end
 end
@@ -68,7 +75,8 @@ local p, pid, acc, at_s, target, newcid, seed_id, seed_acc, seed_at, bucket, ind
 local K, T, maxm, maxa, ttl, maxf, week, window =
   tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]),
   tonumber(ARGV[17]), tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20])
-local FIRST_KEY = 21
+local version, editcid = ARGV[21], ARGV[22]
+local FIRST_KEY = 23
 local at = tonumber(at_s)
 
 local function join(cid, mid, macc, mat_s)
@@ -124,22 +132,38 @@ local function join(cid, mid, macc, mat_s)
   end
 end
 
+-- a post id seen before: the same post with the same text, an edit with another (the rule of
+-- service.neardup.store); a key written before digests were kept names no text, taken as this
 local wkey = p .. ':w:' .. pid
 local known = redis.call('GET', wkey)
-local cid, kept = newcid, 1
+local cid, kept, edited = newcid, 1, 0
+local was, was_bucket, was_version
 if known then
-  cid = string.match(known, '^[^%z]+')
+  was, was_bucket, was_version = string.match(known, '^([^%z]*)%z([^%z]*)%z?([^%z]*)$')
+  if was_version ~= '' and was_version ~= version then edited = 1 end
+end
+if known and edited == 0 then
+  cid = was
 else
+  if edited == 1 then
+    -- the earlier text leaves the window; band fields still naming the post only add a
+    -- candidate, read at the entry it has now, if any
+    redis.call('HDEL', p .. ':e:' .. was_bucket, pid)
+    cid = editcid
+  end
   local clock = math.max(at, tonumber(redis.call('GET', p .. ':clock') or at_s))
   redis.call('SET', p .. ':clock', tostring(clock))
   if target ~= '' then
     cid = target
-    if redis.call('EXISTS', p .. ':c:' .. cid) == 0 then join(cid, seed_id, seed_acc, seed_at) end
-    join(cid, pid, acc, at_s)
+    -- an edit that is still a copy in the cluster it was counted in is that member
+    if edited == 0 or target ~= was then
+      if redis.call('EXISTS', p .. ':c:' .. cid) == 0 then join(cid, seed_id, seed_acc, seed_at) end
+      join(cid, pid, acc, at_s)
+    end
   end
   if index == '1' and at < clock - window then kept = 0 end
   if kept == 1 and index == '1' then
-    redis.call('HSET', p .. ':e:' .. bucket, pid, packed)
+    redis.call('HSET', p .. ':e:' .. bucket, pid, acc .. '\0' .. cid .. '\0' .. packed)
     redis.call('EXPIRE', p .. ':e:' .. bucket, ttl)
     for j = FIRST_KEY, #ARGV do
       local bk = p .. ':b:' .. bucket .. ':' .. (j - FIRST_KEY + 1)
@@ -149,15 +173,15 @@ else
       redis.call('EXPIRE', bk, ttl)
     end
   end
-  redis.call('SET', wkey, cid .. '\0' .. bucket, 'EX', ttl)
+  redis.call('SET', wkey, cid .. '\0' .. bucket .. '\0' .. version, 'EX', ttl)
 end
 local batches = 0
 if acc ~= '' then batches = redis.call('ZCOUNT', p .. ':ab:' .. acc, at - week, at) end
 local ck = p .. ':c:' .. cid
-if redis.call('EXISTS', ck) == 0 then return {'', kept, batches} end
+if redis.call('EXISTS', ck) == 0 then return {'', kept, batches, edited} end
 local h = redis.call('HMGET', ck,
   'size', 'first_at', 'last_at', 'e_id', 'e_acc', 'e_at', 'batch_at', 'over')
-return {cid, kept, batches, h[1], h[2], h[3], h[4], h[5], h[6], h[7] or '', h[8],
+return {cid, kept, batches, edited, h[1], h[2], h[3], h[4], h[5], h[6], h[7] or '', h[8],
   redis.call('SCARD', ck .. ':a'), redis.call('ZCARD', ck .. ':r')}
 """
 
@@ -171,10 +195,11 @@ def _text(value: bytes | str | int) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _pack(member: Member, cid: str, signature: Signature, excerpt: str) -> bytes:
+def _pack(member: Member, signature: Signature, excerpt: str) -> bytes:
+    """An entry as :func:`_unpack` reads it, less its account and cluster, which the add script
+    puts first: the cluster is the script's to choose (an edit's, or the one known)."""
     text = excerpt.encode()
-    head = f"{member.account_id or ''}\0{cid}\0{member.created_at!r}\0{len(text)}\0".encode()
-    return head + text + signature.tobytes()
+    return f"{member.created_at!r}\0{len(text)}\0".encode() + text + signature.tobytes()
 
 
 def _unpack(post_id: str, packed: bytes) -> Entry:
@@ -267,8 +292,7 @@ class RedisStore:
         index: bool,
         excerpt: str = "",
     ) -> Added:
-        new = cluster_id(member.post_id)
-        cid = target.cluster_id if target else new
+        version = digest(signature)
         reply = self._call(
             self._add,
             [
@@ -277,13 +301,13 @@ class RedisStore:
                 member.account_id or "",
                 repr(member.created_at),
                 target.cluster_id if target else "",
-                new,
+                cluster_id(member.post_id),
                 target.post_id if target else "",
                 (target.account_id or "") if target else "",
                 repr(target.created_at) if target else "",
                 self._bucket(member.created_at),
                 "1" if index else "0",
-                _pack(member, cid, signature, excerpt),
+                _pack(member, signature, excerpt),
                 self.k,
                 self.t,
                 self.max_members,
@@ -292,14 +316,16 @@ class RedisStore:
                 self.max_flagged,
                 7 * 24 * 3600,
                 self.window_s,
+                version,
+                cluster_id(member.post_id, version),
                 *keys,
             ],
         )
-        got, kept, batches = _text(reply[0]), int(reply[1]), int(reply[2])
+        got, kept, batches, edited = _text(reply[0]), int(reply[1]), int(reply[2]), reply[3] == 1
         if not got:
-            return Added(alone(member, batches), kept == 1)
-        size, first_at, last_at, e_id, e_acc, e_at, batch_at, over = (_text(v) for v in reply[3:11])
-        accounts, recent = int(reply[11]), int(reply[12])
+            return Added(alone(member, batches), kept == 1, edited)
+        size, first_at, last_at, e_id, e_acc, e_at, batch_at, over = (_text(v) for v in reply[4:12])
+        accounts, recent = int(reply[12]), int(reply[13])
         state = ClusterState(
             id=got,
             size=int(size),
@@ -311,7 +337,7 @@ class RedisStore:
             batch_at=float(batch_at) if batch_at else None,
             account_batches=batches,
         )
-        return Added(state, kept == 1)
+        return Added(state, kept == 1, edited)
 
     def get(self, post_id: str) -> Entry | None:
         try:

@@ -2,17 +2,33 @@
 default) or Redis shared by every replica (:class:`service.neardup.shared.RedisStore`).
 
 A store answers two calls per post: :meth:`Store.match` (the verified near-copies among live
-posts) and :meth:`Store.add` (index the post and put it in a cluster, idempotent by post id).
+posts) and :meth:`Store.add` (index the post and put it in a cluster, idempotent by post id and
+text).
+
+**A post id seen before.** With the text it had (the same signature,
+:func:`~service.neardup.fingerprint.digest`), it is the same post: sent again (a retry, a
+re-score, a replay) it gets its cluster as it is now and counts nothing twice. With another text
+it is an edit of that post, as a platform that lets authors edit keeps the id: its earlier text
+leaves the window (no later post is matched against what the post no longer says), and the new
+text is matched, clustered and indexed as a new post's would be, in a cluster of its own when it
+has no copy (:func:`~service.neardup.cluster.cluster_id` with the new text's digest, not the one
+its earlier text may have started). The cluster the earlier text joined keeps the post among its
+members and counts: what was posted was seen, and an edit must not take an account out of a
+batch it made (posting, then editing, would otherwise escape the batch rule). An edit that is
+still a copy in that same cluster (a typo fixed) is the member it was, not a second one. The
+rule is the stores' own, in :meth:`LocalStore.add` and in Redis's script
+(:mod:`service.neardup.shared`), where it is atomic with the add, so that every caller, the
+live service and a batch replay alike, gets it and no process can interleave.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from service.neardup.cluster import Cluster, ClusterBook, Member, cluster_id
-from service.neardup.fingerprint import Signature
+from service.neardup.fingerprint import Signature, digest
 from service.neardup.index import Entry, Keys, Match, WindowIndex
 
 
@@ -43,6 +59,8 @@ class Added:
     cluster: ClusterState
     kept: bool
     """False when the post was not indexed: seen before, or older than the window."""
+    edited: bool = False
+    """The post id was seen before with another text (see the module's docstring)."""
 
 
 class Store(Protocol):
@@ -64,7 +82,8 @@ class Store(Protocol):
         """Put the post in the cluster of ``target`` (a copy it matched; a cluster is made for
         the two when ``target`` was alone) and, when ``index``, in the window. A post with no
         target stays alone: no cluster object until a later post matches it. A post id seen
-        before is not added again and gets its cluster as it is now. ``excerpt``: the beginning of
+        before with the same signature is not added again and gets its cluster as it is now;
+        with another, it is an edit (the module's docstring). ``excerpt``: the beginning of
         its text, kept with it in the window."""
 
     def get(self, post_id: str) -> Entry | None: ...
@@ -117,19 +136,27 @@ past it the id noted longest ago is forgotten first."""
 class LocalStore:
     """The window and the clusters in this process (not thread-safe: the caller locks).
 
-    A post id is one member however often it comes, as in Redis (its ``P:w:<post>`` key): an
-    indexed post is known by the index, one added but not indexed (older than the window, or
-    crowded out) by :attr:`unindexed`, which keeps it as long as Redis keeps that key: the
-    window and a bucket, by the index's clock (and at most :data:`MAX_UNINDEXED`)."""
+    A post id is one member however often it comes with one text, as in Redis (its
+    ``P:w:<post>`` key): an indexed post is known by the index (with its signature), one added
+    but not indexed (older than the window, or crowded out) by :attr:`unindexed` (with its
+    signature's digest), which keeps it as long as Redis keeps that key: the window and a
+    bucket, by the index's clock (and at most :data:`MAX_UNINDEXED`)."""
 
     def __init__(self, index: WindowIndex, book: ClusterBook) -> None:
         self.index, self.book = index, book
-        self.unindexed: OrderedDict[str, tuple[str, float]] = OrderedDict()
-        """Post id to its cluster id and the clock when it was added, oldest first."""
+        self.unindexed: OrderedDict[str, tuple[str, float, str]] = OrderedDict()
+        """Post id to its cluster id, the clock when it was added and its signature's digest
+        (empty when unknown), oldest first."""
 
-    def __setstate__(self, state: dict[str, object]) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         # a snapshot written before ``unindexed`` was: its window, with no such id known
-        self.__dict__.update({"unindexed": OrderedDict(), **state})
+        noted = state.setdefault("unindexed", OrderedDict())
+        # one written before it kept digests: those texts are unknown, each taken as the one its
+        # post has (as a stored record without a text digest is, in service.scoring)
+        for post_id, kept in noted.items():
+            if len(kept) == 2:
+                noted[post_id] = (*kept, "")
+        self.__dict__.update(state)
 
     def match(
         self, signature: Signature, keys: Keys, at: float, exclude: str | None
@@ -150,36 +177,47 @@ class LocalStore:
     ) -> Added:
         self._forget()
         known = self._known(member.post_id)
+        # the digest (a microsecond) only for an id seen before or one noted: most posts are
+        # neither
+        version = "" if known is None else digest(signature)
         batches = self.book.account_batches(member.account_id, member.created_at)
-        if known is not None:
-            cluster = self.book.get(known)
+        edited = known is not None and known[1] not in ("", version)
+        if known is not None and not edited:
+            cluster = self.book.get(known[0])
             return Added(
                 alone(member, batches) if cluster is None else state(cluster, batches), True
             )
+        if edited:
+            self.index.remove(member.post_id)
+            self.unindexed.pop(member.post_id, None)
         if target is None:
-            cid = cluster_id(member.post_id)
+            cid = cluster_id(member.post_id, version if edited else "")
         else:
-            cluster = self.book.add(member, target.cluster_id, seed(target))
-            cid = cluster.id
-            batches = self.book.account_batches(member.account_id, member.created_at)
+            cid = target.cluster_id
+            # an edit that is still a copy in the cluster it was counted in is that member
+            if known is None or known[0] != cid:
+                self.book.add(member, cid, seed(target))
+                batches = self.book.account_batches(member.account_id, member.created_at)
         entry = Entry(member.post_id, member.account_id, member.created_at, cid, signature, excerpt)
         indexed = index and self.index.insert(entry, keys)
         if not indexed:
-            self._note(member.post_id, cid)
+            self._note(member.post_id, cid, version or digest(signature))
         found = self.book.get(cid)
         kept = indexed or not index
-        return Added(alone(member, batches, cid) if found is None else state(found, batches), kept)
+        cluster_state = alone(member, batches, cid) if found is None else state(found, batches)
+        return Added(cluster_state, kept, edited)
 
-    def _known(self, post_id: str) -> str | None:
-        """The cluster id of ``post_id`` if it was added before and is still remembered."""
+    def _known(self, post_id: str) -> tuple[str, str] | None:
+        """The cluster id of ``post_id`` and its text's digest (empty when unknown) if it was
+        added before and is still remembered."""
         entry = self.index.get(post_id)
         if entry is not None:
-            return entry.cluster_id
+            return entry.cluster_id, digest(entry.signature)
         noted = self.unindexed.get(post_id)
-        return None if noted is None else noted[0]
+        return None if noted is None else (noted[0], noted[2])
 
-    def _note(self, post_id: str, cid: str) -> None:
-        self.unindexed[post_id] = (cid, self.index.clock)
+    def _note(self, post_id: str, cid: str, version: str) -> None:
+        self.unindexed[post_id] = (cid, self.index.clock, version)
         if len(self.unindexed) > MAX_UNINDEXED:
             self.unindexed.popitem(last=False)
 
