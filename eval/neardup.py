@@ -503,12 +503,13 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table("LSH against brute-force pairs", pairs_table(settings, posts[: args.pairs])))
     print()
-    injected = campaigns(posts, templates, args.campaigns, k)
-    rows, listing = campaign_table(settings, posts, injected)
-    print(table("Injected campaigns", rows), end="\n\n")
-    for line in listing:
-        print(f"- {line}")
-    print()
+    if args.campaigns:  # none: the table has nothing to say
+        injected = campaigns(posts, templates, args.campaigns, k)
+        rows, listing = campaign_table(settings, posts, injected)
+        print(table("Injected campaigns", rows), end="\n\n")
+        for line in listing:
+            print(f"- {line}")
+        print()
     print(table("Fake originality", originality_table(settings, posts, templates)))
     return 0
 
