@@ -58,7 +58,8 @@ class ClusterState:
 class Added:
     cluster: ClusterState
     kept: bool
-    """False when the post was not indexed: seen before, or older than the window."""
+    """False when the post was not indexed, being older than the window (a post seen before with
+    the same text is True: it is where it was)."""
     edited: bool = False
     """The post id was seen before with another text (see the module's docstring)."""
 
