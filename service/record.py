@@ -7,6 +7,7 @@ as each output line of ``qinglang rescore`` (``../shared/DESIGN.md``, "The score
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -26,6 +27,28 @@ def text_digest(text: str) -> str:
     """BLAKE2b-128 of ``text`` as UTF-8, in hex: names the text a record scored (128 bits, so
     that two texts sent under one id are told apart with certainty in practice)."""
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def unix_seconds(text: str) -> float:
+    """A time written as text: unix seconds, or ISO 8601 with a zone (without one it could be
+    UTC or the platform's local time, eight hours apart in China). A :class:`ValueError` says
+    what is wrong with ``text``."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        # nan compares false with every time, and infinities are no time
+        if not math.isfinite(seconds):
+            raise ValueError(f"{text!r} is not a time: give finite unix seconds or ISO 8601")
+        return seconds
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is neither unix seconds nor ISO 8601") from None
+    if when.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone; give an offset or Z")
+    return when.timestamp()
 
 
 def _check_text(value: str, field: str) -> str:
@@ -79,14 +102,9 @@ class Post(BaseModel):
             raise ValueError(f"created_at is {str(value).lower()}; give unix seconds or ISO 8601")
         if isinstance(value, str):
             try:
-                return float(value)
-            except ValueError:
-                moment = datetime.fromisoformat(value)
-                if moment.tzinfo is None:
-                    raise ValueError(
-                        f"created_at {value!r} has no time zone; give an offset or Z"
-                    ) from None
-                return moment.timestamp()
+                return unix_seconds(value)
+            except ValueError as exc:
+                raise ValueError(f"created_at {exc}") from None
         return value
 
     @field_validator("created_at")

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import glob
 import json
-import math
 import os
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 
 from service.batch.checkpoint import MANIFEST, CheckpointError, WorkFolder
+from service.record import unix_seconds
 from service.settings import Settings
 from service.storage import open_repository, upgrade
 from service.storage.repository import RescoreRun
@@ -30,24 +29,12 @@ class PeriodError(ValueError):
 
 
 def moment(text: str) -> float:
-    """Unix seconds, or ISO 8601 with a zone."""
+    """Unix seconds, or ISO 8601 with a zone (:func:`service.record.unix_seconds`): nan or an
+    infinity would give a period that holds no posts (or every one) and is still recorded."""
     try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        # nan compares false with every time, and infinities are no time: the period would
-        # hold no posts (or every one) and still be recorded as a run
-        if not math.isfinite(seconds):
-            raise PeriodError(f"{text!r} is not a time: give finite unix seconds or ISO 8601")
-        return seconds
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise PeriodError(f"{text!r} is neither unix seconds nor ISO 8601") from None
-    if when.tzinfo is None:
-        raise PeriodError(f"{text!r} has no time zone; give an offset or Z")
-    return when.timestamp()
+        return unix_seconds(text)
+    except ValueError as exc:
+        raise PeriodError(str(exc)) from None
 
 
 def export_path(output: Path, since: float | None, until: float | None) -> Path:

@@ -18,11 +18,11 @@ from typing import Any, TextIO
 def _moment(text: str) -> datetime:
     """Unix seconds or ISO 8601 with a zone, as ``rescore --since`` takes them: a time without
     one would be read in some zone nobody named, and the export would miss or add hours."""
-    from service.batch.stored import PeriodError, moment
+    from service.record import unix_seconds
 
     try:
-        return datetime.fromtimestamp(moment(text), UTC)
-    except PeriodError as exc:
+        return datetime.fromtimestamp(unix_seconds(text), UTC)
+    except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
