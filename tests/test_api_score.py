@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 import shutil
 import threading
 from collections.abc import Sequence
@@ -365,6 +367,19 @@ def test_bad_input_is_a_4xx_with_the_field_and_never_a_500(api: Api) -> None:
         assert plain.status_code == 422
         (problem,) = plain.json()["detail"]
         assert problem["loc"] == ["header", "content-type"] and content_type in problem["msg"]
+    # FastAPI reads no body without a content type as JSON, and said only "not an object"
+    untyped = api.client.post(
+        "/v1/score", content=b'{"id": "1", "text": "x"}', headers=api.headers()
+    )
+    assert "content-type" not in untyped.request.headers
+    assert untyped.status_code == 422 and untyped.json()["detail"] == [
+        {
+            "loc": ["header", "content-type"],
+            "msg": "the body is read as JSON: send it as application/json (a Content-Type was "
+            "not given)",
+            "type": "content_type",
+        }
+    ]
     typed = {**api.headers(), "Content-Type": "application/json; charset=utf-8"}
     assert api.client.post("/v1/score", json={"id": "1", "text": "x"}, headers=typed).is_success
     status, detail = post(json.dumps({"id": "1", "text": "长" * 10_001}).encode())
@@ -372,3 +387,47 @@ def test_bad_input_is_a_4xx_with_the_field_and_never_a_500(api: Api) -> None:
     status, detail = post(b'{"id": "1", "text": "' + b"a" * (2 * 1024 * 1024) + b'"}')
     assert status == 413 and "limit" in detail["detail"]  # type: ignore[index]
     assert post(json.dumps({"id": "long", "text": "长" * 10_000}).encode())[0] == 200
+
+
+def test_a_body_the_json_parser_refuses_otherwise_is_a_422_on_every_json_route(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    # json.loads raises ValueError, RecursionError or UnicodeDecodeError for these, not the
+    # JSONDecodeError FastAPI turns into a 422: FastAPI answered 400 "error parsing the body"
+    refused = {
+        b'{"id": ' + b"1" * 4301 + b', "text": "x"}': (
+            ["body"],
+            "JSON decode error: an integer of more than 4300 digits",
+        ),
+        b'{"id": "1", "text": "x", "extra": ' + b"[" * 5000 + b"]" * 5000 + b"}": (
+            ["body"],
+            "JSON decode error: nested deeper than the parser allows (fewer than 1000 levels)",
+        ),
+        # valid UTF-8, but json.loads takes leading NUL bytes for UTF-32 and cannot decode it
+        b'{\x00\x00\x00"': (
+            ["body", 1],
+            "JSON decode error: a NUL byte, which JSON text cannot hold",
+        ),
+    }
+    paths = api.client.get("/openapi.json").json()["paths"]
+    routes = [
+        (re.sub(r"\{\w+\}", "1", path), method.upper())
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+        if "requestBody" in operation
+    ]
+    assert ("/v1/score/batch", "POST") in routes and ("/v1/accounts/1", "PUT") in routes
+    headers = {**api.headers(api.new_key("admin")), "Content-Type": "application/json"}
+    caplog.set_level(logging.INFO)
+    for path, method in routes:
+        # the body is parsed before the path's item or account is looked up
+        for body, (loc, msg) in refused.items():
+            response = api.client.request(method, path, content=body, headers=headers)
+            assert response.status_code == 422, (path, body[:20], response.text)
+            assert response.json() == {"detail": [{"loc": loc, "msg": msg, "type": "json_invalid"}]}
+    assert api.score({"id": "after", "text": PLAIN}).status_code == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    metrics = api.client.get("/metrics").text
+    assert 'route="/v1/score",status="422"} 3.0' in metrics
+    assert 'route="/v1/review/items/{item_id}/decision",status="422"} 3.0' in metrics
+    assert 'status="400"' not in metrics

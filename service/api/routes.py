@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -12,6 +14,8 @@ from fastapi.routing import APIRoute
 from service.api.auth import authenticate, required_roles
 
 NOT_UTF8 = "the body is not UTF-8, so it is not JSON"
+UNREADABLE = "JSON decode error"
+"""FastAPI's words for a body that is not JSON, which the refusals here begin with too."""
 
 
 def invalid(loc: tuple[str | int, ...], msg: str, kind: str = "value_error") -> Exception:
@@ -21,9 +25,10 @@ def invalid(loc: tuple[str | int, ...], msg: str, kind: str = "value_error") -> 
 
 
 def json_type(content_type: str | None) -> bool:
-    """Whether FastAPI reads a body of ``content_type`` as JSON (none given counts as JSON)."""
+    """Whether FastAPI reads a body of ``content_type`` as JSON (none given does not: FastAPI
+    would hand the route the bytes, and say only that the body is not an object)."""
     if not content_type:
-        return True
+        return False
     media = content_type.split(";")[0].strip().lower()
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
@@ -34,7 +39,8 @@ class JsonRoute(APIRoute):
     """Checks the caller's key before the body (FastAPI reads the body first, so a caller
     without a key got a malformed body's 422 before its 401). Answers a body that is not UTF-8
     with a 422 like any other malformed JSON, where FastAPI would answer an undocumented 400,
-    and a body of another content type with a 422 that names it, where FastAPI would say only
+    and so a body the JSON parser refuses without saying where (:func:`_parse`), and a body of
+    another content type, or of none, with a 422 that names it, where FastAPI would say only
     that the body is not an object."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -47,15 +53,49 @@ class JsonRoute(APIRoute):
             body = await request.body()
             content_type = request.headers.get("content-type")
             if body and not json_type(content_type):
+                given = f"not {content_type!r}" if content_type else "a Content-Type was not given"
                 raise invalid(
                     ("header", "content-type"),
-                    f"the body is read as JSON: send it as application/json, not {content_type!r}",
+                    f"the body is read as JSON: send it as application/json ({given})",
                     "content_type",
                 )
-            try:
-                body.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise invalid(("body", exc.start), NOT_UTF8, "json_invalid") from None
+            if body:
+                await _parse(request, body)
             return await handler(request)
 
         return handle
+
+
+async def _parse(request: Request, body: bytes) -> None:
+    """Parse the body for FastAPI, which reads the parsed value from ``request``, answering
+    what it would answer with a 400 that says nothing with a 422 that says what: a body that is
+    not UTF-8, one that holds a NUL byte (json.loads takes leading ones for UTF-16 or UTF-32;
+    UTF-8 JSON has none), an integer too long for ``int`` or nesting too deep for the parser.
+    Malformed JSON is left to FastAPI, whose 422 gives its position."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise invalid(("body", exc.start), NOT_UTF8, "json_invalid") from None
+    if (nul := body.find(b"\x00")) >= 0:
+        raise invalid(
+            ("body", nul), f"{UNREADABLE}: a NUL byte, which JSON text cannot hold", "json_invalid"
+        )
+    try:
+        await request.json()
+    except json.JSONDecodeError:
+        return
+    except RecursionError:
+        # the parser's depth is the interpreter's recursion limit less the stack beneath it
+        limit = sys.getrecursionlimit()
+        raise invalid(
+            ("body",),
+            f"{UNREADABLE}: nested deeper than the parser allows (fewer than {limit} levels)",
+            "json_invalid",
+        ) from None
+    except ValueError:
+        # the one ValueError json.loads raises that is no JSONDecodeError; int() gives no place
+        raise invalid(
+            ("body",),
+            f"{UNREADABLE}: an integer of more than {sys.get_int_max_str_digits()} digits",
+            "json_invalid",
+        ) from None
