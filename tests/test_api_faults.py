@@ -58,7 +58,14 @@ def test_postgres_refusing_connections_degrades_spools_and_catches_up(
         storage_retry_s=0.2,
     ) as api:
         assert api.score({"id": "before", "text": RUMOR}).json()["degraded"] is False
+        reviewer = api.headers(api.new_key("reviewer"))
+        assert api.client.get("/v1/review/items", headers=reviewer).status_code == 200
         proxy.refuse()
+        for path in ("/v1/review/items", "/v1/bank/rumors"):
+            # the driver's words (host, port, tables) go to the log, not to the caller
+            refused = api.client.get(path, headers=reviewer)
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            assert refused.json() == {"detail": "storage is unavailable; try again"}
         started = time.monotonic()
         down = [api.score({"id": f"d{i}", "text": RUMOR}) for i in range(3)]
         batch = api.batch([{"id": "d3", "text": RUMOR}, {"id": "d0", "text": RUMOR}])

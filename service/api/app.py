@@ -178,7 +178,13 @@ def _status(status: int) -> Callable[[Request, Exception], Awaitable[JSONRespons
         body: dict[str, Any] = {"detail": str(exc)}
         if isinstance(exc, AppealClosedError):
             body["deadline"] = exc.deadline.isoformat()
-        headers = {"Retry-After": "1"} if status == 503 else None
+        headers = None
+        if isinstance(exc, StorageError):
+            # the database's own words (tables, constraints, hosts) are the operator's, not
+            # the caller's: they go to the log, under the request id the answer carries
+            log.warning("storage failed a request", extra={"problem": str(exc)})
+            body["detail"] = "storage is unavailable; try again"
+            headers = {"Retry-After": "1"}
         return JSONResponse(body, status, headers=headers)
 
     return answer

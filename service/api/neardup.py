@@ -22,9 +22,8 @@ from service.neardup.bank import UnmatchableError, bank_rumor, unbank_rumor
 from service.neardup.cluster import Cluster
 from service.neardup.match import summary
 from service.record import MAX_ID_CHARS, ClusterPost, ClusterSummary, _check_text
-from service.review.items import NotFoundError
 from service.security import Principal
-from service.storage import StorageError, StoredRumor
+from service.storage import StoredRumor
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing, malformed or unknown API key"},
@@ -109,10 +108,7 @@ def _rumor(stored: StoredRumor) -> Rumor:
 
 
 async def _stored(found: Found) -> list[StoredRumor]:
-    try:
-        return await run_in_threadpool(found.scoring.repository.rumors)
-    except StorageError as exc:
-        raise HTTPException(503, f"storage is unavailable: {exc}") from exc
+    return await run_in_threadpool(found.scoring.repository.rumors)
 
 
 async def _find(found: Found, rumor_id: str) -> StoredRumor:
@@ -153,12 +149,8 @@ async def add_rumor(body: RumorIn, found: Found, caller: TrustTeam) -> Rumor:
                 by=caller.key_id,
             )
         )
-    except NotFoundError as exc:
-        raise HTTPException(404, str(exc)) from exc
     except UnmatchableError as exc:
         raise invalid(("body", "text"), str(exc)) from exc
-    except StorageError as exc:
-        raise HTTPException(503, f"storage is unavailable: {exc}") from exc
     return _rumor(stored)
 
 
@@ -197,12 +189,9 @@ async def copies(
         raise invalid(("query", missing), "after_time and after_id go together: the last copy seen")
     after = None if after_time is None or after_id is None else (after_time, after_id)
     stored = await _find(found, rumor_id)
-    try:
-        recorded = await run_in_threadpool(
-            lambda: found.scoring.repository.rumor_copies(rumor_id, after=after, limit=limit)
-        )
-    except StorageError as exc:
-        raise HTTPException(503, f"storage is unavailable: {exc}") from exc
+    recorded = await run_in_threadpool(
+        lambda: found.scoring.repository.rumor_copies(rumor_id, after=after, limit=limit)
+    )
     listed = {
         c.post_id: Copy(
             id=c.post_id,
@@ -233,10 +222,5 @@ async def copies(
 
 @router.delete("/bank/rumors/{rumor_id}", status_code=204)
 async def delete_rumor(rumor_id: str, found: Found, _: TrustTeam) -> Response:
-    try:
-        await run_in_threadpool(unbank_rumor, found.neardup, found.scoring.repository, rumor_id)
-    except NotFoundError as exc:
-        raise HTTPException(404, str(exc)) from exc
-    except StorageError as exc:
-        raise HTTPException(503, f"storage is unavailable: {exc}") from exc
+    await run_in_threadpool(unbank_rumor, found.neardup, found.scoring.repository, rumor_id)
     return Response(status_code=204)
