@@ -44,6 +44,18 @@ def test_format_characters_are_dropped_and_offsets_skip_them() -> None:
     assert n.source_span(0, 5) == (1, len(original))
 
 
+def test_spaces_between_lone_chinese_characters_are_dropped_and_others_kept() -> None:
+    original = "求 扩 散！杭　州 一  女 孩"
+    n = normalise(original)
+    assert n.text == "求扩散!杭州一女孩"
+    assert [original[i] for i in n.offsets] == list("求扩散！杭州一女孩")
+    # a space beside a word of two characters or more, or beside anything not Chinese, stays:
+    # writers put one between phrases, and the model was trained on them
+    for kept in ("今天 天气很好", "本文 原创", "iphone 14 发布会", "我 love 你", "看 url 这里"):
+        assert normalise(kept).text == kept
+    assert normalise("发布会 很 好 [蜡烛] 傻 逼").text == "发布会 很好 [蜡烛] 傻逼"
+
+
 def test_empty_and_blank_texts_normalise_to_empty() -> None:
     for text in ("", "   ", "\n\t\u3000", "\u200b\ufeff"):
         n = normalise(text)

@@ -51,6 +51,16 @@ def test_zero_width_characters_inside_words_do_not_change_the_scores(pipeline: P
     assert plain == hidden
 
 
+def test_chinese_characters_spaced_apart_score_as_written_together(pipeline: Pipeline) -> None:
+    for together, apart in (
+        ("求扩散！杭州一女孩走失，穿红色外套", "求 扩 散！杭 州 一 女 孩 走 失，穿 红 色 外 套"),
+        ("傻逼滚出去", "傻 逼 滚 出 去"),
+        ("【原创】今天拍的西湖", "【原 创】今天拍的西湖"),
+    ):
+        plain, spaced = pipeline.score_many([Post(id="a", text=together), Post(id="b", text=apart)])
+        assert (plain.scores, plain.signals) == (spaced.scores, spaced.signals)
+
+
 def test_empty_and_blank_text_score_zero_with_a_warning(pipeline: Pipeline) -> None:
     for record in pipeline.score_many([Post(id="e", text=""), Post(id="w", text=" \n\t ")]):
         assert set(record.scores.values()) == {0.0}
