@@ -13,6 +13,7 @@ is one bad line rather than a decoding error that ends the run.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -96,7 +97,7 @@ class JsonlReader:
             if size > len(head):
                 message = f"line is {size:,} bytes, over the limit of {self._max_line_bytes:,}"
                 yield line_error(line_no, head, None, "line_too_long", message)
-            elif head.strip():
+            elif _without_bom(line_no, head).strip():
                 yield parse_line(line_no, head)
             else:
                 self.blank_lines += 1
@@ -114,9 +115,9 @@ class JsonlReader:
 
 def parse_line(line_no: int, raw: bytes) -> PostLine | LineError:
     """Turn one line (with its line ending, if any) into a post or the reason it is not one."""
-    body = raw.rstrip(b"\r\n")
+    body = _without_bom(line_no, raw).rstrip(b"\r\n")
     try:
-        text = _decode(body, bom_allowed=line_no == 1)
+        text = _decode(body)
         value = _load_object(text, cut_off=not raw.endswith(b"\n"))
         return PostLine(line_no, _validate(value))
     except _BadLineError as exc:
@@ -142,15 +143,19 @@ class _BadLineError(Exception):
         self.post_id = post_id
 
 
-def _decode(body: bytes, *, bom_allowed: bool) -> str:
+def _without_bom(line_no: int, raw: bytes) -> bytes:
+    # files saved by Windows tools start with a byte order mark, which json refuses and which
+    # makes a blank first line look like one with content
+    return raw.removeprefix(codecs.BOM_UTF8) if line_no == 1 else raw
+
+
+def _decode(body: bytes) -> str:
     try:
-        text = body.decode("utf-8")
+        return body.decode("utf-8")
     except UnicodeDecodeError as exc:
         bad = body[exc.start : exc.end].hex(" ")
         message = f"invalid UTF-8 at byte offset {exc.start} of the line: {exc.reason} ({bad})"
         raise _BadLineError("invalid_utf8", message) from exc
-    # files saved by Windows tools start with a byte order mark, which json refuses
-    return text.removeprefix("\ufeff") if bom_allowed else text
 
 
 def _load_object(text: str, *, cut_off: bool) -> dict[str, object]:

@@ -41,14 +41,23 @@ def unix_seconds(text: str) -> float:
         # nan compares false with every time, and infinities are no time
         if not math.isfinite(seconds):
             raise ValueError(f"{text!r} is not a time: give finite unix seconds or ISO 8601")
-        return seconds
+        return in_time_range(seconds)
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{text!r} is neither unix seconds nor ISO 8601") from None
     if when.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone; give an offset or Z")
-    return when.timestamp()
+    return in_time_range(when.timestamp())
+
+
+def in_time_range(seconds: float) -> float:
+    """``seconds`` if it is a time from 1970 to 9999, the times a stored date can show (beyond
+    them a date cannot even be made); otherwise a :class:`ValueError` that says so."""
+    if not 0 <= seconds <= LATEST_TIME:
+        hint = "; milliseconds? give seconds" if 0 < seconds / 1000 <= LATEST_TIME else ""
+        raise ValueError(f"{seconds!r} is not a time from 1970 to 9999{hint}")
+    return seconds
 
 
 def _check_text(value: str, field: str) -> str:
@@ -111,21 +120,26 @@ class Post(BaseModel):
     @classmethod
     def _in_range(cls, value: float | None) -> float | None:
         # the stored time is shown as a date and orders the near-duplicate window
-        if value is not None and not 0 <= value <= LATEST_TIME:
-            hint = "; milliseconds? give seconds" if 0 < value / 1000 <= LATEST_TIME else ""
-            raise ValueError(f"created_at {value!r} is not a time from 1970 to 9999{hint}")
-        return value
+        try:
+            return None if value is None else in_time_range(value)
+        except ValueError as exc:
+            raise ValueError(f"created_at {exc}") from None
 
-    @field_validator("id", "text", "account_id", "source")
+    @field_validator("id", "text", "account_id", "source", mode="before")
     @classmethod
-    def _clean(cls, value: str | None, info: Any) -> str | None:
-        if value is None:
-            return None
-        if info.field_name in ("id", "account_id") and not value.strip():
+    def _encodable(cls, value: object, info: Any) -> object:
+        # before pydantic's own checks: a length constraint (id, account_id) refuses a lone
+        # surrogate as "unable to parse raw data", which names neither the character nor where
+        return _check_text(value, info.field_name) if isinstance(value, str) else value
+
+    @field_validator("id", "account_id")
+    @classmethod
+    def _not_blank(cls, value: str | None, info: Any) -> str | None:
+        if value is not None and not value.strip():
             # a blank id names nothing: every blank post would be one post to idempotency, every
             # blank account one account to credit and coordination (no account is null)
             raise PydanticCustomError("blank", f"{info.field_name} is blank")
-        return _check_text(value, info.field_name)
+        return value
 
 
 class Span(BaseModel):

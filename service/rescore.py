@@ -292,6 +292,10 @@ class Summary:
 def default_reject_path(output_path: Path) -> Path:
     """``scores.jsonl`` (``.parquet``, ``.jsonl.gz``) keeps its rejects in
     ``scores.rejects.jsonl``, beside it."""
+    if not output_path.name:
+        # "." or "/" has no name to derive one from; it is a folder, which check_paths
+        # refuses as OUTPUT before it looks at the rejects
+        return output_path
     stem = output_path.name
     for suffix in (".gz", ".jsonl", ".parquet"):
         if stem.lower().endswith(suffix):

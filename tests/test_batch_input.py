@@ -5,6 +5,7 @@ file cut off or not gzip at all)."""
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -381,3 +382,72 @@ def test_a_gzip_file_of_which_nothing_decompresses_is_named_before_any_work(
             tmp_path / "in", tmp_path / "out.jsonl", InlineEngine(LengthScorer()), progress=False
         )
     assert not (tmp_path / "out.jsonl").exists()
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+def first_line_with_a_bom(tmp_path: Path, layout: str, first: bytes) -> tuple[Path, list[bytes]]:
+    """An input whose file starts with a byte order mark then ``first`` (plain JSONL, gzip, or
+    the second file of a folder, whose line 1 is not the run's first line), and its posts."""
+    lines = shuffled_posts(3)
+    data = BOM + first + b"".join(lines)
+    if layout == "gzip":
+        source = tmp_path / "in.jsonl.gz"
+        source.write_bytes(gzip.compress(data))
+        return source, lines
+    if layout == "plain":
+        source = tmp_path / "in.jsonl"
+        source.write_bytes(data)
+        return source, lines
+    source = tmp_path / "posts"
+    source.mkdir()
+    (source / "a.jsonl").write_bytes(post_line("a", "先"))
+    (source / "b.jsonl").write_bytes(data)
+    return source, [post_line("a", "先"), *lines]
+
+
+LAYOUTS = ["plain", "gzip", "second file of a folder"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_byte_order_mark_before_the_first_post_is_dropped(tmp_path: Path, layout: str) -> None:
+    source, lines = first_line_with_a_bom(tmp_path, layout, post_line("bom", "有标记"))
+    summary = rescore(source, tmp_path / "out.jsonl", InlineEngine(LengthScorer()), progress=False)
+    posts = posts_of(lines)
+    posts.insert(len(posts) - 3, Post(id="bom", text="有标记"))
+    assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in posts]
+    assert summary.failed_total == 0
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_byte_order_mark_then_a_blank_line_is_a_blank_line(tmp_path: Path, layout: str) -> None:
+    source, lines = first_line_with_a_bom(tmp_path, layout, b"\r\n")
+    summary = rescore(
+        source, tmp_path / "out.jsonl", InlineEngine(LengthScorer()), chunk_size=2, progress=False
+    )
+    assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in posts_of(lines)]
+    assert not (tmp_path / "out.rejects.jsonl").exists()
+    # output records + rejected lines = non-blank input lines
+    assert (summary.posts_read, summary.blank_lines) == (len(lines), 1)
+
+
+@pytest.mark.parametrize("field", ["id", "account_id", "source", "text"])
+def test_a_lone_surrogate_in_any_text_field_is_named_with_where_it_is(
+    tmp_path: Path, field: str
+) -> None:
+    # json.loads gives a lone surrogate for the escape; the file itself is valid UTF-8
+    bad = {"id": "b", "text": "x", field: "b\ud800"}
+    lines = [post_line("a", "好"), json.dumps(bad).encode() + b"\n", post_line("c", "好")]
+    (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
+    summary = rescore(
+        tmp_path / "in.jsonl", tmp_path / "out.jsonl", InlineEngine(LengthScorer()), progress=False
+    )
+    assert [r.id for r in read_records(tmp_path / "out.jsonl")] == ["a", "c"]
+    [reject] = read_rejects(tmp_path / "out.rejects.jsonl")
+    assert (reject["line"], reject["error"], reject["message"]) == (
+        2,
+        "invalid_text",
+        f"{field}: {field} contains a lone surrogate (U+D800) at index 1",
+    )
+    assert summary.failed == {"invalid_text": 1}

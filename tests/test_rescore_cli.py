@@ -655,3 +655,46 @@ def test_a_continued_run_counts_the_duplicates_of_ids_committed_before(
     assert [line.split(": warning")[0] for line in err.splitlines() if "duplicate id " in line] == [
         f"{tmp_path}/in.jsonl:{n}" for n in (7, 8, 13)
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        # Path("") is the current folder, which a script with an unset variable would re-score
+        (["", "-o", "out.jsonl"], "argument INPUT: the path is empty"),
+        (["in.jsonl", "-o", ""], "argument -o/--output: the path is empty"),
+        (["in.jsonl", "-o", "out.jsonl", "--rejects", ""], "argument --rejects: the path is empty"),
+        (["in.jsonl", "-o", "out.jsonl", "--compare", ""], "argument --compare: the path is empty"),
+        # "." and "/" have no name to derive the reject file's from
+        (["in.jsonl", "-o", "."], "cannot write .: it is a folder"),
+        (["in.jsonl", "-o", "/"], "cannot write /: it is a folder"),
+        (
+            ["in.jsonl", "-o", "out.jsonl", "--chunk-size", "1.5"],
+            "argument --chunk-size: '1.5' is not a whole number",
+        ),
+        (
+            ["in.jsonl", "-o", "out.jsonl", "--batch-size", "-1"],
+            "argument --batch-size: must be at least 1, not -1",
+        ),
+    ],
+)
+def test_odd_paths_and_numbers_exit_2_saying_which_before_the_model_loads(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    says: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.jsonl").write_bytes(post_line("a", "x"))
+
+    def load(settings: Settings) -> Scorer:
+        raise AssertionError("the model should not load for a run that cannot start")
+
+    try:
+        status: int | str | None = main(["rescore", *args], load_scorer=load)
+    except SystemExit as exc:  # argparse's usage errors
+        status = exc.code
+    assert status == 2
+    assert f"qinglang rescore: error: {says}" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]

@@ -139,6 +139,7 @@ def test_an_export_left_by_a_killed_run_serves_only_its_own_period(
         (["--from-db", "--until", "2026-01-01T00:00:00"], "has no time zone"),
         (["--from-db", "--since", "nan"], "'nan' is not a time: give finite unix seconds"),
         (["--from-db", "--until=-inf"], "'-inf' is not a time: give finite unix seconds"),
+        (["--from-db", "--until", "1e20"], "1e+20 is not a time from 1970 to 9999"),
         (
             ["--from-db", "--since", "2023-11-14T22:13:21Z", "--until", str(T0)],
             f"--since {T0 + 1!r} is not before --until {T0!r} (unix seconds): the period is empty",

@@ -45,6 +45,8 @@ def test_audit_verify_export_and_labels(tmp_path: Path) -> None:
     out = tmp_path / "audit.jsonl"
     zoneless = qinglang(url, "audit", "export", "--from", "2000-01-01", "-o", str(out))
     assert zoneless.returncode == 2 and "'2000-01-01' has no time zone" in zoneless.stderr
+    beyond = qinglang(url, "audit", "export", "--to", "1e20", "-o", str(out))
+    assert beyond.returncode == 2 and "1e+20 is not a time from 1970 to 9999" in beyond.stderr
     assert not out.exists()
     exported = qinglang(url, "audit", "export", "--from", "2000-01-01T08:00+08:00", "-o", str(out))
     assert exported.returncode == 0, exported.stderr
