@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     rescore.add_argument(
         "input",
-        type=Path,
+        type=_path,
         nargs="?",
         metavar="INPUT",
         help="JSONL (.jsonl.gz too)/Parquet file or folder (or --from-db)",
@@ -126,14 +126,14 @@ def _parser() -> argparse.ArgumentParser:
     rescore.add_argument(
         "-o",
         "--output",
-        type=Path,
+        type=_path,
         required=True,
         metavar="OUTPUT",
         help="file of records: Parquet when it ends in .parquet, else JSONL",
     )
     rescore.add_argument(
         "--rejects",
-        type=Path,
+        type=_path,
         metavar="PATH",
         help="JSONL file of the bad lines (default: OUTPUT.rejects.jsonl beside OUTPUT)",
     )
@@ -195,7 +195,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     rescore.add_argument(
         "--compare",
-        type=Path,
+        type=_path,
         metavar="PREVIOUS_OUTPUT",
         help="report what changed against an earlier run's output (table, and OUTPUT.diff.json)",
     )
@@ -249,10 +249,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        # argparse would say "invalid _positive_int value", naming this function
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def _path(text: str) -> Path:
+    if not text:
+        # Path("") is the current folder: an unset variable in a script would re-score it
+        raise argparse.ArgumentTypeError("the path is empty")
+    return Path(text)
 
 
 def _user_name(text: str) -> str:
@@ -595,6 +606,7 @@ def _serve(args: argparse.Namespace) -> int:
         except Exception as exc:
             print(f"qinglang serve: error: cannot load the model: {exc!r}", file=sys.stderr)
             return 2
+        _share_between_workers(settings, workers)
     try:
         upgrade(settings.database)
     except StorageError as exc:
@@ -617,6 +629,30 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
     )
     return 0
+
+
+def _share_between_workers(settings: Settings, workers: int) -> None:
+    """Give ``workers`` server processes one console signing key, and warn that without Redis
+    they keep one near-duplicate window each.
+
+    Each worker would otherwise draw its own key, and a console session (its sign-in form
+    too) would hold only on the worker that signed it: every other request would go back to
+    the sign-in page. The key goes to the workers through the environment they inherit and,
+    like a worker's own, ends with the server."""
+    import os
+    import secrets
+
+    from service.settings import PREFIX
+
+    if settings.console_secret is None:
+        os.environ[f"{PREFIX}CONSOLE_SECRET"] = secrets.token_urlsafe(32)
+    if settings.redis_url is None:
+        print(
+            f"qinglang serve: warning: {workers} workers without redis_url keep one "
+            "near-duplicate window each, so copies that reach different workers are not "
+            "matched: set QINGLANG_REDIS_URL to share one",
+            file=sys.stderr,
+        )
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -4,6 +4,7 @@ runs them."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -184,6 +185,47 @@ def per_process(metrics_dir: Path) -> dict[int, dict[str, float]]:
     return counts
 
 
+def sessions_hold_on_every_worker(url: str, metrics_dir: Path, password: str) -> None:
+    """A console session signed by one worker holds on the others (their keys are one)."""
+    cookies = sign_in(url, "li", password)
+    for _ in range(30):
+        console_concurrently(url, cookies, 12)
+        shown = [
+            c.get('qinglang_requests_total{method="GET",route="/console/queue",status="200"}')
+            for c in per_process(metrics_dir).values()
+        ]
+        if all(shown):
+            break
+    assert all(shown), shown
+
+
+def sign_in(url: str, name: str, password: str) -> dict[str, str]:
+    """The cookies of a console session, signed in through the form."""
+    with httpx.Client(base_url=url) as client:
+        form = client.get("/console/login").text
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', form)
+        assert csrf is not None
+        signed = client.post(
+            "/console/login",
+            data={"csrf": csrf.group(1), "name": name, "password": password},
+            headers={"Connection": "close"},
+        )
+        assert signed.status_code == 303 and signed.headers["location"] == "/console/queue"
+        return dict(client.cookies)
+
+
+def console_concurrently(url: str, cookies: dict[str, str], n: int) -> None:
+    """The queue page ``n`` times at once, one connection each, so that both workers answer:
+    each must show the page, not send the session back to the sign-in form."""
+
+    def one(_: int) -> int:
+        page = httpx.get(f"{url}/console/queue", cookies=cookies, timeout=60)
+        return page.status_code
+
+    with ThreadPoolExecutor(n) as pool:
+        assert list(pool.map(one, range(n))) == [200] * n
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -216,6 +258,7 @@ def test_metrics_of_two_workers_report_the_whole_server_whichever_answers(
     earlier.parent.mkdir(parents=True)
     earlier.write_bytes(b"not a metrics file")
     key = qinglang(tmp_path, "keys", "create", "--role", "publisher").stdout.splitlines()[-1]
+    password = qinglang(tmp_path, "users", "create", "li", "--role", "reviewer").stdout
     env = {
         **os.environ,
         "QINGLANG_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
@@ -227,6 +270,8 @@ def test_metrics_of_two_workers_report_the_whole_server_whichever_answers(
     url = f"http://127.0.0.1:{port}"
     server = serve(env, port, tmp_path / "server", "--workers", "2")
     try:
+        warned = (tmp_path / "server.stderr").read_text()
+        assert "2 workers without redis_url keep one near-duplicate window each" in warned
         assert not earlier.exists()
         # each worker creates its file when it builds the app
         wait_for(lambda: len(per_process(state / "metrics")) == 2, 120)
@@ -261,6 +306,7 @@ def test_metrics_of_two_workers_report_the_whole_server_whichever_answers(
             assert "qinglang_queue_depth 0.0" in text
             assert "qinglang_storage_up 1.0" in text
             assert text.count("qinglang_model_info{") == 1
+        sessions_hold_on_every_worker(url, state / "metrics", password.splitlines()[-1])
         # a worker killed outright: uvicorn replaces it; its counts stay, its live gauges go
         killed = min(per_process(state / "metrics"))
         os.kill(killed, signal.SIGKILL)
