@@ -95,7 +95,7 @@ def test_reviewers_cannot_open_admin_pages_and_confirmations_need_a_basis(api: A
         f"/console/items/{item_id}/decision",
         data={"csrf": token, "action": "confirm", "category": "rumor", "basis": ""},
     )
-    assert "needs its basis (the article)" in refused.text
+    assert refusal_of(refused.text) == "依据条款: 确认违规时必填"
     assert api.services.review.get_item(api.services.scoring.policy, item_id).status == "open"
     api.client.cookies.clear()
     sign_in(api, "wang", "admin")
@@ -116,6 +116,90 @@ def test_an_item_number_no_row_can_have_is_refused_not_a_server_error(api: Api) 
         answer = api.client.request(method, url, data={"csrf": token, "action": "dismiss"})
         assert answer.status_code == 422, (url, answer.status_code)
     assert api.client.get("/console/items/999").status_code == 404
+
+
+def refusal_of(html: str) -> str:
+    found = re.search(r'<p class="error" role="alert">([^<]*)</p>', html)
+    assert found is not None, "the page shows why it was refused"
+    return found.group(1)
+
+
+def test_odd_values_in_console_addresses_get_its_own_error_page_in_its_language(
+    api: Api,
+) -> None:
+    token = sign_in(api, "li")
+    refused: list[tuple[str, str]] = [("get", "/console/lang/fr")]
+    for odd in ("abc", "-1", "0", "1.5", "99999999999999999999999_1"):
+        refused += [
+            ("get", f"/console/items/{odd}"),
+            ("post", f"/console/items/{odd}/claim"),
+            ("post", f"/console/items/{odd}/decision"),
+            ("get", f"/console/items/{odd}/next"),
+            ("post", f"/console/appeals/{odd}/decision"),
+            ("get", f"/console/queue?status={odd}"),
+            ("get", f"/console/queue?head={odd}"),
+            ("get", f"/console/appeals?status={odd}"),
+        ]
+        if odd != "0":  # which is false
+            refused.append(("get", f"/console/reports?all={odd}"))
+    for odd in ("abc", "-1", "1_99999999999999999999999", "nan_1"):
+        refused += [("get", f"/console/{to}?cursor={odd}") for to in ("queue", "appeals")]
+    # no appeal's deadline is that far off, so no listing gave it out
+    refused.append(("get", "/console/appeals?cursor=99999999999999999999999_1"))
+    refused += [("get", f"/console/queue?assignee={odd}") for odd in ("x" * 65, "%00")]
+    for method, url in refused:
+        answer = api.client.request(method, url, data={"csrf": token, "action": "dismiss"})
+        assert answer.status_code == 422, (url, answer.status_code)
+        assert answer.headers["content-type"].startswith("text/html"), url
+        assert '<h1 class="refused">请求中有无效的值</h1>' in answer.text, url
+        assert "Input should" not in refusal_of(answer.text), url
+    # an urgency that far down the queue is one it may give out: an empty page, not an error
+    assert api.client.get("/console/queue?cursor=99999999999999999999999_1").status_code == 200
+    for nowhere in ("/console/items/1/abc", "/console/nowhere"):
+        missing = api.client.get(nowhere)
+        assert missing.status_code == 404, nowhere
+        assert '<h1 class="refused">没有这个页面</h1>' in missing.text, nowhere
+    assert api.client.get("/v1/nowhere").json() == {"detail": "Not Found"}
+    assert refusal_of(api.client.get("/console/items/abc").text) == "条目编号: 应为整数"
+    assert refusal_of(api.client.get(f"/console/queue?assignee={'x' * 65}").text) == (
+        "认领人: 不能超过 64 个字符"
+    )
+    assert refusal_of(api.client.get("/console/queue?cursor=abc").text) == (
+        "翻页位置: 不是列表给出的位置"
+    )
+    api.client.get("/console/lang/en")
+    english = api.client.get("/console/items/-1")
+    assert '<h1 class="refused">The request holds a value that is not valid</h1>' in english.text
+    assert refusal_of(english.text) == "Item id: is out of range"
+
+
+def test_refused_forms_say_why_in_the_pages_language(api: Api) -> None:
+    token = sign_in(api, "wang", "admin")
+
+    def refused(url: str, **fields: str) -> str:
+        answer = api.client.post(url, data={"csrf": token, **fields})
+        assert answer.status_code == 200, (url, answer.status_code)
+        return refusal_of(answer.text)
+
+    appeal = {"account_id": "a1", "item_id": "1", "reason": "误判"}
+    assert refused("/console/appeals", **{**appeal, "item_id": ""}) == "条目编号: 必填"
+    assert refused("/console/appeals", **{**appeal, "account_id": " "}) == "账号: 必填"
+    assert refused("/console/appeals", **{**appeal, "item_id": "abc"}) == "条目编号: 应为整数"
+    assert refused("/console/appeals", **{**appeal, "reason": "长" * 10_001}) == (
+        "理由: 不能超过 10000 个字符"
+    )
+    assert refused("/console/appeals/1/decision", note="x") == "操作: 必填"
+    assert refused("/console/appeals/1/decision", action="maybe") == "操作: 不是可选的值"
+    assert refused("/console/bank", text=RUMOR) == "辟谣说明: 必填"
+    for odd, why in [("%00", "无效"), ("x" * 33, "不能超过 32 个字符")]:
+        gone = api.client.post(f"/console/bank/{odd}/delete", data={"csrf": token})
+        assert gone.status_code == 422 and refusal_of(gone.text) == f"谣言编号: {why}"
+    assert refused("/console/bank", text=RUMOR, notice="n" * 10_001) == (
+        "辟谣说明: 不能超过 10000 个字符"
+    )
+    api.client.get("/console/lang/en")
+    assert refused("/console/appeals", **{**appeal, "item_id": ""}) == "Item id: is required"
+    assert refused("/console/bank", notice="n") == "Text: is required"
 
 
 def test_key_j_opens_the_next_item_nobody_else_holds(api: Api) -> None:

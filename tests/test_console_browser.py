@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright
 from servicekit import write_policy
 from sqlalchemy.engine import make_url
 
@@ -139,6 +139,19 @@ def seed(console: Console) -> None:
         assert scored.status_code == 200, scored.text
 
 
+def press_enter_in(page: Page, field: Locator, typed: str) -> None:
+    """Type ``typed`` in ``field`` and press Enter, as someone who has finished typing would:
+    the page stays as it is."""
+    here = page.url
+    field.fill(typed)
+    field.press("Enter")
+    page.wait_for_timeout(1000)  # a submitted form would be answered well within this
+    page.wait_for_load_state()
+    assert page.url == here
+    expect(field).to_have_value(typed)
+    field.blur()  # so that the keys that follow are shortcuts, not typing
+
+
 def confirm_top_item(page: Page, console: Console) -> str:
     """Open the queue's top item, see its evidence, claim and confirm it; its address."""
     top = page.locator("table.queue tbody tr").first
@@ -160,6 +173,12 @@ def confirm_top_item(page: Page, console: Console) -> str:
     page.keyboard.press("c")  # claim
     expect(page.locator("p.meta")).to_contain_text("li")
     page.select_option("#category", "rumor")
+    # Enter in the confirmation's fields confirms nothing: only its button does
+    item_id = int(item_url.rsplit("/", 1)[1])
+    press_enter_in(page, page.locator("#note"), "已核实")
+    press_enter_in(page, page.locator("#basis"), page.locator("#basis").input_value())
+    held = console.services.review.get_item(console.services.scoring.policy, item_id)
+    assert held.status == "open"
     page.keyboard.press("y")  # confirm: the next item opens
     expect(page).not_to_have_url(item_url)
     return item_url
@@ -209,6 +228,10 @@ def appeal_is_upheld(page: Page, console: Console, item_url: str) -> None:
     page.fill("#appeal-reason", "已辟谣,属误判")
     page.click("#file-appeal button")
     row = page.locator("tr[data-appeal]").first
+    expect(row).to_contain_text("pending")
+    # Enter in the note upholds nothing: only the Uphold and Reject buttons decide
+    press_enter_in(page, row.locator("input[name=note]"), "已辟谣")
+    assert console.services.review.list_appeals(status="pending").pending == 1
     expect(row).to_contain_text("pending")
     row.locator("button.uphold").click()
     # the page lists the pending appeals; the upheld one is under its status

@@ -127,7 +127,11 @@ def test_reports_merge_and_retries_with_an_idempotency_key_count_once(api: Api) 
     other = api.client.post("/v1/reports", json={**report, "text": "不同"}, headers=headers)
     assert other.status_code == 422
     assert other.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
-    second = api.client.post("/v1/reports", json=report, headers=api.headers())
+    # the same reporter again is stored, and counts once towards the priority
+    again = api.client.post("/v1/reports", json=report, headers=api.headers())
+    assert again.json()["item_reports"] == 1
+    other_key = api.headers(api.new_key("publisher"))
+    second = api.client.post("/v1/reports", json=report, headers=other_key)
     assert second.json()["item_reports"] == 2
     reviewer = api.new_key("reviewer")
     shown = api.client.get(f"/v1/review/items/{item['id']}", headers=api.headers(reviewer)).json()
@@ -237,6 +241,10 @@ def test_registration_check_and_account_profiles(api: Api) -> None:
         headers=api.headers(),
     ).json()
     assert [r["code"] for r in subject["reasons"]] == ["subject_blacklisted"]
+    # what the check reads of a blacklisted account is not changed afterwards
+    for change in ({"subject_id": "OTHER"}, {"name": None}):
+        answer = api.client.put(url, json=change, headers=headers)
+        assert answer.status_code == 409, change
 
 
 def test_a_low_credit_accounts_level_reaches_the_publish_path(api: Api) -> None:

@@ -169,15 +169,18 @@ def check_consistent(repo: SqlRepository, policy: Policy) -> None:
             select(func.count()).select_from(CreditEntry).where(CreditEntry.reason == "violation")
         )
         assert violations == confirmed_with_account
-        # an upheld appeal gives back what its decision deducted (nothing, at the floor)
+        # every upheld appeal writes its reversal, of nothing too: the entry is what stops the
+        # violation counting
         upheld = db.scalar(
             select(func.count())
             .select_from(StoredAppeal)
             .join(
                 CreditEntry,
-                (CreditEntry.item_id == StoredAppeal.item_id) & (CreditEntry.reason == "violation"),
+                (CreditEntry.item_id == StoredAppeal.item_id)
+                & (CreditEntry.account_id == StoredAppeal.account_id)
+                & (CreditEntry.reason == "violation"),
             )
-            .where(StoredAppeal.status == "upheld", CreditEntry.delta != 0)
+            .where(StoredAppeal.status == "upheld")
         )
         reversals = db.scalar(
             select(func.count()).select_from(CreditEntry).where(CreditEntry.reason == "reversal")
@@ -198,8 +201,10 @@ def check_consistent(repo: SqlRepository, policy: Policy) -> None:
             )
             assert last in (None, stored)
         reports = db.scalar(select(func.count()).select_from(StoredReport))
+        # an item counts each reporter once, however often it filed
+        voices = select(StoredReport.item_id, StoredReport.reporter).distinct().subquery()
         merged = db.scalar(select(func.sum(ReviewItem.reports)))
-        assert reports == merged
+        assert db.scalar(select(func.count()).select_from(voices)) == merged
         records = Counter(db.scalars(select(AuditRecord.kind)))
         decisions = db.scalar(select(func.count()).select_from(ReviewDecision))
     assert records["review.decision"] == decisions

@@ -158,3 +158,46 @@ def test_the_chain_detects_edits_deletions_reordering_and_a_cut_end() -> None:
     # the same moment in another time zone hashes the same
     moved = entries[0].at.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Shanghai"))
     assert chain.link(chain.GENESIS, 1, moved, "k", "s1", entries[0].payload) == entries[0].hash
+
+
+def test_subject_ids_are_normalised_once_for_storing_and_checking() -> None:
+    canonical = registration.subject_digest("110101199001011234X")
+    for spelling in (
+        "110101199001011234x",
+        "１１０１０１１９９００１０１１２３４Ｘ",
+        " 110101 19900101 1234 x ",
+        "110101-19900101-1234X",
+        "110101\u300019900101\u200b1234X",
+    ):
+        assert registration.subject_digest(spelling) == canonical, spelling
+    # a digest stored before normalisation (of the stripped id) still matches that spelling
+    legacy = registration.subject_digests(" 110101199001011234x ")
+    assert canonical in legacy and len(legacy) == 2
+    assert registration.subject_digests("110101199001011234X") == {canonical}
+
+
+def test_a_refused_accounts_profile_keeps_what_re_registration_checks() -> None:
+    stored = registration.subject_digest("110101199001011234X")
+    registration.check_profile_change("a", {"blacklist"}, False, stored, "110101199001011234x")
+    with pytest.raises(items.ConflictError, match="never replaced"):
+        registration.check_profile_change("a", set(), False, stored, "OTHER")
+    with pytest.raises(items.ConflictError, match="close_account"):
+        registration.check_profile_change("a", {"close_account"}, True, stored, None)
+    registration.check_profile_change("a", set(), True, None, "OTHER")  # an ordinary rename
+
+
+def test_a_report_is_due_from_its_own_filing(policy: Policy) -> None:
+    rules = policy.review
+    due = items.report_due(rules, T0 + timedelta(days=30))
+    assert due == T0 + timedelta(days=30 + rules.report_within_days)
+    assert items.report_deadline(rules, T0, 1) == T0 + timedelta(days=rules.report_within_days)
+    assert items.report_overdue("open", due, due + timedelta(seconds=1))
+    assert not items.report_overdue("confirmed", due, due + timedelta(seconds=1))
+    assert not items.report_overdue("open", due, due)
+
+
+def test_a_post_is_charged_to_its_account_once_whichever_item_names_it() -> None:
+    members = [{"post_id": "p1", "account_id": "a"}, {"post_id": "p2", "account_id": "b"}]
+    assert items.posts_charged(None, "a", {"members": members}, "a") == {"p1"}
+    assert items.posts_charged("p1", "a", None, "a") == {"p1"}
+    assert items.posts_charged("p1", "a", None, "b") == set()

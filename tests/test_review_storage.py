@@ -3,6 +3,7 @@ dispositions, reports, appeals, re-registration, the chain, labels, and the migr
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -161,7 +162,7 @@ def test_one_post_is_one_open_item_whichever_source_comes_first(
     assert shown.evidence is not None and shown.evidence["record"]["id"] == "p1"
     decided = repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6")
     assert len(decided.credits) == 1
-    assert repo.get_report(early.id).status == "confirmed"
+    assert repo.get_report(policy, early.id).status == "confirmed"
     # a bank match of a flagged post joins the post's item
     scored = flag(repo, "p2", "acc2")
     match = QueueRequest(
@@ -233,9 +234,9 @@ def test_reports_merge_into_the_posts_open_item_and_raise_its_priority(
     assert repo.get_item(policy, flag(repo, "p-unreported")).deadline is None
     alone = [
         repo.file_report(
-            policy, post_id="p9", account_id="acc2", category="incitement", text_=t, reporter="k1"
+            policy, post_id="p9", account_id="acc2", category="incitement", text_=t, reporter=k
         )
-        for t in ("一", "二")
+        for t, k in (("一", "k1"), ("二", "k2"))
     ]
     assert alone[0].item_id == alone[1].item_id != item
     shown = repo.get_item(policy, alone[0].item_id)
@@ -244,7 +245,7 @@ def test_reports_merge_into_the_posts_open_item_and_raise_its_priority(
         policy, post_id=None, account_id="acc3", category="rumor", text_="", reporter="k1"
     )
     repo.decide(policy, by_account.item_id, "r1", "confirm", "rumor", "art18.6")
-    assert repo.get_report(by_account.id).status == "confirmed"
+    assert repo.get_report(policy, by_account.id).status == "confirmed"
     assert repo.get_account("acc3").credit < policy.credit.initial
     # the next report on that account opens a new item: the decided one is closed
     again = repo.file_report(
@@ -503,8 +504,8 @@ def test_hostile_text_is_stored_and_returned_exactly(repo: SqlRepository, policy
     report = repo.file_report(
         policy, post_id="'; --", account_id=None, category="rumor", text_=hostile, reporter="k"
     )
-    assert repo.get_report(report.id).text == hostile
-    assert repo.get_report(report.id).post_id == "'; --"
+    assert repo.get_report(policy, report.id).text == hostile
+    assert repo.get_report(policy, report.id).post_id == "'; --"
     repo.put_account(policy, "acc<x>", name=hostile, subject_id=None, followers=0)
     assert repo.get_account("acc<x>").name == hostile
 
@@ -656,3 +657,146 @@ def test_a_spooled_record_keeps_its_text_for_the_review_item(
     spool.close()
     repo.decide(policy, repo.list_items(policy).items[0].id, "r1", "dismiss", None, None)
     assert [label["text"] for label in repo.labels()] == ["断电时写下的正文"]
+
+
+def _blacklist(repo: SqlRepository, policy: Policy, account: str) -> None:
+    for n in range(4):
+        item = flag(repo, f"{account}-p{n}", account, "block")
+        repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6")
+    assert repo.get_account(account).level == policy.credit.blacklist
+
+
+def test_a_blacklisted_accounts_subject_and_name_stay_refused_whatever_is_put_later(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    subject = "110101199001011234X"
+    repo.put_account(policy, "bad", name="清朗每日新闻", subject_id=subject)
+    _blacklist(repo, policy, "bad")
+    for change in ({"subject_id": "OTHER"}, {"name": None}, {"name": "别的名字"}):
+        with pytest.raises(ConflictError, match=r"never replaced|stays refused"):
+            repo.put_account(policy, "bad", **change)
+    # the same subject in another spelling, and the same name, change nothing
+    repo.put_account(policy, "bad", name="清朗每日新闻", subject_id="110101 19900101 1234x")
+    refused = repo.check_registration(policy, "清朗每日新闻", subject)
+    assert [r["code"] for r in refused.reasons] == ["subject_blacklisted", "name_taken"]
+    # an ordinary account renames freely, and keeps its subject
+    repo.put_account(policy, "good", name="甲", subject_id="91110000MA01")
+    assert repo.put_account(policy, "good", name="乙").name == "乙"
+    with pytest.raises(ConflictError, match="never replaced"):
+        repo.put_account(policy, "good", subject_id="91110000MA02")
+
+
+def test_a_blacklisted_subject_is_refused_in_any_spelling_and_old_digests_still_match(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    repo.put_account(policy, "bad", subject_id="110101199001011234X")
+    repo.put_account(policy, "old", subject_id="placeholder")
+    _blacklist(repo, policy, "bad")
+    _blacklist(repo, policy, "old")
+    for spelling in (
+        "110101199001011234x",
+        "１１０１０１１９９００１０１１２３４Ｘ",
+        "110101 1990-0101 1234X",
+    ):
+        check = repo.check_registration(policy, "全新名字", spelling)
+        assert [r["code"] for r in check.reasons] == ["subject_blacklisted"], spelling
+    # a row digested before normalisation (stripped only) matches the spelling it was given in
+    legacy = hashlib.sha256(b"qinglang-subject:110101199001019999x").hexdigest()
+    with repo.engine.begin() as db:
+        db.execute(
+            text("UPDATE accounts SET subject_digest = :d WHERE account_id = 'old'"), {"d": legacy}
+        )
+    assert not repo.check_registration(policy, "全新名字", " 110101199001019999x").allowed
+    # giving it again (the same subject: no conflict) stores it normalised, for every spelling
+    repo.put_account(policy, "old", subject_id="110101199001019999x")
+    assert not repo.check_registration(policy, "全新名字", "110101199001019999X").allowed
+
+
+def test_a_post_is_charged_once_whichever_item_or_report_comes_to_it(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    item = flag(repo, "p1", "acc1")
+    repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6")
+    credit = repo.get_account("acc1").credit
+    late = repo.file_report(
+        policy, post_id="p1", account_id=None, category="rumor", text_="", reporter="k1"
+    )
+    # the report is answered by the post's decision, and opens no second case
+    assert (late.item_id, late.status, late.overdue) == (item, "confirmed", False)
+    assert [i.post_id for i in repo.list_items(policy).items] == []
+    # a coordinated batch listing a member whose own post was confirmed: charged once
+    own = flag(repo, "c2", "acc2")
+    repo.decide(policy, own, "r1", "confirm", "coordination", "art18.4")
+    members = [{"post_id": f"c{n}", "account_id": f"acc{n}"} for n in (2, 3)]
+    cluster = repo.enqueue(
+        policy,
+        kind="cluster",
+        merge_key="cluster:b1",
+        head="coordination",
+        severity="review",
+        reach=2,
+        evidence={"members": members},
+        account_id="acc2",
+    )
+    made = repo.decide(policy, cluster.id, "r1", "confirm", "coordination", "art18.4")
+    assert [c.account_id for c in made.credits] == ["acc3"]
+    assert [(u.account_id, u.charged_by) for u in made.uncharged] == [("acc2", own)]
+    assert repo.get_account("acc1").credit == credit
+    assert verify(repo) == []
+
+
+def test_each_report_is_due_from_its_own_filing(repo: SqlRepository, policy: Policy) -> None:
+    item = flag(repo, "p1")
+    days = timedelta(days=policy.review.report_within_days)
+    filed = repo.get_item(policy, item).enqueued_at + 2 * days
+    report = repo.file_report(
+        policy,
+        post_id="p1",
+        account_id=None,
+        category="rumor",
+        text_="",
+        reporter="k1",
+        now=filed,
+    )
+    assert report.item_id == item and report.deadline == filed + days and not report.overdue
+    assert repo.get_report(policy, report.id, now=filed + days + HOUR).overdue
+    # the item keeps its own deadline, from its queueing
+    assert repo.get_item(policy, item).deadline == filed - days
+    repo.decide(policy, item, "r1", "dismiss", None, None)
+    assert not repo.get_report(policy, report.id, now=filed + days + HOUR).overdue
+
+
+def test_a_report_about_an_unknown_post_is_kept_charges_nobody_and_labels_nothing(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    report = repo.file_report(
+        policy, post_id="never-seen", account_id=None, category="rumor", text_="", reporter="k1"
+    )
+    item = repo.get_item(policy, report.item_id)
+    assert item.post_unknown and (item.account_id, item.text) == (None, None)
+    made = repo.decide(policy, item.id, "r1", "confirm", "rumor", "art18.6")
+    assert made.credits == []
+    assert [u.account_id for u in made.uncharged] == [None]
+    assert "never-seen is unknown" in made.uncharged[0].reason
+    assert [x for x in repo.labels() if x["item_id"] == item.id] == []
+    # known posts are not marked
+    assert not repo.get_item(policy, flag(repo, "p1")).post_unknown
+
+
+def test_one_reporter_counts_once_towards_an_items_priority(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    item = flag(repo, "p1")
+    for _ in range(30):
+        repo.file_report(
+            policy, post_id="p1", account_id=None, category="rumor", text_="", reporter="k1"
+        )
+    once = repo.get_item(policy, item)
+    assert once.reports == 1 and once.evidence is not None
+    assert once.evidence["categories"] == {"rumor": 30}  # every report is kept
+    repo.file_report(
+        policy, post_id="p1", account_id=None, category="rumor", text_="", reporter="k2"
+    )
+    twice = repo.get_item(policy, item)
+    assert twice.reports == 2
+    assert twice.priority == pytest.approx(once.priority + policy.review.report_weight, abs=0.01)

@@ -4,6 +4,7 @@ the repository's review transactions (:mod:`service.storage.review_sql`), whose 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query
@@ -26,6 +27,7 @@ from service.api.state import Found
 from service.record import MAX_ID_CHARS, _check_text
 from service.review import views
 from service.review.appeals import AppealAction, AppealStatus
+from service.review.appeals import parse_cursor as appeal_cursor
 from service.review.items import MAX_ROW_ID, Action, Category, Kind, Status, parse_cursor
 from service.security import Principal
 from service.storage.repository import Idempotency
@@ -140,9 +142,14 @@ class AccountProfile(BaseModel):
     followers: Annotated[int, Strict()] | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
-def _cursor(given: str | None) -> tuple[float, int] | None:
+def query_cursor(
+    given: str | None,
+    parse: Callable[[str | None], tuple[float, int] | None] = parse_cursor,
+) -> tuple[float, int] | None:
+    """The position a listing's ``cursor`` query names (read by ``parse``), or a 422 that
+    points at it; the console's listings read theirs the same way."""
     try:
-        return parse_cursor(given)
+        return parse(given)
     except ValueError:
         raise invalid(("query", "cursor"), "not a cursor this API gave out") from None
 
@@ -166,7 +173,7 @@ async def list_items(
         head=head,
         assignee=assignee,
         kind=kind,
-        cursor=_cursor(cursor),
+        cursor=query_cursor(cursor),
         limit=limit,
     )
 
@@ -248,7 +255,7 @@ async def file_report(
 @router.get("/reports/{report_id}", dependencies=[Depends(anyone)])
 async def get_report(report_id: ItemId, found: Found) -> views.Report:
     """The report with its status and outcome (its review item's)."""
-    return await run_in_threadpool(found.review.get_report, report_id)
+    return await run_in_threadpool(found.review.get_report, found.scoring.policy, report_id)
 
 
 @router.post("/appeals")
@@ -279,7 +286,7 @@ async def list_appeals(
 ) -> views.AppealPage:
     """Appeals by deadline (``status=pending`` for those waiting), ``limit`` a page, and how
     many are pending and overdue in all pages."""
-    after = _cursor(cursor)
+    after = query_cursor(cursor, appeal_cursor)
     return await run_in_threadpool(
         lambda: found.review.list_appeals(
             status=status, overdue_only=overdue, cursor=after, limit=limit

@@ -15,6 +15,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader
+from starlette.exceptions import HTTPException
 
 from service.console import articles, pages, present
 from service.console.session import Sessions
@@ -22,6 +23,7 @@ from service.console.web import (
     Console,
     NotAllowedError,
     SignInRequiredError,
+    no_page,
     not_allowed,
     to_sign_in,
 )
@@ -57,3 +59,4 @@ def mount(app: FastAPI, settings: Settings, reads: ConsoleReads) -> None:
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.add_exception_handler(SignInRequiredError, to_sign_in)
     app.add_exception_handler(NotAllowedError, not_allowed)
+    app.add_exception_handler(HTTPException, no_page)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, get_args
 
-LANGUAGES = ("zh", "en")
+Language = Literal["zh", "en"]
+LANGUAGES: tuple[Language, ...] = get_args(Language)
 
 TEXT: dict[str, tuple[str, str]] = {
     "title": ("清朗 审核台", "qinglang review console"),
@@ -106,7 +108,73 @@ TEXT: dict[str, tuple[str, str]] = {
     "language": ("English", "中文"),
     "decided": ("已处理", "Decided"),
     "not_found": ("没有这个条目", "No such item"),
+    "no_page": ("没有这个页面", "No such page"),
+    "invalid_request": ("请求中有无效的值", "The request holds a value that is not valid"),
+    "action": ("操作", "Action"),
+    "appeal_id": ("申诉编号", "Appeal id"),
+    "rumor_id": ("谣言编号", "Rumour id"),
+    "cursor": ("翻页位置", "Page position"),
+    "show_all": ("显示全部", "Show all"),
+    "interface_language": ("界面语言", "Interface language"),
+    "value": ("值", "Value"),
+    "refused_field": ("{field}: {problem}", "{field}: {problem}"),
+    "required": ("必填", "is required"),
+    "too_long": ("不能超过 {max_length} 个字符", "is longer than {max_length} characters"),
+    "not_whole_number": ("应为整数", "is not a whole number"),
+    "out_of_range": ("超出范围", "is out of range"),
+    "not_a_choice": ("不是可选的值", "is not one of the choices"),
+    "not_the_form": ("格式不对", "is not in the expected form"),
+    "confirm_needs": ("确认违规时必填", "is needed to confirm a violation"),
+    "not_a_cursor": ("不是列表给出的位置", "is not a position a listing gave out"),
+    "not_valid": ("无效", "is not valid"),
 }
+
+FIELDS: dict[str, str] = {
+    "account_id": "account",
+    "item_id": "item_id",
+    "appeal_id": "appeal_id",
+    "rumor_id": "rumor_id",
+    "reason": "reason",
+    "action": "action",
+    "category": "category",
+    "basis": "basis",
+    "note": "note",
+    "text": "text",
+    "notice": "notice",
+    "cursor": "cursor",
+    "status": "status",
+    "head": "head",
+    "assignee": "assignee",
+    "all": "show_all",
+    "language": "interface_language",
+}
+"""The label a request's value has on the page, by the value's name."""
+
+PROBLEMS: dict[str, str] = {
+    "missing": "required",
+    "blank": "required",
+    "string_too_short": "required",  # every console field's least length is one
+    "string_too_long": "too_long",
+    "too_long": "too_long",  # a length checked after the value's own checks
+    "int_parsing": "not_whole_number",
+    "int_from_float": "not_whole_number",
+    "int_type": "not_whole_number",
+    "greater_than_equal": "out_of_range",
+    "less_than_equal": "out_of_range",
+    "literal_error": "not_a_choice",
+    "bool_parsing": "not_a_choice",
+    "string_pattern_mismatch": "not_the_form",
+}
+"""What a pydantic error type says, in the words of the console (never pydantic's own, which
+are English and may echo the value)."""
+
+VALUE_ERRORS: dict[str, str] = {
+    "category": "confirm_needs",
+    "basis": "confirm_needs",
+    "cursor": "not_a_cursor",
+}
+"""The request models' own checks raise ValueError, which pydantic reports as a ``value_error``
+with English words; on these fields it comes from one check only, so the field says which."""
 
 
 def translator(language: str) -> Callable[[str], str]:
@@ -116,3 +184,19 @@ def translator(language: str) -> Callable[[str], str]:
         return TEXT[key][index]
 
     return t
+
+
+def explain(errors: Sequence[Mapping[str, Any]], t: Callable[[str], str]) -> str:
+    """Why a request was refused, field by field, in ``t``'s language."""
+    said: list[str] = []
+    for error in errors:
+        names = [part for part in error["loc"] if isinstance(part, str)]
+        name = names[-1] if names else ""
+        kind = str(error["type"])
+        if kind == "value_error":
+            key = VALUE_ERRORS.get(name, "not_valid")
+        else:
+            key = PROBLEMS.get(kind, "not_valid")
+        problem = t(key).format(max_length=(error.get("ctx") or {}).get("max_length", ""))
+        said.append(t("refused_field").format(field=t(FIELDS.get(name, "value")), problem=problem))
+    return "; ".join(said)

@@ -8,39 +8,51 @@ from __future__ import annotations
 import math
 import time
 from datetime import UTC, datetime
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import ValidationError
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from service.api.review import AppealDecisionRequest, AppealRequest, DecisionRequest, ItemId
+from service.api.neardup import RumorIn
+from service.api.review import (
+    AppealDecisionRequest,
+    AppealRequest,
+    DecisionRequest,
+    Id,
+    ItemId,
+    Text,
+    query_cursor,
+)
 from service.api.state import Services
 from service.console import present
-from service.console.i18n import LANGUAGES
+from service.console.i18n import Language
 from service.console.session import COOKIE
 from service.console.web import (
     LANG_COOKIE,
     REFUSALS,
     Admin,
+    ConsoleRoute,
     Form,
     Signed,
     back,
     console_of,
-    refusal,
+    given,
     render,
     session_of,
     set_session,
 )
-from service.heads import RISKS
+from service.heads import RISKS, Risk
 from service.neardup.bank import bank_rumor, unbank_rumor
-from service.review.appeals import APPEAL_STATUSES
+from service.review.appeals import APPEAL_STATUSES, AppealStatus
+from service.review.appeals import parse_cursor as appeal_cursor
 from service.review.items import (
     STATUSES,
     NotFoundError,
-    parse_cursor,
-    report_deadline,
+    Status,
+    report_due,
 )
 from service.security import AuthError, client_address, sign_in
 from service.storage import StorageError
@@ -49,7 +61,14 @@ PAGE_SIZE = 50
 DASHBOARD_S = 60.0
 """How long a process shows the same dashboard: its aggregates scan the queue (about 2 s with a
 million items, ``eval.console``), too slow to run on every load."""
-router = APIRouter(prefix="/console", include_in_schema=False)
+router = APIRouter(prefix="/console", include_in_schema=False, route_class=ConsoleRoute)
+
+
+class BankForm(RumorIn):
+    """The bank's form names a rumour by its text only: one left empty is missing, not a post
+    to look for."""
+
+    text: str = Field(min_length=1, max_length=10_000)
 
 
 @router.get("/")
@@ -113,39 +132,30 @@ async def logout(request: Request, _: Form) -> Response:
 
 
 @router.get("/lang/{language}")
-async def language(language: str, next: str = "/console/queue") -> Response:
+async def language(language: Language, next: str = "/console/queue") -> Response:
     # only a path of the console: never a redirect elsewhere
     target = next if next.startswith("/console/") and "//" not in next else "/console/queue"
     response = RedirectResponse(target, 303)
-    if language in LANGUAGES:
-        response.set_cookie(LANG_COOKIE, language, max_age=365 * 86400, samesite="lax")
+    response.set_cookie(LANG_COOKIE, language, max_age=365 * 86400, samesite="lax")
     return response
-
-
-def _position(cursor: str | None) -> tuple[float, int] | None:
-    """The page a ``cursor`` link names; the first page for one edited by hand."""
-    try:
-        return parse_cursor(cursor or None)
-    except ValueError:
-        return None
 
 
 @router.get("/queue")
 async def queue(
     who: Signed,
-    head: str = "",
-    status: str = "open",
-    assignee: str = "",
+    head: Literal[Risk, ""] = "",
+    status: Status = "open",
+    assignee: Annotated[Text, Query(max_length=64)] = "",
     cursor: str | None = None,
 ) -> HTMLResponse:
     policy = who.found.scoring.policy
-    position = _position(cursor)
+    position = query_cursor(cursor)
     page = await who.call(
         who.found.review.list_items,
         policy,
-        status=status if status in STATUSES else "open",
-        head=head if head in RISKS else None,
-        assignee=assignee[:64] or None,
+        status=status,
+        head=head or None,
+        assignee=assignee or None,
         cursor=position,
         limit=PAGE_SIZE,
     )
@@ -217,21 +227,16 @@ async def claim(item_id: ItemId, who: Signed, _: Form) -> Response:
     try:
         await who.call(who.found.review.claim, who.found.scoring.policy, item_id, who.name)
     except REFUSALS as exc:
-        return back(f"/console/items/{item_id}", refusal(exc))
+        return who.refused(f"/console/items/{item_id}", exc)
     return back(f"/console/items/{item_id}")
 
 
 @router.post("/items/{item_id}/decision")
 async def decide(item_id: ItemId, who: Signed, fields: Form) -> Response:
     here = f"/console/items/{item_id}"
-    try:
-        body = DecisionRequest.model_validate(
-            {k: fields.get(k) or None for k in ("action", "category", "basis", "note")}
-        )
-    except ValidationError as exc:
-        return back(here, refusal(exc))
     policy = who.found.scoring.policy
     try:
+        body = DecisionRequest.model_validate(given(fields, "action", "category", "basis", "note"))
         await who.call(
             who.found.review.decide,
             policy,
@@ -243,7 +248,7 @@ async def decide(item_id: ItemId, who: Signed, fields: Form) -> Response:
             body.note,
         )
     except REFUSALS as exc:
-        return back(here, refusal(exc))
+        return who.refused(here, exc)
     return await next_item(item_id, who)
 
 
@@ -261,10 +266,12 @@ async def next_item(item_id: ItemId, who: Signed) -> RedirectResponse:
 
 
 @router.get("/appeals")
-async def appeals(who: Signed, status: str = "pending", cursor: str | None = None) -> HTMLResponse:
+async def appeals(
+    who: Signed, status: Literal[AppealStatus, "all"] = "pending", cursor: str | None = None
+) -> HTMLResponse:
     """Pending appeals first of all (a resolved one needs no one); ``status=all`` for every one."""
-    position = _position(cursor)
-    shown = status if status in APPEAL_STATUSES else None
+    position = query_cursor(cursor, appeal_cursor)
+    shown = None if status == "all" else status
     page = await who.call(
         who.found.review.list_appeals, status=shown, cursor=position, limit=PAGE_SIZE
     )
@@ -286,7 +293,7 @@ async def file_appeal(who: Signed, fields: Form) -> Response:
     try:
         # form fields are strings: the item's number is read from its text, as in a query
         body = AppealRequest.model_validate_strings(
-            {k: fields.get(k, "") for k in ("account_id", "item_id", "reason")}
+            given(fields, "account_id", "item_id", "reason")
         )
         await who.call(
             who.found.review.file_appeal,
@@ -297,16 +304,14 @@ async def file_appeal(who: Signed, fields: Form) -> Response:
             filed_by=who.name,
         )
     except REFUSALS as exc:
-        return back("/console/appeals", refusal(exc))
+        return who.refused("/console/appeals", exc)
     return back("/console/appeals")
 
 
 @router.post("/appeals/{appeal_id}/decision")
 async def decide_appeal(appeal_id: ItemId, who: Signed, fields: Form) -> Response:
     try:
-        body = AppealDecisionRequest.model_validate(
-            {"action": fields.get("action"), "note": fields.get("note") or None}
-        )
+        body = AppealDecisionRequest.model_validate(given(fields, "action", "note"))
         await who.call(
             who.found.review.decide_appeal,
             who.found.scoring.policy,
@@ -316,7 +321,7 @@ async def decide_appeal(appeal_id: ItemId, who: Signed, fields: Form) -> Respons
             body.note,
         )
     except REFUSALS as exc:
-        return back("/console/appeals", refusal(exc))
+        return who.refused("/console/appeals", exc)
     return back("/console/appeals")
 
 
@@ -324,7 +329,7 @@ async def decide_appeal(appeal_id: ItemId, who: Signed, fields: Form) -> Respons
 async def reports(who: Signed, all: bool = False) -> HTMLResponse:
     rows = await who.call(who.console.reads.reports, limit=200, open_only=not all)
     rules = who.found.scoring.policy.review
-    deadlines = {r.id: report_deadline(rules, r.enqueued_at, r.reports) for r in rows}
+    deadlines = {r.id: report_due(rules, r.created_at) for r in rows}
     return who.page("reports.html", rows=rows, deadlines=deadlines, now=datetime.now(UTC))
 
 
@@ -336,30 +341,30 @@ async def bank(who: Admin) -> HTMLResponse:
 
 @router.post("/bank")
 async def add_rumor(who: Admin, fields: Form) -> Response:
-    text, notice = fields.get("text", "").strip(), fields.get("notice", "").strip()
-    if not text or not notice:
-        return back("/console/bank", "text and notice are both needed")
     try:
+        body = BankForm.model_validate(given(fields, "text", "notice"))
         await who.call(
             bank_rumor,
             who.found.neardup,
             who.found.scoring.repository,
-            text=text[:10_000],
+            text=body.text,
             post_id=None,
-            notice=notice[:10_000],
+            notice=body.notice,
             by=who.name[:32],
         )
     except REFUSALS as exc:
-        return back("/console/bank", refusal(exc))
+        return who.refused("/console/bank", exc)
     return back("/console/bank")
 
 
 @router.post("/bank/{rumor_id}/delete")
-async def delete_rumor(rumor_id: str, who: Admin, _: Form) -> Response:
+async def delete_rumor(
+    rumor_id: Annotated[Id, Path(max_length=32)], who: Admin, _: Form
+) -> Response:
     try:
         await who.call(unbank_rumor, who.found.neardup, who.found.scoring.repository, rumor_id)
     except REFUSALS as exc:
-        return back("/console/bank", refusal(exc))
+        return who.refused("/console/bank", exc)
     return back("/console/bank")
 
 

@@ -1,26 +1,31 @@
 """The request plumbing every console page shares: who is signed in (:func:`viewer`,
 :func:`admin`), forms whose CSRF token checked out (:func:`form`), pages rendered with the
-security headers (:func:`render`), and redirects that carry a refusal back (:func:`back`).
+security headers (:func:`render`), redirects that carry a refusal back (:func:`back`), and the
+error page for whatever the console refuses to show (:func:`error_page`), in the page's language.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Depends, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment
 from markupsafe import Markup
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from service.api.state import Services
-from service.console.i18n import translator
+from service.console.i18n import explain, translator
 from service.console.session import COOKIE, Session, Sessions
 from service.neardup.bank import UnmatchableError
 from service.review.appeals import AppealClosedError
@@ -51,9 +56,15 @@ REFUSALS = (
 """What a write may be refused with: the console shows the reason on the page it came from."""
 
 
-def refusal(exc: Exception) -> str:
+def language_of(request: Request) -> str:
+    return request.cookies.get(LANG_COOKIE, "zh")
+
+
+def refusal(exc: Exception, request: Request) -> str:
+    """Why a write was refused: a request model's reasons in the page's language; the
+    storage's and the review rules' in their own words, which carry the ids and states."""
     if isinstance(exc, ValidationError):
-        return "; ".join(str(e["msg"]) for e in exc.errors())
+        return explain(exc.errors(), translator(language_of(request)))
     return str(exc)
 
 
@@ -104,6 +115,9 @@ class Viewer:
     def page(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         return render(self.request, self.console, self.session, name, status, **context)
 
+    def refused(self, url: str, exc: Exception) -> RedirectResponse:
+        return back(url, refusal(exc, self.request))
+
 
 def render(
     request: Request,
@@ -111,16 +125,19 @@ def render(
     session: Session,
     template: str,
     status: int = 200,
+    *,
+    error: str | None = None,
     **context: Any,
 ) -> HTMLResponse:
-    language = request.cookies.get(LANG_COOKIE, "zh")
+    """``template`` with ``error`` shown above it, or else the refusal a redirect carried."""
+    language = language_of(request)
     html = console.env.get_template(template).render(
         t=translator(language),
         lang=language,
         session=session,
         csrf=console.sessions.csrf(session),
         path=request.url.path,
-        error=request.query_params.get("error"),
+        error=request.query_params.get("error") if error is None else error,
         **context,
     )
     response = HTMLResponse(html, status)
@@ -190,11 +207,55 @@ async def form(request: Request) -> dict[str, str]:
 Form = Annotated[dict[str, str], Depends(form)]
 
 
+def given(fields: Mapping[str, str], *names: str) -> dict[str, str]:
+    """The fields among ``names`` that were filled in, trimmed. One left empty (a browser posts
+    it so) counts as not given, so that a request model refuses it as missing, not as malformed,
+    and one left out of a confirmation gets the model's own reason."""
+    return {name: value for name in names if (value := fields.get(name, "").strip())}
+
+
+class ConsoleRoute(APIRoute):
+    """Answers a path or query value its type refuses with the console's error page, where the
+    app's handler answers every 422 in the JSON API's shape."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                why = explain(exc.errors(), translator(language_of(request)))
+                return error_page(request, 422, "invalid_request", why)
+
+        return handle
+
+
+def error_page(
+    request: Request, status: int, message_key: str, detail: str | None = None
+) -> HTMLResponse:
+    """The console's page for what it refuses to show, to anyone (signed in or not)."""
+    console = console_of(request)
+    session = session_of(request) or console.sessions.new(time.time())
+    return render(
+        request, console, session, "error.html", status, error=detail, message_key=message_key
+    )
+
+
 async def to_sign_in(request: Request, _: Exception) -> Response:
     return RedirectResponse("/console/login", 303)
 
 
 async def not_allowed(request: Request, _: Exception) -> Response:
-    console = console_of(request)
-    session = session_of(request) or console.sessions.new(time.time())
-    return render(request, console, session, "error.html", 403, message_key="forbidden")
+    return error_page(request, 403, "forbidden")
+
+
+async def no_page(request: Request, exc: Exception) -> Response:
+    """An address under ``/console/`` that names no page (or not for this method) gets the
+    console's page; any other is left to FastAPI's answer, which the JSON API's clients read."""
+    assert isinstance(exc, HTTPException)
+    if not request.url.path.startswith("/console/") or exc.status_code not in (404, 405):
+        return await http_exception_handler(request, exc)
+    page = error_page(request, exc.status_code, "no_page")
+    page.headers.update(exc.headers or {})
+    return page

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal, get_args
 
 from service.policy.governance import AppealRules
+from service.review import items
 from service.review.items import ConflictError, ForbiddenError
 
 AppealAction = Literal["uphold", "reject"]
 APPEAL_ACTIONS: tuple[AppealAction, ...] = get_args(AppealAction)
 AppealStatus = Literal["pending", "upheld", "rejected"]
 APPEAL_STATUSES: tuple[AppealStatus, ...] = get_args(AppealStatus)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+# the ends of the calendar a deadline can have, in a cursor's microseconds since the epoch
+FIRST_MICROS = (datetime.min.replace(tzinfo=UTC) - EPOCH) // MICROSECOND
+LAST_MICROS = (datetime.max.replace(tzinfo=UTC) - EPOCH) // MICROSECOND
 
 
 class AppealClosedError(ConflictError):
@@ -42,3 +49,25 @@ def check_resolver(decided_by: str, resolver: str) -> None:
 
 def overdue(status: str, deadline: datetime, now: datetime) -> bool:
     return status == "pending" and deadline < now
+
+
+def cursor(deadline: datetime, appeal_id: int) -> str:
+    """A listing's ``next``: the last appeal's deadline in whole microseconds, which a float
+    holds exactly (a timestamp's float of seconds may not round-trip), and its id."""
+    return f"{(deadline - EPOCH) // MICROSECOND}_{appeal_id}"
+
+
+def parse_cursor(given: str | None) -> tuple[float, int] | None:
+    """The position a listing's ``next`` names; ValueError for anything else, a time past the
+    calendar's ends included (no deadline has it, so no listing gave it out)."""
+    parsed = items.parse_cursor(given)
+    if parsed is not None and not FIRST_MICROS <= parsed[0] <= LAST_MICROS:
+        raise ValueError(f"{given!r} is not a cursor a listing gave out")
+    return parsed
+
+
+def cursor_deadline(micros: float) -> datetime:
+    """The deadline a cursor's time names. One past the calendar's ends (edited by hand: the
+    console passes such a cursor on as its first page would) is held to the end it passed,
+    where datetime would overflow; the listing after it is then everything, or nothing."""
+    return EPOCH + timedelta(microseconds=max(FIRST_MICROS, min(LAST_MICROS, micros)))

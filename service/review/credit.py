@@ -5,7 +5,8 @@ credit is always ``initial`` plus the sum of its entries (:func:`replay`)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from service.policy.governance import CreditRules, Level
@@ -49,3 +50,44 @@ def restoration(
 def replay(rules: CreditRules, deltas: Iterable[int]) -> int:
     """An account's credit from its ledger entries, in order."""
     return rules.initial + sum(deltas)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A ledger entry as :func:`reversal` replays it: a standing (never reversed) violation of
+    ``category`` on an item of ``severity``, or, with no category, a restoration of ``delta``."""
+
+    at: datetime
+    category: Category | None = None
+    severity: str = "review"
+    delta: int = 0
+
+
+def _replay(rules: CreditRules, entries: Iterable[Standing]) -> int:
+    points = rules.initial
+    violations: list[datetime] = []
+    for entry in entries:
+        if entry.category is None:
+            points = clamp(rules, points + entry.delta)
+            continue
+        since = entry.at - timedelta(days=rules.window_days)
+        earlier = sum(1 for at in violations if at >= since)
+        points += deduction(rules, points, entry.category, entry.severity, earlier)
+        violations.append(entry.at)
+    return points
+
+
+def reversal(rules: CreditRules, credit: int, entries: Sequence[Standing], undone: int) -> int:
+    """The delta that takes ``credit`` to what it would be had ``entries[undone]`` (a standing
+    violation) never been confirmed (art13: an upheld appeal undoes what its decision caused,
+    no more).
+
+    Its own deduction is not enough: at the floor, or with later violations weighed as repeats
+    of it, the later deductions depend on it. So the account's standing violations and
+    restorations (in order) are replayed with it and without it under ``rules``, and the
+    difference is given back rather than the credit set to the second replay, so that what the
+    replay does not redo (deductions under an earlier policy, earlier reversals) stays as it
+    was. Restorations keep their points (clamped), though a longer clean period might have
+    brought them sooner."""
+    kept = [entry for n, entry in enumerate(entries) if n != undone]
+    return clamp(rules, credit + _replay(rules, kept) - _replay(rules, entries)) - credit

@@ -30,3 +30,8 @@ def ends_at(step: DispositionStep, starts_at: datetime) -> datetime | None:
 
 def is_active(ends: datetime | None, lifted: bool, now: datetime) -> bool:
     return not lifted and (ends is None or ends > now)
+
+
+def called_for(ladder: list[DispositionStep], level: str, violations: int) -> set[str]:
+    """The kinds of step an account at ``level`` with ``violations`` in the window calls for."""
+    return {step.kind for step in due(ladder, level, violations, ())}

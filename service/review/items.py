@@ -116,7 +116,33 @@ def check_action(status: str, action: Action) -> None:
 
 
 def report_deadline(rules: ReviewRules, enqueued_at: datetime, reports: int) -> datetime | None:
+    """The item's deadline: reported items are answered within the policy's days of queueing."""
     return enqueued_at + timedelta(days=rules.report_within_days) if reports else None
+
+
+def report_due(rules: ReviewRules, filed_at: datetime) -> datetime:
+    """When a complaint must have its feedback (art20): counted from its own filing, so a
+    report that joins an item queued long ago is not overdue on arrival."""
+    return filed_at + timedelta(days=rules.report_within_days)
+
+
+def report_overdue(status: str, due: datetime, now: datetime) -> bool:
+    """A report is answered by its item's final decision; until then it is late past ``due``."""
+    return status not in FINAL and due < now
+
+
+def posts_charged(
+    post_id: str | None, account_id: str | None, evidence: dict[str, Any] | None, account: str
+) -> set[str]:
+    """The posts a confirmation of an item charges ``account`` for: the item's post when it
+    is the account's, and the account's posts among a coordinated batch's members. A post is
+    charged once, whichever item comes to it first."""
+    posts = {post_id} if post_id is not None and account_id == account else set()
+    for member in (evidence or {}).get("members", []):
+        mine = isinstance(member, dict) and member.get("account_id") == account
+        if mine and isinstance(member.get("post_id"), str):
+            posts.add(member["post_id"])
+    return posts
 
 
 def lease_end(rules: ReviewRules, now: datetime) -> datetime:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from service.normalise import normalise
 from service.policy.governance import RegistrationRules
+from service.review.items import ConflictError
 
 
 def fold_name(name: str) -> str:
@@ -22,9 +23,63 @@ def fold_name(name: str) -> str:
     return "".join(ch for ch in folded if unicodedata.category(ch)[0] in "LN")
 
 
+# dashes a form or a keyboard may put between an identifier's groups (NFKC makes the
+# full-width hyphen-minus an ASCII one but leaves these)
+_DASHES = frozenset("-\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63")
+
+
+def normalise_subject(subject_id: str) -> str:
+    """One spelling per identifier: an ID card's check letter ``x`` is ``X``, full-width
+    digits are digits, and spaces, hyphens and invisible characters that split its groups
+    are not part of it. Every digest is taken of this, when stored and when checked."""
+    folded = unicodedata.normalize("NFKC", subject_id).upper()
+    return "".join(
+        ch for ch in folded if ch not in _DASHES and unicodedata.category(ch)[0] not in "ZC"
+    )
+
+
+def _digest(form: str) -> str:
+    return hashlib.sha256(f"qinglang-subject:{form}".encode()).hexdigest()
+
+
 def subject_digest(subject_id: str) -> str:
     """What is stored of a subject identifier (an ID card or licence number): its SHA-256."""
-    return hashlib.sha256(f"qinglang-subject:{subject_id.strip()}".encode()).hexdigest()
+    return _digest(normalise_subject(subject_id))
+
+
+def subject_digests(subject_id: str) -> set[str]:
+    """The digests a stored subject may have for ``subject_id``: its digest, and the one
+    stored before subject ids were normalised (of the id only stripped). An old row matches
+    the spelling it was given in until its subject is given again, which stores it anew."""
+    return {subject_digest(subject_id), _digest(subject_id.strip())}
+
+
+def check_profile_change(
+    account_id: str,
+    refused_by: Collection[str],
+    name_changes: bool,
+    stored_subject: str | None,
+    subject_id: str | None,
+) -> None:
+    """Raise :class:`ConflictError` for a profile change that would let a refused name or
+    subject register again. The check reads the account's one stored name and subject, so a
+    subject is never replaced (one holder's identity; a transfer, art11, is verified
+    elsewhere), and the name of an account that ``refused_by`` dispositions (closed,
+    blacklisted) stays as it was closed (art8)."""
+    if (
+        subject_id is not None
+        and stored_subject is not None
+        and stored_subject not in subject_digests(subject_id)
+    ):
+        raise ConflictError(
+            f"account {account_id!r} has a subject already; it is never replaced, since "
+            "re-registration is checked against it (art8, art10)"
+        )
+    if name_changes and refused_by:
+        raise ConflictError(
+            f"account {account_id!r} is under {', '.join(sorted(refused_by))}: its name stays "
+            "refused to re-registration (art8), so it is not changed"
+        )
 
 
 def distance(a: str, b: str, limit: int) -> int:

@@ -37,6 +37,11 @@ class Item(BaseModel):
     text: str | None = Field(
         default=None, description="the post's text: with a single item only, not in listings"
     )
+    post_unknown: bool = Field(
+        default=False,
+        description="reported about a post the service never stored: no text to read, and no "
+        "account unless the report named one",
+    )
 
 
 class ItemPage(BaseModel):
@@ -78,6 +83,14 @@ class Disposition(BaseModel):
     active: bool
 
 
+class Uncharged(BaseModel):
+    account_id: str | None = Field(description="null: the item names no account")
+    reason: str
+    charged_by: int | None = Field(
+        default=None, description="the item whose confirmation charged the post already"
+    )
+
+
 class Decision(BaseModel):
     id: int
     item_id: int
@@ -93,6 +106,10 @@ class Decision(BaseModel):
         "account of a cluster"
     )
     dispositions: list[Disposition] = Field(description="dispositions the decision applied")
+    uncharged: list[Uncharged] = Field(
+        default_factory=list,
+        description="why a confirmation charged an account of the item nothing, or nobody",
+    )
 
 
 class Account(BaseModel):
@@ -114,9 +131,16 @@ class Report(BaseModel):
     category: Category
     text: str
     item_id: int
-    item_reports: int = Field(description="reports merged into the item so far")
+    item_reports: int = Field(
+        description="reporters of the item so far, each counted once towards its priority"
+    )
     status: Status = Field(description="the review item's status: the report's outcome")
     created_at: datetime
+    # defaults: a retry may be answered with a report stored before reports had deadlines
+    deadline: datetime | None = Field(
+        default=None, description="when the report must be answered (art20), from its filing"
+    )
+    overdue: bool = Field(default=False, description="past its deadline, its item undecided")
 
 
 class Appeal(BaseModel):

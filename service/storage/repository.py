@@ -318,7 +318,9 @@ class ReviewRepository(Protocol):
     ) -> views.Item:
         """Queue an item of another source (a cluster, a bank match) once while it is open."""
 
-    def get_report(self, report_id: int) -> views.Report: ...
+    def get_report(
+        self, policy: Policy, report_id: int, now: datetime | None = None
+    ) -> views.Report: ...
 
     def file_appeal(
         self,

@@ -62,6 +62,8 @@ def item_view(
         policy_version=row.policy_version,
         evidence=evidence,
         text=row.text if with_text else None,
+        # a flagged record adopts a report item with its text, so this follows the post
+        post_unknown=row.kind == "report" and row.post_id is not None and row.text is None,
     )
 
 
@@ -124,7 +126,11 @@ def account_view(session: Session, account: StoredAccount, now: datetime) -> vie
     )
 
 
-def report_view(report: StoredReport, item: ReviewItem) -> views.Report:
+def report_view(
+    policy: Policy, report: StoredReport, item: ReviewItem, now: datetime
+) -> views.Report:
+    filed = utc(report.created_at)
+    due = items.report_due(policy.review, filed)
     return views.Report(
         id=report.id,
         post_id=report.post_id,
@@ -134,7 +140,9 @@ def report_view(report: StoredReport, item: ReviewItem) -> views.Report:
         item_id=item.id,
         item_reports=item.reports,
         status=cast(items.Status, item.status),
-        created_at=utc(report.created_at),
+        created_at=filed,
+        deadline=due,
+        overdue=items.report_overdue(item.status, due, now),
     )
 
 

@@ -42,6 +42,7 @@ from service.storage.review_steps import (
     OPEN_STATUSES,
     Tx,
     accounts_of,
+    active_kinds,
     active_now,
     append_records,
     final_decision,
@@ -73,13 +74,6 @@ from service.storage.tables import (
 
 M = TypeVar("M", bound=BaseModel)
 RETRIES = 5
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _micros(moment: datetime) -> int:
-    """A cursor's time: whole microseconds, which a float holds exactly (a timestamp's float
-    of seconds may not round-trip)."""
-    return (moment - EPOCH) // timedelta(microseconds=1)
 
 
 class ReviewSql:
@@ -257,10 +251,20 @@ class ReviewSql:
             )
             changes: list[views.CreditChange] = []
             applied: list[views.Disposition] = []
+            uncharged: list[views.Uncharged] = []
             if action == "confirm" and category is not None:
+                if not accounts_of(item):
+                    uncharged.append(_nobody_to_charge(item))
                 # in one order everywhere, so that two decisions on overlapping clusters
                 # cannot wait for each other's account
                 for account_id in accounts_of(item):
+                    # under the account's lock, so that two items of one post confirmed at
+                    # once charge it once
+                    locked_account(tx, account_id)
+                    charged = _charged_already(tx, item, account_id)
+                    if charged is not None:
+                        uncharged.append(charged)
+                        continue
                     change, steps = violation(tx, item, account_id, category, reviewer)
                     changes.append(change)
                     applied += steps
@@ -276,6 +280,7 @@ class ReviewSql:
                 status=status,
                 credits=changes,
                 dispositions=applied,
+                uncharged=uncharged,
             )
 
         return self._once(policy, now, idem, views.Decision, run)
@@ -295,11 +300,21 @@ class ReviewSql:
         """Create or update an account's profile (credit is only changed by the ledger).
 
         What is not given keeps its stored value: a name left as ``...`` (``None`` clears it),
-        a subject or followers left as ``None``. A subject once given is never cleared, since
-        re-registration checks it.
+        a subject or followers left as ``None``. A subject once given is never cleared nor
+        replaced, and a closed or blacklisted account's name is not changed
+        (:func:`registration.check_profile_change`), since re-registration checks them.
         """
         with self._write(policy, now) as tx:
             account = locked_account(tx, account_id)
+            rules = policy.registration
+            refusing = {*rules.names_refused_by, *rules.subjects_refused_by}
+            registration.check_profile_change(
+                account_id,
+                active_kinds(tx, account_id) & refusing,
+                not isinstance(name, EllipsisType) and name != account.name,
+                account.subject_digest,
+                subject_id,
+            )
             if not isinstance(name, EllipsisType):
                 account.name = name
                 account.folded_name = None if name is None else registration.fold_name(name)
@@ -369,10 +384,12 @@ class ReviewSql:
         now: datetime | None = None,
     ) -> views.Report:
         """Store a complaint and join it to the post's (or account's) open item, raising its
-        priority, or open a report item for it."""
+        priority, or to the item that confirmed the post (the post is decided and charged once:
+        the report's answer is that decision), or open a report item for it. Each reporter
+        counts once towards an item's priority."""
 
         def run(tx: Tx) -> views.Report:
-            item = item_to_join(tx, post_id, account_id)
+            item = item_to_join(tx, post_id, account_id) or _confirmed_item(tx, post_id)
             if item is None:
                 # a report names the post; the item is charged to whoever posted it
                 owner = account_id or post_owner(tx, post_id)
@@ -391,7 +408,9 @@ class ReviewSql:
                 # the reviewer reads the post, and its label is exported with the text
                 stored = tx.session.get(StoredPost, post_id) if post_id is not None else None
                 item.text = stored.text if stored is not None else None
-            item.reports += 1
+                tx.session.flush()
+            # one reporter filing again is one voice, not a way up the queue
+            item.reports += _first_report_by(tx, item.id, reporter)
             counts = dict((item.evidence or {}).get("categories", {}))
             counts[category] = counts.get(category, 0) + 1
             item.evidence = {**(item.evidence or {}), "categories": counts}
@@ -420,7 +439,7 @@ class ReviewSql:
                     "reporter": reporter,
                 },
             )
-            return report_view(report, item)
+            return report_view(policy, report, item, tx.now)
 
         return self._once(policy, now, idem, views.Report, run)
 
@@ -457,6 +476,10 @@ class ReviewSql:
                 about_post.text = about_post.text or text_
                 about_post.model_version = about_post.model_version or model_version
                 return item_view(policy, about_post, None, tx.now)
+            confirmed = _confirmed_item(tx, post_id) if about_post is None else None
+            if confirmed is not None:
+                # the post was decided and charged: another source of it is not a second case
+                return item_view(policy, confirmed, None, tx.now)
             open_item = tx.session.scalar(
                 select(ReviewItem)
                 .where(ReviewItem.merge_key == merge_key, ReviewItem.status.in_(OPEN_STATUSES))
@@ -495,14 +518,16 @@ class ReviewSql:
 
         return self._once(policy, now, None, views.Item, run)
 
-    def get_report(self, report_id: int) -> views.Report:
+    def get_report(
+        self, policy: Policy, report_id: int, now: datetime | None = None
+    ) -> views.Report:
         with self._session() as session:
             report = session.get(StoredReport, report_id)
             if report is None:
                 raise NotFoundError(f"no report {report_id}")
             item = session.get(ReviewItem, report.item_id)
             assert item is not None
-            return report_view(report, item)
+            return report_view(policy, report, item, now or datetime.now(UTC))
 
     def file_appeal(
         self,
@@ -614,7 +639,7 @@ class ReviewSql:
         if overdue_only:
             query = query.where(late)
         if cursor is not None:
-            after, last_id = EPOCH + timedelta(microseconds=cursor[0]), cursor[1]
+            after, last_id = appeal_rules.cursor_deadline(cursor[0]), cursor[1]
             query = query.where(
                 or_(
                     StoredAppeal.deadline > after,
@@ -634,7 +659,7 @@ class ReviewSql:
             appeals=[appeal_view(a, moment) for a in rows[:limit]],
             pending=int(counts.get("pending", 0)),
             overdue=int(overdue or 0),
-            next=None if last is None else f"{_micros(utc(last.deadline))}_{last.id}",
+            next=None if last is None else appeal_rules.cursor(utc(last.deadline), last.id),
         )
 
     # --- re-registration ------------------------------------------------------------------
@@ -649,7 +674,7 @@ class ReviewSql:
                 select(StoredAccount.account_id)
                 .join(StoredDisposition, StoredDisposition.account_id == StoredAccount.account_id)
                 .where(
-                    StoredAccount.subject_digest == registration.subject_digest(subject_id),
+                    StoredAccount.subject_digest.in_(registration.subject_digests(subject_id)),
                     StoredDisposition.kind.in_(rules.subjects_refused_by),
                     active_now(moment),
                 )
@@ -722,6 +747,9 @@ class ReviewSql:
             select(ReviewDecision, ReviewItem)
             .join(ReviewItem, ReviewItem.id == ReviewDecision.item_id)
             .where(ReviewDecision.action.in_(("confirm", "dismiss")))
+            # a label without the text it labels teaches nothing (a post the service never
+            # stored); a coordinated batch's is the batch's, which its members' evidence holds
+            .where(or_(ReviewItem.text.is_not(None), ReviewItem.kind == "cluster"))
             .order_by(ReviewDecision.id)
         )
         with self._session() as session:
@@ -747,3 +775,61 @@ class ReviewSql:
                     "policy_version": decision.policy_version,
                     "model_version": item.model_version,
                 }
+
+
+def _confirmed_item(tx: Tx, post_id: str | None) -> ReviewItem | None:
+    """The item that confirmed the post, locked: what a later report or match of it joins."""
+    if post_id is None:
+        return None
+    return tx.session.scalar(
+        select(ReviewItem)
+        .where(ReviewItem.post_id == post_id, ReviewItem.status == "confirmed")
+        .order_by(ReviewItem.id.desc())
+        .limit(1)
+        .with_for_update()
+    )
+
+
+def _first_report_by(tx: Tx, item_id: int, reporter: str) -> bool:
+    earlier = tx.session.scalar(
+        select(StoredReport.id)
+        .where(StoredReport.item_id == item_id, StoredReport.reporter == reporter)
+        .limit(1)
+    )
+    return earlier is None
+
+
+def _charged_already(tx: Tx, item: ReviewItem, account_id: str) -> views.Uncharged | None:
+    """Why confirming ``item`` charges ``account_id`` nothing: another item's confirmation
+    charged the account for one of the same posts (an appeal's reversal included: the post
+    was decided)."""
+    posts = items.posts_charged(item.post_id, item.account_id, item.evidence, account_id)
+    if not posts:
+        return None
+    charged = tx.session.execute(
+        select(ReviewItem.id, ReviewItem.post_id, ReviewItem.account_id, ReviewItem.evidence)
+        .join(CreditEntry, CreditEntry.item_id == ReviewItem.id)
+        .where(
+            CreditEntry.account_id == account_id,
+            CreditEntry.reason == "violation",
+            ReviewItem.id != item.id,
+        )
+        .order_by(ReviewItem.id)
+    ).all()
+    for other, post_id, owner, evidence in charged:
+        same = posts & items.posts_charged(post_id, owner, evidence, account_id)
+        if same:
+            return views.Uncharged(
+                account_id=account_id,
+                reason=f"post {min(same)} was charged to the account by item {other}",
+                charged_by=other,
+            )
+    return None
+
+
+def _nobody_to_charge(item: ReviewItem) -> views.Uncharged:
+    if item.post_id is not None:
+        why = f"the item names no account: post {item.post_id} is unknown to the service"
+    else:
+        why = "the item names no account"
+    return views.Uncharged(account_id=None, reason=why)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -273,6 +273,11 @@ def reverse(
 ) -> list[views.CreditChange | views.Disposition]:
     account = locked_account(tx, appeal.account_id)
     done: list[views.CreditChange | views.Disposition] = []
+    ladder = tx.policy.dispositions
+    since = tx.now - timedelta(days=tx.policy.credit.window_days)
+    before = dispositions.called_for(
+        ladder, account.level, violations_since(tx, account.account_id, since)
+    )
     deducted = tx.session.scalar(
         select(CreditEntry).where(
             CreditEntry.item_id == appeal.item_id,
@@ -280,10 +285,11 @@ def reverse(
             CreditEntry.reason == "violation",
         )
     )
-    if deducted is not None and deducted.delta:
-        # the points come back, but never past the initial credit: restorations may have
-        # given some back since the deduction
-        delta = credit.clamp(tx.policy.credit, account.credit - deducted.delta) - account.credit
+    ids, entries = standing_entries(tx, account.account_id)
+    if deducted is not None and deducted.id in ids:
+        delta = credit.reversal(tx.policy.credit, account.credit, entries, ids.index(deducted.id))
+        # written when nothing comes back too: this entry is what stops the violation counting
+        # (:func:`reversed_items`)
         done.append(
             change_credit(
                 tx,
@@ -295,11 +301,19 @@ def reverse(
                 appeal_id=appeal.id,
             )
         )
+    # the decision's own dispositions, and those that only its weight on the level or the count
+    # of violations called for, whichever violation they were applied on
+    gone = before - dispositions.called_for(
+        ladder, account.level, violations_since(tx, account.account_id, since)
+    )
     lifted = tx.session.scalars(
         select(StoredDisposition).where(
-            StoredDisposition.item_id == appeal.item_id,
             StoredDisposition.account_id == appeal.account_id,
             StoredDisposition.lifted_at.is_(None),
+            or_(
+                StoredDisposition.item_id == appeal.item_id,
+                and_(StoredDisposition.kind.in_(gone), active_now(tx.now)),
+            ),
         )
     ).all()
     for row in lifted:
@@ -312,6 +326,38 @@ def reverse(
         done.append(disposition_view(row, tx.now))
     done += still_due(tx, account, lifted, reviewer)
     return done
+
+
+def standing_entries(tx: Tx, account_id: str) -> tuple[list[int], list[credit.Standing]]:
+    """The account's standing violations and restorations in ledger order, and their ids."""
+    rows = tx.session.execute(
+        select(
+            CreditEntry.id,
+            CreditEntry.at,
+            CreditEntry.category,
+            CreditEntry.delta,
+            ReviewItem.severity,
+        )
+        .outerjoin(ReviewItem, ReviewItem.id == CreditEntry.item_id)
+        .where(
+            CreditEntry.account_id == account_id,
+            or_(
+                CreditEntry.reason == "restore",
+                and_(
+                    CreditEntry.reason == "violation",
+                    CreditEntry.item_id.not_in(reversed_items(account_id)),
+                ),
+            ),
+        )
+        .order_by(CreditEntry.at, CreditEntry.id)
+    ).all()
+    entries = [
+        credit.Standing(utc(row.at), cast(Category, row.category), row.severity)
+        if row.category is not None
+        else credit.Standing(utc(row.at), delta=row.delta)
+        for row in rows
+    ]
+    return [row.id for row in rows], entries
 
 
 def still_due(

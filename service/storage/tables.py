@@ -243,6 +243,11 @@ class StoredReport(Base):
 
 class StoredAppeal(Base):
     __tablename__ = "appeals"
+    __table_args__ = (
+        # one appeal per violation: two filed at once would otherwise both pass the check for
+        # an earlier one (an index, not a constraint, so that SQLite adds it without a copy)
+        Index("uq_appeal_item_account", "item_id", "account_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"), index=True)
@@ -255,6 +260,26 @@ class StoredAppeal(Base):
     resolved_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class DuplicateAppeal(Base):
+    """An appeal of a violation that had one already, filed before the unique index existed
+    (migration 0008), kept as it was beside ``kept_id``, the appeal its violation keeps."""
+
+    __tablename__ = "appeal_duplicates"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=False)
+    account_id: Mapped[str] = mapped_column(String(MAX_ID_CHARS))
+    item_id: Mapped[int] = mapped_column(Id)
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    filed_by: Mapped[str] = mapped_column(String(64))
+    filed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deadline: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    kept_id: Mapped[int] = mapped_column(ForeignKey("appeals.id"))
 
 
 class AuditRecord(Base):

@@ -1,0 +1,244 @@
+"""Appeals on SQLite and PostgreSQL: one per violation however many are filed at once (and what
+migration 0008 does with the twins filed before it), an upheld appeal undoing what its decision
+caused and no more (art13), and listing cursors no listing gave out."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic import command
+from servicekit import Api, open_api, record
+from sqlalchemy import text
+from test_console import sign_in
+
+from service.pipeline import Pipeline
+from service.policy import Policy, load_policy
+from service.review import chain, credit, views
+from service.review.items import ConflictError
+from service.settings import Settings
+from service.storage import Pending, SqlRepository, open_repository, upgrade
+from service.storage.sql import alembic_config, make_engine
+
+T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+X_STEPS = {"close_account", "blacklist", "ban_reregistration"}
+BAD_CURSORS = ("99999999999999999999999_1", "1e300_1", "-1e20_1")
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return load_policy(Settings().policy_file)
+
+
+@pytest.fixture
+def repo(database_url: str, policy: Policy) -> Iterator[SqlRepository]:
+    upgrade(database_url)
+    repository = open_repository(database_url, 5.0, policy.review)
+    yield repository
+    repository.close()
+
+
+def confirmed(
+    repo: SqlRepository, policy: Policy, post_id: str, account: str, at: datetime
+) -> views.Decision:
+    """A blocked rumour of ``account``, confirmed at ``at``."""
+    rec = record(post_id, "block").model_copy(update={"account_id": account})
+    repo.save_records([Pending(rec, True, "帖子")])
+    (item,) = [i for i in repo.list_items(policy, limit=1000).items if i.post_id == post_id]
+    return repo.decide(policy, item.id, "r1", "confirm", "rumor", "art18.6", now=at)
+
+
+def appeal_of(repo: SqlRepository, policy: Policy, made: views.Decision, at: datetime) -> int:
+    account = made.credits[0].account_id
+    filed = repo.file_appeal(
+        policy, account_id=account, item_id=made.item_id, reason="误判", filed_by="k", now=at
+    )
+    return filed.id
+
+
+def active(repo: SqlRepository, account: str, at: datetime) -> set[str]:
+    return {d.kind for d in repo.get_account(account, now=at).dispositions}
+
+
+def test_appeals_of_one_violation_filed_at_once_store_one(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    made = confirmed(repo, policy, "p1", "acc1", T0)
+    start = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def file() -> None:
+        start.wait()
+        try:
+            repo.file_appeal(
+                policy,
+                account_id="acc1",
+                item_id=made.item_id,
+                reason="误判",
+                filed_by="k",
+                now=T0 + MINUTE,
+            )
+            outcomes.append("filed")
+        except ConflictError as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=file) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count("filed") == 1
+    assert all("appealed already" in o for o in outcomes if o != "filed")
+    assert len(repo.list_appeals().appeals) == 1
+
+
+def test_upholding_one_of_eight_rumours_leaves_what_the_other_seven_call_for(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    made = [confirmed(repo, policy, f"p{n}", "acc1", T0 + n * MINUTE) for n in range(8)]
+    assert [m.credits[0].credit for m in made[:3]] == [70, 25, 0]
+    assert [m.credits[0].delta for m in made[3:]] == [0] * 5
+    later = T0 + 10 * MINUTE
+    upheld = repo.decide_appeal(
+        policy, appeal_of(repo, policy, made[2], later), "r2", "uphold", None, now=later
+    )
+    (change,) = [c for c in upheld.reversed if isinstance(c, views.CreditChange)]
+    # without the third, the fourth deducts 60 from 25: the floor all the same
+    assert change.delta == 0
+    account = repo.get_account("acc1", now=later)
+    assert (account.credit, account.level) == (0, "X")
+    assert active(repo, "acc1", later) >= X_STEPS
+    # the reversed violation no longer counts: a ninth is the eighth standing one
+    ninth = confirmed(repo, policy, "p8", "acc1", later + MINUTE)
+    assert ninth.credits[0].delta == 0
+    assert chain.verify(repo.audit_entries(), repo.audit_head()) == []
+
+
+def test_an_upheld_appeal_gives_back_what_the_account_would_have_without_the_violation(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    rules = policy.credit
+    made = [confirmed(repo, policy, f"p{n}", "acc1", T0 + n * MINUTE) for n in range(3)]
+    assert repo.get_account("acc1", now=T0 + 3 * MINUTE).level == "X"
+    later = T0 + 10 * MINUTE
+    repo.decide_appeal(
+        policy, appeal_of(repo, policy, made[0], later), "r2", "uphold", None, now=later
+    )
+    # the second and third again, as if the first had never been confirmed
+    alone = credit.deduction(rules, rules.initial, "rumor", "block", 0)
+    expected = rules.initial + alone
+    expected += credit.deduction(rules, expected, "rumor", "block", 1)
+    account = repo.get_account("acc1", now=later)
+    assert (account.credit, account.level) == (expected, credit.level(rules, expected).name)
+    # its level calls for no X step any more, although those rest on the third violation
+    left = active(repo, "acc1", later)
+    assert not X_STEPS & left and {"warning", "suspend_updates"} <= left
+
+
+def test_a_reversal_is_the_difference_the_violation_makes_to_a_replay(policy: Policy) -> None:
+    rules = policy.credit
+    rumour = [credit.Standing(T0 + n * MINUTE, "rumor", "block") for n in range(4)]
+    assert credit.reversal(rules, 0, rumour, 2) == 0  # the fourth takes its place at the floor
+    assert credit.reversal(rules, 0, rumour[:3], 2) == 25
+    assert credit.reversal(rules, 0, rumour[:3], 0) == 25  # 70, then 45 as a second
+    restored = [rumour[0], credit.Standing(T0 + timedelta(days=60), delta=10)]
+    # never past the initial credit, as restorations since gave some back
+    assert credit.reversal(rules, 80, restored, 0) == 20
+
+
+def _twins(url: str) -> tuple[int, list[int]]:
+    """A database at 0007 holding three appeals of one violation (the second rejected) and
+    one of another; the violation's item, and the appeals' ids."""
+    engine = make_engine(url, 5.0)
+    with engine.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0007_evidence_sweep")
+    engine.dispose()
+    policy = load_policy(Settings().policy_file)
+    # the service's own writes, on a schema without the unique index
+    repo = open_repository(url, 5.0, policy.review)
+    try:
+        first = confirmed(repo, policy, "p1", "acc1", T0)
+        second = confirmed(repo, policy, "p2", "acc2", T0)
+        ids = [appeal_of(repo, policy, first, T0 + MINUTE)]
+        with repo.engine.begin() as connection:
+            for status in ("rejected", "pending"):
+                connection.execute(
+                    text(
+                        "INSERT INTO appeals (account_id, item_id, reason, status, filed_by,"
+                        " filed_at, deadline) SELECT account_id, item_id, :reason, :status,"
+                        " filed_by, filed_at, deadline FROM appeals WHERE id = :id"
+                    ),
+                    {"reason": f"又 {status}", "status": status, "id": ids[0]},
+                )
+            ids = [row[0] for row in connection.execute(text("SELECT id FROM appeals"))]
+        ids.append(appeal_of(repo, policy, second, T0 + MINUTE))
+        return first.item_id, sorted(ids)
+    finally:
+        repo.close()
+
+
+def test_the_migration_keeps_one_appeal_per_violation_and_sets_the_twins_aside(
+    database_url: str,
+) -> None:
+    item, (pending, rejected, twin, other) = _twins(database_url)
+    upgrade(database_url)
+    policy = load_policy(Settings().policy_file)
+    repo = open_repository(database_url, 5.0, policy.review)
+    try:
+        # the rejected one is kept: a reviewer answered it
+        assert sorted(a.id for a in repo.list_appeals().appeals) == [rejected, other]
+        with repo.engine.connect() as connection:
+            aside = connection.execute(
+                text("SELECT id, kept_id, reason FROM appeal_duplicates ORDER BY id")
+            ).all()
+        assert [tuple(row) for row in aside] == [
+            (pending, rejected, "误判"),
+            (twin, rejected, "又 pending"),
+        ]
+        with pytest.raises(ConflictError, match="appealed already"):
+            repo.file_appeal(
+                policy, account_id="acc1", item_id=item, reason="r", filed_by="k", now=T0
+            )
+    finally:
+        repo.close()
+    engine = make_engine(database_url, 5.0)
+    with engine.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0007_evidence_sweep")
+        back = connection.execute(text("SELECT id FROM appeals ORDER BY id")).scalars().all()
+    engine.dispose()
+    assert back == [pending, rejected, twin, other]
+    upgrade(database_url)
+
+
+def test_a_listing_cursor_past_the_calendar_lists_from_its_end(repo: SqlRepository) -> None:
+    assert repo.list_appeals(cursor=(1e300, 1)).appeals == []
+    assert repo.list_appeals(cursor=(-1e20, 1)).appeals == []  # none filed: nothing to list
+
+
+@pytest.fixture
+def api(tmp_path: Path, pipeline: Pipeline) -> Iterator[Api]:
+    with open_api(tmp_path, f"sqlite:///{tmp_path / 'api.db'}", pipeline.classifier) as running:
+        yield running
+
+
+def test_a_cursor_no_listing_gave_out_is_refused_at_its_name(api: Api) -> None:
+    reviewer = api.headers(api.new_key("reviewer"))
+    for cursor in BAD_CURSORS:
+        answer = api.client.get("/v1/appeals", params={"cursor": cursor}, headers=reviewer)
+        assert answer.status_code == 422, cursor
+        assert answer.json()["detail"][0]["loc"] == ["query", "cursor"]
+        # an urgency may be any finite number: the queue lists what comes after it
+        items = api.client.get("/v1/review/items", params={"cursor": cursor}, headers=reviewer)
+        assert items.status_code == 200, cursor
+    sign_in(api, "li")
+    for path in ("/console/appeals", "/console/queue"):
+        for cursor in BAD_CURSORS:
+            assert api.client.get(path, params={"cursor": cursor}).status_code < 500
