@@ -428,9 +428,19 @@ def test_a_snapshot_from_before_the_unindexed_ids_is_read(
 ) -> None:
     observe(near, [post("now", "a1", NOW), post("old", "a2", NOW - 200 * 3600, variant(4))])
     del near.local.unindexed  # as a LocalStore of the release before pickled
+    del near.local.earlier
     restarted = NearDuplicates.from_settings(settings, policy)
     assert restarted.loads(near.dumps()) and not restarted.local.unindexed
+    assert not restarted.local.earlier
     assert restarted.local.index.get("now") is not None
+
+
+def test_the_frontier_holds_the_clusters_an_edited_post_was_in(near: NearDuplicates) -> None:
+    observe(near, [post(f"p{i}", f"a{i}", NOW + i, variant(i)) for i in range(3)])
+    observe(near, [post("p1", "a1", NOW + 1, "今天天气很好适合出去散步拍照")])
+    before = near.frontier()
+    near.local.earlier.clear()  # as if p1 had been counted in no cluster
+    assert near.frontier() != before
 
 
 def test_the_frontier_tells_whether_later_posts_get_the_same_findings(

@@ -15,7 +15,7 @@ import redis
 from servicekit import Proxy
 
 from service.neardup import NearDuplicates
-from service.neardup.match import CROWD, EDITED, UNSHARED
+from service.neardup.match import CROWD, EDITED, TOO_OLD, UNSHARED, Finding
 from service.neardup.shared import LAYOUT
 from service.policy import load_policy
 from service.record import Post
@@ -175,7 +175,9 @@ def test_without_redis_posts_are_matched_locally_and_marked_degraded(prefix: str
         near.clock = lambda: clock[0]
         assert not near.observe([post(0)], [0.0])[0].degraded
         proxy.refuse()
-        down = near.observe([post(1), post(2)], [0.0, 0.0])
+        blank = Post(id="b", text="转发微博", account_id="b", created_at=NOW)
+        down = near.observe([post(1), post(2), blank], [0.0] * 3)
+        # whether a post with no fingerprint is an edit is the shared index's to say too
         assert all(f.degraded and UNSHARED in f.warnings for f in down)
         assert down[1].cluster is not None  # the local index still clusters
         assert near.problem is not None
@@ -230,3 +232,174 @@ def test_both_stores_count_an_edit_that_stays_a_copy_once(either: NearDuplicates
     copies = either.store.match(signature, keys, NOW + 43_260, None)
     assert sorted(m.entry.post_id for m in copies) == ["p0", "p1", "p2"]
     assert next(m for m in copies if m.entry.post_id == "p1").similarity == 1.0
+
+
+def members(near: NearDuplicates, cid: str) -> list[str]:
+    cluster = near.cluster(cid)
+    assert cluster is not None
+    return [m.post_id for m in cluster.members]
+
+
+def test_both_stores_count_a_post_once_in_a_cluster_however_often_it_is_edited(
+    either: NearDuplicates,
+) -> None:
+    found = either.observe([post(i) for i in range(3)], [0.0] * 3)
+    assert found[-1].cluster is not None
+    rumour = found[-1].cluster.id
+    walk = Post(id="y0", text=OTHER, account_id="y", created_at=NOW - 600)
+    (other,) = either.observe([walk, walk.model_copy(update={"id": "y1"})], [0.0, 0.0])[1:]
+    assert other.cluster is not None
+    # A, then B (a copy in another cluster), then A again, then B, then A with a typo fixed
+    texts = [OTHER + "！", variant(1), OTHER, variant(1).replace("赶紧", "尽快")]
+    edits = [post(1).model_copy(update={"text": t}) for t in texts]
+    records = [either.observe([e], [0.0])[0] for e in edits]
+    assert all(EDITED in r.warnings for r in records)
+    assert [r.cluster.id if r.cluster else None for r in records] == [other.cluster.id, rumour] * 2
+    assert [r.cluster.size if r.cluster else 0 for r in records] == [3, 3, 3, 3]
+    assert members(either, rumour) == ["p0", "p1", "p2"]
+    assert members(either, other.cluster.id) == ["y0", "y1", "p1"]
+    (later,) = either.observe([post(3)], [0.0])
+    assert later.cluster is not None and later.cluster.size == 4
+    assert later.cluster.accounts == 4
+
+
+def test_both_stores_count_a_post_once_after_an_edit_with_no_copy_and_back(
+    either: NearDuplicates,
+) -> None:
+    # the source of a batch edited into a text of its own, then back: still its one source
+    k = 5
+    found = either.observe([post(i) for i in range(k)], [0.0] * k)
+    assert found[-1].cluster is not None and found[-1].cluster.batch
+    rumour = found[-1].cluster.id
+    (alone,) = either.observe([post(0).model_copy(update={"text": OTHER})], [0.0])
+    assert alone.cluster is None
+    (back,) = either.observe([post(0)], [0.0])
+    assert EDITED in back.warnings and back.cluster is not None and back.cluster.id == rumour
+    assert back.cluster.size == k and back.cluster.earliest.id == "p0"
+    assert back.evidence["coordination"]["accounts"] == k
+    # a copy of its text finds it, and takes it for the source
+    (claim,) = either.observe([post(9, "thief", declared_original=True)], [0.0])
+    assert claim.cluster is not None and claim.cluster.size == k + 1
+    assert claim.evidence["fake_originality"]["earlier_post"] == "p0"
+    assert members(either, rumour) == [*(f"p{i}" for i in range(k)), "p9"]
+
+
+def test_both_stores_count_a_copy_of_an_edit_that_started_a_cluster_once(
+    either: NearDuplicates,
+) -> None:
+    # the text an edit starts is a cluster of its own; edited away and back, the post is in it
+    either.observe([post(0)], [0.0])
+    mine = post(0).model_copy(update={"text": OTHER})
+    (first,) = either.observe([mine], [0.0])
+    copy = Post(id="q", text=OTHER + "！", account_id="x", created_at=NOW - 900)
+    (copied,) = either.observe([copy], [0.0])
+    assert copied.cluster is not None and copied.cluster.earliest.id == "p0"
+    either.observe([post(0)], [0.0])
+    (again,) = either.observe([mine], [0.0])
+    assert EDITED in first.warnings and EDITED in again.warnings
+    assert again.cluster is not None and again.cluster.id == copied.cluster.id
+    assert again.cluster.size == 2 and members(either, again.cluster.id) == ["p0", "q"]
+
+
+# Found by a search of random edits of TEMPLATE: EARLIER and LATER, two texts of one post in one
+# bucket; COPY shares a band with EARLIER, none with LATER, and is a near-copy of LATER.
+EARLIER = TEMPLATE
+LATER = "网传某地明天起生一停中地就，自来水厂已被污了，请大了赶紧囤水并转给家人朋友！"
+COPY = "网传某地明天起全市同水三天，自来水厂已被污染，请大家赶紧囤水用转给家人朋友出"
+
+
+def test_both_stores_find_an_edited_post_by_the_bands_of_its_text_alone(
+    either: NearDuplicates,
+) -> None:
+    signatures = [either.signature_of(t, None) for t in (EARLIER, LATER, COPY)]
+    earlier, later, copy = [set(either.local.index.keys(s)) for s in signatures if s is not None]
+    assert copy & earlier and not copy & later
+    edit = Post(id="e", text=EARLIER, account_id="a", created_at=NOW)
+    edited = edit.model_copy(update={"text": LATER, "created_at": NOW + 60})
+    either.observe([edit, edited], [0.0, 0.0])
+    # Redis keeps the earlier text's band fields in the bucket; the window drops them
+    copies = [Post(id=t[:1], text=t, account_id="b", created_at=NOW + 120) for t in (COPY, LATER)]
+    found, exact = (either.observe([c], [0.0])[0] for c in copies)
+    assert found.cluster is None
+    assert exact.cluster is not None and exact.cluster.earliest.id == "e"
+
+
+def test_both_stores_forget_a_post_once_the_window_has_passed_it(either: NearDuplicates) -> None:
+    either.observe([post(i) for i in range(3)], [0.0] * 3)
+    old = Post(id="o", text=OTHER, account_id="z", created_at=NOW - 200 * 3600)
+    (noted,) = either.observe([old], [0.0])
+    assert TOO_OLD in noted.warnings
+    later = NOW + 60 * 3600
+    either.clock = lambda: later
+    (kept,) = either.observe([post(3).model_copy(update={"created_at": later})], [0.0])
+    assert kept.cluster is not None and kept.cluster.size == 4
+    # 90 hours on: the bucket of p0 to p2 has left the window, and the id noted for "o" is past
+    # the window and a bucket; the cluster lives on with p3
+    last = NOW + 90 * 3600
+    either.clock = lambda: last
+    fixed = post(1).model_copy(
+        update={"text": variant(1).replace("赶紧", "尽快"), "created_at": last}
+    )
+    (again,) = either.observe([fixed], [0.0])
+    assert EDITED not in again.warnings
+    assert again.cluster is not None and again.cluster.size == 5
+    (other,) = either.observe([old.model_copy(update={"text": OTHER + "！"})], [0.0])
+    assert EDITED not in other.warnings
+
+
+def test_both_stores_take_a_text_edited_into_boilerplate_out_of_the_window(
+    either: NearDuplicates,
+) -> None:
+    either.observe([post(0)], [0.0])
+    blank = post(0).model_copy(update={"text": "转发微博"})
+    unknown = blank.model_copy(update={"id": "never"})
+    found = either.observe([unknown, blank, post(1)], [0.0] * 3)
+    assert found[0] == Finding() and found[1] == Finding(warnings=[EDITED])
+    # the earlier text left: its copy is alone
+    assert found[2].cluster is None
+    assert either.observe([blank], [0.0]) == [Finding()]
+    (back,) = either.observe([post(0)], [0.0])
+    assert back.warnings == [EDITED]
+    assert back.cluster is not None and back.cluster.size == 2
+    assert back.cluster.earliest.id == "p0"  # by its time
+    # in one call: a post, that post blanked (withdrawn in its own add), and a copy of its text
+    walk = Post(id="w", text=OTHER, account_id="w", created_at=NOW)
+    quick = [walk, walk.model_copy(update={"text": "[蜡烛]"}), walk.model_copy(update={"id": "v"})]
+    found = either.observe(quick, [0.0] * 3)
+    assert found[1] == Finding(warnings=[EDITED]) and found[2].cluster is None
+
+
+def test_both_stores_count_a_post_id_sent_by_another_account_once(
+    either: NearDuplicates,
+) -> None:
+    found = either.observe([post(i) for i in range(3)], [0.0] * 3)
+    assert found[-1].cluster is not None
+    rumour = found[-1].cluster.id
+    # a post id names one post: sent by another account it is that post, edited
+    moved = [
+        post(1, "other").model_copy(update={"text": t})
+        for t in (OTHER, variant(1), variant(1) + "！")
+    ]
+    records = either.observe(moved, [0.0] * 3)
+    assert [EDITED in r.warnings for r in records] == [True, True, False]
+    assert records[1].cluster is not None and records[1].cluster.size == 3
+    cluster = either.cluster(rumour)
+    assert cluster is not None and cluster.accounts == {"acct0", "acct1", "acct2"}
+
+
+def test_a_post_written_before_redis_noted_when_is_known_until_its_key_expires(
+    prefix: str,
+) -> None:
+    near = shared(prefix)
+    near.observe([post(0), post(1)], [0.0, 0.0])
+    client = redis.Redis.from_url(REDIS)
+    key = f"{prefix}:{LAYOUT}:w:p1"
+    written = client.get(key)
+    assert isinstance(written, bytes) and written.count(b"\0") == 4
+    client.set(key, b"\0".join(written.split(b"\0")[:3]), ex=3600)
+    last = NOW + 90 * 3600
+    near.clock = lambda: last
+    (edited,) = near.observe(
+        [post(1).model_copy(update={"text": OTHER, "created_at": last})], [0.0]
+    )
+    assert EDITED in edited.warnings

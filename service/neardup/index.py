@@ -47,6 +47,7 @@ from functools import lru_cache
 from itertools import repeat
 
 import numpy as np
+import numpy.typing as npt
 from datasketch import MinHashLSH
 
 from service.neardup.fingerprint import Fingerprinter, Signature, similarity
@@ -77,6 +78,30 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
 
 def new_lsh(threshold: float, num_perm: int) -> MinHashLSH:
     return MinHashLSH(num_perm=num_perm, params=lsh_params(threshold, num_perm))
+
+
+@lru_cache(maxsize=8)
+def _salts(bands: int) -> npt.NDArray[np.uint64]:
+    salts = np.arange(1, bands + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    return salts.reshape(1, bands)
+
+
+def band_keys(signatures: Signature, threshold: float) -> list[Keys]:
+    """The band keys of each row of ``[n, num_perm]`` signatures for ``threshold``'s bands (see
+    the module's docstring), computed for all rows at once: the window's, and what the Redis
+    store checks its candidates against."""
+    b, r = lsh_params(threshold, signatures.shape[1])
+    values = np.ascontiguousarray(signatures[:, : b * r]).reshape(len(signatures), b, r)
+    h = np.repeat(_salts(b), len(signatures), axis=0)
+    for j in range(r):
+        h ^= values[:, :, j].astype(np.uint64)
+        h *= np.uint64(0xFF51AFD7ED558CCD)
+        h ^= h >> np.uint64(29)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xC4CEB9FE1A85EC53)
+    h ^= h >> np.uint64(33)
+    keys: list[Keys] = (h >> np.uint64(64 - _KEY_BITS)).tolist()
+    return keys
 
 
 @dataclass(slots=True)
@@ -227,8 +252,6 @@ class WindowIndex:
         live bucket holds is here, so that a bucket leaving keeps those in ``_keys``."""
         b, r = lsh_params(threshold, fingerprinter.num_perm)
         self.bands: list[tuple[int, int]] = [(i * r, (i + 1) * r) for i in range(b)]
-        salts = np.arange(1, b + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        self._salts = salts.reshape(1, b)
 
     def __len__(self) -> int:
         return len(self._where)
@@ -297,19 +320,7 @@ class WindowIndex:
     def batch_keys(self, signatures: Signature) -> list[Keys]:
         """The band keys of each row of ``[n, num_perm]`` signatures (see the module's
         docstring), computed for all rows at once."""
-        b = len(self.bands)
-        r = self.bands[0][1]
-        values = np.ascontiguousarray(signatures[:, : b * r]).reshape(len(signatures), b, r)
-        h = np.repeat(self._salts, len(signatures), axis=0)
-        for j in range(r):
-            h ^= values[:, :, j].astype(np.uint64)
-            h *= np.uint64(0xFF51AFD7ED558CCD)
-            h ^= h >> np.uint64(29)
-        h ^= h >> np.uint64(33)
-        h *= np.uint64(0xC4CEB9FE1A85EC53)
-        h ^= h >> np.uint64(33)
-        keys: list[Keys] = (h >> np.uint64(64 - _KEY_BITS)).tolist()
-        return keys
+        return band_keys(signatures, self.threshold)
 
     def keys(self, signature: Signature) -> Keys:
         """One signature's band keys; :meth:`batch_keys` for many."""

@@ -29,7 +29,8 @@ Times: ``created_at``, or the arrival time when it is missing or more than ``max
 of the clock (the record says so); undated posts arrive in the order given, each
 :data:`ARRIVAL_STEP` after the one before. The same post id seen again with the same text is
 matched but not added twice; with another text it is an edit, matched on its new text (the
-stores' rule, :mod:`service.neardup.store`; the record says so).
+stores' rule, :mod:`service.neardup.store`; the record says so), or taken out of the window when
+the new text is boilerplate.
 """
 
 from __future__ import annotations
@@ -227,7 +228,7 @@ class Finding:
 
 
 NOTHING = Finding()
-"""The finding of every boilerplate post (shared: never changed)."""
+"""The finding of a boilerplate post, bar an edit (shared: never changed)."""
 
 
 class NearDuplicates:
@@ -407,8 +408,9 @@ class NearDuplicates:
     def frontier(self) -> str:
         """A digest of all that a later post can read of this process's window: the clock, the
         indexed posts (with their clusters and signatures), the ids of those added but not
-        indexed (with their clusters, when, and their texts' digests), the clusters they belong
-        to, and the accounts' flagged clusters a post up to a window late still counts. Two windows
+        indexed (with their clusters, when, and their texts' digests), the clusters edited posts'
+        earlier texts were in, the clusters all these belong to, and the accounts' flagged
+        clusters a post up to a window late still counts. Two windows
         with the same frontier give every later post the same finding (a post older than the
         window, or one whose id names a cluster of an earlier post, reads further: its record
         says so, see :mod:`service.batch.segments`)."""
@@ -431,6 +433,9 @@ class NearDuplicates:
             for post_id, (cid, noted, version) in self.local.unindexed.items():
                 digest.update(repr((post_id, cid, noted, version)).encode())
                 cids.add(cid)
+            for post_id, (counted, edited) in self.local.earlier.items():
+                digest.update(repr((post_id, counted, edited)).encode())
+                cids.update(counted)
             for cid in sorted(cids):
                 live = book.live(cid)
                 kept = live or book.get(cid)
@@ -521,16 +526,54 @@ class NearDuplicates:
         (the window's state depends on every post before)."""
         findings = [NOTHING] * len(posts)
         usable = [i for i, s in enumerate(signatures) if s is not None]
-        if not usable:
-            return findings
         # every post's band keys in one numpy pass (they depend on its signature alone)
-        signed = np.stack([s for s in signatures if s is not None])
-        keys = self.local.index.batch_keys(signed)
+        rows = [s for s in signatures if s is not None]
+        signed = np.stack(rows) if rows else np.empty((0, 0), np.uint32)
+        keys = self.local.index.batch_keys(signed) if rows else []
+        # the posts with no fingerprint that follow each one that has one go to the store in its
+        # add (no round trip of their own; an edit among them leaves the window before the next
+        # post is matched), those before the first in a call of their own
+        ends = [*usable[1:], len(posts)]
         now = self.clock()
         with self.lock:
+            first = usable[0] if usable else len(posts)
+            if first:
+                self._withdraw(posts, range(first), findings)
             for row, i in enumerate(usable):
-                findings[i] = self._observe(posts[i], signed[row], keys[row], claims[i], now, i)
+                after = range(i + 1, ends[row])
+                then = [posts[j].id for j in after]
+                findings[i], withdrawn = self._observe(
+                    posts[i], signed[row], keys[row], claims[i], now, i, then
+                )
+                self._blank(findings, after, withdrawn, findings[i].degraded)
         return findings
+
+    def _withdraw(self, posts: Sequence[Post], run: range, findings: list[Finding]) -> None:
+        """Findings for the posts at ``run``, which have no fingerprint (see :meth:`_blank`)."""
+        ids = [posts[i].id for i in run]
+        store = self.store
+        try:
+            edited = store.withdraw(ids)
+            if store is self.shared:
+                self._available()
+        except StoreUnavailableError as exc:
+            self._unavailable(str(exc))
+            store = self.local
+            edited = store.withdraw(ids)
+        self._blank(findings, run, edited, store is not self.shared and self.shared is not None)
+
+    def _blank(
+        self, findings: list[Finding], run: range, edited: Sequence[bool], degraded: bool
+    ) -> None:
+        """The findings of the posts at ``run``, which have no fingerprint: none, bar an edit of
+        a post known with a text, whose earlier text left the window (``edited``: the stores'
+        rule), and bar a post the shared index did not answer for (``degraded``)."""
+        if degraded:
+            self._gap_posts += len(run)
+        for i, was in zip(run, edited, strict=True):
+            if was or degraded:
+                warnings = [UNSHARED] if degraded else []
+                findings[i] = Finding(warnings=warnings + [EDITED] * was, degraded=degraded)
 
     def _time(self, post: Post, now: float, position: int) -> tuple[float, list[str]]:
         """The time the post at ``position`` of a call read at clock ``now`` is matched at, and
@@ -552,8 +595,17 @@ class NearDuplicates:
         return post.created_at, []
 
     def _observe(
-        self, post: Post, signature: Signature, keys: Keys, claim: float, now: float, position: int
-    ) -> Finding:
+        self,
+        post: Post,
+        signature: Signature,
+        keys: Keys,
+        claim: float,
+        now: float,
+        position: int,
+        then: Sequence[str],
+    ) -> tuple[Finding, tuple[bool, ...]]:
+        """The post's finding, and which of the posts with no fingerprint withdrawn after it
+        (``then``, :meth:`Store.add`) were edits."""
         at, warnings = self._time(post, now, position)
         if post.account_id is None:
             warnings.append(NO_ACCOUNT)
@@ -561,13 +613,13 @@ class NearDuplicates:
         excerpt = post.text[: self.excerpt_chars]
         store = self.store
         try:
-            matches, added = self._match(store, member, signature, keys, excerpt)
+            matches, added = self._match(store, member, signature, keys, excerpt, then)
             if store is self.shared:
                 self._available()
         except StoreUnavailableError as exc:
             self._unavailable(str(exc))
             store = self.local
-            matches, added = self._match(store, member, signature, keys, excerpt)
+            matches, added = self._match(store, member, signature, keys, excerpt, then)
         degraded = store is not self.shared and self.shared is not None
         if degraded:
             self._gap_posts += 1
@@ -594,16 +646,21 @@ class NearDuplicates:
                 "match": f"matches confirmed rumour {bank.rumor.rumor_id} "
                 f"(similarity {bank.similarity:.2f})",
             }
-        return finding
+        return finding, added.withdrawn
 
     @staticmethod
     def _match(
-        store: Store, member: Member, signature: Signature, keys: Keys, excerpt: str
+        store: Store,
+        member: Member,
+        signature: Signature,
+        keys: Keys,
+        excerpt: str,
+        then: Sequence[str],
     ) -> tuple[list[Match], Added]:
         matches = store.match(signature, keys, member.created_at, member.post_id)
         crowded = len(matches) >= CROWD and sum(m.similarity >= SATURATED for m in matches) >= CROWD
         target = _target(matches)
-        return matches, store.add(member, signature, keys, target, not crowded, excerpt)
+        return matches, store.add(member, signature, keys, target, not crowded, excerpt, then)
 
     def _coordination(self, finding: Finding, cluster: ClusterState) -> None:
         k = self.rules.batch_accounts

@@ -7,26 +7,31 @@ Layout (``P`` is the key prefix and :data:`LAYOUT`, ``n`` a time bucket of ``buc
   :meth:`~service.neardup.index.WindowIndex.batch_keys`) to the ids of the bucket's posts with
   that band, NUL-separated;
 - ``P:e:n`` hash: post id to its entry (account, cluster, time, text excerpt, signature);
-- ``P:w:<post>``: the post's cluster, bucket and text's digest (idempotency, edits, banking by
-  post id; the rule is :mod:`service.neardup.store`'s: an edit's entry is deleted from its
-  bucket, and the band fields that still name the post there only add a candidate, which is read
-  at the entry the post has now);
+- ``P:w:<post>``: the post's cluster, bucket, text's digest, when it was noted (empty for a post
+  indexed) and the clusters its earlier texts were in (idempotency, edits, banking by post id;
+  the rules are :mod:`service.neardup.store`'s, how long an id is known included: by the clock,
+  not by the key's expiry). An edit's entry is deleted from its bucket; the band fields that
+  still name the post there are left to expire with it, and :meth:`RedisStore.match` drops a
+  candidate they alone found (what the embedded window would not find: its bands are the
+  post's text's);
 - ``P:c:<cluster>`` hash (size, first and last time, earliest post, batch time) with ``:m``
   (first members, a list), ``:a`` (accounts, a set) and ``:r`` (accounts by newest post time
   within ``T``, a sorted set); ``P:flagged`` (batches by time) and ``P:ab:<account>`` (the
   batches an account joined, for a week).
 
 Every key expires ``window + bucket`` after its last write (``EXPIRE`` as it is written), so old
-buckets leave whole and memory stays bounded with no deletes. Both calls are one Lua script each,
-one round trip: :meth:`RedisStore.match` reads every live bucket's band hashes (the window
-before ``P:clock``, the newest time added, as the embedded store's window) and the candidates'
-entries; :meth:`RedisStore.add` updates the cluster, detects the batch and indexes the post
-atomically, so that two processes adding to one cluster cannot lose a count.
+buckets leave whole and memory stays bounded with no deletes. Each call is one Lua script, one
+round trip (:meth:`RedisStore.withdraw` one for a run of posts): :meth:`RedisStore.match` reads
+every live bucket's band hashes (the window before ``P:clock``, the newest time added, as the
+embedded store's window) and the candidates' entries; :meth:`RedisStore.add` updates the
+cluster, detects the batch and indexes the post atomically, so that two processes adding to one
+cluster cannot lose a count.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,8 +39,8 @@ import redis
 
 from service.neardup.cluster import Cluster, Member, cluster_id
 from service.neardup.fingerprint import Signature, digest, similarity
-from service.neardup.index import Entry, Keys, Match
-from service.neardup.store import Added, ClusterState, StoreUnavailableError, alone
+from service.neardup.index import Entry, Keys, Match, band_keys
+from service.neardup.store import NO_TEXT, Added, ClusterState, StoreUnavailableError, alone
 
 _MATCH = """
 local p, exclude, at_s, window, width = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]),
@@ -68,15 +73,70 @@ end
 return out
 """
 
-_ADD = """
+_POST = (
+    f"local NO_TEXT = '{NO_TEXT}'"
+    + """
+
+-- P:w:<post>, nil once the post is forgotten (the rule of service.neardup.store): indexed, when
+-- its bucket has left the window; noted, the window and a bucket after it was. A key written
+-- before it said when it was noted is known until it expires.
+local function known(p, pid, clock, window, width)
+  local raw = redis.call('GET', p .. ':w:' .. pid)
+  if not raw then return nil end
+  local f = {}
+  for v in string.gmatch(raw .. '\0', '([^%z]*)%z') do f[#f + 1] = v end
+  local w = {cid = f[1], bucket = f[2] or '', version = f[3] or '', noted = f[4],
+    counted = f[5] or ''}
+  if w.noted == '' then
+    if (tonumber(w.bucket) + 1) * width <= clock - window then return nil end
+  elseif w.noted and tonumber(w.noted) <= clock - window - width then
+    return nil
+  end
+  return w
+end
+
+local function counts(counted, cid)
+  return string.find(' ' .. counted .. ' ', ' ' .. cid .. ' ', 1, true) ~= nil
+end
+
+-- an edit: the earlier text leaves the window; the clusters the post's texts were in
+local function edit(p, pid, w)
+  if w.bucket ~= '' then redis.call('HDEL', p .. ':e:' .. w.bucket, pid) end
+  if w.cid == '' or counts(w.counted, w.cid) then return w.counted end
+  if w.counted == '' then return w.cid end
+  return w.counted .. ' ' .. w.cid
+end
+
+local function note(p, pid, cid, bucket, version, noted, counted, ttl)
+  redis.call('SET', p .. ':w:' .. pid,
+    cid .. '\0' .. bucket .. '\0' .. version .. '\0' .. noted .. '\0' .. counted, 'EX', ttl)
+end
+
+-- a post with no fingerprint: '1' when it is an edit of one known with a text, else '0' (an id
+-- not known is not noted)
+local function withdraw(p, pid, clock_s, window, width, ttl)
+  local w = clock_s and known(p, pid, tonumber(clock_s), window, width)
+  if w and w.version ~= '' and w.version ~= NO_TEXT then
+    note(p, pid, '', '', NO_TEXT, clock_s, edit(p, pid, w), ttl)
+    return '1'
+  end
+  return '0'
+end
+"""
+)
+
+_ADD = (
+    _POST
+    + """
 local p, pid, acc, at_s, target, newcid, seed_id, seed_acc, seed_at, bucket, index, packed =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10],
   ARGV[11], ARGV[12]
-local K, T, maxm, maxa, ttl, maxf, week, window =
+local K, T, maxm, maxa, ttl, maxf, week, window, width =
   tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]),
-  tonumber(ARGV[17]), tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20])
-local version, editcid = ARGV[21], ARGV[22]
-local FIRST_KEY = 23
+  tonumber(ARGV[17]), tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20]),
+  tonumber(ARGV[21])
+local version, editcid, blank = ARGV[22], ARGV[23], tonumber(ARGV[24])
+local FIRST_KEY = 25 + blank
 local at = tonumber(at_s)
 
 local function join(cid, mid, macc, mat_s)
@@ -132,37 +192,38 @@ local function join(cid, mid, macc, mat_s)
   end
 end
 
--- a post id seen before: the same post with the same text, an edit with another (the rule of
--- service.neardup.store); a key written before digests were kept names no text, taken as this
-local wkey = p .. ':w:' .. pid
-local known = redis.call('GET', wkey)
-local cid, kept, edited = newcid, 1, 0
-local was, was_bucket, was_version
-if known then
-  was, was_bucket, was_version = string.match(known, '^([^%z]*)%z([^%z]*)%z?([^%z]*)$')
-  if was_version ~= '' and was_version ~= version then edited = 1 end
+-- every post moves the clock, one seen before too, as the embedded window's; kept as given:
+-- Lua would write it with 14 digits
+local clock_s = redis.call('GET', p .. ':clock')
+if not clock_s or at > tonumber(clock_s) then
+  clock_s = at_s
+  redis.call('SET', p .. ':clock', at_s)
 end
-if known and edited == 0 then
-  cid = was
+local clock = tonumber(clock_s)
+
+-- a post id known: the same post with the same text, an edit with another (the rules of
+-- service.neardup.store); a key written before digests were kept names no text, taken as this
+local w = known(p, pid, clock, window, width)
+local cid, kept, edited, counted = newcid, 1, 0, ''
+if w and w.version ~= '' and w.version ~= version then edited = 1 end
+if w and edited == 0 then
+  cid = w.cid
 else
-  if edited == 1 then
-    -- the earlier text leaves the window; band fields still naming the post only add a
-    -- candidate, read at the entry it has now, if any
-    redis.call('HDEL', p .. ':e:' .. was_bucket, pid)
+  if w then
+    counted = edit(p, pid, w)
     cid = editcid
   end
-  local clock = math.max(at, tonumber(redis.call('GET', p .. ':clock') or at_s))
-  redis.call('SET', p .. ':clock', tostring(clock))
   if target ~= '' then
     cid = target
-    -- an edit that is still a copy in the cluster it was counted in is that member
-    if edited == 0 or target ~= was then
+    if not counts(counted, cid) then
       if redis.call('EXISTS', p .. ':c:' .. cid) == 0 then join(cid, seed_id, seed_acc, seed_at) end
       join(cid, pid, acc, at_s)
     end
   end
   if index == '1' and at < clock - window then kept = 0 end
+  local noted = clock_s
   if kept == 1 and index == '1' then
+    noted = ''
     redis.call('HSET', p .. ':e:' .. bucket, pid, acc .. '\0' .. cid .. '\0' .. packed)
     redis.call('EXPIRE', p .. ':e:' .. bucket, ttl)
     for j = FIRST_KEY, #ARGV do
@@ -173,17 +234,33 @@ else
       redis.call('EXPIRE', bk, ttl)
     end
   end
-  redis.call('SET', wkey, cid .. '\0' .. bucket .. '\0' .. version, 'EX', ttl)
+  note(p, pid, cid, bucket, version, noted, counted, ttl)
 end
+local withdrawn = {}
+for j = 25, FIRST_KEY - 1 do withdrawn[#withdrawn + 1] = withdraw(p, ARGV[j], clock_s, window,
+  width, ttl) end
+withdrawn = table.concat(withdrawn)
 local batches = 0
 if acc ~= '' then batches = redis.call('ZCOUNT', p .. ':ab:' .. acc, at - week, at) end
 local ck = p .. ':c:' .. cid
-if redis.call('EXISTS', ck) == 0 then return {'', kept, batches, edited} end
+if redis.call('EXISTS', ck) == 0 then return {'', kept, batches, edited, withdrawn} end
 local h = redis.call('HMGET', ck,
   'size', 'first_at', 'last_at', 'e_id', 'e_acc', 'e_at', 'batch_at', 'over')
-return {cid, kept, batches, edited, h[1], h[2], h[3], h[4], h[5], h[6], h[7] or '', h[8],
-  redis.call('SCARD', ck .. ':a'), redis.call('ZCARD', ck .. ':r')}
+return {cid, kept, batches, edited, withdrawn, h[1], h[2], h[3], h[4], h[5], h[6], h[7] or '',
+  h[8], redis.call('SCARD', ck .. ':a'), redis.call('ZCARD', ck .. ':r')}
 """
+)
+
+_WITHDRAW = (
+    _POST
+    + """
+local p, window, width, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local clock_s = redis.call('GET', p .. ':clock')
+local out = {}
+for j = 5, #ARGV do out[#out + 1] = withdraw(p, ARGV[j], clock_s, window, width, ttl) end
+return table.concat(out)
+"""
+)
 
 
 LAYOUT = "v2"
@@ -252,6 +329,7 @@ class RedisStore:
         self.ttl = math.ceil(window_s + bucket_s)
         self._match = client.register_script(_MATCH)
         self._add = client.register_script(_ADD)
+        self._withdraw = client.register_script(_WITHDRAW)
 
     def _call(self, script: Any, args: list[Any]) -> Any:
         try:
@@ -280,6 +358,13 @@ class RedisStore:
         found = [
             Match(e, float(s)) for e, s in zip(entries, sims, strict=True) if s >= self.threshold
         ]
+        if found:
+            # an edited post's earlier band fields may still name it: a candidate the embedded
+            # window, which holds the bands of the post's text alone, would not have, unless
+            # one of those bands is the query's too
+            wanted = set(keys)
+            held = band_keys(np.stack([m.entry.signature for m in found]), self.threshold)
+            found = [m for m, b in zip(found, held, strict=True) if not wanted.isdisjoint(b)]
         found.sort(key=lambda m: (-m.similarity, m.entry.created_at))
         return found
 
@@ -291,6 +376,7 @@ class RedisStore:
         target: Entry | None,
         index: bool,
         excerpt: str = "",
+        then: Sequence[str] = (),
     ) -> Added:
         version = digest(signature)
         reply = self._call(
@@ -316,16 +402,20 @@ class RedisStore:
                 self.max_flagged,
                 7 * 24 * 3600,
                 self.window_s,
+                self.bucket_s,
                 version,
                 cluster_id(member.post_id, version),
+                len(then),
+                *then,
                 *keys,
             ],
         )
         got, kept, batches, edited = _text(reply[0]), int(reply[1]), int(reply[2]), reply[3] == 1
+        withdrawn = tuple(c == "1" for c in _text(reply[4]))
         if not got:
-            return Added(alone(member, batches), kept == 1, edited)
-        size, first_at, last_at, e_id, e_acc, e_at, batch_at, over = (_text(v) for v in reply[4:12])
-        accounts, recent = int(reply[12]), int(reply[13])
+            return Added(alone(member, batches), kept == 1, edited, withdrawn)
+        size, first_at, last_at, e_id, e_acc, e_at, batch_at, over = (_text(v) for v in reply[5:13])
+        accounts, recent = int(reply[13]), int(reply[14])
         state = ClusterState(
             id=got,
             size=int(size),
@@ -337,7 +427,13 @@ class RedisStore:
             batch_at=float(batch_at) if batch_at else None,
             account_batches=batches,
         )
-        return Added(state, kept == 1, edited)
+        return Added(state, kept == 1, edited, withdrawn)
+
+    def withdraw(self, post_ids: Sequence[str]) -> list[bool]:
+        if not post_ids:
+            return []
+        args = [self.prefix, self.window_s, self.bucket_s, self.ttl, *post_ids]
+        return [c == "1" for c in _text(self._call(self._withdraw, args))]
 
     def get(self, post_id: str) -> Entry | None:
         try:

@@ -3,7 +3,7 @@ default) or Redis shared by every replica (:class:`service.neardup.shared.RedisS
 
 A store answers two calls per post: :meth:`Store.match` (the verified near-copies among live
 posts) and :meth:`Store.add` (index the post and put it in a cluster, idempotent by post id and
-text).
+text); and :meth:`Store.withdraw` for a post whose text has no fingerprint (boilerplate).
 
 **A post id seen before.** With the text it had (the same signature,
 :func:`~service.neardup.fingerprint.digest`), it is the same post: sent again (a retry, a
@@ -12,24 +12,38 @@ it is an edit of that post, as a platform that lets authors edit keeps the id: i
 leaves the window (no later post is matched against what the post no longer says), and the new
 text is matched, clustered and indexed as a new post's would be, in a cluster of its own when it
 has no copy (:func:`~service.neardup.cluster.cluster_id` with the new text's digest, not the one
-its earlier text may have started). The cluster the earlier text joined keeps the post among its
-members and counts: what was posted was seen, and an edit must not take an account out of a
-batch it made (posting, then editing, would otherwise escape the batch rule). An edit that is
-still a copy in that same cluster (a typo fixed) is the member it was, not a second one. The
-rule is the stores' own, in :meth:`LocalStore.add` and in Redis's script
-(:mod:`service.neardup.shared`), where it is atomic with the add, so that every caller, the
-live service and a batch replay alike, gets it and no process can interleave.
+its earlier text may have started). A text with no fingerprint is another text too
+(:data:`NO_TEXT`): the earlier one leaves the window, and nothing takes its place. The clusters
+the earlier texts were in keep the post among their members and counts: what was posted was
+seen, and an edit must not take an account out of a batch it made (posting, then editing, would
+otherwise escape the batch rule). A post is counted once in a cluster however often it is edited:
+an edit whose copies are in a cluster one of its texts was in (a typo fixed, or an edit undone:
+A, then B, then A again) is the member it was, not a second one.
+
+**How long an id is known.** An indexed post while its bucket is in the window (the store can
+still match it); one not indexed (older than the window, crowded out, or withdrawn) for the
+window and a bucket after it was added, by the clock. Past that it is a post never seen: sent
+again, with any text, it is counted again in the clusters it joins.
+
+The rules are the stores' own, in :class:`LocalStore` and in Redis's scripts
+(:mod:`service.neardup.shared`), where they are atomic with the add, so that every caller, the
+live service and a batch replay alike, gets them and no process can interleave.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from service.neardup.cluster import Cluster, ClusterBook, Member, cluster_id
 from service.neardup.fingerprint import Signature, digest
 from service.neardup.index import Entry, Keys, Match, WindowIndex
+
+NO_TEXT = "-"
+"""The version of a text with no fingerprint (boilerplate), where a text has its signature's
+digest (hex, never this)."""
 
 
 class StoreUnavailableError(Exception):
@@ -62,6 +76,8 @@ class Added:
     the same text is True: it is where it was)."""
     edited: bool = False
     """The post id was seen before with another text (see the module's docstring)."""
+    withdrawn: tuple[bool, ...] = ()
+    """Of the posts :meth:`Store.add` was given to withdraw after it, which were edits."""
 
 
 class Store(Protocol):
@@ -79,13 +95,20 @@ class Store(Protocol):
         target: Entry | None,
         index: bool,
         excerpt: str = "",
+        then: Sequence[str] = (),
     ) -> Added:
         """Put the post in the cluster of ``target`` (a copy it matched; a cluster is made for
         the two when ``target`` was alone) and, when ``index``, in the window. A post with no
         target stays alone: no cluster object until a later post matches it. A post id seen
         before with the same signature is not added again and gets its cluster as it is now;
         with another, it is an edit (the module's docstring). ``excerpt``: the beginning of
-        its text, kept with it in the window."""
+        its text, kept with it in the window. ``then``: the posts with no fingerprint that came
+        next, withdrawn after it (:meth:`withdraw`) in the same call, one round trip in Redis."""
+
+    def withdraw(self, post_ids: Sequence[str]) -> list[bool]:
+        """Posts sent with a text that has no fingerprint, in order: each one known with a text
+        is an edit to :data:`NO_TEXT` (the module's docstring), which neither moves the clock nor
+        joins a cluster; an id not known is not noted. Whether each was such an edit."""
 
     def get(self, post_id: str) -> Entry | None: ...
 
@@ -138,16 +161,21 @@ class LocalStore:
     """The window and the clusters in this process (not thread-safe: the caller locks).
 
     A post id is one member however often it comes with one text, as in Redis (its
-    ``P:w:<post>`` key): an indexed post is known by the index (with its signature), one added
-    but not indexed (older than the window, or crowded out) by :attr:`unindexed` (with its
-    signature's digest), which keeps it as long as Redis keeps that key: the window and a
-    bucket, by the index's clock (and at most :data:`MAX_UNINDEXED`)."""
+    ``P:w:<post>`` key), and as long (the module's docstring): an indexed post is known by the
+    index (with its signature), one added but not indexed (older than the window, crowded out,
+    or withdrawn) by :attr:`unindexed` (with its signature's digest), which keeps it the window
+    and a bucket, by the index's clock (and at most :data:`MAX_UNINDEXED`)."""
 
     def __init__(self, index: WindowIndex, book: ClusterBook) -> None:
         self.index, self.book = index, book
         self.unindexed: OrderedDict[str, tuple[str, float, str]] = OrderedDict()
         """Post id to its cluster id, the clock when it was added and its signature's digest
         (empty when unknown), oldest first."""
+        self.earlier: OrderedDict[str, tuple[tuple[str, ...], float]] = OrderedDict()
+        """Edited post id to the clusters its earlier texts were in (a post is counted once in
+        each) and the clock when it was last edited, oldest first. Read only while the id is
+        known, which it is no longer than the window and a bucket after that edit: forgotten
+        then, as :attr:`unindexed` is."""
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # a snapshot written before ``unindexed`` was: its window, with no such id known
@@ -157,6 +185,8 @@ class LocalStore:
         for post_id, kept in noted.items():
             if len(kept) == 2:
                 noted[post_id] = (*kept, "")
+        # one written before edits were remembered: the one cluster each post is known in
+        state.setdefault("earlier", OrderedDict())
         self.__dict__.update(state)
 
     def match(
@@ -175,6 +205,21 @@ class LocalStore:
         target: Entry | None,
         index: bool,
         excerpt: str = "",
+        then: Sequence[str] = (),
+    ) -> Added:
+        added = self._add(member, signature, keys, target, index, excerpt)
+        if then:
+            added.withdrawn = tuple(self.withdraw(then))
+        return added
+
+    def _add(
+        self,
+        member: Member,
+        signature: Signature,
+        keys: Keys,
+        target: Entry | None,
+        index: bool,
+        excerpt: str,
     ) -> Added:
         self._forget()
         known = self._known(member.post_id)
@@ -188,15 +233,17 @@ class LocalStore:
             return Added(
                 alone(member, batches) if cluster is None else state(cluster, batches), True
             )
-        if edited:
-            self.index.remove(member.post_id)
-            self.unindexed.pop(member.post_id, None)
+        counted: tuple[str, ...] = ()
+        if known is not None:
+            counted = self._edit(member.post_id, known[0])
+        elif self.earlier:
+            # an id forgotten and sent again is a new post: what it counted before is not kept
+            self.earlier.pop(member.post_id, None)
         if target is None:
             cid = cluster_id(member.post_id, version if edited else "")
         else:
             cid = target.cluster_id
-            # an edit that is still a copy in the cluster it was counted in is that member
-            if known is None or known[0] != cid:
+            if cid not in counted:
                 self.book.add(member, cid, seed(target))
                 batches = self.book.account_batches(member.account_id, member.created_at)
         entry = Entry(member.post_id, member.account_id, member.created_at, cid, signature, excerpt)
@@ -207,6 +254,31 @@ class LocalStore:
         kept = indexed or not index
         cluster_state = alone(member, batches, cid) if found is None else state(found, batches)
         return Added(cluster_state, kept, edited)
+
+    def withdraw(self, post_ids: Sequence[str]) -> list[bool]:
+        self._forget()
+        edited: list[bool] = []
+        for post_id in post_ids:
+            known = self._known(post_id)
+            # an id not known stays so: most posts with no fingerprint are no edit
+            was = known is not None and known[1] not in ("", NO_TEXT)
+            if known is not None and was:
+                self._edit(post_id, known[0])
+                self._note(post_id, "", NO_TEXT)
+            edited.append(was)
+        return edited
+
+    def _edit(self, post_id: str, cid: str) -> tuple[str, ...]:
+        """Take the earlier text of ``post_id`` (in cluster ``cid``) out of the window; the
+        clusters its texts were in, remembered from now on."""
+        self.index.remove(post_id)
+        self.unindexed.pop(post_id, None)
+        held = self.earlier.pop(post_id, None)
+        counted = () if held is None else held[0]
+        if cid and cid not in counted:
+            counted = (*counted, cid)
+        self.earlier[post_id] = (counted, self.index.clock)
+        return counted
 
     def _known(self, post_id: str) -> tuple[str, str] | None:
         """The cluster id of ``post_id`` and its text's digest (empty when unknown) if it was
@@ -224,11 +296,14 @@ class LocalStore:
 
     def _forget(self) -> None:
         """Drop the ids noted a window and a bucket before the clock (which only moves on, so
-        they are the first ones)."""
+        they are the first ones), and the clusters of edits as long ago."""
         expired = self.index.clock - self.index.window_s - self.index.bucket_s
         noted = self.unindexed
         while noted and next(iter(noted.values()))[1] <= expired:
             noted.popitem(last=False)
+        edits = self.earlier
+        while edits and next(iter(edits.values()))[1] <= expired:
+            edits.popitem(last=False)
 
     def get(self, post_id: str) -> Entry | None:
         return self.index.get(post_id)
