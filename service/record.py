@@ -60,7 +60,7 @@ def in_time_range(seconds: float) -> float:
     return seconds
 
 
-def _check_text(value: str, field: str) -> str:
+def check_text(value: str, field: str) -> str:
     if "\x00" in value:
         raise ValueError(f"{field} contains a NUL character at index {value.index(chr(0))}")
     try:
@@ -130,7 +130,7 @@ class Post(BaseModel):
     def _encodable(cls, value: object, info: Any) -> object:
         # before pydantic's own checks: a length constraint (id, account_id) refuses a lone
         # surrogate as "unable to parse raw data", which names neither the character nor where
-        return _check_text(value, info.field_name) if isinstance(value, str) else value
+        return check_text(value, info.field_name) if isinstance(value, str) else value
 
     @field_validator("id", "account_id")
     @classmethod

@@ -187,10 +187,13 @@ def test_a_rumour_is_banked_by_the_id_of_a_live_post(service: Api) -> None:
         ("text", json.dumps({"text": RUMOUR + "\u0000", "notice": "x"})),
         ("notice", json.dumps({"text": RUMOUR, "notice": "已辟谣\ud800"})),  # a lone surrogate
         ("post_id", json.dumps({"post_id": "src\u0000", "notice": "x"})),
+        ("post_id", json.dumps({"post_id": "src\ud800", "notice": "x"})),
     ):
         refused = service.client.post("/v1/bank/rumors", content=body.encode(), headers=typed)
         assert refused.status_code == 422
-        assert refused.json()["detail"][0]["loc"] == ["body", field]
+        (problem,) = refused.json()["detail"]
+        assert problem["loc"] == ["body", field]
+        assert " NUL " in problem["msg"] or "lone surrogate (U+D800)" in problem["msg"]
 
 
 def test_clusters_of_a_batch_are_listed_and_shown_with_members(

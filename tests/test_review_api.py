@@ -3,6 +3,7 @@ re-registration; roles, idempotency keys and bad input."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -174,6 +175,15 @@ def test_hostile_text_is_stored_and_returned_exactly(api: Api, field: str) -> No
     assert too_long.status_code == 422
     nul = api.client.post("/v1/reports", json={**body, "text": "a\x00b"}, headers=api.headers())
     assert nul.status_code == 422 and "NUL" in nul.text
+    # a lone surrogate is named where it is, in the ids too (their length check came first)
+    for name in ("text", "post_id", "account_id"):
+        surrogate = json.dumps({**body, name: "a\ud800"}).encode()
+        typed = {**api.headers(), "Content-Type": "application/json"}
+        refused = api.client.post("/v1/reports", content=surrogate, headers=typed)
+        assert refused.status_code == 422, name
+        (problem,) = refused.json()["detail"]
+        assert problem["loc"] == ["body", name]
+        assert "lone surrogate (U+D800) at index 1" in problem["msg"]
 
 
 def test_blank_names_and_loosely_typed_numbers_are_refused_at_their_field(api: Api) -> None:

@@ -21,7 +21,7 @@ from service.api.state import Found
 from service.neardup.bank import UnmatchableError, bank_rumor, unbank_rumor
 from service.neardup.cluster import Cluster
 from service.neardup.match import summary
-from service.record import MAX_ID_CHARS, ClusterPost, ClusterSummary, _check_text
+from service.record import MAX_ID_CHARS, ClusterPost, ClusterSummary, check_text
 from service.security import Principal
 from service.storage import StoredRumor
 
@@ -51,10 +51,11 @@ class RumorIn(BaseModel):
     post_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_CHARS)
     notice: str = Field(min_length=1, max_length=10_000, description="the debunk notice")
 
-    @field_validator("text", "post_id", "notice")
+    @field_validator("text", "post_id", "notice", mode="before")
     @classmethod
-    def _clean(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return None if value is None else _check_text(value, str(info.field_name))
+    def _clean(cls, value: object, info: ValidationInfo) -> object:
+        # before the length checks, which refuse a lone surrogate naming neither it nor where
+        return check_text(value, str(info.field_name)) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_source(self) -> RumorIn:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     Field,
     Strict,
     ValidationInfo,
@@ -24,7 +25,7 @@ from service.api.auth import require
 from service.api.routes import JsonRoute, invalid
 from service.api.schemas import Problem
 from service.api.state import Found
-from service.record import MAX_ID_CHARS, _check_text
+from service.record import MAX_ID_CHARS, check_text
 from service.review import views
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.appeals import parse_cursor as appeal_cursor
@@ -58,8 +59,10 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _clean(value: str | None) -> str | None:
-    return None if value is None else _check_text(value, "text")
+def _clean(value: object) -> object:
+    # before pydantic's length check, which refuses a lone surrogate as "unable to parse raw
+    # data", naming neither the character nor where it is
+    return check_text(value, "text") if isinstance(value, str) else value
 
 
 def _not_blank(value: str) -> str:
@@ -69,12 +72,12 @@ def _not_blank(value: str) -> str:
     return value
 
 
-Text = Annotated[str, Field(max_length=MAX_FREE_TEXT), AfterValidator(_clean)]
+Text = Annotated[str, Field(max_length=MAX_FREE_TEXT), BeforeValidator(_clean)]
 Statement = Annotated[Text, AfterValidator(_not_blank)]
 Id = Annotated[
     str,
     Field(min_length=1, max_length=MAX_ID_CHARS),
-    AfterValidator(_clean),
+    BeforeValidator(_clean),
     AfterValidator(_not_blank),
 ]
 # Strict: JSON true or "12" is not a row id or a count
@@ -83,7 +86,7 @@ ItemId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 AccountId = Annotated[
     str,
     Path(min_length=1, max_length=MAX_ID_CHARS),
-    AfterValidator(_clean),
+    BeforeValidator(_clean),
     AfterValidator(_not_blank),
 ]
 Basis = Annotated[str, Field(pattern=r"^art\d+(\.\d+)*$", examples=["art18.6"])]
