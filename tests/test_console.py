@@ -22,7 +22,7 @@ from service.console.session import COOKIE, Sessions
 from service.pipeline import NO_EVIDENCE, Pipeline
 from service.record import Post
 from service.security import AuthError, SignInLimits, client_address, create_user
-from service.storage import SqlRepository, open_repository, upgrade
+from service.storage import SqlRepository, StorageError, open_repository, upgrade
 from service.storage.repository import Role
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
@@ -200,6 +200,40 @@ def test_refused_forms_say_why_in_the_pages_language(api: Api) -> None:
     api.client.get("/console/lang/en")
     assert refused("/console/appeals", **{**appeal, "item_id": ""}) == "Item id: is required"
     assert refused("/console/bank", notice="n") == "Text: is required"
+
+
+def test_a_refusal_is_shown_once_and_no_link_can_write_one(api: Api) -> None:
+    token = sign_in(api, "wang", "admin")
+    crafted = api.client.get("/console/queue", params={"error": "会话已过期，请拨打 400-xxx"})
+    assert crafted.status_code == 200 and "400-xxx" not in crafted.text
+    sent = api.client.post(
+        "/console/appeals",
+        data={"csrf": token, "account_id": "a1", "item_id": "", "reason": "误判"},
+        follow_redirects=False,
+    )
+    assert sent.status_code == 303 and "?" not in sent.headers["location"]
+    shown = api.client.get(sent.headers["location"])
+    assert refusal_of(shown.text) == "条目编号: 必填"
+    assert 'class="error"' not in api.client.get(sent.headers["location"]).text
+
+
+def test_storage_down_is_the_consoles_page_without_the_databases_words(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+    token = sign_in(api, "li")
+    item = re.findall(r'data-item="(\d+)"', api.client.get("/console/queue").text)[0]
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise StorageError("OperationalError: connection to db.internal:5432 refused")
+
+    monkeypatch.setattr(api.services.review, "list_items", down)
+    monkeypatch.setattr(api.services.review, "claim", down)
+    page = api.client.get("/console/queue")
+    assert page.status_code == 503 and page.headers["retry-after"] == "1"
+    assert "数据库暂时无法访问" in page.text and "db.internal" not in page.text
+    claimed = api.client.post(f"/console/items/{item}/claim", data={"csrf": token})
+    assert refusal_of(claimed.text) == "数据库暂时无法访问,请稍后再试"
 
 
 def test_key_j_opens_the_next_item_nobody_else_holds(api: Api) -> None:

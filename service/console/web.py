@@ -6,12 +6,13 @@ error page for whatever the console refuses to show (:func:`error_page`), in the
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, unquote
 
 from fastapi import Depends, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -39,7 +40,12 @@ from service.settings import Settings
 from service.storage import StorageError
 from service.storage.console_sql import ConsoleReads
 
+log = logging.getLogger(__name__)
+
 LANG_COOKIE = "ql_lang"
+REFUSAL_COOKIE = "ql_refusal"
+"""Carries a refusal across the redirect to the page that shows it, once. Not the address: a
+link anyone can write would then put any words in the console's error box."""
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
@@ -61,10 +67,14 @@ def language_of(request: Request) -> str:
 
 
 def refusal(exc: Exception, request: Request) -> str:
-    """Why a write was refused: a request model's reasons in the page's language; the
-    storage's and the review rules' in their own words, which carry the ids and states."""
+    """Why a write was refused: a request model's reasons in the page's language; the review
+    rules' in their own words, which carry the ids and states; storage's in none (the
+    database's words are the operator's: they go to the log)."""
     if isinstance(exc, ValidationError):
         return explain(exc.errors(), translator(language_of(request)))
+    if isinstance(exc, StorageError):
+        log.warning("storage failed a console request", extra={"problem": str(exc)})
+        return translator(language_of(request))("storage_down")
     return str(exc)
 
 
@@ -137,10 +147,14 @@ def render(
         session=session,
         csrf=console.sessions.csrf(session),
         path=request.url.path,
-        error=request.query_params.get("error") if error is None else error,
+        error=(unquote(request.cookies.get(REFUSAL_COOKIE, "")) or None)
+        if error is None
+        else error,
         **context,
     )
     response = HTMLResponse(html, status)
+    if REFUSAL_COOKIE in request.cookies:
+        response.delete_cookie(REFUSAL_COOKIE, path="/console")
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
@@ -163,9 +177,17 @@ def set_session(response: Response, console: Console, session: Session) -> None:
 
 def back(url: str, error: str | None = None) -> RedirectResponse:
     """303 to ``url`` (a console path), with the refusal to show there."""
+    response = RedirectResponse(url, 303)
     if error is not None:
-        url = f"{url}{'&' if '?' in url else '?'}{urlencode({'error': error})}"
-    return RedirectResponse(url, 303)
+        response.set_cookie(
+            REFUSAL_COOKIE,
+            quote(error),
+            max_age=60,
+            path="/console",
+            httponly=True,
+            samesite="strict",
+        )
+    return response
 
 
 def console_of(request: Request) -> Console:
@@ -215,8 +237,8 @@ def given(fields: Mapping[str, str], *names: str) -> dict[str, str]:
 
 
 class ConsoleRoute(APIRoute):
-    """Answers a path or query value its type refuses with the console's error page, where the
-    app's handler answers every 422 in the JSON API's shape."""
+    """Answers a path or query value its type refuses, and a storage failure, with the
+    console's error page, where the app's handlers answer in the JSON API's shape."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -227,6 +249,12 @@ class ConsoleRoute(APIRoute):
             except RequestValidationError as exc:
                 why = explain(exc.errors(), translator(language_of(request)))
                 return error_page(request, 422, "invalid_request", why)
+            except StorageError as exc:
+                # a page that reads storage: the console's page, not the JSON API's 503
+                log.warning("storage failed a console page", extra={"problem": str(exc)})
+                page = error_page(request, 503, "storage_down")
+                page.headers["Retry-After"] = "1"
+                return page
 
         return handle
 
