@@ -85,6 +85,10 @@ def test_flagged_records_become_items_ordered_by_priority_with_filters_and_curso
     assert repo.list_items(policy, head="coordination", kind="report").items == []
     repo.claim(policy, low, "r1")
     assert [i.id for i in repo.list_items(policy, assignee="r1").items] == [low]
+    # once the lease ends the item is held to nobody, in the listing as on the item
+    ended = datetime.now(UTC) + timedelta(seconds=policy.review.lease_s + 1)
+    assert repo.list_items(policy, assignee="r1", now=ended).items == []
+    assert repo.get_item(policy, low, now=ended).assignee is None
     assert repo.list_items(policy, status="confirmed").items == []
     with pytest.raises(NotFoundError):
         repo.get_item(policy, 999_999)

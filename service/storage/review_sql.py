@@ -153,6 +153,7 @@ class ReviewSql:
     ) -> views.ItemPage:
         """Items by priority (highest first), ``limit`` at a time after ``cursor``."""
         limit = limit or policy.review.page_size
+        moment = now or datetime.now(UTC)
         query = select(ReviewItem, StoredRecord.record).outerjoin(
             StoredRecord, StoredRecord.id == ReviewItem.record_id
         )
@@ -160,7 +161,8 @@ class ReviewSql:
         if head is not None:
             query = query.where(ReviewItem.head == head)
         if assignee is not None:
-            query = query.where(ReviewItem.assignee == assignee)
+            # a lease that ended holds the item to nobody, as the item itself then shows
+            query = query.where(ReviewItem.assignee == assignee, ReviewItem.lease_until > moment)
         if kind is not None:
             query = query.where(ReviewItem.kind == kind)
         if cursor is not None:
@@ -172,7 +174,6 @@ class ReviewSql:
                 )
             )
         query = query.order_by(ReviewItem.urgency.desc(), ReviewItem.id.desc()).limit(limit + 1)
-        moment = now or datetime.now(UTC)
         with self._session() as session:
             rows = session.execute(query).all()
         page = [item_view(policy, row[0], row[1], moment) for row in rows[:limit]]
