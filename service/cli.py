@@ -220,7 +220,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default: the host setting)")
     serve.add_argument("--port", type=_port, help="port (default: the port setting)")
     serve.add_argument(
-        "--workers", type=_positive_int, help="server processes (default: the workers setting)"
+        "--workers", type=_server_workers, help="server processes (default: the workers setting)"
     )
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
@@ -248,12 +248,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
-        # argparse would say "invalid _positive_int value", naming this function
+        # argparse would say "invalid _positive_int value", naming the function that refused
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _positive_int(text: str) -> int:
+    value = _whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
@@ -275,8 +279,19 @@ def _user_name(text: str) -> str:
     return text
 
 
+def _server_workers(text: str) -> int:
+    # each loads the model: far more than the cores only exhausts memory (and, forked without
+    # end, would not stop on SIGTERM)
+    from service.settings import MAX_WORKERS
+
+    value = _positive_int(text)
+    if value > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_WORKERS} server processes, not {value}")
+    return value
+
+
 def _port(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"a port is from 1 to 65535, not {value}")
     return value
@@ -347,6 +362,11 @@ def _usage_error(args: argparse.Namespace) -> str:
         return "give INPUT, or --from-db to re-score the stored posts"
     if not args.from_db and (args.since or args.until):
         return "--since and --until need --from-db"
+    from service.settings import MAX_WORKERS
+
+    if args.engine != "ray" and (args.workers or 0) > MAX_WORKERS:
+        # each process here loads the model; a Ray cluster spreads its actors over machines
+        return f"--workers {args.workers} is over {MAX_WORKERS} processes on this machine"
     return ""
 
 

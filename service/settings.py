@@ -24,6 +24,9 @@ from pydantic_settings import (
 ROOT = Path(__file__).resolve().parent.parent
 
 PREFIX = "QINGLANG_"
+MAX_WORKERS = 64
+"""Most server or rescore worker processes: each loads the model (about 100 MB), so far more
+would only exhaust memory."""
 """Of the environment variables that set :class:`Settings`' fields."""
 
 SHARED_METRICS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -41,7 +44,7 @@ class Settings(BaseSettings):
     """The shipped classifier: ``model.onnx``, ``tokenizer.json``, ``card.json``."""
     policy_file: Path = ROOT / "service" / "policy" / "default.toml"
     """Thresholds, reason codes and actions; versioned, readable by trust and legal teams."""
-    intra_op_threads: int = 1
+    intra_op_threads: int = Field(default=1, ge=1)
     """ONNX Runtime threads per session: one, so that every core serves its own batch."""
     evidence: bool = True
     """Find the evidence spans of flagged posts. Off (``qinglang rescore --no-evidence``, or a
@@ -52,20 +55,21 @@ class Settings(BaseSettings):
     """ONNX Runtime threads of the session that finds evidence spans after the answer. One: it
     then runs on the calling thread, which the service runs at idle priority, so spans use only
     CPU time that scoring leaves."""
-    batch_size: int = 64
+    batch_size: int = Field(default=64, ge=1)
     """Posts per model call in batch scoring (posts are sorted by length within a chunk)."""
 
     # --- the service (``qinglang serve``) ---
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    workers: int = Field(default=1, ge=1)
+    workers: int = Field(default=1, ge=1, le=MAX_WORKERS)
     """Server processes; each loads the model and runs its own inference thread."""
     state_dir: Path = ROOT / "data"
     """The service's own files: the SQLite database by default, the spool, the metric values of
     the server's processes."""
     database_url: str | None = None
     """SQLAlchemy URL (``postgresql+psycopg://...``); default: SQLite in ``state_dir``."""
-    db_timeout_s: float = Field(default=1.0, gt=0)
+    # PostgreSQL takes whole milliseconds (0 turns its timeout off) up to about 24 days
+    db_timeout_s: float = Field(default=1.0, ge=0.001, le=3600)
     """How long one storage call may wait (SQLite lock, PostgreSQL statement) before the
     request gives up on storage and answers degraded."""
     storage_retry_s: float = Field(default=2.0, gt=0)
@@ -204,6 +208,31 @@ class Settings(BaseSettings):
             ) from None
         if backend not in ("sqlite", "postgresql"):
             raise ValueError(f"{backend} is not supported: SQLite or PostgreSQL")
+        url = make_url(value)
+        if backend == "sqlite" and not url.database:
+            # an in-memory database would lose everything at the end of each connection
+            raise ValueError("a SQLite URL names its file: sqlite:///FILE")
+        if backend == "postgresql" and url.get_driver_name() != "psycopg":
+            raise ValueError(
+                f"the driver {url.get_driver_name()} is not installed: postgresql+psycopg://"
+            )
+        return value
+
+    @field_validator(
+        "data_dir",
+        "model_dir",
+        "policy_file",
+        "state_dir",
+        "regulation_file",
+        "host",
+        mode="before",
+    )
+    @classmethod
+    def _not_empty(cls, value: object) -> object:
+        # an empty path is the working folder (and serve empties state_dir's metrics folder),
+        # an empty host every interface: an unset shell variable, not a choice
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty")
         return value
 
     @field_validator("redis_url")
@@ -257,7 +286,7 @@ def get_settings() -> Settings:
         )
     try:
         return Settings()
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"{config or 'qinglang.toml'} is not TOML: {exc}") from None
     except ValidationError as exc:
         raise SettingsError("; ".join(_problem(e) for e in exc.errors())) from None

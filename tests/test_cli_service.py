@@ -99,6 +99,15 @@ def test_migrate_creates_the_schema_and_reports_an_unreachable_database(tmp_path
         ("QINGLANG_LOG_LEVEL", "loud", "setting log_level"),
         ("QINGLANG_DATABASE_URL", "notaurl", "not a database URL"),
         ("QINGLANG_DATABASE_URL", "mysql://u:secret@h/d", "mysql is not supported"),
+        ("QINGLANG_DATABASE_URL", "sqlite://", "a SQLite URL names its file"),
+        ("QINGLANG_DATABASE_URL", "postgresql+asyncpg://u:secret@h/d", "asyncpg is not installed"),
+        ("QINGLANG_DB_TIMEOUT_S", "inf", "setting db_timeout_s"),
+        ("QINGLANG_BATCH_SIZE", "0", "setting batch_size"),
+        ("QINGLANG_INTRA_OP_THREADS", "-3", "setting intra_op_threads"),
+        ("QINGLANG_WORKERS", "99999", "setting workers (QINGLANG_WORKERS): Input should be less"),
+        # an unset shell variable: the working folder, and every interface
+        ("QINGLANG_STATE_DIR", "", "setting state_dir (QINGLANG_STATE_DIR): Value error, is empty"),
+        ("QINGLANG_HOST", " ", "setting host (QINGLANG_HOST): Value error, is empty"),
         ("QINGLANG_REDIS_URL", "notaurl", "not a Redis URL"),
         ("QINGLANG_CONFIG", "/nonexistent.toml", "QINGLANG_CONFIG names /nonexistent.toml"),
         # misspelt: the server would run on its embedded database
@@ -120,9 +129,13 @@ def test_the_test_suites_own_variables_are_no_settings_to_check(tmp_path: Path) 
 
 
 def test_a_config_file_that_is_not_toml_or_names_no_setting_is_named(tmp_path: Path) -> None:
-    for text, says in [("port = [\n", "is not TOML"), ("prot = 1\n", "prot is not a setting")]:
+    for text, says in [
+        (b"port = [\n", "is not TOML"),
+        (b"prot = 1\n", "prot is not a setting"),
+        (b'host = "caf\xe9"\n', "is not TOML"),  # not UTF-8
+    ]:
         config = tmp_path / "qinglang.toml"
-        config.write_text(text)
+        config.write_bytes(text)
         failed = qinglang(tmp_path, "keys", "list", env={"QINGLANG_CONFIG": str(config)})
         assert failed.returncode == 2 and says in failed.stderr
 
@@ -145,9 +158,20 @@ def test_a_console_user_needs_a_name_that_can_sign_in(tmp_path: Path) -> None:
     assert made.returncode == 0 and "console user 'li'" in made.stdout
 
 
-def test_a_port_out_of_range_is_refused(tmp_path: Path) -> None:
+def test_workers_past_the_limit_are_refused_before_any_starts(tmp_path: Path) -> None:
+    failed = qinglang(tmp_path, "serve", "--workers", "99999999999999999999")
+    assert failed.returncode == 2 and "at most 64 server processes" in failed.stderr
+    (tmp_path / "in.jsonl").write_text('{"id": "1", "text": "x"}\n')
+    args = ("rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl"))
+    failed = qinglang(tmp_path, *args, "--workers", "65")
+    assert failed.returncode == 2 and "--workers 65 is over 64 processes" in failed.stderr
+
+
+def test_a_port_out_of_range_or_not_a_number_is_refused(tmp_path: Path) -> None:
     failed = qinglang(tmp_path, "serve", "--port", "70000")
     assert failed.returncode == 2 and "a port is from 1 to 65535, not 70000" in failed.stderr
+    failed = qinglang(tmp_path, "serve", "--port", "http")
+    assert failed.returncode == 2 and "--port: 'http' is not a whole number" in failed.stderr
 
 
 def test_serve_on_a_port_in_use_says_so_in_one_line_and_never_listening(tmp_path: Path) -> None:

@@ -88,3 +88,6 @@ def test_bad_policy_files_say_what_is_wrong(tmp_path: Path, settings: Settings) 
         load_policy(broken)
     with pytest.raises(PolicyError, match=r"missing\.toml"):
         load_policy(tmp_path / "missing.toml")
+    broken.write_bytes(text.encode("gb18030"))  # not UTF-8
+    with pytest.raises(PolicyError, match=re.escape(str(broken))):
+        load_policy(broken)

@@ -109,5 +109,5 @@ def load_policy(path: Path) -> Policy:
     try:
         with open(path, "rb") as f:
             return Policy.model_validate(tomllib.load(f))
-    except (OSError, tomllib.TOMLDecodeError, ValidationError) as e:
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, ValidationError) as e:
         raise PolicyError(f"policy {path}: {e}") from e
