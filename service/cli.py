@@ -232,7 +232,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke = key_commands.add_parser(
         "revoke", help="revoke an API key: servers refuse it once their key cache expires"
     )
-    revoke.add_argument("key", help="the key's id, or the whole key")
+    revoke.add_argument("key", type=_key, help="the key's id, or the whole key")
     key_commands.add_parser("list", help="every key's id, role, creation time and state")
     users = commands.add_parser("users", help="manage web console users")
     user_commands = users.add_subparsers(dest="users_command", required=True, metavar="COMMAND")
@@ -276,7 +276,21 @@ def _user_name(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"{text!r}: a name is 1 to 64 characters, without spaces around it"
         )
-    return text
+    return _printable(text, "a name")
+
+
+def _key(text: str) -> str:
+    return _printable(text, "a key")
+
+
+def _printable(text: str, what: str) -> str:
+    # bytes of argv that are not UTF-8 arrive as lone surrogates, which no database stores; a
+    # newline or an invisible character (U+200B) makes a name that reads as another one
+    bad = next((c for c in text if not c.isprintable()), None)
+    if bad is None:
+        return text
+    which = "a byte that is not UTF-8" if "\udc80" <= bad <= "\udcff" else f"U+{ord(bad):04X}"
+    raise argparse.ArgumentTypeError(f"{text!r}: {what} cannot contain {which}")
 
 
 def _server_workers(text: str) -> int:
@@ -540,6 +554,9 @@ def _create_secret(args: argparse.Namespace) -> int:
         upgrade(settings.database)
         repository = open_repository(settings.database, settings.db_timeout_s)
         try:
+            if user is not None and repository.get_user(user) is not None:
+                print(f"qinglang users: error: the name {user!r} is taken", file=sys.stderr)
+                return 2
             secret = (
                 create_key(repository, role)
                 if user is None
@@ -548,8 +565,7 @@ def _create_secret(args: argparse.Namespace) -> int:
         finally:
             repository.close()
     except StorageError as exc:
-        taken = "" if user is None else " (is the name taken?)"
-        print(f"qinglang {args.command}: error{taken}: {exc}", file=sys.stderr)
+        print(f"qinglang {args.command}: error: {exc}", file=sys.stderr)
         return 2
     what = "key" if user is None else f"console user {user!r}; the password"
     print(f"a new {args.role} {what} is stored hashed and shown only now:")

@@ -154,8 +154,24 @@ def test_a_console_user_needs_a_name_that_can_sign_in(tmp_path: Path) -> None:
     for name in ("", "  ", " li", "x" * 65):
         failed = qinglang(tmp_path, "users", "create", name, "--role", "reviewer")
         assert failed.returncode == 2 and "a name is 1 to 64 characters" in failed.stderr
+    # a name that reads as another one, or bytes of argv that are not UTF-8 (no database
+    # stores them: a traceback before)
+    for name, says in (
+        ("li\u200b", "U+200B"),
+        ("li\nwang", "U+000A"),
+        ("caf\udce9", "a byte that is not UTF-8"),
+    ):
+        failed = qinglang(tmp_path, "users", "create", name, "--role", "reviewer")
+        assert failed.returncode == 2 and f"a name cannot contain {says}" in failed.stderr
     made = qinglang(tmp_path, "users", "create", "li", "--role", "reviewer")
     assert made.returncode == 0 and "console user 'li'" in made.stdout
+    again = qinglang(tmp_path, "users", "create", "li", "--role", "admin")
+    assert again.returncode == 2 and "the name 'li' is taken" in again.stderr
+    bad_key = qinglang(tmp_path, "keys", "revoke", "ql_\udce9")
+    assert (
+        bad_key.returncode == 2
+        and "a key cannot contain a byte that is not UTF-8" in bad_key.stderr
+    )
 
 
 def test_workers_past_the_limit_are_refused_before_any_starts(tmp_path: Path) -> None:

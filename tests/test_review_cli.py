@@ -8,8 +8,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
+import pytest
 from servicekit import record
 from sqlalchemy import text
 
@@ -98,3 +100,94 @@ def test_users_create_prints_a_password_that_checks_against_the_stored_digest(
     taken = qinglang(url, "users", "create", "王审核", "--role", "admin")
     assert taken.returncode == 2 and "taken" in taken.stderr
     assert qinglang(url, "users", "create", "x", "--role", "publisher").returncode == 2
+
+
+def flagged_and_decided(tmp_path: Path) -> str:
+    """A database of one confirmed post: four audit records and one label."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    upgrade(url)
+    policy = load_policy(Settings().policy_file)
+    repo = open_repository(url, 5.0, policy.review)
+    rec = record("p1").model_copy(update={"account_id": "acc1"})
+    repo.save_records([Pending(rec, True, "谣言")])
+    (item,) = repo.list_items(policy).items
+    repo.decide(policy, item.id, "r1", "confirm", "rumor", "art18.6")
+    repo.close()
+    return url
+
+
+def refused(done: subprocess.CompletedProcess[str]) -> str:
+    """The one line of a command that could not run."""
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    (line,) = done.stderr.splitlines()
+    return line
+
+
+def test_export_refuses_an_unusable_output_path_before_reading(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'never.db'}"
+    assert "the path is empty" in refused(qinglang(url, "audit", "export", "-o", ""))
+    assert "'/' is a folder" in refused(qinglang(url, "labels", "export", "-o", "/"))
+    assert "is a folder" in refused(qinglang(url, "audit", "export", "-o", str(tmp_path)))
+    missing = tmp_path / "missing" / "out.jsonl"
+    assert "does not exist" in refused(qinglang(url, "labels", "export", "-o", str(missing)))
+    assert not (tmp_path / "never.db").exists()
+
+
+def test_export_writes_through_links_and_fifos(tmp_path: Path) -> None:
+    url = flagged_and_decided(tmp_path)
+    target = tmp_path / "labels.jsonl"
+    target.write_text("old\n")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target.name)
+    assert qinglang(url, "labels", "export", "-o", str(link)).returncode == 0
+    assert link.is_symlink() and json.loads(target.read_text())["head"] == "rumor"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cli.db", "labels.jsonl", "link.jsonl"]
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    read: list[str] = []
+    reader = threading.Thread(target=lambda: read.append(fifo.read_text()))
+    reader.start()
+    exported = qinglang(url, "audit", "export", "-o", str(fifo))
+    reader.join(timeout=60)
+    assert exported.returncode == 0, exported.stderr
+    assert len(read[0].splitlines()) == 4 and fifo.is_fifo()
+    stdout = qinglang(url, "audit", "export", "--format", "csv", "-o", "-")
+    assert stdout.returncode == 0 and len(stdout.stdout.splitlines()) == 5
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="no /proc/self/fd")
+def test_export_to_its_own_standard_output_keeps_the_shells_append(tmp_path: Path) -> None:
+    url = flagged_and_decided(tmp_path)
+    log = tmp_path / "log"
+    log.write_text("before\n")
+    own_stdout = tmp_path / "stdout"  # what /dev/stdout is, made here
+    own_stdout.symlink_to("/proc/self/fd/1")
+    with open(log, "a") as appended:
+        done = subprocess.run(
+            [sys.executable, "-m", "service.cli", "audit", "export", "-o", str(own_stdout)],
+            env={**os.environ, "QINGLANG_DATABASE_URL": url},
+            stdout=appended,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0 and own_stdout.is_symlink()
+    assert log.read_text().splitlines()[0] == "before" and len(log.read_text().splitlines()) == 5
+
+
+def test_export_to_a_closed_pipe_says_so_in_one_line(tmp_path: Path) -> None:
+    url = flagged_and_decided(tmp_path)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # before the export writes, so that its first write fails
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "service.cli", "audit", "export"],
+            env={**os.environ, "QINGLANG_DATABASE_URL": url},
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert "closed it" in refused(done)

@@ -7,12 +7,20 @@ command could not run (storage unreachable, unwritable output).
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
+
+if TYPE_CHECKING:
+    from service.settings import Settings
+    from service.storage import SqlRepository
+
+OUTPUT_HELP = "file, or - for standard output (the default)"
 
 
 def _moment(text: str) -> datetime:
@@ -42,13 +50,14 @@ def add_commands(commands: Any) -> None:
         "--to", dest="end", type=_moment, help="exclusive: unix seconds or ISO 8601 with a zone"
     )
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
-    export.add_argument("-o", "--output", type=Path, help="file (default: standard output)")
+    # kept as typed: Path("") is ".", and the empty path must be refused as such
+    export.add_argument("-o", "--output", metavar="PATH", help=OUTPUT_HELP)
     labels = commands.add_parser("labels", help="reviewers' decisions as training data")
     label_commands = labels.add_subparsers(dest="labels_command", required=True, metavar="CMD")
     labels_export = label_commands.add_parser(
         "export", help="JSONL: text, head, label, decided at, policy and model version"
     )
-    labels_export.add_argument("-o", "--output", type=Path, help="file (default: stdout)")
+    labels_export.add_argument("-o", "--output", metavar="PATH", help=OUTPUT_HELP)
     credit = commands.add_parser("credit", help="account credit")
     credit_commands = credit.add_subparsers(dest="credit_command", required=True, metavar="CMD")
     credit_commands.add_parser(
@@ -57,57 +66,141 @@ def add_commands(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from service.policy import PolicyError, load_policy
-    from service.review import chain, export
+    from service.policy import PolicyError
     from service.settings import get_settings
     from service.storage import StorageError, open_repository, upgrade
 
+    try:
+        output = _target(args.output) if "output" in args else Output(None, in_place=True)
+    except OutputError as exc:
+        print(f"qinglang {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     settings = get_settings()
     try:
         upgrade(settings.database)
         repository = open_repository(settings.database, max(settings.db_timeout_s, 30.0))
         try:
-            if args.command == "credit":
-                restored = repository.restore_credit(load_policy(settings.policy_file))
-                print(f"qinglang credit restore: {restored} accounts restored", file=sys.stderr)
-                return 0
-            if args.command == "labels":
-                with _output(args.output) as out:
-                    count = export.write_labels(repository.labels(), out)
-                print(f"qinglang labels export: {count} labels", file=sys.stderr)
-                return 0
-            if args.audit_command == "verify":
-                head = repository.audit_head()
-                problems = chain.verify(repository.audit_entries(), head)
-                for problem in problems:
-                    print(f"qinglang audit verify: {problem}", file=sys.stderr)
-                if problems:
-                    return 1
-                print(f"qinglang audit verify: ok, {head[0]} records", file=sys.stderr)
-                return 0
-            with _output(args.output) as out:
-                entries = repository.audit_entries(args.start, args.end)
-                count = export.write_records(entries, out, args.format)
-            print(f"qinglang audit export: {count} records", file=sys.stderr)
-            return 0
+            return _command(args, repository, settings, output)
         finally:
             repository.close()
+    except BrokenPipeError:
+        if output.path is None:
+            _discard_stdout()
+        print(f"qinglang {args.command}: error: the output's reader closed it", file=sys.stderr)
+        return 2
     except (StorageError, OSError, PolicyError) as exc:
         print(f"qinglang {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
 
+def _command(
+    args: argparse.Namespace, repository: SqlRepository, settings: Settings, output: Output
+) -> int:
+    from service.policy import load_policy
+    from service.review import chain, export
+
+    if args.command == "credit":
+        restored = repository.restore_credit(load_policy(settings.policy_file))
+        print(f"qinglang credit restore: {restored} accounts restored", file=sys.stderr)
+        return 0
+    if args.command == "labels":
+        with _open(output) as out:
+            count = export.write_labels(repository.labels(), out)
+        print(f"qinglang labels export: {count} labels", file=sys.stderr)
+        return 0
+    if args.audit_command == "verify":
+        head = repository.audit_head()
+        problems = chain.verify(repository.audit_entries(), head)
+        for problem in problems:
+            print(f"qinglang audit verify: {problem}", file=sys.stderr)
+        if problems:
+            return 1
+        print(f"qinglang audit verify: ok, {head[0]} records", file=sys.stderr)
+        return 0
+    with _open(output) as out:
+        entries = repository.audit_entries(args.start, args.end)
+        count = export.write_records(entries, out, args.format)
+    print(f"qinglang audit export: {count} records", file=sys.stderr)
+    return 0
+
+
+class OutputError(ValueError):
+    """An ``-o`` path that cannot be written, found before anything is read."""
+
+
+class Output(NamedTuple):
+    path: Path | None
+    """None: standard output."""
+    in_place: bool
+    """Opened and written as it is: no file beside it, no rename."""
+
+
+def _target(text: str | None) -> Output:
+    """Where ``-o`` writes. A regular file (a new one, or one a symlink names) is written whole
+    beside it and then moved into place, so that a failed export leaves the old file; anything
+    else that exists (a FIFO, a device, ``/dev/stdout``) is written in place, as renaming over it
+    would replace the link or device rather than write to what it stands for."""
+    if text is None or text == "-":
+        return Output(None, in_place=True)
+    if not text:
+        raise OutputError("the path is empty (give a file, or - for standard output)")
+    path = Path(text)
+    try:
+        mode: int | None = path.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise OutputError(f"cannot write {text!r}: {exc.strerror}") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise OutputError(f"{text!r} is a folder")
+    if mode is not None and _is_stdout(path):
+        # `-o /dev/stdout >> log`: the shell's descriptor appends; reopening would truncate
+        return Output(None, in_place=True)
+    if mode is not None and not stat.S_ISREG(mode):
+        return Output(path, in_place=True)
+    if text.endswith(os.sep):
+        raise OutputError(f"{text!r} names a folder, which does not exist")
+    target = path.resolve() if path.is_symlink() else path
+    folder = target.parent
+    if not folder.is_dir():
+        raise OutputError(f"cannot write {text!r}: folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"cannot write {text!r}: folder {str(folder)!r} is not writable")
+    return Output(target, in_place=False)
+
+
+def _is_stdout(path: Path) -> bool:
+    try:
+        return os.path.samestat(path.stat(), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError):
+        return False  # no descriptor behind standard output (a test's capture)
+
+
 @contextmanager
-def _output(path: Path | None) -> Iterator[TextIO]:
-    """The output file (written whole, then moved into place) or standard output."""
-    if path is None:
+def _open(output: Output) -> Iterator[TextIO]:
+    if output.path is None:
         yield sys.stdout
         sys.stdout.flush()
         return
-    partial = path.with_name(path.name + ".part")
+    if output.in_place:
+        with open(output.path, "w", newline="", encoding="utf-8") as out:
+            yield out
+        return
+    partial = output.path.with_name(output.path.name + ".part")
     try:
         with open(partial, "w", newline="", encoding="utf-8") as out:
             yield out
-        partial.replace(path)
+        partial.replace(output.path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _discard_stdout() -> None:
+    """Python flushes standard output again at exit; what is still buffered would fail there
+    too, and print a second, uglier message."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass  # not a real file descriptor (a test's capture): nothing will be flushed at exit
