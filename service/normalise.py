@@ -4,13 +4,15 @@ The classifier and the n-gram features see the same normalised text, built by
 :func:`normalise`: format characters dropped (Unicode category Cf: zero-width spaces and
 joiners, soft hyphens, byte-order marks), Unicode NFKC (full-width forms, compatibility
 characters), lower case, traditional characters to simplified (OpenCC ``t2s``), links folded to
-one placeholder, white space between Chinese characters that each stand alone dropped ("傻 逼
-滚 出 去" is read as "傻逼滚出去") and other runs of white space folded to one space. A reader never
+one placeholder, white space, asterisks and middle dots between Chinese characters that each
+stand alone dropped ("傻 逼 滚 出 去" and "傻*逼*滚*出*去" are read as "傻逼滚出去") and other runs
+of white space folded to one space. A reader never
 sees a format character, but one between the characters of a word splits every n-gram and
 token across it: "傻\u200b逼\u200b滚\u200b出\u200b去" scored 0.875 for incitement where the text a
 reader sees scored 0.989, and a claim word written so escaped the originality head. Spaces do
 the same in plain sight: "求 扩 散！杭 州 一 女 孩 走 失" scored 0.42 as a rumour where the text
-without them scored 0.84, "傻 逼 滚 出 去" 0.71 for incitement, and "【原 创】" claimed nothing.
+without them scored 0.84, "傻 逼 滚 出 去" 0.71 for incitement, and "【原 创】" and "【原·创】"
+claimed nothing.
 Spaces beside words of more than one character stay: Chinese writers put them between
 phrases (444 of COLD's 6,431 eval comments have one, 3 a space between lone characters), and
 the model was trained on them as they are. Every normalised character keeps the offset of the
@@ -38,8 +40,9 @@ URL_PLACEHOLDER = "url"
 _URL = re.compile(r"https?://[^\s\u3000-\u303f\uff00-\uffef\u4e00-\u9fff]*", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff"
-# white space between two Chinese characters that each stand alone: "傻 逼 滚 出 去"
-_SPACED_OUT = re.compile(rf"(?<=[{_HAN}])(?<![{_HAN}]{{2}})\s+(?=[{_HAN}](?![{_HAN}]))")
+# white space, asterisks or dots between two Chinese characters that each stand alone: "傻 逼 滚
+# 出 去", "傻*逼", "原·创" (NFKC has made the full-width asterisk the ASCII one)
+_SPACED_OUT = re.compile(rf"(?<=[{_HAN}])(?<![{_HAN}]{{2}})[\s*·•・]+(?=[{_HAN}](?![{_HAN}]))")
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,11 @@ def test_spaces_between_lone_chinese_characters_are_dropped_and_others_kept() ->
     for kept in ("今天 天气很好", "本文 原创", "iphone 14 发布会", "我 love 你", "看 url 这里"):
         assert normalise(kept).text == kept
     assert normalise("发布会 很 好 [蜡烛] 傻 逼").text == "发布会 很好 [蜡烛] 傻逼"
+    # asterisks and middle dots serve the same end; other marks between lone characters
+    # ("男/女", "3.15") and a dot in a name ("迈克尔·乔丹") stay
+    assert normalise("傻＊逼 * 滚·出•去 【原・创】").text == "傻逼滚出去 【原创】"
+    for kept in ("男/女", "中-美", "迈克尔·乔丹", "今天.天气"):
+        assert normalise(kept).text == kept
 
 
 def test_empty_and_blank_texts_normalise_to_empty() -> None:
