@@ -13,7 +13,9 @@ from servicekit import Api, open_api
 from sqlalchemy import create_engine, text
 
 from service.pipeline import Pipeline
+from service.policy import Policy, load_policy
 from service.settings import Settings
+from service.storage import SqlRepository, open_repository, upgrade
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +60,21 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     else:
         with postgres_schema() as url:
             yield url
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    """The shipped policy (a module that needs another defines its own)."""
+    return load_policy(Settings().policy_file)
+
+
+@pytest.fixture
+def repo(database_url: str, policy: Policy) -> Iterator[SqlRepository]:
+    """A migrated repository on each database, with ``policy``'s review rules."""
+    upgrade(database_url)
+    repository = open_repository(database_url, 5.0, policy.review)
+    yield repository
+    repository.close()
 
 
 @pytest.fixture

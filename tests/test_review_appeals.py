@@ -29,19 +29,6 @@ X_STEPS = {"close_account", "blacklist", "ban_reregistration"}
 BAD_CURSORS = ("99999999999999999999999_1", "1e300_1", "-1e20_1")
 
 
-@pytest.fixture(scope="module")
-def policy() -> Policy:
-    return load_policy(Settings().policy_file)
-
-
-@pytest.fixture
-def repo(database_url: str, policy: Policy) -> Iterator[SqlRepository]:
-    upgrade(database_url)
-    repository = open_repository(database_url, 5.0, policy.review)
-    yield repository
-    repository.close()
-
-
 def confirmed(
     repo: SqlRepository, policy: Policy, post_id: str, account: str, at: datetime
 ) -> views.Decision:

@@ -4,7 +4,6 @@ dispositions, reports, appeals, re-registration, the chain, labels, and the migr
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,19 +25,6 @@ from service.storage.sql import alembic_config, make_engine
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
-
-
-@pytest.fixture(scope="module")
-def policy() -> Policy:
-    return load_policy(Settings().policy_file)
-
-
-@pytest.fixture
-def repo(database_url: str, policy: Policy) -> Iterator[SqlRepository]:
-    upgrade(database_url)
-    repository = open_repository(database_url, 5.0, policy.review)
-    yield repository
-    repository.close()
 
 
 def flag(
