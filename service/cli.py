@@ -458,11 +458,10 @@ def _run_rescore(
 
 def _bank(settings: Settings) -> list[StoredRumor]:
     from service.rescore import RescoreError
-    from service.storage import StorageError, open_repository, upgrade
+    from service.storage import StorageError, open_existing
 
     try:
-        upgrade(settings.database, settings.db_timeout_s)
-        repository = open_repository(settings.database, settings.db_timeout_s)
+        repository = open_existing(settings.database, settings.db_timeout_s)
         try:
             return repository.rumors()
         finally:
@@ -577,12 +576,15 @@ def _keys(args: argparse.Namespace) -> int:
     """``keys revoke`` and ``keys list``."""
     from service.security import PREFIX
     from service.settings import get_settings
-    from service.storage import StorageError, open_repository, upgrade
+    from service.storage import StorageError, open_existing, open_repository, upgrade
 
     settings = get_settings()
     try:
-        upgrade(settings.database)
-        repository = open_repository(settings.database, settings.db_timeout_s)
+        if args.keys_command == "list":
+            repository = open_existing(settings.database, settings.db_timeout_s)
+        else:
+            upgrade(settings.database)
+            repository = open_repository(settings.database, settings.db_timeout_s)
         try:
             if args.keys_command == "list":
                 for key in repository.list_keys():

@@ -16,10 +16,13 @@ from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+from batchkit import length_scorer, post_line
 from prometheus_client.multiprocess import MultiProcessCollector
 from servicekit import free_port, serve, wait_for, write_policy
 
+from service.cli import main
 from service.security import AuthError, Guard
+from service.settings import get_settings
 from service.storage import open_repository
 
 
@@ -125,7 +128,7 @@ def test_a_setting_that_cannot_be_used_is_one_line_and_status_2(
 
 
 def test_the_test_suites_own_variables_are_no_settings_to_check(tmp_path: Path) -> None:
-    assert qinglang(tmp_path, "keys", "list", env={"QINGLANG_TEST_ANYTHING": "1"}).returncode == 0
+    assert qinglang(tmp_path, "migrate", env={"QINGLANG_TEST_ANYTHING": "1"}).returncode == 0
 
 
 def test_a_config_file_that_is_not_toml_or_names_no_setting_is_named(tmp_path: Path) -> None:
@@ -202,6 +205,34 @@ def test_serve_on_a_port_in_use_says_so_in_one_line_and_never_listening(tmp_path
     (line,) = failed.stderr.splitlines()
     assert line.startswith("qinglang serve: error: ") and f"127.0.0.1:{port}" in line
     assert "in use" in line
+
+
+def test_a_mistyped_database_path_stops_the_commands_that_read_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    typo = tmp_path / "stat" / "qinglang.db"
+    env = {"QINGLANG_DATABASE_URL": f"sqlite:///{typo}"}
+    listed = qinglang(tmp_path, "keys", "list", env=env)
+    assert listed.returncode == 2
+    (line,) = listed.stderr.splitlines()
+    assert line.startswith(f"qinglang keys: error: no SQLite database at {typo} ")
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(post_line("p1", "周末去公园散步"))
+    monkeypatch.setenv("QINGLANG_DATABASE_URL", env["QINGLANG_DATABASE_URL"])
+    get_settings.cache_clear()
+    try:
+        args = ["rescore", str(source), "-o", str(tmp_path / "out.jsonl"), "--bank"]
+        assert main([*args, "--workers", "1", "--no-progress"], load_scorer=length_scorer) == 2
+    finally:
+        get_settings.cache_clear()
+    bank = "qinglang rescore: error: cannot read the confirmed-rumour bank: no SQLite database at"
+    assert f"{bank} {typo} " in capsys.readouterr().err
+    assert not typo.parent.exists()
+    # a command that writes creates the database, as before
+    revoked = qinglang(tmp_path, "keys", "revoke", "nosuchkey", env=env)
+    assert revoked.returncode == 2 and "no key 'nosuchkey'" in revoked.stderr
+    listed = qinglang(tmp_path, "keys", "list", env=env)
+    assert listed.returncode == 0 and listed.stdout == ""
 
 
 def test_a_database_of_a_newer_release_is_named_not_a_traceback(tmp_path: Path) -> None:

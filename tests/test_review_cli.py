@@ -12,13 +12,16 @@ import threading
 from pathlib import Path
 
 import pytest
+from alembic import command
 from servicekit import record
-from sqlalchemy import text
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import make_url
 
 from service.policy import load_policy
 from service.security import check_password
 from service.settings import Settings
 from service.storage import Pending, open_repository, upgrade
+from service.storage.sql import alembic_config, make_engine
 from training.data import reviewed
 
 
@@ -191,3 +194,35 @@ def test_export_to_a_closed_pipe_says_so_in_one_line(tmp_path: Path) -> None:
     finally:
         os.close(write_end)
     assert "closed it" in refused(done)
+
+
+READS = (("audit", "verify"), ("audit", "export"), ("labels", "export"))
+
+
+def test_the_commands_that_only_read_create_and_migrate_nothing(database_url: str) -> None:
+    def refusals() -> list[str]:
+        return [refused(qinglang(database_url, *command)) for command in READS]
+
+    # empty: a SQLite file that does not exist, a PostgreSQL schema without tables
+    missing = make_url(database_url).database
+    says = f"no SQLite database at {missing}" if database_url.startswith("sqlite") else "no schema"
+    assert all(says in line and "qinglang migrate" in line for line in refusals())
+    engine = make_engine(database_url, 5.0)
+    try:
+        if database_url.startswith("sqlite"):
+            assert missing is not None and not Path(missing).exists()
+        else:
+            assert inspect(engine).get_table_names() == []
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0007_evidence_sweep")
+        behind = "is at migration 0007_evidence_sweep, not 0008_one_appeal_per_violation"
+        assert all(behind in line and "run qinglang migrate" in line for line in refusals())
+        assert not inspect(engine).has_table("appeal_duplicates")  # 0008's
+    finally:
+        engine.dispose()
+    # a command that writes migrates, as before; then the others read
+    assert qinglang(database_url, "credit", "restore").returncode == 0
+    verified = qinglang(database_url, "audit", "verify")
+    assert verified.returncode == 0 and "ok, 0 records" in verified.stderr

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -9,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from alembic.runtime.migration import MigrationContext
 from servicekit import record
 from sqlalchemy import JSON, DateTime, String, column, insert, inspect, table
 
@@ -273,3 +277,59 @@ def test_a_database_created_after_the_server_started_is_migrated_when_it_answers
         assert inspect(repository.engine).has_table("score_records")
     finally:
         repository.close()
+
+
+STOP_MIDWAY = """
+import os, signal, sys
+import alembic.op
+from service.storage import upgrade
+
+create_index = alembic.op.create_index
+
+def stopped(name, *args, **kwargs):
+    # 0008's last step, after its table and the appeals it moved there
+    if name == "uq_appeal_item_account":
+        if sys.argv[2] == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise RuntimeError("stopped midway")
+    return create_index(name, *args, **kwargs)
+
+alembic.op.create_index = stopped
+upgrade(sys.argv[1])
+"""
+
+
+def revision(database_url: str) -> str | None:
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("stop", ["raise", "kill"])
+def test_a_migration_stopped_midway_leaves_the_one_before_and_the_next_upgrade_completes(
+    database_url: str, stop: str
+) -> None:
+    stopped = subprocess.run(
+        [sys.executable, "-c", STOP_MIDWAY, database_url, stop],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert stopped.returncode == (-signal.SIGKILL if stop == "kill" else 1), stopped.stderr
+    assert stop == "kill" or "stopped midway" in stopped.stderr
+    # 0008 created its table before it stopped: that is rolled back with it
+    assert revision(database_url) == "0007_evidence_sweep"
+    engine = make_engine(database_url, 5.0)
+    try:
+        assert not inspect(engine).has_table("appeal_duplicates")
+        upgrade(database_url)
+        assert revision(database_url) == "0008_one_appeal_per_violation"
+        assert inspect(engine).has_table("appeal_duplicates")
+        indexes = {index["name"] for index in inspect(engine).get_indexes("appeals")}
+        assert "uq_appeal_item_account" in indexes
+    finally:
+        engine.dispose()

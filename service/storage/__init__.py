@@ -1,8 +1,9 @@
 """Storage: the repository interface the service talks to, and its SQLAlchemy implementation.
 
 The rest of the service depends on :class:`Repository` only; :func:`open_repository` picks the
-implementation (SQLAlchemy over SQLite or PostgreSQL, by URL) and :func:`upgrade` brings a
-database's schema to the newest Alembic migration.
+implementation (SQLAlchemy over SQLite or PostgreSQL, by URL), :func:`upgrade` brings a
+database's schema to the newest Alembic migration, and :func:`open_existing` opens one for a
+command that only reads, refusing a database that is missing or not migrated.
 """
 
 from service.storage.repository import (
@@ -13,7 +14,7 @@ from service.storage.repository import (
     StorageError,
     StoredRumor,
 )
-from service.storage.sql import SqlRepository, open_repository, upgrade
+from service.storage.sql import SqlRepository, open_existing, open_repository, upgrade
 
 __all__ = [
     "ApiKey",
@@ -23,6 +24,7 @@ __all__ = [
     "SqlRepository",
     "StorageError",
     "StoredRumor",
+    "open_existing",
     "open_repository",
     "upgrade",
 ]

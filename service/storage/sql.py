@@ -12,16 +12,17 @@ from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import (
+    Connection,
     Engine,
     create_engine,
     delete,
     event,
     or_,
     select,
-    text,
     tuple_,
     update,
 )
@@ -141,9 +142,9 @@ def upgrade(url: str, timeout_s: float = 10.0) -> None:
 
 def _upgrade(engine: Engine) -> None:
     try:
-        with engine.begin() as connection:
+        with engine.connect() as connection:
             config = alembic_config()
-            config.attributes["connection"] = connection
+            config.attributes["connection"] = _transactional_ddl(connection)
             command.upgrade(config, "head")
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot migrate {engine.url!r}: {exc}") from exc
@@ -153,10 +154,81 @@ def _upgrade(engine: Engine) -> None:
         ) from None
 
 
+def _transactional_ddl(connection: Connection) -> Connection:
+    """``connection``, whose transactions hold DDL too. sqlite3 (before Python 3.12's
+    ``autocommit=False``) begins a transaction only before an INSERT, UPDATE or DELETE, so a
+    CREATE TABLE was committed as it ran and a migration stopped midway left its first tables
+    behind ("table ... already exists" on every later run). Here sqlite3 begins nothing and
+    SQLAlchemy emits BEGIN (the recipe of its pysqlite documentation), on this connection only:
+    the other sessions rely on sqlite3's handling (``BEGIN IMMEDIATE`` of a write), and the
+    isolation level is reset when the connection goes back to the pool. PostgreSQL's DDL is
+    transactional as it is."""
+    if connection.dialect.name != "sqlite":
+        return connection
+    connection.execution_options(isolation_level="AUTOCOMMIT")
+    event.listen(connection, "begin", _begin)
+    return connection
+
+
+def _begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
+def open_existing(url: str, timeout_s: float) -> SqlRepository:
+    """A repository on the database at ``url`` as it stands, for a command that only reads: it
+    creates and migrates nothing. A SQLite file that does not exist, or a schema short of this
+    release's newest migration, is a :class:`StorageError` of one line saying so (a mistyped
+    path would otherwise become an empty database, and a check of it would answer "ok")."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        path = Path(parsed.database).resolve()
+        if not path.exists():
+            raise StorageError(
+                f"no SQLite database at {path} (check the database_url setting; "
+                "qinglang migrate creates one)"
+            )
+    engine = make_engine(url, timeout_s)
+    try:
+        found = _revision(engine)
+        if found != head_revision():
+            raise StorageError(f"the database {engine.url!r} {_short_of_head(found)}")
+    except BaseException:
+        engine.dispose()
+        raise
+    return SqlRepository(engine)
+
+
+def _short_of_head(found: str | None) -> str:
+    if found is None:
+        return "has no schema (no migration recorded): run qinglang migrate"
+    if found not in _revisions():
+        return f"is at migration {found}, unknown to this release (a database of a newer release?)"
+    return f"is at migration {found}, not {head_revision()}: run qinglang migrate"
+
+
+def _revision(engine: Engine) -> str | None:
+    """The migration the database is at; None where it has no ``alembic_version`` table."""
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
+
+
 @lru_cache(maxsize=1)
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def head_revision() -> str | None:
     """The newest migration of this release."""
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return _scripts().get_current_head()
+
+
+@lru_cache(maxsize=1)
+def _revisions() -> frozenset[str]:
+    """Every migration of this release."""
+    return frozenset(script.revision for script in _scripts().walk_revisions())
 
 
 def _stored(record: ScoreRecord) -> dict[str, Any]:
@@ -191,14 +263,7 @@ class SqlRepository(ReviewSql):
         """Return when storage answers with this release's schema; a database that is not at
         its newest migration is migrated first (one created, or emptied, after the server
         started: the server migrates at start only, and would find no tables)."""
-        with self._session() as session:
-            session.execute(text("SELECT 1"))  # storage answers (else StorageError)
-        try:
-            with self._session() as session:
-                current = session.scalar(text("SELECT version_num FROM alembic_version"))
-        except StorageError:
-            current = None  # it answers, with no schema
-        if current != head_revision():
+        if _revision(self.engine) != head_revision():
             _upgrade(self.engine)
 
     def find_records(self, post_ids: Sequence[str], model_version: str) -> dict[str, ScoreRecord]:
