@@ -145,11 +145,13 @@ class Pipeline:
         levels: Mapping[str, str] | None = None,
         *,
         evidence: bool = True,
+        edits: bool = True,
     ) -> list[ScoreRecord]:
         """Score records for ``posts``, in the same order; ``levels`` are the credit levels of
         accounts the policy treats more strictly (by account id); without evidence spans
-        unless ``evidence``."""
-        records = self.ordered(posts, self.prepare(posts, evidence=evidence), levels)
+        unless ``evidence``; ``edits``: see :meth:`ordered`."""
+        prepared = self.prepare(posts, evidence=evidence)
+        records = self.ordered(posts, prepared, levels, edits=edits)
         return self.explain(posts, records) if evidence else records
 
     def prepare(self, posts: Sequence[Post], *, evidence: bool = True) -> list[Prepared]:
@@ -189,10 +191,16 @@ class Pipeline:
         posts: Sequence[Post],
         prepared: Sequence[Prepared],
         levels: Mapping[str, str] | None = None,
+        *,
+        edits: bool = True,
     ) -> list[ScoreRecord]:
-        """Stage 2, stateful: near-duplicates in the order given, the decision, the record."""
+        """Stage 2, stateful: near-duplicates in the order given, the decision, the record.
+        Unless ``edits``, a post whose id the window holds with another text is refused, as one
+        held for another account always is: its record says so
+        (:data:`~service.neardup.match.HELD`, :data:`~service.neardup.match.TAKEN`) and the
+        window is left as it was."""
         claims = [p.probs["originality_claim"] for p in prepared]
-        found = self.neardup.match(posts, [p.signature for p in prepared], claims)
+        found = self.neardup.match(posts, [p.signature for p in prepared], claims, edits=edits)
         known = levels or {}
         return [
             self._record(post, ready, f, known.get(post.account_id or ""))

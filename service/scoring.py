@@ -2,9 +2,13 @@
 
 A post id scored again with the same model gets its first record back (from memory, or from
 storage for stored records), is not scored again and is counted, stored and enqueued once. A
-post id names one text: sent again with another text (an edit, or a producer reusing ids) it
-gets a :class:`TextConflict` instead, since the first record would let the new text through
-unscored.
+post id names one post, of one account and one text: sent again by another account (or without
+the account it had), or with another text (an edit, or a producer reusing ids), it gets an
+:class:`IdConflict` instead, since the first record would let the new text through unscored, or
+hand one account's record to another. The near-duplicate window applies the same rule to a post
+whose first record is not held here (never stored, after a restart, on another replica), as
+long as it knows the id: it refuses the post and leaves the window as it was
+(:mod:`service.neardup.store`).
 Records whose decision the policy lists in ``persist`` are stored, with a review-queue item when
 it lists the decision in ``enqueue``. The answer goes out before the evidence spans of its flagged
 risks are found (one more model call per flagged post): a single low-priority thread adds them
@@ -29,6 +33,7 @@ from typing import Any, Protocol, TypeVar
 from service.batching import MicroBatcher
 from service.metrics import Metrics
 from service.neardup.bank import rumor_copy
+from service.neardup.match import HELD, TAKEN
 from service.policy import Policy
 from service.record import Post, ScoreRecord, text_digest
 from service.review.items import QueueRequest
@@ -60,6 +65,7 @@ class PolicyScorer(Protocol):
         levels: Mapping[str, str] | None = None,
         *,
         evidence: bool = True,
+        edits: bool = True,
     ) -> list[ScoreRecord]: ...
 
     def explain(
@@ -96,24 +102,56 @@ def idle_priority() -> None:
 
 
 @dataclass(frozen=True)
-class TextConflict:
-    """The post's id was scored before with another text; its first record stands."""
+class IdConflict:
+    """The post's id names another post, which stands: one of another account (``account``), or
+    scored before with another text."""
 
     id: str
+    account: bool
 
     @property
     def problem(self) -> str:
+        if self.account:
+            return (
+                f"post {self.id!r} belongs to another account: a post id names one post, so a "
+                "post of this account needs an id of its own"
+            )
         return (
             f"post {self.id!r} was scored before with another text: a post id names one text, "
             "so an edited post needs an id of its own"
         )
 
 
-def _answer(post: Post, record: ScoreRecord, degraded: bool) -> ScoreRecord | TextConflict:
-    # a record stored before digests were kept has none: it is taken as the post's
-    if record.text_digest not in (None, text_digest(post.text)):
-        return TextConflict(post.id)
-    return record.model_copy(update={"degraded": degraded})
+def _conflict(post: Post, account_id: str | None, digest: str | None) -> IdConflict | None:
+    """Whether ``post`` is another post than the one its id names, of ``account_id`` and of the
+    text of ``digest`` (a record stored before digests were kept has none: its text is taken as
+    the post's)."""
+    if post.account_id != account_id:
+        return IdConflict(post.id, account=True)
+    if digest not in (None, text_digest(post.text)):
+        return IdConflict(post.id, account=False)
+    return None
+
+
+def _answer(post: Post, record: ScoreRecord, degraded: bool) -> ScoreRecord | IdConflict:
+    conflict = _conflict(post, record.account_id, record.text_digest)
+    return conflict or record.model_copy(update={"degraded": degraded})
+
+
+def _refused(record: ScoreRecord) -> IdConflict | None:
+    """The near-duplicate window's refusal of the post of ``record``, if it refused it."""
+    if HELD in record.warnings:
+        return IdConflict(record.id, account=True)
+    if TAKEN in record.warnings:
+        return IdConflict(record.id, account=False)
+    return None
+
+
+def _refusal(post: Post, fresh: dict[str, Post], refused: dict[str, IdConflict]) -> IdConflict:
+    """The answer to ``post``, whose id the window refused: the first post of its id in the call
+    (``fresh``) was the one matched, and the others are compared with it."""
+    first = fresh[post.id]
+    return _conflict(post, first.account_id, text_digest(first.text)) or refused[post.id]
 
 
 class StorageHealth:
@@ -214,7 +252,8 @@ class ScoringService:
         """Accounts at the levels the policy treats more strictly, refreshed by :meth:`recover`
         (a level change reaches the publish path within ``retry_s``)."""
         self.batcher = MicroBatcher(
-            lambda posts: scorer.score_many(posts, self.levels, evidence=False),
+            # a post id names one text here: the window refuses an edit as the first record does
+            lambda posts: scorer.score_many(posts, self.levels, evidence=False, edits=False),
             window_s=window_s,
             max_posts=max_posts,
             max_queue=max_queue,
@@ -242,9 +281,9 @@ class ScoringService:
     def policy(self) -> Policy:
         return self.scorer.policy
 
-    async def score(self, posts: Sequence[Post]) -> tuple[list[ScoreRecord | TextConflict], bool]:
-        """The records of ``posts`` in order (a :class:`TextConflict` in place of a post whose
-        id has a record of another text), and whether storage was out of reach (degraded)."""
+    async def score(self, posts: Sequence[Post]) -> tuple[list[ScoreRecord | IdConflict], bool]:
+        """The records of ``posts`` in order (an :class:`IdConflict` in place of a post whose id
+        names another post), and whether storage was out of reach (degraded)."""
         version = self.model_version
         found: dict[str, ScoreRecord] = {}
         for post in posts:
@@ -265,7 +304,12 @@ class ScoringService:
             if post.id not in found:
                 fresh.setdefault(post.id, post)
         new: list[ScoreRecord] = []
+        refused: dict[str, IdConflict] = {}
         for scored in await self.batcher.score(list(fresh.values())):
+            refusal = _refused(scored)
+            if refusal is not None:
+                refused[scored.id] = refusal
+                continue
             kept = self.first.keep(scored)
             if kept is scored:
                 self.metrics.scored(scored)
@@ -279,8 +323,11 @@ class ScoringService:
         degraded = degraded or spooled or self.health.problem is not None
         # a record is degraded on its own when the shared near-duplicate index did not answer
         degraded = degraded or any(r.degraded for r in found.values())
-        answers = [_answer(p, found[p.id], degraded) for p in posts]
-        self.metrics.conflicts.inc(sum(isinstance(a, TextConflict) for a in answers))
+        answers = [
+            _answer(p, found[p.id], degraded) if p.id in found else _refusal(p, fresh, refused)
+            for p in posts
+        ]
+        self.metrics.conflicts.inc(sum(isinstance(a, IdConflict) for a in answers))
         return answers, degraded
 
     def _explain_later(self, posts: dict[str, Post], records: list[ScoreRecord]) -> None:

@@ -230,25 +230,87 @@ def test_a_restart_keeps_the_window(tmp_path: Path, pipeline: Pipeline) -> None:
         assert after.json()["cluster"]["earliest"]["id"] == "before"
 
 
-def test_a_post_edited_after_a_restart_is_matched_on_its_new_text(
+BENIGN = "周末和家人去公园散步，天气很好，拍了几张荷花的照片，晚上吃了火锅"
+KITTEN = "我家的小猫今天学会了开冰箱门，偷吃了一整盒酸奶，还若无其事地躺在沙发上睡觉"
+
+
+def _taken(api: Api, post: dict[str, object]) -> list[tuple[int, str]]:
+    """The answers to an edit of ``post`` and to its id sent by another account, or by none."""
+    edit = {**post, "text": KITTEN}
+    answers = [
+        api.score(p)
+        for p in (edit, {**post, "account_id": "intruder"}, {**edit, "account_id": None})
+    ]
+    return [(a.status_code, a.json()["detail"]) for a in answers]
+
+
+def test_an_edit_or_another_accounts_post_is_refused_after_a_restart_as_before(
     tmp_path: Path, pipeline: Pipeline
 ) -> None:
     # the shipped policy stores no passing record: after a restart only the window knows q4
     url, shipped = f"sqlite:///{tmp_path / 'e.db'}", Settings().policy_file
-    benign = "周末和家人去公园散步，天气很好，拍了几张荷花的照片，晚上吃了火锅"
+    posts = [
+        {
+            "id": f"q{i}",
+            "text": BENIGN,
+            "account_id": f"qa{i}",
+            "created_at": 1_710_000_000 + 60 * i,
+        }
+        for i in range(1, 5)
+    ]
     with open_api(tmp_path, url, pipeline.classifier, policy=shipped) as api:
-        for i in range(1, 5):
-            post = {"id": f"q{i}", "text": benign, "account_id": f"qa{i}"}
-            scored = api.score({**post, "created_at": 1_710_000_000 + 60 * i}).json()
-            assert scored["decision"] == "pass"
-        assert scored["cluster"]["size"] == 4
-    kitten = "我家的小猫今天学会了开冰箱门，偷吃了一整盒酸奶，还若无其事地躺在沙发上睡觉"
+        scored = [api.score(p).json() for p in posts]
+        assert [r["decision"] for r in scored] == ["pass"] * 4
+        before = _taken(api, posts[-1])
+    assert [status for status, _ in before] == [409] * 3
+    assert "'q4' was scored before with another text" in before[0][1]
+    assert all("'q4' belongs to another account" in detail for _, detail in before[1:])
     with open_api(tmp_path, url, pipeline.classifier, policy=shipped) as api:
-        edit = {"id": "q4", "text": kitten, "account_id": "qa4", "created_at": 1_710_000_240}
-        edited = api.score(edit).json()
-        assert edited["cluster"] is None and edited["scores"]["coordination"] == 0.2
-        copy = api.score({**edit, "id": "q9", "account_id": "qa9"}).json()
-        assert copy["cluster"]["size"] == 2 and copy["cluster"]["earliest"]["id"] == "q4"
+        assert _taken(api, posts[-1]) == before
+        # the post stands as it was: its text in the window, counted once, its own again
+        again = api.score(posts[-1]).json()
+        assert again["cluster"]["size"] == 4 and again["account_id"] == "qa4"
+        copy = {**posts[-1], "id": "q9", "account_id": "qa9"}
+        assert api.score(copy).json()["cluster"]["size"] == 5
+        kitten = api.score({**copy, "id": "k1", "text": KITTEN}).json()
+        assert kitten["cluster"] is None
+
+
+def test_replicas_on_one_redis_refuse_an_edit_or_another_accounts_post(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    prefix = f"test:{uuid.uuid4().hex[:12]}"
+    shared: dict[str, Any] = {"redis_url": REDIS, "neardup_redis_prefix": prefix}
+    shipped = Settings().policy_file
+    post = {"id": "r1", "text": BENIGN, "account_id": "ra", "created_at": time.time()}
+    for side in ("a", "b"):
+        (tmp_path / side).mkdir()
+    try:
+        with (
+            open_api(
+                tmp_path / "a",
+                f"sqlite:///{tmp_path / 'a.db'}",
+                pipeline.classifier,
+                policy=shipped,
+                **shared,
+            ) as first,
+            open_api(
+                tmp_path / "b",
+                f"sqlite:///{tmp_path / 'b.db'}",
+                pipeline.classifier,
+                policy=shipped,
+                **shared,
+            ) as second,
+        ):
+            assert first.score(post).json()["decision"] == "pass"
+            # the second replica never held the post's record: the shared window refuses alike
+            assert _taken(second, post) == _taken(first, post)
+            copy = second.score({**post, "id": "r2", "account_id": "rb"}).json()
+            assert copy["cluster"]["size"] == 2 and copy["cluster"]["earliest"]["id"] == "r1"
+    finally:
+        client = redis.Redis.from_url(REDIS)
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
 
 
 def test_readiness_reports_a_shared_index_that_is_away(tmp_path: Path, pipeline: Pipeline) -> None:

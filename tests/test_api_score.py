@@ -225,6 +225,41 @@ def test_the_same_id_with_another_text_is_refused_and_the_first_record_stands(
         assert "qinglang_score_conflicts_total 3.0" in metrics
 
 
+def test_a_post_id_of_another_account_is_refused_and_its_post_stands(
+    tmp_path: Path, database_url: str, pipeline: Pipeline
+) -> None:
+    post = {"id": "p1", "text": RUMOR, "account_id": "a"}
+    with open_api(tmp_path, database_url, pipeline.classifier) as api:
+        first = api.score(post).json()
+        # another account, or none, with the text of the post or another: the post is a's
+        for taken in ({**post, "account_id": "b"}, {**post, "text": PLAIN, "account_id": "b"}):
+            refused = api.score(taken)
+            assert refused.status_code == 409
+            assert "post 'p1' belongs to another account" in refused.json()["detail"]
+        assert api.score({"id": "p1", "text": RUMOR}).status_code == 409
+        # in a batch: the post of another account, whether the first came earlier or in it
+        records = api.batch(
+            [
+                {**post, "account_id": "b"},
+                {"id": "p2", "text": PLAIN, "account_id": "b"},
+                {"id": "p2", "text": PLAIN, "account_id": "c"},
+            ]
+        ).json()["records"]
+        assert [(r["index"], r["status"]) for r in records if "status" in r] == [(0, 409), (2, 409)]
+        assert "belongs to another account" in records[2]["errors"][0]["msg"]
+        api.settle()
+        assert "qinglang_score_conflicts_total 5.0" in api.client.get("/metrics").text
+    with open_api(tmp_path, database_url, pipeline.classifier) as restarted:
+        # the stored record names its account
+        assert restarted.score({**post, "account_id": "b"}).status_code == 409
+        again = restarted.score(post).json()
+        assert without_evidence(again) == without_evidence(first)
+        repository = restarted.services.scoring.repository
+        assert [q.post_id for q in repository.queue()].count("p1") == 1
+        stored = repository.find_records(["p1"], first["model_version"])["p1"]
+        assert (stored.account_id, stored.text_digest) == ("a", text_digest(RUMOR))
+
+
 def test_a_changed_model_scores_again_into_a_new_versioned_record(
     tmp_path: Path, pipeline: Pipeline
 ) -> None:

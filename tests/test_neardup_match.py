@@ -18,6 +18,7 @@ from service.neardup.match import (
     CROWD,
     EDITED,
     FUTURE,
+    HELD,
     NO_ACCOUNT,
     NO_TIME,
     NO_TIME_REPLAY,
@@ -412,6 +413,26 @@ def test_a_post_not_indexed_is_edited_unless_a_snapshot_kept_no_digest_of_its_te
     assert restarted.loads(near.dumps())
     (again,) = observe(restarted, [old[1].model_copy(update={"text": other})])
     assert EDITED not in again.warnings
+    assert again.cluster is not None and again.cluster.size == 3
+
+
+def test_a_post_not_indexed_is_refused_to_another_account_unless_a_snapshot_kept_none(
+    near: NearDuplicates, settings: Settings, policy: Policy
+) -> None:
+    old = [post(f"old{i}", "a2", NOW - 200 * 3600, variant(4)) for i in range(2)]
+    observe(near, [post("now", "a1", NOW), *old])
+    (refused,) = observe(near, [old[0].model_copy(update={"account_id": "a3"})])
+    assert HELD in refused.warnings and refused.cluster is None
+    # a snapshot of the release before accounts: (cluster id, when, digest) per id not indexed
+    near.local.unindexed = OrderedDict(
+        (post_id, kept[:3])  # type: ignore[misc]
+        for post_id, kept in near.local.unindexed.items()
+    )
+    restarted = NearDuplicates.from_settings(settings, policy)
+    restarted.clock = lambda: NOW
+    assert restarted.loads(near.dumps())
+    (again,) = observe(restarted, [old[1].model_copy(update={"account_id": "a3"})])
+    assert HELD not in again.warnings
     assert again.cluster is not None and again.cluster.size == 3
 
 

@@ -15,7 +15,7 @@ import redis
 from servicekit import Proxy
 
 from service.neardup import NearDuplicates
-from service.neardup.match import CROWD, EDITED, TOO_OLD, UNSHARED, Finding
+from service.neardup.match import CROWD, EDITED, HELD, TAKEN, TOO_OLD, UNSHARED, Finding
 from service.neardup.shared import LAYOUT
 from service.policy import load_policy
 from service.record import Post
@@ -369,37 +369,72 @@ def test_both_stores_take_a_text_edited_into_boilerplate_out_of_the_window(
     assert found[1] == Finding(warnings=[EDITED]) and found[2].cluster is None
 
 
-def test_both_stores_count_a_post_id_sent_by_another_account_once(
-    either: NearDuplicates,
-) -> None:
+def test_both_stores_refuse_a_post_id_held_for_another_account(either: NearDuplicates) -> None:
     found = either.observe([post(i) for i in range(3)], [0.0] * 3)
     assert found[-1].cluster is not None
     rumour = found[-1].cluster.id
-    # a post id names one post: sent by another account it is that post, edited
-    moved = [
-        post(1, "other").model_copy(update={"text": t})
-        for t in (OTHER, variant(1), variant(1) + "！")
+    old = Post(id="o", text=OTHER, account_id="z", created_at=NOW - 200 * 3600)
+    anonymous = Post(id="n", text=OTHER + "！", created_at=NOW)
+    either.observe([old, anonymous], [0.0, 0.0])
+    # a post id names one account's post (or one without an account): another account, or no
+    # account, with any text or none (at the start of a call, and after a post in one), is
+    # matched but changes nothing of that post
+    blank = "转发微博"
+    taken = [
+        post(1, "other").model_copy(update={"text": t}) for t in (blank, OTHER, variant(1), blank)
     ]
-    records = either.observe(moved, [0.0] * 3)
-    assert [EDITED in r.warnings for r in records] == [True, True, False]
-    assert records[1].cluster is not None and records[1].cluster.size == 3
+    taken += [
+        post(1).model_copy(update={"account_id": None}),
+        old.model_copy(update={"account_id": "y", "text": variant(7)}),
+        anonymous.model_copy(update={"account_id": "y"}),
+    ]
+    refused = either.observe(taken, [0.0] * len(taken))
+    assert [HELD in r.warnings and EDITED not in r.warnings for r in refused] == [True] * 7
+    assert all(r.cluster is None for r in refused)
+    entry = either.store.get("p1")
+    assert entry is not None and entry.account_id == "acct1"
+    # p1's text is still in the window, in its cluster, which no other account joined
+    (copy,) = either.observe([post(3)], [0.0])
+    assert copy.cluster is not None and copy.cluster.id == rumour and copy.cluster.size == 4
     cluster = either.cluster(rumour)
-    assert cluster is not None and cluster.accounts == {"acct0", "acct1", "acct2"}
+    assert cluster is not None and cluster.accounts == {f"acct{i}" for i in range(4)}
+    # the account that holds the id may still edit its post
+    (edited,) = either.observe([post(1).model_copy(update={"text": OTHER})], [0.0])
+    assert EDITED in edited.warnings and HELD not in edited.warnings
 
 
-def test_a_post_written_before_redis_noted_when_is_known_until_its_key_expires(
-    prefix: str,
-) -> None:
-    near = shared(prefix)
-    near.observe([post(0), post(1)], [0.0, 0.0])
+def test_both_stores_refuse_an_edit_where_edits_are_refused(either: NearDuplicates) -> None:
+    def refusing(posts: list[Post]) -> list[Finding]:
+        return either.match(posts, either.sign(posts), [0.0] * len(posts), edits=False)
+
+    found = refusing([post(i) for i in range(3)])
+    assert found[-1].cluster is not None
+    rumour = found[-1].cluster.id
+    edits = [post(1).model_copy(update={"text": t}) for t in (OTHER, "转发微博")]
+    refused = refusing([*edits, post(1)])
+    assert [r.warnings for r in refused[:2]] == [[TAKEN], [TAKEN]]
+    # the text the id has is the same post, counted once; the window is as it was
+    assert refused[2].warnings == [] and refused[2].cluster is not None
+    assert refused[2].cluster.id == rumour and refused[2].cluster.size == 3
+    (copy,) = refusing([post(3)])
+    assert copy.cluster is not None and copy.cluster.size == 4
+
+
+def test_replicas_of_two_layouts_share_no_keys(prefix: str) -> None:
     client = redis.Redis.from_url(REDIS)
-    key = f"{prefix}:{LAYOUT}:w:p1"
-    written = client.get(key)
-    assert isinstance(written, bytes) and written.count(b"\0") == 4
-    client.set(key, b"\0".join(written.split(b"\0")[:3]), ex=3600)
-    last = NOW + 90 * 3600
-    near.clock = lambda: last
-    (edited,) = near.observe(
-        [post(1).model_copy(update={"text": OTHER, "created_at": last})], [0.0]
-    )
-    assert EDITED in edited.warnings
+    # what a replica of the release before (layout v2: P:w:<post> as cluster, bucket and the
+    # text's digest) wrote for p1 of account acct1, in a rolling deploy
+    earlier = {
+        f"{prefix}:v2:w:p1".encode(): b"c_0123456789abcdef\x0039351\x000123456789abcdef",
+        f"{prefix}:v2:clock".encode(): repr(NOW).encode(),
+    }
+    for key, value in earlier.items():
+        client.set(key, value, ex=3600)
+    near = shared(prefix)
+    (found,) = near.observe([post(1, "other").model_copy(update={"text": OTHER})], [0.0])
+    # this layout's replica did not read them (it knows no p1), nor wrote beside them
+    assert found.warnings == [] and not found.degraded
+    written = set(client.scan_iter(f"{prefix}:*"))
+    assert written - earlier.keys()
+    assert all(k.startswith(f"{prefix}:{LAYOUT}:".encode()) for k in written - earlier.keys())
+    assert {k: client.get(k) for k in earlier} == earlier

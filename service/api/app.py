@@ -50,8 +50,9 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     pipeline = pipeline or Pipeline.load(
         settings.model_copy(update={"intra_op_threads": settings.serve_threads})
     )
-    # the first model call allocates its buffers: let it be ours, not the first caller's
-    pipeline.score_many([Post(id="warm-up", text="预热模型")])
+    # the first model call allocates its buffers: let it be ours, not the first caller's; the
+    # stateless stage only, so that no post of that id reaches the near-duplicate window
+    pipeline.prepare([Post(id="warm-up", text="预热模型")])
     repository = open_repository(settings.database, settings.db_timeout_s, pipeline.policy.review)
     snapshot = settings.state_dir / NEARDUP_SNAPSHOT
     pipeline.neardup.restore(snapshot)

@@ -12,15 +12,15 @@ from service.api.routes import JsonRoute, invalid
 from service.api.schemas import BatchRequest, BatchResponse, ItemError, ItemProblem, Problem
 from service.api.state import Found
 from service.record import Post, ScoreRecord
-from service.scoring import TextConflict
+from service.scoring import IdConflict
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing, malformed or unknown API key"},
     403: {"model": Problem, "description": "the key's role may not score"},
     409: {
         "model": Problem,
-        "description": "the post id was scored before with another text (an edited post "
-        "needs an id of its own)",
+        "description": "the post id belongs to another account, or was scored before with "
+        "another text (an edited post needs an id of its own)",
     },
     413: {"model": Problem, "description": "a text or the body is over the limit"},
     429: {"model": Problem, "description": "rate limit; see Retry-After"},
@@ -49,7 +49,7 @@ async def score(post: Post, found: Found) -> ScoreRecord:
     if problem:
         raise HTTPException(413, problem)
     records, _ = await found.scoring.score([post])
-    if isinstance(records[0], TextConflict):
+    if isinstance(records[0], IdConflict):
         raise HTTPException(409, records[0].problem)
     return records[0]
 
@@ -58,7 +58,7 @@ async def score(post: Post, found: Found) -> ScoreRecord:
 async def score_batch(body: BatchRequest, found: Found) -> BatchResponse:
     """Score up to ``max_batch_posts`` posts (256 unless configured); records come back in input
     order, and a post that cannot be scored gets an error entry in its place (422 invalid, 413
-    too long, 409 its id scored before with another text)."""
+    too long, 409 its id held for another account or scored before with another text)."""
     limit = found.settings.max_batch_posts
     if len(body.posts) > limit:
         raise invalid(
@@ -70,7 +70,7 @@ async def score_batch(body: BatchRequest, found: Found) -> BatchResponse:
     answers: list[ScoreRecord | ItemError] = []
     for index, item in enumerate(checked):
         answer = next(scored) if isinstance(item, Post) else item
-        if isinstance(answer, TextConflict):
+        if isinstance(answer, IdConflict):
             problem = ItemProblem(loc=["id"], msg=answer.problem, type="conflict")
             answer = ItemError(index=index, id=answer.id, status=409, errors=[problem])
         answers.append(answer)

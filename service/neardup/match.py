@@ -28,9 +28,10 @@ Then the scores:
 Times: ``created_at``, or the arrival time when it is missing or more than ``max_future_s`` ahead
 of the clock (the record says so); undated posts arrive in the order given, each
 :data:`ARRIVAL_STEP` after the one before. The same post id seen again with the same text is
-matched but not added twice; with another text it is an edit, matched on its new text (the
-stores' rule, :mod:`service.neardup.store`; the record says so), or taken out of the window when
-the new text is boilerplate.
+matched but not added twice; with another text it is an edit, matched on its new text, or taken
+out of the window when the new text is boilerplate, unless the caller refuses edits; sent by
+another account it is matched but not added (the stores' rules, :mod:`service.neardup.store`;
+the record says so).
 """
 
 from __future__ import annotations
@@ -57,7 +58,15 @@ from service.neardup.cluster import ACCOUNT_WINDOW_S, Cluster, ClusterBook, Memb
 from service.neardup.fingerprint import Fingerprinter, Signature, canonical
 from service.neardup.index import INDEX_FORMAT, Entry, Keys, Match, WindowIndex
 from service.neardup.queue import Members, QueueRequest, batch_cluster, requests
-from service.neardup.store import Added, ClusterState, LocalStore, Store, StoreUnavailableError
+from service.neardup.store import (
+    Added,
+    ClusterState,
+    LocalStore,
+    Poster,
+    Seen,
+    Store,
+    StoreUnavailableError,
+)
 from service.normalise import normalise
 from service.policy import Policy
 from service.record import ClusterPost, ClusterSummary, Post, RumorMatch, ScoreRecord
@@ -77,6 +86,16 @@ EDITED = (
     "the post id was seen before with another text: matched as an edit, on its new text (the "
     "earlier text left the near-duplicate index)"
 )
+HELD = (
+    "the post id is held in the near-duplicate window for another account: matched, but not "
+    "added (that account's post is left as it was)"
+)
+TAKEN = (
+    "the post id is held in the near-duplicate window with another text: matched, but not added "
+    "(edits are refused here)"
+)
+SAID: dict[Seen, list[str]] = {"": [], "edited": [EDITED], "account": [HELD], "text": [TAKEN]}
+"""The warnings of what a store made of a post id it knew (:data:`~service.neardup.store.Seen`)."""
 UNSHARED = (
     "the shared near-duplicate index is unavailable: matched only against the posts this "
     "process saw since it went away"
@@ -430,8 +449,8 @@ class NearDuplicates:
                 digest.update(entry.signature.tobytes())
                 cids.add(entry.cluster_id)
             # in the order they are forgotten in, which is part of the state
-            for post_id, (cid, noted, version) in self.local.unindexed.items():
-                digest.update(repr((post_id, cid, noted, version)).encode())
+            for post_id, (cid, noted, version, owner) in self.local.unindexed.items():
+                digest.update(repr((post_id, cid, noted, version, owner)).encode())
                 cids.add(cid)
             for post_id, (counted, edited) in self.local.earlier.items():
                 digest.update(repr((post_id, counted, edited)).encode())
@@ -521,9 +540,12 @@ class NearDuplicates:
         posts: Sequence[Post],
         signatures: Sequence[Signature | None],
         claims: Sequence[float],
+        *,
+        edits: bool = True,
     ) -> list[Finding]:
         """The stateful part: match, cluster and the rules, post after post in the order given
-        (the window's state depends on every post before)."""
+        (the window's state depends on every post before). Unless ``edits``, a post id known
+        with another text is refused rather than edited (:mod:`service.neardup.store`)."""
         findings = [NOTHING] * len(posts)
         usable = [i for i, s in enumerate(signatures) if s is not None]
         # every post's band keys in one numpy pass (they depend on its signature alone)
@@ -538,42 +560,45 @@ class NearDuplicates:
         with self.lock:
             first = usable[0] if usable else len(posts)
             if first:
-                self._withdraw(posts, range(first), findings)
+                self._withdraw(posts, range(first), findings, edits)
             for row, i in enumerate(usable):
                 after = range(i + 1, ends[row])
-                then = [posts[j].id for j in after]
+                then = [(posts[j].id, posts[j].account_id) for j in after]
                 findings[i], withdrawn = self._observe(
-                    posts[i], signed[row], keys[row], claims[i], now, i, then
+                    posts[i], signed[row], keys[row], claims[i], now, i, then, edits
                 )
                 self._blank(findings, after, withdrawn, findings[i].degraded)
         return findings
 
-    def _withdraw(self, posts: Sequence[Post], run: range, findings: list[Finding]) -> None:
+    def _withdraw(
+        self, posts: Sequence[Post], run: range, findings: list[Finding], edits: bool
+    ) -> None:
         """Findings for the posts at ``run``, which have no fingerprint (see :meth:`_blank`)."""
-        ids = [posts[i].id for i in run]
+        sent = [(posts[i].id, posts[i].account_id) for i in run]
         store = self.store
         try:
-            edited = store.withdraw(ids)
+            seen = store.withdraw(sent, edits)
             if store is self.shared:
                 self._available()
         except StoreUnavailableError as exc:
             self._unavailable(str(exc))
             store = self.local
-            edited = store.withdraw(ids)
-        self._blank(findings, run, edited, store is not self.shared and self.shared is not None)
+            seen = store.withdraw(sent, edits)
+        self._blank(findings, run, seen, store is not self.shared and self.shared is not None)
 
     def _blank(
-        self, findings: list[Finding], run: range, edited: Sequence[bool], degraded: bool
+        self, findings: list[Finding], run: range, seen: Sequence[Seen], degraded: bool
     ) -> None:
-        """The findings of the posts at ``run``, which have no fingerprint: none, bar an edit of
-        a post known with a text, whose earlier text left the window (``edited``: the stores'
-        rule), and bar a post the shared index did not answer for (``degraded``)."""
+        """The findings of the posts at ``run``, which have no fingerprint: none, bar a post id
+        the window knew (``seen``: the stores' rules; an edit of a post known with a text, whose
+        earlier text left the window, or a refusal), and bar a post the shared index did not
+        answer for (``degraded``)."""
         if degraded:
             self._gap_posts += len(run)
-        for i, was in zip(run, edited, strict=True):
+        for i, was in zip(run, seen, strict=True):
             if was or degraded:
                 warnings = [UNSHARED] if degraded else []
-                findings[i] = Finding(warnings=warnings + [EDITED] * was, degraded=degraded)
+                findings[i] = Finding(warnings=warnings + SAID[was], degraded=degraded)
 
     def _time(self, post: Post, now: float, position: int) -> tuple[float, list[str]]:
         """The time the post at ``position`` of a call read at clock ``now`` is matched at, and
@@ -602,10 +627,11 @@ class NearDuplicates:
         claim: float,
         now: float,
         position: int,
-        then: Sequence[str],
-    ) -> tuple[Finding, tuple[bool, ...]]:
-        """The post's finding, and which of the posts with no fingerprint withdrawn after it
-        (``then``, :meth:`Store.add`) were edits."""
+        then: Sequence[Poster],
+        edits: bool,
+    ) -> tuple[Finding, tuple[Seen, ...]]:
+        """The post's finding, and what each of the posts with no fingerprint withdrawn after it
+        (``then``, :meth:`Store.add`) was."""
         at, warnings = self._time(post, now, position)
         if post.account_id is None:
             warnings.append(NO_ACCOUNT)
@@ -613,20 +639,19 @@ class NearDuplicates:
         excerpt = post.text[: self.excerpt_chars]
         store = self.store
         try:
-            matches, added = self._match(store, member, signature, keys, excerpt, then)
+            matches, added = self._match(store, member, signature, keys, excerpt, then, edits)
             if store is self.shared:
                 self._available()
         except StoreUnavailableError as exc:
             self._unavailable(str(exc))
             store = self.local
-            matches, added = self._match(store, member, signature, keys, excerpt, then)
+            matches, added = self._match(store, member, signature, keys, excerpt, then, edits)
         degraded = store is not self.shared and self.shared is not None
         if degraded:
             self._gap_posts += 1
             warnings.append(UNSHARED)
         cluster = added.cluster
-        if added.edited:
-            warnings.append(EDITED)
+        warnings.extend(SAID[added.seen])
         if not added.kept:
             warnings.append(TOO_OLD)
         finding = Finding(warnings=warnings, degraded=degraded)
@@ -655,12 +680,15 @@ class NearDuplicates:
         signature: Signature,
         keys: Keys,
         excerpt: str,
-        then: Sequence[str],
+        then: Sequence[Poster],
+        edits: bool,
     ) -> tuple[list[Match], Added]:
         matches = store.match(signature, keys, member.created_at, member.post_id)
         crowded = len(matches) >= CROWD and sum(m.similarity >= SATURATED for m in matches) >= CROWD
         target = _target(matches)
-        return matches, store.add(member, signature, keys, target, not crowded, excerpt, then)
+        return matches, store.add(
+            member, signature, keys, target, not crowded, excerpt, then, edits
+        )
 
     def _coordination(self, finding: Finding, cluster: ClusterState) -> None:
         k = self.rules.batch_accounts

@@ -8,9 +8,10 @@ Layout (``P`` is the key prefix and :data:`LAYOUT`, ``n`` a time bucket of ``buc
   that band, NUL-separated;
 - ``P:e:n`` hash: post id to its entry (account, cluster, time, text excerpt, signature);
 - ``P:w:<post>``: the post's cluster, bucket, text's digest, when it was noted (empty for a post
-  indexed) and the clusters its earlier texts were in (idempotency, edits, banking by post id;
-  the rules are :mod:`service.neardup.store`'s, how long an id is known included: by the clock,
-  not by the key's expiry). An edit's entry is deleted from its bucket; the band fields that
+  indexed), the clusters its earlier texts were in and its account (empty for none)
+  (idempotency, edits, refusals, banking by post id; the rules are
+  :mod:`service.neardup.store`'s, how long an id is known included: by the clock, not by the
+  key's expiry). An edit's entry is deleted from its bucket; the band fields that
   still name the post there are left to expire with it, and :meth:`RedisStore.match` drops a
   candidate they alone found (what the embedded window would not find: its bands are the
   post's text's);
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import redis
@@ -40,7 +41,15 @@ import redis
 from service.neardup.cluster import Cluster, Member, cluster_id
 from service.neardup.fingerprint import Signature, digest, similarity
 from service.neardup.index import Entry, Keys, Match, band_keys
-from service.neardup.store import NO_TEXT, Added, ClusterState, StoreUnavailableError, alone
+from service.neardup.store import (
+    NO_TEXT,
+    Added,
+    ClusterState,
+    Poster,
+    Seen,
+    StoreUnavailableError,
+    alone,
+)
 
 _MATCH = """
 local p, exclude, at_s, window, width = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]),
@@ -78,21 +87,28 @@ _POST = (
     + """
 
 -- P:w:<post>, nil once the post is forgotten (the rule of service.neardup.store): indexed, when
--- its bucket has left the window; noted, the window and a bucket after it was. A key written
--- before it said when it was noted is known until it expires.
+-- its bucket has left the window; noted, the window and a bucket after it was
 local function known(p, pid, clock, window, width)
   local raw = redis.call('GET', p .. ':w:' .. pid)
   if not raw then return nil end
   local f = {}
   for v in string.gmatch(raw .. '\0', '([^%z]*)%z') do f[#f + 1] = v end
-  local w = {cid = f[1], bucket = f[2] or '', version = f[3] or '', noted = f[4],
-    counted = f[5] or ''}
+  local w = {cid = f[1], bucket = f[2], version = f[3], noted = f[4], counted = f[5],
+    owner = f[6]}
   if w.noted == '' then
     if (tonumber(w.bucket) + 1) * width <= clock - window then return nil end
-  elseif w.noted and tonumber(w.noted) <= clock - window - width then
+  elseif tonumber(w.noted) <= clock - window - width then
     return nil
   end
   return w
+end
+
+-- what a post id known as w is, sent again with version by acc: service.neardup.store.judge
+local function judge(w, version, acc, edits)
+  if w.owner ~= acc then return 'account' end
+  if w.version == version then return '' end
+  if edits == '1' then return 'edited' end
+  return 'text'
 end
 
 local function counts(counted, cid)
@@ -107,20 +123,19 @@ local function edit(p, pid, w)
   return w.counted .. ' ' .. w.cid
 end
 
-local function note(p, pid, cid, bucket, version, noted, counted, ttl)
-  redis.call('SET', p .. ':w:' .. pid,
-    cid .. '\0' .. bucket .. '\0' .. version .. '\0' .. noted .. '\0' .. counted, 'EX', ttl)
+local function note(p, pid, cid, bucket, version, noted, counted, acc, ttl)
+  redis.call('SET', p .. ':w:' .. pid, cid .. '\0' .. bucket .. '\0' .. version .. '\0' ..
+    noted .. '\0' .. counted .. '\0' .. acc, 'EX', ttl)
 end
 
--- a post with no fingerprint: '1' when it is an edit of one known with a text, else '0' (an id
+-- a post with no fingerprint: what it was (judge), an edit when it was known with a text (an id
 -- not known is not noted)
-local function withdraw(p, pid, clock_s, window, width, ttl)
+local function withdraw(p, pid, acc, clock_s, window, width, ttl, edits)
   local w = clock_s and known(p, pid, tonumber(clock_s), window, width)
-  if w and w.version ~= '' and w.version ~= NO_TEXT then
-    note(p, pid, '', '', NO_TEXT, clock_s, edit(p, pid, w), ttl)
-    return '1'
-  end
-  return '0'
+  if not w then return '' end
+  local seen = judge(w, NO_TEXT, acc, edits)
+  if seen == 'edited' then note(p, pid, '', '', NO_TEXT, clock_s, edit(p, pid, w), acc, ttl) end
+  return seen
 end
 """
 )
@@ -135,8 +150,8 @@ local K, T, maxm, maxa, ttl, maxf, week, window, width =
   tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]),
   tonumber(ARGV[17]), tonumber(ARGV[18]), tonumber(ARGV[19]), tonumber(ARGV[20]),
   tonumber(ARGV[21])
-local version, editcid, blank = ARGV[22], ARGV[23], tonumber(ARGV[24])
-local FIRST_KEY = 25 + blank
+local version, editcid, blank, edits = ARGV[22], ARGV[23], tonumber(ARGV[24]), ARGV[25]
+local FIRST_KEY = 26 + 2 * blank
 local at = tonumber(at_s)
 
 local function join(cid, mid, macc, mat_s)
@@ -201,12 +216,14 @@ if not clock_s or at > tonumber(clock_s) then
 end
 local clock = tonumber(clock_s)
 
--- a post id known: the same post with the same text, an edit with another (the rules of
--- service.neardup.store); a key written before digests were kept names no text, taken as this
+-- a post id known: the same post with the same text, an edit with another, or refused (the
+-- rules of service.neardup.store), leaving the post the id names as it is
 local w = known(p, pid, clock, window, width)
-local cid, kept, edited, counted = newcid, 1, 0, ''
-if w and w.version ~= '' and w.version ~= version then edited = 1 end
-if w and edited == 0 then
+local cid, kept, seen, counted = newcid, 1, '', ''
+if w then seen = judge(w, version, acc, edits) end
+if seen == 'account' or seen == 'text' then
+  cid = ''
+elseif w and seen == '' then
   cid = w.cid
 else
   if w then
@@ -234,19 +251,19 @@ else
       redis.call('EXPIRE', bk, ttl)
     end
   end
-  note(p, pid, cid, bucket, version, noted, counted, ttl)
+  note(p, pid, cid, bucket, version, noted, counted, acc, ttl)
 end
 local withdrawn = {}
-for j = 25, FIRST_KEY - 1 do withdrawn[#withdrawn + 1] = withdraw(p, ARGV[j], clock_s, window,
-  width, ttl) end
-withdrawn = table.concat(withdrawn)
+for j = 26, FIRST_KEY - 1, 2 do
+  withdrawn[#withdrawn + 1] = withdraw(p, ARGV[j], ARGV[j + 1], clock_s, window, width, ttl, edits)
+end
 local batches = 0
 if acc ~= '' then batches = redis.call('ZCOUNT', p .. ':ab:' .. acc, at - week, at) end
 local ck = p .. ':c:' .. cid
-if redis.call('EXISTS', ck) == 0 then return {'', kept, batches, edited, withdrawn} end
+if cid == '' or redis.call('EXISTS', ck) == 0 then return {'', kept, batches, seen, withdrawn} end
 local h = redis.call('HMGET', ck,
   'size', 'first_at', 'last_at', 'e_id', 'e_acc', 'e_at', 'batch_at', 'over')
-return {cid, kept, batches, edited, withdrawn, h[1], h[2], h[3], h[4], h[5], h[6], h[7] or '',
+return {cid, kept, batches, seen, withdrawn, h[1], h[2], h[3], h[4], h[5], h[6], h[7] or '',
   h[8], redis.call('SCARD', ck .. ':a'), redis.call('ZCARD', ck .. ':r')}
 """
 )
@@ -254,22 +271,41 @@ return {cid, kept, batches, edited, withdrawn, h[1], h[2], h[3], h[4], h[5], h[6
 _WITHDRAW = (
     _POST
     + """
-local p, window, width, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local p, window, width, ttl, edits = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4],
+  ARGV[5]
 local clock_s = redis.call('GET', p .. ':clock')
 local out = {}
-for j = 5, #ARGV do out[#out + 1] = withdraw(p, ARGV[j], clock_s, window, width, ttl) end
-return table.concat(out)
+for j = 6, #ARGV, 2 do
+  out[#out + 1] = withdraw(p, ARGV[j], ARGV[j + 1], clock_s, window, width, ttl, edits)
+end
+return out
 """
 )
 
 
-LAYOUT = "v2"
-"""Written after the key prefix: keys of an earlier layout (band keys as the bands' bytes,
-entries without the text excerpt) are not read, and expire within a window."""
+LAYOUT = "v3"
+"""Written after the key prefix, and changed with any key's format, so that replicas of two
+releases (a rolling deploy) never read each other's keys: those of an earlier layout are not read,
+and expire within a window. v2 had ``P:w:<post>`` as cluster, bucket and digest alone (v3 adds
+when it was noted, the clusters of earlier texts and the account); v1 band keys as the bands'
+bytes and entries without the text excerpt."""
 
 
 def _text(value: bytes | str | int) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _seen(value: bytes | str) -> Seen:
+    return cast(Seen, _text(value))
+
+
+def _flag(value: bool) -> str:
+    return "1" if value else "0"
+
+
+def _posters(posts: Sequence[Poster]) -> list[str]:
+    """Each post id followed by its account ("" for none), as the scripts read them."""
+    return [v for post_id, account in posts for v in (post_id, account or "")]
 
 
 def _pack(member: Member, signature: Signature, excerpt: str) -> bytes:
@@ -376,7 +412,8 @@ class RedisStore:
         target: Entry | None,
         index: bool,
         excerpt: str = "",
-        then: Sequence[str] = (),
+        then: Sequence[Poster] = (),
+        edits: bool = True,
     ) -> Added:
         version = digest(signature)
         reply = self._call(
@@ -392,7 +429,7 @@ class RedisStore:
                 (target.account_id or "") if target else "",
                 repr(target.created_at) if target else "",
                 self._bucket(member.created_at),
-                "1" if index else "0",
+                _flag(index),
                 _pack(member, signature, excerpt),
                 self.k,
                 self.t,
@@ -406,14 +443,15 @@ class RedisStore:
                 version,
                 cluster_id(member.post_id, version),
                 len(then),
-                *then,
+                _flag(edits),
+                *_posters(then),
                 *keys,
             ],
         )
-        got, kept, batches, edited = _text(reply[0]), int(reply[1]), int(reply[2]), reply[3] == 1
-        withdrawn = tuple(c == "1" for c in _text(reply[4]))
+        got, kept, batches, seen = _text(reply[0]), int(reply[1]), int(reply[2]), _seen(reply[3])
+        withdrawn = tuple(map(_seen, reply[4]))
         if not got:
-            return Added(alone(member, batches), kept == 1, edited, withdrawn)
+            return Added(alone(member, batches), kept == 1, seen, withdrawn)
         size, first_at, last_at, e_id, e_acc, e_at, batch_at, over = (_text(v) for v in reply[5:13])
         accounts, recent = int(reply[13]), int(reply[14])
         state = ClusterState(
@@ -427,13 +465,13 @@ class RedisStore:
             batch_at=float(batch_at) if batch_at else None,
             account_batches=batches,
         )
-        return Added(state, kept == 1, edited, withdrawn)
+        return Added(state, kept == 1, seen, withdrawn)
 
-    def withdraw(self, post_ids: Sequence[str]) -> list[bool]:
-        if not post_ids:
+    def withdraw(self, posts: Sequence[Poster], edits: bool = True) -> list[Seen]:
+        if not posts:
             return []
-        args = [self.prefix, self.window_s, self.bucket_s, self.ttl, *post_ids]
-        return [c == "1" for c in _text(self._call(self._withdraw, args))]
+        args = [self.prefix, self.window_s, self.bucket_s, self.ttl, _flag(edits), *_posters(posts)]
+        return [_seen(v) for v in self._call(self._withdraw, args)]
 
     def get(self, post_id: str) -> Entry | None:
         try:
