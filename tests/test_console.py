@@ -7,20 +7,25 @@ from __future__ import annotations
 import base64
 import json
 import re
+import string
 import threading
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from servicekit import Api, open_api
 
 from service import security
 from service.classify import Probabilities
 from service.console import articles, plots, present
-from service.console.i18n import translator
+from service.console.i18n import TEXT, translator
 from service.console.session import COOKIE, Sessions
+from service.console.web import REFUSALS
 from service.pipeline import NO_EVIDENCE, Pipeline
 from service.record import Post
+from service.review.refusals import REASONS, RefusedError
 from service.security import AuthError, SignInLimits, client_address, create_user
 from service.storage import SqlRepository, StorageError, open_repository, upgrade
 from service.storage.repository import Role
@@ -200,6 +205,54 @@ def test_refused_forms_say_why_in_the_pages_language(api: Api) -> None:
     api.client.get("/console/lang/en")
     assert refused("/console/appeals", **{**appeal, "item_id": ""}) == "Item id: is required"
     assert refused("/console/bank", notice="n") == "Text: is required"
+
+
+def test_every_rule_refusal_has_its_words_in_each_language_with_the_same_details() -> None:
+    def fields(words: str) -> set[str]:
+        return {name for _, name, _, _ in string.Formatter().parse(words) if name}
+
+    assert set(REFUSALS) == {ValidationError, RefusedError, StorageError}
+    for reason, words in REASONS.items():
+        zh, en = TEXT[f"refusal.{reason}"]
+        assert fields(zh) == fields(en) == fields(words), reason
+        assert re.search(r"[\u4e00-\u9fff]", zh) and not re.search(r"[\u4e00-\u9fff]", en)
+
+
+def test_a_rules_refusal_reaches_the_page_in_its_language_and_the_api_in_english(
+    api: Api,
+) -> None:
+    policy = api.services.scoring.policy
+    review = api.services.review
+    for n in (1, 2):
+        assert api.score({"id": f"p{n}", "text": RUMOR, "account_id": "a1"}).status_code == 200
+    first, second = sorted(i.id for i in review.list_items(policy).items)
+    token = sign_in(api, "li")
+
+    def refused(url: str, **fields: str) -> str:
+        answer = api.client.post(url, data={"csrf": token, **fields})
+        assert answer.status_code == 200, (url, answer.status_code)
+        return refusal_of(answer.text)
+
+    long_ago = datetime.now(UTC) - timedelta(days=policy.appeals.file_within_days + 1)
+    review.decide(policy, first, "wang", "confirm", "rumor", "art18.6", now=long_ago)
+    appeal = {"account_id": "a1", "item_id": str(first), "reason": "误判"}
+    closed = present.when(long_ago + timedelta(days=policy.appeals.file_within_days))
+    assert refused("/console/appeals", **appeal) == f"申诉期限已于 {closed} 截止"
+    lease = review.claim(policy, second, "wang").lease_until
+    claimed = refused(f"/console/items/{second}/claim")
+    assert claimed == f"该条目已被其他审核员认领,至 {present.when(lease)} 为止"
+    decided = refused(f"/console/items/{first}/decision", action="dismiss")
+    assert decided == "该条目已处理(confirmed)"
+    api.client.get("/console/lang/en")
+    assert refused("/console/appeals", **appeal) == f"The window to appeal closed at {closed}"
+    # the JSON API's words are its own, in English
+    answer = api.client.post(
+        f"/v1/review/items/{first}/decision",
+        json={"action": "dismiss"},
+        headers=api.headers(api.new_key("reviewer")),
+    )
+    assert answer.status_code == 409
+    assert answer.json() == {"detail": "the item is decided already (confirmed)"}
 
 
 def test_a_refusal_is_shown_once_and_no_link_can_write_one(api: Api) -> None:

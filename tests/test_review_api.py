@@ -7,12 +7,16 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx2 as httpx
 import pytest
 from servicekit import Api
+from sqlalchemy import text
 
 from service.heads import RISKS
 from service.pipeline import Pipeline
 from service.record import Post
+from service.storage import SqlRepository
+from service.storage.repository import Idempotency
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
 HOSTILE = "<script>alert('x')</script>\"; DROP TABLE reports; --\u200b\u200c\ufeff" + "谣" * 9_940
@@ -139,6 +143,43 @@ def test_reports_merge_and_retries_with_an_idempotency_key_count_once(api: Api) 
     assert shown["reports"] == 2 and shown["priority"] > item["priority"]
     status = api.client.get(f"/v1/reports/{first.json()['id']}", headers=api.headers()).json()
     assert status["status"] == "open"
+
+
+def test_reports_a_key_forwards_from_distinct_users_count_per_user(api: Api) -> None:
+    item = flagged_item(api, "p1")
+    report = {"post_id": "p1", "category": "rumor"}
+
+    def filed(body: dict[str, Any], **headers: str) -> httpx.Response:
+        return api.client.post("/v1/reports", json=body, headers={**api.headers(), **headers})
+
+    assert filed(report).json()["item_reports"] == 1
+    users = [filed({**report, "reporter_id": f"user-{n}"}).json() for n in range(3)]
+    assert [u["item_reports"] for u in users] == [2, 3, 4]
+    assert users[0]["reporter_id"] == "user-0"
+    assert filed({**report, "reporter_id": "user-0"}).json()["item_reports"] == 4
+    for odd in (" ", "", "x" * 257, 7, "a\x00b"):
+        refused = filed({**report, "reporter_id": odd})
+        assert refused.status_code == 422, odd
+        assert refused.json()["detail"][0]["loc"] == ["body", "reporter_id"], odd
+    # a key stored for a report without an id is matched by the body's old form, without it
+    keyed = filed(report, **{"Idempotency-Key": "before"})
+    repository = api.services.scoring.repository
+    assert isinstance(repository, SqlRepository)
+    with repository.engine.connect() as db:
+        caller, fingerprint = db.execute(
+            text("SELECT caller, fingerprint FROM idempotency_keys WHERE key = 'before'")
+        ).one()
+    old_form = {"post_id": "p1", "account_id": None, "category": "rumor", "text": ""}
+    assert Idempotency(caller, "before", fingerprint) == Idempotency.of(
+        caller, "before", "report", old_form
+    )
+    retry = filed(report, **{"Idempotency-Key": "before"})
+    assert retry.json() == keyed.json()
+    with_id = filed({**report, "reporter_id": "user-9"}, **{"Idempotency-Key": "before"})
+    assert with_id.status_code == 422
+    reviewer = api.headers(api.new_key("reviewer"))
+    shown = api.client.get(f"/v1/review/items/{item['id']}", headers=reviewer).json()
+    assert shown["reports"] == 4
 
 
 def test_an_appeal_after_its_window_gets_409_with_the_deadline(api: Api) -> None:

@@ -4,13 +4,14 @@ dispositions, reports, appeals, re-registration, the chain, labels, and the migr
 from __future__ import annotations
 
 import hashlib
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from alembic import command
 from servicekit import record
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from service.policy import Policy, load_policy
 from service.record import Post
@@ -676,6 +677,100 @@ def test_a_blacklisted_accounts_subject_and_name_stay_refused_whatever_is_put_la
         repo.put_account(policy, "good", subject_id="91110000MA02")
 
 
+def test_a_rename_or_a_cleared_name_before_the_close_frees_no_name_the_account_held(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    repo.put_account(policy, "bad", name="清朗每日新闻")
+    repo.put_account(policy, "bad", name="无名小号")
+    repo.put_account(policy, "gone", name="清朗晚报速递")
+    repo.put_account(policy, "gone", name=None)
+    assert repo.check_registration(policy, "清朗每日新闻", "x").allowed  # not closed yet
+    _blacklist(repo, policy, "bad")
+    _blacklist(repo, policy, "gone")
+    for wanted, code in [
+        ("清朗 每日新聞", "name_taken"),
+        ("清朗每日新闯", "name_near"),
+        ("无名小号", "name_taken"),
+        ("清朗晚报速递", "name_taken"),
+    ]:
+        check = repo.check_registration(policy, wanted, "another-subject")
+        assert [r["code"] for r in check.reasons] == [code], wanted
+    # one reason per closed account, the stronger, however many of its names match
+    repo.put_account(policy, "twice", name="清朗每日新闯")
+    repo.put_account(policy, "twice", name="清朗每日新闻")
+    _blacklist(repo, policy, "twice")
+    both = repo.check_registration(policy, "清朗每日新闻", "another-subject")
+    assert [(r["code"], r["detail"]) for r in both.reasons] == [
+        ("name_taken", "equal to the closed account bad's name"),
+        ("name_taken", "equal to the closed account twice's name"),
+    ]
+
+
+def test_a_rename_racing_the_close_leaves_every_name_refused(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    repo.put_account(policy, "bad", name="清朗每日新闻")
+    for n in range(3):
+        repo.decide(
+            policy, flag(repo, f"p{n}", "bad", "block"), "r1", "confirm", "rumor", "art18.6"
+        )
+    last = flag(repo, "p3", "bad", "block")
+    start = threading.Barrier(2)
+    renamed: list[bool] = []
+
+    def rename() -> None:
+        start.wait()
+        try:
+            repo.put_account(policy, "bad", name="无名小号")
+            renamed.append(True)
+        except ConflictError:  # the close came first: its name stays as it was closed
+            renamed.append(False)
+
+    def close() -> None:
+        start.wait()
+        repo.decide(policy, last, "r1", "confirm", "rumor", "art18.6")
+
+    threads = [threading.Thread(target=rename), threading.Thread(target=close)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert repo.get_account("bad").level == policy.credit.blacklist
+    assert not repo.check_registration(policy, "清朗每日新闻", "another-subject").allowed
+    new_name = repo.check_registration(policy, "无名小号", "another-subject")
+    assert renamed == [not new_name.allowed]
+
+
+def test_the_migration_keeps_the_names_the_records_show_an_account_held(
+    database_url: str, policy: Policy
+) -> None:
+    upgrade(database_url)
+    repo = open_repository(database_url, 5.0, policy.review)
+    try:
+        repo.put_account(policy, "bad", name="清朗每日新闻")
+        repo.put_account(policy, "bad", name="无名小号", followers=3)
+        repo.put_account(policy, "bad", followers=5)
+        _blacklist(repo, policy, "bad")
+    finally:
+        repo.close()
+    engine = make_engine(database_url, 5.0)
+    with engine.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0009_reporter_ids")
+        assert "account_names" not in inspect(connection).get_table_names()
+    engine.dispose()
+    upgrade(database_url)
+    repo = open_repository(database_url, 5.0, policy.review)
+    try:
+        for name in ("清朗每日新闻", "无名小号"):
+            check = repo.check_registration(policy, name, "another-subject")
+            assert [r["code"] for r in check.reasons] == ["name_taken"], name
+        assert verify(repo) == []
+    finally:
+        repo.close()
+
+
 def test_a_blacklisted_subject_is_refused_in_any_spelling_and_old_digests_still_match(
     repo: SqlRepository, policy: Policy
 ) -> None:
@@ -790,3 +885,87 @@ def test_one_reporter_counts_once_towards_an_items_priority(
     twice = repo.get_item(policy, item)
     assert twice.reports == 2
     assert twice.priority == pytest.approx(once.priority + policy.review.report_weight, abs=0.01)
+
+
+def test_distinct_users_behind_one_key_count_as_distinct_reporters(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    item = flag(repo, "p1")
+
+    def report(key: str, user: str | None) -> views.Report:
+        return repo.file_report(
+            policy,
+            post_id="p1",
+            account_id=None,
+            category="rumor",
+            text_="",
+            reporter=key,
+            reporter_id=user,
+        )
+
+    before = repo.get_item(policy, item).priority
+    counts = [
+        report(key, user).item_reports
+        for key, user in [
+            ("k1", None),  # the key alone, as before reporter ids
+            ("k1", None),
+            ("k1", "u1"),
+            ("k1", "u2"),
+            ("k1", "u1"),  # one user again: one voice
+            ("k2", "u1"),  # another key's user of the same id is another user
+            ("k2", None),
+        ]
+    ]
+    assert counts == [1, 1, 2, 3, 3, 4, 5]
+    shown = repo.get_item(policy, item)
+    assert shown.priority == pytest.approx(before + 5 * policy.review.report_weight, abs=0.01)
+    stored = repo.get_report(policy, report("k1", "u9").id)
+    assert (stored.reporter_id, stored.item_reports) == ("u9", 6)
+    assert verify(repo) == []
+
+
+def test_the_reporter_id_migration_goes_down_and_up_keeping_the_reports(
+    database_url: str, policy: Policy
+) -> None:
+    upgrade(database_url)
+    repo = open_repository(database_url, 5.0, policy.review)
+    try:
+        item = flag(repo, "p1")
+        for user in ("u1", "u2", None):
+            repo.file_report(
+                policy,
+                post_id="p1",
+                account_id=None,
+                category="rumor",
+                text_="",
+                reporter="k1",
+                reporter_id=user,
+            )
+    finally:
+        repo.close()
+    engine = make_engine(database_url, 5.0)
+    with engine.begin() as connection:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0008_one_appeal_per_violation")
+        columns = {c["name"] for c in inspect(connection).get_columns("reports")}
+        assert "reporter_id" not in columns and "reporter" in columns
+        assert connection.execute(text("SELECT COUNT(*) FROM reports")).scalar() == 3
+    engine.dispose()
+    upgrade(database_url)
+    repo = open_repository(database_url, 5.0, policy.review)
+    try:
+        # the ids went with the column: the reports count per key, as they were stored
+        again = repo.file_report(
+            policy,
+            post_id="p1",
+            account_id=None,
+            category="rumor",
+            text_="",
+            reporter="k1",
+            reporter_id="u1",
+        )
+        assert again.item_reports == repo.get_item(policy, item).reports == 4
+        assert repo.get_report(policy, again.id - 1).reporter_id is None
+    finally:
+        repo.close()

@@ -25,7 +25,7 @@ from service.storage import (
     open_repository,
     upgrade,
 )
-from service.storage.sql import alembic_config, make_engine
+from service.storage.sql import alembic_config, head_revision, make_engine
 from service.storage.tables import StoredPost
 
 
@@ -327,7 +327,7 @@ def test_a_migration_stopped_midway_leaves_the_one_before_and_the_next_upgrade_c
     try:
         assert not inspect(engine).has_table("appeal_duplicates")
         upgrade(database_url)
-        assert revision(database_url) == "0008_one_appeal_per_violation"
+        assert revision(database_url) == head_revision()
         assert inspect(engine).has_table("appeal_duplicates")
         indexes = {index["name"] for index in inspect(engine).get_indexes("appeals")}
         assert "uq_appeal_item_account" in indexes

@@ -113,6 +113,12 @@ class ReportRequest(BaseModel):
     account_id: Id | None = None
     category: Category
     text: Text = ""
+    reporter_id: Id | None = Field(
+        default=None,
+        description="the platform's own id of the user who reported (opaque): reports of "
+        "one key with distinct ids count as distinct reporters towards the item's priority; "
+        "those without one count once per key",
+    )
 
     @model_validator(mode="after")
     def _names_something(self) -> ReportRequest:
@@ -241,7 +247,9 @@ async def file_report(
     body: ReportRequest, found: Found, who: Publisher, key: IdempotencyKey = None
 ) -> views.Report:
     """A public complaint, forwarded by the platform; it joins the post's open item."""
-    idem = Idempotency.of(who.key_id, key, "report", body.model_dump())
+    # without a reporter id, the body a key was stored with before there were any
+    request = body.model_dump(exclude={"reporter_id"} if body.reporter_id is None else None)
+    idem = Idempotency.of(who.key_id, key, "report", request)
     return await run_in_threadpool(
         lambda: found.review.file_report(
             found.scoring.policy,
@@ -250,6 +258,7 @@ async def file_report(
             category=body.category,
             text_=body.text,
             reporter=who.key_id,
+            reporter_id=body.reporter_id,
             idem=idem,
         )
     )

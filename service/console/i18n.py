@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Literal, get_args
+
+from service.console.present import when
+from service.review.refusals import RefusedError
 
 Language = Literal["zh", "en"]
 LANGUAGES: tuple[Language, ...] = get_args(Language)
@@ -127,6 +131,69 @@ TEXT: dict[str, tuple[str, str]] = {
     "confirm_needs": ("确认违规时必填", "is needed to confirm a violation"),
     "not_a_cursor": ("不是列表给出的位置", "is not a position a listing gave out"),
     "not_valid": ("无效", "is not valid"),
+    # a review rule's refusal, by its reason (service.review.refusals.REASONS), with the same
+    # details filled in: a moment as the pages show one
+    "refusal.decided": ("该条目已处理({status})", "The item is decided already ({status})"),
+    "refusal.escalated_by_you": (
+        "上报的条目交由上报人以外的审核员处理",
+        "An escalated item goes to a reviewer other than the one who escalated it",
+    ),
+    "refusal.claimed": (
+        "该条目已被其他审核员认领,至 {until} 为止",
+        "The item is claimed by another reviewer until {until}",
+    ),
+    "refusal.escalated_already": ("该条目已上报", "The item is escalated already"),
+    "refusal.no_item": ("没有条目 {item_id}", "No review item {item_id}"),
+    "refusal.no_account": ("没有账号“{account_id}”", "No account {account_id!r}"),
+    "refusal.no_report": ("没有举报 {report_id}", "No report {report_id}"),
+    "refusal.no_appeal": ("没有申诉 {appeal_id}", "No appeal {appeal_id}"),
+    "refusal.not_a_violation_of": (
+        "条目 {item_id} 不是账号“{account_id}”已确认的违规",
+        "Item {item_id} is not a confirmed violation of account {account_id!r}",
+    ),
+    "refusal.no_decision": (
+        "条目 {item_id} 没有可申诉的决定",
+        "Item {item_id} has no decision to appeal",
+    ),
+    "refusal.appeal_closed": (
+        "申诉期限已于 {deadline} 截止",
+        "The window to appeal closed at {deadline}",
+    ),
+    "refusal.appealed_already": (
+        "条目 {item_id} 已申诉过(申诉 {appeal_id})",
+        "Item {item_id} was appealed already (appeal {appeal_id})",
+    ),
+    "refusal.appeal_resolved": (
+        "申诉 {appeal_id} 已处理({status})",
+        "Appeal {appeal_id} is resolved already ({status})",
+    ),
+    "refusal.own_decision": (
+        "申诉交由作出原决定以外的审核员处理",
+        "An appeal is resolved by a reviewer other than the one who decided",
+    ),
+    "refusal.subject_kept": (
+        "账号“{account_id}”已有主体,不可更换:重新注册以它核验(第八条、第十条)",
+        "Account {account_id!r} has a subject already; it is never replaced, since "
+        "re-registration is checked against it (art8, art10)",
+    ),
+    "refusal.name_kept": (
+        "账号“{account_id}”处于 {kinds}:其名称不得重新注册(第八条),因此不可更改",
+        "Account {account_id!r} is under {kinds}: its name stays refused to re-registration "
+        "(art8), so it is not changed",
+    ),
+    "refusal.post_not_live": (
+        "帖子“{post_id}”不在实时窗口中:请填写谣言正文",
+        "Post {post_id!r} is not in the live window: give the rumour's text",
+    ),
+    "refusal.unmatchable": (
+        "正文是套话或太短,无法匹配任何内容",
+        "The text is boilerplate or too short to match anything",
+    ),
+    "refusal.banked_already": (
+        "谣言库已有这条谣言:{rumor_id}(相似度 {similarity:.2f})",
+        "The bank has this rumour already: {rumor_id} (similarity {similarity:.2f})",
+    ),
+    "refusal.no_rumor": ("谣言库中没有“{rumor_id}”", "No confirmed rumour {rumor_id!r}"),
 }
 
 FIELDS: dict[str, str] = {
@@ -200,3 +267,12 @@ def explain(errors: Sequence[Mapping[str, Any]], t: Callable[[str], str]) -> str
         problem = t(key).format(max_length=(error.get("ctx") or {}).get("max_length", ""))
         said.append(t("refused_field").format(field=t(FIELDS.get(name, "value")), problem=problem))
     return "; ".join(said)
+
+
+def explain_refusal(refusal: RefusedError, t: Callable[[str], str]) -> str:
+    """Why a review rule refused, in ``t``'s language, with the refusal's details."""
+    details = {
+        name: when(value) if isinstance(value, datetime) else value
+        for name, value in refusal.details.items()
+    }
+    return t(f"refusal.{refusal.reason}").format(**details)

@@ -26,15 +26,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from service.api.state import Services
-from service.console.i18n import explain, translator
+from service.console.i18n import explain, explain_refusal, translator
 from service.console.session import COOKIE, Session, Sessions
-from service.neardup.bank import UnmatchableError
-from service.review.appeals import AppealClosedError
-from service.review.items import (
-    ConflictError,
-    ForbiddenError,
-    NotFoundError,
-)
+from service.review.refusals import RefusedError
 from service.security import SignInLimits
 from service.settings import Settings
 from service.storage import StorageError
@@ -50,32 +44,26 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
-REFUSALS = (
-    ValidationError,
-    ConflictError,
-    ForbiddenError,
-    NotFoundError,
-    StorageError,
-    UnmatchableError,
-    AppealClosedError,
-)
+REFUSALS = (ValidationError, RefusedError, StorageError)
 """What a write may be refused with: the console shows the reason on the page it came from."""
+Refused = ValidationError | RefusedError | StorageError
 
 
 def language_of(request: Request) -> str:
     return request.cookies.get(LANG_COOKIE, "zh")
 
 
-def refusal(exc: Exception, request: Request) -> str:
-    """Why a write was refused: a request model's reasons in the page's language; the review
-    rules' in their own words, which carry the ids and states; storage's in none (the
-    database's words are the operator's: they go to the log)."""
+def refusal(exc: Refused, request: Request) -> str:
+    """Why a write was refused, in the page's language: a request model's reasons, or a
+    rule's with the ids, states and moments it names; storage's in no words of the database's
+    (they are the operator's: they go to the log)."""
+    t = translator(language_of(request))
     if isinstance(exc, ValidationError):
-        return explain(exc.errors(), translator(language_of(request)))
-    if isinstance(exc, StorageError):
-        log.warning("storage failed a console request", extra={"problem": str(exc)})
-        return translator(language_of(request))("storage_down")
-    return str(exc)
+        return explain(exc.errors(), t)
+    if isinstance(exc, RefusedError):
+        return explain_refusal(exc, t)
+    log.warning("storage failed a console request", extra={"problem": str(exc)})
+    return t("storage_down")
 
 
 T = TypeVar("T")
@@ -125,7 +113,7 @@ class Viewer:
     def page(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         return render(self.request, self.console, self.session, name, status, **context)
 
-    def refused(self, url: str, exc: Exception) -> RedirectResponse:
+    def refused(self, url: str, exc: Refused) -> RedirectResponse:
         return back(url, refusal(exc, self.request))
 
 

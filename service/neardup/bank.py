@@ -21,13 +21,14 @@ from service.neardup.fingerprint import Fingerprinter, Signature, similarity
 from service.neardup.index import new_lsh
 from service.record import ScoreRecord
 from service.review.items import ConflictError, NotFoundError
+from service.review.refusals import RefusedError
 from service.storage.repository import Repository, RumorCopy, StoredRumor
 
 if TYPE_CHECKING:
     from service.neardup import NearDuplicates
 
 
-class UnmatchableError(ValueError):
+class UnmatchableError(RefusedError):
     """The rumour's text is boilerplate or too short to match anything."""
 
 
@@ -114,15 +115,14 @@ def bank_rumor(
     listings), ``StorageError``."""
     signature = near.signature_of(text, post_id)
     if signature is None and post_id is not None:
-        raise NotFoundError(f"post {post_id!r} is not in the live window: give the rumour's text")
+        raise NotFoundError("post_not_live", post_id=post_id)
     if signature is None:
-        raise UnmatchableError("the text is boilerplate or too short to match anything")
+        raise UnmatchableError("unmatchable")
     near.sync_bank(repository.rumors())  # entries other processes added count too
     banked = near.banked(signature)
     if banked is not None:
         raise ConflictError(
-            f"the bank has this rumour already: {banked.rumor.rumor_id} "
-            f"(similarity {banked.similarity:.2f})"
+            "banked_already", rumor_id=banked.rumor.rumor_id, similarity=banked.similarity
         )
     stored = StoredRumor(
         rumor_id=secrets.token_hex(8),
@@ -142,5 +142,5 @@ def bank_rumor(
 def unbank_rumor(near: NearDuplicates, repository: Repository, rumor_id: str) -> None:
     """Remove an entry and reload this process's bank; :class:`NotFoundError` if absent."""
     if not repository.delete_rumor(rumor_id):
-        raise NotFoundError(f"no confirmed rumour {rumor_id!r}")
+        raise NotFoundError("no_rumor", rumor_id=rumor_id)
     near.sync_bank(repository.rumors())

@@ -25,7 +25,7 @@ class AppealClosedError(ConflictError):
     """Filed after the window: carries the deadline that passed."""
 
     def __init__(self, deadline: datetime) -> None:
-        super().__init__(f"the window to appeal closed at {deadline.isoformat()}")
+        super().__init__("appeal_closed", deadline=deadline)
         self.deadline = deadline
 
 
@@ -44,7 +44,7 @@ def check_filing(rules: AppealRules, decided_at: datetime, now: datetime) -> dat
 
 def check_resolver(decided_by: str, resolver: str) -> None:
     if decided_by == resolver:
-        raise ForbiddenError("an appeal is resolved by a reviewer other than the one who decided")
+        raise ForbiddenError("own_decision")
 
 
 def overdue(status: str, deadline: datetime, now: datetime) -> bool:

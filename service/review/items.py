@@ -9,6 +9,7 @@ from typing import Any, Literal, get_args
 
 from service.heads import Risk
 from service.policy.governance import ReviewRules
+from service.review.refusals import RefusedError
 
 Kind = Literal["score", "cluster", "bank_match", "report"]
 """An item's source: a flagged score record, a flagged near-duplicate cluster (one item for the
@@ -51,15 +52,15 @@ OUTCOME: dict[Action, Status] = {
 }
 
 
-class ConflictError(Exception):
+class ConflictError(RefusedError):
     """The item is not in a state that allows this (HTTP 409)."""
 
 
-class ForbiddenError(Exception):
+class ForbiddenError(RefusedError):
     """This caller may not do this to this item (HTTP 403)."""
 
 
-class NotFoundError(Exception):
+class NotFoundError(RefusedError):
     """No such item, account, report or appeal (HTTP 404)."""
 
 
@@ -100,19 +101,17 @@ def check_claim(
     :class:`ForbiddenError` when ``reviewer`` escalated it: an escalation asks for a second
     pair of eyes, so the reviewer who escalated an item neither holds nor decides it."""
     if status in FINAL:
-        raise ConflictError(f"the item is decided already ({status})")
+        raise ConflictError("decided", status=status)
     if status == "escalated" and escalated_by == reviewer:
-        raise ForbiddenError(
-            "an escalated item goes to a reviewer other than the one who escalated it"
-        )
+        raise ForbiddenError("escalated_by_you")
     if assignee not in (None, reviewer) and lease_until is not None and lease_until > now:
-        raise ConflictError(f"the item is claimed by another reviewer until {lease_until}")
+        raise ConflictError("claimed", until=lease_until)
 
 
 def check_action(status: str, action: Action) -> None:
     """Raise :class:`ConflictError` for an escalation of an item escalated already."""
     if status == "escalated" and action == "escalate":
-        raise ConflictError("the item is escalated already")
+        raise ConflictError("escalated_already")
 
 
 def report_deadline(rules: ReviewRules, enqueued_at: datetime, reports: int) -> datetime | None:

@@ -1,5 +1,6 @@
-"""The re-registration check (art8): a closed account's name may not be taken again, nor a name
-near-equal to it, and a blacklisted subject may not register at all.
+"""The re-registration check (art8): no name a closed account held (its last, and any it had
+before: a rename just before the close frees none) may be taken again, nor a name near-equal to
+one, and a blacklisted subject may not register at all.
 
 Names are compared after :func:`fold_name`: the normalisation the classifier's text gets (NFKC,
 lower case, traditional to simplified), with zero-width characters, white space and punctuation
@@ -62,24 +63,18 @@ def check_profile_change(
     subject_id: str | None,
 ) -> None:
     """Raise :class:`ConflictError` for a profile change that would let a refused name or
-    subject register again. The check reads the account's one stored name and subject, so a
-    subject is never replaced (one holder's identity; a transfer, art11, is verified
-    elsewhere), and the name of an account that ``refused_by`` dispositions (closed,
-    blacklisted) stays as it was closed (art8)."""
+    subject register again. The check reads the account's one stored subject, so a subject is
+    never replaced (one holder's identity; a transfer, art11, is verified elsewhere), and the
+    name of an account that ``refused_by`` dispositions (closed, blacklisted) stays as it was
+    closed (art8)."""
     if (
         subject_id is not None
         and stored_subject is not None
         and stored_subject not in subject_digests(subject_id)
     ):
-        raise ConflictError(
-            f"account {account_id!r} has a subject already; it is never replaced, since "
-            "re-registration is checked against it (art8, art10)"
-        )
+        raise ConflictError("subject_kept", account_id=account_id)
     if name_changes and refused_by:
-        raise ConflictError(
-            f"account {account_id!r} is under {', '.join(sorted(refused_by))}: its name stays "
-            "refused to re-registration (art8), so it is not changed"
-        )
+        raise ConflictError("name_kept", account_id=account_id, kinds=", ".join(sorted(refused_by)))
 
 
 def distance(a: str, b: str, limit: int) -> int:
@@ -103,6 +98,12 @@ class Refusal:
     detail: str
 
 
+_NAME_DETAILS = {
+    "name_taken": "equal to the closed account {account}'s name",
+    "name_near": "near-equal to the closed account {account}'s name",
+}
+
+
 def check(
     rules: RegistrationRules,
     name: str,
@@ -110,20 +111,26 @@ def check(
     closed_names: Iterable[tuple[str, str]],
 ) -> list[Refusal]:
     """Why ``name`` may not be registered: ``subject_blacklisted_by`` are the accounts of the
-    subject that refuse it; ``closed_names`` the (account id, folded name) of closed accounts."""
+    subject that refuse it; ``closed_names`` the (account id, folded name) of every name each
+    closed account held. One reason per closed account: equal to any of its names, else
+    near-equal to one."""
     reasons = [
         Refusal("subject_blacklisted", f"the subject's account {account} is blacklisted")
         for account in subject_blacklisted_by
     ]
     wanted = fold_name(name)
+    found: dict[str, str] = {}
     for account, closed in closed_names:
         if closed == wanted:
-            reasons.append(Refusal("name_taken", f"equal to the closed account {account}'s name"))
+            found[account] = "name_taken"
         elif (
-            min(len(wanted), len(closed)) >= rules.near_min_chars
+            account not in found
+            and min(len(wanted), len(closed)) >= rules.near_min_chars
             and distance(wanted, closed, rules.near_distance) <= rules.near_distance
         ):
-            reasons.append(
-                Refusal("name_near", f"near-equal to the closed account {account}'s name")
-            )
+            found[account] = "name_near"
+    reasons += [
+        Refusal(code, _NAME_DETAILS[code].format(account=account))
+        for account, code in found.items()
+    ]
     return reasons

@@ -130,9 +130,14 @@ class Report(BaseModel):
     account_id: str | None
     category: Category
     text: str
+    # a default: a retry may be answered with a report stored before reports had reporter ids
+    reporter_id: str | None = Field(
+        default=None, description="the platform's id of the user who reported, when given"
+    )
     item_id: int
     item_reports: int = Field(
-        description="reporters of the item so far, each counted once towards its priority"
+        description="reporters of the item so far, each counted once towards its priority: "
+        "each key, and each reporter_id a key gave"
     )
     status: Status = Field(description="the review item's status: the report's outcome")
     created_at: datetime

@@ -296,6 +296,7 @@ class ReviewRepository(Protocol):
         category: Category,
         text_: str,
         reporter: str,
+        reporter_id: str | None = None,
         idem: Idempotency | None = None,
         now: datetime | None = None,
     ) -> views.Report: ...

@@ -137,6 +137,7 @@ def report_view(
         account_id=report.account_id,
         category=cast(Category, report.category),
         text=report.text,
+        reporter_id=report.reporter_id,
         item_id=item.id,
         item_reports=item.reports,
         status=cast(items.Status, item.status),

@@ -47,6 +47,7 @@ from service.storage.review_steps import (
     append_records,
     final_decision,
     held_item,
+    hold_name,
     item_to_join,
     locked_account,
     lost_race,
@@ -61,6 +62,7 @@ from service.storage.tables import (
     AuditHead,
     AuditRecord,
     CreditEntry,
+    HeldName,
     IdempotentWrite,
     ReviewDecision,
     ReviewItem,
@@ -191,7 +193,7 @@ class ReviewSql:
                 .where(ReviewItem.id == item_id)
             ).first()
         if row is None:
-            raise NotFoundError(f"no review item {item_id}")
+            raise NotFoundError("no_item", item_id=item_id)
         return item_view(policy, row[0], row[1], now or datetime.now(UTC), with_text=True)
 
     def claim(
@@ -319,6 +321,8 @@ class ReviewSql:
             if not isinstance(name, EllipsisType):
                 account.name = name
                 account.folded_name = None if name is None else registration.fold_name(name)
+                if account.folded_name is not None:
+                    hold_name(tx, account_id, account.folded_name)
             if subject_id is not None:
                 account.subject_digest = registration.subject_digest(subject_id)
             if followers is not None:
@@ -339,7 +343,7 @@ class ReviewSql:
         with self._session() as session:
             account = session.get(StoredAccount, account_id)
             if account is None:
-                raise NotFoundError(f"no account {account_id!r}")
+                raise NotFoundError("no_account", account_id=account_id)
             return account_view(session, account, now or datetime.now(UTC))
 
     def account_levels(self, levels: list[str]) -> dict[str, str]:
@@ -381,13 +385,15 @@ class ReviewSql:
         category: Category,
         text_: str,
         reporter: str,
+        reporter_id: str | None = None,
         idem: Idempotency | None = None,
         now: datetime | None = None,
     ) -> views.Report:
         """Store a complaint and join it to the post's (or account's) open item, raising its
         priority, or to the item that confirmed the post (the post is decided and charged once:
         the report's answer is that decision), or open a report item for it. Each reporter
-        counts once towards an item's priority."""
+        counts once towards an item's priority: the key it came with (``reporter``) and the
+        platform's id of its user (``reporter_id``), or the key alone when it gave none."""
 
         def run(tx: Tx) -> views.Report:
             item = item_to_join(tx, post_id, account_id) or _confirmed_item(tx, post_id)
@@ -411,7 +417,7 @@ class ReviewSql:
                 item.text = stored.text if stored is not None else None
                 tx.session.flush()
             # one reporter filing again is one voice, not a way up the queue
-            item.reports += _first_report_by(tx, item.id, reporter)
+            item.reports += _first_report_by(tx, item.id, reporter, reporter_id)
             counts = dict((item.evidence or {}).get("categories", {}))
             counts[category] = counts.get(category, 0) + 1
             item.evidence = {**(item.evidence or {}), "categories": counts}
@@ -424,6 +430,7 @@ class ReviewSql:
                 text=text_,
                 item_id=item.id,
                 reporter=reporter,
+                reporter_id=reporter_id,
                 created_at=tx.now,
             )
             tx.session.add(report)
@@ -438,6 +445,7 @@ class ReviewSql:
                     "category": category,
                     "text_sha256": hashlib.sha256(text_.encode()).hexdigest(),
                     "reporter": reporter,
+                    "reporter_id": reporter_id,
                 },
             )
             return report_view(policy, report, item, tx.now)
@@ -525,7 +533,7 @@ class ReviewSql:
         with self._session() as session:
             report = session.get(StoredReport, report_id)
             if report is None:
-                raise NotFoundError(f"no report {report_id}")
+                raise NotFoundError("no_report", report_id=report_id)
             item = session.get(ReviewItem, report.item_id)
             assert item is not None
             return report_view(policy, report, item, now or datetime.now(UTC))
@@ -543,14 +551,12 @@ class ReviewSql:
     ) -> views.Appeal:
         def run(tx: Tx) -> views.Appeal:
             if tx.session.get(StoredAccount, account_id) is None:
-                raise NotFoundError(f"no account {account_id!r}")
+                raise NotFoundError("no_account", account_id=account_id)
             item = tx.session.get(ReviewItem, item_id)
             if item is None:
-                raise NotFoundError(f"no review item {item_id}")
+                raise NotFoundError("no_item", item_id=item_id)
             if account_id not in accounts_of(item) or item.status != "confirmed":
-                raise ConflictError(
-                    f"item {item_id} is not a confirmed violation of account {account_id!r}"
-                )
+                raise ConflictError("not_a_violation_of", item_id=item_id, account_id=account_id)
             decision = final_decision(tx.session, item_id)
             deadline = appeal_rules.check_filing(policy.appeals, utc(decision.decided_at), tx.now)
             earlier = tx.session.scalar(
@@ -559,7 +565,7 @@ class ReviewSql:
                 )
             )
             if earlier is not None:
-                raise ConflictError(f"item {item_id} was appealed already (appeal {earlier})")
+                raise ConflictError("appealed_already", item_id=item_id, appeal_id=earlier)
             appeal = StoredAppeal(
                 account_id=account_id,
                 item_id=item_id,
@@ -604,9 +610,9 @@ class ReviewSql:
                 select(StoredAppeal).where(StoredAppeal.id == appeal_id).with_for_update()
             )
             if appeal is None:
-                raise NotFoundError(f"no appeal {appeal_id}")
+                raise NotFoundError("no_appeal", appeal_id=appeal_id)
             if appeal.status != "pending":
-                raise ConflictError(f"appeal {appeal_id} is resolved already ({appeal.status})")
+                raise ConflictError("appeal_resolved", appeal_id=appeal_id, status=appeal.status)
             decided_by = final_decision(tx.session, appeal.item_id).reviewer
             appeal_rules.check_resolver(decided_by, reviewer)
             appeal.status = "upheld" if action == "uphold" else "rejected"
@@ -681,19 +687,20 @@ class ReviewSql:
                 )
                 .distinct()
             ).all()
+            # every name a closed account held: a rename before the close frees none of them
             closed = session.execute(
-                select(StoredAccount.account_id, StoredAccount.folded_name)
-                .join(StoredDisposition, StoredDisposition.account_id == StoredAccount.account_id)
+                select(HeldName.account_id, HeldName.folded_name)
                 .where(
-                    StoredAccount.folded_name.is_not(None),
-                    StoredDisposition.kind.in_(rules.names_refused_by),
-                    active_now(moment),
+                    HeldName.account_id.in_(
+                        select(StoredDisposition.account_id).where(
+                            StoredDisposition.kind.in_(rules.names_refused_by),
+                            active_now(moment),
+                        )
+                    )
                 )
-                .distinct()
+                .order_by(HeldName.account_id, HeldName.id)
             ).all()
-        refusals = registration.check(
-            rules, name, blacklisted, [(a, n) for a, n in closed if n is not None]
-        )
+        refusals = registration.check(rules, name, blacklisted, closed)
         return views.Registration(
             allowed=not refusals,
             reasons=[{"code": r.code, "detail": r.detail} for r in refusals],
@@ -791,10 +798,15 @@ def _confirmed_item(tx: Tx, post_id: str | None) -> ReviewItem | None:
     )
 
 
-def _first_report_by(tx: Tx, item_id: int, reporter: str) -> bool:
+def _first_report_by(tx: Tx, item_id: int, reporter: str, reporter_id: str | None) -> bool:
+    user = (
+        StoredReport.reporter_id.is_(None)
+        if reporter_id is None
+        else StoredReport.reporter_id == reporter_id
+    )
     earlier = tx.session.scalar(
         select(StoredReport.id)
-        .where(StoredReport.item_id == item_id, StoredReport.reporter == reporter)
+        .where(StoredReport.item_id == item_id, StoredReport.reporter == reporter, user)
         .limit(1)
     )
     return earlier is None

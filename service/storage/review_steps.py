@@ -23,6 +23,7 @@ from service.storage.tables import (
     AuditHead,
     AuditRecord,
     CreditEntry,
+    HeldName,
     ReviewDecision,
     ReviewItem,
     StoredAccount,
@@ -86,7 +87,7 @@ def lost_race(exc: StorageError) -> bool:
 def locked_item(tx: Tx, item_id: int) -> ReviewItem:
     item = tx.session.scalar(select(ReviewItem).where(ReviewItem.id == item_id).with_for_update())
     if item is None:
-        raise NotFoundError(f"no review item {item_id}")
+        raise NotFoundError("no_item", item_id=item_id)
     return item
 
 
@@ -392,6 +393,19 @@ def still_due(
     ]
 
 
+def hold_name(tx: Tx, account_id: str, folded_name: str) -> None:
+    """Keep ``folded_name`` among the names the account held, once: re-registration is
+    checked against each of them when the account is closed (art8). Under the account's lock,
+    so that two writes of one name keep it once."""
+    held = tx.session.scalar(
+        select(HeldName.id)
+        .where(HeldName.account_id == account_id, HeldName.folded_name == folded_name)
+        .limit(1)
+    )
+    if held is None:
+        tx.session.add(HeldName(account_id=account_id, folded_name=folded_name))
+
+
 def post_owner(tx: Tx, post_id: str | None) -> str | None:
     """The account of a post the service stored, or of an earlier review item about it."""
     if post_id is None:
@@ -468,7 +482,7 @@ def final_decision(session: Session, item_id: int) -> ReviewDecision:
         .limit(1)
     )
     if decision is None:
-        raise ConflictError(f"item {item_id} has no decision to appeal")
+        raise ConflictError("no_decision", item_id=item_id)
     return decision
 
 

@@ -188,6 +188,20 @@ class StoredAccount(Base):
     policy_version: Mapped[str] = mapped_column(String(64))
 
 
+class HeldName(Base):
+    """A name an account held, folded (:func:`~service.review.registration.fold_name`), once
+    per account and name, its current one included. Re-registration is checked against every
+    name a closed account held, so that a rename just before the close does not free the name
+    it was known by (art8)."""
+
+    __tablename__ = "account_names"
+
+    # not a unique key: a name may be as long as a free text, past what an index entry holds
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"), index=True)
+    folded_name: Mapped[str] = mapped_column(Text)
+
+
 class CreditEntry(Base):
     """One change of an account's credit; the account's credit is the sum of its entries."""
 
@@ -238,6 +252,9 @@ class StoredReport(Base):
     text: Mapped[str] = mapped_column(Text)
     item_id: Mapped[int] = mapped_column(ForeignKey("review_queue.id"), index=True)
     reporter: Mapped[str] = mapped_column(String(64))
+    """The key it came with (the platform's)."""
+    reporter_id: Mapped[str | None] = mapped_column(String(MAX_ID_CHARS), nullable=True)
+    """The platform's own id of the user who reported, when it gave one."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -1,0 +1,55 @@
+"""Why a rule refuses a write. Each refusal names its reason, one of :data:`REASONS`, and the
+details that fill in the reason's words; those words, in English, are the JSON API's
+``detail``. The console says the same reason in its reader's language, from the reason's name
+and details (:func:`service.console.i18n.explain_refusal`), never in these words.
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+REASONS: dict[str, str] = {
+    "decided": "the item is decided already ({status})",
+    "escalated_by_you": "an escalated item goes to a reviewer other than the one who escalated it",
+    "claimed": "the item is claimed by another reviewer until {until}",
+    "escalated_already": "the item is escalated already",
+    "no_item": "no review item {item_id}",
+    "no_account": "no account {account_id!r}",
+    "no_report": "no report {report_id}",
+    "no_appeal": "no appeal {appeal_id}",
+    "not_a_violation_of": "item {item_id} is not a confirmed violation of account {account_id!r}",
+    "no_decision": "item {item_id} has no decision to appeal",
+    "appeal_closed": "the window to appeal closed at {deadline:iso}",
+    "appealed_already": "item {item_id} was appealed already (appeal {appeal_id})",
+    "appeal_resolved": "appeal {appeal_id} is resolved already ({status})",
+    "own_decision": "an appeal is resolved by a reviewer other than the one who decided",
+    "subject_kept": "account {account_id!r} has a subject already; it is never replaced, since "
+    "re-registration is checked against it (art8, art10)",
+    "name_kept": "account {account_id!r} is under {kinds}: its name stays refused to "
+    "re-registration (art8), so it is not changed",
+    "post_not_live": "post {post_id!r} is not in the live window: give the rumour's text",
+    "unmatchable": "the text is boilerplate or too short to match anything",
+    "banked_already": "the bank has this rumour already: {rumor_id} (similarity {similarity:.2f})",
+    "no_rumor": "no confirmed rumour {rumor_id!r}",
+}
+"""Every refusal's English words, by reason."""
+
+
+class _Words(string.Formatter):
+    """``str.format``, and ``{moment:iso}`` for a moment's ISO 8601 form (the one the API's
+    other fields give; ``{moment}`` writes a space, not a ``T``, between date and time)."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if format_spec == "iso":
+            return str(value.isoformat())
+        return str(super().format_field(value, format_spec))
+
+
+class RefusedError(Exception):
+    """A rule refused: ``reason`` names its words in :data:`REASONS`, ``details`` fill them in."""
+
+    def __init__(self, reason: str, **details: Any) -> None:
+        super().__init__(_Words().format(REASONS[reason], **details))
+        self.reason = reason
+        self.details = details

@@ -1,0 +1,81 @@
+"""Every name an account held (``account_names``, folded as the re-registration check folds
+them), so that a closed account's earlier names stay refused to re-registration as its last one
+does (art8): a rename just before the close no longer frees the name the account was known by.
+
+The table starts with each account's current name and every name its chained ``account.profile``
+records show it held, folded by the service's own :func:`fold_name` (the folding that the
+stored ``accounts.folded_name`` had too).
+
+Revision ID: 0010_account_names
+Revises: 0009_reporter_ids
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from service.review.registration import fold_name
+
+revision = "0010_account_names"
+down_revision: str | None = "0009_reporter_ids"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+ID_CHARS = 256
+TABLE = "account_names"
+INDEX = "ix_account_names_account_id"
+PREFIX = "account:"
+
+
+def _held(connection: sa.Connection) -> set[tuple[str, str]]:
+    """(account id, folded name) for each name an account holds or its records show it held."""
+    held: set[tuple[str, str]] = {
+        (account, folded)
+        for account, folded in connection.execute(
+            sa.text("SELECT account_id, folded_name FROM accounts WHERE folded_name IS NOT NULL")
+        )
+    }
+    accounts = sa.table("accounts", sa.column("account_id", sa.String))
+    records = sa.table(
+        "audit_records",
+        sa.column("kind", sa.String),
+        sa.column("subject", sa.Text),
+        sa.column("payload", sa.JSON),
+    )
+    profiles = sa.select(records.c.subject, records.c.payload).where(
+        records.c.kind == "account.profile",
+        records.c.subject.in_(sa.select(PREFIX + accounts.c.account_id)),
+    )
+    named: set[tuple[str, str]] = set()
+    # read a chunk at a time: every profile write (followers too) has its record
+    for subject, payload in connection.execute(profiles.execution_options(yield_per=10_000)):
+        name = (payload or {}).get("name")
+        if isinstance(name, str):
+            named.add((subject.removeprefix(PREFIX), name))
+    held |= {(account, fold_name(name)) for account, name in named}
+    return held
+
+
+def upgrade() -> None:
+    table = op.create_table(
+        TABLE,
+        sa.Column("id", Id, primary_key=True, autoincrement=True),
+        sa.Column(
+            "account_id",
+            sa.String(ID_CHARS),
+            sa.ForeignKey("accounts.account_id"),
+            nullable=False,
+        ),
+        sa.Column("folded_name", sa.Text(), nullable=False),
+    )
+    op.create_index(INDEX, TABLE, ["account_id"])
+    held = sorted(_held(op.get_bind()))
+    if held:
+        op.bulk_insert(table, [{"account_id": a, "folded_name": n} for a, n in held])
+
+
+def downgrade() -> None:
+    op.drop_index(INDEX, table_name=TABLE)
+    op.drop_table(TABLE)
