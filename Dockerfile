@@ -5,6 +5,8 @@
 #   docker run --rm -v qinglang-data:/var/lib/qinglang qinglang qinglang keys create --role publisher
 # The console shows the Provisions' articles from QINGLANG_REGULATION_FILE: mount the text there
 #   (-v "$PWD/../shared/regulation:/srv/qinglang/regulation:ro"); without it, codes only.
+# Another port: QINGLANG_PORT, or port in the config file (QINGLANG_CONFIG), not serve --port:
+# the HEALTHCHECK reads the settings as serve does, not serve's command line.
 
 FROM python:3.11-slim AS build
 RUN python -m venv /opt/venv
@@ -32,5 +34,5 @@ WORKDIR /srv/qinglang
 VOLUME /var/lib/qinglang
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
-    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ['QINGLANG_PORT'], timeout=2)"
+    CMD ["python", "-m", "service.healthcheck"]
 CMD ["qinglang", "serve"]

@@ -6,9 +6,21 @@ BIN := $(VENV)/bin
 SERVE_STAMP := $(VENV)/.serve-$(shell cksum pyproject.toml | cut -d' ' -f1)
 DEV_STAMP := $(VENV)/.dev-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: serve test lint typecheck unit screenshots train eval clean
+.PHONY: serve test lint typecheck unit screenshots train eval clean FORCE
+
+# A .venv that cannot be used is made again, with every package: one whose `python -m venv` or
+# pip upgrade was cut short (no pip), whose Python is gone, or of another version than $(PYTHON)
+# (pip would refuse the package for ever). It costs two interpreter starts a run. Where $(PYTHON)
+# does not run, .venv is kept as it is: it could not be made again.
+VENV_VERSION := $(shell $(BIN)/python -c 'import importlib.util as u, sys; \
+	u.find_spec("pip") and print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+ifneq ($(VENV_VERSION),$(or $(PYTHON_VERSION),$(VENV_VERSION)))
+$(BIN)/python $(SERVE_STAMP) $(DEV_STAMP): FORCE
+endif
 
 $(BIN)/python:
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 from eval import quality, speed
 from service.classify import CARD_FILE, Classifier
 from service.policy import load_policy
 from service.settings import get_settings
+from training import data
 from training.card import render
 
 
@@ -25,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     settings = get_settings()
+    problem = data.missing(settings.data_dir)
+    if problem is not None:
+        print(f"{parser.prog}: error: {problem}", file=sys.stderr)
+        return 2
     model_dir = args.card or settings.model_dir
     classifier = Classifier(model_dir, threads=2)
     policy = load_policy(settings.policy_file)

@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from service.batch.work import Scorer
+    from service.pipeline import Pipeline
     from service.rescore import Summary
     from service.settings import Settings
     from service.storage.repository import StoredRumor
@@ -630,6 +633,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.logs import config, configure
+    from service.settings import address
     from service.storage import StorageError, upgrade
 
     host = args.host or settings.host
@@ -637,36 +641,79 @@ def _serve(args: argparse.Namespace) -> int:
     workers = args.workers or settings.workers
     listener = _bind(host, port)
     configure(settings.log_level)
+    pipeline: Pipeline | None = _serving_pipeline(settings)
     if workers > 1:
-        # each worker loads the model; one that cannot is restarted by uvicorn for ever
-        try:
-            _load_pipeline(settings)
-        except Exception as exc:
-            print(f"qinglang serve: error: cannot load the model: {exc!r}", file=sys.stderr)
-            return 2
+        # each worker loads its own: this one only showed that they can
+        pipeline = None
         _share_between_workers(settings, workers)
     try:
         upgrade(settings.database)
     except StorageError as exc:
         # publish must not wait for the database: serve degraded, spool, retry
         print(f"qinglang serve: warning: {exc}; serving degraded", file=sys.stderr)
+    app: FastAPI | str = "service.api.app:create_app"
+    if pipeline is not None:
+        from service.api.app import create_app
+
+        # the app needs the schema migrated
+        app = create_app(settings, pipeline)
+    url = f"http://{address(host, port)}"
     print(
-        f"qinglang serve: listening on http://{host}:{port} (API docs at /docs), "
+        f"qinglang serve: listening on {url} (API docs at /docs), "
         f"storage {_safe_url(settings.database)}\n"
-        "  get an API key: .venv/bin/qinglang keys create --role publisher\n"
+        f"  get an API key: {_own_command()} keys create --role publisher\n"
         "  then: curl -H 'Authorization: Bearer KEY' -H 'Content-Type: application/json' "
-        f'-d \'{{"id": "1", "text": "..."}}\' http://{host}:{port}/v1/score',
+        f'-d \'{{"id": "1", "text": "..."}}\' {url}/v1/score',
         flush=True,
     )
     uvicorn.run(
-        "service.api.app:create_app",
-        factory=True,
+        app,
+        factory=isinstance(app, str),
         fd=listener.fileno(),
         workers=workers,
         log_config=config(settings.log_level),
         access_log=False,
     )
     return 0
+
+
+def _serving_pipeline(settings: Settings) -> Pipeline:
+    """The pipeline a server process scores with, its model run once, or :class:`SettingsError`
+    naming what could not be loaded: one line of ours before the server says it listens, where
+    uvicorn would print a traceback after it (and restart a worker that fails for ever)."""
+    from service.api.app import load_pipeline
+    from service.policy import PolicyError
+    from service.settings import SettingsError
+
+    try:
+        return load_pipeline(settings)
+    except PolicyError as exc:  # names its file
+        problem = str(exc)
+    except Exception as exc:
+        # onnx, tokenizers and json do not name the file they could not read: the folder, then
+        problem = (
+            f"cannot load the model in {settings.model_dir} (the model_dir setting): "
+            f"{type(exc).__name__}: {exc}"
+        )
+    raise SettingsError(" ".join(problem.split()))
+
+
+def _own_command() -> str:
+    """How the shell that started this server runs ``qinglang``: by name where PATH finds this
+    installation's script (a container image), else by its path (``.venv/bin/qinglang`` under
+    ``make serve``), else through this interpreter."""
+    import shlex
+    import shutil
+
+    script = Path(sys.executable).parent / "qinglang"
+    if not script.is_file():
+        return f"{shlex.quote(sys.executable)} -m service.cli"
+    found = shutil.which("qinglang")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "qinglang"
+    if script.is_relative_to(Path.cwd()):
+        return shlex.quote(str(script.relative_to(Path.cwd())))
+    return shlex.quote(str(script))
 
 
 def _share_between_workers(settings: Settings, workers: int) -> None:
@@ -697,7 +744,7 @@ def _bind(host: str, port: int) -> socket.socket:
     """A socket bound to ``host``:``port`` for uvicorn to serve on, so that a port in use is
     one line of ours, before the server says it listens (uvicorn would log it after loading the
     app, and exit 3)."""
-    from service.settings import SettingsError
+    from service.settings import SettingsError, address
 
     # as uvicorn binds: an address with a colon is IPv6, and a restarted server reuses its port
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -708,7 +755,7 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError as exc:  # in use, or an address this machine does not have
         listener.close()
         raise SettingsError(
-            f"cannot listen on {host}:{port} (--host and --port, or the host and port "
+            f"cannot listen on {address(host, port)} (--host and --port, or the host and port "
             f"settings): {exc.strerror}"
         ) from None
     return listener

@@ -267,6 +267,12 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     )
 
 
+def address(host: str, port: int) -> str:
+    """``host:port`` as a URL writes it: an IPv6 literal (a host with a colon, as uvicorn tells
+    them) in brackets, ``[::1]:8000``."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class SettingsError(ValueError):
     """The settings cannot be read: which setting (or file), and why."""
 

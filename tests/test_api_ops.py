@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from servicekit import Api
+from servicekit import Api, open_api
 
 from service.batching import OverloadedError
 from service.logs import JsonFormatter
+from service.pipeline import Pipeline
+from service.storage import StorageError
 
 SECRET_TEXT = "只在请求里出现的正文内容"
 
@@ -21,6 +25,39 @@ def test_healthz_and_readyz_when_all_is_well(api: Api) -> None:
     assert ready["status"] == "ready" and ready["problems"] == [] and ready["spooled"] == 0
     assert ready["model_version"] == api.services.scoring.model_version
     assert ready["policy_version"] == "test-review-all"
+
+
+def test_readyz_names_storage_down_without_the_drivers_words_which_go_to_the_log(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    said = 'connection to server at "db.internal" failed: no password for user "qinglang_rw"'
+
+    def down() -> None:
+        raise StorageError(said)
+
+    monkeypatch.setattr(api.services.scoring.repository, "ping", down)
+    caplog.set_level(logging.WARNING)
+    response = api.client.get("/readyz")
+    assert response.status_code == 200
+    ready = response.json()
+    assert ready["status"] == "degraded"
+    assert [p for p in ready["problems"] if p.startswith("storage unreachable")]
+    assert "db.internal" not in response.text and "qinglang_rw" not in response.text
+    assert [r for r in caplog.records if getattr(r, "problem", None) == said]
+
+
+def test_readyz_names_the_shared_index_away_without_its_address(
+    tmp_path: Path, pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    with open_api(tmp_path, url, pipeline.classifier, redis_url="redis://127.0.0.1:1/0") as api:
+        post = {"id": "x", "text": "紧急扩散！明天起全市停水三天，赶紧囤水，转给家人！"}
+        assert api.score({**post, "account_id": "a", "created_at": time.time()}).json()["degraded"]
+        response = api.client.get("/readyz")
+    assert [p for p in response.json()["problems"] if "near-duplicate index" in p]
+    assert "127.0.0.1:1" not in response.text
+    assert [r for r in caplog.records if "127.0.0.1:1" in getattr(r, "problem", "")]
 
 
 def test_metrics_count_requests_scores_decisions_batches_and_name_the_model(api: Api) -> None:

@@ -3,6 +3,8 @@ runs them."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import re
 import signal
@@ -10,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +25,7 @@ from servicekit import free_port, serve, wait_for, write_policy
 
 from service.cli import main
 from service.security import AuthError, Guard
-from service.settings import get_settings
+from service.settings import Settings, get_settings
 from service.storage import open_repository
 
 
@@ -143,14 +146,35 @@ def test_a_config_file_that_is_not_toml_or_names_no_setting_is_named(tmp_path: P
         assert failed.returncode == 2 and says in failed.stderr
 
 
-def test_serve_with_workers_and_a_model_it_cannot_load_stops_at_once(tmp_path: Path) -> None:
-    env = {
-        "QINGLANG_STATE_DIR": str(tmp_path / "state"),
-        "QINGLANG_MODEL_DIR": str(tmp_path / "no-model"),
-    }
+def broken_model(folder: Path, leave_out: str) -> Path:
+    """The shipped model's files in ``folder``, the ONNX file cut short (its session is opened
+    only when the model is first run), ``leave_out`` missing."""
+    folder.mkdir()
+    shipped = Settings().model_dir
+    for name in ("card.json", "tokenizer.json"):
+        (folder / name).write_bytes((shipped / name).read_bytes())
+    (folder / "model.onnx").write_bytes((shipped / "model.onnx").read_bytes()[:5000])
+    (folder / leave_out).unlink(missing_ok=True)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("workers", "leave_out"),
+    [("1", "nothing"), ("2", "nothing"), ("1", "tokenizer.json"), ("2", "card.json")],
+)
+def test_serve_with_a_model_it_cannot_load_says_so_in_one_line_and_never_listening(
+    tmp_path: Path, workers: str, leave_out: str
+) -> None:
+    model_dir = broken_model(tmp_path / "model", leave_out)
+    env = {"QINGLANG_STATE_DIR": str(tmp_path / "state"), "QINGLANG_MODEL_DIR": str(model_dir)}
     port = str(free_port())
-    failed = qinglang(tmp_path, "serve", "--port", port, "--workers", "2", env=env)
-    assert failed.returncode == 2 and "cannot load the model" in failed.stderr
+    failed = qinglang(tmp_path, "serve", "--port", port, "--workers", workers, env=env)
+    assert failed.returncode == 2
+    assert "listening" not in failed.stdout + failed.stderr
+    (line,) = failed.stderr.splitlines()
+    assert line.startswith(f"qinglang serve: error: cannot load the model in {model_dir}")
+    if leave_out != "nothing":
+        assert f"{model_dir / leave_out} is missing" in line
 
 
 def test_a_console_user_needs_a_name_that_can_sign_in(tmp_path: Path) -> None:
@@ -233,6 +257,110 @@ def test_a_mistyped_database_path_stops_the_commands_that_read_and_creates_nothi
     assert revoked.returncode == 2 and "no key 'nosuchkey'" in revoked.stderr
     listed = qinglang(tmp_path, "keys", "list", env=env)
     assert listed.returncode == 0 and listed.stdout == ""
+
+
+@pytest.mark.parametrize("on_path", [True, False])
+def test_serve_on_ipv6_prints_urls_and_a_key_command_that_work(
+    tmp_path: Path, on_path: bool
+) -> None:
+    """The URLs carry the IPv6 host in brackets; the command for a key runs in the shell the
+    server was started from: by name where PATH finds this installation's script (the container
+    image), by its path where it does not (``make serve``)."""
+    scripts = str(Path(sys.executable).parent)
+    others = [d for d in os.environ["PATH"].split(os.pathsep) if d != scripts]
+    env = {
+        **os.environ,
+        "QINGLANG_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "QINGLANG_STATE_DIR": str(tmp_path / "state"),
+        "PATH": os.pathsep.join([scripts, *others] if on_path else others),
+    }
+    port = free_port()
+    out = tmp_path / "server.stdout"
+    with open(out, "wb") as stdout:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--host", "::1", "--port", str(port)],
+            env=env,
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def said_it_listens() -> bool:
+        assert server.poll() is None, "the server exited"
+        return out.read_text().count("\n") >= 3
+
+    def answers() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    url = f"http://[::1]:{port}"
+    try:
+        wait_for(said_it_listens, 120)
+        said, key_hint, curl_hint = out.read_text().splitlines()[:3]
+        assert said.startswith(f"qinglang serve: listening on {url} ")
+        assert curl_hint.endswith(f" {url}/v1/score")
+        command = key_hint.removeprefix("  get an API key: ")
+        assert command.startswith("qinglang ") == on_path
+        created = subprocess.run(
+            command, shell=True, env=env, capture_output=True, text=True, check=False
+        )
+        assert created.returncode == 0, created.stderr
+        assert created.stdout.splitlines()[-1].startswith("ql_")
+        wait_for(answers, 60)
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
+class Healthy(http.server.BaseHTTPRequestHandler):
+    """Answers ``/healthz`` as the server does, and nothing else."""
+
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/healthz" else 404)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def image_healthcheck() -> list[str]:
+    """The command of the Dockerfile's HEALTHCHECK, as Docker runs its exec or shell form."""
+    text = (Path(__file__).parent.parent / "Dockerfile").read_text().replace("\\\n", " ")
+    (line,) = [line for line in text.splitlines() if line.startswith("HEALTHCHECK ")]
+    command = line.split(" CMD ", 1)[1].strip()
+    if command.startswith("["):
+        exec_form: list[str] = json.loads(command)
+        return exec_form
+    return ["/bin/sh", "-c", command]
+
+
+def test_the_images_healthcheck_probes_the_port_of_the_settings_whichever_sets_it(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "qinglang.toml"
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "QINGLANG_PORT"},
+        # the image's python, and its host; a proxy the probe must not go through
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "QINGLANG_HOST": "0.0.0.0",
+        "QINGLANG_CONFIG": str(config),
+        "HTTP_PROXY": "http://127.0.0.1:9",
+    }
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Healthy) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        config.write_text(f"port = {server.server_address[1]}\n")
+        probe = subprocess.run(
+            image_healthcheck(), env=env, capture_output=True, text=True, check=False
+        )
+        assert probe.returncode == 0, probe.stderr
+        server.shutdown()
+    failed = subprocess.run(
+        image_healthcheck(), env=env, capture_output=True, text=True, check=False
+    )
+    assert failed.returncode == 1
+    (line,) = failed.stderr.splitlines()
+    assert f"127.0.0.1:{server.server_address[1]}/healthz" in line
 
 
 def test_a_database_of_a_newer_release_is_named_not_a_traceback(tmp_path: Path) -> None:

@@ -1,12 +1,20 @@
-"""The labelled splits of training/data.py: ToxiCN's reporting rows are evaluated only."""
+"""The labelled splits of training/data.py: ToxiCN's reporting rows are evaluated only; training
+and evaluation name a missing corpus before any work."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from eval.__main__ import main as evaluate
+from service.settings import get_settings
 from training import data, refit
+from training.run import main as train
 
 
 def test_toxicn_reporting_rows_stay_in_the_eval_split_only(tmp_path: Path) -> None:
@@ -50,3 +58,35 @@ def test_the_incitement_refit_reads_cold_and_toxicn_without_the_reporting_rows(
     assert sum(t.startswith("评论train") for t in texts) == 50
     reported = {f"帖子{i}" for i in range(1, 60, 2)}
     assert not reported & set(texts) and sum(t.startswith("帖子") for t in texts) > 20
+
+
+@pytest.fixture
+def corpora(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty file for each corpus, in the folder QINGLANG_DATA_DIR names."""
+    folder = tmp_path / "data"
+    for name in data.CORPORA:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).touch()
+    monkeypatch.setenv("QINGLANG_DATA_DIR", str(folder))
+    get_settings.cache_clear()
+    yield folder
+    get_settings.cache_clear()
+
+
+@pytest.mark.parametrize("absent", [Path(), *data.CORPORA], ids=str)
+def test_missing_data_is_one_line_and_status_2_before_any_work(
+    corpora: Path, tmp_path: Path, absent: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = corpora / absent
+    if missing == corpora:
+        shutil.rmtree(corpora)
+    else:
+        missing.unlink()
+    work, out = tmp_path / "work", tmp_path / "out"
+    assert train(["--recipe", "smoke", "--work", str(work), "--out", str(out)]) == 2
+    assert evaluate(["--skip-speed"]) == 2
+    trained, evaluated = capsys.readouterr().err.splitlines()
+    for line, program in ((trained, "python -m training.run"), (evaluated, "python -m eval")):
+        assert line.startswith(f"{program}: error: {missing} is missing")
+        assert "QINGLANG_DATA_DIR" in line
+    assert not work.exists() and not out.exists()

@@ -24,6 +24,14 @@ from service.heads import Head
 
 Split = Literal["train", "calib", "eval"]
 
+WEIBO16_POSTS = Path("weibo16", "posts.jsonl")
+WEIBO16_REPOSTS = Path("weibo16", "reposts.jsonl.gz")
+COLD_TRAIN = Path("cold", "train.jsonl")
+COLD_DEV = Path("cold", "dev.jsonl")
+TOXICN = Path("toxicn", "train.json")
+CORPORA = (WEIBO16_POSTS, WEIBO16_REPOSTS, COLD_TRAIN, COLD_DEV, TOXICN)
+"""The files under ``data_dir``, each of which training and evaluation read."""
+
 
 @dataclass(frozen=True, slots=True)
 class Example:
@@ -42,6 +50,21 @@ class Repost:
     account: str
     text: str
     created_at: int
+
+
+def missing(data_dir: Path) -> str | None:
+    """One line naming what of the corpora is not there (``data_dir`` itself, else its first
+    missing file) and how to point at them; None when every file is there. Checked before any
+    work, where a missing file would otherwise be a traceback, minutes in."""
+    absent: Path | None = data_dir
+    if data_dir.is_dir():
+        absent = next((data_dir / f for f in CORPORA if not (data_dir / f).is_file()), None)
+    if absent is None:
+        return None
+    return (
+        f"{absent} is missing: set QINGLANG_DATA_DIR to the folder of the corpora "
+        "(weibo16/, cold/, toxicn/; ../shared/data by default)"
+    )
 
 
 def split_of(key: str, calib: float = 0.1, evaluation: float = 0.1) -> Split:
@@ -71,7 +94,7 @@ def weibo16(data_dir: Path) -> list[Example]:
             split_of(f"weibo16:{d['id']}"),
             str(d["id"]),
         )
-        for d in _jsonl(data_dir / "weibo16" / "posts.jsonl")
+        for d in _jsonl(data_dir / WEIBO16_POSTS)
     ]
 
 
@@ -103,11 +126,11 @@ def cold(data_dir: Path) -> list[Example]:
             "calib" if split_of(f"cold:{d['id']}", 0.1, 0.0) == "calib" else "train",
             str(d["id"]),
         )
-        for d in _jsonl(data_dir / "cold" / "train.jsonl")
+        for d in _jsonl(data_dir / COLD_TRAIN)
     ]
     out += [
         Example(str(d["text"]), "incitement", int(str(d["label"])), "eval", str(d["id"]))
-        for d in _jsonl(data_dir / "cold" / "dev.jsonl")
+        for d in _jsonl(data_dir / COLD_DEV)
     ]
     return out
 
@@ -117,7 +140,7 @@ REPORTING = 3
 
 
 def _toxicn_rows(data_dir: Path) -> list[dict[str, Any]]:
-    with open(data_dir / "toxicn" / "train.json", encoding="utf-8") as f:
+    with open(data_dir / TOXICN, encoding="utf-8") as f:
         rows: list[dict[str, Any]] = json.load(f)
     return rows
 
@@ -152,7 +175,7 @@ def toxicn_reporting(data_dir: Path) -> set[str]:
 
 def reposts(data_dir: Path) -> Iterator[Repost]:
     """The 1.7M real reposts and comments of the Weibo16 events, in file order."""
-    for d in _jsonl(data_dir / "weibo16" / "reposts.jsonl.gz"):
+    for d in _jsonl(data_dir / WEIBO16_REPOSTS):
         yield Repost(
             str(d["id"]),
             str(d["event"]),

@@ -21,6 +21,7 @@ import argparse
 import json
 import logging
 import random
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -171,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         "(training.calibrate), in place",
     )
     args = parser.parse_args(argv)
+    settings = get_settings()
+    data_dir = args.data or settings.data_dir
+    problem = data.missing(data_dir)
+    if problem is not None:
+        print(f"{parser.prog}: error: {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     name = args.recipe
     if name == AUTO:
@@ -180,8 +187,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         name = choose_recipe(args.work) if pretrains else "full"
     recipe = RECIPES[name]
-    settings = get_settings()
-    data_dir = args.data or settings.data_dir
     if args.prepare_pretraining:
         corpus.write(data_dir, labelled(data_dir, recipe), recipe, args.work / "encoder")
         return 0

@@ -41,18 +41,27 @@ NEARDUP_SNAPSHOT = "neardup.pickle"
 """This process's near-duplicate window, kept across restarts (the embedded default)."""
 
 
-def create_app(settings: Settings | None = None, pipeline: Pipeline | None = None) -> FastAPI:
-    """Load the model (unless ``pipeline`` is given: tests share one) and open storage (without
-    waiting for it: it may be down) and build the app. The schema must be migrated already
-    (``qinglang serve`` does it before starting)."""
-    settings = settings or get_settings()
+def load_pipeline(settings: Settings) -> Pipeline:
+    """The pipeline as a server process runs it (``serve_threads``), its model called once: the
+    first call allocates the model's buffers (let it be ours, not the first caller's), and a
+    model that cannot be loaded or run fails here, before anything answers."""
     tokenize_on_calling_thread()
-    pipeline = pipeline or Pipeline.load(
+    pipeline = Pipeline.load(
         settings.model_copy(update={"intra_op_threads": settings.serve_threads})
     )
-    # the first model call allocates its buffers: let it be ours, not the first caller's; the
-    # stateless stage only, so that no post of that id reaches the near-duplicate window
+    # the stateless stage only, so that no post of that id reaches the near-duplicate window
     pipeline.prepare([Post(id="warm-up", text="预热模型")])
+    return pipeline
+
+
+def create_app(settings: Settings | None = None, pipeline: Pipeline | None = None) -> FastAPI:
+    """Load the model (:func:`load_pipeline`, unless ``pipeline`` is given: tests share one,
+    ``qinglang serve`` passes the one it loaded) and open storage (without waiting for it: it
+    may be down) and build the app. The schema must be migrated already (``qinglang serve``
+    does it before starting)."""
+    settings = settings or get_settings()
+    tokenize_on_calling_thread()  # a pipeline given is served too
+    pipeline = pipeline or load_pipeline(settings)
     repository = open_repository(settings.database, settings.db_timeout_s, pipeline.policy.review)
     snapshot = settings.state_dir / NEARDUP_SNAPSHOT
     pipeline.neardup.restore(snapshot)

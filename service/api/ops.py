@@ -13,6 +13,8 @@ from service.storage import StorageError
 
 router = APIRouter(tags=["operations"])
 
+IN_THE_LOG = "(the error is in the server's log)"
+
 
 @router.get("/healthz")
 async def healthz() -> Health:
@@ -30,14 +32,16 @@ async def readyz(found: Found) -> Readiness:
     """
     scoring = found.scoring
     problems = []
+    # the drivers' own words (hosts, users, tables) are the operator's, not an unauthenticated
+    # caller's: each outage's is logged where it begins (StorageHealth, NearDuplicates)
     try:
         await run_in_threadpool(scoring.repository.ping)
         scoring.health.ok()
     except StorageError as exc:
         scoring.health.failed(str(exc))
-        problems.append(f"storage unreachable: {exc}")
+        problems.append(f"storage unreachable {IN_THE_LOG}")
     if found.neardup.problem:
-        problems.append(f"shared near-duplicate index unavailable: {found.neardup.problem}")
+        problems.append(f"shared near-duplicate index unavailable {IN_THE_LOG}")
     spooled = await run_in_threadpool(scoring.spool.pending)
     if spooled:
         problems.append(f"{spooled} flagged records are waiting in the spool for storage")
