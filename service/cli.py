@@ -132,7 +132,8 @@ def _parser() -> argparse.ArgumentParser:
         type=_path,
         required=True,
         metavar="OUTPUT",
-        help="file of records: Parquet when it ends in .parquet, else JSONL",
+        help="file of records: Parquet when it ends in .parquet; JSONL when it ends in .jsonl or "
+        ".ndjson (gzip with .gz after either) or has no suffix",
     )
     rescore.add_argument(
         "--rejects",
@@ -322,6 +323,7 @@ def _load_pipeline(settings: Settings) -> Scorer:
 
 
 def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
+    from service.batch.ray_engine import ClusterError
     from service.rescore import DEFAULT_CHUNK_SIZE, RescoreError, check_paths, default_reject_path
     from service.settings import get_settings
 
@@ -358,7 +360,7 @@ def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
             _record_run(args, settings, summary)
         if args.compare is not None:
             _compare(args, settings)
-    except RescoreError as exc:
+    except (RescoreError, ClusterError) as exc:
         print(f"qinglang rescore: error: {exc}", file=sys.stderr)
         return 2
     return 1 if summary.failed_total and not args.skip_bad else 0
@@ -384,7 +386,9 @@ def _usage_error(args: argparse.Namespace) -> str:
     if args.engine != "ray" and (args.workers or 0) > MAX_WORKERS:
         # each process here loads the model; a Ray cluster spreads its actors over machines
         return f"--workers {args.workers} is over {MAX_WORKERS} processes on this machine"
-    return ""
+    from service.batch.records import output_name_error
+
+    return output_name_error(args.output)
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> Path:

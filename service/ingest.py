@@ -50,6 +50,17 @@ RAW_CHARS = 1000
 
 _MISSING: dict[str, ErrorKind] = {"id": "missing_id", "text": "missing_text"}
 
+_JSON_TYPES: tuple[tuple[type, str], ...] = (
+    (dict, "object"),
+    (list, "array"),
+    (str, "string"),
+    # before int, which bool is
+    (bool, "boolean"),
+    (int, "number"),
+    (float, "number"),
+    (type(None), "null"),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class PostLine:
@@ -229,17 +240,9 @@ def _describe(error: ErrorDetails) -> str:
 
 
 def _json_type(value: object) -> str:
-    """The JSON name of a decoded value's type, as the producer wrote it."""
-    match value:
-        case dict():
-            return "object"
-        case list():
-            return "array"
-        case str():
-            return "string"
-        case bool():
-            return "boolean"
-        case int() | float():
-            return "number"
-        case _:
-            return "null"
+    """The JSON name of a decoded value's type, as the producer wrote it; a Parquet value that
+    no JSON line holds (bytes, a duration, a time of day) by its Python type."""
+    for kind, name in _JSON_TYPES:
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__

@@ -7,7 +7,8 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -211,6 +212,61 @@ def test_arrow_date_and_zoned_timestamp_columns_are_times(
     [item] = read(task).items
     assert isinstance(item, PostLine)
     assert item.post.created_at == seconds
+
+
+def read_parquet(path: Path, columns: dict[str, pa.Array]) -> list[PostLine | LineError]:
+    """The items of a Parquet file of ``columns``, one task."""
+    pq.write_table(pa.table(columns), path)
+    [task] = plan([path], 10)
+    return read(task).items
+
+
+WIDE_ID = 12_345_678_901_234_567_890
+"""Over int64: such ids come as DECIMAL(20) from a database."""
+
+
+@pytest.mark.parametrize("kind", [pa.decimal128(20, 0), pa.decimal128(24, 2), pa.decimal256(40, 0)])
+def test_decimal_ids_that_are_whole_numbers_are_ids_as_integers_are(
+    tmp_path: Path, kind: pa.DataType
+) -> None:
+    items = read_parquet(
+        tmp_path / "in.parquet",
+        {
+            "id": pa.array([Decimal(WIDE_ID), Decimal(7)], kind),
+            "text": ["一", "二"],
+            "account_id": pa.array([Decimal(12), None], kind),
+            "created_at": pa.array([Decimal("1454284800.5"), None], pa.decimal128(13, 1)),
+        },
+    )
+    assert all(isinstance(item, PostLine) for item in items)
+    assert [item.post for item in items if isinstance(item, PostLine)] == [
+        Post(id=str(WIDE_ID), text="一", account_id="12", created_at=1454284800.5),
+        Post(id="7", text="二"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("column", "got"),
+    [
+        # a fraction is no id, as 7.5 in a JSON line is not
+        (pa.array([Decimal("7.5")], pa.decimal128(5, 1)), "number"),
+        (pa.array([7.0], pa.float64()), "number"),
+        (pa.array([[7]], pa.list_(pa.int64())), "array"),
+        (pa.array([{"n": 7}], pa.struct([("n", pa.int64())])), "object"),
+        # no JSON line holds these: their own type, not null
+        (pa.array([7], pa.duration("s")), "timedelta"),
+        (pa.array([time(7)], pa.time64("us")), "time"),
+    ],
+)
+def test_an_id_column_of_another_type_is_a_bad_line_naming_the_type(
+    tmp_path: Path, column: pa.Array, got: str
+) -> None:
+    [item] = read_parquet(tmp_path / "in.parquet", {"id": column, "text": ["一"]})
+    assert isinstance(item, LineError)
+    assert (item.kind, item.message) == (
+        "wrong_type",
+        f"id: Input should be a valid string, got {got}",
+    )
 
 
 def test_a_timestamp_column_without_a_zone_is_refused_before_any_work(tmp_path: Path) -> None:

@@ -7,8 +7,10 @@ text, so a record written next to the wrong line shows up as a wrong score.
 from __future__ import annotations
 
 import gzip
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from batchkit import (
 )
 
 from service.batch.checkpoint import WorkFolder
+from service.batch.ray_engine import CONNECT_TIMEOUT_S, RayEngine
 from service.batch.records import RecordWriter
 from service.batch.work import Scorer
 from service.cli import EXAMPLES, main
@@ -540,8 +543,10 @@ def test_a_previous_output_that_the_run_writes_or_removes_exits_2_and_is_kept(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, says: str
 ) -> None:
     (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(3)))
+    # made under another name: a run refuses OUTPUT ending in .json, the report's suffix
     previous = tmp_path / name
-    assert run_cli("rescore", tmp_path / "in.jsonl", "-o", previous) == 0
+    assert run_cli("rescore", tmp_path / "in.jsonl", "-o", tmp_path / "made.jsonl") == 0
+    (tmp_path / "made.jsonl").rename(previous)
     before = previous.read_bytes()
     args: list[str | Path] = ["rescore", tmp_path / "in.jsonl", "-o", tmp_path / "new.jsonl"]
     args += ["--rejects", tmp_path / "prev.jsonl", "--compare", previous]
@@ -676,6 +681,32 @@ def test_a_continued_run_counts_the_duplicates_of_ids_committed_before(
             ["in.jsonl", "-o", "out.jsonl", "--batch-size", "-1"],
             "argument --batch-size: must be at least 1, not -1",
         ),
+        # the format follows OUTPUT's suffix: these would be JSONL under another format's name
+        *(
+            (
+                ["in.jsonl", "-o", name],
+                f"OUTPUT {name}: {suffix} is not a format rescore writes; "
+                "end the name in one of .jsonl, .ndjson, .jsonl.gz, .ndjson.gz, .parquet",
+            )
+            for name, suffix in [
+                ("out.csv", ".csv"),
+                ("out.tsv", ".tsv"),
+                ("out.json", ".json"),
+                ("out.xlsx", ".xlsx"),
+                ("out.txt", ".txt"),
+                ("OUT.CSV.GZ", ".csv"),
+                ("out.parquet.gz", ".parquet"),
+            ]
+        ),
+        # before the stored posts are read
+        (["--from-db", "-o", "nov.csv"], "OUTPUT nov.csv: .csv is not a format rescore writes"),
+        # the input is read in parts, by several processes, and again to continue a run
+        (["-", "-o", "out.jsonl"], "INPUT - (standard input) cannot be read"),
+        (["in.jsonl", "-o", "-"], "OUTPUT - (standard output) cannot be written"),
+        (
+            ["in.jsonl", "-o", "out.jsonl", "--engine", "ray", "--ray-address", "nowhere"],
+            "--ray-address nowhere is not HOST:PORT, auto or local",
+        ),
     ],
 )
 def test_odd_paths_and_numbers_exit_2_saying_which_before_the_model_loads(
@@ -698,3 +729,45 @@ def test_odd_paths_and_numbers_exit_2_saying_which_before_the_model_loads(
     assert status == 2
     assert f"qinglang rescore: error: {says}" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+@pytest.mark.parametrize(("name", "zipped"), [("records", False), ("records.gz", True)])
+def test_an_output_name_without_a_suffix_is_jsonl(tmp_path: Path, name: str, zipped: bool) -> None:
+    lines = shuffled_posts(3)
+    (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
+    assert run_cli("rescore", tmp_path / "in.jsonl", "-o", tmp_path / name) == 0
+    data = (tmp_path / name).read_bytes()
+    assert data.startswith(b"\x1f\x8b") == zipped
+    text = gzip.decompress(data) if zipped else data
+    records = [ScoreRecord.model_validate_json(line) for line in text.splitlines()]
+    assert records == [expected_record(p) for p in posts_of(lines)]
+
+
+def test_a_ray_cluster_that_cannot_be_reached_exits_2_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(post_line("a", "x"))
+
+    def load(settings: Settings) -> Scorer:
+        raise AssertionError("the model should not load for a run that cannot start")
+
+    with socket.socket() as bound:
+        # bound but not listening: a connection to it is refused
+        bound.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{bound.getsockname()[1]}"
+        args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl")]
+        started = time.monotonic()
+        assert main([*args, "--engine", "ray", "--ray-address", address], load_scorer=load) == 2
+    assert time.monotonic() - started < CONNECT_TIMEOUT_S
+    assert capsys.readouterr().err == (
+        f"qinglang rescore: error: cannot reach the Ray cluster at {address} (--ray-address): "
+        "Connection refused\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+def test_a_ray_address_that_accepts_connections_is_left_to_ray() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        engine = RayEngine(length_scorer, Settings(), 1, address)
+    assert engine.name == f"ray, 1 actors on {address}"

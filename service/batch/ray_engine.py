@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import socket
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,13 @@ if TYPE_CHECKING:
 
 LOCAL_OBJECT_STORE_BYTES = 512 << 20
 """Object store of a Ray started for the run: results stream through it, they do not pile up."""
+
+CONNECT_TIMEOUT_S = 10.0
+"""How long a cluster's address may take to accept a connection before the run gives up."""
+
+
+class ClusterError(Exception):
+    """The Ray cluster of ``--ray-address`` cannot be reached: the run does not start."""
 
 
 class _SegmentScorer:
@@ -56,6 +64,8 @@ class RayEngine:
         self.workers = workers
         self.address = address
         self.name = f"ray, {workers} actors" + (f" on {address}" if address else "")
+        if address:
+            _reach(address)
         self._scorer: Scorer | None = None
 
     def scorer(self) -> Scorer:
@@ -110,3 +120,25 @@ class RayEngine:
         )
         for row in dataset.iter_rows():
             yield pickle.loads(row["result"])
+
+
+def _reach(address: str) -> None:
+    """Raise :class:`ClusterError` unless something at ``address`` accepts a connection within
+    ``CONNECT_TIMEOUT_S``: ``ray.init`` (Ray 2.60) has no option to bound its wait, and retries an
+    address where nothing answers for some 14 minutes (20 tries of about 40 s). ``auto`` and
+    ``local`` are Ray's to resolve; it says at once when no cluster runs here."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdecimal() or not 0 < int(port) < 65536:
+        raise ClusterError(f"--ray-address {address} is not HOST:PORT, auto or local")
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        # a timeout has no strerror
+        reason = exc.strerror or f"no answer within {CONNECT_TIMEOUT_S:.0f} s"
+        raise ClusterError(
+            f"cannot reach the Ray cluster at {address} (--ray-address): {reason}"
+        ) from exc

@@ -50,6 +50,30 @@ ADDED = ("confirmed_rumor", "text_digest", "evidence_pending")
 """Columns that Parquet outputs written before them lack: ``--compare`` still reads those."""
 
 
+OUTPUT_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz", ".parquet")
+"""What an output's name may end in, in any case; a name without one is JSONL too (gzip JSONL
+when ``.gz`` is all it ends in: ``out.gz``)."""
+
+
+def output_name_error(path: Path) -> str:
+    """Why ``path`` cannot name an output (empty if it can): the format follows the suffix, and
+    a suffix of another format (``out.csv``, ``out.parquet.gz``) would get JSONL under a name that
+    promises something else; ``-`` would be a file of that name, not standard output."""
+    if str(path) == "-":
+        return (
+            "OUTPUT - (standard output) cannot be written: OUTPUT is made of the checkpoint's "
+            "parts when the run completes; give a file"
+        )
+    name = path.name.lower()
+    suffix = Path(name.removesuffix(".gz")).suffix
+    if name.endswith(OUTPUT_SUFFIXES) or not suffix:
+        return ""
+    return (
+        f"OUTPUT {path}: {suffix} is not a format rescore writes; end the name in one of "
+        f"{', '.join(OUTPUT_SUFFIXES)}"
+    )
+
+
 def is_parquet(path: Path) -> bool:
     return path.suffix.lower() == ".parquet"
 

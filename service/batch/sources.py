@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -89,6 +90,12 @@ class Chunk:
 def input_files(path: Path) -> list[Path]:
     """``path`` itself, or the JSONL (plain or gzip) and Parquet files under the folder ``path``
     by name."""
+    if str(path) == "-":
+        # a file of that name is given by a path with a folder in it: $PWD/-
+        raise InputError(
+            "INPUT - (standard input) cannot be read: a run reads its input in parts, from "
+            "several processes, and reads it again to continue; save the posts to a file"
+        )
     if not path.exists():
         raise InputError(f"input {path} does not exist")
     if path.is_dir():
@@ -289,15 +296,21 @@ def _row_group(path: str, group: int) -> pa.Table:
 
 def _plain(row: dict[str, object]) -> dict[str, object]:
     """A Parquet row as the JSON object a producer would have written: nulls are absent fields,
-    timestamps with a zone are unix seconds, dates the unix seconds of their midnight UTC. A
-    timestamp without a zone (a file replaced since :func:`_check_times` read it) becomes ISO
-    8601 without a zone, which the post refuses as it refuses that JSONL line."""
+    timestamps with a zone are unix seconds, dates the unix seconds of their midnight UTC,
+    decimals numbers (a whole one an integer). A timestamp without a zone (a file replaced since
+    :func:`_check_times` read it) becomes ISO 8601 without a zone, which the post refuses as it
+    refuses that JSONL line."""
     plain: dict[str, object] = {}
     for key, value in row.items():
         if isinstance(value, datetime):
             plain[key] = value.timestamp() if value.tzinfo else value.isoformat()
         elif isinstance(value, date):
             plain[key] = datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
+        elif isinstance(value, Decimal):
+            # ids too wide for int64 come as DECIMAL(20) from databases: as integers they are
+            # ids as the same digits unquoted in JSON are, exactly (a float would round them)
+            whole = value == value.to_integral_value()
+            plain[key] = int(value) if whole else float(value)
         elif value is not None:
             plain[key] = value
     return plain
