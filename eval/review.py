@@ -38,7 +38,7 @@ from service.record import Decision, ScoreRecord
 from service.review import items
 from service.review.items import ConflictError
 from service.settings import Settings
-from service.storage import SqlRepository, open_repository, upgrade
+from service.storage import SqlRepository, open_migrated
 from service.storage.tables import ReviewItem, StoredRecord
 
 ACCOUNTS = 10_000
@@ -190,8 +190,7 @@ def databases(postgres: str | None) -> Iterator[list[tuple[str, str]]]:
 
 
 def measure(name: str, url: str, policy: Policy, n: int, decisions: int) -> list[str]:
-    upgrade(url)
-    repo = open_repository(url, 60.0, policy.review)
+    repo = open_migrated(url, 60.0, policy.review)
     try:
         filled = fill(repo, policy, n)
         first = {i.id for i in repo.list_items(policy, limit=PAGE).items}

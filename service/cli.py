@@ -551,14 +551,13 @@ def _create_secret(args: argparse.Namespace) -> int:
     """``keys create`` or ``users create``: store the new key or user, print its secret last."""
     from service.security import ROLES, create_key, create_user
     from service.settings import get_settings
-    from service.storage import StorageError, open_repository, upgrade
+    from service.storage import StorageError, open_migrated
 
     settings = get_settings()
     role = next(r for r in ROLES if r == args.role)
     user = getattr(args, "name", None)
     try:
-        upgrade(settings.database)
-        repository = open_repository(settings.database, settings.db_timeout_s)
+        repository = open_migrated(settings.database, settings.db_timeout_s)
         try:
             if user is not None and repository.get_user(user) is not None:
                 print(f"qinglang users: error: the name {user!r} is taken", file=sys.stderr)
@@ -583,15 +582,14 @@ def _keys(args: argparse.Namespace) -> int:
     """``keys revoke`` and ``keys list``."""
     from service.security import PREFIX
     from service.settings import get_settings
-    from service.storage import StorageError, open_existing, open_repository, upgrade
+    from service.storage import StorageError, open_existing, open_migrated
 
     settings = get_settings()
     try:
         if args.keys_command == "list":
             repository = open_existing(settings.database, settings.db_timeout_s)
         else:
-            upgrade(settings.database)
-            repository = open_repository(settings.database, settings.db_timeout_s)
+            repository = open_migrated(settings.database, settings.db_timeout_s)
         try:
             if args.keys_command == "list":
                 for key in repository.list_keys():

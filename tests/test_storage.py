@@ -15,6 +15,7 @@ from alembic import command
 from alembic.runtime.migration import MigrationContext
 from servicekit import record
 from sqlalchemy import JSON, DateTime, String, column, insert, inspect, table
+from sqlalchemy.exc import OperationalError
 
 from service.record import Post, ScoreRecord
 from service.storage import (
@@ -333,3 +334,35 @@ def test_a_migration_stopped_midway_leaves_the_one_before_and_the_next_upgrade_c
         assert "uq_appeal_item_account" in indexes
     finally:
         engine.dispose()
+
+
+def test_a_migration_longer_than_the_statement_timeout_completes_and_leaves_the_pool_bounded(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A migration's statements are not held to ``timeout_s`` (the publish path's bound): one
+    that outlasts it would fail the same way on every retry. The service's own sessions are."""
+    import alembic.op
+
+    create_index = alembic.op.create_index
+
+    def slow(*args: object, **kwargs: object) -> object:
+        alembic.op.get_bind().exec_driver_sql("SELECT pg_sleep(0.4)")
+        return create_index(*args, **kwargs)
+
+    monkeypatch.setattr(alembic.op, "create_index", slow)
+    upgrade(postgres_url, timeout_s=0.2)
+    engine = make_engine(postgres_url, 5.0)
+    try:
+        with engine.connect() as connection:
+            assert MigrationContext.configure(connection).get_current_revision() == head_revision()
+    finally:
+        engine.dispose()
+    repository = open_repository(postgres_url, 0.2)
+    try:
+        with (
+            pytest.raises(OperationalError, match="statement timeout"),
+            repository.engine.connect() as connection,
+        ):
+            connection.exec_driver_sql("SELECT pg_sleep(0.4)")
+    finally:
+        repository.close()

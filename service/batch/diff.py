@@ -185,7 +185,7 @@ def enqueue(report: DiffReport, settings: Settings) -> int:
     from service.neardup.bank import rumor_copy
     from service.neardup.queue import batch_cluster, members_in, requests
     from service.policy import load_policy
-    from service.storage import open_repository, upgrade
+    from service.storage import open_migrated
 
     wanted: set[str] = set()
     with report.changes_path.open(encoding="utf-8") as changes:
@@ -194,8 +194,7 @@ def enqueue(report: DiffReport, settings: Settings) -> int:
             if change["newly_flagged"]:
                 wanted.add(change["id"])
     policy = load_policy(settings.policy_file)
-    upgrade(settings.database)
-    repository = open_repository(settings.database, settings.db_timeout_s, policy.review)
+    repository = open_migrated(settings.database, settings.db_timeout_s, policy.review)
     added = 0
     flagged: list[ScoreRecord] = []
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 from service.batch.checkpoint import MANIFEST, CheckpointError, WorkFolder
 from service.record import unix_seconds
 from service.settings import Settings
-from service.storage import open_repository, upgrade
+from service.storage import open_migrated, open_repository
 from service.storage.repository import RescoreRun
 
 
@@ -76,8 +76,7 @@ def export(settings: Settings, since: float | None, until: float | None, output:
 
 def _write(settings: Settings, since: float | None, until: float | None, path: Path) -> None:
     """Write the period's stored posts to ``path`` (beside, then renamed: whole or absent)."""
-    upgrade(settings.database, settings.db_timeout_s)
-    repository = open_repository(settings.database, settings.db_timeout_s)
+    repository = open_migrated(settings.database, settings.db_timeout_s)
     tmp = path.with_name(path.name + ".tmp")
     try:
         with tmp.open("w", encoding="utf-8") as file:

@@ -68,7 +68,7 @@ def add_commands(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from service.policy import PolicyError
     from service.settings import get_settings
-    from service.storage import StorageError, open_existing, open_repository, upgrade
+    from service.storage import StorageError, open_existing, open_migrated
 
     try:
         output = _target(args.output) if "output" in args else Output(None, in_place=True)
@@ -79,8 +79,7 @@ def run(args: argparse.Namespace) -> int:
     timeout_s = max(settings.db_timeout_s, 30.0)
     try:
         if args.command == "credit":
-            upgrade(settings.database)
-            repository = open_repository(settings.database, timeout_s)
+            repository = open_migrated(settings.database, timeout_s)
         else:
             # audit and labels only read: a mistyped path must not become an empty database
             repository = open_existing(settings.database, timeout_s)

@@ -14,7 +14,13 @@ from service.storage.repository import (
     StorageError,
     StoredRumor,
 )
-from service.storage.sql import SqlRepository, open_existing, open_repository, upgrade
+from service.storage.sql import (
+    SqlRepository,
+    open_existing,
+    open_migrated,
+    open_repository,
+    upgrade,
+)
 
 __all__ = [
     "ApiKey",
@@ -25,6 +31,7 @@ __all__ = [
     "StorageError",
     "StoredRumor",
     "open_existing",
+    "open_migrated",
     "open_repository",
     "upgrade",
 ]

@@ -132,17 +132,18 @@ def alembic_config() -> Config:
 
 
 def upgrade(url: str, timeout_s: float = 10.0) -> None:
-    """Bring the database at ``url`` to the newest migration (creating it from empty)."""
+    """Bring the database at ``url`` to the newest migration (creating it from empty).
+    ``timeout_s`` bounds connecting and waiting for a lock, not the migrations' statements: one
+    that fills a table from a large one (0010 reads every account's audit records) takes what it
+    takes, and cut short by the publish path's statement timeout it would fail alike on every
+    retry."""
     engine = make_engine(url, timeout_s)
     try:
-        _upgrade(engine)
-    finally:
-        engine.dispose()
-
-
-def _upgrade(engine: Engine) -> None:
-    try:
         with engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                # this engine's own connection, disposed of below: no pooled session keeps it
+                connection.exec_driver_sql("SET statement_timeout = 0")
+                connection.commit()
             config = alembic_config()
             config.attributes["connection"] = _transactional_ddl(connection)
             command.upgrade(config, "head")
@@ -152,6 +153,16 @@ def _upgrade(engine: Engine) -> None:
         raise StorageError(
             f"cannot migrate {engine.url!r}: {exc} (a database of a newer release?)"
         ) from None
+    finally:
+        engine.dispose()
+
+
+def open_migrated(url: str, timeout_s: float, review: ReviewRules | None = None) -> SqlRepository:
+    """A repository on the database at ``url``, brought to the newest migration first (created
+    when it does not exist): for the commands that write. Those that only read use
+    :func:`open_existing`."""
+    upgrade(url)
+    return open_repository(url, timeout_s, review)
 
 
 def _transactional_ddl(connection: Connection) -> Connection:
@@ -264,7 +275,7 @@ class SqlRepository(ReviewSql):
         its newest migration is migrated first (one created, or emptied, after the server
         started: the server migrates at start only, and would find no tables)."""
         if _revision(self.engine) != head_revision():
-            _upgrade(self.engine)
+            upgrade(self.engine.url.render_as_string(hide_password=False))
 
     def find_records(self, post_ids: Sequence[str], model_version: str) -> dict[str, ScoreRecord]:
         if not post_ids:
