@@ -535,10 +535,12 @@ def _selfcheck(load: ScorerFactory) -> int:
 
 
 def _migrate() -> int:
+    from service.logs import configure
     from service.settings import get_settings
     from service.storage import StorageError, upgrade
 
     settings = get_settings()
+    configure(settings.log_level, migrating=True)
     try:
         upgrade(settings.database)
     except StorageError as exc:

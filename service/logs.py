@@ -39,8 +39,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def config(level: str) -> dict[str, Any]:
-    """A ``logging.config`` dictionary: JSON on stderr for ours and uvicorn's loggers."""
+def config(level: str, *, migrating: bool = False) -> dict[str, Any]:
+    """A ``logging.config`` dictionary: JSON on stderr for ours and uvicorn's loggers; alembic's
+    lines from warnings up, and its INFO lines too when ``migrating`` (``qinglang migrate``)."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -58,9 +59,12 @@ def config(level: str) -> dict[str, Any]:
             "uvicorn": {"handlers": [], "propagate": True},
             "uvicorn.error": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": False, "level": "WARNING"},
+            # every check of the schema (each /readyz, each storage_retry_s) made two lines of
+            # its INFO ("Context impl SQLiteImpl."); a migration's steps are worth reading
+            "alembic": {"level": "INFO" if migrating else "WARNING"},
         },
     }
 
 
-def configure(level: str) -> None:
-    logging.config.dictConfig(config(level))
+def configure(level: str, *, migrating: bool = False) -> None:
+    logging.config.dictConfig(config(level, migrating=migrating))

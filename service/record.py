@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from service.heads import Head, Risk
@@ -19,6 +27,12 @@ from service.heads import Head, Risk
 Decision = Literal["pass", "review", "block"]
 
 MAX_ID_CHARS = 256
+MAX_SOURCE_CHARS = 2048
+"""A post's ``source``, the attribution its producer gave: a name, a handle or a link (2,048
+characters, the length of URL that browsers and servers commonly take)."""
+ACCEPTED = "accepted"
+"""Validation context key: the post was accepted before (stored or spooled), so that a limit
+added since (``source``'s) does not refuse what the service already holds."""
 LATEST_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 """The latest ``created_at`` a date can show; later values are an error, not a time."""
 
@@ -87,7 +101,17 @@ class Post(BaseModel):
     declared_original: StrictBool = Field(
         default=False, description="true or false; null is the same as leaving it out"
     )
-    source: str | None = None
+    source: str | None = Field(
+        default=None,
+        description="the attribution the producer gave (a name, a handle or a link)",
+        json_schema_extra={"maxLength": MAX_SOURCE_CHARS},
+    )
+
+    @classmethod
+    def accepted(cls, data: Mapping[str, object]) -> Post:
+        """A post the service accepted earlier (a stored row, a spooled entry), validated as
+        it was then."""
+        return cls.model_validate(data, context={ACCEPTED: True})
 
     @field_validator("id", "account_id", mode="before")
     @classmethod
@@ -131,6 +155,19 @@ class Post(BaseModel):
         # before pydantic's own checks: a length constraint (id, account_id) refuses a lone
         # surrogate as "unable to parse raw data", which names neither the character nor where
         return check_text(value, info.field_name) if isinstance(value, str) else value
+
+    @field_validator("source")
+    @classmethod
+    def _source_length(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # a validator, not max_length, so that posts held from before the limit still read
+        accepted = bool(info.context and info.context.get(ACCEPTED))
+        if value is not None and len(value) > MAX_SOURCE_CHARS and not accepted:
+            raise PydanticCustomError(
+                "string_too_long",
+                "String should have at most {max_length} characters",
+                {"max_length": MAX_SOURCE_CHARS},
+            )
+        return value
 
     @field_validator("id", "account_id")
     @classmethod

@@ -199,7 +199,7 @@ def _pending(entry: dict[str, object]) -> Pending:
         ScoreRecord.model_validate(entry["record"]),
         bool(entry["enqueue"]),
         cast(str | None, entry.get("text")),
-        None if post is None else Post.model_validate(post),
+        None if post is None else Post.accepted(cast(dict[str, object], post)),
     )
 
 

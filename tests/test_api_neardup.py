@@ -325,6 +325,46 @@ def test_readiness_reports_a_shared_index_that_is_away(tmp_path: Path, pipeline:
         assert any("near-duplicate index" in p for p in ready["problems"])
 
 
+def test_a_cluster_id_names_a_cluster_and_nothing_else_in_redis(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    prefix = f"test:{uuid.uuid4().hex[:12]}"
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    now = time.time()
+    posts = [
+        {"id": f"p{i}", "text": copy(i), "account_id": f"acct{i}", "created_at": now + i}
+        for i in range(6)
+    ]
+    try:
+        with open_api(
+            tmp_path, url, pipeline.classifier, redis_url=REDIS, neardup_redis_prefix=prefix
+        ) as api:
+            cid = api.batch(posts).json()["records"][-1]["cluster"]["id"]
+            reviewer = api.headers(api.new_key("reviewer"))
+            assert api.client.get(f"/v1/clusters/{cid}", headers=reviewer).status_code == 200
+            # the cluster's member list, account set and recent accounts are keys beside it
+            for other in (f"{cid}:m", f"{cid}:a", f"{cid}:r", f"{cid}%0A", "c_nope", "x:y"):
+                got = api.client.get(f"/v1/clusters/{other}", headers=reviewer)
+                assert got.status_code == 404, (other, got.text)
+    finally:
+        client = redis.Redis.from_url(REDIS)
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+
+
+def test_clusters_are_503_while_the_shared_index_is_away(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    with open_api(tmp_path, url, pipeline.classifier, redis_url="redis://127.0.0.1:1/0") as api:
+        reviewer = api.headers(api.new_key("reviewer"))
+        for path in ("/v1/clusters", "/v1/clusters/c_0123456789abcdef"):
+            away = api.client.get(path, headers=reviewer)
+            assert away.status_code == 503, (path, away.text)
+            assert away.headers["Retry-After"] == "1"
+            assert away.json() == {"detail": "the near-duplicate index is unavailable; try again"}
+
+
 def test_two_apps_on_one_redis_see_one_batch(tmp_path: Path, pipeline: Pipeline) -> None:
     prefix = f"test:{uuid.uuid4().hex[:12]}"
     shared: dict[str, Any] = {"redis_url": REDIS, "neardup_redis_prefix": prefix}

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +61,48 @@ def test_readyz_names_the_shared_index_away_without_its_address(
     assert [p for p in response.json()["problems"] if "near-duplicate index" in p]
     assert "127.0.0.1:1" not in response.text
     assert [r for r in caplog.records if "127.0.0.1:1" in getattr(r, "problem", "")]
+
+
+def test_readyz_counts_set_aside_records_without_their_folder_which_goes_to_the_log(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    folder = api.services.scoring.spool.folder / "rejected"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "set-aside.jsonl").write_text('{"error": "a"}\n{"error": "b"}\n')
+    response = api.client.get("/readyz")
+    ready = response.json()
+    assert ready["status"] == "degraded" and ready["rejected"] == 2
+    assert [p for p in ready["problems"] if p.startswith("2 spooled records were refused")]
+    assert str(api.services.scoring.spool.folder) not in response.text
+    assert [r for r in caplog.records if getattr(r, "folder", None) == str(folder)]
+
+
+def test_alembic_says_its_info_lines_while_migrating_only(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    env = {**os.environ, "QINGLANG_DATABASE_URL": url, "QINGLANG_LOG_LEVEL": "INFO"}
+
+    def run(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, *args],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    migrated = run("-m", "service.cli", "migrate")
+    assert "Running upgrade" in migrated and "alembic" in migrated
+    # as the server checks the schema: at each /readyz and storage retry
+    checked = run(
+        "-c",
+        "from service.logs import configure; from service.storage import open_repository; "
+        f"configure('INFO'); r = open_repository({url!r}, 5.0); r.ping(); r.ping()",
+    )
+    assert "alembic" not in checked
 
 
 def test_metrics_count_requests_scores_decisions_batches_and_name_the_model(api: Api) -> None:

@@ -20,6 +20,7 @@ from schemathesis.specs.openapi.checks import (
 from servicekit import Api, open_api
 
 from service.pipeline import Pipeline
+from service.record import MAX_SOURCE_CHARS, Post
 
 EXAMPLES = 25
 """Per operation and mode: bounded, so that the pass takes seconds."""
@@ -67,3 +68,32 @@ def _run(strategy: SearchStrategy[schemathesis.Case[Any]], running: Api) -> None
         case.call_and_validate(headers=running.headers(), checks=CHECKS)
 
     check()
+
+
+def test_every_text_field_of_a_post_but_text_has_a_documented_limit(api: Api) -> None:
+    # text's limit is a setting, answered 413 (service/api/score.py)
+    fields = api.client.get("/openapi.json").json()["components"]["schemas"]["Post"]
+    unbounded = [
+        name
+        for name, field in fields["properties"].items()
+        if name != "text"
+        and any(t.get("type") == "string" for t in field.get("anyOf", [field]))
+        and not any("maxLength" in t for t in [field, *field.get("anyOf", [])])
+    ]
+    assert unbounded == []
+
+
+def test_a_source_over_its_limit_is_refused_at_its_field_and_one_held_still_reads(api: Api) -> None:
+    longest = "s" * MAX_SOURCE_CHARS
+    fits = api.score({"id": "src-fits", "text": "转自人民日报", "source": longest})
+    assert fits.status_code == 200, fits.text
+    over = api.score({"id": "src-over", "text": "转自人民日报", "source": longest + "s"})
+    assert over.status_code == 422
+    (problem,) = over.json()["detail"]
+    assert problem["loc"] == ["body", "source"] and str(MAX_SOURCE_CHARS) in problem["msg"]
+    batch = api.batch([{"id": "src-batch", "text": "x", "source": longest + "s"}])
+    (refused,) = batch.json()["records"]
+    assert refused["status"] == 422 and refused["errors"][0]["loc"] == ["source"]
+    # stored or spooled before the limit: read back as it was accepted
+    held = Post.accepted({"id": "old", "text": "x", "source": longest * 2})
+    assert held.source == longest * 2

@@ -98,6 +98,12 @@ def test_a_byte_order_mark_is_allowed_on_the_first_line_only() -> None:
             "a",
             "account_id: String should have at most 256 characters",
         ),
+        (
+            b'{"id": "a", "text": "x", "source": "' + b"s" * 2049 + b'"}\n',
+            "invalid_value",
+            "a",
+            "source: String should have at most 2048 characters",
+        ),
     ],
 )
 def test_a_bad_line_says_what_and_where(

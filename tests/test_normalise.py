@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import sys
+
 import pytest
 
+import service.normalise
 from service.normalise import URL_PLACEHOLDER, WINDOW, normalise
 
 
@@ -65,3 +68,45 @@ def test_empty_and_blank_texts_normalise_to_empty() -> None:
     for text in ("", "   ", "\n\t\u3000", "\u200b\ufeff"):
         n = normalise(text)
         assert n.text == "" and n.offsets == () and not n.truncated
+
+
+def test_a_long_text_is_read_only_as_far_as_its_window_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # U+FDFA is 18 characters in NFKC: 10,000 of them were 180,000 characters to fold, scan
+    # and convert for a window of 256
+    folded: list[int] = []
+    fold = service.normalise._fold_chars
+
+    def counted(text: str) -> tuple[list[str], list[int]]:
+        folded.append(len(text))
+        return fold(text)
+
+    monkeypatch.setattr(service.normalise, "_fold_chars", counted)
+    text = "\ufdfa" * 10_000
+    n = normalise(text)
+    assert n.truncated and len(n.text) == WINDOW == len(n.offsets)
+    assert sum(folded) <= 4 * WINDOW
+    assert (n.text, n.offsets) == (
+        (whole := normalise(text, window=sys.maxsize)).text[:WINDOW],
+        whole.offsets[:WINDOW],
+    )
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "",
+        " " * 5_000,  # folds to nothing: what follows is still read
+        "\u200b" * 3_000,
+        "傻 " * 600,  # spaced-out characters across every cut
+        "http://t.cn/" + "a" * 2_000 + " ",  # a link across the first cut
+        "ﾟ" * 1_020 + "http://x.cn/" + "b" * 300,
+        "\ufdfa" * 14 + "轉發" * 500,
+    ],
+)
+def test_the_window_of_a_long_text_is_that_of_the_whole_text(head: str) -> None:
+    text = head + "求 扩 散！杭　州 一 女 孩 走 失 ＡＢＣ 這樣 " * 200
+    n = normalise(text)
+    whole = normalise(text, window=sys.maxsize)
+    assert n.truncated and (n.text, n.offsets) == (whole.text[:WINDOW], whole.offsets[:WINDOW])

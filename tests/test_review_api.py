@@ -201,6 +201,35 @@ def test_an_appeal_after_its_window_gets_409_with_the_deadline(api: Api) -> None
     assert overdue.status_code == 200 and overdue.json()["overdue"] == 0
 
 
+def test_who_decided_and_lifted_is_shown_to_the_trust_team_only(api: Api) -> None:
+    # console users decide under their own names: people's names, not the platform's to read
+    item = flagged_item(api, "p1")
+    policy, review = api.services.scoring.policy, api.services.review
+    review.decide(policy, item["id"], "张伟", "confirm", "rumor", "art18.6")
+    appeal = review.file_appeal(
+        policy, account_id="acc1", item_id=item["id"], reason="辟谣", filed_by=api.key
+    )
+    review.decide_appeal(policy, appeal.id, "李娜", "uphold", None)
+
+    def dispositions(body: dict[str, Any]) -> list[dict[str, Any]]:
+        return [e for e in body["history"] if "decided_by" in e]
+
+    for role in ("reviewer", "admin"):
+        seen = api.client.get("/v1/accounts/acc1", headers=api.headers(api.new_key(role)))
+        assert seen.status_code == 200
+        (shown,) = dispositions(seen.json())
+        assert (shown["decided_by"], shown["lifted_by"]) == ("张伟", "李娜"), role
+    profile = {"followers": 5}
+    for answer in (
+        api.client.get("/v1/accounts/acc1", headers=api.headers()),
+        api.client.put("/v1/accounts/acc1", json=profile, headers=api.headers()),
+    ):
+        assert answer.status_code == 200, answer.text
+        (hidden,) = dispositions(answer.json())
+        assert (hidden["decided_by"], hidden["lifted_by"]) == (None, None)
+        assert hidden["lifted_at"] and "张伟" not in answer.text and "李娜" not in answer.text
+
+
 @pytest.mark.parametrize("field", ["text", "post_id"])
 def test_hostile_text_is_stored_and_returned_exactly(api: Api, field: str) -> None:
     value = HOSTILE if field == "text" else "'; DROP TABLE x; --<b>\u200b"

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -345,7 +346,7 @@ def test_a_migration_longer_than_the_statement_timeout_completes_and_leaves_the_
 
     create_index = alembic.op.create_index
 
-    def slow(*args: object, **kwargs: object) -> object:
+    def slow(*args: Any, **kwargs: Any) -> Any:
         alembic.op.get_bind().exec_driver_sql("SELECT pg_sleep(0.4)")
         return create_index(*args, **kwargs)
 

@@ -23,6 +23,7 @@ from service.classify import tokenize_on_calling_thread
 from service.console import mount as mount_console
 from service.metrics import Metrics
 from service.neardup import NearDuplicates
+from service.neardup.store import StoreUnavailableError
 from service.pipeline import Pipeline
 from service.record import Post
 from service.review.appeals import AppealClosedError
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.add_exception_handler(OverloadedError, _overloaded)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(IdempotencyMismatchError, _key_reused)
+    app.add_exception_handler(StoreUnavailableError, _index_unavailable)
     app.add_middleware(Edge, metrics=scoring.metrics, max_body_bytes=settings.max_body_bytes)
     app.openapi = lambda: _with_limits(app, settings)  # type: ignore[method-assign]
     return app
@@ -198,6 +200,18 @@ def _status(status: int) -> Callable[[Request, Exception], Awaitable[JSONRespons
         return JSONResponse(body, status, headers=headers)
 
     return answer
+
+
+async def _index_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    """503 for a read of the shared near-duplicate index (``/v1/clusters``) while Redis does
+    not answer: the publish path falls back to the local window, a read of the shared one
+    cannot. Redis's words (hosts, keys) go to the log, as storage's do."""
+    log.warning("the near-duplicate index failed a request", extra={"problem": str(exc)})
+    return JSONResponse(
+        {"detail": "the near-duplicate index is unavailable; try again"},
+        503,
+        headers={"Retry-After": "1"},
+    )
 
 
 async def _key_reused(_: Request, exc: Exception) -> JSONResponse:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 
@@ -128,7 +128,13 @@ async def flagged_clusters(
 
 
 @router.get("/clusters/{cluster_id}")
-async def cluster(cluster_id: str, found: Found, _: TrustTeam) -> ClusterDetail:
+async def cluster(
+    cluster_id: Annotated[
+        str, Path(description="c_ and 16 hex digits; any other text names no cluster (404)")
+    ],
+    found: Found,
+    _: TrustTeam,
+) -> ClusterDetail:
     """A live (or flagged) cluster with its earliest post and members."""
     got = found.neardup.cluster(cluster_id)
     if got is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -12,6 +14,7 @@ from service.spool import REJECTED
 from service.storage import StorageError
 
 router = APIRouter(tags=["operations"])
+log = logging.getLogger(__name__)
 
 IN_THE_LOG = "(the error is in the server's log)"
 
@@ -47,9 +50,15 @@ async def readyz(found: Found) -> Readiness:
         problems.append(f"{spooled} flagged records are waiting in the spool for storage")
     rejected = await run_in_threadpool(scoring.spool.rejected)
     if rejected:
+        # the server's own paths are the operator's, not an unauthenticated caller's
+        folder = scoring.spool.folder / REJECTED
+        log.warning(
+            "spooled records set aside", extra={"rejected": rejected, "folder": str(folder)}
+        )
         problems.append(
-            f"{rejected} spooled records were refused by storage and set aside in "
-            f"{scoring.spool.folder / REJECTED}: read their errors, mend, move the files back"
+            f"{rejected} spooled records were refused by storage and set aside in the spool's "
+            f"{REJECTED} folder (its path is in the server's log): read their errors, mend, "
+            "move the files back"
         )
     return Readiness(
         status="degraded" if problems else "ready",

@@ -5,7 +5,7 @@ the repository's review transactions (:mod:`service.storage.review_sql`), whose 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, Self, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Path, Query
 from pydantic import (
@@ -31,7 +31,7 @@ from service.review.appeals import AppealAction, AppealStatus
 from service.review.appeals import parse_cursor as appeal_cursor
 from service.review.items import MAX_ROW_ID, Action, Category, Kind, Status, parse_cursor
 from service.security import Principal
-from service.storage.repository import Idempotency
+from service.storage.repository import Idempotency, Role
 
 MAX_FREE_TEXT = 10_000
 
@@ -44,11 +44,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 router = APIRouter(prefix="/v1", tags=["review"], responses=ERRORS, route_class=JsonRoute)
-reviewer = require("reviewer", "admin")
+TRUST_TEAM: tuple[Role, ...] = ("reviewer", "admin")
+reviewer = require(*TRUST_TEAM)
 publisher = require("publisher", "admin")
-anyone = require("publisher", "reviewer", "admin")
+anyone = require("publisher", *TRUST_TEAM)
 Reviewer = Annotated[Principal, Depends(reviewer)]
 Publisher = Annotated[Principal, Depends(publisher)]
+Anyone = Annotated[Principal, Depends(anyone)]
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -151,6 +153,19 @@ class AccountProfile(BaseModel):
     followers: Annotated[int, Strict()] | None = Field(default=None, ge=0, le=2**31 - 1)
 
 
+class Signed(Protocol):
+    def unsigned(self) -> Self: ...
+
+
+V = TypeVar("V", bound=Signed)
+
+
+def shown_to(who: Principal, view: V) -> V:
+    """``view`` as ``who`` may read it: who decided, lifted and resolved (console users' names,
+    people's) only for the trust team."""
+    return view if who.role in TRUST_TEAM else view.unsigned()
+
+
 def query_cursor(
     given: str | None,
     parse: Callable[[str | None], tuple[float, int] | None] = parse_cursor,
@@ -219,19 +234,20 @@ async def decide(
     )
 
 
-@router.get("/accounts/{account_id}", dependencies=[Depends(anyone)])
-async def get_account(account_id: AccountId, found: Found) -> views.Account:
-    """Credit, level, active dispositions and the history of both."""
-    return await run_in_threadpool(found.review.get_account, account_id)
+@router.get("/accounts/{account_id}")
+async def get_account(account_id: AccountId, found: Found, who: Anyone) -> views.Account:
+    """Credit, level, active dispositions and the history of both; the reviewers who decided
+    and lifted the dispositions for reviewer and admin keys only."""
+    return shown_to(who, await run_in_threadpool(found.review.get_account, account_id))
 
 
 @router.put("/accounts/{account_id}")
 async def put_account(
-    account_id: AccountId, body: AccountProfile, found: Found, _: Publisher
+    account_id: AccountId, body: AccountProfile, found: Found, who: Publisher
 ) -> views.Account:
     """The account's name, subject (hashed) and followers, for reach and re-registration; a
     field left out keeps its stored value (a new account starts with no name and 0 followers)."""
-    return await run_in_threadpool(
+    account = await run_in_threadpool(
         lambda: found.review.put_account(
             found.scoring.policy,
             account_id,
@@ -240,6 +256,7 @@ async def put_account(
             followers=body.followers,
         )
     )
+    return shown_to(who, account)
 
 
 @router.post("/reports")
@@ -276,7 +293,7 @@ async def file_appeal(
 ) -> views.Appeal:
     """An account holder's appeal of a confirmed violation (and the dispositions it brought)."""
     idem = Idempotency.of(who.key_id, key, "appeal", body.model_dump())
-    return await run_in_threadpool(
+    appeal = await run_in_threadpool(
         lambda: found.review.file_appeal(
             found.scoring.policy,
             account_id=body.account_id,
@@ -286,6 +303,7 @@ async def file_appeal(
             idem=idem,
         )
     )
+    return shown_to(who, appeal)
 
 
 @router.get("/appeals", dependencies=[Depends(reviewer)])

@@ -22,6 +22,7 @@ batch window holds at most ``max(4K, 64)`` accounts.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -33,6 +34,11 @@ class Member:
     post_id: str
     account_id: str | None
     created_at: float
+
+
+CLUSTER_ID = re.compile(r"c_[0-9a-f]{16}")
+"""What :func:`cluster_id` gives, and so every cluster id: any other text names no cluster (and,
+in Redis, could name another key: ``ID:m`` is a cluster's member list)."""
 
 
 def cluster_id(first_post_id: str, version: str = "") -> str:

@@ -38,7 +38,7 @@ from typing import Any, cast
 import numpy as np
 import redis
 
-from service.neardup.cluster import Cluster, Member, cluster_id
+from service.neardup.cluster import CLUSTER_ID, Cluster, Member, cluster_id
 from service.neardup.fingerprint import Signature, digest, similarity
 from service.neardup.index import Entry, Keys, Match, band_keys
 from service.neardup.store import (
@@ -487,6 +487,8 @@ class RedisStore:
         return _unpack(post_id, packed if isinstance(packed, bytes) else packed.encode())
 
     def cluster(self, cid: str) -> Cluster | None:
+        if not CLUSTER_ID.fullmatch(cid):
+            return None
         key = f"{self.prefix}:c:{cid}"
         try:
             with self.client.pipeline(transaction=True) as pipe:

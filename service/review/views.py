@@ -76,11 +76,24 @@ class Disposition(BaseModel):
     item_id: int | None
     starts_at: datetime
     ends_at: datetime | None
-    decided_by: str
+    decided_by: str | None = Field(
+        description="the reviewer who decided it (a console user's name or a key id); null "
+        "for a publisher key"
+    )
     policy_version: str
     lifted_at: datetime | None
-    lifted_by: str | None
+    lifted_by: str | None = Field(description="the reviewer who lifted it; null as decided_by")
     active: bool
+
+    def unsigned(self) -> Disposition:
+        """The disposition without the reviewers who decided and lifted it."""
+        return self.model_copy(update={"decided_by": None, "lifted_by": None})
+
+
+def _unsigned(
+    entries: list[CreditChange | Disposition],
+) -> list[CreditChange | Disposition]:
+    return [e.unsigned() if isinstance(e, Disposition) else e for e in entries]
 
 
 class Uncharged(BaseModel):
@@ -123,6 +136,16 @@ class Account(BaseModel):
         description="every credit change and disposition, oldest first"
     )
 
+    def unsigned(self) -> Account:
+        """The account as a publisher key sees it: without reviewers' names (those of console
+        users are people's), which are the trust team's alone."""
+        return self.model_copy(
+            update={
+                "dispositions": [d.unsigned() for d in self.dispositions],
+                "history": _unsigned(self.history),
+            }
+        )
+
 
 class Report(BaseModel):
     id: int
@@ -157,12 +180,19 @@ class Appeal(BaseModel):
     filed_at: datetime
     deadline: datetime
     overdue: bool
-    resolved_by: str | None
+    resolved_by: str | None = Field(
+        description="the reviewer who resolved it; null while pending, and for a publisher key"
+    )
     resolved_at: datetime | None
     note: str | None
     reversed: list[CreditChange | Disposition] = Field(
         default_factory=list, description="what an upheld appeal reversed"
     )
+
+    def unsigned(self) -> Appeal:
+        """The appeal as a publisher key sees it: without reviewers' names (see
+        :meth:`Account.unsigned`)."""
+        return self.model_copy(update={"resolved_by": None, "reversed": _unsigned(self.reversed)})
 
 
 class AppealPage(BaseModel):

@@ -709,13 +709,15 @@ def _post_row(post: Post, now: datetime) -> dict[str, Any]:
 
 
 def _post(row: StoredPost) -> Post:
-    return Post(
-        id=row.post_id,
-        text=row.text,
-        account_id=row.account_id,
-        created_at=row.created_at,
-        declared_original=row.declared_original,
-        source=row.source,
+    return Post.accepted(
+        {
+            "id": row.post_id,
+            "text": row.text,
+            "account_id": row.account_id,
+            "created_at": row.created_at,
+            "declared_original": row.declared_original,
+            "source": row.source,
+        }
     )
 
 
