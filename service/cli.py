@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from service.pipeline import Pipeline
     from service.rescore import Summary
     from service.settings import Settings
+    from service.storage import SqlRepository
     from service.storage.repository import StoredRumor
 
 ScorerFactory = Callable[["Settings"], "Scorer"]
@@ -73,8 +74,9 @@ def _run(args: argparse.Namespace, load: ScorerFactory) -> int:
     if args.command == "serve":
         return _serve(args)
     if args.command in ("keys", "users"):
-        creates = args.command == "users" or args.keys_command == "create"
-        return _create_secret(args) if creates else _keys(args)
+        manage = _keys if args.command == "keys" else _users
+        creates = getattr(args, f"{args.command}_command") == "create"
+        return _create_secret(args) if creates else manage(args)
     if args.command == "migrate":
         return _migrate()
     if args.command in REVIEW_COMMANDS:
@@ -245,6 +247,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     create_user.add_argument("name", type=_user_name, help="the user's sign-in name")
     create_user.add_argument("--role", required=True, choices=["reviewer", "admin"])
+    disable_user = user_commands.add_parser(
+        "disable",
+        help="disable a console user: it can no longer sign in, and its sessions end at once "
+        "(the name stays taken: decisions and audit records carry it)",
+    )
+    disable_user.add_argument("name", type=_user_name, help="the user's sign-in name")
+    user_commands.add_parser(
+        "list", help="every console user's name, role, creation time and state"
+    )
     commands.add_parser("migrate", help="bring the database schema to the newest migration")
     from service.review.commands import add_commands
 
@@ -553,16 +564,18 @@ def _create_secret(args: argparse.Namespace) -> int:
     """``keys create`` or ``users create``: store the new key or user, print its secret last."""
     from service.security import ROLES, create_key, create_user
     from service.settings import get_settings
-    from service.storage import StorageError, open_migrated
+    from service.storage import StorageError
 
     settings = get_settings()
     role = next(r for r in ROLES if r == args.role)
     user = getattr(args, "name", None)
     try:
-        repository = open_migrated(settings.database, settings.db_timeout_s)
+        repository = _storage(settings, writes=True)
         try:
-            if user is not None and repository.get_user(user) is not None:
-                print(f"qinglang users: error: the name {user!r} is taken", file=sys.stderr)
+            holder = None if user is None else repository.get_user(user)
+            if holder is not None:
+                by = " by a disabled user" if holder.disabled else ""
+                print(f"qinglang users: error: the name {user!r} is taken{by}", file=sys.stderr)
                 return 2
             secret = (
                 create_key(repository, role)
@@ -584,14 +597,11 @@ def _keys(args: argparse.Namespace) -> int:
     """``keys revoke`` and ``keys list``."""
     from service.security import PREFIX
     from service.settings import get_settings
-    from service.storage import StorageError, open_existing, open_migrated
+    from service.storage import StorageError
 
     settings = get_settings()
     try:
-        if args.keys_command == "list":
-            repository = open_existing(settings.database, settings.db_timeout_s)
-        else:
-            repository = open_migrated(settings.database, settings.db_timeout_s)
+        repository = _storage(settings, writes=args.keys_command != "list")
         try:
             if args.keys_command == "list":
                 for key in repository.list_keys():
@@ -612,6 +622,48 @@ def _keys(args: argparse.Namespace) -> int:
         return 2
     was = "was already revoked" if before.revoked else "is revoked"
     print(f"{before.role} key {key_id} {was}; servers refuse it within {settings.key_cache_s:g} s")
+    return 0
+
+
+def _storage(settings: Settings, *, writes: bool) -> SqlRepository:
+    """The repository for a command that writes (the database migrated first), or for one that
+    only reads (an existing database at the newest migration, created and migrated by nothing)."""
+    from service.storage import open_existing, open_migrated
+
+    opened = open_migrated if writes else open_existing
+    return opened(settings.database, settings.db_timeout_s)
+
+
+def _users(args: argparse.Namespace) -> int:
+    """``users disable`` and ``users list``."""
+    from service.settings import get_settings
+    from service.storage import StorageError
+
+    settings = get_settings()
+    try:
+        repository = _storage(settings, writes=args.users_command != "list")
+        try:
+            if args.users_command == "list":
+                for user in repository.list_users():
+                    state = "disabled" if user.disabled else "active"
+                    print(
+                        f"{user.name}  {user.role:<8}  {user.created_at:%Y-%m-%d %H:%M}Z  {state}"
+                    )
+                return 0
+            before = repository.disable_user(args.name)
+        finally:
+            repository.close()
+    except StorageError as exc:
+        print(f"qinglang users: error: {exc}", file=sys.stderr)
+        return 2
+    if before is None:
+        print(
+            f"qinglang users: error: no user {args.name!r} (see: qinglang users list)",
+            file=sys.stderr,
+        )
+        return 2
+    was = "was already disabled" if before.disabled else "is disabled"
+    print(f"{before.role} {args.name!r} {was}: it cannot sign in, and its sessions have ended")
     return 0
 
 

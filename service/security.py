@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import math
+import re
 import secrets
 import threading
 import time
@@ -23,12 +25,20 @@ from typing import Protocol, get_args
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from service.storage import ApiKey, StorageError
+from service.storage import ApiKey, ConsoleAccount, StorageError
 from service.storage.repository import Role, SignInAttempts
 
 ROLES: tuple[Role, ...] = get_args(Role)
 PREFIX = "ql"
-MAX_CACHED_KEYS = 10_000
+KEY_ID_BYTES = 6
+SECRET_BYTES = 32
+KEY_ID_CHARS = 2 * KEY_ID_BYTES  # token_hex: two lowercase hex digits a byte
+SECRET_CHARS = math.ceil(SECRET_BYTES * 4 / 3)  # token_urlsafe: base64url without padding
+KEY = re.compile(rf"{PREFIX}_([0-9a-f]{{{KEY_ID_CHARS}}})_([A-Za-z0-9_-]{{{SECRET_CHARS}}})")
+"""A key as :func:`create_key` makes it, and no other: anything else is refused before storage
+or the cache sees it."""
+MAX_UNKNOWN_IDS = 1_000
+"""Key ids storage does not know, remembered apart from known keys (which they never evict)."""
 
 
 class AuthError(Exception):
@@ -53,8 +63,8 @@ class UserStore(Protocol):
     def add_user(self, name: str, digest: str, role: Role) -> None:
         """Store a console user; raises :class:`StorageError` when the name is taken."""
 
-    def get_user(self, name: str) -> tuple[str, Role] | None:
-        """The user's password digest and role."""
+    def get_user(self, name: str) -> ConsoleAccount | None:
+        """The user, disabled or not."""
 
 
 def _digest(secret: str) -> str:
@@ -63,8 +73,8 @@ def _digest(secret: str) -> str:
 
 def create_key(repository: KeyStore, role: Role) -> str:
     """Store a new key of ``role`` and return the key itself (the only time it is seen)."""
-    key_id = secrets.token_hex(6)
-    secret = secrets.token_urlsafe(32)
+    key_id = secrets.token_hex(KEY_ID_BYTES)
+    secret = secrets.token_urlsafe(SECRET_BYTES)
     repository.add_key(
         ApiKey(key_id=key_id, digest=_digest(secret), role=role, created_at=datetime.now(UTC))
     )
@@ -117,12 +127,18 @@ def _absent_user_digest() -> str:
 
 def client_address(host: str | None) -> str:
     """What the per-address limit counts: the client's address, or for IPv6 its /64 network
-    (the usual allocation of one subscriber, who can use any address in it)."""
+    (the usual allocation of one subscriber, who can use any address in it). An IPv6 address
+    that carries an IPv4 client's (what a listener on ``::`` gives IPv4 clients, 6to4, Teredo)
+    counts as that IPv4 address: its /64 holds every such client (or a whole 6to4 site's /48)."""
     try:
         address = ipaddress.ip_address(host or "")
     except ValueError:
         return (host or "unknown")[:64]
-    if address.version == 6:
+    if isinstance(address, ipaddress.IPv6Address):
+        teredo_client = address.teredo[1] if address.teredo else None
+        ipv4 = address.ipv4_mapped or address.sixtofour or teredo_client
+        if ipv4 is not None:
+            return str(ipv4)
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return str(address)
 
@@ -159,12 +175,25 @@ def sign_in(
         # not counted: a refused attempt checked nothing, and must not prolong the wait
         store.drop_sign_in_attempt(attempt.attempt_id)
         raise AuthError(429, "too many failed sign-ins; try again later", retry_after=wait)
-    user = store.get_user(name)
-    digest = _absent_user_digest() if user is None else user[0]
+    user = _enabled(store, name)
+    digest = _absent_user_digest() if user is None else user.digest
     if not check_password(password, digest) or user is None:
         raise AuthError(401, "wrong name or password")
     store.clear_sign_in_attempts(name)
-    return user[1]
+    return user.role
+
+
+def console_role(store: UserStore, name: str) -> Role | None:
+    """The role ``name`` has now, None when no user has it or it is disabled: a session of
+    another role, or of none, ends."""
+    user = _enabled(store, name)
+    return None if user is None else user.role
+
+
+def _enabled(store: UserStore, name: str) -> ConsoleAccount | None:
+    # a disabled user is answered exactly as one nobody has
+    user = store.get_user(name)
+    return None if user is None or user.disabled else user
 
 
 def create_user(repository: UserStore, name: str, role: Role) -> str:
@@ -217,7 +246,11 @@ class Guard:
     ) -> None:
         self.repository = repository
         self.rate, self.burst, self.cache_s, self.clock = rate, burst, cache_s, clock
-        self._keys: dict[str, tuple[float, ApiKey | None]] = {}
+        # ids storage knows, with when they were read: no more than were ever created
+        self._keys: dict[str, tuple[float, ApiKey]] = {}
+        # ids storage does not know, apart, so that one retried does not ask storage each time
+        # and no number of them pushes a known key out
+        self._unknown: dict[str, float] = {}
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
 
@@ -233,10 +266,13 @@ class Guard:
         """:meth:`check` without storage: None when the key is not cached (then call
         :meth:`check` off the loop). Most requests come from known keys and end here."""
         key_id, secret = _parse(authorization)
+        now = self.clock()
         cached = self._keys.get(key_id)
-        if cached is None or self.clock() - cached[0] >= self.cache_s:
-            return None
-        return self._verify(key_id, secret, cached[1], allowed)
+        if cached is not None and now - cached[0] < self.cache_s:
+            return self._verify(key_id, secret, cached[1], allowed)
+        if now - self._unknown.get(key_id, -math.inf) < self.cache_s:
+            return self._verify(key_id, secret, None, allowed)
+        return None
 
     def _verify(
         self, key_id: str, secret: str, stored: ApiKey | None, allowed: tuple[Role, ...]
@@ -265,24 +301,30 @@ class Guard:
         cached = self._keys.get(key_id)
         if cached is not None and now - cached[0] < self.cache_s:
             return cached[1]
+        if now - self._unknown.get(key_id, -math.inf) < self.cache_s:
+            return None
         try:
             stored = self.repository.get_key(key_id)
         except StorageError:
             if cached is not None:
                 return cached[1]
             raise AuthError(503, "cannot verify the API key: storage is unavailable", 5.0) from None
-        if len(self._keys) >= MAX_CACHED_KEYS:
-            self._keys.clear()
-        # unknown ids are remembered too, so that guessing does not hammer storage
-        self._keys[key_id] = (now, stored)
-        return stored
+        if stored is not None:
+            self._keys[key_id] = (now, stored)
+            self._unknown.pop(key_id, None)
+            return stored
+        if len(self._unknown) >= MAX_UNKNOWN_IDS:
+            self._unknown.clear()
+        self._unknown[key_id] = now
+        return None
 
 
 def _parse(authorization: str | None) -> tuple[str, str]:
+    """The key id and secret of a key in :data:`KEY`'s format; 401 for anything else."""
     if not authorization:
         raise AuthError(401, "missing API key: send Authorization: Bearer KEY")
     scheme, _, key = authorization.partition(" ")
-    parts = key.strip().split("_", 2)
-    if scheme.lower() != "bearer" or len(parts) != 3 or parts[0] != PREFIX:
+    found = KEY.fullmatch(key.strip())
+    if scheme.lower() != "bearer" or found is None:
         raise AuthError(401, "malformed API key: send Authorization: Bearer KEY")
-    return parts[1], parts[2]
+    return found.group(1), found.group(2)

@@ -24,10 +24,13 @@ from pydantic_settings import (
 ROOT = Path(__file__).resolve().parent.parent
 
 PREFIX = "QINGLANG_"
+"""Of the environment variables that set :class:`Settings`' fields."""
 MAX_WORKERS = 64
 """Most server or rescore worker processes: each loads the model (about 100 MB), so far more
 would only exhaust memory."""
-"""Of the environment variables that set :class:`Settings`' fields."""
+
+MIN_CONSOLE_SECRET_BYTES = 32
+"""As many as the HMAC-SHA256 key the console draws when none is set."""
 
 SHARED_METRICS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 """Turns on prometheus_client's multiprocess mode, with the folder where each process writes its
@@ -143,8 +146,9 @@ class Settings(BaseSettings):
 
     # --- the web console (service/console) ---
     console_secret: SecretStr | None = None
-    """Key that signs console session cookies; default: a random one per process, so sessions
-    end with the process and do not cross server processes (set it when ``workers`` > 1)."""
+    """Key that signs console session cookies, at least :data:`MIN_CONSOLE_SECRET_BYTES`;
+    default: a random one per process, so sessions end with the process and do not cross server
+    processes (``qinglang serve`` with several workers draws one that they share)."""
     console_session_hours: float = Field(default=8.0, gt=0)
     """How long a console sign-in lasts."""
     console_secure_cookie: bool = False
@@ -233,6 +237,17 @@ class Settings(BaseSettings):
         # an empty host every interface: an unset shell variable, not a choice
         if isinstance(value, str) and not value.strip():
             raise ValueError("is empty")
+        return value
+
+    @field_validator("console_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # anyone can get a cookie signed with it (the sign-in page's) to guess a short one against
+        if value is not None and len(value.get_secret_value().encode()) < MIN_CONSOLE_SECRET_BYTES:
+            raise ValueError(
+                f"at least {MIN_CONSOLE_SECRET_BYTES} bytes: draw one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
         return value
 
     @field_validator("redis_url")

@@ -23,8 +23,9 @@ from batchkit import length_scorer, post_line
 from prometheus_client.multiprocess import MultiProcessCollector
 from servicekit import free_port, serve, wait_for, write_policy
 
+from service import security
 from service.cli import main
-from service.security import AuthError, Guard
+from service.security import AuthError, Guard, SignInLimits
 from service.settings import Settings, get_settings
 from service.storage import open_repository
 
@@ -81,6 +82,48 @@ def test_keys_revoke_stops_a_key_and_keys_list_shows_it(tmp_path: Path) -> None:
     ]
     missing = qinglang(tmp_path, "keys", "revoke", "nosuchkey")
     assert missing.returncode == 2 and "no key 'nosuchkey'" in missing.stderr
+
+
+def test_users_disable_ends_access_keeps_the_name_and_users_list_shows_it(
+    tmp_path: Path,
+) -> None:
+    nothing = qinglang(tmp_path, "users", "list")
+    assert nothing.returncode == 2 and "no SQLite database at" in nothing.stderr
+    password = qinglang(tmp_path, "users", "create", "li", "--role", "reviewer").stdout
+    qinglang(tmp_path, "users", "create", "wang", "--role", "admin")
+    disabled = qinglang(tmp_path, "users", "disable", "li")
+    assert disabled.returncode == 0, disabled.stderr
+    assert "reviewer 'li' is disabled" in disabled.stdout
+    again = qinglang(tmp_path, "users", "disable", "li")
+    assert again.returncode == 0 and "'li' was already disabled" in again.stdout
+    missing = qinglang(tmp_path, "users", "disable", "zhao")
+    assert missing.returncode == 2 and "no user 'zhao'" in missing.stderr
+    listed = qinglang(tmp_path, "users", "list").stdout.splitlines()
+    assert [(line.split()[0], line.split()[1], line.split()[-1]) for line in listed] == [
+        ("li", "reviewer", "disabled"),
+        ("wang", "admin", "active"),
+    ]
+    # the name stays li's: its decisions and audit records carry it
+    taken = qinglang(tmp_path, "users", "create", "li", "--role", "admin")
+    assert taken.returncode == 2 and "'li' is taken by a disabled user" in taken.stderr
+    repository = open_repository(f"sqlite:///{tmp_path / 'cli.db'}", 2.0)
+    limits = SignInLimits(per_name=5, per_address=20, window_s=900)
+    with pytest.raises(AuthError) as refused:
+        security.sign_in(repository, limits, "li", password.splitlines()[-1], "192.0.2.1", 1e6)
+    repository.close()
+    assert refused.value.status == 401
+
+
+def test_a_console_secret_under_32_bytes_is_one_line_and_status_2(tmp_path: Path) -> None:
+    short = "秘" * 10 + "k"  # 31 bytes in UTF-8, in 11 characters
+    for command in (["migrate"], ["serve", "--port", str(free_port())]):
+        failed = qinglang(tmp_path, *command, env={"QINGLANG_CONSOLE_SECRET": short})
+        assert failed.returncode == 2, failed.stderr
+        (line,) = failed.stderr.splitlines()
+        assert "setting console_secret (QINGLANG_CONSOLE_SECRET)" in line
+        assert "at least 32 bytes" in line and short not in line
+    long_enough = {"QINGLANG_CONSOLE_SECRET": short + "k"}
+    assert qinglang(tmp_path, "migrate", env=long_enough).returncode == 0
 
 
 def test_keys_create_refuses_an_unknown_role(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 from servicekit import Api, open_api
+from sqlalchemy import update
 
 from service import security
 from service.classify import Probabilities
@@ -29,6 +30,7 @@ from service.review.refusals import REASONS, RefusedError
 from service.security import AuthError, SignInLimits, client_address, create_user
 from service.storage import SqlRepository, StorageError, open_repository, upgrade
 from service.storage.repository import Role
+from service.storage.tables import ConsoleUser
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
 SCRIPT_POST = "<script>alert(1)</script>"
@@ -287,6 +289,52 @@ def test_storage_down_is_the_consoles_page_without_the_databases_words(
     assert "数据库暂时无法访问" in page.text and "db.internal" not in page.text
     claimed = api.client.post(f"/console/items/{item}/claim", data={"csrf": token})
     assert refusal_of(claimed.text) == "数据库暂时无法访问,请稍后再试"
+
+
+def test_a_disabled_user_or_one_of_another_role_is_signed_out_at_the_next_page(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repository = api.services.scoring.repository
+    assert isinstance(repository, SqlRepository)
+    sign_in(api, "wang", "admin")
+    cookie = api.client.cookies.get(COOKIE)
+    assert cookie is not None
+    with repository.engine.begin() as connection:
+        connection.execute(
+            update(ConsoleUser).where(ConsoleUser.name == "wang").values(role="reviewer")
+        )
+    gone = api.client.get("/console/dashboard", follow_redirects=False)
+    assert gone.status_code == 303 and gone.headers["location"] == "/console/login"
+    assert api.client.cookies.get(COOKIE) is None, "the session is ended, not kept"
+
+    password = create_user(repository, "li", "reviewer")
+    token = sign_in(api, "zhang")
+    assert api.client.get("/console/queue").status_code == 200
+
+    def down(name: str) -> None:
+        raise StorageError("OperationalError: connection to db.internal:5432 refused")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(repository, "get_user", down)
+        page = api.client.get("/console/queue")
+        assert page.status_code == 503 and "数据库暂时无法访问" in page.text
+    zhang = api.client.cookies.get(COOKIE)
+    assert zhang is not None
+    before = repository.disable_user("zhang")
+    assert before is not None and not before.disabled
+    for copied in (zhang, cookie):
+        api.client.cookies.clear()
+        api.client.cookies.set(COOKIE, copied, path="/console")
+        for method, url in (("get", "/console/queue"), ("post", "/console/items/1/claim")):
+            gone = api.client.request(method, url, data={"csrf": token}, follow_redirects=False)
+            assert gone.status_code == 303 and gone.headers["location"] == "/console/login"
+    api.client.cookies.clear()
+    assert try_sign_in(api, "li", password)[0] == 303
+    repository.disable_user("li")
+    assert api.client.get("/console/queue", follow_redirects=False).status_code == 303
+    # answered as a name nobody has, even with the password
+    assert try_sign_in(api, "li", password) == try_sign_in(api, "ghost", password)
+    assert try_sign_in(api, "li", password)[:2] == (401, "用户名或密码错误")
 
 
 def test_key_j_opens_the_next_item_nobody_else_holds(api: Api) -> None:
@@ -619,6 +667,26 @@ def test_one_address_is_limited_whatever_the_names(
     assert client_address("2001:db8::1") == client_address("2001:db8::ffff:1") == "2001:db8::/64"
     assert client_address("2001:db8:0:1::1") != client_address("2001:db8::1")
     assert client_address("192.0.2.7") == "192.0.2.7"
+
+
+def test_ipv4_clients_in_ipv6_form_are_limited_each_by_its_ipv4_address(
+    two_processes: tuple[SqlRepository, SqlRepository],
+) -> None:
+    a, _ = two_processes
+    password = create_user(a, "li", "reviewer")
+    t = 1_000_000.0
+    # what a listener on :: sees of IPv4 clients: each one its own, not all one ::/64
+    attacker, victim = client_address("::ffff:198.51.100.7"), client_address("::ffff:203.0.113.9")
+    assert attacker == "198.51.100.7" and victim == "203.0.113.9"
+    guesses = [attempt(a, f"user{i}", "x", attacker, t + i) for i in range(LIMITS.per_address + 1)]
+    assert guesses == [401] * LIMITS.per_address + [429]
+    assert attempt(a, "li", password, victim, t + 10) == 200
+    assert client_address("::ffff:198.51.100.7") == client_address("198.51.100.7")
+    # 6to4 (2002:V4ADDR::/48, one site) and Teredo (the client's address, obfuscated)
+    assert client_address("2002:c000:204:1::1") == client_address("2002:c000:204:2::9")
+    assert client_address("2002:c000:204::1") == "192.0.2.4"
+    assert client_address("2001:0:4136:e378:8000:63bf:3fff:fdd2") == "192.0.2.45"
+    assert client_address("2001:0:4136:e378:8000:63bf:3fff:fdd1") == "192.0.2.46"
 
 
 def test_concurrent_attempts_check_no_more_passwords_than_the_limit(

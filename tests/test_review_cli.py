@@ -98,8 +98,9 @@ def test_users_create_prints_a_password_that_checks_against_the_stored_digest(
     repo = open_repository(url, 5.0)
     found = repo.get_user("王审核")
     repo.close()
-    assert found is not None and found[1] == "reviewer" and password not in found[0]
-    assert check_password(password, found[0]) and not check_password(password + "x", found[0])
+    assert found is not None and found.role == "reviewer" and password not in found.digest
+    assert check_password(password, found.digest)
+    assert not check_password(password + "x", found.digest)
     taken = qinglang(url, "users", "create", "王审核", "--role", "admin")
     assert taken.returncode == 2 and "taken" in taken.stderr
     assert qinglang(url, "users", "create", "x", "--role", "publisher").returncode == 2

@@ -146,3 +146,42 @@ def test_check_known_answers_from_the_cache_only() -> None:
     with pytest.raises(AuthError):
         g.check_known(f"Bearer {key}", ("admin",))
     assert keys.lookups == 1
+
+
+def test_anything_but_a_key_as_issued_is_401_before_storage_or_the_cache() -> None:
+    keys = Keys()
+    key = create_key(keys, "publisher")
+    _, key_id, secret = key.split("_", 2)
+    g = guard(keys, Clock())
+    for header in (
+        f"Bearer ql_{key_id}{'a' * 1_000_000}_x",  # a megabyte of id: once kept in the cache
+        f"Bearer ql_{key_id}_{secret}{'a' * 1_000_000}",
+        f"Bearer ql_{key_id.upper()}_{secret}",
+        f"Bearer ql_{key_id}0_{secret}",
+        f"Bearer ql_{key_id}_{secret[:-1]}",
+        f"Bearer ql_{key_id}_{secret[:-1]}=",
+        f"Bearer qx_{key_id}_{secret}",
+    ):
+        assert status(g, header, "publisher") == 401
+        with pytest.raises(AuthError):
+            g.check_known(header, ("publisher",))
+    assert keys.lookups == 0
+    assert status(g, f"Bearer {key}", "publisher") == 200
+
+
+def test_unknown_ids_never_push_a_known_key_out_of_memory() -> None:
+    keys, clock = Keys(), Clock()
+    key = create_key(keys, "publisher")
+    g = guard(keys, clock, burst=100)
+    g.check(f"Bearer {key}", ("publisher",))
+    secret = key.split("_", 2)[2]
+    for n in range(10_001):
+        assert status(g, f"Bearer ql_{n:012x}_{secret}", "publisher") == 401
+    unknown = f"Bearer ql_{'f' * 12}_{secret}"
+    asked = keys.lookups
+    assert [status(g, unknown, "publisher") for _ in range(2)] == [401, 401]
+    assert keys.lookups == asked + 1  # remembered: storage is asked once within key_cache_s
+    keys.down = True
+    clock.now += 120
+    assert status(g, f"Bearer {key}", "publisher") == 200
+    assert status(g, unknown, "publisher") == 503

@@ -2,7 +2,8 @@
 expires, and a random nonce the CSRF token of every form is derived from.
 
 Nothing is kept on the server, so signing out clears the browser's cookie; a copied cookie stays
-valid until it expires (``console_session_hours``).
+valid until it expires (``console_session_hours``), or until its user is disabled or given
+another role: every page looks the user up (:func:`service.console.web.viewer`).
 """
 
 from __future__ import annotations

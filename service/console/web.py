@@ -29,7 +29,7 @@ from service.api.state import Services
 from service.console.i18n import explain, explain_refusal, translator
 from service.console.session import COOKIE, Session, Sessions
 from service.review.refusals import RefusedError
-from service.security import SignInLimits
+from service.security import SignInLimits, console_role
 from service.settings import Settings
 from service.storage import StorageError
 from service.storage.console_sql import ConsoleReads
@@ -188,10 +188,16 @@ def session_of(request: Request) -> Session | None:
 
 
 async def viewer(request: Request) -> Viewer:
+    """The signed-in request, if its user still has the session's role: a user disabled (or
+    changed) since signing in is sent to sign in again. Storage down: the console's 503 page."""
     session = session_of(request)
-    if session is None or not session.signed_in:
+    if session is None or session.user is None:
         raise SignInRequiredError
-    return Viewer(session, request.app.state.services, console_of(request), request)
+    found: Services = request.app.state.services
+    role = await run_in_threadpool(console_role, found.scoring.repository, session.user)
+    if role is None or role != session.role:
+        raise SignInRequiredError
+    return Viewer(session, found, console_of(request), request)
 
 
 async def admin(request: Request) -> Viewer:
@@ -259,7 +265,10 @@ def error_page(
 
 
 async def to_sign_in(request: Request, _: Exception) -> Response:
-    return RedirectResponse("/console/login", 303)
+    response = RedirectResponse("/console/login", 303)
+    # a session whose user was disabled is ended, not shown again on the sign-in page
+    response.delete_cookie(COOKIE, path="/console")
+    return response
 
 
 async def not_allowed(request: Request, _: Exception) -> Response:

@@ -8,6 +8,7 @@ command that only reads, refusing a database that is missing or not migrated.
 
 from service.storage.repository import (
     ApiKey,
+    ConsoleAccount,
     Pending,
     QueueItem,
     Repository,
@@ -24,6 +25,7 @@ from service.storage.sql import (
 
 __all__ = [
     "ApiKey",
+    "ConsoleAccount",
     "Pending",
     "QueueItem",
     "Repository",

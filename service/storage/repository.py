@@ -35,6 +35,18 @@ class ApiKey:
 
 
 @dataclass(frozen=True)
+class ConsoleAccount:
+    """A stored console user: the password only as its argon2id digest. A disabled user keeps
+    the row, so that the name stays taken: decisions and audit records name their reviewer."""
+
+    name: str
+    digest: str
+    role: Role
+    created_at: datetime
+    disabled: bool = False
+
+
+@dataclass(frozen=True)
 class QueueItem:
     """A flagged record waiting for review (the workflow on it: :mod:`service.review`)."""
 
@@ -165,8 +177,17 @@ class Repository(Protocol):
     def add_user(self, name: str, digest: str, role: Role) -> None:
         """Store a console user; raises :class:`StorageError` when the name is taken."""
 
-    def get_user(self, name: str) -> tuple[str, Role] | None:
-        """A console user's password digest and role."""
+    def get_user(self, name: str) -> ConsoleAccount | None:
+        """A console user, disabled or not."""
+
+    def disable_user(self, name: str) -> ConsoleAccount | None:
+        """Disable a console user (a second time changes nothing); the user as it was before,
+        None when there is no such user."""
+        ...
+
+    def list_users(self) -> list[ConsoleAccount]:
+        """Every console user, oldest first."""
+        ...
 
     def add_sign_in_attempt(
         self, name: str, address: str, at: float, window_s: float

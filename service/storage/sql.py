@@ -38,6 +38,7 @@ from service.record import Decision, Post, ScoreRecord
 from service.review import items as review_items
 from service.storage.repository import (
     ApiKey,
+    ConsoleAccount,
     Pending,
     QueueItem,
     RescoreRun,
@@ -536,10 +537,25 @@ class SqlRepository(ReviewSql):
                 ConsoleUser(name=name, digest=digest, role=role, created_at=datetime.now(UTC))
             )
 
-    def get_user(self, name: str) -> tuple[str, Role] | None:
+    def get_user(self, name: str) -> ConsoleAccount | None:
         with self._session() as session:
             row = session.get(ConsoleUser, name)
-            return None if row is None else (row.digest, cast(Role, row.role))
+            return None if row is None else _user(row)
+
+    def disable_user(self, name: str) -> ConsoleAccount | None:
+        with self._session() as session:
+            row = session.get(ConsoleUser, name, with_for_update=True)
+            if row is None:
+                return None
+            before = _user(row)
+            if row.disabled_at is None:
+                row.disabled_at = datetime.now(UTC)
+            return before
+
+    def list_users(self) -> list[ConsoleAccount]:
+        with self._session() as session:
+            rows = session.scalars(select(ConsoleUser).order_by(ConsoleUser.created_at))
+            return [_user(row) for row in rows]
 
     def add_sign_in_attempt(
         self, name: str, address: str, at: float, window_s: float
@@ -732,6 +748,16 @@ def _flagged(record: ScoreRecord) -> dict[str, Any]:
         "model_version": record.model_version,
         "policy_version": record.policy_version,
     }
+
+
+def _user(row: ConsoleUser) -> ConsoleAccount:
+    return ConsoleAccount(
+        name=row.name,
+        digest=row.digest,
+        role=cast(Role, row.role),
+        created_at=utc(row.created_at),
+        disabled=row.disabled_at is not None,
+    )
 
 
 def _key(row: StoredKey) -> ApiKey:

@@ -346,6 +346,8 @@ class ConsoleUser(Base):
     digest: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """Set by ``qinglang users disable``: the user can no longer sign in, and its sessions end."""
 
 
 class SignInAttempt(Base):
