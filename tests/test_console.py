@@ -24,6 +24,7 @@ from service.console import articles, plots, present
 from service.console.i18n import TEXT, translator
 from service.console.session import COOKIE, Sessions
 from service.console.web import REFUSALS
+from service.neardup.store import StoreUnavailableError
 from service.pipeline import NO_EVIDENCE, Pipeline
 from service.record import Post
 from service.review.refusals import REASONS, RefusedError
@@ -518,6 +519,30 @@ def test_a_coordinated_batch_item_shows_its_members_in_time_order(api: Api) -> N
     listed = {**batch.evidence, "members": batch.evidence["members"][:2]}
     row = present.queue_row(batch.model_copy(update={"evidence": listed}), batch.enqueued_at)
     assert row.cluster_size == 5
+
+
+def test_a_cluster_item_is_shown_from_storage_while_the_shared_index_is_away(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(5):
+        post = {"id": f"b{i}", "text": RUMOR + "!" * i, "account_id": f"bot{i}"}
+        assert api.score({**post, "created_at": 1_700_000_000 + 60 * i}).status_code == 200
+    sign_in(api, "li")
+    items = api.services.review.list_items(api.services.scoring.policy).items
+    (batch,) = [i for i in items if i.kind == "cluster"]
+
+    def away(cluster_id: str) -> None:
+        raise StoreUnavailableError("Error 111 connecting to 127.0.0.1:6379")
+
+    monkeypatch.setattr(api.services.neardup, "cluster", away)
+    page = api.client.get(f"/console/items/{batch.id}")
+    assert page.status_code == 200
+    assert TEXT["index_away"][0] in page.text and "6379" not in page.text
+    # the members the item holds, without the live window's times
+    timeline = page.text[page.text.index('class="timeline"') :]
+    assert {p.split(" · ")[1] for p in re.findall(r"<li[^>]*>([^<]*)", timeline)} == {
+        f"b{i}" for i in range(5)
+    }
 
 
 def test_a_copy_is_shown_beside_the_earlier_post_and_a_bank_match_with_its_notice(

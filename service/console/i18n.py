@@ -27,6 +27,11 @@ TEXT: dict[str, tuple[str, str]] = {
         "数据库暂时无法访问,请稍后再试",
         "The database cannot be reached; try again shortly",
     ),
+    "index_away": (
+        "共享近似重复索引暂时无法访问:此处不显示该簇的实时成员",
+        "The shared near-duplicate index cannot be reached: the cluster's live members are not "
+        "shown",
+    ),
     "queue": ("审核队列", "Queue"),
     "appeals": ("申诉", "Appeals"),
     "reports": ("举报", "Reports"),

@@ -5,6 +5,7 @@ JSON API; a refused write comes back to the page it was made on with the reason.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from datetime import UTC, datetime
@@ -46,6 +47,7 @@ from service.console.web import (
 )
 from service.heads import RISKS, Risk
 from service.neardup.bank import bank_rumor, unbank_rumor
+from service.neardup.store import StoreUnavailableError
 from service.review.appeals import APPEAL_STATUSES, AppealStatus
 from service.review.appeals import parse_cursor as appeal_cursor
 from service.review.items import (
@@ -57,6 +59,7 @@ from service.review.items import (
 from service.security import AuthError, client_address, sign_in
 from service.storage import StorageError
 
+log = logging.getLogger(__name__)
 PAGE_SIZE = 50
 DASHBOARD_S = 60.0
 """How long a process shows the same dashboard: its aggregates scan the queue (about 2 s with a
@@ -191,7 +194,14 @@ async def item_page(item_id: ItemId, who: Signed) -> HTMLResponse:
     record = present.record_of(item) or {}
     reasons = record.get("reasons", [])
     cid = present.cluster_id(item)
-    live = who.found.neardup.cluster(cid) if cid else None
+    live, index_away = None, False
+    if cid:
+        try:
+            live = await who.call(who.found.neardup.cluster, cid)
+        except StoreUnavailableError:
+            # the item is in storage: show it, without what only the shared index knows
+            log.warning("the shared near-duplicate index failed a console page")
+            index_away = True
     earlier_id = present.earlier_post(record)
     stored = await who.call(who.console.reads.post_text, earlier_id) if earlier_id else None
     earlier = present.earlier_text(record, stored)
@@ -210,6 +220,7 @@ async def item_page(item_id: ItemId, who: Signed) -> HTMLResponse:
         heads=present.head_rows(record, policy),
         reasons=present.reason_rows(record, policy, who.console.articles),
         timeline=present.timeline(item, live),
+        index_away=index_away,
         earlier_id=earlier_id,
         compared=compared,
         rumor=rumor,
