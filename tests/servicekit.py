@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
+from alembic import command
 from fastapi.testclient import TestClient
+from sqlalchemy import Connection
 
 from service.api.app import create_app
 from service.api.state import Services
@@ -31,6 +33,7 @@ from service.security import create_key
 from service.settings import Settings
 from service.storage import upgrade
 from service.storage.repository import Role
+from service.storage.sql import alembic_config
 
 
 def write_policy(
@@ -218,3 +221,10 @@ def serve(env: dict[str, str], port: int, out: Path, *args: str) -> subprocess.P
 
     wait_for(up, 120)
     return server
+
+
+def migrate(connection: Connection, revision: str, *, down: bool = False) -> None:
+    """Bring the schema on ``connection``, in its transaction, up (or ``down``) to ``revision``."""
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    (command.downgrade if down else command.upgrade)(config, revision)

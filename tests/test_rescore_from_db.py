@@ -9,9 +9,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from alembic import command
 from batchkit import LengthScorer, expected_record, length_scorer, read_records
-from servicekit import open_api, record
+from servicekit import migrate, open_api, record
 from sqlalchemy import create_engine, inspect, text
 
 from service.batch.checkpoint import WorkFolder
@@ -21,7 +20,7 @@ from service.pipeline import Pipeline
 from service.record import Post, ScoreRecord
 from service.settings import Settings, get_settings
 from service.storage import Pending, SqlRepository, open_repository, upgrade
-from service.storage.sql import alembic_config, make_engine
+from service.storage.sql import make_engine
 
 T0 = 1_700_000_000.0
 
@@ -245,9 +244,7 @@ def test_the_migration_goes_down_to_the_review_schema_and_up_again(database_url:
     try:
         assert {"stored_posts", "rescore_runs"} <= tables()
         with engine.begin() as connection:
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0003_review")
+            migrate(connection, "0003_review", down=True)
         assert not {"stored_posts", "rescore_runs"} & tables()
         assert "review_queue" in tables()
     finally:

@@ -10,8 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from alembic import command
-from servicekit import Api, open_api, record
+from servicekit import Api, migrate, open_api, record
 from sqlalchemy import text
 from test_console import sign_in
 
@@ -21,7 +20,7 @@ from service.review import chain, credit, views
 from service.review.items import ConflictError
 from service.settings import Settings
 from service.storage import Pending, SqlRepository, open_repository, upgrade
-from service.storage.sql import alembic_config, make_engine
+from service.storage.sql import make_engine
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -142,9 +141,7 @@ def _twins(url: str) -> tuple[int, list[int]]:
     one of another; the violation's item, and the appeals' ids."""
     engine = make_engine(url, 5.0)
     with engine.begin() as connection:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0007_evidence_sweep")
+        migrate(connection, "0007_evidence_sweep")
     engine.dispose()
     policy = load_policy(Settings().policy_file)
     # the service's own writes, on a schema without the unique index
@@ -196,9 +193,7 @@ def test_the_migration_keeps_one_appeal_per_violation_and_sets_the_twins_aside(
         repo.close()
     engine = make_engine(database_url, 5.0)
     with engine.begin() as connection:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0007_evidence_sweep")
+        migrate(connection, "0007_evidence_sweep", down=True)
         back = connection.execute(text("SELECT id FROM appeals ORDER BY id")).scalars().all()
     engine.dispose()
     assert back == [pending, rejected, twin, other]

@@ -9,8 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from alembic import command
-from servicekit import record
+from servicekit import migrate, record
 from sqlalchemy import inspect, text
 
 from service.policy import Policy, load_policy
@@ -22,7 +21,7 @@ from service.settings import Settings
 from service.spool import Spool
 from service.storage import Pending, SqlRepository, open_repository, upgrade
 from service.storage.repository import Idempotency, IdempotencyMismatchError
-from service.storage.sql import alembic_config, make_engine
+from service.storage.sql import make_engine
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -504,9 +503,7 @@ def test_hostile_text_is_stored_and_returned_exactly(repo: SqlRepository, policy
 def test_migrating_from_the_previous_revision_keeps_queued_items(database_url: str) -> None:
     engine = make_engine(database_url, 5.0)
     with engine.begin() as connection:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0001")
+        migrate(connection, "0001")
         connection.execute(
             text(
                 "INSERT INTO score_records (post_id, model_version, policy_version, decision,"
@@ -755,9 +752,7 @@ def test_the_migration_keeps_the_names_the_records_show_an_account_held(
         repo.close()
     engine = make_engine(database_url, 5.0)
     with engine.begin() as connection:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0009_reporter_ids")
+        migrate(connection, "0009_reporter_ids", down=True)
         assert "account_names" not in inspect(connection).get_table_names()
     engine.dispose()
     upgrade(database_url)
@@ -945,9 +940,7 @@ def test_the_reporter_id_migration_goes_down_and_up_keeping_the_reports(
         repo.close()
     engine = make_engine(database_url, 5.0)
     with engine.begin() as connection:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0008_one_appeal_per_violation")
+        migrate(connection, "0008_one_appeal_per_violation", down=True)
         columns = {c["name"] for c in inspect(connection).get_columns("reports")}
         assert "reporter_id" not in columns and "reporter" in columns
         assert connection.execute(text("SELECT COUNT(*) FROM reports")).scalar() == 3

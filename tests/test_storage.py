@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
 from alembic.runtime.migration import MigrationContext
-from servicekit import record
+from servicekit import migrate, record
 from sqlalchemy import JSON, DateTime, String, column, insert, inspect, table
 from sqlalchemy.exc import OperationalError
 
@@ -27,7 +26,7 @@ from service.storage import (
     open_repository,
     upgrade,
 )
-from service.storage.sql import alembic_config, head_revision, make_engine
+from service.storage.sql import head_revision, make_engine
 from service.storage.tables import StoredPost
 
 
@@ -232,9 +231,7 @@ def test_the_migration_marks_the_records_stored_pending_before_it(database_url: 
     engine = make_engine(database_url, 5.0)
     try:
         with engine.begin() as connection:
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            command.upgrade(config, "0006_rumor_copies")
+            migrate(connection, "0006_rumor_copies")
             for post_id, flag in (("before", True), ("settled", False)):
                 rec = record(post_id).model_copy(update={"evidence_pending": flag})
                 connection.execute(
