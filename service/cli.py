@@ -141,7 +141,8 @@ def _parser() -> argparse.ArgumentParser:
         "--rejects",
         type=_path,
         metavar="PATH",
-        help="JSONL file of the bad lines (default: OUTPUT.rejects.jsonl beside OUTPUT)",
+        help="JSONL file of the bad lines, named .jsonl, .ndjson or without a suffix (default: "
+        "NAME.rejects.jsonl beside OUTPUT, NAME being OUTPUT's name without its suffixes)",
     )
     rescore.add_argument(
         "--skip-bad", action="store_true", help="exit 0 even when some lines were rejected"
@@ -174,7 +175,8 @@ def _parser() -> argparse.ArgumentParser:
     rescore.add_argument(
         "--ray-address",
         metavar="ADDRESS",
-        help="Ray cluster to join (default: a local Ray started for the run)",
+        help="with --engine ray: the Ray cluster to join (default: RAY_ADDRESS, else a local "
+        "Ray started for the run)",
     )
     rescore.add_argument(
         "--chunk-size",
@@ -295,7 +297,20 @@ def _user_name(text: str) -> str:
 
 
 def _key(text: str) -> str:
-    return _printable(text, "a key")
+    """The key id of ``text``, an id or a whole key, in the formats the API's bearer check
+    accepts: anything else could only be a typo, which would read as "no key"."""
+    from service.security import KEY, KEY_ID, KEY_ID_CHARS, PREFIX
+
+    _printable(text, "a key")
+    whole = KEY.fullmatch(text)
+    if whole is not None:
+        return whole.group(1)
+    if KEY_ID.fullmatch(text) is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a key: give its id ({KEY_ID_CHARS} lowercase hex digits, as "
+            f"keys list shows it) or the whole key ({PREFIX}_<id>_<secret>)"
+        )
+    return text
 
 
 def _printable(text: str, what: str) -> str:
@@ -392,14 +407,30 @@ def _usage_error(args: argparse.Namespace) -> str:
         return "give INPUT, or --from-db to re-score the stored posts"
     if not args.from_db and (args.since or args.until):
         return "--since and --until need --from-db"
+    return _engine_error(args) or _file_name_error(args)
+
+
+def _engine_error(args: argparse.Namespace) -> str:
     from service.settings import MAX_WORKERS
 
-    if args.engine != "ray" and (args.workers or 0) > MAX_WORKERS:
+    if args.engine == "ray":
+        return ""
+    if args.ray_address is not None:
+        # the local engine would run without the cluster the command names
+        return "--ray-address needs --engine ray"
+    if (args.workers or 0) > MAX_WORKERS:
         # each process here loads the model; a Ray cluster spreads its actors over machines
         return f"--workers {args.workers} is over {MAX_WORKERS} processes on this machine"
-    from service.batch.records import output_name_error
+    return ""
 
-    return output_name_error(args.output)
+
+def _file_name_error(args: argparse.Namespace) -> str:
+    from service.batch.records import JSONL_SUFFIXES, file_name_error
+
+    problem = file_name_error(args.output)
+    if not problem and args.rejects is not None:
+        problem = file_name_error(args.rejects, "--rejects", JSONL_SUFFIXES)
+    return problem
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> Path:
@@ -595,7 +626,6 @@ def _create_secret(args: argparse.Namespace) -> int:
 
 def _keys(args: argparse.Namespace) -> int:
     """``keys revoke`` and ``keys list``."""
-    from service.security import PREFIX
     from service.settings import get_settings
     from service.storage import StorageError
 
@@ -608,9 +638,7 @@ def _keys(args: argparse.Namespace) -> int:
                     state = "revoked" if key.revoked else "active"
                     print(f"{key.key_id}  {key.role:<9}  {key.created_at:%Y-%m-%d %H:%M}Z  {state}")
                 return 0
-            # the whole key is ql_<id>_<secret>; an id alone has no underscore
-            parts = args.key.split("_", 2)
-            key_id = parts[1] if len(parts) == 3 and parts[0] == PREFIX else args.key
+            key_id = args.key
             before = repository.revoke_key(key_id)
         finally:
             repository.close()

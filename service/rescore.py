@@ -41,7 +41,13 @@ from tqdm import tqdm
 from service.batch.checkpoint import CheckpointError, State, WorkFolder
 from service.batch.diff import changes_file, report_file
 from service.batch.duplicates import SeenIds
-from service.batch.records import RecordsError, RecordWriter, read_ids, read_records
+from service.batch.records import (
+    OUTPUT_SUFFIXES,
+    RecordsError,
+    RecordWriter,
+    read_ids,
+    read_records,
+)
 from service.batch.segments import (
     KEEP,
     Segment,
@@ -290,17 +296,15 @@ class Summary:
 
 
 def default_reject_path(output_path: Path) -> Path:
-    """``scores.jsonl`` (``.parquet``, ``.jsonl.gz``) keeps its rejects in
+    """``scores.jsonl`` (``.ndjson``, ``.parquet``, ``.jsonl.gz``, ``.gz``) keeps its rejects in
     ``scores.rejects.jsonl``, beside it."""
     if not output_path.name:
         # "." or "/" has no name to derive one from; it is a folder, which check_paths
         # refuses as OUTPUT before it looks at the rejects
         return output_path
-    stem = output_path.name
-    for suffix in (".gz", ".jsonl", ".parquet"):
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-    return output_path.with_name(stem + ".rejects.jsonl")
+    name = output_path.name
+    suffix = next((s for s in (*OUTPUT_SUFFIXES, ".gz") if name.lower().endswith(s)), "")
+    return output_path.with_name(name[: len(name) - len(suffix)] + ".rejects.jsonl")
 
 
 def check_paths(

@@ -34,7 +34,9 @@ KEY_ID_BYTES = 6
 SECRET_BYTES = 32
 KEY_ID_CHARS = 2 * KEY_ID_BYTES  # token_hex: two lowercase hex digits a byte
 SECRET_CHARS = math.ceil(SECRET_BYTES * 4 / 3)  # token_urlsafe: base64url without padding
-KEY = re.compile(rf"{PREFIX}_([0-9a-f]{{{KEY_ID_CHARS}}})_([A-Za-z0-9_-]{{{SECRET_CHARS}}})")
+KEY_ID = re.compile(rf"[0-9a-f]{{{KEY_ID_CHARS}}}")
+"""A key's id as :func:`create_key` draws it (what ``keys list`` shows)."""
+KEY = re.compile(rf"{PREFIX}_({KEY_ID.pattern})_([A-Za-z0-9_-]{{{SECRET_CHARS}}})")
 """A key as :func:`create_key` makes it, and no other: anything else is refused before storage
 or the cache sees it."""
 MAX_UNKNOWN_IDS = 1_000

@@ -80,8 +80,39 @@ def test_keys_revoke_stops_a_key_and_keys_list_shows_it(tmp_path: Path) -> None:
         (key_ids[0], "publisher", "revoked"),
         (key_ids[1], "reviewer", "active"),
     ]
-    missing = qinglang(tmp_path, "keys", "revoke", "nosuchkey")
-    assert missing.returncode == 2 and "no key 'nosuchkey'" in missing.stderr
+    missing = qinglang(tmp_path, "keys", "revoke", "0123456789ab")
+    assert missing.returncode == 2 and "no key '0123456789ab'" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "nosuchkey",
+        "0123456789AB",  # ids are lowercase, as keys list shows them
+        "0123456789a",
+        "ql_0123456789ab_" + "x" * 42,  # a whole key's secret is 43 characters
+        "Bearer ql_0123456789ab_" + "x" * 43,
+    ],
+)
+def test_keys_revoke_refuses_what_is_neither_a_key_id_nor_a_key_before_storage(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    given: str,
+) -> None:
+    monkeypatch.setenv("QINGLANG_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main(["keys", "revoke", given])
+    finally:
+        get_settings.cache_clear()
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"qinglang keys revoke: error: argument key: {given!r} is not a key: give its id "
+        "(12 lowercase hex digits, as keys list shows it) or the whole key (ql_<id>_<secret>)"
+    )
+    assert not (tmp_path / "cli.db").exists()
 
 
 def test_users_disable_ends_access_keeps_the_name_and_users_list_shows_it(
@@ -296,8 +327,8 @@ def test_a_mistyped_database_path_stops_the_commands_that_read_and_creates_nothi
     assert f"{bank} {typo} " in capsys.readouterr().err
     assert not typo.parent.exists()
     # a command that writes creates the database, as before
-    revoked = qinglang(tmp_path, "keys", "revoke", "nosuchkey", env=env)
-    assert revoked.returncode == 2 and "no key 'nosuchkey'" in revoked.stderr
+    revoked = qinglang(tmp_path, "keys", "revoke", "0123456789ab", env=env)
+    assert revoked.returncode == 2 and "no key '0123456789ab'" in revoked.stderr
     listed = qinglang(tmp_path, "keys", "list", env=env)
     assert listed.returncode == 0 and listed.stdout == ""
 

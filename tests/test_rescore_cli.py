@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -227,6 +228,21 @@ def test_the_reject_file_can_be_named(tmp_path: Path) -> None:
     assert run_cli(*args, "--rejects", tmp_path / "bad.jsonl") == 1
     assert (tmp_path / "out.jsonl").read_text() == ""
     assert [r["error"] for r in read_rejects(tmp_path / "bad.jsonl")] == ["not_an_object"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["out", "out.jsonl", "out.ndjson", "out.NDJSON.gz", "out.jsonl.gz", "out.gz", "out.parquet"],
+)
+def test_the_default_reject_file_is_named_without_the_outputs_suffixes(
+    tmp_path: Path, name: str
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(b"[]\n")
+    assert run_cli("rescore", tmp_path / "in.jsonl", "-o", tmp_path / name) == 1
+    assert [r["error"] for r in read_rejects(tmp_path / "out.rejects.jsonl")] == ["not_an_object"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["in.jsonl", name, "out.rejects.jsonl"]
+    )
 
 
 def test_batch_size_reaches_the_settings(tmp_path: Path) -> None:
@@ -703,6 +719,33 @@ def test_a_continued_run_counts_the_duplicates_of_ids_committed_before(
         # the input is read in parts, by several processes, and again to continue a run
         (["-", "-o", "out.jsonl"], "INPUT - (standard input) cannot be read"),
         (["in.jsonl", "-o", "-"], "OUTPUT - (standard output) cannot be written"),
+        # the reject file is plain JSONL, whatever its name says
+        *(
+            (
+                ["in.jsonl", "-o", "out.jsonl", "--rejects", name],
+                f"--rejects {name}: {suffix} is not a format rescore writes; "
+                "end the name in one of .jsonl, .ndjson",
+            )
+            for name, suffix in [
+                ("bad.csv", ".csv"),
+                ("bad.parquet", ".parquet"),
+                ("bad.jsonl.gz", ".gz"),
+                ("bad.gz", ".gz"),
+            ]
+        ),
+        (
+            ["in.jsonl", "-o", "out.jsonl", "--rejects", "-"],
+            "--rejects - (standard output) cannot be written",
+        ),
+        # the local engine would run without the cluster
+        (
+            ["in.jsonl", "-o", "out.jsonl", "--ray-address", "auto"],
+            "--ray-address needs --engine ray",
+        ),
+        (
+            ["in.jsonl", "-o", "out.jsonl", "--engine", "local", "--ray-address", "auto"],
+            "--ray-address needs --engine ray",
+        ),
         (
             ["in.jsonl", "-o", "out.jsonl", "--engine", "ray", "--ray-address", "nowhere"],
             "--ray-address nowhere is not HOST:PORT, auto or local",
@@ -743,8 +786,9 @@ def test_an_output_name_without_a_suffix_is_jsonl(tmp_path: Path, name: str, zip
     assert records == [expected_record(p) for p in posts_of(lines)]
 
 
+@pytest.mark.parametrize("given", ["--ray-address", "RAY_ADDRESS"])
 def test_a_ray_cluster_that_cannot_be_reached_exits_2_at_once(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], given: str
 ) -> None:
     (tmp_path / "in.jsonl").write_bytes(post_line("a", "x"))
 
@@ -756,12 +800,39 @@ def test_a_ray_cluster_that_cannot_be_reached_exits_2_at_once(
         bound.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{bound.getsockname()[1]}"
         args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl")]
+        args += ["--engine", "ray"]
+        if given == "RAY_ADDRESS":
+            # Ray's own variable: joined as the option's address is, not with the local
+            # start's num_cpus (which ray.init refuses for a cluster, a traceback)
+            monkeypatch.setenv("RAY_ADDRESS", address)
+        else:
+            args += ["--ray-address", address]
         started = time.monotonic()
-        assert main([*args, "--engine", "ray", "--ray-address", address], load_scorer=load) == 2
+        assert main(args, load_scorer=load) == 2
     assert time.monotonic() - started < CONNECT_TIMEOUT_S
     assert capsys.readouterr().err == (
-        f"qinglang rescore: error: cannot reach the Ray cluster at {address} (--ray-address): "
+        f"qinglang rescore: error: cannot reach the Ray cluster at {address} ({given}): "
         "Connection refused\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+def test_a_ray_client_address_without_ray_client_is_one_line_before_the_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(post_line("a", "x"))
+    # ray[client] is not installed: without its grpc, ray.init raised a ValueError, a traceback
+    monkeypatch.setitem(sys.modules, "grpc", None)
+
+    def load(settings: Settings) -> Scorer:
+        raise AssertionError("the model should not load for a run that cannot start")
+
+    args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl")]
+    address = "ray://127.0.0.1:10001"
+    assert main([*args, "--engine", "ray", "--ray-address", address], load_scorer=load) == 2
+    assert capsys.readouterr().err == (
+        f"qinglang rescore: error: --ray-address {address} needs Ray Client, which is not "
+        f"installed: pip install 'ray[client]=={version('ray')}'\n"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
 

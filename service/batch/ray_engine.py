@@ -1,5 +1,6 @@
 """``--engine ray``: the same segments and the same :func:`~service.batch.segments.run_segment`
-as a Ray Data pipeline, on a cluster (``--ray-address``) or on a local Ray started for the run.
+as a Ray Data pipeline, on a cluster (``--ray-address``, else Ray's own ``RAY_ADDRESS``) or on a
+local Ray started for the run.
 
 The dataset holds the segment descriptions only (a few hundred bytes per task); each actor of the
 pool loads the scorer once and reads its segment's tasks (and the tasks of its warm-up) from the
@@ -14,10 +15,13 @@ segment cannot be written twice.
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 import pickle
 import socket
 from collections.abc import Iterator, Sequence
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,7 +41,8 @@ CONNECT_TIMEOUT_S = 10.0
 
 
 class ClusterError(Exception):
-    """The Ray cluster of ``--ray-address`` cannot be reached: the run does not start."""
+    """The Ray cluster of ``--ray-address`` (or ``RAY_ADDRESS``) cannot be reached or joined from
+    here: the run does not start."""
 
 
 class _SegmentScorer:
@@ -62,10 +67,14 @@ class RayEngine:
         self._load = load
         self._settings = settings
         self.workers = workers
+        given = "--ray-address"
+        if address is None and os.environ.get("RAY_ADDRESS"):
+            # ray.init joins it when given no address, and refuses the local start's num_cpus
+            address, given = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
         self.address = address
         self.name = f"ray, {workers} actors" + (f" on {address}" if address else "")
         if address:
-            _reach(address)
+            _reach(address, given)
         self._scorer: Scorer | None = None
 
     def scorer(self) -> Scorer:
@@ -122,17 +131,27 @@ class RayEngine:
             yield pickle.loads(row["result"])
 
 
-def _reach(address: str) -> None:
-    """Raise :class:`ClusterError` unless something at ``address`` accepts a connection within
-    ``CONNECT_TIMEOUT_S``: ``ray.init`` (Ray 2.60) has no option to bound its wait, and retries an
-    address where nothing answers for some 14 minutes (20 tries of about 40 s). ``auto`` and
-    ``local`` are Ray's to resolve; it says at once when no cluster runs here."""
+def _reach(address: str, given: str) -> None:
+    """Raise :class:`ClusterError` unless something at ``address`` (from ``given``: the option or
+    the variable) accepts a connection within ``CONNECT_TIMEOUT_S``: ``ray.init`` (Ray 2.60) has
+    no option to bound its wait, and retries an address where nothing answers for some 14 minutes
+    (20 tries of about 40 s). ``auto`` and ``local`` are Ray's to resolve; it says at once when
+    no cluster runs here."""
     if address in ("auto", "local"):
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     if not host or not port.isdecimal() or not 0 < int(port) < 65536:
-        raise ClusterError(f"--ray-address {address} is not HOST:PORT, auto or local")
+        raise ClusterError(f"{given} {address} is not HOST:PORT, auto or local")
+    if address.startswith("ray://"):
+        try:
+            # Ray Client's own check, which ray.init makes only after the model has loaded
+            importlib.import_module("grpc")
+        except ImportError:
+            raise ClusterError(
+                f"{given} {address} needs Ray Client, which is not installed: "
+                f"pip install 'ray[client]=={version('ray')}'"
+            ) from None
     try:
         with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
             pass
@@ -140,5 +159,5 @@ def _reach(address: str) -> None:
         # a timeout has no strerror
         reason = exc.strerror or f"no answer within {CONNECT_TIMEOUT_S:.0f} s"
         raise ClusterError(
-            f"cannot reach the Ray cluster at {address} (--ray-address): {reason}"
+            f"cannot reach the Ray cluster at {address} ({given}): {reason}"
         ) from exc

@@ -50,27 +50,34 @@ ADDED = ("confirmed_rumor", "text_digest", "evidence_pending")
 """Columns that Parquet outputs written before them lack: ``--compare`` still reads those."""
 
 
-OUTPUT_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz", ".parquet")
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+"""What the reject file's name may end in, in any case (or nothing): it is plain JSONL."""
+OUTPUT_SUFFIXES = (*JSONL_SUFFIXES, ".jsonl.gz", ".ndjson.gz", ".parquet")
 """What an output's name may end in, in any case; a name without one is JSONL too (gzip JSONL
 when ``.gz`` is all it ends in: ``out.gz``)."""
 
 
-def output_name_error(path: Path) -> str:
-    """Why ``path`` cannot name an output (empty if it can): the format follows the suffix, and
-    a suffix of another format (``out.csv``, ``out.parquet.gz``) would get JSONL under a name that
-    promises something else; ``-`` would be a file of that name, not standard output."""
+def file_name_error(
+    path: Path, what: str = "OUTPUT", suffixes: tuple[str, ...] = OUTPUT_SUFFIXES
+) -> str:
+    """Why ``path`` cannot name the file ``what`` of a run, which ends in one of ``suffixes``
+    (empty if it can): the format follows the suffix, and a suffix of another format
+    (``out.csv``, ``out.parquet.gz``) would get JSONL under a name that promises something else;
+    ``-`` would be a file of that name, not standard output."""
     if str(path) == "-":
         return (
-            "OUTPUT - (standard output) cannot be written: OUTPUT is made of the checkpoint's "
+            f"{what} - (standard output) cannot be written: {what} is made of the checkpoint's "
             "parts when the run completes; give a file"
         )
     name = path.name.lower()
-    suffix = Path(name.removesuffix(".gz")).suffix
-    if name.endswith(OUTPUT_SUFFIXES) or not suffix:
+    # a name without a suffix is JSONL, through gzip where the suffixes allow gzip (out.gz)
+    zipped = any(allowed.endswith(".gz") for allowed in suffixes)
+    suffix = Path(name.removesuffix(".gz") if zipped else name).suffix
+    if name.endswith(suffixes) or not suffix:
         return ""
     return (
-        f"OUTPUT {path}: {suffix} is not a format rescore writes; end the name in one of "
-        f"{', '.join(OUTPUT_SUFFIXES)}"
+        f"{what} {path}: {suffix} is not a format rescore writes; end the name in one of "
+        f"{', '.join(suffixes)}"
     )
 
 
