@@ -29,6 +29,9 @@ from service.storage import ApiKey, ConsoleAccount, StorageError
 from service.storage.repository import Role, SignInAttempts
 
 ROLES: tuple[Role, ...] = get_args(Role)
+BANK_EDITORS: tuple[Role, ...] = ("admin",)
+"""Who may add and remove confirmed rumours, through the JSON API and the console alike: an
+entry raises the rumour score of every later copy on the publish path. Reviewers read the bank."""
 PREFIX = "ql"
 KEY_ID_BYTES = 6
 SECRET_BYTES = 32
@@ -160,8 +163,8 @@ def sign_in(
     password: str,
     address: str,
     now: float,
-) -> Role:
-    """The role of ``name`` if ``password`` is its password; raises :class:`AuthError` 401 if
+) -> ConsoleAccount:
+    """The user ``name`` if ``password`` is its password; raises :class:`AuthError` 401 if
     not, and 429 (with ``retry_after``) without checking the password once too many attempts
     failed under the name or from the address. The attempt is stored before it is counted, so
     the limits hold across server processes and for concurrent attempts; a name nobody has is
@@ -182,14 +185,15 @@ def sign_in(
     if not check_password(password, digest) or user is None:
         raise AuthError(401, "wrong name or password")
     store.clear_sign_in_attempts(name)
-    return user.role
+    return user
 
 
-def console_role(store: UserStore, name: str) -> Role | None:
-    """The role ``name`` has now, None when no user has it or it is disabled: a session of
-    another role, or of none, ends."""
+def session_holds(store: UserStore, name: str, role: Role, epoch: int) -> bool:
+    """Whether a session that ``name`` signed in to as ``role`` under ``epoch`` goes on: not
+    when no user has the name, it is disabled, has another role, or signed out since (its
+    epoch is another)."""
     user = _enabled(store, name)
-    return None if user is None else user.role
+    return user is not None and user.role == role and user.session_epoch == epoch
 
 
 def _enabled(store: UserStore, name: str) -> ConsoleAccount | None:

@@ -35,17 +35,19 @@ def copy(i: int) -> str:
 
 def test_bank_add_match_copies_notice_and_delete(service: Api) -> None:
     reviewer = service.headers(service.new_key("reviewer"))
+    admin = service.headers(service.new_key("admin"))
     body = {"text": RUMOUR, "notice": "自来水厂已辟谣：水质正常"}
-    assert (
-        service.client.post("/v1/bank/rumors", json=body, headers=service.headers()).status_code
-        == 403
-    )
-    added = service.client.post("/v1/bank/rumors", json=body, headers=reviewer)
+    # an entry blocks every later copy on the publish path: admin keys alone add and remove
+    for caller in (service.headers(), reviewer):  # a publisher key, a reviewer key
+        refused = service.client.post("/v1/bank/rumors", json=body, headers=caller)
+        assert refused.status_code == 403, refused.text
+    assert service.client.get("/v1/bank/rumors", headers=reviewer).json() == []
+    added = service.client.post("/v1/bank/rumors", json=body, headers=admin)
     assert added.status_code == 201
     rumor = added.json()
     # the same rumour again, or a near-copy of it, is the entry there already
     for again in (body, {"text": copy(4), "notice": "另一份辟谣"}):
-        twice = service.client.post("/v1/bank/rumors", json=again, headers=reviewer)
+        twice = service.client.post("/v1/bank/rumors", json=again, headers=admin)
         assert twice.status_code == 409, twice.text
         assert f"already: {rumor['id']}" in twice.json()["detail"]
     now = time.time()
@@ -60,19 +62,21 @@ def test_bank_add_match_copies_notice_and_delete(service: Api) -> None:
     assert got["notice"] == body["notice"]
     copies = service.client.get(f"/v1/bank/rumors/{rumor['id']}/copies", headers=reviewer).json()
     assert [c["id"] for c in copies] == ["c0", "c1"]  # earliest first
-    gone = service.client.delete(f"/v1/bank/rumors/{rumor['id']}", headers=reviewer)
+    kept = service.client.delete(f"/v1/bank/rumors/{rumor['id']}", headers=reviewer)
+    assert kept.status_code == 403, kept.text
+    assert service.client.get(f"/v1/bank/rumors/{rumor['id']}", headers=reviewer).status_code == 200
+    gone = service.client.delete(f"/v1/bank/rumors/{rumor['id']}", headers=admin)
     assert gone.status_code == 204
-    assert (
-        service.client.delete(f"/v1/bank/rumors/{rumor['id']}", headers=reviewer).status_code == 404
-    )
+    assert service.client.delete(f"/v1/bank/rumors/{rumor['id']}", headers=admin).status_code == 404
     assert service.client.get("/v1/bank/rumors", headers=reviewer).json() == []
     later = service.score({"id": "c2", "text": copy(3), "account_id": "a3", "created_at": now})
     assert all("confirmed_rumor" not in r["evidence"] for r in later.json()["reasons"])
 
 
-def _bank(api: Api, reviewer: dict[str, str]) -> str:
+def _bank(api: Api) -> str:
+    admin = api.headers(api.new_key("admin"))
     added = api.client.post(
-        "/v1/bank/rumors", json={"text": RUMOUR, "notice": "已辟谣"}, headers=reviewer
+        "/v1/bank/rumors", json={"text": RUMOUR, "notice": "已辟谣"}, headers=admin
     )
     assert added.status_code == 201
     rumor_id: str = added.json()["id"]
@@ -95,7 +99,7 @@ def test_copies_stay_listed_after_the_window_forgets_them(
     # loaded machine's SQLite can hit; this test is about the window, not the timeout
     with open_api(tmp_path / "first", database_url, pipeline.classifier, db_timeout_s=10.0) as api:
         reviewer = api.headers(api.new_key("reviewer"))
-        rumor_id = _bank(api, reviewer)
+        rumor_id = _bank(api)
         scored = api.score({"id": "c1", "text": copy(1), "account_id": "a1", "created_at": now})
         api.score({"id": "c0", "text": copy(2), "account_id": "a2", "created_at": now - 60})
         api.settle()
@@ -136,7 +140,8 @@ def test_copies_stay_listed_after_the_window_forgets_them(
             f"/v1/bank/rumors/{rumor_id}/copies?after_time=nan&after_id=c0", headers=reviewer
         )
         assert nan.status_code == 422 and nan.json()["detail"][0]["loc"] == ["query", "after_time"]
-        gone = api.client.delete(f"/v1/bank/rumors/{rumor_id}", headers=reviewer)
+        admin = api.headers(api.new_key("admin"))
+        gone = api.client.delete(f"/v1/bank/rumors/{rumor_id}", headers=admin)
         assert gone.status_code == 204
         assert api.services.scoring.repository.rumor_copies(rumor_id) == []
 
@@ -152,7 +157,7 @@ def test_a_match_under_the_rumour_threshold_is_recorded(
     (tmp_path / "fresh").mkdir()
     with open_api(tmp_path, database_url, pipeline.classifier, policy=policy) as api:
         reviewer = api.headers(api.new_key("reviewer"))
-        rumor_id = _bank(api, reviewer)
+        rumor_id = _bank(api)
         scored = api.score(
             {"id": "quiet", "text": copy(1), "account_id": "a1", "created_at": time.time()}
         ).json()
@@ -165,24 +170,24 @@ def test_a_match_under_the_rumour_threshold_is_recorded(
 
 
 def test_a_rumour_is_banked_by_the_id_of_a_live_post(service: Api) -> None:
-    reviewer = service.headers(service.new_key("admin"))
+    admin = service.headers(service.new_key("admin"))
     service.score({"id": "src", "text": RUMOUR, "account_id": "a", "created_at": time.time()})
     by_id = {"post_id": "src", "notice": "已辟谣"}
-    added = service.client.post("/v1/bank/rumors", json=by_id, headers=reviewer)
+    added = service.client.post("/v1/bank/rumors", json=by_id, headers=admin)
     assert added.status_code == 201 and added.json()["post_id"] == "src"
     missing = service.client.post(
-        "/v1/bank/rumors", json={"post_id": "nope", "notice": "x"}, headers=reviewer
+        "/v1/bank/rumors", json={"post_id": "nope", "notice": "x"}, headers=admin
     )
     assert missing.status_code == 404 and "not in the live window" in missing.json()["detail"]
     both = {"post_id": "src", "text": RUMOUR, "notice": "x"}
-    assert service.client.post("/v1/bank/rumors", json=both, headers=reviewer).status_code == 422
+    assert service.client.post("/v1/bank/rumors", json=both, headers=admin).status_code == 422
     short = service.client.post(
-        "/v1/bank/rumors", json={"text": "转发微博", "notice": "x"}, headers=reviewer
+        "/v1/bank/rumors", json={"text": "转发微博", "notice": "x"}, headers=admin
     )
     assert short.status_code == 422
     assert short.json()["detail"][0]["loc"] == ["body", "text"]
     # what storage could not hold is refused at the door (PostgreSQL took a NUL for an outage)
-    typed = {**reviewer, "Content-Type": "application/json"}
+    typed = {**admin, "Content-Type": "application/json"}
     for field, body in (
         ("text", json.dumps({"text": RUMOUR + "\u0000", "notice": "x"})),
         ("notice", json.dumps({"text": RUMOUR, "notice": "已辟谣\ud800"})),  # a lone surrogate

@@ -12,25 +12,33 @@ import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from pydantic import ValidationError
-from servicekit import Api, open_api
-from sqlalchemy import update
+from servicekit import Api, migrate, open_api
+from sqlalchemy import inspect, update
 
 from service import security
 from service.classify import Probabilities
 from service.console import articles, plots, present
 from service.console.i18n import TEXT, translator
 from service.console.session import COOKIE, Sessions
-from service.console.web import REFUSALS
+from service.console.web import REFUSAL_COOKIE, REFUSALS
 from service.neardup.store import StoreUnavailableError
 from service.pipeline import NO_EVIDENCE, Pipeline
 from service.record import Post
 from service.review.refusals import REASONS, RefusedError
 from service.security import AuthError, SignInLimits, client_address, create_user
-from service.storage import SqlRepository, StorageError, open_repository, upgrade
+from service.storage import (
+    ConsoleAccount,
+    SqlRepository,
+    StorageError,
+    open_repository,
+    upgrade,
+)
 from service.storage.repository import Role
+from service.storage.sql import make_engine
 from service.storage.tables import ConsoleUser
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
@@ -98,6 +106,10 @@ def test_reviewers_cannot_open_admin_pages_and_confirmations_need_a_basis(api: A
     token = sign_in(api, "li")
     assert api.client.get("/console/dashboard").status_code == 403
     assert api.client.get("/console/bank").status_code == 403
+    banked = api.client.post("/console/bank", data={"csrf": token, "text": RUMOR, "notice": "n"})
+    unbanked = api.client.post("/console/bank/0123abcd/delete", data={"csrf": token})
+    assert banked.status_code == unbanked.status_code == 403
+    assert api.services.scoring.repository.rumors() == []
     item_id = int(re.findall(r'data-item="(\d+)"', api.client.get("/console/queue").text)[0])
     refused = api.client.post(
         f"/console/items/{item_id}/decision",
@@ -273,6 +285,37 @@ def test_a_refusal_is_shown_once_and_no_link_can_write_one(api: Api) -> None:
     assert 'class="error"' not in api.client.get(sent.headers["location"]).text
 
 
+def test_a_refusal_cookie_not_signed_for_the_session_shows_nothing(api: Api) -> None:
+    token = sign_in(api, "wang", "admin")
+
+    def shown(cookie: str) -> str:
+        api.client.cookies.delete(REFUSAL_COOKIE)  # the one a refused form left too
+        api.client.cookies.set(REFUSAL_COOKIE, cookie, path="/console")
+        page = api.client.get("/console/appeals")
+        assert page.status_code == 200
+        return refusal_of(page.text) if 'class="error"' in page.text else ""
+
+    crafted = "会话已过期，请拨打 400-xxx"
+    as_it_was = quote(crafted)  # what the console once wrote, unsigned
+    as_it_is = base64.urlsafe_b64encode(crafted.encode()).decode()
+    for forged in (as_it_was, as_it_is, f"{as_it_is}.{'0' * 64}", as_it_is + "."):
+        assert shown(forged) == "", forged
+    sent = api.client.post(
+        "/console/appeals",
+        data={"csrf": token, "account_id": "a1", "item_id": "", "reason": "误判"},
+        follow_redirects=False,
+    )
+    genuine = sent.cookies.get(REFUSAL_COOKIE)
+    assert genuine is not None and "必填" not in genuine
+    payload, signature = genuine.strip('"').rsplit(".", 1)
+    assert shown(f"{as_it_is}.{signature}") == ""
+    assert shown(f"{payload}.{signature}") == "条目编号: 必填"
+    # signed for another session: one copied from (or into) another browser shows nothing
+    api.client.cookies.clear()
+    sign_in(api, "li")
+    assert shown(f"{payload}.{signature}") == ""
+
+
 def test_storage_down_is_the_consoles_page_without_the_databases_words(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -336,6 +379,75 @@ def test_a_disabled_user_or_one_of_another_role_is_signed_out_at_the_next_page(
     # answered as a name nobody has, even with the password
     assert try_sign_in(api, "li", password) == try_sign_in(api, "ghost", password)
     assert try_sign_in(api, "li", password)[:2] == (401, "用户名或密码错误")
+
+
+def test_signing_out_ends_every_session_of_the_user_copies_included(api: Api) -> None:
+    sign_in(api, "wang", "admin")
+    wang = api.client.cookies.get(COOKIE)
+    password = create_user(api.services.scoring.repository, "li", "reviewer")
+    li: list[str] = []
+    for _ in range(2):  # li in two browsers
+        api.client.cookies.clear()
+        assert try_sign_in(api, "li", password)[0] == 303
+        li.append(str(api.client.cookies.get(COOKIE)))
+    copied, elsewhere = li
+    api.client.cookies.set(COOKIE, copied, path="/console")
+    token = csrf_of(api.client.get("/console/queue").text)
+    out = api.client.post("/console/logout", data={"csrf": token}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/console/login"
+    for cookie in (copied, elsewhere):
+        api.client.cookies.clear()
+        api.client.cookies.set(COOKIE, cookie, path="/console")
+        for method, url in (("get", "/console/queue"), ("post", "/console/items/1/claim")):
+            gone = api.client.request(method, url, data={"csrf": token}, follow_redirects=False)
+            assert gone.status_code == 303 and gone.headers["location"] == "/console/login"
+    # another user's session goes on, and li signs in again to a session that holds
+    api.client.cookies.clear()
+    assert wang is not None
+    api.client.cookies.set(COOKIE, wang, path="/console")
+    assert api.client.get("/console/dashboard").status_code == 200
+    api.client.cookies.clear()
+    assert try_sign_in(api, "li", password)[0] == 303
+    assert api.client.get("/console/queue").status_code == 200
+    again = api.client.cookies.get(COOKIE)
+    # signing out with a session that ended (its token read off the sign-in page) ends no other
+    api.client.cookies.clear()
+    api.client.cookies.set(COOKIE, copied, path="/console")
+    stale = csrf_of(api.client.get("/console/login").text)
+    assert api.client.post("/console/logout", data={"csrf": stale}).status_code == 200
+    api.client.cookies.clear()
+    api.client.cookies.set(COOKIE, str(again), path="/console")
+    assert api.client.get("/console/queue").status_code == 200
+
+
+def test_the_session_epoch_migration_goes_down_and_up_again(database_url: str) -> None:
+    upgrade(database_url)
+    repository = open_repository(database_url, 5.0)
+    try:
+        create_user(repository, "li", "reviewer")
+        repository.end_sessions("li", 0)
+        repository.end_sessions("li", 0)  # a session that ended ends no others
+        user = repository.get_user("li")
+        assert user is not None and user.session_epoch == 1
+    finally:
+        repository.close()
+    engine = make_engine(database_url, 5.0)
+    with engine.begin() as connection:
+        migrate(connection, "0011_console_users_disabled", down=True)
+        columns = {c["name"] for c in inspect(connection).get_columns("console_users")}
+        assert "session_epoch" not in columns and "disabled_at" in columns
+    engine.dispose()
+    upgrade(database_url)
+    repository = open_repository(database_url, 5.0)
+    try:
+        # a user stored before it is at epoch 0, as the sessions it holds, and rises from there
+        user = repository.get_user("li")
+        assert user is not None and user.session_epoch == 0
+        repository.end_sessions("li", 0)
+        user = repository.get_user("li")
+        assert user is not None and user.session_epoch == 1
+    finally:
+        repository.close()
 
 
 def test_key_j_opens_the_next_item_nobody_else_holds(api: Api) -> None:
@@ -422,7 +534,8 @@ def test_language_switch_stays_inside_the_console(api: Api) -> None:
 
 def test_sessions_expire() -> None:
     sessions = Sessions(b"k" * 32, max_age_s=60)
-    signed = sessions.dump(sessions.sign_in("li", "reviewer", now=1000.0))
+    li = ConsoleAccount("li", "digest", "reviewer", datetime.now(UTC))
+    signed = sessions.dump(sessions.sign_in(li, now=1000.0))
     assert sessions.load(signed, now=1059.0) is not None
     assert sessions.load(signed, now=1061.0) is None
     assert sessions.load(signed + "0", now=1000.0) is None
@@ -558,11 +671,10 @@ def test_a_copy_is_shown_beside_the_earlier_post_and_a_bank_match_with_its_notic
         "declared_original": True,
     }
     assert api.score(first).status_code == 200 and api.score(copy).status_code == 200
-    reviewer = api.new_key("reviewer")
     banked = api.client.post(
         "/v1/bank/rumors",
         json={"text": RUMOR, "notice": "<i>自来水厂</i>:水质正常"},
-        headers=api.headers(reviewer),
+        headers=api.headers(api.new_key("admin")),
     )
     assert banked.status_code == 201, banked.text
     assert api.score({"id": "echo", "text": RUMOR + "！", "account_id": "a3"}).status_code == 200

@@ -60,9 +60,9 @@ def test_a_coordinated_batch_is_one_review_item_listing_its_members(service: Api
 
 
 def test_a_match_of_the_rumour_bank_is_a_review_item(service: Api) -> None:
-    reviewer = service.headers(service.new_key("reviewer"))
+    admin = service.headers(service.new_key("admin"))
     body = {"text": CAMPAIGN, "notice": "自来水厂已辟谣：水质正常"}
-    rumor = service.client.post("/v1/bank/rumors", json=body, headers=reviewer).json()
+    rumor = service.client.post("/v1/bank/rumors", json=body, headers=admin).json()
     service.score({"id": "m1", "text": copy(1), "account_id": "x", "created_at": time.time()})
     service.score({"id": "plain", "text": "周末和家人去公园散步，天气很好。", "account_id": "y"})
     service.settle()
@@ -119,9 +119,9 @@ def test_rescore_with_the_bank_raises_and_queues_its_matches(
     tmp_path: Path, database_url: str, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with open_api(tmp_path, database_url, pipeline.classifier) as api:
-        reviewer = api.headers(api.new_key("reviewer"))
+        admin = api.headers(api.new_key("admin"))
         body = {"text": CAMPAIGN, "notice": "已辟谣"}
-        rumor = api.client.post("/v1/bank/rumors", json=body, headers=reviewer).json()
+        rumor = api.client.post("/v1/bank/rumors", json=body, headers=admin).json()
     monkeypatch.setenv("QINGLANG_DATABASE_URL", database_url)
     from service.settings import get_settings
 

@@ -1,6 +1,7 @@
 """Clusters and the confirmed-rumour bank: ``/v1/clusters`` and ``/v1/bank/rumors``.
 
-For trust teams (``reviewer`` and ``admin`` keys). Clusters are those of the server process that
+For trust teams (``reviewer`` and ``admin`` keys; adding and removing bank entries,
+:data:`~service.security.BANK_EDITORS` only). Clusters are those of the server process that
 answers (the window is per process); the bank is stored and every process holds all of it, and
 so are the copies of its entries each process found (deleting an entry deletes them).
 """
@@ -22,12 +23,15 @@ from service.neardup.bank import UnmatchableError, bank_rumor, unbank_rumor
 from service.neardup.cluster import Cluster
 from service.neardup.match import summary
 from service.record import MAX_ID_CHARS, ClusterPost, ClusterSummary, check_text
-from service.security import Principal
+from service.security import BANK_EDITORS, Principal
 from service.storage import StoredRumor
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing, malformed or unknown API key"},
-    403: {"model": Problem, "description": "only reviewer and admin keys may call this"},
+    403: {
+        "model": Problem,
+        "description": "only reviewer and admin keys may call this; admin keys alone edit the bank",
+    },
     404: {"model": Problem, "description": "no such cluster, rumour or live post"},
     429: {"model": Problem, "description": "rate limit; see Retry-After"},
     503: {"model": Problem, "description": "storage is unavailable; try again"},
@@ -35,6 +39,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 router = APIRouter(prefix="/v1", tags=["near-duplicates"], responses=ERRORS, route_class=JsonRoute)
 TrustTeam = Annotated[Principal, Depends(require("reviewer", "admin"))]
+BankEditor = Annotated[Principal, Depends(require(*BANK_EDITORS))]
 
 
 class ClusterDetail(ClusterSummary):
@@ -143,7 +148,7 @@ async def cluster(
 
 
 @router.post("/bank/rumors", status_code=201)
-async def add_rumor(body: RumorIn, found: Found, caller: TrustTeam) -> Rumor:
+async def add_rumor(body: RumorIn, found: Found, caller: BankEditor) -> Rumor:
     """Bank a confirmed rumour; posts that match it from now on get their rumour score raised."""
     try:
         stored = await run_in_threadpool(
@@ -228,6 +233,6 @@ async def copies(
 
 
 @router.delete("/bank/rumors/{rumor_id}", status_code=204)
-async def delete_rumor(rumor_id: str, found: Found, _: TrustTeam) -> Response:
+async def delete_rumor(rumor_id: str, found: Found, _: BankEditor) -> Response:
     await run_in_threadpool(unbank_rumor, found.neardup, found.scoring.repository, rumor_id)
     return Response(status_code=204)

@@ -35,6 +35,7 @@ from service.console.web import (
     LANG_COOKIE,
     REFUSALS,
     Admin,
+    BankEditor,
     ConsoleRoute,
     Form,
     Signed,
@@ -93,7 +94,7 @@ async def login(request: Request, fields: Form) -> Response:
     name = fields.get("name", "")[:64]
     address = client_address(request.client.host if request.client else None)
     try:
-        role = await run_in_threadpool(
+        user = await run_in_threadpool(
             sign_in,
             found.scoring.repository,
             console.limits,
@@ -121,7 +122,7 @@ async def login(request: Request, fields: Form) -> Response:
     except StorageError:
         session = console.sessions.new(time.time())
         return render(request, console, session, "error.html", 503, message_key="storage_down")
-    session = console.sessions.sign_in(name, role, time.time())
+    session = console.sessions.sign_in(user, time.time())
     response = RedirectResponse("/console/queue", 303)
     set_session(response, console, session)
     return response
@@ -129,6 +130,12 @@ async def login(request: Request, fields: Form) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request, _: Form) -> Response:
+    """Ends every session its user signed in to so far, copies of this cookie included; storage
+    down, the console's 503 page, and the session goes on."""
+    session = session_of(request)
+    if session is not None and session.user is not None:
+        found: Services = request.app.state.services
+        await run_in_threadpool(found.scoring.repository.end_sessions, session.user, session.epoch)
     response = RedirectResponse("/console/login", 303)
     response.delete_cookie(COOKIE, path="/console")
     return response
@@ -351,7 +358,7 @@ async def bank(who: Admin) -> HTMLResponse:
 
 
 @router.post("/bank")
-async def add_rumor(who: Admin, fields: Form) -> Response:
+async def add_rumor(who: BankEditor, fields: Form) -> Response:
     try:
         body = BankForm.model_validate(given(fields, "text", "notice"))
         await who.call(
@@ -370,7 +377,7 @@ async def add_rumor(who: Admin, fields: Form) -> Response:
 
 @router.post("/bank/{rumor_id}/delete")
 async def delete_rumor(
-    rumor_id: Annotated[Id, Path(max_length=32)], who: Admin, _: Form
+    rumor_id: Annotated[Id, Path(max_length=32)], who: BankEditor, _: Form
 ) -> Response:
     try:
         await who.call(unbank_rumor, who.found.neardup, who.found.scoring.repository, rumor_id)

@@ -1,9 +1,11 @@
-"""Console sessions: a signed cookie (HMAC-SHA256) that carries who signed in, their role, when it
-expires, and a random nonce the CSRF token of every form is derived from.
+"""Console sessions: a signed cookie (HMAC-SHA256) that carries who signed in, their role, the
+user's session epoch then, when it expires, and a random nonce the CSRF token of every form is
+derived from.
 
-Nothing is kept on the server, so signing out clears the browser's cookie; a copied cookie stays
-valid until it expires (``console_session_hours``), or until its user is disabled or given
-another role: every page looks the user up (:func:`service.console.web.viewer`).
+The session itself is kept in the cookie alone; every page looks its user up
+(:func:`service.console.web.viewer`), so that a session ends, copies of its cookie included, when
+it expires (``console_session_hours``), when its user is disabled or given another role, and
+when its user signs out (which raises the user's epoch: every session signed in before ends).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import secrets
 from dataclasses import asdict, dataclass, replace
 from typing import cast
 
-from service.storage.repository import Role
+from service.storage.repository import ConsoleAccount, Role
 
 COOKIE = "ql_console"
 
@@ -27,6 +29,8 @@ class Session:
     expires: float
     user: str | None = None
     role: Role | None = None
+    epoch: int = 0
+    """The user's session epoch when it signed in (:attr:`ConsoleAccount.session_epoch`)."""
 
     @property
     def signed_in(self) -> bool:
@@ -45,9 +49,9 @@ class Sessions:
         """A session nobody has signed in to yet (the sign-in form needs its CSRF token)."""
         return Session(nonce=secrets.token_urlsafe(16), expires=now + self.max_age_s)
 
-    def sign_in(self, user: str, role: Role, now: float) -> Session:
+    def sign_in(self, user: ConsoleAccount, now: float) -> Session:
         """A new nonce as well, so that a token seen before signing in is worth nothing after."""
-        return replace(self.new(now), user=user, role=role)
+        return replace(self.new(now), user=user.name, role=user.role, epoch=user.session_epoch)
 
     def dump(self, session: Session) -> str:
         payload = base64.urlsafe_b64encode(json.dumps(asdict(session)).encode()).decode()
@@ -67,10 +71,30 @@ class Sessions:
                 expires=float(fields["expires"]),
                 user=fields.get("user"),
                 role=cast(Role | None, fields.get("role")),
+                epoch=int(fields.get("epoch", 0)),
             )
         except (ValueError, KeyError, TypeError):
             return None
         return session if session.expires > now else None
+
+    def seal(self, session: Session, text: str) -> str:
+        """``text`` signed for ``session``: what a cookie carries to be shown on its pages."""
+        payload = base64.urlsafe_b64encode(text.encode()).decode()
+        return f"{payload}.{self._sign(f'text:{session.nonce}:{payload}'.encode())}"
+
+    def unseal(self, session: Session, sealed: str | None) -> str | None:
+        """The text :meth:`seal` signed for ``session``; None when missing, forged, edited or
+        signed for another session (one copied from another browser shows nothing)."""
+        if not sealed or "." not in sealed:
+            return None
+        payload, signature = sealed.rsplit(".", 1)
+        expected = self._sign(f"text:{session.nonce}:{payload}".encode())
+        if not hmac.compare_digest(expected, signature):
+            return None
+        try:
+            return base64.urlsafe_b64decode(payload).decode()
+        except ValueError:
+            return None
 
     def csrf(self, session: Session) -> str:
         return self._sign(f"csrf:{session.nonce}".encode())

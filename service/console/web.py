@@ -1,7 +1,8 @@
 """The request plumbing every console page shares: who is signed in (:func:`viewer`,
-:func:`admin`), forms whose CSRF token checked out (:func:`form`), pages rendered with the
-security headers (:func:`render`), redirects that carry a refusal back (:func:`back`), and the
-error page for whatever the console refuses to show (:func:`error_page`), in the page's language.
+:func:`allowed`), forms whose CSRF token checked out (:func:`form`), pages rendered with the
+security headers (:func:`render`), redirects (:func:`back`) and those that carry a refusal back
+(:meth:`Viewer.refused`), and the error page for whatever the console refuses to show
+(:func:`error_page`), in the page's language.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import parse_qsl
 
 from fastapi import Depends, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -29,17 +30,19 @@ from service.api.state import Services
 from service.console.i18n import explain, explain_refusal, translator
 from service.console.session import COOKIE, Session, Sessions
 from service.review.refusals import RefusedError
-from service.security import SignInLimits, console_role
+from service.security import BANK_EDITORS, SignInLimits, session_holds
 from service.settings import Settings
 from service.storage import StorageError
 from service.storage.console_sql import ConsoleReads
+from service.storage.repository import Role
 
 log = logging.getLogger(__name__)
 
 LANG_COOKIE = "ql_lang"
 REFUSAL_COOKIE = "ql_refusal"
-"""Carries a refusal across the redirect to the page that shows it, once. Not the address: a
-link anyone can write would then put any words in the console's error box."""
+"""Carries a refusal across the redirect to the page that shows it, once, signed for the session
+(:meth:`Sessions.seal`): neither the address, which a link anyone can write sets, nor a cookie
+anyone can set puts words in the console's error box."""
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
@@ -103,10 +106,6 @@ class Viewer:
         assert self.session.user is not None
         return self.session.user
 
-    @property
-    def admin(self) -> bool:
-        return self.session.role == "admin"
-
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await run_in_threadpool(lambda: fn(*args, **kwargs))
 
@@ -114,7 +113,18 @@ class Viewer:
         return render(self.request, self.console, self.session, name, status, **context)
 
     def refused(self, url: str, exc: Refused) -> RedirectResponse:
-        return back(url, refusal(exc, self.request))
+        """303 to ``url`` (a console path), with why ``exc`` refused the write to show there."""
+        response = back(url)
+        response.set_cookie(
+            REFUSAL_COOKIE,
+            self.console.sessions.seal(self.session, refusal(exc, self.request)),
+            max_age=60,
+            path="/console",
+            httponly=True,
+            samesite="strict",
+            secure=self.console.settings.console_secure_cookie,
+        )
+        return response
 
 
 def render(
@@ -135,7 +145,7 @@ def render(
         session=session,
         csrf=console.sessions.csrf(session),
         path=request.url.path,
-        error=(unquote(request.cookies.get(REFUSAL_COOKIE, "")) or None)
+        error=console.sessions.unseal(session, request.cookies.get(REFUSAL_COOKIE))
         if error is None
         else error,
         **context,
@@ -163,19 +173,9 @@ def set_session(response: Response, console: Console, session: Session) -> None:
     )
 
 
-def back(url: str, error: str | None = None) -> RedirectResponse:
-    """303 to ``url`` (a console path), with the refusal to show there."""
-    response = RedirectResponse(url, 303)
-    if error is not None:
-        response.set_cookie(
-            REFUSAL_COOKIE,
-            quote(error),
-            max_age=60,
-            path="/console",
-            httponly=True,
-            samesite="strict",
-        )
-    return response
+def back(url: str) -> RedirectResponse:
+    """303 to ``url`` (a console path)."""
+    return RedirectResponse(url, 303)
 
 
 def console_of(request: Request) -> Console:
@@ -188,27 +188,36 @@ def session_of(request: Request) -> Session | None:
 
 
 async def viewer(request: Request) -> Viewer:
-    """The signed-in request, if its user still has the session's role: a user disabled (or
-    changed) since signing in is sent to sign in again. Storage down: the console's 503 page."""
+    """The signed-in request, if its session goes on: a user disabled, given another role or
+    signed out since signing in is sent to sign in again. Storage down: the console's 503
+    page."""
     session = session_of(request)
     if session is None or session.user is None:
         raise SignInRequiredError
     found: Services = request.app.state.services
-    role = await run_in_threadpool(console_role, found.scoring.repository, session.user)
-    if role is None or role != session.role:
+    holds = session.role is not None and await run_in_threadpool(
+        session_holds, found.scoring.repository, session.user, session.role, session.epoch
+    )
+    if not holds:
         raise SignInRequiredError
     return Viewer(session, found, console_of(request), request)
 
 
-async def admin(request: Request) -> Viewer:
-    who = await viewer(request)
-    if not who.admin:
-        raise NotAllowedError
-    return who
+def allowed(*roles: Role) -> Callable[[Request], Coroutine[Any, Any, Viewer]]:
+    """The signed-in request, if its user has one of ``roles``; else the console's 403 page."""
+
+    async def check(request: Request) -> Viewer:
+        who = await viewer(request)
+        if who.session.role not in roles:
+            raise NotAllowedError
+        return who
+
+    return check
 
 
 Signed = Annotated[Viewer, Depends(viewer)]
-Admin = Annotated[Viewer, Depends(admin)]
+Admin = Annotated[Viewer, Depends(allowed("admin"))]
+BankEditor = Annotated[Viewer, Depends(allowed(*BANK_EDITORS))]
 
 
 async def form(request: Request) -> dict[str, str]:

@@ -44,6 +44,8 @@ class ConsoleAccount:
     role: Role
     created_at: datetime
     disabled: bool = False
+    session_epoch: int = 0
+    """Raised by each sign-out: sessions signed in under an earlier one have ended."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,11 @@ class Repository(Protocol):
     def list_users(self) -> list[ConsoleAccount]:
         """Every console user, oldest first."""
         ...
+
+    def end_sessions(self, name: str, epoch: int) -> None:
+        """Raise the user's session epoch from ``epoch``, which ends every session it signed in
+        to so far; nothing when it is another already (a session that ended ends no others,
+        even with its cookie's CSRF token) or there is no such user."""
 
     def add_sign_in_attempt(
         self, name: str, address: str, at: float, window_s: float

@@ -557,6 +557,15 @@ class SqlRepository(ReviewSql):
             rows = session.scalars(select(ConsoleUser).order_by(ConsoleUser.created_at))
             return [_user(row) for row in rows]
 
+    def end_sessions(self, name: str, epoch: int) -> None:
+        with self._session() as session:
+            # one statement: of two sign-outs at once from the same epoch, one raises it
+            session.execute(
+                update(ConsoleUser)
+                .where(ConsoleUser.name == name, ConsoleUser.session_epoch == epoch)
+                .values(session_epoch=epoch + 1)
+            )
+
     def add_sign_in_attempt(
         self, name: str, address: str, at: float, window_s: float
     ) -> SignInAttempts:
@@ -757,6 +766,7 @@ def _user(row: ConsoleUser) -> ConsoleAccount:
         role=cast(Role, row.role),
         created_at=utc(row.created_at),
         disabled=row.disabled_at is not None,
+        session_epoch=row.session_epoch,
     )
 
 

@@ -348,6 +348,9 @@ class ConsoleUser(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     """Set by ``qinglang users disable``: the user can no longer sign in, and its sessions end."""
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Raised by signing out: a session carries the epoch its user signed in under, and ends
+    once the user's is another, so that a copy of the cookie ends with the one signed out."""
 
 
 class SignInAttempt(Base):
