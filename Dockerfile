@@ -35,4 +35,5 @@ VOLUME /var/lib/qinglang
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-m", "service.healthcheck"]
+# PID 1: serve handles SIGTERM itself from its start, so `docker stop` ends it while it loads too
 CMD ["qinglang", "serve"]

@@ -19,10 +19,9 @@ Three uses, one set of patterns:
 from __future__ import annotations
 
 import re
-import sys
 
 from service.boilerplate import content_of
-from service.normalise import normalise
+from service.normalise import search_text
 
 # All patterns run on the text as the classifier sees it (service.normalise: NFKC, lower case,
 # simplified characters), so full-width ：！（） have become :!() and 原創 has become 原创.
@@ -108,10 +107,6 @@ _CLAIMS = tuple(
 )
 
 
-def _fold(text: str) -> str:
-    return normalise(text, window=sys.maxsize).text
-
-
 def _spaces(m: re.Match[str]) -> str:
     return " " * len(m.group())
 
@@ -144,7 +139,7 @@ def rule_label(text: str) -> int | None:
     after @mentions are removed (a handle such as ``@我的独家记忆`` claims nothing) and confusable
     phrases (独家播出, 首发阵容, 原创歌曲...) are blanked.
     """
-    folded = _fold(text)
+    folded = search_text(text)
     if not _KEYWORD.search(folded):
         return None
     return int(any(p.search(_blank(folded)) for p in _CLAIMS))

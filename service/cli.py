@@ -14,10 +14,12 @@ input, unwritable output, a scorer error, a usage error), with OUTPUT left untou
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
@@ -698,6 +700,11 @@ def _users(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from service.settings import get_settings
 
+    # In the image this process is PID 1, to which the kernel delivers no signal left to its
+    # default action: until uvicorn installs its own handlers, after the model has loaded,
+    # `docker stop`'s SIGTERM was ignored and the container killed 10 s later. 143 is the
+    # status of a process that SIGTERM ended.
+    signal.signal(signal.SIGTERM, _stop)
     settings = get_settings()
     try:
         held = _hold_state(settings.state_dir)
@@ -759,6 +766,10 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
     )
     return 0
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _serving_pipeline(settings: Settings) -> Pipeline:

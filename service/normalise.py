@@ -28,6 +28,7 @@ nothing for the content the model was trained on.
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -44,6 +45,10 @@ _MARGIN = 16
 text's: a cut affects only the characters next to it (a link folds to the placeholder however
 long, space runs to one, an asterisk or space between lone characters reads two either side,
 a traditional phrase is a few characters)."""
+
+SEARCH_CHARS = 1_000
+"""Characters read from each end of a long text searched whole (:func:`search_text`): a post of
+up to twice this (Weibo's long posts are capped at 2,000) is read whole."""
 
 _URL = re.compile(r"https?://[^\s\u3000-\u303f\uff00-\uffef\u4e00-\u9fff]*", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
@@ -136,6 +141,22 @@ def normalise(text: str, window: int = WINDOW) -> Normalised:
             return Normalised(found.text[:window], found.offsets[:window], True)
         read *= _READ_AHEAD
     return _normalise(text, window)
+
+
+def search_text(text: str) -> str:
+    """``text`` normalised for a search that no window bounds (a claim, a credit): whole, or,
+    when it is longer than twice :data:`SEARCH_CHARS`, its first and last :data:`SEARCH_CHARS`
+    characters each normalised and joined by "。", which no claim or credit pattern runs across.
+
+    A producer writes a claim or a credit at the beginning of a post or at its end, and NFKC
+    makes some characters long (U+FDFA is 18 characters): a copy claimed original of 100,000
+    of them was 1.8 million characters normalised whole, and took 3.6 s to score where its two
+    ends (36,000) take 0.45 s."""
+    if len(text) <= 2 * SEARCH_CHARS:
+        return normalise(text, window=sys.maxsize).text
+    head = normalise(text[:SEARCH_CHARS], window=sys.maxsize).text
+    tail = normalise(text[-SEARCH_CHARS:], window=sys.maxsize).text
+    return f"{head}。{tail}"
 
 
 def _normalise(text: str, window: int) -> Normalised:

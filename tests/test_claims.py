@@ -8,7 +8,7 @@ import pytest
 
 from service.claims import has_claim_words, rule_label, without_notices
 from service.heads import HEADS
-from service.normalise import normalise
+from service.normalise import SEARCH_CHARS, normalise
 from service.pipeline import Pipeline
 
 
@@ -61,6 +61,15 @@ def test_rule_label_rejects_confusables(text: str) -> None:
 @pytest.mark.parametrize("text", ["今天天气不错", "转发微博", "", "Olivia 和 Vivian 都来了"])
 def test_rule_label_is_none_without_keywords(text: str) -> None:
     assert rule_label(text) is None
+
+
+@pytest.mark.parametrize(("at", "label"), [(0, 1), (1, None), (2, 1)])
+def test_rule_label_reads_a_long_text_at_its_ends(at: int, label: int | None) -> None:
+    """Past twice SEARCH_CHARS characters a text is read at its ends, where a claim goes: a
+    claim beyond them is not seen."""
+    parts = ["今天天气不错，" * SEARCH_CHARS] * 2
+    parts.insert(at, "【原创】")
+    assert rule_label("".join(parts)) == label
 
 
 def body(text: str) -> str | None:

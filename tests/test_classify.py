@@ -6,11 +6,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 
+from service.api import app
 from service.classify import SHORT, length_batches
 from service.pipeline import Pipeline
+from service.settings import Settings
 
 
 def test_length_batches_cover_every_index_once_sorted_by_length() -> None:
@@ -80,3 +84,18 @@ def test_the_tokenizer_encodes_on_the_calling_thread_when_told() -> None:
 
     assert threads_started("calling") == 0
     assert threads_started("pool") > 0, "the tokenizer's own pool, which the call turns off"
+
+
+def test_a_server_sets_its_tokenizer_to_the_calling_thread_once_before_loading(
+    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps: list[str] = []
+    monkeypatch.setattr(app, "tokenize_on_calling_thread", lambda: steps.append("tokenizer"))
+
+    def load(settings: Settings) -> Pipeline:
+        steps.append("load")
+        return pipeline
+
+    monkeypatch.setattr(Pipeline, "load", load)
+    app.create_app(Settings(state_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'q.db'}"))
+    assert steps == ["tokenizer", "load"]

@@ -251,6 +251,47 @@ def test_serve_with_a_model_it_cannot_load_says_so_in_one_line_and_never_listeni
         assert f"{model_dir / leave_out} is missing" in line
 
 
+def test_serve_stops_on_sigterm_while_it_loads(tmp_path: Path) -> None:
+    """In the image the server is PID 1, which the kernel sends no signal left to its default
+    action: SIGTERM must meet a handler of its own from the start. The policy, the first file
+    loading reads, is a pipe here, so the server is held reading it when the signal comes."""
+    policy = tmp_path / "policy.toml"
+    os.mkfifo(policy)
+    env = {
+        **os.environ,
+        "QINGLANG_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "QINGLANG_STATE_DIR": str(tmp_path / "state"),
+        "QINGLANG_POLICY_FILE": str(policy),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--port", str(free_port())],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    writer: list[int] = []
+
+    def reading_the_policy() -> bool:
+        assert server.poll() is None, "the server exited"
+        try:  # a pipe opens for writing once its reader has it open
+            writer.append(os.open(policy, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            return False
+        return True
+
+    try:
+        wait_for(reading_the_policy, 120)
+        server.send_signal(signal.SIGTERM)
+        stdout, stderr = server.communicate(timeout=60)
+    finally:
+        server.kill()
+        for fd in writer:
+            os.close(fd)
+    # 143: the handler's exit; the default action would end it by the signal (-15)
+    assert server.returncode == 128 + signal.SIGTERM, stderr
+    assert b"listening" not in stdout + stderr
+
+
 def test_a_console_user_needs_a_name_that_can_sign_in(tmp_path: Path) -> None:
     for name in ("", "  ", " li", "x" * 65):
         failed = qinglang(tmp_path, "users", "create", name, "--role", "reviewer")

@@ -25,6 +25,7 @@ from service.neardup.match import (
     TOO_OLD,
     attributed,
 )
+from service.normalise import SEARCH_CHARS
 from service.pipeline import Pipeline
 from service.policy import Policy, load_policy
 from service.record import Post
@@ -177,6 +178,29 @@ def test_a_claimed_copy_is_flagged_by_the_credit_its_normalised_text_gives(
     observe(near, [post("orig", "author", NOW - 3600)])
     (found,) = observe(near, [post("copy", "copier", NOW, prefix + variant(1))], claim=1.0)
     assert (found.scores["fake_originality"] > 0) == flagged
+
+
+@pytest.mark.parametrize(
+    ("at", "filler", "read"),
+    [
+        (0, SEARCH_CHARS, True),
+        (1, SEARCH_CHARS, False),
+        (2, SEARCH_CHARS, True),
+        (1, SEARCH_CHARS // 2, True),  # a text of up to twice SEARCH_CHARS is read whole
+    ],
+)
+def test_a_long_text_is_searched_for_a_credit_at_its_ends(
+    near: NearDuplicates, at: int, filler: int, read: bool
+) -> None:
+    """A credit is written at a post's beginning or end; past twice SEARCH_CHARS characters the
+    middle is not read, so that 100,000 characters that NFKC makes 18 each cost what 2,000 do."""
+    parts = ["\ufdfa" * filler, "\ufdfa" * filler]
+    parts.insert(at, "来源：人民日报")
+    text = TEMPLATE + "".join(parts)
+    assert attributed(post("p", "a", NOW, text)) == read
+    observe(near, [post("orig", "author", NOW - 3600, text)])
+    (found,) = observe(near, [post("copy", "copier", NOW, text)], claim=1.0)
+    assert (found.scores["fake_originality"] == 0) == read
 
 
 def test_the_window_keeps_only_the_beginning_of_each_text_and_none_when_set_to(

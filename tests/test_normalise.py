@@ -5,7 +5,9 @@ import sys
 import pytest
 
 import service.normalise
-from service.normalise import URL_PLACEHOLDER, WINDOW, normalise
+from service.normalise import SEARCH_CHARS, URL_PLACEHOLDER, WINDOW, normalise, search_text
+from service.settings import get_settings
+from training.data import weibo16
 
 
 def test_folds_width_case_script_links_and_space() -> None:
@@ -110,3 +112,26 @@ def test_the_window_of_a_long_text_is_that_of_the_whole_text(head: str) -> None:
     n = normalise(text)
     whole = normalise(text, window=sys.maxsize)
     assert n.truncated and (n.text, n.offsets) == (whole.text[:WINDOW], whole.offsets[:WINDOW])
+
+
+def test_search_text_is_the_whole_text_normalised_up_to_twice_search_chars() -> None:
+    """As the claim and credit searches read every text before they read only its ends: the
+    real posts, and an article as long as a text read whole can be."""
+    posts = [example.text for example in weibo16(get_settings().data_dir)]
+    article = "".join(posts)[: 2 * SEARCH_CHARS - 9] + "（來源：人民日報）"
+    mixed = "轉載自ＣＣＴＶ\u200b新聞\tvia＠人民日报"
+    texts = [*posts, article, mixed, "\ufdfa" * (2 * SEARCH_CHARS)]
+    assert len(article) == 2 * SEARCH_CHARS
+    for text in texts:
+        assert search_text(text) == normalise(text, window=sys.maxsize).text
+
+
+def test_a_longer_text_is_searched_in_its_first_and_last_search_chars() -> None:
+    head, middle, tail = "轉載自人民日報", "\ufdfa" * 100_000, "ｖｉａ＠新华社"
+    text = head + middle + tail
+    found = search_text(text)
+    first = normalise(text[:SEARCH_CHARS], window=sys.maxsize).text
+    last = normalise(text[-SEARCH_CHARS:], window=sys.maxsize).text
+    assert found == f"{first}。{last}"
+    assert found.startswith("转载自人民日报") and found.endswith("via@新华社")
+    assert len(found) < 2 * 18 * SEARCH_CHARS

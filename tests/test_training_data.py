@@ -1,5 +1,5 @@
 """The labelled splits of training/data.py: ToxiCN's reporting rows are evaluated only; training
-and evaluation name a missing corpus before any work."""
+and evaluation name a missing corpus or a setting they cannot use before any work."""
 
 from __future__ import annotations
 
@@ -89,4 +89,34 @@ def test_missing_data_is_one_line_and_status_2_before_any_work(
     for line, program in ((trained, "python -m training.run"), (evaluated, "python -m eval")):
         assert line.startswith(f"{program}: error: {missing} is missing")
         assert "QINGLANG_DATA_DIR" in line
+    assert not work.exists() and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("QINGLANG_PORT", "abc", "setting port (QINGLANG_PORT): Input should be a valid integer"),
+        ("QINGLANG_DATA_DIR", "", "setting data_dir (QINGLANG_DATA_DIR): Value error, is empty"),
+        ("QINGLANG_DATABASE_URL", "mysql://u:secret@h/d", "mysql is not supported"),
+    ],
+)
+def test_a_setting_that_cannot_be_used_is_one_line_and_status_2(
+    variable: str,
+    value: str,
+    says: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv(variable, value)
+    get_settings.cache_clear()
+    work, out = tmp_path / "work", tmp_path / "out"
+    try:
+        assert train(["--recipe", "smoke", "--work", str(work), "--out", str(out)]) == 2
+        assert evaluate(["--skip-speed"]) == 2
+    finally:
+        get_settings.cache_clear()
+    trained, evaluated = capsys.readouterr().err.splitlines()
+    for line, program in ((trained, "python -m training.run"), (evaluated, "python -m eval")):
+        assert line.startswith(f"{program}: error: ") and says in line and "secret" not in line
     assert not work.exists() and not out.exists()

@@ -46,7 +46,7 @@ def load_pipeline(settings: Settings) -> Pipeline:
     """The pipeline as a server process runs it (``serve_threads``), its model called once: the
     first call allocates the model's buffers (let it be ours, not the first caller's), and a
     model that cannot be loaded or run fails here, before anything answers."""
-    tokenize_on_calling_thread()
+    tokenize_on_calling_thread()  # before the warm-up below first encodes
     pipeline = Pipeline.load(
         settings.model_copy(update={"intra_op_threads": settings.serve_threads})
     )
@@ -61,7 +61,6 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     may be down) and build the app. The schema must be migrated already (``qinglang serve``
     does it before starting)."""
     settings = settings or get_settings()
-    tokenize_on_calling_thread()  # a pipeline given is served too
     pipeline = pipeline or load_pipeline(settings)
     repository = open_repository(settings.database, settings.db_timeout_s, pipeline.policy.review)
     snapshot = settings.state_dir / NEARDUP_SNAPSHOT

@@ -42,7 +42,6 @@ import logging
 import os
 import pickle
 import re
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -67,7 +66,7 @@ from service.neardup.store import (
     Store,
     StoreUnavailableError,
 )
-from service.normalise import normalise
+from service.normalise import search_text
 from service.policy import Policy
 from service.record import ClusterPost, ClusterSummary, Post, RumorMatch, ScoreRecord
 from service.settings import Settings
@@ -153,12 +152,13 @@ def attributed(post: Post) -> bool:
     转载请注明出处 asks others to credit this post, and credits no one. The other rights
     notices (原创, 版权所有, 未经授权禁止转载) hold none of the vocabulary; one that names an
     original author (版权归原作者所有, 未经原作者授权) says the text is someone else's.
-    The whole text is read: a credit often ends a long post. Normalising costs more than a
-    search of the raw text, which would miss 轉載自 and ｖｉａ＠: it is only asked of a post
-    that claims originality and has an earlier copy."""
+    A long text is read at its beginning and its end (:func:`service.normalise.search_text`),
+    where a credit goes. Normalising costs more than a search of the raw text, which would miss
+    轉載自 and ｖｉａ＠: it is only asked of a post that claims originality and has an earlier
+    copy."""
     if post.source and post.source.strip():
         return True
-    folded = normalise(post.text, window=sys.maxsize).text
+    folded = search_text(post.text)
     return bool(ATTRIBUTION.search(CREDIT_REQUEST.sub(" ", folded)))
 
 
@@ -721,7 +721,7 @@ class NearDuplicates:
             finding.scores["fake_originality"] = 0.0
             return
         source = _source(matches, post.account_id, at, earliest)
-        # the credit last: reading it normalises the whole text
+        # the credit last: reading it normalises the ends of the text
         if source is None or attributed(post):
             finding.scores["fake_originality"] = 0.0
             return
