@@ -5,14 +5,25 @@ The classifier and the n-gram features see the same normalised text, built by
 joiners, soft hyphens, byte-order marks), Unicode NFKC (full-width forms, compatibility
 characters), lower case, traditional characters to simplified (OpenCC ``t2s``), links folded to
 one placeholder, white space, asterisks and middle dots between Chinese characters that each
-stand alone dropped ("傻 逼 滚 出 去" and "傻*逼*滚*出*去" are read as "傻逼滚出去") and other runs
-of white space folded to one space. A reader never
+stand alone dropped ("傻 逼 滚 出 去" and "傻*逼*滚*出*去" are read as "傻逼滚出去"), the separators
+of three or more such characters in a row that one separator mark keeps apart dropped ("求/扩/散",
+"造.谣.者", "求、扩、散" are read as "求扩散") and other runs of white space folded to one space.
+Characters a reader sees as nothing but are not format characters go too: combining grapheme
+joiners, Khmer inherent vowels, variation selectors after a Chinese character; Hangul fillers
+and the braille blank, shown as blanks, are read as spaces. A reader never
 sees a format character, but one between the characters of a word splits every n-gram and
 token across it: "傻\u200b逼\u200b滚\u200b出\u200b去" scored 0.875 for incitement where the text a
 reader sees scored 0.989, and a claim word written so escaped the originality head. Spaces do
 the same in plain sight: "求 扩 散！杭 州 一 女 孩 走 失" scored 0.42 as a rumour where the text
 without them scored 0.84, "傻 逼 滚 出 去" 0.71 for incitement, and "【原 创】" and "【原·创】"
-claimed nothing.
+claimed nothing. Other marks do the same between lone characters: with "/" between every two
+Chinese characters, 55% of the COLD eval comments the model flagged stayed flagged, with "-"
+47%, "|" 45%, with "、" 49% of Weibo16's flagged posts, and none of the originality claims
+(``python -m eval.separators``; 97.7% or more on the risk heads once runs are joined). A mark
+between two lone characters stays ("男/女" is an either-or, "中-美" a pair), and so does one
+beside a longer word ("北京、上海、广州"); a list of single characters ("东、南、西、北") reads the
+same run together. Marks that end a sentence or clause (。！？，) stay: "杀!杀!杀!" and "是，是，是"
+are written so, and the model was trained on them.
 Spaces beside words of more than one character stay: Chinese writers put them between
 phrases (444 of COLD's 6,431 eval comments have one, 3 a space between lone characters), and
 the model was trained on them as they are. Every normalised character keeps the offset of the
@@ -44,6 +55,7 @@ _MARGIN = 16
 """Normalised characters past the window that a prefix must reach for its window to be the whole
 text's: a cut affects only the characters next to it (a link folds to the placeholder however
 long, space runs to one, an asterisk or space between lone characters reads two either side,
+a separated run reads three lone characters,
 a traditional phrase is a few characters)."""
 
 SEARCH_CHARS = 1_000
@@ -52,10 +64,24 @@ up to twice this (Weibo's long posts are capped at 2,000) is read whole."""
 
 _URL = re.compile(r"https?://[^\s\u3000-\u303f\uff00-\uffef\u4e00-\u9fff]*", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
-_HAN = "\u3400-\u4dbf\u4e00-\u9fff"
+HAN = "\u3400-\u4dbf\u4e00-\u9fff"
 # white space, asterisks or dots between two Chinese characters that each stand alone: "傻 逼 滚
 # 出 去", "傻*逼", "原·创" (NFKC has made the full-width asterisk the ASCII one)
-_SPACED_OUT = re.compile(rf"(?<=[{_HAN}])(?<![{_HAN}]{{2}})[\s*·•・]+(?=[{_HAN}](?![{_HAN}]))")
+_SPACED_OUT = re.compile(rf"(?<=[{HAN}])(?<![{HAN}]{{2}})[\s*·•・]+(?=[{HAN}](?![{HAN}]))")
+SEPARATORS = "/\\|-_.~^+、〜‐‒–—―−"
+"""Marks that keep lone Chinese characters apart in a separated run, after NFKC (which makes
+"／－．｜" these). Sentence and clause marks are not among them."""
+# three or more Chinese characters that each stand alone, kept apart by one of SEPARATORS (the
+# same one throughout, white space either side of it or not): "求/扩/散", "求 - 扩 - 散"
+_SEPARATOR = re.compile(rf"[{re.escape(SEPARATORS)}]")
+_SEPARATED_RUN = re.compile(
+    rf"(?<![{HAN}])[{HAN}](?=\s*({_SEPARATOR.pattern}))(?:\s*\1\s*[{HAN}](?![{HAN}])){{2,}}"
+)
+_INVISIBLE = frozenset("\u034f\u17b4\u17b5")
+"""Shown as nothing and not format characters: combining grapheme joiner, Khmer inherent vowels."""
+_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+"""Shown as blanks and not white space: Hangul fillers, the braille blank."""
+_HAN_CHAR = re.compile(f"[{HAN}]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +110,13 @@ def _fold_chars(text: str) -> tuple[list[str], list[int]]:
     for i, ch in enumerate(text):
         if ch.isascii():
             folded = ch.lower()
-        elif unicodedata.category(ch) == "Cf":
+        elif ch in _BLANK:
+            folded = " "
+        elif (
+            unicodedata.category(ch) == "Cf"
+            or ch in _INVISIBLE
+            or (_is_selector(ch) and chars and _HAN_CHAR.match(chars[-1]))
+        ):
             continue
         else:
             folded = unicodedata.normalize("NFKC", ch).lower()
@@ -92,6 +124,11 @@ def _fold_chars(text: str) -> tuple[list[str], list[int]]:
             chars.append(out)
             offsets.append(i)
     return chars, offsets
+
+
+def _is_selector(ch: str) -> bool:
+    """A variation selector: invisible, it picks a glyph of the character before it."""
+    return "\ufe00" <= ch <= "\ufe0f" or "\U000e0100" <= ch <= "\U000e01ef"
 
 
 def _to_simplified(chars: list[str]) -> list[str]:
@@ -120,6 +157,24 @@ def _replace(
     out_chars.extend(chars[pos:])
     out_offsets.extend(offsets[pos:])
     return out_chars, out_offsets
+
+
+def _join_separated(chars: list[str], offsets: list[int]) -> tuple[list[str], list[int]]:
+    """Drop the separators (and the white space beside them) of each :data:`_SEPARATED_RUN`;
+    its characters keep their offsets."""
+    text = "".join(chars)
+    if not _SEPARATOR.search(text):  # most texts: the run pattern tries every Chinese character
+        return chars, offsets
+    dropped = {
+        i
+        for m in _SEPARATED_RUN.finditer(text)
+        for i in range(m.start(), m.end())
+        if not _HAN_CHAR.match(text[i])
+    }
+    if not dropped:
+        return chars, offsets
+    kept = [i for i in range(len(chars)) if i not in dropped]
+    return [chars[i] for i in kept], [offsets[i] for i in kept]
 
 
 def normalise(text: str, window: int = WINDOW) -> Normalised:
@@ -163,6 +218,8 @@ def _normalise(text: str, window: int) -> Normalised:
     chars, offsets = _fold_chars(text)
     chars = _to_simplified(chars)
     chars, offsets = _replace(chars, offsets, _URL, f" {URL_PLACEHOLDER} ")
+    # before the spaces: "求/扩/散 转 发" would lose the space after 散 and with it the run's end
+    chars, offsets = _join_separated(chars, offsets)
     chars, offsets = _replace(chars, offsets, _SPACED_OUT, "")
     chars, offsets = _replace(chars, offsets, _SPACE, " ")
     start = 1 if chars[:1] == [" "] else 0

@@ -111,6 +111,16 @@ def test_spans_map_back_to_the_text_the_producer_wrote() -> None:
     assert original[span.start : span.end] == span.text and "求扩散" in span.text
 
 
+def test_spans_of_a_separated_run_cover_its_separators_in_the_text_written() -> None:
+    original = FILLER[:32] + "求 / 扩 / 散！！" + FILLER[32:]
+    norm = normalise(original)
+    assert "求扩散" in norm.text
+    (span,) = evidence.spans(
+        Planted({"rumor": "求扩散"}), norm, original, ["rumor"], evidence.Remembered()
+    )["rumor"]
+    assert original[span.start : span.end] == span.text and "求 / 扩 / 散" in span.text
+
+
 def test_copies_of_a_text_are_searched_once_and_the_oldest_is_forgotten() -> None:
     model = Planted({"rumor": "求扩散", "incitement": "滚出去"})
     remembered = evidence.Remembered(size=2)

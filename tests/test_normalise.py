@@ -66,6 +66,59 @@ def test_spaces_between_lone_chinese_characters_are_dropped_and_others_kept() ->
         assert normalise(kept).text == kept
 
 
+@pytest.mark.parametrize(
+    ("original", "joined"),
+    [
+        ("求/扩/散", "求扩散"),
+        ("造.谣.者 说", "造谣者 说"),
+        ("求、扩、散！", "求扩散!"),
+        ("转|发|救|人", "转发救人"),
+        ("傻-逼-滚-出-去", "傻逼滚出去"),
+        ("求 / 扩 / 散 转 发", "求扩散 转发"),  # white space beside the mark goes with it
+        ("求／扩／散", "求扩散"),  # full-width, made ASCII by NFKC
+        ("城~管~打~人", "城管打人"),
+        ("东、南、西、北，都有", "东南西北,都有"),  # single characters read the same run together
+    ],
+)
+def test_separated_runs_of_lone_chinese_characters_are_joined(original: str, joined: str) -> None:
+    n = normalise(original)
+    assert n.text == joined
+    # each character still points at the one it came from, the separators at nothing
+    assert [normalise(original[i]).text or " " for i in n.offsets] == list(n.text)
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        "2012/3/4",
+        "1-2-3",
+        "北京、上海、广州",  # words of two characters or more
+        "男/女",  # two lone characters: an either-or as often as not
+        "傻-逼",
+        "求/扩-散",  # not one mark throughout
+        "今天/天/气",
+        "a/b/c 和 www.qq.com",
+        "杀!杀!杀!",  # sentence and clause marks stay
+        "是,是,是",
+        "好。好。好",
+    ],
+)
+def test_other_marks_between_characters_stay(kept: str) -> None:
+    assert normalise(kept).text == kept
+
+
+def test_invisible_characters_that_are_not_format_characters_are_dropped() -> None:
+    # Hangul filler and braille blank are shown as blanks; the combining grapheme joiner and a
+    # variation selector after a Chinese character as nothing
+    original = "傻\u3164逼\u2800滚，出\u034f去\ufe0f吧"
+    n = normalise(original)
+    assert n.text == "傻逼滚,出去吧"
+    assert [original[i] for i in n.offsets] == list("傻逼滚，出去吧")
+    # a selector after an emoji picks its glyph and stays; a filler beside a word is a space
+    assert normalise("\u2764\ufe0f好").text == "\u2764\ufe0f好"
+    assert normalise("今天\u3164天气很好").text == "今天 天气很好"
+
+
 def test_empty_and_blank_texts_normalise_to_empty() -> None:
     for text in ("", "   ", "\n\t\u3000", "\u200b\ufeff"):
         n = normalise(text)
@@ -102,6 +155,7 @@ def test_a_long_text_is_read_only_as_far_as_its_window_needs(
         " " * 5_000,  # folds to nothing: what follows is still read
         "\u200b" * 3_000,
         "傻 " * 600,  # spaced-out characters across every cut
+        "求/" * 600,  # a separated run across every cut
         "http://t.cn/" + "a" * 2_000 + " ",  # a link across the first cut
         "ﾟ" * 1_020 + "http://x.cn/" + "b" * 300,
         "\ufdfa" * 14 + "轉發" * 500,

@@ -58,6 +58,10 @@ def test_chinese_characters_spaced_apart_score_as_written_together(pipeline: Pip
         ("【原创】今天拍的西湖", "【原 创】今天拍的西湖"),
         ("【原创】今天拍的西湖", "【原·创】今天拍的西湖"),
         ("傻逼滚出去", "傻*逼*滚*出*去"),
+        ("求扩散！杭州一女孩走失，穿红色外套", "求/扩/散！杭/州/一/女/孩/走/失，穿/红/色/外/套"),
+        ("求扩散！杭州一女孩走失，穿红色外套", "求、扩、散！杭.州.一.女.孩.走.失，穿-红-色-外-套"),
+        ("傻逼滚出去", "傻|逼|滚|出|去"),
+        ("傻逼滚出去", "傻\u3164逼\u3164滚\u3164出\u3164去"),
     ):
         plain, spaced = pipeline.score_many([Post(id="a", text=together), Post(id="b", text=apart)])
         assert (plain.scores, plain.signals) == (spaced.scores, spaced.signals)
