@@ -106,12 +106,12 @@ class SignInStore(UserStore, Protocol):
     """What the sign-in limits need of storage (the :class:`~service.storage.Repository`)."""
 
     def add_sign_in_attempt(
-        self, name: str, address: str, at: float, window_s: float
+        self, name_digest: str, address: str, at: float, window_s: float
     ) -> SignInAttempts: ...
 
     def drop_sign_in_attempt(self, attempt_id: int) -> None: ...
 
-    def clear_sign_in_attempts(self, name: str) -> None: ...
+    def clear_sign_in_attempts(self, name_digest: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,16 @@ class SignInLimits:
     per_name: int
     per_address: int
     window_s: float
+    key: bytes
+    """Keys :meth:`name_digest`: the console's signing key, which every process that counts
+    the same attempts shares."""
+
+    def name_digest(self, name: str) -> str:
+        """What is stored of the user name an attempt was typed under: people type their
+        password into the name field at times, and a plain digest of a guessable password would
+        give it away as an argon2id digest does not. The prefix keeps it from ever equalling a
+        session cookie's signature (base64, no colon) under the same key."""
+        return hmac.new(self.key, f"sign-in-name:{name}".encode(), hashlib.sha256).hexdigest()
 
 
 @cache
@@ -170,7 +180,8 @@ def sign_in(
     the limits hold across server processes and for concurrent attempts; a name nobody has is
     counted, hashed and refused exactly like a wrong password, so that neither the answer nor
     its time tells whether the user exists. Signing in forgets the name's failed attempts."""
-    attempt = store.add_sign_in_attempt(name, address, now, limits.window_s)
+    typed = limits.name_digest(name)
+    attempt = store.add_sign_in_attempt(typed, address, now, limits.window_s)
     waits = [
         _wait(attempt.by_name, limits.per_name, now, limits.window_s),
         _wait(attempt.by_address, limits.per_address, now, limits.window_s),
@@ -184,7 +195,7 @@ def sign_in(
     digest = _absent_user_digest() if user is None else user.digest
     if not check_password(password, digest) or user is None:
         raise AuthError(401, "wrong name or password")
-    store.clear_sign_in_attempts(name)
+    store.clear_sign_in_attempts(typed)
     return user
 
 

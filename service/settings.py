@@ -216,6 +216,13 @@ class Settings(BaseSettings):
         if backend == "sqlite" and not url.database:
             # an in-memory database would lose everything at the end of each connection
             raise ValueError("a SQLite URL names its file: sqlite:///FILE")
+        if backend == "sqlite" and (str(url.database).startswith("file:") or "uri" in url.query):
+            # storage takes the URL's database for the file's path (to make its folder, to check
+            # that the file a read-only command reads exists): a URI filename is no path, and
+            # "file:/tmp/x.db" was looked for, and its folder made, under ./file:/tmp
+            raise ValueError(
+                "a SQLite URI filename (file:, uri=true) is not supported: sqlite:///FILE"
+            )
         if backend == "postgresql" and url.get_driver_name() != "psycopg":
             raise ValueError(
                 f"the driver {url.get_driver_name()} is not installed: postgresql+psycopg://"

@@ -138,7 +138,7 @@ def test_users_disable_ends_access_keeps_the_name_and_users_list_shows_it(
     taken = qinglang(tmp_path, "users", "create", "li", "--role", "admin")
     assert taken.returncode == 2 and "'li' is taken by a disabled user" in taken.stderr
     repository = open_repository(f"sqlite:///{tmp_path / 'cli.db'}", 2.0)
-    limits = SignInLimits(per_name=5, per_address=20, window_s=900)
+    limits = SignInLimits(per_name=5, per_address=20, window_s=900, key=b"k" * 32)
     with pytest.raises(AuthError) as refused:
         security.sign_in(repository, limits, "li", password.splitlines()[-1], "192.0.2.1", 1e6)
     repository.close()
@@ -180,6 +180,11 @@ def test_migrate_creates_the_schema_and_reports_an_unreachable_database(tmp_path
         ("QINGLANG_DATABASE_URL", "notaurl", "not a database URL"),
         ("QINGLANG_DATABASE_URL", "mysql://u:secret@h/d", "mysql is not supported"),
         ("QINGLANG_DATABASE_URL", "sqlite://", "a SQLite URL names its file"),
+        (
+            "QINGLANG_DATABASE_URL",
+            "sqlite:///file:/tmp/x.db?mode=ro&uri=true",
+            "setting database_url (QINGLANG_DATABASE_URL): Value error, a SQLite URI filename",
+        ),
         ("QINGLANG_DATABASE_URL", "postgresql+asyncpg://u:secret@h/d", "asyncpg is not installed"),
         ("QINGLANG_DB_TIMEOUT_S", "inf", "setting db_timeout_s"),
         ("QINGLANG_BATCH_SIZE", "0", "setting batch_size"),
@@ -485,6 +490,24 @@ def test_a_database_of_a_newer_release_is_named_not_a_traceback(tmp_path: Path) 
     failed = qinglang(tmp_path, "keys", "list")
     assert failed.returncode == 2 and "a database of a newer release?" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_a_command_that_only_reads_leaves_the_journal_mode_as_it_is(tmp_path: Path) -> None:
+    assert qinglang(tmp_path, "migrate").returncode == 0
+    connection = sqlite3.connect(tmp_path / "cli.db")
+    connection.execute("PRAGMA journal_mode=DELETE")
+    connection.close()
+    for command in (["keys", "list"], ["audit", "verify"]):
+        done = qinglang(tmp_path, *command)
+        assert done.returncode == 0, done.stderr
+        connection = sqlite3.connect(tmp_path / "cli.db")
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("delete",), command
+        connection.close()
+    # a command that writes takes the file to WAL, as the server does
+    assert qinglang(tmp_path, "keys", "create", "--role", "reviewer").returncode == 0
+    connection = sqlite3.connect(tmp_path / "cli.db")
+    assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    connection.close()
 
 
 def per_process(metrics_dir: Path) -> dict[int, dict[str, float]]:

@@ -15,9 +15,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import sqlalchemy as sa
 from pydantic import ValidationError
 from servicekit import Api, migrate, open_api
-from sqlalchemy import inspect, update
+from sqlalchemy import inspect, select, update
 
 from service import security
 from service.classify import Probabilities
@@ -39,7 +40,7 @@ from service.storage import (
 )
 from service.storage.repository import Role
 from service.storage.sql import make_engine
-from service.storage.tables import ConsoleUser
+from service.storage.tables import ConsoleUser, SignInAttempt
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
 SCRIPT_POST = "<script>alert(1)</script>"
@@ -756,7 +757,7 @@ def two_processes(database_url: str) -> Iterator[tuple[SqlRepository, SqlReposit
     second.close()
 
 
-LIMITS = SignInLimits(per_name=3, per_address=5, window_s=900)
+LIMITS = SignInLimits(per_name=3, per_address=5, window_s=900, key=b"k" * 32)
 
 
 def attempt(repo: SqlRepository, name: str, password: str, address: str, now: float) -> int:
@@ -824,6 +825,62 @@ def test_ipv4_clients_in_ipv6_form_are_limited_each_by_its_ipv4_address(
     assert client_address("2002:c000:204::1") == "192.0.2.4"
     assert client_address("2001:0:4136:e378:8000:63bf:3fff:fdd2") == "192.0.2.45"
     assert client_address("2001:0:4136:e378:8000:63bf:3fff:fdd1") == "192.0.2.46"
+
+
+def test_an_attempt_keeps_no_typed_name_only_its_keyed_digest(
+    two_processes: tuple[SqlRepository, SqlRepository],
+) -> None:
+    a, _ = two_processes
+    create_user(a, "li", "reviewer")
+    # a password typed into the name field
+    typed = "Passw0rd-li"
+    assert attempt(a, typed, "li", "10.0.0.1", 1e6) == 401
+    with a.engine.connect() as connection:
+        stored = [tuple(row) for row in connection.execute(select(SignInAttempt.__table__))]
+    assert stored and not [row for row in stored if typed in map(str, row)]
+    (row,) = stored
+    assert LIMITS.name_digest(typed) in row
+    # keyed: another key (another deployment) stores another digest
+    other = SignInLimits(per_name=3, per_address=5, window_s=900, key=b"j" * 32)
+    assert other.name_digest(typed) != LIMITS.name_digest(typed)
+
+
+def test_the_migration_to_name_digests_clears_the_typed_names_and_goes_back(
+    database_url: str,
+) -> None:
+    upgrade(database_url)
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as connection:
+            migrate(connection, "0012_console_session_epoch", down=True)
+            connection.execute(
+                sa.text(
+                    "INSERT INTO console_sign_in_attempts (name, address, at) "
+                    "VALUES ('Passw0rd-li', '10.0.0.1', 1000000.0)"
+                )
+            )
+            migrate(connection, "0013_sign_in_name_digests")
+            columns = {
+                c["name"] for c in inspect(connection).get_columns(SignInAttempt.__tablename__)
+            }
+            assert "name_digest" in columns and "name" not in columns
+            rows = connection.execute(sa.text("SELECT * FROM console_sign_in_attempts")).all()
+            assert rows == []
+            migrate(connection, "0012_console_session_epoch", down=True)
+            columns = {
+                c["name"] for c in inspect(connection).get_columns(SignInAttempt.__tablename__)
+            }
+            assert "name" in columns and "name_digest" not in columns
+        upgrade(database_url)
+    finally:
+        engine.dispose()
+    repository = open_repository(database_url, 5.0)
+    try:
+        password = create_user(repository, "li", "reviewer")
+        assert attempt(repository, "li", "x", "10.0.0.1", 1e6) == 401
+        assert attempt(repository, "li", password, "10.0.0.1", 1e6 + 1) == 200
+    finally:
+        repository.close()
 
 
 def test_concurrent_attempts_check_no_more_passwords_than_the_limit(

@@ -4,6 +4,7 @@ dispositions, reports, appeals, re-registration, the chain, labels, and the migr
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from service.record import Post
 from service.review import chain, views
 from service.review.appeals import AppealClosedError
 from service.review.items import ConflictError, ForbiddenError, NotFoundError, QueueRequest
+from service.review.registration import subject_digest
 from service.settings import Settings
 from service.spool import Spool
 from service.storage import Pending, SqlRepository, open_repository, upgrade
@@ -917,6 +919,10 @@ def test_distinct_users_behind_one_key_count_as_distinct_reporters(
     stored = repo.get_report(policy, report("k1", "u9").id)
     assert (stored.reporter_id, stored.item_reports) == ("u9", 6)
     assert verify(repo) == []
+    # the chain, which is never erased, holds each user's id as its digest only
+    filed = [e.payload for e in repo.audit_entries() if e.kind == "report.filed"]
+    assert [p["reporter_id_digest"] for p in filed[-2:]] == [None, subject_digest("u9")]
+    assert not [p for p in filed if "u9" in json.dumps(p) or "u1" in json.dumps(p)]
 
 
 def test_the_reporter_id_migration_goes_down_and_up_keeping_the_reports(

@@ -37,15 +37,13 @@ HERE = Path(__file__).parent
 def mount(app: FastAPI, settings: Settings, reads: ConsoleReads) -> None:
     """Serve the console from ``app`` under ``/console/``."""
     secret = settings.console_secret
+    key = secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
     env.filters["when"] = present.when
     env.filters["age"] = present.age
     app.state.console = Console(
         settings=settings,
-        sessions=Sessions(
-            secret.get_secret_value().encode() if secret else secrets.token_bytes(32),
-            settings.console_session_hours * 3600,
-        ),
+        sessions=Sessions(key, settings.console_session_hours * 3600),
         env=env,
         articles=articles.load(settings.regulation_file),
         reads=reads,
@@ -53,6 +51,7 @@ def mount(app: FastAPI, settings: Settings, reads: ConsoleReads) -> None:
             per_name=settings.console_sign_in_failures,
             per_address=settings.console_sign_in_address_failures,
             window_s=settings.console_sign_in_window_minutes * 60,
+            key=key,
         ),
     )
     app.include_router(pages.router)

@@ -197,17 +197,18 @@ class Repository(Protocol):
         even with its cookie's CSRF token) or there is no such user."""
 
     def add_sign_in_attempt(
-        self, name: str, address: str, at: float, window_s: float
+        self, name_digest: str, address: str, at: float, window_s: float
     ) -> SignInAttempts:
-        """Store an attempt to sign in as ``name`` from ``address`` and commit it before
+        """Store an attempt to sign in under the typed name whose digest is ``name_digest``
+        (:meth:`~service.security.SignInLimits.name_digest`) from ``address`` and commit it before
         counting, so that of two concurrent attempts in any processes the later count sees
         both; delete attempts older than ``window_s``."""
 
     def drop_sign_in_attempt(self, attempt_id: int) -> None:
         """Forget an attempt that was refused before its password was checked."""
 
-    def clear_sign_in_attempts(self, name: str) -> None:
-        """Forget every attempt under ``name`` (it signed in)."""
+    def clear_sign_in_attempts(self, name_digest: str) -> None:
+        """Forget every attempt under the name of ``name_digest`` (it signed in)."""
 
     def queue(self) -> list[QueueItem]:
         """The review queue, oldest first."""

@@ -445,7 +445,11 @@ class ReviewSql:
                     "category": category,
                     "text_sha256": hashlib.sha256(text_.encode()).hexdigest(),
                     "reporter": reporter,
-                    "reporter_id": reporter_id,
+                    # the chain is never erased: a platform user's id goes in as the digest
+                    # subject ids have (the report's row keeps it, to count reporters)
+                    "reporter_id_digest": None
+                    if reporter_id is None
+                    else registration.subject_digest(reporter_id),
                 },
             )
             return report_view(policy, report, item, tx.now)

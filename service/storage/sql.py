@@ -79,9 +79,11 @@ SCORE_FIELDS = (
 """What a flagged record's item sets on the item about its post it joins."""
 
 
-def make_engine(url: str, timeout_s: float) -> Engine:
+def make_engine(url: str, timeout_s: float, *, read_only: bool = False) -> Engine:
     """An engine whose every wait (connect, pool, lock, statement) ends within about
-    ``timeout_s``, so that a stuck database turns into a degraded answer, not a stuck request."""
+    ``timeout_s``, so that a stuck database turns into a degraded answer, not a stuck request.
+    ``read_only`` leaves a SQLite file's journal mode as it is: setting it is a write (the mode
+    is kept in the file), and a command that only reads changes nothing."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
@@ -98,8 +100,9 @@ def make_engine(url: str, timeout_s: float) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            # WAL lets readers (idempotency look-ups) go on while a record is written
-            dbapi_conn.execute("PRAGMA journal_mode=WAL")
+            if not read_only:
+                # WAL lets readers (idempotency look-ups) go on while a record is written
+                dbapi_conn.execute("PRAGMA journal_mode=WAL")
             # in WAL mode NORMAL syncs at checkpoints, not at every commit: a commit survives
             # the server being killed (the OS holds it), not a power cut before the next
             # checkpoint; an fsync per commit took up to 12 ms (p99 of a commit here), on the
@@ -199,7 +202,7 @@ def open_existing(url: str, timeout_s: float) -> SqlRepository:
                 f"no SQLite database at {path} (check the database_url setting; "
                 "qinglang migrate creates one)"
             )
-    engine = make_engine(url, timeout_s)
+    engine = make_engine(url, timeout_s, read_only=True)
     try:
         found = _revision(engine)
         if found != head_revision():
@@ -567,12 +570,12 @@ class SqlRepository(ReviewSql):
             )
 
     def add_sign_in_attempt(
-        self, name: str, address: str, at: float, window_s: float
+        self, name_digest: str, address: str, at: float, window_s: float
     ) -> SignInAttempts:
         since = at - window_s
         with self._session() as session:
             session.execute(delete(SignInAttempt).where(SignInAttempt.at < since))
-            row = SignInAttempt(name=name, address=address, at=at)
+            row = SignInAttempt(name_digest=name_digest, address=address, at=at)
             session.add(row)
             session.flush()
             attempt_id = row.id
@@ -580,7 +583,9 @@ class SqlRepository(ReviewSql):
         with self._session() as session:
             others = (SignInAttempt.at >= since) & (SignInAttempt.id != attempt_id)
             by_name = sorted(
-                session.scalars(select(SignInAttempt.at).where(others, SignInAttempt.name == name))
+                session.scalars(
+                    select(SignInAttempt.at).where(others, SignInAttempt.name_digest == name_digest)
+                )
             )
             by_address = sorted(
                 session.scalars(
@@ -593,9 +598,9 @@ class SqlRepository(ReviewSql):
         with self._session() as session:
             session.execute(delete(SignInAttempt).where(SignInAttempt.id == attempt_id))
 
-    def clear_sign_in_attempts(self, name: str) -> None:
+    def clear_sign_in_attempts(self, name_digest: str) -> None:
         with self._session() as session:
-            session.execute(delete(SignInAttempt).where(SignInAttempt.name == name))
+            session.execute(delete(SignInAttempt).where(SignInAttempt.name_digest == name_digest))
 
     def get_key(self, key_id: str) -> ApiKey | None:
         with self._session() as session:

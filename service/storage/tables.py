@@ -360,13 +360,15 @@ class SignInAttempt(Base):
 
     __tablename__ = "console_sign_in_attempts"
     __table_args__ = (
-        Index("ix_sign_in_attempts_name", "name", "at"),
+        Index("ix_sign_in_attempts_name_digest", "name_digest", "at"),
         Index("ix_sign_in_attempts_address", "address", "at"),
         Index("ix_sign_in_attempts_at", "at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(64))
+    name_digest: Mapped[str] = mapped_column(String(64))
+    """The typed user name's keyed digest (:meth:`~service.security.SignInLimits.name_digest`),
+    never the name: it may be a password typed into the wrong field."""
     address: Mapped[str] = mapped_column(String(64))
     """The client's address (IPv6: its /64 network)."""
     at: Mapped[float] = mapped_column(Float)

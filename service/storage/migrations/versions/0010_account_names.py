@@ -3,8 +3,10 @@ them), so that a closed account's earlier names stay refused to re-registration 
 does (art8): a rename just before the close no longer frees the name the account was known by.
 
 The table starts with each account's current name and every name its chained ``account.profile``
-records show it held, folded by the service's own :func:`fold_name` (the folding that the
-stored ``accounts.folded_name`` had too).
+records show it held, folded as the service's :func:`~service.review.registration.fold_name`
+folded them when this migration was written (the folding the stored ``accounts.folded_name``
+had too): :func:`_fold_name` is a copy of it, so that a later change to the service's folding
+does not change what this migration writes (such a change comes with a migration of its own).
 
 Revision ID: 0010_account_names
 Revises: 0009_reporter_ids
@@ -12,10 +14,13 @@ Revises: 0009_reporter_ids
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from functools import cache
+
+import opencc
 import sqlalchemy as sa
 from alembic import op
-
-from service.review.registration import fold_name
 
 revision = "0010_account_names"
 down_revision: str | None = "0009_reporter_ids"
@@ -27,6 +32,49 @@ ID_CHARS = 256
 TABLE = "account_names"
 INDEX = "ix_account_names_account_id"
 PREFIX = "account:"
+
+# fold_name as it was: service.normalise.normalise's text (its window, read-ahead and patterns)
+# with all but letters and digits removed
+_WINDOW = 256
+_READ_AHEAD = 4
+_MARGIN = 16
+_URL = re.compile(r"https?://[^\s\u3000-\u303f\uff00-\uffef\u4e00-\u9fff]*", re.IGNORECASE)
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff"
+_SPACED_OUT = re.compile(rf"(?<=[{_HAN}])(?<![{_HAN}]{{2}})[\s*·•・]+(?=[{_HAN}](?![{_HAN}]))")
+_SPACE = re.compile(r"\s+")
+
+
+@cache
+def _t2s() -> opencc.OpenCC:
+    return opencc.OpenCC("t2s")
+
+
+def _normalised(text: str, window: int) -> tuple[str, bool]:
+    """The normalised text's first ``window`` characters, and whether there were more."""
+    chars = [
+        out
+        for ch in text
+        if unicodedata.category(ch) != "Cf"
+        for out in unicodedata.normalize("NFKC", ch).lower()
+    ]
+    joined = "".join(chars)
+    folded: str = _t2s().convert(joined)
+    if len(folded) != len(joined):
+        folded = "".join(c2 if len(c2 := _t2s().convert(c)) == 1 else c for c in chars)
+    folded = _SPACE.sub(" ", _SPACED_OUT.sub("", _URL.sub(" url ", folded))).strip(" ")
+    return folded[:window], len(folded) > window
+
+
+def _fold_name(name: str) -> str:
+    read = _READ_AHEAD * _WINDOW
+    while read < len(name):
+        text, truncated = _normalised(name[:read], _WINDOW + _MARGIN)
+        if truncated:
+            break
+        read *= _READ_AHEAD
+    else:
+        text, _ = _normalised(name, _WINDOW)
+    return "".join(ch for ch in text[:_WINDOW] if unicodedata.category(ch)[0] in "LN")
 
 
 def _held(connection: sa.Connection) -> set[tuple[str, str]]:
@@ -54,7 +102,7 @@ def _held(connection: sa.Connection) -> set[tuple[str, str]]:
         name = (payload or {}).get("name")
         if isinstance(name, str):
             named.add((subject.removeprefix(PREFIX), name))
-    held |= {(account, fold_name(name)) for account, name in named}
+    held |= {(account, _fold_name(name)) for account, name in named}
     return held
 
 
