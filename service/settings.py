@@ -161,7 +161,9 @@ class Settings(BaseSettings):
     office behind one address signs in many people."""
     console_sign_in_window_minutes: float = Field(default=15.0, gt=0)
     regulation_file: Path = ROOT.parent / "shared" / "regulation" / "provisions-zh.txt"
-    """The Provisions' text, whose articles the console shows next to each reason code."""
+    """The Provisions' text, whose articles the console shows next to each reason code. The
+    default is beside the repository (its parent's ``shared/regulation``), not in the working
+    folder; a file that cannot be read leaves reason codes only, with a warning at start."""
 
     @property
     def database(self) -> str:

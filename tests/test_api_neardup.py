@@ -363,6 +363,9 @@ def test_clusters_are_503_while_the_shared_index_is_away(
     url = f"sqlite:///{tmp_path / 'e.db'}"
     with open_api(tmp_path, url, pipeline.classifier, redis_url="redis://127.0.0.1:1/0") as api:
         reviewer = api.headers(api.new_key("reviewer"))
+        # scoring falls back to this process's window, which the cluster reads do not answer from
+        scored = api.score({"id": "p1", "text": copy(1), "account_id": "a"})
+        assert scored.status_code == 200, scored.text
         for path in ("/v1/clusters", "/v1/clusters/c_0123456789abcdef"):
             away = api.client.get(path, headers=reviewer)
             assert away.status_code == 503, (path, away.text)

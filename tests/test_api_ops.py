@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from servicekit import Api, open_api
+from servicekit import Api, free_port, open_api
 
+from service.api.ops import IN_THE_LOG
 from service.batching import OverloadedError
 from service.logs import JsonFormatter
 from service.pipeline import Pipeline
@@ -61,6 +62,20 @@ def test_readyz_names_the_shared_index_away_without_its_address(
     assert [p for p in response.json()["problems"] if "near-duplicate index" in p]
     assert "127.0.0.1:1" not in response.text
     assert [r for r in caplog.records if "127.0.0.1:1" in getattr(r, "problem", "")]
+
+
+def test_readyz_asks_the_shared_index_before_any_post_is_scored(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    with open_api(
+        tmp_path, url, pipeline.classifier, redis_url=f"redis://127.0.0.1:{free_port()}/0"
+    ) as api:
+        response = api.client.get("/readyz")
+    assert response.status_code == 200
+    ready = response.json()
+    assert ready["status"] == "degraded"
+    assert ready["problems"] == [f"shared near-duplicate index unavailable {IN_THE_LOG}"]
 
 
 def test_readyz_counts_set_aside_records_without_their_folder_which_goes_to_the_log(

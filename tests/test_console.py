@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import string
 import threading
@@ -466,6 +467,28 @@ def test_key_j_opens_the_next_item_nobody_else_holds(api: Api) -> None:
     assert moved.headers["location"] == f"/console/items/{third}"
 
 
+def test_reports_list_those_of_open_items_unless_all_are_asked_for(api: Api) -> None:
+    policy = api.services.scoring.policy
+    review = api.services.review
+    for n in (1, 2):
+        assert api.score({"id": f"p{n}", "text": RUMOR, "account_id": f"a{n}"}).status_code == 200
+        review.file_report(
+            policy,
+            post_id=f"p{n}",
+            account_id=f"a{n}",
+            category="rumor",
+            text_=f"举报{n}",
+            reporter="test",
+        )
+    decided = next(i.id for i in review.list_items(policy).items if i.post_id == "p1")
+    review.decide(policy, decided, "wang", "dismiss", None, None)
+    sign_in(api, "li")
+    listed = api.client.get("/console/reports").text
+    assert "举报2" in listed and "举报1" not in listed
+    every = api.client.get("/console/reports?all=true").text
+    assert "举报2" in every and "举报1" in every
+
+
 def test_user_content_is_escaped(api: Api) -> None:
     for i, text in enumerate((SCRIPT_POST, IMG_POST)):
         assert api.score({"id": f"x{i}", "text": text, "account_id": IMG_POST}).status_code == 200
@@ -555,11 +578,17 @@ def test_articles_by_reason_code() -> None:
 
 
 def test_a_regulation_file_that_cannot_be_read_leaves_the_console_with_codes_only(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     (tmp_path / "latin1.txt").write_bytes("第十八条 不得".encode("gb18030"))
     for unreadable in (tmp_path, tmp_path / "latin1.txt", tmp_path / "missing.txt"):
-        assert articles.load(unreadable) == {}
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger=articles.log.name):
+            assert articles.load(unreadable) == {}
+        # one line that names the setting and the file, a missing one too
+        (said,) = caplog.records
+        assert "regulation_file" in said.getMessage()
+        assert getattr(said, "path", None) == str(unreadable)
 
 
 def test_overlapping_spans_cut_the_text_into_pieces(pipeline: Pipeline) -> None:

@@ -17,6 +17,7 @@ from servicekit import Proxy
 from service.neardup import NearDuplicates
 from service.neardup.match import CROWD, EDITED, HELD, TAKEN, TOO_OLD, UNSHARED, Finding
 from service.neardup.shared import LAYOUT
+from service.neardup.store import StoreUnavailableError
 from service.policy import load_policy
 from service.record import Post
 from service.settings import Settings
@@ -181,7 +182,14 @@ def test_without_redis_posts_are_matched_locally_and_marked_degraded(prefix: str
         assert all(f.degraded and UNSHARED in f.warnings for f in down)
         assert down[1].cluster is not None  # the local index still clusters
         assert near.problem is not None
+        # the clusters are the shared index's to tell, not the posts this process saw since
+        with pytest.raises(StoreUnavailableError):
+            near.cluster(down[1].cluster.id)
+        with pytest.raises(StoreUnavailableError):
+            near.flagged(10)
         proxy.restore()
+        # a probe that finds it back ends the outage before the retry period does
+        assert near.check() is None and near.problem is None
         clock[0] += 31
         (back,) = near.observe([post(3)], [0.0])
         assert not back.degraded and near.problem is None

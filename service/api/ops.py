@@ -27,7 +27,8 @@ async def healthz() -> Health:
 
 @router.get("/readyz")
 async def readyz(found: Found) -> Readiness:
-    """The model is loaded and storage answers; otherwise ``degraded`` with the reasons.
+    """The model is loaded, and storage and the shared near-duplicate index (when configured)
+    answer; otherwise ``degraded`` with the reasons.
 
     Answers 200 even when degraded: scoring still works then (flagged records are spooled), and
     taking every replica out of the load balancer when the database is down would stop the
@@ -43,7 +44,7 @@ async def readyz(found: Found) -> Readiness:
     except StorageError as exc:
         scoring.health.failed(str(exc))
         problems.append(f"storage unreachable {IN_THE_LOG}")
-    if found.neardup.problem:
+    if await run_in_threadpool(found.neardup.check):
         problems.append(f"shared near-duplicate index unavailable {IN_THE_LOG}")
     spooled = await run_in_threadpool(scoring.spool.pending)
     if spooled:

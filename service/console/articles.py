@@ -52,9 +52,13 @@ def load(path: Path) -> dict[str, str]:
     to serve."""
     try:
         return parse(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
     except (OSError, UnicodeDecodeError) as exc:
+        # a missing file too: the default lies outside the repository, where a deploy may not
+        # have put it
         problem = {"path": str(path), "problem": str(exc)}
-        log.warning("cannot read the regulation text", extra=problem)
+        log.warning(
+            "cannot read the regulation text (regulation_file): the console shows reason codes "
+            "without their articles",
+            extra=problem,
+        )
         return {}

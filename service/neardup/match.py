@@ -345,6 +345,24 @@ class NearDuplicates:
             return self.local
         return self.shared
 
+    def check(self) -> str | None:
+        """Why the shared index is not used now (None while it answers, or when there is none),
+        asking it (within the Redis timeout): a process that has matched no post yet knows too.
+        Its answer counts as a call's would: scoring skips it for ``retry_s``, or uses it
+        again."""
+        if self.shared is None:
+            return None
+        # not under the lock: scoring does not wait for a probe's round trip
+        try:
+            self.shared.ping()
+        except StoreUnavailableError as exc:
+            with self.lock:
+                self._unavailable(str(exc))
+                return self.problem
+        with self.lock:
+            self._available()
+        return None
+
     def _unavailable(self, problem: str) -> None:
         if self.problem is None:
             self._outage_since = self.clock()
@@ -463,13 +481,23 @@ class NearDuplicates:
             digest.update(repr(book.account_history(since)).encode())
             return digest.hexdigest()
 
+    def _reads(self) -> Store:
+        """The store a read of the clusters goes to. While the shared index is away the local
+        window holds only this process's posts since, not the clusters asked about: the read
+        fails as the shared index does (:class:`StoreUnavailableError`), where scoring falls
+        back."""
+        store = self.store
+        if self.shared is not None and store is not self.shared:
+            raise StoreUnavailableError(self.problem)
+        return store
+
     def cluster(self, cid: str) -> Cluster | None:
         with self.lock:
-            return self.store.cluster(cid)
+            return self._reads().cluster(cid)
 
     def flagged(self, limit: int) -> list[Cluster]:
         with self.lock:
-            return self.store.flagged(limit)
+            return self._reads().flagged(limit)
 
     def review_requests(
         self, records: Sequence[ScoreRecord], texts: Sequence[str | None]
@@ -480,7 +508,10 @@ class NearDuplicates:
         for record in records:
             cid = batch_cluster(record)
             if cid is not None and cid not in members:
-                found = self.cluster(cid)
+                # the window the records were scored against: the local one while the shared
+                # index is away, as on the publish path
+                with self.lock:
+                    found = self.store.cluster(cid)
                 kept = found.members if found is not None else []
                 members[cid] = [{"post_id": m.post_id, "account_id": m.account_id} for m in kept]
         return [r for rec, t in zip(records, texts, strict=True) for r in requests(rec, t, members)]

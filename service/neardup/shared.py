@@ -522,6 +522,12 @@ class RedisStore:
             batch_accounts=batch.split("\0") if batch else [],
         )
 
+    def ping(self) -> None:
+        try:
+            self.client.ping()
+        except redis.RedisError as exc:
+            raise StoreUnavailableError(f"redis: {exc}") from exc
+
     def flagged(self, limit: int) -> list[Cluster]:
         try:
             ids = self.client.zrevrange(f"{self.prefix}:flagged", 0, limit - 1)

@@ -147,6 +147,9 @@ class Store(Protocol):
 
     def flagged(self, limit: int) -> list[Cluster]: ...
 
+    def ping(self) -> None:
+        """Raise :class:`StoreUnavailableError` unless the store answers."""
+
 
 def state(cluster: Cluster, account_batches: int) -> ClusterState:
     return ClusterState(
@@ -351,3 +354,6 @@ class LocalStore:
 
     def flagged(self, limit: int) -> list[Cluster]:
         return self.book.flagged(limit)
+
+    def ping(self) -> None:
+        """In this process: it always answers."""
