@@ -14,7 +14,7 @@ from pathlib import Path
 from eval import quality, speed
 from service.classify import CARD_FILE, Classifier
 from service.policy import load_policy
-from service.settings import SettingsError, get_settings
+from service.settings import settings_or_exit
 from training import data
 from training.card import render
 
@@ -26,11 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-quality", action="store_true", help="speed table only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    try:
-        settings = get_settings()
-    except SettingsError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
+    settings = settings_or_exit(parser.prog)
     problem = data.missing(settings.data_dir)
     if problem is not None:
         print(f"{parser.prog}: error: {problem}", file=sys.stderr)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.speed import hardware
-from service.settings import ROOT, get_settings
+from service.settings import ROOT, get_settings, settings_or_exit
 
 WORK = ROOT / "runs" / "batch-bench"
 CORPUS = Path("weibo16") / "reposts.jsonl.gz"
@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved runs of each engine")
     args = parser.parse_args(argv)
+    settings_or_exit(parser.prog)  # sample() reads them only after making its folder
     source = sample(None if args.full else args.posts)
     with source.open("rb") as lines:
         posts = sum(1 for line in lines if line.strip())

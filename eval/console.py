@@ -26,7 +26,7 @@ from service.api.app import create_app
 from service.console.present import dashboard
 from service.policy import load_policy
 from service.security import create_key, create_user
-from service.settings import Settings
+from service.settings import settings_or_exit
 from service.storage import open_repository, upgrade
 from service.storage.console_sql import ConsoleReads
 
@@ -36,10 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--times", type=int, default=20)
     args = parser.parse_args(argv)
+    configured = settings_or_exit(parser.prog)
     with tempfile.TemporaryDirectory() as work:
         url = f"sqlite:///{Path(work) / 'console.db'}"
         upgrade(url)
-        settings = Settings(state_dir=Path(work), database_url=url)
+        settings = configured.model_copy(update={"state_dir": Path(work), "database_url": url})
         policy = load_policy(settings.policy_file)
         repo = open_repository(url, 30.0, policy.review)
         filled = fill(repo, policy, args.records)

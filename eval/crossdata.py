@@ -26,7 +26,7 @@ from eval.quality import Dataset, Row, score, table
 from service.classify import CARD_FILE, TOKENIZER_FILE
 from service.heads import HEADS
 from service.normalise import normalise
-from service.settings import get_settings
+from service.settings import settings_or_exit
 from training import data, wide
 from training.finetune import finetune, head_logits
 from training.model import Scorer
@@ -70,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("runs/full"))
     parser.add_argument("--card", type=Path, default=None, help="model folder to describe")
     args = parser.parse_args(argv)
+    d = settings_or_exit(parser.prog).data_dir
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(FULL.threads)
-    d = get_settings().data_dir
     cold = Dataset("COLD", "incitement", data.cold(d))
     toxicn = Dataset("ToxiCN", "incitement", data.toxicn(d))
     tok = Tokenizer.from_file(str(args.work / "encoder" / TOKENIZER_FILE))

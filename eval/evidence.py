@@ -33,7 +33,7 @@ from service.heads import HEADS, RISKS, Head
 from service.normalise import normalise
 from service.pipeline import CLASSIFIER_RISKS
 from service.policy import Policy, load_policy
-from service.settings import get_settings
+from service.settings import settings_or_exit
 from training import data
 
 Search = Callable[[Classifier, str, Head], tuple[evidence.Chosen, int]]
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.evidence", description=__doc__)
     parser.add_argument("--posts", type=int, default=150, help="flagged posts per set")
     args = parser.parse_args(argv)
-    settings = get_settings()
+    settings = settings_or_exit(parser.prog)
     classifier = Classifier(settings.model_dir, threads=1)
     policy = load_policy(settings.policy_file)
     d = settings.data_dir

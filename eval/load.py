@@ -49,7 +49,7 @@ import httpx2 as httpx
 import numpy as np
 
 from eval.speed import hardware
-from service.settings import Settings
+from service.settings import Settings, settings_or_exit
 from training.data import cold, toxicn, weibo16
 
 RATES = (50, 100, 200)
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.load", description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="per stage (default 10)")
     args = parser.parse_args(argv)
-    settings = Settings()
+    settings = settings_or_exit(parser.prog)
     corpora = workloads(settings)
     with tempfile.TemporaryDirectory(prefix="qinglang-load-") as state:
         server = start_server(Path(state))

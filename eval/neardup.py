@@ -47,7 +47,7 @@ from service.neardup.index import Entry
 from service.neardup.shared import RedisStore
 from service.policy import load_policy
 from service.record import Post
-from service.settings import Settings
+from service.settings import Settings, settings_or_exit
 
 CHUNK = 256
 EMOJI = ["😂", "🙏", "👍", "[哈哈]", "[蜡烛]", "[怒]", "❗", "🔥"]
@@ -464,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis", type=int, default=40_000, help="posts through the Redis store")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args(argv)
-    settings = Settings()
+    settings = settings_or_exit(parser.prog)
     posts = stream(settings.data_dir / "weibo16" / "reposts.jsonl.gz", args.posts)
     templates = rumour_templates(settings.data_dir)
     k = load_policy(settings.policy_file).near_duplicates.batch_accounts

@@ -37,7 +37,7 @@ from service.policy import Policy, load_policy
 from service.record import Decision, ScoreRecord
 from service.review import items
 from service.review.items import ConflictError
-from service.settings import Settings
+from service.settings import settings_or_exit
 from service.storage import SqlRepository, open_migrated
 from service.storage.tables import ReviewItem, StoredRecord
 
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decisions", type=int, default=500, help="per client setting")
     parser.add_argument("--postgres", default=POSTGRES, help="server URL; '' to skip")
     args = parser.parse_args(argv)
-    policy = load_policy(Settings().policy_file)
+    policy = load_policy(settings_or_exit(parser.prog).policy_file)
     print(f"hardware: {hardware()}\ndate: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n")
     lines = ["| database | measure | p50 / rate | p95 |", "|---|---|---|---|"]
     with databases(args.postgres or None) as found:

@@ -7,6 +7,7 @@ read only when it exists). Environment variables win over the file.
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
 from collections.abc import Mapping
 from functools import lru_cache
@@ -320,6 +321,16 @@ def get_settings() -> Settings:
         raise SettingsError(f"{config or 'qinglang.toml'} is not TOML: {exc}") from None
     except ValidationError as exc:
         raise SettingsError("; ".join(_problem(e) for e in exc.errors())) from None
+
+
+def settings_or_exit(prog: str) -> Settings:
+    """:func:`get_settings` for a ``python -m`` program: a setting it cannot use ends it as
+    argparse ends it for a bad argument, ``{prog}: error: ...`` and status 2, before any work."""
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _problem(error: Any) -> str:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from eval import batch, console, crossdata, evidence, load, neardup, review
 from eval.__main__ import main as evaluate
 from service.settings import get_settings
 from training import data, refit
@@ -92,6 +93,20 @@ def test_missing_data_is_one_line_and_status_2_before_any_work(
     assert not work.exists() and not out.exists()
 
 
+PROGRAMS: list[tuple[str, Callable[[list[str]], int], list[str]]] = [
+    ("training.run", train, ["--recipe", "smoke", "--work", "work", "--out", "out"]),
+    ("eval", evaluate, ["--skip-speed"]),
+    ("eval.crossdata", crossdata.main, ["--work", "work", "--card", "out"]),
+    ("eval.evidence", evidence.main, ["--posts", "1"]),
+    ("eval.batch", batch.main, ["--posts", "1", "--skip-ray"]),
+    ("eval.console", console.main, ["--records", "1", "--times", "1"]),
+    ("eval.load", load.main, ["--seconds", "1"]),
+    ("eval.neardup", neardup.main, ["--posts", "1", "--naive", "1", "--pairs", "1"]),
+    ("eval.review", review.main, ["--records", "1", "--postgres", ""]),
+]
+
+
+@pytest.mark.parametrize(("program", "main", "argv"), PROGRAMS, ids=[p[0] for p in PROGRAMS])
 @pytest.mark.parametrize(
     ("variable", "value", "says"),
     [
@@ -101,6 +116,9 @@ def test_missing_data_is_one_line_and_status_2_before_any_work(
     ],
 )
 def test_a_setting_that_cannot_be_used_is_one_line_and_status_2(
+    program: str,
+    main: Callable[[list[str]], int],
+    argv: list[str],
     variable: str,
     value: str,
     says: str,
@@ -108,15 +126,17 @@ def test_a_setting_that_cannot_be_used_is_one_line_and_status_2(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    # the folders argv names are relative: here, and still empty at the end
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(variable, value)
     get_settings.cache_clear()
-    work, out = tmp_path / "work", tmp_path / "out"
     try:
-        assert train(["--recipe", "smoke", "--work", str(work), "--out", str(out)]) == 2
-        assert evaluate(["--skip-speed"]) == 2
+        with pytest.raises(SystemExit) as stopped:
+            main(argv)
     finally:
         get_settings.cache_clear()
-    trained, evaluated = capsys.readouterr().err.splitlines()
-    for line, program in ((trained, "python -m training.run"), (evaluated, "python -m eval")):
-        assert line.startswith(f"{program}: error: ") and says in line and "secret" not in line
-    assert not work.exists() and not out.exists()
+    assert stopped.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"python -m {program}: error: ") and says in line
+    assert "secret" not in line
+    assert list(tmp_path.iterdir()) == []

@@ -43,7 +43,7 @@ from service.classify import (
 )
 from service.heads import HEADS, Head
 from service.normalise import WINDOW, normalise
-from service.settings import SettingsError, get_settings
+from service.settings import settings_or_exit
 from training import calibrate, corpus, data, originality, pretrain, refit, tokenizer, wide
 from training.export import export, int8_cost, optimise_and_quantise, parity
 from training.finetune import (
@@ -172,11 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         "(training.calibrate), in place",
     )
     args = parser.parse_args(argv)
-    try:
-        settings = get_settings()
-    except SettingsError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
+    settings = settings_or_exit(parser.prog)
     data_dir = args.data or settings.data_dir
     problem = data.missing(data_dir)
     if problem is not None:
