@@ -1,0 +1,219 @@
+"""``qinglang rescore``: its usage checks, the export of the stored posts (``--from-db``), the
+engine that scores, the confirmed-rumour bank (``--bank``), the run's record and the
+comparison with an earlier output (``--compare``, ``--enqueue``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.batch.work import Scorer, ScorerFactory
+    from service.rescore import Summary
+    from service.settings import Settings
+    from service.storage.repository import StoredRumor
+
+
+def run(args: argparse.Namespace, load: ScorerFactory) -> int:
+    from service.batch.ray_engine import ClusterError
+    from service.rescore import DEFAULT_CHUNK_SIZE, RescoreError, check_paths, default_reject_path
+    from service.settings import get_settings
+
+    settings = get_settings()
+    if args.batch_size is not None:
+        settings = settings.model_copy(update={"batch_size": args.batch_size})
+    if args.no_evidence:
+        settings = settings.model_copy(update={"evidence": False})
+    rejects: Path = args.rejects or default_reject_path(args.output)
+    if args.enqueue and args.compare is None:
+        print("qinglang rescore: error: --enqueue needs --compare", file=sys.stderr)
+        return 2
+    if args.enqueue and args.no_evidence and not args.from_db:
+        # the server's sweep finds spans only for posts it stored: these would wait for ever
+        print(
+            "qinglang rescore: error: --enqueue with --no-evidence needs --from-db: a server "
+            "adds the spans of queued records only for the posts it stored",
+            file=sys.stderr,
+        )
+        return 2
+    usage = _usage_error(args)
+    if usage:
+        print(f"qinglang rescore: error: {usage}", file=sys.stderr)
+        return 2
+    # a chunk smaller than a model batch would cap the batch
+    chunk_size = args.chunk_size or max(DEFAULT_CHUNK_SIZE, settings.batch_size)
+    try:
+        if args.from_db:
+            args.input = _export(args, settings)
+        check_paths(args.input, args.output, rejects, args.compare)
+        summary = _run_rescore(args, load, settings, rejects, chunk_size)
+        print(summary.render(), file=sys.stderr)
+        if args.from_db:
+            _record_run(args, settings, summary)
+        if args.compare is not None:
+            _compare(args, settings)
+    except (RescoreError, ClusterError) as exc:
+        print(f"qinglang rescore: error: {exc}", file=sys.stderr)
+        return 2
+    return 1 if summary.failed_total and not args.skip_bad else 0
+
+
+def _usage_error(args: argparse.Namespace) -> str:
+    every, segment = args.checkpoint_every, args.segment_posts
+    if every is not None and segment is not None and every < segment:
+        # a checkpoint can only fall where a segment ends: a smaller N would be ignored
+        return (
+            f"--checkpoint-every {every} is less than --segment-posts {segment}: a checkpoint "
+            f"falls at a segment's end, so one could come only every {segment} posts; give "
+            f"--segment-posts {every} or less"
+        )
+    if args.from_db and args.input is not None:
+        return "give INPUT or --from-db, not both"
+    if not args.from_db and args.input is None:
+        return "give INPUT, or --from-db to re-score the stored posts"
+    if not args.from_db and (args.since or args.until):
+        return "--since and --until need --from-db"
+    return _engine_error(args) or _file_name_error(args)
+
+
+def _engine_error(args: argparse.Namespace) -> str:
+    from service.settings import MAX_WORKERS
+
+    if args.engine == "ray":
+        return ""
+    if args.ray_address is not None:
+        # the local engine would run without the cluster the command names
+        return "--ray-address needs --engine ray"
+    if (args.workers or 0) > MAX_WORKERS:
+        # each process here loads the model; a Ray cluster spreads its actors over machines
+        return f"--workers {args.workers} is over {MAX_WORKERS} processes on this machine"
+    return ""
+
+
+def _file_name_error(args: argparse.Namespace) -> str:
+    from service.batch.records import JSONL_SUFFIXES, file_name_error
+
+    problem = file_name_error(args.output)
+    if not problem and args.rejects is not None:
+        problem = file_name_error(args.rejects, "--rejects", JSONL_SUFFIXES)
+    return problem
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> Path:
+    from service.batch.stored import PeriodError, export, moment
+    from service.rescore import RescoreError
+    from service.storage import StorageError
+
+    try:
+        since = moment(args.since) if args.since else None
+        until = moment(args.until) if args.until else None
+        return export(settings, since, until, args.output)
+    except PeriodError as exc:
+        raise RescoreError(str(exc)) from exc
+    except StorageError as exc:
+        raise RescoreError(f"cannot read the stored posts: {exc}") from exc
+    except OSError as exc:
+        raise RescoreError(
+            f"cannot write the stored posts beside {args.output}: {exc.strerror}"
+        ) from exc
+
+
+def _record_run(args: argparse.Namespace, settings: Settings, summary: Summary) -> None:
+    from service.batch.stored import finish, moment
+    from service.rescore import RescoreError
+    from service.storage import StorageError
+    from service.storage.repository import RescoreRun
+
+    run = RescoreRun(
+        since=moment(args.since) if args.since else None,
+        until=moment(args.until) if args.until else None,
+        model_version=summary.model_version,
+        policy_version=summary.policy_version,
+        posts=summary.posts_read,
+        output=str(args.output),
+    )
+    try:
+        finish(settings, run, args.output)
+    except StorageError as exc:
+        raise RescoreError(f"the run is written but could not be recorded: {exc}") from exc
+
+
+def _run_rescore(
+    args: argparse.Namespace, load: ScorerFactory, settings: Settings, rejects: Path, chunk: int
+) -> Summary:
+    import os
+
+    from service.rescore import CHECKPOINT_POSTS, Engine, InlineEngine, batch_settings, rescore
+
+    settings = batch_settings(settings)
+    workers = args.workers or len(os.sched_getaffinity(0))
+    engine: Engine
+    if args.engine == "ray":
+        from service.batch.ray_engine import RayEngine
+
+        engine = RayEngine(load, settings, workers, args.ray_address)
+    elif workers > 1:
+        from service.batch.local import LocalEngine
+
+        engine = LocalEngine(load, settings, workers)
+    else:
+        engine = InlineEngine(_load_model(load, settings))
+    return rescore(
+        args.input,
+        args.output,
+        engine,
+        chunk_size=chunk,
+        reject_path=rejects,
+        progress=not args.no_progress,
+        checkpoint_posts=args.checkpoint_every or CHECKPOINT_POSTS,
+        segment_posts=args.segment_posts,
+        bank=_bank(settings) if args.bank else (),
+    )
+
+
+def _bank(settings: Settings) -> list[StoredRumor]:
+    from service.rescore import RescoreError
+    from service.storage import StorageError, open_existing
+
+    try:
+        repository = open_existing(settings.database, settings.db_timeout_s)
+        try:
+            return repository.rumors()
+        finally:
+            repository.close()
+    except StorageError as exc:
+        raise RescoreError(f"cannot read the confirmed-rumour bank: {exc}") from exc
+
+
+def _compare(args: argparse.Namespace, settings: Settings) -> None:
+    from service.batch.diff import diff, enqueue, report_file
+    from service.batch.records import RecordsError
+    from service.rescore import RescoreError
+
+    try:
+        report = diff(args.compare, args.output)
+    except RecordsError as exc:
+        raise RescoreError(f"cannot compare: {exc}") from exc
+    report_path = report_file(args.output)
+    report.save(report_path)
+    print(f"{report.render()}\n  report -> {report_path}", file=sys.stderr)
+    if args.enqueue:
+        from service.storage import StorageError
+
+        try:
+            added = enqueue(report, settings)
+        except StorageError as exc:
+            raise RescoreError(f"cannot enqueue the newly flagged posts: {exc}") from exc
+        print(f"review queue: {added:,} newly flagged records enqueued", file=sys.stderr)
+
+
+def _load_model(load: ScorerFactory, settings: Settings) -> Scorer:
+    from service.rescore import RescoreError
+
+    try:
+        return load(settings)
+    except Exception as exc:
+        # status 1 would read as "some lines rejected" to the script that called us
+        raise RescoreError(f"cannot load the model: {exc!r}") from exc
