@@ -653,7 +653,8 @@ def test_a_coordinated_batch_item_shows_its_members_in_time_order(api: Api) -> N
     (batch,) = [i for i in items if i.kind == "cluster"]
     page = api.client.get(f"/console/items/{batch.id}")
     assert page.status_code == 200
-    timeline = page.text[page.text.index('class="timeline"') :]
+    start = page.text.index('class="timeline"')
+    timeline = page.text[start : page.text.index("</ol>", start)]
     posts = re.findall(r"<li[^>]*>([^<]*)", timeline)
     assert [p.split(" · ")[1] for p in posts] == ["b0", "b1", "b2", "b3", "b4"]
     assert posts[0].startswith("2023-11-14 22:13") and "最早来源" in timeline
@@ -682,7 +683,8 @@ def test_a_cluster_item_is_shown_from_storage_while_the_shared_index_is_away(
     assert page.status_code == 200
     assert TEXT["index_away"][0] in page.text and "6379" not in page.text
     # the members the item holds, without the live window's times
-    timeline = page.text[page.text.index('class="timeline"') :]
+    start = page.text.index('class="timeline"')
+    timeline = page.text[start : page.text.index("</ol>", start)]
     assert {p.split(" · ")[1] for p in re.findall(r"<li[^>]*>([^<]*)", timeline)} == {
         f"b{i}" for i in range(5)
     }
@@ -930,3 +932,32 @@ def test_concurrent_attempts_check_no_more_passwords_than_the_limit(
         thread.join()
     assert len(statuses) == 8 and set(statuses) <= {401, 429}
     assert statuses.count(401) <= LIMITS.per_name
+
+
+def test_an_item_about_a_post_never_stored_says_so_and_that_confirming_charges_nobody(
+    api: Api,
+) -> None:
+    def reported(body: dict[str, str]) -> int:
+        filed = api.client.post("/v1/reports", json=body, headers=api.headers())
+        assert filed.status_code == 200, filed.text
+        return int(filed.json()["item_id"])
+
+    nobody = reported({"post_id": "never-seen", "category": "rumor", "text": "假"})
+    named = reported({"post_id": "gone", "account_id": "acc9", "category": "rumor", "text": "假"})
+    assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+    sign_in(api, "li")
+    (known,) = [
+        i.id
+        for i in api.services.review.list_items(api.services.scoring.policy).items
+        if i.post_id == "p1"
+    ]
+    for language, index in (("zh", 0), ("en", 1)):
+        api.client.get(f"/console/lang/{language}")
+        page = api.client.get(f"/console/items/{nobody}").text
+        assert TEXT["post_unknown"][index] in page and TEXT["charges_nobody"][index] in page
+        page = api.client.get(f"/console/items/{named}").text
+        assert TEXT["post_unknown"][index] in page and TEXT["charges_nobody"][index] not in page
+        # an account never charged: at the initial credit, with the note that says why
+        assert 'id="no-credit-record"' in page and 'id="credit">100<' in page
+        page = api.client.get(f"/console/items/{known}").text
+        assert 'id="post-unknown"' not in page and 'id="no-credit-record"' in page

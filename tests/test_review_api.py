@@ -288,7 +288,9 @@ def test_blank_names_and_loosely_typed_numbers_are_refused_at_their_field(api: A
         answer = api.client.request(method, url, json=body, headers=api.headers())
         assert answer.status_code == 422, (url, body, answer.text)
         assert answer.json()["detail"][0]["loc"] == loc, (url, body)
-    assert api.client.get("/v1/accounts/acc1", headers=api.headers()).status_code == 404
+    # the refused writes stored nothing: the account is as its post made it known
+    account = api.client.get("/v1/accounts/acc1", headers=api.headers()).json()
+    assert (account["name"], account["followers"], account["history"]) == (None, 0, [])
 
 
 def test_registration_check_and_account_profiles(api: Api) -> None:
@@ -357,3 +359,27 @@ def test_a_lower_level_lowers_the_review_threshold(pipeline: Pipeline) -> None:
     assert tuned.score_many([post])[0].decision == "pass"
     assert tuned.score_many([post], {"low": strict})[0].decision == "review"
     assert tuned.score_many([post], {"someone-else": strict})[0].decision == "pass"
+
+
+def test_an_account_the_service_knows_is_answered_and_an_appeal_refusal_names_its_reason(
+    api: Api,
+) -> None:
+    flagged_item(api, "p2", account="u2")
+    account = api.client.get("/v1/accounts/u2", headers=api.headers())
+    assert account.status_code == 200, account.text
+    body = account.json()
+    assert (body["credit"], body["level"], body["history"]) == (100, "A", [])
+    assert api.client.get("/v1/accounts/ghost", headers=api.headers()).status_code == 404
+    other = flagged_item(api, "p1")
+    api.services.review.decide(
+        api.services.scoring.policy, other["id"], "r1", "confirm", "rumor", "art18.6"
+    )
+    appeal = api.client.post(
+        "/v1/appeals",
+        json={"account_id": "u2", "item_id": other["id"], "reason": "不是我的"},
+        headers=api.headers(),
+    )
+    assert appeal.status_code == 409
+    assert appeal.json()["detail"] == (
+        f"item {other['id']} is not a confirmed violation of account 'u2'"
+    )

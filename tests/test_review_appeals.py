@@ -46,8 +46,8 @@ def appeal_of(repo: SqlRepository, policy: Policy, made: views.Decision, at: dat
     return filed.id
 
 
-def active(repo: SqlRepository, account: str, at: datetime) -> set[str]:
-    return {d.kind for d in repo.get_account(account, now=at).dispositions}
+def active(repo: SqlRepository, policy: Policy, account: str, at: datetime) -> set[str]:
+    return {d.kind for d in repo.get_account(policy, account, now=at).dispositions}
 
 
 def test_appeals_of_one_violation_filed_at_once_store_one(
@@ -95,9 +95,9 @@ def test_upholding_one_of_eight_rumours_leaves_what_the_other_seven_call_for(
     (change,) = [c for c in upheld.reversed if isinstance(c, views.CreditChange)]
     # without the third, the fourth deducts 60 from 25: the floor all the same
     assert change.delta == 0
-    account = repo.get_account("acc1", now=later)
+    account = repo.get_account(policy, "acc1", now=later)
     assert (account.credit, account.level) == (0, "X")
-    assert active(repo, "acc1", later) >= X_STEPS
+    assert active(repo, policy, "acc1", later) >= X_STEPS
     # the reversed violation no longer counts: a ninth is the eighth standing one
     ninth = confirmed(repo, policy, "p8", "acc1", later + MINUTE)
     assert ninth.credits[0].delta == 0
@@ -109,7 +109,7 @@ def test_an_upheld_appeal_gives_back_what_the_account_would_have_without_the_vio
 ) -> None:
     rules = policy.credit
     made = [confirmed(repo, policy, f"p{n}", "acc1", T0 + n * MINUTE) for n in range(3)]
-    assert repo.get_account("acc1", now=T0 + 3 * MINUTE).level == "X"
+    assert repo.get_account(policy, "acc1", now=T0 + 3 * MINUTE).level == "X"
     later = T0 + 10 * MINUTE
     repo.decide_appeal(
         policy, appeal_of(repo, policy, made[0], later), "r2", "uphold", None, now=later
@@ -118,10 +118,10 @@ def test_an_upheld_appeal_gives_back_what_the_account_would_have_without_the_vio
     alone = credit.deduction(rules, rules.initial, "rumor", "block", 0)
     expected = rules.initial + alone
     expected += credit.deduction(rules, expected, "rumor", "block", 1)
-    account = repo.get_account("acc1", now=later)
+    account = repo.get_account(policy, "acc1", now=later)
     assert (account.credit, account.level) == (expected, credit.level(rules, expected).name)
     # its level calls for no X step any more, although those rest on the third violation
-    left = active(repo, "acc1", later)
+    left = active(repo, policy, "acc1", later)
     assert not X_STEPS & left and {"warning", "suspend_updates"} <= left
 
 

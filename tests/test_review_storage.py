@@ -15,7 +15,7 @@ from sqlalchemy import inspect, text
 
 from service.policy import Policy, load_policy
 from service.record import Post
-from service.review import chain, views
+from service.review import chain, credit, views
 from service.review.appeals import AppealClosedError
 from service.review.items import ConflictError, ForbiddenError, NotFoundError, QueueRequest
 from service.review.registration import subject_digest
@@ -113,7 +113,7 @@ def test_a_confirmation_deducts_credit_applies_dispositions_and_a_second_decisio
     assert decision.dispositions[0].decided_by == "r1" and decision.dispositions[0].basis
     with pytest.raises(ConflictError, match="decided already"):
         repo.decide(policy, item, "r1", "dismiss", None, None)
-    account = repo.get_account("acc1")
+    account = repo.get_account(policy, "acc1")
     assert account.credit == policy.credit.initial - expected
     assert [d.kind for d in account.dispositions] == ["warning"]
     assert len(account.history) == 2
@@ -121,7 +121,7 @@ def test_a_confirmation_deducts_credit_applies_dispositions_and_a_second_decisio
     kinds = [e.kind for e in repo.audit_entries()]
     assert kinds == ["score.flagged", "review.decision", "credit.change", "disposition.applied"]
     with pytest.raises(NotFoundError):
-        repo.get_account("nobody")
+        repo.get_account(policy, "nobody")
 
 
 def test_repeated_violations_weigh_more_and_walk_down_the_ladder(
@@ -133,7 +133,7 @@ def test_repeated_violations_weigh_more_and_walk_down_the_ladder(
         made = repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6")
         deltas.append(made.credits[0].delta)
     assert deltas[0] > deltas[1] > deltas[2]
-    account = repo.get_account("acc1")
+    account = repo.get_account(policy, "acc1")
     assert account.credit == max(policy.credit.floor, policy.credit.initial + sum(deltas))
     assert account.level == policy.credit.blacklist
     active = {d.kind for d in account.dispositions}
@@ -204,8 +204,8 @@ def test_dismissals_and_escalations(repo: SqlRepository, policy: Policy) -> None
         repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6")
     dismissed = repo.decide(policy, item, "r2", "dismiss", "rumor", None)
     assert dismissed.status == "dismissed"
-    with pytest.raises(NotFoundError):
-        repo.get_account("acc1")  # a dismissal touches no credit
+    # a dismissal touches no credit
+    assert repo.get_account(policy, "acc1").credit == policy.credit.initial
     (label,) = repo.labels()
     assert label["label"] == 0 and label["text"] == "误报的正文" and label["head"] == "rumor"
     assert label["model_version"] == "sha256:m1" and label["policy_version"] == policy.version
@@ -238,7 +238,7 @@ def test_reports_merge_into_the_posts_open_item_and_raise_its_priority(
     )
     repo.decide(policy, by_account.item_id, "r1", "confirm", "rumor", "art18.6")
     assert repo.get_report(policy, by_account.id).status == "confirmed"
-    assert repo.get_account("acc3").credit < policy.credit.initial
+    assert repo.get_account(policy, "acc3").credit < policy.credit.initial
     # the next report on that account opens a new item: the decided one is closed
     again = repo.file_report(
         policy, post_id=None, account_id="acc3", category="rumor", text_="", reporter="k1"
@@ -259,7 +259,7 @@ def test_a_report_on_a_decided_or_stored_post_is_charged_to_its_account(
     item = repo.get_item(policy, late.item_id)
     assert item.account_id == "acc7"
     repo.decide(policy, late.item_id, "r2", "confirm", "rumor", "art18.6")
-    assert repo.get_account("acc7").credit < policy.credit.initial
+    assert repo.get_account(policy, "acc7").credit < policy.credit.initial
     # stored without an item (not enqueued): its post names the account
     rec = record("p2").model_copy(update={"account_id": "acc8"})
     repo.save_records([Pending(rec, False, "正文", Post(id="p2", text="正文", account_id="acc8"))])
@@ -297,7 +297,7 @@ def test_idempotent_writes_happen_once(repo: SqlRepository, policy: Policy) -> N
     decided_key = Idempotency.of("r1", "d-1", "decision", {})
     made = repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6", idem=decided_key)
     assert repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6", idem=decided_key) == made
-    assert repo.get_account("acc1").credit == policy.credit.initial + made.credits[0].delta
+    assert repo.get_account(policy, "acc1").credit == policy.credit.initial + made.credits[0].delta
 
 
 def test_an_upheld_appeal_reverses_credit_and_lifts_dispositions_by_new_events(
@@ -319,7 +319,7 @@ def test_an_upheld_appeal_reverses_credit_and_lifts_dispositions_by_new_events(
     assert upheld.status == "upheld" and upheld.resolved_by == "r2"
     changes = [c for c in upheld.reversed if isinstance(c, views.CreditChange)]
     assert [c.delta for c in changes] == [-decided.credits[0].delta]
-    account = repo.get_account("acc1", now=T0 + 3 * HOUR)
+    account = repo.get_account(policy, "acc1", now=T0 + 3 * HOUR)
     assert account.credit == policy.credit.initial and account.dispositions == []
     # nothing was deleted: the deduction and the lifted warning are still in the history
     assert len(account.history) == 3
@@ -342,12 +342,12 @@ def test_a_reversal_stops_at_the_initial_credit_and_keeps_what_other_violations_
     # clean periods give points back while the appeal waits
     waited = T0 + timedelta(days=2 * rules.restore_every_days + 1)
     repo.restore_credit(policy, now=waited)
-    restored = repo.get_account("acc1", now=waited).credit
+    restored = repo.get_account(policy, "acc1", now=waited).credit
     assert restored > rules.initial + deducted.credits[0].delta
     upheld = repo.decide_appeal(policy, appeal.id, "r2", "uphold", None, now=waited)
     (change,) = [c for c in upheld.reversed if isinstance(c, views.CreditChange)]
     assert change.delta == rules.initial - restored
-    assert repo.get_account("acc1", now=waited).credit == rules.initial
+    assert repo.get_account(policy, "acc1", now=waited).credit == rules.initial
 
     # two standing violations: upholding the appeal on the one that applied the warning keeps
     # the warning, now resting on the other
@@ -356,7 +356,9 @@ def test_a_reversal_stops_at_the_initial_credit_and_keeps_what_other_violations_
     other = flag(repo, "q2", "acc2", "block")
     repo.decide(policy, other, "r1", "confirm", "rumor", "art18.6", now=T0 + HOUR)
     (warning,) = [
-        d for d in repo.get_account("acc2", now=T0 + HOUR).dispositions if d.kind == "warning"
+        d
+        for d in repo.get_account(policy, "acc2", now=T0 + HOUR).dispositions
+        if d.kind == "warning"
     ]
     assert warning.item_id == warned
     appeal = repo.file_appeal(
@@ -364,7 +366,9 @@ def test_a_reversal_stops_at_the_initial_credit_and_keeps_what_other_violations_
     )
     repo.decide_appeal(policy, appeal.id, "r2", "uphold", None, now=T0 + 2 * HOUR)
     (kept,) = [
-        d for d in repo.get_account("acc2", now=T0 + 2 * HOUR).dispositions if d.kind == "warning"
+        d
+        for d in repo.get_account(policy, "acc2", now=T0 + 2 * HOUR).dispositions
+        if d.kind == "warning"
     ]
     assert (kept.item_id, kept.ends_at) == (other, warning.ends_at)
     # upholding the other appeal too leaves nothing standing
@@ -372,7 +376,7 @@ def test_a_reversal_stops_at_the_initial_credit_and_keeps_what_other_violations_
         policy, account_id="acc2", item_id=other, reason="误判", filed_by="k1", now=T0 + 3 * HOUR
     )
     repo.decide_appeal(policy, appeal.id, "r2", "uphold", None, now=T0 + 4 * HOUR)
-    account = repo.get_account("acc2", now=T0 + 4 * HOUR)
+    account = repo.get_account(policy, "acc2", now=T0 + 4 * HOUR)
     assert account.dispositions == [] and account.credit == rules.initial
     assert verify(repo) == []
 
@@ -404,7 +408,8 @@ def test_appeals_out_of_window_overdue_and_bad_targets(repo: SqlRepository, poli
     repo.decide_appeal(policy, first, "r2", "reject", None, now=after)
     assert repo.list_appeals(now=after).overdue == 1
     assert [a.id for a in repo.list_appeals(overdue_only=True, now=after).appeals] != [first]
-    assert repo.get_account("acc1").credit < policy.credit.initial  # a rejection reverses nothing
+    # a rejection reverses nothing
+    assert repo.get_account(policy, "acc1").credit < policy.credit.initial
 
 
 def test_pending_appeals_are_found_past_any_number_of_resolved_ones(
@@ -445,7 +450,7 @@ def test_clean_periods_restore_credit_slowly(repo: SqlRepository, policy: Policy
     assert repo.restore_credit(policy, now=T0 + period / 2) == 0
     assert repo.restore_credit(policy, now=T0 + period + HOUR) == 1
     assert repo.restore_credit(policy, now=T0 + period + 2 * HOUR) == 0
-    account = repo.get_account("acc1")
+    account = repo.get_account(policy, "acc1")
     assert (
         account.credit
         == policy.credit.initial + made.credits[0].delta + policy.credit.restore_points
@@ -464,7 +469,7 @@ def test_registration_is_refused_for_a_blacklisted_subject_and_a_closed_name(
         repo.decide(
             policy, flag(repo, f"p{n}", "bad", "block"), "r1", "confirm", "rumor", "art18.6"
         )
-    assert repo.get_account("bad").level == policy.credit.blacklist
+    assert repo.get_account(policy, "bad").level == policy.credit.blacklist
     same = repo.check_registration(policy, "清朗 每日新聞", "another-subject")
     assert not same.allowed and [r["code"] for r in same.reasons] == ["name_taken"]
     near = repo.check_registration(policy, "清朗每日新闯", "another-subject")
@@ -499,7 +504,7 @@ def test_hostile_text_is_stored_and_returned_exactly(repo: SqlRepository, policy
     assert repo.get_report(policy, report.id).text == hostile
     assert repo.get_report(policy, report.id).post_id == "'; --"
     repo.put_account(policy, "acc<x>", name=hostile, subject_id=None, followers=0)
-    assert repo.get_account("acc<x>").name == hostile
+    assert repo.get_account(policy, "acc<x>").name == hostile
 
 
 def test_migrating_from_the_previous_revision_keeps_queued_items(database_url: str) -> None:
@@ -579,11 +584,10 @@ def test_other_sources_queue_one_item_per_open_cluster_or_match(
         policy, account_id="acc7", item_id=cluster.id, reason="我没参与", filed_by="k"
     )
     repo.decide_appeal(policy, appeal.id, "r2", "uphold", None)
-    assert repo.get_account("acc7").credit == policy.credit.initial
-    assert repo.get_account("acc8").credit < policy.credit.initial
-    # one member cleared leaves the batch a confirmed violation: its label stays 1
-    (label,) = [x for x in repo.labels() if x["item_id"] == cluster.id]
-    assert label["label"] == 1 and label["appeal_upheld"]
+    assert repo.get_account(policy, "acc7").credit == policy.credit.initial
+    assert repo.get_account(policy, "acc8").credit < policy.credit.initial
+    # the batch's item names no post with its text: no label, whatever its members' appeals
+    assert [x for x in repo.labels() if x["item_id"] == cluster.id] == []
     assert [e.kind for e in repo.audit_entries()][:2] == ["review.enqueued", "review.enqueued"]
     assert verify(repo) == []
 
@@ -653,7 +657,7 @@ def _blacklist(repo: SqlRepository, policy: Policy, account: str) -> None:
     for n in range(4):
         item = flag(repo, f"{account}-p{n}", account, "block")
         repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6")
-    assert repo.get_account(account).level == policy.credit.blacklist
+    assert repo.get_account(policy, account).level == policy.credit.blacklist
 
 
 def test_a_blacklisted_accounts_subject_and_name_stay_refused_whatever_is_put_later(
@@ -734,7 +738,7 @@ def test_a_rename_racing_the_close_leaves_every_name_refused(
         thread.start()
     for thread in threads:
         thread.join()
-    assert repo.get_account("bad").level == policy.credit.blacklist
+    assert repo.get_account(policy, "bad").level == policy.credit.blacklist
     assert not repo.check_registration(policy, "清朗每日新闻", "another-subject").allowed
     new_name = repo.check_registration(policy, "无名小号", "another-subject")
     assert renamed == [not new_name.allowed]
@@ -799,7 +803,7 @@ def test_a_post_is_charged_once_whichever_item_or_report_comes_to_it(
 ) -> None:
     item = flag(repo, "p1", "acc1")
     repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6")
-    credit = repo.get_account("acc1").credit
+    credit = repo.get_account(policy, "acc1").credit
     late = repo.file_report(
         policy, post_id="p1", account_id=None, category="rumor", text_="", reporter="k1"
     )
@@ -823,7 +827,7 @@ def test_a_post_is_charged_once_whichever_item_or_report_comes_to_it(
     made = repo.decide(policy, cluster.id, "r1", "confirm", "coordination", "art18.4")
     assert [c.account_id for c in made.credits] == ["acc3"]
     assert [(u.account_id, u.charged_by) for u in made.uncharged] == [("acc2", own)]
-    assert repo.get_account("acc1").credit == credit
+    assert repo.get_account(policy, "acc1").credit == credit
     assert verify(repo) == []
 
 
@@ -968,3 +972,123 @@ def test_the_reporter_id_migration_goes_down_and_up_keeping_the_reports(
         assert repo.get_report(policy, again.id - 1).reporter_id is None
     finally:
         repo.close()
+
+
+def test_an_account_the_service_knows_is_at_the_initial_credit_until_it_is_charged(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    rules = policy.credit
+    flag(repo, "p1", "u2")  # its post stored and queued
+    rec = record("p2").model_copy(update={"account_id": "u3"})
+    repo.save_records([Pending(rec, False, "正文", Post(id="p2", text="正文", account_id="u3"))])
+    for known in ("u2", "u3"):
+        account = repo.get_account(policy, known)
+        assert (account.credit, account.level) == (
+            rules.initial,
+            credit.level(rules, rules.initial).name,
+        )
+        assert (account.name, account.dispositions, account.history) == (None, [], [])
+    with pytest.raises(NotFoundError, match="no account 'ghost'"):
+        repo.get_account(policy, "ghost")
+    # an appeal on an item it is no member of says so, not that the account is unknown
+    other = flag(repo, "p3", "acc1")
+    repo.decide(policy, other, "r1", "confirm", "rumor", "art18.6")
+    with pytest.raises(
+        ConflictError, match=f"item {other} is not a confirmed violation of account 'u2'"
+    ):
+        repo.file_appeal(policy, account_id="u2", item_id=other, reason="r", filed_by="k")
+
+
+def test_a_member_the_confirmation_did_not_charge_appeals_where_it_was_charged(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    own = flag(repo, "c4", "acc4")
+    repo.decide(policy, own, "r1", "confirm", "coordination", "art18.4")
+    members = [{"post_id": f"c{n}", "account_id": f"acc{n}"} for n in (3, 4)]
+    batch = repo.enqueue(
+        policy,
+        kind="cluster",
+        merge_key="cluster:b1",
+        head="coordination",
+        severity="review",
+        reach=2,
+        evidence={"members": members},
+    )
+    made = repo.decide(policy, batch.id, "r1", "confirm", "coordination", "art18.4")
+    assert [(u.account_id, u.charged_by) for u in made.uncharged] == [("acc4", own)]
+    why = f"item {batch.id} did not charge account 'acc4' \\(item {own} did\\)"
+    with pytest.raises(ConflictError, match=why):
+        repo.file_appeal(policy, account_id="acc4", item_id=batch.id, reason="r", filed_by="k")
+    assert repo.list_appeals().appeals == []
+    repo.file_appeal(policy, account_id="acc3", item_id=batch.id, reason="r", filed_by="k")
+    repo.file_appeal(policy, account_id="acc4", item_id=own, reason="r", filed_by="k")
+
+
+def test_labels_are_of_posts_with_text_and_follow_the_appeal_of_the_posts_account(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    members = [{"post_id": f"b{n}", "account_id": f"acc{n}"} for n in (1, 2)]
+    batch = repo.enqueue(
+        policy,
+        kind="cluster",
+        merge_key="cluster:b1",
+        head="coordination",
+        severity="review",
+        reach=2,
+        evidence={"members": members},
+        account_id="acc1",
+    )
+    repo.decide(policy, batch.id, "r1", "confirm", "coordination", "art18.4")
+    # an item of a post with its text that names more accounts than the post's
+    members = [{"post_id": "d1", "account_id": "acc3"}, {"post_id": "d2", "account_id": "acc4"}]
+    shared = repo.enqueue(
+        policy,
+        kind="cluster",
+        merge_key="cluster:b2",
+        head="coordination",
+        severity="review",
+        reach=2,
+        evidence={"members": members},
+        post_id="d1",
+        account_id="acc3",
+        text_="正文",
+    )
+    repo.decide(policy, shared.id, "r1", "confirm", "coordination", "art18.4")
+
+    def upheld(account: str) -> None:
+        appeal = repo.file_appeal(
+            policy, account_id=account, item_id=shared.id, reason="r", filed_by="k"
+        )
+        repo.decide_appeal(policy, appeal.id, "r2", "uphold", None)
+
+    def rows() -> list[tuple[int, str, int, bool]]:
+        return [(x["item_id"], x["text"], x["label"], x["appeal_upheld"]) for x in repo.labels()]
+
+    # the batch's item has no text: no label; another member's appeal leaves the post's
+    upheld("acc4")
+    assert rows() == [(shared.id, "正文", 1, False)]
+    upheld("acc3")
+    assert rows() == [(shared.id, "正文", 0, True)]
+
+
+def test_a_report_on_a_post_cleared_on_appeal_says_so_and_charges_nothing(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    item = flag(repo, "p1", "acc1")
+    repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6")
+    early = repo.file_report(
+        policy, post_id="p1", account_id=None, category="rumor", text_="", reporter="k1"
+    )
+    assert early.status == "confirmed"
+    appeal = repo.file_appeal(policy, account_id="acc1", item_id=item, reason="r", filed_by="k")
+    repo.decide_appeal(policy, appeal.id, "r2", "uphold", None)
+    cleared = repo.get_account(policy, "acc1").credit
+    late = repo.file_report(
+        policy, post_id="p1", account_id=None, category="rumor", text_="", reporter="k2"
+    )
+    assert (late.item_id, late.status, late.overdue) == (item, "overturned", False)
+    assert repo.get_report(policy, early.id).status == "overturned"
+    assert repo.get_item(policy, item).reports == 2
+    assert [i.post_id for i in repo.list_items(policy).items] == []
+    assert repo.get_account(policy, "acc1").credit == cleared == policy.credit.initial
+    assert verify(repo) == []

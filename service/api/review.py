@@ -237,8 +237,10 @@ async def decide(
 @router.get("/accounts/{account_id}")
 async def get_account(account_id: AccountId, found: Found, who: Anyone) -> views.Account:
     """Credit, level, active dispositions and the history of both; the reviewers who decided
-    and lifted the dispositions for reviewer and admin keys only."""
-    return shown_to(who, await run_in_threadpool(found.review.get_account, account_id))
+    and lifted the dispositions for reviewer and admin keys only. An account the service knows
+    (by its posts or review items) that was never charged is at the initial credit."""
+    policy = found.scoring.policy
+    return shown_to(who, await run_in_threadpool(found.review.get_account, policy, account_id))
 
 
 @router.put("/accounts/{account_id}")

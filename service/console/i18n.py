@@ -44,6 +44,14 @@ TEXT: dict[str, tuple[str, str]] = {
     "filter": ("筛选", "Filter"),
     "next_page": ("下一页", "Next page"),
     "next_item": ("下一条", "Next item"),
+    "post_unknown": (
+        "服务从未存储此帖子:没有正文可读。",
+        "The service never stored this post: there is no text to read.",
+    ),
+    "charges_nobody": (
+        "举报未指明账号,确认违规不扣任何账号的信用分。",
+        "The report names no account: confirming it charges nobody.",
+    ),
     "no_credit_record": (
         "尚无信用记录:未受过处置,信用分按初始值 {credit} 计",
         "No credit record yet: never penalised, so at the initial {credit}",
@@ -155,6 +163,11 @@ TEXT: dict[str, tuple[str, str]] = {
     "refusal.not_a_violation_of": (
         "条目 {item_id} 不是账号“{account_id}”已确认的违规",
         "Item {item_id} is not a confirmed violation of account {account_id!r}",
+    ),
+    "refusal.charged_by_other": (
+        "条目 {item_id} 未扣账号“{account_id}”的信用分(由条目 {charged_by} 扣除):请对该条目申诉",
+        "Item {item_id} did not charge account {account_id!r} (item {charged_by} did): "
+        "the post is appealed there",
     ),
     "refusal.no_decision": (
         "条目 {item_id} 没有可申诉的决定",

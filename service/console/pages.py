@@ -194,10 +194,8 @@ async def item_page(item_id: ItemId, who: Signed) -> HTMLResponse:
         return who.page("error.html", 404, message_key="not_found")
     account = None
     if item.account_id is not None:
-        try:
-            account = await who.call(who.found.review.get_account, item.account_id)
-        except NotFoundError:
-            account = None
+        # known by this item: one never charged is at the initial credit
+        account = await who.call(who.found.review.get_account, policy, item.account_id)
     record = present.record_of(item) or {}
     reasons = record.get("reasons", [])
     cid = present.cluster_id(item)

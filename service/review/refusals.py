@@ -19,6 +19,8 @@ REASONS: dict[str, str] = {
     "no_report": "no report {report_id}",
     "no_appeal": "no appeal {appeal_id}",
     "not_a_violation_of": "item {item_id} is not a confirmed violation of account {account_id!r}",
+    "charged_by_other": "item {item_id} did not charge account {account_id!r} (item "
+    "{charged_by} did): the post is appealed there",
     "no_decision": "item {item_id} has no decision to appeal",
     "appeal_closed": "the window to appeal closed at {deadline:iso}",
     "appealed_already": "item {item_id} was appealed already (appeal {appeal_id})",

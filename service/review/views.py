@@ -4,12 +4,14 @@ write stores to answer a retry with."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from service.review.appeals import AppealStatus
 from service.review.items import Action, Category, Kind, Status
+
+ReportStatus = Literal[Status, "overturned"]
 
 
 class Item(BaseModel):
@@ -162,7 +164,10 @@ class Report(BaseModel):
         description="reporters of the item so far, each counted once towards its priority: "
         "each key, and each reporter_id a key gave"
     )
-    status: Status = Field(description="the review item's status: the report's outcome")
+    status: ReportStatus = Field(
+        description="the report's outcome: its review item's status, or overturned where an "
+        "upheld appeal of the post's account overturned the item's confirmation"
+    )
     created_at: datetime
     # defaults: a retry may be answered with a report stored before reports had deadlines
     deadline: datetime | None = Field(

@@ -311,7 +311,11 @@ class ReviewRepository(Protocol):
         the stored value."""
         ...
 
-    def get_account(self, account_id: str, now: datetime | None = None) -> views.Account: ...
+    def get_account(
+        self, policy: Policy, account_id: str, now: datetime | None = None
+    ) -> views.Account:
+        """The account; one known without a credit record is at ``policy``'s initial credit."""
+        ...
 
     def restore_credit(self, policy: Policy, now: datetime | None = None) -> int:
         """Restore every account due points for clean periods; how many were."""

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from service.policy import Policy
 from service.review import appeals as appeal_rules
-from service.review import dispositions, items, views
+from service.review import credit, dispositions, items, views
 from service.review.items import FINAL, Category
 from service.storage.tables import (
     CreditEntry,
@@ -126,9 +126,27 @@ def account_view(session: Session, account: StoredAccount, now: datetime) -> vie
     )
 
 
+def new_account_view(policy: Policy, account_id: str) -> views.Account:
+    """An account the service knows that has no credit record yet: never charged, so at the
+    initial credit, without a profile."""
+    rules = policy.credit
+    return views.Account(
+        account_id=account_id,
+        credit=rules.initial,
+        level=credit.level(rules, rules.initial).name,
+        name=None,
+        followers=0,
+        dispositions=[],
+        history=[],
+    )
+
+
 def report_view(
-    policy: Policy, report: StoredReport, item: ReviewItem, now: datetime
+    policy: Policy, report: StoredReport, item: ReviewItem, now: datetime, overturned: bool
 ) -> views.Report:
+    """The report; ``overturned`` where an upheld appeal overturned its item's confirmation
+    (:func:`~service.storage.review_steps.overturned`), so that nobody is told a post cleared
+    on appeal is a confirmed violation."""
     filed = utc(report.created_at)
     due = items.report_due(policy.review, filed)
     return views.Report(
@@ -140,7 +158,7 @@ def report_view(
         reporter_id=report.reporter_id,
         item_id=item.id,
         item_reports=item.reports,
-        status=cast(items.Status, item.status),
+        status="overturned" if overturned else cast(items.Status, item.status),
         created_at=filed,
         deadline=due,
         overdue=items.report_overdue(item.status, due, now),

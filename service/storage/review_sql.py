@@ -35,6 +35,7 @@ from service.storage.review_rows import (
     account_view,
     appeal_view,
     item_view,
+    new_account_view,
     report_view,
     utc,
 )
@@ -49,9 +50,11 @@ from service.storage.review_steps import (
     held_item,
     hold_name,
     item_to_join,
+    known_account,
     locked_account,
     lost_race,
     new_item,
+    overturned,
     post_owner,
     restore,
     reverse,
@@ -339,11 +342,18 @@ class ReviewSql:
             tx.session.flush()
             return account_view(tx.session, account, tx.now)
 
-    def get_account(self, account_id: str, now: datetime | None = None) -> views.Account:
+    def get_account(
+        self, policy: Policy, account_id: str, now: datetime | None = None
+    ) -> views.Account:
+        """The account's credit, level, dispositions and history. One the service knows
+        without a credit record yet (it was never charged nor given a profile) is at the
+        initial credit; one it never saw is 404."""
         with self._session() as session:
             account = session.get(StoredAccount, account_id)
             if account is None:
-                raise NotFoundError("no_account", account_id=account_id)
+                if not known_account(session, account_id):
+                    raise NotFoundError("no_account", account_id=account_id)
+                return new_account_view(policy, account_id)
             return account_view(session, account, now or datetime.now(UTC))
 
     def account_levels(self, levels: list[str]) -> dict[str, str]:
@@ -391,7 +401,8 @@ class ReviewSql:
     ) -> views.Report:
         """Store a complaint and join it to the post's (or account's) open item, raising its
         priority, or to the item that confirmed the post (the post is decided and charged once:
-        the report's answer is that decision), or open a report item for it. Each reporter
+        the report's answer is that decision, ``overturned`` once an appeal overturned it), or
+        open a report item for it. Each reporter
         counts once towards an item's priority: the key it came with (``reporter``) and the
         platform's id of its user (``reporter_id``), or the key alone when it gave none."""
 
@@ -452,7 +463,7 @@ class ReviewSql:
                     else registration.subject_digest(reporter_id),
                 },
             )
-            return report_view(policy, report, item, tx.now)
+            return report_view(policy, report, item, tx.now, overturned(tx.session, item))
 
         return self._once(policy, now, idem, views.Report, run)
 
@@ -540,7 +551,8 @@ class ReviewSql:
                 raise NotFoundError("no_report", report_id=report_id)
             item = session.get(ReviewItem, report.item_id)
             assert item is not None
-            return report_view(policy, report, item, now or datetime.now(UTC))
+            moment = now or datetime.now(UTC)
+            return report_view(policy, report, item, moment, overturned(session, item))
 
     def file_appeal(
         self,
@@ -554,13 +566,14 @@ class ReviewSql:
         now: datetime | None = None,
     ) -> views.Appeal:
         def run(tx: Tx) -> views.Appeal:
-            if tx.session.get(StoredAccount, account_id) is None:
+            if not known_account(tx.session, account_id):
                 raise NotFoundError("no_account", account_id=account_id)
             item = tx.session.get(ReviewItem, item_id)
             if item is None:
                 raise NotFoundError("no_item", item_id=item_id)
             if account_id not in accounts_of(item) or item.status != "confirmed":
                 raise ConflictError("not_a_violation_of", item_id=item_id, account_id=account_id)
+            _check_charged(tx, item, account_id)
             decision = final_decision(tx.session, item_id)
             deadline = appeal_rules.check_filing(policy.appeals, utc(decision.decided_at), tx.now)
             earlier = tx.session.scalar(
@@ -746,43 +759,34 @@ class ReviewSql:
             return head.seq, head.hash
 
     def labels(self) -> Iterator[dict[str, Any]]:
-        """Reviewers' final decisions as training labels: 1 for a confirmed violation (unless
-        the appeals of every account it charged were upheld: one member's appeal clears that
-        account, not its coordinated batch), 0 for a dismissal."""
+        """Reviewers' final decisions on posts as training labels, one per item with its
+        post's text: 1 for a confirmed violation, 0 for a dismissal or a confirmation an
+        upheld appeal of the post's account overturned (:func:`overturned`: a batch member's
+        appeal clears that member, not the post the row stands for)."""
         upheld = select(StoredAppeal.item_id, StoredAppeal.account_id).where(
             StoredAppeal.status == "upheld"
-        )
-        charges = select(CreditEntry.item_id, CreditEntry.account_id).where(
-            CreditEntry.reason == "violation"
         )
         query = (
             select(ReviewDecision, ReviewItem)
             .join(ReviewItem, ReviewItem.id == ReviewDecision.item_id)
             .where(ReviewDecision.action.in_(("confirm", "dismiss")))
-            # a label without the text it labels teaches nothing (a post the service never
-            # stored); a coordinated batch's is the batch's, which its members' evidence holds
-            .where(or_(ReviewItem.text.is_not(None), ReviewItem.kind == "cluster"))
+            # a label without the text it labels teaches nothing: a post the service never
+            # stored, and a coordinated batch's item, which names no post of its own
+            .where(ReviewItem.text.is_not(None))
             .order_by(ReviewDecision.id)
         )
         with self._session() as session:
-            appealed: dict[int, set[str]] = {}
-            for item_id, account in session.execute(upheld):
-                appealed.setdefault(item_id, set()).add(account)
-            charged: dict[int, set[str]] = {}
-            for entry_item, account in session.execute(charges):
-                if entry_item is not None:
-                    charged.setdefault(entry_item, set()).add(account)
+            appealed = {(item_id, account) for item_id, account in session.execute(upheld)}
             for decision, item in session.execute(query):
-                cleared = item.id in appealed and appealed[item.id] >= charged.get(item.id, set())
-                confirmed = decision.action == "confirm" and not cleared
+                cleared = (item.id, item.account_id) in appealed
                 yield {
                     "item_id": item.id,
                     "post_id": item.post_id,
                     "text": item.text,
                     "head": decision.category or item.head,
-                    "label": int(confirmed),
+                    "label": int(decision.action == "confirm" and not cleared),
                     "action": decision.action,
-                    "appeal_upheld": item.id in appealed,
+                    "appeal_upheld": cleared,
                     "decided_at": utc(decision.decided_at).isoformat(),
                     "policy_version": decision.policy_version,
                     "model_version": item.model_version,
@@ -842,6 +846,26 @@ def _charged_already(tx: Tx, item: ReviewItem, account_id: str) -> views.Uncharg
                 charged_by=other,
             )
     return None
+
+
+def _check_charged(tx: Tx, item: ReviewItem, account_id: str) -> None:
+    """Refuse an appeal by a member whom the item's confirmation charged nothing: the post
+    was charged, and is appealed, on the item that charged it."""
+    charged = tx.session.scalar(
+        select(CreditEntry.id).where(
+            CreditEntry.item_id == item.id,
+            CreditEntry.account_id == account_id,
+            CreditEntry.reason == "violation",
+        )
+    )
+    if charged is not None:
+        return
+    other = _charged_already(tx, item, account_id)
+    if other is None:
+        raise ConflictError("not_a_violation_of", item_id=item.id, account_id=account_id)
+    raise ConflictError(
+        "charged_by_other", item_id=item.id, account_id=account_id, charged_by=other.charged_by
+    )
 
 
 def _nobody_to_charge(item: ReviewItem) -> views.Uncharged:

@@ -406,6 +406,34 @@ def hold_name(tx: Tx, account_id: str, folded_name: str) -> None:
         tx.session.add(HeldName(account_id=account_id, folded_name=folded_name))
 
 
+def overturned(session: Session, item: ReviewItem) -> bool:
+    """Whether an upheld appeal overturned the item's confirmation of its post: the appeal of
+    the post's account (the item's own; a batch member's appeal clears that member alone)."""
+    if item.status != "confirmed" or item.account_id is None:
+        return False
+    upheld = session.scalar(
+        select(StoredAppeal.id)
+        .where(
+            StoredAppeal.item_id == item.id,
+            StoredAppeal.account_id == item.account_id,
+            StoredAppeal.status == "upheld",
+        )
+        .limit(1)
+    )
+    return upheld is not None
+
+
+def known_account(session: Session, account_id: str) -> bool:
+    """Whether the service knows the account: it has a credit record (it was charged or given
+    a profile), or a post it stored, or a review item."""
+    if session.get(StoredAccount, account_id) is not None:
+        return True
+    for column in (StoredPost.account_id, ReviewItem.account_id):
+        if session.scalar(select(column).where(column == account_id).limit(1)) is not None:
+            return True
+    return False
+
+
 def post_owner(tx: Tx, post_id: str | None) -> str | None:
     """The account of a post the service stored, or of an earlier review item about it."""
     if post_id is None:
