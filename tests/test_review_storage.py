@@ -1092,3 +1092,31 @@ def test_a_report_on_a_post_cleared_on_appeal_says_so_and_charges_nothing(
     assert [i.post_id for i in repo.list_items(policy).items] == []
     assert repo.get_account(policy, "acc1").credit == cleared == policy.credit.initial
     assert verify(repo) == []
+
+
+@pytest.mark.parametrize(
+    ("table", "index"),
+    [("stored_posts", "ix_stored_posts_account"), ("review_queue", "ix_queue_account")],
+)
+def test_whether_an_account_is_known_is_read_off_an_index(
+    database_url: str, table: str, index: str
+) -> None:
+    """Any key may ask for an account, and every appeal asks whether its account is known: a
+    post or an item of it is looked up by index, not by reading the whole table."""
+    upgrade(database_url)
+    query = f"SELECT account_id FROM {table} WHERE account_id = 'u1' LIMIT 1"
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as connection:
+            if connection.dialect.name == "sqlite":
+                plan = connection.execute(text(f"EXPLAIN QUERY PLAN {query}")).all()
+            else:
+                # on a table this small the planner would scan it anyway: ask what it can use
+                connection.execute(text("SET LOCAL enable_seqscan = off"))
+                plan = connection.execute(text(f"EXPLAIN {query}")).all()
+            assert index in " ".join(str(row) for row in plan)
+            migrate(connection, "0013_sign_in_name_digests", down=True)
+            assert index not in {i["name"] for i in inspect(connection).get_indexes(table)}
+        upgrade(database_url)
+    finally:
+        engine.dispose()

@@ -78,6 +78,7 @@ class ReviewItem(Base):
     __table_args__ = (
         Index("ix_queue_status_urgency", "status", "urgency", "id"),
         Index("ix_queue_post", "post_id"),
+        Index("ix_queue_account", "account_id"),
         # reports on one post (or account) join one open item: the index makes two racing
         # first reports create it once
         Index(
@@ -380,7 +381,10 @@ class StoredPost(Base):
     score it again under a new model or policy. One row per post id (the first kept)."""
 
     __tablename__ = "stored_posts"
-    __table_args__ = (Index("ix_stored_posts_at", "at", "post_id"),)
+    __table_args__ = (
+        Index("ix_stored_posts_at", "at", "post_id"),
+        Index("ix_stored_posts_account", "account_id"),
+    )
 
     post_id: Mapped[str] = mapped_column(String(MAX_ID_CHARS), primary_key=True)
     text: Mapped[str] = mapped_column(Text)
