@@ -27,6 +27,7 @@ from service.console import articles, plots, present
 from service.console.i18n import TEXT, translator
 from service.console.session import COOKIE, Sessions
 from service.console.web import REFUSAL_COOKIE, REFUSALS
+from service.heads import Risk
 from service.neardup.store import StoreUnavailableError
 from service.pipeline import NO_EVIDENCE, Pipeline
 from service.record import Post
@@ -165,9 +166,13 @@ def test_odd_values_in_console_addresses_get_its_own_error_page_in_its_language(
         if odd != "0":  # which is false
             refused.append(("get", f"/console/reports?all={odd}"))
     for odd in ("abc", "-1", "1_99999999999999999999999", "nan_1"):
-        refused += [("get", f"/console/{to}?cursor={odd}") for to in ("queue", "appeals")]
-    # no appeal's deadline is that far off, so no listing gave it out
-    refused.append(("get", "/console/appeals?cursor=99999999999999999999999_1"))
+        refused += [
+            ("get", f"/console/{to}?cursor={odd}") for to in ("queue", "appeals", "reports")
+        ]
+    # no appeal's deadline (or report's filing) is that far off, so no listing gave it out
+    refused += [
+        ("get", f"/console/{to}?cursor=99999999999999999999999_1") for to in ("appeals", "reports")
+    ]
     refused += [("get", f"/console/queue?assignee={odd}") for odd in ("x" * 65, "%00")]
     for method, url in refused:
         answer = api.client.request(method, url, data={"csrf": token, "action": "dismiss"})
@@ -275,7 +280,9 @@ def test_a_rules_refusal_reaches_the_page_in_its_language_and_the_api_in_english
 def test_a_refusal_is_shown_once_and_no_link_can_write_one(api: Api) -> None:
     token = sign_in(api, "wang", "admin")
     crafted = api.client.get("/console/queue", params={"error": "会话已过期，请拨打 400-xxx"})
-    assert crafted.status_code == 200 and "400-xxx" not in crafted.text
+    # the query is only in the language link's way back (percent-encoded), never on the page
+    assert crafted.status_code == 200 and 'class="error"' not in crafted.text
+    assert "400-xxx" not in re.sub(r'<a href="/console/lang/[^"]*">', "", crafted.text)
     sent = api.client.post(
         "/console/appeals",
         data={"csrf": token, "account_id": "a1", "item_id": "", "reason": "误判"},
@@ -489,16 +496,116 @@ def test_reports_list_those_of_open_items_unless_all_are_asked_for(api: Api) -> 
     assert "举报2" in every and "举报1" in every
 
 
+def test_the_next_item_is_found_past_any_number_held_by_another_reviewer(api: Api) -> None:
+    review, policy = api.services.review, api.services.scoring.policy
+    start = datetime.now(UTC) - timedelta(hours=1)
+    for i in range(25):  # the earlier queued, the higher
+        review.file_report(
+            policy,
+            post_id=f"p{i}",
+            account_id=f"a{i}",
+            category="rumor",
+            text_="谣言",
+            reporter="test",
+            now=start + timedelta(minutes=i),
+        )
+    ids = [item.id for item in review.list_items(policy, limit=25).items]
+    for held in ids[:22]:
+        review.claim(policy, held, "wang")
+    token = sign_in(api, "li")
+    moved = api.client.get(f"/console/items/{ids[0]}/next", follow_redirects=False)
+    assert moved.headers["location"] == f"/console/items/{ids[22]}"
+    decided = api.client.post(
+        f"/console/items/{ids[22]}/decision",
+        data={"csrf": token, "action": "dismiss"},
+        follow_redirects=False,
+    )
+    assert decided.headers["location"] == f"/console/items/{ids[23]}"
+
+
+def test_overdue_reports_lead_the_reports_pages_however_many_are_open(api: Api) -> None:
+    review, policy = api.services.review, api.services.scoring.policy
+    now = datetime.now(UTC)
+    for i in range(206):  # the first is past its deadline; 205 came after it
+        review.file_report(
+            policy,
+            post_id=f"p{i % 5}",
+            account_id="a1",
+            category="rumor",
+            text_=f"举报{i}",
+            reporter="test",
+            reporter_id=f"u{i}",
+            now=now - (timedelta(days=4) if i == 0 else timedelta(minutes=300 - i)),
+        )
+    sign_in(api, "li")
+    html = api.client.get("/console/reports").text
+    assert (
+        'id="open-reports">待处理: 206<' in html and 'id="overdue-reports">超期未处理: 1<' in html
+    )
+    (overdue,) = re.findall(r'<tr class="overdue" data-report="(\d+)"', html)
+    shown = re.findall(r'data-report="(\d+)"', html)
+    assert shown[0] == overdue
+    while (more := re.search(r'href="([^"]+)" id="next-page"', html)) is not None:
+        html = api.client.get(more.group(1).replace("&amp;", "&")).text
+        shown += re.findall(r'data-report="(\d+)"', html)
+    assert len(shown) == len(set(shown)) == 206
+
+
+def test_an_items_page_shows_what_its_reporters_wrote_and_the_decisions_on_it(
+    api: Api,
+) -> None:
+    review, policy = api.services.review, api.services.scoring.policy
+    filed: list[tuple[Risk, str]] = [("rumor", "自来水没被污染，这是谣言"), ("incitement", "煽动")]
+    for i, (category, text) in enumerate(filed):
+        review.file_report(
+            policy,
+            post_id="p1",
+            account_id="a1",
+            category=category,
+            text_=text,
+            reporter="test",
+            reporter_id=f"u{i}",
+        )
+    (item,) = review.list_items(policy).items
+    sign_in(api, "li")
+    html = api.client.get(f"/console/items/{item.id}").text
+    assert 'id="decisions"' not in html
+    listed = html.split('id="item-reports"')[1].split("</table>")[0]
+    assert re.findall(r"<tr><td>(\w+)</td><td>([^<]+)</td><td>\d{4}-", listed) == filed
+    assert f"{translator('zh')('item_reports')} (2)" in html
+    review.decide(policy, item.id, "wang", "escalate", None, None, "需要法务看一下")
+    escalated = api.client.get(f"/console/items/{item.id}").text
+    (decision,) = re.findall(r'<ol id="decisions"><li>(.*?)</li></ol>', escalated)
+    assert " · wang · <strong>escalate</strong>" in decision and "需要法务看一下" in decision
+
+
 def test_user_content_is_escaped(api: Api) -> None:
     for i, text in enumerate((SCRIPT_POST, IMG_POST)):
         assert api.score({"id": f"x{i}", "text": text, "account_id": IMG_POST}).status_code == 200
+    review, policy = api.services.review, api.services.scoring.policy
+    reported = review.file_report(
+        policy, post_id="x0", account_id=None, category="rumor", text_=IMG_POST, reporter="test"
+    )
+    escalated = review.decide(policy, reported.item_id, "wang", "escalate", None, None, IMG_POST)
     sign_in(api, "li")
     queue = api.client.get("/console/queue").text
     assert "<img src=x" not in queue and "&#34;&gt;&lt;img src=x" in queue
-    for item_id in re.findall(r'data-item="(\d+)"', queue):
+    item_ids = re.findall(r'data-item="(\d+)"', queue)
+    item_ids += re.findall(
+        r'data-item="(\d+)"', api.client.get("/console/queue?status=escalated").text
+    )
+    assert str(escalated.item_id) in item_ids
+    for item_id in item_ids:
         html = api.client.get(f"/console/items/{item_id}").text
         assert "<script>alert" not in html and "<img src=x" not in html
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html or "&lt;img src=x" in html
+    # what the reporter wrote and the escalation's note, as text
+    html = api.client.get(f"/console/items/{escalated.item_id}").text
+    hostile = "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;"
+    assert hostile in html.split('id="item-reports"')[1].split("</table>")[0]
+    assert hostile in html.split('id="decisions"')[1].split("</ol>")[0]
+    reports = api.client.get("/console/reports").text
+    assert "<img src=x" not in reports and "&#34;&gt;&lt;img src=x" in reports
 
 
 def test_an_item_whose_evidence_search_failed_says_so(
@@ -550,10 +657,23 @@ def test_a_record_without_spans_says_why() -> None:
 
 
 def test_language_switch_stays_inside_the_console(api: Api) -> None:
-    moved = api.client.get("/console/lang/en?next=//evil.example/x", follow_redirects=False)
-    assert moved.headers["location"] == "/console/queue"
+    for outside in ("//evil.example/x", "https://evil.example/console/x", "/console//evil.example"):
+        moved = api.client.get(f"/console/lang/en?next={quote(outside)}", follow_redirects=False)
+        assert moved.headers["location"] == "/console/queue", outside
+    # a console page whose query holds an address is still that page
+    here = "/console/queue?head=rumor&assignee=https://evil.example/x"
+    moved = api.client.get(f"/console/lang/en?next={quote(here)}", follow_redirects=False)
+    assert moved.headers["location"] == here
     assert api.client.cookies.get("ql_lang") == "en"
     assert "Sign in" in api.client.get("/console/login").text
+
+
+def test_language_switch_comes_back_to_the_page_with_its_query(api: Api) -> None:
+    sign_in(api, "li")
+    queue = api.client.get("/console/queue?head=rumor&status=escalated").text
+    (switch,) = re.findall(r'<a href="(/console/lang/en\?next=[^"]+)">English</a>', queue)
+    moved = api.client.get(switch.replace("&amp;", "&"), follow_redirects=False)
+    assert moved.headers["location"] == "/console/queue?head=rumor&status=escalated"
 
 
 def test_sessions_expire() -> None:

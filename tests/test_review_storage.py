@@ -1095,16 +1095,32 @@ def test_a_report_on_a_post_cleared_on_appeal_says_so_and_charges_nothing(
 
 
 @pytest.mark.parametrize(
-    ("table", "index"),
-    [("stored_posts", "ix_stored_posts_account"), ("review_queue", "ix_queue_account")],
+    ("query", "index", "before"),
+    [
+        (
+            "SELECT account_id FROM stored_posts WHERE account_id = 'u1' LIMIT 1",
+            "ix_stored_posts_account",
+            "0013_sign_in_name_digests",
+        ),
+        (
+            "SELECT account_id FROM review_queue WHERE account_id = 'u1' LIMIT 1",
+            "ix_queue_account",
+            "0013_sign_in_name_digests",
+        ),
+        (
+            "SELECT id FROM reports ORDER BY created_at, id LIMIT 51",
+            "ix_reports_created",
+            "0014_account_indexes",
+        ),
+    ],
 )
-def test_whether_an_account_is_known_is_read_off_an_index(
-    database_url: str, table: str, index: str
+def test_the_lookups_of_accounts_and_reports_are_read_off_an_index(
+    database_url: str, query: str, index: str, before: str
 ) -> None:
-    """Any key may ask for an account, and every appeal asks whether its account is known: a
-    post or an item of it is looked up by index, not by reading the whole table."""
+    """Any key may ask for an account, and every appeal asks whether its account is known (a
+    post or an item of it); the console lists reports the earliest filed first, a page at a
+    time. Each is read off an index, not by reading or sorting a whole table."""
     upgrade(database_url)
-    query = f"SELECT account_id FROM {table} WHERE account_id = 'u1' LIMIT 1"
     engine = make_engine(database_url, 5.0)
     try:
         with engine.begin() as connection:
@@ -1115,7 +1131,8 @@ def test_whether_an_account_is_known_is_read_off_an_index(
                 connection.execute(text("SET LOCAL enable_seqscan = off"))
                 plan = connection.execute(text(f"EXPLAIN {query}")).all()
             assert index in " ".join(str(row) for row in plan)
-            migrate(connection, "0013_sign_in_name_digests", down=True)
+            migrate(connection, before, down=True)
+            table = query.split(" FROM ")[1].split(maxsplit=1)[0]
             assert index not in {i["name"] for i in inspect(connection).get_indexes(table)}
         upgrade(database_url)
     finally:

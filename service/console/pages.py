@@ -10,7 +10,7 @@ import math
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Literal
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -56,12 +56,15 @@ from service.review.items import (
     NotFoundError,
     Status,
     report_due,
+    reports_late_before,
 )
 from service.security import AuthError, client_address, sign_in
 from service.storage import StorageError
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 50
+ITEM_REPORTS = 100
+"""How many of an item's reports its page lists (the first filed); it counts them all."""
 DASHBOARD_S = 60.0
 """How long a process shows the same dashboard: its aggregates scan the queue (about 2 s with a
 million items, ``eval.console``), too slow to run on every load."""
@@ -143,9 +146,15 @@ async def logout(request: Request, _: Form) -> Response:
 
 @router.get("/lang/{language}")
 async def language(language: Language, next: str = "/console/queue") -> Response:
-    # only a path of the console: never a redirect elsewhere
-    target = next if next.startswith("/console/") and "//" not in next else "/console/queue"
-    response = RedirectResponse(target, 303)
+    # only a page of the console, with its query: never a redirect elsewhere
+    target = urlsplit(next)
+    inside = (
+        not (target.scheme or target.netloc)
+        and target.path.startswith("/console/")
+        and "//" not in target.path
+    )
+    back_to = urlunsplit(("", "", target.path, target.query, "")) if inside else "/console/queue"
+    response = RedirectResponse(back_to, 303)
     response.set_cookie(LANG_COOKIE, language, max_age=365 * 86400, samesite="lax")
     return response
 
@@ -211,6 +220,8 @@ async def item_page(item_id: ItemId, who: Signed) -> HTMLResponse:
     stored = await who.call(who.console.reads.post_text, earlier_id) if earlier_id else None
     earlier = present.earlier_text(record, stored)
     compared = present.differences(earlier, item.text or "") if earlier is not None else None
+    reported = await who.call(who.console.reads.item_reports, item_id, ITEM_REPORTS)
+    decisions = await who.call(who.console.reads.decisions, item_id)
     rumor_id = present.banked_rumor(record, item.evidence)
     rumor = None
     if rumor_id is not None:
@@ -229,6 +240,8 @@ async def item_page(item_id: ItemId, who: Signed) -> HTMLResponse:
         earlier_id=earlier_id,
         compared=compared,
         rumor=rumor,
+        reports=reported,
+        decisions=decisions,
         account=account,
         initial_credit=policy.credit.initial,
         categories=RISKS,
@@ -272,11 +285,16 @@ async def decide(item_id: ItemId, who: Signed, fields: Form) -> Response:
 async def next_item(item_id: ItemId, who: Signed) -> RedirectResponse:
     """The next item to work on after ``item_id`` (key ``j``, and after a decision): the
     highest open one nobody else holds; the queue when there is none."""
+    # the two highest free ones: one of them is not ``item_id``
     page = await who.call(
-        who.found.review.list_items, who.found.scoring.policy, status="open", limit=20
+        who.found.review.list_items,
+        who.found.scoring.policy,
+        status="open",
+        free_for=who.name,
+        limit=2,
     )
     for item in page.items:
-        if item.id != item_id and item.assignee in (None, who.name):
+        if item.id != item_id:
             return back(f"/console/items/{item.id}")
     return back("/console/queue")
 
@@ -342,11 +360,24 @@ async def decide_appeal(appeal_id: ItemId, who: Signed, fields: Form) -> Respons
 
 
 @router.get("/reports")
-async def reports(who: Signed, all: bool = False) -> HTMLResponse:
-    rows = await who.call(who.console.reads.reports, limit=200, open_only=not all)
+async def reports(who: Signed, all: bool = False, cursor: str | None = None) -> HTMLResponse:
+    """Open reports, the soonest due first, so that the overdue ones lead however many wait;
+    ``all=true`` for every one."""
+    position = query_cursor(cursor, appeal_cursor)
     rules = who.found.scoring.policy.review
-    deadlines = {r.id: report_due(rules, r.created_at) for r in rows}
-    return who.page("reports.html", rows=rows, deadlines=deadlines, now=datetime.now(UTC))
+    now = datetime.now(UTC)
+    page = await who.call(
+        who.console.reads.reports,
+        open_only=not all,
+        late_before=reports_late_before(rules, now),
+        cursor=position,
+        limit=PAGE_SIZE,
+    )
+    deadlines = {r.id: report_due(rules, r.created_at) for r in page.rows}
+    next_url = None
+    if page.next:
+        next_url = "/console/reports?" + urlencode({"all": str(all).lower(), "cursor": page.next})
+    return who.page("reports.html", page=page, deadlines=deadlines, now=now, next_url=next_url)
 
 
 @router.get("/bank")

@@ -144,7 +144,8 @@ def render(
         lang=language,
         session=session,
         csrf=console.sessions.csrf(session),
-        path=request.url.path,
+        # the language switch comes back here: to this page, filters and paging included
+        here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         error=console.sessions.unseal(session, request.cookies.get(REFUSAL_COOKIE))
         if error is None
         else error,

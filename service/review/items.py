@@ -125,6 +125,11 @@ def report_due(rules: ReviewRules, filed_at: datetime) -> datetime:
     return filed_at + timedelta(days=rules.report_within_days)
 
 
+def reports_late_before(rules: ReviewRules, now: datetime) -> datetime:
+    """Reports filed before this moment are past their :func:`report_due` at ``now``."""
+    return now - timedelta(days=rules.report_within_days)
+
+
 def report_overdue(status: str, due: datetime, now: datetime) -> bool:
     """A report is answered by its item's final decision; until then it is late past ``due``."""
     return status not in FINAL and due < now

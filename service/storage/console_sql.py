@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, case, func, select
+from sqlalchemy import ColumnElement, Engine, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from service.review import appeals
 from service.storage.review_rows import utc
+from service.storage.review_steps import OPEN_STATUSES
 from service.storage.tables import (
     ReviewDecision,
     ReviewItem,
@@ -36,6 +38,40 @@ class ReportRow:
     reports: int
     created_at: datetime
     enqueued_at: datetime
+
+
+@dataclass(frozen=True)
+class ReportPage:
+    rows: list[ReportRow]
+    open: int
+    """Reports whose item is undecided, in all pages."""
+    overdue: int
+    """Of those, the ones past their deadline."""
+    next: str | None
+
+
+@dataclass(frozen=True)
+class ItemReport:
+    category: str
+    text: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ItemReports:
+    rows: list[ItemReport]
+    total: int
+    """All the item's reports, of which ``rows`` are the first."""
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    reviewer: str
+    decided_at: datetime
+    action: str
+    category: str | None
+    basis: str | None
+    note: str | None
 
 
 class ConsoleReads:
@@ -111,18 +147,42 @@ class ConsoleReads:
         with Session(self.engine) as session:
             return [dict(record.get("scores", {})) for (record,) in session.execute(query)]
 
-    def reports(self, limit: int, open_only: bool) -> list[ReportRow]:
-        """Reports, newest first, with their item's status, report count and enqueue time."""
+    def reports(
+        self,
+        *,
+        open_only: bool,
+        late_before: datetime,
+        cursor: tuple[float, int] | None,
+        limit: int,
+    ) -> ReportPage:
+        """Reports, the earliest filed (the soonest due, art20) first, ``limit`` after
+        ``cursor``, with their item's status, report count and enqueue time; and how many are
+        open, and of those filed before ``late_before`` (overdue), in all pages. The cursor is
+        the appeals listing's: a moment (here the filing) and an id."""
+        undecided = ReviewItem.status.in_(OPEN_STATUSES)
         query = (
             select(StoredReport, ReviewItem.status, ReviewItem.reports, ReviewItem.enqueued_at)
             .join(ReviewItem, ReviewItem.id == StoredReport.item_id)
-            .order_by(StoredReport.id.desc())
-            .limit(limit)
+            .order_by(StoredReport.created_at, StoredReport.id)
+            .limit(limit + 1)
         )
         if open_only:
-            query = query.where(ReviewItem.status.in_(("open", "escalated")))
+            query = query.where(undecided)
+        if cursor is not None:
+            after, last_id = appeals.cursor_deadline(cursor[0]), cursor[1]
+            query = query.where(
+                or_(
+                    StoredReport.created_at > after,
+                    and_(StoredReport.created_at == after, StoredReport.id > last_id),
+                )
+            )
+        counts = (
+            select(func.count(), func.count(case((StoredReport.created_at < late_before, 1))))
+            .join(ReviewItem, ReviewItem.id == StoredReport.item_id)
+            .where(undecided)
+        )
         with Session(self.engine) as session:
-            return [
+            rows = [
                 ReportRow(
                     id=report.id,
                     post_id=report.post_id,
@@ -136,6 +196,54 @@ class ConsoleReads:
                     enqueued_at=utc(enqueued_at),
                 )
                 for report, status, reports, enqueued_at in session.execute(query)
+            ]
+            open_, overdue = session.execute(counts).one()
+        last = rows[limit - 1] if len(rows) > limit else None
+        return ReportPage(
+            rows=rows[:limit],
+            open=int(open_),
+            overdue=int(overdue),
+            next=None if last is None else appeals.cursor(last.created_at, last.id),
+        )
+
+    def item_reports(self, item_id: int, limit: int) -> ItemReports:
+        """What the reporters of ``item_id`` wrote, the first ``limit`` filed, and how many
+        reports it has."""
+        query = (
+            select(StoredReport.category, StoredReport.text, StoredReport.created_at)
+            .where(StoredReport.item_id == item_id)
+            .order_by(StoredReport.created_at, StoredReport.id)
+            .limit(limit)
+        )
+        total = (
+            select(func.count()).select_from(StoredReport).where(StoredReport.item_id == item_id)
+        )
+        with Session(self.engine) as session:
+            rows = [
+                ItemReport(category=category, text=text, created_at=utc(created_at))
+                for category, text, created_at in session.execute(query)
+            ]
+            return ItemReports(rows=rows, total=int(session.scalar(total) or 0))
+
+    def decisions(self, item_id: int) -> list[DecisionRow]:
+        """The decisions on ``item_id`` in the order they were made (an escalation, then the
+        decision that closed it)."""
+        query = (
+            select(ReviewDecision)
+            .where(ReviewDecision.item_id == item_id)
+            .order_by(ReviewDecision.decided_at, ReviewDecision.id)
+        )
+        with Session(self.engine) as session:
+            return [
+                DecisionRow(
+                    reviewer=d.reviewer,
+                    decided_at=utc(d.decided_at),
+                    action=d.action,
+                    category=d.category,
+                    basis=d.basis,
+                    note=d.note,
+                )
+                for d in session.scalars(query)
             ]
 
     def post_text(self, post_id: str) -> str | None:

@@ -271,11 +271,13 @@ class ReviewRepository(Protocol):
         head: str | None = None,
         assignee: str | None = None,
         kind: str | None = None,
+        free_for: str | None = None,
         cursor: tuple[float, int] | None = None,
         limit: int | None = None,
         now: datetime | None = None,
     ) -> views.ItemPage:
-        """Items by priority, highest first, ``limit`` at a time after ``cursor``."""
+        """Items by priority, highest first, ``limit`` at a time after ``cursor``; with
+        ``free_for``, only those no other reviewer than ``free_for`` holds a live lease on."""
 
     def get_item(self, policy: Policy, item_id: int, now: datetime | None = None) -> views.Item: ...
 

@@ -152,11 +152,13 @@ class ReviewSql:
         head: str | None = None,
         assignee: str | None = None,
         kind: str | None = None,
+        free_for: str | None = None,
         cursor: tuple[float, int] | None = None,
         limit: int | None = None,
         now: datetime | None = None,
     ) -> views.ItemPage:
-        """Items by priority (highest first), ``limit`` at a time after ``cursor``."""
+        """Items by priority (highest first), ``limit`` at a time after ``cursor``; with
+        ``free_for``, only those no other reviewer holds a live lease on."""
         limit = limit or policy.review.page_size
         moment = now or datetime.now(UTC)
         query = select(ReviewItem, StoredRecord.record).outerjoin(
@@ -170,6 +172,16 @@ class ReviewSql:
             query = query.where(ReviewItem.assignee == assignee, ReviewItem.lease_until > moment)
         if kind is not None:
             query = query.where(ReviewItem.kind == kind)
+        if free_for is not None:
+            # the complement of the lease items.check_claim refuses
+            query = query.where(
+                or_(
+                    ReviewItem.assignee.is_(None),
+                    ReviewItem.assignee == free_for,
+                    ReviewItem.lease_until.is_(None),
+                    ReviewItem.lease_until <= moment,
+                )
+            )
         if cursor is not None:
             after, last_id = cursor
             query = query.where(

@@ -245,6 +245,7 @@ class StoredDisposition(Base):
 
 class StoredReport(Base):
     __tablename__ = "reports"
+    __table_args__ = (Index("ix_reports_created", "created_at", "id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     post_id: Mapped[str | None] = mapped_column(String(MAX_ID_CHARS), nullable=True)
