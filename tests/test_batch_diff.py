@@ -9,13 +9,16 @@ from pathlib import Path
 
 import pytest
 from batchkit import expected_record, length_scorer, posts_of, shuffled_posts
+from sqlalchemy import select
 
 from service.batch.diff import diff
 from service.batch.records import RecordWriter
 from service.cli import main
 from service.record import ScoreRecord
 from service.settings import get_settings
-from service.storage import open_repository
+from service.storage import open_migrated, open_repository
+from service.storage.repository import Pending
+from service.storage.tables import StoredRecord
 
 
 def write(path: Path, records: list[ScoreRecord]) -> None:
@@ -107,6 +110,51 @@ def test_compare_and_enqueue_put_the_newly_flagged_in_the_queue_once(
     finally:
         repository.close()
     assert [(item.post_id, item.decision) for item in queue] == [(now[REVIEWED].id, "review")]
+
+
+def test_a_policy_change_queues_the_newly_flagged_posts_stored_under_the_earlier_policy(
+    tmp_path: Path, database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The service stored every post (``persist`` lists ``pass``) under an earlier policy; the
+    re-score under the current one queues the post it newly flags, once, and the record stored
+    then stays beside the new one, which is now the post's record."""
+    lines = shuffled_posts(POSTS)
+    (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
+    earlier, now = earlier_and_now()
+    earlier = [r.model_copy(update={"policy_version": "earlier"}) for r in earlier]
+    write(tmp_path / "before.jsonl", earlier)
+    repository = open_migrated(database, 5.0)
+    try:
+        prior = zip(earlier, posts_of(lines), strict=True)
+        repository.save_records([Pending(r, enqueue=False, post=p) for r, p in prior])
+    finally:
+        repository.close()
+    args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "now.jsonl")]
+    args += ["--workers", "1", "--no-progress", "--compare", str(tmp_path / "before.jsonl")]
+
+    assert main([*args, "--enqueue"], load_scorer=length_scorer) == 0
+    assert "review queue: 1 newly flagged records enqueued" in capsys.readouterr().err
+    assert main([*args, "--enqueue"], load_scorer=length_scorer) == 0
+    assert "review queue: 0 newly flagged records enqueued" in capsys.readouterr().err
+
+    post, policy = now[REVIEWED].id, now[REVIEWED].policy_version
+    repository = open_repository(database, 5.0)
+    try:
+        queue = repository.queue()
+        found = repository.find_records([post], now[REVIEWED].model_version)
+        with repository.engine.connect() as connection:
+            stored = connection.execute(
+                select(StoredRecord.policy_version, StoredRecord.decision)
+                .where(StoredRecord.post_id == post)
+                .order_by(StoredRecord.id)
+            ).all()
+    finally:
+        repository.close()
+    assert [(item.post_id, item.policy_version, item.decision) for item in queue] == [
+        (post, policy, "review")
+    ]
+    assert [tuple(row) for row in stored] == [("earlier", "pass"), (policy, "review")]
+    assert found[post].policy_version == policy
 
 
 def test_enqueue_without_compare_is_a_usage_error(

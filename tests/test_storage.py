@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from alembic.runtime.migration import MigrationContext
 from servicekit import migrate, record
-from sqlalchemy import JSON, DateTime, String, column, insert, inspect, table
+from sqlalchemy import JSON, DateTime, String, column, insert, inspect, select, table
 from sqlalchemy.exc import OperationalError
 
 from service.record import Post, ScoreRecord
@@ -27,7 +27,7 @@ from service.storage import (
     upgrade,
 )
 from service.storage.sql import head_revision, make_engine
-from service.storage.tables import StoredPost
+from service.storage.tables import ReviewItem, StoredPost, StoredRecord
 
 
 @pytest.fixture
@@ -142,21 +142,34 @@ def test_a_batch_of_records_is_saved_in_order_and_a_repeated_post_keeps_its_firs
     repository: SqlRepository,
 ) -> None:
     save(repository, record("old"))
-    later = record("old").model_copy(update={"policy_version": "p2"})
+    again = record("old", "block")
     items = [
         Pending(record("a"), enqueue=True),
-        Pending(later, enqueue=True),
+        Pending(again, enqueue=True),
         Pending(record("b", "block"), enqueue=False),
-        Pending(record("a").model_copy(update={"policy_version": "p3"}), enqueue=True),
+        Pending(record("a", "block"), enqueue=True),
     ]
     stored = repository.save_records(items)
-    assert [(r.id, r.policy_version) for r in stored] == [
-        ("a", "p1"),
-        ("old", "p1"),
-        ("b", "p1"),
-        ("a", "p1"),
+    assert [(r.id, r.decision) for r in stored] == [
+        ("a", "review"),
+        ("old", "review"),
+        ("b", "block"),
+        ("a", "review"),
     ]
     assert [q.post_id for q in repository.queue()] == ["old", "a"]
+
+
+def test_a_record_under_another_policy_is_stored_beside_the_first_and_found_as_the_post_s(
+    repository: SqlRepository,
+) -> None:
+    first = save(repository, record("p"))
+    later = record("p", "block").model_copy(update={"policy_version": "p2"})
+    assert repository.save_records([Pending(later, True), Pending(later, True)]) == [later, later]
+    assert repository.find_records(["p"], "sha256:m1") == {"p": later}
+    assert [(q.policy_version, q.decision) for q in repository.queue()] == [
+        (first.policy_version, "review"),
+        ("p2", "block"),
+    ]
 
 
 LEASE_S = 60.0
@@ -364,3 +377,54 @@ def test_a_migration_longer_than_the_statement_timeout_completes_and_leaves_the_
             connection.exec_driver_sql("SELECT pg_sleep(0.4)")
     finally:
         repository.close()
+
+
+def test_the_migration_keeps_each_record_with_its_item_and_then_stores_one_per_policy(
+    database_url: str,
+) -> None:
+    kept = record("p1")
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as connection:
+            migrate(connection, "0015_report_order")
+            row_id = connection.execute(
+                insert(StoredRecord)
+                .values(
+                    post_id="p1",
+                    model_version=kept.model_version,
+                    policy_version=kept.policy_version,
+                    decision=kept.decision,
+                    record=kept.model_dump(mode="json"),
+                    created_at=datetime.now(UTC),
+                )
+                .returning(StoredRecord.id)
+            ).scalar_one()
+            connection.execute(
+                insert(ReviewItem).values(
+                    record_id=row_id,
+                    post_id="p1",
+                    policy_version=kept.policy_version,
+                    decision="review",
+                    severity="review",
+                    urgency=0.0,
+                    enqueued_at=datetime.now(UTC),
+                )
+            )
+    finally:
+        engine.dispose()
+    upgrade(database_url)
+    repository = open_repository(database_url, 5.0)
+    try:
+        newer = kept.model_copy(update={"policy_version": "p2", "decision": "block"})
+        assert save(repository, newer) == newer
+        assert save(repository, newer) == newer
+        assert repository.find_records(["p1"], kept.model_version) == {"p1": newer}
+        with repository.engine.connect() as connection:
+            rows = connection.execute(
+                select(ReviewItem.record_id, StoredRecord.policy_version, StoredRecord.decision)
+                .join(StoredRecord, StoredRecord.id == ReviewItem.record_id)
+                .order_by(ReviewItem.id)
+            ).all()
+    finally:
+        repository.close()
+    assert [tuple(row) for row in rows] == [(row_id, "p1", "review"), (row_id + 1, "p2", "block")]

@@ -178,9 +178,10 @@ def enqueue(report: DiffReport, settings: Settings) -> int:
     bank match); record every bank match of the output, flagged or not, as a copy of its
     rumour; the number of records newly queued.
 
-    Storage keeps one record per post and model version, and one open item per batch or match,
-    so a second run (or a post the live service already stored under this model) queues nothing
-    again.
+    Storage keeps one record per post, model version and policy version, and one open item per
+    batch or match, so a second run (or a post the live service already stored under this model
+    and policy) queues nothing again; a post stored under another policy (a policy change) gets
+    this record and item beside the record stored then.
     """
     from service.neardup.bank import rumor_copy
     from service.neardup.queue import batch_cluster, members_in, requests

@@ -130,17 +130,20 @@ class Repository(Protocol):
         """Return when storage answers a query."""
 
     def find_records(self, post_ids: Sequence[str], model_version: str) -> dict[str, ScoreRecord]:
-        """The stored records of ``post_ids`` scored by ``model_version``, by post id."""
+        """The stored records of ``post_ids`` scored by ``model_version``, by post id: of a
+        post re-scored under a new policy, the newest record stored."""
 
     def save_records(self, items: Sequence[Pending]) -> list[ScoreRecord]:
         """Store each record (and its review-queue item when asked) in one transaction, unless
-        a record of the same post and model version is stored already; return the stored
-        records in order, so that saving a record twice (a spool replayed after a crash, two
-        processes scoring one post) stores it once and both callers get the first."""
+        a record of the same post, model version and policy version is stored already; return
+        the stored records in order, so that saving a record twice (a spool replayed after a
+        crash, two processes scoring one post, a second re-score) stores it once and both
+        callers get the first. A record under another policy stays beside it."""
 
     def update_records(self, records: Sequence[ScoreRecord]) -> None:
-        """Replace the stored records of the same post and model version (the evidence the
-        publish path adds after answering); a record that is not stored is left out."""
+        """Replace the stored records of the same post, model version and policy version (the
+        evidence the publish path adds after answering); a record that is not stored is left
+        out."""
 
     def claim_pending_evidence(
         self, model_version: str, limit: int, lease_s: float, now: datetime | None = None

@@ -251,6 +251,11 @@ def _stored(record: ScoreRecord) -> dict[str, Any]:
     return record.model_copy(update={"degraded": False}).model_dump(mode="json")
 
 
+def _versions(record: ScoreRecord) -> tuple[str, str]:
+    """What a stored record is one of per post: its model and policy versions."""
+    return record.model_version, record.policy_version
+
+
 def open_repository(url: str, timeout_s: float, review: ReviewRules | None = None) -> SqlRepository:
     return SqlRepository(make_engine(url, timeout_s), review)
 
@@ -286,10 +291,13 @@ class SqlRepository(ReviewSql):
             return {}
         with self._session() as session:
             rows = session.scalars(
-                select(StoredRecord).where(
+                select(StoredRecord)
+                .where(
                     StoredRecord.post_id.in_(set(post_ids)),
                     StoredRecord.model_version == model_version,
                 )
+                # a post re-scored under a new policy: its newest record is the post's record
+                .order_by(StoredRecord.id)
             )
             return {row.post_id: ScoreRecord.model_validate(row.record) for row in rows}
 
@@ -313,11 +321,14 @@ class SqlRepository(ReviewSql):
                     "created_at": now,
                     "evidence_pending": record.evidence_pending,
                 }
-                # a record stored before (a concurrent request, a replayed spool) stands
+                # a record stored before under this policy (a concurrent request, a replayed
+                # spool, a second re-score) stands
                 statement = (
                     insert(StoredRecord)
                     .values(values)
-                    .on_conflict_do_nothing(index_elements=["post_id", "model_version"])
+                    .on_conflict_do_nothing(
+                        index_elements=["post_id", "model_version", "policy_version"]
+                    )
                     .returning(StoredRecord.id)
                 )
                 row_id = session.execute(statement).scalar_one_or_none()
@@ -335,11 +346,26 @@ class SqlRepository(ReviewSql):
                     reach = followers.get(record.account_id or "", 0)
                     self._enqueue_score(session, row_id, item, reach, now)
             append_records(session, now, log)
-        first: dict[tuple[str, str], ScoreRecord] = {}
-        for version in {item.record.model_version for item in taken}:
-            ids = [item.record.id for item in taken if item.record.model_version == version]
-            first.update({(i, version): r for i, r in self.find_records(ids, version).items()})
-        return [first.get((i.record.id, i.record.model_version), i.record) for i in items]
+        first: dict[tuple[str, str, str], ScoreRecord] = {}
+        for versions in {_versions(item.record) for item in taken}:
+            ids = [item.record.id for item in taken if _versions(item.record) == versions]
+            first.update({(i, *versions): r for i, r in self._find(ids, *versions).items()})
+        return [first.get((i.record.id, *_versions(i.record)), i.record) for i in items]
+
+    def _find(
+        self, post_ids: Sequence[str], model_version: str, policy_version: str
+    ) -> dict[str, ScoreRecord]:
+        """The stored records of ``post_ids`` scored by ``model_version`` under
+        ``policy_version``, by post id."""
+        with self._session() as session:
+            rows = session.scalars(
+                select(StoredRecord).where(
+                    StoredRecord.post_id.in_(set(post_ids)),
+                    StoredRecord.model_version == model_version,
+                    StoredRecord.policy_version == policy_version,
+                )
+            )
+            return {row.post_id: ScoreRecord.model_validate(row.record) for row in rows}
 
     def update_records(self, records: Sequence[ScoreRecord]) -> None:
         with self._session() as session:
@@ -349,6 +375,7 @@ class SqlRepository(ReviewSql):
                     .where(
                         StoredRecord.post_id == record.id,
                         StoredRecord.model_version == record.model_version,
+                        StoredRecord.policy_version == record.policy_version,
                     )
                     .values(
                         record=_stored(record),

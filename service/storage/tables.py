@@ -38,11 +38,14 @@ predicate as written, and SQLAlchemy writes a boolean test there as ``= 1``."""
 
 
 class StoredRecord(Base):
-    """A score record the policy said to persist; one per post and model version."""
+    """A score record the policy said to persist; one per post, model version and policy
+    version (a re-score under a new policy adds the post's record beside the earlier one)."""
 
     __tablename__ = "score_records"
     __table_args__ = (
-        UniqueConstraint("post_id", "model_version", name="uq_record_post_model"),
+        UniqueConstraint(
+            "post_id", "model_version", "policy_version", name="uq_record_post_policy"
+        ),
         # the sweep's candidates: few among many settled records
         Index(
             "ix_records_evidence_pending",
