@@ -36,8 +36,9 @@ ErrorKind = Literal[
     "invalid_value",
     "line_too_long",
     # batch re-scoring: rows a Parquet file cannot give back, the line where a gzip stream
-    # breaks off, posts the scorer failed on
+    # breaks off, a Parquet file without a column every post needs, posts the scorer failed on
     "unreadable",
+    "missing_columns",
     "scorer_error",
 ]
 

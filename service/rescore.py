@@ -6,8 +6,9 @@ whole segments, both stages, in this process, in worker processes or on Ray, and
 in order; this module checks each segment's boundary (a segment whose warm-up did not rebuild the
 exact near-duplicate state is scored again here from that state), and writes one score record
 per good line in input order, with a checkpoint every few thousand posts
-(:mod:`service.batch.checkpoint`). Bad lines do not stop the run: each is reported on stderr and
-kept in a reject file, so that output records + rejected lines = non-blank input lines. OUTPUT
+(:mod:`service.batch.checkpoint`). Bad lines do not stop the run: each is kept in a reject file
+(the first :data:`ERRORS_SHOWN` are reported on stderr too), so that output records + rejected
+lines = non-blank input lines, a Parquet file refused whole being one rejected line. OUTPUT
 appears only when the run completes; a run that stops (a scorer error, a full disk, SIGKILL)
 leaves its checkpoint, and the same command continues it.
 
@@ -78,6 +79,10 @@ CHECKPOINT_S = 60.0
 
 WARNINGS_SHOWN = 10
 """Lines printed per kind of warning; the summary counts every one."""
+
+ERRORS_SHOWN = 100
+"""Rejects printed; the reject file keeps every one and the summary counts them (a file of a
+million bad lines would otherwise print a million)."""
 
 DUPLICATE = "duplicate id"
 """The warning for a post whose id a post before it has."""
@@ -377,6 +382,7 @@ def rescore(
     checkpoint_posts: int = CHECKPOINT_POSTS,
     segment_posts: int | None = None,
     bank: Sequence[StoredRumor] = (),
+    skip_bad: bool = False,
 ) -> Summary:
     """Score every post under ``input_path`` into ``output_path``; raise :class:`RescoreError`
     if the run cannot complete, in which case neither output file is touched.
@@ -385,14 +391,16 @@ def rescore(
     ``segment_posts``: posts per segment (:mod:`service.batch.segments`; a checkpoint falls at a
     segment's end); by default at least eight segments a worker, at most ``checkpoint_posts``.
     Bad lines go to ``reject_path`` (default :func:`default_reject_path`), which is
-    replaced when there are any and removed when there are none.
+    replaced when there are any and removed when there are none. ``skip_bad``: a Parquet file
+    without a column every post needs is one bad line there, instead of stopping the run before
+    any work.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
     reject_path = reject_path or default_reject_path(output_path)
     files = check_paths(input_path, output_path, reject_path)
     try:
-        tasks = plan(files, chunk_size)
+        tasks = plan(files, chunk_size, skip_bad=skip_bad)
     except InputError as exc:
         raise RescoreError(str(exc)) from exc
     scorer = _loaded(engine, bank)
@@ -496,6 +504,7 @@ class _Run:
         self._seen = seen
         """The ids of the records written so far, this run's and the committed ones."""
         self._shown: Counter[str] = Counter()
+        self._errors = 0
         self._started = time.perf_counter()
         self._elapsed_before = summary.elapsed_s
         self._records: RecordWriter | None = None
@@ -551,7 +560,7 @@ class _Run:
             for reject in result.rejects:
                 self._rejects.write(_reject_line(reject))
         for reject in result.rejects:
-            _say(f"{reject.file}:{reject.line}: error: {reject.error}: {reject.message}")
+            self._error(reject)
         # the first few of each warning by line; the summary counts them all (a file without
         # created_at would otherwise print one for every post)
         for line, record in zip(result.lines, result.records, strict=True):
@@ -564,6 +573,19 @@ class _Run:
                 DUPLICATE,
                 f"{result.path}:{result.lines[i]}: warning: {DUPLICATE} {result.records[i].id!r}: "
                 "a post before it has the same id (both are scored)",
+            )
+
+    def _error(self, reject: Reject) -> None:
+        """Say ``reject`` if it is among the first :data:`ERRORS_SHOWN`."""
+        self._errors += 1
+        if self._errors <= ERRORS_SHOWN:
+            # line 0: a file refused whole
+            where = f"{reject.file}:{reject.line}" if reject.line else reject.file
+            _say(f"{where}: error: {reject.error}: {reject.message}")
+        elif self._errors == ERRORS_SHOWN + 1:
+            _say(
+                f"(errors after the first {ERRORS_SHOWN} are not printed: "
+                f"{self._summary.reject_path} keeps every one and the summary counts them)"
             )
 
     def _warn(self, kind: str, message: str) -> None:

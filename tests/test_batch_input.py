@@ -305,6 +305,72 @@ def test_a_corrupt_parquet_file_is_named_before_any_work(tmp_path: Path) -> None
     assert not (tmp_path / "out.jsonl").exists()
 
 
+@pytest.mark.parametrize(
+    ("columns", "said"),
+    [
+        (
+            ["post_id", "content", *(f"c{i}" for i in range(10))],
+            "has no id and no text column, which every post needs (its columns: post_id, "
+            "content, c0, c1, c2, c3, c4, c5, c6, c7 and 2 more)",
+        ),
+        (["id", "body"], "has no text column, which every post needs (its columns: id, body)"),
+    ],
+)
+def test_a_parquet_file_without_a_post_column_is_one_error_before_any_work(
+    tmp_path: Path, columns: list[str], said: str
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_bytes(post_line("a", "好"))
+    source = tmp_path / "in" / "b.parquet"
+    pq.write_table(pa.table({name: [f"{name}{i}" for i in range(500)] for name in columns}), source)
+    scorer = LengthScorer()
+    # not a reject a row: a million rows would be a million errors that all say the same
+    with pytest.raises(RescoreError) as refused:
+        rescore(tmp_path / "in", tmp_path / "out.jsonl", InlineEngine(scorer), progress=False)
+    assert str(refused.value) == (
+        f"{source}: {said}; rename the columns, or give --skip-bad to reject the file whole and "
+        "score the rest"
+    )
+    assert scorer.batch_sizes == []
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_skip_bad_rejects_a_parquet_file_without_a_post_column_whole(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    first, last = shuffled_posts(5), shuffled_posts(6, prefix="c")
+    (folder / "a.jsonl").write_bytes(b"".join(first))
+    pq.write_table(
+        pa.table({"post_id": ["x"] * 300, "content": ["文"] * 300}), folder / "b.parquet"
+    )
+    write_parquet(folder / "c.parquet", [p.model_dump() for p in posts_of(last)])
+
+    summary = rescore(
+        folder,
+        tmp_path / "out.jsonl",
+        InlineEngine(LengthScorer()),
+        chunk_size=4,
+        progress=False,
+        skip_bad=True,
+    )
+
+    expected = [expected_record(p) for p in posts_of(first + last)]
+    assert read_records(tmp_path / "out.jsonl") == expected
+    assert read_rejects(tmp_path / "out.rejects.jsonl") == [
+        {
+            "file": str(folder / "b.parquet"),
+            "line": 0,
+            "id": None,
+            "error": "missing_columns",
+            "message": "the Parquet file has no id and no text column, which every post needs "
+            "(its columns: post_id, content): none of its 300 rows was read",
+            "raw": "",
+        }
+    ]
+    # the file is one failure, counted and kept, whatever its number of rows
+    assert (summary.posts_read, summary.scored, summary.failed) == (12, 11, {"missing_columns": 1})
+
+
 def test_a_damaged_row_group_is_rejected_row_by_row_and_the_rest_scored(tmp_path: Path) -> None:
     posts = posts_of(shuffled_posts(40))
     source = tmp_path / "in.parquet"

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from batchkit import (
@@ -184,6 +185,57 @@ def test_bad_lines_are_reported_and_rejected_and_the_rest_scored(
     assert summary["warnings"] == "2 posts"
     assert summary["decisions"] == "pass 6, review 0, block 0"
     assert summary["elapsed"].endswith(" posts/s")
+
+
+def test_errors_printed_stop_after_the_first_hundred_and_the_reject_file_keeps_all(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in.jsonl"
+    bad = [post_line(f"p{i}", "好")[:-2] + b"\n" for i in range(250)]
+    source.write_bytes(b"".join(bad) + post_line("ok", "好"))
+    args: list[str | Path] = ["rescore", source, "-o", tmp_path / "out.jsonl"]
+
+    assert run_cli(*args, "--chunk-size", "64") == 1
+
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if ": error: malformed_json: " in line]
+    # a file of a million bad lines would print a million
+    assert [int(line.split(":")[1]) for line in errors] == list(range(1, 101))
+    reject_path = tmp_path / "out.rejects.jsonl"
+    assert (
+        f"(errors after the first 100 are not printed: {reject_path} keeps every one and the "
+        "summary counts them)"
+    ) in err.splitlines()
+    assert [r["line"] for r in read_rejects(reject_path)] == list(range(1, 251))
+    assert summary_rows(err)["failed"] == f"250 (malformed_json 250) -> {reject_path}"
+
+
+@pytest.mark.parametrize(("flags", "status"), [([], 2), (["--skip-bad"], 0)])
+def test_a_parquet_file_without_a_post_column_is_one_line_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], status: int
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jsonl").write_bytes(b"".join(shuffled_posts(3)))
+    source = folder / "b.parquet"
+    pq.write_table(pa.table({"post_id": ["x"] * 1500, "content": ["文"] * 1500}), source)
+
+    assert run_cli("rescore", folder, "-o", tmp_path / "out.jsonl", *flags) == status
+
+    said = "has no id and no text column, which every post needs (its columns: post_id, content)"
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    if flags:
+        assert errors == [
+            f"{source}: error: missing_columns: the Parquet file {said}: none of its 1,500 rows "
+            "was read"
+        ]
+        assert len(read_records(tmp_path / "out.jsonl")) == 3
+    else:
+        assert errors == [
+            f"qinglang rescore: error: {source}: {said}; rename the columns, or give --skip-bad "
+            "to reject the file whole and score the rest"
+        ]
+        assert not (tmp_path / "out.jsonl").exists()
 
 
 def summary_rows(err: str) -> dict[str, str]:

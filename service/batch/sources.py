@@ -52,8 +52,16 @@ SCAN_BYTES = 8 << 20
 """Block size for finding line ends."""
 
 
+REQUIRED = tuple(name for name, spec in Post.model_fields.items() if spec.is_required())
+"""The columns a Parquet file must have: without one, none of its rows is a post."""
+
+COLUMNS_SHOWN = 10
+"""Columns of a Parquet file lacking a required one named in the error; the rest are counted."""
+
+
 class InputError(Exception):
-    """The input cannot be read at all (no such file, unknown format, a corrupt Parquet footer)."""
+    """The input cannot be read at all (no such file, unknown format, a corrupt Parquet footer, a
+    Parquet file without a column every post needs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +80,9 @@ class Task:
     group: int = 0
     damage: str = ""
     """Why a gzip stream breaks off at ``stop``: its last line is a bad line saying so."""
+    refused: str = ""
+    """Why a Parquet file is not read at all: the task is the whole file, one bad line (line 0)
+    saying so."""
 
     @property
     def where(self) -> str:
@@ -128,14 +139,16 @@ def file_format(path: Path, *, given: bool = False) -> Format | None:
     return "gzip" if given and name.endswith(".gz") else None
 
 
-def plan(files: list[Path], chunk_size: int) -> list[Task]:
-    """The tasks of ``files`` in input order, at most ``chunk_size`` lines (rows) each."""
+def plan(files: list[Path], chunk_size: int, *, skip_bad: bool = False) -> list[Task]:
+    """The tasks of ``files`` in input order, at most ``chunk_size`` lines (rows) each.
+    ``skip_bad``: a Parquet file lacking a column of :data:`REQUIRED` is one task of one bad
+    line instead of an :class:`InputError`."""
     tasks: list[Task] = []
     for path in files:
         # files come from input_files, which lets only known formats through
         fmt = file_format(path, given=True) or "jsonl"
         if fmt == "parquet":
-            tasks.extend(_parquet_tasks(path, chunk_size, len(tasks)))
+            tasks.extend(_parquet_tasks(path, chunk_size, len(tasks), skip_bad=skip_bad))
         else:
             tasks.extend(_jsonl_tasks(path, fmt, chunk_size, len(tasks)))
     return tasks
@@ -192,12 +205,24 @@ def _open(path: Path, fmt: Format) -> AbstractContextManager[BinaryIO | Inflater
     return Inflater(str(path)) if fmt == "gzip" else path.open("rb")
 
 
-def _parquet_tasks(path: Path, chunk_size: int, first_index: int) -> Iterator[Task]:
+def _parquet_tasks(
+    path: Path, chunk_size: int, first_index: int, *, skip_bad: bool
+) -> Iterator[Task]:
     try:
         parquet = pq.ParquetFile(path)
         meta = parquet.metadata
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path} is not a readable Parquet file: {exc}") from exc
+    lacking = _missing_columns(parquet.schema_arrow)
+    if lacking and not skip_bad:
+        raise InputError(
+            f"{path}: {lacking}; rename the columns, or give --skip-bad to reject the file whole "
+            "and score the rest"
+        )
+    if lacking:
+        refused = f"the Parquet file {lacking}: none of its {meta.num_rows:,} rows was read"
+        yield Task(first_index, str(path), "parquet", 0, 0, 0, 1, refused=refused)
+        return
     _check_times(path, parquet.schema_arrow)
     index, row = first_index, 1
     for group in range(meta.num_row_groups):
@@ -207,6 +232,18 @@ def _parquet_tasks(path: Path, chunk_size: int, first_index: int) -> Iterator[Ta
             yield Task(index, str(path), "parquet", start, stop, row + start, stop - start, group)
             index += 1
         row += rows
+
+
+def _missing_columns(schema: pa.Schema) -> str:
+    """What the file lacks of :data:`REQUIRED`, and the columns it has (empty if nothing):
+    found from the footer, as one error, instead of a reject for every row of the file."""
+    missing = [name for name in REQUIRED if name not in schema.names]
+    if not missing:
+        return ""
+    has = ", ".join(schema.names[:COLUMNS_SHOWN]) or "none"
+    if len(schema.names) > COLUMNS_SHOWN:
+        has += f" and {len(schema.names) - COLUMNS_SHOWN:,} more"
+    return f"has no {' and no '.join(missing)} column, which every post needs (its columns: {has})"
 
 
 def _check_times(path: Path, schema: pa.Schema) -> None:
@@ -228,6 +265,8 @@ def read(task: Task) -> Chunk:
     """The posts and bad lines of ``task``, numbered as lines (rows, from 1) of its file."""
     if task.fmt != "parquet":
         return _jsonl_chunk(task)
+    if task.refused:
+        return Chunk([LineError(0, None, "missing_columns", task.refused, "")], 0)
     try:
         table = _row_group(task.path, task.group).slice(task.start, task.stop - task.start)
     except (pa.ArrowException, OSError) as exc:

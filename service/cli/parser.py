@@ -72,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
         "NAME.rejects.jsonl beside OUTPUT, NAME being OUTPUT's name without its suffixes)",
     )
     rescore.add_argument(
-        "--skip-bad", action="store_true", help="exit 0 even when some lines were rejected"
+        "--skip-bad",
+        action="store_true",
+        help="exit 0 even when some lines were rejected; a Parquet file without an id or text "
+        "column is then rejected whole instead of stopping the run",
     )
     rescore.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     rescore.add_argument(

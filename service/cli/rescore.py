@@ -170,6 +170,7 @@ def _run_rescore(
         checkpoint_posts=args.checkpoint_every or CHECKPOINT_POSTS,
         segment_posts=args.segment_posts,
         bank=_bank(settings) if args.bank else (),
+        skip_bad=args.skip_bad,
     )
 
 
