@@ -19,6 +19,7 @@ fake-originality check then charged.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -125,6 +126,11 @@ def add_output(model: onnx.ModelProto, tensor: str, name: str | None = None) -> 
     return out
 
 
+def content_hash(path: Path) -> str:
+    """``model_version``: the first 16 hex digits of the file's SHA-256."""
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
 class Classifier:
     """Calibrated head probabilities for normalised texts."""
 
@@ -150,6 +156,12 @@ class Classifier:
         other.threads = threads
         other.__dict__.pop("session", None)
         return other
+
+    @cached_property
+    def digest(self) -> str:
+        """The hash of the model file as it is now (:attr:`version` is the one ``card.json``
+        gives, which a model file copied over without its card would not change)."""
+        return content_hash(self.path)
 
     @cached_property
     def session(self) -> ort.InferenceSession:

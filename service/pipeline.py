@@ -109,6 +109,10 @@ class Pipeline:
     def policy_version(self) -> str:
         return self.policy.version
 
+    @property
+    def policy_digest(self) -> str:
+        return self.policy.digest
+
     def use_bank(self, rumors: Sequence[StoredRumor]) -> None:
         """Hold the confirmed-rumour bank ``rumors`` (a re-score's: the service reloads its own)."""
         stale = self.neardup.sync_bank(rumors)

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO, get_args
 
 from tqdm import tqdm
 
-from service.batch.checkpoint import CheckpointError, State, WorkFolder
+from service.batch.checkpoint import CheckpointError, JoinError, State, WorkFolder
 from service.batch.diff import changes_file, report_file
 from service.batch.duplicates import SeenIds
 from service.batch.records import (
@@ -92,7 +92,9 @@ FINGERPRINT_NAMES = {
     "chunk_size": "--chunk-size",
     "batch_size": "--batch-size or the batch_size setting",
     "model_version": "the model",
+    "model_file": "the model file (model.onnx)",
     "policy_version": "the policy",
+    "policy_digest": "the policy file's values",
     "bank": "the --bank rumours",
     "evidence": "the evidence setting (off with --no-evidence)",
 }
@@ -404,16 +406,7 @@ def rescore(
     except InputError as exc:
         raise RescoreError(str(exc)) from exc
     scorer = _loaded(engine, bank)
-    model_version, policy_version = scorer.model_version, scorer.policy_version
-    fingerprint = {
-        "inputs": [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files],
-        "chunk_size": chunk_size,
-        "batch_size": scorer.classifier.batch_size,
-        "model_version": model_version,
-        "policy_version": policy_version,
-        "bank": sorted(r.rumor_id for r in bank),
-        "evidence": scorer.evidence,
-    }
+    fingerprint = _fingerprint(files, chunk_size, scorer, bank)
     work = WorkFolder(output_path)
     with ExitStack() as hold:
         try:
@@ -426,7 +419,12 @@ def rescore(
         except (CheckpointError, OSError) as exc:
             raise RescoreError(str(exc)) from exc
         summary = Summary(
-            input_path, output_path, reject_path, model_version, engine.name, policy_version
+            input_path,
+            output_path,
+            reject_path,
+            scorer.model_version,
+            engine.name,
+            scorer.policy_version,
         )
         summary.restore(state.tallies)
         saved = work.ordered_state(state.parts)
@@ -466,6 +464,8 @@ def rescore(
                 work.finish(state, reject_path)
             except ScorerError as exc:
                 raise RescoreError(f"{exc}; {run.resume_hint}") from exc
+            except JoinError as exc:
+                raise RescoreError(str(exc)) from exc
             except OSError as exc:
                 raise RescoreError(f"rescore stopped: {exc}; {run.resume_hint}") from exc
             except KeyboardInterrupt:
@@ -473,6 +473,25 @@ def rescore(
             finally:
                 run.abandon()
         return summary
+
+
+def _fingerprint(
+    files: Sequence[Path], chunk_size: int, scorer: Scorer, bank: Sequence[StoredRumor]
+) -> dict[str, Any]:
+    """What a run's records follow from (:data:`FINGERPRINT_NAMES`): a checkpoint is continued
+    only by a run with the same. The model file and the policy's values are hashed, as their
+    versions would not change with a file copied or edited in place."""
+    return {
+        "inputs": [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files],
+        "chunk_size": chunk_size,
+        "batch_size": scorer.classifier.batch_size,
+        "model_version": scorer.model_version,
+        "model_file": scorer.classifier.digest,
+        "policy_version": scorer.policy_version,
+        "policy_digest": scorer.policy_digest,
+        "bank": sorted(r.rumor_id for r in bank),
+        "evidence": scorer.evidence,
+    }
 
 
 def _loaded(engine: Engine, bank: Sequence[StoredRumor]) -> Scorer:

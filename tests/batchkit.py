@@ -59,11 +59,13 @@ def expected_record(post: Post) -> ScoreRecord:
 @dataclass(frozen=True)
 class StandInModel:
     batch_size: int
+    digest: str = "sha256:test-model"
 
 
 class LengthScorer:
     model_version = "test-length"
     policy_version = "test"
+    policy_digest = "sha256:test-policy"
     evidence = True
 
     def __init__(self, *, fail_on_call: int = 0, batch_size: int = 64) -> None:

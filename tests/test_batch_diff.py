@@ -74,6 +74,21 @@ def test_the_diff_counts_changes_per_head_with_examples(tmp_path: Path, reorder:
     assert "rumor" in table and "review->pass 2" in table
 
 
+def test_the_table_names_a_post_once_in_a_row_whatever_columns_it_is_in(tmp_path: Path) -> None:
+    earlier, now = earlier_and_now()
+    write(tmp_path / "before.jsonl", earlier)
+    write(tmp_path / "now.jsonl", now)
+
+    table = diff(tmp_path / "before.jsonl", tmp_path / "now.jsonl").render().splitlines()
+    # a head's row: its name, three counts, then the examples
+    rows = {line.split()[0]: line.split(maxsplit=4)[4:] for line in table[2:6]}
+
+    # post 27 is newly flagged with a changed decision, post 0 newly cleared with one
+    assert rows["rumor"] == [now[REVIEWED].id]
+    assert rows["incitement"] == [now[0].id]
+    assert rows["coordination"] == []
+
+
 @pytest.fixture
 def database(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("QINGLANG_DATABASE_URL", database_url)

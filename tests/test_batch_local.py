@@ -193,6 +193,45 @@ def test_workers_end_when_their_parent_is_killed(tmp_path: Path) -> None:
         run.stderr.close()
 
 
+def test_sigterm_stops_the_run_as_ctrl_c_does_without_waiting_for_the_segments(
+    tmp_path: Path,
+) -> None:
+    lines = shuffled_posts(400)
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_bytes(b"".join(lines))
+    args: list[str | Path] = [source, "-o", output, "--workers", "2", "--chunk-size", "7"]
+    # each model call takes ten minutes: the run ends only if its workers stop mid-segment
+    run = cli(*args, slow_s=600)
+    try:
+        deadline = time.monotonic() + 120
+        # the work folder is made after the handler is installed; then the pool starts
+        while not (tmp_path / ".out.jsonl.rescore").is_dir() or len(children(run.pid)) < 3:
+            assert run.poll() is None, run.communicate()[1]
+            assert time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.05)
+        workers = children(run.pid)
+        os.kill(run.pid, signal.SIGTERM)  # the parent alone, as `kill` or a scheduler does
+        _, err = run.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 2, err
+    assert (
+        f"qinglang rescore: error: interrupted; the checkpoint in {tmp_path}/.out.jsonl.rescore "
+        "is intact: run the same command again to continue after 0 posts\n"
+    ) in err
+    # the resource tracker ends when it reads the end of its pipe, a moment after the run
+    deadline = time.monotonic() + 20
+    while any(alive(w) for w in workers):
+        assert time.monotonic() < deadline, "workers outlived the run"
+        time.sleep(0.1)
+
+    again = cli(*args)
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    assert read_records(output) == [expected_record(p) for p in posts_of(lines)]
+
+
 def read_records_any(path: Path) -> list[object]:
     from service.batch.records import read_records as read
 
@@ -205,7 +244,33 @@ def ignore_xfsz_and_cap_files(size: int) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
 
 
-def test_a_full_disk_stops_the_run_with_the_checkpoint_intact(tmp_path: Path) -> None:
+def test_a_full_disk_while_scoring_stops_the_run_with_the_checkpoint_intact(
+    tmp_path: Path,
+) -> None:
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_bytes(b"".join(shuffled_posts(600)))
+    args: list[str | Path] = [source, "-o", output, "--workers", "1", "--chunk-size", "50"]
+    args += ["--checkpoint-every", "100"]
+    command = [sys.executable, str(BATCHKIT), "rescore", "--no-progress", *map(str, args)]
+    # each part holds 100 records (~40 KB): the first cannot be written
+    full = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        preexec_fn=lambda: ignore_xfsz_and_cap_files(20_000),
+    )
+    assert full.returncode == 2
+    assert (
+        "qinglang rescore: error: rescore stopped: [Errno 27] File too large; the checkpoint in "
+        f"{tmp_path}/.out.jsonl.rescore is intact: run the same command again to continue "
+        "after 0 posts\n"
+    ) in full.stderr
+    assert not output.exists()
+
+
+def test_a_full_disk_while_joining_says_what_room_the_join_needs(tmp_path: Path) -> None:
     lines = shuffled_posts(600)
     source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     source.write_bytes(b"".join(lines))
@@ -222,8 +287,15 @@ def test_a_full_disk_stops_the_run_with_the_checkpoint_intact(tmp_path: Path) ->
         preexec_fn=lambda: ignore_xfsz_and_cap_files(120_000),
     )
     assert full.returncode == 2
-    assert "qinglang rescore: error: rescore stopped: [Errno 27] File too large" in full.stderr
-    assert "is intact: run the same command again to continue" in full.stderr
+    work = tmp_path / ".out.jsonl.rescore"
+    parts = sum(part.stat().st_size for part in work.glob("part-*"))
+    # every post is in a part: the run stopped joining them, and running it again only joins
+    assert (
+        f"qinglang rescore: error: cannot join the parts in {work} into {output}: [Errno 27] "
+        f"File too large; the folder {tmp_path} needs about {parts / 1e6:,.1f} MB free "
+        "for the joined copy (the size of the parts); every post is scored: make room and run "
+        "the same command again to join them\n"
+    ) in full.stderr
     state = manifest(output)
     assert state is not None and state["tasks_done"] == 12
     assert not output.exists()

@@ -4,6 +4,7 @@ log-odds."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from service.api import app
-from service.classify import SHORT, length_batches
+from service.classify import MODEL_FILE, SHORT, Classifier, length_batches
 from service.pipeline import Pipeline
 from service.settings import Settings
 
@@ -35,6 +36,20 @@ def test_short_texts_share_a_batch_and_size_caps_it() -> None:
     lengths = [1, SHORT, 2, 5, 9, 3, 4]
     assert [len(b) for b in length_batches(lengths, size=64)] == [7]
     assert [len(b) for b in length_batches(lengths, size=3)] == [3, 3, 1]
+
+
+def test_the_digest_is_the_model_file_s_whatever_the_card_says(
+    settings: Settings, tmp_path: Path
+) -> None:
+    shipped = Classifier(settings.model_dir)
+    assert shipped.digest == shipped.version
+    copied = tmp_path / "models"
+    shutil.copytree(settings.model_dir, copied)
+    with (copied / MODEL_FILE).open("ab") as model:
+        model.write(b"another model under the same card")
+    other = Classifier(copied)
+    assert other.version == shipped.version
+    assert other.digest != shipped.digest
 
 
 def test_predict_keeps_input_order_across_batches(pipeline: Pipeline) -> None:

@@ -34,6 +34,24 @@ def test_policy_thresholds_are_the_models_operating_points(settings: Settings) -
     assert policy.near_duplicates.originality_claim == pytest.approx(claim)
 
 
+def test_the_digest_follows_the_values_not_the_version_or_the_layout(
+    settings: Settings, tmp_path: Path
+) -> None:
+    text = settings.policy_file.read_text()
+    digest = load_policy(settings.policy_file).digest
+    laid_out = tmp_path / "laid_out.toml"
+    laid_out.write_text("# reviewed again\n\n" + text.replace(" = ", "   =   "))
+    assert load_policy(laid_out).digest == digest
+    edited = tmp_path / "edited.toml"
+    edited.write_text(
+        text.replace("[risks.rumor]\nreview = 0.5\n", "[risks.rumor]\nreview = 0.2\n")
+    )
+    assert edited.read_text() != text
+    policy = load_policy(edited)
+    assert policy.version == load_policy(settings.policy_file).version
+    assert policy.digest != digest
+
+
 LONG = 200
 """Letters and digits of a post long enough for any block."""
 

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from batchkit import (
     LengthScorer,
+    StandInModel,
     expected_record,
     length_scorer,
     missing_model,
@@ -663,6 +664,52 @@ def test_a_checkpoint_is_not_continued_with_another_batch_size(
     assert "(--batch-size or the batch_size setting: 4 there, 3 here)" in err
     assert not (tmp_path / "out.jsonl").exists()
     assert main([*args, "--batch-size", "4"], load_scorer=length_scorer) == 0
+    assert "resumed        after 4 posts" in capsys.readouterr().err
+
+
+class EditedPolicyScorer(LengthScorer):
+    """The stand-in under a policy file edited without a new version."""
+
+    policy_digest = "sha256:edited-policy"
+
+
+class CopiedModelScorer(LengthScorer):
+    """The stand-in with another model file under the same ``card.json``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.classifier = StandInModel(self.classifier.batch_size, "sha256:copied-model")
+
+
+@pytest.mark.parametrize(
+    ("changed", "named"),
+    [
+        (
+            EditedPolicyScorer,
+            "the policy file's values: 'sha256:test-policy' there, 'sha256:edited-policy' here",
+        ),
+        (
+            CopiedModelScorer,
+            "the model file (model.onnx): 'sha256:test-model' there, 'sha256:copied-model' here",
+        ),
+    ],
+    ids=["policy", "model"],
+)
+def test_a_checkpoint_is_not_continued_with_other_values_under_the_same_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], changed: type[LengthScorer], named: str
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(12)))
+    args: list[str | Path] = ["rescore", tmp_path / "in.jsonl", "-o", tmp_path / "out.jsonl"]
+    args += ["--chunk-size", "4", "--checkpoint-every", "4"]
+    assert run_cli(*args, scorer=InterruptingScorer()) == 2
+    capsys.readouterr()
+    # the versions are the same: the records would mix two policies (or models) under one
+    assert run_cli(*args, scorer=changed()) == 2
+    err = capsys.readouterr().err
+    assert "holds the checkpoint of a run with other arguments" in err
+    assert f"({named})" in err
+    assert not (tmp_path / "out.jsonl").exists()
+    assert run_cli(*args) == 0
     assert "resumed        after 4 posts" in capsys.readouterr().err
 
 

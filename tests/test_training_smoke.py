@@ -18,7 +18,7 @@ import torch
 from onnx import numpy_helper
 from transformers import BertModel
 
-from service.classify import Classifier, load_tokenizer, model_inputs
+from service.classify import Classifier, content_hash, load_tokenizer, model_inputs
 from service.heads import HEADS
 from service.normalise import normalise
 from service.pipeline import CLASSIFIER_RISKS, Pipeline
@@ -33,7 +33,6 @@ from training.finetune import TUNED, digest, load_inputs, load_tuned
 from training.finetune import main as finetune_main
 from training.in_place import (
     claim_probe,
-    content_hash,
     ordinary_calib,
     refit_in_place,
     thresholds_in_place,

@@ -8,7 +8,6 @@ in place (:mod:`training.refit`), or every head's operating point derived again
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -19,17 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from service.classify import CARD_FILE, MODEL_FILE, Classifier
+from service.classify import CARD_FILE, MODEL_FILE, Classifier, content_hash
 from service.heads import HEADS, Head
 from training import calibrate, data, originality, refit
 from training.recipe import Recipe
 
 log = logging.getLogger("training")
-
-
-def content_hash(path: Path) -> str:
-    """``model_version``: the first 16 hex digits of the file's SHA-256."""
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 REFIT_KEYS: dict[Head, str] = {

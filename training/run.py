@@ -38,6 +38,7 @@ from service.classify import (
     CARD_FILE,
     MODEL_FILE,
     TOKENIZER_FILE,
+    content_hash,
     load_tokenizer,
     model_inputs,
 )
@@ -60,7 +61,6 @@ from training.finetune import (
 from training.in_place import (
     REFIT_KEYS,
     claim_probe,
-    content_hash,
     exported_points,
     ordinary_calib,
     refit_in_place,

@@ -33,6 +33,10 @@ class CheckpointError(Exception):
     """The work folder belongs to another run, or cannot be read."""
 
 
+class JoinError(Exception):
+    """The parts, all committed, could not be joined into OUTPUT (a full disk)."""
+
+
 @dataclass
 class State:
     """How far the run got: whole tasks, whole parts, and the tallies of what they held."""
@@ -106,9 +110,9 @@ class WorkFolder:
         if saved["fingerprint"] != fingerprint:
             differ = _differences(saved["fingerprint"], fingerprint, names)
             raise CheckpointError(
-                f"{self.path} holds the checkpoint of a run with other arguments, input files "
-                f"or model ({differ}); rerun that command to finish it, or delete the folder to "
-                "start over"
+                f"{self.path} holds the checkpoint of a run with other arguments, input files, "
+                f"model or policy ({differ}); rerun that command to finish it, or delete the "
+                "folder to start over"
             )
         return State(fingerprint, saved["tasks_done"], saved["parts"], saved["tallies"])
 
@@ -137,7 +141,22 @@ class WorkFolder:
 
     def finish(self, state: State, reject_path: Path) -> None:
         """Join the parts into OUTPUT and the reject parts into ``reject_path`` (removed when
-        there are none), then remove the folder."""
+        there are none), then remove the folder; :class:`JoinError` when the join fails, which
+        leaves the folder as it was."""
+        try:
+            self._join(state, reject_path)
+        except OSError as exc:
+            size = sum(f.stat().st_size for p in ("part-*", "rejects-*") for f in self.path.glob(p))
+            # the joined copy is written beside the parts, which stay until it is whole
+            raise JoinError(
+                f"cannot join the parts in {self.path} into {self.output}: {exc}; the folder "
+                f"{self.output.parent} needs about {size / 1e6:,.1f} MB free for the joined copy "
+                "(the size of the parts); every post is scored: make room and run the same "
+                "command again to join them"
+            ) from exc
+        shutil.rmtree(self.path)
+
+    def _join(self, state: State, reject_path: Path) -> None:
         tmp = self.output.with_name(f".{self.output.name}.joining")
         tmp.unlink(missing_ok=True)
         try:
@@ -154,12 +173,16 @@ class WorkFolder:
         rejects = [self.rejects(k) for k in range(state.parts) if self.rejects(k).exists()]
         if rejects:
             joined = reject_path.with_name(f".{reject_path.name}.joining")
-            _join(rejects, joined)
+            try:
+                _join(rejects, joined)
+            except BaseException:
+                joined.unlink(missing_ok=True)
+                tmp.unlink(missing_ok=True)
+                raise
             joined.replace(reject_path)
         else:
             reject_path.unlink(missing_ok=True)
         tmp.replace(self.output)
-        shutil.rmtree(self.path)
 
 
 def _differences(saved: dict[str, Any], given: dict[str, Any], names: Mapping[str, str]) -> str:

@@ -97,11 +97,20 @@ class DiffReport:
         ]
         for risk in RISKS:
             cells = "".join(f"{self.counts[column][risk]:>18,}" for column in COLUMNS)
-            shown = ", ".join(ex for column in COLUMNS for ex in self.examples[column][risk][:1])
-            lines.append(f"  {risk:<18}{cells}  {shown}")
+            lines.append(f"  {risk:<18}{cells}  {', '.join(self._shown(risk))}")
         moves = ", ".join(f"{b}->{a} {n:,}" for (b, a), n in sorted(self.decisions.items()))
         lines.append(f"  decisions changed: {moves or 'none'}")
         return "\n".join(lines)
+
+    def _shown(self, risk: Risk) -> list[str]:
+        """An example of each column for the table, each post once: a newly flagged post whose
+        decision changed is the first example of both columns."""
+        shown: list[str] = []
+        for column in COLUMNS:
+            fresh = next((ex for ex in self.examples[column][risk] if ex not in shown), None)
+            if fresh is not None:
+                shown.append(fresh)
+        return shown
 
 
 def changes_file(current: Path) -> Path:

@@ -15,11 +15,11 @@ import multiprocessing
 import os
 import tempfile
 import threading
-import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,22 +39,32 @@ _scorer: Scorer | None = None
 
 
 def _load(
-    load: ScorerFactory, settings: Settings, bank: Sequence[StoredRumor], parent: int
+    load: ScorerFactory,
+    settings: Settings,
+    bank: Sequence[StoredRumor],
+    parent: int,
+    stop: Event,
 ) -> None:
     global _scorer  # noqa: PLW0603 - one scorer per worker process, by design
     # the parent's pid comes from the parent: one that died while this worker started is seen
-    threading.Thread(target=_exit_without, args=(parent,), name="parent-watch", daemon=True).start()
+    watch = threading.Thread(
+        target=_exit_without, args=(parent, stop), name="parent-watch", daemon=True
+    )
+    watch.start()
     _scorer = worker_scorer(load, settings, bank)
 
 
-def _exit_without(parent: int) -> None:
-    """End this worker once ``parent`` is gone (the worker is handed to another parent then).
+def _exit_without(parent: int, stop: Event) -> None:
+    """End this worker once ``parent`` is gone (the worker is handed to another parent then),
+    or at once when the parent sets ``stop``.
 
     A parent killed outright (SIGKILL, the out-of-memory killer) cannot shut its pool down, and
     its workers would go on scoring a segment nobody reads, each holding a model, for minutes.
+    A run stopped by Ctrl-C or SIGTERM would wait for the segments in flight, which the run that
+    continues scores again anyway.
     """
-    while os.getppid() == parent:
-        time.sleep(PARENT_CHECK_S)
+    while os.getppid() == parent and not stop.wait(PARENT_CHECK_S):
+        pass
     os._exit(1)
 
 
@@ -77,6 +87,8 @@ class LocalEngine:
         self._settings = settings
         self.workers = workers
         self._executor: ProcessPoolExecutor | None = None
+        self._stop: Event | None = None
+        """Set to end the current pool's workers at once."""
         self._scorer: Scorer | None = None
         self._bank: Sequence[StoredRumor] = ()
         self.name = f"local, {workers} workers"
@@ -93,11 +105,13 @@ class LocalEngine:
 
     def _pool(self) -> ProcessPoolExecutor:
         # spawn: a forked child would inherit the parent's threads (Arrow's, tqdm's) mid-state
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
         return ProcessPoolExecutor(
             self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=context,
             initializer=_load,
-            initargs=(self._load, self._settings, self._bank, os.getpid()),
+            initargs=(self._load, self._settings, self._bank, os.getpid(), self._stop),
         )
 
     def segments(
@@ -127,6 +141,12 @@ class LocalEngine:
                     self._restart()
                     for segment, start in stranded:
                         yield self._isolate(segment, start)
+        except BaseException:
+            # the run stops (Ctrl-C, SIGTERM, a write error, a scorer error): the segments in
+            # flight are not waited for
+            if self._stop is not None:
+                self._stop.set()
+            raise
         finally:
             self._started().shutdown(wait=True, cancel_futures=True)
             self._executor = None

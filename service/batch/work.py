@@ -35,6 +35,11 @@ class Model(Protocol):
         post's scores move (slightly) with the posts it is batched with: a run is continued
         only with the batch size it started with."""
 
+    @property
+    def digest(self) -> str:
+        """The hash of the model file as loaded: a run is continued only with the file it
+        started with, even one copied over without a new ``card.json``."""
+
 
 class Scorer(Protocol):
     """What a run needs of :class:`service.pipeline.Pipeline`; tests pass a small stand-in."""
@@ -47,6 +52,10 @@ class Scorer(Protocol):
 
     @property
     def policy_version(self) -> str: ...
+
+    @property
+    def policy_digest(self) -> str:
+        """A hash of the policy's values (:attr:`service.policy.Policy.digest`)."""
 
     @property
     def evidence(self) -> bool:

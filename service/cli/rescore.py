@@ -5,6 +5,7 @@ comparison with an earlier output (``--compare``, ``--enqueue``)."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +22,9 @@ def run(args: argparse.Namespace, load: ScorerFactory) -> int:
     from service.rescore import DEFAULT_CHUNK_SIZE, RescoreError, check_paths, default_reject_path
     from service.settings import get_settings
 
+    # a stop by kill or a scheduler is Ctrl-C's: the run says how to continue, status 2, where
+    # SIGTERM's default ended it with 143 and no word
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     settings = get_settings()
     if args.batch_size is not None:
         settings = settings.model_copy(update={"batch_size": args.batch_size})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tomllib
 from pathlib import Path
 from typing import Annotated
@@ -94,6 +96,14 @@ class Policy(BaseModel):
         """How much the review thresholds are lowered for an account at ``level``."""
         found = next((lv for lv in self.credit.levels if lv.name == level), None)
         return 1.0 if found is None else found.review_factor
+
+    @property
+    def digest(self) -> str:
+        """A hash of every value of the policy, for a run that must not mix two policies: an
+        edited threshold changes it under an unchanged :attr:`version`, comments, spacing and
+        the order of tables do not."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     @property
     def stricter_levels(self) -> list[str]:
