@@ -138,33 +138,35 @@ def test_a_reversal_is_the_difference_the_violation_makes_to_a_replay(policy: Po
 
 def _twins(url: str) -> tuple[int, list[int]]:
     """A database at 0007 holding three appeals of one violation (the second rejected) and
-    one of another; the violation's item, and the appeals' ids."""
-    engine = make_engine(url, 5.0)
-    with engine.begin() as connection:
-        migrate(connection, "0007_evidence_sweep")
-    engine.dispose()
+    one of another; the violation's item, and the appeals' ids: the first, its rejected and
+    pending twins, and the other."""
+    upgrade(url)
     policy = load_policy(Settings().policy_file)
-    # the service's own writes, on a schema without the unique index
+    # the service's own writes, on the schema it writes to
     repo = open_repository(url, 5.0, policy.review)
     try:
         first = confirmed(repo, policy, "p1", "acc1", T0)
         second = confirmed(repo, policy, "p2", "acc2", T0)
         ids = [appeal_of(repo, policy, first, T0 + MINUTE)]
-        with repo.engine.begin() as connection:
-            for status in ("rejected", "pending"):
-                connection.execute(
-                    text(
-                        "INSERT INTO appeals (account_id, item_id, reason, status, filed_by,"
-                        " filed_at, deadline) SELECT account_id, item_id, :reason, :status,"
-                        " filed_by, filed_at, deadline FROM appeals WHERE id = :id"
-                    ),
-                    {"reason": f"又 {status}", "status": status, "id": ids[0]},
-                )
-            ids = [row[0] for row in connection.execute(text("SELECT id FROM appeals"))]
-        ids.append(appeal_of(repo, policy, second, T0 + MINUTE))
-        return first.item_id, sorted(ids)
+        other = appeal_of(repo, policy, second, T0 + MINUTE)
     finally:
         repo.close()
+    engine = make_engine(url, 5.0)
+    with engine.begin() as connection:
+        # then twins of the first, on a schema without the unique index
+        migrate(connection, "0007_evidence_sweep", down=True)
+        for status in ("rejected", "pending"):
+            twin = connection.execute(
+                text(
+                    "INSERT INTO appeals (account_id, item_id, reason, status, filed_by,"
+                    " filed_at, deadline) SELECT account_id, item_id, :reason, :status,"
+                    " filed_by, filed_at, deadline FROM appeals WHERE id = :id RETURNING id"
+                ),
+                {"reason": f"又 {status}", "status": status, "id": ids[0]},
+            ).scalar_one()
+            ids.append(twin)
+    engine.dispose()
+    return first.item_id, [*ids, other]
 
 
 def test_the_migration_keeps_one_appeal_per_violation_and_sets_the_twins_aside(
@@ -176,7 +178,7 @@ def test_the_migration_keeps_one_appeal_per_violation_and_sets_the_twins_aside(
     repo = open_repository(database_url, 5.0, policy.review)
     try:
         # the rejected one is kept: a reviewer answered it
-        assert sorted(a.id for a in repo.list_appeals().appeals) == [rejected, other]
+        assert sorted(a.id for a in repo.list_appeals().appeals) == sorted([rejected, other])
         with repo.engine.connect() as connection:
             aside = connection.execute(
                 text("SELECT id, kept_id, reason FROM appeal_duplicates ORDER BY id")
@@ -196,7 +198,7 @@ def test_the_migration_keeps_one_appeal_per_violation_and_sets_the_twins_aside(
         migrate(connection, "0007_evidence_sweep", down=True)
         back = connection.execute(text("SELECT id FROM appeals ORDER BY id")).scalars().all()
     engine.dispose()
-    assert back == [pending, rejected, twin, other]
+    assert back == sorted([pending, rejected, twin, other])
     upgrade(database_url)
 
 
