@@ -10,7 +10,7 @@ import hashlib
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -25,6 +25,8 @@ from pydantic_core import PydanticCustomError
 from service.heads import Head, Risk
 
 Decision = Literal["pass", "review", "block"]
+DECISIONS: tuple[Decision, ...] = get_args(Decision)
+"""The decisions, the least strict first."""
 
 MAX_ID_CHARS = 256
 MAX_SOURCE_CHARS = 2048

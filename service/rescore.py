@@ -35,7 +35,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TextIO, get_args
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from tqdm import tqdm
 
@@ -61,7 +61,7 @@ from service.batch.segments import (
 from service.batch.sources import InputError, input_files, plan
 from service.batch.work import Reject, Result, Scorer, ScorerError
 from service.heads import RISKS, Risk
-from service.record import Decision, ScoreRecord
+from service.record import DECISIONS, Decision, ScoreRecord
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -99,8 +99,6 @@ FINGERPRINT_NAMES = {
     "evidence": "the evidence setting (off with --no-evidence)",
 }
 """What each part of a checkpoint's fingerprint is to the user, for the refusal to continue it."""
-
-DECISIONS: tuple[Decision, ...] = get_args(Decision)
 
 
 def batch_settings(settings: Settings) -> Settings:

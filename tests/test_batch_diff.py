@@ -172,6 +172,41 @@ def test_a_policy_change_queues_the_newly_flagged_posts_stored_under_the_earlier
     assert found[post].policy_version == policy
 
 
+def test_a_re_score_that_newly_flags_a_post_under_review_joins_its_open_item(
+    tmp_path: Path, database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The post was in the queue for incitement under the earlier policy and is newly flagged
+    on rumour now: its new record joins the open item, so it is reviewed once."""
+    lines = shuffled_posts(POSTS)
+    (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
+    earlier, now = earlier_and_now()
+    earlier[REVIEWED] = flagged(now[REVIEWED], "review", rumor=False, incitement=True)
+    earlier = [r.model_copy(update={"policy_version": "earlier"}) for r in earlier]
+    write(tmp_path / "before.jsonl", earlier)
+    repository = open_migrated(database, 5.0)
+    try:
+        repository.save_records([Pending(earlier[REVIEWED], enqueue=True)])
+    finally:
+        repository.close()
+    args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "now.jsonl")]
+    args += ["--workers", "1", "--no-progress", "--compare", str(tmp_path / "before.jsonl")]
+
+    for _ in range(2):
+        assert main([*args, "--enqueue"], load_scorer=length_scorer) == 0
+    err = capsys.readouterr().err
+    assert "review queue: 1 newly flagged records enqueued" in err
+    assert "review queue: 0 newly flagged records enqueued" in err
+
+    repository = open_repository(database, 5.0)
+    try:
+        queue = repository.queue()
+    finally:
+        repository.close()
+    assert [(item.post_id, item.policy_version, item.status) for item in queue] == [
+        (now[REVIEWED].id, now[REVIEWED].policy_version, "open")
+    ]
+
+
 def test_enqueue_without_compare_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 from servicekit import migrate, record
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 
+from service.heads import RISKS, Risk
 from service.policy import Policy, load_policy
-from service.record import Post
+from service.record import Decision, Post, ScoreRecord
 from service.review import chain, credit, views
 from service.review.appeals import AppealClosedError
 from service.review.items import ConflictError, ForbiddenError, NotFoundError, QueueRequest
@@ -188,6 +189,111 @@ def test_one_post_is_one_open_item_whichever_source_comes_first(
     )
     reopened = repo.get_item(policy, later.item_id)
     assert (reopened.kind, reopened.text, reopened.account_id) == ("report", "原文", "acc3")
+
+
+def scored(post_id: str, policy_version: str, decision: Decision, *heads: Risk) -> ScoreRecord:
+    """A record of ``post_id`` by acc1 under ``policy_version``, flagged on ``heads`` (the
+    first scored highest)."""
+    scores = {risk: 0.9 if heads and risk == heads[0] else 0.5 for risk in RISKS}
+    flags = {risk: risk in heads for risk in RISKS}
+    return record(post_id, decision).model_copy(
+        update={
+            "account_id": "acc1",
+            "policy_version": policy_version,
+            "scores": scores,
+            "flags": flags,
+        }
+    )
+
+
+def test_a_posts_new_record_joins_its_open_item_and_a_decided_item_stays_decided(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """A re-score under a new policy (or by a new model) queues what it newly flags: the post's
+    open item, escalated included, moves to the newest record at the stricter decision of the
+    two, reports and all; a decided item is not reopened, the new record opens its own."""
+    repo.save_records([Pending(scored("p1", "p1", "review", "incitement"), True, "帖子")])
+    (item,) = [i.id for i in repo.list_items(policy).items]
+    repo.file_report(
+        policy, post_id="p1", account_id=None, category="rumor", text_="假", reporter="k1"
+    )
+    repo.decide(policy, item, "r1", "escalate", None, None)
+
+    def rescore(version: str, decision: Decision, *heads: Risk) -> views.Item:
+        new = scored("p1", version, decision, *heads)
+        for _ in range(2):  # the same re-score again changes nothing
+            repo.save_records([Pending(new, True, "帖子")])
+        assert repo.list_items(policy, now=T0).items == []
+        (joined,) = repo.list_items(policy, status="escalated", now=T0).items
+        assert (joined.id, joined.reports, joined.policy_version) == (item, 1, version)
+        assert joined.evidence is not None
+        assert joined.evidence["record"] == new.model_dump(mode="json")
+        return joined
+
+    same = rescore("p2", "review", "rumor", "incitement")
+    assert (same.head, same.severity) == ("rumor", "review")
+    stricter = rescore("p3", "block", "incitement")
+    assert (stricter.head, stricter.severity) == ("incitement", "block")
+    assert stricter.priority > same.priority
+    weaker = rescore("p4", "review", "rumor")
+    assert (weaker.head, weaker.severity, weaker.priority) == (
+        "incitement",
+        "block",
+        stricter.priority,
+    )
+    moves = [e.payload for e in repo.audit_entries() if e.kind == "review.rescored"]
+    assert [(m["head"], m["severity"]) for m in moves] == [
+        ("rumor", "review"),
+        ("incitement", "block"),
+        ("incitement", "block"),
+    ]
+    assert repo.decide(policy, item, "r2", "dismiss", None, None).status == "dismissed"
+    repo.save_records([Pending(scored("p1", "p5", "review", "rumor"), True, "帖子")])
+    (anew,) = repo.list_items(policy).items
+    assert anew.id != item and (anew.head, anew.severity, anew.reports) == ("rumor", "review", 0)
+    assert repo.get_item(policy, item).status == "dismissed"
+    assert verify(repo) == []
+
+
+def test_two_writers_queueing_one_post_at_once_open_one_item(
+    postgres_url: str, policy: Policy
+) -> None:
+    """Two processes store records of one post under two policies at once: the one that looks
+    for the post's open item while the other's is not yet committed waits for it on the key
+    of the post's open item, and joins it."""
+    upgrade(postgres_url)
+    first, second = (open_repository(postgres_url, 10.0, policy.review) for _ in range(2))
+    looked = threading.Event()
+
+    @event.listens_for(second.engine, "before_cursor_execute")
+    def opening(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("INSERT INTO review_queue"):
+            looked.set()
+
+    @event.listens_for(first.engine, "commit")
+    def committing(_conn: object) -> None:
+        # the first commits its item only once the second found none and opens its own
+        looked.wait(timeout=30)
+
+    threads = [
+        threading.Thread(
+            target=repo.save_records,
+            args=([Pending(scored("p1", version, "review", "rumor"), True, "帖子")],),
+        )
+        for repo, version in ((first, "p1"), (second, "p2"))
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        queued = first.list_items(policy).items
+    finally:
+        first.close()
+        second.close()
+    assert [(i.post_id, i.head) for i in queued] == [("p1", "rumor")]
+    assert queued[0].evidence is not None
+    assert queued[0].evidence["record"]["policy_version"] in {"p1", "p2"}
 
 
 def test_dismissals_and_escalations(repo: SqlRepository, policy: Policy) -> None:

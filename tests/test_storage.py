@@ -73,12 +73,13 @@ def test_saving_the_same_post_twice_keeps_the_first_record_and_one_queue_item(
     assert repository.queue()[0].policy_version == "p1"
 
 
-def test_a_new_model_version_is_a_new_record_and_a_new_queue_item(
+def test_a_new_model_version_is_a_new_record_that_the_posts_open_item_moves_to(
     repository: SqlRepository,
 ) -> None:
     save(repository, record("p1", model="sha256:m1"))
     save(repository, record("p1", model="sha256:m2"))
-    assert [item.model_version for item in repository.queue()] == ["sha256:m1", "sha256:m2"]
+    assert [item.model_version for item in repository.queue()] == ["sha256:m2"]
+    assert list(repository.find_records(["p1"], "sha256:m1")) == ["p1"]
 
 
 def test_concurrent_saves_of_one_post_store_it_once(repository: SqlRepository) -> None:
@@ -162,14 +163,12 @@ def test_a_batch_of_records_is_saved_in_order_and_a_repeated_post_keeps_its_firs
 def test_a_record_under_another_policy_is_stored_beside_the_first_and_found_as_the_post_s(
     repository: SqlRepository,
 ) -> None:
-    first = save(repository, record("p"))
+    save(repository, record("p"))
     later = record("p", "block").model_copy(update={"policy_version": "p2"})
     assert repository.save_records([Pending(later, True), Pending(later, True)]) == [later, later]
     assert repository.find_records(["p"], "sha256:m1") == {"p": later}
-    assert [(q.policy_version, q.decision) for q in repository.queue()] == [
-        (first.policy_version, "review"),
-        ("p2", "block"),
-    ]
+    # the post's open item moved to the later record: the post is reviewed once
+    assert [(q.policy_version, q.decision) for q in repository.queue()] == [("p2", "block")]
 
 
 LEASE_S = 60.0
@@ -407,6 +406,8 @@ def test_the_migration_keeps_each_record_with_its_item_and_then_stores_one_per_p
                     decision="review",
                     severity="review",
                     urgency=0.0,
+                    # decided: the newer record opens an item of its own, not joins this one
+                    status="dismissed",
                     enqueued_at=datetime.now(UTC),
                 )
             )

@@ -190,7 +190,8 @@ def enqueue(report: DiffReport, settings: Settings) -> int:
     Storage keeps one record per post, model version and policy version, and one open item per
     batch or match, so a second run (or a post the live service already stored under this model
     and policy) queues nothing again; a post stored under another policy (a policy change) gets
-    this record and item beside the record stored then.
+    this record beside the record stored then, and its item, or the post's open item moved to
+    this record when it is in the queue already.
     """
     from service.neardup.bank import rumor_copy
     from service.neardup.queue import batch_cluster, members_in, requests

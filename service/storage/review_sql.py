@@ -419,7 +419,7 @@ class ReviewSql:
         platform's id of its user (``reporter_id``), or the key alone when it gave none."""
 
         def run(tx: Tx) -> views.Report:
-            item = item_to_join(tx, post_id, account_id) or _confirmed_item(tx, post_id)
+            item = item_to_join(tx.session, post_id, account_id) or _confirmed_item(tx, post_id)
             if item is None:
                 # a report names the post; the item is charged to whoever posted it
                 owner = account_id or post_owner(tx, post_id)
@@ -504,7 +504,7 @@ class ReviewSql:
         arrives late, changes nothing."""
 
         def run(tx: Tx) -> views.Item:
-            about_post = item_to_join(tx, post_id, None) if post_id is not None else None
+            about_post = item_to_join(tx.session, post_id, None) if post_id is not None else None
             if about_post is not None and about_post.merge_key != merge_key:
                 # the post's open item (its score or reports) is where its bank match goes:
                 # one post is one open item, decided once and charged once

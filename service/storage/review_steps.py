@@ -487,13 +487,16 @@ def urgency_of(policy: Policy, item: ReviewItem) -> float:
     return items.urgency(rules, base, utc(item.enqueued_at))
 
 
-def item_to_join(tx: Tx, post_id: str | None, account_id: str | None) -> ReviewItem | None:
-    """The open item a new report on the post (or, without a post, the account) joins."""
+def item_to_join(
+    session: Session, post_id: str | None, account_id: str | None
+) -> ReviewItem | None:
+    """The open item, locked, that a new report, match or flagged record of the post (or,
+    without a post, a report on the account) joins."""
     if post_id is not None:
         where = ReviewItem.post_id == post_id
     else:
         where = ReviewItem.merge_key == f"account:{account_id}"
-    return tx.session.scalar(
+    return session.scalar(
         select(ReviewItem)
         .where(where, ReviewItem.status.in_(OPEN_STATUSES))
         .order_by(ReviewItem.id)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     event,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
@@ -34,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.policy import Policy
 from service.policy.governance import ReviewRules
-from service.record import Decision, Post, ScoreRecord
+from service.record import DECISIONS, Decision, Post, ScoreRecord
 from service.review import items as review_items
 from service.storage.repository import (
     ApiKey,
@@ -50,8 +51,9 @@ from service.storage.repository import (
 )
 from service.storage.review_rows import utc
 from service.storage.review_sql import ReviewSql
-from service.storage.review_steps import OPEN_STATUSES, append_records
+from service.storage.review_steps import append_records, item_to_join
 from service.storage.tables import (
+    OPEN,
     BankedRumor,
     ConsoleUser,
     ReviewItem,
@@ -344,7 +346,7 @@ class SqlRepository(ReviewSql):
                     )
                 if item.enqueue:
                     reach = followers.get(record.account_id or "", 0)
-                    self._enqueue_score(session, row_id, item, reach, now)
+                    self._enqueue_score(session, row_id, item, reach, now, log)
             append_records(session, now, log)
         first: dict[tuple[str, str, str], ScoreRecord] = {}
         for versions in {_versions(item.record) for item in taken}:
@@ -494,60 +496,104 @@ class SqlRepository(ReviewSql):
         return {account: followers for account, followers in rows}
 
     def _enqueue_score(
-        self, session: Session, row_id: int, item: Pending, reach: int, now: datetime
+        self,
+        session: Session,
+        row_id: int,
+        item: Pending,
+        reach: int,
+        now: datetime,
+        log: list[tuple[str, str, dict[str, Any]]],
     ) -> None:
-        """Queue the flagged record's item. A report or bank match about the post opened
-        first (an item without a record) becomes this item, reports and all: one post is one
-        open item, decided once and charged once."""
-        earlier = session.scalar(
-            select(ReviewItem)
-            .where(
-                ReviewItem.post_id == item.record.id,
-                ReviewItem.status.in_(OPEN_STATUSES),
-                ReviewItem.record_id.is_(None),
-            )
-            .order_by(ReviewItem.id)
-            .limit(1)
-            .with_for_update()
-        )
-        if earlier is None:
-            session.add(self._score_item(row_id, item, reach, 0, now))
-            return
-        joined = self._score_item(
-            row_id, item, max(reach, earlier.reach), earlier.reports, utc(earlier.enqueued_at)
-        )
-        for name in SCORE_FIELDS:
-            setattr(earlier, name, getattr(joined, name))
-        earlier.account_id = earlier.account_id or joined.account_id
-        earlier.text = joined.text or earlier.text
+        """Queue the flagged record's item, or join the post's open item: one post is one open
+        item, decided once and charged once. A report or bank match opened first (an item
+        without a record) becomes this item, reports and all. An item of an earlier record of
+        the post (another model or policy) moves to this record, the newest, keeping the
+        stricter decision of the two: a weaker judgment does not lower what queued the post.
 
-    def _score_item(
-        self, row_id: int, item: Pending, reach: int, reports: int, enqueued_at: datetime
-    ) -> ReviewItem:
+        A decided item is not reopened: this record opens a new one, since a new model or
+        policy judged the post anew (a confirmation charges the post once all the same)."""
+        record = item.record
+        earlier = item_to_join(session, record.id, None)
+        if earlier is None:
+            fields = self._score_fields(row_id, item, record.decision, reach, 0, now)
+            # the key reports open the post's item with: of two writers queueing the post at
+            # once, the second finds the first's item (uq_queue_open_merge) and joins it
+            insert = sqlite_insert if self.engine.dialect.name == "sqlite" else postgresql_insert
+            opened = session.execute(
+                insert(ReviewItem)
+                .values(**fields, merge_key=f"post:{record.id}", status="open", text=item.text)
+                .on_conflict_do_nothing(index_elements=["merge_key"], index_where=text(OPEN))
+                .returning(ReviewItem.id)
+            ).scalar_one_or_none()
+            if opened is not None:
+                return
+            earlier = item_to_join(session, record.id, None)
+            assert earlier is not None, "the conflicting item is open and about the post"
+        previous = earlier.record_id
+        stricter = previous is not None and (
+            DECISIONS.index(cast(Decision, earlier.decision)) > DECISIONS.index(record.decision)
+        )
+        decision = cast(Decision, earlier.decision) if stricter else record.decision
+        fields = self._score_fields(
+            row_id,
+            item,
+            decision,
+            max(reach, earlier.reach),
+            earlier.reports,
+            utc(earlier.enqueued_at),
+        )
+        if stricter:
+            fields["head"] = earlier.head
+        for name in SCORE_FIELDS:
+            setattr(earlier, name, fields[name])
+        earlier.account_id = earlier.account_id or record.account_id
+        earlier.text = item.text or earlier.text
+        if previous is not None:
+            log.append(
+                (
+                    "review.rescored",
+                    f"item:{earlier.id}",
+                    {
+                        "record": row_id,
+                        "previous_record": previous,
+                        "head": earlier.head,
+                        "severity": earlier.severity,
+                    },
+                )
+            )
+
+    def _score_fields(
+        self,
+        row_id: int,
+        item: Pending,
+        decision: Decision,
+        reach: int,
+        reports: int,
+        enqueued_at: datetime,
+    ) -> dict[str, Any]:
+        """The item columns a flagged record sets, at ``decision``'s severity."""
         record = item.record
         flagged = [r for r, flag in record.flags.items() if flag]
         if self.review is None:
             urgency = -review_items.hours(enqueued_at)
         else:
-            base = review_items.base_priority(self.review, record.decision, reach, reports)
+            base = review_items.base_priority(self.review, decision, reach, reports)
             urgency = review_items.urgency(self.review, base, enqueued_at)
-        return ReviewItem(
-            kind="score",
-            record_id=row_id,
-            post_id=record.id,
-            account_id=record.account_id,
-            head=max(flagged, key=lambda r: record.scores[r]) if flagged else None,
-            model_version=record.model_version,
-            policy_version=record.policy_version,
-            decision=record.decision,
-            severity=record.decision,
-            reach=reach,
-            reports=reports,
-            urgency=urgency,
-            status="open",
-            text=item.text,
-            enqueued_at=enqueued_at,
-        )
+        return {
+            "kind": "score",
+            "record_id": row_id,
+            "post_id": record.id,
+            "account_id": record.account_id,
+            "head": max(flagged, key=lambda r: record.scores[r]) if flagged else None,
+            "model_version": record.model_version,
+            "policy_version": record.policy_version,
+            "decision": decision,
+            "severity": decision,
+            "reach": reach,
+            "reports": reports,
+            "urgency": urgency,
+            "enqueued_at": enqueued_at,
+        }
 
     def add_key(self, key: ApiKey) -> None:
         with self._session() as session:
