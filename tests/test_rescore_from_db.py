@@ -72,6 +72,36 @@ def test_stored_posts_of_a_period_come_back_whole_in_time_order(repo: SqlReposit
     ]
 
 
+def test_an_export_is_the_period_as_stored_when_it_began(
+    repo: SqlRepository, database: str
+) -> None:
+    store(repo)
+    exported = repo.stored_posts(None, None, chunk=2)
+    first_page = [next(exported).id, next(exported).id]
+    # the service stores two posts of the period while the export is between its pages: one
+    # earlier than the page already read, one later
+    service = open_repository(database, 10.0)
+    try:
+        late = [
+            Post(id="early", text="迟到的早帖", created_at=T0 - 500),
+            Post(id="later", text="迟到的晚帖", created_at=T0 + 250),
+        ]
+        service.save_records([Pending(record(p.id), True, p.text, p) for p in late])
+    finally:
+        service.close()
+    # neither is in this export (it is the period as stored when it began), both in the next
+    assert first_page + [p.id for p in exported] == ["p0", "p1", "p2", "p3", "undated"]
+    assert [p.id for p in repo.stored_posts(None, None, chunk=2)] == [
+        "early",
+        "p0",
+        "p1",
+        "p2",
+        "later",
+        "p3",
+        "undated",
+    ]
+
+
 def test_rescore_from_db_scores_the_period_and_records_the_run(
     tmp_path: Path, repo: SqlRepository, database: str
 ) -> None:

@@ -1,8 +1,9 @@
 """``qinglang rescore --from-db``: the posts the service stored (the post of every persisted
 record, table ``stored_posts``) of a period, re-scored like a file.
 
-The period's posts are exported in time order (``created_at``, or when they were stored: the
-order the near-duplicate window needs) to a JSONL file beside OUTPUT, which the run then scores;
+The period's posts, as stored when the export began (one snapshot), are exported in time order
+(``created_at``, or when they were stored: the order the near-duplicate window needs) to a
+JSONL file beside OUTPUT, which the run then scores;
 a killed run keeps the file, so the same command continues on the same posts (a run of another
 period on that OUTPUT is refused meanwhile). When the run completes, the run (period, model and
 policy versions, posts) is recorded in ``rescore_runs`` and the file removed.

@@ -158,7 +158,8 @@ class Repository(Protocol):
         self, since: float | None, until: float | None, chunk: int = 5000
     ) -> Iterator[Post]:
         """The stored posts of ``since <= time < until`` in time order (``created_at``, or when
-        they were stored), read ``chunk`` at a time."""
+        they were stored), read ``chunk`` at a time in one snapshot: the period as stored when
+        the first page was read, none of the posts stored meanwhile."""
 
     def add_rescore_run(self, run: RescoreRun) -> None: ...
 

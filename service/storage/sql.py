@@ -432,22 +432,35 @@ class SqlRepository(ReviewSql):
     def stored_posts(
         self, since: float | None, until: float | None, chunk: int = 5000
     ) -> Iterator[Post]:
-        after: tuple[float, str] | None = None
-        while True:
-            query = select(StoredPost).order_by(StoredPost.at, StoredPost.post_id).limit(chunk)
-            if since is not None:
-                query = query.where(StoredPost.at >= since)
-            if until is not None:
-                query = query.where(StoredPost.at < until)
-            if after is not None:
-                # keyset paging: constant cost per page however far into the period
-                query = query.where(tuple_(StoredPost.at, StoredPost.post_id) > after)
-            with self._session() as session:
+        # Every page is read in one snapshot, taken at the first: with a transaction per page, a
+        # post stored meanwhile was in the export if its time came after the page already read
+        # and missing if before, so a run covered no definite set of posts. One snapshot makes
+        # the export the period as stored when it began (what README promises of a run). It
+        # holds no lock a writer waits on: PostgreSQL's REPEATABLE READ only holds back the
+        # vacuum of rows dead since, and a SQLite reader in WAL mode only the checkpoint (the
+        # WAL grows meanwhile); each page is still one statement, under statement_timeout.
+        with self._session() as session:
+            if self.engine.dialect.name == "sqlite":
+                # sqlite3 begins no transaction for a SELECT: each would read the newest state
+                session.execute(text("BEGIN"))
+            else:
+                session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+            after: tuple[float, str] | None = None
+            while True:
+                query = select(StoredPost).order_by(StoredPost.at, StoredPost.post_id)
+                query = query.limit(chunk)
+                if since is not None:
+                    query = query.where(StoredPost.at >= since)
+                if until is not None:
+                    query = query.where(StoredPost.at < until)
+                if after is not None:
+                    # keyset paging: constant cost per page however far into the period
+                    query = query.where(tuple_(StoredPost.at, StoredPost.post_id) > after)
                 rows = list(session.scalars(query))
-            yield from map(_post, rows)
-            if len(rows) < chunk:
-                return
-            after = (rows[-1].at, rows[-1].post_id)
+                yield from map(_post, rows)
+                if len(rows) < chunk:
+                    return
+                after = (rows[-1].at, rows[-1].post_id)
 
     def add_rescore_run(self, run: RescoreRun) -> None:
         with self._session() as session:
