@@ -30,6 +30,7 @@ from batchkit import (
     shuffled_posts,
 )
 
+from service.batch.checkpoint import CheckpointError, State, WorkFolder
 from service.batch.local import LocalEngine
 from service.pipeline import Pipeline
 from service.rescore import InlineEngine, batch_settings, rescore
@@ -341,3 +342,18 @@ def test_workers_with_the_shipped_model_write_what_one_process_writes(tmp_path: 
     assert (tmp_path / "out.jsonl").read_bytes() == alone
     # the real posts repeat: the near-duplicate stage saw them all in one window
     assert any(r.cluster is not None for r in read_records(tmp_path / "out.jsonl"))
+
+
+def test_a_checkpoint_of_an_earlier_release_is_named_so_and_not_to_be_rerun(
+    tmp_path: Path,
+) -> None:
+    checkpoint = WorkFolder(tmp_path / "out.jsonl")
+    checkpoint.resume({"model": "m"}, {})
+    checkpoint.commit(State({"model": "m"}))
+    given = {"model": "m", "model_file": "sha256:ab"}
+    with pytest.raises(CheckpointError) as refused:
+        checkpoint.resume(given, {"model_file": "the model file (model.onnx)"})
+    message = str(refused.value)
+    assert f"{checkpoint.path} holds the checkpoint of a run by an earlier release" in message
+    assert "did not record the model file (model.onnx)" in message
+    assert "rerun that command" not in message

@@ -1243,3 +1243,38 @@ def test_the_lookups_of_accounts_and_reports_are_read_off_an_index(
         upgrade(database_url)
     finally:
         engine.dispose()
+
+
+def test_a_closed_name_written_with_a_hangul_filler_is_refused_after_the_names_are_refolded(
+    repo: SqlRepository, policy: Policy, database_url: str
+) -> None:
+    repo.put_account(policy, "bad", name="清朗\u3164日报", subject_id=None, followers=5)
+    for n in range(4):
+        repo.decide(
+            policy, flag(repo, f"p{n}", "bad", "block"), "r1", "confirm", "rumor", "art18.6"
+        )
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as connection:
+            migrate(connection, "0016_record_per_policy", down=True)
+            # as the folding before 0017 stored it (the filler kept, as NFKC makes it), and
+            # an earlier name that now folds as the current one does
+            old = {"old": "清朗\u1160日报"}
+            connection.execute(text("UPDATE accounts SET folded_name = :old"), old)
+            connection.execute(text("UPDATE account_names SET folded_name = :old"), old)
+            connection.execute(
+                text("INSERT INTO account_names (account_id, folded_name) VALUES ('bad', :old)"),
+                {"old": "清朗\u3164日报"},
+            )
+        upgrade(database_url)
+        with engine.begin() as connection:
+            migrate(connection, "0016_record_per_policy", down=True)
+        upgrade(database_url)
+        with engine.connect() as connection:
+            held = connection.execute(text("SELECT folded_name FROM account_names")).all()
+    finally:
+        engine.dispose()
+    assert [tuple(row) for row in held] == [("清朗日报",)]
+    for name in ("清朗\u3164日报", "清朗日报", "清朗\uffa0日报"):
+        refused = repo.check_registration(policy, name, "another-subject")
+        assert [r["code"] for r in refused.reasons] == ["name_taken"], name

@@ -13,8 +13,20 @@ from typing import Any
 
 import pytest
 from alembic.runtime.migration import MigrationContext
+from alembic.util import CommandError
 from servicekit import migrate, record
-from sqlalchemy import JSON, DateTime, String, column, insert, inspect, select, table
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    String,
+    column,
+    delete,
+    insert,
+    inspect,
+    select,
+    table,
+    update,
+)
 from sqlalchemy.exc import OperationalError
 
 from service.record import Post, ScoreRecord
@@ -429,3 +441,35 @@ def test_the_migration_keeps_each_record_with_its_item_and_then_stores_one_per_p
     finally:
         repository.close()
     assert [tuple(row) for row in rows] == [(row_id, "p1", "review"), (row_id + 1, "p2", "block")]
+
+
+def test_the_downgrade_keeps_the_record_an_item_moved_to_and_stops_where_items_hold_two(
+    repository: SqlRepository, database_url: str
+) -> None:
+    first = record("p1")
+    save(repository, first)
+    save(repository, first.model_copy(update={"policy_version": "p2", "decision": "block"}))
+    split = record("p3")
+    save(repository, split)
+    with repository.engine.begin() as connection:
+        connection.execute(
+            update(ReviewItem).where(ReviewItem.post_id == "p3").values(status="dismissed")
+        )
+    # decided, the item stays on its record: the newer record opens an item of its own
+    save(repository, split.model_copy(update={"policy_version": "p2", "decision": "block"}))
+    engine = make_engine(database_url, 5.0)
+    try:
+        with pytest.raises(CommandError, match=r"\(posts p3\)"), engine.begin() as connection:
+            migrate(connection, "0015_report_order", down=True)
+        with engine.begin() as connection:
+            connection.execute(delete(ReviewItem).where(ReviewItem.status == "dismissed"))
+            migrate(connection, "0015_report_order", down=True)
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(StoredRecord.post_id, StoredRecord.policy_version, ReviewItem.post_id)
+                .outerjoin(ReviewItem, ReviewItem.record_id == StoredRecord.id)
+                .order_by(StoredRecord.post_id)
+            ).all()
+    finally:
+        engine.dispose()
+    assert [tuple(row) for row in rows] == [("p1", "p2", "p1"), ("p3", "p2", "p3")]

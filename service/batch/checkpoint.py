@@ -107,6 +107,14 @@ class WorkFolder:
             saved = json.loads(manifest.read_text())
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"cannot read the checkpoint {manifest}: {exc}") from exc
+        missing = [names.get(key, key) for key in fingerprint if key not in saved["fingerprint"]]
+        if missing:
+            # its fingerprint cannot be matched by this release, whatever the command given
+            raise CheckpointError(
+                f"{self.path} holds the checkpoint of a run by an earlier release of qinglang,"
+                f" which did not record {', '.join(missing)}: finish it with that release, or"
+                " delete the folder to start over"
+            )
         if saved["fingerprint"] != fingerprint:
             differ = _differences(saved["fingerprint"], fingerprint, names)
             raise CheckpointError(

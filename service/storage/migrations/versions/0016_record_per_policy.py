@@ -6,7 +6,8 @@ before, which stays as it was scored, with its review item.
 SQLite cannot drop a table's unique constraint: the table is built again. Its rows keep their
 ids, which the review queue references; the references are checked at the commit
 (``defer_foreign_keys``), when every row is back. A downgrade keeps, of each post and model
-version, the first record stored, and fails while a review item references one of the others.
+version, the record its review item references (an item moves to the post's newest record),
+else the first stored; it stops, naming the posts, where items reference two of them.
 
 Revision ID: 0016_record_per_policy
 Revises: 0015_report_order
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from alembic.util import CommandError
 
 revision = "0016_record_per_policy"
 down_revision: str | None = "0015_report_order"
@@ -31,16 +33,36 @@ COLUMNS = (
     " evidence_claimed_until"
 )
 
+# of each post and model version, the record an item references (at most one, checked
+# first), else the first stored
+KEPT = (
+    "SELECT COALESCE(MIN(q.record_id), MIN(r.id)) FROM score_records r"
+    " LEFT JOIN review_queue q ON q.record_id = r.id GROUP BY r.post_id, r.model_version"
+)
+SPLIT = (
+    "SELECT DISTINCT r.post_id FROM score_records r JOIN review_queue q ON q.record_id = r.id"
+    " GROUP BY r.post_id, r.model_version HAVING COUNT(*) > 1 ORDER BY r.post_id"
+)
+NAMED = 10
+
 
 def upgrade() -> None:
     _unique(BY_MODEL[0], *BY_POLICY)
 
 
 def downgrade() -> None:
-    op.execute(
-        "DELETE FROM score_records WHERE id NOT IN"
-        " (SELECT MIN(id) FROM score_records GROUP BY post_id, model_version)"
-    )
+    split = list(op.get_bind().execute(sa.text(SPLIT)).scalars())
+    if split:
+        posts = ", ".join(split[:NAMED]) + (
+            f" and {len(split) - NAMED} more" if split[NAMED:] else ""
+        )
+        raise CommandError(
+            "cannot downgrade 0016_record_per_policy: review items reference records of two"
+            f" policies of one post and model version (posts {posts}), and the schema before it"
+            " holds one record per post and model version: keep the database at 0016, with a"
+            " release that has it"
+        )
+    op.execute(f"DELETE FROM score_records WHERE id NOT IN ({KEPT})")
     _unique(BY_POLICY[0], *BY_MODEL)
 
 
