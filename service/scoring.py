@@ -1,11 +1,14 @@
 """Scoring on the publish path: idempotency, persistence by policy, degraded mode.
 
-A post id scored again with the same model gets its first record back (from memory, or from
-storage for stored records), is not scored again and is counted, stored and enqueued once. A
-post id names one post, of one account and one text: sent again by another account (or without
-the account it had), or with another text (an edit, or a producer reusing ids), it gets an
-:class:`IdConflict` instead, since the first record would let the new text through unscored, or
-hand one account's record to another. The near-duplicate window applies the same rule to a post
+A post id scored again with the same model gets its record back (from memory, or from storage
+for stored records), is not scored again and is counted, stored and enqueued once. Of a post
+stored under several policies (``rescore`` under a new one), a process answers with the post's
+record under its own policy where there is one, else with the post's earliest record: every
+process of one policy answers alike, from memory or from storage. A post id names one post, of
+one account and one text: sent again by another account (or without the account it had), or
+with another text (an edit, or a producer reusing ids), it gets an :class:`IdConflict` instead,
+since the first record would let the new text through unscored, or hand one account's record to
+another. The near-duplicate window applies the same rule to a post
 whose first record is not held here (never stored, after a restart, on another replica), as
 long as it knows the id: it refuses the post and leaves the window as it was
 (:mod:`service.neardup.store`).
@@ -191,15 +194,21 @@ class StorageHealth:
 
 
 class FirstRecords:
-    """The first record of each (post id, model version), most recently used kept.
+    """The record of each (post id, model version) under this process's policy, most recently
+    used kept.
+
+    A record under another policy (the answer to a post this policy never scored) is not kept:
+    a re-score under this policy may store the post's own record later, which every process then
+    answers with, so such a post is looked up in storage each time.
 
     Records are kept as their JSON text: a hundred thousand records as objects are millions of
     objects for the garbage collector to walk (a full collection then paused the server for
     most of a second), as strings none.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, policy_version: str) -> None:
         self.size = size
+        self.policy_version = policy_version
         self._records: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     def get(self, post_id: str, model_version: str) -> ScoreRecord | None:
@@ -213,6 +222,8 @@ class FirstRecords:
     def keep(self, record: ScoreRecord) -> ScoreRecord:
         """Keep ``record`` unless one is kept for its post already; return the kept one
         (``record`` itself when it is the one kept)."""
+        if record.policy_version != self.policy_version:
+            return record
         key = (record.id, record.model_version)
         kept = self._records.get(key)
         if kept is not None:
@@ -247,7 +258,7 @@ class ScoringService:
         self.spool = spool
         self.metrics = metrics
         self.health = StorageHealth(retry_s, report=metrics.storage)
-        self.first = FirstRecords(cache_size)
+        self.first = FirstRecords(cache_size, scorer.policy.version)
         self.levels: Mapping[str, str] = {}
         """Accounts at the levels the policy treats more strictly, refreshed by :meth:`recover`
         (a level change reaches the publish path within ``retry_s``)."""
@@ -294,7 +305,9 @@ class ScoringService:
         unknown = list(dict.fromkeys(p.id for p in posts if p.id not in found))
         if unknown:
             try:
-                earlier = await self._storage(self.repository.find_records, unknown, version)
+                earlier = await self._storage(
+                    self.repository.find_records, unknown, version, self.policy.version
+                )
                 found.update({i: self.first.keep(r) for i, r in earlier.items()})
             except StorageError:
                 degraded = True

@@ -3,8 +3,8 @@
 While storage is down, each record the policy says to persist is appended to this process's spool
 file as one JSON line and fsynced before the request is answered, so a crash after the answer
 loses nothing. :meth:`Spool.drain` writes the spooled records to storage and deletes a file only
-once every line of it is stored; as storage keeps one record per post and model version,
-replaying a file that was partly written before a crash stores nothing twice.
+once every line of it is stored; as storage keeps one record per post, model version and policy
+version, replaying a file that was partly written before a crash stores nothing twice.
 
 Several server processes share the folder: each holds an exclusive ``flock`` on its own live
 file while it runs, and a drain takes the same lock on a file before reading it, so two

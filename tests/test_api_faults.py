@@ -31,8 +31,8 @@ def ready(client: httpx.Client | Api) -> bool:
     return bool(body["status"] == "ready" and body["spooled"] == 0)
 
 
-def stored_once(repository: Repository, ids: list[str], model_version: str) -> None:
-    assert set(repository.find_records(ids, model_version)) == set(ids)
+def stored_once(repository: Repository, ids: list[str], versions: tuple[str, str]) -> None:
+    assert set(repository.find_records(ids, *versions)) == set(ids)
     assert sorted(q.post_id for q in repository.queue() if q.post_id in ids) == sorted(ids)
 
 
@@ -81,11 +81,9 @@ def test_postgres_refusing_connections_degrades_spools_and_catches_up(
         proxy.restore()
         wait_for(lambda: ready(api))
         assert "qinglang_storage_up 1.0" in api.client.get("/metrics").text
-        stored_once(
-            api.services.scoring.repository,
-            ["before", "d0", "d1", "d2", "d3"],
-            api.services.scoring.model_version,
-        )
+        scoring = api.services.scoring
+        versions = scoring.model_version, scoring.policy.version
+        stored_once(scoring.repository, ["before", "d0", "d1", "d2", "d3"], versions)
         again = api.score({"id": "d1", "text": RUMOR}).json()
         assert again == {**down[1].json(), "degraded": False}
         assert len(api.services.scoring.repository.queue()) == 5
@@ -108,8 +106,9 @@ def test_a_locked_sqlite_database_degrades_and_catches_up(
             locker.execute("ROLLBACK")
             locker.close()
         wait_for(lambda: ready(api))
+        scoring = api.services.scoring
         stored_once(
-            api.services.scoring.repository, ["warm", "L1"], api.services.scoring.model_version
+            scoring.repository, ["warm", "L1"], (scoring.model_version, scoring.policy.version)
         )
 
 
@@ -144,10 +143,10 @@ def test_a_server_killed_between_spool_and_write_loses_and_duplicates_nothing(
         repository.save_records([Pending(written, enqueue=True)])
         server = serve(env, port, out)
         wait_for(lambda: ready(client))
-        version = spooled[0].json()["model_version"]
-        stored_once(repository, ["k-warm", "k0", "k1", "k2"], version)
+        versions = spooled[0].json()["model_version"], spooled[0].json()["policy_version"]
+        stored_once(repository, ["k-warm", "k0", "k1", "k2"], versions)
         for response in spooled:
-            stored = repository.find_records([response.json()["id"]], version)
+            stored = repository.find_records([response.json()["id"]], *versions)
             assert stored[response.json()["id"]].model_dump(mode="json") == {
                 **response.json(),
                 "degraded": False,
@@ -188,9 +187,8 @@ def test_a_spooled_record_storage_refuses_is_set_aside_and_readiness_says_so(
         assert readiness["status"] == "degraded" and readiness["rejected"] == 1
         assert any("refused by storage and set aside" in p for p in readiness["problems"])
         assert "qinglang_storage_up 1.0" in api.client.get("/metrics").text
-        version = api.services.scoring.model_version
-        assert set(api.services.scoring.repository.find_records(["long", "fine"], version)) == {
-            "fine"
-        }
+        scoring = api.services.scoring
+        versions = scoring.model_version, scoring.policy.version
+        assert set(scoring.repository.find_records(["long", "fine"], *versions)) == {"fine"}
         # storage stays in use: the next flagged post is stored, not spooled
         assert api.score({"id": "after", "text": RUMOR}).json()["degraded"] is False

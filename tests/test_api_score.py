@@ -16,6 +16,7 @@ from servicekit import Api, open_api, wait_for, write_policy
 from service.classify import Classifier, Probabilities
 from service.pipeline import NO_EVIDENCE, Pipeline
 from service.record import ScoreRecord, text_digest
+from service.storage import Pending
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
 PLAIN = "周末和家人去公园散步，天气很好，拍了几张荷花的照片。"
@@ -55,7 +56,9 @@ def test_the_same_post_id_again_returns_the_first_record_and_is_counted_once(
             ("p1", "test-review-all")
         ]
         assert (
-            repository.find_records(["p1"], first["model_version"])["p1"].model_dump(mode="json")
+            repository.find_records(["p1"], first["model_version"], first["policy_version"])[
+                "p1"
+            ].model_dump(mode="json")
             == explained
         )
         metrics = api.client.get("/metrics").text
@@ -71,7 +74,9 @@ def test_the_answer_goes_out_before_the_evidence_which_is_stored_after(api: Api)
     assert answer["evidence_pending"]  # the test policy flags every risk
     assert all("spans" not in r["evidence"] for r in answer["reasons"])
     api.settle()
-    stored = api.services.scoring.repository.find_records(["ev"], answer["model_version"])["ev"]
+    stored = api.services.scoring.repository.find_records(
+        ["ev"], answer["model_version"], answer["policy_version"]
+    )["ev"]
     assert not stored.evidence_pending
     assert without_evidence(stored.model_dump(mode="json")) == without_evidence(answer)
     by_code = {r.code: r.evidence for r in stored.reasons}
@@ -103,7 +108,9 @@ def test_past_the_evidence_backlog_records_stay_pending_and_are_counted(api: Api
     api.services.scoring.max_waiting_evidence = 0
     answer = api.score({"id": "full", "text": RUMOR}).json()
     api.settle()
-    stored = api.services.scoring.repository.find_records(["full"], answer["model_version"])
+    stored = api.services.scoring.repository.find_records(
+        ["full"], answer["model_version"], answer["policy_version"]
+    )
     assert stored["full"].evidence_pending
     assert "qinglang_evidence_skipped_records_total 1.0" in api.client.get("/metrics").text
 
@@ -116,17 +123,17 @@ def test_a_record_left_evidence_pending_gets_its_spans_from_the_next_process_swe
         full.services.scoring.max_waiting_evidence = 0
         answer = full.score({"id": "left", "text": RUMOR}).json()
         full.settle()
-    version = answer["model_version"]
+    versions = answer["model_version"], answer["policy_version"]
     with open_api(tmp_path, url, pipeline.classifier, evidence_lease_s=0.01) as next_process:
         repository = next_process.services.scoring.repository
 
         def filled() -> bool:
             next_process.settle()
-            return not repository.find_records(["left"], version)["left"].evidence_pending
+            return not repository.find_records(["left"], *versions)["left"].evidence_pending
 
         # the sweep runs when the process starts and every storage_retry_s
         wait_for(filled)
-        stored = repository.find_records(["left"], version)["left"]
+        stored = repository.find_records(["left"], *versions)["left"]
         assert without_evidence(stored.model_dump(mode="json")) == without_evidence(answer)
         rumor = next(r for r in stored.reasons if r.code.endswith("false_information"))
         assert rumor.evidence["spans"]
@@ -143,18 +150,18 @@ def test_a_process_without_evidence_leaves_the_spans_to_one_with_it(
     ) as fast:
         answer = fast.score({"id": "fast", "text": RUMOR}).json()
         fast.settle()
-        assert fast.services.scoring.repository.find_records(["fast"], answer["model_version"])[
-            "fast"
-        ].evidence_pending
+        assert fast.services.scoring.repository.find_records(
+            ["fast"], answer["model_version"], answer["policy_version"]
+        )["fast"].evidence_pending
         assert "qinglang_evidence_swept_records_total 0.0" in fast.client.get("/metrics").text
     with open_api(tmp_path, url, pipeline.classifier, evidence_lease_s=0.01) as full:
         repository = full.services.scoring.repository
 
         def filled() -> bool:
             full.settle()
-            return not repository.find_records(["fast"], answer["model_version"])[
-                "fast"
-            ].evidence_pending
+            return not repository.find_records(
+                ["fast"], answer["model_version"], answer["policy_version"]
+            )["fast"].evidence_pending
 
         wait_for(filled)
 
@@ -169,7 +176,9 @@ def test_a_post_whose_evidence_search_fails_is_stored_without_spans_and_not_swep
     answer = api.score({"id": "poison", "text": f"{RUMOR}（出错）"}).json()
     api.settle()
     repository = api.services.scoring.repository
-    stored = repository.find_records(["poison"], answer["model_version"])["poison"]
+    stored = repository.find_records(["poison"], answer["model_version"], answer["policy_version"])[
+        "poison"
+    ]
     assert (stored.scores, stored.decision) == (answer["scores"], answer["decision"])
     assert not stored.evidence_pending and NO_EVIDENCE in stored.warnings
     assert repository.claim_pending_evidence(answer["model_version"], 10, lease_s=0.0) == []
@@ -218,9 +227,9 @@ def test_the_same_id_with_another_text_is_refused_and_the_first_record_stands(
         repository = api.services.scoring.repository
         # one record and one item for p1, of its first text
         assert [q.post_id for q in repository.queue()].count("p1") == 1
-        assert repository.find_records(["p1"], first["model_version"])["p1"].text_digest == (
-            text_digest(RUMOR)
-        )
+        assert repository.find_records(["p1"], first["model_version"], first["policy_version"])[
+            "p1"
+        ].text_digest == (text_digest(RUMOR))
         metrics = api.client.get("/metrics").text
         assert "qinglang_score_conflicts_total 3.0" in metrics
 
@@ -256,7 +265,9 @@ def test_a_post_id_of_another_account_is_refused_and_its_post_stands(
         assert without_evidence(again) == without_evidence(first)
         repository = restarted.services.scoring.repository
         assert [q.post_id for q in repository.queue()].count("p1") == 1
-        stored = repository.find_records(["p1"], first["model_version"])["p1"]
+        stored = repository.find_records(["p1"], first["model_version"], first["policy_version"])[
+            "p1"
+        ]
         assert (stored.account_id, stored.text_digest) == ("a", text_digest(RUMOR))
 
 
@@ -290,12 +301,19 @@ def test_the_policy_decides_what_is_stored_and_what_is_enqueued(
     with open_api(tmp_path, url, pipeline.classifier, policy=nothing) as api:
         record = api.score({"id": "a", "text": RUMOR}).json()
         assert record["decision"] == "review"
-        assert api.services.scoring.repository.find_records(["a"], record["model_version"]) == {}
+        assert (
+            api.services.scoring.repository.find_records(
+                ["a"], record["model_version"], record["policy_version"]
+            )
+            == {}
+        )
     stored = write_policy(tmp_path / "store.toml", persist=("review",), enqueue=(), version="v-s")
     with open_api(tmp_path, url, pipeline.classifier, policy=stored) as api:
         record = api.score({"id": "b", "text": RUMOR}).json()
         repository = api.services.scoring.repository
-        found = repository.find_records(["b"], record["model_version"])["b"]
+        found = repository.find_records(["b"], record["model_version"], record["policy_version"])[
+            "b"
+        ]
         assert found.policy_version == "v-s"
         assert repository.queue() == []
 
@@ -467,3 +485,32 @@ def test_a_body_the_json_parser_refuses_otherwise_is_a_422_on_every_json_route(
     assert 'route="/v1/score",status="422"} 3.0' in metrics
     assert 'route="/v1/review/items/{item_id}/decision",status="422"} 3.0' in metrics
     assert 'status="400"' not in metrics
+
+
+def test_a_post_stored_under_two_policies_gets_each_process_s_own_policy_record(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    first = write_policy(tmp_path / "first.toml", version="v-1")
+    second = write_policy(tmp_path / "second.toml", version="v-2")
+    post = {"id": "p1", "text": RUMOR}
+
+    def judged(api: Api) -> tuple[str, str]:
+        answer = api.score(post).json()
+        return answer["policy_version"], answer["decision"]
+
+    with open_api(tmp_path, url, pipeline.classifier, policy=first) as api:
+        assert judged(api) == ("v-1", "review")
+        api.settle()
+        earliest = api.services.scoring.repository.find_records(
+            ["p1"], pipeline.model_version, "v-1"
+        )
+    with open_api(tmp_path, url, pipeline.classifier, policy=second) as api:
+        # no record under v-2 yet: the earliest answers
+        assert judged(api) == ("v-1", "review")
+        # a re-score under v-2 stores the post's own record (rescore --enqueue)
+        rescored = earliest["p1"].model_copy(update={"policy_version": "v-2", "decision": "block"})
+        api.services.scoring.repository.save_records([Pending(rescored, enqueue=True)])
+        assert judged(api) == ("v-2", "block")
+    with open_api(tmp_path, url, pipeline.classifier, policy=first) as api:
+        assert judged(api) == ("v-1", "review")

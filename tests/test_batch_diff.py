@@ -156,7 +156,9 @@ def test_a_policy_change_queues_the_newly_flagged_posts_stored_under_the_earlier
     repository = open_repository(database, 5.0)
     try:
         queue = repository.queue()
-        found = repository.find_records([post], now[REVIEWED].model_version)
+        found = repository.find_records(
+            [post], now[REVIEWED].model_version, now[REVIEWED].policy_version
+        )
         with repository.engine.connect() as connection:
             stored = connection.execute(
                 select(StoredRecord.policy_version, StoredRecord.decision)

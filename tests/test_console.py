@@ -496,6 +496,36 @@ def test_reports_list_those_of_open_items_unless_all_are_asked_for(api: Api) -> 
     assert "举报2" in every and "举报1" in every
 
 
+def test_a_report_whose_confirmation_an_appeal_overturned_is_listed_as_overturned(
+    api: Api,
+) -> None:
+    policy, review = api.services.scoring.policy, api.services.review
+    for n in (1, 2):
+        assert api.score({"id": f"p{n}", "text": RUMOR, "account_id": f"a{n}"}).status_code == 200
+        review.file_report(
+            policy,
+            post_id=f"p{n}",
+            account_id=f"a{n}",
+            category="rumor",
+            text_=f"举报{n}",
+            reporter="test",
+        )
+    items = {i.post_id: i.id for i in review.list_items(policy).items}
+    for item in items.values():
+        review.decide(policy, item, "wang", "confirm", "rumor", "art18.6")
+    appeal = review.file_appeal(
+        policy, account_id="a1", item_id=items["p1"], reason="辟谣", filed_by=api.key
+    )
+    review.decide_appeal(policy, appeal.id, "li", "uphold", None)
+    sign_in(api, "li")
+    rows = {
+        row.split("</td>")[5].split(">")[-1]: row.split("</td>")[8]
+        for row in api.client.get("/console/reports?all=true").text.split("<tr")[2:]
+    }
+    assert rows["举报1"] == '<td>overturned <span class="badge">申诉成立,违规确认已撤销</span>'
+    assert rows["举报2"] == "<td>confirmed"
+
+
 def test_the_next_item_is_found_past_any_number_held_by_another_reviewer(api: Api) -> None:
     review, policy = api.services.review, api.services.scoring.policy
     start = datetime.now(UTC) - timedelta(hours=1)

@@ -210,8 +210,9 @@ def test_a_posts_new_record_joins_its_open_item_and_a_decided_item_stays_decided
     repo: SqlRepository, policy: Policy
 ) -> None:
     """A re-score under a new policy (or by a new model) queues what it newly flags: the post's
-    open item, escalated included, moves to the newest record at the stricter decision of the
-    two, reports and all; a decided item is not reopened, the new record opens its own."""
+    open item, escalated included, moves to the new record when it is as strict or stricter,
+    reports and all, and stays on its record (spans, versions and all) when that one is
+    stricter; a decided item is not reopened, the new record opens its own."""
     repo.save_records([Pending(scored("p1", "p1", "review", "incitement"), True, "帖子")])
     (item,) = [i.id for i in repo.list_items(policy).items]
     repo.file_report(
@@ -225,28 +226,38 @@ def test_a_posts_new_record_joins_its_open_item_and_a_decided_item_stays_decided
             repo.save_records([Pending(new, True, "帖子")])
         assert repo.list_items(policy, now=T0).items == []
         (joined,) = repo.list_items(policy, status="escalated", now=T0).items
-        assert (joined.id, joined.reports, joined.policy_version) == (item, 1, version)
-        assert joined.evidence is not None
-        assert joined.evidence["record"] == new.model_dump(mode="json")
+        assert (joined.id, joined.reports) == (item, 1)
         return joined
+
+    def shows(joined: views.Item, new: ScoreRecord) -> bool:
+        """Whether the item shows ``new``: its record, spans and versions."""
+        assert joined.evidence is not None
+        shown = joined.policy_version, joined.evidence["record"]
+        return shown == (new.policy_version, new.model_dump(mode="json"))
 
     same = rescore("p2", "review", "rumor", "incitement")
     assert (same.head, same.severity) == ("rumor", "review")
+    assert shows(same, scored("p1", "p2", "review", "rumor", "incitement"))
     stricter = rescore("p3", "block", "incitement")
+    assert shows(stricter, scored("p1", "p3", "block", "incitement"))
     assert (stricter.head, stricter.severity) == ("incitement", "block")
     assert stricter.priority > same.priority
     weaker = rescore("p4", "review", "rumor")
+    # the item stays on the record that blocks it: its head, spans and versions are that one's
     assert (weaker.head, weaker.severity, weaker.priority) == (
         "incitement",
         "block",
         stricter.priority,
     )
+    assert shows(weaker, scored("p1", "p3", "block", "incitement"))
     moves = [e.payload for e in repo.audit_entries() if e.kind == "review.rescored"]
     assert [(m["head"], m["severity"]) for m in moves] == [
         ("rumor", "review"),
         ("incitement", "block"),
         ("incitement", "block"),
     ]
+    assert moves[2]["item_record"] == moves[2]["previous_record"] == moves[1]["record"]
+    assert moves[2]["record"] != moves[2]["item_record"]
     assert repo.decide(policy, item, "r2", "dismiss", None, None).status == "dismissed"
     repo.save_records([Pending(scored("p1", "p5", "review", "rumor"), True, "帖子")])
     (anew,) = repo.list_items(policy).items

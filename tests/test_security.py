@@ -30,7 +30,9 @@ class Keys:
 
     def ping(self) -> None: ...
 
-    def find_records(self, post_ids: Sequence[str], model_version: str) -> dict[str, ScoreRecord]:
+    def find_records(
+        self, post_ids: Sequence[str], model_version: str, policy_version: str
+    ) -> dict[str, ScoreRecord]:
         return {}
 
     def save_records(self, items: Sequence[Pending]) -> list[ScoreRecord]:

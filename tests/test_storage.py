@@ -69,8 +69,8 @@ def save(repository: SqlRepository, rec: ScoreRecord, enqueue: bool = True) -> S
 def test_a_saved_record_is_found_by_post_and_model_version(repository: SqlRepository) -> None:
     saved = record("p1")
     assert save(repository, saved, enqueue=False) == saved
-    assert repository.find_records(["p1", "p2"], "sha256:m1") == {"p1": saved}
-    assert repository.find_records(["p1"], "sha256:other") == {}
+    assert repository.find_records(["p1", "p2"], "sha256:m1", "p1") == {"p1": saved}
+    assert repository.find_records(["p1"], "sha256:other", "p1") == {}
     assert repository.queue() == []
 
 
@@ -91,7 +91,7 @@ def test_a_new_model_version_is_a_new_record_that_the_posts_open_item_moves_to(
     save(repository, record("p1", model="sha256:m1"))
     save(repository, record("p1", model="sha256:m2"))
     assert [item.model_version for item in repository.queue()] == ["sha256:m2"]
-    assert list(repository.find_records(["p1"], "sha256:m1")) == ["p1"]
+    assert list(repository.find_records(["p1"], "sha256:m1", "p1")) == ["p1"]
 
 
 def test_concurrent_saves_of_one_post_store_it_once(repository: SqlRepository) -> None:
@@ -147,7 +147,7 @@ def test_an_unreachable_database_raises_storage_error_quickly() -> None:
 def test_a_database_without_the_schema_raises_storage_error(tmp_path: object) -> None:
     repo = open_repository(f"sqlite:///{tmp_path}/empty.db", timeout_s=1.0)
     with pytest.raises(StorageError):
-        repo.find_records(["p"], "m")
+        repo.find_records(["p"], "m", "p1")
     repo.close()
 
 
@@ -172,13 +172,16 @@ def test_a_batch_of_records_is_saved_in_order_and_a_repeated_post_keeps_its_firs
     assert [q.post_id for q in repository.queue()] == ["old", "a"]
 
 
-def test_a_record_under_another_policy_is_stored_beside_the_first_and_found_as_the_post_s(
+def test_a_record_under_another_policy_is_stored_beside_the_first_and_found_under_its_policy(
     repository: SqlRepository,
 ) -> None:
-    save(repository, record("p"))
+    first = save(repository, record("p"))
     later = record("p", "block").model_copy(update={"policy_version": "p2"})
     assert repository.save_records([Pending(later, True), Pending(later, True)]) == [later, later]
-    assert repository.find_records(["p"], "sha256:m1") == {"p": later}
+    # each policy finds its own record; a policy that has none finds the earliest
+    assert repository.find_records(["p"], "sha256:m1", "p2") == {"p": later}
+    assert repository.find_records(["p"], "sha256:m1", "p1") == {"p": first}
+    assert repository.find_records(["p"], "sha256:m1", "p3") == {"p": first}
     # the post's open item moved to the later record: the post is reviewed once
     assert [(q.policy_version, q.decision) for q in repository.queue()] == [("p2", "block")]
 
@@ -217,7 +220,7 @@ def test_a_record_left_evidence_pending_is_claimed_after_a_lease_until_its_evide
     explained = record("p1").model_copy(update={"evidence_pending": False})
     repository.update_records([explained])
     assert claim(repository, after_s=4 * LEASE_S) == ["p2"]
-    assert repository.find_records(["p1"], "sha256:m1") == {"p1": explained}
+    assert repository.find_records(["p1"], "sha256:m1", "p1") == {"p1": explained}
 
 
 def test_two_sweeps_at_once_claim_different_records(repository: SqlRepository) -> None:
@@ -294,9 +297,9 @@ def test_a_database_created_after_the_server_started_is_migrated_when_it_answers
     repository = open_repository(f"sqlite:///{tmp_path / 'late.db'}", 5.0)
     try:
         with pytest.raises(StorageError):
-            repository.find_records(["p1"], "m")
+            repository.find_records(["p1"], "m", "p1")
         repository.ping()
-        assert repository.find_records(["p1"], "m") == {}
+        assert repository.find_records(["p1"], "m", "p1") == {}
         assert inspect(repository.engine).has_table("score_records")
     finally:
         repository.close()
@@ -431,7 +434,10 @@ def test_the_migration_keeps_each_record_with_its_item_and_then_stores_one_per_p
         newer = kept.model_copy(update={"policy_version": "p2", "decision": "block"})
         assert save(repository, newer) == newer
         assert save(repository, newer) == newer
-        assert repository.find_records(["p1"], kept.model_version) == {"p1": newer}
+        assert repository.find_records(["p1"], kept.model_version, "p2") == {"p1": newer}
+        assert repository.find_records(["p1"], kept.model_version, kept.policy_version) == {
+            "p1": kept
+        }
         with repository.engine.connect() as connection:
             rows = connection.execute(
                 select(ReviewItem.record_id, StoredRecord.policy_version, StoredRecord.decision)

@@ -35,6 +35,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "queue": ("审核队列", "Queue"),
     "appeals": ("申诉", "Appeals"),
     "reports": ("举报", "Reports"),
+    "overturned": ("申诉成立,违规确认已撤销", "appeal upheld: the confirmation is overturned"),
     "bank": ("谣言库", "Rumour bank"),
     "dashboard": ("看板", "Dashboard"),
     "head": ("风险类别", "Head"),

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from service.review import appeals
 from service.storage.review_rows import utc
-from service.storage.review_steps import OPEN_STATUSES
+from service.storage.review_steps import OPEN_STATUSES, OVERTURNED
 from service.storage.tables import (
     ReviewDecision,
     ReviewItem,
@@ -161,7 +161,14 @@ class ConsoleReads:
         the appeals listing's: a moment (here the filing) and an id."""
         undecided = ReviewItem.status.in_(OPEN_STATUSES)
         query = (
-            select(StoredReport, ReviewItem.status, ReviewItem.reports, ReviewItem.enqueued_at)
+            select(
+                StoredReport,
+                # the API's answer to the reporter: a confirmation an appeal overturned is not
+                # shown as confirmed
+                case((OVERTURNED, "overturned"), else_=ReviewItem.status),
+                ReviewItem.reports,
+                ReviewItem.enqueued_at,
+            )
             .join(ReviewItem, ReviewItem.id == StoredReport.item_id)
             .order_by(StoredReport.created_at, StoredReport.id)
             .limit(limit + 1)

@@ -129,9 +129,12 @@ class Repository(Protocol):
     def ping(self) -> None:
         """Return when storage answers a query."""
 
-    def find_records(self, post_ids: Sequence[str], model_version: str) -> dict[str, ScoreRecord]:
-        """The stored records of ``post_ids`` scored by ``model_version``, by post id: of a
-        post re-scored under a new policy, the newest record stored."""
+    def find_records(
+        self, post_ids: Sequence[str], model_version: str, policy_version: str
+    ) -> dict[str, ScoreRecord]:
+        """The stored records of ``post_ids`` scored by ``model_version``, by post id: of a post
+        stored under several policies, its record under ``policy_version`` where it has one,
+        else its earliest record."""
 
     def save_records(self, items: Sequence[Pending]) -> list[ScoreRecord]:
         """Store each record (and its review-queue item when asked) in one transaction, unless

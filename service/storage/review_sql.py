@@ -41,6 +41,7 @@ from service.storage.review_rows import (
 )
 from service.storage.review_steps import (
     OPEN_STATUSES,
+    OVERTURNED,
     Tx,
     accounts_of,
     active_kinds,
@@ -773,13 +774,10 @@ class ReviewSql:
     def labels(self) -> Iterator[dict[str, Any]]:
         """Reviewers' final decisions on posts as training labels, one per item with its
         post's text: 1 for a confirmed violation, 0 for a dismissal or a confirmation an
-        upheld appeal of the post's account overturned (:func:`overturned`: a batch member's
+        upheld appeal of the post's account overturned (:data:`OVERTURNED`: a batch member's
         appeal clears that member, not the post the row stands for)."""
-        upheld = select(StoredAppeal.item_id, StoredAppeal.account_id).where(
-            StoredAppeal.status == "upheld"
-        )
         query = (
-            select(ReviewDecision, ReviewItem)
+            select(ReviewDecision, ReviewItem, OVERTURNED)
             .join(ReviewItem, ReviewItem.id == ReviewDecision.item_id)
             .where(ReviewDecision.action.in_(("confirm", "dismiss")))
             # a label without the text it labels teaches nothing: a post the service never
@@ -788,9 +786,7 @@ class ReviewSql:
             .order_by(ReviewDecision.id)
         )
         with self._session() as session:
-            appealed = {(item_id, account) for item_id, account in session.execute(upheld)}
-            for decision, item in session.execute(query):
-                cleared = (item.id, item.account_id) in appealed
+            for decision, item, cleared in session.execute(query):
                 yield {
                     "item_id": item.id,
                     "post_id": item.post_id,
@@ -798,7 +794,7 @@ class ReviewSql:
                     "head": decision.category or item.head,
                     "label": int(decision.action == "confirm" and not cleared),
                     "action": decision.action,
-                    "appeal_upheld": cleared,
+                    "appeal_upheld": bool(cleared),
                     "decided_at": utc(decision.decided_at).isoformat(),
                     "policy_version": decision.policy_version,
                     "model_version": item.model_version,

@@ -406,21 +406,25 @@ def hold_name(tx: Tx, account_id: str, folded_name: str) -> None:
         tx.session.add(HeldName(account_id=account_id, folded_name=folded_name))
 
 
-def overturned(session: Session, item: ReviewItem) -> bool:
-    """Whether an upheld appeal overturned the item's confirmation of its post: the appeal of
-    the post's account (the item's own; a batch member's appeal clears that member alone)."""
-    if item.status != "confirmed" or item.account_id is None:
-        return False
-    upheld = session.scalar(
-        select(StoredAppeal.id)
-        .where(
-            StoredAppeal.item_id == item.id,
-            StoredAppeal.account_id == item.account_id,
-            StoredAppeal.status == "upheld",
-        )
-        .limit(1)
+OVERTURNED = and_(
+    ReviewItem.status == "confirmed",
+    select(StoredAppeal.id)
+    .where(
+        StoredAppeal.item_id == ReviewItem.id,
+        StoredAppeal.account_id == ReviewItem.account_id,
+        StoredAppeal.status == "upheld",
     )
-    return upheld is not None
+    .exists(),
+)
+"""Whether an upheld appeal overturned the item's confirmation of its post, as SQL over the
+item's row: the appeal of the post's account (the item's own; a batch member's appeal clears
+that member alone). The one rule for every reader: report answers, labels and the console."""
+
+
+def overturned(session: Session, item: ReviewItem) -> bool:
+    """Whether :data:`OVERTURNED` holds for ``item`` as this transaction has it."""
+    session.flush()
+    return bool(session.scalar(select(OVERTURNED).where(ReviewItem.id == item.id)))
 
 
 def known_account(session: Session, account_id: str) -> bool:

@@ -18,6 +18,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import (
     Connection,
     Engine,
+    case,
     create_engine,
     delete,
     event,
@@ -288,7 +289,9 @@ class SqlRepository(ReviewSql):
         if _revision(self.engine) != head_revision():
             upgrade(self.engine.url.render_as_string(hide_password=False))
 
-    def find_records(self, post_ids: Sequence[str], model_version: str) -> dict[str, ScoreRecord]:
+    def find_records(
+        self, post_ids: Sequence[str], model_version: str, policy_version: str
+    ) -> dict[str, ScoreRecord]:
         if not post_ids:
             return {}
         with self._session() as session:
@@ -298,10 +301,17 @@ class SqlRepository(ReviewSql):
                     StoredRecord.post_id.in_(set(post_ids)),
                     StoredRecord.model_version == model_version,
                 )
-                # a post re-scored under a new policy: its newest record is the post's record
-                .order_by(StoredRecord.id)
+                # the record under the asking policy first, else the post's earliest record
+                .order_by(
+                    case((StoredRecord.policy_version == policy_version, 0), else_=1),
+                    StoredRecord.id,
+                )
             )
-            return {row.post_id: ScoreRecord.model_validate(row.record) for row in rows}
+            found: dict[str, ScoreRecord] = {}
+            for row in rows:
+                if row.post_id not in found:
+                    found[row.post_id] = ScoreRecord.model_validate(row.record)
+            return found
 
     def save_records(self, items: Sequence[Pending]) -> list[ScoreRecord]:
         if not items:
@@ -520,8 +530,9 @@ class SqlRepository(ReviewSql):
         """Queue the flagged record's item, or join the post's open item: one post is one open
         item, decided once and charged once. A report or bank match opened first (an item
         without a record) becomes this item, reports and all. An item of an earlier record of
-        the post (another model or policy) moves to this record, the newest, keeping the
-        stricter decision of the two: a weaker judgment does not lower what queued the post.
+        the post (another model or policy) moves to this record when its decision is as strict
+        or stricter, and stays on the earlier record otherwise: a weaker judgment does not lower
+        what queued the post, and the item's record always supports its decision and head.
 
         A decided item is not reopened: this record opens a new one, since a new model or
         policy judged the post anew (a confirmation charges the post once all the same)."""
@@ -555,9 +566,9 @@ class SqlRepository(ReviewSql):
             earlier.reports,
             utc(earlier.enqueued_at),
         )
-        if stricter:
-            fields["head"] = earlier.head
-        for name in SCORE_FIELDS:
+        # an item shows one record, the one whose judgment it shows: a stricter earlier record
+        # keeps the item (its spans support its head and decision), the newer one only joins
+        for name in ("reach", "urgency") if stricter else SCORE_FIELDS:
             setattr(earlier, name, fields[name])
         earlier.account_id = earlier.account_id or record.account_id
         earlier.text = item.text or earlier.text
@@ -569,6 +580,7 @@ class SqlRepository(ReviewSql):
                     {
                         "record": row_id,
                         "previous_record": previous,
+                        "item_record": earlier.record_id,
                         "head": earlier.head,
                         "severity": earlier.severity,
                     },
