@@ -72,10 +72,13 @@ SEPARATORS = "/\\|-_.~^+、〜‐‒–—―−"
 """Marks that keep lone Chinese characters apart in a separated run, after NFKC (which makes
 "／－．｜" these). Sentence and clause marks are not among them."""
 # three or more Chinese characters that each stand alone, kept apart by one of SEPARATORS (the
-# same one throughout, white space either side of it or not): "求/扩/散", "求 - 扩 - 散"
+# same one throughout, white space either side of it or not): "求/扩/散", "求 - 扩 - 散". Not
+# across a line break (those str.splitlines breaks at): "我\n- 你\n- 他" is a list, not a word
 _SEPARATOR = re.compile(rf"[{re.escape(SEPARATORS)}]")
+_IN_LINE_SPACE = r"[^\S\n\r\v\f\x1c-\x1e\x85\u2028\u2029]"
 _SEPARATED_RUN = re.compile(
-    rf"(?<![{HAN}])[{HAN}](?=\s*({_SEPARATOR.pattern}))(?:\s*\1\s*[{HAN}](?![{HAN}])){{2,}}"
+    rf"(?<![{HAN}])[{HAN}](?={_IN_LINE_SPACE}*({_SEPARATOR.pattern}))"
+    rf"(?:{_IN_LINE_SPACE}*\1{_IN_LINE_SPACE}*[{HAN}](?![{HAN}])){{2,}}"
 )
 _INVISIBLE = frozenset("\u034f\u17b4\u17b5")
 """Shown as nothing and not format characters: combining grapheme joiner, Khmer inherent vowels."""

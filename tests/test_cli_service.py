@@ -16,6 +16,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import FrameType
 
 import httpx2 as httpx
 import pytest
@@ -295,6 +296,34 @@ def test_serve_stops_on_sigterm_while_it_loads(tmp_path: Path) -> None:
     # 143: the handler's exit; the default action would end it by the signal (-15)
     assert server.returncode == 128 + signal.SIGTERM, stderr
     assert b"listening" not in stdout + stderr
+
+
+@pytest.mark.parametrize("command", ["rescore", "serve"])
+def test_a_command_gives_back_the_sigterm_handler_it_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """A command's SIGTERM handler is its own for as long as it runs: a program that calls
+    main() (a test run, a script) has its own again afterwards."""
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(post_line("p1", "周末去公园散步"))
+    args = {
+        "rescore": ["rescore", str(source), "-o", str(tmp_path / "out.jsonl"), "--workers", "1"],
+        # a file where the state folder goes: the server stops before it loads anything
+        "serve": ["serve", "--port", str(free_port())],
+    }[command]
+    monkeypatch.setenv("QINGLANG_STATE_DIR", str(source))
+
+    def callers(signum: int, frame: FrameType | None) -> None:
+        """The handler of the program that called main()."""
+
+    previous = signal.signal(signal.SIGTERM, callers)
+    get_settings.cache_clear()
+    try:
+        assert main(args, load_scorer=length_scorer) == (0 if command == "rescore" else 2)
+        assert signal.getsignal(signal.SIGTERM) is callers
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        get_settings.cache_clear()
 
 
 def test_a_console_user_needs_a_name_that_can_sign_in(tmp_path: Path) -> None:

@@ -107,6 +107,14 @@ def test_other_marks_between_characters_stay(kept: str) -> None:
     assert normalise(kept).text == kept
 
 
+@pytest.mark.parametrize("line_break", ["\n", "\r\n", "\u2028"])
+def test_a_separated_run_does_not_cross_a_line_break(line_break: str) -> None:
+    # a list of one-character items, one a line: the breaks become spaces, the items stay apart
+    listed = line_break.join(["我", "- 你", "- 他"])
+    assert normalise(listed).text == "我 - 你 - 他"
+    assert normalise(f"求 / 扩 / 散{line_break}- 好").text == "求扩散 - 好"
+
+
 def test_invisible_characters_that_are_not_format_characters_are_dropped() -> None:
     # Hangul filler and braille blank are shown as blanks; the combining grapheme joiner and a
     # variation selector after a Chinese character as nothing

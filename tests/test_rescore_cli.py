@@ -12,8 +12,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 from pathlib import Path
+from typing import NoReturn
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -503,6 +505,47 @@ def test_an_interrupted_run_says_how_to_continue_and_exits_2(
     assert "run the same command again to continue after 4 posts" in err
     assert run_cli(*args) == 0
     assert "resumed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("step", "options"),
+    [
+        ("service.batch.stored.export", ["--from-db"]),
+        ("service.batch.diff.diff", ["{input}", "--compare", "{before}"]),
+        ("service.batch.diff.enqueue", ["{input}", "--compare", "{before}", "--enqueue"]),
+    ],
+)
+def test_an_interruption_outside_the_scoring_is_one_line_and_status_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    step: str,
+    options: list[str],
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(3)))
+    assert run_cli("rescore", tmp_path / "in.jsonl", "-o", tmp_path / "before.jsonl") == 0
+    capsys.readouterr()
+
+    def interrupted(*args: object) -> NoReturn:
+        raise KeyboardInterrupt  # Ctrl-C, or SIGTERM, while the step runs
+
+    monkeypatch.setattr(step, interrupted)
+    paths = {"input": tmp_path / "in.jsonl", "before": tmp_path / "before.jsonl"}
+    given = [option.format(**paths) for option in options]
+    assert run_cli("rescore", *given, "-o", tmp_path / "out.jsonl") == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == "qinglang rescore: error: interrupted"
+
+
+def test_a_command_run_off_the_main_thread_keeps_the_process_s_sigterm_handler(
+    tmp_path: Path,
+) -> None:
+    # Python sets signal handlers only on the main thread
+    (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(3)))
+    args: list[str | Path] = ["rescore", tmp_path / "in.jsonl", "-o", tmp_path / "out.jsonl"]
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(run_cli, *args).result() == 0
 
 
 def test_an_interrupted_gzip_run_continues_at_the_task_it_stopped_at(

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from service.cli.signals import on_sigterm
+
 if TYPE_CHECKING:
     from service.batch.work import Scorer, ScorerFactory
     from service.rescore import Summary
@@ -18,13 +20,23 @@ if TYPE_CHECKING:
 
 
 def run(args: argparse.Namespace, load: ScorerFactory) -> int:
+    # a stop by kill or a scheduler is Ctrl-C's: one line and status 2 (how to continue, where
+    # a checkpoint holds the run), where SIGTERM's default ended it with 143 and no word
+    with on_sigterm(signal.default_int_handler):
+        try:
+            return _rescore(args, load)
+        except KeyboardInterrupt:
+            # outside the scoring, which names its checkpoint: the export, the comparison, the
+            # run's record
+            print("qinglang rescore: error: interrupted", file=sys.stderr)
+            return 2
+
+
+def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
     from service.batch.ray_engine import ClusterError
     from service.rescore import DEFAULT_CHUNK_SIZE, RescoreError, check_paths, default_reject_path
     from service.settings import get_settings
 
-    # a stop by kill or a scheduler is Ctrl-C's: the run says how to continue, status 2, where
-    # SIGTERM's default ended it with 143 and no word
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     settings = get_settings()
     if args.batch_size is not None:
         settings = settings.model_copy(update={"batch_size": args.batch_size})

@@ -5,12 +5,13 @@ handler that stops the process while the model loads."""
 from __future__ import annotations
 
 import argparse
-import signal
 import socket
 import sys
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, BinaryIO
+
+from service.cli.signals import on_sigterm
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -20,13 +21,17 @@ if TYPE_CHECKING:
 
 
 def run(args: argparse.Namespace) -> int:
-    from service.settings import get_settings
-
     # In the image this process is PID 1, to which the kernel delivers no signal left to its
     # default action: until uvicorn installs its own handlers, after the model has loaded,
     # `docker stop`'s SIGTERM was ignored and the container killed 10 s later. 143 is the
     # status of a process that SIGTERM ended.
-    signal.signal(signal.SIGTERM, _stop)
+    with on_sigterm(_stop):
+        return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from service.settings import get_settings
+
     settings = get_settings()
     try:
         held = _hold_state(settings.state_dir)
