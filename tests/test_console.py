@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import get_args
 from urllib.parse import quote
 
 import pytest
@@ -31,7 +32,10 @@ from service.heads import Risk
 from service.neardup.store import StoreUnavailableError
 from service.pipeline import NO_EVIDENCE, Pipeline
 from service.record import Post
+from service.review.appeals import APPEAL_STATUSES
+from service.review.items import STATUSES
 from service.review.refusals import REASONS, RefusedError
+from service.review.views import ReportStatus
 from service.security import AuthError, SignInLimits, client_address, create_user
 from service.storage import (
     ConsoleAccount,
@@ -240,6 +244,50 @@ def test_every_rule_refusal_has_its_words_in_each_language_with_the_same_details
         assert re.search(r"[\u4e00-\u9fff]", zh) and not re.search(r"[\u4e00-\u9fff]", en)
 
 
+def test_every_status_has_its_words_in_each_language() -> None:
+    for status in (*get_args(ReportStatus), *APPEAL_STATUSES):
+        zh, en = TEXT[f"status.{status}"]
+        assert re.search(r"[\u4e00-\u9fff]", zh) and not re.search(r"[\u4e00-\u9fff]", en)
+    assert set(STATUSES) < set(get_args(ReportStatus))
+
+
+def test_statuses_are_shown_in_the_pages_language_with_their_code_words_kept(api: Api) -> None:
+    policy, review = api.services.scoring.policy, api.services.review
+    assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+    (item,) = review.list_items(policy).items
+    sign_in(api, "li")
+
+    def options(html: str, name: str) -> list[tuple[str, str]]:
+        listed = html.split(f'<select name="{name}"')[1].split("</select>", maxsplit=1)[0]
+        return re.findall(r'<option value="(\w+)" ?(?:selected)?>([^<]+)</option>', listed)
+
+    page = api.client.get(f"/console/items/{item.id}").text
+    assert 'class="status status-open" data-status="open">待处理</span>' in page
+    queue = api.client.get("/console/queue").text
+    assert options(queue, "status") == [
+        ("open", "待处理"),
+        ("escalated", "已上报"),
+        ("confirmed", "已确认违规"),
+        ("dismissed", "已驳回"),
+    ]
+    review.decide(policy, item.id, "wang", "confirm", "rumor", "art18.6")
+    review.file_appeal(policy, account_id="a1", item_id=item.id, reason="误判", filed_by=api.key)
+    appeals = api.client.get("/console/appeals").text
+    assert options(appeals, "status") == [
+        ("pending", "待处理"),
+        ("upheld", "申诉成立"),
+        ("rejected", "申诉驳回"),
+        ("all", "全部"),
+    ]
+    assert '<td data-status="pending">待处理</td>' in appeals
+    api.client.get("/console/lang/en")
+    page = api.client.get(f"/console/items/{item.id}").text
+    assert 'data-status="confirmed">confirmed</span>' in page
+    appeals = api.client.get("/console/appeals").text
+    assert ("all", "any") in options(appeals, "status")
+    assert '<td data-status="pending">pending</td>' in appeals
+
+
 def test_a_rules_refusal_reaches_the_page_in_its_language_and_the_api_in_english(
     api: Api,
 ) -> None:
@@ -264,8 +312,10 @@ def test_a_rules_refusal_reaches_the_page_in_its_language_and_the_api_in_english
     claimed = refused(f"/console/items/{second}/claim")
     assert claimed == f"该条目已被其他审核员认领,至 {present.when(lease)} 为止"
     decided = refused(f"/console/items/{first}/decision", action="dismiss")
-    assert decided == "该条目已处理(confirmed)"
+    assert decided == "该条目已处理(已确认违规)"
     api.client.get("/console/lang/en")
+    decided = refused(f"/console/items/{first}/decision", action="dismiss")
+    assert decided == "The item is decided already (confirmed)"
     assert refused("/console/appeals", **appeal) == f"The window to appeal closed at {closed}"
     # the JSON API's words are its own, in English
     answer = api.client.post(
@@ -522,8 +572,8 @@ def test_a_report_whose_confirmation_an_appeal_overturned_is_listed_as_overturne
         row.split("</td>")[5].split(">")[-1]: row.split("</td>")[8]
         for row in api.client.get("/console/reports?all=true").text.split("<tr")[2:]
     }
-    assert rows["举报1"] == '<td>overturned <span class="badge">申诉成立,违规确认已撤销</span>'
-    assert rows["举报2"] == "<td>confirmed"
+    assert rows["举报1"] == '<td data-status="overturned">申诉成立,违规确认已撤销'
+    assert rows["举报2"] == '<td data-status="confirmed">已确认违规'
 
 
 def test_the_next_item_is_found_past_any_number_held_by_another_reviewer(api: Api) -> None:

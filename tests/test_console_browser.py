@@ -228,17 +228,19 @@ def appeal_is_upheld(page: Page, console: Console, item_url: str) -> None:
     page.fill("#appeal-reason", "已辟谣,属误判")
     page.click("#file-appeal button")
     row = page.locator("tr[data-appeal]").first
-    expect(row).to_contain_text("pending")
+    expect(row.locator("[data-status]")).to_have_text("待处理")
     # Enter in the note upholds nothing: only the Uphold and Reject buttons decide
     press_enter_in(page, row.locator("input[name=note]"), "已辟谣")
     assert console.services.review.list_appeals(status="pending").pending == 1
-    expect(row).to_contain_text("pending")
+    expect(row.locator("[data-status]")).to_have_text("待处理")
     row.locator("button.uphold").click()
     # the page lists the pending appeals; the upheld one is under its status
     expect(page.locator("#pending-count")).to_contain_text("0")
     page.select_option("#appeal-status", "upheld")
     page.click("#appeal-filter")
-    expect(page.locator("tr[data-appeal]").first).to_contain_text("upheld")
+    upheld = page.locator("tr[data-appeal]").first.locator("[data-status]")
+    expect(upheld).to_have_attribute("data-status", "upheld")
+    expect(upheld).to_contain_text("申诉成立")
     page.goto(item_url)
     expect(page.locator("#credit")).to_have_text("100")
     expect(page.locator("#dispositions")).not_to_contain_text("warning")

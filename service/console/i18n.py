@@ -6,6 +6,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, get_args
 
+from jinja2 import pass_context
+from jinja2.runtime import Context
+
 from service.console.present import when
 from service.review.refusals import RefusedError
 
@@ -35,7 +38,6 @@ TEXT: dict[str, tuple[str, str]] = {
     "queue": ("审核队列", "Queue"),
     "appeals": ("申诉", "Appeals"),
     "reports": ("举报", "Reports"),
-    "overturned": ("申诉成立,违规确认已撤销", "appeal upheld: the confirmation is overturned"),
     "bank": ("谣言库", "Rumour bank"),
     "dashboard": ("看板", "Dashboard"),
     "head": ("风险类别", "Head"),
@@ -148,8 +150,23 @@ TEXT: dict[str, tuple[str, str]] = {
     "confirm_needs": ("确认违规时必填", "is needed to confirm a violation"),
     "not_a_cursor": ("不是列表给出的位置", "is not a position a listing gave out"),
     "not_valid": ("无效", "is not valid"),
+    # a status as the pages show it, by its code word (items' ``service.review.items.STATUSES``,
+    # reports' ``service.review.views.ReportStatus``, appeals'
+    # ``service.review.appeals.APPEAL_STATUSES``); the code word stays in the HTML's
+    # ``data-status`` and the forms' values
+    "status.open": ("待处理", "open"),
+    "status.escalated": ("已上报", "escalated"),
+    "status.confirmed": ("已确认违规", "confirmed"),
+    "status.dismissed": ("已驳回", "dismissed"),
+    "status.overturned": (
+        "申诉成立,违规确认已撤销",
+        "appeal upheld: the confirmation is overturned",
+    ),
+    "status.pending": ("待处理", "pending"),
+    "status.upheld": ("申诉成立", "upheld"),
+    "status.rejected": ("申诉驳回", "rejected"),
     # a review rule's refusal, by its reason (service.review.refusals.REASONS), with the same
-    # details filled in: a moment as the pages show one
+    # details filled in: a moment as the pages show one, a status in words
     "refusal.decided": ("该条目已处理({status})", "The item is decided already ({status})"),
     "refusal.escalated_by_you": (
         "上报的条目交由上报人以外的审核员处理",
@@ -275,6 +292,13 @@ def translator(language: str) -> Callable[[str], str]:
     return t
 
 
+@pass_context
+def status_text(context: Context, status: str) -> str:
+    """The ``status`` filter: an item's, report's or appeal's status in the page's language."""
+    t: Callable[[str], str] = context["t"]
+    return t(f"status.{status}")
+
+
 def explain(errors: Sequence[Mapping[str, Any]], t: Callable[[str], str]) -> str:
     """Why a request was refused, field by field, in ``t``'s language."""
     said: list[str] = []
@@ -292,9 +316,12 @@ def explain(errors: Sequence[Mapping[str, Any]], t: Callable[[str], str]) -> str
 
 
 def explain_refusal(refusal: RefusedError, t: Callable[[str], str]) -> str:
-    """Why a review rule refused, in ``t``'s language, with the refusal's details."""
+    """Why a review rule refused, in ``t``'s language, with the refusal's details: a moment as
+    the pages show one, a status in words."""
     details = {
         name: when(value) if isinstance(value, datetime) else value
         for name, value in refusal.details.items()
     }
+    if "status" in details:
+        details["status"] = t(f"status.{details['status']}")
     return t(f"refusal.{refusal.reason}").format(**details)
