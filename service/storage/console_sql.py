@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, Engine, case, func, select
 from sqlalchemy.orm import Session
 
 from service.review import appeals
 from service.storage.review_rows import utc
-from service.storage.review_steps import OPEN_STATUSES, OVERTURNED
+from service.storage.review_steps import OPEN_STATUSES, OVERTURNED, after_cursor
 from service.storage.tables import (
     ReviewDecision,
     ReviewItem,
@@ -176,13 +176,7 @@ class ConsoleReads:
         if open_only:
             query = query.where(undecided)
         if cursor is not None:
-            after, last_id = appeals.cursor_deadline(cursor[0]), cursor[1]
-            query = query.where(
-                or_(
-                    StoredReport.created_at > after,
-                    and_(StoredReport.created_at == after, StoredReport.id > last_id),
-                )
-            )
+            query = query.where(after_cursor(StoredReport.created_at, StoredReport.id, cursor))
         counts = (
             select(func.count(), func.count(case((StoredReport.created_at < late_before, 1))))
             .join(ReviewItem, ReviewItem.id == StoredReport.item_id)

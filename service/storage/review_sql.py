@@ -46,6 +46,7 @@ from service.storage.review_steps import (
     accounts_of,
     active_kinds,
     active_now,
+    after_cursor,
     append_records,
     final_decision,
     held_item,
@@ -676,13 +677,7 @@ class ReviewSql:
         if overdue_only:
             query = query.where(late)
         if cursor is not None:
-            after, last_id = appeal_rules.cursor_deadline(cursor[0]), cursor[1]
-            query = query.where(
-                or_(
-                    StoredAppeal.deadline > after,
-                    and_(StoredAppeal.deadline == after, StoredAppeal.id > last_id),
-                )
-            )
+            query = query.where(after_cursor(StoredAppeal.deadline, StoredAppeal.id, cursor))
         with self._session() as session:
             rows = session.scalars(query.limit(limit + 1)).all()
             counts = dict(

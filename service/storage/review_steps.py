@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.policy import Policy
-from service.review import chain, credit, dispositions, items, views
+from service.review import appeals, chain, credit, dispositions, items, views
 from service.review.items import Category, ConflictError, NotFoundError
 from service.storage.repository import StorageError
 from service.storage.review_rows import change_view, disposition_view, maybe_utc, utc
@@ -425,6 +425,17 @@ def overturned(session: Session, item: ReviewItem) -> bool:
     """Whether :data:`OVERTURNED` holds for ``item`` as this transaction has it."""
     session.flush()
     return bool(session.scalar(select(OVERTURNED).where(ReviewItem.id == item.id)))
+
+
+def after_cursor(
+    moment: InstrumentedAttribute[datetime],
+    row_id: InstrumentedAttribute[int],
+    cursor: tuple[float, int],
+) -> ColumnElement[bool]:
+    """The rows a listing ordered by ``moment`` and ``row_id`` holds after ``cursor``, the
+    moment and id of the last row a page gave (:func:`service.review.appeals.cursor`)."""
+    after, last_id = appeals.cursor_deadline(cursor[0]), cursor[1]
+    return or_(moment > after, and_(moment == after, row_id > last_id))
 
 
 def known_account(session: Session, account_id: str) -> bool:
