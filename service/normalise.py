@@ -66,7 +66,9 @@ _URL = re.compile(r"https?://[^\s\u3000-\u303f\uff00-\uffef\u4e00-\u9fff]*", re.
 _SPACE = re.compile(r"\s+")
 HAN = "\u3400-\u4dbf\u4e00-\u9fff"
 # white space, asterisks or dots between two Chinese characters that each stand alone: "傻 逼 滚
-# 出 去", "傻*逼", "原·创" (NFKC has made the full-width asterisk the ASCII one)
+# 出 去", "傻*逼", "原·创" (NFKC has made the full-width asterisk the ASCII one). Line breaks
+# too, unlike a separated run's: one character a line is vertical writing, a word spelt down
+# the page past a filter, where a list's items start with a mark
 _SPACED_OUT = re.compile(rf"(?<=[{HAN}])(?<![{HAN}]{{2}})[\s*·•・]+(?=[{HAN}](?![{HAN}]))")
 SEPARATORS = "/\\|-_.~^+、〜‐‒–—―−"
 """Marks that keep lone Chinese characters apart in a separated run, after NFKC (which makes

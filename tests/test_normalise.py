@@ -115,6 +115,13 @@ def test_a_separated_run_does_not_cross_a_line_break(line_break: str) -> None:
     assert normalise(f"求 / 扩 / 散{line_break}- 好").text == "求扩散 - 好"
 
 
+@pytest.mark.parametrize("line_break", ["\n", "\r\n", "\u2028"])
+def test_vertical_writing_is_read_as_one_word(line_break: str) -> None:
+    # one character a line; lines of two or more characters keep their break
+    assert normalise(line_break.join("傻逼滚")).text == "傻逼滚"
+    assert normalise(line_break.join(["床前明月光", "疑是地上霜"])).text == "床前明月光 疑是地上霜"
+
+
 def test_invisible_characters_that_are_not_format_characters_are_dropped() -> None:
     # Hangul filler and braille blank are shown as blanks; the combining grapheme joiner and a
     # variation selector after a Chinese character as nothing
