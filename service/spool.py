@@ -14,7 +14,10 @@ with it) is drained by whichever process comes next.
 A record that storage refuses while it answers (a value a column cannot hold) would fail every
 drain and keep every record behind it out of storage, so a failed write is retried record by
 record while storage still answers, and a record refused alone is set aside in ``rejected/``
-with the error, for an operator: kept, logged, and no longer in the way.
+with the error, for an operator: kept, logged, and no longer in the way. A write storage did not
+do now (:class:`~service.storage.StorageUnavailableError`: locked, timed out, read-only, full)
+refuses nothing, even where a ping still answers (a SQLite file locked by a writer still reads):
+the drain stops there and the file waits for the next one.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pathlib import Path
 from typing import IO, cast
 
 from service.record import Post, ScoreRecord
-from service.storage import Pending
+from service.storage import Pending, StorageUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +147,9 @@ class Spool:
                 chunk = entries[start : start + CHUNK]
                 try:
                     write([item for item, _ in chunk])
-                except Exception:
-                    reachable()  # raises when storage went away: the file stays for next time
+                except Exception as exc:
+                    # raises when storage went away: the file stays for next time
+                    _check_refused(exc, reachable)
                     refused += self._one_by_one(path, chunk, write, reachable)
             # set aside once the rest is stored: a drain stopped by an outage repeats none
             for raw, problem in unusable:
@@ -164,7 +168,7 @@ class Spool:
             try:
                 write([item])
             except Exception as exc:
-                reachable()
+                _check_refused(exc, reachable)
                 self._set_aside(path, raw, exc)
                 refused += 1
         return refused
@@ -191,6 +195,14 @@ class Spool:
                 "error": str(error),
             },
         )
+
+
+def _check_refused(error: Exception, reachable: Reachable) -> None:
+    """Return when storage answers and ``error`` is its refusal of the data written; raise
+    ``error`` when storage did not do the write now, or ``reachable``'s error when it is gone."""
+    if isinstance(error, StorageUnavailableError):
+        raise error
+    reachable()
 
 
 def _pending(entry: dict[str, object]) -> Pending:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from servicekit import record
 
 from service.record import Post, ScoreRecord
 from service.spool import Spool
-from service.storage import Pending
+from service.storage import Pending, StorageUnavailableError, open_repository, upgrade
 
 
 class Store:
@@ -133,6 +134,34 @@ def test_a_drain_that_loses_storage_while_trying_record_by_record_sets_nothing_a
     assert spool.pending() == 4 and spool.rejected() == 0
 
 
+def test_a_database_locked_by_another_writer_sets_nothing_aside_and_is_drained_later(
+    tmp_path: Path,
+) -> None:
+    # SQLite: a writer's lock lets the ping (a read) through and times the write out, which is
+    # storage not answering now, not storage refusing the records
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    upgrade(url)
+    repository = open_repository(url, 0.1)
+    spool = Spool(tmp_path / "spool")
+    for i in range(3):
+        spool.append([Pending(record(f"p{i}"), enqueue=True, text=f"正文{i}")])
+    spool.close()
+    writer = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    try:
+        writer.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(StorageUnavailableError, match="database is locked"):
+            spool.drain(repository.save_records, repository.ping)
+        assert spool.pending() == 3 and spool.rejected() == 0
+        writer.execute("ROLLBACK")
+        assert spool.drain(repository.save_records, repository.ping) == 3
+        versions = record("p0").model_version, record("p0").policy_version
+        assert sorted(repository.find_records(["p0", "p1", "p2"], *versions)) == ["p0", "p1", "p2"]
+        assert spool.pending() == 0 and spool.rejected() == 0
+    finally:
+        writer.close()
+        repository.close()
+
+
 def test_appends_after_a_drain_go_to_a_new_file_and_are_drained_next_time(
     tmp_path: Path,
 ) -> None:
@@ -163,7 +192,7 @@ from pathlib import Path
 sys.path.insert(0, {tests!r})
 from servicekit import record
 from service.spool import Spool
-from service.storage import Pending
+from service.storage import Pending, StorageUnavailableError, open_repository, upgrade
 spool = Spool(Path({folder!r}))
 spool.append([Pending(record("from-child"), enqueue=True)])
 print("spooled", flush=True)

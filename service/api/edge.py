@@ -14,6 +14,7 @@ import time
 import uuid
 
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.logs import request_id
@@ -22,6 +23,9 @@ from service.metrics import Metrics
 log = logging.getLogger("service.access")
 
 HEADER = b"x-request-id"
+CLIENT_CLOSED = 499
+"""The status logged and counted for a request whose caller disconnected before its body was
+read (nginx's code: no response is sent)."""
 # a caller's id is kept when it is short and plain, so that it can be logged safely
 _CALLER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -52,6 +56,10 @@ class Edge:
             body = await self._read_body(scope, receive)
             given = _refuse(self.max_body_bytes) if body is None else _replay(body, receive)
             await self.app(scope, given, send_with_id)
+        except ClientDisconnect:
+            # the caller went away before its body arrived: no one to answer, and no fault of
+            # the server's (uvicorn would log a traceback, and this a 500)
+            status = CLIENT_CLOSED
         finally:
             seconds = time.perf_counter() - started
             route = scope.get("route")

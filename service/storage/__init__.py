@@ -13,6 +13,7 @@ from service.storage.repository import (
     QueueItem,
     Repository,
     StorageError,
+    StorageUnavailableError,
     StoredRumor,
 )
 from service.storage.sql import (
@@ -31,6 +32,7 @@ __all__ = [
     "Repository",
     "SqlRepository",
     "StorageError",
+    "StorageUnavailableError",
     "StoredRumor",
     "open_existing",
     "open_migrated",

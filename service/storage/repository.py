@@ -23,6 +23,12 @@ class StorageError(Exception):
     """Storage could not be reached or did not answer in time; the caller degrades."""
 
 
+class StorageUnavailableError(StorageError):
+    """Storage did not do the call now (unreachable, locked, timed out, read-only, full), where
+    a later try may, unlike a refusal of the data (a constraint, a value a column cannot hold),
+    which fails every try."""
+
+
 @dataclass(frozen=True)
 class ApiKey:
     """A stored API key: never the key itself, only its id and the digest of its secret."""

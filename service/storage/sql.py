@@ -31,7 +31,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.policy import Policy
@@ -48,6 +54,7 @@ from service.storage.repository import (
     RumorCopy,
     SignInAttempts,
     StorageError,
+    StorageUnavailableError,
     StoredRumor,
 )
 from service.storage.review_rows import utc
@@ -230,7 +237,19 @@ def _revision(engine: Engine) -> str | None:
         with engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
     except SQLAlchemyError as exc:
-        raise StorageError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
+        raise _storage_error(exc) from exc
+
+
+_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
+"""What the drivers raise when the database did not do a call now: a lock or statement timeout,
+a lost connection, a read-only or full database (SQLite and psycopg alike)."""
+
+
+def _storage_error(exc: SQLAlchemyError) -> StorageError:
+    """The :class:`StorageError` of ``exc``, a :class:`StorageUnavailableError` where a later try
+    may succeed, in the first line of the driver's words."""
+    kind = StorageUnavailableError if isinstance(exc, _UNAVAILABLE) else StorageError
+    return kind(f"{type(exc).__name__}: {exc}".splitlines()[0])
 
 
 @lru_cache(maxsize=1)
@@ -277,7 +296,7 @@ class SqlRepository(ReviewSql):
             with self._sessions.begin() as session:
                 yield session
         except SQLAlchemyError as exc:
-            raise StorageError(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
+            raise _storage_error(exc) from exc
 
     def close(self) -> None:
         self.engine.dispose()
