@@ -1289,3 +1289,90 @@ def test_a_closed_name_written_with_a_hangul_filler_is_refused_after_the_names_a
     for name in ("清朗\u3164日报", "清朗日报", "清朗\uffa0日报"):
         refused = repo.check_registration(policy, name, "another-subject")
         assert [r["code"] for r in refused.reasons] == ["name_taken"], name
+
+
+def test_an_earlier_name_whose_link_swallowed_a_hangul_filler_is_folded_from_its_record(
+    repo: SqlRepository, policy: Policy, database_url: str
+) -> None:
+    earlier = "清朗http://x.cn\u3164news"
+    repo.put_account(policy, "bad", name=earlier, subject_id=None, followers=5)
+    repo.put_account(policy, "bad", name="新名字")
+    for n in range(4):
+        repo.decide(
+            policy, flag(repo, f"p{n}", "bad", "block"), "r1", "confirm", "rumor", "art18.6"
+        )
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as connection:
+            migrate(connection, "0016_record_per_policy", down=True)
+            # as the folding before 0017 stored the earlier name: the filler was a letter, so
+            # the link swallowed it and what followed it
+            connection.execute(
+                text(
+                    "UPDATE account_names SET folded_name = '清朗url' WHERE folded_name != '新名字'"
+                )
+            )
+        upgrade(database_url)
+        with engine.connect() as connection:
+            held = connection.execute(text("SELECT folded_name FROM account_names")).all()
+    finally:
+        engine.dispose()
+    assert sorted(row[0] for row in held) == ["新名字", "清朗urlnews"]
+    for name in (earlier, "清朗 http://x.cn news", "清朗http://x.cn/\uffa0news"):
+        refused = repo.check_registration(policy, name, "another-subject")
+        assert [r["code"] for r in refused.reasons] == ["name_taken"], name
+    assert repo.check_registration(policy, "清朗http://x.cn", "another-subject").allowed
+
+
+def test_open_score_items_without_a_merge_key_take_their_posts_unless_an_open_item_has_it(
+    repo: SqlRepository, policy: Policy, database_url: str
+) -> None:
+    items = {
+        name: flag(repo, post, "acc1")
+        for name, post in [("alone", "p1"), ("first", "p2"), ("reported", "p3"), ("done", "p4")]
+    }
+    repo.claim(policy, items["alone"], "r1")
+    repo.decide(policy, items["alone"], "r1", "escalate", None, None)
+    repo.claim(policy, items["done"], "r1")
+    repo.decide(policy, items["done"], "r1", "dismiss", None, None)
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as connection:
+            migrate(connection, "0017_names_refolded", down=True)
+            # as score items were opened before they took their post's key: a post's second
+            # record opened a second item, and its reports one of their own
+            connection.execute(text("UPDATE review_queue SET merge_key = NULL"))
+            second = connection.execute(
+                text(
+                    "INSERT INTO review_queue (kind, post_id, account_id, policy_version,"
+                    " decision, severity, reach, reports, urgency, status, enqueued_at)"
+                    " SELECT kind, post_id, account_id, policy_version, decision, severity,"
+                    " reach, reports, urgency, status, enqueued_at FROM review_queue"
+                    " WHERE id = :first RETURNING id"
+                ),
+                {"first": items["first"]},
+            ).scalar_one()
+            reports = connection.execute(
+                text(
+                    "INSERT INTO review_queue (kind, post_id, merge_key, policy_version,"
+                    " decision, severity, reach, reports, urgency, status, enqueued_at)"
+                    " SELECT 'report', post_id, 'post:' || post_id, policy_version, 'review',"
+                    " 'report', 0, 1, 0, 'open', enqueued_at FROM review_queue"
+                    " WHERE id = :reported RETURNING id"
+                ),
+                {"reported": items["reported"]},
+            ).scalar_one()
+        upgrade(database_url)
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, merge_key FROM review_queue")).all()
+            keys: dict[int, str | None] = {row[0]: row[1] for row in rows}
+    finally:
+        engine.dispose()
+    assert keys == {
+        items["alone"]: "post:p1",
+        items["first"]: "post:p2",
+        second: None,
+        items["reported"]: None,
+        reports: "post:p3",
+        items["done"]: None,
+    }

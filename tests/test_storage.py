@@ -14,17 +14,20 @@ from typing import Any
 import pytest
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
-from servicekit import migrate, record
+from servicekit import migrate, record, wait_for
 from sqlalchemy import (
     JSON,
+    Connection,
     DateTime,
     String,
     column,
     delete,
+    func,
     insert,
     inspect,
     select,
     table,
+    text,
     update,
 )
 from sqlalchemy.exc import OperationalError
@@ -240,6 +243,76 @@ def test_two_sweeps_at_once_claim_different_records(repository: SqlRepository) -
     first, second = claims
     assert not set(first) & set(second)
     assert sorted(first + second) == [f"p{i:02d}" for i in range(30)]
+
+
+@pytest.mark.parametrize("write", ["save_records", "update_records"])
+def test_two_writers_of_overlapping_posts_in_opposite_orders_do_not_deadlock(
+    postgres_url: str, write: str
+) -> None:
+    """A write of several records locks their rows by post, whatever order its caller gave:
+    another writer that holds p1 and then asks for p2 waits for no write that holds p2 while
+    it waits for p1 (PostgreSQL would abort one of the two as deadlocked)."""
+    upgrade(postgres_url)
+    repo = open_repository(postgres_url, timeout_s=10.0)
+    other = make_engine(postgres_url, 10.0)
+    if write == "update_records":
+        repo.save_records([Pending(record(p), False) for p in ("p1", "p2")])
+    mine = [record(p, "block") for p in ("p2", "p1")]
+    failed: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            if write == "save_records":
+                assert repo.save_records([Pending(r, False) for r in mine]) == [
+                    record(p) for p in ("p2", "p1")
+                ]
+            else:
+                repo.update_records(mine)
+        except BaseException as exc:
+            failed.append(exc)
+
+    def take(connection: Connection, post_id: str) -> None:
+        if write == "save_records":
+            row = record(post_id)
+            connection.execute(
+                insert(StoredRecord).values(
+                    post_id=post_id,
+                    model_version=row.model_version,
+                    policy_version=row.policy_version,
+                    decision=row.decision,
+                    record=row.model_dump(mode="json"),
+                    created_at=datetime.now(UTC),
+                )
+            )
+        else:
+            connection.execute(
+                update(StoredRecord).where(StoredRecord.post_id == post_id).values(decision="pass")
+            )
+
+    thread = threading.Thread(target=writer)
+    try:
+        with other.connect() as connection:
+            pid = connection.execute(select(func.pg_backend_pid())).scalar_one()
+            take(connection, "p1")
+            thread.start()
+            # pg_locks, not pg_stat_activity: a transaction reads the latter once
+            waiting = text(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted"
+                " AND :pid = ANY(pg_blocking_pids(pid))"
+            )
+            wait_for(lambda: bool(connection.execute(waiting, {"pid": pid}).scalar_one()))
+            take(connection, "p2")
+            connection.commit()
+    finally:
+        # the other connection's end (its rollback where it failed) lets the write go on
+        if thread.ident is not None:
+            thread.join()
+        other.dispose()
+        stored = repo.find_records(["p1", "p2"], "sha256:m1", "p1")
+        repo.close()
+    assert failed == []
+    if write == "update_records":
+        assert stored == {r.id: r for r in mine}
 
 
 # score_records as the revision before the sweep left it

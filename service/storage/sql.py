@@ -278,6 +278,14 @@ def _versions(record: ScoreRecord) -> tuple[str, str]:
     return record.model_version, record.policy_version
 
 
+def _lock_order(record: ScoreRecord) -> tuple[str, str, str]:
+    """The order in which a write of several records takes their rows' locks: by post, then
+    versions. Two writers of overlapping posts (two ``rescore --store`` runs, the publish path
+    and the evidence sweep) that each went in their caller's order could each hold a post the
+    other waits for, and PostgreSQL would abort one of them as deadlocked."""
+    return record.id, *_versions(record)
+
+
 def open_repository(url: str, timeout_s: float, review: ReviewRules | None = None) -> SqlRepository:
     return SqlRepository(make_engine(url, timeout_s), review)
 
@@ -341,7 +349,7 @@ class SqlRepository(ReviewSql):
         with self._writing() as session:
             followers = self._followers(session, items)
             log: list[tuple[str, str, dict[str, Any]]] = []
-            for item in items:
+            for item in sorted(items, key=lambda i: _lock_order(i.record)):
                 record = item.record
                 values = {
                     "post_id": record.id,
@@ -400,7 +408,7 @@ class SqlRepository(ReviewSql):
 
     def update_records(self, records: Sequence[ScoreRecord]) -> None:
         with self._session() as session:
-            for record in records:
+            for record in sorted(records, key=_lock_order):
                 session.execute(
                     update(StoredRecord)
                     .where(
