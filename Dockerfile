@@ -5,8 +5,8 @@
 #   docker run --rm -v qinglang-data:/var/lib/qinglang qinglang qinglang keys create --role publisher
 # The console shows the Provisions' articles from QINGLANG_REGULATION_FILE: mount the text there
 #   (-v "$PWD/../shared/regulation:/srv/qinglang/regulation:ro"); without it, codes only.
-# Another port: QINGLANG_PORT, or port in the config file (QINGLANG_CONFIG), not serve --port:
-# the HEALTHCHECK reads the settings as serve does, not serve's command line.
+# Another port: QINGLANG_PORT, port in the config file (QINGLANG_CONFIG), or serve --port: the
+# HEALTHCHECK probes the address serve wrote to the state folder (serve.address) once it listens.
 
 FROM python:3.11-slim AS build
 RUN python -m venv /opt/venv

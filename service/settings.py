@@ -181,6 +181,12 @@ class Settings(BaseSettings):
         serve`` starts (service/metrics.py)."""
         return self.state_dir / "metrics"
 
+    @property
+    def listening_file(self) -> Path:
+        """Where ``qinglang serve`` writes the host and port it listens on, its ``--host`` and
+        ``--port`` included, for ``python -m service.healthcheck`` to probe."""
+        return self.state_dir / "serve.address"
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -17,6 +17,8 @@ from servicekit import Api, open_api, write_policy
 from service.neardup.bank import rumor_copy
 from service.pipeline import Pipeline
 from service.record import ScoreRecord
+from service.review import chain
+from service.review.chain import text_digest
 from service.settings import Settings
 
 REDIS = os.environ.get("QINGLANG_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -71,6 +73,35 @@ def test_bank_add_match_copies_notice_and_delete(service: Api) -> None:
     assert service.client.get("/v1/bank/rumors", headers=reviewer).json() == []
     later = service.score({"id": "c2", "text": copy(3), "account_id": "a3", "created_at": now})
     assert all("confirmed_rumor" not in r["evidence"] for r in later.json()["reasons"])
+
+
+def test_banking_and_removing_a_rumour_are_chained_with_who_and_the_copies(service: Api) -> None:
+    """Art13's identification and debunking, and the copies traced to the rumour, outlive the
+    bank entry: its removal erases the copies' listing, not the record of them."""
+    admin_key = service.new_key("admin")
+    admin, admin_id = service.headers(admin_key), admin_key.split("_")[1]
+    body = {"text": RUMOUR, "notice": "自来水厂已辟谣：水质正常"}
+    rumor_id = service.client.post("/v1/bank/rumors", json=body, headers=admin).json()["id"]
+    now = time.time()
+    service.score({"id": "c1", "text": copy(1), "account_id": "a1", "created_at": now})
+    service.score({"id": "c0", "text": copy(2), "account_id": "a2", "created_at": now - 60})
+    assert service.client.delete(f"/v1/bank/rumors/{rumor_id}", headers=admin).status_code == 204
+    assert service.client.delete(f"/v1/bank/rumors/{rumor_id}", headers=admin).status_code == 404
+    review = service.services.review
+    entries = [e for e in review.audit_entries() if e.subject == f"rumor:{rumor_id}"]
+    assert [e.kind for e in entries] == ["rumor.banked", "rumor.unbanked"]
+    banked, unbanked = (e.payload for e in entries)
+    assert banked == {
+        "post_id": None,
+        "text_sha256": text_digest(RUMOUR),
+        "notice_sha256": text_digest(body["notice"]),
+        "by": admin_id,
+    }
+    assert unbanked == {
+        "by": admin_id,
+        "copies": [{"post_id": "c0", "account_id": "a2"}, {"post_id": "c1", "account_id": "a1"}],
+    }
+    assert chain.verify(review.audit_entries(), review.audit_head()) == []
 
 
 def _bank(api: Api) -> str:

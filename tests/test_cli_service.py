@@ -512,6 +512,34 @@ def test_the_images_healthcheck_probes_the_port_of_the_settings_whichever_sets_i
     assert f"127.0.0.1:{server.server_address[1]}/healthz" in line
 
 
+def test_the_images_healthcheck_probes_the_port_given_to_serve(tmp_path: Path) -> None:
+    """``CMD ["qinglang", "serve", "--port", ...]``: the probe, a process apart from the server
+    that sees the settings (another port here) but not serve's command line, asks the server."""
+    settings_port, port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "QINGLANG_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "QINGLANG_STATE_DIR": str(tmp_path / "state"),
+        "QINGLANG_HOST": "0.0.0.0",
+        "QINGLANG_PORT": str(settings_port),
+    }
+    server = serve(env, port, tmp_path / "server")
+    try:
+        probe = subprocess.run(
+            image_healthcheck(), env=env, capture_output=True, text=True, check=False
+        )
+        assert probe.returncode == 0, probe.stderr
+    finally:
+        server.terminate()
+        server.wait(60)
+    failed = subprocess.run(
+        image_healthcheck(), env=env, capture_output=True, text=True, check=False
+    )
+    assert failed.returncode == 1
+    assert f"127.0.0.1:{port}/healthz" in failed.stderr
+
+
 def test_a_database_of_a_newer_release_is_named_not_a_traceback(tmp_path: Path) -> None:
     assert qinglang(tmp_path, "migrate").returncode == 0
     with sqlite3.connect(tmp_path / "cli.db") as connection:

@@ -86,6 +86,40 @@ def test_a_flagged_post_is_reviewed_confirmed_appealed_and_reversed(api: Api) ->
     assert len(account["history"]) == 3
 
 
+def test_the_platform_reads_the_answer_to_the_appeal_it_filed(api: Api) -> None:
+    """Art20's feedback: the publisher key that filed an appeal reads its status, the answer's
+    note and deadline (who answered is the trust team's to read)."""
+    deciding, answering = api.new_key("reviewer"), api.new_key("reviewer")
+    item = flagged_item(api, "p1")
+    confirm = {"action": "confirm", "category": "rumor", "basis": "art18.6"}
+    decided = api.client.post(
+        f"/v1/review/items/{item['id']}/decision", json=confirm, headers=api.headers(deciding)
+    )
+    assert decided.status_code == 200, decided.text
+    filed = api.client.post(
+        "/v1/appeals",
+        json={"account_id": "acc1", "item_id": item["id"], "reason": "这是辟谣"},
+        headers=api.headers(),
+    ).json()
+    url = f"/v1/appeals/{filed['id']}"
+    waiting = api.client.get(url, headers=api.headers())
+    assert waiting.status_code == 200, waiting.text
+    assert waiting.json() == filed
+    rejected = {"action": "reject", "note": "原帖与官方通报不符"}
+    answer = api.client.post(f"{url}/decision", json=rejected, headers=api.headers(answering))
+    assert answer.status_code == 200, answer.text
+    told = api.client.get(url, headers=api.headers()).json()
+    assert (told["status"], told["note"], told["deadline"]) == (
+        "rejected",
+        rejected["note"],
+        filed["deadline"],
+    )
+    assert told["resolved_at"] == answer.json()["resolved_at"] and told["resolved_by"] is None
+    seen = api.client.get(url, headers=api.headers(answering)).json()
+    assert seen["resolved_by"] == answering.split("_")[1]
+    assert api.client.get("/v1/appeals/999", headers=api.headers()).status_code == 404
+
+
 def test_roles_and_unknown_things(api: Api) -> None:
     reviewer = api.new_key("reviewer")
     assert api.client.get("/v1/review/items", headers=api.headers()).status_code == 403

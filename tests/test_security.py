@@ -49,7 +49,7 @@ class Keys:
     def rumors(self) -> list[StoredRumor]:
         return []
 
-    def delete_rumor(self, rumor_id: str) -> bool:
+    def delete_rumor(self, rumor_id: str, by: str) -> bool:
         return False
 
 

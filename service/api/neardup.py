@@ -233,6 +233,8 @@ async def copies(
 
 
 @router.delete("/bank/rumors/{rumor_id}", status_code=204)
-async def delete_rumor(rumor_id: str, found: Found, _: BankEditor) -> Response:
-    await run_in_threadpool(unbank_rumor, found.neardup, found.scoring.repository, rumor_id)
+async def delete_rumor(rumor_id: str, found: Found, caller: BankEditor) -> Response:
+    await run_in_threadpool(
+        lambda: unbank_rumor(found.neardup, found.scoring.repository, rumor_id, by=caller.key_id)
+    )
     return Response(status_code=204)

@@ -326,6 +326,13 @@ async def list_appeals(
     )
 
 
+@router.get("/appeals/{appeal_id}")
+async def get_appeal(appeal_id: ItemId, found: Found, who: Anyone) -> views.Appeal:
+    """The appeal with its status, the reviewer's note and its deadline: the answer the
+    platform passes on to the account holder (art20), whichever key filed it."""
+    return shown_to(who, await run_in_threadpool(found.review.get_appeal, appeal_id))
+
+
 @router.post("/appeals/{appeal_id}/decision")
 async def decide_appeal(
     appeal_id: ItemId,

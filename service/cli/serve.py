@@ -5,6 +5,7 @@ handler that stops the process while the model loads."""
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 import sys
 from pathlib import Path
@@ -58,6 +59,13 @@ def _serve(args: argparse.Namespace) -> int:
     port = args.port or settings.port
     workers = args.workers or settings.workers
     listener = _bind(host, port)
+    try:
+        _tell_address(settings.listening_file, host, listener.getsockname()[1])
+    except OSError as exc:
+        print(
+            f"qinglang serve: error: cannot write {settings.listening_file}: {exc}", file=sys.stderr
+        )
+        return 2
     configure(settings.log_level)
     pipeline: Pipeline | None = _serving_pipeline(settings)
     if workers > 1:
@@ -181,6 +189,15 @@ def _bind(host: str, port: int) -> socket.socket:
             f"settings): {exc.strerror}"
         ) from None
     return listener
+
+
+def _tell_address(path: Path, host: str, port: int) -> None:
+    """Write where this server listens for the healthcheck, which runs apart from it and sees
+    the settings but not this command line. Replaced whole, so that a probe never reads half a
+    file; only the server holding the state folder writes it."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps({"host": host, "port": port}))
+    partial.replace(path)
 
 
 def _hold_state(directory: Path) -> BinaryIO | None:

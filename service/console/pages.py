@@ -409,7 +409,13 @@ async def delete_rumor(
     rumor_id: Annotated[Id, Path(max_length=32)], who: BankEditor, _: Form
 ) -> Response:
     try:
-        await who.call(unbank_rumor, who.found.neardup, who.found.scoring.repository, rumor_id)
+        await who.call(
+            unbank_rumor,
+            who.found.neardup,
+            who.found.scoring.repository,
+            rumor_id,
+            by=who.name[:32],
+        )
     except REFUSALS as exc:
         return who.refused("/console/bank", exc)
     return back("/console/bank")

@@ -139,8 +139,9 @@ def bank_rumor(
     return stored
 
 
-def unbank_rumor(near: NearDuplicates, repository: Repository, rumor_id: str) -> None:
-    """Remove an entry and reload this process's bank; :class:`NotFoundError` if absent."""
-    if not repository.delete_rumor(rumor_id):
+def unbank_rumor(near: NearDuplicates, repository: Repository, rumor_id: str, *, by: str) -> None:
+    """Remove an entry (``by`` whom, for its audit record) and reload this process's bank;
+    :class:`NotFoundError` if absent."""
+    if not repository.delete_rumor(rumor_id, by):
         raise NotFoundError("no_rumor", rumor_id=rumor_id)
     near.sync_bank(repository.rumors())

@@ -27,6 +27,12 @@ class Entry:
     hash: str
 
 
+def text_digest(text: str) -> str:
+    """A free text (a report, an appeal's reason, a debunk notice) as a record carries it: the
+    chain is never erased, so the text stays in its table and the record holds its SHA-256."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def canonical(seq: int, at: datetime, kind: str, subject: str, payload: dict[str, Any]) -> bytes:
     # whole microseconds since the epoch: the same whatever time zone the database hands back
     micros = (at.replace(tzinfo=at.tzinfo or UTC) - EPOCH) // timedelta(microseconds=1)

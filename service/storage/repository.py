@@ -226,13 +226,15 @@ class Repository(Protocol):
     def queue(self) -> list[QueueItem]:
         """The review queue, oldest first."""
 
-    def add_rumor(self, rumor: StoredRumor) -> None: ...
+    def add_rumor(self, rumor: StoredRumor) -> None:
+        """Bank ``rumor``, with an audit record ``rumor.banked`` in the same transaction."""
 
     def rumors(self) -> list[StoredRumor]:
         """The confirmed-rumour bank, oldest first."""
 
-    def delete_rumor(self, rumor_id: str) -> bool:
-        """Remove an entry and its recorded copies; whether it was there."""
+    def delete_rumor(self, rumor_id: str, by: str) -> bool:
+        """Remove an entry and its recorded copies, with an audit record ``rumor.unbanked``
+        naming ``by`` and the copies; whether it was there."""
 
     def record_rumor_copies(self, copies: Sequence[RumorCopy]) -> int:
         """Record each copy once per rumour and post (a copy recorded again, by a re-score or
@@ -382,6 +384,9 @@ class ReviewRepository(Protocol):
         idem: Idempotency | None = None,
         now: datetime | None = None,
     ) -> views.Appeal: ...
+
+    def get_appeal(self, appeal_id: int, now: datetime | None = None) -> views.Appeal:
+        """The appeal with its status, answer and deadline (art20: the appellant's feedback)."""
 
     def decide_appeal(
         self,

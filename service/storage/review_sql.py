@@ -9,7 +9,6 @@ taken before the first read, so that no transaction has to upgrade its lock and 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
@@ -468,7 +467,7 @@ class ReviewSql:
                     "post_id": post_id,
                     "account_id": account_id,
                     "category": category,
-                    "text_sha256": hashlib.sha256(text_.encode()).hexdigest(),
+                    "text_sha256": chain.text_digest(text_),
                     "reporter": reporter,
                     # the chain is never erased: a platform user's id goes in as the digest
                     # subject ids have (the report's row keeps it, to count reporters)
@@ -615,7 +614,7 @@ class ReviewSql:
                     "account_id": account_id,
                     "item": item_id,
                     "deadline": deadline.isoformat(),
-                    "reason_sha256": hashlib.sha256(reason.encode()).hexdigest(),
+                    "reason_sha256": chain.text_digest(reason),
                 },
             )
             return appeal_view(appeal, tx.now)
@@ -659,6 +658,13 @@ class ReviewSql:
             return appeal_view(appeal, tx.now, reversed_)
 
         return self._once(policy, now, idem, views.Appeal, run)
+
+    def get_appeal(self, appeal_id: int, now: datetime | None = None) -> views.Appeal:
+        with self._session() as session:
+            appeal = session.get(StoredAppeal, appeal_id)
+            if appeal is None:
+                raise NotFoundError("no_appeal", appeal_id=appeal_id)
+            return appeal_view(appeal, now or datetime.now(UTC))
 
     def list_appeals(
         self,

@@ -44,6 +44,7 @@ from service.policy import Policy
 from service.policy.governance import ReviewRules
 from service.record import DECISIONS, Decision, Post, ScoreRecord
 from service.review import items as review_items
+from service.review.chain import text_digest
 from service.storage.repository import (
     ApiKey,
     ConsoleAccount,
@@ -775,6 +776,17 @@ class SqlRepository(ReviewSql):
                     created_by=rumor.created_by,
                 )
             )
+            # art13: identifying a rumour and its debunk notice are part of the record the
+            # chain keeps; free text goes in by digest, as a report's does
+            payload = {
+                "post_id": rumor.post_id,
+                "text_sha256": None if rumor.text is None else text_digest(rumor.text),
+                "notice_sha256": text_digest(rumor.notice),
+                "by": rumor.created_by,
+            }
+            append_records(
+                session, rumor.created_at, [("rumor.banked", f"rumor:{rumor.rumor_id}", payload)]
+            )
 
     def rumors(self) -> list[StoredRumor]:
         with self._session() as session:
@@ -795,12 +807,27 @@ class SqlRepository(ReviewSql):
                 for row in rows
             ]
 
-    def delete_rumor(self, rumor_id: str) -> bool:
+    def delete_rumor(self, rumor_id: str, by: str) -> bool:
         with self._session() as session:
+            copies = session.execute(
+                select(RumorCopyRow.post_id, RumorCopyRow.account_id)
+                .where(RumorCopyRow.rumor_id == rumor_id)
+                .order_by(RumorCopyRow.created_at, RumorCopyRow.post_id)
+            ).all()
             # the copies go with their entry: its id is never used again, so nothing could list them
             session.execute(delete(RumorCopyRow).where(RumorCopyRow.rumor_id == rumor_id))
             result = session.execute(delete(BankedRumor).where(BankedRumor.rumor_id == rumor_id))
-            return bool(getattr(result, "rowcount", 0))
+            if not getattr(result, "rowcount", 0):
+                return False
+            # the chain keeps who removed the entry and the copies traced to it (art13, art19)
+            payload = {
+                "by": by,
+                "copies": [{"post_id": post, "account_id": account} for post, account in copies],
+            }
+            append_records(
+                session, datetime.now(UTC), [("rumor.unbanked", f"rumor:{rumor_id}", payload)]
+            )
+            return True
 
     def record_rumor_copies(self, copies: Sequence[RumorCopy]) -> int:
         if not copies:
