@@ -16,6 +16,7 @@ import re
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -23,6 +24,7 @@ from fastapi.testclient import TestClient
 from eval.review import _ms, fill
 from eval.speed import hardware
 from service.api.app import create_app
+from service.console.i18n import translator, worded
 from service.console.present import dashboard
 from service.policy import load_policy
 from service.security import create_key, create_user
@@ -85,13 +87,17 @@ def main(argv: list[str] | None = None) -> int:
             table = []
             reads = ConsoleReads(open_repository(url, 30.0).engine)
             now = datetime.now(UTC)
+            words = partial(worded, translator("zh"))
             parts: list[tuple[str, Callable[[], object]]] = [
                 ("flagged per head per day", lambda: reads.flagged_per_day(now, 14)),
                 ("open items by age", lambda: reads.open_by_age(now)),
                 ("decisions per reviewer", lambda: reads.decisions_per_reviewer(now, 7)),
                 ("appeal outcomes", reads.appeal_outcomes),
                 ("last day's scores", lambda: reads.recent_scores(now)),
-                ("all, drawn (a load past the cache)", lambda: dashboard(reads, policy, now)),
+                (
+                    "all, drawn (a load past the cache)",
+                    lambda: dashboard(reads, policy, now, words),
+                ),
             ]
             for name, run in parts:
                 p50, p95 = _ms(run, max(3, args.times // 4))

@@ -25,7 +25,7 @@ from sqlalchemy import inspect, select, update
 from service import security
 from service.classify import Probabilities
 from service.console import articles, plots, present
-from service.console.i18n import TEXT, translator
+from service.console.i18n import TEXT, translator, worded
 from service.console.session import COOKIE, Sessions
 from service.console.web import REFUSAL_COOKIE, REFUSALS
 from service.heads import Risk
@@ -33,7 +33,7 @@ from service.neardup.store import StoreUnavailableError
 from service.pipeline import NO_EVIDENCE, Pipeline
 from service.record import Post
 from service.review.appeals import APPEAL_STATUSES
-from service.review.items import STATUSES
+from service.review.items import ACTIONS, STATUSES
 from service.review.refusals import REASONS, RefusedError
 from service.review.views import ReportStatus
 from service.security import AuthError, SignInLimits, client_address, create_user
@@ -249,6 +249,53 @@ def test_every_status_has_its_words_in_each_language() -> None:
         zh, en = TEXT[f"status.{status}"]
         assert re.search(r"[\u4e00-\u9fff]", zh) and not re.search(r"[\u4e00-\u9fff]", en)
     assert set(STATUSES) < set(get_args(ReportStatus))
+
+
+def test_every_action_and_the_default_policys_dispositions_have_words_in_each_language(
+    pipeline: Pipeline,
+) -> None:
+    kinds = [step.kind for step in pipeline.policy.dispositions]
+    for key in [*(f"action.{a}" for a in ACTIONS), *(f"disposition.{k}" for k in kinds)]:
+        zh, en = TEXT[key]
+        assert re.search(r"[\u4e00-\u9fff]", zh) and not re.search(r"[\u4e00-\u9fff]", en)
+    # a kind a deployment's policy adds has no words here: it is shown as it is
+    assert worded(translator("zh"), "disposition", "quarantine") == "quarantine"
+
+
+def test_decisions_and_dispositions_are_listed_in_the_pages_language_with_their_code_words(
+    api: Api,
+) -> None:
+    policy, review = api.services.scoring.policy, api.services.review
+    assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+    (item,) = review.list_items(policy).items
+    review.decide(policy, item.id, "wang", "escalate", None, None, None)
+    review.decide(policy, item.id, "zhao", "confirm", "rumor", "art18.6")
+    sign_in(api, "li", "admin")
+
+    def listed(page: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        decisions = page.split('id="decisions"')[1].split("</ol>", maxsplit=1)[0]
+        dispositions = page.split('id="dispositions"')[1].split("</ul>", maxsplit=1)[0]
+        return (
+            re.findall(r'<strong data-action="(\w+)">([^<]+)</strong>', decisions),
+            re.findall(r'<li data-kind="(\w+)">([^·<]+?) ·', dispositions),
+        )
+
+    page = api.client.get(f"/console/items/{item.id}").text
+    assert listed(page) == (
+        [("escalate", "上报"), ("confirm", "确认违规")],
+        [("warning", "警示提醒")],
+    )
+    assert '<span data-kind="warning">警示提醒</span>' in page
+    legend = re.findall(r'font-size="11">([^<]+)</text>', api.client.get("/console/dashboard").text)
+    assert {"确认违规", "驳回", "上报"} <= set(legend) and not set(ACTIONS) & set(legend)
+    api.client.get("/console/lang/en")
+    page = api.client.get(f"/console/items/{item.id}").text
+    assert listed(page) == (
+        [("escalate", "escalated"), ("confirm", "confirmed a violation")],
+        [("warning", "warning")],
+    )
+    legend = re.findall(r'font-size="11">([^<]+)</text>', api.client.get("/console/dashboard").text)
+    assert {"confirmed a violation", "dismissed", "escalated"} <= set(legend)
 
 
 def test_statuses_are_shown_in_the_pages_language_with_their_code_words_kept(api: Api) -> None:
@@ -656,7 +703,8 @@ def test_an_items_page_shows_what_its_reporters_wrote_and_the_decisions_on_it(
     review.decide(policy, item.id, "wang", "escalate", None, None, "需要法务看一下")
     escalated = api.client.get(f"/console/items/{item.id}").text
     (decision,) = re.findall(r'<ol id="decisions"><li>(.*?)</li></ol>', escalated)
-    assert " · wang · <strong>escalate</strong>" in decision and "需要法务看一下" in decision
+    assert ' · wang · <strong data-action="escalate">上报</strong>' in decision
+    assert "需要法务看一下" in decision
 
 
 def test_user_content_is_escaped(api: Api) -> None:
@@ -863,6 +911,33 @@ def test_a_coordinated_batch_item_shows_its_members_in_time_order(api: Api) -> N
     listed = {**batch.evidence, "members": batch.evidence["members"][:2]}
     row = present.queue_row(batch.model_copy(update={"evidence": listed}), batch.enqueued_at)
     assert row.cluster_size == 5
+
+
+def test_a_batch_that_grows_after_a_dismissal_opens_an_item_linking_to_it(api: Api) -> None:
+    review, policy = api.services.review, api.services.scoring.policy
+
+    def post(i: int) -> None:
+        body = {"id": f"b{i}", "text": RUMOR + "!" * i, "account_id": f"bot{i}"}
+        assert api.score({**body, "created_at": 1_700_000_000 + 60 * i}).status_code == 200
+
+    for i in range(5):
+        post(i)
+    api.settle()
+    (batch,) = [i for i in review.list_items(policy).items if i.kind == "cluster"]
+    review.decide(policy, batch.id, "wang", "dismiss", None, None)
+    post(5)
+    api.settle()
+    (grown,) = [i for i in review.list_items(policy).items if i.kind == "cluster"]
+    assert grown.id != batch.id and grown.reach == 6
+    sign_in(api, "li")
+    page = api.client.get(f"/console/items/{grown.id}").text
+    (said,) = re.findall(r'<p class="earlier-item" id="earlier-item">(.*?)</p>', page)
+    assert said.startswith(TEXT["earlier_item"][0])
+    assert f'<a href="/console/items/{batch.id}">条目 {batch.id}</a>' in said
+    assert '<span data-status="dismissed">已驳回</span> · wang · ' in said
+    assert said.endswith(f"{TEXT['cluster_size'][0]} 5")
+    assert review.get_item(policy, batch.id).status == "dismissed"
+    assert 'id="earlier-item"' not in api.client.get(f"/console/items/{batch.id}").text
 
 
 def test_a_cluster_item_is_shown_from_storage_while_the_shared_index_is_away(

@@ -243,7 +243,7 @@ def appeal_is_upheld(page: Page, console: Console, item_url: str) -> None:
     expect(upheld).to_contain_text("申诉成立")
     page.goto(item_url)
     expect(page.locator("#credit")).to_have_text("100")
-    expect(page.locator("#dispositions")).not_to_contain_text("warning")
+    expect(page.locator('#dispositions [data-kind="warning"]')).to_have_count(0)
 
 
 def bank_and_dashboard(page: Page, console: Console) -> None:
@@ -284,7 +284,7 @@ def test_review_confirm_appeal_and_roles_in_a_browser(console: Console, browser:
     dismiss_hostile_posts(page, alerts)
     page.goto(item_url)
     assert int(page.locator("#credit").inner_text()) < 100
-    expect(page.locator("#dispositions")).to_contain_text("warning")
+    expect(page.locator('#dispositions [data-kind="warning"]')).to_contain_text("警示提醒")
     overdue_report_stands_out(page, console)
     for admin_page in ("dashboard", "bank"):  # a reviewer cannot open admin pages
         response = page.goto(f"{console.url}/console/{admin_page}")

@@ -64,8 +64,21 @@ def test_audit_verify_export_and_labels(tmp_path: Path) -> None:
     assert qinglang(url, "audit", "export", "--format", "csv", "-o", str(table)).returncode == 0
     with open(table, newline="", encoding="utf-8") as f:
         assert [r["seq"] for r in csv.DictReader(f)] == ["1", "2", "3", "4"]
+    members = [{"post_id": f"b{n}", "account_id": f"bot{n}"} for n in range(5)]
+    batch = repo.enqueue(
+        policy,
+        kind="cluster",
+        merge_key="cluster:c_0123456789abcdef",
+        head="coordination",
+        severity="review",
+        reach=5,
+        evidence={"members": members},
+    )
+    repo.decide(policy, batch.id, "r1", "dismiss", None, None)
     labels = tmp_path / "labels.jsonl"
-    assert qinglang(url, "labels", "export", "-o", str(labels)).returncode == 0
+    summary = qinglang(url, "labels", "export", "-o", str(labels))
+    assert summary.returncode == 0
+    assert "1 labels; 1 decisions on coordinated batches give none" in summary.stderr
     (label,) = [json.loads(line) for line in labels.read_text().splitlines()]
     assert label["text"] == "<b>谣言</b>'\u200b" and label["label"] == 1
     assert label["head"] == "rumor" and label["model_version"] == "sha256:m1"

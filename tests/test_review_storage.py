@@ -18,7 +18,13 @@ from service.policy import Policy, load_policy
 from service.record import Decision, Post, ScoreRecord
 from service.review import chain, credit, views
 from service.review.appeals import AppealClosedError
-from service.review.items import ConflictError, ForbiddenError, NotFoundError, QueueRequest
+from service.review.items import (
+    EARLIER,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    QueueRequest,
+)
 from service.review.registration import subject_digest
 from service.settings import Settings
 from service.spool import Spool
@@ -739,6 +745,57 @@ def test_a_cluster_item_grows_with_its_batch_and_never_shrinks(
     assert kinds.count("review.enqueued") == 1 and kinds.count("review.grown") == 1
     made = repo.decide(policy, first, "r1", "confirm", "coordination", "art18.4")
     assert sorted(c.account_id for c in made.credits) == sorted(m["account_id"] for m in members)
+    assert verify(repo) == []
+
+
+def test_a_dismissed_cluster_that_grows_is_a_new_item_linked_to_the_dismissal(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    members = [{"post_id": f"d{n}", "account_id": f"acc{n}"} for n in range(9)]
+
+    def queue(size: int) -> views.Item:
+        return repo.enqueue(
+            policy,
+            kind="cluster",
+            merge_key="cluster:dismissed",
+            head="coordination",
+            severity="review",
+            reach=size,
+            evidence={"cluster": {"size": size}, "members": members[:size]},
+            account_id="acc0",
+        )
+
+    first = queue(5).id
+    dismissed = repo.decide(policy, first, "r1", "dismiss", None, "转发同一通知", now=T0)
+    # the same batch again (a re-run) or an older state: the dismissal stands for what it saw
+    assert queue(5).id == queue(4).id == first
+    assert [i.id for i in repo.list_items(policy).items] == []
+    grown = queue(7)
+    assert grown.id != first and grown.status == "open" and grown.reach == 7
+    link = {
+        "item_id": first,
+        "status": "dismissed",
+        "reviewer": "r1",
+        "decided_at": dismissed.decided_at.isoformat(),
+        "reach": 5,
+    }
+    assert grown.evidence == {"cluster": {"size": 7}, "members": members[:7], EARLIER: link}
+    # growing further, the open item keeps its link; the dismissal is as it was
+    assert queue(9).id == grown.id
+    assert repo.get_item(policy, grown.id).evidence == {
+        "cluster": {"size": 9},
+        "members": members,
+        EARLIER: link,
+    }
+    assert repo.get_item(policy, first).status == "dismissed"
+    enqueued = [e.payload for e in repo.audit_entries() if e.kind == "review.enqueued"]
+    assert [p.get("after") for p in enqueued] == [None, first]
+    # a confirmation of the growth is the next item's earlier one in turn
+    repo.decide(policy, grown.id, "r2", "confirm", "coordination", "art18.4")
+    assert queue(9).id == grown.id
+    later = queue(10)
+    assert later.evidence is not None and later.evidence[EARLIER]["item_id"] == grown.id
+    assert later.evidence[EARLIER]["status"] == "confirmed"
     assert verify(repo) == []
 
 

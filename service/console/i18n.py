@@ -87,6 +87,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "flagged": ("触发", "flagged"),
     "reasons": ("理由与依据", "Reasons and the articles they rest on"),
     "timeline": ("聚类时间线", "Cluster timeline"),
+    "earlier_item": (
+        "该聚类此前已有条目处理过,本条目审核此后的增长:",
+        "An earlier item on this cluster was decided; this one reviews its growth since:",
+    ),
     "compare": ("更早的帖子与本帖对照", "The earlier post beside this one"),
     "earliest": ("最早来源", "earliest source"),
     "credit": ("信用分", "Credit"),
@@ -165,6 +169,19 @@ TEXT: dict[str, tuple[str, str]] = {
     "status.pending": ("待处理", "pending"),
     "status.upheld": ("申诉成立", "upheld"),
     "status.rejected": ("申诉驳回", "rejected"),
+    # a decision on an item as the pages list it, by its action (``service.review.items.ACTIONS``)
+    "action.confirm": ("确认违规", "confirmed a violation"),
+    "action.dismiss": ("驳回", "dismissed"),
+    "action.escalate": ("上报", "escalated"),
+    # a disposition as the pages list it, by the kind the default policy's ladder gives it
+    # (art19's measures, in its words); a kind a deployment's policy adds is shown as it is
+    "disposition.warning": ("警示提醒", "warning"),
+    "disposition.limit_features": ("限制账号功能", "features limited"),
+    "disposition.suspend_updates": ("暂停信息更新", "updates suspended"),
+    "disposition.stop_advertising": ("停止广告发布", "advertising stopped"),
+    "disposition.close_account": ("关闭注销账号", "account closed"),
+    "disposition.blacklist": ("列入黑名单", "blacklisted"),
+    "disposition.ban_reregistration": ("禁止重新注册", "re-registration banned"),
     # a review rule's refusal, by its reason (service.review.refusals.REASONS), with the same
     # details filled in: a moment as the pages show one, a status in words
     "refusal.decided": ("该条目已处理({status})", "The item is decided already ({status})"),
@@ -292,11 +309,23 @@ def translator(language: str) -> Callable[[str], str]:
     return t
 
 
-@pass_context
-def status_text(context: Context, status: str) -> str:
-    """The ``status`` filter: an item's, report's or appeal's status in the page's language."""
-    t: Callable[[str], str] = context["t"]
-    return t(f"status.{status}")
+def worded(t: Callable[[str], str], family: str, code: str) -> str:
+    """``code``, a code word of ``family`` (``status``, ``action``, ``disposition``), in
+    ``t``'s language; as it is where the table has no words for it (a disposition kind a
+    deployment's policy names)."""
+    key = f"{family}.{code}"
+    return t(key) if key in TEXT else code
+
+
+def code_filter(family: str) -> Callable[[Context, str], str]:
+    """The template filter that shows a code word of ``family`` in the page's language (the
+    pages keep the code word itself in a ``data-`` attribute)."""
+
+    @pass_context
+    def words(context: Context, code: str) -> str:
+        return worded(context["t"], family, code)
+
+    return words
 
 
 def explain(errors: Sequence[Mapping[str, Any]], t: Callable[[str], str]) -> str:
@@ -323,5 +352,5 @@ def explain_refusal(refusal: RefusedError, t: Callable[[str], str]) -> str:
         for name, value in refusal.details.items()
     }
     if "status" in details:
-        details["status"] = t(f"status.{details['status']}")
+        details["status"] = worded(t, "status", details["status"])
     return t(f"refusal.{refusal.reason}").format(**details)

@@ -9,6 +9,7 @@ import logging
 import math
 import time
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -29,7 +30,7 @@ from service.api.review import (
 )
 from service.api.state import Services
 from service.console import present
-from service.console.i18n import Language
+from service.console.i18n import Language, translator, worded
 from service.console.session import COOKIE
 from service.console.web import (
     LANG_COOKIE,
@@ -42,6 +43,7 @@ from service.console.web import (
     back,
     console_of,
     given,
+    language_of,
     render,
     session_of,
     set_session,
@@ -236,6 +238,7 @@ async def item_page(item_id: ItemId, who: Signed) -> HTMLResponse:
         heads=present.head_rows(record, policy),
         reasons=present.reason_rows(record, policy, who.console.articles),
         timeline=present.timeline(item, live),
+        earlier_item=present.earlier_item(item),
         index_away=index_away,
         earlier_id=earlier_id,
         compared=compared,
@@ -423,9 +426,12 @@ async def delete_rumor(
 
 @router.get("/dashboard")
 async def dashboard(who: Admin) -> HTMLResponse:
-    drawn = who.console.dashboards.get("plots")
+    language = language_of(who.request)
+    drawn = who.console.dashboards.get(language)
     if drawn is None or time.monotonic() - drawn[0] > DASHBOARD_S:
         now = datetime.now(UTC)
-        plots = await who.call(present.dashboard, who.console.reads, who.found.scoring.policy, now)
-        drawn = who.console.dashboards["plots"] = (time.monotonic(), now, plots)
+        words = partial(worded, translator(language))
+        reads, policy = who.console.reads, who.found.scoring.policy
+        plots = await who.call(present.dashboard, reads, policy, now, words)
+        drawn = who.console.dashboards[language] = (time.monotonic(), now, plots)
     return who.page("dashboard.html", drawn_at=drawn[1], plots=drawn[2])

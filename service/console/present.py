@@ -4,6 +4,7 @@ cluster's timeline."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from difflib import SequenceMatcher
@@ -17,7 +18,7 @@ from service.neardup.cluster import Cluster
 from service.pipeline import NO_EVIDENCE
 from service.policy import Policy
 from service.review import views
-from service.review.items import ACTIONS, FINAL
+from service.review.items import ACTIONS, EARLIER, FINAL
 from service.storage.console_sql import ConsoleReads
 
 
@@ -140,6 +141,15 @@ def _cluster(item: views.Item) -> dict[str, Any] | None:
         if isinstance(cluster, dict) and "id" in cluster:
             return cluster
     return None
+
+
+def earlier_item(item: views.Item) -> dict[str, Any] | None:
+    """The item decided on the same cluster before this one was opened (evidence
+    :data:`~service.review.items.EARLIER`), its moment a datetime."""
+    earlier = (item.evidence or {}).get(EARLIER)
+    if not isinstance(earlier, dict):
+        return None
+    return {**earlier, "decided_at": datetime.fromisoformat(earlier["decided_at"])}
 
 
 def cluster_id(item: views.Item) -> str | None:
@@ -268,8 +278,11 @@ def age(moment: datetime) -> str:
     return f"{minutes // 1440}d"
 
 
-def dashboard(reads: ConsoleReads, policy: Policy, now: datetime) -> dict[str, Markup]:
-    """The dashboard's plots (titles are set by the template, in the reader's language)."""
+def dashboard(
+    reads: ConsoleReads, policy: Policy, now: datetime, worded: Callable[[str, str], str]
+) -> dict[str, Markup]:
+    """The dashboard's plots (titles are set by the template), their actions and statuses as
+    ``worded(family, code word)`` says them: in the reader's language."""
     days = [(now - timedelta(days=d)).strftime("%Y-%m-%d") for d in range(13, -1, -1)]
     flagged = reads.flagged_per_day(now, 14)
     decisions = reads.decisions_per_reviewer(now, 7)
@@ -288,10 +301,12 @@ def dashboard(reads: ConsoleReads, policy: Policy, now: datetime) -> dict[str, M
             reviewers,
             [[decisions[r].get(a, 0) for a in ACTIONS] for r in reviewers],
             "decisions per reviewer",
-            legend=ACTIONS,
+            legend=[worded("action", a) for a in ACTIONS],
         ),
         "appeals": plots.bars(
-            sorted(appeals), [[appeals[s]] for s in sorted(appeals)], "appeal outcomes"
+            [worded("status", s) for s in sorted(appeals)],
+            [[appeals[s]] for s in sorted(appeals)],
+            "appeal outcomes",
         ),
     }
     for risk, rule in policy.risks.items():

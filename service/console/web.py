@@ -89,7 +89,7 @@ class Console:
     reads: ConsoleReads
     limits: SignInLimits
     dashboards: dict[str, tuple[float, datetime, dict[str, Markup]]] = field(default_factory=dict)
-    """The last dashboard this process drew (key ``"plots"``), with when."""
+    """The last dashboard this process drew in each language (its key), with when."""
 
 
 @dataclass(frozen=True)

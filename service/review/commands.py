@@ -110,7 +110,12 @@ def _command(
     if args.command == "labels":
         with _open(output) as out:
             count = export.write_labels(repository.labels(), out)
-        print(f"qinglang labels export: {count} labels", file=sys.stderr)
+        batches = repository.batch_decisions()
+        print(
+            f"qinglang labels export: {count} labels; {batches} decisions on coordinated "
+            "batches give none (coordination is how accounts posted, not what a text says)",
+            file=sys.stderr,
+        )
         return 0
     if args.audit_command == "verify":
         head = repository.audit_head()

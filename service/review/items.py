@@ -43,6 +43,11 @@ ACTIONS: tuple[Action, ...] = get_args(Action)
 Category = Risk
 """What a confirmed violation is; the same names as the risks the model scores."""
 
+EARLIER = "earlier"
+"""The evidence key under which an item names the item last decided on its merge key (a
+coordinated batch that grew after a decision): its ``item_id``, ``status``, ``reviewer``,
+``decided_at`` and ``reach``. That item and its decision stay as they were."""
+
 MAX_ROW_ID = 2**63 - 1
 
 OUTCOME: dict[Action, Status] = {

@@ -34,7 +34,8 @@ class Item(BaseModel):
     model_version: str | None
     policy_version: str
     evidence: dict[str, Any] | None = Field(
-        description="the score record, the cluster's members, the bank match or the reports"
+        description="the score record, the cluster's members, the bank match or the reports; "
+        "for a batch that grew after a decision, the item decided before under 'earlier'"
     )
     text: str | None = Field(
         default=None, description="the post's text: with a single item only, not in listings"

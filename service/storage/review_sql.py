@@ -24,6 +24,7 @@ from service.review import appeals as appeal_rules
 from service.review import chain, items, registration, views
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.items import (
+    EARLIER,
     Action,
     Category,
     ConflictError,
@@ -47,11 +48,13 @@ from service.storage.review_steps import (
     active_now,
     after_cursor,
     append_records,
+    earlier_decision,
     final_decision,
     held_item,
     hold_name,
     item_to_join,
     known_account,
+    last_decided,
     locked_account,
     lost_race,
     new_item,
@@ -502,7 +505,12 @@ class ReviewSql:
         a greater ``reach`` than the open item's (a coordinated batch that gained members since
         it was queued: reach is its size, which only grows) replaces the item's reach and
         evidence (its members) and re-ranks it; the same request again, or an older one that
-        arrives late, changes nothing."""
+        arrives late, changes nothing.
+
+        Once the key's item is decided, a request no greater than its reach returns it (the
+        decision stands for what it saw); a greater one (the batch grew after a dismissal or a
+        confirmation) opens a new item whose evidence names the decided one under
+        :data:`~service.review.items.EARLIER`: its status, reviewer, moment and reach."""
 
         def run(tx: Tx) -> views.Item:
             about_post = item_to_join(tx.session, post_id, None) if post_id is not None else None
@@ -524,7 +532,10 @@ class ReviewSql:
             )
             if open_item is not None:
                 if reach > open_item.reach:
-                    open_item.reach, open_item.evidence = reach, evidence
+                    # the request knows nothing of the item decided before this one: its link
+                    # stays
+                    kept = {k: v for k, v in (open_item.evidence or {}).items() if k == EARLIER}
+                    open_item.reach, open_item.evidence = reach, {**evidence, **kept}
                     open_item.urgency = urgency_of(policy, open_item)
                     tx.record(
                         "review.grown",
@@ -532,6 +543,12 @@ class ReviewSql:
                         {"merge_key": merge_key, "reach": reach},
                     )
                 return item_view(policy, open_item, None, tx.now)
+            decided = last_decided(tx.session, merge_key)
+            if decided is not None and reach <= decided.reach:
+                # the decision stands for what it saw: a re-run, or a state older than it
+                return item_view(policy, decided, None, tx.now)
+            # a new item names the decided one, which stays as it was
+            linked = {EARLIER: earlier_decision(tx.session, decided)} if decided else {}
             item = new_item(
                 tx,
                 kind=kind,
@@ -541,16 +558,20 @@ class ReviewSql:
                 head=head,
                 severity=severity,
                 reach=reach,
-                evidence=evidence,
+                evidence={**evidence, **linked},
             )
             item.model_version, item.text = model_version, text_
             item.urgency = urgency_of(policy, item)
             tx.session.flush()
-            tx.record(
-                "review.enqueued",
-                f"item:{item.id}",
-                {"kind": kind, "merge_key": merge_key, "head": head, "severity": severity},
-            )
+            enqueued: dict[str, Any] = {
+                "kind": kind,
+                "merge_key": merge_key,
+                "head": head,
+                "severity": severity,
+            }
+            if decided is not None:
+                enqueued["after"] = decided.id
+            tx.record("review.enqueued", f"item:{item.id}", enqueued)
             return item_view(policy, item, None, tx.now)
 
         return self._once(policy, now, None, views.Item, run)
@@ -782,7 +803,8 @@ class ReviewSql:
             .join(ReviewItem, ReviewItem.id == ReviewDecision.item_id)
             .where(ReviewDecision.action.in_(("confirm", "dismiss")))
             # a label without the text it labels teaches nothing: a post the service never
-            # stored, and a coordinated batch's item, which names no post of its own
+            # stored, and a coordinated batch's item, which names no post of its own (nor
+            # gives its members one: :meth:`batch_decisions`)
             .where(ReviewItem.text.is_not(None))
             .order_by(ReviewDecision.id)
         )
@@ -800,6 +822,20 @@ class ReviewSql:
                     "policy_version": decision.policy_version,
                     "model_version": item.model_version,
                 }
+
+    def batch_decisions(self) -> int:
+        """Final decisions on coordinated batches' items, which :meth:`labels` gives no label:
+        coordination is how accounts posted, not what a text says (the classifier has no such
+        head, and one account posting the same text is no violation), and a member post whose
+        text is at issue is decided, and labelled, on its own item."""
+        query = (
+            select(func.count())
+            .select_from(ReviewDecision)
+            .join(ReviewItem, ReviewItem.id == ReviewDecision.item_id)
+            .where(ReviewDecision.action.in_(("confirm", "dismiss")), ReviewItem.kind == "cluster")
+        )
+        with self._session() as session:
+            return int(session.scalar(query) or 0)
 
 
 def _confirmed_item(tx: Tx, post_id: str | None) -> ReviewItem | None:

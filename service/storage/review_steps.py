@@ -520,6 +520,28 @@ def item_to_join(
     )
 
 
+def last_decided(session: Session, merge_key: str) -> ReviewItem | None:
+    """The item last decided (confirmed or dismissed) on ``merge_key``."""
+    return session.scalar(
+        select(ReviewItem)
+        .where(ReviewItem.merge_key == merge_key, ReviewItem.status.in_(items.FINAL))
+        .order_by(ReviewItem.id.desc())
+        .limit(1)
+    )
+
+
+def earlier_decision(session: Session, decided: ReviewItem) -> dict[str, Any]:
+    """What an item opened on the key of ``decided`` says of it (evidence ``EARLIER``)."""
+    decision = final_decision(session, decided.id)
+    return {
+        "item_id": decided.id,
+        "status": decided.status,
+        "reviewer": decision.reviewer,
+        "decided_at": utc(decision.decided_at).isoformat(),
+        "reach": decided.reach,
+    }
+
+
 def final_decision(session: Session, item_id: int) -> ReviewDecision:
     decision = session.scalar(
         select(ReviewDecision)

@@ -82,6 +82,8 @@ class ReviewItem(Base):
         Index("ix_queue_status_urgency", "status", "urgency", "id"),
         Index("ix_queue_post", "post_id"),
         Index("ix_queue_account", "account_id"),
+        # the item last decided on a cluster's key, which a cluster queued again is weighed by
+        Index("ix_queue_merge", "merge_key", "id"),
         # reports on one post (or account) join one open item: the index makes two racing
         # first reports create it once
         Index(
