@@ -5,16 +5,21 @@ A risk is flagged when its score reaches the policy's ``review`` threshold; the 
 block on it (``block_min_chars``: a rumour is a claim, and "求证" or "转发一次" states none),
 ``review`` when any is flagged, else ``pass``. Reasons come strongest first. The post's account
 level can lower the review thresholds (``review_factor`` of the policy's credit levels): a
-low-credit account's post goes to review sooner; block thresholds stay.
+low-credit account's post goes to review sooner; block thresholds stay. An active disposition
+of the account that stops it publishing (``stops_publishing`` in the policy's ladder: a
+suspension of updates, a closed account) makes the decision ``block`` whatever the scores: the
+account may not publish now. Flags stay the text's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from service.heads import RISKS, Risk
 from service.policy import Policy
 from service.record import Decision
+from service.review.dispositions import Standing, Stop
 
 
 @dataclass(frozen=True)
@@ -25,20 +30,34 @@ class Verdict:
     """Flagged risks, highest score first."""
     too_short: list[Risk]
     """Risks whose block threshold the score reached on a post too short to block on."""
+    review_factor: float
+    """What the account's level multiplied the review thresholds by."""
+    stopped: list[Stop]
+    """The account's dispositions that stop it publishing, active at the decision."""
 
 
 def decide(
-    scores: dict[Risk, float], policy: Policy, review_factor: float = 1.0, *, chars: int
+    scores: dict[Risk, float],
+    policy: Policy,
+    account: Standing | None = None,
+    *,
+    chars: int,
+    now: datetime | None = None,
 ) -> Verdict:
     """The verdict on a post of ``chars`` letters and digits (:func:`service.claims.body_chars`)
-    with these ``scores``."""
-    flags = {r: scores[r] >= policy.risks[r].review * review_factor for r in RISKS}
+    with these ``scores``, by an account of this standing (none: content alone), at ``now``
+    (default: the current time)."""
+    standing = account or Standing()
+    factor = policy.review_factor(standing.level)
+    moment = now or datetime.now(UTC)
+    stopped = [stop for stop in standing.stops if stop.active(moment)]
+    flags = {r: scores[r] >= policy.risks[r].review * factor for r in RISKS}
     flagged = sorted((r for r in RISKS if flags[r]), key=lambda r: -scores[r])
     blocked = [r for r in RISKS if policy.blocks(r, scores[r], chars)]
     too_short = [r for r in RISKS if scores[r] >= policy.risks[r].block and r not in blocked]
     decision: Decision = "pass"
-    if blocked:
+    if blocked or stopped:
         decision = "block"
     elif flagged:
         decision = "review"
-    return Verdict(flags, decision, flagged, too_short)
+    return Verdict(flags, decision, flagged, too_short, factor, stopped)

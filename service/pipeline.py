@@ -14,6 +14,10 @@ record for the same post:
 3. :meth:`Pipeline.explain` — evidence spans of flagged risks that stage 1 did not cover (a risk
    flagged only by a bank match or a stricter account level).
 
+The publish path hands the ordered stage the standing of the accounts it treats apart (a
+stricter credit level, a disposition that stops them publishing); a re-score does not: it
+judges the text as it would be judged today, not the account as it stood when the post came.
+
 :meth:`Pipeline.score_many` runs the three. Evidence spans cost one more model call per flagged
 post, so the publish path asks for records without them (``evidence=False``: the record says
 ``evidence_pending``) and adds them with :meth:`Pipeline.explain` after answering.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 
 from service.claims import body_chars, has_claim_words
 from service.classify import Classifier
@@ -35,6 +40,7 @@ from service.neardup.fingerprint import Signature
 from service.normalise import WINDOW, Normalised, normalise
 from service.policy import Policy, load_policy
 from service.record import Post, Reason, ScoreRecord, Span, text_digest
+from service.review.dispositions import Standing, Stop
 from service.review.items import QueueRequest
 from service.settings import Settings
 from service.storage.repository import StoredRumor
@@ -146,16 +152,16 @@ class Pipeline:
     def score_many(
         self,
         posts: Sequence[Post],
-        levels: Mapping[str, str] | None = None,
+        accounts: Mapping[str, Standing] | None = None,
         *,
         evidence: bool = True,
         edits: bool = True,
     ) -> list[ScoreRecord]:
-        """Score records for ``posts``, in the same order; ``levels`` are the credit levels of
-        accounts the policy treats more strictly (by account id); without evidence spans
-        unless ``evidence``; ``edits``: see :meth:`ordered`."""
+        """Score records for ``posts``, in the same order; ``accounts`` is the standing of the
+        accounts the policy treats apart (by account id; the others: content alone); without
+        evidence spans unless ``evidence``; ``edits``: see :meth:`ordered`."""
         prepared = self.prepare(posts, evidence=evidence)
-        records = self.ordered(posts, prepared, levels, edits=edits)
+        records = self.ordered(posts, prepared, accounts, edits=edits)
         return self.explain(posts, records) if evidence else records
 
     def prepare(self, posts: Sequence[Post], *, evidence: bool = True) -> list[Prepared]:
@@ -194,7 +200,7 @@ class Pipeline:
         self,
         posts: Sequence[Post],
         prepared: Sequence[Prepared],
-        levels: Mapping[str, str] | None = None,
+        accounts: Mapping[str, Standing] | None = None,
         *,
         edits: bool = True,
     ) -> list[ScoreRecord]:
@@ -205,7 +211,7 @@ class Pipeline:
         window is left as it was."""
         claims = [p.probs["originality_claim"] for p in prepared]
         found = self.neardup.match(posts, [p.signature for p in prepared], claims, edits=edits)
-        known = levels or {}
+        known = accounts or {}
         return [
             self._record(post, ready, f, known.get(post.account_id or ""))
             for post, ready, f in zip(posts, prepared, found, strict=True)
@@ -269,22 +275,23 @@ class Pipeline:
         return record.model_copy(update={"reasons": reasons, "evidence_pending": False})
 
     def _record(
-        self, post: Post, prepared: Prepared, near: Finding, level: str | None
+        self, post: Post, prepared: Prepared, near: Finding, account: Standing | None
     ) -> ScoreRecord:
         norm, probs = prepared.norm, prepared.probs
         scores: dict[Risk, float] = {
             r: probs[CLASSIFIER_RISKS[r]] if r in CLASSIFIER_RISKS else 0.0 for r in RISKS
         }
         scores.update({r: max(scores[r], s) for r, s in near.scores.items()})
-        factor = self.policy.review_factor(level)
-        verdict = decide(scores, self.policy, factor, chars=prepared.chars)
-        reasons = []
+        verdict = decide(scores, self.policy, account, chars=prepared.chars)
+        factor = verdict.review_factor
+        # the account may not publish now: that is the decision's first reason
+        reasons = [_stop_reason(stop) for stop in verdict.stopped]
         for risk in verdict.flagged:
             rule = self.policy.risks[risk].reason
             found: dict[str, object] = {"articles": rule.articles, "summary": rule.summary}
             found.update(near.evidence.get(risk, {}))
-            if factor < 1:
-                found["account_level"] = {"level": level, "review_factor": factor}
+            if factor < 1 and account is not None:
+                found["account_level"] = {"level": account.level, "review_factor": factor}
             if risk in verdict.too_short:
                 minimum = self.policy.block_min_chars[risk]
                 found["not_blocked"] = {"chars": prepared.chars, "block_min_chars": minimum}
@@ -327,6 +334,25 @@ def claim_tails(posts: Sequence[Post], norms: Sequence[Normalised]) -> dict[int,
             if has_claim_words(tail):
                 tails[i] = tail
     return tails
+
+
+STOPPED = "账号处置期间不得发布 / the account may not publish while this disposition is active"
+
+
+def _stop_reason(stop: Stop) -> Reason:
+    """The reason of a post blocked because its account may not publish: the disposition, the
+    article it rests on and its end (null: until lifted). Its score is 1: the account's state is
+    known, not estimated."""
+    ends = None if stop.ends_at is None else stop.ends_at.astimezone(UTC).isoformat()
+    return Reason(
+        code=f"{stop.basis}.{stop.kind}",
+        score=1.0,
+        evidence={
+            "articles": [stop.basis],
+            "summary": STOPPED,
+            "disposition": {"kind": stop.kind, "basis": stop.basis, "ends_at": ends},
+        },
+    )
 
 
 def _search_failed(record: ScoreRecord) -> ScoreRecord:

@@ -39,6 +39,7 @@ from service.neardup.bank import rumor_copy
 from service.neardup.match import HELD, TAKEN
 from service.policy import Policy
 from service.record import Post, ScoreRecord, text_digest
+from service.review.dispositions import Standing
 from service.review.items import QueueRequest
 from service.spool import Spool
 from service.storage import Pending, Repository, StorageError
@@ -65,7 +66,7 @@ class PolicyScorer(Protocol):
     def score_many(
         self,
         posts: Sequence[Post],
-        levels: Mapping[str, str] | None = None,
+        accounts: Mapping[str, Standing] | None = None,
         *,
         evidence: bool = True,
         edits: bool = True,
@@ -259,12 +260,14 @@ class ScoringService:
         self.metrics = metrics
         self.health = StorageHealth(retry_s, report=metrics.storage)
         self.first = FirstRecords(cache_size, scorer.policy.version)
-        self.levels: Mapping[str, str] = {}
-        """Accounts at the levels the policy treats more strictly, refreshed by :meth:`recover`
-        (a level change reaches the publish path within ``retry_s``)."""
+        self.accounts: Mapping[str, Standing] = {}
+        """Accounts at the levels the policy treats more strictly or with a disposition that
+        stops them publishing, refreshed by :meth:`recover` (a level change or a disposition
+        reaches the publish path within ``retry_s``; while storage is away the last read
+        stands, and a disposition in it still ends when it ends)."""
         self.batcher = MicroBatcher(
             # a post id names one text here: the window refuses an edit as the first record does
-            lambda posts: scorer.score_many(posts, self.levels, evidence=False, edits=False),
+            lambda posts: scorer.score_many(posts, self.accounts, evidence=False, edits=False),
             window_s=window_s,
             max_posts=max_posts,
             max_queue=max_queue,
@@ -425,9 +428,14 @@ class ScoringService:
         """Store the records the policy says to persist; the stored records (another process may
         have stored a post first: its record is the one), and whether they had to be spooled."""
         policy = self.policy
+        # a post blocked for its account's disposition alone is stored (the record of what was
+        # refused) but not queued: its text holds nothing for a reviewer to judge
         items = [
             Pending(
-                r, enqueue=r.decision in policy.enqueue, text=posts[r.id].text, post=posts[r.id]
+                r,
+                enqueue=r.decision in policy.enqueue and any(r.flags.values()),
+                text=posts[r.id].text,
+                post=posts[r.id],
             )
             for r in records
             if r.decision in policy.persist
@@ -468,7 +476,10 @@ class ScoringService:
         try:
             self.repository.ping()
             written = self.spool.drain(self.repository.save_records, self.repository.ping)
-            self.levels = self.repository.account_levels(self.policy.stricter_levels)
+            policy = self.policy
+            self.accounts = self.repository.account_standings(
+                policy.stricter_levels, policy.publishing_stops
+            )
         except StorageError as exc:
             self.health.failed(str(exc))
             return 0

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from service.decide import decide
 from service.heads import RISKS, Risk
 from service.policy import PolicyError, load_policy
+from service.review.dispositions import Standing, Stop
 from service.settings import Settings
 
 
@@ -88,6 +90,26 @@ def test_a_post_too_short_to_state_a_claim_is_reviewed_not_blocked(settings: Set
     assert "incitement" not in policy.block_min_chars
     both = decide(scores(rumor=1.0, incitement=1.0), policy, chars=1)
     assert both.decision == "block" and both.too_short == ["rumor"]
+
+
+def test_a_disposition_that_stops_publishing_blocks_until_it_ends(settings: Settings) -> None:
+    policy = load_policy(settings.policy_file)
+    # the shipped ladder: suspending updates and closing stop publishing, a warning does not
+    assert policy.publishing_stops == ["suspend_updates", "close_account"]
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    ends = now + timedelta(days=7)
+    suspended = Standing("D", (Stop("suspend_updates", "art19", ends),))
+    during = decide(scores(), policy, suspended, chars=LONG, now=now)
+    assert during.decision == "block" and during.stopped == list(suspended.stops)
+    # the text's own flags stay the text's
+    assert not any(during.flags.values()) and during.flagged == []
+    # a suspension that ended no longer applies, though the standing read before still holds it
+    after = decide(scores(), policy, suspended, chars=LONG, now=ends)
+    assert (after.decision, after.stopped) == ("pass", [])
+    closed = Standing("X", (Stop("close_account", "art19", None),))
+    years = decide(scores(), policy, closed, chars=LONG, now=now + timedelta(days=3650))
+    assert years.decision == "block"
+    assert decide(scores(), policy, Standing("D"), chars=LONG, now=now).decision == "pass"
 
 
 def test_bad_policy_files_say_what_is_wrong(tmp_path: Path, settings: Settings) -> None:

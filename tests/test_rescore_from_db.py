@@ -285,3 +285,36 @@ def test_the_migration_goes_down_to_the_review_schema_and_up_again(database_url:
         assert list(repository.stored_posts(None, None)) == []
     finally:
         repository.close()
+
+
+def test_a_re_score_judges_the_text_a_closed_account_was_refused_for(
+    tmp_path: Path, database: str, pipeline: Pipeline
+) -> None:
+    """The publish path blocks a closed account's post (and stores it, unqueued: there is no
+    text to judge); a re-score of the period scores that text as text, without the account's
+    state as it stood when the post came."""
+    rumour = "震惊！某地明天要封城，赶紧转发告诉家人！"
+    calm = {"id": "calm", "text": "周末和家人去公园散步，天气很好。", "account_id": "u"}
+    shipped = Settings().policy_file
+    with open_api(tmp_path, database, pipeline.classifier, policy=shipped) as api:
+        policy, reviewer = api.services.scoring.policy, api.new_key("reviewer")
+        for n in range(len(policy.credit.levels)):
+            api.score({"id": f"r{n}", "text": rumour, "account_id": "u", "created_at": T0})
+            listed = api.client.get("/v1/review/items", headers=api.headers(reviewer)).json()
+            (item,) = [i for i in listed["items"] if i["post_id"] == f"r{n}"]
+            api.services.review.decide(policy, item["id"], "r1", "confirm", "rumor", "art18.6")
+            account = api.client.get("/v1/accounts/u", headers=api.headers()).json()
+            if "close_account" in {d["kind"] for d in account["dispositions"]}:
+                break
+        api.services.scoring.recover()
+        refused = api.score({**calm, "created_at": T0 + 1}).json()
+        assert refused["decision"] == "block" and not any(refused["flags"].values())
+        assert "art19.close_account" in {r["code"] for r in refused["reasons"]}
+        api.settle()
+        listed = api.client.get("/v1/review/items", headers=api.headers(reviewer)).json()
+        assert "calm" not in {i["post_id"] for i in listed["items"]}
+    out = tmp_path / "again.jsonl"
+    args = ["rescore", "--from-db", "--since", str(T0 + 1), "--until", str(T0 + 2)]
+    assert main([*args, "-o", str(out), "--workers", "1", "--no-progress"]) == 0
+    (again,) = read_records(out)
+    assert (again.id, again.decision, again.reasons) == ("calm", "pass", [])

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from service.heads import RISKS
 from service.pipeline import Pipeline
 from service.record import Post
+from service.review.dispositions import Standing
 from service.storage import SqlRepository
 from service.storage.repository import Idempotency
 
@@ -372,10 +373,80 @@ def test_a_low_credit_accounts_level_reaches_the_publish_path(api: Api) -> None:
     assert policy.review_factor(level) < 1
     api.services.scoring.recover()
     record = api.score({"id": "new", "text": RUMOR, "account_id": "acc1"}).json()
-    shown = record["reasons"][0]["evidence"]["account_level"]
+    # the text's reason (the account's suspension, if any, comes first)
+    (flagged,) = [r for r in record["reasons"] if r["code"] == "art18.6.false_information"]
+    shown = flagged["evidence"]["account_level"]
     assert shown == {"level": level, "review_factor": policy.review_factor(level)}
     other = api.score({"id": "new2", "text": RUMOR, "account_id": "acc2"}).json()
     assert "account_level" not in other["reasons"][0]["evidence"]
+
+
+def confirm_until(api: Api, account: str, kind: str, at: datetime | None = None) -> dict[str, Any]:
+    """Confirm violations of ``account`` (decided ``at``, default now) until a disposition of
+    ``kind`` is applied to it; that disposition as ``GET /v1/accounts`` shows it. Incitement's
+    deductions take the account down one level at a time (85 A, 62 C, 32 D, 0 X)."""
+    policy = api.services.scoring.policy
+    for n in range(len(policy.credit.levels) + 1):
+        item = flagged_item(api, f"{account}-{kind}-{n}", account)
+        api.services.review.decide(
+            policy, item["id"], "r1", "confirm", "incitement", "art18.5", now=at
+        )
+        shown = api.client.get(f"/v1/accounts/{account}", headers=api.headers()).json()
+        history = [d for d in shown["history"] if d.get("kind") == kind]
+        if history:
+            disposition = history[-1]
+            assert isinstance(disposition, dict)
+            return disposition
+    raise AssertionError(f"no {kind} on {account} after {n + 1} confirmed violations")
+
+
+def stops(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The dispositions a record's reasons say stop its account publishing, by reason code."""
+    return {
+        r["code"]: r["evidence"]["disposition"]
+        for r in record["reasons"]
+        if "disposition" in r["evidence"]
+    }
+
+
+def test_an_account_that_may_not_publish_gets_block_naming_its_disposition(api: Api) -> None:
+    """Art19: a suspended or closed account's next post is blocked on the publish path, its
+    reasons naming the disposition, its article and its end; one whose suspension ended is
+    scored on its text (and level) again."""
+    suspension = confirm_until(api, "acc1", "suspend_updates")
+    assert suspension["active"] and suspension["ends_at"] is not None
+    long_ago = datetime.now(UTC) - timedelta(days=30)
+    ended = confirm_until(api, "acc2", "suspend_updates", at=long_ago)
+    assert not ended["active"]
+    api.services.scoring.recover()
+    post = {"id": "next", "text": "周末和家人去公园散步，天气很好。", "account_id": "acc1"}
+    record = api.score(post).json()
+    assert record["decision"] == "block"
+    assert record["reasons"][0]["code"] == "art19.suspend_updates"
+    shown = stops(record)["art19.suspend_updates"]
+    assert (shown["kind"], shown["basis"]) == ("suspend_updates", "art19")
+    assert datetime.fromisoformat(shown["ends_at"]) == datetime.fromisoformat(suspension["ends_at"])
+    # the review-all test policy flags every text: the text's own reason is still there
+    assert record["flags"]["rumor"] and "art18.6.false_information" in {
+        r["code"] for r in record["reasons"]
+    }
+    again = api.score({**post, "id": "next2"}).json()
+    assert again["decision"] == "block" and set(stops(again)) == {"art19.suspend_updates"}
+    after = api.score({**post, "id": "after", "account_id": "acc2"}).json()
+    assert after["decision"] == "review" and stops(after) == {}
+    assert "account_level" in after["reasons"][0]["evidence"]
+    other = api.score({**post, "id": "other", "account_id": "acc3"}).json()
+    assert other["decision"] == "review" and stops(other) == {}
+    closing = confirm_until(api, "acc1", "close_account")
+    assert closing["ends_at"] is None
+    api.services.scoring.recover()
+    closed = api.score({**post, "id": "closed"}).json()
+    assert closed["decision"] == "block"
+    assert stops(closed)["art19.close_account"] == {
+        "kind": "close_account",
+        "basis": "art19",
+        "ends_at": None,
+    }
 
 
 def test_a_lower_level_lowers_the_review_threshold(pipeline: Pipeline) -> None:
@@ -391,8 +462,8 @@ def test_a_lower_level_lowers_the_review_threshold(pipeline: Pipeline) -> None:
     risks["rumor"] = risks["rumor"].model_copy(update={"review": threshold})
     tuned = Pipeline(pipeline.classifier, policy.model_copy(update={"risks": risks}))
     assert tuned.score_many([post])[0].decision == "pass"
-    assert tuned.score_many([post], {"low": strict})[0].decision == "review"
-    assert tuned.score_many([post], {"someone-else": strict})[0].decision == "pass"
+    assert tuned.score_many([post], {"low": Standing(strict)})[0].decision == "review"
+    assert tuned.score_many([post], {"someone-else": Standing(strict)})[0].decision == "pass"
 
 
 def test_an_account_the_service_knows_is_answered_and_an_appeal_refusal_names_its_reason(

@@ -1286,6 +1286,12 @@ def test_a_report_on_a_post_cleared_on_appeal_says_so_and_charges_nothing(
             "ix_reports_created",
             "0014_account_indexes",
         ),
+        (
+            "SELECT account_id FROM dispositions WHERE kind IN ('suspend_updates',"
+            " 'close_account') AND (ends_at IS NULL OR ends_at > '2026-01-01')",
+            "ix_dispositions_kind_ends",
+            "0020_decided_merge_keys",
+        ),
     ],
 )
 def test_the_lookups_of_accounts_and_reports_are_read_off_an_index(
@@ -1293,7 +1299,8 @@ def test_the_lookups_of_accounts_and_reports_are_read_off_an_index(
 ) -> None:
     """Any key may ask for an account, and every appeal asks whether its account is known (a
     post or an item of it); the console lists reports the earliest filed first, a page at a
-    time. Each is read off an index, not by reading or sorting a whole table."""
+    time; the publish path reads the dispositions that stop accounts publishing every few
+    seconds. Each is read off an index, not by reading or sorting a whole table."""
     upgrade(database_url)
     engine = make_engine(database_url, 5.0)
     try:

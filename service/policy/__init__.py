@@ -106,6 +106,11 @@ class Policy(BaseModel):
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     @property
+    def publishing_stops(self) -> list[str]:
+        """Dispositions whose accounts may not publish while they are active."""
+        return [step.kind for step in self.dispositions if step.stops_publishing]
+
+    @property
     def stricter_levels(self) -> list[str]:
         """Levels whose accounts' posts go to review sooner."""
         return [lv.name for lv in self.credit.levels if lv.review_factor < 1]

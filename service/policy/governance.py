@@ -75,6 +75,11 @@ class DispositionStep(_Rules):
     levels: list[str] = Field(default_factory=list)
     min_violations: int | None = Field(default=None, ge=1)
     days: float | None = Field(default=None, gt=0, description="none: until lifted")
+    stops_publishing: bool = Field(
+        default=False,
+        description="while it is active the account may not publish: the score record of each "
+        "of its posts is block, with a reason naming it",
+    )
 
     @model_validator(mode="after")
     def _has_a_condition(self) -> DispositionStep:

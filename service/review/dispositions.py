@@ -1,8 +1,10 @@
-"""Dispositions (art19): which steps of the policy's ladder a confirmed violation triggers."""
+"""Dispositions (art19): which steps of the policy's ladder a confirmed violation triggers, and
+what of an account's standing the publish path's decision reads."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from service.policy.governance import DispositionStep
@@ -35,3 +37,28 @@ def is_active(ends: datetime | None, lifted: bool, now: datetime) -> bool:
 def called_for(ladder: list[DispositionStep], level: str, violations: int) -> set[str]:
     """The kinds of step an account at ``level`` with ``violations`` in the window calls for."""
     return {step.kind for step in due(ladder, level, violations, ())}
+
+
+@dataclass(frozen=True)
+class Stop:
+    """A disposition of the account that stops it publishing (``stops_publishing``), as stored
+    when the publish path last read it."""
+
+    kind: str
+    basis: str
+    ends_at: datetime | None
+    """None: until lifted."""
+
+    def active(self, now: datetime) -> bool:
+        # read again at each decision: one that ends between two reads, or while storage is
+        # away and the last read stands, ends on time
+        return is_active(self.ends_at, False, now)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What the decide stage reads of an account: its credit level and its dispositions that
+    stop it publishing."""
+
+    level: str | None = None
+    stops: tuple[Stop, ...] = ()

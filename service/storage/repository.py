@@ -14,6 +14,7 @@ from service.policy import Policy
 from service.record import Decision, Post, ScoreRecord
 from service.review import chain, views
 from service.review.appeals import AppealAction, AppealStatus
+from service.review.dispositions import Standing
 from service.review.items import Action, Category, Kind, QueueRequest
 
 Role = Literal["publisher", "reviewer", "admin"]
@@ -246,8 +247,11 @@ class Repository(Protocol):
         """The recorded copies of ``rumor_id``, earliest first (by time, then post id),
         ``limit`` at a time after the (time, post id) ``after``."""
 
-    def account_levels(self, levels: list[str]) -> dict[str, str]:
-        """Accounts at any of ``levels``, with their level, by account id."""
+    def account_standings(
+        self, levels: list[str], stops: list[str], now: datetime | None = None
+    ) -> dict[str, Standing]:
+        """Accounts at any of ``levels`` or with a disposition of a kind in ``stops`` active at
+        ``now``, with their level and those dispositions (oldest first), by account id."""
 
 
 class IdempotencyMismatchError(Exception):

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import EllipsisType
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, and_, func, or_, select, text
+from sqlalchemy import CompoundSelect, Engine, and_, func, null, or_, select, text, union_all
 from sqlalchemy.orm import Session
 
 from service.policy import Policy
 from service.review import appeals as appeal_rules
 from service.review import chain, items, registration, views
 from service.review.appeals import AppealAction, AppealStatus
+from service.review.dispositions import Standing, Stop
 from service.review.items import (
     EARLIER,
     Action,
@@ -35,6 +37,7 @@ from service.storage.review_rows import (
     account_view,
     appeal_view,
     item_view,
+    maybe_utc,
     new_account_view,
     report_view,
     utc,
@@ -372,15 +375,38 @@ class ReviewSql:
                 return new_account_view(policy, account_id)
             return account_view(session, account, now or datetime.now(UTC))
 
-    def account_levels(self, levels: list[str]) -> dict[str, str]:
-        """Accounts at any of ``levels``: the ones whose posts the policy treats more strictly."""
+    def account_standings(
+        self, levels: list[str], stops: list[str], now: datetime | None = None
+    ) -> dict[str, Standing]:
+        """Accounts at any of ``levels`` or with an active disposition of a kind in ``stops``:
+        the ones whose posts the policy treats apart. One query (the publish path reads it every
+        ``storage_retry_s``): the accounts at those levels, then the stopping dispositions with
+        their account's level, each table read once rather than every account joined."""
+        moment = now or datetime.now(UTC)
+        account = (StoredAccount.account_id, StoredAccount.level)
+        empty = (null(), null(), null(), null())
+        stopping = (
+            StoredDisposition.id,
+            StoredDisposition.kind,
+            StoredDisposition.basis,
+            StoredDisposition.ends_at,
+        )
+        # the dispositions first: a union's columns take their types from its first select
+        query: CompoundSelect[Any] = union_all(
+            select(*account, *stopping)
+            .join(StoredDisposition, StoredDisposition.account_id == StoredAccount.account_id)
+            .where(StoredDisposition.kind.in_(stops), active_now(moment)),
+            select(*account, *empty).where(StoredAccount.level.in_(levels)),
+        )
         with self._session() as session:
-            rows = session.execute(
-                select(StoredAccount.account_id, StoredAccount.level).where(
-                    StoredAccount.level.in_(levels)
-                )
-            )
-            return {account: level for account, level in rows}
+            rows = sorted(session.execute(query).all(), key=lambda row: row[2] or 0)
+        found: dict[str, Standing] = {}
+        for account_id, level, _, kind, basis, ends_at in rows:
+            held = found.get(account_id, Standing(level))
+            if kind is not None:
+                held = replace(held, stops=(*held.stops, Stop(kind, basis, maybe_utc(ends_at))))
+            found[account_id] = held
+        return found
 
     def restore_credit(self, policy: Policy, now: datetime | None = None) -> int:
         """Give back the points of completed clean periods to every account due them; the

@@ -234,6 +234,7 @@ class StoredDisposition(Base):
     """A disposition; lifting it sets ``lifted_at`` (and writes a record), nothing is deleted."""
 
     __tablename__ = "dispositions"
+    __table_args__ = (Index("ix_dispositions_kind_ends", "kind", "ends_at"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"), index=True)
