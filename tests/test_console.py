@@ -1236,3 +1236,24 @@ def test_an_item_about_a_post_never_stored_says_so_and_that_confirming_charges_n
         assert 'id="no-credit-record"' in page and 'id="credit">100<' in page
         page = api.client.get(f"/console/items/{known}").text
         assert 'id="post-unknown"' not in page and 'id="no-credit-record"' in page
+
+
+def test_a_follower_jump_is_shown_in_the_queue_and_on_its_page_in_each_language(
+    api: Api,
+) -> None:
+    policy, review = api.services.scoring.policy, api.services.review
+    review.put_account(policy, "a1", followers=10)
+    review.put_account(policy, "a1", followers=2_000_000)
+    (item,) = review.list_items(policy, kind="follower_jump").items
+    sign_in(api, "li")
+    queue = api.client.get("/console/queue").text
+    assert "粉丝数 10 → 2,000,000" in queue
+    page = api.client.get(f"/console/items/{item.id}").text
+    assert "粉丝数异常变动(第十二条)" in page and "<td>2,000,000</td>" in page
+    # the confirmation offers the item's category and the article it rests on
+    assert '<option value="fake_followers" selected>' in page
+    assert f'value="{policy.followers.basis}"' in page
+    api.client.get("/console/lang/en")
+    assert "Followers 10 → 2,000,000" in api.client.get("/console/queue").text
+    page = api.client.get(f"/console/items/{item.id}").text
+    assert "Abnormal follower jump (art12)" in page and "<td>10</td>" in page

@@ -488,3 +488,42 @@ def test_an_account_the_service_knows_is_answered_and_an_appeal_refusal_names_it
     assert appeal.json()["detail"] == (
         f"item {other['id']} is not a confirmed violation of account 'u2'"
     )
+
+
+def test_a_subject_at_its_cap_is_refused_by_the_check_and_the_profile(api: Api) -> None:
+    cap = api.services.scoring.policy.registration.accounts_per_subject
+    headers = api.headers()
+    for n in range(cap):
+        put = api.client.put(
+            f"/v1/accounts/a{n}", json={"subject_id": "91110000MA01"}, headers=headers
+        )
+        assert put.status_code == 200
+    check = {"name": "全新名字", "subject_id": "91110000MA01"}
+    refused = api.client.post("/v1/registrations/check", json=check, headers=headers).json()
+    assert not refused["allowed"]
+    assert [r["code"] for r in refused["reasons"]] == ["subject_at_cap"]
+    answer = api.client.put(
+        "/v1/accounts/extra", json={"subject_id": "91110000MA01"}, headers=headers
+    )
+    assert answer.status_code == 409
+    assert answer.json() == {
+        "detail": f"the subject given to account 'extra' holds {cap} accounts, the cap per "
+        f"subject (art10) is {cap}"
+    }
+
+
+def test_a_follower_jump_is_queued_for_the_trust_team(api: Api) -> None:
+    url, headers = "/v1/accounts/acc1", api.headers()
+    assert api.client.put(url, json={"followers": 10}, headers=headers).status_code == 200
+    assert api.client.put(url, json={"followers": 2_000_000}, headers=headers).status_code == 200
+    reviewer = api.headers(api.new_key("reviewer"))
+    listed = api.client.get("/v1/review/items?kind=follower_jump", headers=reviewer).json()
+    (item,) = listed["items"]
+    assert (item["account_id"], item["head"]) == ("acc1", "fake_followers")
+    assert [(j["before"], j["after"]) for j in item["evidence"]["jumps"]] == [(10, 2_000_000)]
+    decided = api.client.post(
+        f"/v1/review/items/{item['id']}/decision",
+        json={"action": "confirm", "category": "fake_followers", "basis": "art12"},
+        headers=reviewer,
+    )
+    assert decided.status_code == 200 and decided.json()["credits"][0]["account_id"] == "acc1"

@@ -1440,3 +1440,83 @@ def test_open_score_items_without_a_merge_key_take_their_posts_unless_an_open_it
         reports: "post:p3",
         items["done"]: None,
     }
+
+
+def test_an_abnormal_follower_jump_opens_one_item_per_account_and_a_confirmation_charges_it(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    rules = policy.followers
+    for account, before, after in (
+        ("small", 3, 30),  # tenfold, but a handful of followers
+        ("grown", 100_000, 100_000 + rules.min_gain * 5),  # many more, but not tenfold
+    ):
+        repo.put_account(policy, account, followers=before, now=T0)
+        repo.put_account(policy, account, followers=after, now=T0 + HOUR)
+    # an account's first count is where it starts, not a jump from the 0 it was stored with
+    repo.put_account(policy, "fresh", followers=5_000_000, now=T0)
+    assert repo.list_items(policy, kind="follower_jump").items == []
+
+    repo.put_account(policy, "acc", name="甲", followers=10, now=T0)
+    repo.put_account(policy, "acc", followers=2_000_000, now=T0 + HOUR)
+    (item,) = repo.list_items(policy, kind="follower_jump").items
+    assert (item.account_id, item.head, item.reach) == ("acc", "fake_followers", 2_000_000)
+    first = {"before": 10, "after": 2_000_000, "at": (T0 + HOUR).isoformat()}
+    assert item.evidence == {"jumps": [{**first, "since": T0.isoformat()}]}
+    # a later jump while it is open joins it, with when its own before was given
+    repo.put_account(policy, "acc", followers=5, now=T0 + 2 * HOUR)
+    repo.put_account(policy, "acc", followers=100_000, now=T0 + 3 * HOUR)
+    (joined,) = repo.list_items(policy, kind="follower_jump").items
+    assert joined.id == item.id and joined.reach == 100_000
+    assert joined.evidence is not None and joined.evidence["jumps"][1] == {
+        "before": 5,
+        "after": 100_000,
+        "at": (T0 + 3 * HOUR).isoformat(),
+        "since": (T0 + 2 * HOUR).isoformat(),
+    }
+    kinds = [(e.kind, e.subject) for e in repo.audit_entries()]
+    assert ("review.enqueued", f"item:{item.id}") in kinds
+    assert ("review.grown", f"item:{item.id}") in kinds
+
+    decision = repo.decide(
+        policy, item.id, "r1", "confirm", "fake_followers", rules.basis, now=T0 + 4 * HOUR
+    )
+    (change,) = decision.credits
+    assert change.delta == -policy.credit.deductions["fake_followers"]
+    assert [d.kind for d in decision.dispositions] == ["warning"]
+    assert repo.get_account(policy, "acc").credit == policy.credit.initial + change.delta
+    # a decided item is closed: the next jump is a new case
+    repo.put_account(policy, "acc", followers=5_000_000, now=T0 + 5 * HOUR)
+    (again,) = repo.list_items(policy, kind="follower_jump").items
+    assert again.id != item.id
+    assert verify(repo) == []
+
+
+def test_a_subject_holds_at_most_the_policys_accounts_and_closed_ones_do_not_count(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    cap = policy.registration.accounts_per_subject
+    subject = "110101199001011234X"
+    # one subject in the spellings a form may give it
+    spellings = ["110101199001011234x", "110101 19900101 1234X", "110101-19900101-1234x"]
+    for n in range(cap):
+        repo.put_account(policy, f"a{n}", subject_id=spellings[n % len(spellings)])
+    refused = repo.check_registration(policy, "全新名字", subject)
+    assert refused.reasons == [
+        {
+            "code": "subject_at_cap",
+            "detail": f"the subject holds {cap} accounts, the cap per subject (art10) is {cap}",
+        }
+    ]
+    with pytest.raises(ConflictError, match=rf"holds {cap} accounts, the cap .* is {cap}"):
+        repo.put_account(policy, "extra", name="多一个", subject_id=subject)
+    with pytest.raises(NotFoundError):  # refused whole: not even created
+        repo.get_account(policy, "extra")
+    # an account that holds the subject already is given it again freely
+    repo.put_account(policy, "a0", subject_id=subject, followers=3)
+    # another subject is counted on its own
+    assert repo.check_registration(policy, "全新名字", "91110000MA01").allowed
+    # a closed account no longer holds a slot: its subject is refused by art8's rules
+    _blacklist(repo, policy, "a0")
+    after = repo.check_registration(policy, "全新名字", subject)
+    assert [r["code"] for r in after.reasons] == ["subject_blacklisted"]
+    repo.put_account(policy, "extra", subject_id=subject)

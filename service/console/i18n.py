@@ -142,6 +142,12 @@ TEXT: dict[str, tuple[str, str]] = {
     "rumor_id": ("谣言编号", "Rumour id"),
     "cursor": ("翻页位置", "Page position"),
     "show_all": ("显示全部", "Show all"),
+    "follower_jump": ("粉丝数异常变动(第十二条)", "Abnormal follower jump (art12)"),
+    "followers": ("粉丝数", "Followers"),
+    "jump_before": ("变动前", "Before"),
+    "jump_after": ("变动后", "After"),
+    "jump_at": ("变动时间", "When"),
+    "jump_since": ("变动前数值登记于", "Before given at"),
     "interface_language": ("界面语言", "Interface language"),
     "value": ("值", "Value"),
     "refused_field": ("{field}: {problem}", "{field}: {problem}"),
@@ -231,6 +237,11 @@ TEXT: dict[str, tuple[str, str]] = {
         "账号“{account_id}”已有主体,不可更换:重新注册以它核验(第八条、第十条)",
         "Account {account_id!r} has a subject already; it is never replaced, since "
         "re-registration is checked against it (art8, art10)",
+    ),
+    "refusal.subject_at_cap": (
+        "给账号“{account_id}”的主体已有 {count} 个账号,每个主体上限为 {cap} 个(第十条)",
+        "The subject given to account {account_id!r} holds {count} accounts, the cap per "
+        "subject (art10) is {cap}",
     ),
     "refusal.name_kept": (
         "账号“{account_id}”处于 {kinds}:其名称不得重新注册(第八条),因此不可更改",

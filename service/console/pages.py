@@ -48,9 +48,9 @@ from service.console.web import (
     session_of,
     set_session,
 )
-from service.heads import RISKS, Risk
 from service.neardup.bank import bank_rumor, unbank_rumor
 from service.neardup.store import StoreUnavailableError
+from service.policy.governance import CATEGORIES, Category
 from service.review.appeals import APPEAL_STATUSES, AppealStatus
 from service.review.appeals import parse_cursor as appeal_cursor
 from service.review.items import (
@@ -164,7 +164,7 @@ async def language(language: Language, next: str = "/console/queue") -> Response
 @router.get("/queue")
 async def queue(
     who: Signed,
-    head: Literal[Risk, ""] = "",
+    head: Literal[Category, ""] = "",
     status: Status = "open",
     assignee: Annotated[Text, Query(max_length=64)] = "",
     cursor: str | None = None,
@@ -190,7 +190,7 @@ async def queue(
         "queue.html",
         rows=rows,
         filters=filters,
-        heads=RISKS,
+        heads=CATEGORIES,
         statuses=STATUSES,
         next_url=next_url,
     )
@@ -239,6 +239,7 @@ async def item_page(item_id: ItemId, who: Signed) -> HTMLResponse:
         reasons=present.reason_rows(record, policy, who.console.articles),
         timeline=present.timeline(item, live),
         earlier_item=present.earlier_item(item),
+        jumps=present.jumps(item),
         index_away=index_away,
         earlier_id=earlier_id,
         compared=compared,
@@ -247,7 +248,7 @@ async def item_page(item_id: ItemId, who: Signed) -> HTMLResponse:
         decisions=decisions,
         account=account,
         initial_credit=policy.credit.initial,
-        categories=RISKS,
+        categories=CATEGORIES,
         basis=present.basis_of(item, policy),
         decided=item.status in ("confirmed", "dismissed"),
         now=datetime.now(UTC),

@@ -236,6 +236,32 @@ class QueueRow:
     score: float | None
     cluster_size: int | None
     overdue: bool
+    jump: Jump | None = None
+    """A ``follower_jump`` item's latest jump."""
+
+
+@dataclass(frozen=True)
+class Jump:
+    """A jump of an account's follower count (art12) as the evidence of its item keeps it."""
+
+    before: int
+    after: int
+    at: datetime
+    since: datetime | None
+
+
+def jumps(item: views.Item) -> list[Jump]:
+    """A ``follower_jump`` item's jumps of the account's follower count, oldest first."""
+    found = (item.evidence or {}).get("jumps") if item.kind == "follower_jump" else None
+    return [
+        Jump(
+            int(j["before"]),
+            int(j["after"]),
+            datetime.fromisoformat(j["at"]),
+            datetime.fromisoformat(j["since"]) if j.get("since") else None,
+        )
+        for j in found or []
+    ]
 
 
 def queue_row(item: views.Item, now: datetime) -> QueueRow:
@@ -252,11 +278,14 @@ def queue_row(item: views.Item, now: datetime) -> QueueRow:
         None if score is None else float(score),
         size,
         item.deadline is not None and item.deadline < now and item.status not in FINAL,
+        next(reversed(jumps(item)), None),
     )
 
 
 def basis_of(item: views.Item, policy: Policy) -> str:
     """The article a confirmation of the item's head rests on, offered as the default basis."""
+    if item.kind == "follower_jump":
+        return policy.followers.basis
     rule = next((r for risk, r in policy.risks.items() if risk == item.head), None)
     return rule.reason.code.rsplit(".", 1)[0] if rule else ""
 

@@ -15,6 +15,7 @@ from service.policy.governance import (
     AppealRules,
     CreditRules,
     DispositionStep,
+    FollowerRules,
     RegistrationRules,
     ReviewRules,
 )
@@ -66,6 +67,7 @@ class Policy(BaseModel):
     """A post with fewer letters and digits than this (:func:`service.claims.body_chars`) is not
     blocked on the risk's score: it goes to review."""
     near_duplicates: NearDuplicateRules
+    followers: FollowerRules
     review: ReviewRules
     credit: CreditRules
     dispositions: list[DispositionStep]
@@ -83,7 +85,9 @@ class Policy(BaseModel):
             if set(step.levels) - levels:
                 raise ValueError(f"disposition {step.kind!r}: unknown levels {step.levels}")
         rules = self.registration
-        unknown = set(rules.names_refused_by + rules.subjects_refused_by) - kinds
+        unknown = (
+            set(rules.names_refused_by + rules.subjects_refused_by + rules.uncounted_by) - kinds
+        )
         if unknown:
             raise ValueError(f"registration refers to unknown dispositions {sorted(unknown)}")
         return self

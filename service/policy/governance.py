@@ -4,9 +4,16 @@ appeals (art20) and re-registration (art8). Only their shape lives here; their l
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.heads import RISKS, Risk
+from service.heads import Risk
+
+Category = Literal[Risk, "fake_followers"]
+"""What a confirmed violation is: a risk the model scores, or faked followers (art12), which
+no post shows and an abnormal jump in an account's follower count brings to review."""
+CATEGORIES: tuple[Category, ...] = get_args(Category)
 
 Severity = str
 """``review`` and ``block`` (a score record's decision) or ``report`` (a public complaint)."""
@@ -42,7 +49,7 @@ class Level(_Rules):
 class CreditRules(_Rules):
     initial: int
     floor: int
-    deductions: dict[Risk, int] = Field(description="points by category, before multipliers")
+    deductions: dict[Category, int] = Field(description="points by category, before multipliers")
     severity: dict[Severity, float] = Field(description="multiplier by the item's severity")
     window_days: float = Field(gt=0)
     repeat_factor: float = Field(
@@ -55,7 +62,7 @@ class CreditRules(_Rules):
 
     @model_validator(mode="after")
     def _consistent(self) -> CreditRules:
-        missing = set(RISKS) - set(self.deductions)
+        missing = set(CATEGORIES) - set(self.deductions)
         if missing:
             raise ValueError(f"no credit deduction for {sorted(missing)}")
         mins = [level.min_credit for level in self.levels]
@@ -93,6 +100,15 @@ class AppealRules(_Rules):
     resolve_within_days: float = Field(gt=0, description="the platform's deadline to answer")
 
 
+class FollowerRules(_Rules):
+    """When a profile update's follower count is an abnormal jump (art12): at least ``factor``
+    times the count stored before it and at least ``min_gain`` more, both."""
+
+    factor: float = Field(gt=1, description="the new count is at least this times the old")
+    min_gain: int = Field(ge=1, description="and at least this many followers more")
+    basis: str = Field(min_length=1, description="the article a confirmation rests on")
+
+
 class RegistrationRules(_Rules):
     near_distance: int = Field(ge=0, description="edit distance that counts as near-equal")
     near_min_chars: int = Field(ge=1, description="shorter names must be equal to be refused")
@@ -101,4 +117,10 @@ class RegistrationRules(_Rules):
     )
     subjects_refused_by: list[str] = Field(
         min_length=1, description="active dispositions whose account's subject may not register"
+    )
+    accounts_per_subject: int = Field(
+        ge=1, description="the most accounts one subject holds (art10); one more is refused"
+    )
+    uncounted_by: list[str] = Field(
+        description="active dispositions whose account no longer counts towards its subject's"
     )

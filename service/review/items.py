@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, get_args
 
-from service.heads import Risk
+from service.policy import governance
 from service.policy.governance import ReviewRules
 from service.review.refusals import RefusedError
 
-Kind = Literal["score", "cluster", "bank_match", "report"]
+Kind = Literal["score", "cluster", "bank_match", "report", "follower_jump"]
 """An item's source: a flagged score record, a flagged near-duplicate cluster (one item for the
-batch, its members in ``evidence``), a confirmed-rumour bank match, or public reports."""
+batch, its members in ``evidence``), a confirmed-rumour bank match, public reports, or an
+abnormal jump in an account's follower count (art12, its jumps in ``evidence``)."""
 KINDS: tuple[Kind, ...] = get_args(Kind)
 
 
@@ -40,8 +41,8 @@ FINAL: frozenset[Status] = frozenset({"confirmed", "dismissed"})
 
 Action = Literal["confirm", "dismiss", "escalate"]
 ACTIONS: tuple[Action, ...] = get_args(Action)
-Category = Risk
-"""What a confirmed violation is; the same names as the risks the model scores."""
+Category = governance.Category
+"""What a confirmed violation is: a risk the model scores, or faked followers (art12)."""
 
 EARLIER = "earlier"
 """The evidence key under which an item names the item last decided on its merge key (a

@@ -1,6 +1,7 @@
 """The re-registration check (art8): no name a closed account held (its last, and any it had
 before: a rename just before the close frees none) may be taken again, nor a name near-equal to
-one, and a blacklisted subject may not register at all.
+one, and a blacklisted subject may not register at all. A subject holds at most the policy's
+``accounts_per_subject`` accounts (art10), closed ones not counted.
 
 Names are compared after :func:`fold_name`: the normalisation the classifier's text gets (NFKC,
 lower case, traditional to simplified), with zero-width characters, white space and punctuation
@@ -77,6 +78,15 @@ def check_profile_change(
         raise ConflictError("name_kept", account_id=account_id, kinds=", ".join(sorted(refused_by)))
 
 
+def check_subject_cap(rules: RegistrationRules, account_id: str, held: int) -> None:
+    """Raise :class:`ConflictError` when giving a subject that holds ``held`` accounts (other
+    than ``account_id``) to ``account_id`` takes it past the cap (art10)."""
+    if held >= rules.accounts_per_subject:
+        raise ConflictError(
+            "subject_at_cap", account_id=account_id, count=held, cap=rules.accounts_per_subject
+        )
+
+
 def distance(a: str, b: str, limit: int) -> int:
     """Levenshtein distance, or ``limit + 1`` as soon as it must exceed ``limit``."""
     if abs(len(a) - len(b)) > limit:
@@ -109,15 +119,25 @@ def check(
     name: str,
     subject_blacklisted_by: Iterable[str],
     closed_names: Iterable[tuple[str, str]],
+    subject_holds: int = 0,
 ) -> list[Refusal]:
     """Why ``name`` may not be registered: ``subject_blacklisted_by`` are the accounts of the
     subject that refuse it; ``closed_names`` the (account id, folded name) of every name each
-    closed account held. One reason per closed account: equal to any of its names, else
+    closed account held; ``subject_holds`` how many accounts the subject holds that count
+    towards its cap. One reason per closed account: equal to any of its names, else
     near-equal to one."""
     reasons = [
         Refusal("subject_blacklisted", f"the subject's account {account} is blacklisted")
         for account in subject_blacklisted_by
     ]
+    if subject_holds >= rules.accounts_per_subject:
+        reasons.append(
+            Refusal(
+                "subject_at_cap",
+                f"the subject holds {subject_holds} accounts, the cap per subject (art10) is "
+                f"{rules.accounts_per_subject}",
+            )
+        )
     wanted = fold_name(name)
     found: dict[str, str] = {}
     for account, closed in closed_names:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from service.policy import Policy
 from service.review import appeals as appeal_rules
 from service.review import chain, items, registration, views
+from service.review import followers as followers_rules
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.dispositions import Standing, Stop
 from service.review.items import (
@@ -58,6 +59,7 @@ from service.storage.review_steps import (
     item_to_join,
     known_account,
     last_decided,
+    lock_subject,
     locked_account,
     lost_race,
     new_item,
@@ -65,6 +67,7 @@ from service.storage.review_steps import (
     post_owner,
     restore,
     reverse,
+    subject_holds,
     urgency_of,
     violation,
 )
@@ -327,9 +330,15 @@ class ReviewSql:
         What is not given keeps its stored value: a name left as ``...`` (``None`` clears it),
         a subject or followers left as ``None``. A subject once given is never cleared nor
         replaced, and a closed or blacklisted account's name is not changed
-        (:func:`registration.check_profile_change`), since re-registration checks them.
+        (:func:`registration.check_profile_change`), since re-registration checks them. A
+        subject is not given to one more account than its cap (art10). A follower count that
+        jumps from the one given before (:func:`followers.is_jump`, art12) opens the account's
+        ``follower_jump`` item, or joins its open one.
         """
-        with self._write(policy, now) as tx:
+
+        def run(tx: Tx) -> views.Account:
+            # the item before the account: every writer locks in that order
+            jumps = _open_jump_item(tx, account_id) if followers is not None else None
             account = locked_account(tx, account_id)
             rules = policy.registration
             refusing = {*rules.names_refused_by, *rules.subjects_refused_by}
@@ -340,6 +349,13 @@ class ReviewSql:
                 account.subject_digest,
                 subject_id,
             )
+            if subject_id is not None and account.subject_digest is None:
+                digest = registration.subject_digest(subject_id)
+                lock_subject(tx, digest)
+                held = subject_holds(
+                    tx.session, policy, registration.subject_digests(subject_id), tx.now, account_id
+                )
+                registration.check_subject_cap(rules, account_id, held)
             if not isinstance(name, EllipsisType):
                 account.name = name
                 account.folded_name = None if name is None else registration.fold_name(name)
@@ -348,7 +364,14 @@ class ReviewSql:
             if subject_id is not None:
                 account.subject_digest = registration.subject_digest(subject_id)
             if followers is not None:
-                account.followers = followers
+                before, since = account.followers, maybe_utc(account.followers_at)
+                # a count above 0 was given by a profile (accounts start at 0), though one
+                # stored before followers_at was kept has no time
+                given = since is not None or before > 0
+                if given and followers_rules.is_jump(policy.followers, before, followers):
+                    jump = followers_rules.jump(before, followers, tx.now, since)
+                    _flag_jump(tx, account_id, jumps, jump, followers)
+                account.followers, account.followers_at = followers, tx.now
             tx.record(
                 "account.profile",
                 f"account:{account_id}",
@@ -360,6 +383,9 @@ class ReviewSql:
             )
             tx.session.flush()
             return account_view(tx.session, account, tx.now)
+
+        # retried on a lost race: two first jumps of one account both opening its item
+        return self._once(policy, now, None, views.Account, run)
 
     def get_account(
         self, policy: Policy, account_id: str, now: datetime | None = None
@@ -778,7 +804,8 @@ class ReviewSql:
                 )
                 .order_by(HeldName.account_id, HeldName.id)
             ).all()
-        refusals = registration.check(rules, name, blacklisted, closed)
+            holds = subject_holds(session, policy, registration.subject_digests(subject_id), moment)
+        refusals = registration.check(rules, name, blacklisted, closed, holds)
         return views.Registration(
             allowed=not refusals,
             reasons=[{"code": r.code, "detail": r.detail} for r in refusals],
@@ -936,6 +963,60 @@ def _check_charged(tx: Tx, item: ReviewItem, account_id: str) -> None:
         raise ConflictError("not_a_violation_of", item_id=item.id, account_id=account_id)
     raise ConflictError(
         "charged_by_other", item_id=item.id, account_id=account_id, charged_by=other.charged_by
+    )
+
+
+def _open_jump_item(tx: Tx, account_id: str) -> ReviewItem | None:
+    """The account's open ``follower_jump`` item, locked."""
+    return tx.session.scalar(
+        select(ReviewItem)
+        .where(
+            ReviewItem.merge_key == f"followers:{account_id}",
+            ReviewItem.status.in_(OPEN_STATUSES),
+        )
+        .with_for_update()
+    )
+
+
+def _flag_jump(
+    tx: Tx, account_id: str, item: ReviewItem | None, jump: dict[str, Any], reach: int
+) -> None:
+    """Open the account's ``follower_jump`` item for ``jump``, or add it to the open ``item``
+    (one case per account while it is open: the reviewer sees every jump of it)."""
+    if item is not None:
+        item.evidence = {"jumps": [*(item.evidence or {}).get("jumps", []), jump]}
+        item.reach = reach
+        item.urgency = urgency_of(tx.policy, item)
+        tx.record(
+            "review.grown",
+            f"item:{item.id}",
+            {"merge_key": item.merge_key, "reach": reach, "jump": jump},
+        )
+        return
+    item = new_item(
+        tx,
+        kind="follower_jump",
+        post_id=None,
+        account_id=account_id,
+        merge_key=f"followers:{account_id}",
+        head="fake_followers",
+        severity="review",
+        reach=reach,
+        evidence={"jumps": [jump]},
+    )
+    item.urgency = urgency_of(tx.policy, item)
+    tx.session.flush()
+    tx.record(
+        "review.enqueued",
+        f"item:{item.id}",
+        {
+            "kind": item.kind,
+            "merge_key": item.merge_key,
+            "head": item.head,
+            "severity": item.severity,
+            "account_id": account_id,
+            "jump": jump,
+        },
     )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -391,6 +391,36 @@ def still_due(
         for row in lifted
         if row.kind in due and dispositions.is_active(maybe_utc(row.ends_at), False, tx.now)
     ]
+
+
+def subject_holds(
+    session: Session,
+    policy: Policy,
+    digests: set[str],
+    now: datetime,
+    other_than: str | None = None,
+) -> int:
+    """How many accounts (other than ``other_than``) a subject of ``digests`` holds towards its
+    cap (art10): those under an active ``uncounted_by`` disposition (closed) hold none."""
+    uncounted = select(StoredDisposition.account_id).where(
+        StoredDisposition.kind.in_(policy.registration.uncounted_by), active_now(now)
+    )
+    where: list[ColumnElement[bool]] = [
+        StoredAccount.subject_digest.in_(digests),
+        StoredAccount.account_id.not_in(uncounted),
+    ]
+    if other_than is not None:
+        where.append(StoredAccount.account_id != other_than)
+    return int(session.scalar(select(func.count()).select_from(StoredAccount).where(*where)) or 0)
+
+
+def lock_subject(tx: Tx, digest: str) -> None:
+    """Hold the subject until the transaction ends, so that two accounts given one subject at
+    once are counted one after the other (SQLite has one writer at a time already)."""
+    if tx.session.get_bind().dialect.name == "postgresql":
+        tx.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:digest, 0))"), {"digest": digest}
+        )
 
 
 def hold_name(tx: Tx, account_id: str, folded_name: str) -> None:

@@ -189,6 +189,8 @@ class StoredAccount(Base):
     folded_name: Mapped[str | None] = mapped_column(Text, nullable=True)
     subject_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     followers: Mapped[int] = mapped_column(Integer, default=0)
+    followers_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """When ``followers`` was last given; null before the first profile that gave it."""
     clean_since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     """The last confirmed violation or restoration: clean periods count from here."""
     policy_version: Mapped[str] = mapped_column(String(64))
