@@ -8,7 +8,7 @@ exact near-duplicate state is scored again here from that state), and writes one
 per good line in input order, with a checkpoint every few thousand posts
 (:mod:`service.batch.checkpoint`). Bad lines do not stop the run: each is kept in a reject file
 (the first :data:`ERRORS_SHOWN` are reported on stderr too), so that output records + rejected
-lines = non-blank input lines, a Parquet file refused whole being one rejected line. OUTPUT
+lines = non-blank input lines, a file refused whole being one rejected line. OUTPUT
 appears only when the run completes; a run that stops (a scorer error, a full disk, SIGKILL)
 leaves its checkpoint, and the same command continues it.
 
@@ -391,9 +391,9 @@ def rescore(
     ``segment_posts``: posts per segment (:mod:`service.batch.segments`; a checkpoint falls at a
     segment's end); by default at least eight segments a worker, at most ``checkpoint_posts``.
     Bad lines go to ``reject_path`` (default :func:`default_reject_path`), which is
-    replaced when there are any and removed when there are none. ``skip_bad``: a Parquet file
-    without a column every post needs is one bad line there, instead of stopping the run before
-    any work.
+    replaced when there are any and removed when there are none. ``skip_bad``: a file of which
+    nothing can be read, or a Parquet file without a column every post needs, is one bad line
+    there, instead of stopping the run before any work.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")

@@ -401,6 +401,26 @@ def test_a_damaged_row_group_is_rejected_row_by_row_and_the_rest_scored(tmp_path
     assert summary.posts_read == 40
 
 
+def test_a_row_group_whose_page_header_is_corrupt_is_said_in_one_line(tmp_path: Path) -> None:
+    posts = posts_of(shuffled_posts(20))
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pylist([p.model_dump() for p in posts]), source)
+    text = pq.ParquetFile(source).metadata.row_group(0).column(1)
+    data = bytearray(source.read_bytes())
+    data[text.data_page_offset : text.data_page_offset + 8] = b"\xff" * 8
+    source.write_bytes(bytes(data))
+
+    rescore(source, tmp_path / "out.jsonl", InlineEngine(LengthScorer()), progress=False)
+
+    rejects = read_rejects(tmp_path / "out.rejects.jsonl")
+    assert len(rejects) == 20
+    # Arrow's message spans lines; a reject is one line on stderr, greppable by file and line
+    message = str(rejects[0]["message"])
+    assert message.startswith("row group 0 of the Parquet file cannot be read: ")
+    assert "Deserializing page header failed" in message
+    assert "\n" not in message
+
+
 def test_a_cut_off_last_line_is_rejected_and_says_so(tmp_path: Path) -> None:
     lines = shuffled_posts(6)
     source = tmp_path / "in.jsonl"

@@ -5,6 +5,7 @@ batch is retried without duplicates."""
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from batchkit import (
     chunked_records,
     expected_record,
     length_scorer,
+    own_model_scorer,
     post_line,
     posts_of,
     read_records,
@@ -26,8 +28,9 @@ from batchkit import (
 
 from service.batch.ray_engine import RayEngine
 from service.batch.segments import segment_sizes
+from service.batch.work import ModelMismatchError
 from service.pipeline import Pipeline
-from service.rescore import InlineEngine, batch_settings
+from service.rescore import InlineEngine, RescoreError, batch_settings
 from service.settings import Settings
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
@@ -74,6 +77,22 @@ def test_an_actor_killed_mid_batch_has_its_batch_retried_once(
     assert marker.exists(), "no actor died: the test proved nothing"
     assert written == [expected_record(p) for p in posts_of(lines)]
     assert not (tmp_path / "out.rejects.jsonl").exists()
+
+
+def test_an_actor_whose_model_file_is_not_the_drivers_stops_the_run_naming_both(
+    local_ray: None, tmp_path: Path
+) -> None:
+    engine = RayEngine(own_model_scorer, Settings(), workers=2, address=None)
+    driver = engine.scorer().classifier.digest
+    with pytest.raises(RescoreError) as stopped:
+        rescore_lines(tmp_path, shuffled_posts(40), engine, chunk_size=6)
+    said = str(stopped.value)
+    assert isinstance(stopped.value.__cause__, ModelMismatchError)
+    assert said.startswith(f"the Ray actor on host {socket.gethostname()} (pid ")
+    assert "loaded a model file of digest sha256:model-of-pid-" in said
+    assert f"where the driver's is {driver}: " in said
+    assert "Traceback" not in said
+    assert not (tmp_path / "out.jsonl").exists()
 
 
 @pytest.mark.parametrize("make_lines", [real_posts, campaign_lines])

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import version
 from pathlib import Path
@@ -238,6 +238,69 @@ def test_a_parquet_file_without_a_post_column_is_one_line_on_stderr(
             f"qinglang rescore: error: {source}: {said}; rename the columns, or give --skip-bad "
             "to reject the file whole and score the rest"
         ]
+        assert not (tmp_path / "out.jsonl").exists()
+
+
+def unreadable_gzip(folder: Path) -> Path:
+    source = folder / "b.jsonl.gz"
+    source.write_bytes(b"".join(shuffled_posts(4, prefix="b")))  # never compressed
+    return source
+
+
+def unreadable_parquet(folder: Path) -> Path:
+    source = folder / "b.parquet"
+    pq.write_table(pa.table({"id": ["x"] * 50, "text": ["文"] * 50}), source)
+    source.write_bytes(source.read_bytes()[:-200])  # cut off: the footer is lost
+    return source
+
+
+@pytest.mark.parametrize(
+    ("make", "said", "refused"),
+    [
+        (
+            unreadable_gzip,
+            "is not a readable gzip file: not gzip data",
+            "the gzip stream breaks off before its first line: not gzip data",
+        ),
+        (
+            unreadable_parquet,
+            "is not a readable Parquet file: Parquet magic bytes not found in footer",
+            "the Parquet file's footer cannot be read, nor any row: Parquet magic bytes not "
+            "found in footer",
+        ),
+    ],
+)
+@pytest.mark.parametrize(("flags", "status"), [([], 2), (["--skip-bad"], 0)])
+def test_a_file_of_which_nothing_reads_stops_the_run_or_is_one_reject_with_skip_bad(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    make: Callable[[Path], Path],
+    said: str,
+    refused: str,
+    flags: list[str],
+    status: int,
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jsonl").write_bytes(b"".join(shuffled_posts(3)))
+    source = make(folder)
+    (folder / "c.jsonl").write_bytes(b"".join(shuffled_posts(2, prefix="c")))
+
+    assert run_cli("rescore", folder, "-o", tmp_path / "out.jsonl", *flags) == status
+
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    if flags:
+        assert len(errors) == 1
+        assert errors[0].startswith(f"{source}: error: unreadable: {refused}")
+        # the files before and after it are scored
+        assert len(read_records(tmp_path / "out.jsonl")) == 5
+        [reject] = read_rejects(tmp_path / "out.rejects.jsonl")
+        assert (reject["file"], reject["line"], reject["error"]) == (str(source), 0, "unreadable")
+        assert str(reject["message"]).startswith(refused)
+    else:
+        assert len(errors) == 1
+        assert errors[0].startswith(f"qinglang rescore: error: {source} {said}")
+        assert errors[0].endswith("; give --skip-bad to reject the file whole and score the rest")
         assert not (tmp_path / "out.jsonl").exists()
 
 

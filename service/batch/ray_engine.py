@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from service.batch.segments import WARM, Segment, SegmentResult, Start, run_segment
-from service.batch.work import Scorer, ScorerFactory, worker_scorer
+from service.batch.work import (
+    ModelMismatchError,
+    Scorer,
+    ScorerFactory,
+    check_model,
+    worker_scorer,
+)
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -46,14 +52,25 @@ class ClusterError(Exception):
 
 
 class _SegmentScorer:
-    """One actor of the pool: one scorer, loaded when the actor starts."""
+    """One actor of the pool: one scorer, loaded when the actor starts, of the driver's model
+    file (``digest``): an actor on another host loads its own copy, which may differ."""
 
     def __init__(
-        self, load: ScorerFactory, settings: Settings, bank: Sequence[StoredRumor]
+        self, load: ScorerFactory, settings: Settings, bank: Sequence[StoredRumor], digest: str
     ) -> None:
         self._scorer = worker_scorer(load, settings, bank)
+        self._mismatch: ModelMismatchError | None = None
+        try:
+            where = f"the Ray actor on host {socket.gethostname()} (pid {os.getpid()})"
+            check_model(self._scorer, digest, where)
+        except ModelMismatchError as exc:
+            # returned by each call, for the driver to raise: Ray hands it an error raised here
+            # (or in a call) as the text of the actor's traceback only
+            self._mismatch = exc
 
     def __call__(self, batch: dict[str, np.ndarray[Any, Any]]) -> dict[str, list[bytes]]:
+        if self._mismatch is not None:
+            return {"result": [pickle.dumps(self._mismatch)] * len(batch["segment"])}
         jobs: list[tuple[Segment, Start]] = [pickle.loads(blob) for blob in batch["segment"]]
         return {
             "result": [pickle.dumps(run_segment(seg, self._scorer, start)) for seg, start in jobs]
@@ -117,18 +134,23 @@ class RayEngine:
         context.enable_progress_bars = False
         # the run prints its own progress and summary
         logging.getLogger("ray.data").setLevel(logging.WARNING)
+        # each actor checks that its model file is the one the records will name
+        digest = self.scorer().classifier.digest
         jobs = [(seg, first if n == 0 else WARM) for n, seg in enumerate(segments)]
         items = [{"segment": pickle.dumps(job)} for job in jobs]
         dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             _SegmentScorer,
-            fn_constructor_args=(self._load, self._settings, bank),
+            fn_constructor_args=(self._load, self._settings, bank, digest),
             batch_size=1,
             # Ray Data restarts a killed actor of the pool and retries its segment, forever
             compute=ray.data.ActorPoolStrategy(size=self.workers),
             num_cpus=1,
         )
         for row in dataset.iter_rows():
-            yield pickle.loads(row["result"])
+            result: SegmentResult | ModelMismatchError = pickle.loads(row["result"])
+            if isinstance(result, ModelMismatchError):
+                raise result
+            yield result
 
 
 def _reach(address: str, given: str) -> None:

@@ -14,6 +14,10 @@ tasks, segments and checkpoints are those of the same file uncompressed, and a r
 on at the same task; the price of no random access is that each process reading the file
 decompresses it about once. Where the stream is damaged (cut off, corrupt) the lines before the
 damage are read and the damage is one bad line, ``unreadable``, that says how far it got.
+
+A file of which nothing can be read (a gzip stream damaged from its first byte, a Parquet file
+whose footer is lost) stops the run before any work, naming it; with ``--skip-bad`` it is one bad
+line instead (line 0, the file refused whole), and the other files are scored.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from service.batch.inflate import GzipError, Inflater
-from service.ingest import JsonlReader, LineError, PostLine, line_error, parse_object
+from service.ingest import ErrorKind, JsonlReader, LineError, PostLine, line_error, parse_object
 from service.record import Post
 
 Format = Literal["jsonl", "gzip", "parquet"]
@@ -55,13 +59,16 @@ SCAN_BYTES = 8 << 20
 REQUIRED = tuple(name for name, spec in Post.model_fields.items() if spec.is_required())
 """The columns a Parquet file must have: without one, none of its rows is a post."""
 
+SKIP_HINT = "; give --skip-bad to reject the file whole and score the rest"
+"""How to score the other files when one cannot be read at all."""
+
 COLUMNS_SHOWN = 10
 """Columns of a Parquet file lacking a required one named in the error; the rest are counted."""
 
 
 class InputError(Exception):
     """The input cannot be read at all (no such file, unknown format, a corrupt Parquet footer, a
-    Parquet file without a column every post needs)."""
+    gzip file of which nothing decompresses, a Parquet file without a column every post needs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +87,9 @@ class Task:
     group: int = 0
     damage: str = ""
     """Why a gzip stream breaks off at ``stop``: its last line is a bad line saying so."""
-    refused: str = ""
-    """Why a Parquet file is not read at all: the task is the whole file, one bad line (line 0)
-    saying so."""
+    refused: LineError | None = None
+    """Why a file is not read at all (``--skip-bad``): the task is the whole file, this one bad
+    line (line 0)."""
 
     @property
     def where(self) -> str:
@@ -141,8 +148,9 @@ def file_format(path: Path, *, given: bool = False) -> Format | None:
 
 def plan(files: list[Path], chunk_size: int, *, skip_bad: bool = False) -> list[Task]:
     """The tasks of ``files`` in input order, at most ``chunk_size`` lines (rows) each.
-    ``skip_bad``: a Parquet file lacking a column of :data:`REQUIRED` is one task of one bad
-    line instead of an :class:`InputError`."""
+    ``skip_bad``: a file of which nothing can be read, or a Parquet file lacking a column of
+    :data:`REQUIRED`, is one task of one bad line (line 0) instead of an
+    :class:`InputError`."""
     tasks: list[Task] = []
     for path in files:
         # files come from input_files, which lets only known formats through
@@ -150,11 +158,13 @@ def plan(files: list[Path], chunk_size: int, *, skip_bad: bool = False) -> list[
         if fmt == "parquet":
             tasks.extend(_parquet_tasks(path, chunk_size, len(tasks), skip_bad=skip_bad))
         else:
-            tasks.extend(_jsonl_tasks(path, fmt, chunk_size, len(tasks)))
+            tasks.extend(_jsonl_tasks(path, fmt, chunk_size, len(tasks), skip_bad=skip_bad))
     return tasks
 
 
-def _jsonl_tasks(path: Path, fmt: Format, chunk_size: int, first_index: int) -> Iterator[Task]:
+def _jsonl_tasks(
+    path: Path, fmt: Format, chunk_size: int, first_index: int, *, skip_bad: bool
+) -> Iterator[Task]:
     start, line, pending, offset, last = 0, 1, 0, 0, b"\n"
     index = first_index
     damage: GzipError | None = None
@@ -169,7 +179,13 @@ def _jsonl_tasks(path: Path, fmt: Format, chunk_size: int, first_index: int) -> 
             last = block[-1:]
     except GzipError as exc:
         damage = exc
-    if damage is not None:
+    if damage is not None and not damage.offset:
+        # as a corrupt Parquet footer: a file of which nothing can be read is likely no input
+        if not skip_bad:
+            raise InputError(f"{path} is not a readable gzip file: {damage.reason}{SKIP_HINT}")
+        reason = f"the gzip stream breaks off before its first line: {damage.reason}"
+        yield _refused(path, fmt, index, "unreadable", reason)
+    elif damage is not None:
         yield _damaged(Task(index, str(path), fmt, start, offset, line, pending + 1), damage)
     elif start < offset:
         # the last line may lack its newline: it still counts (and is likely cut off)
@@ -179,9 +195,6 @@ def _jsonl_tasks(path: Path, fmt: Format, chunk_size: int, first_index: int) -> 
 def _damaged(task: Task, damage: GzipError) -> Task:
     """``task``, the last of its file, whose last line (a part of one, or none) is where the
     gzip stream breaks off."""
-    if not damage.offset:
-        # as a corrupt Parquet footer: a file of which nothing can be read is likely no input
-        raise InputError(f"{task.path} is not a readable gzip file: {damage.reason}")
     whole = task.first_line + task.lines - 2
     message = (
         f"the gzip stream breaks off after {whole:,} whole lines ({damage.offset:,} bytes "
@@ -212,7 +225,14 @@ def _parquet_tasks(
         parquet = pq.ParquetFile(path)
         meta = parquet.metadata
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{path} is not a readable Parquet file: {exc}") from exc
+        if not skip_bad:
+            raise InputError(
+                f"{path} is not a readable Parquet file: {_one_line(exc)}{SKIP_HINT}"
+            ) from exc
+        # the footer holds the schema and where each row group is: no row can be found without
+        reason = f"the Parquet file's footer cannot be read, nor any row: {_one_line(exc)}"
+        yield _refused(path, "parquet", first_index, "unreadable", reason)
+        return
     lacking = _missing_columns(parquet.schema_arrow)
     if lacking and not skip_bad:
         raise InputError(
@@ -220,8 +240,8 @@ def _parquet_tasks(
             "and score the rest"
         )
     if lacking:
-        refused = f"the Parquet file {lacking}: none of its {meta.num_rows:,} rows was read"
-        yield Task(first_index, str(path), "parquet", 0, 0, 0, 1, refused=refused)
+        reason = f"the Parquet file {lacking}: none of its {meta.num_rows:,} rows was read"
+        yield _refused(path, "parquet", first_index, "missing_columns", reason)
         return
     _check_times(path, parquet.schema_arrow)
     index, row = first_index, 1
@@ -232,6 +252,16 @@ def _parquet_tasks(
             yield Task(index, str(path), "parquet", start, stop, row + start, stop - start, group)
             index += 1
         row += rows
+
+
+def _refused(path: Path, fmt: Format, index: int, kind: ErrorKind, reason: str) -> Task:
+    """The task of a file none of which is read (``--skip-bad``): one bad line, line 0."""
+    return Task(index, str(path), fmt, 0, 0, 0, 1, refused=LineError(0, None, kind, reason, ""))
+
+
+def _one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line: Arrow's span several."""
+    return " ".join(str(exc).split())
 
 
 def _missing_columns(schema: pa.Schema) -> str:
@@ -263,15 +293,15 @@ def _check_times(path: Path, schema: pa.Schema) -> None:
 
 def read(task: Task) -> Chunk:
     """The posts and bad lines of ``task``, numbered as lines (rows, from 1) of its file."""
+    if task.refused is not None:
+        return Chunk([task.refused], 0)
     if task.fmt != "parquet":
         return _jsonl_chunk(task)
-    if task.refused:
-        return Chunk([LineError(0, None, "missing_columns", task.refused, "")], 0)
     try:
         table = _row_group(task.path, task.group).slice(task.start, task.stop - task.start)
     except (pa.ArrowException, OSError) as exc:
         return _unreadable(
-            task, f"row group {task.group} of the Parquet file cannot be read: {exc}"
+            task, f"row group {task.group} of the Parquet file cannot be read: {_one_line(exc)}"
         )
     rows = table.to_pylist()
     return Chunk([parse_object(task.first_line + i, _plain(r)) for i, r in enumerate(rows)], 0)

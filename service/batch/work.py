@@ -115,6 +115,23 @@ class ScorerError(Exception):
     """The scorer is broken (every post failed, records out of order): the run stops."""
 
 
+class ModelMismatchError(ScorerError):
+    """A worker loaded another model file than the run's: its records would carry the run's
+    model version over another model's scores."""
+
+
+def check_model(scorer: Scorer, expected: str, where: str) -> None:
+    """Raise :class:`ModelMismatchError` unless the model file ``scorer`` loaded (in ``where``: a
+    host and process) hashes to ``expected``, the digest of the file the run's records name."""
+    loaded = scorer.classifier.digest
+    if loaded != expected:
+        raise ModelMismatchError(
+            f"{where} loaded a model file of digest {loaded}, where the driver's is {expected}: "
+            "its records would carry the driver's model version; give every host the same "
+            "model.onnx"
+        )
+
+
 @dataclass
 class Reject:
     """A line that was not scored: where, what, and the start of the line itself."""

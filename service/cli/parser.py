@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     rescore.add_argument(
         "--skip-bad",
         action="store_true",
-        help="exit 0 even when some lines were rejected; a Parquet file without an id or text "
-        "column is then rejected whole instead of stopping the run",
+        help="exit 0 even when some lines were rejected; a file of which nothing can be read "
+        "(a corrupt Parquet footer, not gzip) or a Parquet file without an id or text column is "
+        "then rejected whole instead of stopping the run",
     )
     rescore.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     rescore.add_argument(
