@@ -16,16 +16,27 @@ A gauge that is computed at scrape time (``set_function``) would read only the a
 so the live gauges are written by their own process whenever they change: the batcher reports its
 depth, the storage health its state. A process removes its live gauges when it stops; those of a
 process that died without stopping are removed by the next scrape.
+
+prometheus_client maps each process's file into memory and grows it by truncation, which leaves
+its pages unallocated: on a full disk the first store to such a page killed the process with
+SIGBUS. Here every file's blocks are reserved (``posix_fallocate``) when it is created or grown,
+which fails with ENOSPC instead, and a value that finds no room is kept in the process's memory
+(logged once), out of the scrape, until a later write finds room and moves it to the folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, ClassVar, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client.mmap_dict import _INITIAL_MMAP_SIZE, MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from service.heads import RISKS
@@ -33,6 +44,8 @@ from service.record import ScoreRecord
 from service.settings import SHARED_METRICS_VARIABLE
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
+
+log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
@@ -146,6 +159,7 @@ class Metrics:
         """The Prometheus text of this app, or of every server process. Reads files in the
         server's processes: call it off the event loop."""
         if self.shared_dir is not None:
+            KeptValue.move_waiting()
             _forget_dead_processes(self.shared_dir)
         return generate_latest(self._scraped)
 
@@ -167,3 +181,139 @@ def _forget_dead_processes(directory: Path) -> None:
             # another process's scrape may be removing the same files
             with contextlib.suppress(FileNotFoundError):
                 mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+
+
+class _Value(Protocol):
+    def inc(self, amount: float) -> None: ...
+    def set(self, value: float, timestamp: float | None = None) -> None: ...
+    def get(self) -> float: ...
+
+
+ENTRY_OVERHEAD = 28
+"""Bytes of a value's entry in a metrics file besides its key, at most: the key's length (4),
+padding to 8 bytes (up to 8), the value and its timestamp (16) (MmapedDict's file layout)."""
+
+
+class ReservedMmapedDict(MmapedDict):
+    """prometheus_client's per-process file, whose blocks are reserved before it is mapped and
+    each time it grows: a full disk is an ``OSError`` (ENOSPC) here, never a SIGBUS later."""
+
+    def __init__(self, filename: str, read_mode: bool = False) -> None:
+        if not read_mode and not os.path.exists(filename):
+            _create_reserved(Path(filename), _INITIAL_MMAP_SIZE)
+        super().__init__(filename, read_mode)  # type: ignore[no-untyped-call]
+
+    def _init_value(self, key: str) -> None:
+        capacity = self._capacity
+        while self._used + len(key.encode()) + ENTRY_OVERHEAD > capacity:
+            capacity *= 2  # as MmapedDict grows it, by truncation, which allocates nothing
+        if capacity > self._capacity:
+            os.posix_fallocate(self._f.fileno(), 0, capacity)
+        super()._init_value(key)  # type: ignore[no-untyped-call]
+
+
+def _create_reserved(path: Path, size: int) -> None:
+    """Create ``path`` with ``size`` bytes reserved. Written under another name and renamed, so
+    that a scrape never reads an empty file (it cannot parse one), even when no room is left."""
+    partial = path.with_name(f".{path.name}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.posix_fallocate(fd, 0, size)
+        os.replace(partial, path)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)
+
+
+class KeptValue:
+    """prometheus_client's ``values.ValueClass`` in the server's processes: each value in the
+    shared folder (through :attr:`shared`, the library's own multiprocess class), or in this
+    process's memory while the folder has no room for it, moved there by the first write or
+    scrape that finds room: a full disk costs the scrape values, never the process."""
+
+    _multiprocess = True
+    shared: ClassVar[Any] = None
+    full: ClassVar = threading.Event()
+    """Set while values wait in memory: the first failure and the recovery are logged."""
+    waiting: ClassVar[set[KeptValue]] = set()
+    """The values in memory, for :meth:`move_waiting`: a value set once at start-up (the gauge
+    that names the model) is never written again."""
+    waiting_lock: ClassVar = threading.Lock()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._args, self._kwargs = args, kwargs
+        self._lock = threading.Lock()
+        self._memory: _Value = values.MutexValue(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self._shared: _Value | None = None
+        with self._lock:
+            self._move()
+
+    @classmethod
+    def move_waiting(cls) -> None:
+        """Move the values kept in memory to the folder, where it has room now."""
+        with cls.waiting_lock:
+            waiting = list(cls.waiting)
+        for value in waiting:
+            with value._lock:
+                if not value._move():
+                    return  # no room yet: the rest need not try
+
+    def _move(self) -> bool:
+        """Under the lock: whether the value is in the folder, moved there now if it has room."""
+        if self._shared is not None:
+            return True
+        try:
+            moved: _Value = self.shared(*self._args, **self._kwargs)
+        except OSError as exc:
+            with self.waiting_lock:
+                self.waiting.add(self)
+            if not self.full.is_set():
+                self.full.set()
+                log.error(
+                    "metrics kept in memory only, out of /metrics: no room in their folder",
+                    extra={"problem": str(exc)},
+                )
+            return False
+        # what this process counted meanwhile; a new entry in its file starts at 0
+        moved.set(self._memory.get())
+        self._shared = moved
+        with self.waiting_lock:
+            self.waiting.discard(self)
+            if self.full.is_set() and not self.waiting:
+                self.full.clear()
+                log.info("metrics written to their folder again")
+        return True
+
+    def _write(self, write: Callable[[_Value], None]) -> None:
+        if self._shared is None:
+            with self._lock:
+                # under the lock: a write to memory is never left behind by a move
+                if not self._move():
+                    write(self._memory)
+                    return
+        assert self._shared is not None
+        write(self._shared)
+
+    def inc(self, amount: float) -> None:
+        self._write(lambda value: value.inc(amount))
+
+    def set(self, value: float, timestamp: float | None = None) -> None:
+        self._write(lambda kept: kept.set(value, timestamp))
+
+    def get(self) -> float:
+        return (self._shared or self._memory).get()
+
+    def set_exemplar(self, exemplar: object) -> None:
+        """Multiprocess mode keeps no exemplars."""
+
+    def get_exemplar(self) -> None:
+        return None
+
+
+if values.ValueClass is not values.MutexValue:  # multiprocess mode, chosen at import
+    # the library looks both names up when it makes a value, and a file
+    values.MmapedDict = ReservedMmapedDict  # type: ignore[attr-defined]
+    KeptValue.shared = values.ValueClass
+    values.ValueClass = KeptValue

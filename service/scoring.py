@@ -50,6 +50,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class RecordsNotKeptError(Exception):
+    """Records the policy says to keep could be neither stored nor spooled (storage down, the
+    spool's disk full): their posts get no answer, so that a retry keeps them."""
+
+
 class PolicyScorer(Protocol):
     """What the service needs of :class:`service.pipeline.Pipeline`."""
 
@@ -234,6 +239,10 @@ class FirstRecords:
             self._records.popitem(last=False)
         return record
 
+    def forget(self, records: Sequence[ScoreRecord]) -> None:
+        for record in records:
+            self._records.pop((record.id, record.model_version), None)
+
     def replace(self, record: ScoreRecord) -> None:
         self._records[(record.id, record.model_version)] = record.model_dump_json()
 
@@ -328,10 +337,16 @@ class ScoringService:
                 continue
             kept = self.first.keep(scored)
             if kept is scored:
-                self.metrics.scored(scored)
                 new.append(scored)
             found[scored.id] = kept
-        stored, spooled = await self._persist(new, fresh)
+        try:
+            stored, spooled = await self._persist(new, fresh)
+        except RecordsNotKeptError:
+            # a retry must score these again and keep them, not find them answered in memory
+            self.first.forget(new)
+            raise
+        for record in new:
+            self.metrics.scored(record)
         found.update((s.id, s) for s in stored)
         self._explain_later(fresh, [s for s in stored if s.evidence_pending])
         self._queue_later(fresh, [r for r in new if r.flags["coordination"] or r.flags["rumor"]])
@@ -444,8 +459,14 @@ class ScoringService:
             return [], False
         try:
             stored = await self._storage(self.repository.save_records, items)
-        except StorageError:
-            await asyncio.get_running_loop().run_in_executor(self._io, self.spool.append, items)
+        except StorageError as exc:
+            try:
+                await asyncio.get_running_loop().run_in_executor(self._io, self.spool.append, items)
+            except OSError as full:
+                raise RecordsNotKeptError(
+                    f"{len(items)} records neither stored ({exc}) nor spooled in "
+                    f"{self.spool.folder} ({full})"
+                ) from full
             self.metrics.spooled.inc(len(items))
             return [], True
         for item, record in zip(items, stored, strict=True):
@@ -483,6 +504,11 @@ class ScoringService:
         except StorageError as exc:
             self.health.failed(str(exc))
             return 0
+        except OSError as exc:
+            # the spool's folder (a full disk where a refused record is set aside): storage may
+            # be fine, and the next try may find room
+            log.error("the spool could not be written out", extra={"problem": str(exc)})
+            return 0
         self.health.ok()
         return written
 
@@ -516,8 +542,13 @@ class ScoringService:
         cancelled."""
         loop = asyncio.get_running_loop()
         while True:
-            await loop.run_in_executor(self._io, self.recover)
-            await self.sweep_evidence()
+            try:
+                await loop.run_in_executor(self._io, self.recover)
+                await self.sweep_evidence()
+            except Exception:
+                # a failure nobody foresaw must not end the loop: the spool would never be
+                # written out again, nor storage retried
+                log.exception("maintenance failed; trying again in %s s", every_s)
             await asyncio.sleep(every_s)
 
     async def close(self) -> None:

@@ -58,14 +58,23 @@ class Spool:
         self._live_lines = 0
 
     def append(self, items: Sequence[Pending]) -> None:
-        """Add ``items`` to the spool; durable when this returns."""
+        """Add ``items`` to the spool; durable when this returns. Raises ``OSError`` (a full
+        disk) with none of them in the spool, and no part of one."""
         lines = b"".join(_line(i) for i in items)
         with self._lock:
             live = self._open_live()
-            live.write(lines)
-            live.flush()
-            os.fsync(live.fileno())
+            try:
+                _append_whole(live, lines)
+            except OSError:
+                # should the cut back fail too, the torn tail ends the file: nothing follows it
+                self._close_live()
+                raise
             self._live_lines += len(items)
+
+    def room(self) -> int:
+        """Bytes left for the spool on its disk."""
+        stats = os.statvfs(self.folder)
+        return stats.f_bavail * stats.f_frsize
 
     def pending(self) -> int:
         """Records waiting in this folder's spool files (all processes)."""
@@ -99,7 +108,8 @@ class Spool:
     def _open_live(self) -> IO[bytes]:
         if self._live is None:
             path = self.folder / f"spool-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
-            live = open(path, "ab")  # noqa: SIM115 (held open, under a lock, for the process)
+            # unbuffered: a failed append leaves no bytes behind to be written with a later one
+            live = open(path, "ab", buffering=0)  # noqa: SIM115 (held open, under a lock)
             fcntl.flock(live.fileno(), fcntl.LOCK_EX)
             _fsync_folder(self.folder)
             self._live, self._live_path, self._live_lines = live, path, 0
@@ -181,10 +191,8 @@ class Spool:
         entry = (line if isinstance(line, dict) else {"line": line}) | {
             "error": f"{type(error).__name__}: {error}"
         }
-        with open(folder / path.name, "ab") as f:
-            f.write(json.dumps(entry).encode() + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
+        with open(folder / path.name, "ab", buffering=0) as f:
+            _append_whole(f, json.dumps(entry).encode() + b"\n")
         _fsync_folder(folder)
         record = entry.get("record")
         log.error(
@@ -223,6 +231,22 @@ def _line(item: Pending) -> bytes:
         "post": None if item.post is None else item.post.model_dump(mode="json"),
     }
     return json.dumps(entry).encode() + b"\n"
+
+
+def _append_whole(f: IO[bytes], data: bytes) -> None:
+    """Append ``data`` to the unbuffered ``f`` and fsync it, or cut ``f`` back to what it held
+    and raise: a line left torn by a full disk would run into the next line appended, and a
+    drain, unable to read the two, would skip a record that was acknowledged."""
+    fd = f.fileno()
+    end = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except OSError:
+        os.ftruncate(fd, end)
+        raise
 
 
 def _count_lines(folder: Path) -> int:

@@ -3,6 +3,7 @@ spool and reach storage exactly once when it is back, even across a killed serve
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -192,3 +193,73 @@ def test_a_spooled_record_storage_refuses_is_set_aside_and_readiness_says_so(
         assert set(scoring.repository.find_records(["long", "fine"], *versions)) == {"fine"}
         # storage stays in use: the next flagged post is stored, not spooled
         assert api.score({"id": "after", "text": RUMOR}).json()["degraded"] is False
+
+
+def test_a_full_spool_while_storage_is_down_is_a_json_503_and_the_retry_keeps_the_record(
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "locked.db"
+    with open_api(
+        tmp_path, f"sqlite:///{path}", pipeline.classifier, db_timeout_s=0.2, storage_retry_s=0.2
+    ) as api:
+        api.score({"id": "warm", "text": RUMOR})
+        spool = api.services.scoring.spool
+
+        def full(items: object) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(spool.folder))
+
+        locker = sqlite3.connect(path, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
+            with monkeypatch.context() as patched:
+                patched.setattr(spool, "append", full)
+                patched.setattr(spool, "room", lambda: 0)
+                refused = api.score({"id": "F1", "text": RUMOR})
+                readiness = api.client.get("/readyz").json()
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            detail = refused.json()["detail"]
+            assert "could be neither stored" in detail and "spool's disk is full" in detail
+            assert str(spool.folder) not in detail  # the server's paths are the operator's
+            assert readiness["status"] == "degraded"
+            assert any("spool's disk is full" in p for p in readiness["problems"])
+            # the retry is scored again and spooled, not answered from memory unkept
+            retried = api.score({"id": "F1", "text": RUMOR})
+            assert retried.status_code == 200 and retried.json()["degraded"] is True
+            assert spool.pending() == 1
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        wait_for(lambda: ready(api))
+        scoring = api.services.scoring
+        stored_once(
+            scoring.repository, ["warm", "F1"], (scoring.model_version, scoring.policy.version)
+        )
+
+
+def test_a_spool_that_cannot_be_written_out_keeps_the_maintenance_going(
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a drain that fails on the spool's own disk (setting a refused record aside with no room)
+    # once, then works: the loop that retries storage and drains the spool must live through it
+    spool = Spool(Settings(state_dir=tmp_path / "state").spool_dir)
+    post = Post(id="waiting", text=RUMOR)
+    spool.append([Pending(pipeline.score_many([post])[0], enqueue=True, text=RUMOR, post=post)])
+    spool.close()
+    failures = []
+    drain = Spool.drain
+
+    def full_once(self: Spool, *args: object) -> int:
+        if not failures:
+            failures.append(1)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.folder))
+        return drain(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Spool, "drain", full_once)
+    with open_api(
+        tmp_path, f"sqlite:///{tmp_path / 'q.db'}", pipeline.classifier, storage_retry_s=0.2
+    ) as api:
+        wait_for(lambda: api.client.get("/readyz").json()["spooled"] == 0, seconds=10)
+        assert failures == [1]
+        scoring = api.services.scoring
+        versions = scoring.model_version, scoring.policy.version
+        assert set(scoring.repository.find_records(["waiting"], *versions)) == {"waiting"}

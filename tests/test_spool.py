@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -221,3 +222,30 @@ def test_a_live_process_spool_is_left_alone_and_a_dead_one_is_drained(tmp_path: 
             child.kill()
             child.wait()
     assert os.listdir(tmp_path) == []
+
+
+def test_an_append_a_full_disk_cuts_short_leaves_no_part_of_its_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path)
+    spool.append([Pending(record("before"), enqueue=True)])
+    write = os.write
+    calls = []
+
+    def full_midway(fd: int, data: bytes) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            return write(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "write", full_midway)
+        with pytest.raises(OSError, match="No space left"):
+            spool.append([Pending(record("unanswered"), enqueue=True)])
+    assert len(calls) == 2  # half a line reached the file before the disk was full
+    # a torn line would have swallowed this acknowledged one in the drain
+    spool.append([Pending(record("after"), enqueue=True)])
+    store = Store()
+    assert spool.drain(store.write, store.ping) == 2
+    assert sorted(store.records) == ["after", "before"]
+    assert list(tmp_path.glob("*.jsonl")) == []

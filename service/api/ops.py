@@ -17,6 +17,10 @@ router = APIRouter(tags=["operations"])
 log = logging.getLogger(__name__)
 
 IN_THE_LOG = "(the error is in the server's log)"
+SPOOL_MARGIN = 1 << 20
+"""Below this many free bytes the spool is reported full: about 1,100 records of ordinary posts
+(a spooled line of 926 bytes, the median over 500 Weibo reposts), 8 of the longest (10,000
+characters: 121 KB, the text escaped as JSON)."""
 
 
 @router.get("/healthz")
@@ -46,6 +50,12 @@ async def readyz(found: Found) -> Readiness:
         problems.append(f"storage unreachable {IN_THE_LOG}")
     if await run_in_threadpool(found.neardup.check):
         problems.append(f"shared near-duplicate index unavailable {IN_THE_LOG}")
+    room = await run_in_threadpool(scoring.spool.room)
+    if room < SPOOL_MARGIN:
+        problems.append(
+            f"the spool's disk is full ({room} bytes left): while storage is down, a post "
+            "whose record the policy keeps gets 503"
+        )
     spooled = await run_in_threadpool(scoring.spool.pending)
     if spooled:
         problems.append(f"{spooled} flagged records are waiting in the spool for storage")

@@ -26,8 +26,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     429: {"model": Problem, "description": "rate limit; see Retry-After"},
     503: {
         "model": Problem,
-        "description": "overloaded (too many posts waiting for the model), or the API key "
-        "cannot be verified while storage is down; see Retry-After",
+        "description": "overloaded (too many posts waiting for the model), the API key "
+        "cannot be verified while storage is down, or a record the policy keeps could be "
+        "neither stored nor spooled (storage down and the spool's disk full); see Retry-After",
     },
 }
 
