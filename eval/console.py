@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             table = []
             reads = ConsoleReads(open_repository(url, 30.0).engine)
             now = datetime.now(UTC)
-            words = partial(worded, translator("zh"))
+            t = translator("zh")
             parts: list[tuple[str, Callable[[], object]]] = [
                 ("flagged per head per day", lambda: reads.flagged_per_day(now, 14)),
                 ("open items by age", lambda: reads.open_by_age(now)),
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("last day's scores", lambda: reads.recent_scores(now)),
                 (
                     "all, drawn (a load past the cache)",
-                    lambda: dashboard(reads, policy, now, words),
+                    lambda: dashboard(reads, policy, now, t, partial(worded, t)),
                 ),
             ]
             for name, run in parts:

@@ -12,6 +12,7 @@ import string
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import get_args
 from urllib.parse import quote
@@ -31,9 +32,10 @@ from service.console.web import REFUSAL_COOKIE, REFUSALS
 from service.heads import Risk
 from service.neardup.store import StoreUnavailableError
 from service.pipeline import NO_EVIDENCE, Pipeline
+from service.policy.governance import CATEGORIES
 from service.record import Post
 from service.review.appeals import APPEAL_STATUSES
-from service.review.items import ACTIONS, STATUSES
+from service.review.items import ACTIONS, KINDS, STATUSES
 from service.review.refusals import REASONS, RefusedError
 from service.review.views import ReportStatus
 from service.security import AuthError, SignInLimits, client_address, create_user
@@ -333,6 +335,132 @@ def test_statuses_are_shown_in_the_pages_language_with_their_code_words_kept(api
     appeals = api.client.get("/console/appeals").text
     assert ("all", "any") in options(appeals, "status")
     assert '<td data-status="pending">pending</td>' in appeals
+
+
+class VisibleText(HTMLParser):
+    """A page's words as a reader meets them: its text and the attributes read out or shown
+    (``aria-label``, ``title``, ``placeholder``), without scripts, and without the reasons'
+    codes and evidence (the policy's and the model's own words, set apart as such)."""
+
+    KEPT_APART = frozenset({"reason", "evidence"})
+    SHOWN = frozenset({"aria-label", "title", "placeholder"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.words: list[str] = []
+        self.open: list[bool] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        classes = set((dict(attrs).get("class") or "").split())
+        skipped = (
+            (self.open and self.open[-1]) or tag == "script" or bool(classes & self.KEPT_APART)
+        )
+        if tag not in VOID_TAGS:
+            self.open.append(skipped)
+        if not skipped:
+            self.words += [v for k, v in attrs if k in self.SHOWN and v]
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag not in VOID_TAGS and self.open:
+            self.open.pop()
+
+    def handle_data(self, data: str) -> None:
+        if not (self.open and self.open[-1]):
+            self.words.append(data)
+
+
+VOID_TAGS = frozenset({"br", "hr", "img", "input", "link", "meta", "rect", "line", "polyline"})
+
+
+def visible_words(html: str) -> set[str]:
+    parser = VisibleText()
+    parser.feed(html)
+    return set(re.findall(r"[A-Za-z_]+", " ".join(parser.words)))
+
+
+def test_every_page_in_chinese_shows_no_code_word_with_the_code_words_kept(api: Api) -> None:
+    policy, review = api.services.scoring.policy, api.services.review
+    for i in range(5):  # a coordinated batch: a cluster item and score items
+        post = {"id": f"b{i}", "text": RUMOR + "!" * i, "account_id": f"bot{i}"}
+        assert api.score({**post, "created_at": 1_700_000_000 + 60 * i}).status_code == 200
+    text = "独家原创：本市地铁三号线下月起全线停运改造，市民请提前安排出行路线。"
+    assert api.score({"id": "early", "text": text, "account_id": "a1"}).status_code == 200
+    copy = {"id": "late", "text": text.replace("三", "五"), "account_id": "a2"}
+    assert api.score({**copy, "declared_original": True}).status_code == 200
+    review.file_report(
+        policy,
+        post_id="r1",
+        account_id="a4",
+        category="incitement",
+        text_="煽动",
+        reporter="test",
+        reporter_id="u1",
+    )
+    api.settle()
+    items = review.list_items(policy).items
+    assert {i.kind for i in items} == {"score", "cluster", "report"}
+    assert {i.head for i in items} == {"rumor", "coordination", "fake_originality", "incitement"}
+    (confirmed,) = [i for i in items if i.post_id == "b0"]
+    review.decide(policy, confirmed.id, "wang", "confirm", "rumor", "art18.6")
+    appeal = review.file_appeal(
+        policy, account_id="bot0", item_id=confirmed.id, reason="误判", filed_by=api.key
+    )
+    review.decide_appeal(policy, appeal.id, "zhao", "uphold", None)
+    sign_in(api, "li", "admin")
+    codes = {
+        *KINDS,
+        *get_args(Risk),
+        *ACTIONS,
+        *get_args(ReportStatus),
+        *APPEAL_STATUSES,
+        *(step.kind for step in policy.dispositions),
+        "violation",
+        "reversal",
+        "restore",
+    }
+    paths = [
+        "/console/queue",
+        "/console/queue?status=confirmed",
+        "/console/appeals?status=all",
+        "/console/reports?all=true",
+        "/console/bank",
+        "/console/dashboard",
+        *(f"/console/items/{i.id}" for i in items),
+    ]
+    pages = {path: api.client.get(path).text for path in paths}
+    for path, page in pages.items():
+        assert not visible_words(page) & codes, path
+    queue = pages["/console/queue"]
+    assert '<td data-kind="cluster">近似重复聚类</td>' in queue
+    assert '<td data-head="coordination">批量协同发布</td>' in queue
+    assert '<option value="fake_originality" >虚假原创</option>' in queue
+    reports = pages["/console/reports?all=true"]
+    assert '<td data-category="incitement">煽动极端情绪</td>' in reports
+    page = pages[f"/console/items/{confirmed.id}"]
+    assert '<span data-kind="score">评分</span> · <span data-head="rumor">谣言</span>' in page
+    assert '<span data-category="rumor">谣言</span>' in page
+    assert '<span data-reason="violation">确认违规扣分</span>' in page
+    assert '<span data-reason="reversal">申诉成立退回</span>' in page
+    assert 'aria-label="各类别每日入队量(14 天)"' in pages["/console/dashboard"]
+    api.client.get("/console/lang/en")
+    page = api.client.get(f"/console/items/{confirmed.id}").text
+    assert '<span data-reason="reversal">reversed on appeal</span>' in page
+    assert '<span data-kind="score">score</span>' in page
+    dashboard = api.client.get("/console/dashboard").text
+    assert 'aria-label="Flagged per head per day (14 days)"' in dashboard
+    assert "<title>Last day&#39;s scores against the review threshold: incitement</title>" in (
+        dashboard
+    )
+
+
+def test_every_kind_head_and_credit_reason_has_its_words_in_each_language() -> None:
+    for key in [
+        *(f"kind.{k}" for k in KINDS),
+        *(f"head.{h}" for h in CATEGORIES),
+        *(f"credit.{r}" for r in ("violation", "reversal", "restore")),
+    ]:
+        zh, en = TEXT[key]
+        assert re.search(r"[\u4e00-\u9fff]", zh) and not re.search(r"[\u4e00-\u9fff]", en)
 
 
 def test_a_rules_refusal_reaches_the_page_in_its_language_and_the_api_in_english(
@@ -698,7 +826,9 @@ def test_an_items_page_shows_what_its_reporters_wrote_and_the_decisions_on_it(
     html = api.client.get(f"/console/items/{item.id}").text
     assert 'id="decisions"' not in html
     listed = html.split('id="item-reports"')[1].split("</table>")[0]
-    assert re.findall(r"<tr><td>(\w+)</td><td>([^<]+)</td><td>\d{4}-", listed) == filed
+    assert re.findall(
+        r'<tr><td data-category="(\w+)">[^<]+</td><td>([^<]+)</td><td>\d{4}-', listed
+    ) == (filed)
     assert f"{translator('zh')('item_reports')} (2)" in html
     review.decide(policy, item.id, "wang", "escalate", None, None, "需要法务看一下")
     escalated = api.client.get(f"/console/items/{item.id}").text

@@ -45,7 +45,7 @@ def test_audit_verify_export_and_labels(tmp_path: Path) -> None:
     (item,) = repo.list_items(policy).items
     repo.decide(policy, item.id, "r1", "confirm", "rumor", "art18.6")
     verified = qinglang(url, "audit", "verify")
-    assert verified.returncode == 0 and "ok, 4 records" in verified.stderr
+    assert verified.returncode == 0 and "ok, 5 records" in verified.stderr
     out = tmp_path / "audit.jsonl"
     zoneless = qinglang(url, "audit", "export", "--from", "2000-01-01", "-o", str(out))
     assert zoneless.returncode == 2 and "'2000-01-01' has no time zone" in zoneless.stderr
@@ -55,15 +55,25 @@ def test_audit_verify_export_and_labels(tmp_path: Path) -> None:
     exported = qinglang(url, "audit", "export", "--from", "2000-01-01T08:00+08:00", "-o", str(out))
     assert exported.returncode == 0, exported.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [line["kind"] for line in lines][:2] == ["score.flagged", "review.decision"]
-    assert lines[1]["payload"]["basis"] == "art18.6" and lines[1]["prev_hash"] == lines[0]["hash"]
+    assert [line["kind"] for line in lines][:3] == [
+        "score.flagged",
+        "review.enqueued",
+        "review.decision",
+    ]
+    assert lines[1]["payload"] == {
+        "kind": "score",
+        "merge_key": "post:p1",
+        "head": "rumor",
+        "severity": "review",
+    }
+    assert lines[2]["payload"]["basis"] == "art18.6" and lines[2]["prev_hash"] == lines[1]["hash"]
     none = qinglang(url, "audit", "export", "--to", "946684800", "--format", "csv")
     rows = list(csv.DictReader(none.stdout.splitlines()))
     assert none.returncode == 0 and rows == []
     table = tmp_path / "audit.csv"
     assert qinglang(url, "audit", "export", "--format", "csv", "-o", str(table)).returncode == 0
     with open(table, newline="", encoding="utf-8") as f:
-        assert [r["seq"] for r in csv.DictReader(f)] == ["1", "2", "3", "4"]
+        assert [r["seq"] for r in csv.DictReader(f)] == ["1", "2", "3", "4", "5"]
     members = [{"post_id": f"b{n}", "account_id": f"bot{n}"} for n in range(5)]
     batch = repo.enqueue(
         policy,
@@ -119,7 +129,7 @@ def test_users_create_prints_a_password_that_checks_against_the_stored_digest(
 
 
 def flagged_and_decided(tmp_path: Path) -> str:
-    """A database of one confirmed post: four audit records and one label."""
+    """A database of one confirmed post: five audit records and one label."""
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     upgrade(url)
     policy = load_policy(Settings().policy_file)
@@ -166,9 +176,9 @@ def test_export_writes_through_links_and_fifos(tmp_path: Path) -> None:
     exported = qinglang(url, "audit", "export", "-o", str(fifo))
     reader.join(timeout=60)
     assert exported.returncode == 0, exported.stderr
-    assert len(read[0].splitlines()) == 4 and fifo.is_fifo()
+    assert len(read[0].splitlines()) == 5 and fifo.is_fifo()
     stdout = qinglang(url, "audit", "export", "--format", "csv", "-o", "-")
-    assert stdout.returncode == 0 and len(stdout.stdout.splitlines()) == 5
+    assert stdout.returncode == 0 and len(stdout.stdout.splitlines()) == 6
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="no /proc/self/fd")
@@ -187,7 +197,7 @@ def test_export_to_its_own_standard_output_keeps_the_shells_append(tmp_path: Pat
             check=False,
         )
     assert done.returncode == 0 and own_stdout.is_symlink()
-    assert log.read_text().splitlines()[0] == "before" and len(log.read_text().splitlines()) == 5
+    assert log.read_text().splitlines()[0] == "before" and len(log.read_text().splitlines()) == 6
 
 
 def test_export_to_a_closed_pipe_says_so_in_one_line(tmp_path: Path) -> None:

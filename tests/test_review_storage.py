@@ -126,7 +126,13 @@ def test_a_confirmation_deducts_credit_applies_dispositions_and_a_second_decisio
     assert len(account.history) == 2
     assert verify(repo) == []
     kinds = [e.kind for e in repo.audit_entries()]
-    assert kinds == ["score.flagged", "review.decision", "credit.change", "disposition.applied"]
+    assert kinds == [
+        "score.flagged",
+        "review.enqueued",
+        "review.decision",
+        "credit.change",
+        "disposition.applied",
+    ]
     with pytest.raises(NotFoundError):
         repo.get_account(policy, "nobody")
 
@@ -1520,3 +1526,71 @@ def test_a_subject_holds_at_most_the_policys_accounts_and_closed_ones_do_not_cou
     after = repo.check_registration(policy, "全新名字", subject)
     assert [r["code"] for r in after.reasons] == ["subject_blacklisted"]
     repo.put_account(policy, "extra", subject_id=subject)
+
+
+def test_every_item_opened_chains_one_enqueued_record_in_its_transaction(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """A flagged record, a report, a cluster and a bank match each open an item; a second
+    report, or the record of a reported post, joins it and opens nothing."""
+    scored = flag(repo, "p1")
+    reported = repo.file_report(
+        policy,
+        post_id="p2",
+        account_id="acc2",
+        category="incitement",
+        text_="煽动",
+        reporter="k1",
+    ).item_id
+    again = repo.file_report(
+        policy, post_id="p2", account_id="acc2", category="rumor", text_="谣言", reporter="k2"
+    )
+    assert again.item_id == reported
+    assert flag(repo, "p2", "acc2") == reported
+    members = [{"post_id": f"b{n}", "account_id": f"bot{n}"} for n in range(3)]
+    batch = repo.enqueue(
+        policy,
+        kind="cluster",
+        merge_key="cluster:c1",
+        head="coordination",
+        severity="review",
+        reach=3,
+        evidence={"members": members},
+    ).id
+    match = repo.enqueue(
+        policy,
+        kind="bank_match",
+        merge_key="bank:7:post:p3",
+        head="rumor",
+        severity="block",
+        reach=0,
+        evidence={"bank_entry": 7},
+        post_id="p3",
+    ).id
+    entries = list(repo.audit_entries())
+    opened = {e.subject: e for e in entries if e.kind == "review.enqueued"}
+    assert {
+        subject: (e.payload["kind"], e.payload["merge_key"], e.payload["head"])
+        for subject, e in opened.items()
+    } == {
+        f"item:{scored}": ("score", "post:p1", repo.get_item(policy, scored).head),
+        f"item:{reported}": ("report", "post:p2", "incitement"),
+        f"item:{batch}": ("cluster", "cluster:c1", "coordination"),
+        f"item:{match}": ("bank_match", "bank:7:post:p3", "rumor"),
+    }
+    assert len(opened) == len([e for e in entries if e.kind == "review.enqueued"])
+    assert {tuple(sorted(e.payload)) for e in opened.values()} == {
+        ("head", "kind", "merge_key", "severity")
+    }
+    assert opened[f"item:{reported}"].payload["severity"] == "report"
+    # each in the transaction that opened its item: the record (or report) that opened it
+    # is chained at the same moment, right before or after it
+    by_seq = {e.seq: e for e in entries}
+    first_report = next(e for e in entries if e.kind == "report.filed")
+    assert first_report.payload["item"] == reported
+    assert by_seq[first_report.seq - 1].subject == f"item:{reported}"
+    assert by_seq[first_report.seq - 1].at == first_report.at
+    flagged = next(e for e in entries if e.kind == "score.flagged")
+    assert by_seq[flagged.seq + 1].subject == f"item:{scored}"
+    assert by_seq[flagged.seq + 1].at == flagged.at
+    assert verify(repo) == []

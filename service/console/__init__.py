@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader
 from starlette.exceptions import HTTPException
 
 from service.console import articles, pages, present
-from service.console.i18n import code_filter
+from service.console.i18n import FAMILIES, code_filter
 from service.console.session import Sessions
 from service.console.web import (
     Console,
@@ -42,7 +42,7 @@ def mount(app: FastAPI, settings: Settings, reads: ConsoleReads) -> None:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
     env.filters["when"] = present.when
     env.filters["age"] = present.age
-    for family in ("status", "action", "disposition"):
+    for family in FAMILIES:
         env.filters[family] = code_filter(family)
     app.state.console = Console(
         settings=settings,

@@ -188,6 +188,25 @@ TEXT: dict[str, tuple[str, str]] = {
     "disposition.close_account": ("关闭注销账号", "account closed"),
     "disposition.blacklist": ("列入黑名单", "blacklisted"),
     "disposition.ban_reregistration": ("禁止重新注册", "re-registration banned"),
+    # an item's source as the pages show it, by its kind (``service.review.items.KINDS``)
+    "kind.score": ("评分", "score"),
+    "kind.cluster": ("近似重复聚类", "cluster"),
+    "kind.bank_match": ("谣言库匹配", "bank match"),
+    "kind.report": ("举报", "report"),
+    "kind.follower_jump": ("粉丝数异常", "follower jump"),
+    # a risk or another category as the pages show it, by its code word
+    # (``service.policy.governance.CATEGORIES``): an item's head, a report's or a confirmation's
+    # category, a plot's series
+    "head.rumor": ("谣言", "rumour"),
+    "head.incitement": ("煽动极端情绪", "incitement"),
+    "head.fake_originality": ("虚假原创", "fake originality"),
+    "head.coordination": ("批量协同发布", "coordination"),
+    "head.fake_followers": ("虚假粉丝", "fake followers"),
+    # why an account's credit changed, by the credit ledger's reason
+    # (``service.storage.review_steps.change_credit``)
+    "credit.violation": ("确认违规扣分", "violation confirmed"),
+    "credit.restore": ("无违规期满恢复", "restored after a clean period"),
+    "credit.reversal": ("申诉成立退回", "reversed on appeal"),
     # a review rule's refusal, by its reason (service.review.refusals.REASONS), with the same
     # details filled in: a moment as the pages show one, a status in words
     "refusal.decided": ("该条目已处理({status})", "The item is decided already ({status})"),
@@ -320,8 +339,13 @@ def translator(language: str) -> Callable[[str], str]:
     return t
 
 
+FAMILIES = ("status", "action", "disposition", "kind", "head", "credit")
+"""The code words the pages show in words, by the prefix of their keys in :data:`TEXT`; each
+is a template filter of the same name."""
+
+
 def worded(t: Callable[[str], str], family: str, code: str) -> str:
-    """``code``, a code word of ``family`` (``status``, ``action``, ``disposition``), in
+    """``code``, a code word of one of :data:`FAMILIES`, in
     ``t``'s language; as it is where the table has no words for it (a disposition kind a
     deployment's policy names)."""
     key = f"{family}.{code}"

@@ -431,8 +431,8 @@ async def dashboard(who: Admin) -> HTMLResponse:
     drawn = who.console.dashboards.get(language)
     if drawn is None or time.monotonic() - drawn[0] > DASHBOARD_S:
         now = datetime.now(UTC)
-        words = partial(worded, translator(language))
+        t = translator(language)
         reads, policy = who.console.reads, who.found.scoring.policy
-        plots = await who.call(present.dashboard, reads, policy, now, words)
+        plots = await who.call(present.dashboard, reads, policy, now, t, partial(worded, t))
         drawn = who.console.dashboards[language] = (time.monotonic(), now, plots)
     return who.page("dashboard.html", drawn_at=drawn[1], plots=drawn[2])

@@ -308,10 +308,15 @@ def age(moment: datetime) -> str:
 
 
 def dashboard(
-    reads: ConsoleReads, policy: Policy, now: datetime, worded: Callable[[str, str], str]
+    reads: ConsoleReads,
+    policy: Policy,
+    now: datetime,
+    t: Callable[[str], str],
+    worded: Callable[[str, str], str],
 ) -> dict[str, Markup]:
-    """The dashboard's plots (titles are set by the template), their actions and statuses as
-    ``worded(family, code word)`` says them: in the reader's language."""
+    """The dashboard's plots in the reader's language: their titles (a plot's accessible name;
+    the template captions each) as ``t`` says them, heads, actions and statuses as
+    ``worded(family, code word)`` does."""
     days = [(now - timedelta(days=d)).strftime("%Y-%m-%d") for d in range(13, -1, -1)]
     flagged = reads.flagged_per_day(now, 14)
     decisions = reads.decisions_per_reviewer(now, 7)
@@ -322,23 +327,27 @@ def dashboard(
     out = {
         "flagged": plots.lines(
             [d[5:] for d in days],
-            {head: [flagged[head].get(d, 0) for d in days] for head in sorted(flagged)},
-            "flagged per head per day",
+            {
+                worded("head", head): [flagged[head].get(d, 0) for d in days]
+                for head in sorted(flagged)
+            },
+            t("flagged_per_day"),
         ),
-        "ages": plots.bars(ages, [[n] for n in reads.open_by_age(now)], "open items by age"),
+        "ages": plots.bars(ages, [[n] for n in reads.open_by_age(now)], t("queue_age")),
         "reviewers": plots.bars(
             reviewers,
             [[decisions[r].get(a, 0) for a in ACTIONS] for r in reviewers],
-            "decisions per reviewer",
+            t("per_reviewer"),
             legend=[worded("action", a) for a in ACTIONS],
         ),
         "appeals": plots.bars(
             [worded("status", s) for s in sorted(appeals)],
             [[appeals[s]] for s in sorted(appeals)],
-            "appeal outcomes",
+            t("appeal_outcomes"),
         ),
     }
     for risk, rule in policy.risks.items():
         values = [s[risk] for s in scores if risk in s]
-        out[f"scores:{risk}"] = plots.histogram(values, rule.review, f"{risk} scores")
+        title = f"{t('score_dist')}: {worded('head', risk)}"
+        out[f"scores:{risk}"] = plots.histogram(values, rule.review, title)
     return out

@@ -611,19 +611,11 @@ class ReviewSql:
                 severity=severity,
                 reach=reach,
                 evidence={**evidence, **linked},
+                after=None if decided is None else decided.id,
             )
             item.model_version, item.text = model_version, text_
             item.urgency = urgency_of(policy, item)
             tx.session.flush()
-            enqueued: dict[str, Any] = {
-                "kind": kind,
-                "merge_key": merge_key,
-                "head": head,
-                "severity": severity,
-            }
-            if decided is not None:
-                enqueued["after"] = decided.id
-            tx.record("review.enqueued", f"item:{item.id}", enqueued)
             return item_view(policy, item, None, tx.now)
 
         return self._once(policy, now, None, views.Item, run)
@@ -1004,20 +996,8 @@ def _flag_jump(
         reach=reach,
         evidence={"jumps": [jump]},
     )
+    # the counts before and after are chained by the profile update's own record
     item.urgency = urgency_of(tx.policy, item)
-    tx.session.flush()
-    tx.record(
-        "review.enqueued",
-        f"item:{item.id}",
-        {
-            "kind": item.kind,
-            "merge_key": item.merge_key,
-            "head": item.head,
-            "severity": item.severity,
-            "account_id": account_id,
-            "jump": jump,
-        },
-    )
 
 
 def _nobody_to_charge(item: ReviewItem) -> views.Uncharged:

@@ -505,7 +505,10 @@ def new_item(
     severity: str,
     reach: int,
     evidence: dict[str, Any],
+    after: int | None = None,
 ) -> ReviewItem:
+    """Open an item with its :func:`enqueued` record; ``after`` names the item decided on the
+    same merge key before it."""
     item = ReviewItem(
         kind=kind,
         post_id=post_id,
@@ -523,7 +526,31 @@ def new_item(
         enqueued_at=tx.now,
     )
     tx.session.add(item)
+    tx.session.flush()
+    tx.record(*enqueued(item.id, kind, merge_key, head, severity, after))
     return item
+
+
+def enqueued(
+    item_id: int,
+    kind: str,
+    merge_key: str,
+    head: str | None,
+    severity: str,
+    after: int | None = None,
+) -> tuple[str, str, dict[str, Any]]:
+    """The ``review.enqueued`` record of an item opened: one per item, whatever its source,
+    chained in the transaction that opens it; ``after``, the item decided on the same merge
+    key before it, where there is one."""
+    payload: dict[str, Any] = {
+        "kind": kind,
+        "merge_key": merge_key,
+        "head": head,
+        "severity": severity,
+    }
+    if after is not None:
+        payload["after"] = after
+    return "review.enqueued", f"item:{item_id}", payload
 
 
 def urgency_of(policy: Policy, item: ReviewItem) -> float:

@@ -60,7 +60,7 @@ from service.storage.repository import (
 )
 from service.storage.review_rows import utc
 from service.storage.review_sql import ReviewSql
-from service.storage.review_steps import append_records, item_to_join
+from service.storage.review_steps import append_records, enqueued, item_to_join
 from service.storage.tables import (
     OPEN,
     BankedRumor,
@@ -570,14 +570,18 @@ class SqlRepository(ReviewSql):
             fields = self._score_fields(row_id, item, record.decision, reach, 0, now)
             # the key reports open the post's item with: of two writers queueing the post at
             # once, the second finds the first's item (uq_queue_open_merge) and joins it
+            merge_key = f"post:{record.id}"
             insert = sqlite_insert if self.engine.dialect.name == "sqlite" else postgresql_insert
             opened = session.execute(
                 insert(ReviewItem)
-                .values(**fields, merge_key=f"post:{record.id}", status="open", text=item.text)
+                .values(**fields, merge_key=merge_key, status="open", text=item.text)
                 .on_conflict_do_nothing(index_elements=["merge_key"], index_where=text(OPEN))
                 .returning(ReviewItem.id)
             ).scalar_one_or_none()
             if opened is not None:
+                log.append(
+                    enqueued(opened, fields["kind"], merge_key, fields["head"], fields["severity"])
+                )
                 return
             earlier = item_to_join(session, record.id, None)
             assert earlier is not None, "the conflicting item is open and about the post"
