@@ -34,6 +34,9 @@ class Verdict:
     """What the account's level multiplied the review thresholds by."""
     stopped: list[Stop]
     """The account's dispositions that stop it publishing, active at the decision."""
+    text_decision: Decision
+    """The decision on the text alone, which ``stopped`` may have made ``block``: the severity
+    its review item gets."""
 
 
 def decide(
@@ -55,9 +58,10 @@ def decide(
     flagged = sorted((r for r in RISKS if flags[r]), key=lambda r: -scores[r])
     blocked = [r for r in RISKS if policy.blocks(r, scores[r], chars)]
     too_short = [r for r in RISKS if scores[r] >= policy.risks[r].block and r not in blocked]
-    decision: Decision = "pass"
-    if blocked or stopped:
-        decision = "block"
+    text: Decision = "pass"
+    if blocked:
+        text = "block"
     elif flagged:
-        decision = "review"
-    return Verdict(flags, decision, flagged, too_short, factor, stopped)
+        text = "review"
+    decision: Decision = "block" if stopped else text
+    return Verdict(flags, decision, flagged, too_short, factor, stopped, text)

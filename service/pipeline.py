@@ -39,7 +39,7 @@ from service.neardup import Finding, NearDuplicates
 from service.neardup.fingerprint import Signature
 from service.normalise import WINDOW, Normalised, normalise
 from service.policy import Policy, load_policy
-from service.record import Post, Reason, ScoreRecord, Span, text_digest
+from service.record import TEXT_DECISION, Decision, Post, Reason, ScoreRecord, Span, text_digest
 from service.review.dispositions import Standing, Stop
 from service.review.items import QueueRequest
 from service.settings import Settings
@@ -285,7 +285,7 @@ class Pipeline:
         verdict = decide(scores, self.policy, account, chars=prepared.chars)
         factor = verdict.review_factor
         # the account may not publish now: that is the decision's first reason
-        reasons = [_stop_reason(stop) for stop in verdict.stopped]
+        reasons = [_stop_reason(stop, verdict.text_decision) for stop in verdict.stopped]
         for risk in verdict.flagged:
             rule = self.policy.risks[risk].reason
             found: dict[str, object] = {"articles": rule.articles, "summary": rule.summary}
@@ -339,10 +339,11 @@ def claim_tails(posts: Sequence[Post], norms: Sequence[Normalised]) -> dict[int,
 STOPPED = "账号处置期间不得发布 / the account may not publish while this disposition is active"
 
 
-def _stop_reason(stop: Stop) -> Reason:
+def _stop_reason(stop: Stop, text: Decision) -> Reason:
     """The reason of a post blocked because its account may not publish: the disposition, the
-    article it rests on and its end (null: until lifted). Its score is 1: the account's state is
-    known, not estimated."""
+    article it rests on and its end (null: until lifted), and ``text``, the decision on the text
+    alone (:func:`service.record.text_decision`). Its score is 1: the account's state is known,
+    not estimated."""
     ends = None if stop.ends_at is None else stop.ends_at.astimezone(UTC).isoformat()
     return Reason(
         code=f"{stop.basis}.{stop.kind}",
@@ -351,6 +352,7 @@ def _stop_reason(stop: Stop) -> Reason:
             "articles": [stop.basis],
             "summary": STOPPED,
             "disposition": {"kind": stop.kind, "basis": stop.basis, "ends_at": ends},
+            TEXT_DECISION: text,
         },
     )
 

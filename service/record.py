@@ -10,7 +10,7 @@ import hashlib
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 from pydantic import (
     BaseModel,
@@ -257,6 +257,22 @@ class ScoreRecord(BaseModel):
         description="the reasons' evidence spans are still being computed: the publish path "
         "answers before them, and the stored record gets them",
     )
+
+
+TEXT_DECISION = "text_decision"
+"""The evidence key under which the reason of an account's disposition that stops it publishing
+keeps the decision on the post's text alone."""
+
+
+def text_decision(record: ScoreRecord) -> Decision:
+    """The decision on ``record``'s text alone: a disposition that stops the account publishing
+    makes the record ``block`` whatever its text, and its reason keeps the text's. Whether the
+    post is queued for review, and its item's severity (priority, credit deduction), are the
+    text's: the account's state is no finding on the post."""
+    for reason in record.reasons:
+        if TEXT_DECISION in reason.evidence:
+            return cast(Decision, reason.evidence[TEXT_DECISION])
+    return record.decision
 
 
 HeadProbabilities = dict[Head, float]

@@ -38,7 +38,7 @@ from service.metrics import Metrics
 from service.neardup.bank import rumor_copy
 from service.neardup.match import HELD, TAKEN
 from service.policy import Policy
-from service.record import Post, ScoreRecord, text_digest
+from service.record import Post, ScoreRecord, text_decision, text_digest
 from service.review.dispositions import Standing
 from service.review.items import QueueRequest
 from service.spool import Spool
@@ -444,11 +444,11 @@ class ScoringService:
         have stored a post first: its record is the one), and whether they had to be spooled."""
         policy = self.policy
         # a post blocked for its account's disposition alone is stored (the record of what was
-        # refused) but not queued: its text holds nothing for a reviewer to judge
+        # refused) but queued as its text alone would be: that holds what a reviewer judges
         items = [
             Pending(
                 r,
-                enqueue=r.decision in policy.enqueue and any(r.flags.values()),
+                enqueue=text_decision(r) in policy.enqueue,
                 text=posts[r.id].text,
                 post=posts[r.id],
             )

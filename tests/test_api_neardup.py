@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import redis
-from servicekit import Api, open_api, write_policy
+from servicekit import Api, open_api, wait_for, write_policy
 
 from service.neardup.bank import rumor_copy
 from service.pipeline import Pipeline
@@ -85,6 +85,8 @@ def test_banking_and_removing_a_rumour_are_chained_with_who_and_the_copies(servi
     now = time.time()
     service.score({"id": "c1", "text": copy(1), "account_id": "a1", "created_at": now})
     service.score({"id": "c0", "text": copy(2), "account_id": "a2", "created_at": now - 60})
+    # the copies are recorded after the answers, in the background
+    wait_for(lambda: len(_copies(service, rumor_id, admin)) == 2)
     assert service.client.delete(f"/v1/bank/rumors/{rumor_id}", headers=admin).status_code == 204
     assert service.client.delete(f"/v1/bank/rumors/{rumor_id}", headers=admin).status_code == 404
     review = service.services.review

@@ -13,9 +13,10 @@ from servicekit import Api
 from sqlalchemy import text
 
 from service.heads import RISKS
+from service.neardup import queue
 from service.pipeline import Pipeline
-from service.record import Post
-from service.review.dispositions import Standing
+from service.record import Post, Reason
+from service.review.dispositions import Standing, Stop
 from service.storage import SqlRepository
 from service.storage.repository import Idempotency
 
@@ -447,6 +448,36 @@ def test_an_account_that_may_not_publish_gets_block_naming_its_disposition(api: 
         "basis": "art19",
         "ends_at": None,
     }
+
+
+def test_a_post_blocked_for_its_account_is_queued_at_its_text_s_severity(api: Api) -> None:
+    """A suspended account's flagged post is blocked for the suspension, but its item is the
+    text's: ranked, and charged on confirmation (the credit's severity multiplier), as the same
+    text of a free account is; the suspension is no finding on the post."""
+    confirm_until(api, "acc1", "suspend_updates")
+    api.services.scoring.recover()
+    record = api.score({"id": "next", "text": RUMOR, "account_id": "acc1"}).json()
+    assert record["decision"] == "block" and "art19.suspend_updates" in stops(record)
+    blocked = flagged_item(api, "next", "acc1")
+    free = flagged_item(api, "next-free", "acc3")
+    assert record["reasons"][0]["evidence"]["text_decision"] == free["severity"] == "review"
+    assert blocked["severity"] == free["severity"]
+
+
+def test_a_closed_account_s_bank_match_is_queued_at_its_text_s_severity(
+    pipeline: Pipeline,
+) -> None:
+    """The near-duplicate step's items of a post blocked for its account take the text's
+    decision as severity, as the post's own item does."""
+    post = Post(id="p", text=RUMOR, account_id="closed")
+    free = pipeline.score_many([post])[0]
+    closed = Standing(None, (Stop("close_account", "art19", None),))
+    record = pipeline.score_many([post], {"closed": closed})[0]
+    assert record.decision == "block" != free.decision
+    match = Reason(code="art13.rumor", score=1.0, evidence={"confirmed_rumor": "r1"})
+    record = record.model_copy(update={"reasons": [*record.reasons, match]})
+    (request,) = queue.requests(record, post.text, {})
+    assert request.kind == "bank_match" and request.severity == free.decision
 
 
 def test_a_lower_level_lowers_the_review_threshold(pipeline: Pipeline) -> None:

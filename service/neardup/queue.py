@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from service.record import ScoreRecord
+from service.record import ScoreRecord, text_decision
 from service.review.items import QueueRequest
 
 __all__ = ["QueueRequest", "batch_cluster", "members_in", "requests"]
@@ -35,6 +35,7 @@ def requests(
 ) -> list[QueueRequest]:
     """The items ``record`` (of a post with ``text``) gives; ``members`` by cluster id."""
     out: list[QueueRequest] = []
+    severity = text_decision(record)
     cid = batch_cluster(record)
     if cid is not None and record.cluster is not None:
         listed = members.get(cid, [])
@@ -43,7 +44,7 @@ def requests(
                 kind="cluster",
                 merge_key=f"cluster:{cid}",
                 head="coordination",
-                severity=record.decision,
+                severity=severity,
                 reach=record.cluster.size,
                 evidence={"cluster": record.cluster.model_dump(), "members": listed},
                 account_id=record.cluster.earliest.account_id,
@@ -60,7 +61,7 @@ def requests(
                 kind="bank_match",
                 merge_key=f"bank:{rumor}:post:{record.id}",
                 head="rumor",
-                severity=record.decision,
+                severity=severity,
                 reach=0,
                 evidence={k: reason.evidence[k] for k in keep if k in reason.evidence},
                 post_id=record.id,

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.policy import Policy
 from service.policy.governance import ReviewRules
-from service.record import DECISIONS, Decision, Post, ScoreRecord
+from service.record import DECISIONS, Decision, Post, ScoreRecord, text_decision
 from service.review import items as review_items
 from service.review.chain import text_digest
 from service.storage.repository import (
@@ -565,9 +565,11 @@ class SqlRepository(ReviewSql):
         A decided item is not reopened: this record opens a new one, since a new model or
         policy judged the post anew (a confirmation charges the post once all the same)."""
         record = item.record
+        # the text's decision: an account's state blocking the post is no finding on it
+        judged = text_decision(record)
         earlier = item_to_join(session, record.id, None)
         if earlier is None:
-            fields = self._score_fields(row_id, item, record.decision, reach, 0, now)
+            fields = self._score_fields(row_id, item, judged, reach, 0, now)
             # the key reports open the post's item with: of two writers queueing the post at
             # once, the second finds the first's item (uq_queue_open_merge) and joins it
             merge_key = f"post:{record.id}"
@@ -587,9 +589,9 @@ class SqlRepository(ReviewSql):
             assert earlier is not None, "the conflicting item is open and about the post"
         previous = earlier.record_id
         stricter = previous is not None and (
-            DECISIONS.index(cast(Decision, earlier.decision)) > DECISIONS.index(record.decision)
+            DECISIONS.index(cast(Decision, earlier.decision)) > DECISIONS.index(judged)
         )
-        decision = cast(Decision, earlier.decision) if stricter else record.decision
+        decision = cast(Decision, earlier.decision) if stricter else judged
         fields = self._score_fields(
             row_id,
             item,
