@@ -245,7 +245,7 @@ def test_a_spool_that_cannot_be_written_out_keeps_the_maintenance_going(
     post = Post(id="waiting", text=RUMOR)
     spool.append([Pending(pipeline.score_many([post])[0], enqueue=True, text=RUMOR, post=post)])
     spool.close()
-    failures = []
+    failures: list[int] = []
     drain = Spool.drain
 
     def full_once(self: Spool, *args: object) -> int:

@@ -13,7 +13,11 @@ from batchkit import CAMPAIGN, post_line, read_records
 from servicekit import Api, open_api, record
 
 from service.cli import main
+from service.heads import RISKS
+from service.neardup.queue import requests
 from service.pipeline import Pipeline
+from service.record import ClusterPost, ClusterSummary, Post, Reason, ScoreRecord
+from service.review.dispositions import Standing, Stop
 from service.storage import open_repository
 from service.storage.sql import upgrade
 
@@ -74,6 +78,39 @@ def test_a_match_of_the_rumour_bank_is_a_review_item(service: Api) -> None:
     assert isinstance(evidence, dict)
     assert evidence["confirmed_rumor"] == rumor["id"]
     assert evidence["notice"] == body["notice"]
+
+
+def test_a_post_blocked_for_its_accounts_state_gives_items_at_its_texts_severity(
+    pipeline: Pipeline,
+) -> None:
+    """A suspended account's post is blocked; its cluster and bank-match items are at the
+    severity its text alone gets, as the same post of an account in good standing."""
+    policy = pipeline.policy
+    # every risk flagged, none blocked: the text alone is ``review``
+    risks = {r: policy.risks[r].model_copy(update={"review": 0.0, "block": 1.01}) for r in RISKS}
+    tuned = Pipeline(pipeline.classifier, policy.model_copy(update={"risks": risks}))
+    post = Post(id="p", text=copy(1), account_id="bot")
+    suspended = Standing(stops=(Stop(kind="suspend_updates", basis="art19", ends_at=None),))
+    (alone,) = tuned.score_many([post])
+    (blocked,) = tuned.score_many([post], {"bot": suspended})
+    assert (alone.decision, blocked.decision) == ("review", "block")
+    earliest = ClusterPost(id="p0", account_id="bot0", created_at=0.0)
+    cluster = ClusterSummary(
+        id="c1", size=K, accounts=K, first_at=0.0, last_at=1.0, earliest=earliest, batch=True
+    )
+    match = Reason(code="art18.6.false_information", score=1.0, evidence={"confirmed_rumor": 7})
+
+    def severities(record: ScoreRecord) -> dict[str, str]:
+        batched = record.model_copy(
+            update={
+                "cluster": cluster,
+                "flags": {**record.flags, "coordination": True},
+                "reasons": [*record.reasons, match],
+            }
+        )
+        return {r.kind: r.severity for r in requests(batched, post.text, {})}
+
+    assert severities(blocked) == severities(alone) == {"cluster": "review", "bank_match": "review"}
 
 
 def test_rescore_enqueue_queues_each_batch_once(

@@ -359,6 +359,12 @@ def test_registration_check_and_account_profiles(api: Api) -> None:
         headers=api.headers(),
     ).json()
     assert [r["code"] for r in subject["reasons"]] == ["subject_blacklisted"]
+    # giving the subject to another account registers it again: 409 in the check's words
+    again = api.client.put(
+        "/v1/accounts/acc9", json={"subject_id": "91110000MA01"}, headers=headers
+    )
+    assert again.status_code == 409
+    assert again.json()["detail"] == subject["reasons"][0]["detail"]
     # what the check reads of a blacklisted account is not changed afterwards
     for change in ({"subject_id": "OTHER"}, {"name": None}):
         answer = api.client.put(url, json=change, headers=headers)
@@ -431,6 +437,11 @@ def test_an_account_that_may_not_publish_gets_block_naming_its_disposition(api: 
     assert record["flags"]["rumor"] and "art18.6.false_information" in {
         r["code"] for r in record["reasons"]
     }
+    # a reviewer judges the text: its item is at the text's severity, not the account's state
+    assert record["reasons"][0]["evidence"]["text_decision"] == "review"
+    listed = api.client.get("/v1/review/items", headers=api.headers(api.new_key("reviewer")))
+    (item,) = [i for i in listed.json()["items"] if i["post_id"] == "next"]
+    assert item["severity"] == "review"
     again = api.score({**post, "id": "next2"}).json()
     assert again["decision"] == "block" and set(stops(again)) == {"art19.suspend_updates"}
     after = api.score({**post, "id": "after", "account_id": "acc2"}).json()

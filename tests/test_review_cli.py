@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -33,6 +35,33 @@ def qinglang(url: str, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=120,
         check=False,
     )
+
+
+def test_audit_verify_says_when_a_copy_of_a_wal_file_misses_the_chain(tmp_path: Path) -> None:
+    """A SQLite file in WAL mode copied alone, while its writer holds the records in its -wal
+    file, reads as a database nothing was written to; rows without the chain are not whole."""
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    upgrade(url)
+    policy = load_policy(Settings().policy_file)
+    repo = open_repository(url, 5.0, policy.review)
+    repo.put_account(policy, "acc1", name="甲")
+    assert (tmp_path / "live.db-wal").stat().st_size > 0
+    shutil.copy(tmp_path / "live.db", tmp_path / "copy.db")
+    copied = qinglang(f"sqlite:///{tmp_path / 'copy.db'}", "audit", "verify")
+    assert copied.returncode == 0, copied.stderr
+    assert "ok, 0 records: nothing was written" in copied.stderr
+    assert 'sqlite3 DB ".backup COPY"' in copied.stderr
+    with sqlite3.connect(tmp_path / "copy.db") as db:
+        db.execute(
+            "INSERT INTO accounts (account_id, credit, level, followers, clean_since, "
+            "policy_version) VALUES ('x', 100, 'A', 0, '2026-01-01 00:00:00', 'p1')"
+        )
+    torn = qinglang(f"sqlite:///{tmp_path / 'copy.db'}", "audit", "verify")
+    assert torn.returncode == 1
+    assert "no records in the chain, but 1 rows of score records" in torn.stderr
+    repo.close()
+    live = qinglang(url, "audit", "verify")
+    assert live.returncode == 0 and "ok, 1 records" in live.stderr
 
 
 def test_audit_verify_export_and_labels(tmp_path: Path) -> None:

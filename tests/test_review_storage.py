@@ -1497,6 +1497,30 @@ def test_an_abnormal_follower_jump_opens_one_item_per_account_and_a_confirmation
     assert verify(repo) == []
 
 
+def test_a_blacklisted_subject_is_not_given_to_another_account_but_stays_with_its_holders(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    subject = "110101199001011234X"
+    repo.put_account(policy, "bad", subject_id=subject)
+    repo.put_account(policy, "before", name="早先", subject_id="110101-19900101-1234x")
+    repo.put_account(policy, "bare", name="无主体")
+    _blacklist(repo, policy, "bad")
+    detail = "the subject's account bad is blacklisted"
+    # a new account, and a stored one without a subject, in any spelling of it
+    for account, spelling in (("new", subject), ("bare", "110101 19900101 1234x")):
+        with pytest.raises(ConflictError, match=f"^{detail}$"):
+            repo.put_account(policy, account, subject_id=spelling)
+    with pytest.raises(NotFoundError):  # refused whole: not even created
+        repo.get_account(policy, "new")
+    assert repo.get_account(policy, "bare").name == "无主体"
+    assert repo.check_registration(policy, "别名", subject).reasons[0]["detail"] == detail
+    # the accounts that hold it already (the blacklisted one, one given it before) keep it
+    repo.put_account(policy, "bad", subject_id=subject)
+    assert repo.put_account(policy, "before", subject_id=subject, followers=4).followers == 4
+    # another subject is given freely
+    repo.put_account(policy, "bare", subject_id="91110000MA01")
+
+
 def test_a_subject_holds_at_most_the_policys_accounts_and_closed_ones_do_not_count(
     repo: SqlRepository, policy: Policy
 ) -> None:
@@ -1521,11 +1545,14 @@ def test_a_subject_holds_at_most_the_policys_accounts_and_closed_ones_do_not_cou
     repo.put_account(policy, "a0", subject_id=subject, followers=3)
     # another subject is counted on its own
     assert repo.check_registration(policy, "全新名字", "91110000MA01").allowed
-    # a closed account no longer holds a slot: its subject is refused by art8's rules
+    # a closed account no longer holds a slot: its subject is refused by art8's rules, by the
+    # check and by a profile that gives it to a new account alike
     _blacklist(repo, policy, "a0")
     after = repo.check_registration(policy, "全新名字", subject)
     assert [r["code"] for r in after.reasons] == ["subject_blacklisted"]
-    repo.put_account(policy, "extra", subject_id=subject)
+    with pytest.raises(ConflictError) as refused_again:
+        repo.put_account(policy, "extra", subject_id=subject)
+    assert str(refused_again.value) == after.reasons[0]["detail"]
 
 
 def test_every_item_opened_chains_one_enqueued_record_in_its_transaction(

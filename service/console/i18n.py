@@ -257,6 +257,10 @@ TEXT: dict[str, tuple[str, str]] = {
         "Account {account_id!r} has a subject already; it is never replaced, since "
         "re-registration is checked against it (art8, art10)",
     ),
+    "refusal.subject_blacklisted": (
+        "该主体的账号“{account}”已被列入黑名单",
+        "The subject's account {account} is blacklisted",
+    ),
     "refusal.subject_at_cap": (
         "给账号“{account_id}”的主体已有 {count} 个账号,每个主体上限为 {cap} 个(第十条)",
         "The subject given to account {account_id!r} holds {count} accounts, the cap per "

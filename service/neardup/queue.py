@@ -6,7 +6,9 @@ the same items: a record flagged for coordination in a coordinated batch gives t
 item (merge key ``cluster:ID``: the queue keeps one open item per key; each later post of the
 batch finds it open and, the cluster having grown, brings it up to date: size as reach, the
 members the window holds, bounded as the cluster keeps them), a record whose rumour reason
-cites a bank entry gives the match's item (merge key ``bank:ENTRY:post:ID``).
+cites a bank entry gives the match's item (merge key ``bank:ENTRY:post:ID``). Each is at the
+severity of the record's text (:func:`service.record.text_decision`), not of its account's
+state.
 """
 
 from __future__ import annotations

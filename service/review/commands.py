@@ -97,6 +97,29 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
+COPY_SQLITE = 'copy a SQLite file with sqlite3 DB ".backup COPY", or with its -wal file'
+
+
+def _empty_chain(rows: int) -> int:
+    """``audit verify``'s answer for a chain of no records, beside ``rows`` rows whose writes
+    chain one each. A SQLite file in WAL mode copied without its ``-wal`` file holds only what
+    was checkpointed: often nothing, which reads as a database nothing was written to."""
+    if rows:
+        print(
+            f"qinglang audit verify: no records in the chain, but {rows} rows of score records, "
+            "review items and accounts, each written with one: the database is not whole "
+            f"({COPY_SQLITE})",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        "qinglang audit verify: ok, 0 records: nothing was written to this database, or it is "
+        f"a copy without what its writers had not checkpointed ({COPY_SQLITE})",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _command(
     args: argparse.Namespace, repository: SqlRepository, settings: Settings, output: Output
 ) -> int:
@@ -124,6 +147,8 @@ def _command(
             print(f"qinglang audit verify: {problem}", file=sys.stderr)
         if problems:
             return 1
+        if head[0] == 0:
+            return _empty_chain(repository.chained_rows())
         print(f"qinglang audit verify: ok, {head[0]} records", file=sys.stderr)
         return 0
     with _open(output) as out:

@@ -28,6 +28,7 @@ REASONS: dict[str, str] = {
     "own_decision": "an appeal is resolved by a reviewer other than the one who decided",
     "subject_kept": "account {account_id!r} has a subject already; it is never replaced, since "
     "re-registration is checked against it (art8, art10)",
+    "subject_blacklisted": "the subject's account {account} is blacklisted",
     "subject_at_cap": "the subject given to account {account_id!r} holds {count} accounts, the "
     "cap per subject (art10) is {cap}",
     "name_kept": "account {account_id!r} is under {kinds}: its name stays refused to "
@@ -50,10 +51,15 @@ class _Words(string.Formatter):
         return str(super().format_field(value, format_spec))
 
 
+def words(reason: str, **details: Any) -> str:
+    """The English words of ``reason`` with ``details`` filled in."""
+    return _Words().format(REASONS[reason], **details)
+
+
 class RefusedError(Exception):
     """A rule refused: ``reason`` names its words in :data:`REASONS`, ``details`` fill them in."""
 
     def __init__(self, reason: str, **details: Any) -> None:
-        super().__init__(_Words().format(REASONS[reason], **details))
+        super().__init__(words(reason, **details))
         self.reason = reason
         self.details = details

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from service.normalise import normalise
 from service.policy.governance import RegistrationRules
 from service.review.items import ConflictError
+from service.review.refusals import words
 
 
 def fold_name(name: str) -> str:
@@ -78,6 +79,15 @@ def check_profile_change(
         raise ConflictError("name_kept", account_id=account_id, kinds=", ".join(sorted(refused_by)))
 
 
+def check_subject_blacklist(blacklisted_by: Sequence[str]) -> None:
+    """Raise :class:`ConflictError` when the subject about to be given to an account is
+    blacklisted: giving it is registering it again (art8). ``blacklisted_by`` are the subject's
+    accounts that refuse it, as :func:`check` takes them; the first is named, in the check's
+    words."""
+    if blacklisted_by:
+        raise ConflictError("subject_blacklisted", account=blacklisted_by[0])
+
+
 def check_subject_cap(rules: RegistrationRules, account_id: str, held: int) -> None:
     """Raise :class:`ConflictError` when giving a subject that holds ``held`` accounts (other
     than ``account_id``) to ``account_id`` takes it past the cap (art10)."""
@@ -127,7 +137,7 @@ def check(
     towards its cap. One reason per closed account: equal to any of its names, else
     near-equal to one."""
     reasons = [
-        Refusal("subject_blacklisted", f"the subject's account {account} is blacklisted")
+        Refusal("subject_blacklisted", words("subject_blacklisted", account=account))
         for account in subject_blacklisted_by
     ]
     if subject_holds >= rules.accounts_per_subject:

@@ -67,6 +67,7 @@ from service.storage.review_steps import (
     post_owner,
     restore,
     reverse,
+    subject_blacklisted_by,
     subject_holds,
     urgency_of,
     violation,
@@ -352,9 +353,13 @@ class ReviewSql:
             if subject_id is not None and account.subject_digest is None:
                 digest = registration.subject_digest(subject_id)
                 lock_subject(tx, digest)
-                held = subject_holds(
-                    tx.session, policy, registration.subject_digests(subject_id), tx.now, account_id
+                digests = registration.subject_digests(subject_id)
+                # an account without a subject that is given one registers it: a blacklisted
+                # subject may not register again (art8)
+                registration.check_subject_blacklist(
+                    subject_blacklisted_by(tx.session, policy, digests, tx.now)
                 )
+                held = subject_holds(tx.session, policy, digests, tx.now, account_id)
                 registration.check_subject_cap(rules, account_id, held)
             if not isinstance(name, EllipsisType):
                 account.name = name
@@ -773,16 +778,8 @@ class ReviewSql:
         moment = now or datetime.now(UTC)
         rules = policy.registration
         with self._session() as session:
-            blacklisted = session.scalars(
-                select(StoredAccount.account_id)
-                .join(StoredDisposition, StoredDisposition.account_id == StoredAccount.account_id)
-                .where(
-                    StoredAccount.subject_digest.in_(registration.subject_digests(subject_id)),
-                    StoredDisposition.kind.in_(rules.subjects_refused_by),
-                    active_now(moment),
-                )
-                .distinct()
-            ).all()
+            digests = registration.subject_digests(subject_id)
+            blacklisted = subject_blacklisted_by(session, policy, digests, moment)
             # every name a closed account held: a rename before the close frees none of them
             closed = session.execute(
                 select(HeldName.account_id, HeldName.folded_name)
@@ -796,7 +793,7 @@ class ReviewSql:
                 )
                 .order_by(HeldName.account_id, HeldName.id)
             ).all()
-            holds = subject_holds(session, policy, registration.subject_digests(subject_id), moment)
+            holds = subject_holds(session, policy, digests, moment)
         refusals = registration.check(rules, name, blacklisted, closed, holds)
         return views.Registration(
             allowed=not refusals,
@@ -837,6 +834,16 @@ class ReviewSql:
             head = session.get(AuditHead, 1)
             assert head is not None, "the audit head row is created by the migration"
             return head.seq, head.hash
+
+    def chained_rows(self) -> int:
+        """Rows of the tables each of whose writes chains a record (score records, review items,
+        accounts): a chain of no records beside any of them is not this database's whole
+        story (a SQLite file copied without its ``-wal`` file, say)."""
+        with self._session() as session:
+            return sum(
+                int(session.scalar(select(func.count()).select_from(table)) or 0)
+                for table in (StoredRecord, ReviewItem, StoredAccount)
+            )
 
     def labels(self) -> Iterator[dict[str, Any]]:
         """Reviewers' final decisions on posts as training labels, one per item with its

@@ -414,6 +414,26 @@ def subject_holds(
     return int(session.scalar(select(func.count()).select_from(StoredAccount).where(*where)) or 0)
 
 
+def subject_blacklisted_by(
+    session: Session, policy: Policy, digests: set[str], now: datetime
+) -> list[str]:
+    """The accounts of a subject of ``digests`` under an active ``subjects_refused_by``
+    disposition (blacklisted), in id order: each refuses the subject to registration (art8)."""
+    return list(
+        session.scalars(
+            select(StoredAccount.account_id)
+            .join(StoredDisposition, StoredDisposition.account_id == StoredAccount.account_id)
+            .where(
+                StoredAccount.subject_digest.in_(digests),
+                StoredDisposition.kind.in_(policy.registration.subjects_refused_by),
+                active_now(now),
+            )
+            .distinct()
+            .order_by(StoredAccount.account_id)
+        )
+    )
+
+
 def lock_subject(tx: Tx, digest: str) -> None:
     """Hold the subject until the transaction ends, so that two accounts given one subject at
     once are counted one after the other (SQLite has one writer at a time already)."""
