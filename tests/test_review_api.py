@@ -266,6 +266,55 @@ def test_who_decided_and_lifted_is_shown_to_the_trust_team_only(api: Api) -> Non
         assert hidden["lifted_at"] and "张伟" not in answer.text and "李娜" not in answer.text
 
 
+def test_the_platform_polls_the_dispositions_it_must_carry_out(api: Api) -> None:
+    """Art19's dispositions and their lifting on an upheld appeal (art20), for the platform to
+    carry out: each once, in commit order, who decided for the trust team only."""
+    feed, headers = "/v1/dispositions", api.headers()
+    empty = api.client.get(feed, headers=headers)
+    assert empty.status_code == 200, empty.text
+    assert empty.json() == {"changes": [], "next": 0}
+    item = flagged_item(api, "p1")
+    policy, review = api.services.scoring.policy, api.services.review
+    review.decide(policy, item["id"], "张伟", "confirm", "rumor", "art18.6")
+    appeal = review.file_appeal(
+        policy, account_id="acc1", item_id=item["id"], reason="辟谣", filed_by=api.key
+    )
+    review.decide_appeal(policy, appeal.id, "李娜", "uphold", None)
+    whole = api.client.get(feed, headers=headers)
+    assert "张伟" not in whole.text and "李娜" not in whole.text
+    first = api.client.get(f"{feed}?limit=1", headers=headers).json()
+    (applied,) = first["changes"]
+    assert first["next"] == applied["seq"] and applied["change"] == "applied"
+    rest = api.client.get(f"{feed}?after={first['next']}", headers=headers).json()
+    (lifted,) = rest["changes"]
+    assert (lifted["change"], lifted["appeal_id"]) == ("lifted", appeal.id)
+    done = api.client.get(f"{feed}?after={rest['next']}", headers=headers).json()
+    assert done == {"changes": [], "next": rest["next"]}
+    account = api.client.get("/v1/accounts/acc1", headers=headers).json()
+    (shown,) = [e for e in account["history"] if "decided_by" in e]
+    assert lifted["disposition"] == shown
+    assert applied["disposition"] == {**shown, "lifted_at": None, "active": True}
+    assert shown["account_id"] == "acc1" and shown["item_id"] == item["id"]
+    assert whole.json()["changes"] == [applied, lifted]
+    for role in ("reviewer", "admin"):
+        seen = api.client.get(feed, headers=api.headers(api.new_key(role))).json()
+        signed = [c["disposition"] for c in seen["changes"]]
+        assert [(d["decided_by"], d["lifted_by"]) for d in signed] == [
+            ("张伟", None),
+            ("张伟", "李娜"),
+        ], role
+    assert api.client.get(feed).status_code == 401
+    for query in ("after=nope", "after=-1", "after=1.5", f"after={rest['next'] + 1}"):
+        bad = api.client.get(f"{feed}?{query}", headers=headers)
+        assert bad.status_code == 422, query
+        assert [e["loc"] for e in bad.json()["detail"]] == [["query", "after"]], query
+    past = api.client.get(f"{feed}?after={rest['next'] + 1}", headers=headers).json()
+    assert "not a cursor this API gave out" in past["detail"][0]["msg"]
+    for limit in ("0", "1001"):
+        bad = api.client.get(f"{feed}?limit={limit}", headers=headers)
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "limit"]
+
+
 @pytest.mark.parametrize("field", ["text", "post_id"])
 def test_hostile_text_is_stored_and_returned_exactly(api: Api, field: str) -> None:
     value = HOSTILE if field == "text" else "'; DROP TABLE x; --<b>\u200b"

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from servicekit import migrate, record
-from sqlalchemy import event, inspect, text
+from sqlalchemy import event, inspect, select, text
+from sqlalchemy.orm import Session
 
 from service.heads import RISKS, Risk
 from service.policy import Policy, load_policy
@@ -30,7 +31,9 @@ from service.settings import Settings
 from service.spool import Spool
 from service.storage import Pending, SqlRepository, open_repository, upgrade
 from service.storage.repository import Idempotency, IdempotencyMismatchError
+from service.storage.review_steps import Tx, append_records, apply_disposition, locked_account
 from service.storage.sql import make_engine
+from service.storage.tables import StoredDisposition
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -457,6 +460,88 @@ def test_an_upheld_appeal_reverses_credit_and_lifts_dispositions_by_new_events(
     (label,) = repo.labels()
     assert label["label"] == 0 and label["appeal_upheld"]
     assert verify(repo) == []
+
+
+def test_the_disposition_feed_gives_each_change_once_in_commit_order_a_page_at_a_time(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    empty = repo.disposition_changes()
+    assert (empty.changes, empty.next) == ([], 0)
+    item = flag(repo, "p1", "acc1", "block")
+    decided = repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6", now=T0)
+    appeal = repo.file_appeal(
+        policy, account_id="acc1", item_id=item, reason="误判", filed_by="k1", now=T0 + HOUR
+    )
+    repo.decide_appeal(policy, appeal.id, "r2", "uphold", None, now=T0 + 2 * HOUR)
+    repo.put_account(policy, "acc1", followers=10, now=T0 + 3 * HOUR)
+    paged: list[views.DispositionChange] = []
+    after = 0
+    while True:
+        page = repo.disposition_changes(after, limit=1)
+        paged += page.changes
+        if not page.changes:
+            break
+        assert page.next == page.changes[-1].seq
+        after = page.next
+    head, _ = repo.audit_head()
+    # the last page read up to the chain's end, past the records of other kinds
+    assert page.next == head > paged[-1].seq
+    whole = repo.disposition_changes()
+    assert whole.changes == paged and whole.next == head
+    applied, lifted = paged
+    assert applied.seq < lifted.seq
+    assert (applied.change, applied.at, applied.appeal_id) == ("applied", T0, None)
+    # as it was applied, though lifted since; then as the appeal left it
+    assert applied.disposition == decided.dispositions[0]
+    assert applied.disposition.active and applied.disposition.lifted_at is None
+    assert (lifted.change, lifted.at, lifted.appeal_id) == ("lifted", T0 + 2 * HOUR, appeal.id)
+    (shown,) = [
+        h
+        for h in repo.get_account(policy, "acc1", now=T0 + 3 * HOUR).history
+        if isinstance(h, views.Disposition)
+    ]
+    assert lifted.disposition == shown
+    assert (shown.account_id, shown.item_id, shown.lifted_by) == ("acc1", item, "r2")
+    assert repo.disposition_changes(head).changes == []
+    with pytest.raises(ValueError, match=f"past the audit chain's last record \\({head}\\)"):
+        repo.disposition_changes(head + 1)
+
+
+def test_a_disposition_committed_after_a_higher_numbered_one_is_not_skipped(
+    postgres_url: str, policy: Policy
+) -> None:
+    """Two decisions at once on PostgreSQL: one numbers its disposition, another numbers the
+    next and commits first. A feed over the table's ids that gave the second would never give
+    the first; the chain numbers changes as they commit."""
+    upgrade(postgres_url)
+    repo = open_repository(postgres_url, 5.0, policy.review)
+    engine = make_engine(postgres_url, 5.0)
+    try:
+        first, second = flag(repo, "p1", "acc1"), flag(repo, "p2", "acc2")
+        with Session(engine) as slow, Session(engine) as quick:
+            late = Tx(slow, T0, policy)
+            locked_account(late, "acc1")
+            numbered = apply_disposition(late, "acc1", "warning", "art19", first, None, "r1")
+            early = Tx(quick, T0, policy)
+            locked_account(early, "acc2")
+            committed = apply_disposition(early, "acc2", "warning", "art19", second, None, "r1")
+            append_records(quick, early.now, early.log)
+            quick.commit()
+            assert numbered.id < committed.id
+            page = repo.disposition_changes()
+            assert [c.disposition.id for c in page.changes] == [committed.id]
+            append_records(slow, late.now, late.log)
+            slow.commit()
+        with engine.connect() as connection:
+            after_ids = select(StoredDisposition.id).where(StoredDisposition.id > committed.id)
+            assert connection.scalars(after_ids).all() == []
+        rest = repo.disposition_changes(page.next)
+        assert [c.disposition.id for c in rest.changes] == [numbered.id]
+        assert rest.changes[0].seq > page.next
+        assert verify(repo) == []
+    finally:
+        engine.dispose()
+        repo.close()
 
 
 def test_a_reversal_stops_at_the_initial_credit_and_keeps_what_other_violations_call_for(

@@ -243,6 +243,26 @@ async def get_account(account_id: AccountId, found: Found, who: Anyone) -> views
     return shown_to(who, await run_in_threadpool(found.review.get_account, policy, account_id))
 
 
+@router.get("/dispositions")
+async def disposition_changes(
+    found: Found,
+    who: Anyone,
+    after: Annotated[
+        int,
+        Query(ge=0, le=MAX_ROW_ID, description="the `next` of the last poll; 0 from the start"),
+    ] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> views.DispositionFeed:
+    """The dispositions applied and lifted (art19, an upheld appeal's art20) after ``after``,
+    in the order they were committed: the platform polls it, carries each change out and keeps
+    ``next``. Who decided and lifted each for reviewer and admin keys only, as on accounts."""
+    try:
+        feed = await run_in_threadpool(found.review.disposition_changes, after, limit)
+    except ValueError as exc:
+        raise invalid(("query", "after"), str(exc)) from None
+    return shown_to(who, feed)
+
+
 @router.put("/accounts/{account_id}")
 async def put_account(
     account_id: AccountId, body: AccountProfile, found: Found, who: Publisher

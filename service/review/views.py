@@ -93,6 +93,36 @@ class Disposition(BaseModel):
         return self.model_copy(update={"decided_by": None, "lifted_by": None})
 
 
+class DispositionChange(BaseModel):
+    seq: int = Field(
+        description="the change's record in the audit chain: passed as `after`, the feed goes on "
+        "after it"
+    )
+    change: Literal["applied", "lifted"]
+    at: datetime = Field(description="when the change was committed")
+    appeal_id: int | None = Field(description="the upheld appeal that lifted it (art20)")
+    disposition: Disposition = Field(
+        description="the disposition as the change left it, `active` at `at`: one applied shows "
+        "no lift, even when a later change lifts it"
+    )
+
+    def unsigned(self) -> DispositionChange:
+        """The change without the reviewers who decided and lifted the disposition."""
+        return self.model_copy(update={"disposition": self.disposition.unsigned()})
+
+
+class DispositionFeed(BaseModel):
+    changes: list[DispositionChange] = Field(description="in the order they were committed")
+    next: int = Field(
+        description="the `after` of the next poll: the last change's `seq` on a full page, else "
+        "the chain's last record, every record up to it read"
+    )
+
+    def unsigned(self) -> DispositionFeed:
+        """The feed as a publisher key reads it (see :meth:`Account.unsigned`)."""
+        return self.model_copy(update={"changes": [c.unsigned() for c in self.changes]})
+
+
 def _unsigned(
     entries: list[CreditChange | Disposition],
 ) -> list[CreditChange | Disposition]:

@@ -338,6 +338,11 @@ class ReviewRepository(Protocol):
         """The account; one known without a credit record is at ``policy``'s initial credit."""
         ...
 
+    def disposition_changes(self, after: int = 0, limit: int = 100) -> views.DispositionFeed:
+        """Dispositions applied and lifted after the audit record ``after``, in commit order;
+        ValueError for an ``after`` past the chain's last record."""
+        ...
+
     def restore_credit(self, policy: Policy, now: datetime | None = None) -> int:
         """Restore every account due points for clean periods; how many were."""
 

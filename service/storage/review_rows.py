@@ -21,6 +21,9 @@ from service.storage.tables import (
     StoredReport,
 )
 
+APPLIED, LIFTED = "disposition.applied", "disposition.lifted"
+"""The kinds of the records that chain a disposition applied and one lifted."""
+
 
 def utc(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes (stored as UTC wall time); PostgreSQL aware ones."""
@@ -82,8 +85,12 @@ def change_view(entry: CreditEntry) -> views.CreditChange:
     )
 
 
-def disposition_view(row: StoredDisposition, now: datetime) -> views.Disposition:
+def disposition_view(
+    row: StoredDisposition, now: datetime, as_applied: bool = False
+) -> views.Disposition:
+    """The disposition at ``now``; ``as_applied``, as it was applied, before any lift."""
     ends = maybe_utc(row.ends_at)
+    lifted_at = None if as_applied else maybe_utc(row.lifted_at)
     return views.Disposition(
         id=row.id,
         account_id=row.account_id,
@@ -94,9 +101,25 @@ def disposition_view(row: StoredDisposition, now: datetime) -> views.Disposition
         ends_at=ends,
         decided_by=row.decided_by,
         policy_version=row.policy_version,
-        lifted_at=maybe_utc(row.lifted_at),
-        lifted_by=row.lifted_by,
-        active=dispositions.is_active(ends, row.lifted_at is not None, now),
+        lifted_at=lifted_at,
+        lifted_by=None if as_applied else row.lifted_by,
+        active=dispositions.is_active(ends, lifted_at is not None, now),
+    )
+
+
+def disposition_change_view(
+    seq: int, kind: str, at: datetime, payload: dict[str, Any], row: StoredDisposition
+) -> views.DispositionChange:
+    """The change a ``disposition.applied`` or ``disposition.lifted`` record chains, with the
+    disposition as the change left it."""
+    moment = utc(at)
+    applied = kind == APPLIED
+    return views.DispositionChange(
+        seq=seq,
+        change="applied" if applied else "lifted",
+        at=moment,
+        appeal_id=None if applied else payload["appeal"],
+        disposition=disposition_view(row, moment, as_applied=applied),
     )
 
 

@@ -35,8 +35,11 @@ from service.review.items import (
 )
 from service.storage.repository import Idempotency, IdempotencyMismatchError, StorageError
 from service.storage.review_rows import (
+    APPLIED,
+    LIFTED,
     account_view,
     appeal_view,
+    disposition_change_view,
     item_view,
     maybe_utc,
     new_account_view,
@@ -405,6 +408,48 @@ class ReviewSql:
                     raise NotFoundError("no_account", account_id=account_id)
                 return new_account_view(policy, account_id)
             return account_view(session, account, now or datetime.now(UTC))
+
+    def disposition_changes(self, after: int = 0, limit: int = 100) -> views.DispositionFeed:
+        """The dispositions applied and lifted after the chain's record ``after``, ``limit`` at
+        a time, in the order they were committed: the chain's, whose records are numbered under
+        its head's lock (:func:`append_records`), so that one is committed before the next is
+        numbered, where a table's ids can commit out of order and a feed over them skip one.
+        ValueError for an ``after`` past the chain's last record: no page gave it out."""
+        with self._session() as session:
+            head = session.scalar(select(AuditHead.seq).where(AuditHead.id == 1))
+            assert head is not None, "the audit head row is created by the migration"
+            if after > head:
+                raise ValueError(
+                    f"{after} is past the audit chain's last record ({head}): "
+                    "not a cursor this API gave out"
+                )
+            # every record up to the head read first is committed: a page that ends short has
+            # read them all, and its next poll starts at the head instead of reading them again
+            disposition_id = func.coalesce(
+                AuditRecord.payload["id"].as_integer(),
+                AuditRecord.payload["disposition"].as_integer(),
+            )
+            rows = session.execute(
+                select(
+                    AuditRecord.seq,
+                    AuditRecord.kind,
+                    AuditRecord.at,
+                    AuditRecord.payload,
+                    StoredDisposition,
+                )
+                .join(StoredDisposition, StoredDisposition.id == disposition_id)
+                .where(
+                    AuditRecord.seq > after,
+                    AuditRecord.seq <= head,
+                    AuditRecord.kind.in_((APPLIED, LIFTED)),
+                )
+                .order_by(AuditRecord.seq)
+                .limit(limit)
+            ).all()
+            changes = [disposition_change_view(*row) for row in rows]
+        return views.DispositionFeed(
+            changes=changes, next=changes[-1].seq if len(changes) == limit else head
+        )
 
     def account_standings(
         self, levels: list[str], stops: list[str], now: datetime | None = None

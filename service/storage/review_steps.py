@@ -18,7 +18,14 @@ from service.policy import Policy
 from service.review import appeals, chain, credit, dispositions, items, views
 from service.review.items import Category, ConflictError, NotFoundError
 from service.storage.repository import StorageError
-from service.storage.review_rows import change_view, disposition_view, maybe_utc, utc
+from service.storage.review_rows import (
+    APPLIED,
+    LIFTED,
+    change_view,
+    disposition_view,
+    maybe_utc,
+    utc,
+)
 from service.storage.tables import (
     AuditHead,
     AuditRecord,
@@ -262,7 +269,7 @@ def apply_disposition(
     tx.session.flush()
     shown = disposition_view(row, tx.now)
     tx.record(
-        "disposition.applied",
+        APPLIED,
         f"account:{account_id}",
         shown.model_dump(mode="json", exclude={"account_id", "active", "starts_at"}),
     )
@@ -320,7 +327,7 @@ def reverse(
     for row in lifted:
         row.lifted_at, row.lifted_by = tx.now, reviewer
         tx.record(
-            "disposition.lifted",
+            LIFTED,
             f"account:{row.account_id}",
             {"disposition": row.id, "kind": row.kind, "appeal": appeal.id, "by": reviewer},
         )
