@@ -276,14 +276,18 @@ class KeptValue:
                     extra={"problem": str(exc)},
                 )
             return False
-        # what this process counted meanwhile; a new entry in its file starts at 0
-        moved.set(self._memory.get())
-        self._shared = moved
         with self.waiting_lock:
+            waited = self in self.waiting
             self.waiting.discard(self)
             if self.full.is_set() and not self.waiting:
                 self.full.clear()
                 log.info("metrics written to their folder again")
+        if waited:
+            # what this process counted meanwhile: the entry is new, at 0, since making it is
+            # what failed. One made at once may be in the file already (a dead process of the
+            # same pid), and goes on from there as the library's own values do
+            moved.set(self._memory.get())
+        self._shared = moved
         return True
 
     def _write(self, write: Callable[[_Value], None]) -> None:

@@ -17,7 +17,8 @@ it lists the decision in ``enqueue``. The answer goes out before the evidence sp
 risks are found (one more model call per flagged post): a single low-priority thread adds them
 to the stored records afterwards. When storage fails, the answer still goes out, marked
 ``degraded``, and those records wait in the durable :class:`~service.spool.Spool` until storage
-answers again. Nothing here knows about HTTP.
+answers again; a post whose record the spool cannot take either gets :class:`NotKept`, the
+others of its call their records. Nothing here knows about HTTP.
 """
 
 from __future__ import annotations
@@ -50,9 +51,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class RecordsNotKeptError(Exception):
-    """Records the policy says to keep could be neither stored nor spooled (storage down, the
-    spool's disk full): their posts get no answer, so that a retry keeps them."""
+NOT_KEPT = (
+    "the post was scored, but its record could be neither stored (storage is unavailable) nor "
+    "spooled (the spool's disk is full); try again"
+)
+"""The words for a post answered :class:`NotKept`, alone or in a batch."""
 
 
 class PolicyScorer(Protocol):
@@ -131,6 +134,20 @@ class IdConflict:
         )
 
 
+@dataclass(frozen=True)
+class NotKept:
+    """The post was scored, but its record, which the policy keeps, could be neither stored nor
+    spooled (storage down, the spool's disk full). Answered, the record would be lost, and a
+    flagged post let out with no review item; unanswered, the publish path retries it as any
+    other unavailable answer, and the retry is scored again and kept once there is room."""
+
+    id: str
+
+    @property
+    def problem(self) -> str:
+        return NOT_KEPT
+
+
 def _conflict(post: Post, account_id: str | None, digest: str | None) -> IdConflict | None:
     """Whether ``post`` is another post than the one its id names, of ``account_id`` and of the
     text of ``digest`` (a record stored before digests were kept has none: its text is taken as
@@ -156,9 +173,12 @@ def _refused(record: ScoreRecord) -> IdConflict | None:
     return None
 
 
-def _refusal(post: Post, fresh: dict[str, Post], refused: dict[str, IdConflict]) -> IdConflict:
-    """The answer to ``post``, whose id the window refused: the first post of its id in the call
-    (``fresh``) was the one matched, and the others are compared with it."""
+def _refusal(
+    post: Post, fresh: dict[str, Post], refused: dict[str, IdConflict | NotKept]
+) -> IdConflict | NotKept:
+    """The answer to ``post``, whose id the window refused or whose record was not kept: the
+    first post of its id in the call (``fresh``) was the one matched and scored, and the others
+    are compared with it."""
     first = fresh[post.id]
     return _conflict(post, first.account_id, text_digest(first.text)) or refused[post.id]
 
@@ -304,9 +324,12 @@ class ScoringService:
     def policy(self) -> Policy:
         return self.scorer.policy
 
-    async def score(self, posts: Sequence[Post]) -> tuple[list[ScoreRecord | IdConflict], bool]:
+    async def score(
+        self, posts: Sequence[Post]
+    ) -> tuple[list[ScoreRecord | IdConflict | NotKept], bool]:
         """The records of ``posts`` in order (an :class:`IdConflict` in place of a post whose id
-        names another post), and whether storage was out of reach (degraded)."""
+        names another post, a :class:`NotKept` in place of one whose record could not be kept),
+        and whether storage was out of reach (degraded)."""
         version = self.model_version
         found: dict[str, ScoreRecord] = {}
         for post in posts:
@@ -329,7 +352,7 @@ class ScoringService:
             if post.id not in found:
                 fresh.setdefault(post.id, post)
         new: list[ScoreRecord] = []
-        refused: dict[str, IdConflict] = {}
+        refused: dict[str, IdConflict | NotKept] = {}
         for scored in await self.batcher.score(list(fresh.values())):
             refusal = _refused(scored)
             if refusal is not None:
@@ -339,12 +362,14 @@ class ScoringService:
             if kept is scored:
                 new.append(scored)
             found[scored.id] = kept
-        try:
-            stored, spooled = await self._persist(new, fresh)
-        except RecordsNotKeptError:
-            # a retry must score these again and keep them, not find them answered in memory
-            self.first.forget(new)
-            raise
+        stored, spooled, unkept = await self._persist(new, fresh)
+        # a retry must score these again and keep them, not find them answered in memory; what
+        # follows a record (metrics, review items, copies) follows the retry's
+        self.first.forget(unkept)
+        for record in unkept:
+            del found[record.id]
+            refused[record.id] = NotKept(record.id)
+        new = [r for r in new if not isinstance(refused.get(r.id), NotKept)]
         for record in new:
             self.metrics.scored(record)
         found.update((s.id, s) for s in stored)
@@ -439,9 +464,10 @@ class ScoringService:
 
     async def _persist(
         self, records: list[ScoreRecord], posts: dict[str, Post]
-    ) -> tuple[list[ScoreRecord], bool]:
+    ) -> tuple[list[ScoreRecord], bool, list[ScoreRecord]]:
         """Store the records the policy says to persist; the stored records (another process may
-        have stored a post first: its record is the one), and whether they had to be spooled."""
+        have stored a post first: its record is the one), whether they had to be spooled, and
+        those that could be neither stored nor spooled (the spool takes all or none)."""
         policy = self.policy
         # a post blocked for its account's disposition alone is stored (the record of what was
         # refused) but queued as its text alone would be: that holds what a reviewer judges
@@ -456,23 +482,28 @@ class ScoringService:
             if r.decision in policy.persist
         ]
         if not items:
-            return [], False
+            return [], False, []
         try:
             stored = await self._storage(self.repository.save_records, items)
         except StorageError as exc:
             try:
                 await asyncio.get_running_loop().run_in_executor(self._io, self.spool.append, items)
             except OSError as full:
-                raise RecordsNotKeptError(
-                    f"{len(items)} records neither stored ({exc}) nor spooled in "
-                    f"{self.spool.folder} ({full})"
-                ) from full
+                # the paths and errors are the operator's: the callers get NOT_KEPT's words
+                log.error(
+                    "records not kept",
+                    extra={
+                        "problem": f"{len(items)} records neither stored ({exc}) nor spooled "
+                        f"in {self.spool.folder} ({full})"
+                    },
+                )
+                return [], False, [i.record for i in items]
             self.metrics.spooled.inc(len(items))
-            return [], True
+            return [], True, []
         for item, record in zip(items, stored, strict=True):
             if record is not item.record:
                 self.first.replace(record)
-        return stored, False
+        return stored, False, []
 
     async def _storage(self, call: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Run a storage call off the loop, or fail at once while storage is known to be down."""

@@ -42,14 +42,16 @@ def write_policy(
     persist: tuple[Decision, ...] = ("review", "block"),
     enqueue: tuple[Decision, ...] = ("review", "block"),
     version: str = "test-review-all",
+    review: float = 0.0,
 ) -> Path:
-    """The shipped policy with every risk flagged (review at 0) and never blocked, so that every
-    post, whatever the model says, gets ``review``."""
+    """The shipped policy with every risk flagged from ``review`` and never blocked: at 0, every
+    post, whatever the model says, gets ``review``; above it, a post that scores 0 on every risk
+    (an empty text) passes."""
     text = Settings().policy_file.read_text()
     text = re.sub(r"(?m)^version = .*$", f'version = "{version}"', text)
     text = re.sub(r"(?m)^persist = .*$", f"persist = {list(persist)!r}", text)
     text = re.sub(r"(?m)^enqueue = .*$", f"enqueue = {list(enqueue)!r}", text)
-    text = re.sub(r"(?m)^review = .*$", "review = 0.0", text)
+    text = re.sub(r"(?m)^review = .*$", f"review = {review}", text)
     text = re.sub(r"(?m)^block = .*$", "block = 1.01", text)
     path.write_text(text.replace("'", '"'))
     return path

@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2 as httpx
@@ -18,6 +19,7 @@ from servicekit import Api, Proxy, free_port, open_api, serve, wait_for, write_p
 
 from service.pipeline import Pipeline
 from service.record import Post, ScoreRecord
+from service.scoring import NOT_KEPT
 from service.security import create_key
 from service.settings import Settings
 from service.spool import Spool
@@ -195,6 +197,31 @@ def test_a_spooled_record_storage_refuses_is_set_aside_and_readiness_says_so(
         assert api.score({"id": "after", "text": RUMOR}).json()["degraded"] is False
 
 
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """The SQLite database at ``path`` locked by another connection: storage is down."""
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+
+
+@contextmanager
+def full(spool: Spool, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``spool``'s disk full: an append fails as on a real one, with none of it written."""
+
+    def no_room(items: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(spool.folder))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(spool, "append", no_room)
+        patched.setattr(spool, "room", lambda: 0)
+        yield
+
+
 def test_a_full_spool_while_storage_is_down_is_a_json_503_and_the_retry_keeps_the_record(
     tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -204,20 +231,13 @@ def test_a_full_spool_while_storage_is_down_is_a_json_503_and_the_retry_keeps_th
     ) as api:
         api.score({"id": "warm", "text": RUMOR})
         spool = api.services.scoring.spool
-
-        def full(items: object) -> None:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(spool.folder))
-
-        locker = sqlite3.connect(path, isolation_level=None)
-        locker.execute("BEGIN EXCLUSIVE")
-        try:
-            with monkeypatch.context() as patched:
-                patched.setattr(spool, "append", full)
-                patched.setattr(spool, "room", lambda: 0)
+        with locked(path):
+            with full(spool, monkeypatch):
                 refused = api.score({"id": "F1", "text": RUMOR})
                 readiness = api.client.get("/readyz").json()
             assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
             detail = refused.json()["detail"]
+            assert detail == NOT_KEPT
             assert "could be neither stored" in detail and "spool's disk is full" in detail
             assert str(spool.folder) not in detail  # the server's paths are the operator's
             assert readiness["status"] == "degraded"
@@ -226,14 +246,54 @@ def test_a_full_spool_while_storage_is_down_is_a_json_503_and_the_retry_keeps_th
             retried = api.score({"id": "F1", "text": RUMOR})
             assert retried.status_code == 200 and retried.json()["degraded"] is True
             assert spool.pending() == 1
-        finally:
-            locker.execute("ROLLBACK")
-            locker.close()
         wait_for(lambda: ready(api))
         scoring = api.services.scoring
         stored_once(
             scoring.repository, ["warm", "F1"], (scoring.model_version, scoring.policy.version)
         )
+
+
+def test_a_full_spool_while_storage_is_down_fails_only_the_batch_posts_whose_records_are_kept(
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an empty text scores 0 on every risk and passes (its record is not kept), any other
+    # text scores above 0.001 on some risk and is reviewed (kept)
+    path, policy = tmp_path / "locked.db", write_policy(tmp_path / "policy.toml", review=0.001)
+    posts = [{"id": "P1", "text": ""}, {"id": "F1", "text": RUMOR}]
+    with open_api(
+        tmp_path,
+        f"sqlite:///{path}",
+        pipeline.classifier,
+        policy=policy,
+        db_timeout_s=0.2,
+        storage_retry_s=0.2,
+    ) as api:
+        api.score({"id": "warm", "text": RUMOR})
+        scoring = api.services.scoring
+        spool = scoring.spool
+        with locked(path):
+            with full(spool, monkeypatch):
+                first = api.batch(posts)
+            # memory holds the passing post's record, not the refused one's
+            held = [scoring.first.get(i, scoring.model_version) for i in ("P1", "F1")]
+            assert held[0] is not None and held[1] is None
+            assert first.status_code == 200 and first.headers["retry-after"] == "1"
+            assert first.json()["degraded"] is True
+            passed, refused = first.json()["records"]
+            assert passed["id"] == "P1" and passed["decision"] == "pass" and passed["degraded"]
+            problem = {"loc": [], "msg": NOT_KEPT, "type": "not_kept"}
+            assert refused == {"index": 1, "id": "F1", "status": 503, "errors": [problem]}
+            # the passing post is answered as before; the refused one is scored again and spooled
+            second = api.batch(posts)
+            assert second.status_code == 200 and "retry-after" not in second.headers
+            again, kept = second.json()["records"]
+            assert again == passed
+            assert kept["id"] == "F1" and kept["decision"] == "review" and kept["degraded"]
+            assert spool.pending() == 1
+        wait_for(lambda: ready(api))
+        versions = scoring.model_version, scoring.policy.version
+        stored_once(scoring.repository, ["warm", "F1"], versions)
+        assert "P1" not in scoring.repository.find_records(["P1"], *versions)
 
 
 def test_a_spool_that_cannot_be_written_out_keeps_the_maintenance_going(

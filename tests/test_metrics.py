@@ -82,3 +82,27 @@ def test_values_without_room_wait_in_memory_and_reach_the_scrape_once_there_is_r
     assert "qinglang_storage_up 1.0" in text
     for f in tmp_path.glob("*.db"):
         assert f.stat().st_blocks * 512 >= f.stat().st_size, f.name
+
+
+def test_a_value_already_in_its_process_file_goes_on_from_it(tmp_path: Path) -> None:
+    # a process whose pid was another's, which died without its files being removed: as
+    # prometheus_client does, its counters go on from what is there, the sum never going down
+    count = """
+from service.metrics import Metrics
+metrics = Metrics("m", "p")
+metrics.request("/v1/score", "POST", 200, 0.01)
+metrics.request("/v1/score", "POST", 200, 0.01)
+"""
+    run(count, tmp_path)
+    (earlier,) = tmp_path.glob("counter_*.db")
+    reuse = f"""
+import os, shutil
+folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+shutil.move({str(earlier)!r}, os.path.join(folder, f"counter_{{os.getpid()}}.db"))
+from service.metrics import Metrics
+metrics = Metrics("m", "p")
+metrics.request("/v1/score", "POST", 200, 0.01)
+print(metrics.render().decode())
+"""
+    text = "\n".join(run(reuse, tmp_path))
+    assert 'qinglang_requests_total{method="POST",route="/v1/score",status="200"} 3.0' in text

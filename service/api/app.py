@@ -28,7 +28,7 @@ from service.pipeline import Pipeline
 from service.record import Post
 from service.review.appeals import AppealClosedError
 from service.review.items import ConflictError, ForbiddenError, NotFoundError
-from service.scoring import RecordsNotKeptError, ScoringService
+from service.scoring import ScoringService
 from service.security import AuthError, Guard
 from service.settings import Settings, get_settings
 from service.spool import Spool
@@ -133,7 +133,6 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         app.add_exception_handler(error, _status(status))
     app.add_exception_handler(AuthError, _auth_error)  # type: ignore[arg-type]
     app.add_exception_handler(OverloadedError, _overloaded)  # type: ignore[arg-type]
-    app.add_exception_handler(RecordsNotKeptError, _not_kept)
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(IdempotencyMismatchError, _key_reused)
     app.add_exception_handler(StoreUnavailableError, _index_unavailable)
@@ -232,21 +231,6 @@ async def _auth_error(_: Request, exc: AuthError) -> JSONResponse:
 async def _overloaded(_: Request, exc: OverloadedError) -> JSONResponse:
     return JSONResponse(
         {"detail": f"overloaded: {exc}; try again shortly"}, 503, headers={"Retry-After": "1"}
-    )
-
-
-async def _not_kept(_: Request, exc: Exception) -> JSONResponse:
-    """503 for posts scored whose records could be neither stored nor spooled: answered, the
-    record would be lost; unanswered, the publish path goes on as for any other 503, and its
-    retry is scored and kept once there is room. The paths and errors go to the log."""
-    log.error("records not kept", extra={"problem": str(exc)})
-    return JSONResponse(
-        {
-            "detail": "the post was scored, but its record could be neither stored (storage is "
-            "unavailable) nor spooled (the spool's disk is full); try again"
-        },
-        503,
-        headers={"Retry-After": "1"},
     )
 
 

@@ -35,7 +35,9 @@ class ItemError(BaseModel):
 
     index: int
     id: str | None = Field(description="the post's id when it had a usable one")
-    status: Literal[409, 413, 422] = Field(description="what the single-post endpoint would answer")
+    status: Literal[409, 413, 422, 503] = Field(
+        description="what the single-post endpoint would answer"
+    )
     errors: list[ItemProblem]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import ValidationError
 
 from service.api.auth import require
@@ -12,7 +12,7 @@ from service.api.routes import JsonRoute, invalid
 from service.api.schemas import BatchRequest, BatchResponse, ItemError, ItemProblem, Problem
 from service.api.state import Found
 from service.record import Post, ScoreRecord
-from service.scoring import IdConflict
+from service.scoring import IdConflict, NotKept
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing, malformed or unknown API key"},
@@ -32,6 +32,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     },
 }
 
+RETRY_AFTER = {"Retry-After": "1"}
+"""When to send again a post whose record was not kept, as the server's other 503s say: on the
+single post's 503, and on a batch with a 503 entry (whose other entries stand)."""
+
 router = APIRouter(prefix="/v1", tags=["scoring"], responses=ERRORS, route_class=JsonRoute)
 publisher = require("publisher", "admin")
 
@@ -50,16 +54,20 @@ async def score(post: Post, found: Found) -> ScoreRecord:
     if problem:
         raise HTTPException(413, problem)
     records, _ = await found.scoring.score([post])
-    if isinstance(records[0], IdConflict):
-        raise HTTPException(409, records[0].problem)
-    return records[0]
+    answer = records[0]
+    if isinstance(answer, IdConflict):
+        raise HTTPException(409, answer.problem)
+    if isinstance(answer, NotKept):
+        raise HTTPException(503, answer.problem, headers=RETRY_AFTER)
+    return answer
 
 
 @router.post("/score/batch", dependencies=[Depends(publisher)])
-async def score_batch(body: BatchRequest, found: Found) -> BatchResponse:
+async def score_batch(body: BatchRequest, found: Found, response: Response) -> BatchResponse:
     """Score up to ``max_batch_posts`` posts (256 unless configured); records come back in input
     order, and a post that cannot be scored gets an error entry in its place (422 invalid, 413
-    too long, 409 its id held for another account or scored before with another text)."""
+    too long, 409 its id held for another account or scored before with another text, 503 its
+    record could be neither stored nor spooled: then the answer has a Retry-After for it)."""
     limit = found.settings.max_batch_posts
     if len(body.posts) > limit:
         raise invalid(
@@ -71,11 +79,23 @@ async def score_batch(body: BatchRequest, found: Found) -> BatchResponse:
     answers: list[ScoreRecord | ItemError] = []
     for index, item in enumerate(checked):
         answer = next(scored) if isinstance(item, Post) else item
-        if isinstance(answer, IdConflict):
-            problem = ItemProblem(loc=["id"], msg=answer.problem, type="conflict")
-            answer = ItemError(index=index, id=answer.id, status=409, errors=[problem])
+        if isinstance(answer, IdConflict | NotKept):
+            answer = _unanswered(index, answer)
         answers.append(answer)
+    if any(isinstance(a, ItemError) and a.status == 503 for a in answers):
+        response.headers.update(RETRY_AFTER)
     return BatchResponse(records=answers, degraded=degraded)
+
+
+def _unanswered(index: int, post: IdConflict | NotKept) -> ItemError:
+    """The entry of a post scored but answered without its record: the single-post endpoint's
+    status and words."""
+    if isinstance(post, IdConflict):
+        status, problem = 409, ItemProblem(loc=["id"], msg=post.problem, type="conflict")
+    else:
+        # the whole post: a retry of it, not a change to one of its fields, is what helps
+        status, problem = 503, ItemProblem(loc=[], msg=post.problem, type="not_kept")
+    return ItemError(index=index, id=post.id, status=status, errors=[problem])
 
 
 def _check(index: int, item: object, limit: int) -> Post | ItemError:
