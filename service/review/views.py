@@ -99,7 +99,10 @@ class DispositionChange(BaseModel):
         "after it"
     )
     change: Literal["applied", "lifted"]
-    at: datetime = Field(description="when the change was committed")
+    at: datetime = Field(
+        description="when the change was made (its transaction's time: the order of the feed is "
+        "`seq`'s, the order of commits, which two changes made at once may take the other way)"
+    )
     appeal_id: int | None = Field(description="the upheld appeal that lifted it (art20)")
     disposition: Disposition = Field(
         description="the disposition as the change left it, `active` at `at`: one applied shows "

@@ -1048,7 +1048,7 @@ def _flag_jump(
         reach=reach,
         evidence={"jumps": [jump]},
     )
-    # the counts before and after are chained by the profile update's own record
+    # each count is chained by the profile update that gave it: the one before, and this one
     item.urgency = urgency_of(tx.policy, item)
 
 
