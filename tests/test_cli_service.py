@@ -494,6 +494,8 @@ def test_the_images_healthcheck_probes_the_port_of_the_settings_whichever_sets_i
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "QINGLANG_HOST": "0.0.0.0",
         "QINGLANG_CONFIG": str(config),
+        # its own: the default's may hold the address a server run here wrote (make serve)
+        "QINGLANG_STATE_DIR": str(tmp_path / "state"),
         "HTTP_PROXY": "http://127.0.0.1:9",
     }
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Healthy) as server:
