@@ -262,9 +262,8 @@ TEXT: dict[str, tuple[str, str]] = {
         "The subject's account {account} is blacklisted",
     ),
     "refusal.subject_at_cap": (
-        "给账号“{account_id}”的主体已有 {count} 个账号,每个主体上限为 {cap} 个(第十条)",
-        "The subject given to account {account_id!r} holds {count} accounts, the cap per "
-        "subject (art10) is {cap}",
+        "该主体已有 {count} 个账号,每个主体上限为 {cap} 个(第十条)",
+        "The subject holds {count} accounts, the cap per subject (art10) is {cap}",
     ),
     "refusal.name_kept": (
         "账号“{account_id}”处于 {kinds}:其名称不得重新注册(第八条),因此不可更改",

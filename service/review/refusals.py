@@ -29,8 +29,7 @@ REASONS: dict[str, str] = {
     "subject_kept": "account {account_id!r} has a subject already; it is never replaced, since "
     "re-registration is checked against it (art8, art10)",
     "subject_blacklisted": "the subject's account {account} is blacklisted",
-    "subject_at_cap": "the subject given to account {account_id!r} holds {count} accounts, the "
-    "cap per subject (art10) is {cap}",
+    "subject_at_cap": "the subject holds {count} accounts, the cap per subject (art10) is {cap}",
     "name_kept": "account {account_id!r} is under {kinds}: its name stays refused to "
     "re-registration (art8), so it is not changed",
     "post_not_live": "post {post_id!r} is not in the live window: give the rumour's text",

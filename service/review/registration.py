@@ -88,13 +88,12 @@ def check_subject_blacklist(blacklisted_by: Sequence[str]) -> None:
         raise ConflictError("subject_blacklisted", account=blacklisted_by[0])
 
 
-def check_subject_cap(rules: RegistrationRules, account_id: str, held: int) -> None:
+def check_subject_cap(rules: RegistrationRules, held: int) -> None:
     """Raise :class:`ConflictError` when giving a subject that holds ``held`` accounts (other
-    than ``account_id``) to ``account_id`` takes it past the cap (art10)."""
+    than the one it is given to) to one more takes it past the cap (art10), in the words of
+    :func:`check`."""
     if held >= rules.accounts_per_subject:
-        raise ConflictError(
-            "subject_at_cap", account_id=account_id, count=held, cap=rules.accounts_per_subject
-        )
+        raise ConflictError("subject_at_cap", count=held, cap=rules.accounts_per_subject)
 
 
 def distance(a: str, b: str, limit: int) -> int:
@@ -141,12 +140,9 @@ def check(
         for account in subject_blacklisted_by
     ]
     if subject_holds >= rules.accounts_per_subject:
+        cap = rules.accounts_per_subject
         reasons.append(
-            Refusal(
-                "subject_at_cap",
-                f"the subject holds {subject_holds} accounts, the cap per subject (art10) is "
-                f"{rules.accounts_per_subject}",
-            )
+            Refusal("subject_at_cap", words("subject_at_cap", count=subject_holds, cap=cap))
         )
     wanted = fold_name(name)
     found: dict[str, str] = {}

@@ -363,7 +363,7 @@ class ReviewSql:
                     subject_blacklisted_by(tx.session, policy, digests, tx.now)
                 )
                 held = subject_holds(tx.session, policy, digests, tx.now, account_id)
-                registration.check_subject_cap(rules, account_id, held)
+                registration.check_subject_cap(rules, held)
             if not isinstance(name, EllipsisType):
                 account.name = name
                 account.folded_name = None if name is None else registration.fold_name(name)
