@@ -25,7 +25,7 @@ from eval.review import _ms, fill
 from eval.speed import hardware
 from service.api.app import create_app
 from service.console.i18n import translator, worded
-from service.console.present import dashboard
+from service.console.present import dashboard, tallies
 from service.policy import load_policy
 from service.security import create_key, create_user
 from service.settings import settings_or_exit
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("last day's scores", lambda: reads.recent_scores(now)),
                 (
                     "all, drawn (a load past the cache)",
-                    lambda: dashboard(reads, policy, now, t, partial(worded, t)),
+                    lambda: dashboard(tallies(reads, now), policy, t, partial(worded, t)),
                 ),
             ]
             for name, run in parts:

@@ -427,12 +427,15 @@ async def delete_rumor(
 
 @router.get("/dashboard")
 async def dashboard(who: Admin) -> HTMLResponse:
-    language = language_of(who.request)
-    drawn = who.console.dashboards.get(language)
-    if drawn is None or time.monotonic() - drawn[0] > DASHBOARD_S:
-        now = datetime.now(UTC)
+    board = who.console.dashboard
+    if board.tallies is None or time.monotonic() - board.read_at > DASHBOARD_S:
+        read = await who.call(present.tallies, who.console.reads, datetime.now(UTC))
+        board.read_at, board.tallies, board.drawn = time.monotonic(), read, {}
+    tallied, language = board.tallies, language_of(who.request)
+    plots = board.drawn.get(language)
+    if plots is None:
         t = translator(language)
-        reads, policy = who.console.reads, who.found.scoring.policy
-        plots = await who.call(present.dashboard, reads, policy, now, t, partial(worded, t))
-        drawn = who.console.dashboards[language] = (time.monotonic(), now, plots)
-    return who.page("dashboard.html", drawn_at=drawn[1], plots=drawn[2])
+        policy = who.found.scoring.policy
+        plots = await who.call(present.dashboard, tallied, policy, t, partial(worded, t))
+        board.drawn[language] = plots
+    return who.page("dashboard.html", drawn_at=tallied.now, plots=plots)

@@ -307,22 +307,44 @@ def age(moment: datetime) -> str:
     return f"{minutes // 1440}d"
 
 
+@dataclass(frozen=True)
+class Tallies:
+    """What the dashboard draws, read at ``now``: the same for every language, so read once
+    for all of them (the reads scan the queue)."""
+
+    now: datetime
+    flagged: dict[str, dict[str, int]]
+    ages: list[int]
+    decisions: dict[str, dict[str, int]]
+    appeals: dict[str, int]
+    scores: list[dict[str, float]]
+
+
+def tallies(reads: ConsoleReads, now: datetime) -> Tallies:
+    return Tallies(
+        now,
+        flagged=reads.flagged_per_day(now, 14),
+        ages=reads.open_by_age(now),
+        decisions=reads.decisions_per_reviewer(now, 7),
+        appeals=reads.appeal_outcomes(),
+        scores=reads.recent_scores(now),
+    )
+
+
 def dashboard(
-    reads: ConsoleReads,
+    tallied: Tallies,
     policy: Policy,
-    now: datetime,
     t: Callable[[str], str],
     worded: Callable[[str, str], str],
 ) -> dict[str, Markup]:
-    """The dashboard's plots in the reader's language: their titles (a plot's accessible name;
-    the template captions each) as ``t`` says them, heads, actions and statuses as
-    ``worded(family, code word)`` does."""
+    """The dashboard's plots of ``tallied`` in the reader's language: their titles (a plot's
+    accessible name; the template captions each) as ``t`` says them, heads, actions and
+    statuses as ``worded(family, code word)`` does."""
+    now = tallied.now
     days = [(now - timedelta(days=d)).strftime("%Y-%m-%d") for d in range(13, -1, -1)]
-    flagged = reads.flagged_per_day(now, 14)
-    decisions = reads.decisions_per_reviewer(now, 7)
+    flagged, decisions, appeals = tallied.flagged, tallied.decisions, tallied.appeals
     reviewers = sorted(decisions)
-    appeals = reads.appeal_outcomes()
-    scores = reads.recent_scores(now)
+    scores = tallied.scores
     ages = ["<1h", "1-4h", "4-24h", "1-3d", ">3d"]
     out = {
         "flagged": plots.lines(
@@ -333,7 +355,7 @@ def dashboard(
             },
             t("flagged_per_day"),
         ),
-        "ages": plots.bars(ages, [[n] for n in reads.open_by_age(now)], t("queue_age")),
+        "ages": plots.bars(ages, [[n] for n in tallied.ages], t("queue_age")),
         "reviewers": plots.bars(
             reviewers,
             [[decisions[r].get(a, 0) for a in ACTIONS] for r in reviewers],

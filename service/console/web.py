@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -28,6 +27,7 @@ from starlette.exceptions import HTTPException
 
 from service.api.state import Services
 from service.console.i18n import explain, explain_refusal, translator
+from service.console.present import Tallies
 from service.console.session import COOKIE, Session, Sessions
 from service.review.refusals import RefusedError
 from service.security import BANK_EDITORS, SignInLimits, session_holds
@@ -80,6 +80,16 @@ class NotAllowedError(Exception):
     """The signed-in user's role may not open this page."""
 
 
+@dataclass
+class Dashboard:
+    """The dashboard's tallies this process last read (once a while for every language) and
+    their plots drawn in each language (its key)."""
+
+    read_at: float = 0.0
+    tallies: Tallies | None = None
+    drawn: dict[str, dict[str, Markup]] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Console:
     settings: Settings
@@ -88,8 +98,7 @@ class Console:
     articles: dict[str, str]
     reads: ConsoleReads
     limits: SignInLimits
-    dashboards: dict[str, tuple[float, datetime, dict[str, Markup]]] = field(default_factory=dict)
-    """The last dashboard this process drew in each language (its key), with when."""
+    dashboard: Dashboard = field(default_factory=Dashboard)
 
 
 @dataclass(frozen=True)
