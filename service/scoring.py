@@ -4,7 +4,9 @@ A post id scored again with the same model gets its record back (from memory, or
 for stored records), is not scored again and is counted, stored and enqueued once. Of a post
 stored under several policies (``rescore`` under a new one), a process answers with the post's
 record under its own policy where there is one, else with the post's earliest record: every
-process of one policy answers alike, from memory or from storage. A post id names one post, of
+process of one policy answers alike, from memory or from storage. A request for a post whose
+record another request of the process is storing or spooling waits for it and shares its
+answer, the record or :class:`NotKept` (:meth:`ScoringService._keep`). A post id names one post, of
 one account and one text: sent again by another account (or without the account it had), or
 with another text (an edit, or a producer reusing ids), it gets an :class:`IdConflict` instead,
 since the first record would let the new text through unscored, or hand one account's record to
@@ -174,12 +176,12 @@ def _refused(record: ScoreRecord) -> IdConflict | None:
 
 
 def _refusal(
-    post: Post, fresh: dict[str, Post], refused: dict[str, IdConflict | NotKept]
+    post: Post, firsts: dict[str, Post], refused: dict[str, IdConflict | NotKept]
 ) -> IdConflict | NotKept:
     """The answer to ``post``, whose id the window refused or whose record was not kept: the
-    first post of its id in the call (``fresh``) was the one matched and scored, and the others
-    are compared with it."""
-    first = fresh[post.id]
+    first post of its id in the call (``firsts``) was the one matched and scored, and the
+    others are compared with it."""
+    first = firsts[post.id]
     return _conflict(post, first.account_id, text_digest(first.text)) or refused[post.id]
 
 
@@ -259,10 +261,6 @@ class FirstRecords:
             self._records.popitem(last=False)
         return record
 
-    def forget(self, records: Sequence[ScoreRecord]) -> None:
-        for record in records:
-            self._records.pop((record.id, record.model_version), None)
-
     def replace(self, record: ScoreRecord) -> None:
         self._records[(record.id, record.model_version)] = record.model_dump_json()
 
@@ -310,6 +308,9 @@ class ScoringService:
             max_workers=1, thread_name_prefix="evidence", initializer=idle_priority
         )
         self._later: set[asyncio.Future[None]] = set()
+        self._keeping: dict[tuple[str, str], asyncio.Future[ScoreRecord | None]] = {}
+        """The outcome of each (post id, model version) a request is storing or spooling now:
+        the record once kept, None when it was not (:meth:`_keep`)."""
         self._waiting_evidence = 0
         self.max_waiting_evidence = max_queue
         """Records waiting for their spans beyond this many stay ``evidence_pending``: under a
@@ -332,12 +333,14 @@ class ScoringService:
         and whether storage was out of reach (degraded)."""
         version = self.model_version
         found: dict[str, ScoreRecord] = {}
+        waiting: dict[str, asyncio.Future[ScoreRecord | None]] = {}
+        # one post per id: a batch that repeats an id scores and stores its first post once
+        firsts: dict[str, Post] = {}
         for post in posts:
-            known = self.first.get(post.id, version)
-            if known is not None:
-                found[post.id] = known
+            if firsts.setdefault(post.id, post) is post:
+                self._recall(post.id, version, found, waiting)
         degraded = False
-        unknown = list(dict.fromkeys(p.id for p in posts if p.id not in found))
+        unknown = [i for i in firsts if i not in found and i not in waiting]
         if unknown:
             try:
                 earlier = await self._storage(
@@ -346,45 +349,117 @@ class ScoringService:
                 found.update({i: self.first.keep(r) for i, r in earlier.items()})
             except StorageError:
                 degraded = True
-        # one post per id: a batch that repeats an id scores and stores its first post once
-        fresh: dict[str, Post] = {}
-        for post in posts:
-            if post.id not in found:
-                fresh.setdefault(post.id, post)
+        fresh = [p for i, p in firsts.items() if i not in found and i not in waiting]
         new: list[ScoreRecord] = []
         refused: dict[str, IdConflict | NotKept] = {}
-        for scored in await self.batcher.score(list(fresh.values())):
+        for scored in await self.batcher.score(fresh):
             refusal = _refused(scored)
             if refusal is not None:
                 refused[scored.id] = refusal
-                continue
-            kept = self.first.keep(scored)
-            if kept is scored:
+            elif not self._recall(scored.id, scored.model_version, found, waiting):
                 new.append(scored)
-            found[scored.id] = kept
-        stored, spooled, unkept = await self._persist(new, fresh)
-        # a retry must score these again and keep them, not find them answered in memory; what
-        # follows a record (metrics, review items, copies) follows the retry's
-        self.first.forget(unkept)
-        for record in unkept:
-            del found[record.id]
-            refused[record.id] = NotKept(record.id)
+                if scored.decision not in self.policy.persist:
+                    # nothing to keep: in memory at once, where its first record answers a retry
+                    found[scored.id] = self.first.keep(scored)
+        persisted = [r for r in new if r.decision in self.policy.persist]
+        kept, spooled = await self._keep(persisted, firsts)
+        found.update(kept)
+        # a retry must score these again and keep them; what follows a record (metrics, review
+        # items, copies) follows the retry's
+        refused.update((r.id, NotKept(r.id)) for r in persisted if r.id not in kept)
+        if waiting:
+            await self._share(waiting, found, refused)
         new = [r for r in new if not isinstance(refused.get(r.id), NotKept)]
         for record in new:
             self.metrics.scored(record)
-        found.update((s.id, s) for s in stored)
-        self._explain_later(fresh, [s for s in stored if s.evidence_pending])
-        self._queue_later(fresh, [r for r in new if r.flags["coordination"] or r.flags["rumor"]])
+        stored = [] if spooled else list(kept.values())
+        self._explain_later(firsts, [s for s in stored if s.evidence_pending])
+        self._queue_later(firsts, [r for r in new if r.flags["coordination"] or r.flags["rumor"]])
         self._record_copies_later([c for r in new if (c := rumor_copy(r)) is not None])
         degraded = degraded or spooled or self.health.problem is not None
-        # a record is degraded on its own when the shared near-duplicate index did not answer
+        # a record is degraded on its own when the shared near-duplicate index did not answer,
+        # or when it was spooled for another request that kept it
         degraded = degraded or any(r.degraded for r in found.values())
         answers = [
-            _answer(p, found[p.id], degraded) if p.id in found else _refusal(p, fresh, refused)
+            _answer(p, found[p.id], degraded) if p.id in found else _refusal(p, firsts, refused)
             for p in posts
         ]
         self.metrics.conflicts.inc(sum(isinstance(a, IdConflict) for a in answers))
         return answers, degraded
+
+    def _recall(
+        self,
+        post_id: str,
+        version: str,
+        found: dict[str, ScoreRecord],
+        waiting: dict[str, asyncio.Future[ScoreRecord | None]],
+    ) -> bool:
+        """Whether this process holds the post's record: kept in memory (put in ``found``), or
+        being stored or spooled by another request now (the outcome to wait for put in
+        ``waiting``)."""
+        known = self.first.get(post_id, version)
+        if known is not None:
+            found[post_id] = known
+            return True
+        outcome = self._keeping.get((post_id, version))
+        if outcome is not None:
+            waiting[post_id] = outcome
+            return True
+        return False
+
+    @staticmethod
+    async def _share(
+        waiting: dict[str, asyncio.Future[ScoreRecord | None]],
+        found: dict[str, ScoreRecord],
+        refused: dict[str, IdConflict | NotKept],
+    ) -> None:
+        """Answer the posts another request was keeping as it is answered: with the record it
+        kept (in ``found``), or with its 503 (in ``refused``)."""
+        for post_id, outcome in waiting.items():
+            # shielded: a caller gone away must not cancel the outcome the others wait for
+            kept = await asyncio.shield(outcome)
+            if kept is None:
+                refused[post_id] = NotKept(post_id)
+            else:
+                found[post_id] = kept
+
+    async def _keep(
+        self, records: list[ScoreRecord], posts: dict[str, Post]
+    ) -> tuple[dict[str, ScoreRecord], bool]:
+        """Store ``records`` (their decisions are the policy's ``persist``) or spool them; the
+        kept records by post id (none when they could be neither stored nor spooled) and
+        whether they were spooled.
+
+        A record enters memory, where other requests find it, only once it is kept: one found
+        there earlier would be answered 200 while its own request might yet answer 503 and
+        lose it. Meanwhile a request for one of these posts waits for the outcome and shares
+        it (the record, or the 503) rather than scoring the post again, which would store,
+        count and enqueue it twice, and answer two records for one post. Only such a request
+        waits, and no longer than this one does: a post answered from memory, and the first
+        request of a post, wait for nothing more than before."""
+        if not records:
+            return {}, False
+        loop = asyncio.get_running_loop()
+        outcomes = {r.id: loop.create_future() for r in records}
+        self._keeping.update({(r.id, r.model_version): outcomes[r.id] for r in records})
+        kept: dict[str, ScoreRecord] = {}
+        spooled = False
+        try:
+            done, spooled = await self._persist(records, posts)
+            for record in done:
+                kept[record.id] = self.first.keep(record)
+                # a waiting request's answer says the record waits in the spool, as this one's
+                outcomes[record.id].set_result(
+                    kept[record.id].model_copy(update={"degraded": True})
+                    if spooled
+                    else kept[record.id]
+                )
+        finally:
+            for record in records:
+                del self._keeping[(record.id, record.model_version)]
+                if not outcomes[record.id].done():  # not kept, or this request failed
+                    outcomes[record.id].set_result(None)
+        return kept, spooled
 
     def _explain_later(self, posts: dict[str, Post], records: list[ScoreRecord]) -> None:
         """Find the evidence of stored ``records`` in the background, then store it."""
@@ -464,10 +539,11 @@ class ScoringService:
 
     async def _persist(
         self, records: list[ScoreRecord], posts: dict[str, Post]
-    ) -> tuple[list[ScoreRecord], bool, list[ScoreRecord]]:
-        """Store the records the policy says to persist; the stored records (another process may
-        have stored a post first: its record is the one), whether they had to be spooled, and
-        those that could be neither stored nor spooled (the spool takes all or none)."""
+    ) -> tuple[list[ScoreRecord], bool]:
+        """Store ``records``; the records kept (stored: another process may have stored a post
+        first, and its record is the one; or spooled, when storage failed) and whether they had
+        to be spooled. None are kept when they could be neither stored nor spooled (the spool
+        takes all or none)."""
         policy = self.policy
         # a post blocked for its account's disposition alone is stored (the record of what was
         # refused) but queued as its text alone would be: that holds what a reviewer judges
@@ -479,10 +555,9 @@ class ScoringService:
                 post=posts[r.id],
             )
             for r in records
-            if r.decision in policy.persist
         ]
         if not items:
-            return [], False, []
+            return [], False
         try:
             stored = await self._storage(self.repository.save_records, items)
         except StorageError as exc:
@@ -497,13 +572,10 @@ class ScoringService:
                         f"in {self.spool.folder} ({full})"
                     },
                 )
-                return [], False, [i.record for i in items]
+                return [], False
             self.metrics.spooled.inc(len(items))
-            return [], True, []
-        for item, record in zip(items, stored, strict=True):
-            if record is not item.record:
-                self.first.replace(record)
-        return stored, False, []
+            return records, True
+        return stored, False
 
     async def _storage(self, call: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Run a storage call off the loop, or fail at once while storage is known to be down."""

@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     record back without storage (``pass`` records are not stored)."""
     max_text_chars: int = Field(default=10_000, ge=1)
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1)
+    body_read_timeout_s: float = Field(default=10.0, gt=0)
+    """How long a request's body may take to arrive, from its headers on; past it the request
+    is answered 408 and its connection closed (a caller that never finishes its body would
+    otherwise hold a connection and a request for ever)."""
     max_batch_posts: int = Field(default=256, ge=1)
     rate_limit_per_s: float = Field(default=1000.0, gt=0)
     """Requests per second per API key (token bucket), per server process."""

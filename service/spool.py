@@ -106,12 +106,24 @@ class Spool:
             self._close_live()
 
     def _open_live(self) -> IO[bytes]:
-        if self._live is None:
+        while self._live is None:
             path = self.folder / f"spool-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
             # unbuffered: a failed append leaves no bytes behind to be written with a later one
             live = open(path, "ab", buffering=0)  # noqa: SIM115 (held open, under a lock)
-            fcntl.flock(live.fileno(), fcntl.LOCK_EX)
-            _fsync_folder(self.folder)
+            try:
+                fcntl.flock(live.fileno(), fcntl.LOCK_EX)
+                if os.fstat(live.fileno()).st_nlink == 0:
+                    # a drain (of this process or another) locked the new file first, found it
+                    # empty and deleted it: the lines appended to it would be lost with it
+                    live.close()
+                    continue
+                _fsync_folder(self.folder)
+            except BaseException:
+                # every failed append would otherwise leave a descriptor open (and, past the
+                # lock, a file no drain can take while this process lives)
+                live.close()
+                path.unlink(missing_ok=True)
+                raise
             self._live, self._live_path, self._live_lines = live, path, 0
         return self._live
 

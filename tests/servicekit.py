@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
+import uvicorn
 from alembic import command
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection
 
@@ -159,8 +161,7 @@ class Api:
         portal.call(self.services.scoring.settle)
 
 
-@contextmanager
-def open_api(
+def build_app(
     tmp_path: Path,
     database_url: str,
     classifier: Classifier,
@@ -168,7 +169,7 @@ def open_api(
     policy: Path | None = None,
     migrate_url: str | None = None,
     **settings: Any,
-) -> Iterator[Api]:
+) -> FastAPI:
     """The app on ``database_url`` (migrated through ``migrate_url`` when given, for a URL that
     goes through a proxy), with the review-all test policy unless ``policy`` is given."""
     upgrade(migrate_url or database_url)
@@ -178,11 +179,41 @@ def open_api(
     )
     rules = load_policy(policy)
     near = NearDuplicates.from_settings(configured, rules)
-    app = create_app(configured, Pipeline(classifier, rules, near, evidence=configured.evidence))
+    return create_app(configured, Pipeline(classifier, rules, near, evidence=configured.evidence))
+
+
+@contextmanager
+def open_api(
+    tmp_path: Path, database_url: str, classifier: Classifier, **options: Any
+) -> Iterator[Api]:
+    """The app of :func:`build_app`, run by a test client."""
+    app = build_app(tmp_path, database_url, classifier, **options)
     with TestClient(app) as client:
         services: Services = app.state.services
         key = create_key(services.scoring.repository, "publisher")
         yield Api(client=client, services=services, key=key, url=database_url)
+
+
+@contextmanager
+def listening(
+    tmp_path: Path, database_url: str, classifier: Classifier, **options: Any
+) -> Iterator[tuple[int, str]]:
+    """The app of :func:`build_app` served by uvicorn on a port of its own, as ``qinglang
+    serve`` runs it, in a thread of this process; the port and a publisher key."""
+    app = build_app(tmp_path, database_url, classifier, **options)
+    services: Services = app.state.services
+    key = create_key(services.scoring.repository, "publisher")
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started or not thread.is_alive())
+        assert server.started, "the server did not start"
+        yield port, key
+    finally:
+        server.should_exit = True
+        thread.join()
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:

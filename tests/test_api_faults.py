@@ -8,8 +8,10 @@ import json
 import os
 import signal
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -251,6 +253,90 @@ def test_a_full_spool_while_storage_is_down_is_a_json_503_and_the_retry_keeps_th
         stored_once(
             scoring.repository, ["warm", "F1"], (scoring.model_version, scoring.policy.version)
         )
+
+
+def test_a_request_for_a_post_being_kept_shares_its_outcome_never_an_unkept_record(
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "locked.db"
+    with open_api(
+        tmp_path, f"sqlite:///{path}", pipeline.classifier, db_timeout_s=0.2, storage_retry_s=0.2
+    ) as api:
+        api.score({"id": "warm", "text": RUMOR})
+        scoring = api.services.scoring
+        spool = scoring.spool
+        appending, looked = threading.Event(), threading.Event()
+        room: list[bool] = []
+        append, get = spool.append, scoring.first.get
+
+        def held_append(items: Sequence[Pending]) -> None:
+            # the first request's record is on its way to the spool: the second looks now
+            appending.set()
+            looked.wait(30)
+            if not room:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(spool.folder))
+            append(items)
+
+        def looking(post_id: str, version: str) -> ScoreRecord | None:
+            held = get(post_id, version)
+            if appending.is_set():
+                looked.set()  # the second request has looked for the post in memory
+            return held
+
+        monkeypatch.setattr(spool, "append", held_append)
+        monkeypatch.setattr(scoring.first, "get", looking)
+
+        def both() -> tuple[httpx.Response, httpx.Response]:
+            """The post sent twice, the second while the first is keeping its record."""
+            appending.clear()
+            looked.clear()
+            with ThreadPoolExecutor(1) as other:
+                first = other.submit(api.score, {"id": "F1", "text": RUMOR})
+                assert appending.wait(30)
+                second = api.score({"id": "F1", "text": RUMOR})
+                return first.result(), second
+
+        with locked(path):
+            # the spool's disk full: neither caller may hold the record that was never kept
+            first, second = both()
+            assert first.status_code == second.status_code == 503
+            assert second.headers["retry-after"] == "1"
+            assert first.json() == second.json() == {"detail": NOT_KEPT}
+            assert spool.pending() == 0
+            # with room, both get the one record, spooled once
+            room.append(True)
+            first, second = both()
+            assert first.status_code == second.status_code == 200
+            assert first.json() == second.json() and second.json()["degraded"] is True
+            assert spool.pending() == 1
+        wait_for(lambda: ready(api))
+        stored_once(
+            scoring.repository, ["warm", "F1"], (scoring.model_version, scoring.policy.version)
+        )
+        metrics = api.client.get("/metrics").text
+        assert 'qinglang_decisions_total{decision="review"} 2.0' in metrics  # warm, F1 once
+
+
+def test_a_store_that_fails_unforeseen_leaves_nothing_in_memory_to_answer_the_retry(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scoring = api.services.scoring
+    failures: list[str] = []
+
+    def broken(items: Sequence[Pending]) -> list[ScoreRecord]:
+        failures.append(items[0].record.id)
+        raise RuntimeError("a failure no handler foresaw")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(scoring.repository, "save_records", broken)
+        with pytest.raises(RuntimeError, match="no handler foresaw"):  # a 500 to the caller
+            api.score({"id": "U1", "text": RUMOR})
+    assert failures == ["U1"]
+    # the retry is scored again and stored, not answered from memory with a record never kept
+    retried = api.score({"id": "U1", "text": RUMOR})
+    assert retried.status_code == 200 and retried.json()["degraded"] is False
+    stored = scoring.repository.find_records(["U1"], scoring.model_version, scoring.policy.version)
+    assert stored["U1"].model_dump(mode="json") == retried.json()
 
 
 def test_a_full_spool_while_storage_is_down_fails_only_the_batch_posts_whose_records_are_kept(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import sqlite3
@@ -249,3 +250,57 @@ def test_an_append_a_full_disk_cuts_short_leaves_no_part_of_its_lines(
     assert spool.drain(store.write, store.ping) == 2
     assert sorted(store.records) == ["after", "before"]
     assert list(tmp_path.glob("*.jsonl")) == []
+
+
+def test_a_live_file_that_cannot_be_locked_is_closed_and_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path)
+    locked: list[int] = []
+
+    def no_locks(fd: int, operation: int) -> None:
+        locked.append(fd)
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(fcntl, "flock", no_locks)
+        # held here, the exception holds the frame that opened the file: only a close closes it
+        with pytest.raises(OSError, match="No locks available") as failed:
+            spool.append([Pending(record("unanswered"), enqueue=True)])
+        (fd,) = locked
+        with pytest.raises(OSError) as closed:
+            os.fstat(fd)
+        assert closed.value.errno == errno.EBADF
+        del failed
+    assert list(tmp_path.iterdir()) == []
+    spool.append([Pending(record("after"), enqueue=True)])
+    store = Store()
+    assert spool.drain(store.write, store.ping) == 1
+    assert list(store.records) == ["after"]
+
+
+def test_a_live_file_a_drain_takes_before_it_is_locked_is_not_appended_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool, other = Spool(tmp_path), Spool(tmp_path)  # another process's, on the same folder
+    store = Store()
+    flock = fcntl.flock
+    drains: list[int] = []
+
+    def drain_first(fd: int, operation: int) -> None:
+        # the new live file is created, not locked yet: another process's drain comes first
+        # (its own lock goes straight through), finds it empty, and deletes it
+        if not drains:
+            drains.append(0)
+            drains[0] = other.drain(store.write, store.ping)
+        flock(fd, operation)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(fcntl, "flock", drain_first)
+        spool.append([Pending(record("acknowledged"), enqueue=True)])
+    assert drains == [0]
+    assert spool.pending() == 1
+    assert other.drain(store.write, store.ping) == 0  # still this process's live file
+    spool.close()
+    assert other.drain(store.write, store.ping) == 1
+    assert list(store.records) == ["acknowledged"]

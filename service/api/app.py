@@ -136,7 +136,12 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(IdempotencyMismatchError, _key_reused)
     app.add_exception_handler(StoreUnavailableError, _index_unavailable)
-    app.add_middleware(Edge, metrics=scoring.metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        Edge,
+        metrics=scoring.metrics,
+        max_body_bytes=settings.max_body_bytes,
+        body_read_timeout_s=settings.body_read_timeout_s,
+    )
     app.openapi = lambda: _with_limits(app, settings)  # type: ignore[method-assign]
     return app
 

@@ -1,13 +1,17 @@
-"""What every request goes through first: a request id, the body limit, metrics, the access log.
+"""What every request goes through first: a request id, the body limits, metrics, the access log.
 
 A plain ASGI middleware rather than Starlette's ``BaseHTTPMiddleware``: it adds no task per
-request and sees the body before the app does, so an oversized body is refused unread. The
-request still reaches the app, whose route answers 413 when it reads the body: the refusal is
-counted under that route, after the route's own answers (404, 405, 401) where they come first.
+request and sees the body before the app does, so an oversized body is refused unread, and a
+body that has not arrived within the read time is waited for no longer (uvicorn has no such
+limit: a caller that never finished its body held a connection and a request for ever). The
+request still reaches the app, whose route answers 413 or 408 when it reads the body: the
+refusal is counted under that route, after the route's own answers (404, 405, 401) where they
+come first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -31,10 +35,13 @@ _CALLER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 class Edge:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int, body_read_timeout_s: float
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.body_read_timeout_s = body_read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,17 +51,25 @@ class Edge:
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500
+        unread = False
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), (HEADER, rid.encode())]
+                if unread:
+                    # the rest of the body is not read: uvicorn would keep the connection for a
+                    # next request, and the caller that trickles it in holds it for ever
+                    message["headers"].append((b"connection", b"close"))
             await send(message)
 
         try:
-            body = await self._read_body(scope, receive)
-            given = _refuse(self.max_body_bytes) if body is None else _replay(body, receive)
+            body = await self._body(scope, receive)
+            if isinstance(body, HTTPException):
+                unread, given = True, _refuse(body)
+            else:
+                given = _replay(body, receive)
             await self.app(scope, given, send_with_id)
         except ClientDisconnect:
             # the caller went away before its body arrived: no one to answer, and no fault of
@@ -76,6 +91,22 @@ class Edge:
                 },
             )
             request_id.reset(token)
+
+    async def _body(self, scope: Scope, receive: Receive) -> list[Message] | HTTPException:
+        """The request's body messages, or the refusal of a body over the size limit (413) or
+        not arrived within ``body_read_timeout_s`` (408)."""
+        try:
+            async with asyncio.timeout(self.body_read_timeout_s):
+                body = await self._read_body(scope, receive)
+        except TimeoutError:
+            return HTTPException(
+                408, f"the request body did not arrive within {self.body_read_timeout_s:g} s"
+            )
+        if body is None:
+            return HTTPException(
+                413, f"request body is over the limit of {self.max_body_bytes} bytes"
+            )
+        return body
 
     async def _read_body(self, scope: Scope, receive: Receive) -> list[Message] | None:
         """The request's body messages, or None when it is over the limit."""
@@ -115,11 +146,11 @@ def _replay(messages: list[Message], then: Receive) -> Receive:
     return receive
 
 
-def _refuse(limit: int) -> Receive:
-    """The body of a request over the limit: reading it answers 413. The app still routes the
-    request, so that the refusal is counted under the route it was sent to."""
+def _refuse(refusal: HTTPException) -> Receive:
+    """The body of a request refused unread: reading it answers ``refusal``. The app still
+    routes the request, so that the refusal is counted under the route it was sent to."""
 
     async def receive() -> Message:
-        raise HTTPException(413, f"request body is over the limit of {limit} bytes")
+        raise refusal
 
     return receive

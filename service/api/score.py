@@ -22,6 +22,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "the post id belongs to another account, or was scored before with "
         "another text (an edited post needs an id of its own)",
     },
+    408: {
+        "model": Problem,
+        "description": "the body did not arrive within body_read_timeout_s; the connection "
+        "is closed",
+    },
     413: {"model": Problem, "description": "a text or the body is over the limit"},
     429: {"model": Problem, "description": "rate limit; see Retry-After"},
     503: {
