@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 from urllib.parse import quote
 
 import pytest
@@ -30,14 +30,15 @@ from service.console.i18n import TEXT, translator, worded
 from service.console.session import COOKIE, Sessions
 from service.console.web import REFUSAL_COOKIE, REFUSALS
 from service.heads import Risk
+from service.neardup.queue import requests
 from service.neardup.store import StoreUnavailableError
-from service.pipeline import NO_EVIDENCE, Pipeline
+from service.pipeline import NO_EVIDENCE, STOPPED, Pipeline
 from service.policy.governance import CATEGORIES
-from service.record import Post
+from service.record import Decision, Post, ScoreRecord
 from service.review.appeals import APPEAL_STATUSES
 from service.review.items import ACTIONS, KINDS, STATUSES
 from service.review.refusals import REASONS, RefusedError
-from service.review.views import ReportStatus
+from service.review.views import Item, ReportStatus
 from service.security import AuthError, SignInLimits, client_address, create_user
 from service.storage import (
     ConsoleAccount,
@@ -46,14 +47,21 @@ from service.storage import (
     open_repository,
     upgrade,
 )
+from service.storage.console_sql import ConsoleReads
 from service.storage.repository import Role
 from service.storage.sql import make_engine
-from service.storage.tables import ConsoleUser, SignInAttempt
+from service.storage.tables import ConsoleUser, ReviewItem, SignInAttempt
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
 SCRIPT_POST = "<script>alert(1)</script>"
 IMG_POST = '"><img src=x onerror=alert(1)>'
 PLAIN = "周末和家人去公园散步，天气很好，拍了几张荷花的照片。"
+MILK = "震惊！某品牌奶粉被检出三聚氰胺超标，全国已下架，家长速看转发！"
+VIOLATIONS = (
+    "内部消息：下周起本市所有银行暂停取现，赶紧把钱取出来！",
+    "专家证实：喝板蓝根可以预防所有病毒感染，赶快告诉家人！",
+    "紧急通知：本市明天将发生七级地震，请大家连夜撤离！",
+)
 
 
 @pytest.fixture
@@ -339,10 +347,10 @@ def test_statuses_are_shown_in_the_pages_language_with_their_code_words_kept(api
 
 class VisibleText(HTMLParser):
     """A page's words as a reader meets them: its text and the attributes read out or shown
-    (``aria-label``, ``title``, ``placeholder``), without scripts, and without the reasons'
-    codes and evidence (the policy's and the model's own words, set apart as such)."""
+    (``aria-label``, ``title``, ``placeholder``), without scripts, and without the policy's own
+    words (a reason's code and summary, set apart as such)."""
 
-    KEPT_APART = frozenset({"reason", "evidence"})
+    KEPT_APART = frozenset({"policy"})
     SHOWN = frozenset({"aria-label", "title", "placeholder"})
 
     def __init__(self) -> None:
@@ -372,14 +380,41 @@ class VisibleText(HTMLParser):
 VOID_TAGS = frozenset({"br", "hr", "img", "input", "link", "meta", "rect", "line", "polyline"})
 
 
-def visible_words(html: str) -> set[str]:
+def visible_text(html: str) -> str:
     parser = VisibleText()
     parser.feed(html)
-    return set(re.findall(r"[A-Za-z_]+", " ".join(parser.words)))
+    return " ".join(parser.words)
 
 
-def test_every_page_in_chinese_shows_no_code_word_with_the_code_words_kept(api: Api) -> None:
+def visible_words(html: str) -> set[str]:
+    return set(re.findall(r"[A-Za-z_]+", visible_text(html)))
+
+
+UNIT_GLUED = re.compile(r"\b\d+(?:-\d+)?[a-z]+\b")
+"""A number with a Latin unit glued to it: ``5m``, ``1-3d``."""
+ARTICLE_CODE = re.compile(r"\bart\d")
+"""An article by its code (``art18.6``), where Chinese names it 第十八条第六项."""
+
+
+def keys_of(evidence: dict[str, Any]) -> set[str]:
+    """The names in ``evidence``, of the dicts in it too."""
+    return {
+        name
+        for key, value in evidence.items()
+        for name in (key, *(keys_of(value) if isinstance(value, dict) else ()))
+    }
+
+
+def every_kind(api: Api) -> dict[str, Item]:
+    """Items of every kind and head, by the post they are about (``cluster`` and ``followers``
+    for those about none, ``match`` for a bank match's): a coordinated batch, a copy declared
+    original, a report, a follower jump, a post repeating a banked rumour (its item dismissed,
+    the match an item of its own), and a post of an account its confirmed violations stopped
+    publishing (blocked for that, at thresholds its level lowered); b0's confirmation upheld on
+    appeal; items waiting minutes, hours and days."""
     policy, review = api.services.scoring.policy, api.services.review
+    repository = api.services.scoring.repository
+    assert isinstance(repository, SqlRepository)
     for i in range(5):  # a coordinated batch: a cluster item and score items
         post = {"id": f"b{i}", "text": RUMOR + "!" * i, "account_id": f"bot{i}"}
         assert api.score({**post, "created_at": 1_700_000_000 + 60 * i}).status_code == 200
@@ -396,17 +431,62 @@ def test_every_page_in_chinese_shows_no_code_word_with_the_code_words_kept(api: 
         reporter="test",
         reporter_id="u1",
     )
+    review.put_account(policy, "f1", followers=10)
+    review.put_account(policy, "f1", followers=2_000_000)
+    banked = api.client.post(
+        "/v1/bank/rumors",
+        json={"text": MILK, "notice": "经核实,该品牌奶粉抽检合格"},
+        headers=api.headers(api.new_key("admin")),
+    )
+    assert banked.status_code == 201, banked.text
+    echo = api.score({"id": "echo", "text": MILK + "！", "account_id": "a5"})
+    for n, said in enumerate(VIOLATIONS):
+        assert api.score({"id": f"v{n}", "text": said, "account_id": "bad"}).status_code == 200
+    api.settle()
+    for item in review.list_items(policy).items:
+        if item.account_id == "bad":
+            review.decide(policy, item.id, "wang", "confirm", "rumor", "art18.6")
+    api.services.scoring.recover()  # the account's standing, as the service reads it anew
+    assert api.score({"id": "after", "text": PLAIN, "account_id": "bad"}).status_code == 200
     api.settle()
     items = review.list_items(policy).items
-    assert {i.kind for i in items} == {"score", "cluster", "report"}
-    assert {i.head for i in items} == {"rumor", "coordination", "fake_originality", "incitement"}
     (confirmed,) = [i for i in items if i.post_id == "b0"]
     review.decide(policy, confirmed.id, "wang", "confirm", "rumor", "art18.6")
     appeal = review.file_appeal(
         policy, account_id="bot0", item_id=confirmed.id, reason="误判", filed_by=api.key
     )
     review.decide_appeal(policy, appeal.id, "zhao", "uphold", None)
+    (repeat,) = [i for i in items if i.post_id == "echo"]
+    review.decide(policy, repeat.id, "wang", "dismiss", None, None)
+    record = ScoreRecord.model_validate(echo.json())
+    repository.enqueue_requests(policy, requests(record, MILK + "！", {}))
+    waited = {"late": timedelta(minutes=10), "r1": timedelta(hours=5), "early": timedelta(days=3)}
+    with repository.engine.begin() as connection:
+        for post_id, wait in waited.items():
+            connection.execute(
+                update(ReviewItem)
+                .where(ReviewItem.post_id == post_id)
+                .values(enqueued_at=datetime.now(UTC) - wait)
+            )
+    found = [*review.list_items(policy).items, confirmed, repeat]
+    assert {i.kind for i in found} == set(KINDS)
+    assert {i.head for i in found} == set(CATEGORIES)
+    by_kind = {"cluster": "cluster", "follower_jump": "followers", "bank_match": "match"}
+    return {by_kind.get(i.kind) or str(i.post_id): i for i in found}
+
+
+def test_every_page_in_chinese_shows_no_code_word_with_the_code_words_kept(api: Api) -> None:
+    policy = api.services.scoring.policy
+    found = every_kind(api)
+    items, confirmed = list(found.values()), found["b0"]
     sign_in(api, "li", "admin")
+    evidence = set()
+    for item in items:
+        for reason in (present.record_of(item) or {}).get("reasons", []):
+            evidence |= keys_of(reason["evidence"])
+        if item.kind == "bank_match":
+            evidence |= keys_of(item.evidence or {})
+    assert {"similarity", "gap_s", "accounts_within_window", "text_decision"} <= evidence
     codes = {
         *KINDS,
         *get_args(Risk),
@@ -414,9 +494,15 @@ def test_every_page_in_chinese_shows_no_code_word_with_the_code_words_kept(api: 
         *get_args(ReportStatus),
         *APPEAL_STATUSES,
         *(step.kind for step in policy.dispositions),
+        *get_args(Decision),
+        *get_args(Role),
+        *evidence,
         "violation",
         "reversal",
         "restore",
+        "declared_original",
+        "originality_claim",
+        "None",
     }
     paths = [
         "/console/queue",
@@ -430,10 +516,15 @@ def test_every_page_in_chinese_shows_no_code_word_with_the_code_words_kept(api: 
     pages = {path: api.client.get(path).text for path in paths}
     for path, page in pages.items():
         assert not visible_words(page) & codes, path
+        said = visible_text(page)
+        assert not UNIT_GLUED.findall(said) and not ARTICLE_CODE.findall(said), path
     queue = pages["/console/queue"]
     assert '<td data-kind="cluster">近似重复聚类</td>' in queue
     assert '<td data-head="coordination">批量协同发布</td>' in queue
     assert '<option value="fake_originality" >虚假原创</option>' in queue
+    assert {"<td>10 分钟</td>", "<td>5 小时</td>", "<td>3 天</td>"} <= set(
+        re.findall(r"<td>[^<]*</td>", queue)
+    )
     reports = pages["/console/reports?all=true"]
     assert '<td data-category="incitement">煽动极端情绪</td>' in reports
     page = pages[f"/console/items/{confirmed.id}"]
@@ -441,23 +532,97 @@ def test_every_page_in_chinese_shows_no_code_word_with_the_code_words_kept(api: 
     assert '<span data-category="rumor">谣言</span>' in page
     assert '<span data-reason="violation">确认违规扣分</span>' in page
     assert '<span data-reason="reversal">申诉成立退回</span>' in page
-    assert 'aria-label="各类别每日入队量(14 天)"' in pages["/console/dashboard"]
+    dashboard = pages["/console/dashboard"]
+    assert 'aria-label="各类别每日入队量(14 天,按 UTC 日期)"' in dashboard
+    assert "不足 1 小时" in dashboard and "1-3 天" in dashboard and "超过 3 天" in dashboard
     api.client.get("/console/lang/en")
-    page = api.client.get(f"/console/items/{confirmed.id}").text
+    pages = {path: api.client.get(path).text for path in paths}
+    for path, page in pages.items():
+        # English words may be code words ("similarity"): the evidence's own names are not
+        assert not visible_words(page) & {k for k in evidence if "_" in k}, path
+        assert not UNIT_GLUED.findall(visible_text(page)), path
+    page = pages[f"/console/items/{confirmed.id}"]
     assert '<span data-reason="reversal">reversed on appeal</span>' in page
     assert '<span data-kind="score">score</span>' in page
-    dashboard = api.client.get("/console/dashboard").text
-    assert 'aria-label="Flagged per head per day (14 days)"' in dashboard
+    queue = pages["/console/queue"]
+    assert {"<td>10 min</td>", "<td>5 h</td>", "<td>3 days</td>"} <= set(
+        re.findall(r"<td>[^<]*</td>", queue)
+    )
+    dashboard = pages["/console/dashboard"]
+    assert 'aria-label="Flagged per head per day (14 days, UTC dates)"' in dashboard
     assert "<title>Last day&#39;s scores against the review threshold: incitement</title>" in (
         dashboard
     )
+    assert "under 1 h" in dashboard and "1-3 days" in dashboard and "over 3 days" in dashboard
 
 
-def test_every_kind_head_and_credit_reason_has_its_words_in_each_language() -> None:
+def test_an_items_page_labels_what_it_shows_in_the_pages_language(api: Api) -> None:
+    found = every_kind(api)
+    token = sign_in(api, "li", "admin")
+
+    def page_of(name: str) -> str:
+        return api.client.get(f"/console/items/{found[name].id}").text
+
+    after = page_of("after")
+    meta = after.split('<p class="meta">')[1].split("</p>")[0]
+    assert "帖子 after" in meta and re.search(r"入队 \d{4}-\d\d-\d\d \d\d:\d\d UTC", meta)
+    assert '<span data-decision="block">拦截</span>' in meta
+    # blocked for the account's state: the reason says so, the disposition in words
+    assert f'<span class="policy">{STOPPED}</span>' in after
+    closed = "处置: 关闭注销账号 · 处置依据: 第十九条 · 处置结束: 直至解除 · 仅按正文的决定: 送审"
+    assert closed in re.sub(r"</?span>", "", after)
+    assert "<span>审核阈值按等级乘以: 0.5</span>" in after
+    # the test policy blocks on no score: no threshold above 1 is shown as if one
+    assert "<td>不按分数拦截</td>" in after and "1.010" not in after
+    assert re.search(r'title="[^"]+ · 权重 \d\.\d{3}"', after)
+    late = page_of("late")
+    assert re.search(r"<span>晚于更早的帖子: \d+ 秒</span>", late)
+    assert "<span>原创声明: 平台标注为原创</span>" in late
+    match = page_of("match")
+    assert match.count("<h2>谣言库</h2>") == 1
+    shown = r'id="bank-match"><span>谣言库条目: \w+</span> · <span>相似度: [\d.]+</span></p>'
+    assert re.search(shown, match)
+    lifted = r'<span class="lifted">\(\d{4}-\d\d-\d\d \d\d:\d\d UTC 解除\)</span>'
+    assert re.search(lifted, page_of("b0"))
+    api.client.post(f"/console/items/{found['late'].id}/claim", data={"csrf": token})
+    assert re.search(r"认领人 li \(至 \d{4}-\d\d-\d\d \d\d:\d\d UTC\)", page_of("late"))
+    assert 'id="all-reports">显示全部</a>' in api.client.get("/console/reports").text
+    # a page about no one post shows no empty post
+    for about_none in ("cluster", "followers"):
+        assert 'id="post-text"' not in page_of(about_none)
+        assert "<h2>正文</h2>" not in page_of(about_none)
+    assert 'id="post-text"' in page_of("r1") and 'id="post-text"' in after
+    api.client.get("/console/lang/en")
+    after = page_of("after")
+    assert '<span data-decision="block">block</span>' in after
+    closed = "disposition: account closed · its basis: art19 · it ends: until lifted"
+    assert closed in re.sub(r"</?span>", "", after)
+    assert "<td>never on the score alone</td>" in after
+    assert re.search(r"<span>posted after it by: \d+ s</span>", page_of("late"))
+    lifted = r'<span class="lifted">\(lifted \d{4}-\d\d-\d\d \d\d:\d\d UTC\)</span>'
+    assert re.search(lifted, page_of("b0"))
+    assert 'id="all-reports">Show all</a>' in api.client.get("/console/reports").text
+
+
+def test_article_codes_read_as_the_provisions_number_them() -> None:
+    zh, en = translator("zh"), translator("en")
+    assert [articles.name(code, zh) for code in ("art8", "art12", "art18.6", "art20")] == [
+        "第八条",
+        "第十二条",
+        "第十八条第六项",
+        "第二十条",
+    ]
+    assert articles.name("art18.6", en) == "art18.6" and articles.name("x1", zh) == "x1"
+    assert all(articles.chinese_number(articles.chinese_numeral(n)) == n for n in range(1, 100))
+
+
+def test_every_kind_head_credit_reason_role_and_decision_has_words_in_each_language() -> None:
     for key in [
         *(f"kind.{k}" for k in KINDS),
         *(f"head.{h}" for h in CATEGORIES),
         *(f"credit.{r}" for r in ("violation", "reversal", "restore")),
+        *(f"role.{r}" for r in ("reviewer", "admin")),  # a console user's (users create)
+        *(f"decision.{d}" for d in get_args(Decision)),
     ]:
         zh, en = TEXT[key]
         assert re.search(r"[\u4e00-\u9fff]", zh) and not re.search(r"[\u4e00-\u9fff]", en)
@@ -837,6 +1002,37 @@ def test_an_items_page_shows_what_its_reporters_wrote_and_the_decisions_on_it(
     assert "需要法务看一下" in decision
 
 
+def test_a_reviewer_says_why_an_item_is_escalated_or_dismissed_on_its_page(api: Api) -> None:
+    review, policy = api.services.review, api.services.scoring.policy
+    for post_id in ("p1", "p2"):
+        assert api.score({"id": post_id, "text": RUMOR, "account_id": "a1"}).status_code == 200
+    escalated, dismissed = review.list_items(policy).items
+    token = sign_in(api, "li")
+    for item, action, why in [
+        (escalated, "escalate", "需要法务看一下"),
+        (dismissed, "dismiss", "官方已证实属实"),
+    ]:
+        page = api.client.get(f"/console/items/{item.id}").text
+        (form,) = [
+            f for f in re.findall(r"<form .*?</form>", page, re.S) if f'value="{action}"' in f
+        ]
+        # the form as a browser posts it: every field, the pressed button's action
+        fields = dict(
+            re.findall(r'<input (?:type="hidden" )?name="(\w+)"[^>]*?value="([^"]*)"', form)
+        )
+        assert {"csrf", "basis"} <= set(fields) and 'name="note"' in form
+        posted = {**fields, "csrf": token, "category": "rumor", "note": why, "action": action}
+        assert api.client.post(f"/console/items/{item.id}/decision", data=posted).status_code == 200
+    engine = make_engine(api.url, 5.0)
+    reads = ConsoleReads(engine)
+    assert [
+        (d.action, d.category, d.basis, d.note)
+        for item in (escalated, dismissed)
+        for d in reads.decisions(item.id)
+    ] == [("escalate", None, None, "需要法务看一下"), ("dismiss", None, None, "官方已证实属实")]
+    engine.dispose()
+
+
 def test_user_content_is_escaped(api: Api) -> None:
     for i, text in enumerate((SCRIPT_POST, IMG_POST)):
         assert api.score({"id": f"x{i}", "text": text, "account_id": IMG_POST}).status_code == 200
@@ -985,27 +1181,56 @@ def test_overlapping_spans_cut_the_text_into_pieces(pipeline: Pipeline) -> None:
 
 
 def test_plot_labels_are_escaped() -> None:
-    svg = plots.bars(["<script>x</script>", "b"], [[3.0], [1.0, 4.0]], "t")
+    svg = plots.bars(["<script>x</script>", "b"], [[3.0], [1.0, 4.0]], "t", no_data="-")
     assert "<script>" not in svg and "&lt;script&gt;" in svg
     assert re.findall(r'class="total"[^>]*>([^<]*)<', svg) == ["3", "5"]
-    assert "stroke-dasharray" in plots.histogram([0.1, 0.9], 0.5, "s")
+    assert "stroke-dasharray" in plots.histogram([0.1, 0.9], 0.5, "s", no_data="-")
 
 
-def test_a_plot_with_nothing_to_show_says_so() -> None:
+def test_a_plot_with_nothing_to_show_says_so_in_the_pages_words() -> None:
+    nothing = "暂无数据"
     empty = [
-        plots.bars([], [], "a"),
-        plots.bars(["granted", "refused"], [[0.0], [0.0]], "b"),
-        plots.lines([], {}, "c"),
-        plots.lines(["mon", "tue"], {"rumor": [0.0, 0.0]}, "d"),
-        plots.histogram([], 0.5, "e"),
+        plots.bars([], [], "a", no_data=nothing),
+        plots.bars(["granted", "refused"], [[0.0], [0.0]], "b", no_data=nothing),
+        plots.lines([], {}, "c", no_data=nothing),
+        plots.lines(["mon", "tue"], {"rumor": [0.0, 0.0]}, "d", no_data=nothing),
+        plots.histogram([], 0.5, "e", no_data=nothing),
     ]
-    assert all(plots.NO_DATA in svg for svg in empty)
+    assert all(nothing in svg for svg in empty)
     shown = [
-        plots.bars(["granted"], [[1.0]], "a"),
-        plots.lines(["mon", "tue"], {"rumor": [0.0, 2.0]}, "d"),
-        plots.histogram([0.3], 0.5, "e"),
+        plots.bars(["granted"], [[1.0]], "a", no_data=nothing),
+        plots.lines(["mon", "tue"], {"rumor": [0.0, 2.0]}, "d", no_data=nothing),
+        plots.histogram([0.3], 0.5, "e", no_data=nothing),
     ]
-    assert not any(plots.NO_DATA in svg for svg in shown)
+    assert not any(nothing in svg for svg in shown)
+
+
+def test_the_dashboard_says_it_has_no_data_in_the_pages_language_only(api: Api) -> None:
+    sign_in(api, "wang", "admin")
+    empty = 'class="empty"'
+    dashboard = api.client.get("/console/dashboard").text
+    assert dashboard.count(f"{empty} ") == dashboard.count(">暂无数据</text>") > 0
+    api.client.get("/console/lang/en")
+    dashboard = api.client.get("/console/dashboard").text
+    assert dashboard.count(">no data</text>") > 0 and "暂无数据" not in dashboard
+
+
+def test_legend_keys_that_would_pass_the_plots_edge_go_on_a_row_below() -> None:
+    def keys(names: list[str]) -> tuple[list[tuple[int, int, str]], int]:
+        svg = plots.lines(["a", "b"], {n: [1.0, 2.0] for n in names}, "t", no_data="-")
+        found = re.findall(r'<text x="(\d+)" y="(\d+)" font-size="11">([^<]+)</text>', svg)
+        box = re.search(r'viewBox="0 0 \d+ (\d+)"', svg)
+        assert box is not None
+        return [(int(x), int(y), name) for x, y, name in found], int(box.group(1))
+
+    english, height = keys(["coordination", "fake followers", "fake originality", "incitement"])
+    wrapped, taller = keys([*(name for *_, name in english), "rumour"])
+    # a Latin letter is drawn a little over half as wide as the font is high
+    assert all(x + 0.6 * 11 * len(name) <= plots.WIDTH for x, _, name in wrapped)
+    assert len({y for _, y, _ in english}) == 1 and wrapped[:4] == english
+    assert wrapped[4][1] > wrapped[0][1] and taller > height
+    chinese, height = keys(["批量协同发布", "虚假粉丝", "虚假原创", "煽动极端情绪", "谣言"])
+    assert len({y for _, y, _ in chinese}) == 1 and height == plots.HEIGHT
 
 
 def test_item_page_shows_the_cluster_timeline_with_its_earliest_source(api: Api) -> None:

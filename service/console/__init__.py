@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader
 from starlette.exceptions import HTTPException
 
 from service.console import articles, pages, present
-from service.console.i18n import FAMILIES, code_filter
+from service.console.i18n import FAMILIES, code_filter, in_words
 from service.console.session import Sessions
 from service.console.web import (
     Console,
@@ -41,7 +41,8 @@ def mount(app: FastAPI, settings: Settings, reads: ConsoleReads) -> None:
     key = secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
     env.filters["when"] = present.when
-    env.filters["age"] = present.age
+    env.filters["duration"] = in_words(present.duration)
+    env.filters["article"] = in_words(articles.name)
     for family in FAMILIES:
         env.filters[family] = code_filter(family)
     app.state.console = Console(

@@ -1,17 +1,22 @@
 """The Provisions' articles by reason-code name (``art18`` the article, ``art18.6`` its item 6),
-read from ``Settings.regulation_file`` so that a reviewer sees the text a reason rests on."""
+read from ``Settings.regulation_file`` so that a reviewer sees the text a reason rests on, and
+those names in a reader's words (:func:`name`)."""
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")}
+NUMERALS = "零一二三四五六七八九"
+DIGITS = {c: i for i, c in enumerate(NUMERALS)}
 ARTICLE = re.compile(r"^第([一二三四五六七八九十百零]+)条\s*(.*)$")
 ITEM = re.compile(r"^[(（]([一二三四五六七八九十]+)[)）]")
+CODE = re.compile(r"art([1-9]\d?)(?:\.([1-9]\d?))?")
+"""An article's or an item's name: ``art18``, ``art18.6``."""
 
 
 def chinese_number(text: str) -> int:
@@ -20,6 +25,27 @@ def chinese_number(text: str) -> int:
         return DIGITS[text]
     tens, _, ones = text.partition("十")
     return (DIGITS[tens] if tens else 1) * 10 + (DIGITS[ones] if ones else 0)
+
+
+def chinese_numeral(number: int) -> str:
+    """1 … 99 as the Provisions number articles and items (:func:`chinese_number` read back)."""
+    tens, ones = divmod(number, 10)
+    if not tens:
+        return NUMERALS[ones]
+    return f"{NUMERALS[tens] if tens > 1 else ''}十{NUMERALS[ones] if ones else ''}"
+
+
+def name(code: str, t: Callable[[str], str]) -> str:
+    """An article's (``art18``) or item's (``art18.6``) name in ``t``'s words: Chinese says
+    第十八条第六项; any other code as it is."""
+    found = CODE.fullmatch(code)
+    if found is None:
+        return code
+    article, item = found.groups()
+    words = {"article": article, "article_zh": chinese_numeral(int(article))}
+    if item is None:
+        return t("article").format(**words)
+    return t("article_item").format(**words, item=item, item_zh=chinese_numeral(int(item)))
 
 
 def parse(text: str) -> dict[str, str]:

@@ -126,7 +126,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "remove": ("移除", "Remove"),
     "by": ("操作人", "By"),
     "created": ("时间", "Created"),
-    "flagged_per_day": ("各类别每日入队量(14 天)", "Flagged per head per day (14 days)"),
+    "flagged_per_day": (
+        "各类别每日入队量(14 天,按 UTC 日期)",
+        "Flagged per head per day (14 days, UTC dates)",
+    ),
     "queue_age": ("待审条目按等待时长", "Open items by age"),
     "per_reviewer": ("各审核员决定数(7 天)", "Decisions per reviewer (7 days)"),
     "appeal_outcomes": ("申诉结果", "Appeal outcomes"),
@@ -149,6 +152,26 @@ TEXT: dict[str, tuple[str, str]] = {
     "jump_at": ("变动时间", "When"),
     "jump_since": ("变动前数值登记于", "Before given at"),
     "interface_language": ("界面语言", "Interface language"),
+    "queued_at": ("入队", "queued"),
+    "held_until": ("至 {until}", "until {until}"),
+    "decision": ("评分决定", "Decision"),
+    "never_blocked": ("不按分数拦截", "never on the score alone"),
+    "weight": ("权重", "weight"),
+    "lifted": ("{at} 解除", "lifted {at}"),
+    "no_data": ("暂无数据", "no data"),
+    # an article by its code word (``art18`` the article, ``art18.6`` its item 6), Chinese in
+    # the regulation's own numbering, English as the code
+    "article": ("第{article_zh}条", "art{article}"),
+    "article_item": ("第{article_zh}条第{item_zh}项", "art{article}.{item}"),
+    # a length of time (an item's wait, a gap between posts): seconds under a minute, minutes
+    # under an hour, hours under two days, then days (``service.console.present.unit_of``);
+    # the dashboard's age buckets say theirs in the same units
+    "unit.seconds": ("{n} 秒", "{n} s"),
+    "unit.minutes": ("{n} 分钟", "{n} min"),
+    "unit.hours": ("{n} 小时", "{n} h"),
+    "unit.days": ("{n} 天", "{n} days"),
+    "under": ("不足 {span}", "under {span}"),
+    "over": ("超过 {span}", "over {span}"),
     "value": ("值", "Value"),
     "refused_field": ("{field}: {problem}", "{field}: {problem}"),
     "required": ("必填", "is required"),
@@ -207,6 +230,53 @@ TEXT: dict[str, tuple[str, str]] = {
     "credit.violation": ("确认违规扣分", "violation confirmed"),
     "credit.restore": ("无违规期满恢复", "restored after a clean period"),
     "credit.reversal": ("申诉成立退回", "reversed on appeal"),
+    # a console user's role (``service.storage.repository.Role``)
+    "role.reviewer": ("审核员", "reviewer"),
+    "role.admin": ("管理员", "admin"),
+    # a score record's decision (``service.record.Decision``)
+    "decision.pass": ("放行", "pass"),
+    "decision.review": ("送审", "review"),
+    "decision.block": ("拦截", "block"),
+    # what a reason's evidence holds, by its name in the score record (nested ones joined by
+    # a dot: ``account_level.level``); the item page lists each with its value in words
+    # (``service.console.present.facts``); a name not here is shown as it is
+    "evidence.account_level.level": ("账号信用等级", "account's credit level"),
+    "evidence.account_level.review_factor": (
+        "审核阈值按等级乘以",
+        "review thresholds multiplied by",
+    ),
+    "evidence.not_blocked.chars": ("正文字母与数字数", "letters and digits in the post"),
+    "evidence.not_blocked.block_min_chars": (
+        "按分数拦截所需最少字数",
+        "fewest needed to block on the score",
+    ),
+    "evidence.confirmed_rumor": ("谣言库条目", "confirmed rumour"),
+    "evidence.similarity": ("相似度", "similarity"),
+    "evidence.notice": ("辟谣说明", "debunk notice"),
+    "evidence.cluster": ("聚类编号", "cluster"),
+    "evidence.size": ("聚类帖子数", "posts in the cluster"),
+    "evidence.accounts": ("聚类账号数", "distinct accounts"),
+    "evidence.accounts_within_window": ("批量时间窗内账号数", "accounts within the batch window"),
+    "evidence.batch_accounts": ("构成批量所需账号数", "accounts that make a batch"),
+    "evidence.batch_minutes": ("批量时间窗", "batch window"),
+    "evidence.batch_at": ("成为批量的时间", "became a batch at"),
+    "evidence.earliest.id": ("最早的帖子", "earliest post"),
+    "evidence.earliest.account_id": ("最早帖子的账号", "earliest post's account"),
+    "evidence.account_batches_7d": (
+        "该账号 7 天内参与的批量数",
+        "batches the account posted in within 7 days",
+    ),
+    "evidence.earlier_post": ("更早的帖子", "earlier post"),
+    "evidence.earlier_account": ("更早帖子的账号", "earlier post's account"),
+    "evidence.gap_s": ("晚于更早的帖子", "posted after it by"),
+    "evidence.claim": ("原创声明", "originality claim"),
+    "evidence.disposition.kind": ("处置", "disposition"),
+    "evidence.disposition.basis": ("处置依据", "its basis"),
+    "evidence.disposition.ends_at": ("处置结束", "it ends"),
+    "evidence.text_decision": ("仅按正文的决定", "decision on the text alone"),
+    "claim.declared": ("平台标注为原创", "declared original by the platform"),
+    "claim.score": ("原创声明识别分数 {score}", "originality-claim score {score}"),
+    "until_lifted": ("直至解除", "until lifted"),
     # a review rule's refusal, by its reason (service.review.refusals.REASONS), with the same
     # details filled in: a moment as the pages show one, a status in words
     "refusal.decided": ("该条目已处理({status})", "The item is decided already ({status})"),
@@ -342,28 +412,34 @@ def translator(language: str) -> Callable[[str], str]:
     return t
 
 
-FAMILIES = ("status", "action", "disposition", "kind", "head", "credit")
+FAMILIES = ("status", "action", "disposition", "kind", "head", "credit", "role", "decision")
 """The code words the pages show in words, by the prefix of their keys in :data:`TEXT`; each
 is a template filter of the same name."""
 
 
 def worded(t: Callable[[str], str], family: str, code: str) -> str:
-    """``code``, a code word of one of :data:`FAMILIES`, in
-    ``t``'s language; as it is where the table has no words for it (a disposition kind a
-    deployment's policy names)."""
+    """``code``, a code word of ``family`` (one of :data:`FAMILIES`, or ``evidence``: the
+    names in a reason's evidence), in ``t``'s language; as it is where the table has no words
+    for it (a disposition kind a deployment's policy names, evidence a newer record holds)."""
     key = f"{family}.{code}"
     return t(key) if key in TEXT else code
+
+
+def in_words(show: Callable[[Any, Callable[[str], str]], str]) -> Callable[[Context, Any], str]:
+    """The template filter that shows a value as ``show(value, t)`` does, in the page's
+    language."""
+
+    @pass_context
+    def words(context: Context, value: Any) -> str:
+        return show(value, context["t"])
+
+    return words
 
 
 def code_filter(family: str) -> Callable[[Context, str], str]:
     """The template filter that shows a code word of ``family`` in the page's language (the
     pages keep the code word itself in a ``data-`` attribute)."""
-
-    @pass_context
-    def words(context: Context, code: str) -> str:
-        return worded(context["t"], family, code)
-
-    return words
+    return in_words(lambda code, t: worded(t, family, code))
 
 
 def explain(errors: Sequence[Mapping[str, Any]], t: Callable[[str], str]) -> str:

@@ -209,6 +209,7 @@ async def item_page(item_id: ItemId, who: Signed) -> HTMLResponse:
         account = await who.call(who.found.review.get_account, policy, item.account_id)
     record = present.record_of(item) or {}
     reasons = record.get("reasons", [])
+    t = translator(language_of(who.request))
     cid = present.cluster_id(item)
     live, index_away = None, False
     if cid:
@@ -229,6 +230,11 @@ async def item_page(item_id: ItemId, who: Signed) -> HTMLResponse:
     if rumor_id is not None:
         rumors = await who.call(who.found.scoring.repository.rumors)
         rumor = next((r for r in rumors if r.rumor_id == rumor_id), None)
+    matched: list[tuple[str, str]] = []
+    if item.kind == "bank_match":
+        # the rumour's notice is shown with it while the bank holds it
+        shown = {k: v for k, v in (item.evidence or {}).items() if not (rumor and k == "notice")}
+        matched = present.facts(shown, t, partial(worded, t))
     return who.page(
         "item.html",
         item=item,
@@ -236,7 +242,7 @@ async def item_page(item_id: ItemId, who: Signed) -> HTMLResponse:
         evidence_note=present.evidence_note(record, who.found.scoring.model_version),
         pieces=present.pieces(item.text or "", reasons, policy),
         heads=present.head_rows(record, policy),
-        reasons=present.reason_rows(record, policy, who.console.articles),
+        reasons=present.reason_rows(record, policy, who.console.articles, t, partial(worded, t)),
         timeline=present.timeline(item, live),
         earlier_item=present.earlier_item(item),
         jumps=present.jumps(item),
@@ -244,6 +250,7 @@ async def item_page(item_id: ItemId, who: Signed) -> HTMLResponse:
         earlier_id=earlier_id,
         compared=compared,
         rumor=rumor,
+        matched=matched,
         reports=reported,
         decisions=decisions,
         account=account,
@@ -269,7 +276,12 @@ async def decide(item_id: ItemId, who: Signed, fields: Form) -> Response:
     here = f"/console/items/{item_id}"
     policy = who.found.scoring.policy
     try:
-        body = DecisionRequest.model_validate(given(fields, "action", "category", "basis", "note"))
+        asked = given(fields, "action", "category", "basis", "note")
+        if asked.get("action") != "confirm":
+            # the item page's one form offers a confirmation's category and article with every
+            # decision: a dismissal or an escalation is its note's alone
+            asked = {k: v for k, v in asked.items() if k not in ("category", "basis")}
+        body = DecisionRequest.model_validate(asked)
         await who.call(
             who.found.review.decide,
             policy,

@@ -12,31 +12,59 @@ LEFT, RIGHT, TOP, BOTTOM = 44, 12, 14, 40
 COLOURS = ("#c0392b", "#2471a3", "#7d3c98", "#d68910", "#17a589", "#566573")
 
 
-NO_DATA = "暂无数据 / no data"
-"""Written across a plot with nothing to show, so that an empty frame is not read as zeros."""
+LEGEND_ROW = 14
+"""Pixels between rows of legend keys."""
+
+
+def _text_width(text: str, size: float) -> float:
+    """About how wide ``text`` is drawn at font ``size``: a CJK character a square, a Latin one
+    a little over half of one."""
+    return sum(size if ord(c) >= 0x2E80 else size * 0.6 for c in text)
+
+
+def _legend(legend: Sequence[tuple[str, str]]) -> tuple[list[str], int]:
+    """The keys left to right, onto a row below where one would pass the plot's right edge
+    (English names are long: five heads do not fit in one row); the rows taken."""
+    keys: list[str] = []
+    x, row = float(LEFT), 0
+    for name, colour in legend:
+        wide = 14 + _text_width(name, 11)
+        if x > LEFT and x + wide > WIDTH - RIGHT:
+            x, row = float(LEFT), row + 1
+        y = HEIGHT - 12 + row * LEGEND_ROW
+        keys.append(
+            f'<rect x="{x:.0f}" y="{y}" width="10" height="10" fill="{colour}"/>'
+            f'<text x="{x + 14:.0f}" y="{y + 9}" font-size="11">{escape(name)}</text>'
+        )
+        x += wide + 16
+    return keys, row + 1 if legend else 0
 
 
 def _frame(
-    body: list[str], title: str, legend: Sequence[tuple[str, str]] = (), *, empty: bool = False
+    body: list[str],
+    title: str,
+    no_data: str,
+    legend: Sequence[tuple[str, str]] = (),
+    *,
+    empty: bool = False,
 ) -> Markup:
+    """The plot: ``body`` under ``title`` (its accessible name), with ``no_data`` written across
+    it when it is ``empty``, so that an empty frame is not read as zeros."""
     if empty:
         body = [
             *body,
             f'<text class="empty" x="{(LEFT + WIDTH - RIGHT) / 2:.0f}" '
             f'y="{(TOP + HEIGHT - BOTTOM) / 2:.0f}" font-size="13" text-anchor="middle" '
-            f'fill="#888">{NO_DATA}</text>',
+            f'fill="#888">{escape(no_data)}</text>',
         ]
-    keys = "".join(
-        f'<rect x="{LEFT + i * 120}" y="{HEIGHT - 12}" width="10" height="10" fill="{colour}"/>'
-        f'<text x="{LEFT + i * 120 + 14}" y="{HEIGHT - 3}" font-size="11">{escape(name)}</text>'
-        for i, (name, colour) in enumerate(legend)
-    )
+    keys, rows = _legend(legend)
+    height = HEIGHT + max(rows - 1, 0) * LEGEND_ROW
     return Markup(
-        f'<svg class="plot" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+        f'<svg class="plot" viewBox="0 0 {WIDTH} {height}" role="img" '
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">'
         f"<title>{escape(title)}</title>"
         f'<line x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{WIDTH - RIGHT}" y2="{HEIGHT - BOTTOM}" '
-        f'stroke="#888"/>{"".join(body)}{keys}</svg>'
+        f'stroke="#888"/>{"".join(body)}{"".join(keys)}</svg>'
     )
 
 
@@ -57,10 +85,12 @@ def bars(
     stacks: Sequence[Sequence[float]],
     title: str,
     legend: Sequence[str] = (),
+    *,
+    no_data: str,
 ) -> Markup:
     """One bar per label, each a stack of values (one value: a plain bar)."""
     if not labels:
-        return _frame([], title, empty=True)
+        return _frame([], title, no_data, empty=True)
     per, body = _scale(max(sum(s) for s in stacks))
     slot = (WIDTH - LEFT - RIGHT) / len(labels)
     for i, (label, stack) in enumerate(zip(labels, stacks, strict=True)):
@@ -83,13 +113,15 @@ def bars(
             f'text-anchor="middle">{sum(stack):g}</text>'
         )
     keys = [(name, COLOURS[j % len(COLOURS)]) for j, name in enumerate(legend)]
-    return _frame(body, title, keys, empty=not any(any(s) for s in stacks))
+    return _frame(body, title, no_data, keys, empty=not any(any(s) for s in stacks))
 
 
-def lines(x_labels: Sequence[str], series: dict[str, Sequence[float]], title: str) -> Markup:
+def lines(
+    x_labels: Sequence[str], series: dict[str, Sequence[float]], title: str, *, no_data: str
+) -> Markup:
     """One line per series over ``x_labels``."""
     if not x_labels:
-        return _frame([], title, empty=True)
+        return _frame([], title, no_data, empty=True)
     per, body = _scale(max((max(v, default=0) for v in series.values()), default=0))
     step = (WIDTH - LEFT - RIGHT) / max(1, len(x_labels) - 1)
     for j, (name, values) in enumerate(series.items()):
@@ -106,10 +138,12 @@ def lines(x_labels: Sequence[str], series: dict[str, Sequence[float]], title: st
             f'text-anchor="{"start" if i == 0 else "end"}">{escape(x_labels[i])}</text>'
         )
     keys = [(name, COLOURS[j % len(COLOURS)]) for j, name in enumerate(series)]
-    return _frame(body, title, keys, empty=not any(any(v) for v in series.values()))
+    return _frame(body, title, no_data, keys, empty=not any(any(v) for v in series.values()))
 
 
-def histogram(values: Sequence[float], threshold: float, title: str, bins: int = 20) -> Markup:
+def histogram(
+    values: Sequence[float], threshold: float, title: str, bins: int = 20, *, no_data: str
+) -> Markup:
     """Scores in [0, 1] in ``bins`` bins, with the review threshold as a dashed line."""
     counts = [0] * bins
     for value in values:
@@ -134,4 +168,4 @@ def histogram(values: Sequence[float], threshold: float, title: str, bins: int =
             f'<text x="{LEFT + tick * (WIDTH - LEFT - RIGHT):.1f}" y="{HEIGHT - BOTTOM + 13}" '
             f'font-size="10" text-anchor="middle">{tick:g}</text>'
         )
-    return _frame(body, title, empty=not values)
+    return _frame(body, title, no_data, empty=not values)

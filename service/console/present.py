@@ -1,10 +1,11 @@
 """What the item page shows, worked out from the stored item: the post's text cut into
-highlighted and plain pieces (and why there are none), the reasons with their articles, the
-cluster's timeline."""
+highlighted and plain pieces (and why there are none), the reasons with their articles and
+their evidence in words, the cluster's timeline; moments and lengths of time as the pages say
+them; the dashboard's plots."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from difflib import SequenceMatcher
@@ -13,13 +14,19 @@ from typing import Any
 
 from markupsafe import Markup
 
+from service.console import articles as regulation
 from service.console import plots
 from service.neardup.cluster import Cluster
 from service.pipeline import NO_EVIDENCE
 from service.policy import Policy
 from service.review import views
 from service.review.items import ACTIONS, EARLIER, FINAL
-from service.storage.console_sql import ConsoleReads
+from service.storage.console_sql import AGE_BUCKETS_H, ConsoleReads
+
+Words = Callable[[str], str]
+"""A translator: a key of ``service.console.i18n.TEXT`` in the reader's language."""
+Worded = Callable[[str, str], str]
+"""A code word of a family (``head``, ``evidence``, ...) in the reader's language."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +43,8 @@ class ReasonRow:
     head: str | None
     summary: str
     articles: list[tuple[str, str]]
-    evidence: dict[str, Any] = field(default_factory=dict)
+    facts: list[tuple[str, str]] = field(default_factory=list)
+    """The evidence, each as its label and its value in the reader's language (:func:`facts`)."""
 
 
 @dataclass(frozen=True)
@@ -82,12 +90,20 @@ def pieces(text: str, reasons: list[dict[str, Any]], policy: Policy) -> list[Pie
 
 
 def reason_rows(
-    record: dict[str, Any], policy: Policy, articles: dict[str, str]
+    record: dict[str, Any],
+    policy: Policy,
+    articles: dict[str, str],
+    t: Words,
+    worded: Worded,
 ) -> list[ReasonRow]:
+    """The record's reasons with the articles they rest on and their evidence in ``t``'s
+    words. A reason no rule of the policy gives (an account's disposition that stops it
+    publishing) has its summary in its evidence."""
     rules = {rule.reason.code: (risk, rule.reason) for risk, rule in policy.risks.items()}
     rows = []
     for reason in record.get("reasons", []):
         code = str(reason.get("code"))
+        evidence = reason.get("evidence") or {}
         risk, rule = rules.get(code, (None, None))
         names = rule.articles if rule else [code.rsplit(".", 1)[0]]
         rows.append(
@@ -95,16 +111,71 @@ def reason_rows(
                 code=code,
                 score=float(reason.get("score", 0.0)),
                 head=risk,
-                summary=rule.summary if rule else "",
+                summary=rule.summary if rule else str(evidence.get("summary", "")),
                 articles=[(name, articles.get(name, "")) for name in names],
-                evidence={
-                    k: v
-                    for k, v in (reason.get("evidence") or {}).items()
-                    if k not in ("spans", "articles", "summary", "earlier_text")
-                },
+                facts=facts(evidence, t, worded),
             )
         )
     return rows
+
+
+SHOWN_ELSEWHERE = frozenset({"spans", "articles", "summary", "earlier_text", "record", "match"})
+"""Evidence the item page shows in its own way (the highlighted spans, the articles and summary
+of the reason, the earlier post beside the copy, an item's score record), or that says again
+what others do (a bank match's ``match``: its rumour and similarity, in English)."""
+
+
+def facts(evidence: Mapping[str, Any], t: Words, worded: Worded) -> list[tuple[str, str]]:
+    """What a reason's (or a bank match item's) ``evidence`` holds, each as its label and its
+    value in ``t``'s language: moments as the pages show them, lengths of time, decisions,
+    dispositions and articles in words, a nested value under its own label."""
+    return [
+        (worded("evidence", name), _value(name, value, t, worded))
+        for name, value in _flattened(evidence)
+    ]
+
+
+def _flattened(evidence: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in evidence.items():
+        if not prefix and key in SHOWN_ELSEWHERE:
+            continue
+        if isinstance(value, dict):
+            yield from _flattened(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _value(name: str, value: Any, t: Words, worded: Worded) -> str:
+    if value is None:
+        # a disposition without an end lasts until it is lifted
+        return t("until_lifted") if name == "disposition.ends_at" else "-"
+    said = SAID.get(name)
+    if said is not None:
+        return said(value, t, worded)
+    return f"{round(value, 3):g}" if isinstance(value, float) else str(value)
+
+
+def _claim(said: str, t: Words) -> str:
+    """The finding says a claim of originality by the post's flag (``declared_original``) or by
+    the claim head's name and score (``originality_claim 0.83``)."""
+    if said == "declared_original":
+        return t("claim.declared")
+    head, _, score = said.partition(" ")
+    return t("claim.score").format(score=score) if head == "originality_claim" else said
+
+
+SAID: dict[str, Callable[[Any, Words, Worded], str]] = {
+    "batch_at": lambda v, t, w: when(float(v)),
+    "disposition.ends_at": lambda v, t, w: when(datetime.fromisoformat(v)),
+    "gap_s": lambda v, t, w: duration(float(v), t),
+    "batch_minutes": lambda v, t, w: duration(float(v) * 60, t),
+    "text_decision": lambda v, t, w: w("decision", str(v)),
+    "disposition.kind": lambda v, t, w: w("disposition", str(v)),
+    "disposition.basis": lambda v, t, w: regulation.name(str(v), t),
+    "claim": lambda v, t, w: _claim(str(v), t),
+}
+"""How a value of the evidence is said, by its name, where not as it is: moments, lengths of
+time, code words and articles."""
 
 
 def head_rows(record: dict[str, Any], policy: Policy) -> list[HeadRow]:
@@ -236,6 +307,7 @@ class QueueRow:
     score: float | None
     cluster_size: int | None
     overdue: bool
+    waited_s: float
     jump: Jump | None = None
     """A ``follower_jump`` item's latest jump."""
 
@@ -278,6 +350,7 @@ def queue_row(item: views.Item, now: datetime) -> QueueRow:
         None if score is None else float(score),
         size,
         item.deadline is not None and item.deadline < now and item.status not in FINAL,
+        (now - item.enqueued_at).total_seconds(),
         next(reversed(jumps(item)), None),
     )
 
@@ -291,20 +364,43 @@ def basis_of(item: views.Item, policy: Policy) -> str:
 
 
 def when(moment: datetime | float | None) -> str:
+    """A moment as every page shows one: in UTC, and saying so."""
     if moment is None:
         return "-"
     if isinstance(moment, int | float):
         moment = datetime.fromtimestamp(moment, UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def age(moment: datetime) -> str:
-    minutes = int((datetime.now(UTC) - moment).total_seconds() // 60)
-    if minutes < 60:
-        return f"{minutes}m"
-    if minutes < 48 * 60:
-        return f"{minutes // 60}h"
-    return f"{minutes // 1440}d"
+def unit_of(seconds: float) -> tuple[str, int]:
+    """The unit a length of time is said in, and its seconds: seconds under a minute, minutes
+    under an hour, hours under two days, then days."""
+    if seconds < 60:
+        return "seconds", 1
+    if seconds < 3600:
+        return "minutes", 60
+    if seconds < 48 * 3600:
+        return "hours", 3600
+    return "days", 86400
+
+
+def duration(seconds: float, t: Words) -> str:
+    """A length of time in ``t``'s words, whole units of :func:`unit_of`."""
+    seconds = max(seconds, 0.0)
+    unit, size = unit_of(seconds)
+    return t(f"unit.{unit}").format(n=int(seconds // size))
+
+
+def age_buckets(t: Words) -> list[str]:
+    """The dashboard's age buckets (:data:`AGE_BUCKETS_H`) in ``t``'s words, each range in the
+    unit of its upper edge (4-24 hours, 1-3 days)."""
+    edges = [hours * 3600 for hours in AGE_BUCKETS_H]
+    ranges = []
+    for low, high in pairwise(edges):
+        unit, size = unit_of(high)
+        ranges.append(t(f"unit.{unit}").format(n=f"{low // size}-{high // size}"))
+    under = t("under").format(span=duration(edges[0], t))
+    return [under, *ranges, t("over").format(span=duration(edges[-1], t))]
 
 
 @dataclass(frozen=True)
@@ -331,12 +427,7 @@ def tallies(reads: ConsoleReads, now: datetime) -> Tallies:
     )
 
 
-def dashboard(
-    tallied: Tallies,
-    policy: Policy,
-    t: Callable[[str], str],
-    worded: Callable[[str, str], str],
-) -> dict[str, Markup]:
+def dashboard(tallied: Tallies, policy: Policy, t: Words, worded: Worded) -> dict[str, Markup]:
     """The dashboard's plots of ``tallied`` in the reader's language: their titles (a plot's
     accessible name; the template captions each) as ``t`` says them, heads, actions and
     statuses as ``worded(family, code word)`` does."""
@@ -345,7 +436,7 @@ def dashboard(
     flagged, decisions, appeals = tallied.flagged, tallied.decisions, tallied.appeals
     reviewers = sorted(decisions)
     scores = tallied.scores
-    ages = ["<1h", "1-4h", "4-24h", "1-3d", ">3d"]
+    nothing = t("no_data")
     out = {
         "flagged": plots.lines(
             [d[5:] for d in days],
@@ -354,22 +445,27 @@ def dashboard(
                 for head in sorted(flagged)
             },
             t("flagged_per_day"),
+            no_data=nothing,
         ),
-        "ages": plots.bars(ages, [[n] for n in tallied.ages], t("queue_age")),
+        "ages": plots.bars(
+            age_buckets(t), [[n] for n in tallied.ages], t("queue_age"), no_data=nothing
+        ),
         "reviewers": plots.bars(
             reviewers,
             [[decisions[r].get(a, 0) for a in ACTIONS] for r in reviewers],
             t("per_reviewer"),
             legend=[worded("action", a) for a in ACTIONS],
+            no_data=nothing,
         ),
         "appeals": plots.bars(
             [worded("status", s) for s in sorted(appeals)],
             [[appeals[s]] for s in sorted(appeals)],
             t("appeal_outcomes"),
+            no_data=nothing,
         ),
     }
     for risk, rule in policy.risks.items():
         values = [s[risk] for s in scores if risk in s]
         title = f"{t('score_dist')}: {worded('head', risk)}"
-        out[f"scores:{risk}"] = plots.histogram(values, rule.review, title)
+        out[f"scores:{risk}"] = plots.histogram(values, rule.review, title, no_data=nothing)
     return out
