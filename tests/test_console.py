@@ -37,6 +37,7 @@ from service.policy.governance import CATEGORIES
 from service.record import Decision, Post, ScoreRecord
 from service.review.appeals import APPEAL_STATUSES
 from service.review.items import ACTIONS, KINDS, STATUSES
+from service.review.protected import PROTECTED_KINDS
 from service.review.refusals import REASONS, RefusedError
 from service.review.views import Item, ReportStatus
 from service.security import AuthError, SignInLimits, client_address, create_user
@@ -407,11 +408,12 @@ def keys_of(evidence: dict[str, Any]) -> set[str]:
 
 def every_kind(api: Api) -> dict[str, Item]:
     """Items of every kind and head, by the post they are about (``cluster`` and ``followers``
-    for those about none, ``match`` for a bank match's): a coordinated batch, a copy declared
-    original, a report, a follower jump, a post repeating a banked rumour (its item dismissed,
-    the match an item of its own), and a post of an account its confirmed violations stopped
-    publishing (blocked for that, at thresholds its level lowered); b0's confirmation upheld on
-    appeal; items waiting minutes, hours and days."""
+    for those about none, ``match`` for a bank match's, ``impersonation`` for an account whose
+    name holds a protected one): a coordinated batch, a copy declared original, a report, a
+    follower jump, a post repeating a banked rumour (its item dismissed, the match an item of
+    its own), a post of an account its confirmed violations stopped publishing (blocked for
+    that, at thresholds its level lowered) and an account named after a protected organisation;
+    b0's confirmation upheld on appeal; items waiting minutes, hours and days."""
     policy, review = api.services.scoring.policy, api.services.review
     repository = api.services.scoring.repository
     assert isinstance(repository, SqlRepository)
@@ -468,10 +470,17 @@ def every_kind(api: Api) -> dict[str, Item]:
                 .where(ReviewItem.post_id == post_id)
                 .values(enqueued_at=datetime.now(UTC) - wait)
             )
+    review.put_account(policy, "a5", name="新华社北京分社")
+    review.add_protected_name(policy, name="新华社", kind="organisation", subject_ids=[], by="k")
     found = [*review.list_items(policy).items, confirmed, repeat]
     assert {i.kind for i in found} == set(KINDS)
     assert {i.head for i in found} == set(CATEGORIES)
-    by_kind = {"cluster": "cluster", "follower_jump": "followers", "bank_match": "match"}
+    by_kind = {
+        "cluster": "cluster",
+        "follower_jump": "followers",
+        "bank_match": "match",
+        "impersonation": "impersonation",
+    }
     return {by_kind.get(i.kind) or str(i.post_id): i for i in found}
 
 
@@ -489,6 +498,8 @@ def test_every_page_in_chinese_shows_no_code_word_with_the_code_words_kept(api: 
     assert {"similarity", "gap_s", "accounts_within_window", "text_decision"} <= evidence
     codes = {
         *KINDS,
+        *CATEGORIES,
+        *PROTECTED_KINDS,
         *get_args(Risk),
         *ACTIONS,
         *get_args(ReportStatus),
@@ -527,6 +538,9 @@ def test_every_page_in_chinese_shows_no_code_word_with_the_code_words_kept(api: 
     )
     reports = pages["/console/reports?all=true"]
     assert '<td data-category="incitement">煽动极端情绪</td>' in reports
+    (impersonation,) = [i for i in items if i.kind == "impersonation"]
+    page = pages[f"/console/items/{impersonation.id}"]
+    assert '<td data-protected="organisation">企事业单位等组织机构</td>' in page
     page = pages[f"/console/items/{confirmed.id}"]
     assert '<span data-kind="score">评分</span> · <span data-head="rumor">谣言</span>' in page
     assert '<span data-category="rumor">谣言</span>' in page
@@ -1612,3 +1626,33 @@ def test_a_follower_jump_is_shown_in_the_queue_and_on_its_page_in_each_language(
     assert "Followers 10 → 2,000,000" in api.client.get("/console/queue").text
     page = api.client.get(f"/console/items/{item.id}").text
     assert "Abnormal follower jump (art12)" in page and "<td>10</td>" in page
+
+
+def test_an_impersonation_item_is_shown_in_the_queue_and_on_its_page_in_each_language(
+    api: Api,
+) -> None:
+    policy, review = api.services.scoring.policy, api.services.review
+    review.put_account(policy, "a1", name="新華社 北京", followers=10)
+    entry = review.add_protected_name(
+        policy, name="新华社", kind="organisation", subject_ids=[], by="k"
+    )
+    (item,) = review.list_items(policy, kind="impersonation").items
+    sign_in(api, "li")
+    queue = api.client.get("/console/queue").text
+    assert '<td data-kind="impersonation">冒用名义 <span class="protected"' in queue
+    assert "受保护名称 新华社</span>" in queue
+    page = api.client.get(f"/console/items/{item.id}").text
+    assert "擅自使用受保护名称(第八条)" in page and "账号名称: 新華社 北京" in page
+    kind = '<td data-protected="organisation">企事业单位等组织机构</td>'
+    assert f"<td>新华社</td>{kind}<td>{entry.id}</td>" in page
+    # art8's text, from the regulation the reasons' articles come from
+    article = page.split('id="impersonation-article">')[1].split("</blockquote>")[0]
+    assert article.startswith("第八条") and "社会知名人士名义" in article
+    # the confirmation offers the item's category and the article it rests on
+    assert '<option value="impersonation" selected>' in page
+    assert f'id="basis" value="{policy.registration.protected_basis}"' in page
+    api.client.get("/console/lang/en")
+    assert "Protected name 新华社</span>" in api.client.get("/console/queue").text
+    page = api.client.get(f"/console/items/{item.id}").text
+    assert "Unauthorised use of a protected name (art8)" in page
+    assert '<td data-protected="organisation">enterprise, institution or organisation</td>' in page

@@ -94,8 +94,9 @@ def test_a_post_too_short_to_state_a_claim_is_reviewed_not_blocked(settings: Set
 
 def test_a_disposition_that_stops_publishing_blocks_until_it_ends(settings: Settings) -> None:
     policy = load_policy(settings.policy_file)
-    # the shipped ladder: suspending updates and closing stop publishing, a warning does not
-    assert policy.publishing_stops == ["suspend_updates", "close_account"]
+    # the shipped ladder: suspending updates or service (art8's, until a name is corrected)
+    # and closing stop publishing, a warning does not
+    assert policy.publishing_stops == ["suspend_updates", "suspend_service", "close_account"]
     now = datetime(2026, 12, 1, tzinfo=UTC)
     ends = now + timedelta(days=7)
     suspended = Standing("D", (Stop("suspend_updates", "art19", ends),))

@@ -151,6 +151,14 @@ TEXT: dict[str, tuple[str, str]] = {
     "jump_after": ("变动后", "After"),
     "jump_at": ("变动时间", "When"),
     "jump_since": ("变动前数值登记于", "Before given at"),
+    "impersonation": (
+        "擅自使用受保护名称(第八条)",
+        "Unauthorised use of a protected name (art8)",
+    ),
+    "account_name": ("账号名称", "Account name"),
+    "protected_name": ("受保护名称", "Protected name"),
+    "protected_kind": ("名称所属", "Whose name"),
+    "protected_entry": ("条目编号", "Entry"),
     "interface_language": ("界面语言", "Interface language"),
     "queued_at": ("入队", "queued"),
     "held_until": ("至 {until}", "until {until}"),
@@ -211,12 +219,17 @@ TEXT: dict[str, tuple[str, str]] = {
     "disposition.close_account": ("关闭注销账号", "account closed"),
     "disposition.blacklist": ("列入黑名单", "blacklisted"),
     "disposition.ban_reregistration": ("禁止重新注册", "re-registration banned"),
+    "disposition.suspend_service": (
+        "暂停提供服务,限期改正",
+        "service suspended, to be corrected by its end",
+    ),
     # an item's source as the pages show it, by its kind (``service.review.items.KINDS``)
     "kind.score": ("评分", "score"),
     "kind.cluster": ("近似重复聚类", "cluster"),
     "kind.bank_match": ("谣言库匹配", "bank match"),
     "kind.report": ("举报", "report"),
     "kind.follower_jump": ("粉丝数异常", "follower jump"),
+    "kind.impersonation": ("冒用名义", "impersonation"),
     # a risk or another category as the pages show it, by its code word
     # (``service.policy.governance.CATEGORIES``): an item's head, a report's or a confirmation's
     # category, a plot's series
@@ -225,6 +238,11 @@ TEXT: dict[str, tuple[str, str]] = {
     "head.fake_originality": ("虚假原创", "fake originality"),
     "head.coordination": ("批量协同发布", "coordination"),
     "head.fake_followers": ("虚假粉丝", "fake followers"),
+    "head.impersonation": ("擅自使用组织机构或知名人士名义", "impersonation"),
+    # what a protected name names, by its code word (``service.review.protected.PROTECTED_KINDS``)
+    "protected.organ": ("党政机关", "party or government organ"),
+    "protected.organisation": ("企事业单位等组织机构", "enterprise, institution or organisation"),
+    "protected.person": ("社会知名人士", "well-known person"),
     # why an account's credit changed, by the credit ledger's reason
     # (``service.storage.review_steps.change_credit``)
     "credit.violation": ("确认违规扣分", "violation confirmed"),
@@ -340,6 +358,23 @@ TEXT: dict[str, tuple[str, str]] = {
         "Account {account_id!r} is under {kinds}: its name stays refused to re-registration "
         "(art8), so it is not changed",
     ),
+    "refusal.name_protected": (
+        "名称含有受保护的{kind}名称“{name}”(条目 {entry_id}),该主体未获授权使用(第八条)",
+        "The name holds {name!r}, a protected {kind} name (entry {entry_id}) that the subject "
+        "is not authorised to use (art8)",
+    ),
+    "refusal.protected_length": (
+        "名称折叠后为“{folded}”,共 {chars} 个字母或数字:受保护名称折叠后应有 {least} 至 {most} 个,"
+        "以免一个常见字符就拒绝所有含有它的名称",
+        "The name folds to {folded!r}, {chars} letters or digits: a protected name folds to "
+        "{least} to {most}, so that an entry does not refuse every name holding a common "
+        "character",
+    ),
+    "refusal.protected_already": (
+        "“{name}”已受保护(条目 {entry_id}):折叠后是同一名称",
+        "{name!r} is protected already (entry {entry_id}), as the same name once folded",
+    ),
+    "refusal.no_protected_name": ("没有受保护名称 {entry_id}", "No protected name {entry_id}"),
     "refusal.post_not_live": (
         "帖子“{post_id}”不在实时窗口中:请填写谣言正文",
         "Post {post_id!r} is not in the live window: give the rumour's text",
@@ -412,7 +447,17 @@ def translator(language: str) -> Callable[[str], str]:
     return t
 
 
-FAMILIES = ("status", "action", "disposition", "kind", "head", "credit", "role", "decision")
+FAMILIES = (
+    "status",
+    "action",
+    "disposition",
+    "kind",
+    "head",
+    "credit",
+    "role",
+    "decision",
+    "protected",
+)
 """The code words the pages show in words, by the prefix of their keys in :data:`TEXT`; each
 is a template filter of the same name."""
 
@@ -458,13 +503,18 @@ def explain(errors: Sequence[Mapping[str, Any]], t: Callable[[str], str]) -> str
     return "; ".join(said)
 
 
+WORDED_DETAILS = {"status": "status", "kind": "protected"}
+"""The refusals' details that are code words, by the family whose words they are shown in."""
+
+
 def explain_refusal(refusal: RefusedError, t: Callable[[str], str]) -> str:
     """Why a review rule refused, in ``t``'s language, with the refusal's details: a moment as
-    the pages show one, a status in words."""
+    the pages show one, a status and what a protected name names in words."""
     details = {
         name: when(value) if isinstance(value, datetime) else value
         for name, value in refusal.details.items()
     }
-    if "status" in details:
-        details["status"] = worded(t, "status", details["status"])
+    for name, family in WORDED_DETAILS.items():
+        if name in details:
+            details[name] = worded(t, family, details[name])
     return t(f"refusal.{refusal.reason}").format(**details)

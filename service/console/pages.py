@@ -246,6 +246,7 @@ async def item_page(item_id: ItemId, who: Signed) -> HTMLResponse:
         timeline=present.timeline(item, live),
         earlier_item=present.earlier_item(item),
         jumps=present.jumps(item),
+        impersonation=present.impersonation(item, who.console.articles),
         index_away=index_away,
         earlier_id=earlier_id,
         compared=compared,

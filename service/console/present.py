@@ -19,7 +19,7 @@ from service.console import plots
 from service.neardup.cluster import Cluster
 from service.pipeline import NO_EVIDENCE
 from service.policy import Policy
-from service.review import views
+from service.review import protected, views
 from service.review.items import ACTIONS, EARLIER, FINAL
 from service.storage.console_sql import AGE_BUCKETS_H, ConsoleReads
 
@@ -310,6 +310,8 @@ class QueueRow:
     waited_s: float
     jump: Jump | None = None
     """A ``follower_jump`` item's latest jump."""
+    protected: tuple[str, ...] = ()
+    """The protected names an ``impersonation`` item's account name holds."""
 
 
 @dataclass(frozen=True)
@@ -336,6 +338,41 @@ def jumps(item: views.Item) -> list[Jump]:
     ]
 
 
+@dataclass(frozen=True)
+class ProtectedUse:
+    """A protected name an account's name holds, as its ``impersonation`` item keeps it."""
+
+    entry_id: int
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class Impersonation:
+    """What an ``impersonation`` item shows (art8): the account's name when it was flagged, the
+    protected names it holds, and the article the item rests on, in its words."""
+
+    name: str | None
+    entries: list[ProtectedUse]
+    article: str
+
+
+def impersonation(item: views.Item, articles: dict[str, str]) -> Impersonation | None:
+    """An ``impersonation`` item's evidence, with its article's text from ``articles``; None
+    for an item of another kind."""
+    if item.kind != protected.KIND:
+        return None
+    evidence = item.evidence or {}
+    return Impersonation(
+        evidence.get("name"),
+        [
+            ProtectedUse(int(p["id"]), str(p["name"]), str(p["kind"]))
+            for p in evidence.get("protected", [])
+        ],
+        articles.get(str(evidence.get("basis")), ""),
+    )
+
+
 def queue_row(item: views.Item, now: datetime) -> QueueRow:
     record = record_of(item) or {}
     score = record.get("scores", {}).get(item.head) if item.head else None
@@ -345,6 +382,7 @@ def queue_row(item: views.Item, now: datetime) -> QueueRow:
     size = len(evidence["members"]) if "members" in evidence else None
     if isinstance(cluster, dict) and "size" in cluster:
         size = int(cluster["size"])
+    held = impersonation(item, {})
     return QueueRow(
         item,
         None if score is None else float(score),
@@ -352,6 +390,7 @@ def queue_row(item: views.Item, now: datetime) -> QueueRow:
         item.deadline is not None and item.deadline < now and item.status not in FINAL,
         (now - item.enqueued_at).total_seconds(),
         next(reversed(jumps(item)), None),
+        tuple(p.name for p in held.entries) if held else (),
     )
 
 
@@ -359,6 +398,8 @@ def basis_of(item: views.Item, policy: Policy) -> str:
     """The article a confirmation of the item's head rests on, offered as the default basis."""
     if item.kind == "follower_jump":
         return policy.followers.basis
+    if item.kind == protected.KIND:
+        return policy.registration.protected_basis
     rule = next((r for risk, r in policy.risks.items() if risk == item.head), None)
     return rule.reason.code.rsplit(".", 1)[0] if rule else ""
 

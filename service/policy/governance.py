@@ -10,9 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.heads import Risk
 
-Category = Literal[Risk, "fake_followers"]
-"""What a confirmed violation is: a risk the model scores, or faked followers (art12), which
-no post shows and an abnormal jump in an account's follower count brings to review."""
+Category = Literal[Risk, "fake_followers", "impersonation"]
+"""What a confirmed violation is: a risk the model scores, faked followers (art12), which no
+post shows and an abnormal jump in an account's follower count brings to review, or an account
+name that uses a protected name without authorisation (art8), which an entry of the protected
+names brings to review."""
 CATEGORIES: tuple[Category, ...] = get_args(Category)
 
 Severity = str
@@ -74,13 +76,19 @@ class CreditRules(_Rules):
 
 
 class DispositionStep(_Rules):
-    """Applied on a confirmed violation when the account's level is one of ``levels`` or its
-    confirmed violations in the credit window reach ``min_violations``."""
+    """Applied on a confirmed violation when the account's level is one of ``levels``, its
+    confirmed violations in the credit window reach ``min_violations``, or the violation is of
+    one of ``categories``."""
 
     kind: str = Field(min_length=1)
     basis: str = Field(min_length=1, description="the article it rests on")
     levels: list[str] = Field(default_factory=list)
     min_violations: int | None = Field(default=None, ge=1)
+    categories: list[Category] = Field(
+        default_factory=list,
+        description="a violation of one of these calls for it whatever the account's standing "
+        "(the measure an article sets for that violation)",
+    )
     days: float | None = Field(default=None, gt=0, description="none: until lifted")
     stops_publishing: bool = Field(
         default=False,
@@ -90,8 +98,10 @@ class DispositionStep(_Rules):
 
     @model_validator(mode="after")
     def _has_a_condition(self) -> DispositionStep:
-        if not self.levels and self.min_violations is None:
-            raise ValueError(f"disposition {self.kind!r} has neither levels nor min_violations")
+        if not self.levels and self.min_violations is None and not self.categories:
+            raise ValueError(
+                f"disposition {self.kind!r} has neither levels, min_violations nor categories"
+            )
         return self
 
 
@@ -123,4 +133,12 @@ class RegistrationRules(_Rules):
     )
     uncounted_by: list[str] = Field(
         description="active dispositions whose account no longer counts towards its subject's"
+    )
+    protected_min_chars: int = Field(
+        ge=1,
+        description="the fewest letters and digits a protected name folds to (art8): a shorter "
+        "entry is refused, as every name holding its characters would hold it",
+    )
+    protected_basis: str = Field(
+        min_length=1, description="the article an impersonation item's confirmation rests on"
     )

@@ -7,14 +7,19 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from service.policy.governance import DispositionStep
+from service.policy.governance import Category, DispositionStep
 
 
 def due(
-    ladder: list[DispositionStep], level: str, violations: int, active: Collection[str]
+    ladder: list[DispositionStep],
+    level: str,
+    violations: int,
+    active: Collection[str],
+    category: Category | None = None,
 ) -> list[DispositionStep]:
-    """Steps reached by the account's ``level`` or its ``violations`` in the credit window,
-    that are not ``active`` already; in ladder order."""
+    """Steps reached by the account's ``level`` or its ``violations`` in the credit window, or
+    called for by the ``category`` of the violation confirmed now, that are not ``active``
+    already; in ladder order."""
     return [
         step
         for step in ladder
@@ -22,6 +27,7 @@ def due(
         and (
             level in step.levels
             or (step.min_violations is not None and violations >= step.min_violations)
+            or (category is not None and category in step.categories)
         )
     ]
 
@@ -35,7 +41,8 @@ def is_active(ends: datetime | None, lifted: bool, now: datetime) -> bool:
 
 
 def called_for(ladder: list[DispositionStep], level: str, violations: int) -> set[str]:
-    """The kinds of step an account at ``level`` with ``violations`` in the window calls for."""
+    """The kinds of step an account at ``level`` with ``violations`` in the window calls for
+    (those a violation's category called for belong to its decision alone)."""
     return {step.kind for step in due(ladder, level, violations, ())}
 
 

@@ -11,10 +11,11 @@ from service.policy import governance
 from service.policy.governance import ReviewRules
 from service.review.refusals import RefusedError
 
-Kind = Literal["score", "cluster", "bank_match", "report", "follower_jump"]
+Kind = Literal["score", "cluster", "bank_match", "report", "follower_jump", "impersonation"]
 """An item's source: a flagged score record, a flagged near-duplicate cluster (one item for the
-batch, its members in ``evidence``), a confirmed-rumour bank match, public reports, or an
-abnormal jump in an account's follower count (art12, its jumps in ``evidence``)."""
+batch, its members in ``evidence``), a confirmed-rumour bank match, public reports, an abnormal
+jump in an account's follower count (art12, its jumps in ``evidence``), or an account name that
+holds a protected name its subject is not authorised for (art8, :mod:`service.review.protected`)."""
 KINDS: tuple[Kind, ...] = get_args(Kind)
 
 

@@ -32,6 +32,14 @@ REASONS: dict[str, str] = {
     "subject_at_cap": "the subject holds {count} accounts, the cap per subject (art10) is {cap}",
     "name_kept": "account {account_id!r} is under {kinds}: its name stays refused to "
     "re-registration (art8), so it is not changed",
+    "name_protected": "the name holds {name!r}, a protected {kind} name (entry {entry_id}) "
+    "that the subject is not authorised to use (art8)",
+    "protected_length": "the name folds to {folded!r}, {chars} letters or digits: a protected "
+    "name folds to {least} to {most}, so that an entry does not refuse every name holding a "
+    "common character",
+    "protected_already": "{name!r} is protected already (entry {entry_id}), as the same name "
+    "once folded",
+    "no_protected_name": "no protected name {entry_id}",
     "post_not_live": "post {post_id!r} is not in the live window: give the rumour's text",
     "unmatchable": "the text is boilerplate or too short to match anything",
     "banked_already": "the bank has this rumour already: {rumor_id} (similarity {similarity:.2f})",

@@ -88,6 +88,15 @@ def check_subject_blacklist(blacklisted_by: Sequence[str]) -> None:
         raise ConflictError("subject_blacklisted", account=blacklisted_by[0])
 
 
+def check_protected_name(protected: Sequence[tuple[int, str, str]]) -> None:
+    """Raise :class:`ConflictError` for a name that holds protected names the subject is not
+    authorised to use: ``protected`` are their (entry id, name, kind), as :func:`check` takes
+    them; the first is named, in the check's words."""
+    if protected:
+        entry_id, name, kind = protected[0]
+        raise ConflictError("name_protected", name=name, kind=kind, entry_id=entry_id)
+
+
 def check_subject_cap(rules: RegistrationRules, held: int) -> None:
     """Raise :class:`ConflictError` when giving a subject that holds ``held`` accounts (other
     than the one it is given to) to one more takes it past the cap (art10), in the words of
@@ -129,12 +138,14 @@ def check(
     subject_blacklisted_by: Iterable[str],
     closed_names: Iterable[tuple[str, str]],
     subject_holds: int = 0,
+    protected: Iterable[tuple[int, str, str]] = (),
 ) -> list[Refusal]:
     """Why ``name`` may not be registered: ``subject_blacklisted_by`` are the accounts of the
     subject that refuse it; ``closed_names`` the (account id, folded name) of every name each
     closed account held; ``subject_holds`` how many accounts the subject holds that count
-    towards its cap. One reason per closed account: equal to any of its names, else
-    near-equal to one."""
+    towards its cap; ``protected`` the (entry id, name, kind) of the protected names ``name``
+    holds that the subject is not authorised to use. One reason per closed account (equal to
+    any of its names, else near-equal to one), and one per protected name."""
     reasons = [
         Refusal("subject_blacklisted", words("subject_blacklisted", account=account))
         for account in subject_blacklisted_by
@@ -158,5 +169,9 @@ def check(
     reasons += [
         Refusal(code, _NAME_DETAILS[code].format(account=account))
         for account, code in found.items()
+    ]
+    reasons += [
+        Refusal("name_protected", words("name_protected", name=held, kind=kind, entry_id=entry))
+        for entry, held, kind in protected
     ]
     return reasons

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from service.review.appeals import AppealStatus
 from service.review.items import Action, Category, Kind, Status
+from service.review.protected import ProtectedKind
 
 ReportStatus = Literal[Status, "overturned"]
 
@@ -244,3 +245,27 @@ class AppealPage(BaseModel):
 class Registration(BaseModel):
     allowed: bool
     reasons: list[dict[str, str]]
+
+
+class ProtectedName(BaseModel):
+    id: int
+    name: str = Field(description="as given; names are compared folded")
+    kind: ProtectedKind
+    subjects: list[str] = Field(
+        description="the digests of the subjects authorised to use it (as accounts' subjects "
+        "are stored), sorted"
+    )
+    created_at: datetime
+    created_by: str = Field(description="the admin key that added it")
+
+
+class Holder(BaseModel):
+    account_id: str
+    item_id: int = Field(description="its impersonation item, opened or joined")
+
+
+class ProtectedNameAdded(ProtectedName):
+    holders: list[Holder] = Field(
+        description="the accounts whose names held it when it was added, their subjects not "
+        "authorised, each sent to review"
+    )

@@ -16,6 +16,7 @@ from service.review import chain, views
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.dispositions import Standing
 from service.review.items import Action, Category, Kind, QueueRequest
+from service.review.protected import ProtectedKind
 
 Role = Literal["publisher", "reviewer", "admin"]
 
@@ -423,6 +424,27 @@ class ReviewRepository(Protocol):
     def check_registration(
         self, policy: Policy, name: str, subject_id: str, now: datetime | None = None
     ) -> views.Registration: ...
+
+    def add_protected_name(
+        self,
+        policy: Policy,
+        *,
+        name: str,
+        kind: ProtectedKind,
+        subject_ids: list[str],
+        by: str,
+        now: datetime | None = None,
+    ) -> views.ProtectedNameAdded:
+        """Protect ``name`` (art8) for ``subject_ids``, and send the accounts whose names hold
+        it to review; :class:`~service.review.protected.EntryNameError` for a name that folds
+        too short or too long."""
+        ...
+
+    def protected_names(self) -> list[views.ProtectedName]: ...
+
+    def remove_protected_name(
+        self, policy: Policy, entry_id: int, by: str, now: datetime | None = None
+    ) -> None: ...
 
     def audit_entries(
         self, start: datetime | None = None, end: datetime | None = None, chunk: int = 5000

@@ -62,12 +62,14 @@ from service.storage.review_steps import (
     item_to_join,
     known_account,
     last_decided,
+    lock_protected_names,
     lock_subject,
     locked_account,
     lost_race,
     new_item,
     overturned,
     post_owner,
+    protected_in,
     restore,
     reverse,
     subject_blacklisted_by,
@@ -335,7 +337,9 @@ class ReviewSql:
         a subject or followers left as ``None``. A subject once given is never cleared nor
         replaced, and a closed or blacklisted account's name is not changed
         (:func:`registration.check_profile_change`), since re-registration checks them. A
-        subject is not given to one more account than its cap (art10). A follower count that
+        subject is not given to one more account than its cap (art10), and a new name that
+        holds a protected name is refused to a subject the entry does not authorise (art8;
+        a name given again unchanged is not checked). A follower count that
         jumps from the one given before (:func:`followers.is_jump`, art12) opens the account's
         ``follower_jump`` item, or joins its open one.
         """
@@ -365,10 +369,19 @@ class ReviewSql:
                 held = subject_holds(tx.session, policy, digests, tx.now, account_id)
                 registration.check_subject_cap(rules, held)
             if not isinstance(name, EllipsisType):
-                account.name = name
-                account.folded_name = None if name is None else registration.fold_name(name)
-                if account.folded_name is not None:
-                    hold_name(tx, account_id, account.folded_name)
+                folded = None if name is None else registration.fold_name(name)
+                if folded is not None and name != account.name:
+                    # a name that holds a protected name is its authorised subjects' alone
+                    # (art8): the subject given with it, or the one the account has
+                    if subject_id is not None:
+                        digests = registration.subject_digests(subject_id)
+                    else:
+                        digests = {account.subject_digest} if account.subject_digest else set()
+                    lock_protected_names(tx, shared=True)
+                    registration.check_protected_name(protected_in(tx.session, folded, digests))
+                account.name, account.folded_name = name, folded
+                if folded is not None:
+                    hold_name(tx, account_id, folded)
             if subject_id is not None:
                 account.subject_digest = registration.subject_digest(subject_id)
             if followers is not None:
@@ -839,7 +852,8 @@ class ReviewSql:
                 .order_by(HeldName.account_id, HeldName.id)
             ).all()
             holds = subject_holds(session, policy, digests, moment)
-        refusals = registration.check(rules, name, blacklisted, closed, holds)
+            protected = protected_in(session, registration.fold_name(name), digests)
+        refusals = registration.check(rules, name, blacklisted, closed, holds, protected)
         return views.Registration(
             allowed=not refusals,
             reasons=[{"code": r.code, "detail": r.detail} for r in refusals],

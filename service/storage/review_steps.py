@@ -3,12 +3,23 @@ changes, dispositions, reversals, new items, and appending the chained records."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    SQLColumnExpression,
+    and_,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -31,12 +42,14 @@ from service.storage.tables import (
     AuditRecord,
     CreditEntry,
     HeldName,
+    ProtectedNameSubject,
     ReviewDecision,
     ReviewItem,
     StoredAccount,
     StoredAppeal,
     StoredDisposition,
     StoredPost,
+    StoredProtectedName,
 )
 
 OPEN_STATUSES = ("open", "escalated")
@@ -226,7 +239,7 @@ def violation(
     change = change_credit(tx, account, delta, "violation", category=category, item_id=item.id)
     account.clean_since = tx.now
     active = active_kinds(tx, account.account_id)
-    steps = dispositions.due(tx.policy.dispositions, account.level, earlier + 1, active)
+    steps = dispositions.due(tx.policy.dispositions, account.level, earlier + 1, active, category)
     applied = [
         apply_disposition(
             tx, account_id, s.kind, s.basis, item.id, dispositions.ends_at(s, tx.now), reviewer
@@ -439,6 +452,48 @@ def subject_blacklisted_by(
             .order_by(StoredAccount.account_id)
         )
     )
+
+
+def holds(
+    folded_name: SQLColumnExpression[str | None], entry: SQLColumnExpression[str]
+) -> ColumnElement[bool]:
+    """Whether a folded name holds a protected name's folding (contains it). Foldings are
+    letters and digits only, so neither holds LIKE's wildcards, and both are lower case, as
+    SQLite's LIKE (case-blind for ASCII) and PostgreSQL's then agree."""
+    return folded_name.contains(entry)
+
+
+def not_authorised(
+    entry_id: SQLColumnExpression[int], digests: Collection[str]
+) -> ColumnElement[bool]:
+    """Whether the protected name ``entry_id`` authorises no subject of ``digests``."""
+    return ~exists().where(
+        ProtectedNameSubject.entry_id == entry_id, ProtectedNameSubject.subject_digest.in_(digests)
+    )
+
+
+def protected_in(
+    session: Session, folded_name: str, digests: Collection[str]
+) -> list[tuple[int, str, str]]:
+    """The (entry id, name, kind) of the protected names ``folded_name`` holds that a subject
+    of ``digests`` is not authorised to use, oldest entry first (art8)."""
+    entry = StoredProtectedName
+    rows = session.execute(
+        select(entry.id, entry.name, entry.kind)
+        .where(holds(literal(folded_name), entry.folded_name), not_authorised(entry.id, digests))
+        .order_by(entry.id)
+    ).all()
+    return [(row.id, row.name, row.kind) for row in rows]
+
+
+def lock_protected_names(tx: Tx, *, shared: bool = False) -> None:
+    """Hold the protected names until the transaction ends: an entry being added (exclusive)
+    waits for the renames under way (shared), and they for it, so that each sees the other: a
+    rename is checked against the entry, or the entry finds the new name among those that hold
+    it. SQLite has one writer at a time already."""
+    if tx.session.get_bind().dialect.name == "postgresql":
+        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        tx.session.execute(text(f"SELECT {function}(hashtextextended('protected-names', 0))"))
 
 
 def lock_subject(tx: Tx, digest: str) -> None:

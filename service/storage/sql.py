@@ -45,6 +45,7 @@ from service.policy.governance import ReviewRules
 from service.record import DECISIONS, Decision, Post, ScoreRecord, text_decision
 from service.review import items as review_items
 from service.review.chain import text_digest
+from service.storage.protected_sql import ProtectedSql
 from service.storage.repository import (
     ApiKey,
     ConsoleAccount,
@@ -59,7 +60,6 @@ from service.storage.repository import (
     StoredRumor,
 )
 from service.storage.review_rows import utc
-from service.storage.review_sql import ReviewSql
 from service.storage.review_steps import append_records, enqueued, item_to_join
 from service.storage.tables import (
     OPEN,
@@ -291,7 +291,7 @@ def open_repository(url: str, timeout_s: float, review: ReviewRules | None = Non
     return SqlRepository(make_engine(url, timeout_s), review)
 
 
-class SqlRepository(ReviewSql):
+class SqlRepository(ProtectedSql):
     def __init__(self, engine: Engine, review: ReviewRules | None = None) -> None:
         self.engine = engine
         self.review = review

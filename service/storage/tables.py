@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from service.record import MAX_ID_CHARS
+from service.review.protected import MOST_CHARS as PROTECTED_CHARS
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY
 Id = BigInteger().with_variant(Integer, "sqlite")
@@ -208,6 +209,31 @@ class HeldName(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"), index=True)
     folded_name: Mapped[str] = mapped_column(Text)
+
+
+class StoredProtectedName(Base):
+    """A protected name (art8, :mod:`service.review.protected`); removing it deletes the row
+    and its subjects, and writes a record."""
+
+    __tablename__ = "protected_names"
+    # one entry per folded name
+    __table_args__ = (UniqueConstraint("folded_name", name="uq_protected_names_folded"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(Text)
+    folded_name: Mapped[str] = mapped_column(String(PROTECTED_CHARS))
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class ProtectedNameSubject(Base):
+    """A subject authorised to use a protected name, by its digest (as accounts store theirs)."""
+
+    __tablename__ = "protected_name_subjects"
+
+    entry_id: Mapped[int] = mapped_column(ForeignKey("protected_names.id"), primary_key=True)
+    subject_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
 class CreditEntry(Base):

@@ -1,0 +1,91 @@
+"""The protected names (art8): ``/v1/protected-names``. Admin keys add and remove entries; the
+trust team (reviewer and admin keys) reads them, as it reads the rumour bank. The rules are
+:mod:`service.review.protected`, the storage :mod:`service.storage.protected_sql`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from service.api.auth import require
+from service.api.review import TRUST_TEAM, Id, Statement
+from service.api.routes import JsonRoute, invalid
+from service.api.schemas import Problem
+from service.api.state import Found
+from service.review import views
+from service.review.items import MAX_ROW_ID
+from service.review.protected import MOST_CHARS, EntryNameError, ProtectedKind
+from service.security import Principal
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "missing, malformed or unknown API key"},
+    403: {
+        "model": Problem,
+        "description": "only reviewer and admin keys read the entries; admin keys alone edit them",
+    },
+    404: {"model": Problem, "description": "no such entry"},
+    409: {"model": Problem, "description": "the name is protected already"},
+    503: {"model": Problem, "description": "storage is unavailable; try again"},
+}
+
+router = APIRouter(prefix="/v1", tags=["protected names"], responses=ERRORS, route_class=JsonRoute)
+TrustTeam = Annotated[Principal, Depends(require(*TRUST_TEAM))]
+NameEditor = Annotated[Principal, Depends(require("admin"))]
+MAX_SUBJECTS = 100
+
+
+class ProtectedNameIn(BaseModel):
+    name: Annotated[Statement, Field(max_length=MOST_CHARS)] = Field(
+        description="compared folded (as the re-registration check folds names): it folds to "
+        "registration.protected_min_chars to 100 letters or digits"
+    )
+    kind: ProtectedKind = Field(
+        description="organ (party or government), organisation (enterprise, institution), person"
+    )
+    subject_ids: list[Id] = Field(
+        default_factory=list,
+        max_length=MAX_SUBJECTS,
+        description="the subjects authorised to use it (normalised and stored hashed, as an "
+        "account's subject)",
+    )
+
+
+@router.post("/protected-names", status_code=201)
+async def add_protected_name(
+    body: ProtectedNameIn, found: Found, caller: NameEditor
+) -> views.ProtectedNameAdded:
+    """Protect a name: registrations and renames to a name that holds it are refused to
+    subjects other than ``subject_ids``, and each account whose name holds it already gets an
+    ``impersonation`` review item."""
+    try:
+        return await run_in_threadpool(
+            lambda: found.review.add_protected_name(
+                found.scoring.policy,
+                name=body.name,
+                kind=body.kind,
+                subject_ids=body.subject_ids,
+                by=caller.key_id,
+            )
+        )
+    except EntryNameError as exc:
+        raise invalid(("body", "name"), str(exc)) from exc
+
+
+@router.get("/protected-names")
+async def protected_names(found: Found, _: TrustTeam) -> list[views.ProtectedName]:
+    """Every entry, oldest first."""
+    return await run_in_threadpool(found.review.protected_names)
+
+
+@router.delete("/protected-names/{entry_id}", status_code=204)
+async def remove_protected_name(
+    entry_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)], found: Found, caller: NameEditor
+) -> Response:
+    """Remove an entry; the review items it opened stay."""
+    await run_in_threadpool(
+        lambda: found.review.remove_protected_name(found.scoring.policy, entry_id, by=caller.key_id)
+    )
+    return Response(status_code=204)

@@ -1,0 +1,182 @@
+"""The protected names' storage (art8, :mod:`service.review.protected`): adding an entry,
+listing and removing them, each change chained with who made it; an entry added sends the
+accounts whose names hold it to review in its own transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import delete, literal, or_, select
+
+from service.policy import Policy
+from service.review import protected, registration, views
+from service.review.items import ConflictError, NotFoundError
+from service.review.protected import ProtectedKind
+from service.storage.review_rows import utc
+from service.storage.review_sql import ReviewSql
+from service.storage.review_steps import (
+    OPEN_STATUSES,
+    Tx,
+    holds,
+    last_decided,
+    lock_protected_names,
+    new_item,
+    urgency_of,
+)
+from service.storage.tables import (
+    ProtectedNameSubject,
+    ReviewItem,
+    StoredAccount,
+    StoredProtectedName,
+)
+
+
+class ProtectedSql(ReviewSql):
+    """Mixed into :class:`~service.storage.sql.SqlRepository`."""
+
+    def add_protected_name(
+        self,
+        policy: Policy,
+        *,
+        name: str,
+        kind: ProtectedKind,
+        subject_ids: list[str],
+        by: str,
+        now: datetime | None = None,
+    ) -> views.ProtectedNameAdded:
+        """Keep ``name`` protected, for the subjects ``subject_ids`` (normalised and hashed
+        as accounts' subjects are), and open or join the ``impersonation`` item of every
+        account whose name holds it and whose subject is not one of them. Raises
+        :class:`~service.review.protected.EntryNameError` for a name that folds too short or
+        too long, :class:`ConflictError` for one that is protected already."""
+        folded = protected.entry_name(policy.registration, name)
+        digests = sorted({registration.subject_digest(s) for s in subject_ids})
+
+        def run(tx: Tx) -> views.ProtectedNameAdded:
+            lock_protected_names(tx)
+            earlier = tx.session.scalar(
+                select(StoredProtectedName).where(StoredProtectedName.folded_name == folded)
+            )
+            if earlier is not None:
+                raise ConflictError("protected_already", name=earlier.name, entry_id=earlier.id)
+            entry = StoredProtectedName(
+                name=name, folded_name=folded, kind=kind, created_at=tx.now, created_by=by
+            )
+            tx.session.add(entry)
+            tx.session.flush()
+            tx.session.add_all(
+                ProtectedNameSubject(entry_id=entry.id, subject_digest=d) for d in digests
+            )
+            tx.record(
+                "protected.added",
+                f"protected:{entry.id}",
+                {"name": name, "kind": kind, "subjects": digests, "by": by},
+            )
+            holders = _send_holders_to_review(tx, entry, digests)
+            return views.ProtectedNameAdded(**_view(entry, digests).model_dump(), holders=holders)
+
+        # retried on a lost race (a deadlock, the unique folded name), as review writes are
+        return self._once(policy, now, None, views.ProtectedNameAdded, run)
+
+    def protected_names(self) -> list[views.ProtectedName]:
+        """Every entry, oldest first."""
+        with self._session() as session:
+            entries = session.scalars(
+                select(StoredProtectedName).order_by(StoredProtectedName.id)
+            ).all()
+            subjects: dict[int, list[str]] = {}
+            for entry_id, digest in session.execute(
+                select(ProtectedNameSubject.entry_id, ProtectedNameSubject.subject_digest).order_by(
+                    ProtectedNameSubject.entry_id, ProtectedNameSubject.subject_digest
+                )
+            ):
+                subjects.setdefault(entry_id, []).append(digest)
+            return [_view(entry, subjects.get(entry.id, [])) for entry in entries]
+
+    def remove_protected_name(
+        self, policy: Policy, entry_id: int, by: str, now: datetime | None = None
+    ) -> None:
+        """Remove an entry (``by`` whom, for its record); :class:`NotFoundError` if absent. The
+        items it opened stay as they are: each is decided on what its account's name held."""
+        with self._write(policy, now) as tx:
+            entry = tx.session.scalar(
+                select(StoredProtectedName)
+                .where(StoredProtectedName.id == entry_id)
+                .with_for_update()
+            )
+            if entry is None:
+                raise NotFoundError("no_protected_name", entry_id=entry_id)
+            tx.session.execute(
+                delete(ProtectedNameSubject).where(ProtectedNameSubject.entry_id == entry_id)
+            )
+            tx.session.delete(entry)
+            tx.record(
+                "protected.removed",
+                f"protected:{entry_id}",
+                {"name": entry.name, "kind": entry.kind, "by": by},
+            )
+
+
+def _view(entry: StoredProtectedName, digests: list[str]) -> views.ProtectedName:
+    return views.ProtectedName(
+        id=entry.id,
+        name=entry.name,
+        kind=cast(ProtectedKind, entry.kind),
+        subjects=digests,
+        created_at=utc(entry.created_at),
+        created_by=entry.created_by,
+    )
+
+
+def _send_holders_to_review(
+    tx: Tx, entry: StoredProtectedName, digests: list[str]
+) -> list[views.Holder]:
+    """Open the ``impersonation`` item of each account whose name holds ``entry`` and whose
+    subject (none given counts as none authorised) is not one of ``digests``, or add the entry
+    to its open one; in account order, each item locked before the next."""
+    accounts = tx.session.execute(
+        select(StoredAccount.account_id, StoredAccount.name, StoredAccount.followers)
+        .where(
+            holds(StoredAccount.folded_name, literal(entry.folded_name)),
+            or_(
+                StoredAccount.subject_digest.is_(None),
+                StoredAccount.subject_digest.not_in(digests),
+            ),
+        )
+        .order_by(StoredAccount.account_id)
+    ).all()
+    used = {"id": entry.id, "name": entry.name, "kind": entry.kind}
+    holders = []
+    for account_id, name, followers in accounts:
+        key = protected.merge_key(account_id)
+        item = tx.session.scalar(
+            select(ReviewItem)
+            .where(ReviewItem.merge_key == key, ReviewItem.status.in_(OPEN_STATUSES))
+            .with_for_update()
+        )
+        if item is not None:
+            evidence = item.evidence or {}
+            item.evidence = {**evidence, "protected": [*evidence.get("protected", []), used]}
+            tx.record("review.grown", f"item:{item.id}", {"merge_key": key, "protected": used})
+        else:
+            decided = last_decided(tx.session, key)
+            item = new_item(
+                tx,
+                kind=protected.KIND,
+                post_id=None,
+                account_id=account_id,
+                merge_key=key,
+                head=protected.KIND,
+                severity="review",
+                reach=followers,
+                evidence={
+                    "basis": tx.policy.registration.protected_basis,
+                    "name": name,
+                    "protected": [used],
+                },
+                after=None if decided is None else decided.id,
+            )
+            item.urgency = urgency_of(tx.policy, item)
+        holders.append(views.Holder(account_id=account_id, item_id=item.id))
+    return holders
