@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         password = create_user(repo, "bench", "admin")
         key = create_key(repo, "reviewer")
         repo.close()
-        with TestClient(create_app(settings.model_copy(update={"db_timeout_s": 30.0}))) as client:
+        # the deadline of a whole call is at least db_timeout_s (model_copy checks nothing)
+        waits = {"db_timeout_s": 30.0, "storage_deadline_s": 30.0}
+        with TestClient(create_app(settings.model_copy(update=waits))) as client:
             token = re.findall(r'name="csrf" value="(\w+)"', client.get("/console/login").text)
             client.post(
                 "/console/login", data={"csrf": token[0], "name": "bench", "password": password}

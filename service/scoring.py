@@ -17,10 +17,11 @@ long as it knows the id: it refuses the post and leaves the window as it was
 Records whose decision the policy lists in ``persist`` are stored, with a review-queue item when
 it lists the decision in ``enqueue``. The answer goes out before the evidence spans of its flagged
 risks are found (one more model call per flagged post): a single low-priority thread adds them
-to the stored records afterwards. When storage fails, the answer still goes out, marked
-``degraded``, and those records wait in the durable :class:`~service.spool.Spool` until storage
-answers again; a post whose record the spool cannot take either gets :class:`NotKept`, the
-others of its call their records. Nothing here knows about HTTP.
+to the stored records afterwards. When storage fails, or has not answered a call by its
+deadline (:class:`~service.gate.StorageGate`), the answer still goes out, marked ``degraded``,
+and those records wait in the durable :class:`~service.spool.Spool` until storage answers
+again; a post whose record the spool cannot take either gets :class:`NotKept`, the others of
+its call their records. Nothing here knows about HTTP.
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ import asyncio
 import logging
 import os
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from service.batching import MicroBatcher
+from service.gate import StorageGate
 from service.metrics import Metrics
 from service.neardup.bank import rumor_copy
 from service.neardup.match import HELD, TAKEN
@@ -49,9 +50,6 @@ from service.storage import Pending, Repository, StorageError
 from service.storage.repository import RumorCopy
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
 
 NOT_KEPT = (
     "the post was scored, but its record could be neither stored (storage is unavailable) nor "
@@ -185,42 +183,6 @@ def _refusal(
     return _conflict(post, first.account_id, text_digest(first.text)) or refused[post.id]
 
 
-class StorageHealth:
-    """Whether to try storage now: after a failure, requests leave it alone for ``retry_s``
-    (they spool instead of each waiting out a timeout) until a retry succeeds.
-
-    ``report`` is told whether storage is up: at the start (up until a call fails), then at each
-    change."""
-
-    def __init__(
-        self,
-        retry_s: float,
-        clock: Callable[[], float] = time.monotonic,
-        report: Callable[[bool], None] = lambda up: None,
-    ) -> None:
-        self.retry_s, self.clock, self.report = retry_s, clock, report
-        self.problem: str | None = None
-        self._retry_at = 0.0
-        report(True)
-
-    @property
-    def usable(self) -> bool:
-        return self.problem is None or self.clock() >= self._retry_at
-
-    def failed(self, problem: str) -> None:
-        if self.problem is None:
-            log.warning("storage unavailable, answering degraded", extra={"problem": problem})
-            self.report(False)
-        self.problem = problem
-        self._retry_at = self.clock() + self.retry_s
-
-    def ok(self) -> None:
-        if self.problem is not None:
-            log.info("storage available again")
-            self.report(True)
-        self.problem = None
-
-
 class FirstRecords:
     """The record of each (post id, model version) under this process's policy, most recently
     used kept.
@@ -271,13 +233,13 @@ class ScoringService:
         scorer: PolicyScorer,
         repository: Repository,
         spool: Spool,
+        gate: StorageGate,
         *,
         window_s: float,
         max_posts: int,
         max_queue: int,
         workers: int,
         cache_size: int,
-        retry_s: float,
         evidence_lease_s: float,
         metrics: Metrics,
     ) -> None:
@@ -285,7 +247,9 @@ class ScoringService:
         self.repository = repository
         self.spool = spool
         self.metrics = metrics
-        self.health = StorageHealth(retry_s, report=metrics.storage)
+        self.gate = gate
+        """Every storage call of the publish path and its background work goes through it."""
+        self.health = gate.health
         self.first = FirstRecords(cache_size, scorer.policy.version)
         self.accounts: Mapping[str, Standing] = {}
         """Accounts at the levels the policy treats more strictly or with a disposition that
@@ -302,8 +266,12 @@ class ScoringService:
             on_batch=metrics.batches.observe,
             on_depth=metrics.queue,
         )
-        # storage calls block; they get their own threads so they never wait behind the model
-        self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="storage")
+        # the spool's appends and the window's reads: never storage, whose calls may hang for
+        # as long as the kernel keeps a dead connection (the gate's threads hold them), so that
+        # a record is spooled while storage hangs
+        self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="io")
+        # maintenance of its own: it drains the spool while the gate's threads are stuck
+        self._upkeep = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upkeep")
         self._explainer = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="evidence", initializer=idle_priority
         )
@@ -343,7 +311,7 @@ class ScoringService:
         unknown = [i for i in firsts if i not in found and i not in waiting]
         if unknown:
             try:
-                earlier = await self._storage(
+                earlier = await self.gate.call(
                     self.repository.find_records, unknown, version, self.policy.version
                 )
                 found.update({i: self.first.keep(r) for i, r in earlier.items()})
@@ -481,7 +449,7 @@ class ScoringService:
         finally:
             self._backlog(-len(records))
         try:
-            await self._storage(self.repository.update_records, explained)
+            await self.gate.call(self.repository.update_records, explained)
         except StorageError as exc:
             # the records stand, marked evidence_pending; only their spans are missing
             log.warning("evidence not stored", extra={"problem": str(exc)})
@@ -511,7 +479,7 @@ class ScoringService:
         if not found:
             return
         try:
-            await self._storage(self.repository.enqueue_requests, self.policy, found)
+            await self.gate.call(self.repository.enqueue_requests, self.policy, found)
         except StorageError as exc:
             # the records themselves are stored or spooled; a later post of the batch queues it
             log.warning("review items not queued", extra={"problem": str(exc), "items": len(found)})
@@ -523,7 +491,7 @@ class ScoringService:
 
     async def _record_copies(self, copies: list[RumorCopy]) -> None:
         try:
-            await self._storage(self.repository.record_rumor_copies, copies)
+            await self.gate.call(self.repository.record_rumor_copies, copies)
         except StorageError as exc:
             # not spooled: these stay listed while the window holds them, and later copies
             # still record once storage answers
@@ -559,7 +527,7 @@ class ScoringService:
         if not items:
             return [], False
         try:
-            stored = await self._storage(self.repository.save_records, items)
+            stored = await self.gate.call(self.repository.save_records, items)
         except StorageError as exc:
             try:
                 await asyncio.get_running_loop().run_in_executor(self._io, self.spool.append, items)
@@ -577,25 +545,13 @@ class ScoringService:
             return records, True
         return stored, False
 
-    async def _storage(self, call: Callable[..., T], *args: object, **kwargs: object) -> T:
-        """Run a storage call off the loop, or fail at once while storage is known to be down."""
-        if not self.health.usable:
-            raise StorageError(self.health.problem or "storage unavailable")
-        try:
-            result = await asyncio.get_running_loop().run_in_executor(
-                self._io, lambda: call(*args, **kwargs)
-            )
-        except StorageError as exc:
-            self.health.failed(str(exc))
-            raise
-        self.health.ok()
-        return result
-
     def recover(self) -> int:
         """Check storage and write the spool out; the number of spooled records written.
 
-        Blocking; called periodically off the loop. Raises nothing: a failure is recorded in
-        :attr:`health` and the spool waits for the next try.
+        Blocking; called periodically off the loop, on a thread of its own. It has no deadline
+        (a drain of many records takes what it takes) and is not the gate's to skip: it is what
+        tries storage again. Raises nothing: a failure is recorded in :attr:`health` and the
+        spool waits for the next try.
         """
         try:
             self.repository.ping()
@@ -625,7 +581,7 @@ class ScoringService:
         if room <= 0 or not self.scorer.evidence:
             return 0
         try:
-            claimed = await self._storage(
+            claimed = await self.gate.call(
                 self.repository.claim_pending_evidence,
                 self.model_version,
                 room,
@@ -646,7 +602,7 @@ class ScoringService:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                await loop.run_in_executor(self._io, self.recover)
+                await loop.run_in_executor(self._upkeep, self.recover)
                 await self.sweep_evidence()
             except Exception:
                 # a failure nobody foresaw must not end the loop: the spool would never be
@@ -661,5 +617,9 @@ class ScoringService:
         self._explainer.shutdown(wait=False, cancel_futures=True)
         await asyncio.gather(*self._later, return_exceptions=True)
         self._io.shutdown(wait=True)
+        # a drain or a storage call stuck on a database that stopped answering is not waited
+        # for here (the interpreter's exit still joins it): its records are in the spool
+        self._upkeep.shutdown(wait=False, cancel_futures=True)
+        self.gate.close()
         self.spool.close()
         self.metrics.close()

@@ -56,12 +56,16 @@ class AuthError(Exception):
         self.retry_after = retry_after
 
 
-class KeyStore(Protocol):
+class KeyReader(Protocol):
+    """What checking keys needs of storage."""
+
+    def get_key(self, key_id: str) -> ApiKey | None: ...
+
+
+class KeyStore(KeyReader, Protocol):
     """What keys need of storage (the :class:`~service.storage.Repository` has it)."""
 
     def add_key(self, key: ApiKey) -> None: ...
-
-    def get_key(self, key_id: str) -> ApiKey | None: ...
 
 
 class UserStore(Protocol):
@@ -254,7 +258,7 @@ class Guard:
 
     def __init__(
         self,
-        repository: KeyStore,
+        repository: KeyReader,
         *,
         rate: float,
         burst: int,

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -74,11 +74,24 @@ class Settings(BaseSettings):
     """SQLAlchemy URL (``postgresql+psycopg://...``); default: SQLite in ``state_dir``."""
     # PostgreSQL takes whole milliseconds (0 turns its timeout off) up to about 24 days
     db_timeout_s: float = Field(default=1.0, ge=0.001, le=3600)
-    """How long one storage call may wait (SQLite lock, PostgreSQL statement) before the
-    request gives up on storage and answers degraded."""
+    """How long one wait of a storage call may last (SQLite lock, PostgreSQL statement or
+    lock, connecting) before the request gives up on storage and answers degraded. A
+    PostgreSQL connection whose server stopped answering (dropped packets, a failover, a hung
+    host) is dropped by the kernel after about four times this, whole seconds (libpq's TCP
+    keepalives and ``tcp_user_timeout``)."""
+    # 5 s: a call waits for a pooled connection and for a lock (each up to db_timeout_s) and
+    # runs many statements, each bounded alone: writing one batch of 256 flagged posts is about
+    # 1,030 statements, which took 1.4 to 2.1 s on PostgreSQL and 0.8 s on SQLite on two busy
+    # cores. A deadline of db_timeout_s would give up such writes (answered degraded, storage
+    # skipped by every request for storage_retry_s) where nothing is wrong.
+    storage_deadline_s: float = Field(default=5.0, gt=0, le=3600, validate_default=True)
+    """How long a request waits for one storage call in all, whatever it waits on, before it
+    gives up on it and answers degraded from the spool, storage skipped for ``storage_retry_s``
+    (a server that stops answering on an open connection is noticed by no timeout of the
+    database's own). At least ``db_timeout_s``, which bounds each wait within the call."""
     storage_retry_s: float = Field(default=2.0, gt=0)
     """After a storage failure, requests skip storage for this long; then it is tried again
-    and the spool is written out."""
+    (by one call at a time until one succeeds) and the spool is written out."""
     evidence_lease_s: float = Field(default=300.0, gt=0)
     """A stored record still ``evidence_pending`` this long after it was stored (the evidence
     backlog was full, storage failed, the process stopped) is claimed by a process's sweep,
@@ -206,6 +219,17 @@ class Settings(BaseSettings):
             env_settings,
             TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
         )
+
+    @field_validator("storage_deadline_s")
+    @classmethod
+    def _whole_call(cls, value: float, info: ValidationInfo) -> float:
+        timeout = info.data.get("db_timeout_s")
+        if timeout is not None and value < timeout:
+            raise ValueError(
+                f"below db_timeout_s ({timeout:g}): a storage call waits up to db_timeout_s "
+                "for each lock or statement, and the deadline bounds the whole call"
+            )
+        return value
 
     @field_validator("database_url")
     @classmethod

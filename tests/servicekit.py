@@ -75,12 +75,16 @@ def record(post_id: str, decision: Decision = "review", model: str = "sha256:m1"
 
 class Proxy:
     """Forwards 127.0.0.1:``port`` to a target port; :meth:`refuse` closes the port and every
-    open connection (the database is gone), :meth:`restore` opens it again."""
+    open connection (the database is gone), :meth:`restore` opens it again; :meth:`pause` holds
+    what either side sends, connections left open (a database that stopped answering: its
+    kernel still acknowledges, here the proxy's does), :meth:`resume` passes it on."""
 
     def __init__(self, target: int) -> None:
         self.target = target
         self._pairs: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._listener = self._listen(0)
         self.port: int = self._listener.getsockname()[1]
 
@@ -104,10 +108,10 @@ class Proxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
+                self._flowing.wait()
                 sink.sendall(data)
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_RDWR)
@@ -127,7 +131,14 @@ class Proxy:
     def restore(self) -> None:
         self._listener = self._listen(self.port)
 
+    def pause(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
     def close(self) -> None:
+        self.resume()
         self.refuse()
 
 

@@ -1,5 +1,6 @@
-"""Storage going away: the publish path still answers (degraded), flagged records wait in the
-spool and reach storage exactly once when it is back, even across a killed server."""
+"""Storage going away or hanging: the publish path still answers (degraded, a call that hangs
+given up at its deadline), flagged records wait in the spool and reach storage exactly once when
+it is back, even across a killed server or a write that lands after it was given up."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,9 +20,10 @@ import httpx2 as httpx
 import pytest
 from servicekit import Api, Proxy, free_port, open_api, serve, wait_for, write_policy
 
+from service.gate import THREADS
 from service.pipeline import Pipeline
 from service.record import Post, ScoreRecord
-from service.scoring import NOT_KEPT
+from service.scoring import NOT_KEPT, ScoringService
 from service.security import create_key
 from service.settings import Settings
 from service.spool import Spool
@@ -409,3 +411,189 @@ def test_a_spool_that_cannot_be_written_out_keeps_the_maintenance_going(
         scoring = api.services.scoring
         versions = scoring.model_version, scoring.policy.version
         assert set(scoring.repository.find_records(["waiting"], *versions)) == {"waiting"}
+
+
+class Held:
+    """Storage that stopped answering on an open connection: each call of ``call`` waits until
+    :meth:`release` (a minute at most, so that a service that waits for it fails its test
+    rather than hangs it), then runs."""
+
+    def __init__(self, call: Callable[..., object]) -> None:
+        self.call = call
+        self.calls = 0
+        self.finished = 0
+        self._released = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, *args: object) -> object:
+        with self._lock:
+            self.calls += 1
+        self._released.wait(60)
+        try:
+            return self.call(*args)
+        finally:
+            with self._lock:
+                self.finished += 1
+
+    @property
+    def waiting(self) -> int:
+        """Calls that have not returned."""
+        return self.calls - self.finished
+
+    def release(self) -> None:
+        self._released.set()
+
+
+async def no_upkeep(self: ScoringService, every_s: float) -> None:
+    """No maintenance loop: the test writes the spool out (``recover``) when it means to."""
+
+
+def test_a_write_storage_does_not_answer_is_given_up_at_its_deadline_and_kept_once(
+    tmp_path: Path, pipeline: Pipeline, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
+    with open_api(
+        tmp_path,
+        database_url,
+        pipeline.classifier,
+        db_timeout_s=0.5,
+        storage_deadline_s=1.0,
+        storage_retry_s=3600,
+    ) as api:
+        scoring = api.services.scoring
+        versions = scoring.model_version, scoring.policy.version
+        assert api.score({"id": "warm", "text": RUMOR}).json()["degraded"] is False
+        held = Held(scoring.repository.save_records)
+        with monkeypatch.context() as patched:
+            patched.setattr(scoring.repository, "save_records", held)
+            first = api.score({"id": "H1", "text": RUMOR})
+            # answered while its write still waits for storage
+            assert held.waiting == 1
+            assert first.status_code == 200 and first.json()["degraded"] is True
+            assert scoring.spool.pending() == 1
+            assert "within storage_deadline_s (1 s)" in (scoring.health.problem or "")
+            # storage is known to be down: the next request skips it rather than wait as long
+            second = api.score({"id": "H2", "text": RUMOR})
+            assert second.status_code == 200 and second.json()["degraded"] is True
+            assert held.calls == 1 and scoring.spool.pending() == 2
+            readiness = api.client.get("/readyz").json()
+            assert readiness["status"] == "degraded"
+            assert any("storage unreachable" in p for p in readiness["problems"])
+            assert "qinglang_storage_up 0.0" in api.client.get("/metrics").text
+            held.release()
+            wait_for(lambda: held.finished == 1)
+        # the write given up landed after all, its record spooled too: the drain stores it once
+        assert set(scoring.repository.find_records(["H1", "H2"], *versions)) == {"H1"}
+        assert scoring.recover() == 2
+        assert scoring.spool.pending() == 0 and scoring.health.problem is None
+        stored_once(scoring.repository, ["warm", "H1", "H2"], versions)
+        again = api.score({"id": "H1", "text": RUMOR})
+        assert again.json() == {**first.json(), "degraded": False}
+
+
+def test_storage_that_hangs_every_call_leaves_the_spool_and_its_drain_working(
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_api(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'hung.db'}",
+        pipeline.classifier,
+        db_timeout_s=0.1,
+        storage_deadline_s=0.2,
+        storage_retry_s=0.2,
+    ) as api:
+        scoring = api.services.scoring
+        held = Held(scoring.repository.find_records)
+        answers: list[httpx.Response] = []
+
+        def another() -> bool:
+            answers.append(api.score({"id": f"T{len(answers)}", "text": RUMOR}))
+            return held.waiting == THREADS
+
+        with monkeypatch.context() as patched:
+            patched.setattr(scoring.repository, "find_records", held)
+            # the maintenance finds storage up (its own calls answer), and the next request's
+            # look-up is stuck on one more storage thread, until every one is
+            wait_for(another)
+            answers.append(api.score({"id": "last", "text": RUMOR}))
+            # its look-up, given up while it waited for a thread, never started
+            assert held.calls == THREADS
+            assert all(r.status_code == 200 and r.json()["degraded"] for r in answers)
+            # spooled, and written out by the maintenance on a thread of its own meanwhile
+            wait_for(lambda: scoring.spool.pending() == 0)
+            assert held.waiting == THREADS
+            held.release()
+        versions = scoring.model_version, scoring.policy.version
+        stored_once(scoring.repository, [r.json()["id"] for r in answers], versions)
+
+
+def test_a_key_never_seen_while_storage_hangs_gets_503_at_the_deadline_and_known_keys_work(
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
+    with open_api(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'keys.db'}",
+        pipeline.classifier,
+        db_timeout_s=0.1,
+        storage_deadline_s=0.3,
+        storage_retry_s=3600,
+    ) as api:
+        scoring = api.services.scoring
+        assert api.score({"id": "warm", "text": RUMOR}).json()["degraded"] is False  # known
+        new, newer = api.new_key("publisher"), api.new_key("publisher")
+        held = Held(scoring.repository.get_key)
+        with monkeypatch.context() as patched:
+            patched.setattr(scoring.repository, "get_key", held)
+            refused = api.score({"id": "K1", "text": RUMOR}, key=new)
+            assert held.waiting == 1
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+            assert refused.json() == {"detail": "cannot verify the API key: storage is unavailable"}
+            # storage is known to be down: another new key is refused without asking it
+            assert api.score({"id": "K1", "text": RUMOR}, key=newer).status_code == 503
+            assert held.calls == 1
+            # a known key goes on, its record spooled
+            known = api.score({"id": "K1", "text": RUMOR})
+            assert known.status_code == 200 and known.json()["degraded"] is True
+            held.release()
+        assert scoring.recover() == 1
+        assert api.score({"id": "K2", "text": RUMOR}, key=new).status_code == 200
+
+
+def test_postgres_that_stops_answering_on_an_open_connection_is_given_up_at_the_deadline(
+    tmp_path: Path,
+    pipeline: Pipeline,
+    postgres_url: str,
+    proxy: Proxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
+    with open_api(
+        tmp_path,
+        through(proxy, postgres_url),
+        pipeline.classifier,
+        migrate_url=postgres_url,
+        db_timeout_s=0.5,
+        storage_deadline_s=1.0,
+        storage_retry_s=3600,
+    ) as api:
+        scoring = api.services.scoring
+        versions = scoring.model_version, scoring.policy.version
+        assert api.score({"id": "warm", "text": RUMOR}).json()["degraded"] is False
+        save = scoring.repository.save_records
+
+        def stalled(items: Sequence[Pending]) -> list[ScoreRecord]:
+            proxy.pause()  # on the pooled connection, open: no timeout of PostgreSQL's ends it
+            return save(items)
+
+        with monkeypatch.context() as patched:
+            patched.setattr(scoring.repository, "save_records", stalled)
+            answered = api.score({"id": "P1", "text": RUMOR})
+        assert answered.status_code == 200 and answered.json()["degraded"] is True
+        assert scoring.spool.pending() == 1
+        assert "within storage_deadline_s" in (scoring.health.problem or "")
+        proxy.resume()
+        # the stalled write goes on once the server hears it, and lands; the drain adds nothing
+        wait_for(lambda: "P1" in scoring.repository.find_records(["P1"], *versions))
+        assert scoring.recover() == 1
+        stored_once(scoring.repository, ["warm", "P1"], versions)

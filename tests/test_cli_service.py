@@ -188,6 +188,13 @@ def test_migrate_creates_the_schema_and_reports_an_unreachable_database(tmp_path
         ),
         ("QINGLANG_DATABASE_URL", "postgresql+asyncpg://u:secret@h/d", "asyncpg is not installed"),
         ("QINGLANG_DB_TIMEOUT_S", "inf", "setting db_timeout_s"),
+        # the deadline of a whole storage call (5 s unless set) below the bound of one wait in it
+        (
+            "QINGLANG_DB_TIMEOUT_S",
+            "10",
+            "setting storage_deadline_s (QINGLANG_STORAGE_DEADLINE_S): Value error, below "
+            "db_timeout_s (10)",
+        ),
         ("QINGLANG_BATCH_SIZE", "0", "setting batch_size"),
         ("QINGLANG_INTRA_OP_THREADS", "-3", "setting intra_op_threads"),
         ("QINGLANG_WORKERS", "99999", "setting workers (QINGLANG_WORKERS): Input should be less"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -464,6 +466,35 @@ def test_a_migration_longer_than_the_statement_timeout_completes_and_leaves_the_
             connection.exec_driver_sql("SELECT pg_sleep(0.4)")
     finally:
         repository.close()
+
+
+def test_a_postgres_connection_tells_the_kernel_to_drop_it_soon_after_its_server_goes_silent(
+    postgres_url: str,
+) -> None:
+    """libpq takes the TCP settings (psycopg passes them as they are) and sets them on the
+    socket: a server that stops answering is noticed in seconds, not in the kernel's minutes."""
+    engine = make_engine(postgres_url, 2.5)  # whole seconds: 3
+    try:
+        with engine.connect() as connection:
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            given = driver.info.get_parameters()
+            with socket.socket(fileno=os.dup(driver.pgconn.socket)) as sock:
+                tcp = [
+                    sock.getsockopt(socket.IPPROTO_TCP, option)
+                    for option in (
+                        socket.TCP_KEEPIDLE,
+                        socket.TCP_KEEPINTVL,
+                        socket.TCP_KEEPCNT,
+                        socket.TCP_USER_TIMEOUT,
+                    )
+                ]
+                keepalive = sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+    finally:
+        engine.dispose()
+    names = ("keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout")
+    assert given["keepalives"] == "1" and [given[n] for n in names] == ["3", "3", "3", "12000"]
+    assert keepalive == 1 and tcp == [3, 3, 3, 12000]
 
 
 def test_the_migration_keeps_each_record_with_its_item_and_then_stores_one_per_policy(

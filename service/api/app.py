@@ -21,6 +21,7 @@ from service.api.state import Services
 from service.batching import OverloadedError
 from service.classify import tokenize_on_calling_thread
 from service.console import mount as mount_console
+from service.gate import GatedKeys, StorageGate
 from service.metrics import Metrics
 from service.neardup import NearDuplicates
 from service.neardup.store import StoreUnavailableError
@@ -66,21 +67,23 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     snapshot = settings.state_dir / NEARDUP_SNAPSHOT
     pipeline.neardup.restore(snapshot)
 
+    metrics = Metrics(pipeline.model_version, pipeline.policy_version)
+    gate = StorageGate(settings.storage_deadline_s, settings.storage_retry_s, metrics.storage)
     scoring = ScoringService(
         pipeline,
         repository,
         Spool(settings.spool_dir),
+        gate,
         window_s=settings.batch_window_ms / 1000,
         max_posts=settings.batch_max_posts,
         max_queue=settings.max_queue_posts,
         workers=settings.inference_workers,
         cache_size=settings.cache_size,
-        retry_s=settings.storage_retry_s,
         evidence_lease_s=settings.evidence_lease_s,
-        metrics=Metrics(pipeline.model_version, pipeline.policy_version),
+        metrics=metrics,
     )
     guard = Guard(
-        repository,
+        GatedKeys(repository, gate),
         rate=settings.rate_limit_per_s,
         burst=settings.rate_limit_burst,
         cache_s=settings.key_cache_s,

@@ -43,10 +43,10 @@ async def readyz(found: Found) -> Readiness:
     # the drivers' own words (hosts, users, tables) are the operator's, not an unauthenticated
     # caller's: each outage's is logged where it begins (StorageHealth, NearDuplicates)
     try:
-        await run_in_threadpool(scoring.repository.ping)
-        scoring.health.ok()
-    except StorageError as exc:
-        scoring.health.failed(str(exc))
+        # through the gate: a probe left waiting on a database that hangs would fail, and take
+        # the replica out of the load balancer (above)
+        await scoring.gate.call(scoring.repository.ping)
+    except StorageError:
         problems.append(f"storage unreachable {IN_THE_LOG}")
     if await run_in_threadpool(found.neardup.check):
         problems.append(f"shared near-duplicate index unavailable {IN_THE_LOG}")

@@ -32,8 +32,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     503: {
         "model": Problem,
         "description": "overloaded (too many posts waiting for the model), the API key "
-        "cannot be verified while storage is down, or a record the policy keeps could be "
-        "neither stored nor spooled (storage down and the spool's disk full); see Retry-After",
+        "cannot be verified (storage down, or no answer within storage_deadline_s), or a "
+        "record the policy keeps could be neither stored nor spooled (storage down and the "
+        "spool's disk full); see Retry-After",
     },
 }
 

@@ -92,7 +92,9 @@ SCORE_FIELDS = (
 
 def make_engine(url: str, timeout_s: float, *, read_only: bool = False) -> Engine:
     """An engine whose every wait (connect, pool, lock, statement) ends within about
-    ``timeout_s``, so that a stuck database turns into a degraded answer, not a stuck request.
+    ``timeout_s``, so that a stuck database turns into a degraded answer, not a stuck request,
+    and whose connections to a PostgreSQL server that stopped answering end within a few times
+    it (:func:`tcp_liveness`).
     ``read_only`` leaves a SQLite file's journal mode as it is: setting it is a write (the mode
     is kept in the file), and a command that only reads changes nothing."""
     parsed = make_url(url)
@@ -124,7 +126,7 @@ def make_engine(url: str, timeout_s: float, *, read_only: bool = False) -> Engin
         return engine
     engine = create_engine(
         url,
-        connect_args={"connect_timeout": max(1, math.ceil(timeout_s))},
+        connect_args={"connect_timeout": max(1, math.ceil(timeout_s)), **tcp_liveness(timeout_s)},
         pool_timeout=timeout_s,
         pool_pre_ping=True,
     )
@@ -138,6 +140,32 @@ def make_engine(url: str, timeout_s: float, *, read_only: bool = False) -> Engin
         dbapi_conn.commit()
 
     return engine
+
+
+KEEPALIVE_PROBES = 3
+"""Unanswered TCP keepalive probes after which the kernel drops a PostgreSQL connection."""
+
+
+def tcp_liveness(timeout_s: float) -> dict[str, int]:
+    """libpq's TCP settings that have the kernel drop a PostgreSQL connection whose server
+    stopped answering without closing it (dropped packets, a failover, a hung host) about
+    ``(1 + KEEPALIVE_PROBES) * timeout_s`` (whole seconds) after it last heard from it.
+
+    ``statement_timeout`` is the server's to enforce and ``connect_timeout`` covers connecting
+    only: a query on an open connection to a server that is gone waited for the kernel, about
+    15 minutes of retransmissions, and for ever for a reply on a connection with nothing left
+    to send. Keepalive probes cover the wait for a reply (a live server's kernel answers them,
+    however long its statement runs); ``tcp_user_timeout`` covers data sent and never
+    acknowledged, and on Linux it is also when probing gives up, so it is the same span.
+    """
+    every = max(1, math.ceil(timeout_s))
+    return {
+        "keepalives": 1,
+        "keepalives_idle": every,
+        "keepalives_interval": every,
+        "keepalives_count": KEEPALIVE_PROBES,
+        "tcp_user_timeout": (1 + KEEPALIVE_PROBES) * every * 1000,
+    }
 
 
 def alembic_config() -> Config:
