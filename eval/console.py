@@ -89,16 +89,17 @@ def main(argv: list[str] | None = None) -> int:
             table = []
             reads = ConsoleReads(open_repository(url, 30.0).engine)
             now = datetime.now(UTC)
+            zone = settings.console_zone
             t = translator("zh")
             parts: list[tuple[str, Callable[[], object]]] = [
-                ("flagged per head per day", lambda: reads.flagged_per_day(now, 14)),
+                ("flagged per head per day", lambda: reads.flagged_per_day(now, 14, zone)),
                 ("open items by age", lambda: reads.open_by_age(now)),
                 ("decisions per reviewer", lambda: reads.decisions_per_reviewer(now, 7)),
                 ("appeal outcomes", reads.appeal_outcomes),
                 ("last day's scores", lambda: reads.recent_scores(now)),
                 (
                     "all, drawn (a load past the cache)",
-                    lambda: dashboard(tallies(reads, now), policy, t, partial(worded, t)),
+                    lambda: dashboard(tallies(reads, now, zone), policy, t, partial(worded, t)),
                 ),
             ]
             for name, run in parts:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, available_timezones
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
@@ -178,6 +179,14 @@ class Settings(BaseSettings):
     """The same for one client address (IPv6: one /64), whatever the names: higher, because an
     office behind one address signs in many people."""
     console_sign_in_window_minutes: float = Field(default=15.0, gt=0)
+    # the default checked too: without a time-zone database no zone is known
+    console_timezone: str = Field(default="Asia/Shanghai", validate_default=True)
+    """The IANA time zone every moment on the console's pages is shown in, its offset named
+    (``2026-12-06 15:43 UTC+8``), and whose dates the dashboard counts per day. Beijing time by
+    default: a Chinese platform's trust team reads its moments and counts its days in China
+    Standard Time (UTC+8, no summer time), whereas a UTC date turns at 08:00 there, splitting
+    the working day's early hours off onto the day before; ``UTC`` for a team spread across
+    zones."""
     regulation_file: Path = ROOT.parent / "shared" / "regulation" / "provisions-zh.txt"
     """The Provisions' text, whose articles the console shows next to each reason code. The
     default is beside the repository (its parent's ``shared/regulation``), not in the working
@@ -187,6 +196,10 @@ class Settings(BaseSettings):
     def database(self) -> str:
         """The storage URL in effect."""
         return self.database_url or f"sqlite:///{self.state_dir / 'qinglang.db'}"
+
+    @property
+    def console_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.console_timezone)
 
     @property
     def spool_dir(self) -> Path:
@@ -301,6 +314,19 @@ class Settings(BaseSettings):
             raise ValueError("not a Redis URL (redis://HOST:PORT/DB, rediss://, unix://)")
         return value
 
+    @field_validator("console_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        # checked at start: a zone unknown there would fail every console page that shows a time
+        if not _time_zones():
+            raise ValueError("no time-zone database: neither the system's nor the tzdata package")
+        if value not in _time_zones():
+            raise ValueError(
+                "not a time zone of the IANA database (Asia/Shanghai, UTC, Europe/Berlin; "
+                "case counts)"
+            )
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
@@ -311,6 +337,13 @@ OWN_VARIABLES = frozenset({"QINGLANG_CONFIG"})
 """Variables of the prefix that name no setting of :class:`Settings` but are read all the same."""
 TEST_PREFIX = "QINGLANG_TEST_"
 """The test suite's own variables (its PostgreSQL and Redis), which the service never reads."""
+
+
+@lru_cache(maxsize=1)
+def _time_zones() -> frozenset[str]:
+    """The zones the IANA database names, the system's or the ``tzdata`` package's (read from
+    disk: once)."""
+    return frozenset(available_timezones())
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:

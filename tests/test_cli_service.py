@@ -202,6 +202,12 @@ def test_migrate_creates_the_schema_and_reports_an_unreachable_database(tmp_path
         ("QINGLANG_STATE_DIR", "", "setting state_dir (QINGLANG_STATE_DIR): Value error, is empty"),
         ("QINGLANG_HOST", " ", "setting host (QINGLANG_HOST): Value error, is empty"),
         ("QINGLANG_REDIS_URL", "notaurl", "not a Redis URL"),
+        # Beijing time is Asia/Shanghai: no zone of the IANA database is named after Beijing
+        (
+            "QINGLANG_CONSOLE_TIMEZONE",
+            "Asia/Beijing",
+            "setting console_timezone (QINGLANG_CONSOLE_TIMEZONE): Value error, not a time zone",
+        ),
         ("QINGLANG_CONFIG", "/nonexistent.toml", "QINGLANG_CONFIG names /nonexistent.toml"),
         # misspelt: the server would run on its embedded database
         ("QINGLANG_DATABSE_URL", "postgresql://u:secret@h/d", "QINGLANG_DATABSE_URL: no such"),

@@ -179,6 +179,16 @@ def confirm_top_item(page: Page, console: Console) -> str:
     press_enter_in(page, page.locator("#basis"), page.locator("#basis").input_value())
     held = console.services.review.get_item(console.services.scoring.policy, item_id)
     assert held.status == "open"
+    # a confirmation without its article is refused: the form comes back with the note typed
+    basis = page.locator("#basis").input_value()
+    page.fill("#basis", "")
+    page.locator("#basis").blur()
+    page.keyboard.press("y")
+    expect(page.locator("#decision-form .error")).to_have_text("依据条款: 确认违规时必填")
+    expect(page.locator("#note")).to_have_value("已核实")
+    expect(page.locator("#category")).to_have_value("rumor")
+    page.fill("#basis", basis)
+    page.locator("#basis").blur()
     page.keyboard.press("y")  # confirm: the next item opens
     expect(page).not_to_have_url(item_url)
     return item_url

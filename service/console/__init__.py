@@ -10,6 +10,7 @@ the session's CSRF token (:mod:`service.console.session`).
 from __future__ import annotations
 
 import secrets
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -40,7 +41,7 @@ def mount(app: FastAPI, settings: Settings, reads: ConsoleReads) -> None:
     secret = settings.console_secret
     key = secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
-    env.filters["when"] = present.when
+    env.filters["when"] = partial(present.when, zone=settings.console_zone)
     env.filters["duration"] = in_words(present.duration)
     env.filters["article"] = in_words(articles.name)
     for family in FAMILIES:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, get_args
+from zoneinfo import ZoneInfo
 
 from jinja2 import pass_context
 from jinja2.runtime import Context
@@ -127,8 +128,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "by": ("操作人", "By"),
     "created": ("时间", "Created"),
     "flagged_per_day": (
-        "各类别每日入队量(14 天,按 UTC 日期)",
-        "Flagged per head per day (14 days, UTC dates)",
+        "各类别每日入队量(14 天,按 {zone} 日期)",
+        "Flagged per head per day (14 days, {zone} dates)",
     ),
     "queue_age": ("待审条目按等待时长", "Open items by age"),
     "per_reviewer": ("各审核员决定数(7 天)", "Decisions per reviewer (7 days)"),
@@ -405,6 +406,7 @@ FIELDS: dict[str, str] = {
     "cursor": "cursor",
     "status": "status",
     "head": "head",
+    "kind": "kind",
     "assignee": "assignee",
     "all": "show_all",
     "language": "interface_language",
@@ -507,11 +509,11 @@ WORDED_DETAILS = {"status": "status", "kind": "protected"}
 """The refusals' details that are code words, by the family whose words they are shown in."""
 
 
-def explain_refusal(refusal: RefusedError, t: Callable[[str], str]) -> str:
+def explain_refusal(refusal: RefusedError, t: Callable[[str], str], zone: ZoneInfo) -> str:
     """Why a review rule refused, in ``t``'s language, with the refusal's details: a moment as
-    the pages show one, a status and what a protected name names in words."""
+    the pages show one (in ``zone``), a status and what a protected name names in words."""
     details = {
-        name: when(value) if isinstance(value, datetime) else value
+        name: when(value, zone) if isinstance(value, datetime) else value
         for name, value in refusal.details.items()
     }
     for name, family in WORDED_DETAILS.items():

@@ -39,7 +39,9 @@ from service.console.web import (
     BankEditor,
     ConsoleRoute,
     Form,
+    Refusal,
     Signed,
+    Viewer,
     back,
     console_of,
     given,
@@ -54,7 +56,9 @@ from service.policy.governance import CATEGORIES, Category
 from service.review.appeals import APPEAL_STATUSES, AppealStatus
 from service.review.appeals import parse_cursor as appeal_cursor
 from service.review.items import (
+    KINDS,
     STATUSES,
+    Kind,
     NotFoundError,
     Status,
     report_due,
@@ -165,6 +169,7 @@ async def language(language: Language, next: str = "/console/queue") -> Response
 async def queue(
     who: Signed,
     head: Literal[Category, ""] = "",
+    kind: Literal[Kind, ""] = "",
     status: Status = "open",
     assignee: Annotated[Text, Query(max_length=64)] = "",
     cursor: str | None = None,
@@ -177,12 +182,13 @@ async def queue(
         status=status,
         head=head or None,
         assignee=assignee or None,
+        kind=kind or None,
         cursor=position,
         limit=PAGE_SIZE,
     )
     now = datetime.now(UTC)
     rows = [present.queue_row(item, now) for item in page.items]
-    filters = {"head": head, "status": status, "assignee": assignee}
+    filters = {"head": head, "kind": kind, "status": status, "assignee": assignee}
     next_url = None
     if page.next:
         next_url = "/console/queue?" + urlencode({**filters, "cursor": page.next})
@@ -191,6 +197,7 @@ async def queue(
         rows=rows,
         filters=filters,
         heads=CATEGORIES,
+        kinds=KINDS,
         statuses=STATUSES,
         next_url=next_url,
     )
@@ -198,6 +205,11 @@ async def queue(
 
 @router.get("/items/{item_id}")
 async def item_page(item_id: ItemId, who: Signed) -> HTMLResponse:
+    return await show_item(who, item_id)
+
+
+async def show_item(who: Viewer, item_id: int, refused: Refusal | None = None) -> HTMLResponse:
+    """The item's page; with ``refused``, as the answer to that refused form of it."""
     policy = who.found.scoring.policy
     try:
         item = await who.call(who.found.review.get_item, policy, item_id)
@@ -210,6 +222,7 @@ async def item_page(item_id: ItemId, who: Signed) -> HTMLResponse:
     record = present.record_of(item) or {}
     reasons = record.get("reasons", [])
     t = translator(language_of(who.request))
+    zone = who.console.settings.console_zone
     cid = present.cluster_id(item)
     live, index_away = None, False
     if cid:
@@ -234,7 +247,7 @@ async def item_page(item_id: ItemId, who: Signed) -> HTMLResponse:
     if item.kind == "bank_match":
         # the rumour's notice is shown with it while the bank holds it
         shown = {k: v for k, v in (item.evidence or {}).items() if not (rumor and k == "notice")}
-        matched = present.facts(shown, t, partial(worded, t))
+        matched = present.facts(shown, t, partial(worded, t), zone)
     return who.page(
         "item.html",
         item=item,
@@ -242,7 +255,9 @@ async def item_page(item_id: ItemId, who: Signed) -> HTMLResponse:
         evidence_note=present.evidence_note(record, who.found.scoring.model_version),
         pieces=present.pieces(item.text or "", reasons, policy),
         heads=present.head_rows(record, policy),
-        reasons=present.reason_rows(record, policy, who.console.articles, t, partial(worded, t)),
+        reasons=present.reason_rows(
+            record, policy, who.console.articles, t, partial(worded, t), zone
+        ),
         timeline=present.timeline(item, live),
         earlier_item=present.earlier_item(item),
         jumps=present.jumps(item),
@@ -260,16 +275,18 @@ async def item_page(item_id: ItemId, who: Signed) -> HTMLResponse:
         basis=present.basis_of(item, policy),
         decided=item.status in ("confirmed", "dismissed"),
         now=datetime.now(UTC),
+        refused=refused,
     )
 
 
 @router.post("/items/{item_id}/claim")
-async def claim(item_id: ItemId, who: Signed, _: Form) -> Response:
+async def claim(item_id: ItemId, who: Signed, fields: Form) -> Response:
+    here = f"/console/items/{item_id}"
     try:
         await who.call(who.found.review.claim, who.found.scoring.policy, item_id, who.name)
     except REFUSALS as exc:
-        return who.refused(f"/console/items/{item_id}", exc)
-    return back(f"/console/items/{item_id}")
+        return await show_item(who, item_id, who.refusal(here, "claim-form", fields, exc))
+    return back(here)
 
 
 @router.post("/items/{item_id}/decision")
@@ -294,7 +311,7 @@ async def decide(item_id: ItemId, who: Signed, fields: Form) -> Response:
             body.note,
         )
     except REFUSALS as exc:
-        return who.refused(here, exc)
+        return await show_item(who, item_id, who.refusal(here, "decision-form", fields, exc))
     return await next_item(item_id, who)
 
 
@@ -321,6 +338,16 @@ async def appeals(
     who: Signed, status: Literal[AppealStatus, "all"] = "pending", cursor: str | None = None
 ) -> HTMLResponse:
     """Pending appeals first of all (a resolved one needs no one); ``status=all`` for every one."""
+    return await show_appeals(who, status, cursor)
+
+
+async def show_appeals(
+    who: Viewer,
+    status: AppealStatus | Literal["all"] = "pending",
+    cursor: str | None = None,
+    refused: Refusal | None = None,
+) -> HTMLResponse:
+    """The appeals page; with ``refused``, as the answer to that refused form on it."""
     position = query_cursor(cursor, appeal_cursor)
     shown = None if status == "all" else status
     page = await who.call(
@@ -335,6 +362,7 @@ async def appeals(
         shown=shown or "all",
         statuses=[*APPEAL_STATUSES, "all"],
         next_url=next_url,
+        refused=refused,
     )
 
 
@@ -355,7 +383,8 @@ async def file_appeal(who: Signed, fields: Form) -> Response:
             filed_by=who.name,
         )
     except REFUSALS as exc:
-        return who.refused("/console/appeals", exc)
+        refused = who.refusal("/console/appeals", "file-appeal", fields, exc)
+        return await show_appeals(who, refused=refused)
     return back("/console/appeals")
 
 
@@ -372,7 +401,8 @@ async def decide_appeal(appeal_id: ItemId, who: Signed, fields: Form) -> Respons
             body.note,
         )
     except REFUSALS as exc:
-        return who.refused("/console/appeals", exc)
+        refused = who.refusal("/console/appeals", f"appeal-{appeal_id}", fields, exc)
+        return await show_appeals(who, refused=refused)
     return back("/console/appeals")
 
 
@@ -399,8 +429,13 @@ async def reports(who: Signed, all: bool = False, cursor: str | None = None) -> 
 
 @router.get("/bank")
 async def bank(who: Admin) -> HTMLResponse:
+    return await show_bank(who)
+
+
+async def show_bank(who: Viewer, refused: Refusal | None = None) -> HTMLResponse:
+    """The bank's page; with ``refused``, as the answer to that refused form on it."""
     rumors = await who.call(who.found.scoring.repository.rumors)
-    return who.page("bank.html", rumors=rumors)
+    return who.page("bank.html", rumors=rumors, refused=refused)
 
 
 @router.post("/bank")
@@ -417,13 +452,13 @@ async def add_rumor(who: BankEditor, fields: Form) -> Response:
             by=who.name[:32],
         )
     except REFUSALS as exc:
-        return who.refused("/console/bank", exc)
+        return await show_bank(who, who.refusal("/console/bank", "add-rumor", fields, exc))
     return back("/console/bank")
 
 
 @router.post("/bank/{rumor_id}/delete")
 async def delete_rumor(
-    rumor_id: Annotated[Id, Path(max_length=32)], who: BankEditor, _: Form
+    rumor_id: Annotated[Id, Path(max_length=32)], who: BankEditor, fields: Form
 ) -> Response:
     try:
         await who.call(
@@ -434,7 +469,8 @@ async def delete_rumor(
             by=who.name[:32],
         )
     except REFUSALS as exc:
-        return who.refused("/console/bank", exc)
+        refused = who.refusal("/console/bank", f"remove-{rumor_id}", fields, exc)
+        return await show_bank(who, refused)
     return back("/console/bank")
 
 
@@ -442,7 +478,8 @@ async def delete_rumor(
 async def dashboard(who: Admin) -> HTMLResponse:
     board = who.console.dashboard
     if board.tallies is None or time.monotonic() - board.read_at > DASHBOARD_S:
-        read = await who.call(present.tallies, who.console.reads, datetime.now(UTC))
+        zone = who.console.settings.console_zone
+        read = await who.call(present.tallies, who.console.reads, datetime.now(UTC), zone)
         board.read_at, board.tallies, board.drawn = time.monotonic(), read, {}
     tallied, language = board.tallies, language_of(who.request)
     plots = board.drawn.get(language)
@@ -451,4 +488,9 @@ async def dashboard(who: Admin) -> HTMLResponse:
         policy = who.found.scoring.policy
         plots = await who.call(present.dashboard, tallied, policy, t, partial(worded, t))
         board.drawn[language] = plots
-    return who.page("dashboard.html", drawn_at=tallied.now, plots=plots)
+    return who.page(
+        "dashboard.html",
+        drawn_at=tallied.now,
+        plots=plots,
+        flagged_title=present.flagged_title(tallied, translator(language)),
+    )

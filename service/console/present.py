@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from difflib import SequenceMatcher
 from itertools import pairwise
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
 
@@ -21,7 +22,7 @@ from service.pipeline import NO_EVIDENCE
 from service.policy import Policy
 from service.review import protected, views
 from service.review.items import ACTIONS, EARLIER, FINAL
-from service.storage.console_sql import AGE_BUCKETS_H, ConsoleReads
+from service.storage.console_sql import AGE_BUCKETS_H, ConsoleReads, days_back
 
 Words = Callable[[str], str]
 """A translator: a key of ``service.console.i18n.TEXT`` in the reader's language."""
@@ -95,10 +96,11 @@ def reason_rows(
     articles: dict[str, str],
     t: Words,
     worded: Worded,
+    zone: ZoneInfo,
 ) -> list[ReasonRow]:
     """The record's reasons with the articles they rest on and their evidence in ``t``'s
-    words. A reason no rule of the policy gives (an account's disposition that stops it
-    publishing) has its summary in its evidence."""
+    words, its moments in ``zone``. A reason no rule of the policy gives (an account's
+    disposition that stops it publishing) has its summary in its evidence."""
     rules = {rule.reason.code: (risk, rule.reason) for risk, rule in policy.risks.items()}
     rows = []
     for reason in record.get("reasons", []):
@@ -113,7 +115,7 @@ def reason_rows(
                 head=risk,
                 summary=rule.summary if rule else str(evidence.get("summary", "")),
                 articles=[(name, articles.get(name, "")) for name in names],
-                facts=facts(evidence, t, worded),
+                facts=facts(evidence, t, worded, zone),
             )
         )
     return rows
@@ -125,12 +127,14 @@ of the reason, the earlier post beside the copy, an item's score record), or tha
 what others do (a bank match's ``match``: its rumour and similarity, in English)."""
 
 
-def facts(evidence: Mapping[str, Any], t: Words, worded: Worded) -> list[tuple[str, str]]:
+def facts(
+    evidence: Mapping[str, Any], t: Words, worded: Worded, zone: ZoneInfo
+) -> list[tuple[str, str]]:
     """What a reason's (or a bank match item's) ``evidence`` holds, each as its label and its
-    value in ``t``'s language: moments as the pages show them, lengths of time, decisions,
-    dispositions and articles in words, a nested value under its own label."""
+    value in ``t``'s language: moments as the pages show them (in ``zone``), lengths of time,
+    decisions, dispositions and articles in words, a nested value under its own label."""
     return [
-        (worded("evidence", name), _value(name, value, t, worded))
+        (worded("evidence", name), _value(name, value, t, worded, zone))
         for name, value in _flattened(evidence)
     ]
 
@@ -145,13 +149,13 @@ def _flattened(evidence: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[
             yield f"{prefix}{key}", value
 
 
-def _value(name: str, value: Any, t: Words, worded: Worded) -> str:
+def _value(name: str, value: Any, t: Words, worded: Worded, zone: ZoneInfo) -> str:
     if value is None:
         # a disposition without an end lasts until it is lifted
         return t("until_lifted") if name == "disposition.ends_at" else "-"
     said = SAID.get(name)
     if said is not None:
-        return said(value, t, worded)
+        return said(value, t, worded, zone)
     return f"{round(value, 3):g}" if isinstance(value, float) else str(value)
 
 
@@ -164,15 +168,15 @@ def _claim(said: str, t: Words) -> str:
     return t("claim.score").format(score=score) if head == "originality_claim" else said
 
 
-SAID: dict[str, Callable[[Any, Words, Worded], str]] = {
-    "batch_at": lambda v, t, w: when(float(v)),
-    "disposition.ends_at": lambda v, t, w: when(datetime.fromisoformat(v)),
-    "gap_s": lambda v, t, w: duration(float(v), t),
-    "batch_minutes": lambda v, t, w: duration(float(v) * 60, t),
-    "text_decision": lambda v, t, w: w("decision", str(v)),
-    "disposition.kind": lambda v, t, w: w("disposition", str(v)),
-    "disposition.basis": lambda v, t, w: regulation.name(str(v), t),
-    "claim": lambda v, t, w: _claim(str(v), t),
+SAID: dict[str, Callable[[Any, Words, Worded, ZoneInfo], str]] = {
+    "batch_at": lambda v, t, w, z: when(float(v), z),
+    "disposition.ends_at": lambda v, t, w, z: when(datetime.fromisoformat(v), z),
+    "gap_s": lambda v, t, w, z: duration(float(v), t),
+    "batch_minutes": lambda v, t, w, z: duration(float(v) * 60, t),
+    "text_decision": lambda v, t, w, z: w("decision", str(v)),
+    "disposition.kind": lambda v, t, w, z: w("disposition", str(v)),
+    "disposition.basis": lambda v, t, w, z: regulation.name(str(v), t),
+    "claim": lambda v, t, w, z: _claim(str(v), t),
 }
 """How a value of the evidence is said, by its name, where not as it is: moments, lengths of
 time, code words and articles."""
@@ -404,13 +408,26 @@ def basis_of(item: views.Item, policy: Policy) -> str:
     return rule.reason.code.rsplit(".", 1)[0] if rule else ""
 
 
-def when(moment: datetime | float | None) -> str:
-    """A moment as every page shows one: in UTC, and saying so."""
+def when(moment: datetime | float | None, zone: ZoneInfo) -> str:
+    """A moment as every page shows one: in the console's time zone (``console_timezone``),
+    and saying which by its offset, ``2026-12-06 15:43 UTC+8``, which reads the same in Chinese
+    and English (an abbreviation such as CST names zones of three countries)."""
     if moment is None:
         return "-"
     if isinstance(moment, int | float):
         moment = datetime.fromtimestamp(moment, UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    local = moment.astimezone(zone)
+    return f"{local:%Y-%m-%d %H:%M} {offset(local)}"
+
+
+def offset(local: datetime) -> str:
+    """``local``'s offset from UTC as the pages name it: ``UTC``, ``UTC+8``, ``UTC+5:30``,
+    ``UTC-3``."""
+    minutes = round((local.utcoffset() or timedelta()).total_seconds() / 60)
+    if not minutes:
+        return "UTC"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"UTC{'+' if minutes > 0 else '-'}{hours}" + (f":{rest:02d}" if rest else "")
 
 
 def unit_of(seconds: float) -> tuple[str, int]:
@@ -444,12 +461,17 @@ def age_buckets(t: Words) -> list[str]:
     return [under, *ranges, t("over").format(span=duration(edges[-1], t))]
 
 
+FLAGGED_DAYS = 14
+"""The dates the dashboard counts flagged items on, today's the last."""
+
+
 @dataclass(frozen=True)
 class Tallies:
-    """What the dashboard draws, read at ``now``: the same for every language, so read once
-    for all of them (the reads scan the queue)."""
+    """What the dashboard draws, read at ``now``, its per-day counts on the dates of ``zone``:
+    the same for every language, so read once for all of them (the reads scan the queue)."""
 
     now: datetime
+    zone: ZoneInfo
     flagged: dict[str, dict[str, int]]
     ages: list[int]
     decisions: dict[str, dict[str, int]]
@@ -457,10 +479,11 @@ class Tallies:
     scores: list[dict[str, float]]
 
 
-def tallies(reads: ConsoleReads, now: datetime) -> Tallies:
+def tallies(reads: ConsoleReads, now: datetime, zone: ZoneInfo) -> Tallies:
     return Tallies(
         now,
-        flagged=reads.flagged_per_day(now, 14),
+        zone,
+        flagged=reads.flagged_per_day(now, FLAGGED_DAYS, zone),
         ages=reads.open_by_age(now),
         decisions=reads.decisions_per_reviewer(now, 7),
         appeals=reads.appeal_outcomes(),
@@ -468,12 +491,17 @@ def tallies(reads: ConsoleReads, now: datetime) -> Tallies:
     )
 
 
+def flagged_title(tallied: Tallies, t: Words) -> str:
+    """The per-day plot's title, naming the zone whose dates it counts by its offset when the
+    tallies were read."""
+    return t("flagged_per_day").format(zone=offset(tallied.now.astimezone(tallied.zone)))
+
+
 def dashboard(tallied: Tallies, policy: Policy, t: Words, worded: Worded) -> dict[str, Markup]:
     """The dashboard's plots of ``tallied`` in the reader's language: their titles (a plot's
     accessible name; the template captions each) as ``t`` says them, heads, actions and
     statuses as ``worded(family, code word)`` does."""
-    now = tallied.now
-    days = [(now - timedelta(days=d)).strftime("%Y-%m-%d") for d in range(13, -1, -1)]
+    days = [d.isoformat() for d in days_back(tallied.now, tallied.zone, FLAGGED_DAYS)]
     flagged, decisions, appeals = tallied.flagged, tallied.decisions, tallied.appeals
     reviewers = sorted(decisions)
     scores = tallied.scores
@@ -485,7 +513,7 @@ def dashboard(tallied: Tallies, policy: Policy, t: Words, worded: Worded) -> dic
                 worded("head", head): [flagged[head].get(d, 0) for d in days]
                 for head in sorted(flagged)
             },
-            t("flagged_per_day"),
+            flagged_title(tallied, t),
             no_data=nothing,
         ),
         "ages": plots.bars(

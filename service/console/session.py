@@ -77,25 +77,6 @@ class Sessions:
             return None
         return session if session.expires > now else None
 
-    def seal(self, session: Session, text: str) -> str:
-        """``text`` signed for ``session``: what a cookie carries to be shown on its pages."""
-        payload = base64.urlsafe_b64encode(text.encode()).decode()
-        return f"{payload}.{self._sign(f'text:{session.nonce}:{payload}'.encode())}"
-
-    def unseal(self, session: Session, sealed: str | None) -> str | None:
-        """The text :meth:`seal` signed for ``session``; None when missing, forged, edited or
-        signed for another session (one copied from another browser shows nothing)."""
-        if not sealed or "." not in sealed:
-            return None
-        payload, signature = sealed.rsplit(".", 1)
-        expected = self._sign(f"text:{session.nonce}:{payload}".encode())
-        if not hmac.compare_digest(expected, signature):
-            return None
-        try:
-            return base64.urlsafe_b64decode(payload).decode()
-        except ValueError:
-            return None
-
     def csrf(self, session: Session) -> str:
         return self._sign(f"csrf:{session.nonce}".encode())
 

@@ -1,7 +1,7 @@
 """The request plumbing every console page shares: who is signed in (:func:`viewer`,
 :func:`allowed`), forms whose CSRF token checked out (:func:`form`), pages rendered with the
-security headers (:func:`render`), redirects (:func:`back`) and those that carry a refusal back
-(:meth:`Viewer.refused`), and the error page for whatever the console refuses to show
+security headers (:func:`render`), redirects (:func:`back`), a refused form to show again as it
+was sent (:class:`Refusal`), and the error page for whatever the console refuses to show
 (:func:`error_page`), in the page's language.
 """
 
@@ -39,10 +39,6 @@ from service.storage.repository import Role
 log = logging.getLogger(__name__)
 
 LANG_COOKIE = "ql_lang"
-REFUSAL_COOKIE = "ql_refusal"
-"""Carries a refusal across the redirect to the page that shows it, once, signed for the session
-(:meth:`Sessions.seal`): neither the address, which a link anyone can write sets, nor a cookie
-anyone can set puts words in the console's error box."""
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
@@ -64,9 +60,46 @@ def refusal(exc: Refused, request: Request) -> str:
     if isinstance(exc, ValidationError):
         return explain(exc.errors(), t)
     if isinstance(exc, RefusedError):
-        return explain_refusal(exc, t)
+        return explain_refusal(exc, t, console_of(request).settings.console_zone)
     log.warning("storage failed a console request", extra={"problem": str(exc)})
     return t("storage_down")
+
+
+def status_of(exc: Refused) -> int:
+    """A refused form's page's status: 422 for values its request model refuses, 503 with
+    storage down, 409 for a review rule's refusal (the JSON API's 403 and 404 among them: the
+    page answers the form, and is no missing or forbidden page)."""
+    if isinstance(exc, ValidationError):
+        return 422
+    return 503 if isinstance(exc, StorageError) else 409
+
+
+@dataclass
+class Refusal:
+    """A form the console refused, answered with the page the form is on (``page``, its
+    address) and the form (``form``, its id on the page) as it was sent: the values
+    ``typed`` in it, and ``why`` beside it (:meth:`beside`), so that nothing typed is lost. A
+    page that no longer shows that form (an appeal resolved meanwhile) says why above it
+    (``base.html`` reads :attr:`shown`)."""
+
+    page: str = ""
+    form: str = ""
+    typed: Mapping[str, str] = field(default_factory=dict)
+    why: str = ""
+    status: int = 200
+    shown: bool = False
+
+    def beside(self, form: str) -> str:
+        """Why ``form`` was refused, if it is the refused one; else nothing."""
+        if form != self.form:
+            return ""
+        self.shown = True
+        return self.why
+
+    def value(self, form: str, name: str, default: str = "") -> str:
+        """What was typed in ``form``'s field ``name``, if it is the refused form; else
+        ``default``, the value the page offers."""
+        return self.typed.get(name, "") if form == self.form else default
 
 
 T = TypeVar("T")
@@ -118,22 +151,32 @@ class Viewer:
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await run_in_threadpool(lambda: fn(*args, **kwargs))
 
-    def page(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        return render(self.request, self.console, self.session, name, status, **context)
-
-    def refused(self, url: str, exc: Refused) -> RedirectResponse:
-        """303 to ``url`` (a console path), with why ``exc`` refused the write to show there."""
-        response = back(url)
-        response.set_cookie(
-            REFUSAL_COOKIE,
-            self.console.sessions.seal(self.session, refusal(exc, self.request)),
-            max_age=60,
-            path="/console",
-            httponly=True,
-            samesite="strict",
-            secure=self.console.settings.console_secure_cookie,
+    def page(
+        self, name: str, status: int = 200, *, refused: Refusal | None = None, **context: Any
+    ) -> HTMLResponse:
+        """``name`` rendered; with ``refused``, as the answer to that refused form (its status,
+        and the language switch back to the form's page)."""
+        status = refused.status if refused else status
+        here = refused.page if refused else None
+        page = render(
+            self.request,
+            self.console,
+            self.session,
+            name,
+            status,
+            refused=refused,
+            here=here,
+            **context,
         )
-        return response
+        if status == 503:
+            page.headers["Retry-After"] = "1"
+        return page
+
+    def refusal(self, page: str, form: str, fields: Mapping[str, str], exc: Refused) -> Refusal:
+        """``form`` on ``page`` (a console path) refused with ``exc``, with ``fields`` as
+        typed."""
+        typed = {name: value for name, value in fields.items() if name != "csrf"}
+        return Refusal(page, form, typed, refusal(exc, self.request), status_of(exc))
 
 
 def render(
@@ -144,25 +187,25 @@ def render(
     status: int = 200,
     *,
     error: str | None = None,
+    refused: Refusal | None = None,
+    here: str | None = None,
     **context: Any,
 ) -> HTMLResponse:
-    """``template`` with ``error`` shown above it, or else the refusal a redirect carried."""
+    """``template`` with ``error`` shown above it, or the ``refused`` form as it was sent, its
+    refusal beside it. ``here`` is the page's address, where the language switch comes back
+    to: by default the request's, filters and paging included."""
     language = language_of(request)
     html = console.env.get_template(template).render(
         t=translator(language),
         lang=language,
         session=session,
         csrf=console.sessions.csrf(session),
-        # the language switch comes back here: to this page, filters and paging included
-        here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
-        error=console.sessions.unseal(session, request.cookies.get(REFUSAL_COOKIE))
-        if error is None
-        else error,
+        here=here or request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        error=error,
+        refused=refused or Refusal(),
         **context,
     )
     response = HTMLResponse(html, status)
-    if REFUSAL_COOKIE in request.cookies:
-        response.delete_cookie(REFUSAL_COOKIE, path="/console")
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"

@@ -5,10 +5,10 @@ items; only the last day's scores come back row by row, at most ``max_scores`` o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Engine, case, func, select
+from sqlalchemy import Engine, case, func, select
 from sqlalchemy.orm import Session
 
 from service.review import appeals
@@ -74,21 +74,34 @@ class DecisionRow:
     note: str | None
 
 
+def days_back(now: datetime, zone: ZoneInfo, days: int) -> list[date]:
+    """The last ``days`` dates in ``zone``, the oldest first, ``now``'s the last."""
+    today = now.astimezone(zone).date()
+    return [today - timedelta(days=back) for back in range(days - 1, -1, -1)]
+
+
 class ConsoleReads:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def _day(self, column: Any) -> ColumnElement[str]:
-        if self.engine.dialect.name == "sqlite":
-            return func.strftime("%Y-%m-%d", column)
-        return func.to_char(column, "YYYY-MM-DD")
-
-    def flagged_per_day(self, now: datetime, days: int) -> dict[str, dict[str, int]]:
-        """Items enqueued per head and day (``YYYY-MM-DD``, UTC) over the last ``days``."""
-        day = self._day(ReviewItem.enqueued_at)
+    def flagged_per_day(
+        self, now: datetime, days: int, zone: ZoneInfo
+    ) -> dict[str, dict[str, int]]:
+        """Items enqueued per head and date in ``zone`` (``YYYY-MM-DD``) on the last ``days``
+        dates (:func:`days_back`). The dates start at the zone's midnights, worked out here as
+        moments in UTC, so that both databases count alike: SQLite knows no zones, and
+        PostgreSQL's own date of a moment is in its session's zone."""
+        dates = days_back(now, zone, days)
+        starts = [datetime.combine(d, time(), zone).astimezone(UTC) for d in dates]
+        day = case(
+            *[
+                (ReviewItem.enqueued_at >= start, d.isoformat())
+                for d, start in reversed(list(zip(dates, starts, strict=True)))
+            ]
+        )
         query = (
             select(ReviewItem.head, day, func.count())
-            .where(ReviewItem.enqueued_at >= now - timedelta(days=days))
+            .where(ReviewItem.enqueued_at >= starts[0])
             .group_by(ReviewItem.head, day)
         )
         out: dict[str, dict[str, int]] = {}
