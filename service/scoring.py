@@ -596,14 +596,36 @@ class ScoringService:
             self._in_background(self._explain(list(posts), list(records)))
         return len(claimed)
 
+    async def settle_deadlines(self) -> int:
+        """Settle the art8 suspensions that have ended (the repository's
+        :meth:`~service.storage.repository.Repository.settle_deadlines`: an uncorrected name
+        terminates the service); how many accounts were terminated. A failure waits for the
+        next sweep, which finds the same suspensions unsettled: it leaves the publish path's
+        storage health alone, as a lost race with another process is no outage."""
+        if self.health.problem is not None:
+            return 0
+        try:
+            # on the maintenance thread: not the storage gate's, whose deadline is the publish
+            # path's, nor its health, which this sweep's failure would wrongly mark down
+            terminated = await asyncio.get_running_loop().run_in_executor(
+                self._upkeep, self.repository.settle_deadlines, self.policy
+            )
+        except StorageError as exc:
+            log.warning("art8 deadlines not settled", extra={"problem": str(exc)})
+            return 0
+        if terminated:
+            log.info("service terminated at art8 deadlines", extra={"accounts": terminated})
+        return terminated
+
     async def maintain(self, every_s: float) -> None:
-        """Run :meth:`recover` and :meth:`sweep_evidence` every ``every_s`` seconds, until
-        cancelled."""
+        """Run :meth:`recover`, :meth:`sweep_evidence` and :meth:`settle_deadlines` every
+        ``every_s`` seconds, until cancelled."""
         loop = asyncio.get_running_loop()
         while True:
             try:
                 await loop.run_in_executor(self._upkeep, self.recover)
                 await self.sweep_evidence()
+                await self.settle_deadlines()
             except Exception:
                 # a failure nobody foresaw must not end the loop: the spool would never be
                 # written out again, nor storage retried

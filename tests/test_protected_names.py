@@ -1,6 +1,8 @@
 """Protected names (art8, its second paragraph): the entries' rules, their storage on SQLite and
 on PostgreSQL (the registration check, renames, the items opened for the accounts that hold an
-entry, the chained records, the migration) and their API (roles, errors, the check's words)."""
+entry, subjects stored before normalisation, a suspension lifted by a correction and settled at
+its end, once across processes, the chained records, the migrations) and their API (roles,
+errors, the check's words, the feed, a server process's sweep)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
-from servicekit import Api, migrate
-from sqlalchemy import event, inspect
+from servicekit import Api, migrate, wait_for
+from sqlalchemy import event, inspect, text
 
 from service.policy import Policy
 from service.policy.governance import DispositionStep
@@ -187,6 +189,8 @@ def test_adding_a_protected_name_sends_each_account_that_holds_it_to_review(
             "name": "新华社",
             "kind": "organisation",
             "subjects": [registration.subject_digest(AUTHORISED)],
+            # given normalised already: its stripped form is the same digest
+            "stripped_subjects": [],
             "by": "k-admin",
         },
     ) in records
@@ -231,6 +235,245 @@ def test_a_confirmed_impersonation_suspends_the_account_until_the_deadline_to_co
     upheld = repo.decide_appeal(policy, appeal.id, "r2", "uphold", None, now=T0 + 3 * HOUR)
     assert "suspend_service" in {getattr(r, "kind", None) for r in upheld.reversed}
     assert repo.get_account(policy, "holder", now=T0 + 3 * HOUR).dispositions == []
+    assert verify(repo) == []
+
+
+def test_the_end_of_a_suspension_terminates_an_uncorrected_name_and_the_policy_names_the_step(
+    policy: Policy,
+) -> None:
+    assert protected.suspensions(policy.dispositions) == ["suspend_service"]
+    step = protected.termination(policy)
+    assert (step.kind, step.days, step.stops_publishing) == ("close_account", None, True)
+    assert protected.at_deadline(held=True, terminated_already=False) == "terminated"
+    assert protected.at_deadline(held=True, terminated_already=True) == "closed_already"
+    assert protected.at_deadline(held=False, terminated_already=False) == "cleared"
+    rules = policy.registration.model_copy(update={"protected_uncorrected": "terminate"})
+    with pytest.raises(ValueError, match=r"unknown dispositions \['terminate'\]"):
+        Policy.model_validate({**policy.model_dump(), "registration": rules.model_dump()})
+
+
+def _suspend(repo: SqlRepository, policy: Policy, *accounts: str) -> dict[str, views.Disposition]:
+    """Each account named after 姚明 (an entry only ``AUTHORISED`` may use), its impersonation
+    confirmed by r1 at ``T0 + HOUR``: its art8 suspension, by account."""
+    for account in accounts:
+        repo.put_account(policy, account, name=f"姚明球迷会{account}", now=T0)
+    repo.add_protected_name(
+        policy, name="姚明", kind="person", subject_ids=[AUTHORISED], by="k-admin", now=T0
+    )
+    basis = policy.registration.protected_basis
+    suspended = {}
+    for item in repo.list_items(policy, kind="impersonation", now=T0).items:
+        assert item.account_id is not None
+        decision = repo.decide(
+            policy, item.id, "r1", "confirm", "impersonation", basis, now=T0 + HOUR
+        )
+        (suspension,) = [d for d in decision.dispositions if d.kind == "suspend_service"]
+        suspended[item.account_id] = suspension
+    return suspended
+
+
+def test_a_profile_change_that_corrects_the_name_lifts_the_suspension_as_corrected(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    suspended = _suspend(repo, policy, "renamed", "authorised", "unchanged")
+    during = T0 + 2 * HOUR
+    # followers, or a subject the entry does not authorise, leave the name as it was
+    repo.put_account(policy, "renamed", followers=5, by="k-pub", now=during)
+    repo.put_account(policy, "unchanged", subject_id="S-other", by="k-pub", now=during)
+    account = repo.put_account(policy, "renamed", name="球迷会官方", by="k-pub", now=during)
+    assert [d.kind for d in account.dispositions] == ["warning"]
+    shown = {d.id: d for d in account.history if isinstance(d, views.Disposition)}
+    lifted = shown[suspended["renamed"].id]
+    assert (lifted.lifted_at, lifted.lifted_by, lifted.active) == (during, "k-pub", False)
+    # the subject the entry authorises (in any spelling), given to an account without one
+    account = repo.put_account(
+        policy, "authorised", subject_id="91110000 ma01x", by="k-pub", now=during
+    )
+    assert [d.kind for d in account.dispositions] == ["warning"]
+    kept = repo.get_account(policy, "unchanged", now=during)
+    assert "suspend_service" in {d.kind for d in kept.dispositions}
+
+    # the platform learns it from the feed, as it learns of an appeal's lifts
+    lifts = [
+        (c.disposition.account_id, c.disposition.kind, c.cause, c.appeal_id)
+        for c in repo.disposition_changes().changes
+        if c.change == "lifted"
+    ]
+    assert lifts == [
+        ("renamed", "suspend_service", "corrected", None),
+        ("authorised", "suspend_service", "corrected", None),
+    ]
+    records = [e.payload for e in repo.audit_entries() if e.kind == "disposition.lifted"]
+    assert records[0] == {
+        "disposition": suspended["renamed"].id,
+        "kind": "suspend_service",
+        "cause": "corrected",
+        "name": "球迷会官方",
+        "by": "k-pub",
+    }
+    standing = repo.account_standings([], policy.publishing_stops, now=during)
+    assert set(standing) == {"unchanged"}
+    # and their end terminates nothing: they were corrected
+    after = suspended["unchanged"].ends_at
+    assert after is not None
+    assert repo.settle_deadlines(policy, now=after) == 1
+    closed = repo.account_standings([], ["close_account"], now=after)
+    assert set(closed) == {"unchanged"}
+    assert verify(repo) == []
+
+
+def test_a_name_uncorrected_at_the_deadline_terminates_the_service_once(
+    database_url: str, repo: SqlRepository, policy: Policy
+) -> None:
+    suspended = _suspend(repo, policy, "kept", "late", "appealed")
+    deadline = suspended["kept"].ends_at
+    assert deadline is not None and deadline == suspended["late"].ends_at
+    second = timedelta(seconds=1)
+    # lifted on appeal before its end: never terminated
+    appeal = repo.file_appeal(
+        policy,
+        account_id="appealed",
+        item_id=suspended["appealed"].item_id or 0,
+        reason="已获授权",
+        filed_by="k",
+        now=T0 + 2 * HOUR,
+    )
+    repo.decide_appeal(policy, appeal.id, "r2", "uphold", None, now=T0 + 3 * HOUR)
+    assert repo.settle_deadlines(policy, now=deadline - second) == 0
+    # renamed once the suspension had ended (nothing to lift), before a sweep: cleared
+    repo.put_account(policy, "late", name="迟到的新名字", now=deadline + second)
+
+    settled_at = deadline + 2 * second
+    assert repo.settle_deadlines(policy, now=settled_at) == 1
+    kept = repo.get_account(policy, "kept", now=settled_at)
+    (closed,) = [d for d in kept.dispositions if d.kind == "close_account"]
+    assert (closed.basis, closed.item_id, closed.decided_by, closed.ends_at) == (
+        "art8",
+        suspended["kept"].item_id,
+        "r1",
+        None,
+    )
+    assert closed.starts_at == settled_at
+    for other in ("late", "appealed"):
+        shown = repo.get_account(policy, other, now=settled_at).dispositions
+        assert "close_account" not in {d.kind for d in shown}, other
+    entry = repo.protected_names()[0]
+    found = {e.subject: e.payload for e in repo.audit_entries() if e.kind == "protected.deadline"}
+    assert found == {
+        "account:kept": {
+            "disposition": suspended["kept"].id,
+            "kind": "suspend_service",
+            "item": suspended["kept"].item_id,
+            "ends_at": deadline.isoformat(),
+            "name": "姚明球迷会kept",
+            "protected": [{"id": entry.id, "name": "姚明", "kind": "person"}],
+            "outcome": "terminated",
+        },
+        "account:late": {
+            "disposition": suspended["late"].id,
+            "kind": "suspend_service",
+            "item": suspended["late"].item_id,
+            "ends_at": deadline.isoformat(),
+            "name": "迟到的新名字",
+            "protected": [],
+            "outcome": "cleared",
+        },
+    }
+    # the platform carries it out from the feed; the publish path blocks the account
+    (applied,) = [
+        c for c in repo.disposition_changes().changes if c.disposition.kind == "close_account"
+    ]
+    assert (applied.change, applied.disposition.account_id, applied.cause) == (
+        "applied",
+        "kept",
+        None,
+    )
+    standing = repo.account_standings([], policy.publishing_stops, now=settled_at)
+    assert [s.kind for s in standing["kept"].stops] == ["close_account"]
+    with pytest.raises(ConflictError, match="stays refused"):
+        repo.put_account(policy, "kept", name="新名字", now=settled_at)
+
+    # a later sweep, and one of a process started since, find nothing left to settle
+    records = len(list(repo.audit_entries()))
+    assert repo.settle_deadlines(policy, now=settled_at + timedelta(days=1)) == 0
+    restarted = open_repository(database_url, 5.0, policy.review)
+    try:
+        assert restarted.settle_deadlines(policy, now=settled_at + timedelta(days=2)) == 0
+    finally:
+        restarted.close()
+    assert len(list(repo.audit_entries())) == records
+
+    # an upheld appeal of the confirmation lifts the termination with it
+    appeal = repo.file_appeal(
+        policy,
+        account_id="kept",
+        item_id=suspended["kept"].item_id or 0,
+        reason="已获授权",
+        filed_by="k",
+        now=settled_at + HOUR,
+    )
+    upheld = repo.decide_appeal(policy, appeal.id, "r2", "uphold", None, now=settled_at + 2 * HOUR)
+    assert "close_account" in {getattr(r, "kind", None) for r in upheld.reversed}
+    assert repo.get_account(policy, "kept", now=settled_at + 2 * HOUR).dispositions == []
+    assert verify(repo) == []
+
+
+def test_two_processes_settle_a_deadline_once(database_url: str, policy: Policy) -> None:
+    """Every server process sweeps: one that read an ended suspension, and finds it settled
+    by another by the time it holds the account, leaves it."""
+    upgrade(database_url)
+    first, other = (open_repository(database_url, 5.0, policy.review) for _ in range(2))
+    try:
+        ends_at = _suspend(first, policy, "kept")["kept"].ends_at
+        assert ends_at is not None
+        after = ends_at + timedelta(seconds=1)
+        raced: list[int] = []
+
+        @event.listens_for(first.engine, "after_cursor_execute")
+        def read(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+            # the other process settles it between this one's read and its write
+            sweeping = statement.startswith("SELECT dispositions.id, dispositions.account_id")
+            if sweeping and not raced:
+                raced.append(other.settle_deadlines(policy, now=after))
+
+        assert first.settle_deadlines(policy, now=after) == 0
+        assert raced == [1]
+        shown = first.get_account(policy, "kept", now=after).dispositions
+        assert [d.kind for d in shown].count("close_account") == 1
+        assert [e.kind for e in first.audit_entries()].count("protected.deadline") == 1
+        assert verify(first) == []
+    finally:
+        first.close()
+        other.close()
+
+
+def test_an_account_whose_subject_was_stored_before_normalisation_is_authorised(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    spelling = "91110000-ma01x"
+
+    def stored_before_normalisation(account: str, name: str) -> None:
+        repo.put_account(policy, account, name=name, subject_id=f"placeholder-{account}")
+        with repo.engine.begin() as db:
+            db.execute(
+                text("UPDATE accounts SET subject_digest = :d WHERE account_id = :a"),
+                {"d": registration.stripped_digest(spelling), "a": account},
+            )
+
+    stored_before_normalisation("old-holder", "新华社官方")
+    stored_before_normalisation("old", "小号")
+    repo.put_account(policy, "other-holder", name="新华社官方号", subject_id="S2")
+    added = repo.add_protected_name(
+        policy, name="新华社", kind="organisation", subject_ids=[spelling], by="k-admin"
+    )
+    # matched as the re-registration check matches it: the spelling it was given in
+    assert [h.account_id for h in added.holders] == ["other-holder"]
+    assert repo.put_account(policy, "old", name="新华社福建").name == "新华社福建"
+    # the entry lists the subject once, normalised; its record keeps both forms
+    assert added.subjects == [registration.subject_digest(AUTHORISED)]
+    assert repo.protected_names()[0].subjects == added.subjects
+    (record,) = [e.payload for e in repo.audit_entries() if e.kind == "protected.added"]
+    assert record["stripped_subjects"] == [registration.stripped_digest(spelling)]
     assert verify(repo) == []
 
 
@@ -358,6 +601,42 @@ def test_the_migration_goes_down_and_up_again(database_url: str, policy: Policy)
         repo.close()
 
 
+def test_the_deadline_migration_goes_down_and_up_again(database_url: str, policy: Policy) -> None:
+    upgrade(database_url)
+    repo = open_repository(database_url, 5.0, policy.review)
+    try:
+        repo.add_protected_name(
+            policy, name="新华社", kind="organisation", subject_ids=["S1"], by="k"
+        )
+    finally:
+        repo.close()
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as connection:
+            migrate(connection, "0023_protected_names", down=True)
+            found = inspect(connection)
+            assert "settled_at" not in {c["name"] for c in found.get_columns("dispositions")}
+            subjects = {c["name"] for c in found.get_columns("protected_name_subjects")}
+            assert subjects == {"entry_id", "subject_digest"}
+            indexes = {i["name"] for i in found.get_indexes("dispositions")}
+            assert "ix_dispositions_unsettled" not in indexes
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.stamp(config, "0024_correction_deadlines")
+            migrate(connection, "0023_protected_names", down=True)
+    finally:
+        engine.dispose()
+    upgrade(database_url)
+    repo = open_repository(database_url, 5.0, policy.review)
+    try:
+        # an entry from before keeps its subject, listed
+        (entry,) = repo.protected_names()
+        assert entry.subjects == [registration.subject_digest("S1")]
+        assert repo.settle_deadlines(policy) == 0
+    finally:
+        repo.close()
+
+
 # --- the API --------------------------------------------------------------------------------
 
 
@@ -453,3 +732,54 @@ def test_the_check_and_a_rename_are_refused_in_the_same_words(api: Api) -> None:
     assert rename.json() == {"detail": detail}
     ok = api.client.put("/v1/accounts/acc2", json=allowed, headers=headers)
     assert ok.status_code == 200 and ok.json()["name"] == "新华社福建"
+
+
+def test_a_rename_through_the_api_lifts_the_suspension_and_the_feed_says_why(api: Api) -> None:
+    admin = api.headers(api.new_key("admin"))
+    reviewer = api.headers(api.new_key("reviewer"))
+    publisher = api.headers()
+    url = "/v1/accounts/acc1"
+    assert api.client.put(url, json={"name": "姚明球迷会"}, headers=publisher).status_code == 200
+    body = {"name": "姚明", "kind": "person"}
+    (holder,) = api.client.post("/v1/protected-names", json=body, headers=admin).json()["holders"]
+    policy = api.services.scoring.policy
+    api.services.review.decide(policy, holder["item_id"], "r1", "confirm", "impersonation", "art8")
+    renamed = api.client.put(url, json={"name": "球迷会"}, headers=publisher)
+    assert renamed.status_code == 200
+    assert "suspend_service" not in {d["kind"] for d in renamed.json()["dispositions"]}
+    # who lifted it: the key that sent the correction, shown to the trust team alone
+    signed = api.client.get("/v1/dispositions", headers=reviewer).json()
+    (lift,) = [c for c in signed["changes"] if c["change"] == "lifted"]
+    shown = lift["disposition"]
+    assert (lift["cause"], lift["appeal_id"], shown["kind"], shown["lifted_by"]) == (
+        "corrected",
+        None,
+        "suspend_service",
+        api.key.split("_")[1],
+    )
+    unsigned = api.client.get("/v1/dispositions", headers=publisher).json()
+    (lift,) = [c for c in unsigned["changes"] if c["change"] == "lifted"]
+    assert (lift["cause"], lift["disposition"]["lifted_by"]) == ("corrected", None)
+
+
+def test_a_server_process_terminates_the_service_once_the_deadline_passes(api: Api) -> None:
+    review, policy = api.services.review, api.services.scoring.policy
+    step = next(s for s in policy.dispositions if s.kind == "suspend_service")
+    confirmed = datetime.now(UTC) - timedelta(days=(step.days or 0) + 1)
+    review.put_account(policy, "acc1", name="姚明球迷会", now=confirmed)
+    review.add_protected_name(
+        policy, name="姚明", kind="person", subject_ids=[], by="k", now=confirmed
+    )
+    (item,) = review.list_items(policy, kind="impersonation").items
+    review.decide(policy, item.id, "r1", "confirm", "impersonation", "art8", now=confirmed)
+
+    def terminated() -> bool:
+        shown = review.get_account(policy, "acc1").dispositions
+        return "close_account" in {d.kind for d in shown}
+
+    # the process's maintenance (every storage_retry_s) settles it
+    wait_for(terminated)
+    api.services.scoring.recover()
+    record = api.score({"id": "after", "text": "今天天气很好", "account_id": "acc1"}).json()
+    assert record["decision"] == "block"
+    assert record["reasons"][0]["code"] == "art8.close_account"

@@ -276,6 +276,7 @@ async def put_account(
             name=body.name if "name" in body.model_fields_set else ...,
             subject_id=body.subject_id,
             followers=body.followers,
+            by=who.key_id,
         )
     )
     return shown_to(who, account)

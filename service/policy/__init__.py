@@ -85,9 +85,8 @@ class Policy(BaseModel):
             if set(step.levels) - levels:
                 raise ValueError(f"disposition {step.kind!r}: unknown levels {step.levels}")
         rules = self.registration
-        unknown = (
-            set(rules.names_refused_by + rules.subjects_refused_by + rules.uncounted_by) - kinds
-        )
+        named = rules.names_refused_by + rules.subjects_refused_by + rules.uncounted_by
+        unknown = {*named, rules.protected_uncorrected} - kinds
         if unknown:
             raise ValueError(f"registration refers to unknown dispositions {sorted(unknown)}")
         return self

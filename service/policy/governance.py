@@ -142,3 +142,9 @@ class RegistrationRules(_Rules):
     protected_basis: str = Field(
         min_length=1, description="the article an impersonation item's confirmation rests on"
     )
+    protected_uncorrected: str = Field(
+        min_length=1,
+        description="the ladder step that terminates the service of an account whose name "
+        "still holds a protected name it is not authorised for when the suspension its "
+        "impersonation called for ends (art8)",
+    )

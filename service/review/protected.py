@@ -10,7 +10,10 @@ account whose name holds it, and whose subject it does not authorise, to review:
 ``impersonation`` item per account while it is open, its evidence the account's ``name`` and
 each entry it holds under ``protected`` (``id``, ``name``, ``kind``), and ``basis``, the
 article a confirmation rests on. Confirming the item is the trust team's act; the policy's
-ladder gives the measure art8 sets (suspended, to correct the name by the step's end).
+ladder gives the measure art8 sets (suspended, to correct the name by the step's end:
+:func:`suspensions`). A profile change that leaves the name holding no entry the subject is not
+authorised for lifts the suspension as corrected; a name that still holds one when the
+suspension ends has not been corrected, and the service is terminated (:func:`at_deadline`).
 
 An entry folds to at least the policy's ``protected_min_chars`` letters or digits, so that an
 entry of one common character does not refuse every name holding it, and to at most
@@ -21,7 +24,8 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from service.policy.governance import RegistrationRules
+from service.policy import Policy
+from service.policy.governance import DispositionStep, RegistrationRules
 from service.review.items import Kind
 from service.review.refusals import RefusedError
 from service.review.registration import fold_name
@@ -63,3 +67,31 @@ def merge_key(account_id: str) -> str:
     """The merge key of an account's ``impersonation`` item: one open item per account, which
     each further entry its name holds joins."""
     return f"{KIND}:{account_id}"
+
+
+def suspensions(ladder: list[DispositionStep]) -> list[str]:
+    """The kinds of the ladder's steps a confirmed impersonation calls for: art8's suspension
+    until the name is corrected, which a correction lifts and whose end settles the rest."""
+    return [step.kind for step in ladder if KIND in step.categories]
+
+
+def termination(policy: Policy) -> DispositionStep:
+    """The ladder's step that terminates the service (``registration.protected_uncorrected``;
+    the policy refuses a name its ladder lacks)."""
+    kind = policy.registration.protected_uncorrected
+    return next(step for step in policy.dispositions if step.kind == kind)
+
+
+Outcome = Literal["terminated", "closed_already", "cleared"]
+"""What the end of an art8 suspension settled."""
+
+
+def at_deadline(held: bool, terminated_already: bool) -> Outcome:
+    """What an art8 suspension's end settles. A name that still ``held`` an entry the subject
+    is not authorised for was not corrected, and art8 leaves nothing to weigh then ("拒不改正
+    的,应当终止提供服务"): the service is terminated, unless the termination's step is active
+    already. A name that holds none by then (renamed since the end, the entry removed, the
+    subject given) is cleared and the suspension simply ends."""
+    if not held:
+        return "cleared"
+    return "closed_already" if terminated_already else "terminated"

@@ -50,11 +50,17 @@ def subject_digest(subject_id: str) -> str:
     return _digest(normalise_subject(subject_id))
 
 
+def stripped_digest(subject_id: str) -> str:
+    """The digest stored of ``subject_id`` before subject ids were normalised: of the id only
+    stripped."""
+    return _digest(subject_id.strip())
+
+
 def subject_digests(subject_id: str) -> set[str]:
     """The digests a stored subject may have for ``subject_id``: its digest, and the one
-    stored before subject ids were normalised (of the id only stripped). An old row matches
+    stored before subject ids were normalised (:func:`stripped_digest`). An old row matches
     the spelling it was given in until its subject is given again, which stores it anew."""
-    return {subject_digest(subject_id), _digest(subject_id.strip())}
+    return {subject_digest(subject_id), stripped_digest(subject_id)}
 
 
 def check_profile_change(

@@ -105,6 +105,10 @@ class DispositionChange(BaseModel):
         "`seq`'s, the order of commits, which two changes made at once may take the other way)"
     )
     appeal_id: int | None = Field(description="the upheld appeal that lifted it (art20)")
+    cause: Literal["appeal", "corrected"] | None = Field(
+        description="why it was lifted: an upheld appeal (`appeal_id`, art20), or the account's "
+        "name corrected while art8's suspension ran; null for one applied"
+    )
     disposition: Disposition = Field(
         description="the disposition as the change left it, `active` at `at`: one applied shows "
         "no lift, even when a later change lifts it"

@@ -1,16 +1,18 @@
 """The protected names' storage (art8, :mod:`service.review.protected`): adding an entry,
 listing and removing them, each change chained with who made it; an entry added sends the
-accounts whose names hold it to review in its own transaction."""
+accounts whose names hold it to review in its own transaction; and the sweep that settles the
+end of each art8 suspension, terminating the service of an account that did not correct its
+name."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import cast
 
-from sqlalchemy import delete, literal, or_, select
+from sqlalchemy import ColumnElement, delete, literal, or_, select
 
 from service.policy import Policy
-from service.review import protected, registration, views
+from service.review import dispositions, protected, registration, views
 from service.review.items import ConflictError, NotFoundError
 from service.review.protected import ProtectedKind
 from service.storage.review_rows import utc
@@ -18,16 +20,21 @@ from service.storage.review_sql import ReviewSql
 from service.storage.review_steps import (
     OPEN_STATUSES,
     Tx,
+    active_kinds,
+    apply_disposition,
     holds,
     last_decided,
     lock_protected_names,
+    locked_account,
     new_item,
+    unauthorised,
     urgency_of,
 )
 from service.storage.tables import (
     ProtectedNameSubject,
     ReviewItem,
     StoredAccount,
+    StoredDisposition,
     StoredProtectedName,
 )
 
@@ -52,6 +59,9 @@ class ProtectedSql(ReviewSql):
         too long, :class:`ConflictError` for one that is protected already."""
         folded = protected.entry_name(policy.registration, name)
         digests = sorted({registration.subject_digest(s) for s in subject_ids})
+        # an account's subject stored before ids were normalised matches the spelling it was
+        # given in, as the re-registration check matches it
+        stripped = sorted({registration.stripped_digest(s) for s in subject_ids} - set(digests))
 
         def run(tx: Tx) -> views.ProtectedNameAdded:
             lock_protected_names(tx)
@@ -66,18 +76,53 @@ class ProtectedSql(ReviewSql):
             tx.session.add(entry)
             tx.session.flush()
             tx.session.add_all(
-                ProtectedNameSubject(entry_id=entry.id, subject_digest=d) for d in digests
+                ProtectedNameSubject(entry_id=entry.id, subject_digest=d, stripped=d in stripped)
+                for d in digests + stripped
             )
             tx.record(
                 "protected.added",
                 f"protected:{entry.id}",
-                {"name": name, "kind": kind, "subjects": digests, "by": by},
+                {
+                    "name": name,
+                    "kind": kind,
+                    "subjects": digests,
+                    "stripped_subjects": stripped,
+                    "by": by,
+                },
             )
-            holders = _send_holders_to_review(tx, entry, digests)
+            holders = _send_holders_to_review(tx, entry, digests + stripped)
             return views.ProtectedNameAdded(**_view(entry, digests).model_dump(), holders=holders)
 
         # retried on a lost race (a deadlock, the unique folded name), as review writes are
         return self._once(policy, now, None, views.ProtectedNameAdded, run)
+
+    def settle_deadlines(self, policy: Policy, now: datetime | None = None) -> int:
+        """Settle the end of every art8 suspension (:func:`protected.suspensions`, applied on
+        an ``impersonation`` item) that ended by ``now``, neither lifted nor settled: a name
+        still uncorrected terminates the service (:func:`protected.at_deadline`). Each in its
+        own transaction, once: every server process sweeps, and the first to lock the account
+        settles it (``settled_at``), so that another, or a restart, finds it settled. How many
+        accounts were terminated."""
+        moment = now or datetime.now(UTC)
+        ended = (
+            select(StoredDisposition.id, StoredDisposition.account_id)
+            .join(ReviewItem, ReviewItem.id == StoredDisposition.item_id)
+            .where(
+                StoredDisposition.kind.in_(protected.suspensions(policy.dispositions)),
+                StoredDisposition.ends_at <= moment,
+                *_unsettled(),
+                ReviewItem.kind == protected.KIND,
+            )
+            .order_by(StoredDisposition.ends_at, StoredDisposition.id)
+        )
+        # most sweeps find nothing: they look without taking SQLite's write lock
+        with self._session() as session:
+            due = session.execute(ended).all()
+        terminated = 0
+        for disposition_id, account_id in due:
+            with self._write(policy, moment) as tx:
+                terminated += _settle(tx, disposition_id, account_id) == "terminated"
+        return terminated
 
     def protected_names(self) -> list[views.ProtectedName]:
         """Every entry, oldest first."""
@@ -87,9 +132,9 @@ class ProtectedSql(ReviewSql):
             ).all()
             subjects: dict[int, list[str]] = {}
             for entry_id, digest in session.execute(
-                select(ProtectedNameSubject.entry_id, ProtectedNameSubject.subject_digest).order_by(
-                    ProtectedNameSubject.entry_id, ProtectedNameSubject.subject_digest
-                )
+                select(ProtectedNameSubject.entry_id, ProtectedNameSubject.subject_digest)
+                .where(~ProtectedNameSubject.stripped)
+                .order_by(ProtectedNameSubject.entry_id, ProtectedNameSubject.subject_digest)
             ):
                 subjects.setdefault(entry_id, []).append(digest)
             return [_view(entry, subjects.get(entry.id, [])) for entry in entries]
@@ -116,6 +161,61 @@ class ProtectedSql(ReviewSql):
                 f"protected:{entry_id}",
                 {"name": entry.name, "kind": entry.kind, "by": by},
             )
+
+
+def _settle(tx: Tx, disposition_id: int, account_id: str) -> protected.Outcome | None:
+    """Settle the end of the art8 suspension ``disposition_id`` of ``account_id``
+    (:func:`protected.at_deadline`), unless it was settled or lifted already (None): the name
+    it holds now, with the subject stored, decides; the record ``protected.deadline`` says what
+    was settled and on what, and a termination is applied on the suspension's item, decided by
+    the reviewer who confirmed it (whose decision gave the deadline), with art8's basis."""
+    # the account first, as its other writers lock it (a rename, a decision, an appeal): each
+    # waits for this, or this for it, and sees what it did
+    account = locked_account(tx, account_id)
+    row = tx.session.scalar(
+        select(StoredDisposition)
+        .where(StoredDisposition.id == disposition_id, *_unsettled())
+        .with_for_update()
+    )
+    if row is None:
+        # another process settled it first, or it was lifted on appeal since the sweep read it
+        return None
+    ends_at, item_id = row.ends_at, row.item_id
+    assert ends_at is not None and item_id is not None, "the sweep reads items' ended suspensions"
+    held = unauthorised(tx.session, account)
+    step = protected.termination(tx.policy)
+    outcome = protected.at_deadline(bool(held), step.kind in active_kinds(tx, account_id))
+    row.settled_at = tx.now
+    tx.record(
+        "protected.deadline",
+        f"account:{account_id}",
+        {
+            "disposition": row.id,
+            "kind": row.kind,
+            "item": item_id,
+            "ends_at": utc(ends_at).isoformat(),
+            "name": account.name,
+            "protected": [{"id": i, "name": n, "kind": k} for i, n, k in held],
+            "outcome": outcome,
+        },
+    )
+    if outcome == "terminated":
+        apply_disposition(
+            tx,
+            account_id,
+            step.kind,
+            tx.policy.registration.protected_basis,
+            item_id,
+            dispositions.ends_at(step, tx.now),
+            row.decided_by,
+        )
+    return outcome
+
+
+def _unsettled() -> tuple[ColumnElement[bool], ...]:
+    """A suspension whose end is still to settle: :data:`UNSETTLED`, as SQLite finds its
+    partial index only for a query that says its predicate."""
+    return (StoredDisposition.settled_at.is_(None), StoredDisposition.lifted_at.is_(None))
 
 
 def _view(entry: StoredProtectedName, digests: list[str]) -> views.ProtectedName:

@@ -254,6 +254,11 @@ class Repository(Protocol):
         """Accounts at any of ``levels`` or with a disposition of a kind in ``stops`` active at
         ``now``, with their level and those dispositions (oldest first), by account id."""
 
+    def settle_deadlines(self, policy: Policy, now: datetime | None = None) -> int:
+        """Settle, once whatever the processes calling it, every art8 suspension that ended by
+        ``now`` unlifted: a name still uncorrected terminates the service. How many accounts
+        were terminated."""
+
 
 class IdempotencyMismatchError(Exception):
     """An idempotency key used again with a different request (HTTP 422)."""
@@ -327,10 +332,12 @@ class ReviewRepository(Protocol):
         name: str | EllipsisType | None = ...,
         subject_id: str | None = None,
         followers: int | None = None,
+        by: str | None = None,
         now: datetime | None = None,
     ) -> views.Account:
         """Set the profile fields given; ``...`` (name) or ``None`` (subject, followers) keeps
-        the stored value."""
+        the stored value. A name or subject that corrects an account under art8's suspension
+        lifts it, ``by`` whom."""
         ...
 
     def get_account(

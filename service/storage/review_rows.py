@@ -118,7 +118,9 @@ def disposition_change_view(
         seq=seq,
         change="applied" if applied else "lifted",
         at=moment,
-        appeal_id=None if applied else payload["appeal"],
+        appeal_id=None if applied else payload.get("appeal"),
+        # a record from before corrections lifted anything names its appeal alone
+        cause=None if applied else payload.get("cause", "appeal"),
         disposition=disposition_view(row, moment, as_applied=applied),
     )
 

@@ -55,6 +55,7 @@ from service.storage.review_steps import (
     active_now,
     after_cursor,
     append_records,
+    art8_suspended,
     earlier_decision,
     final_decision,
     held_item,
@@ -62,6 +63,7 @@ from service.storage.review_steps import (
     item_to_join,
     known_account,
     last_decided,
+    lift,
     lock_protected_names,
     lock_subject,
     locked_account,
@@ -74,6 +76,7 @@ from service.storage.review_steps import (
     reverse,
     subject_blacklisted_by,
     subject_holds,
+    unauthorised,
     urgency_of,
     violation,
 )
@@ -329,9 +332,11 @@ class ReviewSql:
         name: str | EllipsisType | None = ...,
         subject_id: str | None = None,
         followers: int | None = None,
+        by: str | None = None,
         now: datetime | None = None,
     ) -> views.Account:
-        """Create or update an account's profile (credit is only changed by the ledger).
+        """Create or update an account's profile (credit is only changed by the ledger), ``by``
+        whom (the key: who lifted a suspension the change corrects).
 
         What is not given keeps its stored value: a name left as ``...`` (``None`` clears it),
         a subject or followers left as ``None``. A subject once given is never cleared nor
@@ -339,9 +344,11 @@ class ReviewSql:
         (:func:`registration.check_profile_change`), since re-registration checks them. A
         subject is not given to one more account than its cap (art10), and a new name that
         holds a protected name is refused to a subject the entry does not authorise (art8;
-        a name given again unchanged is not checked). A follower count that
-        jumps from the one given before (:func:`followers.is_jump`, art12) opens the account's
-        ``follower_jump`` item, or joins its open one.
+        a name given again unchanged is not checked). A change that gives a name or a subject
+        and leaves the name holding no protected name the subject is not authorised for lifts
+        the account's art8 suspensions as corrected (:func:`protected.suspensions`). A follower
+        count that jumps from the one given before (:func:`followers.is_jump`, art12) opens
+        the account's ``follower_jump`` item, or joins its open one.
         """
 
         def run(tx: Tx) -> views.Account:
@@ -402,6 +409,8 @@ class ReviewSql:
                     "subject": account.subject_digest,
                 },
             )
+            if subject_id is not None or not isinstance(name, EllipsisType):
+                _lift_corrected(tx, account, by)
             tx.session.flush()
             return account_view(tx.session, account, tx.now)
 
@@ -1064,6 +1073,19 @@ def _flag_jump(
     )
     # each count is chained by the profile update that gave it: the one before, and this one
     item.urgency = urgency_of(tx.policy, item)
+
+
+def _lift_corrected(tx: Tx, account: StoredAccount, by: str | None) -> None:
+    """Lift the account's art8 suspensions once its name holds no protected name its subject
+    is not authorised for: the correction art8 gives it until their end to make."""
+    suspended = art8_suspended(tx, account.account_id)
+    if not suspended:
+        return
+    lock_protected_names(tx, shared=True)
+    if unauthorised(tx.session, account):
+        return
+    for row in suspended:
+        lift(tx, row, by, {"cause": "corrected", "name": account.name})
 
 
 def _nobody_to_charge(item: ReviewItem) -> views.Uncharged:

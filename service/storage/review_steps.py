@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.policy import Policy
-from service.review import appeals, chain, credit, dispositions, items, views
+from service.review import appeals, chain, credit, dispositions, items, protected, views
 from service.review.items import Category, ConflictError, NotFoundError
 from service.storage.repository import StorageError
 from service.storage.review_rows import (
@@ -337,16 +337,21 @@ def reverse(
             ),
         )
     ).all()
-    for row in lifted:
-        row.lifted_at, row.lifted_by = tx.now, reviewer
-        tx.record(
-            LIFTED,
-            f"account:{row.account_id}",
-            {"disposition": row.id, "kind": row.kind, "appeal": appeal.id, "by": reviewer},
-        )
-        done.append(disposition_view(row, tx.now))
+    done += [lift(tx, row, reviewer, {"appeal": appeal.id}) for row in lifted]
     done += still_due(tx, account, lifted, reviewer)
     return done
+
+
+def lift(tx: Tx, row: StoredDisposition, by: str | None, why: dict[str, Any]) -> views.Disposition:
+    """Lift ``row`` now, ``by`` whom, with its record: ``why`` names the upheld appeal
+    (``appeal``) or the correction (``cause``, and what corrected it)."""
+    row.lifted_at, row.lifted_by = tx.now, by
+    tx.record(
+        LIFTED,
+        f"account:{row.account_id}",
+        {"disposition": row.id, "kind": row.kind, **why, "by": by},
+    )
+    return disposition_view(row, tx.now)
 
 
 def standing_entries(tx: Tx, account_id: str) -> tuple[list[int], list[credit.Standing]]:
@@ -484,6 +489,33 @@ def protected_in(
         .order_by(entry.id)
     ).all()
     return [(row.id, row.name, row.kind) for row in rows]
+
+
+def unauthorised(session: Session, account: StoredAccount) -> list[tuple[int, str, str]]:
+    """The protected names the account's name holds that its stored subject (none: none) is
+    not authorised to use, as :func:`protected_in` gives them."""
+    if account.folded_name is None:
+        return []
+    digests = {account.subject_digest} if account.subject_digest else set()
+    return protected_in(session, account.folded_name, digests)
+
+
+def art8_suspended(tx: Tx, account_id: str) -> list[StoredDisposition]:
+    """The account's active suspensions that a confirmed impersonation called for
+    (:func:`protected.suspensions`), to be lifted once its name is corrected."""
+    return list(
+        tx.session.scalars(
+            select(StoredDisposition)
+            .join(ReviewItem, ReviewItem.id == StoredDisposition.item_id)
+            .where(
+                StoredDisposition.account_id == account_id,
+                StoredDisposition.kind.in_(protected.suspensions(tx.policy.dispositions)),
+                ReviewItem.kind == protected.KIND,
+                active_now(tx.now),
+            )
+            .order_by(StoredDisposition.id)
+        )
+    )
 
 
 def lock_protected_names(tx: Tx, *, shared: bool = False) -> None:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -234,6 +235,10 @@ class ProtectedNameSubject(Base):
 
     entry_id: Mapped[int] = mapped_column(ForeignKey("protected_names.id"), primary_key=True)
     subject_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stripped: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """The digest of the id as the admin gave it, only stripped: the form an account's subject
+    was stored in before subject ids were normalised, which it matches as the re-registration
+    check matches it (:func:`~service.review.registration.subject_digests`); not listed."""
 
 
 class CreditEntry(Base):
@@ -258,11 +263,26 @@ class CreditEntry(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+UNSETTLED = "settled_at IS NULL AND lifted_at IS NULL"
+"""The deadline sweep's index predicate (:data:`PENDING`'s note holds for it too)."""
+
+
 class StoredDisposition(Base):
     """A disposition; lifting it sets ``lifted_at`` (and writes a record), nothing is deleted."""
 
     __tablename__ = "dispositions"
-    __table_args__ = (Index("ix_dispositions_kind_ends", "kind", "ends_at"),)
+    __table_args__ = (
+        Index("ix_dispositions_kind_ends", "kind", "ends_at"),
+        # the deadline sweep's candidates: the few suspensions not yet settled among every
+        # disposition ever given
+        Index(
+            "ix_dispositions_unsettled",
+            "kind",
+            "ends_at",
+            sqlite_where=text(UNSETTLED),
+            postgresql_where=text(UNSETTLED),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"), index=True)
@@ -275,6 +295,9 @@ class StoredDisposition(Base):
     policy_version: Mapped[str] = mapped_column(String(64))
     lifted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     lifted_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """When the deadline sweep settled what follows the end of an art8 suspension (the name
+    corrected, or the service terminated): set once, so that an end is acted on once."""
 
 
 class StoredReport(Base):
