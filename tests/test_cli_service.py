@@ -3,6 +3,7 @@ runs them."""
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import json
 import os
@@ -26,6 +27,7 @@ from servicekit import free_port, serve, wait_for, write_policy
 
 from service import security
 from service.cli import main
+from service.cli.serve import _bind
 from service.security import AuthError, Guard, SignInLimits
 from service.settings import Settings, get_settings
 from service.storage import open_repository
@@ -728,3 +730,34 @@ def test_metrics_of_two_workers_report_the_whole_server_whichever_answers(
         server.wait(120)
     # the workers that stopped took their live gauges with them
     assert not list((state / "metrics").glob("gauge_live*.db"))
+
+
+def test_serve_answers_on_connections_without_nagles_delay() -> None:
+    """uvicorn takes serve's socket by its descriptor as a Unix socket, and asyncio leaves
+    Nagle's algorithm on for the connections it accepts on one: a response written in two parts
+    waited for the client's delayed acknowledgement (40 ms a request on a kept-alive
+    connection). Accepted as uvicorn accepts them, they must have TCP_NODELAY."""
+    listener = _bind("127.0.0.1", free_port())
+    as_uvicorn_takes_it = socket.fromfd(listener.fileno(), socket.AF_UNIX, socket.SOCK_STREAM)
+    accepted: list[int] = []
+
+    class Note(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            accepted.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    async def connect_once() -> None:
+        server = await asyncio.get_running_loop().create_server(Note, sock=as_uvicorn_takes_it)
+        host, port = listener.getsockname()[:2]
+        _, writer = await asyncio.open_connection(host, port)
+        while not accepted:
+            await asyncio.sleep(0.01)
+        writer.close()
+        server.close()
+
+    try:
+        asyncio.run(connect_once())
+    finally:
+        listener.close()
+    assert accepted == [1]
