@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import stat
 import sys
 import time
 from collections import Counter
@@ -72,10 +73,13 @@ DEFAULT_CHUNK_SIZE = 2048
 posts of similar length, small enough to keep memory and progress steady."""
 
 CHECKPOINT_POSTS = 50_000
-"""Posts per committed part: what a killed run scores again at most (plus one task a worker)."""
+"""Posts per committed part, at most, and per segment: a killed run scores again the posts
+written since the last commit and the segments in flight (two a worker), up to about
+``(1 + 2 x workers) x CHECKPOINT_POSTS``."""
 
 CHECKPOINT_S = 60.0
-"""A part is committed at least this often, so that a slow run loses little when killed."""
+"""A part is committed at the end of the first segment after this long, so that a slow run
+loses little when killed."""
 
 WARNINGS_SHOWN = 10
 """Lines printed per kind of warning; the summary counts every one."""
@@ -326,6 +330,13 @@ def check_paths(
     for path in (output_path, reject_path):
         if path.is_dir():
             raise RescoreError(f"cannot write {path}: it is a folder")
+        if path.exists() and not path.is_file():
+            # the run renames its finished file over it and removes a reject file it has no use
+            # for: run as root, that took /dev/null itself away
+            raise RescoreError(
+                f"cannot write {path}: it is {_kind(path)}, not a file, and the run would "
+                "replace it with one; give a file"
+            )
         if not path.parent.is_dir():
             raise RescoreError(f"cannot write {path}: folder {path.parent} does not exist")
         if not os.access(path.parent, os.W_OK):
@@ -363,12 +374,32 @@ def _check_previous(previous: Path, output_path: Path, reject_path: Path) -> Non
         raise RescoreError(
             f"--compare {previous} is a folder, not a file: give the OUTPUT file of the earlier run"
         )
-    if not previous.is_file():
+    if not previous.exists():
         raise RescoreError(f"--compare {previous} does not exist")
+    if not previous.is_file():
+        # read twice (checked here, compared at the end), which a pipe cannot be
+        raise RescoreError(
+            f"--compare {previous} is {_kind(previous)}, not a file: give the OUTPUT file of "
+            "the earlier run"
+        )
     try:
         next(read_records(previous), None)
     except (RecordsError, OSError) as exc:
         raise RescoreError(f"--compare {previous}: {exc}") from exc
+
+
+def _kind(path: Path) -> str:
+    """What ``path``, which exists and is neither a file nor a folder, is, in words."""
+    mode = path.stat().st_mode
+    for test, kind in (
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "a special file"
 
 
 def rescore(
@@ -389,7 +420,8 @@ def rescore(
 
     ``bank``: confirmed rumours to match (the service's, from storage), none by default.
     ``segment_posts``: posts per segment (:mod:`service.batch.segments`; a checkpoint falls at a
-    segment's end); by default at least eight segments a worker, at most ``checkpoint_posts``.
+    segment's end); by default each a ``2 x workers``-th of the tasks left, at most
+    ``checkpoint_posts``.
     Bad lines go to ``reject_path`` (default :func:`default_reject_path`), which is
     replaced when there are any and removed when there are none. ``skip_bad``: a file of which
     nothing can be read, or a Parquet file without a column every post needs, is one bad line

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -35,6 +36,9 @@ DIE_ONCE = "DIE-ONCE:"
 """``DIE-ONCE:/path`` kills the process the first time only (it creates ``/path``)."""
 SLOW_S_ENV = "QINGLANG_TEST_SLOW_S"
 """Seconds the scorer sleeps per call, so that a test can kill a run half way."""
+SLOW_LOAD_S_ENV = "QINGLANG_TEST_SLOW_LOAD_S"
+"""Seconds :func:`length_scorer` takes to load in a worker process, as a model does, so that a
+test can stop a run while its workers start."""
 
 
 def expected_record(post: Post) -> ScoreRecord:
@@ -131,6 +135,8 @@ def _misbehave(text: str) -> None:
 
 def length_scorer(settings: Settings) -> Scorer:
     """The factory that worker processes and actors call (a module-level function pickles)."""
+    if multiprocessing.parent_process() is not None:
+        time.sleep(float(os.environ.get(SLOW_LOAD_S_ENV, "0")))
     return LengthScorer(batch_size=settings.batch_size)
 
 

@@ -74,6 +74,24 @@ def test_the_diff_counts_changes_per_head_with_examples(tmp_path: Path, reorder:
     assert "rumor" in table and "review->pass 2" in table
 
 
+def test_a_repeated_id_is_compared_occurrence_by_occurrence_in_any_order(tmp_path: Path) -> None:
+    """Both runs score every line, repeated ids too (the Weibo reposts repeat 30 in their first
+    300,000): each occurrence is compared with the same occurrence before, as when the outputs
+    are walked side by side. Held by id, the second occurrence was "only now" and compared with
+    a passed post (newly flagged, for --enqueue), and one before was left out."""
+    now = [expected_record(post) for post in posts_of(shuffled_posts(POSTS))]
+    repeat = now[REVIEWED].model_copy(update={"id": now[1].id})
+    now.append(repeat)  # flagged, as now[1] is not: the same id, another post
+    write(tmp_path / "now.jsonl", now)
+    write(tmp_path / "before.jsonl", [now[-2], *now[:-2], now[-1]])  # another order
+
+    report = diff(tmp_path / "before.jsonl", tmp_path / "now.jsonl")
+
+    assert (report.compared, report.only_current, report.only_previous) == (POSTS + 1, 0, 0)
+    assert report.changed_posts == 0
+    assert (tmp_path / "now.jsonl.changes.jsonl").read_text() == ""
+
+
 def test_the_table_names_a_post_once_in_a_row_whatever_columns_it_is_in(tmp_path: Path) -> None:
     earlier, now = earlier_and_now()
     write(tmp_path / "before.jsonl", earlier)

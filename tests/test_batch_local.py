@@ -18,6 +18,7 @@ import pytest
 from batchkit import (
     DIE,
     RAISE,
+    SLOW_LOAD_S_ENV,
     SLOW_S_ENV,
     expected_record,
     length_scorer,
@@ -81,10 +82,17 @@ def test_a_post_that_raises_or_kills_its_worker_is_rejected_and_the_run_goes_on(
     assert summary.failed == {"scorer_error": 2}
 
 
-def cli(*args: str | Path, slow_s: float = 0.0) -> subprocess.Popen[str]:
+def cli(*args: str | Path, slow_s: float = 0.0, slow_load_s: float = 0.0) -> subprocess.Popen[str]:
     """``qinglang rescore`` with the stand-in scorer, as a process group of its own."""
-    # PYTHONPATH: Ray's actors unpickle the stand-in scorer from this folder
-    env = {**os.environ, SLOW_S_ENV: str(slow_s), "PYTHONPATH": str(BATCHKIT.parent)}
+    # PYTHONPATH: Ray's actors unpickle the stand-in scorer from this folder; the one given
+    # stays after it, so that the code under test is the one this test run imports
+    path = os.pathsep.join(filter(None, [str(BATCHKIT.parent), os.environ.get("PYTHONPATH")]))
+    env = {
+        **os.environ,
+        SLOW_S_ENV: str(slow_s),
+        SLOW_LOAD_S_ENV: str(slow_load_s),
+        "PYTHONPATH": path,
+    }
     command = [sys.executable, str(BATCHKIT), "rescore", "--no-progress", *map(str, args)]
     return subprocess.Popen(
         command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
@@ -231,6 +239,76 @@ def test_sigterm_stops_the_run_as_ctrl_c_does_without_waiting_for_the_segments(
     _, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
     assert read_records(output) == [expected_record(p) for p in posts_of(lines)]
+
+
+def test_sigterm_stops_a_ray_run_as_it_stops_a_local_one(tmp_path: Path) -> None:
+    """``ray.init`` puts a SIGTERM handler of its own in place, which ended the run with status
+    15 and not a word of the checkpoint."""
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_bytes(b"".join(shuffled_posts(400)))
+    args: list[str | Path] = [source, "-o", output, "--engine", "ray", "--workers", "2"]
+    args += ["--chunk-size", "7", "--checkpoint-every", "20"]
+    run = cli(*args, slow_s=0.05)
+    try:
+        deadline = time.monotonic() + 120
+        while manifest(output) is None:  # Ray is up: a segment is written
+            assert run.poll() is None, run.communicate()[1]
+            assert time.monotonic() < deadline, "the run never checkpointed"
+            time.sleep(0.05)
+        os.kill(run.pid, signal.SIGTERM)
+        _, err = run.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 2, err
+    assert err.splitlines()[-1].startswith(
+        f"qinglang rescore: error: interrupted; the checkpoint in {tmp_path}/.out.jsonl.rescore "
+        "is intact: run the same command again to continue after "
+    )
+
+
+@pytest.mark.parametrize(
+    ("sig", "loading"),
+    [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGINT, True)],
+    ids=["sigterm", "ctrl-c", "ctrl-c-while-the-workers-load"],
+)
+def test_a_signal_to_the_whole_run_stops_it_once_with_one_line(
+    tmp_path: Path, sig: signal.Signals, loading: bool
+) -> None:
+    """A terminal's Ctrl-C, `timeout`, systemd and batch schedulers signal every process of the
+    run, the workers too. A worker killed while it waited on a lock it shared with the parent
+    left the parent waiting for it for ever; a Ctrl-C while the workers loaded the model
+    printed each worker's traceback."""
+    lines = shuffled_posts(400)
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_bytes(b"".join(lines))
+    args: list[str | Path] = [source, "-o", output, "--workers", "2", "--chunk-size", "7"]
+    run = cli(*args, slow_s=0 if loading else 600, slow_load_s=600 if loading else 0)
+    try:
+        deadline = time.monotonic() + 120
+        # both workers asleep in the stand-in, loading or scoring: past the start of Python
+        while sum(asleep(pid) for pid in children(run.pid)) < 2:
+            assert run.poll() is None, run.communicate()[1]
+            assert time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.05)
+        os.killpg(run.pid, sig)
+        _, err = run.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 2, err
+    assert err == (
+        f"qinglang rescore: error: interrupted; the checkpoint in {tmp_path}/.out.jsonl.rescore "
+        "is intact: run the same command again to continue after 0 posts\n"
+    )
+
+
+def asleep(pid: int) -> bool:
+    """Whether process ``pid`` sleeps in a slowed stand-in (``time.sleep``)."""
+    try:
+        return (Path("/proc") / str(pid) / "wchan").read_text() == "hrtimer_nanosleep"
+    except OSError:
+        return False
 
 
 def read_records_any(path: Path) -> list[object]:

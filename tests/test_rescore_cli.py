@@ -7,7 +7,9 @@ text, so a record written next to the wrong line shows up as a wrong score.
 from __future__ import annotations
 
 import gzip
+import os
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -403,6 +405,31 @@ def test_unusable_files_exit_2_before_the_model_loads(
     err = capsys.readouterr().err
     assert err.startswith("qinglang rescore: error: ")
     assert says.format(tmp=tmp_path) in err
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["-o", "pipe"], "cannot write {tmp}/pipe: it is a named pipe, not a file"),
+        # with no bad line the run would remove it (/dev/null, given so, would go)
+        (
+            ["-o", "out.jsonl", "--rejects", "pipe"],
+            "cannot write {tmp}/pipe: it is a named pipe, not a file",
+        ),
+        (["-o", "out.jsonl", "--compare", "pipe"], "--compare {tmp}/pipe is a named pipe"),
+    ],
+)
+def test_a_special_file_is_neither_written_nor_compared(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], says: str
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(post_line("a", "x"))
+    os.mkfifo(tmp_path / "pipe")
+    files = [arg if arg.startswith("-") else str(tmp_path / arg) for arg in args]
+    argv = ["rescore", str(tmp_path / "in.jsonl"), *files]
+    assert main([*argv, "--no-progress", "--workers", "1"], load_scorer=length_scorer) == 2
+    assert says.format(tmp=tmp_path) in capsys.readouterr().err
+    assert stat.S_ISFIFO((tmp_path / "pipe").stat().st_mode)
+    assert not (tmp_path / "out.jsonl").exists()
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,9 @@ and flags held in memory by id (a few dozen bytes a post).
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,16 +130,15 @@ def diff(previous: Path, current: Path) -> DiffReport:
     report = DiffReport(previous, current, changes_path)
     with changes_path.open("w", encoding="utf-8") as changes:
         earlier = read_records(previous)
-        by_id: dict[str, Seen] | None = None
+        by_id: _ById | None = None
         for record in read_records(current):
             if by_id is None:
                 first = next(earlier, None)
                 if first is not None and first.id == record.id:
                     _compare(report, changes, _seen(first), record)
                     continue
-                by_id = {} if first is None else {first.id: _seen(first)}
-                by_id.update(_index(earlier))
-            before = by_id.pop(record.id, None)
+                by_id = _ById(itertools.chain([] if first is None else [first], earlier))
+            before = by_id.pop(record.id)
             if before is None:
                 report.only_current += 1
             _compare(report, changes, before, record)
@@ -146,9 +146,33 @@ def diff(previous: Path, current: Path) -> DiffReport:
     return report
 
 
-def _index(records: Iterator[ScoreRecord]) -> Iterator[tuple[str, Seen]]:
-    for record in records:
-        yield record.id, _seen(record)
+class _ById:
+    """The rest of an earlier output, held by id for an output in another order: each
+    occurrence of an id that several records have (a run scores every line, repeated ids too)
+    is taken in turn, as walking both side by side would pair them."""
+
+    def __init__(self, records: Iterator[ScoreRecord]) -> None:
+        self._first: dict[str, Seen] = {}
+        self._later: dict[str, deque[Seen]] = {}
+        """The later occurrences of the ids that repeat: few, so a queue each costs little."""
+        for record in records:
+            if record.id in self._first:
+                self._later.setdefault(record.id, deque()).append(_seen(record))
+            else:
+                self._first[record.id] = _seen(record)
+
+    def pop(self, post_id: str) -> Seen | None:
+        """The first occurrence of ``post_id`` not taken yet (None when none is left)."""
+        seen = self._first.pop(post_id, None)
+        later = self._later.get(post_id)
+        if seen is not None and later:
+            self._first[post_id] = later.popleft()
+            if not later:
+                del self._later[post_id]
+        return seen
+
+    def __len__(self) -> int:
+        return len(self._first) + sum(len(later) for later in self._later.values())
 
 
 def _seen(record: ScoreRecord) -> Seen:

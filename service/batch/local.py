@@ -6,6 +6,11 @@ Results come back in segment order. A worker process that dies (a segfault in a 
 the out-of-memory killer) breaks the pool; the segments it had in flight are then scored again
 post by post, each post's task and line written to a journal file before it is scored, so that
 the post that kills a worker again is found, rejected with the error, and the run goes on.
+
+The workers stop when the parent does: each watches a pipe whose only writing end the parent
+holds, and ends at once when it closes, whether the parent closes it (the run stops) or dies.
+SIGINT is the parent's alone: a terminal's Ctrl-C reaches every process of the run, and the
+parent stops the workers (they start with it blocked).
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import tempfile
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing.synchronize import Event
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,7 +36,6 @@ if TYPE_CHECKING:
     from service.settings import Settings
     from service.storage.repository import StoredRumor
 
-PARENT_CHECK_S = 0.5
 IN_FLIGHT_PER_WORKER = 2
 """Segments queued per worker: one running, one waiting, so that no worker idles between them."""
 
@@ -39,32 +44,26 @@ _scorer: Scorer | None = None
 
 
 def _load(
-    load: ScorerFactory,
-    settings: Settings,
-    bank: Sequence[StoredRumor],
-    parent: int,
-    stop: Event,
+    load: ScorerFactory, settings: Settings, bank: Sequence[StoredRumor], stop: Connection
 ) -> None:
     global _scorer  # noqa: PLW0603 - one scorer per worker process, by design
-    # the parent's pid comes from the parent: one that died while this worker started is seen
-    watch = threading.Thread(
-        target=_exit_without, args=(parent, stop), name="parent-watch", daemon=True
-    )
+    watch = threading.Thread(target=_exit_on_close, args=(stop,), name="parent-watch", daemon=True)
     watch.start()
     _scorer = worker_scorer(load, settings, bank)
 
 
-def _exit_without(parent: int, stop: Event) -> None:
-    """End this worker once ``parent`` is gone (the worker is handed to another parent then),
-    or at once when the parent sets ``stop``.
+def _exit_on_close(stop: Connection) -> None:
+    """End this worker as soon as the parent's end of ``stop`` closes: the parent closes it to
+    stop the run, and the system closes it when the parent dies (the parent writes nothing).
 
     A parent killed outright (SIGKILL, the out-of-memory killer) cannot shut its pool down, and
     its workers would go on scoring a segment nobody reads, each holding a model, for minutes.
     A run stopped by Ctrl-C or SIGTERM would wait for the segments in flight, which the run that
-    continues scores again anyway.
+    continues scores again anyway. A pipe, not a lock shared with the parent: a worker killed
+    while it held or waited on one (a SIGTERM to the whole run) left the parent's stop waiting
+    for it for ever.
     """
-    while os.getppid() == parent and not stop.wait(PARENT_CHECK_S):
-        pass
+    stop.poll(None)
     os._exit(1)
 
 
@@ -87,8 +86,9 @@ class LocalEngine:
         self._settings = settings
         self.workers = workers
         self._executor: ProcessPoolExecutor | None = None
-        self._stop: Event | None = None
-        """Set to end the current pool's workers at once."""
+        self._stop: tuple[Connection, Connection] | None = None
+        """The current pool's stop pipe (the workers' end, the parent's): closed, it ends the
+        pool's workers at once."""
         self._scorer: Scorer | None = None
         self._bank: Sequence[StoredRumor] = ()
         self.name = f"local, {workers} workers"
@@ -106,13 +106,41 @@ class LocalEngine:
     def _pool(self) -> ProcessPoolExecutor:
         # spawn: a forked child would inherit the parent's threads (Arrow's, tqdm's) mid-state
         context = multiprocessing.get_context("spawn")
-        self._stop = context.Event()
+        self._stop = context.Pipe(duplex=False)
         return ProcessPoolExecutor(
             self.workers,
             mp_context=context,
             initializer=_load,
-            initargs=(self._load, self._settings, self._bank, os.getpid(), self._stop),
+            initargs=(self._load, self._settings, self._bank, self._stop[0]),
         )
+
+    def _stop_workers(self) -> None:
+        """End the current pool's workers at once (those that are still running)."""
+        if self._stop is not None:
+            for end in self._stop:
+                end.close()
+            self._stop = None
+
+    def _send(
+        self,
+        segment: Segment,
+        start: Start,
+        one_by_one: bool = False,
+        skip: frozenset[tuple[int, int]] = frozenset(),
+        journal: str = "",
+    ) -> Future[SegmentResult]:
+        """:func:`_run` of these to the pool, which starts a worker for it when it has none
+        idle: with SIGINT blocked, which the worker inherits, so that a Ctrl-C (delivered to
+        every process of the run) reaches only this process, which stops the workers; one that
+        reached a worker would print its traceback, or end it in its model load, which the pool
+        does not survive. A SIGINT meanwhile waits until the worker has started."""
+        # the pool first: starting multiprocessing's resource tracker unblocks SIGINT
+        pool = self._started()
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            return pool.submit(_run, segment, start, one_by_one, skip, journal)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def segments(
         self, segments: Sequence[Segment], first: bytes | None, bank: Sequence[StoredRumor]
@@ -144,16 +172,16 @@ class LocalEngine:
         except BaseException:
             # the run stops (Ctrl-C, SIGTERM, a write error, a scorer error): the segments in
             # flight are not waited for
-            if self._stop is not None:
-                self._stop.set()
+            self._stop_workers()
             raise
         finally:
             self._started().shutdown(wait=True, cancel_futures=True)
             self._executor = None
+            self._stop_workers()
 
     def _submit(self, segment: Segment, start: Start) -> Future[SegmentResult]:
         try:
-            return self._started().submit(_run, segment, start)
+            return self._send(segment, start)
         except BrokenProcessPool as exc:
             # a worker died since the last result: the segment waits its turn with the others
             # in flight, which are then scored again one post at a time
@@ -163,6 +191,7 @@ class LocalEngine:
 
     def _restart(self) -> None:
         self._started().shutdown(wait=True, cancel_futures=True)
+        self._stop_workers()
         self._executor = self._pool()
 
     def _isolate(self, segment: Segment, start: Start) -> SegmentResult:
@@ -174,7 +203,7 @@ class LocalEngine:
             while True:
                 journal.write_text("")
                 skip = frozenset(killers)
-                future = self._started().submit(_run, segment, start, True, skip, str(journal))
+                future = self._send(segment, start, True, skip, str(journal))
                 try:
                     result = future.result()
                     break

@@ -19,7 +19,9 @@ import importlib
 import logging
 import os
 import pickle
+import signal
 import socket
+import threading
 from collections.abc import Iterator, Sequence
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
@@ -115,7 +117,7 @@ class RayEngine:
                     "object_store_memory": LOCAL_OBJECT_STORE_BYTES,
                 }
             )
-            ray.init(include_dashboard=False, log_to_driver=False, **options)
+            _init(options)
         try:
             yield from self._run(segments, first, bank)
         finally:
@@ -151,6 +153,18 @@ class RayEngine:
             if isinstance(result, ModelMismatchError):
                 raise result
             yield result
+
+
+def _init(options: dict[str, Any]) -> None:
+    """``ray.init`` with ``options``, keeping this process's SIGTERM handler: Ray's own exits
+    with status 15, which would end the run without a word of how to continue it."""
+    import ray
+
+    ours = signal.getsignal(signal.SIGTERM)
+    ray.init(include_dashboard=False, log_to_driver=False, **options)
+    if ours is not None and threading.current_thread() is threading.main_thread():
+        # also takes SIGTERM back from the handler Ray's core worker adds beneath
+        signal.signal(signal.SIGTERM, ours)
 
 
 def _reach(address: str, given: str) -> None:

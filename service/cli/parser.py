@@ -121,16 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="posts per checkpoint: at most what a killed run scores again (default: 50000)",
+        help="posts per checkpoint, at most (default: 50000); a checkpoint falls at a segment's "
+        "end, so a killed run scores again the posts since the last one and the segments the "
+        "workers had in flight: up to about (1 + 2 x workers) x N",
     )
     rescore.add_argument(
         "--segment-posts",
         type=_positive_int,
         default=None,
         metavar="N",
-        help="posts a worker scores after one near-duplicate warm-up (default: eight segments a "
-        "worker, at most --checkpoint-every posts); raise it when the 10.5 days before a segment "
-        "hold many more posts than that",
+        help="posts a worker scores after one near-duplicate warm-up (default: each segment a "
+        "2 x workers-th of the posts left, at most --checkpoint-every posts); raise it when the "
+        "10.5 days before a segment hold many more posts than that",
     )
     rescore.add_argument(
         "--compare",
