@@ -39,6 +39,7 @@ from service.pipeline import NO_EVIDENCE, STOPPED, Pipeline
 from service.policy.governance import CATEGORIES, Category
 from service.record import Decision, Post, ScoreRecord
 from service.review.appeals import APPEAL_STATUSES
+from service.review.engagement import Counts
 from service.review.items import ACTIONS, KINDS, STATUSES
 from service.review.protected import PROTECTED_KINDS
 from service.review.refusals import REASONS, RefusedError
@@ -410,13 +411,14 @@ def keys_of(evidence: dict[str, Any]) -> set[str]:
 
 
 def every_kind(api: Api) -> dict[str, Item]:
-    """Items of every kind and head, by the post they are about (``cluster`` and ``followers``
-    for those about none, ``match`` for a bank match's, ``impersonation`` for an account whose
-    name holds a protected one): a coordinated batch, a copy declared original, a report, a
-    follower jump, a post repeating a banked rumour (its item dismissed, the match an item of
-    its own), a post of an account its confirmed violations stopped publishing (blocked for
-    that, at thresholds its level lowered) and an account named after a protected organisation;
-    b0's confirmation upheld on appeal; items waiting minutes, hours and days."""
+    """Items of every kind and head, by the post they are about (``cluster``, ``followers`` and
+    ``engagement`` for those about none, ``match`` for a bank match's, ``impersonation`` for an
+    account whose name holds a protected one): a coordinated batch, a copy declared original, a
+    report, a follower jump, a post's bought reposts, a post repeating a banked rumour (its
+    item dismissed, the match an item of its own), a post of an account its confirmed
+    violations stopped publishing (blocked for that, at thresholds its level lowered) and an
+    account named after a protected organisation; b0's confirmation upheld on appeal; items
+    waiting minutes, hours and days."""
     policy, review = api.services.scoring.policy, api.services.review
     repository = api.services.scoring.repository
     assert isinstance(repository, SqlRepository)
@@ -438,6 +440,8 @@ def every_kind(api: Api) -> dict[str, Item]:
     )
     review.put_account(policy, "f1", followers=10)
     review.put_account(policy, "f1", followers=2_000_000)
+    bought = Counts(reads=10, reposts=policy.engagement.min_gain["reposts"])
+    review.put_engagement(policy, "e1", "f2", bought)
     banked = api.client.post(
         "/v1/bank/rumors",
         json={"text": MILK, "notice": "经核实,该品牌奶粉抽检合格"},
@@ -481,6 +485,7 @@ def every_kind(api: Api) -> dict[str, Item]:
     by_kind = {
         "cluster": "cluster",
         "follower_jump": "followers",
+        "engagement": "engagement",
         "bank_match": "match",
         "impersonation": "impersonation",
     }
@@ -611,7 +616,7 @@ def test_an_items_page_labels_what_it_shows_in_the_pages_language(api: Api) -> N
     assert re.search(r"认领人 li \(至 \d{4}-\d\d-\d\d \d\d:\d\d UTC\+8\)", page_of("late"))
     assert 'id="all-reports">显示全部</a>' in api.client.get("/console/reports").text
     # a page about no one post shows no empty post
-    for about_none in ("cluster", "followers"):
+    for about_none in ("cluster", "followers", "engagement"):
         assert 'id="post-text"' not in page_of(about_none)
         assert "<h2>正文</h2>" not in page_of(about_none)
     assert 'id="post-text"' in page_of("r1") and 'id="post-text"' in after
@@ -1657,6 +1662,45 @@ def test_a_follower_jump_is_shown_in_the_queue_and_on_its_page_in_each_language(
     assert "Followers 10 → 2,000,000" in api.client.get("/console/queue").text
     page = api.client.get(f"/console/items/{item.id}").text
     assert "Abnormal follower jump (art12)" in page and "<td>10</td>" in page
+
+
+def test_an_engagement_item_is_shown_in_the_queue_and_on_its_page_in_each_language(
+    api: Api,
+) -> None:
+    policy, review = api.services.scoring.policy, api.services.review
+    rules = policy.engagement
+    review.put_account(policy, "a1", followers=800)
+    review.put_engagement(policy, "p1", "a1", Counts(reads=2_000, reposts=12))
+    review.put_engagement(policy, "p1", "a1", Counts(reads=2_000, reposts=25_000, reposters=100))
+    for n in range(rules.others_min):
+        review.put_engagement(policy, f"old{n}", "a2", Counts(likes=10))
+    review.put_engagement(policy, "p2", "a2", Counts(likes=rules.min_gain["likes"]))
+    listed = review.list_items(policy, kind="engagement").items
+    (first,) = [i for i in listed if i.account_id == "a1"]
+    sign_in(api, "li")
+    queue = api.client.get("/console/queue").text
+    assert '<td data-kind="engagement">互动数据异常 <span class="engagement"' in queue
+    assert "转发 25,000,来自 100 个账号</span>" in queue  # the latest finding
+    assert "点赞 0 → 3,000(该账号其他帖子中位数 10)" in queue
+    page = api.client.get(f"/console/items/{first.id}").text
+    assert "互动数据异常(第十二条)" in page
+    assert (
+        '<td>p1</td><td data-check="jump">数据突增</td><td>转发 12 → 25,000(粉丝 800)</td>' in page
+    )
+    assert '<td data-check="per_reposter">少数账号反复转发</td>' in page
+    assert (
+        '<td data-check="per_read">互动多于阅读</td><td>转发、评论与点赞共 25,000,阅读 2,000</td>'
+        in page
+    )
+    # the confirmation offers the item's category and the article it rests on
+    assert '<option value="fake_engagement" selected>' in page
+    assert f'id="basis" value="{rules.basis}"' in page
+    api.client.get("/console/lang/en")
+    assert "25,000 reposts by 100 accounts</span>" in api.client.get("/console/queue").text
+    page = api.client.get(f"/console/items/{first.id}").text
+    assert "Abnormal engagement (art12)" in page
+    assert "<td>reposts 12 → 25,000 (800 followers)</td>" in page
+    assert "<td>25,000 reposts, comments and likes, 2,000 reads</td>" in page
 
 
 def test_an_impersonation_item_is_shown_in_the_queue_and_on_its_page_in_each_language(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from eval import batch, console, crossdata, evidence, load, neardup, review
+from eval import batch, console, crossdata, engagement, evidence, load, neardup, review
 from eval.__main__ import main as evaluate
 from service.settings import get_settings
 from training import data, refit
@@ -100,6 +100,7 @@ PROGRAMS: list[tuple[str, Callable[[list[str]], int], list[str]]] = [
     ("eval.evidence", evidence.main, ["--posts", "1"]),
     ("eval.batch", batch.main, ["--posts", "1", "--skip-ray"]),
     ("eval.console", console.main, ["--records", "1", "--times", "1"]),
+    ("eval.engagement", engagement.main, []),
     ("eval.load", load.main, ["--seconds", "1"]),
     ("eval.neardup", neardup.main, ["--posts", "1", "--naive", "1", "--pairs", "1"]),
     ("eval.review", review.main, ["--records", "1", "--postgres", ""]),

@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from service.api import neardup, ops, protected, review, score
+from service.api import engagement, neardup, ops, protected, review, score
 from service.api.edge import Edge
 from service.api.state import Services
 from service.batching import OverloadedError
@@ -131,6 +131,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.include_router(neardup.router)
     app.include_router(review.router)
     app.include_router(protected.router)
+    app.include_router(engagement.router)
     app.include_router(ops.router)
     mount_console(app, settings, ConsoleReads(repository.engine))
     for error, status in REVIEW_ERRORS.items():

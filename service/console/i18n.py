@@ -152,6 +152,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "jump_after": ("变动后", "After"),
     "jump_at": ("变动时间", "When"),
     "jump_since": ("变动前数值登记于", "Before given at"),
+    "engagement": ("互动数据异常(第十二条)", "Abnormal engagement (art12)"),
+    "engagement_check": ("发现", "Finding"),
+    "engagement_counts": ("数据", "Counts"),
     "impersonation": (
         "擅自使用受保护名称(第八条)",
         "Unauthorised use of a protected name (art8)",
@@ -230,7 +233,33 @@ TEXT: dict[str, tuple[str, str]] = {
     "kind.bank_match": ("谣言库匹配", "bank match"),
     "kind.report": ("举报", "report"),
     "kind.follower_jump": ("粉丝数异常", "follower jump"),
+    "kind.engagement": ("互动数据异常", "engagement"),
     "kind.impersonation": ("冒用名义", "impersonation"),
+    # what found a post's engagement abnormal, by its check (``service.review.engagement``), and
+    # the finding in words, its counts filled in (``service.console.present.Finding``)
+    "engagement.check.jump": ("数据突增", "jump"),
+    "engagement.check.per_read": ("互动多于阅读", "more interactions than reads"),
+    "engagement.check.per_reposter": ("少数账号反复转发", "few accounts reposting again and again"),
+    "engagement.count.reads": ("阅读", "reads"),
+    "engagement.count.reposts": ("转发", "reposts"),
+    "engagement.count.comments": ("评论", "comments"),
+    "engagement.count.likes": ("点赞", "likes"),
+    "engagement.jump.typical": (
+        "{count} {before} → {after}(该账号其他帖子中位数 {typical})",
+        "{count} {before} → {after} (the account's other posts' median {typical})",
+    ),
+    "engagement.jump.followers": (
+        "{count} {before} → {after}(粉丝 {followers})",
+        "{count} {before} → {after} ({followers} followers)",
+    ),
+    "engagement.per_read": (
+        "转发、评论与点赞共 {interactions},阅读 {reads}",
+        "{interactions} reposts, comments and likes, {reads} reads",
+    ),
+    "engagement.per_reposter": (
+        "转发 {reposts},来自 {reposters} 个账号",
+        "{reposts} reposts by {reposters} accounts",
+    ),
     # a risk or another category as the pages show it, by its code word
     # (``service.policy.governance.CATEGORIES``): an item's head, a report's or a confirmation's
     # category, a plot's series
@@ -239,6 +268,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "head.fake_originality": ("虚假原创", "fake originality"),
     "head.coordination": ("批量协同发布", "coordination"),
     "head.fake_followers": ("虚假粉丝", "fake followers"),
+    "head.fake_engagement": ("互动数据造假", "fake engagement"),
     "head.impersonation": ("擅自使用组织机构或知名人士名义", "impersonation"),
     # what a protected name names, by its code word (``service.review.protected.PROTECTED_KINDS``)
     "protected.organ": ("党政机关", "party or government organ"),
@@ -376,6 +406,10 @@ TEXT: dict[str, tuple[str, str]] = {
         "{name!r} is protected already (entry {entry_id}), as the same name once folded",
     ),
     "refusal.no_protected_name": ("没有受保护名称 {entry_id}", "No protected name {entry_id}"),
+    "refusal.post_account": (
+        "帖子“{post_id}”属于账号“{account_id}”,不属于“{given}”",
+        "Post {post_id!r} belongs to account {account_id!r}, not to {given!r}",
+    ),
     "refusal.post_not_live": (
         "帖子“{post_id}”不在实时窗口中:请填写谣言正文",
         "Post {post_id!r} is not in the live window: give the rumour's text",

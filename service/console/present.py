@@ -20,7 +20,7 @@ from service.console import plots
 from service.neardup.cluster import Cluster
 from service.pipeline import NO_EVIDENCE
 from service.policy import Policy
-from service.review import protected, views
+from service.review import engagement, protected, views
 from service.review.items import ACTIONS, EARLIER, FINAL
 from service.storage.console_sql import AGE_BUCKETS_H, ConsoleReads, days_back
 
@@ -316,6 +316,8 @@ class QueueRow:
     """A ``follower_jump`` item's latest jump."""
     protected: tuple[str, ...] = ()
     """The protected names an ``impersonation`` item's account name holds."""
+    finding: Finding | None = None
+    """An ``engagement`` item's latest finding."""
 
 
 @dataclass(frozen=True)
@@ -339,6 +341,49 @@ def jumps(item: views.Item) -> list[Jump]:
             datetime.fromisoformat(j["since"]) if j.get("since") else None,
         )
         for j in found or []
+    ]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What found a post's engagement abnormal (art12), as its ``engagement`` item's evidence
+    keeps it (:func:`service.review.engagement.findings`)."""
+
+    post_id: str
+    check: str
+    at: datetime
+    facts: Mapping[str, Any]
+    """The counts it weighed, by their names in the evidence."""
+
+    def said(self, t: Words) -> str:
+        """The counts in ``t``'s words: a jump's count, before and after, and what it was
+        weighed against; a ratio's two sides."""
+        facts = {k: _number(v) for k, v in self.facts.items()}
+        if self.check != "jump":
+            return t(f"engagement.{self.check}").format(**facts)
+        weighed = "typical" if self.facts.get("typical") is not None else "followers"
+        count = t(f"engagement.count.{self.facts['count']}")
+        return t(f"engagement.jump.{weighed}").format(**{**facts, "count": count})
+
+
+def _number(value: Any) -> Any:
+    """A count with its thousands marked; a median, which may fall between two, to a tenth."""
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.1f}"
+    return f"{value:,.0f}" if isinstance(value, int | float) else value
+
+
+def findings(item: views.Item) -> list[Finding]:
+    """An ``engagement`` item's findings, oldest first."""
+    found = (item.evidence or {}).get("findings") if item.kind == engagement.KIND else None
+    return [
+        Finding(
+            str(f["post_id"]),
+            str(f["check"]),
+            datetime.fromisoformat(f["at"]),
+            {k: v for k, v in f.items() if k not in ("post_id", "check", "at")},
+        )
+        for f in found or []
     ]
 
 
@@ -395,6 +440,7 @@ def queue_row(item: views.Item, now: datetime) -> QueueRow:
         (now - item.enqueued_at).total_seconds(),
         next(reversed(jumps(item)), None),
         tuple(p.name for p in held.entries) if held else (),
+        next(reversed(findings(item)), None),
     )
 
 
@@ -404,6 +450,8 @@ def basis_of(item: views.Item, policy: Policy) -> str:
         return policy.followers.basis
     if item.kind == protected.KIND:
         return policy.registration.protected_basis
+    if item.kind == engagement.KIND:
+        return policy.engagement.basis
     rule = next((r for risk, r in policy.risks.items() if risk == item.head), None)
     return rule.reason.code.rsplit(".", 1)[0] if rule else ""
 

@@ -15,6 +15,7 @@ from service.policy.governance import (
     AppealRules,
     CreditRules,
     DispositionStep,
+    EngagementRules,
     FollowerRules,
     RegistrationRules,
     ReviewRules,
@@ -68,6 +69,7 @@ class Policy(BaseModel):
     blocked on the risk's score: it goes to review."""
     near_duplicates: NearDuplicateRules
     followers: FollowerRules
+    engagement: EngagementRules
     review: ReviewRules
     credit: CreditRules
     dispositions: list[DispositionStep]

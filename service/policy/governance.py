@@ -4,18 +4,23 @@ appeals (art20) and re-registration (art8). Only their shape lives here; their l
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.heads import Risk
 
-Category = Literal[Risk, "fake_followers", "impersonation"]
+Category = Literal[Risk, "fake_followers", "fake_engagement", "impersonation"]
 """What a confirmed violation is: a risk the model scores, faked followers (art12), which no
-post shows and an abnormal jump in an account's follower count brings to review, or an account
-name that uses a protected name without authorisation (art8), which an entry of the protected
-names brings to review."""
+post shows and an abnormal jump in an account's follower count brings to review, faked
+engagement with its posts (art12: reads, reposts, comments, likes), which the counts the
+platform reports bring to review, or an account name that uses a protected name without
+authorisation (art8), which an entry of the protected names brings to review."""
 CATEGORIES: tuple[Category, ...] = get_args(Category)
+
+Count = Literal["reads", "reposts", "comments", "likes"]
+"""A post's engagement count as the platform reports it (art12: 内容点击率、转发评论量)."""
+COUNTS: tuple[Count, ...] = get_args(Count)
 
 Severity = str
 """``review`` and ``block`` (a score record's decision) or ``report`` (a public complaint)."""
@@ -116,6 +121,38 @@ class FollowerRules(_Rules):
 
     factor: float = Field(gt=1, description="the new count is at least this times the old")
     min_gain: int = Field(ge=1, description="and at least this many followers more")
+    basis: str = Field(min_length=1, description="the article a confirmation rests on")
+
+
+class EngagementRules(_Rules):
+    """When the engagement counts the platform reports for a post are abnormal (art12,
+    :mod:`service.review.engagement`): a jump in one count since the post's previous report,
+    or a ratio between its counts that ordinary reading and reposting do not make."""
+
+    factor: float = Field(gt=1, description="a jump's count is at least this times the one before")
+    min_gain: dict[Count, Annotated[int, Field(ge=1)]] = Field(
+        description="and at least this many more, by count; a count not named is not watched "
+        "for jumps"
+    )
+    reach_share: float = Field(
+        ge=0,
+        description="and a gain of at least this share of the account's followers, for an "
+        "account with fewer than others_min other posts reported",
+    )
+    others_factor: float = Field(
+        ge=0,
+        description="or, for one with others_min or more, at least this times the median of "
+        "the same count over its other posts",
+    )
+    others_min: int = Field(ge=1, description="other posts that make a median to weigh by")
+    per_reposter: float = Field(
+        gt=1, description="reposts at least this times the distinct accounts that made them"
+    )
+    per_reposter_min: int = Field(ge=1, description="the fewest reposts weighed so")
+    per_read: float = Field(
+        gt=0, description="reposts, comments and likes above this times the reads"
+    )
+    per_read_min: int = Field(ge=1, description="the fewest of them weighed so")
     basis: str = Field(min_length=1, description="the article a confirmation rests on")
 
 

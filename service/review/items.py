@@ -11,11 +11,14 @@ from service.policy import governance
 from service.policy.governance import ReviewRules
 from service.review.refusals import RefusedError
 
-Kind = Literal["score", "cluster", "bank_match", "report", "follower_jump", "impersonation"]
+Kind = Literal[
+    "score", "cluster", "bank_match", "report", "follower_jump", "engagement", "impersonation"
+]
 """An item's source: a flagged score record, a flagged near-duplicate cluster (one item for the
 batch, its members in ``evidence``), a confirmed-rumour bank match, public reports, an abnormal
-jump in an account's follower count (art12, its jumps in ``evidence``), or an account name that
-holds a protected name its subject is not authorised for (art8, :mod:`service.review.protected`)."""
+jump in an account's follower count (art12, its jumps in ``evidence``), abnormal engagement with
+an account's posts (art12, :mod:`service.review.engagement`), or an account name that holds a
+protected name its subject is not authorised for (art8, :mod:`service.review.protected`)."""
 KINDS: tuple[Kind, ...] = get_args(Kind)
 
 
@@ -43,7 +46,8 @@ FINAL: frozenset[Status] = frozenset({"confirmed", "dismissed"})
 Action = Literal["confirm", "dismiss", "escalate"]
 ACTIONS: tuple[Action, ...] = get_args(Action)
 Category = governance.Category
-"""What a confirmed violation is: a risk the model scores, or faked followers (art12)."""
+"""What a confirmed violation is: a risk the model scores, faked followers or engagement
+(art12), or impersonation (art8)."""
 
 EARLIER = "earlier"
 """The evidence key under which an item names the item last decided on its merge key (a

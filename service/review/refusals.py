@@ -40,6 +40,7 @@ REASONS: dict[str, str] = {
     "protected_already": "{name!r} is protected already (entry {entry_id}), as the same name "
     "once folded",
     "no_protected_name": "no protected name {entry_id}",
+    "post_account": "post {post_id!r} belongs to account {account_id!r}, not to {given!r}",
     "post_not_live": "post {post_id!r} is not in the live window: give the rumour's text",
     "unmatchable": "the text is boilerplate or too short to match anything",
     "banked_already": "the bank has this rumour already: {rumor_id} (similarity {similarity:.2f})",

@@ -273,3 +273,23 @@ class ProtectedNameAdded(ProtectedName):
         description="the accounts whose names held it when it was added, their subjects not "
         "authorised, each sent to review"
     )
+
+
+class Engagement(BaseModel):
+    """A post's engagement counts as stored after a report, and what the report found."""
+
+    post_id: str
+    account_id: str
+    reads: int | None = Field(description="null until a report gives it; so every count")
+    reposts: int | None
+    comments: int | None
+    likes: int | None
+    reposters: int | None = Field(description="the distinct accounts that made the reposts")
+    reported_at: datetime
+    findings: list[dict[str, Any]] = Field(
+        description="what this report found abnormal (art12): each count that jumped, each "
+        "ratio it crossed; empty for none"
+    )
+    item_id: int | None = Field(
+        description="the account's engagement item the findings opened or joined; null for none"
+    )

@@ -15,6 +15,7 @@ from service.record import Decision, Post, ScoreRecord
 from service.review import chain, views
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.dispositions import Standing
+from service.review.engagement import Counts
 from service.review.items import Action, Category, Kind, QueueRequest
 from service.review.protected import ProtectedKind
 
@@ -338,6 +339,21 @@ class ReviewRepository(Protocol):
         """Set the profile fields given; ``...`` (name) or ``None`` (subject, followers) keeps
         the stored value. A name or subject that corrects an account under art8's suspension
         lifts it, ``by`` whom."""
+        ...
+
+    def put_engagement(
+        self,
+        policy: Policy,
+        post_id: str,
+        account_id: str,
+        counts: Counts,
+        *,
+        idem: Idempotency | None = None,
+        now: datetime | None = None,
+    ) -> views.Engagement:
+        """Store the post's engagement counts (None keeps a stored one) and open or join the
+        account's ``engagement`` item for what they show abnormal (art12); a post another
+        account's is refused (ConflictError)."""
         ...
 
     def get_account(

@@ -58,6 +58,7 @@ from service.storage.review_steps import (
     art8_suspended,
     earlier_decision,
     final_decision,
+    flag_account,
     held_item,
     hold_name,
     item_to_join,
@@ -69,6 +70,7 @@ from service.storage.review_steps import (
     locked_account,
     lost_race,
     new_item,
+    open_item,
     overturned,
     post_owner,
     protected_in,
@@ -353,7 +355,8 @@ class ReviewSql:
 
         def run(tx: Tx) -> views.Account:
             # the item before the account: every writer locks in that order
-            jumps = _open_jump_item(tx, account_id) if followers is not None else None
+            case = f"followers:{account_id}"
+            jumps = open_item(tx, case) if followers is not None else None
             account = locked_account(tx, account_id)
             rules = policy.registration
             refusing = {*rules.names_refused_by, *rules.subjects_refused_by}
@@ -398,7 +401,20 @@ class ReviewSql:
                 given = since is not None or before > 0
                 if given and followers_rules.is_jump(policy.followers, before, followers):
                     jump = followers_rules.jump(before, followers, tx.now, since)
-                    _flag_jump(tx, account_id, jumps, jump, followers)
+                    # each count is chained by the profile update that gave it: the one
+                    # before, and this one
+                    flag_account(
+                        tx,
+                        jumps,
+                        kind="follower_jump",
+                        merge_key=case,
+                        account_id=account_id,
+                        head="fake_followers",
+                        reach=followers,
+                        listed="jumps",
+                        found=[jump],
+                        grown={"jump": jump},
+                    )
                 account.followers, account.followers_at = followers, tx.now
             tx.record(
                 "account.profile",
@@ -1031,48 +1047,6 @@ def _check_charged(tx: Tx, item: ReviewItem, account_id: str) -> None:
     raise ConflictError(
         "charged_by_other", item_id=item.id, account_id=account_id, charged_by=other.charged_by
     )
-
-
-def _open_jump_item(tx: Tx, account_id: str) -> ReviewItem | None:
-    """The account's open ``follower_jump`` item, locked."""
-    return tx.session.scalar(
-        select(ReviewItem)
-        .where(
-            ReviewItem.merge_key == f"followers:{account_id}",
-            ReviewItem.status.in_(OPEN_STATUSES),
-        )
-        .with_for_update()
-    )
-
-
-def _flag_jump(
-    tx: Tx, account_id: str, item: ReviewItem | None, jump: dict[str, Any], reach: int
-) -> None:
-    """Open the account's ``follower_jump`` item for ``jump``, or add it to the open ``item``
-    (one case per account while it is open: the reviewer sees every jump of it)."""
-    if item is not None:
-        item.evidence = {"jumps": [*(item.evidence or {}).get("jumps", []), jump]}
-        item.reach = reach
-        item.urgency = urgency_of(tx.policy, item)
-        tx.record(
-            "review.grown",
-            f"item:{item.id}",
-            {"merge_key": item.merge_key, "reach": reach, "jump": jump},
-        )
-        return
-    item = new_item(
-        tx,
-        kind="follower_jump",
-        post_id=None,
-        account_id=account_id,
-        merge_key=f"followers:{account_id}",
-        head="fake_followers",
-        severity="review",
-        reach=reach,
-        evidence={"jumps": [jump]},
-    )
-    # each count is chained by the profile update that gave it: the one before, and this one
-    item.urgency = urgency_of(tx.policy, item)
 
 
 def _lift_corrected(tx: Tx, account: StoredAccount, by: str | None) -> None:

@@ -645,6 +645,60 @@ def new_item(
     return item
 
 
+def open_item(tx: Tx, merge_key: str) -> ReviewItem | None:
+    """The open (or escalated) item of ``merge_key``, locked."""
+    return tx.session.scalar(
+        select(ReviewItem)
+        .where(ReviewItem.merge_key == merge_key, ReviewItem.status.in_(OPEN_STATUSES))
+        .with_for_update()
+    )
+
+
+def flag_account(
+    tx: Tx,
+    item: ReviewItem | None,
+    *,
+    kind: str,
+    merge_key: str,
+    account_id: str,
+    head: str,
+    reach: int,
+    listed: str,
+    found: list[dict[str, Any]],
+    grown: dict[str, Any],
+    kept: int | None = None,
+) -> ReviewItem:
+    """Open the account's item of ``kind`` (``merge_key``, :func:`open_item`) listing ``found``
+    under ``listed`` in its evidence, or add them to the open ``item``, at ``reach``, with a
+    ``review.grown`` record that also holds ``grown``: one case per account while it is open,
+    whose reviewer sees every finding of it. ``kept``: the most the evidence lists, the
+    latest."""
+    if item is not None:
+        entries = [*(item.evidence or {}).get(listed, []), *found]
+        item.evidence = {listed: entries[-kept:] if kept else entries}
+        item.reach = reach
+        item.urgency = urgency_of(tx.policy, item)
+        tx.record(
+            "review.grown",
+            f"item:{item.id}",
+            {"merge_key": item.merge_key, "reach": reach, **grown},
+        )
+        return item
+    item = new_item(
+        tx,
+        kind=kind,
+        post_id=None,
+        account_id=account_id,
+        merge_key=merge_key,
+        head=head,
+        severity="review",
+        reach=reach,
+        evidence={listed: found[-kept:] if kept else found},
+    )
+    item.urgency = urgency_of(tx.policy, item)
+    return item
+
+
 def enqueued(
     item_id: int,
     kind: str,

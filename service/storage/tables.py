@@ -455,6 +455,28 @@ class StoredPost(Base):
     stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class PostEngagement(Base):
+    """A post's engagement counts as the platform last reported them (art12,
+    :mod:`service.review.engagement`); a count never given is null. Every post the platform
+    reports has a row, whether or not the service scored it."""
+
+    __tablename__ = "post_engagement"
+    __table_args__ = (
+        # the account's other posts a jump is weighed against: its latest reported
+        Index("ix_post_engagement_account", "account_id", "reported_at"),
+    )
+
+    post_id: Mapped[str] = mapped_column(String(MAX_ID_CHARS), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(MAX_ID_CHARS))
+    reads: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reposts: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    comments: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    likes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reposters: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    """When the latest report came."""
+
+
 class RescoreRun(Base):
     """A finished ``qinglang rescore --from-db``: the period, the model and policy it used."""
 
