@@ -10,30 +10,110 @@ cannot shorten for a host whose kernel still acknowledges. The deadline ends the
 whatever the cause; the call itself goes on in its thread, and whatever it does later is harmless:
 a write that lands after its records were spooled is found by the drain (storage keeps one record
 per post, model and policy version, and the drain's insert of it does nothing), a read is dropped.
+
+The review API, the console and the rumour bank's refresh call storage through a lane of the gate
+(:meth:`StorageGate.lane`): threads of their own, the same deadline and health. A review write
+given up at the deadline may still land (:class:`StorageUnansweredError`): its client is told so,
+and a retry with its ``Idempotency-Key`` gets the stored answer once it has.
+
+The gate's threads do not hold the process up as it exits (:class:`DaemonThreads`): a call stuck on
+a database that stopped answering is dropped with the process, its connection closed, its
+transaction rolled back by the database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import Executor, Future
+from functools import partial
+from typing import Any, ParamSpec, TypeVar, cast
 
-from service.security import KeyReader
-from service.storage import ApiKey, StorageError, StorageUnavailableError
+from service.storage import StorageError, StorageUnavailableError
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 THREADS = 4
-"""Storage calls at once. Each stuck call holds one until the kernel gives its connection up, so
-at most this many: calls beyond them wait for a thread and, given up at their deadline, never
-start."""
+"""Storage calls at once of the publish path. Each stuck call holds one until the kernel gives its
+connection up, so at most this many: calls beyond them wait for a thread and, given up at their
+deadline, never start."""
+REVIEW_THREADS = 8
+"""Storage calls at once of the review API, the console and the bank's refresh (their lane), held
+alike. With the publish path's 4 and the maintenance's 1 they stay within SQLAlchemy's pool of 15
+connections a process, one held by each call as it runs."""
+
+
+class StorageUnansweredError(StorageUnavailableError):
+    """A call given up at the deadline after it had started: it goes on in its thread, and what
+    it writes may still land."""
+
+
+class DaemonThreads(Executor):
+    """Up to ``threads`` threads (started as calls come) that run calls in order, and that do not
+    hold the process up as it exits. A :class:`~concurrent.futures.ThreadPoolExecutor`'s threads
+    are joined at exit whatever ``shutdown`` was told, so a call stuck on a database that stopped
+    answering kept a stopped server from exiting until the kernel gave its connection up (for
+    ever where the database's kernel still acknowledges)."""
+
+    def __init__(self, threads: int, name: str) -> None:
+        self._most, self._name = threads, name
+        self._calls: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads: list[threading.Thread] = []
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self._name}: cannot take calls after shutdown")
+            self._calls.put((future, partial(fn, *args, **kwargs)))
+            # a new thread only when none is idle, as ThreadPoolExecutor does
+            if not self._idle.acquire(blocking=False) and len(self._threads) < self._most:
+                thread = threading.Thread(
+                    target=self._work, name=f"{self._name}_{len(self._threads)}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
+        return future
+
+    def _work(self) -> None:
+        while (taken := self._calls.get()) is not None:
+            future, call = taken
+            del taken  # a result or error is the future's, not this thread's, to keep alive
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(call())
+                except BaseException as exc:  # as ThreadPoolExecutor: the caller's to see
+                    future.set_exception(exc)
+            del future, call
+            self._idle.release()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._closed = True
+            if cancel_futures:
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        if (waiting := self._calls.get_nowait()) is not None:
+                            waiting[0].cancel()
+            for _ in self._threads:
+                self._calls.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
 
 
 class StorageHealth:
@@ -100,12 +180,26 @@ class StorageGate:
     ) -> None:
         self.deadline_s = deadline_s
         self.health = StorageHealth(retry_s, deadline_s, clock, report)
-        self._threads = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="storage")
+        self._threads = DaemonThreads(THREADS, "storage")
+        self._records_errors = True
+
+    def lane(self, threads: int, name: str) -> StorageGate:
+        """A gate with ``threads`` threads of its own and this one's deadline and health, for
+        callers that must not hold the publish path's threads (the review API, the console). It
+        skips storage while storage is known to be down, and a call it gives up at the deadline
+        marks storage down for every caller, as this gate's do; an error storage answers with is
+        its caller's alone (a row lock a reviewer waited for past ``db_timeout_s`` is no outage
+        of the publish path) and marks nothing."""
+        lane = copy.copy(self)  # shallow: the health is this gate's
+        lane._threads = DaemonThreads(threads, name)
+        lane._records_errors = False
+        return lane
 
     async def call(self, call: Callable[..., T], *args: object) -> T:
         """``call(*args)``'s result, waited for on the event loop; :class:`StorageError` when it
         failed, when storage is known to be down, or when it did not return within the
-        deadline (storage is then known to be down)."""
+        deadline (storage is then known to be down): :class:`StorageUnansweredError` where it
+        had started, and may still take effect."""
         future = self._start(call, args)
         # told apart by the future, below; a call still waiting for a thread when this gives up
         # is cancelled with it
@@ -124,7 +218,7 @@ class StorageGate:
 
     def close(self) -> None:
         """Stop taking calls; a call stuck on a database that stopped answering is not waited
-        for (it ends when the kernel gives its connection up)."""
+        for, here or at exit (it ends with the process, if not before)."""
         self._threads.shutdown(wait=False, cancel_futures=True)
 
     def _start(self, call: Callable[..., T], args: tuple[object, ...]) -> Future[T]:
@@ -138,23 +232,42 @@ class StorageGate:
         if future.cancelled() or not future.done():
             problem = f"no answer from storage within storage_deadline_s ({self.deadline_s:g} s)"
             self.health.failed(problem)
-            raise StorageUnavailableError(problem)
+            # one cancelled never started; one still running may yet write
+            raise (StorageUnavailableError if future.cancelled() else StorageUnansweredError)(
+                problem
+            )
         try:
             result = future.result()
         except StorageError as exc:
-            self.health.failed(str(exc))
+            if self._records_errors:
+                self.health.failed(str(exc))
             raise
         self.health.ok()
         return result
 
 
-class GatedKeys:
-    """The API keys of ``keys`` as :class:`service.security.Guard` reads them on a request:
-    through the gate, so that a key never seen before, while storage hangs or is known to be
-    down, gets the guard's 503 within the deadline instead of a request that waits."""
+class Deadlined:
+    """``target`` with each of its methods called through ``gate``
+    (:meth:`StorageGate.call_blocking`: waited for on the calling thread, given up at the
+    deadline), its other attributes as they are: the storage of the review API's routers and of
+    the console (which call it on the request's worker thread), in one place, so that no route
+    of theirs reaches storage without the deadline. Made by :func:`deadlined`."""
 
-    def __init__(self, keys: KeyReader, gate: StorageGate) -> None:
-        self.keys, self.gate = keys, gate
+    def __init__(self, target: object, gate: StorageGate) -> None:
+        self._target, self._gate = target, gate
 
-    def get_key(self, key_id: str) -> ApiKey | None:
-        return self.gate.call_blocking(self.keys.get_key, key_id)
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._target, name)  # at each call: a method replaced meanwhile counts
+        if not callable(found):
+            return found
+
+        def gated(*args: Any, **kwargs: Any) -> Any:
+            return self._gate.call_blocking(partial(found, *args, **kwargs))
+
+        return gated
+
+
+def deadlined(target: T, gate: StorageGate) -> T:
+    """``target`` with each method call given up at ``gate``'s deadline (:class:`Deadlined`),
+    typed as ``target``: it has every method of it."""
+    return cast(T, Deadlined(target, gate))

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from service.batching import MicroBatcher
-from service.gate import StorageGate
+from service.gate import DaemonThreads, StorageGate
 from service.metrics import Metrics
 from service.neardup.bank import rumor_copy
 from service.neardup.match import HELD, TAKEN
@@ -270,8 +270,9 @@ class ScoringService:
         # as long as the kernel keeps a dead connection (the gate's threads hold them), so that
         # a record is spooled while storage hangs
         self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="io")
-        # maintenance of its own: it drains the spool while the gate's threads are stuck
-        self._upkeep = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upkeep")
+        # maintenance of its own: it drains the spool while the gate's threads are stuck; its
+        # thread, as theirs, does not hold the process's exit (a drain cut short is done again)
+        self._upkeep = DaemonThreads(1, "upkeep")
         self._explainer = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="evidence", initializer=idle_priority
         )
@@ -640,7 +641,8 @@ class ScoringService:
         await asyncio.gather(*self._later, return_exceptions=True)
         self._io.shutdown(wait=True)
         # a drain or a storage call stuck on a database that stopped answering is not waited
-        # for here (the interpreter's exit still joins it): its records are in the spool
+        # for, here or at exit: its records are in the spool, and a drain stopped midway stores
+        # each once when the next process drains it
         self._upkeep.shutdown(wait=False, cancel_futures=True)
         self.gate.close()
         self.spool.close()

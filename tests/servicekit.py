@@ -142,6 +142,37 @@ class Proxy:
         self.refuse()
 
 
+class Held:
+    """Storage that stopped answering on an open connection: each call of ``call`` waits until
+    :meth:`release` (a minute at most, so that a service that waits for it fails its test
+    rather than hangs it), then runs."""
+
+    def __init__(self, call: Callable[..., object]) -> None:
+        self.call = call
+        self.calls = 0
+        self.finished = 0
+        self._released = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        with self._lock:
+            self.calls += 1
+        self._released.wait(60)
+        try:
+            return self.call(*args, **kwargs)
+        finally:
+            with self._lock:
+                self.finished += 1
+
+    @property
+    def waiting(self) -> int:
+        """Calls that have not returned."""
+        return self.calls - self.finished
+
+    def release(self) -> None:
+        self._released.set()
+
+
 @dataclass
 class Api:
     """A running app (lifespan and all) on a migrated database, and a publisher key."""

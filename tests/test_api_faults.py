@@ -1,6 +1,7 @@
 """Storage going away or hanging: the publish path still answers (degraded, a call that hangs
 given up at its deadline), flagged records wait in the spool and reach storage exactly once when
-it is back, even across a killed server or a write that lands after it was given up."""
+it is back, even across a killed server or a write that lands after it was given up; the review
+API and the console answer 503 at the deadline, and a server stopped meanwhile exits."""
 
 from __future__ import annotations
 
@@ -11,14 +12,26 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
-from servicekit import Api, Proxy, free_port, open_api, serve, wait_for, write_policy
+from servicekit import (
+    Api,
+    Held,
+    Proxy,
+    free_port,
+    migrate,
+    open_api,
+    serve,
+    wait_for,
+    write_policy,
+)
+from sqlalchemy.pool import QueuePool
+from test_console import sign_in
 
 from service.gate import THREADS
 from service.pipeline import Pipeline
@@ -27,7 +40,7 @@ from service.scoring import NOT_KEPT, ScoringService
 from service.security import create_key
 from service.settings import Settings
 from service.spool import Spool
-from service.storage import Pending, Repository, open_repository, upgrade
+from service.storage import Pending, Repository, SqlRepository, open_repository, sql, upgrade
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
 
@@ -413,37 +426,6 @@ def test_a_spool_that_cannot_be_written_out_keeps_the_maintenance_going(
         assert set(scoring.repository.find_records(["waiting"], *versions)) == {"waiting"}
 
 
-class Held:
-    """Storage that stopped answering on an open connection: each call of ``call`` waits until
-    :meth:`release` (a minute at most, so that a service that waits for it fails its test
-    rather than hangs it), then runs."""
-
-    def __init__(self, call: Callable[..., object]) -> None:
-        self.call = call
-        self.calls = 0
-        self.finished = 0
-        self._released = threading.Event()
-        self._lock = threading.Lock()
-
-    def __call__(self, *args: object) -> object:
-        with self._lock:
-            self.calls += 1
-        self._released.wait(60)
-        try:
-            return self.call(*args)
-        finally:
-            with self._lock:
-                self.finished += 1
-
-    @property
-    def waiting(self) -> int:
-        """Calls that have not returned."""
-        return self.calls - self.finished
-
-    def release(self) -> None:
-        self._released.set()
-
-
 async def no_upkeep(self: ScoringService, every_s: float) -> None:
     """No maintenance loop: the test writes the spool out (``recover``) when it means to."""
 
@@ -597,3 +579,154 @@ def test_postgres_that_stops_answering_on_an_open_connection_is_given_up_at_the_
         wait_for(lambda: "P1" in scoring.repository.find_records(["P1"], *versions))
         assert scoring.recover() == 1
         stored_once(scoring.repository, ["warm", "P1"], versions)
+
+
+def test_postgres_that_stops_answering_holds_no_review_or_console_request_past_the_deadline(
+    tmp_path: Path,
+    pipeline: Pipeline,
+    postgres_url: str,
+    proxy: Proxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The review API and the console call storage under the publish path's deadline, on
+    threads of their own: the first call into a database that stopped answering is given up
+    at the deadline and storage is known to be down, so every request after it, of any surface,
+    gets its 503 without a call (one connection waits on the database, not one a request). A
+    write given up so may still land: its 503 says so, and its retry with the same key gets
+    its answer, the write made once."""
+    monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
+    with open_api(
+        tmp_path,
+        through(proxy, postgres_url),
+        pipeline.classifier,
+        migrate_url=postgres_url,
+        db_timeout_s=0.5,
+        storage_deadline_s=1.0,
+        storage_retry_s=3600,
+        neardup_bank_refresh_s=3600,  # read at start only: no refresh meets the pause
+    ) as api:
+        scoring = api.services.scoring
+        assert isinstance(scoring.repository, SqlRepository)
+        pool = scoring.repository.engine.pool
+        assert isinstance(pool, QueuePool)
+        assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+        api.settle()
+        reviewer = api.headers(api.new_key("reviewer"))
+        (item,) = api.client.get("/v1/review/items", headers=reviewer).json()["items"]
+        sign_in(api, "li")
+        # a request that waits for storage after all fails its test rather than hangs it
+        safety = threading.Timer(60, proxy.resume)
+        safety.start()
+        try:
+            proxy.pause()
+            page = api.client.get("/console/queue")
+            assert page.status_code == 503 and page.headers["retry-after"] == "1"
+            assert "数据库暂时无法访问" in page.text
+            for path in (
+                "/v1/review/items",
+                f"/v1/review/items/{item['id']}",
+                "/v1/accounts/a1",
+                "/v1/dispositions",
+                "/v1/appeals",
+                "/v1/protected-names",
+                "/v1/bank/rumors",
+                "/console/queue",
+            ):
+                refused = api.client.get(path, headers=reviewer)
+                assert (refused.status_code, refused.headers["retry-after"]) == (503, "1"), path
+                if path.startswith("/v1/"):
+                    assert refused.json() == {"detail": "storage is unavailable; try again"}
+            # the publish path skips storage known to be down too, and the probes answer
+            assert api.score({"id": "p2", "text": RUMOR}).json()["degraded"] is True
+            assert api.client.get("/healthz").status_code == 200
+            assert pool.checkedout() == 1
+            proxy.resume()
+            wait_for(lambda: pool.checkedout() == 0)  # the call given up returns
+            assert scoring.recover() == 1  # storage answers again: p2 is written out
+            proxy.pause()
+            report = {"post_id": "p1", "category": "rumor"}
+            keyed = {**api.headers(), "Idempotency-Key": "complaint-1"}
+            filed = api.client.post("/v1/reports", json=report, headers=keyed)
+            assert filed.status_code == 503 and filed.headers["retry-after"] == "1"
+            assert "the change may still be made" in filed.json()["detail"]
+            assert "Idempotency-Key" in filed.json()["detail"]
+        finally:
+            safety.cancel()
+            proxy.resume()
+        wait_for(lambda: pool.checkedout() == 0)  # the report given up lands
+        scoring.recover()
+        retried = api.client.post("/v1/reports", json=report, headers=keyed)
+        assert retried.status_code == 200 and retried.json()["item_reports"] == 1
+        shown = api.client.get(f"/v1/review/items/{item['id']}", headers=reviewer).json()
+        assert shown["reports"] == 1
+
+
+def test_readyz_leaves_a_migration_to_the_maintenance(
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A schema short of this release's (a database emptied, or restored from an older
+    release, while the server ran) is migrated by the maintenance, which has no deadline, not
+    by ``/readyz``: a migration outlasting the probe's deadline was given up there and had
+    storage marked down as not answering, while it went on (and could meet the maintenance's
+    own migration)."""
+    monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
+    with open_api(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'short.db'}",
+        pipeline.classifier,
+        db_timeout_s=0.1,
+        storage_deadline_s=0.3,
+        storage_retry_s=3600,
+    ) as api:
+        scoring = api.services.scoring
+        assert isinstance(scoring.repository, SqlRepository)
+        with scoring.repository.engine.begin() as connection:
+            migrate(connection, "-1", down=True)
+        migration = Held(sql.upgrade)  # one that takes longer than the deadline
+        monkeypatch.setattr(sql, "upgrade", migration)
+        readiness = api.client.get("/readyz").json()
+        assert readiness["status"] == "degraded"
+        assert any("storage unreachable" in p for p in readiness["problems"])
+        assert migration.calls == 0
+        assert "storage_deadline_s" not in (scoring.health.problem or "")
+        migration.release()
+        assert scoring.recover() == 0
+        assert migration.calls == 1 and ready(api)
+
+
+def test_a_server_stopped_while_postgres_stops_answering_exits(
+    tmp_path: Path, postgres_url: str, proxy: Proxy
+) -> None:
+    """SIGTERM stops the server while PostgreSQL stops answering on an open connection: the
+    calls left waiting on it (a request's, given up at its deadline; the maintenance's, which
+    has none) hold neither the shutdown nor the exit, where the kernel would give them up after
+    minutes, or never while the database's kernel still acknowledges."""
+    upgrade(postgres_url)
+    repository = open_repository(postgres_url, 2.0)
+    key = create_key(repository, "publisher")
+    repository.close()
+    env = {
+        **os.environ,
+        "QINGLANG_DATABASE_URL": through(proxy, postgres_url),
+        "QINGLANG_STATE_DIR": str(tmp_path / "state"),
+        "QINGLANG_POLICY_FILE": str(write_policy(tmp_path / "policy.toml")),
+        "QINGLANG_DB_TIMEOUT_S": "0.5",
+        "QINGLANG_STORAGE_DEADLINE_S": "1",
+        "QINGLANG_STORAGE_RETRY_S": "0.3",
+        "QINGLANG_NEARDUP_BANK_REFRESH_S": "0.3",
+    }
+    server = serve(env, port := free_port(), tmp_path / "server")
+    try:
+        client = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}
+        )
+        assert client.post("/v1/score", json={"id": "warm", "text": RUMOR}).status_code == 200
+        proxy.pause()
+        answered = client.post("/v1/score", json={"id": "s1", "text": RUMOR})
+        assert answered.status_code == 200 and answered.json()["degraded"] is True
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)  # the database still silent
+    finally:
+        server.kill()
+        server.wait()
+    assert server.returncode == 128 + signal.SIGTERM

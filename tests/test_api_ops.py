@@ -39,7 +39,7 @@ def test_readyz_names_storage_down_without_the_drivers_words_which_go_to_the_log
     def down() -> None:
         raise StorageError(said)
 
-    monkeypatch.setattr(api.services.scoring.repository, "ping", down)
+    monkeypatch.setattr(api.services.scoring.repository, "check", down)
     caplog.set_level(logging.WARNING)
     response = api.client.get("/readyz")
     assert response.status_code == 200

@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 from markupsafe import escape
 from pydantic import ValidationError
-from servicekit import Api, migrate, open_api
+from servicekit import Api, Held, migrate, open_api, wait_for
 from sqlalchemy import inspect, select, update
 
 from service import security
@@ -782,6 +782,44 @@ def test_storage_down_is_the_consoles_page_without_the_databases_words(
     claimed = api.client.post(f"/console/items/{item}/claim", data={"csrf": token})
     assert claimed.status_code == 503 and claimed.headers["retry-after"] == "1"
     assert refusal_of(form_of(claimed.text, "claim-form")) == "数据库暂时无法访问,请稍后再试"
+
+
+def test_a_decision_storage_does_not_answer_in_time_may_still_be_made_and_the_page_says_so(
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write the console gave up at ``storage_deadline_s`` goes on, and may land after the
+    answer: the page says so (not that storage is down, which would have the reviewer decide
+    again), and the decision sent again once it has landed is refused as made already."""
+    with open_api(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'late.db'}",
+        pipeline.classifier,
+        db_timeout_s=0.1,
+        storage_deadline_s=0.3,
+        storage_retry_s=3600,
+    ) as api:
+        scoring, review = api.services.scoring, api.services.review
+        repository = scoring.repository
+        assert isinstance(repository, SqlRepository)
+        assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+        (item,) = review.list_items(scoring.policy).items
+        token = sign_in(api, "li")
+        decision = {"csrf": token, "action": "dismiss"}
+        held = Held(repository.decide)
+        with monkeypatch.context() as patched:
+            patched.setattr(repository, "decide", held)
+            late = api.client.post(f"/console/items/{item.id}/decision", data=decision)
+            assert late.status_code == 503 and late.headers["retry-after"] == "1"
+            assert TEXT["storage_late"][0] in late.text
+            assert TEXT["storage_down"][0] not in late.text
+            assert held.waiting == 1
+            held.release()
+            wait_for(lambda: held.finished == 1)
+        scoring.recover()  # storage answers again
+        assert review.get_item(scoring.policy, item.id).status == "dismissed"
+        again = api.client.post(f"/console/items/{item.id}/decision", data=decision)
+        assert again.status_code == 409
+        assert refusal_of(form_of(again.text, "decision-form")).startswith("该条目已处理")
 
 
 def test_a_disabled_user_or_one_of_another_role_is_signed_out_at_the_next_page(

@@ -3,12 +3,15 @@ does not return by its deadline."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from service.gate import THREADS, StorageGate, StorageHealth
+from service.gate import THREADS, StorageGate, StorageHealth, StorageUnansweredError
 from service.storage import StorageError, StorageUnavailableError
 
 
@@ -50,7 +53,8 @@ def test_a_call_that_does_not_return_by_the_deadline_is_given_up_and_storage_is_
     gate: StorageGate,
 ) -> None:
     released = threading.Event()
-    with pytest.raises(StorageUnavailableError, match=r"within storage_deadline_s \(0.05 s\)"):
+    # it had started: it may still do what it was called for
+    with pytest.raises(StorageUnansweredError, match=r"within storage_deadline_s \(0.05 s\)"):
         gate.call_blocking(released.wait, 60)
     assert gate.health.problem is not None and not gate.health.admit()
     with pytest.raises(StorageUnavailableError):  # skipped now, not waited for
@@ -66,8 +70,9 @@ def test_a_call_given_up_while_it_waited_for_a_thread_never_starts(gate: Storage
             gate.call_blocking(released.wait, 60)
     started: list[str] = []
     gate.health.ok()
-    with pytest.raises(StorageUnavailableError):
+    with pytest.raises(StorageUnavailableError) as late:
         gate.call_blocking(started.append, "late")
+    assert not isinstance(late.value, StorageUnansweredError)
     released.set()
     gate._threads.shutdown(wait=True)  # every call still to run has run
     assert started == []
@@ -89,3 +94,60 @@ def test_storage_errors_are_recorded_and_other_errors_pass_through(gate: Storage
         gate.call_blocking(broken)
     assert gate.health.problem is None
     assert gate.call_blocking(lambda: 42) == 42
+
+
+def test_a_lane_shares_the_deadline_and_health_but_not_the_threads_nor_the_errors_storage_answers(
+    gate: StorageGate,
+) -> None:
+    lane = gate.lane(THREADS, "lane")
+
+    def refused() -> None:
+        raise StorageError("LockNotAvailable: canceling statement due to lock timeout")
+
+    with pytest.raises(StorageError, match="lock timeout"):
+        lane.call_blocking(refused)
+    assert gate.health.problem is None  # the lane caller's alone: no outage
+    released = threading.Event()
+    with pytest.raises(StorageUnansweredError):
+        lane.call_blocking(released.wait, 60)
+    # storage did not answer: down for every caller, the lane's and the gate's
+    assert gate.health.problem is not None
+    with pytest.raises(StorageUnavailableError):
+        gate.call_blocking(lambda: "never called")
+    with pytest.raises(StorageUnavailableError):
+        lane.call_blocking(lambda: "never called")
+    for _ in range(THREADS - 1):
+        gate.health.ok()
+        with pytest.raises(StorageUnansweredError):
+            lane.call_blocking(released.wait, 60)
+    gate.health.ok()
+    assert gate.call_blocking(lambda: 42) == 42  # every thread of the lane held, none of its
+    released.set()
+    lane.close()
+
+
+def test_a_call_left_waiting_does_not_hold_the_process_at_exit() -> None:
+    """A call stuck on a database that stopped answering ends with the process: a thread pool's
+    threads, joined at exit whatever it was told, kept a stopped server running for as long as
+    the call waited."""
+    code = (
+        "import threading\n"
+        "from service.gate import StorageGate\n"
+        "gate = StorageGate(deadline_s=0.05, retry_s=60.0)\n"
+        "try:\n"
+        "    gate.call_blocking(threading.Event().wait)\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__)\n"
+        "gate.close()\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "StorageUnansweredError"

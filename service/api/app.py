@@ -21,7 +21,7 @@ from service.api.state import Services
 from service.batching import OverloadedError
 from service.classify import tokenize_on_calling_thread
 from service.console import mount as mount_console
-from service.gate import GatedKeys, StorageGate
+from service.gate import REVIEW_THREADS, StorageGate, StorageUnansweredError, deadlined
 from service.metrics import Metrics
 from service.neardup import NearDuplicates
 from service.neardup.store import StoreUnavailableError
@@ -82,8 +82,13 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         evidence_lease_s=settings.evidence_lease_s,
         metrics=metrics,
     )
+    # the review API's, the console's and the bank refresh's storage: the gate's deadline and
+    # health, threads of their own, so that they never hold the publish path's
+    reviews = gate.lane(REVIEW_THREADS, "storage-review")
+    stored = deadlined(repository, reviews)
     guard = Guard(
-        GatedKeys(repository, gate),
+        # a key never seen before gets the guard's 503 within the deadline while storage hangs
+        deadlined(repository, gate),
         rate=settings.rate_limit_per_s,
         burst=settings.rate_limit_burst,
         cache_s=settings.key_cache_s,
@@ -93,7 +98,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # writes out what an earlier process left in the spool, then keeps watching storage
         maintainer = asyncio.create_task(scoring.maintain(settings.storage_retry_s))
-        bank = asyncio.create_task(sync_bank(pipeline.neardup, repository, settings))
+        bank = asyncio.create_task(sync_bank(pipeline.neardup, repository, reviews, settings))
         keeper = asyncio.create_task(keep_snapshot(pipeline.neardup, snapshot, settings))
         # what start-up built (model, app, restored window) lives as long as the process: out
         # of the collector's way, a full collection walks only what serving adds
@@ -112,6 +117,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             await asyncio.gather(maintainer, bank, keeper, return_exceptions=True)
             pipeline.neardup.snapshot(snapshot)
             await scoring.close()
+            reviews.close()
             repository.close()
 
     app = FastAPI(
@@ -125,7 +131,8 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         scoring=scoring,
         guard=guard,
         neardup=pipeline.neardup,
-        review=repository,
+        review=stored,
+        repository=stored,
     )
     app.include_router(score.router)
     app.include_router(neardup.router)
@@ -133,7 +140,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.include_router(protected.router)
     app.include_router(engagement.router)
     app.include_router(ops.router)
-    mount_console(app, settings, ConsoleReads(repository.engine))
+    mount_console(app, settings, deadlined(ConsoleReads(repository.engine), reviews))
     for error, status in REVIEW_ERRORS.items():
         app.add_exception_handler(error, _status(status))
     app.add_exception_handler(AuthError, _auth_error)  # type: ignore[arg-type]
@@ -172,13 +179,16 @@ async def keep_snapshot(near: NearDuplicates, path: Path, settings: Settings) ->
             log.warning("cannot write the near-duplicate snapshot", extra={"problem": str(exc)})
 
 
-async def sync_bank(near: NearDuplicates, repository: Repository, settings: Settings) -> None:
+async def sync_bank(
+    near: NearDuplicates, repository: Repository, gate: StorageGate, settings: Settings
+) -> None:
     """Keep this process's copy of the confirmed-rumour bank equal to the stored one (another
-    process may add or delete entries), until cancelled."""
-    loop = asyncio.get_running_loop()
+    process may add or delete entries), until cancelled; each read through ``gate``, so that
+    one left waiting on a database that stopped answering holds neither the refresh nor the
+    server's exit (the event loop's own threads are joined as it closes)."""
     while True:
         try:
-            stale = near.sync_bank(await loop.run_in_executor(None, repository.rumors))
+            stale = near.sync_bank(await gate.call(repository.rumors))
             if stale:
                 log.warning("banked rumours need adding again", extra={"rumors": stale})
         except StorageError as exc:
@@ -195,7 +205,7 @@ REVIEW_ERRORS: dict[type[Exception], int] = {
 
 
 def _status(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
-    async def answer(_: Request, exc: Exception) -> JSONResponse:
+    async def answer(request: Request, exc: Exception) -> JSONResponse:
         body: dict[str, Any] = {"detail": str(exc)}
         if isinstance(exc, AppealClosedError):
             body["deadline"] = exc.deadline.isoformat()
@@ -204,11 +214,25 @@ def _status(status: int) -> Callable[[Request, Exception], Awaitable[JSONRespons
             # the database's own words (tables, constraints, hosts) are the operator's, not
             # the caller's: they go to the log, under the request id the answer carries
             log.warning("storage failed a request", extra={"problem": str(exc)})
-            body["detail"] = "storage is unavailable; try again"
+            body["detail"] = STORAGE_DOWN
+            if isinstance(exc, StorageUnansweredError) and request.method not in READS:
+                body["detail"] = WRITE_UNANSWERED
             headers = {"Retry-After": "1"}
         return JSONResponse(body, status, headers=headers)
 
     return answer
+
+
+STORAGE_DOWN = "storage is unavailable; try again"
+WRITE_UNANSWERED = (
+    "storage did not answer in time, and the change may still be made: retry with the same "
+    "Idempotency-Key to have it made once"
+)
+"""A write given up at ``storage_deadline_s`` goes on in its thread, and may land after the
+answer (:class:`~service.gate.StorageUnansweredError`). With the key it is made once whichever
+try lands: a write and its key's record are one transaction, and the key is unique (a retry that
+meets the first still in flight waits for it, or is answered 503 again)."""
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def _index_unavailable(_: Request, exc: Exception) -> JSONResponse:

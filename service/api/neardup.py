@@ -114,7 +114,7 @@ def _rumor(stored: StoredRumor) -> Rumor:
 
 
 async def _stored(found: Found) -> list[StoredRumor]:
-    return await run_in_threadpool(found.scoring.repository.rumors)
+    return await run_in_threadpool(found.repository.rumors)
 
 
 async def _find(found: Found, rumor_id: str) -> StoredRumor:
@@ -154,7 +154,7 @@ async def add_rumor(body: RumorIn, found: Found, caller: BankEditor) -> Rumor:
         stored = await run_in_threadpool(
             lambda: bank_rumor(
                 found.neardup,
-                found.scoring.repository,
+                found.repository,
                 text=body.text,
                 post_id=body.post_id,
                 notice=body.notice,
@@ -202,7 +202,7 @@ async def copies(
     after = None if after_time is None or after_id is None else (after_time, after_id)
     stored = await _find(found, rumor_id)
     recorded = await run_in_threadpool(
-        lambda: found.scoring.repository.rumor_copies(rumor_id, after=after, limit=limit)
+        lambda: found.repository.rumor_copies(rumor_id, after=after, limit=limit)
     )
     listed = {
         c.post_id: Copy(
@@ -235,6 +235,6 @@ async def copies(
 @router.delete("/bank/rumors/{rumor_id}", status_code=204)
 async def delete_rumor(rumor_id: str, found: Found, caller: BankEditor) -> Response:
     await run_in_threadpool(
-        lambda: unbank_rumor(found.neardup, found.scoring.repository, rumor_id, by=caller.key_id)
+        lambda: unbank_rumor(found.neardup, found.repository, rumor_id, by=caller.key_id)
     )
     return Response(status_code=204)

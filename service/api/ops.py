@@ -44,8 +44,9 @@ async def readyz(found: Found) -> Readiness:
     # caller's: each outage's is logged where it begins (StorageHealth, NearDuplicates)
     try:
         # through the gate: a probe left waiting on a database that hangs would fail, and take
-        # the replica out of the load balancer (above)
-        await scoring.gate.call(scoring.repository.ping)
+        # the replica out of the load balancer (above); a check that migrates nothing, as a
+        # migration would outlast the deadline and have storage marked down while it ran on
+        await scoring.gate.call(scoring.repository.check)
     except StorageError:
         problems.append(f"storage unreachable {IN_THE_LOG}")
     if await run_in_threadpool(found.neardup.check):

@@ -11,6 +11,7 @@ from service.neardup import NearDuplicates
 from service.scoring import ScoringService
 from service.security import Guard
 from service.settings import Settings
+from service.storage import Repository
 from service.storage.repository import ReviewRepository
 
 
@@ -21,6 +22,12 @@ class Services:
     guard: Guard
     neardup: NearDuplicates
     review: ReviewRepository
+    """The review workflow's storage, each call given up at ``storage_deadline_s``
+    (:func:`service.gate.deadlined`, on the gate's review lane)."""
+    repository: Repository
+    """The rest of storage the routers and the console reach (the rumour bank, console users
+    and sessions), alike; ``scoring.repository`` is the publish path's, which gates its own
+    calls."""
 
 
 def services(request: Request) -> Services:

@@ -31,6 +31,11 @@ TEXT: dict[str, tuple[str, str]] = {
         "数据库暂时无法访问,请稍后再试",
         "The database cannot be reached; try again shortly",
     ),
+    "storage_late": (
+        "数据库未及时应答:此项操作可能仍会生效。请稍后重新打开页面查看,再决定是否重做",
+        "The database did not answer in time, and the change may still be made: open the page "
+        "again shortly to see whether it was before making it again",
+    ),
     "index_away": (
         "共享近似重复索引暂时无法访问:此处不显示该簇的实时成员",
         "The shared near-duplicate index cannot be reached: the cluster's live members are not "

@@ -105,7 +105,7 @@ async def login(request: Request, fields: Form) -> Response:
     try:
         user = await run_in_threadpool(
             sign_in,
-            found.scoring.repository,
+            found.repository,
             console.limits,
             name,
             fields.get("password", ""),
@@ -144,7 +144,7 @@ async def logout(request: Request, _: Form) -> Response:
     session = session_of(request)
     if session is not None and session.user is not None:
         found: Services = request.app.state.services
-        await run_in_threadpool(found.scoring.repository.end_sessions, session.user, session.epoch)
+        await run_in_threadpool(found.repository.end_sessions, session.user, session.epoch)
     response = RedirectResponse("/console/login", 303)
     response.delete_cookie(COOKIE, path="/console")
     return response
@@ -241,7 +241,7 @@ async def show_item(who: Viewer, item_id: int, refused: Refusal | None = None) -
     rumor_id = present.banked_rumor(record, item.evidence)
     rumor = None
     if rumor_id is not None:
-        rumors = await who.call(who.found.scoring.repository.rumors)
+        rumors = await who.call(who.found.repository.rumors)
         rumor = next((r for r in rumors if r.rumor_id == rumor_id), None)
     matched: list[tuple[str, str]] = []
     if item.kind == "bank_match":
@@ -435,7 +435,7 @@ async def bank(who: Admin) -> HTMLResponse:
 
 async def show_bank(who: Viewer, refused: Refusal | None = None) -> HTMLResponse:
     """The bank's page; with ``refused``, as the answer to that refused form on it."""
-    rumors = await who.call(who.found.scoring.repository.rumors)
+    rumors = await who.call(who.found.repository.rumors)
     return who.page("bank.html", rumors=rumors, refused=refused)
 
 
@@ -446,7 +446,7 @@ async def add_rumor(who: BankEditor, fields: Form) -> Response:
         await who.call(
             bank_rumor,
             who.found.neardup,
-            who.found.scoring.repository,
+            who.found.repository,
             text=body.text,
             post_id=None,
             notice=body.notice,
@@ -465,7 +465,7 @@ async def delete_rumor(
         await who.call(
             unbank_rumor,
             who.found.neardup,
-            who.found.scoring.repository,
+            who.found.repository,
             rumor_id,
             by=who.name[:32],
         )

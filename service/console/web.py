@@ -29,6 +29,7 @@ from service.api.state import Services
 from service.console.i18n import explain, explain_refusal, translator
 from service.console.present import Tallies
 from service.console.session import COOKIE, Session, Sessions
+from service.gate import StorageUnansweredError
 from service.review.refusals import RefusedError
 from service.security import BANK_EDITORS, SignInLimits, session_holds
 from service.settings import Settings
@@ -174,7 +175,11 @@ class Viewer:
 
     def refusal(self, page: str, form: str, fields: Mapping[str, str], exc: Refused) -> Refusal:
         """``form`` on ``page`` (a console path) refused with ``exc``, with ``fields`` as
-        typed."""
+        typed. A write storage did not answer within the deadline is raised again, no refusal:
+        it may still be made, and the page, which reads storage known to be down since, could not
+        be shown (:class:`ConsoleRoute` answers the page that says so)."""
+        if isinstance(exc, StorageUnansweredError):
+            raise exc
         typed = {name: value for name, value in fields.items() if name != "csrf"}
         return Refusal(page, form, typed, refusal(exc, self.request), status_of(exc))
 
@@ -249,7 +254,7 @@ async def viewer(request: Request) -> Viewer:
         raise SignInRequiredError
     found: Services = request.app.state.services
     holds = session.role is not None and await run_in_threadpool(
-        session_holds, found.scoring.repository, session.user, session.role, session.epoch
+        session_holds, found.repository, session.user, session.role, session.epoch
     )
     if not holds:
         raise SignInRequiredError
@@ -308,7 +313,8 @@ class ConsoleRoute(APIRoute):
             except StorageError as exc:
                 # a page that reads storage: the console's page, not the JSON API's 503
                 log.warning("storage failed a console page", extra={"problem": str(exc)})
-                page = error_page(request, 503, "storage_down")
+                late = isinstance(exc, StorageUnansweredError) and request.method == "POST"
+                page = error_page(request, 503, "storage_late" if late else "storage_down")
                 page.headers["Retry-After"] = "1"
                 return page
 

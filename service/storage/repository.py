@@ -136,7 +136,13 @@ class Repository(Protocol):
     """Every method raises :class:`StorageError` when storage is unreachable or too slow."""
 
     def ping(self) -> None:
-        """Return when storage answers a query."""
+        """Return when storage answers a query (bringing its schema to this release's first,
+        where it is short of it)."""
+
+    def check(self) -> None:
+        """Return when storage answers a query with this release's schema; changes nothing
+        (:class:`StorageUnavailableError` where the schema is short of it: :meth:`ping` migrates
+        it)."""
 
     def find_records(
         self, post_ids: Sequence[str], model_version: str, policy_version: str

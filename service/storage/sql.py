@@ -345,6 +345,18 @@ class SqlRepository(EngagementSql):
         if _revision(self.engine) != head_revision():
             upgrade(self.engine.url.render_as_string(hide_password=False))
 
+    def check(self) -> None:
+        """:meth:`ping` without the migration, for a caller with a deadline (``/readyz``): a
+        migration takes what it takes (0010 reads every account's audit records), and one given
+        up at the deadline would have storage marked down while it runs on; the server's
+        maintenance runs it (:meth:`service.scoring.ScoringService.recover`), without one."""
+        found = _revision(self.engine)
+        if found != head_revision():
+            raise StorageUnavailableError(
+                f"the database is at migration {found}, not this release's {head_revision()} "
+                "(the server's maintenance migrates one short of it)"
+            )
+
     def find_records(
         self, post_ids: Sequence[str], model_version: str, policy_version: str
     ) -> dict[str, ScoreRecord]:
