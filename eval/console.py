@@ -96,10 +96,12 @@ def main(argv: list[str] | None = None) -> int:
                 ("open items by age", lambda: reads.open_by_age(now)),
                 ("decisions per reviewer", lambda: reads.decisions_per_reviewer(now, 7)),
                 ("appeal outcomes", reads.appeal_outcomes),
-                ("last day's scores", lambda: reads.recent_scores(now)),
+                ("last day's scores", lambda: reads.recent_scores(now, policy.version)),
                 (
                     "all, drawn (a load past the cache)",
-                    lambda: dashboard(tallies(reads, now, zone), policy, t, partial(worded, t)),
+                    lambda: dashboard(
+                        tallies(reads, now, zone, policy), policy, t, partial(worded, t)
+                    ),
                 ),
             ]
             for name, run in parts:

@@ -285,6 +285,8 @@ class ScoringService:
         """Records waiting for their spans beyond this many stay ``evidence_pending``: under a
         load the evidence thread cannot follow, the backlog stays bounded."""
         self.evidence_lease_s = evidence_lease_s
+        self._policy_kept = False
+        """Whether storage keeps the policy's rules under its version (:meth:`recover`)."""
 
     @property
     def model_version(self) -> str:
@@ -556,8 +558,12 @@ class ScoringService:
         """
         try:
             self.repository.ping()
-            written = self.spool.drain(self.repository.save_records, self.repository.ping)
             policy = self.policy
+            if not self._policy_kept:
+                # once per process: a new version comes with a new process
+                self.repository.keep_policy(policy)
+                self._policy_kept = True
+            written = self.spool.drain(self.repository.save_records, self.repository.ping)
             self.accounts = self.repository.account_standings(
                 policy.stricter_levels, policy.publishing_stops
             )

@@ -14,9 +14,11 @@ from sqlalchemy import select
 from service.batch.diff import diff
 from service.batch.records import RecordWriter
 from service.cli import main
+from service.policy import load_policy
 from service.record import ScoreRecord
 from service.settings import get_settings
 from service.storage import open_migrated, open_repository
+from service.storage.console_sql import ConsoleReads
 from service.storage.repository import Pending
 from service.storage.tables import StoredRecord
 
@@ -140,9 +142,13 @@ def test_compare_and_enqueue_put_the_newly_flagged_in_the_queue_once(
     repository = open_repository(database, 5.0)
     try:
         queue = repository.queue()
+        # the console shows the records against the thresholds of the policy that queued them
+        policy = load_policy(get_settings().policy_file)
+        kept = ConsoleReads(repository.engine).policy_thresholds(policy.version)
     finally:
         repository.close()
     assert [(item.post_id, item.decision) for item in queue] == [(now[REVIEWED].id, "review")]
+    assert kept == {risk: (rule.review, rule.block) for risk, rule in policy.risks.items()}
 
 
 def test_a_policy_change_queues_the_newly_flagged_posts_stored_under_the_earlier_policy(

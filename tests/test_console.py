@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 from markupsafe import escape
 from pydantic import ValidationError
-from servicekit import Api, Held, migrate, open_api, wait_for
+from servicekit import Api, Held, migrate, open_api, wait_for, write_policy
 from sqlalchemy import inspect, select, update
 
 from service import security
@@ -43,19 +43,20 @@ from service.review.engagement import Counts
 from service.review.items import ACTIONS, KINDS, STATUSES
 from service.review.protected import PROTECTED_KINDS
 from service.review.refusals import REASONS, RefusedError
-from service.review.views import Item, ReportStatus
+from service.review.views import CreditChange, Item, ReportStatus
 from service.security import AuthError, SignInLimits, client_address, create_user
 from service.storage import (
     ConsoleAccount,
+    Pending,
     SqlRepository,
     StorageError,
     open_repository,
     upgrade,
 )
 from service.storage.console_sql import ConsoleReads
-from service.storage.repository import Role
+from service.storage.repository import IdempotencyMismatchError, Role
 from service.storage.sql import make_engine
-from service.storage.tables import ConsoleUser, ReviewItem, SignInAttempt
+from service.storage.tables import ConsoleUser, ReviewItem, SignInAttempt, StoredRecord
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
 SCRIPT_POST = "<script>alert(1)</script>"
@@ -252,7 +253,12 @@ def test_every_rule_refusal_has_its_words_in_each_language_with_the_same_details
     def fields(words: str) -> set[str]:
         return {name for _, name, _, _ in string.Formatter().parse(words) if name}
 
-    assert set(REFUSALS) == {ValidationError, RefusedError, StorageError}
+    assert set(REFUSALS) == {
+        ValidationError,
+        RefusedError,
+        StorageError,
+        IdempotencyMismatchError,
+    }
     for reason, words in REASONS.items():
         zh, en = TEXT[f"refusal.{reason}"]
         assert fields(zh) == fields(en) == fields(words), reason
@@ -578,9 +584,8 @@ def test_every_page_in_chinese_shows_no_code_word_with_the_code_words_kept(api: 
     )
     dashboard = pages["/console/dashboard"]
     assert 'aria-label="Flagged per head per day (14 days, UTC+8 dates)"' in dashboard
-    assert "<title>Last day&#39;s scores against the review threshold: incitement</title>" in (
-        dashboard
-    )
+    stored = "Scores of the last day&#39;s stored records (review, block) against the review"
+    assert f"<title>{stored} threshold: incitement</title>" in dashboard
     assert "under 1 h" in dashboard and "1-3 days" in dashboard and "over 3 days" in dashboard
 
 
@@ -1181,10 +1186,19 @@ def test_heads_are_shown_against_the_thresholds_the_record_was_decided_with(
         "flags": {"rumor": True},
         "reasons": [{"evidence": {"account_level": {"level": "D", "review_factor": 0.7}}}],
     }
-    (row,) = present.head_rows(record, policy)
+    own = present.thresholds(policy)
+    (row,) = present.head_rows(record, own, policy)
     assert row.review == round(review * 0.7, 4) < low < review and row.flagged
-    (plain,) = present.head_rows({"scores": {"rumor": low}, "flags": {}}, policy)
+    assert row.now_review is None and row.now_block is None
+    (plain,) = present.head_rows({"scores": {"rumor": low}, "flags": {}}, own, policy)
     assert plain.review == review
+    # scored under a policy since replaced: its thresholds, the current ones beside them
+    (before,) = present.head_rows(record, {**own, "rumor": (0.3, 0.9)}, policy)
+    assert (before.review, before.block) == (round(0.3 * 0.7, 4), 0.9)
+    assert (before.now_review, before.now_block) == (row.review, row.block)
+    # its rules never kept: the current policy's stand in
+    (unknown,) = present.head_rows(record, None, policy)
+    assert unknown == row
 
 
 def test_a_record_without_spans_says_why() -> None:
@@ -1285,12 +1299,20 @@ def test_a_plot_with_nothing_to_show_says_so_in_the_pages_words() -> None:
         plots.histogram([], 0.5, "e", no_data=nothing),
     ]
     assert all(nothing in svg for svg in empty)
+    # a plot of nothing has no scale: its axis reads 0 alone, not a top of 1e-09
+    assert not any("1e-09" in svg for svg in empty)
     shown = [
         plots.bars(["granted"], [[1.0]], "a", no_data=nothing),
         plots.lines(["mon", "tue"], {"rumor": [0.0, 2.0]}, "d", no_data=nothing),
         plots.histogram([0.3], 0.5, "e", no_data=nothing),
     ]
     assert not any(nothing in svg for svg in shown)
+    # a threshold's value is written inside the plot, beside its line at the right edge too
+    for threshold in (0.5, 1.0):
+        svg = plots.histogram([0.3], threshold, "e", no_data=nothing)
+        label = r'<text class="threshold" x="([\d.]+)"( text-anchor="end")?'
+        ((x, anchored),) = re.findall(label, svg)
+        assert float(x) <= plots.WIDTH - plots.RIGHT and bool(anchored) == (threshold == 1.0)
 
 
 def test_the_dashboard_says_it_has_no_data_in_the_pages_language_only(api: Api) -> None:
@@ -1836,7 +1858,7 @@ def test_the_dashboard_counts_each_day_by_the_consoles_dates(api: Api) -> None:
         (shanghai, "11-24", "12-07", "UTC+8"),
         (utc, "11-23", "12-06", "UTC"),
     ]:
-        tallied = present.tallies(reads, now, zone)
+        tallied = present.tallies(reads, now, zone, policy)
         plot = present.dashboard(tallied, policy, t, partial(worded, t))["flagged"]
         assert f'aria-label="各类别每日入队量(14 天,按 {said} 日期)"' in plot
         assert re.findall(r">(\d\d-\d\d)</text>", plot) == [first, last]
@@ -1889,3 +1911,354 @@ def test_the_queue_filters_by_kind_in_the_readers_words_with_the_other_filters(
     (switch,) = re.findall(r'<a href="(/console/lang/en\?next=[^"]+)">English</a>', first)
     moved = api.client.get(switch.replace("&amp;", "&"), follow_redirects=False)
     assert moved.headers["location"] == "/console/queue?kind=score&head=rumor"
+
+
+def next_of(api: Api, item_id: int) -> int | None:
+    """The item key ``j`` opens after ``item_id``; None for the queue."""
+    moved = api.client.get(f"/console/items/{item_id}/next", follow_redirects=False)
+    found = re.fullmatch(r"/console/items/(\d+)", moved.headers["location"])
+    return None if found is None else int(found.group(1))
+
+
+def test_escalations_waiting_are_counted_and_key_j_moves_through_those_one_may_decide(
+    api: Api,
+) -> None:
+    review, policy = api.services.review, api.services.scoring.policy
+    # six posts that make no batch, each its own item
+    for i, text in enumerate((RUMOR, MILK, PLAIN, *VIOLATIONS)):
+        assert api.score({"id": f"p{i}", "text": text, "account_id": f"a{i}"}).status_code == 200
+    api.settle()
+    ids = [item.id for item in review.list_items(policy).items]  # the queue's order
+    assert len(ids) == 6
+    for item_id, by in ((ids[0], "wang"), (ids[2], "wang"), (ids[3], "li")):
+        review.decide(policy, item_id, by, "escalate", None, None, "需要复核")
+    escalated, open_ = [ids[0], ids[2], ids[3]], [ids[1], ids[4], ids[5]]
+    token = sign_in(api, "zhao")
+    queue = api.client.get("/console/queue").text
+    assert '<a href="/console/queue?status=escalated">已上报待处理 3 条</a>' in queue
+    listed = api.client.get("/console/queue?status=escalated").text
+    assert [int(i) for i in re.findall(r'data-item="(\d+)"', listed)] == escalated
+    # whoever works the escalations moves through them with j, then on to the open items
+    assert [next_of(api, i) for i in escalated] == [escalated[1], escalated[2], open_[0]]
+    # the open items go on as before, and past their end come the escalations
+    assert [next_of(api, i) for i in open_] == [open_[1], open_[2], escalated[0]]
+    # a decision on an escalation opens the most urgent one left
+    decided = api.client.post(
+        f"/console/items/{escalated[1]}/decision",
+        data={"csrf": token, "action": "dismiss"},
+        follow_redirects=False,
+    )
+    assert decided.headers["location"] == f"/console/items/{escalated[0]}"
+    api.client.get("/console/lang/en")
+    assert "2 escalated, waiting</a>" in api.client.get("/console/queue").text
+    # an escalation goes to another reviewer: li's j passes the one li escalated
+    api.client.cookies.clear()
+    sign_in(api, "li")
+    assert next_of(api, escalated[0]) == open_[0]
+    assert next_of(api, open_[2]) == escalated[0]
+
+
+def test_the_reviewer_who_escalated_an_item_is_offered_no_decision_on_it(api: Api) -> None:
+    review, policy = api.services.review, api.services.scoring.policy
+    assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+    (item,) = review.list_items(policy).items
+    review.decide(policy, item.id, "li", "escalate", None, None, "需要法务看一下")
+
+    def offered(page: str) -> dict[str, bool]:
+        return {
+            button: re.search(rf'id="{button}"[^>]*\bdisabled\b', page) is None
+            for button in ("claim", "confirm", "dismiss")
+        }
+
+    sign_in(api, "li")
+    page = api.client.get(f"/console/items/{item.id}").text
+    assert offered(page) == dict.fromkeys(("claim", "confirm", "dismiss"), False)
+    assert f'<p class="pending" id="escalated-by-you">{TEXT["escalated_by_you"][0]}</p>' in page
+    api.client.get("/console/lang/en")
+    page = api.client.get(f"/console/items/{item.id}").text
+    assert TEXT["escalated_by_you"][1] in page
+    api.client.cookies.clear()
+    sign_in(api, "zhao")
+    page = api.client.get(f"/console/items/{item.id}").text
+    assert offered(page) == dict.fromkeys(("claim", "confirm", "dismiss"), True)
+    assert 'id="escalated-by-you"' not in page
+
+
+def test_an_items_thresholds_are_those_of_the_policy_its_record_was_scored_under(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    review, policy = api.services.review, api.services.scoring.policy
+    repository = api.services.scoring.repository
+    assert isinstance(repository, SqlRepository)
+    # the service keeps its own policy's rules
+    api.services.scoring.recover()
+    reads = ConsoleReads(make_engine(api.url, 5.0))
+    assert reads.policy_thresholds(policy.version) == present.thresholds(policy)
+    # the same version with other rules (edited without a new version) keeps the first
+    rumor = policy.risks["rumor"]
+    edited = policy.model_copy(
+        update={"risks": {**policy.risks, "rumor": rumor.model_copy(update={"review": 0.9})}}
+    )
+    with caplog.at_level(logging.WARNING):
+        repository.keep_policy(edited)
+    assert reads.policy_thresholds(policy.version) == present.thresholds(policy)
+    assert any("give an edited policy a new version" in str(r.__dict__) for r in caplog.records)
+    # a policy since replaced, kept, and one whose rules were never kept
+    then = rumor.model_copy(update={"review": 0.4, "block": 0.9})
+    older = policy.model_copy(
+        update={"version": "2026-01-01.1", "risks": {**policy.risks, "rumor": then}}
+    )
+    repository.keep_policy(older)
+    scored = ScoreRecord.model_validate(
+        api.score({"id": "now", "text": RUMOR, "account_id": "a1"}).json()
+    )
+    for post_id, version in (("before", older.version), ("lost", "2025-06-01.1")):
+        record = scored.model_copy(update={"id": post_id, "policy_version": version})
+        repository.save_records([Pending(record, enqueue=True, text=RUMOR)])
+    found = {i.post_id: i.id for i in review.list_items(policy).items}
+    sign_in(api, "li")
+
+    def rumor_row(post_id: str) -> tuple[str, str]:
+        page = api.client.get(f"/console/items/{found[post_id]}").text
+        cells = r'<td data-head="rumor">[^<]*</td><td>[^<]*</td><td>(.*?)</td><td>(.*?)</td>'
+        (row,) = re.findall(cells, page)
+        return (row[0], row[1])
+
+    def note(post_id: str) -> str:
+        page = api.client.get(f"/console/items/{found[post_id]}").text
+        said = re.search(r'<p class="policy-note" id="policy-note">(.*?)</p>', page)
+        return "" if said is None else re.sub(r"<[^>]+>", "", said.group(1))
+
+    current = f"{rumor.review:.3f}"
+    assert rumor_row("now") == (current, "不按分数拦截") and note("now") == ""
+    assert rumor_row("before") == (
+        f'0.400 <span class="now">(现行 {current})</span>',
+        '0.900 <span class="now">(现行 不按分数拦截)</span>',
+    )
+    assert note("before") == TEXT["policy_changed"][0].format(
+        version=older.version, current=policy.version
+    )
+    assert rumor_row("lost") == (current, "不按分数拦截")
+    assert note("lost") == TEXT["thresholds_not_kept"][0].format(
+        version="2025-06-01.1", current=policy.version
+    )
+    api.client.get("/console/lang/en")
+    assert note("before") == TEXT["policy_changed"][1].format(
+        version=older.version, current=policy.version
+    )
+    assert rumor_row("before")[0] == f'0.400 <span class="now">(now {current})</span>'
+    reads.engine.dispose()
+
+
+def fields_of(form: str) -> dict[str, str]:
+    """A form's fields as a browser posts them (those its page filled in)."""
+    return dict(re.findall(r'<input (?:type="hidden" )?name="(\w+)"[^>]*?value="([^"]*)"', form))
+
+
+def test_a_form_sent_twice_is_written_once_and_answered_alike(api: Api) -> None:
+    review, policy = api.services.review, api.services.scoring.policy
+    for i, text in enumerate((RUMOR, MILK, PLAIN)):
+        assert api.score({"id": f"p{i}", "text": text, "account_id": "a1"}).status_code == 200
+    api.settle()
+    first, second, _ = (i.id for i in review.list_items(policy).items)
+    sign_in(api, "li")
+    page = api.client.get(f"/console/items/{first}").text
+    form = {**fields_of(form_of(page, "decision-form")), "category": "rumor", "note": "属实"}
+    # pressed twice, or sent again by the browser: one decision, the same answer twice
+    answers = [
+        api.client.post(
+            f"/console/items/{first}/decision",
+            data={**form, "action": "confirm"},
+            follow_redirects=False,
+        )
+        for _ in range(2)
+    ]
+    assert [(a.status_code, a.headers["location"]) for a in answers] == [
+        (303, f"/console/items/{second}")
+    ] * 2
+    reads = ConsoleReads(make_engine(api.url, 5.0))
+    assert [(d.action, d.note) for d in reads.decisions(first)] == [("confirm", "属实")]
+    account = review.get_account(policy, "a1")
+    assert [h.reason for h in account.history if isinstance(h, CreditChange)] == ["violation"]
+    # the same form with another action is refused, and does nothing
+    other = api.client.post(f"/console/items/{first}/decision", data={**form, "action": "dismiss"})
+    assert other.status_code == 409
+    assert refusal_of(other.text) == TEXT["sent_otherwise"][0]
+    assert len(reads.decisions(first)) == 1
+    # another page's form is another decision: refused as the item is decided
+    again = fields_of(form_of(api.client.get(f"/console/items/{first}").text, "decision-form"))
+    assert len(again["once"]) == len(form["once"]) == 43 and again["once"] != form["once"]
+    refused = api.client.post(
+        f"/console/items/{first}/decision", data={**again, "action": "dismiss"}
+    )
+    assert refused.status_code == 409 and refusal_of(refused.text).startswith("该条目已处理")
+    # an appeal filed twice from one page is filed once
+    api.client.cookies.clear()
+    sign_in(api, "wang", "admin")
+    page = api.client.get("/console/appeals").text
+    filing = {**fields_of(form_of(page, "file-appeal")), "account_id": "a1"}
+    filing |= {"item_id": str(first), "reason": "误判"}
+    filed = [api.client.post("/console/appeals", data=filing, follow_redirects=False) for _ in "12"]
+    assert [a.status_code for a in filed] == [303, 303]
+    assert review.list_appeals().pending == 1
+    reads.engine.dispose()
+
+
+def test_a_follower_jump_links_the_accounts_last_decided_one_and_lists_its_other_items(
+    api: Api,
+) -> None:
+    review, policy = api.services.review, api.services.scoring.policy
+    assert api.score({"id": "p1", "text": RUMOR, "account_id": "f1"}).status_code == 200
+    api.settle()
+    (post,) = review.list_items(policy).items
+    review.put_account(policy, "f1", followers=10)
+    review.put_account(policy, "f1", followers=2_000_000)
+    (first,) = review.list_items(policy, kind="follower_jump").items
+    review.decide(policy, first.id, "wang", "confirm", "fake_followers", "art12", "买粉,已核实")
+    review.put_account(policy, "f1", followers=100)
+    review.put_account(policy, "f1", followers=3_000_000)
+    (second,) = review.list_items(policy, kind="follower_jump").items
+    sign_in(api, "li")
+    page = api.client.get(f"/console/items/{second.id}").text
+    (said,) = re.findall(r'<p class="earlier-item" id="earlier-item">(.*?)</p>', page)
+    assert said.startswith(TEXT["earlier_jump"][0])
+    assert f'<a href="/console/items/{first.id}">条目 {first.id}</a>' in said
+    assert '<span data-status="confirmed">已确认违规</span> · wang · ' in said
+    assert said.endswith("粉丝数 2,000,000")
+    # the account's other items: the jump decided, with its note, and the post still open
+    listed = page.split('id="account-items"')[1].split("</table>")[0]
+    rows = re.findall(r'<tr class="([^"]*)" data-item="(\d+)">(.*?)</tr>', listed, re.S)
+    assert [(kind, int(i)) for kind, i, _ in rows] == [("same-kind", first.id), ("", post.id)]
+    assert 'data-status="confirmed"' in rows[0][2] and "买粉,已核实" in rows[0][2]
+    assert "wang" in rows[0][2] and 'data-status="open"' in rows[1][2]
+    assert "该账号的其他条目 (2)" in page
+    # the account's history says which item each change came from
+    history = page.split('class="history"')[1].split("</ul>")[0]
+    assert history.count(f'<a href="/console/items/{first.id}">条目 {first.id}</a>') == 2
+    api.client.get("/console/lang/en")
+    page = api.client.get(f"/console/items/{second.id}").text
+    assert TEXT["earlier_jump"][1] in page and "Followers 2,000,000</p>" in page
+    assert "The account&#39;s other items (2)" in page
+
+
+def test_the_dashboards_score_plots_say_they_count_the_stored_records_alone(
+    tmp_path: Path, database_url: str, pipeline: Pipeline
+) -> None:
+    # a policy under which most posts pass: those are never stored, so never in the plots
+    policy_file = write_policy(tmp_path / "policy.toml", review=0.5)
+    with open_api(tmp_path, database_url, pipeline.classifier, policy=policy_file) as api:
+        policy = api.services.scoring.policy
+        posts = [RUMOR, MILK, PLAIN, "今天天气不错", "周末去爬山了", *VIOLATIONS]
+        for i, text in enumerate(posts):
+            assert api.score({"id": f"p{i}", "text": text, "account_id": "a1"}).status_code == 200
+        api.settle()
+        repository = api.services.scoring.repository
+        assert isinstance(repository, SqlRepository)
+        with repository.engine.connect() as connection:
+            stored = [r for (r,) in connection.execute(select(StoredRecord.record))]
+        assert 0 < len(stored) < len(posts)
+        # a re-score's records under another policy are not drawn against this one's thresholds
+        again = ScoreRecord.model_validate(stored[0]).model_copy(
+            update={"policy_version": "2027-01-01.1"}
+        )
+        repository.save_records([Pending(again, enqueue=False)])
+        reads = ConsoleReads(make_engine(api.url, 5.0))
+        scores = reads.recent_scores(datetime.now(UTC), policy.version)
+        assert sorted(s["rumor"] for s in scores) == sorted(r["scores"]["rumor"] for r in stored)
+        # a policy that stores what passes too says nothing of passed posts left out
+        every = policy.model_copy(update={"persist": ["pass", "review", "block"]})
+        zh = translator("zh")
+        tallied = present.tallies(reads, datetime.now(UTC), ZoneInfo("UTC"), every)
+        title, counted = present.scores_said(tallied, every, zh, partial(worded, zh))
+        assert "放行、送审、拦截" in title and counted == f"现行策略下的 {len(stored)} 条记录"
+        reads.engine.dispose()
+        sign_in(api, "wang", "admin")
+        page = api.client.get("/console/dashboard").text
+        title = "近一天存储的记录(送审、拦截)的分数与审核阈值"
+        assert f'aria-label="{title}: 谣言"' in page
+        counted = f"现行策略下的 {len(stored)} 条记录;放行的帖子不存储,不在其中"
+        assert f'<small class="scores-counted">{counted}</small>' in page
+        api.client.get("/console/lang/en")
+        page = api.client.get("/console/dashboard").text
+        assert "Scores of the last day&#39;s stored records (review, block) against" in page
+        assert f"{len(stored)} records under the current policy; posts that passed" in page
+
+
+def test_an_items_page_shows_its_appeals_and_that_an_upheld_one_overturned_it(api: Api) -> None:
+    review, policy = api.services.review, api.services.scoring.policy
+    assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+    api.settle()
+    (item,) = review.list_items(policy).items
+    review.decide(policy, item.id, "wang", "confirm", "rumor", "art18.6")
+    sign_in(api, "li")
+    assert 'id="item-appeals"' not in api.client.get(f"/console/items/{item.id}").text
+    appeal = review.file_appeal(
+        policy, account_id="a1", item_id=item.id, reason="已辟谣,属误判", filed_by="li"
+    )
+    page = api.client.get(f"/console/items/{item.id}").text
+    listed = page.split('id="item-appeals"')[1].split("</table>")[0]
+    assert "已辟谣,属误判" in listed and '<td data-status="pending">待处理</td>' in listed
+    review.decide_appeal(policy, appeal.id, "zhao", "uphold", "来源已核实")
+    page = api.client.get(f"/console/items/{item.id}").text
+    listed = page.split('id="item-appeals"')[1].split("</table>")[0]
+    assert '<td data-status="upheld">申诉成立 · 违规确认已撤销 · zhao · ' in listed
+    assert "<td>来源已核实</td>" in listed
+    api.client.get("/console/lang/en")
+    page = api.client.get(f"/console/items/{item.id}").text
+    assert '<td data-status="upheld">upheld · the confirmation is overturned · zhao' in page
+
+
+def test_the_reviewer_whose_decision_is_appealed_is_offered_no_resolution_of_it(
+    api: Api,
+) -> None:
+    review, policy = api.services.review, api.services.scoring.policy
+    assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+    api.settle()
+    (item,) = review.list_items(policy).items
+    review.decide(policy, item.id, "wang", "confirm", "rumor", "art18.6")
+    appeal = review.file_appeal(
+        policy, account_id="a1", item_id=item.id, reason="误判", filed_by="li"
+    )
+
+    def row(page: str) -> str:
+        return page.split(f'data-appeal="{appeal.id}"')[1].split("</tr>", maxsplit=1)[0]
+
+    def offered(page: str) -> bool:
+        return re.search(r'class="(uphold|reject)" disabled', page) is None
+
+    sign_in(api, "wang", "admin")
+    mine = row(api.client.get("/console/appeals").text)
+    assert not offered(mine) and TEXT["own_decision"][0] in mine
+    api.client.get("/console/lang/en")
+    assert TEXT["own_decision"][1] in row(api.client.get("/console/appeals").text)
+    api.client.cookies.clear()
+    sign_in(api, "li")
+    theirs = row(api.client.get("/console/appeals").text)
+    assert offered(theirs) and TEXT["own_decision"][0] not in theirs
+
+
+def test_a_cluster_timeline_that_lists_fewer_posts_than_the_cluster_holds_says_so(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = {"id": "src", "text": RUMOR, "account_id": "a1", "created_at": 1_700_000_000}
+    copy = {"id": "copy", "text": RUMOR + "！", "account_id": "a2", "created_at": 1_700_000_600}
+    assert api.score(first).status_code == 200 and api.score(copy).status_code == 200
+    api.settle()
+    sign_in(api, "li")
+    items = api.services.review.list_items(api.services.scoring.policy).items
+    (copied,) = [i for i in items if i.post_id == "copy"]
+    # the live window holds both posts: all listed
+    assert 'id="timeline-partial"' not in api.client.get(f"/console/items/{copied.id}").text
+
+    def away(cluster_id: str) -> None:
+        raise StoreUnavailableError("Error 111 connecting to 127.0.0.1:6379")
+
+    # without it, the earliest post the record names is all there is to list
+    monkeypatch.setattr(api.services.neardup, "cluster", away)
+    page = api.client.get(f"/console/items/{copied.id}").text
+    assert 'id="timeline-partial"' in page
+    said = TEXT["timeline_partial"][0].format(size=2, shown=1)
+    assert f'<p class="hint" id="timeline-partial">{said}</p>' in page
+    api.client.get("/console/lang/en")
+    page = api.client.get(f"/console/items/{copied.id}").text
+    assert TEXT["timeline_partial"][1].format(size=2, shown=1).replace("'", "&#39;") in page

@@ -22,6 +22,7 @@ import pytest
 import uvicorn
 from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright
 from servicekit import write_policy
+from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
 from service.api.app import create_app
@@ -31,7 +32,8 @@ from service.pipeline import Pipeline
 from service.policy import load_policy
 from service.security import create_key, create_user
 from service.settings import Settings
-from service.storage import upgrade
+from service.storage import SqlRepository, upgrade
+from service.storage.tables import ReviewItem
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
@@ -309,3 +311,56 @@ def test_review_confirm_appeal_and_roles_in_a_browser(console: Console, browser:
     sign_out(page)
     page.goto(f"{console.url}/console/appeals")
     expect(page).to_have_url(re.compile(r"/console/login$"))
+
+
+def test_reloading_a_refused_decision_reads_the_page_and_decides_nothing(
+    console: Console, browser: Browser
+) -> None:
+    """A refused decision comes back as the answer to its POST: reloaded once what refused it
+    has passed (here another reviewer's claim), it would be sent again and taken."""
+    for post_id, text, account in [("p1", RUMOR, "acc1"), ("p2", SCRIPT_POST, "acc2")]:
+        post = {"id": post_id, "text": text, "account_id": account}
+        assert console.api("POST", "/v1/score", json=post).status_code == 200
+    review, policy = console.services.review, console.services.scoring.policy
+    items = review.list_items(policy).items
+    (item,) = [i for i in items if i.post_id == "p1"]
+    item_url = f"{console.url}/console/items/{item.id}"
+    page = browser.new_page()
+    posts: list[str] = []
+    page.on("request", lambda sent: posts.append(sent.url) if sent.method == "POST" else None)
+    sign_in(page, console, "li")
+    page.goto(item_url)
+    review.claim(policy, item.id, "wang")
+    page.fill("#note", "先核实来源")
+    page.locator("#note").blur()
+    page.keyboard.press("d")  # dismiss: refused, wang holds it
+    expect(page.locator("#decision-form .error")).to_contain_text("该条目已被其他审核员认领")
+    expect(page.locator("#note")).to_have_value("先核实来源")
+    refused_at = page.url
+    # wang's claim ends; the reviewer reads the page again
+    repository = console.services.scoring.repository
+    assert isinstance(repository, SqlRepository)
+    with repository.engine.begin() as connection:
+        ended = datetime.now(UTC) - timedelta(minutes=1)
+        connection.execute(
+            update(ReviewItem).where(ReviewItem.id == item.id).values(lease_until=ended)
+        )
+    sent = len(posts)
+    answer = page.reload()
+    assert answer is not None and answer.request.method == "GET" and answer.status == 200
+    assert review.get_item(policy, item.id).status == "open"
+    assert len(posts) == sent
+    expect(page.locator("#note")).to_have_value("")
+    # the refused page's address was the item's page, not the form's, which no page answers
+    assert refused_at == item_url
+    # escalated by li, it is offered to li no more, its buttons plainly not to be pressed
+    page.keyboard.press("e")
+    expect(page).not_to_have_url(item_url)
+    page.goto(item_url)
+    expect(page.locator("#escalated-by-you")).to_be_visible()
+    for button in ("#claim", "#confirm", "#dismiss"):
+        expect(page.locator(button)).to_be_disabled()
+    red = "rgb(192, 57, 43)"  # button.danger's, a confirmation that can be taken
+    shown = page.eval_on_selector("#confirm", "b => getComputedStyle(b).backgroundColor")
+    assert shown != red
+    page.close()

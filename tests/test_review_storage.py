@@ -334,6 +334,11 @@ def test_dismissals_and_escalations(repo: SqlRepository, policy: Policy) -> None
         repo.claim(policy, item, "r1")
     with pytest.raises(ForbiddenError, match="other than the one who escalated"):
         repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6")
+    # so the items r1 may take leave it out, not r2's
+    assert repo.list_items(policy, status="escalated", free_for="r1").items == []
+    assert [i.id for i in repo.list_items(policy, status="escalated", free_for="r2").items] == [
+        item
+    ]
     dismissed = repo.decide(policy, item, "r2", "dismiss", "rumor", None)
     assert dismissed.status == "dismissed"
     # a dismissal touches no credit
@@ -1575,10 +1580,27 @@ def test_an_abnormal_follower_jump_opens_one_item_per_account_and_a_confirmation
     assert change.delta == -policy.credit.deductions["fake_followers"]
     assert [d.kind for d in decision.dispositions] == ["warning"]
     assert repo.get_account(policy, "acc").credit == policy.credit.initial + change.delta
-    # a decided item is closed: the next jump is a new case
+    # a decided item is closed: the next jump is a new case, which names the one decided
     repo.put_account(policy, "acc", followers=5_000_000, now=T0 + 5 * HOUR)
     (again,) = repo.list_items(policy, kind="follower_jump").items
     assert again.id != item.id
+    earlier = {
+        "item_id": item.id,
+        "status": "confirmed",
+        "reviewer": "r1",
+        "decided_at": (T0 + 4 * HOUR).isoformat(),
+        "reach": 100_000,
+    }
+    assert again.evidence is not None and again.evidence[EARLIER] == earlier
+    opening = ("review.enqueued", f"item:{again.id}")
+    (opened,) = [e.payload for e in repo.audit_entries() if (e.kind, e.subject) == opening]
+    assert opened["after"] == item.id
+    # a jump that joins it keeps the link
+    repo.put_account(policy, "acc", followers=5, now=T0 + 6 * HOUR)
+    repo.put_account(policy, "acc", followers=900_000, now=T0 + 7 * HOUR)
+    (joined,) = repo.list_items(policy, kind="follower_jump").items
+    assert joined.id == again.id and joined.evidence is not None
+    assert joined.evidence[EARLIER] == earlier and len(joined.evidence["jumps"]) == 2
     assert verify(repo) == []
 
 

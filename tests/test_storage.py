@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 from servicekit import migrate, record, wait_for
@@ -34,7 +35,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import OperationalError
 
+from service.policy import load_policy
 from service.record import Post, ScoreRecord
+from service.settings import Settings
 from service.storage import (
     ApiKey,
     Pending,
@@ -43,7 +46,8 @@ from service.storage import (
     open_repository,
     upgrade,
 )
-from service.storage.sql import head_revision, make_engine
+from service.storage.console_sql import ConsoleReads
+from service.storage.sql import alembic_config, head_revision, make_engine
 from service.storage.tables import ReviewItem, StoredPost, StoredRecord
 
 
@@ -583,3 +587,33 @@ def test_the_downgrade_keeps_the_record_an_item_moved_to_and_stops_where_items_h
     finally:
         engine.dispose()
     assert [tuple(row) for row in rows] == [("p1", "p2", "p1"), ("p3", "p2", "p3")]
+
+
+def test_the_policies_migration_goes_down_and_up_again(database_url: str) -> None:
+    upgrade(database_url)
+    repository = open_repository(database_url, 5.0)
+    policy = load_policy(Settings().policy_file)
+    try:
+        repository.keep_policy(policy)
+    finally:
+        repository.close()
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as connection:
+            migrate(connection, "0025_engagement", down=True)
+            assert "policies" not in inspect(connection).get_table_names()
+            # a downgrade stopped further down leaves the table dropped: it goes down again
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.stamp(config, "0026_policies")
+            migrate(connection, "0025_engagement", down=True)
+    finally:
+        engine.dispose()
+    upgrade(database_url)
+    repository = open_repository(database_url, 5.0)
+    try:
+        repository.keep_policy(policy)
+        kept = ConsoleReads(repository.engine).policy_thresholds(policy.version)
+    finally:
+        repository.close()
+    assert kept == {risk: (rule.review, rule.block) for risk, rule in policy.risks.items()}

@@ -233,6 +233,8 @@ def enqueue(report: DiffReport, settings: Settings) -> int:
     added = 0
     flagged: list[ScoreRecord] = []
     try:
+        # the console shows the records against their own policy's thresholds
+        repository.keep_policy(policy)
         batch: list[Pending] = []
         copies: list[RumorCopy] = []
         for record in read_records(report.current):

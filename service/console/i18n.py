@@ -97,6 +97,50 @@ TEXT: dict[str, tuple[str, str]] = {
         "该聚类此前已有条目处理过,本条目审核此后的增长:",
         "An earlier item on this cluster was decided; this one reviews its growth since:",
     ),
+    "earlier_jump": (
+        "该账号此前的粉丝数异常条目已处理,本条目审核其后的变动:",
+        "An earlier follower jump of this account was decided; this item reviews the change since:",
+    ),
+    "timeline_partial": (
+        "聚类共 {size} 个帖子,此处列出 {shown} 个:"
+        "其余已不在近似重复实时窗口中,或超出聚类条目保存的成员",
+        "The cluster has {size} posts, {shown} listed here: the others have left the live "
+        "near-duplicate window, or are beyond the members the cluster's item keeps",
+    ),
+    "account_items": ("该账号的其他条目", "The account's other items"),
+    "when": ("时间", "When"),
+    "latest_items": ("仅列出最近的 {shown} 条", "Only the latest {shown} are listed"),
+    "confirmation_overturned": ("违规确认已撤销", "the confirmation is overturned"),
+    "escalated_by_you": (
+        "此条目由你上报:由其他审核员认领并处理",
+        "You escalated this item: another reviewer claims and decides it",
+    ),
+    "escalated_waiting": ("已上报待处理 {n} 条", "{n} escalated, waiting"),
+    "own_decision": (
+        "原决定由你作出:交由其他审核员处理",
+        "You took the decision appealed: another reviewer resolves it",
+    ),
+    "sent_otherwise": (
+        "该表单已提交过,内容不同:本次未执行任何操作。请重新打开页面再处理",
+        "This form was sent already with other values: nothing was done this time. Open the "
+        "page again to decide",
+    ),
+    "policy": ("策略", "policy"),
+    "policy_changed": (
+        "策略已更新:本记录按策略 {version} 评分,现行策略为 {current}。"
+        "下表为评分时的阈值,现行阈值不同处附后",
+        "The policy has changed since: this record was scored under {version}, the current one "
+        "is {current}. The thresholds below are the ones it was scored with, the current ones "
+        "beside them where they differ",
+    ),
+    "thresholds_not_kept": (
+        "评分所用策略 {version} 的阈值未保存(服务当时尚未保存策略):下表为现行策略 {current} 的阈值,"
+        "不一定是评分时所用的",
+        "The thresholds of policy {version}, which scored this record, were not kept (the "
+        "service did not keep policies then): those below are the current policy {current}'s, "
+        "not necessarily the ones it was scored with",
+    ),
+    "now_at": ("(现行 {value})", "(now {value})"),
     "compare": ("更早的帖子与本帖对照", "The earlier post beside this one"),
     "earliest": ("最早来源", "earliest source"),
     "credit": ("信用分", "Credit"),
@@ -139,7 +183,23 @@ TEXT: dict[str, tuple[str, str]] = {
     "queue_age": ("待审条目按等待时长", "Open items by age"),
     "per_reviewer": ("各审核员决定数(7 天)", "Decisions per reviewer (7 days)"),
     "appeal_outcomes": ("申诉结果", "Appeal outcomes"),
-    "score_dist": ("近一天分数分布与审核阈值", "Last day's scores against the review threshold"),
+    # the records storage keeps are those whose decision the policy persists: never a post that
+    # passed, so the plots show the flagged (and blocked) posts' scores only
+    "score_dist": (
+        "近一天存储的记录({decisions})的分数与审核阈值",
+        "Scores of the last day's stored records ({decisions}) against the review threshold",
+    ),
+    "scores_counted": ("现行策略下的 {n} 条记录", "{n} records under the current policy"),
+    "scores_counted_newest": (
+        "现行策略下最新的 {n} 条记录",
+        "The newest {n} records under the current policy",
+    ),
+    "passed_not_stored": (
+        "放行的帖子不存储,不在其中",
+        "posts that passed are not stored, so not counted",
+    ),
+    "list_separator": ("、", ", "),
+    "clause_separator": (";", "; "),
     "forbidden": ("无权访问此页面", "You may not open this page"),
     "language": ("English", "中文"),
     "decided": ("已处理", "Decided"),

@@ -47,6 +47,7 @@ from service.console.web import (
     given,
     language_of,
     render,
+    sent_once,
     session_of,
     set_session,
 )
@@ -56,6 +57,7 @@ from service.policy.governance import CATEGORIES, Category
 from service.review.appeals import APPEAL_STATUSES, AppealStatus
 from service.review.appeals import parse_cursor as appeal_cursor
 from service.review.items import (
+    FINAL,
     KINDS,
     STATUSES,
     Kind,
@@ -71,6 +73,9 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 50
 ITEM_REPORTS = 100
 """How many of an item's reports its page lists (the first filed); it counts them all."""
+ACCOUNT_ITEMS = 20
+"""How many of the account's other items an item's page lists (the latest); it counts them
+all."""
 DASHBOARD_S = 60.0
 """How long a process shows the same dashboard: its aggregates scan the queue (about 2 s with a
 million items, ``eval.console``), too slow to run on every load."""
@@ -186,6 +191,7 @@ async def queue(
         cursor=position,
         limit=PAGE_SIZE,
     )
+    escalated = await who.call(who.console.reads.escalated_waiting)
     now = datetime.now(UTC)
     rows = [present.queue_row(item, now) for item in page.items]
     filters = {"head": head, "kind": kind, "status": status, "assignee": assignee}
@@ -200,6 +206,7 @@ async def queue(
         kinds=KINDS,
         statuses=STATUSES,
         next_url=next_url,
+        escalated=escalated,
     )
 
 
@@ -236,8 +243,21 @@ async def show_item(who: Viewer, item_id: int, refused: Refusal | None = None) -
     stored = await who.call(who.console.reads.post_text, earlier_id) if earlier_id else None
     earlier = present.earlier_text(record, stored)
     compared = present.differences(earlier, item.text or "") if earlier is not None else None
-    reported = await who.call(who.console.reads.item_reports, item_id, ITEM_REPORTS)
-    decisions = await who.call(who.console.reads.decisions, item_id)
+    reads = who.console.reads
+    reported = await who.call(reads.item_reports, item_id, ITEM_REPORTS)
+    decisions = await who.call(reads.decisions, item_id)
+    # an escalation asks for another reviewer: its reviewer's page says so, offering nothing
+    escalated_by = next((d.reviewer for d in decisions if d.action == "escalate"), None)
+    # only a confirmation is appealed
+    appealed = await who.call(reads.item_appeals, item_id) if item.status == "confirmed" else []
+    others = None
+    if item.account_id is not None:
+        others = await who.call(reads.account_items, item.account_id, item_id, ACCOUNT_ITEMS)
+    scored_under = record.get("policy_version")
+    kept = await who.call(reads.policy_thresholds, scored_under) if scored_under else None
+    if kept is None and scored_under == policy.version:
+        # this process's own policy, before its maintenance kept it
+        kept = present.thresholds(policy)
     rumor_id = present.banked_rumor(record, item.evidence)
     rumor = None
     if rumor_id is not None:
@@ -254,11 +274,14 @@ async def show_item(who: Viewer, item_id: int, refused: Refusal | None = None) -
         record=record,
         evidence_note=present.evidence_note(record, who.found.scoring.model_version),
         pieces=present.pieces(item.text or "", reasons, policy),
-        heads=present.head_rows(record, policy),
+        heads=present.head_rows(record, kept, policy),
+        scored_under=scored_under,
+        policy_note=present.policy_note(t, scored_under, policy.version, kept is not None),
         reasons=present.reason_rows(
             record, policy, who.console.articles, t, partial(worded, t), zone
         ),
         timeline=present.timeline(item, live),
+        cluster_size=present.cluster_size(item),
         earlier_item=present.earlier_item(item),
         jumps=present.jumps(item),
         findings=present.findings(item),
@@ -270,11 +293,14 @@ async def show_item(who: Viewer, item_id: int, refused: Refusal | None = None) -
         matched=matched,
         reports=reported,
         decisions=decisions,
+        escalated_by_you=item.status == "escalated" and escalated_by == who.name,
+        appeals=appealed,
+        others=others,
         account=account,
         initial_credit=policy.credit.initial,
         categories=CATEGORIES,
         basis=present.basis_of(item, policy),
-        decided=item.status in ("confirmed", "dismissed"),
+        decided=item.status in FINAL,
         now=datetime.now(UTC),
         refused=refused,
     )
@@ -310,27 +336,50 @@ async def decide(item_id: ItemId, who: Signed, fields: Form) -> Response:
             body.category,
             body.basis,
             body.note,
+            idem=sent_once(who, fields, f"decision:{item_id}"),
         )
     except REFUSALS as exc:
         return await show_item(who, item_id, who.refusal(here, "decision-form", fields, exc))
-    return await next_item(item_id, who)
+    # the list's most urgent next, whichever the reviewer opened this one from
+    return await next_for(who, item_id, from_top=True)
 
 
 @router.get("/items/{item_id}/next")
 async def next_item(item_id: ItemId, who: Signed) -> RedirectResponse:
-    """The next item to work on after ``item_id`` (key ``j``, and after a decision): the
-    highest open one nobody else holds; the queue when there is none."""
-    # the two highest free ones: one of them is not ``item_id``
-    page = await who.call(
-        who.found.review.list_items,
-        who.found.scoring.policy,
-        status="open",
-        free_for=who.name,
-        limit=2,
-    )
-    for item in page.items:
-        if item.id != item_id:
-            return back(f"/console/items/{item.id}")
+    """Key ``j``: the item after ``item_id`` in the list it is in (the escalated ones, or the
+    open ones), of those this reviewer may take (nobody else holds it, and they did not
+    escalate it), so that pressing it moves through the list, the escalations included; past
+    the list's end, the other list's first, else the list's first again; the queue when
+    there is none."""
+    return await next_for(who, item_id, from_top=False)
+
+
+async def next_for(who: Viewer, item_id: int, *, from_top: bool) -> RedirectResponse:
+    """The item to open after ``item_id``: the one after it in its list (``from_top``: the
+    list's highest, as after a decision, where the most urgent comes first), else as
+    :func:`next_item` says."""
+    place = await who.call(who.console.reads.place, item_id)
+    if place is None:
+        return back("/console/queue")
+    position, escalated = place
+    lists: tuple[Status, Status] = ("escalated", "open") if escalated else ("open", "escalated")
+    tries: list[tuple[Status, tuple[float, int] | None]] = [(lists[0], None), (lists[1], None)]
+    if not from_top:
+        # after this one, then the other list's first, then round to this list's first
+        tries = [(lists[0], position), (lists[1], None), (lists[0], None)]
+    for status, after in tries:
+        # two: one of them may be ``item_id``
+        page = await who.call(
+            who.found.review.list_items,
+            who.found.scoring.policy,
+            status=status,
+            free_for=who.name,
+            cursor=after,
+            limit=2,
+        )
+        for item in page.items:
+            if item.id != item_id:
+                return back(f"/console/items/{item.id}")
     return back("/console/queue")
 
 
@@ -354,12 +403,16 @@ async def show_appeals(
     page = await who.call(
         who.found.review.list_appeals, status=shown, cursor=position, limit=PAGE_SIZE
     )
+    pending = [a.item_id for a in page.appeals if a.status == "pending"]
+    deciders = await who.call(who.console.reads.deciders, pending) if pending else {}
     next_url = None
     if page.next:
         next_url = "/console/appeals?" + urlencode({"status": shown or "all", "cursor": page.next})
     return who.page(
         "appeals.html",
         page=page,
+        # an appeal goes to another reviewer than the one whose decision it contests
+        own={a.id for a in page.appeals if deciders.get(a.item_id) == who.name},
         shown=shown or "all",
         statuses=[*APPEAL_STATUSES, "all"],
         next_url=next_url,
@@ -382,6 +435,7 @@ async def file_appeal(who: Signed, fields: Form) -> Response:
             item_id=body.item_id,
             reason=body.reason,
             filed_by=who.name,
+            idem=sent_once(who, fields, "appeal"),
         )
     except REFUSALS as exc:
         refused = who.refusal("/console/appeals", "file-appeal", fields, exc)
@@ -400,6 +454,7 @@ async def decide_appeal(appeal_id: ItemId, who: Signed, fields: Form) -> Respons
             who.name,
             body.action,
             body.note,
+            idem=sent_once(who, fields, f"appeal:{appeal_id}"),
         )
     except REFUSALS as exc:
         refused = who.refusal("/console/appeals", f"appeal-{appeal_id}", fields, exc)
@@ -477,21 +532,23 @@ async def delete_rumor(
 
 @router.get("/dashboard")
 async def dashboard(who: Admin) -> HTMLResponse:
-    board = who.console.dashboard
+    board, policy = who.console.dashboard, who.found.scoring.policy
     if board.tallies is None or time.monotonic() - board.read_at > DASHBOARD_S:
         zone = who.console.settings.console_zone
-        read = await who.call(present.tallies, who.console.reads, datetime.now(UTC), zone)
+        read = await who.call(present.tallies, who.console.reads, datetime.now(UTC), zone, policy)
         board.read_at, board.tallies, board.drawn = time.monotonic(), read, {}
     tallied, language = board.tallies, language_of(who.request)
+    t = translator(language)
     plots = board.drawn.get(language)
     if plots is None:
-        t = translator(language)
-        policy = who.found.scoring.policy
         plots = await who.call(present.dashboard, tallied, policy, t, partial(worded, t))
         board.drawn[language] = plots
+    scores_title, scores_counted = present.scores_said(tallied, policy, t, partial(worded, t))
     return who.page(
         "dashboard.html",
         drawn_at=tallied.now,
         plots=plots,
-        flagged_title=present.flagged_title(tallied, translator(language)),
+        flagged_title=present.flagged_title(tallied, t),
+        scores_title=scores_title,
+        scores_counted=scores_counted,
     )

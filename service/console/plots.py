@@ -69,15 +69,18 @@ def _frame(
 
 
 def _scale(top: float) -> tuple[float, list[str]]:
-    """Pixels per unit, and the y-axis labels (0 and the top)."""
-    top = max(top, 1e-9)
+    """Pixels per unit, and the y-axis labels: 0, and the top where there is one (a plot of
+    nothing has no scale to label, and says "no data")."""
     span = HEIGHT - BOTTOM - TOP
     labels = [
-        f'<text x="{LEFT - 4}" y="{HEIGHT - BOTTOM}" font-size="10" text-anchor="end">0</text>',
-        f'<text x="{LEFT - 4}" y="{TOP + 8}" font-size="10" text-anchor="end">'
-        f"{escape(f'{top:g}')}</text>",
+        f'<text x="{LEFT - 4}" y="{HEIGHT - BOTTOM}" font-size="10" text-anchor="end">0</text>'
     ]
-    return span / top, labels
+    if top > 0:
+        labels.append(
+            f'<text x="{LEFT - 4}" y="{TOP + 8}" font-size="10" text-anchor="end">'
+            f"{escape(f'{top:g}')}</text>"
+        )
+    return span / max(top, 1e-9), labels
 
 
 def bars(
@@ -158,10 +161,12 @@ def histogram(
             f"<title>{i / bins:.2f}–{(i + 1) / bins:.2f}: {count}</title></rect>"
         )
     x = LEFT + threshold * (WIDTH - LEFT - RIGHT)
+    # the threshold's value beside its line, on the left of one too near the right edge
+    label = f'x="{x + 3:.1f}"' if threshold < 0.9 else f'x="{x - 3:.1f}" text-anchor="end"'
     body.append(
         f'<line class="threshold" x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{HEIGHT - BOTTOM}" '
         f'stroke="#000" stroke-dasharray="4 3"/>'
-        f'<text x="{x + 3:.1f}" y="{TOP + 10}" font-size="10">{threshold:.2f}</text>'
+        f'<text class="threshold" {label} y="{TOP + 10}" font-size="10">{threshold:.2f}</text>'
     )
     for tick in (0.0, 0.5, 1.0):
         body.append(

@@ -13,7 +13,7 @@ from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from service.console import articles as regulation
 from service.console import plots
@@ -22,7 +22,13 @@ from service.pipeline import NO_EVIDENCE
 from service.policy import Policy
 from service.review import engagement, protected, views
 from service.review.items import ACTIONS, EARLIER, FINAL
-from service.storage.console_sql import AGE_BUCKETS_H, ConsoleReads, days_back
+from service.storage.console_sql import (
+    AGE_BUCKETS_H,
+    MAX_SCORES,
+    ConsoleReads,
+    Thresholds,
+    days_back,
+)
 
 Words = Callable[[str], str]
 """A translator: a key of ``service.console.i18n.TEXT`` in the reader's language."""
@@ -55,6 +61,11 @@ class HeadRow:
     review: float
     block: float
     flagged: bool
+    now_review: float | None = None
+    """The current policy's review threshold, where it is not the record's (the policy changed
+    since the record was scored)."""
+    now_block: float | None = None
+    """The current policy's block threshold, likewise."""
 
 
 def record_of(item: views.Item) -> dict[str, Any] | None:
@@ -182,23 +193,52 @@ SAID: dict[str, Callable[[Any, Words, Worded, ZoneInfo], str]] = {
 time, code words and articles."""
 
 
-def head_rows(record: dict[str, Any], policy: Policy) -> list[HeadRow]:
-    """Each head's score against the thresholds the record was decided with: the review
-    threshold lowered by the account level's ``review_factor`` where its reasons name one."""
+def thresholds(policy: Policy) -> Thresholds:
+    """Each risk's review and block thresholds under ``policy``."""
+    return {risk: (rule.review, rule.block) for risk, rule in policy.risks.items()}
+
+
+def head_rows(record: dict[str, Any], kept: Thresholds | None, policy: Policy) -> list[HeadRow]:
+    """Each head's score against the thresholds the record was decided with: those of the
+    policy it was scored under (``kept``, as storage kept its rules; None where they were
+    not kept, and the current ``policy``'s stand in, the page saying so), the review
+    threshold lowered by the account level's ``review_factor`` where its reasons name one.
+    Where the current policy's thresholds differ from the record's, they are given beside
+    them."""
     scores: dict[str, float] = record.get("scores", {})
     flags: dict[str, bool] = record.get("flags", {})
     factor = review_factor(record)
-    return [
-        HeadRow(
-            risk,
-            float(scores.get(risk, 0.0)),
-            round(rule.review * factor, 4),
-            rule.block,
-            bool(flags.get(risk)),
+    current = thresholds(policy)
+    rows = []
+    for risk, now in current.items():
+        if risk not in scores:
+            continue
+        review, block = (kept or current).get(risk, now)
+        changed = (review, block) != now
+        rows.append(
+            HeadRow(
+                risk,
+                float(scores[risk]),
+                round(review * factor, 4),
+                block,
+                bool(flags.get(risk)),
+                round(now[0] * factor, 4) if changed else None,
+                now[1] if changed else None,
+            )
         )
-        for risk, rule in policy.risks.items()
-        if risk in scores
-    ]
+    return rows
+
+
+def policy_note(t: Words, scored_under: str | None, current: str, kept: bool) -> Markup | None:
+    """What the item page says above a record's thresholds when they are not plainly the
+    current policy's: the record was scored under a policy since replaced, or one whose rules
+    were never kept (the current policy's then stand in). The versions are the policy's own
+    names, set apart as its words are."""
+    if scored_under is None or (kept and scored_under == current):
+        return None
+    named = Markup('<span class="policy">{}</span>')
+    said = escape(t("policy_changed" if kept else "thresholds_not_kept"))
+    return said.format(version=named.format(scored_under), current=named.format(current))
 
 
 def review_factor(record: dict[str, Any]) -> float:
@@ -422,20 +462,24 @@ def impersonation(item: views.Item, articles: dict[str, str]) -> Impersonation |
     )
 
 
+def cluster_size(item: views.Item) -> int | None:
+    """How many posts the item's cluster holds: its own count, where the members listed stop
+    at the first 100 it keeps (and the timeline at those the live window still holds)."""
+    evidence = item.evidence or {}
+    cluster = _cluster(item)
+    if cluster is not None and "size" in cluster:
+        return int(cluster["size"])
+    return len(evidence["members"]) if "members" in evidence else None
+
+
 def queue_row(item: views.Item, now: datetime) -> QueueRow:
     record = record_of(item) or {}
     score = record.get("scores", {}).get(item.head) if item.head else None
-    evidence = item.evidence or {}
-    # the cluster's own count: the members listed stop at the first 100 it keeps
-    cluster = evidence.get("cluster") or record.get("cluster")
-    size = len(evidence["members"]) if "members" in evidence else None
-    if isinstance(cluster, dict) and "size" in cluster:
-        size = int(cluster["size"])
     held = impersonation(item, {})
     return QueueRow(
         item,
         None if score is None else float(score),
-        size,
+        cluster_size(item),
         item.deadline is not None and item.deadline < now and item.status not in FINAL,
         (now - item.enqueued_at).total_seconds(),
         next(reversed(jumps(item)), None),
@@ -527,7 +571,7 @@ class Tallies:
     scores: list[dict[str, float]]
 
 
-def tallies(reads: ConsoleReads, now: datetime, zone: ZoneInfo) -> Tallies:
+def tallies(reads: ConsoleReads, now: datetime, zone: ZoneInfo, policy: Policy) -> Tallies:
     return Tallies(
         now,
         zone,
@@ -535,8 +579,23 @@ def tallies(reads: ConsoleReads, now: datetime, zone: ZoneInfo) -> Tallies:
         ages=reads.open_by_age(now),
         decisions=reads.decisions_per_reviewer(now, 7),
         appeals=reads.appeal_outcomes(),
-        scores=reads.recent_scores(now),
+        scores=reads.recent_scores(now, policy.version),
     )
+
+
+def scores_said(tallied: Tallies, policy: Policy, t: Words, worded: Worded) -> tuple[str, str]:
+    """The score plots' title and what they count, in ``t``'s words: the records the policy
+    stores (its ``persist`` decisions: the shipped policy's never the posts that passed, which
+    storage then does not keep); how many (under the current policy, whose thresholds the
+    plots draw), and whether only the newest of the day."""
+    stored = t("list_separator").join(worded("decision", d) for d in policy.persist)
+    title = t("score_dist").format(decisions=stored)
+    counted = len(tallied.scores)
+    key = "scores_counted_newest" if counted >= MAX_SCORES else "scores_counted"
+    said = [t(key).format(n=f"{counted:,}")]
+    if "pass" not in policy.persist:
+        said.append(t("passed_not_stored"))
+    return title, t("clause_separator").join(said)
 
 
 def flagged_title(tallied: Tallies, t: Words) -> str:
@@ -581,8 +640,9 @@ def dashboard(tallied: Tallies, policy: Policy, t: Words, worded: Worded) -> dic
             no_data=nothing,
         ),
     }
+    stored, _ = scores_said(tallied, policy, t, worded)
     for risk, rule in policy.risks.items():
         values = [s[risk] for s in scores if risk in s]
-        title = f"{t('score_dist')}: {worded('head', risk)}"
+        title = f"{stored}: {worded('head', risk)}"
         out[f"scores:{risk}"] = plots.histogram(values, rule.review, title, no_data=nothing)
     return out

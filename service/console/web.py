@@ -7,7 +7,9 @@ was sent (:class:`Refusal`), and the error page for whatever the console refuses
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -35,7 +37,7 @@ from service.security import BANK_EDITORS, SignInLimits, session_holds
 from service.settings import Settings
 from service.storage import StorageError
 from service.storage.console_sql import ConsoleReads
-from service.storage.repository import Role
+from service.storage.repository import Idempotency, IdempotencyMismatchError, Role
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +46,11 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 )
-REFUSALS = (ValidationError, RefusedError, StorageError)
+REFUSALS = (ValidationError, RefusedError, StorageError, IdempotencyMismatchError)
 """What a write may be refused with: the console shows the reason on the page it came from."""
-Refused = ValidationError | RefusedError | StorageError
+Refused = ValidationError | RefusedError | StorageError | IdempotencyMismatchError
+ONCE_CHARS = 43
+"""A form's one-time key (:func:`sent_once`): 256 random bits in base64url."""
 
 
 def language_of(request: Request) -> str:
@@ -62,6 +66,8 @@ def refusal(exc: Refused, request: Request) -> str:
         return explain(exc.errors(), t)
     if isinstance(exc, RefusedError):
         return explain_refusal(exc, t, console_of(request).settings.console_zone)
+    if isinstance(exc, IdempotencyMismatchError):
+        return t("sent_otherwise")
     log.warning("storage failed a console request", extra={"problem": str(exc)})
     return t("storage_down")
 
@@ -69,7 +75,8 @@ def refusal(exc: Refused, request: Request) -> str:
 def status_of(exc: Refused) -> int:
     """A refused form's page's status: 422 for values its request model refuses, 503 with
     storage down, 409 for a review rule's refusal (the JSON API's 403 and 404 among them: the
-    page answers the form, and is no missing or forbidden page)."""
+    page answers the form, and is no missing or forbidden page) and for a form sent again
+    with other values."""
     if isinstance(exc, ValidationError):
         return 422
     return 503 if isinstance(exc, StorageError) else 409
@@ -208,6 +215,7 @@ def render(
         here=here or request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         error=error,
         refused=refused or Refusal(),
+        once=secrets.token_urlsafe(32),
         **context,
     )
     response = HTMLResponse(html, status)
@@ -288,6 +296,20 @@ async def form(request: Request) -> dict[str, str]:
 
 
 Form = Annotated[dict[str, str], Depends(form)]
+
+
+def sent_once(who: Viewer, fields: Mapping[str, str], route: str) -> Idempotency | None:
+    """The write a form asks for, keyed by the one-time key its page drew for it (field
+    ``once``), so that the form sent twice (pressed twice, or sent again by the browser) is
+    written once and answered the same both times; sent again with other values, it is
+    refused. None for a form without one, which is then written as any request is."""
+    key = fields.get("once", "")
+    if len(key) != ONCE_CHARS:
+        return None
+    # a console user's name is up to 64 characters, the key's caller column too
+    caller = "console:" + hashlib.blake2b(who.name.encode(), digest_size=12).hexdigest()
+    body = {name: value for name, value in fields.items() if name not in ("csrf", "once")}
+    return Idempotency.of(caller, f"{route}:{key}", route, body)
 
 
 def given(fields: Mapping[str, str], *names: str) -> dict[str, str]:

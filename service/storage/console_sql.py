@@ -4,6 +4,7 @@ items; only the last day's scores come back row by row, at most ``max_scores`` o
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -12,9 +13,10 @@ from sqlalchemy import Engine, case, func, select
 from sqlalchemy.orm import Session
 
 from service.review import appeals
-from service.storage.review_rows import utc
+from service.storage.review_rows import maybe_utc, utc
 from service.storage.review_steps import OPEN_STATUSES, OVERTURNED, after_cursor
 from service.storage.tables import (
+    KeptPolicy,
     ReviewDecision,
     ReviewItem,
     StoredAppeal,
@@ -22,6 +24,8 @@ from service.storage.tables import (
     StoredReport,
 )
 
+MAX_SCORES = 5_000
+"""The most records the dashboard's score plots read: the newest of the last day."""
 AGE_BUCKETS_H = (1, 4, 24, 72)
 """Upper edges of the queue's age buckets, in hours (the last bucket is open-ended)."""
 
@@ -74,6 +78,41 @@ class DecisionRow:
     note: str | None
 
 
+@dataclass(frozen=True)
+class AccountItem:
+    """Another item of an item's account, with its final decision where it has one."""
+
+    id: int
+    kind: str
+    head: str | None
+    status: str
+    enqueued_at: datetime
+    decided: DecisionRow | None
+
+
+@dataclass(frozen=True)
+class AccountItems:
+    rows: list[AccountItem]
+    total: int
+    """All the account's other items, of which ``rows`` are the latest."""
+
+
+@dataclass(frozen=True)
+class ItemAppeal:
+    id: int
+    account_id: str
+    status: str
+    reason: str
+    filed_at: datetime
+    resolved_by: str | None
+    resolved_at: datetime | None
+    note: str | None
+
+
+Thresholds = dict[str, tuple[float, float]]
+"""Each risk's review and block thresholds, by risk."""
+
+
 def days_back(now: datetime, zone: ZoneInfo, days: int) -> list[date]:
     """The last ``days`` dates in ``zone``, the oldest first, ``now``'s the last."""
     today = now.astimezone(zone).date()
@@ -83,6 +122,8 @@ def days_back(now: datetime, zone: ZoneInfo, days: int) -> list[date]:
 class ConsoleReads:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._thresholds: dict[str, Thresholds] = {}
+        """The thresholds of each policy version read so far."""
 
     def flagged_per_day(
         self, now: datetime, days: int, zone: ZoneInfo
@@ -148,12 +189,19 @@ class ConsoleReads:
         with Session(self.engine) as session:
             return {status: int(count) for status, count in session.execute(query)}
 
-    def recent_scores(self, now: datetime, max_scores: int = 5_000) -> list[dict[str, float]]:
-        """The per-head scores of the stored records of the last day (the newest
-        ``max_scores``). Only records the policy persists are stored: flagged ones."""
+    def recent_scores(
+        self, now: datetime, policy_version: str, max_scores: int = MAX_SCORES
+    ) -> list[dict[str, float]]:
+        """The per-head scores of the records stored in the last day under ``policy_version``
+        (the newest ``max_scores``): only those whose decision the policy persists (review and
+        block), never a post that passed; and none a re-score stored under another policy,
+        whose thresholds are not the ones the plot draws."""
         query = (
             select(StoredRecord.record)
-            .where(StoredRecord.created_at >= now - timedelta(days=1))
+            .where(
+                StoredRecord.created_at >= now - timedelta(days=1),
+                StoredRecord.policy_version == policy_version,
+            )
             .order_by(StoredRecord.id.desc())
             .limit(max_scores)
         )
@@ -248,17 +296,7 @@ class ConsoleReads:
             .order_by(ReviewDecision.decided_at, ReviewDecision.id)
         )
         with Session(self.engine) as session:
-            return [
-                DecisionRow(
-                    reviewer=d.reviewer,
-                    decided_at=utc(d.decided_at),
-                    action=d.action,
-                    category=d.category,
-                    basis=d.basis,
-                    note=d.note,
-                )
-                for d in session.scalars(query)
-            ]
+            return [_decision_row(d) for d in session.scalars(query)]
 
     def post_text(self, post_id: str) -> str | None:
         """The text kept with a review item of ``post_id`` (the earlier post a copy is shown
@@ -270,3 +308,132 @@ class ConsoleReads:
         )
         with Session(self.engine) as session:
             return session.execute(query).scalar()
+
+    def policy_thresholds(self, version: str) -> Thresholds | None:
+        """The review and block thresholds of the policy kept under ``version``; None where
+        its rules were never kept (records scored before the service kept them). Kept rules
+        never change (the first kept under a version stay): each version is read once."""
+        if version in self._thresholds:
+            return self._thresholds[version]
+        query = select(KeptPolicy.rules).where(KeptPolicy.version == version)
+        with Session(self.engine) as session:
+            rules = session.scalar(query)
+        if rules is None:
+            return None
+        found = {
+            risk: (float(rule["review"]), float(rule["block"]))
+            for risk, rule in rules.get("risks", {}).items()
+        }
+        self._thresholds[version] = found
+        return found
+
+    def escalated_waiting(self) -> int:
+        """Escalated items waiting for a reviewer other than the one who escalated them."""
+        query = select(func.count()).select_from(ReviewItem).where(ReviewItem.status == "escalated")
+        with Session(self.engine) as session:
+            return int(session.scalar(query) or 0)
+
+    def place(self, item_id: int) -> tuple[tuple[float, int], bool] | None:
+        """Where ``item_id`` stands in the queue's order (its listing cursor: urgency and id),
+        and whether it was escalated (it is, or was before its final decision); None for no
+        such item."""
+        escalated = (
+            select(ReviewDecision.id)
+            .where(ReviewDecision.item_id == item_id, ReviewDecision.action == "escalate")
+            .exists()
+        )
+        query = select(ReviewItem.urgency, escalated).where(ReviewItem.id == item_id)
+        with Session(self.engine) as session:
+            found = session.execute(query).first()
+        return None if found is None else ((float(found[0]), item_id), bool(found[1]))
+
+    def account_items(self, account_id: str, other_than: int, limit: int) -> AccountItems:
+        """The account's items other than ``other_than``, the latest ``limit`` queued first,
+        each with its final decision (confirmed or dismissed), and how many it has: the
+        account's history of review as a reviewer weighs a new item of it."""
+        query = (
+            select(
+                ReviewItem.id,
+                ReviewItem.kind,
+                ReviewItem.head,
+                ReviewItem.status,
+                ReviewItem.enqueued_at,
+                func.count().over(),
+            )
+            .where(ReviewItem.account_id == account_id, ReviewItem.id != other_than)
+            .order_by(ReviewItem.id.desc())
+            .limit(limit)
+        )
+        with Session(self.engine) as session:
+            found = session.execute(query).all()
+            if not found:
+                return AccountItems(rows=[], total=0)
+            final = session.scalars(
+                select(ReviewDecision)
+                .where(
+                    ReviewDecision.item_id.in_([row.id for row in found]),
+                    ReviewDecision.action.in_(("confirm", "dismiss")),
+                )
+                .order_by(ReviewDecision.id)
+            )
+            decided = {d.item_id: _decision_row(d) for d in final}
+        return AccountItems(
+            rows=[
+                AccountItem(
+                    id=item_id,
+                    kind=kind,
+                    head=head,
+                    status=status,
+                    enqueued_at=utc(enqueued_at),
+                    decided=decided.get(item_id),
+                )
+                for item_id, kind, head, status, enqueued_at, _ in found
+            ],
+            # the window's count is of every row the query matched, before its limit
+            total=int(found[0][5]),
+        )
+
+    def item_appeals(self, item_id: int) -> list[ItemAppeal]:
+        """The appeals of ``item_id``'s confirmation, in the order they were filed."""
+        query = (
+            select(StoredAppeal).where(StoredAppeal.item_id == item_id).order_by(StoredAppeal.id)
+        )
+        with Session(self.engine) as session:
+            return [
+                ItemAppeal(
+                    id=a.id,
+                    account_id=a.account_id,
+                    status=a.status,
+                    reason=a.reason,
+                    filed_at=utc(a.filed_at),
+                    resolved_by=a.resolved_by,
+                    resolved_at=maybe_utc(a.resolved_at),
+                    note=a.note,
+                )
+                for a in session.scalars(query)
+            ]
+
+    def deciders(self, item_ids: Collection[int]) -> dict[int, str]:
+        """Who took the final decision on each of ``item_ids`` (an appeal of it goes to
+        another reviewer), by item."""
+        query = (
+            select(ReviewDecision.item_id, ReviewDecision.reviewer)
+            .where(
+                ReviewDecision.item_id.in_(list(item_ids)),
+                ReviewDecision.action.in_(("confirm", "dismiss")),
+            )
+            .order_by(ReviewDecision.id)
+        )
+        with Session(self.engine) as session:
+            return {item_id: reviewer for item_id, reviewer in session.execute(query)}
+
+
+def _decision_row(decision: ReviewDecision) -> DecisionRow:
+    return DecisionRow(
+        reviewer=decision.reviewer,
+        decided_at=utc(decision.decided_at),
+        action=decision.action,
+        category=decision.category,
+        basis=decision.basis,
+        note=decision.note,
+    )

@@ -181,6 +181,12 @@ class Repository(Protocol):
 
     def add_rescore_run(self, run: RescoreRun) -> None: ...
 
+    def keep_policy(self, policy: Policy) -> None:
+        """Keep ``policy``'s rules under its version, for the console to show each record
+        against the thresholds it was decided with. Rules kept under the version already stay;
+        where they are not ``policy``'s (a policy edited without a new version) the log says
+        so, since the console shows its records against the first rules."""
+
     def enqueue_requests(self, policy: Policy, requests: Sequence[QueueRequest]) -> list[int]:
         """Queue each item of another source (a coordinated batch, a bank match) once while it
         is open; the ids of the open items, in order."""

@@ -17,7 +17,18 @@ from types import EllipsisType
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import CompoundSelect, Engine, and_, func, null, or_, select, text, union_all
+from sqlalchemy import (
+    CompoundSelect,
+    Engine,
+    and_,
+    exists,
+    func,
+    null,
+    or_,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from service.policy import Policy
@@ -179,7 +190,8 @@ class ReviewSql:
         now: datetime | None = None,
     ) -> views.ItemPage:
         """Items by priority (highest first), ``limit`` at a time after ``cursor``; with
-        ``free_for``, only those no other reviewer holds a live lease on."""
+        ``free_for``, only those that reviewer may take now: no other reviewer holds a live
+        lease on them, and they did not escalate them."""
         limit = limit or policy.review.page_size
         moment = now or datetime.now(UTC)
         query = select(ReviewItem, StoredRecord.record).outerjoin(
@@ -194,14 +206,21 @@ class ReviewSql:
         if kind is not None:
             query = query.where(ReviewItem.kind == kind)
         if free_for is not None:
-            # the complement of the lease items.check_claim refuses
+            # the complement of what items.check_claim refuses: another's lease, and an
+            # escalation by this reviewer (which asks for another's eyes)
+            escalated_by = exists().where(
+                ReviewDecision.item_id == ReviewItem.id,
+                ReviewDecision.action == "escalate",
+                ReviewDecision.reviewer == free_for,
+            )
             query = query.where(
                 or_(
                     ReviewItem.assignee.is_(None),
                     ReviewItem.assignee == free_for,
                     ReviewItem.lease_until.is_(None),
                     ReviewItem.lease_until <= moment,
-                )
+                ),
+                ~escalated_by,
             )
         if cursor is not None:
             after, last_id = cursor

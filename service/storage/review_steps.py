@@ -672,10 +672,13 @@ def flag_account(
     under ``listed`` in its evidence, or add them to the open ``item``, at ``reach``, with a
     ``review.grown`` record that also holds ``grown``: one case per account while it is open,
     whose reviewer sees every finding of it. ``kept``: the most the evidence lists, the
-    latest."""
+    latest. A new item names the account's item of ``merge_key`` decided last under
+    :data:`~service.review.items.EARLIER`, as a batch that grew after a decision does: its
+    reviewer weighs these findings knowing how the last ones were judged."""
     if item is not None:
-        entries = [*(item.evidence or {}).get(listed, []), *found]
-        item.evidence = {listed: entries[-kept:] if kept else entries}
+        evidence = item.evidence or {}
+        entries = [*evidence.get(listed, []), *found]
+        item.evidence = {**evidence, listed: entries[-kept:] if kept else entries}
         item.reach = reach
         item.urgency = urgency_of(tx.policy, item)
         tx.record(
@@ -684,6 +687,8 @@ def flag_account(
             {"merge_key": item.merge_key, "reach": reach, **grown},
         )
         return item
+    decided = last_decided(tx.session, merge_key)
+    linked = {items.EARLIER: earlier_decision(tx.session, decided)} if decided else {}
     item = new_item(
         tx,
         kind=kind,
@@ -693,7 +698,8 @@ def flag_account(
         head=head,
         severity="review",
         reach=reach,
-        evidence={listed: found[-kept:] if kept else found},
+        evidence={listed: found[-kept:] if kept else found, **linked},
+        after=None if decided is None else decided.id,
     )
     item.urgency = urgency_of(tx.policy, item)
     return item

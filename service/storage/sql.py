@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -65,6 +66,7 @@ from service.storage.tables import (
     OPEN,
     BankedRumor,
     ConsoleUser,
+    KeptPolicy,
     ReviewItem,
     RumorCopyRow,
     SignInAttempt,
@@ -75,6 +77,7 @@ from service.storage.tables import (
 )
 from service.storage.tables import RescoreRun as StoredRescoreRun
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SCORE_FIELDS = (
     "kind",
@@ -539,6 +542,30 @@ class SqlRepository(EngagementSql):
                 if len(rows) < chunk:
                     return
                 after = (rows[-1].at, rows[-1].post_id)
+
+    def keep_policy(self, policy: Policy) -> None:
+        insert = sqlite_insert if self.engine.dialect.name == "sqlite" else postgresql_insert
+        values = {
+            "version": policy.version,
+            "digest": policy.digest,
+            "rules": policy.model_dump(mode="json"),
+            "kept_at": datetime.now(UTC),
+        }
+        with self._session() as session:
+            statement = insert(KeptPolicy).values(values)
+            session.execute(statement.on_conflict_do_nothing(index_elements=["version"]))
+            kept = session.scalar(
+                select(KeptPolicy.digest).where(KeptPolicy.version == policy.version)
+            )
+        if kept != policy.digest:
+            log.warning(
+                "another policy is kept under this version",
+                extra={
+                    "problem": f"policy {policy.version} ({policy.digest}) was kept with other "
+                    f"rules ({kept}): give an edited policy a new version, or the console shows "
+                    "its records against the first rules' thresholds"
+                },
+            )
 
     def add_rescore_run(self, run: RescoreRun) -> None:
         with self._session() as session:

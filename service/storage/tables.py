@@ -76,6 +76,22 @@ class StoredRecord(Base):
 OPEN = "status IN ('open', 'escalated')"
 
 
+class KeptPolicy(Base):
+    """A policy's rules under its version, kept when a process first scores or queues under
+    it, so that a record scored under a policy since replaced is shown against the thresholds
+    it was decided with. The first rules kept under a version stay (a policy edited without a
+    new version is another policy under the same name)."""
+
+    __tablename__ = "policies"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    """:attr:`~service.policy.Policy.digest` of the rules kept."""
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The policy as loaded (``Policy.model_dump``)."""
+    kept_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class ReviewItem(Base):
     """An item of the review queue: a flagged score record, a cluster, a bank match or reports."""
 

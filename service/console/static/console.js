@@ -1,6 +1,16 @@
 // Keyboard shortcuts: a key clicks the element whose data-key names it (claim c, confirm y,
-// dismiss d, escalate e, back to the queue j), unless the reader is typing in a field.
+// dismiss d, escalate e, next item j, back to the queue q), unless the reader is typing in a
+// field.
 "use strict";
+// A refused form comes back as the answer to its POST, at the address it was posted to: the
+// page's own address takes its place in the history, so that a reload or a way back to it
+// reads the page again instead of sending the form again (which would take a decision its
+// reviewer did not take again, once what refused it has passed: another's claim ended, the
+// database back).
+var answered = document.body.getAttribute("data-page");
+if (answered && window.history.replaceState) {
+  window.history.replaceState(null, "", answered);
+}
 document.addEventListener("keydown", function (event) {
   var target = event.target;
   if (event.ctrlKey || event.metaKey || event.altKey) return;
