@@ -31,9 +31,10 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from service.batching import MicroBatcher
@@ -48,6 +49,7 @@ from service.review.items import QueueRequest
 from service.spool import Spool
 from service.storage import Pending, Repository, StorageError
 from service.storage.repository import RumorCopy
+from service.usage import RecentUse
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +282,9 @@ class ScoringService:
         self._keeping: dict[tuple[str, str], asyncio.Future[ScoreRecord | None]] = {}
         """The outcome of each (post id, model version) a request is storing or spooling now:
         the record once kept, None when it was not (:meth:`_keep`)."""
+        self.usage = RecentUse()
+        """The accounts that posted, for their dormancy clock (art10), until the maintenance
+        thread writes them (:meth:`record_use`)."""
         self._waiting_evidence = 0
         self.max_waiting_evidence = max_queue
         """Records waiting for their spans beyond this many stay ``evidence_pending``: under a
@@ -356,6 +361,15 @@ class ScoringService:
             for p in posts
         ]
         self.metrics.conflicts.inc(sum(isinstance(a, IdConflict) for a in answers))
+        # a post scored is use of its account (art10): remembered here, written off this path
+        self.usage.seen(
+            (
+                p.account_id
+                for p, a in zip(posts, answers, strict=True)
+                if p.account_id is not None and isinstance(a, ScoreRecord)
+            ),
+            datetime.now(UTC),
+        )
         return answers, degraded
 
     def _recall(
@@ -603,36 +617,74 @@ class ScoringService:
             self._in_background(self._explain(list(posts), list(records)))
         return len(claimed)
 
-    async def settle_deadlines(self) -> int:
-        """Settle the art8 suspensions that have ended (the repository's
-        :meth:`~service.storage.repository.Repository.settle_deadlines`: an uncorrected name
-        terminates the service); how many accounts were terminated. A failure waits for the
-        next sweep, which finds the same suspensions unsettled: it leaves the publish path's
-        storage health alone, as a lost race with another process is no outage."""
+    async def _upkeep_sweep(self, work: Callable[..., int], *args: Any, failed: str) -> int:
+        """``work(*args)`` on the maintenance thread: not the storage gate's, whose deadline is
+        the publish path's, nor under its health, which a failure here would wrongly mark down,
+        as a lost race with another process is no outage. 0 while storage is known to be down,
+        or when it fails (logged as ``failed``): the next sweep finds the same work left."""
         if self.health.problem is not None:
             return 0
         try:
-            # on the maintenance thread: not the storage gate's, whose deadline is the publish
-            # path's, nor its health, which this sweep's failure would wrongly mark down
-            terminated = await asyncio.get_running_loop().run_in_executor(
-                self._upkeep, self.repository.settle_deadlines, self.policy
-            )
+            done: int = await asyncio.get_running_loop().run_in_executor(self._upkeep, work, *args)
         except StorageError as exc:
-            log.warning("art8 deadlines not settled", extra={"problem": str(exc)})
+            log.warning(failed, extra={"problem": str(exc)})
             return 0
+        return done
+
+    async def settle_deadlines(self) -> int:
+        """Settle the art8 suspensions that have ended (the repository's
+        :meth:`~service.storage.repository.Repository.settle_deadlines`: an uncorrected name
+        terminates the service); how many accounts were terminated."""
+        terminated = await self._upkeep_sweep(
+            self.repository.settle_deadlines, self.policy, failed="art8 deadlines not settled"
+        )
         if terminated:
             log.info("service terminated at art8 deadlines", extra={"accounts": terminated})
         return terminated
 
+    async def record_use(self) -> int:
+        """Write the use the publish path saw since the last call (:attr:`usage`) to the
+        accounts' dormancy clocks; how many dormancies it ended. Use not written (storage down,
+        or failing) waits for the next call."""
+        used = self.usage.take()
+        if not used:
+            return 0
+        if self.health.problem is not None:
+            self.usage.give_back(used)
+            return 0
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._upkeep, self.repository.record_use, self.policy, used
+            )
+        except StorageError as exc:
+            self.usage.give_back(used)
+            log.warning("account use not recorded", extra={"problem": str(exc)})
+            return 0
+
+    async def settle_dormancy(self) -> int:
+        """Find the accounts unused for the policy's ``dormancy.after_days`` and apply its
+        ``[dormancy]`` (the repository's
+        :meth:`~service.storage.repository.Repository.settle_dormancy`); how many were found."""
+        found = await self._upkeep_sweep(
+            self.repository.settle_dormancy, self.policy, failed="dormancy not settled"
+        )
+        if found:
+            log.info("accounts found dormant", extra={"accounts": found})
+        return found
+
     async def maintain(self, every_s: float) -> None:
-        """Run :meth:`recover`, :meth:`sweep_evidence` and :meth:`settle_deadlines` every
-        ``every_s`` seconds, until cancelled."""
+        """Run :meth:`recover`, :meth:`sweep_evidence`, :meth:`settle_deadlines`,
+        :meth:`record_use` and :meth:`settle_dormancy` every ``every_s`` seconds, until
+        cancelled."""
         loop = asyncio.get_running_loop()
         while True:
             try:
                 await loop.run_in_executor(self._upkeep, self.recover)
                 await self.sweep_evidence()
                 await self.settle_deadlines()
+                # the use first: an account that posted is not then found dormant
+                await self.record_use()
+                await self.settle_dormancy()
             except Exception:
                 # a failure nobody foresaw must not end the loop: the spool would never be
                 # written out again, nor storage retried

@@ -84,6 +84,13 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def other_postgres_url() -> Iterator[str]:
+    """A second schema of the database ``postgres_url``'s is in."""
+    with postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
 def api(tmp_path: Path, pipeline: Pipeline) -> Iterator[Api]:
     """The app on a temporary SQLite file, with the review-all test policy."""
     with open_api(tmp_path, f"sqlite:///{tmp_path / 'api.db'}", pipeline.classifier) as running:

@@ -36,7 +36,8 @@ from service.heads import Risk
 from service.neardup.queue import requests
 from service.neardup.store import StoreUnavailableError
 from service.pipeline import NO_EVIDENCE, STOPPED, Pipeline
-from service.policy.governance import CATEGORIES, Category
+from service.policy import Policy
+from service.policy.governance import CATEGORIES, Violation
 from service.record import Decision, Post, ScoreRecord
 from service.review.appeals import APPEAL_STATUSES
 from service.review.engagement import Counts
@@ -419,12 +420,12 @@ def keys_of(evidence: dict[str, Any]) -> set[str]:
 def every_kind(api: Api) -> dict[str, Item]:
     """Items of every kind and head, by the post they are about (``cluster``, ``followers`` and
     ``engagement`` for those about none, ``match`` for a bank match's, ``impersonation`` for an
-    account whose name holds a protected one): a coordinated batch, a copy declared original, a
-    report, a follower jump, a post's bought reposts, a post repeating a banked rumour (its
-    item dismissed, the match an item of its own), a post of an account its confirmed
-    violations stopped publishing (blocked for that, at thresholds its level lowered) and an
-    account named after a protected organisation; b0's confirmation upheld on appeal; items
-    waiting minutes, hours and days."""
+    account whose name holds a protected one, ``dormant`` for an account unused too long): a
+    coordinated batch, a copy declared original, a report, a follower jump, a post's bought
+    reposts, a post repeating a banked rumour (its item dismissed, the match an item of its
+    own), a post of an account its confirmed violations stopped publishing (blocked for that, at
+    thresholds its level lowered), an account named after a protected organisation and one found
+    dormant; b0's confirmation upheld on appeal; items waiting minutes, hours and days."""
     policy, review = api.services.scoring.policy, api.services.review
     repository = api.services.scoring.repository
     assert isinstance(repository, SqlRepository)
@@ -485,6 +486,12 @@ def every_kind(api: Api) -> dict[str, Item]:
             )
     review.put_account(policy, "a5", name="新华社北京分社")
     review.add_protected_name(policy, name="新华社", kind="organisation", subject_ids=[], by="k")
+    # a dormant account under a policy that sends it to review after a day, with a notice (the
+    # server's own sweep, on its 183 days, leaves it alone)
+    rules = policy.dormancy.model_copy(update={"after_days": 1, "action": "review"})
+    reviewing = Policy.model_validate({**policy.model_dump(), "dormancy": rules.model_dump()})
+    review.put_account(policy, "sleeper", name="沉睡号", now=datetime.now(UTC) - timedelta(days=2))
+    assert repository.settle_dormancy(reviewing) == 1
     found = [*review.list_items(policy).items, confirmed, repeat]
     assert {i.kind for i in found} == set(KINDS)
     assert {i.head for i in found} == set(CATEGORIES)
@@ -494,6 +501,7 @@ def every_kind(api: Api) -> dict[str, Item]:
         "engagement": "engagement",
         "bank_match": "match",
         "impersonation": "impersonation",
+        "dormant": "dormant",
     }
     return {by_kind.get(i.kind) or str(i.post_id): i for i in found}
 
@@ -625,6 +633,9 @@ def test_an_items_page_labels_what_it_shows_in_the_pages_language(api: Api) -> N
         assert 'id="post-text"' not in page_of(about_none)
         assert "<h2>正文</h2>" not in page_of(about_none)
     assert 'id="post-text"' in page_of("r1") and 'id="post-text"' in after
+    dormant = page_of("dormant")
+    assert '<span data-kind="dormant">长期未使用账号</span>' in dormant
+    assert '<span data-head="dormant">注册后超过六个月不登录、不使用</span>' in dormant
     api.client.get("/console/lang/en")
     after = page_of("after")
     assert '<span data-decision="block">block</span>' in after
@@ -1871,7 +1882,7 @@ def test_the_queue_filters_by_kind_in_the_readers_words_with_the_other_filters(
     review, policy = api.services.review, api.services.scoring.policy
     for post_id in ("p1", "p2"):
         assert api.score({"id": post_id, "text": RUMOR, "account_id": "a1"}).status_code == 200
-    reported: list[tuple[str, Category]] = [("r1", "rumor"), ("r2", "incitement")]
+    reported: list[tuple[str, Violation]] = [("r1", "rumor"), ("r2", "incitement")]
     for post_id, category in reported:
         review.file_report(
             policy,

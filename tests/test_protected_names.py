@@ -20,7 +20,8 @@ from service.review import chain, dispositions, protected, registration, views
 from service.review.items import ConflictError, NotFoundError
 from service.review.protected import EntryNameError
 from service.review.refusals import words
-from service.storage import SqlRepository, open_repository, upgrade
+from service.storage import SqlRepository, StorageError, open_repository, upgrade
+from service.storage.review_steps import Tx, lock_protected_names, lock_subject
 from service.storage.sql import alembic_config, make_engine
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
@@ -530,7 +531,7 @@ def test_a_rename_under_way_while_an_entry_is_added_is_sent_to_review(
         adder.close()
 
 
-def test_entries_are_listed_and_removed_with_who_and_the_items_stay(
+def test_entries_are_listed_and_removed_with_who_and_the_items_they_alone_held_go(
     repo: SqlRepository, policy: Policy
 ) -> None:
     repo.put_account(policy, "holder", name="外交部发言人")
@@ -551,9 +552,12 @@ def test_entries_are_listed_and_removed_with_who_and_the_items_stay(
     repo.remove_protected_name(policy, first.id, "k-other")
     assert [e.id for e in repo.protected_names()] == [second.id]
     assert repo.check_registration(policy, "外交部发言人", "x").allowed
-    # the item it opened stays, to be decided on what the name held
-    (item,) = repo.list_items(policy, kind="impersonation").items
+    # the item it opened is left nothing to decide: dismissed by the remover, saying why
+    assert repo.list_items(policy, kind="impersonation").items == []
+    (item,) = repo.list_items(policy, kind="impersonation", status="dismissed").items
     assert item.account_id == "holder"
+    (decision,) = [e.payload for e in repo.audit_entries() if e.kind == "review.decision"]
+    assert (decision["action"], decision["reviewer"]) == ("dismiss", "k-other")
     with pytest.raises(NotFoundError, match=f"no protected name {first.id}"):
         repo.remove_protected_name(policy, first.id, "k-other")
     (removed,) = [e for e in repo.audit_entries() if e.kind == "protected.removed"]
@@ -567,6 +571,103 @@ def test_entries_are_listed_and_removed_with_who_and_the_items_stay(
     )
     assert again.id != first.id and codes(repo, policy, "外交部", "S1") == ["name_protected"]
     assert verify(repo) == []
+
+
+def test_removing_an_entry_releases_the_accounts_it_alone_held(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """An account suspended, or sent to review, for a name the admins no longer protect is
+    released with the entry; one whose name holds another entry is not."""
+    names = {"only": "姚明球迷会", "both": "新华社姚明球迷会", "open": "姚明后援会"}
+    for account, name in names.items():
+        repo.put_account(policy, account, name=name, now=T0)
+    yao = repo.add_protected_name(
+        policy, name="姚明", kind="person", subject_ids=[], by="k", now=T0
+    )
+    repo.add_protected_name(
+        policy, name="新华社", kind="organisation", subject_ids=[], by="k", now=T0
+    )
+    basis = policy.registration.protected_basis
+    suspended = {}
+    for item in repo.list_items(policy, kind="impersonation", now=T0).items:
+        if item.account_id != "open":
+            decided = repo.decide(
+                policy, item.id, "r1", "confirm", "impersonation", basis, now=T0 + HOUR
+            )
+            (suspension,) = [d for d in decided.dispositions if d.kind == "suspend_service"]
+            suspended[item.account_id] = suspension
+    removed_at = T0 + 2 * HOUR
+    repo.remove_protected_name(policy, yao.id, "k-remover", now=removed_at)
+
+    shown = repo.get_account(policy, "only", now=removed_at)
+    assert "suspend_service" not in {d.kind for d in shown.dispositions}
+    (lifted,) = [d for d in shown.history if getattr(d, "id", None) == suspended["only"].id]
+    assert isinstance(lifted, views.Disposition)
+    assert (lifted.lifted_at, lifted.lifted_by) == (removed_at, "k-remover")
+    kept = repo.get_account(policy, "both", now=removed_at)
+    assert "suspend_service" in {d.kind for d in kept.dispositions}
+    # the platform learns it from the feed, with its cause
+    lifts = [
+        (c.disposition.account_id, c.disposition.kind, c.cause, c.appeal_id)
+        for c in repo.disposition_changes().changes
+        if c.change == "lifted"
+    ]
+    assert lifts == [("only", "suspend_service", "entry_removed", None)]
+    (record,) = [e.payload for e in repo.audit_entries() if e.kind == "disposition.lifted"]
+    assert record == {
+        "disposition": suspended["only"].id,
+        "kind": "suspend_service",
+        "cause": "entry_removed",
+        "entry": yao.id,
+        "name": "姚明球迷会",
+        "by": "k-remover",
+    }
+    # the open item about the entry alone is dismissed by the remover; the publish path frees
+    # the account
+    (dismissed,) = repo.list_items(policy, kind="impersonation", status="dismissed").items
+    assert dismissed.account_id == "open"
+    standing = repo.account_standings([], policy.publishing_stops, now=removed_at)
+    assert set(standing) == {"both"}
+    # the end settles nothing for the account released, and terminates the other
+    ends_at = suspended["both"].ends_at
+    assert ends_at is not None
+    assert repo.settle_deadlines(policy, now=ends_at) == 1
+    assert set(repo.account_standings([], ["close_account"], now=ends_at)) == {"both"}
+    assert verify(repo) == []
+
+
+def test_the_advisory_locks_are_each_schemas_own(
+    postgres_url: str, other_postgres_url: str, policy: Policy
+) -> None:
+    """PostgreSQL's advisory locks are the database's: a schema's protected names and subjects
+    must not wait for another schema's writers (each test has a schema of its own; a staging
+    copy may share a production database), while its own still wait."""
+    upgrade(postgres_url)
+    upgrade(other_postgres_url)
+    # a second's lock_timeout: a write that waits for the lock fails instead of hanging
+    holder, other, same = (
+        open_repository(url, 1.0, policy.review)
+        for url in (postgres_url, other_postgres_url, postgres_url)
+    )
+    try:
+        with holder._writing() as session:
+            tx = Tx(session, T0, policy)
+            lock_protected_names(tx)
+            lock_subject(tx, registration.subject_digest("S1"))
+            added = other.add_protected_name(
+                policy, name="新华社", kind="organisation", subject_ids=[], by="k"
+            )
+            assert added.name == "新华社"
+            assert other.put_account(policy, "a1", subject_id="S1").account_id == "a1"
+            with pytest.raises(StorageError):
+                same.add_protected_name(
+                    policy, name="新华社", kind="organisation", subject_ids=[], by="k"
+                )
+            with pytest.raises(StorageError):
+                same.put_account(policy, "a1", subject_id="S1")
+    finally:
+        for repository in (holder, other, same):
+            repository.close()
 
 
 def test_the_migration_goes_down_and_up_again(database_url: str, policy: Policy) -> None:

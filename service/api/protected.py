@@ -84,7 +84,8 @@ async def protected_names(found: Found, _: TrustTeam) -> list[views.ProtectedNam
 async def remove_protected_name(
     entry_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)], found: Found, caller: NameEditor
 ) -> Response:
-    """Remove an entry; the review items it opened stay."""
+    """Remove an entry, releasing the accounts it alone held: their open impersonation items
+    dismissed and their art8 suspensions lifted (cause ``entry_removed``)."""
     await run_in_threadpool(
         lambda: found.review.remove_protected_name(found.scoring.policy, entry_id, by=caller.key_id)
     )

@@ -5,11 +5,13 @@ the repository's review transactions (:mod:`service.storage.review_sql`), whose 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol, Self, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Path, Query
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     Field,
@@ -26,14 +28,23 @@ from service.api.routes import JsonRoute, invalid
 from service.api.schemas import Problem
 from service.api.state import Found
 from service.record import MAX_ID_CHARS, check_text
-from service.review import views
+from service.review import dormancy, views
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.appeals import parse_cursor as appeal_cursor
-from service.review.items import MAX_ROW_ID, Action, Category, Kind, Status, parse_cursor
+from service.review.items import (
+    MAX_ROW_ID,
+    Action,
+    Category,
+    Kind,
+    Status,
+    Violation,
+    parse_cursor,
+)
 from service.security import Principal
 from service.storage.repository import Idempotency, Role
 
 MAX_FREE_TEXT = 10_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing, malformed or unknown API key"},
@@ -113,7 +124,7 @@ class DecisionRequest(BaseModel):
 class ReportRequest(BaseModel):
     post_id: Id | None = None
     account_id: Id | None = None
-    category: Category
+    category: Violation
     text: Text = ""
     reporter_id: Id | None = Field(
         default=None,
@@ -151,6 +162,29 @@ class AccountProfile(BaseModel):
     name: Statement | None = Field(default=None, description="null clears it")
     subject_id: Id | None = Field(default=None, description="stored hashed; never cleared")
     followers: Annotated[int, Strict()] | None = Field(default=None, ge=0, le=2**31 - 1)
+    last_login_at: AwareDatetime | None = Field(
+        default=None,
+        description="when the account last logged in on the platform (ISO 8601 with its zone, "
+        "or unix seconds): use, which ends a dormancy (art10); an earlier one than stored "
+        "keeps the stored one; from 1970 to at most 5 minutes ahead of the server's clock",
+    )
+
+    @field_validator("last_login_at")
+    @classmethod
+    def _not_ahead(cls, value: datetime | None) -> datetime | None:
+        now = datetime.now(UTC)
+        if value is not None and value < EPOCH:
+            # as a post's created_at: earlier is no login, and year 1 in another zone is a
+            # moment before year 1 in UTC, which no datetime holds once read back
+            raise ValueError(f"{value.isoformat()} is before 1970: not a login that happened")
+        if value is not None and value > now + dormancy.LOGIN_SKEW:
+            skew = int(dormancy.LOGIN_SKEW.total_seconds() // 60)
+            raise ValueError(
+                f"{value.isoformat()} is later than the server's clock ({now.isoformat()}) by "
+                f"more than the {skew} minutes taken for clock skew: a login reported is one "
+                "that happened"
+            )
+        return value
 
 
 class Signed(Protocol):
@@ -267,8 +301,9 @@ async def disposition_changes(
 async def put_account(
     account_id: AccountId, body: AccountProfile, found: Found, who: Publisher
 ) -> views.Account:
-    """The account's name, subject (hashed) and followers, for reach and re-registration; a
-    field left out keeps its stored value (a new account starts with no name and 0 followers)."""
+    """The account's name, subject (hashed) and followers, for reach and re-registration, and
+    its last login, for dormancy (art10); a field left out keeps its stored value (a new account
+    starts with no name and 0 followers)."""
     account = await run_in_threadpool(
         lambda: found.review.put_account(
             found.scoring.policy,
@@ -276,6 +311,7 @@ async def put_account(
             name=body.name if "name" in body.model_fields_set else ...,
             subject_id=body.subject_id,
             followers=body.followers,
+            login_at=body.last_login_at,
             by=who.key_id,
         )
     )

@@ -292,6 +292,16 @@ TEXT: dict[str, tuple[str, str]] = {
         "暂停提供服务,限期改正",
         "service suspended, to be corrected by its end",
     ),
+    # art10's measure for a dormant account, and the notice the platform passes on (a kind of
+    # ``service.review.dormancy``)
+    "disposition.suspend_dormant": (
+        "超过六个月未登录、未使用,暂停提供服务(登录或发帖即恢复)",
+        "service suspended after six months unused (lifted by a login or a post)",
+    ),
+    "disposition.dormancy_notice": (
+        "通知:账号超过六个月未登录、未使用",
+        "notice: the account has not been logged in nor used for six months",
+    ),
     # an item's source as the pages show it, by its kind (``service.review.items.KINDS``)
     "kind.score": ("评分", "score"),
     "kind.cluster": ("近似重复聚类", "cluster"),
@@ -325,6 +335,7 @@ TEXT: dict[str, tuple[str, str]] = {
         "转发 {reposts},来自 {reposters} 个账号",
         "{reposts} reposts by {reposters} accounts",
     ),
+    "kind.dormant": ("长期未使用账号", "dormant account"),
     # a risk or another category as the pages show it, by its code word
     # (``service.policy.governance.CATEGORIES``): an item's head, a report's or a confirmation's
     # category, a plot's series
@@ -335,6 +346,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "head.fake_followers": ("虚假粉丝", "fake followers"),
     "head.fake_engagement": ("互动数据造假", "fake engagement"),
     "head.impersonation": ("擅自使用组织机构或知名人士名义", "impersonation"),
+    "head.dormant": ("注册后超过六个月不登录、不使用", "dormant: unused for six months"),
     # what a protected name names, by its code word (``service.review.protected.PROTECTED_KINDS``)
     "protected.organ": ("党政机关", "party or government organ"),
     "protected.organisation": ("企事业单位等组织机构", "enterprise, institution or organisation"),
@@ -475,6 +487,13 @@ TEXT: dict[str, tuple[str, str]] = {
         "帖子“{post_id}”属于账号“{account_id}”,不属于“{given}”",
         "Post {post_id!r} belongs to account {account_id!r}, not to {given!r}",
     ),
+    "refusal.dormant_category": (
+        "条目 {item_id} 的来源是“{item_kind}”:长期未使用账号的条目只以“注册后超过六个月不登录、"
+        "不使用”类别确认,该类别也只用于此类条目(账号休眠不是违规)",
+        "Item {item_id} is of kind {item_kind!r}: a dormant account's item is confirmed as "
+        "category 'dormant', and that category confirms no other item (a dormancy is no "
+        "violation)",
+    ),
     "refusal.post_not_live": (
         "帖子“{post_id}”不在实时窗口中:请填写谣言正文",
         "Post {post_id!r} is not in the live window: give the rumour's text",
@@ -604,7 +623,7 @@ def explain(errors: Sequence[Mapping[str, Any]], t: Callable[[str], str]) -> str
     return "; ".join(said)
 
 
-WORDED_DETAILS = {"status": "status", "kind": "protected"}
+WORDED_DETAILS = {"status": "status", "kind": "protected", "item_kind": "kind"}
 """The refusals' details that are code words, by the family whose words they are shown in."""
 
 

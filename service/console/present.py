@@ -20,7 +20,7 @@ from service.console import plots
 from service.neardup.cluster import Cluster
 from service.pipeline import NO_EVIDENCE
 from service.policy import Policy
-from service.review import engagement, protected, views
+from service.review import dormancy, engagement, protected, views
 from service.review.items import ACTIONS, EARLIER, FINAL
 from service.storage.console_sql import (
     AGE_BUCKETS_H,
@@ -496,6 +496,8 @@ def basis_of(item: views.Item, policy: Policy) -> str:
         return policy.registration.protected_basis
     if item.kind == engagement.KIND:
         return policy.engagement.basis
+    if item.kind == dormancy.KIND:
+        return policy.dormancy.basis
     rule = next((r for risk, r in policy.risks.items() if risk == item.head), None)
     return rule.reason.code.rsplit(".", 1)[0] if rule else ""
 

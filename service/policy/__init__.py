@@ -15,6 +15,7 @@ from service.policy.governance import (
     AppealRules,
     CreditRules,
     DispositionStep,
+    DormancyRules,
     EngagementRules,
     FollowerRules,
     RegistrationRules,
@@ -75,6 +76,7 @@ class Policy(BaseModel):
     dispositions: list[DispositionStep]
     appeals: AppealRules
     registration: RegistrationRules
+    dormancy: DormancyRules
 
     @model_validator(mode="after")
     def _complete(self) -> Policy:
@@ -91,6 +93,19 @@ class Policy(BaseModel):
         unknown = {*named, rules.protected_uncorrected} - kinds
         if unknown:
             raise ValueError(f"registration refers to unknown dispositions {sorted(unknown)}")
+        dormant = [step for step in self.dispositions if "dormant" in step.categories]
+        if self.dormancy.action != "none" and not dormant:
+            raise ValueError(
+                f"dormancy.action {self.dormancy.action!r} needs a disposition whose categories "
+                "name 'dormant' (the measure it applies)"
+            )
+        for step in dormant:
+            if step.levels or step.min_violations is not None or step.categories != ["dormant"]:
+                # a dormancy's measure is lifted by the account's return: one a violation
+                # could also call for would be lifted with it
+                raise ValueError(
+                    f"disposition {step.kind!r}: a dormancy's measure names 'dormant' alone"
+                )
         return self
 
     def blocks(self, risk: Risk, score: float, chars: int) -> bool:

@@ -10,12 +10,19 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.heads import Risk
 
-Category = Literal[Risk, "fake_followers", "fake_engagement", "impersonation"]
+Violation = Literal[Risk, "fake_followers", "fake_engagement", "impersonation"]
 """What a confirmed violation is: a risk the model scores, faked followers (art12), which no
 post shows and an abnormal jump in an account's follower count brings to review, faked
 engagement with its posts (art12: reads, reposts, comments, likes), which the counts the
 platform reports bring to review, or an account name that uses a protected name without
 authorisation (art8), which an entry of the protected names brings to review."""
+VIOLATIONS: tuple[Violation, ...] = get_args(Violation)
+
+Category = Literal[Violation, "dormant"]
+"""What a confirmation says an item is: a violation, or a dormant account (art10: not logged in
+nor used for over six months since registration), which the trust team confirms to apply the
+measure the service agreement provides and which is no violation: it charges no credit, counts
+towards no repeat and is appealed by nobody (logging in again ends it)."""
 CATEGORIES: tuple[Category, ...] = get_args(Category)
 
 Count = Literal["reads", "reposts", "comments", "likes"]
@@ -56,7 +63,9 @@ class Level(_Rules):
 class CreditRules(_Rules):
     initial: int
     floor: int
-    deductions: dict[Category, int] = Field(description="points by category, before multipliers")
+    deductions: dict[Violation, int] = Field(
+        description="points by category of violation, before multipliers"
+    )
     severity: dict[Severity, float] = Field(description="multiplier by the item's severity")
     window_days: float = Field(gt=0)
     repeat_factor: float = Field(
@@ -69,7 +78,7 @@ class CreditRules(_Rules):
 
     @model_validator(mode="after")
     def _consistent(self) -> CreditRules:
-        missing = set(CATEGORIES) - set(self.deductions)
+        missing = set(VIOLATIONS) - set(self.deductions)
         if missing:
             raise ValueError(f"no credit deduction for {sorted(missing)}")
         mins = [level.min_credit for level in self.levels]
@@ -91,8 +100,9 @@ class DispositionStep(_Rules):
     min_violations: int | None = Field(default=None, ge=1)
     categories: list[Category] = Field(
         default_factory=list,
-        description="a violation of one of these calls for it whatever the account's standing "
-        "(the measure an article sets for that violation)",
+        description="a confirmation of one of these calls for it whatever the account's "
+        "standing (the measure an article sets for that violation, or the one the service "
+        "agreement provides for a dormant account)",
     )
     days: float | None = Field(default=None, gt=0, description="none: until lifted")
     stops_publishing: bool = Field(
@@ -185,3 +195,23 @@ class RegistrationRules(_Rules):
         "still holds a protected name it is not authorised for when the suspension its "
         "impersonation called for ends (art8)",
     )
+
+
+class DormancyRules(_Rules):
+    """What follows an account's dormancy (art10, its second paragraph: "注册后超过六个月不登
+    录、不使用的公众账号,可以根据服务协议暂停或者终止提供服务"): the account neither logged in nor
+    posted for ``after_days`` since it was registered, last logged in or last posted."""
+
+    after_days: float = Field(
+        gt=0, description="days without a login or a post after which an account is dormant"
+    )
+    action: Literal["none", "review", "suspend"] = Field(
+        description="none: nothing; review: a `dormant` item for the trust team, whose "
+        "confirmation applies the ladder's steps whose categories name `dormant`; suspend: "
+        "those steps applied by the service itself"
+    )
+    notify: bool = Field(
+        description="whether a dormancy notice (a disposition in the feed, for the platform to "
+        "pass on to the account holder) is applied when the account is found dormant"
+    )
+    basis: str = Field(min_length=1, description="the article the measures rest on")

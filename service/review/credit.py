@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from service.policy.governance import CreditRules, Level
-from service.review.items import Category
+from service.review.items import Violation
 
 
 def level(rules: CreditRules, credit: int) -> Level:
@@ -23,7 +23,7 @@ def clamp(rules: CreditRules, credit: int) -> int:
 
 
 def deduction(
-    rules: CreditRules, credit: int, category: Category, severity: str, earlier: int
+    rules: CreditRules, credit: int, category: Violation, severity: str, earlier: int
 ) -> int:
     """The (negative) delta for a confirmed violation of ``category`` at ``severity``, after
     ``earlier`` confirmed violations in the window; it never takes credit below the floor."""
@@ -58,7 +58,7 @@ class Standing:
     ``category`` on an item of ``severity``, or, with no category, a restoration of ``delta``."""
 
     at: datetime
-    category: Category | None = None
+    category: Violation | None = None
     severity: str = "review"
     delta: int = 0
 

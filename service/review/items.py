@@ -12,13 +12,21 @@ from service.policy.governance import ReviewRules
 from service.review.refusals import RefusedError
 
 Kind = Literal[
-    "score", "cluster", "bank_match", "report", "follower_jump", "engagement", "impersonation"
+    "score",
+    "cluster",
+    "bank_match",
+    "report",
+    "follower_jump",
+    "engagement",
+    "impersonation",
+    "dormant",
 ]
 """An item's source: a flagged score record, a flagged near-duplicate cluster (one item for the
 batch, its members in ``evidence``), a confirmed-rumour bank match, public reports, an abnormal
 jump in an account's follower count (art12, its jumps in ``evidence``), abnormal engagement with
-an account's posts (art12, :mod:`service.review.engagement`), or an account name that holds a
-protected name its subject is not authorised for (art8, :mod:`service.review.protected`)."""
+an account's posts (art12, :mod:`service.review.engagement`), an account name that holds a
+protected name its subject is not authorised for (art8, :mod:`service.review.protected`), or a
+dormant account (art10, :mod:`service.review.dormancy`)."""
 KINDS: tuple[Kind, ...] = get_args(Kind)
 
 
@@ -46,8 +54,8 @@ FINAL: frozenset[Status] = frozenset({"confirmed", "dismissed"})
 Action = Literal["confirm", "dismiss", "escalate"]
 ACTIONS: tuple[Action, ...] = get_args(Action)
 Category = governance.Category
-"""What a confirmed violation is: a risk the model scores, faked followers or engagement
-(art12), or impersonation (art8)."""
+"""What a confirmation says an item is: a violation, or a dormant account."""
+Violation = governance.Violation
 
 EARLIER = "earlier"
 """The evidence key under which an item names the item last decided on its merge key (a

@@ -41,6 +41,9 @@ REASONS: dict[str, str] = {
     "once folded",
     "no_protected_name": "no protected name {entry_id}",
     "post_account": "post {post_id!r} belongs to account {account_id!r}, not to {given!r}",
+    "dormant_category": "item {item_id} is of kind {item_kind!r}: a dormant account's item is "
+    "confirmed as category 'dormant', and that category confirms no other item (a dormancy "
+    "is no violation)",
     "post_not_live": "post {post_id!r} is not in the live window: give the rumour's text",
     "unmatchable": "the text is boilerplate or too short to match anything",
     "banked_already": "the bank has this rumour already: {rumor_id} (similarity {similarity:.2f})",

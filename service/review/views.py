@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from service.review.appeals import AppealStatus
-from service.review.items import Action, Category, Kind, Status
+from service.review.items import Action, Category, Kind, Status, Violation
 from service.review.protected import ProtectedKind
 
 ReportStatus = Literal[Status, "overturned"]
@@ -105,9 +105,11 @@ class DispositionChange(BaseModel):
         "`seq`'s, the order of commits, which two changes made at once may take the other way)"
     )
     appeal_id: int | None = Field(description="the upheld appeal that lifted it (art20)")
-    cause: Literal["appeal", "corrected"] | None = Field(
-        description="why it was lifted: an upheld appeal (`appeal_id`, art20), or the account's "
-        "name corrected while art8's suspension ran; null for one applied"
+    cause: Literal["appeal", "corrected", "entry_removed", "returned"] | None = Field(
+        description="why it was lifted: an upheld appeal (`appeal_id`, art20), the account's "
+        "name corrected while art8's suspension ran, the protected name it was suspended for "
+        "removed, or the dormant account's return (a login or a post, art10); null for one "
+        "applied"
     )
     disposition: Disposition = Field(
         description="the disposition as the change left it, `active` at `at`: one applied shows "
@@ -172,6 +174,20 @@ class Account(BaseModel):
     level: str
     name: str | None
     followers: int
+    last_login_at: datetime | None = Field(
+        default=None, description="the last login the platform reported"
+    )
+    active_at: datetime | None = Field(
+        default=None,
+        description="the dormancy clock (art10): the latest of its registration here, its last "
+        "login and its last post scored (to the day); null for an account never charged nor "
+        "given a profile",
+    )
+    dormant_at: datetime | None = Field(
+        default=None,
+        description="when it was found dormant (unused for the policy's dormancy.after_days); "
+        "null while it is not",
+    )
     dispositions: list[Disposition] = Field(description="active dispositions")
     history: list[CreditChange | Disposition] = Field(
         description="every credit change and disposition, oldest first"
@@ -192,7 +208,7 @@ class Report(BaseModel):
     id: int
     post_id: str | None
     account_id: str | None
-    category: Category
+    category: Violation
     text: str
     # a default: a retry may be answered with a report stored before reports had reporter ids
     reporter_id: str | None = Field(

@@ -1,8 +1,8 @@
 """The protected names' storage (art8, :mod:`service.review.protected`): adding an entry,
 listing and removing them, each change chained with who made it; an entry added sends the
-accounts whose names hold it to review in its own transaction; and the sweep that settles the
-end of each art8 suspension, terminating the service of an account that did not correct its
-name."""
+accounts whose names hold it to review in its own transaction, and one removed releases those
+it alone held; and the sweep that settles the end of each art8 suspension, terminating the
+service of an account that did not correct its name."""
 
 from __future__ import annotations
 
@@ -21,14 +21,19 @@ from service.storage.review_steps import (
     OPEN_STATUSES,
     Tx,
     active_kinds,
+    active_now,
     apply_disposition,
+    art8_suspended,
     holds,
     last_decided,
+    lift,
     lock_protected_names,
     locked_account,
     new_item,
+    open_item,
     unauthorised,
     urgency_of,
+    withdraw,
 )
 from service.storage.tables import (
     ProtectedNameSubject,
@@ -142,8 +147,12 @@ class ProtectedSql(ReviewSql):
     def remove_protected_name(
         self, policy: Policy, entry_id: int, by: str, now: datetime | None = None
     ) -> None:
-        """Remove an entry (``by`` whom, for its record); :class:`NotFoundError` if absent. The
-        items it opened stay as they are: each is decided on what its account's name held."""
+        """Remove an entry (``by`` whom, for its record); :class:`NotFoundError` if absent. What
+        rested on it alone goes with it (:func:`_release`): an account whose name it sent to
+        review or whose art8 suspension it called for, and whose name holds no other entry its
+        subject is not authorised for, has its open ``impersonation`` item dismissed and its
+        suspension lifted (cause ``entry_removed``), both ``by`` the remover. A termination at
+        the deadline stays: an upheld appeal is its remedy."""
         with self._write(policy, now) as tx:
             entry = tx.session.scalar(
                 select(StoredProtectedName)
@@ -152,15 +161,61 @@ class ProtectedSql(ReviewSql):
             )
             if entry is None:
                 raise NotFoundError("no_protected_name", entry_id=entry_id)
+            # the items before the accounts, each in account order, as adding an entry locks
+            # them: its open items, and the confirmed ones whose suspension is running
+            running = select(StoredDisposition.item_id).where(
+                StoredDisposition.kind.in_(protected.suspensions(policy.dispositions)),
+                active_now(tx.now),
+            )
+            about = tx.session.scalars(
+                select(ReviewItem)
+                .where(
+                    ReviewItem.kind == protected.KIND,
+                    or_(ReviewItem.status.in_(OPEN_STATUSES), ReviewItem.id.in_(running)),
+                )
+                .order_by(ReviewItem.account_id, ReviewItem.id)
+                .with_for_update()
+            ).all()
+            held = [item for item in about if entry_id in _entries_of(item)]
             tx.session.execute(
                 delete(ProtectedNameSubject).where(ProtectedNameSubject.entry_id == entry_id)
             )
             tx.session.delete(entry)
+            tx.session.flush()
             tx.record(
                 "protected.removed",
                 f"protected:{entry_id}",
                 {"name": entry.name, "kind": entry.kind, "by": by},
             )
+            for account_id in sorted({i.account_id for i in held if i.account_id is not None}):
+                opened = [i for i in held if i.account_id == account_id]
+                _release(tx, account_id, opened, entry, by)
+
+
+def _entries_of(item: ReviewItem) -> set[int]:
+    """The ids of the protected names an ``impersonation`` item holds in its evidence."""
+    return {int(p["id"]) for p in (item.evidence or {}).get("protected", [])}
+
+
+def _release(
+    tx: Tx, account_id: str, items: list[ReviewItem], entry: StoredProtectedName, by: str
+) -> None:
+    """``entry`` removed, release ``account_id`` from what its ``items`` (locked) rested on,
+    unless its name still holds an entry its subject is not authorised for: dismiss those still
+    open, and lift its art8 suspensions, ``by`` the remover."""
+    account = locked_account(tx, account_id)
+    if unauthorised(tx.session, account):
+        return
+    for row in art8_suspended(tx, account_id):
+        lift(tx, row, by, {"cause": "entry_removed", "entry": entry.id, "name": account.name})
+    note = (
+        f"受保护名称“{entry.name}”(条目 {entry.id})已移除,账号名称不再含有未获授权的受保护名称 / "
+        f"protected name {entry.name!r} (entry {entry.id}) was removed: the account's name "
+        "holds no other protected name its subject is not authorised for"
+    )
+    for item in items:
+        if item.status in OPEN_STATUSES:
+            withdraw(tx, item, by, note)
 
 
 def _settle(tx: Tx, disposition_id: int, account_id: str) -> protected.Outcome | None:
@@ -250,11 +305,7 @@ def _send_holders_to_review(
     holders = []
     for account_id, name, followers in accounts:
         key = protected.merge_key(account_id)
-        item = tx.session.scalar(
-            select(ReviewItem)
-            .where(ReviewItem.merge_key == key, ReviewItem.status.in_(OPEN_STATUSES))
-            .with_for_update()
-        )
+        item = open_item(tx, key)
         if item is not None:
             evidence = item.evidence or {}
             item.evidence = {**evidence, "protected": [*evidence.get("protected", []), used]}

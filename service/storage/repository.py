@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import EllipsisType
@@ -16,7 +16,7 @@ from service.review import chain, views
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.dispositions import Standing
 from service.review.engagement import Counts
-from service.review.items import Action, Category, Kind, QueueRequest
+from service.review.items import Action, Category, Kind, QueueRequest, Violation
 from service.review.protected import ProtectedKind
 
 Role = Literal["publisher", "reviewer", "admin"]
@@ -272,6 +272,16 @@ class Repository(Protocol):
         ``now`` unlifted: a name still uncorrected terminates the service. How many accounts
         were terminated."""
 
+    def record_use(self, policy: Policy, used: Mapping[str, datetime]) -> int:
+        """Move each stored account's dormancy clock to when ``used`` says it posted, where
+        that is later, and end the dormancy of those found dormant (art10). How many
+        dormancies ended."""
+
+    def settle_dormancy(self, policy: Policy, now: datetime | None = None) -> int:
+        """Find, once whatever the processes calling it, the accounts unused for the policy's
+        ``dormancy.after_days`` by ``now``, and apply its ``[dormancy]``. How many were found
+        dormant."""
+
 
 class IdempotencyMismatchError(Exception):
     """An idempotency key used again with a different request (HTTP 422)."""
@@ -345,12 +355,13 @@ class ReviewRepository(Protocol):
         name: str | EllipsisType | None = ...,
         subject_id: str | None = None,
         followers: int | None = None,
+        login_at: datetime | None = None,
         by: str | None = None,
         now: datetime | None = None,
     ) -> views.Account:
-        """Set the profile fields given; ``...`` (name) or ``None`` (subject, followers) keeps
-        the stored value. A name or subject that corrects an account under art8's suspension
-        lifts it, ``by`` whom."""
+        """Set the profile fields given; ``...`` (name) or ``None`` (subject, followers, login)
+        keeps the stored value. A name or subject that corrects an account under art8's
+        suspension lifts it, and a login (use, art10) ends a dormancy, ``by`` whom."""
         ...
 
     def put_engagement(
@@ -388,7 +399,7 @@ class ReviewRepository(Protocol):
         *,
         post_id: str | None,
         account_id: str | None,
-        category: Category,
+        category: Violation,
         text_: str,
         reporter: str,
         reporter_id: str | None = None,

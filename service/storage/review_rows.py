@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from service.policy import Policy
 from service.review import appeals as appeal_rules
 from service.review import credit, dispositions, items, views
-from service.review.items import FINAL, Category
+from service.review.items import FINAL, Violation
 from service.storage.tables import (
     CreditEntry,
     ReviewItem,
@@ -146,6 +146,9 @@ def account_view(session: Session, account: StoredAccount, now: datetime) -> vie
         level=account.level,
         name=account.name,
         followers=account.followers,
+        last_login_at=maybe_utc(account.login_at),
+        active_at=maybe_utc(account.active_at),
+        dormant_at=maybe_utc(account.dormant_at),
         dispositions=[d for d in shown if d.active],
         history=history,
     )
@@ -178,7 +181,7 @@ def report_view(
         id=report.id,
         post_id=report.post_id,
         account_id=report.account_id,
-        category=cast(Category, report.category),
+        category=cast(Violation, report.category),
         text=report.text,
         reporter_id=report.reporter_id,
         item_id=item.id,

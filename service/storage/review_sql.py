@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import EllipsisType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
 from sqlalchemy import (
@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from service.policy import Policy
 from service.review import appeals as appeal_rules
-from service.review import chain, items, registration, views
+from service.review import chain, dormancy, items, registration, views
 from service.review import followers as followers_rules
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.dispositions import Standing, Stop
@@ -43,6 +43,7 @@ from service.review.items import (
     Category,
     ConflictError,
     NotFoundError,
+    Violation,
 )
 from service.storage.repository import Idempotency, IdempotencyMismatchError, StorageError
 from service.storage.review_rows import (
@@ -58,7 +59,6 @@ from service.storage.review_rows import (
     utc,
 )
 from service.storage.review_steps import (
-    OPEN_STATUSES,
     OVERTURNED,
     Tx,
     accounts_of,
@@ -66,6 +66,7 @@ from service.storage.review_steps import (
     active_now,
     after_cursor,
     append_records,
+    apply_dormancy,
     art8_suspended,
     earlier_decision,
     final_decision,
@@ -85,6 +86,7 @@ from service.storage.review_steps import (
     overturned,
     post_owner,
     protected_in,
+    record_decision,
     restore,
     reverse,
     subject_blacklisted_by,
@@ -92,6 +94,7 @@ from service.storage.review_steps import (
     unauthorised,
     urgency_of,
     violation,
+    wake,
 )
 from service.storage.tables import (
     AuditHead,
@@ -280,37 +283,18 @@ class ReviewSql:
         def run(tx: Tx) -> views.Decision:
             item = held_item(tx, item_id, reviewer)
             items.check_action(item.status, action)
-            status = items.OUTCOME[action]
-            item.status = status
-            item.assignee = item.lease_until = None
-            row = ReviewDecision(
-                item_id=item.id,
-                action=action,
-                category=category,
-                basis=basis,
-                note=note,
-                reviewer=reviewer,
-                policy_version=policy.version,
-                decided_at=tx.now,
-            )
-            tx.session.add(row)
-            tx.session.flush()
-            tx.record(
-                "review.decision",
-                f"item:{item.id}",
-                {
-                    "decision": row.id,
-                    "action": action,
-                    "category": category,
-                    "basis": basis,
-                    "reviewer": reviewer,
-                    "policy_version": policy.version,
-                },
-            )
+            if action == "confirm" and category is not None:
+                dormancy.check_category(item.kind, category, item.id)
+            row = record_decision(tx, item, action, category, basis, note, reviewer)
             changes: list[views.CreditChange] = []
             applied: list[views.Disposition] = []
             uncharged: list[views.Uncharged] = []
-            if action == "confirm" and category is not None:
+            if action == "confirm" and category == dormancy.CATEGORY:
+                # the measure the service agreement provides, charged to nobody
+                if item.account_id is not None:
+                    locked_account(tx, item.account_id)
+                    applied = apply_dormancy(tx, item.account_id, item.id, reviewer)
+            elif action == "confirm" and category is not None:
                 if not accounts_of(item):
                     uncharged.append(_nobody_to_charge(item))
                 # in one order everywhere, so that two decisions on overlapping clusters
@@ -323,7 +307,9 @@ class ReviewSql:
                     if charged is not None:
                         uncharged.append(charged)
                         continue
-                    change, steps = violation(tx, item, account_id, category, reviewer)
+                    change, steps = violation(
+                        tx, item, account_id, cast(Violation, category), reviewer
+                    )
                     changes.append(change)
                     applied += steps
             return views.Decision(
@@ -335,7 +321,7 @@ class ReviewSql:
                 note=note,
                 reviewer=reviewer,
                 decided_at=tx.now,
-                status=status,
+                status=items.OUTCOME[action],
                 credits=changes,
                 dispositions=applied,
                 uncharged=uncharged,
@@ -353,6 +339,7 @@ class ReviewSql:
         name: str | EllipsisType | None = ...,
         subject_id: str | None = None,
         followers: int | None = None,
+        login_at: datetime | None = None,
         by: str | None = None,
         now: datetime | None = None,
     ) -> views.Account:
@@ -369,13 +356,16 @@ class ReviewSql:
         and leaves the name holding no protected name the subject is not authorised for lifts
         the account's art8 suspensions as corrected (:func:`protected.suspensions`). A follower
         count that jumps from the one given before (:func:`followers.is_jump`, art12) opens
-        the account's ``follower_jump`` item, or joins its open one.
+        the account's ``follower_jump`` item, or joins its open one. A login reported
+        (``login_at``, kept when later than the one stored) is use (art10): it moves the
+        dormancy clock and ends a dormancy (:func:`wake`), ``by`` the key that reported it.
         """
 
         def run(tx: Tx) -> views.Account:
-            # the item before the account: every writer locks in that order
+            # the items before the account: every writer locks in that order
             case = f"followers:{account_id}"
             jumps = open_item(tx, case) if followers is not None else None
+            asleep = open_item(tx, dormancy.merge_key(account_id)) if login_at else None
             account = locked_account(tx, account_id)
             rules = policy.registration
             refusing = {*rules.names_refused_by, *rules.subjects_refused_by}
@@ -435,15 +425,16 @@ class ReviewSql:
                         grown={"jump": jump},
                     )
                 account.followers, account.followers_at = followers, tx.now
-            tx.record(
-                "account.profile",
-                f"account:{account_id}",
-                {
-                    "name": account.name,
-                    "followers": account.followers,
-                    "subject": account.subject_digest,
-                },
-            )
+            profile = {
+                "name": account.name,
+                "followers": account.followers,
+                "subject": account.subject_digest,
+            }
+            if login_at is not None:
+                profile["last_login_at"] = login_at.isoformat()
+            tx.record("account.profile", f"account:{account_id}", profile)
+            if login_at is not None:
+                _logged_in(tx, account, asleep, login_at, by)
             if subject_id is not None or not isinstance(name, EllipsisType):
                 _lift_corrected(tx, account, by)
             tx.session.flush()
@@ -567,7 +558,7 @@ class ReviewSql:
         *,
         post_id: str | None,
         account_id: str | None,
-        category: Category,
+        category: Violation,
         text_: str,
         reporter: str,
         reporter_id: str | None = None,
@@ -684,24 +675,20 @@ class ReviewSql:
             if confirmed is not None:
                 # the post was decided and charged: another source of it is not a second case
                 return item_view(policy, confirmed, None, tx.now)
-            open_item = tx.session.scalar(
-                select(ReviewItem)
-                .where(ReviewItem.merge_key == merge_key, ReviewItem.status.in_(OPEN_STATUSES))
-                .with_for_update()
-            )
-            if open_item is not None:
-                if reach > open_item.reach:
+            waiting = open_item(tx, merge_key)
+            if waiting is not None:
+                if reach > waiting.reach:
                     # the request knows nothing of the item decided before this one: its link
                     # stays
-                    kept = {k: v for k, v in (open_item.evidence or {}).items() if k == EARLIER}
-                    open_item.reach, open_item.evidence = reach, {**evidence, **kept}
-                    open_item.urgency = urgency_of(policy, open_item)
+                    kept = {k: v for k, v in (waiting.evidence or {}).items() if k == EARLIER}
+                    waiting.reach, waiting.evidence = reach, {**evidence, **kept}
+                    waiting.urgency = urgency_of(policy, waiting)
                     tx.record(
                         "review.grown",
-                        f"item:{open_item.id}",
+                        f"item:{waiting.id}",
                         {"merge_key": merge_key, "reach": reach},
                     )
-                return item_view(policy, open_item, None, tx.now)
+                return item_view(policy, waiting, None, tx.now)
             decided = last_decided(tx.session, merge_key)
             if decided is not None and reach <= decided.reach:
                 # the decision stands for what it saw: a re-run, or a state older than it
@@ -1066,6 +1053,16 @@ def _check_charged(tx: Tx, item: ReviewItem, account_id: str) -> None:
     raise ConflictError(
         "charged_by_other", item_id=item.id, account_id=account_id, charged_by=other.charged_by
     )
+
+
+def _logged_in(
+    tx: Tx, account: StoredAccount, asleep: ReviewItem | None, at: datetime, by: str | None
+) -> None:
+    """A login at ``at`` reported ``by`` a key: kept when later than the one stored, and use
+    of the account (:func:`wake`; ``asleep``, its open ``dormant`` item, locked)."""
+    if dormancy.returned(maybe_utc(account.login_at), at):
+        account.login_at = at
+    wake(tx, account, asleep, at, "login", by or dormancy.SERVICE)
 
 
 def _lift_corrected(tx: Tx, account: StoredAccount, by: str | None) -> None:

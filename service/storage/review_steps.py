@@ -26,8 +26,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.policy import Policy
-from service.review import appeals, chain, credit, dispositions, items, protected, views
-from service.review.items import Category, ConflictError, NotFoundError
+from service.review import appeals, chain, credit, dispositions, dormancy, items, protected, views
+from service.review.items import Action, Category, ConflictError, NotFoundError, Violation
 from service.storage.repository import StorageError
 from service.storage.review_rows import (
     APPLIED,
@@ -139,6 +139,8 @@ def locked_account(tx: Tx, account_id: str) -> StoredAccount:
         "followers": 0,
         "clean_since": tx.now,
         "policy_version": tx.policy.version,
+        # registered, as far as the service knows: the dormancy clock starts here
+        "active_at": tx.now,
     }
     statement = insert(StoredAccount).values(values)
     tx.session.execute(statement.on_conflict_do_nothing(index_elements=["account_id"]))
@@ -229,7 +231,7 @@ def accounts_of(item: ReviewItem) -> list[str]:
 
 
 def violation(
-    tx: Tx, item: ReviewItem, account_id: str, category: Category, reviewer: str
+    tx: Tx, item: ReviewItem, account_id: str, category: Violation, reviewer: str
 ) -> tuple[views.CreditChange, list[views.Disposition]]:
     account = locked_account(tx, account_id)
     restore(tx, account)
@@ -264,10 +266,12 @@ def apply_disposition(
     account_id: str,
     kind: str,
     basis: str,
-    item_id: int,
+    item_id: int | None,
     ends_at: datetime | None,
     reviewer: str,
 ) -> views.Disposition:
+    """Apply a disposition, on the item whose decision called for it (none: the dormancy
+    sweep's, on the policy alone), decided by ``reviewer``."""
     row = StoredDisposition(
         account_id=account_id,
         kind=kind,
@@ -344,7 +348,8 @@ def reverse(
 
 def lift(tx: Tx, row: StoredDisposition, by: str | None, why: dict[str, Any]) -> views.Disposition:
     """Lift ``row`` now, ``by`` whom, with its record: ``why`` names the upheld appeal
-    (``appeal``) or the correction (``cause``, and what corrected it)."""
+    (``appeal``) or another ``cause`` (a correction, an entry removed, a dormant account's
+    return) and what it was."""
     row.lifted_at, row.lifted_by = tx.now, by
     tx.record(
         LIFTED,
@@ -378,7 +383,7 @@ def standing_entries(tx: Tx, account_id: str) -> tuple[list[int], list[credit.St
         .order_by(CreditEntry.at, CreditEntry.id)
     ).all()
     entries = [
-        credit.Standing(utc(row.at), cast(Category, row.category), row.severity)
+        credit.Standing(utc(row.at), cast(Violation, row.category), row.severity)
         if row.category is not None
         else credit.Standing(utc(row.at), delta=row.delta)
         for row in rows
@@ -522,19 +527,29 @@ def lock_protected_names(tx: Tx, *, shared: bool = False) -> None:
     """Hold the protected names until the transaction ends: an entry being added (exclusive)
     waits for the renames under way (shared), and they for it, so that each sees the other: a
     rename is checked against the entry, or the entry finds the new name among those that hold
-    it. SQLite has one writer at a time already."""
-    if tx.session.get_bind().dialect.name == "postgresql":
-        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-        tx.session.execute(text(f"SELECT {function}(hashtextextended('protected-names', 0))"))
+    it."""
+    _advisory_lock(tx, "protected-names", shared=shared)
 
 
 def lock_subject(tx: Tx, digest: str) -> None:
     """Hold the subject until the transaction ends, so that two accounts given one subject at
-    once are counted one after the other (SQLite has one writer at a time already)."""
-    if tx.session.get_bind().dialect.name == "postgresql":
-        tx.session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:digest, 0))"), {"digest": digest}
-        )
+    once are counted one after the other."""
+    _advisory_lock(tx, f"subject:{digest}")
+
+
+def _advisory_lock(tx: Tx, key: str, *, shared: bool = False) -> None:
+    """Hold ``key`` until the transaction ends, on PostgreSQL (SQLite has one writer at a time
+    already). An advisory lock is the database's, not a schema's: the key names the schema the
+    tables are found in (``current_schema()``, the search path's first), so that the service of
+    one schema never waits for another's sharing the database (a staging copy, a tenant, each
+    test), nor takes one schema's subject for another's."""
+    if tx.session.get_bind().dialect.name != "postgresql":
+        return
+    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    tx.session.execute(
+        text(f"SELECT {function}(hashtextextended(current_schema() || '/' || :key, 0))"),
+        {"key": key},
+    )
 
 
 def hold_name(tx: Tx, account_id: str, folded_name: str) -> None:
@@ -608,6 +623,127 @@ def post_owner(tx: Tx, post_id: str | None) -> str | None:
     )
 
 
+def record_decision(
+    tx: Tx,
+    item: ReviewItem,
+    action: Action,
+    category: Category | None,
+    basis: str | None,
+    note: str | None,
+    reviewer: str,
+) -> ReviewDecision:
+    """Decide ``item`` (its status, its lease ended) with the decision's row and its record
+    ``review.decision``."""
+    item.status = items.OUTCOME[action]
+    item.assignee = item.lease_until = None
+    row = ReviewDecision(
+        item_id=item.id,
+        action=action,
+        category=category,
+        basis=basis,
+        note=note,
+        reviewer=reviewer,
+        policy_version=tx.policy.version,
+        decided_at=tx.now,
+    )
+    tx.session.add(row)
+    tx.session.flush()
+    tx.record(
+        "review.decision",
+        f"item:{item.id}",
+        {
+            "decision": row.id,
+            "action": action,
+            "category": category,
+            "basis": basis,
+            "reviewer": reviewer,
+            "policy_version": tx.policy.version,
+        },
+    )
+    return row
+
+
+def withdraw(tx: Tx, item: ReviewItem, by: str, note: str) -> None:
+    """Dismiss an open ``item`` whose ground is gone (the protected name it was about removed,
+    the dormant account back), ``by`` the key or the service that removed the ground, ``note``
+    saying so: nothing is left for a reviewer to decide."""
+    record_decision(tx, item, "dismiss", None, None, note, by)
+
+
+def open_item(tx: Tx, merge_key: str) -> ReviewItem | None:
+    """The open (or escalated) item of ``merge_key``, locked."""
+    return tx.session.scalar(
+        select(ReviewItem)
+        .where(ReviewItem.merge_key == merge_key, ReviewItem.status.in_(OPEN_STATUSES))
+        .with_for_update()
+    )
+
+
+def apply_dormancy(
+    tx: Tx, account_id: str, item_id: int | None, by: str
+) -> list[views.Disposition]:
+    """Apply the measures a dormancy calls for (:func:`dormancy.measures`) that are not active
+    already, on ``item_id`` (a confirmed ``dormant`` item; none: the sweep's), decided ``by``
+    the reviewer or the service. No credit changes: a dormancy is no violation."""
+    active = active_kinds(tx, account_id)
+    return [
+        apply_disposition(
+            tx, account_id, s.kind, s.basis, item_id, dispositions.ends_at(s, tx.now), by
+        )
+        for s in dormancy.measures(tx.policy.dispositions)
+        if s.kind not in active
+    ]
+
+
+RETURNED_NOTE = (
+    "账号已重新登录或发帖,休眠结束 / the account logged in or posted again: its dormancy ended"
+)
+
+
+def wake(
+    tx: Tx,
+    account: StoredAccount,
+    item: ReviewItem | None,
+    at: datetime,
+    via: dormancy.Via,
+    by: str,
+) -> bool:
+    """Use of the locked ``account`` at ``at`` (a login reported, a post scored): its dormancy
+    clock moves there when that is later (use reported late moves nothing), and the dormancy it
+    was found in ends: what the dormancy brought is lifted (cause ``returned``, ``by`` the
+    reporting key or the service), its open item (``item``, locked before the account, as every
+    writer locks) dismissed, and the record ``account.returned`` says when it was found and
+    what ended it. Whether a dormancy ended."""
+    if not dormancy.returned(maybe_utc(account.active_at), at):
+        return False
+    account.active_at = at
+    if account.dormant_at is None:
+        return False
+    tx.record(
+        "account.returned",
+        f"account:{account.account_id}",
+        {"dormant_at": utc(account.dormant_at).isoformat(), "at": at.isoformat(), "via": via},
+    )
+    account.dormant_at = None
+    brought = tx.session.scalars(
+        select(StoredDisposition)
+        .outerjoin(ReviewItem, ReviewItem.id == StoredDisposition.item_id)
+        .where(
+            StoredDisposition.account_id == account.account_id,
+            StoredDisposition.kind.in_(dormancy.kinds(tx.policy.dispositions)),
+            # the sweep's own, or a confirmed dormant item's: never a violation's
+            or_(StoredDisposition.item_id.is_(None), ReviewItem.kind == dormancy.KIND),
+            active_now(tx.now),
+        )
+        .order_by(StoredDisposition.id)
+    ).all()
+    for row in brought:
+        lift(tx, row, by, {"cause": "returned", "via": via})
+    if item is not None:
+        withdraw(tx, item, by, RETURNED_NOTE)
+    return True
+
+
 def new_item(
     tx: Tx,
     *,
@@ -643,15 +779,6 @@ def new_item(
     tx.session.flush()
     tx.record(*enqueued(item.id, kind, merge_key, head, severity, after))
     return item
-
-
-def open_item(tx: Tx, merge_key: str) -> ReviewItem | None:
-    """The open (or escalated) item of ``merge_key``, locked."""
-    return tx.session.scalar(
-        select(ReviewItem)
-        .where(ReviewItem.merge_key == merge_key, ReviewItem.status.in_(OPEN_STATUSES))
-        .with_for_update()
-    )
 
 
 def flag_account(

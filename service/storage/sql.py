@@ -46,6 +46,7 @@ from service.policy.governance import ReviewRules
 from service.record import DECISIONS, Decision, Post, ScoreRecord, text_decision
 from service.review import items as review_items
 from service.review.chain import text_digest
+from service.storage.dormancy_sql import DormancySql
 from service.storage.engagement_sql import EngagementSql
 from service.storage.repository import (
     ApiKey,
@@ -322,7 +323,7 @@ def open_repository(url: str, timeout_s: float, review: ReviewRules | None = Non
     return SqlRepository(make_engine(url, timeout_s), review)
 
 
-class SqlRepository(EngagementSql):
+class SqlRepository(EngagementSql, DormancySql):
     def __init__(self, engine: Engine, review: ReviewRules | None = None) -> None:
         self.engine = engine
         self.review = review

@@ -197,8 +197,21 @@ class ReviewDecision(Base):
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
+AWAKE = "dormant_at IS NULL"
+"""The dormancy sweep's index predicate (:data:`PENDING`'s note holds for it too)."""
+
+
 class StoredAccount(Base):
     __tablename__ = "accounts"
+    __table_args__ = (
+        # the dormancy sweep's candidates: the accounts not found dormant yet, by their clock
+        Index(
+            "ix_accounts_awake_active",
+            "active_at",
+            sqlite_where=text(AWAKE),
+            postgresql_where=text(AWAKE),
+        ),
+    )
 
     account_id: Mapped[str] = mapped_column(String(MAX_ID_CHARS), primary_key=True)
     credit: Mapped[int] = mapped_column(Integer)
@@ -212,6 +225,16 @@ class StoredAccount(Base):
     clean_since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     """The last confirmed violation or restoration: clean periods count from here."""
     policy_version: Mapped[str] = mapped_column(String(64))
+    active_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """The dormancy clock (art10): the latest of when the row was made (a profile or a charge:
+    registration, as far as the service knows), the last login reported and the last post
+    scored (written at most once a day per server process). The rows from before migration
+    ``0027_dormant_accounts`` start at the moment it ran; every row since is given one."""
+    login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """The last login the platform reported (``last_login_at``)."""
+    dormant_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """When the sweep found the account dormant, null while it is not: set once per dormancy,
+    so that every server process acts on it once; cleared by the account's return."""
 
 
 class HeldName(Base):

@@ -1,0 +1,79 @@
+"""Dormant accounts (art10, its second paragraph: "公众账号信息服务平台对互联网用户注册后超过六个
+月不登录、不使用的公众账号,可以根据服务协议暂停或者终止提供服务").
+
+An account's clock (``accounts.active_at``) is the latest of its registration (the service's
+first row for it: a profile, or a charge), its last login the platform reported and its last post
+scored on the publish path (to the day: a server process writes an account's use at most once a
+day, off the answer). One whose clock is ``after_days`` old is dormant: the sweep finds it once
+per dormancy and applies the policy's ``[dormancy]``: a notice for the platform to pass on
+(``notify``), and nothing more, a ``dormant`` review item, or the ladder's steps whose
+``categories`` name ``dormant`` (:func:`measures`). A login or a post after the clock ends the
+dormancy: what it brought is lifted (cause ``returned``) and its open item dismissed, whoever
+applied it, since the regulation's ground, six months without use, is gone.
+
+A dormancy is no violation: confirming a ``dormant`` item (category ``dormant``, and no other
+category for it) applies the measures without charging credit or counting towards a repeat,
+and is not appealed (the account holder logs in instead).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+from service.policy.governance import Category, DispositionStep, DormancyRules
+from service.review.items import ConflictError, Kind
+
+KIND: Kind = "dormant"
+"""The kind of the review item a dormant account gets under ``action = "review"``."""
+
+CATEGORY: Category = "dormant"
+"""The category that confirms a ``dormant`` item, and only it."""
+
+NOTICE = "dormancy_notice"
+"""The kind of the disposition that tells the platform to notify the holder (``notify``)."""
+
+SERVICE = "service"
+"""Who decided what the sweep applies and who lifted what a post lifted: the service itself,
+on the policy, where no person or key did."""
+
+LOGIN_SKEW = timedelta(minutes=5)
+"""How far ahead of the server's clock a reported login may be: clock skew between the
+platform's hosts and the service's, not a login that has not happened yet."""
+
+Via = Literal["login", "post"]
+"""What ended a dormancy: a login the platform reported, or a post scored."""
+
+
+def merge_key(account_id: str) -> str:
+    """The merge key of an account's ``dormant`` item: one open item per account."""
+    return f"{KIND}:{account_id}"
+
+
+def measures(ladder: list[DispositionStep]) -> list[DispositionStep]:
+    """The ladder's steps a dormancy calls for (their ``categories`` name ``dormant``)."""
+    return [step for step in ladder if CATEGORY in step.categories]
+
+
+def kinds(ladder: list[DispositionStep]) -> list[str]:
+    """The kinds of the dispositions a dormancy brings (the notice whether or not the policy
+    gives one now: it may have when the account was found dormant), which its return lifts."""
+    return [step.kind for step in measures(ladder)] + [NOTICE]
+
+
+def dormant_before(rules: DormancyRules, now: datetime) -> datetime:
+    """An account whose clock is at or before this moment is dormant at ``now``."""
+    return now - timedelta(days=rules.after_days)
+
+
+def check_category(item_kind: str, category: Category, item_id: int) -> None:
+    """Refuse (:class:`ConflictError`) a confirmation that calls a ``dormant`` item a violation,
+    or another item a dormancy: the one charges credit, the other none."""
+    if (item_kind == KIND) != (category == CATEGORY):
+        raise ConflictError("dormant_category", item_id=item_id, item_kind=item_kind)
+
+
+def returned(clock: datetime | None, at: datetime) -> bool:
+    """Whether use ``at`` is later than the account's ``clock``: what ends a dormancy measured
+    from it (a login reported late, from before the clock, ends nothing)."""
+    return clock is None or at > clock
