@@ -21,7 +21,6 @@ from sqlalchemy import (
     Engine,
     case,
     create_engine,
-    delete,
     event,
     or_,
     select,
@@ -45,34 +44,24 @@ from service.policy import Policy
 from service.policy.governance import ReviewRules
 from service.record import DECISIONS, Decision, Post, ScoreRecord, text_decision
 from service.review import items as review_items
-from service.review.chain import text_digest
+from service.storage.access_sql import AccessSql
+from service.storage.bank_sql import BankSql
 from service.storage.dormancy_sql import DormancySql
 from service.storage.engagement_sql import EngagementSql
 from service.storage.repository import (
-    ApiKey,
-    ConsoleAccount,
     Pending,
     QueueItem,
     RescoreRun,
-    Role,
-    RumorCopy,
-    SignInAttempts,
     StorageError,
     StorageUnavailableError,
-    StoredRumor,
 )
 from service.storage.review_rows import utc
 from service.storage.review_steps import append_records, enqueued, item_to_join
 from service.storage.tables import (
     OPEN,
-    BankedRumor,
-    ConsoleUser,
     KeptPolicy,
     ReviewItem,
-    RumorCopyRow,
-    SignInAttempt,
     StoredAccount,
-    StoredKey,
     StoredPost,
     StoredRecord,
 )
@@ -323,7 +312,7 @@ def open_repository(url: str, timeout_s: float, review: ReviewRules | None = Non
     return SqlRepository(make_engine(url, timeout_s), review)
 
 
-class SqlRepository(EngagementSql, DormancySql):
+class SqlRepository(AccessSql, BankSql, EngagementSql, DormancySql):
     def __init__(self, engine: Engine, review: ReviewRules | None = None) -> None:
         self.engine = engine
         self.review = review
@@ -722,106 +711,6 @@ class SqlRepository(EngagementSql, DormancySql):
             "enqueued_at": enqueued_at,
         }
 
-    def add_key(self, key: ApiKey) -> None:
-        with self._session() as session:
-            session.add(
-                StoredKey(
-                    key_id=key.key_id,
-                    digest=key.digest,
-                    role=key.role,
-                    created_at=key.created_at,
-                    revoked_at=None,
-                )
-            )
-
-    def add_user(self, name: str, digest: str, role: Role) -> None:
-        with self._session() as session:
-            session.add(
-                ConsoleUser(name=name, digest=digest, role=role, created_at=datetime.now(UTC))
-            )
-
-    def get_user(self, name: str) -> ConsoleAccount | None:
-        with self._session() as session:
-            row = session.get(ConsoleUser, name)
-            return None if row is None else _user(row)
-
-    def disable_user(self, name: str) -> ConsoleAccount | None:
-        with self._session() as session:
-            row = session.get(ConsoleUser, name, with_for_update=True)
-            if row is None:
-                return None
-            before = _user(row)
-            if row.disabled_at is None:
-                row.disabled_at = datetime.now(UTC)
-            return before
-
-    def list_users(self) -> list[ConsoleAccount]:
-        with self._session() as session:
-            rows = session.scalars(select(ConsoleUser).order_by(ConsoleUser.created_at))
-            return [_user(row) for row in rows]
-
-    def end_sessions(self, name: str, epoch: int) -> None:
-        with self._session() as session:
-            # one statement: of two sign-outs at once from the same epoch, one raises it
-            session.execute(
-                update(ConsoleUser)
-                .where(ConsoleUser.name == name, ConsoleUser.session_epoch == epoch)
-                .values(session_epoch=epoch + 1)
-            )
-
-    def add_sign_in_attempt(
-        self, name_digest: str, address: str, at: float, window_s: float
-    ) -> SignInAttempts:
-        since = at - window_s
-        with self._session() as session:
-            session.execute(delete(SignInAttempt).where(SignInAttempt.at < since))
-            row = SignInAttempt(name_digest=name_digest, address=address, at=at)
-            session.add(row)
-            session.flush()
-            attempt_id = row.id
-        # counted in a transaction of its own, after the attempt was committed
-        with self._session() as session:
-            others = (SignInAttempt.at >= since) & (SignInAttempt.id != attempt_id)
-            by_name = sorted(
-                session.scalars(
-                    select(SignInAttempt.at).where(others, SignInAttempt.name_digest == name_digest)
-                )
-            )
-            by_address = sorted(
-                session.scalars(
-                    select(SignInAttempt.at).where(others, SignInAttempt.address == address)
-                )
-            )
-        return SignInAttempts(attempt_id, by_name, by_address)
-
-    def drop_sign_in_attempt(self, attempt_id: int) -> None:
-        with self._session() as session:
-            session.execute(delete(SignInAttempt).where(SignInAttempt.id == attempt_id))
-
-    def clear_sign_in_attempts(self, name_digest: str) -> None:
-        with self._session() as session:
-            session.execute(delete(SignInAttempt).where(SignInAttempt.name_digest == name_digest))
-
-    def get_key(self, key_id: str) -> ApiKey | None:
-        with self._session() as session:
-            row = session.get(StoredKey, key_id)
-            return None if row is None else _key(row)
-
-    def revoke_key(self, key_id: str) -> ApiKey | None:
-        with self._session() as session:
-            row = session.get(StoredKey, key_id, with_for_update=True)
-            if row is None:
-                return None
-            before = _key(row)
-            if row.revoked_at is None:
-                row.revoked_at = datetime.now(UTC)
-            return before
-
-    def list_keys(self) -> list[ApiKey]:
-        with self._session() as session:
-            rows = session.scalars(select(StoredKey).order_by(StoredKey.created_at))
-            return [_key(row) for row in rows]
-
     def queue(self) -> list[QueueItem]:
         with self._session() as session:
             rows = session.scalars(select(ReviewItem).order_by(ReviewItem.id))
@@ -834,120 +723,6 @@ class SqlRepository(EngagementSql, DormancySql):
                     status=row.status,
                 )
                 for row in rows
-            ]
-
-    def add_rumor(self, rumor: StoredRumor) -> None:
-        with self._session() as session:
-            session.add(
-                BankedRumor(
-                    rumor_id=rumor.rumor_id,
-                    text=rumor.text,
-                    post_id=rumor.post_id,
-                    notice=rumor.notice,
-                    fingerprint=rumor.fingerprint,
-                    signature=rumor.signature,
-                    created_at=rumor.created_at,
-                    created_by=rumor.created_by,
-                )
-            )
-            # art13: identifying a rumour and its debunk notice are part of the record the
-            # chain keeps; free text goes in by digest, as a report's does
-            payload = {
-                "post_id": rumor.post_id,
-                "text_sha256": None if rumor.text is None else text_digest(rumor.text),
-                "notice_sha256": text_digest(rumor.notice),
-                "by": rumor.created_by,
-            }
-            append_records(
-                session, rumor.created_at, [("rumor.banked", f"rumor:{rumor.rumor_id}", payload)]
-            )
-
-    def rumors(self) -> list[StoredRumor]:
-        with self._session() as session:
-            rows = session.scalars(
-                select(BankedRumor).order_by(BankedRumor.created_at, BankedRumor.rumor_id)
-            )
-            return [
-                StoredRumor(
-                    rumor_id=row.rumor_id,
-                    text=row.text,
-                    post_id=row.post_id,
-                    notice=row.notice,
-                    fingerprint=row.fingerprint,
-                    signature=bytes(row.signature),
-                    created_at=utc(row.created_at),
-                    created_by=row.created_by,
-                )
-                for row in rows
-            ]
-
-    def delete_rumor(self, rumor_id: str, by: str) -> bool:
-        with self._session() as session:
-            copies = session.execute(
-                select(RumorCopyRow.post_id, RumorCopyRow.account_id)
-                .where(RumorCopyRow.rumor_id == rumor_id)
-                .order_by(RumorCopyRow.created_at, RumorCopyRow.post_id)
-            ).all()
-            # the copies go with their entry: its id is never used again, so nothing could list them
-            session.execute(delete(RumorCopyRow).where(RumorCopyRow.rumor_id == rumor_id))
-            result = session.execute(delete(BankedRumor).where(BankedRumor.rumor_id == rumor_id))
-            if not getattr(result, "rowcount", 0):
-                return False
-            # the chain keeps who removed the entry and the copies traced to it (art13, art19)
-            payload = {
-                "by": by,
-                "copies": [{"post_id": post, "account_id": account} for post, account in copies],
-            }
-            append_records(
-                session, datetime.now(UTC), [("rumor.unbanked", f"rumor:{rumor_id}", payload)]
-            )
-            return True
-
-    def record_rumor_copies(self, copies: Sequence[RumorCopy]) -> int:
-        if not copies:
-            return 0
-        now = datetime.now(UTC)
-        insert = sqlite_insert if self.engine.dialect.name == "sqlite" else postgresql_insert
-        statement = (
-            insert(RumorCopyRow)
-            .values(
-                [
-                    {
-                        "rumor_id": c.rumor_id,
-                        "post_id": c.post_id,
-                        "account_id": c.account_id,
-                        "created_at": c.created_at,
-                        "similarity": c.similarity,
-                        "model_version": c.model_version,
-                        "recorded_at": now,
-                    }
-                    for c in copies
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["rumor_id", "post_id"])
-            .returning(RumorCopyRow.id)
-        )
-        with self._session() as session:
-            return len(session.execute(statement).all())
-
-    def rumor_copies(
-        self, rumor_id: str, *, after: tuple[float, str] | None = None, limit: int = 1000
-    ) -> list[RumorCopy]:
-        query = select(RumorCopyRow).where(RumorCopyRow.rumor_id == rumor_id)
-        if after is not None:
-            query = query.where(tuple_(RumorCopyRow.created_at, RumorCopyRow.post_id) > after)
-        query = query.order_by(RumorCopyRow.created_at, RumorCopyRow.post_id).limit(limit)
-        with self._session() as session:
-            return [
-                RumorCopy(
-                    rumor_id=row.rumor_id,
-                    post_id=row.post_id,
-                    account_id=row.account_id,
-                    created_at=row.created_at,
-                    similarity=row.similarity,
-                    model_version=row.model_version,
-                )
-                for row in session.scalars(query)
             ]
 
 
@@ -988,24 +763,3 @@ def _flagged(record: ScoreRecord) -> dict[str, Any]:
         "model_version": record.model_version,
         "policy_version": record.policy_version,
     }
-
-
-def _user(row: ConsoleUser) -> ConsoleAccount:
-    return ConsoleAccount(
-        name=row.name,
-        digest=row.digest,
-        role=cast(Role, row.role),
-        created_at=utc(row.created_at),
-        disabled=row.disabled_at is not None,
-        session_epoch=row.session_epoch,
-    )
-
-
-def _key(row: StoredKey) -> ApiKey:
-    return ApiKey(
-        key_id=row.key_id,
-        digest=row.digest,
-        role=cast(Role, row.role),
-        created_at=utc(row.created_at),
-        revoked=row.revoked_at is not None,
-    )
