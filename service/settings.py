@@ -31,8 +31,9 @@ MAX_WORKERS = 64
 """Most server or rescore worker processes: each loads the model (about 100 MB), so far more
 would only exhaust memory."""
 
-MIN_CONSOLE_SECRET_BYTES = 32
-"""As many as the HMAC-SHA256 key the console draws when none is set."""
+MIN_SECRET_BYTES = 32
+"""Of a key that is set (the console's, the subject digests'): as many as the HMAC-SHA256 key
+drawn when none is."""
 
 SHARED_METRICS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 """Turns on prometheus_client's multiprocess mode, with the folder where each process writes its
@@ -73,6 +74,13 @@ class Settings(BaseSettings):
     the server's processes."""
     database_url: str | None = None
     """SQLAlchemy URL (``postgresql+psycopg://...``); default: SQLite in ``state_dir``."""
+    subject_key: SecretStr | None = None
+    """Key of the digests stored of subject identifiers (ID card and licence numbers), at least
+    :data:`MIN_SECRET_BYTES`: HMAC-SHA256 of their SHA-256, which without the key cannot be
+    reversed by trying every number. Every process of a deployment sets the same one, kept
+    as its other secrets are; the database keeps its fingerprint and the service refuses to
+    start with another. Default: the file ``subject.key`` in ``state_dir``, drawn once (mode
+    0600), for a single-host install; losing it loses every stored subject."""
     # PostgreSQL takes whole milliseconds (0 turns its timeout off) up to about 24 days
     db_timeout_s: float = Field(default=1.0, ge=0.001, le=3600)
     """How long one wait of a storage call may last (SQLite lock, PostgreSQL statement or
@@ -165,7 +173,7 @@ class Settings(BaseSettings):
 
     # --- the web console (service/console) ---
     console_secret: SecretStr | None = None
-    """Key that signs console session cookies, at least :data:`MIN_CONSOLE_SECRET_BYTES`;
+    """Key that signs console session cookies, at least :data:`MIN_SECRET_BYTES`;
     default: a random one per process, so sessions end with the process and do not cross server
     processes (``qinglang serve`` with several workers draws one that they share)."""
     console_session_hours: float = Field(default=8.0, gt=0)
@@ -296,13 +304,14 @@ class Settings(BaseSettings):
             raise ValueError("is empty")
         return value
 
-    @field_validator("console_secret")
+    @field_validator("console_secret", "subject_key")
     @classmethod
     def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
-        # anyone can get a cookie signed with it (the sign-in page's) to guess a short one against
-        if value is not None and len(value.get_secret_value().encode()) < MIN_CONSOLE_SECRET_BYTES:
+        # anyone can get a cookie signed with the console's (the sign-in page's) to guess a
+        # short one against, and anyone with the database a subject digest
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
             raise ValueError(
-                f"at least {MIN_CONSOLE_SECRET_BYTES} bytes: draw one with "
+                f"at least {MIN_SECRET_BYTES} bytes: draw one with "
                 "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
             )
         return value

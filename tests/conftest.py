@@ -17,6 +17,11 @@ from service.policy import Policy, load_policy
 from service.settings import Settings
 from service.storage import SqlRepository, open_repository, upgrade
 
+# one subject key for the whole run and the processes it starts, as a deployment sets one: a
+# database migrated here and served by a ``qinglang serve`` of its own state folder (whose key
+# file would be another) must be keyed alike; the key file's own tests set none
+os.environ.setdefault("QINGLANG_SUBJECT_KEY", "qinglang-tests-subject-key-0123456789abcdef")
+
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:

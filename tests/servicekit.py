@@ -4,6 +4,7 @@ refuse connections like a database that went away, ``qinglang serve`` in a proce
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 import socket
 import subprocess
@@ -31,11 +32,12 @@ from service.neardup import NearDuplicates
 from service.pipeline import Pipeline
 from service.policy import load_policy
 from service.record import Decision, ScoreRecord
+from service.review.registration import normalise_subject
 from service.security import create_key
 from service.settings import Settings
 from service.storage import upgrade
 from service.storage.repository import Role
-from service.storage.sql import alembic_config
+from service.storage.sql import alembic_config, make_engine
 
 
 def write_policy(
@@ -296,6 +298,23 @@ def serve(env: dict[str, str], port: int, out: Path, *args: str) -> subprocess.P
 
     wait_for(up, 120)
     return server
+
+
+def unkeyed_digest(subject_id: str) -> str:
+    """What was stored of a subject before migration ``0028_subject_keys`` keyed the digests:
+    the plain SHA-256 of its normalised form, as it was computed then."""
+    return hashlib.sha256(f"qinglang-subject:{normalise_subject(subject_id)}".encode()).hexdigest()
+
+
+def before_keyed_digests(url: str) -> None:
+    """Take the (migrated, subjectless) database at ``url`` down to the revision before
+    ``0028_subject_keys``, to store rows as a release before it did."""
+    engine = make_engine(url, 5.0)
+    try:
+        with engine.begin() as connection:
+            migrate(connection, "0027_dormant_accounts", down=True)
+    finally:
+        engine.dispose()
 
 
 def migrate(connection: Connection, revision: str, *, down: bool = False) -> None:

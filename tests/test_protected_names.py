@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
-from servicekit import Api, migrate, wait_for
+from servicekit import Api, before_keyed_digests, migrate, unkeyed_digest, wait_for
 from sqlalchemy import event, inspect, text
 
 from service.policy import Policy
@@ -23,6 +23,7 @@ from service.review.refusals import words
 from service.storage import SqlRepository, StorageError, open_repository, upgrade
 from service.storage.review_steps import Tx, lock_protected_names, lock_subject
 from service.storage.sql import alembic_config, make_engine
+from service.subject_key import installed
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -109,7 +110,7 @@ def test_a_protected_name_refuses_registration_and_renames_unless_the_subject_is
     entry = repo.add_protected_name(
         policy, name="新华社", kind="organisation", subject_ids=["91110000-ma01x"], by="k-admin"
     )
-    assert entry.subjects == [registration.subject_digest(AUTHORISED)]
+    assert entry.subjects == [installed().digest(AUTHORISED)]
     detail = REFUSED_WORDS.format(entry=entry.id)
     # the name held in any spelling the folding makes one
     for name in ("新华社北京分社", "新華社 官方", "官方\u200b新华社!", "新华社"):
@@ -189,7 +190,7 @@ def test_adding_a_protected_name_sends_each_account_that_holds_it_to_review(
         {
             "name": "新华社",
             "kind": "organisation",
-            "subjects": [registration.subject_digest(AUTHORISED)],
+            "subjects": [installed().digest(AUTHORISED)],
             # given normalised already: its stripped form is the same digest
             "stripped_subjects": [],
             "by": "k-admin",
@@ -458,7 +459,7 @@ def test_an_account_whose_subject_was_stored_before_normalisation_is_authorised(
         with repo.engine.begin() as db:
             db.execute(
                 text("UPDATE accounts SET subject_digest = :d WHERE account_id = :a"),
-                {"d": registration.stripped_digest(spelling), "a": account},
+                {"d": installed().stripped(spelling), "a": account},
             )
 
     stored_before_normalisation("old-holder", "新华社官方")
@@ -471,10 +472,10 @@ def test_an_account_whose_subject_was_stored_before_normalisation_is_authorised(
     assert [h.account_id for h in added.holders] == ["other-holder"]
     assert repo.put_account(policy, "old", name="新华社福建").name == "新华社福建"
     # the entry lists the subject once, normalised; its record keeps both forms
-    assert added.subjects == [registration.subject_digest(AUTHORISED)]
+    assert added.subjects == [installed().digest(AUTHORISED)]
     assert repo.protected_names()[0].subjects == added.subjects
     (record,) = [e.payload for e in repo.audit_entries() if e.kind == "protected.added"]
-    assert record["stripped_subjects"] == [registration.stripped_digest(spelling)]
+    assert record["stripped_subjects"] == [installed().stripped(spelling)]
     assert verify(repo) == []
 
 
@@ -546,7 +547,7 @@ def test_entries_are_listed_and_removed_with_who_and_the_items_they_alone_held_g
         (first.id, "外交部", "organ"),
         (second.id, "姚明", "person"),
     ]
-    assert listed[0].subjects == sorted(registration.subject_digest(s) for s in ("S1", "S2"))
+    assert listed[0].subjects == sorted(installed().digest(s) for s in ("S1", "S2"))
     assert listed[1].subjects == [] and listed[0].created_by == "k-admin"
 
     repo.remove_protected_name(policy, first.id, "k-other")
@@ -653,7 +654,7 @@ def test_the_advisory_locks_are_each_schemas_own(
         with holder._writing() as session:
             tx = Tx(session, T0, policy)
             lock_protected_names(tx)
-            lock_subject(tx, registration.subject_digest("S1"))
+            lock_subject(tx, installed().digest("S1"))
             added = other.add_protected_name(
                 policy, name="新华社", kind="organisation", subject_ids=[], by="k"
             )
@@ -670,15 +671,26 @@ def test_the_advisory_locks_are_each_schemas_own(
             repository.close()
 
 
-def test_the_migration_goes_down_and_up_again(database_url: str, policy: Policy) -> None:
-    upgrade(database_url)
-    repo = open_repository(database_url, 5.0, policy.review)
+def _protected_before_keyed_digests(url: str, policy: Policy) -> None:
+    """An entry for the subject S1, stored as a release before migration 0028 stored it."""
+    upgrade(url)
+    before_keyed_digests(url)
+    repo = open_repository(url, 5.0, policy.review)
     try:
-        repo.add_protected_name(
-            policy, name="新华社", kind="organisation", subject_ids=["S1"], by="k"
+        added = repo.add_protected_name(
+            policy, name="新华社", kind="organisation", subject_ids=[], by="k"
         )
+        with repo.engine.begin() as db:
+            db.execute(
+                text("INSERT INTO protected_name_subjects VALUES (:e, :d, false)"),
+                {"e": added.id, "d": unkeyed_digest("S1")},
+            )
     finally:
         repo.close()
+
+
+def test_the_migration_goes_down_and_up_again(database_url: str, policy: Policy) -> None:
+    _protected_before_keyed_digests(database_url, policy)
     engine = make_engine(database_url, 5.0)
     try:
         with engine.begin() as connection:
@@ -703,14 +715,7 @@ def test_the_migration_goes_down_and_up_again(database_url: str, policy: Policy)
 
 
 def test_the_deadline_migration_goes_down_and_up_again(database_url: str, policy: Policy) -> None:
-    upgrade(database_url)
-    repo = open_repository(database_url, 5.0, policy.review)
-    try:
-        repo.add_protected_name(
-            policy, name="新华社", kind="organisation", subject_ids=["S1"], by="k"
-        )
-    finally:
-        repo.close()
+    _protected_before_keyed_digests(database_url, policy)
     engine = make_engine(database_url, 5.0)
     try:
         with engine.begin() as connection:
@@ -732,7 +737,7 @@ def test_the_deadline_migration_goes_down_and_up_again(database_url: str, policy
     try:
         # an entry from before keeps its subject, listed
         (entry,) = repo.protected_names()
-        assert entry.subjects == [registration.subject_digest("S1")]
+        assert entry.subjects == [installed().digest("S1")]
         assert repo.settle_deadlines(policy) == 0
     finally:
         repo.close()
@@ -761,7 +766,7 @@ def test_admin_keys_edit_the_entries_and_the_trust_team_reads_them(api: Api) -> 
     assert (entry["name"], entry["kind"], entry["subjects"]) == (
         "新华社",
         "organisation",
-        [registration.subject_digest(AUTHORISED)],
+        [installed().digest(AUTHORISED)],
     )
     (holder,) = entry["holders"]
     assert holder["account_id"] == "acc1"

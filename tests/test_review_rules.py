@@ -203,9 +203,12 @@ def test_the_newest_migration_that_folds_names_folds_them_as_fold_name_does() ->
     assert first._fold_name("张\u3164三") == "张\u1160三"
 
 
+SUBJECTS = registration.SubjectKey(b"k" * 32)
+
+
 def test_distance_and_subject_digests() -> None:
     assert registration.distance("abcd", "wxyz", 1) == 2
-    assert registration.subject_digest("110101") != registration.subject_digest("110102")
+    assert SUBJECTS.digest("110101") != SUBJECTS.digest("110102")
 
 
 def _chain(n: int) -> list[chain.Entry]:
@@ -237,7 +240,7 @@ def test_the_chain_detects_edits_deletions_reordering_and_a_cut_end() -> None:
 
 
 def test_subject_ids_are_normalised_once_for_storing_and_checking() -> None:
-    canonical = registration.subject_digest("110101199001011234X")
+    canonical = SUBJECTS.digest("110101199001011234X")
     for spelling in (
         "110101199001011234x",
         "１１０１０１１９９００１０１１２３４Ｘ",
@@ -245,21 +248,23 @@ def test_subject_ids_are_normalised_once_for_storing_and_checking() -> None:
         "110101-19900101-1234X",
         "110101\u300019900101\u200b1234X",
     ):
-        assert registration.subject_digest(spelling) == canonical, spelling
+        assert SUBJECTS.digest(spelling) == canonical, spelling
     # a digest stored before normalisation (of the stripped id) still matches that spelling
-    legacy = registration.subject_digests(" 110101199001011234x ")
+    legacy = SUBJECTS.digests(" 110101199001011234x ")
     assert canonical in legacy and len(legacy) == 2
-    assert registration.subject_digests("110101199001011234X") == {canonical}
+    assert SUBJECTS.digests("110101199001011234X") == {canonical}
 
 
 def test_a_refused_accounts_profile_keeps_what_re_registration_checks() -> None:
-    stored = registration.subject_digest("110101199001011234X")
-    registration.check_profile_change("a", {"blacklist"}, False, stored, "110101199001011234x")
+    stored = SUBJECTS.digest("110101199001011234X")
+    given = SUBJECTS.digests("110101199001011234x")
+    registration.check_profile_change("a", {"blacklist"}, False, stored, given)
+    other = SUBJECTS.digests("OTHER")
     with pytest.raises(items.ConflictError, match="never replaced"):
-        registration.check_profile_change("a", set(), False, stored, "OTHER")
+        registration.check_profile_change("a", set(), False, stored, other)
     with pytest.raises(items.ConflictError, match="close_account"):
         registration.check_profile_change("a", {"close_account"}, True, stored, None)
-    registration.check_profile_change("a", set(), True, None, "OTHER")  # an ordinary rename
+    registration.check_profile_change("a", set(), True, None, other)  # an ordinary rename
 
 
 def test_a_report_is_due_from_its_own_filing(policy: Policy) -> None:

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from service import subject_key
 from service.api import engagement, neardup, ops, protected, review, score
 from service.api.edge import Edge
 from service.api.state import Services
@@ -63,7 +64,12 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     does it before starting)."""
     settings = settings or get_settings()
     pipeline = pipeline or load_pipeline(settings)
-    repository = open_repository(settings.database, settings.db_timeout_s, pipeline.policy.review)
+    repository = open_repository(
+        settings.database,
+        settings.db_timeout_s,
+        pipeline.policy.review,
+        subject_key=subject_key.load(settings),
+    )
     snapshot = settings.state_dir / NEARDUP_SNAPSHOT
     pipeline.neardup.restore(snapshot)
 

@@ -1,6 +1,7 @@
 """``qinglang serve``: the state folder's lock, the metrics folder the processes share, the
-bound socket, the model loaded once, the console key shared between workers, and the SIGTERM
-handler that stops the process while the model loads."""
+bound socket, the model loaded once, the console key shared between workers, the subject key
+checked against the database's, and the SIGTERM handler that stops the process while the model
+loads."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     from service.logs import config, configure
     from service.settings import address
-    from service.storage import StorageError, upgrade
+    from service.storage import StorageError, SubjectKeyError, upgrade
+    from service.subject_key import load
 
     host = args.host or settings.host
     port = args.port or settings.port
@@ -67,13 +69,19 @@ def _serve(args: argparse.Namespace) -> int:
         )
         return 2
     configure(settings.log_level)
+    # before the workers start: where no key is set, the first draws the key file they read
+    subject_key = load(settings)
     pipeline: Pipeline | None = _serving_pipeline(settings)
     if workers > 1:
         # each worker loads its own: this one only showed that they can
         pipeline = None
         _share_between_workers(settings, workers)
     try:
-        upgrade(settings.database)
+        upgrade(settings.database, subject_key=subject_key)
+    except SubjectKeyError as exc:
+        # served, every subject check would miss: a taken subject registering again
+        print(f"qinglang serve: error: {exc}", file=sys.stderr)
+        return 2
     except StorageError as exc:
         # publish must not wait for the database: serve degraded, spool, retry
         print(f"qinglang serve: warning: {exc}; serving degraded", file=sys.stderr)

@@ -11,9 +11,10 @@ removed, so ``清朗 日报``, ``清朗日報`` and ``清朗\u200b日报`` are o
 from __future__ import annotations
 
 import hashlib
+import hmac
 import unicodedata
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from service.normalise import normalise
 from service.policy.governance import RegistrationRules
@@ -41,26 +42,52 @@ def normalise_subject(subject_id: str) -> str:
     )
 
 
-def _digest(form: str) -> str:
+def _plain(form: str) -> str:
+    """The unkeyed SHA-256 that was stored of a subject before migration
+    ``0028_subject_keys``; never stored nor compared alone since, only keyed."""
     return hashlib.sha256(f"qinglang-subject:{form}".encode()).hexdigest()
 
 
-def subject_digest(subject_id: str) -> str:
-    """What is stored of a subject identifier (an ID card or licence number): its SHA-256."""
-    return _digest(normalise_subject(subject_id))
+def keyed(key: bytes, plain: str) -> str:
+    """What is stored of a subject whose unkeyed SHA-256 is ``plain``: its HMAC-SHA256 under
+    ``key``. An identity-card number has about 1e11 values, so an unkeyed digest of one is
+    reversed by trying them all; keying the old digest (not the id) let migration
+    ``0028_subject_keys`` convert the stored ones without the ids."""
+    return hmac.new(key, plain.encode(), hashlib.sha256).hexdigest()
 
 
-def stripped_digest(subject_id: str) -> str:
-    """The digest stored of ``subject_id`` before subject ids were normalised: of the id only
-    stripped."""
-    return _digest(subject_id.strip())
+FINGERPRINT_LABEL = b"qinglang-subject-key-fingerprint"
+"""What the key's fingerprint is the HMAC of: a fixed label, never a subject's digest."""
 
 
-def subject_digests(subject_id: str) -> set[str]:
-    """The digests a stored subject may have for ``subject_id``: its digest, and the one
-    stored before subject ids were normalised (:func:`stripped_digest`). An old row matches
-    the spelling it was given in until its subject is given again, which stores it anew."""
-    return {subject_digest(subject_id), stripped_digest(subject_id)}
+@dataclass(frozen=True)
+class SubjectKey:
+    """The deployment's key for subject digests (the ``subject_key`` setting, or the key file
+    of ``state_dir``), and every digest of a subject taken under it: the one implementation
+    that stores and compares subjects."""
+
+    key: bytes = field(repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """Kept in the database (``subject_keys``), so that a server given another key is
+        refused at start rather than silently missing every stored subject."""
+        return hmac.new(self.key, FINGERPRINT_LABEL, hashlib.sha256).hexdigest()
+
+    def digest(self, subject_id: str) -> str:
+        """What is stored of a subject identifier (an ID card or licence number)."""
+        return keyed(self.key, _plain(normalise_subject(subject_id)))
+
+    def stripped(self, subject_id: str) -> str:
+        """The digest stored of ``subject_id`` before subject ids were normalised: of the id
+        only stripped."""
+        return keyed(self.key, _plain(subject_id.strip()))
+
+    def digests(self, subject_id: str) -> set[str]:
+        """The digests a stored subject may have for ``subject_id``: its digest, and the one
+        stored before subject ids were normalised (:meth:`stripped`). An old row matches the
+        spelling it was given in until its subject is given again, which stores it anew."""
+        return {self.digest(subject_id), self.stripped(subject_id)}
 
 
 def check_profile_change(
@@ -68,18 +95,15 @@ def check_profile_change(
     refused_by: Collection[str],
     name_changes: bool,
     stored_subject: str | None,
-    subject_id: str | None,
+    given: set[str] | None,
 ) -> None:
     """Raise :class:`ConflictError` for a profile change that would let a refused name or
     subject register again. The check reads the account's one stored subject, so a subject is
     never replaced (one holder's identity; a transfer, art11, is verified elsewhere), and the
     name of an account that ``refused_by`` dispositions (closed, blacklisted) stays as it was
-    closed (art8)."""
-    if (
-        subject_id is not None
-        and stored_subject is not None
-        and stored_subject not in subject_digests(subject_id)
-    ):
+    closed (art8). ``given`` are the digests of the subject given
+    (:meth:`SubjectKey.digests`), None when none is."""
+    if given is not None and stored_subject is not None and stored_subject not in given:
         raise ConflictError("subject_kept", account_id=account_id)
     if name_changes and refused_by:
         raise ConflictError("name_kept", account_id=account_id, kinds=", ".join(sorted(refused_by)))

@@ -18,6 +18,7 @@ from service.storage.repository import (
 )
 from service.storage.sql import (
     SqlRepository,
+    SubjectKeyError,
     open_existing,
     open_migrated,
     open_repository,
@@ -34,6 +35,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailableError",
     "StoredRumor",
+    "SubjectKeyError",
     "open_existing",
     "open_migrated",
     "open_repository",

@@ -12,7 +12,7 @@ from typing import cast
 from sqlalchemy import ColumnElement, delete, literal, or_, select
 
 from service.policy import Policy
-from service.review import dispositions, protected, registration, views
+from service.review import dispositions, protected, views
 from service.review.items import ConflictError, NotFoundError
 from service.review.protected import ProtectedKind
 from service.storage.review_rows import utc
@@ -63,10 +63,10 @@ class ProtectedSql(ReviewSql):
         :class:`~service.review.protected.EntryNameError` for a name that folds too short or
         too long, :class:`ConflictError` for one that is protected already."""
         folded = protected.entry_name(policy.registration, name)
-        digests = sorted({registration.subject_digest(s) for s in subject_ids})
+        digests = sorted({self.subjects.digest(s) for s in subject_ids})
         # an account's subject stored before ids were normalised matches the spelling it was
         # given in, as the re-registration check matches it
-        stripped = sorted({registration.stripped_digest(s) for s in subject_ids} - set(digests))
+        stripped = sorted({self.subjects.stripped(s) for s in subject_ids} - set(digests))
 
         def run(tx: Tx) -> views.ProtectedNameAdded:
             lock_protected_names(tx)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from types import EllipsisType
 from typing import Any, TypeVar, cast
 
@@ -111,6 +112,7 @@ from service.storage.tables import (
     StoredRecord,
     StoredReport,
 )
+from service.subject_key import installed as installed_subject_key
 
 M = TypeVar("M", bound=BaseModel)
 RETRIES = 5
@@ -120,7 +122,15 @@ class ReviewSql:
     """Mixed into :class:`~service.storage.sql.SqlRepository`."""
 
     engine: Engine
+    _subject_key: registration.SubjectKey | None
     _session: Callable[[], AbstractContextManager[Session]]
+
+    @cached_property
+    def subjects(self) -> registration.SubjectKey:
+        """The key subjects are stored and compared under: the one the repository was given,
+        else the settings' (read when first needed: a command that compares no subject reads
+        no key, nor draws a key file)."""
+        return self._subject_key or installed_subject_key()
 
     # --- transactions ---------------------------------------------------------------------
 
@@ -374,12 +384,11 @@ class ReviewSql:
                 active_kinds(tx, account_id) & refusing,
                 not isinstance(name, EllipsisType) and name != account.name,
                 account.subject_digest,
-                subject_id,
+                None if subject_id is None else self.subjects.digests(subject_id),
             )
             if subject_id is not None and account.subject_digest is None:
-                digest = registration.subject_digest(subject_id)
-                lock_subject(tx, digest)
-                digests = registration.subject_digests(subject_id)
+                lock_subject(tx, self.subjects.digest(subject_id))
+                digests = self.subjects.digests(subject_id)
                 # an account without a subject that is given one registers it: a blacklisted
                 # subject may not register again (art8)
                 registration.check_subject_blacklist(
@@ -393,7 +402,7 @@ class ReviewSql:
                     # a name that holds a protected name is its authorised subjects' alone
                     # (art8): the subject given with it, or the one the account has
                     if subject_id is not None:
-                        digests = registration.subject_digests(subject_id)
+                        digests = self.subjects.digests(subject_id)
                     else:
                         digests = {account.subject_digest} if account.subject_digest else set()
                     lock_protected_names(tx, shared=True)
@@ -402,7 +411,7 @@ class ReviewSql:
                 if folded is not None:
                     hold_name(tx, account_id, folded)
             if subject_id is not None:
-                account.subject_digest = registration.subject_digest(subject_id)
+                account.subject_digest = self.subjects.digest(subject_id)
             if followers is not None:
                 before, since = account.followers, maybe_utc(account.followers_at)
                 # a count above 0 was given by a profile (accounts start at 0), though one
@@ -626,7 +635,7 @@ class ReviewSql:
                     # subject ids have (the report's row keeps it, to count reporters)
                     "reporter_id_digest": None
                     if reporter_id is None
-                    else registration.subject_digest(reporter_id),
+                    else self.subjects.digest(reporter_id),
                 },
             )
             return report_view(policy, report, item, tx.now, overturned(tx.session, item))
@@ -867,7 +876,7 @@ class ReviewSql:
         moment = now or datetime.now(UTC)
         rules = policy.registration
         with self._session() as session:
-            digests = registration.subject_digests(subject_id)
+            digests = self.subjects.digests(subject_id)
             blacklisted = subject_blacklisted_by(session, policy, digests, moment)
             # every name a closed account held: a rename before the close frees none of them
             closed = session.execute(

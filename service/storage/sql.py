@@ -44,6 +44,7 @@ from service.policy import Policy
 from service.policy.governance import ReviewRules
 from service.record import DECISIONS, Decision, Post, ScoreRecord, text_decision
 from service.review import items as review_items
+from service.review.registration import SubjectKey
 from service.storage.access_sql import AccessSql
 from service.storage.bank_sql import BankSql
 from service.storage.dormancy_sql import DormancySql
@@ -64,8 +65,10 @@ from service.storage.tables import (
     StoredAccount,
     StoredPost,
     StoredRecord,
+    SubjectKeyFingerprint,
 )
 from service.storage.tables import RescoreRun as StoredRescoreRun
+from service.subject_key import installed as installed_subject_key
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -167,22 +170,35 @@ def alembic_config() -> Config:
     return config
 
 
-def upgrade(url: str, timeout_s: float = 10.0) -> None:
-    """Bring the database at ``url`` to the newest migration (creating it from empty).
+def upgrade(url: str, timeout_s: float = 10.0, *, subject_key: SubjectKey | None = None) -> None:
+    """Bring the database at ``url`` to the newest migration (creating it from empty), then
+    check that ``subject_key`` (default: the settings', :func:`service.subject_key.installed`)
+    is the one its subject digests were made with (:class:`SubjectKeyError`).
     ``timeout_s`` bounds connecting and waiting for a lock, not the migrations' statements: one
     that fills a table from a large one (0010 reads every account's audit records) takes what it
     takes, and cut short by the publish path's statement timeout it would fail alike on every
-    retry."""
+    retry. On PostgreSQL the processes that migrate one schema at once do it one after the
+    other: the second finds the first's revision, so that a migration that converts rows
+    (0028 keys the subject digests) converts them once (SQLite: the second's version update
+    finds none to update, and its transaction is rolled back whole)."""
+    key = subject_key or installed_subject_key()
     engine = make_engine(url, timeout_s)
     try:
         with engine.connect() as connection:
             if connection.dialect.name == "postgresql":
-                # this engine's own connection, disposed of below: no pooled session keeps it
+                # this engine's own connection, disposed of below: no pooled session keeps it,
+                # nor the lock, which its closing releases
                 connection.exec_driver_sql("SET statement_timeout = 0")
+                connection.execute(
+                    text("SELECT pg_advisory_lock(hashtextextended(current_schema() || :key, 0))"),
+                    {"key": "/migrations"},
+                )
                 connection.commit()
             config = alembic_config()
             config.attributes["connection"] = _transactional_ddl(connection)
+            config.attributes["subject_key"] = key.key
             command.upgrade(config, "head")
+            _check_subject_key(connection, key)
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot migrate {engine.url!r}: {exc}") from exc
     except CommandError as exc:
@@ -193,12 +209,35 @@ def upgrade(url: str, timeout_s: float = 10.0) -> None:
         engine.dispose()
 
 
-def open_migrated(url: str, timeout_s: float, review: ReviewRules | None = None) -> SqlRepository:
+class SubjectKeyError(StorageError):
+    """The subject key is not the one the database's subject digests were made with: every
+    subject check would miss (a taken subject registering again, an authorised one refused)."""
+
+
+def _check_subject_key(connection: Connection, key: SubjectKey) -> None:
+    kept = connection.scalars(select(SubjectKeyFingerprint.fingerprint)).all()
+    connection.commit()
+    if kept != [key.fingerprint]:
+        raise SubjectKeyError(
+            "the subject key (the subject_key setting, else the file subject.key in state_dir) "
+            "is not the one the database's subject digests were made with: set "
+            "QINGLANG_SUBJECT_KEY to the deployment's key (a different one would match no "
+            "stored subject)"
+        )
+
+
+def open_migrated(
+    url: str,
+    timeout_s: float,
+    review: ReviewRules | None = None,
+    *,
+    subject_key: SubjectKey | None = None,
+) -> SqlRepository:
     """A repository on the database at ``url``, brought to the newest migration first (created
     when it does not exist): for the commands that write. Those that only read use
     :func:`open_existing`."""
-    upgrade(url)
-    return open_repository(url, timeout_s, review)
+    upgrade(url, subject_key=subject_key)
+    return open_repository(url, timeout_s, review, subject_key=subject_key)
 
 
 def _transactional_ddl(connection: Connection) -> Connection:
@@ -308,16 +347,28 @@ def _lock_order(record: ScoreRecord) -> tuple[str, str, str]:
     return record.id, *_versions(record)
 
 
-def open_repository(url: str, timeout_s: float, review: ReviewRules | None = None) -> SqlRepository:
-    return SqlRepository(make_engine(url, timeout_s), review)
+def open_repository(
+    url: str,
+    timeout_s: float,
+    review: ReviewRules | None = None,
+    *,
+    subject_key: SubjectKey | None = None,
+) -> SqlRepository:
+    return SqlRepository(make_engine(url, timeout_s), review, subject_key)
 
 
 class SqlRepository(AccessSql, BankSql, EngagementSql, DormancySql):
-    def __init__(self, engine: Engine, review: ReviewRules | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        review: ReviewRules | None = None,
+        subject_key: SubjectKey | None = None,
+    ) -> None:
         self.engine = engine
         self.review = review
         """The policy's priority rules for the items :meth:`save_records` enqueues; without
         them items wait in the order they came."""
+        self._subject_key = subject_key
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @contextmanager
@@ -336,7 +387,9 @@ class SqlRepository(AccessSql, BankSql, EngagementSql, DormancySql):
         its newest migration is migrated first (one created, or emptied, after the server
         started: the server migrates at start only, and would find no tables)."""
         if _revision(self.engine) != head_revision():
-            upgrade(self.engine.url.render_as_string(hide_password=False))
+            upgrade(
+                self.engine.url.render_as_string(hide_password=False), subject_key=self.subjects
+            )
 
     def check(self) -> None:
         """:meth:`ping` without the migration, for a caller with a deadline (``/readyz``): a

@@ -277,7 +277,18 @@ class ProtectedNameSubject(Base):
     stripped: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """The digest of the id as the admin gave it, only stripped: the form an account's subject
     was stored in before subject ids were normalised, which it matches as the re-registration
-    check matches it (:func:`~service.review.registration.subject_digests`); not listed."""
+    check matches it (:meth:`~service.review.registration.SubjectKey.digests`); not listed."""
+
+
+class SubjectKeyFingerprint(Base):
+    """One row: the fingerprint of the key the stored subject digests were made with
+    (:attr:`~service.review.registration.SubjectKey.fingerprint`), written by the migration that
+    keyed them (``0028_subject_keys``); a server with another key refuses to start."""
+
+    __tablename__ = "subject_keys"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    keyed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class CreditEntry(Base):

@@ -1,0 +1,259 @@
+"""Keyed subject digests: what is stored of a subject identifier is the HMAC of its old SHA-256
+under the deployment's key; migration 0028 keys the rows stored before it, once; a server given
+another key is refused; the key file drawn where none is set; the chain across the change."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.util import CommandError
+from servicekit import before_keyed_digests, migrate, unkeyed_digest
+from sqlalchemy import create_engine, inspect, select, text
+
+from service.policy import Policy
+from service.review import chain
+from service.review.items import ConflictError
+from service.review.registration import SubjectKey, keyed
+from service.settings import Settings
+from service.storage import SqlRepository, SubjectKeyError, open_repository, upgrade
+from service.storage.review_steps import append_records
+from service.storage.sql import alembic_config, make_engine
+from service.storage.tables import StoredAccount, SubjectKeyFingerprint
+from service.subject_key import KEY_FILE, installed, load
+
+ID_CARD = "110101199001011234X"
+OTHER = SubjectKey(b"another deployment's subject key!")
+
+
+def stored_subjects(repo: SqlRepository) -> dict[str, str | None]:
+    with repo.engine.connect() as db:
+        rows = db.execute(select(StoredAccount.account_id, StoredAccount.subject_digest))
+        return dict(rows.tuples().all())
+
+
+def test_a_stored_subject_is_keyed_and_differs_between_keys(
+    repo: SqlRepository, policy: Policy, tmp_path: Path
+) -> None:
+    repo.put_account(policy, "a", subject_id=ID_CARD.lower())
+    stored = stored_subjects(repo)["a"]
+    # not the digest anyone can compute from a guessed number
+    assert stored != unkeyed_digest(ID_CARD)
+    assert stored == keyed(installed().key, unkeyed_digest(ID_CARD))
+    other_url = f"sqlite:///{tmp_path / 'other.db'}"
+    upgrade(other_url, subject_key=OTHER)
+    other = open_repository(other_url, 5.0, policy.review, subject_key=OTHER)
+    try:
+        other.put_account(policy, "a", subject_id=ID_CARD)
+        assert stored_subjects(other)["a"] not in (stored, unkeyed_digest(ID_CARD))
+    finally:
+        other.close()
+
+
+def codes(repo: SqlRepository, policy: Policy, name: str, subject_id: str) -> list[str]:
+    return [r["code"] for r in repo.check_registration(policy, name, subject_id).reasons]
+
+
+def _account_before_keyed_digests(repo: SqlRepository, policy: Policy, account: str) -> None:
+    """``account`` with the subject ``ID_CARD``, stored as a release before 0028 stored it."""
+    repo.put_account(policy, account, name=f"名字{account}", subject_id=f"placeholder-{account}")
+    with repo.engine.begin() as db:
+        db.execute(
+            text("UPDATE accounts SET subject_digest = :d WHERE account_id = :a"),
+            {"d": unkeyed_digest(ID_CARD), "a": account},
+        )
+
+
+def test_subjects_stored_before_the_migration_match_after_it(
+    database_url: str, policy: Policy
+) -> None:
+    upgrade(database_url)
+    before_keyed_digests(database_url)
+    repo = open_repository(database_url, 5.0, policy.review)
+    try:
+        # the subject holds the policy's cap of accounts, and is authorised for a name
+        for account in ("a1", "a2")[: policy.registration.accounts_per_subject]:
+            _account_before_keyed_digests(repo, policy, account)
+        entry = repo.add_protected_name(
+            policy, name="新华社", kind="organisation", subject_ids=[], by="k"
+        )
+        with repo.engine.begin() as db:
+            db.execute(
+                text("INSERT INTO protected_name_subjects VALUES (:e, :d, false)"),
+                {"e": entry.id, "d": unkeyed_digest(ID_CARD)},
+            )
+        upgrade(database_url)
+        key = installed()
+        assert set(stored_subjects(repo).values()) == {keyed(key.key, unkeyed_digest(ID_CARD))}
+        assert repo.protected_names()[0].subjects == [key.digest(ID_CARD)]
+        # the taken subject is refused, in another spelling too
+        assert codes(repo, policy, "全新名字", ID_CARD.lower()) == ["subject_at_cap"]
+        with pytest.raises(ConflictError):
+            repo.put_account(policy, "a3", subject_id=ID_CARD)
+        # the authorised subject may use the protected name, another may not
+        assert codes(repo, policy, "新华社北京", ID_CARD) == ["subject_at_cap"]
+        assert codes(repo, policy, "新华社北京", "another-subject") == ["name_protected"]
+        assert repo.put_account(policy, "a1", name="新华社北京").name == "新华社北京"
+    finally:
+        repo.close()
+
+
+def test_another_key_is_refused_at_start_with_one_line(tmp_path: Path, policy: Policy) -> None:
+    url = f"sqlite:///{tmp_path / 'keyed.db'}"
+    upgrade(url)
+    with pytest.raises(SubjectKeyError, match="subject key"):
+        upgrade(url, subject_key=OTHER)
+    upgrade(url)  # the key it was keyed with goes on
+    env = {
+        **os.environ,
+        "QINGLANG_DATABASE_URL": url,
+        "QINGLANG_STATE_DIR": str(tmp_path / "state"),
+        "QINGLANG_SUBJECT_KEY": OTHER.key.decode(),
+    }
+    served = subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve", "--port", "8731"],
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert served.returncode == 2
+    (line,) = served.stderr.strip().splitlines()
+    assert line.startswith("qinglang serve: error: the subject key")
+    assert "QINGLANG_SUBJECT_KEY" in line
+
+
+def test_the_key_file_is_drawn_once_with_mode_0600_and_reused(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path / "state", subject_key=None)
+    keys: list[SubjectKey] = []
+    # processes drawing the first key at once all keep the same one
+    threads = [threading.Thread(target=lambda: keys.append(load(settings))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    path = settings.state_dir / KEY_FILE
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert len(path.read_bytes()) == 32
+    assert {k.key for k in keys} == {path.read_bytes()}
+    assert load(settings) == keys[0]
+    assert sorted(p.name for p in settings.state_dir.iterdir()) == [KEY_FILE]
+    # a key set wins over the file
+    set_key = "s" * 32
+    assert load(Settings(state_dir=settings.state_dir, subject_key=set_key)).key == set_key.encode()
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        Settings(subject_key="short")
+
+
+def test_two_processes_starting_at_once_key_the_digests_once(
+    postgres_url: str, policy: Policy
+) -> None:
+    upgrade(postgres_url)
+    before_keyed_digests(postgres_url)
+    repo = open_repository(postgres_url, 5.0, policy.review)
+    try:
+        for account in ("a1", "a2"):
+            _account_before_keyed_digests(repo, policy, account)
+    finally:
+        repo.close()
+    name = f"ql_{uuid.uuid4().hex[:12]}"
+    url = f"{postgres_url}&application_name={name}"
+    migrating = [sys.executable, "-c", f"from service.storage import upgrade; upgrade({url!r})"]
+    holder = create_engine(postgres_url)
+    try:
+        with holder.begin() as db:
+            # both wait: the first in 0028 for the accounts, the second for the first
+            db.execute(text("LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE"))
+            starts = [
+                subprocess.Popen(migrating, stderr=subprocess.PIPE, text=True) for _ in range(2)
+            ]
+            waiting = text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = :n AND wait_event_type = 'Lock'"
+            )
+            deadline = time.monotonic() + 8
+            with holder.connect() as watch:
+                while watch.scalar(waiting, {"n": name}) < 2 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    watch.rollback()
+        results = [(p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in starts]
+    finally:
+        holder.dispose()
+    assert [code for code, _ in results] == [0, 0], results
+    repo = open_repository(postgres_url, 5.0, policy.review)
+    try:
+        once = keyed(installed().key, unkeyed_digest(ID_CARD))
+        assert stored_subjects(repo) == {"a1": once, "a2": once}
+        with repo.engine.connect() as db:
+            kept = db.scalars(select(SubjectKeyFingerprint.fingerprint)).all()
+        assert kept == [installed().fingerprint]
+    finally:
+        repo.close()
+
+
+def test_the_downgrade_is_refused_while_keyed_digests_are_stored(
+    repo: SqlRepository, database_url: str, policy: Policy
+) -> None:
+    repo.put_account(policy, "a", subject_id=ID_CARD)
+    engine = make_engine(database_url, 5.0)
+    try:
+        refused = pytest.raises(
+            CommandError, match="cannot downgrade 0028_subject_keys: 1 accounts"
+        )
+        with refused, engine.begin() as connection:
+            migrate(connection, "0027_dormant_accounts", down=True)
+        assert stored_subjects(repo)["a"] == installed().digest(ID_CARD)
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE accounts SET subject_digest = NULL"))
+        with engine.begin() as connection:
+            migrate(connection, "0027_dormant_accounts", down=True)
+            assert "subject_keys" not in inspect(connection).get_table_names()
+            # SQLite keeps the drop when a revision further down refuses the downgrade
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.stamp(config, "0028_subject_keys")
+            migrate(connection, "0027_dormant_accounts", down=True)
+    finally:
+        engine.dispose()
+    upgrade(database_url)
+    repo.put_account(policy, "a", subject_id=ID_CARD)
+    assert stored_subjects(repo)["a"] == installed().digest(ID_CARD)
+
+
+def test_the_chain_verifies_across_the_change(database_url: str, policy: Policy) -> None:
+    upgrade(database_url)
+    before_keyed_digests(database_url)
+    repo = open_repository(database_url, 5.0, policy.review)
+    try:
+        # a report's record as a release before 0028 wrote it
+        with repo._session() as session:
+            payload = {"reporter": "k1", "reporter_id_digest": unkeyed_digest("u9")}
+            append_records(session, datetime.now(UTC), [("report.filed", "report:0", payload)])
+        upgrade(database_url)
+        repo.file_report(
+            policy,
+            post_id="p1",
+            account_id="acc1",
+            category="rumor",
+            text_="谣言",
+            reporter="k1",
+            reporter_id="u9",
+        )
+        filed = [e.payload for e in repo.audit_entries() if e.kind == "report.filed"]
+        # the old record keeps the digest it was written with; the new one is keyed
+        assert [p["reporter_id_digest"] for p in filed] == [
+            unkeyed_digest("u9"),
+            keyed(installed().key, unkeyed_digest("u9")),
+        ]
+        assert chain.verify(repo.audit_entries(), repo.audit_head()) == []
+    finally:
+        repo.close()
