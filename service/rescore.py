@@ -29,20 +29,18 @@ import itertools
 import json
 import os
 import stat
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from tqdm import tqdm
-
 from service.batch.checkpoint import CheckpointError, JoinError, State, WorkFolder
 from service.batch.diff import changes_file, report_file
 from service.batch.duplicates import SeenIds
+from service.batch.progress import EVERY_S, Progress, say, shown
 from service.batch.records import (
     OUTPUT_SUFFIXES,
     RecordsError,
@@ -187,6 +185,9 @@ class Summary:
     """Segments scored (with the runs it continued)."""
     rerun: int = 0
     """Segments scored again from the exact state because their warm-up did not rebuild it."""
+    input_name: str = ""
+    """What was read, in words, where ``input_path`` is not what the caller gave (the export of
+    ``--from-db``); empty: ``input_path``."""
 
     @property
     def failed_total(self) -> int:
@@ -299,7 +300,8 @@ class Summary:
             )
         if self.resumed:
             rows.append(("resumed", f"after {self.resumed:,} posts of an earlier run"))
-        lines = [f"rescored {self.input_path} with model {self.model_version} ({self.engine})"]
+        read = self.input_name or str(self.input_path)
+        lines = [f"rescored {read} with model {self.model_version} ({self.engine})"]
         lines += [f"  {name:<14} {value}" for name, value in rows]
         return "\n".join(lines)
 
@@ -410,10 +412,12 @@ def rescore(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     reject_path: Path | None = None,
     progress: bool = True,
+    progress_every_s: float = EVERY_S,
     checkpoint_posts: int = CHECKPOINT_POSTS,
     segment_posts: int | None = None,
     bank: Sequence[StoredRumor] = (),
     skip_bad: bool = False,
+    input_name: str = "",
 ) -> Summary:
     """Score every post under ``input_path`` into ``output_path``; raise :class:`RescoreError`
     if the run cannot complete, in which case neither output file is touched.
@@ -426,6 +430,9 @@ def rescore(
     replaced when there are any and removed when there are none. ``skip_bad``: a file of which
     nothing can be read, or a Parquet file without a column every post needs, is one bad line
     there, instead of stopping the run before any work.
+    ``progress``: show it on stderr (:mod:`service.batch.progress`: off a terminal, a line every
+    ``progress_every_s`` seconds). ``input_name``: what the summary says was read, where
+    ``input_path`` is not what the caller gave (``--from-db``'s export); its path by default.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
@@ -455,6 +462,7 @@ def rescore(
             scorer.model_version,
             engine.name,
             scorer.policy_version,
+            input_name=input_name,
         )
         summary.restore(state.tallies)
         saved = work.ordered_state(state.parts)
@@ -477,20 +485,16 @@ def rescore(
             return run_segment(segments[index], scorer, ordered)
 
         run = _Run(work, state, summary, checkpoint_posts, first or scorer.state(), seen)
-        done = sum(task.lines for task in tasks[: state.tasks_done])
-        with tqdm(
-            total=sum(task.lines for task in tasks),
-            initial=done,
-            desc=input_path.name,
-            unit=" posts",
-            mininterval=1.0,
-            # None: off when stderr is not a terminal, so logs get no bar redraws
-            disable=None if progress else True,
-            file=sys.stderr,
-        ) as bar:
+        with shown(
+            sum(task.lines for task in tasks),
+            sum(task.lines for task in tasks[: state.tasks_done]),
+            enabled=progress,
+            every_s=progress_every_s,
+        ) as progress_shown:
+            # a generator: nothing runs before the first result is asked for
+            results = engine.segments(segments, first, bank)
             try:
-                results = engine.segments(segments, first, bank)
-                run.write(exact(results, scorer.frontier(), rerun), bar)
+                run.write(exact(results, scorer.frontier(), rerun), progress_shown)
                 work.finish(state, reject_path)
             except ScorerError as exc:
                 raise RescoreError(f"{exc}; {run.resume_hint}") from exc
@@ -502,7 +506,15 @@ def rescore(
                 raise RescoreError(f"interrupted; {run.resume_hint}") from None
             finally:
                 run.abandon()
+                _close(results)
         return summary
+
+
+def _close(results: Iterator[SegmentResult]) -> None:
+    """The engine's clean-up (Ray's shutdown, which gives stderr back) now, before the error is
+    said, not whenever the generator is collected."""
+    if isinstance(results, Generator):
+        results.close()
 
 
 def _fingerprint(
@@ -571,7 +583,7 @@ class _Run:
             f"continue after {committed:,} posts"
         )
 
-    def write(self, segments: Iterator[SegmentResult], bar: tqdm) -> None:
+    def write(self, segments: Iterator[SegmentResult], progress: Progress) -> None:
         """Write each segment's records; commit at a segment's end (the only points where the
         ordered stage's state is known here)."""
         for segment in segments:
@@ -586,7 +598,7 @@ class _Run:
                 self._summary.add(result)
                 self._state.tasks_done += 1
                 self._posts += len(result.records) + len(result.rejects)
-                bar.update(len(result.records) + len(result.rejects) + result.blank_lines)
+                progress.update(len(result.records) + len(result.rejects) + result.blank_lines)
             self._ordered = segment.state
             self._summary.segments += 1
             self._summary.rerun += segment.rerun
@@ -630,9 +642,9 @@ class _Run:
         if self._errors <= ERRORS_SHOWN:
             # line 0: a file refused whole
             where = f"{reject.file}:{reject.line}" if reject.line else reject.file
-            _say(f"{where}: error: {reject.error}: {reject.message}")
+            say(f"{where}: error: {reject.error}: {reject.message}")
         elif self._errors == ERRORS_SHOWN + 1:
-            _say(
+            say(
                 f"(errors after the first {ERRORS_SHOWN} are not printed: "
                 f"{self._summary.reject_path} keeps every one and the summary counts them)"
             )
@@ -641,9 +653,9 @@ class _Run:
         """Say ``message`` if it is among the first few of its ``kind``."""
         self._shown[kind] += 1
         if self._shown[kind] <= WARNINGS_SHOWN:
-            _say(message)
+            say(message)
         if self._shown[kind] == WARNINGS_SHOWN:
-            _say(f"(further '{kind}' warnings are counted in the summary)")
+            say(f"(further '{kind}' warnings are counted in the summary)")
 
     def _commit(self) -> None:
         if self._records is None:
@@ -681,11 +693,6 @@ class _Run:
 
 def _reject_line(reject: Reject) -> str:
     return json.dumps(reject.as_json(), ensure_ascii=False) + "\n"
-
-
-def _say(message: str) -> None:
-    # through tqdm, so that the message does not land in the middle of the progress bar
-    tqdm.write(message, file=sys.stderr)
 
 
 def _warnings(record: ScoreRecord) -> list[str]:

@@ -9,18 +9,21 @@ import json
 import shutil
 from datetime import UTC, datetime, time
 from decimal import Decimal
+from itertools import islice
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from batchkit import (
+    REPOSTS,
     LengthScorer,
     expected_record,
     post_line,
     posts_of,
     read_records,
     read_rejects,
+    rescore_lines,
     shuffled_posts,
 )
 
@@ -38,6 +41,7 @@ from service.record import (
     text_digest,
 )
 from service.rescore import InlineEngine, RescoreError, rescore
+from service.settings import get_settings
 
 
 def write_parquet(path: Path, rows: list[dict[str, object]], row_group_size: int = 1000) -> None:
@@ -593,3 +597,73 @@ def test_a_lone_surrogate_in_any_text_field_is_named_with_where_it_is(
         f"{field}: {field} contains a lone surrogate (U+D800) at index 1",
     )
     assert summary.failed == {"invalid_text": 1}
+
+
+def test_an_account_field_is_the_account_where_the_line_gives_no_account_id(
+    tmp_path: Path,
+) -> None:
+    """The Weibo rumour corpus names a repost's account ``account`` and a source post's
+    ``account`` {``id``, ...}: read as its account id, not dropped as an unknown field."""
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(
+        post_line("r1", "转发微博", account="1838774143")
+        + post_line("r2", "转发", account=1877330775)
+        + post_line("s1", "源帖", account={"id": "1760369714", "followers": 1011418})
+        + post_line("both", "两个", account_id="given", account="other")
+        + post_line("null", "空", account=None)
+        + post_line("noid", "无号", account={"followers": 3})
+        + post_line("long", "太长", account="9" * 300)
+        + post_line("flag", "布尔", account={"id": True})
+    )
+    [task] = plan([source], 10)
+    items = read(task).items
+    posts = {item.post.id: item.post for item in items if isinstance(item, PostLine)}
+    assert {post_id: post.account_id for post_id, post in posts.items()} == {
+        "r1": "1838774143",
+        "r2": "1877330775",
+        "s1": "1760369714",
+        "both": "given",
+        "null": None,
+        "noid": None,
+    }
+    # an account field that is no account id is a bad line naming it, as account_id's would be
+    errors = {item.post_id: item for item in items if isinstance(item, LineError)}
+    assert (errors["long"].kind, errors["long"].message) == (
+        "invalid_value",
+        "account: String should have at most 256 characters",
+    )
+    assert (errors["flag"].kind, errors["flag"].message) == (
+        "wrong_type",
+        "account.id: Input should be a valid string, got boolean",
+    )
+
+
+def test_an_account_column_of_parquet_is_the_account(tmp_path: Path) -> None:
+    items = read_parquet(
+        tmp_path / "in.parquet",
+        {
+            "id": ["r1", "s1", "both"],
+            "text": ["一", "二", "三"],
+            "account": pa.array(
+                [{"id": "1838774143"}, {"id": "1760369714"}, {"id": "other"}],
+                pa.struct([("id", pa.string())]),
+            ),
+            "account_id": [None, None, "given"],
+        },
+    )
+    assert [item.post.account_id for item in items if isinstance(item, PostLine)] == [
+        "1838774143",
+        "1760369714",
+        "given",
+    ]
+
+
+def test_reposts_of_the_weibo_rumour_corpus_are_scored_with_their_accounts(
+    tmp_path: Path,
+) -> None:
+    with gzip.open(get_settings().data_dir / REPOSTS, "rb") as corpus:
+        lines = [line for line in islice(corpus, 300) if line.strip()]
+    summary = rescore_lines(tmp_path, lines, InlineEngine(LengthScorer()), chunk_size=64)
+    accounts = [json.loads(line)["account"] for line in lines]
+    assert [r.account_id for r in read_records(tmp_path / "out.jsonl")] == accounts
+    assert summary.scored == len(lines)

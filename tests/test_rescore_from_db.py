@@ -318,3 +318,48 @@ def test_a_re_score_judges_the_text_a_closed_account_was_refused_for(
     assert main([*args, "-o", str(out), "--workers", "1", "--no-progress"]) == 0
     (again,) = read_records(out)
     assert (again.id, again.decision, again.reasons) == ("calm", "pass", [])
+
+
+def test_the_summary_names_the_stored_posts_read_not_the_export(
+    tmp_path: Path, repo: SqlRepository, database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store(repo)
+    out = tmp_path / "again.jsonl"
+    args = ["rescore", "--from-db", "--since", "2023-11-14T22:13:20Z", "-o", str(out)]
+    assert main([*args, "--workers", "1", "--no-progress"], load_scorer=length_scorer) == 0
+    err = capsys.readouterr().err
+    first = next(line for line in err.splitlines() if line.startswith("rescored "))
+    assert first == (
+        f"rescored the stored posts of {database} (table stored_posts, since "
+        "2023-11-14T22:13:20Z) with model test-length (one process)"
+    )
+    assert ".from-db." not in err
+
+
+def test_the_summary_masks_the_password_of_the_database_url(
+    tmp_path: Path,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # the test server trusts every connection: the password is only carried, never checked
+    url = postgres_url.replace("://postgres@", "://postgres:s3cret-pw@", 1)
+    assert url != postgres_url
+    monkeypatch.setenv("QINGLANG_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        upgrade(url)
+        repository = open_repository(url, 10.0)
+        try:
+            store(repository)
+        finally:
+            repository.close()
+        out = tmp_path / "again.jsonl"
+        args = ["rescore", "--from-db", "--until", str(T0 + 301), "-o", str(out), "--workers", "1"]
+        assert main([*args, "--no-progress"], load_scorer=length_scorer) == 0
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert "s3cret-pw" not in err
+    masked = postgres_url.replace("://postgres@", "://postgres:***@", 1)
+    assert f"rescored the stored posts of {masked} (table stored_posts, until {T0 + 301})" in err

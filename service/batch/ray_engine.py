@@ -10,13 +10,13 @@ time before it (partitioned by time range: :mod:`service.batch.segments`); resul
 the driver in segment order (``preserve_order``), which checks each boundary, writes and
 checkpoints them as the local engine's are. An actor that dies mid-segment is restarted and its
 segment retried by Ray; the driver takes each segment's result once, in order, so a retried
-segment cannot be written twice.
+segment cannot be written twice. Ray's lines of no use to the operator are kept off stderr
+meanwhile (:mod:`service.batch.ray_noise`).
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import pickle
 import signal
@@ -106,23 +106,27 @@ class RayEngine:
     ) -> Iterator[SegmentResult]:
         """Each segment on an actor: the first from ``first``, the others warmed up."""
         import ray
+        import ray.data
 
-        started = not ray.is_initialized()
-        if started:
-            options: dict[str, Any] = (
-                {"address": self.address}
-                if self.address
-                else {
-                    "num_cpus": self.workers,
-                    "object_store_memory": LOCAL_OBJECT_STORE_BYTES,
-                }
-            )
-            _init(options)
-        try:
-            yield from self._run(segments, first, bank)
-        finally:
+        from service.batch.ray_noise import quiet
+
+        with quiet():
+            started = not ray.is_initialized()
             if started:
-                ray.shutdown()
+                options: dict[str, Any] = (
+                    {"address": self.address}
+                    if self.address
+                    else {
+                        "num_cpus": self.workers,
+                        "object_store_memory": LOCAL_OBJECT_STORE_BYTES,
+                    }
+                )
+                _init(options)
+            try:
+                yield from self._run(segments, first, bank)
+            finally:
+                if started:
+                    ray.shutdown()
 
     def _run(
         self, segments: Sequence[Segment], first: bytes | None, bank: Sequence[StoredRumor]
@@ -133,9 +137,8 @@ class RayEngine:
             return
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
-        context.enable_progress_bars = False
         # the run prints its own progress and summary
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        context.enable_progress_bars = False
         # each actor checks that its model file is the one the records will name
         digest = self.scorer().classifier.digest
         jobs = [(seg, first if n == 0 else WARM) for n, seg in enumerate(segments)]

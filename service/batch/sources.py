@@ -38,7 +38,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from service.batch.inflate import GzipError, Inflater
-from service.ingest import ErrorKind, JsonlReader, LineError, PostLine, line_error, parse_object
+from service.ingest import (
+    ACCOUNT,
+    ErrorKind,
+    JsonlReader,
+    LineError,
+    PostLine,
+    line_error,
+    parse_object,
+)
 from service.record import Post
 
 Format = Literal["jsonl", "gzip", "parquet"]
@@ -357,9 +365,11 @@ def _unreadable(task: Task, message: str) -> Chunk:
 
 @lru_cache(maxsize=1)
 def _row_group(path: str, group: int) -> pa.Table:
-    """One row group's post columns; consecutive tasks of a worker mostly share one."""
+    """One row group's post columns (and :data:`~service.ingest.ACCOUNT`, an account id where
+    ``account_id`` is absent); consecutive tasks of a worker mostly share one."""
     parquet = pq.ParquetFile(path)
-    columns = [name for name in parquet.schema_arrow.names if name in Post.model_fields]
+    wanted = {*Post.model_fields, ACCOUNT}
+    columns = [name for name in parquet.schema_arrow.names if name in wanted]
     return parquet.read_row_group(group, columns=columns)
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 from service.batch.checkpoint import MANIFEST, CheckpointError, WorkFolder
 from service.record import unix_seconds
 from service.settings import Settings
-from service.storage import open_migrated, open_repository
+from service.storage import open_migrated, open_repository, shown_url
 from service.storage.repository import RescoreRun
+from service.storage.tables import StoredPost
 
 
 class PeriodError(ValueError):
@@ -36,6 +37,14 @@ def moment(text: str) -> float:
         return unix_seconds(text)
     except ValueError as exc:
         raise PeriodError(str(exc)) from None
+
+
+def described(settings: Settings, since: str | None, until: str | None) -> str:
+    """What a run of the period ``since``..``until`` (as given) reads, in words, for its summary:
+    the export it scores is a hidden file that is gone once the run is recorded."""
+    given = [f"{name} {when}" for name, when in (("since", since), ("until", until)) if when]
+    where = ", ".join([f"table {StoredPost.__tablename__}", *given])
+    return f"the stored posts of {shown_url(settings.database)} ({where})"
 
 
 def export_path(output: Path, since: float | None, until: float | None) -> Path:

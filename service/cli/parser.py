@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from service.batch.progress import EVERY_S
+
 _EPILOG = """\
 exit status:
   0  every line was scored (or --skip-bad was given)
@@ -78,7 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
         "(a corrupt Parquet footer, not gzip) or a Parquet file without an id or text column is "
         "then rejected whole instead of stopping the run",
     )
-    rescore.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    rescore.add_argument(
+        "--no-progress", action="store_true", help="no progress on stderr (bar or lines)"
+    )
+    rescore.add_argument(
+        "--progress-every",
+        type=_positive_int,
+        default=EVERY_S,
+        metavar="SECONDS",
+        help="when stderr is not a terminal (a log, a scheduler): a progress line every SECONDS "
+        f"seconds, at least 1 (default: {EVERY_S}), and one at the end; on a terminal a bar",
+    )
     rescore.add_argument(
         "--no-evidence",
         action="store_true",

@@ -183,11 +183,19 @@ def _run_rescore(
         chunk_size=chunk,
         reject_path=rejects,
         progress=not args.no_progress,
+        progress_every_s=args.progress_every,
         checkpoint_posts=args.checkpoint_every or CHECKPOINT_POSTS,
         segment_posts=args.segment_posts,
         bank=_bank(settings) if args.bank else (),
         skip_bad=args.skip_bad,
+        input_name=_stored_posts(args, settings) if args.from_db else "",
     )
+
+
+def _stored_posts(args: argparse.Namespace, settings: Settings) -> str:
+    from service.batch.stored import described
+
+    return described(settings, args.since, args.until)
 
 
 def _bank(settings: Settings) -> list[StoredRumor]:

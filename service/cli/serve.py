@@ -54,7 +54,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from service.logs import config, configure
     from service.settings import address
-    from service.storage import StorageError, SubjectKeyError, upgrade
+    from service.storage import StorageError, SubjectKeyError, shown_url, upgrade
     from service.subject_key import load
 
     host = args.host or settings.host
@@ -94,7 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
     url = f"http://{address(host, port)}"
     print(
         f"qinglang serve: listening on {url} (API docs at /docs), "
-        f"storage {_safe_url(settings.database)}\n"
+        f"storage {shown_url(settings.database)}\n"
         f"  get an API key: {_own_command()} keys create --role publisher\n"
         "  then: curl -H 'Authorization: Bearer KEY' -H 'Content-Type: application/json' "
         f'-d \'{{"id": "1", "text": "..."}}\' {url}/v1/score',
@@ -247,9 +247,3 @@ def _share_metrics(directory: Path) -> None:
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     os.environ[SHARED_METRICS_VARIABLE] = str(directory)
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)

@@ -3,7 +3,8 @@
 The rest of the service depends on :class:`Repository` only; :func:`open_repository` picks the
 implementation (SQLAlchemy over SQLite or PostgreSQL, by URL), :func:`upgrade` brings a
 database's schema to the newest Alembic migration, and :func:`open_existing` opens one for a
-command that only reads, refusing a database that is missing or not migrated.
+command that only reads, refusing a database that is missing or not migrated; :func:`shown_url`
+is a database URL as the commands show it, its password masked.
 """
 
 from service.storage.repository import (
@@ -22,6 +23,7 @@ from service.storage.sql import (
     open_existing,
     open_migrated,
     open_repository,
+    shown_url,
     upgrade,
 )
 
@@ -39,5 +41,6 @@ __all__ = [
     "open_existing",
     "open_migrated",
     "open_repository",
+    "shown_url",
     "upgrade",
 ]

@@ -86,6 +86,11 @@ SCORE_FIELDS = (
 """What a flagged record's item sets on the item about its post it joins."""
 
 
+def shown_url(url: str) -> str:
+    """``url`` as an operator may see it, in a terminal or a log: the password masked."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def make_engine(url: str, timeout_s: float, *, read_only: bool = False) -> Engine:
     """An engine whose every wait (connect, pool, lock, statement) ends within about
     ``timeout_s``, so that a stuck database turns into a degraded answer, not a stuck request,
