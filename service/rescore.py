@@ -4,7 +4,8 @@ The input (JSONL or Parquet, a file or a folder) is cut into tasks (:mod:`servic
 and the tasks into segments of consecutive tasks (:mod:`service.batch.segments`); an engine scores
 whole segments, both stages, in this process, in worker processes or on Ray, and hands them back
 in order; this module checks each segment's boundary (a segment whose warm-up did not rebuild the
-exact near-duplicate state is scored again here from that state), and writes one score record
+exact near-duplicate state is matched again here from that state, on the stateless results its
+worker sent back: the model does not run again), and writes one score record
 per good line in input order, with a checkpoint every few thousand posts
 (:mod:`service.batch.checkpoint`). Bad lines do not stop the run: each is kept in a reject file
 (the first :data:`ERRORS_SHOWN` are reported on stderr too), so that output records + rejected
@@ -17,7 +18,7 @@ order: a file in ``created_at`` order gets the clusters, earliest sources and co
 the service would have found. Input that is not in that order is scored as given (the service too
 matches late posts against what it has seen), and the summary counts the posts whose
 ``created_at`` is earlier than one before them, so that the caller knows to sort the input first
-(out of order, more segments are scored twice). Whatever the engine and the number of segments,
+(out of order, more segments are matched twice). Whatever the engine and the number of segments,
 the records are those of one process scoring the posts in input order. The window is saved with
 each checkpoint, which falls at a segment's end, so a continued run matches as an uninterrupted
 one.
@@ -116,8 +117,9 @@ class Engine(Protocol):
     workers: int
 
     def scorer(self) -> Scorer:
-        """This process's scorer, for the boundary checks and the segments scored again
-        (loaded once; the model itself is opened only if a segment is scored here)."""
+        """This process's scorer, for the boundary checks and the segments matched again
+        (loaded once; the model itself is opened only if a segment is scored here, or a record
+        matched again needs evidence spans the stateless stage did not find)."""
 
     def segments(
         self, segments: Sequence[Segment], first: bytes | None, bank: Sequence[StoredRumor]
@@ -184,7 +186,8 @@ class Summary:
     segments: int = 0
     """Segments scored (with the runs it continued)."""
     rerun: int = 0
-    """Segments scored again from the exact state because their warm-up did not rebuild it."""
+    """Segments whose ordered stage ran again from the exact state because their warm-up did
+    not rebuild it."""
     input_name: str = ""
     """What was read, in words, where ``input_path`` is not what the caller gave (the export of
     ``--from-db``); empty: ``input_path``."""
@@ -271,7 +274,7 @@ class Summary:
             ("decisions", ", ".join(f"{d} {self.decisions[d]:,}" for d in DECISIONS)),
             ("flags", ", ".join(f"{risk} {self.flags[risk]:,}" for risk in RISKS)),
             ("elapsed", f"{self.elapsed_s:.1f} s, {self.posts_per_s:,.0f} posts/s"),
-            ("segments", f"{self.segments:,} ({self.rerun:,} scored again from the exact state)"),
+            ("segments", f"{self.segments:,} ({self.rerun:,} matched again from the exact state)"),
         ]
         if self.out_of_order:
             rows.append(
@@ -329,6 +332,25 @@ def check_paths(
         files = input_files(input_path)
     except InputError as exc:
         raise RescoreError(str(exc)) from exc
+    check_outputs(output_path, reject_path)
+    inputs = {f.resolve() for f in files}
+    for what, path in (("OUTPUT", output_path), ("--rejects", reject_path)):
+        if path.resolve() in inputs:
+            raise RescoreError(f"{what} {path} is an input file, which the run would replace")
+        if input_path.is_dir() and path.resolve().is_relative_to(input_path.resolve()):
+            raise RescoreError(
+                f"{what} {path} is inside the input folder {input_path}: the next run would "
+                "read it as posts"
+            )
+    if previous is not None:
+        _check_previous(previous, output_path, reject_path)
+    return files
+
+
+def check_outputs(output_path: Path, reject_path: Path) -> None:
+    """Fail when OUTPUT or the reject file cannot be written (a command checks it before it
+    takes the hold on OUTPUT, whose lock file goes beside it): a folder, a special file, a
+    folder to write to that is missing or read-only, or both one file."""
     for path in (output_path, reject_path):
         if path.is_dir():
             raise RescoreError(f"cannot write {path}: it is a folder")
@@ -345,18 +367,6 @@ def check_paths(
             raise RescoreError(f"cannot write {path}: folder {path.parent} is not writable")
     if output_path.resolve() == reject_path.resolve():
         raise RescoreError(f"--rejects {reject_path} is OUTPUT itself: give another file")
-    inputs = {f.resolve() for f in files}
-    for what, path in (("OUTPUT", output_path), ("--rejects", reject_path)):
-        if path.resolve() in inputs:
-            raise RescoreError(f"{what} {path} is an input file, which the run would replace")
-        if input_path.is_dir() and path.resolve().is_relative_to(input_path.resolve()):
-            raise RescoreError(
-                f"{what} {path} is inside the input folder {input_path}: the next run would "
-                "read it as posts"
-            )
-    if previous is not None:
-        _check_previous(previous, output_path, reject_path)
-    return files
 
 
 def _check_previous(previous: Path, output_path: Path, reject_path: Path) -> None:
@@ -418,6 +428,7 @@ def rescore(
     bank: Sequence[StoredRumor] = (),
     skip_bad: bool = False,
     input_name: str = "",
+    held: bool = False,
 ) -> Summary:
     """Score every post under ``input_path`` into ``output_path``; raise :class:`RescoreError`
     if the run cannot complete, in which case neither output file is touched.
@@ -429,7 +440,8 @@ def rescore(
     Bad lines go to ``reject_path`` (default :func:`default_reject_path`), which is
     replaced when there are any and removed when there are none. ``skip_bad``: a file of which
     nothing can be read, or a Parquet file without a column every post needs, is one bad line
-    there, instead of stopping the run before any work.
+    there, instead of stopping the run before any work. ``held``: the caller holds OUTPUT
+    already (:meth:`WorkFolder.held`), around more than the run.
     ``progress``: show it on stderr (:mod:`service.batch.progress`: off a terminal, a line every
     ``progress_every_s`` seconds). ``input_name``: what the summary says was read, where
     ``input_path`` is not what the caller gave (``--from-db``'s export); its path by default.
@@ -447,7 +459,8 @@ def rescore(
     work = WorkFolder(output_path)
     with ExitStack() as hold:
         try:
-            hold.enter_context(work.held())
+            if not held:
+                hold.enter_context(work.held())
             state = work.resume(fingerprint, FINGERPRINT_NAMES)
             seen = SeenIds()
             # the ids of the committed parts: a post of this run may repeat one
@@ -480,10 +493,6 @@ def rescore(
         )
         segments = plan_segments(tasks, state.tasks_done, sizes)
 
-        def rerun(index: int, ordered: bytes) -> SegmentResult:
-            """Segment ``index`` scored again here, from the exact state ``ordered``."""
-            return run_segment(segments[index], scorer, ordered)
-
         run = _Run(work, state, summary, checkpoint_posts, first or scorer.state(), seen)
         with shown(
             sum(task.lines for task in tasks),
@@ -494,7 +503,7 @@ def rescore(
             # a generator: nothing runs before the first result is asked for
             results = engine.segments(segments, first, bank)
             try:
-                run.write(exact(results, scorer.frontier(), rerun), progress_shown)
+                run.write(exact(results, scorer.frontier(), scorer), progress_shown)
                 work.finish(state, reject_path)
             except ScorerError as exc:
                 raise RescoreError(f"{exc}; {run.resume_hint}") from exc

@@ -121,6 +121,34 @@ class LengthScorer:
         return "no state"
 
 
+class CountingScorer(LengthScorer):
+    """A stand-in whose ordered stage holds state that no warm-up rebuilds (it warms nothing):
+    each record's signals count the posts ordered before it in the process, so every warmed-up
+    segment's boundary fails, and ``calls`` counts the stateless stage's (the model's) calls."""
+
+    def __init__(self, *, batch_size: int = 64) -> None:
+        super().__init__(batch_size=batch_size)
+        self.ordered_posts = 0
+
+    def ordered(self, posts: Sequence[Post], prepared: Sequence[ScoreRecord]) -> list[ScoreRecord]:
+        records = []
+        for record in prepared:
+            seen = {"ordered_before": float(self.ordered_posts)}
+            records.append(record.model_copy(update={"signals": record.signals | seen}))
+            self.ordered_posts += 1
+        return records
+
+    def state(self) -> bytes:
+        return str(self.ordered_posts).encode()
+
+    def use_state(self, state: bytes | None) -> bool:
+        self.ordered_posts = int(state or b"0")
+        return True
+
+    def frontier(self) -> str:
+        return str(self.ordered_posts)
+
+
 def _misbehave(text: str) -> None:
     if RAISE in text:
         raise ValueError("this post breaks the scorer")
@@ -138,6 +166,10 @@ def length_scorer(settings: Settings) -> Scorer:
     if multiprocessing.parent_process() is not None:
         time.sleep(float(os.environ.get(SLOW_LOAD_S_ENV, "0")))
     return LengthScorer(batch_size=settings.batch_size)
+
+
+def counting_scorer(settings: Settings) -> Scorer:
+    return CountingScorer(batch_size=settings.batch_size)
 
 
 def missing_model(settings: Settings) -> Scorer:

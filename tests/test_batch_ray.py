@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from batchkit import (
     DIE_ONCE,
+    CountingScorer,
     campaign_lines,
     chunked_records,
+    counting_scorer,
     expected_record,
     length_scorer,
     own_model_scorer,
@@ -123,3 +125,19 @@ def test_ray_partitions_by_time_range_and_writes_the_single_process_records(
     assert read_records(tmp_path / "out.jsonl") == reference
     assert summary.segments == len(segment_sizes(17, 2, 50_000 // 16)) == 8  # 17 tasks
     assert 1 <= summary.rerun < summary.segments - 1
+
+
+def test_ray_matches_a_failed_boundary_again_in_the_driver_without_the_model(
+    local_ray: None, tmp_path: Path
+) -> None:
+    """The same path as the local engine's: the actors send each warmed-up segment's stateless
+    results back, and the driver runs only the ordered stage again where a boundary fails."""
+    lines = shuffled_posts(40)
+    rescore_lines(tmp_path, lines, InlineEngine(CountingScorer()), chunk_size=4)
+    alone = (tmp_path / "out.jsonl").read_bytes()
+    engine = RayEngine(counting_scorer, Settings(), workers=2, address=None)
+    summary = rescore_lines(tmp_path, lines, engine, chunk_size=4)
+    assert (tmp_path / "out.jsonl").read_bytes() == alone
+    assert summary.rerun == summary.segments - 1 >= 3
+    driver = engine.scorer()
+    assert isinstance(driver, CountingScorer) and driver.calls == 0

@@ -1,6 +1,7 @@
 """The ordered stage partitioned by time range: segments of consecutive tasks, each warmed up over
 the time before it, give the records of one process scoring the posts in order, on real reposts
-with a coordinated batch and a cluster that chains across more than a warm-up."""
+with a coordinated batch and a cluster that chains across more than a warm-up; a segment whose
+boundary check fails is matched again in the run's process without running the model again."""
 
 from __future__ import annotations
 
@@ -8,13 +9,28 @@ import itertools
 from pathlib import Path
 
 import pytest
-from batchkit import chunked_records, read_records, reposts_with_campaigns, rescore_lines
+from batchkit import (
+    CountingScorer,
+    chunked_records,
+    counting_scorer,
+    read_records,
+    reposts_with_campaigns,
+    rescore_lines,
+    shuffled_posts,
+)
 
 from service.batch.local import LocalEngine
-from service.batch.segments import KEEP, WARM, plan_segments, run_segment, segment_sizes
+from service.batch.segments import (
+    KEEP,
+    WARM,
+    match_again,
+    plan_segments,
+    run_segment,
+    segment_sizes,
+)
 from service.batch.sources import Task, plan
 from service.pipeline import Pipeline
-from service.rescore import batch_settings
+from service.rescore import InlineEngine, batch_settings
 from service.settings import Settings
 
 SETTINGS = batch_settings(Settings())
@@ -34,10 +50,47 @@ def test_segments_on_two_workers_write_the_single_process_records(tmp_path: Path
     # some boundaries were taken from a warm-up, some scored again: both paths are in play
     assert summary.segments == len(segment_sizes(17, 2, 50_000 // CHUNK)) == 8  # 17 tasks
     assert 1 <= summary.rerun < summary.segments - 1
+    parent = engine.scorer()
+    assert isinstance(parent, Pipeline)
+    # the segments matched again here ran no model: neither of its sessions was opened
+    assert "session" not in vars(parent.classifier) and "session" not in vars(parent.explainer)
     # one task a segment: more boundaries, the same records
     summary = rescore_lines(tmp_path, lines, engine, chunk_size=CHUNK, segment_posts=CHUNK)
     assert read_records(tmp_path / "out.jsonl") == reference
     assert summary.segments == 17
+
+
+def test_a_failed_boundary_is_matched_again_here_without_running_the_model_again(
+    tmp_path: Path,
+) -> None:
+    """The stand-in's warm-up rebuilds nothing, so every warmed-up segment fails its check: the
+    run's process runs the ordered stage again on the stateless results the worker sent back."""
+    lines = shuffled_posts(40)
+    rescore_lines(tmp_path, lines, InlineEngine(CountingScorer()), chunk_size=4)
+    alone = (tmp_path / "out.jsonl").read_bytes()
+    assert read_records(tmp_path / "out.jsonl")[-1].signals["ordered_before"] == 39
+    engine = LocalEngine(counting_scorer, Settings(), 2)
+    summary = rescore_lines(tmp_path, lines, engine, chunk_size=4)
+    assert (tmp_path / "out.jsonl").read_bytes() == alone
+    assert summary.rerun == summary.segments - 1 >= 3
+    parent = engine.scorer()
+    assert isinstance(parent, CountingScorer) and parent.calls == 0
+
+
+def test_only_a_warmed_up_segment_keeps_its_stateless_results(tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(12)))
+    segments = plan_segments(plan([tmp_path / "in.jsonl"], 4), 0, itertools.repeat(1))
+    here = CountingScorer()
+    first, second = run_segment(segments[0], here, None), run_segment(segments[1], here, KEEP)
+    assert not first.results[0].prepared and not second.results[0].prepared
+    warmed = run_segment(segments[2], CountingScorer(), WARM)
+    assert len(warmed.results[0].prepared) == len(warmed.results[0].posts) == 4
+    assert warmed.start != second.end
+    calls = here.calls
+    again = match_again(warmed, here, second.state)
+    assert here.calls == calls and again.start == second.end and not again.results[0].prepared
+    seen = [record.signals["ordered_before"] for record in again.results[0].records]
+    assert seen == [8, 9, 10, 11]
 
 
 @pytest.mark.parametrize(("tasks", "workers", "most"), [(17, 2, 99), (98, 2, 24), (840, 16, 5)])

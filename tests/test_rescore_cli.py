@@ -6,6 +6,7 @@ text, so a record written next to the wrong line shows up as a wrong score.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import os
 import socket
@@ -15,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from importlib.metadata import version
 from pathlib import Path
 from typing import NoReturn
@@ -36,7 +38,7 @@ from batchkit import (
     shuffled_posts,
 )
 
-from service.batch.checkpoint import WorkFolder
+from service.batch.checkpoint import CheckpointError, WorkFolder
 from service.batch.ray_engine import CONNECT_TIMEOUT_S, RayEngine
 from service.batch.records import RecordWriter
 from service.batch.work import Scorer
@@ -564,10 +566,70 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(
     output = tmp_path / "out.jsonl"
     with WorkFolder(output).held():
         assert run_cli("rescore", tmp_path / "in.jsonl", "-o", output) == 2
-        assert f"another run is writing {output}" in capsys.readouterr().err
+        assert f"another run (pid {os.getpid()}) is writing {output}" in capsys.readouterr().err
         assert not output.exists()
     assert run_cli("rescore", tmp_path / "in.jsonl", "-o", output) == 0
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # lock gone
+
+
+HOLD = """
+import sys
+from pathlib import Path
+from service.batch.checkpoint import CheckpointError, WorkFolder
+
+with WorkFolder(Path(sys.argv[1])).held():
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_refused_run_names_the_pid_of_the_run_that_holds_the_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(post_line("a", "x"))
+    output = tmp_path / "out.jsonl"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(output)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert run_cli("rescore", tmp_path / "in.jsonl", "-o", output) == 2
+        err = capsys.readouterr().err
+        assert f"another run (pid {holder.pid}) is writing {output}" in err
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert not output.exists()
+
+
+def test_a_run_that_locked_the_lock_file_its_holder_removed_takes_the_hold_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between a run's open of the lock file and its flock, the holder ends (removing the file)
+    and a third run locks a new file at the path: the run, whose flock of the removed file
+    succeeds, must not write OUTPUT beside the third; it is refused by the third's lock."""
+    output = tmp_path / "out.jsonl"
+    holder, third = ExitStack(), ExitStack()
+    holder.enter_context(WorkFolder(output).held())
+    flock = fcntl.flock
+    raced: list[int] = []
+
+    def between_open_and_lock(fd: int, operation: int) -> None:
+        if not raced:
+            raced.append(fd)
+            holder.close()
+            third.enter_context(WorkFolder(output).held())
+        flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", between_open_and_lock)
+    refused = pytest.raises(CheckpointError, match=rf"another run \(pid {os.getpid()}\)")
+    with third, refused, WorkFolder(output).held():
+        pass
+    assert raced
 
 
 class InterruptingScorer(LengthScorer):

@@ -5,15 +5,19 @@ the model and policy versions it ran with; on SQLite and on the real PostgreSQL.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, TextIO
 
 import pytest
-from batchkit import LengthScorer, expected_record, length_scorer, read_records
+from batchkit import LengthScorer, expected_record, length_scorer, missing_model, read_records
 from servicekit import migrate, open_api, record
 from sqlalchemy import create_engine, inspect, text
 
-from service.batch.checkpoint import WorkFolder
+from service.batch import diff as batch_diff
+from service.batch import stored
+from service.batch.checkpoint import CheckpointError, WorkFolder
 from service.batch.work import Scorer
 from service.cli import main
 from service.pipeline import Pipeline
@@ -141,9 +145,8 @@ def test_an_export_left_by_a_killed_run_serves_only_its_own_period(
     store(repo)
     out = tmp_path / "again.jsonl"
     base = ["rescore", "--from-db", "-o", str(out), "--workers", "1", "--no-progress"]
-    # a run that stopped after exporting every stored post
-    no_rejects = ["--rejects", str(tmp_path / "no" / "r.jsonl")]
-    assert main([*base, *no_rejects], load_scorer=length_scorer) == 2
+    # a run that stopped after exporting every stored post (its model would not load)
+    assert main(base, load_scorer=missing_model) == 2
     assert len(list(tmp_path.glob(".again.jsonl.from-db.*.jsonl"))) == 1
     # another period exports its own posts, and the other period's file goes
     assert main([*base, "--since", str(T0 + 100)], load_scorer=length_scorer) == 0
@@ -240,8 +243,56 @@ def test_a_run_of_another_period_keeps_the_export_of_a_run_that_is_running(
     args = ["rescore", "--from-db", "--since", str(T0), "-o", str(out), "--workers", "1"]
     with WorkFolder(out).held():
         assert main(args, load_scorer=length_scorer) == 2
-    assert f"another run is writing {out}" in capsys.readouterr().err
+    assert f"another run (pid {os.getpid()}) is writing {out}" in capsys.readouterr().err
     assert list(tmp_path.glob(".again.jsonl.from-db.*")) == [running]
+
+
+def test_one_hold_covers_the_export_the_run_its_record_and_the_comparison(
+    tmp_path: Path, repo: SqlRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run started while the command exports, records the run or compares would remove the
+    export it reads or replace the OUTPUT it compares: each step finds OUTPUT held, by one
+    hold (the lock file is the same file throughout)."""
+    store(repo)
+    out, previous = tmp_path / "again.jsonl", tmp_path / "before.jsonl"
+    args = ["rescore", "--from-db", "-o", str(out), "--workers", "1", "--no-progress"]
+    assert main(args, load_scorer=length_scorer) == 0
+    previous.write_bytes(out.read_bytes())
+    lock = tmp_path / ".again.jsonl.rescore.lock"
+    steps: dict[str, int] = {}
+    # each kept open, so that a lock file removed and made again cannot reuse its inode
+    seen: list[TextIO] = []
+
+    def check(step: str) -> None:
+        with pytest.raises(CheckpointError, match="is writing"), WorkFolder(out).held():
+            pass
+        seen.append(lock.open())
+        steps.setdefault(step, os.fstat(seen[-1].fileno()).st_ino)
+
+    def during(step: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            check(step)
+            return real(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(stored, "_write", during("export", stored._write))
+    monkeypatch.setattr(stored, "finish", during("record", stored.finish))
+    monkeypatch.setattr(batch_diff, "diff", during("compare", batch_diff.diff))
+
+    class Checking(LengthScorer):
+        def prepare(self, posts: Sequence[Post]) -> list[ScoreRecord]:
+            check("score")
+            return super().prepare(posts)
+
+    try:
+        assert main([*args, "--compare", str(previous)], load_scorer=lambda _: Checking()) == 0
+    finally:
+        for file in seen:
+            file.close()
+    assert list(steps) == ["export", "score", "record", "compare"]
+    assert len(set(steps.values())) == 1
+    assert not lock.exists()
 
 
 def test_the_service_keeps_the_post_of_each_record_it_stores(

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pyarrow.parquet as pq
 
@@ -79,20 +79,16 @@ class WorkFolder:
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        """This run's hold on OUTPUT: another run on the same OUTPUT is refused meanwhile, as
-        both would write the one checkpoint folder."""
+        """This run's hold on OUTPUT: another run on the same OUTPUT is refused meanwhile (its
+        message names this one's pid), as both would write the one checkpoint folder. Not
+        reentrant: a command that holds OUTPUT around more than the run (its export and
+        comparison) tells the run so."""
         lock = self.output.with_name(f".{self.output.name}.rescore.lock")
-        with lock.open("a") as file:
-            try:
-                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise CheckpointError(
-                    f"another run is writing {self.output} (it holds {lock}): wait for it to "
-                    "end or stop it"
-                ) from None
+        with _locked(lock, self.output):
             try:
                 yield
             finally:
+                # before the file closes: a run waiting on it then finds it gone and starts over
                 lock.unlink(missing_ok=True)
 
     def resume(self, fingerprint: dict[str, Any], names: Mapping[str, str]) -> State:
@@ -191,6 +187,48 @@ class WorkFolder:
         else:
             reject_path.unlink(missing_ok=True)
         tmp.replace(self.output)
+
+
+def _locked(lock: Path, output: Path) -> TextIO:
+    """``lock`` opened, flocked and holding this process's pid; :class:`CheckpointError` naming
+    the holder's pid when another run holds it.
+
+    A run that opened the file just before its holder removed it would lock the removed file,
+    while a run after it locks a new one at the path, and both would write OUTPUT: the lock is
+    kept only when the file locked is still the one at the path, and taken again otherwise."""
+    while True:
+        file = lock.open("a+", encoding="utf-8")
+        try:
+            try:
+                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                file.seek(0)
+                # empty for the moment between the holder's lock and its write
+                holder = file.read().strip()
+                who = f"another run (pid {holder})" if holder else "another run"
+                raise CheckpointError(
+                    f"{who} is writing {output} (it holds {lock}): wait for it to end or stop it"
+                ) from None
+            if _is_at(file, lock):
+                file.truncate(0)
+                file.write(f"{os.getpid()}\n")
+                file.flush()
+                return file
+        except BaseException:
+            file.close()
+            raise
+        # its holder removed it between this open and this lock: a run may hold the new one
+        file.close()
+
+
+def _is_at(file: TextIO, path: Path) -> bool:
+    """Whether ``file`` (open) is the file at ``path`` now."""
+    try:
+        there = path.stat()
+    except FileNotFoundError:
+        return False
+    here = os.fstat(file.fileno())
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def _differences(saved: dict[str, Any], given: dict[str, Any], names: Mapping[str, str]) -> str:

@@ -7,11 +7,12 @@ pool loads the scorer once and reads its segment's tasks (and the tasks of its w
 input itself, so the input must sit where every node sees it at the same path (a shared file
 system). Each actor runs both stages of its segment, the ordered stage after a warm-up over the
 time before it (partitioned by time range: :mod:`service.batch.segments`); results come back to
-the driver in segment order (``preserve_order``), which checks each boundary, writes and
-checkpoints them as the local engine's are. An actor that dies mid-segment is restarted and its
-segment retried by Ray; the driver takes each segment's result once, in order, so a retried
-segment cannot be written twice. Ray's lines of no use to the operator are kept off stderr
-meanwhile (:mod:`service.batch.ray_noise`).
+the driver in segment order (``preserve_order``), a warmed-up segment's with its stateless
+results, and the driver checks each boundary (matching a segment again without the model where
+it fails), writes and checkpoints them as the local engine's are. An actor that dies mid-segment
+is restarted and its segment retried by Ray; the driver takes each segment's result once, in
+order, so a retried segment cannot be written twice. Ray's lines of no use to the operator are
+kept off stderr meanwhile (:mod:`service.batch.ray_noise`).
 """
 
 from __future__ import annotations

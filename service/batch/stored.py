@@ -17,7 +17,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from service.batch.checkpoint import MANIFEST, CheckpointError, WorkFolder
+from service.batch.checkpoint import MANIFEST, WorkFolder
 from service.record import unix_seconds
 from service.settings import Settings
 from service.storage import open_migrated, open_repository, shown_url
@@ -57,8 +57,10 @@ def export_path(output: Path, since: float | None, until: float | None) -> Path:
 
 def export(settings: Settings, since: float | None, until: float | None, output: Path) -> Path:
     """The period's stored posts as JSONL beside ``output`` (kept from a killed run of the same
-    period; one of another period is removed, unless its run is running or left a checkpoint,
-    which its command can only continue on the posts it exported: then the run is refused)."""
+    period; one of another period is removed, unless its run left a checkpoint, which its command
+    can only continue on the posts it exported: then the run is refused). The caller holds
+    OUTPUT (:meth:`WorkFolder.held`): a running run of another period reads the export this would
+    remove, and one started meanwhile must not remove this one."""
     if since is not None and until is not None and since >= until:
         raise PeriodError(
             f"--since {since!r} is not before --until {until!r} (unix seconds): the period is empty"
@@ -67,20 +69,14 @@ def export(settings: Settings, since: float | None, until: float | None, output:
     if path.exists():
         return path
     work = WorkFolder(output)
-    try:
-        # OUTPUT's hold: a running run of another period reads the export this would remove,
-        # and one started meanwhile must not remove this one
-        with work.held():
-            if (work.path / MANIFEST).exists():
-                raise PeriodError(
-                    f"{work.path} holds the checkpoint of a run of another period or input; "
-                    "rerun that command to finish it, or delete the folder to start over"
-                )
-            for stale in output.parent.glob(f".{glob.escape(output.name)}.from-db.*.jsonl"):
-                stale.unlink()
-            _write(settings, since, until, path)
-    except CheckpointError as exc:
-        raise PeriodError(str(exc)) from exc
+    if (work.path / MANIFEST).exists():
+        raise PeriodError(
+            f"{work.path} holds the checkpoint of a run of another period or input; "
+            "rerun that command to finish it, or delete the folder to start over"
+        )
+    for stale in output.parent.glob(f".{glob.escape(output.name)}.from-db.*.jsonl"):
+        stale.unlink()
+    _write(settings, since, until, path)
     return path
 
 

@@ -163,6 +163,9 @@ class Result:
     path: str
     posts: list[Post] = field(default_factory=list)
     prepared: list[Any] = field(default_factory=list)
+    """The stateless stage's result for each post; kept beside the records by a warmed-up
+    segment only, whose ordered stage the run may have to run again
+    (:func:`~service.batch.segments.match_again`)."""
     records: list[ScoreRecord] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)

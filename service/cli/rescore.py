@@ -1,12 +1,14 @@
 """``qinglang rescore``: its usage checks, the export of the stored posts (``--from-db``), the
 engine that scores, the confirmed-rumour bank (``--bank``), the run's record and the
-comparison with an earlier output (``--compare``, ``--enqueue``)."""
+comparison with an earlier output (``--compare``, ``--enqueue``), all under one hold on OUTPUT."""
 
 from __future__ import annotations
 
 import argparse
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,7 +36,13 @@ def run(args: argparse.Namespace, load: ScorerFactory) -> int:
 
 def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
     from service.batch.ray_engine import ClusterError
-    from service.rescore import DEFAULT_CHUNK_SIZE, RescoreError, check_paths, default_reject_path
+    from service.rescore import (
+        DEFAULT_CHUNK_SIZE,
+        RescoreError,
+        check_outputs,
+        check_paths,
+        default_reject_path,
+    )
     from service.settings import get_settings
 
     settings = get_settings()
@@ -61,19 +69,37 @@ def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
     # a chunk smaller than a model batch would cap the batch
     chunk_size = args.chunk_size or max(DEFAULT_CHUNK_SIZE, settings.batch_size)
     try:
-        if args.from_db:
-            args.input = _export(args, settings)
-        check_paths(args.input, args.output, rejects, args.compare)
-        summary = _run_rescore(args, load, settings, rejects, chunk_size)
-        print(summary.render(), file=sys.stderr)
-        if args.from_db:
-            _record_run(args, settings, summary)
-        if args.compare is not None:
-            _compare(args, settings)
+        check_outputs(args.output, rejects)
+        with _held(args.output):
+            if args.from_db:
+                args.input = _export(args, settings)
+            check_paths(args.input, args.output, rejects, args.compare)
+            summary = _run_rescore(args, load, settings, rejects, chunk_size)
+            print(summary.render(), file=sys.stderr)
+            if args.from_db:
+                _record_run(args, settings, summary)
+            if args.compare is not None:
+                _compare(args, settings)
     except (RescoreError, ClusterError) as exc:
         print(f"qinglang rescore: error: {exc}", file=sys.stderr)
         return 2
     return 1 if summary.failed_total and not args.skip_bad else 0
+
+
+@contextmanager
+def _held(output: Path) -> Iterator[None]:
+    """OUTPUT held for the whole command (:meth:`WorkFolder.held`), not for the run alone: a run
+    of another period would remove the export this one reads, and one started during the
+    comparison would replace the OUTPUT it reads and the report it writes."""
+    from service.batch.checkpoint import CheckpointError, WorkFolder
+    from service.rescore import RescoreError
+
+    with ExitStack() as hold:
+        try:
+            hold.enter_context(WorkFolder(output).held())
+        except (CheckpointError, OSError) as exc:
+            raise RescoreError(str(exc)) from exc
+        yield
 
 
 def _usage_error(args: argparse.Namespace) -> str:
@@ -189,6 +215,7 @@ def _run_rescore(
         bank=_bank(settings) if args.bank else (),
         skip_bad=args.skip_bad,
         input_name=_stored_posts(args, settings) if args.from_db else "",
+        held=True,
     )
 
 
