@@ -14,7 +14,10 @@ per post, model and policy version, and the drain's insert of it does nothing), 
 The review API, the console and the rumour bank's refresh call storage through a lane of the gate
 (:meth:`StorageGate.lane`): threads of their own, the same deadline and health. A review write
 given up at the deadline may still land (:class:`StorageUnansweredError`): its client is told so,
-and a retry with its ``Idempotency-Key`` gets the stored answer once it has.
+and a retry with its ``Idempotency-Key`` gets the stored answer once it has. A read given up so
+(a method marked :func:`~service.storage.repository.reads_only`: a session check, the
+re-registration check) leaves nothing to land, and is answered as storage down, whatever the
+request's method.
 
 The gate's threads do not hold the process up as it exits (:class:`DaemonThreads`): a call stuck on
 a database that stopped answering is dropped with the process, its connection closed, its
@@ -36,6 +39,7 @@ from functools import partial
 from typing import Any, ParamSpec, TypeVar, cast
 
 from service.storage import StorageError, StorageUnavailableError
+from service.storage.repository import writes_nothing
 
 log = logging.getLogger(__name__)
 
@@ -207,14 +211,16 @@ class StorageGate:
             await asyncio.wait_for(asyncio.wrap_future(future), self.deadline_s)
         return self._outcome(future)
 
-    def call_blocking(self, call: Callable[..., T], *args: object) -> T:
-        """:meth:`call` for a caller on a thread of its own (it waits there)."""
+    def call_blocking(self, call: Callable[..., T], *args: object, reads: bool = False) -> T:
+        """:meth:`call` for a caller on a thread of its own (it waits there); a call that
+        ``reads`` only, given up at the deadline, is :class:`StorageUnavailableError`: it had
+        nothing to write."""
         future = self._start(call, args)
         try:
             future.result(timeout=self.deadline_s)
         except (TimeoutError, StorageError):
             future.cancel()  # a call still waiting for a thread never starts
-        return self._outcome(future)
+        return self._outcome(future, reads)
 
     def close(self) -> None:
         """Stop taking calls; a call stuck on a database that stopped answering is not waited
@@ -226,16 +232,16 @@ class StorageGate:
             raise StorageUnavailableError(self.health.problem or "storage unavailable")
         return self._threads.submit(call, *args)
 
-    def _outcome(self, future: Future[T]) -> T:
+    def _outcome(self, future: Future[T], reads: bool = False) -> T:
         """The call's result or error, recorded in :attr:`health`; given up when it has not
         returned (a call of its own that raised TimeoutError has: it is raised as it is)."""
         if future.cancelled() or not future.done():
             problem = f"no answer from storage within storage_deadline_s ({self.deadline_s:g} s)"
             self.health.failed(problem)
-            # one cancelled never started; one still running may yet write
-            raise (StorageUnavailableError if future.cancelled() else StorageUnansweredError)(
-                problem
-            )
+            # one cancelled never started, one that reads has nothing to write; one still
+            # running may yet write
+            lands_nothing = future.cancelled() or reads
+            raise (StorageUnavailableError if lands_nothing else StorageUnansweredError)(problem)
         try:
             result = future.result()
         except StorageError as exc:
@@ -251,7 +257,9 @@ class Deadlined:
     (:meth:`StorageGate.call_blocking`: waited for on the calling thread, given up at the
     deadline), its other attributes as they are: the storage of the review API's routers and of
     the console (which call it on the request's worker thread), in one place, so that no route
-    of theirs reaches storage without the deadline. Made by :func:`deadlined`."""
+    of theirs reaches storage without the deadline; a method its class marks
+    :func:`~service.storage.repository.reads_only` is given up as a read. Made by
+    :func:`deadlined`."""
 
     def __init__(self, target: object, gate: StorageGate) -> None:
         self._target, self._gate = target, gate
@@ -261,8 +269,10 @@ class Deadlined:
         if not callable(found):
             return found
 
+        reads = writes_nothing(type(self._target), name)
+
         def gated(*args: Any, **kwargs: Any) -> Any:
-            return self._gate.call_blocking(partial(found, *args, **kwargs))
+            return self._gate.call_blocking(partial(found, *args, **kwargs), reads=reads)
 
         return gated
 

@@ -34,7 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from service.batching import MicroBatcher
@@ -243,6 +243,7 @@ class ScoringService:
         workers: int,
         cache_size: int,
         evidence_lease_s: float,
+        idempotency_keep_s: float,
         metrics: Metrics,
     ) -> None:
         self.scorer = scorer
@@ -290,6 +291,8 @@ class ScoringService:
         """Records waiting for their spans beyond this many stay ``evidence_pending``: under a
         load the evidence thread cannot follow, the backlog stays bounded."""
         self.evidence_lease_s = evidence_lease_s
+        self.idempotency_keep = timedelta(seconds=idempotency_keep_s)
+        """How long a write's answer is kept for its retry (:meth:`prune_idempotency_keys`)."""
         self._policy_kept = False
         """Whether storage keeps the policy's rules under its version (:meth:`recover`)."""
 
@@ -672,10 +675,23 @@ class ScoringService:
             log.info("accounts found dormant", extra={"accounts": found})
         return found
 
+    async def prune_idempotency_keys(self) -> int:
+        """Delete the answers of writes made with an ``Idempotency-Key`` older than
+        :attr:`idempotency_keep` (the repository's
+        :meth:`~service.storage.repository.Repository.prune_idempotency_keys`); how many."""
+        pruned = await self._upkeep_sweep(
+            self.repository.prune_idempotency_keys,
+            datetime.now(UTC) - self.idempotency_keep,
+            failed="idempotency keys not pruned",
+        )
+        if pruned:
+            log.info("idempotency keys pruned", extra={"keys": pruned})
+        return pruned
+
     async def maintain(self, every_s: float) -> None:
         """Run :meth:`recover`, :meth:`sweep_evidence`, :meth:`settle_deadlines`,
-        :meth:`record_use` and :meth:`settle_dormancy` every ``every_s`` seconds, until
-        cancelled."""
+        :meth:`record_use`, :meth:`settle_dormancy` and :meth:`prune_idempotency_keys` every
+        ``every_s`` seconds, until cancelled."""
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -685,6 +701,7 @@ class ScoringService:
                 # the use first: an account that posted is not then found dormant
                 await self.record_use()
                 await self.settle_dormancy()
+                await self.prune_idempotency_keys()
             except Exception:
                 # a failure nobody foresaw must not end the loop: the spool would never be
                 # written out again, nor storage retried

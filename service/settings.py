@@ -101,6 +101,10 @@ class Settings(BaseSettings):
     storage_retry_s: float = Field(default=2.0, gt=0)
     """After a storage failure, requests skip storage for this long; then it is tried again
     (by one call at a time until one succeeds) and the spool is written out."""
+    idempotency_keep_hours: float = Field(default=48.0, gt=0)
+    """How long the answer to a write made with an ``Idempotency-Key`` (the console's decision
+    and appeal forms' keys too) is kept for its retry; the maintenance of each server process
+    deletes older ones. A retry later than this is made again."""
     evidence_lease_s: float = Field(default=300.0, gt=0)
     """A stored record still ``evidence_pending`` this long after it was stored (the evidence
     backlog was full, storage failed, the process stopped) is claimed by a process's sweep,

@@ -38,6 +38,7 @@ from service.settings import Settings
 from service.storage import upgrade
 from service.storage.repository import Role
 from service.storage.sql import alembic_config, make_engine
+from service.subject_key import installed as installed_subject_key
 
 
 def write_policy(
@@ -321,4 +322,6 @@ def migrate(connection: Connection, revision: str, *, down: bool = False) -> Non
     """Bring the schema on ``connection``, in its transaction, up (or ``down``) to ``revision``."""
     config = alembic_config()
     config.attributes["connection"] = connection
+    # as upgrade() passes it: 0028_subject_keys keys the stored subject digests with it
+    config.attributes["subject_key"] = installed_subject_key().key
     (command.downgrade if down else command.upgrade)(config, revision)

@@ -661,6 +661,43 @@ def test_postgres_that_stops_answering_holds_no_review_or_console_request_past_t
         assert shown["reports"] == 1
 
 
+def test_a_read_storage_does_not_answer_in_time_says_so_and_not_that_a_change_may_land(
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``POST /v1/registrations/check`` writes nothing: given up at ``storage_deadline_s``, its
+    503 says storage is unavailable, with no word of a change that may still be made nor of an
+    Idempotency-Key it does not take; a write given up so (a report) still says it may land."""
+    monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
+    with open_api(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'late.db'}",
+        pipeline.classifier,
+        db_timeout_s=0.1,
+        storage_deadline_s=0.3,
+        storage_retry_s=3600,
+    ) as api:
+        scoring = api.services.scoring
+        repository = scoring.repository
+        assert isinstance(repository, SqlRepository)
+        cases = (
+            ("check_registration", "/v1/registrations/check", {"name": "n", "subject_id": "s"}),
+            ("file_report", "/v1/reports", {"account_id": "a1", "category": "rumor"}),
+        )
+        answers = []
+        for method, path, body in cases:
+            held = Held(getattr(repository, method))
+            with monkeypatch.context() as patched:
+                patched.setattr(repository, method, held)
+                answered = api.client.post(path, json=body, headers=api.headers())
+                held.release()
+                wait_for(lambda held=held: held.finished == 1)  # type: ignore[misc]
+            assert answered.status_code == 503 and answered.headers["retry-after"] == "1"
+            answers.append(answered.json()["detail"])
+            scoring.recover()  # storage answers again
+        assert answers[0] == "storage is unavailable; try again"
+        assert "the change may still be made" in answers[1]
+
+
 def test_readyz_leaves_a_migration_to_the_maintenance(
     tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:

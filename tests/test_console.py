@@ -39,6 +39,7 @@ from service.pipeline import NO_EVIDENCE, STOPPED, Pipeline
 from service.policy import Policy
 from service.policy.governance import CATEGORIES, Violation
 from service.record import Decision, Post, ScoreRecord
+from service.review import dormancy
 from service.review.appeals import APPEAL_STATUSES
 from service.review.engagement import Counts
 from service.review.items import ACTIONS, KINDS, STATUSES
@@ -575,7 +576,7 @@ def test_every_page_in_chinese_shows_no_code_word_with_the_code_words_kept(api: 
     assert '<span data-reason="violation">确认违规扣分</span>' in page
     assert '<span data-reason="reversal">申诉成立退回</span>' in page
     dashboard = pages["/console/dashboard"]
-    assert 'aria-label="各类别每日入队量(14 天,按 UTC+8 日期)"' in dashboard
+    assert 'aria-label="各类别每日入队条目数(各来源合计,14 天,按 UTC+8 日期)"' in dashboard
     assert "不足 1 小时" in dashboard and "1-3 天" in dashboard and "超过 3 天" in dashboard
     api.client.get("/console/lang/en")
     pages = {path: api.client.get(path).text for path in paths}
@@ -591,7 +592,8 @@ def test_every_page_in_chinese_shows_no_code_word_with_the_code_words_kept(api: 
         re.findall(r"<td>[^<]*</td>", queue)
     )
     dashboard = pages["/console/dashboard"]
-    assert 'aria-label="Flagged per head per day (14 days, UTC+8 dates)"' in dashboard
+    queued = "Review items queued per head per day, of every kind (14 days, UTC+8 dates)"
+    assert f'aria-label="{queued}"' in dashboard
     stored = "Scores of the last day&#39;s stored records (review, block) against the review"
     assert f"<title>{stored} threshold: incitement</title>" in dashboard
     assert "under 1 h" in dashboard and "1-3 days" in dashboard and "over 3 days" in dashboard
@@ -648,6 +650,57 @@ def test_an_items_page_labels_what_it_shows_in_the_pages_language(api: Api) -> N
     assert 'id="all-reports">Show all</a>' in api.client.get("/console/reports").text
 
 
+def test_a_dormant_items_page_shows_the_use_that_last_set_the_clock_and_since_when(
+    api: Api,
+) -> None:
+    """The page of a dormant account's item says which use last set its clock (its
+    registration, a login, a post) and when, its last login, and since when it is dormant; after
+    a return, the use that ended it, and that it is dormant no more."""
+    policy, review = api.services.scoring.policy, api.services.review
+    repository = api.services.scoring.repository
+    rules = policy.dormancy.model_copy(update={"after_days": 1, "action": "review"})
+    reviewing = Policy.model_validate({**policy.model_dump(), "dormancy": rules.model_dump()})
+    zone = api.services.settings.console_zone
+    login = (datetime.now(UTC) - timedelta(days=3)).replace(microsecond=0)
+    review.put_account(policy, "quiet", name="沉睡号", now=login - timedelta(days=1))
+    review.put_account(policy, "idle", name="闲置号", now=login - timedelta(days=1))
+    review.put_account(policy, "idle", login_at=login)
+    assert repository.settle_dormancy(reviewing) == 2
+    items = {i.account_id: i for i in review.list_items(policy, kind="dormant").items}
+    found = {a: review.get_account(policy, a) for a in ("quiet", "idle")}
+    sign_in(api, "li")
+
+    def clock(account_id: str) -> str:
+        page = api.client.get(f"/console/items/{items[account_id].id}").text
+        said = page.split('id="dormancy-clock">')[1].split("</p>")[0]
+        return re.sub(r"</?span[^>]*>", "", said)
+
+    dormant_since = "自 {} 起判定为长期未使用"
+    registered = present.when(found["quiet"].active_at, zone)
+    assert clock("quiet") == " · ".join(
+        [
+            f"最近一次使用: 注册(服务首次记录该账号) {registered}",
+            "最近登录: 平台未报告过",
+            dormant_since.format(present.when(found["quiet"].dormant_at, zone)),
+        ]
+    )
+    assert clock("idle") == " · ".join(
+        [
+            f"最近一次使用: 登录 {present.when(login, zone)}",
+            f"最近登录: {present.when(login, zone)}",
+            dormant_since.format(present.when(found["idle"].dormant_at, zone)),
+        ]
+    )
+    assert api.score({"id": "back", "text": PLAIN, "account_id": "quiet"}).status_code == 200
+    wait_for(lambda: review.get_account(policy, "quiet").dormant_at is None)
+    api.client.get("/console/lang/en")
+    returned = review.get_account(policy, "quiet")
+    assert clock("quiet") == (
+        f"Last use: post {present.when(returned.active_at, zone)} · "
+        "Last login: never reported · In use again: no longer dormant"
+    )
+
+
 def test_article_codes_read_as_the_provisions_number_them() -> None:
     zh, en = translator("zh"), translator("en")
     assert [articles.name(code, zh) for code in ("art8", "art12", "art18.6", "art20")] == [
@@ -667,6 +720,7 @@ def test_every_kind_head_credit_reason_role_and_decision_has_words_in_each_langu
         *(f"credit.{r}" for r in ("violation", "reversal", "restore")),
         *(f"role.{r}" for r in ("reviewer", "admin")),  # a console user's (users create)
         *(f"decision.{d}" for d in get_args(Decision)),
+        *(f"use.{u}" for u in get_args(dormancy.Use)),
     ]:
         zh, en = TEXT[key]
         assert re.search(r"[\u4e00-\u9fff]", zh) and not re.search(r"[\u4e00-\u9fff]", en)
@@ -836,6 +890,42 @@ def test_a_decision_storage_does_not_answer_in_time_may_still_be_made_and_the_pa
         again = api.client.post(f"/console/items/{item.id}/decision", data=decision)
         assert again.status_code == 409
         assert refusal_of(form_of(again.text, "decision-form")).startswith("该条目已处理")
+
+
+def test_a_form_whose_session_check_storage_does_not_answer_says_storage_did_not_answer(
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A form's session check is a read, made before its write: given up at
+    ``storage_deadline_s``, nothing of the form was started, and the page says the database did
+    not answer, not that the change may still be made (which would have the reviewer look for a
+    decision that never was)."""
+    with open_api(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'late.db'}",
+        pipeline.classifier,
+        db_timeout_s=0.1,
+        storage_deadline_s=0.3,
+        storage_retry_s=3600,
+    ) as api:
+        scoring, review = api.services.scoring, api.services.review
+        repository = scoring.repository
+        assert isinstance(repository, SqlRepository)
+        assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+        (item,) = review.list_items(scoring.policy).items
+        token = sign_in(api, "li")
+        held = Held(repository.get_user)
+        with monkeypatch.context() as patched:
+            patched.setattr(repository, "get_user", held)
+            late = api.client.post(
+                f"/console/items/{item.id}/decision", data={"csrf": token, "action": "dismiss"}
+            )
+            assert late.status_code == 503 and late.headers["retry-after"] == "1"
+            assert TEXT["storage_down"][0] in late.text
+            assert TEXT["storage_late"][0] not in late.text
+            held.release()
+            wait_for(lambda: held.finished == 1)
+        scoring.recover()  # storage answers again
+        assert review.get_item(scoring.policy, item.id).status == "open"
 
 
 def test_a_disabled_user_or_one_of_another_role_is_signed_out_at_the_next_page(
@@ -1714,6 +1804,38 @@ def test_an_item_about_a_post_never_stored_says_so_and_that_confirming_charges_n
         assert 'id="post-unknown"' not in page and 'id="no-credit-record"' in page
 
 
+def test_a_post_items_queue_row_shows_the_start_of_its_text_escaped_and_its_page_the_whole(
+    api: Api,
+) -> None:
+    policy, review = api.services.scoring.policy, api.services.review
+    long = "<b>速看</b>\n" + MILK * 3
+    for post_id, text, account in (("p1", long, "a1"), ("p2", PLAIN, "a2")):
+        scored = api.score({"id": post_id, "text": text, "account_id": account})
+        assert scored.status_code == 200
+    review.file_report(
+        policy, post_id=None, account_id="a3", category="rumor", text_="", reporter="k"
+    )
+    by_post = {i.post_id or i.account_id: i.id for i in review.list_items(policy).items}
+    sign_in(api, "li")
+    queue = api.client.get("/console/queue").text
+    cells = dict(
+        re.findall(r'<tr[^>]*data-item="(\d+)">.*?<td class="excerpt">(.*?)</td>', queue, re.S)
+    )
+    start = long[: present.EXCERPT_CHARS].replace("\n", " ")
+    assert cells[str(by_post["p1"])] == (
+        f'<a href="/console/items/{by_post["p1"]}">{escape(start)}…</a>'
+    )
+    assert "<b>" not in cells[str(by_post["p1"])]
+    assert cells[str(by_post["p2"])] == f'<a href="/console/items/{by_post["p2"]}">{PLAIN}</a>'
+    assert cells[str(by_post["a3"])] == "-"  # a report on an account: no post to quote
+    api.settle()  # its evidence spans found: the page marks them in the text
+    page = api.client.get(f"/console/items/{by_post['p1']}").text
+    assert "<mark" in page
+    # whole, its spans' marks aside
+    shown = re.sub(r"<[^>]*>", "", page.split('id="post-text">')[1].split("</div>")[0])
+    assert shown == escape(long)
+
+
 def test_a_follower_jump_is_shown_in_the_queue_and_on_its_page_in_each_language(
     api: Api,
 ) -> None:
@@ -1864,15 +1986,19 @@ def test_the_dashboard_counts_each_day_by_the_consoles_dates(api: Api) -> None:
         "rumor": {"2026-11-24": 1, "2026-12-05": 1, "2026-12-06": 2}
     }
     assert reads.flagged_per_day(now, 14, utc) == {"rumor": {"2026-11-23": 2, "2026-12-05": 3}}
-    t = translator("zh")
+    t, en = translator("zh"), translator("en")
     for zone, first, last, said in [
         (shanghai, "11-24", "12-07", "UTC+8"),
         (utc, "11-23", "12-06", "UTC"),
     ]:
         tallied = present.tallies(reads, now, zone, policy)
         plot = present.dashboard(tallied, policy, t, partial(worded, t))["flagged"]
-        assert f'aria-label="各类别每日入队量(14 天,按 {said} 日期)"' in plot
+        # the items counted are reports, not flagged records: the title says items of every kind
+        assert f'aria-label="各类别每日入队条目数(各来源合计,14 天,按 {said} 日期)"' in plot
         assert re.findall(r">(\d\d-\d\d)</text>", plot) == [first, last]
+        assert present.flagged_title(tallied, en) == (
+            f"Review items queued per head per day, of every kind (14 days, {said} dates)"
+        )
     reads.engine.dispose()
 
 
@@ -1897,7 +2023,8 @@ def test_the_queue_filters_by_kind_in_the_readers_words_with_the_other_filters(
     def rows(url: str) -> list[tuple[str, str]]:
         page = api.client.get(url)
         assert page.status_code == 200, url
-        return re.findall(r'<td data-kind="(\w+)">[^<]*</td>\s*<td data-head="(\w+)">', page.text)
+        kind_then_head = r'<td data-kind="(\w+)">[^<]*</td>\s*<td class="excerpt">.*?</td>\s*'
+        return re.findall(kind_then_head + r'<td data-head="(\w+)">', page.text)
 
     assert sorted(rows("/console/queue?kind=report")) == [
         ("report", "incitement"),

@@ -169,6 +169,7 @@ def test_an_account_unused_past_the_policys_days_is_suspended_once_and_its_retur
     records = [e for e in repo.audit_entries() if e.kind == "account.dormant"]
     assert {e.subject: e.payload for e in records}["account:quiet"] == {
         "active_at": T0.isoformat(),
+        "active_by": "registration",
         "last_login_at": None,
         "after_days": policy.dormancy.after_days,
         "action": "suspend",
@@ -254,6 +255,7 @@ def test_under_review_a_reviewer_applies_the_measure_and_the_return_dismisses_th
     assert item.evidence == {
         "basis": "art10",
         "active_at": T0.isoformat(),
+        "active_by": "registration",
         "last_login_at": None,
         "after_days": reviewing.dormancy.after_days,
     }
@@ -330,6 +332,44 @@ def test_none_keeps_the_clock_alone_and_a_notice_goes_without_a_measure(
     assert repo.settle_dormancy(noticed, now=found_at) == 1
     assert kinds(repo.get_account(noticed, "quiet", now=found_at)) == {dormancy.NOTICE}
     assert repo.list_items(noticed, kind="dormant").items == []
+
+
+def test_0029_tells_a_clock_set_by_a_login_and_goes_down_and_up_again(database_url: str) -> None:
+    """Rows from before ``active_by``: a clock that is the last login was set by it; another
+    one's use is not known. The downgrade drops the column and the prune's index, and a second
+    try from 0029 (SQLite keeps the drops of a downgrade refused further down) drops nothing."""
+    engine = make_engine(database_url, 5.0)
+    at = "2026-06-01 08:00:00"
+    try:
+        with engine.begin() as connection:
+            migrate(connection, "0028_subject_keys")
+            for account, login in (("logged", at), ("posted", None)):
+                connection.execute(
+                    text(
+                        "INSERT INTO accounts (account_id, credit, level, followers, clean_since, "
+                        "policy_version, active_at, login_at) VALUES (:a, 100, 'A', 0, "
+                        "'2026-01-01', 'p', :at, :login)"
+                    ),
+                    {"a": account, "at": at, "login": login},
+                )
+        upgrade(database_url)
+        with engine.begin() as connection:
+            rows = connection.execute(text("SELECT account_id, active_by FROM accounts")).all()
+            by: dict[str, str | None] = {a: b for a, b in rows}
+            assert by == {"logged": "login", "posted": None}
+            indexes = {i["name"] for i in inspect(connection).get_indexes("idempotency_keys")}
+            assert "ix_idempotency_keys_created_at" in indexes
+            for _ in range(2):
+                migrate(connection, "0028_subject_keys", down=True)
+                found = inspect(connection)
+                assert "active_by" not in {c["name"] for c in found.get_columns("accounts")}
+                indexes = {i["name"] for i in found.get_indexes("idempotency_keys")}
+                assert "ix_idempotency_keys_created_at" not in indexes
+                config = alembic_config()
+                config.attributes["connection"] = connection
+                command.stamp(config, "0029_kept_keys_and_use")
+    finally:
+        engine.dispose()
 
 
 def test_the_migration_starts_every_clock_at_its_moment_and_goes_down_and_up_again(

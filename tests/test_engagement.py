@@ -336,3 +336,41 @@ def test_bad_counts_are_refused_at_their_field(api: Api) -> None:
     # none of them stored anything: the post is free for any account
     fine = {"account_id": "b", "reposts": 0, "reposters": 0}
     assert api.client.put("/v1/posts/p1/engagement", json=fine, headers=api.headers()).is_success
+
+
+def test_the_stored_counts_are_read_back_by_the_publisher_and_the_trust_team(api: Api) -> None:
+    """``GET /v1/posts/{id}/engagement``: the counts as the reports left them (one left out
+    kept, one never given null), for publisher, reviewer and admin keys; 404 in words that tell
+    a post the service does not know from one it kept whose counts were never reported."""
+    url = "/v1/posts/p1/engagement"
+    put = api.client.put(
+        url, json={"account_id": "acc1", "reads": 100, "likes": 3}, headers=api.headers()
+    )
+    later = api.client.put(url, json={"account_id": "acc1", "reads": 150}, headers=api.headers())
+    assert put.status_code == later.status_code == 200
+    reporter = {k: v for k, v in later.json().items() if k not in ("findings", "item_id")}
+    assert reporter["reads"] == 150 and reporter["likes"] == 3 and reporter["comments"] is None
+    for role in ("publisher", "reviewer", "admin"):
+        read = api.client.get(url, headers=api.headers(api.new_key(role)))
+        assert read.status_code == 200, role
+        assert read.json() == reporter, role
+    assert api.client.get(url).status_code == 401
+
+    unknown = api.client.get("/v1/posts/nope/engagement", headers=api.headers())
+    assert unknown.status_code == 404
+    assert unknown.json() == {
+        "detail": "no post 'nope': the service neither scored it nor was given its engagement "
+        "counts"
+    }
+    scored = api.score(
+        {"id": "kept", "text": "紧急扩散！自来水被污染了，千万别喝！", "account_id": "a"}
+    )
+    assert scored.status_code == 200 and scored.json()["decision"] != "pass"
+    api.settle()
+    uncounted = api.client.get("/v1/posts/kept/engagement", headers=api.headers())
+    assert uncounted.status_code == 404
+    assert uncounted.json() == {
+        "detail": "post 'kept' has no engagement counts: none were reported for it"
+    }
+    described = api.client.get("/openapi.json").json()["paths"][url.replace("p1", "{post_id}")]
+    assert set(described) == {"get", "put"} and "404" in described["get"]["responses"]

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from service.gate import THREADS, StorageGate, StorageHealth, StorageUnansweredError
+from service.gate import THREADS, StorageGate, StorageHealth, StorageUnansweredError, deadlined
 from service.storage import StorageError, StorageUnavailableError
+from service.storage.repository import reads_only
 
 
 class Clock:
@@ -59,6 +60,42 @@ def test_a_call_that_does_not_return_by_the_deadline_is_given_up_and_storage_is_
     assert gate.health.problem is not None and not gate.health.admit()
     with pytest.raises(StorageUnavailableError):  # skipped now, not waited for
         gate.call_blocking(lambda: "never called")
+    released.set()
+
+
+def test_a_read_given_up_at_the_deadline_is_storage_unavailable_with_nothing_to_land(
+    gate: StorageGate,
+) -> None:
+    """Through :func:`deadlined`, a method marked :func:`reads_only` (or of a class marked so),
+    even one replaced on the instance, is given up as a read; any other as a write."""
+
+    class Store:
+        @reads_only
+        def look(self, wait: threading.Event) -> bool:
+            return wait.wait(60)
+
+        def change(self, wait: threading.Event) -> bool:
+            return wait.wait(60)
+
+    released = threading.Event()
+    store = Store()
+    gated = deadlined(store, gate)
+    with pytest.raises(StorageUnavailableError) as read:
+        gated.look(released)
+    assert not isinstance(read.value, StorageUnansweredError)
+    assert "within storage_deadline_s" in str(read.value)
+    gate.health.ok()
+    store.look = store.change  # type: ignore[method-assign]
+    with pytest.raises(StorageUnavailableError) as replaced:
+        gated.look(released)
+    assert not isinstance(replaced.value, StorageUnansweredError)
+    gate.health.ok()
+    with pytest.raises(StorageUnansweredError):
+        gated.change(released)
+    gate.health.ok()
+    with pytest.raises(StorageUnavailableError) as whole:
+        deadlined(reads_only(Store)(), gate).change(released)
+    assert not isinstance(whole.value, StorageUnansweredError)
     released.set()
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
 import pytest
-from servicekit import Api
-from sqlalchemy import text
+from servicekit import Api, open_api, wait_for
+from sqlalchemy import text, update
 
 from service.heads import RISKS
 from service.neardup import queue
@@ -19,6 +20,7 @@ from service.record import Post, Reason
 from service.review.dispositions import Standing, Stop
 from service.storage import SqlRepository
 from service.storage.repository import Idempotency
+from service.storage.tables import IdempotentWrite
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
 HOSTILE = "<script>alert('x')</script>\"; DROP TABLE reports; --\u200b\u200c\ufeff" + "谣" * 9_940
@@ -620,3 +622,43 @@ def test_a_follower_jump_is_queued_for_the_trust_team(api: Api) -> None:
         headers=reviewer,
     )
     assert decided.status_code == 200 and decided.json()["credits"][0]["account_id"] == "acc1"
+
+
+def test_the_maintenance_prunes_answers_older_than_idempotency_keep_hours(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    """A server process's maintenance (every ``storage_retry_s``) deletes the answer of a write
+    made with a key once it is ``idempotency_keep_hours`` old, and keeps a newer one: its retry
+    gets the first answer still."""
+    with open_api(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'keys.db'}",
+        pipeline.classifier,
+        idempotency_keep_hours=2,
+        storage_retry_s=0.2,
+    ) as api:
+        repository = api.services.scoring.repository
+        assert isinstance(repository, SqlRepository)
+        report = {"account_id": "acc1", "category": "rumor"}
+        answers = {
+            key: api.client.post(
+                "/v1/reports", json=report, headers={**api.headers(), "Idempotency-Key": key}
+            ).json()
+            for key in ("old", "new")
+        }
+        with repository.engine.begin() as db:
+            for key, hours in (("old", 2.1), ("new", 1.9)):
+                aged = datetime.now(UTC) - timedelta(hours=hours)
+                db.execute(
+                    update(IdempotentWrite)
+                    .where(IdempotentWrite.key == key)
+                    .values(created_at=aged)
+                )
+
+        def kept() -> set[str]:
+            with repository.engine.connect() as db:
+                return set(db.execute(text("SELECT key FROM idempotency_keys")).scalars())
+
+        wait_for(lambda: kept() == {"new"})
+        retry = {**api.headers(), "Idempotency-Key": "new"}
+        assert api.client.post("/v1/reports", json=report, headers=retry).json() == answers["new"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from servicekit import migrate, record
-from sqlalchemy import event, inspect, select, text
+from sqlalchemy import event, insert, inspect, select, text
 from sqlalchemy.orm import Session
 
 from service.heads import RISKS, Risk
@@ -29,11 +29,11 @@ from service.review.items import (
 from service.review.registration import keyed
 from service.settings import Settings
 from service.spool import Spool
-from service.storage import Pending, SqlRepository, open_repository, upgrade
+from service.storage import Pending, SqlRepository, idempotency_sql, open_repository, upgrade
 from service.storage.repository import Idempotency, IdempotencyMismatchError
 from service.storage.review_steps import Tx, append_records, apply_disposition, locked_account
 from service.storage.sql import make_engine
-from service.storage.tables import StoredDisposition
+from service.storage.tables import IdempotentWrite, StoredDisposition
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -1730,3 +1730,59 @@ def test_every_item_opened_chains_one_enqueued_record_in_its_transaction(
     assert by_seq[flagged.seq + 1].subject == f"item:{scored}"
     assert by_seq[flagged.seq + 1].at == flagged.at
     assert verify(repo) == []
+
+
+def test_answers_kept_for_retries_are_pruned_past_the_cutoff_once_whatever_the_processes(
+    repo: SqlRepository, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows older than the cutoff go, in transactions of ``PRUNE_ROWS``, and no newer one;
+    three processes pruning at once delete each row once between them (their counts add up to
+    the rows there were), whichever of them takes which."""
+    monkeypatch.setattr(idempotency_sql, "PRUNE_ROWS", 7)
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "caller": f"caller-{n % 3}",
+            "key": f"key-{n}",
+            "fingerprint": "f" * 64,
+            "response": {"n": n},
+            "created_at": now - timedelta(hours=100 - n),
+        }
+        for n in range(100)
+    ]
+    with repo.engine.begin() as connection:
+        connection.execute(insert(IdempotentWrite), rows)
+    cutoff = now - timedelta(hours=40, minutes=30)  # rows 0 to 59 are older
+    processes = [open_repository(database_url, 5.0) for _ in range(3)]
+    counts: list[int] = []
+    start = threading.Barrier(len(processes))
+
+    def prune(process: SqlRepository) -> None:
+        start.wait()
+        counts.append(process.prune_idempotency_keys(cutoff))
+
+    threads = [threading.Thread(target=prune, args=(p,)) for p in processes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for process in processes:
+        process.close()
+    with repo.engine.connect() as connection:
+        kept = connection.execute(select(IdempotentWrite.key)).scalars().all()
+    assert sorted(kept) == sorted(f"key-{n}" for n in range(60, 100))
+    assert sum(counts) == 60
+    assert repo.prune_idempotency_keys(cutoff) == 0
+    # a key pruned is free again: its retry is made as a new write
+    policy = load_policy(Settings().policy_file)
+    idem = Idempotency("caller-0", "key-0", "0" * 64)
+    filed = repo.file_report(
+        policy,
+        post_id="p1",
+        account_id=None,
+        category="rumor",
+        text_="",
+        reporter="k",
+        idem=idem,
+    )
+    assert filed.post_id == "p1"

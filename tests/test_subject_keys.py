@@ -63,12 +63,20 @@ def codes(repo: SqlRepository, policy: Policy, name: str, subject_id: str) -> li
 
 
 def _account_before_keyed_digests(repo: SqlRepository, policy: Policy, account: str) -> None:
-    """``account`` with the subject ``ID_CARD``, stored as a release before 0028 stored it."""
-    repo.put_account(policy, account, name=f"名字{account}", subject_id=f"placeholder-{account}")
+    """``account`` with the subject ``ID_CARD``, stored as a release before 0028 stored it: by
+    SQL of that schema, as this release's tables have columns added since."""
     with repo.engine.begin() as db:
         db.execute(
-            text("UPDATE accounts SET subject_digest = :d WHERE account_id = :a"),
-            {"d": unkeyed_digest(ID_CARD), "a": account},
+            text(
+                "INSERT INTO accounts (account_id, name, subject_digest, credit, level, followers, "
+                "clean_since, policy_version) VALUES (:a, :n, :d, 100, 'A', 0, '2026-01-01', :p)"
+            ),
+            {
+                "a": account,
+                "n": f"名字{account}",
+                "d": unkeyed_digest(ID_CARD),
+                "p": policy.version,
+            },
         )
 
 

@@ -1,6 +1,7 @@
-"""Posts' engagement counts (art12): ``PUT /v1/posts/{post_id}/engagement``. The platform
-reports a post's counts as they change; what they show abnormal goes to the trust team's queue
-(:mod:`service.review.engagement`, storage :mod:`service.storage.engagement_sql`)."""
+"""Posts' engagement counts (art12): ``PUT /v1/posts/{post_id}/engagement``, and ``GET`` for
+the counts as stored. The platform reports a post's counts as they change; what they show
+abnormal goes to the trust team's queue (:mod:`service.review.engagement`, storage
+:mod:`service.storage.engagement_sql`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.review import (
     AccountId,
+    Anyone,
     Id,
     IdempotencyKey,
     Publisher,
@@ -103,3 +105,19 @@ async def put_engagement(
             found.scoring.policy, post_id, body.account_id, body.counts(), idem=idem
         )
     )
+
+
+@router.get(
+    "/posts/{post_id}/engagement",
+    responses={
+        404: {
+            "model": Problem,
+            "description": "no counts for the post: the service does not know it, or none "
+            "were reported for it",
+        }
+    },
+)
+async def get_engagement(post_id: PostId, found: Found, _: Anyone) -> views.EngagementCounts:
+    """The post's engagement counts as the platform last reported them (null: never given) and
+    when; for the publisher that reports them and the trust team that weighs them."""
+    return await run_in_threadpool(found.review.get_engagement, post_id)

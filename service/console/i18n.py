@@ -176,9 +176,11 @@ TEXT: dict[str, tuple[str, str]] = {
     "remove": ("移除", "Remove"),
     "by": ("操作人", "By"),
     "created": ("时间", "Created"),
+    # every item queued counts, whatever its kind (a report, a cluster, an account's item), not
+    # only the flagged records: the title says so
     "flagged_per_day": (
-        "各类别每日入队量(14 天,按 {zone} 日期)",
-        "Flagged per head per day (14 days, {zone} dates)",
+        "各类别每日入队条目数(各来源合计,14 天,按 {zone} 日期)",
+        "Review items queued per head per day, of every kind (14 days, {zone} dates)",
     ),
     "queue_age": ("待审条目按等待时长", "Open items by age"),
     "per_reviewer": ("各审核员决定数(7 天)", "Decisions per reviewer (7 days)"),
@@ -336,6 +338,21 @@ TEXT: dict[str, tuple[str, str]] = {
         "{reposts} reposts by {reposters} accounts",
     ),
     "kind.dormant": ("长期未使用账号", "dormant account"),
+    # a dormant account's clock on its item's page: which use set it
+    # (``service.review.dormancy.Use``), and since when the account is dormant
+    "dormancy_clock": ("账号使用时钟", "When the account was last used"),
+    "last_use": ("最近一次使用", "Last use"),
+    "use.registration": (
+        "注册(服务首次记录该账号)",
+        "registration (the service's first row for it)",
+    ),
+    "use.login": ("登录", "login"),
+    "use.post": ("发帖", "post"),
+    "use_unknown": ("方式不详(迁移前的记录)", "of a kind not known (from before the migration)"),
+    "last_login": ("最近登录", "Last login"),
+    "never_reported": ("平台未报告过", "never reported"),
+    "dormant_since": ("自 {at} 起判定为长期未使用", "Dormant since {at}"),
+    "not_dormant": ("目前不再处于未使用状态", "In use again: no longer dormant"),
     # a risk or another category as the pages show it, by its code word
     # (``service.policy.governance.CATEGORIES``): an item's head, a report's or a confirmation's
     # category, a plot's series
@@ -507,6 +524,14 @@ TEXT: dict[str, tuple[str, str]] = {
         "The bank has this rumour already: {rumor_id} (similarity {similarity:.2f})",
     ),
     "refusal.no_rumor": ("谣言库中没有“{rumor_id}”", "No confirmed rumour {rumor_id!r}"),
+    "refusal.no_post": (
+        "没有帖子“{post_id}”:服务既未评分过它,也未收到过它的互动数据",
+        "No post {post_id!r}: the service neither scored it nor was given its engagement counts",
+    ),
+    "refusal.no_engagement": (
+        "帖子“{post_id}”没有互动数据:平台从未报告过",
+        "Post {post_id!r} has no engagement counts: none were reported for it",
+    ),
 }
 
 FIELDS: dict[str, str] = {
@@ -577,6 +602,7 @@ FAMILIES = (
     "role",
     "decision",
     "protected",
+    "use",
 )
 """The code words the pages show in words, by the prefix of their keys in :data:`TEXT`; each
 is a template filter of the same name."""

@@ -54,6 +54,7 @@ from service.console.web import (
 from service.neardup.bank import bank_rumor, unbank_rumor
 from service.neardup.store import StoreUnavailableError
 from service.policy.governance import CATEGORIES, Category
+from service.review import dormancy
 from service.review.appeals import APPEAL_STATUSES, AppealStatus
 from service.review.appeals import parse_cursor as appeal_cursor
 from service.review.items import (
@@ -192,8 +193,12 @@ async def queue(
         limit=PAGE_SIZE,
     )
     escalated = await who.call(who.console.reads.escalated_waiting)
+    posts = [item.id for item in page.items if item.post_id is not None]
+    starts = (
+        await who.call(who.console.reads.excerpts, posts, present.EXCERPT_CHARS) if posts else {}
+    )
     now = datetime.now(UTC)
-    rows = [present.queue_row(item, now) for item in page.items]
+    rows = [present.queue_row(item, now, starts.get(item.id)) for item in page.items]
     filters = {"head": head, "kind": kind, "status": status, "assignee": assignee}
     next_url = None
     if page.next:
@@ -297,6 +302,8 @@ async def show_item(who: Viewer, item_id: int, refused: Refusal | None = None) -
         appeals=appealed,
         others=others,
         account=account,
+        # a dormant account's clock, current: a return since the sweep shows as one
+        clock=account if item.kind == dormancy.KIND else None,
         initial_credit=policy.credit.initial,
         categories=CATEGORIES,
         basis=present.basis_of(item, policy),

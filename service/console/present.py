@@ -358,6 +358,8 @@ class QueueRow:
     """The protected names an ``impersonation`` item's account name holds."""
     finding: Finding | None = None
     """An ``engagement`` item's latest finding."""
+    excerpt: str | None = None
+    """The start of a post item's text (:func:`excerpt`); its page shows the whole."""
 
 
 @dataclass(frozen=True)
@@ -472,7 +474,19 @@ def cluster_size(item: views.Item) -> int | None:
     return len(evidence["members"]) if "members" in evidence else None
 
 
-def queue_row(item: views.Item, now: datetime) -> QueueRow:
+EXCERPT_CHARS = 40
+"""Characters of a post's text its queue row shows: a line of the queue's table."""
+
+
+def excerpt(start: str, cut: bool) -> str:
+    """A post text's ``start`` on one line (its line breaks and runs of spaces one space),
+    ending in an ellipsis where the text was ``cut``."""
+    return " ".join(start.split()) + ("…" if cut else "")
+
+
+def queue_row(item: views.Item, now: datetime, start: tuple[str, bool] | None = None) -> QueueRow:
+    """The queue's row of ``item``; ``start``, the first characters of its post's text and
+    whether it goes on (:meth:`~service.storage.console_sql.ConsoleReads.excerpts`)."""
     record = record_of(item) or {}
     score = record.get("scores", {}).get(item.head) if item.head else None
     held = impersonation(item, {})
@@ -485,6 +499,7 @@ def queue_row(item: views.Item, now: datetime) -> QueueRow:
         next(reversed(jumps(item)), None),
         tuple(p.name for p in held.entries) if held else (),
         next(reversed(findings(item)), None),
+        None if start is None else excerpt(*start),
     )
 
 

@@ -44,6 +44,10 @@ platform's hosts and the service's, not a login that has not happened yet."""
 Via = Literal["login", "post"]
 """What ended a dormancy: a login the platform reported, or a post scored."""
 
+Use = Literal["registration", "login", "post"]
+"""What set an account's clock: its registration (the service's first row for it, made by a
+profile or a charge), a login reported or a post scored."""
+
 
 def merge_key(account_id: str) -> str:
     """The merge key of an account's ``dormant`` item: one open item per account."""

@@ -48,6 +48,9 @@ REASONS: dict[str, str] = {
     "unmatchable": "the text is boilerplate or too short to match anything",
     "banked_already": "the bank has this rumour already: {rumor_id} (similarity {similarity:.2f})",
     "no_rumor": "no confirmed rumour {rumor_id!r}",
+    "no_post": "no post {post_id!r}: the service neither scored it nor was given its "
+    "engagement counts",
+    "no_engagement": "post {post_id!r} has no engagement counts: none were reported for it",
 }
 """Every refusal's English words, by reason."""
 

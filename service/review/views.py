@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from service.review.appeals import AppealStatus
+from service.review.dormancy import Use
 from service.review.items import Action, Category, Kind, Status, Violation
 from service.review.protected import ProtectedKind
 
@@ -183,6 +184,12 @@ class Account(BaseModel):
         "login and its last post scored (to the day); null for an account never charged nor "
         "given a profile",
     )
+    active_by: Use | None = Field(
+        default=None,
+        description="which use set the clock: its registration here (its first profile or "
+        "charge), a login or a post; null for an account whose clock migration "
+        "0029_kept_keys_and_use found set by a use it cannot tell",
+    )
     dormant_at: datetime | None = Field(
         default=None,
         description="when it was found dormant (unused for the policy's dormancy.after_days); "
@@ -291,8 +298,8 @@ class ProtectedNameAdded(ProtectedName):
     )
 
 
-class Engagement(BaseModel):
-    """A post's engagement counts as stored after a report, and what the report found."""
+class EngagementCounts(BaseModel):
+    """A post's engagement counts as stored: as the platform last reported them."""
 
     post_id: str
     account_id: str
@@ -301,7 +308,12 @@ class Engagement(BaseModel):
     comments: int | None
     likes: int | None
     reposters: int | None = Field(description="the distinct accounts that made the reposts")
-    reported_at: datetime
+    reported_at: datetime = Field(description="when the last report came")
+
+
+class Engagement(EngagementCounts):
+    """A post's engagement counts as stored after a report, and what the report found."""
+
     findings: list[dict[str, Any]] = Field(
         description="what this report found abnormal (art12): each count that jumped, each "
         "ratio it crossed; empty for none"

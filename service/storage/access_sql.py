@@ -8,7 +8,7 @@ from typing import cast
 
 from sqlalchemy import delete, select, update
 
-from service.storage.repository import ApiKey, ConsoleAccount, Role, SignInAttempts
+from service.storage.repository import ApiKey, ConsoleAccount, Role, SignInAttempts, reads_only
 from service.storage.review_rows import utc
 from service.storage.review_sql import ReviewSql
 from service.storage.tables import ConsoleUser, SignInAttempt, StoredKey
@@ -35,6 +35,7 @@ class AccessSql(ReviewSql):
                 ConsoleUser(name=name, digest=digest, role=role, created_at=datetime.now(UTC))
             )
 
+    @reads_only  # each console page's session check, a form's too: before any write of it
     def get_user(self, name: str) -> ConsoleAccount | None:
         with self._session() as session:
             row = session.get(ConsoleUser, name)

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, case, func, select
 from sqlalchemy.orm import Session
 
 from service.review import appeals
+from service.storage.repository import reads_only
 from service.storage.review_rows import maybe_utc, utc
 from service.storage.review_steps import OPEN_STATUSES, OVERTURNED, after_cursor
 from service.storage.tables import (
@@ -119,6 +120,7 @@ def days_back(now: datetime, zone: ZoneInfo, days: int) -> list[date]:
     return [today - timedelta(days=back) for back in range(days - 1, -1, -1)]
 
 
+@reads_only
 class ConsoleReads:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -297,6 +299,18 @@ class ConsoleReads:
         )
         with Session(self.engine) as session:
             return [_decision_row(d) for d in session.scalars(query)]
+
+    def excerpts(self, item_ids: Collection[int], chars: int) -> dict[int, tuple[str, bool]]:
+        """The first ``chars`` characters of the post text kept with each of ``item_ids`` that
+        has one, and whether the text goes on past them: the queue's rows (a page of them, one
+        read of the primary key), without reading whole texts of up to 10,000 characters."""
+        query = select(
+            ReviewItem.id,
+            func.substr(ReviewItem.text, 1, chars),
+            func.length(ReviewItem.text) > chars,
+        ).where(ReviewItem.id.in_(item_ids), ReviewItem.text.is_not(None))
+        with Session(self.engine) as session:
+            return {row[0]: (row[1], bool(row[2])) for row in session.execute(query)}
 
     def post_text(self, post_id: str) -> str | None:
         """The text kept with a review item of ``post_id`` (the earlier post a copy is shown

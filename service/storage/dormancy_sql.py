@@ -58,7 +58,7 @@ class DormancySql(ReviewSql):
                 accounts.c.dormant_at.is_(None),
                 or_(accounts.c.active_at.is_(None), accounts.c.active_at < bindparam("b_at")),
             )
-            .values(active_at=bindparam("b_at"))
+            .values(active_at=bindparam("b_at"), active_by="post")
         )
         # in account order, as every writer of several accounts locks them
         ordered = sorted(used)
@@ -128,6 +128,7 @@ def _fall_dormant(tx: Tx, account_id: str, before: datetime) -> bool:
     login = maybe_utc(account.login_at)
     facts = {
         "active_at": clock.isoformat(),
+        "active_by": account.active_by,
         "last_login_at": None if login is None else login.isoformat(),
         "after_days": rules.after_days,
     }

@@ -13,12 +13,12 @@ from service.policy import Policy
 from service.policy.governance import Count
 from service.review import engagement, views
 from service.review.engagement import Counts
-from service.review.items import ConflictError
+from service.review.items import ConflictError, NotFoundError
 from service.storage.protected_sql import ProtectedSql
-from service.storage.repository import Idempotency
+from service.storage.repository import Idempotency, reads_only
 from service.storage.review_rows import utc
 from service.storage.review_steps import Tx, flag_account, open_item
-from service.storage.tables import PostEngagement, StoredAccount, StoredPost
+from service.storage.tables import PostEngagement, StoredAccount, StoredPost, StoredRecord
 
 
 class EngagementSql(ProtectedSql):
@@ -120,6 +120,27 @@ class EngagementSql(ProtectedSql):
         # retried on a lost race: two first reports of one post both inserting its row, or
         # two first findings of one account both opening its item
         return self._once(policy, now, idem, views.Engagement, run)
+
+    @reads_only
+    def get_engagement(self, post_id: str) -> views.EngagementCounts:
+        """The post's counts as stored; :class:`NotFoundError` for a post with none, in words
+        that say whether the service knows the post (it scored and kept it) or not at all."""
+        with self._session() as session:
+            row = session.get(PostEngagement, post_id)
+            if row is None:
+                kept = session.get(StoredPost, post_id) is not None or (
+                    session.scalar(
+                        select(StoredRecord.id).where(StoredRecord.post_id == post_id).limit(1)
+                    )
+                    is not None
+                )
+                raise NotFoundError("no_engagement" if kept else "no_post", post_id=post_id)
+            return views.EngagementCounts(
+                post_id=row.post_id,
+                account_id=row.account_id,
+                **vars(_counts(row)),
+                reported_at=utc(row.reported_at),
+            )
 
 
 def _counts(row: PostEngagement) -> Counts:

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import EllipsisType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from service.policy import Policy
 from service.record import Decision, Post, ScoreRecord
@@ -20,6 +20,25 @@ from service.review.items import Action, Category, Kind, QueueRequest, Violation
 from service.review.protected import ProtectedKind
 
 Role = Literal["publisher", "reviewer", "admin"]
+D = TypeVar("D")
+READS_ONLY = "storage_reads_only"
+"""The attribute :func:`reads_only` sets."""
+
+
+def reads_only(defined: D) -> D:
+    """Marks a storage method, or a class whose methods all are, as writing nothing: a call of
+    it given up at the deadline leaves nothing to land (:class:`service.gate.Deadlined`), so its
+    request is told that storage did not answer, not that a change may still be made."""
+    setattr(defined, READS_ONLY, True)
+    return defined
+
+
+def writes_nothing(kind: type, method: str) -> bool:
+    """Whether ``kind``'s ``method`` is marked by :func:`reads_only` (or ``kind`` is): read from
+    the class, so that a method replaced on an instance keeps what its definition says."""
+    return getattr(kind, READS_ONLY, False) or getattr(
+        getattr(kind, method, None), READS_ONLY, False
+    )
 
 
 class StorageError(Exception):
@@ -282,6 +301,10 @@ class Repository(Protocol):
         ``dormancy.after_days`` by ``now``, and apply its ``[dormancy]``. How many were found
         dormant."""
 
+    def prune_idempotency_keys(self, before: datetime) -> int:
+        """Delete, once whatever the processes calling it, the answers of writes made with an
+        ``Idempotency-Key`` stored before ``before``. How many were deleted."""
+
 
 class IdempotencyMismatchError(Exception):
     """An idempotency key used again with a different request (HTTP 422)."""
@@ -377,6 +400,10 @@ class ReviewRepository(Protocol):
         """Store the post's engagement counts (None keeps a stored one) and open or join the
         account's ``engagement`` item for what they show abnormal (art12); a post another
         account's is refused (ConflictError)."""
+
+    def get_engagement(self, post_id: str) -> views.EngagementCounts:
+        """The post's counts as last reported; NotFoundError for a post without any (one the
+        service never kept, or one it kept whose counts were never reported)."""
         ...
 
     def get_account(

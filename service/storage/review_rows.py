@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from service.policy import Policy
 from service.review import appeals as appeal_rules
-from service.review import credit, dispositions, items, views
+from service.review import credit, dispositions, dormancy, items, views
 from service.review.items import FINAL, Violation
 from service.storage.tables import (
     CreditEntry,
@@ -148,6 +148,7 @@ def account_view(session: Session, account: StoredAccount, now: datetime) -> vie
         followers=account.followers,
         last_login_at=maybe_utc(account.login_at),
         active_at=maybe_utc(account.active_at),
+        active_by=cast(dormancy.Use | None, account.active_by),
         dormant_at=maybe_utc(account.dormant_at),
         dispositions=[d for d in shown if d.active],
         history=history,

@@ -46,7 +46,12 @@ from service.review.items import (
     NotFoundError,
     Violation,
 )
-from service.storage.repository import Idempotency, IdempotencyMismatchError, StorageError
+from service.storage.repository import (
+    Idempotency,
+    IdempotencyMismatchError,
+    StorageError,
+    reads_only,
+)
 from service.storage.review_rows import (
     APPLIED,
     LIFTED,
@@ -870,6 +875,7 @@ class ReviewSql:
 
     # --- re-registration ------------------------------------------------------------------
 
+    @reads_only  # a POST that writes nothing
     def check_registration(
         self, policy: Policy, name: str, subject_id: str, now: datetime | None = None
     ) -> views.Registration:

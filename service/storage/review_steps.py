@@ -141,6 +141,7 @@ def locked_account(tx: Tx, account_id: str) -> StoredAccount:
         "policy_version": tx.policy.version,
         # registered, as far as the service knows: the dormancy clock starts here
         "active_at": tx.now,
+        "active_by": "registration",
     }
     statement = insert(StoredAccount).values(values)
     tx.session.execute(statement.on_conflict_do_nothing(index_elements=["account_id"]))
@@ -543,10 +544,24 @@ def _advisory_lock(tx: Tx, key: str, *, shared: bool = False) -> None:
     tables are found in (``current_schema()``, the search path's first), so that the service of
     one schema never waits for another's sharing the database (a staging copy, a tenant, each
     test), nor takes one schema's subject for another's."""
-    if tx.session.get_bind().dialect.name != "postgresql":
-        return
-    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-    tx.session.execute(
+    _advisory(
+        tx.session, "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock", key
+    )
+
+
+def try_advisory_lock(session: Session, key: str) -> bool:
+    """Hold ``key`` until the transaction ends where no other transaction holds it (True), as
+    :func:`_advisory_lock` keys it; else False at once. True on SQLite, whose write
+    transactions run one at a time."""
+    return _advisory(session, "pg_try_advisory_xact_lock", key) is not False
+
+
+def _advisory(session: Session, function: str, key: str) -> object:
+    """``function`` of PostgreSQL's advisory locks on ``key`` in the schema's name, and what it
+    answered; None on SQLite."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    return session.scalar(
         text(f"SELECT {function}(hashtextextended(current_schema() || '/' || :key, 0))"),
         {"key": key},
     )
@@ -716,7 +731,7 @@ def wake(
     what ended it. Whether a dormancy ended."""
     if not dormancy.returned(maybe_utc(account.active_at), at):
         return False
-    account.active_at = at
+    account.active_at, account.active_by = at, via
     if account.dormant_at is None:
         return False
     tx.record(

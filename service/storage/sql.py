@@ -49,6 +49,7 @@ from service.storage.access_sql import AccessSql
 from service.storage.bank_sql import BankSql
 from service.storage.dormancy_sql import DormancySql
 from service.storage.engagement_sql import EngagementSql
+from service.storage.idempotency_sql import IdempotencySql
 from service.storage.repository import (
     Pending,
     QueueItem,
@@ -362,7 +363,7 @@ def open_repository(
     return SqlRepository(make_engine(url, timeout_s), review, subject_key)
 
 
-class SqlRepository(AccessSql, BankSql, EngagementSql, DormancySql):
+class SqlRepository(AccessSql, BankSql, EngagementSql, DormancySql, IdempotencySql):
     def __init__(
         self,
         engine: Engine,

@@ -230,6 +230,9 @@ class StoredAccount(Base):
     registration, as far as the service knows), the last login reported and the last post
     scored (written at most once a day per server process). The rows from before migration
     ``0027_dormant_accounts`` start at the moment it ran; every row since is given one."""
+    active_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """Which use set ``active_at`` (:data:`service.review.dormancy.Use`); null where migration
+    ``0029_kept_keys_and_use`` found a clock that was not a login, whose use is not known."""
     login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     """The last login the platform reported (``last_login_at``)."""
     dormant_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -438,6 +441,8 @@ class IdempotentWrite(Base):
     transaction: a retry gets it back instead of writing twice."""
 
     __tablename__ = "idempotency_keys"
+    # the prune reads the oldest first (migration 0029_kept_keys_and_use)
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
 
     caller: Mapped[str] = mapped_column(String(64), primary_key=True)
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
