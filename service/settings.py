@@ -413,10 +413,16 @@ def settings_or_exit(prog: str) -> Settings:
         raise SystemExit(2) from None
 
 
+SECRETS = frozenset(
+    name for name, field in Settings.model_fields.items() if field.annotation == SecretStr | None
+)
+"""The settings whose values are never shown: a refused one is half a deployment's key."""
+
+
 def _problem(error: Any) -> str:
     name = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
         return f"{name} is not a setting (in the config file)"
     # neither a secret nor a URL that may hold a password is echoed
-    shown = "" if "secret" in name or "url" in name else f", got {error['input']!r}"
+    shown = "" if name in SECRETS or "url" in name else f", got {error['input']!r}"
     return f"setting {name} (QINGLANG_{name.upper()}): {error['msg']}{shown}"

@@ -148,15 +148,20 @@ def test_users_disable_ends_access_keeps_the_name_and_users_list_shows_it(
     assert refused.value.status == 401
 
 
-def test_a_console_secret_under_32_bytes_is_one_line_and_status_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize("setting", ["console_secret", "subject_key"])
+def test_a_secret_under_32_bytes_is_one_line_and_status_2_without_its_value(
+    tmp_path: Path, setting: str
+) -> None:
     short = "秘" * 10 + "k"  # 31 bytes in UTF-8, in 11 characters
+    variable = f"QINGLANG_{setting.upper()}"
     for command in (["migrate"], ["serve", "--port", str(free_port())]):
-        failed = qinglang(tmp_path, *command, env={"QINGLANG_CONSOLE_SECRET": short})
+        failed = qinglang(tmp_path, *command, env={variable: short})
         assert failed.returncode == 2, failed.stderr
         (line,) = failed.stderr.splitlines()
-        assert "setting console_secret (QINGLANG_CONSOLE_SECRET)" in line
+        assert f"setting {setting} ({variable})" in line
+        # a key one byte short is the deployment's key but for a byte: never shown
         assert "at least 32 bytes" in line and short not in line
-    long_enough = {"QINGLANG_CONSOLE_SECRET": short + "k"}
+    long_enough = {variable: short + "k"}
     assert qinglang(tmp_path, "migrate", env=long_enough).returncode == 0
 
 

@@ -802,6 +802,11 @@ def test_a_bad_entry_is_refused_at_its_field(api: Api) -> None:
         ({"name": " ", "kind": "organ"}, ["body", "name"]),
         ({"name": "新华社", "kind": "company"}, ["body", "kind"]),
         ({"name": "新华社", "kind": "organ", "subject_ids": [""]}, ["body", "subject_ids", 0]),
+        # a placeholder normalises to nothing: it would authorise every account given one
+        (
+            {"name": "新华社", "kind": "organ", "subject_ids": [AUTHORISED, "- -"]},
+            ["body", "subject_ids", 1],
+        ),
         ({"name": "新华社", "kind": "organ", "subject_ids": ["s"] * 101}, ["body", "subject_ids"]),
     ]
     for body, loc in cases:

@@ -607,6 +607,81 @@ def test_a_subject_at_its_cap_is_refused_by_the_check_and_the_profile(api: Api) 
     )
 
 
+def test_a_subject_id_without_a_letter_or_digit_is_refused_at_its_field(api: Api) -> None:
+    headers = api.headers()
+    # each normalises to nothing: stored, every such account would hold one subject
+    for placeholder in ("-", "- -", "\u200b", "\u2014", "\u3000-\u3000"):
+        for url, body, loc in (
+            ("/v1/accounts/a1", {"subject_id": placeholder}, ["body", "subject_id"]),
+            (
+                "/v1/registrations/check",
+                {"name": "名字", "subject_id": placeholder},
+                ["body", "subject_id"],
+            ),
+        ):
+            refused = api.client.request(
+                "PUT" if url.startswith("/v1/accounts") else "POST", url, json=body, headers=headers
+            )
+            assert refused.status_code == 422, (url, placeholder, refused.text)
+            (problem,) = refused.json()["detail"]
+            assert problem["loc"] == loc and "no letter or digit" in problem["msg"]
+    cap = api.services.scoring.policy.registration.accounts_per_subject
+    for n in range(cap + 1):
+        put = api.client.put(f"/v1/accounts/b{n}", json={"subject_id": "-"}, headers=headers)
+        assert put.status_code == 422
+    # one letter or digit among the separators is an identifier, in its normal form
+    kept = api.client.put("/v1/accounts/b0", json={"subject_id": "- x -"}, headers=headers)
+    assert kept.status_code == 200
+    again = api.client.put("/v1/accounts/b0", json={"subject_id": "X"}, headers=headers)
+    assert again.status_code == 200
+
+
+def test_a_report_naming_another_account_than_the_posts_is_refused(api: Api) -> None:
+    item = flagged_item(api, "p1", account="acc1")
+    headers = api.headers()
+    named = {"post_id": "p1", "account_id": "acc2", "category": "rumor"}
+    refused = api.client.post("/v1/reports", json=named, headers=headers)
+    assert refused.status_code == 409
+    assert refused.json() == {"detail": "post 'p1' belongs to account 'acc1', not to 'acc2'"}
+    joined = api.client.post(
+        "/v1/reports", json={**named, "account_id": "acc1"}, headers=headers
+    ).json()
+    assert joined["item_id"] == item["id"] and joined["item_reports"] == 1
+    reviewer = api.headers(api.new_key("reviewer"))
+    decided = api.client.post(
+        f"/v1/review/items/{item['id']}/decision",
+        json={"action": "dismiss"},
+        headers=reviewer,
+    )
+    assert decided.status_code == 200
+    # decided, the post is still acc1's: no new item charged to the account a reporter names
+    later = api.client.post("/v1/reports", json=named, headers=headers)
+    assert later.status_code == 409
+    # a post the service never stored is the account its first report names
+    first = api.client.post("/v1/reports", json={**named, "post_id": "p2"}, headers=headers)
+    assert first.status_code == 200
+    other = {**named, "post_id": "p2", "account_id": "acc3"}
+    assert api.client.post("/v1/reports", json=other, headers=headers).status_code == 409
+
+
+def test_a_record_joining_a_report_item_charges_the_account_it_was_posted_by(api: Api) -> None:
+    headers = api.headers()
+    report = {"post_id": "p1", "account_id": "someone", "category": "rumor"}
+    filed = api.client.post("/v1/reports", json=report, headers=headers).json()
+    item = flagged_item(api, "p1", account="acc1")
+    assert item["id"] == filed["item_id"] and item["kind"] == "score"
+    assert item["account_id"] == "acc1"
+    reviewer = api.headers(api.new_key("reviewer"))
+    decided = api.client.post(
+        f"/v1/review/items/{item['id']}/decision",
+        json={"action": "confirm", "category": "rumor", "basis": "art18.6"},
+        headers=reviewer,
+    ).json()
+    assert [c["account_id"] for c in decided["credits"]] == ["acc1"]
+    untouched = api.client.get("/v1/accounts/someone", headers=headers)
+    assert untouched.status_code == 404
+
+
 def test_a_follower_jump_is_queued_for_the_trust_team(api: Api) -> None:
     url, headers = "/v1/accounts/acc1", api.headers()
     assert api.client.put(url, json={"followers": 10}, headers=headers).status_code == 200

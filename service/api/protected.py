@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import require
-from service.api.review import TRUST_TEAM, Id, Statement
+from service.api.review import TRUST_TEAM, Statement, SubjectId
 from service.api.routes import JsonRoute, invalid
 from service.api.schemas import Problem
 from service.api.state import Found
@@ -45,7 +45,7 @@ class ProtectedNameIn(BaseModel):
     kind: ProtectedKind = Field(
         description="organ (party or government), organisation (enterprise, institution), person"
     )
-    subject_ids: list[Id] = Field(
+    subject_ids: list[SubjectId] = Field(
         default_factory=list,
         max_length=MAX_SUBJECTS,
         description="the subjects authorised to use it (normalised and stored hashed, as an "

@@ -40,6 +40,7 @@ from service.review.items import (
     Violation,
     parse_cursor,
 )
+from service.review.registration import identifies
 from service.security import Principal
 from service.storage.repository import Idempotency, Role
 
@@ -85,6 +86,16 @@ def _not_blank(value: str) -> str:
     return value
 
 
+def _identifies(value: str) -> str:
+    if not identifies(value):
+        raise PydanticCustomError(
+            "no_identifier",
+            "holds no letter or digit once spaces, hyphens and invisible characters are left "
+            "out: not a subject's identifier",
+        )
+    return value
+
+
 Text = Annotated[str, Field(max_length=MAX_FREE_TEXT), BeforeValidator(_clean)]
 Statement = Annotated[Text, AfterValidator(_not_blank)]
 Id = Annotated[
@@ -102,6 +113,8 @@ AccountId = Annotated[
     BeforeValidator(_clean),
     AfterValidator(_not_blank),
 ]
+# an ID card or licence number, given as a platform's form may spell it (normalised when hashed)
+SubjectId = Annotated[Id, AfterValidator(_identifies)]
 Basis = Annotated[str, Field(pattern=r"^art\d+(\.\d+)*$", examples=["art18.6"])]
 
 
@@ -153,14 +166,14 @@ class AppealDecisionRequest(BaseModel):
 
 class RegistrationRequest(BaseModel):
     name: Statement
-    subject_id: Id = Field(description="the subject's identifier; only its hash is compared")
+    subject_id: SubjectId = Field(description="the subject's identifier; only its hash is compared")
 
 
 class AccountProfile(BaseModel):
     """The fields given are set; those left out keep their stored values."""
 
     name: Statement | None = Field(default=None, description="null clears it")
-    subject_id: Id | None = Field(default=None, description="stored hashed; never cleared")
+    subject_id: SubjectId | None = Field(default=None, description="stored hashed; never cleared")
     followers: Annotated[int, Strict()] | None = Field(default=None, ge=0, le=2**31 - 1)
     last_login_at: AwareDatetime | None = Field(
         default=None,

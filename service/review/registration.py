@@ -42,6 +42,14 @@ def normalise_subject(subject_id: str) -> str:
     )
 
 
+def identifies(subject_id: str) -> bool:
+    """Whether ``subject_id`` names a subject: its normal form holds a letter or a digit. One
+    that holds none (``-``, a space, a zero-width character) normalises to what every such
+    placeholder does, and stored would make one subject of all their accounts: the cap per
+    subject and a blacklisting would reach accounts that share nothing."""
+    return any(unicodedata.category(ch)[0] in "LN" for ch in normalise_subject(subject_id))
+
+
 def _plain(form: str) -> str:
     """The unkeyed SHA-256 that was stored of a subject before migration
     ``0028_subject_keys``; never stored nor compared alone since, only keyed."""

@@ -584,13 +584,22 @@ class ReviewSql:
         the report's answer is that decision, ``overturned`` once an appeal overturned it), or
         open a report item for it. Each reporter
         counts once towards an item's priority: the key it came with (``reporter``) and the
-        platform's id of its user (``reporter_id``), or the key alone when it gave none."""
+        platform's id of its user (``reporter_id``), or the key alone when it gave none. A
+        report naming another account than the one the post's stored record (or the item an
+        earlier report opened) names is refused (``post_account``)."""
 
         def run(tx: Tx) -> views.Report:
+            known_owner = post_owner(tx, post_id)
+            if known_owner is not None and account_id not in (None, known_owner):
+                # the post's record (or the report before) says whose it is: a reporter naming
+                # another account would have the item charge that one for someone else's post
+                raise ConflictError(
+                    "post_account", post_id=post_id, account_id=known_owner, given=account_id
+                )
             item = item_to_join(tx.session, post_id, account_id) or _confirmed_item(tx, post_id)
             if item is None:
                 # a report names the post; the item is charged to whoever posted it
-                owner = account_id or post_owner(tx, post_id)
+                owner = known_owner or account_id
                 known = tx.session.get(StoredAccount, owner) if owner else None
                 item = new_item(
                     tx,

@@ -720,7 +720,9 @@ class SqlRepository(AccessSql, BankSql, EngagementSql, DormancySql, IdempotencyS
         # keeps the item (its spans support its head and decision), the newer one only joins
         for name in ("reach", "urgency") if stricter else SCORE_FIELDS:
             setattr(earlier, name, fields[name])
-        earlier.account_id = earlier.account_id or record.account_id
+        # the publish path names the post's account; a report opened first named whom its
+        # reporter took for the poster
+        earlier.account_id = record.account_id or earlier.account_id
         earlier.text = item.text or earlier.text
         if previous is not None:
             log.append(
