@@ -1,6 +1,9 @@
 """The review machinery's storage over SQLAlchemy: each write is one transaction that runs the
 rules of :mod:`service.review` and appends its hash-chained records, so a write is stored whole
-or not at all.
+or not at all. Here the transactions, the queue, accounts and the re-registration check; the
+other stores mix this in (reports and appeals in :mod:`~service.storage.reports_sql`, the
+records and labels in :mod:`~service.storage.audit_sql`, protected names, engagement, dormancy),
+sharing the steps of :mod:`~service.storage.review_steps`.
 
 Writers that race lock rows in one order: the item (or appeal), then the account, then the
 chain's head last. On SQLite every write transaction begins ``IMMEDIATE`` (one writer at a time,
@@ -33,16 +36,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from service.policy import Policy
-from service.review import appeals as appeal_rules
-from service.review import chain, dormancy, items, registration, views
+from service.review import dormancy, items, registration, views
 from service.review import followers as followers_rules
-from service.review.appeals import AppealAction, AppealStatus
 from service.review.dispositions import Standing, Stop
 from service.review.items import (
     EARLIER,
     Action,
     Category,
-    ConflictError,
     NotFoundError,
     Violation,
 )
@@ -56,26 +56,22 @@ from service.storage.review_rows import (
     APPLIED,
     LIFTED,
     account_view,
-    appeal_view,
     disposition_change_view,
     item_view,
     maybe_utc,
     new_account_view,
-    report_view,
-    utc,
 )
 from service.storage.review_steps import (
-    OVERTURNED,
     Tx,
     accounts_of,
     active_kinds,
     active_now,
-    after_cursor,
     append_records,
     apply_dormancy,
     art8_suspended,
+    charged_already,
+    confirmed_item,
     earlier_decision,
-    final_decision,
     flag_account,
     held_item,
     hold_name,
@@ -89,12 +85,9 @@ from service.storage.review_steps import (
     lost_race,
     new_item,
     open_item,
-    overturned,
-    post_owner,
     protected_in,
     record_decision,
     restore,
-    reverse,
     subject_blacklisted_by,
     subject_holds,
     unauthorised,
@@ -105,17 +98,13 @@ from service.storage.review_steps import (
 from service.storage.tables import (
     AuditHead,
     AuditRecord,
-    CreditEntry,
     HeldName,
     IdempotentWrite,
     ReviewDecision,
     ReviewItem,
     StoredAccount,
-    StoredAppeal,
     StoredDisposition,
-    StoredPost,
     StoredRecord,
-    StoredReport,
 )
 from service.subject_key import installed as installed_subject_key
 
@@ -318,7 +307,7 @@ class ReviewSql:
                     # under the account's lock, so that two items of one post confirmed at
                     # once charge it once
                     locked_account(tx, account_id)
-                    charged = _charged_already(tx, item, account_id)
+                    charged = charged_already(tx, item, account_id)
                     if charged is not None:
                         uncharged.append(charged)
                         continue
@@ -343,6 +332,87 @@ class ReviewSql:
             )
 
         return self._once(policy, now, idem, views.Decision, run)
+
+    def enqueue(
+        self,
+        policy: Policy,
+        *,
+        kind: items.Kind,
+        merge_key: str,
+        head: str,
+        severity: str,
+        reach: int,
+        evidence: dict[str, Any],
+        post_id: str | None = None,
+        account_id: str | None = None,
+        model_version: str | None = None,
+        text_: str | None = None,
+        now: datetime | None = None,
+    ) -> views.Item:
+        """Queue an item from another source (a flagged cluster, a confirmed-rumour bank
+        match), once while it is open: ``merge_key`` names what it is about (the cluster, the
+        post and the bank entry), and the same key again returns the open item. A request with
+        a greater ``reach`` than the open item's (a coordinated batch that gained members since
+        it was queued: reach is its size, which only grows) replaces the item's reach and
+        evidence (its members) and re-ranks it; the same request again, or an older one that
+        arrives late, changes nothing.
+
+        Once the key's item is decided, a request no greater than its reach returns it (the
+        decision stands for what it saw); a greater one (the batch grew after a dismissal or a
+        confirmation) opens a new item whose evidence names the decided one under
+        :data:`~service.review.items.EARLIER`: its status, reviewer, moment and reach."""
+
+        def run(tx: Tx) -> views.Item:
+            about_post = item_to_join(tx.session, post_id, None) if post_id is not None else None
+            if about_post is not None and about_post.merge_key != merge_key:
+                # the post's open item (its score or reports) is where its bank match goes:
+                # one post is one open item, decided once and charged once
+                about_post.evidence = {**(about_post.evidence or {}), **evidence}
+                about_post.text = about_post.text or text_
+                about_post.model_version = about_post.model_version or model_version
+                return item_view(policy, about_post, None, tx.now)
+            confirmed = confirmed_item(tx, post_id) if about_post is None else None
+            if confirmed is not None:
+                # the post was decided and charged: another source of it is not a second case
+                return item_view(policy, confirmed, None, tx.now)
+            waiting = open_item(tx, merge_key)
+            if waiting is not None:
+                if reach > waiting.reach:
+                    # the request knows nothing of the item decided before this one: its link
+                    # stays
+                    kept = {k: v for k, v in (waiting.evidence or {}).items() if k == EARLIER}
+                    waiting.reach, waiting.evidence = reach, {**evidence, **kept}
+                    waiting.urgency = urgency_of(policy, waiting)
+                    tx.record(
+                        "review.grown",
+                        f"item:{waiting.id}",
+                        {"merge_key": merge_key, "reach": reach},
+                    )
+                return item_view(policy, waiting, None, tx.now)
+            decided = last_decided(tx.session, merge_key)
+            if decided is not None and reach <= decided.reach:
+                # the decision stands for what it saw: a re-run, or a state older than it
+                return item_view(policy, decided, None, tx.now)
+            # a new item names the decided one, which stays as it was
+            linked = {EARLIER: earlier_decision(tx.session, decided)} if decided else {}
+            item = new_item(
+                tx,
+                kind=kind,
+                post_id=post_id,
+                account_id=account_id,
+                merge_key=merge_key,
+                head=head,
+                severity=severity,
+                reach=reach,
+                evidence={**evidence, **linked},
+                after=None if decided is None else decided.id,
+            )
+            item.model_version, item.text = model_version, text_
+            item.urgency = urgency_of(policy, item)
+            tx.session.flush()
+            return item_view(policy, item, None, tx.now)
+
+        return self._once(policy, now, None, views.Item, run)
 
     # --- accounts -------------------------------------------------------------------------
 
@@ -564,324 +634,6 @@ class ReviewSql:
                 restored += restore(tx, locked_account(tx, account_id)) is not None
         return restored
 
-    # --- reports and appeals --------------------------------------------------------------
-
-    def file_report(
-        self,
-        policy: Policy,
-        *,
-        post_id: str | None,
-        account_id: str | None,
-        category: Violation,
-        text_: str,
-        reporter: str,
-        reporter_id: str | None = None,
-        idem: Idempotency | None = None,
-        now: datetime | None = None,
-    ) -> views.Report:
-        """Store a complaint and join it to the post's (or account's) open item, raising its
-        priority, or to the item that confirmed the post (the post is decided and charged once:
-        the report's answer is that decision, ``overturned`` once an appeal overturned it), or
-        open a report item for it. Each reporter
-        counts once towards an item's priority: the key it came with (``reporter``) and the
-        platform's id of its user (``reporter_id``), or the key alone when it gave none. A
-        report naming another account than the one the post's stored record (or the item an
-        earlier report opened) names is refused (``post_account``)."""
-
-        def run(tx: Tx) -> views.Report:
-            known_owner = post_owner(tx, post_id)
-            if known_owner is not None and account_id not in (None, known_owner):
-                # the post's record (or the report before) says whose it is: a reporter naming
-                # another account would have the item charge that one for someone else's post
-                raise ConflictError(
-                    "post_account", post_id=post_id, account_id=known_owner, given=account_id
-                )
-            item = item_to_join(tx.session, post_id, account_id) or _confirmed_item(tx, post_id)
-            if item is None:
-                # a report names the post; the item is charged to whoever posted it
-                owner = known_owner or account_id
-                known = tx.session.get(StoredAccount, owner) if owner else None
-                item = new_item(
-                    tx,
-                    kind="report",
-                    post_id=post_id,
-                    account_id=owner,
-                    merge_key=f"post:{post_id}" if post_id else f"account:{account_id}",
-                    head=category,
-                    severity="report",
-                    reach=known.followers if known is not None else 0,
-                    evidence={"categories": {}},
-                )
-                # the reviewer reads the post, and its label is exported with the text
-                stored = tx.session.get(StoredPost, post_id) if post_id is not None else None
-                item.text = stored.text if stored is not None else None
-                tx.session.flush()
-            # one reporter filing again is one voice, not a way up the queue
-            item.reports += _first_report_by(tx, item.id, reporter, reporter_id)
-            counts = dict((item.evidence or {}).get("categories", {}))
-            counts[category] = counts.get(category, 0) + 1
-            item.evidence = {**(item.evidence or {}), "categories": counts}
-            item.urgency = urgency_of(policy, item)
-            tx.session.flush()
-            report = StoredReport(
-                post_id=post_id,
-                account_id=account_id,
-                category=category,
-                text=text_,
-                item_id=item.id,
-                reporter=reporter,
-                reporter_id=reporter_id,
-                created_at=tx.now,
-            )
-            tx.session.add(report)
-            tx.session.flush()
-            tx.record(
-                "report.filed",
-                f"report:{report.id}",
-                {
-                    "item": item.id,
-                    "post_id": post_id,
-                    "account_id": account_id,
-                    "category": category,
-                    "text_sha256": chain.text_digest(text_),
-                    "reporter": reporter,
-                    # the chain is never erased: a platform user's id goes in as the digest
-                    # subject ids have (the report's row keeps it, to count reporters)
-                    "reporter_id_digest": None
-                    if reporter_id is None
-                    else self.subjects.digest(reporter_id),
-                },
-            )
-            return report_view(policy, report, item, tx.now, overturned(tx.session, item))
-
-        return self._once(policy, now, idem, views.Report, run)
-
-    def enqueue(
-        self,
-        policy: Policy,
-        *,
-        kind: items.Kind,
-        merge_key: str,
-        head: str,
-        severity: str,
-        reach: int,
-        evidence: dict[str, Any],
-        post_id: str | None = None,
-        account_id: str | None = None,
-        model_version: str | None = None,
-        text_: str | None = None,
-        now: datetime | None = None,
-    ) -> views.Item:
-        """Queue an item from another source (a flagged cluster, a confirmed-rumour bank
-        match), once while it is open: ``merge_key`` names what it is about (the cluster, the
-        post and the bank entry), and the same key again returns the open item. A request with
-        a greater ``reach`` than the open item's (a coordinated batch that gained members since
-        it was queued: reach is its size, which only grows) replaces the item's reach and
-        evidence (its members) and re-ranks it; the same request again, or an older one that
-        arrives late, changes nothing.
-
-        Once the key's item is decided, a request no greater than its reach returns it (the
-        decision stands for what it saw); a greater one (the batch grew after a dismissal or a
-        confirmation) opens a new item whose evidence names the decided one under
-        :data:`~service.review.items.EARLIER`: its status, reviewer, moment and reach."""
-
-        def run(tx: Tx) -> views.Item:
-            about_post = item_to_join(tx.session, post_id, None) if post_id is not None else None
-            if about_post is not None and about_post.merge_key != merge_key:
-                # the post's open item (its score or reports) is where its bank match goes:
-                # one post is one open item, decided once and charged once
-                about_post.evidence = {**(about_post.evidence or {}), **evidence}
-                about_post.text = about_post.text or text_
-                about_post.model_version = about_post.model_version or model_version
-                return item_view(policy, about_post, None, tx.now)
-            confirmed = _confirmed_item(tx, post_id) if about_post is None else None
-            if confirmed is not None:
-                # the post was decided and charged: another source of it is not a second case
-                return item_view(policy, confirmed, None, tx.now)
-            waiting = open_item(tx, merge_key)
-            if waiting is not None:
-                if reach > waiting.reach:
-                    # the request knows nothing of the item decided before this one: its link
-                    # stays
-                    kept = {k: v for k, v in (waiting.evidence or {}).items() if k == EARLIER}
-                    waiting.reach, waiting.evidence = reach, {**evidence, **kept}
-                    waiting.urgency = urgency_of(policy, waiting)
-                    tx.record(
-                        "review.grown",
-                        f"item:{waiting.id}",
-                        {"merge_key": merge_key, "reach": reach},
-                    )
-                return item_view(policy, waiting, None, tx.now)
-            decided = last_decided(tx.session, merge_key)
-            if decided is not None and reach <= decided.reach:
-                # the decision stands for what it saw: a re-run, or a state older than it
-                return item_view(policy, decided, None, tx.now)
-            # a new item names the decided one, which stays as it was
-            linked = {EARLIER: earlier_decision(tx.session, decided)} if decided else {}
-            item = new_item(
-                tx,
-                kind=kind,
-                post_id=post_id,
-                account_id=account_id,
-                merge_key=merge_key,
-                head=head,
-                severity=severity,
-                reach=reach,
-                evidence={**evidence, **linked},
-                after=None if decided is None else decided.id,
-            )
-            item.model_version, item.text = model_version, text_
-            item.urgency = urgency_of(policy, item)
-            tx.session.flush()
-            return item_view(policy, item, None, tx.now)
-
-        return self._once(policy, now, None, views.Item, run)
-
-    def get_report(
-        self, policy: Policy, report_id: int, now: datetime | None = None
-    ) -> views.Report:
-        with self._session() as session:
-            report = session.get(StoredReport, report_id)
-            if report is None:
-                raise NotFoundError("no_report", report_id=report_id)
-            item = session.get(ReviewItem, report.item_id)
-            assert item is not None
-            moment = now or datetime.now(UTC)
-            return report_view(policy, report, item, moment, overturned(session, item))
-
-    def file_appeal(
-        self,
-        policy: Policy,
-        *,
-        account_id: str,
-        item_id: int,
-        reason: str,
-        filed_by: str,
-        idem: Idempotency | None = None,
-        now: datetime | None = None,
-    ) -> views.Appeal:
-        def run(tx: Tx) -> views.Appeal:
-            if not known_account(tx.session, account_id):
-                raise NotFoundError("no_account", account_id=account_id)
-            item = tx.session.get(ReviewItem, item_id)
-            if item is None:
-                raise NotFoundError("no_item", item_id=item_id)
-            if account_id not in accounts_of(item) or item.status != "confirmed":
-                raise ConflictError("not_a_violation_of", item_id=item_id, account_id=account_id)
-            _check_charged(tx, item, account_id)
-            decision = final_decision(tx.session, item_id)
-            deadline = appeal_rules.check_filing(policy.appeals, utc(decision.decided_at), tx.now)
-            earlier = tx.session.scalar(
-                select(StoredAppeal.id).where(
-                    StoredAppeal.item_id == item_id, StoredAppeal.account_id == account_id
-                )
-            )
-            if earlier is not None:
-                raise ConflictError("appealed_already", item_id=item_id, appeal_id=earlier)
-            appeal = StoredAppeal(
-                account_id=account_id,
-                item_id=item_id,
-                reason=reason,
-                status="pending",
-                filed_by=filed_by,
-                filed_at=tx.now,
-                deadline=deadline,
-            )
-            tx.session.add(appeal)
-            tx.session.flush()
-            tx.record(
-                "appeal.filed",
-                f"appeal:{appeal.id}",
-                {
-                    "account_id": account_id,
-                    "item": item_id,
-                    "deadline": deadline.isoformat(),
-                    "reason_sha256": chain.text_digest(reason),
-                },
-            )
-            return appeal_view(appeal, tx.now)
-
-        return self._once(policy, now, idem, views.Appeal, run)
-
-    def decide_appeal(
-        self,
-        policy: Policy,
-        appeal_id: int,
-        reviewer: str,
-        action: AppealAction,
-        note: str | None,
-        *,
-        idem: Idempotency | None = None,
-        now: datetime | None = None,
-    ) -> views.Appeal:
-        """Resolve an appeal; upholding it reverses the credit change and lifts the
-        dispositions of the appealed decision, by new ledger entries and records."""
-
-        def run(tx: Tx) -> views.Appeal:
-            appeal = tx.session.scalar(
-                select(StoredAppeal).where(StoredAppeal.id == appeal_id).with_for_update()
-            )
-            if appeal is None:
-                raise NotFoundError("no_appeal", appeal_id=appeal_id)
-            if appeal.status != "pending":
-                raise ConflictError("appeal_resolved", appeal_id=appeal_id, status=appeal.status)
-            decided_by = final_decision(tx.session, appeal.item_id).reviewer
-            appeal_rules.check_resolver(decided_by, reviewer)
-            appeal.status = "upheld" if action == "uphold" else "rejected"
-            appeal.resolved_by, appeal.resolved_at, appeal.note = reviewer, tx.now, note
-            tx.record(
-                "appeal.decision",
-                f"appeal:{appeal.id}",
-                {"action": action, "reviewer": reviewer, "item": appeal.item_id},
-            )
-            reversed_: list[views.CreditChange | views.Disposition] = []
-            if action == "uphold":
-                reversed_ = reverse(tx, appeal, reviewer)
-            return appeal_view(appeal, tx.now, reversed_)
-
-        return self._once(policy, now, idem, views.Appeal, run)
-
-    def get_appeal(self, appeal_id: int, now: datetime | None = None) -> views.Appeal:
-        with self._session() as session:
-            appeal = session.get(StoredAppeal, appeal_id)
-            if appeal is None:
-                raise NotFoundError("no_appeal", appeal_id=appeal_id)
-            return appeal_view(appeal, now or datetime.now(UTC))
-
-    def list_appeals(
-        self,
-        *,
-        status: AppealStatus | None = None,
-        overdue_only: bool = False,
-        cursor: tuple[float, int] | None = None,
-        limit: int = 100,
-        now: datetime | None = None,
-    ) -> views.AppealPage:
-        moment = now or datetime.now(UTC)
-        late = and_(StoredAppeal.status == "pending", StoredAppeal.deadline < moment)
-        query = select(StoredAppeal).order_by(StoredAppeal.deadline, StoredAppeal.id)
-        if status is not None:
-            query = query.where(StoredAppeal.status == status)
-        if overdue_only:
-            query = query.where(late)
-        if cursor is not None:
-            query = query.where(after_cursor(StoredAppeal.deadline, StoredAppeal.id, cursor))
-        with self._session() as session:
-            rows = session.scalars(query.limit(limit + 1)).all()
-            counts = dict(
-                session.execute(
-                    select(StoredAppeal.status, func.count()).group_by(StoredAppeal.status)
-                ).all()
-            )
-            overdue = session.scalar(select(func.count()).select_from(StoredAppeal).where(late))
-        last = rows[limit - 1] if len(rows) > limit else None
-        return views.AppealPage(
-            appeals=[appeal_view(a, moment) for a in rows[:limit]],
-            pending=int(counts.get("pending", 0)),
-            overdue=int(overdue or 0),
-            next=None if last is None else appeal_rules.cursor(utc(last.deadline), last.id),
-        )
-
     # --- re-registration ------------------------------------------------------------------
 
     @reads_only  # a POST that writes nothing
@@ -913,170 +665,6 @@ class ReviewSql:
             allowed=not refusals,
             reasons=[{"code": r.code, "detail": r.detail} for r in refusals],
         )
-
-    # --- records and labels ---------------------------------------------------------------
-
-    def audit_entries(
-        self, start: datetime | None = None, end: datetime | None = None, chunk: int = 5000
-    ) -> Iterator[chain.Entry]:
-        """The records in sequence order (``start <= at < end`` when given), read in chunks."""
-        after = 0
-        while True:
-            query = select(AuditRecord).where(AuditRecord.seq > after)
-            if start is not None:
-                query = query.where(AuditRecord.at >= start)
-            if end is not None:
-                query = query.where(AuditRecord.at < end)
-            with self._session() as session:
-                rows = session.scalars(query.order_by(AuditRecord.seq).limit(chunk)).all()
-            if not rows:
-                return
-            for row in rows:
-                yield chain.Entry(
-                    seq=row.seq,
-                    at=utc(row.at),
-                    kind=row.kind,
-                    subject=row.subject,
-                    payload=row.payload,
-                    prev_hash=row.prev_hash,
-                    hash=row.hash,
-                )
-            after = rows[-1].seq
-
-    def audit_head(self) -> tuple[int, str]:
-        with self._session() as session:
-            head = session.get(AuditHead, 1)
-            assert head is not None, "the audit head row is created by the migration"
-            return head.seq, head.hash
-
-    def chained_rows(self) -> int:
-        """Rows of the tables each of whose writes chains a record (score records, review items,
-        accounts): a chain of no records beside any of them is not this database's whole
-        story (a SQLite file copied without its ``-wal`` file, say)."""
-        with self._session() as session:
-            return sum(
-                int(session.scalar(select(func.count()).select_from(table)) or 0)
-                for table in (StoredRecord, ReviewItem, StoredAccount)
-            )
-
-    def labels(self) -> Iterator[dict[str, Any]]:
-        """Reviewers' final decisions on posts as training labels, one per item with its
-        post's text: 1 for a confirmed violation, 0 for a dismissal or a confirmation an
-        upheld appeal of the post's account overturned (:data:`OVERTURNED`: a batch member's
-        appeal clears that member, not the post the row stands for)."""
-        query = (
-            select(ReviewDecision, ReviewItem, OVERTURNED)
-            .join(ReviewItem, ReviewItem.id == ReviewDecision.item_id)
-            .where(ReviewDecision.action.in_(("confirm", "dismiss")))
-            # a label without the text it labels teaches nothing: a post the service never
-            # stored, and a coordinated batch's item, which names no post of its own (nor
-            # gives its members one: :meth:`batch_decisions`)
-            .where(ReviewItem.text.is_not(None))
-            .order_by(ReviewDecision.id)
-        )
-        with self._session() as session:
-            for decision, item, cleared in session.execute(query):
-                yield {
-                    "item_id": item.id,
-                    "post_id": item.post_id,
-                    "text": item.text,
-                    "head": decision.category or item.head,
-                    "label": int(decision.action == "confirm" and not cleared),
-                    "action": decision.action,
-                    "appeal_upheld": bool(cleared),
-                    "decided_at": utc(decision.decided_at).isoformat(),
-                    "policy_version": decision.policy_version,
-                    "model_version": item.model_version,
-                }
-
-    def batch_decisions(self) -> int:
-        """Final decisions on coordinated batches' items, which :meth:`labels` gives no label:
-        coordination is how accounts posted, not what a text says (the classifier has no such
-        head, and one account posting the same text is no violation), and a member post whose
-        text is at issue is decided, and labelled, on its own item."""
-        query = (
-            select(func.count())
-            .select_from(ReviewDecision)
-            .join(ReviewItem, ReviewItem.id == ReviewDecision.item_id)
-            .where(ReviewDecision.action.in_(("confirm", "dismiss")), ReviewItem.kind == "cluster")
-        )
-        with self._session() as session:
-            return int(session.scalar(query) or 0)
-
-
-def _confirmed_item(tx: Tx, post_id: str | None) -> ReviewItem | None:
-    """The item that confirmed the post, locked: what a later report or match of it joins."""
-    if post_id is None:
-        return None
-    return tx.session.scalar(
-        select(ReviewItem)
-        .where(ReviewItem.post_id == post_id, ReviewItem.status == "confirmed")
-        .order_by(ReviewItem.id.desc())
-        .limit(1)
-        .with_for_update()
-    )
-
-
-def _first_report_by(tx: Tx, item_id: int, reporter: str, reporter_id: str | None) -> bool:
-    user = (
-        StoredReport.reporter_id.is_(None)
-        if reporter_id is None
-        else StoredReport.reporter_id == reporter_id
-    )
-    earlier = tx.session.scalar(
-        select(StoredReport.id)
-        .where(StoredReport.item_id == item_id, StoredReport.reporter == reporter, user)
-        .limit(1)
-    )
-    return earlier is None
-
-
-def _charged_already(tx: Tx, item: ReviewItem, account_id: str) -> views.Uncharged | None:
-    """Why confirming ``item`` charges ``account_id`` nothing: another item's confirmation
-    charged the account for one of the same posts (an appeal's reversal included: the post
-    was decided)."""
-    posts = items.posts_charged(item.post_id, item.account_id, item.evidence, account_id)
-    if not posts:
-        return None
-    charged = tx.session.execute(
-        select(ReviewItem.id, ReviewItem.post_id, ReviewItem.account_id, ReviewItem.evidence)
-        .join(CreditEntry, CreditEntry.item_id == ReviewItem.id)
-        .where(
-            CreditEntry.account_id == account_id,
-            CreditEntry.reason == "violation",
-            ReviewItem.id != item.id,
-        )
-        .order_by(ReviewItem.id)
-    ).all()
-    for other, post_id, owner, evidence in charged:
-        same = posts & items.posts_charged(post_id, owner, evidence, account_id)
-        if same:
-            return views.Uncharged(
-                account_id=account_id,
-                reason=f"post {min(same)} was charged to the account by item {other}",
-                charged_by=other,
-            )
-    return None
-
-
-def _check_charged(tx: Tx, item: ReviewItem, account_id: str) -> None:
-    """Refuse an appeal by a member whom the item's confirmation charged nothing: the post
-    was charged, and is appealed, on the item that charged it."""
-    charged = tx.session.scalar(
-        select(CreditEntry.id).where(
-            CreditEntry.item_id == item.id,
-            CreditEntry.account_id == account_id,
-            CreditEntry.reason == "violation",
-        )
-    )
-    if charged is not None:
-        return
-    other = _charged_already(tx, item, account_id)
-    if other is None:
-        raise ConflictError("not_a_violation_of", item_id=item.id, account_id=account_id)
-    raise ConflictError(
-        "charged_by_other", item_id=item.id, account_id=account_id, charged_by=other.charged_by
-    )
 
 
 def _logged_in(

@@ -932,3 +932,44 @@ def active_now(now: datetime) -> Any:
         StoredDisposition.lifted_at.is_(None),
         or_(StoredDisposition.ends_at.is_(None), StoredDisposition.ends_at > now),
     )
+
+
+def confirmed_item(tx: Tx, post_id: str | None) -> ReviewItem | None:
+    """The item that confirmed the post, locked: what a later report or match of it joins."""
+    if post_id is None:
+        return None
+    return tx.session.scalar(
+        select(ReviewItem)
+        .where(ReviewItem.post_id == post_id, ReviewItem.status == "confirmed")
+        .order_by(ReviewItem.id.desc())
+        .limit(1)
+        .with_for_update()
+    )
+
+
+def charged_already(tx: Tx, item: ReviewItem, account_id: str) -> views.Uncharged | None:
+    """Why confirming ``item`` charges ``account_id`` nothing: another item's confirmation
+    charged the account for one of the same posts (an appeal's reversal included: the post
+    was decided)."""
+    posts = items.posts_charged(item.post_id, item.account_id, item.evidence, account_id)
+    if not posts:
+        return None
+    charged = tx.session.execute(
+        select(ReviewItem.id, ReviewItem.post_id, ReviewItem.account_id, ReviewItem.evidence)
+        .join(CreditEntry, CreditEntry.item_id == ReviewItem.id)
+        .where(
+            CreditEntry.account_id == account_id,
+            CreditEntry.reason == "violation",
+            ReviewItem.id != item.id,
+        )
+        .order_by(ReviewItem.id)
+    ).all()
+    for other, post_id, owner, evidence in charged:
+        same = posts & items.posts_charged(post_id, owner, evidence, account_id)
+        if same:
+            return views.Uncharged(
+                account_id=account_id,
+                reason=f"post {min(same)} was charged to the account by item {other}",
+                charged_by=other,
+            )
+    return None

@@ -46,10 +46,12 @@ from service.record import DECISIONS, Decision, Post, ScoreRecord, text_decision
 from service.review import items as review_items
 from service.review.registration import SubjectKey
 from service.storage.access_sql import AccessSql
+from service.storage.audit_sql import AuditSql
 from service.storage.bank_sql import BankSql
 from service.storage.dormancy_sql import DormancySql
 from service.storage.engagement_sql import EngagementSql
 from service.storage.idempotency_sql import IdempotencySql
+from service.storage.reports_sql import ReportsSql
 from service.storage.repository import (
     Pending,
     QueueItem,
@@ -363,7 +365,9 @@ def open_repository(
     return SqlRepository(make_engine(url, timeout_s), review, subject_key)
 
 
-class SqlRepository(AccessSql, BankSql, EngagementSql, DormancySql, IdempotencySql):
+class SqlRepository(
+    AccessSql, AuditSql, BankSql, EngagementSql, DormancySql, IdempotencySql, ReportsSql
+):
     def __init__(
         self,
         engine: Engine,

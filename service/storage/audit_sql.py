@@ -1,0 +1,114 @@
+"""The review machinery's records as stored: the hash chain's entries and head for
+``audit verify`` and exports, and the decisions as labels for retraining."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from service.review import chain
+from service.storage.review_rows import utc
+from service.storage.review_sql import ReviewSql
+from service.storage.review_steps import OVERTURNED
+from service.storage.tables import (
+    AuditHead,
+    AuditRecord,
+    ReviewDecision,
+    ReviewItem,
+    StoredAccount,
+    StoredRecord,
+)
+
+
+class AuditSql(ReviewSql):
+    """Mixed into :class:`~service.storage.sql.SqlRepository`."""
+
+    def audit_entries(
+        self, start: datetime | None = None, end: datetime | None = None, chunk: int = 5000
+    ) -> Iterator[chain.Entry]:
+        """The records in sequence order (``start <= at < end`` when given), read in chunks."""
+        after = 0
+        while True:
+            query = select(AuditRecord).where(AuditRecord.seq > after)
+            if start is not None:
+                query = query.where(AuditRecord.at >= start)
+            if end is not None:
+                query = query.where(AuditRecord.at < end)
+            with self._session() as session:
+                rows = session.scalars(query.order_by(AuditRecord.seq).limit(chunk)).all()
+            if not rows:
+                return
+            for row in rows:
+                yield chain.Entry(
+                    seq=row.seq,
+                    at=utc(row.at),
+                    kind=row.kind,
+                    subject=row.subject,
+                    payload=row.payload,
+                    prev_hash=row.prev_hash,
+                    hash=row.hash,
+                )
+            after = rows[-1].seq
+
+    def audit_head(self) -> tuple[int, str]:
+        with self._session() as session:
+            head = session.get(AuditHead, 1)
+            assert head is not None, "the audit head row is created by the migration"
+            return head.seq, head.hash
+
+    def chained_rows(self) -> int:
+        """Rows of the tables each of whose writes chains a record (score records, review items,
+        accounts): a chain of no records beside any of them is not this database's whole
+        story (a SQLite file copied without its ``-wal`` file, say)."""
+        with self._session() as session:
+            return sum(
+                int(session.scalar(select(func.count()).select_from(table)) or 0)
+                for table in (StoredRecord, ReviewItem, StoredAccount)
+            )
+
+    def labels(self) -> Iterator[dict[str, Any]]:
+        """Reviewers' final decisions on posts as training labels, one per item with its
+        post's text: 1 for a confirmed violation, 0 for a dismissal or a confirmation an
+        upheld appeal of the post's account overturned (:data:`OVERTURNED`: a batch member's
+        appeal clears that member, not the post the row stands for)."""
+        query = (
+            select(ReviewDecision, ReviewItem, OVERTURNED)
+            .join(ReviewItem, ReviewItem.id == ReviewDecision.item_id)
+            .where(ReviewDecision.action.in_(("confirm", "dismiss")))
+            # a label without the text it labels teaches nothing: a post the service never
+            # stored, and a coordinated batch's item, which names no post of its own (nor
+            # gives its members one: :meth:`batch_decisions`)
+            .where(ReviewItem.text.is_not(None))
+            .order_by(ReviewDecision.id)
+        )
+        with self._session() as session:
+            for decision, item, cleared in session.execute(query):
+                yield {
+                    "item_id": item.id,
+                    "post_id": item.post_id,
+                    "text": item.text,
+                    "head": decision.category or item.head,
+                    "label": int(decision.action == "confirm" and not cleared),
+                    "action": decision.action,
+                    "appeal_upheld": bool(cleared),
+                    "decided_at": utc(decision.decided_at).isoformat(),
+                    "policy_version": decision.policy_version,
+                    "model_version": item.model_version,
+                }
+
+    def batch_decisions(self) -> int:
+        """Final decisions on coordinated batches' items, which :meth:`labels` gives no label:
+        coordination is how accounts posted, not what a text says (the classifier has no such
+        head, and one account posting the same text is no violation), and a member post whose
+        text is at issue is decided, and labelled, on its own item."""
+        query = (
+            select(func.count())
+            .select_from(ReviewDecision)
+            .join(ReviewItem, ReviewItem.id == ReviewDecision.item_id)
+            .where(ReviewDecision.action.in_(("confirm", "dismiss")), ReviewItem.kind == "cluster")
+        )
+        with self._session() as session:
+            return int(session.scalar(query) or 0)

@@ -1,0 +1,314 @@
+"""Reports (art17's complaints) and appeals (art20) in storage: a report joins or opens its
+post's or account's item, an appeal of a confirmed violation is filed and decided, each in one
+transaction with its hash-chained records, as :mod:`service.storage.review_sql`'s writes are."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, func, select
+
+from service.policy import Policy
+from service.review import appeals as appeal_rules
+from service.review import chain, views
+from service.review.appeals import AppealAction, AppealStatus
+from service.review.items import ConflictError, NotFoundError, Violation
+from service.storage.repository import Idempotency
+from service.storage.review_rows import appeal_view, report_view, utc
+from service.storage.review_sql import ReviewSql
+from service.storage.review_steps import (
+    Tx,
+    accounts_of,
+    after_cursor,
+    charged_already,
+    confirmed_item,
+    final_decision,
+    item_to_join,
+    known_account,
+    new_item,
+    overturned,
+    post_owner,
+    reverse,
+    urgency_of,
+)
+from service.storage.tables import (
+    CreditEntry,
+    ReviewItem,
+    StoredAccount,
+    StoredAppeal,
+    StoredPost,
+    StoredReport,
+)
+
+
+class ReportsSql(ReviewSql):
+    """Mixed into :class:`~service.storage.sql.SqlRepository`."""
+
+    def file_report(
+        self,
+        policy: Policy,
+        *,
+        post_id: str | None,
+        account_id: str | None,
+        category: Violation,
+        text_: str,
+        reporter: str,
+        reporter_id: str | None = None,
+        idem: Idempotency | None = None,
+        now: datetime | None = None,
+    ) -> views.Report:
+        """Store a complaint and join it to the post's (or account's) open item, raising its
+        priority, or to the item that confirmed the post (the post is decided and charged once:
+        the report's answer is that decision, ``overturned`` once an appeal overturned it), or
+        open a report item for it. Each reporter
+        counts once towards an item's priority: the key it came with (``reporter``) and the
+        platform's id of its user (``reporter_id``), or the key alone when it gave none. A
+        report naming another account than the one the post's stored record (or the item an
+        earlier report opened) names is refused (``post_account``)."""
+
+        def run(tx: Tx) -> views.Report:
+            known_owner = post_owner(tx, post_id)
+            if known_owner is not None and account_id not in (None, known_owner):
+                # the post's record (or the report before) says whose it is: a reporter naming
+                # another account would have the item charge that one for someone else's post
+                raise ConflictError(
+                    "post_account", post_id=post_id, account_id=known_owner, given=account_id
+                )
+            item = item_to_join(tx.session, post_id, account_id) or confirmed_item(tx, post_id)
+            if item is None:
+                # a report names the post; the item is charged to whoever posted it
+                owner = known_owner or account_id
+                known = tx.session.get(StoredAccount, owner) if owner else None
+                item = new_item(
+                    tx,
+                    kind="report",
+                    post_id=post_id,
+                    account_id=owner,
+                    merge_key=f"post:{post_id}" if post_id else f"account:{account_id}",
+                    head=category,
+                    severity="report",
+                    reach=known.followers if known is not None else 0,
+                    evidence={"categories": {}},
+                )
+                # the reviewer reads the post, and its label is exported with the text
+                stored = tx.session.get(StoredPost, post_id) if post_id is not None else None
+                item.text = stored.text if stored is not None else None
+                tx.session.flush()
+            # one reporter filing again is one voice, not a way up the queue
+            item.reports += _first_report_by(tx, item.id, reporter, reporter_id)
+            counts = dict((item.evidence or {}).get("categories", {}))
+            counts[category] = counts.get(category, 0) + 1
+            item.evidence = {**(item.evidence or {}), "categories": counts}
+            item.urgency = urgency_of(policy, item)
+            tx.session.flush()
+            report = StoredReport(
+                post_id=post_id,
+                account_id=account_id,
+                category=category,
+                text=text_,
+                item_id=item.id,
+                reporter=reporter,
+                reporter_id=reporter_id,
+                created_at=tx.now,
+            )
+            tx.session.add(report)
+            tx.session.flush()
+            tx.record(
+                "report.filed",
+                f"report:{report.id}",
+                {
+                    "item": item.id,
+                    "post_id": post_id,
+                    "account_id": account_id,
+                    "category": category,
+                    "text_sha256": chain.text_digest(text_),
+                    "reporter": reporter,
+                    # the chain is never erased: a platform user's id goes in as the digest
+                    # subject ids have (the report's row keeps it, to count reporters)
+                    "reporter_id_digest": None
+                    if reporter_id is None
+                    else self.subjects.digest(reporter_id),
+                },
+            )
+            return report_view(policy, report, item, tx.now, overturned(tx.session, item))
+
+        return self._once(policy, now, idem, views.Report, run)
+
+    def get_report(
+        self, policy: Policy, report_id: int, now: datetime | None = None
+    ) -> views.Report:
+        with self._session() as session:
+            report = session.get(StoredReport, report_id)
+            if report is None:
+                raise NotFoundError("no_report", report_id=report_id)
+            item = session.get(ReviewItem, report.item_id)
+            assert item is not None
+            moment = now or datetime.now(UTC)
+            return report_view(policy, report, item, moment, overturned(session, item))
+
+    def file_appeal(
+        self,
+        policy: Policy,
+        *,
+        account_id: str,
+        item_id: int,
+        reason: str,
+        filed_by: str,
+        idem: Idempotency | None = None,
+        now: datetime | None = None,
+    ) -> views.Appeal:
+        def run(tx: Tx) -> views.Appeal:
+            if not known_account(tx.session, account_id):
+                raise NotFoundError("no_account", account_id=account_id)
+            item = tx.session.get(ReviewItem, item_id)
+            if item is None:
+                raise NotFoundError("no_item", item_id=item_id)
+            if account_id not in accounts_of(item) or item.status != "confirmed":
+                raise ConflictError("not_a_violation_of", item_id=item_id, account_id=account_id)
+            _check_charged(tx, item, account_id)
+            decision = final_decision(tx.session, item_id)
+            deadline = appeal_rules.check_filing(policy.appeals, utc(decision.decided_at), tx.now)
+            earlier = tx.session.scalar(
+                select(StoredAppeal.id).where(
+                    StoredAppeal.item_id == item_id, StoredAppeal.account_id == account_id
+                )
+            )
+            if earlier is not None:
+                raise ConflictError("appealed_already", item_id=item_id, appeal_id=earlier)
+            appeal = StoredAppeal(
+                account_id=account_id,
+                item_id=item_id,
+                reason=reason,
+                status="pending",
+                filed_by=filed_by,
+                filed_at=tx.now,
+                deadline=deadline,
+            )
+            tx.session.add(appeal)
+            tx.session.flush()
+            tx.record(
+                "appeal.filed",
+                f"appeal:{appeal.id}",
+                {
+                    "account_id": account_id,
+                    "item": item_id,
+                    "deadline": deadline.isoformat(),
+                    "reason_sha256": chain.text_digest(reason),
+                },
+            )
+            return appeal_view(appeal, tx.now)
+
+        return self._once(policy, now, idem, views.Appeal, run)
+
+    def decide_appeal(
+        self,
+        policy: Policy,
+        appeal_id: int,
+        reviewer: str,
+        action: AppealAction,
+        note: str | None,
+        *,
+        idem: Idempotency | None = None,
+        now: datetime | None = None,
+    ) -> views.Appeal:
+        """Resolve an appeal; upholding it reverses the credit change and lifts the
+        dispositions of the appealed decision, by new ledger entries and records."""
+
+        def run(tx: Tx) -> views.Appeal:
+            appeal = tx.session.scalar(
+                select(StoredAppeal).where(StoredAppeal.id == appeal_id).with_for_update()
+            )
+            if appeal is None:
+                raise NotFoundError("no_appeal", appeal_id=appeal_id)
+            if appeal.status != "pending":
+                raise ConflictError("appeal_resolved", appeal_id=appeal_id, status=appeal.status)
+            decided_by = final_decision(tx.session, appeal.item_id).reviewer
+            appeal_rules.check_resolver(decided_by, reviewer)
+            appeal.status = "upheld" if action == "uphold" else "rejected"
+            appeal.resolved_by, appeal.resolved_at, appeal.note = reviewer, tx.now, note
+            tx.record(
+                "appeal.decision",
+                f"appeal:{appeal.id}",
+                {"action": action, "reviewer": reviewer, "item": appeal.item_id},
+            )
+            reversed_: list[views.CreditChange | views.Disposition] = []
+            if action == "uphold":
+                reversed_ = reverse(tx, appeal, reviewer)
+            return appeal_view(appeal, tx.now, reversed_)
+
+        return self._once(policy, now, idem, views.Appeal, run)
+
+    def get_appeal(self, appeal_id: int, now: datetime | None = None) -> views.Appeal:
+        with self._session() as session:
+            appeal = session.get(StoredAppeal, appeal_id)
+            if appeal is None:
+                raise NotFoundError("no_appeal", appeal_id=appeal_id)
+            return appeal_view(appeal, now or datetime.now(UTC))
+
+    def list_appeals(
+        self,
+        *,
+        status: AppealStatus | None = None,
+        overdue_only: bool = False,
+        cursor: tuple[float, int] | None = None,
+        limit: int = 100,
+        now: datetime | None = None,
+    ) -> views.AppealPage:
+        moment = now or datetime.now(UTC)
+        late = and_(StoredAppeal.status == "pending", StoredAppeal.deadline < moment)
+        query = select(StoredAppeal).order_by(StoredAppeal.deadline, StoredAppeal.id)
+        if status is not None:
+            query = query.where(StoredAppeal.status == status)
+        if overdue_only:
+            query = query.where(late)
+        if cursor is not None:
+            query = query.where(after_cursor(StoredAppeal.deadline, StoredAppeal.id, cursor))
+        with self._session() as session:
+            rows = session.scalars(query.limit(limit + 1)).all()
+            counts = dict(
+                session.execute(
+                    select(StoredAppeal.status, func.count()).group_by(StoredAppeal.status)
+                ).all()
+            )
+            overdue = session.scalar(select(func.count()).select_from(StoredAppeal).where(late))
+        last = rows[limit - 1] if len(rows) > limit else None
+        return views.AppealPage(
+            appeals=[appeal_view(a, moment) for a in rows[:limit]],
+            pending=int(counts.get("pending", 0)),
+            overdue=int(overdue or 0),
+            next=None if last is None else appeal_rules.cursor(utc(last.deadline), last.id),
+        )
+
+
+def _first_report_by(tx: Tx, item_id: int, reporter: str, reporter_id: str | None) -> bool:
+    user = (
+        StoredReport.reporter_id.is_(None)
+        if reporter_id is None
+        else StoredReport.reporter_id == reporter_id
+    )
+    earlier = tx.session.scalar(
+        select(StoredReport.id)
+        .where(StoredReport.item_id == item_id, StoredReport.reporter == reporter, user)
+        .limit(1)
+    )
+    return earlier is None
+
+
+def _check_charged(tx: Tx, item: ReviewItem, account_id: str) -> None:
+    """Refuse an appeal by a member whom the item's confirmation charged nothing: the post
+    was charged, and is appealed, on the item that charged it."""
+    charged = tx.session.scalar(
+        select(CreditEntry.id).where(
+            CreditEntry.item_id == item.id,
+            CreditEntry.account_id == account_id,
+            CreditEntry.reason == "violation",
+        )
+    )
+    if charged is not None:
+        return
+    other = charged_already(tx, item, account_id)
+    if other is None:
+        raise ConflictError("not_a_violation_of", item_id=item.id, account_id=account_id)
+    raise ConflictError(
+        "charged_by_other", item_id=item.id, account_id=account_id, charged_by=other.charged_by
+    )
