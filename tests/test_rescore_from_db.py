@@ -156,6 +156,22 @@ def test_an_export_left_by_a_killed_run_serves_only_its_own_period(
     assert main(nowhere, load_scorer=length_scorer) == 2
 
 
+def test_an_export_cut_short_by_a_killed_run_is_removed_by_a_run_of_another_period(
+    tmp_path: Path, repo: SqlRepository
+) -> None:
+    store(repo)
+    out = tmp_path / "again.jsonl"
+    # what a run killed (SIGKILL, the out-of-memory killer) while it exported every stored
+    # post leaves: the export half written, beside the name it would have been renamed to
+    export = stored.export_path(out, None, None)
+    half = export.with_name(export.name + ".tmp")
+    half.write_text(json.dumps({"id": "p0", "text": "更早"}) + "\n{")
+    args = ["rescore", "--from-db", "--since", str(T0 + 100), "-o", str(out), "--workers", "1"]
+    assert main([*args, "--no-progress"], load_scorer=length_scorer) == 0
+    assert {r.id for r in read_records(out)} == {"p1", "p2", "p3", "undated"}
+    assert not list(tmp_path.glob(".again.jsonl.*"))
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

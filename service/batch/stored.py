@@ -57,10 +57,11 @@ def export_path(output: Path, since: float | None, until: float | None) -> Path:
 
 def export(settings: Settings, since: float | None, until: float | None, output: Path) -> Path:
     """The period's stored posts as JSONL beside ``output`` (kept from a killed run of the same
-    period; one of another period is removed, unless its run left a checkpoint, which its command
-    can only continue on the posts it exported: then the run is refused). The caller holds
-    OUTPUT (:meth:`WorkFolder.held`): a running run of another period reads the export this would
-    remove, and one started meanwhile must not remove this one."""
+    period; one of another period, or one left half written, is removed, unless its run left a
+    checkpoint, which its command can only continue on the posts it exported: then the run is
+    refused). The caller holds OUTPUT (:meth:`WorkFolder.held`): a running run of another
+    period reads the export this would remove, and one started meanwhile must not remove this
+    one."""
     if since is not None and until is not None and since >= until:
         raise PeriodError(
             f"--since {since!r} is not before --until {until!r} (unix seconds): the period is empty"
@@ -74,7 +75,9 @@ def export(settings: Settings, since: float | None, until: float | None, output:
             f"{work.path} holds the checkpoint of a run of another period or input; "
             "rerun that command to finish it, or delete the folder to start over"
         )
-    for stale in output.parent.glob(f".{glob.escape(output.name)}.from-db.*.jsonl"):
+    # with the half-written export (its ``.tmp``) of a run killed while exporting, which no
+    # run of another period would otherwise ever remove
+    for stale in output.parent.glob(f".{glob.escape(output.name)}.from-db.*"):
         stale.unlink()
     _write(settings, since, until, path)
     return path
