@@ -71,9 +71,32 @@ def in_time_range(seconds: float) -> float:
     """``seconds`` if it is a time from 1970 to 9999, the times a stored date can show (beyond
     them a date cannot even be made); otherwise a :class:`ValueError` that says so."""
     if not 0 <= seconds <= LATEST_TIME:
-        hint = "; milliseconds? give seconds" if 0 < seconds / 1000 <= LATEST_TIME else ""
+        # compared, not divided: an integer of hundreds of digits makes no float
+        hint = "; milliseconds? give seconds" if 0 < seconds <= LATEST_TIME * 1000 else ""
         raise ValueError(f"{seconds!r} is not a time from 1970 to 9999{hint}")
     return seconds
+
+
+def unix_time(value: object) -> object:
+    """For a field read as a datetime that takes unix seconds too: a number, or one written as
+    text, as the UTC moment it names once :func:`in_time_range` (or :func:`unix_seconds`)
+    takes it, where pydantic would read a number past 2e10 as milliseconds (1e12 as 2001, 1e11
+    as 1973); anything else (ISO 8601, a wrong type) as it is, for the field's own parsing."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = in_time_range(value)
+    elif isinstance(value, str) and _numeric(value):
+        seconds = unix_seconds(value)
+    else:
+        return value
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def check_text(value: str, field: str) -> str:

@@ -666,7 +666,10 @@ def test_a_read_storage_does_not_answer_in_time_says_so_and_not_that_a_change_ma
 ) -> None:
     """``POST /v1/registrations/check`` writes nothing: given up at ``storage_deadline_s``, its
     503 says storage is unavailable, with no word of a change that may still be made nor of an
-    Idempotency-Key it does not take; a write given up so (a report) still says it may land."""
+    Idempotency-Key it does not take. A write given up so says it may land, and promises a
+    retry with the same key makes it once only where its route takes a key (a report, a
+    profile, a protected name added or removed), not where it takes none (a claim, a rumour
+    removed from the bank); a profile retried with its key once storage answers is set once."""
     monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
     with open_api(
         tmp_path,
@@ -679,23 +682,52 @@ def test_a_read_storage_does_not_answer_in_time_says_so_and_not_that_a_change_ma
         scoring = api.services.scoring
         repository = scoring.repository
         assert isinstance(repository, SqlRepository)
+        admin, reviewer = api.new_key("admin"), api.new_key("reviewer")
+        profile = {**api.headers(), "Idempotency-Key": "profile-1"}
+        entry = {"name": "新华社", "kind": "organisation"}
         cases = (
-            ("check_registration", "/v1/registrations/check", {"name": "n", "subject_id": "s"}),
-            ("file_report", "/v1/reports", {"account_id": "a1", "category": "rumor"}),
+            (
+                "check_registration",
+                "post",
+                "/v1/registrations/check",
+                {"name": "n", "subject_id": "s"},
+                api.headers(),
+            ),
+            (
+                "file_report",
+                "post",
+                "/v1/reports",
+                {"account_id": "a1", "category": "rumor"},
+                api.headers(),
+            ),
+            ("put_account", "put", "/v1/accounts/a1", {"followers": 3}, profile),
+            ("add_protected_name", "post", "/v1/protected-names", entry, api.headers(admin)),
+            ("remove_protected_name", "delete", "/v1/protected-names/1", None, api.headers(admin)),
+            ("claim", "post", "/v1/review/items/1/claim", None, api.headers(reviewer)),
+            ("delete_rumor", "delete", "/v1/bank/rumors/r1", None, api.headers(admin)),
         )
-        answers = []
-        for method, path, body in cases:
+        answers = {}
+        for method, verb, path, body, headers in cases:
             held = Held(getattr(repository, method))
             with monkeypatch.context() as patched:
                 patched.setattr(repository, method, held)
-                answered = api.client.post(path, json=body, headers=api.headers())
+                answered = api.client.request(verb, path, json=body, headers=headers)
                 held.release()
                 wait_for(lambda held=held: held.finished == 1)  # type: ignore[misc]
             assert answered.status_code == 503 and answered.headers["retry-after"] == "1"
-            answers.append(answered.json()["detail"])
+            answers[method] = answered.json()["detail"]
             scoring.recover()  # storage answers again
-        assert answers[0] == "storage is unavailable; try again"
-        assert "the change may still be made" in answers[1]
+        assert answers.pop("check_registration") == "storage is unavailable; try again"
+        keyed = {"file_report", "put_account", "add_protected_name", "remove_protected_name"}
+        for method, detail in answers.items():
+            assert "the change may still be made" in detail, method
+            promised = "retry with the same Idempotency-Key" in detail
+            assert promised == (method in keyed), (method, detail)
+        # the profile given up landed; its retry with the key gets its answer, set once
+        retried = api.client.put("/v1/accounts/a1", json={"followers": 3}, headers=profile)
+        assert retried.status_code == 200 and retried.json()["followers"] == 3
+        changes = [e for e in repository.audit_entries() if e.kind == "account.profile"]
+        assert len(changes) == 1
 
 
 def test_readyz_leaves_a_migration_to_the_maintenance(

@@ -194,6 +194,27 @@ def test_a_post_is_one_accounts_and_a_report_is_stored_once_per_key(
     assert repo.put_engagement(policy, "unknown", "a1", Counts(reads=6)).reads == 6
 
 
+def test_the_account_the_publish_path_stored_a_post_with_owns_it_over_an_earlier_report(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """A first report naming another account than the one the post is then scored for does
+    not keep it: the stored post's account owns it, as for reports, its counts move to it, and
+    the report's account is refused from then on."""
+    repo.put_engagement(policy, "p", "a3", Counts(reads=5), now=T0)
+    stored = record("p").model_copy(update={"account_id": "b1"})
+    post = Post(id="p", text="帖子", account_id="b1", created_at=T0.timestamp())
+    repo.save_records([Pending(stored, True, post.text, post)])
+    taken = repo.put_engagement(policy, "p", "b1", Counts(likes=2), now=T0 + HOUR)
+    assert (taken.account_id, taken.reads, taken.likes) == ("b1", 5, 2)
+    assert repo.get_engagement("p").account_id == "b1"
+    with pytest.raises(ConflictError, match=r"^post 'p' belongs to account 'b1', not to 'a3'"):
+        repo.put_engagement(policy, "p", "a3", Counts(reads=6))
+    with pytest.raises(ConflictError, match=r"^post 'p' belongs to account 'b1', not to 'a3'"):
+        repo.file_report(
+            policy, post_id="p", account_id="a3", category="rumor", text_="", reporter="k"
+        )
+
+
 def test_a_confirmation_charges_the_account_and_a_later_finding_opens_a_new_case(
     repo: SqlRepository, policy: Policy
 ) -> None:

@@ -793,6 +793,40 @@ def test_admin_keys_edit_the_entries_and_the_trust_team_reads_them(api: Api) -> 
     assert api.client.get("/v1/protected-names", headers=reviewer).json() == []
 
 
+def test_a_retry_of_an_entry_added_or_removed_with_its_key_gets_the_first_answer(
+    api: Api,
+) -> None:
+    """An admin whose add or removal got no answer retries it with the same Idempotency-Key:
+    it is made once, and the retry gets the answer the write got (201 with the entry, not 409;
+    204, not 404); another body, or another removal, on the key is refused at the header."""
+    admin = api.headers(api.new_key("admin"))
+    keyed = {**admin, "Idempotency-Key": "entry-1"}
+    body = {"name": "新华社", "kind": "organisation", "subject_ids": ["91110000-ma01x"]}
+    added = api.client.post("/v1/protected-names", json=body, headers=keyed)
+    retried = api.client.post("/v1/protected-names", json=body, headers=keyed)
+    assert (added.status_code, retried.status_code) == (201, 201), retried.text
+    assert retried.json() == added.json()
+    other = api.client.post("/v1/protected-names", json={**body, "kind": "organ"}, headers=keyed)
+    assert other.status_code == 422
+    assert other.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    listed = api.client.get("/v1/protected-names", headers=admin).json()
+    assert [e["id"] for e in listed] == [added.json()["id"]]
+
+    url = f"/v1/protected-names/{added.json()['id']}"
+    removal = {**admin, "Idempotency-Key": "removal-1"}
+    assert api.client.delete(url, headers=removal).status_code == 204
+    again = api.client.delete(url, headers=removal)
+    assert again.status_code == 204, again.text
+    assert api.client.get("/v1/protected-names", headers=admin).json() == []
+    reused = api.client.delete("/v1/protected-names/999", headers=removal)
+    assert reused.status_code == 422
+    assert reused.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    repository = api.services.scoring.repository
+    assert isinstance(repository, SqlRepository)
+    (removed,) = [e for e in repository.audit_entries() if e.kind == "protected.removed"]
+    assert removed.subject == f"protected:{added.json()['id']}"
+
+
 def test_a_bad_entry_is_refused_at_its_field(api: Api) -> None:
     admin = api.headers(api.new_key("admin"))
     least = api.services.scoring.policy.registration.protected_min_chars

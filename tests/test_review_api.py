@@ -4,6 +4,7 @@ re-registration; roles, idempotency keys and bad input."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -420,6 +421,59 @@ def test_registration_check_and_account_profiles(api: Api) -> None:
     for change in ({"subject_id": "OTHER"}, {"name": None}):
         answer = api.client.put(url, json=change, headers=headers)
         assert answer.status_code == 409, change
+
+
+def test_a_profile_retried_with_its_key_is_set_once_and_another_body_refused(api: Api) -> None:
+    """``PUT /v1/accounts/{id}`` takes an Idempotency-Key as the other writes do: a retry gets
+    the first answer without setting the profile again over a change made since, and another
+    body on the key (a name cleared is not a name left out) is refused at the header."""
+    url = "/v1/accounts/acc1"
+    keyed = {**api.headers(), "Idempotency-Key": "profile-1"}
+    first = api.client.put(url, json={"name": "甲", "followers": 5}, headers=keyed)
+    assert first.status_code == 200 and first.json()["name"] == "甲"
+    assert api.client.put(url, json={"name": "乙"}, headers=api.headers()).status_code == 200
+    retried = api.client.put(url, json={"name": "甲", "followers": 5}, headers=keyed)
+    assert retried.status_code == 200 and retried.json() == first.json()
+    assert api.client.get(url, headers=api.headers()).json()["name"] == "乙"
+    for other in (
+        {"name": "丙", "followers": 5},
+        {"name": "甲", "followers": 5, "subject_id": "x"},
+    ):
+        refused = api.client.put(url, json=other, headers=keyed)
+        assert refused.status_code == 422, other
+        assert refused.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    left_out = {**api.headers(), "Idempotency-Key": "profile-2"}
+    assert api.client.put(url, json={"followers": 6}, headers=left_out).status_code == 200
+    cleared = api.client.put(url, json={"followers": 6, "name": None}, headers=left_out)
+    assert cleared.status_code == 422
+    assert api.client.get(url, headers=api.headers()).json()["name"] == "乙"
+
+
+def test_a_login_in_milliseconds_is_refused_as_a_posts_created_at_is(api: Api) -> None:
+    """``last_login_at`` given as a number is unix seconds, checked by the rule a post's
+    ``created_at`` is: milliseconds (a number past year 9999 as seconds) are refused at the
+    field in the same words, and a number pydantic alone would take for milliseconds (1e11,
+    year 5138 as seconds) is a moment ahead of the clock, not one in 1973."""
+    url, headers = "/v1/accounts/acc1", api.headers()
+    now = int(time.time())
+    put = api.client.put(url, json={"last_login_at": now}, headers=headers)
+    assert put.status_code == 200, put.text
+    assert datetime.fromisoformat(put.json()["last_login_at"]).timestamp() == now
+    millis = now * 1000
+    scored = api.score({"id": "p-ms", "text": "帖子", "created_at": millis})
+    assert scored.status_code == 422
+    (rule,) = scored.json()["detail"]
+    words = " is not a time" + rule["msg"].split(" is not a time", 1)[1]
+    assert "milliseconds? give seconds" in words
+    for value in (millis, str(millis), 1e11):
+        refused = api.client.put(url, json={"last_login_at": value}, headers=headers)
+        assert refused.status_code == 422, value
+        (problem,) = refused.json()["detail"]
+        assert problem["loc"] == ["body", "last_login_at"], value
+        if value != 1e11:
+            assert str(millis) in problem["msg"] and problem["msg"].endswith(words), value
+    shown = api.client.get(url, headers=headers).json()
+    assert datetime.fromisoformat(shown["last_login_at"]).timestamp() == now
 
 
 def test_a_low_credit_accounts_level_reaches_the_publish_path(api: Api) -> None:

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from service import subject_key
 from service.api import engagement, neardup, ops, protected, review, score
 from service.api.edge import Edge
+from service.api.routes import KEY_HEADER, JsonRoute
 from service.api.state import Services
 from service.batching import OverloadedError
 from service.classify import tokenize_on_calling_thread
@@ -223,7 +224,9 @@ def _status(status: int) -> Callable[[Request, Exception], Awaitable[JSONRespons
             log.warning("storage failed a request", extra={"problem": str(exc)})
             body["detail"] = STORAGE_DOWN
             if isinstance(exc, StorageUnansweredError) and request.method not in READS:
-                body["detail"] = WRITE_UNANSWERED
+                route = request.scope.get("route")
+                keyed = isinstance(route, JsonRoute) and route.takes_key
+                body["detail"] = WRITE_UNANSWERED if keyed else UNKEYED_WRITE_UNANSWERED
             headers = {"Retry-After": "1"}
         return JSONResponse(body, status, headers=headers)
 
@@ -239,6 +242,12 @@ WRITE_UNANSWERED = (
 answer (:class:`~service.gate.StorageUnansweredError`). With the key it is made once whichever
 try lands: a write and its key's record are one transaction, and the key is unique (a retry that
 meets the first still in flight waits for it, or is answered 503 again)."""
+UNKEYED_WRITE_UNANSWERED = (
+    "storage did not answer in time, and the change may still be made: this request takes no "
+    "Idempotency-Key, so read back whether it was made before sending it again"
+)
+"""The same for a write whose route takes no key (``JsonRoute.takes_key``: a claim, a rumour
+banked or removed), which a retry would make again or be refused as made already."""
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -256,7 +265,7 @@ async def _index_unavailable(_: Request, exc: Exception) -> JSONResponse:
 
 async def _key_reused(_: Request, exc: Exception) -> JSONResponse:
     """422 in the shape of any other invalid request, pointing at the header."""
-    where = ["header", "Idempotency-Key"]
+    where = ["header", KEY_HEADER]
     return JSONResponse({"detail": [{"loc": where, "msg": str(exc), "type": "key_reused"}]}, 422)
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import require
-from service.api.review import TRUST_TEAM, Statement, SubjectId
+from service.api.review import TRUST_TEAM, IdempotencyKey, Statement, SubjectId
 from service.api.routes import JsonRoute, invalid
 from service.api.schemas import Problem
 from service.api.state import Found
@@ -19,6 +19,7 @@ from service.review import views
 from service.review.items import MAX_ROW_ID
 from service.review.protected import MOST_CHARS, EntryNameError, ProtectedKind
 from service.security import Principal
+from service.storage.repository import Idempotency
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing, malformed or unknown API key"},
@@ -28,7 +29,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     },
     404: {"model": Problem, "description": "no such entry"},
     409: {"model": Problem, "description": "the name is protected already"},
-    503: {"model": Problem, "description": "storage is unavailable; try again"},
+    503: {"model": Problem, "description": "storage is unavailable; retry with the same key"},
 }
 
 router = APIRouter(prefix="/v1", tags=["protected names"], responses=ERRORS, route_class=JsonRoute)
@@ -55,11 +56,12 @@ class ProtectedNameIn(BaseModel):
 
 @router.post("/protected-names", status_code=201)
 async def add_protected_name(
-    body: ProtectedNameIn, found: Found, caller: NameEditor
+    body: ProtectedNameIn, found: Found, caller: NameEditor, key: IdempotencyKey = None
 ) -> views.ProtectedNameAdded:
     """Protect a name: registrations and renames to a name that holds it are refused to
     subjects other than ``subject_ids``, and each account whose name holds it already gets an
     ``impersonation`` review item."""
+    idem = Idempotency.of(caller.key_id, key, "protected-name", body.model_dump())
     try:
         return await run_in_threadpool(
             lambda: found.review.add_protected_name(
@@ -68,6 +70,7 @@ async def add_protected_name(
                 kind=body.kind,
                 subject_ids=body.subject_ids,
                 by=caller.key_id,
+                idem=idem,
             )
         )
     except EntryNameError as exc:
@@ -82,11 +85,18 @@ async def protected_names(found: Found, _: TrustTeam) -> list[views.ProtectedNam
 
 @router.delete("/protected-names/{entry_id}", status_code=204)
 async def remove_protected_name(
-    entry_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)], found: Found, caller: NameEditor
+    entry_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
+    found: Found,
+    caller: NameEditor,
+    key: IdempotencyKey = None,
 ) -> Response:
     """Remove an entry, releasing the accounts it alone held: their open impersonation items
-    dismissed and their art8 suspensions lifted (cause ``entry_removed``)."""
+    dismissed and their art8 suspensions lifted (cause ``entry_removed``). A retry with the
+    same key gets 204 again, where one without it finds the entry gone (404)."""
+    idem = Idempotency.of(caller.key_id, key, f"protected-name-removal:{entry_id}", None)
     await run_in_threadpool(
-        lambda: found.review.remove_protected_name(found.scoring.policy, entry_id, by=caller.key_id)
+        lambda: found.review.remove_protected_name(
+            found.scoring.policy, entry_id, by=caller.key_id, idem=idem
+        )
     )
     return Response(status_code=204)

@@ -24,10 +24,10 @@ from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import require
-from service.api.routes import JsonRoute, invalid
+from service.api.routes import KEY_HEADER, JsonRoute, invalid
 from service.api.schemas import Problem
 from service.api.state import Found
-from service.record import MAX_ID_CHARS, check_text
+from service.record import MAX_ID_CHARS, check_text, unix_time
 from service.review import dormancy, views
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.appeals import parse_cursor as appeal_cursor
@@ -66,7 +66,7 @@ Anyone = Annotated[Principal, Depends(anyone)]
 IdempotencyKey = Annotated[
     str | None,
     Header(
-        alias="Idempotency-Key",
+        alias=KEY_HEADER,
         max_length=128,
         description="a retry with the same key gets the first answer instead of a second write",
     ),
@@ -175,11 +175,12 @@ class AccountProfile(BaseModel):
     name: Statement | None = Field(default=None, description="null clears it")
     subject_id: SubjectId | None = Field(default=None, description="stored hashed; never cleared")
     followers: Annotated[int, Strict()] | None = Field(default=None, ge=0, le=2**31 - 1)
-    last_login_at: AwareDatetime | None = Field(
+    last_login_at: Annotated[AwareDatetime | None, BeforeValidator(unix_time)] = Field(
         default=None,
         description="when the account last logged in on the platform (ISO 8601 with its zone, "
-        "or unix seconds): use, which ends a dormancy (art10); an earlier one than stored "
-        "keeps the stored one; from 1970 to at most 5 minutes ahead of the server's clock",
+        "or unix seconds, not milliseconds): use, which ends a dormancy (art10); an earlier "
+        "one than stored keeps the stored one; from 1970 to at most 5 minutes ahead of the "
+        "server's clock",
     )
 
     @field_validator("last_login_at")
@@ -312,11 +313,18 @@ async def disposition_changes(
 
 @router.put("/accounts/{account_id}")
 async def put_account(
-    account_id: AccountId, body: AccountProfile, found: Found, who: Publisher
+    account_id: AccountId,
+    body: AccountProfile,
+    found: Found,
+    who: Publisher,
+    key: IdempotencyKey = None,
 ) -> views.Account:
     """The account's name, subject (hashed) and followers, for reach and re-registration, and
     its last login, for dormancy (art10); a field left out keeps its stored value (a new account
     starts with no name and 0 followers)."""
+    # the fields given: a name left out and a name cleared (null) are different requests
+    request = body.model_dump(exclude_unset=True)
+    idem = Idempotency.of(who.key_id, key, f"account:{account_id}", request)
     account = await run_in_threadpool(
         lambda: found.review.put_account(
             found.scoring.policy,
@@ -326,6 +334,7 @@ async def put_account(
             followers=body.followers,
             login_at=body.last_login_at,
             by=who.key_id,
+            idem=idem,
         )
     )
     return shown_to(who, account)

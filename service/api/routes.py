@@ -13,6 +13,8 @@ from fastapi.routing import APIRoute
 
 from service.api.auth import authenticate, required_roles
 
+KEY_HEADER = "Idempotency-Key"
+"""The header a write a client may retry takes (:attr:`JsonRoute.takes_key`)."""
 NOT_UTF8 = "the body is not UTF-8, so it is not JSON"
 UNREADABLE = "JSON decode error"
 """FastAPI's words for a body that is not JSON, which the refusals here begin with too."""
@@ -42,6 +44,12 @@ class JsonRoute(APIRoute):
     and so a body the JSON parser refuses without saying where (:func:`_parse`), and a body of
     another content type, or of none, with a 422 that names it, where FastAPI would say only
     that the body is not an object."""
+
+    @property
+    def takes_key(self) -> bool:
+        """Whether the route takes the :data:`KEY_HEADER` (a header parameter of its own), so
+        that a retry of its write with the key is made once: what its 503 may promise."""
+        return any(param.alias == KEY_HEADER for param in self.dependant.header_params)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()

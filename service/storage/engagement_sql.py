@@ -36,8 +36,10 @@ class EngagementSql(ProtectedSql):
     ) -> views.Engagement:
         """Store the counts the platform reports for the post of ``account_id`` (a count left
         as None keeps its stored value), and open or join the account's ``engagement`` item
-        for what the report finds (:func:`engagement.findings`). A post another account's
-        (stored, or reported before) is refused. A count may fall (reposts and comments
+        for what the report finds (:func:`engagement.findings`). A post another account's is
+        refused: the account the publish path stored it with, else the one reported before
+        (the stored account wins over earlier reports that named another, and the post's row
+        moves to it). A count may fall (reposts and comments
         deleted, likes taken back, fake ones the platform removed): the next jump is weighed
         from it."""
         rules = policy.engagement
@@ -48,9 +50,12 @@ class EngagementSql(ProtectedSql):
                 select(PostEngagement).where(PostEngagement.post_id == post_id).with_for_update()
             )
             stored = tx.session.get(StoredPost, post_id)
-            owner = row.account_id if row is not None else None
-            if owner is None and stored is not None:
-                owner = stored.account_id
+            # the publish path's account, where it stored the post with one, as a report's
+            # owner is (post_owner): a report that came first, naming another, does not keep
+            # the post from its author
+            owner = stored.account_id if stored is not None else None
+            if owner is None and row is not None:
+                owner = row.account_id
             if owner is not None and owner != account_id:
                 raise ConflictError(
                     "post_account", post_id=post_id, account_id=owner, given=account_id
@@ -61,6 +66,8 @@ class EngagementSql(ProtectedSql):
                 row = PostEngagement(post_id=post_id, account_id=account_id)
                 tx.session.add(row)
             else:
+                # the counts are the post's, whoever the earlier reports named: they stay
+                row.account_id = account_id
                 before, since = _counts(row), utc(row.reported_at)
             after = before.updated(counts)
             row.reads, row.reposts, row.comments = after.reads, after.reposts, after.comments

@@ -9,12 +9,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import cast
 
-from sqlalchemy import ColumnElement, delete, literal, or_, select
+from sqlalchemy import ColumnElement, Select, delete, literal, or_, select
 
 from service.policy import Policy
 from service.review import dispositions, protected, views
 from service.review.items import ConflictError, NotFoundError
 from service.review.protected import ProtectedKind
+from service.storage.repository import Idempotency
 from service.storage.review_rows import utc
 from service.storage.review_sql import ReviewSql
 from service.storage.review_steps import (
@@ -55,6 +56,7 @@ class ProtectedSql(ReviewSql):
         kind: ProtectedKind,
         subject_ids: list[str],
         by: str,
+        idem: Idempotency | None = None,
         now: datetime | None = None,
     ) -> views.ProtectedNameAdded:
         """Keep ``name`` protected, for the subjects ``subject_ids`` (normalised and hashed
@@ -99,7 +101,7 @@ class ProtectedSql(ReviewSql):
             return views.ProtectedNameAdded(**_view(entry, digests).model_dump(), holders=holders)
 
         # retried on a lost race (a deadlock, the unique folded name), as review writes are
-        return self._once(policy, now, None, views.ProtectedNameAdded, run)
+        return self._once(policy, now, idem, views.ProtectedNameAdded, run)
 
     def settle_deadlines(self, policy: Policy, now: datetime | None = None) -> int:
         """Settle the end of every art8 suspension (:func:`protected.suspensions`, applied on
@@ -136,24 +138,28 @@ class ProtectedSql(ReviewSql):
                 select(StoredProtectedName).order_by(StoredProtectedName.id)
             ).all()
             subjects: dict[int, list[str]] = {}
-            for entry_id, digest in session.execute(
-                select(ProtectedNameSubject.entry_id, ProtectedNameSubject.subject_digest)
-                .where(~ProtectedNameSubject.stripped)
-                .order_by(ProtectedNameSubject.entry_id, ProtectedNameSubject.subject_digest)
-            ):
+            for entry_id, digest in session.execute(_authorised()):
                 subjects.setdefault(entry_id, []).append(digest)
             return [_view(entry, subjects.get(entry.id, [])) for entry in entries]
 
     def remove_protected_name(
-        self, policy: Policy, entry_id: int, by: str, now: datetime | None = None
-    ) -> None:
-        """Remove an entry (``by`` whom, for its record); :class:`NotFoundError` if absent. What
-        rested on it alone goes with it (:func:`_release`): an account whose name it sent to
-        review or whose art8 suspension it called for, and whose name holds no other entry its
-        subject is not authorised for, has its open ``impersonation`` item dismissed and its
-        suspension lifted (cause ``entry_removed``), both ``by`` the remover. A termination at
-        the deadline stays: an upheld appeal is its remedy."""
-        with self._write(policy, now) as tx:
+        self,
+        policy: Policy,
+        entry_id: int,
+        by: str,
+        *,
+        idem: Idempotency | None = None,
+        now: datetime | None = None,
+    ) -> views.ProtectedName:
+        """Remove an entry (``by`` whom, for its record), answering it as it was (the answer a
+        retry with ``idem`` gets); :class:`NotFoundError` if absent. What rested on it alone
+        goes with it (:func:`_release`): an account whose name it sent to review or whose art8
+        suspension it called for, and whose name holds no other entry its subject is not
+        authorised for, has its open ``impersonation`` item dismissed and its suspension lifted
+        (cause ``entry_removed``), both ``by`` the remover. A termination at the deadline
+        stays: an upheld appeal is its remedy."""
+
+        def run(tx: Tx) -> views.ProtectedName:
             entry = tx.session.scalar(
                 select(StoredProtectedName)
                 .where(StoredProtectedName.id == entry_id)
@@ -177,6 +183,8 @@ class ProtectedSql(ReviewSql):
                 .with_for_update()
             ).all()
             held = [item for item in about if entry_id in _entries_of(item)]
+            authorised = _authorised().where(ProtectedNameSubject.entry_id == entry_id)
+            removed = _view(entry, [digest for _, digest in tx.session.execute(authorised)])
             tx.session.execute(
                 delete(ProtectedNameSubject).where(ProtectedNameSubject.entry_id == entry_id)
             )
@@ -190,6 +198,19 @@ class ProtectedSql(ReviewSql):
             for account_id in sorted({i.account_id for i in held if i.account_id is not None}):
                 opened = [i for i in held if i.account_id == account_id]
                 _release(tx, account_id, opened, entry, by)
+            return removed
+
+        return self._once(policy, now, idem, views.ProtectedName, run)
+
+
+def _authorised() -> Select[int, str]:
+    """The subjects' digests entries authorise, by entry: those of the ids as normalised, not
+    those of the ids only stripped (kept for accounts stored before ids were normalised)."""
+    return (
+        select(ProtectedNameSubject.entry_id, ProtectedNameSubject.subject_digest)
+        .where(~ProtectedNameSubject.stripped)
+        .order_by(ProtectedNameSubject.entry_id, ProtectedNameSubject.subject_digest)
+    )
 
 
 def _entries_of(item: ReviewItem) -> set[int]:

@@ -380,6 +380,7 @@ class ReviewRepository(Protocol):
         followers: int | None = None,
         login_at: datetime | None = None,
         by: str | None = None,
+        idem: Idempotency | None = None,
         now: datetime | None = None,
     ) -> views.Account:
         """Set the profile fields given; ``...`` (name) or ``None`` (subject, followers, login)
@@ -506,6 +507,7 @@ class ReviewRepository(Protocol):
         kind: ProtectedKind,
         subject_ids: list[str],
         by: str,
+        idem: Idempotency | None = None,
         now: datetime | None = None,
     ) -> views.ProtectedNameAdded:
         """Protect ``name`` (art8) for ``subject_ids``, and send the accounts whose names hold
@@ -516,8 +518,16 @@ class ReviewRepository(Protocol):
     def protected_names(self) -> list[views.ProtectedName]: ...
 
     def remove_protected_name(
-        self, policy: Policy, entry_id: int, by: str, now: datetime | None = None
-    ) -> None: ...
+        self,
+        policy: Policy,
+        entry_id: int,
+        by: str,
+        *,
+        idem: Idempotency | None = None,
+        now: datetime | None = None,
+    ) -> views.ProtectedName:
+        """Remove the entry; the entry as it was."""
+        ...
 
     def audit_entries(
         self, start: datetime | None = None, end: datetime | None = None, chunk: int = 5000

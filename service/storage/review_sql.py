@@ -426,6 +426,7 @@ class ReviewSql:
         followers: int | None = None,
         login_at: datetime | None = None,
         by: str | None = None,
+        idem: Idempotency | None = None,
         now: datetime | None = None,
     ) -> views.Account:
         """Create or update an account's profile (credit is only changed by the ledger), ``by``
@@ -525,7 +526,7 @@ class ReviewSql:
             return account_view(tx.session, account, tx.now)
 
         # retried on a lost race: two first jumps of one account both opening its item
-        return self._once(policy, now, None, views.Account, run)
+        return self._once(policy, now, idem, views.Account, run)
 
     def get_account(
         self, policy: Policy, account_id: str, now: datetime | None = None
