@@ -668,8 +668,8 @@ def test_a_read_storage_does_not_answer_in_time_says_so_and_not_that_a_change_ma
     503 says storage is unavailable, with no word of a change that may still be made nor of an
     Idempotency-Key it does not take. A write given up so says it may land, and promises a
     retry with the same key makes it once only where its route takes a key (a report, a
-    profile, a protected name added or removed), not where it takes none (a claim, a rumour
-    removed from the bank); a profile retried with its key once storage answers is set once."""
+    profile, a protected name or a rumour added or removed), not where it takes none (a
+    claim); a profile retried with its key once storage answers is set once."""
     monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
     with open_api(
         tmp_path,
@@ -685,6 +685,7 @@ def test_a_read_storage_does_not_answer_in_time_says_so_and_not_that_a_change_ma
         admin, reviewer = api.new_key("admin"), api.new_key("reviewer")
         profile = {**api.headers(), "Idempotency-Key": "profile-1"}
         entry = {"name": "新华社", "kind": "organisation"}
+        rumor = {"text": RUMOR, "notice": "已辟谣"}
         cases = (
             (
                 "check_registration",
@@ -704,6 +705,7 @@ def test_a_read_storage_does_not_answer_in_time_says_so_and_not_that_a_change_ma
             ("add_protected_name", "post", "/v1/protected-names", entry, api.headers(admin)),
             ("remove_protected_name", "delete", "/v1/protected-names/1", None, api.headers(admin)),
             ("claim", "post", "/v1/review/items/1/claim", None, api.headers(reviewer)),
+            ("add_rumor", "post", "/v1/bank/rumors", rumor, api.headers(admin)),
             ("delete_rumor", "delete", "/v1/bank/rumors/r1", None, api.headers(admin)),
         )
         answers = {}
@@ -718,7 +720,14 @@ def test_a_read_storage_does_not_answer_in_time_says_so_and_not_that_a_change_ma
             answers[method] = answered.json()["detail"]
             scoring.recover()  # storage answers again
         assert answers.pop("check_registration") == "storage is unavailable; try again"
-        keyed = {"file_report", "put_account", "add_protected_name", "remove_protected_name"}
+        keyed = {
+            "file_report",
+            "put_account",
+            "add_protected_name",
+            "remove_protected_name",
+            "add_rumor",
+            "delete_rumor",
+        }
         for method, detail in answers.items():
             assert "the change may still be made" in detail, method
             promised = "retry with the same Idempotency-Key" in detail
@@ -728,6 +737,44 @@ def test_a_read_storage_does_not_answer_in_time_says_so_and_not_that_a_change_ma
         assert retried.status_code == 200 and retried.json()["followers"] == 3
         changes = [e for e in repository.audit_entries() if e.kind == "account.profile"]
         assert len(changes) == 1
+
+
+def test_a_rumour_whose_bank_read_storage_does_not_answer_is_banked_once_with_its_key(
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Banking a rumour reads the bank in its write's transaction, after its key, and no read
+    of it is a write: the bank's read given up at ``storage_deadline_s`` (the refresh of this
+    process's copy) is answered as storage unavailable, and the rumour retried with its key
+    is banked once, answered as at first and held once by this process's copy."""
+    monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
+    with open_api(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'bank.db'}",
+        pipeline.classifier,
+        db_timeout_s=0.1,
+        storage_deadline_s=0.3,
+        storage_retry_s=3600,
+    ) as api:
+        scoring = api.services.scoring
+        repository = scoring.repository
+        assert isinstance(repository, SqlRepository)
+        keyed = {**api.headers(api.new_key("admin")), "Idempotency-Key": "bank-1"}
+        rumor = {"text": RUMOR, "notice": "已辟谣"}
+        held = Held(repository.rumors)
+        with monkeypatch.context() as patched:
+            patched.setattr(repository, "rumors", held)
+            answered = api.client.post("/v1/bank/rumors", json=rumor, headers=keyed)
+            held.release()
+            wait_for(lambda: held.finished == 1)
+        assert answered.status_code == 503 and answered.headers["retry-after"] == "1"
+        assert answered.json() == {"detail": "storage is unavailable; try again"}
+        scoring.recover()  # storage answers again
+        retried = api.client.post("/v1/bank/rumors", json=rumor, headers=keyed)
+        assert retried.status_code == 201, retried.text
+        assert [r.rumor_id for r in repository.rumors()] == [retried.json()["id"]]
+        assert api.services.neardup.bank.ids() == {retried.json()["id"]}
+        banked = [e for e in repository.audit_entries() if e.kind == "rumor.banked"]
+        assert len(banked) == 1
 
 
 def test_readyz_leaves_a_migration_to_the_maintenance(

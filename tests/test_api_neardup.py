@@ -106,6 +106,46 @@ def test_banking_and_removing_a_rumour_are_chained_with_who_and_the_copies(servi
     assert chain.verify(review.audit_entries(), review.audit_head()) == []
 
 
+def test_a_rumour_banked_or_removed_again_with_its_key_gets_the_first_answer(
+    service: Api,
+) -> None:
+    """A client told to retry (a 503 past ``storage_deadline_s``) sends its write again with
+    the same ``Idempotency-Key``: the entry is banked once, in storage and in the bank this
+    process matches with, and removed once; the key sent with another body is refused."""
+    admin_key = service.new_key("admin")
+    admin = service.headers(admin_key)
+    body = {"text": RUMOUR, "notice": "自来水厂已辟谣：水质正常"}
+    keyed = {**admin, "Idempotency-Key": "bank-1"}
+    first = service.client.post("/v1/bank/rumors", json=body, headers=keyed)
+    assert first.status_code == 201, first.text
+    again = service.client.post("/v1/bank/rumors", json=body, headers=keyed)
+    assert again.status_code == 201, again.text
+    assert again.json() == first.json()
+    rumor_id = first.json()["id"]
+    listed = service.client.get("/v1/bank/rumors", headers=admin).json()
+    assert [r["id"] for r in listed] == [rumor_id]
+    assert service.services.neardup.bank.ids() == {rumor_id}
+    post = {"id": "c1", "text": copy(1), "account_id": "a1", "created_at": time.time()}
+    scored = service.score(post).json()
+    assert scored["confirmed_rumor"]["rumor_id"] == rumor_id
+    other = {"text": copy(4), "notice": "另一份辟谣"}
+    reused = service.client.post("/v1/bank/rumors", json=other, headers=keyed)
+    assert reused.status_code == 422
+    assert reused.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    # without the key a retry is a second request: the rumour is banked already
+    assert service.client.post("/v1/bank/rumors", json=body, headers=admin).status_code == 409
+    removal = {**admin, "Idempotency-Key": "unbank-1"}
+    for _ in range(2):
+        gone = service.client.delete(f"/v1/bank/rumors/{rumor_id}", headers=removal)
+        assert gone.status_code == 204, gone.text
+    assert service.client.delete(f"/v1/bank/rumors/{rumor_id}", headers=admin).status_code == 404
+    assert service.client.get("/v1/bank/rumors", headers=admin).json() == []
+    assert service.services.neardup.bank.ids() == set()
+    review = service.services.review
+    kinds = [e.kind for e in review.audit_entries() if e.subject == f"rumor:{rumor_id}"]
+    assert kinds == ["rumor.banked", "rumor.unbanked"]
+
+
 def _bank(api: Api) -> str:
     admin = api.headers(api.new_key("admin"))
     added = api.client.post(

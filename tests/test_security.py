@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import pytest
 
 from service.record import ScoreRecord
+from service.review import views
 from service.security import AuthError, Guard, create_key
 from service.storage import ApiKey, Pending, QueueItem, StorageError, StoredRumor
+from service.storage.repository import Idempotency
 
 
 class Keys:
@@ -44,13 +47,21 @@ class Keys:
     def queue(self) -> list[QueueItem]:
         return []
 
-    def add_rumor(self, rumor: StoredRumor) -> None: ...
+    def add_rumor(
+        self,
+        entry: Callable[[list[StoredRumor], datetime], StoredRumor],
+        *,
+        idem: Idempotency | None = None,
+    ) -> views.Rumor:
+        raise AssertionError("keys only")
 
     def rumors(self) -> list[StoredRumor]:
         return []
 
-    def delete_rumor(self, rumor_id: str, by: str) -> bool:
-        return False
+    def delete_rumor(
+        self, rumor_id: str, by: str, *, idem: Idempotency | None = None
+    ) -> views.Rumor:
+        raise AssertionError("keys only")
 
 
 class Clock:

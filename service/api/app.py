@@ -246,8 +246,8 @@ UNKEYED_WRITE_UNANSWERED = (
     "storage did not answer in time, and the change may still be made: this request takes no "
     "Idempotency-Key, so read back whether it was made before sending it again"
 )
-"""The same for a write whose route takes no key (``JsonRoute.takes_key``: a claim, a rumour
-banked or removed), which a retry would make again or be refused as made already."""
+"""The same for a write whose route takes no key (``JsonRoute.takes_key``: a claim), which a
+retry would make again or be refused as made already."""
 READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

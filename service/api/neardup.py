@@ -8,7 +8,6 @@ so are the copies of its entries each process found (deleting an entry deletes t
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
@@ -16,6 +15,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_va
 from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import require
+from service.api.review import IdempotencyKey
 from service.api.routes import JsonRoute, invalid
 from service.api.schemas import Problem
 from service.api.state import Found
@@ -23,8 +23,10 @@ from service.neardup.bank import UnmatchableError, bank_rumor, unbank_rumor
 from service.neardup.cluster import Cluster
 from service.neardup.match import summary
 from service.record import MAX_ID_CHARS, ClusterPost, ClusterSummary, check_text
+from service.review import views
 from service.security import BANK_EDITORS, Principal
 from service.storage import StoredRumor
+from service.storage.repository import Idempotency
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "missing, malformed or unknown API key"},
@@ -34,7 +36,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     },
     404: {"model": Problem, "description": "no such cluster, rumour or live post"},
     429: {"model": Problem, "description": "rate limit; see Retry-After"},
-    503: {"model": Problem, "description": "storage is unavailable; try again"},
+    409: {"model": Problem, "description": "the rumour is banked already"},
+    503: {
+        "model": Problem,
+        "description": "storage is unavailable; a write retries with the same key",
+    },
 }
 
 router = APIRouter(prefix="/v1", tags=["near-duplicates"], responses=ERRORS, route_class=JsonRoute)
@@ -69,15 +75,6 @@ class RumorIn(BaseModel):
         return self
 
 
-class Rumor(BaseModel):
-    id: str
-    text: str | None
-    post_id: str | None
-    notice: str
-    created_at: datetime
-    created_by: str
-
-
 class Copy(BaseModel):
     id: str
     account_id: str | None
@@ -99,17 +96,6 @@ def _detail(cluster: Cluster) -> ClusterDetail:
         batch_accounts=cluster.batch_accounts,
         members=members,
         members_not_listed=cluster.size - len(members),
-    )
-
-
-def _rumor(stored: StoredRumor) -> Rumor:
-    return Rumor(
-        id=stored.rumor_id,
-        text=stored.text,
-        post_id=stored.post_id,
-        notice=stored.notice,
-        created_at=stored.created_at,
-        created_by=stored.created_by,
     )
 
 
@@ -148,10 +134,15 @@ async def cluster(
 
 
 @router.post("/bank/rumors", status_code=201)
-async def add_rumor(body: RumorIn, found: Found, caller: BankEditor) -> Rumor:
-    """Bank a confirmed rumour; posts that match it from now on get their rumour score raised."""
+async def add_rumor(
+    body: RumorIn, found: Found, caller: BankEditor, key: IdempotencyKey = None
+) -> views.Rumor:
+    """Bank a confirmed rumour; posts that match it from now on get their rumour score raised.
+    A retry with the same key gets the first answer, where one without it is refused as
+    banked already (409)."""
+    idem = Idempotency.of(caller.key_id, key, "rumor", body.model_dump())
     try:
-        stored = await run_in_threadpool(
+        return await run_in_threadpool(
             lambda: bank_rumor(
                 found.neardup,
                 found.repository,
@@ -159,23 +150,23 @@ async def add_rumor(body: RumorIn, found: Found, caller: BankEditor) -> Rumor:
                 post_id=body.post_id,
                 notice=body.notice,
                 by=caller.key_id,
+                idem=idem,
             )
         )
     except UnmatchableError as exc:
         raise invalid(("body", "text"), str(exc)) from exc
-    return _rumor(stored)
 
 
 @router.get("/bank/rumors")
-async def rumors(found: Found, _: TrustTeam) -> list[Rumor]:
+async def rumors(found: Found, _: TrustTeam) -> list[views.Rumor]:
     """The bank, oldest first."""
-    return [_rumor(r) for r in await _stored(found)]
+    return [r.view() for r in await _stored(found)]
 
 
 @router.get("/bank/rumors/{rumor_id}")
-async def rumor(rumor_id: str, found: Found, _: TrustTeam) -> Rumor:
+async def rumor(rumor_id: str, found: Found, _: TrustTeam) -> views.Rumor:
     """One banked rumour with its debunk notice."""
-    return _rumor(await _find(found, rumor_id))
+    return (await _find(found, rumor_id)).view()
 
 
 @router.get("/bank/rumors/{rumor_id}/copies")
@@ -233,8 +224,13 @@ async def copies(
 
 
 @router.delete("/bank/rumors/{rumor_id}", status_code=204)
-async def delete_rumor(rumor_id: str, found: Found, caller: BankEditor) -> Response:
+async def delete_rumor(
+    rumor_id: str, found: Found, caller: BankEditor, key: IdempotencyKey = None
+) -> Response:
+    """Remove an entry and the copies recorded of it. A retry with the same key gets 204
+    again, where one without it finds the entry gone (404)."""
+    idem = Idempotency.of(caller.key_id, key, f"rumor-removal:{rumor_id}", None)
     await run_in_threadpool(
-        lambda: unbank_rumor(found.neardup, found.repository, rumor_id, by=caller.key_id)
+        lambda: unbank_rumor(found.neardup, found.repository, rumor_id, by=caller.key_id, idem=idem)
     )
     return Response(status_code=204)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,9 +20,10 @@ import numpy as np
 from service.neardup.fingerprint import Fingerprinter, Signature, similarity
 from service.neardup.index import new_lsh
 from service.record import ScoreRecord
+from service.review import views
 from service.review.items import ConflictError, NotFoundError
 from service.review.refusals import RefusedError
-from service.storage.repository import Repository, RumorCopy, StoredRumor
+from service.storage.repository import Idempotency, Repository, RumorCopy, StoredRumor
 
 if TYPE_CHECKING:
     from service.neardup import NearDuplicates
@@ -107,41 +108,54 @@ def bank_rumor(
     post_id: str | None,
     notice: str,
     by: str,
-) -> StoredRumor:
+    idem: Idempotency | None = None,
+) -> views.Rumor:
     """Store a confirmed rumour (its text, or a post of the live window) and reload this
     process's bank; raises :class:`NotFoundError` for a post not in the window,
     :class:`UnmatchableError` for a text too short to match, :class:`ConflictError` for a
     rumour the bank matches already (a second entry would split its copies between two
-    listings), ``StorageError``."""
+    listings), ``StorageError``. A retry with ``idem`` gets the first answer: the bank is
+    read in the write's transaction, after its key."""
     signature = near.signature_of(text, post_id)
-    if signature is None and post_id is not None:
-        raise NotFoundError("post_not_live", post_id=post_id)
-    if signature is None:
-        raise UnmatchableError("unmatchable")
-    near.sync_bank(repository.rumors())  # entries other processes added count too
-    banked = near.banked(signature)
-    if banked is not None:
-        raise ConflictError(
-            "banked_already", rumor_id=banked.rumor.rumor_id, similarity=banked.similarity
+    if signature is None and post_id is None:
+        raise UnmatchableError("unmatchable")  # as the first try of the same text was
+
+    def entry(bank: list[StoredRumor], now: datetime) -> StoredRumor:
+        if signature is None:
+            # after the key: the post a first try banked may have left the window since
+            raise NotFoundError("post_not_live", post_id=post_id)
+        near.sync_bank(bank)  # entries other processes added count too
+        banked = near.banked(signature)
+        if banked is not None:
+            raise ConflictError(
+                "banked_already", rumor_id=banked.rumor.rumor_id, similarity=banked.similarity
+            )
+        return StoredRumor(
+            rumor_id=secrets.token_hex(8),
+            text=text,
+            post_id=post_id,
+            notice=notice,
+            fingerprint=near.fingerprinter.version,
+            signature=signature.tobytes(),
+            created_at=now,
+            created_by=by,
         )
-    stored = StoredRumor(
-        rumor_id=secrets.token_hex(8),
-        text=text,
-        post_id=post_id,
-        notice=notice,
-        fingerprint=near.fingerprinter.version,
-        signature=signature.tobytes(),
-        created_at=datetime.now(UTC),
-        created_by=by,
-    )
-    repository.add_rumor(stored)
+
+    added = repository.add_rumor(entry, idem=idem)
     near.sync_bank(repository.rumors())
-    return stored
+    return added
 
 
-def unbank_rumor(near: NearDuplicates, repository: Repository, rumor_id: str, *, by: str) -> None:
-    """Remove an entry (``by`` whom, for its audit record) and reload this process's bank;
-    :class:`NotFoundError` if absent."""
-    if not repository.delete_rumor(rumor_id, by):
-        raise NotFoundError("no_rumor", rumor_id=rumor_id)
+def unbank_rumor(
+    near: NearDuplicates,
+    repository: Repository,
+    rumor_id: str,
+    *,
+    by: str,
+    idem: Idempotency | None = None,
+) -> views.Rumor:
+    """Remove an entry (``by`` whom, for its audit record) and reload this process's bank; the
+    entry removed (the answer a retry with ``idem`` gets); :class:`NotFoundError` if absent."""
+    removed = repository.delete_rumor(rumor_id, by, idem=idem)
     near.sync_bank(repository.rumors())
+    return removed

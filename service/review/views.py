@@ -286,6 +286,17 @@ class ProtectedName(BaseModel):
     created_by: str = Field(description="the admin key that added it")
 
 
+class Rumor(BaseModel):
+    """An entry of the confirmed-rumour bank, as the API shows it (its signature left out)."""
+
+    id: str
+    text: str | None
+    post_id: str | None
+    notice: str
+    created_at: datetime
+    created_by: str
+
+
 class Holder(BaseModel):
     account_id: str
     item_id: int = Field(description="its impersonation item, opened or joined")

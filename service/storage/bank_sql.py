@@ -1,17 +1,21 @@
 """The rumour bank in storage (art13): banked rumours with their debunk notices, the copies
-of them traced in posts, and the audit records of adding and removing an entry."""
+of them traced in posts, and the audit records of adding and removing an entry, each change
+stored with the answer a retry with its ``Idempotency-Key`` gets."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
+from service.review import views
 from service.review.chain import text_digest
-from service.storage.repository import RumorCopy, StoredRumor
+from service.review.items import NotFoundError
+from service.storage.repository import Idempotency, RumorCopy, StoredRumor, reads_only
 from service.storage.review_rows import utc
 from service.storage.review_sql import ReviewSql
 from service.storage.review_steps import append_records
@@ -21,8 +25,20 @@ from service.storage.tables import BankedRumor, RumorCopyRow
 class BankSql(ReviewSql):
     """Mixed into :class:`~service.storage.sql.SqlRepository`."""
 
-    def add_rumor(self, rumor: StoredRumor) -> None:
-        with self._session() as session:
+    def add_rumor(
+        self,
+        entry: Callable[[list[StoredRumor], datetime], StoredRumor],
+        *,
+        idem: Idempotency | None = None,
+    ) -> views.Rumor:
+        def write() -> views.Rumor:
+            with self._writing() as session:
+                now = datetime.now(UTC)
+                # the key first: a retry finds its own entry banked, which ``entry`` refuses
+                return self._keyed(session, now, idem, views.Rumor, lambda: bank(session, now))
+
+        def bank(session: Session, now: datetime) -> views.Rumor:
+            rumor = entry(_bank(session), now)
             session.add(
                 BankedRumor(
                     rumor_id=rumor.rumor_id,
@@ -46,28 +62,30 @@ class BankSql(ReviewSql):
             append_records(
                 session, rumor.created_at, [("rumor.banked", f"rumor:{rumor.rumor_id}", payload)]
             )
+            return rumor.view()
 
+        return self._retried(write)
+
+    @reads_only
     def rumors(self) -> list[StoredRumor]:
         with self._session() as session:
-            rows = session.scalars(
-                select(BankedRumor).order_by(BankedRumor.created_at, BankedRumor.rumor_id)
-            )
-            return [
-                StoredRumor(
-                    rumor_id=row.rumor_id,
-                    text=row.text,
-                    post_id=row.post_id,
-                    notice=row.notice,
-                    fingerprint=row.fingerprint,
-                    signature=bytes(row.signature),
-                    created_at=utc(row.created_at),
-                    created_by=row.created_by,
-                )
-                for row in rows
-            ]
+            return _bank(session)
 
-    def delete_rumor(self, rumor_id: str, by: str) -> bool:
-        with self._session() as session:
+    def delete_rumor(
+        self, rumor_id: str, by: str, *, idem: Idempotency | None = None
+    ) -> views.Rumor:
+        def write() -> views.Rumor:
+            with self._writing() as session:
+                now = datetime.now(UTC)
+                return self._keyed(session, now, idem, views.Rumor, lambda: unbank(session, now))
+
+        def unbank(session: Session, now: datetime) -> views.Rumor:
+            row = session.scalar(
+                select(BankedRumor).where(BankedRumor.rumor_id == rumor_id).with_for_update()
+            )
+            if row is None:
+                raise NotFoundError("no_rumor", rumor_id=rumor_id)
+            removed = _stored(row).view()
             copies = session.execute(
                 select(RumorCopyRow.post_id, RumorCopyRow.account_id)
                 .where(RumorCopyRow.rumor_id == rumor_id)
@@ -75,18 +93,16 @@ class BankSql(ReviewSql):
             ).all()
             # the copies go with their entry: its id is never used again, so nothing could list them
             session.execute(delete(RumorCopyRow).where(RumorCopyRow.rumor_id == rumor_id))
-            result = session.execute(delete(BankedRumor).where(BankedRumor.rumor_id == rumor_id))
-            if not getattr(result, "rowcount", 0):
-                return False
+            session.delete(row)
             # the chain keeps who removed the entry and the copies traced to it (art13, art19)
             payload = {
                 "by": by,
                 "copies": [{"post_id": post, "account_id": account} for post, account in copies],
             }
-            append_records(
-                session, datetime.now(UTC), [("rumor.unbanked", f"rumor:{rumor_id}", payload)]
-            )
-            return True
+            append_records(session, now, [("rumor.unbanked", f"rumor:{rumor_id}", payload)])
+            return removed
+
+        return self._retried(write)
 
     def record_rumor_copies(self, copies: Sequence[RumorCopy]) -> int:
         if not copies:
@@ -134,3 +150,24 @@ class BankSql(ReviewSql):
                 )
                 for row in session.scalars(query)
             ]
+
+
+def _bank(session: Session) -> list[StoredRumor]:
+    """The bank as ``session`` reads it, oldest first."""
+    rows = session.scalars(
+        select(BankedRumor).order_by(BankedRumor.created_at, BankedRumor.rumor_id)
+    )
+    return [_stored(row) for row in rows]
+
+
+def _stored(row: BankedRumor) -> StoredRumor:
+    return StoredRumor(
+        rumor_id=row.rumor_id,
+        text=row.text,
+        post_id=row.post_id,
+        notice=row.notice,
+        fingerprint=row.fingerprint,
+        signature=bytes(row.signature),
+        created_at=utc(row.created_at),
+        created_by=row.created_by,
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import EllipsisType
@@ -100,6 +100,17 @@ class StoredRumor:
     signature: bytes
     created_at: datetime
     created_by: str
+
+    def view(self) -> views.Rumor:
+        """The entry as the API shows it, and as a write with a key stores it."""
+        return views.Rumor(
+            id=self.rumor_id,
+            text=self.text,
+            post_id=self.post_id,
+            notice=self.notice,
+            created_at=self.created_at,
+            created_by=self.created_by,
+        )
 
 
 @dataclass(frozen=True)
@@ -260,15 +271,25 @@ class Repository(Protocol):
     def queue(self) -> list[QueueItem]:
         """The review queue, oldest first."""
 
-    def add_rumor(self, rumor: StoredRumor) -> None:
-        """Bank ``rumor``, with an audit record ``rumor.banked`` in the same transaction."""
+    def add_rumor(
+        self,
+        entry: Callable[[list[StoredRumor], datetime], StoredRumor],
+        *,
+        idem: Idempotency | None = None,
+    ) -> views.Rumor:
+        """Bank the rumour ``entry`` makes of the bank as stored and the moment, with an audit
+        record ``rumor.banked``, in one transaction with the read (what ``entry`` raises
+        refuses it) and with the answer a retry with ``idem`` gets, before anything is read."""
 
     def rumors(self) -> list[StoredRumor]:
         """The confirmed-rumour bank, oldest first."""
 
-    def delete_rumor(self, rumor_id: str, by: str) -> bool:
+    def delete_rumor(
+        self, rumor_id: str, by: str, *, idem: Idempotency | None = None
+    ) -> views.Rumor:
         """Remove an entry and its recorded copies, with an audit record ``rumor.unbanked``
-        naming ``by`` and the copies; whether it was there."""
+        naming ``by`` and the copies, answering the entry as it was (the answer a retry with
+        ``idem`` gets); :class:`~service.review.items.NotFoundError` if absent."""
 
     def record_rumor_copies(self, copies: Sequence[RumorCopy]) -> int:
         """Record each copy once per rumour and post (a copy recorded again, by a re-score or

@@ -153,29 +153,51 @@ class ReviewSql:
     ) -> M:
         """Run ``run`` in a write transaction, once per idempotency key: a retry with the key
         gets the stored answer. Retried on a lost race (unique key, deadlock)."""
+
+        def write() -> M:
+            with self._write(policy, now) as tx:
+                return self._keyed(tx.session, tx.now, idem, model, lambda: run(tx))
+
+        return self._retried(write)
+
+    def _keyed(
+        self,
+        session: Session,
+        now: datetime,
+        idem: Idempotency | None,
+        model: type[M],
+        run: Callable[[], M],
+    ) -> M:
+        """``run()``'s answer, stored under ``idem`` in ``session``'s transaction; the answer
+        stored already where a try with the key was made (:class:`IdempotencyMismatchError`
+        where it was made with another request)."""
+        if idem is not None:
+            stored = session.get(IdempotentWrite, (idem.caller, idem.key))
+            if stored is not None:
+                if stored.fingerprint != idem.fingerprint:
+                    raise IdempotencyMismatchError(
+                        "this Idempotency-Key was used with a different request"
+                    )
+                return model.model_validate(stored.response)
+        result = run()
+        if idem is not None:
+            session.add(
+                IdempotentWrite(
+                    caller=idem.caller,
+                    key=idem.key,
+                    fingerprint=idem.fingerprint,
+                    response=result.model_dump(mode="json"),
+                    created_at=now,
+                )
+            )
+        return result
+
+    @staticmethod
+    def _retried(write: Callable[[], M]) -> M:
+        """``write()``, tried again on a lost race (unique key, deadlock)."""
         for attempt in range(RETRIES):
             try:
-                with self._write(policy, now) as tx:
-                    if idem is not None:
-                        stored = tx.session.get(IdempotentWrite, (idem.caller, idem.key))
-                        if stored is not None:
-                            if stored.fingerprint != idem.fingerprint:
-                                raise IdempotencyMismatchError(
-                                    "this Idempotency-Key was used with a different request"
-                                )
-                            return model.model_validate(stored.response)
-                    result = run(tx)
-                    if idem is not None:
-                        tx.session.add(
-                            IdempotentWrite(
-                                caller=idem.caller,
-                                key=idem.key,
-                                fingerprint=idem.fingerprint,
-                                response=result.model_dump(mode="json"),
-                                created_at=tx.now,
-                            )
-                        )
-                    return result
+                return write()
             except StorageError as exc:
                 if attempt == RETRIES - 1 or not lost_race(exc):
                     raise
