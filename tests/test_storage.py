@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -37,12 +38,14 @@ from sqlalchemy.exc import OperationalError
 
 from service.policy import load_policy
 from service.record import Post, ScoreRecord
+from service.review.items import ConflictError
 from service.settings import Settings
 from service.storage import (
     ApiKey,
     Pending,
     SqlRepository,
     StorageError,
+    StoredRumor,
     open_repository,
     upgrade,
 )
@@ -617,3 +620,41 @@ def test_the_policies_migration_goes_down_and_up_again(database_url: str) -> Non
     finally:
         repository.close()
     assert kept == {risk: (rule.review, rule.block) for risk, rule in policy.risks.items()}
+
+
+def test_two_adds_of_one_rumour_at_once_bank_it_once(repo: SqlRepository) -> None:
+    """Each add reads the bank to refuse a duplicate: two at once must not both find it absent
+    (here each waits, up to a second, for the other to have read before it decides)."""
+    both_read = threading.Barrier(2, timeout=1.0)
+    outcomes: list[str] = []
+
+    def entry(bank: list[StoredRumor], now: datetime) -> StoredRumor:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_read.wait()
+        if any(rumor.text == "水被污染了" for rumor in bank):
+            raise ConflictError("banked_already", rumor_id=bank[0].rumor_id, similarity=1.0)
+        return StoredRumor(
+            rumor_id=f"r{threading.get_ident()}",
+            text="水被污染了",
+            post_id=None,
+            notice="辟谣",
+            fingerprint="f",
+            signature=b"\x00",
+            created_at=now,
+            created_by="admin",
+        )
+
+    def add() -> None:
+        try:
+            repo.add_rumor(entry)
+            outcomes.append("banked")
+        except ConflictError:
+            outcomes.append("refused")
+
+    adders = [threading.Thread(target=add) for _ in range(2)]
+    for adder in adders:
+        adder.start()
+    for adder in adders:
+        adder.join()
+    assert sorted(outcomes) == ["banked", "refused"]
+    assert len(repo.rumors()) == 1

@@ -18,7 +18,7 @@ from service.review.items import NotFoundError
 from service.storage.repository import Idempotency, RumorCopy, StoredRumor, reads_only
 from service.storage.review_rows import utc
 from service.storage.review_sql import ReviewSql
-from service.storage.review_steps import append_records
+from service.storage.review_steps import append_records, lock_bank
 from service.storage.tables import BankedRumor, RumorCopyRow
 
 
@@ -38,6 +38,7 @@ class BankSql(ReviewSql):
                 return self._keyed(session, now, idem, views.Rumor, lambda: bank(session, now))
 
         def bank(session: Session, now: datetime) -> views.Rumor:
+            lock_bank(session)
             rumor = entry(_bank(session), now)
             session.add(
                 BankedRumor(

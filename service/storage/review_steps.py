@@ -532,6 +532,12 @@ def lock_protected_names(tx: Tx, *, shared: bool = False) -> None:
     _advisory_lock(tx, "protected-names", shared=shared)
 
 
+def lock_bank(session: Session) -> None:
+    """Hold the rumour bank until the transaction ends: an entry being added reads the bank to
+    refuse a duplicate, and two adds of one rumour at once would each find it absent."""
+    _advisory(session, "pg_advisory_xact_lock", "rumor-bank")
+
+
 def lock_subject(tx: Tx, digest: str) -> None:
     """Hold the subject until the transaction ends, so that two accounts given one subject at
     once are counted one after the other."""
