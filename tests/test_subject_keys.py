@@ -4,6 +4,7 @@ another key is refused; the key file drawn where none is set; the chain across t
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -265,3 +266,52 @@ def test_the_chain_verifies_across_the_change(database_url: str, policy: Policy)
         assert chain.verify(repo.audit_entries(), repo.audit_head()) == []
     finally:
         repo.close()
+
+
+def _plain(form: str) -> str:
+    return hashlib.sha256(f"qinglang-subject:{form}".encode()).hexdigest()
+
+
+def test_placeholder_subjects_stored_before_the_refusal_are_cleared(
+    repo: SqlRepository, database_url: str, policy: Policy
+) -> None:
+    key = installed()
+    repo.put_account(policy, "real", subject_id=ID_CARD)
+    entry = repo.add_protected_name(
+        policy, name="新华社", kind="organisation", subject_ids=[ID_CARD], by="k"
+    )
+    # as releases before the refusal stored them: "-" normalised (to nothing) and only
+    # stripped, a full-width slash normalised, and a run of zero-width spaces
+    placeholders = {"dash": "", "old_dash": "-", "slash": "/", "invisible": "\u200b\u200b"}
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as connection:
+            migrate(connection, "0029_kept_keys_and_use", down=True)
+            for account, form in placeholders.items():
+                connection.execute(
+                    text(
+                        "INSERT INTO accounts (account_id, name, subject_digest, credit, level, "
+                        "followers, clean_since, policy_version) "
+                        "VALUES (:a, :n, :d, 100, 'A', 0, '2026-01-01', :p)"
+                    ),
+                    {
+                        "a": account,
+                        "n": account,
+                        "d": keyed(key.key, _plain(form)),
+                        "p": policy.version,
+                    },
+                )
+            connection.execute(
+                text("INSERT INTO protected_name_subjects VALUES (:e, :d, false)"),
+                {"e": entry.id, "d": keyed(key.key, _plain(""))},
+            )
+    finally:
+        engine.dispose()
+    upgrade(database_url)
+    stored = stored_subjects(repo)
+    assert stored == {**dict.fromkeys(placeholders), "real": key.digest(ID_CARD)}
+    assert repo.protected_names()[0].subjects == [key.digest(ID_CARD)]
+    # a subject stored is never replaced: a cleared placeholder takes the real one
+    assert repo.put_account(policy, "dash", subject_id="91110000600037341L").account_id == "dash"
+    with pytest.raises(ConflictError):
+        repo.put_account(policy, "real", subject_id="91110000600037341L")
