@@ -151,6 +151,23 @@ class RescoreError(Exception):
     """The run could not start or finish; OUTPUT and the reject file were left as they were."""
 
 
+@dataclass(frozen=True)
+class Stored:
+    """Posts the service stored (``--from-db``), read through an export whose name and line
+    numbers mean nothing to the caller (a hidden file, gone once the run is recorded): the
+    summary, the warnings and the rejects name these instead."""
+
+    posts: str
+    """What was read, in words, for the summary and as each reject's ``file``: ``the stored
+    posts of URL (table stored_posts, since …)``, the URL's password masked."""
+    where: str
+    """Where a post is, for a line on stderr before its id: ``URL, table stored_posts``."""
+
+    def post(self, post_id: str | None) -> str:
+        """A stored post, by the id that keys it (its line in the export says nothing)."""
+        return f"stored post {post_id!r} ({self.where})"
+
+
 @dataclass
 class Summary:
     """What a run did (with the runs it continued), for stderr and the exit status."""
@@ -190,7 +207,7 @@ class Summary:
     not rebuild it."""
     input_name: str = ""
     """What was read, in words, where ``input_path`` is not what the caller gave (the export of
-    ``--from-db``); empty: ``input_path``."""
+    ``--from-db``: :attr:`Stored.posts`); empty: ``input_path``."""
 
     @property
     def failed_total(self) -> int:
@@ -427,7 +444,7 @@ def rescore(
     segment_posts: int | None = None,
     bank: Sequence[StoredRumor] = (),
     skip_bad: bool = False,
-    input_name: str = "",
+    stored: Stored | None = None,
     held: bool = False,
 ) -> Summary:
     """Score every post under ``input_path`` into ``output_path``; raise :class:`RescoreError`
@@ -443,8 +460,8 @@ def rescore(
     there, instead of stopping the run before any work. ``held``: the caller holds OUTPUT
     already (:meth:`WorkFolder.held`), around more than the run.
     ``progress``: show it on stderr (:mod:`service.batch.progress`: off a terminal, a line every
-    ``progress_every_s`` seconds). ``input_name``: what the summary says was read, where
-    ``input_path`` is not what the caller gave (``--from-db``'s export); its path by default.
+    ``progress_every_s`` seconds). ``stored``: ``input_path`` is the export of the stored posts
+    (``--from-db``), which the summary, the warnings and the rejects name instead.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
@@ -475,7 +492,7 @@ def rescore(
             scorer.model_version,
             engine.name,
             scorer.policy_version,
-            input_name=input_name,
+            input_name=stored.posts if stored else "",
         )
         summary.restore(state.tallies)
         saved = work.ordered_state(state.parts)
@@ -493,7 +510,7 @@ def rescore(
         )
         segments = plan_segments(tasks, state.tasks_done, sizes)
 
-        run = _Run(work, state, summary, checkpoint_posts, first or scorer.state(), seen)
+        run = _Run(work, state, summary, checkpoint_posts, first or scorer.state(), seen, stored)
         with shown(
             sum(task.lines for task in tasks),
             sum(task.lines for task in tasks[: state.tasks_done]),
@@ -567,8 +584,10 @@ class _Run:
         every: int,
         ordered: bytes,
         seen: SeenIds,
+        stored: Stored | None,
     ) -> None:
         self._work, self._state, self._summary, self._every = work, state, summary, every
+        self._stored = stored
         self._ordered = ordered
         """The ordered stage's state after the last segment written."""
         self._seen = seen
@@ -628,30 +647,57 @@ class _Run:
                 tmp = path.with_name("." + path.name)
                 self._rejects = tmp.open("x", encoding="utf-8", errors="backslashreplace")
             for reject in result.rejects:
-                self._rejects.write(_reject_line(reject))
+                self._rejects.write(self._reject_line(reject))
+        # said in line order, errors and warnings mixed: (line, kind of warning or None for an
+        # error, the line to say)
+        notes: list[tuple[int, str | None, str]] = []
         for reject in result.rejects:
-            self._error(reject)
-        # the first few of each warning by line; the summary counts them all (a file without
-        # created_at would otherwise print one for every post)
+            where = self._where(reject.file, reject.line, reject.id)
+            notes.append((reject.line, None, f"{where}: error: {reject.error}: {reject.message}"))
         for line, record in zip(result.lines, result.records, strict=True):
             for warning in _warnings(record):
-                self._warn(warning, f"{result.path}:{line}: warning: {warning}")
+                where = self._where(result.path, line, record.id)
+                notes.append((line, warning, f"{where}: warning: {warning}"))
         repeats = self._seen.add([record.id for record in result.records])
         self._summary.duplicates += len(repeats)
         for i in repeats:
-            self._warn(
-                DUPLICATE,
-                f"{result.path}:{result.lines[i]}: warning: {DUPLICATE} {result.records[i].id!r}: "
-                "a post before it has the same id (both are scored)",
+            post_id, line = result.records[i].id, result.lines[i]
+            where = self._where(result.path, line, post_id)
+            notes.append(
+                (
+                    line,
+                    DUPLICATE,
+                    f"{where}: warning: {DUPLICATE} {post_id!r}: a post before it has the same "
+                    "id (both are scored)",
+                )
             )
+        for _, kind, message in sorted(notes, key=lambda note: note[0]):
+            if kind is None:
+                self._error(message)
+            else:
+                # the first few of each warning by line; the summary counts them all (a file
+                # without created_at would otherwise print one for every post)
+                self._warn(kind, message)
 
-    def _error(self, reject: Reject) -> None:
-        """Say ``reject`` if it is among the first :data:`ERRORS_SHOWN`."""
+    def _where(self, path: str, line: int, post_id: str | None) -> str:
+        """Where a post was read, for a line on stderr: ``FILE:LINE`` (line 0: a file refused
+        whole), or the stored post of that id."""
+        if self._stored is not None:
+            return self._stored.post(post_id)
+        return f"{path}:{line}" if line else path
+
+    def _reject_line(self, reject: Reject) -> str:
+        found = reject.as_json()
+        if self._stored is not None:
+            # the export's name and lines are of a hidden file, gone once the run is recorded
+            found |= {"file": self._stored.posts, "line": None}
+        return json.dumps(found, ensure_ascii=False) + "\n"
+
+    def _error(self, message: str) -> None:
+        """Say a reject's ``message`` if it is among the first :data:`ERRORS_SHOWN`."""
         self._errors += 1
         if self._errors <= ERRORS_SHOWN:
-            # line 0: a file refused whole
-            where = f"{reject.file}:{reject.line}" if reject.line else reject.file
-            say(f"{where}: error: {reject.error}: {reject.message}")
+            say(message)
         elif self._errors == ERRORS_SHOWN + 1:
             say(
                 f"(errors after the first {ERRORS_SHOWN} are not printed: "
@@ -698,10 +744,6 @@ class _Run:
         if self._rejects is not None:
             with suppress(OSError):
                 self._rejects.close()
-
-
-def _reject_line(reject: Reject) -> str:
-    return json.dumps(reject.as_json(), ensure_ascii=False) + "\n"
 
 
 def _warnings(record: ScoreRecord) -> list[str]:

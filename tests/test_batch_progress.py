@@ -63,6 +63,40 @@ def test_plain_lines_come_on_the_timer_with_rate_elapsed_and_eta() -> None:
     assert len(lines_of(out)) == count, "a line came after the last one"
 
 
+def test_no_line_says_every_post_is_done_before_the_last_line() -> None:
+    clock, out = FakeClock(), io.StringIO()
+    progress = PlainProgress(1_000, 0, 60, out, clock)
+    clock.now += 10
+    progress.update(999)
+    progress.tick()
+    progress.update(1)
+    # the run joins its parts into OUTPUT meanwhile
+    clock.now += 5
+    progress.tick()
+    progress.tick()
+    progress.close("done")
+    assert lines_of(out) == [
+        # not 100% yet, rounded
+        "qinglang rescore: 999 of 1,000 posts (99%), 100 posts/s, 0:10 elapsed, ETA 0:00",
+        "qinglang rescore: 1,000 of 1,000 posts (100%), 67 posts/s, 0:15 elapsed (done)",
+    ]
+
+
+def test_the_timer_falls_silent_once_every_post_is_done() -> None:
+    clock, out = FakeClock(), io.StringIO()
+    progress = PlainProgress(10, 0, 0.01, out, clock)
+    progress.update(9)
+    progress.start()
+    assert wait_for(out, "qinglang rescore: 9 of 10 posts (90%), 0 posts/s, 0:00 elapsed")
+    progress.update(1)
+    # some dozen ticks of the timer
+    time.sleep(0.2)
+    progress.close("done")
+    said = lines_of(out)
+    assert said[-1] == "qinglang rescore: 10 of 10 posts (100%), 0 posts/s, 0:00 elapsed (done)"
+    assert not any(line.startswith("qinglang rescore: 10 of 10 ") for line in said[:-1]), said
+
+
 def test_an_unknown_total_gives_the_posts_done_and_no_eta() -> None:
     clock, out = FakeClock(), io.StringIO()
     progress = PlainProgress(None, 0, 60, out, clock)

@@ -1,5 +1,6 @@
 """``--engine ray`` keeps Ray's news of itself and its core's line on actor arguments off the
-operator's stderr, and lets every other line through: a run's own errors, Ray's real warnings."""
+operator's stderr, and the retries its own stop causes off stdout, and lets every other line
+through: a run's own errors, Ray's real warnings and real retries."""
 
 from __future__ import annotations
 
@@ -72,6 +73,70 @@ def test_ray_noise_is_dropped_and_real_lines_pass_then_stderr_is_given_back() ->
     assert "\r 50%|#####     | 40/80\nafter the run\n" in err
     # stderr given back: the filter is gone with the pipe
     assert lines[-1].endswith(" -- news of Ray's after the run")
+
+
+KILLED = (
+    "Task MapWorker(MapBatches(_SegmentScorer)).submit failed. There are infinite retries "
+    "remaining, so the task will be retried. Error: The actor is dead because it was killed by "
+    "`ray.kill`."
+)
+"""What Ray's driver printed on stdout, once for each segment in flight, when a run stopped."""
+
+OOM = (
+    "Task MapWorker(MapBatches(_SegmentScorer)).submit failed due to oom. There are infinite "
+    "retries remaining, so the task will be retried. Error: Task was killed due to the node "
+    "running low on memory."
+)
+CRASH = (
+    "Task MapWorker(MapBatches(_SegmentScorer)).submit failed. There are infinite retries "
+    "remaining, so the task will be retried. Error: The actor died unexpectedly before "
+    "finishing this task."
+)
+
+RETRIES_OF_A_STOP = f"""
+import sys
+from ray._private import worker
+from service.batch.ray_noise import quiet
+
+def pushed(message):
+    # as Ray's thread for the errors pushed to the driver prints each
+    worker.print_to_stdstream({{"lines": [message], "pid": "raylet", "is_err": False}}, False)
+
+with quiet():
+    pushed({OOM!r})
+    pushed({CRASH!r})
+    print("the run's own line on stdout")
+    # three at once: the first as it comes, the others counted when Ray disconnects
+    for _ in range(3):
+        pushed({KILLED!r})
+    for leftover in worker.stdout_deduplicator.flush():
+        worker.print_worker_logs(leftover, sys.stdout)
+pushed({KILLED!r} + " after the run")
+"""
+
+
+@pytest.mark.parametrize("colour", ["1", "0"])
+def test_the_retries_of_tasks_a_stop_killed_are_dropped_from_stdout_and_real_retries_pass(
+    colour: str,
+) -> None:
+    env = {**os.environ, "RAY_COLOR_PREFIX": colour}
+    ran = subprocess.run(
+        [sys.executable, "-c", RETRIES_OF_A_STOP],
+        capture_output=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.decode().splitlines()
+    plain = [line.replace("\x1b[33m", "").replace("\x1b[0m", "") for line in lines]
+    assert plain == [
+        f"(raylet) {OOM}",
+        f"(raylet) {CRASH}",
+        "the run's own line on stdout",
+        # stdout given back: the filter is gone with the pipe
+        f"(raylet) {KILLED} after the run",
+    ]
 
 
 def test_a_ray_run_shows_its_own_lines_and_none_of_ray_s_news(tmp_path: Path) -> None:

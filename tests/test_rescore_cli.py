@@ -14,9 +14,9 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from importlib.metadata import version
 from pathlib import Path
 from typing import NoReturn
@@ -184,6 +184,9 @@ def test_bad_lines_are_reported_and_rejected_and_the_rest_scored(
     assert f"{source}:12: error: malformed_json: " in err
     assert f"{source}:6: warning: the text was longer" in err
     assert f"{source}:8: warning: empty text" in err
+    said = [int(line.split(":")[1]) for line in err.splitlines() if line.startswith(f"{source}:")]
+    # in line order, errors and warnings mixed, as the log is read
+    assert said == [2, 5, 6, 7, 8, 10, 12]
     summary = summary_rows(err)
     assert summary["posts read"] == "10 (and 2 blank lines)"
     assert summary["scored"] == f"6 -> {tmp_path / 'out.jsonl'}"
@@ -657,6 +660,48 @@ def test_an_interrupted_run_says_how_to_continue_and_exits_2(
     assert "run the same command again to continue after 4 posts" in err
     assert run_cli(*args) == 0
     assert "resumed" in capsys.readouterr().err
+
+
+@contextmanager
+def stderr_unread() -> Iterator[None]:
+    """stderr a pipe whose reader is gone, as after ``2>&1 | head -1`` or a ``| tee`` that the
+    same Ctrl-C stopped: every write to it fails (EPIPE). Set in the test itself: pytest sets
+    its own capture again between a fixture and the test."""
+    read, write = os.pipe()
+    os.close(read)
+    with (
+        open(write, "w", encoding="utf-8", buffering=1) as stream,
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        patch.setattr(sys, "stderr", stream)
+        yield
+
+
+def test_a_run_whose_stderr_reader_is_gone_goes_on_and_exits_as_it_ended(tmp_path: Path) -> None:
+    lines = shuffled_posts(12)
+    lines[5] = b'{"id": "cut", "text": \n'
+    (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
+    args: list[str | Path] = ["rescore", tmp_path / "in.jsonl", "-o", tmp_path / "out.jsonl"]
+    with stderr_unread():
+        assert run_cli(*args, "--chunk-size", "4", "--progress-every", "1") == 1
+    good = posts_of(lines[:5] + lines[6:])
+    assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in good]
+    assert [r["line"] for r in read_rejects(tmp_path / "out.rejects.jsonl")] == [6]
+
+
+def test_a_run_stopped_while_its_stderr_reader_is_gone_exits_2_and_continues_later(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(12)))
+    args: list[str | Path] = ["rescore", tmp_path / "in.jsonl", "-o", tmp_path / "out.jsonl"]
+    args += ["--chunk-size", "4", "--checkpoint-every", "4"]
+    with stderr_unread():
+        assert run_cli(*args, scorer=InterruptingScorer()) == 2
+    assert not (tmp_path / "out.jsonl").exists()
+    assert run_cli(*args) == 0
+    assert read_records(tmp_path / "out.jsonl") == [
+        expected_record(p) for p in posts_of(shuffled_posts(12))
+    ]
 
 
 @pytest.mark.parametrize(

@@ -430,3 +430,33 @@ def test_the_summary_masks_the_password_of_the_database_url(
     assert "s3cret-pw" not in err
     masked = postgres_url.replace("://postgres@", "://postgres:***@", 1)
     assert f"rescored the stored posts of {masked} (table stored_posts, until {T0 + 301})" in err
+
+
+def test_warnings_and_rejects_name_the_stored_post_by_its_id_not_the_export(
+    tmp_path: Path, repo: SqlRepository, database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = [
+        Post(id="fine", text="一条正常的帖子", created_at=T0 + 1),
+        # the stand-in scorer fails on it, as a model may on a post it was never given
+        Post(id="breaks", text="RAISE 这条让模型出错", created_at=T0 + 2),
+        Post(id="blank", text="   ", created_at=T0 + 3),
+    ]
+    repo.save_records([Pending(record(p.id), True, p.text, p) for p in bad])
+    out = tmp_path / "again.jsonl"
+    args = ["rescore", "--from-db", "--since", str(T0), "-o", str(out), "--workers", "1"]
+    assert main([*args, "--no-progress"], load_scorer=length_scorer) == 1
+    err = capsys.readouterr().err
+    assert ".from-db." not in err
+    source = f"{database}, table stored_posts"
+    said = err.splitlines()
+    assert f"stored post 'blank' ({source}): warning: empty text" in said
+    assert (
+        f"stored post 'breaks' ({source}): error: scorer_error: the scorer failed on this post: "
+        "ValueError('this post breaks the scorer')"
+    ) in said
+    (reject,) = [json.loads(line) for line in (tmp_path / "again.rejects.jsonl").open()]
+    assert (reject["file"], reject["line"], reject["id"]) == (
+        f"the stored posts of {database} (table stored_posts, since {T0})",
+        None,
+        "breaks",
+    )

@@ -3,9 +3,9 @@
 A re-score can run for hours under a scheduler or systemd, or with stderr sent to a log file.
 A bar there writes nothing (tqdm turns itself off off a terminal) or, forced on, carriage
 returns that fill the log with redraws; so off a terminal the run prints one plain line every
-``every_s`` seconds (posts done, of how many, rate, elapsed, ETA) and one when it ends. The
-lines come from a timer thread, not from the writes of results: a segment can take minutes to
-score, and the log would be silent meanwhile.
+``every_s`` seconds (posts done, of how many, rate, elapsed, ETA) and one when it ends, which
+alone says that every post is done. The lines come from a timer thread, not from the writes of
+results: a segment can take minutes to score, and the log would be silent meanwhile.
 """
 
 from __future__ import annotations
@@ -86,16 +86,24 @@ class PlainProgress:
         rate = (done - self._first) / elapsed if elapsed > 0 else 0.0
         parts = [f"{done:,} posts"]
         if self._total is not None:
-            share = done / self._total if self._total else 1.0
-            parts = [f"{done:,} of {self._total:,} posts ({share:.0%})"]
+            # rounded down: 999 of 1,000 is not 100% yet
+            percent = done * 100 // self._total if self._total else 100
+            parts = [f"{done:,} of {self._total:,} posts ({percent}%)"]
         parts += [f"{rate:,.0f} posts/s", f"{_duration(elapsed)} elapsed"]
         if self._total is not None and rate > 0 and done < self._total:
             parts.append(f"ETA {_duration((self._total - done) / rate)}")
         return PREFIX + ", ".join(parts)
 
+    def tick(self) -> None:
+        """The timer's line, unless every post is done: the last line says so, when the run has
+        joined its output (a line of 100% just before it said it twice, and a long join's lines
+        said it again each time)."""
+        if self._total is None or self._done < self._total:
+            self._say(self.line())
+
     def _tick(self) -> None:
         while not self._stop.wait(self._every_s):
-            self._say(self.line())
+            self.tick()
 
     def _say(self, line: str) -> None:
         with _LOCK:

@@ -12,7 +12,7 @@ results, and the driver checks each boundary (matching a segment again without t
 it fails), writes and checkpoints them as the local engine's are. An actor that dies mid-segment
 is restarted and its segment retried by Ray; the driver takes each segment's result once, in
 order, so a retried segment cannot be written twice. Ray's lines of no use to the operator are
-kept off stderr meanwhile (:mod:`service.batch.ray_noise`).
+kept off stderr and stdout meanwhile (:mod:`service.batch.ray_noise`).
 """
 
 from __future__ import annotations

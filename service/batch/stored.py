@@ -43,8 +43,14 @@ def described(settings: Settings, since: str | None, until: str | None) -> str:
     """What a run of the period ``since``..``until`` (as given) reads, in words, for its summary:
     the export it scores is a hidden file that is gone once the run is recorded."""
     given = [f"{name} {when}" for name, when in (("since", since), ("until", until)) if when]
-    where = ", ".join([f"table {StoredPost.__tablename__}", *given])
-    return f"the stored posts of {shown_url(settings.database)} ({where})"
+    table = ", ".join([f"table {StoredPost.__tablename__}", *given])
+    return f"the stored posts of {shown_url(settings.database)} ({table})"
+
+
+def where(settings: Settings) -> str:
+    """Where the stored posts are, for the lines that name one of them by its id (the export's
+    lines are of a hidden file): the database, its password masked, and the table."""
+    return f"{shown_url(settings.database)}, table {StoredPost.__tablename__}"
 
 
 def export_path(output: Path, since: float | None, until: float | None) -> Path:

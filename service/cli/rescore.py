@@ -5,18 +5,20 @@ comparison with an earlier output (``--compare``, ``--enqueue``), all under one 
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import signal
 import sys
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from service.cli.signals import on_sigterm
 
 if TYPE_CHECKING:
     from service.batch.work import Scorer, ScorerFactory
-    from service.rescore import Summary
+    from service.rescore import Stored, Summary
     from service.settings import Settings
     from service.storage.repository import StoredRumor
 
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 def run(args: argparse.Namespace, load: ScorerFactory) -> int:
     # a stop by kill or a scheduler is Ctrl-C's: one line and status 2 (how to continue, where
     # a checkpoint holds the run), where SIGTERM's default ended it with 143 and no word
-    with on_sigterm(signal.default_int_handler):
+    with on_sigterm(signal.default_int_handler), _outliving_stderr():
         try:
             return _rescore(args, load)
         except KeyboardInterrupt:
@@ -32,6 +34,66 @@ def run(args: argparse.Namespace, load: ScorerFactory) -> int:
             # run's record
             print("qinglang rescore: error: interrupted", file=sys.stderr)
             return 2
+
+
+class _Outliving(io.TextIOBase):
+    """stderr whose reader may go before the run ends: ``2>&1 | head``, a ``| tee`` that the
+    same Ctrl-C stopped, a closed terminal. The first write that fails points the stream's file
+    descriptor at /dev/null (for every writer after it: the timer's progress lines, Ray's,
+    Python's own at exit), and the run goes on without a log, its exit status still saying how
+    it ended. Before, the failed write of a progress line or a warning stopped the run, and of
+    the error of a stopped run replaced it: status 1 either way, which says that every post was
+    written and some lines rejected."""
+
+    encoding = "utf-8"
+    """The stream's, for a bar drawn on a terminal (tqdm draws it in ASCII for another)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.encoding = stream.encoding
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError:
+            self._lost()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError:
+            self._lost()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def _lost(self) -> None:
+        # a stream without a descriptor of its own (a test's capture) keeps failing: each
+        # write is dropped above
+        with suppress(OSError, ValueError):
+            nowhere = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(nowhere, self._stream.fileno())
+            finally:
+                os.close(nowhere)
+        # what the failed write left in the stream's buffer goes there too
+        with suppress(OSError, ValueError):
+            self._stream.flush()
+
+
+@contextmanager
+def _outliving_stderr() -> Iterator[None]:
+    """``sys.stderr`` an :class:`_Outliving` of itself while the command runs."""
+    stderr = sys.stderr
+    sys.stderr = _Outliving(stderr)
+    try:
+        yield
+    finally:
+        sys.stderr = stderr
 
 
 def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
@@ -214,15 +276,16 @@ def _run_rescore(
         segment_posts=args.segment_posts,
         bank=_bank(settings) if args.bank else (),
         skip_bad=args.skip_bad,
-        input_name=_stored_posts(args, settings) if args.from_db else "",
+        stored=_stored_posts(args, settings) if args.from_db else None,
         held=True,
     )
 
 
-def _stored_posts(args: argparse.Namespace, settings: Settings) -> str:
-    from service.batch.stored import described
+def _stored_posts(args: argparse.Namespace, settings: Settings) -> Stored:
+    from service.batch.stored import described, where
+    from service.rescore import Stored
 
-    return described(settings, args.since, args.until)
+    return Stored(described(settings, args.since, args.until), where(settings))
 
 
 def _bank(settings: Settings) -> list[StoredRumor]:
