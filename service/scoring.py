@@ -286,6 +286,9 @@ class ScoringService:
         self.usage = RecentUse()
         """The accounts that posted, for their dormancy clock (art10), until the maintenance
         thread writes them (:meth:`record_use`)."""
+        self._dormancies_read: int | None = None
+        """The audit chain's record up to which the warnings and dormancies given are known to
+        :attr:`usage` (None: none read yet)."""
         self._waiting_evidence = 0
         self.max_waiting_evidence = max_queue
         """Records waiting for their spans beyond this many stay ``evidence_pending``: under a
@@ -647,16 +650,25 @@ class ScoringService:
 
     async def record_use(self) -> int:
         """Write the use the publish path saw since the last call (:attr:`usage`) to the
-        accounts' dormancy clocks; how many dormancies it ended. Use not written (storage down,
-        or failing) waits for the next call."""
+        accounts' dormancy clocks, with the day's use of the accounts warned or found dormant
+        since by any process (:meth:`~service.usage.RecentUse.watch`), whose posts the day's
+        grain left unwritten; how many dormancies it ended. Use not written (storage down, or
+        failing) waits for the next call."""
+        if self.health.problem is not None:
+            return 0
+        loop = asyncio.get_running_loop()
+        try:
+            clocks, self._dormancies_read = await loop.run_in_executor(
+                self._upkeep, self.repository.dormancies_after, self._dormancies_read
+            )
+            self.usage.watch(clocks)
+        except StorageError as exc:
+            log.warning("dormancies not read", extra={"problem": str(exc)})
         used = self.usage.take()
         if not used:
             return 0
-        if self.health.problem is not None:
-            self.usage.give_back(used)
-            return 0
         try:
-            return await asyncio.get_running_loop().run_in_executor(
+            return await loop.run_in_executor(
                 self._upkeep, self.repository.record_use, self.policy, used
             )
         except StorageError as exc:
@@ -665,9 +677,16 @@ class ScoringService:
             return 0
 
     async def settle_dormancy(self) -> int:
-        """Find the accounts unused for the policy's ``dormancy.after_days`` and apply its
+        """Warn of the dormancy of the accounts unused for the policy's ``dormancy.after_days``
+        less its ``warn_days``, then find those whose dormancy has taken effect and apply its
         ``[dormancy]`` (the repository's
+        :meth:`~service.storage.repository.Repository.warn_dormancy` and
         :meth:`~service.storage.repository.Repository.settle_dormancy`); how many were found."""
+        warned = await self._upkeep_sweep(
+            self.repository.warn_dormancy, self.policy, failed="dormancy warnings not given"
+        )
+        if warned:
+            log.info("accounts warned of dormancy", extra={"accounts": warned})
         found = await self._upkeep_sweep(
             self.repository.settle_dormancy, self.policy, failed="dormancy not settled"
         )

@@ -487,9 +487,9 @@ def every_kind(api: Api) -> dict[str, Item]:
             )
     review.put_account(policy, "a5", name="新华社北京分社")
     review.add_protected_name(policy, name="新华社", kind="organisation", subject_ids=[], by="k")
-    # a dormant account under a policy that sends it to review after a day, with a notice (the
-    # server's own sweep, on its 183 days, leaves it alone)
-    rules = policy.dormancy.model_copy(update={"after_days": 1, "action": "review"})
+    # a dormant account under a policy that sends it to review after a day, with a notice and
+    # no warning ahead (the server's own sweep, on its 183 days, leaves it alone)
+    rules = policy.dormancy.model_copy(update={"after_days": 1, "action": "review", "warn_days": 0})
     reviewing = Policy.model_validate({**policy.model_dump(), "dormancy": rules.model_dump()})
     review.put_account(policy, "sleeper", name="沉睡号", now=datetime.now(UTC) - timedelta(days=2))
     assert repository.settle_dormancy(reviewing) == 1
@@ -658,7 +658,7 @@ def test_a_dormant_items_page_shows_the_use_that_last_set_the_clock_and_since_wh
     a return, the use that ended it, and that it is dormant no more."""
     policy, review = api.services.scoring.policy, api.services.review
     repository = api.services.scoring.repository
-    rules = policy.dormancy.model_copy(update={"after_days": 1, "action": "review"})
+    rules = policy.dormancy.model_copy(update={"after_days": 1, "action": "review", "warn_days": 0})
     reviewing = Policy.model_validate({**policy.model_dump(), "dormancy": rules.model_dump()})
     zone = api.services.settings.console_zone
     login = (datetime.now(UTC) - timedelta(days=3)).replace(microsecond=0)
@@ -713,8 +713,12 @@ def test_article_codes_read_as_the_provisions_number_them() -> None:
     assert all(articles.chinese_number(articles.chinese_numeral(n)) == n for n in range(1, 100))
 
 
-def test_every_kind_head_credit_reason_role_and_decision_has_words_in_each_language() -> None:
+def test_every_kind_head_credit_reason_role_and_decision_has_words_in_each_language(
+    policy: Policy,
+) -> None:
     for key in [
+        # the dispositions a dormancy brings, which no ladder of a violation's names
+        *(f"disposition.{k}" for k in dormancy.kinds(policy.dispositions)),
         *(f"kind.{k}" for k in KINDS),
         *(f"head.{h}" for h in CATEGORIES),
         *(f"credit.{r}" for r in ("violation", "reversal", "restore")),

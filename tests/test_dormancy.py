@@ -1,17 +1,22 @@
 """Dormant accounts (art10, its second paragraph): the policy's rules, the clock the publish
-path and reported logins move, the sweep that finds a dormancy once across processes and what it
-applies under each action, the return that lifts it, the migration, and the API and a server
-process end to end."""
+path and reported logins move (the first post of an account known by its posts alone making its
+row), the warning given ahead of a dormancy, the sweep that finds a dormancy once across
+processes and what it applies under each action, the return that lifts both, the day's posts of
+an account found dormant, the migrations, and the API and a server process end to end."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from alembic import command
-from servicekit import Api, migrate, wait_for
+from servicekit import Api, migrate, open_api, wait_for, write_policy
 from sqlalchemy import event, inspect, text
 
+from service.pipeline import Pipeline
 from service.policy import Policy
 from service.policy.governance import DispositionStep, DormancyRules
 from service.review import chain, dormancy, views
@@ -22,6 +27,8 @@ from service.usage import RecentUse
 
 T0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
 SECOND = timedelta(seconds=1)
 PLAIN = "今天天气很好,我们去公园散步了"
 
@@ -36,12 +43,51 @@ def with_dormancy(policy: Policy, **rules: object) -> Policy:
     return Policy.model_validate({**policy.model_dump(), "dormancy": changed.model_dump()})
 
 
+def unwarned(policy: Policy) -> Policy:
+    """``policy`` without the warning before a dormancy, which takes effect ``after_days``
+    after the clock."""
+    return with_dormancy(policy, warn_days=0)
+
+
 def dormant_after(policy: Policy) -> timedelta:
     return timedelta(days=policy.dormancy.after_days)
 
 
+def warned_after(policy: Policy) -> timedelta:
+    return timedelta(days=policy.dormancy.after_days - policy.dormancy.warn_days)
+
+
 def kinds(account: views.Account) -> set[str]:
     return {d.kind for d in account.dispositions}
+
+
+def policy_file(tmp_path: Path, **rules: float) -> Path:
+    """The test policy (every post reviewed) with its ``[dormancy]`` changed as ``rules`` say."""
+    path = write_policy(tmp_path / "policy.toml")
+    written = path.read_text()
+    for key, value in rules.items():
+        written, found = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value!r}", written)
+        assert found == 1, key
+    path.write_text(written)
+    return path
+
+
+@pytest.fixture
+def unwarned_api(tmp_path: Path, pipeline: Pipeline) -> Iterator[Api]:
+    """The app of the ``api`` fixture under a policy that gives no warning before a dormancy."""
+    url = f"sqlite:///{tmp_path / 'api.db'}"
+    rules = policy_file(tmp_path, warn_days=0)
+    with open_api(tmp_path, url, pipeline.classifier, policy=rules) as running:
+        yield running
+
+
+def feed_changes(api: Api) -> list[tuple[str, str, str, str | None]]:
+    """The dispositions feed as (account, kind, change, cause)."""
+    feed = api.client.get("/v1/dispositions?limit=1000", headers=api.headers()).json()
+    return [
+        (c["disposition"]["account_id"], c["disposition"]["kind"], c["change"], c["cause"])
+        for c in feed["changes"]
+    ]
 
 
 # --- the rules ------------------------------------------------------------------------------
@@ -51,11 +97,13 @@ def test_the_shipped_policy_suspends_after_over_six_months_until_the_next_use(
     policy: Policy,
 ) -> None:
     rules = policy.dormancy
-    # over six months whichever six months they are (the longest six are 184 days)
-    assert (rules.after_days, rules.action, rules.notify, rules.basis) == (
+    # over six months whichever six months they are (the longest six are 184 days), a month's
+    # warning before
+    assert (rules.after_days, rules.action, rules.notify, rules.warn_days, rules.basis) == (
         183,
         "suspend",
         True,
+        30,
         "art10",
     )
     (step,) = dormancy.measures(policy.dispositions)
@@ -66,8 +114,20 @@ def test_the_shipped_policy_suspends_after_over_six_months_until_the_next_use(
         None,
         False,
     )
-    assert dormancy.kinds(policy.dispositions) == ["suspend_dormant", dormancy.NOTICE]
+    assert dormancy.kinds(policy.dispositions) == [
+        "suspend_dormant",
+        dormancy.NOTICE,
+        dormancy.WARNING,
+    ]
     assert dormancy.dormant_before(rules, T0) == T0 - timedelta(days=183)
+    assert dormancy.warned_before(rules, T0) == T0 - timedelta(days=153)
+    assert dormancy.warned_before(unwarned(policy).dormancy, T0) is None
+    # a dormancy takes effect after_days after the clock, and a month after its warning at the
+    # earliest; not before a warning the policy gives
+    assert dormancy.takes_effect(rules, T0, None) is None
+    assert dormancy.takes_effect(rules, T0, T0 + 153 * DAY) == T0 + 183 * DAY
+    assert dormancy.takes_effect(rules, T0, T0 + 200 * DAY) == T0 + 230 * DAY
+    assert dormancy.takes_effect(unwarned(policy).dormancy, T0, None) == T0 + 183 * DAY
     # a violation never calls for it, whatever the account's standing
     assert "suspend_dormant" not in {s.kind for s in policy.dispositions if s.levels}
     assert dormancy.returned(None, T0) and dormancy.returned(T0, T0 + SECOND)
@@ -103,7 +163,12 @@ def test_a_policy_whose_dormancy_has_no_measure_or_shares_one_is_refused(policy:
                 }
             )
     with pytest.raises(ValueError):
-        DormancyRules(after_days=0, action="suspend", notify=True, basis="art10")
+        DormancyRules(after_days=0, action="suspend", notify=True, warn_days=0, basis="art10")
+    # a warning due at the last use or before it
+    with pytest.raises(ValueError, match="warn_days 1 is not less than after_days 1"):
+        DormancyRules(after_days=1, action="suspend", notify=True, warn_days=1, basis="art10")
+    with pytest.raises(ValueError):
+        DormancyRules(after_days=1, action="suspend", notify=True, warn_days=-1, basis="art10")
 
 
 def test_the_publish_path_remembers_an_account_once_a_day_within_its_bound() -> None:
@@ -131,12 +196,12 @@ def test_the_publish_path_remembers_an_account_once_a_day_within_its_bound() -> 
 def test_an_account_unused_past_the_policys_days_is_suspended_once_and_its_return_lifts_it(
     database_url: str, repo: SqlRepository, policy: Policy
 ) -> None:
+    policy = unwarned(policy)
     for name in ("quiet", "posting", "late"):
         repo.put_account(policy, name, name=f"{name}号", now=T0)
     limit = dormant_after(policy)
-    # a post scored on day 100 moves its account's clock; one of an account without a profile
-    # (nothing registered it here) is left alone
-    assert repo.record_use(policy, {"posting": T0 + 100 * DAY, "stranger": T0}) == 0
+    # a post scored on day 100 moves its account's clock
+    assert repo.record_use(policy, {"posting": T0 + 100 * DAY}) == 0
     assert repo.get_account(policy, "posting").active_at == T0 + 100 * DAY
     # a login reported from before the clock moves nothing
     repo.put_account(policy, "late", login_at=T0 - DAY, by="k-pub", now=T0 + DAY)
@@ -172,6 +237,7 @@ def test_an_account_unused_past_the_policys_days_is_suspended_once_and_its_retur
         "active_by": "registration",
         "last_login_at": None,
         "after_days": policy.dormancy.after_days,
+        "warned_at": None,
         "action": "suspend",
         "item": None,
     }
@@ -216,6 +282,7 @@ def test_an_account_unused_past_the_policys_days_is_suspended_once_and_its_retur
 def test_two_processes_find_a_dormancy_once(database_url: str, policy: Policy) -> None:
     """Every server process sweeps: one that read a dormant account, and finds it marked by
     another by the time it holds the account, leaves it."""
+    policy = unwarned(policy)
     upgrade(database_url)
     first, other = (open_repository(database_url, 5.0, policy.review) for _ in range(2))
     try:
@@ -243,7 +310,7 @@ def test_two_processes_find_a_dormancy_once(database_url: str, policy: Policy) -
 def test_under_review_a_reviewer_applies_the_measure_and_the_return_dismisses_the_item(
     repo: SqlRepository, policy: Policy
 ) -> None:
-    reviewing = with_dormancy(policy, action="review", notify=False)
+    reviewing = with_dormancy(policy, action="review", notify=False, warn_days=0)
     for name in ("kept", "confirmed", "back"):
         repo.put_account(reviewing, name, followers=50, now=T0)
     found_at = T0 + dormant_after(reviewing)
@@ -309,6 +376,7 @@ def test_a_sweep_finds_a_bounded_number_longest_unused_first(
     repo: SqlRepository, policy: Policy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(dormancy_sql, "SWEEP_ACCOUNTS", 1)
+    policy = unwarned(policy)
     repo.put_account(policy, "newer", now=T0 + DAY)
     repo.put_account(policy, "older", now=T0)
     found_at = T0 + DAY + dormant_after(policy)
@@ -326,9 +394,11 @@ def test_none_keeps_the_clock_alone_and_a_notice_goes_without_a_measure(
     repo.put_account(policy, "quiet", now=T0)
     found_at = T0 + dormant_after(policy)
     silent = with_dormancy(policy, action="none", notify=False)
+    # nothing follows: nothing to warn of either
+    assert repo.warn_dormancy(silent, now=found_at) == 0
     assert repo.settle_dormancy(silent, now=found_at) == 0
     assert repo.get_account(silent, "quiet", now=found_at).dormant_at is None
-    noticed = with_dormancy(policy, action="none", notify=True)
+    noticed = with_dormancy(policy, action="none", notify=True, warn_days=0)
     assert repo.settle_dormancy(noticed, now=found_at) == 1
     assert kinds(repo.get_account(noticed, "quiet", now=found_at)) == {dormancy.NOTICE}
     assert repo.list_items(noticed, kind="dormant").items == []
@@ -372,6 +442,50 @@ def test_0029_tells_a_clock_set_by_a_login_and_goes_down_and_up_again(database_u
         engine.dispose()
 
 
+def test_0031_gives_no_row_a_warning_and_goes_down_and_up_again(
+    database_url: str, policy: Policy
+) -> None:
+    """Rows from before were warned of nothing: the warning sweep finds them by their clock.
+    The downgrade drops the column and its sweep's index, and a second try from 0031 (SQLite
+    keeps the drops of a downgrade refused further down) drops nothing."""
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as connection:
+            migrate(connection, "0030_placeholder_subjects")
+            connection.execute(
+                text(
+                    "INSERT INTO accounts (account_id, credit, level, followers, clean_since, "
+                    "policy_version, active_at, active_by) VALUES ('before', 100, 'A', 0, "
+                    "'2026-01-01', 'p', '2026-01-01 08:00:00', 'registration')"
+                )
+            )
+        upgrade(database_url)
+        with engine.begin() as connection:
+            found = inspect(connection)
+            assert "ix_accounts_unwarned_active" in {
+                i["name"] for i in found.get_indexes("accounts")
+            }
+            for _ in range(2):
+                migrate(connection, "0030_placeholder_subjects", down=True)
+                found = inspect(connection)
+                assert "warned_at" not in {c["name"] for c in found.get_columns("accounts")}
+                indexes = {i["name"] for i in found.get_indexes("accounts")}
+                assert "ix_accounts_unwarned_active" not in indexes
+                config = alembic_config()
+                config.attributes["connection"] = connection
+                command.stamp(config, "0031_dormancy_warnings")
+            migrate(connection, "0030_placeholder_subjects", down=True)
+    finally:
+        engine.dispose()
+    upgrade(database_url)
+    repo = open_repository(database_url, 5.0, policy.review)
+    try:
+        assert repo.get_account(policy, "before").warned_at is None
+        assert repo.warn_dormancy(policy, now=T0 + warned_after(policy)) == 1
+    finally:
+        repo.close()
+
+
 def test_the_migration_starts_every_clock_at_its_moment_and_goes_down_and_up_again(
     database_url: str, policy: Policy
 ) -> None:
@@ -409,9 +523,214 @@ def test_the_migration_starts_every_clock_at_its_moment_and_goes_down_and_up_aga
         # migration, and it is not found dormant on a guess
         before = repo.get_account(policy, "before")
         assert before.active_at is not None and before.active_at >= started
-        assert repo.settle_dormancy(policy, now=started + dormant_after(policy) - DAY) == 0
+        quiet = unwarned(policy)
+        assert repo.settle_dormancy(quiet, now=started + dormant_after(quiet) - DAY) == 0
     finally:
         repo.close()
+
+
+def test_an_account_known_by_its_posts_alone_gets_its_clock_from_its_first_post_written(
+    database_url: str, repo: SqlRepository, policy: Policy
+) -> None:
+    """The publish path scored its posts, the platform never gave its profile and it was never
+    charged: its first post written makes its row, once whatever the processes, at the initial
+    credit and with no profile, and it is found dormant as any account is."""
+    policy = unwarned(policy)
+    repo.put_account(policy, "known", name="有名号", followers=10, now=T0 - DAY)
+    assert repo.record_use(policy, {"stranger": T0, "known": T0}, now=T0 + MINUTE) == 0
+    stranger = repo.get_account(policy, "stranger", now=T0)
+    assert (stranger.active_at, stranger.active_by, stranger.dormant_at) == (T0, "post", None)
+    assert (stranger.name, stranger.followers, stranger.credit, stranger.history) == (
+        None,
+        0,
+        policy.credit.initial,
+        [],
+    )
+    assert repo.get_account(policy, "known", now=T0).active_by == "post"
+
+    def seen() -> list[tuple[str, dict[str, object]]]:
+        return [(e.subject, e.payload) for e in repo.audit_entries() if e.kind == "account.seen"]
+
+    assert seen() == [("account:stranger", {"active_at": T0.isoformat(), "active_by": "post"})]
+    # another process's write of a later post moves the clock of the row made, and makes none
+    other = open_repository(database_url, 5.0, policy.review)
+    try:
+        assert other.record_use(policy, {"stranger": T0 + DAY}, now=T0 + DAY) == 0
+    finally:
+        other.close()
+    assert repo.get_account(policy, "stranger").active_at == T0 + DAY
+    assert len(seen()) == 1
+    # no profile was made up: the first one given is the first, with no follower jump from 0
+    repo.put_account(policy, "stranger", followers=100_000, now=T0 + DAY)
+    assert repo.list_items(policy, kind="follower_jump").items == []
+
+    found_at = T0 + DAY + dormant_after(policy)
+    assert repo.settle_dormancy(policy, now=found_at - SECOND) == 1  # "known"
+    assert repo.settle_dormancy(policy, now=found_at) == 1
+    found = repo.get_account(policy, "stranger", now=found_at)
+    assert found.dormant_at == found_at
+    assert kinds(found) == {"suspend_dormant", dormancy.NOTICE}
+    assert verify(repo) == []
+
+
+def test_the_platform_is_warned_ahead_once_and_a_return_ends_the_warning(
+    database_url: str, repo: SqlRepository, policy: Policy
+) -> None:
+    for name in ("quiet", "posting", "login"):
+        repo.put_account(policy, name, name=f"{name}号", now=T0)
+    warn_at, limit = T0 + warned_after(policy), dormant_after(policy)
+    assert repo.warn_dormancy(policy, now=warn_at - SECOND) == 0
+    assert repo.warn_dormancy(policy, now=warn_at) == 3
+    quiet = repo.get_account(policy, "quiet", now=warn_at)
+    assert (quiet.warned_at, quiet.dormant_at) == (warn_at, None)
+    (warning,) = quiet.dispositions
+    # until the dormancy takes effect: the platform tells the holder when
+    assert (
+        warning.kind,
+        warning.basis,
+        warning.item_id,
+        warning.decided_by,
+        warning.ends_at,
+    ) == (dormancy.WARNING, "art10", None, dormancy.SERVICE, T0 + limit)
+    (record,) = [
+        e.payload
+        for e in repo.audit_entries()
+        if e.kind == "account.warned" and e.subject == "account:quiet"
+    ]
+    assert record == {
+        "active_at": T0.isoformat(),
+        "active_by": "registration",
+        "last_login_at": None,
+        "after_days": 183,
+        "warn_days": 30,
+        "takes_effect": (T0 + limit).isoformat(),
+    }
+    # once: a later sweep, and one of a process started since, warn nobody again
+    assert repo.warn_dormancy(policy, now=warn_at + DAY) == 0
+    restarted = open_repository(database_url, 5.0, policy.review)
+    try:
+        assert restarted.warn_dormancy(policy, now=warn_at + 2 * DAY) == 0
+    finally:
+        restarted.close()
+
+    # a post, or a login, before the dormancy ends the warning: lifted, no dormancy to end
+    back = warn_at + 3 * DAY
+    assert repo.record_use(policy, {"posting": back}, now=back + MINUTE) == 0
+    repo.put_account(policy, "login", login_at=back, by="k-pub", now=back + MINUTE)
+    for name in ("posting", "login"):
+        account = repo.get_account(policy, name, now=back)
+        assert (kinds(account), account.warned_at, account.active_at) == (set(), None, back)
+    lifts = [
+        (c.disposition.account_id, c.disposition.kind, c.cause, c.disposition.lifted_by)
+        for c in repo.disposition_changes().changes
+        if c.change == "lifted"
+    ]
+    assert sorted(lifts) == [
+        ("login", dormancy.WARNING, "returned", "k-pub"),
+        ("posting", dormancy.WARNING, "returned", dormancy.SERVICE),
+    ]
+    assert [e for e in repo.audit_entries() if e.kind == "account.returned"] == []
+
+    # the warned account is found dormant when its dormancy takes effect, its warning ended
+    assert repo.settle_dormancy(policy, now=T0 + limit - SECOND) == 0
+    assert repo.settle_dormancy(policy, now=T0 + limit) == 1
+    quiet = repo.get_account(policy, "quiet", now=T0 + limit)
+    assert quiet.dormant_at == T0 + limit
+    assert kinds(quiet) == {"suspend_dormant", dormancy.NOTICE}
+    (found,) = [e.payload for e in repo.audit_entries() if e.kind == "account.dormant"]
+    assert found["warned_at"] == warn_at.isoformat()
+    # the others' clocks started again: each is warned again once as old again
+    assert repo.warn_dormancy(policy, now=back + warned_after(policy) - SECOND) == 0
+    assert repo.warn_dormancy(policy, now=back + warned_after(policy)) == 2
+    # the dormant one's return lifts what its dormancy brought
+    assert repo.record_use(policy, {"quiet": T0 + limit + DAY}) == 1
+    assert kinds(repo.get_account(policy, "quiet", now=T0 + limit + DAY)) == set()
+    assert verify(repo) == []
+
+
+def test_a_dormancy_waits_for_its_warning_however_late_it_came(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """A policy that starts giving warnings, or a sweep behind, leaves an account unused for
+    ``after_days`` unwarned: it is found dormant ``warn_days`` after its warning, not before."""
+    repo.put_account(policy, "quiet", now=T0)
+    overdue = T0 + dormant_after(policy) + DAY
+    assert repo.settle_dormancy(policy, now=overdue) == 0
+    assert repo.warn_dormancy(policy, now=overdue) == 1
+    (warning,) = repo.get_account(policy, "quiet", now=overdue).dispositions
+    effect = overdue + timedelta(days=policy.dormancy.warn_days)
+    assert (warning.kind, warning.ends_at) == (dormancy.WARNING, effect)
+    assert repo.settle_dormancy(policy, now=effect - SECOND) == 0
+    assert repo.settle_dormancy(policy, now=effect) == 1
+    # a policy that gives no warning counts the clock alone, and warns of nothing
+    repo.put_account(policy, "other", now=T0)
+    quiet = unwarned(policy)
+    assert repo.warn_dormancy(quiet, now=overdue) == 0
+    assert repo.settle_dormancy(quiet, now=overdue) == 1
+    assert repo.get_account(quiet, "other", now=overdue).warned_at is None
+
+
+def test_an_account_warned_or_found_dormant_has_the_days_later_post_written() -> None:
+    used = RecentUse(size=3)
+    used.seen(["a", "b"], T0)
+    assert used.take() == {"a": T0, "b": T0}
+    used.seen(["a", "b"], T0 + HOUR)
+    used.seen(["a"], T0 + 2 * HOUR)
+    assert used.take() == {}
+    # found dormant on the clocks those first posts set (b's since moved by a login): a's later
+    # post that day is written, which ends it; "c" was never seen here
+    used.watch({"a": T0, "b": T0 + 3 * HOUR, "c": T0})
+    assert used.take() == {"a": T0 + 2 * HOUR}
+    # and their next post is written at once, whatever the day
+    used.seen(["b"], T0 + 4 * HOUR)
+    assert used.take() == {"b": T0 + 4 * HOUR}
+
+
+def test_a_post_after_the_clock_ends_a_dormancy_another_process_found_the_same_day(
+    database_url: str, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a dormancy of an hour, the process that wrote an account's first post of the day
+    holds its later posts: another process finds it dormant on that first post's clock, and
+    the first learns it from the chain and writes the day's latest post, which ends it."""
+    brief = with_dormancy(policy, after_days=1 / 24, warn_days=0)
+    upgrade(database_url)
+    first, other = (open_repository(database_url, 5.0, brief.review) for _ in range(2))
+    try:
+        clocks, read = first.dormancies_after(None)
+        assert clocks == {}
+        used = RecentUse()
+        used.seen(["a", "b"], T0)
+        assert first.record_use(brief, used.take()) == 0
+        used.seen(["a"], T0 + 20 * MINUTE)
+        assert other.settle_dormancy(brief, now=T0 + HOUR) == 2
+        used.seen(["a"], T0 + HOUR + MINUTE)
+        assert used.take() == {}
+        clocks, read = first.dormancies_after(read)
+        assert clocks == {"a": T0, "b": T0}
+        used.watch(clocks)
+        assert used.take() == {"a": T0 + HOUR + MINUTE}
+        assert first.record_use(brief, {"a": T0 + HOUR + MINUTE}) == 1
+        account = first.get_account(brief, "a", now=T0 + HOUR + MINUTE)
+        assert (account.dormant_at, kinds(account)) == (None, set())
+        returned = [e.payload for e in first.audit_entries() if e.kind == "account.returned"]
+        assert returned == [
+            {
+                "dormant_at": (T0 + HOUR).isoformat(),
+                "at": (T0 + HOUR + MINUTE).isoformat(),
+                "via": "post",
+            }
+        ]
+        # read once; a page at a time; none past the chain's end (a database restored from an
+        # older backup), whose last record is read after next time
+        head = first.audit_head()[0]
+        assert first.dormancies_after(read) == ({}, head)
+        monkeypatch.setattr(dormancy_sql, "READ_CHANGES", 1)
+        page, after = first.dormancies_after(0)
+        assert (page, first.dormancies_after(after)[0]) == ({"a": T0}, {"b": T0})
+        assert first.dormancies_after(head + 100) == ({}, head)
+    finally:
+        first.close()
+        other.close()
 
 
 # --- the API --------------------------------------------------------------------------------
@@ -455,7 +774,10 @@ def test_a_login_is_reported_with_the_profile_and_one_ahead_of_the_clock_is_refu
     assert refused.status_code == 403
 
 
-def test_a_server_process_finds_an_account_dormant_and_its_post_lifts_it(api: Api) -> None:
+def test_a_server_process_finds_an_account_dormant_and_its_post_lifts_it(
+    unwarned_api: Api,
+) -> None:
+    api = unwarned_api
     review, policy = api.services.review, api.services.scoring.policy
     long_ago = datetime.now(UTC) - dormant_after(policy) - DAY
     review.put_account(policy, "quiet", name="沉睡号", now=long_ago)
@@ -492,3 +814,76 @@ def test_a_server_process_finds_an_account_dormant_and_its_post_lifts_it(api: Ap
         ("suspend_dormant", "returned"),
         (dormancy.NOTICE, "returned"),
     }
+
+    # an account the platform never gave a profile of, and never charged: its post is use too
+    assert api.score({"id": "p3", "text": PLAIN, "account_id": "stranger"}).status_code == 200
+
+    def stranger() -> dict[str, object]:
+        shown: dict[str, object] = api.client.get(
+            "/v1/accounts/stranger", headers=api.headers()
+        ).json()
+        return shown
+
+    wait_for(lambda: stranger()["active_by"] == "post")
+    shown = stranger()
+    assert (shown["name"], shown["followers"], shown["dormant_at"]) == (None, 0, None)
+    assert isinstance(shown["active_at"], str)
+    assert datetime.fromisoformat(shown["active_at"]) > long_ago + DAY
+
+
+def test_a_server_process_warns_ahead_of_a_dormancy_and_a_post_ends_the_warning(
+    api: Api,
+) -> None:
+    review, policy = api.services.review, api.services.scoring.policy
+    now = datetime.now(UTC)
+    registered = now - warned_after(policy) - HOUR
+    review.put_account(policy, "soon", name="将休眠号", now=registered)
+    review.put_account(policy, "later", name="刚注册号", now=now - HOUR)
+    # the process's maintenance warns, every storage_retry_s
+    wait_for(lambda: review.get_account(policy, "soon").warned_at is not None)
+    feed = api.client.get("/v1/dispositions", headers=api.headers()).json()
+    (warning,) = [c for c in feed["changes"] if c["disposition"]["kind"] == dormancy.WARNING]
+    assert warning["disposition"]["account_id"] == "soon"
+    # when the dormancy takes effect unless the account is used, for the platform to say: a
+    # month after the warning, which came an hour after the clock was as old as that
+    effect = datetime.fromisoformat(warning["disposition"]["ends_at"])
+    shown = review.get_account(policy, "soon")
+    assert shown.warned_at is not None
+    assert effect == shown.warned_at + timedelta(days=policy.dormancy.warn_days)
+    assert effect > registered + dormant_after(policy)
+    assert kinds(shown) == {dormancy.WARNING} and shown.dormant_at is None
+    assert review.get_account(policy, "later").warned_at is None
+    assert api.score({"id": "p1", "text": PLAIN, "account_id": "soon"}).status_code == 200
+    wait_for(lambda: review.get_account(policy, "soon").warned_at is None)
+    assert kinds(review.get_account(policy, "soon")) == set()
+    assert ("soon", dormancy.WARNING, "lifted", "returned") in feed_changes(api)
+
+
+def test_a_post_by_an_account_found_dormant_the_day_it_posted_before_ends_it_at_once(
+    tmp_path: Path, pipeline: Pipeline, postgres_url: str
+) -> None:
+    """Under a dormancy of seconds, an account posts, is found dormant on the clock that post
+    set, and posts again the same day: the day's grain would leave the second post unwritten,
+    and the account dormant until the next day."""
+    rules = policy_file(tmp_path, after_days=2 / 86400, warn_days=0)
+    with open_api(
+        tmp_path, postgres_url, pipeline.classifier, policy=rules, storage_retry_s=0.2
+    ) as api:
+        review, policy = api.services.review, api.services.scoring.policy
+        review.put_account(policy, "brief", name="短暂号")
+        assert api.score({"id": "p1", "text": PLAIN, "account_id": "brief"}).status_code == 200
+        wait_for(lambda: review.get_account(policy, "brief").dormant_at is not None)
+        posted = datetime.now(UTC)
+        assert api.score({"id": "p2", "text": PLAIN, "account_id": "brief"}).status_code == 200
+
+        def returned() -> bool:
+            return any(
+                e.kind == "account.returned"
+                and e.subject == "account:brief"
+                and e.payload["via"] == "post"
+                and datetime.fromisoformat(e.payload["at"]) >= posted
+                for e in review.audit_entries()
+            )
+
+        wait_for(returned)
+        assert ("brief", "suspend_dormant", "lifted", "returned") in feed_changes(api)

@@ -294,8 +294,8 @@ TEXT: dict[str, tuple[str, str]] = {
         "暂停提供服务,限期改正",
         "service suspended, to be corrected by its end",
     ),
-    # art10's measure for a dormant account, and the notice the platform passes on (a kind of
-    # ``service.review.dormancy``)
+    # art10's measure for a dormant account, and the notice and the warning before it that the
+    # platform passes on (kinds of ``service.review.dormancy``)
     "disposition.suspend_dormant": (
         "超过六个月未登录、未使用,暂停提供服务(登录或发帖即恢复)",
         "service suspended after six months unused (lifted by a login or a post)",
@@ -303,6 +303,11 @@ TEXT: dict[str, tuple[str, str]] = {
     "disposition.dormancy_notice": (
         "通知:账号超过六个月未登录、未使用",
         "notice: the account has not been logged in nor used for six months",
+    ),
+    "disposition.dormancy_warning": (
+        "提醒:账号即将被认定为超过六个月未登录、未使用(登录或发帖即可避免)",
+        "warning: the account will soon be found unused for six months (a login or a post "
+        "avoids it)",
     ),
     # an item's source as the pages show it, by its kind (``service.review.items.KINDS``)
     "kind.score": ("评分", "score"),

@@ -214,4 +214,19 @@ class DormancyRules(_Rules):
         description="whether a dormancy notice (a disposition in the feed, for the platform to "
         "pass on to the account holder) is applied when the account is found dormant"
     )
+    warn_days: float = Field(
+        ge=0,
+        description="days before a dormancy takes effect that the platform is told of it, to "
+        "warn the holder (a `dormancy_warning` disposition in the feed, until then); a dormancy "
+        "takes effect no sooner than this long after its warning; 0: no warning",
+    )
     basis: str = Field(min_length=1, description="the article the measures rest on")
+
+    @model_validator(mode="after")
+    def _warned_while_unused(self) -> DormancyRules:
+        if self.warn_days >= self.after_days:
+            raise ValueError(
+                f"dormancy.warn_days {self.warn_days:g} is not less than after_days "
+                f"{self.after_days:g}: the warning would be due at the account's last use or before"
+            )
+        return self

@@ -4,12 +4,16 @@
 An account's clock (``accounts.active_at``) is the latest of its registration (the service's
 first row for it: a profile, or a charge), its last login the platform reported and its last post
 scored on the publish path (to the day: a server process writes an account's use at most once a
-day, off the answer). One whose clock is ``after_days`` old is dormant: the sweep finds it once
-per dormancy and applies the policy's ``[dormancy]``: a notice for the platform to pass on
-(``notify``), and nothing more, a ``dormant`` review item, or the ladder's steps whose
-``categories`` name ``dormant`` (:func:`measures`). A login or a post after the clock ends the
-dormancy: what it brought is lifted (cause ``returned``) and its open item dismissed, whoever
-applied it, since the regulation's ground, six months without use, is gone.
+day, off the answer, and the first post written of an account known by its posts alone makes its
+row). ``warn_days`` before its clock is ``after_days`` old the sweep tells the platform, once per
+clock, with a warning that ends when the dormancy takes effect (:func:`takes_effect`: never
+sooner than ``warn_days`` after the warning), so that it can warn the holder. One whose
+dormancy has taken effect is dormant: the sweep finds it once per dormancy and applies the
+policy's ``[dormancy]``: a notice for the platform to pass on (``notify``), and nothing more, a
+``dormant`` review item, or the ladder's steps whose ``categories`` name ``dormant``
+(:func:`measures`). A login or a post after the clock ends the warning and the dormancy: what
+they brought is lifted (cause ``returned``) and the open item dismissed, whoever applied it,
+since the regulation's ground, six months without use, is gone.
 
 A dormancy is no violation: confirming a ``dormant`` item (category ``dormant``, and no other
 category for it) applies the measures without charging credit or counting towards a repeat,
@@ -32,6 +36,10 @@ CATEGORY: Category = "dormant"
 
 NOTICE = "dormancy_notice"
 """The kind of the disposition that tells the platform to notify the holder (``notify``)."""
+
+WARNING = "dormancy_warning"
+"""The kind of the disposition that tells the platform, ``warn_days`` ahead, when the account
+will be found dormant unless it is used (its ``ends_at``), to warn the holder."""
 
 SERVICE = "service"
 """Who decided what the sweep applies and who lifted what a post lifted: the service itself,
@@ -60,14 +68,38 @@ def measures(ladder: list[DispositionStep]) -> list[DispositionStep]:
 
 
 def kinds(ladder: list[DispositionStep]) -> list[str]:
-    """The kinds of the dispositions a dormancy brings (the notice whether or not the policy
-    gives one now: it may have when the account was found dormant), which its return lifts."""
-    return [step.kind for step in measures(ladder)] + [NOTICE]
+    """The kinds of the dispositions a dormancy brings (the notice and the warning whether or
+    not the policy gives them now: it may have when they were applied), which its return
+    lifts."""
+    return [step.kind for step in measures(ladder)] + [NOTICE, WARNING]
 
 
 def dormant_before(rules: DormancyRules, now: datetime) -> datetime:
-    """An account whose clock is at or before this moment is dormant at ``now``."""
+    """An account whose clock is at or before this moment is dormant at ``now`` once warned
+    (:func:`takes_effect`)."""
     return now - timedelta(days=rules.after_days)
+
+
+def warned_before(rules: DormancyRules, now: datetime) -> datetime | None:
+    """An account whose clock is at or before this moment is due its warning at ``now``; None
+    where the policy gives none (``warn_days`` 0)."""
+    if not rules.warn_days:
+        return None
+    return now - timedelta(days=rules.after_days - rules.warn_days)
+
+
+def takes_effect(rules: DormancyRules, clock: datetime, warned: datetime | None) -> datetime | None:
+    """When the dormancy of an account unused since ``clock`` and warned at ``warned`` takes
+    effect: ``after_days`` after the clock, and ``warn_days`` after the warning at the earliest,
+    so that the platform has them to warn the holder whenever the warning came (a sweep behind,
+    a policy that lowered ``after_days`` or started giving warnings); None while a warning the
+    policy gives was not given."""
+    due = clock + timedelta(days=rules.after_days)
+    if not rules.warn_days:
+        return due
+    if warned is None:
+        return None
+    return max(due, warned + timedelta(days=rules.warn_days))
 
 
 def check_category(item_kind: str, category: Category, item_id: int) -> None:

@@ -181,14 +181,19 @@ class Account(BaseModel):
     active_at: datetime | None = Field(
         default=None,
         description="the dormancy clock (art10): the latest of its registration here, its last "
-        "login and its last post scored (to the day); null for an account never charged nor "
-        "given a profile",
+        "login and its last post scored (to the day); null for an account the service holds "
+        "no row for (never charged, given a profile nor seen posting)",
     )
     active_by: Use | None = Field(
         default=None,
         description="which use set the clock: its registration here (its first profile or "
         "charge), a login or a post; null for an account whose clock migration "
         "0029_kept_keys_and_use found set by a use it cannot tell",
+    )
+    warned_at: datetime | None = Field(
+        default=None,
+        description="when the platform was warned of its dormancy (dormancy.warn_days ahead); "
+        "null while it was not, since its clock",
     )
     dormant_at: datetime | None = Field(
         default=None,

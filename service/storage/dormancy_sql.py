@@ -1,11 +1,14 @@
 """Dormant accounts' storage (art10, :mod:`service.review.dormancy`): the use the publish path
-saw, written a day at a time in one statement, and the sweep that finds the accounts whose
-clock is ``after_days`` old, once per dormancy, and applies the policy's ``[dormancy]``."""
+saw, written a day at a time in one statement (the row of an account known by its posts alone
+made by its first), the sweeps that warn of a dormancy ``warn_days`` ahead and find the accounts
+whose dormancy has taken effect, each once per clock, and apply the policy's ``[dormancy]``, and
+the dormancies and warnings given since a server process last looked, for its memory of the
+day's use."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from sqlalchemy import ColumnElement, Table, bindparam, or_, select, update
@@ -16,38 +19,57 @@ from service.storage.review_rows import maybe_utc
 from service.storage.review_sql import ReviewSql
 from service.storage.review_steps import (
     Tx,
+    account_insert,
     active_kinds,
     apply_disposition,
     apply_dormancy,
     last_decided,
     locked_account,
+    new_account,
     new_item,
     open_item,
     urgency_of,
     wake,
 )
-from service.storage.tables import StoredAccount
+from service.storage.tables import AuditHead, AuditRecord, StoredAccount
 
 SWEEP_ACCOUNTS = 50
-"""The most accounts one sweep finds dormant: the first sweeps after a quiet half year may find
-many at once (every account the migration started the clock of and that was not used since),
-and the maintenance thread that sweeps also writes out the spool, so the rest wait for the next
-sweep, ``storage_retry_s`` later."""
+"""The most accounts one sweep warns, and the most it finds dormant: the first sweeps after a
+quiet half year may find many at once (every account the migration started the clock of and
+that was not used since), and the maintenance thread that sweeps also writes out the spool, so
+the rest wait for the next sweep, ``storage_retry_s`` later."""
 
 READ_ACCOUNTS = 500
-"""Accounts named in one ``IN`` list (SQLite takes at most 32,766 parameters a statement)."""
+"""Accounts named in one ``IN`` list or one insert (SQLite takes at most 32,766 parameters a
+statement)."""
+
+READ_CHANGES = 10_000
+"""The most chained records one call of :meth:`DormancySql.dormancies_after` returns the
+dormancies and warnings of: a process that could not read them for long catches up a page a
+call."""
+
+SEEN = "account.seen"
+"""The record of the row made for an account known by its posts alone, by its first post
+written: its clock starts there."""
+
+FOUND = ("account.dormant", "account.warned")
+"""The records of a dormancy found and of a warning given, each with the clock it was on."""
 
 
 class DormancySql(ReviewSql):
     """Mixed into :class:`~service.storage.sql.SqlRepository`."""
 
-    def record_use(self, policy: Policy, used: Mapping[str, datetime]) -> int:
-        """Move the dormancy clock of each stored account of ``used`` (account id: when the
-        publish path scored a post of it) forward to that moment, in one statement for those
-        not dormant; end the dormancy of the others (:func:`wake`, by the service, via ``post``),
-        each in a transaction of its own. An account the service has no row for (no profile,
-        never charged) is left as it is: nothing registered it here. How many dormancies
-        ended."""
+    def record_use(
+        self, policy: Policy, used: Mapping[str, datetime], now: datetime | None = None
+    ) -> int:
+        """Move the dormancy clock of each account of ``used`` (account id: when the publish
+        path scored a post of it) forward to that moment, in one statement for those neither
+        dormant nor warned; end the warning or dormancy of the others (:func:`wake`, by the
+        service, via ``post``), each in a transaction of its own. An account the service has no
+        row for yet (no profile, never charged: known by its posts alone) gets one, at the
+        initial credit and without a profile, its clock at that post (the record
+        :data:`SEEN`). Written at ``now`` (the dispositions active then are lifted). How many
+        dormancies ended."""
         if not used:
             return 0
         accounts = cast(Table, StoredAccount.__table__)
@@ -56,48 +78,113 @@ class DormancySql(ReviewSql):
             .where(
                 accounts.c.account_id == bindparam("b_account"),
                 accounts.c.dormant_at.is_(None),
+                accounts.c.warned_at.is_(None),
                 or_(accounts.c.active_at.is_(None), accounts.c.active_at < bindparam("b_at")),
             )
             .values(active_at=bindparam("b_at"), active_by="post")
         )
         # in account order, as every writer of several accounts locks them
         ordered = sorted(used)
-        with self._writing() as session:
-            session.execute(moved, [{"b_account": a, "b_at": used[a]} for a in ordered])
+        with self._write(policy, now) as tx:
+            stored: set[str] = set()
+            for start in range(0, len(ordered), READ_ACCOUNTS):
+                chunk = ordered[start : start + READ_ACCOUNTS]
+                stored.update(
+                    tx.session.scalars(
+                        select(StoredAccount.account_id).where(StoredAccount.account_id.in_(chunk))
+                    )
+                )
+            # most days, every account that posts has its row: the insert is for the others
+            new = [new_account(tx, a, used[a]) for a in ordered if a not in stored]
+            made: list[str] = []
+            if new:
+                # one made by another process since it was read is left as it made it
+                made = list(
+                    tx.session.scalars(
+                        account_insert(tx)
+                        .on_conflict_do_nothing(index_elements=["account_id"])
+                        .returning(accounts.c.account_id),
+                        new,
+                    )
+                )
+            for account_id in sorted(made):
+                tx.record(
+                    SEEN,
+                    f"account:{account_id}",
+                    {"active_at": used[account_id].isoformat(), "active_by": "post"},
+                )
+            tx.session.execute(moved, [{"b_account": a, "b_at": used[a]} for a in ordered])
         # after the update committed: a sweep that finds an account dormant meanwhile reads the
         # moved clock under the account's lock and leaves it, or committed first and is found
-        asleep: list[str] = []
+        given: list[str] = []
         with self._session() as session:
             for start in range(0, len(ordered), READ_ACCOUNTS):
                 chunk = ordered[start : start + READ_ACCOUNTS]
-                asleep += session.scalars(
+                given += session.scalars(
                     select(StoredAccount.account_id).where(
-                        StoredAccount.account_id.in_(chunk), StoredAccount.dormant_at.is_not(None)
+                        StoredAccount.account_id.in_(chunk),
+                        or_(
+                            StoredAccount.dormant_at.is_not(None),
+                            StoredAccount.warned_at.is_not(None),
+                        ),
                     )
                 ).all()
         ended = 0
-        for account_id in sorted(asleep):
-            with self._write(policy, None) as tx:
+        for account_id in sorted(given):
+            with self._write(policy, now) as tx:
                 item = open_item(tx, dormancy.merge_key(account_id))
                 account = locked_account(tx, account_id)
                 ended += wake(tx, account, item, used[account_id], "post", dormancy.SERVICE)
         return ended
 
+    def warn_dormancy(self, policy: Policy, now: datetime | None = None) -> int:
+        """Warn of the dormancy of the accounts whose clock is ``after_days - warn_days`` old
+        by ``now`` and not warned yet (at most :data:`SWEEP_ACCOUNTS`, longest unused first),
+        each in a transaction of its own, once per clock whatever the processes calling it
+        (:func:`_warn`). Nothing where the policy gives no warning (``warn_days`` 0) or its
+        dormancy brings nothing. How many accounts were warned."""
+        rules = policy.dormancy
+        moment = now or datetime.now(UTC)
+        before = dormancy.warned_before(rules, moment)
+        if before is None or (rules.action == "none" and not rules.notify):
+            return 0
+        due = (
+            select(StoredAccount.account_id)
+            .where(*_unwarned(), StoredAccount.active_at <= before)
+            .order_by(StoredAccount.active_at, StoredAccount.account_id)
+            .limit(SWEEP_ACCOUNTS)
+        )
+        with self._session() as session:
+            found = session.scalars(due).all()
+        warned = 0
+        for account_id in found:
+            with self._write(policy, moment) as tx:
+                warned += _warn(tx, account_id, before)
+        return warned
+
     def settle_dormancy(self, policy: Policy, now: datetime | None = None) -> int:
-        """Find the accounts whose dormancy clock is ``dormancy.after_days`` old by ``now`` and
-        not found dormant yet (at most :data:`SWEEP_ACCOUNTS`, longest unused first), and apply
-        the policy's ``[dormancy]`` to each (:func:`_fall_dormant`), in a transaction of its
-        own, once: every server process sweeps, and the first to lock the account marks it
-        (``dormant_at``), so that another, or a restart, finds it marked. Nothing under
-        ``action = "none"`` without ``notify``. How many accounts were found dormant."""
+        """Find the accounts whose dormancy has taken effect by ``now`` (their clock
+        ``dormancy.after_days`` old, and their warning, where the policy gives one,
+        ``warn_days`` old: :func:`dormancy.takes_effect`) and not found dormant yet (at most
+        :data:`SWEEP_ACCOUNTS`, longest unused first), and apply the policy's ``[dormancy]`` to
+        each (:func:`_fall_dormant`), in a transaction of its own, once: every server process
+        sweeps, and the first to lock the account marks it (``dormant_at``), so that another,
+        or a restart, finds it marked. Nothing under ``action = "none"`` without ``notify``.
+        How many accounts were found dormant."""
         rules = policy.dormancy
         if rules.action == "none" and not rules.notify:
             return 0
         moment = now or datetime.now(UTC)
-        before = dormancy.dormant_before(rules, moment)
+        warned: tuple[ColumnElement[bool], ...] = ()
+        if rules.warn_days:
+            warned = (StoredAccount.warned_at <= moment - timedelta(days=rules.warn_days),)
         due = (
             select(StoredAccount.account_id)
-            .where(*_awake(), StoredAccount.active_at <= before)
+            .where(
+                *_awake(),
+                StoredAccount.active_at <= dormancy.dormant_before(rules, moment),
+                *warned,
+            )
             .order_by(StoredAccount.active_at, StoredAccount.account_id)
             .limit(SWEEP_ACCOUNTS)
         )
@@ -107,24 +194,87 @@ class DormancySql(ReviewSql):
         dormant = 0
         for account_id in found:
             with self._write(policy, moment) as tx:
-                dormant += _fall_dormant(tx, account_id, before)
+                dormant += _fall_dormant(tx, account_id)
         return dormant
 
+    def dormancies_after(self, after: int | None) -> tuple[dict[str, datetime], int]:
+        """The accounts found dormant or warned (:data:`FOUND`) in the chain's records after
+        the record ``after``, each with the clock it was on (the latest of an account's), and
+        the record to read after next time: at most :data:`READ_CHANGES` records a call. None
+        (a process that has not looked yet), or a record past the chain's last (a database
+        restored from an older backup): none, and the chain's last record."""
+        with self._session() as session:
+            head = session.scalar(select(AuditHead.seq).where(AuditHead.id == 1))
+            assert head is not None, "the audit head row is created by the migration"
+            if after is None or after >= head:
+                return {}, head
+            rows = session.execute(
+                select(AuditRecord.seq, AuditRecord.subject, AuditRecord.payload)
+                .where(AuditRecord.seq > after, AuditRecord.seq <= head)
+                .where(AuditRecord.kind.in_(FOUND))
+                .order_by(AuditRecord.seq)
+                .limit(READ_CHANGES)
+            ).all()
+        found = {
+            subject.removeprefix("account:"): datetime.fromisoformat(payload["active_at"])
+            for _, subject, payload in rows
+        }
+        return found, rows[-1].seq if len(rows) == READ_CHANGES else head
 
-def _fall_dormant(tx: Tx, account_id: str, before: datetime) -> bool:
+
+def _warn(tx: Tx, account_id: str, before: datetime) -> bool:
+    """Mark ``account_id`` warned, unless it was marked, found dormant or used since the sweep
+    read it (its clock read again under its lock), and apply the warning for the platform to
+    pass on: a ``dormancy_warning`` disposition that ends when the dormancy takes effect
+    (:func:`dormancy.takes_effect`), with the record ``account.warned``."""
+    account = locked_account(tx, account_id)
+    clock = maybe_utc(account.active_at)
+    given = account.dormant_at is not None or account.warned_at is not None
+    if given or clock is None or clock > before:
+        return False
+    account.warned_at = tx.now
+    rules = tx.policy.dormancy
+    effect = dormancy.takes_effect(rules, clock, tx.now)
+    assert effect is not None, "a warning is given under a policy that gives one"
+    login = maybe_utc(account.login_at)
+    tx.record(
+        "account.warned",
+        f"account:{account_id}",
+        {
+            "active_at": clock.isoformat(),
+            "active_by": account.active_by,
+            "last_login_at": None if login is None else login.isoformat(),
+            "after_days": rules.after_days,
+            "warn_days": rules.warn_days,
+            "takes_effect": effect.isoformat(),
+        },
+    )
+    if dormancy.WARNING not in active_kinds(tx, account_id):
+        apply_disposition(
+            tx, account_id, dormancy.WARNING, rules.basis, None, effect, dormancy.SERVICE
+        )
+    return True
+
+
+def _fall_dormant(tx: Tx, account_id: str) -> bool:
     """Mark ``account_id`` dormant, unless it was marked or used since the sweep read it (its
-    clock read again under its lock), and apply ``[dormancy]``: its ``dormant`` item opened
-    (``review``), the notice applied (``notify``), the measures applied by the service
-    (``suspend``); the record ``account.dormant`` says on what clock and what followed."""
+    clock and warning read again under its lock), and apply ``[dormancy]``: its ``dormant``
+    item opened (``review``), the notice applied (``notify``), the measures applied by the
+    service (``suspend``); the record ``account.dormant`` says on what clock and what
+    followed."""
     key = dormancy.merge_key(account_id)
     # the item before the account, as every writer locks
     item = open_item(tx, key)
     account = locked_account(tx, account_id)
     clock = maybe_utc(account.active_at)
-    if account.dormant_at is not None or clock is None or clock > before:
+    if account.dormant_at is not None or clock is None:
+        return False
+    rules = tx.policy.dormancy
+    warned = maybe_utc(account.warned_at)
+    effect = dormancy.takes_effect(rules, clock, warned)
+    if effect is None or effect > tx.now:
         return False
     account.dormant_at = tx.now
-    rules = tx.policy.dormancy
     login = maybe_utc(account.login_at)
     facts = {
         "active_at": clock.isoformat(),
@@ -151,7 +301,12 @@ def _fall_dormant(tx: Tx, account_id: str, before: datetime) -> bool:
     tx.record(
         "account.dormant",
         f"account:{account_id}",
-        {**facts, "action": rules.action, "item": item_id},
+        {
+            **facts,
+            "warned_at": None if warned is None else warned.isoformat(),
+            "action": rules.action,
+            "item": item_id,
+        },
     )
     if rules.notify and dormancy.NOTICE not in active_kinds(tx, account_id):
         apply_disposition(
@@ -166,3 +321,9 @@ def _awake() -> tuple[ColumnElement[bool], ...]:
     """An account not found dormant: :data:`~service.storage.tables.AWAKE`, as SQLite finds its
     partial index only for a query that says its predicate."""
     return (StoredAccount.dormant_at.is_(None),)
+
+
+def _unwarned() -> tuple[ColumnElement[bool], ...]:
+    """An account neither found dormant nor warned: :data:`~service.storage.tables.UNWARNED`,
+    as :func:`_awake` says its own."""
+    return (StoredAccount.dormant_at.is_(None), StoredAccount.warned_at.is_(None))

@@ -312,15 +312,28 @@ class Repository(Protocol):
         ``now`` unlifted: a name still uncorrected terminates the service. How many accounts
         were terminated."""
 
-    def record_use(self, policy: Policy, used: Mapping[str, datetime]) -> int:
-        """Move each stored account's dormancy clock to when ``used`` says it posted, where
-        that is later, and end the dormancy of those found dormant (art10). How many
-        dormancies ended."""
+    def record_use(
+        self, policy: Policy, used: Mapping[str, datetime], now: datetime | None = None
+    ) -> int:
+        """Move each account's dormancy clock to when ``used`` says it posted, where that is
+        later (an account without a row gets one, its clock there), and end, at ``now``, the
+        warning or dormancy of those warned or found dormant (art10). How many dormancies
+        ended."""
+
+    def warn_dormancy(self, policy: Policy, now: datetime | None = None) -> int:
+        """Warn, once per clock whatever the processes calling it, of the dormancy of the
+        accounts unused for the policy's ``dormancy.after_days`` less its ``warn_days`` by
+        ``now``. How many were warned."""
 
     def settle_dormancy(self, policy: Policy, now: datetime | None = None) -> int:
         """Find, once whatever the processes calling it, the accounts unused for the policy's
-        ``dormancy.after_days`` by ``now``, and apply its ``[dormancy]``. How many were found
-        dormant."""
+        ``dormancy.after_days`` by ``now`` (and warned ``warn_days`` before, where it gives
+        warnings), and apply its ``[dormancy]``. How many were found dormant."""
+
+    def dormancies_after(self, after: int | None) -> tuple[dict[str, datetime], int]:
+        """The accounts warned or found dormant since the audit chain's record ``after`` (None:
+        none, where nothing was read before), each with the clock it was on, and the record to
+        read after next time."""
 
     def prune_idempotency_keys(self, before: datetime) -> int:
         """Delete, once whatever the processes calling it, the answers of writes made with an

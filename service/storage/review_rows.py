@@ -149,6 +149,7 @@ def account_view(session: Session, account: StoredAccount, now: datetime) -> vie
         last_login_at=maybe_utc(account.login_at),
         active_at=maybe_utc(account.active_at),
         active_by=cast(dormancy.Use | None, account.active_by),
+        warned_at=maybe_utc(account.warned_at),
         dormant_at=maybe_utc(account.dormant_at),
         dispositions=[d for d in shown if d.active],
         history=history,

@@ -20,7 +20,9 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects.postgresql import Insert as PostgresqlInsert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -128,22 +130,35 @@ def held_item(tx: Tx, item_id: int, reviewer: str) -> ReviewItem:
     return item
 
 
-def locked_account(tx: Tx, account_id: str) -> StoredAccount:
-    """The account's row, locked; created at the initial credit when it is new."""
+def new_account(
+    tx: Tx, account_id: str, used: datetime | None = None
+) -> dict[str, str | int | datetime]:
+    """The row of an account new to the service, at the initial credit, without a profile (no
+    name, subject nor followers given). Its dormancy clock starts at its registration, as far
+    as the service knows: now; or at ``used``, the post that made the service know it."""
     rules = tx.policy.credit
-    insert = sqlite_insert if tx.session.get_bind().dialect.name == "sqlite" else postgresql_insert
-    values = {
+    return {
         "account_id": account_id,
         "credit": rules.initial,
         "level": credit.level(rules, rules.initial).name,
         "followers": 0,
         "clean_since": tx.now,
         "policy_version": tx.policy.version,
-        # registered, as far as the service knows: the dormancy clock starts here
-        "active_at": tx.now,
-        "active_by": "registration",
+        "active_at": tx.now if used is None else used,
+        "active_by": "registration" if used is None else "post",
     }
-    statement = insert(StoredAccount).values(values)
+
+
+def account_insert(tx: Tx) -> SqliteInsert | PostgresqlInsert:
+    """An insert into ``accounts`` in the transaction's dialect, which can be told to do
+    nothing on a row another writer made first."""
+    insert = sqlite_insert if tx.session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    return insert(StoredAccount)
+
+
+def locked_account(tx: Tx, account_id: str) -> StoredAccount:
+    """The account's row, locked; created at the initial credit when it is new."""
+    statement = account_insert(tx).values(new_account(tx, account_id))
     tx.session.execute(statement.on_conflict_do_nothing(index_elements=["account_id"]))
     account = tx.session.scalar(
         select(StoredAccount)
@@ -730,22 +745,25 @@ def wake(
     by: str,
 ) -> bool:
     """Use of the locked ``account`` at ``at`` (a login reported, a post scored): its dormancy
-    clock moves there when that is later (use reported late moves nothing), and the dormancy it
-    was found in ends: what the dormancy brought is lifted (cause ``returned``, ``by`` the
-    reporting key or the service), its open item (``item``, locked before the account, as every
-    writer locks) dismissed, and the record ``account.returned`` says when it was found and
-    what ended it. Whether a dormancy ended."""
+    clock moves there when that is later (use reported late moves nothing), and the warning
+    and the dormancy it was given on the clock end: what they brought is lifted (cause
+    ``returned``, ``by`` the reporting key or the service), the open item (``item``, locked
+    before the account, as every writer locks) dismissed, and the record ``account.returned``
+    says when it was found dormant and what ended that. Whether a dormancy ended."""
     if not dormancy.returned(maybe_utc(account.active_at), at):
         return False
     account.active_at, account.active_by = at, via
-    if account.dormant_at is None:
+    dormant, warned = account.dormant_at, account.warned_at
+    # a new clock: warned again, and found dormant again, once it is as old again
+    account.dormant_at = account.warned_at = None
+    if dormant is None and warned is None:
         return False
-    tx.record(
-        "account.returned",
-        f"account:{account.account_id}",
-        {"dormant_at": utc(account.dormant_at).isoformat(), "at": at.isoformat(), "via": via},
-    )
-    account.dormant_at = None
+    if dormant is not None:
+        tx.record(
+            "account.returned",
+            f"account:{account.account_id}",
+            {"dormant_at": utc(dormant).isoformat(), "at": at.isoformat(), "via": via},
+        )
     brought = tx.session.scalars(
         select(StoredDisposition)
         .outerjoin(ReviewItem, ReviewItem.id == StoredDisposition.item_id)
@@ -762,7 +780,7 @@ def wake(
         lift(tx, row, by, {"cause": "returned", "via": via})
     if item is not None:
         withdraw(tx, item, by, RETURNED_NOTE)
-    return True
+    return dormant is not None
 
 
 def new_item(

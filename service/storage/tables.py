@@ -200,6 +200,9 @@ class ReviewDecision(Base):
 AWAKE = "dormant_at IS NULL"
 """The dormancy sweep's index predicate (:data:`PENDING`'s note holds for it too)."""
 
+UNWARNED = "dormant_at IS NULL AND warned_at IS NULL"
+"""The dormancy warning sweep's index predicate (:data:`PENDING`'s note holds for it too)."""
+
 
 class StoredAccount(Base):
     __tablename__ = "accounts"
@@ -210,6 +213,13 @@ class StoredAccount(Base):
             "active_at",
             sqlite_where=text(AWAKE),
             postgresql_where=text(AWAKE),
+        ),
+        # the warning sweep's: those of them not warned yet
+        Index(
+            "ix_accounts_unwarned_active",
+            "active_at",
+            sqlite_where=text(UNWARNED),
+            postgresql_where=text(UNWARNED),
         ),
     )
 
@@ -226,9 +236,10 @@ class StoredAccount(Base):
     """The last confirmed violation or restoration: clean periods count from here."""
     policy_version: Mapped[str] = mapped_column(String(64))
     active_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    """The dormancy clock (art10): the latest of when the row was made (a profile or a charge:
-    registration, as far as the service knows), the last login reported and the last post
-    scored (written at most once a day per server process). The rows from before migration
+    """The dormancy clock (art10): the latest of when the row was made by a profile or a charge
+    (registration, as far as the service knows), the last login reported and the last post
+    scored (written at most once a day per server process; the first made the row of an account
+    known by its posts alone). The rows from before migration
     ``0027_dormant_accounts`` start at the moment it ran; every row since is given one."""
     active_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
     """Which use set ``active_at`` (:data:`service.review.dormancy.Use`); null where migration
@@ -238,6 +249,10 @@ class StoredAccount(Base):
     dormant_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     """When the sweep found the account dormant, null while it is not: set once per dormancy,
     so that every server process acts on it once; cleared by the account's return."""
+    warned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """When the platform was told the account will be found dormant (``dormancy.warn_days``
+    ahead), null while it was not: set once per clock, as ``dormant_at``; cleared by the use
+    that moves the clock."""
 
 
 class HeldName(Base):
