@@ -12,7 +12,7 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -739,13 +739,15 @@ def test_a_read_storage_does_not_answer_in_time_says_so_and_not_that_a_change_ma
         assert len(changes) == 1
 
 
-def test_a_rumour_whose_bank_read_storage_does_not_answer_is_banked_once_with_its_key(
+def test_a_bank_change_whose_reload_storage_does_not_answer_is_answered_as_made(
     tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Banking a rumour reads the bank in its write's transaction, after its key, and no read
-    of it is a write: the bank's read given up at ``storage_deadline_s`` (the refresh of this
-    process's copy) is answered as storage unavailable, and the rumour retried with its key
-    is banked once, answered as at first and held once by this process's copy."""
+    """A rumour banked (and an entry removed) is committed before this process reloads its
+    copy of the bank: that reload given up at ``storage_deadline_s`` leaves the change made,
+    so it is answered 201 (204) with ``Bank-Refresh: pending``, not as storage unavailable,
+    which had its client send it again (a retry without the key 409, or 404); the process's
+    next periodic refresh loads the change, and a copy scored after it matches the entry. A
+    retry with the key gets the first answer, the change made once."""
     monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
     with open_api(
         tmp_path,
@@ -754,27 +756,51 @@ def test_a_rumour_whose_bank_read_storage_does_not_answer_is_banked_once_with_it
         db_timeout_s=0.1,
         storage_deadline_s=0.3,
         storage_retry_s=3600,
+        neardup_bank_refresh_s=0.5,
     ) as api:
-        scoring = api.services.scoring
+        scoring, bank = api.services.scoring, api.services.neardup.bank
         repository = scoring.repository
         assert isinstance(repository, SqlRepository)
-        keyed = {**api.headers(api.new_key("admin")), "Idempotency-Key": "bank-1"}
+        admin = api.headers(api.new_key("admin"))
+
+        def unanswered_reload(send: Callable[[], httpx.Response]) -> httpx.Response:
+            held = Held(repository.rumors)
+            with monkeypatch.context() as patched:
+                patched.setattr(repository, "rumors", held)
+                answered = send()
+                held.release()
+                wait_for(lambda: held.calls >= 1 and held.waiting == 0)
+            scoring.recover()  # storage answers again
+            return answered
+
+        keyed = {**admin, "Idempotency-Key": "bank-1"}
         rumor = {"text": RUMOR, "notice": "已辟谣"}
-        held = Held(repository.rumors)
-        with monkeypatch.context() as patched:
-            patched.setattr(repository, "rumors", held)
-            answered = api.client.post("/v1/bank/rumors", json=rumor, headers=keyed)
-            held.release()
-            wait_for(lambda: held.finished == 1)
-        assert answered.status_code == 503 and answered.headers["retry-after"] == "1"
-        assert answered.json() == {"detail": "storage is unavailable; try again"}
-        scoring.recover()  # storage answers again
+        added = unanswered_reload(
+            lambda: api.client.post("/v1/bank/rumors", json=rumor, headers=keyed)
+        )
+        assert added.status_code == 201, added.text
+        assert added.headers["bank-refresh"] == "pending"
+        rumor_id = added.json()["id"]
+        assert [r.rumor_id for r in repository.rumors()] == [rumor_id]
+        wait_for(lambda: bank.ids() == {rumor_id})  # the periodic refresh
+        copy = api.score({"id": "copy1", "text": RUMOR}).json()
+        matched = [r["evidence"].get("confirmed_rumor") for r in copy["reasons"]]
+        assert rumor_id in matched
         retried = api.client.post("/v1/bank/rumors", json=rumor, headers=keyed)
-        assert retried.status_code == 201, retried.text
-        assert [r.rumor_id for r in repository.rumors()] == [retried.json()["id"]]
-        assert api.services.neardup.bank.ids() == {retried.json()["id"]}
+        assert retried.status_code == 201 and retried.json() == added.json()
+        assert retried.headers["bank-refresh"] == "done"
         banked = [e for e in repository.audit_entries() if e.kind == "rumor.banked"]
         assert len(banked) == 1
+        removal = {**admin, "Idempotency-Key": "unbank-1"}
+        path = f"/v1/bank/rumors/{rumor_id}"
+        removed = unanswered_reload(lambda: api.client.delete(path, headers=removal))
+        assert removed.status_code == 204 and removed.headers["bank-refresh"] == "pending"
+        assert repository.rumors() == []
+        wait_for(lambda: bank.ids() == set())
+        again = api.client.delete(path, headers=removal)
+        assert again.status_code == 204 and again.headers["bank-refresh"] == "done"
+        unbanked = [e for e in repository.audit_entries() if e.kind == "rumor.unbanked"]
+        assert len(unbanked) == 1
 
 
 def test_readyz_leaves_a_migration_to_the_maintenance(

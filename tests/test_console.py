@@ -292,7 +292,7 @@ def test_decisions_and_dispositions_are_listed_in_the_pages_language_with_their_
     assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
     (item,) = review.list_items(policy).items
     review.decide(policy, item.id, "wang", "escalate", None, None, None)
-    review.decide(policy, item.id, "zhao", "confirm", "rumor", "art18.6")
+    review.decide(policy, item.id, "zhao", "confirm", "rumor", "art18.6", role="admin")
     sign_in(api, "li", "admin")
 
     def listed(page: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -2075,12 +2075,12 @@ def test_escalations_waiting_are_counted_and_key_j_moves_through_those_one_may_d
     for item_id, by in ((ids[0], "wang"), (ids[2], "wang"), (ids[3], "li")):
         review.decide(policy, item_id, by, "escalate", None, None, "需要复核")
     escalated, open_ = [ids[0], ids[2], ids[3]], [ids[1], ids[4], ids[5]]
-    token = sign_in(api, "zhao")
+    token = sign_in(api, "zhao", "admin")
     queue = api.client.get("/console/queue").text
-    assert '<a href="/console/queue?status=escalated">已上报待处理 3 条</a>' in queue
+    assert '<a href="/console/queue?status=escalated">已上报待管理员处理 3 条</a>' in queue
     listed = api.client.get("/console/queue?status=escalated").text
     assert [int(i) for i in re.findall(r'data-item="(\d+)"', listed)] == escalated
-    # whoever works the escalations moves through them with j, then on to the open items
+    # the admin who works the escalations moves through them with j, then on to the open items
     assert [next_of(api, i) for i in escalated] == [escalated[1], escalated[2], open_[0]]
     # the open items go on as before, and past their end come the escalations
     assert [next_of(api, i) for i in open_] == [open_[1], open_[2], escalated[0]]
@@ -2092,38 +2092,71 @@ def test_escalations_waiting_are_counted_and_key_j_moves_through_those_one_may_d
     )
     assert decided.headers["location"] == f"/console/items/{escalated[0]}"
     api.client.get("/console/lang/en")
-    assert "2 escalated, waiting</a>" in api.client.get("/console/queue").text
-    # an escalation goes to another reviewer: li's j passes the one li escalated
+    assert "2 escalated, waiting for an admin</a>" in api.client.get("/console/queue").text
+    # an escalation goes to an admin other than its escalator: li's j passes the one li
+    # escalated
     api.client.cookies.clear()
-    sign_in(api, "li")
+    sign_in(api, "li", "admin")
     assert next_of(api, escalated[0]) == open_[0]
     assert next_of(api, open_[2]) == escalated[0]
+    # and to no reviewer: a reviewer's j goes round the open items, and from an escalated
+    # item's page to the first of them, while the count says who the escalations wait for
+    api.client.cookies.clear()
+    sign_in(api, "chen")
+    assert [next_of(api, i) for i in open_] == [open_[1], open_[2], open_[0]]
+    assert next_of(api, escalated[0]) == open_[0]
+    assert "已上报待管理员处理 2 条</a>" in api.client.get("/console/queue").text
+    # with no open item left to take, a reviewer's j leads back to the queue
+    for item_id in open_:
+        review.decide(policy, item_id, "wang", "dismiss", None, None)
+    assert next_of(api, escalated[0]) is None
 
 
-def test_the_reviewer_who_escalated_an_item_is_offered_no_decision_on_it(api: Api) -> None:
+def test_an_escalated_item_is_offered_to_an_admin_other_than_its_escalator(api: Api) -> None:
     review, policy = api.services.review, api.services.scoring.policy
     assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
     (item,) = review.list_items(policy).items
     review.decide(policy, item.id, "li", "escalate", None, None, "需要法务看一下")
+    buttons = ("claim", "confirm", "dismiss")
 
     def offered(page: str) -> dict[str, bool]:
         return {
             button: re.search(rf'id="{button}"[^>]*\bdisabled\b', page) is None
-            for button in ("claim", "confirm", "dismiss")
+            for button in buttons
         }
 
     sign_in(api, "li")
     page = api.client.get(f"/console/items/{item.id}").text
-    assert offered(page) == dict.fromkeys(("claim", "confirm", "dismiss"), False)
+    assert offered(page) == dict.fromkeys(buttons, False)
     assert f'<p class="pending" id="escalated-by-you">{TEXT["escalated_by_you"][0]}</p>' in page
     api.client.get("/console/lang/en")
     page = api.client.get(f"/console/items/{item.id}").text
     assert TEXT["escalated_by_you"][1] in page
+    # another reviewer is offered neither, the page saying an admin takes it
     api.client.cookies.clear()
-    sign_in(api, "zhao")
+    token = sign_in(api, "zhao")
     page = api.client.get(f"/console/items/{item.id}").text
-    assert offered(page) == dict.fromkeys(("claim", "confirm", "dismiss"), True)
+    assert offered(page) == dict.fromkeys(buttons, False)
     assert 'id="escalated-by-you"' not in page
+    said = TEXT["escalated_to_admin"][0]
+    assert f'<p class="pending" id="escalated-to-admin">{said}</p>' in page
+    # a form sent all the same is refused on the page, as the API's 403, and changes nothing
+    for path, data in (("claim", {}), ("decision", {"action": "dismiss", "once": "x" * 43})):
+        refused = api.client.post(f"/console/items/{item.id}/{path}", data={"csrf": token, **data})
+        assert refusal_of(refused.text) == TEXT["refusal.escalated_to_admin"][0], path
+    assert review.get_item(policy, item.id).status == "escalated"
+    assert review.get_item(policy, item.id).assignee is None
+    # an admin is offered both
+    api.client.cookies.clear()
+    token = sign_in(api, "zhou", "admin")
+    page = api.client.get(f"/console/items/{item.id}").text
+    assert offered(page) == dict.fromkeys(buttons, True)
+    assert 'class="pending" id="escalated' not in page
+    claimed = api.client.post(
+        f"/console/items/{item.id}/claim", data={"csrf": token}, follow_redirects=False
+    )
+    assert claimed.status_code == 303
+    assert review.get_item(policy, item.id).assignee == "zhou"
 
 
 def test_an_items_thresholds_are_those_of_the_policy_its_record_was_scored_under(
@@ -2377,6 +2410,44 @@ def test_the_reviewer_whose_decision_is_appealed_is_offered_no_resolution_of_it(
     sign_in(api, "li")
     theirs = row(api.client.get("/console/appeals").text)
     assert offered(theirs) and TEXT["own_decision"][0] not in theirs
+
+
+def test_the_appeal_of_an_escalated_items_decision_is_offered_to_an_admin(api: Api) -> None:
+    review, policy = api.services.review, api.services.scoring.policy
+    assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+    api.settle()
+    (item,) = review.list_items(policy).items
+    review.decide(policy, item.id, "li", "escalate", None, None, "需要复核")
+    review.decide(policy, item.id, "wang", "confirm", "rumor", "art18.6", role="admin")
+    appeal = review.file_appeal(
+        policy, account_id="a1", item_id=item.id, reason="误判", filed_by="k"
+    )
+
+    def row(page: str) -> str:
+        return page.split(f'data-appeal="{appeal.id}"')[1].split("</tr>", maxsplit=1)[0]
+
+    def offered(page: str) -> bool:
+        return re.search(r'class="(uphold|reject)" disabled', page) is None
+
+    said = TEXT["escalated_appeal"]
+    for name in ("li", "zhao"):  # the escalator, another reviewer
+        api.client.cookies.clear()
+        token = sign_in(api, name)
+        page = api.client.get("/console/appeals").text
+        assert not offered(row(page)) and said[0] in row(page), name
+        # sent all the same, it is refused on the page, as the API's 403
+        refused = api.client.post(
+            f"/console/appeals/{appeal.id}/decision",
+            data={"csrf": token, "action": "uphold", "once": "x" * 43},
+        )
+        assert refusal_of(refused.text) == TEXT["refusal.escalated_appeal"][0]
+    api.client.get("/console/lang/en")
+    assert said[1] in row(api.client.get("/console/appeals").text)
+    assert review.get_appeal(appeal.id).status == "pending"
+    api.client.cookies.clear()
+    sign_in(api, "zhou", "admin")
+    theirs = row(api.client.get("/console/appeals").text)
+    assert offered(theirs) and said[0] not in theirs
 
 
 def test_a_cluster_timeline_that_lists_fewer_posts_than_the_cluster_holds_says_so(

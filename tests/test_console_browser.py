@@ -363,4 +363,15 @@ def test_reloading_a_refused_decision_reads_the_page_and_decides_nothing(
     red = "rgb(192, 57, 43)"  # button.danger's, a confirmation that can be taken
     shown = page.eval_on_selector("#confirm", "b => getComputedStyle(b).backgroundColor")
     assert shown != red
+    # an escalation goes to an admin: wang's page offers the claim, and its key takes it
+    sign_out(page)
+    sign_in(page, console, "wang")
+    page.goto(item_url)
+    expect(page.locator("#escalated-by-you")).to_have_count(0)
+    for button in ("#claim", "#confirm", "#dismiss"):
+        expect(page.locator(button)).to_be_enabled()
+    assert page.eval_on_selector("#confirm", "b => getComputedStyle(b).backgroundColor") == red
+    with page.expect_navigation():
+        page.keyboard.press("c")
+    assert review.get_item(policy, item.id).assignee == "wang"
     page.close()

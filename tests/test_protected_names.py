@@ -240,6 +240,44 @@ def test_a_confirmed_impersonation_suspends_the_account_until_the_deadline_to_co
     assert verify(repo) == []
 
 
+def test_an_impersonation_is_confirmed_on_its_own_item_and_its_item_as_nothing_else(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """art8's suspension is lifted by a correction of the name and settled at its end against
+    the protected names an ``impersonation`` item holds: confirmed as ``impersonation`` on a
+    report about an account, it suspended the account for 15 days, publishing stopped, that
+    a new name did not lift and no end settled. Another category on an ``impersonation``
+    item closed it charging that, and art8's suspension with notice never came."""
+    basis = policy.registration.protected_basis
+    repo.put_account(policy, "reported", name="新华社官方", now=T0)
+    report = repo.file_report(
+        policy,
+        post_id=None,
+        account_id="reported",
+        category="impersonation",
+        text_="冒充新华社",
+        reporter="k",
+        now=T0,
+    )
+    with pytest.raises(ConflictError, match=f"item {report.item_id} is of kind 'report'"):
+        repo.decide(policy, report.item_id, "r1", "confirm", "impersonation", basis, now=T0)
+    repo.put_account(policy, "holder", name="姚明球迷会官方", now=T0)
+    repo.add_protected_name(policy, name="姚明", kind="person", subject_ids=[], by="k", now=T0)
+    (held,) = repo.list_items(policy, kind="impersonation").items
+    with pytest.raises(ConflictError, match=f"item {held.id} is of kind 'impersonation'"):
+        repo.decide(policy, held.id, "r1", "confirm", "rumor", "art18.6", now=T0)
+    for item_id in (report.item_id, held.id):
+        assert repo.get_item(policy, item_id).status == "open"
+    for account in ("reported", "holder"):
+        assert repo.get_account(policy, account, now=T0 + HOUR).dispositions == []
+    # the report is dismissed, or confirmed as what else it is, and the item as impersonation
+    dismissed = repo.decide(policy, report.item_id, "r1", "dismiss", None, None, now=T0 + HOUR)
+    assert dismissed.status == "dismissed"
+    confirmed = repo.decide(policy, held.id, "r1", "confirm", "impersonation", basis, now=T0)
+    assert "suspend_service" in {d.kind for d in confirmed.dispositions}
+    assert verify(repo) == []
+
+
 def test_the_end_of_a_suspension_terminates_an_uncorrected_name_and_the_policy_names_the_step(
     policy: Policy,
 ) -> None:

@@ -125,6 +125,72 @@ def test_the_platform_reads_the_answer_to_the_appeal_it_filed(api: Api) -> None:
     assert api.client.get("/v1/appeals/999", headers=api.headers()).status_code == 404
 
 
+def test_an_escalated_item_is_claimed_and_decided_by_an_admin(api: Api) -> None:
+    """An escalation (上报, "report upward") goes to someone senior: a reviewer key, the one
+    that escalated or another, gets 403 saying so on a claim or decision; an admin key takes
+    it, another admin's than the one that escalated it."""
+    escalating, other = api.new_key("reviewer"), api.new_key("reviewer")
+    admin, second_admin = api.new_key("admin"), api.new_key("admin")
+    first, second = flagged_item(api, "p1"), flagged_item(api, "p2", "acc2")
+    escalate = {"action": "escalate", "note": "需要法务看一下"}
+    for item, by in ((first, escalating), (second, admin)):
+        url = f"/v1/review/items/{item['id']}/decision"
+        escalated = api.client.post(url, json=escalate, headers=api.headers(by))
+        assert escalated.status_code == 200 and escalated.json()["status"] == "escalated"
+    dismiss = {"action": "dismiss"}
+    url = f"/v1/review/items/{first['id']}"
+    said = {
+        escalating: "an escalated item goes to an admin other than the one who escalated it",
+        other: "an escalated item is claimed and decided by an admin (role 'admin'), not by a "
+        "reviewer",
+    }
+    for key, words in said.items():
+        for path, body in (("claim", None), ("decision", dismiss)):
+            refused = api.client.post(f"{url}/{path}", json=body, headers=api.headers(key))
+            assert (refused.status_code, refused.json()["detail"]) == (403, words), path
+    # an admin that escalated passes it to another admin
+    own = api.client.post(f"/v1/review/items/{second['id']}/claim", headers=api.headers(admin))
+    assert own.status_code == 403 and "other than the one who escalated" in own.json()["detail"]
+    # nothing was held nor decided by the refusals: the items wait, unclaimed
+    waiting = api.client.get("/v1/review/items?status=escalated", headers=api.headers(other))
+    assert {(i["id"], i["assignee"]) for i in waiting.json()["items"]} == {
+        (first["id"], None),
+        (second["id"], None),
+    }
+    lease = api.client.post(f"{url}/claim", headers=api.headers(admin))
+    assert lease.status_code == 200 and lease.json()["assignee"] == admin.split("_")[1]
+    confirm = {"action": "confirm", "category": "rumor", "basis": "art18.6"}
+    decided = api.client.post(f"{url}/decision", json=confirm, headers=api.headers(admin))
+    assert decided.status_code == 200 and decided.json()["status"] == "confirmed"
+    decided = api.client.post(
+        f"/v1/review/items/{second['id']}/decision",
+        json=dismiss,
+        headers=api.headers(second_admin),
+    )
+    assert decided.status_code == 200 and decided.json()["status"] == "dismissed"
+    # the appeal of an escalation's decision is an admin's too: a reviewer's upholding, the
+    # escalator's above all, undid it
+    appeal = api.client.post(
+        "/v1/appeals",
+        json={"account_id": "acc1", "item_id": first["id"], "reason": "这是辟谣"},
+        headers=api.headers(),
+    )
+    assert appeal.status_code == 200, appeal.text
+    url = f"/v1/appeals/{appeal.json()['id']}/decision"
+    uphold = {"action": "uphold"}
+    for key in (escalating, other):
+        refused = api.client.post(url, json=uphold, headers=api.headers(key))
+        assert (refused.status_code, refused.json()["detail"]) == (
+            403,
+            "the appealed decision was taken on an escalated item: an admin (role 'admin') "
+            "resolves its appeal, not a reviewer",
+        )
+    own = api.client.post(url, json=uphold, headers=api.headers(admin))
+    assert own.status_code == 403 and "other than the one who decided" in own.json()["detail"]
+    upheld = api.client.post(url, json=uphold, headers=api.headers(second_admin))
+    assert upheld.status_code == 200 and upheld.json()["status"] == "upheld"
+
+
 def test_roles_and_unknown_things(api: Api) -> None:
     reviewer = api.new_key("reviewer")
     assert api.client.get("/v1/review/items", headers=api.headers()).status_code == 403
@@ -157,6 +223,26 @@ def test_roles_and_unknown_things(api: Api) -> None:
         headers=api.headers(reviewer),
     )
     assert basis.status_code == 422
+    # only a confirmation says what an item is: a dismissal's category was stored as what it
+    # dismissed, and its label that category's 0, whatever the item's head
+    for action in ("dismiss", "escalate"):
+        given = {"action": action, "category": "incitement", "basis": "art18.3"}
+        said = api.client.post(
+            "/v1/review/items/1/decision", json=given, headers=api.headers(reviewer)
+        )
+        assert said.status_code == 422, action
+        assert [(e["loc"], e["msg"]) for e in said.json()["detail"]] == [
+            (
+                ["body", "category"],
+                "Value error, only a confirmation takes a category: a dismissal says the "
+                "item's head is no violation, an escalation says nothing yet",
+            ),
+            (
+                ["body", "basis"],
+                "Value error, only a confirmation takes a basis (the article): a dismissal "
+                "says the item's head is no violation, an escalation says nothing yet",
+            ),
+        ]
 
 
 def test_reports_merge_and_retries_with_an_idempotency_key_count_once(api: Api) -> None:

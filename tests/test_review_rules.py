@@ -53,6 +53,26 @@ def test_a_live_lease_keeps_others_out_and_an_expired_one_does_not(policy: Polic
         items.check_claim("confirmed", None, None, "r2", T0)
 
 
+def test_an_escalated_item_goes_to_an_admin_other_than_its_escalator() -> None:
+    with pytest.raises(items.ForbiddenError, match="by an admin"):
+        items.check_claim("escalated", None, None, "r2", T0, "r1", "reviewer")
+    with pytest.raises(items.ForbiddenError, match="other than the one who escalated"):
+        items.check_claim("escalated", None, None, "a1", T0, "a1", "admin")
+    items.check_claim("escalated", None, None, "a2", T0, "a1", "admin")
+    items.check_claim("open", None, None, "r2", T0, None, "reviewer")
+
+
+def test_a_kind_with_a_process_of_its_own_has_one_category_and_it_no_other_kind() -> None:
+    with pytest.raises(items.ConflictError, match="item 7 is of kind 'impersonation'"):
+        items.check_category("impersonation", "rumor", 7)
+    with pytest.raises(items.ConflictError, match="an impersonation"):
+        items.check_category("report", "impersonation", 7)
+    with pytest.raises(items.ConflictError, match="dormant"):
+        items.check_category("score", "dormant", 7)
+    items.check_category("impersonation", "impersonation", 7)
+    items.check_category("report", "rumor", 7)
+
+
 def test_deductions_by_category_severity_and_repetition(policy: Policy) -> None:
     rules = policy.credit
     first = credit.deduction(rules, 100, "rumor", "review", 0)
@@ -114,6 +134,10 @@ def test_appeal_window_deadline_and_resolver(policy: Policy) -> None:
     with pytest.raises(items.ForbiddenError):
         appeals.check_resolver("r1", "r1")
     appeals.check_resolver("r1", "r2")
+    # the appeal of a decision an escalation led to is an admin's, as the escalation was
+    with pytest.raises(items.ForbiddenError, match="an admin"):
+        appeals.check_resolver("a1", "r2", escalated=True, role="reviewer")
+    appeals.check_resolver("a1", "a2", escalated=True, role="admin")
     assert appeals.overdue("pending", T0, T0 + timedelta(seconds=1))
     assert not appeals.overdue("upheld", T0, T0 + timedelta(seconds=1))
 

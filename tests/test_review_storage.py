@@ -30,7 +30,7 @@ from service.review.registration import keyed
 from service.settings import Settings
 from service.spool import Spool
 from service.storage import Pending, SqlRepository, idempotency_sql, open_repository, upgrade
-from service.storage.repository import Idempotency, IdempotencyMismatchError
+from service.storage.repository import Idempotency, IdempotencyMismatchError, Role
 from service.storage.review_steps import Tx, append_records, apply_disposition, locked_account
 from service.storage.sql import make_engine
 from service.storage.tables import IdempotentWrite, StoredDisposition
@@ -273,7 +273,8 @@ def test_a_posts_new_record_joins_its_open_item_and_a_decided_item_stays_decided
     ]
     assert moves[2]["item_record"] == moves[2]["previous_record"] == moves[1]["record"]
     assert moves[2]["record"] != moves[2]["item_record"]
-    assert repo.decide(policy, item, "r2", "dismiss", None, None).status == "dismissed"
+    dismissed = repo.decide(policy, item, "a1", "dismiss", None, None, role="admin")
+    assert dismissed.status == "dismissed"
     repo.save_records([Pending(scored("p1", "p5", "review", "rumor"), True, "帖子")])
     (anew,) = repo.list_items(policy).items
     assert anew.id != item and (anew.head, anew.severity, anew.reports) == ("rumor", "review", 0)
@@ -327,22 +328,35 @@ def test_dismissals_and_escalations(repo: SqlRepository, policy: Policy) -> None
     escalated = repo.decide(policy, item, "r1", "escalate", None, None)
     assert escalated.status == "escalated" and escalated.credits == []
     assert [i.id for i in repo.list_items(policy, status="escalated").items] == [item]
-    # an escalation asks for a second reviewer: not escalated again, not held or decided by r1
+    # an escalation asks for someone senior: not escalated again, not held or decided by r1,
+    # nor by another reviewer, but by an admin
     with pytest.raises(ConflictError, match="escalated already"):
-        repo.decide(policy, item, "r2", "escalate", None, None)
+        repo.decide(policy, item, "a1", "escalate", None, None, role="admin")
     with pytest.raises(ForbiddenError, match="other than the one who escalated"):
         repo.claim(policy, item, "r1")
     with pytest.raises(ForbiddenError, match="other than the one who escalated"):
         repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6")
-    # so the items r1 may take leave it out, not r2's
-    assert repo.list_items(policy, status="escalated", free_for="r1").items == []
-    assert [i.id for i in repo.list_items(policy, status="escalated", free_for="r2").items] == [
-        item
-    ]
-    dismissed = repo.decide(policy, item, "r2", "dismiss", "rumor", None)
+    with pytest.raises(ForbiddenError, match="by an admin"):
+        repo.claim(policy, item, "r2")
+    with pytest.raises(ForbiddenError, match="by an admin"):
+        repo.decide(policy, item, "r2", "dismiss", None, None, role="reviewer")
+    # an admin who escalated hands it to another admin alike
+    with pytest.raises(ForbiddenError, match="other than the one who escalated"):
+        repo.claim(policy, item, "r1", role="admin")
+    # so the items a reviewer, or the escalator, may take leave it out, not another admin's
+    takers: tuple[tuple[str, Role], ...] = (("r1", "reviewer"), ("r2", "reviewer"), ("r1", "admin"))
+    for who, role in takers:
+        free = repo.list_items(policy, status="escalated", free_for=who, role=role)
+        assert free.items == [], (who, role)
+    free = repo.list_items(policy, status="escalated", free_for="a1", role="admin")
+    assert [i.id for i in free.items] == [item]
+    assert repo.claim(policy, item, "a1", role="admin").assignee == "a1"
+    # (a category given with a dismissal, which the API refuses, is not what was dismissed)
+    dismissed = repo.decide(policy, item, "a1", "dismiss", "incitement", None, role="admin")
     assert dismissed.status == "dismissed"
     # a dismissal touches no credit
     assert repo.get_account(policy, "acc1").credit == policy.credit.initial
+    # its label is the item's head's 0
     (label,) = repo.labels()
     assert label["label"] == 0 and label["text"] == "误报的正文" and label["head"] == "rumor"
     assert label["model_version"] == "sha256:m1" and label["policy_version"] == policy.version

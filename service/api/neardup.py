@@ -19,7 +19,7 @@ from service.api.review import IdempotencyKey
 from service.api.routes import JsonRoute, invalid
 from service.api.schemas import Problem
 from service.api.state import Found
-from service.neardup.bank import UnmatchableError, bank_rumor, unbank_rumor
+from service.neardup.bank import BankChange, UnmatchableError, bank_rumor, unbank_rumor
 from service.neardup.cluster import Cluster
 from service.neardup.match import summary
 from service.record import MAX_ID_CHARS, ClusterPost, ClusterSummary, check_text
@@ -133,16 +133,44 @@ async def cluster(
     return _detail(got)
 
 
-@router.post("/bank/rumors", status_code=201)
+REFRESH_HEADER = "Bank-Refresh"
+REFRESHED: dict[int | str, dict[str, Any]] = {
+    code: {
+        "headers": {
+            REFRESH_HEADER: {
+                "description": "`done`: this server process matches posts against the bank as "
+                "changed; `pending`: the change is stored, but storage did not answer the "
+                "process's reload of the bank after it, so the process's next periodic refresh "
+                "(`neardup_bank_refresh_s`) loads it, as every other process's does. Either "
+                "way the change is made: do not send it again",
+                "schema": {"type": "string", "enum": ["done", "pending"]},
+            }
+        }
+    }
+    for code in (201, 204)
+}
+
+
+def say_refresh(response: Response, change: BankChange) -> None:
+    """Say in the answer's :data:`REFRESH_HEADER` whether this process holds the change yet."""
+    response.headers[REFRESH_HEADER] = "done" if change.refreshed else "pending"
+
+
+@router.post("/bank/rumors", status_code=201, responses=REFRESHED)
 async def add_rumor(
-    body: RumorIn, found: Found, caller: BankEditor, key: IdempotencyKey = None
+    body: RumorIn,
+    found: Found,
+    caller: BankEditor,
+    response: Response,
+    key: IdempotencyKey = None,
 ) -> views.Rumor:
-    """Bank a confirmed rumour; posts that match it from now on get their rumour score raised.
-    A retry with the same key gets the first answer, where one without it is refused as
-    banked already (409)."""
+    """Bank a confirmed rumour; posts that match it from now on get their rumour score raised
+    (in this process from the answer's ``Bank-Refresh: done``, else from its next refresh). A
+    retry with the same key gets the first answer, where one without it is refused as banked
+    already (409)."""
     idem = Idempotency.of(caller.key_id, key, "rumor", body.model_dump())
     try:
-        return await run_in_threadpool(
+        change = await run_in_threadpool(
             lambda: bank_rumor(
                 found.neardup,
                 found.repository,
@@ -155,6 +183,8 @@ async def add_rumor(
         )
     except UnmatchableError as exc:
         raise invalid(("body", "text"), str(exc)) from exc
+    say_refresh(response, change)
+    return change.rumor
 
 
 @router.get("/bank/rumors")
@@ -223,14 +253,17 @@ async def copies(
     return sorted(listed.values(), key=lambda c: (c.created_at, c.id))[:limit]
 
 
-@router.delete("/bank/rumors/{rumor_id}", status_code=204)
+@router.delete("/bank/rumors/{rumor_id}", status_code=204, responses=REFRESHED)
 async def delete_rumor(
     rumor_id: str, found: Found, caller: BankEditor, key: IdempotencyKey = None
 ) -> Response:
-    """Remove an entry and the copies recorded of it. A retry with the same key gets 204
-    again, where one without it finds the entry gone (404)."""
+    """Remove an entry and the copies recorded of it (``Bank-Refresh`` says whether this
+    process matches posts without it yet). A retry with the same key gets 204 again, where one
+    without it finds the entry gone (404)."""
     idem = Idempotency.of(caller.key_id, key, f"rumor-removal:{rumor_id}", None)
-    await run_in_threadpool(
+    change = await run_in_threadpool(
         lambda: unbank_rumor(found.neardup, found.repository, rumor_id, by=caller.key_id, idem=idem)
     )
-    return Response(status_code=204)
+    removed = Response(status_code=204)
+    say_refresh(removed, change)
+    return removed

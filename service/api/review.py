@@ -128,9 +128,17 @@ class DecisionRequest(BaseModel):
     @field_validator("category", "basis")
     @classmethod
     def _confirm_says_what_and_why(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None and info.data.get("action") == "confirm":
-            what = "category" if info.field_name == "category" else "basis (the article)"
+        action = info.data.get("action")
+        what = "category" if info.field_name == "category" else "basis (the article)"
+        if value is None and action == "confirm":
             raise ValueError(f"a confirmed violation needs its {what}")
+        if value is not None and action in ("dismiss", "escalate"):
+            # stored with the decision, it read as what the item was dismissed as, and the
+            # labels gave the text that category's 0 where the item's head was dismissed
+            raise ValueError(
+                f"only a confirmation takes a {what}: a dismissal says the item's head is no "
+                "violation, an escalation says nothing yet"
+            )
         return value
 
 
@@ -257,8 +265,11 @@ async def get_item(item_id: ItemId, found: Found, _: Reviewer) -> views.Item:
 
 @router.post("/review/items/{item_id}/claim")
 async def claim(item_id: ItemId, found: Found, who: Reviewer) -> views.Lease:
-    """Keep the item to the caller for the policy's lease (claim again to renew)."""
-    return await run_in_threadpool(found.review.claim, found.scoring.policy, item_id, who.key_id)
+    """Keep the item to the caller for the policy's lease (claim again to renew); an escalated
+    item to an admin key only."""
+    return await run_in_threadpool(
+        lambda: found.review.claim(found.scoring.policy, item_id, who.key_id, role=who.role)
+    )
 
 
 @router.post("/review/items/{item_id}/decision")
@@ -266,7 +277,8 @@ async def decide(
     item_id: ItemId, body: DecisionRequest, found: Found, who: Reviewer, key: IdempotencyKey = None
 ) -> views.Decision:
     """Confirm (with category and basis), dismiss or escalate; a confirmation deducts the
-    account's credit and applies the policy's dispositions in the same transaction."""
+    account's credit and applies the policy's dispositions in the same transaction. An
+    escalated item is decided by an admin key only."""
     idem = Idempotency.of(who.key_id, key, f"decision:{item_id}", body.model_dump())
     return await run_in_threadpool(
         lambda: found.review.decide(
@@ -277,6 +289,7 @@ async def decide(
             body.category,
             body.basis,
             body.note,
+            role=who.role,
             idem=idem,
         )
     )
@@ -421,11 +434,18 @@ async def decide_appeal(
     key: IdempotencyKey = None,
 ) -> views.Appeal:
     """Uphold (reverses the credit change and lifts the dispositions) or reject; by a reviewer
-    other than the one who made the appealed decision."""
+    other than the one who made the appealed decision, and an admin key where that decision
+    was taken on an escalated item."""
     idem = Idempotency.of(who.key_id, key, f"appeal:{appeal_id}", body.model_dump())
     return await run_in_threadpool(
         lambda: found.review.decide_appeal(
-            found.scoring.policy, appeal_id, who.key_id, body.action, body.note, idem=idem
+            found.scoring.policy,
+            appeal_id,
+            who.key_id,
+            body.action,
+            body.note,
+            role=who.role,
+            idem=idem,
         )
     )
 

@@ -112,13 +112,21 @@ TEXT: dict[str, tuple[str, str]] = {
     "latest_items": ("仅列出最近的 {shown} 条", "Only the latest {shown} are listed"),
     "confirmation_overturned": ("违规确认已撤销", "the confirmation is overturned"),
     "escalated_by_you": (
-        "此条目由你上报:由其他审核员认领并处理",
-        "You escalated this item: another reviewer claims and decides it",
+        "此条目由你上报:由你以外的管理员认领并处理",
+        "You escalated this item: an admin other than you claims and decides it",
     ),
-    "escalated_waiting": ("已上报待处理 {n} 条", "{n} escalated, waiting"),
+    "escalated_to_admin": (
+        "已上报的条目由管理员认领并处理",
+        "An escalated item is claimed and decided by an admin",
+    ),
+    "escalated_waiting": ("已上报待管理员处理 {n} 条", "{n} escalated, waiting for an admin"),
     "own_decision": (
         "原决定由你作出:交由其他审核员处理",
         "You took the decision appealed: another reviewer resolves it",
+    ),
+    "escalated_appeal": (
+        "原决定针对已上报的条目:由管理员处理申诉",
+        "The decision appealed was taken on an escalated item: an admin resolves it",
     ),
     "sent_otherwise": (
         "该表单已提交过,内容不同:本次未执行任何操作。请重新打开页面再处理",
@@ -429,14 +437,23 @@ TEXT: dict[str, tuple[str, str]] = {
     # details filled in: a moment as the pages show one, a status in words
     "refusal.decided": ("该条目已处理({status})", "The item is decided already ({status})"),
     "refusal.escalated_by_you": (
-        "上报的条目交由上报人以外的审核员处理",
-        "An escalated item goes to a reviewer other than the one who escalated it",
+        "上报的条目交由上报人以外的管理员处理",
+        "An escalated item goes to an admin other than the one who escalated it",
+    ),
+    "refusal.escalated_to_admin": (
+        "上报的条目由管理员认领并处理,审核员不能处理",
+        "An escalated item is claimed and decided by an admin, not by a reviewer",
     ),
     "refusal.claimed": (
         "该条目已被其他审核员认领,至 {until} 为止",
         "The item is claimed by another reviewer until {until}",
     ),
     "refusal.escalated_already": ("该条目已上报", "The item is escalated already"),
+    "refusal.escalated_appeal": (
+        "原决定针对已上报的条目:申诉由管理员处理,审核员不能处理",
+        "The decision appealed was taken on an escalated item: an admin resolves its appeal, "
+        "not a reviewer",
+    ),
     "refusal.no_item": ("没有条目 {item_id}", "No review item {item_id}"),
     "refusal.no_account": ("没有账号“{account_id}”", "No account {account_id!r}"),
     "refusal.no_report": ("没有举报 {report_id}", "No report {report_id}"),
@@ -515,6 +532,16 @@ TEXT: dict[str, tuple[str, str]] = {
         "Item {item_id} is of kind {item_kind!r}: a dormant account's item is confirmed as "
         "category 'dormant', and that category confirms no other item (a dormancy is no "
         "violation)",
+    ),
+    "refusal.impersonation_category": (
+        "条目 {item_id} 的来源是“{item_kind}”:冒用名义(第八条)只在受保护名称为该账号开启的"
+        "“冒用名义”条目上以“擅自使用组织机构或知名人士名义”类别确认,该类别也只用于此类条目"
+        "(由此暂停的服务,按该条目所列的受保护名称,在账号改正名称时解除、到期时结算)",
+        "Item {item_id} is of kind {item_kind!r}: an impersonation (art8) is confirmed on the "
+        "'impersonation' item a protected name opens for the account, as category "
+        "'impersonation', and that category confirms no other item (the suspension it brings "
+        "is lifted by a correction of the name, and settled at its end, against the protected "
+        "names that item holds)",
     ),
     "refusal.post_not_live": (
         "帖子“{post_id}”不在实时窗口中:请填写谣言正文",

@@ -55,15 +55,18 @@ from service.neardup.bank import bank_rumor, unbank_rumor
 from service.neardup.store import StoreUnavailableError
 from service.policy.governance import CATEGORIES, Category
 from service.review import dormancy
-from service.review.appeals import APPEAL_STATUSES, AppealStatus
+from service.review.appeals import APPEAL_STATUSES, AppealStatus, check_resolver
 from service.review.appeals import parse_cursor as appeal_cursor
 from service.review.items import (
     FINAL,
     KINDS,
     STATUSES,
+    ConflictError,
+    ForbiddenError,
     Kind,
     NotFoundError,
     Status,
+    check_claim,
     report_due,
     reports_late_before,
 )
@@ -251,7 +254,6 @@ async def show_item(who: Viewer, item_id: int, refused: Refusal | None = None) -
     reads = who.console.reads
     reported = await who.call(reads.item_reports, item_id, ITEM_REPORTS)
     decisions = await who.call(reads.decisions, item_id)
-    # an escalation asks for another reviewer: its reviewer's page says so, offering nothing
     escalated_by = next((d.reviewer for d in decisions if d.action == "escalate"), None)
     # only a confirmation is appealed
     appealed = await who.call(reads.item_appeals, item_id) if item.status == "confirmed" else []
@@ -298,7 +300,7 @@ async def show_item(who: Viewer, item_id: int, refused: Refusal | None = None) -
         matched=matched,
         reports=reported,
         decisions=decisions,
-        escalated_by_you=item.status == "escalated" and escalated_by == who.name,
+        held_back=held_back(who, item.status, escalated_by),
         appeals=appealed,
         others=others,
         account=account,
@@ -313,11 +315,26 @@ async def show_item(who: Viewer, item_id: int, refused: Refusal | None = None) -
     )
 
 
+def held_back(who: Viewer, status: str, escalated_by: str | None) -> str | None:
+    """Why the rule refuses ``who`` a claim and a decision on an item of ``status`` whoever
+    holds it (an escalated item: its escalator, or a reviewer, since it goes to an admin), the
+    reason of the API's 403; None where it does not. The page says it and offers neither."""
+    try:
+        check_claim(status, None, None, who.name, datetime.now(UTC), escalated_by, who.role)
+    except ForbiddenError as exc:
+        return exc.reason
+    except ConflictError:
+        pass
+    return None
+
+
 @router.post("/items/{item_id}/claim")
 async def claim(item_id: ItemId, who: Signed, fields: Form) -> Response:
     here = f"/console/items/{item_id}"
     try:
-        await who.call(who.found.review.claim, who.found.scoring.policy, item_id, who.name)
+        await who.call(
+            who.found.review.claim, who.found.scoring.policy, item_id, who.name, role=who.role
+        )
     except REFUSALS as exc:
         return await show_item(who, item_id, who.refusal(here, "claim-form", fields, exc))
     return back(here)
@@ -343,6 +360,7 @@ async def decide(item_id: ItemId, who: Signed, fields: Form) -> Response:
             body.category,
             body.basis,
             body.note,
+            role=who.role,
             idem=sent_once(who, fields, f"decision:{item_id}"),
         )
     except REFUSALS as exc:
@@ -354,10 +372,10 @@ async def decide(item_id: ItemId, who: Signed, fields: Form) -> Response:
 @router.get("/items/{item_id}/next")
 async def next_item(item_id: ItemId, who: Signed) -> RedirectResponse:
     """Key ``j``: the item after ``item_id`` in the list it is in (the escalated ones, or the
-    open ones), of those this reviewer may take (nobody else holds it, and they did not
-    escalate it), so that pressing it moves through the list, the escalations included; past
-    the list's end, the other list's first, else the list's first again; the queue when
-    there is none."""
+    open ones), of those this reviewer may take (nobody else holds it, they did not escalate
+    it, and an escalated one only for an admin), so that pressing it moves through the list,
+    the escalations included; past the list's end, the other list's first, else the list's
+    first again; the queue when there is none."""
     return await next_for(who, item_id, from_top=False)
 
 
@@ -381,6 +399,7 @@ async def next_for(who: Viewer, item_id: int, *, from_top: bool) -> RedirectResp
             who.found.scoring.policy,
             status=status,
             free_for=who.name,
+            role=who.role,
             cursor=after,
             limit=2,
         )
@@ -412,19 +431,34 @@ async def show_appeals(
     )
     pending = [a.item_id for a in page.appeals if a.status == "pending"]
     deciders = await who.call(who.console.reads.deciders, pending) if pending else {}
+    held = {
+        a.id: why
+        for a in page.appeals
+        if a.item_id in deciders and (why := resolution_held_back(who, *deciders[a.item_id]))
+    }
     next_url = None
     if page.next:
         next_url = "/console/appeals?" + urlencode({"status": shown or "all", "cursor": page.next})
     return who.page(
         "appeals.html",
         page=page,
-        # an appeal goes to another reviewer than the one whose decision it contests
-        own={a.id for a in page.appeals if deciders.get(a.item_id) == who.name},
+        held=held,
         shown=shown or "all",
         statuses=[*APPEAL_STATUSES, "all"],
         next_url=next_url,
         refused=refused,
     )
+
+
+def resolution_held_back(who: Viewer, decided_by: str, escalated: bool) -> str | None:
+    """Why the rule refuses ``who`` the resolution of an appeal of a decision by ``decided_by``
+    (their own; an escalated item's, for a reviewer), the reason of the API's 403; None where
+    it does not. The appeal's row says it and offers neither action."""
+    try:
+        check_resolver(decided_by, who.name, escalated, who.role)
+    except ForbiddenError as exc:
+        return exc.reason
+    return None
 
 
 @router.post("/appeals")
@@ -461,6 +495,7 @@ async def decide_appeal(appeal_id: ItemId, who: Signed, fields: Form) -> Respons
             who.name,
             body.action,
             body.note,
+            role=who.role,
             idem=sent_once(who, fields, f"appeal:{appeal_id}"),
         )
     except REFUSALS as exc:

@@ -156,6 +156,11 @@ class Viewer:
         assert self.session.user is not None
         return self.session.user
 
+    @property
+    def role(self) -> Role:
+        assert self.session.role is not None
+        return self.session.role
+
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await run_in_threadpool(lambda: fn(*args, **kwargs))
 

@@ -9,6 +9,7 @@ entry and its debunk notice as evidence.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,10 +24,18 @@ from service.record import ScoreRecord
 from service.review import views
 from service.review.items import ConflictError, NotFoundError
 from service.review.refusals import RefusedError
-from service.storage.repository import Idempotency, Repository, RumorCopy, StoredRumor
+from service.storage.repository import (
+    Idempotency,
+    Repository,
+    RumorCopy,
+    StorageError,
+    StoredRumor,
+)
 
 if TYPE_CHECKING:
     from service.neardup import NearDuplicates
+
+log = logging.getLogger(__name__)
 
 
 class UnmatchableError(RefusedError):
@@ -37,6 +46,15 @@ class UnmatchableError(RefusedError):
 class BankMatch:
     rumor: StoredRumor
     similarity: float
+
+
+@dataclass(frozen=True, slots=True)
+class BankChange:
+    """A change of the bank, committed: the entry added or removed, and whether this process's
+    bank holds the change already (``refreshed``) or from its next periodic refresh."""
+
+    rumor: views.Rumor
+    refreshed: bool
 
 
 def to_signature(rumor: StoredRumor) -> Signature:
@@ -109,9 +127,9 @@ def bank_rumor(
     notice: str,
     by: str,
     idem: Idempotency | None = None,
-) -> views.Rumor:
+) -> BankChange:
     """Store a confirmed rumour (its text, or a post of the live window) and reload this
-    process's bank; raises :class:`NotFoundError` for a post not in the window,
+    process's bank (:func:`reload`); raises :class:`NotFoundError` for a post not in the window,
     :class:`UnmatchableError` for a text too short to match, :class:`ConflictError` for a
     rumour the bank matches already (a second entry would split its copies between two
     listings), ``StorageError``. A retry with ``idem`` gets the first answer: the bank is
@@ -142,8 +160,7 @@ def bank_rumor(
         )
 
     added = repository.add_rumor(entry, idem=idem)
-    near.sync_bank(repository.rumors())
-    return added
+    return BankChange(added, reload(near, repository))
 
 
 def unbank_rumor(
@@ -153,9 +170,25 @@ def unbank_rumor(
     *,
     by: str,
     idem: Idempotency | None = None,
-) -> views.Rumor:
+) -> BankChange:
     """Remove an entry (``by`` whom, for its audit record) and reload this process's bank; the
     entry removed (the answer a retry with ``idem`` gets); :class:`NotFoundError` if absent."""
     removed = repository.delete_rumor(rumor_id, by, idem=idem)
-    near.sync_bank(repository.rumors())
-    return removed
+    return BankChange(removed, reload(near, repository))
+
+
+def reload(near: NearDuplicates, repository: Repository) -> bool:
+    """Reload this process's bank after a change committed; False where storage did not answer
+    the read. The change stands all the same: the periodic refresh (every
+    ``neardup_bank_refresh_s``, :func:`service.api.app.sync_bank`) loads it, as it loads it in
+    every other process, so the change is answered as made, not as storage down, which would
+    have its client send it again."""
+    try:
+        near.sync_bank(repository.rumors())
+    except StorageError as exc:
+        log.warning(
+            "the rumour bank changed; this process reloads it at its next refresh",
+            extra={"problem": str(exc)},
+        )
+        return False
+    return True

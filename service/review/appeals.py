@@ -42,9 +42,17 @@ def check_filing(rules: AppealRules, decided_at: datetime, now: datetime) -> dat
     return now + timedelta(days=rules.resolve_within_days)
 
 
-def check_resolver(decided_by: str, resolver: str) -> None:
+def check_resolver(
+    decided_by: str, resolver: str, escalated: bool = False, role: str = "reviewer"
+) -> None:
+    """Raise :class:`ForbiddenError` unless ``resolver``, of ``role``, may resolve an appeal
+    of a decision by ``decided_by``: not their own, and one an escalation led to (``escalated``)
+    only as a role it went to (:data:`items.ESCALATED_TO`), whose decision a reviewer's
+    upholding would undo."""
     if decided_by == resolver:
         raise ForbiddenError("own_decision")
+    if escalated and role not in items.ESCALATED_TO:
+        raise ForbiddenError("escalated_appeal")
 
 
 def overdue(status: str, deadline: datetime, now: datetime) -> bool:

@@ -26,13 +26,14 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from service.policy.governance import Category, DispositionStep, DormancyRules
-from service.review.items import ConflictError, Kind
+from service.review.items import Kind
 
 KIND: Kind = "dormant"
 """The kind of the review item a dormant account gets under ``action = "review"``."""
 
 CATEGORY: Category = "dormant"
-"""The category that confirms a ``dormant`` item, and only it."""
+"""The category that confirms a ``dormant`` item, and only it
+(:data:`~service.review.items.OWN_CATEGORY`)."""
 
 NOTICE = "dormancy_notice"
 """The kind of the disposition that tells the platform to notify the holder (``notify``)."""
@@ -100,13 +101,6 @@ def takes_effect(rules: DormancyRules, clock: datetime, warned: datetime | None)
     if warned is None:
         return None
     return max(due, warned + timedelta(days=rules.warn_days))
-
-
-def check_category(item_kind: str, category: Category, item_id: int) -> None:
-    """Refuse (:class:`ConflictError`) a confirmation that calls a ``dormant`` item a violation,
-    or another item a dormancy: the one charges credit, the other none."""
-    if (item_kind == KIND) != (category == CATEGORY):
-        raise ConflictError("dormant_category", item_id=item_id, item_kind=item_kind)
 
 
 def returned(clock: datetime | None, at: datetime) -> bool:

@@ -108,6 +108,11 @@ def priority(rules: ReviewRules, stored_urgency: float, now: datetime) -> float:
     return round(stored_urgency + rules.age_weight_per_hour * hours(now), 4)
 
 
+ESCALATED_TO: frozenset[str] = frozenset({"admin"})
+"""The roles that take an escalated item. An escalation (the console's 上报, "report upward")
+asks for someone senior, so a reviewer neither holds nor decides one."""
+
+
 def check_claim(
     status: str,
     assignee: str | None,
@@ -115,16 +120,36 @@ def check_claim(
     reviewer: str,
     now: datetime,
     escalated_by: str | None = None,
+    role: str = "reviewer",
 ) -> None:
-    """Raise :class:`ConflictError` unless ``reviewer`` may claim the item now, and
-    :class:`ForbiddenError` when ``reviewer`` escalated it: an escalation asks for a second
-    pair of eyes, so the reviewer who escalated an item neither holds nor decides it."""
+    """Raise :class:`ConflictError` unless ``reviewer`` (of ``role``) may claim the item now,
+    and :class:`ForbiddenError` when the item is escalated and ``reviewer`` escalated it (an
+    escalation asks for another's eyes) or is not of a role in :data:`ESCALATED_TO`."""
     if status in FINAL:
         raise ConflictError("decided", status=status)
     if status == "escalated" and escalated_by == reviewer:
         raise ForbiddenError("escalated_by_you")
+    if status == "escalated" and role not in ESCALATED_TO:
+        raise ForbiddenError("escalated_to_admin")
     if assignee not in (None, reviewer) and lease_until is not None and lease_until > now:
         raise ConflictError("claimed", until=lease_until)
+
+
+OWN_CATEGORY: dict[str, Category] = {"dormant": "dormant", "impersonation": "impersonation"}
+"""The kinds of item whose confirmation starts a process of its own, each with the one
+category that confirms it, and that category confirms no other item. A dormancy (art10) charges
+nothing, and the holder's return lifts its measure; an impersonation (art8) suspends the
+account until its name no longer holds the protected names its item names, which a correction
+and the suspension's end are read against off that item: on another item the same category
+would suspend the account with nothing to correct, unlifted by a new name and never settled."""
+
+
+def check_category(kind: str, category: Category, item_id: int) -> None:
+    """Raise :class:`ConflictError` (reason ``KIND_category``) for a confirmation of an item
+    of a kind in :data:`OWN_CATEGORY` as another category, or of another item as one of them."""
+    for own_kind, own in OWN_CATEGORY.items():
+        if (kind == own_kind) != (category == own):
+            raise ConflictError(f"{own_kind}_category", item_id=item_id, item_kind=kind)
 
 
 def check_action(status: str, action: Action) -> None:

@@ -11,7 +11,9 @@ from typing import Any
 
 REASONS: dict[str, str] = {
     "decided": "the item is decided already ({status})",
-    "escalated_by_you": "an escalated item goes to a reviewer other than the one who escalated it",
+    "escalated_by_you": "an escalated item goes to an admin other than the one who escalated it",
+    "escalated_to_admin": "an escalated item is claimed and decided by an admin (role 'admin'), "
+    "not by a reviewer",
     "claimed": "the item is claimed by another reviewer until {until}",
     "escalated_already": "the item is escalated already",
     "no_item": "no review item {item_id}",
@@ -26,6 +28,8 @@ REASONS: dict[str, str] = {
     "appealed_already": "item {item_id} was appealed already (appeal {appeal_id})",
     "appeal_resolved": "appeal {appeal_id} is resolved already ({status})",
     "own_decision": "an appeal is resolved by a reviewer other than the one who decided",
+    "escalated_appeal": "the appealed decision was taken on an escalated item: an admin (role "
+    "'admin') resolves its appeal, not a reviewer",
     "subject_kept": "account {account_id!r} has a subject already; it is never replaced, since "
     "re-registration is checked against it (art8, art10)",
     "subject_blacklisted": "the subject's account {account} is blacklisted",
@@ -44,6 +48,11 @@ REASONS: dict[str, str] = {
     "dormant_category": "item {item_id} is of kind {item_kind!r}: a dormant account's item is "
     "confirmed as category 'dormant', and that category confirms no other item (a dormancy "
     "is no violation)",
+    "impersonation_category": "item {item_id} is of kind {item_kind!r}: an impersonation (art8) "
+    "is confirmed on the 'impersonation' item a protected name opens for the account, as "
+    "category 'impersonation', and that category confirms no other item (the suspension it "
+    "brings is lifted by a correction of the name, and settled at its end, against the "
+    "protected names that item holds)",
     "post_not_live": "post {post_id!r} is not in the live window: give the rumour's text",
     "unmatchable": "the text is boilerplate or too short to match anything",
     "banked_already": "the bank has this rumour already: {rumor_id} (similarity {similarity:.2f})",

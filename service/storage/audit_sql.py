@@ -90,7 +90,9 @@ class AuditSql(ReviewSql):
                     "item_id": item.id,
                     "post_id": item.post_id,
                     "text": item.text,
-                    "head": decision.category or item.head,
+                    # a confirmation's category is what the text is; a dismissal says the
+                    # head it was queued under is not (a category given with one is no label)
+                    "head": decision.category if decision.action == "confirm" else item.head,
                     "label": int(decision.action == "confirm" and not cleared),
                     "action": decision.action,
                     "appeal_upheld": bool(cleared),

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, case, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from service.review import appeals
 from service.storage.repository import reads_only
@@ -342,7 +342,7 @@ class ConsoleReads:
         return found
 
     def escalated_waiting(self) -> int:
-        """Escalated items waiting for a reviewer other than the one who escalated them."""
+        """Escalated items waiting for an admin (other than the one who escalated each)."""
         query = select(func.count()).select_from(ReviewItem).where(ReviewItem.status == "escalated")
         with Session(self.engine) as session:
             return int(session.scalar(query) or 0)
@@ -427,19 +427,29 @@ class ConsoleReads:
                 for a in session.scalars(query)
             ]
 
-    def deciders(self, item_ids: Collection[int]) -> dict[int, str]:
+    def deciders(self, item_ids: Collection[int]) -> dict[int, tuple[str, bool]]:
         """Who took the final decision on each of ``item_ids`` (an appeal of it goes to
-        another reviewer), by item."""
-        query = (
-            select(ReviewDecision.item_id, ReviewDecision.reviewer)
+        another reviewer), and whether the item was escalated first (to an admin, then), by
+        item."""
+        final = aliased(ReviewDecision)  # beside the escalation the subquery looks for
+        escalated = (
+            select(ReviewDecision.id)
             .where(
-                ReviewDecision.item_id.in_(list(item_ids)),
-                ReviewDecision.action.in_(("confirm", "dismiss")),
+                ReviewDecision.item_id == final.item_id,
+                ReviewDecision.action == "escalate",
             )
-            .order_by(ReviewDecision.id)
+            .exists()
+        )
+        query = (
+            select(final.item_id, final.reviewer, escalated)
+            .where(
+                final.item_id.in_(list(item_ids)),
+                final.action.in_(("confirm", "dismiss")),
+            )
+            .order_by(final.id)
         )
         with Session(self.engine) as session:
-            return {item_id: reviewer for item_id, reviewer in session.execute(query)}
+            return {item_id: (by, bool(up)) for item_id, by, up in session.execute(query)}
 
 
 def _decision_row(decision: ReviewDecision) -> DecisionRow:

@@ -13,7 +13,7 @@ from service.review import appeals as appeal_rules
 from service.review import chain, views
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.items import ConflictError, NotFoundError, Violation
-from service.storage.repository import Idempotency
+from service.storage.repository import Idempotency, Role
 from service.storage.review_rows import appeal_view, report_view, utc
 from service.storage.review_sql import ReviewSql
 from service.storage.review_steps import (
@@ -22,6 +22,7 @@ from service.storage.review_steps import (
     after_cursor,
     charged_already,
     confirmed_item,
+    escalated,
     final_decision,
     item_to_join,
     known_account,
@@ -208,11 +209,13 @@ class ReportsSql(ReviewSql):
         action: AppealAction,
         note: str | None,
         *,
+        role: Role = "reviewer",
         idem: Idempotency | None = None,
         now: datetime | None = None,
     ) -> views.Appeal:
-        """Resolve an appeal; upholding it reverses the credit change and lifts the
-        dispositions of the appealed decision, by new ledger entries and records."""
+        """Resolve an appeal, as ``reviewer`` of ``role`` (:func:`appeals.check_resolver`);
+        upholding it reverses the credit change and lifts the dispositions of the appealed
+        decision, by new ledger entries and records."""
 
         def run(tx: Tx) -> views.Appeal:
             appeal = tx.session.scalar(
@@ -223,7 +226,9 @@ class ReportsSql(ReviewSql):
             if appeal.status != "pending":
                 raise ConflictError("appeal_resolved", appeal_id=appeal_id, status=appeal.status)
             decided_by = final_decision(tx.session, appeal.item_id).reviewer
-            appeal_rules.check_resolver(decided_by, reviewer)
+            appeal_rules.check_resolver(
+                decided_by, reviewer, escalated(tx.session, appeal.item_id), role
+            )
             appeal.status = "upheld" if action == "uphold" else "rejected"
             appeal.resolved_by, appeal.resolved_at, appeal.note = reviewer, tx.now, note
             tx.record(

@@ -377,18 +377,28 @@ class ReviewRepository(Protocol):
         assignee: str | None = None,
         kind: str | None = None,
         free_for: str | None = None,
+        role: Role = "reviewer",
         cursor: tuple[float, int] | None = None,
         limit: int | None = None,
         now: datetime | None = None,
     ) -> views.ItemPage:
         """Items by priority, highest first, ``limit`` at a time after ``cursor``; with
-        ``free_for``, only those no other reviewer than ``free_for`` holds a live lease on."""
+        ``free_for``, only those that reviewer, of ``role``, may take now."""
 
     def get_item(self, policy: Policy, item_id: int, now: datetime | None = None) -> views.Item: ...
 
     def claim(
-        self, policy: Policy, item_id: int, reviewer: str, now: datetime | None = None
-    ) -> views.Lease: ...
+        self,
+        policy: Policy,
+        item_id: int,
+        reviewer: str,
+        now: datetime | None = None,
+        *,
+        role: Role = "reviewer",
+    ) -> views.Lease:
+        """Keep the item to ``reviewer`` for the policy's lease; an escalated item only to a
+        role it goes to (:data:`~service.review.items.ESCALATED_TO`)."""
+        ...
 
     def decide(
         self,
@@ -400,6 +410,7 @@ class ReviewRepository(Protocol):
         basis: str | None,
         note: str | None = None,
         *,
+        role: Role = "reviewer",
         idem: Idempotency | None = None,
         now: datetime | None = None,
     ) -> views.Decision: ...
@@ -514,9 +525,13 @@ class ReviewRepository(Protocol):
         action: AppealAction,
         note: str | None,
         *,
+        role: Role = "reviewer",
         idem: Idempotency | None = None,
         now: datetime | None = None,
-    ) -> views.Appeal: ...
+    ) -> views.Appeal:
+        """Uphold or reject an appeal, as ``reviewer`` of ``role``: not the one who decided,
+        and an admin where the decision was taken on an escalated item."""
+        ...
 
     def list_appeals(
         self,

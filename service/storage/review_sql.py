@@ -49,6 +49,7 @@ from service.review.items import (
 from service.storage.repository import (
     Idempotency,
     IdempotencyMismatchError,
+    Role,
     StorageError,
     reads_only,
 )
@@ -214,13 +215,15 @@ class ReviewSql:
         assignee: str | None = None,
         kind: str | None = None,
         free_for: str | None = None,
+        role: Role = "reviewer",
         cursor: tuple[float, int] | None = None,
         limit: int | None = None,
         now: datetime | None = None,
     ) -> views.ItemPage:
         """Items by priority (highest first), ``limit`` at a time after ``cursor``; with
-        ``free_for``, only those that reviewer may take now: no other reviewer holds a live
-        lease on them, and they did not escalate them."""
+        ``free_for``, only those that reviewer, of ``role``, may take now: no other reviewer
+        holds a live lease on them, they did not escalate them, and an escalated one only for
+        a role it goes to (:data:`~service.review.items.ESCALATED_TO`)."""
         limit = limit or policy.review.page_size
         moment = now or datetime.now(UTC)
         query = select(ReviewItem, StoredRecord.record).outerjoin(
@@ -251,6 +254,8 @@ class ReviewSql:
                 ),
                 ~escalated_by,
             )
+            if role not in items.ESCALATED_TO:
+                query = query.where(ReviewItem.status != "escalated")
         if cursor is not None:
             after, last_id = cursor
             query = query.where(
@@ -281,11 +286,18 @@ class ReviewSql:
         return item_view(policy, row[0], row[1], now or datetime.now(UTC), with_text=True)
 
     def claim(
-        self, policy: Policy, item_id: int, reviewer: str, now: datetime | None = None
+        self,
+        policy: Policy,
+        item_id: int,
+        reviewer: str,
+        now: datetime | None = None,
+        *,
+        role: Role = "reviewer",
     ) -> views.Lease:
-        """Keep the item to ``reviewer`` for the policy's lease (again, to renew it)."""
+        """Keep the item to ``reviewer``, of ``role``, for the policy's lease (again, to renew
+        it)."""
         with self._write(policy, now) as tx:
-            item = held_item(tx, item_id, reviewer)
+            item = held_item(tx, item_id, reviewer, role)
             item.assignee = reviewer
             item.lease_until = items.lease_end(policy.review, tx.now)
             return views.Lease(item_id=item.id, assignee=reviewer, lease_until=item.lease_until)
@@ -300,17 +312,19 @@ class ReviewSql:
         basis: str | None,
         note: str | None = None,
         *,
+        role: Role = "reviewer",
         idem: Idempotency | None = None,
         now: datetime | None = None,
     ) -> views.Decision:
-        """Decide an item: its status, the decision, and on a confirmed violation the account's
-        credit change and dispositions, all in one transaction."""
+        """Decide an item, as ``reviewer`` of ``role``: its status, the decision, and on a
+        confirmed violation the account's credit change and dispositions, all in one
+        transaction."""
 
         def run(tx: Tx) -> views.Decision:
-            item = held_item(tx, item_id, reviewer)
+            item = held_item(tx, item_id, reviewer, role)
             items.check_action(item.status, action)
             if action == "confirm" and category is not None:
-                dormancy.check_category(item.kind, category, item.id)
+                items.check_category(item.kind, category, item.id)
             row = record_decision(tx, item, action, category, basis, note, reviewer)
             changes: list[views.CreditChange] = []
             applied: list[views.Disposition] = []

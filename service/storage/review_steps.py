@@ -30,7 +30,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from service.policy import Policy
 from service.review import appeals, chain, credit, dispositions, dormancy, items, protected, views
 from service.review.items import Action, Category, ConflictError, NotFoundError, Violation
-from service.storage.repository import StorageError
+from service.storage.repository import Role, StorageError
 from service.storage.review_rows import (
     APPLIED,
     LIFTED,
@@ -113,8 +113,9 @@ def locked_item(tx: Tx, item_id: int) -> ReviewItem:
     return item
 
 
-def held_item(tx: Tx, item_id: int, reviewer: str) -> ReviewItem:
-    """The item, locked, when ``reviewer`` may hold it now (:func:`items.check_claim`)."""
+def held_item(tx: Tx, item_id: int, reviewer: str, role: Role) -> ReviewItem:
+    """The item, locked, when ``reviewer`` of ``role`` may hold it now
+    (:func:`items.check_claim`)."""
     item = locked_item(tx, item_id)
     escalated_by = None
     if item.status == "escalated":
@@ -125,9 +126,21 @@ def held_item(tx: Tx, item_id: int, reviewer: str) -> ReviewItem:
             .limit(1)
         )
     items.check_claim(
-        item.status, item.assignee, maybe_utc(item.lease_until), reviewer, tx.now, escalated_by
+        item.status,
+        item.assignee,
+        maybe_utc(item.lease_until),
+        reviewer,
+        tx.now,
+        escalated_by,
+        role,
     )
     return item
+
+
+def escalated(session: Session, item_id: int) -> bool:
+    """Whether the item was escalated: it is, or was before its final decision."""
+    query = exists().where(ReviewDecision.item_id == item_id, ReviewDecision.action == "escalate")
+    return bool(session.scalar(select(query)))
 
 
 def new_account(
