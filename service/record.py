@@ -64,7 +64,12 @@ def unix_seconds(text: str) -> float:
         raise ValueError(f"{text!r} is neither unix seconds nor ISO 8601") from None
     if when.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone; give an offset or Z")
-    return in_time_range(when.timestamp())
+    try:
+        return in_time_range(when.timestamp())
+    except ValueError:
+        # named as given: the seconds it makes are not what the caller sent, and a date is no
+        # value in milliseconds, which the range's own words would suggest past 9999
+        raise ValueError(f"{text!r} is not a time from 1970 to 9999 (UTC)") from None
 
 
 def in_time_range(seconds: float) -> float:

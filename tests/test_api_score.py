@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import re
 import shutil
 import threading
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -441,6 +443,45 @@ def test_bad_input_is_a_4xx_with_the_field_and_never_a_500(api: Api) -> None:
     status, detail = post(b'{"id": "1", "text": "' + b"a" * (2 * 1024 * 1024) + b'"}')
     assert status == 413 and "limit" in detail["detail"]  # type: ignore[index]
     assert post(json.dumps({"id": "long", "text": "长" * 10_000}).encode())[0] == 200
+
+
+def test_an_iso_created_at_out_of_range_is_named_as_given(api: Api) -> None:
+    # its seconds were shown instead, and past 9999 taken for milliseconds
+    for given in ("9999-12-31T23:59:59-01:00", "1970-01-01T00:00:00+01:00"):
+        response = api.score({"id": "late", "text": PLAIN, "created_at": given})
+        assert response.status_code == 422
+        (problem,) = response.json()["detail"]
+        assert problem["loc"] == ["body", "created_at"]
+        assert problem["msg"] == (
+            f"Value error, created_at {given!r} is not a time from 1970 to 9999 (UTC)"
+        )
+
+
+def test_a_compressed_body_is_a_422_naming_its_content_encoding(api: Api) -> None:
+    # read as it came, a gzip body was refused as "not UTF-8" at byte 1: nothing said that the
+    # compression was the problem
+    body = json.dumps({"id": "gz", "text": PLAIN}).encode()
+    for encoding, sent in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body))):
+        response = api.client.post(
+            "/v1/score",
+            content=sent,
+            headers={
+                **api.headers(),
+                "Content-Type": "application/json",
+                "Content-Encoding": encoding,
+            },
+        )
+        assert response.status_code == 422
+        assert response.json()["detail"] == [
+            {
+                "loc": ["header", "content-encoding"],
+                "msg": "the body is read as sent: send it uncompressed, without "
+                f"Content-Encoding (not {encoding!r})",
+                "type": "content_encoding",
+            }
+        ]
+    plain = {**api.headers(), "Content-Type": "application/json", "Content-Encoding": "identity"}
+    assert api.client.post("/v1/score", content=body, headers=plain).status_code == 200
 
 
 def test_a_body_the_json_parser_refuses_otherwise_is_a_422_on_every_json_route(

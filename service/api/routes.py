@@ -42,8 +42,9 @@ class JsonRoute(APIRoute):
     without a key got a malformed body's 422 before its 401). Answers a body that is not UTF-8
     with a 422 like any other malformed JSON, where FastAPI would answer an undocumented 400,
     and so a body the JSON parser refuses without saying where (:func:`_parse`), and a body of
-    another content type, or of none, with a 422 that names it, where FastAPI would say only
-    that the body is not an object."""
+    another content type, or of none, or compressed (``Content-Encoding``), with a 422 that
+    names the header, where FastAPI would say only that the body is not an object, or not
+    UTF-8."""
 
     @property
     def takes_key(self) -> bool:
@@ -66,6 +67,16 @@ class JsonRoute(APIRoute):
                     ("header", "content-type"),
                     f"the body is read as JSON: send it as application/json ({given})",
                     "content_type",
+                )
+            encoding = request.headers.get("content-encoding", "").strip().lower()
+            if body and encoding not in ("", "identity"):
+                # the bytes would be read as they came, and a compressed body refused as "not
+                # UTF-8", which names neither the header nor what to do about it
+                raise invalid(
+                    ("header", "content-encoding"),
+                    f"the body is read as sent: send it uncompressed, without Content-Encoding "
+                    f"(not {encoding!r})",
+                    "content_encoding",
                 )
             if body:
                 await _parse(request, body)
