@@ -33,12 +33,12 @@ import stat
 import time
 from collections import Counter
 from collections.abc import Generator, Iterable, Iterator, Sequence
-from contextlib import ExitStack, suppress
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from service.batch.checkpoint import CheckpointError, JoinError, State, WorkFolder
+from service.batch.checkpoint import MANIFEST, CheckpointError, JoinError, State, WorkFolder
 from service.batch.diff import changes_file, report_file
 from service.batch.duplicates import SeenIds
 from service.batch.progress import EVERY_S, Progress, say, shown
@@ -59,7 +59,7 @@ from service.batch.segments import (
     segment_sizes,
 )
 from service.batch.sources import InputError, input_files, plan
-from service.batch.work import Reject, Result, Scorer, ScorerError
+from service.batch.work import Reject, Result, Scorer, ScorerError, Span
 from service.heads import RISKS, Risk
 from service.record import DECISIONS, Decision, ScoreRecord
 
@@ -155,7 +155,7 @@ class RescoreError(Exception):
 class Stored:
     """Posts the service stored (``--from-db``), read through an export whose name and line
     numbers mean nothing to the caller (a hidden file, gone once the run is recorded): the
-    summary, the warnings and the rejects name these instead."""
+    summary, the warnings, the rejects and the errors that stop the run name these instead."""
 
     posts: str
     """What was read, in words, for the summary and as each reject's ``file``: ``the stored
@@ -166,6 +166,19 @@ class Stored:
     def post(self, post_id: str | None) -> str:
         """A stored post, by the id that keys it (its line in the export says nothing)."""
         return f"stored post {post_id!r} ({self.where})"
+
+    def posts_of(self, span: Span) -> str:
+        """The stored posts of ``span``, by the ids of the first and the last (their lines in the
+        export say nothing)."""
+        if span.first is None or span.last is None:
+            return f"the stored posts ({self.where})"
+        if span.first == span.last:
+            return self.post(span.first)
+        return f"stored posts {span.first!r} to {span.last!r} ({self.where})"
+
+    def said(self, error: ScorerError) -> str:
+        """``error``'s message, naming its posts as stored ones."""
+        return error.said(self.posts_of(error.span) if error.span is not None else None)
 
 
 @dataclass
@@ -457,11 +470,12 @@ def rescore(
     Bad lines go to ``reject_path`` (default :func:`default_reject_path`), which is
     replaced when there are any and removed when there are none. ``skip_bad``: a file of which
     nothing can be read, or a Parquet file without a column every post needs, is one bad line
-    there, instead of stopping the run before any work. ``held``: the caller holds OUTPUT
-    already (:meth:`WorkFolder.held`), around more than the run.
+    there, instead of stopping the run before any work. ``held``: the caller holds OUTPUT and
+    the reject file already (:meth:`WorkFolder.held`), around more than the run.
     ``progress``: show it on stderr (:mod:`service.batch.progress`: off a terminal, a line every
     ``progress_every_s`` seconds). ``stored``: ``input_path`` is the export of the stored posts
-    (``--from-db``), which the summary, the warnings and the rejects name instead.
+    (``--from-db``), which the summary, the warnings, the rejects and the errors that stop the
+    run name instead.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
@@ -477,7 +491,7 @@ def rescore(
     with ExitStack() as hold:
         try:
             if not held:
-                hold.enter_context(work.held())
+                hold.enter_context(work.held(reject_path))
             state = work.resume(fingerprint, FINGERPRINT_NAMES)
             seen = SeenIds()
             # the ids of the committed parts: a post of this run may repeat one
@@ -523,7 +537,8 @@ def rescore(
                 run.write(exact(results, scorer.frontier(), scorer), progress_shown)
                 work.finish(state, reject_path)
             except ScorerError as exc:
-                raise RescoreError(f"{exc}; {run.resume_hint}") from exc
+                said = stored.said(exc) if stored is not None else str(exc)
+                raise RescoreError(f"{said}; {run.resume_hint}") from exc
             except JoinError as exc:
                 raise RescoreError(str(exc)) from exc
             except OSError as exc:
@@ -636,18 +651,32 @@ class _Run:
         if self._records is not None or not self._state.parts:
             self._commit()
 
+    @contextmanager
+    def _writing(self, path: Path) -> Iterator[None]:
+        """Stop the run naming ``path`` when writing it fails: the OS error of a full disk,
+        ``[Errno 28] No space left on device``, names no file."""
+        try:
+            yield
+        except OSError as exc:
+            raise RescoreError(
+                f"rescore stopped: cannot write {path}: {exc.strerror or exc}; {self.resume_hint}"
+            ) from exc
+
     def _write(self, result: Result) -> None:
         if self._records is None:
             self._records, self._final = self._work.open_part(self._state.parts)
-        self._records.write(result.records)
+        with self._writing(self._records.path):
+            self._records.write(result.records)
         if result.rejects:
-            if self._rejects is None:
-                path = self._work.rejects(self._state.parts)
-                # a lone surrogate can reach here only in a reject's id; escaped it stays valid JSON
-                tmp = path.with_name("." + path.name)
-                self._rejects = tmp.open("x", encoding="utf-8", errors="backslashreplace")
-            for reject in result.rejects:
-                self._rejects.write(self._reject_line(reject))
+            path = self._work.rejects(self._state.parts)
+            tmp = path.with_name("." + path.name)
+            with self._writing(tmp):
+                if self._rejects is None:
+                    # a lone surrogate can reach here only in a reject's id; escaped it stays
+                    # valid JSON
+                    self._rejects = tmp.open("x", encoding="utf-8", errors="backslashreplace")
+                for reject in result.rejects:
+                    self._rejects.write(self._reject_line(reject))
         # said in line order, errors and warnings mixed: (line, kind of warning or None for an
         # error, the line to say)
         notes: list[tuple[int, str | None, str]] = []
@@ -716,23 +745,30 @@ class _Run:
         if self._records is None:
             self._records, self._final = self._work.open_part(self._state.parts)
         assert self._final is not None
-        self._records.close()
-        self._records.path.replace(self._final)
+        with self._writing(self._records.path):
+            self._records.close()
+            self._records.path.replace(self._final)
         self._records = None
         if self._rejects is not None:
-            self._rejects.flush()
-            os.fsync(self._rejects.fileno())
-            self._rejects.close()
-            self._rejects = None
             final = self._work.rejects(self._state.parts)
-            final.with_name("." + final.name).replace(final)
+            with self._writing(final.with_name("." + final.name)):
+                self._rejects.flush()
+                os.fsync(self._rejects.fileno())
+                self._rejects.close()
+                self._rejects = None
+                final.with_name("." + final.name).replace(final)
         self._state.parts += 1
         # the window as of the parts committed: a continued run matches as this one would
-        self._work.save_ordered_state(self._state.parts, self._ordered)
+        with self._writing(self._work.ordered_state(self._state.parts)):
+            self._work.save_ordered_state(self._state.parts, self._ordered)
         now = time.perf_counter()
         self._summary.elapsed_s = self._elapsed_before + now - self._started
-        self._state.tallies = self._summary.tallies()
-        self._work.commit(self._state)
+        tallies = self._summary.tallies()
+        with self._writing(self._work.path / MANIFEST):
+            # the state's tallies only once committed: a failed commit's hint counts the posts
+            # of the last one
+            self._work.commit(replace(self._state, tallies=tallies))
+        self._state.tallies = tallies
         self._work.drop_ordered_states(self._state.parts)
         self._posts, self._last_commit = 0, now
 

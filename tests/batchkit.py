@@ -172,6 +172,18 @@ def counting_scorer(settings: Settings) -> Scorer:
     return CountingScorer(batch_size=settings.batch_size)
 
 
+class ColdScorer(LengthScorer):
+    """A stand-in that kills its process when asked to warm up: a segment after the first dies
+    before any of its posts is scored, whichever way it is tried."""
+
+    def warm(self, posts: Sequence[Post]) -> None:
+        os._exit(70)
+
+
+def cold_scorer(settings: Settings) -> Scorer:
+    return ColdScorer(batch_size=settings.batch_size)
+
+
 def missing_model(settings: Settings) -> Scorer:
     raise FileNotFoundError("model.onnx")
 

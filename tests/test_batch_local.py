@@ -4,6 +4,7 @@ every engine killed with SIGKILL and started again; a disk that fills up."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import json
 import os
@@ -20,6 +21,7 @@ from batchkit import (
     RAISE,
     SLOW_LOAD_S_ENV,
     SLOW_S_ENV,
+    LengthScorer,
     expected_record,
     length_scorer,
     post_line,
@@ -34,7 +36,7 @@ from batchkit import (
 from service.batch.checkpoint import CheckpointError, State, WorkFolder
 from service.batch.local import LocalEngine
 from service.pipeline import Pipeline
-from service.rescore import InlineEngine, batch_settings, rescore
+from service.rescore import InlineEngine, RescoreError, batch_settings, rescore
 from service.settings import Settings
 
 BATCHKIT = Path(__file__).resolve().parent / "batchkit.py"
@@ -342,11 +344,43 @@ def test_a_full_disk_while_scoring_stops_the_run_with_the_checkpoint_intact(
     )
     assert full.returncode == 2
     assert (
-        "qinglang rescore: error: rescore stopped: [Errno 27] File too large; the checkpoint in "
+        "qinglang rescore: error: rescore stopped: cannot write "
+        f"{tmp_path}/.out.jsonl.rescore/.part-000000.jsonl: File too large; the checkpoint in "
         f"{tmp_path}/.out.jsonl.rescore is intact: run the same command again to continue "
         "after 0 posts\n"
     ) in full.stderr
     assert not output.exists()
+
+
+def test_a_full_disk_names_the_file_it_could_not_write_and_the_posts_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The OS error of a full disk names no file (``[Errno 28] No space left on device``)."""
+    commit = WorkFolder.commit
+    commits: list[int] = []
+
+    def second_fails(folder: WorkFolder, state: State) -> None:
+        commits.append(state.parts)
+        if len(commits) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        commit(folder, state)
+
+    monkeypatch.setattr(WorkFolder, "commit", second_fails)
+    lines = shuffled_posts(300)
+    engine = InlineEngine(LengthScorer())
+    with pytest.raises(RescoreError) as stopped:
+        rescore_lines(tmp_path, lines, engine, chunk_size=50, checkpoint_posts=100)
+    work = tmp_path / ".out.jsonl.rescore"
+    # the manifest of the second part was not written: the run continues after the first
+    assert str(stopped.value) == (
+        f"rescore stopped: cannot write {work}/manifest.json: No space left on device; the "
+        f"checkpoint in {work} is intact: run the same command again to continue after 100 posts"
+    )
+    monkeypatch.setattr(WorkFolder, "commit", commit)
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    summary = rescore(source, output, engine, chunk_size=50, checkpoint_posts=100, progress=False)
+    assert summary.resumed == 100
+    assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in posts_of(lines)]
 
 
 def test_a_full_disk_while_joining_says_what_room_the_join_needs(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from batchkit import (
     DIE_ONCE,
+    RAISE,
     CountingScorer,
     campaign_lines,
     chunked_records,
@@ -94,6 +95,20 @@ def test_an_actor_whose_model_file_is_not_the_drivers_stops_the_run_naming_both(
     assert "loaded a model file of digest sha256:model-of-pid-" in said
     assert f"where the driver's is {driver}: " in said
     assert "Traceback" not in said
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_scorer_that_fails_on_every_post_of_a_task_stops_a_ray_run_as_a_local_one(
+    local_ray: None, tmp_path: Path
+) -> None:
+    engine = RayEngine(length_scorer, Settings(), workers=2, address=None)
+    lines = shuffled_posts(8) + [post_line(f"r{n}", f"{RAISE} {n}") for n in range(4)]
+    with pytest.raises(RescoreError) as stopped:
+        rescore_lines(tmp_path, lines, engine, chunk_size=4)
+    assert str(stopped.value).startswith(
+        f"the scorer failed on every post of {tmp_path}/in.jsonl:9-12: "
+        "ValueError('this post breaks the scorer'); the checkpoint in "
+    )
     assert not (tmp_path / "out.jsonl").exists()
 
 

@@ -44,7 +44,7 @@ from service.batch.records import RecordWriter
 from service.batch.work import Scorer
 from service.cli import EXAMPLES, main
 from service.record import Post, ScoreRecord
-from service.rescore import InlineEngine, RescoreError, rescore
+from service.rescore import InlineEngine, RescoreError, default_reject_path, rescore
 from service.settings import Settings
 
 
@@ -79,7 +79,7 @@ def test_records_follow_the_input_order_across_chunks(tmp_path: Path) -> None:
 
 def test_a_scorer_that_reorders_its_records_stops_the_run(tmp_path: Path) -> None:
     (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(5)))
-    with pytest.raises(RescoreError, match="do not match the posts in order"):
+    with pytest.raises(RescoreError, match=r"do not match, in order, the posts of .*in\.jsonl:"):
         rescore(
             tmp_path / "in.jsonl",
             tmp_path / "out.jsonl",
@@ -148,6 +148,22 @@ def mixed_input() -> list[bytes]:
         post_line("f", "[蜡烛][蜡烛]"),  # 11
         b'{"id": "g", "text": "cut off he',  # 12 no newline: malformed JSON
     ]
+
+
+def test_a_reject_cuts_a_long_id_as_it_cuts_the_line_and_says_how_long_it_was(
+    tmp_path: Path,
+) -> None:
+    long_id = "长" * 100_000
+    lines = [post_line(long_id, "一条帖子"), post_line("x" * 300, "另一条"), post_line("ok", "好")]
+    rejects_path = tmp_path / "out.rejects.jsonl"
+    summary = rescore_lines(tmp_path, lines, InlineEngine(LengthScorer()))
+    assert (summary.scored, summary.failed_total) == (1, 2)
+    first, second = read_rejects(rejects_path)
+    assert (first["id"], first["id_chars"]) == ("长" * 1000, 100_000)
+    assert first["raw"] == lines[0].decode()[:1000]
+    # an id too long for a post but shorter than the cut is kept whole, with nothing added
+    assert second["id"] == "x" * 300 and "id_chars" not in second
+    assert max(len(line) for line in rejects_path.read_text().splitlines()) < 3_000
 
 
 @pytest.mark.parametrize(("flags", "status"), [([], 1), (["--skip-bad"], 0)])
@@ -567,7 +583,7 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(
 ) -> None:
     (tmp_path / "in.jsonl").write_bytes(post_line("a", "x"))
     output = tmp_path / "out.jsonl"
-    with WorkFolder(output).held():
+    with WorkFolder(output).held(default_reject_path(output)):
         assert run_cli("rescore", tmp_path / "in.jsonl", "-o", output) == 2
         assert f"another run (pid {os.getpid()}) is writing {output}" in capsys.readouterr().err
         assert not output.exists()
@@ -575,12 +591,38 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # lock gone
 
 
+@pytest.mark.parametrize(
+    ("output", "given_rejects"),
+    [("out.parquet", None), ("other.jsonl", "out.rejects.jsonl")],
+    ids=["default-rejects-of-another-output", "rejects-given"],
+)
+def test_a_second_run_that_writes_the_same_reject_file_is_refused_while_the_first_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], output: str, given_rejects: str | None
+) -> None:
+    """``out.jsonl`` and ``out.parquet`` keep their rejects in one ``out.rejects.jsonl``, which
+    each run replaces or removes at its end: the hold covers it as it covers OUTPUT."""
+    (tmp_path / "in.jsonl").write_bytes(post_line("a", "x") + b"not json\n")
+    first, rejects = tmp_path / "out.jsonl", tmp_path / "out.rejects.jsonl"
+    args: list[str | Path] = [tmp_path / "in.jsonl", "-o", tmp_path / output]
+    if given_rejects is not None:
+        args += ["--rejects", tmp_path / given_rejects]
+    with WorkFolder(first).held(default_reject_path(first)):
+        assert run_cli("rescore", *args) == 2
+        assert f"another run (pid {os.getpid()}) is writing {rejects}" in capsys.readouterr().err
+        assert not rejects.exists()
+    assert run_cli("rescore", *args) == 1
+    assert [r["error"] for r in read_rejects(rejects)] == ["malformed_json"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # locks gone
+
+
 HOLD = """
 import sys
 from pathlib import Path
 from service.batch.checkpoint import CheckpointError, WorkFolder
+from service.rescore import default_reject_path
 
-with WorkFolder(Path(sys.argv[1])).held():
+output = Path(sys.argv[1])
+with WorkFolder(output).held(default_reject_path(output)):
     print("held", flush=True)
     sys.stdin.read()
 """
@@ -617,7 +659,7 @@ def test_a_run_that_locked_the_lock_file_its_holder_removed_takes_the_hold_again
     succeeds, must not write OUTPUT beside the third; it is refused by the third's lock."""
     output = tmp_path / "out.jsonl"
     holder, third = ExitStack(), ExitStack()
-    holder.enter_context(WorkFolder(output).held())
+    holder.enter_context(WorkFolder(output).held(default_reject_path(output)))
     flock = fcntl.flock
     raced: list[int] = []
 
@@ -625,12 +667,12 @@ def test_a_run_that_locked_the_lock_file_its_holder_removed_takes_the_hold_again
         if not raced:
             raced.append(fd)
             holder.close()
-            third.enter_context(WorkFolder(output).held())
+            third.enter_context(WorkFolder(output).held(default_reject_path(output)))
         flock(fd, operation)
 
     monkeypatch.setattr(fcntl, "flock", between_open_and_lock)
     refused = pytest.raises(CheckpointError, match=rf"another run \(pid {os.getpid()}\)")
-    with third, refused, WorkFolder(output).held():
+    with third, refused, WorkFolder(output).held(default_reject_path(output)):
         pass
     assert raced
 

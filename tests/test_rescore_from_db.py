@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import pytest
-from batchkit import LengthScorer, expected_record, length_scorer, missing_model, read_records
+from batchkit import (
+    RAISE,
+    LengthScorer,
+    cold_scorer,
+    expected_record,
+    length_scorer,
+    missing_model,
+    read_records,
+)
 from servicekit import migrate, open_api, record
 from sqlalchemy import create_engine, inspect, text
 
@@ -22,6 +30,7 @@ from service.batch.work import Scorer
 from service.cli import main
 from service.pipeline import Pipeline
 from service.record import Post, ScoreRecord
+from service.rescore import default_reject_path
 from service.settings import Settings, get_settings
 from service.storage import Pending, SqlRepository, open_repository, upgrade
 from service.storage.sql import make_engine
@@ -257,7 +266,7 @@ def test_a_run_of_another_period_keeps_the_export_of_a_run_that_is_running(
     running = tmp_path / ".again.jsonl.from-db.start-now.jsonl"
     running.write_text(json.dumps({"id": "x", "text": "y"}) + "\n")
     args = ["rescore", "--from-db", "--since", str(T0), "-o", str(out), "--workers", "1"]
-    with WorkFolder(out).held():
+    with WorkFolder(out).held(default_reject_path(out)):
         assert main(args, load_scorer=length_scorer) == 2
     assert f"another run (pid {os.getpid()}) is writing {out}" in capsys.readouterr().err
     assert list(tmp_path.glob(".again.jsonl.from-db.*")) == [running]
@@ -280,7 +289,10 @@ def test_one_hold_covers_the_export_the_run_its_record_and_the_comparison(
     seen: list[TextIO] = []
 
     def check(step: str) -> None:
-        with pytest.raises(CheckpointError, match="is writing"), WorkFolder(out).held():
+        with (
+            pytest.raises(CheckpointError, match="is writing"),
+            WorkFolder(out).held(default_reject_path(out)),
+        ):
             pass
         seen.append(lock.open())
         steps.setdefault(step, os.fstat(seen[-1].fileno()).st_ino)
@@ -459,4 +471,38 @@ def test_warnings_and_rejects_name_the_stored_post_by_its_id_not_the_export(
         f"the stored posts of {database} (table stored_posts, since {T0})",
         None,
         "breaks",
+    )
+
+
+def test_a_scorer_that_fails_on_every_post_names_the_stored_posts_by_their_ids(
+    tmp_path: Path, repo: SqlRepository, database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = [Post(id=f"q{n}", text=f"{RAISE} 第{n}条", created_at=T0 + n) for n in range(3)]
+    repo.save_records([Pending(record(p.id), True, p.text, p) for p in broken])
+    out = tmp_path / "again.jsonl"
+    args = ["rescore", "--from-db", "--since", str(T0), "-o", str(out), "--workers", "1"]
+    assert main([*args, "--no-progress"], load_scorer=length_scorer) == 2
+    err = capsys.readouterr().err
+    assert ".from-db." not in err
+    assert err.startswith(
+        "qinglang rescore: error: the scorer failed on every post of stored posts 'q0' to 'q2' "
+        f"({database}, table stored_posts): ValueError('this post breaks the scorer'); the "
+        "checkpoint in "
+    )
+
+
+def test_a_worker_that_dies_before_any_post_names_the_stored_posts_by_their_ids(
+    tmp_path: Path, repo: SqlRepository, database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store(repo)
+    out = tmp_path / "again.jsonl"
+    args = ["rescore", "--from-db", "-o", str(out), "--workers", "2", "--no-progress"]
+    # one post a task, two a segment: the second segment (p2, p3) is the first to warm up
+    args += ["--chunk-size", "1", "--segment-posts", "2"]
+    assert main(args, load_scorer=cold_scorer) == 2
+    err = capsys.readouterr().err
+    assert ".from-db." not in err
+    assert err.startswith(
+        "qinglang rescore: error: a worker process died before scoring any post of stored posts "
+        f"'p2' to 'p3' ({database}, table stored_posts); the checkpoint in "
     )

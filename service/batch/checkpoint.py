@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -78,18 +78,17 @@ class WorkFolder:
                 old.unlink()
 
     @contextmanager
-    def held(self) -> Iterator[None]:
-        """This run's hold on OUTPUT: another run on the same OUTPUT is refused meanwhile (its
-        message names this one's pid), as both would write the one checkpoint folder. Not
-        reentrant: a command that holds OUTPUT around more than the run (its export and
-        comparison) tells the run so."""
-        lock = self.output.with_name(f".{self.output.name}.rescore.lock")
-        with _locked(lock, self.output):
-            try:
-                yield
-            finally:
-                # before the file closes: a run waiting on it then finds it gone and starts over
-                lock.unlink(missing_ok=True)
+    def held(self, reject_path: Path) -> Iterator[None]:
+        """This run's hold on OUTPUT and on its reject file: another run that writes either is
+        refused meanwhile (its message names this one's pid), as both would write the one
+        checkpoint folder, or replace or remove the reject file under each other (``out.jsonl``
+        and ``out.parquet`` keep their rejects in one ``out.rejects.jsonl``). Not reentrant: a
+        command that holds OUTPUT around more than the run (its export and comparison) tells the
+        run so."""
+        with ExitStack() as hold:
+            for path in (self.output, reject_path):
+                hold.enter_context(_held(path))
+            yield
 
     def resume(self, fingerprint: dict[str, Any], names: Mapping[str, str]) -> State:
         """The committed state of an earlier run with this fingerprint, or a fresh one; ``names``
@@ -187,6 +186,18 @@ class WorkFolder:
         else:
             reject_path.unlink(missing_ok=True)
         tmp.replace(self.output)
+
+
+@contextmanager
+def _held(path: Path) -> Iterator[None]:
+    """``path`` held by this run: the lock file ``.NAME.rescore.lock`` beside it locked."""
+    lock = path.with_name(f".{path.name}.rescore.lock")
+    with _locked(lock, path):
+        try:
+            yield
+        finally:
+            # before the file closes: a run waiting on it then finds it gone and starts over
+            lock.unlink(missing_ok=True)
 
 
 def _locked(lock: Path, output: Path) -> TextIO:

@@ -30,7 +30,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from service.batch.segments import WARM, Segment, SegmentResult, Start, run_segment
-from service.batch.work import Reject, Scorer, ScorerError, ScorerFactory, worker_scorer
+from service.batch.work import (
+    Reject,
+    Scorer,
+    ScorerError,
+    ScorerFactory,
+    Span,
+    worker_scorer,
+)
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -211,8 +218,9 @@ class LocalEngine:
                     self._restart()
                     started = journal.read_text().splitlines()
                     if not started:
+                        span = Span.between(segment.where, segment.tasks[0], segment.tasks[-1])
                         raise ScorerError(
-                            f"a worker process died before scoring any post of {segment.where}"
+                            "a worker process died before scoring any post of", span
                         ) from None
                     task, line, post_id = started[-1].split("\t", 2)
                     killers[int(task), int(line)] = json.loads(post_id)

@@ -33,6 +33,7 @@ from service.batch.segments import WARM, Segment, SegmentResult, Start, run_segm
 from service.batch.work import (
     ModelMismatchError,
     Scorer,
+    ScorerError,
     ScorerFactory,
     check_model,
     worker_scorer,
@@ -75,9 +76,13 @@ class _SegmentScorer:
         if self._mismatch is not None:
             return {"result": [pickle.dumps(self._mismatch)] * len(batch["segment"])}
         jobs: list[tuple[Segment, Start]] = [pickle.loads(blob) for blob in batch["segment"]]
-        return {
-            "result": [pickle.dumps(run_segment(seg, self._scorer, start)) for seg, start in jobs]
-        }
+        try:
+            results = [pickle.dumps(run_segment(seg, self._scorer, start)) for seg, start in jobs]
+        except ScorerError as exc:
+            # returned, as the mismatch is: raised, it reached the driver as a traceback's text
+            # (a RayTaskError, which the run did not know to stop on)
+            return {"result": [pickle.dumps(exc)] * len(jobs)}
+        return {"result": results}
 
 
 class RayEngine:
@@ -153,8 +158,8 @@ class RayEngine:
             num_cpus=1,
         )
         for row in dataset.iter_rows():
-            result: SegmentResult | ModelMismatchError = pickle.loads(row["result"])
-            if isinstance(result, ModelMismatchError):
+            result: SegmentResult | ScorerError = pickle.loads(row["result"])
+            if isinstance(result, ScorerError):
                 raise result
             yield result
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from service.batch.sources import Task, read
-from service.batch.work import Result, Scorer, ScorerError, run_task
+from service.batch.work import Result, Scorer, ScorerError, Span, run_task
 from service.ingest import PostLine
 from service.neardup.cluster import cluster_id
 from service.neardup.match import TOO_OLD
@@ -207,9 +207,12 @@ def _ordered(scorer: Scorer, result: Result) -> list[ScoreRecord]:
     records = scorer.explain(result.posts, scorer.ordered(result.posts, result.prepared))
     if [record.id for record in records] != [post.id for post in result.posts]:
         # a record written next to the wrong line would silently corrupt the output
+        lines = (
+            f"{result.path}:{result.lines[0]}-{result.lines[-1]}" if result.lines else result.path
+        )
         raise ScorerError(
-            f"the scorer's records for task {result.index} of {result.path} do not match "
-            "the posts in order"
+            "the scorer's records do not match, in order, the posts of",
+            Span.of(lines, result.posts),
         )
     return records
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from service.batch.sources import Task, read
 from service.classify import tokenize_on_calling_thread
-from service.ingest import LineError, PostLine
+from service.ingest import RAW_CHARS, LineError, PostLine
 from service.record import Post, ScoreRecord
 
 if TYPE_CHECKING:
@@ -111,8 +111,55 @@ def worker_scorer(load: ScorerFactory, settings: Settings, bank: Sequence[Stored
     return scorer
 
 
+@dataclass(frozen=True)
+class Span:
+    """The posts a :class:`ScorerError` concerns: where they are in the input (``in.jsonl:1-2048``)
+    and the ids of the first and last of them (None: none of its lines has one), which name them
+    where the input's lines mean nothing to the caller (``--from-db``)."""
+
+    lines: str
+    first: str | None
+    last: str | None
+
+    @classmethod
+    def of(cls, lines: str, posts: Sequence[Post]) -> Span:
+        """The posts ``posts``, which are at ``lines``."""
+        return cls(lines, posts[0].id if posts else None, posts[-1].id if posts else None)
+
+    @classmethod
+    def between(cls, lines: str, first: Task, last: Task) -> Span:
+        """The posts from task ``first`` to task ``last``, their ids read from the input (the
+        process that scored them died without a word of them)."""
+        ids = (_id(item) for item in read(first).items)
+        ids_back = (_id(item) for item in reversed(read(last).items))
+        head = next((post_id for post_id in ids if post_id is not None), None)
+        tail = next((post_id for post_id in ids_back if post_id is not None), None)
+        return cls(lines, head, tail)
+
+
+def _id(item: PostLine | LineError) -> str | None:
+    return item.post.id if isinstance(item, PostLine) else item.post_id
+
+
 class ScorerError(Exception):
-    """The scorer is broken (every post failed, records out of order): the run stops."""
+    """The scorer is broken (every post failed, records out of order): the run stops. ``what``
+    ends where the posts it concerns are named: by ``span``'s lines unless :meth:`said` is given
+    other words for them; ``why`` follows (what the scorer raised)."""
+
+    def __init__(self, what: str, span: Span | None = None, why: str = "") -> None:
+        # every argument in args: the error is pickled back from a worker process
+        super().__init__(what, span, why)
+        self.what, self.span, self.why = what, span, why
+
+    def said(self, posts: str | None = None) -> str:
+        """The message, naming the posts by ``posts`` (default: the span's lines)."""
+        text = self.what
+        if self.span is not None:
+            text += f" {self.span.lines if posts is None else posts}"
+        return f"{text}: {self.why}" if self.why else text
+
+    def __str__(self) -> str:
+        return self.said()
 
 
 class ModelMismatchError(ScorerError):
@@ -144,14 +191,11 @@ class Reject:
     raw: str
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "line": self.line,
-            "id": self.id,
-            "error": self.error,
-            "message": self.message,
-            "raw": self.raw,
-        }
+        found: dict[str, Any] = {"file": self.file, "line": self.line, "id": self.id}
+        if self.id is not None and len(self.id) > RAW_CHARS:
+            # an invalid id can be as long as its line: cut as the line is, its length said
+            found |= {"id": self.id[:RAW_CHARS], "id_chars": len(self.id)}
+        return found | {"error": self.error, "message": self.message, "raw": self.raw}
 
 
 @dataclass
@@ -231,7 +275,8 @@ def _score(lines: list[PostLine], scorer: Scorer, task: Task) -> list[Prepared |
             return [exc]
     outcomes = [_score_one(post, scorer, task) for post in posts]
     if all(isinstance(outcome, Exception) for outcome in outcomes):
-        raise ScorerError(f"the scorer failed on every post of {task.where}: {outcomes[0]!r}")
+        span = Span.of(task.where, posts)
+        raise ScorerError("the scorer failed on every post of", span, repr(outcomes[0]))
     return outcomes
 
 
@@ -262,5 +307,6 @@ def _score_alone(
 def _in_order(prepared: Sequence[Any], posts: list[Post], task: Task) -> list[Prepared]:
     if len(prepared) != len(posts):
         # a result written next to the wrong line would silently corrupt the output
-        raise ScorerError(f"the scorer's results for {task.where} do not match the posts")
+        span = Span.of(task.where, posts)
+        raise ScorerError("the scorer's results do not match the posts of", span)
     return [Prepared(value) for value in prepared]

@@ -132,7 +132,7 @@ def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
     chunk_size = args.chunk_size or max(DEFAULT_CHUNK_SIZE, settings.batch_size)
     try:
         check_outputs(args.output, rejects)
-        with _held(args.output):
+        with _held(args.output, rejects):
             if args.from_db:
                 args.input = _export(args, settings)
             check_paths(args.input, args.output, rejects, args.compare)
@@ -149,16 +149,16 @@ def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
 
 
 @contextmanager
-def _held(output: Path) -> Iterator[None]:
-    """OUTPUT held for the whole command (:meth:`WorkFolder.held`), not for the run alone: a run
-    of another period would remove the export this one reads, and one started during the
-    comparison would replace the OUTPUT it reads and the report it writes."""
+def _held(output: Path, rejects: Path) -> Iterator[None]:
+    """OUTPUT and the reject file held for the whole command (:meth:`WorkFolder.held`), not for
+    the run alone: a run of another period would remove the export this one reads, and one
+    started during the comparison would replace the OUTPUT it reads and the report it writes."""
     from service.batch.checkpoint import CheckpointError, WorkFolder
     from service.rescore import RescoreError
 
     with ExitStack() as hold:
         try:
-            hold.enter_context(WorkFolder(output).held())
+            hold.enter_context(WorkFolder(output).held(rejects))
         except (CheckpointError, OSError) as exc:
             raise RescoreError(str(exc)) from exc
         yield
