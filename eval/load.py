@@ -252,9 +252,15 @@ def free_port() -> int:
         return port
 
 
-def cli(env: dict[str, str], *args: str, **kwargs: Any) -> subprocess.Popen[str]:
+def cli(
+    env: dict[str, str], *args: str, source: Path | None = None, **kwargs: Any
+) -> subprocess.Popen[str]:
+    """``qinglang ARGS``, run from the source tree ``source`` where given (another version of
+    the project, to compare with), else from this one."""
+    if source is not None:
+        env = {**env, "PYTHONPATH": str(source)}
     return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", *args], env=env, text=True, **kwargs
+        [sys.executable, "-m", "service.cli", *args], env=env, cwd=source, text=True, **kwargs
     )
 
 
@@ -265,7 +271,8 @@ class Server:
     process: subprocess.Popen[str]
 
 
-def start_server(state: Path) -> Server:
+def start_server(state: Path, source: Path | None = None) -> Server:
+    """``qinglang serve`` on a free port with a publisher key, from ``source`` (:func:`cli`)."""
     env = {
         **os.environ,
         "QINGLANG_STATE_DIR": str(state),
@@ -275,13 +282,15 @@ def start_server(state: Path) -> Server:
         # records a stage leaves without evidence must not be swept into a later stage's CPU
         "QINGLANG_EVIDENCE_LEASE_S": "86400",
     }
-    created = cli(env, "keys", "create", "--role", "publisher", stdout=subprocess.PIPE)
+    created = cli(
+        env, "keys", "create", "--role", "publisher", source=source, stdout=subprocess.PIPE
+    )
     out, _ = created.communicate(timeout=120)
     if created.returncode:
         raise SystemExit("could not create a key")
     port = free_port()
     log = open(state / "server.log", "w")  # noqa: SIM115 (open for the server's life)
-    process = cli(env, "serve", "--port", str(port), stdout=log, stderr=log)
+    process = cli(env, "serve", "--port", str(port), source=source, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

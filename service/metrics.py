@@ -103,7 +103,8 @@ class Metrics:
         )
         self.queue_depth = Gauge(
             "qinglang_queue_depth",
-            "Posts waiting for the model",
+            # a request scored in several calls stops waiting at its first
+            "Posts of the requests waiting for their first model call",
             multiprocess_mode="livesum",
             registry=r,
         )

@@ -73,12 +73,14 @@ class PolicyScorer(Protocol):
     def evidence(self) -> bool:
         """Whether this process finds evidence spans (:attr:`Settings.evidence`)."""
 
-    def score_many(
+    def prepare(self, posts: Sequence[Post], *, evidence: bool = True) -> Sequence[Any]: ...
+
+    def ordered(
         self,
         posts: Sequence[Post],
+        prepared: Sequence[Any],
         accounts: Mapping[str, Standing] | None = None,
         *,
-        evidence: bool = True,
         edits: bool = True,
     ) -> list[ScoreRecord]: ...
 
@@ -259,9 +261,10 @@ class ScoringService:
         stops them publishing, refreshed by :meth:`recover` (a level change or a disposition
         reaches the publish path within ``retry_s``; while storage is away the last read
         stands, and a disposition in it still ends when it ends)."""
-        self.batcher = MicroBatcher(
+        self.batcher: MicroBatcher[Any] = MicroBatcher(
+            lambda posts: scorer.prepare(posts, evidence=False),
             # a post id names one text here: the window refuses an edit as the first record does
-            lambda posts: scorer.score_many(posts, self.accounts, evidence=False, edits=False),
+            lambda posts, ready: scorer.ordered(posts, ready, self.accounts, edits=False),
             window_s=window_s,
             max_posts=max_posts,
             max_queue=max_queue,

@@ -118,7 +118,8 @@ class Settings(BaseSettings):
     batch_window_ms: float = Field(default=2.0, ge=0)
     """How long the first request of a micro-batch waits for others to join it."""
     batch_max_posts: int = Field(default=64, ge=1)
-    """Most posts per micro-batch (one request's posts are never split)."""
+    """Most posts per model call; a request of more is scored in calls of this many, with other
+    requests' calls between them."""
     max_queue_posts: int = Field(default=512, ge=1)
     """Posts that may wait for the model; past it requests get 503 at once rather than an
     answer that comes too late for the publish path to use."""
