@@ -148,6 +148,9 @@ class Classifier:
         self.threads = threads
         self.tokenizer = load_tokenizer(model_dir / TOKENIZER_FILE)
         self.batch_size = batch_size
+        self.log_odds_chars: int | None = LOG_ODDS_CHARS
+        """:meth:`log_odds`' cap on a model call's rows x longest row, in characters (None:
+        :attr:`batch_size` rows whatever their lengths)."""
 
     def with_threads(self, threads: int) -> Classifier:
         """The same model and tokenizer on a session of its own with ``threads`` ONNX threads
@@ -181,14 +184,16 @@ class Classifier:
         return self._run(texts, PROBS)
 
     def log_odds(self, texts: Sequence[str]) -> Probabilities:
-        """The calibrated log-odds of :meth:`predict`'s probabilities, unrounded."""
-        return self._run(texts, LOGITS)
+        """The calibrated log-odds of :meth:`predict`'s probabilities, unrounded, in batches of
+        at most :attr:`log_odds_chars` characters as padded: the evidence search's calls are
+        dozens of rows of one long text each (:data:`LOG_ODDS_CHARS`)."""
+        return self._run(texts, LOGITS, self.log_odds_chars)
 
-    def _run(self, texts: Sequence[str], output: str) -> Probabilities:
+    def _run(self, texts: Sequence[str], output: str, chars: int | None = None) -> Probabilities:
         bodies = {i: b for i, t in enumerate(texts) if (b := without_notices(t)) is not None}
         rows = [*texts, *bodies.values()]
         out = np.zeros((len(rows), len(HEADS)), dtype=np.float32)
-        for idx in length_batches([len(t) for t in rows], self.batch_size):
+        for idx in length_batches([len(t) for t in rows], self.batch_size, chars=chars):
             feeds = model_inputs(self.tokenizer, [rows[i] for i in idx])
             out[idx] = self.session.run([output], feeds)[0]
         noticed = list(bodies)
@@ -201,11 +206,24 @@ class Classifier:
 SHORT = 16
 """Texts up to this many characters share a batch whatever their lengths."""
 
+LOG_ODDS_CHARS = 1024
+"""Of a :meth:`Classifier.log_odds` call: rows x its longest row, in characters (about tokens).
+The evidence search asks for dozens of rows of one text at a time (a flagged Weibo source post:
+37 rows of about 110 characters), and a row costs more in a run of many long rows, whose
+activations outgrow the core's caches: on the AMD EPYC of 2026-12-06, two processes weighing 24
+windows of 40 flagged Weibo16 posts each took 2.94 CPU-ms a row in one run a post and 2.69 in
+runs of at most 1,024 characters (2.78 at 512; three alternated rounds), and the evidence
+search took 9% less CPU a flagged source post (``python -m eval.evidence_cost``). It is not
+:meth:`Classifier.predict`'s: records' scores stay those of batches of ``batch_size`` posts."""
 
-def length_batches(lengths: Sequence[int], size: int, spread: float = 2.0) -> list[list[int]]:
+
+def length_batches(
+    lengths: Sequence[int], size: int, spread: float = 2.0, *, chars: int | None = None
+) -> list[list[int]]:
     """Indices of ``lengths`` sorted by length, cut into batches of at most ``size``, a batch
     also ending where the next text is more than ``spread`` times its shortest (or over
-    :data:`SHORT`).
+    :data:`SHORT`), and, given ``chars``, where its rows padded to the next text would hold
+    more than ``chars`` characters (a text longer than that has a batch of its own).
 
     A model call pads every row to its longest and costs about rows x that length, so one long
     post in a batch of short ones makes them all pay for it: on the service's mixed traffic,
@@ -218,6 +236,7 @@ def length_batches(lengths: Sequence[int], size: int, spread: float = 2.0) -> li
             batch is not None
             and len(batch) < size
             and lengths[i] <= max(SHORT, spread * lengths[batch[0]])
+            and (chars is None or (len(batch) + 1) * lengths[i] <= chars)
         ):
             batch.append(i)
         else:

@@ -2,8 +2,9 @@
 
 A window of the normalised text is weighed by the drop in the head's log-odds when the window is
 deleted: ``z(text) - z(text without window)``, ``z`` being the classifier's calibrated log-odds
-(:meth:`service.classify.Classifier.log_odds`), computed in the same batch (not from the
-record's score, which a confirmed-rumour match may have raised). Log-odds rather than
+(:meth:`service.classify.Classifier.log_odds`), ``z(text)`` computed by the search's first model
+call (not taken from the record's score, which a confirmed-rumour match may have raised), and
+only there: its second call runs the windows' variants alone. Log-odds rather than
 probability, because a confidently flagged post does not move its probability: at 0.9999 hiding
 its whole claim may leave 0.999, a drop of 0.0009, where its log-odds fall by 2.3. They come
 from the model itself, not from its probabilities, as float32 rounds log-odds past about 16.6 to
@@ -12,14 +13,20 @@ a probability of exactly 1.
 Windows of the fine grid (:func:`fine_windows`: equal widths of at least two characters, so that
 a two-character word can be hidden whole, with half-width steps, about ``WINDOWS`` of them) are
 searched coarse to fine (:func:`search`): first the text is cut into non-overlapping coarse
-windows of two fine widths; then only the fine windows that overlap a coarse window whose drop
-is at least ``COARSE_SHARE`` of the largest (and over ``MIN_DROP``) are weighed. A coarse window
-hides whatever a fine window inside it hides, so a phrase that drives the score shows in its
-coarse window first; the searches part where hiding more of the text gives the score back.
-Against weighing every fine window (``python -m eval.evidence``), a quarter of the largest
-coarse drop gave the same spans on 87-93% of flagged posts for 1.4-1.6 times less work, half of
-it 61-78% for 1.7-1.9 times. A text of at most ``ONE_STAGE`` fine windows is weighed on all of
-them at once.
+windows of two fine widths; then only the fine windows that overlap a coarse window whose drop,
+for any of the heads searched, is at least ``COARSE_SHARE`` of that head's largest (and over
+``MIN_DROP``) are weighed, for every head in one call, and each head chooses among all of them
+(a window weighed for one head costs the others nothing, and may show a drop that the head's own
+coarse windows gave back). A coarse window hides whatever a fine window inside it hides, so a
+phrase that drives the score shows in its coarse window first; the searches part where hiding
+more of the text gives the score back. Against weighing every fine window (``python -m
+eval.evidence``), a quarter of the largest coarse drop gave the same spans on 87-93% of flagged
+posts for 1.4-1.6 times less work, half of it 61-78% for 1.7-1.9 times. A text of at most
+``ONE_STAGE`` fine windows is weighed on all of them at once. A model call runs its rows in
+ONNX runs of at most :data:`service.classify.LOG_ODDS_CHARS` characters. ``python -m
+eval.evidence_cost`` weighs the search as it was before (the text run again in the second call,
+each head choosing among its own fine windows, a call one ONNX run) against this one, on the
+Weibo16 source posts.
 
 The keep rule (:func:`choose`): windows whose drop is at least half the largest drop and at
 least ``MIN_DROP`` are kept, overlapping or touching ones merged, and the strongest
@@ -80,14 +87,26 @@ def coarse_windows(length: int, fine: Sequence[Window]) -> list[Window]:
     return [(s, min(s + width, length)) for s in range(0, length, width)]
 
 
+def head_log_odds(
+    classifier: Predictor, texts: Sequence[str], heads: Sequence[Head]
+) -> npt.NDArray[np.float64]:
+    """``[len(texts), len(heads)]``: each head's log-odds of each text, in one model call."""
+    z = classifier.log_odds(texts)[:, [HEADS.index(h) for h in heads]]
+    return np.asarray(z, dtype=np.float64)
+
+
+def deleted(text: str, windows: Sequence[Window]) -> list[str]:
+    """``text`` without each of ``windows``."""
+    return [text[:s] + text[e:] for s, e in windows]
+
+
 def log_odds_drops(
     classifier: Predictor, text: str, windows: Sequence[Window], heads: Sequence[Head]
 ) -> Drops:
     """``[len(windows), len(heads)]``: each head's drop in log-odds when each window is deleted
     from ``text``; one model call of ``len(windows) + 1`` rows."""
-    variants = [text[:s] + text[e:] for s, e in windows]
-    z = classifier.log_odds([text, *variants])[:, [HEADS.index(h) for h in heads]]
-    return np.asarray(z[0] - z[1:], dtype=np.float64)
+    z = head_log_odds(classifier, [text, *deleted(text, windows)], heads)
+    return np.asarray(z[0] - z[1:])
 
 
 def kept(drops: Drops, share: float = 0.5) -> npt.NDArray[np.bool_]:
@@ -128,22 +147,16 @@ def search(classifier: Predictor, text: str, heads: Sequence[Head]) -> dict[Head
     if len(fine) <= ONE_STAGE:
         return weigh_all(classifier, text, fine, heads)
     coarse = coarse_windows(len(text), fine)
-    coarse_drops = log_odds_drops(classifier, text, coarse, heads)
-    near: dict[Head, list[Window]] = {}
-    for k, h in enumerate(heads):
-        keep = kept(coarse_drops[:, k], COARSE_SHARE)
-        hits = [w for w, hit in zip(coarse, keep, strict=True) if hit]
-        near[h] = [(s, e) for s, e in fine if any(s < he and hs < e for hs, he in hits)]
-    # one call for every head's candidates
-    rows = sorted({w for ws in near.values() for w in ws})
+    z = head_log_odds(classifier, [text, *deleted(text, coarse)], heads)
+    base, coarse_drops = z[0], z[0] - z[1:]
+    hot = np.any([kept(coarse_drops[:, k], COARSE_SHARE) for k in range(len(heads))], axis=0)
+    hits = [w for w, hit in zip(coarse, hot, strict=True) if hit]
+    rows = [(s, e) for s, e in fine if any(s < he and hs < e for hs, he in hits)]
     if not rows:
         return {h: [] for h in heads}
-    drops = log_odds_drops(classifier, text, rows, heads)
-    at = {w: i for i, w in enumerate(rows)}
-    return {
-        h: choose(near[h], drops[[at[w] for w in near[h]], k]) if near[h] else []
-        for k, h in enumerate(heads)
-    }
+    # one call for every head's candidates, without the text: its log-odds are the first call's
+    drops = base - head_log_odds(classifier, deleted(text, rows), heads)
+    return {h: choose(rows, drops[:, k]) for k, h in enumerate(heads)}
 
 
 class Remembered:

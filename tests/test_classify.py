@@ -8,12 +8,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from service.api import app
-from service.classify import MODEL_FILE, SHORT, Classifier, length_batches
+from service.classify import LOG_ODDS_CHARS, MODEL_FILE, SHORT, Classifier, length_batches
 from service.pipeline import Pipeline
 from service.settings import Settings
 
@@ -36,6 +37,42 @@ def test_short_texts_share_a_batch_and_size_caps_it() -> None:
     lengths = [1, SHORT, 2, 5, 9, 3, 4]
     assert [len(b) for b in length_batches(lengths, size=64)] == [7]
     assert [len(b) for b in length_batches(lengths, size=3)] == [3, 3, 1]
+
+
+def test_chars_cap_a_batch_at_its_rows_padded_to_the_longest() -> None:
+    lengths = [100] * 10 + [30] * 4 + [300]
+    batches = length_batches(lengths, size=64, chars=400)
+    assert [[lengths[i] for i in b] for b in batches] == [
+        [30] * 4,
+        [100] * 4,
+        [100] * 4,
+        [100] * 2,
+        [300],
+    ]
+    assert [len(b) for b in length_batches(lengths, size=64)] == [4, 10, 1]
+
+
+def test_the_log_odds_run_in_calls_of_at_most_log_odds_chars(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    classifier = pipeline.classifier
+    texts = [("今天天气很好，我们去公园散步。" * 8)[: 120 - i] for i in range(30)]
+    shapes: list[tuple[int, int]] = []
+    session = classifier.session
+
+    class Counted:
+        def run(self, outputs: list[str], feeds: dict[str, Any]) -> Any:
+            shapes.append(feeds["input_ids"].shape)
+            return session.run(outputs, feeds)
+
+    monkeypatch.setitem(classifier.__dict__, "session", Counted())
+    z = classifier.log_odds(texts)
+    assert len(shapes) > 1 and sum(rows for rows, _ in shapes) == len(texts)
+    # a row's tokens are its characters and [CLS], [SEP]
+    assert all(rows * (tokens - 2) <= LOG_ODDS_CHARS for rows, tokens in shapes)
+    monkeypatch.setitem(classifier.__dict__, "session", session)
+    # int8 activations are quantised per call, hence the tolerance
+    np.testing.assert_allclose(1 / (1 + np.exp(-z)), classifier.predict(texts), atol=2e-2)
 
 
 def test_the_digest_is_the_model_file_s_whatever_the_card_says(

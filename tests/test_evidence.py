@@ -143,3 +143,55 @@ def test_copies_of_a_text_are_searched_once_and_the_oldest_is_forgotten() -> Non
     assert len(model.calls) == calls
     remembered.search(model, first, ["incitement"])
     assert len(model.calls) > calls
+
+
+class Recorded(Planted):
+    """:class:`Planted`, keeping the texts of each call."""
+
+    def __init__(self, phrases: dict[str, str]) -> None:
+        super().__init__(phrases)
+        self.texts: list[list[str]] = []
+
+    def log_odds(self, texts: Sequence[str]) -> Probabilities:
+        self.texts.append(list(texts))
+        return super().log_odds(texts)
+
+
+def test_the_text_itself_is_run_once_a_search() -> None:
+    text = FILLER[:37] + "求扩散" + FILLER[37:]
+    model = Recorded({"rumor": "求扩散"})
+    found = evidence.search(model, text, ["rumor"])["rumor"]
+    assert len(model.texts) == 2
+    assert sum(t == text for call in model.texts for t in call) == 1
+    # the second call's drops are taken from the first call's log-odds of the text
+    assert [(s, e) for s, e, _ in found] == exhaustive(Planted(model.phrases), text, "rumor")
+    assert found[0][2] == pytest.approx(6.0, abs=1e-3)
+
+
+class GivenBack(Planted):
+    """Rumor log-odds high while "求扩散" is whole or "急" gone, incitement's while "急" is there:
+    hiding "求扩散急" together gives the rumor score back, so no coarse window shows it."""
+
+    def log_odds(self, texts: Sequence[str]) -> Probabilities:
+        self.calls.append(len(texts))
+        z = np.full((len(texts), len(HEADS)), -8.0, dtype=np.float32)
+        z[:, HEADS.index("rumor")] = [
+            3.0 if "求扩散" in t or "急" not in t else -3.0 for t in texts
+        ]
+        z[:, HEADS.index("incitement")] = [3.0 if "急" in t else -3.0 for t in texts]
+        return z
+
+
+def test_a_head_reads_the_windows_weighed_for_another() -> None:
+    # 求扩散急 fills the coarse window at 40 (four characters: fine windows of two)
+    text = FILLER[:40] + "求扩散急" + FILLER[40:]
+    fine = evidence.fine_windows(len(text))
+    assert (40, 44) in evidence.coarse_windows(len(text), fine)
+    model = GivenBack({})
+    coarse = evidence.coarse_windows(len(text), fine)
+    assert evidence.log_odds_drops(model, text, coarse, ["rumor"]).max() == 0
+    found = evidence.search(model, text, ["rumor", "incitement"])
+    every = evidence.weigh_all(model, text, fine, ["rumor", "incitement"])
+    assert found == every
+    ((s, e, weight),) = found["rumor"]
+    assert "求扩" in text[s:e] and "急" not in text[s:e] and weight == pytest.approx(6.0)
