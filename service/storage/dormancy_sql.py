@@ -7,7 +7,7 @@ day's use."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
@@ -148,19 +148,12 @@ class DormancySql(ReviewSql):
         before = dormancy.warned_before(rules, moment)
         if before is None or (rules.action == "none" and not rules.notify):
             return 0
-        due = (
-            select(StoredAccount.account_id)
-            .where(*_unwarned(), StoredAccount.active_at <= before)
-            .order_by(StoredAccount.active_at, StoredAccount.account_id)
-            .limit(SWEEP_ACCOUNTS)
+        return self._sweep(
+            policy,
+            moment,
+            (*_unwarned(), StoredAccount.active_at <= before),
+            lambda tx, account_id: _warn(tx, account_id, before),
         )
-        with self._session() as session:
-            found = session.scalars(due).all()
-        warned = 0
-        for account_id in found:
-            with self._write(policy, moment) as tx:
-                warned += _warn(tx, account_id, before)
-        return warned
 
     def settle_dormancy(self, policy: Policy, now: datetime | None = None) -> int:
         """Find the accounts whose dormancy has taken effect by ``now`` (their clock
@@ -178,24 +171,36 @@ class DormancySql(ReviewSql):
         warned: tuple[ColumnElement[bool], ...] = ()
         if rules.warn_days:
             warned = (StoredAccount.warned_at <= moment - timedelta(days=rules.warn_days),)
-        due = (
+        return self._sweep(
+            policy,
+            moment,
+            (*_awake(), StoredAccount.active_at <= dormancy.dormant_before(rules, moment), *warned),
+            _fall_dormant,
+        )
+
+    def _sweep(
+        self,
+        policy: Policy,
+        moment: datetime,
+        due: tuple[ColumnElement[bool], ...],
+        step: Callable[[Tx, str], int],
+    ) -> int:
+        """``step`` on each account matching ``due`` (at most :data:`SWEEP_ACCOUNTS`, longest
+        unused first), each in a transaction of its own; the sum of what it gave."""
+        query = (
             select(StoredAccount.account_id)
-            .where(
-                *_awake(),
-                StoredAccount.active_at <= dormancy.dormant_before(rules, moment),
-                *warned,
-            )
+            .where(*due)
             .order_by(StoredAccount.active_at, StoredAccount.account_id)
             .limit(SWEEP_ACCOUNTS)
         )
         # most sweeps find nothing: they look without taking SQLite's write lock
         with self._session() as session:
-            found = session.scalars(due).all()
-        dormant = 0
+            found = session.scalars(query).all()
+        done = 0
         for account_id in found:
             with self._write(policy, moment) as tx:
-                dormant += _fall_dormant(tx, account_id)
-        return dormant
+                done += step(tx, account_id)
+        return done
 
     def dormancies_after(self, after: int | None) -> tuple[dict[str, datetime], int]:
         """The accounts found dormant or warned (:data:`FOUND`) in the chain's records after
