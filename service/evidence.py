@@ -11,8 +11,9 @@ from the model itself, not from its probabilities, as float32 rounds log-odds pa
 a probability of exactly 1.
 
 Windows of the fine grid (:func:`fine_windows`: equal widths of at least two characters, so that
-a two-character word can be hidden whole, with half-width steps, about ``WINDOWS`` of them) are
-searched coarse to fine (:func:`search`): first the text is cut into non-overlapping coarse
+a two-character word can be hidden whole, with half-width steps rounded down, about ``WINDOWS``
+of them, or up to 70 on texts of 49-72 characters, whose three-character windows step by one)
+are searched coarse to fine (:func:`search`): first the text is cut into non-overlapping coarse
 windows of two fine widths; then only the fine windows that overlap a coarse window whose drop,
 for any of the heads searched, is at least ``COARSE_SHARE`` of that head's largest (and over
 ``MIN_DROP``) are weighed, for every head in one call, and each head chooses among all of them
