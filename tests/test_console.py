@@ -654,8 +654,9 @@ def test_a_dormant_items_page_shows_the_use_that_last_set_the_clock_and_since_wh
     api: Api,
 ) -> None:
     """The page of a dormant account's item says which use last set its clock (its
-    registration, a login, a post) and when, its last login, and since when it is dormant; after
-    a return, the use that ended it, and that it is dormant no more."""
+    registration, a login, a post) and when, its last login, since when it is dormant, when the
+    platform was warned and when the dormancy took effect; after a return, the use that ended
+    it, and that it is dormant no more."""
     policy, review = api.services.scoring.policy, api.services.review
     repository = api.services.scoring.repository
     rules = policy.dormancy.model_copy(update={"after_days": 1, "action": "review", "warn_days": 0})
@@ -665,9 +666,16 @@ def test_a_dormant_items_page_shows_the_use_that_last_set_the_clock_and_since_wh
     review.put_account(policy, "quiet", name="沉睡号", now=login - timedelta(days=1))
     review.put_account(policy, "idle", name="闲置号", now=login - timedelta(days=1))
     review.put_account(policy, "idle", login_at=login)
-    assert repository.settle_dormancy(reviewing) == 2
+    # warned half a day ahead, under the policy then: it takes effect at the date it was told
+    review.put_account(policy, "warned", name="预警号", now=login - timedelta(days=2))
+    warning = Policy.model_validate(
+        {**reviewing.model_dump(), "dormancy": {**rules.model_dump(), "warn_days": 0.5}}
+    )
+    warned_at = login - timedelta(days=1)
+    assert repository.warn_dormancy(warning, now=warned_at) == 1
+    assert repository.settle_dormancy(reviewing) == 3
     items = {i.account_id: i for i in review.list_items(policy, kind="dormant").items}
-    found = {a: review.get_account(policy, a) for a in ("quiet", "idle")}
+    found = {a: review.get_account(policy, a) for a in ("quiet", "idle", "warned")}
     sign_in(api, "li")
 
     def clock(account_id: str) -> str:
@@ -677,11 +685,13 @@ def test_a_dormant_items_page_shows_the_use_that_last_set_the_clock_and_since_wh
 
     dormant_since = "自 {} 起判定为长期未使用"
     registered = present.when(found["quiet"].active_at, zone)
+    registered_effect = present.when(login, zone)
     assert clock("quiet") == " · ".join(
         [
             f"最近一次使用: 注册(服务首次记录该账号) {registered}",
             "最近登录: 平台未报告过",
             dormant_since.format(present.when(found["quiet"].dormant_at, zone)),
+            f"未预警(当时的策略不预警),休眠于 {registered_effect} 生效",
         ]
     )
     assert clock("idle") == " · ".join(
@@ -689,7 +699,12 @@ def test_a_dormant_items_page_shows_the_use_that_last_set_the_clock_and_since_wh
             f"最近一次使用: 登录 {present.when(login, zone)}",
             f"最近登录: {present.when(login, zone)}",
             dormant_since.format(present.when(found["idle"].dormant_at, zone)),
+            f"未预警(当时的策略不预警),休眠于 {present.when(login + timedelta(days=1), zone)} 生效",
         ]
+    )
+    assert clock("warned").split(" · ")[3] == (
+        f"已于 {present.when(warned_at, zone)} 预警,"
+        f"休眠于 {present.when(warned_at + timedelta(days=0.5), zone)} 生效"
     )
     assert api.score({"id": "back", "text": PLAIN, "account_id": "quiet"}).status_code == 200
     wait_for(lambda: review.get_account(policy, "quiet").dormant_at is None)
@@ -697,7 +712,12 @@ def test_a_dormant_items_page_shows_the_use_that_last_set_the_clock_and_since_wh
     returned = review.get_account(policy, "quiet")
     assert clock("quiet") == (
         f"Last use: post {present.when(returned.active_at, zone)} · "
-        "Last login: never reported · In use again: no longer dormant"
+        "Last login: never reported · In use again: no longer dormant · "
+        f"Not warned (the policy then gave no warning), dormancy effective {registered_effect}"
+    )
+    assert clock("warned").split(" · ")[3] == (
+        f"Warned on {present.when(warned_at, zone)}, "
+        f"dormancy effective {present.when(warned_at + timedelta(days=0.5), zone)}"
     )
 
 

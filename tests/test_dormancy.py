@@ -238,6 +238,7 @@ def test_an_account_unused_past_the_policys_days_is_suspended_once_and_its_retur
         "last_login_at": None,
         "after_days": policy.dormancy.after_days,
         "warned_at": None,
+        "takes_effect": found_at.isoformat(),
         "action": "suspend",
         "item": None,
     }
@@ -325,6 +326,8 @@ def test_under_review_a_reviewer_applies_the_measure_and_the_return_dismisses_th
         "active_by": "registration",
         "last_login_at": None,
         "after_days": reviewing.dormancy.after_days,
+        "warned_at": None,
+        "takes_effect": found_at.isoformat(),
     }
     # nothing applied yet: the trust team decides
     assert kinds(repo.get_account(reviewing, "confirmed", now=found_at)) == set()
@@ -668,6 +671,66 @@ def test_a_dormancy_waits_for_its_warning_however_late_it_came(
     assert repo.warn_dormancy(quiet, now=overdue) == 0
     assert repo.settle_dormancy(quiet, now=overdue) == 1
     assert repo.get_account(quiet, "other", now=overdue).warned_at is None
+
+
+def test_a_dormant_item_says_when_the_warning_was_given_and_when_the_dormancy_took_effect(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """The reviewer of a dormant account's item sees that the holder could have been warned,
+    and when: the warning's moment and the dormancy's, in its evidence."""
+    reviewing = with_dormancy(policy, action="review", notify=False)
+    repo.put_account(reviewing, "quiet", now=T0)
+    warn_at = T0 + warned_after(reviewing) + HOUR
+    assert repo.warn_dormancy(reviewing, now=warn_at) == 1
+    effect = warn_at + timedelta(days=reviewing.dormancy.warn_days)
+    found_at = effect + MINUTE
+    assert repo.settle_dormancy(reviewing, now=found_at) == 1
+    (item,) = repo.list_items(reviewing, kind="dormant").items
+    assert item.evidence is not None
+    assert (item.evidence["warned_at"], item.evidence["takes_effect"]) == (
+        warn_at.isoformat(),
+        effect.isoformat(),
+    )
+    (found,) = [e.payload for e in repo.audit_entries() if e.kind == "account.dormant"]
+    assert (found["warned_at"], found["takes_effect"]) == (warn_at.isoformat(), effect.isoformat())
+
+
+def test_a_policy_shortened_after_the_warning_keeps_the_date_the_warning_gave(
+    repo: SqlRepository, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The holder was told a date: a policy that lowers ``after_days`` and ``warn_days`` (here
+    to no warning at all) between two sweeps makes no warned account dormant before it, and the
+    account waiting for it keeps no sweep from the accounts due meanwhile. At the date, the
+    warning has ended as it said: none is left active beside the dormancy."""
+    monkeypatch.setattr(dormancy_sql, "SWEEP_ACCOUNTS", 1)
+    repo.put_account(policy, "warned", now=T0)
+    warn_at = T0 + warned_after(policy)
+    assert repo.warn_dormancy(policy, now=warn_at) == 1
+    (warning,) = repo.get_account(policy, "warned", now=warn_at).dispositions
+    told = T0 + dormant_after(policy)
+    assert warning.ends_at == told
+    # unused since a day later, and due under the shorter policy before the warning's date
+    repo.put_account(policy, "fresh", now=T0 + DAY)
+    shorter = with_dormancy(policy, after_days=100, warn_days=0)
+    between = T0 + 170 * DAY
+    assert repo.settle_dormancy(shorter, now=between) == 1
+    assert repo.get_account(shorter, "warned", now=between).dormant_at is None
+    assert repo.get_account(shorter, "fresh", now=between).dormant_at == between
+    assert repo.settle_dormancy(shorter, now=told - SECOND) == 0
+    assert repo.settle_dormancy(shorter, now=told) == 1
+    warned = repo.get_account(shorter, "warned", now=told)
+    assert (warned.dormant_at, kinds(warned)) == (told, {"suspend_dormant", dormancy.NOTICE})
+    found = {e.subject: e.payload for e in repo.audit_entries() if e.kind == "account.dormant"}
+    assert found["account:warned"]["takes_effect"] == told.isoformat()
+    # a shorter warning under the clock's days alike
+    repo.put_account(policy, "other", now=told)
+    other_warned = told + warned_after(policy)
+    assert repo.warn_dormancy(policy, now=other_warned) == 1
+    brief = with_dormancy(policy, after_days=160, warn_days=1)
+    other_told = told + dormant_after(policy)
+    assert repo.settle_dormancy(brief, now=other_told - SECOND) == 0
+    assert repo.settle_dormancy(brief, now=other_told) == 1
+    assert verify(repo) == []
 
 
 def test_an_account_warned_or_found_dormant_has_the_days_later_post_written() -> None:

@@ -366,6 +366,16 @@ TEXT: dict[str, tuple[str, str]] = {
     "never_reported": ("平台未报告过", "never reported"),
     "dormant_since": ("自 {at} 起判定为长期未使用", "Dormant since {at}"),
     "not_dormant": ("目前不再处于未使用状态", "In use again: no longer dormant"),
+    # when the platform was warned of the dormancy and when it took effect, as the sweep found
+    # them (the item's evidence)
+    "warned_effective": (
+        "已于 {warned} 预警,休眠于 {effect} 生效",
+        "Warned on {warned}, dormancy effective {effect}",
+    ),
+    "unwarned_effective": (
+        "未预警(当时的策略不预警),休眠于 {effect} 生效",
+        "Not warned (the policy then gave no warning), dormancy effective {effect}",
+    ),
     # a risk or another category as the pages show it, by its code word
     # (``service.policy.governance.CATEGORIES``): an item's head, a report's or a confirmation's
     # category, a plot's series

@@ -306,6 +306,8 @@ async def show_item(who: Viewer, item_id: int, refused: Refusal | None = None) -
         account=account,
         # a dormant account's clock, current: a return since the sweep shows as one
         clock=account if item.kind == dormancy.KIND else None,
+        # its warning and its dormancy, as the sweep found them
+        dormancy_dates=present.dormancy_dates(item) if item.kind == dormancy.KIND else {},
         initial_credit=policy.credit.initial,
         categories=CATEGORIES,
         basis=present.basis_of(item, policy),

@@ -464,6 +464,19 @@ def impersonation(item: views.Item, articles: dict[str, str]) -> Impersonation |
     )
 
 
+def dormancy_dates(item: views.Item) -> dict[str, datetime]:
+    """When a dormant account's item says the platform was warned (``warned_at``) and the
+    dormancy took effect (``takes_effect``), as the sweep found them: the reviewer sees that the
+    holder could have kept the account. Those it does not say are left out (no warning under
+    the policy then, or an item opened before its evidence said them)."""
+    evidence = item.evidence or {}
+    return {
+        key: datetime.fromisoformat(evidence[key])
+        for key in ("warned_at", "takes_effect")
+        if evidence.get(key)
+    }
+
+
 def cluster_size(item: views.Item) -> int | None:
     """How many posts the item's cluster holds: its own count, where the members listed stop
     at the first 100 it keeps (and the timeline at those the live window still holds)."""

@@ -7,7 +7,8 @@ scored on the publish path (to the day: a server process writes an account's use
 day, off the answer, and the first post written of an account known by its posts alone makes its
 row). ``warn_days`` before its clock is ``after_days`` old the sweep tells the platform, once per
 clock, with a warning that ends when the dormancy takes effect (:func:`takes_effect`: never
-sooner than ``warn_days`` after the warning), so that it can warn the holder. One whose
+sooner than ``warn_days`` after the warning, nor before the date it gave, whatever the policy
+says since), so that it can warn the holder. One whose
 dormancy has taken effect is dormant: the sweep finds it once per dormancy and applies the
 policy's ``[dormancy]``: a notice for the platform to pass on (``notify``), and nothing more, a
 ``dormant`` review item, or the ladder's steps whose ``categories`` name ``dormant``
@@ -89,18 +90,22 @@ def warned_before(rules: DormancyRules, now: datetime) -> datetime | None:
     return now - timedelta(days=rules.after_days - rules.warn_days)
 
 
-def takes_effect(rules: DormancyRules, clock: datetime, warned: datetime | None) -> datetime | None:
+def takes_effect(
+    rules: DormancyRules, clock: datetime, warned: datetime | None, told: datetime | None = None
+) -> datetime | None:
     """When the dormancy of an account unused since ``clock`` and warned at ``warned`` takes
     effect: ``after_days`` after the clock, and ``warn_days`` after the warning at the earliest,
     so that the platform has them to warn the holder whenever the warning came (a sweep behind,
     a policy that lowered ``after_days`` or started giving warnings); None while a warning the
-    policy gives was not given."""
+    policy gives was not given. Never before ``told``, the ``ends_at`` the warning gave: the
+    holder was told that date, and a policy that lowered ``after_days`` or ``warn_days`` (or
+    stopped giving warnings) since moves no dormancy ahead of it."""
     due = clock + timedelta(days=rules.after_days)
-    if not rules.warn_days:
-        return due
-    if warned is None:
-        return None
-    return max(due, warned + timedelta(days=rules.warn_days))
+    if rules.warn_days:
+        if warned is None:
+            return None
+        due = max(due, warned + timedelta(days=rules.warn_days))
+    return due if told is None else max(due, told)
 
 
 def returned(clock: datetime | None, at: datetime) -> bool:

@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import ColumnElement, Table, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, exists, func, or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute
 
 from service.policy import Policy
 from service.review import dormancy
@@ -31,7 +32,7 @@ from service.storage.review_steps import (
     urgency_of,
     wake,
 )
-from service.storage.tables import AuditHead, AuditRecord, StoredAccount
+from service.storage.tables import AuditHead, AuditRecord, StoredAccount, StoredDisposition
 
 SWEEP_ACCOUNTS = 50
 """The most accounts one sweep warns, and the most it finds dormant: the first sweeps after a
@@ -157,8 +158,9 @@ class DormancySql(ReviewSql):
 
     def settle_dormancy(self, policy: Policy, now: datetime | None = None) -> int:
         """Find the accounts whose dormancy has taken effect by ``now`` (their clock
-        ``dormancy.after_days`` old, and their warning, where the policy gives one,
-        ``warn_days`` old: :func:`dormancy.takes_effect`) and not found dormant yet (at most
+        ``dormancy.after_days`` old, their warning, where the policy gives one, ``warn_days``
+        old, and the date their warning gave past, whatever the policy now says:
+        :func:`dormancy.takes_effect`) and not found dormant yet (at most
         :data:`SWEEP_ACCOUNTS`, longest unused first), and apply the policy's ``[dormancy]`` to
         each (:func:`_fall_dormant`), in a transaction of its own, once: every server process
         sweeps, and the first to lock the account marks it (``dormant_at``), so that another,
@@ -171,10 +173,21 @@ class DormancySql(ReviewSql):
         warned: tuple[ColumnElement[bool], ...] = ()
         if rules.warn_days:
             warned = (StoredAccount.warned_at <= moment - timedelta(days=rules.warn_days),)
+        # an account whose warning told a later date waits for it: left out here, it keeps no
+        # sweep from the accounts due after it
+        told_later = exists().where(
+            *_warning(StoredAccount.account_id, StoredAccount.warned_at),
+            StoredDisposition.ends_at > moment,
+        )
         return self._sweep(
             policy,
             moment,
-            (*_awake(), StoredAccount.active_at <= dormancy.dormant_before(rules, moment), *warned),
+            (
+                *_awake(),
+                StoredAccount.active_at <= dormancy.dormant_before(rules, moment),
+                *warned,
+                ~told_later,
+            ),
             _fall_dormant,
         )
 
@@ -263,10 +276,11 @@ def _warn(tx: Tx, account_id: str, before: datetime) -> bool:
 
 def _fall_dormant(tx: Tx, account_id: str) -> bool:
     """Mark ``account_id`` dormant, unless it was marked or used since the sweep read it (its
-    clock and warning read again under its lock), and apply ``[dormancy]``: its ``dormant``
-    item opened (``review``), the notice applied (``notify``), the measures applied by the
-    service (``suspend``); the record ``account.dormant`` says on what clock and what
-    followed."""
+    clock and warning read again under its lock) or its warning gave a later date, and apply
+    ``[dormancy]``: its ``dormant`` item opened (``review``), the notice applied (``notify``),
+    the measures applied by the service (``suspend``); the item's evidence and the record
+    ``account.dormant`` say on what clock, when the warning was given and when the dormancy
+    took effect, and the record what followed."""
     key = dormancy.merge_key(account_id)
     # the item before the account, as every writer locks
     item = open_item(tx, key)
@@ -276,7 +290,14 @@ def _fall_dormant(tx: Tx, account_id: str) -> bool:
         return False
     rules = tx.policy.dormancy
     warned = maybe_utc(account.warned_at)
-    effect = dormancy.takes_effect(rules, clock, warned)
+    told = None
+    if warned is not None:
+        told = maybe_utc(
+            tx.session.scalar(
+                select(func.max(StoredDisposition.ends_at)).where(*_warning(account_id, warned))
+            )
+        )
+    effect = dormancy.takes_effect(rules, clock, warned, told)
     if effect is None or effect > tx.now:
         return False
     account.dormant_at = tx.now
@@ -286,6 +307,8 @@ def _fall_dormant(tx: Tx, account_id: str) -> bool:
         "active_by": account.active_by,
         "last_login_at": None if login is None else login.isoformat(),
         "after_days": rules.after_days,
+        "warned_at": None if warned is None else warned.isoformat(),
+        "takes_effect": effect.isoformat(),
     }
     if rules.action == "review" and item is None:
         decided = last_decided(tx.session, key)
@@ -308,7 +331,6 @@ def _fall_dormant(tx: Tx, account_id: str) -> bool:
         f"account:{account_id}",
         {
             **facts,
-            "warned_at": None if warned is None else warned.isoformat(),
             "action": rules.action,
             "item": item_id,
         },
@@ -332,3 +354,18 @@ def _unwarned() -> tuple[ColumnElement[bool], ...]:
     """An account neither found dormant nor warned: :data:`~service.storage.tables.UNWARNED`,
     as :func:`_awake` says its own."""
     return (StoredAccount.dormant_at.is_(None), StoredAccount.warned_at.is_(None))
+
+
+def _warning(
+    account_id: ColumnElement[str] | InstrumentedAttribute[str] | str,
+    warned: ColumnElement[datetime | None] | InstrumentedAttribute[datetime | None] | datetime,
+) -> tuple[ColumnElement[bool], ...]:
+    """The warning given the account on the clock it was warned on at ``warned`` (its
+    ``warned_at``: :func:`_warn` applies it then), not lifted: its ``ends_at`` is the date the
+    platform told the holder the dormancy takes effect."""
+    return (
+        StoredDisposition.account_id == account_id,
+        StoredDisposition.kind == dormancy.WARNING,
+        StoredDisposition.starts_at >= warned,
+        StoredDisposition.lifted_at.is_(None),
+    )
