@@ -8,25 +8,33 @@ key itself is shown once, when it is created, and never stored.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import ipaddress
+import json
+import logging
 import math
+import os
 import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Protocol, get_args
+from pathlib import Path
+from typing import Any, Protocol, get_args
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from service.storage import ApiKey, ConsoleAccount, StorageError
 from service.storage.repository import Role, SignInAttempts
+
+log = logging.getLogger(__name__)
 
 ROLES: tuple[Role, ...] = get_args(Role)
 BANK_EDITORS: tuple[Role, ...] = ("admin",)
@@ -42,8 +50,12 @@ KEY_ID = re.compile(rf"[0-9a-f]{{{KEY_ID_CHARS}}}")
 KEY = re.compile(rf"{PREFIX}_({KEY_ID.pattern})_([A-Za-z0-9_-]{{{SECRET_CHARS}}})")
 """A key as :func:`create_key` makes it, and no other: anything else is refused before storage
 or the cache sees it."""
+DIGEST = re.compile(r"[0-9a-f]{64}")
+"""A secret's digest as :func:`_digest` writes it."""
 MAX_UNKNOWN_IDS = 1_000
 """Key ids storage does not know, remembered apart from known keys (which they never evict)."""
+VERIFIED_KEYS_FORMAT = 1
+"""Written in the verified keys file (:class:`VerifiedKeys`); a file of another is not read."""
 
 
 class AuthError(Exception):
@@ -249,11 +261,163 @@ class TokenBucket:
         return (1 - self.tokens) / self.rate
 
 
+class VerifiedKeys:
+    """The keys storage last said were valid, in a file (``Settings.verified_keys_file``, mode
+    0600), so that a server started while storage is down still lets them in.
+
+    An entry is what storage holds of a key: its id, digest, role and creation time, never a
+    secret (a digest of 256 random bits gives none away). A key storage says is revoked, or does
+    not know, is dropped, so that the file holds what storage said last: a key revoked while
+    storage is down is let in by a server that reads it until storage answers again. The file is
+    written only when that changes, re-read under a lock first, as the server's processes share
+    it: none loses a key another wrote, and none reads half a file (it is written under another
+    name, then renamed). One that cannot be read or written is a warning, never a refusal: the
+    keys then wait for storage, as they did before the file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._keys: dict[str, ApiKey] = {}
+        # the file's inode, modification time and size when last read: another process's
+        # rename changes them
+        self._read_as: tuple[int, int, int] | None = None
+        # what was last warned of, so that a look-up per request in an outage warns once
+        self._problem: str | None = None
+        self._lock = threading.Lock()
+        self._refresh()
+
+    def get(self, key_id: str) -> ApiKey | None:
+        """The key as storage last said it was, where it is valid; None where not kept."""
+        with self._lock:
+            self._refresh()  # another process may have verified it since
+            return self._keys.get(key_id)
+
+    def note(self, key_id: str, stored: ApiKey | None) -> None:
+        """Keep what storage said of ``key_id`` (None: it does not know the id)."""
+        kept = None if stored is None or stored.revoked else stored
+        with self._lock:
+            self._refresh()
+            if self._keys.get(key_id) == kept:
+                return
+            try:
+                with self._file_lock():
+                    self._refresh()
+                    keys = {k: v for k, v in self._keys.items() if k != key_id}
+                    if kept is not None:
+                        keys[key_id] = kept
+                    if keys != self._keys:
+                        self._write(keys)
+            except OSError as exc:
+                # the next answer of storage about this key tries again
+                log.warning(
+                    "cannot write the verified keys file",
+                    extra={"file": str(self.path), "problem": str(exc)},
+                )
+
+    def _refresh(self) -> None:
+        """Read the file again where it changed since it was last read."""
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            self._keys, self._read_as, self._problem = {}, None, None
+            return
+        except OSError as exc:
+            self._keys, self._read_as = {}, None
+            self._unusable(exc)
+            return
+        read_as = (found.st_ino, found.st_mtime_ns, found.st_size)
+        if read_as == self._read_as:
+            return
+        self._read_as = read_as  # one that cannot be used is not read again until it changes
+        try:
+            self._keys, self._problem = _parse_verified(self.path.read_bytes()), None
+        except (OSError, ValueError) as exc:
+            self._keys = {}
+            self._unusable(exc)
+
+    def _unusable(self, exc: Exception) -> None:
+        if str(exc) == self._problem:
+            return
+        self._problem = str(exc)
+        log.warning(
+            "the verified keys file cannot be used: while storage is down, only the keys this "
+            "process verified are let in, until a key storage verifies has the file written again",
+            extra={"file": str(self.path), "problem": self._problem},
+        )
+
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Held by one process at a time, from reading the file to its rename."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(f"{self.path.name}.lock"), "ab") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _write(self, keys: dict[str, ApiKey]) -> None:
+        document = {
+            "format": VERIFIED_KEYS_FORMAT,
+            "keys": [
+                {
+                    "key_id": key.key_id,
+                    "digest": key.digest,
+                    "role": key.role,
+                    "created_at": key.created_at.isoformat(),
+                }
+                for key in sorted(keys.values(), key=lambda key: key.key_id)
+            ],
+        }
+        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(descriptor, "w") as out:
+                json.dump(document, out)
+                out.flush()
+                # on disk before the rename, so that a power cut leaves the old file or this one
+                os.fsync(out.fileno())
+            os.replace(partial, self.path)
+        except OSError:
+            partial.unlink(missing_ok=True)
+            raise
+        found = os.stat(self.path)
+        self._keys, self._read_as = keys, (found.st_ino, found.st_mtime_ns, found.st_size)
+
+
+def _parse_verified(data: bytes) -> dict[str, ApiKey]:
+    """The keys of a verified keys file; ValueError naming what is wrong with it."""
+    try:
+        document: Any = json.loads(data)
+        if document["format"] != VERIFIED_KEYS_FORMAT:
+            raise ValueError(f"format {document['format']!r}, not {VERIFIED_KEYS_FORMAT}")
+        keys = [
+            ApiKey(
+                key_id=entry["key_id"],
+                digest=entry["digest"],
+                role=entry["role"],
+                created_at=datetime.fromisoformat(entry["created_at"]),
+            )
+            for entry in document["keys"]
+        ]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a verified keys file: {exc!r}") from None
+    for key in keys:
+        if not (
+            isinstance(key.key_id, str)
+            and KEY_ID.fullmatch(key.key_id)
+            and isinstance(key.digest, str)
+            and DIGEST.fullmatch(key.digest)
+            and key.role in ROLES
+        ):
+            raise ValueError(f"not a key: {key.key_id!r}, {key.digest!r}, {key.role!r}")
+    return {key.key_id: key for key in keys}
+
+
 class Guard:
     """Checks a bearer key, its role and its rate; keeps verified keys for ``cache_s`` seconds.
 
     Keys are kept so that a request does not cost a storage round trip, and so that known keys go
-    on working while storage is down (publish must not block); an unknown key then gets 503.
+    on working while storage is down (publish must not block): those verified in this process,
+    and those storage last said were valid in ``known`` (:class:`VerifiedKeys`), read only when
+    storage cannot answer. Any other key then gets 503.
     """
 
     def __init__(
@@ -263,9 +427,11 @@ class Guard:
         rate: float,
         burst: int,
         cache_s: float,
+        known: VerifiedKeys,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.repository = repository
+        self.known = known
         self.rate, self.burst, self.cache_s, self.clock = rate, burst, cache_s, clock
         # ids storage knows, with when they were read: no more than were ever created
         self._keys: dict[str, tuple[float, ApiKey]] = {}
@@ -329,7 +495,11 @@ class Guard:
         except StorageError:
             if cached is not None:
                 return cached[1]
+            kept = self.known.get(key_id)
+            if kept is not None:
+                return kept
             raise AuthError(503, "cannot verify the API key: storage is unavailable", 5.0) from None
+        self.known.note(key_id, stored)
         if stored is not None:
             self._keys[key_id] = (now, stored)
             self._unknown.pop(key_id, None)

@@ -138,7 +138,8 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=2000, ge=1)
     key_cache_s: float = Field(default=60.0, ge=0)
     """How long a verified key is trusted without asking storage again (a revoked key keeps
-    working this long; a known key keeps working while storage is down)."""
+    working this long; a known key keeps working while storage is down, and after a restart
+    while it is down: ``verified_keys_file``)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     # --- near-duplicates: the fingerprint and match stages (service/neardup) ---
@@ -223,6 +224,12 @@ class Settings(BaseSettings):
         """Where the server's processes keep their metric values, emptied when ``qinglang
         serve`` starts (service/metrics.py)."""
         return self.state_dir / "metrics"
+
+    @property
+    def verified_keys_file(self) -> Path:
+        """The API keys storage last said were valid, for a server started while storage is
+        down (:class:`service.security.VerifiedKeys`)."""
+        return self.state_dir / "verified-keys.json"
 
     @property
     def listening_file(self) -> Path:

@@ -16,13 +16,16 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import pytest
+from fastapi.testclient import TestClient
 from servicekit import (
     Api,
     Held,
     Proxy,
+    build_app,
     free_port,
     migrate,
     open_api,
@@ -107,6 +110,40 @@ def test_postgres_refusing_connections_degrades_spools_and_catches_up(
         again = api.score({"id": "d1", "text": RUMOR}).json()
         assert again == {**down[1].json(), "degraded": False}
         assert len(api.services.scoring.repository.queue()) == 5
+
+
+def test_a_server_started_while_postgres_is_down_lets_in_the_keys_verified_before(
+    tmp_path: Path, pipeline: Pipeline, postgres_url: str, proxy: Proxy
+) -> None:
+    """A server restarted in an outage lets in the keys storage last said were valid (kept in
+    ``state_dir``), so the publish path goes on; a key storage revoked, or one never verified,
+    waits for storage (503), and is answered by it once it is back."""
+    options: dict[str, Any] = {
+        "migrate_url": postgres_url,
+        "storage_retry_s": 0.2,
+        "key_cache_s": 0,
+    }
+    url = through(proxy, postgres_url)
+    with open_api(tmp_path, url, pipeline.classifier, **options) as api:
+        revoked, never = api.new_key("publisher"), api.new_key("publisher")
+        assert api.score({"id": "up", "text": RUMOR}).status_code == 200
+        assert api.score({"id": "up", "text": RUMOR}, key=revoked).status_code == 200
+        api.services.scoring.repository.revoke_key(revoked.split("_")[1])
+        assert api.score({"id": "up", "text": RUMOR}, key=revoked).status_code == 401
+        key = api.key
+    proxy.refuse()
+    restarted = build_app(tmp_path, url, pipeline.classifier, **options)
+    with TestClient(restarted) as client:
+        restarted_api = Api(client, restarted.state.services, key, url)
+        answered = restarted_api.score({"id": "down", "text": RUMOR})
+        assert answered.status_code == 200 and answered.json()["degraded"] is True
+        for refused in (revoked, never):
+            unverified = restarted_api.score({"id": "down", "text": RUMOR}, key=refused)
+            assert unverified.status_code == 503 and unverified.headers["retry-after"] == "5"
+        proxy.restore()
+        wait_for(lambda: ready(restarted_api))
+        assert restarted_api.score({"id": "down", "text": RUMOR}, key=revoked).status_code == 401
+        assert restarted_api.score({"id": "down", "text": RUMOR}, key=never).status_code == 200
 
 
 def test_a_locked_sqlite_database_degrades_and_catches_up(

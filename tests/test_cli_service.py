@@ -28,7 +28,7 @@ from servicekit import free_port, serve, wait_for, write_policy
 from service import security
 from service.cli import main
 from service.cli.serve import _bind
-from service.security import AuthError, Guard, SignInLimits
+from service.security import AuthError, Guard, SignInLimits, VerifiedKeys
 from service.settings import Settings, get_settings
 from service.storage import open_repository
 
@@ -54,7 +54,8 @@ def test_keys_create_prints_a_working_key_as_its_last_line(tmp_path: Path) -> No
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip().splitlines()[-1]
     repository = open_repository(f"sqlite:///{tmp_path / 'cli.db'}", 2.0)
-    guard = Guard(repository, rate=10, burst=10, cache_s=0)
+    known = VerifiedKeys(tmp_path / "verified-keys.json")
+    guard = Guard(repository, rate=10, burst=10, cache_s=0, known=known)
     assert guard.check(f"Bearer {key}", ("reviewer",)).role == "reviewer"
     stored = repository.get_key(key.split("_")[1])
     assert stored is not None and key not in stored.digest
@@ -73,7 +74,8 @@ def test_keys_revoke_stops_a_key_and_keys_list_shows_it(tmp_path: Path) -> None:
     again = qinglang(tmp_path, "keys", "revoke", key_ids[0])
     assert again.returncode == 0 and "was already revoked" in again.stdout
     repository = open_repository(f"sqlite:///{tmp_path / 'cli.db'}", 2.0)
-    guard = Guard(repository, rate=10, burst=10, cache_s=0)
+    known = VerifiedKeys(tmp_path / "verified-keys.json")
+    guard = Guard(repository, rate=10, burst=10, cache_s=0, known=known)
     with pytest.raises(AuthError, match="revoked"):
         guard.check(f"Bearer {keys[0]}", ("publisher",))
     assert guard.check(f"Bearer {keys[1]}", ("reviewer",)).role == "reviewer"

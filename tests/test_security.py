@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
 from service.record import ScoreRecord
 from service.review import views
-from service.security import AuthError, Guard, create_key
+from service.security import AuthError, Guard, VerifiedKeys, create_key
 from service.storage import ApiKey, Pending, QueueItem, StorageError, StoredRumor
 from service.storage.repository import Idempotency
 
@@ -72,8 +78,10 @@ class Clock:
         return self.now
 
 
-def guard(keys: Keys, clock: Clock, rate: float = 10, burst: int = 2) -> Guard:
-    return Guard(keys, rate=rate, burst=burst, cache_s=60, clock=clock)
+def guard(keys: Keys, clock: Clock, state: Path, rate: float = 10, burst: int = 2) -> Guard:
+    """A guard whose verified keys file is in ``state``."""
+    known = VerifiedKeys(state / "verified-keys.json")
+    return Guard(keys, rate=rate, burst=burst, cache_s=60, known=known, clock=clock)
 
 
 def status(g: Guard, header: str | None, *roles: str) -> int:
@@ -84,21 +92,21 @@ def status(g: Guard, header: str | None, *roles: str) -> int:
     return 200
 
 
-def test_a_created_key_is_random_stored_hashed_and_verified() -> None:
+def test_a_created_key_is_random_stored_hashed_and_verified(tmp_path: Path) -> None:
     keys = Keys()
     key = create_key(keys, "publisher")
     other = create_key(keys, "publisher")
     assert key != other
     (stored, _) = keys.keys.values()
     assert key.split("_", 2)[2] not in stored.digest and stored.digest not in key
-    g = guard(keys, Clock())
+    g = guard(keys, Clock(), tmp_path)
     assert g.check(f"Bearer {key}", ("publisher",)).role == "publisher"
 
 
-def test_missing_malformed_unknown_and_tampered_keys_are_401() -> None:
+def test_missing_malformed_unknown_and_tampered_keys_are_401(tmp_path: Path) -> None:
     keys = Keys()
     key = create_key(keys, "publisher")
-    g = guard(keys, Clock())
+    g = guard(keys, Clock(), tmp_path)
     assert status(g, None, "publisher") == 401
     assert status(g, "Basic abc", "publisher") == 401
     assert status(g, f"Bearer {key}x", "publisher") == 401
@@ -106,17 +114,17 @@ def test_missing_malformed_unknown_and_tampered_keys_are_401() -> None:
     assert status(g, f"Token {key}", "publisher") == 401
 
 
-def test_a_key_of_the_wrong_role_is_403() -> None:
+def test_a_key_of_the_wrong_role_is_403(tmp_path: Path) -> None:
     keys = Keys()
     reviewer = create_key(keys, "reviewer")
-    assert status(guard(keys, Clock()), f"Bearer {reviewer}", "publisher", "admin") == 403
+    assert status(guard(keys, Clock(), tmp_path), f"Bearer {reviewer}", "publisher", "admin") == 403
 
 
-def test_a_key_over_its_rate_gets_429_with_the_wait_and_recovers() -> None:
+def test_a_key_over_its_rate_gets_429_with_the_wait_and_recovers(tmp_path: Path) -> None:
     keys, clock = Keys(), Clock()
     key = create_key(keys, "publisher")
     other = create_key(keys, "publisher")
-    g = guard(keys, clock, rate=10, burst=2)
+    g = guard(keys, clock, tmp_path, rate=10, burst=2)
     assert [status(g, f"Bearer {key}", "publisher") for _ in range(3)] == [200, 200, 429]
     with pytest.raises(AuthError) as raised:
         g.check(f"Bearer {key}", ("publisher",))
@@ -126,11 +134,13 @@ def test_a_key_over_its_rate_gets_429_with_the_wait_and_recovers() -> None:
     assert status(g, f"Bearer {key}", "publisher") == 200
 
 
-def test_known_keys_keep_working_while_storage_is_down_and_unknown_ones_get_503() -> None:
+def test_known_keys_keep_working_while_storage_is_down_and_unknown_ones_get_503(
+    tmp_path: Path,
+) -> None:
     keys, clock = Keys(), Clock()
     key = create_key(keys, "publisher")
     late = create_key(keys, "publisher")
-    g = guard(keys, clock, burst=100)
+    g = guard(keys, clock, tmp_path, burst=100)
     g.check(f"Bearer {key}", ("publisher",))
     keys.down = True
     clock.now += 120  # past the cache time: it asks storage, which fails
@@ -138,19 +148,19 @@ def test_known_keys_keep_working_while_storage_is_down_and_unknown_ones_get_503(
     assert status(g, f"Bearer {late}", "publisher") == 503
 
 
-def test_verified_keys_are_cached() -> None:
+def test_verified_keys_are_cached(tmp_path: Path) -> None:
     keys = Keys()
     key = create_key(keys, "publisher")
-    g = guard(keys, Clock(), burst=100)
+    g = guard(keys, Clock(), tmp_path, burst=100)
     for _ in range(5):
         g.check(f"Bearer {key}", ("publisher",))
     assert keys.lookups == 1
 
 
-def test_check_known_answers_from_the_cache_only() -> None:
+def test_check_known_answers_from_the_cache_only(tmp_path: Path) -> None:
     keys = Keys()
     key = create_key(keys, "publisher")
-    g = guard(keys, Clock(), burst=100)
+    g = guard(keys, Clock(), tmp_path, burst=100)
     assert g.check_known(f"Bearer {key}", ("publisher",)) is None
     assert keys.lookups == 0
     g.check(f"Bearer {key}", ("publisher",))
@@ -161,11 +171,176 @@ def test_check_known_answers_from_the_cache_only() -> None:
     assert keys.lookups == 1
 
 
-def test_anything_but_a_key_as_issued_is_401_before_storage_or_the_cache() -> None:
+def stat_of(path: Path) -> tuple[int, int, int]:
+    found = path.stat()
+    return found.st_ino, found.st_mtime_ns, found.st_size
+
+
+def test_a_guard_started_while_storage_is_down_lets_in_the_keys_an_earlier_one_verified(
+    tmp_path: Path,
+) -> None:
+    keys, clock = Keys(), Clock()
+    key, reviewer, late = (create_key(keys, role) for role in ("publisher", "reviewer", "admin"))
+    earlier = guard(keys, clock, tmp_path, burst=100)
+    for verified, role in ((key, "publisher"), (reviewer, "reviewer")):
+        assert status(earlier, f"Bearer {verified}", role) == 200
+    file = tmp_path / "verified-keys.json"
+    assert file.stat().st_mode & 0o777 == 0o600
+    written = file.read_text()
+    assert all(k.split("_", 2)[2] not in written for k in (key, reviewer))  # never a secret
+    assert {entry["key_id"] for entry in json.loads(written)["keys"]} == {
+        key.split("_")[1],
+        reviewer.split("_")[1],
+    }
+    # storage saying the same again writes nothing
+    before = stat_of(file)
+    clock.now += 120
+    assert status(earlier, f"Bearer {key}", "publisher") == 200
+    assert stat_of(file) == before and keys.lookups == 3
+    keys.down = True
+    restarted = guard(keys, Clock(), tmp_path, burst=100)
+    assert status(restarted, f"Bearer {key}", "publisher") == 200
+    assert status(restarted, f"Bearer {key[:-1]}x", "publisher") == 401  # the secret checked
+    assert status(restarted, f"Bearer {reviewer}", "publisher") == 403  # and the role
+    assert status(restarted, f"Bearer {late}", "admin") == 503  # never verified: unknown
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_a_key_storage_revokes_or_forgets_leaves_the_file_and_is_refused_in_an_outage(
+    tmp_path: Path,
+) -> None:
+    keys, clock = Keys(), Clock()
+    kept, revoked, forgotten = (create_key(keys, "publisher") for _ in range(3))
+    ids = [k.split("_")[1] for k in (kept, revoked, forgotten)]
+    earlier = guard(keys, clock, tmp_path, burst=100)
+    for verified in (kept, revoked, forgotten):
+        assert status(earlier, f"Bearer {verified}", "publisher") == 200
+    # another process (started before any was verified) still reads what storage said last
+    other = guard(keys, clock, tmp_path, burst=100)
+    keys.keys[ids[1]] = replace(keys.keys[ids[1]], revoked=True)
+    del keys.keys[ids[2]]
+    assert status(other, f"Bearer {revoked}", "publisher") == 401
+    assert status(other, f"Bearer {forgotten}", "publisher") == 401
+    file = json.loads((tmp_path / "verified-keys.json").read_text())
+    assert [entry["key_id"] for entry in file["keys"]] == [ids[0]]
+    keys.down = True
+    restarted = guard(keys, Clock(), tmp_path, burst=100)
+    assert status(restarted, f"Bearer {kept}", "publisher") == 200
+    assert status(restarted, f"Bearer {revoked}", "publisher") == 503
+    assert status(restarted, f"Bearer {forgotten}", "publisher") == 503
+
+
+def test_processes_sharing_the_file_keep_each_others_keys(tmp_path: Path) -> None:
+    keys = Keys()
+    first, second = create_key(keys, "publisher"), create_key(keys, "reviewer")
+    # both read the (missing) file before either wrote
+    one, two = guard(keys, Clock(), tmp_path), guard(keys, Clock(), tmp_path)
+    assert status(one, f"Bearer {first}", "publisher") == 200
+    assert status(two, f"Bearer {second}", "reviewer") == 200
+    keys.down = True
+    assert status(two, f"Bearer {first}", "publisher") == 200  # written since it read the file
+    restarted = guard(keys, Clock(), tmp_path)
+    assert status(restarted, f"Bearer {first}", "publisher") == 200
+    assert status(restarted, f"Bearer {second}", "reviewer") == 200
+
+
+NOTE_KEYS = """
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from service.security import VerifiedKeys
+from service.storage import ApiKey
+
+known = VerifiedKeys(Path(sys.argv[1]))
+sys.stdin.read()  # started together: each waits for the test to close its input
+for n in range(int(sys.argv[2])):
+    key_id = f"{sys.argv[3]}{n:06x}"
+    known.note(key_id, ApiKey(key_id, "0" * 64, "publisher", datetime.now(UTC)))
+"""
+
+
+def test_server_processes_writing_the_file_at_once_lose_no_key(tmp_path: Path) -> None:
+    file, each = tmp_path / "verified-keys.json", 40
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", NOTE_KEYS, str(file), str(each), f"{n:06x}"],
+            stdin=subprocess.PIPE,
+        )
+        for n in range(4)
+    ]
+    for writer in writers:
+        assert writer.stdin is not None
+        writer.stdin.close()
+    assert [writer.wait() for writer in writers] == [0] * 4
+    kept = json.loads(file.read_text())["keys"]
+    assert len({entry["key_id"] for entry in kept}) == 4 * each
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\xff\xfe",
+        b'{"format": 1, "keys": [',
+        b"[]",
+        b'{"format": 2, "keys": []}',
+        b'{"format": 1, "keys": [{"key_id": "0123456789ab"}]}',
+        b'{"format": 1, "keys": [{"key_id": "0123456789ab", "digest": "x", "role": "publisher",'
+        b' "created_at": "2026-12-06T00:00:00+00:00"}]}',
+        b'{"format": 1, "keys": [{"key_id": "0123456789ab", "digest": "' + b"0" * 64 + b'",'
+        b' "role": "root", "created_at": "2026-12-06T00:00:00+00:00"}]}',
+    ],
+)
+def test_a_verified_keys_file_that_cannot_be_used_is_a_warning_and_written_anew(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, content: bytes
+) -> None:
+    keys = Keys()
+    key = create_key(keys, "publisher")
+    file = tmp_path / "verified-keys.json"
+    file.write_bytes(content)
+    keys.down = True
+    with caplog.at_level(logging.WARNING, logger="service.security"):
+        started = guard(keys, Clock(), tmp_path)
+    (warning,) = caplog.records
+    assert warning.getMessage().startswith("the verified keys file cannot be used")
+    assert warning.__dict__["file"] == str(file)
+    assert status(started, f"Bearer {key}", "publisher") == 503
+    keys.down = False
+    assert status(started, f"Bearer {key}", "publisher") == 200
+    keys.down = True
+    assert status(guard(keys, Clock(), tmp_path), f"Bearer {key}", "publisher") == 200
+    assert len(caplog.records) == 1  # warned once, not at each look
+
+
+@pytest.mark.parametrize("blocked", ["a folder in its place", "a file in its folder's place"])
+def test_a_verified_keys_file_that_cannot_be_read_or_written_costs_no_request(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, blocked: str
+) -> None:
+    keys, clock = Keys(), Clock()
+    key, other = create_key(keys, "publisher"), create_key(keys, "publisher")
+    state = tmp_path / "state"
+    if blocked == "a folder in its place":
+        (state / "verified-keys.json").mkdir(parents=True)  # stat answers, reading does not
+    else:
+        state.write_bytes(b"")  # neither stat nor reading answers
+    with caplog.at_level(logging.WARNING, logger="service.security"):
+        g = guard(keys, clock, state, burst=100)
+        assert status(g, f"Bearer {key}", "publisher") == 200
+        keys.down = True
+        clock.now += 120
+        assert [status(g, f"Bearer {other}", "publisher") for _ in range(3)] == [503] * 3
+        assert status(g, f"Bearer {key}", "publisher") == 200  # from memory
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned[0].startswith("the verified keys file cannot be used")
+    assert warned[1:] == ["cannot write the verified keys file"]  # each once
+    assert not list(tmp_path.glob("**/.*partial"))
+
+
+def test_anything_but_a_key_as_issued_is_401_before_storage_or_the_cache(tmp_path: Path) -> None:
     keys = Keys()
     key = create_key(keys, "publisher")
     _, key_id, secret = key.split("_", 2)
-    g = guard(keys, Clock())
+    g = guard(keys, Clock(), tmp_path)
     for header in (
         f"Bearer ql_{key_id}{'a' * 1_000_000}_x",  # a megabyte of id: once kept in the cache
         f"Bearer ql_{key_id}_{secret}{'a' * 1_000_000}",
@@ -182,10 +357,10 @@ def test_anything_but_a_key_as_issued_is_401_before_storage_or_the_cache() -> No
     assert status(g, f"Bearer {key}", "publisher") == 200
 
 
-def test_unknown_ids_never_push_a_known_key_out_of_memory() -> None:
+def test_unknown_ids_never_push_a_known_key_out_of_memory(tmp_path: Path) -> None:
     keys, clock = Keys(), Clock()
     key = create_key(keys, "publisher")
-    g = guard(keys, clock, burst=100)
+    g = guard(keys, clock, tmp_path, burst=100)
     g.check(f"Bearer {key}", ("publisher",))
     secret = key.split("_", 2)[2]
     for n in range(10_001):

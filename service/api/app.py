@@ -32,7 +32,7 @@ from service.record import Post
 from service.review.appeals import AppealClosedError
 from service.review.items import ConflictError, ForbiddenError, NotFoundError
 from service.scoring import ScoringService
-from service.security import AuthError, Guard
+from service.security import AuthError, Guard, VerifiedKeys
 from service.settings import Settings, get_settings
 from service.spool import Spool
 from service.storage import Repository, StorageError, open_repository
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         rate=settings.rate_limit_per_s,
         burst=settings.rate_limit_burst,
         cache_s=settings.key_cache_s,
+        known=VerifiedKeys(settings.verified_keys_file),
     )
 
     @asynccontextmanager
