@@ -89,6 +89,18 @@ _BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 _HAN_CHAR = re.compile(f"[{HAN}]")
 
 
+def shows_nothing(ch: str) -> bool:
+    """Whether ``ch`` is shown as nothing or as a blank: white space, a control or format
+    character (the zero-width space, the word joiner, the byte order mark), a variation
+    selector, or one of :data:`_INVISIBLE` and :data:`_BLANK`."""
+    return (
+        unicodedata.category(ch) in ("Zs", "Zl", "Zp", "Cc", "Cf")
+        or ch in _INVISIBLE
+        or ch in _BLANK
+        or _is_selector(ch)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Normalised:
     """Normalised text and, for each of its characters, the index of its source character."""

@@ -10,7 +10,7 @@ import hashlib
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal, cast, get_args
+from typing import Annotated, Any, Literal, cast, get_args
 
 from pydantic import (
     BaseModel,
@@ -18,11 +18,13 @@ from pydantic import (
     Field,
     StrictBool,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from service.heads import Head, Risk
+from service.normalise import shows_nothing
 
 Decision = Literal["pass", "review", "block"]
 DECISIONS: tuple[Decision, ...] = get_args(Decision)
@@ -37,6 +39,23 @@ ACCEPTED = "accepted"
 added since (``source``'s) does not refuse what the service already holds."""
 LATEST_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 """The latest ``created_at`` a date can show; later values are an error, not a time."""
+SHOWN_CHARS = 1000
+"""The most characters of a value given that a refusal shows: a value refused can be as long as
+the body or the line it came in (megabytes), and a refusal that names it needs only its start."""
+
+
+def cut(value: str) -> tuple[str, int | None]:
+    """``value`` as a refusal shows it: whole, or its first :data:`SHOWN_CHARS` characters and
+    its length."""
+    if len(value) <= SHOWN_CHARS:
+        return value, None
+    return value[:SHOWN_CHARS], len(value)
+
+
+def quoted(value: str) -> str:
+    """``value`` quoted in an error message, cut by :func:`cut` (its length said)."""
+    shown, chars = cut(value)
+    return repr(shown) if chars is None else f"{shown!r}… ({chars:,} characters)"
 
 
 def text_digest(text: str) -> str:
@@ -56,20 +75,20 @@ def unix_seconds(text: str) -> float:
     else:
         # nan compares false with every time, and infinities are no time
         if not math.isfinite(seconds):
-            raise ValueError(f"{text!r} is not a time: give finite unix seconds or ISO 8601")
+            raise ValueError(f"{quoted(text)} is not a time: give finite unix seconds or ISO 8601")
         return in_time_range(seconds)
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"{text!r} is neither unix seconds nor ISO 8601") from None
+        raise ValueError(f"{quoted(text)} is neither unix seconds nor ISO 8601") from None
     if when.tzinfo is None:
-        raise ValueError(f"{text!r} has no time zone; give an offset or Z")
+        raise ValueError(f"{quoted(text)} has no time zone; give an offset or Z")
     try:
         return in_time_range(when.timestamp())
     except ValueError:
         # named as given: the seconds it makes are not what the caller sent, and a date is no
         # value in milliseconds, which the range's own words would suggest past 9999
-        raise ValueError(f"{text!r} is not a time from 1970 to 9999 (UTC)") from None
+        raise ValueError(f"{quoted(text)} is not a time from 1970 to 9999 (UTC)") from None
 
 
 def in_time_range(seconds: float) -> float:
@@ -117,18 +136,72 @@ def check_text(value: str, field: str) -> str:
     return value
 
 
+# What the input may be, for the published schema (validation mode: a record's fields are what
+# the service made of it, a string and a number). The validators below read an integer id as
+# its text and a time written as text as unix seconds; pydantic's schema shows only the type
+# they make.
+PostId = Annotated[
+    str,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+                {
+                    "type": "integer",
+                    "description": f"kept as its decimal text ({MAX_ID_CHARS} digits at most)",
+                },
+            ]
+        },
+        mode="validation",
+    ),
+]
+UnixSeconds = Annotated[
+    float,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": LATEST_TIME,
+                    "description": "unix seconds",
+                },
+                {
+                    "type": "string",
+                    "description": "ISO 8601 with a time zone (an offset or Z), or unix seconds "
+                    "written as text",
+                    "examples": ["2021-03-01T09:30:00+08:00", "1614562200"],
+                },
+            ]
+        },
+        mode="validation",
+    ),
+]
+NotGiven = Annotated[
+    StrictBool,
+    WithJsonSchema({"anyOf": [{"type": "boolean"}, {"type": "null"}]}, mode="validation"),
+]
+
+
 class Post(BaseModel):
     """One post to score. Unknown fields are ignored; ids given as numbers are kept as text."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
-    text: str
-    account_id: str | None = Field(default=None, max_length=MAX_ID_CHARS)
-    created_at: float | None = Field(
-        default=None, description="unix seconds, or ISO 8601 in the input", allow_inf_nan=False
+    id: PostId = Field(
+        min_length=1, max_length=MAX_ID_CHARS, description="the post's id on the platform"
     )
-    declared_original: StrictBool = Field(
+    text: str
+    account_id: PostId | None = Field(
+        default=None, max_length=MAX_ID_CHARS, description="the id of the account that posted it"
+    )
+    created_at: UnixSeconds | None = Field(
+        default=None,
+        description="when it was posted, from 1970 to 9999: unix seconds, or ISO 8601 with a "
+        "time zone",
+        allow_inf_nan=False,
+    )
+    declared_original: NotGiven = Field(
         default=False, description="true or false; null is the same as leaving it out"
     )
     source: str | None = Field(
@@ -201,12 +274,22 @@ class Post(BaseModel):
 
     @field_validator("id", "account_id")
     @classmethod
-    def _not_blank(cls, value: str | None, info: Any) -> str | None:
-        if value is not None and not value.strip():
-            # a blank id names nothing: every blank post would be one post to idempotency, every
-            # blank account one account to credit and coordination (no account is null)
+    def _not_blank(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # a blank id names nothing: every blank post would be one post to idempotency, every
+        # blank account one account to credit and coordination (no account is null); one of
+        # invisible characters is as blank, and reads as another id or as none where shown
+        if value is None or not all(map(shows_nothing, value)):
+            return value
+        if not value.strip():
             raise PydanticCustomError("blank", f"{info.field_name} is blank")
-        return value
+        if info.context and info.context.get(ACCEPTED):
+            return value  # held from before invisible ids were refused: it still reads
+        index, first = next((i, ch) for i, ch in enumerate(value) if not ch.isspace())
+        raise PydanticCustomError(
+            "blank",
+            f"{info.field_name} is blank: it holds only white space and invisible characters "
+            f"(U+{ord(first):04X} at index {index})",
+        )
 
 
 class Span(BaseModel):

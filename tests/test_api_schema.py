@@ -3,6 +3,7 @@ and not, never get a 5xx, and every response matches the documented status codes
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.strategies import SearchStrategy
+from jsonschema_rs import Draft202012Validator
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -21,9 +23,11 @@ from servicekit import Api, open_api
 
 from service.pipeline import Pipeline
 from service.record import MAX_SOURCE_CHARS, Post
+from service.settings import ROOT
 
 EXAMPLES = 25
 """Per operation and mode: bounded, so that the pass takes seconds."""
+README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 CHECKS = [
     not_a_server_error,
@@ -71,12 +75,13 @@ def _run(strategy: SearchStrategy[schemathesis.Case[Any]], running: Api) -> None
 
 
 def test_every_text_field_of_a_post_but_text_has_a_documented_limit(api: Api) -> None:
-    # text's limit is a setting, answered 413 (service/api/score.py)
+    # text's limit is a setting, answered 413 (service/api/score.py); created_at's text is read
+    # as a time and kept as unix seconds, so that its length bounds nothing stored
     fields = api.client.get("/openapi.json").json()["components"]["schemas"]["Post"]
     unbounded = [
         name
         for name, field in fields["properties"].items()
-        if name != "text"
+        if name not in ("text", "created_at")
         and any(t.get("type") == "string" for t in field.get("anyOf", [field]))
         and not any("maxLength" in t for t in [field, *field.get("anyOf", [])])
     ]
@@ -97,3 +102,38 @@ def test_a_source_over_its_limit_is_refused_at_its_field_and_one_held_still_read
     # stored or spooled before the limit: read back as it was accepted
     held = Post.accepted({"id": "old", "text": "x", "source": longest * 2})
     assert held.source == longest * 2
+
+
+ACCEPTED_POSTS: list[dict[str, object]] = [
+    # a Weibo id sent unquoted, an ISO 8601 time with its zone, null for what is not given
+    {
+        "id": 4_621_539_270_183_025,
+        "text": "今天天气不错",
+        "account_id": 1_234_567_890,
+        "created_at": "2021-03-01T09:30:00+08:00",
+        "declared_original": None,
+        "source": None,
+    },
+    {"id": "p-text-time", "text": "转自人民日报", "created_at": "1614562200", "source": "人民日报"},
+    {"id": "p-number-time", "text": "原创", "created_at": 1614562200.5, "declared_original": True},
+]
+
+
+def test_the_published_post_schema_takes_every_post_the_service_accepts(api: Api) -> None:
+    post = api.client.get("/openapi.json").json()["components"]["schemas"]["Post"]
+    fields = post["properties"]
+    for name in ("id", "account_id"):
+        kinds = {t["type"]: t for t in fields[name]["anyOf"]}
+        assert {"string", "integer"} <= kinds.keys(), name
+        assert "decimal text" in kinds["integer"]["description"]
+    times = {t["type"]: t for t in fields["created_at"]["anyOf"]}
+    assert times.keys() == {"number", "string", "null"}
+    assert "unix seconds" in times["number"]["description"]
+    assert "ISO 8601" in times["string"]["description"]
+    validator = Draft202012Validator(post)
+    for accepted in ACCEPTED_POSTS:
+        assert api.score(accepted).status_code == 200, accepted
+        assert [e.message for e in validator.iter_errors(accepted)] == [], accepted
+    # the README's list of a post's fields is the schema's
+    listed = README.split("Input: one JSON object a line with ", 1)[1].split("; `null`", 1)[0]
+    assert set(re.findall(r"`(\w+)`", listed)) - {"true", "false"} == fields.keys()

@@ -17,7 +17,7 @@ from servicekit import Api, open_api, wait_for, write_policy
 
 from service.classify import Classifier, Probabilities
 from service.pipeline import NO_EVIDENCE, Pipeline
-from service.record import ScoreRecord, text_digest
+from service.record import SHOWN_CHARS, Post, ScoreRecord, text_digest
 from service.storage import Pending
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
@@ -455,6 +455,55 @@ def test_an_iso_created_at_out_of_range_is_named_as_given(api: Api) -> None:
         assert problem["msg"] == (
             f"Value error, created_at {given!r} is not a time from 1970 to 9999 (UTC)"
         )
+
+
+def test_a_refused_value_is_quoted_cut_to_its_start_and_its_length(api: Api) -> None:
+    # a 1.8 MB created_at made a 1.8 MB answer, and a batch entry echoed a long id whole
+    given = "x" * 1_800_000
+    response = api.score({"id": "long-time", "text": PLAIN, "created_at": given})
+    assert response.status_code == 422
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == ["body", "created_at"]
+    assert problem["msg"] == (
+        f"Value error, created_at {given[:SHOWN_CHARS]!r}… (1,800,000 characters) is neither "
+        "unix seconds nor ISO 8601"
+    )
+    # no other field of a post quotes what was given, in the single answer nor in a batch's
+    for field in ("id", "account_id", "source", "created_at"):
+        post = {"id": "long-field", "text": PLAIN, field: "长" * 300_000}
+        single = api.score(post)
+        assert single.status_code == 422 and len(single.content) < 4 * SHOWN_CHARS, field
+        batch = api.batch([post])
+        assert batch.status_code == 200 and len(batch.content) < 4 * SHOWN_CHARS, field
+    (entry,) = api.batch([{"id": "长" * 300_000, "text": PLAIN}]).json()["records"]
+    assert entry["status"] == 422 and entry["errors"][0]["loc"] == ["id"]
+    assert (entry["id"], entry["id_chars"]) == ("长" * SHOWN_CHARS, 300_000)
+    (entry,) = api.batch([{"id": "short", "text": 5}]).json()["records"]
+    assert (entry["id"], entry["id_chars"]) == ("short", None)
+
+
+def test_an_id_of_invisible_characters_is_blank_and_one_held_before_still_reads(api: Api) -> None:
+    # a zero-width space passed the blank check (str.strip keeps it), and named a post or an
+    # account that no reviewer could read
+    for field in ("id", "account_id"):
+        for given, first in (
+            ("\u200b", "U+200B at index 0"),
+            (" \u2060\ufeff", "U+2060 at index 1"),
+        ):
+            post = {"id": "visible", "text": PLAIN, field: given}
+            response = api.score(post)
+            assert response.status_code == 422, (field, given)
+            (problem,) = response.json()["detail"]
+            assert problem["loc"] == ["body", field] and problem["type"] == "blank"
+            assert problem["msg"] == (
+                f"{field} is blank: it holds only white space and invisible characters ({first})"
+            )
+            (entry,) = api.batch([post]).json()["records"]
+            assert entry["status"] == 422 and entry["errors"][0]["loc"] == [field]
+    # one that shows something beside them names a post
+    assert api.score({"id": "p\u200b1", "text": PLAIN, "account_id": "\u200bu"}).status_code == 200
+    held = Post.accepted({"id": "\u200b", "text": PLAIN, "account_id": "\ufeff"})
+    assert (held.id, held.account_id) == ("\u200b", "\ufeff")
 
 
 def test_a_compressed_body_is_a_422_naming_its_content_encoding(api: Api) -> None:

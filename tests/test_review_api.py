@@ -4,6 +4,7 @@ re-registration; roles, idempotency keys and bad input."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,7 +45,12 @@ def test_a_flagged_post_is_reviewed_confirmed_appealed_and_reversed(api: Api) ->
     lease = api.client.post(f"{url}/claim", headers=api.headers(first))
     assert lease.status_code == 200 and lease.json()["lease_until"]
     taken = api.client.post(f"{url}/claim", headers=api.headers(second))
-    assert taken.status_code == 409 and "claimed" in taken.json()["detail"]
+    assert taken.status_code == 409
+    # the lease's end in ISO 8601 with its zone, as the appeal window's (a space was written)
+    said, until = taken.json()["detail"].rsplit(" ", 1)
+    assert said == "the item is claimed by another reviewer until"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00", until), until
+    assert datetime.fromisoformat(until) == datetime.fromisoformat(lease.json()["lease_until"])
     missing = api.client.post(
         f"{url}/decision", json={"action": "confirm"}, headers=api.headers(first)
     )

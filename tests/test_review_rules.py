@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,9 @@ def test_priority_grows_with_severity_reach_reports_and_age(policy: Policy) -> N
 def test_a_live_lease_keeps_others_out_and_an_expired_one_does_not(policy: Policy) -> None:
     until = items.lease_end(policy.review, T0)
     items.check_claim("open", "r1", until, "r1", T0)
-    with pytest.raises(items.ConflictError, match="claimed by another"):
+    # ISO 8601, as the API's fields give it (str() writes a space for the T)
+    said = f"the item is claimed by another reviewer until {until.isoformat()}"
+    with pytest.raises(items.ConflictError, match=f"^{re.escape(said)}$"):
         items.check_claim("open", "r1", until, "r2", T0)
     items.check_claim("open", "r1", until, "r2", until + timedelta(seconds=1))
     with pytest.raises(items.ConflictError, match="decided already"):

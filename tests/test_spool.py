@@ -123,6 +123,30 @@ def test_a_line_this_version_no_longer_takes_is_set_aside_not_dropped(tmp_path: 
     assert kept["text"] == "旧" and "finite" in kept["error"]
 
 
+def test_a_post_spooled_before_invisible_ids_were_refused_is_drained_as_it_was(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path)
+    spool.close()
+    held = {"enqueue": True, "record": record("\u200b").model_dump(mode="json"), "text": "旧"}
+    held["post"] = {"id": "\u200b", "text": "旧", "account_id": "\u2060\ufeff"}
+    (tmp_path / "earlier.jsonl").write_bytes(json.dumps(held).encode() + b"\n")
+    written: list[Pending] = []
+    store = Store()
+
+    def write(items: list[Pending]) -> list[ScoreRecord]:
+        written.extend(items)
+        return store.write(items)
+
+    assert Spool(tmp_path).drain(write, store.ping) == 1
+    (item,) = written
+    assert item.post is not None and (item.post.id, item.post.account_id) == (
+        "\u200b",
+        "\u2060\ufeff",
+    )
+    assert not (tmp_path / "rejected").exists()
+
+
 def test_a_drain_that_loses_storage_while_trying_record_by_record_sets_nothing_aside(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from service.record import ScoreRecord
+from service.record import SHOWN_CHARS, ScoreRecord
 
 
 class Problem(BaseModel):
@@ -34,7 +34,14 @@ class ItemError(BaseModel):
     """In place of the record of a post that could not be scored."""
 
     index: int
-    id: str | None = Field(description="the post's id when it had a usable one")
+    id: str | None = Field(
+        description=f"the post's id when it had a usable one, its first {SHOWN_CHARS:,} "
+        "characters where it is longer"
+    )
+    id_chars: int | None = Field(
+        default=None,
+        description=f"the id's length, where id is only its first {SHOWN_CHARS:,} characters",
+    )
     status: Literal[409, 413, 422, 503] = Field(
         description="what the single-post endpoint would answer"
     )

@@ -11,7 +11,7 @@ from service.api.auth import require
 from service.api.routes import JsonRoute, invalid
 from service.api.schemas import BatchRequest, BatchResponse, ItemError, ItemProblem, Problem
 from service.api.state import Found
-from service.record import Post, ScoreRecord
+from service.record import Post, ScoreRecord, cut
 from service.scoring import IdConflict, NotKept
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -108,7 +108,9 @@ def _check(index: int, item: object, limit: int) -> Post | ItemError:
     try:
         post = Post.model_validate(item)
     except ValidationError as exc:
-        return ItemError(index=index, id=_shown_id(item), status=422, errors=problems(exc))
+        given = _shown_id(item)
+        shown, chars = (None, None) if given is None else cut(given)
+        return ItemError(index=index, id=shown, id_chars=chars, status=422, errors=problems(exc))
     problem = _too_long(post, limit)
     if problem:
         return ItemError(

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from service.batch.sources import Task, read
 from service.classify import tokenize_on_calling_thread
-from service.ingest import RAW_CHARS, LineError, PostLine
-from service.record import Post, ScoreRecord
+from service.ingest import LineError, PostLine
+from service.record import Post, ScoreRecord, cut
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -192,9 +192,11 @@ class Reject:
 
     def as_json(self) -> dict[str, Any]:
         found: dict[str, Any] = {"file": self.file, "line": self.line, "id": self.id}
-        if self.id is not None and len(self.id) > RAW_CHARS:
-            # an invalid id can be as long as its line: cut as the line is, its length said
-            found |= {"id": self.id[:RAW_CHARS], "id_chars": len(self.id)}
+        if self.id is not None:
+            # an invalid id can be as long as its line: cut, its length said
+            found["id"], chars = cut(self.id)
+            if chars is not None:
+                found["id_chars"] = chars
         return found | {"error": self.error, "message": self.message, "raw": self.raw}
 
 

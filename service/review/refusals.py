@@ -14,7 +14,7 @@ REASONS: dict[str, str] = {
     "escalated_by_you": "an escalated item goes to an admin other than the one who escalated it",
     "escalated_to_admin": "an escalated item is claimed and decided by an admin (role 'admin'), "
     "not by a reviewer",
-    "claimed": "the item is claimed by another reviewer until {until}",
+    "claimed": "the item is claimed by another reviewer until {until:iso}",
     "escalated_already": "the item is escalated already",
     "no_item": "no review item {item_id}",
     "no_account": "no account {account_id!r}",
