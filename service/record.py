@@ -278,18 +278,26 @@ class Post(BaseModel):
         # a blank id names nothing: every blank post would be one post to idempotency, every
         # blank account one account to credit and coordination (no account is null); one of
         # invisible characters is as blank, and reads as another id or as none where shown
-        if value is None or not all(map(shows_nothing, value)):
+        if value is None or (problem := blank(value)) is None:
             return value
-        if not value.strip():
-            raise PydanticCustomError("blank", f"{info.field_name} is blank")
-        if info.context and info.context.get(ACCEPTED):
+        if value.strip() and info.context and info.context.get(ACCEPTED):
             return value  # held from before invisible ids were refused: it still reads
-        index, first = next((i, ch) for i, ch in enumerate(value) if not ch.isspace())
-        raise PydanticCustomError(
-            "blank",
-            f"{info.field_name} is blank: it holds only white space and invisible characters "
-            f"(U+{ord(first):04X} at index {index})",
-        )
+        raise PydanticCustomError("blank", f"{info.field_name} {problem}")
+
+
+def blank(value: str) -> str | None:
+    """Why ``value`` shows nothing (white space, invisible characters: see
+    :func:`~service.normalise.shows_nothing`), as the end of a sentence naming it; None when it
+    shows something."""
+    if not all(map(shows_nothing, value)):
+        return None
+    if not value.strip():
+        return "is blank"
+    index, first = next((i, ch) for i, ch in enumerate(value) if not ch.isspace())
+    return (
+        "is blank: it holds only white space and invisible characters "
+        f"(U+{ord(first):04X} at index {index})"
+    )
 
 
 class Span(BaseModel):

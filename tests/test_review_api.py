@@ -463,11 +463,19 @@ def test_blank_names_and_loosely_typed_numbers_are_refused_at_their_field(api: A
         ("put", "/v1/accounts/acc1", {"followers": "12"}, ["body", "followers"]),
         ("put", "/v1/accounts/acc1", {"name": "  "}, ["body", "name"]),
         ("post", "/v1/registrations/check", {"name": "\t", "subject_id": "s"}, ["body", "name"]),
+        # invisible characters name nothing either, as in a post's ids
+        ("post", "/v1/reports", {"post_id": "\u200b", "category": "rumor"}, ["body", "post_id"]),
+        ("put", "/v1/accounts/%E2%80%8B", {"followers": 1}, ["path", "account_id"]),
+        ("put", "/v1/accounts/acc1", {"name": " \u2060\ufeff"}, ["body", "name"]),
     ]
     for method, url, body, loc in cases:
         answer = api.client.request(method, url, json=body, headers=api.headers())
         assert answer.status_code == 422, (url, body, answer.text)
         assert answer.json()["detail"][0]["loc"] == loc, (url, body)
+    invisible = api.client.put("/v1/accounts/%E2%80%8B", json={}, headers=api.headers())
+    assert invisible.json()["detail"][0]["msg"] == (
+        "is blank: it holds only white space and invisible characters (U+200B at index 0)"
+    )
     # the refused writes stored nothing: the account is as its post made it known
     account = api.client.get("/v1/accounts/acc1", headers=api.headers()).json()
     assert (account["name"], account["followers"], account["history"]) == (None, 0, [])
@@ -755,8 +763,9 @@ def test_a_subject_at_its_cap_is_refused_by_the_check_and_the_profile(api: Api) 
 
 def test_a_subject_id_without_a_letter_or_digit_is_refused_at_its_field(api: Api) -> None:
     headers = api.headers()
-    # each normalises to nothing: stored, every such account would hold one subject
-    for placeholder in ("-", "- -", "\u200b", "\u2014", "\u3000-\u3000"):
+    # each normalises to nothing: stored, every such account would hold one subject (one of
+    # invisible characters only is refused before, as blank)
+    for placeholder in ("-", "- -", "\u200b-", "\u2014", "\u3000-\u3000"):
         for url, body, loc in (
             ("/v1/accounts/a1", {"subject_id": placeholder}, ["body", "subject_id"]),
             (

@@ -27,7 +27,7 @@ from service.api.auth import require
 from service.api.routes import KEY_HEADER, JsonRoute, invalid
 from service.api.schemas import Problem
 from service.api.state import Found
-from service.record import MAX_ID_CHARS, check_text, unix_time
+from service.record import MAX_ID_CHARS, blank, check_text, unix_time
 from service.review import dormancy, views
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.appeals import parse_cursor as appeal_cursor
@@ -81,8 +81,9 @@ def _clean(value: object) -> object:
 
 def _not_blank(value: str) -> str:
     # a blank id would name one shared account or post; a blank reason or name says nothing
-    if not value.strip():
-        raise PydanticCustomError("blank", "is blank")
+    problem = blank(value)
+    if problem is not None:
+        raise PydanticCustomError("blank", problem)
     return value
 
 
