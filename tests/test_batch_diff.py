@@ -15,6 +15,7 @@ from service.batch.diff import diff
 from service.batch.records import RecordWriter
 from service.cli import main
 from service.policy import load_policy
+from service.policy.governance import Violation
 from service.record import ScoreRecord
 from service.settings import get_settings
 from service.storage import open_migrated, open_repository
@@ -231,6 +232,58 @@ def test_a_re_score_that_newly_flags_a_post_under_review_joins_its_open_item(
     assert [(item.post_id, item.policy_version, item.status) for item in queue] == [
         (now[REVIEWED].id, now[REVIEWED].policy_version, "open")
     ]
+
+
+@pytest.mark.parametrize("confirmed_as", ["rumor", "incitement"])
+def test_a_re_score_flagging_a_confirmed_violation_again_opens_no_second_review(
+    tmp_path: Path, database: str, confirmed_as: Violation, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The live service flagged the post and a reviewer confirmed it; a new model, compared with
+    an output in which the post passed, flags it newly. Flagged on the confirmed head, it is
+    no new case: nothing is queued, the confirmed item stays as it was. Flagged on another
+    head, it opens one item about that head, naming the confirmed item, whose confirmation
+    charges the post no second time."""
+    lines = shuffled_posts(POSTS)
+    # the account the live service was given the post with, which its confirmation charged
+    post = posts_of(lines)[REVIEWED].model_copy(update={"account_id": "acc1"})
+    lines[REVIEWED] = post.model_dump_json().encode() + b"\n"
+    (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
+    earlier, now = earlier_and_now()
+    earlier[REVIEWED] = earlier[REVIEWED].model_copy(update={"account_id": "acc1"})
+    write(tmp_path / "before.jsonl", earlier)
+    live = flagged(now[REVIEWED], "review", rumor=confirmed_as == "rumor", incitement=True)
+    live = live.model_copy(update={"policy_version": "live", "account_id": "acc1"})
+    policy = load_policy(get_settings().policy_file)
+    repository = open_migrated(database, 5.0)
+    try:
+        repository.save_records([Pending(live, enqueue=True, post=post)])
+        (item,) = repository.list_items(policy).items
+        confirmed = repository.decide(policy, item.id, "r1", "confirm", confirmed_as, "art18.6")
+        assert confirmed.credits
+    finally:
+        repository.close()
+    args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "now.jsonl")]
+    args += ["--workers", "1", "--no-progress", "--compare", str(tmp_path / "before.jsonl")]
+
+    assert main([*args, "--enqueue"], load_scorer=length_scorer) == 0
+    capsys.readouterr()
+
+    repository = open_migrated(database, 5.0)
+    try:
+        queued = repository.list_items(policy).items
+        assert repository.get_item(policy, item.id).status == "confirmed"
+        if confirmed_as == "rumor":
+            assert queued == []
+            return
+        (anew,) = queued
+        assert (anew.post_id, anew.head, anew.kind) == (post.id, "rumor", "score")
+        assert anew.evidence is not None
+        assert anew.evidence["earlier"]["item_id"] == item.id
+        assert anew.evidence["earlier"]["status"] == "confirmed"
+        again = repository.decide(policy, anew.id, "r2", "confirm", "rumor", "art18.6")
+        assert again.credits == [] and [u.charged_by for u in again.uncharged] == [item.id]
+    finally:
+        repository.close()
 
 
 def test_enqueue_without_compare_is_a_usage_error(

@@ -850,6 +850,46 @@ def test_a_refused_form_comes_back_as_typed_with_why_beside_it(api: Api) -> None
     assert gone.text.index('class="error"') < gone.text.index("<h1>")
 
 
+def test_a_decision_on_a_record_a_re_score_replaced_is_refused_with_the_new_one_shown(
+    api: Api,
+) -> None:
+    """The item's page carries the record it shows in its decision form. A re-score moves the
+    item to another record before the reviewer decides: the form is refused, saying so, and
+    the page it answers with shows the new record, whose form is then taken."""
+    review, policy = api.services.review, api.services.scoring.policy
+    assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+    (item,) = review.list_items(policy).items
+    token = sign_in(api, "li")
+    here = f"/console/items/{item.id}"
+    page = api.client.get(here).text
+    read = fields_of(form_of(page, "decision-form"))
+    assert read["record_id"] == str(item.record_id) and read["csrf"] == token
+    repository = api.services.scoring.repository
+    assert isinstance(repository, SqlRepository)
+    stored = review.get_item(policy, item.id).evidence
+    assert stored is not None
+    newer = ScoreRecord.model_validate(stored["record"]).model_copy(
+        update={"policy_version": "p9", "decision": "block"}
+    )
+    repository.save_records([Pending(newer, True, RUMOR)])
+    moved = review.get_item(policy, item.id).record_id
+    assert moved not in (None, item.record_id)
+    decision = {"action": "confirm", "category": "rumor", "basis": "art18.6"}
+    refused = api.client.post(f"{here}/decision", data={**read, **decision})
+    assert refused.status_code == 409
+    form = form_of(refused.text, "decision-form")
+    assert refusal_of(form) == (
+        f"本页显示后,条目 {item.id} 的评分记录已变更(帖子被重新评分):未作决定。"
+        f"页面现显示新的记录 {moved},请阅后重新决定"
+    )
+    assert fields_of(form)["record_id"] == str(moved)
+    assert 'data-decision="block"' in refused.text
+    assert review.get_item(policy, item.id).status == "open"
+    taken = api.client.post(f"{here}/decision", data={**fields_of(form), **decision})
+    assert taken.status_code == 200
+    assert review.get_item(policy, item.id).status == "confirmed"
+
+
 def test_no_link_can_put_words_in_the_error_box(api: Api) -> None:
     sign_in(api, "wang", "admin")
     crafted = api.client.get("/console/queue", params={"error": "会话已过期，请拨打 400-xxx"})

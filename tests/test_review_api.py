@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx2 as httpx
 import pytest
-from servicekit import Api, open_api, wait_for
+from servicekit import Api, open_api, record, wait_for
 from sqlalchemy import text, update
 
 from service.heads import RISKS
@@ -20,7 +20,7 @@ from service.neardup import queue
 from service.pipeline import Pipeline
 from service.record import Post, Reason
 from service.review.dispositions import Standing, Stop
-from service.storage import SqlRepository
+from service.storage import Pending, SqlRepository
 from service.storage.repository import Idempotency
 from service.storage.tables import IdempotentWrite
 
@@ -835,6 +835,45 @@ def test_a_record_joining_a_report_item_charges_the_account_it_was_posted_by(api
     assert [c["account_id"] for c in decided["credits"]] == ["acc1"]
     untouched = api.client.get("/v1/accounts/someone", headers=headers)
     assert untouched.status_code == 404
+
+
+def test_a_decision_sent_with_a_record_the_item_no_longer_shows_is_409(api: Api) -> None:
+    """A reviewer reads a report's item (no record), a flagged record of its post joins it,
+    and a re-score moves it to a newer record: each decision sent with what the reviewer read
+    is refused, saying what the item shows now, and the item's view gives that record. A
+    decision without record_id, as clients sent before it, is taken unchecked."""
+    reviewer = api.headers(api.new_key("reviewer"))
+    report = {"post_id": "p1", "account_id": "acc1", "category": "rumor"}
+    filed = api.client.post("/v1/reports", json=report, headers=api.headers()).json()
+    url = f"/v1/review/items/{filed['item_id']}"
+    assert api.client.get(url, headers=reviewer).json()["record_id"] is None
+    first = flagged_item(api, "p1")["record_id"]
+    assert isinstance(first, int)
+    dismiss = {"action": "dismiss", "record_id": None}
+    refused = api.client.post(f"{url}/decision", json=dismiss, headers=reviewer)
+    assert refused.status_code == 409
+    assert refused.json()["detail"].startswith(
+        f"item {filed['item_id']} shows score record {first} now, not the record_id"
+    )
+    repository = api.services.scoring.repository
+    assert isinstance(repository, SqlRepository)
+    newer = record("p1", "block").model_copy(update={"account_id": "acc1", "policy_version": "p9"})
+    repository.save_records([Pending(newer, True, RUMOR)])
+    shown = api.client.get(url, headers=reviewer).json()
+    assert shown["record_id"] not in (None, first)
+    assert shown["evidence"]["record"]["policy_version"] == "p9"
+    stale = {"action": "confirm", "category": "rumor", "basis": "art18.6", "record_id": first}
+    refused = api.client.post(f"{url}/decision", json=stale, headers=reviewer)
+    assert refused.status_code == 409
+    assert f"shows score record {shown['record_id']} now, not the" in refused.json()["detail"]
+    strings = {**stale, "record_id": str(shown["record_id"])}
+    malformed = api.client.post(f"{url}/decision", json=strings, headers=reviewer)
+    assert malformed.status_code == 422
+    assert [e["loc"] for e in malformed.json()["detail"]] == [["body", "record_id"]]
+    assert api.client.get(url, headers=reviewer).json()["status"] == "open"
+    unchecked = {k: v for k, v in stale.items() if k != "record_id"}
+    decided = api.client.post(f"{url}/decision", json=unchecked, headers=reviewer)
+    assert decided.status_code == 200 and decided.json()["status"] == "confirmed"
 
 
 def test_a_follower_jump_is_queued_for_the_trust_team(api: Api) -> None:

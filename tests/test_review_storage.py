@@ -25,6 +25,7 @@ from service.review.items import (
     ForbiddenError,
     NotFoundError,
     QueueRequest,
+    Shown,
 )
 from service.review.registration import keyed
 from service.settings import Settings
@@ -227,7 +228,8 @@ def test_a_posts_new_record_joins_its_open_item_and_a_decided_item_stays_decided
     """A re-score under a new policy (or by a new model) queues what it newly flags: the post's
     open item, escalated included, moves to the new record when it is as strict or stricter,
     reports and all, and stays on its record (spans, versions and all) when that one is
-    stricter; a decided item is not reopened, the new record opens its own."""
+    stricter; a decided item is not reopened: the new record opens its own, naming it, unless
+    it flags only what a confirmation of the post decided."""
     repo.save_records([Pending(scored("p1", "p1", "review", "incitement"), True, "帖子")])
     (item,) = [i.id for i in repo.list_items(policy).items]
     repo.file_report(
@@ -279,7 +281,58 @@ def test_a_posts_new_record_joins_its_open_item_and_a_decided_item_stays_decided
     (anew,) = repo.list_items(policy).items
     assert anew.id != item and (anew.head, anew.severity, anew.reports) == ("rumor", "review", 0)
     assert repo.get_item(policy, item).status == "dismissed"
+    # a dismissal is judged anew, knowing it was made
+    assert anew.evidence is not None
+    assert (anew.evidence[EARLIER]["item_id"], anew.evidence[EARLIER]["status"]) == (
+        item,
+        "dismissed",
+    )
+    repo.decide(policy, anew.id, "r1", "confirm", "rumor", "art18.6")
+    # the confirmed head again is no new case; another head beside it is, and its item is
+    # about that head, though the confirmed one scores higher
+    repo.save_records([Pending(scored("p1", "p6", "block", "rumor"), True, "帖子")])
+    assert repo.list_items(policy).items == []
+    repo.save_records([Pending(scored("p1", "p7", "review", "rumor", "incitement"), True, "帖子")])
+    (other,) = repo.list_items(policy).items
+    assert other.head == "incitement" and other.evidence is not None
+    assert other.evidence[EARLIER]["item_id"] == anew.id
+    enqueued = [e.payload for e in repo.audit_entries() if e.kind == "review.enqueued"]
+    assert enqueued[-1]["after"] == anew.id
     assert verify(repo) == []
+
+
+def test_a_decision_on_a_record_a_re_score_replaced_is_refused(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """The reviewer read the item on one record; a re-score moved it to another while they
+    held it. Their decision, sent with the record they read, is refused and changes nothing;
+    sent with the record the item shows now, it is taken. A weaker re-score, which leaves the
+    item on its record, refuses nothing; a decision that names no record is not checked."""
+    repo.save_records([Pending(scored("p1", "p1", "review", "rumor"), True, "帖子")])
+    (item,) = [i.id for i in repo.list_items(policy).items]
+    repo.claim(policy, item, "r1")
+    read = repo.get_item(policy, item).record_id
+    assert read is not None
+    repo.save_records([Pending(scored("p1", "p2", "block", "incitement"), True, "帖子")])
+    now = repo.get_item(policy, item)
+    assert now.record_id not in (None, read) and now.head == "incitement"
+    with pytest.raises(
+        ConflictError, match=f"shows score record {now.record_id} now, not the record_id"
+    ):
+        repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6", shown=Shown(read))
+    with pytest.raises(ConflictError, match=f"item {item} shows score record {now.record_id} now"):
+        repo.decide(policy, item, "r1", "dismiss", None, None, shown=Shown(None))
+    assert repo.get_item(policy, item).status == "open"
+    assert repo.get_account(policy, "acc1").history == []
+    repo.save_records([Pending(scored("p1", "p3", "review", "rumor"), True, "帖子")])
+    assert repo.get_item(policy, item).record_id == now.record_id
+    decided = repo.decide(
+        policy, item, "r1", "confirm", "incitement", "art18.6", shown=Shown(now.record_id)
+    )
+    assert decided.status == "confirmed"
+    unchecked = flag(repo, "p2")
+    repo.save_records([Pending(scored("p2", "p2", "block", "rumor"), True, "帖子")])
+    assert repo.decide(policy, unchecked, "r1", "dismiss", None, None).status == "dismissed"
 
 
 def test_two_writers_queueing_one_post_at_once_open_one_item(

@@ -36,6 +36,7 @@ from service.review.items import (
     Action,
     Category,
     Kind,
+    Shown,
     Status,
     Violation,
     parse_cursor,
@@ -125,6 +126,18 @@ class DecisionRequest(BaseModel):
     category: Category | None = Field(default=None, validate_default=True)
     basis: Basis | None = Field(default=None, validate_default=True)
     note: Text | None = None
+    record_id: RowId | None = Field(
+        default=None,
+        description="the item's record_id as the reviewer read it (null: it showed no record): "
+        "a decision on an item that holds another score record now (the post scored again "
+        "since) is refused with 409, so that nobody decides on a record they never saw; left "
+        "out, nothing is checked",
+    )
+
+    def shown(self) -> Shown | None:
+        """What the reviewer says they read of the item; None where the request says nothing
+        (a client written before ``record_id``), whose decision is taken unchecked."""
+        return Shown(self.record_id) if "record_id" in self.model_fields_set else None
 
     @field_validator("category", "basis")
     @classmethod
@@ -279,8 +292,12 @@ async def decide(
 ) -> views.Decision:
     """Confirm (with category and basis), dismiss or escalate; a confirmation deducts the
     account's credit and applies the policy's dispositions in the same transaction. An
-    escalated item is decided by an admin key only."""
-    idem = Idempotency.of(who.key_id, key, f"decision:{item_id}", body.model_dump())
+    escalated item is decided by an admin key only. With ``record_id``, the item's as read,
+    refused (409) where the item holds another score record now."""
+    # a body without record_id is the request it was before the field, so that a retry of
+    # one sent before it finds its answer
+    request = body.model_dump(exclude=None if body.shown() else {"record_id"})
+    idem = Idempotency.of(who.key_id, key, f"decision:{item_id}", request)
     return await run_in_threadpool(
         lambda: found.review.decide(
             found.scoring.policy,
@@ -291,6 +308,7 @@ async def decide(
             body.basis,
             body.note,
             role=who.role,
+            shown=body.shown(),
             idem=idem,
         )
     )

@@ -97,6 +97,11 @@ TEXT: dict[str, tuple[str, str]] = {
         "该聚类此前已有条目处理过,本条目审核此后的增长:",
         "An earlier item on this cluster was decided; this one reviews its growth since:",
     ),
+    "earlier_post": (
+        "该帖此前已有条目处理过;本条目审核重新评分后触发、此前未被确认的类别(一个帖子只扣一次分):",
+        "An earlier item on this post was decided; this one reviews what a re-score flagged "
+        "since that no confirmation decided (a post is charged once):",
+    ),
     "earlier_jump": (
         "该账号此前的粉丝数异常条目已处理,本条目审核其后的变动:",
         "An earlier follower jump of this account was decided; this item reviews the change since:",
@@ -459,6 +464,13 @@ TEXT: dict[str, tuple[str, str]] = {
         "The item is claimed by another reviewer until {until}",
     ),
     "refusal.escalated_already": ("该条目已上报", "The item is escalated already"),
+    "refusal.record_changed": (
+        "本页显示后,条目 {item_id} 的评分记录已变更(帖子被重新评分):未作决定。"
+        "页面现显示新的记录 {record_id},请阅后重新决定",
+        "Item {item_id}'s score record changed after this page showed it (the post was scored "
+        "again): nothing was decided. The page shows the new record, {record_id}, now: read "
+        "it and decide again",
+    ),
     "refusal.escalated_appeal": (
         "原决定针对已上报的条目:申诉由管理员处理,审核员不能处理",
         "The decision appealed was taken on an escalated item: an admin resolves its appeal, "

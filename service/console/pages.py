@@ -65,6 +65,7 @@ from service.review.items import (
     ForbiddenError,
     Kind,
     NotFoundError,
+    Shown,
     Status,
     check_claim,
     report_due,
@@ -347,12 +348,16 @@ async def decide(item_id: ItemId, who: Signed, fields: Form) -> Response:
     here = f"/console/items/{item_id}"
     policy = who.found.scoring.policy
     try:
-        asked = given(fields, "action", "category", "basis", "note")
+        asked = given(fields, "action", "category", "basis", "note", "record_id")
         if asked.get("action") != "confirm":
             # the item page's one form offers a confirmation's category and article with every
             # decision: a dismissal or an escalation is its note's alone
             asked = {k: v for k, v in asked.items() if k not in ("category", "basis")}
-        body = DecisionRequest.model_validate(asked)
+        # form fields are strings: the record's number is read from its text
+        body = DecisionRequest.model_validate_strings(asked)
+        # the page's form holds the record it showed, empty for none; a form without the
+        # field (a page loaded before it) is decided unchecked, as the API's requests are
+        shown = body.shown() or (Shown(None) if "record_id" in fields else None)
         await who.call(
             who.found.review.decide,
             policy,
@@ -363,6 +368,7 @@ async def decide(item_id: ItemId, who: Signed, fields: Form) -> Response:
             body.basis,
             body.note,
             role=who.role,
+            shown=shown,
             idem=sent_once(who, fields, f"decision:{item_id}"),
         )
     except REFUSALS as exc:

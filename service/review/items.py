@@ -152,6 +152,27 @@ def check_category(kind: str, category: Category, item_id: int) -> None:
             raise ConflictError(f"{own_kind}_category", item_id=item_id, item_kind=kind)
 
 
+@dataclass(frozen=True)
+class Shown:
+    """What a decision says its reviewer was shown of the item: the id of the score record the
+    item showed (``record_id`` of the item's view; None: it showed none, as a report's item
+    before a flagged record of its post joins it)."""
+
+    record_id: int | None
+
+
+def check_shown(item_id: int, record_id: int | None, shown: Shown | None) -> None:
+    """Raise :class:`ConflictError` when the item holds another score record than the one its
+    reviewer was ``shown``: a re-score moved it to a newer record after they read it (or a
+    flagged record joined a report's item), and the decision would be taken on a judgment
+    they never saw. ``shown`` None: the caller did not say what it was shown (a client written
+    before the check), and nothing is checked."""
+    if shown is not None and shown.record_id != record_id:
+        # null as the JSON API writes it: a client sent an id for an item that holds none
+        shown_now = "null" if record_id is None else str(record_id)
+        raise ConflictError("record_changed", item_id=item_id, record_id=shown_now)
+
+
 def check_action(status: str, action: Action) -> None:
     """Raise :class:`ConflictError` for an escalation of an item escalated already."""
     if status == "escalated" and action == "escalate":

@@ -16,6 +16,10 @@ REASONS: dict[str, str] = {
     "not by a reviewer",
     "claimed": "the item is claimed by another reviewer until {until:iso}",
     "escalated_already": "the item is escalated already",
+    "record_changed": "item {item_id} shows score record {record_id} now, not the record_id "
+    "the decision was sent with: the post was scored again since (or a flagged record of it "
+    "joined the item), and the decision would be taken on a record its reviewer never saw; "
+    "read the item again, which shows the record it holds now, and decide on that",
     "no_item": "no review item {item_id}",
     "no_account": "no account {account_id!r}",
     "no_report": "no report {report_id}",

@@ -35,6 +35,11 @@ class Item(BaseModel):
     enqueued_at: datetime
     model_version: str | None
     policy_version: str
+    record_id: int | None = Field(
+        description="the id of the score record the item shows (evidence 'record'), null for "
+        "none: sent back with a decision, it refuses the decision (409) once a re-score has "
+        "moved the item to another record",
+    )
     evidence: dict[str, Any] | None = Field(
         description="the score record, the cluster's members, the bank match or the reports; "
         "for a batch that grew after a decision, the item decided before under 'earlier'"

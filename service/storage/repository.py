@@ -16,7 +16,7 @@ from service.review import chain, views
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.dispositions import Standing
 from service.review.engagement import Counts
-from service.review.items import Action, Category, Kind, QueueRequest, Violation
+from service.review.items import Action, Category, Kind, QueueRequest, Shown, Violation
 from service.review.protected import ProtectedKind
 
 Role = Literal["publisher", "reviewer", "admin"]
@@ -411,6 +411,7 @@ class ReviewRepository(Protocol):
         note: str | None = None,
         *,
         role: Role = "reviewer",
+        shown: Shown | None = None,
         idem: Idempotency | None = None,
         now: datetime | None = None,
     ) -> views.Decision: ...

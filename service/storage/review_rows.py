@@ -63,6 +63,7 @@ def item_view(
         enqueued_at=utc(row.enqueued_at),
         model_version=row.model_version,
         policy_version=row.policy_version,
+        record_id=row.record_id,
         evidence=evidence,
         text=row.text if with_text else None,
         # a flagged record adopts a report item with its text, so this follows the post

@@ -313,15 +313,18 @@ class ReviewSql:
         note: str | None = None,
         *,
         role: Role = "reviewer",
+        shown: items.Shown | None = None,
         idem: Idempotency | None = None,
         now: datetime | None = None,
     ) -> views.Decision:
         """Decide an item, as ``reviewer`` of ``role``: its status, the decision, and on a
         confirmed violation the account's credit change and dispositions, all in one
-        transaction."""
+        transaction; refused where the item holds another score record than the one the
+        reviewer was ``shown`` (:func:`~service.review.items.check_shown`)."""
 
         def run(tx: Tx) -> views.Decision:
             item = held_item(tx, item_id, reviewer, role)
+            items.check_shown(item.id, item.record_id, shown)
             items.check_action(item.status, action)
             if action == "confirm" and category is not None:
                 items.check_category(item.kind, category, item.id)

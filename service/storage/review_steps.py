@@ -27,6 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from service.heads import Risk
 from service.policy import Policy
 from service.review import appeals, chain, credit, dispositions, dormancy, items, protected, views
 from service.review.items import Action, Category, ConflictError, NotFoundError, Violation
@@ -982,6 +983,44 @@ def confirmed_item(tx: Tx, post_id: str | None) -> ReviewItem | None:
         .limit(1)
         .with_for_update()
     )
+
+
+@dataclass(frozen=True)
+class PostDecided:
+    """What review decided of a post before: the item decided on it last (None: none was),
+    and the heads its confirmations decided (each confirmed item's category, and the head it
+    was about, which its reviewer weighed in choosing the category)."""
+
+    last: ReviewItem | None
+    confirmed: frozenset[str]
+
+    def new_heads(self, flagged: Collection[Risk]) -> list[Risk]:
+        """The heads among ``flagged`` no confirmation of the post decided: what a re-score's
+        record brings for review. None of them: the violation it flags is decided (and charged)
+        already, so it opens no item."""
+        return [head for head in flagged if head not in self.confirmed]
+
+
+def post_decided(session: Session, post_id: str) -> PostDecided:
+    """:class:`PostDecided` of ``post_id``, from its confirmed and dismissed items."""
+    rows = session.execute(
+        select(ReviewItem, ReviewDecision.category)
+        .join(ReviewDecision, ReviewDecision.item_id == ReviewItem.id)
+        .where(
+            ReviewItem.post_id == post_id,
+            ReviewItem.status.in_(items.FINAL),
+            ReviewDecision.action.in_(("confirm", "dismiss")),
+        )
+        .order_by(ReviewItem.id)
+    ).all()
+    confirmed = {
+        head
+        for item, category in rows
+        if item.status == "confirmed"
+        for head in (category, item.head)
+        if head is not None
+    }
+    return PostDecided(rows[-1][0] if rows else None, frozenset(confirmed))
 
 
 def charged_already(tx: Tx, item: ReviewItem, account_id: str) -> views.Uncharged | None:

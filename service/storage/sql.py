@@ -40,10 +40,12 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.heads import Risk
 from service.policy import Policy
 from service.policy.governance import ReviewRules
 from service.record import DECISIONS, Decision, Post, ScoreRecord, text_decision
 from service.review import items as review_items
+from service.review.items import EARLIER
 from service.review.registration import SubjectKey
 from service.storage.access_sql import AccessSql
 from service.storage.audit_sql import AuditSql
@@ -60,7 +62,13 @@ from service.storage.repository import (
     StorageUnavailableError,
 )
 from service.storage.review_rows import utc
-from service.storage.review_steps import append_records, enqueued, item_to_join
+from service.storage.review_steps import (
+    append_records,
+    earlier_decision,
+    enqueued,
+    item_to_join,
+    post_decided,
+)
 from service.storage.tables import (
     OPEN,
     KeptPolicy,
@@ -682,27 +690,50 @@ class SqlRepository(
         or stricter, and stays on the earlier record otherwise: a weaker judgment does not lower
         what queued the post, and the item's record always supports its decision and head.
 
-        A decided item is not reopened: this record opens a new one, since a new model or
-        policy judged the post anew (a confirmation charges the post once all the same)."""
+        A decided item is not reopened. A record that flags only heads a confirmation of the
+        post decided (its category, or the head its item was about) queues nothing: that
+        violation was reviewed and charged, and a new model or policy agreeing is no new case.
+        Any other record opens a new item about the heads no confirmation decided, naming the
+        item decided last on the post (:data:`~service.review.items.EARLIER`): a dismissal is
+        judged anew against the new model or policy, a confirmation on another head is news
+        (and charges the post once all the same)."""
         record = item.record
         # the text's decision: an account's state blocking the post is no finding on it
         judged = text_decision(record)
         earlier = item_to_join(session, record.id, None)
         if earlier is None:
-            fields = self._score_fields(row_id, item, judged, reach, 0, now)
+            decided = post_decided(session, record.id)
+            heads = decided.new_heads(_flagged_heads(record))
+            if decided.confirmed and not heads:
+                return
+            fields = self._score_fields(row_id, item, judged, reach, 0, now, heads)
+            last = decided.last
             # the key reports open the post's item with: of two writers queueing the post at
             # once, the second finds the first's item (uq_queue_open_merge) and joins it
             merge_key = f"post:{record.id}"
             insert = sqlite_insert if self.engine.dialect.name == "sqlite" else postgresql_insert
             opened = session.execute(
                 insert(ReviewItem)
-                .values(**fields, merge_key=merge_key, status="open", text=item.text)
+                .values(
+                    **fields,
+                    merge_key=merge_key,
+                    status="open",
+                    text=item.text,
+                    evidence={EARLIER: earlier_decision(session, last)} if last else None,
+                )
                 .on_conflict_do_nothing(index_elements=["merge_key"], index_where=text(OPEN))
                 .returning(ReviewItem.id)
             ).scalar_one_or_none()
             if opened is not None:
                 log.append(
-                    enqueued(opened, fields["kind"], merge_key, fields["head"], fields["severity"])
+                    enqueued(
+                        opened,
+                        fields["kind"],
+                        merge_key,
+                        fields["head"],
+                        fields["severity"],
+                        None if last is None else last.id,
+                    )
                 )
                 return
             earlier = item_to_join(session, record.id, None)
@@ -719,6 +750,7 @@ class SqlRepository(
             max(reach, earlier.reach),
             earlier.reports,
             utc(earlier.enqueued_at),
+            _flagged_heads(record),
         )
         # an item shows one record, the one whose judgment it shows: a stricter earlier record
         # keeps the item (its spans support its head and decision), the newer one only joins
@@ -751,10 +783,11 @@ class SqlRepository(
         reach: int,
         reports: int,
         enqueued_at: datetime,
+        heads: Sequence[Risk],
     ) -> dict[str, Any]:
-        """The item columns a flagged record sets, at ``decision``'s severity."""
+        """The item columns a flagged record sets, at ``decision``'s severity, about the
+        highest scored of ``heads``."""
         record = item.record
-        flagged = [r for r, flag in record.flags.items() if flag]
         if self.review is None:
             urgency = -review_items.hours(enqueued_at)
         else:
@@ -765,7 +798,7 @@ class SqlRepository(
             "record_id": row_id,
             "post_id": record.id,
             "account_id": record.account_id,
-            "head": max(flagged, key=lambda r: record.scores[r]) if flagged else None,
+            "head": max(heads, key=lambda r: record.scores[r]) if heads else None,
             "model_version": record.model_version,
             "policy_version": record.policy_version,
             "decision": decision,
@@ -789,6 +822,10 @@ class SqlRepository(
                 )
                 for row in rows
             ]
+
+
+def _flagged_heads(record: ScoreRecord) -> list[Risk]:
+    return [r for r, flag in record.flags.items() if flag]
 
 
 def _post_row(post: Post, now: datetime) -> dict[str, Any]:
