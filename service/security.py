@@ -92,14 +92,38 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_key(repository: KeyStore, role: Role) -> str:
-    """Store a new key of ``role`` and return the key itself (the only time it is seen)."""
+def create_key(repository: KeyStore, role: Role, owner: str | None = None) -> str:
+    """Store a new key of ``role``, the console user ``owner``'s where given (checked by
+    :func:`owner_refusal` first), and return the key itself (the only time it is seen)."""
     key_id = secrets.token_hex(KEY_ID_BYTES)
     secret = secrets.token_urlsafe(SECRET_BYTES)
     repository.add_key(
-        ApiKey(key_id=key_id, digest=_digest(secret), role=role, created_at=datetime.now(UTC))
+        ApiKey(
+            key_id=key_id,
+            digest=_digest(secret),
+            role=role,
+            created_at=datetime.now(UTC),
+            owner=owner,
+        )
     )
     return f"{PREFIX}_{key_id}_{secret}"
+
+
+def owner_refusal(user: ConsoleAccount | None, name: str, role: Role) -> str | None:
+    """Why the console user ``name`` (``user``, None where nobody has the name) may not own a
+    new key of ``role``, or None where they may: an enabled user of that very role. A key
+    above its owner's role would give the person through the API what the console refuses
+    them; one below it would give one person two roles."""
+    if user is None:
+        return f"no console user {name!r} (see: qinglang users list)"
+    if user.disabled:
+        return f"console user {name!r} is disabled: nobody acts as them any more"
+    if user.role != role:
+        return (
+            f"console user {name!r} has the role {user.role}: a key of theirs has it too, "
+            f"not {role}"
+        )
+    return None
 
 
 PASSWORDS = PasswordHasher()
@@ -240,6 +264,15 @@ def create_user(repository: UserStore, name: str, role: Role) -> str:
 class Principal:
     key_id: str
     role: Role
+    owner: str | None = None
+    """The console user the key belongs to (:attr:`ApiKey.owner`)."""
+
+    @property
+    def actor(self) -> str:
+        """Who the review records name and its separation-of-duty checks compare (an
+        escalation's escalator, an appealed decision's reviewer): the owner, as the console
+        names that user, so that one person is one actor in both; else the key's id."""
+        return self.key_id if self.owner is None else self.owner
 
 
 class TokenBucket:
@@ -265,14 +298,14 @@ class VerifiedKeys:
     """The keys storage last said were valid, in a file (``Settings.verified_keys_file``, mode
     0600), so that a server started while storage is down still lets them in.
 
-    An entry is what storage holds of a key: its id, digest, role and creation time, never a
-    secret (a digest of 256 random bits gives none away). A key storage says is revoked, or does
-    not know, is dropped, so that the file holds what storage said last: a key revoked while
-    storage is down is let in by a server that reads it until storage answers again. The file is
-    written only when that changes, re-read under a lock first, as the server's processes share
-    it: none loses a key another wrote, and none reads half a file (it is written under another
-    name, then renamed). One that cannot be read or written is a warning, never a refusal: the
-    keys then wait for storage, as they did before the file.
+    An entry is what storage holds of a key: its id, digest, role, creation time and owner,
+    never a secret (a digest of 256 random bits gives none away). A key storage says is revoked,
+    or does not know, is dropped, so that the file holds what storage said last: a key revoked
+    while storage is down is let in by a server that reads it until storage answers again. The
+    file is written only when that changes, re-read under a lock first, as the server's
+    processes share it: none loses a key another wrote, and none reads half a file (it is
+    written under another name, then renamed). One that cannot be read or written is a
+    warning, never a refusal: the keys then wait for storage, as they did before the file.
     """
 
     def __init__(self, path: Path) -> None:
@@ -362,6 +395,7 @@ class VerifiedKeys:
                     "digest": key.digest,
                     "role": key.role,
                     "created_at": key.created_at.isoformat(),
+                    "owner": key.owner,
                 }
                 for key in sorted(keys.values(), key=lambda key: key.key_id)
             ],
@@ -394,6 +428,8 @@ def _parse_verified(data: bytes) -> dict[str, ApiKey]:
                 digest=entry["digest"],
                 role=entry["role"],
                 created_at=datetime.fromisoformat(entry["created_at"]),
+                # absent from a file written before keys had owners
+                owner=entry.get("owner"),
             )
             for entry in document["keys"]
         ]
@@ -406,8 +442,11 @@ def _parse_verified(data: bytes) -> dict[str, ApiKey]:
             and isinstance(key.digest, str)
             and DIGEST.fullmatch(key.digest)
             and key.role in ROLES
+            and (key.owner is None or isinstance(key.owner, str))
         ):
-            raise ValueError(f"not a key: {key.key_id!r}, {key.digest!r}, {key.role!r}")
+            raise ValueError(
+                f"not a key: {key.key_id!r}, {key.digest!r}, {key.role!r}, {key.owner!r}"
+            )
     return {key.key_id: key for key in keys}
 
 
@@ -481,7 +520,7 @@ class Guard:
             wait = bucket.take()
         if wait:
             raise AuthError(429, "rate limit exceeded for this API key", retry_after=wait)
-        return Principal(key_id=key_id, role=stored.role)
+        return Principal(key_id=key_id, role=stored.role, owner=stored.owner)
 
     def _lookup(self, key_id: str) -> ApiKey | None:
         now = self.clock()

@@ -150,6 +150,48 @@ def test_users_disable_ends_access_keeps_the_name_and_users_list_shows_it(
     assert refused.value.status == 401
 
 
+def test_keys_create_user_gives_the_key_to_a_console_user_of_its_role_and_keys_list_shows_it(
+    tmp_path: Path, database_url: str
+) -> None:
+    env = {"QINGLANG_DATABASE_URL": database_url}
+    for name, role in (("王审核", "reviewer"), ("li", "admin"), ("zhao", "admin")):
+        created = qinglang(tmp_path, "users", "create", name, "--role", role, env=env)
+        assert created.returncode == 0, created.stderr
+    assert qinglang(tmp_path, "users", "disable", "zhao", env=env).returncode == 0
+    refusals = {
+        ("nobody", "reviewer"): "no console user 'nobody' (see: qinglang users list)",
+        ("zhao", "admin"): "console user 'zhao' is disabled: nobody acts as them any more",
+        ("王审核", "admin"): "console user '王审核' has the role reviewer: a key of theirs has "
+        "it too, not admin",
+        ("li", "reviewer"): "console user 'li' has the role admin: a key of theirs has it too, "
+        "not reviewer",
+        ("li", "publisher"): "console user 'li' has the role admin: a key of theirs has it too, "
+        "not publisher",
+    }
+    for (name, role), said in refusals.items():
+        failed = qinglang(tmp_path, "keys", "create", "--role", role, "--user", name, env=env)
+        assert (failed.returncode, failed.stdout) == (2, ""), (name, role)
+        assert failed.stderr.splitlines() == [f"qinglang keys: error: --user: {said}"]
+    created = qinglang(
+        tmp_path, "keys", "create", "--role", "reviewer", "--user", "王审核", env=env
+    )
+    assert created.returncode == 0, created.stderr
+    assert "a new reviewer key of console user '王审核' is stored hashed" in created.stdout
+    owned = created.stdout.splitlines()[-1]
+    plain = qinglang(tmp_path, "keys", "create", "--role", "admin", env=env).stdout.splitlines()
+    repository = open_repository(database_url, 2.0)
+    known = VerifiedKeys(tmp_path / "verified-keys.json")
+    guard = Guard(repository, rate=10, burst=10, cache_s=0, known=known)
+    who = guard.check(f"Bearer {owned}", ("reviewer",))
+    assert (who.owner, who.actor) == ("王审核", "王审核")
+    nobodys = guard.check(f"Bearer {plain[-1]}", ("admin",))
+    assert (nobodys.owner, nobodys.actor) == (None, plain[-1].split("_")[1])
+    repository.close()
+    listed = qinglang(tmp_path, "keys", "list", env=env).stdout.splitlines()
+    assert [line.split()[4:] for line in listed] == [["active", "王审核"], ["active"]]
+    assert listed[0].startswith(f"{owned.split('_')[1]}  reviewer ")
+
+
 @pytest.mark.parametrize("setting", ["console_secret", "subject_key"])
 def test_a_secret_under_32_bytes_is_one_line_and_status_2_without_its_value(
     tmp_path: Path, setting: str

@@ -2535,3 +2535,96 @@ def test_a_cluster_timeline_that_lists_fewer_posts_than_the_cluster_holds_says_s
     api.client.get("/console/lang/en")
     page = api.client.get(f"/console/items/{copied.id}").text
     assert TEXT["timeline_partial"][1].format(size=2, shown=1).replace("'", "&#39;") in page
+
+
+def test_a_key_of_a_console_user_is_that_person_in_the_separation_of_duty_checks(
+    api: Api,
+) -> None:
+    """One person, two ways in: what wang escalates in the console or with wang's key, neither
+    wang's key nor wang's session decides, and zhou's decision is not zhou's appeal to
+    resolve, whichever way zhou comes; the records name the person. A key of nobody's acts as
+    its key id, as before."""
+    review, policy = api.services.review, api.services.scoring.policy
+    repository = api.services.scoring.repository
+    for i, text in enumerate((RUMOR, MILK, VIOLATIONS[0])):
+        assert api.score({"id": f"p{i}", "text": text, "account_id": f"a{i}"}).status_code == 200
+    api.settle()
+    in_console, by_key, unowned = (item.id for item in review.list_items(policy).items)
+    wang_key = security.create_key(repository, "admin", owner="wang")
+    zhou_key = security.create_key(repository, "admin", owner="zhou")
+    nobodys = api.new_key("admin")
+    escalate = {"action": "escalate", "note": "需要法务看一下"}
+    token = sign_in(api, "wang", "admin")
+    escalated = api.client.post(
+        f"/console/items/{in_console}/decision", data={"csrf": token, **escalate}
+    )
+    assert escalated.status_code == 200, escalated.text
+    sent = api.client.post(
+        f"/v1/review/items/{by_key}/decision", json=escalate, headers=api.headers(wang_key)
+    )
+    assert (sent.status_code, sent.json()["reviewer"]) == (200, "wang")
+    said = "an escalated item goes to an admin other than the one who escalated it"
+    for item_id in (in_console, by_key):
+        url = f"/v1/review/items/{item_id}"
+        for path, body in (("claim", None), ("decision", {"action": "dismiss"})):
+            refused = api.client.post(f"{url}/{path}", json=body, headers=api.headers(wang_key))
+            assert (refused.status_code, refused.json()["detail"]) == (403, said), (item_id, path)
+    # the escalation made with wang's key is wang's in the console too: offered neither a
+    # claim nor a decision, and refused one sent all the same
+    assert 'id="escalated-by-you"' in api.client.get(f"/console/items/{by_key}").text
+    refused_page = api.client.post(
+        f"/console/items/{by_key}/decision", data={"csrf": token, "action": "dismiss"}
+    )
+    assert refusal_of(refused_page.text) == TEXT["refusal.escalated_by_you"][0]
+    # zhou confirms one in the console, the other with zhou's key
+    confirm = {"action": "confirm", "category": "rumor", "basis": "art18.6"}
+    api.client.cookies.clear()
+    token = sign_in(api, "zhou", "admin")
+    api.client.post(f"/console/items/{in_console}/decision", data={"csrf": token, **confirm})
+    decided = api.client.post(
+        f"/v1/review/items/{by_key}/decision", json=confirm, headers=api.headers(zhou_key)
+    )
+    assert (decided.status_code, decided.json()["reviewer"]) == (200, "zhou")
+    appeals = {
+        item_id: review.file_appeal(
+            policy, account_id=account, item_id=item_id, reason="误判", filed_by="k"
+        ).id
+        for item_id, account in ((in_console, "a0"), (by_key, "a1"))
+    }
+    # neither appeal is zhou's to resolve, with zhou's key or in the console
+    for appeal_id in appeals.values():
+        url = f"/v1/appeals/{appeal_id}/decision"
+        own = api.client.post(url, json={"action": "uphold"}, headers=api.headers(zhou_key))
+        assert (own.status_code, own.json()["detail"]) == (
+            403,
+            "an appeal is resolved by a reviewer other than the one who decided",
+        )
+        page = api.client.post(
+            f"/console/appeals/{appeal_id}/decision", data={"csrf": token, "action": "uphold"}
+        )
+        assert refusal_of(page.text) == TEXT["refusal.own_decision"][0]
+    # wang, who decided neither, resolves the one zhou decided with a key
+    url = f"/v1/appeals/{appeals[by_key]}/decision"
+    resolved = api.client.post(url, json={"action": "reject"}, headers=api.headers(wang_key))
+    assert (resolved.status_code, resolved.json()["resolved_by"]) == (200, "wang")
+    records = [
+        (entry.kind, entry.payload["reviewer"])
+        for entry in review.audit_entries()
+        if entry.kind in ("review.decision", "appeal.decision")
+    ]
+    assert records == [
+        ("review.decision", "wang"),
+        ("review.decision", "wang"),
+        ("review.decision", "zhou"),
+        ("review.decision", "zhou"),
+        ("appeal.decision", "wang"),
+    ]
+    # a key of nobody's is its key id: its escalation is another's than wang's to decide
+    nobody = nobodys.split("_")[1]
+    url = f"/v1/review/items/{unowned}/decision"
+    sent = api.client.post(url, json=escalate, headers=api.headers(nobodys))
+    assert (sent.status_code, sent.json()["reviewer"]) == (200, nobody)
+    again = api.client.post(url, json={"action": "dismiss"}, headers=api.headers(nobodys))
+    assert (again.status_code, again.json()["detail"]) == (403, said)
+    taken = api.client.post(url, json={"action": "dismiss"}, headers=api.headers(wang_key))
+    assert (taken.status_code, taken.json()["reviewer"]) == (200, "wang")

@@ -14,6 +14,7 @@ from alembic import command
 from servicekit import Api, before_keyed_digests, migrate, unkeyed_digest, wait_for
 from sqlalchemy import event, inspect, text
 
+from service import security
 from service.policy import Policy
 from service.policy.governance import DispositionStep
 from service.review import chain, dispositions, protected, registration, views
@@ -966,3 +967,27 @@ def test_a_server_process_terminates_the_service_once_the_deadline_passes(api: A
     record = api.score({"id": "after", "text": "今天天气很好", "account_id": "acc1"}).json()
     assert record["decision"] == "block"
     assert record["reasons"][0]["code"] == "art8.close_account"
+
+
+def test_an_entry_added_and_removed_with_a_console_users_key_names_that_user(api: Api) -> None:
+    """The entry's author, its removal's record and the dismissal of the item it alone held
+    name the person whose key it was, as they would had the person acted in the console."""
+    repository = api.services.scoring.repository
+    admin = api.headers(security.create_key(repository, "admin", owner="wang"))
+    put = api.client.put("/v1/accounts/acc1", json={"name": "新华社北京"}, headers=api.headers())
+    assert put.status_code == 200
+    body = {"name": "新华社", "kind": "organisation", "subject_ids": []}
+    added = api.client.post("/v1/protected-names", json=body, headers=admin)
+    assert added.status_code == 201 and added.json()["created_by"] == "wang"
+    removed = api.client.delete(f"/v1/protected-names/{added.json()['id']}", headers=admin)
+    assert removed.status_code == 204
+    said = {
+        entry.kind: entry.payload.get("by", entry.payload.get("reviewer"))
+        for entry in api.services.review.audit_entries()
+        if entry.kind in ("protected.added", "protected.removed", "review.decision")
+    }
+    assert said == {
+        "protected.added": "wang",
+        "protected.removed": "wang",
+        "review.decision": "wang",
+    }

@@ -206,6 +206,30 @@ def test_a_guard_started_while_storage_is_down_lets_in_the_keys_an_earlier_one_v
     assert not list(tmp_path.glob(".*partial"))
 
 
+def test_a_keys_owner_is_kept_in_the_file_and_a_file_from_before_owners_reads_unowned(
+    tmp_path: Path,
+) -> None:
+    """A server started in an outage acts for the key's owner as one that asked storage does;
+    a file written before keys had owners is read, its keys nobody's, as they were."""
+    keys, clock = Keys(), Clock()
+    owned, plain = create_key(keys, "admin", owner="王审核"), create_key(keys, "admin")
+    earlier = guard(keys, clock, tmp_path, burst=100)
+    assert earlier.check(f"Bearer {owned}", ("admin",)).actor == "王审核"
+    assert earlier.check(f"Bearer {plain}", ("admin",)).actor == plain.split("_")[1]
+    keys.down = True
+    restarted = guard(keys, Clock(), tmp_path, burst=100)
+    who = restarted.check(f"Bearer {owned}", ("admin",))
+    assert (who.owner, who.actor) == ("王审核", "王审核")
+    file = tmp_path / "verified-keys.json"
+    document = json.loads(file.read_text())
+    for entry in document["keys"]:
+        del entry["owner"]
+    file.write_text(json.dumps(document))
+    before = guard(keys, Clock(), tmp_path, burst=100)
+    who = before.check(f"Bearer {owned}", ("admin",))
+    assert (who.owner, who.actor) == (None, owned.split("_")[1])
+
+
 def test_a_key_storage_revokes_or_forgets_leaves_the_file_and_is_refused_in_an_outage(
     tmp_path: Path,
 ) -> None:
@@ -289,6 +313,8 @@ def test_server_processes_writing_the_file_at_once_lose_no_key(tmp_path: Path) -
         b' "created_at": "2026-12-06T00:00:00+00:00"}]}',
         b'{"format": 1, "keys": [{"key_id": "0123456789ab", "digest": "' + b"0" * 64 + b'",'
         b' "role": "root", "created_at": "2026-12-06T00:00:00+00:00"}]}',
+        b'{"format": 1, "keys": [{"key_id": "0123456789ab", "digest": "' + b"0" * 64 + b'",'
+        b' "role": "admin", "created_at": "2026-12-06T00:00:00+00:00", "owner": 7}]}',
     ],
 )
 def test_a_verified_keys_file_that_cannot_be_used_is_a_warning_and_written_anew(

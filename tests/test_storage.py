@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -39,6 +40,7 @@ from sqlalchemy.exc import OperationalError
 from service.policy import load_policy
 from service.record import Post, ScoreRecord
 from service.review.items import ConflictError
+from service.security import Guard, VerifiedKeys
 from service.settings import Settings
 from service.storage import (
     ApiKey,
@@ -145,6 +147,50 @@ def test_keys_are_stored_and_found_by_id(repository: SqlRepository) -> None:
     assert again is not None and again.revoked
     assert repository.revoke_key("nope") is None
     assert [(k.key_id, k.revoked) for k in repository.list_keys()] == [("k1", True), ("k2", False)]
+
+
+def test_0032_leaves_every_key_from_before_unowned_and_goes_down_and_up_again(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A key from before belongs to nobody: it goes on acting as its key id, revoked or not as
+    it was. The downgrade drops the column, and a second try from 0032 (SQLite keeps the drop
+    of a downgrade refused further down) drops nothing."""
+    engine = make_engine(database_url, 5.0)
+    secret = "s" * 43
+    try:
+        with engine.begin() as connection:
+            migrate(connection, "0031_dormancy_warnings")
+            for key_id, revoked in (("0123456789ab", None), ("ba9876543210", "2026-06-02")):
+                connection.execute(
+                    text(
+                        "INSERT INTO api_keys (key_id, digest, role, created_at, revoked_at) "
+                        "VALUES (:k, :d, 'admin', '2026-06-01 08:00:00', :r)"
+                    ),
+                    {"k": key_id, "d": hashlib.sha256(secret.encode()).hexdigest(), "r": revoked},
+                )
+        upgrade(database_url)
+        repo = open_repository(database_url, 2.0)
+        try:
+            assert [(k.key_id, k.revoked, k.owner) for k in repo.list_keys()] == [
+                ("0123456789ab", False, None),
+                ("ba9876543210", True, None),
+            ]
+            known = VerifiedKeys(tmp_path / "verified-keys.json")
+            guard = Guard(repo, rate=10, burst=10, cache_s=0, known=known)
+            who = guard.check(f"Bearer ql_0123456789ab_{secret}", ("admin",))
+            assert (who.owner, who.actor) == (None, "0123456789ab")
+        finally:
+            repo.close()
+        with engine.begin() as connection:
+            for _ in range(2):
+                migrate(connection, "0031_dormancy_warnings", down=True)
+                found = inspect(connection).get_columns("api_keys")
+                assert "owner" not in {c["name"] for c in found}
+                config = alembic_config()
+                config.attributes["connection"] = connection
+                command.stamp(config, "0032_key_owners")
+    finally:
+        engine.dispose()
 
 
 def test_an_unreachable_database_raises_storage_error_quickly() -> None:

@@ -69,7 +69,7 @@ async def add_protected_name(
                 name=body.name,
                 kind=body.kind,
                 subject_ids=body.subject_ids,
-                by=caller.key_id,
+                by=caller.actor,
                 idem=idem,
             )
         )
@@ -96,7 +96,7 @@ async def remove_protected_name(
     idem = Idempotency.of(caller.key_id, key, f"protected-name-removal:{entry_id}", None)
     await run_in_threadpool(
         lambda: found.review.remove_protected_name(
-            found.scoring.policy, entry_id, by=caller.key_id, idem=idem
+            found.scoring.policy, entry_id, by=caller.actor, idem=idem
         )
     )
     return Response(status_code=204)

@@ -280,9 +280,10 @@ async def get_item(item_id: ItemId, found: Found, _: Reviewer) -> views.Item:
 @router.post("/review/items/{item_id}/claim")
 async def claim(item_id: ItemId, found: Found, who: Reviewer) -> views.Lease:
     """Keep the item to the caller for the policy's lease (claim again to renew); an escalated
-    item to an admin key only."""
+    item to an admin key only. The caller is the key's owner where it has one, the console
+    user the key belongs to (:attr:`Principal.actor`), as in every review write below."""
     return await run_in_threadpool(
-        lambda: found.review.claim(found.scoring.policy, item_id, who.key_id, role=who.role)
+        lambda: found.review.claim(found.scoring.policy, item_id, who.actor, role=who.role)
     )
 
 
@@ -292,7 +293,8 @@ async def decide(
 ) -> views.Decision:
     """Confirm (with category and basis), dismiss or escalate; a confirmation deducts the
     account's credit and applies the policy's dispositions in the same transaction. An
-    escalated item is decided by an admin key only. With ``record_id``, the item's as read,
+    escalated item is decided by an admin key only, and not by the escalator's (the same
+    person's, by a key of theirs or in the console). With ``record_id``, the item's as read,
     refused (409) where the item holds another score record now."""
     # a body without record_id is the request it was before the field, so that a retry of
     # one sent before it finds its answer
@@ -302,7 +304,7 @@ async def decide(
         lambda: found.review.decide(
             found.scoring.policy,
             item_id,
-            who.key_id,
+            who.actor,
             body.action,
             body.category,
             body.basis,
@@ -453,14 +455,14 @@ async def decide_appeal(
     key: IdempotencyKey = None,
 ) -> views.Appeal:
     """Uphold (reverses the credit change and lifts the dispositions) or reject; by a reviewer
-    other than the one who made the appealed decision, and an admin key where that decision
-    was taken on an escalated item."""
+    other than the one who made the appealed decision (a person, by a key of theirs or in the
+    console), and an admin key where that decision was taken on an escalated item."""
     idem = Idempotency.of(who.key_id, key, f"appeal:{appeal_id}", body.model_dump())
     return await run_in_threadpool(
         lambda: found.review.decide_appeal(
             found.scoring.policy,
             appeal_id,
-            who.key_id,
+            who.actor,
             body.action,
             body.note,
             role=who.role,

@@ -29,13 +29,14 @@ def migrate() -> int:
 
 def create_secret(args: argparse.Namespace) -> int:
     """``keys create`` or ``users create``: store the new key or user, print its secret last."""
-    from service.security import ROLES, create_key, create_user
+    from service.security import ROLES, create_key, create_user, owner_refusal
     from service.settings import get_settings
     from service.storage import StorageError
 
     settings = get_settings()
     role = next(r for r in ROLES if r == args.role)
     user = getattr(args, "name", None)
+    owner = getattr(args, "user", None)
     try:
         repository = _storage(settings, writes=True)
         try:
@@ -44,8 +45,14 @@ def create_secret(args: argparse.Namespace) -> int:
                 by = " by a disabled user" if holder.disabled else ""
                 print(f"qinglang users: error: the name {user!r} is taken{by}", file=sys.stderr)
                 return 2
+            refused = (
+                None if owner is None else owner_refusal(repository.get_user(owner), owner, role)
+            )
+            if refused is not None:
+                print(f"qinglang keys: error: --user: {refused}", file=sys.stderr)
+                return 2
             secret = (
-                create_key(repository, role)
+                create_key(repository, role, owner)
                 if user is None
                 else create_user(repository, user, role)
             )
@@ -54,7 +61,10 @@ def create_secret(args: argparse.Namespace) -> int:
     except StorageError as exc:
         print(f"qinglang {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    what = "key" if user is None else f"console user {user!r}; the password"
+    if user is not None:
+        what = f"console user {user!r}; the password"
+    else:
+        what = "key" if owner is None else f"key of console user {owner!r}"
     print(f"a new {args.role} {what} is stored hashed and shown only now:")
     print(secret)
     return 0
@@ -72,7 +82,12 @@ def keys(args: argparse.Namespace) -> int:
             if args.keys_command == "list":
                 for key in repository.list_keys():
                     state = "revoked" if key.revoked else "active"
-                    print(f"{key.key_id}  {key.role:<9}  {key.created_at:%Y-%m-%d %H:%M}Z  {state}")
+                    # last, where a name with spaces in it is the rest of the line
+                    owner = "" if key.owner is None else f"  {key.owner}"
+                    print(
+                        f"{key.key_id}  {key.role:<9}  {key.created_at:%Y-%m-%d %H:%M}Z  "
+                        f"{state}{owner}"
+                    )
                 return 0
             key_id = args.key
             before = repository.revoke_key(key_id)

@@ -182,11 +182,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="create an API key and print it as the last line (it is shown only this once)",
     )
     create.add_argument("--role", required=True, choices=["publisher", "reviewer", "admin"])
+    create.add_argument(
+        "--user",
+        type=_user_name,
+        metavar="NAME",
+        help="the console user the key belongs to, of the same role: its decisions are theirs "
+        "(an escalation they made in the console is not theirs to decide with it)",
+    )
     revoke = key_commands.add_parser(
         "revoke", help="revoke an API key: servers refuse it once their key cache expires"
     )
     revoke.add_argument("key", type=_key, help="the key's id, or the whole key")
-    key_commands.add_parser("list", help="every key's id, role, creation time and state")
+    key_commands.add_parser(
+        "list", help="every key's id, role, creation time and state, and its owner where it has one"
+    )
     users = commands.add_parser("users", help="manage web console users")
     user_commands = users.add_subparsers(dest="users_command", required=True, metavar="COMMAND")
     create_user = user_commands.add_parser(

@@ -26,6 +26,7 @@ class AccessSql(ReviewSql):
                     role=key.role,
                     created_at=key.created_at,
                     revoked_at=None,
+                    owner=key.owner,
                 )
             )
 
@@ -137,4 +138,5 @@ def _key(row: StoredKey) -> ApiKey:
         role=cast(Role, row.role),
         created_at=utc(row.created_at),
         revoked=row.revoked_at is not None,
+        owner=row.owner,
     )

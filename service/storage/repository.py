@@ -60,6 +60,10 @@ class ApiKey:
     role: Role
     created_at: datetime
     revoked: bool = False
+    owner: str | None = None
+    """The console user the key belongs to (``keys create --user``): what the review records
+    name as its actor, so that one person is one actor in the console and through the API.
+    None for a key of nobody's (a platform's, or one created before ``0032_key_owners``)."""
 
 
 @dataclass(frozen=True)

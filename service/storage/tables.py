@@ -145,6 +145,9 @@ class StoredKey(Base):
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The name of the console user the key belongs to
+    (:attr:`~service.storage.repository.ApiKey.owner`); null for a key of nobody's."""
 
 
 class BankedRumor(Base):
