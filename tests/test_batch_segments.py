@@ -60,6 +60,22 @@ def test_segments_on_two_workers_write_the_single_process_records(tmp_path: Path
     assert summary.segments == 17
 
 
+def test_a_segment_names_its_lines_once_in_a_file_and_its_ends_across_files(
+    tmp_path: Path,
+) -> None:
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_bytes(b"".join(shuffled_posts(10)))
+    second.write_bytes(b"".join(shuffled_posts(3)))
+    # a:1-4, a:5-8, a:9-10, b:1-3
+    segments = plan_segments(plan([first, second], 4), 0, [1, 1, 2])
+    assert [segment.where for segment in segments] == [
+        f"{first}:1-4",
+        f"{first}:5-8",
+        f"{first}:9-10 .. {second}:1-3",
+    ]
+    assert plan_segments(plan([first], 4), 0, [3])[0].where == f"{first}:1-10"
+
+
 def test_a_failed_boundary_is_matched_again_here_without_running_the_model_again(
     tmp_path: Path,
 ) -> None:

@@ -75,7 +75,7 @@ class Segment:
 
     @property
     def where(self) -> str:
-        return f"{self.tasks[0].where} .. {self.tasks[-1].where}"
+        return self.tasks[0].where_to(self.tasks[-1])
 
 
 @dataclass

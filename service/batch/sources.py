@@ -101,8 +101,14 @@ class Task:
 
     @property
     def where(self) -> str:
-        last = self.first_line + self.lines - 1
-        return f"{self.path}:{self.first_line}-{last}"
+        return self.where_to(self)
+
+    def where_to(self, last: Task) -> str:
+        """Its lines and those of the tasks after it up to ``last``: ``in.jsonl:1-4096``, or
+        ``a.jsonl:2049-3000 .. b.jsonl:1-2048`` across files."""
+        if last.path != self.path:
+            return f"{self.where} .. {last.where}"
+        return f"{self.path}:{self.first_line}-{last.first_line + last.lines - 1}"
 
 
 @dataclass(frozen=True, slots=True)
