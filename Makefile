@@ -48,7 +48,7 @@ typecheck: $(DEV_STAMP)
 unit: $(DEV_STAMP)
 	$(BIN)/pytest
 
-# The README's console screenshots. The browser test writes its screenshots to
+# The console screenshots docs/console.md shows. The browser test writes its screenshots to
 # artifacts/screenshots/{sqlite,postgresql}/ on every run (the folder CI keeps, ignored by git);
 # only this copies them over docs/screenshots/.
 screenshots: $(DEV_STAMP)
@@ -57,7 +57,7 @@ screenshots: $(DEV_STAMP)
 		artifacts/screenshots/sqlite/dashboard.png docs/screenshots/
 
 # Regenerates models/ from ../shared/data (QINGLANG_DATA_DIR to point elsewhere), then measures it.
-# RECIPE=full pretrains on a GPU (or reuses an encoder pretrained on one: README, "The model");
+# RECIPE=full pretrains on a GPU (or reuses an encoder pretrained on one: docs/classifier.md, "Training");
 # RECIPE=cpu pretrains briefly on the CPU; auto takes full where a GPU or such an encoder is at
 # hand, else cpu.
 RECIPE ?= auto

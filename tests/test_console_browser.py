@@ -4,7 +4,7 @@ PostgreSQL server (one browser for both).
 
 Screenshots of the queue, an item and the dashboard are written to
 ``artifacts/screenshots/{sqlite,postgresql}/`` (git ignores it; CI keeps it); ``make screenshots``
-copies the SQLite run's over the README's ``docs/screenshots/``."""
+copies the SQLite run's over ``docs/screenshots/``, which docs/console.md shows."""
 
 from __future__ import annotations
 

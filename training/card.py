@@ -273,7 +273,7 @@ Fine-tuned on one incitement corpus, tested on the other's eval split (`python -
   such texts than the baseline (the proxies above) but still most of them; a trust team will
   find comments that argue against bias among its incitement flags.
 - The originality head sits at the precise end: on held-out phrasings it finds fewer claims
-  than the baseline and flags far fewer confusables (README, "Where it stands").
+  than the baseline and flags far fewer confusables (docs/classifier.md, "Where it stands").
 - The originality corpus is built by rule and template from real posts (above): the head is
   as good as that construction, and its eval split measures phrasings held out from training,
   not real annotated claims.

@@ -1,10 +1,10 @@
 """The training recipe: every size, step count and seed in one place.
 
 ``FULL`` is what produced the shipped model. Its pretraining is sized for a GPU (a few minutes on
-one H200: ``python -m training.pretrain``, see the README); ``CPU`` is the same recipe with a
-pretraining short enough for a 2-core machine (about 15 minutes), for a ``make train`` with no GPU
-and no pretrained encoder at hand. ``SMOKE`` runs the same steps on a tiny subset so that the test
-suite exercises the whole pipeline in well under two minutes.
+one H200: ``python -m training.pretrain``, see docs/classifier.md); ``CPU`` is the same recipe
+with a pretraining short enough for a 2-core machine (about 15 minutes), for a ``make train``
+with no GPU and no pretrained encoder at hand. ``SMOKE`` runs the same steps on a tiny subset so
+that the test suite exercises the whole pipeline in well under two minutes.
 """
 
 from __future__ import annotations

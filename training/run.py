@@ -277,7 +277,8 @@ def encoder_and_tokenizer(
         if not torch.cuda.is_available() and recipe.pretrain_steps > CPU.pretrain_steps:
             log.warning(
                 "no GPU: %d pretraining steps of %d texts will take many hours on this CPU "
-                "(--recipe cpu pretrains %d steps; or pretrain on a GPU machine, see the README)",
+                "(--recipe cpu pretrains %d steps; or pretrain on a GPU machine, see "
+                "docs/classifier.md)",
                 recipe.pretrain_steps,
                 recipe.pretrain_batch,
                 CPU.pretrain_steps,
@@ -306,7 +307,7 @@ def choose_recipe(work: Path) -> str:
         return "full"
     log.warning(
         "no GPU and no encoder pretrained for the full recipe in %s: the cpu recipe "
-        "(%d pretraining steps) it is; see the README to pretrain on a GPU machine",
+        "(%d pretraining steps) it is; see docs/classifier.md to pretrain on a GPU machine",
         work / "encoder",
         CPU.pretrain_steps,
     )

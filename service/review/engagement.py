@@ -102,7 +102,7 @@ def is_jump(
     a gain of at least its ``min_gain`` to ``factor`` times the count before, and, weighed by
     the account's reach, ``others_factor`` times what its other posts ordinarily get
     (``usual``, :func:`typical`), or, where it has too few of them, ``reach_share`` times its
-    followers. The organic repost cascades of real data rarely make one (README, "Abnormal
+    followers. The organic repost cascades of real data rarely make one (docs/review.md, "Abnormal
     engagement")."""
     gain = after - before
     if not grows(rules, count, before, after):

@@ -16,7 +16,7 @@ from service.storage.tables import IdempotentWrite
 
 PRUNE_ROWS = 5_000
 """Rows one transaction deletes: each holds SQLite's write lock, which the publish path's
-writes wait for, for tens of milliseconds only (the figures in the README)."""
+writes wait for, for tens of milliseconds only (the figures in docs/review.md)."""
 PRUNE_LOCK = "idempotency-prune"
 
 

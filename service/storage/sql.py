@@ -577,7 +577,7 @@ class SqlRepository(
         # Every page is read in one snapshot, taken at the first: with a transaction per page, a
         # post stored meanwhile was in the export if its time came after the page already read
         # and missing if before, so a run covered no definite set of posts. One snapshot makes
-        # the export the period as stored when it began (what README promises of a run). It
+        # the export the period as stored when it began (what docs/rescore.md promises of a run). It
         # holds no lock a writer waits on: PostgreSQL's REPEATABLE READ only holds back the
         # vacuum of rows dead since, and a SQLite reader in WAL mode only the checkpoint (the
         # WAL grows meanwhile); each page is still one statement, under statement_timeout.
