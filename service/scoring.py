@@ -553,7 +553,7 @@ class ScoringService:
         if not items:
             return [], False
         try:
-            stored = await self.gate.call(self.repository.save_records, items)
+            stored = await self.gate.call(self.repository.save_records, items, policy)
         except StorageError as exc:
             try:
                 await asyncio.get_running_loop().run_in_executor(self._io, self.spool.append, items)
@@ -586,7 +586,9 @@ class ScoringService:
                 # once per process: a new version comes with a new process
                 self.repository.keep_policy(policy)
                 self._policy_kept = True
-            written = self.spool.drain(self.repository.save_records, self.repository.ping)
+            written = self.spool.drain(
+                lambda items: self.repository.save_records(items, policy), self.repository.ping
+            )
             self.accounts = self.repository.account_standings(
                 policy.stricter_levels, policy.publishing_stops
             )

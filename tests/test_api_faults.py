@@ -38,6 +38,7 @@ from test_console import sign_in
 
 from service.gate import THREADS
 from service.pipeline import Pipeline
+from service.policy import Policy
 from service.record import Post, ScoreRecord
 from service.scoring import NOT_KEPT, ScoringService
 from service.security import create_key
@@ -375,7 +376,7 @@ def test_a_store_that_fails_unforeseen_leaves_nothing_in_memory_to_answer_the_re
     scoring = api.services.scoring
     failures: list[str] = []
 
-    def broken(items: Sequence[Pending]) -> list[ScoreRecord]:
+    def broken(items: Sequence[Pending], policy: Policy | None = None) -> list[ScoreRecord]:
         failures.append(items[0].record.id)
         raise RuntimeError("a failure no handler foresaw")
 
@@ -420,7 +421,13 @@ def test_a_full_spool_while_storage_is_down_fails_only_the_batch_posts_whose_rec
             passed, refused = first.json()["records"]
             assert passed["id"] == "P1" and passed["decision"] == "pass" and passed["degraded"]
             problem = {"loc": [], "msg": NOT_KEPT, "type": "not_kept"}
-            assert refused == {"index": 1, "id": "F1", "status": 503, "errors": [problem]}
+            assert refused == {
+                "index": 1,
+                "id": "F1",
+                "id_chars": None,
+                "status": 503,
+                "errors": [problem],
+            }
             # the passing post is answered as before; the refused one is scored again and spooled
             second = api.batch(posts)
             assert second.status_code == 200 and "retry-after" not in second.headers
@@ -601,9 +608,9 @@ def test_postgres_that_stops_answering_on_an_open_connection_is_given_up_at_the_
         assert api.score({"id": "warm", "text": RUMOR}).json()["degraded"] is False
         save = scoring.repository.save_records
 
-        def stalled(items: Sequence[Pending]) -> list[ScoreRecord]:
+        def stalled(items: Sequence[Pending], policy: Policy | None = None) -> list[ScoreRecord]:
             proxy.pause()  # on the pooled connection, open: no timeout of PostgreSQL's ends it
-            return save(items)
+            return save(items, policy)
 
         with monkeypatch.context() as patched:
             patched.setattr(scoring.repository, "save_records", stalled)

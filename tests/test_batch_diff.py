@@ -130,7 +130,7 @@ def test_compare_and_enqueue_put_the_newly_flagged_in_the_queue_once(
 
     assert main([*args, "--enqueue"], load_scorer=length_scorer) == 0
     err = capsys.readouterr().err
-    assert "review queue: 1 newly flagged records enqueued" in err
+    assert "review queue: 1 newly flagged records stored" in err
     summary = json.loads((tmp_path / "now.jsonl.diff.json").read_text())
     assert summary["heads"]["rumor"]["newly flagged"] == {
         "posts": 1,
@@ -138,7 +138,7 @@ def test_compare_and_enqueue_put_the_newly_flagged_in_the_queue_once(
     }
 
     assert main([*args, "--enqueue"], load_scorer=length_scorer) == 0
-    assert "review queue: 0 newly flagged records enqueued" in capsys.readouterr().err
+    assert "review queue: 0 newly flagged records stored" in capsys.readouterr().err
 
     repository = open_repository(database, 5.0)
     try:
@@ -173,9 +173,9 @@ def test_a_policy_change_queues_the_newly_flagged_posts_stored_under_the_earlier
     args += ["--workers", "1", "--no-progress", "--compare", str(tmp_path / "before.jsonl")]
 
     assert main([*args, "--enqueue"], load_scorer=length_scorer) == 0
-    assert "review queue: 1 newly flagged records enqueued" in capsys.readouterr().err
+    assert "review queue: 1 newly flagged records stored" in capsys.readouterr().err
     assert main([*args, "--enqueue"], load_scorer=length_scorer) == 0
-    assert "review queue: 0 newly flagged records enqueued" in capsys.readouterr().err
+    assert "review queue: 0 newly flagged records stored" in capsys.readouterr().err
 
     post, policy = now[REVIEWED].id, now[REVIEWED].policy_version
     repository = open_repository(database, 5.0)
@@ -221,8 +221,8 @@ def test_a_re_score_that_newly_flags_a_post_under_review_joins_its_open_item(
     for _ in range(2):
         assert main([*args, "--enqueue"], load_scorer=length_scorer) == 0
     err = capsys.readouterr().err
-    assert "review queue: 1 newly flagged records enqueued" in err
-    assert "review queue: 0 newly flagged records enqueued" in err
+    assert "review queue: 1 newly flagged records stored" in err
+    assert "review queue: 0 newly flagged records stored" in err
 
     repository = open_repository(database, 5.0)
     try:

@@ -18,6 +18,7 @@ from service.review import chain, engagement
 from service.review.engagement import Counts
 from service.review.items import ConflictError
 from service.storage import Pending, SqlRepository, open_repository, upgrade
+from service.storage.console_sql import ConsoleReads
 from service.storage.sql import alembic_config, make_engine
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
@@ -215,6 +216,110 @@ def test_the_account_the_publish_path_stored_a_post_with_owns_it_over_an_earlier
         )
 
 
+def _wrongly_reported(repo: SqlRepository, policy: Policy, post_id: str, account_id: str) -> None:
+    """A first report of ``post_id`` under ``account_id`` (no followers) that finds a jump of
+    its reposts and more interactions than reads."""
+    floor = policy.engagement.min_gain["reposts"]
+    found = repo.put_engagement(policy, post_id, account_id, Counts(reads=100, reposts=floor))
+    assert [f["check"] for f in found.findings] == ["jump", "per_read"]
+
+
+def _scored(repo: SqlRepository, post_id: str, account_id: str, policy: Policy | None) -> None:
+    stored = record(post_id, "pass").model_copy(update={"account_id": account_id})
+    post = Post(id=post_id, text="帖子", account_id=account_id, created_at=T0.timestamp())
+    repo.save_records([Pending(stored, False, post.text, post)], policy)
+
+
+def _records(repo: SqlRepository, kind: str) -> list[dict[str, object]]:
+    return [e.payload for e in repo.audit_entries() if e.kind == kind]
+
+
+def test_a_post_scored_for_its_own_account_takes_its_findings_from_the_one_reported(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """A post first reported under the wrong account, then stored by the publish path for its
+    own: its findings leave the wrong account's open item, which is withdrawn once it lists
+    none, and are weighed again for the owner, whose reach a jump no longer passes."""
+    repo.put_account(policy, "acc1", followers=10 * policy.engagement.min_gain["reposts"])
+    _wrongly_reported(repo, policy, "p", "acc2")
+    (wrong,) = repo.list_items(policy, kind="engagement").items
+    _scored(repo, "p", "acc1", policy)
+    withdrawn = repo.get_item(policy, wrong.id)
+    assert withdrawn.status == "dismissed" and withdrawn.evidence is not None
+    assert withdrawn.evidence["findings"] == []
+    assert [m["account_id"] for m in withdrawn.evidence["moved"]] == ["acc1"]
+    (decision,) = ConsoleReads(repo.engine).decisions(wrong.id)
+    assert (decision.action, decision.reviewer) == ("dismiss", "service")
+    assert "post 'p' is account 'acc1''s" in (decision.note or "")
+    assert repo.get_engagement("p").account_id == "acc1"
+    (own,) = repo.list_items(policy, kind="engagement").items
+    assert own.account_id == "acc1" and own.evidence is not None
+    # the ratio is the post's counts alone; the jump is none for acc1's followers
+    assert [f["check"] for f in own.evidence["findings"]] == ["per_read"]
+    (moved,) = _records(repo, "engagement.moved")
+    assert moved == {
+        "from": "acc2",
+        "to": "acc1",
+        "findings": 2,
+        "withdrawn": [wrong.id],
+        "confirmed": [],
+        "item": own.id,
+    }
+    assert verify(repo) == []
+
+
+def test_an_item_keeps_the_findings_on_the_accounts_own_posts_when_another_post_leaves(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    _wrongly_reported(repo, policy, "p", "acc2")
+    _wrongly_reported(repo, policy, "mine", "acc2")
+    _scored(repo, "p", "acc1", policy)
+    items = {i.account_id: i for i in repo.list_items(policy, kind="engagement").items}
+    kept = items["acc2"]
+    assert kept.status == "open" and kept.evidence is not None
+    assert {f["post_id"] for f in kept.evidence["findings"]} == {"mine"}
+    # acc1 has no followers either: both findings hold for it
+    assert items["acc1"].evidence is not None
+    assert [f["check"] for f in items["acc1"].evidence["findings"]] == ["jump", "per_read"]
+
+
+def test_the_owners_next_report_moves_a_post_stored_without_the_move(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """A post stored before the publish path moved its findings (or by a writer that gives no
+    policy) is moved by its owner's next report."""
+    _wrongly_reported(repo, policy, "p", "acc2")
+    (wrong,) = repo.list_items(policy, kind="engagement").items
+    _scored(repo, "p", "acc1", None)
+    assert repo.get_item(policy, wrong.id).status == "open"
+    taken = repo.put_engagement(policy, "p", "acc1", Counts(likes=2))
+    assert taken.findings == [] and taken.item_id is None
+    assert repo.get_item(policy, wrong.id).status == "dismissed"
+    (own,) = repo.list_items(policy, kind="engagement").items
+    assert own.account_id == "acc1"
+    assert verify(repo) == []
+
+
+def test_a_confirmation_of_the_wrong_account_stands_marked_for_its_appeal(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    _wrongly_reported(repo, policy, "p", "acc2")
+    (wrong,) = repo.list_items(policy, kind="engagement").items
+    repo.decide(policy, wrong.id, "r1", "confirm", "fake_engagement", policy.engagement.basis)
+    charged = repo.get_account(policy, "acc2").credit
+    _scored(repo, "p", "acc1", policy)
+    confirmed = repo.get_item(policy, wrong.id)
+    assert confirmed.status == "confirmed" and confirmed.evidence is not None
+    assert len(confirmed.evidence["findings"]) == 2
+    assert [m["post_id"] for m in confirmed.evidence["moved"]] == ["p"]
+    assert repo.get_account(policy, "acc2").credit == charged
+    (moved,) = _records(repo, "engagement.moved")
+    assert moved["confirmed"] == [wrong.id] and moved["withdrawn"] == []
+    (own,) = repo.list_items(policy, kind="engagement").items
+    assert own.account_id == "acc1"
+    assert verify(repo) == []
+
+
 def test_a_confirmation_charges_the_account_and_a_later_finding_opens_a_new_case(
     repo: SqlRepository, policy: Policy
 ) -> None:
@@ -327,6 +432,19 @@ def test_the_platform_reports_counts_and_a_jump_reaches_the_trust_team(api: Api)
         headers=reviewer,
     )
     assert decided.status_code == 200 and decided.json()["credits"][0]["account_id"] == "acc1"
+
+
+def test_a_post_the_publish_path_scores_takes_its_findings_to_its_account(api: Api) -> None:
+    policy = api.services.scoring.policy
+    floor = policy.engagement.min_gain["reposts"]
+    url = "/v1/posts/p9/engagement"
+    body = {"account_id": "acc2", "reads": 100, "reposts": floor}
+    assert api.client.put(url, json=body, headers=api.headers()).json()["item_id"] is not None
+    scored = api.score({"id": "p9", "text": "今天天气很好", "account_id": "acc1"})
+    assert scored.status_code == 200, scored.text
+    reviewer = api.headers(api.new_key("reviewer"))
+    listed = api.client.get("/v1/review/items?kind=engagement", headers=reviewer).json()
+    assert [i["account_id"] for i in listed["items"]] == ["acc1"]
 
 
 def test_bad_counts_are_refused_at_their_field(api: Api) -> None:

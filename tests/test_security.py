@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from service.policy import Policy
 from service.record import ScoreRecord
 from service.review import views
 from service.security import AuthError, Guard, VerifiedKeys, create_key
@@ -44,7 +45,9 @@ class Keys:
     ) -> dict[str, ScoreRecord]:
         return {}
 
-    def save_records(self, items: Sequence[Pending]) -> list[ScoreRecord]:
+    def save_records(
+        self, items: Sequence[Pending], policy: Policy | None = None
+    ) -> list[ScoreRecord]:
         return [item.record for item in items]
 
     def update_records(self, records: Sequence[ScoreRecord]) -> None:

@@ -209,7 +209,9 @@ def enqueue(report: DiffReport, settings: Settings) -> int:
     """Store the newly flagged records and queue them for review, with the near-duplicate
     step's items (each coordinated batch once, listing its members in this output, and each
     bank match); record every bank match of the output, flagged or not, as a copy of its
-    rumour; the number of records newly queued.
+    rumour; the number of records newly stored: each is queued, unless it flags only what a
+    confirmation of its post decided, which opens no item
+    (:meth:`~service.storage.sql.SqlRepository._enqueue_score`).
 
     Storage keeps one record per post, model version and policy version, and one open item per
     batch or match, so a second run (or a post the live service already stored under this model

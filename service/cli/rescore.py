@@ -321,7 +321,13 @@ def _compare(args: argparse.Namespace, settings: Settings) -> None:
             added = enqueue(report, settings)
         except StorageError as exc:
             raise RescoreError(f"cannot enqueue the newly flagged posts: {exc}") from exc
-        print(f"review queue: {added:,} newly flagged records enqueued", file=sys.stderr)
+        # the records stored, not the items opened: one that flags only what a confirmation
+        # of its post decided opens none (SqlRepository._enqueue_score)
+        print(
+            f"review queue: {added:,} newly flagged records stored (queued unless a "
+            "confirmation of the post decided what they flag)",
+            file=sys.stderr,
+        )
 
 
 def _load_model(load: ScorerFactory, settings: Settings) -> Scorer:

@@ -36,6 +36,13 @@ OTHERS = 20
 stays bounded for an account of many posts."""
 FINDINGS_KEPT = 100
 """The findings an open item's evidence keeps, the latest (each is chained whole)."""
+MOVED = "moved"
+"""Where an item's evidence lists the posts whose findings left it for their own account."""
+
+
+def merge_key(account_id: str) -> str:
+    """The merge key of an account's ``engagement`` item: one open item per account."""
+    return f"{KIND}:{account_id}"
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,25 @@ def is_jump(
     if usual is not None:
         return gain >= rules.others_factor * usual
     return gain >= rules.reach_share * followers
+
+
+def reweighed(
+    rules: EngagementRules,
+    finding: Mapping[str, Any],
+    followers: int,
+    usual: Mapping[Count, float | None],
+) -> dict[str, Any] | None:
+    """``finding``, made of a post while its reports named another account, as it stands for
+    the account the post turned out to be (``followers``, ``usual``: that account's reach, as
+    :func:`findings` takes them): a ratio is the post's counts alone and holds as it was found,
+    a jump is weighed again against this account's reach (None where it is none)."""
+    if finding["check"] != "jump":
+        return dict(finding)
+    count: Count = finding["count"]
+    typical = usual.get(count)
+    if not is_jump(rules, count, finding["before"], finding["after"], followers, typical):
+        return None
+    return {**finding, "followers": followers, "typical": typical}
 
 
 def ratios(rules: EngagementRules, counts: Counts) -> set[Check]:

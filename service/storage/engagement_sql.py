@@ -5,20 +5,28 @@ item in that transaction too."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 
 from service.policy import Policy
 from service.policy.governance import Count
-from service.review import engagement, views
+from service.review import dormancy, engagement, views
 from service.review.engagement import Counts
 from service.review.items import ConflictError, NotFoundError
 from service.storage.protected_sql import ProtectedSql
 from service.storage.repository import Idempotency, reads_only
 from service.storage.review_rows import utc
-from service.storage.review_steps import Tx, flag_account, open_item
-from service.storage.tables import PostEngagement, StoredAccount, StoredPost, StoredRecord
+from service.storage.review_steps import OPEN_STATUSES, Tx, flag_account, open_item, withdraw
+from service.storage.tables import (
+    PostEngagement,
+    ReviewItem,
+    StoredAccount,
+    StoredPost,
+    StoredRecord,
+)
 
 
 class EngagementSql(ProtectedSql):
@@ -39,11 +47,10 @@ class EngagementSql(ProtectedSql):
         for what the report finds (:func:`engagement.findings`). A post another account's is
         refused: the account the publish path stored it with, else the one reported before
         (the stored account wins over earlier reports that named another, and the post's row
-        moves to it). A count may fall (reposts and comments
+        moves to it with its findings, :func:`move_post`). A count may fall (reposts and comments
         deleted, likes taken back, fake ones the platform removed): the next jump is weighed
         from it."""
         rules = policy.engagement
-        case = f"engagement:{account_id}"
 
         def run(tx: Tx) -> views.Engagement:
             row = tx.session.scalar(
@@ -66,8 +73,9 @@ class EngagementSql(ProtectedSql):
                 row = PostEngagement(post_id=post_id, account_id=account_id)
                 tx.session.add(row)
             else:
-                # the counts are the post's, whoever the earlier reports named: they stay
-                row.account_id = account_id
+                # the counts are the post's, whoever the earlier reports named: they stay, and
+                # go to its owner (a post stored before the publish path moved it itself)
+                move_post(tx, row, account_id)
                 before, since = _counts(row), utc(row.reported_at)
             after = before.updated(counts)
             row.reads, row.reposts, row.comments = after.reads, after.reposts, after.comments
@@ -86,30 +94,7 @@ class EngagementSql(ProtectedSql):
                 followers=followers,
                 usual=_usual(tx, policy, account_id, post_id, growing),
             )
-            flagged = None
-            if found:
-                # the item after the post's row, which no other writer locks: a report that
-                # finds nothing waits for no item, however many of the account's are reported
-                flagged = flag_account(
-                    tx,
-                    open_item(tx, case),
-                    kind=engagement.KIND,
-                    merge_key=case,
-                    account_id=account_id,
-                    head=engagement.CATEGORY,
-                    reach=followers,
-                    listed="findings",
-                    found=found,
-                    grown={},
-                    kept=engagement.FINDINGS_KEPT,
-                )
-                # the counts are not chained report by report (a platform reports every post
-                # many times a day): those that found something are, whole
-                tx.record(
-                    "engagement.flagged",
-                    f"post:{post_id}",
-                    {"item": flagged.id, "account_id": account_id, "findings": found},
-                )
+            flagged = _flag(tx, post_id, account_id, followers, found) if found else None
             tx.session.flush()
             return views.Engagement(
                 post_id=post_id,
@@ -148,6 +133,129 @@ class EngagementSql(ProtectedSql):
                 **vars(_counts(row)),
                 reported_at=utc(row.reported_at),
             )
+
+
+def _flag(
+    tx: Tx, post_id: str, account_id: str, followers: int, found: list[dict[str, Any]]
+) -> ReviewItem:
+    """Open or join the account's ``engagement`` item with ``found``, the findings on its post
+    ``post_id``, at the reach of its ``followers``."""
+    case = engagement.merge_key(account_id)
+    # the item after the post's row, which no other writer locks: a report that finds nothing
+    # waits for no item, however many of the account's are reported
+    item = flag_account(
+        tx,
+        open_item(tx, case),
+        kind=engagement.KIND,
+        merge_key=case,
+        account_id=account_id,
+        head=engagement.CATEGORY,
+        reach=followers,
+        listed="findings",
+        found=found,
+        grown={},
+        kept=engagement.FINDINGS_KEPT,
+    )
+    # the counts are not chained report by report (a platform reports every post many times a
+    # day): those that found something are, whole
+    tx.record(
+        "engagement.flagged",
+        f"post:{post_id}",
+        {"item": item.id, "account_id": account_id, "findings": found},
+    )
+    return item
+
+
+def move_posts(tx: Tx, owners: Mapping[str, str]) -> None:
+    """Give each post of ``owners`` (post id: the account the publish path just stored it
+    with) whose counts were reported for another account to its owner (:func:`move_post`):
+    a post is its author's from the moment the service stores it, and the other account's
+    reports are refused from then on. The posts' rows are locked first, in id order, then the
+    items, as a report locks its post's row before an item."""
+    rows = tx.session.scalars(
+        select(PostEngagement)
+        .where(PostEngagement.post_id.in_(owners))
+        .order_by(PostEngagement.post_id)
+        .with_for_update()
+    ).all()
+    for row in rows:
+        move_post(tx, row, owners[row.post_id])
+
+
+def move_post(tx: Tx, row: PostEngagement, owner: str) -> None:
+    """Give the post of ``row`` (locked), with its counts, to ``owner``, the account the
+    publish path stored it with, where its reports named another. Its findings were weighed
+    against that other account's reach, and would charge it for a post not its own: they leave
+    its open ``engagement`` item, which is withdrawn (by the service, its note saying why) once
+    it lists none; a confirmed item keeps what its reviewer saw and charged, the post listed
+    under :data:`~service.review.engagement.MOVED` in its evidence, for its account's appeal.
+    Each finding is weighed again for ``owner`` (:func:`engagement.reweighed`), and those that
+    hold open or join its item. The record ``engagement.moved`` says what went where."""
+    previous, post_id = row.account_id, row.post_id
+    if previous == owner:
+        return
+    row.account_id = owner
+    items = tx.session.scalars(
+        select(ReviewItem)
+        .where(
+            ReviewItem.merge_key == engagement.merge_key(previous),
+            ReviewItem.status.in_((*OPEN_STATUSES, "confirmed")),
+        )
+        .order_by(ReviewItem.id)
+        .with_for_update()
+    ).all()
+    moved: list[dict[str, Any]] = []
+    withdrawn: list[int] = []
+    confirmed: list[int] = []
+    mark = {"post_id": post_id, "account_id": owner, "at": tx.now.isoformat()}
+    for item in items:
+        evidence = item.evidence or {}
+        listed: list[dict[str, Any]] = evidence.get("findings", [])
+        its = [f for f in listed if f.get("post_id") == post_id]
+        if not its:
+            continue
+        moved += its
+        marked = [*evidence.get(engagement.MOVED, []), mark]
+        if item.status == "confirmed":
+            item.evidence = {**evidence, engagement.MOVED: marked}
+            confirmed.append(item.id)
+            continue
+        left = [f for f in listed if f.get("post_id") != post_id]
+        item.evidence = {**evidence, "findings": left, engagement.MOVED: marked}
+        if not left:
+            withdraw(tx, item, dormancy.SERVICE, _moved_note(post_id, owner))
+            withdrawn.append(item.id)
+    known = tx.session.get(StoredAccount, owner)
+    followers = known.followers if known is not None else 0
+    rules = tx.policy.engagement
+    jumped = sorted({f["count"] for f in moved if f["check"] == "jump"})
+    usual = _usual(tx, tx.policy, owner, post_id, jumped)
+    found = [
+        kept
+        for finding in moved
+        if (kept := engagement.reweighed(rules, finding, followers, usual)) is not None
+    ]
+    flagged = _flag(tx, post_id, owner, followers, found) if found else None
+    tx.record(
+        "engagement.moved",
+        f"post:{post_id}",
+        {
+            "from": previous,
+            "to": owner,
+            "findings": len(moved),
+            "withdrawn": withdrawn,
+            "confirmed": confirmed,
+            "item": None if flagged is None else flagged.id,
+        },
+    )
+
+
+def _moved_note(post_id: str, owner: str) -> str:
+    return (
+        f"帖子 {post_id} 属于账号 {owner},其互动异常的发现已随帖子转出,本案不再有发现 / "
+        f"post {post_id!r} is account {owner!r}'s: its engagement findings went with it, and "
+        "none are left here"
+    )
 
 
 def _counts(row: PostEngagement) -> Counts:

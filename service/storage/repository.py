@@ -185,12 +185,18 @@ class Repository(Protocol):
         stored under several policies, its record under ``policy_version`` where it has one,
         else its earliest record."""
 
-    def save_records(self, items: Sequence[Pending]) -> list[ScoreRecord]:
+    def save_records(
+        self, items: Sequence[Pending], policy: Policy | None = None
+    ) -> list[ScoreRecord]:
         """Store each record (and its review-queue item when asked) in one transaction, unless
         a record of the same post, model version and policy version is stored already; return
         the stored records in order, so that saving a record twice (a spool replayed after a
         crash, two processes scoring one post, a second re-score) stores it once and both
-        callers get the first. A record under another policy stays beside it."""
+        callers get the first. A record under another policy stays beside it. With ``policy``
+        (the publish path's), a post stored here for the first time whose engagement counts
+        were reported for another account takes them, and their findings leave that account's
+        ``engagement`` item (withdrawn once it lists none), weighed again for the post's own;
+        without it, the post's owner moves them at its next report."""
 
     def update_records(self, records: Sequence[ScoreRecord]) -> None:
         """Replace the stored records of the same post, model version and policy version (the

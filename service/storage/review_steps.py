@@ -715,8 +715,9 @@ def record_decision(
 
 def withdraw(tx: Tx, item: ReviewItem, by: str, note: str) -> None:
     """Dismiss an open ``item`` whose ground is gone (the protected name it was about removed,
-    the dormant account back), ``by`` the key or the service that removed the ground, ``note``
-    saying so: nothing is left for a reviewer to decide."""
+    the dormant account back, the posts its findings named another account's), ``by`` the key
+    or the service that removed the ground, ``note`` saying so: nothing is left for a reviewer
+    to decide."""
     record_decision(tx, item, "dismiss", None, None, note, by)
 
 

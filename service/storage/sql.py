@@ -39,6 +39,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from service.heads import Risk
 from service.policy import Policy
@@ -51,7 +52,7 @@ from service.storage.access_sql import AccessSql
 from service.storage.audit_sql import AuditSql
 from service.storage.bank_sql import BankSql
 from service.storage.dormancy_sql import DormancySql
-from service.storage.engagement_sql import EngagementSql
+from service.storage.engagement_sql import EngagementSql, move_posts
 from service.storage.idempotency_sql import IdempotencySql
 from service.storage.reports_sql import ReportsSql
 from service.storage.repository import (
@@ -63,6 +64,7 @@ from service.storage.repository import (
 )
 from service.storage.review_rows import utc
 from service.storage.review_steps import (
+    Tx,
     append_records,
     earlier_decision,
     enqueued,
@@ -72,6 +74,7 @@ from service.storage.review_steps import (
 from service.storage.tables import (
     OPEN,
     KeptPolicy,
+    PostEngagement,
     ReviewItem,
     StoredAccount,
     StoredPost,
@@ -445,7 +448,9 @@ class SqlRepository(
                     found[row.post_id] = ScoreRecord.model_validate(row.record)
             return found
 
-    def save_records(self, items: Sequence[Pending]) -> list[ScoreRecord]:
+    def save_records(
+        self, items: Sequence[Pending], policy: Policy | None = None
+    ) -> list[ScoreRecord]:
         if not items:
             return []
         now = datetime.now(UTC)
@@ -454,6 +459,9 @@ class SqlRepository(
         with self._writing() as session:
             followers = self._followers(session, items)
             log: list[tuple[str, str, dict[str, Any]]] = []
+            # post id: the account of each post stored here for the first time whose counts
+            # were reported for another
+            owners: dict[str, str] = {}
             for item in sorted(items, key=lambda i: _lock_order(i.record)):
                 record = item.record
                 values = {
@@ -481,14 +489,23 @@ class SqlRepository(
                     continue
                 log.append(("score.flagged", f"record:{row_id}", _flagged(record)))
                 if item.post is not None:
-                    session.execute(
+                    # the account its counts were reported for, read by the insert itself: the
+                    # publish path pays no second round trip for the rare post reported first
+                    inserted = session.execute(
                         insert(StoredPost)
                         .values(_post_row(item.post, now))
                         .on_conflict_do_nothing(index_elements=["post_id"])
-                    )
+                        .returning(_reported_for(item.post.id))
+                    ).first()
+                    owner = item.post.account_id
+                    reported = None if inserted is None else inserted[0]
+                    if owner is not None and reported not in (None, owner):
+                        owners[item.post.id] = owner
                 if item.enqueue:
                     reach = followers.get(record.account_id or "", 0)
                     self._enqueue_score(session, row_id, item, reach, now, log)
+            if policy is not None and owners:
+                move_posts(Tx(session, now, policy, log), owners)
             append_records(session, now, log)
         first: dict[tuple[str, str, str], ScoreRecord] = {}
         for versions in {_versions(item.record) for item in taken}:
@@ -822,6 +839,13 @@ class SqlRepository(
                 )
                 for row in rows
             ]
+
+
+def _reported_for(post_id: str) -> ScalarSelect[str]:
+    """The account the post's engagement counts were reported for (null: none were)."""
+    return (
+        select(PostEngagement.account_id).where(PostEngagement.post_id == post_id).scalar_subquery()
+    )
 
 
 def _flagged_heads(record: ScoreRecord) -> list[Risk]:
