@@ -190,6 +190,21 @@ def test_keys_create_user_gives_the_key_to_a_console_user_of_its_role_and_keys_l
     listed = qinglang(tmp_path, "keys", "list", env=env).stdout.splitlines()
     assert [line.split()[4:] for line in listed] == [["active", "王审核"], ["active"]]
     assert listed[0].startswith(f"{owned.split('_')[1]}  reviewer ")
+    # a user who may no longer act keeps no key that acts as them; a key of nobody's stays
+    disabled = qinglang(tmp_path, "users", "disable", "王审核", env=env)
+    assert disabled.stdout.strip() == (
+        "reviewer '王审核' is disabled: it cannot sign in, its sessions have ended, and its "
+        f"keys are revoked ({owned.split('_')[1]})"
+    )
+    listed = qinglang(tmp_path, "keys", "list", env=env).stdout.splitlines()
+    assert [line.split()[4:] for line in listed] == [["revoked", "王审核"], ["active"]]
+    repository = open_repository(database_url, 2.0)
+    guard = Guard(repository, rate=10, burst=10, cache_s=0, known=known)
+    with pytest.raises(AuthError) as refused:
+        guard.check(f"Bearer {owned}", ("reviewer",))
+    assert refused.value.status == 401
+    assert guard.check(f"Bearer {plain[-1]}", ("admin",)).owner is None
+    repository.close()
 
 
 @pytest.mark.parametrize("setting", ["console_secret", "subject_key"])

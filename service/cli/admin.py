@@ -130,6 +130,7 @@ def users(args: argparse.Namespace) -> int:
                     )
                 return 0
             before = repository.disable_user(args.name)
+            keys = [k.key_id for k in repository.list_keys() if k.owner == args.name]
         finally:
             repository.close()
     except StorageError as exc:
@@ -142,5 +143,6 @@ def users(args: argparse.Namespace) -> int:
         )
         return 2
     was = "was already disabled" if before.disabled else "is disabled"
-    print(f"{before.role} {args.name!r} {was}: it cannot sign in, and its sessions have ended")
+    revoked = f", and its keys are revoked ({', '.join(keys)})" if keys else ""
+    print(f"{before.role} {args.name!r} {was}: it cannot sign in, its sessions have ended{revoked}")
     return 0

@@ -48,8 +48,16 @@ class AccessSql(ReviewSql):
             if row is None:
                 return None
             before = _user(row)
+            now = datetime.now(UTC)
             if row.disabled_at is None:
-                row.disabled_at = datetime.now(UTC)
+                row.disabled_at = now
+            # their keys act as them: a user who may no longer act keeps no key that does (and
+            # a key created while this ran, past keys create's check, goes at the next disable)
+            session.execute(
+                update(StoredKey)
+                .where(StoredKey.owner == name, StoredKey.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
             return before
 
     def list_users(self) -> list[ConsoleAccount]:
