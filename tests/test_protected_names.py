@@ -22,8 +22,8 @@ from service.review.items import ConflictError, NotFoundError
 from service.review.protected import EntryNameError
 from service.review.refusals import words
 from service.storage import SqlRepository, StorageError, open_repository, upgrade
-from service.storage.review_steps import Tx, lock_protected_names, lock_subject
 from service.storage.sql import alembic_config, make_engine
+from service.storage.transaction import Tx, lock_protected_names, lock_subject
 from service.subject_key import installed
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)

@@ -24,7 +24,7 @@ from service.storage import (
     SqlRepository,
     open_repository,
     review_sql,
-    review_steps,
+    transaction,
     upgrade,
 )
 from service.storage.repository import Idempotency
@@ -217,7 +217,7 @@ def _killed_mid_decision(url: str, item_id: int) -> None:
     """Decide, and die once every row of the decision is written but before the commit."""
 
     def append_then_die(session: Any, at: Any, log: Any) -> None:
-        review_steps.append_records(session, at, log)
+        transaction.append_records(session, at, log)
         session.flush()
         os.kill(os.getpid(), signal.SIGKILL)
 

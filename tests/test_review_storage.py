@@ -31,10 +31,11 @@ from service.review.registration import keyed
 from service.settings import Settings
 from service.spool import Spool
 from service.storage import Pending, SqlRepository, idempotency_sql, open_repository, upgrade
+from service.storage.credit_steps import apply_disposition, locked_account
 from service.storage.repository import Idempotency, IdempotencyMismatchError, Role
-from service.storage.review_steps import Tx, append_records, apply_disposition, locked_account
 from service.storage.sql import make_engine
 from service.storage.tables import IdempotentWrite, StoredDisposition
+from service.storage.transaction import Tx, append_records
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)

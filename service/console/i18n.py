@@ -397,7 +397,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "protected.organisation": ("企事业单位等组织机构", "enterprise, institution or organisation"),
     "protected.person": ("社会知名人士", "well-known person"),
     # why an account's credit changed, by the credit ledger's reason
-    # (``service.storage.review_steps.change_credit``)
+    # (``service.storage.credit_steps.change_credit``)
     "credit.violation": ("确认违规扣分", "violation confirmed"),
     "credit.restore": ("无违规期满恢复", "restored after a clean period"),
     "credit.reversal": ("申诉成立退回", "reversed on appeal"),

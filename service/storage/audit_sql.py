@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from service.review import chain
+from service.storage.item_steps import OVERTURNED
 from service.storage.review_rows import utc
 from service.storage.review_sql import ReviewSql
-from service.storage.review_steps import OVERTURNED
 from service.storage.tables import (
     AuditHead,
     AuditRecord,

@@ -18,8 +18,8 @@ from service.review.items import NotFoundError
 from service.storage.repository import Idempotency, RumorCopy, StoredRumor, reads_only
 from service.storage.review_rows import utc
 from service.storage.review_sql import ReviewSql
-from service.storage.review_steps import append_records, lock_bank
 from service.storage.tables import BankedRumor, RumorCopyRow
+from service.storage.transaction import append_records, lock_bank
 
 
 class BankSql(ReviewSql):

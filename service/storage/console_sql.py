@@ -13,9 +13,9 @@ from sqlalchemy import Engine, case, func, select
 from sqlalchemy.orm import Session, aliased
 
 from service.review import appeals
+from service.storage.item_steps import OPEN_STATUSES, OVERTURNED, after_cursor
 from service.storage.repository import reads_only
 from service.storage.review_rows import maybe_utc, utc
-from service.storage.review_steps import OPEN_STATUSES, OVERTURNED, after_cursor
 from service.storage.tables import (
     KeptPolicy,
     ReviewDecision,

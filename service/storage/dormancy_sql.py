@@ -16,23 +16,19 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from service.policy import Policy
 from service.review import dormancy
-from service.storage.review_rows import maybe_utc
-from service.storage.review_sql import ReviewSql
-from service.storage.review_steps import (
-    Tx,
+from service.storage.credit_steps import (
     account_insert,
     active_kinds,
     apply_disposition,
     apply_dormancy,
-    last_decided,
     locked_account,
     new_account,
-    new_item,
-    open_item,
-    urgency_of,
-    wake,
 )
+from service.storage.item_steps import last_decided, new_item, open_item, urgency_of, wake
+from service.storage.review_rows import maybe_utc
+from service.storage.review_sql import ReviewSql
 from service.storage.tables import AuditHead, AuditRecord, StoredAccount, StoredDisposition
+from service.storage.transaction import Tx
 
 SWEEP_ACCOUNTS = 50
 """The most accounts one sweep warns, and the most it finds dormant: the first sweeps after a

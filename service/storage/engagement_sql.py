@@ -16,10 +16,10 @@ from service.policy.governance import Count
 from service.review import dormancy, engagement, views
 from service.review.engagement import Counts
 from service.review.items import ConflictError, NotFoundError
+from service.storage.item_steps import OPEN_STATUSES, flag_account, open_item, withdraw
 from service.storage.protected_sql import ProtectedSql
 from service.storage.repository import Idempotency, reads_only
 from service.storage.review_rows import utc
-from service.storage.review_steps import OPEN_STATUSES, Tx, flag_account, open_item, withdraw
 from service.storage.tables import (
     PostEngagement,
     ReviewItem,
@@ -27,6 +27,7 @@ from service.storage.tables import (
     StoredPost,
     StoredRecord,
 )
+from service.storage.transaction import Tx
 
 
 class EngagementSql(ProtectedSql):

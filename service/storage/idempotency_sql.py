@@ -11,8 +11,8 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, delete, select, tuple_
 
 from service.storage.review_sql import ReviewSql
-from service.storage.review_steps import try_advisory_lock
 from service.storage.tables import IdempotentWrite
+from service.storage.transaction import try_advisory_lock
 
 PRUNE_ROWS = 5_000
 """Rows one transaction deletes: each holds SQLite's write lock, which the publish path's

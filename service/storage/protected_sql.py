@@ -15,27 +15,25 @@ from service.policy import Policy
 from service.review import dispositions, protected, views
 from service.review.items import ConflictError, NotFoundError
 from service.review.protected import ProtectedKind
-from service.storage.repository import Idempotency
-from service.storage.review_rows import utc
-from service.storage.review_sql import ReviewSql
-from service.storage.review_steps import (
-    OPEN_STATUSES,
-    Tx,
+from service.storage.credit_steps import (
     active_kinds,
     active_now,
     apply_disposition,
-    art8_suspended,
-    holds,
-    last_decided,
     lift,
-    lock_protected_names,
     locked_account,
+)
+from service.storage.item_steps import (
+    OPEN_STATUSES,
+    last_decided,
     new_item,
     open_item,
-    unauthorised,
     urgency_of,
     withdraw,
 )
+from service.storage.protected_steps import art8_suspended, holds, unauthorised
+from service.storage.repository import Idempotency
+from service.storage.review_rows import utc
+from service.storage.review_sql import ReviewSql
 from service.storage.tables import (
     ProtectedNameSubject,
     ReviewItem,
@@ -43,6 +41,7 @@ from service.storage.tables import (
     StoredDisposition,
     StoredProtectedName,
 )
+from service.storage.transaction import Tx, lock_protected_names
 
 
 class ProtectedSql(ReviewSql):

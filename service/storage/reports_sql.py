@@ -13,12 +13,8 @@ from service.review import appeals as appeal_rules
 from service.review import chain, views
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.items import ConflictError, NotFoundError, Violation
-from service.storage.repository import Idempotency, Role
-from service.storage.review_rows import appeal_view, report_view, utc
-from service.storage.review_sql import ReviewSql
-from service.storage.review_steps import (
-    Tx,
-    accounts_of,
+from service.storage.credit_steps import accounts_of, reverse
+from service.storage.item_steps import (
     after_cursor,
     charged_already,
     confirmed_item,
@@ -29,9 +25,11 @@ from service.storage.review_steps import (
     new_item,
     overturned,
     post_owner,
-    reverse,
     urgency_of,
 )
+from service.storage.repository import Idempotency, Role
+from service.storage.review_rows import appeal_view, report_view, utc
+from service.storage.review_sql import ReviewSql
 from service.storage.tables import (
     CreditEntry,
     ReviewItem,
@@ -40,6 +38,7 @@ from service.storage.tables import (
     StoredPost,
     StoredReport,
 )
+from service.storage.transaction import Tx
 
 
 class ReportsSql(ReviewSql):

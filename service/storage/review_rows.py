@@ -176,7 +176,7 @@ def report_view(
     policy: Policy, report: StoredReport, item: ReviewItem, now: datetime, overturned: bool
 ) -> views.Report:
     """The report; ``overturned`` where an upheld appeal overturned its item's confirmation
-    (:func:`~service.storage.review_steps.overturned`), so that nobody is told a post cleared
+    (:func:`~service.storage.item_steps.overturned`), so that nobody is told a post cleared
     on appeal is a confirmed violation."""
     filed = utc(report.created_at)
     due = items.report_due(policy.review, filed)

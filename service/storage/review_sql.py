@@ -3,7 +3,9 @@ rules of :mod:`service.review` and appends its hash-chained records, so a write 
 or not at all. Here the transactions, the queue, accounts and the re-registration check; the
 other stores mix this in (reports and appeals in :mod:`~service.storage.reports_sql`, the
 records and labels in :mod:`~service.storage.audit_sql`, protected names, engagement, dormancy),
-sharing the steps of :mod:`~service.storage.review_steps`.
+sharing the steps of :mod:`~service.storage.item_steps`,
+:mod:`~service.storage.credit_steps` and :mod:`~service.storage.protected_steps`, run in a
+:mod:`~service.storage.transaction`.
 
 Writers that race lock rows in one order: the item (or appeal), then the account, then the
 chain's head last. On SQLite every write transaction begins ``IMMEDIATE`` (one writer at a time,
@@ -46,6 +48,39 @@ from service.review.items import (
     NotFoundError,
     Violation,
 )
+from service.storage.credit_steps import (
+    accounts_of,
+    active_kinds,
+    active_now,
+    apply_dormancy,
+    lift,
+    locked_account,
+    restore,
+    violation,
+)
+from service.storage.item_steps import (
+    charged_already,
+    confirmed_item,
+    earlier_decision,
+    flag_account,
+    held_item,
+    item_to_join,
+    known_account,
+    last_decided,
+    new_item,
+    open_item,
+    record_decision,
+    urgency_of,
+    wake,
+)
+from service.storage.protected_steps import (
+    art8_suspended,
+    hold_name,
+    protected_in,
+    subject_blacklisted_by,
+    subject_holds,
+    unauthorised,
+)
 from service.storage.repository import (
     Idempotency,
     IdempotencyMismatchError,
@@ -62,40 +97,6 @@ from service.storage.review_rows import (
     maybe_utc,
     new_account_view,
 )
-from service.storage.review_steps import (
-    Tx,
-    accounts_of,
-    active_kinds,
-    active_now,
-    append_records,
-    apply_dormancy,
-    art8_suspended,
-    charged_already,
-    confirmed_item,
-    earlier_decision,
-    flag_account,
-    held_item,
-    hold_name,
-    item_to_join,
-    known_account,
-    last_decided,
-    lift,
-    lock_protected_names,
-    lock_subject,
-    locked_account,
-    lost_race,
-    new_item,
-    open_item,
-    protected_in,
-    record_decision,
-    restore,
-    subject_blacklisted_by,
-    subject_holds,
-    unauthorised,
-    urgency_of,
-    violation,
-    wake,
-)
 from service.storage.tables import (
     AuditHead,
     AuditRecord,
@@ -106,6 +107,13 @@ from service.storage.tables import (
     StoredAccount,
     StoredDisposition,
     StoredRecord,
+)
+from service.storage.transaction import (
+    Tx,
+    append_records,
+    lock_protected_names,
+    lock_subject,
+    lost_race,
 )
 from service.subject_key import installed as installed_subject_key
 

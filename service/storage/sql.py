@@ -54,6 +54,7 @@ from service.storage.bank_sql import BankSql
 from service.storage.dormancy_sql import DormancySql
 from service.storage.engagement_sql import EngagementSql, move_posts
 from service.storage.idempotency_sql import IdempotencySql
+from service.storage.item_steps import earlier_decision, enqueued, item_to_join, post_decided
 from service.storage.reports_sql import ReportsSql
 from service.storage.repository import (
     Pending,
@@ -63,14 +64,6 @@ from service.storage.repository import (
     StorageUnavailableError,
 )
 from service.storage.review_rows import utc
-from service.storage.review_steps import (
-    Tx,
-    append_records,
-    earlier_decision,
-    enqueued,
-    item_to_join,
-    post_decided,
-)
 from service.storage.tables import (
     OPEN,
     KeptPolicy,
@@ -82,6 +75,7 @@ from service.storage.tables import (
     SubjectKeyFingerprint,
 )
 from service.storage.tables import RescoreRun as StoredRescoreRun
+from service.storage.transaction import Tx, append_records
 from service.subject_key import installed as installed_subject_key
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,367 @@
+"""The steps of a review write on accounts: their rows and credit, the violations charged and
+reversed, and the dispositions applied and lifted (a violation's, an upheld appeal's, a
+dormancy's). Its own module because items, protected names and dormancy change credit and
+dispositions through these steps alone."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.dialects.postgresql import Insert as PostgresqlInsert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from service.review import credit, dispositions, dormancy, views
+from service.review.items import Violation
+from service.storage.review_rows import (
+    APPLIED,
+    LIFTED,
+    change_view,
+    disposition_view,
+    maybe_utc,
+    utc,
+)
+from service.storage.tables import (
+    CreditEntry,
+    ReviewItem,
+    StoredAccount,
+    StoredAppeal,
+    StoredDisposition,
+)
+from service.storage.transaction import Tx
+
+
+def new_account(
+    tx: Tx, account_id: str, used: datetime | None = None
+) -> dict[str, str | int | datetime]:
+    """The row of an account new to the service, at the initial credit, without a profile (no
+    name, subject nor followers given). Its dormancy clock starts at its registration, as far
+    as the service knows: now; or at ``used``, the post that made the service know it."""
+    rules = tx.policy.credit
+    return {
+        "account_id": account_id,
+        "credit": rules.initial,
+        "level": credit.level(rules, rules.initial).name,
+        "followers": 0,
+        "clean_since": tx.now,
+        "policy_version": tx.policy.version,
+        "active_at": tx.now if used is None else used,
+        "active_by": "registration" if used is None else "post",
+    }
+
+
+def account_insert(tx: Tx) -> SqliteInsert | PostgresqlInsert:
+    """An insert into ``accounts`` in the transaction's dialect, which can be told to do
+    nothing on a row another writer made first."""
+    insert = sqlite_insert if tx.session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    return insert(StoredAccount)
+
+
+def locked_account(tx: Tx, account_id: str) -> StoredAccount:
+    """The account's row, locked; created at the initial credit when it is new."""
+    statement = account_insert(tx).values(new_account(tx, account_id))
+    tx.session.execute(statement.on_conflict_do_nothing(index_elements=["account_id"]))
+    account = tx.session.scalar(
+        select(StoredAccount)
+        .where(StoredAccount.account_id == account_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert account is not None
+    return account
+
+
+def change_credit(
+    tx: Tx,
+    account: StoredAccount,
+    delta: int,
+    reason: str,
+    *,
+    category: str | None = None,
+    item_id: int | None = None,
+    appeal_id: int | None = None,
+) -> views.CreditChange:
+    rules = tx.policy.credit
+    account.credit += delta
+    account.level = credit.level(rules, account.credit).name
+    account.policy_version = tx.policy.version
+    entry = CreditEntry(
+        account_id=account.account_id,
+        delta=delta,
+        credit=account.credit,
+        level=account.level,
+        reason=reason,
+        category=category,
+        item_id=item_id,
+        appeal_id=appeal_id,
+        policy_version=tx.policy.version,
+        at=tx.now,
+    )
+    tx.session.add(entry)
+    tx.session.flush()
+    change = change_view(entry)
+    tx.record(
+        "credit.change",
+        f"account:{account.account_id}",
+        change.model_dump(mode="json", exclude={"at", "account_id"}),
+    )
+    return change
+
+
+def restore(tx: Tx, account: StoredAccount) -> views.CreditChange | None:
+    due = credit.restoration(tx.policy.credit, account.credit, utc(account.clean_since), tx.now)
+    if due is None:
+        return None
+    delta, until = due
+    account.clean_since = until
+    return change_credit(tx, account, delta, "restore")
+
+
+def reversed_items(account_id: str) -> Select[int | None]:
+    """The items whose violation of ``account_id`` an upheld appeal reversed."""
+    return select(CreditEntry.item_id).where(
+        CreditEntry.account_id == account_id, CreditEntry.reason == "reversal"
+    )
+
+
+def violations_since(tx: Tx, account_id: str, since: datetime) -> int:
+    count = tx.session.scalar(
+        select(func.count())
+        .select_from(CreditEntry)
+        .where(
+            CreditEntry.account_id == account_id,
+            CreditEntry.reason == "violation",
+            CreditEntry.at >= since,
+            CreditEntry.item_id.not_in(reversed_items(account_id)),
+        )
+    )
+    return int(count or 0)
+
+
+def accounts_of(item: ReviewItem) -> list[str]:
+    """The accounts a confirmed item is a violation of: its own, and a cluster's members'."""
+    members = (item.evidence or {}).get("members", [])
+    found = {m["account_id"] for m in members if isinstance(m, dict) and m.get("account_id")}
+    if item.account_id is not None:
+        found.add(item.account_id)
+    return sorted(found)
+
+
+def violation(
+    tx: Tx, item: ReviewItem, account_id: str, category: Violation, reviewer: str
+) -> tuple[views.CreditChange, list[views.Disposition]]:
+    account = locked_account(tx, account_id)
+    restore(tx, account)
+    rules = tx.policy.credit
+    earlier = violations_since(tx, account.account_id, tx.now - timedelta(days=rules.window_days))
+    delta = credit.deduction(rules, account.credit, category, item.severity, earlier)
+    change = change_credit(tx, account, delta, "violation", category=category, item_id=item.id)
+    account.clean_since = tx.now
+    active = active_kinds(tx, account.account_id)
+    steps = dispositions.due(tx.policy.dispositions, account.level, earlier + 1, active, category)
+    applied = [
+        apply_disposition(
+            tx, account_id, s.kind, s.basis, item.id, dispositions.ends_at(s, tx.now), reviewer
+        )
+        for s in steps
+    ]
+    return change, applied
+
+
+def active_kinds(tx: Tx, account_id: str) -> set[str]:
+    return set(
+        tx.session.scalars(
+            select(StoredDisposition.kind).where(
+                StoredDisposition.account_id == account_id, active_now(tx.now)
+            )
+        )
+    )
+
+
+def apply_disposition(
+    tx: Tx,
+    account_id: str,
+    kind: str,
+    basis: str,
+    item_id: int | None,
+    ends_at: datetime | None,
+    reviewer: str,
+) -> views.Disposition:
+    """Apply a disposition, on the item whose decision called for it (none: the dormancy
+    sweep's, on the policy alone), decided by ``reviewer``."""
+    row = StoredDisposition(
+        account_id=account_id,
+        kind=kind,
+        basis=basis,
+        item_id=item_id,
+        starts_at=tx.now,
+        ends_at=ends_at,
+        decided_by=reviewer,
+        policy_version=tx.policy.version,
+    )
+    tx.session.add(row)
+    tx.session.flush()
+    shown = disposition_view(row, tx.now)
+    tx.record(
+        APPLIED,
+        f"account:{account_id}",
+        shown.model_dump(mode="json", exclude={"account_id", "active", "starts_at"}),
+    )
+    return shown
+
+
+def reverse(
+    tx: Tx, appeal: StoredAppeal, reviewer: str
+) -> list[views.CreditChange | views.Disposition]:
+    account = locked_account(tx, appeal.account_id)
+    done: list[views.CreditChange | views.Disposition] = []
+    ladder = tx.policy.dispositions
+    since = tx.now - timedelta(days=tx.policy.credit.window_days)
+    before = dispositions.called_for(
+        ladder, account.level, violations_since(tx, account.account_id, since)
+    )
+    deducted = tx.session.scalar(
+        select(CreditEntry).where(
+            CreditEntry.item_id == appeal.item_id,
+            CreditEntry.account_id == appeal.account_id,
+            CreditEntry.reason == "violation",
+        )
+    )
+    ids, entries = standing_entries(tx, account.account_id)
+    if deducted is not None and deducted.id in ids:
+        delta = credit.reversal(tx.policy.credit, account.credit, entries, ids.index(deducted.id))
+        # written when nothing comes back too: this entry is what stops the violation counting
+        # (:func:`reversed_items`)
+        done.append(
+            change_credit(
+                tx,
+                account,
+                delta,
+                "reversal",
+                category=deducted.category,
+                item_id=appeal.item_id,
+                appeal_id=appeal.id,
+            )
+        )
+    # the decision's own dispositions, and those that only its weight on the level or the count
+    # of violations called for, whichever violation they were applied on
+    gone = before - dispositions.called_for(
+        ladder, account.level, violations_since(tx, account.account_id, since)
+    )
+    lifted = tx.session.scalars(
+        select(StoredDisposition).where(
+            StoredDisposition.account_id == appeal.account_id,
+            StoredDisposition.lifted_at.is_(None),
+            or_(
+                StoredDisposition.item_id == appeal.item_id,
+                and_(StoredDisposition.kind.in_(gone), active_now(tx.now)),
+            ),
+        )
+    ).all()
+    done += [lift(tx, row, reviewer, {"appeal": appeal.id}) for row in lifted]
+    done += still_due(tx, account, lifted, reviewer)
+    return done
+
+
+def lift(tx: Tx, row: StoredDisposition, by: str | None, why: dict[str, Any]) -> views.Disposition:
+    """Lift ``row`` now, ``by`` whom, with its record: ``why`` names the upheld appeal
+    (``appeal``) or another ``cause`` (a correction, an entry removed, a dormant account's
+    return) and what it was."""
+    row.lifted_at, row.lifted_by = tx.now, by
+    tx.record(
+        LIFTED,
+        f"account:{row.account_id}",
+        {"disposition": row.id, "kind": row.kind, **why, "by": by},
+    )
+    return disposition_view(row, tx.now)
+
+
+def standing_entries(tx: Tx, account_id: str) -> tuple[list[int], list[credit.Standing]]:
+    """The account's standing violations and restorations in ledger order, and their ids."""
+    rows = tx.session.execute(
+        select(
+            CreditEntry.id,
+            CreditEntry.at,
+            CreditEntry.category,
+            CreditEntry.delta,
+            ReviewItem.severity,
+        )
+        .outerjoin(ReviewItem, ReviewItem.id == CreditEntry.item_id)
+        .where(
+            CreditEntry.account_id == account_id,
+            or_(
+                CreditEntry.reason == "restore",
+                and_(
+                    CreditEntry.reason == "violation",
+                    CreditEntry.item_id.not_in(reversed_items(account_id)),
+                ),
+            ),
+        )
+        .order_by(CreditEntry.at, CreditEntry.id)
+    ).all()
+    entries = [
+        credit.Standing(utc(row.at), cast(Violation, row.category), row.severity)
+        if row.category is not None
+        else credit.Standing(utc(row.at), delta=row.delta)
+        for row in rows
+    ]
+    return [row.id for row in rows], entries
+
+
+def still_due(
+    tx: Tx, account: StoredAccount, lifted: Sequence[StoredDisposition], reviewer: str
+) -> list[views.Disposition]:
+    """The ``lifted`` dispositions that the account's level or standing violations still call
+    for, applied again under its latest standing violation until they would have ended: an
+    upheld appeal undoes what its decision caused, not what the other violations cause."""
+    rules = tx.policy.credit
+    standing = violations_since(tx, account.account_id, tx.now - timedelta(days=rules.window_days))
+    active = active_kinds(tx, account.account_id)
+    steps = dispositions.due(tx.policy.dispositions, account.level, standing, active)
+    due = {s.kind for s in steps}
+    latest = tx.session.scalar(
+        select(CreditEntry.item_id)
+        .where(
+            CreditEntry.account_id == account.account_id,
+            CreditEntry.reason == "violation",
+            CreditEntry.item_id.not_in(reversed_items(account.account_id)),
+        )
+        .order_by(CreditEntry.at.desc(), CreditEntry.id.desc())
+        .limit(1)
+    )
+    if latest is None:
+        return []
+    return [
+        apply_disposition(
+            tx, account.account_id, row.kind, row.basis, latest, maybe_utc(row.ends_at), reviewer
+        )
+        for row in lifted
+        if row.kind in due and dispositions.is_active(maybe_utc(row.ends_at), False, tx.now)
+    ]
+
+
+def apply_dormancy(
+    tx: Tx, account_id: str, item_id: int | None, by: str
+) -> list[views.Disposition]:
+    """Apply the measures a dormancy calls for (:func:`dormancy.measures`) that are not active
+    already, on ``item_id`` (a confirmed ``dormant`` item; none: the sweep's), decided ``by``
+    the reviewer or the service. No credit changes: a dormancy is no violation."""
+    active = active_kinds(tx, account_id)
+    return [
+        apply_disposition(
+            tx, account_id, s.kind, s.basis, item_id, dispositions.ends_at(s, tx.now), by
+        )
+        for s in dormancy.measures(tx.policy.dispositions)
+        if s.kind not in active
+    ]
+
+
+def active_now(now: datetime) -> Any:
+    return and_(
+        StoredDisposition.lifted_at.is_(None),
+        or_(StoredDisposition.ends_at.is_(None), StoredDisposition.ends_at > now),
+    )

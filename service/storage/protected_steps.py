@@ -1,0 +1,138 @@
+"""The steps of a review write on subjects and protected names: the accounts a subject holds
+towards its cap and those that blacklist it (art10, art8), the protected names a name holds
+without authorisation, the suspensions an impersonation brought, and the names an account held.
+Its own module because registration, renames and the protected names' entries share them."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, SQLColumnExpression, exists, func, literal, select
+from sqlalchemy.orm import Session
+
+from service.policy import Policy
+from service.review import protected
+from service.storage.credit_steps import active_now
+from service.storage.tables import (
+    HeldName,
+    ProtectedNameSubject,
+    ReviewItem,
+    StoredAccount,
+    StoredDisposition,
+    StoredProtectedName,
+)
+from service.storage.transaction import Tx
+
+
+def subject_holds(
+    session: Session,
+    policy: Policy,
+    digests: set[str],
+    now: datetime,
+    other_than: str | None = None,
+) -> int:
+    """How many accounts (other than ``other_than``) a subject of ``digests`` holds towards its
+    cap (art10): those under an active ``uncounted_by`` disposition (closed) hold none."""
+    uncounted = select(StoredDisposition.account_id).where(
+        StoredDisposition.kind.in_(policy.registration.uncounted_by), active_now(now)
+    )
+    where: list[ColumnElement[bool]] = [
+        StoredAccount.subject_digest.in_(digests),
+        StoredAccount.account_id.not_in(uncounted),
+    ]
+    if other_than is not None:
+        where.append(StoredAccount.account_id != other_than)
+    return int(session.scalar(select(func.count()).select_from(StoredAccount).where(*where)) or 0)
+
+
+def subject_blacklisted_by(
+    session: Session, policy: Policy, digests: set[str], now: datetime
+) -> list[str]:
+    """The accounts of a subject of ``digests`` under an active ``subjects_refused_by``
+    disposition (blacklisted), in id order: each refuses the subject to registration (art8)."""
+    return list(
+        session.scalars(
+            select(StoredAccount.account_id)
+            .join(StoredDisposition, StoredDisposition.account_id == StoredAccount.account_id)
+            .where(
+                StoredAccount.subject_digest.in_(digests),
+                StoredDisposition.kind.in_(policy.registration.subjects_refused_by),
+                active_now(now),
+            )
+            .distinct()
+            .order_by(StoredAccount.account_id)
+        )
+    )
+
+
+def holds(
+    folded_name: SQLColumnExpression[str | None], entry: SQLColumnExpression[str]
+) -> ColumnElement[bool]:
+    """Whether a folded name holds a protected name's folding (contains it). Foldings are
+    letters and digits only, so neither holds LIKE's wildcards, and both are lower case, as
+    SQLite's LIKE (case-blind for ASCII) and PostgreSQL's then agree."""
+    return folded_name.contains(entry)
+
+
+def not_authorised(
+    entry_id: SQLColumnExpression[int], digests: Collection[str]
+) -> ColumnElement[bool]:
+    """Whether the protected name ``entry_id`` authorises no subject of ``digests``."""
+    return ~exists().where(
+        ProtectedNameSubject.entry_id == entry_id, ProtectedNameSubject.subject_digest.in_(digests)
+    )
+
+
+def protected_in(
+    session: Session, folded_name: str, digests: Collection[str]
+) -> list[tuple[int, str, str]]:
+    """The (entry id, name, kind) of the protected names ``folded_name`` holds that a subject
+    of ``digests`` is not authorised to use, oldest entry first (art8)."""
+    entry = StoredProtectedName
+    rows = session.execute(
+        select(entry.id, entry.name, entry.kind)
+        .where(holds(literal(folded_name), entry.folded_name), not_authorised(entry.id, digests))
+        .order_by(entry.id)
+    ).all()
+    return [(row.id, row.name, row.kind) for row in rows]
+
+
+def unauthorised(session: Session, account: StoredAccount) -> list[tuple[int, str, str]]:
+    """The protected names the account's name holds that its stored subject (none: none) is
+    not authorised to use, as :func:`protected_in` gives them."""
+    if account.folded_name is None:
+        return []
+    digests = {account.subject_digest} if account.subject_digest else set()
+    return protected_in(session, account.folded_name, digests)
+
+
+def art8_suspended(tx: Tx, account_id: str) -> list[StoredDisposition]:
+    """The account's active suspensions that a confirmed impersonation called for
+    (:func:`protected.suspensions`), to be lifted once its name is corrected."""
+    return list(
+        tx.session.scalars(
+            select(StoredDisposition)
+            .join(ReviewItem, ReviewItem.id == StoredDisposition.item_id)
+            .where(
+                StoredDisposition.account_id == account_id,
+                StoredDisposition.kind.in_(protected.suspensions(tx.policy.dispositions)),
+                ReviewItem.kind == protected.KIND,
+                active_now(tx.now),
+            )
+            .order_by(StoredDisposition.id)
+        )
+    )
+
+
+def hold_name(tx: Tx, account_id: str, folded_name: str) -> None:
+    """Keep ``folded_name`` among the names the account held, once: re-registration is
+    checked against each of them when the account is closed (art8). Under the account's lock,
+    so that two writes of one name keep it once."""
+    held = tx.session.scalar(
+        select(HeldName.id)
+        .where(HeldName.account_id == account_id, HeldName.folded_name == folded_name)
+        .limit(1)
+    )
+    if held is None:
+        tx.session.add(HeldName(account_id=account_id, folded_name=folded_name))

@@ -1,0 +1,117 @@
+"""A review write's transaction (:class:`Tx`): its session, moment and policy, the chained
+records it appends when it ends (:func:`append_records`), the advisory locks it holds until then,
+and whether it lost a race to another writer. Its own module because every write's steps
+(credit, protected names, items) and the rumour bank's run on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+
+from service.policy import Policy
+from service.review import chain
+from service.storage.repository import StorageError
+from service.storage.tables import AuditHead, AuditRecord
+
+
+@dataclass
+class Tx:
+    """One write: its session, its moment, its policy, and the records it appends at the end."""
+
+    session: Session
+    now: datetime
+    policy: Policy
+    log: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    def record(self, kind: str, subject: str, payload: dict[str, Any]) -> None:
+        self.log.append((kind, subject, payload))
+
+
+def append_records(
+    session: Session, at: datetime, log: list[tuple[str, str, dict[str, Any]]]
+) -> None:
+    """Append ``log`` to the chain, holding its head's lock until the transaction ends."""
+    if not log:
+        return
+    head = session.scalar(select(AuditHead).where(AuditHead.id == 1).with_for_update())
+    assert head is not None, "the audit head row is created by the migration"
+    seq, prev = head.seq, head.hash
+    for kind, subject, payload in log:
+        seq += 1
+        digest = chain.link(prev, seq, at, kind, subject, payload)
+        session.add(
+            AuditRecord(
+                seq=seq,
+                at=at,
+                kind=kind,
+                subject=subject,
+                payload=payload,
+                prev_hash=prev,
+                hash=digest,
+            )
+        )
+        prev = digest
+    head.seq, head.hash = seq, prev
+
+
+def lost_race(exc: StorageError) -> bool:
+    cause = exc.__cause__
+    if isinstance(cause, IntegrityError):
+        return True
+    # PostgreSQL: deadlock detected, serialization failure
+    code = getattr(getattr(cause, "orig", None), "sqlstate", None)
+    return isinstance(cause, DBAPIError) and code in {"40P01", "40001"}
+
+
+def lock_protected_names(tx: Tx, *, shared: bool = False) -> None:
+    """Hold the protected names until the transaction ends: an entry being added (exclusive)
+    waits for the renames under way (shared), and they for it, so that each sees the other: a
+    rename is checked against the entry, or the entry finds the new name among those that hold
+    it."""
+    _advisory_lock(tx, "protected-names", shared=shared)
+
+
+def lock_bank(session: Session) -> None:
+    """Hold the rumour bank until the transaction ends: an entry being added reads the bank to
+    refuse a duplicate, and two adds of one rumour at once would each find it absent."""
+    _advisory(session, "pg_advisory_xact_lock", "rumor-bank")
+
+
+def lock_subject(tx: Tx, digest: str) -> None:
+    """Hold the subject until the transaction ends, so that two accounts given one subject at
+    once are counted one after the other."""
+    _advisory_lock(tx, f"subject:{digest}")
+
+
+def _advisory_lock(tx: Tx, key: str, *, shared: bool = False) -> None:
+    """Hold ``key`` until the transaction ends, on PostgreSQL (SQLite has one writer at a time
+    already). An advisory lock is the database's, not a schema's: the key names the schema the
+    tables are found in (``current_schema()``, the search path's first), so that the service of
+    one schema never waits for another's sharing the database (a staging copy, a tenant, each
+    test), nor takes one schema's subject for another's."""
+    _advisory(
+        tx.session, "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock", key
+    )
+
+
+def try_advisory_lock(session: Session, key: str) -> bool:
+    """Hold ``key`` until the transaction ends where no other transaction holds it (True), as
+    :func:`_advisory_lock` keys it; else False at once. True on SQLite, whose write
+    transactions run one at a time."""
+    return _advisory(session, "pg_try_advisory_xact_lock", key) is not False
+
+
+def _advisory(session: Session, function: str, key: str) -> object:
+    """``function`` of PostgreSQL's advisory locks on ``key`` in the schema's name, and what it
+    answered; None on SQLite."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    return session.scalar(
+        text(f"SELECT {function}(hashtextextended(current_schema() || '/' || :key, 0))"),
+        {"key": key},
+    )
