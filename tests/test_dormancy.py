@@ -733,6 +733,166 @@ def test_a_policy_shortened_after_the_warning_keeps_the_date_the_warning_gave(
     assert verify(repo) == []
 
 
+def given(account: views.Account) -> list[views.Disposition]:
+    """Every disposition the account was given, lifted and ended ones too."""
+    return [d for d in account.history if isinstance(d, views.Disposition)]
+
+
+def warning_changes(repo: SqlRepository, after: int = 0) -> list[tuple[str, str | None, object]]:
+    """The feed's changes of dormancy warnings after ``after`` as (change, cause, ends_at)."""
+    return [
+        (c.change, c.cause, c.disposition.ends_at)
+        for c in repo.disposition_changes(after=after, limit=1000).changes
+        if c.disposition.kind == dormancy.WARNING
+    ]
+
+
+def test_a_policy_that_stops_dormancy_lifts_the_warning_and_one_that_resumes_warns_afresh(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """A warning promises a dormancy on its ``ends_at``: a policy that gives none any more
+    lifts it (cause ``policy_changed``) rather than let it run out on a dormancy that never
+    comes, and one that gives a dormancy again warns the account ``warn_days`` ahead, as one
+    never warned, rather than find it dormant at once on a warning long past."""
+    repo.put_account(policy, "quiet", now=T0)
+    warn_at = T0 + warned_after(policy)
+    assert repo.warn_dormancy(policy, now=warn_at) == 1
+    told = T0 + dormant_after(policy)
+    seen = repo.audit_head()[0]
+    silent = with_dormancy(policy, action="none", notify=False)
+    between = warn_at + 10 * DAY
+    assert repo.warn_dormancy(silent, now=between) == 1
+    assert repo.warn_dormancy(silent, now=between + SECOND) == 0
+    quiet = repo.get_account(silent, "quiet", now=between)
+    assert (quiet.warned_at, kinds(quiet)) == (None, set())
+    assert warning_changes(repo, seen) == [("lifted", "policy_changed", told)]
+    (revised,) = [e.payload for e in repo.audit_entries() if e.kind == "account.warning_revised"]
+    assert revised == {
+        "active_at": T0.isoformat(),
+        "warned_at": warn_at.isoformat(),
+        "told": told.isoformat(),
+        "after_days": 183,
+        "warn_days": 30,
+        "action": "none",
+        "notify": False,
+        "takes_effect": None,
+    }
+    # the policy suspends again long after the date the warning gave
+    resumed = told + 10 * DAY
+    assert repo.settle_dormancy(policy, now=resumed) == 0
+    assert repo.warn_dormancy(policy, now=resumed) == 1
+    effect = resumed + timedelta(days=policy.dormancy.warn_days)
+    (warning,) = repo.get_account(policy, "quiet", now=resumed).dispositions
+    assert (warning.kind, warning.ends_at) == (dormancy.WARNING, effect)
+    assert repo.settle_dormancy(policy, now=effect - SECOND) == 0
+    assert repo.settle_dormancy(policy, now=effect) == 1
+    (found,) = [e.payload for e in repo.audit_entries() if e.kind == "account.dormant"]
+    assert (found["warned_at"], found["takes_effect"]) == (resumed.isoformat(), effect.isoformat())
+    assert verify(repo) == []
+
+
+def test_a_dormancy_takes_effect_on_a_lapsed_warning_only_after_a_new_one(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """A warning that ran out with no dormancy found (no sweep lifted it: a policy that gave
+    none then, a service down) counts for none once more than a day past its date: the account
+    is warned again, ``warn_days`` ahead, and found dormant then. A day late is a sweep
+    behind: the dormancy takes effect on the warning given."""
+    repo.put_account(policy, "late", now=T0)
+    assert repo.warn_dormancy(policy, now=T0 + warned_after(policy)) == 1
+    behind = T0 + dormant_after(policy) + dormancy.LAPSE
+    assert repo.warn_dormancy(policy, now=behind) == 0
+    assert repo.settle_dormancy(policy, now=behind) == 1
+    assert repo.get_account(policy, "late", now=behind).dormant_at == behind
+
+    repo.put_account(policy, "other", now=behind)
+    other_told = behind + dormant_after(policy)
+    assert repo.warn_dormancy(policy, now=behind + warned_after(policy)) == 1
+    after = other_told + dormancy.LAPSE + SECOND
+    assert repo.settle_dormancy(policy, now=after) == 0
+    # a policy that gives no warning needs none: a lapsed one is as none
+    assert repo.settle_dormancy(unwarned(policy), now=after) == 1
+    assert repo.get_account(policy, "other", now=after).dormant_at == after
+
+    repo.put_account(policy, "again", now=after)
+    again_told = after + dormant_after(policy)
+    assert repo.warn_dormancy(policy, now=after + warned_after(policy)) == 1
+    later = again_told + dormancy.LAPSE + SECOND
+    assert repo.settle_dormancy(policy, now=later) == 0
+    assert repo.warn_dormancy(policy, now=later) == 1
+    assert repo.warn_dormancy(policy, now=later + SECOND) == 0
+    again = repo.get_account(policy, "again", now=later)
+    effect = later + timedelta(days=policy.dormancy.warn_days)
+    assert again.warned_at == later
+    assert [(d.ends_at, d.active) for d in given(again)] == [
+        (again_told, False),
+        (effect, True),
+    ]
+    assert repo.settle_dormancy(policy, now=effect - SECOND) == 0
+    assert repo.settle_dormancy(policy, now=effect) == 1
+    assert verify(repo) == []
+
+
+def test_a_policy_lengthened_after_the_warning_gives_it_again_with_the_later_date(
+    repo: SqlRepository, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The feed is read with a cursor: a warning's ``ends_at`` changed in place would reach no
+    platform that read it applied. A policy whose dormancy now comes later (``after_days`` or
+    ``warn_days`` raised) lifts the warning (cause ``policy_changed``) and applies one with the
+    later date in the same transaction; the dormancy takes effect then, on the first warning's
+    ``warned_at``. An account whose warning still holds (warned late, its date past the
+    lengthened one) keeps it, and keeps no sweep from the others."""
+    monkeypatch.setattr(dormancy_sql, "SWEEP_ACCOUNTS", 1)
+    repo.put_account(policy, "held", now=T0 - DAY)
+    repo.put_account(policy, "quiet", now=T0)
+    # "held" warned late, on a policy giving 60 days' warning: its date is 60 days on
+    long_warning = with_dormancy(policy, warn_days=60)
+    held_at = T0 - DAY + warned_after(policy) + 2 * DAY
+    assert repo.warn_dormancy(long_warning, now=held_at) == 1
+    warn_at = T0 + warned_after(policy)
+    assert repo.warn_dormancy(policy, now=warn_at) == 1
+    told = T0 + dormant_after(policy)
+    seen = repo.audit_head()[0]
+    longer = with_dormancy(policy, after_days=200)
+    between = warn_at + DAY
+    assert repo.warn_dormancy(longer, now=between) == 1
+    assert repo.warn_dormancy(longer, now=between + SECOND) == 0
+    effect = T0 + timedelta(days=200)
+    assert warning_changes(repo, seen) == [
+        ("lifted", "policy_changed", told),
+        ("applied", None, effect),
+    ]
+    quiet = repo.get_account(longer, "quiet", now=between)
+    assert quiet.warned_at == warn_at
+    assert [(d.ends_at, d.active, d.decided_by) for d in given(quiet)] == [
+        (told, False, dormancy.SERVICE),
+        (effect, True, dormancy.SERVICE),
+    ]
+    (revised,) = [e.payload for e in repo.audit_entries() if e.kind == "account.warning_revised"]
+    assert (revised["told"], revised["takes_effect"]) == (told.isoformat(), effect.isoformat())
+    held = repo.get_account(longer, "held", now=between)
+    assert [d.ends_at for d in held.dispositions] == [held_at + 60 * DAY]
+    # a warning lengthened by a second or less is left as it is
+    assert repo.warn_dormancy(with_dormancy(longer, after_days=200 + 0.5 / 86400), now=between) == 0
+    assert repo.settle_dormancy(longer, now=effect - SECOND) == 0
+    assert repo.settle_dormancy(longer, now=effect) == 1
+    found = {e.subject: e.payload for e in repo.audit_entries() if e.kind == "account.dormant"}
+    assert (found["account:quiet"]["warned_at"], found["account:quiet"]["takes_effect"]) == (
+        warn_at.isoformat(),
+        effect.isoformat(),
+    )
+    assert repo.settle_dormancy(longer, now=held_at + 60 * DAY) == 1
+    # a longer warning moves the date alike
+    repo.put_account(policy, "other", now=effect)
+    other_warned = effect + warned_after(policy)
+    assert repo.warn_dormancy(policy, now=other_warned) == 1
+    wary = with_dormancy(policy, warn_days=45)
+    assert repo.warn_dormancy(wary, now=other_warned + DAY) == 1
+    other = repo.get_account(wary, "other", now=other_warned + DAY)
+    assert [d.ends_at for d in other.dispositions] == [other_warned + 45 * DAY]
+    assert verify(repo) == []
+
+
 def test_an_account_warned_or_found_dormant_has_the_days_later_post_written() -> None:
     used = RecentUse(size=3)
     used.seen(["a", "b"], T0)

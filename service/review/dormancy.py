@@ -8,7 +8,11 @@ day, off the answer, and the first post written of an account known by its posts
 row). ``warn_days`` before its clock is ``after_days`` old the sweep tells the platform, once per
 clock, with a warning that ends when the dormancy takes effect (:func:`takes_effect`: never
 sooner than ``warn_days`` after the warning, nor before the date it gave, whatever the policy
-says since), so that it can warn the holder. One whose
+says since), so that it can warn the holder. A warning that no longer says what the policy does
+(:func:`outdated`: the dormancy comes later now, or not at all) is lifted, cause
+``policy_changed``, and given again with the later date where there is one; one that ran out
+with no dormancy found lapses a day on (:data:`LAPSE`), and the holder is warned again before
+any dormancy takes effect. One whose
 dormancy has taken effect is dormant: the sweep finds it once per dormancy and applies the
 policy's ``[dormancy]``: a notice for the platform to pass on (``notify``), and nothing more, a
 ``dormant`` review item, or the ladder's steps whose ``categories`` name ``dormant``
@@ -47,6 +51,18 @@ SERVICE = "service"
 """Who decided what the sweep applies and who lifted what a post lifted: the service itself,
 on the policy, where no person or key did."""
 
+LAPSE = timedelta(days=1)
+"""How long after the date a warning gave its dormancy may still take effect on it: a sweep
+behind, or a server down for a while, finds it that late. Past this (a policy that gave no
+dormancy when the warning ran out, a service down for long), the warning has lapsed: the holder
+is warned again, ``warn_days`` ahead, as an account never warned is, so that the notice they
+had ends no longer than this before their dormancy."""
+
+MOVED = timedelta(seconds=1)
+"""How much later than the date a warning gave its dormancy must now take effect for the sweep
+to give the warning again with the new date: less is not worth telling the holder, and SQLite's
+arithmetic on times (floating-point days) cannot tell it."""
+
 LOGIN_SKEW = timedelta(minutes=5)
 """How far ahead of the server's clock a reported login may be: clock skew between the
 platform's hosts and the service's, not a login that has not happened yet."""
@@ -74,6 +90,12 @@ def kinds(ladder: list[DispositionStep]) -> list[str]:
     not the policy gives them now: it may have when they were applied), which its return
     lifts."""
     return [step.kind for step in measures(ladder)] + [NOTICE, WARNING]
+
+
+def follows(rules: DormancyRules) -> bool:
+    """Whether a dormancy brings anything under ``rules``: nothing is warned of, nor found,
+    under ``action = "none"`` without ``notify``."""
+    return rules.action != "none" or rules.notify
 
 
 def dormant_before(rules: DormancyRules, now: datetime) -> datetime:
@@ -106,6 +128,23 @@ def takes_effect(
             return None
         due = max(due, warned + timedelta(days=rules.warn_days))
     return due if told is None else max(due, told)
+
+
+def lapsed_before(now: datetime) -> datetime:
+    """A warning that gave a date before this moment has lapsed at ``now`` (:data:`LAPSE`): no
+    dormancy takes effect on it."""
+    return now - LAPSE
+
+
+def outdated(rules: DormancyRules, clock: datetime, warned: datetime, told: datetime) -> bool:
+    """Whether the warning given at ``warned`` on ``clock``, which gave ``told``, no longer
+    says what ``rules`` do: they give no dormancy now, or one that takes effect later (a policy
+    that raised ``after_days`` or ``warn_days`` since). One that lowered them keeps ``told``
+    (:func:`takes_effect`)."""
+    if not follows(rules):
+        return True
+    effect = takes_effect(rules, clock, warned)
+    return effect is not None and effect > told
 
 
 def returned(clock: datetime | None, at: datetime) -> bool:

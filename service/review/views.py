@@ -111,11 +111,15 @@ class DispositionChange(BaseModel):
         "`seq`'s, the order of commits, which two changes made at once may take the other way)"
     )
     appeal_id: int | None = Field(description="the upheld appeal that lifted it (art20)")
-    cause: Literal["appeal", "corrected", "entry_removed", "returned"] | None = Field(
-        description="why it was lifted: an upheld appeal (`appeal_id`, art20), the account's "
-        "name corrected while art8's suspension ran, the protected name it was suspended for "
-        "removed, or the dormant account's return (a login or a post, art10); null for one "
-        "applied"
+    cause: Literal["appeal", "corrected", "entry_removed", "returned", "policy_changed"] | None = (
+        Field(
+            description="why it was lifted: an upheld appeal (`appeal_id`, art20), the account's "
+            "name corrected while art8's suspension ran, the protected name it was suspended for "
+            "removed, the dormant account's return (a login or a post, art10), or, for a "
+            "`dormancy_warning`, a policy that no longer gives the dormancy it announced on its "
+            "`ends_at` (a warning with the later date applied in the same transaction, or none "
+            "where the policy gives no dormancy now); null for one applied"
+        )
     )
     disposition: Disposition = Field(
         description="the disposition as the change left it, `active` at `at`: one applied shows "

@@ -12,20 +12,22 @@ from datetime import UTC, datetime, timedelta
 from typing import cast
 
 from sqlalchemy import ColumnElement, Table, bindparam, exists, func, or_, select, update
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from service.policy import Policy
+from service.policy.governance import DormancyRules
 from service.review import dormancy
 from service.storage.credit_steps import (
     account_insert,
     active_kinds,
     apply_disposition,
     apply_dormancy,
+    lift,
     locked_account,
     new_account,
 )
 from service.storage.item_steps import last_decided, new_item, open_item, urgency_of, wake
-from service.storage.review_rows import maybe_utc
+from service.storage.review_rows import maybe_utc, utc
 from service.storage.review_sql import ReviewSql
 from service.storage.tables import AuditHead, AuditRecord, StoredAccount, StoredDisposition
 from service.storage.transaction import Tx
@@ -135,22 +137,35 @@ class DormancySql(ReviewSql):
         return ended
 
     def warn_dormancy(self, policy: Policy, now: datetime | None = None) -> int:
-        """Warn of the dormancy of the accounts whose clock is ``after_days - warn_days`` old
-        by ``now`` and not warned yet (at most :data:`SWEEP_ACCOUNTS`, longest unused first),
-        each in a transaction of its own, once per clock whatever the processes calling it
-        (:func:`_warn`). Nothing where the policy gives no warning (``warn_days`` 0) or its
-        dormancy brings nothing. How many accounts were warned."""
+        """Bring the warnings of dormancy in line with the policy at ``now``, each account in a
+        transaction of its own, at most :data:`SWEEP_ACCOUNTS` of each kind, longest unused
+        first: a warning still running that no longer says what the policy does is lifted
+        (cause ``policy_changed``), and given again with the later date, or not at all where
+        the dormancy brings nothing now (:func:`_revise`); then the accounts whose clock is
+        ``after_days - warn_days`` old by ``now`` and not warned yet are warned (:func:`_warn`),
+        once per clock whatever the processes calling it, and those ``after_days`` old whose
+        warning lapsed (:data:`dormancy.LAPSE`) with no dormancy found are warned again, from
+        ``now``. Nobody is warned where the policy gives no warning (``warn_days`` 0) or its
+        dormancy brings nothing. How many accounts were warned, or had their warning lifted or
+        given again."""
         rules = policy.dormancy
         moment = now or datetime.now(UTC)
+        dialect = self.engine.dialect.name
+        done = self._sweep(policy, moment, _outdated(rules, moment, dialect), _revise)
         before = dormancy.warned_before(rules, moment)
-        if before is None or (rules.action == "none" and not rules.notify):
-            return 0
-        return self._sweep(
-            policy,
-            moment,
-            (*_unwarned(), StoredAccount.active_at <= before),
-            lambda tx, account_id: _warn(tx, account_id, before),
+        if before is None or not dormancy.follows(rules):
+            return done
+        # one whose warning lapsed when its dormancy is due: the few not found dormant on time
+        lapsed = (
+            *_awake(),
+            StoredAccount.active_at <= dormancy.dormant_before(rules, moment),
+            _lapsed(moment),
         )
+        for accounts in ((*_unwarned(), StoredAccount.active_at <= before), lapsed):
+            done += self._sweep(
+                policy, moment, accounts, lambda tx, account_id: _warn(tx, account_id, before)
+            )
+        return done
 
     def settle_dormancy(self, policy: Policy, now: datetime | None = None) -> int:
         """Find the accounts whose dormancy has taken effect by ``now`` (their clock
@@ -163,18 +178,19 @@ class DormancySql(ReviewSql):
         or a restart, finds it marked. Nothing under ``action = "none"`` without ``notify``.
         How many accounts were found dormant."""
         rules = policy.dormancy
-        if rules.action == "none" and not rules.notify:
+        if not dormancy.follows(rules):
             return 0
         moment = now or datetime.now(UTC)
         warned: tuple[ColumnElement[bool], ...] = ()
         if rules.warn_days:
-            warned = (StoredAccount.warned_at <= moment - timedelta(days=rules.warn_days),)
+            # one whose warning lapsed waits for the next, which the warning sweep gives
+            warned = (
+                StoredAccount.warned_at <= moment - timedelta(days=rules.warn_days),
+                ~_lapsed(moment),
+            )
         # an account whose warning told a later date waits for it: left out here, it keeps no
         # sweep from the accounts due after it
-        told_later = exists().where(
-            *_warning(StoredAccount.account_id, StoredAccount.warned_at),
-            StoredDisposition.ends_at > moment,
-        )
+        told_later = _warned_with(StoredDisposition.ends_at > moment)
         return self._sweep(
             policy,
             moment,
@@ -237,15 +253,20 @@ class DormancySql(ReviewSql):
 
 
 def _warn(tx: Tx, account_id: str, before: datetime) -> bool:
-    """Mark ``account_id`` warned, unless it was marked, found dormant or used since the sweep
-    read it (its clock read again under its lock), and apply the warning for the platform to
-    pass on: a ``dormancy_warning`` disposition that ends when the dormancy takes effect
-    (:func:`dormancy.takes_effect`), with the record ``account.warned``."""
+    """Mark ``account_id`` warned, unless it was found dormant, used since the sweep read it
+    (its clock read again under its lock) or warned on a warning that has not lapsed
+    (:func:`dormancy.lapsed_before`: one lapsed is given again, from now), and apply the
+    warning for the platform to pass on: a ``dormancy_warning`` disposition that ends when the
+    dormancy takes effect (:func:`dormancy.takes_effect`), with the record ``account.warned``."""
     account = locked_account(tx, account_id)
     clock = maybe_utc(account.active_at)
-    given = account.dormant_at is not None or account.warned_at is not None
-    if given or clock is None or clock > before:
+    if account.dormant_at is not None or clock is None or clock > before:
         return False
+    warned = maybe_utc(account.warned_at)
+    if warned is not None:
+        told = _told(tx, account_id, warned)
+        if told is None or told >= dormancy.lapsed_before(tx.now):
+            return False
     account.warned_at = tx.now
     rules = tx.policy.dormancy
     effect = dormancy.takes_effect(rules, clock, tx.now)
@@ -270,6 +291,52 @@ def _warn(tx: Tx, account_id: str, before: datetime) -> bool:
     return True
 
 
+def _revise(tx: Tx, account_id: str) -> bool:
+    """Lift the running warning of ``account_id`` (cause ``policy_changed``, by the service)
+    where it no longer says what the policy does (:func:`dormancy.outdated`, read again under
+    the account's lock), and give it again with the date the dormancy takes effect now; where
+    the policy gives no dormancy now, none, and the account is no longer warned, so that a
+    policy that gives one again warns it afresh. The record ``account.warning_revised`` says
+    what the warning had said and what holds now (``takes_effect`` null: no dormancy)."""
+    account = locked_account(tx, account_id)
+    clock, warned = maybe_utc(account.active_at), maybe_utc(account.warned_at)
+    if account.dormant_at is not None or clock is None or warned is None:
+        return False
+    rules = tx.policy.dormancy
+    running = tx.session.scalars(
+        select(StoredDisposition)
+        .where(*_warning(account_id, warned), StoredDisposition.ends_at > tx.now)
+        .order_by(StoredDisposition.id)
+    ).all()
+    told = max((utc(row.ends_at) for row in running if row.ends_at is not None), default=None)
+    if told is None or not dormancy.outdated(rules, clock, warned, told):
+        return False
+    effect = dormancy.takes_effect(rules, clock, warned) if dormancy.follows(rules) else None
+    tx.record(
+        "account.warning_revised",
+        f"account:{account_id}",
+        {
+            "active_at": clock.isoformat(),
+            "warned_at": warned.isoformat(),
+            "told": told.isoformat(),
+            "after_days": rules.after_days,
+            "warn_days": rules.warn_days,
+            "action": rules.action,
+            "notify": rules.notify,
+            "takes_effect": None if effect is None else effect.isoformat(),
+        },
+    )
+    for row in running:
+        lift(tx, row, dormancy.SERVICE, {"cause": "policy_changed", "told": told.isoformat()})
+    if effect is None:
+        account.warned_at = None
+    else:
+        apply_disposition(
+            tx, account_id, dormancy.WARNING, rules.basis, None, effect, dormancy.SERVICE
+        )
+    return True
+
+
 def _fall_dormant(tx: Tx, account_id: str) -> bool:
     """Mark ``account_id`` dormant, unless it was marked or used since the sweep read it (its
     clock and warning read again under its lock) or its warning gave a later date, and apply
@@ -286,13 +353,10 @@ def _fall_dormant(tx: Tx, account_id: str) -> bool:
         return False
     rules = tx.policy.dormancy
     warned = maybe_utc(account.warned_at)
-    told = None
-    if warned is not None:
-        told = maybe_utc(
-            tx.session.scalar(
-                select(func.max(StoredDisposition.ends_at)).where(*_warning(account_id, warned))
-            )
-        )
+    told = None if warned is None else _told(tx, account_id, warned)
+    if told is not None and told < dormancy.lapsed_before(tx.now):
+        # a lapsed warning counts for none: the warning sweep gives the next
+        warned = told = None
     effect = dormancy.takes_effect(rules, clock, warned, told)
     if effect is None or effect > tx.now:
         return False
@@ -340,6 +404,72 @@ def _fall_dormant(tx: Tx, account_id: str) -> bool:
     return True
 
 
+def _told(tx: Tx, account_id: str, warned: datetime) -> datetime | None:
+    """The date the account's warning given at ``warned`` gave (:func:`_warning`)."""
+    return maybe_utc(
+        tx.session.scalar(
+            select(func.max(StoredDisposition.ends_at)).where(*_warning(account_id, warned))
+        )
+    )
+
+
+def _lapsed(moment: datetime) -> ColumnElement[bool]:
+    """An account whose warning lapsed by ``moment`` (:func:`dormancy.lapsed_before`)."""
+    return _warned_with(StoredDisposition.ends_at < dormancy.lapsed_before(moment))
+
+
+def _warned_with(*terms: ColumnElement[bool]) -> ColumnElement[bool]:
+    """An account the sweep reads whose warning (:func:`_warning`, on its ``warned_at``)
+    matches ``terms``."""
+    return exists().where(*_warning(StoredAccount.account_id, StoredAccount.warned_at), *terms)
+
+
+def _outdated(
+    rules: DormancyRules, moment: datetime, dialect: str
+) -> tuple[ColumnElement[bool], ...]:
+    """An account whose warning still runs at ``moment`` and no longer says what ``rules`` do
+    (:func:`dormancy.outdated`, by more than :data:`dormancy.MOVED`): any running warning where
+    they give no dormancy, else one whose date is before the one they give. Read from the
+    running warnings (the index on kinds and ends), the few among the accounts."""
+    warned = aliased(StoredAccount, name="warned")
+    later: list[ColumnElement[bool]] = []
+    if dormancy.follows(rules):
+        days = [(warned.active_at, rules.after_days)]
+        if rules.warn_days:
+            days.append((warned.warned_at, rules.warn_days))
+        later = [
+            or_(
+                *(
+                    _earlier(dialect, StoredDisposition.ends_at, start, timedelta(days=n))
+                    for start, n in days
+                )
+            )
+        ]
+    running = select(StoredDisposition.account_id).where(
+        # the running warnings, off the index on kinds and ends
+        StoredDisposition.kind == dormancy.WARNING,
+        *_warning(warned.account_id, warned.warned_at),
+        warned.dormant_at.is_(None),
+        StoredDisposition.ends_at > moment,
+        *later,
+    )
+    return (*_awake(), StoredAccount.account_id.in_(running))
+
+
+def _earlier(
+    dialect: str,
+    moment: InstrumentedAttribute[datetime | None],
+    start: InstrumentedAttribute[datetime | None],
+    after: timedelta,
+) -> ColumnElement[bool]:
+    """``moment`` is more than :data:`dormancy.MOVED` earlier than ``after`` past ``start``:
+    on SQLite, which holds times as text, in Julian days."""
+    by = after - dormancy.MOVED
+    if dialect == "sqlite":
+        return func.julianday(moment) < func.julianday(start) + by / timedelta(days=1)
+    return moment < start + by
+
+
 def _awake() -> tuple[ColumnElement[bool], ...]:
     """An account not found dormant: :data:`~service.storage.tables.AWAKE`, as SQLite finds its
     partial index only for a query that says its predicate."""
@@ -361,7 +491,9 @@ def _warning(
     platform told the holder the dormancy takes effect."""
     return (
         StoredDisposition.account_id == account_id,
-        StoredDisposition.kind == dormancy.WARNING,
+        # looked up by the account: SQLite, which keeps no statistics, would take the index on
+        # kinds and ends for a kind compared as it is, and read every warning of the range
+        StoredDisposition.kind.concat("") == dormancy.WARNING,
         StoredDisposition.starts_at >= warned,
         StoredDisposition.lifted_at.is_(None),
     )
