@@ -666,12 +666,17 @@ def test_a_dormant_items_page_shows_the_use_that_last_set_the_clock_and_since_wh
     review.put_account(policy, "quiet", name="沉睡号", now=login - timedelta(days=1))
     review.put_account(policy, "idle", name="闲置号", now=login - timedelta(days=1))
     review.put_account(policy, "idle", login_at=login)
-    # warned half a day ahead, under the policy then: it takes effect at the date it was told
+    # warned half a day ahead, under the policy then (whose longer idle time warns it alone):
+    # it takes effect at the date it was told, three quarters of a day before the sweep, within
+    # the day a warning lapses after
     review.put_account(policy, "warned", name="预警号", now=login - timedelta(days=2))
     warning = Policy.model_validate(
-        {**reviewing.model_dump(), "dormancy": {**rules.model_dump(), "warn_days": 0.5}}
+        {
+            **reviewing.model_dump(),
+            "dormancy": {**rules.model_dump(), "after_days": 3.5, "warn_days": 0.5},
+        }
     )
-    warned_at = login - timedelta(days=1)
+    warned_at = login + timedelta(days=1.75)
     assert repository.warn_dormancy(warning, now=warned_at) == 1
     assert repository.settle_dormancy(reviewing) == 3
     items = {i.account_id: i for i in review.list_items(policy, kind="dormant").items}
