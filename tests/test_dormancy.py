@@ -893,6 +893,74 @@ def test_a_policy_lengthened_after_the_warning_gives_it_again_with_the_later_dat
     assert verify(repo) == []
 
 
+def test_a_warning_another_process_gave_under_other_rules_is_revised_by_the_next_look(
+    database_url: str, policy: Policy
+) -> None:
+    """A process reads every running warning once under its rules, then only those given
+    since: a warning another process gave, during a rolling deploy, under an older policy
+    version or under its own version with edited rules (another digest), is given again with
+    the date this process's rules say on its next sweep, and stays so."""
+    upgrade(database_url)
+    older = Policy.model_validate(
+        {**with_dormancy(policy, after_days=150).model_dump(), "version": "2026-01-01.1"}
+    )
+    edited = with_dormancy(policy, after_days=160)
+    assert older.version != policy.version
+    assert edited.version == policy.version and edited.digest != policy.digest
+    current, other = (open_repository(database_url, 5.0, policy.review) for _ in range(2))
+    try:
+        for account_id, clock in (("first", T0), ("by_older", T0 + 10 * DAY)):
+            current.put_account(policy, account_id, now=clock)
+        # not due under the older rules when their process sweeps
+        current.put_account(policy, "by_edited", now=T0 + 40 * DAY)
+        warn_at = T0 + warned_after(policy)
+        assert current.warn_dormancy(policy, now=warn_at) == 1
+        assert current.warn_dormancy(policy, now=warn_at + SECOND) == 0
+        for account_id, rules, clock, at in (
+            ("by_older", older, T0 + 10 * DAY, T0 + 154 * DAY),
+            ("by_edited", edited, T0 + 40 * DAY, T0 + 171 * DAY),
+        ):
+            assert other.warn_dormancy(rules, now=at) == 1
+            (given_by_other,) = current.get_account(policy, account_id, now=at).dispositions
+            assert given_by_other.ends_at is not None
+            assert given_by_other.ends_at < clock + dormant_after(policy)
+            assert current.warn_dormancy(policy, now=at + SECOND) == 1
+            assert current.warn_dormancy(policy, now=at + 2 * SECOND) == 0
+            (revised,) = current.get_account(policy, account_id, now=at).dispositions
+            assert (revised.ends_at, revised.policy_version) == (
+                clock + dormant_after(policy),
+                policy.version,
+            )
+            # the other process's rules keep the later date: nothing goes back and forth
+            assert other.warn_dormancy(rules, now=at + 3 * SECOND) == 0
+        assert verify(current) == []
+    finally:
+        current.close()
+        other.close()
+
+
+def test_a_look_cut_at_the_bound_reads_every_warning_again_next_time(
+    repo: SqlRepository, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A look that found as many warnings at odds with the policy as a sweep takes leaves the
+    rest for the next sweep, which reads every running warning again, not only those given
+    since."""
+    monkeypatch.setattr(dormancy_sql, "SWEEP_ACCOUNTS", 1)
+    repo.put_account(policy, "a", now=T0)
+    repo.put_account(policy, "b", now=T0 + HOUR)
+    warn_at = T0 + warned_after(policy) + HOUR
+    assert repo.warn_dormancy(policy, now=warn_at) == 1
+    assert repo.warn_dormancy(policy, now=warn_at + SECOND) == 1
+    assert repo.warn_dormancy(policy, now=warn_at + 2 * SECOND) == 0
+    longer = with_dormancy(policy, after_days=200)
+    between = warn_at + DAY
+    assert [repo.warn_dormancy(longer, now=between + n * SECOND) for n in range(3)] == [1, 1, 0]
+    for account_id, clock in (("a", T0), ("b", T0 + HOUR)):
+        (warning,) = repo.get_account(longer, account_id, now=between).dispositions
+        assert warning.ends_at == clock + timedelta(days=200)
+    assert verify(repo) == []
+
+
 def test_an_account_warned_or_found_dormant_has_the_days_later_post_written() -> None:
     used = RecentUse(size=3)
     used.seen(["a", "b"], T0)

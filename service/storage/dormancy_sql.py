@@ -7,12 +7,12 @@ day's use."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, Table, bindparam, exists, func, or_, select, update
-from sqlalchemy.orm import InstrumentedAttribute, aliased
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from service.policy import Policy
 from service.policy.governance import DormancyRules
@@ -54,9 +54,20 @@ written: its clock starts there."""
 FOUND = ("account.dormant", "account.warned")
 """The records of a dormancy found and of a warning given, each with the clock it was on."""
 
+GIVEN = ("account.warned", "account.warning_revised")
+"""The records of a warning given, by the sweep or again with a later date (:func:`_revise`):
+the transaction that applies a ``dormancy_warning`` writes one of them."""
+
 
 class DormancySql(ReviewSql):
     """Mixed into :class:`~service.storage.sql.SqlRepository`."""
+
+    _warnings_checked: tuple[DormancyRules, int] | None = None
+    """The rules this process last found no running warning at odds with, every one read, and
+    the chain's last record before it read them: under the same rules, a warning given since is
+    named by a record after it (:data:`GIVEN`), and one given before still agrees (its clock and
+    ``warned_at`` change only by a use, which lifts it, or by a warning given), so the next look
+    reads only the accounts named since."""
 
     def record_use(
         self, policy: Policy, used: Mapping[str, datetime], now: datetime | None = None
@@ -150,8 +161,7 @@ class DormancySql(ReviewSql):
         given again."""
         rules = policy.dormancy
         moment = now or datetime.now(UTC)
-        dialect = self.engine.dialect.name
-        done = self._sweep(policy, moment, _outdated(rules, moment, dialect), _revise)
+        done = self._revise_outdated(policy, moment)
         before = dormancy.warned_before(rules, moment)
         if before is None or not dormancy.follows(rules):
             return done
@@ -203,6 +213,37 @@ class DormancySql(ReviewSql):
             _fall_dormant,
         )
 
+    def _revise_outdated(self, policy: Policy, moment: datetime) -> int:
+        """:func:`_revise` each account whose running warning no longer says what the policy
+        does (:func:`_outdated`): among every account warned where this process has not yet
+        read them all under these rules, else among those a warning was given since it did
+        (:attr:`_warnings_checked`), or every account again where more were. How many were
+        lifted or given again."""
+        rules = policy.dormancy
+        dialect = self.engine.dialect.name
+        checked = self._warnings_checked
+        # most sweeps find nothing: they look without taking SQLite's write lock, and build
+        # no look where no warning was given since (building it costs more than the reads)
+        found: Sequence[str] = ()
+        with self._session() as session:
+            head = _head(session)
+            given = None
+            if checked is not None and checked[0] == rules and checked[1] <= head:
+                given = _chained(session, checked[1], head, GIVEN, READ_ACCOUNTS + 1)
+            if given is None or len(given) > READ_ACCOUNTS:
+                found = _due(session, _outdated(rules, moment, dialect))
+            elif given:
+                named = sorted({subject.removeprefix("account:") for _, subject, _ in given})
+                found = _due(
+                    session,
+                    (*_outdated(rules, moment, dialect), StoredAccount.account_id.in_(named)),
+                )
+        done = self._each(policy, moment, found, _revise)
+        # a look cut at the bound leaves the rest for the next, which reads them all again
+        if len(found) < SWEEP_ACCOUNTS:
+            self._warnings_checked = (rules, head)
+        return done
+
     def _sweep(
         self,
         policy: Policy,
@@ -210,17 +251,22 @@ class DormancySql(ReviewSql):
         due: tuple[ColumnElement[bool], ...],
         step: Callable[[Tx, str], int],
     ) -> int:
-        """``step`` on each account matching ``due`` (at most :data:`SWEEP_ACCOUNTS`, longest
-        unused first), each in a transaction of its own; the sum of what it gave."""
-        query = (
-            select(StoredAccount.account_id)
-            .where(*due)
-            .order_by(StoredAccount.active_at, StoredAccount.account_id)
-            .limit(SWEEP_ACCOUNTS)
-        )
+        """``step`` on each account matching ``due`` (:func:`_due`), each in a transaction of
+        its own; the sum of what it gave."""
         # most sweeps find nothing: they look without taking SQLite's write lock
         with self._session() as session:
-            found = session.scalars(query).all()
+            found = _due(session, due)
+        return self._each(policy, moment, found, step)
+
+    def _each(
+        self,
+        policy: Policy,
+        moment: datetime,
+        found: Sequence[str],
+        step: Callable[[Tx, str], int],
+    ) -> int:
+        """``step`` on each account of ``found``, each in a transaction of its own; the sum of
+        what it gave."""
         done = 0
         for account_id in found:
             with self._write(policy, moment) as tx:
@@ -234,22 +280,52 @@ class DormancySql(ReviewSql):
         (a process that has not looked yet), or a record past the chain's last (a database
         restored from an older backup): none, and the chain's last record."""
         with self._session() as session:
-            head = session.scalar(select(AuditHead.seq).where(AuditHead.id == 1))
-            assert head is not None, "the audit head row is created by the migration"
+            head = _head(session)
             if after is None or after >= head:
                 return {}, head
-            rows = session.execute(
-                select(AuditRecord.seq, AuditRecord.subject, AuditRecord.payload)
-                .where(AuditRecord.seq > after, AuditRecord.seq <= head)
-                .where(AuditRecord.kind.in_(FOUND))
-                .order_by(AuditRecord.seq)
-                .limit(READ_CHANGES)
-            ).all()
+            rows = _chained(session, after, head, FOUND, READ_CHANGES)
         found = {
             subject.removeprefix("account:"): datetime.fromisoformat(payload["active_at"])
             for _, subject, payload in rows
         }
-        return found, rows[-1].seq if len(rows) == READ_CHANGES else head
+        return found, rows[-1][0] if len(rows) == READ_CHANGES else head
+
+
+def _head(session: Session) -> int:
+    """The chain's last record: every record up to it is committed (the chain numbers them
+    under its head's lock, :func:`~service.storage.transaction.append_records`), so that a read
+    after it misses none of them."""
+    head = session.scalar(select(AuditHead.seq).where(AuditHead.id == 1))
+    assert head is not None, "the audit head row is created by the migration"
+    return head
+
+
+def _chained(
+    session: Session, after: int, head: int, kinds: tuple[str, ...], limit: int
+) -> Sequence[tuple[int, str, dict[str, Any]]]:
+    """The chain's records of ``kinds`` after the record ``after`` up to ``head`` (seq, subject
+    and payload), in its order, at most ``limit``."""
+    return (
+        session.execute(
+            select(AuditRecord.seq, AuditRecord.subject, AuditRecord.payload)
+            .where(AuditRecord.seq > after, AuditRecord.seq <= head)
+            .where(AuditRecord.kind.in_(kinds))
+            .order_by(AuditRecord.seq)
+            .limit(limit)
+        )
+        .tuples()
+        .all()
+    )
+
+
+def _due(session: Session, due: tuple[ColumnElement[bool], ...]) -> Sequence[str]:
+    """The accounts matching ``due``, at most :data:`SWEEP_ACCOUNTS`, longest unused first."""
+    return session.scalars(
+        select(StoredAccount.account_id)
+        .where(*due)
+        .order_by(StoredAccount.active_at, StoredAccount.account_id)
+        .limit(SWEEP_ACCOUNTS)
+    ).all()
 
 
 def _warn(tx: Tx, account_id: str, before: datetime) -> bool:
