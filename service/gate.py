@@ -5,7 +5,7 @@ that has not returned by its deadline.
 The database's own timeouts (``db_timeout_s``: a SQLite lock, a PostgreSQL statement or lock,
 connecting) end the waits it knows of. A server that stops answering with its connection open (a
 failover, dropped packets, a hung host) is noticed by none of them: a query waits for the kernel,
-which libpq's TCP settings (:func:`service.storage.sql.make_engine`) shorten to seconds but
+which libpq's TCP settings (:func:`service.storage.database.make_engine`) shorten to seconds but
 cannot shorten for a host whose kernel still acknowledges. The deadline ends the request's wait
 whatever the cause; the call itself goes on in its thread, and whatever it does later is harmless:
 a write that lands after its records were spooled is found by the drain (storage keeps one record

@@ -36,8 +36,8 @@ from service.review.registration import normalise_subject
 from service.security import create_key
 from service.settings import Settings
 from service.storage import upgrade
+from service.storage.database import alembic_config, make_engine
 from service.storage.repository import Role
-from service.storage.sql import alembic_config, make_engine
 from service.subject_key import installed as installed_subject_key
 
 

@@ -868,7 +868,8 @@ def test_readyz_leaves_a_migration_to_the_maintenance(
         assert isinstance(scoring.repository, SqlRepository)
         with scoring.repository.engine.begin() as connection:
             migrate(connection, "-1", down=True)
-        migration = Held(sql.upgrade)  # one that takes longer than the deadline
+        migration = Held(upgrade)  # one that takes longer than the deadline
+        # where SqlRepository.ping looks it up, not where it is defined (storage.database)
         monkeypatch.setattr(sql, "upgrade", migration)
         readiness = api.client.get("/readyz").json()
         assert readiness["status"] == "degraded"

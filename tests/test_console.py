@@ -56,8 +56,8 @@ from service.storage import (
     upgrade,
 )
 from service.storage.console_sql import ConsoleReads
+from service.storage.database import make_engine
 from service.storage.repository import IdempotencyMismatchError, Role
-from service.storage.sql import make_engine
 from service.storage.tables import ConsoleUser, ReviewItem, SignInAttempt, StoredRecord
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"

@@ -22,7 +22,7 @@ from service.policy.governance import DispositionStep, DormancyRules
 from service.review import chain, dormancy, views
 from service.review.items import ConflictError
 from service.storage import SqlRepository, dormancy_sql, open_repository, upgrade
-from service.storage.sql import alembic_config, make_engine
+from service.storage.database import alembic_config, make_engine
 from service.usage import RecentUse
 
 T0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)

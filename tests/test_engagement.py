@@ -19,7 +19,7 @@ from service.review.engagement import Counts
 from service.review.items import ConflictError
 from service.storage import Pending, SqlRepository, open_repository, upgrade
 from service.storage.console_sql import ConsoleReads
-from service.storage.sql import alembic_config, make_engine
+from service.storage.database import alembic_config, make_engine
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)

@@ -18,8 +18,7 @@ from service.neardup.queue import requests
 from service.pipeline import Pipeline
 from service.record import ClusterPost, ClusterSummary, Post, Reason, ScoreRecord
 from service.review.dispositions import Standing, Stop
-from service.storage import open_repository
-from service.storage.sql import upgrade
+from service.storage import open_repository, upgrade
 
 K = 5
 """The shipped policy's ``batch_accounts``."""

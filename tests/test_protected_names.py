@@ -22,7 +22,7 @@ from service.review.items import ConflictError, NotFoundError
 from service.review.protected import EntryNameError
 from service.review.refusals import words
 from service.storage import SqlRepository, StorageError, open_repository, upgrade
-from service.storage.sql import alembic_config, make_engine
+from service.storage.database import alembic_config, make_engine
 from service.storage.transaction import Tx, lock_protected_names, lock_subject
 from service.subject_key import installed
 

@@ -33,7 +33,7 @@ from service.record import Post, ScoreRecord
 from service.rescore import default_reject_path
 from service.settings import Settings, get_settings
 from service.storage import Pending, SqlRepository, open_repository, upgrade
-from service.storage.sql import make_engine
+from service.storage.database import make_engine
 
 T0 = 1_700_000_000.0
 

@@ -20,7 +20,7 @@ from service.review import chain, credit, views
 from service.review.items import ConflictError
 from service.settings import Settings
 from service.storage import Pending, SqlRepository, open_repository, upgrade
-from service.storage.sql import make_engine
+from service.storage.database import make_engine
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -22,7 +22,7 @@ from service.policy import load_policy
 from service.security import check_password
 from service.settings import Settings
 from service.storage import Pending, open_repository, upgrade
-from service.storage.sql import head_revision, make_engine
+from service.storage.database import head_revision, make_engine
 from training.data import reviewed
 
 

@@ -13,7 +13,7 @@ import pytest
 from service.policy import Policy, load_policy
 from service.review import appeals, chain, credit, dispositions, items, registration
 from service.settings import Settings
-from service.storage.sql import MIGRATIONS
+from service.storage.database import MIGRATIONS
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -32,8 +32,8 @@ from service.settings import Settings
 from service.spool import Spool
 from service.storage import Pending, SqlRepository, idempotency_sql, open_repository, upgrade
 from service.storage.credit_steps import apply_disposition, locked_account
+from service.storage.database import make_engine
 from service.storage.repository import Idempotency, IdempotencyMismatchError, Role
-from service.storage.sql import make_engine
 from service.storage.tables import IdempotentWrite, StoredDisposition
 from service.storage.transaction import Tx, append_records
 

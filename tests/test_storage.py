@@ -52,7 +52,7 @@ from service.storage import (
     upgrade,
 )
 from service.storage.console_sql import ConsoleReads
-from service.storage.sql import alembic_config, head_revision, make_engine
+from service.storage.database import alembic_config, head_revision, make_engine
 from service.storage.tables import ReviewItem, StoredPost, StoredRecord
 
 

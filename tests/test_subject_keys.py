@@ -26,7 +26,7 @@ from service.review.items import ConflictError
 from service.review.registration import SubjectKey, keyed
 from service.settings import Settings
 from service.storage import SqlRepository, SubjectKeyError, open_repository, upgrade
-from service.storage.sql import alembic_config, make_engine
+from service.storage.database import alembic_config, make_engine
 from service.storage.tables import StoredAccount, SubjectKeyFingerprint
 from service.storage.transaction import append_records
 from service.subject_key import KEY_FILE, installed, load

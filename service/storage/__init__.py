@@ -7,6 +7,7 @@ command that only reads, refusing a database that is missing or not migrated; :f
 is a database URL as the commands show it, its password masked.
 """
 
+from service.storage.database import SubjectKeyError, shown_url, upgrade
 from service.storage.repository import (
     ApiKey,
     ConsoleAccount,
@@ -17,15 +18,7 @@ from service.storage.repository import (
     StorageUnavailableError,
     StoredRumor,
 )
-from service.storage.sql import (
-    SqlRepository,
-    SubjectKeyError,
-    open_existing,
-    open_migrated,
-    open_repository,
-    shown_url,
-    upgrade,
-)
+from service.storage.sql import SqlRepository, open_existing, open_migrated, open_repository
 
 __all__ = [
     "ApiKey",

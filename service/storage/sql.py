@@ -1,43 +1,21 @@
-"""The :class:`~service.storage.repository.Repository` over SQLAlchemy: SQLite or PostgreSQL."""
+"""The :class:`~service.storage.repository.Repository` over SQLAlchemy: SQLite or PostgreSQL,
+and the openers that build one on a database (its engine and migrations in
+:mod:`service.storage.database`)."""
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util.exc import CommandError
-from sqlalchemy import (
-    Connection,
-    Engine,
-    case,
-    create_engine,
-    event,
-    or_,
-    select,
-    text,
-    tuple_,
-    update,
-)
+from sqlalchemy import Engine, case, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import (
-    DisconnectionError,
-    InterfaceError,
-    OperationalError,
-    SQLAlchemyError,
-)
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.selectable import ScalarSelect
 
@@ -51,6 +29,14 @@ from service.review.registration import SubjectKey
 from service.storage.access_sql import AccessSql
 from service.storage.audit_sql import AuditSql
 from service.storage.bank_sql import BankSql
+from service.storage.database import (
+    head_revision,
+    make_engine,
+    short_of_head,
+    storage_error,
+    stored_revision,
+    upgrade,
+)
 from service.storage.dormancy_sql import DormancySql
 from service.storage.engagement_sql import EngagementSql, move_posts
 from service.storage.idempotency_sql import IdempotencySql
@@ -72,14 +58,11 @@ from service.storage.tables import (
     StoredAccount,
     StoredPost,
     StoredRecord,
-    SubjectKeyFingerprint,
 )
 from service.storage.tables import RescoreRun as StoredRescoreRun
 from service.storage.transaction import Tx, append_records
-from service.subject_key import installed as installed_subject_key
 
 log = logging.getLogger(__name__)
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SCORE_FIELDS = (
     "kind",
     "record_id",
@@ -92,254 +75,6 @@ SCORE_FIELDS = (
     "urgency",
 )
 """What a flagged record's item sets on the item about its post it joins."""
-
-
-def shown_url(url: str) -> str:
-    """``url`` as an operator may see it, in a terminal or a log: the password masked."""
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def make_engine(url: str, timeout_s: float, *, read_only: bool = False) -> Engine:
-    """An engine whose every wait (connect, pool, lock, statement) ends within about
-    ``timeout_s``, so that a stuck database turns into a degraded answer, not a stuck request,
-    and whose connections to a PostgreSQL server that stopped answering end within a few times
-    it (:func:`tcp_liveness`).
-    ``read_only`` leaves a SQLite file's journal mode as it is: setting it is a write (the mode
-    is kept in the file), and a command that only reads changes nothing."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database:
-            folder = Path(parsed.database).parent
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StorageError(f"cannot make {folder} for the database: {exc}") from exc
-        engine = create_engine(
-            url,
-            connect_args={"timeout": timeout_s, "check_same_thread": False},
-            pool_timeout=timeout_s,
-        )
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            if not read_only:
-                # WAL lets readers (idempotency look-ups) go on while a record is written
-                dbapi_conn.execute("PRAGMA journal_mode=WAL")
-            # in WAL mode NORMAL syncs at checkpoints, not at every commit: a commit survives
-            # the server being killed (the OS holds it), not a power cut before the next
-            # checkpoint; an fsync per commit took up to 12 ms (p99 of a commit here), on the
-            # publish path. A deployment that needs every commit on disk runs PostgreSQL.
-            dbapi_conn.execute("PRAGMA synchronous=NORMAL")
-            dbapi_conn.execute("PRAGMA foreign_keys=ON")
-
-        return engine
-    engine = create_engine(
-        url,
-        connect_args={"connect_timeout": max(1, math.ceil(timeout_s)), **tcp_liveness(timeout_s)},
-        pool_timeout=timeout_s,
-        pool_pre_ping=True,
-    )
-    millis = int(timeout_s * 1000)
-
-    @event.listens_for(engine, "connect")
-    def _pg_timeouts(dbapi_conn: Any, _record: Any) -> None:
-        with dbapi_conn.cursor() as cur:
-            cur.execute(f"SET statement_timeout = {millis}")
-            cur.execute(f"SET lock_timeout = {millis}")
-        dbapi_conn.commit()
-
-    return engine
-
-
-KEEPALIVE_PROBES = 3
-"""Unanswered TCP keepalive probes after which the kernel drops a PostgreSQL connection."""
-
-
-def tcp_liveness(timeout_s: float) -> dict[str, int]:
-    """libpq's TCP settings that have the kernel drop a PostgreSQL connection whose server
-    stopped answering without closing it (dropped packets, a failover, a hung host) about
-    ``(1 + KEEPALIVE_PROBES) * timeout_s`` (whole seconds) after it last heard from it.
-
-    ``statement_timeout`` is the server's to enforce and ``connect_timeout`` covers connecting
-    only: a query on an open connection to a server that is gone waited for the kernel, about
-    15 minutes of retransmissions, and for ever for a reply on a connection with nothing left
-    to send. Keepalive probes cover the wait for a reply (a live server's kernel answers them,
-    however long its statement runs); ``tcp_user_timeout`` covers data sent and never
-    acknowledged, and on Linux it is also when probing gives up, so it is the same span.
-    """
-    every = max(1, math.ceil(timeout_s))
-    return {
-        "keepalives": 1,
-        "keepalives_idle": every,
-        "keepalives_interval": every,
-        "keepalives_count": KEEPALIVE_PROBES,
-        "tcp_user_timeout": (1 + KEEPALIVE_PROBES) * every * 1000,
-    }
-
-
-def alembic_config() -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return config
-
-
-def upgrade(url: str, timeout_s: float = 10.0, *, subject_key: SubjectKey | None = None) -> None:
-    """Bring the database at ``url`` to the newest migration (creating it from empty), then
-    check that ``subject_key`` (default: the settings', :func:`service.subject_key.installed`)
-    is the one its subject digests were made with (:class:`SubjectKeyError`).
-    ``timeout_s`` bounds connecting and waiting for a lock, not the migrations' statements: one
-    that fills a table from a large one (0010 reads every account's audit records) takes what it
-    takes, and cut short by the publish path's statement timeout it would fail alike on every
-    retry. On PostgreSQL the processes that migrate one schema at once do it one after the
-    other: the second finds the first's revision, so that a migration that converts rows
-    (0028 keys the subject digests) converts them once (SQLite: the second's version update
-    finds none to update, and its transaction is rolled back whole)."""
-    key = subject_key or installed_subject_key()
-    engine = make_engine(url, timeout_s)
-    try:
-        with engine.connect() as connection:
-            if connection.dialect.name == "postgresql":
-                # this engine's own connection, disposed of below: no pooled session keeps it,
-                # nor the lock, which its closing releases
-                connection.exec_driver_sql("SET statement_timeout = 0")
-                connection.execute(
-                    text("SELECT pg_advisory_lock(hashtextextended(current_schema() || :key, 0))"),
-                    {"key": "/migrations"},
-                )
-                connection.commit()
-            config = alembic_config()
-            config.attributes["connection"] = _transactional_ddl(connection)
-            config.attributes["subject_key"] = key.key
-            command.upgrade(config, "head")
-            _check_subject_key(connection, key)
-    except SQLAlchemyError as exc:
-        raise StorageError(f"cannot migrate {engine.url!r}: {exc}") from exc
-    except CommandError as exc:
-        raise StorageError(
-            f"cannot migrate {engine.url!r}: {exc} (a database of a newer release?)"
-        ) from None
-    finally:
-        engine.dispose()
-
-
-class SubjectKeyError(StorageError):
-    """The subject key is not the one the database's subject digests were made with: every
-    subject check would miss (a taken subject registering again, an authorised one refused)."""
-
-
-def _check_subject_key(connection: Connection, key: SubjectKey) -> None:
-    kept = connection.scalars(select(SubjectKeyFingerprint.fingerprint)).all()
-    connection.commit()
-    if kept != [key.fingerprint]:
-        raise SubjectKeyError(
-            "the subject key (the subject_key setting, else the file subject.key in state_dir) "
-            "is not the one the database's subject digests were made with: set "
-            "QINGLANG_SUBJECT_KEY to the deployment's key (a different one would match no "
-            "stored subject)"
-        )
-
-
-def open_migrated(
-    url: str,
-    timeout_s: float,
-    review: ReviewRules | None = None,
-    *,
-    subject_key: SubjectKey | None = None,
-) -> SqlRepository:
-    """A repository on the database at ``url``, brought to the newest migration first (created
-    when it does not exist): for the commands that write. Those that only read use
-    :func:`open_existing`."""
-    upgrade(url, subject_key=subject_key)
-    return open_repository(url, timeout_s, review, subject_key=subject_key)
-
-
-def _transactional_ddl(connection: Connection) -> Connection:
-    """``connection``, whose transactions hold DDL too. sqlite3 (before Python 3.12's
-    ``autocommit=False``) begins a transaction only before an INSERT, UPDATE or DELETE, so a
-    CREATE TABLE was committed as it ran and a migration stopped midway left its first tables
-    behind ("table ... already exists" on every later run). Here sqlite3 begins nothing and
-    SQLAlchemy emits BEGIN (the recipe of its pysqlite documentation), on this connection only:
-    the other sessions rely on sqlite3's handling (``BEGIN IMMEDIATE`` of a write), and the
-    isolation level is reset when the connection goes back to the pool. PostgreSQL's DDL is
-    transactional as it is."""
-    if connection.dialect.name != "sqlite":
-        return connection
-    connection.execution_options(isolation_level="AUTOCOMMIT")
-    event.listen(connection, "begin", _begin)
-    return connection
-
-
-def _begin(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN")
-
-
-def open_existing(url: str, timeout_s: float) -> SqlRepository:
-    """A repository on the database at ``url`` as it stands, for a command that only reads: it
-    creates and migrates nothing. A SQLite file that does not exist, or a schema short of this
-    release's newest migration, is a :class:`StorageError` of one line saying so (a mistyped
-    path would otherwise become an empty database, and a check of it would answer "ok")."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database:
-        path = Path(parsed.database).resolve()
-        if not path.exists():
-            raise StorageError(
-                f"no SQLite database at {path} (check the database_url setting; "
-                "qinglang migrate creates one)"
-            )
-    engine = make_engine(url, timeout_s, read_only=True)
-    try:
-        found = _revision(engine)
-        if found != head_revision():
-            raise StorageError(f"the database {engine.url!r} {_short_of_head(found)}")
-    except BaseException:
-        engine.dispose()
-        raise
-    return SqlRepository(engine)
-
-
-def _short_of_head(found: str | None) -> str:
-    if found is None:
-        return "has no schema (no migration recorded): run qinglang migrate"
-    if found not in _revisions():
-        return f"is at migration {found}, unknown to this release (a database of a newer release?)"
-    return f"is at migration {found}, not {head_revision()}: run qinglang migrate"
-
-
-def _revision(engine: Engine) -> str | None:
-    """The migration the database is at; None where it has no ``alembic_version`` table."""
-    try:
-        with engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
-    except SQLAlchemyError as exc:
-        raise _storage_error(exc) from exc
-
-
-_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
-"""What the drivers raise when the database did not do a call now: a lock or statement timeout,
-a lost connection, a read-only or full database (SQLite and psycopg alike)."""
-
-
-def _storage_error(exc: SQLAlchemyError) -> StorageError:
-    """The :class:`StorageError` of ``exc``, a :class:`StorageUnavailableError` where a later try
-    may succeed, in the first line of the driver's words."""
-    kind = StorageUnavailableError if isinstance(exc, _UNAVAILABLE) else StorageError
-    return kind(f"{type(exc).__name__}: {exc}".splitlines()[0])
-
-
-@lru_cache(maxsize=1)
-def _scripts() -> ScriptDirectory:
-    return ScriptDirectory.from_config(alembic_config())
-
-
-def head_revision() -> str | None:
-    """The newest migration of this release."""
-    return _scripts().get_current_head()
-
-
-@lru_cache(maxsize=1)
-def _revisions() -> frozenset[str]:
-    """Every migration of this release."""
-    return frozenset(script.revision for script in _scripts().walk_revisions())
 
 
 def _stored(record: ScoreRecord) -> dict[str, Any]:
@@ -370,6 +105,44 @@ def open_repository(
     return SqlRepository(make_engine(url, timeout_s), review, subject_key)
 
 
+def open_migrated(
+    url: str,
+    timeout_s: float,
+    review: ReviewRules | None = None,
+    *,
+    subject_key: SubjectKey | None = None,
+) -> SqlRepository:
+    """A repository on the database at ``url``, brought to the newest migration first (created
+    when it does not exist): for the commands that write. Those that only read use
+    :func:`open_existing`."""
+    upgrade(url, subject_key=subject_key)
+    return open_repository(url, timeout_s, review, subject_key=subject_key)
+
+
+def open_existing(url: str, timeout_s: float) -> SqlRepository:
+    """A repository on the database at ``url`` as it stands, for a command that only reads: it
+    creates and migrates nothing. A SQLite file that does not exist, or a schema short of this
+    release's newest migration, is a :class:`StorageError` of one line saying so (a mistyped
+    path would otherwise become an empty database, and a check of it would answer "ok")."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        path = Path(parsed.database).resolve()
+        if not path.exists():
+            raise StorageError(
+                f"no SQLite database at {path} (check the database_url setting; "
+                "qinglang migrate creates one)"
+            )
+    engine = make_engine(url, timeout_s, read_only=True)
+    try:
+        found = stored_revision(engine)
+        if found != head_revision():
+            raise StorageError(f"the database {engine.url!r} {short_of_head(found)}")
+    except BaseException:
+        engine.dispose()
+        raise
+    return SqlRepository(engine)
+
+
 class SqlRepository(
     AccessSql, AuditSql, BankSql, EngagementSql, DormancySql, IdempotencySql, ReportsSql
 ):
@@ -392,7 +165,7 @@ class SqlRepository(
             with self._sessions.begin() as session:
                 yield session
         except SQLAlchemyError as exc:
-            raise _storage_error(exc) from exc
+            raise storage_error(exc) from exc
 
     def close(self) -> None:
         self.engine.dispose()
@@ -401,7 +174,7 @@ class SqlRepository(
         """Return when storage answers with this release's schema; a database that is not at
         its newest migration is migrated first (one created, or emptied, after the server
         started: the server migrates at start only, and would find no tables)."""
-        if _revision(self.engine) != head_revision():
+        if stored_revision(self.engine) != head_revision():
             upgrade(
                 self.engine.url.render_as_string(hide_password=False), subject_key=self.subjects
             )
@@ -411,7 +184,7 @@ class SqlRepository(
         migration takes what it takes (0010 reads every account's audit records), and one given
         up at the deadline would have storage marked down while it runs on; the server's
         maintenance runs it (:meth:`service.scoring.ScoringService.recover`), without one."""
-        found = _revision(self.engine)
+        found = stored_revision(self.engine)
         if found != head_revision():
             raise StorageUnavailableError(
                 f"the database is at migration {found}, not this release's {head_revision()} "

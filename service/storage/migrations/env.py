@@ -11,7 +11,7 @@ context.configure(
     connection=connection,
     target_metadata=Base.metadata,
     # each migration commits with its version, and one that fails or is killed midway leaves
-    # nothing of itself; on SQLite too, where :func:`service.storage.sql._transactional_ddl`
+    # nothing of itself; on SQLite too, where :func:`service.storage.database._transactional_ddl`
     # makes DDL transactional (a connection passed inside a transaction runs in that one)
     transactional_ddl=True,
     transaction_per_migration=True,

@@ -5,7 +5,7 @@ fingerprint, in one transaction with the version: a server that finds this revis
 digest keyed, once. An unkeyed SHA-256 of an identity-card number (about 1e11 values) is reversed
 by trying them all.
 
-The key is the one :func:`service.storage.sql.upgrade` is given (``config.attributes``); the
+The key is the one :func:`service.storage.database.upgrade` is given (``config.attributes``); the
 keying and the fingerprint are copies of the service's
 (:func:`service.review.registration.keyed`, :attr:`~service.review.registration.SubjectKey
 .fingerprint`) as they were written, as a migration keeps what it ran with. The audit chain's
