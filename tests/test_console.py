@@ -1567,7 +1567,7 @@ def test_a_batch_that_grows_after_a_dismissal_opens_an_item_linking_to_it(api: A
     sign_in(api, "li")
     page = api.client.get(f"/console/items/{grown.id}").text
     (said,) = re.findall(r'<p class="earlier-item" id="earlier-item">(.*?)</p>', page)
-    assert said.startswith(TEXT["earlier_item"][0])
+    assert said.startswith(TEXT["earlier_cluster"][0])
     assert f'<a href="/console/items/{batch.id}">条目 {batch.id}</a>' in said
     assert '<span data-status="dismissed">已驳回</span> · wang · ' in said
     assert said.endswith(f"{TEXT['cluster_size'][0]} 5")
@@ -1963,6 +1963,118 @@ def test_an_engagement_item_is_shown_in_the_queue_and_on_its_page_in_each_langua
     assert "Abnormal engagement (art12)" in page
     assert "<td>reposts 12 → 25,000 (800 followers)</td>" in page
     assert "<td>25,000 reposts, comments and likes, 2,000 reads</td>" in page
+
+
+def test_an_engagement_item_lists_the_posts_that_left_it_and_names_the_case_before_it(
+    api: Api,
+) -> None:
+    """A post reported under acc2 and stored by the publish path for acc1 is acc1's. acc2's
+    confirmed item keeps the findings it was decided on, their rows marked, and lists the post,
+    saying the charge stands until an appeal; acc2's next item, open, drops the findings of
+    its post that leaves too, and names the confirmed item in the words of an account's case,
+    with the followers it had, never a cluster's."""
+    policy, review = api.services.scoring.policy, api.services.review
+    floor = policy.engagement.min_gain["reposts"]
+    review.put_account(policy, "acc2", followers=1_200)
+
+    def reported(post_id: str) -> None:
+        found = review.put_engagement(policy, post_id, "acc2", Counts(reads=100, reposts=floor))
+        assert found.findings
+
+    def stored_for_its_own_account(post_id: str) -> None:
+        scored = api.score({"id": post_id, "text": "今天天气很好", "account_id": "acc1"})
+        assert scored.status_code == 200
+
+    reported("p")
+    (wrong,) = review.list_items(policy, kind="engagement").items
+    review.decide(policy, wrong.id, "wang", "confirm", "fake_engagement", policy.engagement.basis)
+    stored_for_its_own_account("p")
+    reported("q")
+    reported("r")
+    stored_for_its_own_account("q")
+    (again,) = [
+        i for i in review.list_items(policy, kind="engagement").items if i.account_id == "acc2"
+    ]
+    assert again.id != wrong.id and again.status == "open"
+    sign_in(api, "li")
+
+    def moved_rows(page: str) -> list[tuple[str, str]]:
+        listed = page.split('id="moved-posts"')[1].split("</table>", maxsplit=1)[0]
+        return re.findall(r'<tr data-post="(\w+)"><td>\w+</td><td>(\w+)</td>', listed)
+
+    def finding_posts(page: str) -> set[str]:
+        listed = page.split('id="engagement-findings"')[1].split("</table>", maxsplit=1)[0]
+        return set(re.findall(r"<tr><td>(\w+)", listed))
+
+    badge = '<span class="badge moved-badge">{}</span>'
+    for language, index in (("zh", 0), ("en", 1)):
+        api.client.get(f"/console/lang/{language}")
+        confirmed = api.client.get(f"/console/items/{wrong.id}").text
+        assert moved_rows(confirmed) == [("p", "acc1")]
+        assert escape(TEXT["moved_intro"][index]) in confirmed
+        assert TEXT["moved_kept"][index] in confirmed
+        assert TEXT["moved_dropped"][index] not in confirmed
+        assert f"<td>p {badge.format(TEXT['moved_badge'][index])}</td>" in confirmed
+        assert finding_posts(confirmed) == {"p"}
+        assert 'id="earlier-item"' not in confirmed
+        page = api.client.get(f"/console/items/{again.id}").text
+        assert moved_rows(page) == [("q", "acc1")]
+        assert TEXT["moved_dropped"][index] in page and TEXT["moved_kept"][index] not in page
+        assert finding_posts(page) == {"r"} and "moved-badge" not in page
+        (said,) = re.findall(r'<p class="earlier-item" id="earlier-item">(.*?)</p>', page)
+        assert said.startswith(TEXT["earlier_engagement"][index])
+        assert f"{TEXT['followers'][index]} 1,200" in said
+        assert TEXT["cluster_size"][index] not in page
+        assert TEXT["earlier_cluster"][index] not in page
+
+
+def test_a_bank_match_names_the_match_decided_before_it_with_no_reach_and_no_cluster(
+    api: Api,
+) -> None:
+    """A bank match's item that names the one decided on the same match says so in the words
+    of a match, with no reach (a match's is none) and none of a cluster's words, and does not
+    list the link again as its evidence; a kind with no words of its own for the link is
+    given the plain ones, with no reach."""
+    review, policy = api.services.review, api.services.scoring.policy
+
+    def matched(reach: int) -> Item:
+        return review.enqueue(
+            policy,
+            kind="bank_match",
+            merge_key="bank:r1:post:p1",
+            head="rumor",
+            severity="review",
+            reach=reach,
+            evidence={"confirmed_rumor": "r1", "similarity": 0.93},
+            post_id="p1",
+            account_id="a1",
+        )
+
+    first = matched(0)
+    review.decide(policy, first.id, "wang", "dismiss", None, None)
+    # a greater reach after a decision opens an item linking the decided one
+    second = matched(1)
+    assert second.id != first.id
+    sign_in(api, "li")
+    for language, index in (("zh", 0), ("en", 1)):
+        api.client.get(f"/console/lang/{language}")
+        page = api.client.get(f"/console/items/{second.id}").text
+        (said,) = re.findall(r'<p class="earlier-item" id="earlier-item">(.*?)</p>', page)
+        assert said.startswith(escape(TEXT["earlier_match"][index]))
+        # the decided item's moment ends the line: no reach follows it
+        assert re.search(r" · wang · \d{4}-\d\d-\d\d \d\d:\d\d UTC\+8$", said)
+        assert f'<a href="/console/items/{first.id}">{TEXT["item"][index]} {first.id}</a>' in said
+        for key in ("cluster_size", "followers", "earlier_cluster"):
+            assert TEXT[key][index] not in said
+        listed = page.split('id="bank-match"')[1].split("</p>")[0]
+        assert "earlier" not in listed and "reviewer" not in listed
+    reported = present.earlier_item(second.model_copy(update={"kind": "report"}))
+    assert reported is not None
+    assert (reported.item_id, reported.said, reported.reach_label) == (
+        first.id,
+        "earlier_item",
+        None,
+    )
 
 
 def test_an_impersonation_item_is_shown_in_the_queue_and_on_its_page_in_each_language(

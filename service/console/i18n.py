@@ -93,7 +93,13 @@ TEXT: dict[str, tuple[str, str]] = {
     "flagged": ("触发", "flagged"),
     "reasons": ("理由与依据", "Reasons and the articles they rest on"),
     "timeline": ("聚类时间线", "Cluster timeline"),
+    # the item decided before this one on the same key, by this one's kind
+    # (``service.console.present.EARLIER_SAID``)
     "earlier_item": (
+        "此前已有条目处理过同一事项,本条目审核此后的新情况:",
+        "An earlier item on the same matter was decided; this one reviews what came since:",
+    ),
+    "earlier_cluster": (
         "该聚类此前已有条目处理过,本条目审核此后的增长:",
         "An earlier item on this cluster was decided; this one reviews its growth since:",
     ),
@@ -105,6 +111,16 @@ TEXT: dict[str, tuple[str, str]] = {
     "earlier_jump": (
         "该账号此前的粉丝数异常条目已处理,本条目审核其后的变动:",
         "An earlier follower jump of this account was decided; this item reviews the change since:",
+    ),
+    "earlier_engagement": (
+        "该账号此前的互动数据异常条目已处理,本条目审核其后的发现:",
+        "An earlier engagement item of this account was decided; this one reviews the findings "
+        "since:",
+    ),
+    "earlier_match": (
+        "该帖与同一谣言库条目的匹配此前已有条目处理过,本条目重新审核该匹配:",
+        "An earlier item on this post's match with the same banked rumour was decided; this one "
+        "reviews the match again:",
     ),
     "timeline_partial": (
         "聚类共 {size} 个帖子,此处列出 {shown} 个:"
@@ -235,6 +251,23 @@ TEXT: dict[str, tuple[str, str]] = {
     "engagement": ("互动数据异常(第十二条)", "Abnormal engagement (art12)"),
     "engagement_check": ("发现", "Finding"),
     "engagement_counts": ("数据", "Counts"),
+    # the posts whose findings left an engagement item: they turned out to be another
+    # account's when the publish path stored them (``service.console.present.moved``)
+    "moved_posts": ("已转出的帖子", "Posts that went to another account"),
+    "moved_intro": (
+        "以下帖子经发布端存储,确认属于其他账号:其互动异常的发现已转给该账号重新评估",
+        "These posts turned out to be another account's when the publish path stored them: "
+        "their findings went to that account to be weighed again",
+    ),
+    "moved_to": ("所属账号", "Owned by"),
+    "moved_here": ("本条目", "This item"),
+    "moved_kept": (
+        "确认违规时依据了其发现(仍列于上表):扣分仍然有效,直至本账号申诉",
+        "was confirmed on its findings (still listed above): the charge stands until this "
+        "account appeals it",
+    ),
+    "moved_dropped": ("其发现已从本条目移出", "no longer lists its findings"),
+    "moved_badge": ("已转出", "moved"),
     "impersonation": (
         "擅自使用受保护名称(第八条)",
         "Unauthorised use of a protected name (art8)",

@@ -293,6 +293,7 @@ async def show_item(who: Viewer, item_id: int, refused: Refusal | None = None) -
         earlier_item=present.earlier_item(item),
         jumps=present.jumps(item),
         findings=present.findings(item),
+        moved=present.moved(item),
         impersonation=present.impersonation(item, who.console.articles),
         index_away=index_away,
         earlier_id=earlier_id,

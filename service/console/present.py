@@ -132,10 +132,13 @@ def reason_rows(
     return rows
 
 
-SHOWN_ELSEWHERE = frozenset({"spans", "articles", "summary", "earlier_text", "record", "match"})
+SHOWN_ELSEWHERE = frozenset(
+    {"spans", "articles", "summary", "earlier_text", "record", "match", EARLIER}
+)
 """Evidence the item page shows in its own way (the highlighted spans, the articles and summary
-of the reason, the earlier post beside the copy, an item's score record), or that says again
-what others do (a bank match's ``match``: its rumour and similarity, in English)."""
+of the reason, the earlier post beside the copy, an item's score record, the item decided
+before it), or that says again what others do (a bank match's ``match``: its rumour and
+similarity, in English)."""
 
 
 def facts(
@@ -258,13 +261,54 @@ def _cluster(item: views.Item) -> dict[str, Any] | None:
     return None
 
 
-def earlier_item(item: views.Item) -> dict[str, Any] | None:
-    """The item decided on the same cluster before this one was opened (evidence
-    :data:`~service.review.items.EARLIER`), its moment a datetime."""
+EARLIER_SAID: dict[str, tuple[str, str | None]] = {
+    "cluster": ("earlier_cluster", "cluster_size"),
+    "score": ("earlier_post", "followers"),
+    "follower_jump": ("earlier_jump", "followers"),
+    engagement.KIND: ("earlier_engagement", "followers"),
+    "bank_match": ("earlier_match", None),
+}
+"""What the item page says of the item decided before one of each kind, by the kind: the
+message key of its line, and the label of the decided item's reach, which is a batch's size
+for a cluster and the account's followers for an account's or a post's item; None where the
+reach is nothing (a bank match's is 0)."""
+EARLIER_ANY: tuple[str, str | None] = ("earlier_item", None)
+"""The same for a kind :data:`EARLIER_SAID` does not name: the decided item, with no reach its
+reader would have to guess the meaning of."""
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """The item decided on the same merge key before this one was opened (evidence
+    :data:`~service.review.items.EARLIER`), as the item page says it (:data:`EARLIER_SAID`)."""
+
+    item_id: int
+    status: str
+    reviewer: str
+    decided_at: datetime
+    reach: int
+    said: str
+    """The message key of the line."""
+    reach_label: str | None
+    """The message key of the reach's label; None where the page shows no reach."""
+
+
+def earlier_item(item: views.Item) -> Earlier | None:
+    """The item decided on the same merge key before ``item`` was opened, in the words of
+    ``item``'s kind; None where there is none."""
     earlier = (item.evidence or {}).get(EARLIER)
     if not isinstance(earlier, dict):
         return None
-    return {**earlier, "decided_at": datetime.fromisoformat(earlier["decided_at"])}
+    said, reach_label = EARLIER_SAID.get(item.kind, EARLIER_ANY)
+    return Earlier(
+        item_id=int(earlier["item_id"]),
+        status=str(earlier["status"]),
+        reviewer=str(earlier["reviewer"]),
+        decided_at=datetime.fromisoformat(earlier["decided_at"]),
+        reach=int(earlier["reach"]),
+        said=said,
+        reach_label=reach_label,
+    )
 
 
 def cluster_id(item: views.Item) -> str | None:
@@ -426,6 +470,38 @@ def findings(item: views.Item) -> list[Finding]:
             {k: v for k, v in f.items() if k not in ("post_id", "check", "at")},
         )
         for f in found or []
+    ]
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A post whose findings left an ``engagement`` item: it turned out to be another
+    account's (:data:`~service.review.engagement.MOVED`)."""
+
+    post_id: str
+    account_id: str
+    """The account it went to."""
+    at: datetime
+    kept: bool
+    """Whether the item still lists the post's findings: a confirmation keeps those it was
+    decided on, for the account's appeal; an undecided item drops them (and a later
+    confirmation of it rests on the others)."""
+
+
+def moved(item: views.Item) -> list[Moved]:
+    """The posts an ``engagement`` item's findings left with, oldest first."""
+    if item.kind != engagement.KIND:
+        return []
+    evidence = item.evidence or {}
+    listed = {str(f["post_id"]) for f in evidence.get("findings", [])}
+    return [
+        Moved(
+            str(m["post_id"]),
+            str(m["account_id"]),
+            datetime.fromisoformat(m["at"]),
+            str(m["post_id"]) in listed,
+        )
+        for m in evidence.get(engagement.MOVED, [])
     ]
 
 
