@@ -46,9 +46,9 @@ class Counting:
         self.classifier = classifier
         self.rows = 0
 
-    def log_odds(self, texts: Sequence[str]) -> Probabilities:
+    def log_odds(self, texts: Sequence[str], heads: Sequence[Head] = HEADS) -> Probabilities:
         self.rows += len(texts)
-        return self.classifier.log_odds(texts)
+        return self.classifier.log_odds(texts, heads)
 
 
 def exhaustive(classifier: Classifier, text: str, head: Head) -> tuple[evidence.Chosen, int]:

@@ -35,7 +35,7 @@ from tokenizers import Tokenizer
 
 from service.claims import has_claim_words, without_notices
 from service.features import bag
-from service.heads import HEADS
+from service.heads import HEADS, Head
 from service.normalise import WINDOW
 
 MODEL_FILE = "model.onnx"
@@ -183,23 +183,36 @@ class Classifier:
         """
         return self._run(texts, PROBS)
 
-    def log_odds(self, texts: Sequence[str]) -> Probabilities:
+    def log_odds(self, texts: Sequence[str], heads: Sequence[Head] = HEADS) -> Probabilities:
         """The calibrated log-odds of :meth:`predict`'s probabilities, unrounded, in batches of
         at most :attr:`log_odds_chars` characters as padded: the evidence search's calls are
-        dozens of rows of one long text each (:data:`LOG_ODDS_CHARS`)."""
-        return self._run(texts, LOGITS, self.log_odds_chars)
+        dozens of rows of one long text each (:data:`LOG_ODDS_CHARS`). Only the columns of
+        ``heads`` are computed, the others NaN: a text with a rights notice is run once, as
+        its body, unless its originality is asked for."""
+        return self._run(texts, LOGITS, self.log_odds_chars, heads)
 
-    def _run(self, texts: Sequence[str], output: str, chars: int | None = None) -> Probabilities:
+    def _run(
+        self,
+        texts: Sequence[str],
+        output: str,
+        chars: int | None = None,
+        heads: Sequence[Head] = HEADS,
+    ) -> Probabilities:
         bodies = {i: b for i, t in enumerate(texts) if (b := without_notices(t)) is not None}
-        rows = [*texts, *bodies.values()]
+        claims = "originality_claim" in heads
+        # a text's own row serves its originality only where it has a body: without that
+        # head, the body takes the row's place
+        rows = [t if claims else bodies.get(i, t) for i, t in enumerate(texts)]
+        rows += list(bodies.values()) if claims else []
         out = np.zeros((len(rows), len(HEADS)), dtype=np.float32)
         for idx in length_batches([len(t) for t in rows], self.batch_size, chars=chars):
             feeds = model_inputs(self.tokenizer, [rows[i] for i in idx])
             out[idx] = self.session.run([output], feeds)[0]
-        noticed = list(bodies)
-        out[np.ix_(noticed, BODY_HEADS)] = out[len(texts) :][:, BODY_HEADS]
-        unclaimed = [i for i, t in enumerate(texts) if not has_claim_words(t)]
-        out[unclaimed, ORIGINALITY] = 0.0 if output == PROBS else -np.inf
+        if claims:
+            out[np.ix_(list(bodies), BODY_HEADS)] = out[len(texts) :][:, BODY_HEADS]
+            unclaimed = [i for i, t in enumerate(texts) if not has_claim_words(t)]
+            out[unclaimed, ORIGINALITY] = 0.0 if output == PROBS else -np.inf
+        out[:, [k for k, h in enumerate(HEADS) if h not in heads]] = np.nan
         return out[: len(texts)]
 
 

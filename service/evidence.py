@@ -72,7 +72,9 @@ Chosen = list[tuple[int, int, float]]
 class Predictor(Protocol):
     """What the search needs of a :class:`service.classify.Classifier`."""
 
-    def log_odds(self, texts: Sequence[str]) -> Probabilities: ...
+    def log_odds(self, texts: Sequence[str], heads: Sequence[Head] = HEADS) -> Probabilities:
+        """The log-odds of ``heads`` (the other columns need not be computed)."""
+        ...
 
 
 def fine_windows(length: int) -> list[Window]:
@@ -91,8 +93,9 @@ def coarse_windows(length: int, fine: Sequence[Window]) -> list[Window]:
 def head_log_odds(
     classifier: Predictor, texts: Sequence[str], heads: Sequence[Head]
 ) -> npt.NDArray[np.float64]:
-    """``[len(texts), len(heads)]``: each head's log-odds of each text, in one model call."""
-    z = classifier.log_odds(texts)[:, [HEADS.index(h) for h in heads]]
+    """``[len(texts), len(heads)]``: each head's log-odds of each text, in one model call (a
+    text with a rights notice is run as its body alone where ``heads`` are risk heads)."""
+    z = classifier.log_odds(texts, heads)[:, [HEADS.index(h) for h in heads]]
     return np.asarray(z, dtype=np.float64)
 
 

@@ -16,6 +16,7 @@ import pytest
 from servicekit import Api, open_api, wait_for, write_policy
 
 from service.classify import Classifier, Probabilities
+from service.heads import HEADS, Head
 from service.pipeline import NO_EVIDENCE, Pipeline
 from service.record import SHOWN_CHARS, Post, ScoreRecord, text_digest
 from service.storage import Pending
@@ -94,9 +95,9 @@ def test_the_evidence_backlog_is_a_gauge(
 ) -> None:
     real, go_on = pipeline.classifier.log_odds, threading.Event()
 
-    def held(texts: Sequence[str]) -> Probabilities:
+    def held(texts: Sequence[str], heads: Sequence[Head] = HEADS) -> Probabilities:
         go_on.wait(30)
-        return real(texts)
+        return real(texts, heads)
 
     monkeypatch.setattr(pipeline.classifier, "log_odds", held)
     api.batch([{"id": f"g{i}", "text": f"{RUMOR}{i}"} for i in range(3)])
@@ -171,7 +172,7 @@ def test_a_process_without_evidence_leaves_the_spans_to_one_with_it(
 def test_a_post_whose_evidence_search_fails_is_stored_without_spans_and_not_swept_again(
     api: Api, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def failing(texts: Sequence[str]) -> Probabilities:
+    def failing(texts: Sequence[str], heads: Sequence[Head] = HEADS) -> Probabilities:
         raise RuntimeError("the session failed")
 
     monkeypatch.setattr(pipeline.classifier, "log_odds", failing)

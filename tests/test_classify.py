@@ -15,6 +15,7 @@ import pytest
 
 from service.api import app
 from service.classify import LOG_ODDS_CHARS, MODEL_FILE, SHORT, Classifier, length_batches
+from service.heads import HEADS
 from service.pipeline import Pipeline
 from service.settings import Settings
 
@@ -112,6 +113,11 @@ def test_the_log_odds_are_the_probabilities_unrounded(pipeline: Pipeline) -> Non
     classifier = pipeline.classifier
     z = classifier.log_odds(texts).astype(np.float64)
     np.testing.assert_allclose(1 / (1 + np.exp(-z)), classifier.predict(texts), atol=1e-6)
+    # the risk heads alone: the noticed text runs as its body only, the claim column is not
+    # made; the batches differ, and int8 activations are quantised per call, hence the tolerance
+    risks = classifier.log_odds(texts, ["rumor", "incitement"])
+    np.testing.assert_allclose(risks[:, :2], z[:, :2], atol=2e-2)
+    assert np.isnan(risks[:, HEADS.index("originality_claim")]).all()
 
 
 THREADS_AFTER_ENCODING = """

@@ -32,7 +32,7 @@ from service.console import articles, pages, plots, present
 from service.console.i18n import TEXT, translator, worded
 from service.console.session import COOKIE, Sessions
 from service.console.web import REFUSALS
-from service.heads import Risk
+from service.heads import HEADS, Head, Risk
 from service.neardup.queue import requests
 from service.neardup.store import StoreUnavailableError
 from service.pipeline import NO_EVIDENCE, STOPPED, Pipeline
@@ -1331,7 +1331,7 @@ def test_user_content_is_escaped(api: Api) -> None:
 def test_an_item_whose_evidence_search_failed_says_so(
     api: Api, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def failing(texts: Sequence[str]) -> Probabilities:
+    def failing(texts: Sequence[str], heads: Sequence[Head] = HEADS) -> Probabilities:
         raise RuntimeError("the session failed")
 
     assert api.score({"id": "ok", "text": RUMOR, "account_id": "a1"}).status_code == 200

@@ -20,7 +20,7 @@ class Planted:
         self.phrases, self.base, self.lift = phrases, base, lift
         self.calls: list[int] = []
 
-    def log_odds(self, texts: Sequence[str]) -> Probabilities:
+    def log_odds(self, texts: Sequence[str], heads: Sequence[Head] = HEADS) -> Probabilities:
         self.calls.append(len(texts))
         z = np.full((len(texts), len(HEADS)), -8.0, dtype=np.float32)
         for head, phrase in self.phrases.items():
@@ -152,9 +152,9 @@ class Recorded(Planted):
         super().__init__(phrases)
         self.texts: list[list[str]] = []
 
-    def log_odds(self, texts: Sequence[str]) -> Probabilities:
+    def log_odds(self, texts: Sequence[str], heads: Sequence[Head] = HEADS) -> Probabilities:
         self.texts.append(list(texts))
-        return super().log_odds(texts)
+        return super().log_odds(texts, heads)
 
 
 def test_the_text_itself_is_run_once_a_search() -> None:
@@ -172,7 +172,7 @@ class GivenBack(Planted):
     """Rumor log-odds high while "求扩散" is whole or "急" gone, incitement's while "急" is there:
     hiding "求扩散急" together gives the rumor score back, so no coarse window shows it."""
 
-    def log_odds(self, texts: Sequence[str]) -> Probabilities:
+    def log_odds(self, texts: Sequence[str], heads: Sequence[Head] = HEADS) -> Probabilities:
         self.calls.append(len(texts))
         z = np.full((len(texts), len(HEADS)), -8.0, dtype=np.float32)
         z[:, HEADS.index("rumor")] = [

@@ -6,12 +6,13 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
 from service.classify import Probabilities
-from service.heads import Risk
-from service.normalise import WINDOW
+from service.heads import HEADS, Head, Risk
+from service.normalise import WINDOW, normalise
 from service.pipeline import EMPTY, NO_EVIDENCE, TRUNCATED, Pipeline
 from service.record import Post
 from service.settings import Settings
@@ -111,6 +112,51 @@ def test_a_claim_at_the_end_of_a_long_post_is_read(pipeline: Pipeline) -> None:
     assert copy.flags["fake_originality"] and not first.flags["fake_originality"]
 
 
+def test_a_rights_notice_post_s_evidence_runs_each_variant_once(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The search weighs risk heads, which score a text without its rights notice: a variant
+    that keeps the notice is one model row, its body, not also the whole text that only the
+    originality head reads. A long post's claim at its end is the originality head's, never
+    searched: its spans are its first window's, at the offsets of the text written."""
+    notice = "本文为原创，首发于本公众号，转载请联系授权。"
+    lead = f"大家好。{OFFENSIVE}！！"
+    article = "".join(
+        f"第{i}段：周末和家人去湖边散步，荷花开了，孩子们在草地上放风筝。" for i in range(12)
+    )
+    posts = [Post(id="short", text=lead + notice), Post(id="long", text=lead + article + notice)]
+    classifier = pipeline.classifier
+    fresh = Pipeline(classifier, pipeline.policy)  # nothing remembered yet
+    records = fresh.score_many(posts, evidence=False)
+    asked: list[int] = []
+    ran: list[int] = []
+    real, session = classifier.log_odds, classifier.session
+
+    def log_odds(texts: Sequence[str], heads: Sequence[Head] = HEADS) -> Probabilities:
+        asked.append(len(texts))
+        return real(texts, heads)
+
+    class Counted:
+        def run(self, outputs: list[str], feeds: dict[str, Any]) -> Any:
+            ran.append(feeds["input_ids"].shape[0])
+            return session.run(outputs, feeds)
+
+    monkeypatch.setattr(classifier, "log_odds", log_odds)
+    monkeypatch.setitem(classifier.__dict__, "session", Counted())
+    short, long = fresh.explain(posts, records)
+    assert sum(ran) == sum(asked) > 0
+    assert long.truncated and long.signals["originality_claim"] > 0.5
+    for post, record in zip(posts, (short, long), strict=True):
+        (reason,) = [r for r in record.reasons if r.code.startswith("art18.5")]
+        spans = reason.evidence["spans"]
+        assert any(w in "".join(s["text"] for s in spans) for w in ("垃圾", "滚", "恶心"))
+        for span in spans:
+            assert post.text[span["start"] : span["end"]] == span["text"]
+            # within the first window (the whole of the short post)
+            norm = normalise(post.text)
+            assert span["end"] <= norm.source_span(0, len(norm.text))[1]
+
+
 def test_flagged_heads_carry_spans_of_the_original_text(pipeline: Pipeline) -> None:
     text = f"大家好。{OFFENSIVE}！！"
     (record,) = pipeline.score_many([Post(id="x", text=text, account_id="a1")])
@@ -171,10 +217,10 @@ def test_a_failed_evidence_search_costs_that_post_its_spans_only(
     waiting for evidence, says why it has none; its neighbour gets its spans."""
     real = pipeline.classifier.log_odds
 
-    def log_odds(texts: Sequence[str]) -> Probabilities:
+    def log_odds(texts: Sequence[str], heads: Sequence[Head] = HEADS) -> Probabilities:
         if any("投毒" in t for t in texts):
             raise RuntimeError("the session failed")
-        return real(texts)
+        return real(texts, heads)
 
     fresh = Pipeline(pipeline.classifier, pipeline.policy)  # nothing remembered yet
     monkeypatch.setattr(fresh.classifier, "log_odds", log_odds)
