@@ -196,8 +196,9 @@ class Api:
             "/v1/score/batch", json={"posts": list(posts)}, headers=self.headers()
         )
 
-    def new_key(self, role: Role) -> str:
-        return create_key(self.services.scoring.repository, role)
+    def new_key(self, role: Role, owner: str | None = None) -> str:
+        """A new key of ``role``, the console user ``owner``'s where given."""
+        return create_key(self.services.scoring.repository, role, owner)
 
     def settle(self) -> None:
         """Wait until the evidence the service finds after answering is stored."""

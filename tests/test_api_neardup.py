@@ -23,6 +23,7 @@ from service.settings import Settings
 
 REDIS = os.environ.get("QINGLANG_TEST_REDIS", "redis://127.0.0.1:6379/0")
 RUMOUR = "网传某地明天起全市停水三天，自来水厂已被污染，请大家赶紧囤水并转给家人朋友！"
+LONGEST_NAME = "审核" * 32  # a console user's name at its longest, 64 characters
 
 
 @pytest.fixture
@@ -75,13 +76,25 @@ def test_bank_add_match_copies_notice_and_delete(service: Api) -> None:
     assert all("confirmed_rumor" not in r["evidence"] for r in later.json()["reasons"])
 
 
-def test_banking_and_removing_a_rumour_are_chained_with_who_and_the_copies(service: Api) -> None:
+@pytest.mark.parametrize("owner", [None, LONGEST_NAME], ids=["keys-own", "owners"])
+def test_banking_and_removing_a_rumour_are_chained_with_who_and_the_copies(
+    service: Api, owner: str | None
+) -> None:
     """Art13's identification and debunking, and the copies traced to the rumour, outlive the
-    bank entry: its removal erases the copies' listing, not the record of them."""
-    admin_key = service.new_key("admin")
-    admin, admin_id = service.headers(admin_key), admin_key.split("_")[1]
+    bank entry: its removal erases the copies' listing, not the record of them. The entry as
+    stored and shown, and both audit records, name who acted: the console user the admin key
+    belongs to (a name of the longest a user has), as the review's records do, else the key's
+    id."""
+    admin_key = service.new_key("admin", owner)
+    admin = service.headers(admin_key)
+    actor = admin_key.split("_")[1] if owner is None else owner
     body = {"text": RUMOUR, "notice": "自来水厂已辟谣：水质正常"}
-    rumor_id = service.client.post("/v1/bank/rumors", json=body, headers=admin).json()["id"]
+    added = service.client.post("/v1/bank/rumors", json=body, headers=admin)
+    assert added.status_code == 201, added.text
+    rumor_id = added.json()["id"]
+    shown = service.client.get(f"/v1/bank/rumors/{rumor_id}", headers=admin).json()
+    assert added.json()["created_by"] == shown["created_by"] == actor
+    assert [r.created_by for r in service.services.scoring.repository.rumors()] == [actor]
     now = time.time()
     service.score({"id": "c1", "text": copy(1), "account_id": "a1", "created_at": now})
     service.score({"id": "c0", "text": copy(2), "account_id": "a2", "created_at": now - 60})
@@ -98,10 +111,10 @@ def test_banking_and_removing_a_rumour_are_chained_with_who_and_the_copies(servi
         "post_id": None,
         "text_sha256": text_digest(RUMOUR),
         "notice_sha256": text_digest(body["notice"]),
-        "by": admin_id,
+        "by": actor,
     }
     assert unbanked == {
-        "by": admin_id,
+        "by": actor,
         "copies": [{"post_id": "c0", "account_id": "a2"}, {"post_id": "c1", "account_id": "a1"}],
     }
     assert chain.verify(review.audit_entries(), review.audit_head()) == []

@@ -148,6 +148,26 @@ def test_reviewers_cannot_open_admin_pages_and_confirmations_need_a_basis(api: A
     assert dashboard.status_code == 200 and dashboard.text.count("<svg") >= 5
 
 
+def test_a_bank_entry_and_its_removal_name_the_admin_whole(api: Api) -> None:
+    """A console user's name is kept whole (64 characters at most) as the entry's author and
+    in the audit records of adding and removing it, as the API records a key owner's."""
+    name = "管理" * 32
+    token = sign_in(api, name, "admin")
+    banked = api.client.post("/console/bank", data={"csrf": token, "text": RUMOR, "notice": "n"})
+    assert banked.status_code == 200, banked.text
+    (stored,) = api.services.scoring.repository.rumors()
+    assert stored.created_by == name
+    assert f"<td>{name}</td>" in api.client.get("/console/bank").text
+    gone = api.client.post(f"/console/bank/{stored.rumor_id}/delete", data={"csrf": token})
+    assert gone.status_code == 200 and api.services.scoring.repository.rumors() == []
+    said = [
+        (entry.kind, entry.payload["by"])
+        for entry in api.services.review.audit_entries()
+        if entry.subject == f"rumor:{stored.rumor_id}"
+    ]
+    assert said == [("rumor.banked", name), ("rumor.unbanked", name)]
+
+
 def test_an_item_number_no_row_can_have_is_refused_not_a_server_error(api: Api) -> None:
     token = sign_in(api, "li")
     huge = 2**63

@@ -193,6 +193,71 @@ def test_0032_leaves_every_key_from_before_unowned_and_goes_down_and_up_again(
         engine.dispose()
 
 
+def test_0033_widens_who_added_a_bank_entry_and_narrows_it_back_only_where_it_fits(
+    database_url: str,
+) -> None:
+    """An entry from before keeps its key id; after it, a console user's name at its longest
+    (64 characters) is stored whole. The downgrade stops while an entry names someone in more
+    than 32 characters, and narrows the column once none does; a second try from 0033 (SQLite
+    keeps a downgrade a revision further down refused) narrows it again."""
+    bank = table(
+        "rumor_bank",
+        *(column(name) for name in ("rumor_id", "notice", "fingerprint", "created_by")),
+        column("signature"),
+        column("created_at", DateTime(timezone=True)),
+    )
+
+    def entry(rumor_id: str, by: str) -> dict[str, object]:
+        return {
+            "rumor_id": rumor_id,
+            "notice": "辟谣",
+            "fingerprint": "f",
+            "signature": b"\x00",
+            "created_at": datetime(2026, 6, 1, tzinfo=UTC),
+            "created_by": by,
+        }
+
+    def width(connection: Connection) -> int:
+        (found,) = (
+            c for c in inspect(connection).get_columns("rumor_bank") if c["name"] == "created_by"
+        )
+        kind = found["type"]
+        assert isinstance(kind, String) and kind.length is not None
+        return kind.length
+
+    name = "管理" * 32
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as connection:
+            migrate(connection, "0032_key_owners")
+            connection.execute(insert(bank).values(entry("before", "0123456789ab")))
+            migrate(connection, "0033_bank_actor")
+            assert width(connection) == 64
+            connection.execute(insert(bank).values(entry("after", name)))
+            stored = connection.execute(
+                select(bank.c.rumor_id, bank.c.created_by).order_by(bank.c.rumor_id)
+            ).all()
+            assert [tuple(row) for row in stored] == [("after", name), ("before", "0123456789ab")]
+        with (
+            pytest.raises(CommandError, match="1 confirmed-rumour bank entries"),
+            engine.begin() as connection,
+        ):
+            migrate(connection, "0032_key_owners", down=True)
+        with engine.begin() as connection:
+            assert width(connection) == 64
+            connection.execute(delete(bank).where(bank.c.rumor_id == "after"))
+            for _ in range(2):
+                migrate(connection, "0032_key_owners", down=True)
+                assert width(connection) == 32
+                config = alembic_config()
+                config.attributes["connection"] = connection
+                command.stamp(config, "0033_bank_actor")
+            kept = connection.execute(select(bank.c.created_by)).scalars().all()
+            assert kept == ["0123456789ab"]
+    finally:
+        engine.dispose()
+
+
 def test_an_unreachable_database_raises_storage_error_quickly() -> None:
     repo = open_repository("postgresql+psycopg://postgres@127.0.0.1:9/test", timeout_s=1.0)
     with pytest.raises(StorageError):

@@ -177,7 +177,7 @@ async def add_rumor(
                 text=body.text,
                 post_id=body.post_id,
                 notice=body.notice,
-                by=caller.key_id,
+                by=caller.actor,
                 idem=idem,
             )
         )
@@ -262,7 +262,7 @@ async def delete_rumor(
     without it finds the entry gone (404)."""
     idem = Idempotency.of(caller.key_id, key, f"rumor-removal:{rumor_id}", None)
     change = await run_in_threadpool(
-        lambda: unbank_rumor(found.neardup, found.repository, rumor_id, by=caller.key_id, idem=idem)
+        lambda: unbank_rumor(found.neardup, found.repository, rumor_id, by=caller.actor, idem=idem)
     )
     removed = Response(status_code=204)
     say_refresh(removed, change)

@@ -556,7 +556,7 @@ async def add_rumor(who: BankEditor, fields: Form) -> Response:
             text=body.text,
             post_id=None,
             notice=body.notice,
-            by=who.name[:32],
+            by=who.name,
         )
     except REFUSALS as exc:
         return await show_bank(who, who.refusal("/console/bank", "add-rumor", fields, exc))
@@ -573,7 +573,7 @@ async def delete_rumor(
             who.found.neardup,
             who.found.repository,
             rumor_id,
-            by=who.name[:32],
+            by=who.name,
         )
     except REFUSALS as exc:
         refused = who.refusal("/console/bank", f"remove-{rumor_id}", fields, exc)

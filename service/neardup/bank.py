@@ -128,12 +128,13 @@ def bank_rumor(
     by: str,
     idem: Idempotency | None = None,
 ) -> BankChange:
-    """Store a confirmed rumour (its text, or a post of the live window) and reload this
-    process's bank (:func:`reload`); raises :class:`NotFoundError` for a post not in the window,
-    :class:`UnmatchableError` for a text too short to match, :class:`ConflictError` for a
-    rumour the bank matches already (a second entry would split its copies between two
-    listings), ``StorageError``. A retry with ``idem`` gets the first answer: the bank is
-    read in the write's transaction, after its key."""
+    """Store a confirmed rumour (its text, or a post of the live window), added ``by`` whom (a
+    console user's name, else a key's id), and reload this process's bank (:func:`reload`);
+    raises :class:`NotFoundError` for a post not in the window, :class:`UnmatchableError` for
+    a text too short to match, :class:`ConflictError` for a rumour the bank matches already (a
+    second entry would split its copies between two listings), ``StorageError``. A retry with
+    ``idem`` gets the first answer: the bank is read in the write's transaction, after its
+    key."""
     signature = near.signature_of(text, post_id)
     if signature is None and post_id is None:
         raise UnmatchableError("unmatchable")  # as the first try of the same text was

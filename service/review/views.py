@@ -297,7 +297,9 @@ class ProtectedName(BaseModel):
         "are stored), sorted"
     )
     created_at: datetime
-    created_by: str = Field(description="the admin key that added it")
+    created_by: str = Field(
+        description="who added it: the console user the admin key belongs to, else the key's id"
+    )
 
 
 class Rumor(BaseModel):
@@ -308,7 +310,10 @@ class Rumor(BaseModel):
     post_id: str | None
     notice: str
     created_at: datetime
-    created_by: str
+    created_by: str = Field(
+        description="who added it: a console user's name (signed in to the console, or the "
+        "owner of the admin key used), else the admin key's id"
+    )
 
 
 class Holder(BaseModel):

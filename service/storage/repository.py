@@ -104,6 +104,7 @@ class StoredRumor:
     signature: bytes
     created_at: datetime
     created_by: str
+    """Who added it, as :attr:`service.review.views.Rumor.created_by` says."""
 
     def view(self) -> views.Rumor:
         """The entry as the API shows it, and as a write with a key stores it."""

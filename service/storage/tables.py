@@ -162,7 +162,9 @@ class BankedRumor(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     signature: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    created_by: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(64))
+    """Who added it: a console user's name (signed in, or the owner of the admin key used),
+    else the key's id (migration ``0033_bank_actor`` widened it to a name's 64 characters)."""
 
 
 class RumorCopyRow(Base):
