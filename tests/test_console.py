@@ -1711,6 +1711,14 @@ def test_failed_sign_ins_are_limited_alike_for_users_and_unknown_names(api: Api)
     assert api.client.get("/console/queue", follow_redirects=False).status_code == 303
 
 
+def test_a_user_name_with_a_nul_is_a_wrong_name_not_storage_down(api: Api) -> None:
+    """PostgreSQL's text holds no NUL, so a name typed with one was answered as the database
+    being down (503); no user's name holds one, so it is answered as a name nobody has."""
+    create_user(api.services.scoring.repository, "li", "reviewer")
+    assert try_sign_in(api, "li\x00", "wrong") == try_sign_in(api, "ghost", "wrong")
+    assert try_sign_in(api, "li\x00", "wrong") == (401, "用户名或密码错误", None)
+
+
 @pytest.fixture
 def two_processes(database_url: str) -> Iterator[tuple[SqlRepository, SqlRepository]]:
     """Two repositories on one database, each with its own engine: two server processes."""
@@ -2650,6 +2658,36 @@ def test_the_appeal_of_an_escalated_items_decision_is_offered_to_an_admin(api: A
     assert offered(theirs) and said[0] not in theirs
 
 
+def test_the_admin_who_decided_an_escalated_item_is_told_another_admin_resolves_its_appeal(
+    api: Api,
+) -> None:
+    """Not "another reviewer": no reviewer may resolve it, so the admin who decided it is sent
+    to another admin, on the row and in the refusal of a resolution sent all the same."""
+    review, policy = api.services.review, api.services.scoring.policy
+    assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+    api.settle()
+    (item,) = review.list_items(policy).items
+    review.decide(policy, item.id, "li", "escalate", None, None, "需要复核")
+    review.decide(policy, item.id, "wang", "confirm", "rumor", "art18.6", role="admin")
+    appeal = review.file_appeal(
+        policy, account_id="a1", item_id=item.id, reason="误判", filed_by="k"
+    )
+    token = sign_in(api, "wang", "admin")
+    page = api.client.get("/console/appeals").text
+    row = page.split(f'data-appeal="{appeal.id}"')[1].split("</tr>", maxsplit=1)[0]
+    said = TEXT["own_escalated_decision"]
+    assert 'class="uphold" disabled' in row and said[0] in row
+    assert TEXT["own_decision"][0] not in row
+    refused = api.client.post(
+        f"/console/appeals/{appeal.id}/decision",
+        data={"csrf": token, "action": "uphold", "once": "x" * 43},
+    )
+    assert refusal_of(refused.text) == TEXT["refusal.own_escalated_decision"][0]
+    api.client.get("/console/lang/en")
+    assert said[1] in api.client.get("/console/appeals").text
+    assert review.get_appeal(appeal.id).status == "pending"
+
+
 def test_a_cluster_timeline_that_lists_fewer_posts_than_the_cluster_holds_says_so(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -2731,18 +2769,20 @@ def test_a_key_of_a_console_user_is_that_person_in_the_separation_of_duty_checks
         ).id
         for item_id, account in ((in_console, "a0"), (by_key, "a1"))
     }
-    # neither appeal is zhou's to resolve, with zhou's key or in the console
+    # neither appeal is zhou's to resolve, with zhou's key or in the console: both items were
+    # escalated, so another admin resolves them
     for appeal_id in appeals.values():
         url = f"/v1/appeals/{appeal_id}/decision"
         own = api.client.post(url, json={"action": "uphold"}, headers=api.headers(zhou_key))
         assert (own.status_code, own.json()["detail"]) == (
             403,
-            "an appeal is resolved by a reviewer other than the one who decided",
+            "the appealed decision was taken on an escalated item: an admin (role 'admin') "
+            "other than the one who decided resolves its appeal",
         )
         page = api.client.post(
             f"/console/appeals/{appeal_id}/decision", data={"csrf": token, "action": "uphold"}
         )
-        assert refusal_of(page.text) == TEXT["refusal.own_decision"][0]
+        assert refusal_of(page.text) == TEXT["refusal.own_escalated_decision"][0]
     # wang, who decided neither, resolves the one zhou decided with a key
     url = f"/v1/appeals/{appeals[by_key]}/decision"
     resolved = api.client.post(url, json={"action": "reject"}, headers=api.headers(wang_key))

@@ -145,6 +145,10 @@ TEXT: dict[str, tuple[str, str]] = {
         "原决定由你作出:交由其他审核员处理",
         "You took the decision appealed: another reviewer resolves it",
     ),
+    "own_escalated_decision": (
+        "原决定由你作出,针对已上报的条目:由你以外的管理员处理申诉",
+        "You took the decision appealed, on an escalated item: an admin other than you resolves it",
+    ),
     "escalated_appeal": (
         "原决定针对已上报的条目:由管理员处理申诉",
         "The decision appealed was taken on an escalated item: an admin resolves it",
@@ -541,6 +545,11 @@ TEXT: dict[str, tuple[str, str]] = {
     "refusal.own_decision": (
         "申诉交由作出原决定以外的审核员处理",
         "An appeal is resolved by a reviewer other than the one who decided",
+    ),
+    "refusal.own_escalated_decision": (
+        "原决定针对已上报的条目:申诉由作出原决定以外的管理员处理",
+        "The appealed decision was taken on an escalated item: an admin other than the one "
+        "who decided resolves its appeal",
     ),
     "refusal.subject_kept": (
         "账号“{account_id}”已有主体,不可更换:重新注册以它核验(第八条、第十条)",

@@ -50,7 +50,9 @@ def check_resolver(
     only as a role it went to (:data:`items.ESCALATED_TO`), whose decision a reviewer's
     upholding would undo."""
     if decided_by == resolver:
-        raise ForbiddenError("own_decision")
+        # the one who decided an escalated item is an admin, whom another admin, not any
+        # reviewer, relieves of the appeal
+        raise ForbiddenError("own_escalated_decision" if escalated else "own_decision")
     if escalated and role not in items.ESCALATED_TO:
         raise ForbiddenError("escalated_appeal")
 

@@ -32,6 +32,8 @@ REASONS: dict[str, str] = {
     "appealed_already": "item {item_id} was appealed already (appeal {appeal_id})",
     "appeal_resolved": "appeal {appeal_id} is resolved already ({status})",
     "own_decision": "an appeal is resolved by a reviewer other than the one who decided",
+    "own_escalated_decision": "the appealed decision was taken on an escalated item: an admin "
+    "(role 'admin') other than the one who decided resolves its appeal",
     "escalated_appeal": "the appealed decision was taken on an escalated item: an admin (role "
     "'admin') resolves its appeal, not a reviewer",
     "subject_kept": "account {account_id!r} has a subject already; it is never replaced, since "

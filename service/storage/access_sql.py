@@ -38,6 +38,10 @@ class AccessSql(ReviewSql):
 
     @reads_only  # each console page's session check, a form's too: before any write of it
     def get_user(self, name: str) -> ConsoleAccount | None:
+        if "\x00" in name:
+            # no user's name holds a NUL (PostgreSQL's text cannot), and PostgreSQL refuses one
+            # in a query: a name typed with it at sign-in is nobody's, not storage down
+            return None
         with self._session() as session:
             row = session.get(ConsoleUser, name)
             return None if row is None else _user(row)
