@@ -850,6 +850,15 @@ def test_a_refused_form_comes_back_as_typed_with_why_beside_it(api: Api) -> None
     assert refusal_of(form) == "依据条款: 确认违规时必填"
     assert '<option value="incitement" selected>' in form and 'id="basis" value=""' in form
     assert 'id="note" value="来源待核实 &lt;b&gt;"' in form
+    unknown = {**decision, "action": "confirm", "basis": "art99"}
+    refused = api.client.post(f"{here}/decision", data=unknown)
+    assert refused.status_code == 422
+    form = form_of(refused.text, "decision-form")
+    assert (
+        refusal_of(form)
+        == "依据条款: 不是《规定》中的条或项(如 art18 为第十八条,art18.6 为其第六项)"
+    )
+    assert 'id="basis" value="art99"' in form and review.get_item(policy, item.id).status == "open"
     # the language switch goes back to the item's page, not to the address the form posted to
     assert f'<a href="/console/lang/en?next={here}">' in refused.text
     # a rule's refusal (another reviewer holds the item) keeps the note as well

@@ -59,6 +59,18 @@ def test_a_flagged_post_is_reviewed_confirmed_appealed_and_reversed(api: Api) ->
         ["body", "category"],
         ["body", "basis"],
     ]
+    # an article the Provisions do not have is refused, said so, and nothing is decided
+    for basis, said in [
+        ("art99", "'art99' names no article of the Provisions: they have articles 1 to 23"),
+        ("art18.11", "'art18.11' names no item of article 18: it lists items 1 to 10"),
+    ]:
+        wrong = {"action": "confirm", "category": "rumor", "basis": basis}
+        refused = api.client.post(f"{url}/decision", json=wrong, headers=api.headers(first))
+        assert refused.status_code == 422
+        assert [(e["loc"], e["type"], e["msg"]) for e in refused.json()["detail"]] == [
+            (["body", "basis"], "unknown_article", said)
+        ]
+    assert api.client.get(url, headers=api.headers(first)).json()["status"] == "open"
     decided = api.client.post(
         f"{url}/decision",
         json={"action": "confirm", "category": "rumor", "basis": "art18.6"},

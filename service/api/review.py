@@ -27,6 +27,7 @@ from service.api.auth import require
 from service.api.routes import KEY_HEADER, JsonRoute, invalid
 from service.api.schemas import Problem
 from service.api.state import Found
+from service.policy.provisions import Article
 from service.record import MAX_ID_CHARS, blank, check_text, unix_time
 from service.review import dormancy, views
 from service.review.appeals import AppealAction, AppealStatus
@@ -117,14 +118,13 @@ AccountId = Annotated[
 ]
 # an ID card or licence number, given as a platform's form may spell it (normalised when hashed)
 SubjectId = Annotated[Id, AfterValidator(_identifies)]
-Basis = Annotated[str, Field(pattern=r"^art\d+(\.\d+)*$", examples=["art18.6"])]
 
 
 class DecisionRequest(BaseModel):
     action: Action
     # validated when left out too, so that a confirmation without them is refused at their path
     category: Category | None = Field(default=None, validate_default=True)
-    basis: Basis | None = Field(default=None, validate_default=True)
+    basis: Article | None = Field(default=None, validate_default=True)
     note: Text | None = None
     record_id: RowId | None = Field(
         default=None,

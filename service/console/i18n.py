@@ -11,6 +11,7 @@ from jinja2 import pass_context
 from jinja2.runtime import Context
 
 from service.console.present import when
+from service.policy.provisions import UNKNOWN
 from service.review.refusals import RefusedError
 
 Language = Literal["zh", "en"]
@@ -312,6 +313,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "confirm_needs": ("确认违规时必填", "is needed to confirm a violation"),
     "not_a_cursor": ("不是列表给出的位置", "is not a position a listing gave out"),
     "not_valid": ("无效", "is not valid"),
+    "not_an_article": (
+        "不是《规定》中的条或项(如 art18 为第十八条,art18.6 为其第六项)",
+        "names no article or item of the Provisions (as art18, or art18.6 for its item 6)",
+    ),
     # a status as the pages show it, by its code word (items' ``service.review.items.STATUSES``,
     # reports' ``service.review.views.ReportStatus``, appeals'
     # ``service.review.appeals.APPEAL_STATUSES``); the code word stays in the HTML's
@@ -666,6 +671,7 @@ PROBLEMS: dict[str, str] = {
     "literal_error": "not_a_choice",
     "bool_parsing": "not_a_choice",
     "string_pattern_mismatch": "not_the_form",
+    UNKNOWN: "not_an_article",
 }
 """What a pydantic error type says, in the words of the console (never pydantic's own, which
 are English and may echo the value)."""

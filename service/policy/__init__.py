@@ -21,6 +21,7 @@ from service.policy.governance import (
     RegistrationRules,
     ReviewRules,
 )
+from service.policy.provisions import Article
 from service.record import Decision
 
 
@@ -28,7 +29,7 @@ class Reason(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     code: str
-    articles: list[str]
+    articles: list[Article] = Field(min_length=1)
     summary: str
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.heads import Risk
+from service.policy.provisions import Article
 
 Violation = Literal[Risk, "fake_followers", "fake_engagement", "impersonation"]
 """What a confirmed violation is: a risk the model scores, faked followers (art12), which no
@@ -95,7 +96,7 @@ class DispositionStep(_Rules):
     one of ``categories``."""
 
     kind: str = Field(min_length=1)
-    basis: str = Field(min_length=1, description="the article it rests on")
+    basis: Article = Field(description="the article it rests on")
     levels: list[str] = Field(default_factory=list)
     min_violations: int | None = Field(default=None, ge=1)
     categories: list[Category] = Field(
@@ -131,7 +132,7 @@ class FollowerRules(_Rules):
 
     factor: float = Field(gt=1, description="the new count is at least this times the old")
     min_gain: int = Field(ge=1, description="and at least this many followers more")
-    basis: str = Field(min_length=1, description="the article a confirmation rests on")
+    basis: Article = Field(description="the article a confirmation rests on")
 
 
 class EngagementRules(_Rules):
@@ -163,7 +164,7 @@ class EngagementRules(_Rules):
         gt=0, description="reposts, comments and likes above this times the reads"
     )
     per_read_min: int = Field(ge=1, description="the fewest of them weighed so")
-    basis: str = Field(min_length=1, description="the article a confirmation rests on")
+    basis: Article = Field(description="the article a confirmation rests on")
 
 
 class RegistrationRules(_Rules):
@@ -186,8 +187,8 @@ class RegistrationRules(_Rules):
         description="the fewest letters and digits a protected name folds to (art8): a shorter "
         "entry is refused, as every name holding its characters would hold it",
     )
-    protected_basis: str = Field(
-        min_length=1, description="the article an impersonation item's confirmation rests on"
+    protected_basis: Article = Field(
+        description="the article an impersonation item's confirmation rests on"
     )
     protected_uncorrected: str = Field(
         min_length=1,
@@ -220,7 +221,7 @@ class DormancyRules(_Rules):
         "warn the holder (a `dormancy_warning` disposition in the feed, until then); a dormancy "
         "takes effect no sooner than this long after its warning; 0: no warning",
     )
-    basis: str = Field(min_length=1, description="the article the measures rest on")
+    basis: Article = Field(description="the article the measures rest on")
 
     @model_validator(mode="after")
     def _warned_while_unused(self) -> DormancyRules:
