@@ -162,7 +162,16 @@ def body_chars(text: str) -> int:
 
 
 def without_notices(text: str) -> str | None:
-    """Normalised ``text`` without its rights notices, or ``None`` when it has none.
+    """Normalised ``text`` without its rights notices, or ``None`` when it has none: the
+    characters of :func:`body_ranges`."""
+    ranges = body_ranges(text)
+    return None if ranges is None else "".join(text[s:e] for s, e in ranges)
+
+
+def body_ranges(text: str) -> list[tuple[int, int]] | None:
+    """The half-open ranges of normalised ``text`` that are no rights notice, in order, none
+    touching the next, or ``None`` when it has no notice; empty when what the notices leave
+    holds no letter or digit (what a notice leaves of itself, "|" or "——", is no post).
 
     A notice is a clause (up to a punctuation mark or a space, which goes with it) whose letters
     and characters a claim pattern covers all but at most :data:`NOTICE_LEFTOVER` of (a tag's
@@ -187,14 +196,16 @@ def without_notices(text: str) -> str | None:
                 covered[start:end] = [False] * (end - start)
     if not any(covered):
         return None
-    kept = []
+    kept: list[tuple[int, int]] = []
     for clause in _CLAUSE.finditer(text):
         start, end = clause.span()
         # punctuation, brackets and emoji around a notice do not make it say more
         words = [i for i in range(start, end) if text[i].isalnum()]
         leftover = sum(not covered[i] for i in words)
-        if not any(covered[i] for i in words) or leftover > NOTICE_LEFTOVER:
-            kept.append(clause.group())
-    body = "".join(kept)
-    # what a notice leaves of itself ("|", "——") is no post
-    return body if any(c.isalnum() for c in body) else ""
+        if any(covered[i] for i in words) and leftover <= NOTICE_LEFTOVER:
+            continue
+        if kept and kept[-1][1] == start:
+            kept[-1] = (kept[-1][0], end)
+        else:
+            kept.append((start, end))
+    return kept if any(text[i].isalnum() for s, e in kept for i in range(s, e)) else []

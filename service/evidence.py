@@ -33,6 +33,15 @@ The keep rule (:func:`choose`): windows whose drop is at least half the largest 
 least ``MIN_DROP`` are kept, overlapping or touching ones merged, and the strongest
 ``MAX_SPANS`` returned, mapped back to the offsets of the text the producer wrote.
 
+The risk heads read a post without its rights notices (:func:`service.claims.body_ranges`), so
+the text searched is that body (:func:`spans`), and a window's weight is the drop in what they
+scored. Searched with its notice, a variant that deleted part of the notice could leave the rest
+no notice, for the heads to read, and the drop went to characters they never score: the post
+"大家好。这帮人都是垃圾，滚出我们城市，恶心死了！！本文为原创，首发于本公众号，转载请联系授权。"
+got an incitement span on "，转" of 2.50, and 12 of 120 flagged Weibo16 posts given that notice
+a span reaching into it. Leaving out the windows that meet a notice instead would still spend
+the grid's width on the notice and weigh windows across its edge.
+
 :class:`Remembered` keeps what the search chose for recent texts, so that copies of one text
 are searched once.
 """
@@ -49,6 +58,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from service.claims import body_ranges
 from service.classify import Probabilities
 from service.heads import HEADS, Head
 from service.normalise import Normalised
@@ -94,7 +104,8 @@ def head_log_odds(
     classifier: Predictor, texts: Sequence[str], heads: Sequence[Head]
 ) -> npt.NDArray[np.float64]:
     """``[len(texts), len(heads)]``: each head's log-odds of each text, in one model call (a
-    text with a rights notice is run as its body alone where ``heads`` are risk heads)."""
+    text with a rights notice, which deleting a window may make of a body, is run as its body
+    alone where ``heads`` are risk heads)."""
     z = classifier.log_odds(texts, heads)[:, [HEADS.index(h) for h in heads]]
     return np.asarray(z, dtype=np.float64)
 
@@ -164,8 +175,8 @@ def search(classifier: Predictor, text: str, heads: Sequence[Head]) -> dict[Head
 
 
 class Remembered:
-    """What :func:`search` chose, by normalised text and head, for the last ``size`` texts and
-    heads searched.
+    """What :func:`search` chose, by the text searched (a normalised text without its rights
+    notices) and head, for the last ``size`` texts and heads searched.
 
     Copies of one text (a coordinated batch posted by many accounts, a chain of reposts) are
     searched once; a coordinated batch is also when the evidence backlog fills. Texts are kept
@@ -202,13 +213,36 @@ def spans(
     heads: list[Head],
     remembered: Remembered,
 ) -> dict[Head, list[Span]]:
-    """For each of ``heads``, the spans of ``original`` that drove its score."""
+    """For each of ``heads``, the spans of ``original`` that drove its score.
+
+    The risk heads read a text without its rights notices (:func:`service.claims.body_ranges`),
+    so the search runs on that body: a window of a notice would weigh characters those heads
+    never score. A window that runs across a notice inside the body comes back as its parts on
+    either side of it, each with the window's weight."""
+    ranges = body_ranges(norm.text)
+    if ranges is None:
+        ranges = [(0, len(norm.text))]
+    body = "".join(norm.text[s:e] for s, e in ranges)
     out: dict[Head, list[Span]] = {}
-    for head, found in remembered.search(classifier, norm.text, heads).items():
+    for head, found in remembered.search(classifier, body, heads).items():
         out[head] = []
         for s, e, d in found:
-            start, end = norm.source_span(s, e)
-            out[head].append(
-                Span(start=start, end=end, text=original[start:end], weight=round(d, 4))
-            )
+            for part in in_text(ranges, s, e):
+                start, end = norm.source_span(*part)
+                out[head].append(
+                    Span(start=start, end=end, text=original[start:end], weight=round(d, 4))
+                )
     return out
+
+
+def in_text(ranges: Sequence[Window], start: int, end: int) -> list[Window]:
+    """The span ``[start, end)`` of the text made of ``ranges`` of another, as spans of that
+    other text: one a range it meets."""
+    parts: list[Window] = []
+    at = 0  # where the range starts in the text made of them
+    for s, e in ranges:
+        lo, hi = max(start, at), min(end, at + e - s)
+        if lo < hi:
+            parts.append((s + lo - at, s + hi - at))
+        at += e - s
+    return parts

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.claims import has_claim_words, rule_label, without_notices
+from service.claims import body_ranges, has_claim_words, rule_label, without_notices
 from service.heads import HEADS
 from service.normalise import SEARCH_CHARS, normalise
 from service.pipeline import Pipeline
@@ -99,6 +99,14 @@ def test_the_post_around_a_notice_stays_as_written() -> None:
     assert body("今天天气不错，出去走走。原创，转载请注明出处") == "今天天气不错,出去走走。"
     assert body("紧急扩散！明天起全市停水三天，转载请注明出处") == "紧急扩散!明天起全市停水三天,"
     assert body("独家爆料：明天全市封城！") == "明天全市封城!"
+
+
+def test_the_body_s_ranges_are_the_text_around_its_notices() -> None:
+    text = normalise("今天天气不错，原创，转载请注明出处。出去走走").text
+    ranges = body_ranges(text)
+    assert ranges == [(0, 7), (18, 22)]
+    assert without_notices(text) == "".join(text[s:e] for s, e in ranges) == "今天天气不错,出去走走"
+    assert body_ranges("今天天气不错") is None and body_ranges("原创!转载请注明出处") == []
 
 
 @pytest.mark.parametrize(

@@ -121,6 +121,45 @@ def test_spans_of_a_separated_run_cover_its_separators_in_the_text_written() -> 
     assert original[span.start : span.end] == span.text and "求 / 扩 / 散" in span.text
 
 
+def test_a_window_across_a_notice_inside_the_post_is_shown_as_its_two_parts() -> None:
+    """The search runs on the text the risk heads read, the notice left out: a phrase that is
+    one only there ("封城,所有" closes around "本文为原创。") is weighed, and its window comes back
+    as the characters either side of the notice, never the notice's."""
+    notice = "本文为原创。"
+    original = FILLER[:20] + "明天全市封城，" + notice + "所有超市关门。" + FILLER[20:]
+    at = original.index(notice)
+    found = evidence.spans(
+        Planted({"rumor": "封城,所有"}),
+        normalise(original),
+        original,
+        ["rumor"],
+        evidence.Remembered(),
+    )["rumor"]
+    first, second = found
+    assert first.end == at and second.start == at + len(notice)
+    assert first.text.endswith("封城，") and second.text.startswith("所有")
+    assert all(original[s.start : s.end] == s.text for s in found)
+    assert all(s.weight == pytest.approx(6.0, abs=1e-3) for s in found)
+
+
+def test_posts_that_differ_in_their_notices_alone_are_searched_once() -> None:
+    """What is searched, and remembered, is the text without its notices; each post's spans
+    are mapped to its own text."""
+    model = Planted({"rumor": "求扩散"})
+    remembered = evidence.Remembered()
+    post = FILLER[:30] + "求扩散！！" + FILLER[30:]
+    found = {}
+    for notice in ("本文为原创。", "原创！转载请注明出处。"):
+        original = notice + post
+        (span,) = evidence.spans(model, normalise(original), original, ["rumor"], remembered)[
+            "rumor"
+        ]
+        assert original[span.start : span.end] == span.text and "求扩散" in span.text
+        found[notice] = span.start - len(notice)
+    assert len(model.calls) == 2  # the first post's search
+    assert len(set(found.values())) == 1
+
+
 def test_copies_of_a_text_are_searched_once_and_the_oldest_is_forgotten() -> None:
     model = Planted({"rumor": "求扩散", "incitement": "滚出去"})
     remembered = evidence.Remembered(size=2)

@@ -115,9 +115,9 @@ def test_a_claim_at_the_end_of_a_long_post_is_read(pipeline: Pipeline) -> None:
 def test_a_rights_notice_post_s_evidence_runs_each_variant_once(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The search weighs risk heads, which score a text without its rights notice: a variant
-    that keeps the notice is one model row, its body, not also the whole text that only the
-    originality head reads. A long post's claim at its end is the originality head's, never
+    """The search weighs risk heads, which score a text without its rights notice: it runs on
+    that body, each variant one model row, never also the whole text that only the originality
+    head reads. A long post's claim at its end is the originality head's, never
     searched: its spans are its first window's, at the offsets of the text written."""
     notice = "本文为原创，首发于本公众号，转载请联系授权。"
     lead = f"大家好。{OFFENSIVE}！！"
@@ -155,6 +155,51 @@ def test_a_rights_notice_post_s_evidence_runs_each_variant_once(
             # within the first window (the whole of the short post)
             norm = normalise(post.text)
             assert span["end"] <= norm.source_span(0, len(norm.text))[1]
+
+
+def spans_of(pipeline: Pipeline, text: str, code: str) -> list[dict[str, Any]]:
+    """The spans of the reason ``code`` of ``text``, searched afresh (nothing remembered)."""
+    (record,) = Pipeline(pipeline.classifier, pipeline.policy).score_many([Post(id="x", text=text)])
+    (reason,) = [r for r in record.reasons if r.code.startswith(code)]
+    spans: list[dict[str, Any]] = reason.evidence["spans"]
+    for span in spans:
+        assert text[span["start"] : span["end"]] == span["text"]
+    return spans
+
+
+@pytest.mark.parametrize(
+    ("lead", "notice", "rest", "code"),
+    [
+        # deleting part of the notice once left the rest no notice: "号," got 2.49
+        (f"大家好。{OFFENSIVE}！！", "本文为原创，首发于本公众号，转载请联系授权。", "", "art18.5"),
+        (
+            "求扩散！杭州一女孩走失，",
+            "本文为原创。",
+            "穿红色外套，有看到的请联系，家人急疯了！！",
+            "art18.6",
+        ),
+    ],
+    ids=["notice-at-the-end", "notice-in-the-middle"],
+)
+def test_spans_weigh_what_the_risk_heads_read_never_a_notice(
+    pipeline: Pipeline, lead: str, notice: str, rest: str, code: str
+) -> None:
+    """The risk heads score a post without its rights notices: its spans are those of the post
+    written without them, at their offsets in the post as written."""
+    text = lead + notice + rest
+    spans = spans_of(pipeline, text, code)
+    assert spans
+    at, past = len(lead), len(lead) + len(notice)
+    assert all(s["end"] <= at or s["start"] >= past for s in spans)
+    shifted = [
+        s | {"start": s["start"] - len(notice), "end": s["end"] - len(notice)}
+        if s["start"] >= past
+        else s
+        for s in spans
+    ]
+    assert shifted == spans_of(pipeline, lead + rest, code)
+    if code == "art18.5":
+        assert any(w in "".join(s["text"] for s in spans) for w in ("垃圾", "滚", "恶心"))
 
 
 def test_flagged_heads_carry_spans_of_the_original_text(pipeline: Pipeline) -> None:
