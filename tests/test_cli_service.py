@@ -409,6 +409,9 @@ def test_a_console_user_needs_a_name_that_can_sign_in(tmp_path: Path) -> None:
     for name in ("", "  ", " li", "x" * 65):
         failed = qinglang(tmp_path, "users", "create", name, "--role", "reviewer")
         assert failed.returncode == 2 and "a name is 1 to 64 characters" in failed.stderr
+    # one that reads as a key id, the name a key of nobody's acts under
+    failed = qinglang(tmp_path, "users", "create", "946263264feb", "--role", "reviewer")
+    assert failed.returncode == 2 and "'946263264feb' reads as a key id" in failed.stderr
     # a name that reads as another one, or bytes of argv that are not UTF-8 (no database
     # stores them: a traceback before)
     for name, says in (

@@ -242,10 +242,19 @@ def _path(text: str) -> Path:
 
 
 def _user_name(text: str) -> str:
+    from service.security import KEY_ID, KEY_ID_CHARS
+
     # the name signs in and is recorded as the reviewer of every decision (64 characters kept)
     if not text.strip() or text != text.strip() or len(text) > 64:
         raise argparse.ArgumentTypeError(
             f"{text!r}: a name is 1 to 64 characters, without spaces around it"
+        )
+    if KEY_ID.fullmatch(text):
+        # a key of nobody's is recorded, and compared in the separation-of-duty checks, as
+        # its id: a user of that name would be that key's holder in both
+        raise argparse.ArgumentTypeError(
+            f"{text!r} reads as a key id ({KEY_ID_CHARS} lowercase hex digits), which the "
+            "records name a key of nobody's by: choose another name"
         )
     return _printable(text, "a name")
 
