@@ -31,6 +31,15 @@ def test_healthz_and_readyz_when_all_is_well(api: Api) -> None:
     assert ready["policy_version"] == "test-review-all"
 
 
+def test_the_probes_answer_head_as_get_without_a_body(api: Api) -> None:
+    # an uptime monitor that probes with HEAD must not find a live process down (405)
+    for probe in ("/healthz", "/readyz"):
+        head = api.client.head(probe)
+        assert head.status_code == 200, probe
+        assert head.content == b""
+        assert head.headers["content-type"] == "application/json"
+
+
 def test_readyz_names_storage_down_without_the_drivers_words_which_go_to_the_log(
     api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -163,6 +172,26 @@ def test_the_openapi_document_describes_the_endpoints(api: Api) -> None:
     assert score["security"] == [{"HTTPBearer": []}]
     batch = schema["components"]["schemas"]["BatchRequest"]["properties"]["posts"]
     assert batch["maxItems"] == 256
+
+
+def test_the_openapi_document_lists_the_answers_every_route_of_its_kind_may_give(
+    api: Api,
+) -> None:
+    # a client generated from the document must know every status it can be answered with:
+    # the guard's on any route that takes a key, the edge's on any that reads a body
+    paths = api.client.get("/openapi.json").json()["paths"]
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            answers = set(operation["responses"])
+            if "security" in operation:
+                assert {"401", "429", "503"} <= answers, (method, path)
+            if "requestBody" in operation:
+                assert {"408", "413"} <= answers, (method, path)
+    # and only what the route answers: a bank entry added is 201, one removed 204
+    bank = paths["/v1/bank/rumors"]["post"]["responses"]
+    removal = paths["/v1/bank/rumors/{rumor_id}"]["delete"]["responses"]
+    assert "201" in bank and "204" not in bank
+    assert "204" in removal and "201" not in removal
 
 
 def test_a_callers_request_id_is_kept_and_a_bad_one_replaced(api: Api) -> None:

@@ -1426,6 +1426,26 @@ def test_language_switch_stays_inside_the_console(api: Api) -> None:
     assert "Sign in" in api.client.get("/console/login").text
 
 
+def test_language_switch_goes_nowhere_a_browser_resolves_outside_the_console(api: Api) -> None:
+    # a browser resolves dot segments, percent-encoded ones too, before it follows a redirect
+    for outside in (
+        "/console/../x",
+        "/console/./../x",
+        "/console/queue/../../x",
+        "/console/%2e%2e/x",
+        "/console/.%2E/console//evil.example",
+        "/console/..",
+    ):
+        moved = api.client.get(f"/console/lang/en?next={quote(outside)}", follow_redirects=False)
+        assert moved.headers["location"] == "/console/queue", outside
+    # dot segments that stay inside the console lead to the page they name, resolved
+    moved = api.client.get(
+        f"/console/lang/en?next={quote('/console/items/../queue?head=rumor')}",
+        follow_redirects=False,
+    )
+    assert moved.headers["location"] == "/console/queue?head=rumor"
+
+
 def test_language_switch_comes_back_to_the_page_with_its_query(api: Api) -> None:
     sign_in(api, "li")
     queue = api.client.get("/console/queue?head=rumor&status=escalated").text

@@ -288,6 +288,18 @@ def test_reports_merge_and_retries_with_an_idempotency_key_count_once(api: Api) 
     assert status["status"] == "open"
 
 
+def test_an_empty_idempotency_key_is_refused_not_shared_by_every_write(api: Api) -> None:
+    # a client that sends the header empty when it has no key would otherwise have its first
+    # such write taken as the key's request, and every later one refused as reusing it
+    empty = {**api.headers(), "Idempotency-Key": ""}
+    for name in ("甲", "乙"):
+        put = api.client.put("/v1/accounts/acc1", json={"name": name}, headers=empty)
+        assert put.status_code == 422
+        (problem,) = put.json()["detail"]
+        assert problem["loc"] == ["header", "Idempotency-Key"]
+        assert problem["type"] == "string_too_short"
+
+
 def test_reports_a_key_forwards_from_distinct_users_count_per_user(api: Api) -> None:
     item = flagged_item(api, "p1")
     report = {"post_id": "p1", "category": "rumor"}

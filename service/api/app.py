@@ -167,12 +167,38 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     return app
 
 
+KEYED_ANSWERS = {
+    "401": "missing, malformed or unknown API key",
+    "429": "the API key's rate limit; see Retry-After",
+    "503": "the API key cannot be verified (storage down, or no answer within "
+    "storage_deadline_s); see Retry-After",
+}
+"""What the guard may answer on any route that takes a key, before the route's own code runs."""
+BODY_ANSWERS = {
+    "408": "the body did not arrive within body_read_timeout_s; the connection is closed",
+    "413": "the body is over max_body_bytes",
+}
+"""What the edge (service/api/edge.py) may answer on any route that reads a body."""
+
+
 def _with_limits(app: FastAPI, settings: Settings) -> dict[str, Any]:
-    """The OpenAPI document with the limits this server was configured with."""
+    """The OpenAPI document with the limits this server was configured with, and on each
+    operation the answers every route of its kind may give (:data:`KEYED_ANSWERS`,
+    :data:`BODY_ANSWERS`) where the route's own list leaves them out."""
     if app.openapi_schema is None:
         schema = FastAPI.openapi(app)
         posts = schema["components"]["schemas"]["BatchRequest"]["properties"]["posts"]
         posts["maxItems"] = settings.max_batch_posts
+        problem = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for operation in (op for path in schema["paths"].values() for op in path.values()):
+            shared = {
+                **(KEYED_ANSWERS if "security" in operation else {}),
+                **(BODY_ANSWERS if "requestBody" in operation else {}),
+            }
+            for status, description in shared.items():
+                operation["responses"].setdefault(
+                    status, {"description": description, "content": problem}
+                )
     return app.openapi_schema or {}
 
 

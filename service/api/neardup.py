@@ -134,21 +134,24 @@ async def cluster(
 
 
 REFRESH_HEADER = "Bank-Refresh"
-REFRESHED: dict[int | str, dict[str, Any]] = {
-    code: {
-        "headers": {
-            REFRESH_HEADER: {
-                "description": "`done`: this server process matches posts against the bank as "
-                "changed; `pending`: the change is stored, but storage did not answer the "
-                "process's reload of the bank after it, so the process's next periodic refresh "
-                "(`neardup_bank_refresh_s`) loads it, as every other process's does. Either "
-                "way the change is made: do not send it again",
-                "schema": {"type": "string", "enum": ["done", "pending"]},
+
+
+def refreshed(status: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI answer ``status`` of a bank change, with its :data:`REFRESH_HEADER`."""
+    return {
+        status: {
+            "headers": {
+                REFRESH_HEADER: {
+                    "description": "`done`: this server process matches posts against the "
+                    "bank as changed; `pending`: the change is stored, but storage did not "
+                    "answer the process's reload of the bank after it, so the process's next "
+                    "periodic refresh (`neardup_bank_refresh_s`) loads it, as every other "
+                    "process's does. Either way the change is made: do not send it again",
+                    "schema": {"type": "string", "enum": ["done", "pending"]},
+                }
             }
         }
     }
-    for code in (201, 204)
-}
 
 
 def say_refresh(response: Response, change: BankChange) -> None:
@@ -156,7 +159,7 @@ def say_refresh(response: Response, change: BankChange) -> None:
     response.headers[REFRESH_HEADER] = "done" if change.refreshed else "pending"
 
 
-@router.post("/bank/rumors", status_code=201, responses=REFRESHED)
+@router.post("/bank/rumors", status_code=201, responses=refreshed(201))
 async def add_rumor(
     body: RumorIn,
     found: Found,
@@ -253,7 +256,7 @@ async def copies(
     return sorted(listed.values(), key=lambda c: (c.created_at, c.id))[:limit]
 
 
-@router.delete("/bank/rumors/{rumor_id}", status_code=204, responses=REFRESHED)
+@router.delete("/bank/rumors/{rumor_id}", status_code=204, responses=refreshed(204))
 async def delete_rumor(
     rumor_id: str, found: Found, caller: BankEditor, key: IdempotencyKey = None
 ) -> Response:

@@ -23,12 +23,16 @@ SPOOL_MARGIN = 1 << 20
 characters: 121 KB, the text escaped as JSON)."""
 
 
+# HEAD too (RFC 9110 asks it of every GET): uptime monitors that probe with HEAD by default
+# would otherwise find the process down on a 405
+@router.head("/healthz", include_in_schema=False)
 @router.get("/healthz")
 async def healthz() -> Health:
     """The process is alive and serving (no dependency is checked)."""
     return Health(status="ok")
 
 
+@router.head("/readyz", include_in_schema=False)
 @router.get("/readyz")
 async def readyz(found: Found) -> Readiness:
     """The model is loaded, and storage and the shared near-duplicate index (when configured)

@@ -69,6 +69,9 @@ IdempotencyKey = Annotated[
     str | None,
     Header(
         alias=KEY_HEADER,
+        # an empty key would be one key shared by every write of the API key that sends it
+        # empty (a client with no key at hand), each refused after the first as another request
+        min_length=1,
         max_length=128,
         description="a retry with the same key gets the first answer instead of a second write",
     ),

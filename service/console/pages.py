@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Literal
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -160,16 +160,34 @@ async def logout(request: Request, _: Form) -> Response:
     return response
 
 
+def without_dot_segments(path: str) -> str:
+    """``path`` as a browser resolves it (RFC 3986 "remove_dot_segments"), a segment ``..`` or
+    ``.`` percent-encoded (``%2e%2e``) included, since browsers resolve those too; the other
+    segments kept as written."""
+    kept: list[str] = []
+    segments = path.split("/")[1:]
+    for position, segment in enumerate(segments):
+        dots = unquote(segment)
+        if dots in (".", ".."):
+            if dots == ".." and kept:
+                kept.pop()
+            if position == len(segments) - 1:
+                kept.append("")
+        else:
+            kept.append(segment)
+    return "/" + "/".join(kept)
+
+
 @router.get("/lang/{language}")
 async def language(language: Language, next: str = "/console/queue") -> Response:
-    # only a page of the console, with its query: never a redirect elsewhere
+    # only a page of the console, with its query: never a redirect elsewhere, nor a path the
+    # browser resolves outside the console (/console/../x)
     target = urlsplit(next)
+    path = without_dot_segments(target.path) if target.path.startswith("/") else ""
     inside = (
-        not (target.scheme or target.netloc)
-        and target.path.startswith("/console/")
-        and "//" not in target.path
+        not (target.scheme or target.netloc) and path.startswith("/console/") and "//" not in path
     )
-    back_to = urlunsplit(("", "", target.path, target.query, "")) if inside else "/console/queue"
+    back_to = urlunsplit(("", "", path, target.query, "")) if inside else "/console/queue"
     response = RedirectResponse(back_to, 303)
     response.set_cookie(LANG_COOKIE, language, max_age=365 * 86400, samesite="lax")
     return response
