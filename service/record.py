@@ -78,7 +78,8 @@ def unix_seconds(text: str) -> float:
             raise ValueError(f"{quoted(text)} is not a time: give finite unix seconds or ISO 8601")
         return in_time_range(seconds)
     try:
-        when = datetime.fromisoformat(text)
+        # RFC 3339 lets the zone's Z be written lower case, which Python reads upper case only
+        when = datetime.fromisoformat(text[:-1] + "Z" if text.endswith("z") else text)
     except ValueError:
         raise ValueError(f"{quoted(text)} is neither unix seconds nor ISO 8601") from None
     if when.tzinfo is None:

@@ -18,7 +18,7 @@ from servicekit import Api, open_api, wait_for, write_policy
 from service.classify import Classifier, Probabilities
 from service.heads import HEADS, Head
 from service.pipeline import NO_EVIDENCE, Pipeline
-from service.record import SHOWN_CHARS, Post, ScoreRecord, text_digest
+from service.record import SHOWN_CHARS, Post, ScoreRecord, text_digest, unix_seconds
 from service.storage import Pending
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
@@ -444,6 +444,12 @@ def test_bad_input_is_a_4xx_with_the_field_and_never_a_500(api: Api) -> None:
     status, detail = post(b'{"id": "1", "text": "' + b"a" * (2 * 1024 * 1024) + b'"}')
     assert status == 413 and "limit" in detail["detail"]  # type: ignore[index]
     assert post(json.dumps({"id": "long", "text": "长" * 10_000}).encode())[0] == 200
+
+
+def test_an_rfc_3339_created_at_may_write_its_t_and_z_lower_case(api: Api) -> None:
+    lower = api.score({"id": "lower", "text": PLAIN, "created_at": "2026-01-01t08:00:00z"})
+    assert lower.status_code == 200, lower.text
+    assert unix_seconds("2026-01-01t08:00:00z") == unix_seconds("2026-01-01T08:00:00Z")
 
 
 def test_an_iso_created_at_out_of_range_is_named_as_given(api: Api) -> None:
