@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from servicekit import Api, migrate, open_api, wait_for, write_policy
-from sqlalchemy import event, inspect, text
+from sqlalchemy import event, inspect, text, update
 
 from service.pipeline import Pipeline
 from service.policy import Policy
@@ -23,6 +23,7 @@ from service.review import chain, dormancy, views
 from service.review.items import ConflictError
 from service.storage import SqlRepository, dormancy_sql, open_repository, upgrade
 from service.storage.database import alembic_config, make_engine
+from service.storage.tables import StoredDisposition
 from service.usage import RecentUse
 
 T0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
@@ -959,6 +960,65 @@ def test_a_look_cut_at_the_bound_reads_every_warning_again_next_time(
         (warning,) = repo.get_account(longer, account_id, now=between).dispositions
         assert warning.ends_at == clock + timedelta(days=200)
     assert verify(repo) == []
+
+
+def test_a_process_looks_again_at_the_warnings_given_since_or_at_all_past_what_it_reads(
+    database_url: str, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a process has read every running warning under its rules, its next look reads the
+    accounts the chain names a warning given to since, and every one again where more than
+    :data:`~service.storage.dormancy_sql.READ_ACCOUNTS` were. A warning changed by hand in the
+    database, which no record names, shows which: the narrow look leaves it, the full one
+    gives it again with the date the policy says."""
+    monkeypatch.setattr(dormancy_sql, "READ_ACCOUNTS", 1)
+    upgrade(database_url)
+    older = Policy.model_validate(
+        {
+            **with_dormancy(policy, after_days=150, warn_days=20).model_dump(),
+            "version": "2026-01-01.1",
+        }
+    )
+    current, other = (open_repository(database_url, 5.0, policy.review) for _ in range(2))
+    try:
+        clocks = {"first": T0, "stale": T0, "one": T0 + 10 * DAY}
+        clocks |= {"two": T0 + 40 * DAY, "three": T0 + 40 * DAY}
+        for account_id, clock in clocks.items():
+            current.put_account(policy, account_id, now=clock)
+        warn_at = T0 + warned_after(policy)
+        assert current.warn_dormancy(policy, now=warn_at) == 2
+        # the two warnings given are more than it reads: it reads every one again
+        assert current.warn_dormancy(policy, now=warn_at + SECOND) == 0
+        # earlier than the policy's date, not than the older rules'
+        edited = T0 + dormant_after(policy) - 5 * DAY
+        with current.engine.begin() as db:
+            db.execute(
+                update(StoredDisposition)
+                .where(StoredDisposition.account_id == "stale")
+                .values(ends_at=edited)
+            )
+
+        def ends(account_id: str, at: datetime) -> datetime | None:
+            (warning,) = current.get_account(policy, account_id, now=at).dispositions
+            return warning.ends_at
+
+        # "one" is due under the older rules alone: the other process warns it, and one record
+        # names it
+        at = T0 + 154 * DAY
+        assert other.warn_dormancy(older, now=at) == 1
+        assert current.warn_dormancy(policy, now=at + SECOND) == 1
+        assert ends("one", at) == clocks["one"] + dormant_after(policy)
+        assert ends("stale", at) == edited
+        # three records since ("one" given again, "two" and "three" warned): more than it reads
+        later = T0 + 171 * DAY
+        assert other.warn_dormancy(older, now=later) == 2
+        assert current.warn_dormancy(policy, now=later + SECOND) == 3
+        assert current.warn_dormancy(policy, now=later + 2 * SECOND) == 0
+        for account_id in ("stale", "two", "three"):
+            assert ends(account_id, later) == clocks[account_id] + dormant_after(policy)
+        assert verify(current) == []
+    finally:
+        current.close()
+        other.close()
 
 
 def test_an_account_warned_or_found_dormant_has_the_days_later_post_written() -> None:

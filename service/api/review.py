@@ -1,6 +1,7 @@
 """The review queue, accounts, reports, appeals and the re-registration check: thin routers over
-the repository's review transactions (:mod:`service.storage.review_sql`), whose rules are
-:mod:`service.review`. Writes a client may retry take an ``Idempotency-Key`` header."""
+the repository's review transactions (:mod:`service.storage.review_sql`, the accounts' in
+:mod:`service.storage.accounts_sql`), whose rules are :mod:`service.review`. Writes a client may
+retry take an ``Idempotency-Key`` header."""
 
 from __future__ import annotations
 

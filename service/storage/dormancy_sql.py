@@ -227,17 +227,15 @@ class DormancySql(ReviewSql):
         found: Sequence[str] = ()
         with self._session() as session:
             head = _head(session)
-            given = None
+            # the accounts given a warning since this process read them all; None: every one
+            named: list[str] | None = None
             if checked is not None and checked[0] == rules and checked[1] <= head:
                 given = _chained(session, checked[1], head, GIVEN, READ_ACCOUNTS + 1)
-            if given is None or len(given) > READ_ACCOUNTS:
-                found = _due(session, _outdated(rules, moment, dialect))
-            elif given:
-                named = sorted({subject.removeprefix("account:") for _, subject, _ in given})
-                found = _due(
-                    session,
-                    (*_outdated(rules, moment, dialect), StoredAccount.account_id.in_(named)),
-                )
+                if len(given) <= READ_ACCOUNTS:
+                    named = sorted({subject.removeprefix("account:") for _, subject, _ in given})
+            if named is None or named:
+                among = () if named is None else (StoredAccount.account_id.in_(named),)
+                found = _due(session, (*_outdated(rules, moment, dialect), *among))
         done = self._each(policy, moment, found, _revise)
         # a look cut at the bound leaves the rest for the next, which reads them all again
         if len(found) < SWEEP_ACCOUNTS:

@@ -27,6 +27,7 @@ from service.review import items as review_items
 from service.review.items import EARLIER
 from service.review.registration import SubjectKey
 from service.storage.access_sql import AccessSql
+from service.storage.accounts_sql import AccountsSql
 from service.storage.audit_sql import AuditSql
 from service.storage.bank_sql import BankSql
 from service.storage.database import (
@@ -144,7 +145,14 @@ def open_existing(url: str, timeout_s: float) -> SqlRepository:
 
 
 class SqlRepository(
-    AccessSql, AuditSql, BankSql, EngagementSql, DormancySql, IdempotencySql, ReportsSql
+    AccessSql,
+    AccountsSql,
+    AuditSql,
+    BankSql,
+    EngagementSql,
+    DormancySql,
+    IdempotencySql,
+    ReportsSql,
 ):
     def __init__(
         self,
