@@ -11,7 +11,7 @@ import pytest
 from batchkit import expected_record, length_scorer, posts_of, shuffled_posts
 from sqlalchemy import select
 
-from service.batch.diff import diff
+from service.batch.diff import diff, enqueue
 from service.batch.records import RecordWriter
 from service.cli import main
 from service.policy import load_policy
@@ -69,6 +69,7 @@ def test_the_diff_counts_changes_per_head_with_examples(tmp_path: Path, reorder:
     assert [c["id"] for c in changes] == [now[0].id, now[2].id, now[REVIEWED].id]
     assert changes[2] == {
         "id": now[REVIEWED].id,
+        "record": REVIEWED + 1,
         "decision": ["pass", "review"],
         "newly_flagged": ["rumor"],
         "newly_cleared": [],
@@ -150,6 +151,29 @@ def test_compare_and_enqueue_put_the_newly_flagged_in_the_queue_once(
         repository.close()
     assert [(item.post_id, item.decision) for item in queue] == [(now[REVIEWED].id, "review")]
     assert kept == {risk: (rule.review, rule.block) for risk, rule in policy.risks.items()}
+
+
+def test_enqueue_queues_the_newly_flagged_occurrence_of_a_repeated_id(
+    tmp_path: Path, database: str
+) -> None:
+    """Two posts of one id, the second newly flagged: the flagged record is stored and queued.
+    Taken by id, the first record of the id was, a passed post the reviewer found nothing in,
+    and the flagged one never reached the queue."""
+    now = [expected_record(post) for post in posts_of(shuffled_posts(POSTS))]
+    repeat = now[REVIEWED].model_copy(update={"id": now[1].id})  # flagged, as now[1] is not
+    now.append(repeat)
+    write(tmp_path / "before.jsonl", [*now[:-1], flagged(repeat, "pass", rumor=False)])
+    write(tmp_path / "now.jsonl", now)
+
+    report = diff(tmp_path / "before.jsonl", tmp_path / "now.jsonl")
+    assert enqueue(report, get_settings()) == 1
+
+    repository = open_repository(database, 5.0)
+    try:
+        queue = repository.queue()
+    finally:
+        repository.close()
+    assert [(item.post_id, item.decision) for item in queue] == [(repeat.id, "review")]
 
 
 def test_a_policy_change_queues_the_newly_flagged_posts_stored_under_the_earlier_policy(

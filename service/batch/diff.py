@@ -131,17 +131,17 @@ def diff(previous: Path, current: Path) -> DiffReport:
     with changes_path.open("w", encoding="utf-8") as changes:
         earlier = read_records(previous)
         by_id: _ById | None = None
-        for record in read_records(current):
+        for number, record in enumerate(read_records(current), start=1):
             if by_id is None:
                 first = next(earlier, None)
                 if first is not None and first.id == record.id:
-                    _compare(report, changes, _seen(first), record)
+                    _compare(report, changes, _seen(first), record, number)
                     continue
                 by_id = _ById(itertools.chain([] if first is None else [first], earlier))
             before = by_id.pop(record.id)
             if before is None:
                 report.only_current += 1
-            _compare(report, changes, before, record)
+            _compare(report, changes, before, record, number)
         report.only_previous = sum(1 for _ in earlier) if by_id is None else len(by_id)
     return report
 
@@ -179,8 +179,11 @@ def _seen(record: ScoreRecord) -> Seen:
     return record.decision, frozenset(risk for risk, on in record.flags.items() if on)
 
 
-def _compare(report: DiffReport, changes: TextIO, before: Seen | None, record: ScoreRecord) -> None:
-    """A post absent before counts as passed and unflagged before."""
+def _compare(
+    report: DiffReport, changes: TextIO, before: Seen | None, record: ScoreRecord, number: int
+) -> None:
+    """A post absent before counts as passed and unflagged before; ``number`` is the record's
+    place in the current output, counted from 1."""
     if before is not None:
         report.compared += 1
     decision_before, flags_before = before or ("pass", frozenset())
@@ -198,6 +201,8 @@ def _compare(report: DiffReport, changes: TextIO, before: Seen | None, record: S
         report.changed_posts += 1
         change = {
             "id": record.id,
+            # which record: an id that several lines repeat names more than one
+            "record": number,
             "decision": [decision_before, decision],
             "newly_flagged": sorted(flagged),
             "newly_cleared": sorted(cleared),
@@ -224,12 +229,12 @@ def enqueue(report: DiffReport, settings: Settings) -> int:
     from service.policy import load_policy
     from service.storage import open_migrated
 
-    wanted: set[str] = set()
+    wanted: set[int] = set()
     with report.changes_path.open(encoding="utf-8") as changes:
         for line in changes:
             change = json.loads(line)
             if change["newly_flagged"]:
-                wanted.add(change["id"])
+                wanted.add(change["record"])
     policy = load_policy(settings.policy_file)
     repository = open_migrated(settings.database, settings.db_timeout_s, policy.review)
     added = 0
@@ -239,14 +244,13 @@ def enqueue(report: DiffReport, settings: Settings) -> int:
         repository.keep_policy(policy)
         batch: list[Pending] = []
         copies: list[RumorCopy] = []
-        for record in read_records(report.current):
+        for number, record in enumerate(read_records(report.current), start=1):
             if (found := rumor_copy(record)) is not None:
                 copies.append(found)
                 if len(copies) == ENQUEUE_BATCH:
                     repository.record_rumor_copies(copies)
                     copies = []
-            if record.id in wanted:
-                wanted.discard(record.id)
+            if number in wanted:
                 batch.append(Pending(record, enqueue=True))
                 if batch_cluster(record) is not None or record.flags["rumor"]:
                     flagged.append(record)
