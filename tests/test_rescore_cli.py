@@ -591,6 +591,22 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # lock gone
 
 
+def test_an_output_whose_lock_file_cannot_be_made_is_named_not_its_lock_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Where the run's lock file beside OUTPUT cannot be opened (as root on /sys, where the
+    check that OUTPUT's folder is writable passes), the refusal says OUTPUT cannot be written;
+    a bare OSError named only the hidden lock file."""
+    (tmp_path / "in.jsonl").write_bytes(post_line("a", "x"))
+    output = tmp_path / "out.jsonl"
+    # a folder where the lock file goes: no user, root included, can open it as a file
+    (tmp_path / ".out.jsonl.rescore.lock").mkdir()
+    assert run_cli("rescore", tmp_path / "in.jsonl", "-o", output) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {output}: Is a directory (its lock file " in err, err
+    assert not output.exists()
+
+
 @pytest.mark.parametrize(
     ("output", "given_rejects"),
     [("out.parquet", None), ("other.jsonl", "out.rejects.jsonl")],

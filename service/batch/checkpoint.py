@@ -208,7 +208,13 @@ def _locked(lock: Path, output: Path) -> TextIO:
     while a run after it locks a new one at the path, and both would write OUTPUT: the lock is
     kept only when the file locked is still the one at the path, and taken again otherwise."""
     while True:
-        file = lock.open("a+", encoding="utf-8")
+        try:
+            file = lock.open("a+", encoding="utf-8")
+        except OSError as exc:
+            # named for OUTPUT, the file the user gave: the lock file beside it is the run's own
+            raise CheckpointError(
+                f"cannot write {output}: {exc.strerror} (its lock file {lock})"
+            ) from None
         try:
             try:
                 fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
