@@ -1,6 +1,7 @@
-"""What the README and the pages under docs/ say that the code can check: every setting is named in
-them, the post of the README's first example gets the score record docs/rescore.md shows for it,
-and every relative link among them leads to a file, and a heading, that exist."""
+"""What the README and the pages under docs/ say that the code can check: every setting and every
+endpoint of the API is named in them, the post of the README's first example gets the score record
+docs/rescore.md shows for it, and every relative link among them leads to a file, and a heading,
+that exist."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import math
 import re
 from collections import Counter
 from pathlib import Path
+
+from servicekit import Api
 
 from service.neardup import NearDuplicates
 from service.pipeline import Pipeline
@@ -32,6 +35,8 @@ HEADING = re.compile(r"(#{1,6}) +(.+?)(?: +#+)? *")
 LINK = re.compile(r"!?\[(?:[^\]`]|`[^`]*`)*\]\(([^()\s]+)\)")
 """A Markdown link or image (its text may hold code spans) and its target."""
 EXTERNAL = re.compile(r"[a-z][a-z0-9+.-]*:", re.I)
+PATH_PARAMETER = re.compile(r"\{\w+\}")
+"""A path parameter of a route, which the docs write ``{id}`` whatever the code names it."""
 
 
 def unfenced(text: str) -> list[str]:
@@ -122,6 +127,19 @@ def test_every_setting_is_named_in_the_docs() -> None:
     missing = [
         name for name in Settings.model_fields if not re.search(rf"(?<!\w){name}(?!\w)", told)
     ]
+    assert missing == []
+
+
+def test_every_endpoint_of_the_api_is_named_in_the_docs(api: Api) -> None:
+    told = "\n".join(text for page, text in PAGES.items() if page != HISTORY)
+    endpoints = [
+        f"{method.upper()} {PATH_PARAMETER.sub('{id}', path)}"
+        for path, operations in api.client.get("/openapi.json").json()["paths"].items()
+        for method in operations
+    ]
+    # named as a code span opens: `GET /v1/clusters` or `GET /v1/clusters?limit=`, never as the
+    # start of a longer path (`GET /v1/clusters/{id}`)
+    missing = [e for e in endpoints if not re.search(rf"`{re.escape(e)}(?![\w/{{-])", told)]
     assert missing == []
 
 
