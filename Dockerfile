@@ -1,5 +1,6 @@
 # The serving image: the package with its serving dependencies only (no torch, no transformers:
-# they are the `train` extra) and the committed model. Configured by QINGLANG_* variables.
+# they are the `train` extra) and the committed model, which the package carries (service/models
+# links to models/, and the install copies its files). Configured by QINGLANG_* variables.
 #   docker build -t qinglang .
 #   docker run -p 8000:8000 -v qinglang-data:/var/lib/qinglang qinglang
 #   docker run --rm -v qinglang-data:/var/lib/qinglang qinglang qinglang keys create --role publisher
@@ -13,6 +14,7 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY service ./service
+COPY models ./models
 # a regular (not editable) install: the venv holds everything the runtime stage needs
 RUN /opt/venv/bin/pip install --no-cache-dir .
 
@@ -21,10 +23,8 @@ RUN useradd --system --uid 10001 --create-home --home-dir /srv/qinglang qinglang
     && mkdir -p /var/lib/qinglang \
     && chown qinglang /var/lib/qinglang
 COPY --from=build /opt/venv /opt/venv
-COPY models /srv/qinglang/models
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    QINGLANG_MODEL_DIR=/srv/qinglang/models \
     QINGLANG_STATE_DIR=/var/lib/qinglang \
     QINGLANG_REGULATION_FILE=/srv/qinglang/regulation/provisions-zh.txt \
     QINGLANG_HOST=0.0.0.0 \

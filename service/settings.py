@@ -23,7 +23,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+"""The ``service`` package, with the data it reads at run time: in a checkout and in an installed
+wheel alike."""
+ROOT = PACKAGE.parent
 
 PREFIX = "QINGLANG_"
 """Of the environment variables that set :class:`Settings`' fields."""
@@ -46,9 +49,11 @@ class Settings(BaseSettings):
 
     data_dir: Path = ROOT.parent / "shared" / "data"
     """The labelled corpora (read by training and evaluation only)."""
-    model_dir: Path = ROOT / "models"
-    """The shipped classifier: ``model.onnx``, ``tokenizer.json``, ``card.json``."""
-    policy_file: Path = ROOT / "service" / "policy" / "default.toml"
+    model_dir: Path = PACKAGE / "models"
+    """The shipped classifier: ``model.onnx``, ``tokenizer.json``, ``card.json``. In a checkout
+    ``service/models`` links to ``models/``; a wheel carries the files, so that an installed
+    ``qinglang`` (a Ray cluster's workers, the image) serves and re-scores with it."""
+    policy_file: Path = PACKAGE / "policy" / "default.toml"
     """Thresholds, reason codes and actions; versioned, readable by trust and legal teams."""
     intra_op_threads: int = Field(default=1, ge=1)
     """ONNX Runtime threads per session: one, so that every core serves its own batch."""
