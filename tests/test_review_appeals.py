@@ -125,6 +125,97 @@ def test_an_upheld_appeal_gives_back_what_the_account_would_have_without_the_vio
     assert not X_STEPS & left and {"warning", "suspend_updates"} <= left
 
 
+DAY = timedelta(days=1)
+
+
+def impersonating(repo: SqlRepository, policy: Policy) -> int:
+    """acc1 named after 姚明, an entry nobody is authorised for, its impersonation confirmed at
+    ``T0`` (its art8 suspension ends 15 days later): the item."""
+    repo.put_account(policy, "acc1", name="姚明球迷会", now=T0)
+    repo.add_protected_name(policy, name="姚明", kind="person", subject_ids=[], by="k", now=T0)
+    (item,) = repo.list_items(policy, kind="impersonation", now=T0).items
+    basis = policy.registration.protected_basis
+    repo.decide(policy, item.id, "r1", "confirm", "impersonation", basis, now=T0)
+    return item.id
+
+
+def closed(repo: SqlRepository, policy: Policy, at: datetime) -> list[tuple[str, int | None]]:
+    """The basis and item of each active close of acc1."""
+    shown = repo.get_account(policy, "acc1", now=at).dispositions
+    return [(d.basis, d.item_id) for d in shown if d.kind == "close_account"]
+
+
+def test_an_upheld_appeal_of_a_rumour_leaves_the_termination_of_an_uncorrected_name(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    item = impersonating(repo, policy)
+    # the name still uncorrected at the end of its suspension: art8 terminates the service
+    assert repo.settle_deadlines(policy, now=T0 + 16 * DAY) == 1
+    # two rumours take the account to X, whose close is active already
+    made = [confirmed(repo, policy, f"p{n}", "acc1", T0 + (17 + n) * DAY) for n in range(2)]
+    assert made[1].credits[0].level == "X"
+    later = T0 + 20 * DAY
+    repo.decide_appeal(
+        policy, appeal_of(repo, policy, made[1], later), "r2", "uphold", None, now=later
+    )
+    account = repo.get_account(policy, "acc1", now=later)
+    assert account.level != "X" and not {"blacklist", "ban_reregistration"} & {
+        d.kind for d in account.dispositions
+    }
+    # the appeal was of a rumour: the name, and the termination resting on it, are as they were
+    assert closed(repo, policy, later) == [(policy.registration.protected_basis, item)]
+    assert chain.verify(repo.audit_entries(), repo.audit_head()) == []
+
+
+def test_an_upheld_appeal_of_the_close_an_uncorrected_name_found_terminates_it(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    item = impersonating(repo, policy)
+    # two rumours close the account before its suspension ends, uncorrected: closed already
+    made = [confirmed(repo, policy, f"p{n}", "acc1", T0 + (1 + n) * DAY) for n in range(2)]
+    assert closed(repo, policy, T0 + 2 * DAY) == [("art19", made[1].item_id)]
+    assert repo.settle_deadlines(policy, now=T0 + 16 * DAY) == 0
+    later = T0 + 20 * DAY
+    upheld = repo.decide_appeal(
+        policy, appeal_of(repo, policy, made[1], later), "r2", "uphold", None, now=later
+    )
+    # the ladder's close goes with the rumour, and the name it stood in for terminates now
+    basis = policy.registration.protected_basis
+    assert closed(repo, policy, later) == [(basis, item)]
+    (terminated,) = [
+        c.disposition
+        for c in repo.disposition_changes().changes
+        if c.change == "applied"
+        and (c.disposition.kind, c.disposition.basis) == ("close_account", basis)
+    ]
+    assert terminated.id in {r.id for r in upheld.reversed if isinstance(r, views.Disposition)}
+    assert (terminated.starts_at, terminated.decided_by) == (later, "r1")
+    assert chain.verify(repo.audit_entries(), repo.audit_head()) == []
+
+
+def test_an_upheld_appeal_of_a_close_that_began_after_a_cleared_name_terminates_nothing(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    impersonating(repo, policy)
+    # the name corrected after the suspension's end, before the sweep: it settles as cleared
+    # (a correction during the suspension lifts it, which no termination follows either)
+    repo.put_account(policy, "acc1", name="篮球球迷会", now=T0 + 15.5 * DAY)
+    repo.settle_deadlines(policy, now=T0 + 16 * DAY)
+    made = [confirmed(repo, policy, f"p{n}", "acc1", T0 + (17 + n) * DAY) for n in range(2)]
+    assert closed(repo, policy, T0 + 18 * DAY) == [("art19", made[1].item_id)]
+    # a name protected since, which the account's name holds: an item of its own to decide
+    repo.add_protected_name(
+        policy, name="篮球球迷", kind="organisation", subject_ids=[], by="k", now=T0 + 19 * DAY
+    )
+    later = T0 + 20 * DAY
+    repo.decide_appeal(
+        policy, appeal_of(repo, policy, made[1], later), "r2", "uphold", None, now=later
+    )
+    # the close began after the suspension was settled: it stood in for no termination
+    assert closed(repo, policy, later) == []
+    assert chain.verify(repo.audit_entries(), repo.audit_head()) == []
+
+
 def test_a_reversal_is_the_difference_the_violation_makes_to_a_replay(policy: Policy) -> None:
     rules = policy.credit
     rumour = [credit.Standing(T0 + n * MINUTE, "rumor", "block") for n in range(4)]

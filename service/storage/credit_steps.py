@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import Insert as PostgresqlInsert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
@@ -248,17 +248,23 @@ def reverse(
             )
         )
     # the decision's own dispositions, and those that only its weight on the level or the count
-    # of violations called for, whichever violation they were applied on
+    # of violations called for, whichever violation they were applied on: the ladder's steps,
+    # by kind and basis, so that a step of the same kind applied on other grounds stays (art8's
+    # termination of an uncorrected name is a `close_account` too, and rests on the name alone)
     gone = before - dispositions.called_for(
         ladder, account.level, violations_since(tx, account.account_id, since)
     )
+    steps = [(step.kind, step.basis) for step in ladder if step.kind in gone]
     lifted = tx.session.scalars(
         select(StoredDisposition).where(
             StoredDisposition.account_id == appeal.account_id,
             StoredDisposition.lifted_at.is_(None),
             or_(
                 StoredDisposition.item_id == appeal.item_id,
-                and_(StoredDisposition.kind.in_(gone), active_now(tx.now)),
+                and_(
+                    tuple_(StoredDisposition.kind, StoredDisposition.basis).in_(steps),
+                    active_now(tx.now),
+                ),
             ),
         )
     ).all()

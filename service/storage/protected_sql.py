@@ -12,13 +12,12 @@ from typing import cast
 from sqlalchemy import ColumnElement, Select, delete, literal, or_, select
 
 from service.policy import Policy
-from service.review import dispositions, protected, views
+from service.review import protected, views
 from service.review.items import ConflictError, NotFoundError
 from service.review.protected import ProtectedKind
 from service.storage.credit_steps import (
     active_kinds,
     active_now,
-    apply_disposition,
     lift,
     locked_account,
 )
@@ -30,7 +29,7 @@ from service.storage.item_steps import (
     urgency_of,
     withdraw,
 )
-from service.storage.protected_steps import art8_suspended, holds, unauthorised
+from service.storage.protected_steps import art8_suspended, holds, terminate, unauthorised
 from service.storage.repository import Idempotency
 from service.storage.review_rows import utc
 from service.storage.review_sql import ReviewSql
@@ -275,15 +274,7 @@ def _settle(tx: Tx, disposition_id: int, account_id: str) -> protected.Outcome |
         },
     )
     if outcome == "terminated":
-        apply_disposition(
-            tx,
-            account_id,
-            step.kind,
-            tx.policy.registration.protected_basis,
-            item_id,
-            dispositions.ends_at(step, tx.now),
-            row.decided_by,
-        )
+        terminate(tx, row)
     return outcome
 
 

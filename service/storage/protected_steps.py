@@ -5,15 +5,15 @@ Its own module because registration, renames and the protected names' entries sh
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, SQLColumnExpression, exists, func, literal, select
 from sqlalchemy.orm import Session
 
 from service.policy import Policy
-from service.review import protected
-from service.storage.credit_steps import active_now
+from service.review import dispositions, protected, views
+from service.storage.credit_steps import active_kinds, active_now, apply_disposition
 from service.storage.tables import (
     HeldName,
     ProtectedNameSubject,
@@ -22,7 +22,7 @@ from service.storage.tables import (
     StoredDisposition,
     StoredProtectedName,
 )
-from service.storage.transaction import Tx
+from service.storage.transaction import Tx, lock_protected_names
 
 
 def subject_holds(
@@ -123,6 +123,57 @@ def art8_suspended(tx: Tx, account_id: str) -> list[StoredDisposition]:
             .order_by(StoredDisposition.id)
         )
     )
+
+
+def terminate(tx: Tx, suspension: StoredDisposition) -> views.Disposition:
+    """art8's termination of the account whose ``suspension`` ended with its name uncorrected
+    (``registration.protected_uncorrected``, basis ``protected_basis``), on the suspension's
+    item, decided by the reviewer who confirmed it (whose decision gave the deadline)."""
+    step = protected.termination(tx.policy)
+    return apply_disposition(
+        tx,
+        suspension.account_id,
+        step.kind,
+        tx.policy.registration.protected_basis,
+        suspension.item_id,
+        dispositions.ends_at(step, tx.now),
+        suspension.decided_by,
+    )
+
+
+def still_uncorrected(
+    tx: Tx, account: StoredAccount, lifted: Sequence[views.Disposition]
+) -> list[views.Disposition]:
+    """The termination an account closed already when its art8 suspension ended
+    (``closed_already``) is due once that close is ``lifted`` (by an upheld appeal of another
+    violation), while its name still holds what the suspension asked it to correct: the close
+    stood in for the termination, and the name calls for one still. A close that began after
+    the suspension settled stood in for nothing (the name was cleared then, or terminated)."""
+    step = protected.termination(tx.policy)
+    if step.kind in active_kinds(tx, account.account_id):
+        return []
+    closes = [d.starts_at for d in lifted if d.kind == step.kind]
+    if not closes:
+        return []
+    # settled and never lifted: an appeal of the impersonation lifts its suspension too
+    settled = tx.session.scalar(
+        select(StoredDisposition)
+        .join(ReviewItem, ReviewItem.id == StoredDisposition.item_id)
+        .where(
+            StoredDisposition.account_id == account.account_id,
+            StoredDisposition.kind.in_(protected.suspensions(tx.policy.dispositions)),
+            ReviewItem.kind == protected.KIND,
+            StoredDisposition.settled_at.is_not(None),
+            StoredDisposition.settled_at >= min(closes),
+            StoredDisposition.lifted_at.is_(None),
+        )
+        .order_by(StoredDisposition.id.desc())
+        .limit(1)
+    )
+    if settled is None:
+        return []
+    lock_protected_names(tx, shared=True)
+    return [terminate(tx, settled)] if unauthorised(tx.session, account) else []
 
 
 def hold_name(tx: Tx, account_id: str, folded_name: str) -> None:

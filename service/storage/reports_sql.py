@@ -13,7 +13,7 @@ from service.review import appeals as appeal_rules
 from service.review import chain, views
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.items import ConflictError, NotFoundError, Violation
-from service.storage.credit_steps import accounts_of, reverse
+from service.storage.credit_steps import accounts_of, locked_account, reverse
 from service.storage.item_steps import (
     after_cursor,
     charged_already,
@@ -27,6 +27,7 @@ from service.storage.item_steps import (
     post_owner,
     urgency_of,
 )
+from service.storage.protected_steps import still_uncorrected
 from service.storage.repository import Idempotency, Role
 from service.storage.review_rows import appeal_view, report_view, utc
 from service.storage.review_sql import ReviewSql
@@ -238,6 +239,11 @@ class ReportsSql(ReviewSql):
             reversed_: list[views.CreditChange | views.Disposition] = []
             if action == "uphold":
                 reversed_ = reverse(tx, appeal, reviewer)
+                # a close lifted that stood in for art8's termination of a name still
+                # uncorrected gives way to the termination
+                lifted = [d for d in reversed_ if isinstance(d, views.Disposition)]
+                account = locked_account(tx, appeal.account_id)
+                reversed_ += still_uncorrected(tx, account, lifted)
             return appeal_view(appeal, tx.now, reversed_)
 
         return self._once(policy, now, idem, views.Appeal, run)
