@@ -145,6 +145,19 @@ def test_both_stores_match_a_late_post_against_every_live_post(either: NearDupli
     assert found.cluster.earliest.id == "p1"
 
 
+def test_both_stores_date_a_batch_a_late_post_completes_when_its_k_accounts_had_posted(
+    either: NearDuplicates,
+) -> None:
+    # p1 to p4 a minute apart, then p0, dated a minute before p1, arrives: the fifth account
+    # within T. The batch was there once p4 was posted, not at p0's time, when one account had
+    (*_, last) = either.observe([post(i) for i in (1, 2, 3, 4, 0)], [0.0] * 5)
+    assert last.scores["coordination"] == 1.0
+    assert last.evidence["coordination"]["batch_at"] == post(4).created_at
+    assert last.cluster is not None and last.cluster.earliest.id == "p0"
+    (flagged,) = either.flagged(10)
+    assert flagged.batch_at == post(4).created_at
+
+
 def test_the_earlier_text_is_kept_in_redis_with_its_post(prefix: str) -> None:
     first, second = shared(prefix), shared(prefix)
     original = post(0).model_copy(update={"text": "原\x00文" + variant(0)})  # any character

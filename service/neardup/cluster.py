@@ -63,7 +63,8 @@ class Cluster:
     recent: dict[str, float] = field(default_factory=dict)
     """Account to its newest post time, for the accounts within ``T`` of the newest post."""
     batch_at: float | None = None
-    """When the cluster became a coordinated batch; None while it is not one."""
+    """When the cluster became a coordinated batch (the newest post time among the accounts
+    that made it one); None while it is not one."""
     batch_accounts: list[str] = field(default_factory=list)
 
     @property
@@ -148,10 +149,12 @@ class ClusterBook:
                 cluster.accounts_over += 1
             self._note_recent(cluster, account, member.created_at)
         if cluster.batch_at is None and len(cluster.recent) >= self.k:
-            cluster.batch_at = member.created_at
+            # when its K-th account had posted: a post that arrives late and completes the
+            # batch is older than the posts it completes it with
+            cluster.batch_at = max(cluster.recent.values())
             cluster.batch_accounts = list(cluster.recent)
             for earlier in cluster.batch_accounts:
-                self._account_batches.setdefault(earlier, {})[cluster.id] = member.created_at
+                self._account_batches.setdefault(earlier, {})[cluster.id] = cluster.batch_at
         if cluster.batch_at is not None:
             self._flagged[cluster.id] = cluster
             self._flagged.move_to_end(cluster.id)

@@ -188,9 +188,12 @@ local function join(cid, mid, macc, mat_s)
   end
   if redis.call('HEXISTS', ck, 'batch_at') == 0 and redis.call('ZCARD', ck .. ':r') >= K then
     local accs = redis.call('ZRANGE', ck .. ':r', 0, -1)
-    redis.call('HSET', ck, 'batch_at', mat_s, 'batch_accounts', table.concat(accs, '\0'))
+    -- when its K-th account had posted, as in service.neardup.cluster; Redis's own form of the
+    -- score reads back as the same float
+    local done_s = redis.call('ZRANGE', ck .. ':r', -1, -1, 'WITHSCORES')[2]
+    redis.call('HSET', ck, 'batch_at', done_s, 'batch_accounts', table.concat(accs, '\0'))
     for _, a in ipairs(accs) do
-      redis.call('ZADD', p .. ':ab:' .. a, mat_s, cid)
+      redis.call('ZADD', p .. ':ab:' .. a, done_s, cid)
       redis.call('EXPIRE', p .. ':ab:' .. a, week)
     end
   end
