@@ -39,7 +39,7 @@ from service.pipeline import NO_EVIDENCE, STOPPED, Pipeline
 from service.policy import Policy
 from service.policy.governance import CATEGORIES, Violation
 from service.record import Decision, Post, ScoreRecord
-from service.review import dormancy
+from service.review import dormancy, views
 from service.review.appeals import APPEAL_STATUSES
 from service.review.engagement import Counts
 from service.review.items import ACTIONS, KINDS, STATUSES
@@ -2649,16 +2649,20 @@ def test_the_reviewer_whose_decision_is_appealed_is_offered_no_resolution_of_it(
     assert offered(theirs) and TEXT["own_decision"][0] not in theirs
 
 
-def test_the_appeal_of_an_escalated_items_decision_is_offered_to_an_admin(api: Api) -> None:
+def escalated_appeal(api: Api) -> views.Appeal:
+    """The appeal of a1's rumour, escalated by li and confirmed by the admin wang."""
     review, policy = api.services.review, api.services.scoring.policy
     assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
     api.settle()
     (item,) = review.list_items(policy).items
     review.decide(policy, item.id, "li", "escalate", None, None, "需要复核")
     review.decide(policy, item.id, "wang", "confirm", "rumor", "art18.6", role="admin")
-    appeal = review.file_appeal(
-        policy, account_id="a1", item_id=item.id, reason="误判", filed_by="k"
-    )
+    return review.file_appeal(policy, account_id="a1", item_id=item.id, reason="误判", filed_by="k")
+
+
+def test_the_appeal_of_an_escalated_items_decision_is_offered_to_an_admin(api: Api) -> None:
+    review = api.services.review
+    appeal = escalated_appeal(api)
 
     def row(page: str) -> str:
         return page.split(f'data-appeal="{appeal.id}"')[1].split("</tr>", maxsplit=1)[0]
@@ -2692,15 +2696,8 @@ def test_the_admin_who_decided_an_escalated_item_is_told_another_admin_resolves_
 ) -> None:
     """Not "another reviewer": no reviewer may resolve it, so the admin who decided it is sent
     to another admin, on the row and in the refusal of a resolution sent all the same."""
-    review, policy = api.services.review, api.services.scoring.policy
-    assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
-    api.settle()
-    (item,) = review.list_items(policy).items
-    review.decide(policy, item.id, "li", "escalate", None, None, "需要复核")
-    review.decide(policy, item.id, "wang", "confirm", "rumor", "art18.6", role="admin")
-    appeal = review.file_appeal(
-        policy, account_id="a1", item_id=item.id, reason="误判", filed_by="k"
-    )
+    review = api.services.review
+    appeal = escalated_appeal(api)
     token = sign_in(api, "wang", "admin")
     page = api.client.get("/console/appeals").text
     row = page.split(f'data-appeal="{appeal.id}"')[1].split("</tr>", maxsplit=1)[0]
