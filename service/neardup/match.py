@@ -540,13 +540,12 @@ class NearDuplicates:
             return self.bank.match(signature)
 
     def copies(self, rumor: StoredRumor) -> list[Match]:
-        """Every live near-copy of a banked rumour, earliest first."""
+        """Every live near-copy of a banked rumour, earliest first: the window before its own
+        clock (the newest post time), in either store; the wall clock would expire a backfill's
+        posts, or a replay's."""
         signature = to_signature(rumor)
         with self.lock:
-            store = self.store
-            # the local window's own clock: the wall clock would expire a backfill's posts
-            at = self.clock() if store is not self.local else self.local.index.clock
-            found = store.match(signature, self.local.index.keys(signature), at, None)
+            found = self.store.match(signature, self.local.index.keys(signature), None, None)
         return sorted(found, key=lambda m: (m.entry.created_at, m.entry.post_id))
 
     def observe(self, posts: Sequence[Post], claims: Sequence[float]) -> list[Finding]:

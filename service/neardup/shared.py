@@ -55,7 +55,10 @@ _MATCH = """
 local p, exclude, at_s, window, width = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]),
   tonumber(ARGV[5])
 local FIRST_KEY = 6
-local clock = math.max(tonumber(at_s), tonumber(redis.call('GET', p .. ':clock') or at_s))
+-- at_s empty: a lookup for no post, at the clock (none yet: an empty window)
+local clock = tonumber(redis.call('GET', p .. ':clock') or at_s)
+if at_s ~= '' then clock = math.max(tonumber(at_s), clock) end
+if not clock then return {} end
 local seen, out = {}, {}
 for n = math.floor((clock - window) / width), math.floor(clock / width) do
   local bucket = string.format('%d', n)
@@ -380,15 +383,17 @@ class RedisStore:
         return math.floor(at / self.bucket_s)
 
     def match(
-        self, signature: Signature, keys: Keys, at: float, exclude: str | None
+        self, signature: Signature, keys: Keys, at: float | None, exclude: str | None
     ) -> list[Match]:
         """The verified near-copies among every live post, as the embedded store matches: the
         buckets from the window before the clock (the newest ``created_at`` added, or ``at``
-        when newer) up to the clock's, read in the script. Not only the buckets around ``at``:
-        a post that arrives late (a slow producer, a re-score out of order) then joins the
-        cluster of its later copies, of which it is the earliest source, whichever store holds
-        the window and however late it comes within it."""
-        args = [self.prefix, exclude or "", repr(at), self.window_s, self.bucket_s, *keys]
+        when newer; ``P:clock`` alone when ``at`` is None) up to the clock's, read in the
+        script. Not only the buckets around ``at``: a post that arrives late (a slow producer, a
+        re-score out of order) then joins the cluster of its later copies, of which it is the
+        earliest source, whichever store holds the window and however late it comes within
+        it."""
+        when = "" if at is None else repr(at)
+        args = [self.prefix, exclude or "", when, self.window_s, self.bucket_s, *keys]
         flat = self._call(self._match, args)
         entries = [_unpack(_text(i), v) for i, v in zip(flat[::2], flat[1::2], strict=True)]
         if not entries:

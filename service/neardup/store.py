@@ -110,10 +110,11 @@ class Added:
 
 class Store(Protocol):
     def match(
-        self, signature: Signature, keys: Keys, at: float, exclude: str | None
+        self, signature: Signature, keys: Keys, at: float | None, exclude: str | None
     ) -> list[Match]:
         """The verified near-copies of a post at ``at`` among every live post (the window
-        before the store's clock, the newest ``created_at`` seen or ``at``), ``exclude`` aside."""
+        before the store's clock, the newest ``created_at`` seen or ``at``), ``exclude`` aside.
+        ``at`` None: a lookup for no post, at the store's clock, which it leaves as it is."""
 
     def add(
         self,
@@ -226,9 +227,9 @@ class LocalStore:
         self.__dict__.update(state)
 
     def match(
-        self, signature: Signature, keys: Keys, at: float, exclude: str | None
+        self, signature: Signature, keys: Keys, at: float | None, exclude: str | None
     ) -> list[Match]:
-        gone = self.index.advance(at)
+        gone = [] if at is None else self.index.advance(at)
         if gone:
             self.book.expire(gone, self.index.horizon)
         return self.index.query(signature, keys, exclude)
