@@ -1,6 +1,7 @@
 """Appeals on SQLite and PostgreSQL: one per violation however many are filed at once (and what
 migration 0008 does with the twins filed before it), an upheld appeal undoing what its decision
-caused and no more (art13), and listing cursors no listing gave out."""
+caused and no more (art13), its clean period then counted from the violation left standing,
+and listing cursors no listing gave out."""
 
 from __future__ import annotations
 
@@ -128,6 +129,25 @@ def test_an_upheld_appeal_gives_back_what_the_account_would_have_without_the_vio
 DAY = timedelta(days=1)
 
 
+@pytest.mark.parametrize(("undone", "clean_since"), [(1, T0), (0, T0 + 25 * DAY)])
+def test_an_upheld_appeal_of_the_latest_violation_takes_the_clean_period_back_to_the_one_before(
+    repo: SqlRepository, policy: Policy, undone: int, clean_since: datetime
+) -> None:
+    made = [confirmed(repo, policy, f"p{n}", "acc1", T0 + n * 25 * DAY) for n in range(2)]
+    assert [m.credits[0].credit for m in made] == [70, 25]
+    later = T0 + 28 * DAY
+    repo.decide_appeal(
+        policy, appeal_of(repo, policy, made[undone], later), "r2", "uphold", None, now=later
+    )
+    assert repo.get_account(policy, "acc1", now=later).credit == 70
+    # the account is clean since the violation left standing: the second's reversal counts its
+    # period from the first, the first's leaves it counted from the second
+    period = timedelta(days=policy.credit.restore_every_days)
+    assert repo.restore_credit(policy, now=clean_since + period - MINUTE) == 0
+    assert repo.restore_credit(policy, now=clean_since + period) == 1
+    assert repo.get_account(policy, "acc1", now=clean_since + period).credit == 75
+
+
 def impersonating(repo: SqlRepository, policy: Policy) -> int:
     """acc1 named after 姚明, an entry nobody is authorised for, its impersonation confirmed at
     ``T0`` (its art8 suspension ends 15 days later): the item."""
@@ -225,6 +245,33 @@ def test_a_reversal_is_the_difference_the_violation_makes_to_a_replay(policy: Po
     restored = [rumour[0], credit.Standing(T0 + timedelta(days=60), delta=10)]
     # never past the initial credit, as restorations since gave some back
     assert credit.reversal(rules, 80, restored, 0) == 20
+
+
+def test_a_reversal_moves_the_clean_period_back_never_later_nor_to_count_it_twice(
+    policy: Policy,
+) -> None:
+    rules = policy.credit
+    assert rules.restore_every_days == 30
+
+    def clock(second: int, restored: int) -> datetime:
+        """The clock once the second of rumours at T0 and ``second`` days on is reversed, a
+        restoration of one period given ``restored`` days on (from the second)."""
+        entries = [
+            credit.Standing(T0, "rumor", "block"),
+            credit.Standing(T0 + second * DAY, "rumor", "block"),
+            credit.Standing(T0 + restored * DAY, delta=rules.restore_points),
+        ]
+        return credit.clean_since_reversed(rules, T0 + (second + 30) * DAY, entries, 1)
+
+    # from the first, the restoration's period ended at 30 days: the next one is due at 60
+    assert clock(29, 59) == T0 + 30 * DAY
+    # from the first, the restoration at 60 days would have counted two periods, though it gave
+    # one: the clock stays where that one period put it
+    assert clock(1, 60) == T0 + 31 * DAY
+    rumour = [credit.Standing(T0 + n * DAY, "rumor", "block") for n in range(2)]
+    # an earlier violation's reversal, or the only one's, leaves the clock
+    assert credit.clean_since_reversed(rules, T0 + DAY, rumour, 0) == T0 + DAY
+    assert credit.clean_since_reversed(rules, T0, rumour[:1], 0) == T0
 
 
 def _twins(url: str) -> tuple[int, list[int]]:

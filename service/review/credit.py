@@ -33,18 +33,25 @@ def deduction(
     return clamp(rules, credit - math.floor(points + 0.5)) - credit
 
 
+def completed(rules: CreditRules, clean_since: datetime, now: datetime) -> tuple[int, datetime]:
+    """The clean periods completed between ``clean_since`` and ``now``, and the moment the last
+    of them ended (``clean_since`` itself when none did)."""
+    period = timedelta(days=rules.restore_every_days)
+    periods = int((now - clean_since) / period)
+    return periods, clean_since + periods * period
+
+
 def restoration(
     rules: CreditRules, credit: int, clean_since: datetime, now: datetime
 ) -> tuple[int, datetime] | None:
     """Points given back for the clean periods completed between ``clean_since`` (the last
     violation or restoration) and ``now``, and the moment the last completed period ended; None
     when nothing is due."""
-    period = timedelta(days=rules.restore_every_days)
-    periods = int((now - clean_since) / period)
+    periods, until = completed(rules, clean_since, now)
     if periods < 1 or credit >= rules.initial or rules.restore_points == 0:
         return None
     delta = clamp(rules, credit + periods * rules.restore_points) - credit
-    return delta, clean_since + periods * period
+    return delta, until
 
 
 def replay(rules: CreditRules, deltas: Iterable[int]) -> int:
@@ -91,3 +98,25 @@ def reversal(rules: CreditRules, credit: int, entries: Sequence[Standing], undon
     brought them sooner."""
     kept = [entry for n, entry in enumerate(entries) if n != undone]
     return clamp(rules, credit + _replay(rules, kept) - _replay(rules, entries)) - credit
+
+
+def clean_since_reversed(
+    rules: CreditRules, clean_since: datetime, entries: Sequence[Standing], undone: int
+) -> datetime:
+    """The clock of clean periods once ``entries[undone]`` (a standing violation) is reversed,
+    the clock being ``clean_since`` with it.
+
+    Only the reversal of the latest standing violation moves it: back to the violation that
+    stood before, moved on by each restoration since by the periods it completed, as
+    :func:`restoration` moved it; but never later than it was, so that a restoration given since
+    the reversed violation keeps the periods it counted from it as it keeps its points
+    (:func:`reversal`), and none is given twice. With no violation standing before it the clock
+    stays: the replay puts the account back at the initial credit, where no period counts."""
+    violations = [n for n, entry in enumerate(entries) if entry.category is not None]
+    if violations[-1] != undone or len(violations) < 2:
+        return clean_since
+    moved = entries[violations[-2]].at
+    for entry in entries[violations[-2] :]:
+        if entry.category is None:
+            moved = completed(rules, moved, entry.at)[1]
+    return min(clean_since, moved)

@@ -233,7 +233,11 @@ def reverse(
     )
     ids, entries = standing_entries(tx, account.account_id)
     if deducted is not None and deducted.id in ids:
-        delta = credit.reversal(tx.policy.credit, account.credit, entries, ids.index(deducted.id))
+        undone, rules = ids.index(deducted.id), tx.policy.credit
+        delta = credit.reversal(rules, account.credit, entries, undone)
+        account.clean_since = credit.clean_since_reversed(
+            rules, utc(account.clean_since), entries, undone
+        )
         # written when nothing comes back too: this entry is what stops the violation counting
         # (:func:`reversed_items`)
         done.append(
