@@ -188,6 +188,25 @@ def test_export_refuses_an_unusable_output_path_before_reading(tmp_path: Path) -
     assert not (tmp_path / "never.db").exists()
 
 
+def test_export_refuses_a_period_that_holds_no_time_before_reading(tmp_path: Path) -> None:
+    """``--from`` at or after ``--to`` (swapped, or a zone mistyped) exports no record: status
+    2 saying so, not an empty export that reads as a period in which nothing was done."""
+    url = flagged_and_decided(tmp_path)
+    out = tmp_path / "audit.jsonl"
+    swapped = ["--from", "2026-11-02T00:00Z", "--to", "2026-11-01T00:00Z", "-o", str(out)]
+    assert refused(qinglang(url, "audit", "export", *swapped)) == (
+        "qinglang audit: error: the period is empty: --from 2026-11-02T00:00:00+00:00 "
+        "is not before --to 2026-11-01T00:00:00+00:00"
+    )
+    # the same moment in two zones
+    same = ["--from", "2026-11-01T08:00+08:00", "--to", "2026-11-01T00:00Z", "-o", str(out)]
+    assert "the period is empty" in refused(qinglang(url, "audit", "export", *same))
+    assert not out.exists()
+    # a period in which nothing was recorded is no mistake: it exports no record
+    quiet = qinglang(url, "audit", "export", "--from", "0", "--to", "1", "-o", str(out))
+    assert quiet.returncode == 0 and "0 records" in quiet.stderr and out.read_text() == ""
+
+
 def test_export_writes_through_links_and_fifos(tmp_path: Path) -> None:
     url = flagged_and_decided(tmp_path)
     target = tmp_path / "labels.jsonl"

@@ -478,6 +478,48 @@ def test_a_report_on_a_decided_or_stored_post_is_charged_to_its_account(
     assert repo.get_item(policy, unknown.item_id).account_id is None
 
 
+def test_a_report_after_a_dismissal_names_the_dismissed_item(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """A post (or an account) reported after its item was dismissed gets a new item that names
+    the dismissal under ``evidence["earlier"]``, its ``review.enqueued`` record saying
+    ``after``, as a re-score's item does: its reviewer weighs the complaint knowing how the
+    post was judged, and by whom."""
+    dismissed = flag(repo, "p1", account="acc7")
+    repo.decide(policy, dismissed, "r1", "dismiss", None, None, "不实举报", now=T0)
+    late = repo.file_report(
+        policy, post_id="p1", account_id=None, category="rumor", text_="", reporter="k1"
+    )
+    item = repo.get_item(policy, late.item_id)
+    assert item.evidence is not None
+    assert item.evidence[EARLIER] == {
+        "item_id": dismissed,
+        "status": "dismissed",
+        "reviewer": "r1",
+        "decided_at": T0.isoformat(),
+        "reach": 0,
+    }
+    assert item.evidence["categories"] == {"rumor": 1}
+    (enqueued,) = [
+        e
+        for e in repo.audit_entries()
+        if e.kind == "review.enqueued" and e.subject == f"item:{item.id}"
+    ]
+    assert enqueued.payload["after"] == dismissed
+    # an account's reports alike; a first report names nothing
+    first = repo.file_report(
+        policy, post_id=None, account_id="acc7", category="rumor", text_="", reporter="k1"
+    )
+    assert EARLIER not in (repo.get_item(policy, first.item_id).evidence or {})
+    repo.decide(policy, first.item_id, "r2", "dismiss", None, None)
+    again = repo.file_report(
+        policy, post_id=None, account_id="acc7", category="rumor", text_="", reporter="k2"
+    )
+    evidence = repo.get_item(policy, again.item_id).evidence or {}
+    assert evidence[EARLIER]["item_id"] == first.item_id
+    assert verify(repo) == []
+
+
 def test_idempotent_writes_happen_once(repo: SqlRepository, policy: Policy) -> None:
     key = Idempotency.of("k1", "retry-1", "report", {"post_id": "p1"})
     first = repo.file_report(

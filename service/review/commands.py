@@ -72,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         output = _target(args.output) if "output" in args else Output(None, in_place=True)
-    except OutputError as exc:
+        if "start" in args:
+            _check_period(args.start, args.end)
+    except UnusableError as exc:
         print(f"qinglang {args.command}: error: {exc}", file=sys.stderr)
         return 2
     settings = get_settings()
@@ -95,6 +97,16 @@ def run(args: argparse.Namespace) -> int:
     except (StorageError, OSError, PolicyError) as exc:
         print(f"qinglang {args.command}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _check_period(start: datetime | None, end: datetime | None) -> None:
+    """Refuse an export period that holds no time: ``--from`` at or after ``--to`` (the two
+    swapped, or a zone mistyped) would export no record and look like a period in which
+    nothing was done."""
+    if start is not None and end is not None and start >= end:
+        raise UnusableError(
+            f"the period is empty: --from {start.isoformat()} is not before --to {end.isoformat()}"
+        )
 
 
 COPY_SQLITE = 'copy a SQLite file with sqlite3 DB ".backup COPY", or with its -wal file'
@@ -158,8 +170,9 @@ def _command(
     return 0
 
 
-class OutputError(ValueError):
-    """An ``-o`` path that cannot be written, found before anything is read."""
+class UnusableError(ValueError):
+    """An argument the command cannot act on (an ``-o`` path that cannot be written, an export
+    period that holds no time), found before anything is read."""
 
 
 class Output(NamedTuple):
@@ -177,29 +190,29 @@ def _target(text: str | None) -> Output:
     if text is None or text == "-":
         return Output(None, in_place=True)
     if not text:
-        raise OutputError("the path is empty (give a file, or - for standard output)")
+        raise UnusableError("the path is empty (give a file, or - for standard output)")
     path = Path(text)
     try:
         mode: int | None = path.stat().st_mode
     except FileNotFoundError:
         mode = None
     except OSError as exc:
-        raise OutputError(f"cannot write {text!r}: {exc.strerror}") from None
+        raise UnusableError(f"cannot write {text!r}: {exc.strerror}") from None
     if mode is not None and stat.S_ISDIR(mode):
-        raise OutputError(f"{text!r} is a folder")
+        raise UnusableError(f"{text!r} is a folder")
     if mode is not None and _is_stdout(path):
         # `-o /dev/stdout >> log`: the shell's descriptor appends; reopening would truncate
         return Output(None, in_place=True)
     if mode is not None and not stat.S_ISREG(mode):
         return Output(path, in_place=True)
     if text.endswith(os.sep):
-        raise OutputError(f"{text!r} names a folder, which does not exist")
+        raise UnusableError(f"{text!r} names a folder, which does not exist")
     target = path.resolve() if path.is_symlink() else path
     folder = target.parent
     if not folder.is_dir():
-        raise OutputError(f"cannot write {text!r}: folder {str(folder)!r} does not exist")
+        raise UnusableError(f"cannot write {text!r}: folder {str(folder)!r} does not exist")
     if not os.access(folder, os.W_OK):
-        raise OutputError(f"cannot write {text!r}: folder {str(folder)!r} is not writable")
+        raise UnusableError(f"cannot write {text!r}: folder {str(folder)!r} is not writable")
     return Output(target, in_place=False)
 
 

@@ -12,16 +12,18 @@ from service.policy import Policy
 from service.review import appeals as appeal_rules
 from service.review import chain, views
 from service.review.appeals import AppealAction, AppealStatus
-from service.review.items import ConflictError, NotFoundError, Violation
+from service.review.items import EARLIER, ConflictError, NotFoundError, Violation
 from service.storage.credit_steps import accounts_of, locked_account, reverse
 from service.storage.item_steps import (
     after_cursor,
     charged_already,
     confirmed_item,
+    earlier_decision,
     escalated,
     final_decision,
     item_to_join,
     known_account,
+    last_decided,
     new_item,
     overturned,
     post_owner,
@@ -80,16 +82,22 @@ class ReportsSql(ReviewSql):
                 # a report names the post; the item is charged to whoever posted it
                 owner = known_owner or account_id
                 known = tx.session.get(StoredAccount, owner) if owner else None
+                merge_key = f"post:{post_id}" if post_id else f"account:{account_id}"
+                # a post (or account) reported after a dismissal: its reviewer weighs the
+                # complaint knowing how it was judged, as a re-score's item does
+                decided = last_decided(tx.session, merge_key)
+                linked = {EARLIER: earlier_decision(tx.session, decided)} if decided else {}
                 item = new_item(
                     tx,
                     kind="report",
                     post_id=post_id,
                     account_id=owner,
-                    merge_key=f"post:{post_id}" if post_id else f"account:{account_id}",
+                    merge_key=merge_key,
                     head=category,
                     severity="report",
                     reach=known.followers if known is not None else 0,
-                    evidence={"categories": {}},
+                    evidence={"categories": {}, **linked},
+                    after=None if decided is None else decided.id,
                 )
                 # the reviewer reads the post, and its label is exported with the text
                 stored = tx.session.get(StoredPost, post_id) if post_id is not None else None
