@@ -209,6 +209,34 @@ def test_an_escalated_item_is_claimed_and_decided_by_an_admin(api: Api) -> None:
     assert upheld.status_code == 200 and upheld.json()["status"] == "upheld"
 
 
+def test_the_admin_who_escalated_an_item_does_not_resolve_the_appeal_of_its_decision(
+    api: Api,
+) -> None:
+    """The escalator was kept from deciding the item: upholding its appeal would undo the
+    decision another admin took in their place."""
+    escalating, deciding, third = (api.new_key("admin") for _ in range(3))
+    item = flagged_item(api, "pf", "accF")
+    url = f"/v1/review/items/{item['id']}/decision"
+    escalated = api.client.post(url, json={"action": "escalate"}, headers=api.headers(escalating))
+    assert escalated.status_code == 200
+    confirm = {"action": "confirm", "category": "rumor", "basis": "art18.6"}
+    assert api.client.post(url, json=confirm, headers=api.headers(deciding)).status_code == 200
+    appeal = api.client.post(
+        "/v1/appeals",
+        json={"account_id": "accF", "item_id": item["id"], "reason": "x"},
+        headers=api.headers(),
+    )
+    url = f"/v1/appeals/{appeal.json()['id']}/decision"
+    own = api.client.post(url, json={"action": "uphold"}, headers=api.headers(escalating))
+    assert (own.status_code, own.json()["detail"]) == (
+        403,
+        "the appealed decision was taken on an item you escalated: an admin other than the one "
+        "who escalated it resolves its appeal, as another decided the item",
+    )
+    upheld = api.client.post(url, json={"action": "uphold"}, headers=api.headers(third))
+    assert upheld.status_code == 200 and upheld.json()["status"] == "upheld"
+
+
 def test_roles_and_unknown_things(api: Api) -> None:
     reviewer = api.new_key("reviewer")
     assert api.client.get("/v1/review/items", headers=api.headers()).status_code == 403

@@ -139,8 +139,12 @@ def test_appeal_window_deadline_and_resolver(policy: Policy) -> None:
     appeals.check_resolver("r1", "r2")
     # the appeal of a decision an escalation led to is an admin's, as the escalation was
     with pytest.raises(items.ForbiddenError, match="an admin"):
-        appeals.check_resolver("a1", "r2", escalated=True, role="reviewer")
-    appeals.check_resolver("a1", "a2", escalated=True, role="admin")
+        appeals.check_resolver("a1", "r2", escalated_by=["r3"], role="reviewer")
+    appeals.check_resolver("a1", "a2", escalated_by=["r3"], role="admin")
+    # nor is it the escalator's, an admin too, whom the item's decision was kept from
+    with pytest.raises(items.ForbiddenError) as own:
+        appeals.check_resolver("a1", "a2", escalated_by=["a2"], role="admin")
+    assert own.value.reason == "own_escalation"
     assert appeals.overdue("pending", T0, T0 + timedelta(seconds=1))
     assert not appeals.overdue("upheld", T0, T0 + timedelta(seconds=1))
 

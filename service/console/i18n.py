@@ -150,6 +150,10 @@ TEXT: dict[str, tuple[str, str]] = {
         "原决定由你作出,针对已上报的条目:由你以外的管理员处理申诉",
         "You took the decision appealed, on an escalated item: an admin other than you resolves it",
     ),
+    "own_escalation": (
+        "该条目由你上报,原决定由他人作出:由你以外的管理员处理申诉",
+        "You escalated the item another decided: an admin other than you resolves the appeal",
+    ),
     "escalated_appeal": (
         "原决定针对已上报的条目:由管理员处理申诉",
         "The decision appealed was taken on an escalated item: an admin resolves it",
@@ -512,6 +516,11 @@ TEXT: dict[str, tuple[str, str]] = {
         "Item {item_id}'s score record changed after this page showed it (the post was scored "
         "again): nothing was decided. The page shows the new record, {record_id}, now: read "
         "it and decide again",
+    ),
+    "refusal.own_escalation": (
+        "原决定针对你上报的条目:申诉由上报者以外的管理员处理",
+        "The decision appealed was taken on an item you escalated: an admin other than the one "
+        "who escalated it resolves its appeal",
     ),
     "refusal.escalated_appeal": (
         "原决定针对已上报的条目:申诉由管理员处理,审核员不能处理",

@@ -477,12 +477,12 @@ async def show_appeals(
     )
 
 
-def resolution_held_back(who: Viewer, decided_by: str, escalated: bool) -> str | None:
+def resolution_held_back(who: Viewer, decided_by: str, escalated_by: list[str]) -> str | None:
     """Why the rule refuses ``who`` the resolution of an appeal of a decision by ``decided_by``
-    (their own; an escalated item's, for a reviewer), the reason of the API's 403; None where
-    it does not. The appeal's row says it and offers neither action."""
+    (their own; an escalated item's, for a reviewer and for whoever escalated it), the reason of
+    the API's 403; None where it does not. The appeal's row says it and offers neither action."""
     try:
-        check_resolver(decided_by, who.name, escalated, who.role)
+        check_resolver(decided_by, who.name, escalated_by, who.role)
     except ForbiddenError as exc:
         return exc.reason
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Literal, get_args
 
@@ -43,18 +44,25 @@ def check_filing(rules: AppealRules, decided_at: datetime, now: datetime) -> dat
 
 
 def check_resolver(
-    decided_by: str, resolver: str, escalated: bool = False, role: str = "reviewer"
+    decided_by: str,
+    resolver: str,
+    escalated_by: Collection[str] = (),
+    role: str = "reviewer",
 ) -> None:
     """Raise :class:`ForbiddenError` unless ``resolver``, of ``role``, may resolve an appeal
-    of a decision by ``decided_by``: not their own, and one an escalation led to (``escalated``)
-    only as a role it went to (:data:`items.ESCALATED_TO`), whose decision a reviewer's
-    upholding would undo."""
+    of a decision by ``decided_by``: not their own, and one an escalation led to (by
+    ``escalated_by``, those who escalated the item) only as a role it went to
+    (:data:`items.ESCALATED_TO`), whose decision a reviewer's upholding would undo, and not as
+    one who escalated it, whom the item's decision was kept from as it is from its escalator."""
     if decided_by == resolver:
         # the one who decided an escalated item is an admin, whom another admin, not any
         # reviewer, relieves of the appeal
-        raise ForbiddenError("own_escalated_decision" if escalated else "own_decision")
-    if escalated and role not in items.ESCALATED_TO:
+        raise ForbiddenError("own_escalated_decision" if escalated_by else "own_decision")
+    if escalated_by and role not in items.ESCALATED_TO:
         raise ForbiddenError("escalated_appeal")
+    if resolver in escalated_by:
+        # an admin who escalated: upholding would undo the decision they could not take
+        raise ForbiddenError("own_escalation")
 
 
 def overdue(status: str, deadline: datetime, now: datetime) -> bool:

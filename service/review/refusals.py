@@ -34,6 +34,8 @@ REASONS: dict[str, str] = {
     "own_decision": "an appeal is resolved by a reviewer other than the one who decided",
     "own_escalated_decision": "the appealed decision was taken on an escalated item: an admin "
     "(role 'admin') other than the one who decided resolves its appeal",
+    "own_escalation": "the appealed decision was taken on an item you escalated: an admin "
+    "other than the one who escalated it resolves its appeal, as another decided the item",
     "escalated_appeal": "the appealed decision was taken on an escalated item: an admin (role "
     "'admin') resolves its appeal, not a reviewer",
     "subject_kept": "account {account_id!r} has a subject already; it is never replaced, since "

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, case, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from service.review import appeals
 from service.storage.item_steps import OPEN_STATUSES, OVERTURNED, after_cursor
@@ -427,29 +427,28 @@ class ConsoleReads:
                 for a in session.scalars(query)
             ]
 
-    def deciders(self, item_ids: Collection[int]) -> dict[int, tuple[str, bool]]:
+    def deciders(self, item_ids: Collection[int]) -> dict[int, tuple[str, list[str]]]:
         """Who took the final decision on each of ``item_ids`` (an appeal of it goes to
-        another reviewer), and whether the item was escalated first (to an admin, then), by
-        item."""
-        final = aliased(ReviewDecision)  # beside the escalation the subquery looks for
-        escalated = (
-            select(ReviewDecision.id)
-            .where(
-                ReviewDecision.item_id == final.item_id,
-                ReviewDecision.action == "escalate",
-            )
-            .exists()
-        )
+        another reviewer), and who escalated the item first (to an admin, then; none for an
+        item never escalated), by item."""
+        ids = list(item_ids)
         query = (
-            select(final.item_id, final.reviewer, escalated)
+            select(ReviewDecision.item_id, ReviewDecision.reviewer, ReviewDecision.action)
             .where(
-                final.item_id.in_(list(item_ids)),
-                final.action.in_(("confirm", "dismiss")),
+                ReviewDecision.item_id.in_(ids),
+                ReviewDecision.action.in_(("confirm", "dismiss", "escalate")),
             )
-            .order_by(final.id)
+            .order_by(ReviewDecision.id)
         )
+        final: dict[int, str] = {}
+        up: dict[int, set[str]] = {}
         with Session(self.engine) as session:
-            return {item_id: (by, bool(up)) for item_id, by, up in session.execute(query)}
+            for item_id, by, action in session.execute(query):
+                if action == "escalate":
+                    up.setdefault(item_id, set()).add(by)
+                else:
+                    final[item_id] = by
+        return {item_id: (by, sorted(up.get(item_id, ()))) for item_id, by in final.items()}
 
 
 def _decision_row(decision: ReviewDecision) -> DecisionRow:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.heads import Risk
@@ -65,10 +65,13 @@ def held_item(tx: Tx, item_id: int, reviewer: str, role: Role) -> ReviewItem:
     return item
 
 
-def escalated(session: Session, item_id: int) -> bool:
-    """Whether the item was escalated: it is, or was before its final decision."""
-    query = exists().where(ReviewDecision.item_id == item_id, ReviewDecision.action == "escalate")
-    return bool(session.scalar(select(query)))
+def escalators(session: Session, item_id: int) -> list[str]:
+    """Who escalated the item (it is escalated, or was before its final decision), each once;
+    none for an item never escalated."""
+    query = select(ReviewDecision.reviewer).where(
+        ReviewDecision.item_id == item_id, ReviewDecision.action == "escalate"
+    )
+    return sorted(set(session.scalars(query)))
 
 
 OVERTURNED = and_(

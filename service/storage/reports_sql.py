@@ -19,7 +19,7 @@ from service.storage.item_steps import (
     charged_already,
     confirmed_item,
     earlier_decision,
-    escalated,
+    escalators,
     final_decision,
     item_to_join,
     known_account,
@@ -235,7 +235,7 @@ class ReportsSql(ReviewSql):
                 raise ConflictError("appeal_resolved", appeal_id=appeal_id, status=appeal.status)
             decided_by = final_decision(tx.session, appeal.item_id).reviewer
             appeal_rules.check_resolver(
-                decided_by, reviewer, escalated(tx.session, appeal.item_id), role
+                decided_by, reviewer, escalators(tx.session, appeal.item_id), role
             )
             appeal.status = "upheld" if action == "uphold" else "rejected"
             appeal.resolved_by, appeal.resolved_at, appeal.note = reviewer, tx.now, note
