@@ -19,8 +19,10 @@ from service.batching import OverloadedError
 from service.logs import JsonFormatter
 from service.pipeline import Pipeline
 from service.storage import StorageError
+from service.storage.repository import Role
 
 SECRET_TEXT = "只在请求里出现的正文内容"
+RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
 
 
 def test_healthz_and_readyz_when_all_is_well(api: Api) -> None:
@@ -169,7 +171,8 @@ def test_the_openapi_document_describes_the_endpoints(api: Api) -> None:
     )
     score = schema["paths"]["/v1/score"]["post"]
     assert {"200", "401", "403", "413", "422", "429"} <= set(score["responses"])
-    assert score["security"] == [{"HTTPBearer": []}]
+    # the roles that may call it, as OpenAPI 3.1 lists them for a scheme other than OAuth's
+    assert score["security"] == [{"HTTPBearer": ["publisher", "admin"]}]
     batch = schema["components"]["schemas"]["BatchRequest"]["properties"]["posts"]
     assert batch["maxItems"] == 256
 
@@ -192,6 +195,90 @@ def test_the_openapi_document_lists_the_answers_every_route_of_its_kind_may_give
     removal = paths["/v1/bank/rumors/{rumor_id}"]["delete"]["responses"]
     assert "201" in bank and "204" not in bank
     assert "204" in removal and "201" not in removal
+
+
+ROUTE_ANSWERS = {
+    # no key, role, rate, storage down, limit=0; nothing to find missing or in conflict
+    ("get", "/v1/clusters"): {"200", "401", "403", "422", "429", "503"},
+    # no parameter to refuse
+    ("get", "/v1/bank/rumors"): {"200", "401", "403", "429", "503"},
+    # a post in conflict or not kept is an entry of the 200, not the batch's answer
+    ("post", "/v1/score/batch"): {"200", "401", "403", "408", "413", "422", "429", "503"},
+    # any key may read an account: no 403
+    ("get", "/v1/accounts/{account_id}"): {"200", "401", "404", "422", "429", "503"},
+    ("post", "/v1/review/items/{item_id}/claim"): {
+        *("200", "401", "403", "404", "409", "422", "429", "503")
+    },
+    ("post", "/v1/bank/rumors"): {
+        *("201", "401", "403", "404", "408", "409", "413", "422", "429", "503")
+    },
+}
+"""What a sample of routes can answer, each status traced through its code."""
+
+
+def test_each_route_lists_the_statuses_it_can_answer_and_no_others(api: Api) -> None:
+    paths = api.client.get("/openapi.json").json()["paths"]
+    listed = {route: set(paths[route[1]][route[0]]["responses"]) for route in ROUTE_ANSWERS}
+    assert listed == ROUTE_ANSWERS
+
+
+def test_each_documented_error_of_a_route_is_answered_by_it(
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a burst of 2 a key: each request below has a key of its own, but the one driven to 429
+    with open_api(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'db.sqlite'}",
+        pipeline.classifier,
+        rate_limit_per_s=0.001,
+        rate_limit_burst=2,
+    ) as api:
+        assert api.score({"id": "p1", "text": RUMOR, "account_id": "acc1"}).status_code == 200
+        reviewer = api.new_key("reviewer")
+        (item,) = api.client.get("/v1/review/items", headers=api.headers(reviewer)).json()["items"]
+        claim = f"/v1/review/items/{item['id']}/claim"
+
+        def status(method: str, url: str, role: Role | None = "reviewer") -> int:
+            headers = api.headers(api.new_key(role)) if role else {}
+            return api.client.request(method, url, headers=headers).status_code
+
+        def limited(method: str, url: str) -> int:
+            headers = api.headers(api.new_key("reviewer"))
+            return [api.client.request(method, url, headers=headers) for _ in range(3)][
+                -1
+            ].status_code
+
+        def down(method: str, url: str, call: str) -> int:
+            def refuse(*_: object, **__: object) -> None:
+                raise StorageError("the database is away")
+
+            with monkeypatch.context() as patched:
+                patched.setattr(api.services.review, call, refuse)
+                return status(method, url)
+
+        answered = {
+            ("get", "/v1/accounts/{account_id}"): {
+                status("GET", "/v1/accounts/acc1"),
+                status("GET", "/v1/accounts/acc1", None),
+                status("GET", "/v1/accounts/nobody"),
+                status("GET", "/v1/accounts/%20"),
+                limited("GET", "/v1/accounts/acc1"),
+                down("GET", "/v1/accounts/acc1", "get_account"),
+            },
+            ("post", "/v1/review/items/{item_id}/claim"): {
+                status("POST", claim),
+                status("POST", claim, None),
+                status("POST", claim, "publisher"),
+                status("POST", "/v1/review/items/999/claim"),
+                status("POST", claim),  # held by the first claim's reviewer
+                status("POST", "/v1/review/items/0/claim"),
+                limited("POST", "/v1/review/items/999/claim"),
+                down("POST", claim, "claim"),
+            },
+        }
+        paths = api.client.get("/openapi.json").json()["paths"]
+    for (method, path), statuses in answered.items():
+        assert {str(s) for s in statuses} == set(paths[path][method]["responses"]), path
 
 
 def test_a_callers_request_id_is_kept_and_a_bad_one_replaced(api: Api) -> None:

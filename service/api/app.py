@@ -9,7 +9,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from service import subject_key
 from service.api import engagement, neardup, ops, protected, review, score
 from service.api.edge import Edge
-from service.api.routes import KEY_HEADER, JsonRoute
+from service.api.routes import KEY_HEADER, REFUSALS, JsonRoute
 from service.api.state import Services
 from service.batching import OverloadedError
 from service.classify import tokenize_on_calling_thread
@@ -30,14 +30,13 @@ from service.neardup.store import StoreUnavailableError
 from service.pipeline import Pipeline
 from service.record import Post
 from service.review.appeals import AppealClosedError
-from service.review.items import ConflictError, ForbiddenError, NotFoundError
 from service.scoring import ScoringService
 from service.security import AuthError, Guard, VerifiedKeys
 from service.settings import Settings, get_settings
 from service.spool import Spool
 from service.storage import Repository, StorageError, open_repository
 from service.storage.console_sql import ConsoleReads
-from service.storage.repository import IdempotencyMismatchError
+from service.storage.repository import IdempotencyMismatchError, Role
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +149,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
     app.include_router(engagement.router)
     app.include_router(ops.router)
     mount_console(app, settings, deadlined(ConsoleReads(repository.engine), reviews))
-    for error, status in REVIEW_ERRORS.items():
+    for error, status in REFUSALS.items():
         app.add_exception_handler(error, _status(status))
     app.add_exception_handler(AuthError, _auth_error)  # type: ignore[arg-type]
     app.add_exception_handler(OverloadedError, _overloaded)  # type: ignore[arg-type]
@@ -173,7 +172,8 @@ KEYED_ANSWERS = {
     "503": "the API key cannot be verified (storage down, or no answer within "
     "storage_deadline_s); see Retry-After",
 }
-"""What the guard may answer on any route that takes a key, before the route's own code runs."""
+"""What the guard may answer on any route that takes a key, before the route's own code runs;
+and 403 where the route's roles leave one out (:func:`_shared`)."""
 BODY_ANSWERS = {
     "408": "the body did not arrive within body_read_timeout_s; the connection is closed",
     "413": "the body is over max_body_bytes",
@@ -183,23 +183,42 @@ BODY_ANSWERS = {
 
 def _with_limits(app: FastAPI, settings: Settings) -> dict[str, Any]:
     """The OpenAPI document with the limits this server was configured with, and on each
-    operation the answers every route of its kind may give (:data:`KEYED_ANSWERS`,
-    :data:`BODY_ANSWERS`) where the route's own list leaves them out."""
+    operation what every route of its kind may answer (:func:`_shared`) with what the route's
+    own code may (:func:`~service.api.routes.answers`), both reasons where they share a
+    status."""
     if app.openapi_schema is None:
         schema = FastAPI.openapi(app)
         posts = schema["components"]["schemas"]["BatchRequest"]["properties"]["posts"]
         posts["maxItems"] = settings.max_batch_posts
         problem = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
         for operation in (op for path in schema["paths"].values() for op in path.values()):
-            shared = {
-                **(KEYED_ANSWERS if "security" in operation else {}),
-                **(BODY_ANSWERS if "requestBody" in operation else {}),
-            }
-            for status, description in shared.items():
-                operation["responses"].setdefault(
-                    status, {"description": description, "content": problem}
+            for status, description in _shared(operation).items():
+                told = operation["responses"].setdefault(
+                    status, {"description": "", "content": problem}
                 )
+                told["description"] = "; or ".join(filter(None, [told["description"], description]))
     return app.openapi_schema or {}
+
+
+def _shared(operation: dict[str, Any]) -> dict[str, str]:
+    """What the operation may answer before its route's code runs: the guard's where it takes
+    a key, with 403 where its roles (its security requirement's, service/api/auth.py) are not
+    every role, and the edge's where it reads a body."""
+    shared: dict[str, str] = {}
+    if "security" in operation:
+        shared.update(KEYED_ANSWERS)
+        allowed = [
+            role
+            for role in get_args(Role)
+            if all(
+                role in roles for required in operation["security"] for roles in required.values()
+            )
+        ]
+        if len(allowed) < len(get_args(Role)):
+            shared["403"] = f"the API key's role is not {' or '.join(allowed)}"
+    if "requestBody" in operation:
+        shared.update(BODY_ANSWERS)
+    return shared
 
 
 async def keep_snapshot(near: NearDuplicates, path: Path, settings: Settings) -> None:
@@ -229,14 +248,6 @@ async def sync_bank(
         except StorageError as exc:
             log.warning("cannot load the rumour bank", extra={"problem": str(exc)})
         await asyncio.sleep(settings.neardup_bank_refresh_s)
-
-
-REVIEW_ERRORS: dict[type[Exception], int] = {
-    NotFoundError: 404,
-    ForbiddenError: 403,
-    ConflictError: 409,
-    StorageError: 503,
-}
 
 
 def _status(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:

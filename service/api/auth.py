@@ -9,9 +9,8 @@ limit is charged once a request.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Request, Security
 from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
@@ -45,9 +44,12 @@ async def authenticate(request: Request, roles: tuple[Role, ...]) -> Principal:
 
 
 def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
-    async def caller(
-        request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-    ) -> Principal:
+    # the roles as the scheme's scopes: OpenAPI 3.1 lists there the roles a route requires, for
+    # any scheme but OAuth's (app.py tells by them where the guard may answer 403); a default,
+    # as an annotation under postponed evaluation could not reach ``roles``
+    key = Security(bearer, scopes=roles)
+
+    async def caller(request: Request, _: HTTPAuthorizationCredentials | None = key) -> Principal:
         return await authenticate(request, roles)
 
     _ROLES[caller] = roles

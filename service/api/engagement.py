@@ -5,7 +5,7 @@ abnormal goes to the trust team's queue (:mod:`service.review.engagement`, stora
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field, Strict, ValidationInfo, field_validator, model_validator
@@ -18,21 +18,15 @@ from service.api.review import (
     IdempotencyKey,
     Publisher,
 )
-from service.api.routes import JsonRoute
-from service.api.schemas import Problem
+from service.api.routes import KEYED_WRITE_DOWN, STORAGE_DOWN, JsonRoute, answers
 from service.api.state import Found
 from service.review import views
 from service.review.engagement import Counts
+from service.review.items import ConflictError, NotFoundError
+from service.storage import StorageError
 from service.storage.repository import Idempotency
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "missing, malformed or unknown API key"},
-    403: {"model": Problem, "description": "only publisher and admin keys report counts"},
-    409: {"model": Problem, "description": "the post is another account's"},
-    503: {"model": Problem, "description": "storage is unavailable; retry with the same key"},
-}
-
-router = APIRouter(prefix="/v1", tags=["engagement"], responses=ERRORS, route_class=JsonRoute)
+router = APIRouter(prefix="/v1", tags=["engagement"], route_class=JsonRoute)
 PostId = AccountId
 """A post's id in a path: checked as an account's is."""
 # Strict: JSON true or "12" is not a count; the columns are 32-bit, as followers' are
@@ -86,7 +80,12 @@ class EngagementReport(BaseModel):
         )
 
 
-@router.put("/posts/{post_id}/engagement")
+@router.put(
+    "/posts/{post_id}/engagement",
+    responses=answers(
+        {ConflictError: "the post is another account's", StorageError: KEYED_WRITE_DOWN}
+    ),
+)
 async def put_engagement(
     post_id: PostId,
     body: EngagementReport,
@@ -109,13 +108,13 @@ async def put_engagement(
 
 @router.get(
     "/posts/{post_id}/engagement",
-    responses={
-        404: {
-            "model": Problem,
-            "description": "no counts for the post: the service does not know it, or none "
+    responses=answers(
+        {
+            NotFoundError: "no counts for the post: the service does not know it, or none "
             "were reported for it",
+            StorageError: STORAGE_DOWN,
         }
-    },
+    ),
 )
 async def get_engagement(post_id: PostId, found: Found, _: Anyone) -> views.EngagementCounts:
     """The post's engagement counts as the platform last reported them (null: never given) and

@@ -16,34 +16,24 @@ from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import require
 from service.api.review import IdempotencyKey
-from service.api.routes import JsonRoute, invalid
-from service.api.schemas import Problem
+from service.api.routes import KEYED_WRITE_DOWN, STORAGE_DOWN, JsonRoute, answers, invalid
 from service.api.state import Found
 from service.neardup.bank import BankChange, UnmatchableError, bank_rumor, unbank_rumor
 from service.neardup.cluster import Cluster
 from service.neardup.match import summary
 from service.record import MAX_ID_CHARS, ClusterPost, ClusterSummary, check_text
 from service.review import views
+from service.review.items import ConflictError, NotFoundError
 from service.security import BANK_EDITORS, Principal
-from service.storage import StoredRumor
+from service.storage import StorageError, StoredRumor
 from service.storage.repository import Idempotency
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "missing, malformed or unknown API key"},
-    403: {
-        "model": Problem,
-        "description": "only reviewer and admin keys may call this; admin keys alone edit the bank",
-    },
-    404: {"model": Problem, "description": "no such cluster, rumour or live post"},
-    429: {"model": Problem, "description": "rate limit; see Retry-After"},
-    409: {"model": Problem, "description": "the rumour is banked already"},
-    503: {
-        "model": Problem,
-        "description": "storage is unavailable; a write retries with the same key",
-    },
-}
+INDEX_AWAY = "the shared near-duplicate index (Redis) does not answer"
+NO_RUMOR = "no confirmed rumour of that id"
+READ_RUMOR = answers({NotFoundError: NO_RUMOR, StorageError: STORAGE_DOWN})
+"""What a read of one banked rumour may answer of its own."""
 
-router = APIRouter(prefix="/v1", tags=["near-duplicates"], responses=ERRORS, route_class=JsonRoute)
+router = APIRouter(prefix="/v1", tags=["near-duplicates"], route_class=JsonRoute)
 TrustTeam = Annotated[Principal, Depends(require("reviewer", "admin"))]
 BankEditor = Annotated[Principal, Depends(require(*BANK_EDITORS))]
 
@@ -107,10 +97,10 @@ async def _find(found: Found, rumor_id: str) -> StoredRumor:
     for stored in await _stored(found):
         if stored.rumor_id == rumor_id:
             return stored
-    raise HTTPException(404, f"no confirmed rumour {rumor_id!r}")
+    raise NotFoundError("no_rumor", rumor_id=rumor_id)
 
 
-@router.get("/clusters")
+@router.get("/clusters", responses=answers({503: INDEX_AWAY}))
 async def flagged_clusters(
     found: Found, _: TrustTeam, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> list[ClusterSummary]:
@@ -118,7 +108,10 @@ async def flagged_clusters(
     return [summary(c) for c in found.neardup.flagged(limit)]
 
 
-@router.get("/clusters/{cluster_id}")
+@router.get(
+    "/clusters/{cluster_id}",
+    responses=answers({404: "no live cluster of that id", 503: INDEX_AWAY}),
+)
 async def cluster(
     cluster_id: Annotated[
         str, Path(description="c_ and 16 hex digits; any other text names no cluster (404)")
@@ -159,7 +152,20 @@ def say_refresh(response: Response, change: BankChange) -> None:
     response.headers[REFRESH_HEADER] = "done" if change.refreshed else "pending"
 
 
-@router.post("/bank/rumors", status_code=201, responses=refreshed(201))
+@router.post(
+    "/bank/rumors",
+    status_code=201,
+    responses={
+        **refreshed(201),
+        **answers(
+            {
+                NotFoundError: "post_id names no post of the live window",
+                ConflictError: "the bank has this rumour already",
+                StorageError: KEYED_WRITE_DOWN,
+            }
+        ),
+    },
+)
 async def add_rumor(
     body: RumorIn,
     found: Found,
@@ -190,19 +196,22 @@ async def add_rumor(
     return change.rumor
 
 
-@router.get("/bank/rumors")
+@router.get("/bank/rumors", responses=answers({StorageError: STORAGE_DOWN}))
 async def rumors(found: Found, _: TrustTeam) -> list[views.Rumor]:
     """The bank, oldest first."""
     return [r.view() for r in await _stored(found)]
 
 
-@router.get("/bank/rumors/{rumor_id}")
+@router.get(
+    "/bank/rumors/{rumor_id}",
+    responses=answers({NotFoundError: NO_RUMOR, StorageError: STORAGE_DOWN}),
+)
 async def rumor(rumor_id: str, found: Found, _: TrustTeam) -> views.Rumor:
     """One banked rumour with its debunk notice."""
     return (await _find(found, rumor_id)).view()
 
 
-@router.get("/bank/rumors/{rumor_id}/copies")
+@router.get("/bank/rumors/{rumor_id}/copies", responses=READ_RUMOR)
 async def copies(
     rumor_id: str,
     found: Found,
@@ -256,7 +265,14 @@ async def copies(
     return sorted(listed.values(), key=lambda c: (c.created_at, c.id))[:limit]
 
 
-@router.delete("/bank/rumors/{rumor_id}", status_code=204, responses=refreshed(204))
+@router.delete(
+    "/bank/rumors/{rumor_id}",
+    status_code=204,
+    responses={
+        **refreshed(204),
+        **answers({NotFoundError: NO_RUMOR, StorageError: KEYED_WRITE_DOWN}),
+    },
+)
 async def delete_rumor(
     rumor_id: str, found: Found, caller: BankEditor, key: IdempotencyKey = None
 ) -> Response:

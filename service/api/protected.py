@@ -4,35 +4,24 @@ trust team (reviewer and admin keys) reads them, as it reads the rumour bank. Th
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import require
-from service.api.review import TRUST_TEAM, IdempotencyKey, Statement, SubjectId
-from service.api.routes import JsonRoute, invalid
-from service.api.schemas import Problem
+from service.api.review import READS, TRUST_TEAM, IdempotencyKey, Statement, SubjectId
+from service.api.routes import KEYED_WRITE_DOWN, JsonRoute, answers, invalid
 from service.api.state import Found
 from service.review import views
-from service.review.items import MAX_ROW_ID
+from service.review.items import MAX_ROW_ID, ConflictError, NotFoundError
 from service.review.protected import MOST_CHARS, EntryNameError, ProtectedKind
 from service.security import Principal
+from service.storage import StorageError
 from service.storage.repository import Idempotency
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "missing, malformed or unknown API key"},
-    403: {
-        "model": Problem,
-        "description": "only reviewer and admin keys read the entries; admin keys alone edit them",
-    },
-    404: {"model": Problem, "description": "no such entry"},
-    409: {"model": Problem, "description": "the name is protected already"},
-    503: {"model": Problem, "description": "storage is unavailable; retry with the same key"},
-}
-
-router = APIRouter(prefix="/v1", tags=["protected names"], responses=ERRORS, route_class=JsonRoute)
+router = APIRouter(prefix="/v1", tags=["protected names"], route_class=JsonRoute)
 TrustTeam = Annotated[Principal, Depends(require(*TRUST_TEAM))]
 NameEditor = Annotated[Principal, Depends(require("admin"))]
 MAX_SUBJECTS = 100
@@ -54,7 +43,13 @@ class ProtectedNameIn(BaseModel):
     )
 
 
-@router.post("/protected-names", status_code=201)
+@router.post(
+    "/protected-names",
+    status_code=201,
+    responses=answers(
+        {ConflictError: "the name is protected already", StorageError: KEYED_WRITE_DOWN}
+    ),
+)
 async def add_protected_name(
     body: ProtectedNameIn, found: Found, caller: NameEditor, key: IdempotencyKey = None
 ) -> views.ProtectedNameAdded:
@@ -77,13 +72,17 @@ async def add_protected_name(
         raise invalid(("body", "name"), str(exc)) from exc
 
 
-@router.get("/protected-names")
+@router.get("/protected-names", responses=READS)
 async def protected_names(found: Found, _: TrustTeam) -> list[views.ProtectedName]:
     """Every entry, oldest first."""
     return await run_in_threadpool(found.review.protected_names)
 
 
-@router.delete("/protected-names/{entry_id}", status_code=204)
+@router.delete(
+    "/protected-names/{entry_id}",
+    status_code=204,
+    responses=answers({NotFoundError: "no entry of that id", StorageError: KEYED_WRITE_DOWN}),
+)
 async def remove_protected_name(
     entry_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
     found: Found,

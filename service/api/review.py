@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol, Self, TypeVar
+from typing import Annotated, Protocol, Self, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Path, Query
 from pydantic import (
@@ -25,8 +25,15 @@ from pydantic_core import PydanticCustomError
 from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import require
-from service.api.routes import KEY_HEADER, JsonRoute, invalid
-from service.api.schemas import Problem
+from service.api.routes import (
+    KEY_HEADER,
+    KEYED_WRITE_DOWN,
+    STORAGE_DOWN,
+    Answers,
+    JsonRoute,
+    answers,
+    invalid,
+)
 from service.api.state import Found
 from service.policy.provisions import Article
 from service.record import MAX_ID_CHARS, blank, check_text, unix_time
@@ -37,7 +44,10 @@ from service.review.items import (
     MAX_ROW_ID,
     Action,
     Category,
+    ConflictError,
+    ForbiddenError,
     Kind,
+    NotFoundError,
     Shown,
     Status,
     Violation,
@@ -45,20 +55,23 @@ from service.review.items import (
 )
 from service.review.registration import identifies
 from service.security import Principal
+from service.storage import StorageError
 from service.storage.repository import Idempotency, Role
 
 MAX_FREE_TEXT = 10_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "missing, malformed or unknown API key"},
-    403: {"model": Problem, "description": "the key's role (or reviewer) may not do this"},
-    404: {"model": Problem, "description": "no such item, account, report or appeal"},
-    409: {"model": Problem, "description": "the item or appeal is not in a state that allows it"},
-    503: {"model": Problem, "description": "storage is unavailable; retry with the same key"},
-}
+NO_ITEM = "no review item of that id"
+NO_APPEAL = "no appeal of that id"
+NOT_YOURS = (
+    "the item is escalated, and the key is no admin's or its owner escalated it (an "
+    "escalation asks for another's eyes)"
+)
+READS: Answers = answers({StorageError: STORAGE_DOWN})
+"""What a route that reads storage answers of its own where it finds nothing missing and its
+rules refuse nothing (a listing, the re-registration check)."""
 
-router = APIRouter(prefix="/v1", tags=["review"], responses=ERRORS, route_class=JsonRoute)
+router = APIRouter(prefix="/v1", tags=["review"], route_class=JsonRoute)
 TRUST_TEAM: tuple[Role, ...] = ("reviewer", "admin")
 reviewer = require(*TRUST_TEAM)
 publisher = require("publisher", "admin")
@@ -252,7 +265,7 @@ def query_cursor(
         raise invalid(("query", "cursor"), "not a cursor this API gave out") from None
 
 
-@router.get("/review/items")
+@router.get("/review/items", responses=READS)
 async def list_items(
     found: Found,
     _: Reviewer,
@@ -276,12 +289,26 @@ async def list_items(
     )
 
 
-@router.get("/review/items/{item_id}")
+@router.get(
+    "/review/items/{item_id}",
+    responses=answers({NotFoundError: NO_ITEM, StorageError: STORAGE_DOWN}),
+)
 async def get_item(item_id: ItemId, found: Found, _: Reviewer) -> views.Item:
     return await run_in_threadpool(found.review.get_item, found.scoring.policy, item_id)
 
 
-@router.post("/review/items/{item_id}/claim")
+@router.post(
+    "/review/items/{item_id}/claim",
+    responses=answers(
+        {
+            NotFoundError: NO_ITEM,
+            ForbiddenError: NOT_YOURS,
+            ConflictError: "the item is decided, or claimed by another reviewer",
+            # a claim takes no key: app.py's UNKEYED_WRITE_UNANSWERED
+            StorageError: f"{STORAGE_DOWN} (the claim may still be made: read the item back)",
+        }
+    ),
+)
 async def claim(item_id: ItemId, found: Found, who: Reviewer) -> views.Lease:
     """Keep the item to the caller for the policy's lease (claim again to renew); an escalated
     item to an admin key only. The caller is the key's owner where it has one, the console
@@ -291,7 +318,19 @@ async def claim(item_id: ItemId, found: Found, who: Reviewer) -> views.Lease:
     )
 
 
-@router.post("/review/items/{item_id}/decision")
+@router.post(
+    "/review/items/{item_id}/decision",
+    responses=answers(
+        {
+            NotFoundError: NO_ITEM,
+            ForbiddenError: NOT_YOURS,
+            ConflictError: "the item is decided, claimed by another reviewer, escalated "
+            "already (to escalate), of a kind the category does not confirm, or holds "
+            "another score record than record_id",
+            StorageError: KEYED_WRITE_DOWN,
+        }
+    ),
+)
 async def decide(
     item_id: ItemId, body: DecisionRequest, found: Found, who: Reviewer, key: IdempotencyKey = None
 ) -> views.Decision:
@@ -320,7 +359,12 @@ async def decide(
     )
 
 
-@router.get("/accounts/{account_id}")
+@router.get(
+    "/accounts/{account_id}",
+    responses=answers(
+        {NotFoundError: "the service knows no account of that id", StorageError: STORAGE_DOWN}
+    ),
+)
 async def get_account(account_id: AccountId, found: Found, who: Anyone) -> views.Account:
     """Credit, level, active dispositions and the history of both; the reviewers who decided
     and lifted the dispositions for reviewer and admin keys only. An account the service knows
@@ -329,7 +373,7 @@ async def get_account(account_id: AccountId, found: Found, who: Anyone) -> views
     return shown_to(who, await run_in_threadpool(found.review.get_account, policy, account_id))
 
 
-@router.get("/dispositions")
+@router.get("/dispositions", responses=READS)
 async def disposition_changes(
     found: Found,
     who: Anyone,
@@ -349,7 +393,17 @@ async def disposition_changes(
     return shown_to(who, feed)
 
 
-@router.put("/accounts/{account_id}")
+@router.put(
+    "/accounts/{account_id}",
+    responses=answers(
+        {
+            ConflictError: "the change is refused (art8, art10): a subject the account has "
+            "already, a name its closing or suspension keeps, a blacklisted subject, a "
+            "subject at its cap of accounts, or a protected name",
+            StorageError: KEYED_WRITE_DOWN,
+        }
+    ),
+)
 async def put_account(
     account_id: AccountId,
     body: AccountProfile,
@@ -378,7 +432,15 @@ async def put_account(
     return shown_to(who, account)
 
 
-@router.post("/reports")
+@router.post(
+    "/reports",
+    responses=answers(
+        {
+            ConflictError: "the post belongs to another account than account_id",
+            StorageError: KEYED_WRITE_DOWN,
+        }
+    ),
+)
 async def file_report(
     body: ReportRequest, found: Found, who: Publisher, key: IdempotencyKey = None
 ) -> views.Report:
@@ -400,13 +462,28 @@ async def file_report(
     )
 
 
-@router.get("/reports/{report_id}", dependencies=[Depends(anyone)])
+@router.get(
+    "/reports/{report_id}",
+    dependencies=[Depends(anyone)],
+    responses=answers({NotFoundError: "no report of that id", StorageError: STORAGE_DOWN}),
+)
 async def get_report(report_id: ItemId, found: Found) -> views.Report:
     """The report with its status and outcome (its review item's)."""
     return await run_in_threadpool(found.review.get_report, found.scoring.policy, report_id)
 
 
-@router.post("/appeals")
+@router.post(
+    "/appeals",
+    responses=answers(
+        {
+            NotFoundError: "no such account, or no review item item_id",
+            ConflictError: "the item is no confirmed violation of the account (or charged it "
+            "on another item), was appealed already, or its window to appeal has closed "
+            "(deadline says when)",
+            StorageError: KEYED_WRITE_DOWN,
+        }
+    ),
+)
 async def file_appeal(
     body: AppealRequest, found: Found, who: Publisher, key: IdempotencyKey = None
 ) -> views.Appeal:
@@ -425,7 +502,7 @@ async def file_appeal(
     return shown_to(who, appeal)
 
 
-@router.get("/appeals", dependencies=[Depends(reviewer)])
+@router.get("/appeals", dependencies=[Depends(reviewer)], responses=READS)
 async def list_appeals(
     found: Found,
     status: AppealStatus | None = None,
@@ -443,14 +520,28 @@ async def list_appeals(
     )
 
 
-@router.get("/appeals/{appeal_id}")
+@router.get(
+    "/appeals/{appeal_id}",
+    responses=answers({NotFoundError: NO_APPEAL, StorageError: STORAGE_DOWN}),
+)
 async def get_appeal(appeal_id: ItemId, found: Found, who: Anyone) -> views.Appeal:
     """The appeal with its status, the reviewer's note and its deadline: the answer the
     platform passes on to the account holder (art20), whichever key filed it."""
     return shown_to(who, await run_in_threadpool(found.review.get_appeal, appeal_id))
 
 
-@router.post("/appeals/{appeal_id}/decision")
+@router.post(
+    "/appeals/{appeal_id}/decision",
+    responses=answers(
+        {
+            NotFoundError: NO_APPEAL,
+            ForbiddenError: "the key's owner made the appealed decision, or it was taken on "
+            "an escalated item and the key is no admin's",
+            ConflictError: "the appeal is resolved already",
+            StorageError: KEYED_WRITE_DOWN,
+        }
+    ),
+)
 async def decide_appeal(
     appeal_id: ItemId,
     body: AppealDecisionRequest,
@@ -475,7 +566,7 @@ async def decide_appeal(
     )
 
 
-@router.post("/registrations/check", dependencies=[Depends(anyone)])
+@router.post("/registrations/check", dependencies=[Depends(anyone)], responses=READS)
 async def check_registration(body: RegistrationRequest, found: Found) -> views.Registration:
     """Refused for a blacklisted subject, or a name equal or near-equal to a closed account's."""
     return await run_in_threadpool(

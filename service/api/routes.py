@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from fastapi import Request, Response
@@ -12,12 +12,57 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from service.api.auth import authenticate, required_roles
+from service.api.schemas import Problem
+from service.review.items import ConflictError, ForbiddenError, NotFoundError
+from service.storage import StorageError
 
 KEY_HEADER = "Idempotency-Key"
 """The header a write a client may retry takes (:attr:`JsonRoute.takes_key`)."""
 NOT_UTF8 = "the body is not UTF-8, so it is not JSON"
 UNREADABLE = "JSON decode error"
 """FastAPI's words for a body that is not JSON, which the refusals here begin with too."""
+
+
+REFUSALS: dict[type[Exception], int] = {
+    NotFoundError: 404,
+    ForbiddenError: 403,
+    ConflictError: 409,
+    StorageError: 503,
+}
+"""The errors of the review rules and of storage a route may raise, and the status app.py
+answers each with (a subclass as its class), the error's words its ``detail``."""
+
+Answers = dict[int | str, dict[str, Any]]
+"""A route's ``responses``, as FastAPI takes them."""
+
+STORAGE_DOWN = "storage is unavailable, or did not answer within storage_deadline_s"
+"""Why a route that reads or writes storage answers 503 (:data:`REFUSALS`' ``StorageError``)."""
+KEYED_WRITE_DOWN = (
+    f"{STORAGE_DOWN} (the change may still be made: a retry with the same Idempotency-Key "
+    "makes it once)"
+)
+"""The same for a write that takes the :data:`KEY_HEADER` (app.py's ``WRITE_UNANSWERED``)."""
+
+
+def answers(reasons: Mapping[type[Exception] | int, str]) -> Answers:
+    """The ``responses`` of a route that fails for each of ``reasons``: an error of
+    :data:`REFUSALS` it may raise, or a status its own code answers, with the words a client
+    tells that failure by; the reasons of one status are joined. What every route of its kind
+    may answer (the guard's, the edge's) is not for the route to list: app.py adds it."""
+    said: dict[int, list[str]] = {}
+    for reason, words in reasons.items():
+        status = reason if isinstance(reason, int) else refused_with(reason)
+        said.setdefault(status, []).append(words)
+    return {
+        status: {"model": Problem, "description": "; or ".join(told)}
+        for status, told in said.items()
+    }
+
+
+def refused_with(error: type[Exception]) -> int:
+    """The status app.py answers ``error`` with: its own class's in :data:`REFUSALS`, or its
+    nearest base's."""
+    return REFUSALS[next(kind for kind in error.__mro__ if kind in REFUSALS)]
 
 
 def invalid(loc: tuple[str | int, ...], msg: str, kind: str = "value_error") -> Exception:

@@ -2,47 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import ValidationError
 
 from service.api.auth import require
-from service.api.routes import JsonRoute, invalid
-from service.api.schemas import BatchRequest, BatchResponse, ItemError, ItemProblem, Problem
+from service.api.routes import JsonRoute, answers, invalid
+from service.api.schemas import BatchRequest, BatchResponse, ItemError, ItemProblem
 from service.api.state import Found
 from service.record import Post, ScoreRecord, cut
 from service.scoring import IdConflict, NotKept
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "missing, malformed or unknown API key"},
-    403: {"model": Problem, "description": "the key's role may not score"},
-    409: {
-        "model": Problem,
-        "description": "the post id belongs to another account, or was scored before with "
-        "another text (an edited post needs an id of its own)",
-    },
-    408: {
-        "model": Problem,
-        "description": "the body did not arrive within body_read_timeout_s; the connection "
-        "is closed",
-    },
-    413: {"model": Problem, "description": "a text or the body is over the limit"},
-    429: {"model": Problem, "description": "rate limit; see Retry-After"},
-    503: {
-        "model": Problem,
-        "description": "overloaded (too many posts waiting for the model), the API key "
-        "cannot be verified (storage down, or no answer within storage_deadline_s), or a "
-        "record the policy keeps could be neither stored nor spooled (storage down and the "
-        "spool's disk full); see Retry-After",
-    },
-}
+OVERLOADED = "overloaded: too many posts waiting for the model"
 
 RETRY_AFTER = {"Retry-After": "1"}
 """When to send again a post whose record was not kept, as the server's other 503s say: on the
 single post's 503, and on a batch with a 503 entry (whose other entries stand)."""
 
-router = APIRouter(prefix="/v1", tags=["scoring"], responses=ERRORS, route_class=JsonRoute)
+router = APIRouter(prefix="/v1", tags=["scoring"], route_class=JsonRoute)
 publisher = require("publisher", "admin")
 
 
@@ -52,7 +28,19 @@ def _too_long(post: Post, limit: int) -> str | None:
     return None
 
 
-@router.post("/score", dependencies=[Depends(publisher)])
+@router.post(
+    "/score",
+    dependencies=[Depends(publisher)],
+    responses=answers(
+        {
+            409: "the post id belongs to another account, or was scored before with another "
+            "text (an edited post needs an id of its own)",
+            413: "the text is over max_text_chars",
+            503: f"{OVERLOADED}; or a record the policy keeps could be neither stored nor "
+            "spooled (storage down and the spool's disk full)",
+        }
+    ),
+)
 async def score(post: Post, found: Found) -> ScoreRecord:
     """Score one post. ``degraded`` is true when storage was out of reach: the record is then
     kept in a local spool and stored when storage answers again."""
@@ -68,7 +56,9 @@ async def score(post: Post, found: Found) -> ScoreRecord:
     return answer
 
 
-@router.post("/score/batch", dependencies=[Depends(publisher)])
+@router.post(
+    "/score/batch", dependencies=[Depends(publisher)], responses=answers({503: OVERLOADED})
+)
 async def score_batch(body: BatchRequest, found: Found, response: Response) -> BatchResponse:
     """Score up to ``max_batch_posts`` posts (256 unless configured); records come back in input
     order, and a post that cannot be scored gets an error entry in its place (422 invalid, 413
