@@ -2746,7 +2746,7 @@ def test_a_key_of_a_console_user_is_that_person_in_the_separation_of_duty_checks
 ) -> None:
     """One person, two ways in: what wang escalates in the console or with wang's key, neither
     wang's key nor wang's session decides, and zhou's decision is not zhou's appeal to
-    resolve, whichever way zhou comes; the records name the person. A key of nobody's acts as
+    resolve, whichever way zhou comes, nor wang's; the records name the person. A key of nobody's acts as
     its key id, as before."""
     review, policy = api.services.review, api.services.scoring.policy
     repository = api.services.scoring.repository
@@ -2809,10 +2809,13 @@ def test_a_key_of_a_console_user_is_that_person_in_the_separation_of_duty_checks
             f"/console/appeals/{appeal_id}/decision", data={"csrf": token, "action": "uphold"}
         )
         assert refusal_of(page.text) == TEXT["refusal.own_escalated_decision"][0]
-    # wang, who decided neither, resolves the one zhou decided with a key
+    # nor wang's, who escalated both: a third admin resolves the one zhou decided with a key
     url = f"/v1/appeals/{appeals[by_key]}/decision"
-    resolved = api.client.post(url, json={"action": "reject"}, headers=api.headers(wang_key))
-    assert (resolved.status_code, resolved.json()["resolved_by"]) == (200, "wang")
+    escalators = api.client.post(url, json={"action": "reject"}, headers=api.headers(wang_key))
+    assert escalators.status_code == 403 and "item you escalated" in escalators.json()["detail"]
+    zhao_key = security.create_key(repository, "admin", owner="zhao")
+    resolved = api.client.post(url, json={"action": "reject"}, headers=api.headers(zhao_key))
+    assert (resolved.status_code, resolved.json()["resolved_by"]) == (200, "zhao")
     records = [
         (entry.kind, entry.payload["reviewer"])
         for entry in review.audit_entries()
@@ -2823,7 +2826,7 @@ def test_a_key_of_a_console_user_is_that_person_in_the_separation_of_duty_checks
         ("review.decision", "wang"),
         ("review.decision", "zhou"),
         ("review.decision", "zhou"),
-        ("appeal.decision", "wang"),
+        ("appeal.decision", "zhao"),
     ]
     # a key of nobody's is its key id: its escalation is another's than wang's to decide
     nobody = nobodys.split("_")[1]
