@@ -2629,7 +2629,7 @@ def test_the_reviewer_whose_decision_is_appealed_is_offered_no_resolution_of_it(
     (item,) = review.list_items(policy).items
     review.decide(policy, item.id, "wang", "confirm", "rumor", "art18.6")
     appeal = review.file_appeal(
-        policy, account_id="a1", item_id=item.id, reason="误判", filed_by="li"
+        policy, account_id="a1", item_id=item.id, reason="误判", filed_by="k"
     )
 
     def row(page: str) -> str:
@@ -2647,6 +2647,53 @@ def test_the_reviewer_whose_decision_is_appealed_is_offered_no_resolution_of_it(
     sign_in(api, "li")
     theirs = row(api.client.get("/console/appeals").text)
     assert offered(theirs) and TEXT["own_decision"][0] not in theirs
+
+
+def test_the_reviewer_who_filed_an_appeal_resolves_it_neither_in_the_console_nor_by_key(
+    api: Api,
+) -> None:
+    """An appeal li filed on the holder's behalf is not li's to uphold or reject, on the page,
+    by a form sent all the same, or with li's key: one person would ask for wang's
+    confirmation to be reversed and reverse it. Another reviewer resolves it."""
+    review, policy = api.services.review, api.services.scoring.policy
+    assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+    api.settle()
+    (item,) = review.list_items(policy).items
+    review.decide(policy, item.id, "wang", "confirm", "rumor", "art18.6", role="admin")
+    token = sign_in(api, "li")
+    filed = api.client.post(
+        "/console/appeals",
+        data={"csrf": token, "account_id": "a1", "item_id": str(item.id), "reason": "误判"},
+        follow_redirects=False,
+    )
+    assert filed.status_code == 303, filed.text
+    (appeal,) = review.list_appeals(status="pending").appeals
+    page = api.client.get("/console/appeals").text
+    row = page.split(f'data-appeal="{appeal.id}"')[1].split("</tr>", maxsplit=1)[0]
+    assert 'class="uphold" disabled' in row and TEXT["own_filing"][0] in row
+    refused = api.client.post(
+        f"/console/appeals/{appeal.id}/decision",
+        data={"csrf": token, "action": "uphold", "once": "x" * 43},
+    )
+    assert refusal_of(refused.text) == TEXT["refusal.own_filing"][0]
+    li_key = security.create_key(api.services.scoring.repository, "reviewer", owner="li")
+    sent = api.client.post(
+        f"/v1/appeals/{appeal.id}/decision",
+        json={"action": "uphold"},
+        headers=api.headers(li_key),
+    )
+    assert sent.status_code == 403 and "filed it" in sent.json()["detail"]
+    assert review.get_appeal(appeal.id).status == "pending"
+    api.client.cookies.clear()
+    token = sign_in(api, "zhao")
+    assert TEXT["own_filing"][0] not in api.client.get("/console/appeals").text
+    upheld = api.client.post(
+        f"/console/appeals/{appeal.id}/decision",
+        data={"csrf": token, "action": "uphold"},
+        follow_redirects=False,
+    )
+    assert upheld.status_code == 303
+    assert review.get_appeal(appeal.id).status == "upheld"
 
 
 def escalated_appeal(api: Api) -> views.Appeal:
@@ -2746,8 +2793,8 @@ def test_a_key_of_a_console_user_is_that_person_in_the_separation_of_duty_checks
 ) -> None:
     """One person, two ways in: what wang escalates in the console or with wang's key, neither
     wang's key nor wang's session decides, and zhou's decision is not zhou's appeal to
-    resolve, whichever way zhou comes, nor wang's; the records name the person. A key of nobody's acts as
-    its key id, as before."""
+    resolve, whichever way zhou comes, nor wang's; the records name the person. A key of
+    nobody's acts as its key id, as before."""
     review, policy = api.services.review, api.services.scoring.policy
     repository = api.services.scoring.repository
     for i, text in enumerate((RUMOR, MILK, VIOLATIONS[0])):

@@ -145,6 +145,11 @@ def test_appeal_window_deadline_and_resolver(policy: Policy) -> None:
     with pytest.raises(items.ForbiddenError) as own:
         appeals.check_resolver("a1", "a2", escalated_by=["a2"], role="admin")
     assert own.value.reason == "own_escalation"
+    # nor one they filed on the holder's behalf: one person would ask and answer
+    with pytest.raises(items.ForbiddenError) as filed:
+        appeals.check_resolver("r1", "r2", filed_by="r2")
+    assert filed.value.reason == "own_filing"
+    appeals.check_resolver("r1", "r2", filed_by="r3")
     assert appeals.overdue("pending", T0, T0 + timedelta(seconds=1))
     assert not appeals.overdue("upheld", T0, T0 + timedelta(seconds=1))
 

@@ -158,6 +158,10 @@ TEXT: dict[str, tuple[str, str]] = {
         "原决定针对已上报的条目:由管理员处理申诉",
         "The decision appealed was taken on an escalated item: an admin resolves it",
     ),
+    "own_filing": (
+        "申诉由你代为提交:交由其他审核员处理",
+        "You filed this appeal: another reviewer resolves it",
+    ),
     "sent_otherwise": (
         "该表单已提交过,内容不同:本次未执行任何操作。请重新打开页面再处理",
         "This form was sent already with other values: nothing was done this time. Open the "
@@ -526,6 +530,10 @@ TEXT: dict[str, tuple[str, str]] = {
         "原决定针对已上报的条目:申诉由管理员处理,审核员不能处理",
         "The decision appealed was taken on an escalated item: an admin resolves its appeal, "
         "not a reviewer",
+    ),
+    "refusal.own_filing": (
+        "申诉交由提交者以外的审核员处理",
+        "An appeal is resolved by a reviewer other than the one who filed it",
     ),
     "refusal.no_item": ("没有条目 {item_id}", "No review item {item_id}"),
     "refusal.no_account": ("没有账号“{account_id}”", "No account {account_id!r}"),

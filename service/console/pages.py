@@ -456,12 +456,17 @@ async def show_appeals(
     page = await who.call(
         who.found.review.list_appeals, status=shown, cursor=position, limit=PAGE_SIZE
     )
-    pending = [a.item_id for a in page.appeals if a.status == "pending"]
-    deciders = await who.call(who.console.reads.deciders, pending) if pending else {}
+    pending = [a for a in page.appeals if a.status == "pending"]
+    deciders: dict[int, tuple[str, list[str]]] = {}
+    filers: dict[int, str] = {}
+    if pending:
+        deciders = await who.call(who.console.reads.deciders, [a.item_id for a in pending])
+        filers = await who.call(who.console.reads.filers, [a.id for a in pending])
     held = {
         a.id: why
-        for a in page.appeals
-        if a.item_id in deciders and (why := resolution_held_back(who, *deciders[a.item_id]))
+        for a in pending
+        if a.item_id in deciders
+        and (why := resolution_held_back(who, *deciders[a.item_id], filers.get(a.id)))
     }
     next_url = None
     if page.next:
@@ -477,12 +482,15 @@ async def show_appeals(
     )
 
 
-def resolution_held_back(who: Viewer, decided_by: str, escalated_by: list[str]) -> str | None:
-    """Why the rule refuses ``who`` the resolution of an appeal of a decision by ``decided_by``
-    (their own; an escalated item's, for a reviewer and for whoever escalated it), the reason of
-    the API's 403; None where it does not. The appeal's row says it and offers neither action."""
+def resolution_held_back(
+    who: Viewer, decided_by: str, escalated_by: list[str], filed_by: str | None
+) -> str | None:
+    """Why the rule refuses ``who`` the resolution of an appeal, filed by ``filed_by``, of a
+    decision by ``decided_by`` (their own; an escalated item's, for a reviewer and for whoever
+    escalated it; one they filed), the reason of the API's 403; None where it does not. The
+    appeal's row says it and offers neither action."""
     try:
-        check_resolver(decided_by, who.name, escalated_by, who.role)
+        check_resolver(decided_by, who.name, escalated_by, who.role, filed_by)
     except ForbiddenError as exc:
         return exc.reason
     return None

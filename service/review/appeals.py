@@ -48,12 +48,15 @@ def check_resolver(
     resolver: str,
     escalated_by: Collection[str] = (),
     role: str = "reviewer",
+    filed_by: str | None = None,
 ) -> None:
     """Raise :class:`ForbiddenError` unless ``resolver``, of ``role``, may resolve an appeal
     of a decision by ``decided_by``: not their own, and one an escalation led to (by
     ``escalated_by``, those who escalated the item) only as a role it went to
     (:data:`items.ESCALATED_TO`), whose decision a reviewer's upholding would undo, and not as
-    one who escalated it, whom the item's decision was kept from as it is from its escalator."""
+    one who escalated it, whom the item's decision was kept from as it is from its escalator;
+    nor one they filed themselves (``filed_by``: a console user who filed it on the holder's
+    behalf), so that no one person both asks for a decision to be reversed and reverses it."""
     if decided_by == resolver:
         # the one who decided an escalated item is an admin, whom another admin, not any
         # reviewer, relieves of the appeal
@@ -63,6 +66,8 @@ def check_resolver(
     if resolver in escalated_by:
         # an admin who escalated: upholding would undo the decision they could not take
         raise ForbiddenError("own_escalation")
+    if resolver == filed_by:
+        raise ForbiddenError("own_filing")
 
 
 def overdue(status: str, deadline: datetime, now: datetime) -> bool:

@@ -38,6 +38,7 @@ REASONS: dict[str, str] = {
     "other than the one who escalated it resolves its appeal, as another decided the item",
     "escalated_appeal": "the appealed decision was taken on an escalated item: an admin (role "
     "'admin') resolves its appeal, not a reviewer",
+    "own_filing": "an appeal is resolved by a reviewer other than the one who filed it",
     "subject_kept": "account {account_id!r} has a subject already; it is never replaced, since "
     "re-registration is checked against it (art8, art10)",
     "subject_blacklisted": "the subject's account {account} is blacklisted",

@@ -450,6 +450,15 @@ class ConsoleReads:
                     final[item_id] = by
         return {item_id: (by, sorted(up.get(item_id, ()))) for item_id, by in final.items()}
 
+    def filers(self, appeal_ids: Collection[int]) -> dict[int, str]:
+        """Who filed each of ``appeal_ids`` (a key's id, or the console user who filed it on
+        the holder's behalf, whom its resolution is then kept from)."""
+        query = select(StoredAppeal.id, StoredAppeal.filed_by).where(
+            StoredAppeal.id.in_(list(appeal_ids))
+        )
+        with Session(self.engine) as session:
+            return {appeal_id: by for appeal_id, by in session.execute(query)}
+
 
 def _decision_row(decision: ReviewDecision) -> DecisionRow:
     return DecisionRow(

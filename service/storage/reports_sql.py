@@ -235,7 +235,11 @@ class ReportsSql(ReviewSql):
                 raise ConflictError("appeal_resolved", appeal_id=appeal_id, status=appeal.status)
             decided_by = final_decision(tx.session, appeal.item_id).reviewer
             appeal_rules.check_resolver(
-                decided_by, reviewer, escalators(tx.session, appeal.item_id), role
+                decided_by,
+                reviewer,
+                escalators(tx.session, appeal.item_id),
+                role,
+                filed_by=appeal.filed_by,
             )
             appeal.status = "upheld" if action == "uphold" else "rejected"
             appeal.resolved_by, appeal.resolved_at, appeal.note = reviewer, tx.now, note
