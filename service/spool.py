@@ -51,7 +51,8 @@ REJECTED = "rejected"
 class Spool:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
+        # the owner's alone: spooled records hold the posts' texts and their accounts
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._live: IO[bytes] | None = None
         self._live_path: Path | None = None

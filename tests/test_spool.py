@@ -328,3 +328,10 @@ def test_a_live_file_a_drain_takes_before_it_is_locked_is_not_appended_to(
     spool.close()
     assert other.drain(store.write, store.ping) == 1
     assert list(store.records) == ["acknowledged"]
+
+
+def test_the_spool_folder_is_its_owners_alone(tmp_path: Path) -> None:
+    """Spooled records hold posts' texts and accounts: no other user of the host reads them."""
+    spool = Spool(tmp_path / "state" / "spool")
+    spool.append([Pending(record("p1"), enqueue=False)])
+    assert (tmp_path / "state" / "spool").stat().st_mode & 0o777 == 0o700

@@ -769,3 +769,29 @@ def test_two_adds_of_one_rumour_at_once_bank_it_once(repo: SqlRepository) -> Non
         adder.join()
     assert sorted(outcomes) == ["banked", "refused"]
     assert len(repo.rumors()) == 1
+
+
+def test_a_new_sqlite_database_and_its_journal_are_their_owners_alone(tmp_path: Path) -> None:
+    """It holds posts, reports, appeals and the console users' password hashes; a file that is
+    there already keeps its mode, and a command that only reads creates none."""
+    path = tmp_path / "state" / "qinglang.db"
+    assert make_engine(f"sqlite:///{tmp_path / 'read.db'}", 2.0, read_only=True)
+    assert not (tmp_path / "read.db").exists()
+    upgrade(f"sqlite:///{path}")
+    repo = open_repository(f"sqlite:///{path}", 2.0)
+    try:
+        repo.save_records([Pending(record("p1"), False)])
+        wal = path.with_name(path.name + "-wal")
+        assert [p.stat().st_mode & 0o777 for p in (path, wal)] == [0o600, 0o600]
+    finally:
+        repo.close()
+    kept = tmp_path / "kept.db"
+    kept.touch(mode=0o640)
+    make_engine(f"sqlite:///{kept}", 2.0).dispose()
+    assert kept.stat().st_mode & 0o777 == 0o640 & ~current_umask()
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -7,7 +7,9 @@ with the check of the subject key its digests were made with, and the driver's e
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,15 @@ def shown_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _owners_alone(path: Path) -> None:
+    """Make the SQLite file ``path``, where there is none yet, readable by its owner alone: it
+    holds posts, reports, appeals and the console users' password hashes, and SQLite gives
+    its WAL and shared-memory files the same mode. An empty file is a new database to SQLite;
+    one there already keeps its mode."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def make_engine(url: str, timeout_s: float, *, read_only: bool = False) -> Engine:
     """An engine whose every wait (connect, pool, lock, statement) ends within about
     ``timeout_s``, so that a stuck database turns into a degraded answer, not a stuck request,
@@ -53,6 +64,8 @@ def make_engine(url: str, timeout_s: float, *, read_only: bool = False) -> Engin
             folder = Path(parsed.database).parent
             try:
                 folder.mkdir(parents=True, exist_ok=True)
+                if not read_only and parsed.database != ":memory:":
+                    _owners_alone(Path(parsed.database))
             except OSError as exc:
                 raise StorageError(f"cannot make {folder} for the database: {exc}") from exc
         engine = create_engine(
