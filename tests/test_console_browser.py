@@ -232,13 +232,21 @@ def overdue_report_stands_out(page: Page, console: Console) -> None:
     expect(page.locator("tr.overdue")).to_contain_text("<b>举报</b>")
 
 
-def appeal_is_upheld(page: Page, console: Console, item_url: str) -> None:
-    """Filed and upheld by another person than the one who confirmed: credit comes back."""
+def appeal_is_filed(page: Page, console: Console, item_url: str) -> None:
+    """Filed on the holder's behalf by the reviewer who confirmed, who resolves it not."""
     page.goto(f"{console.url}/console/appeals")
     page.fill("#appeal-account", "acc1")
     page.fill("#appeal-item", item_url.rsplit("/", 1)[1])
     page.fill("#appeal-reason", "已辟谣,属误判")
     page.click("#file-appeal button")
+    row = page.locator("tr[data-appeal]").first
+    expect(row.locator("[data-status]")).to_have_text("待处理")
+    expect(row.locator("button.uphold")).to_be_disabled()
+
+
+def appeal_is_upheld(page: Page, console: Console, item_url: str) -> None:
+    """Upheld by another person than the one who confirmed and filed it: credit comes back."""
+    page.goto(f"{console.url}/console/appeals")
     row = page.locator("tr[data-appeal]").first
     expect(row.locator("[data-status]")).to_have_text("待处理")
     # Enter in the note upholds nothing: only the Uphold and Reject buttons decide
@@ -301,6 +309,7 @@ def test_review_confirm_appeal_and_roles_in_a_browser(console: Console, browser:
     for admin_page in ("dashboard", "bank"):  # a reviewer cannot open admin pages
         response = page.goto(f"{console.url}/console/{admin_page}")
         assert response is not None and response.status == 403
+    appeal_is_filed(page, console, item_url)
     sign_out(page)
 
     sign_in(page, console, "wang")
