@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from service.policy import Policy
 from service.review import dispositions, protected, views
-from service.storage.credit_steps import active_kinds, active_now, apply_disposition
+from service.storage.credit_steps import active_kinds, active_now, apply_disposition, locked_account
 from service.storage.tables import (
     HeldName,
     ProtectedNameSubject,
@@ -142,7 +142,7 @@ def terminate(tx: Tx, suspension: StoredDisposition) -> views.Disposition:
 
 
 def still_uncorrected(
-    tx: Tx, account: StoredAccount, lifted: Sequence[views.Disposition]
+    tx: Tx, account_id: str, lifted: Sequence[views.Disposition]
 ) -> list[views.Disposition]:
     """The termination an account closed already when its art8 suspension ended
     (``closed_already``) is due once that close is ``lifted`` (by an upheld appeal of another
@@ -150,17 +150,16 @@ def still_uncorrected(
     stood in for the termination, and the name calls for one still. A close that began after
     the suspension settled stood in for nothing (the name was cleared then, or terminated)."""
     step = protected.termination(tx.policy)
-    if step.kind in active_kinds(tx, account.account_id):
-        return []
+    # most upheld appeals lift no close: nothing to read then
     closes = [d.starts_at for d in lifted if d.kind == step.kind]
-    if not closes:
+    if not closes or step.kind in active_kinds(tx, account_id):
         return []
     # settled and never lifted: an appeal of the impersonation lifts its suspension too
     settled = tx.session.scalar(
         select(StoredDisposition)
         .join(ReviewItem, ReviewItem.id == StoredDisposition.item_id)
         .where(
-            StoredDisposition.account_id == account.account_id,
+            StoredDisposition.account_id == account_id,
             StoredDisposition.kind.in_(protected.suspensions(tx.policy.dispositions)),
             ReviewItem.kind == protected.KIND,
             StoredDisposition.settled_at.is_not(None),
@@ -173,6 +172,8 @@ def still_uncorrected(
     if settled is None:
         return []
     lock_protected_names(tx, shared=True)
+    # locked by the appeal's reversal already
+    account = locked_account(tx, account_id)
     return [terminate(tx, settled)] if unauthorised(tx.session, account) else []
 
 

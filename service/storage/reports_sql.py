@@ -13,7 +13,7 @@ from service.review import appeals as appeal_rules
 from service.review import chain, views
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.items import EARLIER, ConflictError, NotFoundError, Violation
-from service.storage.credit_steps import accounts_of, locked_account, reverse
+from service.storage.credit_steps import accounts_of, reverse
 from service.storage.item_steps import (
     after_cursor,
     charged_already,
@@ -254,8 +254,7 @@ class ReportsSql(ReviewSql):
                 # a close lifted that stood in for art8's termination of a name still
                 # uncorrected gives way to the termination
                 lifted = [d for d in reversed_ if isinstance(d, views.Disposition)]
-                account = locked_account(tx, appeal.account_id)
-                reversed_ += still_uncorrected(tx, account, lifted)
+                reversed_ += still_uncorrected(tx, appeal.account_id, lifted)
             return appeal_view(appeal, tx.now, reversed_)
 
         return self._once(policy, now, idem, views.Appeal, run)
