@@ -58,7 +58,6 @@ class Run:
     engine: str
     evidence: bool
     posts_s: float
-    wall_s: float
     cpu_s: float
     peak_mib: float
     output: Path
@@ -154,9 +153,7 @@ def measure(engine: Engine, source: Path, posts: int) -> Run:
     wall = time.perf_counter() - started
     if process.returncode != 0:
         raise SystemExit(f"{engine.name} failed:\n{err[-3000:]}")
-    return Run(
-        engine.name, engine.evidence, posts / wall, wall, sum(cpu.values()), peak / 2**20, output
-    )
+    return Run(engine.name, engine.evidence, posts / wall, sum(cpu.values()), peak / 2**20, output)
 
 
 def table(runs: list[Run], posts: int, rounds: int, identical: bool, alike: bool) -> str:

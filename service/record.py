@@ -23,7 +23,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from service.heads import Head, Risk
+from service.heads import Risk
 from service.normalise import shows_nothing
 
 Decision = Literal["pass", "review", "block"]
@@ -393,6 +393,3 @@ def text_decision(record: ScoreRecord) -> Decision:
         if TEXT_DECISION in reason.evidence:
             return cast(Decision, reason.evidence[TEXT_DECISION])
     return record.decision
-
-
-HeadProbabilities = dict[Head, float]

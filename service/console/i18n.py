@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from jinja2 import pass_context
@@ -15,7 +15,6 @@ from service.policy.provisions import UNKNOWN
 from service.review.refusals import RefusedError
 
 Language = Literal["zh", "en"]
-LANGUAGES: tuple[Language, ...] = get_args(Language)
 
 TEXT: dict[str, tuple[str, str]] = {
     "title": ("清朗 审核台", "qinglang review console"),

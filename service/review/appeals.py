@@ -11,7 +11,6 @@ from service.review import items
 from service.review.items import ConflictError, ForbiddenError
 
 AppealAction = Literal["uphold", "reject"]
-APPEAL_ACTIONS: tuple[AppealAction, ...] = get_args(AppealAction)
 AppealStatus = Literal["pending", "upheld", "rejected"]
 APPEAL_STATUSES: tuple[AppealStatus, ...] = get_args(AppealStatus)
 
