@@ -1,5 +1,6 @@
-"""Helpers for the service's tests: policies that force a decision, records, a TCP proxy that can
-refuse connections like a database that went away, ``qinglang serve`` in a process of its own."""
+"""Helpers for the service's tests: policies that force a decision, records, rumours of the
+bank, a TCP proxy that can refuse connections like a database that went away, ``qinglang serve``
+in a process of its own."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ from service.security import create_key
 from service.settings import Settings
 from service.storage import upgrade
 from service.storage.database import alembic_config, make_engine
-from service.storage.repository import Role
+from service.storage.repository import Role, StoredRumor
 from service.subject_key import installed as installed_subject_key
 
 
@@ -73,6 +75,22 @@ def record(post_id: str, decision: Decision = "review", model: str = "sha256:m1"
         reasons=[],
         model_version=model,
         policy_version="p1",
+    )
+
+
+def banked_rumour(near: NearDuplicates, text: str) -> StoredRumor:
+    """A bank entry of ``text`` as ``near`` fingerprints it, added by the key ``k1``."""
+    signature = near.signature_of(text, None)
+    assert signature is not None
+    return StoredRumor(
+        rumor_id="r1",
+        text=text,
+        post_id=None,
+        notice="自来水厂已辟谣：水质正常",
+        fingerprint=near.fingerprinter.version,
+        signature=signature.tobytes(),
+        created_at=datetime.now(UTC),
+        created_by="k1",
     )
 
 
@@ -238,6 +256,22 @@ def open_api(
         services: Services = app.state.services
         key = create_key(services.scoring.repository, "publisher")
         yield Api(client=client, services=services, key=key, url=database_url)
+
+
+def open_impatient_api(
+    tmp_path: Path, database_file: str, classifier: Classifier, **options: Any
+) -> contextlib.AbstractContextManager[Api]:
+    """:func:`open_api` on a SQLite file of ``tmp_path`` whose storage is given up at 0.3 s and
+    not tried again within a test, so that a hung write answers at once."""
+    return open_api(
+        tmp_path,
+        f"sqlite:///{tmp_path / database_file}",
+        classifier,
+        db_timeout_s=0.1,
+        storage_deadline_s=0.3,
+        storage_retry_s=3600,
+        **options,
+    )
 
 
 @contextmanager

@@ -29,6 +29,7 @@ from servicekit import (
     free_port,
     migrate,
     open_api,
+    open_impatient_api,
     serve,
     wait_for,
     write_policy,
@@ -557,14 +558,7 @@ def test_a_key_never_seen_while_storage_hangs_gets_503_at_the_deadline_and_known
     tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
-    with open_api(
-        tmp_path,
-        f"sqlite:///{tmp_path / 'keys.db'}",
-        pipeline.classifier,
-        db_timeout_s=0.1,
-        storage_deadline_s=0.3,
-        storage_retry_s=3600,
-    ) as api:
+    with open_impatient_api(tmp_path, "keys.db", pipeline.classifier) as api:
         scoring = api.services.scoring
         assert api.score({"id": "warm", "text": RUMOR}).json()["degraded"] is False  # known
         new, newer = api.new_key("publisher"), api.new_key("publisher")
@@ -715,14 +709,7 @@ def test_a_read_storage_does_not_answer_in_time_says_so_and_not_that_a_change_ma
     profile, a protected name or a rumour added or removed), not where it takes none (a
     claim); a profile retried with its key once storage answers is set once."""
     monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
-    with open_api(
-        tmp_path,
-        f"sqlite:///{tmp_path / 'late.db'}",
-        pipeline.classifier,
-        db_timeout_s=0.1,
-        storage_deadline_s=0.3,
-        storage_retry_s=3600,
-    ) as api:
+    with open_impatient_api(tmp_path, "late.db", pipeline.classifier) as api:
         scoring = api.services.scoring
         repository = scoring.repository
         assert isinstance(repository, SqlRepository)
@@ -793,14 +780,8 @@ def test_a_bank_change_whose_reload_storage_does_not_answer_is_answered_as_made(
     next periodic refresh loads the change, and a copy scored after it matches the entry. A
     retry with the key gets the first answer, the change made once."""
     monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
-    with open_api(
-        tmp_path,
-        f"sqlite:///{tmp_path / 'bank.db'}",
-        pipeline.classifier,
-        db_timeout_s=0.1,
-        storage_deadline_s=0.3,
-        storage_retry_s=3600,
-        neardup_bank_refresh_s=0.5,
+    with open_impatient_api(
+        tmp_path, "bank.db", pipeline.classifier, neardup_bank_refresh_s=0.5
     ) as api:
         scoring, bank = api.services.scoring, api.services.neardup.bank
         repository = scoring.repository
@@ -856,14 +837,7 @@ def test_readyz_leaves_a_migration_to_the_maintenance(
     storage marked down as not answering, while it went on (and could meet the maintenance's
     own migration)."""
     monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
-    with open_api(
-        tmp_path,
-        f"sqlite:///{tmp_path / 'short.db'}",
-        pipeline.classifier,
-        db_timeout_s=0.1,
-        storage_deadline_s=0.3,
-        storage_retry_s=3600,
-    ) as api:
+    with open_impatient_api(tmp_path, "short.db", pipeline.classifier) as api:
         scoring = api.services.scoring
         assert isinstance(scoring.repository, SqlRepository)
         with scoring.repository.engine.begin() as connection:

@@ -325,23 +325,27 @@ def ignore_xfsz_and_cap_files(size: int) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
 
 
+def rescore_in_parts(
+    source: Path, output: Path, file_cap: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``qinglang rescore`` with the stand-in scorer, one worker, checkpointed every 100 posts;
+    with ``file_cap``, a file it writes cannot grow past that many bytes."""
+    args: list[str | Path] = [source, "-o", output, "--workers", "1", "--chunk-size", "50"]
+    args += ["--checkpoint-every", "100"]
+    command = [sys.executable, str(BATCHKIT), "rescore", "--no-progress", *map(str, args)]
+    capped = None if file_cap is None else lambda: ignore_xfsz_and_cap_files(file_cap)
+    return subprocess.run(
+        command, capture_output=True, text=True, check=False, timeout=300, preexec_fn=capped
+    )
+
+
 def test_a_full_disk_while_scoring_stops_the_run_with_the_checkpoint_intact(
     tmp_path: Path,
 ) -> None:
     source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     source.write_bytes(b"".join(shuffled_posts(600)))
-    args: list[str | Path] = [source, "-o", output, "--workers", "1", "--chunk-size", "50"]
-    args += ["--checkpoint-every", "100"]
-    command = [sys.executable, str(BATCHKIT), "rescore", "--no-progress", *map(str, args)]
     # each part holds 100 records (~40 KB): the first cannot be written
-    full = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-        preexec_fn=lambda: ignore_xfsz_and_cap_files(20_000),
-    )
+    full = rescore_in_parts(source, output, file_cap=20_000)
     assert full.returncode == 2
     assert (
         "qinglang rescore: error: rescore stopped: cannot write "
@@ -387,18 +391,8 @@ def test_a_full_disk_while_joining_says_what_room_the_join_needs(tmp_path: Path)
     lines = shuffled_posts(600)
     source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     source.write_bytes(b"".join(lines))
-    args: list[str | Path] = [source, "-o", output, "--workers", "1", "--chunk-size", "50"]
-    args += ["--checkpoint-every", "100"]
-    command = [sys.executable, str(BATCHKIT), "rescore", "--no-progress", *map(str, args)]
     # each part holds 100 records (~40 KB); the joined output (~240 KB) cannot be written
-    full = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-        preexec_fn=lambda: ignore_xfsz_and_cap_files(120_000),
-    )
+    full = rescore_in_parts(source, output, file_cap=120_000)
     assert full.returncode == 2
     work = tmp_path / ".out.jsonl.rescore"
     parts = sum(part.stat().st_size for part in work.glob("part-*"))
@@ -413,7 +407,7 @@ def test_a_full_disk_while_joining_says_what_room_the_join_needs(tmp_path: Path)
     assert state is not None and state["tasks_done"] == 12
     assert not output.exists()
 
-    again = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
+    again = rescore_in_parts(source, output)
     assert again.returncode == 0, again.stderr
     assert read_records(output) == [expected_record(p) for p in posts_of(lines)]
     assert "resumed        after 600 posts" in again.stderr

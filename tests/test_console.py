@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 from markupsafe import escape
 from pydantic import ValidationError
-from servicekit import Api, Held, migrate, open_api, wait_for, write_policy
+from servicekit import Api, Held, migrate, open_api, open_impatient_api, wait_for, write_policy
 from sqlalchemy import inspect, select, update
 
 from service import security
@@ -961,14 +961,7 @@ def test_a_decision_storage_does_not_answer_in_time_may_still_be_made_and_the_pa
     """A write the console gave up at ``storage_deadline_s`` goes on, and may land after the
     answer: the page says so (not that storage is down, which would have the reviewer decide
     again), and the decision sent again once it has landed is refused as made already."""
-    with open_api(
-        tmp_path,
-        f"sqlite:///{tmp_path / 'late.db'}",
-        pipeline.classifier,
-        db_timeout_s=0.1,
-        storage_deadline_s=0.3,
-        storage_retry_s=3600,
-    ) as api:
+    with open_impatient_api(tmp_path, "late.db", pipeline.classifier) as api:
         scoring, review = api.services.scoring, api.services.review
         repository = scoring.repository
         assert isinstance(repository, SqlRepository)
@@ -1000,14 +993,7 @@ def test_a_form_whose_session_check_storage_does_not_answer_says_storage_did_not
     ``storage_deadline_s``, nothing of the form was started, and the page says the database did
     not answer, not that the change may still be made (which would have the reviewer look for a
     decision that never was)."""
-    with open_api(
-        tmp_path,
-        f"sqlite:///{tmp_path / 'late.db'}",
-        pipeline.classifier,
-        db_timeout_s=0.1,
-        storage_deadline_s=0.3,
-        storage_retry_s=3600,
-    ) as api:
+    with open_impatient_api(tmp_path, "late.db", pipeline.classifier) as api:
         scoring, review = api.services.scoring, api.services.review
         repository = scoring.repository
         assert isinstance(repository, SqlRepository)

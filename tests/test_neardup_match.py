@@ -6,11 +6,11 @@ from __future__ import annotations
 import pickle
 from collections import OrderedDict
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
+from servicekit import banked_rumour
 
 from service.neardup import Finding, NearDuplicates, store
 from service.neardup.match import (
@@ -343,18 +343,7 @@ def test_ids_of_posts_not_indexed_are_forgotten_with_the_window_or_past_a_bound(
 def test_a_copy_of_a_banked_rumour_gets_the_rumour_score_and_the_notice(
     near: NearDuplicates,
 ) -> None:
-    signature = near.signature_of(TEMPLATE, None)
-    assert signature is not None
-    banked = StoredRumor(
-        rumor_id="r1",
-        text=TEMPLATE,
-        post_id=None,
-        notice="自来水厂已辟谣：水质正常",
-        fingerprint=near.fingerprinter.version,
-        signature=signature.tobytes(),
-        created_at=datetime.now(UTC),
-        created_by="k1",
-    )
+    banked = banked_rumour(near, TEMPLATE)
     stale = StoredRumor(**{**banked.__dict__, "rumor_id": "r0", "fingerprint": "other"})
     assert near.sync_bank([stale, banked]) == ["r0"]
     copy, unrelated = observe(

@@ -9,11 +9,10 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 import redis
-from servicekit import Proxy
+from servicekit import Proxy, banked_rumour
 
 from service.neardup import NearDuplicates
 from service.neardup.match import CROWD, EDITED, HELD, TAKEN, TOO_OLD, UNSHARED, Finding
@@ -22,7 +21,6 @@ from service.neardup.store import StoreUnavailableError
 from service.policy import load_policy
 from service.record import Post
 from service.settings import Settings
-from service.storage.repository import StoredRumor
 
 REDIS = os.environ.get("QINGLANG_TEST_REDIS", "redis://127.0.0.1:6379/0")
 TEMPLATE = "网传某地明天起全市停水三天，自来水厂已被污染，请大家赶紧囤水并转给家人朋友！"
@@ -153,18 +151,7 @@ def test_both_stores_list_a_rumours_copies_in_the_window_by_its_own_clock(
     # a backfill dated four days before the clock (the window is 72 hours), scored before the
     # rumour was banked: the window's newest post, not the wall clock, says what is live
     backfill = [post(i).model_copy(update={"created_at": NOW - 96 * 3600 + i}) for i in range(3)]
-    signature = either.signature_of(TEMPLATE, None)
-    assert signature is not None
-    rumour = StoredRumor(
-        rumor_id="r1",
-        text=TEMPLATE,
-        post_id=None,
-        notice="自来水厂已辟谣：水质正常",
-        fingerprint=either.fingerprinter.version,
-        signature=signature.tobytes(),
-        created_at=datetime.now(UTC),
-        created_by="k1",
-    )
+    rumour = banked_rumour(either, TEMPLATE)
     assert either.copies(rumour) == []  # a window with no post yet
     either.observe(backfill, [0.0] * 3)
     assert [m.entry.post_id for m in either.copies(rumour)] == ["p0", "p1", "p2"]

@@ -8,6 +8,7 @@ import json
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from servicekit import migrate, record
@@ -57,6 +58,26 @@ def flag(
         if i.post_id == post_id
     ]
     return item.id
+
+
+def coordinated_batch(
+    repo: SqlRepository,
+    policy: Policy,
+    merge_key: str,
+    members: list[dict[str, str]],
+    **fields: Any,
+) -> views.Item:
+    """Queue a coordinated batch of ``members`` (their posts' and accounts' ids) for review."""
+    return repo.enqueue(
+        policy,
+        kind="cluster",
+        merge_key=merge_key,
+        head="coordination",
+        severity="review",
+        reach=len(members),
+        evidence={"members": members},
+        **fields,
+    )
 
 
 def verify(repo: SqlRepository) -> list[str]:
@@ -870,16 +891,7 @@ def test_other_sources_queue_one_item_per_open_cluster_or_match(
     repo: SqlRepository, policy: Policy
 ) -> None:
     members = [{"post_id": f"c{n}", "account_id": f"acc{n}"} for n in range(30)]
-    cluster = repo.enqueue(
-        policy,
-        kind="cluster",
-        merge_key="cluster:abc",
-        head="coordination",
-        severity="review",
-        reach=len(members),
-        evidence={"members": members},
-        account_id="acc0",
-    )
+    cluster = coordinated_batch(repo, policy, "cluster:abc", members, account_id="acc0")
     again = repo.enqueue(
         policy,
         kind="cluster",
@@ -1196,16 +1208,7 @@ def test_a_post_is_charged_once_whichever_item_or_report_comes_to_it(
     own = flag(repo, "c2", "acc2")
     repo.decide(policy, own, "r1", "confirm", "coordination", "art18.4")
     members = [{"post_id": f"c{n}", "account_id": f"acc{n}"} for n in (2, 3)]
-    cluster = repo.enqueue(
-        policy,
-        kind="cluster",
-        merge_key="cluster:b1",
-        head="coordination",
-        severity="review",
-        reach=2,
-        evidence={"members": members},
-        account_id="acc2",
-    )
+    cluster = coordinated_batch(repo, policy, "cluster:b1", members, account_id="acc2")
     made = repo.decide(policy, cluster.id, "r1", "confirm", "coordination", "art18.4")
     assert [c.account_id for c in made.credits] == ["acc3"]
     assert [(u.account_id, u.charged_by) for u in made.uncharged] == [("acc2", own)]
@@ -1387,15 +1390,7 @@ def test_a_member_the_confirmation_did_not_charge_appeals_where_it_was_charged(
     own = flag(repo, "c4", "acc4")
     repo.decide(policy, own, "r1", "confirm", "coordination", "art18.4")
     members = [{"post_id": f"c{n}", "account_id": f"acc{n}"} for n in (3, 4)]
-    batch = repo.enqueue(
-        policy,
-        kind="cluster",
-        merge_key="cluster:b1",
-        head="coordination",
-        severity="review",
-        reach=2,
-        evidence={"members": members},
-    )
+    batch = coordinated_batch(repo, policy, "cluster:b1", members)
     made = repo.decide(policy, batch.id, "r1", "confirm", "coordination", "art18.4")
     assert [(u.account_id, u.charged_by) for u in made.uncharged] == [("acc4", own)]
     why = f"item {batch.id} did not charge account 'acc4' \\(item {own} did\\)"
@@ -1410,30 +1405,12 @@ def test_labels_are_of_posts_with_text_and_follow_the_appeal_of_the_posts_accoun
     repo: SqlRepository, policy: Policy
 ) -> None:
     members = [{"post_id": f"b{n}", "account_id": f"acc{n}"} for n in (1, 2)]
-    batch = repo.enqueue(
-        policy,
-        kind="cluster",
-        merge_key="cluster:b1",
-        head="coordination",
-        severity="review",
-        reach=2,
-        evidence={"members": members},
-        account_id="acc1",
-    )
+    batch = coordinated_batch(repo, policy, "cluster:b1", members, account_id="acc1")
     repo.decide(policy, batch.id, "r1", "confirm", "coordination", "art18.4")
     # an item of a post with its text that names more accounts than the post's
     members = [{"post_id": "d1", "account_id": "acc3"}, {"post_id": "d2", "account_id": "acc4"}]
-    shared = repo.enqueue(
-        policy,
-        kind="cluster",
-        merge_key="cluster:b2",
-        head="coordination",
-        severity="review",
-        reach=2,
-        evidence={"members": members},
-        post_id="d1",
-        account_id="acc3",
-        text_="正文",
+    shared = coordinated_batch(
+        repo, policy, "cluster:b2", members, post_id="d1", account_id="acc3", text_="正文"
     )
     repo.decide(policy, shared.id, "r1", "confirm", "coordination", "art18.4")
 
@@ -1794,15 +1771,7 @@ def test_every_item_opened_chains_one_enqueued_record_in_its_transaction(
     assert again.item_id == reported
     assert flag(repo, "p2", "acc2") == reported
     members = [{"post_id": f"b{n}", "account_id": f"bot{n}"} for n in range(3)]
-    batch = repo.enqueue(
-        policy,
-        kind="cluster",
-        merge_key="cluster:c1",
-        head="coordination",
-        severity="review",
-        reach=3,
-        evidence={"members": members},
-    ).id
+    batch = coordinated_batch(repo, policy, "cluster:c1", members).id
     match = repo.enqueue(
         policy,
         kind="bank_match",
