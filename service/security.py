@@ -54,8 +54,14 @@ DIGEST = re.compile(r"[0-9a-f]{64}")
 """A secret's digest as :func:`_digest` writes it."""
 MAX_UNKNOWN_IDS = 1_000
 """Key ids storage does not know, remembered apart from known keys (which they never evict)."""
-VERIFIED_KEYS_FORMAT = 1
-"""Written in the verified keys file (:class:`VerifiedKeys`); a file of another is not read."""
+VERIFIED_KEYS_FORMAT = 2
+"""Written in the verified keys file (:class:`VerifiedKeys`), whose every entry names its key's
+owner. It moved from 1 with the owners, so that an earlier release, which reads format 1 only,
+refuses this file (and writes its own) rather than taking it and writing it back without them."""
+EARLIER_VERIFIED_KEYS_FORMAT = 1
+"""Read as well: written by the releases before :data:`VERIFIED_KEYS_FORMAT`, its entries
+without an owner (keys had none), or with one (written before the number moved). A file of any
+other format is not read."""
 
 
 class AuthError(Exception):
@@ -420,16 +426,16 @@ def _parse_verified(data: bytes) -> dict[str, ApiKey]:
     """The keys of a verified keys file; ValueError naming what is wrong with it."""
     try:
         document: Any = json.loads(data)
-        if document["format"] != VERIFIED_KEYS_FORMAT:
-            raise ValueError(f"format {document['format']!r}, not {VERIFIED_KEYS_FORMAT}")
+        found = document["format"]
+        if found not in (VERIFIED_KEYS_FORMAT, EARLIER_VERIFIED_KEYS_FORMAT):
+            raise ValueError(f"format {found!r}, not {VERIFIED_KEYS_FORMAT}")
         keys = [
             ApiKey(
                 key_id=entry["key_id"],
                 digest=entry["digest"],
                 role=entry["role"],
                 created_at=datetime.fromisoformat(entry["created_at"]),
-                # absent from a file written before keys had owners
-                owner=entry.get("owner"),
+                owner=entry["owner"] if found == VERIFIED_KEYS_FORMAT else entry.get("owner"),
             )
             for entry in document["keys"]
         ]

@@ -212,25 +212,45 @@ def test_a_guard_started_while_storage_is_down_lets_in_the_keys_an_earlier_one_v
 def test_a_keys_owner_is_kept_in_the_file_and_a_file_from_before_owners_reads_unowned(
     tmp_path: Path,
 ) -> None:
-    """A server started in an outage acts for the key's owner as one that asked storage does;
-    a file written before keys had owners is read, its keys nobody's, as they were."""
+    """A server started in an outage acts for the key's owner as one that asked storage does.
+    The file's format moved with the owners (an earlier release, which reads format 1 only,
+    would have taken it and written it back without them); an earlier release's file is read,
+    its keys nobody's, as they were, and written again in this format losing none of them."""
     keys, clock = Keys(), Clock()
     owned, plain = create_key(keys, "admin", owner="王审核"), create_key(keys, "admin")
+    owned_id, plain_id = owned.split("_")[1], plain.split("_")[1]
     earlier = guard(keys, clock, tmp_path, burst=100)
     assert earlier.check(f"Bearer {owned}", ("admin",)).actor == "王审核"
-    assert earlier.check(f"Bearer {plain}", ("admin",)).actor == plain.split("_")[1]
+    assert earlier.check(f"Bearer {plain}", ("admin",)).actor == plain_id
+    file = tmp_path / "verified-keys.json"
+    document = json.loads(file.read_text())
+    assert document["format"] == 2
+    owners = {entry["key_id"]: entry["owner"] for entry in document["keys"]}
+    assert owners == {owned_id: "王审核", plain_id: None}
     keys.down = True
     restarted = guard(keys, Clock(), tmp_path, burst=100)
     who = restarted.check(f"Bearer {owned}", ("admin",))
     assert (who.owner, who.actor) == ("王审核", "王审核")
-    file = tmp_path / "verified-keys.json"
-    document = json.loads(file.read_text())
-    for entry in document["keys"]:
-        del entry["owner"]
+    # format 1 as this release wrote it before the number moved: with the owners
+    document["format"] = 1
+    file.write_text(json.dumps(document))
+    who = guard(keys, Clock(), tmp_path, burst=100).check(f"Bearer {owned}", ("admin",))
+    assert (who.owner, who.actor) == ("王审核", "王审核")
+    # as an earlier release wrote it: format 1, its keys without owners
+    document["keys"] = [
+        {name: value for name, value in entry.items() if name != "owner"}
+        for entry in document["keys"]
+        if entry["key_id"] == plain_id
+    ]
     file.write_text(json.dumps(document))
     before = guard(keys, Clock(), tmp_path, burst=100)
-    who = before.check(f"Bearer {owned}", ("admin",))
-    assert (who.owner, who.actor) == (None, owned.split("_")[1])
+    who = before.check(f"Bearer {plain}", ("admin",))
+    assert (who.owner, who.actor) == (None, plain_id)
+    keys.down = False
+    assert before.check(f"Bearer {owned}", ("admin",)).actor == "王审核"  # written again
+    document = json.loads(file.read_text())
+    assert document["format"] == 2
+    assert {entry["key_id"]: entry["owner"] for entry in document["keys"]} == owners
 
 
 def test_a_key_storage_revokes_or_forgets_leaves_the_file_and_is_refused_in_an_outage(
@@ -310,7 +330,10 @@ def test_server_processes_writing_the_file_at_once_lose_no_key(tmp_path: Path) -
         b"\xff\xfe",
         b'{"format": 1, "keys": [',
         b"[]",
-        b'{"format": 2, "keys": []}',
+        b'{"format": 3, "keys": []}',
+        # this format names every key's owner, if only as null
+        b'{"format": 2, "keys": [{"key_id": "0123456789ab", "digest": "' + b"0" * 64 + b'",'
+        b' "role": "admin", "created_at": "2026-12-06T00:00:00+00:00"}]}',
         b'{"format": 1, "keys": [{"key_id": "0123456789ab"}]}',
         b'{"format": 1, "keys": [{"key_id": "0123456789ab", "digest": "x", "role": "publisher",'
         b' "created_at": "2026-12-06T00:00:00+00:00"}]}',
