@@ -69,5 +69,7 @@ train: $(DEV_STAMP)
 eval: $(DEV_STAMP)
 	$(BIN)/python -m eval
 
+# what a run and a build (pip install . or -e ., pip wheel .) leave; ./data, the service's state
+# (its database, its subject key), is kept
 clean:
-	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache build *.egg-info

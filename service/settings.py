@@ -27,6 +27,11 @@ PACKAGE = Path(__file__).resolve().parent
 """The ``service`` package, with the data it reads at run time: in a checkout and in an installed
 wheel alike."""
 ROOT = PACKAGE.parent
+"""The repository in a checkout (an editable install included); in an installed wheel, the
+``site-packages`` folder the package lies in."""
+CHECKOUT = (ROOT / "pyproject.toml").is_file()
+"""Whether the package runs from a checkout, not from an installed wheel: a wheel puts no
+``pyproject.toml`` beside its packages."""
 
 PREFIX = "QINGLANG_"
 """Of the environment variables that set :class:`Settings`' fields."""
@@ -42,6 +47,28 @@ SHARED_METRICS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 """Turns on prometheus_client's multiprocess mode, with the folder where each process writes its
 values; read when prometheus_client is imported. ``qinglang serve`` sets it to
 :attr:`Settings.metrics_dir`."""
+
+
+def default_state_dir() -> Path:
+    """``state_dir`` where no setting names one. In a checkout its ``./data`` (ignored by git),
+    where ``make serve`` keeps it beside the code it runs. An installed package's is not beside
+    its code: ``site-packages`` is often not writable, shared by whatever runs from that
+    environment, and replaced by an upgrade, which would lose the database and the subject key.
+    It is the user's state folder instead, as the XDG base directory specification names it
+    (``$XDG_STATE_HOME/qinglang``, else ``~/.local/state/qinglang``): one per user, whichever
+    environment or working folder ``qinglang`` runs from, and kept across upgrades. Where no
+    home folder is known (a user id the system has no entry for, no ``HOME``), the working
+    folder's ``./data``."""
+    if CHECKOUT:
+        return ROOT / "data"
+    # the specification has a relative value ignored
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    if os.path.isabs(xdg):
+        return Path(xdg, "qinglang")
+    try:
+        return Path.home() / ".local" / "state" / "qinglang"
+    except RuntimeError:
+        return Path("data")
 
 
 class Settings(BaseSettings):
@@ -74,9 +101,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=MAX_WORKERS)
     """Server processes; each loads the model and runs its own inference thread."""
-    state_dir: Path = ROOT / "data"
+    state_dir: Path = Field(default_factory=default_state_dir)
     """The service's own files: the SQLite database by default, the spool, the metric values of
-    the server's processes."""
+    the server's processes. Default: :func:`default_state_dir`."""
     database_url: str | None = None
     """SQLAlchemy URL (``postgresql+psycopg://...``); default: SQLite in ``state_dir``."""
     subject_key: SecretStr | None = None
