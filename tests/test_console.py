@@ -1389,6 +1389,25 @@ def test_heads_are_shown_against_the_thresholds_the_record_was_decided_with(
     assert unknown == row
 
 
+def test_a_reason_shows_the_articles_its_record_rests_on_not_the_current_policys(
+    pipeline: Pipeline,
+) -> None:
+    policy = pipeline.policy
+    rule = policy.risks["rumor"].reason
+    assert rule.articles == ["art13", "art18.6"]
+    # scored under a policy whose rumour reason rested on art18.6 alone, in other words
+    kept = {"articles": ["art18.6"], "summary": "编造虚假信息"}
+    record = {"reasons": [{"code": rule.code, "score": 0.9, "evidence": kept}]}
+    show = partial(present.reason_rows, t=translator("zh"), zone=ZoneInfo("UTC"))
+    (row,) = show(record, policy, {"art18.6": "(六)"}, worded=partial(worded, translator("zh")))
+    assert row.articles == [("art18.6", "(六)")] and row.summary == "编造虚假信息"
+    assert row.head == "rumor"
+    # a record that kept none: the current policy's rule stands in
+    bare = {"reasons": [{"code": rule.code, "score": 0.9, "evidence": {}}]}
+    (row,) = show(bare, policy, {}, worded=partial(worded, translator("zh")))
+    assert [name for name, _ in row.articles] == rule.articles and row.summary == rule.summary
+
+
 def test_a_record_without_spans_says_why() -> None:
     def note(pending: bool, version: str = "sha256:now", warnings: tuple[str, ...] = ()) -> str:
         record = {"evidence_pending": pending, "model_version": version, "warnings": warnings}

@@ -110,21 +110,28 @@ def reason_rows(
     zone: ZoneInfo,
 ) -> list[ReasonRow]:
     """The record's reasons with the articles they rest on and their evidence in ``t``'s
-    words, its moments in ``zone``. A reason no rule of the policy gives (an account's
-    disposition that stops it publishing) has its summary in its evidence."""
+    words, its moments in ``zone``. The articles and summary are the record's own, those of
+    the policy it was scored under, which a reviewer's decision, an appeal and the audit
+    export all read; the current policy's rule for the code stands in for a record that kept
+    none, and the code's article for a reason no rule gives."""
     rules = {rule.reason.code: (risk, rule.reason) for risk, rule in policy.risks.items()}
     rows = []
     for reason in record.get("reasons", []):
         code = str(reason.get("code"))
         evidence = reason.get("evidence") or {}
         risk, rule = rules.get(code, (None, None))
-        names = rule.articles if rule else [code.rsplit(".", 1)[0]]
+        kept = evidence.get("articles")
+        if isinstance(kept, list) and kept:
+            names = [str(name) for name in kept]
+        else:
+            names = rule.articles if rule else [code.rsplit(".", 1)[0]]
+        summary = evidence.get("summary", rule.summary if rule else "")
         rows.append(
             ReasonRow(
                 code=code,
                 score=float(reason.get("score", 0.0)),
                 head=risk,
-                summary=rule.summary if rule else str(evidence.get("summary", "")),
+                summary=str(summary),
                 articles=[(name, articles.get(name, "")) for name in names],
                 facts=facts(evidence, t, worded, zone),
             )
