@@ -132,3 +132,29 @@ def test_bad_policy_files_say_what_is_wrong(tmp_path: Path, settings: Settings) 
     broken.write_bytes(text.encode("gb18030"))  # not UTF-8
     with pytest.raises(PolicyError, match=re.escape(str(broken))):
         load_policy(broken)
+
+
+def test_a_reason_code_begins_with_an_article_its_reason_rests_on(
+    tmp_path: Path, settings: Settings
+) -> None:
+    """The console offers a code's article as a confirmation's basis, and a reviewer reads the
+    legal basis from it: it must be one the reason names."""
+    text = settings.policy_file.read_text()
+    broken = tmp_path / "p.toml"
+    for wrong in ("art18.7.extreme_emotion", "art99.extreme_emotion", "extreme_emotion", "art18.5"):
+        broken.write_text(text.replace('"art18.5.extreme_emotion"', f'"{wrong}"', 1))
+        with pytest.raises(PolicyError, match=re.escape(f"reason code {wrong!r}")):
+            load_policy(broken)
+    # the item's article alone is not the one it rests on when the reason names the item
+    broken.write_text(text.replace('"art18.5.extreme_emotion"', '"art18.extreme_emotion"', 1))
+    with pytest.raises(PolicyError, match="does not begin with one of its articles"):
+        load_policy(broken)
+    # two risks with one code: a record's reasons could not be told apart
+    broken.write_text(
+        text.replace('"art18.5.extreme_emotion"', '"art18.6.false_information"', 1).replace(
+            'articles = ["art18.5"]', 'articles = ["art18.6"]', 1
+        )
+    )
+    with pytest.raises(PolicyError, match="two risks give one reason code"):
+        load_policy(broken)
+    assert load_policy(settings.policy_file).risks["incitement"].reason.articles == ["art18.5"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +25,10 @@ from service.policy.governance import (
 from service.policy.provisions import Article
 from service.record import Decision
 
+_CODE = re.compile(r"(?P<article>.+)\.[a-z][a-z0-9_]*")
+"""A reason code: the article or item it rests on, a dot and a name, as
+``art18.6.false_information``."""
+
 
 class Reason(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -31,6 +36,19 @@ class Reason(BaseModel):
     code: str
     articles: list[Article] = Field(min_length=1)
     summary: str
+
+    @model_validator(mode="after")
+    def _code_names_an_article(self) -> Reason:
+        # the code is the legal basis a reviewer, an appeal and an audit read, and its article
+        # the basis the console offers a confirmation: one the reason does not rest on would
+        # be confirmed on an article the record never named, or refused as no article at all
+        found = _CODE.fullmatch(self.code)
+        if found is None or found["article"] not in self.articles:
+            raise ValueError(
+                f"reason code {self.code!r} does not begin with one of its articles "
+                f"{self.articles} (as art18.6.false_information does)"
+            )
+        return self
 
 
 class RiskRule(BaseModel):
@@ -84,6 +102,10 @@ class Policy(BaseModel):
         missing = set(RISKS) - set(self.risks)
         if missing:
             raise ValueError(f"no rule for {sorted(missing)}")
+        codes = [rule.reason.code for rule in self.risks.values()]
+        if len(set(codes)) < len(codes):
+            # a record's reasons are told apart by their codes (their spans, their heads)
+            raise ValueError(f"two risks give one reason code: {sorted(codes)}")
         levels = {level.name for level in self.credit.levels}
         kinds = {step.kind for step in self.dispositions}
         for step in self.dispositions:

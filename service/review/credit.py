@@ -86,7 +86,7 @@ def _replay(rules: CreditRules, entries: Iterable[Standing]) -> int:
 
 def reversal(rules: CreditRules, credit: int, entries: Sequence[Standing], undone: int) -> int:
     """The delta that takes ``credit`` to what it would be had ``entries[undone]`` (a standing
-    violation) never been confirmed (art13: an upheld appeal undoes what its decision caused,
+    violation) never been confirmed (art20: an upheld appeal undoes what its decision caused,
     no more).
 
     Its own deduction is not enough: at the floor, or with later violations weighed as repeats
