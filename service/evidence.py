@@ -31,7 +31,8 @@ Weibo16 source posts.
 
 The keep rule (:func:`choose`): windows whose drop is at least half the largest drop and at
 least ``MIN_DROP`` are kept, overlapping or touching ones merged, and the strongest
-``MAX_SPANS`` returned, mapped back to the offsets of the text the producer wrote.
+``MAX_SPANS`` returned, mapped back to the offsets of the text the producer wrote (at most
+``MAX_SPANS`` spans a head there too: :func:`spans`).
 
 The risk heads read a post without its rights notices (:func:`service.claims.body_ranges`), so
 the text searched is that body (:func:`spans`), and a window's weight is the drop in what they
@@ -218,20 +219,23 @@ def spans(
     The risk heads read a text without its rights notices (:func:`service.claims.body_ranges`),
     so the search runs on that body: a window of a notice would weigh characters those heads
     never score. A window that runs across a notice inside the body comes back as its parts on
-    either side of it, each with the window's weight."""
+    either side of it, each with the window's weight; a head still gets at most ``MAX_SPANS``
+    spans, the strongest windows' parts (in text order within a window), so that a post with
+    notices between its sentences shows no more evidence than one without."""
     ranges = body_ranges(norm.text)
     if ranges is None:
         ranges = [(0, len(norm.text))]
     body = "".join(norm.text[s:e] for s, e in ranges)
     out: dict[Head, list[Span]] = {}
     for head, found in remembered.search(classifier, body, heads).items():
+        strongest = sorted(found, key=lambda chosen: -chosen[2])
+        parts = [(part, d) for s, e, d in strongest for part in in_text(ranges, s, e)]
         out[head] = []
-        for s, e, d in found:
-            for part in in_text(ranges, s, e):
-                start, end = norm.source_span(*part)
-                out[head].append(
-                    Span(start=start, end=end, text=original[start:end], weight=round(d, 4))
-                )
+        for part, d in sorted(parts[:MAX_SPANS]):
+            start, end = norm.source_span(*part)
+            out[head].append(
+                Span(start=start, end=end, text=original[start:end], weight=round(d, 4))
+            )
     return out
 
 

@@ -142,6 +142,24 @@ def test_a_window_across_a_notice_inside_the_post_is_shown_as_its_two_parts() ->
     assert all(s.weight == pytest.approx(6.0, abs=1e-3) for s in found)
 
 
+def test_a_window_across_notices_gives_no_more_than_max_spans() -> None:
+    """Its parts count as spans: a run across three notices made four, one over the limit; the
+    strongest windows' parts are kept, in text order."""
+    notices = ("本文为原创。", "原创！转载请注明出处。", "版权所有，侵权必究。")
+    parts = ("跳封城，", "所有，", "超市，", "关门。")
+    original = FILLER[:19] + "".join(p + n for p, n in zip(parts, notices, strict=False))
+    original += parts[-1] + FILLER[20:]
+    found = evidence.spans(
+        Planted({"rumor": "城,所有,超市,关"}),
+        normalise(original),
+        original,
+        ["rumor"],
+        evidence.Remembered(),
+    )["rumor"]
+    assert [s.text for s in found] == list(parts[: evidence.MAX_SPANS])
+    assert all(original[s.start : s.end] == s.text for s in found)
+
+
 def test_posts_that_differ_in_their_notices_alone_are_searched_once() -> None:
     """What is searched, and remembered, is the text without its notices; each post's spans
     are mapped to its own text."""
