@@ -288,6 +288,17 @@ return out
 """
 )
 
+_GET = (
+    _POST
+    + """
+local p, pid, window, width = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local clock_s = redis.call('GET', p .. ':clock')
+local w = clock_s and known(p, pid, tonumber(clock_s), window, width)
+if not w then return false end
+return redis.call('HGET', p .. ':e:' .. w.bucket, pid)
+"""
+)
+
 
 LAYOUT = "v3"
 """Written after the key prefix, and changed with any key's format, so that replicas of two
@@ -372,6 +383,7 @@ class RedisStore:
         self._match = client.register_script(_MATCH)
         self._add = client.register_script(_ADD)
         self._withdraw = client.register_script(_WITHDRAW)
+        self._get = client.register_script(_GET)
 
     def _call(self, script: Any, args: list[Any]) -> Any:
         try:
@@ -482,14 +494,11 @@ class RedisStore:
         return [_seen(v) for v in self._call(self._withdraw, args)]
 
     def get(self, post_id: str) -> Entry | None:
-        try:
-            where = self.client.get(f"{self.prefix}:w:{post_id}")
-            if where is None:
-                return None
-            bucket = _text(where).split("\0")[1]
-            packed = self.client.hget(f"{self.prefix}:e:{bucket}", post_id)
-        except redis.RedisError as exc:
-            raise StoreUnavailableError(f"redis: {exc}") from exc
+        """The post's entry while its bucket is in the window, by the clock, as the embedded
+        store's: its keys outlive the window (they expire a window and a bucket after their
+        last write, by the wall clock), and a post the window has passed is matched by
+        nothing."""
+        packed = self._call(self._get, [self.prefix, post_id, self.window_s, self.bucket_s])
         if packed is None:
             return None
         return _unpack(post_id, packed if isinstance(packed, bytes) else packed.encode())
