@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, cast, get_args
@@ -137,10 +138,16 @@ def check_text(value: str, field: str) -> str:
     return value
 
 
+NOT_AN_ID = "Input should be a valid string, or an integer written without a fraction or exponent"
+"""Why a number with a fraction or an exponent is no id (``7.0``, ``7e0``, ``7.5``): JSON reads
+it as a float, which rounds the 16-19 digits of a Weibo id past 2**53, so no such number is
+taken, a whole one included (a Parquet float column's, a decimal's with a fraction)."""
+
 # What the input may be, for the published schema (validation mode: a record's fields are what
 # the service made of it, a string and a number). The validators below read an integer id as
 # its text and a time written as text as unix seconds; pydantic's schema shows only the type
-# they make.
+# they make. JSON Schema's "integer" takes 7.0 too, as the same number as 7: its description
+# says what the schema cannot.
 PostId = Annotated[
     str,
     WithJsonSchema(
@@ -149,7 +156,8 @@ PostId = Annotated[
                 {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
                 {
                     "type": "integer",
-                    "description": f"kept as its decimal text ({MAX_ID_CHARS} digits at most)",
+                    "description": f"kept as its decimal text ({MAX_ID_CHARS} digits at most); "
+                    "written without a fraction or exponent: 7.0 and 7e0 are refused",
                 },
             ]
         },
@@ -223,6 +231,8 @@ class Post(BaseModel):
         # Weibo ids are 16-19 digit numbers that producers often send unquoted
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
+        if isinstance(value, float):
+            raise PydanticCustomError("string_type", NOT_AN_ID)
         return value
 
     @field_validator("declared_original", mode="before")
@@ -286,17 +296,23 @@ class Post(BaseModel):
         raise PydanticCustomError("blank", f"{info.field_name} {problem}")
 
 
+UNMARKED = ("Mn", "Me")
+"""The categories of the combining marks that take no room of their own (an acute accent, an
+enclosing circle): with no character before them in the value, they mark nothing of it, and
+show as nothing, or on whatever precedes the value where it is shown."""
+
+
 def blank(value: str) -> str | None:
     """Why ``value`` shows nothing (white space, invisible characters: see
-    :func:`~service.normalise.shows_nothing`), as the end of a sentence naming it; None when it
-    shows something."""
-    if not all(map(shows_nothing, value)):
+    :func:`~service.normalise.shows_nothing`, and combining marks of :data:`UNMARKED`), as the
+    end of a sentence naming it; None when it shows something."""
+    if not all(shows_nothing(ch) or unicodedata.category(ch) in UNMARKED for ch in value):
         return None
     if not value.strip():
         return "is blank"
     index, first = next((i, ch) for i, ch in enumerate(value) if not ch.isspace())
     return (
-        "is blank: it holds only white space and invisible characters "
+        "is blank: it holds only white space, invisible characters and combining marks "
         f"(U+{ord(first):04X} at index {index})"
     )
 

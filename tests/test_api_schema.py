@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
 from servicekit import Api, open_api
 
 from service.pipeline import Pipeline
-from service.record import MAX_SOURCE_CHARS, Post
+from service.record import MAX_SOURCE_CHARS, NOT_AN_ID, Post
 from service.settings import ROOT
 
 EXAMPLES = 25
@@ -127,6 +127,13 @@ def test_the_published_post_schema_takes_every_post_the_service_accepts(api: Api
         kinds = {t["type"]: t for t in fields[name]["anyOf"]}
         assert {"string", "integer"} <= kinds.keys(), name
         assert "decimal text" in kinds["integer"]["description"]
+        # JSON Schema's integer is 7.0 too, which the service refuses: the schema says so
+        assert "7.0 and 7e0 are refused" in kinds["integer"]["description"]
+        for number in (7.0, 7e0, 7.5):
+            refused = api.score({"id": "p", "text": "好", name: number})
+            assert refused.status_code == 422, (name, number)
+            (problem,) = refused.json()["detail"]
+            assert problem["loc"] == ["body", name] and problem["msg"] == NOT_AN_ID
     times = {t["type"]: t for t in fields["created_at"]["anyOf"]}
     assert times.keys() == {"number", "string", "null"}
     assert "unix seconds" in times["number"]["description"]

@@ -496,6 +496,9 @@ def test_an_id_of_invisible_characters_is_blank_and_one_held_before_still_reads(
         for given, first in (
             ("\u200b", "U+200B at index 0"),
             (" \u2060\ufeff", "U+2060 at index 1"),
+            # combining marks with no letter to mark: shown on whatever precedes the id
+            ("\u0301\u0301", "U+0301 at index 0"),
+            ("\u200b\u20dd", "U+200B at index 0"),
         ):
             post = {"id": "visible", "text": PLAIN, field: given}
             response = api.score(post)
@@ -503,14 +506,40 @@ def test_an_id_of_invisible_characters_is_blank_and_one_held_before_still_reads(
             (problem,) = response.json()["detail"]
             assert problem["loc"] == ["body", field] and problem["type"] == "blank"
             assert problem["msg"] == (
-                f"{field} is blank: it holds only white space and invisible characters ({first})"
+                f"{field} is blank: it holds only white space, invisible characters and "
+                f"combining marks ({first})"
             )
             (entry,) = api.batch([post]).json()["records"]
             assert entry["status"] == 422 and entry["errors"][0]["loc"] == [field]
     # one that shows something beside them names a post
     assert api.score({"id": "p\u200b1", "text": PLAIN, "account_id": "\u200bu"}).status_code == 200
+    assert api.score({"id": "e\u0301", "text": PLAIN, "account_id": "\u0301u"}).status_code == 200
     held = Post.accepted({"id": "\u200b", "text": PLAIN, "account_id": "\ufeff"})
     assert (held.id, held.account_id) == ("\u200b", "\ufeff")
+
+
+def test_a_path_with_a_stray_trailing_slash_is_a_404_naming_the_route_not_a_redirect(
+    api: Api,
+) -> None:
+    # Starlette redirected it (307) to an absolute http:// URL: a downgrade behind a proxy that
+    # ends TLS, and a POST the client never meant to make twice
+    post = {"id": "slash", "text": PLAIN}
+    for method, path, meant in (
+        ("post", "/v1/score/", "/v1/score"),
+        ("post", "/v1/score/batch/", "/v1/score/batch"),
+        ("get", "/v1/clusters/", "/v1/clusters"),
+        ("get", "/healthz/", "/healthz"),
+    ):
+        answer = api.client.request(
+            method, path, json=post, headers=api.headers(), follow_redirects=False
+        )
+        assert answer.status_code == 404 and "location" not in answer.headers, path
+        assert answer.json() == {"detail": f"no such path: {path!r}; the path is {meant!r}"}
+    assert api.client.get("/v1/nowhere").json() == {"detail": "no such path: '/v1/nowhere'"}
+    # a route's own 404 keeps its words
+    reviewer = api.headers(api.new_key("reviewer"))
+    gone = api.client.get("/v1/clusters/c_0", headers=reviewer)
+    assert (gone.status_code, gone.json()) == (404, {"detail": "no live cluster 'c_0'"})
 
 
 def test_a_compressed_body_is_a_422_naming_its_content_encoding(api: Api) -> None:

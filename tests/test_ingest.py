@@ -71,9 +71,17 @@ def test_a_byte_order_mark_is_allowed_on_the_first_line_only() -> None:
         (b'{"id": "a", "text": 5}\n', "wrong_type", "a", "text: Input should be a valid string"),
         (b'{"id": "a", "text": null}\n', "wrong_type", "a", "got null"),
         (b'{"id": true, "text": "x"}\n', "wrong_type", None, "id: "),
+        # a float would round a long id: a number with a fraction or exponent is refused whole
+        (b'{"id": 7.0, "text": "x"}\n', "wrong_type", None, "without a fraction or exponent"),
         (b'{"id": 1, "text": "x", "account_id": []}\n', "wrong_type", "1", "account_id: "),
         (b'{"id": "", "text": "x"}\n', "invalid_value", "", "id: String should have at least"),
         (b'{"id": "  ", "text": "x"}\n', "invalid_value", "  ", "id: id is blank"),
+        (
+            b'{"id": "\\u0301\\u0301", "text": "x"}\n',
+            "invalid_value",
+            "\u0301\u0301",
+            "id: id is blank: it holds only white space, invisible characters and combining marks",
+        ),
         (b'{"id": "a", "text": "x\\u0000y"}\n', "invalid_text", "a", "NUL character at index 1"),
         (b'{"id": "a", "text": "\\ud83d!"}\n', "invalid_text", "a", "lone surrogate (U+D83D)"),
         (b'{"id": "a", "text": "x", "created_at": "soon"}\n', "bad_created_at", "a", "soon"),

@@ -519,6 +519,7 @@ def test_blank_names_and_loosely_typed_numbers_are_refused_at_their_field(api: A
         ("post", "/v1/reports", {"post_id": "\u200b", "category": "rumor"}, ["body", "post_id"]),
         ("put", "/v1/accounts/%E2%80%8B", {"followers": 1}, ["path", "account_id"]),
         ("put", "/v1/accounts/acc1", {"name": " \u2060\ufeff"}, ["body", "name"]),
+        ("post", "/v1/reports", {"post_id": "\u0301", "category": "rumor"}, ["body", "post_id"]),
     ]
     for method, url, body, loc in cases:
         answer = api.client.request(method, url, json=body, headers=api.headers())
@@ -526,7 +527,8 @@ def test_blank_names_and_loosely_typed_numbers_are_refused_at_their_field(api: A
         assert answer.json()["detail"][0]["loc"] == loc, (url, body)
     invisible = api.client.put("/v1/accounts/%E2%80%8B", json={}, headers=api.headers())
     assert invisible.json()["detail"][0]["msg"] == (
-        "is blank: it holds only white space and invisible characters (U+200B at index 0)"
+        "is blank: it holds only white space, invisible characters and combining marks "
+        "(U+200B at index 0)"
     )
     # the refused writes stored nothing: the account is as its post made it known
     account = api.client.get("/v1/accounts/acc1", headers=api.headers()).json()

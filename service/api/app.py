@@ -133,6 +133,9 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         summary="Content-risk scoring for Chinese public-account platforms",
         version=pipeline.model_version,
         lifespan=lifespan,
+        # a path a trailing slash keeps from a route is a 404 that names the route's
+        # (routes.slash_twin), not a redirect
+        redirect_slashes=False,
     )
     app.state.services = Services(
         settings=settings,

@@ -8,11 +8,16 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from fastapi import Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from service.api.auth import authenticate, required_roles
 from service.api.schemas import Problem
+from service.record import quoted
 from service.review.items import ConflictError, ForbiddenError, NotFoundError
 from service.storage import StorageError
 
@@ -69,6 +74,37 @@ def invalid(loc: tuple[str | int, ...], msg: str, kind: str = "value_error") -> 
     """The 422 for the value at ``loc``, shaped as FastAPI's own (``{"detail": [{"loc", "msg",
     "type"}]}``), so that a client reads every refusal one way."""
     return RequestValidationError([{"loc": loc, "msg": msg, "type": kind}])
+
+
+def slash_twin(request: Request) -> str | None:
+    """The path a route takes that the request's path, which none takes, is with its trailing
+    slash left off or put on; None when there is none, or a route took the path.
+
+    The app answers such a path as any other that no route takes (``redirect_slashes`` off):
+    Starlette redirected it with 307 to an absolute URL of the scheme it was served on, the
+    ``http://`` of a proxy that ends TLS, and a client that posts to a redirect is sent
+    somewhere it did not ask to go. Its answer names this path instead (:func:`no_route`); the
+    console redirects a browser to it with a relative ``Location``
+    (:func:`service.console.web.no_page`)."""
+    path = request.url.path
+    if "endpoint" in request.scope or path == "/":
+        return None
+    twin = path.removesuffix("/") if path.endswith("/") else f"{path}/"
+    scope = {**request.scope, "path": twin}
+    routes = request.app.router.routes
+    return twin if any(r.matches(scope)[0] is not Match.NONE for r in routes) else None
+
+
+async def no_route(request: Request, exc: Exception) -> Response:
+    """FastAPI's answer to ``exc``, but for a path no route takes: a 404 that names it, and the
+    path meant where only a trailing slash is wrong (:func:`slash_twin`)."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code != 404 or "endpoint" in request.scope:
+        return await http_exception_handler(request, exc)
+    detail = f"no such path: {quoted(request.url.path)}"
+    if (twin := slash_twin(request)) is not None:
+        detail += f"; the path is {quoted(twin)}"
+    return JSONResponse({"detail": detail}, 404)
 
 
 def json_type(content_type: str | None) -> bool:

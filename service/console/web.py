@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from fastapi import Depends, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from service.api.routes import no_route, slash_twin
 from service.api.state import Services
 from service.console.i18n import explain, explain_refusal, translator
 from service.console.present import Tallies
@@ -371,11 +372,20 @@ async def not_allowed(request: Request, _: Exception) -> Response:
 
 
 async def no_page(request: Request, exc: Exception) -> Response:
-    """An address under ``/console/`` that names no page (or not for this method) gets the
-    console's page; any other is left to FastAPI's answer, which the JSON API's clients read."""
+    """An address of the console that names no page (or not for this method) gets the
+    console's page, or, where only its trailing slash is wrong, a browser reading it a redirect
+    to the page (``Location`` a path, so that the browser stays on the scheme and host it
+    used); any other address is the JSON API's (:func:`service.api.routes.no_route`)."""
     assert isinstance(exc, HTTPException)
-    if not request.url.path.startswith("/console/") or exc.status_code not in (404, 405):
+    path = request.url.path
+    if path != "/console" and not path.startswith("/console/"):
+        return await no_route(request, exc)
+    if exc.status_code not in (404, 405):
         return await http_exception_handler(request, exc)
+    twin = slash_twin(request)
+    if twin is not None and request.method in ("GET", "HEAD"):
+        query = request.url.query
+        return RedirectResponse(quote(twin) + (f"?{query}" if query else ""), 307)
     page = error_page(request, exc.status_code, "no_page")
     page.headers.update(exc.headers or {})
     return page
