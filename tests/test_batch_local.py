@@ -33,6 +33,7 @@ from batchkit import (
     shuffled_posts,
 )
 
+from service.batch import checkpoint
 from service.batch.checkpoint import CheckpointError, State, WorkFolder
 from service.batch.local import LocalEngine
 from service.pipeline import Pipeline
@@ -411,6 +412,60 @@ def test_a_full_disk_while_joining_says_what_room_the_join_needs(tmp_path: Path)
     assert again.returncode == 0, again.stderr
     assert read_records(output) == [expected_record(p) for p in posts_of(lines)]
     assert "resumed        after 600 posts" in again.stderr
+
+
+def test_a_full_disk_while_joining_the_rejects_names_their_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reject file may be on another disk than OUTPUT: the room to make is there."""
+    lines = shuffled_posts(300)
+    for at in (7, 150, 290):
+        lines.insert(at, b'{"id": "bad", "text": 5}\n')
+    elsewhere = tmp_path / "rejects"
+    elsewhere.mkdir()
+    join = checkpoint._join
+
+    def rejects_full(parts: list[Path], target: Path, *, zipped: bool = False) -> None:
+        if target.parent == elsewhere:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        join(parts, target, zipped=zipped)
+
+    monkeypatch.setattr(checkpoint, "_join", rejects_full)
+    engine = InlineEngine(LengthScorer())
+    rejected = elsewhere / "bad.jsonl"
+    with pytest.raises(RescoreError) as stopped:
+        rescore_lines(
+            tmp_path, lines, engine, chunk_size=50, checkpoint_posts=100, reject_path=rejected
+        )
+    work = tmp_path / ".out.jsonl.rescore"
+    rejects = sum(part.stat().st_size for part in work.glob("rejects-*"))
+    assert str(stopped.value) == (
+        f"cannot join the parts in {work} into {rejected}: [Errno 28] No space left "
+        f"on device; the folder {elsewhere} needs about {rejects / 1e6:,.1f} MB free for the "
+        "joined copy (the size of the parts); every post is scored: make room and run the same "
+        "command again to join them"
+    )
+    # nothing half joined is left beside either target
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [".out.jsonl.rescore", "in.jsonl", "rejects"]
+    assert list(elsewhere.iterdir()) == []
+
+    monkeypatch.setattr(checkpoint, "_join", join)
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    summary = rescore(
+        source,
+        output,
+        engine,
+        chunk_size=50,
+        checkpoint_posts=100,
+        reject_path=rejected,
+        progress=False,
+    )
+    assert summary.resumed == 303
+    assert read_records(output) == [
+        expected_record(p) for p in posts_of([line for line in lines if b'"bad"' not in line])
+    ]
+    assert [r["line"] for r in read_rejects(rejected)] == [8, 151, 291]
 
 
 def test_a_checkpoint_of_other_arguments_is_not_continued(tmp_path: Path) -> None:

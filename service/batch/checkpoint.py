@@ -146,46 +146,52 @@ class WorkFolder:
         """Join the parts into OUTPUT and the reject parts into ``reject_path`` (removed when
         there are none), then remove the folder; :class:`JoinError` when the join fails, which
         leaves the folder as it was."""
-        try:
-            self._join(state, reject_path)
-        except OSError as exc:
-            size = sum(f.stat().st_size for p in ("part-*", "rejects-*") for f in self.path.glob(p))
-            # the joined copy is written beside the parts, which stay until it is whole
-            raise JoinError(
-                f"cannot join the parts in {self.path} into {self.output}: {exc}; the folder "
-                f"{self.output.parent} needs about {size / 1e6:,.1f} MB free for the joined copy "
-                "(the size of the parts); every post is scored: make room and run the same "
-                "command again to join them"
-            ) from exc
-        shutil.rmtree(self.path)
-
-    def _join(self, state: State, reject_path: Path) -> None:
+        parts = [self.part(k) for k in range(state.parts)]
+        rejects = [self.rejects(k) for k in range(state.parts) if self.rejects(k).exists()]
         tmp = self.output.with_name(f".{self.output.name}.joining")
-        tmp.unlink(missing_ok=True)
-        try:
+        with self._joining(parts, self.output, tmp):
+            tmp.unlink(missing_ok=True)
             if self.parquet:
                 writer = RecordWriter(tmp, parquet=True)
-                for k in range(state.parts):
-                    writer.write_table(pq.read_table(self.part(k), schema=SCHEMA))
+                for part in parts:
+                    writer.write_table(pq.read_table(part, schema=SCHEMA))
                 writer.close()
             else:
-                _join([self.part(k) for k in range(state.parts)], tmp, zipped=is_gzip(self.output))
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        rejects = [self.rejects(k) for k in range(state.parts) if self.rejects(k).exists()]
+                _join(parts, tmp, zipped=is_gzip(self.output))
         if rejects:
             joined = reject_path.with_name(f".{reject_path.name}.joining")
             try:
-                _join(rejects, joined)
+                with self._joining(rejects, reject_path, joined):
+                    _join(rejects, joined)
             except BaseException:
-                joined.unlink(missing_ok=True)
                 tmp.unlink(missing_ok=True)
                 raise
             joined.replace(reject_path)
         else:
             reject_path.unlink(missing_ok=True)
         tmp.replace(self.output)
+        shutil.rmtree(self.path)
+
+    @contextmanager
+    def _joining(self, parts: list[Path], target: Path, tmp: Path) -> Iterator[None]:
+        """``parts`` being joined into ``tmp``, renamed over ``target`` once whole: ``tmp``
+        removed if the join fails, and a write error a :class:`JoinError` naming ``target``'s
+        folder and the room it needs there (the reject file may be in another folder than
+        OUTPUT, with parts of another size: before, a full disk there named OUTPUT's folder)."""
+        try:
+            yield
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            if not isinstance(exc, OSError):
+                raise
+            # the joined copy is written beside its target while the parts stay
+            size = sum(part.stat().st_size for part in parts)
+            raise JoinError(
+                f"cannot join the parts in {self.path} into {target}: {exc}; the folder "
+                f"{target.parent} needs about {size / 1e6:,.1f} MB free for the joined copy "
+                "(the size of the parts); every post is scored: make room and run the same "
+                "command again to join them"
+            ) from exc
 
 
 @contextmanager
