@@ -13,11 +13,12 @@ from sqlalchemy import select
 
 from service.batch.diff import diff, enqueue
 from service.batch.records import RecordWriter
+from service.batch.work import Scorer
 from service.cli import main
 from service.policy import load_policy
 from service.policy.governance import Violation
 from service.record import ScoreRecord
-from service.settings import get_settings
+from service.settings import Settings, get_settings
 from service.storage import open_migrated, open_repository
 from service.storage.console_sql import ConsoleReads
 from service.storage.repository import Pending
@@ -151,6 +152,37 @@ def test_compare_and_enqueue_put_the_newly_flagged_in_the_queue_once(
         repository.close()
     assert [(item.post_id, item.decision) for item in queue] == [(now[REVIEWED].id, "review")]
     assert kept == {risk: (rule.review, rule.block) for risk, rule in policy.risks.items()}
+
+
+def test_enqueue_into_a_database_out_of_reach_stops_before_the_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found only when enqueueing, after a run of hours: OUTPUT replaced, status 2, and the
+    same command scoring every post again to enqueue them."""
+    (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(POSTS)))
+    earlier, _ = earlier_and_now()
+    write(tmp_path / "before.jsonl", earlier)
+    nowhere = "postgresql+psycopg://qinglang@127.0.0.1:1/qinglang"
+    monkeypatch.setenv("QINGLANG_DATABASE_URL", nowhere)
+    get_settings.cache_clear()
+    loaded: list[Settings] = []
+
+    def scorer(settings: Settings) -> Scorer:
+        loaded.append(settings)
+        return length_scorer(settings)
+
+    args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "now.jsonl")]
+    args += ["--workers", "1", "--no-progress", "--compare", str(tmp_path / "before.jsonl")]
+    try:
+        assert main([*args, "--enqueue"], load_scorer=scorer) == 2
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"qinglang rescore: error: cannot enqueue the newly flagged posts: cannot migrate {nowhere}"
+    )
+    assert loaded == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["before.jsonl", "in.jsonl"]
 
 
 def test_enqueue_queues_the_newly_flagged_occurrence_of_a_repeated_id(

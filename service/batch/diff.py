@@ -25,8 +25,10 @@ from service.record import ScoreRecord
 from service.storage.repository import Pending, RumorCopy
 
 if TYPE_CHECKING:
+    from service.policy import Policy
     from service.settings import Settings
     from service.storage import Repository
+    from service.storage.sql import SqlRepository
 
 EXAMPLES = 3
 """Example post ids kept per cell of the table."""
@@ -226,8 +228,6 @@ def enqueue(report: DiffReport, settings: Settings) -> int:
     """
     from service.neardup.bank import rumor_copy
     from service.neardup.queue import batch_cluster, members_in, requests
-    from service.policy import load_policy
-    from service.storage import open_migrated
 
     wanted: set[int] = set()
     with report.changes_path.open(encoding="utf-8") as changes:
@@ -235,8 +235,7 @@ def enqueue(report: DiffReport, settings: Settings) -> int:
             change = json.loads(line)
             if change["newly_flagged"]:
                 wanted.add(change["record"])
-    policy = load_policy(settings.policy_file)
-    repository = open_migrated(settings.database, settings.db_timeout_s, policy.review)
+    policy, repository = _queue(settings)
     added = 0
     flagged: list[ScoreRecord] = []
     try:
@@ -267,6 +266,23 @@ def enqueue(report: DiffReport, settings: Settings) -> int:
     finally:
         repository.close()
     return added
+
+
+def check_queue(settings: Settings) -> None:
+    """Open the database :func:`enqueue` stores into (migrated, created if new), and close it:
+    a command that enqueues checks it before scoring, as a database that cannot be reached
+    would otherwise be found only after hours of it, with OUTPUT already replaced."""
+    _, repository = _queue(settings)
+    repository.close()
+
+
+def _queue(settings: Settings) -> tuple[Policy, SqlRepository]:
+    """The policy the records are queued under, and the database they are stored in."""
+    from service.policy import load_policy
+    from service.storage import open_migrated
+
+    policy = load_policy(settings.policy_file)
+    return policy, open_migrated(settings.database, settings.db_timeout_s, policy.review)
 
 
 def _save(repository: Repository, batch: list[Pending]) -> int:

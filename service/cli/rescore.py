@@ -136,6 +136,8 @@ def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
             if args.from_db:
                 args.input = _export(args, settings)
             check_paths(args.input, args.output, rejects, args.compare)
+            if args.enqueue:
+                _check_queue(settings)
             summary = _run_rescore(args, load, settings, rejects, chunk_size)
             print(summary.render(), file=sys.stderr)
             if args.from_db:
@@ -300,6 +302,17 @@ def _bank(settings: Settings) -> list[StoredRumor]:
             repository.close()
     except StorageError as exc:
         raise RescoreError(f"cannot read the confirmed-rumour bank: {exc}") from exc
+
+
+def _check_queue(settings: Settings) -> None:
+    from service.batch.diff import check_queue
+    from service.rescore import RescoreError
+    from service.storage import StorageError
+
+    try:
+        check_queue(settings)
+    except StorageError as exc:
+        raise RescoreError(f"cannot enqueue the newly flagged posts: {exc}") from exc
 
 
 def _compare(args: argparse.Namespace, settings: Settings) -> None:
