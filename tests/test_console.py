@@ -99,7 +99,8 @@ def sign_in(api: Api, name: str, role: Role = "reviewer") -> str:
 def test_forms_need_the_session_token_and_sessions_are_signed(api: Api) -> None:
     assert api.score({"id": "p1", "text": "明天全市停水", "account_id": "a1"}).status_code == 200
     gone = api.client.get("/console/queue", follow_redirects=False)
-    assert gone.status_code == 303 and gone.headers["location"] == "/console/login"
+    assert gone.status_code == 303
+    assert gone.headers["location"] == "/console/login?next=%2Fconsole%2Fqueue"
     no_token = api.client.post("/console/login", data={"name": "x", "password": "y"})
     assert no_token.status_code == 403
     token = sign_in(api, "li")
@@ -1028,7 +1029,8 @@ def test_a_disabled_user_or_one_of_another_role_is_signed_out_at_the_next_page(
             update(ConsoleUser).where(ConsoleUser.name == "wang").values(role="reviewer")
         )
     gone = api.client.get("/console/dashboard", follow_redirects=False)
-    assert gone.status_code == 303 and gone.headers["location"] == "/console/login"
+    assert gone.status_code == 303
+    assert gone.headers["location"] == "/console/login?next=%2Fconsole%2Fdashboard&why=ended"
     assert api.client.cookies.get(COOKIE) is None, "the session is ended, not kept"
 
     password = create_user(repository, "li", "reviewer")
@@ -1051,7 +1053,9 @@ def test_a_disabled_user_or_one_of_another_role_is_signed_out_at_the_next_page(
         api.client.cookies.set(COOKIE, copied, path="/console")
         for method, url in (("get", "/console/queue"), ("post", "/console/items/1/claim")):
             gone = api.client.request(method, url, data={"csrf": token}, follow_redirects=False)
-            assert gone.status_code == 303 and gone.headers["location"] == "/console/login"
+            assert gone.status_code == 303 and gone.headers["location"].startswith(
+                "/console/login?"
+            )
     api.client.cookies.clear()
     assert try_sign_in(api, "li", password)[0] == 303
     repository.disable_user("li")
@@ -1080,7 +1084,9 @@ def test_signing_out_ends_every_session_of_the_user_copies_included(api: Api) ->
         api.client.cookies.set(COOKIE, cookie, path="/console")
         for method, url in (("get", "/console/queue"), ("post", "/console/items/1/claim")):
             gone = api.client.request(method, url, data={"csrf": token}, follow_redirects=False)
-            assert gone.status_code == 303 and gone.headers["location"] == "/console/login"
+            assert gone.status_code == 303 and gone.headers["location"].startswith(
+                "/console/login?"
+            )
     # another user's session goes on, and li signs in again to a session that holds
     api.client.cookies.clear()
     assert wang is not None
@@ -1273,7 +1279,8 @@ def test_an_items_page_shows_what_its_reporters_wrote_and_the_decisions_on_it(
     assert 'id="decisions"' not in html
     listed = html.split('id="item-reports"')[1].split("</table>")[0]
     assert re.findall(
-        r'<tr><td data-category="(\w+)">[^<]+</td><td>([^<]+)</td><td>\d{4}-', listed
+        r'<tr><td data-category="(\w+)">[^<]+</td><td class="free-text">([^<]+)</td><td>\d{4}-',
+        listed,
     ) == (filed)
     assert f"{translator('zh')('item_reports')} (2)" in html
     review.decide(policy, item.id, "wang", "escalate", None, None, "需要法务看一下")
@@ -1473,6 +1480,57 @@ def test_language_switch_comes_back_to_the_page_with_its_query(api: Api) -> None
     (switch,) = re.findall(r'<a href="(/console/lang/en\?next=[^"]+)">English</a>', queue)
     moved = api.client.get(switch.replace("&amp;", "&"), follow_redirects=False)
     assert moved.headers["location"] == "/console/queue?head=rumor&status=escalated"
+
+
+def test_an_ended_session_says_so_and_signs_in_back_to_the_page(api: Api) -> None:
+    """A session that ends mid-day (expired, signed out elsewhere): the decision sent with it
+    is not taken, the sign-in page says so, and signing in opens the item's page again."""
+    assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+    password = create_user(api.services.scoring.repository, "li", "reviewer")
+    assert try_sign_in(api, "li", password)[0] == 303
+    page = api.client.get("/console/queue").text
+    token = csrf_of(page)
+    item_id = int(re.findall(r'data-item="(\d+)"', page)[0])
+    item_url = f"/console/items/{item_id}"
+    ended = str(api.client.cookies.get(COOKIE))
+    # signed out in another browser: this one's session has ended
+    assert api.client.post("/console/logout", data={"csrf": token}).status_code == 200
+    api.client.cookies.set(COOKIE, ended, path="/console")
+    sent = api.client.post(
+        f"{item_url}/decision",
+        data={"csrf": token, "action": "dismiss", "note": "不实"},
+        headers={"Referer": f"http://testserver{item_url}"},
+        follow_redirects=False,
+    )
+    assert sent.status_code == 303
+    assert (
+        sent.headers["location"] == f"/console/login?next=%2Fconsole%2Fitems%2F{item_id}&why=unsent"
+    )
+    login = api.client.get(sent.headers["location"]).text
+    assert "刚才提交的操作没有生效" in login and f'name="next" value="{item_url}"' in login
+    assert api.services.review.get_item(api.services.scoring.policy, item_id).status == "open"
+    signed = api.client.post(
+        "/console/login",
+        data={"csrf": csrf_of(login), "name": "li", "password": password, "next": item_url},
+        follow_redirects=False,
+    )
+    assert signed.status_code == 303 and signed.headers["location"] == item_url
+    # a page asked for comes back after signing in; never one outside the console
+    api.client.cookies.clear()
+    api.client.cookies.set(COOKIE, ended, path="/console")
+    gone = api.client.get("/console/reports?all=true", follow_redirects=False)
+    assert (
+        gone.headers["location"]
+        == "/console/login?next=%2Fconsole%2Freports%3Fall%3Dtrue&why=ended"
+    )
+    assert "登录已失效,请重新登录" in api.client.get(gone.headers["location"]).text
+    for away in ("https://evil.example/console/queue", "/console/../v1/review/items", "//x"):
+        assert 'name="next"' not in api.client.get("/console/login", params={"next": away}).text
+    # signing out at the end of a day longer than the session: the sign-in page, not a 403
+    api.client.cookies.clear()
+    api.client.cookies.set(COOKIE, ended, path="/console")
+    out = api.client.post("/console/logout", data={"csrf": token}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/console/login"
 
 
 def test_sessions_expire() -> None:
@@ -2534,6 +2592,23 @@ def test_a_form_sent_twice_is_written_once_and_answered_alike(api: Api) -> None:
     filed = [api.client.post("/console/appeals", data=filing, follow_redirects=False) for _ in "12"]
     assert [a.status_code for a in filed] == [303, 303]
     assert review.list_appeals().pending == 1
+    # a rumour added twice from one page (the button pressed twice) is added once, and not
+    # refused as one the bank holds already; removed twice, removed once and not "no such"
+    page = api.client.get("/console/bank").text
+    adding = {**fields_of(form_of(page, "add-rumor")), "text": MILK, "notice": "已辟谣"}
+    added = [api.client.post("/console/bank", data=adding, follow_redirects=False) for _ in "12"]
+    assert [a.status_code for a in added] == [303, 303]
+    (rumor,) = api.services.repository.rumors()
+    page = api.client.get("/console/bank").text
+    removing = fields_of(form_of(page, f"remove-{rumor.rumor_id}"))
+    removed = [
+        api.client.post(
+            f"/console/bank/{rumor.rumor_id}/delete", data=removing, follow_redirects=False
+        )
+        for _ in "12"
+    ]
+    assert [r.status_code for r in removed] == [303, 303]
+    assert api.services.repository.rumors() == []
     reads.engine.dispose()
 
 
@@ -2635,7 +2710,7 @@ def test_an_items_page_shows_its_appeals_and_that_an_upheld_one_overturned_it(ap
     page = api.client.get(f"/console/items/{item.id}").text
     listed = page.split('id="item-appeals"')[1].split("</table>")[0]
     assert '<td data-status="upheld">申诉成立 · 违规确认已撤销 · zhao · ' in listed
-    assert "<td>来源已核实</td>" in listed
+    assert '<td class="free-text">来源已核实</td>' in listed
     api.client.get("/console/lang/en")
     page = api.client.get(f"/console/items/{item.id}").text
     assert '<td data-status="upheld">upheld · the confirmation is overturned · zhao' in page

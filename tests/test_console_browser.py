@@ -220,7 +220,8 @@ def overdue_report_stands_out(page: Page, console: Console) -> None:
         post_id="old",
         account_id="acc2",
         category="rumor",
-        text_="<b>举报</b>",
+        # a link pasted whole: one run of 600 characters without a space
+        text_="<b>举报</b> https://t.cn/" + "A" * 600,
         reporter="test",
         now=datetime.now(UTC) - timedelta(days=4),
     )
@@ -230,6 +231,10 @@ def overdue_report_stands_out(page: Page, console: Console) -> None:
     shoot(page, console, "queue")
     page.goto(f"{console.url}/console/reports")
     expect(page.locator("tr.overdue")).to_contain_text("<b>举报</b>")
+    # the text wraps: the page no wider than the window, its deadline's mark in sight
+    wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert wide <= 0, f"the reports page is {wide} px wider than the window"
+    expect(page.locator("tr.overdue .overdue-badge")).to_be_in_viewport()
 
 
 def appeal_is_filed(page: Page, console: Console, item_url: str) -> None:
@@ -291,9 +296,9 @@ def test_review_confirm_appeal_and_roles_in_a_browser(console: Console, browser:
 
     page.on("dialog", dialog)
 
-    # signed out: every console page sends the browser to sign in
+    # signed out: every console page sends the browser to sign in, and back there after
     page.goto(f"{console.url}/console/queue")
-    expect(page).to_have_url(re.compile(r"/console/login$"))
+    expect(page).to_have_url(re.compile(r"/console/login\?next=%2Fconsole%2Fqueue$"))
     page.fill("#name", "li")
     page.fill("#password", "wrong")
     page.click("#sign-in")
@@ -319,7 +324,7 @@ def test_review_confirm_appeal_and_roles_in_a_browser(console: Console, browser:
     expect(page.locator("nav")).to_contain_text("Queue")
     sign_out(page)
     page.goto(f"{console.url}/console/appeals")
-    expect(page).to_have_url(re.compile(r"/console/login$"))
+    expect(page).to_have_url(re.compile(r"/console/login\?next=%2Fconsole%2Fappeals$"))
 
 
 def test_reloading_a_refused_decision_reads_the_page_and_decides_nothing(

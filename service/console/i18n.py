@@ -23,6 +23,14 @@ TEXT: dict[str, tuple[str, str]] = {
     "name": ("用户名", "Name"),
     "password": ("密码", "Password"),
     "bad_sign_in": ("用户名或密码错误", "Wrong name or password"),
+    "session_ended": (
+        "登录已失效,请重新登录",
+        "Your session has ended: sign in again",
+    ),
+    "session_unsent": (
+        "登录已失效,刚才提交的操作没有生效:请重新登录后再提交",
+        "Your session has ended, and what you just sent was not done: sign in and send it again",
+    ),
     "too_many": (
         "登录失败次数过多,请 {minutes} 分钟后再试",
         "Too many failed sign-ins: try again in {minutes} min",

@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Literal
-from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -44,6 +44,8 @@ from service.console.web import (
     Viewer,
     back,
     console_of,
+    console_page,
+    form,
     given,
     language_of,
     render,
@@ -100,10 +102,15 @@ async def home() -> RedirectResponse:
 
 
 @router.get("/login")
-async def login_page(request: Request) -> HTMLResponse:
+async def login_page(
+    request: Request, next: str = "", why: Literal["ended", "unsent", ""] = ""
+) -> HTMLResponse:
+    """The sign-in form; ``next`` the console page it goes on to, ``why`` what brought the
+    browser here, set by :func:`~service.console.web.to_sign_in` (one of two fixed sentences,
+    so that no link puts words of its own on the page)."""
     console = console_of(request)
     session = session_of(request) or console.sessions.new(time.time())
-    return render(request, console, session, "login.html")
+    return render(request, console, session, "login.html", next=console_page(next), why=why)
 
 
 @router.post("/login")
@@ -111,6 +118,7 @@ async def login(request: Request, fields: Form) -> Response:
     console = console_of(request)
     found: Services = request.app.state.services
     name = fields.get("name", "")[:64]
+    next_page = console_page(fields.get("next", ""))
     address = client_address(request.client.host if request.client else None)
     try:
         user = await run_in_threadpool(
@@ -134,6 +142,7 @@ async def login(request: Request, fields: Form) -> Response:
             failed=exc.status,
             typed=name,
             wait_minutes=None if wait is None else math.ceil(wait / 60),
+            next=next_page,
         )
         if wait is not None:
             page.headers["Retry-After"] = str(wait)
@@ -142,17 +151,20 @@ async def login(request: Request, fields: Form) -> Response:
         session = console.sessions.new(time.time())
         return render(request, console, session, "error.html", 503, message_key="storage_down")
     session = console.sessions.sign_in(user, time.time())
-    response = RedirectResponse("/console/queue", 303)
+    response = RedirectResponse(next_page or "/console/queue", 303)
     set_session(response, console, session)
     return response
 
 
 @router.post("/logout")
-async def logout(request: Request, _: Form) -> Response:
+async def logout(request: Request) -> Response:
     """Ends every session its user signed in to so far, copies of this cookie included; storage
-    down, the console's 503 page, and the session goes on."""
+    down, the console's 503 page, and the session goes on. A session that already ended (signing
+    out at the end of a day longer than ``console_session_hours``) has nothing to end: the
+    sign-in page, not the 403 its token, gone with it, would get."""
     session = session_of(request)
     if session is not None and session.user is not None:
+        await form(request)
         found: Services = request.app.state.services
         await run_in_threadpool(found.repository.end_sessions, session.user, session.epoch)
     response = RedirectResponse("/console/login", 303)
@@ -160,35 +172,9 @@ async def logout(request: Request, _: Form) -> Response:
     return response
 
 
-def without_dot_segments(path: str) -> str:
-    """``path`` as a browser resolves it (RFC 3986 "remove_dot_segments"), a segment ``..`` or
-    ``.`` percent-encoded (``%2e%2e``) included, since browsers resolve those too; the other
-    segments kept as written."""
-    kept: list[str] = []
-    segments = path.split("/")[1:]
-    for position, segment in enumerate(segments):
-        dots = unquote(segment)
-        if dots in (".", ".."):
-            if dots == ".." and kept:
-                kept.pop()
-            if position == len(segments) - 1:
-                kept.append("")
-        else:
-            kept.append(segment)
-    return "/" + "/".join(kept)
-
-
 @router.get("/lang/{language}")
 async def language(language: Language, next: str = "/console/queue") -> Response:
-    # only a page of the console, with its query: never a redirect elsewhere, nor a path the
-    # browser resolves outside the console (/console/../x)
-    target = urlsplit(next)
-    path = without_dot_segments(target.path) if target.path.startswith("/") else ""
-    inside = (
-        not (target.scheme or target.netloc) and path.startswith("/console/") and "//" not in path
-    )
-    back_to = urlunsplit(("", "", path, target.query, "")) if inside else "/console/queue"
-    response = RedirectResponse(back_to, 303)
+    response = RedirectResponse(console_page(next) or "/console/queue", 303)
     response.set_cookie(LANG_COOKIE, language, max_age=365 * 86400, samesite="lax")
     return response
 
@@ -583,6 +569,7 @@ async def add_rumor(who: BankEditor, fields: Form) -> Response:
             post_id=None,
             notice=body.notice,
             by=who.name,
+            idem=sent_once(who, fields, "rumor"),
         )
     except REFUSALS as exc:
         return await show_bank(who, who.refusal("/console/bank", "add-rumor", fields, exc))
@@ -600,6 +587,7 @@ async def delete_rumor(
             who.found.repository,
             rumor_id,
             by=who.name,
+            idem=sent_once(who, fields, f"rumor-removal:{rumor_id}"),
         )
     except REFUSALS as exc:
         refused = who.refusal("/console/bank", f"remove-{rumor_id}", fields, exc)

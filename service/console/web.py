@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from fastapi import Depends, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -360,8 +360,59 @@ def error_page(
     )
 
 
+def without_dot_segments(path: str) -> str:
+    """``path`` as a browser resolves it (RFC 3986 "remove_dot_segments"), a segment ``..`` or
+    ``.`` percent-encoded (``%2e%2e``) included, since browsers resolve those too; the other
+    segments kept as written."""
+    kept: list[str] = []
+    segments = path.split("/")[1:]
+    for position, segment in enumerate(segments):
+        dots = unquote(segment)
+        if dots in (".", ".."):
+            if dots == ".." and kept:
+                kept.pop()
+            if position == len(segments) - 1:
+                kept.append("")
+        else:
+            kept.append(segment)
+    return "/" + "/".join(kept)
+
+
+def console_page(target: str) -> str | None:
+    """``target`` (a path and its query) where a browser sent there stays on a page of the
+    console; None otherwise: never a redirect elsewhere, nor a path the browser resolves
+    outside the console (``/console/../x``)."""
+    parts = urlsplit(target)
+    path = without_dot_segments(parts.path) if parts.path.startswith("/") else ""
+    inside = not (parts.scheme or parts.netloc) and path.startswith("/console/")
+    if not inside or "//" in path:
+        return None
+    return urlunsplit(("", "", path, parts.query, ""))
+
+
 async def to_sign_in(request: Request, _: Exception) -> Response:
-    response = RedirectResponse("/console/login", 303)
+    """The sign-in page, which comes back to the page asked for once signed in: a form's, the
+    page it was sent from (its ``Referer``), since the form was not taken. Where a session had
+    ended (expired after ``console_session_hours``, signed out elsewhere, the user changed) or a
+    form went unsent, the page says so: a reviewer whose session ends mid-day would otherwise
+    find the queue and nothing telling that their decision was never written."""
+    if request.method == "GET":
+        asked = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    else:
+        sent_from = urlsplit(request.headers.get("referer", ""))
+        asked = urlunsplit(("", "", sent_from.path, sent_from.query, ""))
+    query: dict[str, str] = {}
+    if (page := console_page(asked)) is not None:
+        query["next"] = page
+    # a signed-in session that no longer holds, or one gone (expired: it no longer loads);
+    # the sign-in page's own session, no one's, ended nothing
+    session = session_of(request)
+    ended = COOKIE in request.cookies and (session is None or session.user is not None)
+    if request.method != "GET":
+        query["why"] = "unsent"
+    elif ended:
+        query["why"] = "ended"
+    response = RedirectResponse("/console/login" + (f"?{urlencode(query)}" if query else ""), 303)
     # a session whose user was disabled is ended, not shown again on the sign-in page
     response.delete_cookie(COOKIE, path="/console")
     return response
