@@ -29,7 +29,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import stat
 import time
 from collections import Counter
 from collections.abc import Generator, Iterable, Iterator, Sequence
@@ -38,17 +37,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from service.batch import RescoreError
 from service.batch.checkpoint import MANIFEST, CheckpointError, JoinError, State, WorkFolder
-from service.batch.diff import changes_file, report_file
 from service.batch.duplicates import SeenIds
+from service.batch.paths import check_paths, default_reject_path
 from service.batch.progress import EVERY_S, Progress, say, shown
-from service.batch.records import (
-    OUTPUT_SUFFIXES,
-    RecordsError,
-    RecordWriter,
-    read_ids,
-    read_records,
-)
+from service.batch.records import RecordWriter, read_ids
 from service.batch.segments import (
     KEEP,
     Segment,
@@ -58,7 +52,7 @@ from service.batch.segments import (
     run_segment,
     segment_sizes,
 )
-from service.batch.sources import InputError, input_files, plan
+from service.batch.sources import InputError, plan
 from service.batch.work import Reject, Result, Scorer, ScorerError, Span
 from service.heads import RISKS, Risk
 from service.record import DECISIONS, Decision, ScoreRecord
@@ -145,10 +139,6 @@ class InlineEngine:
     ) -> Iterator[SegmentResult]:
         for n, segment in enumerate(segments):
             yield run_segment(segment, self._scorer, first if n == 0 else KEEP)
-
-
-class RescoreError(Exception):
-    """The run could not start or finish; OUTPUT and the reject file were left as they were."""
 
 
 @dataclass(frozen=True)
@@ -337,111 +327,6 @@ class Summary:
         lines = [f"rescored {read} with model {self.model_version} ({self.engine})"]
         lines += [f"  {name:<14} {value}" for name, value in rows]
         return "\n".join(lines)
-
-
-def default_reject_path(output_path: Path) -> Path:
-    """``scores.jsonl`` (``.ndjson``, ``.parquet``, ``.jsonl.gz``, ``.gz``) keeps its rejects in
-    ``scores.rejects.jsonl``, beside it."""
-    if not output_path.name:
-        # "." or "/" has no name to derive one from; it is a folder, which check_paths
-        # refuses as OUTPUT before it looks at the rejects
-        return output_path
-    name = output_path.name
-    suffix = next((s for s in (*OUTPUT_SUFFIXES, ".gz") if name.lower().endswith(s)), "")
-    return output_path.with_name(name[: len(name) - len(suffix)] + ".rejects.jsonl")
-
-
-def check_paths(
-    input_path: Path, output_path: Path, reject_path: Path, previous: Path | None = None
-) -> list[Path]:
-    """The input files; fail before any work (and before the model loads) when the files
-    cannot be used: a folder to write to that is missing, an output that would replace an input
-    or the other output, or land where the next run reads posts, and a ``previous`` output to
-    compare with (``--compare``) that is not one."""
-    try:
-        files = input_files(input_path)
-    except InputError as exc:
-        raise RescoreError(str(exc)) from exc
-    check_outputs(output_path, reject_path)
-    inputs = {f.resolve() for f in files}
-    for what, path in (("OUTPUT", output_path), ("--rejects", reject_path)):
-        if path.resolve() in inputs:
-            raise RescoreError(f"{what} {path} is an input file, which the run would replace")
-        if input_path.is_dir() and path.resolve().is_relative_to(input_path.resolve()):
-            raise RescoreError(
-                f"{what} {path} is inside the input folder {input_path}: the next run would "
-                "read it as posts"
-            )
-    if previous is not None:
-        _check_previous(previous, output_path, reject_path)
-    return files
-
-
-def check_outputs(output_path: Path, reject_path: Path) -> None:
-    """Fail when OUTPUT or the reject file cannot be written (a command checks it before it
-    takes the hold on OUTPUT, whose lock file goes beside it): a folder, a special file, a
-    folder to write to that is missing or read-only, or both one file."""
-    for path in (output_path, reject_path):
-        if path.is_dir():
-            raise RescoreError(f"cannot write {path}: it is a folder")
-        if path.exists() and not path.is_file():
-            # the run renames its finished file over it and removes a reject file it has no use
-            # for: run as root, that took /dev/null itself away
-            raise RescoreError(
-                f"cannot write {path}: it is {_kind(path)}, not a file, and the run would "
-                "replace it with one; give a file"
-            )
-        if not path.parent.is_dir():
-            raise RescoreError(f"cannot write {path}: folder {path.parent} does not exist")
-        if not os.access(path.parent, os.W_OK):
-            raise RescoreError(f"cannot write {path}: folder {path.parent} is not writable")
-    if output_path.resolve() == reject_path.resolve():
-        raise RescoreError(f"--rejects {reject_path} is OUTPUT itself: give another file")
-
-
-def _check_previous(previous: Path, output_path: Path, reject_path: Path) -> None:
-    """Refuse a previous output that this run replaces, removes or writes before reading it
-    (OUTPUT, the reject file, and the changes file and report that ``--compare`` writes beside
-    OUTPUT), or that is not an output."""
-    written = {
-        output_path.resolve(): "OUTPUT itself, which this run replaces",
-        reject_path.resolve(): "the reject file, which this run replaces or removes",
-        changes_file(output_path).resolve(): "the changes file, which the comparison writes",
-        report_file(output_path).resolve(): "the report, which the comparison writes",
-    }
-    what = written.get(previous.resolve())
-    if what is not None:
-        raise RescoreError(f"--compare {previous} is {what}: compare with a copy")
-    if previous.is_dir():
-        raise RescoreError(
-            f"--compare {previous} is a folder, not a file: give the OUTPUT file of the earlier run"
-        )
-    if not previous.exists():
-        raise RescoreError(f"--compare {previous} does not exist")
-    if not previous.is_file():
-        # read twice (checked here, compared at the end), which a pipe cannot be
-        raise RescoreError(
-            f"--compare {previous} is {_kind(previous)}, not a file: give the OUTPUT file of "
-            "the earlier run"
-        )
-    try:
-        next(read_records(previous), None)
-    except (RecordsError, OSError) as exc:
-        raise RescoreError(f"--compare {previous}: {exc}") from exc
-
-
-def _kind(path: Path) -> str:
-    """What ``path``, which exists and is neither a file nor a folder, is, in words."""
-    mode = path.stat().st_mode
-    for test, kind in (
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISFIFO, "a named pipe"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return kind
-    return "a special file"
 
 
 def rescore(

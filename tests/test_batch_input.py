@@ -27,6 +27,7 @@ from batchkit import (
     shuffled_posts,
 )
 
+from service.batch import RescoreError
 from service.batch import records as record_files
 from service.batch.checkpoint import State, WorkFolder
 from service.batch.sources import Task, plan, read
@@ -41,7 +42,7 @@ from service.record import (
     ScoreRecord,
     text_digest,
 )
-from service.rescore import InlineEngine, RescoreError, rescore
+from service.rescore import InlineEngine, rescore
 from service.settings import get_settings
 
 

@@ -33,11 +33,11 @@ from batchkit import (
     shuffled_posts,
 )
 
-from service.batch import checkpoint
+from service.batch import RescoreError, checkpoint
 from service.batch.checkpoint import CheckpointError, State, WorkFolder
 from service.batch.local import LocalEngine
 from service.pipeline import Pipeline
-from service.rescore import InlineEngine, RescoreError, batch_settings, rescore
+from service.rescore import InlineEngine, batch_settings, rescore
 from service.settings import Settings
 
 BATCHKIT = Path(__file__).resolve().parent / "batchkit.py"

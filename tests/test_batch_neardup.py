@@ -19,11 +19,12 @@ from batchkit import (
     rescore_lines,
 )
 
+from service.batch import RescoreError
 from service.batch.local import LocalEngine
 from service.batch.segments import Segment, SegmentResult
 from service.neardup.match import TOO_OLD
 from service.pipeline import Pipeline
-from service.rescore import InlineEngine, RescoreError, batch_settings, rescore
+from service.rescore import InlineEngine, batch_settings, rescore
 from service.settings import Settings
 from service.storage.repository import StoredRumor
 

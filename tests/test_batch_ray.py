@@ -29,11 +29,12 @@ from batchkit import (
     shuffled_posts,
 )
 
+from service.batch import RescoreError
 from service.batch.ray_engine import RayEngine
 from service.batch.segments import segment_sizes
 from service.batch.work import ModelMismatchError
 from service.pipeline import Pipeline
-from service.rescore import InlineEngine, RescoreError, batch_settings
+from service.rescore import InlineEngine, batch_settings
 from service.settings import Settings
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")

@@ -28,7 +28,7 @@ from sqlalchemy import inspect, select, update
 
 from service import security
 from service.classify import Probabilities
-from service.console import articles, pages, plots, present
+from service.console import articles, pages, plots, present, times
 from service.console.i18n import TEXT, translator, worded
 from service.console.session import COOKIE, Sessions
 from service.console.web import REFUSALS
@@ -713,40 +713,40 @@ def test_a_dormant_items_page_shows_the_use_that_last_set_the_clock_and_since_wh
         return re.sub(r"</?span[^>]*>", "", said)
 
     dormant_since = "自 {} 起判定为长期未使用"
-    registered = present.when(found["quiet"].active_at, zone)
-    registered_effect = present.when(login, zone)
+    registered = times.when(found["quiet"].active_at, zone)
+    registered_effect = times.when(login, zone)
     assert clock("quiet") == " · ".join(
         [
             f"最近一次使用: 注册(服务首次记录该账号) {registered}",
             "最近登录: 平台未报告过",
-            dormant_since.format(present.when(found["quiet"].dormant_at, zone)),
+            dormant_since.format(times.when(found["quiet"].dormant_at, zone)),
             f"未预警(当时的策略不预警),休眠于 {registered_effect} 生效",
         ]
     )
     assert clock("idle") == " · ".join(
         [
-            f"最近一次使用: 登录 {present.when(login, zone)}",
-            f"最近登录: {present.when(login, zone)}",
-            dormant_since.format(present.when(found["idle"].dormant_at, zone)),
-            f"未预警(当时的策略不预警),休眠于 {present.when(login + timedelta(days=1), zone)} 生效",
+            f"最近一次使用: 登录 {times.when(login, zone)}",
+            f"最近登录: {times.when(login, zone)}",
+            dormant_since.format(times.when(found["idle"].dormant_at, zone)),
+            f"未预警(当时的策略不预警),休眠于 {times.when(login + timedelta(days=1), zone)} 生效",
         ]
     )
     assert clock("warned").split(" · ")[3] == (
-        f"已于 {present.when(warned_at, zone)} 预警,"
-        f"休眠于 {present.when(warned_at + timedelta(days=0.5), zone)} 生效"
+        f"已于 {times.when(warned_at, zone)} 预警,"
+        f"休眠于 {times.when(warned_at + timedelta(days=0.5), zone)} 生效"
     )
     assert api.score({"id": "back", "text": PLAIN, "account_id": "quiet"}).status_code == 200
     wait_for(lambda: review.get_account(policy, "quiet").dormant_at is None)
     api.client.get("/console/lang/en")
     returned = review.get_account(policy, "quiet")
     assert clock("quiet") == (
-        f"Last use: post {present.when(returned.active_at, zone)} · "
+        f"Last use: post {times.when(returned.active_at, zone)} · "
         "Last login: never reported · In use again: no longer dormant · "
         f"Not warned (the policy then gave no warning), dormancy effective {registered_effect}"
     )
     assert clock("warned").split(" · ")[3] == (
-        f"Warned on {present.when(warned_at, zone)}, "
-        f"dormancy effective {present.when(warned_at + timedelta(days=0.5), zone)}"
+        f"Warned on {times.when(warned_at, zone)}, "
+        f"dormancy effective {times.when(warned_at + timedelta(days=0.5), zone)}"
     )
 
 
@@ -798,11 +798,11 @@ def test_a_rules_refusal_reaches_the_page_in_its_language_and_the_api_in_english
     long_ago = datetime.now(UTC) - timedelta(days=policy.appeals.file_within_days + 1)
     review.decide(policy, first, "wang", "confirm", "rumor", "art18.6", now=long_ago)
     appeal = {"account_id": "a1", "item_id": str(first), "reason": "误判"}
-    closed = present.when(long_ago + timedelta(days=policy.appeals.file_within_days), zone)
+    closed = times.when(long_ago + timedelta(days=policy.appeals.file_within_days), zone)
     assert refused("/console/appeals", **appeal) == f"申诉期限已于 {closed} 截止"
     lease = review.claim(policy, second, "wang").lease_until
     claimed = refused(f"/console/items/{second}/claim")
-    assert claimed == f"该条目已被其他审核员认领,至 {present.when(lease, zone)} 为止"
+    assert claimed == f"该条目已被其他审核员认领,至 {times.when(lease, zone)} 为止"
     decided = refused(f"/console/items/{first}/decision", action="dismiss")
     assert decided == "该条目已处理(已确认违规)"
     api.client.get("/console/lang/en")
@@ -2249,12 +2249,12 @@ def test_an_impersonation_item_is_shown_in_the_queue_and_on_its_page_in_each_lan
 def test_moments_are_shown_in_the_consoles_time_zone_naming_its_offset() -> None:
     moment = datetime(2026, 12, 5, 20, 0, tzinfo=UTC)
     shanghai = ZoneInfo("Asia/Shanghai")
-    assert present.when(moment, shanghai) == "2026-12-06 04:00 UTC+8"
-    assert present.when(moment.timestamp(), shanghai) == "2026-12-06 04:00 UTC+8"
-    assert present.when(moment, ZoneInfo("UTC")) == "2026-12-05 20:00 UTC"
-    assert present.when(moment, ZoneInfo("Asia/Kolkata")) == "2026-12-06 01:30 UTC+5:30"
-    assert present.when(moment, ZoneInfo("America/New_York")) == "2026-12-05 15:00 UTC-5"
-    assert present.when(None, shanghai) == "-"
+    assert times.when(moment, shanghai) == "2026-12-06 04:00 UTC+8"
+    assert times.when(moment.timestamp(), shanghai) == "2026-12-06 04:00 UTC+8"
+    assert times.when(moment, ZoneInfo("UTC")) == "2026-12-05 20:00 UTC"
+    assert times.when(moment, ZoneInfo("Asia/Kolkata")) == "2026-12-06 01:30 UTC+5:30"
+    assert times.when(moment, ZoneInfo("America/New_York")) == "2026-12-05 15:00 UTC-5"
+    assert times.when(None, shanghai) == "-"
 
 
 def test_an_items_page_shows_its_moments_in_the_consoles_time_zone(

@@ -38,13 +38,15 @@ from batchkit import (
     shuffled_posts,
 )
 
+from service.batch import RescoreError
 from service.batch.checkpoint import CheckpointError, WorkFolder
+from service.batch.paths import default_reject_path
 from service.batch.ray_engine import CONNECT_TIMEOUT_S, RayEngine
 from service.batch.records import RecordWriter
 from service.batch.work import Scorer
 from service.cli import EXAMPLES, main
 from service.record import Post, ScoreRecord
-from service.rescore import InlineEngine, RescoreError, default_reject_path, rescore
+from service.rescore import InlineEngine, rescore
 from service.settings import Settings
 
 
@@ -635,7 +637,7 @@ HOLD = """
 import sys
 from pathlib import Path
 from service.batch.checkpoint import CheckpointError, WorkFolder
-from service.rescore import default_reject_path
+from service.batch.paths import default_reject_path
 
 output = Path(sys.argv[1])
 with WorkFolder(output).held(default_reject_path(output)):

@@ -26,11 +26,11 @@ from sqlalchemy import create_engine, inspect, text
 from service.batch import diff as batch_diff
 from service.batch import stored
 from service.batch.checkpoint import CheckpointError, WorkFolder
+from service.batch.paths import default_reject_path
 from service.batch.work import Scorer
 from service.cli import main
 from service.pipeline import Pipeline
 from service.record import Post, ScoreRecord
-from service.rescore import default_reject_path
 from service.settings import Settings, get_settings
 from service.storage import Pending, SqlRepository, open_repository, upgrade
 from service.storage.database import make_engine

@@ -97,14 +97,10 @@ def _outliving_stderr() -> Iterator[None]:
 
 
 def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
+    from service.batch import RescoreError
+    from service.batch.paths import check_outputs, check_paths, default_reject_path
     from service.batch.ray_engine import ClusterError
-    from service.rescore import (
-        DEFAULT_CHUNK_SIZE,
-        RescoreError,
-        check_outputs,
-        check_paths,
-        default_reject_path,
-    )
+    from service.rescore import DEFAULT_CHUNK_SIZE
     from service.settings import get_settings
 
     settings = get_settings()
@@ -155,8 +151,8 @@ def _held(output: Path, rejects: Path) -> Iterator[None]:
     """OUTPUT and the reject file held for the whole command (:meth:`WorkFolder.held`), not for
     the run alone: a run of another period would remove the export this one reads, and one
     started during the comparison would replace the OUTPUT it reads and the report it writes."""
+    from service.batch import RescoreError
     from service.batch.checkpoint import CheckpointError, WorkFolder
-    from service.rescore import RescoreError
 
     with ExitStack() as hold:
         try:
@@ -208,8 +204,8 @@ def _file_name_error(args: argparse.Namespace) -> str:
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> Path:
+    from service.batch import RescoreError
     from service.batch.stored import PeriodError, export, moment
-    from service.rescore import RescoreError
     from service.storage import StorageError
 
     try:
@@ -227,8 +223,8 @@ def _export(args: argparse.Namespace, settings: Settings) -> Path:
 
 
 def _record_run(args: argparse.Namespace, settings: Settings, summary: Summary) -> None:
+    from service.batch import RescoreError
     from service.batch.stored import finish, moment
-    from service.rescore import RescoreError
     from service.storage import StorageError
     from service.storage.repository import RescoreRun
 
@@ -291,7 +287,7 @@ def _stored_posts(args: argparse.Namespace, settings: Settings) -> Stored:
 
 
 def _bank(settings: Settings) -> list[StoredRumor]:
-    from service.rescore import RescoreError
+    from service.batch import RescoreError
     from service.storage import StorageError, open_existing
 
     try:
@@ -305,8 +301,8 @@ def _bank(settings: Settings) -> list[StoredRumor]:
 
 
 def _check_queue(settings: Settings) -> None:
+    from service.batch import RescoreError
     from service.batch.diff import check_queue
-    from service.rescore import RescoreError
     from service.storage import StorageError
 
     try:
@@ -316,9 +312,9 @@ def _check_queue(settings: Settings) -> None:
 
 
 def _compare(args: argparse.Namespace, settings: Settings) -> None:
+    from service.batch import RescoreError
     from service.batch.diff import diff, enqueue, report_file
     from service.batch.records import RecordsError
-    from service.rescore import RescoreError
 
     try:
         report = diff(args.compare, args.output)
@@ -344,7 +340,7 @@ def _compare(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _load_model(load: ScorerFactory, settings: Settings) -> Scorer:
-    from service.rescore import RescoreError
+    from service.batch import RescoreError
 
     try:
         return load(settings)

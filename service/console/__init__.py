@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader
 from starlette.exceptions import HTTPException
 
-from service.console import articles, pages, present
+from service.console import articles, pages, times
 from service.console.i18n import FAMILIES, code_filter, in_words
 from service.console.session import Sessions
 from service.console.web import (
@@ -43,8 +43,8 @@ def mount(app: FastAPI, settings: Settings, reads: ConsoleReads) -> None:
     secret = settings.console_secret
     key = secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
-    env.filters["when"] = partial(present.when, zone=settings.console_zone)
-    env.filters["duration"] = in_words(present.duration)
+    env.filters["when"] = partial(times.when, zone=settings.console_zone)
+    env.filters["duration"] = in_words(times.duration)
     env.filters["article"] = in_words(articles.name)
     for family in FAMILIES:
         env.filters[family] = code_filter(family)

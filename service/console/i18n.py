@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
-from service.console.present import when
+from service.console.times import when
 from service.policy.provisions import UNKNOWN
 from service.review.refusals import RefusedError
 
@@ -309,7 +309,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "article": ("第{article_zh}条", "art{article}"),
     "article_item": ("第{article_zh}条第{item_zh}项", "art{article}.{item}"),
     # a length of time (an item's wait, a gap between posts): seconds under a minute, minutes
-    # under an hour, hours under two days, then days (``service.console.present.unit_of``);
+    # under an hour, hours under two days, then days (``service.console.times.unit_of``);
     # the dashboard's age buckets say theirs in the same units
     "unit.seconds": ("{n} 秒", "{n} s"),
     "unit.minutes": ("{n} 分钟", "{n} min"),
