@@ -22,7 +22,6 @@ from service.storage.review_rows import (
     LIFTED,
     change_view,
     disposition_view,
-    maybe_utc,
     utc,
 )
 from service.storage.tables import (
@@ -326,15 +325,20 @@ def still_due(
     tx: Tx, account: StoredAccount, lifted: Sequence[StoredDisposition], reviewer: str
 ) -> list[views.Disposition]:
     """The ``lifted`` dispositions that the account's level or standing violations still call
-    for, applied again under its latest standing violation until they would have ended: an
-    upheld appeal undoes what its decision caused, not what the other violations cause."""
+    for, applied again under its latest standing violation until they would have ended had
+    the reversed one never been confirmed: the step's days from that violation, not the
+    lifted row's end, which ran from the reversed one (a warning lifted with a violation
+    confirmed after the other's warning had run out is not given again, and one lifted with
+    a violation before it runs its days from the other). An upheld appeal undoes what its
+    decision caused, not what the other violations cause."""
     rules = tx.policy.credit
     standing = violations_since(tx, account.account_id, tx.now - timedelta(days=rules.window_days))
     active = active_kinds(tx, account.account_id)
-    steps = dispositions.due(tx.policy.dispositions, account.level, standing, active)
-    due = {s.kind for s in steps}
-    latest = tx.session.scalar(
-        select(CreditEntry.item_id)
+    steps = {
+        s.kind: s for s in dispositions.due(tx.policy.dispositions, account.level, standing, active)
+    }
+    latest = tx.session.execute(
+        select(CreditEntry.item_id, CreditEntry.at)
         .where(
             CreditEntry.account_id == account.account_id,
             CreditEntry.reason == "violation",
@@ -342,15 +346,20 @@ def still_due(
         )
         .order_by(CreditEntry.at.desc(), CreditEntry.id.desc())
         .limit(1)
-    )
+    ).first()
     if latest is None:
         return []
+    ends = {
+        row.id: dispositions.ends_at(steps[row.kind], utc(latest.at))
+        for row in lifted
+        if row.kind in steps
+    }
     return [
         apply_disposition(
-            tx, account.account_id, row.kind, row.basis, latest, maybe_utc(row.ends_at), reviewer
+            tx, account.account_id, row.kind, row.basis, latest.item_id, ends[row.id], reviewer
         )
         for row in lifted
-        if row.kind in due and dispositions.is_active(maybe_utc(row.ends_at), False, tx.now)
+        if row.id in ends and dispositions.is_active(ends[row.id], False, tx.now)
     ]
 
 
