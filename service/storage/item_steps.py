@@ -15,7 +15,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.heads import Risk
 from service.policy import Policy
-from service.review import appeals, dormancy, items, views
+from service.review import appeals, chain, dormancy, items, views
 from service.review.items import Action, Category, ConflictError, NotFoundError
 from service.storage.credit_steps import active_now, lift
 from service.storage.repository import Role
@@ -167,6 +167,7 @@ def record_decision(
             "basis": basis,
             "reviewer": reviewer,
             "policy_version": tx.policy.version,
+            "note_sha256": None if note is None else chain.text_digest(note),
         },
     )
     return row
