@@ -83,6 +83,171 @@ def test_appeals_of_one_violation_filed_at_once_store_one(
     assert len(repo.list_appeals().appeals) == 1
 
 
+def test_an_appeal_filed_on_the_holders_behalf_and_rejected_leaves_the_holder_their_own(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """A reviewer who files an appeal for another to reject uses up nothing of the holder's:
+    the holder files their own after it, within the window counted from that rejection. One
+    of each: a second of either, an appeal filed on the holder's behalf after the holder's,
+    or the holder's beside one filed for them that is pending or upheld, is refused."""
+    made = confirmed(repo, policy, "p1", "acc1", T0)
+    window = timedelta(days=policy.appeals.file_within_days)
+    staff = repo.file_appeal(
+        policy,
+        account_id="acc1",
+        item_id=made.item_id,
+        reason="代为申诉",
+        filed_by="li",
+        on_behalf=True,
+        now=T0 + MINUTE,
+    )
+    assert staff.on_behalf
+
+    def holders(at: datetime) -> views.Appeal:
+        return repo.file_appeal(
+            policy, account_id="acc1", item_id=made.item_id, reason="误判", filed_by="k", now=at
+        )
+
+    with pytest.raises(ConflictError, match="appealed already"):
+        holders(T0 + 2 * MINUTE)  # the pending one answers for the holder
+    rejected_at = T0 + window - MINUTE
+    repo.decide_appeal(policy, staff.id, "r2", "reject", "无据", now=rejected_at)
+    own = holders(T0 + window + MINUTE)  # past the decision's window, not past the rejection's
+    assert not own.on_behalf and own.status == "pending"
+    for on_behalf in (False, True):
+        with pytest.raises(ConflictError, match="appealed already"):
+            repo.file_appeal(
+                policy,
+                account_id="acc1",
+                item_id=made.item_id,
+                reason="再次",
+                filed_by="li",
+                on_behalf=on_behalf,
+                now=T0 + window + 2 * MINUTE,
+            )
+    upheld = repo.decide_appeal(policy, own.id, "r2", "uphold", None, now=T0 + window + 3 * MINUTE)
+    assert upheld.reversed
+    filed = [e.payload for e in repo.audit_entries() if e.kind == "appeal.filed"]
+    assert [(p["filed_by"], p["on_behalf"]) for p in filed] == [("li", True), ("k", False)]
+    assert chain.verify(repo.audit_entries(), repo.audit_head()) == []
+
+
+def test_the_holders_appeal_waits_for_one_filed_on_their_behalf_and_ends_with_it_upheld(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    first = confirmed(repo, policy, "p1", "acc1", T0)
+    second = confirmed(repo, policy, "p2", "acc1", T0 + MINUTE)
+    for made in (first, second):
+        repo.file_appeal(
+            policy,
+            account_id="acc1",
+            item_id=made.item_id,
+            reason="代为申诉",
+            filed_by="li",
+            on_behalf=True,
+            now=T0 + 2 * MINUTE,
+        )
+    (one, _) = repo.list_appeals().appeals
+    repo.decide_appeal(policy, one.id, "r2", "uphold", None, now=T0 + 3 * MINUTE)
+    for made in (first, second):
+        with pytest.raises(ConflictError, match="appealed already"):
+            repo.file_appeal(
+                policy,
+                account_id="acc1",
+                item_id=made.item_id,
+                reason="误判",
+                filed_by="k",
+                now=T0 + 4 * MINUTE,
+            )
+    # the holder's first: the trust team files none after it
+    third = confirmed(repo, policy, "p3", "acc1", T0 + 5 * MINUTE)
+    appeal = appeal_of(repo, policy, third, T0 + 6 * MINUTE)
+    repo.decide_appeal(policy, appeal, "r2", "reject", None, now=T0 + 7 * MINUTE)
+    with pytest.raises(ConflictError, match="appealed already"):
+        repo.file_appeal(
+            policy,
+            account_id="acc1",
+            item_id=third.item_id,
+            reason="代为申诉",
+            filed_by="li",
+            on_behalf=True,
+            now=T0 + 8 * MINUTE,
+        )
+
+
+def test_a_disposition_the_other_violation_still_calls_for_runs_from_it_not_the_lifted_row(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """The warning lifted with an upheld appeal is given again, on the violation left standing,
+    for the days that violation would have brought: not to the lifted warning's end, which ran
+    from the reversed violation. After it, nothing of the lifted row's end is left, and a new
+    confirmation's warning runs from its own moment."""
+    (warning,) = [s for s in policy.dispositions if s.kind == "warning"]
+    assert warning.days is not None and warning.min_violations == 1
+    days = timedelta(days=warning.days)
+
+    def ends(account: str, at: datetime) -> datetime | None:
+        shown = repo.get_account(policy, account, now=at).dispositions
+        (found,) = [d for d in shown if d.kind == "warning"]
+        return found.ends_at
+
+    # the reversed violation first: the one left standing gives its warning its own days
+    first = confirmed(repo, policy, "p1", "acc1", T0)
+    later = confirmed(repo, policy, "p2", "acc1", T0 + days / 3)
+    assert ends("acc1", T0 + days / 3) == T0 + days
+    upheld = T0 + days / 2
+    repo.decide_appeal(
+        policy, appeal_of(repo, policy, first, upheld), "r2", "uphold", None, now=upheld
+    )
+    assert ends("acc1", upheld) == later.decided_at + days
+    # the reversed violation last, after the other's warning ran out: none is given again
+    done = confirmed(repo, policy, "q1", "acc2", T0)
+    after = T0 + days + MINUTE
+    reversed_ = confirmed(repo, policy, "q2", "acc2", after)
+    assert ends("acc2", after) == after + days
+    repo.decide_appeal(
+        policy,
+        appeal_of(repo, policy, reversed_, after + MINUTE),
+        "r2",
+        "uphold",
+        None,
+        now=after + MINUTE,
+    )
+    assert "warning" not in active(repo, policy, "acc2", after + MINUTE)
+    assert done.dispositions[0].ends_at == T0 + days
+    # a new confirmation, the warning lifted before: a new warning from its own moment
+    again = after + 2 * MINUTE
+    confirmed(repo, policy, "q3", "acc2", again)
+    assert ends("acc2", again) == again + days
+
+
+def test_the_notes_of_a_decision_and_of_an_appeal_are_chained_by_their_hash(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """A note is free text kept in its table, as a reason is: the record holds its SHA-256, so
+    a note edited in the table no longer matches what the chain says was written."""
+    rec = record("p1", "block").model_copy(update={"account_id": "acc1"})
+    repo.save_records([Pending(rec, True, "帖子")])
+    (item,) = repo.list_items(policy).items
+    repo.decide(policy, item.id, "r1", "confirm", "rumor", "art18.6", "与辟谣一致", now=T0)
+    appeal = repo.file_appeal(
+        policy, account_id="acc1", item_id=item.id, reason="误判", filed_by="k", now=T0
+    )
+    repo.decide_appeal(policy, appeal.id, "r2", "reject", "证据充分", now=T0 + MINUTE)
+    with repo.engine.begin() as connection:
+        connection.execute(text("UPDATE review_decisions SET note = '已改'"))
+        connection.execute(text("UPDATE appeals SET note = NULL"))
+    chained = {
+        e.kind: e.payload["note_sha256"]
+        for e in repo.audit_entries()
+        if e.kind in ("review.decision", "appeal.decision")
+    }
+    assert chained == {
+        "review.decision": chain.text_digest("与辟谣一致"),
+        "appeal.decision": chain.text_digest("证据充分"),
+    }
+
+
 def test_upholding_one_of_eight_rumours_leaves_what_the_other_seven_call_for(
     repo: SqlRepository, policy: Policy
 ) -> None:
@@ -364,3 +529,29 @@ def test_a_cursor_no_listing_gave_out_is_refused_at_its_name(api: Api) -> None:
     for path in ("/console/appeals", "/console/queue"):
         for cursor in BAD_CURSORS:
             assert api.client.get(path, params={"cursor": cursor}).status_code < 500
+
+
+def test_an_appeal_filed_in_the_console_is_the_holders_to_follow_once_rejected(api: Api) -> None:
+    """li files in the console on a1's behalf, zhao rejects it; the platform's key then files
+    the holder's own appeal of the same confirmation."""
+    review, policy = api.services.review, api.services.scoring.policy
+    rec = record("p1", "block").model_copy(update={"account_id": "a1"})
+    api.services.scoring.repository.save_records([Pending(rec, True, "帖子")])
+    (item,) = review.list_items(policy).items
+    review.decide(policy, item.id, "wang", "confirm", "rumor", "art18.6")
+    token = sign_in(api, "li")
+    filed = api.client.post(
+        "/console/appeals",
+        data={"csrf": token, "account_id": "a1", "item_id": str(item.id), "reason": "代为申诉"},
+        follow_redirects=False,
+    )
+    assert filed.status_code == 303, filed.text
+    (staff,) = review.list_appeals().appeals
+    assert staff.on_behalf
+    review.decide_appeal(policy, staff.id, "zhao", "reject", "无据")
+    body = {"account_id": "a1", "item_id": item.id, "reason": "误判"}
+    own = api.client.post("/v1/appeals", json=body, headers=api.headers())
+    assert own.status_code == 200, own.text
+    assert own.json()["on_behalf"] is False
+    again = api.client.post("/v1/appeals", json=body, headers=api.headers())
+    assert again.status_code == 409

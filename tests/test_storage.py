@@ -258,6 +258,55 @@ def test_0033_widens_who_added_a_bank_entry_and_narrows_it_back_only_where_it_fi
         engine.dispose()
 
 
+def test_0034_keeps_the_holders_appeal_beside_one_filed_for_them_and_goes_down_without_it(
+    database_url: str,
+) -> None:
+    """After 0034 a violation holds an appeal filed on the holder's behalf and the holder's
+    own; the downgrade stops while one does, and goes down once it holds one appeal, its
+    appeals the holder's again to the schema before it."""
+    upgrade(database_url)
+    policy = load_policy(Settings().policy_file)
+    repo = open_repository(database_url, 5.0, policy.review)
+    at = datetime(2026, 11, 1, tzinfo=UTC)
+    try:
+        rec = record("p1", "block").model_copy(update={"account_id": "acc1"})
+        repo.save_records([Pending(rec, True, "帖子")])
+        (item,) = repo.list_items(policy).items
+        repo.decide(policy, item.id, "r1", "confirm", "rumor", "art18.6", now=at)
+        staff = repo.file_appeal(
+            policy,
+            account_id="acc1",
+            item_id=item.id,
+            reason="代为申诉",
+            filed_by="li",
+            on_behalf=True,
+            now=at,
+        )
+        repo.decide_appeal(policy, staff.id, "r2", "reject", None, now=at)
+        own = repo.file_appeal(
+            policy, account_id="acc1", item_id=item.id, reason="误判", filed_by="k", now=at
+        )
+    finally:
+        repo.close()
+    engine = make_engine(database_url, 5.0)
+    try:
+        with (
+            pytest.raises(CommandError, match="1 violations hold the holder's appeal"),
+            engine.begin() as connection,
+        ):
+            migrate(connection, "0033_bank_actor", down=True)
+        with engine.begin() as connection:
+            connection.execute(text("DELETE FROM appeals WHERE id = :id"), {"id": own.id})
+            migrate(connection, "0033_bank_actor", down=True)
+            columns = {c["name"] for c in inspect(connection).get_columns("appeals")}
+            assert "on_behalf" not in columns
+            migrate(connection, "0034_appeals_on_behalf")
+            kept = connection.execute(text("SELECT id, on_behalf FROM appeals")).all()
+            assert [(row[0], bool(row[1])) for row in kept] == [(staff.id, False)]
+    finally:
+        engine.dispose()
+
+
 def test_an_unreachable_database_raises_storage_error_quickly() -> None:
     repo = open_repository("postgresql+psycopg://postgres@127.0.0.1:9/test", timeout_s=1.0)
     with pytest.raises(StorageError):

@@ -497,6 +497,7 @@ async def file_appeal(who: Signed, fields: Form) -> Response:
             item_id=body.item_id,
             reason=body.reason,
             filed_by=who.name,
+            on_behalf=True,
             idem=sent_once(who, fields, "appeal"),
         )
     except REFUSALS as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, get_args
 
@@ -29,14 +30,39 @@ class AppealClosedError(ConflictError):
         self.deadline = deadline
 
 
+@dataclass(frozen=True)
+class Filed:
+    """An appeal filed already of the violation (item and account) appealed again."""
+
+    id: int
+    on_behalf: bool
+    status: str
+    resolved_at: datetime | None
+
+
+def check_again(item_id: int, earlier: Collection[Filed], on_behalf: bool) -> datetime | None:
+    """Raise ``appealed_already`` unless an appeal, filed ``on_behalf`` of the holder by a
+    trust-team member or by the holder, may follow the ``earlier`` ones of its violation: one
+    appeal per violation, save that a rejected one filed on the holder's behalf leaves the
+    holder their own (else a reviewer could file an appeal for another to reject, and use up
+    the holder's). The moment that rejection reopened the holder's window, where it did."""
+    for appeal in earlier:
+        if on_behalf or not appeal.on_behalf or appeal.status != "rejected":
+            raise ConflictError("appealed_already", item_id=item_id, appeal_id=appeal.id)
+    return max((a.resolved_at for a in earlier if a.resolved_at is not None), default=None)
+
+
 def filing_deadline(rules: AppealRules, decided_at: datetime) -> datetime:
     return decided_at + timedelta(days=rules.file_within_days)
 
 
-def check_filing(rules: AppealRules, decided_at: datetime, now: datetime) -> datetime:
+def check_filing(
+    rules: AppealRules, decided_at: datetime, now: datetime, reopened: datetime | None = None
+) -> datetime:
     """The deadline to answer an appeal filed ``now`` on a decision made at ``decided_at``;
-    raises :class:`AppealClosedError` past the window."""
-    closes = filing_deadline(rules, decided_at)
+    raises :class:`AppealClosedError` past the window, which runs from ``reopened`` where
+    that is later (:func:`check_again`: the holder learns of the rejection then)."""
+    closes = filing_deadline(rules, max(decided_at, reopened or decided_at))
     if now > closes:
         raise AppealClosedError(closes)
     return now + timedelta(days=rules.resolve_within_days)

@@ -258,6 +258,11 @@ class Appeal(BaseModel):
     item_id: int
     reason: str
     status: AppealStatus
+    on_behalf: bool = Field(
+        default=False,
+        description="filed in the console by the trust team on the holder's behalf; rejected, "
+        "it leaves the holder their own appeal",
+    )
     filed_at: datetime
     deadline: datetime
     overdue: bool

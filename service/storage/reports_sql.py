@@ -31,7 +31,7 @@ from service.storage.item_steps import (
 )
 from service.storage.protected_steps import still_uncorrected
 from service.storage.repository import Idempotency, Role
-from service.storage.review_rows import appeal_view, report_view, utc
+from service.storage.review_rows import appeal_view, maybe_utc, report_view, utc
 from service.storage.review_sql import ReviewSql
 from service.storage.tables import (
     CreditEntry,
@@ -163,33 +163,52 @@ class ReportsSql(ReviewSql):
         item_id: int,
         reason: str,
         filed_by: str,
+        on_behalf: bool = False,
         idem: Idempotency | None = None,
         now: datetime | None = None,
     ) -> views.Appeal:
+        """File an appeal of a confirmed violation, by the holder through the platform's key,
+        or ``on_behalf`` of the holder by ``filed_by``, a console user
+        (:func:`appeals.check_again`: one of each, the holder's only after a rejection of the
+        other)."""
+
         def run(tx: Tx) -> views.Appeal:
             if not known_account(tx.session, account_id):
                 raise NotFoundError("no_account", account_id=account_id)
-            item = tx.session.get(ReviewItem, item_id)
+            # locked, so that the holder's appeal and one filed on their behalf at the same
+            # moment (which the unique index tells apart) cannot both pass the check below
+            item = tx.session.scalar(
+                select(ReviewItem).where(ReviewItem.id == item_id).with_for_update()
+            )
             if item is None:
                 raise NotFoundError("no_item", item_id=item_id)
             if account_id not in accounts_of(item) or item.status != "confirmed":
                 raise ConflictError("not_a_violation_of", item_id=item_id, account_id=account_id)
             _check_charged(tx, item, account_id)
-            decision = final_decision(tx.session, item_id)
-            deadline = appeal_rules.check_filing(policy.appeals, utc(decision.decided_at), tx.now)
-            earlier = tx.session.scalar(
-                select(StoredAppeal.id).where(
+            earlier = tx.session.scalars(
+                select(StoredAppeal).where(
                     StoredAppeal.item_id == item_id, StoredAppeal.account_id == account_id
                 )
+            ).all()
+            reopened = appeal_rules.check_again(
+                item_id,
+                [
+                    appeal_rules.Filed(a.id, a.on_behalf, a.status, maybe_utc(a.resolved_at))
+                    for a in earlier
+                ],
+                on_behalf,
             )
-            if earlier is not None:
-                raise ConflictError("appealed_already", item_id=item_id, appeal_id=earlier)
+            decision = final_decision(tx.session, item_id)
+            deadline = appeal_rules.check_filing(
+                policy.appeals, utc(decision.decided_at), tx.now, reopened
+            )
             appeal = StoredAppeal(
                 account_id=account_id,
                 item_id=item_id,
                 reason=reason,
                 status="pending",
                 filed_by=filed_by,
+                on_behalf=on_behalf,
                 filed_at=tx.now,
                 deadline=deadline,
             )
@@ -203,6 +222,8 @@ class ReportsSql(ReviewSql):
                     "item": item_id,
                     "deadline": deadline.isoformat(),
                     "reason_sha256": chain.text_digest(reason),
+                    "filed_by": filed_by,
+                    "on_behalf": on_behalf,
                 },
             )
             return appeal_view(appeal, tx.now)
@@ -246,7 +267,12 @@ class ReportsSql(ReviewSql):
             tx.record(
                 "appeal.decision",
                 f"appeal:{appeal.id}",
-                {"action": action, "reviewer": reviewer, "item": appeal.item_id},
+                {
+                    "action": action,
+                    "reviewer": reviewer,
+                    "item": appeal.item_id,
+                    "note_sha256": None if note is None else chain.text_digest(note),
+                },
             )
             reversed_: list[views.CreditChange | views.Disposition] = []
             if action == "uphold":

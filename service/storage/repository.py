@@ -522,6 +522,7 @@ class ReviewRepository(Protocol):
         item_id: int,
         reason: str,
         filed_by: str,
+        on_behalf: bool = False,
         idem: Idempotency | None = None,
         now: datetime | None = None,
     ) -> views.Appeal: ...

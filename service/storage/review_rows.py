@@ -208,6 +208,7 @@ def appeal_view(
         item_id=appeal.item_id,
         reason=appeal.reason,
         status=cast(appeal_rules.AppealStatus, appeal.status),
+        on_behalf=appeal.on_behalf,
         filed_at=utc(appeal.filed_at),
         deadline=deadline,
         overdue=appeal_rules.overdue(appeal.status, deadline, now),

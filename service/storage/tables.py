@@ -393,9 +393,10 @@ class StoredReport(Base):
 class StoredAppeal(Base):
     __tablename__ = "appeals"
     __table_args__ = (
-        # one appeal per violation: two filed at once would otherwise both pass the check for
-        # an earlier one (an index, not a constraint, so that SQLite adds it without a copy)
-        Index("uq_appeal_item_account", "item_id", "account_id", unique=True),
+        # one appeal per violation, the holder's and one filed on their behalf: two filed at
+        # once would otherwise both pass the check for an earlier one (an index, not a
+        # constraint, so that SQLite adds it without a copy)
+        Index("uq_appeal_item_account", "item_id", "account_id", "on_behalf", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -404,6 +405,9 @@ class StoredAppeal(Base):
     reason: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), index=True)
     filed_by: Mapped[str] = mapped_column(String(64))
+    on_behalf: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Filed in the console by a trust-team member for the holder (migration
+    ``0034_appeals_on_behalf``); false: the holder's own, through the platform."""
     filed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     deadline: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     resolved_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
