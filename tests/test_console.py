@@ -1258,6 +1258,44 @@ def test_overdue_reports_lead_the_reports_pages_however_many_are_open(api: Api) 
     assert len(shown) == len(set(shown)) == 206
 
 
+def test_an_item_reported_days_after_its_queueing_is_not_overdue_until_its_report_is(
+    api: Api,
+) -> None:
+    """The queue and the item's page show a reported item due when its first report is: one
+    queued days before that report is not overdue on the report's arrival, and is once the
+    report is past its deadline."""
+    review, policy = api.services.review, api.services.scoring.policy
+    repository = api.services.scoring.repository
+    assert isinstance(repository, SqlRepository)
+    days = timedelta(days=policy.review.report_within_days)
+    now = datetime.now(UTC)
+    for post_id, filed in (("fresh", now), ("late", now - days - timedelta(hours=1))):
+        assert api.score({"id": post_id, "text": RUMOR, "account_id": "a1"}).status_code == 200
+        with repository.engine.begin() as connection:
+            connection.execute(
+                update(ReviewItem)
+                .where(ReviewItem.post_id == post_id)
+                .values(enqueued_at=now - days - timedelta(days=2))
+            )
+        review.file_report(
+            policy,
+            post_id=post_id,
+            account_id="a1",
+            category="rumor",
+            text_="举报",
+            reporter="test",
+            now=filed,
+        )
+    by_post = {i.post_id: i.id for i in review.list_items(policy).items}
+    sign_in(api, "li")
+    queue = api.client.get("/console/queue").text
+    rows = {item: css for css, item in re.findall(r'<tr class="(\w*)" data-item="(\d+)"', queue)}
+    assert (rows[str(by_post["fresh"])], rows[str(by_post["late"])]) == ("", "overdue")
+    for post_id, late in (("fresh", False), ("late", True)):
+        page = api.client.get(f"/console/items/{by_post[post_id]}").text
+        assert ("overdue-badge" in page) is late, post_id
+
+
 def test_an_items_page_shows_what_its_reporters_wrote_and_the_decisions_on_it(
     api: Api,
 ) -> None:
@@ -2102,6 +2140,32 @@ def test_an_engagement_item_is_shown_in_the_queue_and_on_its_page_in_each_langua
     assert "Abnormal engagement (art12)" in page
     assert "<td>reposts 12 → 25,000 (800 followers)</td>" in page
     assert "<td>25,000 reposts, comments and likes, 2,000 reads</td>" in page
+
+
+def test_a_report_of_fake_followers_or_engagement_offers_the_article_its_category_rests_on(
+    api: Api,
+) -> None:
+    """A report's item is about the category its first report gave: one of bought followers or
+    engagement is confirmed on art12 as a follower jump or an engagement item is, and the
+    console offers that article as it does for them."""
+    policy, review = api.services.scoring.policy, api.services.review
+    offered: dict[Violation, str] = {
+        "fake_followers": policy.followers.basis,
+        "fake_engagement": policy.engagement.basis,
+    }
+    sign_in(api, "li")
+    for n, (category, basis) in enumerate(offered.items()):
+        report = review.file_report(
+            policy,
+            post_id=None,
+            account_id=f"a{n}",
+            category=category,
+            text_="买的",
+            reporter="test",
+        )
+        page = api.client.get(f"/console/items/{report.item_id}").text
+        assert f'<option value="{category}" selected>' in page
+        assert f'id="basis" value="{basis}"' in page
 
 
 def test_an_engagement_item_lists_the_posts_that_left_it_and_names_the_case_before_it(

@@ -20,7 +20,7 @@ from service.console.times import duration, offset, unit_of, when
 from service.neardup.cluster import Cluster
 from service.pipeline import NO_EVIDENCE
 from service.policy import Policy
-from service.review import dormancy, engagement, protected, views
+from service.review import dormancy, engagement, followers, protected, views
 from service.review.items import ACTIONS, EARLIER, FINAL
 from service.storage.console_sql import (
     AGE_BUCKETS_H,
@@ -600,12 +600,14 @@ def queue_row(item: views.Item, now: datetime, start: tuple[str, bool] | None = 
 
 
 def basis_of(item: views.Item, policy: Policy) -> str:
-    """The article a confirmation of the item's head rests on, offered as the default basis."""
-    if item.kind == "follower_jump":
+    """The article a confirmation of the item's head rests on, offered as the default basis.
+    Fake followers and engagement are read off the head, not the kind: a report of either (its
+    category the head of its item) rests on art12 as a follower jump or an engagement item does."""
+    if item.head == followers.CATEGORY:
         return policy.followers.basis
     if item.kind == protected.KIND:
         return policy.registration.protected_basis
-    if item.kind == engagement.KIND:
+    if item.head == engagement.CATEGORY:
         return policy.engagement.basis
     if item.kind == dormancy.KIND:
         return policy.dormancy.basis

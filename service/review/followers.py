@@ -8,7 +8,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from service.policy.governance import FollowerRules
+from service.policy.governance import FollowerRules, Violation
+
+CATEGORY: Violation = "fake_followers"
+"""The head of the item a jump opens, and the category its confirmation charges."""
 
 
 def is_jump(rules: FollowerRules, before: int, after: int) -> bool:

@@ -143,7 +143,7 @@ class AccountsSql(ReviewSql):
                         kind="follower_jump",
                         merge_key=case,
                         account_id=account_id,
-                        head="fake_followers",
+                        head=followers_rules.CATEGORY,
                         reach=followers,
                         listed="jumps",
                         found=[jump],
