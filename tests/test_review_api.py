@@ -22,7 +22,7 @@ from service.record import Post, Reason
 from service.review.dispositions import Standing, Stop
 from service.storage import Pending, SqlRepository
 from service.storage.repository import Idempotency
-from service.storage.tables import IdempotentWrite
+from service.storage.tables import IdempotentWrite, ReviewItem
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
 HOSTILE = "<script>alert('x')</script>\"; DROP TABLE reports; --\u200b\u200c\ufeff" + "谣" * 9_940
@@ -314,6 +314,26 @@ def test_reports_merge_and_retries_with_an_idempotency_key_count_once(api: Api) 
     assert shown["reports"] == 2 and shown["priority"] > item["priority"]
     status = api.client.get(f"/v1/reports/{first.json()['id']}", headers=api.headers()).json()
     assert status["status"] == "open"
+
+
+def test_an_item_queued_days_before_its_first_report_is_due_when_the_report_is(api: Api) -> None:
+    """Art20's time limit runs from the complaint: the item a report joins, queued days
+    before, is listed due at the report's deadline, not overdue on the report's arrival."""
+    item = flagged_item(api, "p1")
+    assert item["deadline"] is None  # nobody reported it yet
+    repository = api.services.scoring.repository
+    assert isinstance(repository, SqlRepository)
+    queued = datetime.now(UTC) - timedelta(days=5)
+    with repository.engine.begin() as db:
+        db.execute(update(ReviewItem).where(ReviewItem.id == item["id"]).values(enqueued_at=queued))
+    body = {"post_id": "p1", "category": "rumor", "text": "转发很多"}
+    report = api.client.post("/v1/reports", json=body, headers=api.headers()).json()
+    assert report["item_id"] == item["id"] and not report["overdue"]
+    reviewer = api.headers(api.new_key("reviewer"))
+    (listed,) = api.client.get("/v1/review/items", headers=reviewer).json()["items"]
+    shown = api.client.get(f"/v1/review/items/{item['id']}", headers=reviewer).json()
+    assert listed["deadline"] == shown["deadline"] == report["deadline"]
+    assert datetime.fromisoformat(report["deadline"]) > datetime.now(UTC)
 
 
 def test_an_empty_idempotency_key_is_refused_not_shared_by_every_write(api: Api) -> None:

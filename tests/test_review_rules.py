@@ -307,7 +307,6 @@ def test_a_report_is_due_from_its_own_filing(policy: Policy) -> None:
     rules = policy.review
     due = items.report_due(rules, T0 + timedelta(days=30))
     assert due == T0 + timedelta(days=30 + rules.report_within_days)
-    assert items.report_deadline(rules, T0, 1) == T0 + timedelta(days=rules.report_within_days)
     assert items.report_overdue("open", due, due + timedelta(seconds=1))
     assert not items.report_overdue("confirmed", due, due + timedelta(seconds=1))
     assert not items.report_overdue("open", due, due)

@@ -448,7 +448,7 @@ def test_reports_merge_into_the_posts_open_item_and_raise_its_priority(
     assert report.item_id == item and report.item_reports == 1 and report.status == "open"
     joined = repo.get_item(policy, item)
     assert joined.priority > before
-    assert joined.deadline == joined.enqueued_at + timedelta(days=policy.review.report_within_days)
+    assert joined.deadline == report.deadline
     assert repo.get_item(policy, flag(repo, "p-unreported")).deadline is None
     alone = [
         repo.file_report(
@@ -1217,7 +1217,11 @@ def test_a_post_is_charged_once_whichever_item_or_report_comes_to_it(
     assert verify(repo) == []
 
 
-def test_each_report_is_due_from_its_own_filing(repo: SqlRepository, policy: Policy) -> None:
+def test_each_report_is_due_from_its_own_filing_and_its_item_by_its_first(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """An item queued long before its first report is due when that report is, not overdue on
+    arrival; a later report changes nothing, the first being owed its answer soonest."""
     item = flag(repo, "p1")
     days = timedelta(days=policy.review.report_within_days)
     filed = repo.get_item(policy, item).enqueued_at + 2 * days
@@ -1232,8 +1236,20 @@ def test_each_report_is_due_from_its_own_filing(repo: SqlRepository, policy: Pol
     )
     assert report.item_id == item and report.deadline == filed + days and not report.overdue
     assert repo.get_report(policy, report.id, now=filed + days + HOUR).overdue
-    # the item keeps its own deadline, from its queueing
-    assert repo.get_item(policy, item).deadline == filed - days
+    assert repo.get_item(policy, item, now=filed).deadline == report.deadline
+    (listed,) = repo.list_items(policy, now=filed).items
+    assert listed.deadline == report.deadline
+    later = repo.file_report(
+        policy,
+        post_id="p1",
+        account_id=None,
+        category="rumor",
+        text_="",
+        reporter="k2",
+        now=filed + HOUR,
+    )
+    assert later.deadline == report.deadline + HOUR
+    assert repo.get_item(policy, item).deadline == report.deadline
     repo.decide(policy, item, "r1", "dismiss", None, None)
     assert not repo.get_report(policy, report.id, now=filed + days + HOUR).overdue
 

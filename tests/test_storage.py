@@ -53,7 +53,8 @@ from service.storage import (
 )
 from service.storage.console_sql import ConsoleReads
 from service.storage.database import alembic_config, head_revision, make_engine
-from service.storage.tables import ReviewItem, StoredPost, StoredRecord
+from service.storage.review_rows import utc
+from service.storage.tables import ReviewItem, StoredPost, StoredRecord, StoredReport
 
 
 @pytest.fixture
@@ -303,6 +304,60 @@ def test_0034_keeps_the_holders_appeal_beside_one_filed_for_them_and_goes_down_w
             migrate(connection, "0034_appeals_on_behalf")
             kept = connection.execute(text("SELECT id, on_behalf FROM appeals")).all()
             assert [(row[0], bool(row[1])) for row in kept] == [(staff.id, False)]
+    finally:
+        engine.dispose()
+
+
+def test_0035_dates_each_reported_item_from_its_first_report_and_goes_down_and_up_again(
+    database_url: str,
+) -> None:
+    """An item queued before its reports takes its earliest report's filing, whatever order the
+    reports were stored in; one nobody reported keeps none."""
+    queued = datetime(2026, 6, 1, tzinfo=UTC)
+
+    def item(post_id: str) -> Any:
+        return (
+            insert(ReviewItem)
+            .values(
+                post_id=post_id,
+                policy_version="p1",
+                decision="review",
+                severity="review",
+                urgency=0.0,
+                enqueued_at=queued,
+            )
+            .returning(ReviewItem.id)
+        )
+
+    def first_reports(connection: Connection) -> dict[str, datetime | None]:
+        rows = connection.execute(select(ReviewItem.post_id, ReviewItem.reported_at)).all()
+        return {str(post_id): None if at is None else utc(at) for post_id, at in rows}
+
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as connection:
+            migrate(connection, "0034_appeals_on_behalf")
+            reported = connection.execute(item("p1")).scalar_one()
+            connection.execute(item("p2"))
+            for days in (5, 3):
+                connection.execute(
+                    insert(StoredReport).values(
+                        post_id="p1",
+                        category="rumor",
+                        text="",
+                        item_id=reported,
+                        reporter="k1",
+                        created_at=queued + timedelta(days=days),
+                    )
+                )
+            migrate(connection, "0035_item_reported_at")
+            expected = {"p1": queued + timedelta(days=3), "p2": None}
+            assert first_reports(connection) == expected
+            migrate(connection, "0034_appeals_on_behalf", down=True)
+            columns = {c["name"] for c in inspect(connection).get_columns("review_queue")}
+            assert "reported_at" not in columns
+            migrate(connection, "0035_item_reported_at")
+            assert first_reports(connection) == expected
     finally:
         engine.dispose()
 

@@ -179,14 +179,10 @@ def check_action(status: str, action: Action) -> None:
         raise ConflictError("escalated_already")
 
 
-def report_deadline(rules: ReviewRules, enqueued_at: datetime, reports: int) -> datetime | None:
-    """The item's deadline: reported items are answered within the policy's days of queueing."""
-    return enqueued_at + timedelta(days=rules.report_within_days) if reports else None
-
-
 def report_due(rules: ReviewRules, filed_at: datetime) -> datetime:
     """When a complaint must have its feedback (art20): counted from its own filing, so a
-    report that joins an item queued long ago is not overdue on arrival."""
+    report that joins an item queued long ago is not overdue on arrival. An item's deadline is
+    its first report's: the soonest its decision, which answers them all, is owed."""
     return filed_at + timedelta(days=rules.report_within_days)
 
 

@@ -30,7 +30,8 @@ class Item(BaseModel):
     assignee: str | None
     lease_until: datetime | None
     deadline: datetime | None = Field(
-        description="when a reported item must be answered (art20); null without reports"
+        description="when a reported item must be answered (art20): its first report's "
+        "deadline, report_within_days after that report's filing; null without reports"
     )
     enqueued_at: datetime
     model_version: str | None

@@ -105,6 +105,9 @@ class ReportsSql(ReviewSql):
                 tx.session.flush()
             # one reporter filing again is one voice, not a way up the queue
             item.reports += _first_report_by(tx, item.id, reporter, reporter_id)
+            # the item owes its first report an answer soonest, however long it was queued
+            if item.reported_at is None or utc(item.reported_at) > tx.now:
+                item.reported_at = tx.now
             counts = dict((item.evidence or {}).get("categories", {}))
             counts[category] = counts.get(category, 0) + 1
             item.evidence = {**(item.evidence or {}), "categories": counts}

@@ -59,7 +59,9 @@ def item_view(
         status=cast(items.Status, row.status),
         assignee=row.assignee if live else None,
         lease_until=lease if live else None,
-        deadline=items.report_deadline(policy.review, utc(row.enqueued_at), row.reports),
+        deadline=None
+        if row.reported_at is None
+        else items.report_due(policy.review, utc(row.reported_at)),
         enqueued_at=utc(row.enqueued_at),
         model_version=row.model_version,
         policy_version=row.policy_version,

@@ -135,6 +135,9 @@ class ReviewItem(Base):
     text: Mapped[str | None] = mapped_column(Text, nullable=True)
     evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     enqueued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """When its first report was filed, which the item's deadline (art20) runs from; null for an
+    item nobody reported (migration ``0035_item_reported_at``)."""
 
 
 class StoredKey(Base):
