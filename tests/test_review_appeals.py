@@ -1,7 +1,8 @@
 """Appeals on SQLite and PostgreSQL: one per violation however many are filed at once (and what
 migration 0008 does with the twins filed before it), an upheld appeal undoing what its decision
-caused and no more (art13), its clean period then counted from the violation left standing,
-and listing cursors no listing gave out."""
+caused and no more (art13), whatever basis the ladder gives its steps since (and what
+migration 0034 marks of the dispositions from before it), its clean period then counted from
+the violation left standing, and listing cursors no listing gave out."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
 from servicekit import Api, migrate, open_api, record
-from sqlalchemy import text
+from sqlalchemy import Boolean, Connection, column, inspect, select, table, text
 from test_console import sign_in
 
 from service.pipeline import Pipeline
@@ -21,7 +23,7 @@ from service.review import chain, credit, views
 from service.review.items import ConflictError
 from service.settings import Settings
 from service.storage import Pending, SqlRepository, open_repository, upgrade
-from service.storage.database import make_engine
+from service.storage.database import alembic_config, make_engine
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -294,6 +296,66 @@ def test_an_upheld_appeal_gives_back_what_the_account_would_have_without_the_vio
 DAY = timedelta(days=1)
 
 
+def with_bases(policy: Policy, version: str, **bases: str) -> Policy:
+    """``policy`` as ``version``, its ladder's step of each kind named resting on the basis
+    named."""
+    ladder = [
+        {**step.model_dump(), "basis": bases.get(step.kind, step.basis)}
+        for step in policy.dispositions
+    ]
+    return Policy.model_validate(
+        {**policy.model_dump(), "version": version, "dispositions": ladder}
+    )
+
+
+def shipped_until_2026_12_06_5(policy: Policy) -> Policy:
+    """``policy`` with the bases the shipped ladder gave blacklisting and the ban on
+    re-registration until 2026-12-06.5 (art13, art8), art19 since."""
+    return with_bases(policy, "2026-12-06.5", blacklist="art13", ban_reregistration="art8")
+
+
+def test_an_upheld_appeal_lifts_the_steps_the_level_reached_whatever_basis_they_were_given(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    older = shipped_until_2026_12_06_5(policy)
+    newer = with_bases(older, "2026-12-07.1", blacklist="art19", ban_reregistration="art19")
+    made = [confirmed(repo, older, f"p{n}", "acc1", T0 + n * MINUTE) for n in range(3)]
+    given = {(d.kind, d.basis) for d in repo.get_account(newer, "acc1", now=T0).dispositions}
+    assert {("blacklist", "art13"), ("ban_reregistration", "art8")} <= given
+    later = T0 + 10 * MINUTE
+    # the first's appeal, upheld after the ladder's bases changed, takes the level from X: the
+    # X steps, applied on the third, go with it though the ladder gives them art19 now
+    repo.decide_appeal(
+        newer, appeal_of(repo, newer, made[0], later), "r2", "uphold", None, now=later
+    )
+    left = active(repo, newer, "acc1", later)
+    assert not X_STEPS & left and {"warning", "suspend_updates"} <= left
+    assert chain.verify(repo.audit_entries(), repo.audit_head()) == []
+
+
+def test_a_step_the_other_violations_still_call_for_is_applied_again_on_its_basis_now(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    older = shipped_until_2026_12_06_5(policy)
+    newer = with_bases(older, "2026-12-07.1", blacklist="art19", ban_reregistration="art19")
+    made = [confirmed(repo, older, f"p{n}", "acc1", T0 + n * MINUTE) for n in range(8)]
+    later = T0 + 10 * MINUTE
+    upheld = repo.decide_appeal(
+        newer, appeal_of(repo, newer, made[2], later), "r2", "uphold", None, now=later
+    )
+    # the third's X steps are lifted with it, and applied again on the eighth, as the ladder
+    # calls for them now
+    again = {
+        (d.kind, d.basis, d.item_id, d.policy_version)
+        for d in upheld.reversed
+        if isinstance(d, views.Disposition) and d.active
+    }
+    assert again == {
+        (kind, "art19", made[7].item_id, "2026-12-07.1")
+        for kind in ("close_account", "blacklist", "ban_reregistration")
+    }
+
+
 @pytest.mark.parametrize(("undone", "clean_since"), [(1, T0), (0, T0 + 25 * DAY)])
 def test_an_upheld_appeal_of_the_latest_violation_takes_the_clean_period_back_to_the_one_before(
     repo: SqlRepository, policy: Policy, undone: int, clean_since: datetime
@@ -330,25 +392,38 @@ def closed(repo: SqlRepository, policy: Policy, at: datetime) -> list[tuple[str,
     return [(d.basis, d.item_id) for d in shown if d.kind == "close_account"]
 
 
+def closes(repo: SqlRepository, policy: Policy, at: datetime) -> list[int]:
+    """The id of each active close of acc1."""
+    shown = repo.get_account(policy, "acc1", now=at).dispositions
+    return [d.id for d in shown if d.kind == "close_account"]
+
+
+@pytest.mark.parametrize("close_basis", ["art19", "art8"])
 def test_an_upheld_appeal_of_a_rumour_leaves_the_termination_of_an_uncorrected_name(
-    repo: SqlRepository, policy: Policy
+    repo: SqlRepository, policy: Policy, close_basis: str
 ) -> None:
-    item = impersonating(repo, policy)
+    # the termination is no step the standing reached, even where the ladder's close rests on
+    # art8 as the termination does
+    ladder = with_bases(policy, "2026-01-01.1", close_account=close_basis)
+    item = impersonating(repo, ladder)
     # the name still uncorrected at the end of its suspension: art8 terminates the service
-    assert repo.settle_deadlines(policy, now=T0 + 16 * DAY) == 1
+    assert repo.settle_deadlines(ladder, now=T0 + 16 * DAY) == 1
+    (termination,) = closes(repo, ladder, T0 + 16 * DAY)
     # two rumours take the account to X, whose close is active already
-    made = [confirmed(repo, policy, f"p{n}", "acc1", T0 + (17 + n) * DAY) for n in range(2)]
+    made = [confirmed(repo, ladder, f"p{n}", "acc1", T0 + (17 + n) * DAY) for n in range(2)]
     assert made[1].credits[0].level == "X"
     later = T0 + 20 * DAY
     repo.decide_appeal(
-        policy, appeal_of(repo, policy, made[1], later), "r2", "uphold", None, now=later
+        ladder, appeal_of(repo, ladder, made[1], later), "r2", "uphold", None, now=later
     )
-    account = repo.get_account(policy, "acc1", now=later)
+    account = repo.get_account(ladder, "acc1", now=later)
     assert account.level != "X" and not {"blacklist", "ban_reregistration"} & {
         d.kind for d in account.dispositions
     }
     # the appeal was of a rumour: the name, and the termination resting on it, are as they were
-    assert closed(repo, policy, later) == [(policy.registration.protected_basis, item)]
+    # (not lifted, and applied again for the name)
+    assert closes(repo, ladder, later) == [termination]
+    assert closed(repo, ladder, later) == [(ladder.registration.protected_basis, item)]
     assert chain.verify(repo.audit_entries(), repo.audit_head()) == []
 
 
@@ -555,3 +630,51 @@ def test_an_appeal_filed_in_the_console_is_the_holders_to_follow_once_rejected(a
     assert own.json()["on_behalf"] is False
     again = api.client.post("/v1/appeals", json=body, headers=api.headers())
     assert again.status_code == 409
+
+
+def test_0036_marks_the_steps_the_standing_reached_before_it_as_the_service_marks_them(
+    database_url: str, policy: Policy
+) -> None:
+    """Rows from before 0036, under the ladder shipped until then, are marked as the service
+    marks them: the level's and the count's steps standing, art8's suspension (its category's)
+    and termination not. The downgrade drops the column, and a second try from 0036 (SQLite
+    keeps the drop of a downgrade refused further down) drops nothing."""
+    older = shipped_until_2026_12_06_5(policy)
+    upgrade(database_url)
+    repo = open_repository(database_url, 5.0, older.review)
+    try:
+        impersonating(repo, older)
+        assert repo.settle_deadlines(older, now=T0 + 16 * DAY) == 1
+        for n in range(2):
+            confirmed(repo, older, f"p{n}", "acc1", T0 + (17 + n) * DAY)
+    finally:
+        repo.close()
+    rows = table("dispositions", column("id"), column("kind"), column("standing", Boolean()))
+
+    def marked(connection: Connection) -> dict[int, tuple[str, bool]]:
+        found = connection.execute(select(rows.c.id, rows.c.kind, rows.c.standing)).all()
+        return {row.id: (row.kind, row.standing) for row in found}
+
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as connection:
+            written = marked(connection)
+            assert {kind for kind, standing in written.values() if not standing} == {
+                "suspend_service",
+                "close_account",
+            }
+            assert {kind for kind, standing in written.values() if standing} >= X_STEPS - {
+                "close_account"
+            }
+            for _ in range(2):
+                migrate(connection, "0035_item_reported_at", down=True)
+                found = inspect(connection).get_columns("dispositions")
+                assert "standing" not in {c["name"] for c in found}
+                config = alembic_config()
+                config.attributes["connection"] = connection
+                command.stamp(config, "0036_standing_dispositions")
+            migrate(connection, "0035_item_reported_at", down=True)
+            migrate(connection, "0036_standing_dispositions")
+            assert marked(connection) == written
+    finally:
+        engine.dispose()

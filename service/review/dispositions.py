@@ -25,11 +25,18 @@ def due(
         for step in ladder
         if step.kind not in active
         and (
-            level in step.levels
-            or (step.min_violations is not None and violations >= step.min_violations)
+            reached(step, level, violations)
             or (category is not None and category in step.categories)
         )
     ]
+
+
+def reached(step: DispositionStep, level: str, violations: int) -> bool:
+    """Whether the account's standing, its ``level`` or its ``violations`` in the credit window,
+    calls for ``step``: what an upheld appeal that lowers the standing takes back."""
+    return level in step.levels or (
+        step.min_violations is not None and violations >= step.min_violations
+    )
 
 
 def ends_at(step: DispositionStep, starts_at: datetime) -> datetime | None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, and_, func, or_, select, tuple_
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.dialects.postgresql import Insert as PostgresqlInsert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
@@ -164,7 +164,14 @@ def violation(
     steps = dispositions.due(tx.policy.dispositions, account.level, earlier + 1, active, category)
     applied = [
         apply_disposition(
-            tx, account_id, s.kind, s.basis, item.id, dispositions.ends_at(s, tx.now), reviewer
+            tx,
+            account_id,
+            s.kind,
+            s.basis,
+            item.id,
+            dispositions.ends_at(s, tx.now),
+            reviewer,
+            standing=dispositions.reached(s, account.level, earlier + 1),
         )
         for s in steps
     ]
@@ -189,9 +196,12 @@ def apply_disposition(
     item_id: int | None,
     ends_at: datetime | None,
     reviewer: str,
+    *,
+    standing: bool = False,
 ) -> views.Disposition:
     """Apply a disposition, on the item whose decision called for it (none: the dormancy
-    sweep's, on the policy alone), decided by ``reviewer``."""
+    sweep's, on the policy alone), decided by ``reviewer``; ``standing``: a step of the ladder
+    that the account's standing reached (:attr:`StoredDisposition.standing`)."""
     row = StoredDisposition(
         account_id=account_id,
         kind=kind,
@@ -201,6 +211,7 @@ def apply_disposition(
         ends_at=ends_at,
         decided_by=reviewer,
         policy_version=tx.policy.version,
+        standing=standing,
     )
     tx.session.add(row)
     tx.session.flush()
@@ -251,13 +262,13 @@ def reverse(
             )
         )
     # the decision's own dispositions, and those that only its weight on the level or the count
-    # of violations called for, whichever violation they were applied on: the ladder's steps,
-    # by kind and basis, so that a step of the same kind applied on other grounds stays (art8's
-    # termination of an uncorrected name is a `close_account` too, and rests on the name alone)
+    # of violations called for, whichever violation they were applied on: those the standing
+    # reached, of a kind it no longer calls for, so that one of the same kind applied on other
+    # grounds stays (art8's termination of an uncorrected name is a `close_account` too, and
+    # rests on the name alone). Not by their basis: the ladder's may have changed since.
     gone = before - dispositions.called_for(
         ladder, account.level, violations_since(tx, account.account_id, since)
     )
-    steps = [(step.kind, step.basis) for step in ladder if step.kind in gone]
     lifted = tx.session.scalars(
         select(StoredDisposition).where(
             StoredDisposition.account_id == appeal.account_id,
@@ -265,7 +276,8 @@ def reverse(
             or_(
                 StoredDisposition.item_id == appeal.item_id,
                 and_(
-                    tuple_(StoredDisposition.kind, StoredDisposition.basis).in_(steps),
+                    StoredDisposition.kind.in_(gone),
+                    StoredDisposition.standing.is_(True),
                     active_now(tx.now),
                 ),
             ),
@@ -330,7 +342,8 @@ def still_due(
     lifted row's end, which ran from the reversed one (a warning lifted with a violation
     confirmed after the other's warning had run out is not given again, and one lifted with
     a violation before it runs its days from the other). An upheld appeal undoes what its
-    decision caused, not what the other violations cause."""
+    decision caused, not what the other violations cause. Each rests on the basis the ladder
+    gives its step now, as one the standing called for now."""
     rules = tx.policy.credit
     standing = violations_since(tx, account.account_id, tx.now - timedelta(days=rules.window_days))
     active = active_kinds(tx, account.account_id)
@@ -356,7 +369,14 @@ def still_due(
     }
     return [
         apply_disposition(
-            tx, account.account_id, row.kind, row.basis, latest.item_id, ends[row.id], reviewer
+            tx,
+            account.account_id,
+            row.kind,
+            steps[row.kind].basis,
+            latest.item_id,
+            ends[row.id],
+            reviewer,
+            standing=True,
         )
         for row in lifted
         if row.id in ends and dispositions.is_active(ends[row.id], False, tx.now)

@@ -374,6 +374,12 @@ class StoredDisposition(Base):
     settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     """When the deadline sweep settled what follows the end of an art8 suspension (the name
     corrected, or the service terminated): set once, so that an end is acted on once."""
+    standing: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Applied because the account's standing (its credit level or its violations in the window)
+    reached a step of the ladder (:func:`service.review.dispositions.reached`): what an upheld
+    appeal that lowers the standing lifts, whatever basis the ladder gives the step since. A
+    step a violation's category called for, art8's termination and the dormancy's measures
+    rest on their own grounds: an upheld appeal lifts them only when it is of their own item."""
 
 
 class StoredReport(Base):
