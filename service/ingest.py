@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Literal
@@ -58,6 +59,17 @@ with the ``id`` (the corpus's source posts). Ignored as an unknown field, it lef
 such a file without an account: in no coordinated batch and no originality check, each saying
 so in a warning of its record."""
 
+
+class _LongNumber:
+    """A JSON integer of more digits than ``int()`` reads (``sys.get_int_max_str_digits()``),
+    in the parsed line where the integer was, so that its error names the field."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+
 _JSON_TYPES: tuple[tuple[type, str], ...] = (
     (dict, "object"),
     (list, "array"),
@@ -67,6 +79,7 @@ _JSON_TYPES: tuple[tuple[type, str], ...] = (
     (int, "number"),
     (float, "number"),
     (type(None), "null"),
+    (_LongNumber, "number"),
 )
 
 
@@ -116,7 +129,7 @@ class JsonlReader:
             if size > len(head):
                 message = f"line is {size:,} bytes, over the limit of {self._max_line_bytes:,}"
                 yield line_error(line_no, head, None, "line_too_long", message)
-            elif _without_bom(line_no, head).strip():
+            elif _without_bom(head).strip():
                 yield parse_line(line_no, head)
             else:
                 self.blank_lines += 1
@@ -134,7 +147,7 @@ class JsonlReader:
 
 def parse_line(line_no: int, raw: bytes) -> PostLine | LineError:
     """Turn one line (with its line ending, if any) into a post or the reason it is not one."""
-    body = _without_bom(line_no, raw).rstrip(b"\r\n")
+    body = _without_bom(raw).rstrip(b"\r\n")
     try:
         text = _decode(body)
         value = _load_object(text, cut_off=not raw.endswith(b"\n"))
@@ -162,10 +175,11 @@ class _BadLineError(Exception):
         self.post_id = post_id
 
 
-def _without_bom(line_no: int, raw: bytes) -> bytes:
+def _without_bom(raw: bytes) -> bytes:
     # files saved by Windows tools start with a byte order mark, which json refuses and which
-    # makes a blank first line look like one with content
-    return raw.removeprefix(codecs.BOM_UTF8) if line_no == 1 else raw
+    # makes a blank first line look like one with content; two such files joined (``cat a.jsonl
+    # b.jsonl``) have the second one's at the start of a later line, as good a post as the first
+    return raw.removeprefix(codecs.BOM_UTF8)
 
 
 def _decode(body: bytes) -> str:
@@ -178,17 +192,50 @@ def _decode(body: bytes) -> str:
 
 
 def _load_object(text: str, *, cut_off: bool) -> dict[str, object]:
+    limit = sys.get_int_max_str_digits()
+    long: list[_LongNumber] = []
+
+    def integer(written: str) -> int | _LongNumber:
+        # int() refuses a longer one, with a message about Python itself that names no field
+        digits = len(written.removeprefix("-"))
+        if not limit or digits <= limit:
+            return int(written)
+        long.append(_LongNumber(digits))
+        return long[-1]
+
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_int=integer)
     except json.JSONDecodeError as exc:
         raise _BadLineError("malformed_json", _json_message(exc, cut_off=cut_off)) from exc
     except RecursionError as exc:
         raise _BadLineError("malformed_json", "JSON nested too deeply") from exc
-    except ValueError as exc:  # integers beyond Python's digit limit
-        raise _BadLineError("malformed_json", str(exc)) from exc
     if not isinstance(value, dict):
         raise _BadLineError("not_an_object", f"expected a JSON object, got {_json_type(value)}")
+    # a key given twice keeps its last value: a long number before it is no longer in the line
+    found = _long_number(value) if long else None
+    if found is not None:
+        path, number = found
+        message = (
+            f"{path}: an integer of {number.digits:,} digits, more than the {limit:,} an "
+            "integer may have"
+        )
+        raise _BadLineError("invalid_value", message, _post_id(value))
     return value
+
+
+def _long_number(value: dict[str, object]) -> tuple[str, _LongNumber] | None:
+    """The first :class:`_LongNumber` in ``value`` and where it is (``id``, ``account.id``,
+    ``tags.0``). Walked without recursion: the line may nest as deep as json reads."""
+    stack: list[tuple[str, object]] = [(str(key), item) for key, item in value.items()][::-1]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, _LongNumber):
+            return path, item
+        if isinstance(item, dict):
+            stack.extend([(f"{path}.{key}", child) for key, child in item.items()][::-1])
+        elif isinstance(item, list):
+            stack.extend([(f"{path}.{n}", child) for n, child in enumerate(item)][::-1])
+    return None
 
 
 def _validate(value: dict[str, object]) -> Post:

@@ -50,10 +50,47 @@ def test_created_at_accepts_unix_seconds_and_iso_with_zone() -> None:
     assert iso.post.created_at == 1.7e9
 
 
-def test_a_byte_order_mark_is_allowed_on_the_first_line_only() -> None:
-    raw = b'\xef\xbb\xbf{"id": "a", "text": "x"}\n'
-    assert isinstance(parse_line(1, raw), PostLine)
-    assert bad(raw).kind == "malformed_json"
+def test_a_byte_order_mark_starts_any_line() -> None:
+    """Two files saved with one, joined (``cat a.jsonl b.jsonl``): the second's starts a later
+    line, which was refused as json words it ("Unexpected UTF-8 BOM (decode using
+    utf-8-sig)")."""
+    first, second = (
+        b'\xef\xbb\xbf{"id": "a", "text": "x"}\n',
+        b'\xef\xbb\xbf{"id": "b", "text": "y"}\n',
+    )
+    reader = JsonlReader(io.BytesIO(first + b"\xef\xbb\xbf\n" + second))
+    lines = list(reader)
+    assert [(line.line_no, line.post.id) for line in lines if isinstance(line, PostLine)] == [
+        (1, "a"),
+        (3, "b"),
+    ]
+    assert (len(lines), reader.blank_lines) == (2, 1)
+    assert good(second).post.text == "y"
+
+
+@pytest.mark.parametrize(
+    ("fields", "path", "post_id"),
+    [
+        (b'"id": 1%s, "text": "x"', "id", None),
+        (b'"id": "a", "text": "x", "account": {"id": -1%s}', "account.id", "a"),
+        (b'"id": "a", "text": "x", "extra": [1, [2, 1%s]]', "extra.1.1", "a"),
+    ],
+)
+def test_an_integer_too_long_to_read_is_named_by_its_field(
+    fields: bytes, path: str, post_id: str | None
+) -> None:
+    """json's int() refuses one past 4,300 digits, in words about Python ("use
+    sys.set_int_max_str_digits() to increase the limit") that named no field."""
+    error = bad(b"{" + fields % (b"0" * 5000) + b"}\n")
+    assert (error.kind, error.post_id) == ("invalid_value", post_id)
+    assert (
+        error.message
+        == f"{path}: an integer of 5,001 digits, more than the 4,300 an integer may have"
+    )
+
+
+def test_a_long_integer_that_a_repeated_key_replaced_is_not_in_the_line() -> None:
+    assert good(b'{"id": 1' + b"0" * 5000 + b', "id": "a", "text": "x"}\n').post.id == "a"
 
 
 @pytest.mark.parametrize(
