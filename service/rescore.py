@@ -52,7 +52,7 @@ from service.batch.segments import (
     run_segment,
     segment_sizes,
 )
-from service.batch.sources import InputError, plan
+from service.batch.sources import InputError, Task, plan
 from service.batch.work import Reject, Result, Scorer, ScorerError, Span
 from service.heads import RISKS, Risk
 from service.record import DECISIONS, Decision, ScoreRecord
@@ -202,7 +202,8 @@ class Summary:
     flags: Counter[Risk] = field(default_factory=Counter)
     elapsed_s: float = 0.0
     resumed: int = 0
-    """Posts that an earlier, killed run of the same command had committed."""
+    """Posts that an earlier, killed run of the same command had committed, counted as the
+    progress counts them (the input's lines, blank ones too: where its count starts)."""
     segments: int = 0
     """Segments scored (with the runs it continued)."""
     rerun: int = 0
@@ -242,7 +243,7 @@ class Summary:
     def restore(self, tallies: dict[str, Any]) -> None:
         if not tallies:
             return
-        self.posts_read = self.resumed = tallies["posts_read"]
+        self.posts_read = tallies["posts_read"]
         self.blank_lines = tallies["blank_lines"]
         self.scored = tallies["scored"]
         self.failed = Counter(tallies["failed"])
@@ -344,6 +345,7 @@ def rescore(
     skip_bad: bool = False,
     stored: Stored | None = None,
     held: bool = False,
+    keep: bool = False,
 ) -> Summary:
     """Score every post under ``input_path`` into ``output_path``; raise :class:`RescoreError`
     if the run cannot complete, in which case neither output file is touched.
@@ -356,7 +358,10 @@ def rescore(
     replaced when there are any and removed when there are none. ``skip_bad``: a file of which
     nothing can be read, or a Parquet file without a column every post needs, is one bad line
     there, instead of stopping the run before any work. ``held``: the caller holds OUTPUT and
-    the reject file already (:meth:`WorkFolder.held`), around more than the run.
+    the reject file already (:meth:`WorkFolder.held`), around more than the run. ``keep``: the
+    caller does more with OUTPUT (a comparison, an enqueue), so the work folder stays once OUTPUT
+    is joined, for the same command to join it again rather than score every post again should
+    that fail; the caller removes it (:meth:`WorkFolder.remove`).
     ``progress``: show it on stderr (:mod:`service.batch.progress`: off a terminal, a line every
     ``progress_every_s`` seconds). ``stored``: ``input_path`` is the export of the stored posts
     (``--from-db``), which the summary, the warnings, the rejects and the errors that stop the
@@ -409,10 +414,12 @@ def rescore(
         )
         segments = plan_segments(tasks, state.tasks_done, sizes)
 
-        run = _Run(work, state, summary, checkpoint_posts, first or scorer.state(), seen, stored)
+        run = _Run(
+            work, state, summary, checkpoint_posts, first or scorer.state(), seen, stored, tasks
+        )
         with shown(
-            sum(task.lines for task in tasks),
-            sum(task.lines for task in tasks[: state.tasks_done]),
+            run.total,
+            summary.resumed,
             enabled=progress,
             every_s=progress_every_s,
         ) as progress_shown:
@@ -420,7 +427,7 @@ def rescore(
             results = engine.segments(segments, first, bank)
             try:
                 run.write(exact(results, scorer.frontier(), scorer), progress_shown)
-                work.finish(state, reject_path)
+                work.finish(state, reject_path, keep=keep)
             except ScorerError as exc:
                 said = stored.said(exc) if stored is not None else str(exc)
                 raise RescoreError(f"{said}; {run.resume_hint}") from exc
@@ -485,9 +492,16 @@ class _Run:
         ordered: bytes,
         seen: SeenIds,
         stored: Stored | None,
+        tasks: Sequence[Task],
     ) -> None:
         self._work, self._state, self._summary, self._every = work, state, summary, every
         self._stored = stored
+        self._lines = [task.lines for task in tasks]
+        """Each task's lines, blank ones too: what the progress counts as posts."""
+        self.total = sum(self._lines)
+        self._committed = state.tasks_done
+        """The tasks of the parts committed, where the same command continues."""
+        summary.resumed = sum(self._lines[: state.tasks_done])
         self._ordered = ordered
         """The ordered stage's state after the last segment written."""
         self._seen = seen
@@ -504,11 +518,12 @@ class _Run:
 
     @property
     def resume_hint(self) -> str:
-        # the posts of the last commit: those read since are scored again by the next run
-        committed = self._state.tallies.get("posts_read", 0)
+        # the posts of the last commit (those read since are scored again by the next run), of
+        # all, as the progress counts them: the input's lines, blank ones too (before, the
+        # non-blank ones, another count than the "(stopped)" line above it and the next run's)
         return (
             f"the checkpoint in {self._work.path} is intact: run the same command again to "
-            f"continue after {committed:,} posts"
+            f"continue after {sum(self._lines[: self._committed]):,} of {self.total:,} posts"
         )
 
     def write(self, segments: Iterator[SegmentResult], progress: Progress) -> None:
@@ -654,6 +669,7 @@ class _Run:
             # of the last one
             self._work.commit(replace(self._state, tallies=tallies))
         self._state.tallies = tallies
+        self._committed = self._state.tasks_done
         self._work.drop_ordered_states(self._state.parts)
         self._posts, self._last_commit = 0, now
 

@@ -8,18 +8,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from batchkit import expected_record, length_scorer, posts_of, shuffled_posts
+from batchkit import LengthScorer, expected_record, length_scorer, posts_of, shuffled_posts
 from sqlalchemy import select
 
 from service.batch.diff import diff, enqueue
-from service.batch.records import RecordWriter
+from service.batch.records import RecordWriter, read_records
 from service.batch.work import Scorer
 from service.cli import main
 from service.policy import load_policy
 from service.policy.governance import Violation
 from service.record import ScoreRecord
 from service.settings import Settings, get_settings
-from service.storage import open_migrated, open_repository
+from service.storage import StorageError, open_migrated, open_repository
 from service.storage.console_sql import ConsoleReads
 from service.storage.repository import Pending
 from service.storage.tables import StoredRecord
@@ -183,6 +183,50 @@ def test_enqueue_into_a_database_out_of_reach_stops_before_the_model_loads(
     )
     assert loaded == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["before.jsonl", "in.jsonl"]
+
+
+def test_an_enqueue_that_fails_after_the_run_is_done_again_without_scoring_again(
+    tmp_path: Path,
+    database: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A database lost after the check before the run (a restart, a network fault): the run
+    left OUTPUT written and no checkpoint, and only scoring every post again enqueued them."""
+    (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(POSTS)))
+    earlier, now = earlier_and_now()
+    write(tmp_path / "before.jsonl", earlier)
+    output = tmp_path / "now.jsonl"
+    args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(output), "--workers", "1"]
+    args += ["--no-progress", "--compare", str(tmp_path / "before.jsonl"), "--enqueue"]
+    stored = enqueue
+
+    def lost(report: object, settings: Settings) -> int:
+        raise StorageError("the server closed the connection")
+
+    monkeypatch.setattr("service.batch.diff.enqueue", lost)
+    assert main(args, load_scorer=length_scorer) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        "qinglang rescore: error: cannot enqueue the newly flagged posts: the server closed the "
+        f"connection; every post is scored into {output} and the checkpoint in "
+        f"{tmp_path}/.now.jsonl.rescore kept: run the same command again to finish without "
+        "scoring again"
+    )
+    assert list(read_records(output)) == now
+
+    monkeypatch.setattr("service.batch.diff.enqueue", stored)
+    again = LengthScorer()
+    assert main(args, load_scorer=lambda settings: again) == 0
+    assert again.calls == 0
+    assert "review queue: 1 newly flagged records stored" in capsys.readouterr().err
+    assert list(read_records(output)) == now
+    assert not (tmp_path / ".now.jsonl.rescore").exists()
+    repository = open_repository(database, 5.0)
+    try:
+        assert [item.post_id for item in repository.queue()] == [now[REVIEWED].id]
+    finally:
+        repository.close()
 
 
 def test_enqueue_queues_the_newly_flagged_occurrence_of_a_repeated_id(

@@ -230,7 +230,7 @@ def test_sigterm_stops_the_run_as_ctrl_c_does_without_waiting_for_the_segments(
     assert run.returncode == 2, err
     assert (
         f"qinglang rescore: error: interrupted; the checkpoint in {tmp_path}/.out.jsonl.rescore "
-        "is intact: run the same command again to continue after 0 posts\n"
+        "is intact: run the same command again to continue after 0 of 400 posts\n"
     ) in err
     # the resource tracker ends when it reads the end of its pipe, a moment after the run
     deadline = time.monotonic() + 20
@@ -302,7 +302,7 @@ def test_a_signal_to_the_whole_run_stops_it_once_with_one_line(
     assert run.returncode == 2, err
     assert err == (
         f"qinglang rescore: error: interrupted; the checkpoint in {tmp_path}/.out.jsonl.rescore "
-        "is intact: run the same command again to continue after 0 posts\n"
+        "is intact: run the same command again to continue after 0 of 400 posts\n"
     )
 
 
@@ -352,7 +352,7 @@ def test_a_full_disk_while_scoring_stops_the_run_with_the_checkpoint_intact(
         "qinglang rescore: error: rescore stopped: cannot write "
         f"{tmp_path}/.out.jsonl.rescore/.part-000000.jsonl: File too large; the checkpoint in "
         f"{tmp_path}/.out.jsonl.rescore is intact: run the same command again to continue "
-        "after 0 posts\n"
+        "after 0 of 600 posts\n"
     ) in full.stderr
     assert not output.exists()
 
@@ -379,7 +379,8 @@ def test_a_full_disk_names_the_file_it_could_not_write_and_the_posts_committed(
     # the manifest of the second part was not written: the run continues after the first
     assert str(stopped.value) == (
         f"rescore stopped: cannot write {work}/manifest.json: No space left on device; the "
-        f"checkpoint in {work} is intact: run the same command again to continue after 100 posts"
+        f"checkpoint in {work} is intact: run the same command again to continue after 100 of "
+        "300 posts"
     )
     monkeypatch.setattr(WorkFolder, "commit", commit)
     source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"

@@ -717,7 +717,7 @@ def test_an_interrupted_run_says_how_to_continue_and_exits_2(
     assert run_cli(*args, scorer=InterruptingScorer()) == 2
     err = capsys.readouterr().err
     assert "qinglang rescore: error: interrupted; the checkpoint in" in err
-    assert "run the same command again to continue after 4 posts" in err
+    assert "run the same command again to continue after 4 of 12 posts" in err
     assert run_cli(*args) == 0
     assert "resumed" in capsys.readouterr().err
 
@@ -765,11 +765,11 @@ def test_a_run_stopped_while_its_stderr_reader_is_gone_exits_2_and_continues_lat
 
 
 @pytest.mark.parametrize(
-    ("step", "options"),
+    ("step", "options", "scored"),
     [
-        ("service.batch.stored.export", ["--from-db"]),
-        ("service.batch.diff.diff", ["{input}", "--compare", "{before}"]),
-        ("service.batch.diff.enqueue", ["{input}", "--compare", "{before}", "--enqueue"]),
+        ("service.batch.stored.export", ["--from-db"], False),
+        ("service.batch.diff.diff", ["{input}", "--compare", "{before}"], True),
+        ("service.batch.diff.enqueue", ["{input}", "--compare", "{before}", "--enqueue"], True),
     ],
 )
 def test_an_interruption_outside_the_scoring_is_one_line_and_status_2(
@@ -778,6 +778,7 @@ def test_an_interruption_outside_the_scoring_is_one_line_and_status_2(
     capsys: pytest.CaptureFixture[str],
     step: str,
     options: list[str],
+    scored: bool,
 ) -> None:
     (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(3)))
     assert run_cli("rescore", tmp_path / "in.jsonl", "-o", tmp_path / "before.jsonl") == 0
@@ -792,7 +793,13 @@ def test_an_interruption_outside_the_scoring_is_one_line_and_status_2(
     assert run_cli("rescore", *given, "-o", tmp_path / "out.jsonl") == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert err.splitlines()[-1] == "qinglang rescore: error: interrupted"
+    # after the scoring, the same command compares and enqueues without scoring again
+    again = (
+        f"; every post is scored into {tmp_path}/out.jsonl and the checkpoint in "
+        f"{tmp_path}/.out.jsonl.rescore kept: run the same command again to finish without "
+        "scoring again"
+    )
+    assert err.splitlines()[-1] == "qinglang rescore: error: interrupted" + again * scored
 
 
 def test_a_command_run_off_the_main_thread_keeps_the_process_s_sigterm_handler(
@@ -815,7 +822,7 @@ def test_an_interrupted_gzip_run_continues_at_the_task_it_stopped_at(
     args: list[str | Path] = ["rescore", source, "-o", output, "--skip-bad"]
     args += ["--chunk-size", "4", "--checkpoint-every", "4"]
     assert run_cli(*args, scorer=InterruptingScorer()) == 2
-    assert "run the same command again to continue after 4 posts" in capsys.readouterr().err
+    assert "run the same command again to continue after 4 of 12 posts" in capsys.readouterr().err
     again = LengthScorer()
     assert run_cli(*args, scorer=again) == 0
     # the first task was committed: the continued run reads on from the second
@@ -853,9 +860,31 @@ def test_an_interrupted_run_names_the_posts_committed_not_those_read_since(
     # a segment a task: 4 posts are committed after the second, 6 read when the fourth stops
     args += ["--chunk-size", "2", "--segment-posts", "2", "--checkpoint-every", "4"]
     assert run_cli(*args, scorer=InterruptingScorer(at=4)) == 2
-    assert "run the same command again to continue after 4 posts" in capsys.readouterr().err
+    assert "run the same command again to continue after 4 of 12 posts" in capsys.readouterr().err
     assert run_cli(*args) == 0
     assert "resumed        after 4 posts" in capsys.readouterr().err
+
+
+def test_a_stopped_run_counts_the_posts_to_continue_after_as_its_progress_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The progress counts the input's lines, blank ones too; the error counted the non-blank
+    ones: "9 of 15 posts (stopped)", then "continue after 4 posts", where the next run's
+    progress began at 6."""
+    posts = shuffled_posts(12)
+    (tmp_path / "in.jsonl").write_bytes(b"".join([b"\n", *posts[:4], b"\n", b"\n", *posts[4:]]))
+    args: list[str | Path] = ["rescore", tmp_path / "in.jsonl", "-o", tmp_path / "out.jsonl"]
+    args += ["--chunk-size", "3", "--segment-posts", "3", "--checkpoint-every", "4"]
+    args += ["--progress-every", "3600"]
+    assert run_cli(*args, scorer=InterruptingScorer(at=4)) == 2
+    err = capsys.readouterr().err.splitlines()
+    # two tasks committed (6 lines, 2 of them blank), a third scored since
+    assert err[-2].startswith("qinglang rescore: 9 of 15 posts (60%), ")
+    assert err[-2].endswith(" (stopped)")
+    assert err[-1].endswith("run the same command again to continue after 6 of 15 posts")
+    assert run_cli(*args) == 0
+    # where its progress starts
+    assert "  resumed        after 6 posts of an earlier run" in capsys.readouterr().err
 
 
 def damaged_parquet_output(path: Path, good: int) -> None:
@@ -894,10 +923,13 @@ def test_a_previous_parquet_output_that_cannot_be_read_exits_2(
         damaged_parquet_output(previous, 2 if damage == "first records" else 5000)
     args: list[str | Path] = ["rescore", tmp_path / "in.jsonl", "-o", tmp_path / "after.jsonl"]
     assert run_cli(*args, "--compare", previous) == 2
-    err = capsys.readouterr().err
-    assert f"qinglang rescore: error: {says.format(previous=previous)}" in err
     # one line after the summary of the run, if it ran
-    assert err.endswith(")\n") and err.splitlines()[-1].startswith("qinglang rescore: error: ")
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith(f"qinglang rescore: error: {says.format(previous=previous)}")
+    # once it ran, the same command compares without scoring again
+    assert last.endswith("run the same command again to finish without scoring again") == (
+        damage == "later records"
+    )
 
 
 @pytest.mark.parametrize(
@@ -1067,7 +1099,7 @@ def test_a_continued_run_counts_the_duplicates_of_ids_committed_before(
     args: list[str | Path] = ["rescore", tmp_path / "in.jsonl", "-o", tmp_path / output_name]
     args += ["--chunk-size", "4", "--checkpoint-every", "4"]
     assert run_cli(*args, scorer=InterruptingScorer()) == 2
-    assert "continue after 4 posts" in capsys.readouterr().err
+    assert "continue after 4 of 14 posts" in capsys.readouterr().err
     assert run_cli(*args) == 0
     err = capsys.readouterr().err
     assert "duplicate ids  4 posts repeat the id of a post before them" in err

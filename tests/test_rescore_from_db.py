@@ -243,7 +243,7 @@ def test_a_run_of_another_period_keeps_the_export_that_a_killed_run_continues_on
     base = ["rescore", "--from-db", "-o", str(out), "--workers", "1", "--no-progress"]
     base += ["--chunk-size", "1", "--segment-posts", "1", "--checkpoint-every", "1"]
     assert main(base, load_scorer=interrupted_scorer) == 2
-    assert "continue after 1 posts" in capsys.readouterr().err
+    assert "continue after 1 of " in capsys.readouterr().err
     [export] = tmp_path.glob(".again.jsonl.from-db.*.jsonl")
     kept = export.read_bytes()
 
@@ -318,7 +318,9 @@ def test_one_hold_covers_the_export_the_run_its_record_and_the_comparison(
     finally:
         for file in seen:
             file.close()
-    assert list(steps) == ["export", "score", "record", "compare"]
+    # the record last: it removes the export, which the same command scores again should the
+    # comparison fail
+    assert list(steps) == ["export", "score", "compare", "record"]
     assert len(set(steps.values())) == 1
     assert not lock.exists()
 

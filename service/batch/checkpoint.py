@@ -4,7 +4,9 @@ Records and rejects go to a part file; every few thousand posts the part is clos
 renamed into place, and only then is the manifest (tasks done, parts, tallies) replaced, itself
 written beside and renamed. Whenever the process dies, the manifest names only whole parts,
 and a part written after it is written again by the next run. At the end the parts are joined
-into OUTPUT and the folder is removed. The manifest carries the run's fingerprint (input files,
+into OUTPUT and the folder is removed (by the command, once it has done what else it does with
+OUTPUT: its comparison, enqueue and run record, which the same command does again after joining
+the parts again, should they fail). The manifest carries the run's fingerprint (input files,
 sizes, times, chunk size, batch size, model and policy), so that a different run never continues
 it.
 """
@@ -142,10 +144,10 @@ class WorkFolder:
         final = self.part(k)
         return RecordWriter(final.with_name("." + final.name), parquet=self.parquet), final
 
-    def finish(self, state: State, reject_path: Path) -> None:
+    def finish(self, state: State, reject_path: Path, *, keep: bool = False) -> None:
         """Join the parts into OUTPUT and the reject parts into ``reject_path`` (removed when
-        there are none), then remove the folder; :class:`JoinError` when the join fails, which
-        leaves the folder as it was."""
+        there are none), then remove the folder unless ``keep`` (:meth:`remove`);
+        :class:`JoinError` when the join fails, which leaves the folder as it was."""
         parts = [self.part(k) for k in range(state.parts)]
         rejects = [self.rejects(k) for k in range(state.parts) if self.rejects(k).exists()]
         tmp = self.output.with_name(f".{self.output.name}.joining")
@@ -170,6 +172,11 @@ class WorkFolder:
         else:
             reject_path.unlink(missing_ok=True)
         tmp.replace(self.output)
+        if not keep:
+            self.remove()
+
+    def remove(self) -> None:
+        """Remove the folder: its run is joined into OUTPUT and done with."""
         shutil.rmtree(self.path)
 
     @contextmanager

@@ -136,10 +136,12 @@ def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
                 _check_queue(settings)
             summary = _run_rescore(args, load, settings, rejects, chunk_size)
             print(summary.render(), file=sys.stderr)
-            if args.from_db:
-                _record_run(args, settings, summary)
-            if args.compare is not None:
-                _compare(args, settings)
+            with _after_the_run(args.output):
+                if args.compare is not None:
+                    _compare(args, settings)
+                # last: it removes the export that the same command would score again
+                if args.from_db:
+                    _record_run(args, settings, summary)
     except (RescoreError, ClusterError) as exc:
         print(f"qinglang rescore: error: {exc}", file=sys.stderr)
         return 2
@@ -160,6 +162,30 @@ def _held(output: Path, rejects: Path) -> Iterator[None]:
         except (CheckpointError, OSError) as exc:
             raise RescoreError(str(exc)) from exc
         yield
+
+
+@contextmanager
+def _after_the_run(output: Path) -> Iterator[None]:
+    """The comparison, the enqueue and the run's record, once OUTPUT is written: the run keeps
+    its work folder until they are done, so that the same command, should one fail, joins its
+    parts into OUTPUT again and does them without scoring again. Before, the folder was gone
+    with OUTPUT written, and a database that failed during the enqueue left no way to enqueue
+    but to score every post again (hours, on millions)."""
+    from service.batch import RescoreError
+    from service.batch.checkpoint import WorkFolder
+
+    work = WorkFolder(output)
+    again = (
+        f"every post is scored into {output} and the checkpoint in {work.path} kept: run the "
+        "same command again to finish without scoring again"
+    )
+    try:
+        yield
+    except RescoreError as exc:
+        raise RescoreError(f"{exc}; {again}") from exc
+    except KeyboardInterrupt:
+        raise RescoreError(f"interrupted; {again}") from None
+    work.remove()
 
 
 def _usage_error(args: argparse.Namespace) -> str:
@@ -276,6 +302,7 @@ def _run_rescore(
         skip_bad=args.skip_bad,
         stored=_stored_posts(args, settings) if args.from_db else None,
         held=True,
+        keep=True,
     )
 
 
