@@ -139,6 +139,7 @@ class StorageHealth:
         self.problem: str | None = None
         self._retry_at = 0.0
         self._lock = threading.Lock()  # the loop and the key checks' threads admit calls
+        self._told: set[str] = set()
         report(True)
 
     def admit(self) -> bool:
@@ -160,6 +161,7 @@ class StorageHealth:
             if self.problem is None:
                 log.warning("storage unavailable, answering degraded", extra={"problem": problem})
                 self.report(False)
+                self._told.clear()
             self.problem = problem
             self._retry_at = self.clock() + self.retry_s
 
@@ -169,6 +171,18 @@ class StorageHealth:
                 log.info("storage available again")
                 self.report(True)
             self.problem = None
+
+    def first(self, loss: str) -> bool:
+        """Whether ``loss`` (the words for background work storage did not take) is to be
+        logged: always while storage is up, the first of its kind in an outage only, as each
+        request of the outage loses the same (one line per request flooded the log)."""
+        with self._lock:
+            if self.problem is None:
+                return True
+            if loss in self._told:
+                return False
+            self._told.add(loss)
+            return True
 
 
 class StorageGate:

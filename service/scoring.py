@@ -478,7 +478,7 @@ class ScoringService:
             await self.gate.call(self.repository.update_records, explained)
         except StorageError as exc:
             # the records stand, marked evidence_pending; only their spans are missing
-            log.warning("evidence not stored", extra={"problem": str(exc)})
+            self._lost("evidence not stored", exc)
             return
         for record in explained:
             self.first.replace(record)
@@ -508,7 +508,7 @@ class ScoringService:
             await self.gate.call(self.repository.enqueue_requests, self.policy, found)
         except StorageError as exc:
             # the records themselves are stored or spooled; a later post of the batch queues it
-            log.warning("review items not queued", extra={"problem": str(exc), "items": len(found)})
+            self._lost("review items not queued", exc, items=len(found))
 
     def _record_copies_later(self, copies: list[RumorCopy]) -> None:
         """Record the bank matches among the new records, flagged or not, in the background."""
@@ -521,8 +521,19 @@ class ScoringService:
         except StorageError as exc:
             # not spooled: these stay listed while the window holds them, and later copies
             # still record once storage answers
+            self._lost("rumour copies not recorded", exc, copies=len(copies))
+
+    def _lost(self, loss: str, error: StorageError, **counts: int) -> None:
+        """Log ``loss``, work after an answer that storage did not take: once an outage
+        (:meth:`~service.gate.StorageHealth.first`), whose start is logged already."""
+        if self.health.first(loss):
             log.warning(
-                "rumour copies not recorded", extra={"problem": str(exc), "copies": len(copies)}
+                loss,
+                extra={
+                    "problem": str(error),
+                    "until_storage_answers": "not logged again",
+                    **counts,
+                },
             )
 
     async def settle(self) -> None:

@@ -114,6 +114,43 @@ def test_postgres_refusing_connections_degrades_spools_and_catches_up(
         assert len(api.services.scoring.repository.queue()) == 5
 
 
+def test_work_after_the_answer_that_an_outage_loses_is_logged_once_not_per_request(
+    tmp_path: Path,
+    pipeline: Pipeline,
+    postgres_url: str,
+    proxy: Proxy,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A coordinated batch's review item, queued after each answer, finds storage down at every
+    post of the outage: one warning, as the outage's start is one, not one per request."""
+    with open_api(
+        tmp_path,
+        through(proxy, postgres_url),
+        pipeline.classifier,
+        migrate_url=postgres_url,
+        storage_retry_s=3600,
+    ) as api:
+        now = time.time()
+
+        def batch(tag: str) -> None:
+            for i in range(6):
+                post = {"id": f"{tag}{i}", "text": f"{RUMOR}{tag}{i}", "account_id": f"{tag}a{i}"}
+                answer = api.score({**post, "created_at": now})
+                assert answer.status_code == 200 and answer.json()["degraded"] is True
+            api.settle()
+
+        def told() -> int:
+            return sum(r.msg == "review items not queued" for r in caplog.records)
+
+        assert api.score({"id": "up", "text": RUMOR}).status_code == 200  # the key verified
+        proxy.refuse()
+        batch("o")
+        assert told() == 1
+        api.services.scoring.health.ok()  # storage back: the next outage is told anew
+        batch("p")
+        assert told() == 2
+
+
 def test_a_server_started_while_postgres_is_down_lets_in_the_keys_verified_before(
     tmp_path: Path, pipeline: Pipeline, postgres_url: str, proxy: Proxy
 ) -> None:

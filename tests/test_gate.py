@@ -43,6 +43,20 @@ def test_after_a_failure_one_call_at_a_time_tries_storage_until_one_succeeds() -
     assert reported == [True, False, True]
 
 
+def test_work_storage_did_not_take_is_told_once_an_outage_and_always_while_it_is_up() -> None:
+    health = StorageHealth(retry_s=2.0, probe_s=5.0, clock=Clock())
+    assert health.first("lost") and health.first("lost")
+    health.failed("down")
+    # each request of an outage loses the same: one line each would flood the log
+    assert health.first("lost") and health.first("other")
+    assert not health.first("lost") and not health.first("other")
+    health.failed("down again")  # the same outage
+    assert not health.first("lost")
+    health.ok()
+    health.failed("down")  # a new outage is told anew
+    assert health.first("lost") and not health.first("lost")
+
+
 @pytest.fixture
 def gate() -> Iterator[StorageGate]:
     running = StorageGate(deadline_s=0.05, retry_s=60.0)
