@@ -57,6 +57,7 @@ class Spool:
         self._live: IO[bytes] | None = None
         self._live_path: Path | None = None
         self._live_lines = 0
+        self._rejected = 0
 
     def append(self, items: Sequence[Pending]) -> None:
         """Add ``items`` to the spool; durable when this returns. Raises ``OSError`` (a full
@@ -82,8 +83,17 @@ class Spool:
         return _count_lines(self.folder)
 
     def rejected(self) -> int:
-        """Records set aside because storage refused them (all processes)."""
-        return _count_lines(self.folder / REJECTED)
+        """Records set aside because storage refused them (all processes). A count that
+        changed is logged with the folder's path (the operator's, not a probe's caller's): once,
+        not at each ``/readyz`` that asks until an operator mends the records."""
+        count = _count_lines(self.folder / REJECTED)
+        if count and count != self._rejected:
+            log.warning(
+                "spooled records set aside",
+                extra={"rejected": count, "folder": str(self.folder / REJECTED)},
+            )
+        self._rejected = count
+        return count
 
     def drain(self, write: Write, reachable: Reachable) -> int:
         """Write every spooled record with ``write``; return how many were written.

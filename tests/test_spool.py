@@ -106,6 +106,27 @@ def test_a_record_storage_refuses_is_set_aside_and_the_rest_is_written(
     assert spool.rejected() == 0 and "p1" in store.records
 
 
+def test_records_set_aside_are_logged_once_a_count_not_at_each_probe(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = Spool(tmp_path)
+    spool.append([Pending(record("p1"), enqueue=True)])
+    store = Store(refuses={"p1"})
+    spool.drain(store.write, store.ping)
+
+    def told() -> list[int]:
+        return [r.rejected for r in caplog.records if r.msg == "spooled records set aside"]  # type: ignore[attr-defined]
+
+    # /readyz asks at every probe until an operator mends the records: one line, not one a probe
+    assert [spool.rejected() for _ in range(3)] == [1, 1, 1]
+    assert told() == [1]
+    spool.append([Pending(record("p2"), enqueue=True)])
+    store.refuses = {"p2"}
+    spool.drain(store.write, store.ping)
+    assert [spool.rejected() for _ in range(3)] == [2, 2, 2]
+    assert told() == [1, 2]
+
+
 def test_a_line_this_version_no_longer_takes_is_set_aside_not_dropped(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     spool.append([Pending(record("ok"), enqueue=True, post=Post(id="ok", text="好"))])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -14,7 +12,6 @@ from service.spool import REJECTED
 from service.storage import StorageError
 
 router = APIRouter(tags=["operations"])
-log = logging.getLogger(__name__)
 
 IN_THE_LOG = "(the error is in the server's log)"
 SPOOL_MARGIN = 1 << 20
@@ -66,11 +63,6 @@ async def readyz(found: Found) -> Readiness:
         problems.append(f"{spooled} flagged records are waiting in the spool for storage")
     rejected = await run_in_threadpool(scoring.spool.rejected)
     if rejected:
-        # the server's own paths are the operator's, not an unauthenticated caller's
-        folder = scoring.spool.folder / REJECTED
-        log.warning(
-            "spooled records set aside", extra={"rejected": rejected, "folder": str(folder)}
-        )
         problems.append(
             f"{rejected} spooled records were refused by storage and set aside in the spool's "
             f"{REJECTED} folder (its path is in the server's log): read their errors, mend, "
