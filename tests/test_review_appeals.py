@@ -49,6 +49,21 @@ def appeal_of(repo: SqlRepository, policy: Policy, made: views.Decision, at: dat
     return filed.id
 
 
+def filed_for_holder(
+    repo: SqlRepository, policy: Policy, made: views.Decision, at: datetime, by: str = "li"
+) -> views.Appeal:
+    """An appeal of ``made`` filed on its account's behalf by the trust-team member ``by``."""
+    return repo.file_appeal(
+        policy,
+        account_id=made.credits[0].account_id,
+        item_id=made.item_id,
+        reason="代为申诉",
+        filed_by=by,
+        on_behalf=True,
+        now=at,
+    )
+
+
 def active(repo: SqlRepository, policy: Policy, account: str, at: datetime) -> set[str]:
     return {d.kind for d in repo.get_account(policy, account, now=at).dispositions}
 
@@ -94,15 +109,7 @@ def test_an_appeal_filed_on_the_holders_behalf_and_rejected_leaves_the_holder_th
     or the holder's beside one filed for them that is pending or upheld, is refused."""
     made = confirmed(repo, policy, "p1", "acc1", T0)
     window = timedelta(days=policy.appeals.file_within_days)
-    staff = repo.file_appeal(
-        policy,
-        account_id="acc1",
-        item_id=made.item_id,
-        reason="代为申诉",
-        filed_by="li",
-        on_behalf=True,
-        now=T0 + MINUTE,
-    )
+    staff = filed_for_holder(repo, policy, made, T0 + MINUTE)
     assert staff.on_behalf
 
     def holders(at: datetime) -> views.Appeal:
@@ -140,15 +147,7 @@ def test_the_holders_appeal_waits_for_one_filed_on_their_behalf_and_ends_with_it
     first = confirmed(repo, policy, "p1", "acc1", T0)
     second = confirmed(repo, policy, "p2", "acc1", T0 + MINUTE)
     for made in (first, second):
-        repo.file_appeal(
-            policy,
-            account_id="acc1",
-            item_id=made.item_id,
-            reason="代为申诉",
-            filed_by="li",
-            on_behalf=True,
-            now=T0 + 2 * MINUTE,
-        )
+        filed_for_holder(repo, policy, made, T0 + 2 * MINUTE)
     (one, _) = repo.list_appeals().appeals
     repo.decide_appeal(policy, one.id, "r2", "uphold", None, now=T0 + 3 * MINUTE)
     for made in (first, second):
@@ -166,15 +165,7 @@ def test_the_holders_appeal_waits_for_one_filed_on_their_behalf_and_ends_with_it
     appeal = appeal_of(repo, policy, third, T0 + 6 * MINUTE)
     repo.decide_appeal(policy, appeal, "r2", "reject", None, now=T0 + 7 * MINUTE)
     with pytest.raises(ConflictError, match="appealed already"):
-        repo.file_appeal(
-            policy,
-            account_id="acc1",
-            item_id=third.item_id,
-            reason="代为申诉",
-            filed_by="li",
-            on_behalf=True,
-            now=T0 + 8 * MINUTE,
-        )
+        filed_for_holder(repo, policy, third, T0 + 8 * MINUTE)
 
 
 def test_a_disposition_the_other_violation_still_calls_for_runs_from_it_not_the_lifted_row(
