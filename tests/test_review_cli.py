@@ -11,18 +11,28 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from servicekit import migrate, record
-from sqlalchemy import inspect, text
+from sqlalchemy import delete, insert, inspect, select, text, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from service.policy import load_policy
 from service.security import check_password
 from service.settings import Settings
-from service.storage import Pending, open_repository, upgrade
+from service.storage import Pending, SqlRepository, StoredRumor, open_repository, upgrade
 from service.storage.database import head_revision, make_engine
+from service.storage.tables import (
+    BankedRumor,
+    DuplicateAppeal,
+    ReviewDecision,
+    StoredAppeal,
+    StoredReport,
+)
+from service.storage.transaction import append_records
 from training.data import reviewed
 
 
@@ -296,3 +306,98 @@ def test_the_commands_that_only_read_create_and_migrate_nothing(database_url: st
     assert qinglang(database_url, "credit", "restore").returncode == 0
     verified = qinglang(database_url, "audit", "verify")
     assert verified.returncode == 0 and "ok, 0 records" in verified.stderr
+
+
+def banked(repo: SqlRepository, text_: str | None, notice: str) -> str:
+    """Bank a confirmed rumour as the service does, without the index's signature."""
+    rumor_id = f"r{len(repo.rumors())}"
+    repo.add_rumor(
+        lambda _, now: StoredRumor(rumor_id, text_, None, notice, "f1", b"", now, "admin")
+    )
+    return rumor_id
+
+
+def confirmed(repo: SqlRepository, post_id: str, note: str | None) -> tuple[int, int]:
+    """A post of acc1 flagged and confirmed with ``note``: its item's and decision's ids."""
+    policy = load_policy(Settings().policy_file)
+    rec = record(post_id).model_copy(update={"account_id": "acc1"})
+    repo.save_records([Pending(rec, True, "帖子")])
+    (item,) = [i for i in repo.list_items(policy).items if i.post_id == post_id]
+    decided = repo.decide(policy, item.id, "r1", "confirm", "rumor", "art18.6", note)
+    return item.id, decided.id
+
+
+def test_audit_verify_names_every_stored_text_edited_since_its_digest_was_chained(
+    database_url: str,
+) -> None:
+    """Each free text a record chains by digest, edited in its table, is named by its table,
+    row, column and record; a row removed by a chained removal, a text chained as none and a
+    record written before its kind chained a digest are not."""
+    upgrade(database_url)
+    policy = load_policy(Settings().policy_file)
+    repo = open_repository(database_url, 5.0, policy.review)
+    item, noted = confirmed(repo, "p1", "核实为谣言")
+    other, plain = confirmed(repo, "p2", None)
+    report = repo.file_report(
+        policy, post_id="p1", account_id=None, category="rumor", text_="这是谣言", reporter="k1"
+    )
+    moved = repo.file_appeal(policy, account_id="acc1", item_id=item, reason="误判", filed_by="k1")
+    repo.decide_appeal(policy, moved.id, "r2", "reject", "证据充分")
+    appeal = repo.file_appeal(
+        policy, account_id="acc1", item_id=other, reason="不是谣言", filed_by="k1"
+    )
+    kept = banked(repo, "谣言全文", "辟谣说明")
+    notice_only = banked(repo, None, "只有说明")
+    repo.delete_rumor(banked(repo, "已删除的谣言", "说明"), "admin")
+    with Session(repo.engine) as session, session.begin():
+        # written before review.decision chained the note's digest
+        old = {"decision": noted, "action": "confirm", "reviewer": "r1"}
+        append_records(session, datetime.now(UTC), [("review.decision", f"item:{item}", old)])
+    with repo.engine.begin() as db:
+        # an appeal 0008 moved out of appeals keeps its reason and note beside the records
+        row = db.execute(select(StoredAppeal).where(StoredAppeal.id == moved.id)).one()
+        twin = {c.name: getattr(row, c.name) for c in StoredAppeal.__table__.columns}
+        db.execute(delete(StoredAppeal).where(StoredAppeal.id == moved.id))
+        twin.pop("on_behalf")
+        db.execute(insert(DuplicateAppeal).values(**twin, kept_id=appeal.id))
+    repo.close()
+    clean = qinglang(database_url, "audit", "verify")
+    assert clean.returncode == 0, clean.stderr
+    assert "10 stored texts match" in clean.stderr, clean.stderr
+    assert "1 unverifiable" in clean.stderr and "2 removed" in clean.stderr
+    edits = [
+        (ReviewDecision, ReviewDecision.id, noted, "note"),
+        (ReviewDecision, ReviewDecision.id, plain, "note"),
+        (StoredReport, StoredReport.id, report.id, "text"),
+        (StoredAppeal, StoredAppeal.id, appeal.id, "reason"),
+        (DuplicateAppeal, DuplicateAppeal.id, moved.id, "reason"),
+        (DuplicateAppeal, DuplicateAppeal.id, moved.id, "note"),
+        (BankedRumor, BankedRumor.rumor_id, kept, "text"),
+        (BankedRumor, BankedRumor.rumor_id, kept, "notice"),
+    ]
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as db:
+            for table, id_, key, column in edits:
+                db.execute(update(table).where(id_ == key).values({column: "改过的文字"}))
+            db.execute(delete(BankedRumor).where(BankedRumor.rumor_id == notice_only))
+    finally:
+        engine.dispose()
+    broken = qinglang(database_url, "audit", "verify")
+    assert broken.returncode == 1
+    problems = [line.partition("qinglang audit verify: ")[2] for line in broken.stderr.splitlines()]
+    named = [p.split(": ")[1] for p in problems]
+    assert named == [
+        f"review_decisions.note of row {noted}",
+        f"review_decisions.note of row {plain}",
+        f"reports.text of row {report.id}",
+        f"appeal_duplicates.reason of row {moved.id}",
+        f"appeal_duplicates.note of row {moved.id}",
+        f"appeals.reason of row {appeal.id}",
+        f"rumor_bank.text of row {kept}",
+        f"rumor_bank.notice of row {kept}",
+        f"rumor_bank.text of row {notice_only}",
+        f"rumor_bank.notice of row {notice_only}",
+    ], broken.stderr
+    assert problems[0].startswith("record ") and "note_sha256 (edited since" in problems[0]
+    assert problems[-1].endswith("the row is missing, and no rumor.unbanked record removed it")

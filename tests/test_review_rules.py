@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -273,6 +274,43 @@ def test_the_chain_detects_edits_deletions_reordering_and_a_cut_end() -> None:
     # the same moment in another time zone hashes the same
     moved = entries[0].at.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Shanghai"))
     assert chain.link(chain.GENESIS, 1, moved, "k", "s1", entries[0].payload) == entries[0].hash
+
+
+def test_stored_texts_are_read_a_batch_at_a_time_and_a_removal_may_come_batches_later() -> None:
+    reports = {str(n): ("reports", f"举报{n}") for n in range(1, 8)}
+    reads: list[tuple[str, int]] = []
+
+    def stored(text: chain.Text, keys: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+        reads.append((text.column, len(keys)))
+        rows = reports if text.tables == ("reports",) else {}
+        return {k: rows[k] for k in keys if k in rows}
+
+    def entry(seq: int, kind: str, subject: str, payload: dict[str, Any]) -> chain.Entry:
+        return chain.Entry(seq, T0, kind, subject, payload, "", "")
+
+    digest = {"text_sha256": chain.text_digest("谣言"), "notice_sha256": chain.text_digest("说明")}
+    entries = [entry(1, "rumor.banked", "rumor:r1", digest)]
+    entries += [
+        entry(n + 1, "report.filed", f"report:{n}", {"text_sha256": chain.text_digest(f"举报{n}")})
+        for n in range(1, 9)
+    ]
+    entries += [
+        entry(10, "report.filed", "report:3", {}),
+        entry(11, "rumor.unbanked", "rumor:r1", {}),
+        entry(12, "rumor.banked", "rumor:r2", digest),
+    ]
+    texts = chain.TextCheck(stored, batch=3)
+    for each in entries:
+        texts.see(each)
+    assert texts.finish() == [
+        "record 9: reports.text of row 8: the row is missing",
+        "record 12: rumor_bank.text of row r2: the row is missing, "
+        "and no rumor.unbanked record removed it",
+        "record 12: rumor_bank.notice of row r2: the row is missing, "
+        "and no rumor.unbanked record removed it",
+    ]
+    assert (texts.checked, texts.unverifiable, texts.removed) == (7, 1, 2)
+    assert max(keys for _, keys in reads) == 3
 
 
 def test_subject_ids_are_normalised_once_for_storing_and_checking() -> None:

@@ -1,7 +1,8 @@
 """``qinglang audit verify|export``, ``qinglang labels export``, ``qinglang credit restore``.
 
-Exit status: 0 done (the chain intact); 1 the chain is broken (each problem on stderr); 2 the
-command could not run (storage unreachable, unwritable output).
+Exit status: 0 done (the chain intact); 1 the chain is broken, or a text it chains the digest
+of was edited (each problem on stderr); 2 the command could not run (storage unreachable,
+unwritable output).
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ def add_commands(commands: Any) -> None:
     audit = commands.add_parser("audit", help="verify or export the hash-chained records")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
     audit_commands.add_parser(
-        "verify", help="walk the chain; exit 1 naming every edited, missing or moved record"
+        "verify",
+        help="walk the chain; exit 1 naming every edited, missing or moved record, and every "
+        "stored text (report, appeal reason, note, rumour) that differs from its chained digest",
     )
     export = audit_commands.add_parser(
         "export", help="write the records of a period (what a regulator asks for)"
@@ -154,14 +157,21 @@ def _command(
         return 0
     if args.audit_command == "verify":
         head = repository.audit_head()
-        problems = chain.verify(repository.audit_entries(), head)
+        texts = chain.TextCheck(repository.stored_texts)
+        problems = chain.verify(repository.audit_entries(), head, texts)
         for problem in problems:
             print(f"qinglang audit verify: {problem}", file=sys.stderr)
         if problems:
             return 1
         if head[0] == 0:
             return _empty_chain(repository.chained_rows())
-        print(f"qinglang audit verify: ok, {head[0]} records", file=sys.stderr)
+        print(
+            f"qinglang audit verify: ok, {head[0]} records; {texts.checked} stored texts match "
+            f"the digests chained of them, {texts.unverifiable} unverifiable (their records "
+            f"were written before their kind chained one), {texts.removed} removed with "
+            "their rumour bank entries",
+            file=sys.stderr,
+        )
         return 0
     with _open(output) as out:
         entries = repository.audit_entries(args.start, args.end)

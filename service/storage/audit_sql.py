@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from service.storage.review_sql import ReviewSql
 from service.storage.tables import (
     AuditHead,
     AuditRecord,
+    Base,
     ReviewDecision,
     ReviewItem,
     StoredAccount,
@@ -58,6 +59,25 @@ class AuditSql(ReviewSql):
             head = session.get(AuditHead, 1)
             assert head is not None, "the audit head row is created by the migration"
             return head.seq, head.hash
+
+    def stored_texts(
+        self, text: chain.Text, keys: Sequence[str]
+    ) -> dict[str, tuple[str, str | None]]:
+        """:data:`chain.Stored`: the rows of ``keys`` that hold ``text``, read in one query per
+        table."""
+        found: dict[str, tuple[str, str | None]] = {}
+        for name in text.tables:
+            table = Base.metadata.tables[name]
+            (id_,) = table.primary_key.columns
+            wanted = _ids(id_.type.python_type, [k for k in keys if k not in found])
+            if not wanted:
+                break
+            query = select(id_, table.c[text.column]).where(id_.in_(wanted))
+            with self._session() as session:
+                found.update(
+                    {str(row_id): (name, value) for row_id, value in session.execute(query)}
+                )
+        return found
 
     def chained_rows(self) -> int:
         """Rows of the tables each of whose writes chains a record (score records, review items,
@@ -114,3 +134,11 @@ class AuditSql(ReviewSql):
         )
         with self._session() as session:
             return int(session.scalar(query) or 0)
+
+
+def _ids(kind: type, keys: Sequence[str]) -> list[Any]:
+    """``keys`` as the ids of a table whose ids are of type ``kind``: one no id can be (a
+    record's subject edited to ``report:x``, which its hash shows) names no row."""
+    if kind is not int:
+        return list(keys)
+    return [int(k) for k in keys if k.isascii() and k.isdigit()]
