@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import codecs
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Literal
@@ -23,6 +22,7 @@ from typing import BinaryIO, Literal
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from service import jsonload
 from service.record import Post
 
 ErrorKind = Literal[
@@ -60,16 +60,6 @@ such a file without an account: in no coordinated batch and no originality check
 so in a warning of its record."""
 
 
-class _LongNumber:
-    """A JSON integer of more digits than ``int()`` reads (``sys.get_int_max_str_digits()``),
-    in the parsed line where the integer was, so that its error names the field."""
-
-    __slots__ = ("digits",)
-
-    def __init__(self, digits: int) -> None:
-        self.digits = digits
-
-
 _JSON_TYPES: tuple[tuple[type, str], ...] = (
     (dict, "object"),
     (list, "array"),
@@ -79,7 +69,7 @@ _JSON_TYPES: tuple[tuple[type, str], ...] = (
     (int, "number"),
     (float, "number"),
     (type(None), "null"),
-    (_LongNumber, "number"),
+    (jsonload.LongNumber, "number"),
 )
 
 
@@ -192,50 +182,19 @@ def _decode(body: bytes) -> str:
 
 
 def _load_object(text: str, *, cut_off: bool) -> dict[str, object]:
-    limit = sys.get_int_max_str_digits()
-    long: list[_LongNumber] = []
-
-    def integer(written: str) -> int | _LongNumber:
-        # int() refuses a longer one, with a message about Python itself that names no field
-        digits = len(written.removeprefix("-"))
-        if not limit or digits <= limit:
-            return int(written)
-        long.append(_LongNumber(digits))
-        return long[-1]
-
     try:
-        value = json.loads(text, parse_int=integer)
+        value, long = jsonload.loads(text)
     except json.JSONDecodeError as exc:
         raise _BadLineError("malformed_json", _json_message(exc, cut_off=cut_off)) from exc
     except RecursionError as exc:
         raise _BadLineError("malformed_json", "JSON nested too deeply") from exc
     if not isinstance(value, dict):
         raise _BadLineError("not_an_object", f"expected a JSON object, got {_json_type(value)}")
-    # a key given twice keeps its last value: a long number before it is no longer in the line
-    found = _long_number(value) if long else None
-    if found is not None:
-        path, number = found
-        message = (
-            f"{path}: an integer of {number.digits:,} digits, more than the {limit:,} an "
-            "integer may have"
-        )
-        raise _BadLineError("invalid_value", message, _post_id(value))
+    if long is not None:
+        # named as ``account.id`` or ``extra.1.1`` would be
+        path = ".".join(str(step) for step in long.path)
+        raise _BadLineError("invalid_value", f"{path}: {long.message}", _post_id(value))
     return value
-
-
-def _long_number(value: dict[str, object]) -> tuple[str, _LongNumber] | None:
-    """The first :class:`_LongNumber` in ``value`` and where it is (``id``, ``account.id``,
-    ``tags.0``). Walked without recursion: the line may nest as deep as json reads."""
-    stack: list[tuple[str, object]] = [(str(key), item) for key, item in value.items()][::-1]
-    while stack:
-        path, item = stack.pop()
-        if isinstance(item, _LongNumber):
-            return path, item
-        if isinstance(item, dict):
-            stack.extend([(f"{path}.{key}", child) for key, child in item.items()][::-1])
-        elif isinstance(item, list):
-            stack.extend([(f"{path}.{n}", child) for n, child in enumerate(item)][::-1])
-    return None
 
 
 def _validate(value: dict[str, object]) -> Post:

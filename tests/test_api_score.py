@@ -17,6 +17,7 @@ from servicekit import Api, open_api, wait_for, write_policy
 
 from service.classify import Classifier, Probabilities
 from service.heads import HEADS, Head
+from service.ingest import LineError, PostLine, parse_line
 from service.pipeline import NO_EVIDENCE, Pipeline
 from service.record import SHOWN_CHARS, Post, ScoreRecord, text_digest, unix_seconds
 from service.storage import Pending
@@ -576,8 +577,8 @@ def test_a_body_the_json_parser_refuses_otherwise_is_a_422_on_every_json_route(
     # JSONDecodeError FastAPI turns into a 422: FastAPI answered 400 "error parsing the body"
     refused = {
         b'{"id": ' + b"1" * 4301 + b', "text": "x"}': (
-            ["body"],
-            "JSON decode error: an integer of more than 4300 digits",
+            ["body", "id"],
+            "an integer of 4,301 digits, more than the 4,300 an integer may have",
         ),
         b'{"id": "1", "text": "x", "extra": ' + b"[" * 5000 + b"]" * 5000 + b"}": (
             ["body"],
@@ -611,6 +612,35 @@ def test_a_body_the_json_parser_refuses_otherwise_is_a_422_on_every_json_route(
     assert 'route="/v1/score",status="422"} 3.0' in metrics
     assert 'route="/v1/review/items/{item_id}/decision",status="422"} 3.0' in metrics
     assert 'status="400"' not in metrics
+
+
+def test_an_integer_too_long_to_read_is_refused_at_its_field_as_rescore_refuses_it(
+    api: Api,
+) -> None:
+    """int() reads 4,300 digits at most, and says so naming no field: the 422 was the whole
+    body's ("an integer of more than 4300 digits") where ``qinglang rescore``'s reader named
+    the field. Both read JSON by one rule (:func:`service.jsonload.loads`)."""
+    headers = {**api.headers(), "Content-Type": "application/json"}
+    long = b"-1" + b"0" * 5000
+    for body, loc in (
+        (b'{"id": "a", "text": "x", "account": {"id": ' + long + b"}}", ["account", "id"]),
+        (b'{"posts": [{"id": "a", "text": "x"}, {"id": ' + long + b"}]}", ["posts", 1, "id"]),
+    ):
+        path = "/v1/score/batch" if loc[0] == "posts" else "/v1/score"
+        response = api.client.post(path, content=body, headers=headers)
+        assert response.status_code == 422
+        (problem,) = response.json()["detail"]
+        said = "an integer of 5,001 digits, more than the 4,300 an integer may have"
+        assert problem == {"loc": ["body", *loc], "msg": said, "type": "json_invalid"}
+        line = parse_line(1, body + b"\n")
+        assert isinstance(line, LineError)
+        assert line.message == f"{'.'.join(map(str, loc))}: {said}"
+    # a key given twice keeps its last value: the long integer it replaced is not in the body,
+    # as it is not in rescore's line (FastAPI's own parse refused it with a 400)
+    replaced = b'{"id": ' + long + b', "id": "a", "text": "' + PLAIN.encode() + b'"}'
+    answer = api.client.post("/v1/score", content=replaced, headers=headers)
+    assert answer.status_code == 200 and answer.json()["id"] == "a"
+    assert isinstance(parse_line(1, replaced + b"\n"), PostLine)
 
 
 def test_a_post_stored_under_two_policies_gets_each_process_s_own_policy_record(

@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
+from service import jsonload
 from service.api.auth import authenticate, required_roles
 from service.api.schemas import Problem
 from service.record import quoted
@@ -170,8 +171,9 @@ async def _parse(request: Request, body: bytes) -> None:
     """Parse the body for FastAPI, which reads the parsed value from ``request``, answering
     what it would answer with a 400 that says nothing with a 422 that says what: a body that is
     not UTF-8, one that holds a NUL byte (json.loads takes leading ones for UTF-16 or UTF-32;
-    UTF-8 JSON has none), an integer too long for ``int`` or nesting too deep for the parser.
-    Malformed JSON is left to FastAPI, whose 422 gives its position."""
+    UTF-8 JSON has none), an integer too long for ``int`` (at its field, by the rule ``qinglang
+    rescore`` reads a line by: :func:`service.jsonload.loads`) or nesting too deep for the
+    parser. Malformed JSON is left to FastAPI, whose 422 gives its position."""
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -181,7 +183,7 @@ async def _parse(request: Request, body: bytes) -> None:
             ("body", nul), f"{UNREADABLE}: a NUL byte, which JSON text cannot hold", "json_invalid"
         )
     try:
-        await request.json()
+        value, long = jsonload.loads(body)
     except json.JSONDecodeError:
         return
     except RecursionError:
@@ -192,10 +194,8 @@ async def _parse(request: Request, body: bytes) -> None:
             f"{UNREADABLE}: nested deeper than the parser allows (fewer than {limit} levels)",
             "json_invalid",
         ) from None
-    except ValueError:
-        # the one ValueError json.loads raises that is no JSONDecodeError; int() gives no place
-        raise invalid(
-            ("body",),
-            f"{UNREADABLE}: an integer of more than {sys.get_int_max_str_digits()} digits",
-            "json_invalid",
-        ) from None
+    if long is not None:
+        raise invalid(("body", *long.path), long.message, "json_invalid")
+    # Starlette's cache of request.json(), which FastAPI reads: parsed again there, with int(),
+    # a long integer that a later value of its key replaced would be refused as a 400
+    request._json = value
