@@ -26,6 +26,20 @@ def test_default_policy_loads_with_a_rule_per_risk(settings: Settings) -> None:
     assert policy.risks["coordination"].reason.code.startswith("art18.4")
 
 
+def test_the_incitement_reason_says_what_the_head_flags_and_the_article_it_may_fall_under(
+    settings: Settings,
+) -> None:
+    """The head is trained on offensive and toxic language (COLD, ToxiCN), not on incitement
+    or mobilising calls (models/card.md): the reason a reviewer, an appeal and an audit read
+    says what it flags, in both languages, and names art18.5 as the category such language may
+    fall under, not as what was detected."""
+    zh, en = load_policy(settings.policy_file).risks["incitement"].reason.summary.split(" / ")
+    assert "侮辱" in zh and "煽动性言论" not in zh and "第十八条第五项" in zh
+    assert "offensive" in en and "inflammatory" not in en and "art18.5" in en
+    card = (settings.model_dir / "card.md").read_text()
+    assert "neither corpus labels incitement" in card
+
+
 def test_policy_thresholds_are_the_models_operating_points(settings: Settings) -> None:
     policy = load_policy(settings.policy_file)
     card = json.loads((settings.model_dir / "card.json").read_text())

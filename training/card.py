@@ -141,8 +141,8 @@ One network, three calibrated heads, each a probability in [0, 1]:
 
 - `rumor`: false-information / rumour risk (Article 13; Article 18 item 6). Trained on the
   Weibo16 source posts (rumours reported to Weibo's false-information platform vs ordinary posts).
-- `incitement`: offensive, hateful and inflammatory language, the cyber-violence and
-  extreme-emotion side of Article 18 item 5. Trained on COLD and ToxiCN. **What the labels
+- `incitement`: offensive and hateful language, the kind the cyber-violence and
+  extreme-emotion side of Article 18 item 5 may cover. Trained on COLD and ToxiCN. **What the labels
   cover:** COLD marks comments offensive towards a group (race, gender, region) or an individual;
   ToxiCN marks toxic posts (general offence and hate speech, explicit or implicit) on LGBTQ,
   region, sexism and racism topics. **What they do not cover:** neither corpus labels incitement
