@@ -286,6 +286,11 @@ def test_every_rule_refusal_has_its_words_in_each_language_with_the_same_details
         zh, en = TEXT[f"refusal.{reason}"]
         assert fields(zh) == fields(en) == fields(words), reason
         assert re.search(r"[\u4e00-\u9fff]", zh) and not re.search(r"[\u4e00-\u9fff]", en)
+        # the console cites the articles (and paragraphs) the API's words do
+        cited = sorted(int(n) for n in re.findall(r"\bart(\d+)", words))
+        assert sorted(int(n) for n in re.findall(r"\bart(\d+)", en)) == cited, reason
+        in_zh = re.findall(r"第([一二三四五六七八九十]+)条", zh)
+        assert sorted(articles.chinese_number(n) for n in in_zh) == cited, reason
 
 
 def test_every_status_has_its_words_in_each_language() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1059,8 +1060,16 @@ def test_a_blacklisted_accounts_subject_and_name_stay_refused_whatever_is_put_la
     subject = "110101199001011234X"
     repo.put_account(policy, "bad", name="清朗每日新闻", subject_id=subject)
     _blacklist(repo, policy, "bad")
-    for change in ({"subject_id": "OTHER"}, {"name": None}, {"name": "别的名字"}):
-        with pytest.raises(ConflictError, match=r"never replaced|stays refused"):
+    # each refusal names its article: the subject is checked against the cap (art10) and the
+    # blacklist (art19), a closed account's name by art8's third paragraph
+    kept = r"never replaced, since re-registration is checked against it \(art10, art19\)$"
+    name_kept = r"stays refused to re-registration \(art8, third paragraph\), so it is not changed$"
+    for change, refusal in (
+        ({"subject_id": "OTHER"}, kept),
+        ({"name": None}, name_kept),
+        ({"name": "别的名字"}, name_kept),
+    ):
+        with pytest.raises(ConflictError, match=refusal):
             repo.put_account(policy, "bad", **change)
     # the same subject in another spelling, and the same name, change nothing
     repo.put_account(policy, "bad", name="清朗每日新闻", subject_id="110101 19900101 1234x")
@@ -1718,10 +1727,10 @@ def test_a_blacklisted_subject_is_not_given_to_another_account_but_stays_with_it
     repo.put_account(policy, "before", name="早先", subject_id="110101-19900101-1234x")
     repo.put_account(policy, "bare", name="无主体")
     _blacklist(repo, policy, "bad")
-    detail = "the subject's account bad is blacklisted"
+    detail = "the subject's account bad is blacklisted (art19)"
     # a new account, and a stored one without a subject, in any spelling of it
     for account, spelling in (("new", subject), ("bare", "110101 19900101 1234x")):
-        with pytest.raises(ConflictError, match=f"^{detail}$"):
+        with pytest.raises(ConflictError, match=f"^{re.escape(detail)}$"):
             repo.put_account(policy, account, subject_id=spelling)
     with pytest.raises(NotFoundError):  # refused whole: not even created
         repo.get_account(policy, "new")
@@ -1758,8 +1767,8 @@ def test_a_subject_holds_at_most_the_policys_accounts_and_closed_ones_do_not_cou
     repo.put_account(policy, "a0", subject_id=subject, followers=3)
     # another subject is counted on its own
     assert repo.check_registration(policy, "全新名字", "91110000MA01").allowed
-    # a closed account no longer holds a slot: its subject is refused by art8's rules, by the
-    # check and by a profile that gives it to a new account alike
+    # a closed account no longer holds a slot: its subject is refused by art19's blacklist and
+    # re-registration ban, by the check and by a profile that gives it to a new account alike
     _blacklist(repo, policy, "a0")
     after = repo.check_registration(policy, "全新名字", subject)
     assert [r["code"] for r in after.reasons] == ["subject_blacklisted"]

@@ -397,7 +397,7 @@ async def disposition_changes(
     "/accounts/{account_id}",
     responses=answers(
         {
-            ConflictError: "the change is refused (art8, art10): a subject the account has "
+            ConflictError: "the change is refused (art8, art10, art19): a subject the account has "
             "already, a name its closing or suspension keeps, a blacklisted subject, a "
             "subject at its cap of accounts, or a protected name",
             StorageError: KEYED_WRITE_DOWN,

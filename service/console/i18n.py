@@ -581,22 +581,22 @@ TEXT: dict[str, tuple[str, str]] = {
         "who decided resolves its appeal",
     ),
     "refusal.subject_kept": (
-        "账号“{account_id}”已有主体,不可更换:重新注册以它核验(第八条、第十条)",
+        "账号“{account_id}”已有主体,不可更换:重新注册以它核验(第十条、第十九条)",
         "Account {account_id!r} has a subject already; it is never replaced, since "
-        "re-registration is checked against it (art8, art10)",
+        "re-registration is checked against it (art10, art19)",
     ),
     "refusal.subject_blacklisted": (
-        "该主体的账号“{account}”已被列入黑名单",
-        "The subject's account {account} is blacklisted",
+        "该主体的账号“{account}”已被列入黑名单(第十九条)",
+        "The subject's account {account} is blacklisted (art19)",
     ),
     "refusal.subject_at_cap": (
         "该主体已有 {count} 个账号,每个主体上限为 {cap} 个(第十条)",
         "The subject holds {count} accounts, the cap per subject (art10) is {cap}",
     ),
     "refusal.name_kept": (
-        "账号“{account_id}”处于 {kinds}:其名称不得重新注册(第八条),因此不可更改",
+        "账号“{account_id}”处于 {kinds}:其名称不得重新注册(第八条第三款),因此不可更改",
         "Account {account_id!r} is under {kinds}: its name stays refused to re-registration "
-        "(art8), so it is not changed",
+        "(art8, third paragraph), so it is not changed",
     ),
     "refusal.name_protected": (
         "名称含有受保护的{kind}名称“{name}”(条目 {entry_id}),该主体未获授权使用(第八条)",

@@ -1,6 +1,7 @@
 """The policy's rules for what follows a score: review, credit (art13), dispositions (art19),
-appeals (art20) and re-registration (art8). Only their shape lives here; their logic is
-:mod:`service.review`, and their values are the policy file's, read by trust and legal teams."""
+appeals (art20) and re-registration (art8, art10, art19). Only their shape lives here; their
+logic is :mod:`service.review`, and their values are the policy file's, read by trust and legal
+teams."""
 
 from __future__ import annotations
 

@@ -40,11 +40,11 @@ REASONS: dict[str, str] = {
     "'admin') resolves its appeal, not a reviewer",
     "own_filing": "an appeal is resolved by a reviewer other than the one who filed it",
     "subject_kept": "account {account_id!r} has a subject already; it is never replaced, since "
-    "re-registration is checked against it (art8, art10)",
-    "subject_blacklisted": "the subject's account {account} is blacklisted",
+    "re-registration is checked against it (art10, art19)",
+    "subject_blacklisted": "the subject's account {account} is blacklisted (art19)",
     "subject_at_cap": "the subject holds {count} accounts, the cap per subject (art10) is {cap}",
     "name_kept": "account {account_id!r} is under {kinds}: its name stays refused to "
-    "re-registration (art8), so it is not changed",
+    "re-registration (art8, third paragraph), so it is not changed",
     "name_protected": "the name holds {name!r}, a protected {kind} name (entry {entry_id}) "
     "that the subject is not authorised to use (art8)",
     "protected_length": "the name folds to {folded!r}, {chars} letters or digits: a protected "

@@ -1,7 +1,9 @@
-"""The re-registration check (art8): no name a closed account held (its last, and any it had
-before: a rename just before the close frees none) may be taken again, nor a name near-equal to
-one, and a blacklisted subject may not register at all. A subject holds at most the policy's
-``accounts_per_subject`` accounts (art10), closed ones not counted.
+"""The re-registration check: no name a closed account held (its last, and any it had before:
+a rename just before the close frees none) may be taken again, nor a name near-equal to one
+(art8, third paragraph), and a blacklisted subject may not register at all (art19: 列入黑名单,
+禁止重新注册). A subject holds at most the policy's ``accounts_per_subject`` accounts (art10),
+closed ones not counted, and a name that holds a protected name is its authorised subjects'
+alone (art8, second paragraph).
 
 Names are compared after :func:`fold_name`: the normalisation the classifier's text gets (NFKC,
 lower case, traditional to simplified), with zero-width characters, white space and punctuation
@@ -109,7 +111,7 @@ def check_profile_change(
     subject register again. The check reads the account's one stored subject, so a subject is
     never replaced (one holder's identity; a transfer, art11, is verified elsewhere), and the
     name of an account that ``refused_by`` dispositions (closed, blacklisted) stays as it was
-    closed (art8). ``given`` are the digests of the subject given
+    closed (art8, third paragraph). ``given`` are the digests of the subject given
     (:meth:`SubjectKey.digests`), None when none is."""
     if given is not None and stored_subject is not None and stored_subject not in given:
         raise ConflictError("subject_kept", account_id=account_id)
@@ -119,7 +121,7 @@ def check_profile_change(
 
 def check_subject_blacklist(blacklisted_by: Sequence[str]) -> None:
     """Raise :class:`ConflictError` when the subject about to be given to an account is
-    blacklisted: giving it is registering it again (art8). ``blacklisted_by`` are the subject's
+    blacklisted: giving it is registering it again (art19). ``blacklisted_by`` are the subject's
     accounts that refuse it, as :func:`check` takes them; the first is named, in the check's
     words."""
     if blacklisted_by:

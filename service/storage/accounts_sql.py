@@ -77,8 +77,9 @@ class AccountsSql(ReviewSql):
         replaced, and a closed or blacklisted account's name is not changed
         (:func:`registration.check_profile_change`), since re-registration checks them. A
         subject is not given to one more account than its cap (art10), and a new name that
-        holds a protected name is refused to a subject the entry does not authorise (art8;
-        a name given again unchanged is not checked). A change that gives a name or a subject
+        holds a protected name is refused to a subject the entry does not authorise (art8, second
+        paragraph; a name given again unchanged is not checked). A subject that a blacklisted
+        account holds is not given to another (art19). A change that gives a name or a subject
         and leaves the name holding no protected name the subject is not authorised for lifts
         the account's art8 suspensions as corrected (:func:`protected.suspensions`). A follower
         count that jumps from the one given before (:func:`followers.is_jump`, art12) opens
@@ -106,7 +107,7 @@ class AccountsSql(ReviewSql):
                 lock_subject(tx, self.subjects.digest(subject_id))
                 digests = self.subjects.digests(subject_id)
                 # an account without a subject that is given one registers it: a blacklisted
-                # subject may not register again (art8)
+                # subject may not register again (art19: 列入黑名单, 禁止重新注册)
                 registration.check_subject_blacklist(
                     subject_blacklisted_by(tx.session, policy, digests, tx.now)
                 )
@@ -116,7 +117,8 @@ class AccountsSql(ReviewSql):
                 folded = None if name is None else registration.fold_name(name)
                 if folded is not None and name != account.name:
                     # a name that holds a protected name is its authorised subjects' alone
-                    # (art8): the subject given with it, or the one the account has
+                    # (art8, second paragraph): the subject given with it, or the one the
+                    # account has
                     if subject_id is not None:
                         digests = self.subjects.digests(subject_id)
                     else:

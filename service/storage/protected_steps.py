@@ -1,5 +1,5 @@
 """The steps of a review write on subjects and protected names: the accounts a subject holds
-towards its cap and those that blacklist it (art10, art8), the protected names a name holds
+towards its cap and those that blacklist it (art10, art19), the protected names a name holds
 without authorisation, the suspensions an impersonation brought, and the names an account held.
 Its own module because registration, renames and the protected names' entries share them."""
 
@@ -50,7 +50,9 @@ def subject_blacklisted_by(
     session: Session, policy: Policy, digests: set[str], now: datetime
 ) -> list[str]:
     """The accounts of a subject of ``digests`` under an active ``subjects_refused_by``
-    disposition (blacklisted), in id order: each refuses the subject to registration (art8)."""
+    disposition (blacklisted, re-registration banned), in id order: each refuses the subject
+    to registration (art19's 列入黑名单 and 禁止重新注册; art8's third paragraph refuses a closed
+    account's name, not its subject)."""
     return list(
         session.scalars(
             select(StoredAccount.account_id)
@@ -88,7 +90,7 @@ def protected_in(
     session: Session, folded_name: str, digests: Collection[str]
 ) -> list[tuple[int, str, str]]:
     """The (entry id, name, kind) of the protected names ``folded_name`` holds that a subject
-    of ``digests`` is not authorised to use, oldest entry first (art8)."""
+    of ``digests`` is not authorised to use, oldest entry first (art8, second paragraph)."""
     entry = StoredProtectedName
     rows = session.execute(
         select(entry.id, entry.name, entry.kind)
