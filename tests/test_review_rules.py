@@ -53,8 +53,10 @@ def test_a_live_lease_keeps_others_out_and_an_expired_one_does_not(policy: Polic
     with pytest.raises(items.ConflictError, match=f"^{re.escape(said)}$"):
         items.check_claim("open", "r1", until, "r2", T0)
     items.check_claim("open", "r1", until, "r2", until + timedelta(seconds=1))
-    with pytest.raises(items.ConflictError, match="decided already"):
-        items.check_claim("confirmed", None, None, "r2", T0)
+    # a decided item's refusal names the decision that decided it, whose and when
+    said = f"the item is decided already (confirmed, by r1 at {T0.isoformat()})"
+    with pytest.raises(items.ConflictError, match=f"^{re.escape(said)}$"):
+        items.check_claim("confirmed", None, None, "r2", T0, decided=items.Decided("r1", T0))
 
 
 def test_an_escalated_item_goes_to_an_admin_other_than_its_escalator() -> None:

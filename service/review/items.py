@@ -113,6 +113,15 @@ ESCALATED_TO: frozenset[str] = frozenset({"admin"})
 asks for someone senior, so a reviewer neither holds nor decides one."""
 
 
+@dataclass(frozen=True)
+class Decided:
+    """The decision that decided an item: who took it, and when, which a refusal of another
+    decision names, so that its reviewer knows whose it is without opening the item."""
+
+    reviewer: str
+    at: datetime
+
+
 def check_claim(
     status: str,
     assignee: str | None,
@@ -121,12 +130,15 @@ def check_claim(
     now: datetime,
     escalated_by: str | None = None,
     role: str = "reviewer",
+    decided: Decided | None = None,
 ) -> None:
     """Raise :class:`ConflictError` unless ``reviewer`` (of ``role``) may claim the item now,
-    and :class:`ForbiddenError` when the item is escalated and ``reviewer`` escalated it (an
+    naming the decision that ``decided`` it (an item of a :data:`FINAL` status has one), and
+    :class:`ForbiddenError` when the item is escalated and ``reviewer`` escalated it (an
     escalation asks for another's eyes) or is not of a role in :data:`ESCALATED_TO`."""
     if status in FINAL:
-        raise ConflictError("decided", status=status)
+        assert decided is not None, "a decided item's refusal names its decision"
+        raise ConflictError("decided", status=status, decided_by=decided.reviewer, at=decided.at)
     if status == "escalated" and escalated_by == reviewer:
         raise ForbiddenError("escalated_by_you")
     if status == "escalated" and role not in ESCALATED_TO:

@@ -10,7 +10,7 @@ import string
 from typing import Any
 
 REASONS: dict[str, str] = {
-    "decided": "the item is decided already ({status})",
+    "decided": "the item is decided already ({status}, by {decided_by} at {at:iso})",
     "escalated_by_you": "an escalated item goes to an admin other than the one who escalated it",
     "escalated_to_admin": "an escalated item is claimed and decided by an admin (role 'admin'), "
     "not by a reviewer",

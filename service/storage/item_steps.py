@@ -53,6 +53,16 @@ def held_item(tx: Tx, item_id: int, reviewer: str, role: Role) -> ReviewItem:
             .order_by(ReviewDecision.id.desc())
             .limit(1)
         )
+    decided = None
+    if item.status in items.FINAL:
+        # the last decision on a decided item is the one that decided it: nothing follows it
+        last = tx.session.execute(
+            select(ReviewDecision.reviewer, ReviewDecision.decided_at)
+            .where(ReviewDecision.item_id == item.id)
+            .order_by(ReviewDecision.id.desc())
+            .limit(1)
+        ).one()
+        decided = items.Decided(last.reviewer, utc(last.decided_at))
     items.check_claim(
         item.status,
         item.assignee,
@@ -61,6 +71,7 @@ def held_item(tx: Tx, item_id: int, reviewer: str, role: Role) -> ReviewItem:
         tx.now,
         escalated_by,
         role,
+        decided,
     )
     return item
 
