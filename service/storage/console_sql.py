@@ -40,9 +40,7 @@ class ReportRow:
     text: str
     item_id: int
     status: str
-    reports: int
     created_at: datetime
-    enqueued_at: datetime
 
 
 @dataclass(frozen=True)
@@ -219,9 +217,9 @@ class ConsoleReads:
         limit: int,
     ) -> ReportPage:
         """Reports, the earliest filed (the soonest due, art20) first, ``limit`` after
-        ``cursor``, with their item's status, report count and enqueue time; and how many are
-        open, and of those filed before ``late_before`` (overdue), in all pages. The cursor is
-        the appeals listing's: a moment (here the filing) and an id."""
+        ``cursor``, with their item's status; and how many are open, and of those filed before
+        ``late_before`` (overdue), in all pages. The cursor is the appeals listing's: a moment
+        (here the filing) and an id."""
         undecided = ReviewItem.status.in_(OPEN_STATUSES)
         query = (
             select(
@@ -229,8 +227,6 @@ class ConsoleReads:
                 # the API's answer to the reporter: a confirmation an appeal overturned is not
                 # shown as confirmed
                 case((OVERTURNED, "overturned"), else_=ReviewItem.status),
-                ReviewItem.reports,
-                ReviewItem.enqueued_at,
             )
             .join(ReviewItem, ReviewItem.id == StoredReport.item_id)
             .order_by(StoredReport.created_at, StoredReport.id)
@@ -255,11 +251,9 @@ class ConsoleReads:
                     text=report.text,
                     item_id=report.item_id,
                     status=status,
-                    reports=reports,
                     created_at=utc(report.created_at),
-                    enqueued_at=utc(enqueued_at),
                 )
-                for report, status, reports, enqueued_at in session.execute(query)
+                for report, status in session.execute(query)
             ]
             open_, overdue = session.execute(counts).one()
         last = rows[limit - 1] if len(rows) > limit else None
