@@ -36,7 +36,7 @@ from service.heads import HEADS, Head, Risk
 from service.neardup.queue import requests
 from service.neardup.store import StoreUnavailableError
 from service.pipeline import NO_EVIDENCE, STOPPED, Pipeline
-from service.policy import Policy
+from service.policy import Policy, provisions
 from service.policy.governance import CATEGORIES, Violation
 from service.record import Decision, Post, ScoreRecord
 from service.review import dormancy, views
@@ -767,6 +767,23 @@ def test_article_codes_read_as_the_provisions_number_them() -> None:
     assert all(articles.chinese_number(articles.chinese_numeral(n)) == n for n in range(1, 100))
 
 
+def test_every_article_and_item_named_in_either_language_reads_back_as_its_code() -> None:
+    codes = [f"art{a}" for a in range(1, provisions.ARTICLES + 1)] + [
+        f"art{a}.{i}" for a, items in provisions.ITEMS.items() for i in range(1, items + 1)
+    ]
+    for code in codes:
+        assert provisions.unknown(code) is None
+        for language in ("zh", "en"):
+            assert articles.code(articles.name(code, translator(language))) == code
+        assert articles.code(code.removeprefix("art")) == code
+    assert articles.code("第十八条 第六项") == articles.code("第18条第6项") == "art18.6"
+    # a number past the Provisions is their model's to refuse, with its reason
+    assert articles.code("第九十九条") == "art99" and provisions.unknown("art99")
+    # what names no article is left as typed: the model refuses it as it is
+    for other in ("第一十八条", "第十八条第", "十八", "art18.6x", "18.6.1", "第零条", ""):
+        assert articles.code(other) == other
+
+
 def test_every_kind_head_credit_reason_role_and_decision_has_words_in_each_language(
     policy: Policy,
 ) -> None:
@@ -808,11 +825,14 @@ def test_a_rules_refusal_reaches_the_page_in_its_language_and_the_api_in_english
     lease = review.claim(policy, second, "wang").lease_until
     claimed = refused(f"/console/items/{second}/claim")
     assert claimed == f"该条目已被其他审核员认领,至 {times.when(lease, zone)} 为止"
+    # who decided and when, as the item's decisions list them, on a claim too
+    at = times.when(long_ago, zone)
     decided = refused(f"/console/items/{first}/decision", action="dismiss")
-    assert decided == "该条目已处理(已确认违规)"
+    assert decided == f"该条目已处理(已确认违规),由 wang 于 {at} 决定"
+    assert refused(f"/console/items/{first}/claim") == decided
     api.client.get("/console/lang/en")
     decided = refused(f"/console/items/{first}/decision", action="dismiss")
-    assert decided == "The item is decided already (confirmed)"
+    assert decided == f"The item is decided already (confirmed), by wang at {at}"
     assert refused("/console/appeals", **appeal) == f"The window to appeal closed at {closed}"
     # the JSON API's words are its own, in English
     answer = api.client.post(
@@ -821,7 +841,8 @@ def test_a_rules_refusal_reaches_the_page_in_its_language_and_the_api_in_english
         headers=api.headers(api.new_key("reviewer")),
     )
     assert answer.status_code == 409
-    assert answer.json() == {"detail": "the item is decided already (confirmed)"}
+    said = f"the item is decided already (confirmed, by wang at {long_ago.isoformat()})"
+    assert answer.json() == {"detail": said}
 
 
 def form_of(html: str, form_id: str) -> str:
@@ -862,7 +883,7 @@ def test_a_refused_form_comes_back_as_typed_with_why_beside_it(api: Api) -> None
     form = form_of(refused.text, "decision-form")
     assert (
         refusal_of(form)
-        == "依据条款: 不是《规定》中的条或项(如 art18 为第十八条,art18.6 为其第六项)"
+        == "依据条款: 不是《规定》中的条或项(如第十八条或 art18,第十八条第六项或 art18.6)"
     )
     assert 'id="basis" value="art99"' in form and review.get_item(policy, item.id).status == "open"
     # the language switch goes back to the item's page, not to the address the form posted to
@@ -931,6 +952,53 @@ def test_a_decision_on_a_record_a_re_score_replaced_is_refused_with_the_new_one_
     taken = api.client.post(f"{here}/decision", data={**fields_of(form), **decision})
     assert taken.status_code == 200
     assert review.get_item(policy, item.id).status == "confirmed"
+
+
+def test_a_basis_is_typed_as_the_pages_name_articles_and_the_api_takes_codes_only(
+    api: Api,
+) -> None:
+    """A reviewer types the article the page names, 第十八条第六项: it is decided on as
+    art18.6. The JSON API's contract is the code: a Chinese name there is its 422."""
+    review, policy = api.services.review, api.services.scoring.policy
+    for n in (1, 2, 3):
+        post = {"id": f"p{n}", "text": VIOLATIONS[n - 1], "account_id": f"a{n}"}
+        assert api.score(post).status_code == 200
+    first, second, third = sorted(i.id for i in review.list_items(policy).items)
+    token = sign_in(api, "li")
+    confirm = {"csrf": token, "action": "confirm", "category": "rumor"}
+    taken = api.client.post(
+        f"/console/items/{first}/decision",
+        data={**confirm, "basis": " 第十八条第六项 "},
+        follow_redirects=False,
+    )
+    assert taken.status_code == 303
+    api.client.get("/console/lang/en")
+    taken = api.client.post(
+        f"/console/items/{second}/decision",
+        data={**confirm, "basis": "18.6"},
+        follow_redirects=False,
+    )
+    assert taken.status_code == 303
+    decided = [review.get_item(policy, i) for i in (first, second)]
+    assert [i.status for i in decided] == ["confirmed", "confirmed"]
+    reads = ConsoleReads(make_engine(api.url, 5.0))
+    assert [d.basis for i in (first, second) for d in reads.decisions(i)] == ["art18.6"] * 2
+    # a name of no item of the Provisions is refused as its code would be, kept as typed
+    api.client.get("/console/lang/zh")
+    refused = api.client.post(
+        f"/console/items/{third}/decision", data={**confirm, "basis": "第十八条第十一项"}
+    )
+    assert refused.status_code == 422
+    form = form_of(refused.text, "decision-form")
+    assert refusal_of(form).startswith("依据条款: 不是《规定》中的条或项")
+    assert 'id="basis" value="第十八条第十一项"' in form
+    sent = api.client.post(
+        f"/v1/review/items/{third}/decision",
+        json={"action": "confirm", "category": "rumor", "basis": "第十八条第六项"},
+        headers=api.headers(api.new_key("reviewer")),
+    )
+    assert sent.status_code == 422 and sent.json()["detail"][0]["loc"] == ["body", "basis"]
+    assert review.get_item(policy, third).status == "open"
 
 
 def test_no_link_can_put_words_in_the_error_box(api: Api) -> None:
@@ -2833,7 +2901,14 @@ def test_the_reviewer_who_filed_an_appeal_resolves_it_neither_in_the_console_nor
     )
     assert filed.status_code == 303, filed.text
     (appeal,) = review.list_appeals(status="pending").appeals
-    page = api.client.get("/console/appeals").text
+    # the page the filing goes back to confirms it, in a line of its own
+    assert filed.headers["location"] == f"/console/appeals?filed={appeal.id}"
+    page = api.client.get(filed.headers["location"]).text
+    deadline = times.when(appeal.deadline, api.services.settings.console_zone)
+    assert re.findall(r'<p class="filed" role="status" id="appeal-filed">(.*?)</p>', page) == [
+        f"已代持有人登记申诉 {appeal.id}(账号 a1,条目 {item.id}),处理期限 {deadline}"
+    ]
+    assert 'id="appeal-filed"' not in api.client.get("/console/appeals").text
     row = page.split(f'data-appeal="{appeal.id}"')[1].split("</tr>", maxsplit=1)[0]
     assert 'class="uphold" disabled' in row and TEXT["own_filing"][0] in row
     refused = api.client.post(
@@ -2852,6 +2927,8 @@ def test_the_reviewer_who_filed_an_appeal_resolves_it_neither_in_the_console_nor
     api.client.cookies.clear()
     token = sign_in(api, "zhao")
     assert TEXT["own_filing"][0] not in api.client.get("/console/appeals").text
+    # a link to li's filing confirms nothing to another user
+    assert 'id="appeal-filed"' not in api.client.get(filed.headers["location"]).text
     upheld = api.client.post(
         f"/console/appeals/{appeal.id}/decision",
         data={"csrf": token, "action": "uphold"},

@@ -1,6 +1,6 @@
 """The Provisions' articles by reason-code name (``art18`` the article, ``art18.6`` its item 6),
 read from ``Settings.regulation_file`` so that a reviewer sees the text a reason rests on, and
-those names in a reader's words (:func:`name`)."""
+those names in a reader's words (:func:`name`) and back (:func:`code`)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,31 @@ def name(code: str, t: Callable[[str], str]) -> str:
     if item is None:
         return t("article").format(**words)
     return t("article_item").format(**words, item=item, item_zh=chinese_numeral(int(item)))
+
+
+NUMBERS = {chinese_numeral(n): n for n in range(1, 100)}
+"""1 … 99 by their names in :func:`chinese_numeral`'s numbering, the only one :func:`code` reads:
+一十八 or 十八十 is no number an article is named by."""
+NUMBER = r"([一二三四五六七八九十]+|\d+)"
+NAMED = re.compile(rf"第{NUMBER}条(?:\s*第{NUMBER}项)?")
+"""An article or item as Chinese names it, 第十八条第六项, in Chinese numerals or digits."""
+NUMBERED = re.compile(r"(\d+)(?:\.(\d+))?")
+"""An article or item by its numbers alone: 18, 18.6."""
+
+
+def code(text: str) -> str:
+    """The code of the article or item ``text`` names, as :func:`name` names it in either
+    language (第十八条第六项, art18.6) or by its numbers (18.6): what a reviewer types a basis as
+    is what the pages show. Any other text as it is, for the request model to refuse with its
+    reason; a number past the Provisions' articles becomes a code all the same, which the model
+    refuses naming what they have (:mod:`service.policy.provisions`)."""
+    found = NAMED.fullmatch(text) or NUMBERED.fullmatch(text)
+    if found is None:
+        return text
+    numbers = [NUMBERS.get(n, int(n) if n.isdecimal() else None) for n in found.groups() if n]
+    if None in numbers:
+        return text
+    return "art" + ".".join(str(n) for n in numbers)
 
 
 def parse(text: str) -> dict[str, str]:

@@ -211,6 +211,12 @@ TEXT: dict[str, tuple[str, str]] = {
         "Keys: c claim, y confirm, d dismiss, e escalate, j next item, q queue",
     ),
     "file_appeal": ("登记申诉", "File an appeal"),
+    # the appeals page after a filing, confirming it (what the form took, and when it is due)
+    "appeal_filed": (
+        "已代持有人登记申诉 {appeal_id}(账号 {account_id},条目 {item_id}),处理期限 {deadline}",
+        "Appeal {appeal_id} filed on the holder's behalf (account {account_id}, item "
+        "{item_id}), due {deadline}",
+    ),
     "item_id": ("条目编号", "Item id"),
     "reason": ("理由", "Reason"),
     "uphold": ("支持申诉", "Uphold"),
@@ -329,7 +335,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "not_a_cursor": ("不是列表给出的位置", "is not a position a listing gave out"),
     "not_valid": ("无效", "is not valid"),
     "not_an_article": (
-        "不是《规定》中的条或项(如 art18 为第十八条,art18.6 为其第六项)",
+        "不是《规定》中的条或项(如第十八条或 art18,第十八条第六项或 art18.6)",
         "names no article or item of the Provisions (as art18, or art18.6 for its item 6)",
     ),
     # a status as the pages show it, by its code word (items' ``service.review.items.STATUSES``,
@@ -507,7 +513,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "until_lifted": ("直至解除", "until lifted"),
     # a review rule's refusal, by its reason (service.review.refusals.REASONS), with the same
     # details filled in: a moment as the pages show one, a status in words
-    "refusal.decided": ("该条目已处理({status})", "The item is decided already ({status})"),
+    "refusal.decided": (
+        "该条目已处理({status}),由 {decided_by} 于 {at} 决定",
+        "The item is decided already ({status}), by {decided_by} at {at}",
+    ),
     "refusal.escalated_by_you": (
         "上报的条目交由上报人以外的管理员处理",
         "An escalated item goes to an admin other than the one who escalated it",

@@ -29,7 +29,7 @@ from service.api.review import (
     query_cursor,
 )
 from service.api.state import Services
-from service.console import present
+from service.console import articles, present
 from service.console.i18n import Language, translator, worded
 from service.console.session import COOKIE
 from service.console.web import (
@@ -62,8 +62,10 @@ from service.review.appeals import parse_cursor as appeal_cursor
 from service.review.items import (
     FINAL,
     KINDS,
+    MAX_ROW_ID,
     STATUSES,
     ConflictError,
+    Decided,
     ForbiddenError,
     Kind,
     NotFoundError,
@@ -75,6 +77,7 @@ from service.review.items import (
 )
 from service.security import AuthError, client_address, sign_in
 from service.storage import StorageError
+from service.storage.console_sql import DecisionRow
 
 log = logging.getLogger(__name__)
 PAGE_SIZE = 50
@@ -259,7 +262,6 @@ async def show_item(who: Viewer, item_id: int, refused: Refusal | None = None) -
     reads = who.console.reads
     reported = await who.call(reads.item_reports, item_id, ITEM_REPORTS)
     decisions = await who.call(reads.decisions, item_id)
-    escalated_by = next((d.reviewer for d in decisions if d.action == "escalate"), None)
     # only a confirmation is appealed
     appealed = await who.call(reads.item_appeals, item_id) if item.status == "confirmed" else []
     others = None
@@ -306,7 +308,7 @@ async def show_item(who: Viewer, item_id: int, refused: Refusal | None = None) -
         matched=matched,
         reports=reported,
         decisions=decisions,
-        held_back=held_back(who, item.status, escalated_by),
+        held_back=held_back(who, item.status, decisions),
         appeals=appealed,
         others=others,
         account=account,
@@ -323,12 +325,18 @@ async def show_item(who: Viewer, item_id: int, refused: Refusal | None = None) -
     )
 
 
-def held_back(who: Viewer, status: str, escalated_by: str | None) -> str | None:
-    """Why the rule refuses ``who`` a claim and a decision on an item of ``status`` whoever
-    holds it (an escalated item: its escalator, or a reviewer, since it goes to an admin), the
-    reason of the API's 403; None where it does not. The page says it and offers neither."""
+def held_back(who: Viewer, status: str, decisions: list[DecisionRow]) -> str | None:
+    """Why the rule refuses ``who`` a claim and a decision on an item of ``status``, with
+    ``decisions`` on it, whoever holds it (an escalated item: its escalator, or a reviewer,
+    since it goes to an admin), the reason of the API's 403; None where it does not. The page
+    says it and offers neither."""
+    escalated_by = next((d.reviewer for d in decisions if d.action == "escalate"), None)
+    last = decisions[-1] if decisions else None
+    decided = Decided(last.reviewer, last.decided_at) if last else None
     try:
-        check_claim(status, None, None, who.name, datetime.now(UTC), escalated_by, who.role)
+        check_claim(
+            status, None, None, who.name, datetime.now(UTC), escalated_by, who.role, decided
+        )
     except ForbiddenError as exc:
         return exc.reason
     except ConflictError:
@@ -358,6 +366,10 @@ async def decide(item_id: ItemId, who: Signed, fields: Form) -> Response:
             # the item page's one form offers a confirmation's category and article with every
             # decision: a dismissal or an escalation is its note's alone
             asked = {k: v for k, v in asked.items() if k not in ("category", "basis")}
+        if "basis" in asked:
+            # typed as the pages name it (第十八条第六项), given to the model as its code: the
+            # JSON API's contract is the code alone
+            asked["basis"] = articles.code(asked["basis"])
         # form fields are strings: the record's number is read from its text
         body = DecisionRequest.model_validate_strings(asked)
         # the page's form holds the record it showed, empty for none; a form without the
@@ -424,10 +436,14 @@ async def next_for(who: Viewer, item_id: int, *, from_top: bool) -> RedirectResp
 
 @router.get("/appeals")
 async def appeals(
-    who: Signed, status: Literal[AppealStatus, "all"] = "pending", cursor: str | None = None
+    who: Signed,
+    status: Literal[AppealStatus, "all"] = "pending",
+    cursor: str | None = None,
+    filed: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
 ) -> HTMLResponse:
-    """Pending appeals first of all (a resolved one needs no one); ``status=all`` for every one."""
-    return await show_appeals(who, status, cursor)
+    """Pending appeals first of all (a resolved one needs no one); ``status=all`` for every one.
+    ``filed``: the appeal the user just filed on a holder's behalf, which the page confirms."""
+    return await show_appeals(who, status, cursor, filed=filed)
 
 
 async def show_appeals(
@@ -435,9 +451,17 @@ async def show_appeals(
     status: AppealStatus | Literal["all"] = "pending",
     cursor: str | None = None,
     refused: Refusal | None = None,
+    filed: int | None = None,
 ) -> HTMLResponse:
-    """The appeals page; with ``refused``, as the answer to that refused form on it."""
+    """The appeals page; with ``refused``, as the answer to that refused form on it; with
+    ``filed``, confirming that appeal where the user filed it on a holder's behalf (a link to
+    another's, or to none, confirms nothing)."""
     position = query_cursor(cursor, appeal_cursor)
+    confirmed = None
+    if filed is not None:
+        by = await who.call(who.console.reads.filers, [filed])
+        if by.get(filed) == who.name:
+            confirmed = await who.call(who.found.review.get_appeal, filed)
     shown = None if status == "all" else status
     page = await who.call(
         who.found.review.list_appeals, status=shown, cursor=position, limit=PAGE_SIZE
@@ -465,6 +489,7 @@ async def show_appeals(
         statuses=[*APPEAL_STATUSES, "all"],
         next_url=next_url,
         refused=refused,
+        filed=confirmed,
     )
 
 
@@ -490,7 +515,7 @@ async def file_appeal(who: Signed, fields: Form) -> Response:
         body = AppealRequest.model_validate_strings(
             given(fields, "account_id", "item_id", "reason")
         )
-        await who.call(
+        filed = await who.call(
             who.found.review.file_appeal,
             who.found.scoring.policy,
             account_id=body.account_id,
@@ -503,7 +528,7 @@ async def file_appeal(who: Signed, fields: Form) -> Response:
     except REFUSALS as exc:
         refused = who.refusal("/console/appeals", "file-appeal", fields, exc)
         return await show_appeals(who, refused=refused)
-    return back("/console/appeals")
+    return back(f"/console/appeals?filed={filed.id}")
 
 
 @router.post("/appeals/{appeal_id}/decision")
