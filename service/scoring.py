@@ -30,6 +30,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +47,7 @@ from service.policy import Policy
 from service.record import Post, ScoreRecord, text_decision, text_digest
 from service.review.dispositions import Standing
 from service.review.items import QueueRequest
-from service.spool import Spool
+from service.spool import Spool, no_room
 from service.storage import Pending, Repository, StorageError
 from service.storage.repository import RumorCopy
 from service.usage import RecentUse
@@ -55,9 +56,14 @@ log = logging.getLogger(__name__)
 
 NOT_KEPT = (
     "the post was scored, but its record could be neither stored (storage is unavailable) nor "
-    "spooled (the spool's disk is full); try again"
+    "spooled ({cause}); try again"
 )
-"""The words for a post answered :class:`NotKept`, alone or in a batch."""
+"""The words for a post answered :class:`NotKept`, alone or in a batch, with its ``cause``."""
+FULL = "the spool's disk is full"
+UNWRITABLE = "the spool's folder cannot be written"
+ABANDONED = "the request keeping it ended first"
+"""The cause of a post whose record another request was keeping when that request failed (its
+client gone, say): whether it was kept is unknown, and the retry finds out."""
 
 
 class PolicyScorer(Protocol):
@@ -141,15 +147,18 @@ class IdConflict:
 @dataclass(frozen=True)
 class NotKept:
     """The post was scored, but its record, which the policy keeps, could be neither stored nor
-    spooled (storage down, the spool's disk full). Answered, the record would be lost, and a
-    flagged post let out with no review item; unanswered, the publish path retries it as any
-    other unavailable answer, and the retry is scored again and kept once there is room."""
+    spooled (storage down, and the spool's disk full or its folder unwritable: ``cause``,
+    :data:`FULL`, :data:`UNWRITABLE`, or :data:`ABANDONED`). Answered, the record would be
+    lost, and a flagged post let out with no review item; unanswered, the publish path retries
+    it as any other unavailable answer, and the retry is scored again and kept once there is
+    room."""
 
     id: str
+    cause: str
 
     @property
     def problem(self) -> str:
-        return NOT_KEPT
+        return NOT_KEPT.format(cause=self.cause)
 
 
 def _conflict(post: Post, account_id: str | None, digest: str | None) -> IdConflict | None:
@@ -283,9 +292,9 @@ class ScoringService:
             max_workers=1, thread_name_prefix="evidence", initializer=idle_priority
         )
         self._later: set[asyncio.Future[None]] = set()
-        self._keeping: dict[tuple[str, str], asyncio.Future[ScoreRecord | None]] = {}
+        self._keeping: dict[tuple[str, str], asyncio.Future[ScoreRecord | NotKept]] = {}
         """The outcome of each (post id, model version) a request is storing or spooling now:
-        the record once kept, None when it was not (:meth:`_keep`)."""
+        the record once kept, :class:`NotKept` when it was not (:meth:`_keep`)."""
         self.usage = RecentUse()
         """The accounts that posted, for their dormancy clock (art10), until the maintenance
         thread writes them (:meth:`record_use`)."""
@@ -318,7 +327,7 @@ class ScoringService:
         and whether storage was out of reach (degraded)."""
         version = self.model_version
         found: dict[str, ScoreRecord] = {}
-        waiting: dict[str, asyncio.Future[ScoreRecord | None]] = {}
+        waiting: dict[str, asyncio.Future[ScoreRecord | NotKept]] = {}
         # one post per id: a batch that repeats an id scores and stores its first post once
         firsts: dict[str, Post] = {}
         for post in posts:
@@ -347,11 +356,11 @@ class ScoringService:
                     # nothing to keep: in memory at once, where its first record answers a retry
                     found[scored.id] = self.first.keep(scored)
         persisted = [r for r in new if r.decision in self.policy.persist]
-        kept, spooled = await self._keep(persisted, firsts)
+        kept, spooled, cause = await self._keep(persisted, firsts)
         found.update(kept)
         # a retry must score these again and keep them; what follows a record (metrics, review
         # items, copies) follows the retry's
-        refused.update((r.id, NotKept(r.id)) for r in persisted if r.id not in kept)
+        refused.update((r.id, NotKept(r.id, cause)) for r in persisted if r.id not in kept)
         if waiting:
             await self._share(waiting, found, refused)
         new = [r for r in new if not isinstance(refused.get(r.id), NotKept)]
@@ -386,7 +395,7 @@ class ScoringService:
         post_id: str,
         version: str,
         found: dict[str, ScoreRecord],
-        waiting: dict[str, asyncio.Future[ScoreRecord | None]],
+        waiting: dict[str, asyncio.Future[ScoreRecord | NotKept]],
     ) -> bool:
         """Whether this process holds the post's record: kept in memory (put in ``found``), or
         being stored or spooled by another request now (the outcome to wait for put in
@@ -403,7 +412,7 @@ class ScoringService:
 
     @staticmethod
     async def _share(
-        waiting: dict[str, asyncio.Future[ScoreRecord | None]],
+        waiting: dict[str, asyncio.Future[ScoreRecord | NotKept]],
         found: dict[str, ScoreRecord],
         refused: dict[str, IdConflict | NotKept],
     ) -> None:
@@ -412,17 +421,17 @@ class ScoringService:
         for post_id, outcome in waiting.items():
             # shielded: a caller gone away must not cancel the outcome the others wait for
             kept = await asyncio.shield(outcome)
-            if kept is None:
-                refused[post_id] = NotKept(post_id)
+            if isinstance(kept, NotKept):
+                refused[post_id] = kept
             else:
                 found[post_id] = kept
 
     async def _keep(
         self, records: list[ScoreRecord], posts: dict[str, Post]
-    ) -> tuple[dict[str, ScoreRecord], bool]:
+    ) -> tuple[dict[str, ScoreRecord], bool, str]:
         """Store ``records`` (their decisions are the policy's ``persist``) or spool them; the
-        kept records by post id (none when they could be neither stored nor spooled) and
-        whether they were spooled.
+        kept records by post id (none when they could be neither stored nor spooled), whether
+        they were spooled, and why none were kept (:class:`NotKept`'s cause) when none were.
 
         A record enters memory, where other requests find it, only once it is kept: one found
         there earlier would be answered 200 while its own request might yet answer 503 and
@@ -432,14 +441,14 @@ class ScoringService:
         waits, and no longer than this one does: a post answered from memory, and the first
         request of a post, wait for nothing more than before."""
         if not records:
-            return {}, False
+            return {}, False, ABANDONED
         loop = asyncio.get_running_loop()
         outcomes = {r.id: loop.create_future() for r in records}
         self._keeping.update({(r.id, r.model_version): outcomes[r.id] for r in records})
         kept: dict[str, ScoreRecord] = {}
-        spooled = False
+        spooled, cause = False, ABANDONED
         try:
-            done, spooled = await self._persist(records, posts)
+            done, spooled, cause = await self._persist(records, posts)
             for record in done:
                 kept[record.id] = self.first.keep(record)
                 # a waiting request's answer says the record waits in the spool, as this one's
@@ -452,8 +461,8 @@ class ScoringService:
             for record in records:
                 del self._keeping[(record.id, record.model_version)]
                 if not outcomes[record.id].done():  # not kept, or this request failed
-                    outcomes[record.id].set_result(None)
-        return kept, spooled
+                    outcomes[record.id].set_result(NotKept(record.id, cause))
+        return kept, spooled, cause
 
     def _explain_later(self, posts: dict[str, Post], records: list[ScoreRecord]) -> None:
         """Find the evidence of stored ``records`` in the background, then store it."""
@@ -544,11 +553,11 @@ class ScoringService:
 
     async def _persist(
         self, records: list[ScoreRecord], posts: dict[str, Post]
-    ) -> tuple[list[ScoreRecord], bool]:
+    ) -> tuple[list[ScoreRecord], bool, str]:
         """Store ``records``; the records kept (stored: another process may have stored a post
-        first, and its record is the one; or spooled, when storage failed) and whether they had
-        to be spooled. None are kept when they could be neither stored nor spooled (the spool
-        takes all or none)."""
+        first, and its record is the one; or spooled, when storage failed), whether they had
+        to be spooled, and why none were kept (:class:`NotKept`'s cause) when none were, as
+        they could be neither stored nor spooled (the spool takes all or none)."""
         policy = self.policy
         # a post blocked for its account's disposition alone is stored (the record of what was
         # refused) but queued as its text alone would be: that holds what a reviewer judges
@@ -562,25 +571,30 @@ class ScoringService:
             for r in records
         ]
         if not items:
-            return [], False
+            return [], False, ABANDONED
+        # before the storage attempt, which may wait out its deadline: the spool writes a post
+        # scored by two processes first as the one that first tried storage
+        scored_at = time.time()
         try:
             stored = await self.gate.call(self.repository.save_records, items, policy)
         except StorageError as exc:
             try:
-                await asyncio.get_running_loop().run_in_executor(self._io, self.spool.append, items)
-            except OSError as full:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._io, self.spool.append, items, scored_at
+                )
+            except OSError as failed:
                 # the paths and errors are the operator's: the callers get NOT_KEPT's words
                 log.error(
                     "records not kept",
                     extra={
                         "problem": f"{len(items)} records neither stored ({exc}) nor spooled "
-                        f"in {self.spool.folder} ({full})"
+                        f"in {self.spool.folder} ({failed})"
                     },
                 )
-                return [], False
+                return [], False, FULL if no_room(failed) else UNWRITABLE
             self.metrics.spooled.inc(len(items))
-            return records, True
-        return stored, False
+            return records, True, ABANDONED
+        return stored, False, ABANDONED
 
     def recover(self) -> int:
         """Check storage and write the spool out; the number of spooled records written.

@@ -11,6 +11,14 @@ file while it runs, and a drain takes the same lock on a file before reading it,
 processes never drain one file at once, and the file of a process that died (its lock gone
 with it) is drained by whichever process comes next.
 
+A post scored again while storage is down (by another process, or by this one after a restart)
+is spooled twice, and storage keeps the record written first, so the first record scored must
+be written first: each line holds when its record was scored, and a drain (one at a time across
+the processes, under a lock on the folder) writes the lines of every file in that order, those
+of other live processes' files too. It deletes only the files it took; the lines it read from a
+live file are written again, as no-ops, by the drain that takes that file. Lines spooled before
+their time was kept go first, in file order: they were spooled before this release started.
+
 A record that storage refuses while it answers (a value a column cannot hold) would fail every
 drain and keep every record behind it out of storage, so a failed write is retried record by
 record while storage still answers, and a record refused alone is set aside in ``rejected/``
@@ -22,13 +30,18 @@ the drain stops there and the file waits for the next one.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
 import os
+import stat
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, cast
 
@@ -46,6 +59,20 @@ CHUNK = 500
 """Records per write while draining: one transaction each."""
 REJECTED = "rejected"
 """The spool folder's subfolder for the records storage refused."""
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""The errors of a spool with no room (a full disk, a quota, a file size limit), as against one
+it cannot write at all."""
+
+
+@dataclass(frozen=True)
+class _Line:
+    """A spooled record read by a drain; ``path`` is its file where the drain took it (to set
+    it aside, and delete the file), None where it is another live process's."""
+
+    scored_at: float
+    item: Pending
+    raw: bytes
+    path: Path | None
 
 
 class Spool:
@@ -58,11 +85,15 @@ class Spool:
         self._live_path: Path | None = None
         self._live_lines = 0
         self._rejected = 0
+        self._writable = True
 
-    def append(self, items: Sequence[Pending]) -> None:
-        """Add ``items`` to the spool; durable when this returns. Raises ``OSError`` (a full
-        disk) with none of them in the spool, and no part of one."""
-        lines = b"".join(_line(i) for i in items)
+    def append(self, items: Sequence[Pending], scored_at: float | None = None) -> None:
+        """Add ``items``, scored at ``scored_at`` (unix seconds; now when not given), to the
+        spool; durable when this returns. Raises ``OSError`` (a full disk, a folder it cannot
+        write: :func:`no_room` tells them apart) with none of them in the spool, and no part of
+        one."""
+        at = time.time() if scored_at is None else scored_at
+        lines = b"".join(_line(i, at) for i in items)
         with self._lock:
             live = self._open_live()
             try:
@@ -77,6 +108,22 @@ class Spool:
         """Bytes left for the spool on its disk."""
         stats = os.statvfs(self.folder)
         return stats.f_bavail * stats.f_frsize
+
+    def writable(self) -> bool:
+        """Whether the folder takes new files: a folder, that this process may write, on a disk
+        mounted for writing (two system calls, for ``/readyz``, which asks often). A folder that
+        stopped being writable is logged with its path (the operator's) once, not at each
+        probe."""
+        try:
+            writable = stat.S_ISDIR(os.stat(self.folder).st_mode) and os.access(
+                self.folder, os.W_OK | os.X_OK
+            )
+        except OSError:
+            writable = False
+        if not writable and self._writable:
+            log.error("the spool's folder cannot be written", extra={"folder": str(self.folder)})
+        self._writable = writable
+        return writable
 
     def pending(self) -> int:
         """Records waiting in this folder's spool files (all processes)."""
@@ -96,18 +143,24 @@ class Spool:
         return count
 
     def drain(self, write: Write, reachable: Reachable) -> int:
-        """Write every spooled record with ``write``; return how many were written.
+        """Write every spooled record with ``write``, the first scored first; return how many
+        were written out of the spool (those of other live processes' files, written ahead,
+        stay theirs).
 
         Stops when storage went away again (``reachable`` raises) and leaves the rest for next
         time; sets aside the records storage refuses while it answers.
         """
         with self._lock:
             self._close_live()
-        written = 0
-        for path in sorted(self.folder.glob("*.jsonl")):
-            if path == self._live_path:
-                continue
-            written += self._drain_file(path, write, reachable)
+        folder = os.open(self.folder, os.O_RDONLY)
+        try:
+            # drains one at a time: two at once would each write their own files' records in
+            # order, and the two orders in any mix
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            with ExitStack() as files:
+                written = self._drain_files(files, write, reachable)
+        finally:
+            os.close(folder)
         if written:
             log.info("spool drained", extra={"records": written})
         return written
@@ -146,20 +199,24 @@ class Spool:
                 self._live_path.unlink(missing_ok=True)
         self._live, self._live_path = None, None
 
-    def _drain_file(self, path: Path, write: Write, reachable: Reachable) -> int:
-        try:
-            f = open(path, "rb")  # noqa: SIM115 (closed below, after its lock)
-        except FileNotFoundError:
-            return 0
-        with f:
+    def _drain_files(self, files: ExitStack, write: Write, reachable: Reachable) -> int:
+        taken: list[Path] = []
+        lines: list[_Line] = []
+        unusable: list[tuple[Path, bytes, Exception]] = []
+        for path in sorted(self.folder.glob("*.jsonl")):
+            try:
+                f = files.enter_context(open(path, "rb"))  # noqa: SIM115 (closed with the drain)
+            except FileNotFoundError:
+                continue
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                return 0  # a live process's file, or another process is draining it
+                # a live process's file: its records go in their turn, the file stays its own
+                lines.extend(_live_lines(f))
+                continue
             if os.fstat(f.fileno()).st_nlink == 0:
-                return 0  # drained and deleted by another process since we opened it
-            entries: list[tuple[Pending, bytes]] = []
-            unusable: list[tuple[bytes, Exception]] = []
+                continue  # a live file closed empty, and deleted, since it was listed
+            taken.append(path)
             for number, raw in enumerate(f, 1):
                 if not raw.strip():
                     continue
@@ -171,39 +228,42 @@ class Spool:
                     log.warning("spool line unreadable", extra={"file": path.name, "line": number})
                     continue
                 try:
-                    entries.append((_pending(entry), raw))
+                    lines.append(_Line(*_entry(entry), raw, path))
                 except (ValueError, KeyError, TypeError) as exc:
                     # a line this version no longer takes (its checks grew stricter): kept
-                    unusable.append((raw, exc))
-            refused = 0
-            for start in range(0, len(entries), CHUNK):
-                chunk = entries[start : start + CHUNK]
-                try:
-                    write([item for item, _ in chunk])
-                except Exception as exc:
-                    # raises when storage went away: the file stays for next time
-                    _check_refused(exc, reachable)
-                    refused += self._one_by_one(path, chunk, write, reachable)
-            # set aside once the rest is stored: a drain stopped by an outage repeats none
-            for raw, problem in unusable:
-                self._set_aside(path, raw, problem)
-            path.unlink()
-            _fsync_folder(self.folder)
-            return len(entries) - refused
-
-    def _one_by_one(
-        self, path: Path, entries: list[tuple[Pending, bytes]], write: Write, reachable: Reachable
-    ) -> int:
-        """Write ``entries`` one per transaction, setting aside each that storage refuses while
-        it answers; how many were set aside."""
+                    unusable.append((path, raw, exc))
+        # stable: lines of one time keep their files' order and their order in a file
+        lines.sort(key=lambda line: line.scored_at)
         refused = 0
-        for item, raw in entries:
+        for start in range(0, len(lines), CHUNK):
+            chunk = lines[start : start + CHUNK]
             try:
-                write([item])
+                write([line.item for line in chunk])
+            except Exception as exc:
+                # raises when storage went away: the files stay for next time
+                _check_refused(exc, reachable)
+                refused += self._one_by_one(chunk, write, reachable)
+        # set aside once the rest is stored: a drain stopped by an outage repeats none
+        for path, raw, problem in unusable:
+            self._set_aside(path, raw, problem)
+        for path in taken:
+            path.unlink()
+        _fsync_folder(self.folder)
+        return sum(line.path is not None for line in lines) - refused
+
+    def _one_by_one(self, lines: list[_Line], write: Write, reachable: Reachable) -> int:
+        """Write ``lines`` one per transaction, setting aside each of the files taken that
+        storage refuses while it answers (another live process's is set aside by the drain
+        that takes its file); how many were set aside."""
+        refused = 0
+        for line in lines:
+            try:
+                write([line.item])
             except Exception as exc:
                 _check_refused(exc, reachable)
-                self._set_aside(path, raw, exc)
-                refused += 1
+                if line.path is not None:
+                    self._set_aside(line.path, line.raw, exc)
+                    refused += 1
         return refused
 
     def _set_aside(self, path: Path, raw: bytes, error: Exception) -> None:
@@ -236,9 +296,29 @@ def _check_refused(error: Exception, reachable: Reachable) -> None:
     reachable()
 
 
-def _pending(entry: dict[str, object]) -> Pending:
+def no_room(error: OSError) -> bool:
+    """Whether ``error``, of an append, says the spool has no room (else it cannot write)."""
+    return error.errno in NO_ROOM
+
+
+def _live_lines(f: IO[bytes]) -> list[_Line]:
+    """The records of another live process's file ``f``: its whole lines (the last may be an
+    append in progress), unreadable ones left to the drain that takes the file."""
+    lines = []
+    for raw in f:
+        if not raw.endswith(b"\n"):
+            break
+        try:
+            lines.append(_Line(*_entry(json.loads(raw)), raw, None))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return lines
+
+
+def _entry(entry: dict[str, object]) -> tuple[float, Pending]:
+    """A spooled line's scoring time (0 for a line spooled before it was kept) and record."""
     post = entry.get("post")
-    return Pending(
+    return float(cast(float, entry.get("scored_at", 0.0))), Pending(
         ScoreRecord.model_validate(entry["record"]),
         bool(entry["enqueue"]),
         cast(str | None, entry.get("text")),
@@ -246,8 +326,9 @@ def _pending(entry: dict[str, object]) -> Pending:
     )
 
 
-def _line(item: Pending) -> bytes:
+def _line(item: Pending, scored_at: float) -> bytes:
     entry = {
+        "scored_at": scored_at,
         "enqueue": item.enqueue,
         "record": item.record.model_dump(mode="json"),
         "text": item.text,

@@ -41,7 +41,7 @@ from service.gate import THREADS
 from service.pipeline import Pipeline
 from service.policy import Policy
 from service.record import Post, ScoreRecord
-from service.scoring import NOT_KEPT, ScoringService
+from service.scoring import FULL, NOT_KEPT, UNWRITABLE, ScoringService
 from service.security import create_key
 from service.settings import Settings
 from service.spool import Spool
@@ -306,7 +306,7 @@ def locked(path: Path) -> Iterator[None]:
 def full(spool: Spool, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """``spool``'s disk full: an append fails as on a real one, with none of it written."""
 
-    def no_room(items: object) -> None:
+    def no_room(items: object, scored_at: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(spool.folder))
 
     with monkeypatch.context() as patched:
@@ -330,7 +330,7 @@ def test_a_full_spool_while_storage_is_down_is_a_json_503_and_the_retry_keeps_th
                 readiness = api.client.get("/readyz").json()
             assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
             detail = refused.json()["detail"]
-            assert detail == NOT_KEPT
+            assert detail == NOT_KEPT.format(cause=FULL)
             assert "could be neither stored" in detail and "spool's disk is full" in detail
             assert str(spool.folder) not in detail  # the server's paths are the operator's
             assert readiness["status"] == "degraded"
@@ -344,6 +344,35 @@ def test_a_full_spool_while_storage_is_down_is_a_json_503_and_the_retry_keeps_th
         stored_once(
             scoring.repository, ["warm", "F1"], (scoring.model_version, scoring.policy.version)
         )
+
+
+def test_a_spool_folder_it_cannot_write_is_reported_ready_or_not_and_its_503_says_so(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    path = tmp_path / "locked.db"
+    with open_api(
+        tmp_path, f"sqlite:///{path}", pipeline.classifier, db_timeout_s=0.2, storage_retry_s=0.2
+    ) as api:
+        api.score({"id": "warm", "text": RUMOR})
+        spool = api.services.scoring.spool
+        # a file in the folder's place: it stops the root the tests run as, as permissions
+        # or a read-only mount stop a service's user
+        spool.folder.rmdir()
+        spool.folder.write_bytes(b"")
+        readiness = api.client.get("/readyz").json()
+        assert readiness["status"] == "degraded"
+        assert any(p.startswith(UNWRITABLE) for p in readiness["problems"])
+        assert not any(str(spool.folder) in p for p in readiness["problems"])
+        with locked(path):
+            refused = api.score({"id": "F1", "text": RUMOR})
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            assert refused.json()["detail"] == NOT_KEPT.format(cause=UNWRITABLE)
+            assert str(spool.folder) not in refused.json()["detail"]
+            spool.folder.unlink()
+            spool.folder.mkdir()
+            retried = api.score({"id": "F1", "text": RUMOR})
+            assert retried.status_code == 200 and retried.json()["degraded"] is True
+        wait_for(lambda: ready(api))
 
 
 def test_a_request_for_a_post_being_kept_shares_its_outcome_never_an_unkept_record(
@@ -360,13 +389,13 @@ def test_a_request_for_a_post_being_kept_shares_its_outcome_never_an_unkept_reco
         room: list[bool] = []
         append, get = spool.append, scoring.first.get
 
-        def held_append(items: Sequence[Pending]) -> None:
+        def held_append(items: Sequence[Pending], scored_at: float) -> None:
             # the first request's record is on its way to the spool: the second looks now
             appending.set()
             looked.wait(30)
             if not room:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(spool.folder))
-            append(items)
+            append(items, scored_at)
 
         def looking(post_id: str, version: str) -> ScoreRecord | None:
             held = get(post_id, version)
@@ -392,7 +421,7 @@ def test_a_request_for_a_post_being_kept_shares_its_outcome_never_an_unkept_reco
             first, second = both()
             assert first.status_code == second.status_code == 503
             assert second.headers["retry-after"] == "1"
-            assert first.json() == second.json() == {"detail": NOT_KEPT}
+            assert first.json() == second.json() == {"detail": NOT_KEPT.format(cause=FULL)}
             assert spool.pending() == 0
             # with room, both get the one record, spooled once
             room.append(True)
@@ -458,7 +487,7 @@ def test_a_full_spool_while_storage_is_down_fails_only_the_batch_posts_whose_rec
             assert first.json()["degraded"] is True
             passed, refused = first.json()["records"]
             assert passed["id"] == "P1" and passed["decision"] == "pass" and passed["degraded"]
-            problem = {"loc": [], "msg": NOT_KEPT, "type": "not_kept"}
+            problem = {"loc": [], "msg": NOT_KEPT.format(cause=FULL), "type": "not_kept"}
             assert refused == {
                 "index": 1,
                 "id": "F1",

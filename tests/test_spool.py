@@ -15,7 +15,7 @@ import pytest
 from servicekit import record
 
 from service.record import Post, ScoreRecord
-from service.spool import Spool
+from service.spool import Spool, no_room
 from service.storage import Pending, StorageUnavailableError, open_repository, upgrade
 
 
@@ -247,7 +247,9 @@ sys.stdin.read()  # hold the live file until killed
 """
 
 
-def test_a_live_process_spool_is_left_alone_and_a_dead_one_is_drained(tmp_path: Path) -> None:
+def test_a_live_process_spool_is_written_in_turn_left_to_it_and_a_dead_one_drained(
+    tmp_path: Path,
+) -> None:
     code = CHILD.format(tests=str(Path(__file__).parent), folder=str(tmp_path))
     child = subprocess.Popen(
         [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
@@ -256,9 +258,10 @@ def test_a_live_process_spool_is_left_alone_and_a_dead_one_is_drained(tmp_path: 
         assert child.stdout is not None and child.stdout.readline().strip() == "spooled"
         store = Store()
         ours = Spool(tmp_path)
-        assert (
-            ours.drain(store.write, store.ping) == 0
-        )  # its file is locked: it is still being written
+        # its file is locked, still being written: its record is written in its turn, and the
+        # file left to it
+        assert ours.drain(store.write, store.ping) == 0
+        assert list(store.records) == ["from-child"] and ours.pending() == 1
         child.kill()
         child.wait()
         assert ours.drain(store.write, store.ping) == 1
@@ -356,3 +359,77 @@ def test_the_spool_folder_is_its_owners_alone(tmp_path: Path) -> None:
     spool = Spool(tmp_path / "state" / "spool")
     spool.append([Pending(record("p1"), enqueue=False)])
     assert (tmp_path / "state" / "spool").stat().st_mode & 0o777 == 0o700
+
+
+def spooled_by(spool: Spool, folder: Path, item: Pending, scored_at: float) -> Path:
+    """The file ``spool`` appends ``item`` to."""
+    before = set(folder.glob("*.jsonl"))
+    spool.append([item], scored_at)
+    (path,) = set(folder.glob("*.jsonl")) - before
+    return path
+
+
+def test_a_post_spooled_by_two_processes_keeps_the_record_scored_first_whatever_the_names(
+    tmp_path: Path,
+) -> None:
+    first, second = Spool(tmp_path), Spool(tmp_path)  # two processes' spools
+    late = spooled_by(first, tmp_path, Pending(record("p", "block"), enqueue=True), 20.0)
+    early = spooled_by(second, tmp_path, Pending(record("p"), enqueue=True), 10.0)
+    first.append([Pending(record("q"), enqueue=True)], 30.0)
+    first.close()
+    second.close()
+    # names that sort the later record first
+    late.rename(tmp_path / "spool-1-00000000.jsonl")
+    early.rename(tmp_path / "spool-2-00000000.jsonl")
+    store = Store()
+    assert Spool(tmp_path).drain(store.write, store.ping) == 3
+    assert store.records["p"].decision == "review"
+    assert store.enqueued == ["p", "q"]
+
+
+def test_a_record_scored_first_in_a_live_process_file_stands_before_a_later_one_drained(
+    tmp_path: Path,
+) -> None:
+    live, ours = Spool(tmp_path), Spool(tmp_path)  # another process's, still running
+    live.append([Pending(record("p"), enqueue=True)], 10.0)
+    ours.append([Pending(record("p", "block"), enqueue=True)], 20.0)
+    store = Store()
+    assert ours.drain(store.write, store.ping) == 1  # its own; the live file stays the other's
+    assert store.records["p"].decision == "review"
+    assert ours.pending() == 1
+    live.close()
+    assert ours.drain(store.write, store.ping) == 1
+    assert store.records["p"].decision == "review" and store.enqueued == ["p"]
+    assert ours.pending() == 0
+
+
+def test_lines_spooled_before_their_time_was_kept_go_first(tmp_path: Path) -> None:
+    held = {"enqueue": True, "record": record("p").model_dump(mode="json"), "text": None}
+    # the name of an earlier release's file, sorting after this one's
+    (tmp_path / "spool-99999-ffffffff.jsonl").write_bytes(json.dumps(held).encode() + b"\n")
+    spool = Spool(tmp_path)
+    spool.append([Pending(record("p", "block"), enqueue=True)])
+    store = Store()
+    assert spool.drain(store.write, store.ping) == 2
+    assert store.records["p"].decision == "review"
+
+
+def test_a_folder_it_cannot_write_is_told_apart_from_a_full_disk(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "spool"
+    spool = Spool(folder)
+    assert spool.writable()
+    # a file in the folder's place: permission bits would not stop the root the tests run as
+    folder.rmdir()
+    folder.write_bytes(b"")
+    assert [spool.writable() for _ in range(3)] == [False, False, False]
+    told = [r for r in caplog.records if r.msg == "the spool's folder cannot be written"]
+    assert len(told) == 1 and told[0].folder == str(folder)  # type: ignore[attr-defined]
+    with pytest.raises(OSError) as failed:
+        spool.append([Pending(record("p"), enqueue=True)])
+    assert not no_room(failed.value)
+    assert no_room(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    folder.unlink()
+    folder.mkdir()
+    assert spool.writable()

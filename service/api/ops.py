@@ -8,6 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from service.api.schemas import Health, Readiness
 from service.api.state import Found
 from service.metrics import CONTENT_TYPE
+from service.scoring import FULL, UNWRITABLE
 from service.spool import REJECTED
 from service.storage import StorageError
 
@@ -52,11 +53,15 @@ async def readyz(found: Found) -> Readiness:
         problems.append(f"storage unreachable {IN_THE_LOG}")
     if await run_in_threadpool(found.neardup.check):
         problems.append(f"shared near-duplicate index unavailable {IN_THE_LOG}")
-    room = await run_in_threadpool(scoring.spool.room)
-    if room < SPOOL_MARGIN:
+    if not await run_in_threadpool(scoring.spool.writable):
         problems.append(
-            f"the spool's disk is full ({room} bytes left): while storage is down, a post "
+            f"{UNWRITABLE} (its path is in the server's log): while storage is down, a post "
             "whose record the policy keeps gets 503"
+        )
+    elif (room := await run_in_threadpool(scoring.spool.room)) < SPOOL_MARGIN:
+        problems.append(
+            f"{FULL} ({room} bytes left): while storage is down, a post whose record the "
+            "policy keeps gets 503"
         )
     spooled = await run_in_threadpool(scoring.spool.pending)
     if spooled:

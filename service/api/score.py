@@ -37,7 +37,7 @@ def _too_long(post: Post, limit: int) -> str | None:
             "text (an edited post needs an id of its own)",
             413: "the text is over max_text_chars",
             503: f"{OVERLOADED}; or a record the policy keeps could be neither stored nor "
-            "spooled (storage down and the spool's disk full)",
+            "spooled (storage down, and the spool's disk full or its folder unwritable)",
         }
     ),
 )
