@@ -5,12 +5,15 @@ batch is retried without duplicates."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from batchkit import (
+    DIE,
     DIE_ONCE,
     RAISE,
     CountingScorer,
@@ -30,7 +33,7 @@ from batchkit import (
 )
 
 from service.batch import RescoreError
-from service.batch.ray_engine import RayEngine
+from service.batch.ray_engine import PACKAGE_FILES, SEGMENT_RETRIES, RayEngine, _SegmentScorer
 from service.batch.segments import segment_sizes
 from service.batch.work import ModelMismatchError
 from service.pipeline import Pipeline
@@ -55,6 +58,22 @@ def local_ray() -> Iterator[None]:
     )
     yield
     ray.shutdown()
+
+
+@contextmanager
+def hang_fails_after(seconds: int) -> Iterator[None]:
+    """A run that would retry for ever fails the test instead of holding it."""
+
+    def hung(signum: int, frame: object) -> None:
+        raise AssertionError(f"the run still went on after {seconds} s")
+
+    before = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
 
 
 def run_ray(tmp_path: Path, lines: list[bytes]) -> list[object]:
@@ -83,6 +102,22 @@ def test_an_actor_killed_mid_batch_has_its_batch_retried_once(
     assert not (tmp_path / "out.rejects.jsonl").exists()
 
 
+def test_a_post_that_kills_every_actor_scoring_it_stops_the_run_instead_of_hanging(
+    local_ray: None, tmp_path: Path
+) -> None:
+    lines = shuffled_posts(30)
+    lines[17] = post_line("kills", f"这条 {DIE}")
+    engine = RayEngine(length_scorer, Settings(), workers=2, address=None)
+    with pytest.raises(RescoreError) as stopped, hang_fails_after(180):
+        rescore_lines(tmp_path, lines, engine, chunk_size=4)
+    assert str(stopped.value).startswith(
+        f"a Ray actor died {SEGMENT_RETRIES + 1} times on one segment of the posts after the "
+        "checkpoint: a post in it kills the process that scores it"
+    )
+    assert "--engine local finds and rejects" in str(stopped.value)
+    assert not (tmp_path / "out.jsonl").exists()
+
+
 def test_an_actor_whose_model_file_is_not_the_drivers_stops_the_run_naming_both(
     local_ray: None, tmp_path: Path
 ) -> None:
@@ -97,6 +132,22 @@ def test_an_actor_whose_model_file_is_not_the_drivers_stops_the_run_naming_both(
     assert f"where the driver's is {driver}: " in said
     assert "Traceback" not in said
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_an_actor_loads_the_model_and_policy_of_its_own_install_unless_a_path_was_given(
+    tmp_path: Path,
+) -> None:
+    """The driver's defaults are paths into its own install, which a node with qinglang
+    installed elsewhere does not have: the actor is built as on such a node."""
+    here = Settings()
+    digest = Pipeline.load(here).classifier.digest
+    elsewhere = {name: tmp_path / "driver-venv" / name for name in PACKAGE_FILES}
+    driver = Settings.model_construct(_fields_set=set(), **{**dict(here), **elsewhere})
+    actor = _SegmentScorer(Pipeline.load, driver, (), digest)
+    assert actor._mismatch is None
+    given = Settings.model_construct(_fields_set={"model_dir"}, **{**dict(here), **elsewhere})
+    with pytest.raises(FileNotFoundError):
+        _SegmentScorer(Pipeline.load, given, (), digest)
 
 
 def test_a_scorer_that_fails_on_every_post_of_a_task_stops_a_ray_run_as_a_local_one(

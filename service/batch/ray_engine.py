@@ -10,9 +10,10 @@ time before it (partitioned by time range: :mod:`service.batch.segments`); resul
 the driver in segment order (``preserve_order``), a warmed-up segment's with its stateless
 results, and the driver checks each boundary (matching a segment again without the model where
 it fails), writes and checkpoints them as the local engine's are. An actor that dies mid-segment
-is restarted and its segment retried by Ray; the driver takes each segment's result once, in
-order, so a retried segment cannot be written twice. Ray's lines of no use to the operator are
-kept off stderr and stdout meanwhile (:mod:`service.batch.ray_noise`).
+is restarted and its segment retried by Ray, up to ``SEGMENT_RETRIES`` times, after which the
+run stops (a post that kills every actor that scores it); the driver takes each segment's
+result once, in order, so a retried segment cannot be written twice. Ray's lines of no use to
+the operator are kept off stderr and stdout meanwhile (:mod:`service.batch.ray_noise`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,15 @@ CONNECT_TIMEOUT_S = 10.0
 """How long a cluster's address may take to accept a connection before the run gives up."""
 
 
+PACKAGE_FILES = ("model_dir", "policy_file")
+"""The settings whose defaults are files of the installed ``service`` package."""
+
+SEGMENT_RETRIES = 2
+"""How many times a segment whose actor died is tried again (on an actor Ray restarts) before
+the run stops: a lost node or an actor killed once is retried, a post that kills every process
+that scores it stops the run."""
+
+
 class ClusterError(Exception):
     """The Ray cluster of ``--ray-address`` (or ``RAY_ADDRESS``) cannot be reached or joined from
     here: the run does not start."""
@@ -62,7 +72,7 @@ class _SegmentScorer:
     def __init__(
         self, load: ScorerFactory, settings: Settings, bank: Sequence[StoredRumor], digest: str
     ) -> None:
-        self._scorer = worker_scorer(load, settings, bank)
+        self._scorer = worker_scorer(load, _installed_here(settings), bank)
         self._mismatch: ModelMismatchError | None = None
         try:
             where = f"the Ray actor on host {socket.gethostname()} (pid {os.getpid()})"
@@ -153,15 +163,43 @@ class RayEngine:
             _SegmentScorer,
             fn_constructor_args=(self._load, self._settings, bank, digest),
             batch_size=1,
-            # Ray Data restarts a killed actor of the pool and retries its segment, forever
+            # Ray Data restarts a killed actor of the pool and retries its segment, by default
+            # for ever: a post that kills every process that scores it hung the run
             compute=ray.data.ActorPoolStrategy(size=self.workers),
             num_cpus=1,
+            max_task_retries=SEGMENT_RETRIES,
         )
-        for row in dataset.iter_rows():
-            result: SegmentResult | ScorerError = pickle.loads(row["result"])
-            if isinstance(result, ScorerError):
-                raise result
-            yield result
+        try:
+            for row in dataset.iter_rows():
+                result: SegmentResult | ScorerError = pickle.loads(row["result"])
+                if isinstance(result, ScorerError):
+                    raise result
+                yield result
+        except ray.exceptions.RayActorError as exc:
+            raise ScorerError(
+                f"a Ray actor died {SEGMENT_RETRIES + 1} times on one segment of the posts after "
+                "the checkpoint: a post in it kills the process that scores it (a crash in a "
+                "native library, the out-of-memory killer), which --engine local finds and "
+                f"rejects ({type(exc).__name__})"
+            ) from exc
+
+
+def _installed_here(settings: Settings) -> Settings:
+    """The driver's ``settings`` with the files the ``service`` package carries (the model, the
+    policy) at this host's install of it, where the driver left them at their defaults: a
+    default is a path into the driver's own install (a checkout, a virtual environment), which
+    a node with ``qinglang`` installed elsewhere (another environment, another Python) lacks,
+    and its actors failed to load the model. A path the driver was given is kept: it names a
+    shared file system, as the input does."""
+    from service.settings import Settings
+
+    return settings.model_copy(
+        update={
+            name: Settings.model_fields[name].default
+            for name in PACKAGE_FILES
+            if name not in settings.model_fields_set
+        }
+    )
 
 
 def _init(options: dict[str, Any]) -> None:
