@@ -22,7 +22,6 @@ and posts per CPU-second, which the neighbours hardly move, gives the per-core r
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import statistics
@@ -38,9 +37,10 @@ from typing import Any
 
 from eval.speed import hardware
 from service.settings import ROOT, get_settings, settings_or_exit
+from training import data
 
 WORK = ROOT / "runs" / "batch-bench"
-CORPUS = Path("weibo16") / "reposts.jsonl.gz"
+CORPUS = data.WEIBO16_REPOSTS
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -72,18 +72,17 @@ def sample(posts: int | None) -> Path:
         return path
     WORK.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    with gzip.open(get_settings().data_dir / CORPUS, "rb") as source:
-        lines = [line for line in islice(source, posts) if line.strip()]
-    lines.sort(key=_when)
-    with tmp.open("wb") as out:
-        out.writelines(lines)
+    rows = list(islice(data.records(get_settings().data_dir / CORPUS, _when), posts))
+    rows.sort(key=lambda row: row[0])
+    # the corpus's own lines: it is written as json.dumps writes, so each reads back byte for byte
+    with tmp.open("w", encoding="utf-8") as out:
+        out.writelines(json.dumps(post, ensure_ascii=False) + "\n" for _, post in rows)
     tmp.replace(path)
     return path
 
 
-def _when(line: bytes) -> tuple[float, str]:
-    post = json.loads(line)
-    return float(post.get("created_at") or 0), str(post["id"])
+def _when(post: dict[str, Any]) -> tuple[tuple[float, str], dict[str, Any]]:
+    return (float(post.get("created_at") or 0), str(post["id"])), post
 
 
 def _tree(root: int) -> dict[int, tuple[int, float]]:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,26 +76,23 @@ def load(data_dir: Path) -> list[Cascade]:
     reposted: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for repost in data.reposts(data_dir):
         reposted[repost.event].append((repost.created_at, repost.account))
-    cascades = []
-    with open(data_dir / data.WEIBO16_POSTS, encoding="utf-8") as lines:
-        for line in lines:
-            post = json.loads(line)
-            made = sorted(reposted.get(str(post["id"]), []))
-            published = int(post["created_at"])
-            cascades.append(
-                Cascade(
-                    str(post["id"]),
-                    str(post["account"]["id"]),
-                    int(post["account"]["followers"]),
-                    published,
-                    int(post["reposts"]),
-                    int(post["comments"]),
-                    # a handful were crawled with times before the post's own
-                    np.maximum(np.array([t for t, _ in made], dtype=np.int64) - published, 0),
-                    [a for _, a in made],
-                )
-            )
-    return cascades
+
+    def cascade(post: dict[str, Any]) -> Cascade:
+        made = sorted(reposted.get(str(post["id"]), []))
+        published = int(post["created_at"])
+        return Cascade(
+            str(post["id"]),
+            str(post["account"]["id"]),
+            int(post["account"]["followers"]),
+            published,
+            int(post["reposts"]),
+            int(post["comments"]),
+            # a handful were crawled with times before the post's own
+            np.maximum(np.array([t for t, _ in made], dtype=np.int64) - published, 0),
+            [a for _, a in made],
+        )
+
+    return list(data.records(data_dir / data.WEIBO16_POSTS, cascade))
 
 
 def usual(
@@ -226,9 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.engagement", description=__doc__)
     parser.parse_args(argv)
     settings = settings_or_exit(parser.prog)
-    for needed in (data.WEIBO16_POSTS, data.WEIBO16_REPOSTS):
-        if not (settings.data_dir / needed).is_file():
-            parser.error(f"{settings.data_dir / needed} is missing: set QINGLANG_DATA_DIR")
+    problem = data.missing(settings.data_dir, (data.WEIBO16_POSTS, data.WEIBO16_REPOSTS))
+    if problem is not None:
+        parser.error(problem)
     policy = load_policy(settings.policy_file)
     rules = policy.engagement
     cascades = load(settings.data_dir)

@@ -20,8 +20,6 @@ real timestamps, sorted by time):
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import os
 import random
 import time
@@ -30,7 +28,9 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -48,6 +48,7 @@ from service.neardup.shared import RedisStore
 from service.policy import load_policy
 from service.record import Post
 from service.settings import Settings, settings_or_exit
+from training import data
 
 CHUNK = 256
 EMOJI = ["😂", "🙏", "👍", "[哈哈]", "[蜡烛]", "[怒]", "❗", "🔥"]
@@ -56,22 +57,18 @@ SUFFIXES = ["，转起来！", " 扩散周知", "（求证）", "!!!", " 大家�
 FILLER = "的一是在不了有和人这中大为上个国我以要他时来用们生到作地于出就分对成会可主发年同"
 
 
+def _post(row: dict[str, Any]) -> Post:
+    return Post(
+        id=row["id"],
+        text=row["text"] or "",
+        account_id=row["account"],
+        created_at=row["created_at"],
+    )
+
+
 def stream(path: Path, limit: int) -> list[Post]:
     """The first ``limit`` reposts of the file, sorted by time."""
-    posts = []
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            posts.append(
-                Post(
-                    id=row["id"],
-                    text=row["text"] or "",
-                    account_id=row["account"],
-                    created_at=row["created_at"],
-                )
-            )
-            if len(posts) == limit:
-                break
+    posts = list(islice(data.records(path, _post), limit))
     posts.sort(key=lambda p: p.created_at or 0.0)
     return posts
 
@@ -450,9 +447,8 @@ def table(title: str, rows: Sequence[tuple[str, str]]) -> str:
 
 
 def rumour_templates(data_dir: Path) -> list[str]:
-    with open(data_dir / "weibo16" / "posts.jsonl", encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f]
-    return [r["text"] for r in rows if r["label"] == 1 and 40 <= len(r["text"]) <= 140][:200]
+    rumours = (e.text for e in data.weibo16(data_dir) if e.label == 1)
+    return [text for text in rumours if 40 <= len(text) <= 140][:200]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -465,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args(argv)
     settings = settings_or_exit(parser.prog)
-    posts = stream(settings.data_dir / "weibo16" / "reposts.jsonl.gz", args.posts)
+    posts = stream(settings.data_dir / data.WEIBO16_REPOSTS, args.posts)
     templates = rumour_templates(settings.data_dir)
     k = load_policy(settings.policy_file).near_duplicates.batch_accounts
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())

@@ -1,19 +1,24 @@
 """The labelled splits of training/data.py: ToxiCN's reporting rows are evaluated only; training
-and evaluation name a missing corpus or a setting they cannot use before any work."""
+and evaluation name a missing corpus or a setting they cannot use before any work; every program
+reading the corpora ends on one line naming a file that is missing or damaged (and the line)."""
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from eval import batch, console, crossdata, engagement, evidence, load, neardup, review
+from eval import batch, console, crossdata, engagement, evidence, load, neardup, publish, review
 from eval.__main__ import main as evaluate
-from service.settings import get_settings
+from service.settings import ROOT, get_settings
 from training import data, refit
 from training.run import main as train
 
@@ -141,3 +146,134 @@ def test_a_setting_that_cannot_be_used_is_one_line_and_status_2(
     assert line.startswith(f"python -m {program}: error: ") and says in line
     assert "secret" not in line
     assert list(tmp_path.iterdir()) == []
+
+
+READERS: list[tuple[str, Callable[[list[str]], int], list[str]]] = [
+    ("eval.crossdata", crossdata.main, ["--work", "work"]),
+    ("eval.evidence", evidence.main, ["--posts", "1"]),
+    ("eval.batch", batch.main, ["--posts", "1", "--skip-ray"]),
+    ("eval.load", load.main, ["--seconds", "1"]),
+    ("eval.neardup", neardup.main, ["--posts", "1", "--naive", "1", "--pairs", "1"]),
+    ("eval.publish", publish.main, ["--rounds", "1"]),
+]
+
+
+@pytest.mark.parametrize(("program", "main", "argv"), READERS, ids=[p[0] for p in READERS])
+def test_a_program_reading_a_missing_corpus_ends_on_the_line_that_names_the_setting(
+    program: str,
+    main: Callable[[list[str]], int],
+    argv: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(batch, "WORK", tmp_path / "bench")
+    monkeypatch.setenv("QINGLANG_DATA_DIR", str(tmp_path / "nodata"))
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(data.CorpusError) as stopped:
+            main(argv)
+    finally:
+        get_settings.cache_clear()
+    # a str, which the interpreter prints alone (no traceback) and ends with status 1
+    line = stopped.value.code
+    assert isinstance(line, str) and "\n" not in line
+    assert line.startswith(f"{tmp_path / 'nodata'}/") and " is missing: " in line
+    assert "set QINGLANG_DATA_DIR" in line
+    assert {p.name for p in tmp_path.rglob("*")} <= {"bench"}
+
+
+def gzipped_lines(n: int) -> bytes:
+    rows = [
+        {"id": str(i), "event": "e", "account": "a", "text": "转发", "created_at": i}
+        for i in range(n)
+    ]
+    return gzip.compress("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode())
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (gzipped_lines(5000)[:-2000], "cut off or damaged (Compressed file ended"),
+        (b'{"id": "0"}\n', "cut off or damaged (Not a gzipped file"),
+        (
+            gzipped_lines(3) + gzip.compress(b'{"id": "3", "event": }\n'),
+            "not JSON, column 22: Expecting value",
+        ),
+        (gzipped_lines(3) + gzip.compress(b"[3]\n"), "not a JSON object"),
+        (gzipped_lines(3) + gzip.compress(b'{"id": "3"}\n'), "no field 'event'"),
+        (gzipped_lines(2) + gzip.compress(b'{"id": "\xe9"}\n'), "not UTF-8 (byte b'\\xe9')"),
+    ],
+    ids=["truncated", "not-gzip", "bad-json", "not-an-object", "no-field", "not-utf8"],
+)
+def test_a_damaged_corpus_file_is_one_line_naming_file_and_line(
+    tmp_path: Path, content: bytes, says: str
+) -> None:
+    (tmp_path / data.WEIBO16_REPOSTS).parent.mkdir()
+    (tmp_path / data.WEIBO16_REPOSTS).write_bytes(content)
+    read = 0
+    with pytest.raises(data.CorpusError) as stopped:
+        for _ in data.reposts(tmp_path):
+            read += 1
+    # the line named is the first one not read: the one that is damaged, or that is cut off
+    line = stopped.value.code
+    assert isinstance(line, str) and "\n" not in line
+    assert line.startswith(f"{tmp_path / data.WEIBO16_REPOSTS}, line {read + 1}: {says}")
+    assert read < 5000
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ('[{"content": "a", "toxic": 1, "expression": 0},\n{"conte', ", line 2: not JSON"),
+        ('[{"content": "a", "toxic": 1, "expression": 0}, {"content": "b"}]', ", row 1: no field"),
+        ('[{"content": "a", "toxic": "yes", "expression": 0}]', ", row 0: invalid literal"),
+        ('{"content": "a"}', ": not a JSON array"),
+    ],
+    ids=["truncated", "no-field", "wrong-kind", "not-an-array"],
+)
+def test_a_damaged_toxicn_file_is_one_line_naming_the_line_or_row(
+    tmp_path: Path, content: str, says: str
+) -> None:
+    (tmp_path / data.TOXICN).parent.mkdir()
+    (tmp_path / data.TOXICN).write_text(content)
+    with pytest.raises(data.CorpusError) as stopped:
+        data.toxicn(tmp_path)
+    assert str(stopped.value.code).startswith(f"{tmp_path / data.TOXICN}{says}")
+
+
+def test_the_reviewed_labels_missing_say_how_to_write_them(tmp_path: Path) -> None:
+    with pytest.raises(data.CorpusError) as stopped:
+        data.reviewed(tmp_path / "labels.jsonl")
+    assert stopped.value.code == (
+        f"{tmp_path / 'labels.jsonl'} is missing: write it with `qinglang labels export`"
+    )
+
+
+def test_eval_engagement_names_the_damaged_line_of_weibo16(corpora: Path) -> None:
+    post = {"id": "1", "created_at": 0, "account": {"id": "a", "followers": 1}}
+    lines = [json.dumps(post | {"reposts": 1, "comments": 0}), json.dumps(post)]
+    (corpora / data.WEIBO16_POSTS).write_text("\n".join(lines) + "\n")
+    (corpora / data.WEIBO16_REPOSTS).write_bytes(gzip.compress(b""))
+    with pytest.raises(data.CorpusError) as stopped:
+        engagement.main([])
+    assert stopped.value.code == f"{corpora / data.WEIBO16_POSTS}, line 2: no field 'reposts'"
+
+
+def test_the_command_line_prints_the_one_line_alone_and_ends_with_status_1(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    (folder / data.WEIBO16_REPOSTS).parent.mkdir(parents=True)
+    (folder / data.WEIBO16_REPOSTS).write_bytes(gzipped_lines(100)[:-20])
+    ended = subprocess.run(
+        [sys.executable, "-m", "eval.neardup", "--posts", "1000"],
+        env={**os.environ, "QINGLANG_DATA_DIR": str(folder)},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ended.returncode == 1
+    [line] = ended.stderr.splitlines()
+    assert line.startswith(f"{folder / data.WEIBO16_REPOSTS}, line ")
+    assert "cut off or damaged" in line

@@ -5,6 +5,9 @@ stopping, calibration, thresholds, mixing weights) and ``eval`` (the figures in 
 Weibo16 is split by event, so that a rumour's cascade never straddles two splits; COLD's own dev
 file is its ``eval`` split; ToxiCN is split 80/10/10 at random. Splits come from a keyed hash of
 the event or example id, so they do not depend on file order or on which other rows exist.
+
+Every corpus file is opened here (:func:`records`, ToxiCN's one JSON array): one that is not
+there, or damaged, ends the program that reads it with a :class:`CorpusError`.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ import hashlib
 import itertools
 import json
 import random
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from service.boilerplate import is_boilerplate
 from service.heads import Head
@@ -31,6 +35,20 @@ COLD_DEV = Path("cold", "dev.jsonl")
 TOXICN = Path("toxicn", "train.json")
 CORPORA = (WEIBO16_POSTS, WEIBO16_REPOSTS, COLD_TRAIN, COLD_DEV, TOXICN)
 """The files under ``data_dir``, each of which training and evaluation read."""
+
+SET_DATA_DIR = (
+    "set QINGLANG_DATA_DIR to the folder of the corpora (weibo16/, cold/, toxicn/; "
+    "../shared/data by default)"
+)
+
+T = TypeVar("T")
+
+
+class CorpusError(SystemExit):
+    """A corpus file that is not there or cannot be read, in one line naming the file (and the
+    line) and, for a missing one, the setting. A SystemExit, so that every ``python -m`` command
+    reading the corpora ends on that line, status 1, rather than a traceback, without each one
+    catching it, and no ``except Exception`` on the way takes it for a row's own failure."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,19 +70,14 @@ class Repost:
     created_at: int
 
 
-def missing(data_dir: Path) -> str | None:
-    """One line naming what of the corpora is not there (``data_dir`` itself, else its first
-    missing file) and how to point at them; None when every file is there. Checked before any
-    work, where a missing file would otherwise be a traceback, minutes in."""
+def missing(data_dir: Path, files: tuple[Path, ...] = CORPORA) -> str | None:
+    """One line naming what of ``files`` of the corpora is not there (``data_dir`` itself, else
+    its first missing file) and how to point at them; None when every file is there. Checked
+    before any work, where a missing file would otherwise end the program minutes in."""
     absent: Path | None = data_dir
     if data_dir.is_dir():
-        absent = next((data_dir / f for f in CORPORA if not (data_dir / f).is_file()), None)
-    if absent is None:
-        return None
-    return (
-        f"{absent} is missing: set QINGLANG_DATA_DIR to the folder of the corpora "
-        "(weibo16/, cold/, toxicn/; ../shared/data by default)"
-    )
+        absent = next((data_dir / f for f in files if not (data_dir / f).is_file()), None)
+    return None if absent is None else f"{absent} is missing: {SET_DATA_DIR}"
 
 
 def split_of(key: str, calib: float = 0.1, evaluation: float = 0.1) -> Split:
@@ -77,25 +90,60 @@ def split_of(key: str, calib: float = 0.1, evaluation: float = 0.1) -> Split:
     return "train"
 
 
-def _jsonl(path: Path) -> Iterator[dict[str, object]]:
+def _unreadable(path: Path, where: str | None, exc: Exception) -> CorpusError:
+    """What ``exc`` says is wrong with ``path`` at ``where`` (a line, a row), in one line."""
+    if isinstance(exc, json.JSONDecodeError):
+        problem = f"not JSON, column {exc.colno}: {exc.msg}"
+    elif isinstance(exc, UnicodeDecodeError):
+        problem = f"not UTF-8 (byte {exc.object[exc.start : exc.end]!r})"
+    elif isinstance(exc, KeyError):
+        problem = f"no field {exc}"
+    elif isinstance(exc, gzip.BadGzipFile | EOFError | zlib.error):
+        problem = f"cut off or damaged ({exc})"
+    else:
+        # one line, as a validation error of several lines would not be
+        problem = " ".join(str(exc).split())
+    return CorpusError(f"{path}{'' if where is None else f', {where}'}: {problem}")
+
+
+def records(
+    path: Path, read: Callable[[dict[str, Any]], T], hint: str = SET_DATA_DIR
+) -> Iterator[T]:
+    """``read`` of each JSON object of the JSONL file ``path`` (gzipped if it ends in ``.gz``),
+    in file order; blank lines are skipped. A file that is missing (said with ``hint``) or
+    damaged, or a line that is not JSON or that ``read`` cannot take (a field missing or of the
+    wrong kind), raises :class:`CorpusError`, naming the file and the line."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            yield json.loads(line)
+    number = 1
+    try:
+        # bytes, decoded a line at a time: a text stream decodes ahead, past the line it is on
+        with opener(path, "rb") as f:
+            for line in f:
+                if line.strip():
+                    row = json.loads(line.decode("utf-8"))
+                    if not isinstance(row, dict):
+                        raise ValueError("not a JSON object")
+                    yield read(row)
+                number += 1
+    except FileNotFoundError:
+        raise CorpusError(f"{path} is missing: {hint}") from None
+    except (OSError, EOFError, zlib.error, ValueError, KeyError, TypeError) as exc:
+        raise _unreadable(path, f"line {number}", exc) from None
+
+
+def _weibo16(d: dict[str, Any]) -> Example:
+    return Example(
+        str(d["text"]),
+        "rumor",
+        int(str(d["label"])),
+        split_of(f"weibo16:{d['id']}"),
+        str(d["id"]),
+    )
 
 
 def weibo16(data_dir: Path) -> list[Example]:
     """Weibo16 source posts: ``rumor`` = 1 for rumours, split by event (the post id)."""
-    return [
-        Example(
-            str(d["text"]),
-            "rumor",
-            int(str(d["label"])),
-            split_of(f"weibo16:{d['id']}"),
-            str(d["id"]),
-        )
-        for d in _jsonl(data_dir / WEIBO16_POSTS)
-    ]
+    return list(records(data_dir / WEIBO16_POSTS, _weibo16))
 
 
 def reviewed(path: Path) -> list[Example]:
@@ -103,35 +151,32 @@ def reviewed(path: Path) -> list[Example]:
     (``rumor``, ``incitement``); rows without text are left out. Split by post, like Weibo16
     by event, so that a post reviewed twice stays in one split."""
     heads: dict[object, Head] = {"rumor": "rumor", "incitement": "incitement"}
-    return [
-        Example(
+
+    def example(d: dict[str, Any]) -> Example | None:
+        if not (d.get("text") and d.get("head") in heads):
+            return None
+        return Example(
             str(d["text"]),
             heads[d["head"]],
             int(str(d["label"])),
             split_of(f"reviewed:{d['post_id']}"),
             str(d["post_id"]),
         )
-        for d in _jsonl(path)
-        if d.get("text") and d.get("head") in heads
-    ]
+
+    hint = "write it with `qinglang labels export`"
+    return [e for e in records(path, example, hint) if e is not None]
 
 
 def cold(data_dir: Path) -> list[Example]:
     """COLD: ``train.jsonl`` gives train and calib (90/10), ``dev.jsonl`` is the eval split."""
-    out = [
-        Example(
-            str(d["text"]),
-            "incitement",
-            int(str(d["label"])),
-            "calib" if split_of(f"cold:{d['id']}", 0.1, 0.0) == "calib" else "train",
-            str(d["id"]),
-        )
-        for d in _jsonl(data_dir / COLD_TRAIN)
-    ]
-    out += [
-        Example(str(d["text"]), "incitement", int(str(d["label"])), "eval", str(d["id"]))
-        for d in _jsonl(data_dir / COLD_DEV)
-    ]
+
+    def example(d: dict[str, Any], split: Split | None = None) -> Example:
+        if split is None:
+            split = "calib" if split_of(f"cold:{d['id']}", 0.1, 0.0) == "calib" else "train"
+        return Example(str(d["text"]), "incitement", int(str(d["label"])), split, str(d["id"]))
+
+    out = list(records(data_dir / COLD_TRAIN, example))
+    out += records(data_dir / COLD_DEV, lambda d: example(d, "eval"))
     return out
 
 
@@ -139,10 +184,27 @@ REPORTING = 3
 """ToxiCN's ``expression`` value for texts that report or criticise discrimination."""
 
 
-def _toxicn_rows(data_dir: Path) -> list[dict[str, Any]]:
-    with open(data_dir / TOXICN, encoding="utf-8") as f:
-        rows: list[dict[str, Any]] = json.load(f)
-    return rows
+def _toxicn_rows(data_dir: Path) -> list[tuple[str, int, object]]:
+    """Each row's content, toxic label and expression; a file missing or damaged, or a row
+    without them, raises :class:`CorpusError` naming the line or the row (from 0)."""
+    path = data_dir / TOXICN
+    try:
+        with open(path, encoding="utf-8") as f:
+            rows = json.load(f)
+    except FileNotFoundError:
+        raise CorpusError(f"{path} is missing: {SET_DATA_DIR}") from None
+    except (OSError, ValueError) as exc:
+        where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else None
+        raise _unreadable(path, where, exc) from None
+    if not isinstance(rows, list):
+        raise CorpusError(f"{path}: not a JSON array")
+    out = []
+    for i, d in enumerate(rows):
+        try:
+            out.append((str(d["content"]), int(d["toxic"]), d["expression"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _unreadable(path, f"row {i}", exc) from None
+    return out
 
 
 def toxicn(data_dir: Path, reporting: bool = False) -> list[Example]:
@@ -157,12 +219,11 @@ def toxicn(data_dir: Path, reporting: bool = False) -> list[Example]:
     model is compared with is trained on.
     """
     out = []
-    for i, d in enumerate(_toxicn_rows(data_dir)):
-        key = f"toxicn:{i}:{d['content']}"
-        split = split_of(key)
-        if d["expression"] == REPORTING and split != "eval" and not reporting:
+    for i, (content, toxic, expression) in enumerate(_toxicn_rows(data_dir)):
+        split = split_of(f"toxicn:{i}:{content}")
+        if expression == REPORTING and split != "eval" and not reporting:
             continue
-        out.append(Example(str(d["content"]), "incitement", int(d["toxic"]), split, f"toxicn-{i}"))
+        out.append(Example(content, "incitement", toxic, split, f"toxicn-{i}"))
     return out
 
 
@@ -170,19 +231,22 @@ def toxicn_reporting(data_dir: Path) -> set[str]:
     """Groups of the ToxiCN rows whose expression is "reporting": texts that report or
     criticise discrimination. ToxiCN labels them toxic; a trust team would rather not."""
     rows = enumerate(_toxicn_rows(data_dir))
-    return {f"toxicn-{i}" for i, d in rows if d["expression"] == REPORTING}
+    return {f"toxicn-{i}" for i, (_, _, expression) in rows if expression == REPORTING}
+
+
+def _repost(d: dict[str, Any]) -> Repost:
+    return Repost(
+        str(d["id"]),
+        str(d["event"]),
+        str(d["account"]),
+        str(d["text"] or ""),
+        int(str(d["created_at"])),
+    )
 
 
 def reposts(data_dir: Path) -> Iterator[Repost]:
     """The 1.7M real reposts and comments of the Weibo16 events, in file order."""
-    for d in _jsonl(data_dir / WEIBO16_REPOSTS):
-        yield Repost(
-            str(d["id"]),
-            str(d["event"]),
-            str(d["account"]),
-            str(d["text"] or ""),
-            int(str(d["created_at"])),
-        )
+    return records(data_dir / WEIBO16_REPOSTS, _repost)
 
 
 def ordinary_reposts(
