@@ -15,9 +15,12 @@ A post scored again while storage is down (by another process, or by this one af
 is spooled twice, and storage keeps the record written first, so the first record scored must
 be written first: each line holds when its record was scored, and a drain (one at a time across
 the processes, under a lock on the folder) writes the lines of every file in that order, those
-of other live processes' files too. It deletes only the files it took; the lines it read from a
-live file are written again, as no-ops, by the drain that takes that file. Lines spooled before
-their time was kept go first, in file order: they were spooled before this release started.
+of other live processes' files too. A drain that finds another under way leaves the spool to it
+at once: waiting for it (a drain has no deadline) would hold up the maintenance of its process,
+and its finding that storage answers again. It deletes only the files it took; the lines it
+read from a live file are written again, as no-ops, by the drain that takes that file. Lines
+spooled before their time was kept go first, in file order: they were spooled before this
+release started.
 
 A record that storage refuses while it answers (a value a column cannot hold) would fail every
 drain and keep every record behind it out of storage, so a failed write is retried record by
@@ -148,7 +151,8 @@ class Spool:
         stay theirs).
 
         Stops when storage went away again (``reachable`` raises) and leaves the rest for next
-        time; sets aside the records storage refuses while it answers.
+        time; sets aside the records storage refuses while it answers. Returns 0 at once while
+        another process drains the folder.
         """
         with self._lock:
             self._close_live()
@@ -156,7 +160,10 @@ class Spool:
         try:
             # drains one at a time: two at once would each write their own files' records in
             # order, and the two orders in any mix
-            fcntl.flock(folder, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0  # another process drains: what it does not take waits for the next
             with ExitStack() as files:
                 written = self._drain_files(files, write, reachable)
         finally:
@@ -214,8 +221,8 @@ class Spool:
                 # a live process's file: its records go in their turn, the file stays its own
                 lines.extend(_live_lines(f))
                 continue
-            if os.fstat(f.fileno()).st_nlink == 0:
-                continue  # a live file closed empty, and deleted, since it was listed
+            if not _holds_lines(f, path):
+                continue
             taken.append(path)
             for number, raw in enumerate(f, 1):
                 if not raw.strip():
@@ -299,6 +306,20 @@ def _check_refused(error: Exception, reachable: Reachable) -> None:
 def no_room(error: OSError) -> bool:
     """Whether ``error``, of an append, says the spool has no room (else it cannot write)."""
     return error.errno in NO_ROOM
+
+
+def _holds_lines(f: IO[bytes], path: Path) -> bool:
+    """Whether the spool file ``f`` at ``path``, which a drain locked, has lines for it."""
+    status = os.fstat(f.fileno())
+    if status.st_nlink == 0:
+        return False  # a live file closed empty, and deleted, since it was listed
+    if status.st_size == 0:
+        # a new live file this drain locked before its process could: deleted and let go now,
+        # as that process waits on its lock (holding its appends) until it is, then opens another
+        path.unlink()
+        f.close()
+        return False
+    return True
 
 
 def _live_lines(f: IO[bytes]) -> list[_Line]:

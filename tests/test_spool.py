@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -401,6 +402,62 @@ def test_a_record_scored_first_in_a_live_process_file_stands_before_a_later_one_
     assert ours.drain(store.write, store.ping) == 1
     assert store.records["p"].decision == "review" and store.enqueued == ["p"]
     assert ours.pending() == 0
+
+
+def test_a_drain_that_finds_another_under_way_leaves_the_spool_to_it_at_once(
+    tmp_path: Path,
+) -> None:
+    """Waiting behind a drain, which has no deadline, held up the maintenance of every other
+    server process, and their finding that storage answers again, for as long as it ran."""
+    ours, other = Spool(tmp_path), Spool(tmp_path)  # another process's, on the same folder
+    ours.append([Pending(record("p"), enqueue=True)])
+    store = Store()
+    answers: list[int] = []
+    waited: list[bool] = []
+    # the other process's maintenance, which comes round while this drain waits on storage
+    elsewhere = threading.Thread(
+        target=lambda: answers.append(other.drain(store.write, store.ping))
+    )
+
+    def write_slowly(items: list[Pending]) -> list[ScoreRecord]:
+        elsewhere.start()
+        elsewhere.join(5)
+        waited.append(elsewhere.is_alive())
+        return store.write(items)
+
+    assert ours.drain(write_slowly, store.ping) == 1
+    elsewhere.join()
+    assert waited == [False] and answers == [0]
+    assert list(store.records) == ["p"] and ours.pending() == 0
+
+
+def test_a_new_live_file_a_drain_takes_empty_is_let_go_before_the_drain_writes(
+    tmp_path: Path,
+) -> None:
+    """A process creates its live file, then locks it: a drain that locked it in between held
+    it (and that process's appends, the publish path's) until the whole drain was done."""
+    ours = Spool(tmp_path)
+    ours.append([Pending(record("p"), enqueue=True)])
+    ours.close()
+    # created by another process, not locked yet
+    theirs = open(tmp_path / "spool-99999-00000000.jsonl", "ab")  # noqa: SIM115
+    store = Store()
+    appender_waits: list[bool] = []
+
+    def write(items: list[Pending]) -> list[ScoreRecord]:
+        try:
+            fcntl.flock(theirs.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            appender_waits.append(True)
+        else:
+            # deleted before it was let go: that process opens another, and loses nothing
+            appender_waits.append(os.fstat(theirs.fileno()).st_nlink != 0)
+        return store.write(items)
+
+    with theirs:
+        assert ours.drain(write, store.ping) == 1
+    assert appender_waits == [False]
+    assert list(store.records) == ["p"] and list(tmp_path.glob("*.jsonl")) == []
 
 
 def test_lines_spooled_before_their_time_was_kept_go_first(tmp_path: Path) -> None:
