@@ -516,8 +516,19 @@ class ScoringService:
         try:
             await self.gate.call(self.repository.enqueue_requests, self.policy, found)
         except StorageError as exc:
-            # the records themselves are stored or spooled; a later post of the batch queues it
-            self._lost("review items not queued", exc, items=len(found))
+            # as the records they follow: nothing else queues a batch that ended in the outage,
+            # nor the bank match of a post whose record the policy does not keep
+            try:
+                await loop.run_in_executor(self._io, self.spool.append, found)
+            except OSError as failed:
+                # the answer is out: the operator's to know, from the log
+                log.error(
+                    "review items not kept",
+                    extra={
+                        "problem": f"{len(found)} review items neither queued ({exc}) nor "
+                        f"spooled in {self.spool.folder} ({failed})"
+                    },
+                )
 
     def _record_copies_later(self, copies: list[RumorCopy]) -> None:
         """Record the bank matches among the new records, flagged or not, in the background."""
@@ -597,7 +608,7 @@ class ScoringService:
         return stored, False, ABANDONED
 
     def recover(self) -> int:
-        """Check storage and write the spool out; the number of spooled records written.
+        """Check storage and write the spool out; the number of spooled lines written.
 
         Blocking; called periodically off the loop, on a thread of its own. It has no deadline
         (a drain of many records takes what it takes) and is not the gate's to skip: it is what
@@ -612,7 +623,9 @@ class ScoringService:
                 self.repository.keep_policy(policy)
                 self._policy_kept = True
             written = self.spool.drain(
-                lambda items: self.repository.save_records(items, policy), self.repository.ping
+                lambda items: self.repository.save_records(items, policy),
+                self.repository.ping,
+                lambda requests: self.repository.enqueue_requests(policy, requests),
             )
             self.accounts = self.repository.account_standings(
                 policy.stricter_levels, policy.publishing_stops

@@ -1,4 +1,5 @@
-"""A local, durable spool for flagged records that storage could not take.
+"""A local, durable spool for flagged records, and review-queue requests, that storage could not
+take.
 
 While storage is down, each record the policy says to persist is appended to this process's spool
 file as one JSON line and fsynced before the request is answered, so a crash after the answer
@@ -22,6 +23,14 @@ read from a live file are written again, as no-ops, by the drain that takes that
 spooled before their time was kept go first, in file order: they were spooled before this
 release started.
 
+The review-queue requests made after an answer (a coordinated batch's item, a bank match's) that
+storage did not take are lines of their own kind (``"kind": "queue"``) in the same files, with
+the time they were spooled: after the records they name were scored, so a drain replays each
+after its post's record (at one time, records go first). Replaying one is idempotent, as the
+queue keeps one open item per merge key (and a bank match joins its post's open item). Another
+live process's requests are left to the drain that takes its file: none is owed a turn, as the
+record each names is before it in its own file or stored already.
+
 A record that storage refuses while it answers (a value a column cannot hold) would fail every
 drain and keep every record behind it out of storage, so a failed write is retried record by
 record while storage still answers, and a record refused alone is set aside in ``rejected/``
@@ -42,19 +51,23 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 from service.record import Post, ScoreRecord
+from service.review.items import KINDS, QueueRequest
 from service.storage import Pending, StorageUnavailableError
 
 log = logging.getLogger(__name__)
 
 Write = Callable[[list[Pending]], object]
 """Stores records (each enqueued for review when it says so), idempotently; raises on failure."""
+Enqueue = Callable[[list[QueueRequest]], object]
+"""Puts requests in the review queue, idempotently (the repository's ``enqueue_requests``);
+raises on failure."""
 Reachable = Callable[[], object]
 """Returns when storage answers, raises when it does not (the repository's ``ping``)."""
 
@@ -62,6 +75,8 @@ CHUNK = 500
 """Records per write while draining: one transaction each."""
 REJECTED = "rejected"
 """The spool folder's subfolder for the records storage refused."""
+QUEUE = "queue"
+"""The ``kind`` of a spooled review-queue request's line (a record's line has none)."""
 NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 """The errors of a spool with no room (a full disk, a quota, a file size limit), as against one
 it cannot write at all."""
@@ -69,11 +84,12 @@ it cannot write at all."""
 
 @dataclass(frozen=True)
 class _Line:
-    """A spooled record read by a drain; ``path`` is its file where the drain took it (to set
-    it aside, and delete the file), None where it is another live process's."""
+    """A spooled record or review-queue request read by a drain; ``path`` is its file where
+    the drain took it (to set it aside, and delete the file), None where it is another live
+    process's."""
 
     scored_at: float
-    item: Pending
+    item: Pending | QueueRequest
     raw: bytes
     path: Path | None
 
@@ -90,11 +106,13 @@ class Spool:
         self._rejected = 0
         self._writable = True
 
-    def append(self, items: Sequence[Pending], scored_at: float | None = None) -> None:
-        """Add ``items``, scored at ``scored_at`` (unix seconds; now when not given), to the
-        spool; durable when this returns. Raises ``OSError`` (a full disk, a folder it cannot
-        write: :func:`no_room` tells them apart) with none of them in the spool, and no part of
-        one."""
+    def append(
+        self, items: Sequence[Pending | QueueRequest], scored_at: float | None = None
+    ) -> None:
+        """Add ``items``, scored at ``scored_at`` (unix seconds; now when not given: a review
+        request's time, after its records'), to the spool; durable when this returns. Raises
+        ``OSError`` (a full disk, a folder it cannot write: :func:`no_room` tells them apart)
+        with none of them in the spool, and no part of one."""
         at = time.time() if scored_at is None else scored_at
         lines = b"".join(_line(i, at) for i in items)
         with self._lock:
@@ -129,7 +147,8 @@ class Spool:
         return writable
 
     def pending(self) -> int:
-        """Records waiting in this folder's spool files (all processes)."""
+        """Records and review-queue requests waiting in this folder's spool files (all
+        processes)."""
         return _count_lines(self.folder)
 
     def rejected(self) -> int:
@@ -145,10 +164,10 @@ class Spool:
         self._rejected = count
         return count
 
-    def drain(self, write: Write, reachable: Reachable) -> int:
-        """Write every spooled record with ``write``, the first scored first; return how many
-        were written out of the spool (those of other live processes' files, written ahead,
-        stay theirs).
+    def drain(self, write: Write, reachable: Reachable, enqueue: Enqueue) -> int:
+        """Write every spooled record with ``write`` and queue every spooled request with
+        ``enqueue``, the first scored first; return how many lines were written out of the
+        spool (the records of other live processes' files, written ahead, stay theirs).
 
         Stops when storage went away again (``reachable`` raises) and leaves the rest for next
         time; sets aside the records storage refuses while it answers. Returns 0 at once while
@@ -165,7 +184,7 @@ class Spool:
             except BlockingIOError:
                 return 0  # another process drains: what it does not take waits for the next
             with ExitStack() as files:
-                written = self._drain_files(files, write, reachable)
+                written = self._drain_files(files, _Writer(write, enqueue), reachable)
         finally:
             os.close(folder)
         if written:
@@ -206,7 +225,7 @@ class Spool:
                 self._live_path.unlink(missing_ok=True)
         self._live, self._live_path = None, None
 
-    def _drain_files(self, files: ExitStack, write: Write, reachable: Reachable) -> int:
+    def _drain_files(self, files: ExitStack, write: _Writer, reachable: Reachable) -> int:
         taken: list[Path] = []
         lines: list[_Line] = []
         unusable: list[tuple[Path, bytes, Exception]] = []
@@ -239,13 +258,13 @@ class Spool:
                 except (ValueError, KeyError, TypeError) as exc:
                     # a line this version no longer takes (its checks grew stricter): kept
                     unusable.append((path, raw, exc))
-        # stable: lines of one time keep their files' order and their order in a file
-        lines.sort(key=lambda line: line.scored_at)
+        # stable: lines of one time keep their files' order and their order in a file, records
+        # before requests, which name them
+        lines.sort(key=lambda line: (line.scored_at, isinstance(line.item, QueueRequest)))
         refused = 0
-        for start in range(0, len(lines), CHUNK):
-            chunk = lines[start : start + CHUNK]
+        for chunk in _chunks(lines):
             try:
-                write([line.item for line in chunk])
+                write(chunk)
             except Exception as exc:
                 # raises when storage went away: the files stay for next time
                 _check_refused(exc, reachable)
@@ -258,14 +277,14 @@ class Spool:
         _fsync_folder(self.folder)
         return sum(line.path is not None for line in lines) - refused
 
-    def _one_by_one(self, lines: list[_Line], write: Write, reachable: Reachable) -> int:
+    def _one_by_one(self, lines: list[_Line], write: _Writer, reachable: Reachable) -> int:
         """Write ``lines`` one per transaction, setting aside each of the files taken that
         storage refuses while it answers (another live process's is set aside by the drain
         that takes its file); how many were set aside."""
         refused = 0
         for line in lines:
             try:
-                write([line.item])
+                write([line])
             except Exception as exc:
                 _check_refused(exc, reachable)
                 if line.path is not None:
@@ -284,15 +303,44 @@ class Spool:
         with open(folder / path.name, "ab", buffering=0) as f:
             _append_whole(f, json.dumps(entry).encode() + b"\n")
         _fsync_folder(folder)
-        record = entry.get("record")
+        record = entry.get("record", entry.get("request"))
         log.error(
             "spooled record refused, set aside",
             extra={
-                "post_id": record.get("id") if isinstance(record, dict) else None,
+                "post_id": record.get("id", record.get("post_id"))
+                if isinstance(record, dict)
+                else None,
                 "file": str(folder / path.name),
                 "error": str(error),
             },
         )
+
+
+@dataclass(frozen=True)
+class _Writer:
+    """Writes a run of spooled lines of one kind: records with ``records``, review-queue
+    requests with ``requests``."""
+
+    records: Write
+    requests: Enqueue
+
+    def __call__(self, lines: list[_Line]) -> None:
+        if isinstance(lines[0].item, QueueRequest):
+            self.requests([line.item for line in lines if isinstance(line.item, QueueRequest)])
+        else:
+            self.records([line.item for line in lines if isinstance(line.item, Pending)])
+
+
+def _chunks(lines: list[_Line]) -> Iterator[list[_Line]]:
+    """``lines`` in order, in runs of one kind of at most :data:`CHUNK` lines: a write each."""
+    run: list[_Line] = []
+    for line in lines:
+        if run and (len(run) == CHUNK or type(line.item) is not type(run[0].item)):
+            yield run
+            run = []
+        run.append(line)
+    if run:
+        yield run
 
 
 def _check_refused(error: Exception, reachable: Reachable) -> None:
@@ -324,22 +372,36 @@ def _holds_lines(f: IO[bytes], path: Path) -> bool:
 
 def _live_lines(f: IO[bytes]) -> list[_Line]:
     """The records of another live process's file ``f``: its whole lines (the last may be an
-    append in progress), unreadable ones left to the drain that takes the file."""
+    append in progress), unreadable ones, and its review-queue requests, left to the drain that
+    takes the file."""
     lines = []
     for raw in f:
         if not raw.endswith(b"\n"):
             break
         try:
-            lines.append(_Line(*_entry(json.loads(raw)), raw, None))
+            line = _Line(*_entry(json.loads(raw)), raw, None)
         except (ValueError, KeyError, TypeError):
             continue
+        if isinstance(line.item, Pending):
+            lines.append(line)
     return lines
 
 
-def _entry(entry: dict[str, object]) -> tuple[float, Pending]:
-    """A spooled line's scoring time (0 for a line spooled before it was kept) and record."""
+def _entry(entry: object) -> tuple[float, Pending | QueueRequest]:
+    """A spooled line's time (0 for a record spooled before it was kept) and its record or
+    review-queue request."""
+    if not isinstance(entry, dict):
+        # set aside with the rest of what this version cannot read: left to fail every drain,
+        # it would keep every record behind it out of storage
+        raise TypeError(f"a spooled line is a JSON object, not {type(entry).__name__}")
+    at = float(cast(float, entry.get("scored_at", 0.0)))
+    if entry.get("kind") == QUEUE:
+        request = cast(dict[str, Any], entry["request"])
+        if request.get("kind") not in KINDS:
+            raise ValueError(f"no such item kind: {request.get('kind')!r}")
+        return at, QueueRequest(**request)
     post = entry.get("post")
-    return float(cast(float, entry.get("scored_at", 0.0))), Pending(
+    return at, Pending(
         ScoreRecord.model_validate(entry["record"]),
         bool(entry["enqueue"]),
         cast(str | None, entry.get("text")),
@@ -347,14 +409,18 @@ def _entry(entry: dict[str, object]) -> tuple[float, Pending]:
     )
 
 
-def _line(item: Pending, scored_at: float) -> bytes:
-    entry = {
-        "scored_at": scored_at,
-        "enqueue": item.enqueue,
-        "record": item.record.model_dump(mode="json"),
-        "text": item.text,
-        "post": None if item.post is None else item.post.model_dump(mode="json"),
-    }
+def _line(item: Pending | QueueRequest, scored_at: float) -> bytes:
+    entry: dict[str, object]
+    if isinstance(item, QueueRequest):
+        entry = {"kind": QUEUE, "scored_at": scored_at, "request": asdict(item)}
+    else:
+        entry = {
+            "scored_at": scored_at,
+            "enqueue": item.enqueue,
+            "record": item.record.model_dump(mode="json"),
+            "text": item.text,
+            "post": None if item.post is None else item.post.model_dump(mode="json"),
+        }
     return json.dumps(entry).encode() + b"\n"
 
 

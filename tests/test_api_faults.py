@@ -114,15 +114,11 @@ def test_postgres_refusing_connections_degrades_spools_and_catches_up(
         assert len(api.services.scoring.repository.queue()) == 5
 
 
-def test_work_after_the_answer_that_an_outage_loses_is_logged_once_not_per_request(
-    tmp_path: Path,
-    pipeline: Pipeline,
-    postgres_url: str,
-    proxy: Proxy,
-    caplog: pytest.LogCaptureFixture,
+def test_review_items_asked_for_in_an_outage_are_queued_once_when_storage_is_back(
+    tmp_path: Path, pipeline: Pipeline, postgres_url: str, proxy: Proxy
 ) -> None:
-    """A coordinated batch's review item, queued after each answer, finds storage down at every
-    post of the outage: one warning, as the outage's start is one, not one per request."""
+    """A coordinated batch that completes in an outage, with no later post, and a bank match
+    get their review items once storage answers: spooled after the records, replayed once."""
     with open_api(
         tmp_path,
         through(proxy, postgres_url),
@@ -130,25 +126,35 @@ def test_work_after_the_answer_that_an_outage_loses_is_logged_once_not_per_reque
         migrate_url=postgres_url,
         storage_retry_s=3600,
     ) as api:
-        now = time.time()
-
-        def batch(tag: str) -> None:
-            for i in range(6):
-                post = {"id": f"{tag}{i}", "text": f"{RUMOR}{tag}{i}", "account_id": f"{tag}a{i}"}
-                answer = api.score({**post, "created_at": now})
-                assert answer.status_code == 200 and answer.json()["degraded"] is True
-            api.settle()
-
-        def told() -> int:
-            return sum(r.msg == "review items not queued" for r in caplog.records)
-
-        assert api.score({"id": "up", "text": RUMOR}).status_code == 200  # the key verified
+        admin = api.headers(api.new_key("admin"))
+        rumour = "网传某地自来水厂被投毒，喝了会生病，千万别喝自来水！"
+        banked = {"text": rumour, "notice": "已辟谣"}
+        added = api.client.post("/v1/bank/rumors", json=banked, headers=admin)
+        assert added.status_code == 201, added.text
+        assert api.score({"id": "up", "text": "今天天气很好"}).status_code == 200  # key verified
         proxy.refuse()
-        batch("o")
-        assert told() == 1
-        api.services.scoring.health.ok()  # storage back: the next outage is told anew
-        batch("p")
-        assert told() == 2
+        now = time.time()
+        for i in range(6):
+            post = {"id": f"o{i}", "text": f"{RUMOR}o{i}", "account_id": f"oa{i}"}
+            assert api.score({**post, "created_at": now}).json()["degraded"] is True
+        copy = api.score({"id": "copy", "text": f"速看！{rumour}", "created_at": now})
+        assert copy.json()["degraded"] is True
+        api.settle()
+        proxy.restore()
+        scoring = api.services.scoring
+        for _ in range(2):  # the second finds nothing left to replay
+            scoring.recover()
+        assert scoring.health.problem is None and scoring.spool.pending() == 0
+        assert isinstance(scoring.repository, SqlRepository)
+        items = scoring.repository.list_items(scoring.policy).items
+        (batch,) = [i for i in items if i.kind == "cluster"]
+        assert batch.reach == 6 and batch.evidence is not None
+        assert sorted(m["post_id"] for m in batch.evidence["members"]) == [
+            f"o{i}" for i in range(6)
+        ]
+        matched = [i for i in items if i.post_id == "copy"]
+        assert len(matched) == 1 and matched[0].evidence is not None
+        assert matched[0].evidence["confirmed_rumor"] == added.json()["id"]
 
 
 def test_a_server_started_while_postgres_is_down_lets_in_the_keys_verified_before(

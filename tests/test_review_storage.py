@@ -8,6 +8,7 @@ import json
 import re
 import threading
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -1030,7 +1031,7 @@ def test_a_spooled_record_storage_refuses_is_set_aside_and_the_rest_stored(
     spool = Spool(tmp_path / "spool")
     spool.append([Pending(record("bad"), True, "坏", bad)])
     spool.append([Pending(record("good"), True, "好", Post(id="good", text="好"))])
-    assert spool.drain(repo.save_records, repo.ping) == 1
+    assert spool.drain(repo.save_records, repo.ping, partial(repo.enqueue_requests, policy)) == 1
     assert spool.rejected() == 1 and spool.pending() == 0
     assert [i.post_id for i in repo.list_items(policy).items] == ["good"]
 
@@ -1041,7 +1042,7 @@ def test_a_spooled_record_keeps_its_text_for_the_review_item(
     spool = Spool(tmp_path / "spool")
     rec = record("p1").model_copy(update={"account_id": "acc1"})
     spool.append([Pending(rec, True, "断电时写下的正文")])
-    assert spool.drain(repo.save_records, repo.ping) == 1
+    assert spool.drain(repo.save_records, repo.ping, partial(repo.enqueue_requests, policy)) == 1
     spool.close()
     repo.decide(policy, repo.list_items(policy).items[0].id, "r1", "dismiss", None, None)
     assert [label["text"] for label in repo.labels()] == ["断电时写下的正文"]

@@ -10,12 +10,16 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import pytest
 from servicekit import record
 
+from service.policy import Policy
 from service.record import Post, ScoreRecord
+from service.review.items import QueueRequest
 from service.spool import Spool, no_room
 from service.storage import Pending, StorageUnavailableError, open_repository, upgrade
 
@@ -28,6 +32,10 @@ class Store:
     def __init__(self, fail_after: int | None = None, refuses: set[str] | None = None) -> None:
         self.records: dict[str, ScoreRecord] = {}
         self.enqueued: list[str] = []
+        self.requests: list[QueueRequest] = []
+        """Every review-queue request replayed, in order."""
+        self.early: list[str] = []
+        """The posts named by a request that came before their record."""
         self.calls = 0
         self.fail_after = fail_after
         self.refuses = refuses or set()
@@ -48,6 +56,15 @@ class Store:
                     self.enqueued.append(item.record.id)
         return [self.records[item.record.id] for item in items]
 
+    def enqueue(self, requests: list[QueueRequest]) -> list[str]:
+        self.ping()
+        self.calls += 1
+        for request in requests:
+            if request.post_id is not None and request.post_id not in self.records:
+                self.early.append(request.post_id)
+        self.requests.extend(requests)
+        return [r.merge_key for r in requests]
+
 
 def test_drain_writes_every_spooled_record_once_and_empties_the_spool(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
@@ -55,12 +72,12 @@ def test_drain_writes_every_spooled_record_once_and_empties_the_spool(tmp_path: 
         spool.append([Pending(record(f"p{i}"), enqueue=i % 2 == 0)])
     assert spool.pending() == 5
     store = Store()
-    assert spool.drain(store.write, store.ping) == 5
+    assert spool.drain(store.write, store.ping, store.enqueue) == 5
     assert sorted(store.records) == [f"p{i}" for i in range(5)]
     assert store.enqueued == ["p0", "p2", "p4"]
     assert spool.pending() == 0
     assert list(tmp_path.iterdir()) == []
-    assert spool.drain(store.write, store.ping) == 0
+    assert spool.drain(store.write, store.ping, store.enqueue) == 0
 
 
 def test_a_drain_that_fails_midway_keeps_the_file_and_the_retry_stores_nothing_twice(
@@ -72,10 +89,10 @@ def test_a_drain_that_fails_midway_keeps_the_file_and_the_retry_stores_nothing_t
         spool.append([Pending(record(f"p{i}"), enqueue=True)])
     store = Store(fail_after=2)
     with pytest.raises(ConnectionError):
-        spool.drain(store.write, store.ping)
+        spool.drain(store.write, store.ping, store.enqueue)
     assert spool.pending() == 4  # the half-written file stays whole
     store.fail_after = None
-    assert spool.drain(store.write, store.ping) == 4
+    assert spool.drain(store.write, store.ping, store.enqueue) == 4
     assert sorted(store.records) == ["p0", "p1", "p2", "p3"]
     assert sorted(store.enqueued) == ["p0", "p1", "p2", "p3"]
     assert spool.pending() == 0
@@ -89,7 +106,7 @@ def test_a_record_storage_refuses_is_set_aside_and_the_rest_is_written(
     for i in range(5):
         spool.append([Pending(record(f"p{i}"), enqueue=True, text=f"正文{i}")])
     store = Store(refuses={"p1"})
-    assert spool.drain(store.write, store.ping) == 4
+    assert spool.drain(store.write, store.ping, store.enqueue) == 4
     assert sorted(store.records) == ["p0", "p2", "p3", "p4"]
     assert spool.pending() == 0
     assert spool.rejected() == 1
@@ -99,11 +116,11 @@ def test_a_record_storage_refuses_is_set_aside_and_the_rest_is_written(
     assert entry["error"] == "ValueError: value too long for ['p1']"
     assert "spooled record refused, set aside" in caplog.text
     # set aside, it no longer holds the spool up: the next drain has nothing to do
-    assert spool.drain(store.write, store.ping) == 0
+    assert spool.drain(store.write, store.ping, store.enqueue) == 0
     # moved back once the cause is mended, it is drained like any spool file
     aside.rename(tmp_path / aside.name)
     store.refuses = set()
-    assert spool.drain(store.write, store.ping) == 1
+    assert spool.drain(store.write, store.ping, store.enqueue) == 1
     assert spool.rejected() == 0 and "p1" in store.records
 
 
@@ -113,7 +130,7 @@ def test_records_set_aside_are_logged_once_a_count_not_at_each_probe(
     spool = Spool(tmp_path)
     spool.append([Pending(record("p1"), enqueue=True)])
     store = Store(refuses={"p1"})
-    spool.drain(store.write, store.ping)
+    spool.drain(store.write, store.ping, store.enqueue)
 
     def told() -> list[int]:
         return [r.rejected for r in caplog.records if r.msg == "spooled records set aside"]  # type: ignore[attr-defined]
@@ -123,7 +140,7 @@ def test_records_set_aside_are_logged_once_a_count_not_at_each_probe(
     assert told() == [1]
     spool.append([Pending(record("p2"), enqueue=True)])
     store.refuses = {"p2"}
-    spool.drain(store.write, store.ping)
+    spool.drain(store.write, store.ping, store.enqueue)
     assert [spool.rejected() for _ in range(3)] == [2, 2, 2]
     assert told() == [1, 2]
 
@@ -138,7 +155,7 @@ def test_a_line_this_version_no_longer_takes_is_set_aside_not_dropped(tmp_path: 
     with open(path, "ab") as f:
         f.write(json.dumps(old).encode() + b"\n")
     store = Store()
-    assert spool.drain(store.write, store.ping) == 1
+    assert spool.drain(store.write, store.ping, store.enqueue) == 1
     assert list(store.records) == ["ok"]
     (aside,) = (tmp_path / "rejected").glob("*.jsonl")
     kept = json.loads(aside.read_text())
@@ -160,7 +177,7 @@ def test_a_post_spooled_before_invisible_ids_were_refused_is_drained_as_it_was(
         written.extend(items)
         return store.write(items)
 
-    assert Spool(tmp_path).drain(write, store.ping) == 1
+    assert Spool(tmp_path).drain(write, store.ping, store.enqueue) == 1
     (item,) = written
     assert item.post is not None and (item.post.id, item.post.account_id) == (
         "\u200b",
@@ -178,18 +195,19 @@ def test_a_drain_that_loses_storage_while_trying_record_by_record_sets_nothing_a
         spool.append([Pending(record(f"p{i}"), enqueue=True)])
     store = Store(fail_after=2, refuses={"p0"})
     with pytest.raises(ConnectionError):
-        spool.drain(store.write, store.ping)
+        spool.drain(store.write, store.ping, store.enqueue)
     assert spool.pending() == 4 and spool.rejected() == 0
 
 
 def test_a_database_locked_by_another_writer_sets_nothing_aside_and_is_drained_later(
-    tmp_path: Path,
+    tmp_path: Path, policy: Policy
 ) -> None:
     # SQLite: a writer's lock lets the ping (a read) through and times the write out, which is
     # storage not answering now, not storage refusing the records
     url = f"sqlite:///{tmp_path / 'locked.db'}"
     upgrade(url)
     repository = open_repository(url, 0.1)
+    enqueue = partial(repository.enqueue_requests, policy)
     spool = Spool(tmp_path / "spool")
     for i in range(3):
         spool.append([Pending(record(f"p{i}"), enqueue=True, text=f"正文{i}")])
@@ -198,10 +216,10 @@ def test_a_database_locked_by_another_writer_sets_nothing_aside_and_is_drained_l
     try:
         writer.execute("BEGIN EXCLUSIVE")
         with pytest.raises(StorageUnavailableError, match="database is locked"):
-            spool.drain(repository.save_records, repository.ping)
+            spool.drain(repository.save_records, repository.ping, enqueue)
         assert spool.pending() == 3 and spool.rejected() == 0
         writer.execute("ROLLBACK")
-        assert spool.drain(repository.save_records, repository.ping) == 3
+        assert spool.drain(repository.save_records, repository.ping, enqueue) == 3
         versions = record("p0").model_version, record("p0").policy_version
         assert sorted(repository.find_records(["p0", "p1", "p2"], *versions)) == ["p0", "p1", "p2"]
         assert spool.pending() == 0 and spool.rejected() == 0
@@ -216,9 +234,9 @@ def test_appends_after_a_drain_go_to_a_new_file_and_are_drained_next_time(
     spool = Spool(tmp_path)
     store = Store()
     spool.append([Pending(record("a"), enqueue=True)])
-    spool.drain(store.write, store.ping)
+    spool.drain(store.write, store.ping, store.enqueue)
     spool.append([Pending(record("b"), enqueue=True)])
-    assert spool.drain(store.write, store.ping) == 1
+    assert spool.drain(store.write, store.ping, store.enqueue) == 1
     assert sorted(store.records) == ["a", "b"]
 
 
@@ -230,7 +248,7 @@ def test_a_torn_last_line_is_skipped_and_the_rest_is_written(tmp_path: Path) -> 
     with open(path, "ab") as f:
         f.write(b'{"enqueue": true, "rec')  # a crash in the middle of an append
     store = Store()
-    assert spool.drain(store.write, store.ping) == 1
+    assert spool.drain(store.write, store.ping, store.enqueue) == 1
     assert list(store.records) == ["whole"]
 
 
@@ -261,11 +279,11 @@ def test_a_live_process_spool_is_written_in_turn_left_to_it_and_a_dead_one_drain
         ours = Spool(tmp_path)
         # its file is locked, still being written: its record is written in its turn, and the
         # file left to it
-        assert ours.drain(store.write, store.ping) == 0
+        assert ours.drain(store.write, store.ping, store.enqueue) == 0
         assert list(store.records) == ["from-child"] and ours.pending() == 1
         child.kill()
         child.wait()
-        assert ours.drain(store.write, store.ping) == 1
+        assert ours.drain(store.write, store.ping, store.enqueue) == 1
         assert list(store.records) == ["from-child"]
     finally:
         if child.poll() is None:
@@ -296,7 +314,7 @@ def test_an_append_a_full_disk_cuts_short_leaves_no_part_of_its_lines(
     # a torn line would have swallowed this acknowledged one in the drain
     spool.append([Pending(record("after"), enqueue=True)])
     store = Store()
-    assert spool.drain(store.write, store.ping) == 2
+    assert spool.drain(store.write, store.ping, store.enqueue) == 2
     assert sorted(store.records) == ["after", "before"]
     assert list(tmp_path.glob("*.jsonl")) == []
 
@@ -324,7 +342,7 @@ def test_a_live_file_that_cannot_be_locked_is_closed_and_removed(
     assert list(tmp_path.iterdir()) == []
     spool.append([Pending(record("after"), enqueue=True)])
     store = Store()
-    assert spool.drain(store.write, store.ping) == 1
+    assert spool.drain(store.write, store.ping, store.enqueue) == 1
     assert list(store.records) == ["after"]
 
 
@@ -341,7 +359,7 @@ def test_a_live_file_a_drain_takes_before_it_is_locked_is_not_appended_to(
         # (its own lock goes straight through), finds it empty, and deletes it
         if not drains:
             drains.append(0)
-            drains[0] = other.drain(store.write, store.ping)
+            drains[0] = other.drain(store.write, store.ping, store.enqueue)
         flock(fd, operation)
 
     with monkeypatch.context() as patched:
@@ -349,9 +367,10 @@ def test_a_live_file_a_drain_takes_before_it_is_locked_is_not_appended_to(
         spool.append([Pending(record("acknowledged"), enqueue=True)])
     assert drains == [0]
     assert spool.pending() == 1
-    assert other.drain(store.write, store.ping) == 0  # still this process's live file
+    # still this process's live file
+    assert other.drain(store.write, store.ping, store.enqueue) == 0
     spool.close()
-    assert other.drain(store.write, store.ping) == 1
+    assert other.drain(store.write, store.ping, store.enqueue) == 1
     assert list(store.records) == ["acknowledged"]
 
 
@@ -383,7 +402,7 @@ def test_a_post_spooled_by_two_processes_keeps_the_record_scored_first_whatever_
     late.rename(tmp_path / "spool-1-00000000.jsonl")
     early.rename(tmp_path / "spool-2-00000000.jsonl")
     store = Store()
-    assert Spool(tmp_path).drain(store.write, store.ping) == 3
+    assert Spool(tmp_path).drain(store.write, store.ping, store.enqueue) == 3
     assert store.records["p"].decision == "review"
     assert store.enqueued == ["p", "q"]
 
@@ -395,11 +414,12 @@ def test_a_record_scored_first_in_a_live_process_file_stands_before_a_later_one_
     live.append([Pending(record("p"), enqueue=True)], 10.0)
     ours.append([Pending(record("p", "block"), enqueue=True)], 20.0)
     store = Store()
-    assert ours.drain(store.write, store.ping) == 1  # its own; the live file stays the other's
+    # its own; the live file stays the other's
+    assert ours.drain(store.write, store.ping, store.enqueue) == 1
     assert store.records["p"].decision == "review"
     assert ours.pending() == 1
     live.close()
-    assert ours.drain(store.write, store.ping) == 1
+    assert ours.drain(store.write, store.ping, store.enqueue) == 1
     assert store.records["p"].decision == "review" and store.enqueued == ["p"]
     assert ours.pending() == 0
 
@@ -416,7 +436,7 @@ def test_a_drain_that_finds_another_under_way_leaves_the_spool_to_it_at_once(
     waited: list[bool] = []
     # the other process's maintenance, which comes round while this drain waits on storage
     elsewhere = threading.Thread(
-        target=lambda: answers.append(other.drain(store.write, store.ping))
+        target=lambda: answers.append(other.drain(store.write, store.ping, store.enqueue))
     )
 
     def write_slowly(items: list[Pending]) -> list[ScoreRecord]:
@@ -425,7 +445,7 @@ def test_a_drain_that_finds_another_under_way_leaves_the_spool_to_it_at_once(
         waited.append(elsewhere.is_alive())
         return store.write(items)
 
-    assert ours.drain(write_slowly, store.ping) == 1
+    assert ours.drain(write_slowly, store.ping, store.enqueue) == 1
     elsewhere.join()
     assert waited == [False] and answers == [0]
     assert list(store.records) == ["p"] and ours.pending() == 0
@@ -455,7 +475,7 @@ def test_a_new_live_file_a_drain_takes_empty_is_let_go_before_the_drain_writes(
         return store.write(items)
 
     with theirs:
-        assert ours.drain(write, store.ping) == 1
+        assert ours.drain(write, store.ping, store.enqueue) == 1
     assert appender_waits == [False]
     assert list(store.records) == ["p"] and list(tmp_path.glob("*.jsonl")) == []
 
@@ -467,7 +487,7 @@ def test_lines_spooled_before_their_time_was_kept_go_first(tmp_path: Path) -> No
     spool = Spool(tmp_path)
     spool.append([Pending(record("p", "block"), enqueue=True)])
     store = Store()
-    assert spool.drain(store.write, store.ping) == 2
+    assert spool.drain(store.write, store.ping, store.enqueue) == 2
     assert store.records["p"].decision == "review"
 
 
@@ -490,3 +510,118 @@ def test_a_folder_it_cannot_write_is_told_apart_from_a_full_disk(
     folder.unlink()
     folder.mkdir()
     assert spool.writable()
+
+
+def cluster(size: int) -> QueueRequest:
+    """A coordinated batch's review item, at ``size`` posts."""
+    members = [{"post_id": f"m{i}", "account_id": f"a{i}"} for i in range(size)]
+    return QueueRequest(
+        kind="cluster",
+        merge_key="cluster:c1",
+        head="coordination",
+        severity="review",
+        reach=size,
+        evidence={"members": members},
+        account_id="a0",
+        model_version="sha256:m1",
+    )
+
+
+def bank_match(post_id: str) -> QueueRequest:
+    return QueueRequest(
+        kind="bank_match",
+        merge_key=f"bank:r1:post:{post_id}",
+        head="rumor",
+        severity="review",
+        reach=0,
+        evidence={"confirmed_rumor": "r1", "notice": "已辟谣"},
+        post_id=post_id,
+        model_version="sha256:m1",
+        text="正文",
+    )
+
+
+def test_a_review_request_is_replayed_after_the_record_it_names_whatever_the_files(
+    tmp_path: Path,
+) -> None:
+    first, second = Spool(tmp_path), Spool(tmp_path)
+    # p1's request in another file than its record (files sort by random names); p2's at the
+    # time of its record, ahead of it in the file
+    second.append([bank_match("p1")], scored_at=200.0)
+    second.append([bank_match("p2")], scored_at=100.0)
+    second.append([Pending(record("p2"), enqueue=True)], scored_at=100.0)
+    first.append([Pending(record("p1"), enqueue=True)], scored_at=150.0)
+    first.close()
+    second.close()
+    store = Store()
+    assert Spool(tmp_path).drain(store.write, store.ping, store.enqueue) == 4
+    assert store.early == []
+    assert [r.post_id for r in store.requests] == ["p2", "p1"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_live_process_review_requests_are_replayed_once_by_its_drain_a_dead_ones_by_the_next(
+    tmp_path: Path,
+) -> None:
+    ours, theirs = Spool(tmp_path), Spool(tmp_path)
+    theirs.append([Pending(record("p1"), enqueue=True)])
+    theirs.append([cluster(3), bank_match("p1")])
+    store = Store()
+    # their record is written ahead, in its turn; their requests wait for their own drain
+    assert ours.drain(store.write, store.ping, store.enqueue) == 0
+    assert sorted(store.records) == ["p1"] and store.requests == []
+    assert theirs.drain(store.write, store.ping, store.enqueue) == 3
+    assert [r.merge_key for r in store.requests] == ["cluster:c1", "bank:r1:post:p1"]
+    theirs.append([cluster(4)])
+    theirs.close()  # its process ended: the next drain takes the file
+    assert ours.drain(store.write, store.ping, store.enqueue) == 1
+    assert [r.reach for r in store.requests] == [3, 0, 4]
+    assert ours.pending() == 0 and store.early == []
+
+
+def test_review_requests_drained_again_queue_each_item_once(tmp_path: Path, policy: Policy) -> None:
+    url = f"sqlite:///{tmp_path / 'queue.db'}"
+    upgrade(url)
+    repository = open_repository(url, 1.0)
+    enqueue = partial(repository.enqueue_requests, policy)
+    try:
+        # a drain that stopped after writing every line (before deleting the file) is done again
+        for _ in range(2):
+            spool = Spool(tmp_path / "spool")
+            spool.append([Pending(record("p1"), enqueue=True, text="正文")])
+            spool.append([cluster(3), bank_match("p1")])
+            spool.close()
+            assert spool.drain(repository.save_records, repository.ping, enqueue) == 3
+        items = repository.list_items(policy).items
+        assert sorted((i.kind, i.post_id, i.reach) for i in items) == [
+            ("cluster", None, 3),
+            ("score", "p1", 0),
+        ]
+        (post,) = [i for i in items if i.post_id == "p1"]
+        assert post.evidence is not None and post.evidence["confirmed_rumor"] == "r1"
+    finally:
+        repository.close()
+
+
+def test_a_review_request_line_this_version_cannot_read_is_set_aside(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.close()
+    unknown = {"kind": "queue", "scored_at": 1.0, "request": {**asdict(cluster(2)), "kind": "x"}}
+    (tmp_path / "later.jsonl").write_bytes(json.dumps(unknown).encode() + b"\n")
+    store = Store()
+    assert spool.drain(store.write, store.ping, store.enqueue) == 0
+    assert store.requests == [] and spool.rejected() == 1
+
+
+def test_a_line_that_is_json_but_no_object_is_set_aside_and_the_rest_drained(
+    tmp_path: Path,
+) -> None:
+    """Only an edited file holds one; left in place, it failed every drain and kept every
+    record behind it out of storage."""
+    spool = Spool(tmp_path)
+    spool.append([Pending(record("p1"), enqueue=True)])
+    spool.close()
+    (tmp_path / "edited.jsonl").write_bytes(b"[1]\n")
+    store = Store()
+    assert spool.drain(store.write, store.ping, store.enqueue) == 1
+    assert list(store.records) == ["p1"] and spool.rejected() == 1

@@ -65,7 +65,9 @@ async def readyz(found: Found) -> Readiness:
         )
     spooled = await run_in_threadpool(scoring.spool.pending)
     if spooled:
-        problems.append(f"{spooled} flagged records are waiting in the spool for storage")
+        problems.append(
+            f"{spooled} flagged records and review items are waiting in the spool for storage"
+        )
     rejected = await run_in_threadpool(scoring.spool.rejected)
     if rejected:
         problems.append(

@@ -62,7 +62,9 @@ class Readiness(BaseModel):
     model_version: str
     policy_version: str
     problems: list[str] = Field(description="why the service is degraded; empty when ready")
-    spooled: int = Field(description="flagged records waiting in the spool for storage")
+    spooled: int = Field(
+        description="flagged records and review items waiting in the spool for storage"
+    )
     rejected: int = Field(
         description="spooled records storage refused, set aside for an operator (service/spool.py)"
     )
