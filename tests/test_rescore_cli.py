@@ -1248,6 +1248,51 @@ def test_a_ray_cluster_that_cannot_be_reached_exits_2_at_once(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
 
 
+@pytest.mark.parametrize("given", ["--ray-address", "RAY_ADDRESS"])
+@pytest.mark.parametrize("recorded", [False, True])
+def test_ray_address_auto_without_a_cluster_exits_2_before_the_model_loads(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    given: str,
+    recorded: bool,
+) -> None:
+    (tmp_path / "in.jsonl").write_bytes(post_line("a", "x"))
+    # where `auto` looks: the cluster `ray start` recorded in Ray's temp folder (under TMPDIR),
+    # else any raylet running on this host, which may be another run's and is not this test's
+    ray_tmp = tmp_path / "tmp"
+    (ray_tmp / "ray").mkdir(parents=True)
+    monkeypatch.setenv("TMPDIR", str(ray_tmp))
+    monkeypatch.delenv("RAY_TMPDIR", raising=False)
+    monkeypatch.setattr("ray._private.services.find_gcs_addresses", frozenset)
+
+    def load(settings: Settings) -> Scorer:
+        raise AssertionError("the model should not load for a run that cannot start")
+
+    args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out.jsonl")]
+    args += ["--engine", "ray"]
+    if given == "RAY_ADDRESS":
+        monkeypatch.setenv("RAY_ADDRESS", "auto")
+    else:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+        args += ["--ray-address", "auto"]
+    with socket.socket() as bound:
+        # a cluster that stopped without `ray stop`: its address stays recorded, refused
+        bound.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{bound.getsockname()[1]}"
+        if recorded:
+            (ray_tmp / "ray" / "ray_current_cluster").write_text(address)
+        assert main(args, load_scorer=load) == 2
+    assert capsys.readouterr().err == (
+        f"qinglang rescore: error: cannot reach the Ray cluster at {address} ({given} auto): "
+        "Connection refused\n"
+        if recorded
+        else f"qinglang rescore: error: no running Ray cluster found for {given} auto: start "
+        "one with `ray start --head` or give its address\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "tmp"]
+
+
 def test_a_ray_client_address_without_ray_client_is_one_line_before_the_model_loads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

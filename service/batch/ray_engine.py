@@ -218,10 +218,25 @@ def _reach(address: str, given: str) -> None:
     """Raise :class:`ClusterError` unless something at ``address`` (from ``given``: the option or
     the variable) accepts a connection within ``CONNECT_TIMEOUT_S``: ``ray.init`` (Ray 2.60) has
     no option to bound its wait, and retries an address where nothing answers for some 14 minutes
-    (20 tries of about 40 s). ``auto`` and ``local`` are Ray's to resolve; it says at once when
-    no cluster runs here."""
-    if address in ("auto", "local"):
+    (20 tries of about 40 s). ``auto`` is resolved as ``ray.init`` resolves it (``RAY_ADDRESS``,
+    the cluster ``ray start`` last recorded in Ray's temp folder, else a raylet running here) and
+    the cluster found is reached as a given address is: ``ray.init`` said it found none only after
+    the model had loaded, as a stopped run to continue. ``local`` is Ray's to start."""
+    if address == "local":
         return
+    if address == "auto":
+        from ray._private.services import get_ray_address_from_environment
+
+        try:
+            found: str = get_ray_address_from_environment(address, None)
+        except ConnectionError:
+            raise ClusterError(
+                f"no running Ray cluster found for {given} auto: start one with "
+                "`ray start --head` or give its address"
+            ) from None
+        if found == "local":  # RAY_ADDRESS=local: Ray starts one
+            return
+        address, given = found, f"{given} auto"
     host, _, port = address.removeprefix("ray://").rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     if not host or not port.isdecimal() or not 0 < int(port) < 65536:
