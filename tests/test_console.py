@@ -954,6 +954,33 @@ def test_a_decision_on_a_record_a_re_score_replaced_is_refused_with_the_new_one_
     assert review.get_item(policy, item.id).status == "confirmed"
 
 
+@pytest.mark.parametrize(("language", "shown"), [("zh", "第十八条第六项"), ("en", "art18.6")])
+def test_the_offered_basis_is_named_as_the_page_names_articles_and_confirms_as_it_stands(
+    api: Api, language: str, shown: str
+) -> None:
+    """The basis a confirmation offers is the article in the page's words, as the pages name it
+    elsewhere: sent unchanged, the item is confirmed on its code."""
+    review, policy = api.services.review, api.services.scoring.policy
+    assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+    (item,) = review.list_items(policy).items
+    assert present.basis_of(item, policy) == "art18.6"
+    token = sign_in(api, "li")
+    api.client.get(f"/console/lang/{language}")
+    form = form_of(api.client.get(f"/console/items/{item.id}").text, "decision-form")
+    fields = fields_of(form)
+    assert fields["basis"] == shown
+    (category,) = re.findall(r'<option value="(\w+)" selected>', form)
+    confirm = {**fields, "csrf": token, "category": category, "action": "confirm"}
+    taken = api.client.post(
+        f"/console/items/{item.id}/decision", data=confirm, follow_redirects=False
+    )
+    assert taken.status_code == 303
+    assert review.get_item(policy, item.id).status == "confirmed"
+    engine = make_engine(api.url, 5.0)
+    assert [d.basis for d in ConsoleReads(engine).decisions(item.id)] == ["art18.6"]
+    engine.dispose()
+
+
 def test_a_basis_is_typed_as_the_pages_name_articles_and_the_api_takes_codes_only(
     api: Api,
 ) -> None:
@@ -2169,7 +2196,7 @@ def test_a_follower_jump_is_shown_in_the_queue_and_on_its_page_in_each_language(
     assert "粉丝数异常变动(第十二条)" in page and "<td>2,000,000</td>" in page
     # the confirmation offers the item's category and the article it rests on
     assert '<option value="fake_followers" selected>' in page
-    assert f'value="{policy.followers.basis}"' in page
+    assert f'value="{articles.name(policy.followers.basis, translator("zh"))}"' in page
     api.client.get("/console/lang/en")
     assert "Followers 10 → 2,000,000" in api.client.get("/console/queue").text
     page = api.client.get(f"/console/items/{item.id}").text
@@ -2206,7 +2233,7 @@ def test_an_engagement_item_is_shown_in_the_queue_and_on_its_page_in_each_langua
     )
     # the confirmation offers the item's category and the article it rests on
     assert '<option value="fake_engagement" selected>' in page
-    assert f'id="basis" value="{rules.basis}"' in page
+    assert f'id="basis" value="{articles.name(rules.basis, translator("zh"))}"' in page
     api.client.get("/console/lang/en")
     assert "25,000 reposts by 100 accounts</span>" in api.client.get("/console/queue").text
     page = api.client.get(f"/console/items/{first.id}").text
@@ -2238,7 +2265,7 @@ def test_a_report_of_fake_followers_or_engagement_offers_the_article_its_categor
         )
         page = api.client.get(f"/console/items/{report.item_id}").text
         assert f'<option value="{category}" selected>' in page
-        assert f'id="basis" value="{basis}"' in page
+        assert f'id="basis" value="{articles.name(basis, translator("zh"))}"' in page
 
 
 def test_an_engagement_item_lists_the_posts_that_left_it_and_names_the_case_before_it(
@@ -2375,7 +2402,8 @@ def test_an_impersonation_item_is_shown_in_the_queue_and_on_its_page_in_each_lan
     assert article.startswith("第八条") and "社会知名人士名义" in article
     # the confirmation offers the item's category and the article it rests on
     assert '<option value="impersonation" selected>' in page
-    assert f'id="basis" value="{policy.registration.protected_basis}"' in page
+    offered = articles.name(policy.registration.protected_basis, translator("zh"))
+    assert f'id="basis" value="{offered}"' in page
     api.client.get("/console/lang/en")
     assert "Protected name 新华社</span>" in api.client.get("/console/queue").text
     page = api.client.get(f"/console/items/{item.id}").text

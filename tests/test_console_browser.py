@@ -177,6 +177,8 @@ def confirm_top_item(page: Page, console: Console) -> str:
     page.select_option("#category", "rumor")
     # Enter in the confirmation's fields confirms nothing: only its button does
     item_id = int(item_url.rsplit("/", 1)[1])
+    # the article is offered as the page names articles, and confirmed on as it stands
+    expect(page.locator("#basis")).to_have_value("第十八条第六项")
     press_enter_in(page, page.locator("#note"), "已核实")
     press_enter_in(page, page.locator("#basis"), page.locator("#basis").input_value())
     held = console.services.review.get_item(console.services.scoring.policy, item_id)
@@ -308,6 +310,7 @@ def test_review_confirm_appeal_and_roles_in_a_browser(console: Console, browser:
     item_url = confirm_top_item(page, console)
     dismiss_hostile_posts(page, alerts)
     page.goto(item_url)
+    expect(page.locator("#decisions [data-article]")).to_have_attribute("data-article", "art18.6")
     assert int(page.locator("#credit").inner_text()) < 100
     expect(page.locator('#dispositions [data-kind="warning"]')).to_contain_text("警示提醒")
     overdue_report_stands_out(page, console)
