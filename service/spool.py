@@ -23,6 +23,13 @@ read from a live file are written again, as no-ops, by the drain that takes that
 spooled before their time was kept go first, in file order: they were spooled before this
 release started.
 
+A spool grows for as long as storage is down, to gigabytes after a long outage, and a line
+parsed takes about twice its size in memory, in a process that also holds the model. So a drain
+reads the files twice: first to note each line's time, kind and place (file, offset, length:
+about 200 bytes however long the line), which it sorts, then, in that order, to parse the lines
+again from their places (``os.pread``, as the files stay open and locked) a write's worth at a
+time. A live process's file only grows meanwhile, by appends after the whole lines noted.
+
 The review-queue requests made after an answer (a coordinated batch's item, a bank match's) that
 storage did not take are lines of their own kind (``"kind": "queue"``) in the same files, with
 the time they were spooled: after the records they name were scored, so a drain replays each
@@ -51,11 +58,11 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, NamedTuple, cast
 
 from service.record import Post, ScoreRecord
 from service.review.items import KINDS, QueueRequest
@@ -82,13 +89,41 @@ NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 it cannot write at all."""
 
 
-@dataclass(frozen=True)
-class _Line:
-    """A spooled record or review-queue request read by a drain; ``path`` is its file where
-    the drain took it (to set it aside, and delete the file), None where it is another live
-    process's."""
+class _Place(NamedTuple):
+    """A spooled line's turn in a drain, and where it lies: sorted, the places are in the
+    drain's order (lines of one time in their files' order and their order in a file, records
+    before requests, which name them)."""
 
     scored_at: float
+    request: bool
+    file: int
+    """The file's number among those the drain reads (in name order)."""
+    offset: int
+    length: int
+
+
+_Unusable = tuple[Path, _Place, Exception]
+"""A line of a file a drain took that this version no longer takes (its checks grew stricter),
+set aside once the rest is written, and why."""
+
+
+@dataclass(frozen=True)
+class _File:
+    """A spool file a drain reads: ``path`` where the drain took it (to set its lines aside,
+    and delete it), None where it is another live process's."""
+
+    f: IO[bytes]
+    path: Path | None
+
+    def read(self, place: _Place) -> bytes:
+        return os.pread(self.f.fileno(), place.length, place.offset)
+
+
+@dataclass(frozen=True)
+class _Line:
+    """A spooled record or review-queue request read by a drain; ``path`` is its file's, as in
+    :class:`_File`."""
+
     item: Pending | QueueRequest
     raw: bytes
     path: Path | None
@@ -226,9 +261,9 @@ class Spool:
         self._live, self._live_path = None, None
 
     def _drain_files(self, files: ExitStack, write: _Writer, reachable: Reachable) -> int:
-        taken: list[Path] = []
-        lines: list[_Line] = []
-        unusable: list[tuple[Path, bytes, Exception]] = []
+        sources: list[_File] = []
+        places: list[_Place] = []
+        unusable: list[_Unusable] = []
         for path in sorted(self.folder.glob("*.jsonl")):
             try:
                 f = files.enter_context(open(path, "rb"))  # noqa: SIM115 (closed with the drain)
@@ -238,44 +273,32 @@ class Spool:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 # a live process's file: its records go in their turn, the file stays its own
-                lines.extend(_live_lines(f))
+                places.extend(_live_places(f, len(sources)))
+                sources.append(_File(f, None))
                 continue
             if not _holds_lines(f, path):
                 continue
-            taken.append(path)
-            for number, raw in enumerate(f, 1):
-                if not raw.strip():
-                    continue
-                try:
-                    entry = json.loads(raw)
-                except ValueError:
-                    # only a line torn by a crash mid-append can be unreadable; that append was
-                    # never acknowledged, so nothing a caller was told about is dropped here
-                    log.warning("spool line unreadable", extra={"file": path.name, "line": number})
-                    continue
-                try:
-                    lines.append(_Line(*_entry(entry), raw, path))
-                except (ValueError, KeyError, TypeError) as exc:
-                    # a line this version no longer takes (its checks grew stricter): kept
-                    unusable.append((path, raw, exc))
-        # stable: lines of one time keep their files' order and their order in a file, records
-        # before requests, which name them
-        lines.sort(key=lambda line: (line.scored_at, isinstance(line.item, QueueRequest)))
-        refused = 0
-        for chunk in _chunks(lines):
+            places.extend(_places(f, path, len(sources), unusable))
+            sources.append(_File(f, path))
+        places.sort()
+        written = refused = 0
+        for chunk in _chunks(_read(places, sources, unusable)):
             try:
                 write(chunk)
             except Exception as exc:
                 # raises when storage went away: the files stay for next time
                 _check_refused(exc, reachable)
                 refused += self._one_by_one(chunk, write, reachable)
-        # set aside once the rest is stored: a drain stopped by an outage repeats none
-        for path, raw, problem in unusable:
-            self._set_aside(path, raw, problem)
-        for path in taken:
-            path.unlink()
+            written += sum(line.path is not None for line in chunk)
+        # set aside once the rest is stored, in their files' order: a drain stopped by an
+        # outage repeats none
+        for path, place, problem in sorted(unusable, key=lambda a: (a[1].file, a[1].offset)):
+            self._set_aside(path, sources[place.file].read(place), problem)
+        for source in sources:
+            if source.path is not None:
+                source.path.unlink()
         _fsync_folder(self.folder)
-        return sum(line.path is not None for line in lines) - refused
+        return written - refused
 
     def _one_by_one(self, lines: list[_Line], write: _Writer, reachable: Reachable) -> int:
         """Write ``lines`` one per transaction, setting aside each of the files taken that
@@ -331,14 +354,18 @@ class _Writer:
             self.records([line.item for line in lines if isinstance(line.item, Pending)])
 
 
-def _chunks(lines: list[_Line]) -> Iterator[list[_Line]]:
-    """``lines`` in order, in runs of one kind of at most :data:`CHUNK` lines: a write each."""
+def _chunks(lines: Iterable[_Line]) -> Iterator[list[_Line]]:
+    """``lines`` in order, in runs of one kind of at most :data:`CHUNK` lines: a write each,
+    given as soon as it is whole, so that no more lines are parsed and held than it takes."""
     run: list[_Line] = []
     for line in lines:
-        if run and (len(run) == CHUNK or type(line.item) is not type(run[0].item)):
+        if run and type(line.item) is not type(run[0].item):
             yield run
             run = []
         run.append(line)
+        if len(run) == CHUNK:
+            yield run
+            run = []
     if run:
         yield run
 
@@ -370,38 +397,84 @@ def _holds_lines(f: IO[bytes], path: Path) -> bool:
     return True
 
 
-def _live_lines(f: IO[bytes]) -> list[_Line]:
-    """The records of another live process's file ``f``: its whole lines (the last may be an
-    append in progress), unreadable ones, and its review-queue requests, left to the drain that
-    takes the file."""
-    lines = []
+def _places(f: IO[bytes], path: Path, file: int, unusable: list[_Unusable]) -> Iterator[_Place]:
+    """The places of the lines of the file ``f`` at ``path``, the drain's ``file``-th, which it
+    took; a line with no time this version reads goes to ``unusable`` instead (one with a time,
+    but no record or request this version takes, goes there once :func:`_read` parses it)."""
+    end = 0
+    for number, raw in enumerate(f, 1):
+        start, end = end, end + len(raw)
+        if not raw.strip():
+            continue
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            # only a line torn by a crash mid-append can be unreadable; that append was never
+            # acknowledged, so nothing a caller was told about is dropped here
+            log.warning("spool line unreadable", extra={"file": path.name, "line": number})
+            continue
+        try:
+            when = _when(entry)
+        except (ValueError, TypeError) as exc:
+            unusable.append((path, _Place(0.0, False, file, start, len(raw)), exc))
+            continue
+        yield _Place(*when, file, start, len(raw))
+
+
+def _live_places(f: IO[bytes], file: int) -> Iterator[_Place]:
+    """The places of the records of another live process's file ``f``, the drain's
+    ``file``-th: of its whole lines (the last may be an append in progress), less unreadable
+    ones and its review-queue requests, left to the drain that takes the file."""
+    end = 0
     for raw in f:
         if not raw.endswith(b"\n"):
             break
+        start, end = end, end + len(raw)
         try:
-            line = _Line(*_entry(json.loads(raw)), raw, None)
-        except (ValueError, KeyError, TypeError):
+            scored_at, request = _when(json.loads(raw))
+        except (ValueError, TypeError):
             continue
-        if isinstance(line.item, Pending):
-            lines.append(line)
-    return lines
+        if not request:
+            yield _Place(scored_at, request, file, start, len(raw))
 
 
-def _entry(entry: object) -> tuple[float, Pending | QueueRequest]:
-    """A spooled line's time (0 for a record spooled before it was kept) and its record or
+def _read(
+    places: Iterable[_Place], sources: list[_File], unusable: list[_Unusable]
+) -> Iterator[_Line]:
+    """The lines at ``places``, parsed one at a time from ``sources``; those of a file taken
+    that this version no longer takes go to ``unusable`` (another live process's, to the drain
+    that takes its file)."""
+    for place in places:
+        source = sources[place.file]
+        raw = source.read(place)
+        try:
+            item = _item(json.loads(raw), place.request)
+        except (ValueError, KeyError, TypeError) as exc:
+            if source.path is not None:
+                unusable.append((source.path, place, exc))
+            continue
+        yield _Line(item, raw, source.path)
+
+
+def _when(entry: object) -> tuple[float, bool]:
+    """A spooled line's time (0 for a record spooled before it was kept) and whether it is a
     review-queue request."""
     if not isinstance(entry, dict):
         # set aside with the rest of what this version cannot read: left to fail every drain,
         # it would keep every record behind it out of storage
         raise TypeError(f"a spooled line is a JSON object, not {type(entry).__name__}")
-    at = float(cast(float, entry.get("scored_at", 0.0)))
-    if entry.get("kind") == QUEUE:
-        request = cast(dict[str, Any], entry["request"])
-        if request.get("kind") not in KINDS:
-            raise ValueError(f"no such item kind: {request.get('kind')!r}")
-        return at, QueueRequest(**request)
+    return float(cast(float, entry.get("scored_at", 0.0))), entry.get("kind") == QUEUE
+
+
+def _item(entry: dict[str, Any], request: bool) -> Pending | QueueRequest:
+    """A spooled line's record or review-queue request (``request``, as :func:`_when` said)."""
+    if request:
+        fields = cast(dict[str, Any], entry["request"])
+        if fields.get("kind") not in KINDS:
+            raise ValueError(f"no such item kind: {fields.get('kind')!r}")
+        return QueueRequest(**fields)
     post = entry.get("post")
-    return at, Pending(
+    return Pending(
         ScoreRecord.model_validate(entry["record"]),
         bool(entry["enqueue"]),
         cast(str | None, entry.get("text")),

@@ -424,6 +424,39 @@ def test_a_record_scored_first_in_a_live_process_file_stands_before_a_later_one_
     assert ours.pending() == 0
 
 
+def test_a_drain_parses_a_write_s_worth_of_lines_at_a_time_in_the_order_scored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A drain that parsed every line before its first write held the whole spool in memory,
+    at twice its size on disk: gigabytes after a long outage, in each server process."""
+    monkeypatch.setattr("service.spool.CHUNK", 3)
+    first, second, live = Spool(tmp_path), Spool(tmp_path), Spool(tmp_path)
+    for i in range(5):  # two files' lines, the times interleaved, and a live process's
+        first.append([Pending(record(f"a{i}"), enqueue=True)], scored_at=10.0 * i)
+        second.append([Pending(record(f"b{i}"), enqueue=True)], scored_at=10.0 * i + 5)
+    live.append([Pending(record("c"), enqueue=True)], scored_at=12.0)
+    first.close()
+    second.close()
+    validate = ScoreRecord.model_validate
+    parsed: list[str] = []
+
+    def counted(obj: dict[str, object]) -> ScoreRecord:
+        parsed.append(str(obj["id"]))
+        return validate(obj)
+
+    monkeypatch.setattr(ScoreRecord, "model_validate", counted)
+    written: list[str] = []
+    parsed_by_write: list[int] = []
+
+    def write(items: list[Pending]) -> None:
+        parsed_by_write.append(len(parsed))
+        written.extend(item.record.id for item in items)
+
+    assert Spool(tmp_path).drain(write, lambda: None, lambda requests: None) == 10
+    assert parsed_by_write == [3, 6, 9, 11]
+    assert written == ["a0", "b0", "a1", "c", "b1", "a2", "b2", "a3", "b3", "a4", "b4"]
+
+
 def test_a_drain_that_finds_another_under_way_leaves_the_spool_to_it_at_once(
     tmp_path: Path,
 ) -> None:
