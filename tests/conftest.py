@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,10 @@ from service.storage import SqlRepository, open_repository, upgrade
 # database migrated here and served by a ``qinglang serve`` of its own state folder (whose key
 # file would be another) must be keyed alike; the key file's own tests set none
 os.environ.setdefault("QINGLANG_SUBJECT_KEY", "qinglang-tests-subject-key-0123456789abcdef")
+# a state folder of the run's own for whatever opens the default database, never the checkout's
+# ./data: that is `make serve`'s, whose database is keyed with the subject key it drew, so a
+# test meeting it (rescore --enqueue, --from-db) failed, and one on a clean checkout wrote there
+os.environ.setdefault("QINGLANG_STATE_DIR", tempfile.mkdtemp(prefix="qinglang-tests-"))
 
 
 @pytest.fixture(scope="session")
