@@ -152,14 +152,7 @@ def test_the_holders_appeal_waits_for_one_filed_on_their_behalf_and_ends_with_it
     repo.decide_appeal(policy, one.id, "r2", "uphold", None, now=T0 + 3 * MINUTE)
     for made in (first, second):
         with pytest.raises(ConflictError, match="appealed already"):
-            repo.file_appeal(
-                policy,
-                account_id="acc1",
-                item_id=made.item_id,
-                reason="误判",
-                filed_by="k",
-                now=T0 + 4 * MINUTE,
-            )
+            appeal_of(repo, policy, made, T0 + 4 * MINUTE)
     # the holder's first: the trust team files none after it
     third = confirmed(repo, policy, "p3", "acc1", T0 + 5 * MINUTE)
     appeal = appeal_of(repo, policy, third, T0 + 6 * MINUTE)

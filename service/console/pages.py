@@ -65,7 +65,6 @@ from service.review.items import (
     MAX_ROW_ID,
     STATUSES,
     ConflictError,
-    Decided,
     ForbiddenError,
     Kind,
     NotFoundError,
@@ -330,13 +329,11 @@ def held_back(who: Viewer, status: str, decisions: list[DecisionRow]) -> str | N
     ``decisions`` on it, whoever holds it (an escalated item: its escalator, or a reviewer,
     since it goes to an admin), the reason of the API's 403; None where it does not. The page
     says it and offers neither."""
+    if status in FINAL:
+        return None  # decided: a conflict, which the page shows as the item's status
     escalated_by = next((d.reviewer for d in decisions if d.action == "escalate"), None)
-    last = decisions[-1] if decisions else None
-    decided = Decided(last.reviewer, last.decided_at) if last else None
     try:
-        check_claim(
-            status, None, None, who.name, datetime.now(UTC), escalated_by, who.role, decided
-        )
+        check_claim(status, None, None, who.name, datetime.now(UTC), escalated_by, who.role)
     except ForbiddenError as exc:
         return exc.reason
     except ConflictError:
