@@ -13,8 +13,9 @@ real timestamps, sorted by time):
 3. **Campaigns**: synthetic campaigns of ``K`` to 50 real accounts posting edited variants of a
    real rumour within minutes, injected into the stream; campaign recall, time to detection, and
    the batches the real background raises (listed for inspection).
-4. **Fake originality**: copies with and without claims, with and without attribution, and own
-   reposts; flagged share per scenario.
+4. **Fake originality**: copies with and without claims, with and without attribution (a
+   source that names nothing traceable, such as 网络, is none), and own reposts; flagged share
+   per scenario, precision and recall over the violations.
 """
 
 from __future__ import annotations
@@ -381,7 +382,20 @@ SCENARIOS = (
     ("claim, source field", False),
     ("claim, 转自 in the text", False),
     ("own earlier post, claim", False),
+    ("claim, source that names nothing (violation)", True),
+    ("claim, source naming a publication (新华网, 网络安全报)", False),
 )
+UNTRACEABLE_SOURCES = (
+    "网络",
+    "来源：网络",
+    "转自网络",
+    "图片来自网络，侵删",
+    "未知",
+    "source: internet",
+)
+"""Sources that name nothing to trace (``service.neardup.match.UNTRACEABLE``)."""
+NAMED_SOURCES = ("新华网", "来源：网络安全报", "中国互联网新闻中心", "网易新闻")
+"""Publications whose names hold the words of those sources: each a credit."""
 
 
 def originality_table(
@@ -402,6 +416,10 @@ def originality_table(
         fields: dict[str, object] = {"declared_original": kind != "no claim"}
         if kind == "claim, source field":
             fields["source"] = f"@{first}"
+        if kind.startswith("claim, source that names nothing"):
+            fields["source"] = UNTRACEABLE_SOURCES[n % len(UNTRACEABLE_SOURCES)]
+        if kind.startswith("claim, source naming a publication"):
+            fields["source"] = NAMED_SOURCES[n % len(NAMED_SOURCES)]
         if kind == "claim, 转自 in the text":
             copy_text = f"转自@{first}：{copy_text}"
         owner = first if kind.startswith("own") else second
@@ -430,12 +448,13 @@ def originality_table(
                 flagged[kind] += hit
             elif post.id.startswith("orig-"):
                 background_flags += hit
-    tp = flagged[SCENARIOS[0][0]]
+    tp = sum(flagged[k] for k, positive in SCENARIOS if positive)
     fp_ = sum(flagged[k] for k, positive in SCENARIOS if not positive) + background_flags
+    positives = sum(total[k] for k, positive in SCENARIOS if positive)
     rows = [(kind, f"{flagged[kind]}/{total[kind]} flagged") for kind, _ in SCENARIOS]
     rows += [
         ("precision", f"{tp / max(1, tp + fp_):.3f}"),
-        ("recall", f"{tp / max(1, total[SCENARIOS[0][0]]):.3f}"),
+        ("recall", f"{tp / max(1, positives):.3f}"),
     ]
     return rows
 

@@ -8,6 +8,7 @@ import logging
 import re
 import shutil
 import threading
+import time
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -350,6 +351,32 @@ def test_a_batch_answers_in_input_order_with_errors_in_place(api: Api) -> None:
     assert "10000" in records[3]["errors"][0]["msg"]
     assert body["degraded"] is False
     assert len(api.services.scoring.repository.queue()) == 2  # b0 once, b6
+
+
+def test_a_copy_claimed_original_with_source_the_net_is_flagged_and_one_naming_a_source_not(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    """Article 17 asks a repost to name a source that can be traced: 网络 names none."""
+    policy = write_policy(tmp_path / "half.toml", review=0.5, version="v-half")
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    now = time.time()
+    reasons: dict[str, list[str]] = {}
+    with open_api(tmp_path, url, pipeline.classifier, policy=policy) as api:
+        original = {"id": "o", "text": RUMOR, "account_id": "author", "created_at": now - 600}
+        assert api.score(original).status_code == 200
+        for source in ("网络", "新华网"):
+            copy = {
+                "id": f"copy-{source}",
+                "text": "速看！" + RUMOR.replace("三", "五"),
+                "account_id": f"copier-{source}",
+                "created_at": now,
+                "declared_original": True,
+                "source": source,
+            }
+            record = ScoreRecord.model_validate(api.score(copy).json())
+            assert record.flags["fake_originality"] == (record.scores["fake_originality"] > 0.5)
+            reasons[source] = [r.code for r in record.reasons if r.evidence.get("earlier_post")]
+    assert reasons == {"网络": ["art18.6.forged_originality"], "新华网": []}
 
 
 def test_declared_original_takes_json_booleans_and_null_as_not_given(api: Api) -> None:

@@ -170,6 +170,120 @@ def test_each_form_of_credit_is_read(text: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "source",
+    [
+        "网络",
+        "来源网络",
+        "来源:网络",
+        "来源：网络",
+        "转自网络",
+        "来源于网络",
+        "图片来自网络，侵删",
+        "网络 如有侵权请联系删除",
+        "网络转载",
+        "网上",
+        "互联网",
+        "网友投稿",
+        "未知",
+        "不详",
+        "佚名",  # the author unknown: no source to trace
+        "暂无",
+        "原创",  # the poster itself
+        "source: internet",
+        "Source: the Internet",
+        "UNKNOWN",
+        "N/A",
+        "-",
+        "……",
+        "？",
+        "【网络】",
+        "来源：",
+    ],
+)
+def test_a_source_that_names_nothing_traceable_is_no_credit(source: str) -> None:
+    assert not attributed(post("p", "a", NOW, source=source))
+    assert not attributed(post("p", "a", NOW, f"{TEMPLATE}\n{source}"))
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "新华网",
+        "来源：新华网",
+        "来源: 网络安全报",  # 网络 starts a name, it is not the net at large
+        "网络安全报",
+        "网易新闻",
+        "无锡日报",  # nor 无 "none"
+        "未知探索频道",
+        "我们的太阳",
+        "互联网周刊",
+        "@网络",  # a handle names an account
+        "网友@张三",
+        "网络 @张三",
+        "网络 https://www.example.com/a",
+        "佚名/人民日报",
+        "https://www.xinhuanet.com/politics/a.htm",
+        "Internet Archive",
+        "web of science",
+        "nature",
+        "（新华网）",
+        "来源：自由时报",  # 自 is no linking word here
+    ],
+)
+def test_a_source_that_names_a_name_a_handle_or_a_link_is_a_credit(source: str) -> None:
+    assert attributed(post("p", "a", NOW, source=source))
+
+
+@pytest.mark.parametrize(
+    "credit",
+    [
+        "来源：新华网",
+        "来源: 网络安全报",
+        "转自网络安全报",
+        "图片来自网友@张三",
+        "作者：佚名 来源：人民日报",  # the unknown author beside a named source
+        "via 网络安全报",
+    ],
+)
+def test_a_credit_in_the_text_naming_a_source_is_read(credit: str) -> None:
+    assert attributed(post("p", "a", NOW, f"{TEMPLATE}{credit}"))
+
+
+@pytest.mark.parametrize(
+    "credit",
+    [
+        "来源：网络",
+        "来源：网络。",
+        "转自网络",
+        "转载自互联网",
+        "摘自网络",
+        "图片来自网络，侵删",
+        "图片来源于网络 侵删",
+        "图片来源网络",
+        "作者：佚名",
+        "原作者：未知",
+        "via 网络",
+        "来源：",
+        "来源：。",  # nothing before the clause ends: the next sentence is no source
+    ],
+)
+def test_a_credit_in_the_text_naming_nothing_traceable_is_no_credit(credit: str) -> None:
+    assert not attributed(post("p", "a", NOW, f"{TEMPLATE}{credit}"))
+    # a line break is white space to the classifier: the clause ends at a mark
+    assert not attributed(post("p", "a", NOW, f"{credit}。{TEMPLATE}"))
+
+
+@pytest.mark.parametrize(("source", "flagged"), [("网络", True), ("新华网", False)])
+def test_a_claimed_copy_crediting_the_net_at_large_is_flagged(
+    near: NearDuplicates, source: str, flagged: bool
+) -> None:
+    observe(near, [post("orig", "author", NOW - 3600)])
+    copy = post("copy", "copier", NOW, variant(1), declared_original=True, source=source)
+    (found,) = observe(near, [copy])
+    assert (found.scores["fake_originality"] > 0) == flagged
+
+
+@pytest.mark.parametrize(
     ("prefix", "flagged"), [("轉載自人民日報：", False), ("保留原文链接。", True)]
 )
 def test_a_claimed_copy_is_flagged_by_the_credit_its_normalised_text_gives(

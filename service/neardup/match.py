@@ -16,7 +16,8 @@ Then the scores:
 - ``fake_originality``: for a post that claims originality (``declared_original``, or the
   ``originality_claim`` head at or above the policy's threshold) and gives no attribution
   (``source``, or 转自 / 来源: / via ... in the text, :data:`ATTRIBUTION`, outside its requests
-  for credit: 转载请注明出处 credits no one), the similarity of the earliest verified
+  for credit: 转载请注明出处 credits no one, naming a source that can be traced: 网络 and 未知
+  name none, :data:`UNTRACEABLE`), the similarity of the earliest verified
   near-copy posted before it by another account; 0 otherwise. A producer's copy of its own
   earlier post is not fake originality, nor is a post whose account is unknown, nor a post
   whose account had the text no later than that copy (a copy of its own, or the first post of
@@ -110,22 +111,25 @@ CROWD = 100
 """A post with ``CROWD`` indexed copies at least ``SATURATED`` similar joins their cluster but is
 not indexed itself: a flood of identical posts grows the cluster's count, not the index."""
 
+_CONTENT = "图片|消息|新闻|文章|信息|数据|照片|视频|内容|图文|素材|资料"
+"""What a credit says it credits: 图片来源, 文章出处."""
 ATTRIBUTION = re.compile(
     # copied from: 转自 / 摘自 / 转载自 a source, not 旋转自如, 扭转自身, 转自己, 采摘自家的
     r"(?<![旋扭运逆好回周反流翻轮])转自(?![己家身如动主然由信愿])"
     r"|(?:转载|转发|转引|节选|摘)自(?![己家身])|转载于"
     # a reposting tag, not the emoticon [转发]; and 转载: naming the source, not 转载:请联系作者
-    r"|[(\[【]\s*转(?:载|帖)?\s*[)\]】]|[(【]\s*转发\s*[)】]"
-    r"|转载\s*:\s*(?!请|需|须|务必|禁|勿|未经|谢绝|不得|严禁|拒绝|联系|私信|授权)[\w@]"
+    r"|(?P<tag>[(\[【]\s*转(?:载|帖)?\s*[)\]】]|[(【]\s*转发\s*[)】]"
+    # a link to the original, a repost chain (each names its source in itself)
+    r"|(?:阅读|查看)原文|//\s*@)"
+    r"|转载\s*:\s*(?!请|需|须|务必|禁|勿|未经|谢绝|不得|严禁|拒绝|联系|私信|授权)(?=[\w@])"
     # where the content comes from: not 我的收入来源, 已做出处理, 消息来源不明
-    r"|来源\s*:|(?:图片|消息|新闻|文章|信息|数据|照片|视频|内容|图文|素材|资料)(?:来源|来自|出处)"
-    r"(?!不明|不详|未知)|出处(?!理|不明|不详|未知)"
+    rf"|来源\s*:|(?:{_CONTENT})(?:来源|来自|出处)(?!不明|不详|未知)|出处(?!理|不明|不详|未知)"
     # the original: not 还原文物
-    r"|原文(?:链接|地址|作者|出处|来自)|(?:阅读|查看)原文|原文\s*:|原作者"
+    r"|原文(?:链接|地址|作者|出处|来自)|原文\s*:|原作者"
     # the author named, not the poster itself; a byline 文/张三 or 图/张三, not 中文/英文
-    r"|作者\s*:\s*(?!本人|我|本号|自己)[\w@]|(?<!\w)(?:文|图|图文|文图|摄影)\s*/\s*\w"
-    # a repost chain, via (with or without @), cr: / credit: (after a CJK character too)
-    r"|//\s*@|(?<![a-z])via(?![a-z])|(?<![a-z])(?:cr|credits?)\s*[:@]"
+    r"|作者\s*:\s*(?!本人|我|本号|自己)(?=[\w@])|(?<!\w)(?:文|图|图文|文图|摄影)\s*/\s*(?=\w)"
+    # via (with or without @), cr: / credit: (after a CJK character too)
+    r"|(?<![a-z])via(?![a-z])|(?<![a-z])(?:cr|credits?)\s*[:@]"
 )
 """Wording that credits a source (art17), on the text as the classifier sees it
 (:func:`service.normalise.normalise`: simplified characters, full-width forms and upper case
@@ -133,7 +137,73 @@ folded, so 轉載自, ｖｉａ＠ and CR： read as 转载自, via@ and cr:). E
 everyday Chinese holds it (出处理, 还原文物, 旋转自如, 收入来源): a claim of originality that
 such a sentence carries is no credit. 转自 is read as a credit unless a verb ends in 转 before it
 (旋转, 扭转...) or a word such as 自己 or 自如 starts at 自: the source after it is a name, which
-no pattern can list."""
+no pattern can list. A match ends where the source it introduces starts, and that source must
+name something (:data:`UNTRACEABLE`); the ``tag`` group's credits (a reposting tag, 阅读原文, a
+repost chain's ``//@``) are whole in themselves."""
+
+UNTRACEABLE = (
+    # the net at large: 网络, not the start of 网络安全报
+    "网络",
+    "网上",
+    "互联网",
+    "网路",
+    "网友",
+    "网传",
+    "网图",
+    "网摘",
+    # no one known: 佚名 and 匿名 say the author is unknown, and name no source to trace
+    "未知",
+    "不详",
+    "不明",
+    "佚名",
+    "匿名",
+    "无",
+    "暂无",
+    # the poster itself, which is no other source
+    "原创",
+    "本人",
+    "本站",
+    "本号",
+    "自己",
+    "我",
+    "小编",
+    "internet",
+    "the internet",
+    "web",
+    "the web",
+    "net",
+    "online",
+    "unknown",
+    "anonymous",
+    "anon",
+    "n/a",
+    "na",
+    "none",
+)
+"""Sources that name nothing to trace (art17 asks for 可追溯信息来源: the copyright holder and a
+source that can be traced): a credit whose source is one of these, or nothing at all (来源: at
+the end of a clause, a ``source`` of punctuation only), credits no one. On normalised text
+(lower case, simplified). Each is such a source only as a whole word: followed by a letter,
+digit or Chinese character it starts a name (网络安全报, 无锡日报, internet archive), and
+followed by a handle, a link or a list mark it stands beside one (网络 @张三, 佚名/人民日报).
+图片来源于网络, 来源是网络, 网络转载 and 网友投稿 read as 网络 and 网友
+(:data:`_NAMES_NOTHING`)."""
+
+_SEPARATORS = r"[^\w@#。.!?;,\n]*+"
+# possessive: a source the separators lead to is read, never the place before it
+_WORD_END = r"(?![\w@#])(?!\s*(?:[@#/|、&+]|url(?![a-z])))(?!\s+[a-z0-9])"
+_UNTRACEABLE_WORDS = "|".join(sorted(map(re.escape, UNTRACEABLE), key=len, reverse=True))
+_NAMES_NOTHING = re.compile(
+    # a source field's own introducer: 来源网络, 图片来自网络, 转自网络, source: internet
+    rf"{_SEPARATORS}(?:(?:{_CONTENT})?(?:来源|来自|源自|源于|出自|取自|选自|转自|摘自|转载自|出处|转载)"
+    rf"|(?:source|from|via|credits?|cr)(?![a-z]))?{_SEPARATORS}(?:(?:于|自|是|为){_SEPARATORS})?"
+    rf"(?:(?:{_UNTRACEABLE_WORDS})(?:来源|转载|整理|收集|图片|投稿|提供|分享|上传)?)?{_WORD_END}"
+)
+"""A source that names nothing, read from where it starts (the end of an :data:`ATTRIBUTION`
+match, or the start of a ``source`` field): separators, a linking 于 / 自 / 是 / 为, then one
+of :data:`UNTRACEABLE` or nothing, then no name, handle or link. Separators stop at the end of
+a clause (。 . ! ? ; , or a line break), so that a credit with nothing after it names nothing
+rather than the next sentence."""
 
 CREDIT_REQUEST = re.compile(
     r"(?:(?:转载|转发|引用|使用|分享|搬运)\s*(?:时|前)?\s*:?\s*)?"
@@ -147,19 +217,23 @@ the end of its clause (16 characters at most, up to a space: a credit can follow
 
 
 def attributed(post: Post) -> bool:
-    """Whether the post credits another source: ``source``, or :data:`ATTRIBUTION` in its
-    normalised text once the requests to credit it are blanked (:data:`CREDIT_REQUEST`):
-    转载请注明出处 asks others to credit this post, and credits no one. The other rights
-    notices (原创, 版权所有, 未经授权禁止转载) hold none of the vocabulary; one that names an
-    original author (版权归原作者所有, 未经原作者授权) says the text is someone else's.
-    A long text is read at its beginning and its end (:func:`service.normalise.search_text`),
-    where a credit goes. Normalising costs more than a search of the raw text, which would miss
-    轉載自 and ｖｉａ＠: it is only asked of a post that claims originality and has an earlier
-    copy."""
-    if post.source and post.source.strip():
+    """Whether the post credits another source: a ``source`` that names one, or
+    :data:`ATTRIBUTION` in its normalised text once the requests to credit it are blanked
+    (:data:`CREDIT_REQUEST`), introducing a source that names one: 转载请注明出处 asks others to
+    credit this post, and credits no one, nor do 来源:网络 and a ``source`` of 未知
+    (:data:`UNTRACEABLE`). The other rights notices (原创, 版权所有, 未经授权禁止转载) hold none
+    of the vocabulary; one that names an original author (版权归原作者所有, 未经原作者授权)
+    says the text is someone else's. A long text is read at its beginning and its end
+    (:func:`service.normalise.search_text`), where a credit goes. Normalising costs more than a
+    search of the raw text, which would miss 轉載自 and ｖｉａ＠: it is only asked of a post that
+    claims originality and has an earlier copy."""
+    if post.source and not _NAMES_NOTHING.match(search_text(post.source)):
         return True
-    folded = search_text(post.text)
-    return bool(ATTRIBUTION.search(CREDIT_REQUEST.sub(" ", folded)))
+    folded = CREDIT_REQUEST.sub(" ", search_text(post.text))
+    return any(
+        m.group("tag") or not _NAMES_NOTHING.match(folded, m.end())
+        for m in ATTRIBUTION.finditer(folded)
+    )
 
 
 def summary(cluster: Cluster | ClusterState) -> ClusterSummary:
