@@ -31,7 +31,7 @@ from service.storage.tables import (
     StoredAppeal,
     StoredDisposition,
 )
-from service.storage.transaction import Tx
+from service.storage.transaction import Tx, locking
 
 
 def new_account(
@@ -65,10 +65,9 @@ def locked_account(tx: Tx, account_id: str) -> StoredAccount:
     statement = account_insert(tx).values(new_account(tx, account_id))
     tx.session.execute(statement.on_conflict_do_nothing(index_elements=["account_id"]))
     account = tx.session.scalar(
-        select(StoredAccount)
-        .where(StoredAccount.account_id == account_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+        locking(
+            select(StoredAccount).where(StoredAccount.account_id == account_id)
+        ).execution_options(populate_existing=True)
     )
     assert account is not None
     return account

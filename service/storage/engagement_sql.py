@@ -27,7 +27,7 @@ from service.storage.tables import (
     StoredPost,
     StoredRecord,
 )
-from service.storage.transaction import Tx
+from service.storage.transaction import Tx, locking
 
 
 class EngagementSql(ProtectedSql):
@@ -197,13 +197,14 @@ def move_post(tx: Tx, row: PostEngagement, owner: str) -> None:
         return
     row.account_id = owner
     items = tx.session.scalars(
-        select(ReviewItem)
-        .where(
-            ReviewItem.merge_key == engagement.merge_key(previous),
-            ReviewItem.status.in_((*OPEN_STATUSES, "confirmed")),
+        locking(
+            select(ReviewItem)
+            .where(
+                ReviewItem.merge_key == engagement.merge_key(previous),
+                ReviewItem.status.in_((*OPEN_STATUSES, "confirmed")),
+            )
+            .order_by(ReviewItem.id)
         )
-        .order_by(ReviewItem.id)
-        .with_for_update()
     ).all()
     moved: list[dict[str, Any]] = []
     withdrawn: list[int] = []

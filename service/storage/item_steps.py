@@ -29,13 +29,13 @@ from service.storage.tables import (
     StoredDisposition,
     StoredPost,
 )
-from service.storage.transaction import Tx
+from service.storage.transaction import Tx, locking
 
 OPEN_STATUSES = ("open", "escalated")
 
 
 def locked_item(tx: Tx, item_id: int) -> ReviewItem:
-    item = tx.session.scalar(select(ReviewItem).where(ReviewItem.id == item_id).with_for_update())
+    item = tx.session.scalar(locking(select(ReviewItem).where(ReviewItem.id == item_id)))
     if item is None:
         raise NotFoundError("no_item", item_id=item_id)
     return item
@@ -195,9 +195,11 @@ def withdraw(tx: Tx, item: ReviewItem, by: str, note: str) -> None:
 def open_item(tx: Tx, merge_key: str) -> ReviewItem | None:
     """The open (or escalated) item of ``merge_key``, locked."""
     return tx.session.scalar(
-        select(ReviewItem)
-        .where(ReviewItem.merge_key == merge_key, ReviewItem.status.in_(OPEN_STATUSES))
-        .with_for_update()
+        locking(
+            select(ReviewItem).where(
+                ReviewItem.merge_key == merge_key, ReviewItem.status.in_(OPEN_STATUSES)
+            )
+        )
     )
 
 
@@ -379,11 +381,12 @@ def item_to_join(
     else:
         where = ReviewItem.merge_key == f"account:{account_id}"
     return session.scalar(
-        select(ReviewItem)
-        .where(where, ReviewItem.status.in_(OPEN_STATUSES))
-        .order_by(ReviewItem.id)
-        .limit(1)
-        .with_for_update()
+        locking(
+            select(ReviewItem)
+            .where(where, ReviewItem.status.in_(OPEN_STATUSES))
+            .order_by(ReviewItem.id)
+            .limit(1)
+        )
     )
 
 
@@ -426,11 +429,12 @@ def confirmed_item(tx: Tx, post_id: str | None) -> ReviewItem | None:
     if post_id is None:
         return None
     return tx.session.scalar(
-        select(ReviewItem)
-        .where(ReviewItem.post_id == post_id, ReviewItem.status == "confirmed")
-        .order_by(ReviewItem.id.desc())
-        .limit(1)
-        .with_for_update()
+        locking(
+            select(ReviewItem)
+            .where(ReviewItem.post_id == post_id, ReviewItem.status == "confirmed")
+            .order_by(ReviewItem.id.desc())
+            .limit(1)
+        )
     )
 
 

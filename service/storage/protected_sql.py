@@ -40,7 +40,7 @@ from service.storage.tables import (
     StoredDisposition,
     StoredProtectedName,
 )
-from service.storage.transaction import Tx, lock_protected_names
+from service.storage.transaction import Tx, lock_protected_names, locking
 
 
 class ProtectedSql(ReviewSql):
@@ -172,13 +172,14 @@ class ProtectedSql(ReviewSql):
                 active_now(tx.now),
             )
             about = tx.session.scalars(
-                select(ReviewItem)
-                .where(
-                    ReviewItem.kind == protected.KIND,
-                    or_(ReviewItem.status.in_(OPEN_STATUSES), ReviewItem.id.in_(running)),
+                locking(
+                    select(ReviewItem)
+                    .where(
+                        ReviewItem.kind == protected.KIND,
+                        or_(ReviewItem.status.in_(OPEN_STATUSES), ReviewItem.id.in_(running)),
+                    )
+                    .order_by(ReviewItem.account_id, ReviewItem.id)
                 )
-                .order_by(ReviewItem.account_id, ReviewItem.id)
-                .with_for_update()
             ).all()
             held = [item for item in about if entry_id in _entries_of(item)]
             authorised = _authorised().where(ProtectedNameSubject.entry_id == entry_id)

@@ -41,7 +41,7 @@ from service.storage.tables import (
     StoredPost,
     StoredReport,
 )
-from service.storage.transaction import Tx
+from service.storage.transaction import Tx, locking
 
 
 class ReportsSql(ReviewSql):
@@ -180,9 +180,7 @@ class ReportsSql(ReviewSql):
                 raise NotFoundError("no_account", account_id=account_id)
             # locked, so that the holder's appeal and one filed on their behalf at the same
             # moment (which the unique index tells apart) cannot both pass the check below
-            item = tx.session.scalar(
-                select(ReviewItem).where(ReviewItem.id == item_id).with_for_update()
-            )
+            item = tx.session.scalar(locking(select(ReviewItem).where(ReviewItem.id == item_id)))
             if item is None:
                 raise NotFoundError("no_item", item_id=item_id)
             if account_id not in accounts_of(item) or item.status != "confirmed":
@@ -251,7 +249,7 @@ class ReportsSql(ReviewSql):
 
         def run(tx: Tx) -> views.Appeal:
             appeal = tx.session.scalar(
-                select(StoredAppeal).where(StoredAppeal.id == appeal_id).with_for_update()
+                locking(select(StoredAppeal).where(StoredAppeal.id == appeal_id))
             )
             if appeal is None:
                 raise NotFoundError("no_appeal", appeal_id=appeal_id)

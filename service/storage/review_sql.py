@@ -9,8 +9,11 @@ dormancy), sharing the steps of :mod:`~service.storage.item_steps`,
 :mod:`~service.storage.transaction`.
 
 Writers that race lock rows in one order: the item (or appeal), then the account, then the
-chain's head last. On SQLite every write transaction begins ``IMMEDIATE`` (one writer at a time,
-taken before the first read, so that no transaction has to upgrade its lock and fail).
+chain's head last, each ``FOR NO KEY UPDATE`` (:func:`~service.storage.transaction.locking`), so
+that the check of a row inserted referring to one (``FOR KEY SHARE``), which comes in whatever
+order the rows are inserted, waits for none of them. On SQLite every write transaction begins
+``IMMEDIATE`` (one writer at a time, taken before the first read, so that no transaction has to
+upgrade its lock and fail).
 """
 
 from __future__ import annotations

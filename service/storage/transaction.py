@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import select, text
+from sqlalchemy import Select, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,8 @@ from service.policy import Policy
 from service.review import chain
 from service.storage.repository import StorageError
 from service.storage.tables import AuditHead, AuditRecord
+
+S = TypeVar("S", bound=Select[Any])
 
 
 @dataclass
@@ -57,6 +59,23 @@ def append_records(
         )
         prev = digest
     head.seq, head.hash = seq, prev
+
+
+def locking(query: S) -> S:
+    """``query`` locking the rows it reads until the transaction ends, against every other
+    writer of them (on PostgreSQL; SQLite has one writer at a time already): the lock a write
+    takes on an item, an appeal or an account.
+
+    ``FOR NO KEY UPDATE``, not ``FOR UPDATE``: a row inserted that refers to a locked one (an
+    appeal to its account and item, a disposition or a credit entry to its item) has its
+    reference checked under ``FOR KEY SHARE``, which ``FOR UPDATE`` holds off. Those checks
+    come in whatever order a write inserts its rows, after the locks it took (an upheld
+    appeal, or a settled art8 suspension, applies dispositions on items it finds under the
+    account's lock), so they would wait against the order writers lock rows in, and two
+    writes could each hold what the other's check waits for (a deadlock). Writers still
+    wait for each other's locks, in that order: the items (or the appeal), then the
+    accounts, then the chain's head."""
+    return query.with_for_update(key_share=True)
 
 
 def lost_race(exc: StorageError) -> bool:

@@ -1,0 +1,175 @@
+"""The order review writes lock rows in on PostgreSQL: two writes that meet on an account and an
+item each run while the other holds its first lock, so that neither waits for the other there,
+which is where a wait would close a cycle (a deadlock, found after ``deadlock_timeout`` and
+answered by retrying the write, or by a 503 where the lock timeout comes first). The rows a
+write inserts refer to accounts, items and appeals, and the check of such a reference must not
+wait for a writer that holds the row: an appeal filed (its item, then its account referred to)
+beside the end of an art8 suspension settled or an appeal upheld (the account, then the items
+their dispositions are applied on), and an upheld appeal beside a protected name removed (its
+items, then their accounts)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from test_protected_names import HOUR, _suspend
+from test_review_appeals import T0, appeal_of, confirmed
+
+from service.policy import Policy
+from service.storage import SqlRepository, open_repository, upgrade
+
+HELD_S = 3.0
+"""How long the first write holds its lock while the other runs: well under the lock timeout
+(5 s here), so that a write that waits is seen waiting, not failing."""
+
+
+@pytest.fixture
+def repo(postgres_url: str, policy: Policy) -> Iterator[SqlRepository]:
+    """A migrated repository on PostgreSQL alone: SQLite runs one write at a time."""
+    upgrade(postgres_url)
+    repository = open_repository(postgres_url, 5.0, policy.review)
+    yield repository
+    repository.close()
+
+
+def while_holding(
+    repo: SqlRepository, table: str, first: Callable[[], Any], second: Callable[[], Any]
+) -> tuple[bool, list[str], list[BaseException]]:
+    """Run ``first`` until it has locked its first rows of ``table``, then ``second`` beside it
+    for up to :data:`HELD_S`, then let ``first`` go on; whether ``second`` waited for ``first``,
+    the SQLSTATEs of the deadlocks either met, and what either raised."""
+    locking = re.compile(rf"\bFROM {table}\b.*\bFOR (NO KEY )?UPDATE\b", re.DOTALL)
+    holds, go = threading.Event(), threading.Event()
+    deadlocks: list[str] = []
+    raised: list[BaseException] = []
+
+    def pause(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        mine = threading.current_thread() is holder and not holds.is_set()
+        if mine and locking.search(statement):
+            holds.set()
+            go.wait(4 * HELD_S)
+
+    def failed(context: Any) -> None:
+        code = getattr(context.original_exception, "sqlstate", None)
+        if code in {"40P01", "40001"}:
+            deadlocks.append(code)
+
+    def run(write: Callable[[], Any]) -> Callable[[], None]:
+        def target() -> None:
+            try:
+                write()
+            except BaseException as exc:
+                raised.append(exc)
+
+        return target
+
+    event.listen(repo.engine, "after_cursor_execute", pause)
+    event.listen(repo.engine, "handle_error", failed)
+    holder = threading.Thread(target=run(first))
+    beside = threading.Thread(target=run(second))
+    try:
+        holder.start()
+        assert holds.wait(10), f"the first write never locked rows of {table}"
+        beside.start()
+        beside.join(HELD_S)
+        waited = beside.is_alive()
+    finally:
+        go.set()
+        holder.join(30)
+        beside.join(30)
+        event.remove(repo.engine, "after_cursor_execute", pause)
+        event.remove(repo.engine, "handle_error", failed)
+    return waited, deadlocks, raised
+
+
+def test_an_appeal_filed_as_the_suspension_it_appeals_is_settled_waits_for_neither(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """The settlement locks the account, then applies the termination on the impersonation
+    item; the holder's appeal of that item locks the item, then files against the account."""
+    suspension = _suspend(repo, policy, "kept")["kept"]
+    assert suspension.ends_at is not None and suspension.item_id is not None
+    after = suspension.ends_at + timedelta(seconds=1)
+    settled: list[int] = []
+
+    def settle() -> None:
+        settled.append(repo.settle_deadlines(policy, now=after))
+
+    def appeal() -> None:
+        repo.file_appeal(
+            policy,
+            account_id="kept",
+            item_id=suspension.item_id or 0,
+            reason="已获授权",
+            filed_by="k",
+            now=after + HOUR,
+        )
+
+    assert while_holding(repo, "accounts", settle, appeal) == (False, [], [])
+    assert settled == [1]
+    (filed,) = repo.list_appeals(now=after + HOUR).appeals
+    assert (filed.account_id, filed.item_id) == ("kept", suspension.item_id)
+    shown = repo.get_account(policy, "kept", now=after + HOUR).dispositions
+    assert "close_account" in {d.kind for d in shown}
+
+
+def test_an_appeal_filed_as_another_of_the_account_is_upheld_waits_for_neither(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """Upholding the appeal of the first violation locks the account, then gives the warning
+    again on the later one; the holder's appeal of the later one locks it, then files against
+    the account."""
+    first = confirmed(repo, policy, "p1", "acc1", T0)
+    later = confirmed(repo, policy, "p2", "acc1", T0 + HOUR)
+    at = T0 + 2 * HOUR
+    appealed = appeal_of(repo, policy, first, at)
+    upheld: list[set[tuple[str, int | None]]] = []
+
+    def uphold() -> None:
+        done = repo.decide_appeal(policy, appealed, "r2", "uphold", None, now=at)
+        upheld.append({(d.kind, d.item_id) for d in done.reversed if hasattr(d, "kind")})
+
+    def appeal() -> None:
+        appeal_of(repo, policy, later, at)
+
+    assert while_holding(repo, "accounts", uphold, appeal) == (False, [], [])
+    # the warning lifted with the first violation, given again on the later one
+    (reversed_,) = upheld
+    assert {("warning", first.item_id), ("warning", later.item_id)} <= reversed_
+    filed = {(a.item_id, a.status) for a in repo.list_appeals(now=at).appeals}
+    assert filed == {(first.item_id, "upheld"), (later.item_id, "pending")}
+
+
+def test_an_appeal_upheld_as_the_protected_name_of_its_account_is_removed_waits_for_neither(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """Removing the entry locks the impersonation item whose suspension runs, then its
+    account; upholding the appeal of the account's earlier violation locks the account, then
+    gives the warning again on the impersonation item, its latest violation."""
+    first = confirmed(repo, policy, "p1", "kept", T0 - HOUR)
+    suspension = _suspend(repo, policy, "kept")["kept"]
+    at = T0 + 2 * HOUR
+    appealed = appeal_of(repo, policy, first, at)
+    (entry,) = repo.protected_names()
+    upheld: list[set[tuple[str, int | None]]] = []
+
+    def remove() -> None:
+        repo.remove_protected_name(policy, entry.id, "k-admin", now=at)
+
+    def uphold() -> None:
+        done = repo.decide_appeal(policy, appealed, "r2", "uphold", None, now=at)
+        upheld.append({(d.kind, d.item_id) for d in done.reversed if hasattr(d, "kind")})
+
+    assert while_holding(repo, "review_queue", remove, uphold) == (False, [], [])
+    (reversed_,) = upheld
+    assert {("warning", first.item_id), ("warning", suspension.item_id)} <= reversed_
+    assert repo.protected_names() == []
+    shown = repo.get_account(policy, "kept", now=at).dispositions
+    assert "warning" in {d.kind for d in shown}
+    assert "suspend_service" not in {d.kind for d in shown}
