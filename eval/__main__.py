@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
 from eval import quality, speed
@@ -27,10 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     settings = settings_or_exit(parser.prog)
-    problem = data.missing(settings.data_dir)
-    if problem is not None:
-        print(f"{parser.prog}: error: {problem}", file=sys.stderr)
-        return 2
+    data.require(settings.data_dir)
     model_dir = args.card or settings.model_dir
     classifier = Classifier(model_dir, threads=2)
     policy = load_policy(settings.policy_file)

@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved runs of each engine")
     args = parser.parse_args(argv)
-    settings_or_exit(parser.prog)  # sample() reads them only after making its folder
+    # sample() reads the corpus only after making its folder
+    data.require(settings_or_exit(parser.prog).data_dir, (CORPUS,))
     source = sample(None if args.full else args.posts)
     with source.open("rb") as lines:
         posts = sum(1 for line in lines if line.strip())

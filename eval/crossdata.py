@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("runs/full"))
     parser.add_argument("--card", type=Path, default=None, help="model folder to describe")
     args = parser.parse_args(argv)
-    d = settings_or_exit(parser.prog).data_dir
+    d = data.require(
+        settings_or_exit(parser.prog).data_dir, (data.COLD_TRAIN, data.COLD_DEV, data.TOXICN)
+    )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(FULL.threads)
     cold = Dataset("COLD", "incitement", data.cold(d))

@@ -224,9 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.engagement", description=__doc__)
     parser.parse_args(argv)
     settings = settings_or_exit(parser.prog)
-    problem = data.missing(settings.data_dir, (data.WEIBO16_POSTS, data.WEIBO16_REPOSTS))
-    if problem is not None:
-        parser.error(problem)
+    data.require(settings.data_dir, (data.WEIBO16_POSTS, data.WEIBO16_REPOSTS))
     policy = load_policy(settings.policy_file)
     rules = policy.engagement
     cascades = load(settings.data_dir)

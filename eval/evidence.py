@@ -159,9 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--posts", type=int, default=150, help="flagged posts per set")
     args = parser.parse_args(argv)
     settings = settings_or_exit(parser.prog)
+    read = (data.WEIBO16_REPOSTS, data.WEIBO16_POSTS, data.COLD_TRAIN, data.COLD_DEV)
+    d = data.require(settings.data_dir, read)
     classifier = Classifier(settings.model_dir, threads=1)
     policy = load_policy(settings.policy_file)
-    d = settings.data_dir
     sets: list[tuple[str, Sequence[str], Head]] = [
         (
             "ordinary reposts of Weibo16 events",

@@ -260,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     settings = settings_or_exit(parser.prog)
+    data.require(settings.data_dir, (data.WEIBO16_POSTS,))
     tokenize_on_calling_thread()
     current = Classifier(settings.model_dir, threads=1)
     runs = Runs(current.session)

@@ -50,7 +50,16 @@ import numpy as np
 
 from eval.speed import hardware
 from service.settings import Settings, settings_or_exit
-from training.data import cold, toxicn, weibo16
+from training.data import (
+    COLD_DEV,
+    COLD_TRAIN,
+    TOXICN,
+    WEIBO16_POSTS,
+    cold,
+    require,
+    toxicn,
+    weibo16,
+)
 
 RATES = (50, 100, 200)
 BATCH_POSTS = 32
@@ -309,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="per stage (default 10)")
     args = parser.parse_args(argv)
     settings = settings_or_exit(parser.prog)
+    require(settings.data_dir, (WEIBO16_POSTS, COLD_TRAIN, COLD_DEV, TOXICN))
     corpora = workloads(settings)
     with tempfile.TemporaryDirectory(prefix="qinglang-load-") as state:
         server = start_server(Path(state))

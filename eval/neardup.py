@@ -480,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args(argv)
     settings = settings_or_exit(parser.prog)
+    data.require(settings.data_dir, (data.WEIBO16_REPOSTS, data.WEIBO16_POSTS))
     posts = stream(settings.data_dir / data.WEIBO16_REPOSTS, args.posts)
     templates = rumour_templates(settings.data_dir)
     k = load_policy(settings.policy_file).near_duplicates.batch_accounts

@@ -32,7 +32,7 @@ import httpx2 as httpx
 from eval.load import Server, settle, start_server
 from eval.speed import hardware
 from service.settings import settings_or_exit
-from training.data import weibo16
+from training.data import WEIBO16_POSTS, require, weibo16
 
 LARGE_POSTS = 256
 LONG_CHARS = 2_600
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline is not None and not (args.baseline / "service" / "batching.py").is_file():
         parser.error(f"--baseline {args.baseline}: not a source tree of the project")
     settings = settings_or_exit(parser.prog)
-    texts = [e.text for e in weibo16(settings.data_dir)]
+    texts = [e.text for e in weibo16(require(settings.data_dir, (WEIBO16_POSTS,)))]
     sources = {"this tree": None} | ({} if args.baseline is None else {"baseline": args.baseline})
     servers: dict[str, Server] = {}
     with tempfile.TemporaryDirectory(prefix="qinglang-publish-") as state:

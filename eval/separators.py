@@ -29,6 +29,7 @@ from service.heads import HEADS, Head
 from service.normalise import HAN, normalise
 from service.policy import Policy, load_policy
 from service.settings import get_settings
+from training.data import require
 
 SEPARATORS = ("/", "-", ".", " ", "*", "|", "、")
 _BETWEEN = re.compile(rf"(?<=[{HAN}])(?=[{HAN}])")
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--posts", type=int, default=None, help="flagged posts per dataset")
     args = parser.parse_args(argv)
     settings = get_settings()
+    require(settings.data_dir)
     classifier = Classifier(settings.model_dir, threads=2)
     policy = load_policy(settings.policy_file)
     rows = [measure(classifier, policy, ds, args.posts) for ds in datasets()]

@@ -16,7 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from eval import batch, console, crossdata, engagement, evidence, load, neardup, publish, review
+from eval import (
+    batch,
+    console,
+    crossdata,
+    engagement,
+    evidence,
+    evidence_cost,
+    load,
+    neardup,
+    publish,
+    review,
+    separators,
+)
 from eval.__main__ import main as evaluate
 from service.settings import ROOT, get_settings
 from training import data, refit
@@ -80,8 +92,8 @@ def corpora(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 @pytest.mark.parametrize("absent", [Path(), *data.CORPORA], ids=str)
-def test_missing_data_is_one_line_and_status_2_before_any_work(
-    corpora: Path, tmp_path: Path, absent: Path, capsys: pytest.CaptureFixture[str]
+def test_training_and_eval_name_any_missing_file_before_any_work(
+    corpora: Path, tmp_path: Path, absent: Path
 ) -> None:
     missing = corpora / absent
     if missing == corpora:
@@ -89,12 +101,14 @@ def test_missing_data_is_one_line_and_status_2_before_any_work(
     else:
         missing.unlink()
     work, out = tmp_path / "work", tmp_path / "out"
-    assert train(["--recipe", "smoke", "--work", str(work), "--out", str(out)]) == 2
-    assert evaluate(["--skip-speed"]) == 2
-    trained, evaluated = capsys.readouterr().err.splitlines()
-    for line, program in ((trained, "python -m training.run"), (evaluated, "python -m eval")):
-        assert line.startswith(f"{program}: error: {missing} is missing")
-        assert "QINGLANG_DATA_DIR" in line
+    for main, argv in (
+        (train, ["--recipe", "smoke", "--work", str(work), "--out", str(out)]),
+        (evaluate, ["--skip-speed"]),
+    ):
+        with pytest.raises(data.CorpusError) as stopped:
+            main(argv)
+        # the line a read of the file would end on
+        assert stopped.value.code == f"{missing} is missing: {data.SET_DATA_DIR}"
     assert not work.exists() and not out.exists()
 
 
@@ -149,26 +163,39 @@ def test_a_setting_that_cannot_be_used_is_one_line_and_status_2(
 
 
 READERS: list[tuple[str, Callable[[list[str]], int], list[str]]] = [
-    ("eval.crossdata", crossdata.main, ["--work", "work"]),
+    ("training.run", train, ["--recipe", "smoke", "--work", "work", "--out", "out"]),
+    ("eval", evaluate, ["--skip-speed"]),
+    ("eval.crossdata", crossdata.main, ["--work", "work", "--card", "out"]),
     ("eval.evidence", evidence.main, ["--posts", "1"]),
+    ("eval.evidence_cost", evidence_cost.main, ["--posts", "1", "--longest", "1"]),
     ("eval.batch", batch.main, ["--posts", "1", "--skip-ray"]),
+    ("eval.engagement", engagement.main, []),
     ("eval.load", load.main, ["--seconds", "1"]),
     ("eval.neardup", neardup.main, ["--posts", "1", "--naive", "1", "--pairs", "1"]),
     ("eval.publish", publish.main, ["--rounds", "1"]),
+    ("eval.separators", separators.main, ["--posts", "1"]),
 ]
+"""Every ``python -m`` program under training/ and eval/ that reads the corpora."""
 
 
+@pytest.mark.parametrize("folder", [False, True], ids=["no-folder", "empty-folder"])
 @pytest.mark.parametrize(("program", "main", "argv"), READERS, ids=[p[0] for p in READERS])
-def test_a_program_reading_a_missing_corpus_ends_on_the_line_that_names_the_setting(
+def test_a_program_reading_a_missing_corpus_ends_on_its_line_before_any_work(
     program: str,
     main: Callable[[list[str]], int],
     argv: list[str],
+    folder: bool,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(batch, "WORK", tmp_path / "bench")
-    monkeypatch.setenv("QINGLANG_DATA_DIR", str(tmp_path / "nodata"))
+    corpora = tmp_path / "data"
+    if folder:
+        corpora.mkdir()
+    monkeypatch.setenv("QINGLANG_DATA_DIR", str(corpora))
+    # a model loaded before the check would end the program on the model's error instead
+    monkeypatch.setenv("QINGLANG_MODEL_DIR", str(tmp_path / "nomodel"))
     get_settings.cache_clear()
     try:
         with pytest.raises(data.CorpusError) as stopped:
@@ -178,9 +205,14 @@ def test_a_program_reading_a_missing_corpus_ends_on_the_line_that_names_the_sett
     # a str, which the interpreter prints alone (no traceback) and ends with status 1
     line = stopped.value.code
     assert isinstance(line, str) and "\n" not in line
-    assert line.startswith(f"{tmp_path / 'nodata'}/") and " is missing: " in line
-    assert "set QINGLANG_DATA_DIR" in line
-    assert {p.name for p in tmp_path.rglob("*")} <= {"bench"}
+    named = Path(line.removesuffix(f" is missing: {data.SET_DATA_DIR}"))
+    assert named != Path(line)
+    if folder:
+        assert named.relative_to(corpora) in data.CORPORA
+    else:
+        assert named == corpora
+    # nothing made: no work or output folder, no sample drawn, no server's state
+    assert list(tmp_path.iterdir()) == ([corpora] if folder else [])
 
 
 def gzipped_lines(n: int) -> bytes:
@@ -262,7 +294,9 @@ def test_eval_engagement_names_the_damaged_line_of_weibo16(corpora: Path) -> Non
 
 def test_the_command_line_prints_the_one_line_alone_and_ends_with_status_1(tmp_path: Path) -> None:
     folder = tmp_path / "data"
-    (folder / data.WEIBO16_REPOSTS).parent.mkdir(parents=True)
+    # the other file it reads there, read after this one
+    (folder / data.WEIBO16_POSTS).parent.mkdir(parents=True)
+    (folder / data.WEIBO16_POSTS).touch()
     (folder / data.WEIBO16_REPOSTS).write_bytes(gzipped_lines(100)[:-20])
     ended = subprocess.run(
         [sys.executable, "-m", "eval.neardup", "--posts", "1000"],

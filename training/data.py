@@ -70,14 +70,18 @@ class Repost:
     created_at: int
 
 
-def missing(data_dir: Path, files: tuple[Path, ...] = CORPORA) -> str | None:
-    """One line naming what of ``files`` of the corpora is not there (``data_dir`` itself, else
-    its first missing file) and how to point at them; None when every file is there. Checked
-    before any work, where a missing file would otherwise end the program minutes in."""
+def require(data_dir: Path, files: tuple[Path, ...] = CORPORA) -> Path:
+    """``data_dir``, once each of ``files`` is there in it; else :class:`CorpusError` naming
+    what is not (``data_dir`` itself, else its first missing file) and how to point at them:
+    the line, and status, a read of that file would end on. Every program reading the corpora
+    calls it first, before loading a model or making a folder, where a missing file would
+    otherwise end it minutes in."""
     absent: Path | None = data_dir
     if data_dir.is_dir():
         absent = next((data_dir / f for f in files if not (data_dir / f).is_file()), None)
-    return None if absent is None else f"{absent} is missing: {SET_DATA_DIR}"
+    if absent is not None:
+        raise CorpusError(f"{absent} is missing: {SET_DATA_DIR}")
+    return data_dir
 
 
 def split_of(key: str, calib: float = 0.1, evaluation: float = 0.1) -> Split:

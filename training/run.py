@@ -21,7 +21,6 @@ import argparse
 import json
 import logging
 import random
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -173,11 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = settings_or_exit(parser.prog)
-    data_dir = args.data or settings.data_dir
-    problem = data.missing(data_dir)
-    if problem is not None:
-        print(f"{parser.prog}: error: {problem}", file=sys.stderr)
-        return 2
+    data_dir = data.require(args.data or settings.data_dir)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     name = args.recipe
     if name == AUTO:
