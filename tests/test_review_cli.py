@@ -401,3 +401,58 @@ def test_audit_verify_names_every_stored_text_edited_since_its_digest_was_chaine
     ], broken.stderr
     assert problems[0].startswith("record ") and "note_sha256 (edited since" in problems[0]
     assert problems[-1].endswith("the row is missing, and no rumor.unbanked record removed it")
+
+
+def test_audit_verify_names_every_stored_text_no_record_vouches_for(database_url: str) -> None:
+    """A free text written into its table outside the service (a row inserted, or a text put in
+    a row whose record chained none) is named by its table, column and row, whichever table
+    of its kind holds it; a row without a text, and the rows the service wrote, are not."""
+    upgrade(database_url)
+    policy = load_policy(Settings().policy_file)
+    repo = open_repository(database_url, 5.0, policy.review)
+    item, _ = confirmed(repo, "p1", "核实为谣言")
+    repo.file_report(
+        policy, post_id="p1", account_id=None, category="rumor", text_="这是谣言", reporter="k1"
+    )
+    open_appeal = repo.file_appeal(
+        policy, account_id="acc1", item_id=item, reason="误判", filed_by="k1"
+    )
+    banked(repo, "谣言全文", "辟谣说明")
+    repo.close()
+    assert qinglang(database_url, "audit", "verify").returncode == 0
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as db:
+            forged = dict(db.execute(select(ReviewDecision.__table__)).mappings().one())
+            db.execute(insert(ReviewDecision).values({**forged, "id": 900, "note": "补记"}))
+            db.execute(insert(ReviewDecision).values({**forged, "id": 901, "note": None}))
+            copied = dict(db.execute(select(StoredReport.__table__)).mappings().one())
+            db.execute(insert(StoredReport).values({**copied, "id": 902, "text": "伪造的举报"}))
+            # an appeal never decided, given a note: no appeal.decision record chained one
+            db.execute(
+                update(StoredAppeal).where(StoredAppeal.id == open_appeal.id).values(note="驳回")
+            )
+            twin = dict(db.execute(select(StoredAppeal.__table__)).mappings().one())
+            twin.pop("on_behalf")
+            db.execute(insert(DuplicateAppeal).values({**twin, "id": 903, "kept_id": twin["id"]}))
+            bank = dict(db.execute(select(BankedRumor.__table__)).mappings().one())
+            db.execute(insert(BankedRumor).values({**bank, "rumor_id": "forged", "text": None}))
+    finally:
+        engine.dispose()
+    broken = qinglang(database_url, "audit", "verify")
+    assert broken.returncode == 1, broken.stderr
+    problems = [line.partition("qinglang audit verify: ")[2] for line in broken.stderr.splitlines()]
+    assert problems == [
+        "review_decisions.note of row 900: no review.decision record names the row "
+        "(written outside the service)",
+        "reports.text of row 902: no report.filed record names the row "
+        "(written outside the service)",
+        "appeal_duplicates.reason of row 903: no appeal.filed record names the row "
+        "(written outside the service)",
+        f"appeals.note of row {open_appeal.id}: no appeal.decision record names the row "
+        "(written outside the service)",
+        "appeal_duplicates.note of row 903: no appeal.decision record names the row "
+        "(written outside the service)",
+        "rumor_bank.notice of row forged: no rumor.banked record names the row "
+        "(written outside the service)",
+    ], broken.stderr

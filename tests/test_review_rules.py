@@ -301,7 +301,11 @@ def test_stored_texts_are_read_a_batch_at_a_time_and_a_removal_may_come_batches_
         entry(11, "rumor.unbanked", "rumor:r1", {}),
         entry(12, "rumor.banked", "rumor:r2", digest),
     ]
-    texts = chain.TextCheck(stored, batch=3)
+
+    def unrecorded(text: chain.Text) -> list[tuple[str, str]]:
+        return [("reports", "20")] if text.kind == "report.filed" else []
+
+    texts = chain.TextCheck(stored, unrecorded, batch=3)
     for each in entries:
         texts.see(each)
     assert texts.finish() == [
@@ -310,6 +314,8 @@ def test_stored_texts_are_read_a_batch_at_a_time_and_a_removal_may_come_batches_
         "and no rumor.unbanked record removed it",
         "record 12: rumor_bank.notice of row r2: the row is missing, "
         "and no rumor.unbanked record removed it",
+        "reports.text of row 20: no report.filed record names the row "
+        "(written outside the service)",
     ]
     assert (texts.checked, texts.unverifiable, texts.removed) == (7, 1, 2)
     assert max(keys for _, keys in reads) == 3

@@ -19,6 +19,7 @@ from alembic import command
 from alembic.util import CommandError
 from servicekit import before_keyed_digests, migrate, unkeyed_digest
 from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy.orm import Session
 
 from service.policy import Policy
 from service.review import chain
@@ -315,3 +316,71 @@ def test_placeholder_subjects_stored_before_the_refusal_are_cleared(
     assert repo.put_account(policy, "dash", subject_id="91110000600037341L").account_id == "dash"
     with pytest.raises(ConflictError):
         repo.put_account(policy, "real", subject_id="91110000600037341L")
+
+
+def test_what_0030_cleared_is_appended_to_the_chain(
+    repo: SqlRepository, database_url: str, policy: Policy
+) -> None:
+    """Each account and protected name whose chained placeholder 0030 cleared gets a record
+    that says so, found from the records (keyed, or unkeyed as written before 0028), linked as
+    the service links; a placeholder the chain never held, and a real subject, get none."""
+    key = installed()
+    repo.put_account(policy, "real", subject_id=ID_CARD)
+    entry = repo.add_protected_name(
+        policy, name="新华社", kind="organisation", subject_ids=[ID_CARD], by="k"
+    )
+    dash, slash = keyed(key.key, _plain("")), keyed(key.key, _plain("/"))
+    # as releases before the refusal chained them: "-" before 0028 (unkeyed), later ones keyed
+    chained = {"old_dash": _plain("-"), "dash": dash, "slash": slash}
+    with Session(repo.engine) as session, session.begin():
+        append_records(
+            session,
+            datetime.now(UTC),
+            [
+                *(
+                    ("account.profile", f"account:{a}", {"name": a, "followers": 0, "subject": d})
+                    for a, d in chained.items()
+                ),
+                (
+                    "protected.added",
+                    f"protected:{entry.id}",
+                    {"subjects": [key.digest(ID_CARD), dash], "stripped_subjects": []},
+                ),
+            ],
+        )
+    old_dash = keyed(key.key, _plain("-"))
+    rows = {"old_dash": old_dash, "dash": dash, "slash": slash, "unchained": dash}
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as connection:
+            migrate(connection, "0029_kept_keys_and_use", down=True)
+            for account, digest in rows.items():
+                connection.execute(
+                    text(
+                        "INSERT INTO accounts (account_id, name, subject_digest, credit, level, "
+                        "followers, clean_since, policy_version) "
+                        "VALUES (:a, :n, :d, 100, 'A', 0, '2026-01-01', :p)"
+                    ),
+                    {"a": account, "n": account, "d": digest, "p": policy.version},
+                )
+            connection.execute(
+                text("INSERT INTO protected_name_subjects VALUES (:e, :d, false)"),
+                {"e": entry.id, "d": dash},
+            )
+    finally:
+        engine.dispose()
+    upgrade(database_url)
+    assert stored_subjects(repo) == {**dict.fromkeys(rows), "real": key.digest(ID_CARD)}
+    by = "0030_placeholder_subjects"
+    appended = [
+        (e.kind, e.subject, e.payload)
+        for e in repo.audit_entries()
+        if e.kind in {"account.subject_cleared", "protected.subject_removed"}
+    ]
+    assert appended == [
+        ("account.subject_cleared", "account:dash", {"subject": dash, "by": by}),
+        ("account.subject_cleared", "account:old_dash", {"subject": _plain("-"), "by": by}),
+        ("account.subject_cleared", "account:slash", {"subject": slash, "by": by}),
+        ("protected.subject_removed", f"protected:{entry.id}", {"subjects": [dash], "by": by}),
+    ]
+    assert chain.verify(repo.audit_entries(), repo.audit_head()) == []

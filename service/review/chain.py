@@ -2,7 +2,7 @@
 includes the previous record's hash and its own sequence number, so editing, deleting or
 reordering any record (or cutting the chain's end, checked against the stored head) breaks
 :func:`verify`; a free text kept in its table and chained by its SHA-256 (:data:`TEXTS`) edited
-there breaks it too (:class:`TextCheck`)."""
+there breaks it too, and so does one written there that no record names (:class:`TextCheck`)."""
 
 from __future__ import annotations
 
@@ -70,6 +70,12 @@ class Text:
         value = entry.payload.get(self.row)
         return None if value is None else str(value)
 
+    @property
+    def named(self) -> str:
+        """What the subject of a record that names the row by it says before the row's id:
+        the noun of its kind (``report:`` of ``report.filed``'s ``report:7``)."""
+        return self.kind.partition(".")[0] + ":"
+
     def where(self, seq: int, key: str | None, table: str | None = None) -> str:
         return f"record {seq}: {table or self.tables[0]}.{self.column} of row {key}"
 
@@ -92,14 +98,21 @@ Stored = Callable[[Text, Sequence[str]], dict[str, tuple[str, str | None]]]
 """The rows of the ids given that hold a :class:`Text`, by id: the table found in and the
 text in its column. A row that does not exist is left out."""
 
+Unrecorded = Callable[[Text], Iterable[tuple[str, str]]]
+"""The rows of a :class:`Text`'s tables that hold a text (not null) and that no record of its
+kind names, as (table, id), in table and then id order."""
+
 
 @dataclass
 class TextCheck:
     """Compares the stored free texts with the digests the records chain of them (:data:`TEXTS`),
     reading them for ``batch`` records at a time as :func:`verify` passes the records, so that
-    a chain of any length is checked in bounded memory."""
+    a chain of any length is checked in bounded memory; then names the texts of rows that no
+    record names (``unrecorded``: written outside the service), which the records alone never
+    lead to."""
 
     stored: Stored
+    unrecorded: Unrecorded
     batch: int = 500
     problems: list[str] = field(default_factory=list)
     checked: int = 0
@@ -176,6 +189,12 @@ class TextCheck:
                 f"{where}: the row is missing, and no {text.removed_by} record removed it"
             )
         self.gone = {}
+        for text in TEXTS:
+            self.problems += [
+                f"{table}.{text.column} of row {key}: no {text.kind} record names the row "
+                "(written outside the service)"
+                for table, key in self.unrecorded(text)
+            ]
         return self.problems
 
 

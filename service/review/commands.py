@@ -157,7 +157,7 @@ def _command(
         return 0
     if args.audit_command == "verify":
         head = repository.audit_head()
-        texts = chain.TextCheck(repository.stored_texts)
+        texts = chain.TextCheck(repository.stored_texts, repository.unrecorded_texts)
         problems = chain.verify(repository.audit_entries(), head, texts)
         for problem in problems:
             print(f"qinglang audit verify: {problem}", file=sys.stderr)

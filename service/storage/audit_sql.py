@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, String, cast, func, literal, select
 
 from service.review import chain
 from service.storage.item_steps import OVERTURNED
@@ -78,6 +78,36 @@ class AuditSql(ReviewSql):
                     {str(row_id): (name, value) for row_id, value in session.execute(query)}
                 )
         return found
+
+    def unrecorded_texts(self, text: chain.Text) -> Iterator[tuple[str, str]]:
+        """:data:`chain.Unrecorded`: one anti-join per table, against the keys of the records
+        of ``text``'s kind, which the database holds (materialised, so that SQLite indexes them
+        rather than reading every record for each row) and the rows stream from."""
+        key = (
+            AuditRecord.subject
+            if text.row is None
+            else cast(AuditRecord.payload[text.row].as_string(), String)
+        )
+        named = (
+            select(key.label("key"))
+            .where(AuditRecord.kind == text.kind)
+            .cte(f"named_{text.kind.replace('.', '_')}")
+            .prefix_with("MATERIALIZED")
+        )
+        for name in text.tables:
+            table = Base.metadata.tables[name]
+            (id_,) = table.primary_key.columns
+            row: ColumnElement[str] = cast(id_, String)
+            if text.row is None:
+                row = literal(text.named) + row
+            query = (
+                select(id_)
+                .select_from(table.outerjoin(named, named.c.key == row))
+                .where(table.c[text.column].is_not(None), named.c.key.is_(None))
+                .order_by(id_)
+            )
+            with self._session() as session:
+                yield from ((name, str(row_id)) for row_id in session.scalars(query))
 
     def chained_rows(self) -> int:
         """Rows of the tables each of whose writes chains a record (score records, review items,
