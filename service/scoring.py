@@ -30,7 +30,6 @@ import asyncio
 import logging
 import os
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,7 +46,7 @@ from service.policy import Policy
 from service.record import Post, ScoreRecord, text_decision, text_digest
 from service.review.dispositions import Standing
 from service.review.items import QueueRequest
-from service.spool import Spool, no_room
+from service.spool import Spool, no_room, stamp
 from service.storage import Pending, Repository, StorageError
 from service.storage.repository import RumorCopy
 from service.usage import RecentUse
@@ -585,7 +584,7 @@ class ScoringService:
             return [], False, ABANDONED
         # before the storage attempt, which may wait out its deadline: the spool writes a post
         # scored by two processes first as the one that first tried storage
-        scored_at = time.time()
+        scored_at = stamp()
         try:
             stored = await self.gate.call(self.repository.save_records, items, policy)
         except StorageError as exc:

@@ -16,12 +16,19 @@ A post scored again while storage is down (by another process, or by this one af
 is spooled twice, and storage keeps the record written first, so the first record scored must
 be written first: each line holds when its record was scored, and a drain (one at a time across
 the processes, under a lock on the folder) writes the lines of every file in that order, those
-of other live processes' files too. A drain that finds another under way leaves the spool to it
-at once: waiting for it (a drain has no deadline) would hold up the maintenance of its process,
-and its finding that storage answers again. It deletes only the files it took; the lines it
-read from a live file are written again, as no-ops, by the drain that takes that file. Lines
-spooled before their time was kept go first, in file order: they were spooled before this
-release started.
+of other live processes' files too. That order is not the wall clock's, which an NTP correction
+or an operator may set back between two records: it is the host's boot (its number in the
+folder's ``boots`` file, where each boot that spools adds its id, fsynced before its first line)
+and the monotonic clock, which every process of a boot shares and nothing sets back. The line's
+wall-clock time (``scored_at``) is kept for whoever reads the file, and orders only the lines of
+the release before, which kept nothing else.
+
+A drain that finds another under way leaves the spool to it at once: waiting for it (a drain
+has no deadline) would hold up the maintenance of its process, and its finding that storage
+answers again. It deletes only the files it took; the lines it read from a live file are
+written again, as no-ops, by the drain that takes that file. Lines spooled before their time
+was kept go first, in file order, then those that kept only the wall clock's, in its order: they
+were spooled before this release started.
 
 A spool grows for as long as storage is down, to gigabytes after a long outage, and a line
 parsed takes about twice its size in memory, in a process that also holds the model. So a drain
@@ -82,6 +89,12 @@ CHUNK = 500
 """Records per write while draining: one transaction each."""
 REJECTED = "rejected"
 """The spool folder's subfolder for the records storage refused."""
+BOOTS = "boots"
+"""The spool folder's list of the boots that spooled in it, one id a line, in boot order: a
+line's place in the order starts with its boot's number there. Part of the spool: it goes only
+with the spool files."""
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+"""Linux's id of the current boot, the same for every process until the host restarts."""
 QUEUE = "queue"
 """The ``kind`` of a spooled review-queue request's line (a record's line has none)."""
 NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -89,12 +102,30 @@ NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 it cannot write at all."""
 
 
+class Stamp(NamedTuple):
+    """When a record was scored, read before it is tried in storage (:func:`stamp`)."""
+
+    wall: float
+    """Unix seconds, for the reader of a spool file: no part of a drain's order."""
+    monotonic_ns: int
+    """The boot's monotonic clock, shared by its processes: the drain's order in a boot."""
+
+
+def stamp() -> Stamp:
+    """Now."""
+    return Stamp(time.time(), time.monotonic_ns())
+
+
 class _Place(NamedTuple):
     """A spooled line's turn in a drain, and where it lies: sorted, the places are in the
     drain's order (lines of one time in their files' order and their order in a file, records
     before requests, which name them)."""
 
-    scored_at: float
+    era: int
+    """0: a line of a release that kept no time; 1: one that kept only the wall clock's; from
+    2 on, 2 plus its boot's number in :data:`BOOTS`."""
+    at: float
+    """Its time in its era: none (0), the wall clock's, the boot's monotonic clock's."""
     request: bool
     file: int
     """The file's number among those the drain reads (in name order)."""
@@ -140,17 +171,21 @@ class Spool:
         self._live_lines = 0
         self._rejected = 0
         self._writable = True
+        self._boot: int | None = None
+        """This boot's number in :data:`BOOTS`, once this process spooled."""
 
     def append(
-        self, items: Sequence[Pending | QueueRequest], scored_at: float | None = None
+        self, items: Sequence[Pending | QueueRequest], scored_at: Stamp | None = None
     ) -> None:
-        """Add ``items``, scored at ``scored_at`` (unix seconds; now when not given: a review
-        request's time, after its records'), to the spool; durable when this returns. Raises
-        ``OSError`` (a full disk, a folder it cannot write: :func:`no_room` tells them apart)
-        with none of them in the spool, and no part of one."""
-        at = time.time() if scored_at is None else scored_at
-        lines = b"".join(_line(i, at) for i in items)
+        """Add ``items``, scored at ``scored_at`` (now when not given: a review request's time,
+        after its records'), to the spool; durable when this returns. Raises ``OSError`` (a
+        full disk, a folder it cannot write: :func:`no_room` tells them apart) with none of
+        them in the spool, and no part of one."""
+        at = stamp() if scored_at is None else scored_at
         with self._lock:
+            if self._boot is None:
+                self._boot = _boot_number(self.folder)
+            lines = b"".join(_line(i, at, self._boot) for i in items)
             live = self._open_live()
             try:
                 _append_whole(live, lines)
@@ -416,7 +451,7 @@ def _places(f: IO[bytes], path: Path, file: int, unusable: list[_Unusable]) -> I
         try:
             when = _when(entry)
         except (ValueError, TypeError) as exc:
-            unusable.append((path, _Place(0.0, False, file, start, len(raw)), exc))
+            unusable.append((path, _Place(0, 0.0, False, file, start, len(raw)), exc))
             continue
         yield _Place(*when, file, start, len(raw))
 
@@ -431,11 +466,11 @@ def _live_places(f: IO[bytes], file: int) -> Iterator[_Place]:
             break
         start, end = end, end + len(raw)
         try:
-            scored_at, request = _when(json.loads(raw))
+            era, at, request = _when(json.loads(raw))
         except (ValueError, TypeError):
             continue
         if not request:
-            yield _Place(scored_at, request, file, start, len(raw))
+            yield _Place(era, at, request, file, start, len(raw))
 
 
 def _read(
@@ -456,14 +491,23 @@ def _read(
         yield _Line(item, raw, source.path)
 
 
-def _when(entry: object) -> tuple[float, bool]:
-    """A spooled line's time (0 for a record spooled before it was kept) and whether it is a
-    review-queue request."""
+def _when(entry: object) -> tuple[int, float, bool]:
+    """A spooled line's era and time in it (:class:`_Place`) and whether it is a review-queue
+    request."""
     if not isinstance(entry, dict):
         # set aside with the rest of what this version cannot read: left to fail every drain,
         # it would keep every record behind it out of storage
         raise TypeError(f"a spooled line is a JSON object, not {type(entry).__name__}")
-    return float(cast(float, entry.get("scored_at", 0.0))), entry.get("kind") == QUEUE
+    request = entry.get("kind") == QUEUE
+    if "boot" not in entry:
+        # spooled by an earlier release, before this one started
+        if "scored_at" not in entry:
+            return 0, 0.0, request
+        return 1, float(cast(float, entry["scored_at"])), request
+    boot, at = entry["boot"], entry["monotonic_ns"]
+    if not isinstance(boot, int) or not isinstance(at, int) or boot < 0:
+        raise TypeError(f"a spooled line's boot and monotonic_ns are counts, not {boot!r}, {at!r}")
+    return 2 + boot, at, request
 
 
 def _item(entry: dict[str, Any], request: bool) -> Pending | QueueRequest:
@@ -482,19 +526,42 @@ def _item(entry: dict[str, Any], request: bool) -> Pending | QueueRequest:
     )
 
 
-def _line(item: Pending | QueueRequest, scored_at: float) -> bytes:
+def _line(item: Pending | QueueRequest, scored_at: Stamp, boot: int) -> bytes:
+    when = {"scored_at": scored_at.wall, "boot": boot, "monotonic_ns": scored_at.monotonic_ns}
     entry: dict[str, object]
     if isinstance(item, QueueRequest):
-        entry = {"kind": QUEUE, "scored_at": scored_at, "request": asdict(item)}
+        entry = {"kind": QUEUE, **when, "request": asdict(item)}
     else:
         entry = {
-            "scored_at": scored_at,
+            **when,
             "enqueue": item.enqueue,
             "record": item.record.model_dump(mode="json"),
             "text": item.text,
             "post": None if item.post is None else item.post.model_dump(mode="json"),
         }
     return json.dumps(entry).encode() + b"\n"
+
+
+def _boot_number(folder: Path) -> int:
+    """This boot's number among those that spooled in ``folder`` (:data:`BOOTS`), the boot
+    added when it is new: durable before a line of it is, so that a crash cannot give a later
+    boot the number of one whose lines are still spooled."""
+    boot = BOOT_ID.read_bytes().strip()
+    with open(folder / BOOTS, "a+b", buffering=0) as f:
+        # two processes of a new boot add it once
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        f.seek(0)
+        held = f.read()
+        whole = held[: held.rfind(b"\n") + 1]
+        boots = whole.split()
+        if boots and boots[-1] == boot:
+            return len(boots) - 1
+        if len(whole) < len(held):
+            # torn by a crash mid-append: the boot it was to add never spooled a line
+            os.ftruncate(f.fileno(), len(whole))
+        _append_whole(f, boot + b"\n")
+    _fsync_folder(folder)
+    return len(boots)
 
 
 def _append_whole(f: IO[bytes], data: bytes) -> None:

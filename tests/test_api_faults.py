@@ -44,7 +44,7 @@ from service.record import Post, ScoreRecord
 from service.scoring import FULL, NOT_KEPT, UNWRITABLE, ScoringService
 from service.security import create_key
 from service.settings import Settings
-from service.spool import Spool
+from service.spool import Spool, Stamp
 from service.storage import Pending, Repository, SqlRepository, open_repository, sql, upgrade
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
@@ -395,7 +395,7 @@ def test_a_request_for_a_post_being_kept_shares_its_outcome_never_an_unkept_reco
         room: list[bool] = []
         append, get = spool.append, scoring.first.get
 
-        def held_append(items: Sequence[Pending], scored_at: float) -> None:
+        def held_append(items: Sequence[Pending], scored_at: Stamp) -> None:
             # the first request's record is on its way to the spool: the second looks now
             appending.set()
             looked.wait(30)

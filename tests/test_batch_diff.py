@@ -229,6 +229,55 @@ def test_an_enqueue_that_fails_after_the_run_is_done_again_without_scoring_again
         repository.close()
 
 
+@pytest.mark.parametrize("since", ["untouched", "removed", "rejects removed"])
+def test_a_rerun_after_a_failed_enqueue_copies_no_part_into_an_output_joined_already(
+    tmp_path: Path,
+    database: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    since: str,
+) -> None:
+    """Before, the same command joined every part into OUTPUT again (a second copy of the
+    output written beside it, on a disk that must hold both) to enqueue what the first run had
+    scored and joined already; an OUTPUT or reject file changed since is joined again."""
+    (tmp_path / "in.jsonl").write_bytes(b"".join(shuffled_posts(POSTS)) + b"not json\n")
+    earlier, now = earlier_and_now()
+    write(tmp_path / "before.jsonl", earlier)
+    output, rejects = tmp_path / "now.jsonl", tmp_path / "now.rejects.jsonl"
+    args = ["rescore", str(tmp_path / "in.jsonl"), "-o", str(output), "--workers", "1"]
+    args += ["--no-progress", "--compare", str(tmp_path / "before.jsonl"), "--enqueue"]
+    stored = enqueue
+
+    def lost(report: object, settings: Settings) -> int:
+        raise StorageError("the server closed the connection")
+
+    monkeypatch.setattr("service.batch.diff.enqueue", lost)
+    assert main(args, load_scorer=length_scorer) == 2
+    rejected = rejects.read_bytes()
+    if since == "removed":
+        output.unlink()
+    elif since == "rejects removed":
+        rejects.unlink()
+    written = [(f.stat().st_ino, f.stat().st_mtime_ns) for f in (output, rejects) if f.exists()]
+    capsys.readouterr()
+
+    monkeypatch.setattr("service.batch.diff.enqueue", stored)
+    again = LengthScorer()
+    assert main(args, load_scorer=lambda settings: again) == 1  # the line rejected
+    assert again.calls == 0
+    assert "review queue: 1 newly flagged records stored" in capsys.readouterr().err
+    kept = [(f.stat().st_ino, f.stat().st_mtime_ns) for f in (output, rejects)]
+    assert (kept == written) == (since == "untouched")
+    assert list(read_records(output)) == now
+    assert rejects.read_bytes() == rejected
+    assert not (tmp_path / ".now.jsonl.rescore").exists()
+    repository = open_repository(database, 5.0)
+    try:
+        assert [item.post_id for item in repository.queue()] == [now[REVIEWED].id]
+    finally:
+        repository.close()
+
+
 def test_enqueue_queues_the_newly_flagged_occurrence_of_a_repeated_id(
     tmp_path: Path, database: str
 ) -> None:

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -20,7 +21,7 @@ from servicekit import record
 from service.policy import Policy
 from service.record import Post, ScoreRecord
 from service.review.items import QueueRequest
-from service.spool import Spool, no_room
+from service.spool import BOOTS, Spool, Stamp, no_room
 from service.storage import Pending, StorageUnavailableError, open_repository, upgrade
 
 
@@ -76,7 +77,7 @@ def test_drain_writes_every_spooled_record_once_and_empties_the_spool(tmp_path: 
     assert sorted(store.records) == [f"p{i}" for i in range(5)]
     assert store.enqueued == ["p0", "p2", "p4"]
     assert spool.pending() == 0
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [tmp_path / BOOTS]
     assert spool.drain(store.write, store.ping, store.enqueue) == 0
 
 
@@ -289,7 +290,7 @@ def test_a_live_process_spool_is_written_in_turn_left_to_it_and_a_dead_one_drain
         if child.poll() is None:
             child.kill()
             child.wait()
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(tmp_path) == [BOOTS]
 
 
 def test_an_append_a_full_disk_cuts_short_leaves_no_part_of_its_lines(
@@ -339,7 +340,7 @@ def test_a_live_file_that_cannot_be_locked_is_closed_and_removed(
             os.fstat(fd)
         assert closed.value.errno == errno.EBADF
         del failed
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [tmp_path / BOOTS]
     spool.append([Pending(record("after"), enqueue=True)])
     store = Store()
     assert spool.drain(store.write, store.ping, store.enqueue) == 1
@@ -381,7 +382,12 @@ def test_the_spool_folder_is_its_owners_alone(tmp_path: Path) -> None:
     assert (tmp_path / "state" / "spool").stat().st_mode & 0o777 == 0o700
 
 
-def spooled_by(spool: Spool, folder: Path, item: Pending, scored_at: float) -> Path:
+def at(seconds: float) -> Stamp:
+    """A record's time, ``seconds`` into the boot by both clocks."""
+    return Stamp(seconds, int(seconds * 1e9))
+
+
+def spooled_by(spool: Spool, folder: Path, item: Pending, scored_at: Stamp) -> Path:
     """The file ``spool`` appends ``item`` to."""
     before = set(folder.glob("*.jsonl"))
     spool.append([item], scored_at)
@@ -393,9 +399,9 @@ def test_a_post_spooled_by_two_processes_keeps_the_record_scored_first_whatever_
     tmp_path: Path,
 ) -> None:
     first, second = Spool(tmp_path), Spool(tmp_path)  # two processes' spools
-    late = spooled_by(first, tmp_path, Pending(record("p", "block"), enqueue=True), 20.0)
-    early = spooled_by(second, tmp_path, Pending(record("p"), enqueue=True), 10.0)
-    first.append([Pending(record("q"), enqueue=True)], 30.0)
+    late = spooled_by(first, tmp_path, Pending(record("p", "block"), enqueue=True), at(20.0))
+    early = spooled_by(second, tmp_path, Pending(record("p"), enqueue=True), at(10.0))
+    first.append([Pending(record("q"), enqueue=True)], at(30.0))
     first.close()
     second.close()
     # names that sort the later record first
@@ -411,8 +417,8 @@ def test_a_record_scored_first_in_a_live_process_file_stands_before_a_later_one_
     tmp_path: Path,
 ) -> None:
     live, ours = Spool(tmp_path), Spool(tmp_path)  # another process's, still running
-    live.append([Pending(record("p"), enqueue=True)], 10.0)
-    ours.append([Pending(record("p", "block"), enqueue=True)], 20.0)
+    live.append([Pending(record("p"), enqueue=True)], at(10.0))
+    ours.append([Pending(record("p", "block"), enqueue=True)], at(20.0))
     store = Store()
     # its own; the live file stays the other's
     assert ours.drain(store.write, store.ping, store.enqueue) == 1
@@ -432,9 +438,9 @@ def test_a_drain_parses_a_write_s_worth_of_lines_at_a_time_in_the_order_scored(
     monkeypatch.setattr("service.spool.CHUNK", 3)
     first, second, live = Spool(tmp_path), Spool(tmp_path), Spool(tmp_path)
     for i in range(5):  # two files' lines, the times interleaved, and a live process's
-        first.append([Pending(record(f"a{i}"), enqueue=True)], scored_at=10.0 * i)
-        second.append([Pending(record(f"b{i}"), enqueue=True)], scored_at=10.0 * i + 5)
-    live.append([Pending(record("c"), enqueue=True)], scored_at=12.0)
+        first.append([Pending(record(f"a{i}"), enqueue=True)], scored_at=at(10.0 * i))
+        second.append([Pending(record(f"b{i}"), enqueue=True)], scored_at=at(10.0 * i + 5))
+    live.append([Pending(record("c"), enqueue=True)], scored_at=at(12.0))
     first.close()
     second.close()
     validate = ScoreRecord.model_validate
@@ -524,6 +530,108 @@ def test_lines_spooled_before_their_time_was_kept_go_first(tmp_path: Path) -> No
     assert store.records["p"].decision == "review"
 
 
+def test_a_clock_set_back_between_two_processes_records_keeps_the_first_scored_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An NTP correction between the two: by the wall clock, the later record came first."""
+    first, second = Spool(tmp_path), Spool(tmp_path)
+    wall, set_back = time.time, [0.0]
+    monkeypatch.setattr(time, "time", lambda: wall() - set_back[0])
+    first.append([Pending(record("p", "block"), enqueue=True)])
+    set_back[0] = 10.0
+    second.append([Pending(record("p"), enqueue=True), Pending(record("q"), enqueue=True)])
+    first.append([Pending(record("q", "block"), enqueue=True)])
+    first.close()
+    second.close()
+    store = Store()
+    assert Spool(tmp_path).drain(store.write, store.ping, store.enqueue) == 4
+    assert store.records["p"].decision == "block"
+    assert store.records["q"].decision == "review"
+    assert store.enqueued == ["p", "q"]
+
+
+def test_a_record_spooled_before_a_restart_of_the_host_goes_before_those_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The monotonic clock starts again at a boot: the boot's number orders the lines first."""
+    boot_id = tmp_path / "boot_id"
+    monkeypatch.setattr("service.spool.BOOT_ID", boot_id)
+    folder = tmp_path / "spool"
+    boot_id.write_text("a\n")
+    before = Spool(folder)
+    before.append([Pending(record("p", "block"), enqueue=True)], Stamp(100.0, 500 * 10**9))
+    before.close()
+    boot_id.write_text("b\n")
+    after, beside = Spool(folder), Spool(folder)  # two processes of the new boot
+    beside.append([Pending(record("q"), enqueue=True)], Stamp(100.0, 2 * 10**9))
+    after.append([Pending(record("p"), enqueue=True)], Stamp(90.0, 3 * 10**9))
+    after.append([Pending(record("q", "block"), enqueue=True)], Stamp(90.0, 4 * 10**9))
+    beside.close()
+    after.close()
+    assert (folder / BOOTS).read_text() == "a\nb\n"
+    store = Store()
+    assert Spool(folder).drain(store.write, store.ping, store.enqueue) == 4
+    assert store.records["p"].decision == "block"
+    assert store.records["q"].decision == "review"
+
+
+def test_a_boot_torn_in_the_boots_file_by_a_crash_is_dropped_not_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    boot_id = tmp_path / "boot_id"
+    monkeypatch.setattr("service.spool.BOOT_ID", boot_id)
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    (folder / BOOTS).write_text("a\nb")  # b's append cut short: b spooled nothing
+    boot_id.write_text("c\n")
+    for _ in range(2):  # two processes of boot c: one number
+        Spool(folder).append([Pending(record("p"), enqueue=True)])
+    assert (folder / BOOTS).read_text() == "a\nc\n"
+    assert {json.loads(f.read_bytes())["boot"] for f in folder.glob("*.jsonl")} == {1}
+
+
+def test_lines_spooled_by_the_release_that_kept_only_the_wall_clock_go_first_in_its_order(
+    tmp_path: Path,
+) -> None:
+    """Files spooled before an upgrade, drained after it beside the new release's lines."""
+
+    def legacy(name: str, post: ScoreRecord, scored_at: float) -> None:
+        held = {"scored_at": scored_at, "enqueue": True, "record": post.model_dump(mode="json")}
+        (tmp_path / name).write_bytes(
+            json.dumps(held | {"text": None, "post": None}).encode() + b"\n"
+        )
+
+    # wall times in the future: the new release's lines still come after them
+    legacy("spool-1-00000000.jsonl", record("p", "block"), 3e10)
+    legacy("spool-2-00000000.jsonl", record("p"), 2e10)
+    legacy("spool-3-00000000.jsonl", record("q"), 4e10)
+    spool = Spool(tmp_path)
+    spool.append([Pending(record("q", "block"), enqueue=True)])
+    store = Store()
+    assert spool.drain(store.write, store.ping, store.enqueue) == 4
+    assert store.records["p"].decision == "review"
+    assert store.records["q"].decision == "review"
+    assert store.enqueued == ["p", "q"]
+
+
+@pytest.mark.parametrize(
+    "when", [{"boot": "0", "monotonic_ns": 1}, {"boot": 0, "monotonic_ns": 1.5}]
+)
+def test_a_line_whose_boot_or_clock_is_no_count_is_set_aside(
+    tmp_path: Path, when: dict[str, object]
+) -> None:
+    spool = Spool(tmp_path)
+    spool.append([Pending(record("ok"), enqueue=True)])
+    spool.close()
+    (path,) = tmp_path.glob("*.jsonl")
+    line = json.loads(path.read_bytes()) | when | {"record": record("odd").model_dump(mode="json")}
+    with open(path, "ab") as f:
+        f.write(json.dumps(line).encode() + b"\n")
+    store = Store()
+    assert spool.drain(store.write, store.ping, store.enqueue) == 1
+    assert list(store.records) == ["ok"] and spool.rejected() == 1
+
+
 def test_a_folder_it_cannot_write_is_told_apart_from_a_full_disk(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -580,17 +688,17 @@ def test_a_review_request_is_replayed_after_the_record_it_names_whatever_the_fil
     first, second = Spool(tmp_path), Spool(tmp_path)
     # p1's request in another file than its record (files sort by random names); p2's at the
     # time of its record, ahead of it in the file
-    second.append([bank_match("p1")], scored_at=200.0)
-    second.append([bank_match("p2")], scored_at=100.0)
-    second.append([Pending(record("p2"), enqueue=True)], scored_at=100.0)
-    first.append([Pending(record("p1"), enqueue=True)], scored_at=150.0)
+    second.append([bank_match("p1")], scored_at=at(200.0))
+    second.append([bank_match("p2")], scored_at=at(100.0))
+    second.append([Pending(record("p2"), enqueue=True)], scored_at=at(100.0))
+    first.append([Pending(record("p1"), enqueue=True)], scored_at=at(150.0))
     first.close()
     second.close()
     store = Store()
     assert Spool(tmp_path).drain(store.write, store.ping, store.enqueue) == 4
     assert store.early == []
     assert [r.post_id for r in store.requests] == ["p2", "p1"]
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [tmp_path / BOOTS]
 
 
 def test_a_live_process_review_requests_are_replayed_once_by_its_drain_a_dead_ones_by_the_next(

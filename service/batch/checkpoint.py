@@ -5,8 +5,10 @@ renamed into place, and only then is the manifest (tasks done, parts, tallies) r
 written beside and renamed. Whenever the process dies, the manifest names only whole parts,
 and a part written after it is written again by the next run. At the end the parts are joined
 into OUTPUT and the folder is removed (by the command, once it has done what else it does with
-OUTPUT: its comparison, enqueue and run record, which the same command does again after joining
-the parts again, should they fail). The manifest carries the run's fingerprint (input files,
+OUTPUT: its comparison, enqueue and run record, which the same command does again, should they
+fail). The manifest then names the OUTPUT and reject file the parts were joined into, so that
+the same command leaves them as they are, where it would copy every part again, and joins again
+only where they changed since. The manifest carries the run's fingerprint (input files,
 sizes, times, chunk size, batch size, model and policy), so that a different run never continues
 it.
 """
@@ -47,6 +49,8 @@ class State:
     tasks_done: int = 0
     parts: int = 0
     tallies: dict[str, Any] = field(default_factory=dict)
+    joined: list[Any] | None = None
+    """What the parts were joined into (:func:`_joined`), once they were; None before."""
 
 
 class WorkFolder:
@@ -119,7 +123,14 @@ class WorkFolder:
                 f"model or policy ({differ}); rerun that command to finish it, or delete the "
                 "folder to start over"
             )
-        return State(fingerprint, saved["tasks_done"], saved["parts"], saved["tallies"])
+        return State(
+            fingerprint,
+            saved["tasks_done"],
+            saved["parts"],
+            saved["tallies"],
+            # absent from a manifest of a release that did not keep it: joined again
+            saved.get("joined"),
+        )
 
     def commit(self, state: State) -> None:
         """Record ``state`` (whose parts are closed and in place) as the point to resume from."""
@@ -130,6 +141,7 @@ class WorkFolder:
             "tasks_done": state.tasks_done,
             "parts": state.parts,
             "tallies": state.tallies,
+            "joined": state.joined,
         }
         with tmp.open("w", encoding="utf-8") as file:
             json.dump(data, file)
@@ -146,8 +158,19 @@ class WorkFolder:
 
     def finish(self, state: State, reject_path: Path, *, keep: bool = False) -> None:
         """Join the parts into OUTPUT and the reject parts into ``reject_path`` (removed when
-        there are none), then remove the folder unless ``keep`` (:meth:`remove`);
+        there are none), then remove the folder unless ``keep`` (:meth:`remove`), else record
+        the join in the manifest: the same command run again finds OUTPUT and ``reject_path``
+        joined already, unless they changed since, and copies no part again.
         :class:`JoinError` when the join fails, which leaves the folder as it was."""
+        if state.joined is None or state.joined != _joined(self.output, reject_path):
+            self._join_parts(state, reject_path)
+            if keep:
+                state.joined = _joined(self.output, reject_path)
+                self.commit(state)
+        if not keep:
+            self.remove()
+
+    def _join_parts(self, state: State, reject_path: Path) -> None:
         parts = [self.part(k) for k in range(state.parts)]
         rejects = [self.rejects(k) for k in range(state.parts) if self.rejects(k).exists()]
         tmp = self.output.with_name(f".{self.output.name}.joining")
@@ -172,8 +195,6 @@ class WorkFolder:
         else:
             reject_path.unlink(missing_ok=True)
         tmp.replace(self.output)
-        if not keep:
-            self.remove()
 
     def remove(self) -> None:
         """Remove the folder: its run is joined into OUTPUT and done with."""
@@ -259,6 +280,20 @@ def _is_at(file: TextIO, path: Path) -> bool:
         return False
     here = os.fstat(file.fileno())
     return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _joined(output: Path, reject_path: Path) -> list[Any]:
+    """Which files OUTPUT and ``reject_path`` are now (device, inode, size, modification time;
+    None for a file that is not there): another file, or the file written since, differs."""
+    return [_identity(output), _identity(reject_path)]
+
+
+def _identity(path: Path) -> list[int] | None:
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return None
+    return [found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns]
 
 
 def _differences(saved: dict[str, Any], given: dict[str, Any], names: Mapping[str, str]) -> str:
