@@ -475,6 +475,8 @@ def every_kind(api: Api) -> dict[str, Item]:
     )
     review.put_account(policy, "f1", followers=10)
     review.put_account(policy, "f1", followers=2_000_000)
+    for n in range(policy.registration.batch_accounts):  # a batch registration
+        review.put_account(policy, f"s{n}", name=f"清朗日报{n:02}")
     bought = Counts(reads=10, reposts=policy.engagement.min_gain["reposts"])
     review.put_engagement(policy, "e1", "f2", bought)
     banked = api.client.post(
@@ -530,6 +532,7 @@ def every_kind(api: Api) -> dict[str, Item]:
         "bank_match": "match",
         "impersonation": "impersonation",
         "dormant": "dormant",
+        "signup_batch": "signups",
     }
     return {by_kind.get(i.kind) or str(i.post_id): i for i in found}
 
@@ -2201,6 +2204,51 @@ def test_a_follower_jump_is_shown_in_the_queue_and_on_its_page_in_each_language(
     assert "Followers 10 → 2,000,000" in api.client.get("/console/queue").text
     page = api.client.get(f"/console/items/{item.id}").text
     assert "Abnormal follower jump (art12)" in page and "<td>10</td>" in page
+
+
+def test_a_batch_registration_is_shown_in_the_queue_and_on_its_page_in_each_language(
+    api: Api,
+) -> None:
+    policy, review = api.services.scoring.policy, api.services.review
+    rules = policy.registration
+    start = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+    for n in range(rules.batch_accounts):
+        at = start + timedelta(minutes=n)
+        review.put_account(policy, f"s{n}", name=f"<b>清朗日报{n:02}", now=at)
+    (item,) = review.list_items(policy, kind="signup_batch").items
+    sign_in(api, "li")
+    queue = api.client.get("/console/queue").text
+    assert '<td data-kind="signup_batch">批量注册 <span class="signup"' in queue
+    assert f"b清朗日报 · 账号数 {rules.batch_accounts}</span>" in queue
+    page = api.client.get(f"/console/items/{item.id}").text
+    assert "批量注册(第十条)" in page and "去除序号后的共同名称: b清朗日报" in page
+    # each account, its name as given (escaped) and when it registered, first registered first
+    rows = re.findall(r'<tr data-account="([^"]+)"><td>[^<]*</td><td>([^<]*)</td>', page)
+    assert rows == [(f"s{n}", f"&lt;b&gt;清朗日报{n:02}") for n in range(rules.batch_accounts)]
+    assert "<b>清朗日报" not in page
+    # the confirmation offers the item's category and the article it rests on
+    assert '<option value="bulk_registration" selected>' in page
+    assert f'value="{articles.name(rules.batch_basis, translator("zh"))}"' in page
+    api.client.get("/console/lang/en")
+    assert f"b清朗日报 · Accounts {rules.batch_accounts}</span>" in (
+        api.client.get("/console/queue").text
+    )
+    page = api.client.get(f"/console/items/{item.id}").text
+    assert "Batch registration (art10)" in page and "Name shared without serial numbers" in page
+    # a coordinated batch of its accounts says they were registered together, with a link
+    members = [{"post_id": f"p{n}", "account_id": f"s{n}"} for n in range(2)]
+    cluster = review.enqueue(
+        policy,
+        kind="cluster",
+        merge_key="cluster:c1",
+        head="coordination",
+        severity="review",
+        reach=2,
+        evidence={"members": members},
+    )
+    page = api.client.get(f"/console/items/{cluster.id}").text
+    assert "Members s0、s1 were registered in one batch (shared name b清朗日报):" in page
+    assert f'<a href="/console/items/{item.id}">#{item.id}</a>' in page
 
 
 def test_an_engagement_item_is_shown_in_the_queue_and_on_its_page_in_each_language(

@@ -125,6 +125,11 @@ TEXT: dict[str, tuple[str, str]] = {
         "An earlier engagement item of this account was decided; this one reviews the findings "
         "since:",
     ),
+    "earlier_signup": (
+        "同一名称此前的批量注册条目已处理,本条目审核此后注册的账号:",
+        "An earlier registration batch under this name was decided; this one reviews the "
+        "accounts registered since:",
+    ),
     "earlier_match": (
         "该帖与同一谣言库条目的匹配此前已有条目处理过,本条目重新审核该匹配:",
         "An earlier item on this post's match with the same banked rumour was decided; this one "
@@ -294,6 +299,18 @@ TEXT: dict[str, tuple[str, str]] = {
     ),
     "moved_dropped": ("其发现已从本条目移出", "no longer lists its findings"),
     "moved_badge": ("已转出", "moved"),
+    "signup_batch": ("批量注册(第十条)", "Batch registration (art10)"),
+    "signup_skeleton": ("去除序号后的共同名称", "Name shared without serial numbers"),
+    "signup_accounts": ("账号数", "Accounts"),
+    "registered_at": ("注册时间", "Registered at"),
+    "signup_together": (
+        "成员账号 {accounts} 注册于同一次批量注册(共同名称 {skeleton}):",
+        "Members {accounts} were registered in one batch (shared name {skeleton}):",
+    ),
+    "signup_partial": (
+        "该批共 {size} 个账号,此处列出最早注册的 {shown} 个",
+        "The batch holds {size} accounts; the {shown} registered first are listed",
+    ),
     "impersonation": (
         "擅自使用受保护名称(第八条)",
         "Unauthorised use of a protected name (art8)",
@@ -419,6 +436,7 @@ TEXT: dict[str, tuple[str, str]] = {
         "{reposts} reposts by {reposters} accounts",
     ),
     "kind.dormant": ("长期未使用账号", "dormant account"),
+    "kind.signup_batch": ("批量注册", "batch registration"),
     # a dormant account's clock on its item's page: which use set it
     # (``service.review.dormancy.Use``), and since when the account is dormant
     "dormancy_clock": ("账号使用时钟", "When the account was last used"),
@@ -454,6 +472,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "head.fake_followers": ("虚假粉丝", "fake followers"),
     "head.fake_engagement": ("互动数据造假", "fake engagement"),
     "head.impersonation": ("擅自使用组织机构或知名人士名义", "impersonation"),
+    "head.bulk_registration": ("恶意或虚假批量注册", "bulk registration"),
     "head.dormant": ("注册后超过六个月不登录、不使用", "dormant: unused for six months"),
     # what a protected name names, by its code word (``service.review.protected.PROTECTED_KINDS``)
     "protected.organ": ("党政机关", "party or government organ"),

@@ -20,7 +20,7 @@ from service.console.times import duration, offset, unit_of, when
 from service.neardup.cluster import Cluster
 from service.pipeline import NO_EVIDENCE
 from service.policy import Policy
-from service.review import dormancy, engagement, followers, protected, views
+from service.review import dormancy, engagement, followers, protected, signups, views
 from service.review.items import ACTIONS, EARLIER, FINAL
 from service.storage.console_sql import (
     AGE_BUCKETS_H,
@@ -274,6 +274,7 @@ EARLIER_SAID: dict[str, tuple[str, str | None]] = {
     "follower_jump": ("earlier_jump", "followers"),
     engagement.KIND: ("earlier_engagement", "followers"),
     "bank_match": ("earlier_match", None),
+    signups.KIND: ("earlier_signup", "signup_accounts"),
 }
 """What the item page says of the item decided before one of each kind, by the kind: the
 message key of its line, and the label of the decided item's reach, which is a batch's size
@@ -411,6 +412,8 @@ class QueueRow:
     """An ``engagement`` item's latest finding."""
     excerpt: str | None = None
     """The start of a post item's text (:func:`excerpt`); its page shows the whole."""
+    batch: SignupBatch | None = None
+    """A ``signup_batch`` item's skeleton and accounts."""
 
 
 @dataclass(frozen=True)
@@ -435,6 +438,56 @@ def jumps(item: views.Item) -> list[Jump]:
         )
         for j in found or []
     ]
+
+
+@dataclass(frozen=True)
+class Signup:
+    """An account of a registration batch (art10) as its ``signup_batch`` item lists it."""
+
+    account_id: str
+    name: str | None
+    registered_at: datetime
+
+
+@dataclass(frozen=True)
+class SignupBatch:
+    """What a ``signup_batch`` item shows: the skeleton its accounts' names share, the
+    accounts it lists (the first registered), and how many the batch holds (its reach)."""
+
+    skeleton: str
+    accounts: list[Signup]
+    size: int
+
+
+def signup_batch(item: views.Item) -> SignupBatch | None:
+    """A ``signup_batch`` item's evidence; None for an item of another kind."""
+    if item.kind != signups.KIND:
+        return None
+    evidence = item.evidence or {}
+    return SignupBatch(
+        str(evidence.get("skeleton", "")),
+        [
+            Signup(str(a["account_id"]), a.get("name"), datetime.fromisoformat(a["registered_at"]))
+            for a in evidence.get("accounts", [])
+        ],
+        item.reach,
+    )
+
+
+@dataclass(frozen=True)
+class Together:
+    """A registration batch that members of a coordinated batch were registered in (evidence
+    :data:`~service.review.signups.SIGNUP_BATCHES`)."""
+
+    item_id: int
+    skeleton: str
+    accounts: list[str]
+
+
+def registered_together(item: views.Item) -> list[Together]:
+    """The registration batches a cluster item's members were registered in."""
+    found = (item.evidence or {}).get(signups.SIGNUP_BATCHES, [])
+    return [Together(int(b["item_id"]), str(b["skeleton"]), list(b["accounts"])) for b in found]
 
 
 @dataclass(frozen=True)
@@ -596,6 +649,7 @@ def queue_row(item: views.Item, now: datetime, start: tuple[str, bool] | None = 
         tuple(p.name for p in held.entries) if held else (),
         next(reversed(findings(item)), None),
         None if start is None else excerpt(*start),
+        signup_batch(item),
     )
 
 
@@ -611,6 +665,8 @@ def basis_of(item: views.Item, policy: Policy) -> str:
         return policy.engagement.basis
     if item.kind == dormancy.KIND:
         return policy.dormancy.basis
+    if item.head == signups.CATEGORY:
+        return policy.registration.batch_basis
     rule = next((r for risk, r in policy.risks.items() if risk == item.head), None)
     return rule.reason.code.rsplit(".", 1)[0] if rule else ""
 

@@ -12,12 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from service.heads import Risk
 from service.policy.provisions import Article
 
-Violation = Literal[Risk, "fake_followers", "fake_engagement", "impersonation"]
+Violation = Literal[Risk, "fake_followers", "fake_engagement", "impersonation", "bulk_registration"]
 """What a confirmed violation is: a risk the model scores, faked followers (art12), which no
 post shows and an abnormal jump in an account's follower count brings to review, faked
 engagement with its posts (art12: reads, reposts, comments, likes), which the counts the
-platform reports bring to review, or an account name that uses a protected name without
-authorisation (art8), which an entry of the protected names brings to review."""
+platform reports bring to review, an account name that uses a protected name without
+authorisation (art8), which an entry of the protected names brings to review, or accounts
+registered in bulk (art10: 恶意注册、虚假注册), which a batch of registrations under one name
+brings to review (:mod:`service.review.signups`)."""
 VIOLATIONS: tuple[Violation, ...] = get_args(Violation)
 
 Category = Literal[Violation, "dormant"]
@@ -196,6 +198,26 @@ class RegistrationRules(_Rules):
         description="the ladder step that terminates the service of an account whose name "
         "still holds a protected name it is not authorised for when the suspension its "
         "impersonation called for ends (art8)",
+    )
+    batch_accounts: int = Field(
+        ge=2,
+        description="this many accounts registered under one name's skeleton within "
+        "batch_hours are a batch registration (art10), which opens a review item",
+    )
+    batch_hours: float = Field(
+        gt=0, description="the time within which a batch's accounts were registered"
+    )
+    batch_min_chars: int = Field(
+        ge=1,
+        description="the fewest letters a skeleton has for its accounts to make a batch: "
+        "shorter ones are shared by chance",
+    )
+    batch_exempt: list[str] = Field(
+        default_factory=list,
+        description="names whose skeleton makes no batch (a platform's default names)",
+    )
+    batch_basis: Article = Field(
+        description="the article a batch registration item's confirmation rests on"
     )
 
 

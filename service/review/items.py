@@ -20,13 +20,15 @@ Kind = Literal[
     "engagement",
     "impersonation",
     "dormant",
+    "signup_batch",
 ]
 """An item's source: a flagged score record, a flagged near-duplicate cluster (one item for the
 batch, its members in ``evidence``), a confirmed-rumour bank match, public reports, an abnormal
 jump in an account's follower count (art12, its jumps in ``evidence``), abnormal engagement with
 an account's posts (art12, :mod:`service.review.engagement`), an account name that holds a
-protected name its subject is not authorised for (art8, :mod:`service.review.protected`), or a
-dormant account (art10, :mod:`service.review.dormancy`)."""
+protected name its subject is not authorised for (art8, :mod:`service.review.protected`), a
+dormant account (art10, :mod:`service.review.dormancy`), or accounts registered in a batch
+under one name (art10, its accounts in ``evidence``, :mod:`service.review.signups`)."""
 KINDS: tuple[Kind, ...] = get_args(Kind)
 
 

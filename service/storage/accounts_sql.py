@@ -11,17 +11,24 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import EllipsisType
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import CompoundSelect, func, null, select, union_all
 
 from service.policy import Policy
-from service.review import dormancy, registration, views
+from service.review import dormancy, registration, signups, views
 from service.review import followers as followers_rules
 from service.review.dispositions import Standing, Stop
 from service.review.items import NotFoundError
 from service.storage.credit_steps import active_kinds, active_now, lift, locked_account, restore
-from service.storage.item_steps import flag_account, known_account, open_item, wake
+from service.storage.item_steps import (
+    final_decision,
+    flag_account,
+    known_account,
+    last_decided,
+    open_item,
+    wake,
+)
 from service.storage.protected_steps import (
     art8_suspended,
     hold_name,
@@ -38,6 +45,7 @@ from service.storage.review_rows import (
     disposition_change_view,
     maybe_utc,
     new_account_view,
+    utc,
 )
 from service.storage.review_sql import ReviewSql
 from service.storage.tables import (
@@ -48,7 +56,7 @@ from service.storage.tables import (
     StoredAccount,
     StoredDisposition,
 )
-from service.storage.transaction import Tx, lock_protected_names, lock_subject
+from service.storage.transaction import Tx, lock_protected_names, lock_signup_batch, lock_subject
 
 
 class AccountsSql(ReviewSql):
@@ -83,17 +91,21 @@ class AccountsSql(ReviewSql):
         and leaves the name holding no protected name the subject is not authorised for lifts
         the account's art8 suspensions as corrected (:func:`protected.suspensions`). A follower
         count that jumps from the one given before (:func:`followers.is_jump`, art12) opens
-        the account's ``follower_jump`` item, or joins its open one. A login reported
+        the account's ``follower_jump`` item, or joins its open one. The profile that makes the
+        row registers the account (``registered_at``), and a new name given within
+        ``batch_hours`` of that opens or joins its skeleton's ``signup_batch`` item when it
+        makes a batch (:mod:`~service.review.signups`, art10), refusing nothing. A login reported
         (``login_at``, kept when later than the one stored) is use (art10): it moves the
         dormancy clock and ends a dormancy (:func:`wake`), ``by`` the key that reported it.
         """
 
         def run(tx: Tx) -> views.Account:
             # the items before the account: every writer locks in that order
+            batch, batched = _batch_held(tx, name)
             case = f"followers:{account_id}"
             jumps = open_item(tx, case) if followers is not None else None
             asleep = open_item(tx, dormancy.merge_key(account_id)) if login_at else None
-            account = locked_account(tx, account_id)
+            account = locked_account(tx, account_id, registering=True)
             rules = policy.registration
             refusing = {*rules.names_refused_by, *rules.subjects_refused_by}
             registration.check_profile_change(
@@ -125,9 +137,13 @@ class AccountsSql(ReviewSql):
                         digests = {account.subject_digest} if account.subject_digest else set()
                     lock_protected_names(tx, shared=True)
                     registration.check_protected_name(protected_in(tx.session, folded, digests))
+                named = name != account.name
                 account.name, account.folded_name = name, folded
+                account.skeleton_digest = None if batch is None else batch.digest
                 if folded is not None:
                     hold_name(tx, account_id, folded)
+                # a name given again unchanged is no news of the batch
+                _registered(tx, account, batch if named else None, batched)
             if subject_id is not None:
                 account.subject_digest = self.subjects.digest(subject_id)
             if followers is not None:
@@ -308,6 +324,83 @@ class AccountsSql(ReviewSql):
             allowed=not refusals,
             reasons=[{"code": r.code, "detail": r.detail} for r in refusals],
         )
+
+
+def _batch_held(
+    tx: Tx, name: str | EllipsisType | None
+) -> tuple[signups.Batch | None, ReviewItem | None]:
+    """The batch of the name given (:func:`signups.batch_of`; None for none given, or one of no
+    batch), held until the transaction ends (:func:`lock_signup_batch`), so that the accounts
+    registered under it at once are counted one after the other, and its open item, locked."""
+    if isinstance(name, EllipsisType):
+        return None, None
+    batch = signups.batch_of(tx.policy.registration, name)
+    if batch is None:
+        return None, None
+    lock_signup_batch(tx, batch.digest)
+    return batch, open_item(tx, batch.merge_key)
+
+
+def _registered(
+    tx: Tx, account: StoredAccount, batch: signups.Batch | None, item: ReviewItem | None
+) -> None:
+    """The locked ``account``, given a new name of ``batch`` (None: none; held by
+    :func:`_batch_held`, with ``item``, its open item), joins that item, or opens one when it
+    and the others of the skeleton registered within ``batch_hours`` are a batch (art10). Only
+    an account registered within ``batch_hours`` is weighed: an old account's rename is no
+    registration. Once the batch's item is decided, the accounts registered before the
+    decision were its reviewer's: a new item needs a batch of accounts registered since."""
+    rules = tx.policy.registration
+    registered = maybe_utc(account.registered_at)
+    since = tx.now - timedelta(hours=rules.batch_hours)
+    if batch is None or registered is None or registered < since:
+        return
+    listing = signups.entry(account.account_id, account.name, registered)
+    if item is not None:
+        listed = (item.evidence or {}).get("accounts", [])
+        if any(a.get("account_id") == account.account_id for a in listed):
+            return
+        flag_account(
+            tx,
+            item,
+            kind=signups.KIND,
+            merge_key=batch.merge_key,
+            account_id=None,
+            head=signups.CATEGORY,
+            reach=item.reach + 1,
+            listed="accounts",
+            found=[listing] if len(listed) < signups.LISTED else [],
+            grown={"account_id": account.account_id},
+        )
+        return
+    decided = last_decided(tx.session, batch.merge_key)
+    after = None if decided is None else utc(final_decision(tx.session, decided.id).decided_at)
+    tx.session.flush()
+    query = select(StoredAccount.account_id, StoredAccount.name, StoredAccount.registered_at)
+    query = query.where(
+        StoredAccount.skeleton_digest == batch.digest, StoredAccount.registered_at >= since
+    )
+    if after is not None:
+        query = query.where(StoredAccount.registered_at > after)
+    rows = tx.session.execute(
+        query.order_by(StoredAccount.registered_at, StoredAccount.account_id)
+    ).all()
+    if not signups.is_batch(rules, len(rows)):
+        return
+    opened = flag_account(
+        tx,
+        None,
+        kind=signups.KIND,
+        merge_key=batch.merge_key,
+        account_id=None,
+        head=signups.CATEGORY,
+        reach=len(rows),
+        listed="accounts",
+        # registered_at is never null here: the query asked for it after a moment
+        found=[signups.entry(a, n, utc(cast(datetime, at))) for a, n, at in rows[: signups.LISTED]],
+        grown={},
+    )
+    opened.evidence = {"skeleton": batch.skeleton, **(opened.evidence or {})}
 
 
 def _logged_in(

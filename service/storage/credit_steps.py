@@ -60,9 +60,13 @@ def account_insert(tx: Tx) -> SqliteInsert | PostgresqlInsert:
     return insert(StoredAccount)
 
 
-def locked_account(tx: Tx, account_id: str) -> StoredAccount:
-    """The account's row, locked; created at the initial credit when it is new."""
-    statement = account_insert(tx).values(new_account(tx, account_id))
+def locked_account(tx: Tx, account_id: str, *, registering: bool = False) -> StoredAccount:
+    """The account's row, locked; created at the initial credit when it is new, ``registering``
+    it (a profile made it: ``registered_at``, which a batch of registrations counts, art10)."""
+    values: dict[str, str | int | datetime] = new_account(tx, account_id)
+    if registering:
+        values["registered_at"] = tx.now
+    statement = account_insert(tx).values(values)
     tx.session.execute(statement.on_conflict_do_nothing(index_elements=["account_id"]))
     account = tx.session.scalar(
         locking(
@@ -141,9 +145,11 @@ def violations_since(tx: Tx, account_id: str, since: datetime) -> int:
 
 
 def accounts_of(item: ReviewItem) -> list[str]:
-    """The accounts a confirmed item is a violation of: its own, and a cluster's members'."""
-    members = (item.evidence or {}).get("members", [])
-    found = {m["account_id"] for m in members if isinstance(m, dict) and m.get("account_id")}
+    """The accounts a confirmed item is a violation of: its own, a cluster's members' and
+    the accounts a registration batch lists (:mod:`service.review.signups`)."""
+    evidence = item.evidence or {}
+    listed = [*evidence.get("members", []), *evidence.get("accounts", [])]
+    found = {m["account_id"] for m in listed if isinstance(m, dict) and m.get("account_id")}
     if item.account_id is not None:
         found.add(item.account_id)
     return sorted(found)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.heads import Risk
 from service.policy import Policy
-from service.review import appeals, chain, dormancy, items, views
+from service.review import appeals, chain, dormancy, items, signups, views
 from service.review.items import Action, Category, ConflictError, NotFoundError
 from service.storage.credit_steps import active_now, lift
 from service.storage.repository import Role
@@ -298,7 +298,7 @@ def flag_account(
     *,
     kind: str,
     merge_key: str,
-    account_id: str,
+    account_id: str | None,
     head: str,
     reach: int,
     listed: str,
@@ -312,7 +312,9 @@ def flag_account(
     whose reviewer sees every finding of it. ``kept``: the most the evidence lists, the
     latest. A new item names the account's item of ``merge_key`` decided last under
     :data:`~service.review.items.EARLIER`, as a batch that grew after a decision does: its
-    reviewer weighs these findings knowing how the last ones were judged."""
+    reviewer weighs these findings knowing how the last ones were judged. ``account_id`` None:
+    the item is about the accounts its findings name (a registration batch's), as a
+    cluster's is about its members."""
     if item is not None:
         evidence = item.evidence or {}
         entries = [*evidence.get(listed, []), *found]
@@ -341,6 +343,49 @@ def flag_account(
     )
     item.urgency = urgency_of(tx.policy, item)
     return item
+
+
+def signup_batches(session: Session, evidence: dict[str, Any]) -> list[dict[str, Any]]:
+    """The registration batches (art10, :mod:`~service.review.signups`) that two or more of
+    a coordinated batch's members (``evidence["members"]``) were registered in, as their items
+    list them (open or confirmed: a dismissed one was found no bulk registration), each as its
+    ``item_id``, ``status``, ``skeleton`` and the members' ``accounts``: accounts registered in
+    bulk that post in concert are one operation, which the cluster's reviewer sees."""
+    members = {
+        m["account_id"]
+        for m in evidence.get("members", [])
+        if isinstance(m, dict) and isinstance(m.get("account_id"), str)
+    }
+    digests = session.scalars(
+        select(StoredAccount.skeleton_digest)
+        .where(StoredAccount.account_id.in_(members), StoredAccount.skeleton_digest.is_not(None))
+        .distinct()
+    ).all()
+    if not digests:
+        return []
+    batches = session.scalars(
+        select(ReviewItem)
+        .where(
+            ReviewItem.merge_key.in_([f"{signups.KIND}:{d}" for d in digests]),
+            ReviewItem.status != "dismissed",
+        )
+        .order_by(ReviewItem.id)
+    )
+    found = []
+    for batch in batches:
+        listed = (batch.evidence or {}).get("accounts", [])
+        accounts = sorted(members & {a.get("account_id") for a in listed})
+        # one member alone shares its registration with no other poster of the cluster
+        if len(accounts) > 1:
+            found.append(
+                {
+                    "item_id": batch.id,
+                    "status": batch.status,
+                    "skeleton": (batch.evidence or {}).get("skeleton"),
+                    "accounts": accounts,
+                }
+            )
+    return found
 
 
 def enqueued(

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from service.policy import Policy
 from service.review import dormancy, items, registration, views
 from service.review.items import EARLIER, Action, Category, NotFoundError, Violation
+from service.review.signups import SIGNUP_BATCHES
 from service.storage.credit_steps import accounts_of, apply_dormancy, locked_account, violation
 from service.storage.item_steps import (
     charged_already,
@@ -42,6 +43,7 @@ from service.storage.item_steps import (
     new_item,
     open_item,
     record_decision,
+    signup_batches,
     urgency_of,
 )
 from service.storage.repository import Idempotency, IdempotencyMismatchError, Role, StorageError
@@ -343,11 +345,16 @@ class ReviewSql:
         :data:`~service.review.items.EARLIER`: its status, reviewer, moment and reach."""
 
         def run(tx: Tx) -> views.Item:
+            stated = evidence
+            if kind == "cluster":
+                # members registered in one flagged batch (art10) say so to its reviewer
+                registered = signup_batches(tx.session, evidence)
+                stated = {**evidence, SIGNUP_BATCHES: registered} if registered else evidence
             about_post = item_to_join(tx.session, post_id, None) if post_id is not None else None
             if about_post is not None and about_post.merge_key != merge_key:
                 # the post's open item (its score or reports) is where its bank match goes:
                 # one post is one open item, decided once and charged once
-                about_post.evidence = {**(about_post.evidence or {}), **evidence}
+                about_post.evidence = {**(about_post.evidence or {}), **stated}
                 about_post.text = about_post.text or text_
                 about_post.model_version = about_post.model_version or model_version
                 return item_view(policy, about_post, None, tx.now)
@@ -361,7 +368,7 @@ class ReviewSql:
                     # the request knows nothing of the item decided before this one: its link
                     # stays
                     kept = {k: v for k, v in (waiting.evidence or {}).items() if k == EARLIER}
-                    waiting.reach, waiting.evidence = reach, {**evidence, **kept}
+                    waiting.reach, waiting.evidence = reach, {**stated, **kept}
                     waiting.urgency = urgency_of(policy, waiting)
                     tx.record(
                         "review.grown",
@@ -384,7 +391,7 @@ class ReviewSql:
                 head=head,
                 severity=severity,
                 reach=reach,
-                evidence={**evidence, **linked},
+                evidence={**stated, **linked},
                 after=None if decided is None else decided.id,
             )
             item.model_version, item.text = model_version, text_

@@ -229,6 +229,8 @@ class StoredAccount(Base):
             sqlite_where=text(UNWARNED),
             postgresql_where=text(UNWARNED),
         ),
+        # a registration's batch (art10): the accounts of its skeleton registered lately
+        Index("ix_accounts_skeleton_registered", "skeleton_digest", "registered_at"),
     )
 
     account_id: Mapped[str] = mapped_column(String(MAX_ID_CHARS), primary_key=True)
@@ -261,6 +263,14 @@ class StoredAccount(Base):
     """When the platform was told the account will be found dormant (``dormancy.warn_days``
     ahead), null while it was not: set once per clock, as ``dormant_at``; cleared by the use
     that moves the clock."""
+    registered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """When a profile made the row: the account's registration here (art10). Null for a row a
+    charge or a post made, and for the rows from before migration ``0038_signup_batches``,
+    which no batch counts: when they were registered is not known."""
+    skeleton_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The SHA-256 of the skeleton of the name (:func:`service.review.signups.batch_of`), kept
+    with the name; null for no name, a skeleton no batch is made of, or a name given before
+    migration ``0038_signup_batches``."""
 
 
 class HeldName(Base):

@@ -107,6 +107,13 @@ def lock_subject(tx: Tx, digest: str) -> None:
     _advisory_lock(tx, f"subject:{digest}")
 
 
+def lock_signup_batch(tx: Tx, digest: str) -> None:
+    """Hold a name's skeleton (its ``digest``) until the transaction ends, so that accounts
+    registered under it at once are counted one after the other: two would each miss the
+    other's row and open no item for a batch, or each find the batch and open two."""
+    _advisory_lock(tx, f"signup-batch:{digest}")
+
+
 def _advisory_lock(tx: Tx, key: str, *, shared: bool = False) -> None:
     """Hold ``key`` until the transaction ends, on PostgreSQL (SQLite has one writer at a time
     already). An advisory lock is the database's, not a schema's: the key names the schema the

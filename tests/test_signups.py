@@ -1,0 +1,322 @@
+"""Batch registration (art10, third paragraph): the skeleton and the batch rule, the
+``signup_batch`` item that registrations open and join on SQLite and PostgreSQL (concurrent ones
+included), its confirmation, its migration, and the API."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from servicekit import Api, migrate
+from sqlalchemy import inspect
+
+from service.policy import Policy
+from service.review import chain, signups
+from service.review.items import EARLIER
+from service.storage import SqlRepository, StorageError, open_repository, upgrade
+from service.storage.database import make_engine
+from service.storage.transaction import Tx, lock_signup_batch
+
+T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
+
+
+def verify(repo: SqlRepository) -> list[str]:
+    return chain.verify(repo.audit_entries(), repo.audit_head())
+
+
+def register(
+    repo: SqlRepository, policy: Policy, count: int, start: int = 0, at: datetime = T0
+) -> list[str]:
+    """Register ``count`` accounts ``b{n}`` named ``清朗日报{n:02}``, each of its own subject,
+    a minute apart from ``at``; their ids."""
+    ids = []
+    for n in range(start, start + count):
+        repo.put_account(
+            policy, f"b{n}", name=f"清朗日报{n:02}", subject_id=f"S{n}", now=at + n * MINUTE
+        )
+        ids.append(f"b{n}")
+    return ids
+
+
+# --- the rule -------------------------------------------------------------------------------
+
+
+def test_a_skeleton_is_the_folded_name_without_its_serial_numbers() -> None:
+    for name in (
+        "清朗日报01",
+        "清朗日報 02",
+        "清朗日报-003",
+        "清朗日报(12)",
+        "清朗日报第十二号",
+        "清朗日报第3號",
+        "清朗日报二",
+        "清朗日报①",
+        "清朗日报12",
+        "清朗3日报",
+        "清朗\u200b日报7",
+    ):
+        assert signups.skeleton(name) == "清朗日报", name
+    assert signups.skeleton("Daily News 07") == "dailynews"
+    # numerals inside a name are words, and a 号 or 第 with no number is the name's
+    assert signups.skeleton("一线三亚新闻") == "一线三亚新闻"
+    assert signups.skeleton("清朗号") == "清朗号"
+    assert signups.skeleton("第一财经5") == "第一财经"
+    assert signups.skeleton("12345") == ""
+
+
+def test_a_batch_needs_enough_accounts_and_a_skeleton_of_its_own(policy: Policy) -> None:
+    rules = policy.registration
+    assert signups.is_batch(rules, rules.batch_accounts)
+    assert not signups.is_batch(rules, rules.batch_accounts - 1)
+    batch = signups.batch_of(rules, "清朗日报01")
+    assert batch is not None and batch == signups.batch_of(rules, "清朗日報第2号")
+    assert batch.merge_key == f"signup_batch:{batch.digest}" and len(batch.digest) == 64
+    assert batch != signups.batch_of(rules, "清朗晚报01")
+    # no name, a skeleton too short to tell from chance, a platform's default names
+    assert signups.batch_of(rules, None) is None
+    assert signups.batch_of(rules, "a1") is None
+    assert signups.batch_of(rules, "12345678") is None
+    assert signups.batch_of(rules, "用户8372615") is None
+    assert signups.batch_of(rules.model_copy(update={"batch_exempt": []}), "用户83") is not None
+
+
+# --- storage --------------------------------------------------------------------------------
+
+
+def test_a_batch_of_registrations_opens_one_item_that_later_ones_join(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    rules = policy.registration
+    # an account of the skeleton registered too long ago, another name, a default name
+    repo.put_account(policy, "old", name="清朗日报99", now=T0 - timedelta(hours=rules.batch_hours))
+    first = register(repo, policy, rules.batch_accounts - 1)
+    repo.put_account(policy, "other", name="清朗晚报01", now=T0)
+    for n in range(rules.batch_accounts):
+        repo.put_account(policy, f"u{n}", name=f"用户{n}", now=T0)
+    assert repo.list_items(policy, kind="signup_batch").items == []
+
+    last = register(repo, policy, 1, start=rules.batch_accounts - 1)
+    (item,) = repo.list_items(policy, kind="signup_batch").items
+    assert (item.account_id, item.post_id, item.head) == (None, None, "bulk_registration")
+    assert item.reach == rules.batch_accounts
+    assert item.evidence == {
+        "skeleton": "清朗日报",
+        "accounts": [
+            {
+                "account_id": account,
+                "name": f"清朗日报{n:02}",
+                "registered_at": (T0 + n * MINUTE).isoformat(),
+            }
+            for n, account in enumerate([*first, *last])
+        ],
+    }
+    # the registrations are not refused
+    assert repo.get_account(policy, last[0]).name == f"清朗日报{rules.batch_accounts - 1:02}"
+
+    # a later one joins it, once, whatever it is renamed to within the skeleton
+    more = register(repo, policy, 1, start=rules.batch_accounts)
+    repo.put_account(policy, more[0], name="清朗日报第八十号", now=T0 + HOUR)
+    repo.put_account(policy, more[0], name="清朗日报第八十号", now=T0 + 2 * HOUR)
+    (joined,) = repo.list_items(policy, kind="signup_batch").items
+    assert joined.id == item.id and joined.reach == rules.batch_accounts + 1
+    assert joined.evidence is not None
+    assert [a["account_id"] for a in joined.evidence["accounts"]] == [*first, *last, *more]
+    # an old account renamed into the skeleton is no registration
+    repo.put_account(policy, "old", name="清朗日报98", now=T0 + HOUR)
+    assert repo.list_items(policy, kind="signup_batch").items[0].reach == joined.reach
+    kinds = [(e.kind, e.subject) for e in repo.audit_entries()]
+    assert kinds.count(("review.enqueued", f"item:{item.id}")) == 1
+    assert kinds.count(("review.grown", f"item:{item.id}")) == 1
+    assert verify(repo) == []
+
+
+def test_a_confirmation_charges_each_account_listed_and_a_new_batch_names_it(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    rules = policy.registration
+    accounts = register(repo, policy, rules.batch_accounts)
+    (item,) = repo.list_items(policy, kind="signup_batch").items
+    decided_at = T0 + HOUR
+    decision = repo.decide(
+        policy, item.id, "r1", "confirm", "bulk_registration", rules.batch_basis, now=decided_at
+    )
+    assert sorted(c.account_id for c in decision.credits) == accounts
+    assert {c.delta for c in decision.credits} == {-policy.credit.deductions["bulk_registration"]}
+    assert {(d.account_id, d.kind) for d in decision.dispositions} == {
+        (a, "warning") for a in accounts
+    }
+    # each account appeals its own charge
+    appeal = repo.file_appeal(
+        policy,
+        account_id=accounts[0],
+        item_id=item.id,
+        reason="我们是连锁门店",
+        filed_by="k",
+        now=decided_at,
+    )
+    assert appeal.account_id == accounts[0]
+
+    # the accounts registered before the decision were its reviewer's: one more makes no batch
+    later = register(repo, policy, rules.batch_accounts - 1, start=100, at=decided_at)
+    assert repo.list_items(policy, kind="signup_batch").items == []
+    # a batch of its own since does, naming the decided item
+    register(repo, policy, 1, start=200, at=decided_at)
+    (again,) = repo.list_items(policy, kind="signup_batch").items
+    assert again.id != item.id and again.reach == rules.batch_accounts
+    assert again.evidence is not None and again.evidence[EARLIER]["item_id"] == item.id
+    assert [a["account_id"] for a in again.evidence["accounts"]] == [*later, "b200"]
+    assert verify(repo) == []
+
+
+def test_registrations_at_once_open_one_item_for_their_batch(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    rules = policy.registration
+    register(repo, policy, rules.batch_accounts - 2)
+    racing = [f"r{n}" for n in range(50, 56)]
+    start = threading.Barrier(len(racing))
+    failed: list[BaseException] = []
+
+    def registration(account: str) -> None:
+        start.wait()
+        try:
+            repo.put_account(policy, account, name=f"清朗日报{account[1:]}", now=T0 + HOUR)
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            failed.append(exc)
+
+    threads = [threading.Thread(target=registration, args=(a,)) for a in racing]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failed == []
+    (item,) = repo.list_items(policy, kind="signup_batch").items
+    assert item.reach == rules.batch_accounts - 2 + len(racing)
+    assert item.evidence is not None and len(item.evidence["accounts"]) == item.reach
+    assert verify(repo) == []
+
+
+def test_a_coordinated_batch_names_the_registration_batch_its_members_came_from(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    accounts = register(repo, policy, policy.registration.batch_accounts)
+    (batch,) = repo.list_items(policy, kind="signup_batch").items
+    repo.put_account(policy, "real", name="真实用户", now=T0)
+    members = [{"post_id": f"p{n}", "account_id": a} for n, a in enumerate([*accounts, "real"])]
+    cluster = repo.enqueue(
+        policy,
+        kind="cluster",
+        merge_key="cluster:c1",
+        head="coordination",
+        severity="review",
+        reach=len(members),
+        evidence={"members": members},
+        now=T0 + HOUR,
+    )
+    assert cluster.evidence is not None
+    assert cluster.evidence[signups.SIGNUP_BATCHES] == [
+        {"item_id": batch.id, "status": "open", "skeleton": "清朗日报", "accounts": accounts}
+    ]
+    # one member of a batch shares it with no other poster; a dismissed batch is none
+    lone = repo.enqueue(
+        policy,
+        kind="cluster",
+        merge_key="cluster:c2",
+        head="coordination",
+        severity="review",
+        reach=2,
+        evidence={"members": [members[0], members[-1]]},
+        now=T0 + HOUR,
+    )
+    assert lone.evidence == {"members": [members[0], members[-1]]}
+    repo.decide(policy, batch.id, "r1", "dismiss", None, None, now=T0 + 2 * HOUR)
+    grown = repo.enqueue(
+        policy,
+        kind="cluster",
+        merge_key="cluster:c1",
+        head="coordination",
+        severity="review",
+        reach=len(members) + 1,
+        evidence={"members": [*members, {"post_id": "px", "account_id": "x"}]},
+        now=T0 + 3 * HOUR,
+    )
+    assert grown.id == cluster.id and grown.evidence is not None
+    assert signups.SIGNUP_BATCHES not in grown.evidence
+
+
+def test_the_migration_adds_the_columns_and_old_rows_count_in_no_batch(
+    database_url: str, policy: Policy
+) -> None:
+    upgrade(database_url)
+    repo = open_repository(database_url, 5.0, policy.review)
+    engine = make_engine(database_url, 5.0)
+    try:
+        repo.put_account(policy, "before", name="清朗日报00", now=T0)
+        with engine.begin() as connection:
+            migrate(connection, "0037_placeholders_chained", down=True)
+            columns = {c["name"] for c in inspect(connection).get_columns("accounts")}
+            assert not {"registered_at", "skeleton_digest"} & columns
+            migrate(connection, "head")
+        # its registration is not known: the batch needs as many accounts without it
+        register(repo, policy, policy.registration.batch_accounts - 1, start=1)
+        assert repo.list_items(policy, kind="signup_batch").items == []
+        register(repo, policy, 1, start=10)
+        assert len(repo.list_items(policy, kind="signup_batch").items) == 1
+    finally:
+        repo.close()
+        engine.dispose()
+
+
+def test_a_registration_waits_for_another_of_its_skeleton_under_way(
+    postgres_url: str, policy: Policy
+) -> None:
+    """On PostgreSQL a registration counts its batch under the skeleton's advisory lock: one
+    under way holds it, and another of the skeleton waits (here past a second's lock_timeout,
+    and fails) where it would count the batch without the first's row, while another skeleton
+    does not wait."""
+    upgrade(postgres_url)
+    holder, other = (open_repository(postgres_url, 1.0, policy.review) for _ in range(2))
+    batch = signups.batch_of(policy.registration, "清朗日报01")
+    assert batch is not None
+    try:
+        with holder._writing() as session:
+            lock_signup_batch(Tx(session, T0, policy), batch.digest)
+            assert other.put_account(policy, "free", name="清朗晚报01").name == "清朗晚报01"
+            with pytest.raises(StorageError):
+                other.put_account(policy, "waits", name="清朗日报02")
+    finally:
+        holder.close()
+        other.close()
+
+
+# --- the API --------------------------------------------------------------------------------
+
+
+def test_registrations_through_the_api_reach_the_trust_team_with_their_evidence(
+    api: Api,
+) -> None:
+    policy = api.services.scoring.policy
+    rules, headers = policy.registration, api.headers()
+    for n in range(rules.batch_accounts):
+        profile = {"name": f"清朗日报{n:02}", "subject_id": f"S{n}"}
+        answer = api.client.put(f"/v1/accounts/b{n}", json=profile, headers=headers)
+        assert answer.status_code == 200 and answer.json()["name"] == profile["name"]
+    reviewer = api.headers(api.new_key("reviewer"))
+    listed = api.client.get("/v1/review/items?kind=signup_batch", headers=reviewer).json()
+    (item,) = listed["items"]
+    assert (item["head"], item["reach"]) == ("bulk_registration", rules.batch_accounts)
+    assert item["evidence"]["skeleton"] == "清朗日报"
+    shown = [(a["account_id"], a["name"]) for a in item["evidence"]["accounts"]]
+    assert shown == [(f"b{n}", f"清朗日报{n:02}") for n in range(rules.batch_accounts)]
+    assert all(a["registered_at"] for a in item["evidence"]["accounts"])
+    decided = api.client.post(
+        f"/v1/review/items/{item['id']}/decision",
+        json={"action": "confirm", "category": "bulk_registration", "basis": "art10"},
+        headers=reviewer,
+    )
+    assert decided.status_code == 200
+    charged = sorted(c["account_id"] for c in decided.json()["credits"])
+    assert charged == [f"b{n}" for n in range(rules.batch_accounts)]
