@@ -79,8 +79,12 @@ def load_tokenizer(path: Path) -> Tokenizer:
 
 
 def model_inputs(tok: Tokenizer, texts: Sequence[str]) -> Feeds:
-    """The model's inputs for normalised ``texts`` (padded to the longest)."""
-    enc = tok.encode_batch(list(texts))
+    """The model's inputs for normalised ``texts`` (padded to the longest).
+
+    Encoded without the character offsets nothing here reads (``encode_batch_fast``): the same
+    ids and mask, for 8% less time in the inputs of a corpus post (``python -m eval.post_cost``).
+    """
+    enc = tok.encode_batch_fast(list(texts))
     ids, counts = bag(texts)
     return {
         "input_ids": np.array([e.ids for e in enc], dtype=np.int64),

@@ -14,7 +14,14 @@ import numpy as np
 import pytest
 
 from service.api import app
-from service.classify import LOG_ODDS_CHARS, MODEL_FILE, SHORT, Classifier, length_batches
+from service.classify import (
+    LOG_ODDS_CHARS,
+    MODEL_FILE,
+    SHORT,
+    Classifier,
+    length_batches,
+    model_inputs,
+)
 from service.heads import HEADS
 from service.pipeline import Pipeline
 from service.settings import Settings
@@ -120,15 +127,36 @@ def test_the_log_odds_are_the_probabilities_unrounded(pipeline: Pipeline) -> Non
     assert np.isnan(risks[:, HEADS.index("originality_claim")]).all()
 
 
+TOKENIZED = [
+    "紧急扩散！明天全市停水三天，转给家人！",
+    "hello world, 这是iPhone15的review:价格9999元 http://t.cn/abc",
+    "a" * 150 + " 超长的词",  # over the tokenizer's 100 characters a word: [UNK]
+    "☃🙂 ¿qué? naïve café ＡＢＣ",
+    "滚",
+    "",
+]
+
+
+def test_model_inputs_are_the_tokenizers_full_encoding(pipeline: Pipeline) -> None:
+    # the inputs skip the tokenizer's character offsets: the ids and mask must be what the
+    # full encoding gives, padding included, or every score would move
+    tok = pipeline.classifier.tokenizer
+    full = tok.encode_batch(TOKENIZED)
+    feeds = model_inputs(tok, TOKENIZED)
+    assert feeds["input_ids"].tolist() == [e.ids for e in full]
+    assert feeds["attention_mask"].tolist() == [e.attention_mask for e in full]
+    assert feeds["input_ids"].shape == (len(TOKENIZED), max(len(e.ids) for e in full))
+
+
 THREADS_AFTER_ENCODING = """
 import os, sys
-from service.classify import load_tokenizer, tokenize_on_calling_thread
+from service.classify import load_tokenizer, model_inputs, tokenize_on_calling_thread
 from service.settings import Settings
 if sys.argv[1] == "calling":
     tokenize_on_calling_thread()
 tok = load_tokenizer(Settings().model_dir / "tokenizer.json")
 before = len(os.listdir("/proc/self/task"))
-tok.encode_batch(["今天和家人去公园散步，天气很好。" * 8] * 256)
+model_inputs(tok, ["今天和家人去公园散步，天气很好。" * 8] * 256)
 print(len(os.listdir("/proc/self/task")) - before)
 """
 
