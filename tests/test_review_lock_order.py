@@ -6,22 +6,27 @@ write inserts refer to accounts, items and appeals, and the check of such a refe
 wait for a writer that holds the row: an appeal filed (its item, then its account referred to)
 beside the end of an art8 suspension settled or an appeal upheld (the account, then the items
 their dispositions are applied on), and an upheld appeal beside a protected name removed (its
-items, then their accounts)."""
+items, then their accounts). A sweep's write on one account that loses a race is tried again, as
+a request's is, and the sweep goes on to the accounts after it."""
 
 from __future__ import annotations
 
 import re
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import event
+from test_dormancy import dormant_after, warned_after
 from test_protected_names import HOUR, _suspend
 from test_review_appeals import T0, appeal_of, confirmed
 
 from service.policy import Policy
+from service.review import dormancy
 from service.storage import SqlRepository, open_repository, upgrade
 
 HELD_S = 3.0
@@ -173,3 +178,80 @@ def test_an_appeal_upheld_as_the_protected_name_of_its_account_is_removed_waits_
     shown = repo.get_account(policy, "kept", now=at).dispositions
     assert "warning" in {d.kind for d in shown}
     assert "suspend_service" not in {d.kind for d in shown}
+
+
+LOCKS_ACCOUNTS = re.compile(r"\bFROM accounts\b.*\bFOR (NO KEY )?UPDATE\b", re.DOTALL)
+MOVES_CLOCKS = re.compile(r"^UPDATE accounts SET active_at=")
+
+
+@contextmanager
+def deadlocked_once(
+    repo: SqlRepository, statement_of: re.Pattern[str] = LOCKS_ACCOUNTS
+) -> Iterator[list[str]]:
+    """The first statement matching ``statement_of`` (by default one that locks accounts)
+    fails as PostgreSQL fails the write it ends to break a deadlock (SQLSTATE 40P01), before it
+    runs; yields the statements failed."""
+    failed: list[str] = []
+
+    def fail(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if not failed and statement_of.search(statement):
+            failed.append(statement)
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+
+    event.listen(repo.engine, "before_cursor_execute", fail)
+    try:
+        yield failed
+    finally:
+        event.remove(repo.engine, "before_cursor_execute", fail)
+
+
+ACCOUNTS = ("first", "second")
+
+
+def test_an_art8_settlement_that_loses_a_race_is_tried_again_and_settles_the_rest(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    suspended = _suspend(repo, policy, *ACCOUNTS)
+    ends = max(s.ends_at for s in suspended.values() if s.ends_at is not None)
+    with deadlocked_once(repo) as failed:
+        assert repo.settle_deadlines(policy, now=ends) == len(ACCOUNTS)
+    assert len(failed) == 1
+    for account in ACCOUNTS:
+        shown = repo.get_account(policy, account, now=ends).dispositions
+        assert "close_account" in {d.kind for d in shown}
+
+
+def test_a_credit_restoration_that_loses_a_race_is_tried_again_and_restores_the_rest(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    charged = {a: confirmed(repo, policy, f"p-{a}", a, T0).credits[0].credit for a in ACCOUNTS}
+    due = T0 + timedelta(days=policy.credit.restore_every_days)
+    with deadlocked_once(repo) as failed:
+        assert repo.restore_credit(policy, now=due) == len(ACCOUNTS)
+    assert len(failed) == 1
+    for account, credit in charged.items():
+        restored = repo.get_account(policy, account, now=due).credit
+        assert restored == credit + policy.credit.restore_points
+
+
+def test_dormancy_sweeps_and_a_return_that_lose_a_race_are_tried_again_and_do_the_rest(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    for account in ACCOUNTS:
+        repo.put_account(policy, account, now=T0)
+    warn_at, found_at = T0 + warned_after(policy), T0 + dormant_after(policy)
+    with deadlocked_once(repo) as failed:
+        assert repo.warn_dormancy(policy, now=warn_at) == len(ACCOUNTS)
+    with deadlocked_once(repo) as failed_too:
+        assert repo.settle_dormancy(policy, now=found_at) == len(ACCOUNTS)
+    assert (len(failed), len(failed_too)) == (1, 1)
+    for account in ACCOUNTS:
+        shown = repo.get_account(policy, account, now=found_at)
+        assert shown.dormant_at == found_at
+        assert dormancy.NOTICE in {d.kind for d in shown.dispositions}
+    back = found_at + HOUR
+    with deadlocked_once(repo, MOVES_CLOCKS) as moving, deadlocked_once(repo) as failed:
+        assert repo.record_use(policy, dict.fromkeys(ACCOUNTS, back), now=back) == len(ACCOUNTS)
+    assert (len(moving), len(failed)) == (1, 1)
+    for account in ACCOUNTS:
+        assert repo.get_account(policy, account, now=back).dormant_at is None

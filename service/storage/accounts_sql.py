@@ -289,8 +289,7 @@ class AccountsSql(ReviewSql):
             ).all()
         restored = 0
         for account_id in due:
-            with self._write(policy, moment) as tx:
-                restored += restore(tx, locked_account(tx, account_id)) is not None
+            restored += self._write_retried(policy, moment, _restore, account_id)
         return restored
 
     # --- re-registration ------------------------------------------------------------------
@@ -401,6 +400,11 @@ def _registered(
         grown={},
     )
     opened.evidence = {"skeleton": batch.skeleton, **(opened.evidence or {})}
+
+
+def _restore(tx: Tx, account_id: str) -> bool:
+    """Give back the points of the account's completed clean periods; whether any were due."""
+    return restore(tx, locked_account(tx, account_id)) is not None
 
 
 def _logged_in(

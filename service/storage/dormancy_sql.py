@@ -95,7 +95,8 @@ class DormancySql(ReviewSql):
         )
         # in account order, as every writer of several accounts locks them
         ordered = sorted(used)
-        with self._write(policy, now) as tx:
+
+        def write(tx: Tx) -> None:
             stored: set[str] = set()
             for start in range(0, len(ordered), READ_ACCOUNTS):
                 chunk = ordered[start : start + READ_ACCOUNTS]
@@ -124,6 +125,8 @@ class DormancySql(ReviewSql):
                     {"active_at": used[account_id].isoformat(), "active_by": "post"},
                 )
             tx.session.execute(moved, [{"b_account": a, "b_at": used[a]} for a in ordered])
+
+        self._write_retried(policy, now, write)
         # after the update committed: a sweep that finds an account dormant meanwhile reads the
         # moved clock under the account's lock and leaves it, or committed first and is found
         given: list[str] = []
@@ -139,13 +142,10 @@ class DormancySql(ReviewSql):
                         ),
                     )
                 ).all()
-        ended = 0
-        for account_id in sorted(given):
-            with self._write(policy, now) as tx:
-                item = open_item(tx, dormancy.merge_key(account_id))
-                account = locked_account(tx, account_id)
-                ended += wake(tx, account, item, used[account_id], "post", dormancy.SERVICE)
-        return ended
+        return sum(
+            self._write_retried(policy, now, _used, account_id, used[account_id])
+            for account_id in sorted(given)
+        )
 
     def warn_dormancy(self, policy: Policy, now: datetime | None = None) -> int:
         """Bring the warnings of dormancy in line with the policy at ``now``, each account in a
@@ -265,11 +265,7 @@ class DormancySql(ReviewSql):
     ) -> int:
         """``step`` on each account of ``found``, each in a transaction of its own; the sum of
         what it gave."""
-        done = 0
-        for account_id in found:
-            with self._write(policy, moment) as tx:
-                done += step(tx, account_id)
-        return done
+        return sum(self._write_retried(policy, moment, step, account_id) for account_id in found)
 
     def dormancies_after(self, after: int | None) -> tuple[dict[str, datetime], int]:
         """The accounts found dormant or warned (:data:`FOUND`) in the chain's records after
@@ -287,6 +283,14 @@ class DormancySql(ReviewSql):
             for _, subject, payload in rows
         }
         return found, rows[-1][0] if len(rows) == READ_CHANGES else head
+
+
+def _used(tx: Tx, account_id: str, at: datetime) -> bool:
+    """End the warning or dormancy of ``account_id``, used at ``at`` (:func:`wake`, by the
+    service, via ``post``); whether a dormancy ended."""
+    item = open_item(tx, dormancy.merge_key(account_id))
+    account = locked_account(tx, account_id)
+    return wake(tx, account, item, at, "post", dormancy.SERVICE)
 
 
 def _head(session: Session) -> int:

@@ -125,8 +125,8 @@ class ProtectedSql(ReviewSql):
             due = session.execute(ended).all()
         terminated = 0
         for disposition_id, account_id in due:
-            with self._write(policy, moment) as tx:
-                terminated += _settle(tx, disposition_id, account_id) == "terminated"
+            outcome = self._write_retried(policy, moment, _settle, disposition_id, account_id)
+            terminated += outcome == "terminated"
         return terminated
 
     def protected_names(self) -> list[views.ProtectedName]:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from pydantic import BaseModel
 from sqlalchemy import Engine, and_, exists, or_, select, text
@@ -53,6 +53,8 @@ from service.storage.transaction import Tx, append_records, lost_race
 from service.subject_key import installed as installed_subject_key
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+P = ParamSpec("P")
 RETRIES = 5
 
 
@@ -97,10 +99,27 @@ class ReviewSql:
     ) -> M:
         """Run ``run`` in a write transaction, once per idempotency key: a retry with the key
         gets the stored answer. Retried on a lost race (unique key, deadlock)."""
+        return self._write_retried(
+            policy, now, lambda tx: self._keyed(tx.session, tx.now, idem, model, lambda: run(tx))
+        )
 
-        def write() -> M:
+    def _write_retried(
+        self,
+        policy: Policy,
+        now: datetime | None,
+        run: Callable[Concatenate[Tx, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """``run(tx, *args, **kwargs)`` in a write transaction of its own, tried again on a lost
+        race (:meth:`_retried`): a request's write, or a sweep's on one account. A sweep that
+        stopped at a race would leave the accounts after it to its next run (the server's
+        next maintenance, or the next ``qinglang credit restore``), and fail with a storage
+        error that is no outage."""
+
+        def write() -> T:
             with self._write(policy, now) as tx:
-                return self._keyed(tx.session, tx.now, idem, model, lambda: run(tx))
+                return run(tx, *args, **kwargs)
 
         return self._retried(write)
 
@@ -137,7 +156,7 @@ class ReviewSql:
         return result
 
     @staticmethod
-    def _retried(write: Callable[[], M]) -> M:
+    def _retried(write: Callable[[], T]) -> T:
         """``write()``, tried again on a lost race (unique key, deadlock)."""
         for attempt in range(RETRIES):
             try:
