@@ -217,7 +217,9 @@ class Settings(BaseSettings):
     console_session_hours: float = Field(default=8.0, gt=0)
     """How long a console sign-in lasts."""
     console_secure_cookie: bool = False
-    """Send the session cookie over HTTPS only (set it behind TLS)."""
+    """Send the session cookie over HTTPS only, whatever scheme the request came in: it is so
+    already for a request that came over HTTPS as uvicorn reads it (set it behind a proxy that
+    ends TLS without saying so in ``X-Forwarded-Proto``)."""
     console_sign_in_failures: int = Field(default=5, ge=1)
     """Failed sign-ins under one user name within ``console_sign_in_window_minutes`` after
     which further attempts under that name are refused (429) until the oldest leave the window."""

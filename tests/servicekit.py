@@ -23,6 +23,7 @@ import httpx2 as httpx
 import uvicorn
 from alembic import command
 from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection
 
@@ -192,6 +193,17 @@ class Held:
 
     def release(self) -> None:
         self._released.set()
+
+
+def routes(app: FastAPI) -> list[tuple[str, str, APIRoute]]:
+    """Each method and path the app routes to an endpoint of its own (the docs' and OpenAPI's
+    routes, and mounts, left out), with the route, whose ``dependant`` says what it requires."""
+    found: list[tuple[str, str, APIRoute]] = []
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute) and context.path is not None:
+            found += [(method, context.path, route) for method in sorted(route.methods or ())]
+    return found
 
 
 @dataclass

@@ -2,13 +2,64 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import get_args
 
-from servicekit import Api, open_api
+from fastapi import FastAPI
+from servicekit import Api, open_api, routes
 
+from service.api.auth import required_roles
 from service.pipeline import Pipeline
+from service.storage.repository import Role
 
 POST = {"id": "1", "text": "周末去公园散步"}
+PUBLIC = {"/healthz", "/readyz", "/metrics"}
+"""The JSON routes that take no key (docs/service.md): probes and metrics."""
+PLATFORM: tuple[Role, ...] = ("publisher", "admin")
+TRUST_TEAM: tuple[Role, ...] = ("reviewer", "admin")
+EVERY_KEY: tuple[Role, ...] = ("publisher", "reviewer", "admin")
+KEYED: dict[tuple[str, str], tuple[Role, ...]] = {
+    ("POST", "/v1/score"): PLATFORM,
+    ("POST", "/v1/score/batch"): PLATFORM,
+    ("GET", "/v1/clusters"): TRUST_TEAM,
+    ("GET", "/v1/clusters/{cluster_id}"): TRUST_TEAM,
+    ("POST", "/v1/bank/rumors"): ("admin",),
+    ("GET", "/v1/bank/rumors"): TRUST_TEAM,
+    ("GET", "/v1/bank/rumors/{rumor_id}"): TRUST_TEAM,
+    ("GET", "/v1/bank/rumors/{rumor_id}/copies"): TRUST_TEAM,
+    ("DELETE", "/v1/bank/rumors/{rumor_id}"): ("admin",),
+    ("GET", "/v1/review/items"): TRUST_TEAM,
+    ("GET", "/v1/review/items/{item_id}"): TRUST_TEAM,
+    ("POST", "/v1/review/items/{item_id}/claim"): TRUST_TEAM,
+    ("POST", "/v1/review/items/{item_id}/decision"): TRUST_TEAM,
+    ("GET", "/v1/accounts/{account_id}"): EVERY_KEY,
+    ("PUT", "/v1/accounts/{account_id}"): PLATFORM,
+    ("GET", "/v1/dispositions"): EVERY_KEY,
+    ("POST", "/v1/reports"): PLATFORM,
+    ("GET", "/v1/reports/{report_id}"): EVERY_KEY,
+    ("POST", "/v1/appeals"): PLATFORM,
+    ("GET", "/v1/appeals"): TRUST_TEAM,
+    ("GET", "/v1/appeals/{appeal_id}"): EVERY_KEY,
+    ("POST", "/v1/appeals/{appeal_id}/decision"): TRUST_TEAM,
+    ("POST", "/v1/registrations/check"): EVERY_KEY,
+    ("POST", "/v1/protected-names"): ("admin",),
+    ("GET", "/v1/protected-names"): TRUST_TEAM,
+    ("DELETE", "/v1/protected-names/{entry_id}"): ("admin",),
+    ("PUT", "/v1/posts/{post_id}/engagement"): PLATFORM,
+    ("GET", "/v1/posts/{post_id}/engagement"): EVERY_KEY,
+}
+"""Who may call each keyed route, as docs/service.md and docs/review.md say: a route added
+without its roles here fails the tests below until it is given them."""
+
+
+def json_routes(app: FastAPI) -> dict[tuple[str, str], list[tuple[Role, ...]]]:
+    """The role sets each route of the JSON API requires (the console's pages are its own)."""
+    return {
+        (method, path): required_roles(route.dependant)
+        for method, path, route in routes(app)
+        if not path.startswith("/console")
+    }
 
 
 def test_missing_and_unknown_keys_are_401_with_a_bearer_challenge(api: Api) -> None:
@@ -62,3 +113,26 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(tmp_path: Path, pipeline:
 def test_probes_and_metrics_need_no_key(api: Api) -> None:
     for path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"):
         assert api.client.get(path).status_code == 200, path
+
+
+def test_every_json_route_takes_a_key_of_its_documented_roles_or_is_a_probe(api: Api) -> None:
+    app = api.client.app
+    assert isinstance(app, FastAPI)
+    found = json_routes(app)
+    public = {route for route, required in found.items() if not required}
+    assert {path for _, path in public} == PUBLIC
+    assert {route: required for route, required in found.items() if required} == {
+        route: [roles] for route, roles in KEYED.items()
+    }
+
+
+def test_every_keyed_route_refuses_no_key_and_the_roles_it_leaves_out(api: Api) -> None:
+    """Through HTTP, so that a role check a route declares but does not make fails too."""
+    keys = {role: api.headers(api.new_key(role)) for role in get_args(Role)}
+    for (method, path), allowed in KEYED.items():
+        url = re.sub(r"\{[a-z_]+\}", "1", path)
+        assert api.client.request(method, url).status_code == 401, (method, path)
+        for role, headers in keys.items():
+            status = api.client.request(method, url, headers=headers).status_code
+            assert (status == 403) == (role not in allowed), (method, path, role, status)
+            assert status != 401, (method, path, role)

@@ -21,9 +21,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
 from markupsafe import escape
 from pydantic import ValidationError
-from servicekit import Api, Held, migrate, open_api, open_impatient_api, wait_for, write_policy
+from servicekit import (
+    Api,
+    Held,
+    migrate,
+    open_api,
+    open_impatient_api,
+    routes,
+    wait_for,
+    write_policy,
+)
 from sqlalchemy import inspect, select, update
 
 from service import security
@@ -3202,3 +3212,113 @@ def test_a_key_of_a_console_user_is_that_person_in_the_separation_of_duty_checks
     assert (again.status_code, again.json()["detail"]) == (403, said)
     taken = api.client.post(url, json={"action": "dismiss"}, headers=api.headers(wang_key))
     assert (taken.status_code, taken.json()["reviewer"]) == (200, "wang")
+
+
+OPEN_PAGES = {
+    ("GET", "/console/"),
+    ("GET", "/console/login"),
+    ("POST", "/console/login"),
+    ("POST", "/console/logout"),
+    ("GET", "/console/lang/{language}"),
+}
+"""The console's addresses a browser without a session may use (docs/console.md): the sign-in
+page, signing out, the language switch, and the redirect to the queue."""
+ADMIN_PAGES = {
+    ("GET", "/console/bank"),
+    ("POST", "/console/bank"),
+    ("POST", "/console/bank/{rumor_id}/delete"),
+    ("GET", "/console/dashboard"),
+}
+"""The admin's alone (docs/console.md); every other page is the trust team's."""
+
+
+def console_routes(api: Api) -> dict[tuple[str, str], str]:
+    """Each console route, by method and path, with an address of it (path values filled)."""
+    app = api.client.app
+    assert isinstance(app, FastAPI)
+    filled = {"language": "en"}
+    return {
+        (method, path): re.sub(r"\{([a-z_]+)\}", lambda m: filled.get(m.group(1), "1"), path)
+        for method, path, _ in routes(app)
+        if path.startswith("/console")
+    }
+
+
+def test_every_console_page_needs_a_session_of_its_role_and_every_form_its_token(
+    api: Api,
+) -> None:
+    found = console_routes(api)
+    assert set(found) >= OPEN_PAGES | ADMIN_PAGES
+    for (method, path), url in found.items():
+        if (method, path) in OPEN_PAGES:
+            continue
+        answer = api.client.request(method, url, follow_redirects=False)
+        assert answer.status_code == 303, (method, path)
+        assert answer.headers["location"].startswith("/console/login"), (method, path)
+    reviewer = sign_in(api, "li")
+    for (method, path), url in found.items():
+        if (method, path) in OPEN_PAGES:
+            continue
+        sent = {"csrf": reviewer} if method == "POST" else None
+        answer = api.client.request(method, url, data=sent, follow_redirects=False)
+        assert (answer.status_code == 403) == ((method, path) in ADMIN_PAGES), (method, path)
+    api.client.cookies.clear()
+    admin = sign_in(api, "wang", "admin")
+    posts = [(path, url) for (method, path), url in found.items() if method == "POST"]
+    for path, url in posts:
+        for token in (None, "0" * 64, reviewer):
+            sent = {} if token is None else {"csrf": token}
+            answer = api.client.post(url, data=sent, follow_redirects=False)
+            assert answer.status_code == 403, (path, token)
+    for path in ("/console/bank", "/console/dashboard"):
+        assert api.client.get(path).status_code == 200
+    # still signed in: no form above was taken without its token, signing out among them
+    assert api.client.get("/console/queue").status_code == 200
+    assert csrf_of(api.client.get("/console/queue").text) == admin
+
+
+def test_the_session_cookie_is_http_only_strict_and_secure_where_the_console_is_on_https(
+    api: Api,
+) -> None:
+    """``Secure`` wherever the request came over HTTPS (as uvicorn reads it, behind a proxy in
+    ``FORWARDED_ALLOW_IPS`` from its ``X-Forwarded-Proto``), ``console_secure_cookie`` or not:
+    a cookie without it would be sent in the clear to any ``http://`` address of the host."""
+    for scheme in ("http", "https"):
+        api.client.cookies.clear()
+        page = api.client.get(f"{scheme}://testserver/console/login")
+        cookie = page.headers["set-cookie"]
+        flags = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
+        assert cookie.startswith(f"{COOKIE}=")
+        assert {"httponly", "samesite", "path"} <= flags
+        assert "samesite=strict" in cookie.lower()
+        assert ("secure" in flags) == (scheme == "https"), scheme
+    password = create_user(api.services.scoring.repository, "li", "reviewer")
+    before = api.client.cookies.get(COOKIE)
+    token = csrf_of(page.text)
+    signed = api.client.post(
+        "https://testserver/console/login",
+        data={"csrf": token, "name": "li", "password": password},
+        follow_redirects=False,
+    )
+    assert signed.status_code == 303
+    assert "secure" in signed.headers["set-cookie"].lower()
+    # a new session at sign-in: the sign-in page's token, which another could have planted
+    # with its cookie, is worth nothing after it
+    after = api.client.cookies.get(COOKIE)
+    assert after is not None and after != before
+    planted = api.client.post(
+        "https://testserver/console/items/1/claim", data={"csrf": token}, follow_redirects=False
+    )
+    assert planted.status_code == 403
+
+
+def test_pages_with_personal_data_are_not_kept_framed_or_sniffed(api: Api) -> None:
+    assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+    sign_in(api, "li")
+    item = re.findall(r'data-item="(\d+)"', api.client.get("/console/queue").text)[0]
+    for url in ("/console/login", "/console/queue", f"/console/items/{item}", "/console/nowhere"):
+        page = api.client.get(url)
+        assert page.headers["cache-control"] == "no-store", url
+        assert page.headers["x-content-type-options"] == "nosniff", url
+        assert page.headers["referrer-policy"] == "same-origin", url
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"], url

@@ -160,6 +160,31 @@ def test_verified_keys_are_cached(tmp_path: Path) -> None:
     assert keys.lookups == 1
 
 
+def test_a_revoked_key_is_refused_by_every_process_once_its_cache_has_run_out(
+    tmp_path: Path,
+) -> None:
+    """The bound ``keys revoke`` promises (``key_cache_s``), in each of two server processes
+    that verified the key at different moments: each refuses it ``key_cache_s`` after its own
+    look-up, the fast path (:meth:`Guard.check_known`) too."""
+    keys = Keys()
+    key = create_key(keys, "publisher")
+    clock = Clock()
+    workers = [guard(keys, clock, tmp_path / str(n), burst=100) for n in range(2)]
+    header = f"Bearer {key}"
+    assert status(workers[0], header, "publisher") == 200
+    clock.now += 30
+    assert status(workers[1], header, "publisher") == 200
+    key_id = next(iter(keys.keys))
+    keys.keys[key_id] = replace(keys.keys[key_id], revoked=True)
+    clock.now += 30  # the first process's cache has run out, the second's not yet
+    assert workers[0].check_known(header, ("publisher",)) is None
+    assert status(workers[0], header, "publisher") == 401
+    assert status(workers[1], header, "publisher") == 200
+    clock.now += 30
+    assert workers[1].check_known(header, ("publisher",)) is None
+    assert status(workers[1], header, "publisher") == 401
+
+
 def test_check_known_answers_from_the_cache_only(tmp_path: Path) -> None:
     keys = Keys()
     key = create_key(keys, "publisher")

@@ -154,7 +154,7 @@ async def login(request: Request, fields: Form) -> Response:
         return render(request, console, session, "error.html", 503, message_key="storage_down")
     session = console.sessions.sign_in(user, time.time())
     response = RedirectResponse(next_page or "/console/queue", 303)
-    set_session(response, console, session)
+    set_session(response, request, session)
     return response
 
 

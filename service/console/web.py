@@ -229,11 +229,17 @@ def render(
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["Cache-Control"] = "no-store"
-    set_session(response, console, session)
+    set_session(response, request, session)
     return response
 
 
-def set_session(response: Response, console: Console, session: Session) -> None:
+def set_session(response: Response, request: Request, session: Session) -> None:
+    """The session's cookie, ``Secure`` with ``console_secure_cookie`` and wherever the request
+    came over HTTPS (uvicorn takes the scheme from ``X-Forwarded-Proto`` where the proxy is in
+    ``FORWARDED_ALLOW_IPS``): a console served over TLS whose setting was left off would
+    otherwise have the browser send the session in the clear to any ``http://`` address of
+    its host."""
+    console = console_of(request)
     response.set_cookie(
         COOKIE,
         console.sessions.dump(session),
@@ -241,7 +247,7 @@ def set_session(response: Response, console: Console, session: Session) -> None:
         path="/console",
         httponly=True,
         samesite="strict",
-        secure=console.settings.console_secure_cookie,
+        secure=console.settings.console_secure_cookie or request.url.scheme == "https",
     )
 
 
