@@ -5,12 +5,14 @@ parts (articles, spans, plots)."""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 import re
 import string
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from html.parser import HTMLParser
@@ -195,7 +197,7 @@ def test_an_item_number_no_row_can_have_is_refused_not_a_server_error(api: Api) 
 
 
 def refusal_of(html: str) -> str:
-    found = re.search(r'<p class="error" role="alert">([^<]*)</p>', html)
+    found = re.search(r'<p class="error" role="alert"[^>]*>([^<]*)</p>', html)
     assert found is not None, "the page shows why it was refused"
     return found.group(1)
 
@@ -900,7 +902,7 @@ def test_a_refused_form_comes_back_as_typed_with_why_beside_it(api: Api) -> None
     )
     assert 'id="basis" value="art99"' in form and review.get_item(policy, item.id).status == "open"
     # the language switch goes back to the item's page, not to the address the form posted to
-    assert f'<a href="/console/lang/en?next={here}">' in refused.text
+    assert f'<a href="/console/lang/en?next={here}"' in refused.text
     # a rule's refusal (another reviewer holds the item) keeps the note as well
     review.claim(policy, item.id, "li")
     taken = api.client.post(f"{here}/decision", data={**decision, "action": "dismiss"})
@@ -1046,7 +1048,7 @@ def test_no_link_can_put_words_in_the_error_box(api: Api) -> None:
     crafted = api.client.get("/console/queue", params={"error": "会话已过期，请拨打 400-xxx"})
     # the query is only in the language link's way back (percent-encoded), never on the page
     assert crafted.status_code == 200 and 'class="error"' not in crafted.text
-    assert "400-xxx" not in re.sub(r'<a href="/console/lang/[^"]*">', "", crafted.text)
+    assert "400-xxx" not in re.sub(r'<a href="/console/lang/[^"]*"[^>]*>', "", crafted.text)
 
 
 def test_storage_down_is_the_consoles_page_without_the_databases_words(
@@ -1628,7 +1630,7 @@ def test_a_page_address_with_its_trailing_slash_wrong_redirects_by_path_alone(ap
 def test_language_switch_comes_back_to_the_page_with_its_query(api: Api) -> None:
     sign_in(api, "li")
     queue = api.client.get("/console/queue?head=rumor&status=escalated").text
-    (switch,) = re.findall(r'<a href="(/console/lang/en\?next=[^"]+)">English</a>', queue)
+    (switch,) = re.findall(r'<a href="(/console/lang/en\?next=[^"]+)"[^>]*>English</a>', queue)
     moved = api.client.get(switch.replace("&amp;", "&"), follow_redirects=False)
     assert moved.headers["location"] == "/console/queue?head=rumor&status=escalated"
 
@@ -1738,7 +1740,7 @@ def test_plot_labels_are_escaped() -> None:
     svg = plots.bars(["<script>x</script>", "b"], [[3.0], [1.0, 4.0]], "t", no_data="-")
     assert "<script>" not in svg and "&lt;script&gt;" in svg
     assert re.findall(r'class="total"[^>]*>([^<]*)<', svg) == ["3", "5"]
-    assert "stroke-dasharray" in plots.histogram([0.1, 0.9], 0.5, "s", no_data="-")
+    assert "stroke-dasharray" in plots.histogram([0.1, 0.9], 0.5, "s", no_data="-", marked="at")
 
 
 def test_a_plot_with_nothing_to_show_says_so_in_the_pages_words() -> None:
@@ -1748,7 +1750,7 @@ def test_a_plot_with_nothing_to_show_says_so_in_the_pages_words() -> None:
         plots.bars(["granted", "refused"], [[0.0], [0.0]], "b", no_data=nothing),
         plots.lines([], {}, "c", no_data=nothing),
         plots.lines(["mon", "tue"], {"rumor": [0.0, 0.0]}, "d", no_data=nothing),
-        plots.histogram([], 0.5, "e", no_data=nothing),
+        plots.histogram([], 0.5, "e", no_data=nothing, marked="review at"),
     ]
     assert all(nothing in svg for svg in empty)
     # a plot of nothing has no scale: its axis reads 0 alone, not a top of 1e-09
@@ -1756,12 +1758,12 @@ def test_a_plot_with_nothing_to_show_says_so_in_the_pages_words() -> None:
     shown = [
         plots.bars(["granted"], [[1.0]], "a", no_data=nothing),
         plots.lines(["mon", "tue"], {"rumor": [0.0, 2.0]}, "d", no_data=nothing),
-        plots.histogram([0.3], 0.5, "e", no_data=nothing),
+        plots.histogram([0.3], 0.5, "e", no_data=nothing, marked="review at"),
     ]
     assert not any(nothing in svg for svg in shown)
     # a threshold's value is written inside the plot, beside its line at the right edge too
     for threshold in (0.5, 1.0):
-        svg = plots.histogram([0.3], threshold, "e", no_data=nothing)
+        svg = plots.histogram([0.3], threshold, "e", no_data=nothing, marked="review at")
         label = r'<text class="threshold" x="([\d.]+)"( text-anchor="end")?'
         ((x, anchored),) = re.findall(label, svg)
         assert float(x) <= plots.WIDTH - plots.RIGHT and bool(anchored) == (threshold == 1.0)
@@ -2589,7 +2591,7 @@ def test_the_queue_filters_by_kind_in_the_readers_words_with_the_other_filters(
     assert rows(query) == [("score", "rumor")]
     refused = api.client.get("/console/queue?kind=spam")
     assert refused.status_code == 422 and refusal_of(refused.text) == "来源: 不是可选的值"
-    (switch,) = re.findall(r'<a href="(/console/lang/en\?next=[^"]+)">English</a>', first)
+    (switch,) = re.findall(r'<a href="(/console/lang/en\?next=[^"]+)"[^>]*>English</a>', first)
     moved = api.client.get(switch.replace("&amp;", "&"), follow_redirects=False)
     assert moved.headers["location"] == "/console/queue?kind=score&head=rumor"
 
@@ -3322,3 +3324,265 @@ def test_pages_with_personal_data_are_not_kept_framed_or_sniffed(api: Api) -> No
         assert page.headers["x-content-type-options"] == "nosniff", url
         assert page.headers["referrer-policy"] == "same-origin", url
         assert "frame-ancestors 'none'" in page.headers["content-security-policy"], url
+
+
+@dataclass
+class Node:
+    """An element of a page as :class:`Tree` reads it."""
+
+    tag: str
+    attrs: dict[str, str]
+    parent: Node | None = None
+    children: list[Node | str] = field(default_factory=list)
+
+    def text(self) -> str:
+        return "".join(c if isinstance(c, str) else c.text() for c in self.children)
+
+    def walk(self) -> Iterator[Node]:
+        yield self
+        for child in self.children:
+            if isinstance(child, Node):
+                yield from child.walk()
+
+    def up(self) -> Iterator[Node]:
+        node = self.parent
+        while node is not None:
+            yield node
+            node = node.parent
+
+    def classes(self) -> set[str]:
+        return set(self.attrs.get("class", "").split())
+
+
+class Tree(HTMLParser):
+    """A page's elements as a tree (the console's templates close what they open; an end tag
+    closes whatever it left open inside)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.root = Node("#document", {})
+        self.at = self.root
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        node = Node(tag, {k: v or "" for k, v in attrs}, self.at)
+        self.at.children.append(node)
+        if tag not in HTML_VOID:
+            self.at = node
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.at.children.append(Node(tag, {k: v or "" for k, v in attrs}, self.at))
+
+    def handle_endtag(self, tag: str) -> None:
+        for node in [self.at, *self.at.up()]:
+            if node.tag == tag and node.parent is not None:
+                self.at = node.parent
+                return
+
+    def handle_data(self, data: str) -> None:
+        self.at.children.append(data)
+
+
+def tree_of(html: str) -> Node:
+    tree = Tree()
+    tree.feed(html)
+    return tree.root
+
+
+HTML_VOID = frozenset({"br", "hr", "img", "input", "link", "meta", "wbr"})
+"""The elements that have no end tag (an SVG element without one closes itself: ``/>``)."""
+FIELDS = frozenset({"input", "select", "textarea"})
+
+
+def focusable(node: Node) -> bool:
+    """Whether Tab reaches ``node``, as far as its markup says (none of the console's pages
+    hides one with its stylesheet but the ``j`` key's link, which has a class that does)."""
+    a = node.attrs
+    if "hidden" in a or "disabled" in a or "hidden-link" in node.classes():
+        return False
+    if a.get("tabindex", "0").lstrip("-").isdigit() and int(a.get("tabindex", "0")) < 0:
+        return False
+    if node.tag == "a":
+        return "href" in a
+    if node.tag in FIELDS:
+        return a.get("type") != "hidden"
+    return node.tag == "button" or "tabindex" in a
+
+
+def page_problems(nodes: list[Node], lang: str) -> list[str]:
+    """What the page as a whole fails: its language, the language switch's, its headings (one
+    h1, first; none a level deeper than the one before it), the skip link as the keyboard's
+    first stop, to a main that takes the focus it moves."""
+    problems: list[str] = []
+    (page,) = [n for n in nodes if n.tag == "html"]
+    if page.attrs.get("lang") != lang:
+        problems.append(f"html lang={page.attrs.get('lang')!r}, not {lang!r}")
+    switch = [n for n in nodes if n.tag == "a" and "/console/lang/" in n.attrs.get("href", "")]
+    other = "en" if lang == "zh-CN" else "zh-CN"
+    if [n.attrs.get("lang") for n in switch] != [other]:
+        problems.append(f"the language switch is not marked as {other}")
+    levels = [int(n.tag[1]) for n in nodes if re.fullmatch(r"h[1-6]", n.tag)]
+    if levels.count(1) != 1 or levels[0] != 1:
+        problems.append(f"headings {levels}: one h1, first")
+    problems += [f"h{b} after h{a}" for a, b in itertools.pairwise(levels) if b > a + 1]
+    stops = [n for n in nodes if focusable(n)]
+    if not stops or stops[0].attrs.get("href") != "#main":
+        problems.append("the first focusable element is no skip link to #main")
+    mains = [n for n in nodes if n.tag == "main"]
+    if [(m.attrs.get("id"), m.attrs.get("tabindex")) for m in mains] != [("main", "-1")]:
+        problems.append("no one main with id main that takes the focus")
+    return problems
+
+
+def control_problems(node: Node, ids: set[str], labelled: set[str]) -> list[str]:
+    """What a control or a reference fails: a field without a label, a button without a name,
+    a link that is none, a place in the tab order out of the reading order, a reference to no
+    element, a field marked invalid without saying why."""
+    a, said = node.attrs, " ".join(node.text().split())
+    where = f"<{node.tag} {a}>"
+    problems = [
+        f"{where} names no {i!r}"
+        for ref in ("aria-describedby", "aria-labelledby")
+        for i in a.get(ref, "").split()
+        if i not in ids
+    ]
+    if a.get("tabindex", "0").isdigit() and int(a.get("tabindex", "0")) > 0:
+        problems.append(f"{where} jumps the tab order")
+    if "aria-invalid" in a and "aria-describedby" not in a:
+        problems.append(f"{where} is invalid without saying why")
+    named = a.get("aria-label") or a.get("aria-labelledby") or a.get("id") in labelled
+    in_label = any(up.tag == "label" for up in node.up())
+    if node.tag in FIELDS and a.get("type") != "hidden" and not (named or in_label):
+        problems.append(f"{where} has no label")
+    if node.tag == "button" and "hidden" not in a and not (said or a.get("aria-label")):
+        problems.append(f"{where} has no name")
+    if node.tag == "a" and ("href" not in a or not said or a.get("role") == "button"):
+        problems.append(f"{where} is no link")
+    return problems
+
+
+def shown_problems(node: Node) -> list[str]:
+    """What a table, a plot or a mark fails: a header cell without scope or words, a table
+    outside a named box of its own that scrolls it, a plot without its name and values in
+    text, a badge or a row's colour that says what no words say."""
+    a, said = node.attrs, " ".join(node.text().split())
+    where = f"<{node.tag} {a}>"
+    problems = []
+    if node.tag == "th" and (a.get("scope") not in ("col", "row") or not said):
+        problems.append(f"{where} is a header cell without scope or words")
+    box = node.parent.attrs if node.parent else {}
+    boxed = "table-scroll" in box.get("class", "").split() and box.get("tabindex") == "0"
+    if node.tag == "table" and not (
+        boxed and box.get("role") == "region" and box.get("aria-label")
+    ):
+        problems.append(f"{where} is in no named box that scrolls it")
+    parts = {c.tag: c.text().strip() for c in node.children if isinstance(c, Node)}
+    plot = node.tag == "svg" and a.get("role") == "img"
+    if plot and not (a.get("aria-label") and parts.get("title") and parts.get("desc")):
+        problems.append(f"{where} has no name and description in text")
+    if "badge" in node.classes() and not said:
+        problems.append(f"{where} is a badge without words")
+    badged = any("overdue-badge" in n.classes() and n.text() for n in node.walk())
+    if node.tag == "tr" and "overdue" in node.classes() and not badged:
+        problems.append(f"{where} is overdue in colour alone")
+    if node.tag == "tr" and "flag" in node.classes() and not said.endswith(TEXT["flagged"]):
+        problems.append(f"{where} is flagged in colour alone")
+    return problems
+
+
+def access_problems(html: str, lang: str) -> list[str]:
+    """What a page fails of the console's accessibility checks (docs/console.md,
+    "Accessibility"), each said with the element it is about."""
+    nodes = list(tree_of(html).walk())
+    listed = [n.attrs["id"] for n in nodes if "id" in n.attrs]
+    ids = set(listed)
+    labelled = {n.attrs["for"] for n in nodes if n.tag == "label" and "for" in n.attrs}
+    problems = page_problems(nodes, lang)
+    problems += [f"id {i!r} twice" for i in ids if listed.count(i) > 1]
+    for node in nodes:
+        problems += control_problems(node, ids, labelled) + shown_problems(node)
+    return problems
+
+
+def test_every_console_page_passes_the_accessibility_checks_in_either_language(
+    api: Api,
+) -> None:
+    """Every page, with items of every kind and an appeal waiting, read as a screen reader and
+    a keyboard meet it: labels, language, headings, header cells, the skip link, the plots'
+    text, the tables' own scrolling boxes, marks said in words (docs/console.md)."""
+    policy, review = api.services.scoring.policy, api.services.review
+    found = every_kind(api)
+    confirmed = review.list_items(policy, status="confirmed").items
+    (charged, *_) = [i for i in confirmed if i.account_id == "bad"]
+    review.file_appeal(policy, account_id="bad", item_id=charged.id, reason="误判", filed_by="k")
+    review.file_report(
+        policy,
+        post_id="old",
+        account_id="a9",
+        category="rumor",
+        text_="举报",
+        reporter="test",
+        now=datetime.now(UTC) - timedelta(days=4),
+    )
+    login = api.client.get("/console/login").text
+    paths = [
+        "/console/queue",
+        "/console/queue?status=confirmed",
+        "/console/appeals",
+        "/console/appeals?status=all",
+        "/console/reports",
+        "/console/bank",
+        "/console/dashboard",
+        "/console/items/999",
+        *(f"/console/items/{i.id}" for i in found.values()),
+    ]
+    sign_in(api, "li", "admin")
+    for lang in ("zh-CN", "en"):
+        pages = {path: api.client.get(path).text for path in paths}
+        assert 'class="overdue' in pages["/console/reports"]
+        assert 'name="note" size="10"' in pages["/console/appeals"]
+        assert "<svg" in pages["/console/dashboard"] and "<th" in pages["/console/bank"]
+        for path, page in pages.items():
+            assert access_problems(page, lang) == [], (lang, path)
+        api.client.get("/console/lang/en")
+    assert access_problems(login, "zh-CN") == []
+
+
+def test_a_refused_forms_fields_are_described_by_why_and_those_it_names_marked_invalid(
+    api: Api,
+) -> None:
+    """A screen reader meets the refusal in the field: each field of the refused form is
+    described by it (a rule's refusal is the form's as a whole), those the request model
+    refused marked invalid; the other forms' fields are not."""
+    assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+    token = sign_in(api, "li")
+    item_id = int(re.findall(r'data-item="(\d+)"', api.client.get("/console/queue").text)[0])
+    refused = api.client.post(
+        f"/console/items/{item_id}/decision",
+        data={"csrf": token, "action": "confirm", "category": "rumor", "basis": "", "note": "n"},
+    ).text
+    assert access_problems(refused, "zh-CN") == []
+    nodes = {n.attrs["id"]: n for n in tree_of(refused).walk() if "id" in n.attrs}
+    why = nodes["decision-form-error"]
+    assert why.attrs["role"] == "alert" and why.attrs["tabindex"] == "-1"
+    assert why.text() == "依据条款: 确认违规时必填"
+    assert {
+        name: (nodes[name].attrs.get("aria-describedby"), nodes[name].attrs.get("aria-invalid"))
+        for name in ("category", "basis", "note")
+    } == {
+        "category": ("decision-form-error", None),
+        "basis": ("decision-form-error", "true"),
+        "note": ("decision-form-error", None),
+    }
+    unrefused = api.client.get(f"/console/items/{item_id}").text
+    assert "aria-describedby" not in unrefused and "aria-invalid" not in unrefused
+    # a rule's refusal: an appeal of an item never confirmed names no field
+    appeal = {"csrf": token, "account_id": "a1", "item_id": str(item_id), "reason": "误判"}
+    ruled = api.client.post("/console/appeals", data=appeal)
+    assert ruled.status_code == 409 and access_problems(ruled.text, "zh-CN") == []
+    described = [n.attrs for n in tree_of(ruled.text).walk() if "aria-describedby" in n.attrs]
+    assert [(a["name"], a["aria-describedby"]) for a in described] == [
+        ("account_id", "file-appeal-error"),
+        ("item_id", "file-appeal-error"),
+        ("reason", "file-appeal-error"),
+    ]
+    assert not any("aria-invalid" in a for a in described)

@@ -189,6 +189,9 @@ def confirm_top_item(page: Page, console: Console) -> str:
     page.locator("#basis").blur()
     page.keyboard.press("y")
     expect(page.locator("#decision-form .error")).to_have_text("依据条款: 确认违规时必填")
+    # the keyboard is on why, so that a screen reader reads it; the field it names says so
+    expect(page.locator("#decision-form .error")).to_be_focused()
+    expect(page.locator("#basis")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#note")).to_have_value("已核实")
     expect(page.locator("#category")).to_have_value("rumor")
     page.fill("#basis", basis)
@@ -391,4 +394,120 @@ def test_reloading_a_refused_decision_reads_the_page_and_decides_nothing(
     with page.expect_navigation():
         page.keyboard.press("c")
     assert review.get_item(policy, item.id).assignee == "wang"
+    page.close()
+
+
+CONTRAST = """() => {
+  // WCAG 2.1's contrast ratio of each piece of text shown against the colour it is drawn on
+  // (the nearest background that is not transparent; an SVG's, its figure's)
+  const lum = (rgb) => {
+    const [r, g, b] = rgb.map((v) => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const parse = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const behind = (el) => {
+    for (let at = el; at; at = at.parentElement) {
+      const c = parse(getComputedStyle(at).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const found = [];
+  for (const el of document.querySelectorAll("body *")) {
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    const box = el.getBoundingClientRect();
+    const unseen = el.closest("[disabled], .visually-hidden, title, desc");
+    if (!own || box.width === 0 || unseen) continue;
+    const style = getComputedStyle(el);
+    if (style.visibility === "hidden" || (el.matches(".skip-link") && box.right < 0)) continue;
+    const fg = parse(el instanceof SVGElement ? style.fill : style.color).slice(0, 3);
+    const [a, b] = [lum(fg), lum(behind(el))].sort((x, y) => y - x);
+    const size = parseFloat(style.fontSize), bold = Number(style.fontWeight) >= 700;
+    const large = size >= 24 || (bold && size >= 18.66);
+    found.push({
+      text: el.textContent.trim().slice(0, 30),
+      tag: el.tagName,
+      cls: String(el.className.baseVal ?? el.className),
+      ratio: (a + 0.05) / (b + 0.05),
+      needs: large ? 3 : 4.5,
+    });
+  }
+  return found;
+}"""
+
+
+def test_the_console_by_keyboard_in_a_narrow_window_and_its_text_contrast(
+    console: Console, browser: Browser
+) -> None:
+    """A keyboard's first Tab reaches the skip link, which moves the focus to the main
+    content, and Tab goes on in the page's reading order; in a window 320 px wide (a 1280 px
+    one zoomed to 400%) no page scrolls sideways, wide tables scrolling in their own box; every
+    text shown reads at 4.5:1 against its background (3:1 large), a plot's too: the dashboard
+    is read first, its plots saying "no data" (a process draws it once a minute), and an item
+    about a post never stored says so in the colour of what is pending."""
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    sign_in(page, console, "wang")
+    page.goto(f"{console.url}/console/dashboard")
+    expect(page.locator("svg.plot text.empty").first).to_be_visible()
+    seed(console)
+    review, policy = console.services.review, console.services.scoring.policy
+    review.file_report(
+        policy,
+        post_id="old",
+        account_id="acc2",
+        category="rumor",
+        text_="举报 https://t.cn/" + "A" * 300,
+        reporter="test",
+        now=datetime.now(UTC) - timedelta(days=4),
+    )
+    (top,) = [i for i in review.list_items(policy).items if i.post_id == "p1"]
+    review.decide(policy, top.id, "li", "confirm", "rumor", "art18.6")
+    review.file_appeal(policy, account_id="acc1", item_id=top.id, reason="误判", filed_by="k")
+    (unknown,) = [i for i in review.list_items(policy).items if i.post_id == "old"]
+    item_url = f"{console.url}/console/items/{top.id}"
+    page.goto(item_url)
+    page.keyboard.press("Tab")
+    skip = page.locator("a.skip-link")
+    expect(skip).to_be_focused()
+    expect(skip).to_be_in_viewport()
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    # Tab from there on reaches each control after the one before it in the page, once round
+    after = []
+    for _ in range(200):
+        page.keyboard.press("Tab")
+        # past the page's last control: out of it, or round again to the skip link and header
+        at = "document.activeElement"
+        if page.evaluate(f"{at} === document.body || !!{at}.closest('header, .skip-link')"):
+            break
+        after.append(page.evaluate_handle("document.activeElement"))
+    # the post's column (its tables' boxes), then the decision's (its note)
+    reached = [handle.evaluate("el => el.id || el.className") for handle in after]
+    assert reached[0] == "table-scroll" and "note" in reached, reached
+    in_order = page.evaluate(
+        "els => els.every((el, i) => i === 0 || (els[i - 1].compareDocumentPosition(el) & 4))",
+        after,
+    )
+    assert in_order, "the tab order is not the reading order"
+    pages = [f"/console/{p}" for p in ("queue", "appeals", "reports", "bank", "dashboard")]
+    pages += [item_url.removeprefix(console.url), f"/console/items/{unknown.id}"]
+    faint: list[str] = []
+    for path in pages:
+        page.goto(console.url + path)
+        for shown in page.evaluate(CONTRAST):
+            if shown["ratio"] < shown["needs"]:
+                faint.append(
+                    f"{path} {shown['tag']}.{shown['cls']} {shown['text']!r} {shown['ratio']:.2f}"
+                )
+    assert faint == [], faint
+    page.set_viewport_size({"width": 320, "height": 640})
+    for path in [*pages, "/console/login"]:
+        if path == "/console/login":
+            sign_out(page)
+        page.goto(console.url + path)
+        wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert wide <= 0, f"{path} is {wide} px wider than a 320 px window"
     page.close()

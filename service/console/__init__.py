@@ -3,7 +3,8 @@ repository transactions and request models as the JSON API (:mod:`service.api.re
 :mod:`service.neardup.bank`), so every rule is the API's own.
 
 Pages are Jinja2 templates with autoescaping; the only script is ``static/console.js`` (keyboard
-shortcuts, and a refused form's page put in its POST's place in the history), and the
+shortcuts, a refused form's page put in its POST's place in the history, and the focus moved to
+why it was refused), and the
 Content-Security-Policy allows no inline script or style. Every form carries the session's CSRF
 token (:mod:`service.console.session`), and a decision or appeal form a one-time key that makes
 sending it twice write it once (:func:`service.console.web.sent_once`).

@@ -18,6 +18,7 @@ Language = Literal["zh", "en"]
 
 TEXT: dict[str, tuple[str, str]] = {
     "title": ("清朗 审核台", "qinglang review console"),
+    "skip_to_main": ("跳到主要内容", "Skip to main content"),
     "sign_in": ("登录", "Sign in"),
     "sign_out": ("退出", "Sign out"),
     "name": ("用户名", "Name"),

@@ -1,5 +1,6 @@
 """Small SVG plots drawn on the server: no script, no inline style (the console's
-Content-Security-Policy allows neither), every label escaped."""
+Content-Security-Policy allows neither), every label escaped. Each is an image (``role="img"``)
+named by its title, whose ``<desc>`` says its values in text, for whoever cannot see it."""
 
 from __future__ import annotations
 
@@ -40,6 +41,11 @@ def _legend(legend: Sequence[tuple[str, str]]) -> tuple[list[str], int]:
     return keys, row + 1 if legend else 0
 
 
+def _listed(values: Sequence[tuple[str, object]]) -> str:
+    """``values`` as text, each after its label: "rumor: 3; incitement: 5"."""
+    return "; ".join(f"{label}: {value}" for label, value in values)
+
+
 def _frame(
     body: list[str],
     title: str,
@@ -47,22 +53,24 @@ def _frame(
     legend: Sequence[tuple[str, str]] = (),
     *,
     empty: bool = False,
+    values: str = "",
 ) -> Markup:
     """The plot: ``body`` under ``title`` (its accessible name), with ``no_data`` written across
-    it when it is ``empty``, so that an empty frame is not read as zeros."""
+    it when it is ``empty``, so that an empty frame is not read as zeros; ``values`` is what it
+    shows in text, its description (``no_data`` for an empty one)."""
     if empty:
         body = [
             *body,
             f'<text class="empty" x="{(LEFT + WIDTH - RIGHT) / 2:.0f}" '
             f'y="{(TOP + HEIGHT - BOTTOM) / 2:.0f}" font-size="13" text-anchor="middle" '
-            f'fill="#888">{escape(no_data)}</text>',
+            f'fill="#666">{escape(no_data)}</text>',
         ]
     keys, rows = _legend(legend)
     height = HEIGHT + max(rows - 1, 0) * LEGEND_ROW
     return Markup(
         f'<svg class="plot" viewBox="0 0 {WIDTH} {height}" role="img" '
         f'aria-label="{escape(title)}" xmlns="http://www.w3.org/2000/svg">'
-        f"<title>{escape(title)}</title>"
+        f"<title>{escape(title)}</title><desc>{escape(no_data if empty else values)}</desc>"
         f'<line x1="{LEFT}" y1="{HEIGHT - BOTTOM}" x2="{WIDTH - RIGHT}" y2="{HEIGHT - BOTTOM}" '
         f'stroke="#888"/>{"".join(body)}{"".join(keys)}</svg>'
     )
@@ -116,7 +124,18 @@ def bars(
             f'text-anchor="middle">{sum(stack):g}</text>'
         )
     keys = [(name, COLOURS[j % len(COLOURS)]) for j, name in enumerate(legend)]
-    return _frame(body, title, no_data, keys, empty=not any(any(s) for s in stacks))
+    said = _listed(
+        [
+            (
+                label,
+                ", ".join(f"{name} {v:g}" for name, v in zip(legend, stack, strict=True))
+                if legend
+                else f"{sum(stack):g}",
+            )
+            for label, stack in zip(labels, stacks, strict=True)
+        ]
+    )
+    return _frame(body, title, no_data, keys, empty=not any(any(s) for s in stacks), values=said)
 
 
 def lines(
@@ -141,13 +160,27 @@ def lines(
             f'text-anchor="{"start" if i == 0 else "end"}">{escape(x_labels[i])}</text>'
         )
     keys = [(name, COLOURS[j % len(COLOURS)]) for j, name in enumerate(series)]
-    return _frame(body, title, no_data, keys, empty=not any(any(v) for v in series.values()))
+    said = _listed(
+        [
+            (name, ", ".join(f"{x} {v:g}" for x, v in zip(x_labels, values, strict=True)))
+            for name, values in series.items()
+        ]
+    )
+    empty = not any(any(v) for v in series.values())
+    return _frame(body, title, no_data, keys, empty=empty, values=said)
 
 
 def histogram(
-    values: Sequence[float], threshold: float, title: str, bins: int = 20, *, no_data: str
+    values: Sequence[float],
+    threshold: float,
+    title: str,
+    bins: int = 20,
+    *,
+    no_data: str,
+    marked: str,
 ) -> Markup:
-    """Scores in [0, 1] in ``bins`` bins, with the review threshold as a dashed line."""
+    """Scores in [0, 1] in ``bins`` bins, with the review threshold as a dashed line, named
+    ``marked`` in the plot's text."""
     counts = [0] * bins
     for value in values:
         counts[min(bins - 1, max(0, int(value * bins)))] += 1
@@ -173,4 +206,10 @@ def histogram(
             f'<text x="{LEFT + tick * (WIDTH - LEFT - RIGHT):.1f}" y="{HEIGHT - BOTTOM + 13}" '
             f'font-size="10" text-anchor="middle">{tick:g}</text>'
         )
-    return _frame(body, title, no_data, empty=not values)
+    said = _listed(
+        [
+            (marked, f"{threshold:.2f}"),
+            *((f"{i / bins:.2f}–{(i + 1) / bins:.2f}", n) for i, n in enumerate(counts)),
+        ]
+    )
+    return _frame(body, title, no_data, empty=not values, values=said)

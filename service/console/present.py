@@ -774,5 +774,7 @@ def dashboard(tallied: Tallies, policy: Policy, t: Words, worded: Worded) -> dic
     for risk, rule in policy.risks.items():
         values = [s[risk] for s in scores if risk in s]
         title = f"{stored}: {worded('head', risk)}"
-        out[f"scores:{risk}"] = plots.histogram(values, rule.review, title, no_data=nothing)
+        out[f"scores:{risk}"] = plots.histogram(
+            values, rule.review, title, no_data=nothing, marked=t("review_at")
+        )
     return out

@@ -73,6 +73,19 @@ def refusal(exc: Refused, request: Request) -> str:
     return t("storage_down")
 
 
+def invalid_fields(exc: Refused) -> frozenset[str]:
+    """The fields a request model refused, by name (the last name in each error's place, as
+    :func:`~service.console.i18n.explain` names them); none for a rule's refusal, which is the
+    form's as a whole."""
+    if not isinstance(exc, ValidationError):
+        return frozenset()
+    return frozenset(
+        names[-1]
+        for error in exc.errors()
+        if (names := [part for part in error["loc"] if isinstance(part, str)])
+    )
+
+
 def status_of(exc: Refused) -> int:
     """A refused form's page's status: 422 for values its request model refuses, 503 with
     storage down, 409 for a review rule's refusal (the JSON API's 403 and 404 among them: the
@@ -89,7 +102,8 @@ class Refusal:
     address) and the form (``form``, its id on the page) as it was sent: the values
     ``typed`` in it, and ``why`` beside it (:meth:`beside`), so that nothing typed is lost. A
     page that no longer shows that form (an appeal resolved meanwhile) says why above it
-    (``base.html`` reads :attr:`shown`)."""
+    (``base.html`` reads :attr:`shown`). The fields a request model refused are ``invalid``,
+    so that the page marks them (``aria-invalid``) for a screen reader."""
 
     page: str = ""
     form: str = ""
@@ -97,6 +111,7 @@ class Refusal:
     why: str = ""
     status: int = 200
     shown: bool = False
+    invalid: frozenset[str] = frozenset()
 
     def beside(self, form: str) -> str:
         """Why ``form`` was refused, if it is the refused one; else nothing."""
@@ -194,7 +209,8 @@ class Viewer:
         if isinstance(exc, StorageUnansweredError):
             raise exc
         typed = {name: value for name, value in fields.items() if name != "csrf"}
-        return Refusal(page, form, typed, refusal(exc, self.request), status_of(exc))
+        why, status = refusal(exc, self.request), status_of(exc)
+        return Refusal(page, form, typed, why, status, invalid=invalid_fields(exc))
 
 
 def render(

@@ -11,6 +11,13 @@ var answered = document.body.getAttribute("data-page");
 if (answered && window.history.replaceState) {
   window.history.replaceState(null, "", answered);
 }
+// A refused form's page opens on why it was refused: the keyboard is moved to it, so that a
+// screen reader reads it out (an alert already on the page as it loads is not announced by
+// all of them), and the next Tab goes on into the form it is in.
+var refused = document.querySelector('.error[role="alert"][tabindex="-1"]');
+if (refused) {
+  refused.focus();
+}
 document.addEventListener("keydown", function (event) {
   var target = event.target;
   if (event.ctrlKey || event.metaKey || event.altKey) return;
