@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from eval import quality, speed
-from service.classify import CARD_FILE, Classifier
+from service.classify import CARD_FILE, Classifier, require_model
 from service.policy import load_policy
 from service.settings import settings_or_exit
 from training import data
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     settings = settings_or_exit(parser.prog)
     data.require(settings.data_dir)
-    model_dir = args.card or settings.model_dir
+    model_dir = require_model(args.card or settings.model_dir)
     classifier = Classifier(model_dir, threads=2)
     policy = load_policy(settings.policy_file)
     sets = quality.datasets()

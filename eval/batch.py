@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.speed import hardware
+from service.cli.parser import positive_int
 from service.settings import ROOT, get_settings, settings_or_exit
 from training import data
 
@@ -197,11 +198,15 @@ def _yes(holds: bool) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.batch", description=__doc__)
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--posts", type=int, default=20_000, help="posts from the corpus's start")
+    size.add_argument(
+        "--posts", type=positive_int, default=20_000, help="posts from the corpus's start"
+    )
     size.add_argument("--full", action="store_true", help="all 1.7 million posts")
-    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--workers", type=positive_int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--skip-ray", action="store_true")
-    parser.add_argument("--rounds", type=int, default=1, help="interleaved runs of each engine")
+    parser.add_argument(
+        "--rounds", type=positive_int, default=1, help="interleaved runs of each engine"
+    )
     args = parser.parse_args(argv)
     # sample() reads the corpus only after making its folder
     data.require(settings_or_exit(parser.prog).data_dir, (CORPUS,))

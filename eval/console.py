@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from eval.review import _ms, fill
 from eval.speed import hardware
 from service.api.app import create_app
+from service.cli.parser import positive_int
 from service.console.i18n import translator, worded
 from service.console.present import dashboard, tallies
 from service.policy import load_policy
@@ -35,8 +36,8 @@ from service.storage.console_sql import ConsoleReads
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.console", description=__doc__)
-    parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--times", type=int, default=20)
+    parser.add_argument("--records", type=positive_int, default=1_000_000)
+    parser.add_argument("--times", type=positive_int, default=20)
     args = parser.parse_args(argv)
     configured = settings_or_exit(parser.prog)
     with tempfile.TemporaryDirectory() as work:

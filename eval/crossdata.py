@@ -23,7 +23,7 @@ from tokenizers import Tokenizer
 
 from eval import baseline
 from eval.quality import Dataset, Row, score, table
-from service.classify import CARD_FILE, TOKENIZER_FILE
+from service.classify import CARD_FILE, TOKENIZER_FILE, read_tokenizer, require_model
 from service.heads import HEADS
 from service.normalise import normalise
 from service.settings import settings_or_exit
@@ -73,11 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     d = data.require(
         settings_or_exit(parser.prog).data_dir, (data.COLD_TRAIN, data.COLD_DEV, data.TOXICN)
     )
+    hint = "pretrain one with python -m training.run --work WORK"
+    tok = read_tokenizer(args.work / "encoder" / TOKENIZER_FILE, hint)
+    if args.card:
+        # its card is written to only after hours of fine-tuning
+        require_model(args.card)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(FULL.threads)
     cold = Dataset("COLD", "incitement", data.cold(d))
     toxicn = Dataset("ToxiCN", "incitement", data.toxicn(d))
-    tok = Tokenizer.from_file(str(args.work / "encoder" / TOKENIZER_FILE))
     rows = transfer(cold, toxicn, args.work, tok) + transfer(toxicn, cold, args.work, tok)
     result = table(rows)
     print(result)

@@ -26,6 +26,7 @@ from sqlalchemy import insert, text
 
 from eval.review import POSTGRES, databases
 from eval.speed import hardware
+from service.cli.parser import non_negative_int, positive_int
 from service.policy import Policy, load_policy
 from service.settings import settings_or_exit
 from service.storage import SqlRepository, open_migrated
@@ -121,9 +122,9 @@ def _median_ms(run: Callable[[], None], times: int = 20) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.dormancy", description=__doc__)
-    parser.add_argument("--accounts", type=int, default=100_000)
-    parser.add_argument("--warned", type=int, default=5_000)
-    parser.add_argument("--rounds", type=int, default=7, help="medians of 20 sweeps each")
+    parser.add_argument("--accounts", type=positive_int, default=100_000)
+    parser.add_argument("--warned", type=non_negative_int, default=5_000)
+    parser.add_argument("--rounds", type=positive_int, default=7, help="medians of 20 sweeps each")
     parser.add_argument("--postgres", default=POSTGRES, help="server URL; '' to skip")
     args = parser.parse_args(argv)
     policy = load_policy(settings_or_exit(parser.prog).policy_file)

@@ -27,7 +27,8 @@ import numpy as np
 
 from eval.speed import hardware
 from service import evidence
-from service.classify import Classifier, Probabilities
+from service.classify import Classifier, Probabilities, require_model
+from service.cli.parser import positive_int
 from service.decide import decide
 from service.heads import HEADS, RISKS, Head
 from service.normalise import normalise
@@ -156,12 +157,12 @@ def table(rows: Sequence[Row]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.evidence", description=__doc__)
-    parser.add_argument("--posts", type=int, default=150, help="flagged posts per set")
+    parser.add_argument("--posts", type=positive_int, default=150, help="flagged posts per set")
     args = parser.parse_args(argv)
     settings = settings_or_exit(parser.prog)
     read = (data.WEIBO16_REPOSTS, data.WEIBO16_POSTS, data.COLD_TRAIN, data.COLD_DEV)
     d = data.require(settings.data_dir, read)
-    classifier = Classifier(settings.model_dir, threads=1)
+    classifier = Classifier(require_model(settings.model_dir), threads=1)
     policy = load_policy(settings.policy_file)
     sets: list[tuple[str, Sequence[str], Head]] = [
         (

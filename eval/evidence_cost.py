@@ -43,7 +43,8 @@ import numpy.typing as npt
 from eval.evidence import overlap
 from eval.speed import hardware
 from service import evidence
-from service.classify import Classifier, tokenize_on_calling_thread
+from service.classify import Classifier, require_model, tokenize_on_calling_thread
+from service.cli.parser import non_negative_int, positive_int
 from service.decide import decide
 from service.heads import HEADS, RISKS, Head
 from service.normalise import normalise
@@ -255,14 +256,18 @@ def agreement_table(groups: Sequence[Group]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.evidence_cost", description=__doc__)
-    parser.add_argument("--posts", type=int, default=500, help="flagged posts drawn at random")
-    parser.add_argument("--longest", type=int, default=50, help="longest flagged posts added")
+    parser.add_argument(
+        "--posts", type=positive_int, default=500, help="flagged posts drawn at random"
+    )
+    parser.add_argument(
+        "--longest", type=non_negative_int, default=50, help="longest flagged posts added"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     settings = settings_or_exit(parser.prog)
     data.require(settings.data_dir, (data.WEIBO16_POSTS,))
     tokenize_on_calling_thread()
-    current = Classifier(settings.model_dir, threads=1)
+    current = Classifier(require_model(settings.model_dir), threads=1)
     runs = Runs(current.session)
     current.__dict__["session"] = runs
     before = copy.copy(current)

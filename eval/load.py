@@ -49,6 +49,7 @@ import httpx2 as httpx
 import numpy as np
 
 from eval.speed import hardware
+from service.cli.parser import positive_float
 from service.settings import Settings, settings_or_exit
 from training.data import (
     COLD_DEV,
@@ -315,7 +316,9 @@ def start_server(state: Path, source: Path | None = None) -> Server:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.load", description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="per stage (default 10)")
+    parser.add_argument(
+        "--seconds", type=positive_float, default=10.0, help="per stage (default 10)"
+    )
     args = parser.parse_args(argv)
     settings = settings_or_exit(parser.prog)
     require(settings.data_dir, (WEIBO16_POSTS, COLD_TRAIN, COLD_DEV, TOXICN))

@@ -41,6 +41,7 @@ from datasketch import MinHash, MinHashLSH
 from scipy import sparse
 
 from eval.speed import hardware
+from service.cli.parser import positive_int
 from service.neardup import NearDuplicates
 from service.neardup.cluster import Member
 from service.neardup.fingerprint import Fingerprinter
@@ -472,11 +473,17 @@ def rumour_templates(data_dir: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.neardup", description=__doc__)
-    parser.add_argument("--posts", type=int, default=200_000, help="real reposts streamed")
-    parser.add_argument("--naive", type=int, default=20_000, help="posts for the naive loop")
-    parser.add_argument("--pairs", type=int, default=20_000, help="posts compared pairwise")
-    parser.add_argument("--campaigns", type=int, default=100)
-    parser.add_argument("--redis", type=int, default=40_000, help="posts through the Redis store")
+    parser.add_argument("--posts", type=positive_int, default=200_000, help="real reposts streamed")
+    parser.add_argument(
+        "--naive", type=positive_int, default=20_000, help="posts for the naive loop"
+    )
+    parser.add_argument(
+        "--pairs", type=positive_int, default=20_000, help="posts compared pairwise"
+    )
+    parser.add_argument("--campaigns", type=positive_int, default=100)
+    parser.add_argument(
+        "--redis", type=positive_int, default=40_000, help="posts through the Redis store"
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args(argv)
     settings = settings_or_exit(parser.prog)

@@ -31,6 +31,7 @@ import httpx2 as httpx
 
 from eval.load import Server, settle, start_server
 from eval.speed import hardware
+from service.cli.parser import positive_int
 from service.settings import settings_or_exit
 from training.data import WEIBO16_POSTS, require, weibo16
 
@@ -127,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m eval.publish", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per server (default 5)")
+    parser.add_argument(
+        "--rounds", type=positive_int, default=5, help="rounds per server (default 5)"
+    )
     parser.add_argument(
         "--baseline", type=Path, default=None, help="source tree of another version to compare"
     )

@@ -32,6 +32,7 @@ import numpy as np
 from sqlalchemy import create_engine, insert, select, text
 
 from eval.speed import hardware
+from service.cli.parser import positive_int
 from service.heads import RISKS
 from service.policy import Policy, load_policy
 from service.record import Decision, ScoreRecord
@@ -234,8 +235,8 @@ def measure(name: str, url: str, policy: Policy, n: int, decisions: int) -> list
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.review", description=__doc__)
-    parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--decisions", type=int, default=500, help="per client setting")
+    parser.add_argument("--records", type=positive_int, default=1_000_000)
+    parser.add_argument("--decisions", type=positive_int, default=500, help="per client setting")
     parser.add_argument("--postgres", default=POSTGRES, help="server URL; '' to skip")
     args = parser.parse_args(argv)
     policy = load_policy(settings_or_exit(parser.prog).policy_file)

@@ -24,11 +24,12 @@ import numpy as np
 
 from eval.quality import Dataset, datasets, review_threshold
 from eval.speed import hardware
-from service.classify import Classifier
+from service.classify import Classifier, require_model
+from service.cli.parser import positive_int
 from service.heads import HEADS, Head
 from service.normalise import HAN, normalise
 from service.policy import Policy, load_policy
-from service.settings import get_settings
+from service.settings import settings_or_exit
 from training.data import require
 
 SEPARATORS = ("/", "-", ".", " ", "*", "|", "、")
@@ -88,11 +89,13 @@ def table(rows: Sequence[Row]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.separators", description=__doc__)
-    parser.add_argument("--posts", type=int, default=None, help="flagged posts per dataset")
+    parser.add_argument(
+        "--posts", type=positive_int, default=None, help="flagged posts per dataset"
+    )
     args = parser.parse_args(argv)
-    settings = get_settings()
+    settings = settings_or_exit(parser.prog)
     require(settings.data_dir)
-    classifier = Classifier(settings.model_dir, threads=2)
+    classifier = Classifier(require_model(settings.model_dir), threads=2)
     policy = load_policy(settings.policy_file)
     rows = [measure(classifier, policy, ds, args.posts) for ds in datasets()]
     print(

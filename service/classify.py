@@ -60,6 +60,45 @@ class ModelNotFoundError(FileNotFoundError):
     pass
 
 
+SET_MODEL_DIR = "run `make train`, or set QINGLANG_MODEL_DIR"
+
+
+class ModelFileError(SystemExit):
+    """A model file that a ``python -m`` program needs and that is not there or cannot be read,
+    in one line naming the file: like :class:`training.data.CorpusError`, a SystemExit, so the
+    program ends on that line, status 1, before any work. The service never raises it (a server
+    reports the model it cannot load in its own words)."""
+
+
+def read_tokenizer(path: Path, hint: str = SET_MODEL_DIR) -> Tokenizer:
+    """The tokenizer saved in ``path``; else :class:`ModelFileError` naming it (and, for a
+    missing one, ``hint``): tokenizers' own error names no file."""
+    if not path.is_file():
+        raise ModelFileError(f"{path} is missing: {hint}")
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises a bare Exception
+        raise ModelFileError(f"{path}: not a tokenizer ({' '.join(str(exc).split())})") from None
+
+
+def require_model(model_dir: Path, hint: str = SET_MODEL_DIR) -> Path:
+    """``model_dir``, once its model is there and its tokenizer and card read; else
+    :class:`ModelFileError` naming the first file that does not (and ``hint`` for a missing
+    one). A program using a model calls it first, before reading the corpora for minutes."""
+    for name in (MODEL_FILE, TOKENIZER_FILE, CARD_FILE):
+        if not (model_dir / name).is_file():
+            raise ModelFileError(f"{model_dir / name} is missing: {hint}")
+    read_tokenizer(model_dir / TOKENIZER_FILE, hint)
+    card = model_dir / CARD_FILE
+    try:
+        fields = json.loads(card.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"{card}: not JSON ({' '.join(str(exc).split())})") from None
+    if not isinstance(fields, dict) or "model_version" not in fields:
+        raise ModelFileError(f"{card}: not a model card (no model_version)")
+    return model_dir
+
+
 def tokenize_on_calling_thread() -> None:
     """Have ``tokenizers`` encode on the thread that calls it, for the rest of this process.
 
@@ -141,9 +180,7 @@ class Classifier:
     def __init__(self, model_dir: Path, threads: int = 1, batch_size: int = 64) -> None:
         for name in (MODEL_FILE, TOKENIZER_FILE, CARD_FILE):
             if not (model_dir / name).is_file():
-                raise ModelNotFoundError(
-                    f"{model_dir / name} is missing: run `make train`, or set QINGLANG_MODEL_DIR"
-                )
+                raise ModelNotFoundError(f"{model_dir / name} is missing: {SET_MODEL_DIR}")
         self.card: dict[str, Any] = json.loads((model_dir / CARD_FILE).read_text())
         self.version: str = self.card["model_version"]
         if self.card["heads"] != list(HEADS):

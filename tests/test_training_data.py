@@ -20,6 +20,7 @@ from eval import (
     batch,
     console,
     crossdata,
+    dormancy,
     engagement,
     evidence,
     evidence_cost,
@@ -31,7 +32,7 @@ from eval import (
 )
 from eval.__main__ import main as evaluate
 from service.settings import ROOT, get_settings
-from training import data, refit
+from training import data, finetune, pretrain, recover, refit
 from training.run import main as train
 
 
@@ -311,3 +312,92 @@ def test_the_command_line_prints_the_one_line_alone_and_ends_with_status_1(tmp_p
     [line] = ended.stderr.splitlines()
     assert line.startswith(f"{folder / data.WEIBO16_REPOSTS}, line ")
     assert "cut off or damaged" in line
+
+
+def _model_copy(tmp_path: Path, damage: str) -> Path:
+    """The shipped model's folder, copied, with one file removed or overwritten."""
+    folder = tmp_path / "model"
+    shutil.copytree(ROOT / "models", folder)
+    name, _, text = damage.partition("=")
+    if text:
+        (folder / name).write_text(text)
+    else:
+        (folder / name).unlink()
+    return folder
+
+
+BAD_INPUTS: list[tuple[str, Callable[[list[str]], int], list[str], str]] = [
+    ("eval", evaluate, ["--skip-speed"], "model.onnx"),
+    ("eval", evaluate, ["--skip-speed"], "tokenizer.json=not json"),
+    ("eval.evidence", evidence.main, ["--posts", "1"], "card.json={"),
+    ("eval.evidence_cost", evidence_cost.main, ["--posts", "1"], "tokenizer.json"),
+    ("eval.separators", separators.main, ["--posts", "1"], "tokenizer.json=[]"),
+    ("training.run", train, ["--thresholds", "--out", "{model}"], "model.onnx"),
+    ("training.run", train, ["--refit", "rumor", "--out", "{model}"], "card.json=[]"),
+    ("training.recover", recover.main, ["--model", "{model}"], "tokenizer.json=x"),
+    ("eval.crossdata", crossdata.main, ["--work", "{model}/..", "--card", "{model}"], ""),
+    ("training.pretrain", pretrain.main, ["{model}"], "tokenizer.json=x"),
+]
+"""A model, tokenizer or card the program needs that is missing or damaged: ``damage`` is the
+file of the model's copy removed, or ``file=text`` written over it (crossdata's own tokenizer,
+in WORK/encoder, is missing)."""
+
+
+@pytest.mark.parametrize(
+    ("program", "main", "argv", "damage"), BAD_INPUTS, ids=[f"{p[0]}-{p[3]}" for p in BAD_INPUTS]
+)
+def test_a_model_file_missing_or_damaged_ends_on_one_line_naming_it_before_any_work(
+    program: str,
+    main: Callable[[list[str]], int],
+    argv: list[str],
+    damage: str,
+    corpora: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model = _model_copy(tmp_path, damage or "card.json={")
+    monkeypatch.setenv("QINGLANG_MODEL_DIR", str(model))
+    get_settings.cache_clear()
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(SystemExit) as stopped:
+        main([a.replace("{model}", str(model)) for a in argv])
+    line = stopped.value.code
+    # a str, which the interpreter prints alone (no traceback) and ends with status 1
+    assert isinstance(line, str) and "\n" not in line
+    named = damage.partition("=")[0] if damage else "encoder/tokenizer.json"
+    if program == "eval.crossdata":
+        assert line.startswith(f"{model}/../{named} is missing")
+    else:
+        assert line.startswith(f"{model / named}")
+    # the corpora, all empty, were not read: an empty file would have ended it otherwise
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+COUNTS: list[tuple[Callable[[list[str]], int], list[str]]] = [
+    (batch.main, ["--posts", "0"]),
+    (batch.main, ["--workers", "-1"]),
+    (console.main, ["--records", "-5"]),
+    (dormancy.main, ["--warned", "-1"]),
+    (evidence.main, ["--posts", "-1"]),
+    (evidence_cost.main, ["--longest", "-1"]),
+    (load.main, ["--seconds", "-1"]),
+    (load.main, ["--seconds", "nan"]),
+    (neardup.main, ["--pairs", "0"]),
+    (publish.main, ["--rounds", "0"]),
+    (review.main, ["--decisions", "-1"]),
+    (separators.main, ["--posts", "-1"]),
+    (finetune.main, ["folder", "--epochs", "0"]),
+    (pretrain.main, ["folder", "--max-seconds", "-1"]),
+]
+
+
+@pytest.mark.parametrize(("main", "argv"), COUNTS, ids=[" ".join(c[1]) for c in COUNTS])
+def test_a_count_below_its_least_is_a_usage_error(
+    main: Callable[[list[str]], int], argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    option = next(a for a in argv if a.startswith("--"))
+    assert f"argument {option}: must be" in last and argv[-1] in last

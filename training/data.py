@@ -7,7 +7,9 @@ file is its ``eval`` split; ToxiCN is split 80/10/10 at random. Splits come from
 the event or example id, so they do not depend on file order or on which other rows exist.
 
 Every corpus file is opened here (:func:`records`, ToxiCN's one JSON array): one that is not
-there, or damaged, ends the program that reads it with a :class:`CorpusError`.
+there, or damaged, ends the program that reads it with a :class:`CorpusError`. Each program
+first calls :func:`require` with the files it will read, so that a missing one ends it at once,
+before it loads a model or makes a folder.
 """
 
 from __future__ import annotations

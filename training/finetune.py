@@ -38,6 +38,7 @@ from sklearn.metrics import roc_auc_score
 from tokenizers import Tokenizer
 from transformers import BertConfig, BertModel
 
+from service.cli.parser import non_negative_int, positive_float, positive_int
 from service.heads import HEADS
 from training.calibrate import fit_temperature, log_loss
 from training.model import Scorer
@@ -335,9 +336,11 @@ def calib_report(model: Scorer, calib: Sequence[Row], pad: int) -> dict[str, dic
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.finetune", description=__doc__)
     parser.add_argument("folder", type=Path, help="the folder --prepare-finetuning wrote")
-    parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--ordinary", type=int, default=None, help="ordinary negatives to add")
+    parser.add_argument("--lr", type=positive_float, default=None)
+    parser.add_argument("--epochs", type=positive_int, default=None)
+    parser.add_argument(
+        "--ordinary", type=non_negative_int, default=None, help="ordinary negatives to add"
+    )
     parser.add_argument("--out", default=TUNED, help="file name in FOLDER")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

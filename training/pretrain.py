@@ -32,6 +32,8 @@ import torch
 from tokenizers import Tokenizer
 from transformers import BertConfig, BertForMaskedLM, BertModel
 
+from service.classify import ModelFileError, read_tokenizer
+from service.cli.parser import positive_float
 from training.recipe import RECIPES, Encoder, Recipe
 from training.tokenizer import special_id
 
@@ -215,13 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="full")
     parser.add_argument("--out", type=Path, default=None, help="default: the folder itself")
     parser.add_argument("--half", action="store_true", help="save the weights in float16")
-    parser.add_argument("--max-seconds", type=float, default=None)
+    parser.add_argument("--max-seconds", type=positive_float, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     recipe = RECIPES[args.recipe]
+    hint = "write it with python -m training.run --prepare-pretraining"
+    tok = read_tokenizer(args.folder / TOKENIZER_FILE, hint)
+    if not (args.folder / TEXTS_FILE).is_file():
+        raise ModelFileError(f"{args.folder / TEXTS_FILE} is missing: {hint}")
     out = args.out or args.folder
     out.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer.from_file(str(args.folder / TOKENIZER_FILE))
     run = pretrain(read_texts(args.folder), tok, recipe, out, None, args.max_seconds, args.half)
     log.info("wrote %s: %s", out, run)
     return 0

@@ -34,7 +34,7 @@ import torch
 from onnx import numpy_helper
 from transformers import BertModel
 
-from service.classify import CARD_FILE, MODEL_FILE, TOKENIZER_FILE
+from service.classify import CARD_FILE, MODEL_FILE, TOKENIZER_FILE, require_model
 from training.model import Scorer
 from training.pretrain import bert_config
 from training.recipe import Encoder
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=Path("models"))
     parser.add_argument("--out", type=Path, default=Path("runs/recovered"))
     args = parser.parse_args(argv)
-    write_checkpoint(args.model, args.out)
+    write_checkpoint(require_model(args.model), args.out)
     print(f"wrote {args.out} from {args.model / MODEL_FILE}")
     return 0
 

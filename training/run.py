@@ -40,6 +40,7 @@ from service.classify import (
     content_hash,
     load_tokenizer,
     model_inputs,
+    require_model,
 )
 from service.heads import HEADS, Head
 from service.normalise import WINDOW, normalise
@@ -187,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # only the shipped model moves the policy's thresholds
     ships = recipe is not RECIPES["smoke"] and args.out.resolve() == settings.model_dir.resolve()
+    if args.thresholds or args.refit:
+        # both read the corpora for minutes before they load it
+        require_model(args.out)
     if args.thresholds:
         thresholds_in_place(args.out, data_dir, recipe, settings.policy_file if ships else None)
         return 0

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rescore.add_argument(
         "--progress-every",
-        type=_positive_int,
+        type=positive_int,
         default=EVERY_S,
         metavar="SECONDS",
         help="when stderr is not a terminal (a log, a scheduler): a progress line every SECONDS "
@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rescore.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="posts per model call (default: the batch_size setting)",
     )
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rescore.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="scoring processes or Ray actors, one model each (default: every core here)",
     )
@@ -123,14 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rescore.add_argument(
         "--chunk-size",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="lines per task, the unit of work handed to a worker (default: 2048)",
     )
     rescore.add_argument(
         "--checkpoint-every",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="posts per checkpoint, at most (default: 50000); a checkpoint falls at a segment's "
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rescore.add_argument(
         "--segment-posts",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="posts a worker scores after one near-duplicate warm-up (default: each segment a "
@@ -223,14 +223,36 @@ def _whole_number(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        # argparse would say "invalid _positive_int value", naming the function that refused
+        # argparse would say "invalid positive_int value", naming the function that refused
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type for a count of at least 1 (this CLI's, and the ``python -m`` eval
+    and training programs')."""
     value = _whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type for a count that may be 0."""
+    value = _whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type for a duration or a rate above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    # NaN compares false with everything, and would pass "value <= 0"
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, not {text}")
     return value
 
 
@@ -291,7 +313,7 @@ def _server_workers(text: str) -> int:
     # end, would not stop on SIGTERM)
     from service.settings import MAX_WORKERS
 
-    value = _positive_int(text)
+    value = positive_int(text)
     if value > MAX_WORKERS:
         raise argparse.ArgumentTypeError(f"at most {MAX_WORKERS} server processes, not {value}")
     return value
