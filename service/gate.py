@@ -220,9 +220,12 @@ class StorageGate:
         had started, and may still take effect."""
         future = self._start(call, args)
         # told apart by the future, below; a call still waiting for a thread when this gives up
-        # is cancelled with it
+        # is cancelled with it. Not asyncio.wait_for: Python 3.11's swallows a cancellation of
+        # the caller that meets the call's end, and the maintenance loop, cancelled so as the
+        # server stopped, ran on and held the stop for ever
         with contextlib.suppress(TimeoutError, StorageError):
-            await asyncio.wait_for(asyncio.wrap_future(future), self.deadline_s)
+            async with asyncio.timeout(self.deadline_s):
+                await asyncio.wrap_future(future)
         return self._outcome(future)
 
     def call_blocking(self, call: Callable[..., T], *args: object, reads: bool = False) -> T:

@@ -287,10 +287,15 @@ class ScoringService:
         # maintenance of its own: it drains the spool while the gate's threads are stuck; its
         # thread, as theirs, does not hold the process's exit (a drain cut short is done again)
         self._upkeep = DaemonThreads(1, "upkeep")
+        # idle-scheduled: on a busy host one search takes minutes, which stopping does not wait
+        # for (its record stays evidence_pending, for a sweep); the exit does, as a thread cut
+        # off inside the model session aborts the process
         self._explainer = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="evidence", initializer=idle_priority
         )
         self._later: set[asyncio.Future[None]] = set()
+        self._explaining: set[asyncio.Future[None]] = set()
+        """The evidence jobs among :attr:`_later`: :meth:`close` cancels them."""
         self._keeping: dict[tuple[str, str], asyncio.Future[ScoreRecord | NotKept]] = {}
         """The outcome of each (post id, model version) a request is storing or spooling now:
         the record once kept, :class:`NotKept` when it was not (:meth:`_keep`)."""
@@ -369,7 +374,10 @@ class ScoringService:
         self._explain_later(firsts, [s for s in stored if s.evidence_pending])
         self._queue_later(firsts, [r for r in new if r.flags["coordination"] or r.flags["rumor"]])
         self._record_copies_later([c for r in new if (c := rumor_copy(r)) is not None])
-        degraded = degraded or spooled or self.health.problem is not None
+        # a record not kept is storage's failure for this request, whatever the health says by
+        # now: the maintenance may have found storage answering its reads meanwhile
+        degraded = degraded or spooled or any(isinstance(r, NotKept) for r in refused.values())
+        degraded = degraded or self.health.problem is not None
         # a record is degraded on its own when the shared near-duplicate index did not answer,
         # or when it was spooled for another request that kept it
         degraded = degraded or any(r.degraded for r in found.values())
@@ -472,7 +480,12 @@ class ScoringService:
             log.warning("evidence backlog full: records stay evidence_pending")
             return
         self._backlog(len(records))
-        self._in_background(self._explain([posts[r.id] for r in records], records))
+        self._explain_in_background([posts[r.id] for r in records], records)
+
+    def _explain_in_background(self, posts: list[Post], records: list[ScoreRecord]) -> None:
+        job = self._in_background(self._explain(posts, records))
+        self._explaining.add(job)
+        job.add_done_callback(self._explaining.discard)
 
     async def _explain(self, posts: list[Post], records: list[ScoreRecord]) -> None:
         loop = asyncio.get_running_loop()
@@ -501,11 +514,13 @@ class ScoringService:
         if records:
             self._in_background(self._queue([posts[r.id] for r in records], records))
 
-    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` after the answer; :meth:`settle` waits for it, :meth:`close` too."""
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+        """Run ``work`` after the answer; :meth:`settle` waits for it, :meth:`close` too
+        unless it finds evidence."""
         job = asyncio.ensure_future(work)
         self._later.add(job)
         job.add_done_callback(self._later.discard)
+        return job
 
     async def _queue(self, posts: list[Post], records: list[ScoreRecord]) -> None:
         loop = asyncio.get_running_loop()
@@ -662,7 +677,7 @@ class ScoringService:
             self._backlog(len(claimed))
             self.metrics.evidence_swept.inc(len(claimed))
             posts, records = zip(*claimed, strict=True)
-            self._in_background(self._explain(list(posts), list(records)))
+            self._explain_in_background(list(posts), list(records))
         return len(claimed)
 
     async def _upkeep_sweep(self, work: Callable[..., int], *args: Any, failed: str) -> int:
@@ -770,10 +785,12 @@ class ScoringService:
             await asyncio.sleep(every_s)
 
     async def close(self) -> None:
-        """Stop; evidence not started yet is dropped (its records stay ``evidence_pending``),
-        so that stopping never waits for a backlog."""
+        """Stop; evidence not found yet is dropped (its records stay ``evidence_pending``),
+        so that stopping never waits for a backlog, nor for the search under way."""
         await self.batcher.close()
         self._explainer.shutdown(wait=False, cancel_futures=True)
+        for job in self._explaining:
+            job.cancel()
         await asyncio.gather(*self._later, return_exceptions=True)
         self._io.shutdown(wait=True)
         # a drain or a storage call stuck on a database that stopped answering is not waited

@@ -514,6 +514,32 @@ def test_a_full_spool_while_storage_is_down_fails_only_the_batch_posts_whose_rec
         assert "P1" not in scoring.repository.find_records(["P1"], *versions)
 
 
+def test_a_batch_post_not_kept_is_answered_degraded_though_storage_answers_reads_meanwhile(
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The maintenance may find storage answering (a SQLite file a writer locked still reads)
+    between a request's failed write and its answer: the answer says degraded all the same."""
+    monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
+    path = tmp_path / "locked.db"
+    with open_api(
+        tmp_path, f"sqlite:///{path}", pipeline.classifier, db_timeout_s=0.2, storage_retry_s=3600
+    ) as api:
+        scoring = api.services.scoring
+        assert scoring.recover() == 0  # the policy kept: what follows only reads
+
+        def full_after_recovery(items: object, scored_at: object) -> None:
+            scoring.recover()  # as the maintenance, on its own thread, meanwhile
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(scoring.spool.folder))
+
+        with locked(path), monkeypatch.context() as patched:
+            patched.setattr(scoring.spool, "append", full_after_recovery)
+            answer = api.batch([{"id": "F1", "text": RUMOR}])
+            assert scoring.health.problem is None
+        (refused,) = answer.json()["records"]
+        assert refused["status"] == 503 and answer.headers["retry-after"] == "1"
+        assert answer.json()["degraded"] is True
+
+
 def test_a_spool_that_cannot_be_written_out_keeps_the_maintenance_going(
     tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -14,14 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from servicekit import Api, open_api, wait_for, write_policy
+from servicekit import Api, Held, open_api, wait_for, write_policy
 
 from service.classify import Classifier, Probabilities
 from service.heads import HEADS, Head
 from service.ingest import LineError, PostLine, parse_line
 from service.pipeline import NO_EVIDENCE, Pipeline
 from service.record import SHOWN_CHARS, Post, ScoreRecord, text_digest, unix_seconds
-from service.storage import Pending
+from service.storage import Pending, open_repository
 
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
 PLAIN = "周末和家人去公园散步，天气很好，拍了几张荷花的照片。"
@@ -118,6 +118,30 @@ def test_past_the_evidence_backlog_records_stay_pending_and_are_counted(api: Api
     )
     assert stored["full"].evidence_pending
     assert "qinglang_evidence_skipped_records_total 1.0" in api.client.get("/metrics").text
+
+
+def test_a_server_stopped_while_the_evidence_thread_searches_does_not_wait_for_the_search(
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The evidence thread is idle-scheduled: on a busy host one search takes minutes. Stopping
+    waits for it no more than for the backlog behind it; its record stays pending, for a sweep."""
+    url = f"sqlite:///{tmp_path / 'stop.db'}"
+    with open_api(tmp_path, url, pipeline.classifier) as api:
+        scorer = api.services.scoring.scorer
+        searching = Held(scorer.explain)
+        monkeypatch.setattr(scorer, "explain", searching)
+        answer = api.score({"id": "slow", "text": RUMOR}).json()
+        wait_for(lambda: searching.waiting == 1)
+        stopping = time.monotonic()
+    stopped = time.monotonic() - stopping
+    searching.release()
+    assert stopped < 30  # the search waits 60 s
+    repository = open_repository(url, 2.0)
+    try:
+        versions = answer["model_version"], answer["policy_version"]
+        assert repository.find_records(["slow"], *versions)["slow"].evidence_pending
+    finally:
+        repository.close()
 
 
 def test_a_record_left_evidence_pending_gets_its_spans_from_the_next_process_sweep(

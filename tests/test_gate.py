@@ -3,13 +3,16 @@ does not return by its deadline."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
+from servicekit import wait_for
 
 from service.gate import THREADS, StorageGate, StorageHealth, StorageUnansweredError, deadlined
 from service.storage import StorageError, StorageUnavailableError
@@ -127,6 +130,36 @@ def test_a_call_given_up_while_it_waited_for_a_thread_never_starts(gate: Storage
     released.set()
     gate._threads.shutdown(wait=True)  # every call still to run has run
     assert started == []
+
+
+def test_a_caller_cancelled_as_its_call_ends_is_cancelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cancellation of a task whose storage call ends in the same turn of the event loop
+    (a maintenance loop cancelled as the server stops) ends the task."""
+    gate = StorageGate(deadline_s=30.0, retry_s=60.0)
+    released = threading.Event()
+    submitted: list[Future[object]] = []
+    submit = gate._threads.submit
+
+    def watched(call: Callable[..., object], *args: object) -> Future[object]:
+        submitted.append(submit(call, *args))
+        return submitted[-1]
+
+    monkeypatch.setattr(gate._threads, "submit", watched)
+
+    async def cancelled_as_it_ends() -> bool:
+        caller = asyncio.create_task(gate.call(released.wait, 60))
+        await asyncio.sleep(0)  # the call is on its thread
+        released.set()
+        # the loop held until the call has ended: its end and the cancellation meet
+        wait_for(lambda: bool(submitted) and submitted[0].done())
+        caller.cancel()
+        await asyncio.wait([caller], timeout=10)
+        return caller.cancelled()
+
+    try:
+        assert asyncio.run(cancelled_as_it_ends())
+    finally:
+        gate.close()
 
 
 def test_storage_errors_are_recorded_and_other_errors_pass_through(gate: StorageGate) -> None:
