@@ -21,6 +21,7 @@ from service.storage.transaction import Tx, lock_signup_batch
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 
 
 def verify(repo: SqlRepository) -> list[str]:
@@ -320,3 +321,47 @@ def test_registrations_through_the_api_reach_the_trust_team_with_their_evidence(
     assert decided.status_code == 200
     charged = sorted(c["account_id"] for c in decided.json()["credits"])
     assert charged == [f"b{n}" for n in range(rules.batch_accounts)]
+
+
+def test_an_account_of_a_decided_batch_renamed_joins_no_later_batch(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """An account the decided item listed was its reviewer's: renamed within the skeleton while
+    a batch registered since is open, it is not counted nor charged a second time."""
+    rules = policy.registration
+    first = register(repo, policy, rules.batch_accounts)
+    (item,) = repo.list_items(policy, kind="signup_batch").items
+    decided_at = T0 + HOUR
+    repo.decide(
+        policy, item.id, "r1", "confirm", "bulk_registration", rules.batch_basis, now=decided_at
+    )
+    later = register(repo, policy, rules.batch_accounts, start=100, at=decided_at)
+    (again,) = repo.list_items(policy, kind="signup_batch").items
+    repo.put_account(policy, first[0], name="清朗日报第一号", now=decided_at + 3 * HOUR)
+    (still,) = repo.list_items(policy, kind="signup_batch").items
+    assert still.id == again.id and still.reach == rules.batch_accounts
+    assert still.evidence is not None
+    assert [a["account_id"] for a in still.evidence["accounts"]] == later
+    decision = repo.decide(
+        policy, again.id, "r1", "confirm", "bulk_registration", rules.batch_basis, now=T0 + DAY
+    )
+    assert sorted(c.account_id for c in decision.credits) == later
+
+
+def test_a_rename_within_the_skeleton_past_the_listing_cap_is_counted_once(
+    repo: SqlRepository, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An account the item counts but no longer lists (past ``LISTED``) renamed within the
+    skeleton is not a new member of the batch."""
+    rules = policy.registration
+    monkeypatch.setattr(signups, "LISTED", rules.batch_accounts)
+    register(repo, policy, rules.batch_accounts + 1)
+    (item,) = repo.list_items(policy, kind="signup_batch").items
+    assert item.reach == rules.batch_accounts + 1
+    unlisted = f"b{rules.batch_accounts}"
+    repo.put_account(policy, unlisted, name="清朗日报第九十号", now=T0 + HOUR)
+    repo.put_account(policy, unlisted, name="清朗日报第九十一号", now=T0 + 2 * HOUR)
+    (joined,) = repo.list_items(policy, kind="signup_batch").items
+    assert joined.reach == rules.batch_accounts + 1
+    kinds = [(e.kind, e.subject) for e in repo.audit_entries()]
+    assert kinds.count(("review.grown", f"item:{item.id}")) == 1

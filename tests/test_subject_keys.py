@@ -384,3 +384,17 @@ def test_what_0030_cleared_is_appended_to_the_chain(
         ("protected.subject_removed", f"protected:{entry.id}", {"subjects": [dash], "by": by}),
     ]
     assert chain.verify(repo.audit_entries(), repo.audit_head()) == []
+    # down past 0037 and up again: the downgrade leaves its records, which are not appended twice
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as connection:
+            migrate(connection, "0036_standing_dispositions", down=True)
+    finally:
+        engine.dispose()
+    upgrade(database_url)
+    again = [
+        (e.kind, e.subject, e.payload)
+        for e in repo.audit_entries()
+        if e.kind in {"account.subject_cleared", "protected.subject_removed"}
+    ]
+    assert again == appended

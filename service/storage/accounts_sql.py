@@ -137,13 +137,16 @@ class AccountsSql(ReviewSql):
                         digests = {account.subject_digest} if account.subject_digest else set()
                     lock_protected_names(tx, shared=True)
                     registration.check_protected_name(protected_in(tx.session, folded, digests))
-                named = name != account.name
+                # a name given again unchanged, or a rename within the skeleton the account
+                # was weighed under already, is no news of the batch (the item lists its first
+                # accounts only, and counts every one)
+                digest = None if batch is None else batch.digest
+                news = name != account.name and account.skeleton_digest != digest
                 account.name, account.folded_name = name, folded
-                account.skeleton_digest = None if batch is None else batch.digest
+                account.skeleton_digest = digest
                 if folded is not None:
                     hold_name(tx, account_id, folded)
-                # a name given again unchanged is no news of the batch
-                _registered(tx, account, batch if named else None, batched)
+                _registered(tx, account, batch if news else None, batched)
             if subject_id is not None:
                 account.subject_digest = self.subjects.digest(subject_id)
             if followers is not None:
@@ -354,6 +357,11 @@ def _registered(
     since = tx.now - timedelta(hours=rules.batch_hours)
     if batch is None or registered is None or registered < since:
         return
+    decided = last_decided(tx.session, batch.merge_key)
+    after = None if decided is None else utc(final_decision(tx.session, decided.id).decided_at)
+    if after is not None and registered <= after:
+        # weighed by the decided item's reviewer: no later item counts it again
+        return
     listing = signups.entry(account.account_id, account.name, registered)
     if item is not None:
         listed = (item.evidence or {}).get("accounts", [])
@@ -372,8 +380,6 @@ def _registered(
             grown={"account_id": account.account_id},
         )
         return
-    decided = last_decided(tx.session, batch.merge_key)
-    after = None if decided is None else utc(final_decision(tx.session, decided.id).decided_at)
     tx.session.flush()
     query = select(StoredAccount.account_id, StoredAccount.name, StoredAccount.registered_at)
     query = query.where(

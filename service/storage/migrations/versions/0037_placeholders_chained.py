@@ -16,7 +16,8 @@ no placeholder in gets none.
 The chain's linking (:func:`service.review.chain.canonical` and ``link``) and 0030's placeholder
 forms and keying are copies of the code as it was written, as a migration keeps what it ran with.
 
-The downgrade leaves the records: nothing erases an audit record.
+The downgrade leaves the records: nothing erases an audit record, and an upgrade after it
+appends none of them again.
 
 Revision ID: 0037_placeholders_chained
 Revises: 0036_standing_dispositions
@@ -185,6 +186,18 @@ def upgrade() -> None:
     log += [
         ("protected.subject_removed", f"protected:{entry}", {"subjects": gone, "by": BY})
         for entry, gone in _removed_authorisations(bind, keyed)
+    ]
+    # an upgrade after a downgrade finds the records the first one appended, which stay
+    appended = {
+        (kind, subject)
+        for kind in ("account.subject_cleared", "protected.subject_removed")
+        for subject, payload in _chained(bind, kind)
+        if payload.get("by") == BY
+    }
+    log = [
+        (kind, subject, payload)
+        for kind, subject, payload in log
+        if (kind, subject) not in appended
     ]
     if not log:
         return
