@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 from pathlib import Path
 
 import httpx2 as httpx
-from servicekit import listening, wait_for
+import pytest
+from fastapi import FastAPI
+from servicekit import Api, listening, routes, wait_for
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
-from service.api.edge import Edge
+from service.api.edge import Edge, in_console
 from service.pipeline import Pipeline
+from service.storage import SqlRepository, StorageError
 
 
 class Counted:
@@ -112,3 +116,52 @@ def test_a_caller_that_goes_away_mid_body_is_still_counted_499(
         half_sent(port, key).close()
         wait_for(lambda: counted(port, 499) == 1)
         assert counted(port, 408) == 0 and counted(port, 500) == 0
+
+
+def test_every_json_answer_success_or_error_is_kept_from_caches_and_sniffing(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each route of the JSON API (the probes and metrics too), answered and refused: its
+    answers describe accounts, appeals, reports and review items, and its refusals the request
+    they refuse."""
+    app = api.client.app
+    assert isinstance(app, FastAPI)
+    statuses: set[int] = set()
+
+    def kept_from_caches(answer: httpx.Response, what: object) -> None:
+        assert answer.headers.get_list("cache-control") == ["no-store"], what
+        assert answer.headers.get_list("x-content-type-options") == ["nosniff"], what
+        statuses.add(answer.status_code)
+
+    assert api.score({"id": "p1", "text": "明天全市停水", "account_id": "1"}).status_code == 200
+    admin = api.headers(api.new_key("admin"))
+    reviewer = api.headers(api.new_key("reviewer"))
+    too_large = b"{" * (api.services.settings.max_body_bytes + 1)
+    for method, path, _ in routes(app):
+        if in_console(path):
+            continue
+        url = re.sub(r"\{[a-z_]+\}", "1", path)
+        for headers in ({}, admin, reviewer):
+            kept_from_caches(api.client.request(method, url, headers=headers), (method, path))
+        if method in ("POST", "PUT"):
+            oversized = api.client.request(method, url, headers=admin, content=too_large)
+            assert oversized.status_code == 413, (method, path)
+            kept_from_caches(oversized, (method, path))
+    kept_from_caches(api.score({"id": "p2", "text": "周末去公园散步"}), "the publish path")
+    kept_from_caches(api.client.get("/v1/nowhere"), "a path no route takes")
+    kept_from_caches(api.client.request("PATCH", "/v1/score"), "a method the route does not take")
+    other = api.headers(api.new_key("reviewer", "zhao"))
+    kept_from_caches(api.client.post("/v1/review/items/1/claim", headers=other), "a claim held")
+
+    def down(*_: object, **__: object) -> None:
+        raise StorageError("connection refused")
+
+    monkeypatch.setattr(SqlRepository, "get_item", down)
+    kept_from_caches(api.client.get("/v1/review/items/1", headers=admin), "storage down")
+    assert {200, 401, 403, 404, 405, 409, 413, 422, 503} <= statuses
+
+
+def test_the_consoles_static_files_stay_cacheable(api: Api) -> None:
+    script = api.client.get("/console/static/console.js")
+    assert script.status_code == 200
+    assert "cache-control" not in script.headers

@@ -9,6 +9,7 @@ import itertools
 import json
 import logging
 import re
+import socket
 import string
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,6 +30,7 @@ from pydantic import ValidationError
 from servicekit import (
     Api,
     Held,
+    listening,
     migrate,
     open_api,
     open_impatient_api,
@@ -3277,6 +3279,63 @@ def test_every_console_page_needs_a_session_of_its_role_and_every_form_its_token
     # still signed in: no form above was taken without its token, signing out among them
     assert api.client.get("/console/queue").status_code == 200
     assert csrf_of(api.client.get("/console/queue").text) == admin
+
+
+def test_a_form_over_the_body_limit_gets_the_consoles_page_in_its_language(api: Api) -> None:
+    """A form the edge refuses unread (service/api/edge.py) is answered as the console answers,
+    not with the JSON API's body: whoever pasted too much reads why, in the page's language, on
+    a page with the console's headers, still signed in."""
+    token = sign_in(api, "li")
+    limit = api.services.settings.max_body_bytes
+    form = {"csrf": token, "account_id": "a1", "item_id": "1", "reason": "申" * (limit // 3)}
+    for language in ("zh", "en"):
+        api.client.get(f"/console/lang/{language}")
+        t = translator(language)
+        refused = api.client.post("/console/appeals", data=form)
+        assert refused.status_code == 413, language
+        assert refused.headers["content-type"].startswith("text/html"), language
+        assert refused.headers["connection"] == "close", language
+        assert "frame-ancestors 'none'" in refused.headers["content-security-policy"], language
+        assert refused.headers.get_list("cache-control") == ["no-store"], language
+        assert refused.headers.get_list("x-content-type-options") == ["nosniff"], language
+        assert t("body_too_large") in refused.text, language
+        assert t("body_too_large_limit").format(limit=f"{limit:,}") in refused.text, language
+    assert api.client.get("/console/appeals").status_code == 200
+    # the JSON API's answer to the same body is its own
+    api_refused = api.client.post("/v1/appeals", data=form, headers=api.headers())
+    assert api_refused.status_code == 413
+    assert api_refused.json() == {"detail": f"request body is over the limit of {limit} bytes"}
+
+
+def test_a_form_that_stops_arriving_gets_the_consoles_page_in_its_language(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    body = b"csrf=0&name=li&password=" + b"x" * 64
+    with (
+        listening(tmp_path, url, pipeline.classifier, body_read_timeout_s=0.5) as (port, _),
+        socket.create_connection(("127.0.0.1", port)) as connection,
+    ):
+        connection.settimeout(60)  # not a measure: a server that waits fails the test
+        connection.sendall(
+            b"POST /console/login HTTP/1.1\r\nHost: qinglang\r\nCookie: ql_lang=en\r\n"
+            + b"Content-Type: application/x-www-form-urlencoded\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[: len(body) // 2]
+        )
+        answer = b""
+        while chunk := connection.recv(65536):  # until the server closes the connection
+            answer += chunk
+    head, _, page = answer.partition(b"\r\n\r\n")
+    status, *headers = head.decode().split("\r\n")
+    assert status == "HTTP/1.1 408 Request Timeout"
+    fields = {name.lower(): value for name, value in (h.split(": ", 1) for h in headers)}
+    assert fields["connection"] == "close"
+    assert fields["content-type"].startswith("text/html")
+    assert "frame-ancestors 'none'" in fields["content-security-policy"]
+    t = translator("en")
+    assert t("body_too_slow") in page.decode()
+    assert t("body_too_slow_limit").format(seconds="0.5") in page.decode()
 
 
 def test_the_session_cookie_is_http_only_strict_and_secure_where_the_console_is_on_https(

@@ -1,4 +1,5 @@
-"""What every request goes through first: a request id, the body limits, metrics, the access log.
+"""What every request goes through first: a request id, the body limits, metrics, the access log,
+and the JSON API's response headers.
 
 A plain ASGI middleware rather than Starlette's ``BaseHTTPMiddleware``: it adds no task per
 request and sees the body before the app does, so an oversized body is refused unread, and a
@@ -32,6 +33,17 @@ CLIENT_CLOSED = 499
 read (nginx's code: no response is sent)."""
 # a caller's id is kept when it is short and plain, so that it can be logged safely
 _CALLER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+API_HEADERS = ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"))
+"""What every answer outside the console carries, its errors too (a 401, 404 or 413 describes
+the request it answers): accounts, appeals, reports and review items are personal data, which
+no shared cache keeps and no browser reads as anything but the JSON it is. The console's pages
+set their own (``service.console.web.render``), and its static files stay cacheable."""
+
+
+def in_console(path: str) -> bool:
+    """Whether ``path`` is the console's (its pages, error pages and static files), not the JSON
+    API's."""
+    return path == "/console" or path.startswith("/console/")
 
 
 class Edge:
@@ -49,6 +61,9 @@ class Edge:
             return
         rid = _request_id(scope)
         token = request_id.set(rid)
+        own = [(HEADER, rid.encode())]
+        if not in_console(scope["path"]):
+            own += API_HEADERS
         started = time.perf_counter()
         status = 500
         unread = False
@@ -57,7 +72,7 @@ class Edge:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (HEADER, rid.encode())]
+                message["headers"] = [*message.get("headers", []), *own]
                 if unread:
                     # the rest of the body is not read: uvicorn would keep the connection for a
                     # next request, and the caller that trickles it in holds it for ever

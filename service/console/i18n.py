@@ -269,6 +269,22 @@ TEXT: dict[str, tuple[str, str]] = {
     "not_found": ("没有这个条目", "No such item"),
     "no_page": ("没有这个页面", "No such page"),
     "invalid_request": ("请求中有无效的值", "The request holds a value that is not valid"),
+    "body_too_large": (
+        "提交的内容过大,操作没有生效",
+        "What was sent is too large, and nothing was done",
+    ),
+    "body_too_large_limit": (
+        "表单内容不得超过 {limit} 字节;请缩短后重新提交",
+        "A form may hold at most {limit} bytes: shorten it and send it again",
+    ),
+    "body_too_slow": (
+        "提交的内容未能及时送达,操作没有生效",
+        "What was sent did not arrive in time, and nothing was done",
+    ),
+    "body_too_slow_limit": (
+        "表单须在 {seconds} 秒内送达;请重新提交",
+        "A form must arrive within {seconds} s: send it again",
+    ),
     "action": ("操作", "Action"),
     "appeal_id": ("申诉编号", "Appeal id"),
     "rumor_id": ("谣言编号", "Rumour id"),

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from service.api.edge import in_console
 from service.api.routes import no_route, slash_twin
 from service.api.state import Services
 from service.console.i18n import explain, explain_refusal, translator
@@ -448,11 +449,14 @@ async def no_page(request: Request, exc: Exception) -> Response:
     """An address of the console that names no page (or not for this method) gets the
     console's page, or, where only its trailing slash is wrong, a browser reading it a redirect
     to the page (``Location`` a path, so that the browser stays on the scheme and host it
-    used); any other address is the JSON API's (:func:`service.api.routes.no_route`)."""
+    used); a form the edge refused (:mod:`service.api.edge`: its body over ``max_body_bytes``,
+    413, or not arrived within ``body_read_timeout_s``, 408) the console's page that says so;
+    any other address is the JSON API's (:func:`service.api.routes.no_route`)."""
     assert isinstance(exc, HTTPException)
-    path = request.url.path
-    if path != "/console" and not path.startswith("/console/"):
+    if not in_console(request.url.path):
         return await no_route(request, exc)
+    if exc.status_code in (408, 413):
+        return edge_refusal(request, exc.status_code)
     if exc.status_code not in (404, 405):
         return await http_exception_handler(request, exc)
     twin = slash_twin(request)
@@ -462,3 +466,15 @@ async def no_page(request: Request, exc: Exception) -> Response:
     page = error_page(request, exc.status_code, "no_page")
     page.headers.update(exc.headers or {})
     return page
+
+
+def edge_refusal(request: Request, status: int) -> HTMLResponse:
+    """The page for a form whose body the edge refused, in the page's language, with the limit
+    it went over: nothing in it was read, so nothing was done."""
+    t = translator(language_of(request))
+    settings = console_of(request).settings
+    if status == 413:
+        why = t("body_too_large_limit").format(limit=f"{settings.max_body_bytes:,}")
+        return error_page(request, 413, "body_too_large", why)
+    why = t("body_too_slow_limit").format(seconds=f"{settings.body_read_timeout_s:g}")
+    return error_page(request, 408, "body_too_slow", why)
