@@ -101,6 +101,12 @@ class Metrics:
             "Stored records left evidence_pending whose evidence the sweep took up",
             registry=r,
         )
+        self.sweep_failures = Counter(
+            "qinglang_sweep_failures",
+            "Accounts a maintenance sweep could not write and went past, once each a sweep",
+            ["sweep"],
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "qinglang_queue_depth",
             # a request scored in several calls stops waiting at its first

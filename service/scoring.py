@@ -47,7 +47,7 @@ from service.record import Post, ScoreRecord, text_decision, text_digest
 from service.review.dispositions import Standing
 from service.review.items import QueueRequest
 from service.spool import Spool, no_room, stamp
-from service.storage import Pending, Repository, StorageError
+from service.storage import Pending, Repository, StorageError, SweepIncompleteError
 from service.storage.repository import RumorCopy
 from service.usage import RecentUse
 
@@ -684,15 +684,25 @@ class ScoringService:
         """``work(*args)`` on the maintenance thread: not the storage gate's, whose deadline is
         the publish path's, nor under its health, which a failure here would wrongly mark down,
         as a lost race with another process is no outage. 0 while storage is known to be down,
-        or when it fails (logged as ``failed``): the next sweep finds the same work left."""
+        or when it fails (logged as ``failed``): the next sweep finds the same work left. A
+        sweep that went past accounts it could not write (:meth:`_went_past`) answers what it
+        did for the others."""
         if self.health.problem is not None:
             return 0
         try:
             done: int = await asyncio.get_running_loop().run_in_executor(self._upkeep, work, *args)
+        except SweepIncompleteError as exc:
+            return self._went_past(exc)
         except StorageError as exc:
             log.warning(failed, extra={"problem": str(exc)})
             return 0
         return done
+
+    def _went_past(self, incomplete: SweepIncompleteError) -> int:
+        """What ``incomplete``'s sweep did; its accounts that failed (each logged by the sweep,
+        and tried again by its next run) counted in ``qinglang_sweep_failures_total``."""
+        self.metrics.sweep_failures.labels(incomplete.sweep).inc(len(incomplete.failed))
+        return incomplete.done
 
     async def settle_deadlines(self) -> int:
         """Settle the art8 suspensions that have ended (the repository's
@@ -710,7 +720,8 @@ class ScoringService:
         accounts' dormancy clocks, with the day's use of the accounts warned or found dormant
         since by any process (:meth:`~service.usage.RecentUse.watch`), whose posts the day's
         grain left unwritten; how many dormancies it ended. Use not written (storage down, or
-        failing) waits for the next call."""
+        failing), and that of an account whose warning or dormancy could not be ended
+        (:meth:`_went_past`), waits for the next call."""
         if self.health.problem is not None:
             return 0
         loop = asyncio.get_running_loop()
@@ -728,6 +739,9 @@ class ScoringService:
             return await loop.run_in_executor(
                 self._upkeep, self.repository.record_use, self.policy, used
             )
+        except SweepIncompleteError as exc:
+            self.usage.give_back({account: used[account] for account in exc.failed})
+            return self._went_past(exc)
         except StorageError as exc:
             self.usage.give_back(used)
             log.warning("account use not recorded", extra={"problem": str(exc)})

@@ -1,8 +1,9 @@
 """``qinglang audit verify|export``, ``qinglang labels export``, ``qinglang credit restore``.
 
 Exit status: 0 done (the chain intact); 1 the chain is broken, or a text it chains the digest
-of was edited (each problem on stderr); 2 the command could not run (storage unreachable,
-unwritable output).
+of was edited (each problem on stderr), or ``credit restore`` could not restore some accounts
+(named on stderr; it restored the others, and its next run tries them again); 2 the command
+could not run (storage unreachable, unwritable output).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 if TYPE_CHECKING:
+    from service.policy import Policy
     from service.settings import Settings
     from service.storage import SqlRepository
 
@@ -142,9 +144,7 @@ def _command(
     from service.review import chain, export
 
     if args.command == "credit":
-        restored = repository.restore_credit(load_policy(settings.policy_file))
-        print(f"qinglang credit restore: {restored} accounts restored", file=sys.stderr)
-        return 0
+        return _restore_credit(repository, load_policy(settings.policy_file))
     if args.command == "labels":
         with _open(output) as out:
             count = export.write_labels(repository.labels(), out)
@@ -177,6 +177,24 @@ def _command(
         entries = repository.audit_entries(args.start, args.end)
         count = export.write_records(entries, out, args.format)
     print(f"qinglang audit export: {count} records", file=sys.stderr)
+    return 0
+
+
+def _restore_credit(repository: SqlRepository, policy: Policy) -> int:
+    from service.storage import SweepIncompleteError
+
+    try:
+        restored = repository.restore_credit(policy)
+    except SweepIncompleteError as exc:
+        print(
+            f"qinglang credit restore: {exc.done} accounts restored; {len(exc.failed)} could "
+            "not be (tried again by the next run):",
+            file=sys.stderr,
+        )
+        for account, problem in exc.failed.items():
+            print(f"qinglang credit restore: {account}: {problem}", file=sys.stderr)
+        return 1
+    print(f"qinglang credit restore: {restored} accounts restored", file=sys.stderr)
     return 0
 
 

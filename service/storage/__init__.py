@@ -17,6 +17,7 @@ from service.storage.repository import (
     StorageError,
     StorageUnavailableError,
     StoredRumor,
+    SweepIncompleteError,
 )
 from service.storage.sql import SqlRepository, open_existing, open_migrated, open_repository
 
@@ -31,6 +32,7 @@ __all__ = [
     "StorageUnavailableError",
     "StoredRumor",
     "SubjectKeyError",
+    "SweepIncompleteError",
     "open_existing",
     "open_migrated",
     "open_repository",

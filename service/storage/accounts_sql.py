@@ -47,7 +47,7 @@ from service.storage.review_rows import (
     new_account_view,
     utc,
 )
-from service.storage.review_sql import ReviewSql
+from service.storage.review_sql import ReviewSql, Sweep
 from service.storage.tables import (
     AuditHead,
     AuditRecord,
@@ -279,8 +279,9 @@ class AccountsSql(ReviewSql):
         return found
 
     def restore_credit(self, policy: Policy, now: datetime | None = None) -> int:
-        """Give back the points of completed clean periods to every account due them; the
-        number of accounts restored."""
+        """Give back the points of completed clean periods to every account due them, each in
+        a transaction of its own; the number of accounts restored (:class:`SweepIncompleteError`
+        where some could not be, after the others)."""
         moment = now or datetime.now(UTC)
         due_before = moment - timedelta(days=policy.credit.restore_every_days)
         with self._session() as session:
@@ -290,10 +291,8 @@ class AccountsSql(ReviewSql):
                     StoredAccount.clean_since <= due_before,
                 )
             ).all()
-        restored = 0
-        for account_id in due:
-            restored += self._write_retried(policy, moment, _restore, account_id)
-        return restored
+        sweep = Sweep("credit_restore")
+        return sweep.done(sum(self._swept(sweep, a, policy, moment, _restore, a) for a in due))
 
     # --- re-registration ------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from service.storage.credit_steps import (
 )
 from service.storage.item_steps import last_decided, new_item, open_item, urgency_of, wake
 from service.storage.review_rows import maybe_utc, utc
-from service.storage.review_sql import ReviewSql
+from service.storage.review_sql import ReviewSql, Sweep
 from service.storage.tables import AuditHead, AuditRecord, StoredAccount, StoredDisposition
 from service.storage.transaction import Tx
 
@@ -79,7 +79,8 @@ class DormancySql(ReviewSql):
         row for yet (no profile, never charged: known by its posts alone) gets one, at the
         initial credit and without a profile, its clock at that post (the record
         :data:`SEEN`). Written at ``now`` (the dispositions active then are lifted). How many
-        dormancies ended."""
+        dormancies ended (:class:`SweepIncompleteError` where the warning or dormancy of some
+        could not be ended, after the others)."""
         if not used:
             return 0
         accounts = cast(Table, StoredAccount.__table__)
@@ -142,9 +143,9 @@ class DormancySql(ReviewSql):
                         ),
                     )
                 ).all()
-        return sum(
-            self._write_retried(policy, now, _used, account_id, used[account_id])
-            for account_id in sorted(given)
+        sweep = Sweep("account_use")
+        return sweep.done(
+            sum(self._swept(sweep, a, policy, now, _used, a, used[a]) for a in sorted(given))
         )
 
     def warn_dormancy(self, policy: Policy, now: datetime | None = None) -> int:
@@ -158,13 +159,15 @@ class DormancySql(ReviewSql):
         warning lapsed (:data:`dormancy.LAPSE`) with no dormancy found are warned again, from
         ``now``. Nobody is warned where the policy gives no warning (``warn_days`` 0) or its
         dormancy brings nothing. How many accounts were warned, or had their warning lifted or
-        given again."""
+        given again (:class:`SweepIncompleteError` where some could not be, after the
+        others)."""
         rules = policy.dormancy
         moment = now or datetime.now(UTC)
-        done = self._revise_outdated(policy, moment)
+        sweep = Sweep("dormancy_warnings")
+        done = self._revise_outdated(policy, moment, sweep)
         before = dormancy.warned_before(rules, moment)
         if before is None or not dormancy.follows(rules):
-            return done
+            return sweep.done(done)
         # one whose warning lapsed when its dormancy is due: the few not found dormant on time
         lapsed = (
             *_awake(),
@@ -173,9 +176,13 @@ class DormancySql(ReviewSql):
         )
         for accounts in ((*_unwarned(), StoredAccount.active_at <= before), lapsed):
             done += self._sweep(
-                policy, moment, accounts, lambda tx, account_id: _warn(tx, account_id, before)
+                policy,
+                moment,
+                sweep,
+                accounts,
+                lambda tx, account_id: _warn(tx, account_id, before),
             )
-        return done
+        return sweep.done(done)
 
     def settle_dormancy(self, policy: Policy, now: datetime | None = None) -> int:
         """Find the accounts whose dormancy has taken effect by ``now`` (their clock
@@ -186,7 +193,8 @@ class DormancySql(ReviewSql):
         each (:func:`_fall_dormant`), in a transaction of its own, once: every server process
         sweeps, and the first to lock the account marks it (``dormant_at``), so that another,
         or a restart, finds it marked. Nothing under ``action = "none"`` without ``notify``.
-        How many accounts were found dormant."""
+        How many accounts were found dormant (:class:`SweepIncompleteError` where some could
+        not be, after the others)."""
         rules = policy.dormancy
         if not dormancy.follows(rules):
             return 0
@@ -201,9 +209,11 @@ class DormancySql(ReviewSql):
         # an account whose warning told a later date waits for it: left out here, it keeps no
         # sweep from the accounts due after it
         told_later = _warned_with(StoredDisposition.ends_at > moment)
-        return self._sweep(
+        sweep = Sweep("dormancy_findings")
+        done = self._sweep(
             policy,
             moment,
+            sweep,
             (
                 *_awake(),
                 StoredAccount.active_at <= dormancy.dormant_before(rules, moment),
@@ -212,8 +222,9 @@ class DormancySql(ReviewSql):
             ),
             _fall_dormant,
         )
+        return sweep.done(done)
 
-    def _revise_outdated(self, policy: Policy, moment: datetime) -> int:
+    def _revise_outdated(self, policy: Policy, moment: datetime, sweep: Sweep) -> int:
         """:func:`_revise` each account whose running warning no longer says what the policy
         does (:func:`_outdated`): among every account warned where this process has not yet
         read them all under these rules, else among those a warning was given since it did
@@ -236,9 +247,10 @@ class DormancySql(ReviewSql):
             if named is None or named:
                 among = () if named is None else (StoredAccount.account_id.in_(named),)
                 found = _due(session, (*_outdated(rules, moment, dialect), *among))
-        done = self._each(policy, moment, found, _revise)
-        # a look cut at the bound leaves the rest for the next, which reads them all again
-        if len(found) < SWEEP_ACCOUNTS:
+        done = self._each(policy, moment, sweep, found, _revise)
+        # a look cut at the bound leaves the rest for the next, which reads them all again, as
+        # it does an account that failed
+        if len(found) < SWEEP_ACCOUNTS and sweep.failed.keys().isdisjoint(found):
             self._warnings_checked = (rules, head)
         return done
 
@@ -246,6 +258,7 @@ class DormancySql(ReviewSql):
         self,
         policy: Policy,
         moment: datetime,
+        sweep: Sweep,
         due: tuple[ColumnElement[bool], ...],
         step: Callable[[Tx, str], int],
     ) -> int:
@@ -254,18 +267,19 @@ class DormancySql(ReviewSql):
         # most sweeps find nothing: they look without taking SQLite's write lock
         with self._session() as session:
             found = _due(session, due)
-        return self._each(policy, moment, found, step)
+        return self._each(policy, moment, sweep, found, step)
 
     def _each(
         self,
         policy: Policy,
         moment: datetime,
+        sweep: Sweep,
         found: Sequence[str],
         step: Callable[[Tx, str], int],
     ) -> int:
-        """``step`` on each account of ``found``, each in a transaction of its own; the sum of
-        what it gave."""
-        return sum(self._write_retried(policy, moment, step, account_id) for account_id in found)
+        """``step`` on each account of ``found``, each in a transaction of its own (those that
+        fail kept in ``sweep``, :meth:`_swept`); the sum of what it gave."""
+        return sum(self._swept(sweep, a, policy, moment, step, a) for a in found)
 
     def dormancies_after(self, after: int | None) -> tuple[dict[str, datetime], int]:
         """The accounts found dormant or warned (:data:`FOUND`) in the chain's records after

@@ -32,7 +32,7 @@ from service.storage.item_steps import (
 from service.storage.protected_steps import art8_suspended, holds, terminate, unauthorised
 from service.storage.repository import Idempotency
 from service.storage.review_rows import utc
-from service.storage.review_sql import ReviewSql
+from service.storage.review_sql import ReviewSql, Sweep
 from service.storage.tables import (
     ProtectedNameSubject,
     ReviewItem,
@@ -107,7 +107,8 @@ class ProtectedSql(ReviewSql):
         still uncorrected terminates the service (:func:`protected.at_deadline`). Each in its
         own transaction, once: every server process sweeps, and the first to lock the account
         settles it (``settled_at``), so that another, or a restart, finds it settled. How many
-        accounts were terminated."""
+        accounts were terminated (:class:`SweepIncompleteError` where some suspensions could
+        not be settled, after the others)."""
         moment = now or datetime.now(UTC)
         ended = (
             select(StoredDisposition.id, StoredDisposition.account_id)
@@ -123,11 +124,10 @@ class ProtectedSql(ReviewSql):
         # most sweeps find nothing: they look without taking SQLite's write lock
         with self._session() as session:
             due = session.execute(ended).all()
-        terminated = 0
-        for disposition_id, account_id in due:
-            outcome = self._write_retried(policy, moment, _settle, disposition_id, account_id)
-            terminated += outcome == "terminated"
-        return terminated
+        sweep = Sweep("art8_deadlines")
+        return sweep.done(
+            sum(self._swept(sweep, a, policy, moment, _terminated, d, a) for d, a in due)
+        )
 
     def protected_names(self) -> list[views.ProtectedName]:
         """Every entry, oldest first."""
@@ -236,6 +236,11 @@ def _release(
     for item in items:
         if item.status in OPEN_STATUSES:
             withdraw(tx, item, by, note)
+
+
+def _terminated(tx: Tx, disposition_id: int, account_id: str) -> bool:
+    """:func:`_settle`: whether it terminated the service."""
+    return _settle(tx, disposition_id, account_id) == "terminated"
 
 
 def _settle(tx: Tx, disposition_id: int, account_id: str) -> protected.Outcome | None:

@@ -51,6 +51,25 @@ class StorageUnavailableError(StorageError):
     which fails every try."""
 
 
+class SweepIncompleteError(StorageError):
+    """A sweep over accounts, each written in a transaction of its own, could not write some of
+    them other than by an outage (a row the rules cannot take, a value the code cannot handle, a
+    bug), and went on past them, so that one account failing every time holds back none after
+    it: ``done`` is what the sweep did for the others (what it returns when nothing fails), and
+    ``failed`` says why each failed, by account id (each logged as it failed). The next run tries
+    them again. An outage (:class:`StorageUnavailableError`) stops a sweep at once instead: it
+    would fail every account after it too."""
+
+    def __init__(self, sweep: str, done: int, failed: Mapping[str, str]) -> None:
+        self.sweep = sweep
+        self.done = done
+        self.failed = dict(failed)
+        first, problem = next(iter(self.failed.items()))
+        super().__init__(
+            f"{sweep}: {len(self.failed)} accounts not written (the first, {first}: {problem})"
+        )
+
+
 @dataclass(frozen=True)
 class ApiKey:
     """A stored API key: never the key itself, only its id and the digest of its secret."""
@@ -321,7 +340,10 @@ class Repository(Protocol):
     def settle_deadlines(self, policy: Policy, now: datetime | None = None) -> int:
         """Settle, once whatever the processes calling it, every art8 suspension that ended by
         ``now`` unlifted: a name still uncorrected terminates the service. How many accounts
-        were terminated."""
+        were terminated. It, :meth:`record_use`, :meth:`warn_dormancy`,
+        :meth:`settle_dormancy` and ``restore_credit`` write each account in a transaction of
+        its own, and raise :class:`SweepIncompleteError` where they went past some they could
+        not write."""
 
     def record_use(
         self, policy: Policy, used: Mapping[str, datetime], now: datetime | None = None

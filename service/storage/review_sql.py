@@ -18,8 +18,10 @@ upgrade its lock and fail).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
@@ -46,7 +48,14 @@ from service.storage.item_steps import (
     signup_batches,
     urgency_of,
 )
-from service.storage.repository import Idempotency, IdempotencyMismatchError, Role, StorageError
+from service.storage.repository import (
+    Idempotency,
+    IdempotencyMismatchError,
+    Role,
+    StorageError,
+    StorageUnavailableError,
+    SweepIncompleteError,
+)
 from service.storage.review_rows import item_view
 from service.storage.tables import IdempotentWrite, ReviewDecision, ReviewItem, StoredRecord
 from service.storage.transaction import Tx, append_records, lost_race
@@ -56,6 +65,25 @@ M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 P = ParamSpec("P")
 RETRIES = 5
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Sweep:
+    """One run of a sweep over accounts (:meth:`ReviewSql._swept`): the accounts it could not
+    write, by id, with why."""
+
+    name: str
+    """What the sweep is, as its log lines and the service's metrics name it."""
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def done(self, count: int) -> int:
+        """``count``, what the run did; :class:`SweepIncompleteError`, carrying it, where an
+        account failed."""
+        if self.failed:
+            raise SweepIncompleteError(self.name, count, self.failed)
+        return count
 
 
 class ReviewSql:
@@ -122,6 +150,39 @@ class ReviewSql:
                 return run(tx, *args, **kwargs)
 
         return self._retried(write)
+
+    def _swept(
+        self,
+        sweep: Sweep,
+        account_id: str,
+        policy: Policy,
+        now: datetime | None,
+        run: Callable[Concatenate[Tx, P], int],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> int:
+        """:meth:`_write_retried` of ``sweep``'s write on ``account_id``; 0 where it fails other
+        than by an outage (a row the rules cannot take, a value the code cannot handle, a bug),
+        logged and kept in ``sweep``, so that an account failing every time holds back none
+        after it, every run. An outage (:class:`StorageUnavailableError`) ends the sweep: it
+        would fail every account after it as well."""
+        try:
+            return self._write_retried(policy, now, run, *args, **kwargs)
+        except StorageUnavailableError:
+            raise
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            sweep.failed[account_id] = problem
+            # once per account and run; where it is not storage's refusal, where the code failed
+            log.error(
+                "%s: account %s not written, left to the next run: %s",
+                sweep.name,
+                account_id,
+                problem,
+                exc_info=None if isinstance(exc, StorageError) else exc,
+                extra={"sweep": sweep.name, "account": account_id, "problem": problem},
+            )
+            return 0
 
     def _keyed(
         self,

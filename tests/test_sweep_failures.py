@@ -1,0 +1,336 @@
+"""A maintenance sweep over accounts (the art8 settlement, the credit restoration, the dormancy
+warnings, their revision and the dormancy findings, a use seen) goes past an account whose own
+write fails other than by an outage (a row the rules cannot take, a value the code cannot
+handle, a bug), logs it, and does the accounts after it; the next run tries it again. An outage
+stops the sweep at once. The server counts what a sweep went past in its metrics, and
+``qinglang credit restore`` names the accounts and exits 1."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from servicekit import Api, open_api
+from test_dormancy import DAY, HOUR, dormant_after, kinds, warned_after, with_dormancy
+from test_protected_names import _suspend
+from test_review_appeals import T0, confirmed
+
+from service.pipeline import Pipeline
+from service.policy import Policy
+from service.scoring import ScoringService
+from service.settings import get_settings
+from service.storage import (
+    SqlRepository,
+    StorageError,
+    StorageUnavailableError,
+    SweepIncompleteError,
+    accounts_sql,
+    dormancy_sql,
+    protected_sql,
+)
+from service.storage.transaction import Tx
+
+ACCOUNTS = ("a1", "a2", "a3", "a4")
+Run = Callable[[], int]
+Done = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class Case:
+    sweep: str
+    """The sweep's name in its log lines and the metrics."""
+    module: ModuleType
+    step: str
+    """The function the sweep runs on each account, in ``module``."""
+    prepare: Callable[[SqlRepository, Policy], tuple[Run, Done]]
+    """Makes ``ACCOUNTS`` due to the sweep; a run of it, and whether it did an account."""
+
+
+def art8(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
+    suspended = _suspend(repo, policy, *ACCOUNTS)
+    ends = max(s.ends_at for s in suspended.values() if s.ends_at is not None)
+    return (
+        lambda: repo.settle_deadlines(policy, now=ends),
+        lambda a: "close_account" in kinds(repo.get_account(policy, a, now=ends)),
+    )
+
+
+def credit(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
+    charged = {a: confirmed(repo, policy, f"p-{a}", a, T0).credits[0].credit for a in ACCOUNTS}
+    due = T0 + timedelta(days=policy.credit.restore_every_days)
+    return (
+        lambda: repo.restore_credit(policy, now=due),
+        lambda a: repo.get_account(policy, a, now=due).credit > charged[a],
+    )
+
+
+def unused(repo: SqlRepository, policy: Policy) -> datetime:
+    """``ACCOUNTS`` last used at ``T0``; when they are due a warning."""
+    for account in ACCOUNTS:
+        repo.put_account(policy, account, now=T0)
+    return T0 + warned_after(policy)
+
+
+def warnings(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
+    warn_at = unused(repo, policy)
+    return (
+        lambda: repo.warn_dormancy(policy, now=warn_at),
+        lambda a: repo.get_account(policy, a, now=warn_at).warned_at == warn_at,
+    )
+
+
+def revisions(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
+    """Warnings the policy, changed to bring nothing, lifts."""
+    warn_at = unused(repo, policy)
+    assert repo.warn_dormancy(policy, now=warn_at) == len(ACCOUNTS)
+    silent = with_dormancy(policy, action="none", notify=False)
+    between = warn_at + 10 * DAY
+    return (
+        lambda: repo.warn_dormancy(silent, now=between),
+        lambda a: repo.get_account(silent, a, now=between).warned_at is None,
+    )
+
+
+def dormant(repo: SqlRepository, policy: Policy) -> datetime:
+    """``ACCOUNTS`` warned; when their dormancy takes effect."""
+    assert repo.warn_dormancy(policy, now=unused(repo, policy)) == len(ACCOUNTS)
+    return T0 + dormant_after(policy)
+
+
+def findings(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
+    found_at = dormant(repo, policy)
+    return (
+        lambda: repo.settle_dormancy(policy, now=found_at),
+        lambda a: repo.get_account(policy, a, now=found_at).dormant_at == found_at,
+    )
+
+
+def use(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
+    found_at = dormant(repo, policy)
+    assert repo.settle_dormancy(policy, now=found_at) == len(ACCOUNTS)
+    back = found_at + HOUR
+    return (
+        lambda: repo.record_use(policy, dict.fromkeys(ACCOUNTS, back), now=back),
+        lambda a: repo.get_account(policy, a, now=back).dormant_at is None,
+    )
+
+
+CASES = [
+    Case("art8_deadlines", protected_sql, "_settle", art8),
+    Case("credit_restore", accounts_sql, "_restore", credit),
+    Case("dormancy_warnings", dormancy_sql, "_warn", warnings),
+    Case("dormancy_warnings", dormancy_sql, "_revise", revisions),
+    Case("dormancy_findings", dormancy_sql, "_fall_dormant", findings),
+    Case("account_use", dormancy_sql, "_used", use),
+]
+
+
+class Poison:
+    """``module.step`` fails on the accounts it comes to ``at`` (1 the first), each time it
+    writes them: the nth account raises ``at[n]``."""
+
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        module: ModuleType,
+        step: str,
+        at: dict[int, Exception],
+    ) -> None:
+        self.at = at
+        self.seen: list[str] = []
+        """The accounts the sweep came to, in order."""
+        self.poisoned: dict[str, Exception] = {}
+        original = getattr(module, step)
+
+        def poisoned(tx: Tx, *args: Any) -> Any:
+            account = next(a for a in args if isinstance(a, str))
+            if account not in self.seen:
+                self.seen.append(account)
+                if len(self.seen) in self.at:
+                    self.poisoned[account] = self.at[len(self.seen)]
+            if account in self.poisoned:
+                raise self.poisoned[account]
+            return original(tx, *args)
+
+        monkeypatch.setattr(module, step, poisoned)
+
+
+@pytest.fixture
+def sweep_errors(caplog: pytest.LogCaptureFixture) -> Callable[[], list[logging.LogRecord]]:
+    """The error lines the sweeps logged."""
+    caplog.set_level(logging.ERROR, "service.storage")
+    return lambda: [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+FAILURES = {
+    "bug": ValueError("a value the code cannot handle"),
+    "refused": StorageError("IntegrityError: a row the rules cannot take"),
+}
+
+
+@pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
+@pytest.mark.parametrize("case", CASES, ids=[c.step for c in CASES])
+def test_a_sweep_goes_past_an_account_that_fails_and_tries_it_again_the_next_run(
+    repo: SqlRepository,
+    policy: Policy,
+    monkeypatch: pytest.MonkeyPatch,
+    sweep_errors: Callable[[], list[logging.LogRecord]],
+    case: Case,
+    failure: Exception,
+) -> None:
+    run, done = case.prepare(repo, policy)
+    with monkeypatch.context() as patched:
+        poison = Poison(patched, case.module, case.step, {2: failure})
+        with pytest.raises(SweepIncompleteError) as raised:
+            run()
+    (bad,) = poison.poisoned
+    assert sorted(poison.seen) == list(ACCOUNTS) and poison.seen.index(bad) == 1
+    incomplete = raised.value
+    assert (incomplete.sweep, incomplete.done) == (case.sweep, len(ACCOUNTS) - 1)
+    assert incomplete.failed == {bad: f"{type(failure).__name__}: {failure}"}
+    assert [a for a in ACCOUNTS if not done(a)] == [bad]
+    (logged,) = sweep_errors()
+    assert (logged.sweep, logged.account) == (case.sweep, bad)  # type: ignore[attr-defined]
+    assert f"{case.sweep}: account {bad} not written" in logged.getMessage()
+    assert str(failure) in logged.getMessage()
+    # where the code failed, where it did; storage's refusal says it in its words
+    assert (logged.exc_info is not None) == (not isinstance(failure, StorageError))
+    assert run() == 1
+    assert all(done(a) for a in ACCOUNTS)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.step for c in CASES])
+def test_an_outage_stops_a_sweep_at_once(
+    repo: SqlRepository,
+    policy: Policy,
+    monkeypatch: pytest.MonkeyPatch,
+    sweep_errors: Callable[[], list[logging.LogRecord]],
+    case: Case,
+) -> None:
+    """Past an account that failed, an outage on the next ends the sweep rather than fail
+    every account after it in turn."""
+    run, done = case.prepare(repo, policy)
+    down = StorageUnavailableError("OperationalError: database is locked")
+    with monkeypatch.context() as patched:
+        poison = Poison(
+            patched,
+            case.module,
+            case.step,
+            {2: ValueError("a value the code cannot handle"), 3: down},
+        )
+        with pytest.raises(StorageUnavailableError) as raised:
+            run()
+    assert raised.value is down
+    first, bad, _ = poison.seen
+    assert [a for a in ACCOUNTS if done(a)] == [first]
+    assert [r.account for r in sweep_errors()] == [bad]  # type: ignore[attr-defined]
+
+
+def test_credit_restore_names_the_accounts_it_could_not_restore_and_exits_1(
+    repo: SqlRepository,
+    policy: Policy,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from service.cli import main
+
+    charged_at = datetime.now(UTC) - timedelta(days=policy.credit.restore_every_days, hours=1)
+    charged = {
+        a: confirmed(repo, policy, f"p-{a}", a, charged_at).credits[0].credit for a in ACCOUNTS
+    }
+    monkeypatch.setenv("QINGLANG_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    poison = Poison(monkeypatch, accounts_sql, "_restore", {2: ValueError("no such period")})
+    try:
+        assert main(["credit", "restore"]) == 1
+    finally:
+        get_settings.cache_clear()
+    (bad,) = poison.poisoned
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-2:] == [
+        f"qinglang credit restore: {len(ACCOUNTS) - 1} accounts restored; 1 could not be "
+        "(tried again by the next run):",
+        f"qinglang credit restore: {bad}: ValueError: no such period",
+    ]
+    restored = {a for a in ACCOUNTS if repo.get_account(policy, a).credit > charged[a]}
+    assert restored == set(ACCOUNTS) - {bad}
+
+
+def failures_counted(text: str, sweep: str) -> float:
+    (line,) = [
+        line
+        for line in text.splitlines()
+        if line.startswith(f'qinglang_sweep_failures_total{{sweep="{sweep}"}}')
+    ]
+    return float(line.split()[-1])
+
+
+async def no_upkeep(self: ScoringService, every_s: float) -> None:
+    """No maintenance loop: the test runs the sweeps when it means to."""
+
+
+@pytest.fixture
+def server(tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
+    """The app, on SQLite, with ``ACCOUNTS`` last used an hour over a dormancy ago."""
+    monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
+    with open_api(tmp_path, f"sqlite:///{tmp_path / 'sweeps.db'}", pipeline.classifier) as api:
+        policy, repo = stored(api)
+        last_used = datetime.now(UTC) - dormant_after(policy) - HOUR
+        for account in ACCOUNTS:
+            repo.put_account(policy, account, now=last_used)
+        yield api
+
+
+def stored(api: Api) -> tuple[Policy, SqlRepository]:
+    scoring = api.services.scoring
+    assert isinstance(scoring.repository, SqlRepository)
+    return scoring.policy, scoring.repository
+
+
+def test_the_server_counts_the_accounts_a_sweep_went_past_and_does_the_others(
+    server: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scoring, portal = server.services.scoring, server.client.portal
+    assert portal is not None
+    policy, repo = stored(server)
+    with monkeypatch.context() as patched:
+        poison = Poison(patched, dormancy_sql, "_warn", {2: ValueError("bad clock")})
+        # the accounts are warned: none found dormant before its warning ran
+        assert portal.call(scoring.settle_dormancy) == 0
+    (bad,) = poison.poisoned
+    warned = {a for a in ACCOUNTS if repo.get_account(policy, a).warned_at is not None}
+    assert warned == set(ACCOUNTS) - {bad}
+    assert failures_counted(server.client.get("/metrics").text, "dormancy_warnings") == 1
+    portal.call(scoring.settle_dormancy)
+    assert repo.get_account(policy, bad).warned_at is not None
+    assert failures_counted(server.client.get("/metrics").text, "dormancy_warnings") == 1
+
+
+def test_the_server_writes_the_use_of_an_account_it_could_not_wake_with_the_next(
+    server: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scoring, portal = server.services.scoring, server.client.portal
+    assert portal is not None
+    policy, repo = stored(server)
+    last_used = repo.get_account(policy, ACCOUNTS[0]).active_at
+    assert last_used is not None
+    found_at = last_used + dormant_after(policy)
+    assert repo.warn_dormancy(policy, now=last_used + warned_after(policy)) == len(ACCOUNTS)
+    assert repo.settle_dormancy(policy, now=found_at) == len(ACCOUNTS)
+    scoring.usage.seen(ACCOUNTS, datetime.now(UTC))
+    with monkeypatch.context() as patched:
+        poison = Poison(patched, dormancy_sql, "_used", {2: ValueError("bad clock")})
+        assert portal.call(scoring.record_use) == len(ACCOUNTS) - 1
+    (bad,) = poison.poisoned
+    assert repo.get_account(policy, bad).dormant_at == found_at
+    assert failures_counted(server.client.get("/metrics").text, "account_use") == 1
+    # its use given back, with nothing seen of it since
+    assert portal.call(scoring.record_use) == 1
+    assert all(repo.get_account(policy, a).dormant_at is None for a in ACCOUNTS)
