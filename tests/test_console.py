@@ -2220,6 +2220,35 @@ def test_a_follower_jump_is_shown_in_the_queue_and_on_its_page_in_each_language(
     assert "Abnormal follower jump (art12)" in page and "<td>10</td>" in page
 
 
+def test_an_items_account_section_says_when_it_registered_or_that_it_is_not_known(
+    api: Api,
+) -> None:
+    """A reviewer weighing a follower jump or a batch sees how old the account is: when its
+    first profile registered it, in the console's zone; an account whose row a post made has
+    no registration the service knows, and the page says so."""
+    policy, review = api.services.scoring.policy, api.services.review
+    zone = api.services.settings.console_zone
+    registered = datetime(2026, 11, 1, 8, 30, tzinfo=UTC)
+    review.put_account(policy, "a1", followers=10, now=registered)
+    review.put_account(policy, "a1", followers=2_000_000, now=registered + timedelta(hours=1))
+    (jump,) = review.list_items(policy, kind="follower_jump").items
+    assert api.score({"id": "p1", "text": RUMOR, "account_id": "a2"}).status_code == 200
+    (posted,) = [i for i in review.list_items(policy).items if i.post_id == "p1"]
+    sign_in(api, "li")
+
+    def said(item_id: int) -> str:
+        page = api.client.get(f"/console/items/{item_id}").text
+        return page.split('id="level">')[1].split("</p>")[0].split("</strong>", 1)[1]
+
+    for language, index in (("zh", 0), ("en", 1)):
+        api.client.get(f"/console/lang/{language}")
+        label = TEXT["registered"][index]
+        shown = times.when(registered, zone)
+        assert said(jump.id) == f' · {label} <span id="registered-at">{shown}</span>'
+        unknown = TEXT["registration_unknown"][index]
+        assert said(posted.id) == f' · {label} <span id="registered-at">{unknown}</span>'
+
+
 def test_a_batch_registration_is_shown_in_the_queue_and_on_its_page_in_each_language(
     api: Api,
 ) -> None:

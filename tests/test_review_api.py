@@ -650,6 +650,32 @@ def test_a_login_in_milliseconds_is_refused_as_a_posts_created_at_is(api: Api) -
     assert datetime.fromisoformat(shown["last_login_at"]).timestamp() == now
 
 
+def test_an_account_says_when_its_first_profile_registered_it_and_null_when_not_known(
+    api: Api,
+) -> None:
+    """``registered_at`` is the moment the profile that made the account's row was written,
+    kept through later profiles; an account whose row a post made has none the service knows."""
+    url, headers = "/v1/accounts/acc1", api.headers()
+    before = datetime.now(UTC)
+    made = api.client.put(url, json={"name": "甲", "followers": 3}, headers=headers)
+    after = datetime.now(UTC)
+    assert made.status_code == 200, made.text
+    registered = made.json()["registered_at"]
+    assert before <= datetime.fromisoformat(registered) <= after
+    assert datetime.fromisoformat(registered).utcoffset() == timedelta(0)
+    assert api.client.put(url, json={"followers": 9}, headers=headers).status_code == 200
+    assert api.client.get(url, headers=headers).json()["registered_at"] == registered
+    # a post makes the row of an account known by it alone, registering nothing
+    assert api.score({"id": "p1", "text": "普通的帖子", "account_id": "poster"}).status_code == 200
+    api.settle()
+    portal = api.client.portal
+    assert portal is not None
+    assert portal.call(api.services.scoring.record_use) == 0
+    posted = api.client.get("/v1/accounts/poster", headers=headers)
+    assert posted.status_code == 200, posted.text
+    assert (posted.json()["active_by"], posted.json()["registered_at"]) == ("post", None)
+
+
 def test_a_low_credit_accounts_level_reaches_the_publish_path(api: Api) -> None:
     policy = api.services.scoring.policy
     for n in range(3):

@@ -200,6 +200,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "earliest": ("最早来源", "earliest source"),
     "credit": ("信用分", "Credit"),
     "level": ("等级", "Level"),
+    "registered": ("注册于", "Registered"),
+    # a row a charge or a post made, or one from before registrations were kept
+    "registration_unknown": ("未知", "not known"),
     "dispositions": ("处置", "Dispositions"),
     "history": ("记录", "History"),
     "item_reports": ("举报内容", "What reporters wrote"),

@@ -185,6 +185,12 @@ class Account(BaseModel):
     level: str
     name: str | None
     followers: int
+    registered_at: datetime | None = Field(
+        default=None,
+        description="when the profile that made its row registered it (art10); null for an "
+        "account whose row a charge or a post made, or that was registered before migration "
+        "0038_signup_batches",
+    )
     last_login_at: datetime | None = Field(
         default=None, description="the last login the platform reported"
     )

@@ -149,6 +149,7 @@ def account_view(session: Session, account: StoredAccount, now: datetime) -> vie
         level=account.level,
         name=account.name,
         followers=account.followers,
+        registered_at=maybe_utc(account.registered_at),
         last_login_at=maybe_utc(account.login_at),
         active_at=maybe_utc(account.active_at),
         active_by=cast(dormancy.Use | None, account.active_by),
