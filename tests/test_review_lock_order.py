@@ -6,7 +6,10 @@ write inserts refer to accounts, items and appeals, and the check of such a refe
 wait for a writer that holds the row: an appeal filed (its item, then its account referred to)
 beside the end of an art8 suspension settled or an appeal upheld (the account, then the items
 their dispositions are applied on), and an upheld appeal beside a protected name removed (its
-items, then their accounts). A sweep's write on one account that loses a race is tried again, as
+items, then their accounts). An advisory lock is asked for before any row is locked: a rename,
+or an appeal upheld, that waits for a protected name being added (which holds the protected names)
+holds no account that the removal of another entry waits for while holding the item the add goes
+on to lock. A sweep's write on one account that loses a race is tried again, as
 a request's is, and the sweep goes on to the accounts after it."""
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from test_dormancy import dormant_after, warned_after
 from test_protected_names import HOUR, _suspend
-from test_review_appeals import T0, appeal_of, confirmed
+from test_review_appeals import DAY, T0, appeal_of, confirmed, impersonating
 
 from service.policy import Policy
 from service.review import dormancy
@@ -178,6 +181,150 @@ def test_an_appeal_upheld_as_the_protected_name_of_its_account_is_removed_waits_
     shown = repo.get_account(policy, "kept", now=at).dispositions
     assert "warning" in {d.kind for d in shown}
     assert "suspend_service" not in {d.kind for d in shown}
+
+
+def waits(repo: SqlRepository, pid: int) -> bool:
+    """Whether the backend ``pid`` waits for a lock."""
+    with repo.engine.connect() as conn:
+        asked = "SELECT count(*) FROM pg_locks WHERE pid = :pid AND NOT granted"
+        return bool(conn.scalar(text(asked), {"pid": pid}))
+
+
+def beside_an_entry_added(
+    repo: SqlRepository,
+    add: Callable[[], Any],
+    holder: Callable[[], Any],
+    remove: Callable[[], Any],
+) -> tuple[list[str], list[BaseException]]:
+    """Run ``add`` (an entry added) until it holds the protected names, then ``holder`` (a write
+    on an account whose name holds the entry) until it waits, then ``remove`` (an entry removed
+    whose item the account has) until it waits or ends, then let ``add`` go on: the SQLSTATEs of
+    the deadlocks any met, and what any raised. A write that locked the account before asking
+    for the protected names would hold what ``remove`` waits for, ``remove`` the item ``add``
+    goes on to lock, and ``add`` what the write waits for."""
+    holds, go = threading.Event(), threading.Event()
+    pids: dict[threading.Thread, int] = {}
+    deadlocks: list[str] = []
+    raised: list[BaseException] = []
+
+    def known(_conn: object, cursor: Any, *_: object) -> None:
+        pids.setdefault(threading.current_thread(), cursor.connection.info.backend_pid)
+
+    def pause(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        mine = threading.current_thread() is adding and not holds.is_set()
+        if mine and "pg_advisory_xact_lock(" in statement:
+            holds.set()
+            go.wait(4 * HELD_S)
+
+    def failed(context: Any) -> None:
+        code = getattr(context.original_exception, "sqlstate", None)
+        if code in {"40P01", "40001"}:
+            deadlocks.append(code)
+
+    def run(write: Callable[[], Any]) -> threading.Thread:
+        def target() -> None:
+            try:
+                write()
+            except BaseException as exc:
+                raised.append(exc)
+
+        return threading.Thread(target=target)
+
+    def waited(thread: threading.Thread) -> bool:
+        """Whether ``thread`` came to wait for a lock within :data:`HELD_S` (False: it ended,
+        or never waited)."""
+        for _ in range(int(HELD_S / 0.02)):
+            if not thread.is_alive():
+                return False
+            pid = pids.get(thread)
+            if pid is not None and waits(repo, pid):
+                return True
+            threading.Event().wait(0.02)
+        return False
+
+    adding, holding, removing = run(add), run(holder), run(remove)
+    event.listen(repo.engine, "before_cursor_execute", known)
+    event.listen(repo.engine, "after_cursor_execute", pause)
+    event.listen(repo.engine, "handle_error", failed)
+    try:
+        adding.start()
+        assert holds.wait(10), "the entry's add never took the protected names"
+        holding.start()
+        assert waited(holding), "the write on the account never waited for the entry's add"
+        removing.start()
+        waited(removing)
+    finally:
+        go.set()
+        for thread in (adding, holding, removing):
+            thread.join(30)
+        event.remove(repo.engine, "before_cursor_execute", known)
+        event.remove(repo.engine, "after_cursor_execute", pause)
+        event.remove(repo.engine, "handle_error", failed)
+    return deadlocks, raised
+
+
+def test_a_rename_beside_a_protected_name_added_and_one_removed_deadlocks_with_neither(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """The rename asks for the protected names (shared) before it locks the account: the add
+    holds them (exclusive) and goes on to the account's open impersonation item, which the
+    removal of the entry it holds locks before the account."""
+    repo.put_account(policy, "kept", name="姚明球迷会官方", now=T0)
+    repo.add_protected_name(policy, name="姚明", kind="person", subject_ids=[], by="k", now=T0)
+    (removed,) = repo.protected_names()
+    at = T0 + HOUR
+
+    def add() -> None:
+        repo.add_protected_name(
+            policy, name="球迷会官方", kind="organisation", subject_ids=[], by="k", now=at
+        )
+
+    def rename() -> None:
+        repo.put_account(policy, "kept", name="篮球之家", by="k-pub", now=at)
+
+    def remove() -> None:
+        repo.remove_protected_name(policy, removed.id, "k-admin", now=at)
+
+    assert beside_an_entry_added(repo, add, rename, remove) == ([], [])
+    assert [e.name for e in repo.protected_names()] == ["球迷会官方"]
+    assert repo.get_account(policy, "kept", now=at).name == "篮球之家"
+    (item,) = repo.list_items(policy, kind="impersonation", now=at).items
+    assert [p["name"] for p in (item.evidence or {})["protected"]] == ["球迷会官方"]
+
+
+def test_an_upheld_appeal_beside_a_protected_name_added_and_one_removed_deadlocks_with_neither(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """Upholding the appeal of the close that stood in for art8's termination asks for the
+    protected names (shared) before it locks the appeal and the account, as the rename does."""
+    impersonating(repo, policy)
+    made = [confirmed(repo, policy, f"p{n}", "acc1", T0 + (1 + n) * DAY) for n in range(2)]
+    assert repo.settle_deadlines(policy, now=T0 + 16 * DAY) == 0
+    repo.add_protected_name(
+        policy, name="球迷会", kind="organisation", subject_ids=[], by="k", now=T0 + 17 * DAY
+    )
+    removed = next(e for e in repo.protected_names() if e.name == "球迷会")
+    at = T0 + 20 * DAY
+    appealed = appeal_of(repo, policy, made[1], at)
+
+    def add() -> None:
+        repo.add_protected_name(
+            policy, name="明球迷", kind="organisation", subject_ids=[], by="k", now=at
+        )
+
+    def uphold() -> None:
+        repo.decide_appeal(policy, appealed, "r2", "uphold", None, now=at)
+
+    def remove() -> None:
+        repo.remove_protected_name(policy, removed.id, "k-admin", now=at)
+
+    assert beside_an_entry_added(repo, add, uphold, remove) == ([], [])
+    assert sorted(e.name for e in repo.protected_names()) == ["姚明", "明球迷"]
+    shown = repo.get_account(policy, "acc1", now=at).dispositions
+    basis = policy.registration.protected_basis
+    assert [(d.kind, d.basis) for d in shown if d.kind == "close_account"] == [
+        ("close_account", basis)
+    ]
 
 
 LOCKS_ACCOUNTS = re.compile(r"\bFROM accounts\b.*\bFOR (NO KEY )?UPDATE\b", re.DOTALL)

@@ -100,6 +100,8 @@ class AccountsSql(ReviewSql):
         """
 
         def run(tx: Tx) -> views.Account:
+            subject = None if subject_id is None else self.subjects.digest(subject_id)
+            _advisory_first(tx, subject, naming=not isinstance(name, EllipsisType))
             # the items before the account: every writer locks in that order
             batch, batched = _batch_held(tx, name)
             case = f"followers:{account_id}"
@@ -116,7 +118,6 @@ class AccountsSql(ReviewSql):
                 None if subject_id is None else self.subjects.digests(subject_id),
             )
             if subject_id is not None and account.subject_digest is None:
-                lock_subject(tx, self.subjects.digest(subject_id))
                 digests = self.subjects.digests(subject_id)
                 # an account without a subject that is given one registers it: a blacklisted
                 # subject may not register again (art19: 列入黑名单, 禁止重新注册)
@@ -135,7 +136,6 @@ class AccountsSql(ReviewSql):
                         digests = self.subjects.digests(subject_id)
                     else:
                         digests = {account.subject_digest} if account.subject_digest else set()
-                    lock_protected_names(tx, shared=True)
                     registration.check_protected_name(protected_in(tx.session, folded, digests))
                 # a name given again unchanged, or a rename within the skeleton the account
                 # was weighed under already, is no news of the batch (the item lists its first
@@ -327,6 +327,18 @@ class AccountsSql(ReviewSql):
         )
 
 
+def _advisory_first(tx: Tx, subject_digest: str | None, *, naming: bool) -> None:
+    """The advisory locks a profile write (giving ``subject_digest``, a name if ``naming``) may
+    need, before any row's, in their order (:func:`~service.storage.transaction.locking`), so
+    that a write waiting for one holds no row its holder goes on to wait for. Taken on what is
+    given, before the account is read: only the locked account says whether the subject is
+    new to it, the name too, or an art8 suspension is to be lifted."""
+    if subject_digest is not None:
+        lock_subject(tx, subject_digest)
+    if subject_digest is not None or naming:
+        lock_protected_names(tx, shared=True)
+
+
 def _batch_held(
     tx: Tx, name: str | EllipsisType | None
 ) -> tuple[signups.Batch | None, ReviewItem | None]:
@@ -424,11 +436,12 @@ def _logged_in(
 
 def _lift_corrected(tx: Tx, account: StoredAccount, by: str | None) -> None:
     """Lift the account's art8 suspensions once its name holds no protected name its subject
-    is not authorised for: the correction art8 gives it until their end to make."""
+    is not authorised for: the correction art8 gives it until their end to make. The caller
+    holds the protected names (shared), so that an entry being added is seen or sees the
+    name."""
     suspended = art8_suspended(tx, account.account_id)
     if not suspended:
         return
-    lock_protected_names(tx, shared=True)
     if unauthorised(tx.session, account):
         return
     for row in suspended:

@@ -22,7 +22,7 @@ from service.storage.tables import (
     StoredDisposition,
     StoredProtectedName,
 )
-from service.storage.transaction import Tx, lock_protected_names
+from service.storage.transaction import Tx
 
 
 def subject_holds(
@@ -173,8 +173,8 @@ def still_uncorrected(
     )
     if settled is None:
         return []
-    lock_protected_names(tx, shared=True)
-    # locked by the appeal's reversal already
+    # the protected names held (shared) since before the appeal's lock, the account locked by
+    # the appeal's reversal already
     account = locked_account(tx, account_id)
     return [terminate(tx, settled)] if unauthorised(tx.session, account) else []
 

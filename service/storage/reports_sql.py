@@ -41,7 +41,7 @@ from service.storage.tables import (
     StoredPost,
     StoredReport,
 )
-from service.storage.transaction import Tx, locking
+from service.storage.transaction import Tx, lock_protected_names, locking
 
 
 class ReportsSql(ReviewSql):
@@ -248,6 +248,11 @@ class ReportsSql(ReviewSql):
         decision, by new ledger entries and records."""
 
         def run(tx: Tx) -> views.Appeal:
+            if action == "uphold":
+                # before the appeal's lock, as advisory locks are taken (locking): upholding
+                # may terminate a name still uncorrected (still_uncorrected), read against
+                # the entries, and an entry being added locks the account's items meanwhile
+                lock_protected_names(tx, shared=True)
             appeal = tx.session.scalar(
                 locking(select(StoredAppeal).where(StoredAppeal.id == appeal_id))
             )

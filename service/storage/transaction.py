@@ -74,7 +74,12 @@ def locking(query: S) -> S:
     account's lock), so they would wait against the order writers lock rows in, and two
     writes could each hold what the other's check waits for (a deadlock). Writers still
     wait for each other's locks, in that order: the items (or the appeal), then the
-    accounts, then the chain's head."""
+    accounts, then the chain's head. A write's advisory locks come before all of them, in
+    their own order (:func:`lock_subject`, :func:`lock_protected_names`,
+    :func:`lock_signup_batch`): one taken under a row's lock would have a writer wait for it
+    holding the row, while its holder (an entry being added, holding the protected names)
+    waits for a row that a third writer holds waiting for that one (an entry removed, holding
+    the item, waiting for the account)."""
     return query.with_for_update(key_share=True)
 
 
