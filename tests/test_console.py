@@ -1048,9 +1048,11 @@ def test_a_basis_is_typed_as_the_pages_name_articles_and_the_api_takes_codes_onl
 def test_no_link_can_put_words_in_the_error_box(api: Api) -> None:
     sign_in(api, "wang", "admin")
     crafted = api.client.get("/console/queue", params={"error": "会话已过期，请拨打 400-xxx"})
-    # the query is only in the language link's way back (percent-encoded), never on the page
+    # the query is only in the language and shortcut switches' way back (percent-encoded),
+    # never on the page
     assert crafted.status_code == 200 and 'class="error"' not in crafted.text
-    assert "400-xxx" not in re.sub(r'<a href="/console/lang/[^"]*"[^>]*>', "", crafted.text)
+    switches = r'<a href="/console/(lang|keys)/[^"]*"[^>]*>'
+    assert "400-xxx" not in re.sub(switches, "", crafted.text)
 
 
 def test_storage_down_is_the_consoles_page_without_the_databases_words(
@@ -3253,9 +3255,11 @@ OPEN_PAGES = {
     ("POST", "/console/login"),
     ("POST", "/console/logout"),
     ("GET", "/console/lang/{language}"),
+    ("GET", "/console/keys/{keys}"),
 }
 """The console's addresses a browser without a session may use (docs/console.md): the sign-in
-page, signing out, the language switch, and the redirect to the queue."""
+page, signing out, the language switch, the shortcut keys' switch, and the redirect to the
+queue."""
 ADMIN_PAGES = {
     ("GET", "/console/bank"),
     ("POST", "/console/bank"),
@@ -3269,7 +3273,7 @@ def console_routes(api: Api) -> dict[tuple[str, str], str]:
     """Each console route, by method and path, with an address of it (path values filled)."""
     app = api.client.app
     assert isinstance(app, FastAPI)
-    filled = {"language": "en"}
+    filled = {"language": "en", "keys": "off"}
     return {
         (method, path): re.sub(r"\{([a-z_]+)\}", lambda m: filled.get(m.group(1), "1"), path)
         for method, path, _ in routes(app)

@@ -12,7 +12,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +20,15 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    Dialog,
+    Locator,
+    Page,
+    Request,
+    expect,
+    sync_playwright,
+)
 from servicekit import write_policy
 from sqlalchemy import update
 from sqlalchemy.engine import make_url
@@ -154,6 +162,30 @@ def press_enter_in(page: Page, field: Locator, typed: str) -> None:
     field.blur()  # so that the keys that follow are shortcuts, not typing
 
 
+def decide_by_keyboard(page: Page, key: str) -> None:
+    """A decision's key moves the focus to its button, which Enter presses."""
+    page.keyboard.press(key)
+    page.keyboard.press("Enter")
+
+
+def confirm_by_keyboard(page: Page) -> None:
+    """Key ``y`` moves the focus to the confirmation's button and sends nothing; Enter presses
+    it, as a click would."""
+    here, sent = page.url, []
+
+    def posted(request: Request) -> None:
+        if request.method == "POST":
+            sent.append(request.url)
+
+    page.on("request", posted)
+    page.keyboard.press("y")
+    expect(page.locator("#confirm")).to_be_focused()
+    page.wait_for_timeout(300)  # a form sent by the key would be on its way by now
+    page.remove_listener("request", posted)
+    assert sent == [] and page.url == here
+    page.keyboard.press("Enter")
+
+
 def confirm_top_item(page: Page, console: Console) -> str:
     """Open the queue's top item, see its evidence, claim and confirm it; its address."""
     top = page.locator("table.queue tbody tr").first
@@ -187,7 +219,7 @@ def confirm_top_item(page: Page, console: Console) -> str:
     basis = page.locator("#basis").input_value()
     page.fill("#basis", "")
     page.locator("#basis").blur()
-    page.keyboard.press("y")
+    confirm_by_keyboard(page)
     expect(page.locator("#decision-form .error")).to_have_text("依据条款: 确认违规时必填")
     # the keyboard is on why, so that a screen reader reads it; the field it names says so
     expect(page.locator("#decision-form .error")).to_be_focused()
@@ -196,7 +228,7 @@ def confirm_top_item(page: Page, console: Console) -> str:
     expect(page.locator("#category")).to_have_value("rumor")
     page.fill("#basis", basis)
     page.locator("#basis").blur()
-    page.keyboard.press("y")  # confirm: the next item opens
+    confirm_by_keyboard(page)  # the next item opens
     expect(page).not_to_have_url(item_url)
     return item_url
 
@@ -209,7 +241,7 @@ def dismiss_hostile_posts(page: Page, alerts: list[str]) -> None:
         seen.add(page.locator("#post-text").inner_text())
         assert page.locator("#post-text img, #post-text script").count() == 0
         assert page.evaluate("window.__xss === undefined") and alerts == []
-        page.keyboard.press("d")  # dismiss
+        decide_by_keyboard(page, "d")
         expect(page).not_to_have_url(here)
     assert seen == {SCRIPT_POST, IMG_POST}
 
@@ -353,7 +385,7 @@ def test_reloading_a_refused_decision_reads_the_page_and_decides_nothing(
     review.claim(policy, item.id, "wang")
     page.fill("#note", "先核实来源")
     page.locator("#note").blur()
-    page.keyboard.press("d")  # dismiss: refused, wang holds it
+    decide_by_keyboard(page, "d")  # refused: wang holds it
     expect(page.locator("#decision-form .error")).to_contain_text("该条目已被其他审核员认领")
     expect(page.locator("#note")).to_have_value("先核实来源")
     refused_at = page.url
@@ -374,7 +406,7 @@ def test_reloading_a_refused_decision_reads_the_page_and_decides_nothing(
     # the refused page's address was the item's page, not the form's, which no page answers
     assert refused_at == item_url
     # escalated by li, it is offered to li no more, its buttons plainly not to be pressed
-    page.keyboard.press("e")
+    decide_by_keyboard(page, "e")
     expect(page).not_to_have_url(item_url)
     page.goto(item_url)
     expect(page.locator("#escalated-by-you")).to_be_visible()
@@ -394,6 +426,113 @@ def test_reloading_a_refused_decision_reads_the_page_and_decides_nothing(
     with page.expect_navigation():
         page.keyboard.press("c")
     assert review.get_item(policy, item.id).assignee == "wang"
+    page.close()
+
+
+def typed_keys_take_nothing(page: Page, item_url: str, nothing_taken: Callable[[], None]) -> None:
+    """The shortcut keys typed in a field, on a button, in editable text, while an input
+    method composes, or with Ctrl, Alt or Meta: ``nothing_taken`` after each."""
+    note = page.locator("#note")
+    note.press_sequentially("cydejq")
+    expect(note).to_have_value("cydejq")
+    nothing_taken()
+    for control in ("#category", "#dismiss", "#logout"):
+        page.focus(control)
+        for key in ("c", "y", "q"):
+            page.keyboard.press(key)
+        expect(page.locator(control)).to_be_focused()
+        nothing_taken()
+    page.goto(item_url)
+    page.evaluate(
+        """() => {
+        const editable = document.createElement("div");
+        editable.contentEditable = "true";
+        editable.id = "editable";
+        document.querySelector("main").append(editable);
+    }"""
+    )
+    page.focus("#editable")
+    page.keyboard.type("cyq")
+    expect(page.locator("#editable")).to_have_text("cyq")
+    nothing_taken()
+    # an input method composing: Chromium's keydown that starts it (keyCode 229) and those
+    # during it (isComposing), with no field focused
+    page.evaluate("document.activeElement.blur()")
+    cdp = page.context.new_cdp_session(page)
+    for key, code in (("c", "KeyC"), ("y", "KeyY")):
+        cdp.send(
+            "Input.dispatchKeyEvent",
+            {"type": "keyDown", "key": key, "code": code, "windowsVirtualKeyCode": 229},
+        )
+        cdp.send("Input.dispatchKeyEvent", {"type": "keyUp", "key": key, "code": code})
+    page.evaluate(
+        """() => document.body.dispatchEvent(new KeyboardEvent("keydown",
+        {key: "c", code: "KeyC", isComposing: true, bubbles: true, cancelable: true}))"""
+    )
+    for held in ("Control", "Alt", "Meta"):
+        page.keyboard.press(f"{held}+c")
+    nothing_taken()
+    expect(page.locator("#confirm")).not_to_be_focused()
+
+
+def test_shortcut_keys_never_take_typing_and_can_be_turned_off(
+    console: Console, browser: Browser
+) -> None:
+    """WCAG 2.1.4: a single key is the reader's typing wherever they type (a field, a button,
+    editable text, an input method composing Chinese, with Ctrl, Alt or Meta), and the keys
+    can be turned off in the page's header, their hints gone with them."""
+    post = {"id": "p1", "text": RUMOR, "account_id": "acc1"}
+    assert console.api("POST", "/v1/score", json=post).status_code == 200
+    review, policy = console.services.review, console.services.scoring.policy
+    (item,) = review.list_items(policy).items
+    item_url = f"{console.url}/console/items/{item.id}"
+    page = browser.new_page()
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if r.method == "POST" else None)
+    sign_in(page, console, "li")
+    page.goto(item_url)
+    sent.clear()
+
+    def nothing_taken() -> None:
+        page.wait_for_timeout(300)  # a form sent, or a link followed, would be under way
+        assert page.url == item_url and sent == []
+        assert review.get_item(policy, item.id).assignee is None
+
+    def on_body() -> None:
+        page.evaluate("document.activeElement.blur()")
+
+    typed_keys_take_nothing(page, item_url, nothing_taken)
+    # turned off: the hints go, and no key does anything, remembered from page to page
+    page.click("#keys-switch")
+    expect(page).to_have_url(item_url)
+    expect(page.locator("#keys-switch")).to_have_text("开启快捷键")
+    expect(page.locator("#shortcuts")).to_have_count(0)
+    expect(page.locator("[data-key], [data-focus-key], [aria-keyshortcuts]")).to_have_count(0)
+    for button in ("#claim", "#confirm", "#dismiss", "#escalate"):
+        assert "(" not in page.locator(button).inner_text(), button
+    page.goto(f"{console.url}/console/queue")
+    page.goto(item_url)
+    for key in ("c", "y", "d", "e", "j", "q"):
+        on_body()
+        page.keyboard.press(key)
+        nothing_taken()
+        expect(page.locator("#confirm")).not_to_be_focused()
+
+    # on again: as before
+    page.click("#keys-switch")
+    expect(page).to_have_url(item_url)
+    expect(page.locator("#keys-switch")).to_have_text("关闭快捷键")
+    expect(page.locator("#shortcuts")).to_be_visible()
+    expect(page.locator("#claim")).to_have_text("认领 (c)")
+    page.keyboard.press("y")
+    expect(page.locator("#confirm")).to_be_focused()
+    nothing_taken()
+    on_body()
+    with page.expect_navigation():
+        page.keyboard.press("c")
+    assert review.get_item(policy, item.id).assignee == "li"
+    page.keyboard.press("q")
+    expect(page).to_have_url(re.compile(r"/console/queue$"))
     page.close()
 
 

@@ -216,9 +216,12 @@ TEXT: dict[str, tuple[str, str]] = {
     "basis": ("依据条款", "Basis (article)"),
     "note": ("备注", "Note"),
     "shortcuts": (
-        "快捷键:c 认领,y 确认,d 驳回,e 上报,j 下一条,q 队列",
-        "Keys: c claim, y confirm, d dismiss, e escalate, j next item, q queue",
+        "快捷键:c 认领,j 下一条,q 队列;y 确认、d 驳回、e 上报只移到其按钮,再按 Enter 执行",
+        "Keys: c claim, j next item, q queue; y confirm, d dismiss, e escalate move to their "
+        "button, Enter then presses it",
     ),
+    "keys_off": ("关闭快捷键", "Turn shortcut keys off"),
+    "keys_on": ("开启快捷键", "Turn shortcut keys on"),
     "file_appeal": ("登记申诉", "File an appeal"),
     # the appeals page after a filing, confirming it (what the form took, and when it is due)
     "appeal_filed": (

@@ -33,6 +33,7 @@ from service.console import articles, present
 from service.console.i18n import Language, translator, worded
 from service.console.session import COOKIE
 from service.console.web import (
+    KEYS_COOKIE,
     LANG_COOKIE,
     REFUSALS,
     Admin,
@@ -174,11 +175,24 @@ async def logout(request: Request) -> Response:
     return response
 
 
+def remembered(cookie: str, value: str, next: str) -> Response:
+    """Back to the console page ``next``, the browser keeping ``value`` in ``cookie`` for a
+    year: a preference of the browser's, not of a session, so kept past signing out."""
+    response = RedirectResponse(console_page(next) or "/console/queue", 303)
+    response.set_cookie(cookie, value, max_age=365 * 86400, samesite="lax")
+    return response
+
+
 @router.get("/lang/{language}")
 async def language(language: Language, next: str = "/console/queue") -> Response:
-    response = RedirectResponse(console_page(next) or "/console/queue", 303)
-    response.set_cookie(LANG_COOKIE, language, max_age=365 * 86400, samesite="lax")
-    return response
+    return remembered(LANG_COOKIE, language, next)
+
+
+@router.get("/keys/{keys}")
+async def shortcut_keys(keys: Literal["on", "off"], next: str = "/console/queue") -> Response:
+    """Single-key shortcuts on or off in this browser (WCAG 2.1.4: a speech-input user's
+    words, or keys typed where no field has the focus, would take actions by accident)."""
+    return remembered(KEYS_COOKIE, keys, next)
 
 
 @router.get("/queue")

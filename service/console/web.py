@@ -44,6 +44,8 @@ from service.storage.repository import Idempotency, IdempotencyMismatchError, Ro
 log = logging.getLogger(__name__)
 
 LANG_COOKIE = "ql_lang"
+KEYS_COOKIE = "ql_keys"
+"""``off`` where this browser's reader turned the single-key shortcuts off."""
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
@@ -57,6 +59,10 @@ ONCE_CHARS = 43
 
 def language_of(request: Request) -> str:
     return request.cookies.get(LANG_COOKIE, "zh")
+
+
+def shortcuts_on(request: Request) -> bool:
+    return request.cookies.get(KEYS_COOKIE) != "off"
 
 
 def refusal(exc: Refused, request: Request) -> str:
@@ -233,6 +239,7 @@ def render(
     html = console.env.get_template(template).render(
         t=translator(language),
         lang=language,
+        keys=shortcuts_on(request),
         session=session,
         csrf=console.sessions.csrf(session),
         here=here or request.url.path + (f"?{request.url.query}" if request.url.query else ""),

@@ -1,6 +1,7 @@
-// Keyboard shortcuts: a key clicks the element whose data-key names it (claim c, confirm y,
-// dismiss d, escalate e, next item j, back to the queue q), unless the reader is typing in a
-// field.
+// Keyboard shortcuts (none on a page rendered with them turned off: no element names a key):
+// a key clicks the element whose data-key names it (claim c, next item j, back to the queue q)
+// and moves the focus to the one whose data-focus-key names it (confirm y, dismiss d, escalate
+// e), which Enter or Space then presses: a key alone takes no decision.
 "use strict";
 // A refused form comes back as the answer to its POST, at the address it was posted to: the
 // page's own address takes its place in the history, so that a reload or a way back to it
@@ -18,13 +19,35 @@ var refused = document.querySelector('.error[role="alert"][tabindex="-1"]');
 if (refused) {
   refused.focus();
 }
-document.addEventListener("keydown", function (event) {
+// A key is the reader's typing, not a shortcut, in any form control (a focused button
+// included: a word said to speech input there, or keys typed into the wrong place) or editable
+// text, while an input method composes (Chinese is typed as letters that the method turns into
+// characters: keyCode 229 on the keydown that starts it, isComposing on those that follow), and
+// with Ctrl, Alt or Meta, which are the browser's and the system's.
+function typing(event) {
   var target = event.target;
-  if (event.ctrlKey || event.metaKey || event.altKey) return;
-  if (target && /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName)) return;
-  var found = document.querySelector('[data-key="' + event.key + '"]');
-  if (found && !found.disabled) {
+  if (event.isComposing || event.keyCode === 229) return true;
+  if (event.ctrlKey || event.metaKey || event.altKey) return true;
+  return Boolean(
+    target &&
+      target.closest &&
+      (target.isContentEditable || target.closest("input, textarea, select, button"))
+  );
+}
+document.addEventListener("keydown", function (event) {
+  if (event.defaultPrevented || event.repeat || typing(event)) return;
+  var keyed = document.querySelectorAll("[data-key], [data-focus-key]");
+  for (var i = 0; i < keyed.length; i++) {
+    var found = keyed[i];
+    var focuses = found.getAttribute("data-focus-key") === event.key;
+    if (!focuses && found.getAttribute("data-key") !== event.key) continue;
+    if (found.disabled) return;
     event.preventDefault();
-    found.click();
+    if (focuses) {
+      found.focus();
+    } else {
+      found.click();
+    }
+    return;
   }
 });
