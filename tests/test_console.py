@@ -20,6 +20,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import quote
+from uuid import uuid4
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -56,7 +57,7 @@ from service.record import Decision, Post, ScoreRecord
 from service.review import dormancy, views
 from service.review.appeals import APPEAL_STATUSES
 from service.review.engagement import Counts
-from service.review.items import ACTIONS, KINDS, STATUSES
+from service.review.items import ACTIONS, KINDS, STATUSES, Kind
 from service.review.protected import PROTECTED_KINDS
 from service.review.refusals import REASONS, RefusedError
 from service.review.views import CreditChange, Item, ReportStatus
@@ -3678,3 +3679,76 @@ def test_a_refused_forms_fields_are_described_by_why_and_those_it_names_marked_i
         ("reason", "file-appeal-error"),
     ]
     assert not any("aria-invalid" in a for a in described)
+
+
+def test_the_pages_run_as_many_statements_for_many_rows_as_for_one(
+    tmp_path: Path, database_url: str, pipeline: Pipeline
+) -> None:
+    """The queue, an item's page (the account's other items and their decisions) and the
+    appeals page (who decided and who filed each) read a page of rows in a fixed number of
+    statements, whatever the rows: none runs one per row (docs/console.md, "Console
+    speed")."""
+    # the process's maintenance and rumour-bank refresh read storage in the background: once
+    # at start-up, then not again within the test, so that a page's count is its own
+    with open_api(
+        tmp_path,
+        database_url,
+        pipeline.classifier,
+        storage_retry_s=3600,
+        neardup_bank_refresh_s=3600,
+    ) as api:
+        counted_pages(api)
+
+
+def counted_pages(api: Api) -> None:
+    review, policy = api.services.review, api.services.scoring.policy
+    sign_in(api, "zhao", "admin")
+    kinds: tuple[Kind, ...] = ("score", "report", "bank_match", "cluster", "engagement")
+
+    def add(n: int) -> list[int]:
+        made: list[int] = []
+        for k in range(n):
+            item = review.enqueue(
+                policy,
+                kind=kinds[k % len(kinds)],
+                merge_key=f"count:{len(made)}:{uuid4()}",
+                head="rumor",
+                severity="review",
+                reach=k,
+                evidence={},
+                post_id=f"p-{uuid4()}",
+                account_id="a1",
+                text_=PLAIN,
+            )
+            review.decide(policy, item.id, "wang", "escalate", None, None, note="再看")
+            review.decide(policy, item.id, "zhao", "confirm", "rumor", "art18.6", role="admin")
+            review.file_appeal(
+                policy, account_id="a1", item_id=item.id, reason="误判", filed_by=api.key
+            )
+            made.append(item.id)
+        return made
+
+    def statements(path: str) -> int:
+        api.client.get(path)  # what a process reads once (a kept policy) read here
+        heard: list[str] = []
+
+        def hear(*args: Any) -> None:
+            # the reads: a connection's set-up (a pragma, a timeout) comes as the pool opens one
+            if args[2].lstrip().upper().startswith("SELECT"):
+                heard.append(args[2])
+
+        # every engine's: the console's reads and the repository's
+        sa.event.listen(sa.Engine, "before_cursor_execute", hear)
+        try:
+            assert api.client.get(path).status_code == 200
+        finally:
+            sa.event.remove(sa.Engine, "before_cursor_execute", hear)
+        return len(heard)
+
+    paths = ("/console/queue?status=confirmed", "/console/appeals")
+    # the second item's page lists the first among the account's others
+    few = add(2)[-1]
+    one = [statements(p) for p in (*paths, f"/console/items/{few}")]
+    last = add(12)[-1]
+    many = [statements(p) for p in (*paths, f"/console/items/{last}")]
+    assert many == one

@@ -1490,8 +1490,38 @@ def test_a_report_on_a_post_cleared_on_appeal_says_so_and_charges_nothing(
         ),
         (
             "SELECT account_id FROM review_queue WHERE account_id = 'u1' LIMIT 1",
-            "ix_queue_account",
-            "0013_sign_in_name_digests",
+            "ix_queue_account_id",
+            "0038_signup_batches",
+        ),
+        (
+            "SELECT id FROM review_queue WHERE account_id = 'u1' AND id != 3"
+            " ORDER BY id DESC LIMIT 20",
+            "ix_queue_account_id",
+            "0038_signup_batches",
+        ),
+        (
+            "SELECT id FROM review_queue WHERE status = 'open' AND assignee = 'r1'"
+            " ORDER BY urgency DESC, id DESC LIMIT 51",
+            "ix_queue_assignee",
+            "0038_signup_batches",
+        ),
+        (
+            "SELECT head, count(*) FROM review_queue WHERE enqueued_at >= '2026-01-01'"
+            " GROUP BY head",
+            "ix_queue_enqueued_head",
+            "0038_signup_batches",
+        ),
+        (
+            "SELECT count(*) FROM review_queue WHERE status = 'open'"
+            " AND enqueued_at < '2026-01-01'",
+            "ix_queue_status_enqueued",
+            "0038_signup_batches",
+        ),
+        (
+            "SELECT id FROM review_queue WHERE status = 'open' AND reported_at IS NOT NULL"
+            " ORDER BY id",
+            "ix_queue_reported",
+            "0038_signup_batches",
         ),
         (
             "SELECT id FROM reports ORDER BY created_at, id LIMIT 51",
@@ -1512,7 +1542,9 @@ def test_the_lookups_of_accounts_and_reports_are_read_off_an_index(
     """Any key may ask for an account, and every appeal asks whether its account is known (a
     post or an item of it); the console lists reports the earliest filed first, a page at a
     time; the publish path reads the dispositions that stop accounts publishing every few
-    seconds. Each is read off an index, not by reading or sorting a whole table."""
+    seconds; the console reads the queue by account, assignee, report and age (an item page, a
+    filter, the reports page's counts, the dashboard). Each is read off an index, not by reading
+    or sorting a whole table."""
     upgrade(database_url)
     engine = make_engine(database_url, 5.0)
     try:

@@ -239,7 +239,9 @@ class ConsoleReads:
         counts = (
             select(func.count(), func.count(case((StoredReport.created_at < late_before, 1))))
             .join(ReviewItem, ReviewItem.id == StoredReport.item_id)
-            .where(undecided)
+            # true of every reported item: the open ones read off ix_queue_reported, where
+            # every open item was joined to every report on each load
+            .where(undecided, ReviewItem.reported_at.is_not(None))
         )
         with Session(self.engine) as session:
             rows = [

@@ -74,6 +74,11 @@ class StoredRecord(Base):
 
 
 OPEN = "status IN ('open', 'escalated')"
+CLAIMED = "assignee IS NOT NULL"
+REPORTED = "reported_at IS NOT NULL"
+"""A reported item's: every report sets it (migration ``0035_item_reported_at`` set it on the
+items reported before), so that a read joining reports to their items can say it to read them off
+``ix_queue_reported``."""
 
 
 class KeptPolicy(Base):
@@ -99,7 +104,29 @@ class ReviewItem(Base):
     __table_args__ = (
         Index("ix_queue_status_urgency", "status", "urgency", "id"),
         Index("ix_queue_post", "post_id"),
-        Index("ix_queue_account", "account_id"),
+        # an account's items, the latest first (an item page lists them)
+        Index("ix_queue_account_id", "account_id", "id"),
+        # the queue filtered by assignee, in its order: only the items someone claimed
+        Index(
+            "ix_queue_assignee",
+            "assignee",
+            "status",
+            "urgency",
+            "id",
+            sqlite_where=text(CLAIMED),
+            postgresql_where=text(CLAIMED),
+        ),
+        # the open reports the reports page counts: only the items someone reported
+        Index(
+            "ix_queue_reported",
+            "status",
+            "id",
+            sqlite_where=text(REPORTED),
+            postgresql_where=text(REPORTED),
+        ),
+        # the dashboard's open items by age and items queued per day
+        Index("ix_queue_status_enqueued", "status", "enqueued_at"),
+        Index("ix_queue_enqueued_head", "enqueued_at", "head"),
         # the item last decided on a cluster's key, which a cluster queued again is weighed by
         Index("ix_queue_merge", "merge_key", "id"),
         # reports on one post (or account) join one open item: the index makes two racing
