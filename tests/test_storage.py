@@ -76,6 +76,35 @@ def test_migrations_create_the_tables_from_empty_and_run_again_as_a_no_op(
     assert {"score_records", "review_queue", "api_keys", "alembic_version"} <= tables
 
 
+def test_two_threads_migrating_two_databases_at_once_both_reach_the_head(tmp_path: Path) -> None:
+    """Alembic's commands work through module globals (``alembic.context``, ``alembic.op``),
+    which a second migration in the process would swap out from under the first: a server's
+    maintenance and a recovery that both migrate must not break each other, nor leave every
+    later migration of the process failing."""
+    urls = [f"sqlite:///{tmp_path / f'{n}.db'}" for n in range(4)]
+    start = threading.Barrier(len(urls))
+    failed: list[BaseException] = []
+
+    def migrate_one(url: str) -> None:
+        start.wait()
+        try:
+            upgrade(url)
+        except BaseException as exc:  # anything, to report it from the test's thread
+            failed.append(exc)
+
+    threads = [threading.Thread(target=migrate_one, args=(url,)) for url in urls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failed == []
+    for url in urls:
+        engine = make_engine(url, 2.0)
+        with engine.connect() as connection:
+            assert MigrationContext.configure(connection).get_current_revision() == head_revision()
+        engine.dispose()
+
+
 def save(repository: SqlRepository, rec: ScoreRecord, enqueue: bool = True) -> ScoreRecord:
     (stored,) = repository.save_records([Pending(rec, enqueue)])
     return stored

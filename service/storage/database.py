@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,13 @@ def alembic_config() -> Config:
     return config
 
 
+_MIGRATING = threading.Lock()
+"""Held by the thread running a migration: Alembic's commands work through module globals
+(``alembic.context``, ``alembic.op``), which a second migration in the process (a server's
+maintenance beside a recovery, tests beside either) would swap out from under the first,
+failing both and leaving its proxies broken for every later one."""
+
+
 def upgrade(url: str, timeout_s: float = 10.0, *, subject_key: SubjectKey | None = None) -> None:
     """Bring the database at ``url`` to the newest migration (creating it from empty), then
     check that ``subject_key`` (default: the settings', :func:`service.subject_key.installed`)
@@ -164,7 +172,8 @@ def upgrade(url: str, timeout_s: float = 10.0, *, subject_key: SubjectKey | None
             config = alembic_config()
             config.attributes["connection"] = _transactional_ddl(connection)
             config.attributes["subject_key"] = key.key
-            command.upgrade(config, "head")
+            with _MIGRATING:
+                command.upgrade(config, "head")
             _check_subject_key(connection, key)
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot migrate {engine.url!r}: {exc}") from exc
