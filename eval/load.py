@@ -12,8 +12,8 @@ falls behind shows it in the percentiles instead of slowing the offered load dow
 
 the scoring stages once for each of two workloads (:func:`workloads`), as the cost of a post
 depends on whether it is flagged: a flagged post's evidence spans take two more model calls of
-16 to 34 rows on average (``service/evidence.py``), made after the answer on an idle-scheduled
-thread, so the server still pays for them with whatever CPU scoring leaves. Each post is sent
+16 to 34 rows on average (``service/evidence.py``), made after the answer in an idle-scheduled
+process, so the server still pays for them with whatever CPU scoring leaves. Each post is sent
 once under a fresh id, so that nothing is answered from the idempotency cache and flagged posts
 are stored and enqueued as in production.
 A request that fails, times out (5 s) or comes back degraded is an error. Each stage starts

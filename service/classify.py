@@ -106,7 +106,7 @@ def tokenize_on_calling_thread() -> None:
     In a server or a batch worker every core already runs a model session, so the pool only
     contends with them (32 posts took 2.9 ms of CPU on the pool against 2.4 ms on the calling
     thread, 0.3 ms sooner; an evidence call of 37 rows 2.3-2.7 against 2.0-2.1 ms), and in the
-    server the evidence thread's encoding would escape its idle priority."""
+    server the evidence process's encoding would escape its idle priority."""
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 

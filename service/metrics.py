@@ -116,7 +116,7 @@ class Metrics:
         )
         self.evidence_waiting = Gauge(
             "qinglang_evidence_waiting",
-            "Flagged records whose evidence spans wait for the evidence thread",
+            "Flagged records whose evidence spans wait for the evidence process",
             multiprocess_mode="livesum",
             registry=r,
         )

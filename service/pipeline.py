@@ -190,7 +190,11 @@ class Pipeline:
                 scores = {r: ready.probs[CLASSIFIER_RISKS[r]] for r in CLASSIFIER_RISKS}
                 verdict = decide(dict.fromkeys(RISKS, 0.0) | scores, self.policy, chars=ready.chars)
                 heads = [CLASSIFIER_RISKS[r] for r in CLASSIFIER_RISKS if verdict.flags[r]]
-                found = self._search(self.classifier, post, ready.norm, heads) if heads else None
+                found = (
+                    search_spans(self.classifier, post, ready.norm, heads, self.remembered)
+                    if heads
+                    else None
+                )
                 # a failed search leaves the spans to stage 3, which tries once more
                 if found is not None:
                     ready.spans = found
@@ -222,30 +226,14 @@ class Pipeline:
         flagged classifier risks added; records that wait for none come back unchanged, and
         one whose search failed comes back without spans and with :data:`NO_EVIDENCE`. Without
         :attr:`evidence`, every record comes back unchanged."""
-        out = list(records)
         if not self.evidence:
-            return out
-        for i, (post, record) in enumerate(zip(posts, records, strict=True)):
-            if record.evidence_pending:
-                heads = [CLASSIFIER_RISKS[r] for r in CLASSIFIER_RISKS if record.flags[r]]
-                found = self._search(self.explainer, post, normalise(post.text), heads)
-                if found is None:
-                    out[i] = _search_failed(record)
-                else:
-                    out[i] = self._with_spans(record, found)
-        return out
+            return list(records)
+        return explain(self.explainer, self.policy, self.remembered, posts, records)
 
-    def _search(
-        self, model: Classifier, post: Post, norm: Normalised, heads: list[Head]
-    ) -> dict[Head, list[Span]] | None:
-        """The spans of ``heads`` in ``post``; None where the search failed. The scores were
-        made without it, so a failure costs the spans only: raised, it would cost the record
-        (a batch rejects the post) or keep it ``evidence_pending`` for every sweep to claim."""
-        try:
-            return spans(model, norm, post.text, heads, self.remembered)
-        except Exception:
-            log.exception("evidence search failed", extra={"post_id": post.id})
-            return None
+    def explaining(self) -> Explaining:
+        """Stage 3 alone, for a process of its own (the service's evidence process): what
+        :meth:`explain` reads, picklable, the model without its session (it opens there)."""
+        return Explaining(self.explainer.with_threads(self.explainer.threads), self.policy)
 
     def review_requests(
         self, posts: Sequence[Post], records: Sequence[ScoreRecord]
@@ -253,26 +241,6 @@ class Pipeline:
         """The review items the near-duplicate step gives ``records`` (coordinated batches,
         bank matches)."""
         return self.neardup.review_requests(records, [p.text for p in posts])
-
-    def _with_spans(self, record: ScoreRecord, found: Mapping[Head, list[Span]]) -> ScoreRecord:
-        """``record`` with the spans of its flagged classifier risks, when ``found`` has them
-        all; else unchanged (still ``evidence_pending``)."""
-        risks = [r for r in CLASSIFIER_RISKS if record.flags[r]]
-        if any(CLASSIFIER_RISKS[r] not in found for r in risks):
-            return record
-        codes = {self.policy.risks[r].reason.code: CLASSIFIER_RISKS[r] for r in risks}
-        reasons = [
-            reason.model_copy(
-                update={
-                    "evidence": reason.evidence
-                    | {"spans": [s.model_dump() for s in found[codes[reason.code]]]}
-                }
-            )
-            if reason.code in codes
-            else reason
-            for reason in record.reasons
-        ]
-        return record.model_copy(update={"reasons": reasons, "evidence_pending": False})
 
     def _record(
         self, post: Post, prepared: Prepared, near: Finding, account: Standing | None
@@ -319,7 +287,80 @@ class Pipeline:
             warnings=warnings,
             evidence_pending=any(verdict.flags[r] for r in CLASSIFIER_RISKS),
         )
-        return self._with_spans(record, prepared.spans) if record.evidence_pending else record
+        return (
+            with_spans(self.policy, record, prepared.spans) if record.evidence_pending else record
+        )
+
+
+@dataclass(frozen=True)
+class Explaining:
+    """:meth:`Pipeline.explain` without the rest of the pipeline (the near-duplicate window, the
+    scoring session): picklable, so that the service runs it in a process of its own."""
+
+    model: Classifier
+    policy: Policy
+
+    def explain(
+        self, posts: Sequence[Post], records: Sequence[ScoreRecord], remembered: Remembered
+    ) -> list[ScoreRecord]:
+        """:meth:`Pipeline.explain` of a pipeline with evidence on."""
+        return explain(self.model, self.policy, remembered, posts, records)
+
+
+def explain(
+    model: Classifier,
+    policy: Policy,
+    remembered: Remembered,
+    posts: Sequence[Post],
+    records: Sequence[ScoreRecord],
+) -> list[ScoreRecord]:
+    """:meth:`Pipeline.explain` with evidence on, searched on ``model``."""
+    out = list(records)
+    for i, (post, record) in enumerate(zip(posts, records, strict=True)):
+        if record.evidence_pending:
+            heads = [CLASSIFIER_RISKS[r] for r in CLASSIFIER_RISKS if record.flags[r]]
+            found = search_spans(model, post, normalise(post.text), heads, remembered)
+            if found is None:
+                out[i] = _search_failed(record)
+            else:
+                out[i] = with_spans(policy, record, found)
+    return out
+
+
+def search_spans(
+    model: Classifier, post: Post, norm: Normalised, heads: list[Head], remembered: Remembered
+) -> dict[Head, list[Span]] | None:
+    """The spans of ``heads`` in ``post``; None where the search failed. The scores were
+    made without it, so a failure costs the spans only: raised, it would cost the record
+    (a batch rejects the post) or keep it ``evidence_pending`` for every sweep to claim."""
+    try:
+        return spans(model, norm, post.text, heads, remembered)
+    except Exception:
+        log.exception("evidence search failed", extra={"post_id": post.id})
+        return None
+
+
+def with_spans(
+    policy: Policy, record: ScoreRecord, found: Mapping[Head, list[Span]]
+) -> ScoreRecord:
+    """``record`` with the spans of its flagged classifier risks, when ``found`` has them
+    all; else unchanged (still ``evidence_pending``)."""
+    risks = [r for r in CLASSIFIER_RISKS if record.flags[r]]
+    if any(CLASSIFIER_RISKS[r] not in found for r in risks):
+        return record
+    codes = {policy.risks[r].reason.code: CLASSIFIER_RISKS[r] for r in risks}
+    reasons = [
+        reason.model_copy(
+            update={
+                "evidence": reason.evidence
+                | {"spans": [s.model_dump() for s in found[codes[reason.code]]]}
+            }
+        )
+        if reason.code in codes
+        else reason
+        for reason in record.reasons
+    ]
+    return record.model_copy(update={"reasons": reasons, "evidence_pending": False})
 
 
 def claim_tails(posts: Sequence[Post], norms: Sequence[Normalised]) -> dict[int, str]:

@@ -16,8 +16,9 @@ long as it knows the id: it refuses the post and leaves the window as it was
 (:mod:`service.neardup.store`).
 Records whose decision the policy lists in ``persist`` are stored, with a review-queue item when
 it lists the decision in ``enqueue``. The answer goes out before the evidence spans of its flagged
-risks are found (one more model call per flagged post): a single low-priority thread adds them
-to the stored records afterwards. When storage fails, or has not answered a call by its
+risks are found (one more model call per flagged post): an idle-scheduled process of its own
+finds them (:mod:`service.evidence_process`), one call at a time, and they are added to the
+stored records afterwards. When storage fails, or has not answered a call by its
 deadline (:class:`~service.gate.StorageGate`), the answer still goes out, marked ``degraded``,
 and those records wait in the durable :class:`~service.spool.Spool` until storage answers
 again; a post whose record the spool cannot take either gets :class:`NotKept`, the others of
@@ -28,8 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import threading
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,10 +37,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from service.batching import MicroBatcher
+from service.evidence_process import EvidenceLostError, EvidenceProcess
 from service.gate import DaemonThreads, StorageGate
 from service.metrics import Metrics
 from service.neardup.bank import rumor_copy
 from service.neardup.match import HELD, TAKEN
+from service.pipeline import Explaining
 from service.policy import Policy
 from service.record import Post, ScoreRecord, text_decision, text_digest
 from service.review.dispositions import Standing
@@ -89,37 +90,11 @@ class PolicyScorer(Protocol):
         edits: bool = True,
     ) -> list[ScoreRecord]: ...
 
-    def explain(
-        self, posts: Sequence[Post], records: Sequence[ScoreRecord]
-    ) -> list[ScoreRecord]: ...
+    def explaining(self) -> Explaining: ...
 
     def review_requests(
         self, posts: Sequence[Post], records: Sequence[ScoreRecord]
     ) -> list[QueueRequest]: ...
-
-
-EXPLAIN_NICE = 19
-"""The evidence thread's nice value where idle scheduling is not available."""
-
-
-def idle_priority() -> None:
-    """Give the calling (evidence) thread a core only when scoring leaves one idle.
-
-    Linux's ``SCHED_IDLE`` applies to the calling thread alone (``pid`` 0 is this thread), and
-    the evidence session has one ONNX thread, the caller itself, so its model calls wait for idle
-    cores too (an idle-scheduled thread's share of a busy core is a few thousandths). A nice
-    value is weaker (nice 19 still gets about 1.5 % of a busy core) and is the fallback.
-    """
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        return
-    except (AttributeError, OSError):
-        pass
-    try:
-        # PRIO_PROCESS with a thread id sets that thread's nice value alone
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), EXPLAIN_NICE)
-    except OSError:  # not permitted here: the thread runs at the normal priority
-        log.info("could not lower the evidence thread's priority")
 
 
 @dataclass(frozen=True)
@@ -287,12 +262,10 @@ class ScoringService:
         # maintenance of its own: it drains the spool while the gate's threads are stuck; its
         # thread, as theirs, does not hold the process's exit (a drain cut short is done again)
         self._upkeep = DaemonThreads(1, "upkeep")
-        # idle-scheduled: on a busy host one search takes minutes, which stopping does not wait
-        # for (its record stays evidence_pending, for a sweep); the exit does, as a thread cut
-        # off inside the model session aborts the process
-        self._explainer = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="evidence", initializer=idle_priority
-        )
+        self.evidence_process = EvidenceProcess(scorer.explaining())
+        # it waits on the evidence process, one call at a time: at the normal priority, as it
+        # holds the GIL only to send and receive (idle-scheduled, it held it for long spells)
+        self._explainer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evidence")
         self._later: set[asyncio.Future[None]] = set()
         self._explaining: set[asyncio.Future[None]] = set()
         """The evidence jobs among :attr:`_later`: :meth:`close` cancels them."""
@@ -308,7 +281,7 @@ class ScoringService:
         self._waiting_evidence = 0
         self.max_waiting_evidence = max_queue
         """Records waiting for their spans beyond this many stay ``evidence_pending``: under a
-        load the evidence thread cannot follow, the backlog stays bounded."""
+        load the evidence process cannot follow, the backlog stays bounded."""
         self.evidence_lease_s = evidence_lease_s
         self.idempotency_keep = timedelta(seconds=idempotency_keep_s)
         """How long a write's answer is kept for its retry (:meth:`prune_idempotency_keys`)."""
@@ -491,8 +464,12 @@ class ScoringService:
         loop = asyncio.get_running_loop()
         try:
             explained = await loop.run_in_executor(
-                self._explainer, self.scorer.explain, posts, records
+                self._explainer, self.evidence_process.explain, posts, records
             )
+        except EvidenceLostError as exc:
+            # stored evidence_pending already: a sweep takes them up once their lease is past
+            log.warning("evidence not found", extra={"problem": str(exc), "records": len(records)})
+            return
         finally:
             self._backlog(-len(records))
         try:
@@ -806,6 +783,7 @@ class ScoringService:
         for job in self._explaining:
             job.cancel()
         await asyncio.gather(*self._later, return_exceptions=True)
+        self.evidence_process.close()
         self._io.shutdown(wait=True)
         # a drain or a storage call stuck on a database that stopped answering is not waited
         # for, here or at exit: its records are in the spool, and a drain stopped midway stores

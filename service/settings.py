@@ -91,8 +91,8 @@ class Settings(BaseSettings):
     the spans of the stored ones in its sweep (``evidence_lease_s``)."""
     evidence_threads: int = Field(default=1, ge=1)
     """ONNX Runtime threads of the session that finds evidence spans after the answer. One: it
-    then runs on the calling thread, which the service runs at idle priority, so spans use only
-    CPU time that scoring leaves."""
+    then runs on the calling thread, in the server the idle-scheduled evidence process's
+    (:mod:`service.evidence_process`), so spans use only CPU time that scoring leaves."""
     batch_size: int = Field(default=64, ge=1)
     """Posts per model call in batch scoring (posts are sorted by length within a chunk)."""
 

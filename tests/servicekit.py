@@ -29,8 +29,8 @@ from sqlalchemy import Connection
 
 from service.api.app import create_app
 from service.api.state import Services
-from service.classify import Classifier
-from service.heads import RISKS
+from service.classify import Classifier, Probabilities
+from service.heads import HEADS, RISKS, Head
 from service.neardup import NearDuplicates
 from service.pipeline import Pipeline
 from service.policy import load_policy
@@ -306,6 +306,24 @@ def listening(
     finally:
         server.should_exit = True
         thread.join()
+
+
+class Troubled(Classifier):
+    """The shipped model, whose evidence search (:meth:`log_odds`) waits while the file
+    ``folder/hold`` exists and fails while ``folder/fail`` does: picklable, so that it reaches
+    the server's evidence process, a process of its own that a test steers through the files."""
+
+    def __init__(self, classifier: Classifier, folder: Path) -> None:
+        super().__init__(classifier.path.parent, classifier.threads, classifier.batch_size)
+        self.hold = folder / "hold"
+        self.fail = folder / "fail"
+
+    def log_odds(self, texts: Sequence[str], heads: Sequence[Head] = HEADS) -> Probabilities:
+        while self.hold.exists():
+            time.sleep(0.01)
+        if self.fail.exists():
+            raise RuntimeError("the session failed")
+        return super().log_odds(texts, heads)
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:

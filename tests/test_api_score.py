@@ -10,14 +10,12 @@ import shutil
 import threading
 import time
 import zlib
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from servicekit import Api, Held, open_api, wait_for, write_policy
+from servicekit import Api, Troubled, open_api, wait_for, write_policy
 
-from service.classify import Classifier, Probabilities
-from service.heads import HEADS, Head
+from service.classify import Classifier
 from service.ingest import LineError, PostLine, parse_line
 from service.pipeline import NO_EVIDENCE, Pipeline
 from service.record import SHOWN_CHARS, Post, ScoreRecord, text_digest, unix_seconds
@@ -92,21 +90,15 @@ def test_the_answer_goes_out_before_the_evidence_which_is_stored_after(api: Api)
     assert all(RUMOR[s["start"] : s["end"]] == s["text"] for s in spans)
 
 
-def test_the_evidence_backlog_is_a_gauge(
-    api: Api, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real, go_on = pipeline.classifier.log_odds, threading.Event()
-
-    def held(texts: Sequence[str], heads: Sequence[Head] = HEADS) -> Probabilities:
-        go_on.wait(30)
-        return real(texts, heads)
-
-    monkeypatch.setattr(pipeline.classifier, "log_odds", held)
-    api.batch([{"id": f"g{i}", "text": f"{RUMOR}{i}"} for i in range(3)])
-    assert "qinglang_evidence_waiting 3.0" in api.client.get("/metrics").text
-    go_on.set()
-    api.settle()
-    assert "qinglang_evidence_waiting 0.0" in api.client.get("/metrics").text
+def test_the_evidence_backlog_is_a_gauge(tmp_path: Path, pipeline: Pipeline) -> None:
+    search = Troubled(pipeline.classifier, tmp_path)
+    search.hold.touch()
+    with open_api(tmp_path, f"sqlite:///{tmp_path / 'held.db'}", search) as api:
+        api.batch([{"id": f"g{i}", "text": f"{RUMOR}{i}"} for i in range(3)])
+        assert "qinglang_evidence_waiting 3.0" in api.client.get("/metrics").text
+        search.hold.unlink()
+        api.settle()
+        assert "qinglang_evidence_waiting 0.0" in api.client.get("/metrics").text
 
 
 def test_past_the_evidence_backlog_records_stay_pending_and_are_counted(api: Api) -> None:
@@ -120,22 +112,27 @@ def test_past_the_evidence_backlog_records_stay_pending_and_are_counted(api: Api
     assert "qinglang_evidence_skipped_records_total 1.0" in api.client.get("/metrics").text
 
 
-def test_a_server_stopped_while_the_evidence_thread_searches_does_not_wait_for_the_search(
-    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+def test_a_server_stopped_while_the_evidence_process_searches_does_not_wait_for_the_search(
+    tmp_path: Path, pipeline: Pipeline
 ) -> None:
-    """The evidence thread is idle-scheduled: on a busy host one search takes minutes. Stopping
-    waits for it no more than for the backlog behind it; its record stays pending, for a sweep."""
+    """The evidence process is idle-scheduled: on a busy host one search takes minutes. Stopping
+    waits for it no more than the few seconds it gives the process to end; its record stays
+    pending, for a sweep."""
+    search = Troubled(pipeline.classifier, tmp_path)
+    search.hold.touch()
+    # a stop that waited for the search would wait this long, not for ever
+    released = threading.Timer(60, search.hold.unlink)
+    released.start()
     url = f"sqlite:///{tmp_path / 'stop.db'}"
-    with open_api(tmp_path, url, pipeline.classifier) as api:
-        scorer = api.services.scoring.scorer
-        searching = Held(scorer.explain)
-        monkeypatch.setattr(scorer, "explain", searching)
-        answer = api.score({"id": "slow", "text": RUMOR}).json()
-        wait_for(lambda: searching.waiting == 1)
-        stopping = time.monotonic()
-    stopped = time.monotonic() - stopping
-    searching.release()
-    assert stopped < 30  # the search waits 60 s
+    try:
+        with open_api(tmp_path, url, search) as api:
+            answer = api.score({"id": "slow", "text": RUMOR}).json()
+            wait_for(lambda: "qinglang_evidence_waiting 1.0" in api.client.get("/metrics").text)
+            stopping = time.monotonic()
+        stopped = time.monotonic() - stopping
+    finally:
+        released.cancel()
+    assert stopped < 30
     repository = open_repository(url, 2.0)
     try:
         versions = answer["model_version"], answer["policy_version"]
@@ -153,15 +150,18 @@ def test_a_record_left_evidence_pending_gets_its_spans_from_the_next_process_swe
         answer = full.score({"id": "left", "text": RUMOR}).json()
         full.settle()
     versions = answer["model_version"], answer["policy_version"]
-    with open_api(tmp_path, url, pipeline.classifier, evidence_lease_s=0.01) as next_process:
+    # a lease longer than the evidence process takes to start and search, idle-scheduled on a
+    # busy host: one that ran out first would have the next sweep claim the record again
+    with open_api(tmp_path, url, pipeline.classifier, evidence_lease_s=10.0) as next_process:
         repository = next_process.services.scoring.repository
 
         def filled() -> bool:
             next_process.settle()
             return not repository.find_records(["left"], *versions)["left"].evidence_pending
 
-        # the sweep runs when the process starts and every storage_retry_s
-        wait_for(filled)
+        # the sweep runs when the process starts and every storage_retry_s, and claims the
+        # record once it is older than the lease
+        wait_for(filled, 60)
         stored = repository.find_records(["left"], *versions)["left"]
         assert without_evidence(stored.model_dump(mode="json")) == without_evidence(answer)
         rumor = next(r for r in stored.reasons if r.code.endswith("false_information"))
@@ -196,21 +196,19 @@ def test_a_process_without_evidence_leaves_the_spans_to_one_with_it(
 
 
 def test_a_post_whose_evidence_search_fails_is_stored_without_spans_and_not_swept_again(
-    api: Api, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, pipeline: Pipeline
 ) -> None:
-    def failing(texts: Sequence[str], heads: Sequence[Head] = HEADS) -> Probabilities:
-        raise RuntimeError("the session failed")
-
-    monkeypatch.setattr(pipeline.classifier, "log_odds", failing)
-    answer = api.score({"id": "poison", "text": f"{RUMOR}（出错）"}).json()
-    api.settle()
-    repository = api.services.scoring.repository
-    stored = repository.find_records(["poison"], answer["model_version"], answer["policy_version"])[
-        "poison"
-    ]
-    assert (stored.scores, stored.decision) == (answer["scores"], answer["decision"])
-    assert not stored.evidence_pending and NO_EVIDENCE in stored.warnings
-    assert repository.claim_pending_evidence(answer["model_version"], 10, lease_s=0.0) == []
+    search = Troubled(pipeline.classifier, tmp_path)
+    search.fail.touch()
+    with open_api(tmp_path, f"sqlite:///{tmp_path / 'failing.db'}", search) as api:
+        answer = api.score({"id": "poison", "text": f"{RUMOR}（出错）"}).json()
+        api.settle()
+        repository = api.services.scoring.repository
+        versions = answer["model_version"], answer["policy_version"]
+        stored = repository.find_records(["poison"], *versions)["poison"]
+        assert (stored.scores, stored.decision) == (answer["scores"], answer["decision"])
+        assert not stored.evidence_pending and NO_EVIDENCE in stored.warnings
+        assert repository.claim_pending_evidence(answer["model_version"], 10, lease_s=0.0) == []
 
 
 def test_a_new_process_finds_the_stored_record_instead_of_scoring_again(

@@ -12,7 +12,7 @@ import re
 import socket
 import string
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from servicekit import (
     Api,
     Held,
+    Troubled,
     listening,
     migrate,
     open_api,
@@ -42,12 +43,11 @@ from servicekit import (
 from sqlalchemy import inspect, select, update
 
 from service import security
-from service.classify import Probabilities
 from service.console import articles, pages, plots, present, times
 from service.console.i18n import TEXT, translator, worded
 from service.console.session import COOKIE, Sessions
 from service.console.web import REFUSALS
-from service.heads import HEADS, Head, Risk
+from service.heads import Risk
 from service.neardup.queue import requests
 from service.neardup.store import StoreUnavailableError
 from service.pipeline import NO_EVIDENCE, STOPPED, Pipeline
@@ -1508,24 +1508,21 @@ def test_user_content_is_escaped(api: Api) -> None:
     assert "<img src=x" not in reports and "&#34;&gt;&lt;img src=x" in reports
 
 
-def test_an_item_whose_evidence_search_failed_says_so(
-    api: Api, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def failing(texts: Sequence[str], heads: Sequence[Head] = HEADS) -> Probabilities:
-        raise RuntimeError("the session failed")
-
-    assert api.score({"id": "ok", "text": RUMOR, "account_id": "a1"}).status_code == 200
-    api.settle()
-    monkeypatch.setattr(pipeline.classifier, "log_odds", failing)
-    assert api.score({"id": "nx", "text": PLAIN, "account_id": "a2"}).status_code == 200
-    api.settle()
-    sign_in(api, "li")
-    listed = api.services.review.list_items(api.services.scoring.policy).items
-    by_post = {i.post_id: i.id for i in listed if i.kind == "score"}
-    failed = api.client.get(f"/console/items/{by_post['nx']}").text
-    explained = api.client.get(f"/console/items/{by_post['ok']}").text
-    assert translator("zh")("no_evidence") in failed
-    assert translator("zh")("no_evidence") not in explained and "<mark" in explained
+def test_an_item_whose_evidence_search_failed_says_so(tmp_path: Path, pipeline: Pipeline) -> None:
+    search = Troubled(pipeline.classifier, tmp_path)
+    with open_api(tmp_path, f"sqlite:///{tmp_path / 'failing.db'}", search) as api:
+        assert api.score({"id": "ok", "text": RUMOR, "account_id": "a1"}).status_code == 200
+        api.settle()
+        search.fail.touch()
+        assert api.score({"id": "nx", "text": PLAIN, "account_id": "a2"}).status_code == 200
+        api.settle()
+        sign_in(api, "li")
+        listed = api.services.review.list_items(api.services.scoring.policy).items
+        by_post = {i.post_id: i.id for i in listed if i.kind == "score"}
+        failed = api.client.get(f"/console/items/{by_post['nx']}").text
+        explained = api.client.get(f"/console/items/{by_post['ok']}").text
+        assert translator("zh")("no_evidence") in failed
+        assert translator("zh")("no_evidence") not in explained and "<mark" in explained
 
 
 def test_heads_are_shown_against_the_thresholds_the_record_was_decided_with(

@@ -1,14 +1,11 @@
-"""The publish path's record cache (first record wins, most recently used kept, exact copies)
-and the evidence thread's priority."""
+"""The publish path's record cache (first record wins, most recently used kept, exact
+copies)."""
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 from service.pipeline import Pipeline
 from service.record import Post, ScoreRecord
-from service.scoring import FirstRecords, idle_priority
+from service.scoring import FirstRecords
 
 
 def _records(pipeline: Pipeline) -> list[ScoreRecord]:
@@ -46,9 +43,3 @@ def test_least_recently_used_goes_first_and_replace_overwrites(pipeline: Pipelin
     explained = a.model_copy(update={"evidence_pending": not a.evidence_pending})
     cache.replace(explained)
     assert cache.get(a.id, a.model_version) == explained
-
-
-def test_the_evidence_thread_runs_at_idle_priority_and_others_do_not() -> None:
-    with ThreadPoolExecutor(1, initializer=idle_priority) as evidence:
-        assert evidence.submit(os.sched_getscheduler, 0).result() == os.SCHED_IDLE
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER

@@ -1,0 +1,161 @@
+"""The server's evidence process: the pipeline's records, idle-scheduled, restarted after it is
+killed without holding up the publish path, and never left behind by its server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from servicekit import Troubled, open_api, wait_for, write_policy
+
+from service.evidence import Remembered
+from service.evidence_process import EvidenceLostError, EvidenceProcess
+from service.pipeline import NO_EVIDENCE, Pipeline
+from service.policy import load_policy
+from service.record import Post
+
+POSTS = [
+    Post(id="a", text="紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"),
+    Post(id="b", text="这帮人都是垃圾，滚出我们城市，恶心死了！！本文为原创，首发于本公众号。"),
+    Post(id="c", text="周末和家人去公园散步，天气很好，拍了几张荷花的照片。"),
+]
+RUMOR = POSTS[0].text
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not ended (a zombie has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_process_gives_the_pipelines_records_and_runs_idle_scheduled(
+    pipeline: Pipeline,
+) -> None:
+    fresh = Pipeline(pipeline.classifier, pipeline.policy, explainer=pipeline.explainer)
+    fresh.remembered = Remembered()
+    records = fresh.score_many(POSTS, evidence=False)
+    assert any(r.evidence_pending for r in records), "no post to search"
+    process = EvidenceProcess(fresh.explaining())
+    try:
+        assert process.explain(POSTS, records) == fresh.explain(POSTS, records)
+        pid = process.pid
+        assert pid is not None
+        threads = [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+        assert {os.sched_getscheduler(tid) for tid in threads} == {os.SCHED_IDLE}
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    finally:
+        process.close()
+    assert not running(pid)
+    with pytest.raises(EvidenceLostError):
+        process.explain(POSTS, records)
+
+
+def test_a_killed_process_fails_its_call_and_the_next_call_starts_another(
+    pipeline: Pipeline,
+) -> None:
+    records = pipeline.score_many(POSTS[:1], evidence=False)
+    process = EvidenceProcess(pipeline.explaining())
+    try:
+        explained = process.explain(POSTS[:1], records)
+        first = process.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(EvidenceLostError, match="stopped"):
+            process.explain(POSTS[:1], records)
+        assert process.pid is None and not running(first)
+        assert process.explain(POSTS[:1], records) == explained
+        assert process.pid not in (None, first)
+    finally:
+        process.close()
+
+
+def test_a_killed_evidence_process_holds_up_no_answer_and_loses_no_record(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    with open_api(tmp_path, f"sqlite:///{tmp_path / 'api.db'}", pipeline.classifier) as api:
+        scoring = api.services.scoring
+        api.score({"id": "first", "text": RUMOR})
+        api.settle()
+        pid = scoring.evidence_process.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not running(pid))
+        start = time.monotonic()
+        answer = api.score({"id": "lost", "text": f"{RUMOR}（一）"})
+        api.settle()
+        assert answer.status_code == 200 and time.monotonic() - start < 10
+        versions = answer.json()["model_version"], answer.json()["policy_version"]
+        # stored as answered, for a sweep to find its spans
+        lost = scoring.repository.find_records(["lost"], *versions)["lost"]
+        assert lost.evidence_pending and lost.decision == answer.json()["decision"]
+        # the next search starts another process
+        api.score({"id": "after", "text": f"{RUMOR}（二）"})
+        api.settle()
+        assert not scoring.repository.find_records(["after"], *versions)["after"].evidence_pending
+        assert scoring.evidence_process.pid not in (None, pid)
+
+
+def test_a_stopped_server_leaves_no_evidence_process(tmp_path: Path, pipeline: Pipeline) -> None:
+    with open_api(tmp_path, f"sqlite:///{tmp_path / 'api.db'}", pipeline.classifier) as api:
+        api.score({"id": "p", "text": RUMOR})
+        api.settle()
+        pid = api.services.scoring.evidence_process.pid
+        assert pid is not None and running(pid)
+    assert not running(pid)
+
+
+def test_a_killed_server_leaves_no_evidence_process(tmp_path: Path) -> None:
+    # a server killed outright runs no close: its process finds the pipe closed
+    script = textwrap.dedent(
+        f"""
+        import time
+        from service.evidence_process import EvidenceProcess
+        from service.pipeline import Pipeline
+        from service.record import Post
+        from service.settings import Settings
+
+        pipeline = Pipeline.load(Settings())
+        posts = [Post(id="a", text={RUMOR!r})]
+        process = EvidenceProcess(pipeline.explaining())
+        process.explain(posts, pipeline.score_many(posts, evidence=False))
+        print(process.pid, flush=True)
+        time.sleep(600)
+        """
+    )
+    server = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        pid = int(server.stdout.readline())
+        assert running(pid)
+    finally:
+        server.kill()
+        server.wait()
+    wait_for(lambda: not running(pid))
+
+
+def test_what_the_process_logs_is_logged_by_the_server(
+    tmp_path: Path, pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    search = Troubled(pipeline.classifier, tmp_path)
+    search.fail.touch()
+    # the review-all test policy: the post is flagged, and searched
+    own = Pipeline(search, load_policy(write_policy(tmp_path / "policy.toml")))
+    records = own.score_many(POSTS[:1], evidence=False)
+    process = EvidenceProcess(own.explaining())
+    try:
+        (failed,) = process.explain(POSTS[:1], records)
+    finally:
+        process.close()
+    assert NO_EVIDENCE in failed.warnings
+    (said,) = [r for r in caplog.records if r.getMessage().startswith("evidence search failed")]
+    assert said.name == "service.pipeline" and said.post_id == POSTS[0].id  # type: ignore[attr-defined]
+    assert "the session failed" in said.getMessage()
