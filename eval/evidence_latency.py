@@ -135,7 +135,8 @@ def score_for(
     end = due + seconds
     for n in count():
         due += period
-        if due >= end:
+        # a due time summed up in steps of a period falls short of the end by a rounding error
+        if due >= end - 1e-9:
             return latencies
         wait = due - time.monotonic()
         if wait > 0:
