@@ -70,6 +70,19 @@ class ModelFileError(SystemExit):
     reports the model it cannot load in its own words)."""
 
 
+def first_missing(model_dir: Path) -> Path | None:
+    """The first of the model's files (model, tokenizer, card) not in ``model_dir``; None when
+    every one is there."""
+    return next(
+        (
+            p
+            for name in (MODEL_FILE, TOKENIZER_FILE, CARD_FILE)
+            if not (p := model_dir / name).is_file()
+        ),
+        None,
+    )
+
+
 def read_tokenizer(path: Path, hint: str = SET_MODEL_DIR) -> Tokenizer:
     """The tokenizer saved in ``path``; else :class:`ModelFileError` naming it (and, for a
     missing one, ``hint``): tokenizers' own error names no file."""
@@ -85,9 +98,8 @@ def require_model(model_dir: Path, hint: str = SET_MODEL_DIR) -> Path:
     """``model_dir``, once its model is there and its tokenizer and card read; else
     :class:`ModelFileError` naming the first file that does not (and ``hint`` for a missing
     one). A program using a model calls it first, before reading the corpora for minutes."""
-    for name in (MODEL_FILE, TOKENIZER_FILE, CARD_FILE):
-        if not (model_dir / name).is_file():
-            raise ModelFileError(f"{model_dir / name} is missing: {hint}")
+    if (absent := first_missing(model_dir)) is not None:
+        raise ModelFileError(f"{absent} is missing: {hint}")
     read_tokenizer(model_dir / TOKENIZER_FILE, hint)
     card = model_dir / CARD_FILE
     try:
@@ -178,9 +190,8 @@ class Classifier:
     """Calibrated head probabilities for normalised texts."""
 
     def __init__(self, model_dir: Path, threads: int = 1, batch_size: int = 64) -> None:
-        for name in (MODEL_FILE, TOKENIZER_FILE, CARD_FILE):
-            if not (model_dir / name).is_file():
-                raise ModelNotFoundError(f"{model_dir / name} is missing: {SET_MODEL_DIR}")
+        if (absent := first_missing(model_dir)) is not None:
+            raise ModelNotFoundError(f"{absent} is missing: {SET_MODEL_DIR}")
         self.card: dict[str, Any] = json.loads((model_dir / CARD_FILE).read_text())
         self.version: str = self.card["model_version"]
         if self.card["heads"] != list(HEADS):
