@@ -1,8 +1,9 @@
 """A maintenance sweep over accounts (the art8 settlement, the credit restoration, the dormancy
 warnings, their revision and the dormancy findings, a use seen) goes past an account whose own
 write fails other than by an outage (a row the rules cannot take, a value the code cannot
-handle, a bug), logs it, and does the accounts after it; the next run tries it again. An outage
-stops the sweep at once. The server counts what a sweep went past in its metrics, and
+handle, a bug), logs it, and does the accounts after it; the next run tries it again, and one
+bounded per run goes on from where the last stopped, round to the first again. An outage stops
+the sweep at once. The server counts what a sweep went past in its metrics, and
 ``qinglang credit restore`` names the accounts and exits 1."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from test_review_appeals import T0, confirmed
 
 from service.pipeline import Pipeline
 from service.policy import Policy
+from service.review import dormancy
 from service.scoring import ScoringService
 from service.settings import get_settings
 from service.storage import (
@@ -111,6 +113,15 @@ def findings(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
     )
 
 
+def lapsed(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
+    """Warnings that ran out with no dormancy found, given again once lapsed."""
+    again_at = dormant(repo, policy) + dormancy.LAPSE + HOUR
+    return (
+        lambda: repo.warn_dormancy(policy, now=again_at),
+        lambda a: repo.get_account(policy, a, now=again_at).warned_at == again_at,
+    )
+
+
 def use(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
     found_at = dormant(repo, policy)
     assert repo.settle_dormancy(policy, now=found_at) == len(ACCOUNTS)
@@ -125,10 +136,15 @@ CASES = [
     Case("art8_deadlines", protected_sql, "_settle", art8),
     Case("credit_restore", accounts_sql, "_restore", credit),
     Case("dormancy_warnings", dormancy_sql, "_warn", warnings),
+    Case("dormancy_warnings", dormancy_sql, "_warn", lapsed),
     Case("dormancy_warnings", dormancy_sql, "_revise", revisions),
     Case("dormancy_findings", dormancy_sql, "_fall_dormant", findings),
     Case("account_use", dormancy_sql, "_used", use),
 ]
+CASE_IDS = [c.prepare.__name__ for c in CASES]
+
+BOUNDED = [c for c in CASES if c.sweep.startswith("dormancy_")]
+"""The sweeps that take at most :data:`~service.storage.dormancy_sql.SWEEP_ACCOUNTS` a run."""
 
 
 class Poison:
@@ -175,7 +191,7 @@ FAILURES = {
 
 
 @pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
-@pytest.mark.parametrize("case", CASES, ids=[c.step for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_a_sweep_goes_past_an_account_that_fails_and_tries_it_again_the_next_run(
     repo: SqlRepository,
     policy: Policy,
@@ -205,7 +221,7 @@ def test_a_sweep_goes_past_an_account_that_fails_and_tries_it_again_the_next_run
     assert all(done(a) for a in ACCOUNTS)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.step for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_an_outage_stops_a_sweep_at_once(
     repo: SqlRepository,
     policy: Policy,
@@ -230,6 +246,31 @@ def test_an_outage_stops_a_sweep_at_once(
     first, bad, _ = poison.seen
     assert [a for a in ACCOUNTS if done(a)] == [first]
     assert [r.account for r in sweep_errors()] == [bad]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("case", BOUNDED, ids=[c.prepare.__name__ for c in BOUNDED])
+def test_a_bounded_sweep_reaches_every_account_past_one_that_fails_every_run(
+    repo: SqlRepository, policy: Policy, monkeypatch: pytest.MonkeyPatch, case: Case
+) -> None:
+    """A run takes the accounts after those the last run took, and round to the first again
+    once past the last: the account first in its order, failing every time (as one that stayed
+    due would), keeps none after it from being reached."""
+    run, done = case.prepare(repo, policy)
+    monkeypatch.setattr(dormancy_sql, "SWEEP_ACCOUNTS", 1)
+    poison = Poison(monkeypatch, case.module, case.step, {1: ValueError("bad clock")})
+
+    def outcome() -> int | dict[str, str]:
+        try:
+            return run()
+        except SweepIncompleteError as incomplete:
+            return incomplete.failed
+
+    outcomes = [outcome() for _ in range(len(ACCOUNTS) + 1)]
+    (bad,) = poison.poisoned
+    failed = {bad: "ValueError: bad clock"}
+    assert outcomes == [failed, *[1] * (len(ACCOUNTS) - 1), failed]
+    assert poison.seen == list(ACCOUNTS)
+    assert [a for a in ACCOUNTS if not done(a)] == [bad]
 
 
 def test_credit_restore_names_the_accounts_it_could_not_restore_and_exits_1(

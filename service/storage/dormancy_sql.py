@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from types import MappingProxyType
+from typing import Any, Literal, cast
 
-from sqlalchemy import ColumnElement, Table, bindparam, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, bindparam, exists, func, or_, select, tuple_, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from service.policy import Policy
@@ -36,7 +37,14 @@ SWEEP_ACCOUNTS = 50
 """The most accounts one sweep warns, and the most it finds dormant: the first sweeps after a
 quiet half year may find many at once (every account the migration started the clock of and
 that was not used since), and the maintenance thread that sweeps also writes out the spool, so
-the rest wait for the next sweep, ``storage_retry_s`` later."""
+the rest wait for the next sweep, ``storage_retry_s`` later (:meth:`DormancySql._due`)."""
+
+Look = Literal["revise", "warn", "lapsed", "dormant"]
+"""Each bounded look of the dormancy sweeps: the warnings at odds with the policy, the accounts
+due a warning, those whose warning lapsed, and those found dormant."""
+
+Place = tuple[datetime, str]
+"""Where an account stands in a look's order: its clock, then its id."""
 
 READ_ACCOUNTS = 500
 """Accounts named in one ``IN`` list or one insert (SQLite takes at most 32,766 parameters a
@@ -68,6 +76,10 @@ class DormancySql(ReviewSql):
     named by a record after it (:data:`GIVEN`), and one given before still agrees (its clock and
     ``warned_at`` change only by a use, which lifts it, or by a warning given), so the next look
     reads only the accounts named since."""
+
+    _looked_to: Mapping[Look, Place] = MappingProxyType({})
+    """Where this process's last run of each look stopped, short of the last account it
+    matched: the next goes on after it (:meth:`_due`)."""
 
     def record_use(
         self, policy: Policy, used: Mapping[str, datetime], now: datetime | None = None
@@ -174,11 +186,16 @@ class DormancySql(ReviewSql):
             StoredAccount.active_at <= dormancy.dormant_before(rules, moment),
             _lapsed(moment),
         )
-        for accounts in ((*_unwarned(), StoredAccount.active_at <= before), lapsed):
+        looks: tuple[tuple[Look, tuple[ColumnElement[bool], ...]], ...] = (
+            ("warn", (*_unwarned(), StoredAccount.active_at <= before)),
+            ("lapsed", lapsed),
+        )
+        for look, accounts in looks:
             done += self._sweep(
                 policy,
                 moment,
                 sweep,
+                look,
                 accounts,
                 lambda tx, account_id: _warn(tx, account_id, before),
             )
@@ -214,6 +231,7 @@ class DormancySql(ReviewSql):
             policy,
             moment,
             sweep,
+            "dormant",
             (
                 *_awake(),
                 StoredAccount.active_at <= dormancy.dormant_before(rules, moment),
@@ -246,7 +264,7 @@ class DormancySql(ReviewSql):
                     named = sorted({subject.removeprefix("account:") for _, subject, _ in given})
             if named is None or named:
                 among = () if named is None else (StoredAccount.account_id.in_(named),)
-                found = _due(session, (*_outdated(rules, moment, dialect), *among))
+                found = self._due(session, "revise", (*_outdated(rules, moment, dialect), *among))
         done = self._each(policy, moment, sweep, found, _revise)
         # a look cut at the bound leaves the rest for the next, which reads them all again, as
         # it does an account that failed
@@ -259,15 +277,46 @@ class DormancySql(ReviewSql):
         policy: Policy,
         moment: datetime,
         sweep: Sweep,
+        look: Look,
         due: tuple[ColumnElement[bool], ...],
         step: Callable[[Tx, str], int],
     ) -> int:
-        """``step`` on each account matching ``due`` (:func:`_due`), each in a transaction of
-        its own; the sum of what it gave."""
+        """``step`` on each account ``look`` finds matching ``due`` (:meth:`_due`), each in a
+        transaction of its own; the sum of what it gave."""
         # most sweeps find nothing: they look without taking SQLite's write lock
         with self._session() as session:
-            found = _due(session, due)
+            found = self._due(session, look, due)
         return self._each(policy, moment, sweep, found, step)
+
+    def _due(
+        self, session: Session, look: Look, due: tuple[ColumnElement[bool], ...]
+    ) -> Sequence[str]:
+        """The accounts matching ``due``, at most :data:`SWEEP_ACCOUNTS`, longest unused first
+        from where this process's last run of ``look`` stopped, and round to the first again
+        past the last: one the sweep takes and leaves due (it fails every time, or is left
+        alone) keeps its place, and would keep the accounts after it from every run were each
+        to start from the first. A run that reads to the last starts the next from the first:
+        most take every account due."""
+        place = (StoredAccount.active_at, StoredAccount.account_id)
+        # an account without a clock is left alone by every step: it is no account's place
+        query = (
+            select(StoredAccount.account_id, StoredAccount.active_at)
+            .where(*due, StoredAccount.active_at.is_not(None))
+            .order_by(*place)
+            .limit(SWEEP_ACCOUNTS)
+        )
+        stopped = self._looked_to.get(look)
+        rows: list[Any] = []
+        if stopped is not None:
+            rows += session.execute(query.where(tuple_(*place) > stopped)).all()
+            query = query.where(tuple_(*place) <= stopped)
+        if len(rows) < SWEEP_ACCOUNTS:
+            rows += session.execute(query.limit(SWEEP_ACCOUNTS - len(rows))).all()
+        looked_to = {k: v for k, v in self._looked_to.items() if k != look}
+        if len(rows) == SWEEP_ACCOUNTS:
+            looked_to[look] = (rows[-1].active_at, rows[-1].account_id)
+        self._looked_to = MappingProxyType(looked_to)
+        return [row.account_id for row in rows]
 
     def _each(
         self,
@@ -332,16 +381,6 @@ def _chained(
         .tuples()
         .all()
     )
-
-
-def _due(session: Session, due: tuple[ColumnElement[bool], ...]) -> Sequence[str]:
-    """The accounts matching ``due``, at most :data:`SWEEP_ACCOUNTS`, longest unused first."""
-    return session.scalars(
-        select(StoredAccount.account_id)
-        .where(*due)
-        .order_by(StoredAccount.active_at, StoredAccount.account_id)
-        .limit(SWEEP_ACCOUNTS)
-    ).all()
 
 
 def _warn(tx: Tx, account_id: str, before: datetime) -> bool:
