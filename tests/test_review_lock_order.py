@@ -5,12 +5,13 @@ answered by retrying the write, or by a 503 where the lock timeout comes first).
 write inserts refer to accounts, items and appeals, and the check of such a reference must not
 wait for a writer that holds the row: an appeal filed (its item, then its account referred to)
 beside the end of an art8 suspension settled or an appeal upheld (the account, then the items
-their dispositions are applied on), and an upheld appeal beside a protected name removed (its
-items, then their accounts). An advisory lock is asked for before any row is locked: a rename,
-or an appeal upheld, that waits for a protected name being added (which holds the protected names)
-holds no account that the removal of another entry waits for while holding the item the add goes
-on to lock. A sweep's write on one account that loses a race is tried again, as
-a request's is, and the sweep goes on to the accounts after it."""
+their dispositions are applied on). An advisory lock is asked for before any row is locked: a
+rename, or an appeal upheld, that waits for a protected name being added (which holds the
+protected names) holds no account that a decision waits for while holding the item the add goes
+on to lock; a protected name removed holds them too, so that an upheld appeal waits for it
+before locking anything, and an entry added meanwhile follows it. A claim that loses a race
+waits and is refused. A sweep's write on one account that loses a race is tried again, as a
+request's is, and the sweep goes on to the accounts after it."""
 
 from __future__ import annotations
 
@@ -18,19 +19,21 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
+from servicekit import record
 from sqlalchemy import event, text
 from test_dormancy import dormant_after, warned_after
 from test_protected_names import HOUR, _suspend
 from test_review_appeals import DAY, T0, appeal_of, confirmed, impersonating
 
 from service.policy import Policy
-from service.review import dormancy
-from service.storage import SqlRepository, open_repository, upgrade
+from service.review import dormancy, views
+from service.review.items import ConflictError
+from service.storage import Pending, SqlRepository, open_repository, upgrade
 
 HELD_S = 3.0
 """How long the first write holds its lock while the other runs: well under the lock timeout
@@ -46,20 +49,31 @@ def repo(postgres_url: str, policy: Policy) -> Iterator[SqlRepository]:
     repository.close()
 
 
+def locks(table: str) -> re.Pattern[str]:
+    """A statement that locks rows of ``table``."""
+    return re.compile(rf"\bFROM {table}\b.*\bFOR (NO KEY )?UPDATE\b", re.DOTALL)
+
+
+LOCKS_ACCOUNTS = locks("accounts")
+
+
 def while_holding(
-    repo: SqlRepository, table: str, first: Callable[[], Any], second: Callable[[], Any]
+    repo: SqlRepository,
+    statement: re.Pattern[str],
+    first: Callable[[], Any],
+    second: Callable[[], Any],
 ) -> tuple[bool, list[str], list[BaseException]]:
-    """Run ``first`` until it has locked its first rows of ``table``, then ``second`` beside it
-    for up to :data:`HELD_S`, then let ``first`` go on; whether ``second`` waited for ``first``,
-    the SQLSTATEs of the deadlocks either met, and what either raised."""
-    locking = re.compile(rf"\bFROM {table}\b.*\bFOR (NO KEY )?UPDATE\b", re.DOTALL)
+    """Run ``first`` until it has run its first ``statement`` (one that locks rows, or reads
+    what it decides on), then ``second`` beside it for up to :data:`HELD_S`, then let ``first``
+    go on; whether ``second`` waited for ``first``, the SQLSTATEs of the deadlocks either met,
+    and what either raised."""
     holds, go = threading.Event(), threading.Event()
     deadlocks: list[str] = []
     raised: list[BaseException] = []
 
-    def pause(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+    def pause(_conn: object, _cursor: object, this: str, *_: object) -> None:
         mine = threading.current_thread() is holder and not holds.is_set()
-        if mine and locking.search(statement):
+        if mine and statement.search(this):
             holds.set()
             go.wait(4 * HELD_S)
 
@@ -83,7 +97,7 @@ def while_holding(
     beside = threading.Thread(target=run(second))
     try:
         holder.start()
-        assert holds.wait(10), f"the first write never locked rows of {table}"
+        assert holds.wait(10), f"the first write never ran {statement.pattern}"
         beside.start()
         beside.join(HELD_S)
         waited = beside.is_alive()
@@ -96,11 +110,14 @@ def while_holding(
     return waited, deadlocks, raised
 
 
+@pytest.mark.parametrize("table", ["accounts", "dispositions"])
 def test_an_appeal_filed_as_the_suspension_it_appeals_is_settled_waits_for_neither(
-    repo: SqlRepository, policy: Policy
+    repo: SqlRepository, policy: Policy, table: str
 ) -> None:
-    """The settlement locks the account, then applies the termination on the impersonation
-    item; the holder's appeal of that item locks the item, then files against the account."""
+    """The settlement locks the account, then the suspension (``FOR UPDATE``, which no row's
+    reference is checked against: none refers to a disposition), then applies the termination
+    on the impersonation item; the holder's appeal of that item locks the item, then files
+    against the account."""
     suspension = _suspend(repo, policy, "kept")["kept"]
     assert suspension.ends_at is not None and suspension.item_id is not None
     after = suspension.ends_at + timedelta(seconds=1)
@@ -119,7 +136,7 @@ def test_an_appeal_filed_as_the_suspension_it_appeals_is_settled_waits_for_neith
             now=after + HOUR,
         )
 
-    assert while_holding(repo, "accounts", settle, appeal) == (False, [], [])
+    assert while_holding(repo, locks(table), settle, appeal) == (False, [], [])
     assert settled == [1]
     (filed,) = repo.list_appeals(now=after + HOUR).appeals
     assert (filed.account_id, filed.item_id) == ("kept", suspension.item_id)
@@ -146,7 +163,7 @@ def test_an_appeal_filed_as_another_of_the_account_is_upheld_waits_for_neither(
     def appeal() -> None:
         appeal_of(repo, policy, later, at)
 
-    assert while_holding(repo, "accounts", uphold, appeal) == (False, [], [])
+    assert while_holding(repo, LOCKS_ACCOUNTS, uphold, appeal) == (False, [], [])
     # the warning lifted with the first violation, given again on the later one
     (reversed_,) = upheld
     assert {("warning", first.item_id), ("warning", later.item_id)} <= reversed_
@@ -154,12 +171,13 @@ def test_an_appeal_filed_as_another_of_the_account_is_upheld_waits_for_neither(
     assert filed == {(first.item_id, "upheld"), (later.item_id, "pending")}
 
 
-def test_an_appeal_upheld_as_the_protected_name_of_its_account_is_removed_waits_for_neither(
+def test_an_appeal_upheld_as_the_protected_name_of_its_account_is_removed_waits_for_it_first(
     repo: SqlRepository, policy: Policy
 ) -> None:
-    """Removing the entry locks the impersonation item whose suspension runs, then its
-    account; upholding the appeal of the account's earlier violation locks the account, then
-    gives the warning again on the impersonation item, its latest violation."""
+    """Removing the entry holds the protected names, then locks the impersonation item whose
+    suspension runs, then its account; upholding the appeal of the account's earlier violation,
+    which would lock the account, then give the warning again on the impersonation item, its
+    latest violation, waits for the removal at the protected names, holding no row."""
     first = confirmed(repo, policy, "p1", "kept", T0 - HOUR)
     suspension = _suspend(repo, policy, "kept")["kept"]
     at = T0 + 2 * HOUR
@@ -174,13 +192,76 @@ def test_an_appeal_upheld_as_the_protected_name_of_its_account_is_removed_waits_
         done = repo.decide_appeal(policy, appealed, "r2", "uphold", None, now=at)
         upheld.append({(d.kind, d.item_id) for d in done.reversed if hasattr(d, "kind")})
 
-    assert while_holding(repo, "review_queue", remove, uphold) == (False, [], [])
+    assert while_holding(repo, locks("review_queue"), remove, uphold) == (True, [], [])
     (reversed_,) = upheld
     assert {("warning", first.item_id), ("warning", suspension.item_id)} <= reversed_
     assert repo.protected_names() == []
     shown = repo.get_account(policy, "kept", now=at).dispositions
     assert "warning" in {d.kind for d in shown}
     assert "suspend_service" not in {d.kind for d in shown}
+
+
+READS_ENTRIES = re.compile(r"\bFROM protected_names\b.*\bLIKE\b", re.DOTALL)
+"""The read of the entries an account's name holds (:func:`protected_in`)."""
+
+
+def test_a_protected_name_added_as_another_is_removed_waits_for_the_removal(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """Removing 姚明 reads, under the account's lock, whether the account's name holds another
+    entry, finds none and lifts its suspension; 球迷会, which the name holds too, added in the
+    meantime asks for the protected names before it reads the names, so it comes after the
+    removal in the chain: never an entry added before a lift whose record says the name holds
+    no other. The account's confirmed item is no open one for the add to wait at."""
+    suspension = _suspend(repo, policy, "kept")["kept"]
+    (removed,) = repo.protected_names()
+    at = T0 + 2 * HOUR
+
+    def remove() -> None:
+        repo.remove_protected_name(policy, removed.id, "k-admin", now=at)
+
+    def add() -> None:
+        repo.add_protected_name(
+            policy, name="球迷会", kind="organisation", subject_ids=[], by="k", now=at
+        )
+
+    assert while_holding(repo, READS_ENTRIES, remove, add) == (True, [], [])
+    told = {"protected.added", "protected.removed", "disposition.lifted"}
+    chained = [e for e in repo.audit_entries(start=at) if e.kind in told]
+    assert [(e.kind, e.payload.get("name")) for e in chained] == [
+        ("protected.removed", "姚明"),
+        ("disposition.lifted", "姚明球迷会kept"),
+        ("protected.added", "球迷会"),
+    ]
+    assert chained[1].payload["disposition"] == suspension.id
+    # the suspension for 姚明 lifted, the name sent to review again for 球迷会
+    (item,) = repo.list_items(policy, kind="impersonation", now=at).items
+    assert item.account_id == "kept"
+    assert [p["name"] for p in (item.evidence or {})["protected"]] == ["球迷会"]
+    shown = repo.get_account(policy, "kept", now=at).dispositions
+    assert "suspend_service" not in {d.kind for d in shown}
+
+
+def test_a_claim_that_loses_a_race_waits_for_the_winner_and_is_refused(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """A claim locks its item and nothing else, so the one that comes second waits for the
+    first at the item, meets no deadlock nor unique key to be tried again for, and is refused
+    as a conflict (409), as a claim arriving after the first's commit is."""
+    repo.save_records(
+        [Pending(record("p1", "review").model_copy(update={"account_id": "a"}), True, "帖子")]
+    )
+    (item,) = repo.list_items(policy, now=T0).items
+
+    def claim(reviewer: str) -> Callable[[], views.Lease]:
+        return lambda: repo.claim(policy, item.id, reviewer, now=T0)
+
+    waited, deadlocks, raised = while_holding(repo, locks("review_queue"), claim("r1"), claim("r2"))
+    assert (waited, deadlocks) == (True, [])
+    (refused,) = raised
+    assert isinstance(refused, ConflictError)
+    assert str(refused).startswith("the item is claimed by another reviewer until")
+    assert repo.get_item(policy, item.id, now=T0).assignee == "r1"
 
 
 def waits(repo: SqlRepository, pid: int) -> bool:
@@ -194,14 +275,15 @@ def beside_an_entry_added(
     repo: SqlRepository,
     add: Callable[[], Any],
     holder: Callable[[], Any],
-    remove: Callable[[], Any],
+    confirm: Callable[[], Any],
 ) -> tuple[list[str], list[BaseException]]:
     """Run ``add`` (an entry added) until it holds the protected names, then ``holder`` (a write
-    on an account whose name holds the entry) until it waits, then ``remove`` (an entry removed
-    whose item the account has) until it waits or ends, then let ``add`` go on: the SQLSTATEs of
-    the deadlocks any met, and what any raised. A write that locked the account before asking
-    for the protected names would hold what ``remove`` waits for, ``remove`` the item ``add``
-    goes on to lock, and ``add`` what the write waits for."""
+    on an account whose name holds the entry) until it waits, then ``confirm`` (a decision
+    confirming the account's open impersonation item, which locks the item, then the account)
+    until it waits or ends, then let ``add`` go on: the SQLSTATEs of the deadlocks any met, and
+    what any raised. A write that locked the account before asking for the protected names
+    would hold what ``confirm`` waits for, ``confirm`` the item ``add`` goes on to lock, and
+    ``add`` what the write waits for."""
     holds, go = threading.Event(), threading.Event()
     pids: dict[threading.Thread, int] = {}
     deadlocks: list[str] = []
@@ -242,7 +324,7 @@ def beside_an_entry_added(
             threading.Event().wait(0.02)
         return False
 
-    adding, holding, removing = run(add), run(holder), run(remove)
+    adding, holding, confirming = run(add), run(holder), run(confirm)
     event.listen(repo.engine, "before_cursor_execute", known)
     event.listen(repo.engine, "after_cursor_execute", pause)
     event.listen(repo.engine, "handle_error", failed)
@@ -251,11 +333,11 @@ def beside_an_entry_added(
         assert holds.wait(10), "the entry's add never took the protected names"
         holding.start()
         assert waited(holding), "the write on the account never waited for the entry's add"
-        removing.start()
-        waited(removing)
+        confirming.start()
+        waited(confirming)
     finally:
         go.set()
-        for thread in (adding, holding, removing):
+        for thread in (adding, holding, confirming):
             thread.join(30)
         event.remove(repo.engine, "before_cursor_execute", known)
         event.remove(repo.engine, "after_cursor_execute", pause)
@@ -263,15 +345,15 @@ def beside_an_entry_added(
     return deadlocks, raised
 
 
-def test_a_rename_beside_a_protected_name_added_and_one_removed_deadlocks_with_neither(
+def test_a_rename_beside_a_protected_name_added_and_a_decision_deadlocks_with_neither(
     repo: SqlRepository, policy: Policy
 ) -> None:
     """The rename asks for the protected names (shared) before it locks the account: the add
     holds them (exclusive) and goes on to the account's open impersonation item, which the
-    removal of the entry it holds locks before the account."""
+    decision confirming it locks before the account."""
     repo.put_account(policy, "kept", name="姚明球迷会官方", now=T0)
     repo.add_protected_name(policy, name="姚明", kind="person", subject_ids=[], by="k", now=T0)
-    (removed,) = repo.protected_names()
+    (held,) = repo.list_items(policy, kind="impersonation", now=T0).items
     at = T0 + HOUR
 
     def add() -> None:
@@ -282,17 +364,17 @@ def test_a_rename_beside_a_protected_name_added_and_one_removed_deadlocks_with_n
     def rename() -> None:
         repo.put_account(policy, "kept", name="篮球之家", by="k-pub", now=at)
 
-    def remove() -> None:
-        repo.remove_protected_name(policy, removed.id, "k-admin", now=at)
-
-    assert beside_an_entry_added(repo, add, rename, remove) == ([], [])
-    assert [e.name for e in repo.protected_names()] == ["球迷会官方"]
-    assert repo.get_account(policy, "kept", now=at).name == "篮球之家"
+    assert beside_an_entry_added(repo, add, rename, confirming(repo, policy, held, at)) == ([], [])
+    assert [e.name for e in repo.protected_names()] == ["姚明", "球迷会官方"]
+    shown = repo.get_account(policy, "kept", now=at)
+    assert shown.name == "篮球之家"
+    # confirmed before the add came to it, then corrected by the rename
+    assert "suspend_service" not in {d.kind for d in shown.dispositions}
     (item,) = repo.list_items(policy, kind="impersonation", now=at).items
     assert [p["name"] for p in (item.evidence or {})["protected"]] == ["球迷会官方"]
 
 
-def test_an_upheld_appeal_beside_a_protected_name_added_and_one_removed_deadlocks_with_neither(
+def test_an_upheld_appeal_beside_a_protected_name_added_and_a_decision_deadlocks_with_neither(
     repo: SqlRepository, policy: Policy
 ) -> None:
     """Upholding the appeal of the close that stood in for art8's termination asks for the
@@ -303,7 +385,7 @@ def test_an_upheld_appeal_beside_a_protected_name_added_and_one_removed_deadlock
     repo.add_protected_name(
         policy, name="球迷会", kind="organisation", subject_ids=[], by="k", now=T0 + 17 * DAY
     )
-    removed = next(e for e in repo.protected_names() if e.name == "球迷会")
+    (held,) = repo.list_items(policy, kind="impersonation", now=T0 + 17 * DAY).items
     at = T0 + 20 * DAY
     appealed = appeal_of(repo, policy, made[1], at)
 
@@ -315,19 +397,28 @@ def test_an_upheld_appeal_beside_a_protected_name_added_and_one_removed_deadlock
     def uphold() -> None:
         repo.decide_appeal(policy, appealed, "r2", "uphold", None, now=at)
 
-    def remove() -> None:
-        repo.remove_protected_name(policy, removed.id, "k-admin", now=at)
-
-    assert beside_an_entry_added(repo, add, uphold, remove) == ([], [])
-    assert sorted(e.name for e in repo.protected_names()) == ["姚明", "明球迷"]
+    assert beside_an_entry_added(repo, add, uphold, confirming(repo, policy, held, at)) == ([], [])
+    assert sorted(e.name for e in repo.protected_names()) == ["姚明", "明球迷", "球迷会"]
+    assert {(a.id, a.status) for a in repo.list_appeals(now=at).appeals} == {(appealed, "upheld")}
+    # the impersonation confirmed beside it calls for a close of its own: none is left to stand
+    # in for art8's termination
     shown = repo.get_account(policy, "acc1", now=at).dispositions
+    assert {
+        (d.kind, d.item_id) for d in shown if d.kind in {"suspend_service", "close_account"}
+    } == {
+        ("suspend_service", held.id),
+        ("close_account", held.id),
+    }
+
+
+def confirming(
+    repo: SqlRepository, policy: Policy, item: views.Item, at: datetime
+) -> Callable[[], views.Decision]:
+    """A decision confirming the impersonation ``item``."""
     basis = policy.registration.protected_basis
-    assert [(d.kind, d.basis) for d in shown if d.kind == "close_account"] == [
-        ("close_account", basis)
-    ]
+    return lambda: repo.decide(policy, item.id, "r1", "confirm", "impersonation", basis, now=at)
 
 
-LOCKS_ACCOUNTS = re.compile(r"\bFROM accounts\b.*\bFOR (NO KEY )?UPDATE\b", re.DOTALL)
 MOVES_CLOCKS = re.compile(r"^UPDATE accounts SET active_at=")
 
 

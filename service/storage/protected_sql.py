@@ -158,11 +158,11 @@ class ProtectedSql(ReviewSql):
         stays: an upheld appeal is its remedy."""
 
         def run(tx: Tx) -> views.ProtectedName:
-            entry = tx.session.scalar(
-                select(StoredProtectedName)
-                .where(StoredProtectedName.id == entry_id)
-                .with_for_update()
-            )
+            # as adding one does: an entry added meanwhile, that a name released here holds
+            # too, comes after the removal (the chain's order), never before a release that
+            # found the name holding no other; and two removals of one entry, one at a time
+            lock_protected_names(tx)
+            entry = tx.session.get(StoredProtectedName, entry_id)
             if entry is None:
                 raise NotFoundError("no_protected_name", entry_id=entry_id)
             # the items before the accounts, each in account order, as adding an entry locks

@@ -78,8 +78,8 @@ def locking(query: S) -> S:
     their own order (:func:`lock_subject`, :func:`lock_protected_names`,
     :func:`lock_signup_batch`): one taken under a row's lock would have a writer wait for it
     holding the row, while its holder (an entry being added, holding the protected names)
-    waits for a row that a third writer holds waiting for that one (an entry removed, holding
-    the item, waiting for the account)."""
+    waits for a row that a third writer holds waiting for that one (a decision confirming the
+    account's impersonation item, holding the item, waiting for the account)."""
     return query.with_for_update(key_share=True)
 
 
@@ -93,10 +93,11 @@ def lost_race(exc: StorageError) -> bool:
 
 
 def lock_protected_names(tx: Tx, *, shared: bool = False) -> None:
-    """Hold the protected names until the transaction ends: an entry being added (exclusive)
-    waits for the renames under way (shared), and they for it, so that each sees the other: a
-    rename is checked against the entry, or the entry finds the new name among those that hold
-    it."""
+    """Hold the protected names until the transaction ends: an entry being added or removed
+    (exclusive) waits for the renames under way (shared), and they for it, so that each sees
+    the other: a rename is checked against the entry, or the entry finds the new name among
+    those that hold it; and an entry added waits for one being removed, whose release of an
+    account rests on the entries its name holds."""
     _advisory_lock(tx, "protected-names", shared=shared)
 
 
