@@ -504,7 +504,8 @@ def _when(entry: object) -> tuple[int, float, bool]:
         if "scored_at" not in entry:
             return 0, 0.0, request
         return 1, float(cast(float, entry["scored_at"])), request
-    boot, at = entry["boot"], entry["monotonic_ns"]
+    # a clock left out is no count either: a KeyError would fail every drain
+    boot, at = entry["boot"], entry.get("monotonic_ns")
     if not isinstance(boot, int) or not isinstance(at, int) or boot < 0:
         raise TypeError(f"a spooled line's boot and monotonic_ns are counts, not {boot!r}, {at!r}")
     return 2 + boot, at, request
