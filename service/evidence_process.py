@@ -26,6 +26,7 @@ import logging.handlers
 import multiprocessing
 import os
 import queue
+import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -151,27 +152,29 @@ class EvidenceProcess:
         with self._lock:
             if self._closed:
                 raise EvidenceLostError("the evidence process is closed")
-            if self._worker is None:
-                context = multiprocessing.get_context("spawn")
-                mine, theirs = context.Pipe()
-                level = logging.getLogger().getEffectiveLevel()
-                process = context.Process(
-                    target=serve, args=(theirs, level), name="evidence", daemon=True
-                )
-                process.start()
-                assert process.pid is not None  # started
-                # at once, so that even its imports (a second or so of CPU) wait for idle cores
-                idle_priority(process.pid)
-                theirs.close()  # its end is the process's alone: it reads EOF once ours closes
-                # over the pipe, not as an argument: the model's tokenizer outgrows a pipe's
-                # buffer, and a server killed while the process read its arguments had Python
-                # print a traceback in the server's log; from the pipe it is read by serve(),
-                # which ends quietly on a message cut short
-                self._worker = Worker(process, mine)
-                # an end already is the call's to find out
-                with contextlib.suppress(OSError):
-                    mine.send(self.explaining)
-            return self._worker
+            if self._worker is not None:
+                return self._worker
+            context = multiprocessing.get_context("spawn")
+            mine, theirs = context.Pipe()
+            level = logging.getLogger().getEffectiveLevel()
+            process = context.Process(
+                target=serve, args=(theirs, level), name="evidence", daemon=True
+            )
+            process.start()
+            assert process.pid is not None  # started
+            # at once, so that even its imports (a second or so of CPU) wait for idle cores
+            idle_priority(process.pid)
+            theirs.close()  # its end is the process's alone: it reads EOF once ours ends
+            started = self._worker = Worker(process, mine)
+        # over the pipe, not as an argument: the model's tokenizer outgrows a pipe's buffer, and
+        # a server killed while the process read its arguments had Python print a traceback in
+        # the server's log; from the pipe it is read by serve(), which ends quietly on a message
+        # cut short. Not under the lock: the idle-scheduled process reads it once a core falls
+        # idle, on a busy host maybe never, and close() waited for that. An end already, or one
+        # by close() meanwhile, is the call's to find out
+        with contextlib.suppress(OSError):
+            started.connection.send(self.explaining)
+        return started
 
     def _stop(self, worker: Worker) -> int | None:
         """End ``worker`` unless it was ended already; its exit code."""
@@ -179,7 +182,7 @@ class EvidenceProcess:
             if self._worker is not worker:
                 return None
             self._worker = None
-        worker.connection.close()
+        _hang_up(worker.connection)
         worker.process.join(STOP_S)
         if worker.process.exitcode is None:
             worker.process.kill()
@@ -196,3 +199,12 @@ class EvidenceProcess:
             worker = self._worker
         if worker is not None:
             self._stop(worker)
+
+
+def _hang_up(connection: Connection) -> None:
+    """End both ways of ``connection`` (a socket's): the process reads EOF, and a send or a
+    receive under way on another thread (a call :meth:`EvidenceProcess.close` ends) fails at
+    once. Not closed here: closed under that thread's send, the send's next write went to no
+    descriptor at all (a TypeError, not the call's OSError); it closes once dropped."""
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(connection.fileno())) as end:
+        end.shutdown(socket.SHUT_RDWR)

@@ -3,20 +3,25 @@ killed without holding up the publish path, and never left behind by its server.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pytest
 from servicekit import Troubled, open_api, wait_for, write_policy
 
+from service import evidence_process
 from service.evidence import Remembered
 from service.evidence_process import EvidenceLostError, EvidenceProcess
-from service.pipeline import NO_EVIDENCE, Pipeline
+from service.pipeline import NO_EVIDENCE, Explaining, Pipeline
 from service.policy import load_policy
 from service.record import Post
 
@@ -159,3 +164,54 @@ def test_what_the_process_logs_is_logged_by_the_server(
     (said,) = [r for r in caplog.records if r.getMessage().startswith("evidence search failed")]
     assert said.name == "service.pipeline" and said.post_id == POSTS[0].id  # type: ignore[attr-defined]
     assert "the session failed" in said.getMessage()
+
+
+@dataclass(frozen=True)
+class Larger:
+    """A model whose tokenizer outgrows the socket's buffer too (a larger vocabulary's)."""
+
+    explaining: Explaining
+    vocabulary: bytes = bytes(8 << 20)
+
+
+def test_closing_while_the_process_has_not_read_its_model_ends_it(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle-scheduled process on a host whose cores stay busy gets no CPU to read the model
+    sent to it (larger than the pipe holds): stopping the server ends it after its grace, as it
+    ends one mid-search, instead of waiting for an idle core, and the call under way fails as
+    one whose process was killed."""
+    frozen: list[int] = []
+
+    def no_idle_core(pid: int = 0) -> None:
+        os.kill(pid, signal.SIGSTOP)
+        frozen.append(pid)
+
+    monkeypatch.setattr(evidence_process, "idle_priority", no_idle_core)
+    monkeypatch.setattr(evidence_process, "STOP_S", 0.5)
+    records = pipeline.score_many(POSTS[:1], evidence=False)
+    process = EvidenceProcess(cast(Explaining, Larger(pipeline.explaining())))
+    raised: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            process.explain(POSTS[:1], records)
+        except BaseException as exc:  # anything, to report it from the test's thread
+            raised.append(exc)
+
+    calling = threading.Thread(target=call)
+    calling.start()
+    try:
+        wait_for(lambda: bool(frozen))
+        closing = threading.Thread(target=process.close)
+        closing.start()
+        closing.join(30)
+        assert not closing.is_alive(), "close waited for the process to read its model"
+        calling.join(30)
+        assert not calling.is_alive()
+        assert [type(exc) for exc in raised] == [EvidenceLostError]
+        assert not running(frozen[0])
+    finally:
+        for pid in frozen:  # let the threads end, failed or not
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
