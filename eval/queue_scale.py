@@ -7,7 +7,8 @@ accounts, 20,000 appeals, 100,000 dispositions with their audit records, their d
 credit changes and 50,000 reports. Then it makes every read the console's pages and the review
 API make, through HTTP as a signed-in admin and a reviewer's key (the dashboard's aggregates
 called one by one, as its page reads them once a minute): first pages, a deep page through the
-cursor, the filters the pages offer, an item and an account. For each it counts the statements
+cursor, the filters the pages offer, an item and an account, and a deep page of the account's
+history. For each it counts the statements
 the request ran, times it, and runs each statement again under ``EXPLAIN (ANALYZE, BUFFERS)``
 for the slowest one's time, the buffers all of them touched and any sequential scan that read
 more than :data:`BIG_SCAN` rows.
@@ -43,7 +44,7 @@ from service import subject_key
 from service.api.app import create_app
 from service.heads import RISKS
 from service.policy import load_policy
-from service.review import appeals
+from service.review import appeals, credit
 from service.security import create_key, create_user
 from service.settings import settings_or_exit
 from service.storage import open_repository, upgrade
@@ -51,9 +52,9 @@ from service.storage.console_sql import ConsoleReads
 from service.storage.database import alembic_config, make_engine, stored_revision
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-INDEXES = "0039_review_read_indexes"
+INDEXES = "0040_account_history_indexes"
 """The migration whose indexes ``after`` has and ``before`` has not."""
-BEFORE = "0038_signup_batches"
+BEFORE = "0039_review_read_indexes"
 BIG_SCAN = 10_000
 """A sequential scan past this many rows is shown."""
 SIZES = {
@@ -496,9 +497,19 @@ def reads_of(
             {"a": busiest},
         ) or db.scalar(text("SELECT max(id) FROM review_queue WHERE kind = 'report'"))
         mid_seq = (db.scalar(text("SELECT seq FROM audit_head")) or 0) // 2
+        # three quarters into the busiest account's credit changes: a deep page of its history
+        change = db.execute(
+            text(
+                "SELECT at, id FROM credit_ledger WHERE account_id = :a ORDER BY at, id "
+                "OFFSET (SELECT count(*) FROM credit_ledger WHERE account_id = :a) * 3 / 4 "
+                "LIMIT 1"
+            ),
+            {"a": busiest},
+        ).one()
     queue_cursor = f"{deep.urgency!r}_{deep.id}"
     appeal_cursor = appeals.cursor(appeal.deadline.astimezone(UTC), appeal.id)
     report_cursor = appeals.cursor(report.created_at.astimezone(UTC), report.id)
+    history_cursor = credit.history_cursor("credit", change.at.astimezone(UTC), change.id)
 
     def get(path: str, headers: dict[str, str] | None = None) -> Read:
         def run() -> None:
@@ -518,6 +529,7 @@ def reads_of(
         get("/console/queue?status=confirmed"),
         get("/console/queue?assignee=reviewer-3"),
         get(f"/console/items/{item}"),
+        get(f"/console/items/{item}?cursor={history_cursor}"),
         get("/console/appeals"),
         get("/console/appeals?status=all"),
         get(f"/console/appeals?status=all&cursor={appeal_cursor}"),
@@ -537,6 +549,7 @@ def reads_of(
         get("/v1/dispositions?after=0&limit=100", api),
         get(f"/v1/dispositions?after={mid_seq}&limit=100", api),
         get(f"/v1/accounts/{busiest}", api),
+        get(f"/v1/accounts/{busiest}?cursor={history_cursor}", api),
     ]
     parts = [
         Read("dashboard: queued per head per day", lambda: reads.flagged_per_day(now, 14, zone)),

@@ -2905,6 +2905,46 @@ def test_a_follower_jump_links_the_accounts_last_decided_one_and_lists_its_other
     assert "The account&#39;s other items (2)" in page
 
 
+def test_an_item_page_shows_the_account_s_history_a_page_at_a_time(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The account's history on an item's page comes ``ACCOUNT_HISTORY`` entries at a time, as
+    the API pages it, a link to the next page carrying its cursor: every entry once, in order;
+    a cursor no page gave out is refused as the listings' are."""
+    monkeypatch.setattr(pages, "ACCOUNT_HISTORY", 2)
+    review, policy = api.services.review, api.services.scoring.policy
+    for post in ("p1", "p2"):
+        assert api.score({"id": post, "text": RUMOR, "account_id": "a1"}).status_code == 200
+    api.settle()
+    for queued in review.list_items(policy).items:
+        review.decide(policy, queued.id, "wang", "confirm", "rumor", "art18.6")
+    whole = review.get_account(policy, "a1", limit=1000).history
+    assert len(whole) > 2
+    said = [
+        ("reason", h.reason) if isinstance(h, views.CreditChange) else ("kind", h.kind)
+        for h in whole
+    ]
+    sign_in(api, "li")
+    item = f"/console/items/{review.list_items(policy, status='confirmed').items[0].id}"
+    shown: list[tuple[str, str]] = []
+    url: str | None = item
+    while url is not None:
+        page = api.client.get(url)
+        assert page.status_code == 200, url
+        history = page.text.split('class="history"')[1].split("</ul>")[0]
+        entries = re.findall(r'<li>[^<]*<span data-(reason|kind)="([^"]+)"', history)
+        assert 1 <= len(entries) <= 2
+        shown += entries
+        assert 'id="no-credit-record"' not in page.text
+        later = re.findall(r'<a href="([^"]+)" id="history-next">', page.text)
+        url = later[0].replace("&amp;", "&") if later else None
+        assert url is None or url.startswith(f"{item}?cursor=")
+    assert shown == said
+    refused = api.client.get(f"{item}?cursor=abc")
+    assert refused.status_code == 422
+    assert refusal_of(refused.text) == "翻页位置: 不是列表给出的位置"
+
+
 def test_the_dashboards_score_plots_say_they_count_the_stored_records_alone(
     tmp_path: Path, database_url: str, pipeline: Pipeline
 ) -> None:

@@ -433,6 +433,50 @@ def test_who_decided_and_lifted_is_shown_to_the_trust_team_only(api: Api) -> Non
         assert hidden["lifted_at"] and "张伟" not in answer.text and "李娜" not in answer.text
 
 
+def test_an_account_s_history_is_paged_by_cursor_and_a_bad_cursor_or_limit_is_named(
+    api: Api,
+) -> None:
+    """The history comes ``limit`` entries at a time (``next`` the cursor of the page after),
+    as the other listings do: the first page as the whole was while it fits, every entry once
+    across pages; a cursor no page gave out, or a limit out of range, 422 at its parameter."""
+    policy, review = api.services.scoring.policy, api.services.review
+    for post in ("p1", "p2"):
+        item = flagged_item(api, post)
+        review.decide(policy, item["id"], "张伟", "confirm", "rumor", "art18.6")
+    url, headers = "/v1/accounts/acc1", api.headers(api.new_key("reviewer"))
+    whole = api.client.get(url, headers=headers).json()
+    assert whole["next"] is None and len(whole["history"]) >= 4
+    paged, query = [], "?limit=1"
+    while True:
+        page = api.client.get(url + query, headers=headers)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert len(body["history"]) == 1
+        assert {k: v for k, v in body.items() if k not in ("history", "next")} == {
+            k: v for k, v in whole.items() if k not in ("history", "next")
+        }
+        paged += body["history"]
+        if body["next"] is None:
+            break
+        query = f"?limit=1&cursor={body['next']}"
+    assert paged == whole["history"]
+    for bad, where in [
+        ("cursor=nope", "cursor"),
+        ("cursor=", "cursor"),
+        ("cursor=x1_1", "cursor"),
+        ("cursor=c1_0", "cursor"),
+        ("cursor=d99999999999999999999999_1", "cursor"),
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=some", "limit"),
+    ]:
+        refused = api.client.get(f"{url}?{bad}", headers=headers)
+        assert refused.status_code == 422, bad
+        assert [e["loc"] for e in refused.json()["detail"]] == [["query", where]], bad
+    nope = api.client.get(f"{url}?cursor=nope", headers=headers).json()
+    assert nope["detail"][0]["msg"] == "not a cursor this API gave out"
+
+
 def test_the_platform_polls_the_dispositions_it_must_carry_out(api: Api) -> None:
     """Art19's dispositions and their lifting on an upheld appeal (art20), for the platform to
     carry out: each once, in commit order, who decided for the trust team only."""

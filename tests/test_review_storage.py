@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from servicekit import migrate, record
-from sqlalchemy import event, insert, inspect, select, text
+from sqlalchemy import event, func, insert, inspect, select, text
 from sqlalchemy.orm import Session
 
 from service.heads import RISKS, Risk
@@ -22,6 +22,7 @@ from service.policy import Policy, load_policy
 from service.record import Decision, Post, ScoreRecord
 from service.review import chain, credit, views
 from service.review.appeals import AppealClosedError
+from service.review.credit import parse_history_cursor
 from service.review.items import (
     EARLIER,
     ConflictError,
@@ -37,7 +38,7 @@ from service.storage import Pending, SqlRepository, idempotency_sql, open_reposi
 from service.storage.credit_steps import apply_disposition, locked_account
 from service.storage.database import make_engine
 from service.storage.repository import Idempotency, IdempotencyMismatchError, Role
-from service.storage.tables import IdempotentWrite, StoredDisposition
+from service.storage.tables import CreditEntry, IdempotentWrite, StoredDisposition
 from service.storage.transaction import Tx, append_records
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
@@ -598,6 +599,56 @@ def test_an_upheld_appeal_reverses_credit_and_lifts_dispositions_by_new_events(
     (label,) = repo.labels()
     assert label["label"] == 0 and label["appeal_upheld"]
     assert verify(repo) == []
+
+
+def test_an_account_s_history_is_read_a_page_at_a_time_without_loss_or_duplication(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """An account's history (credit changes and dispositions, oldest first) comes ``limit`` at
+    a time after the cursor of the page before: every entry once, in the order of the whole,
+    a moment's credit changes before its dispositions, and the active dispositions and credit
+    on every page."""
+    items = [flag(repo, f"p{n}", "acc1", "block") for n in range(4)]
+    # two decisions a moment: each moment holds credit changes and dispositions of both
+    for n, item in enumerate(items):
+        repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6", now=T0 + n // 2 * HOUR)
+    appeal = repo.file_appeal(
+        policy, account_id="acc1", item_id=items[0], reason="误判", filed_by="k1", now=T0 + HOUR
+    )
+    repo.decide_appeal(policy, appeal.id, "r2", "uphold", None, now=T0 + HOUR)
+    now = T0 + 2 * HOUR
+    with Session(repo.engine) as session:
+        stored = sum(
+            session.scalar(select(func.count()).where(table.account_id == "acc1")) or 0
+            for table in (CreditEntry, StoredDisposition)
+        )
+    whole = repo.get_account(policy, "acc1", limit=1000, now=now)
+    assert whole.next is None and len(whole.history) == stored
+
+    def place(entry: views.CreditChange | views.Disposition) -> tuple[datetime, int, int]:
+        if isinstance(entry, views.CreditChange):
+            return entry.at, 0, entry.id
+        return entry.starts_at, 1, entry.id
+
+    places = [place(h) for h in whole.history]
+    assert places == sorted(places)
+    # both kinds at one moment, so that a page's end falls between them
+    assert any(
+        {0, 1} <= {kind for at, kind, _ in places if at == moment} for moment in (T0, T0 + HOUR)
+    )
+    for limit in (1, 2, 3):
+        paged: list[views.CreditChange | views.Disposition] = []
+        cursor = None
+        while True:
+            page = repo.get_account(policy, "acc1", cursor=cursor, limit=limit, now=now)
+            # no empty last page: a page that ends the history says so
+            assert 1 <= len(page.history) <= limit
+            assert (page.credit, page.dispositions) == (whole.credit, whole.dispositions)
+            paged += page.history
+            if page.next is None:
+                break
+            cursor = parse_history_cursor(page.next)
+        assert paged == whole.history, limit
 
 
 def test_the_disposition_feed_gives_each_change_once_in_commit_order_a_page_at_a_time(

@@ -40,6 +40,7 @@ from service.record import MAX_ID_CHARS, blank, check_text, unix_time
 from service.review import dormancy, views
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.appeals import parse_cursor as appeal_cursor
+from service.review.credit import HISTORY_PAGE, parse_history_cursor
 from service.review.items import (
     MAX_ROW_ID,
     Action,
@@ -245,6 +246,7 @@ class Signed(Protocol):
 
 
 V = TypeVar("V", bound=Signed)
+P = TypeVar("P")
 
 
 def shown_to(who: Principal, view: V) -> V:
@@ -255,8 +257,8 @@ def shown_to(who: Principal, view: V) -> V:
 
 def query_cursor(
     given: str | None,
-    parse: Callable[[str | None], tuple[float, int] | None] = parse_cursor,
-) -> tuple[float, int] | None:
+    parse: Callable[[str | None], P | None],
+) -> P | None:
     """The position a listing's ``cursor`` query names (read by ``parse``), or a 422 that
     points at it; the console's listings read theirs the same way."""
     try:
@@ -284,7 +286,7 @@ async def list_items(
         head=head,
         assignee=assignee,
         kind=kind,
-        cursor=query_cursor(cursor),
+        cursor=query_cursor(cursor, parse_cursor),
         limit=limit,
     )
 
@@ -365,12 +367,24 @@ async def decide(
         {NotFoundError: "the service knows no account of that id", StorageError: STORAGE_DOWN}
     ),
 )
-async def get_account(account_id: AccountId, found: Found, who: Anyone) -> views.Account:
-    """Credit, level, active dispositions and the history of both; the reviewers who decided
-    and lifted the dispositions for reviewer and admin keys only. An account the service knows
-    (by its posts or review items) that was never charged is at the initial credit."""
-    policy = found.scoring.policy
-    return shown_to(who, await run_in_threadpool(found.review.get_account, policy, account_id))
+async def get_account(
+    account_id: AccountId,
+    found: Found,
+    who: Anyone,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = HISTORY_PAGE,
+) -> views.Account:
+    """Credit, level, active dispositions and the history of both, ``limit`` entries a page
+    (``next`` the cursor of the page after); the reviewers who decided and lifted the
+    dispositions for reviewer and admin keys only. An account the service knows (by its posts
+    or review items) that was never charged is at the initial credit."""
+    after = query_cursor(cursor, parse_history_cursor)
+    account = await run_in_threadpool(
+        lambda: found.review.get_account(
+            found.scoring.policy, account_id, cursor=after, limit=limit
+        )
+    )
+    return shown_to(who, account)
 
 
 @router.get("/dispositions", responses=READS)

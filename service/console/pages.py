@@ -60,6 +60,7 @@ from service.policy.governance import CATEGORIES, Category
 from service.review import dormancy
 from service.review.appeals import APPEAL_STATUSES, AppealStatus, check_resolver
 from service.review.appeals import parse_cursor as appeal_cursor
+from service.review.credit import HistoryPlace, parse_history_cursor
 from service.review.items import (
     FINAL,
     KINDS,
@@ -72,6 +73,7 @@ from service.review.items import (
     Shown,
     Status,
     check_claim,
+    parse_cursor,
     report_due,
     reports_late_before,
 )
@@ -86,6 +88,9 @@ ITEM_REPORTS = 100
 ACCOUNT_ITEMS = 20
 """How many of the account's other items an item's page lists (the latest); it counts them
 all."""
+ACCOUNT_HISTORY = 50
+"""How many entries of the account's history an item's page lists, oldest first; a link goes
+on to the next ones."""
 DASHBOARD_S = 60.0
 """How long a process shows the same dashboard: its aggregates scan the queue (about 2 s with a
 million items, ``eval.console``), too slow to run on every load."""
@@ -205,7 +210,7 @@ async def queue(
     cursor: str | None = None,
 ) -> HTMLResponse:
     policy = who.found.scoring.policy
-    position = query_cursor(cursor)
+    position = query_cursor(cursor, parse_cursor)
     page = await who.call(
         who.found.review.list_items,
         policy,
@@ -240,21 +245,37 @@ async def queue(
 
 
 @router.get("/items/{item_id}")
-async def item_page(item_id: ItemId, who: Signed) -> HTMLResponse:
-    return await show_item(who, item_id)
+async def item_page(item_id: ItemId, who: Signed, cursor: str | None = None) -> HTMLResponse:
+    """The item's page; ``cursor`` the page of its account's history it shows (its ``next``
+    link's), the first where none is given."""
+    return await show_item(who, item_id, history=query_cursor(cursor, parse_history_cursor))
 
 
-async def show_item(who: Viewer, item_id: int, refused: Refusal | None = None) -> HTMLResponse:
-    """The item's page; with ``refused``, as the answer to that refused form of it."""
+async def show_item(
+    who: Viewer,
+    item_id: int,
+    refused: Refusal | None = None,
+    history: HistoryPlace | None = None,
+) -> HTMLResponse:
+    """The item's page; with ``refused``, as the answer to that refused form of it; with
+    ``history``, its account's history after that place."""
     policy = who.found.scoring.policy
     try:
         item = await who.call(who.found.review.get_item, policy, item_id)
     except NotFoundError:
         return who.page("error.html", 404, message_key="not_found")
-    account = None
+    account, history_url = None, None
     if item.account_id is not None:
         # known by this item: one never charged is at the initial credit
-        account = await who.call(who.found.review.get_account, policy, item.account_id)
+        account = await who.call(
+            who.found.review.get_account,
+            policy,
+            item.account_id,
+            cursor=history,
+            limit=ACCOUNT_HISTORY,
+        )
+        if account.next:
+            history_url = f"/console/items/{item_id}?" + urlencode({"cursor": account.next})
     record = present.record_of(item) or {}
     reasons = record.get("reasons", [])
     t = translator(language_of(who.request))
@@ -327,6 +348,8 @@ async def show_item(who: Viewer, item_id: int, refused: Refusal | None = None) -
         appeals=appealed,
         others=others,
         account=account,
+        history_url=history_url,
+        history_later=history is not None,
         # a dormant account's clock, current: a return since the sweep shows as one
         clock=account if item.kind == dormancy.KIND else None,
         # its warning and its dormancy, as the sweep found them

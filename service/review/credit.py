@@ -1,6 +1,7 @@
 """Account credit (art13): deductions for confirmed violations, slow restoration over clean
 periods, levels. Credit only ever changes by a ledger entry of ``delta`` points, so an account's
-credit is always ``initial`` plus the sum of its entries (:func:`replay`)."""
+credit is always ``initial`` plus the sum of its entries (:func:`replay`). And the position in
+an account's history, its credit changes and dispositions, that a page of it ends at."""
 
 from __future__ import annotations
 
@@ -8,9 +9,19 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from service.policy.governance import CreditRules, Level
+from service.review import appeals
 from service.review.items import Violation
+
+HistoryKind = Literal["credit", "disposition"]
+HISTORY_ORDER: tuple[HistoryKind, ...] = ("credit", "disposition")
+"""The order of an account's history entries of one moment: a decision's credit change before
+the dispositions it applied (the order the whole history was given in before it was paged)."""
+HISTORY_PAGE = 100
+"""The entries of an account's history an answer holds where its caller names no ``limit``
+(the API's default, and a profile write's answer)."""
 
 
 def level(rules: CreditRules, credit: int) -> Level:
@@ -120,3 +131,29 @@ def clean_since_reversed(
         if entry.category is None:
             moved = completed(rules, moved, entry.at)[1]
     return min(clean_since, moved)
+
+
+@dataclass(frozen=True)
+class HistoryPlace:
+    """Where a page of an account's history ended: the last entry's kind, and its moment and
+    id as the appeals listing's cursor holds a deadline and an id (:func:`appeals.cursor`)."""
+
+    kind: HistoryKind
+    after: tuple[float, int]
+
+
+def history_cursor(kind: HistoryKind, moment: datetime, row_id: int) -> str:
+    """A history page's ``next``: the appeals listing's cursor of the last entry, after its
+    kind's initial, since a credit change and a disposition may share a moment and an id."""
+    return f"{kind[0]}{appeals.cursor(moment, row_id)}"
+
+
+def parse_history_cursor(given: str | None) -> HistoryPlace | None:
+    """The place a history page's ``next`` names; ValueError for anything else."""
+    if given is None:
+        return None
+    kind = next((k for k in HISTORY_ORDER if given[:1] == k[0]), None)
+    parsed = appeals.parse_cursor(given[1:]) if kind is not None else None
+    if kind is None or parsed is None:
+        raise ValueError(f"{given!r} is not a cursor a listing gave out")
+    return HistoryPlace(kind, parsed)

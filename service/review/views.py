@@ -218,7 +218,13 @@ class Account(BaseModel):
     )
     dispositions: list[Disposition] = Field(description="active dispositions")
     history: list[CreditChange | Disposition] = Field(
-        description="every credit change and disposition, oldest first"
+        description="its credit changes and dispositions, oldest first (a moment's credit "
+        "changes before its dispositions), a page of them: the first `limit`, or those after "
+        "`cursor`"
+    )
+    # a default: a retry may be answered with an account stored before its history was paged
+    next: str | None = Field(
+        default=None, description="cursor for the history's next page, or null at its end"
     )
 
     def unsigned(self) -> Account:

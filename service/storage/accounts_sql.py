@@ -13,15 +13,24 @@ from datetime import UTC, datetime, timedelta
 from types import EllipsisType
 from typing import Any, cast
 
-from sqlalchemy import CompoundSelect, func, null, select, union_all
+from sqlalchemy import ColumnElement, CompoundSelect, func, null, select, union_all
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.policy import Policy
 from service.review import dormancy, registration, signups, views
 from service.review import followers as followers_rules
+from service.review.credit import (
+    HISTORY_ORDER,
+    HISTORY_PAGE,
+    HistoryKind,
+    HistoryPlace,
+    history_cursor,
+)
 from service.review.dispositions import Standing, Stop
-from service.review.items import NotFoundError
+from service.review.items import MAX_ROW_ID, NotFoundError
 from service.storage.credit_steps import active_kinds, active_now, lift, locked_account, restore
 from service.storage.item_steps import (
+    after_cursor,
     final_decision,
     flag_account,
     known_account,
@@ -42,7 +51,9 @@ from service.storage.review_rows import (
     APPLIED,
     LIFTED,
     account_view,
+    change_view,
     disposition_change_view,
+    disposition_view,
     maybe_utc,
     new_account_view,
     utc,
@@ -51,6 +62,7 @@ from service.storage.review_sql import ReviewSql, Sweep
 from service.storage.tables import (
     AuditHead,
     AuditRecord,
+    CreditEntry,
     HeldName,
     ReviewItem,
     StoredAccount,
@@ -184,24 +196,30 @@ class AccountsSql(ReviewSql):
             if subject_id is not None or not isinstance(name, EllipsisType):
                 _lift_corrected(tx, account, by)
             tx.session.flush()
-            return account_view(tx.session, account, tx.now)
+            return _account(tx.session, account, tx.now)
 
         # retried on a lost race: two first jumps of one account both opening its item
         return self._once(policy, now, idem, views.Account, run)
 
     def get_account(
-        self, policy: Policy, account_id: str, now: datetime | None = None
+        self,
+        policy: Policy,
+        account_id: str,
+        cursor: HistoryPlace | None = None,
+        limit: int = HISTORY_PAGE,
+        now: datetime | None = None,
     ) -> views.Account:
-        """The account's credit, level, dispositions and history. One the service knows
-        without a credit record yet (it was never charged nor given a profile) is at the
-        initial credit; one it never saw is 404."""
+        """The account's credit, level, active dispositions and ``limit`` entries of its
+        history after ``cursor`` (:func:`_account`). One the service knows without a credit
+        record yet (it was never charged nor given a profile) is at the initial credit; one it
+        never saw is 404."""
         with self._session() as session:
             account = session.get(StoredAccount, account_id)
             if account is None:
                 if not known_account(session, account_id):
                     raise NotFoundError("no_account", account_id=account_id)
                 return new_account_view(policy, account_id)
-            return account_view(session, account, now or datetime.now(UTC))
+            return _account(session, account, now or datetime.now(UTC), cursor, limit)
 
     def disposition_changes(self, after: int = 0, limit: int = 100) -> views.DispositionFeed:
         """The dispositions applied and lifted after the chain's record ``after``, ``limit`` at
@@ -325,6 +343,73 @@ class AccountsSql(ReviewSql):
             allowed=not refusals,
             reasons=[{"code": r.code, "detail": r.detail} for r in refusals],
         )
+
+
+def _account(
+    session: Session,
+    account: StoredAccount,
+    now: datetime,
+    place: HistoryPlace | None = None,
+    limit: int = HISTORY_PAGE,
+) -> views.Account:
+    """The account at ``now`` with its active dispositions and the ``limit`` entries of its
+    history after ``place``, oldest first, a moment's credit changes before its dispositions
+    (:data:`HISTORY_ORDER`): each kind's next ``limit`` and one, read in its order off its
+    index on the account, merged. An account's history grows with every decision on it, past
+    what one answer holds."""
+    active = session.scalars(
+        select(StoredDisposition)
+        .where(StoredDisposition.account_id == account.account_id, active_now(now))
+        .order_by(StoredDisposition.id)
+    ).all()
+    changes = select(CreditEntry).where(CreditEntry.account_id == account.account_id)
+    given = select(StoredDisposition).where(StoredDisposition.account_id == account.account_id)
+    if place is not None:
+        changes = changes.where(_after(place, "credit", CreditEntry.at, CreditEntry.id))
+        given = given.where(
+            _after(place, "disposition", StoredDisposition.starts_at, StoredDisposition.id)
+        )
+    history: list[views.CreditChange | views.Disposition] = [
+        change_view(e)
+        for e in session.scalars(changes.order_by(CreditEntry.at, CreditEntry.id).limit(limit + 1))
+    ]
+    history += [
+        disposition_view(row, now)
+        for row in session.scalars(
+            given.order_by(StoredDisposition.starts_at, StoredDisposition.id).limit(limit + 1)
+        )
+    ]
+    history.sort(key=_placed)
+    next_ = None
+    if len(history) > limit:
+        moment, rank, row_id = _placed(history[limit - 1])
+        next_ = history_cursor(HISTORY_ORDER[rank], moment, row_id)
+    shown = [disposition_view(row, now) for row in active]
+    return account_view(account, shown, history[:limit], next_)
+
+
+def _placed(entry: views.CreditChange | views.Disposition) -> tuple[datetime, int, int]:
+    """Where ``entry`` stands in its account's history: its moment, its kind's rank in
+    :data:`HISTORY_ORDER` and its id."""
+    if isinstance(entry, views.CreditChange):
+        return entry.at, HISTORY_ORDER.index("credit"), entry.id
+    return entry.starts_at, HISTORY_ORDER.index("disposition"), entry.id
+
+
+def _after(
+    place: HistoryPlace,
+    kind: HistoryKind,
+    moment: InstrumentedAttribute[datetime],
+    row_id: InstrumentedAttribute[int],
+) -> ColumnElement[bool]:
+    """The entries of ``kind`` the history holds after ``place``: of the kind of its last
+    entry, those after it (the listings' :func:`after_cursor`); of a kind that comes later in
+    a moment, those of its moment too; of one that comes earlier, none of its moment."""
+    at, last_id = place.after
+    if kind != place.kind:
+        later = HISTORY_ORDER.index(kind) > HISTORY_ORDER.index(place.kind)
+        last_id = 0 if later else MAX_ROW_ID
+    return after_cursor(moment, row_id, (at, last_id))
 
 
 def _advisory_first(tx: Tx, subject_digest: str | None, *, naming: bool) -> None:

@@ -14,6 +14,7 @@ from service.policy import Policy
 from service.record import Decision, Post, ScoreRecord
 from service.review import chain, views
 from service.review.appeals import AppealAction, AppealStatus
+from service.review.credit import HISTORY_PAGE, HistoryPlace
 from service.review.dispositions import Standing
 from service.review.engagement import Counts
 from service.review.items import Action, Category, Kind, QueueRequest, Shown, Violation
@@ -487,9 +488,15 @@ class ReviewRepository(Protocol):
         ...
 
     def get_account(
-        self, policy: Policy, account_id: str, now: datetime | None = None
+        self,
+        policy: Policy,
+        account_id: str,
+        cursor: HistoryPlace | None = None,
+        limit: int = HISTORY_PAGE,
+        now: datetime | None = None,
     ) -> views.Account:
-        """The account; one known without a credit record is at ``policy``'s initial credit."""
+        """The account, with ``limit`` entries of its history after ``cursor``; one known
+        without a credit record is at ``policy``'s initial credit."""
         ...
 
     def disposition_changes(self, after: int = 0, limit: int = 100) -> views.DispositionFeed:

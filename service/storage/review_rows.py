@@ -5,9 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from service.policy import Policy
 from service.review import appeals as appeal_rules
 from service.review import credit, dispositions, dormancy, items, views
@@ -128,21 +125,14 @@ def disposition_change_view(
     )
 
 
-def account_view(session: Session, account: StoredAccount, now: datetime) -> views.Account:
-    entries = session.scalars(
-        select(CreditEntry)
-        .where(CreditEntry.account_id == account.account_id)
-        .order_by(CreditEntry.id)
-    ).all()
-    rows = session.scalars(
-        select(StoredDisposition)
-        .where(StoredDisposition.account_id == account.account_id)
-        .order_by(StoredDisposition.id)
-    ).all()
-    shown = [disposition_view(row, now) for row in rows]
-    history: list[views.CreditChange | views.Disposition] = [change_view(e) for e in entries]
-    history += shown
-    history.sort(key=lambda h: h.at if isinstance(h, views.CreditChange) else h.starts_at)
+def account_view(
+    account: StoredAccount,
+    active: list[views.Disposition],
+    history: list[views.CreditChange | views.Disposition],
+    next_: str | None,
+) -> views.Account:
+    """The account with its ``active`` dispositions and a page of its ``history`` (``next_``
+    the cursor of the page after it)."""
     return views.Account(
         account_id=account.account_id,
         credit=account.credit,
@@ -155,8 +145,9 @@ def account_view(session: Session, account: StoredAccount, now: datetime) -> vie
         active_by=cast(dormancy.Use | None, account.active_by),
         warned_at=maybe_utc(account.warned_at),
         dormant_at=maybe_utc(account.dormant_at),
-        dispositions=[d for d in shown if d.active],
+        dispositions=active,
         history=history,
+        next=next_,
     )
 
 

@@ -359,12 +359,14 @@ class CreditEntry(Base):
 
     __tablename__ = "credit_ledger"
     __table_args__ = (
+        # an account's history, a page at a time in its order
+        Index("ix_credit_account_at", "account_id", "at", "id"),
         UniqueConstraint("item_id", "account_id", "reason", name="uq_credit_item_reason"),
         UniqueConstraint("appeal_id", name="uq_credit_appeal"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"))
     delta: Mapped[int] = mapped_column(Integer)
     credit: Mapped[int] = mapped_column(Integer)
     level: Mapped[str] = mapped_column(String(16))
@@ -385,6 +387,8 @@ class StoredDisposition(Base):
 
     __tablename__ = "dispositions"
     __table_args__ = (
+        # an account's history, a page at a time in its order
+        Index("ix_dispositions_account_starts", "account_id", "starts_at", "id"),
         Index("ix_dispositions_kind_ends", "kind", "ends_at"),
         # the deadline sweep's candidates: the few suspensions not yet settled among every
         # disposition ever given
@@ -398,7 +402,7 @@ class StoredDisposition(Base):
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"))
     kind: Mapped[str] = mapped_column(String(32))
     basis: Mapped[str] = mapped_column(String(32))
     item_id: Mapped[int | None] = mapped_column(ForeignKey("review_queue.id"), nullable=True)
