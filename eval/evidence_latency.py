@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     flagged = [(p, r) for p, r in zip(posts, records, strict=True) if r.evidence_pending]
     if not flagged:
         parser.exit(1, f"{parser.prog}: none of the {len(posts)} posts is flagged\n")
-    process = EvidenceProcess(pipeline.explaining())
+    process = EvidenceProcess(pipeline.explaining(), settings.evidence_deadline_s)
     # before the load: the process started, its session open, and the same records both ways
     differ = unlike(pipeline, process, flagged[: args.compare])
     pipeline.remembered = Remembered()

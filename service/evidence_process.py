@@ -7,15 +7,25 @@ request's thread that needed it waited for that, at most the time the cores stay
 CPU load the publish path stalled behind the very work meant never to delay it (``python -m
 eval.evidence_latency``). In a process of its own the search holds no lock of the server's.
 
-:class:`EvidenceProcess` hands the posts and records of each call to the process over a pipe,
-one call at a time, and waits for their records with spans. The process is started on the
-first call (from then on, a server that finds no flagged post starts none), idle-scheduled at
-once (every thread of it), and runs the model in a session of its own with one ONNX thread,
-the caller; it remembers recent searches as the pipeline does
+:class:`EvidenceProcess` hands each post of a call that waits for its spans, with its record,
+to the process over a pipe, one at a time, and waits for the record with spans. The process is
+started by the first post to search (a server that finds no flagged post starts none),
+idle-scheduled at once (every thread of it), and runs the model in a session of its own with one
+ONNX thread, the caller; it remembers recent searches as the pipeline does
 (:class:`~service.evidence.Remembered`). A process that stops (killed, out of memory) fails the
 call in progress with :class:`EvidenceLostError` and is started again by the next; a server
 whose process ends (closed or killed) leaves none behind: :meth:`EvidenceProcess.close` ends
 it, and a process whose server is gone finds its pipe closed and ends.
+
+A process that lives but does not answer (a model call that never returns, a deadlock, or no
+idle core for ever on a host that is never idle) would hold the caller, and every search after
+it, for good. Each post's search is therefore given a deadline
+(``evidence_deadline_s``, its start included for the first): a process that misses it is killed,
+the call fails with :class:`EvidenceHungError`, and the next call starts another. Being
+idle-scheduled, a healthy process may be slow on a busy host: the deadline bounds one search,
+not a call, so a process that keeps answering is never taken for hung however long the call
+takes, and each deadline missed in a row doubles the next (up to :data:`MAX_BACKOFF` times), so
+that a process merely starved is not killed before it finishes, again and again.
 """
 
 from __future__ import annotations
@@ -28,10 +38,12 @@ import os
 import queue
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from typing import NoReturn
 
 from service.classify import tokenize_on_calling_thread
 from service.evidence import Remembered
@@ -44,11 +56,17 @@ NICE = 19
 """The evidence process's nice value where idle scheduling is not available."""
 STOP_S = 5.0
 """How long :meth:`EvidenceProcess.close` waits for the process to end before killing it."""
+MAX_BACKOFF = 8
+"""The most times its setting that the deadline grows to after deadlines missed in a row."""
 
 
 class EvidenceLostError(Exception):
     """The evidence process stopped before it answered: the call's records are as they were
     (stored ``evidence_pending``, for a sweep to take up)."""
+
+
+class EvidenceHungError(EvidenceLostError):
+    """The evidence process answered no search by its deadline, and was killed."""
 
 
 def idle_priority(pid: int = 0) -> None:
@@ -109,6 +127,9 @@ def serve(connection: Connection, level: int) -> None:
 class Worker:
     process: BaseProcess
     connection: Connection
+    handing: threading.Thread
+    """Sends the process its :class:`~service.pipeline.Explaining`, which outgrows the pipe's
+    buffer: the send lasts until the process reads it, and is waited for within a deadline."""
 
 
 class EvidenceProcess:
@@ -116,8 +137,13 @@ class EvidenceProcess:
     (see the module's docstring). Its calls are blocking and made one at a time (the service
     makes them on one thread of its own)."""
 
-    def __init__(self, explaining: Explaining) -> None:
+    def __init__(self, explaining: Explaining, deadline_s: float) -> None:
         self.explaining = explaining
+        self.base_deadline_s = deadline_s
+        """How long one search may take (``evidence_deadline_s``)."""
+        self.deadline_s = deadline_s
+        """How long the next search may take: :attr:`base_deadline_s`, doubled by each
+        deadline missed since a search last answered."""
         self._worker: Worker | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -130,60 +156,95 @@ class EvidenceProcess:
 
     def explain(self, posts: Sequence[Post], records: Sequence[ScoreRecord]) -> list[ScoreRecord]:
         """``records`` with their spans (:meth:`~service.pipeline.Pipeline.explain`); raises
-        :class:`EvidenceLostError` when the process stops first, or when closed."""
+        :class:`EvidenceLostError` when the process stops first, or when closed, and
+        :class:`EvidenceHungError` when it answers a search late (it is killed then)."""
+        explained = list(records)
+        for i, (post, record) in enumerate(zip(posts, records, strict=True)):
+            # a post at a time: the deadline bounds one search whatever the call's size, and a
+            # process that goes on answering is never taken for hung
+            if record.evidence_pending:
+                (explained[i],) = self._search(post, record)
+        return explained
+
+    def _search(self, post: Post, record: ScoreRecord) -> list[ScoreRecord]:
+        """The process's answer for one post within :attr:`deadline_s`."""
         worker = self._started()
+        until = time.monotonic() + self.deadline_s
+        # a process yet to read its Explaining is as late as one yet to answer
+        worker.handing.join(self.deadline_s)
+        if worker.handing.is_alive():
+            self._hung(worker)
         try:
-            worker.connection.send((list(posts), list(records)))
+            worker.connection.send(([post], [record]))
             # the sentinel too: ready once the process has ended, whatever else may hold its end
             # of the pipe open (a child forked meanwhile by another thread of the server)
-            wait([worker.connection, worker.process.sentinel])
+            if not wait([worker.connection, worker.process.sentinel], until - time.monotonic()):
+                self._hung(worker)
             if worker.connection.poll():
                 explained: list[ScoreRecord]
                 explained, said = worker.connection.recv()
-                for record in said:
-                    logging.getLogger(record.name).handle(record)
+                for logged in said:
+                    logging.getLogger(logged.name).handle(logged)
+                self.deadline_s = self.base_deadline_s
                 return explained
         except (EOFError, OSError):
             pass
         code = self._stop(worker)
         raise EvidenceLostError(f"the evidence process stopped (exit code {code})")
 
+    def _hung(self, worker: Worker) -> NoReturn:
+        """Kill ``worker``, which missed its deadline."""
+        missed = self.deadline_s
+        self.deadline_s = min(2 * missed, MAX_BACKOFF * self.base_deadline_s)
+        # at once: a process stuck in a model call would not read the pipe's end in time
+        self._stop(worker, wait_s=0)
+        raise EvidenceHungError(
+            f"the evidence process answered no search in {missed:g} s (hung, or never given "
+            f"an idle core): killed; the next search may take {self.deadline_s:g} s"
+        )
+
     def _started(self) -> Worker:
         with self._lock:
             if self._closed:
                 raise EvidenceLostError("the evidence process is closed")
-            if self._worker is not None:
-                return self._worker
-            context = multiprocessing.get_context("spawn")
-            mine, theirs = context.Pipe()
-            level = logging.getLogger().getEffectiveLevel()
-            process = context.Process(
-                target=serve, args=(theirs, level), name="evidence", daemon=True
-            )
-            process.start()
-            assert process.pid is not None  # started
-            # at once, so that even its imports (a second or so of CPU) wait for idle cores
-            idle_priority(process.pid)
-            theirs.close()  # its end is the process's alone: it reads EOF once ours ends
-            started = self._worker = Worker(process, mine)
-        # over the pipe, not as an argument: the model's tokenizer outgrows a pipe's buffer, and
-        # a server killed while the process read its arguments had Python print a traceback in
-        # the server's log; from the pipe it is read by serve(), which ends quietly on a message
-        # cut short. Not under the lock: the idle-scheduled process reads it once a core falls
-        # idle, on a busy host maybe never, and close() waited for that. An end already, or one
-        # by close() meanwhile, is the call's to find out
-        with contextlib.suppress(OSError):
-            started.connection.send(self.explaining)
-        return started
+            if self._worker is None:
+                context = multiprocessing.get_context("spawn")
+                mine, theirs = context.Pipe()
+                level = logging.getLogger().getEffectiveLevel()
+                process = context.Process(
+                    target=serve, args=(theirs, level), name="evidence", daemon=True
+                )
+                process.start()
+                assert process.pid is not None  # started
+                # at once, so that even its imports (a second or so of CPU) wait for idle cores
+                idle_priority(process.pid)
+                theirs.close()  # its end is the process's alone: it reads EOF once ours closes
+                # over the pipe, not as an argument: the model's tokenizer outgrows a pipe's
+                # buffer, and a server killed while the process read its arguments had Python
+                # print a traceback in the server's log; from the pipe it is read by serve(),
+                # which ends quietly on a message cut short. On a thread of its own, since it
+                # waits for the process to read it, as long as the process takes to start (an
+                # end already is the call's to find out)
+                handing = threading.Thread(
+                    target=_hand,
+                    # an end of its own, which it closes, so that ours closes whenever it may
+                    args=(Connection(os.dup(mine.fileno())), self.explaining),
+                    name="evidence-hand",
+                    daemon=True,
+                )
+                handing.start()
+                self._worker = Worker(process, mine, handing)
+            return self._worker
 
-    def _stop(self, worker: Worker) -> int | None:
-        """End ``worker`` unless it was ended already; its exit code."""
+    def _stop(self, worker: Worker, wait_s: float | None = None) -> int | None:
+        """End ``worker`` unless it was ended already, killed once ``wait_s`` (:data:`STOP_S`)
+        have passed; its exit code."""
         with self._lock:
             if self._worker is not worker:
                 return None
             self._worker = None
         _hang_up(worker.connection)
-        worker.process.join(STOP_S)
+        worker.process.join(STOP_S if wait_s is None else wait_s)
         if worker.process.exitcode is None:
             worker.process.kill()
             worker.process.join()
@@ -208,3 +269,10 @@ def _hang_up(connection: Connection) -> None:
     descriptor at all (a TypeError, not the call's OSError); it closes once dropped."""
     with contextlib.suppress(OSError), socket.socket(fileno=os.dup(connection.fileno())) as end:
         end.shutdown(socket.SHUT_RDWR)
+
+
+def _hand(connection: Connection, explaining: Explaining) -> None:
+    """Send ``explaining`` (the process may have ended: the call finds that out), then close
+    ``connection``."""
+    with connection, contextlib.suppress(OSError):
+        connection.send(explaining)

@@ -101,6 +101,11 @@ class Metrics:
             "Stored records left evidence_pending whose evidence the sweep took up",
             registry=r,
         )
+        self.evidence_hung = Counter(
+            "qinglang_evidence_hung_processes",
+            "Evidence processes killed for answering no search within their deadline",
+            registry=r,
+        )
         self.sweep_failures = Counter(
             "qinglang_sweep_failures",
             "Accounts a maintenance sweep could not write and went past, once each a sweep",

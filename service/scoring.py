@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from service.batching import MicroBatcher
-from service.evidence_process import EvidenceLostError, EvidenceProcess
+from service.evidence_process import EvidenceHungError, EvidenceLostError, EvidenceProcess
 from service.gate import DaemonThreads, StorageGate
 from service.metrics import Metrics
 from service.neardup.bank import rumor_copy
@@ -228,6 +228,7 @@ class ScoringService:
         workers: int,
         cache_size: int,
         evidence_lease_s: float,
+        evidence_deadline_s: float,
         idempotency_keep_s: float,
         metrics: Metrics,
     ) -> None:
@@ -262,7 +263,7 @@ class ScoringService:
         # maintenance of its own: it drains the spool while the gate's threads are stuck; its
         # thread, as theirs, does not hold the process's exit (a drain cut short is done again)
         self._upkeep = DaemonThreads(1, "upkeep")
-        self.evidence_process = EvidenceProcess(scorer.explaining())
+        self.evidence_process = EvidenceProcess(scorer.explaining(), evidence_deadline_s)
         # it waits on the evidence process, one call at a time: at the normal priority, as it
         # holds the GIL only to send and receive (idle-scheduled, it held it for long spells)
         self._explainer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evidence")
@@ -468,6 +469,8 @@ class ScoringService:
             )
         except EvidenceLostError as exc:
             # stored evidence_pending already: a sweep takes them up once their lease is past
+            if isinstance(exc, EvidenceHungError):
+                self.metrics.evidence_hung.inc()
             log.warning("evidence not found", extra={"problem": str(exc), "records": len(records)})
             return
         finally:

@@ -141,6 +141,13 @@ class Settings(BaseSettings):
     """A stored record still ``evidence_pending`` this long after it was stored (the evidence
     backlog was full, storage failed, the process stopped) is claimed by a process's sweep,
     which finds its evidence; a claim lasts as long."""
+    evidence_deadline_s: float = Field(default=300.0, gt=0)
+    """How long the evidence process may take over one post's search (its start included, for
+    the first) before it is taken for hung, killed and started again by the next search; the
+    records of the call stay ``evidence_pending``, for the sweep. Idle-scheduled, the process
+    may be slow on a busy host: each deadline missed in a row doubles the next, up to eight
+    times this, so that a process merely starved of CPU is not killed before it ends, again and
+    again."""
     serve_threads: int = Field(default=2, ge=1)
     """ONNX Runtime threads per model call in the server."""
     inference_workers: int = Field(default=1, ge=1)

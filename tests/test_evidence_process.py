@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -20,10 +21,11 @@ from servicekit import Troubled, open_api, wait_for, write_policy
 
 from service import evidence_process
 from service.evidence import Remembered
-from service.evidence_process import EvidenceLostError, EvidenceProcess
+from service.evidence_process import EvidenceHungError, EvidenceLostError, EvidenceProcess
 from service.pipeline import NO_EVIDENCE, Explaining, Pipeline
 from service.policy import load_policy
 from service.record import Post
+from service.settings import Settings
 
 POSTS = [
     Post(id="a", text="紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"),
@@ -31,6 +33,7 @@ POSTS = [
     Post(id="c", text="周末和家人去公园散步，天气很好，拍了几张荷花的照片。"),
 ]
 RUMOR = POSTS[0].text
+DEADLINE_S = Settings().evidence_deadline_s
 
 
 def running(pid: int) -> bool:
@@ -49,7 +52,7 @@ def test_the_process_gives_the_pipelines_records_and_runs_idle_scheduled(
     fresh.remembered = Remembered()
     records = fresh.score_many(POSTS, evidence=False)
     assert any(r.evidence_pending for r in records), "no post to search"
-    process = EvidenceProcess(fresh.explaining())
+    process = EvidenceProcess(fresh.explaining(), DEADLINE_S)
     try:
         assert process.explain(POSTS, records) == fresh.explain(POSTS, records)
         pid = process.pid
@@ -65,10 +68,13 @@ def test_the_process_gives_the_pipelines_records_and_runs_idle_scheduled(
 
 
 def test_a_killed_process_fails_its_call_and_the_next_call_starts_another(
-    pipeline: Pipeline,
+    tmp_path: Path, pipeline: Pipeline
 ) -> None:
-    records = pipeline.score_many(POSTS[:1], evidence=False)
-    process = EvidenceProcess(pipeline.explaining())
+    # the review-all test policy: the post is flagged, and searched
+    own = Pipeline(pipeline.classifier, load_policy(write_policy(tmp_path / "policy.toml")))
+    records = own.score_many(POSTS[:1], evidence=False)
+    assert records[0].evidence_pending
+    process = EvidenceProcess(own.explaining(), DEADLINE_S)
     try:
         explained = process.explain(POSTS[:1], records)
         first = process.pid
@@ -109,6 +115,63 @@ def test_a_killed_evidence_process_holds_up_no_answer_and_loses_no_record(
         assert scoring.evidence_process.pid not in (None, pid)
 
 
+def test_a_process_that_answers_no_search_is_killed_at_its_deadline(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    search = Troubled(pipeline.classifier, tmp_path)
+    search.hold.touch()  # alive, and never answering
+    own = Pipeline(search, load_policy(write_policy(tmp_path / "policy.toml")))
+    records = own.score_many(POSTS[:1], evidence=False)
+    process = EvidenceProcess(own.explaining(), 10.0)
+    calls = ThreadPoolExecutor(1)
+    try:
+        call = calls.submit(process.explain, POSTS[:1], records)
+        wait_for(lambda: process.pid is not None)
+        hung = process.pid
+        assert hung is not None
+        # a bound of the test's own: a call that waited for an answer fails here, not hangs
+        with pytest.raises(EvidenceHungError, match="no search in 10 s"):
+            call.result(timeout=120)
+        assert process.pid is None and not running(hung)
+        # starved, not hung, a process gets longer the next time
+        assert process.deadline_s == 20.0
+        search.hold.unlink()
+        assert process.explain(POSTS[:1], records) == own.explain(POSTS[:1], records)
+        assert process.pid not in (None, hung)
+        assert process.deadline_s == 10.0
+    finally:
+        process.close()
+        calls.shutdown()
+
+
+def test_a_hung_evidence_process_frees_the_evidence_thread_and_its_records_stay_pending(
+    tmp_path: Path, pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    search = Troubled(pipeline.classifier, tmp_path)
+    search.hold.touch()
+    url = f"sqlite:///{tmp_path / 'hung.db'}"
+    with open_api(tmp_path, url, search, evidence_deadline_s=5.0) as api:
+        answer = api.score({"id": "hung", "text": RUMOR}).json()
+
+        def freed() -> bool:
+            metrics = api.client.get("/metrics").text
+            return (
+                "qinglang_evidence_hung_processes_total 1.0" in metrics
+                and "qinglang_evidence_waiting 0.0" in metrics
+            )
+
+        wait_for(freed, 120)
+        repository = api.services.scoring.repository
+        versions = answer["model_version"], answer["policy_version"]
+        stored = repository.find_records(["hung"], *versions)["hung"]
+        assert stored.evidence_pending and stored.decision == answer["decision"]
+        # the sweep takes it up once its lease is past
+        claimed = repository.claim_pending_evidence(answer["model_version"], 10, lease_s=0.0)
+        assert [record.id for _, record in claimed] == ["hung"]
+    (said,) = [r for r in caplog.records if r.getMessage() == "evidence not found"]
+    assert "no search in 5 s" in said.problem  # type: ignore[attr-defined]
+
+
 def test_a_stopped_server_leaves_no_evidence_process(tmp_path: Path, pipeline: Pipeline) -> None:
     with open_api(tmp_path, f"sqlite:///{tmp_path / 'api.db'}", pipeline.classifier) as api:
         api.score({"id": "p", "text": RUMOR})
@@ -129,8 +192,9 @@ def test_a_killed_server_leaves_no_evidence_process(tmp_path: Path) -> None:
         from service.settings import Settings
 
         pipeline = Pipeline.load(Settings())
-        posts = [Post(id="a", text={RUMOR!r})]
-        process = EvidenceProcess(pipeline.explaining())
+        # flagged under the shipped policy: searched, so that the process starts
+        posts = [Post(id="b", text={POSTS[1].text!r})]
+        process = EvidenceProcess(pipeline.explaining(), Settings().evidence_deadline_s)
         process.explain(posts, pipeline.score_many(posts, evidence=False))
         print(process.pid, flush=True)
         time.sleep(600)
@@ -155,7 +219,7 @@ def test_what_the_process_logs_is_logged_by_the_server(
     # the review-all test policy: the post is flagged, and searched
     own = Pipeline(search, load_policy(write_policy(tmp_path / "policy.toml")))
     records = own.score_many(POSTS[:1], evidence=False)
-    process = EvidenceProcess(own.explaining())
+    process = EvidenceProcess(own.explaining(), DEADLINE_S)
     try:
         (failed,) = process.explain(POSTS[:1], records)
     finally:
@@ -175,7 +239,7 @@ class Larger:
 
 
 def test_closing_while_the_process_has_not_read_its_model_ends_it(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An idle-scheduled process on a host whose cores stay busy gets no CPU to read the model
     sent to it (larger than the pipe holds): stopping the server ends it after its grace, as it
@@ -189,8 +253,11 @@ def test_closing_while_the_process_has_not_read_its_model_ends_it(
 
     monkeypatch.setattr(evidence_process, "idle_priority", no_idle_core)
     monkeypatch.setattr(evidence_process, "STOP_S", 0.5)
-    records = pipeline.score_many(POSTS[:1], evidence=False)
-    process = EvidenceProcess(cast(Explaining, Larger(pipeline.explaining())))
+    # the review-all test policy: the post is flagged, and searched
+    own = Pipeline(pipeline.classifier, load_policy(write_policy(tmp_path / "policy.toml")))
+    records = own.score_many(POSTS[:1], evidence=False)
+    assert records[0].evidence_pending
+    process = EvidenceProcess(cast(Explaining, Larger(own.explaining())), DEADLINE_S)
     raised: list[BaseException] = []
 
     def call() -> None:
