@@ -54,7 +54,7 @@ from service.pipeline import NO_EVIDENCE, STOPPED, Pipeline
 from service.policy import Policy, provisions
 from service.policy.governance import CATEGORIES, Violation
 from service.record import Decision, Post, ScoreRecord
-from service.review import dormancy, views
+from service.review import dormancy, signups, views
 from service.review.appeals import APPEAL_STATUSES
 from service.review.engagement import Counts
 from service.review.items import ACTIONS, KINDS, STATUSES, Kind
@@ -2292,6 +2292,30 @@ def test_a_batch_registration_is_shown_in_the_queue_and_on_its_page_in_each_lang
     page = api.client.get(f"/console/items/{cluster.id}").text
     assert "Members s0、s1 were registered in one batch (shared name b清朗日报):" in page
     assert f'<a href="/console/items/{item.id}">#{item.id}</a>' in page
+
+
+def test_a_batch_registration_past_its_listing_says_how_many_it_does_not_list(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The accounts past the listing are of the batch all the same: the page says how many,
+    and that a confirmation charges each."""
+    policy, review = api.services.scoring.policy, api.services.review
+    rules = policy.registration
+    monkeypatch.setattr(signups, "LISTED", rules.batch_accounts)
+    start = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+    for n in range(rules.batch_accounts + 2):
+        at = start + timedelta(minutes=n)
+        review.put_account(policy, f"s{n}", name=f"清朗日报{n:02}", now=at)
+    (item,) = review.list_items(policy, kind="signup_batch").items
+    sign_in(api, "li")
+    page = api.client.get(f"/console/items/{item.id}").text
+    rows = re.findall(r'<tr data-account="([^"]+)">', page)
+    assert rows == [f"s{n}" for n in range(rules.batch_accounts)]
+    size, shown = rules.batch_accounts + 2, rules.batch_accounts
+    assert f"该批共 {size} 个账号,此处列出最早注册的 {shown} 个;未列出的 2 个同属该批" in page
+    api.client.get("/console/lang/en")
+    page = api.client.get(f"/console/items/{item.id}").text
+    assert "the 2 others are of the batch all the same: a confirmation charges each" in page
 
 
 def test_an_engagement_item_is_shown_in_the_queue_and_on_its_page_in_each_language(

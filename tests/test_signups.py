@@ -14,7 +14,7 @@ from sqlalchemy import inspect
 from service.policy import Policy
 from service.review import chain, signups
 from service.review.items import EARLIER
-from service.storage import SqlRepository, StorageError, open_repository, upgrade
+from service.storage import SqlRepository, StorageError, credit_steps, open_repository, upgrade
 from service.storage.database import make_engine
 from service.storage.transaction import Tx, lock_signup_batch
 
@@ -113,6 +113,7 @@ def test_a_batch_of_registrations_opens_one_item_that_later_ones_join(
             }
             for n, account in enumerate([*first, *last])
         ],
+        "unlisted": 0,
     }
     # the registrations are not refused
     assert repo.get_account(policy, last[0]).name == f"清朗日报{rules.batch_accounts - 1:02}"
@@ -321,6 +322,7 @@ def test_registrations_through_the_api_reach_the_trust_team_with_their_evidence(
     assert decided.status_code == 200
     charged = sorted(c["account_id"] for c in decided.json()["credits"])
     assert charged == [f"b{n}" for n in range(rules.batch_accounts)]
+    assert decided.json()["charged_unlisted"] == 0
 
 
 def test_an_account_of_a_decided_batch_renamed_joins_no_later_batch(
@@ -365,3 +367,107 @@ def test_a_rename_within_the_skeleton_past_the_listing_cap_is_counted_once(
     assert joined.reach == rules.batch_accounts + 1
     kinds = [(e.kind, e.subject) for e in repo.audit_entries()]
     assert kinds.count(("review.grown", f"item:{item.id}")) == 1
+
+
+def test_a_confirmation_charges_every_member_of_the_batch_past_the_listing_cap(
+    repo: SqlRepository, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The item lists the first ``LISTED`` accounts and says how many more the batch holds;
+    confirming it charges them all, a page of members at a time, answering with the listed
+    ones' charges and the number of the others, each of whom appeals its own."""
+    rules = policy.registration
+    monkeypatch.setattr(signups, "LISTED", rules.batch_accounts)
+    monkeypatch.setattr(credit_steps, "MEMBERS_PAGE", 2)
+    accounts = register(repo, policy, rules.batch_accounts + 3)
+    listed, unlisted = accounts[: rules.batch_accounts], accounts[rules.batch_accounts :]
+    (item,) = repo.list_items(policy, kind="signup_batch").items
+    assert item.reach == len(accounts) and item.evidence is not None
+    assert [a["account_id"] for a in item.evidence["accounts"]] == listed
+    assert item.evidence["unlisted"] == len(unlisted)
+    decided_at = T0 + HOUR
+    decision = repo.decide(
+        policy, item.id, "r1", "confirm", "bulk_registration", rules.batch_basis, now=decided_at
+    )
+    assert sorted(c.account_id for c in decision.credits) == listed
+    assert decision.charged_unlisted == len(unlisted)
+    deduction = policy.credit.deductions["bulk_registration"]
+    for account in accounts:
+        assert repo.get_account(policy, account).credit == policy.credit.initial - deduction
+    appeal = repo.file_appeal(
+        policy, account_id=unlisted[-1], item_id=item.id, reason="门店", filed_by="k", now=T0 + DAY
+    )
+    assert appeal.account_id == unlisted[-1]
+    assert verify(repo) == []
+
+
+def test_an_account_renamed_out_of_its_batch_and_back_past_the_listing_cap_is_counted_once(
+    repo: SqlRepository, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = policy.registration
+    monkeypatch.setattr(signups, "LISTED", rules.batch_accounts)
+    register(repo, policy, rules.batch_accounts + 1)
+    (item,) = repo.list_items(policy, kind="signup_batch").items
+    unlisted = f"b{rules.batch_accounts}"
+    repo.put_account(policy, unlisted, name="清朗晚报01", now=T0 + HOUR)
+    repo.put_account(policy, unlisted, name="清朗日报第九十号", now=T0 + 2 * HOUR)
+    (joined,) = repo.list_items(policy, kind="signup_batch").items
+    assert joined.reach == rules.batch_accounts + 1
+    assert joined.evidence is not None and joined.evidence["unlisted"] == 1
+    kinds = [(e.kind, e.subject) for e in repo.audit_entries()]
+    # its registration joined the item: the rename back is no second join
+    assert kinds.count(("review.grown", f"item:{item.id}")) == 1
+    decision = repo.decide(
+        policy, item.id, "r1", "confirm", "bulk_registration", rules.batch_basis, now=T0 + DAY
+    )
+    assert decision.charged_unlisted == 1
+
+
+def test_a_coordinated_batch_names_its_members_registered_past_the_listing_cap(
+    repo: SqlRepository, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = policy.registration
+    monkeypatch.setattr(signups, "LISTED", rules.batch_accounts)
+    accounts = register(repo, policy, rules.batch_accounts + 2)
+    (batch,) = repo.list_items(policy, kind="signup_batch").items
+    unlisted = accounts[rules.batch_accounts :]
+    cluster = repo.enqueue(
+        policy,
+        kind="cluster",
+        merge_key="cluster:c1",
+        head="coordination",
+        severity="review",
+        reach=len(unlisted),
+        evidence={"members": [{"post_id": f"p{a}", "account_id": a} for a in unlisted]},
+        now=T0 + HOUR,
+    )
+    assert cluster.evidence is not None
+    assert cluster.evidence[signups.SIGNUP_BATCHES] == [
+        {"item_id": batch.id, "status": "open", "skeleton": "清朗日报", "accounts": unlisted}
+    ]
+
+
+def test_0040_makes_the_accounts_an_item_lists_its_members_and_goes_down_and_up_again(
+    database_url: str, policy: Policy
+) -> None:
+    upgrade(database_url)
+    repo = open_repository(database_url, 5.0, policy.review)
+    engine = make_engine(database_url, 5.0)
+    rules = policy.registration
+    try:
+        accounts = register(repo, policy, rules.batch_accounts)
+        (item,) = repo.list_items(policy, kind="signup_batch").items
+        with engine.begin() as connection:
+            migrate(connection, "0040_account_history_indexes", down=True)
+            assert "signup_batch_members" not in inspect(connection).get_table_names()
+            migrate(connection, "head")
+        # counted once: a member renamed within the skeleton is no news
+        repo.put_account(policy, accounts[0], name="清朗晚报01", now=T0 + HOUR)
+        repo.put_account(policy, accounts[0], name="清朗日报第一号", now=T0 + HOUR)
+        assert repo.get_item(policy, item.id).reach == rules.batch_accounts
+        decision = repo.decide(
+            policy, item.id, "r1", "confirm", "bulk_registration", rules.batch_basis, now=T0 + DAY
+        )
+        assert sorted(c.account_id for c in decision.credits) == accounts
+    finally:
+        repo.close()
+        engine.dispose()

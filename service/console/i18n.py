@@ -331,8 +331,11 @@ TEXT: dict[str, tuple[str, str]] = {
         "Members {accounts} were registered in one batch (shared name {skeleton}):",
     ),
     "signup_partial": (
-        "该批共 {size} 个账号,此处列出最早注册的 {shown} 个",
-        "The batch holds {size} accounts; the {shown} registered first are listed",
+        "该批共 {size} 个账号,此处列出最早注册的 {shown} 个;未列出的 {unlisted} 个同属该批,"
+        "确认时逐一扣分,各自可申诉",
+        "The batch holds {size} accounts; the {shown} registered first are listed, and the "
+        "{unlisted} others are of the batch all the same: a confirmation charges each, and "
+        "each may appeal its own charge",
     ),
     "impersonation": (
         "擅自使用受保护名称(第八条)",

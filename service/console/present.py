@@ -452,11 +452,13 @@ class Signup:
 @dataclass(frozen=True)
 class SignupBatch:
     """What a ``signup_batch`` item shows: the skeleton its accounts' names share, the
-    accounts it lists (the first registered), and how many the batch holds (its reach)."""
+    accounts it lists (the first registered), how many the batch holds (its reach) and how
+    many of them it does not list, whom its confirmation charges all the same."""
 
     skeleton: str
     accounts: list[Signup]
     size: int
+    unlisted: int
 
 
 def signup_batch(item: views.Item) -> SignupBatch | None:
@@ -471,6 +473,7 @@ def signup_batch(item: views.Item) -> SignupBatch | None:
             for a in evidence.get("accounts", [])
         ],
         item.reach,
+        int(evidence.get(signups.UNLISTED, 0)),
     )
 
 

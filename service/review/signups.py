@@ -11,8 +11,9 @@ registration is weighed with the others of its skeleton registered within ``batc
 ``batch_accounts`` of them open one ``signup_batch`` review item for the batch, which every
 later account registered under the skeleton joins while it is open. The registrations are not
 refused: whether a batch is a franchise's branches or a script's accounts is the trust team's
-call, and a confirmation (category ``bulk_registration``) charges each account the item lists
-as a cluster's confirmation charges each member.
+call, and a confirmation (category ``bulk_registration``) charges each account of the batch,
+the ones past the item's listing (:data:`LISTED`) too, as a cluster's confirmation charges
+each member.
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ CATEGORY: Violation = "bulk_registration"
 
 LISTED = 100
 """The most accounts an item lists, the first registered: as many as a cluster's item lists of
-its members. Its reach counts every account of the batch."""
+its members. Its reach counts every account of the batch, and its confirmation charges every
+one."""
+
+UNLISTED = "unlisted"
+"""The evidence key under which a batch's item says how many of its accounts it does not list
+(past :data:`LISTED`): members all the same, each charged by its confirmation."""
 
 SIGNUP_BATCHES = "signup_batches"
 """The evidence key under which a coordinated batch's item names the registration batches two

@@ -177,6 +177,12 @@ class Decision(BaseModel):
         default_factory=list,
         description="why a confirmation charged an account of the item nothing, or nobody",
     )
+    charged_unlisted: int = Field(
+        default=0,
+        description="the accounts of a registration batch past the ones its item lists that "
+        "the confirmation charged too: their credit changes and dispositions are in each "
+        "account's history and the disposition feed, not in this answer",
+    )
 
 
 class Account(BaseModel):

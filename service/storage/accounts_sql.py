@@ -65,6 +65,7 @@ from service.storage.tables import (
     CreditEntry,
     HeldName,
     ReviewItem,
+    SignupBatchMember,
     StoredAccount,
     StoredDisposition,
 )
@@ -460,9 +461,12 @@ def _registered(
         return
     listing = signups.entry(account.account_id, account.name, registered)
     if item is not None:
-        listed = (item.evidence or {}).get("accounts", [])
-        if any(a.get("account_id") == account.account_id for a in listed):
+        # a member once, listed or not, however often renamed out of the skeleton and back
+        if tx.session.get(SignupBatchMember, (item.id, account.account_id)) is not None:
             return
+        tx.session.add(SignupBatchMember(item_id=item.id, account_id=account.account_id))
+        evidence = item.evidence or {}
+        room = len(evidence.get("accounts", [])) < signups.LISTED
         flag_account(
             tx,
             item,
@@ -472,9 +476,12 @@ def _registered(
             head=signups.CATEGORY,
             reach=item.reach + 1,
             listed="accounts",
-            found=[listing] if len(listed) < signups.LISTED else [],
+            found=[listing] if room else [],
             grown={"account_id": account.account_id},
         )
+        if not room:
+            unlisted = int(evidence.get(signups.UNLISTED, 0)) + 1
+            item.evidence = {**(item.evidence or {}), signups.UNLISTED: unlisted}
         return
     tx.session.flush()
     query = select(StoredAccount.account_id, StoredAccount.name, StoredAccount.registered_at)
@@ -501,7 +508,13 @@ def _registered(
         found=[signups.entry(a, n, utc(cast(datetime, at))) for a, n, at in rows[: signups.LISTED]],
         grown={},
     )
-    opened.evidence = {"skeleton": batch.skeleton, **(opened.evidence or {})}
+    unlisted = max(len(rows) - signups.LISTED, 0)
+    opened.evidence = {
+        "skeleton": batch.skeleton,
+        **(opened.evidence or {}),
+        signups.UNLISTED: unlisted,
+    }
+    tx.session.add_all(SignupBatchMember(item_id=opened.id, account_id=a) for a, _, _ in rows)
 
 
 def _restore(tx: Tx, account_id: str) -> bool:

@@ -5,7 +5,7 @@ dispositions through these steps alone."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -14,8 +14,9 @@ from sqlalchemy.dialects.postgresql import Insert as PostgresqlInsert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
-from service.review import credit, dispositions, dormancy, views
+from service.review import credit, dispositions, dormancy, signups, views
 from service.review.items import Violation
 from service.storage.review_rows import (
     APPLIED,
@@ -27,6 +28,7 @@ from service.storage.review_rows import (
 from service.storage.tables import (
     CreditEntry,
     ReviewItem,
+    SignupBatchMember,
     StoredAccount,
     StoredAppeal,
     StoredDisposition,
@@ -144,15 +146,45 @@ def violations_since(tx: Tx, account_id: str, since: datetime) -> int:
     return int(count or 0)
 
 
+MEMBERS_PAGE = 500
+"""How many of a registration batch's members a confirmation reads at a time."""
+
+
 def accounts_of(item: ReviewItem) -> list[str]:
-    """The accounts a confirmed item is a violation of: its own, a cluster's members' and
-    the accounts a registration batch lists (:mod:`service.review.signups`)."""
+    """The accounts an item names: its own, a cluster's members and the accounts a
+    registration batch lists (:mod:`service.review.signups`), the ones its answers show."""
     evidence = item.evidence or {}
     listed = [*evidence.get("members", []), *evidence.get("accounts", [])]
     found = {m["account_id"] for m in listed if isinstance(m, dict) and m.get("account_id")}
     if item.account_id is not None:
         found.add(item.account_id)
     return sorted(found)
+
+
+def violators(session: Session, item: ReviewItem) -> Iterator[str]:
+    """The accounts a confirmed item is a violation of, in account order: the ones it names
+    (:func:`accounts_of`), or every member of a registration batch (``signup_batch_members``),
+    those past its listing too, read :data:`MEMBERS_PAGE` at a time: a batch may hold many
+    more accounts than its item lists."""
+    if item.kind != signups.KIND:
+        yield from accounts_of(item)
+        return
+    after = ""
+    while page := session.scalars(
+        select(SignupBatchMember.account_id)
+        .where(SignupBatchMember.item_id == item.id, SignupBatchMember.account_id > after)
+        .order_by(SignupBatchMember.account_id)
+        .limit(MEMBERS_PAGE)
+    ).all():
+        yield from page
+        after = page[-1]
+
+
+def violator(session: Session, item: ReviewItem, account_id: str) -> bool:
+    """Whether ``account_id`` is one of :func:`violators`, read by its key alone."""
+    if item.kind != signups.KIND:
+        return account_id in accounts_of(item)
+    return session.get(SignupBatchMember, (item.id, account_id)) is not None
 
 
 def violation(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import groupby
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select
@@ -15,7 +16,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.heads import Risk
 from service.policy import Policy
-from service.review import appeals, chain, dormancy, items, signups, views
+from service.review import appeals, chain, dormancy, items, views
 from service.review.items import Action, Category, ConflictError, NotFoundError
 from service.storage.credit_steps import active_now, lift
 from service.storage.repository import Role
@@ -24,6 +25,7 @@ from service.storage.tables import (
     CreditEntry,
     ReviewDecision,
     ReviewItem,
+    SignupBatchMember,
     StoredAccount,
     StoredAppeal,
     StoredDisposition,
@@ -347,8 +349,9 @@ def flag_account(
 
 def signup_batches(session: Session, evidence: dict[str, Any]) -> list[dict[str, Any]]:
     """The registration batches (art10, :mod:`~service.review.signups`) that two or more of
-    a coordinated batch's members (``evidence["members"]``) were registered in, as their items
-    list them (open or confirmed: a dismissed one was found no bulk registration), each as its
+    a coordinated batch's members (``evidence["members"]``) were registered in, by the batches'
+    members (``signup_batch_members``: listed by their items or past the listing), of items
+    open or confirmed (a dismissed one was found no bulk registration), each as its
     ``item_id``, ``status``, ``skeleton`` and the members' ``accounts``: accounts registered in
     bulk that post in concert are one operation, which the cluster's reviewer sees."""
     members = {
@@ -356,35 +359,35 @@ def signup_batches(session: Session, evidence: dict[str, Any]) -> list[dict[str,
         for m in evidence.get("members", [])
         if isinstance(m, dict) and isinstance(m.get("account_id"), str)
     }
-    digests = session.scalars(
-        select(StoredAccount.skeleton_digest)
-        .where(StoredAccount.account_id.in_(members), StoredAccount.skeleton_digest.is_not(None))
-        .distinct()
-    ).all()
-    if not digests:
+    if not members:
         return []
-    batches = session.scalars(
-        select(ReviewItem)
-        .where(
-            ReviewItem.merge_key.in_([f"{signups.KIND}:{d}" for d in digests]),
-            ReviewItem.status != "dismissed",
-        )
+    rows = session.execute(
+        select(SignupBatchMember.item_id, SignupBatchMember.account_id)
+        .where(SignupBatchMember.account_id.in_(members))
+        .order_by(SignupBatchMember.item_id, SignupBatchMember.account_id)
+    ).all()
+    shared = {
+        item_id: [account for _, account in batch]
+        for item_id, batch in groupby(rows, key=lambda row: row[0])
+    }
+    # one member alone shares its registration with no other poster of the cluster
+    shared = {item_id: accounts for item_id, accounts in shared.items() if len(accounts) > 1}
+    if not shared:
+        return []
+    batches = session.execute(
+        select(ReviewItem.id, ReviewItem.status, ReviewItem.evidence)
+        .where(ReviewItem.id.in_(shared), ReviewItem.status != "dismissed")
         .order_by(ReviewItem.id)
-    )
-    found = []
-    for batch in batches:
-        listed = (batch.evidence or {}).get("accounts", [])
-        accounts = sorted(members & {a.get("account_id") for a in listed})
-        # one member alone shares its registration with no other poster of the cluster
-        if len(accounts) > 1:
-            found.append(
-                {
-                    "item_id": batch.id,
-                    "status": batch.status,
-                    "skeleton": (batch.evidence or {}).get("skeleton"),
-                    "accounts": accounts,
-                }
-            )
+    ).all()
+    found = [
+        {
+            "item_id": item_id,
+            "status": status,
+            "skeleton": (batch or {}).get("skeleton"),
+            "accounts": shared[item_id],
+        }
+        for item_id, status, batch in batches
+    ]
     return found
 
 

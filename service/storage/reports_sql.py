@@ -13,7 +13,7 @@ from service.review import appeals as appeal_rules
 from service.review import chain, views
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.items import EARLIER, ConflictError, NotFoundError, Violation
-from service.storage.credit_steps import accounts_of, reverse
+from service.storage.credit_steps import reverse, violator
 from service.storage.item_steps import (
     after_cursor,
     charged_already,
@@ -183,7 +183,7 @@ class ReportsSql(ReviewSql):
             item = tx.session.scalar(locking(select(ReviewItem).where(ReviewItem.id == item_id)))
             if item is None:
                 raise NotFoundError("no_item", item_id=item_id)
-            if account_id not in accounts_of(item) or item.status != "confirmed":
+            if not violator(tx.session, item, account_id) or item.status != "confirmed":
                 raise ConflictError("not_a_violation_of", item_id=item_id, account_id=account_id)
             _check_charged(tx, item, account_id)
             earlier = tx.session.scalars(

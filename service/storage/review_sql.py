@@ -34,7 +34,13 @@ from service.policy import Policy
 from service.review import dormancy, items, registration, views
 from service.review.items import EARLIER, Action, Category, NotFoundError, Violation
 from service.review.signups import SIGNUP_BATCHES
-from service.storage.credit_steps import accounts_of, apply_dormancy, locked_account, violation
+from service.storage.credit_steps import (
+    accounts_of,
+    apply_dormancy,
+    locked_account,
+    violation,
+    violators,
+)
 from service.storage.item_steps import (
     charged_already,
     confirmed_item,
@@ -355,29 +361,38 @@ class ReviewSql:
             changes: list[views.CreditChange] = []
             applied: list[views.Disposition] = []
             uncharged: list[views.Uncharged] = []
+            unlisted = 0
             if action == "confirm" and category == dormancy.CATEGORY:
                 # the measure the service agreement provides, charged to nobody
                 if item.account_id is not None:
                     locked_account(tx, item.account_id)
                     applied = apply_dormancy(tx, item.account_id, item.id, reviewer)
             elif action == "confirm" and category is not None:
-                if not accounts_of(item):
+                listed = accounts_of(item)
+                if not listed:
                     uncharged.append(_nobody_to_charge(item))
                 # in one order everywhere, so that two decisions on overlapping clusters
                 # cannot wait for each other's account
-                for account_id in accounts_of(item):
+                for account_id in violators(tx.session, item):
                     # under the account's lock, so that two items of one post confirmed at
                     # once charge it once
                     locked_account(tx, account_id)
                     charged = charged_already(tx, item, account_id)
+                    # the answer tells of the accounts the item lists: a registration batch's
+                    # others may be many, each told in its own history and the feeds
+                    told = account_id in listed
                     if charged is not None:
-                        uncharged.append(charged)
+                        if told:
+                            uncharged.append(charged)
                         continue
                     change, steps = violation(
                         tx, item, account_id, cast(Violation, category), reviewer
                     )
-                    changes.append(change)
-                    applied += steps
+                    if told:
+                        changes.append(change)
+                        applied += steps
+                    else:
+                        unlisted += 1
             return views.Decision(
                 id=row.id,
                 item_id=item.id,
@@ -391,6 +406,7 @@ class ReviewSql:
                 credits=changes,
                 dispositions=applied,
                 uncharged=uncharged,
+                charged_unlisted=unlisted,
             )
 
         return self._once(policy, now, idem, views.Decision, run)

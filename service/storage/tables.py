@@ -300,6 +300,20 @@ class StoredAccount(Base):
     migration ``0038_signup_batches``."""
 
 
+class SignupBatchMember(Base):
+    """An account of a registration batch (art10, :mod:`service.review.signups`), once per
+    ``signup_batch`` item: every account its item counts in ``reach``, the ones it lists and
+    those past its listing cap alike, which its confirmation charges and which appeal their
+    own charges (migration ``0041_signup_batch_members``)."""
+
+    __tablename__ = "signup_batch_members"
+    # the batches a coordinated batch's members were registered in, found by account
+    __table_args__ = (Index("ix_signup_batch_members_account", "account_id"),)
+
+    item_id: Mapped[int] = mapped_column(ForeignKey("review_queue.id"), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"), primary_key=True)
+
+
 class HeldName(Base):
     """A name an account held, folded (:func:`~service.review.registration.fold_name`), once
     per account and name, its current one included. Re-registration is checked against every
