@@ -6,11 +6,12 @@ write inserts refer to accounts, items and appeals, and the check of such a refe
 wait for a writer that holds the row: an appeal filed (its item, then its account referred to)
 beside the end of an art8 suspension settled or an appeal upheld (the account, then the items
 their dispositions are applied on). An advisory lock is asked for before any row is locked: a
-rename, or an appeal upheld, that waits for a protected name being added (which holds the
-protected names) holds no account that a decision waits for while holding the item the add goes
-on to lock; a protected name removed holds them too, so that an upheld appeal waits for it
-before locking anything, and an entry added meanwhile follows it. A claim that loses a race
-waits and is refused. A sweep's write on one account that loses a race is tried again, as a
+rename, an appeal upheld or an art8 settlement that waits for a protected name being added
+(which holds the protected names) holds no account that a decision waits for while holding the
+item the add goes on to lock; a protected name removed holds them too, so that an upheld appeal
+waits for it before locking anything, and an entry added meanwhile follows it, as an entry
+added or removed follows a settlement that decided on the name's entries. A claim that loses a
+race waits and is refused. A sweep's write on one account that loses a race is tried again, as a
 request's is, and the sweep goes on to the accounts after it."""
 
 from __future__ import annotations
@@ -242,6 +243,82 @@ def test_a_protected_name_added_as_another_is_removed_waits_for_the_removal(
     assert "suspend_service" not in {d.kind for d in shown}
 
 
+def test_a_protected_name_added_as_a_suspension_is_settled_waits_for_the_settlement(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """The settlement reads, under the account's lock, whether the account's name holds an
+    entry, finds none (renamed once the suspension had ended) and settles it as cleared;
+    球迷会, which the new name holds, added in the meantime waits for the settlement at the
+    protected names, so it comes after the settlement in the chain: never an entry added that
+    the name holds before a record that says it held none. The account's confirmed item is no
+    open one for the add to wait at."""
+    suspension = _suspend(repo, policy, "kept")["kept"]
+    assert suspension.ends_at is not None
+    renamed = suspension.ends_at + timedelta(seconds=1)
+    # nothing to lift once it has ended: the settlement clears it
+    repo.put_account(policy, "kept", name="球迷会官方", by="k-pub", now=renamed)
+    at = renamed + HOUR
+    settled: list[int] = []
+
+    def settle() -> None:
+        settled.append(repo.settle_deadlines(policy, now=at))
+
+    def add() -> None:
+        repo.add_protected_name(
+            policy, name="球迷会", kind="organisation", subject_ids=[], by="k", now=at
+        )
+
+    assert while_holding(repo, READS_ENTRIES, settle, add) == (True, [], [])
+    assert settled == [0]
+    told = {"protected.added", "protected.deadline"}
+    chained = [e for e in repo.audit_entries(start=at) if e.kind in told]
+    assert [(e.kind, e.payload.get("name")) for e in chained] == [
+        ("protected.deadline", "球迷会官方"),
+        ("protected.added", "球迷会"),
+    ]
+    assert (chained[0].payload["outcome"], chained[0].payload["protected"]) == ("cleared", [])
+    # the suspension ended without a termination, the name sent to review again for 球迷会
+    (item,) = repo.list_items(policy, kind="impersonation", now=at).items
+    assert item.account_id == "kept"
+    assert [p["name"] for p in (item.evidence or {})["protected"]] == ["球迷会"]
+    shown = repo.get_account(policy, "kept", now=at).dispositions
+    assert not {"suspend_service", "close_account"} & {d.kind for d in shown}
+
+
+def test_a_protected_name_removed_as_the_suspension_it_called_for_is_settled_waits_for_it(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """The settlement finds the name still holding 姚明 and terminates the service; removing
+    姚明 meanwhile, whose suspension has ended (no running one for the removal to lock the
+    item of), waits for the settlement at the protected names, so the chain never gives the
+    entry removed before a termination for holding it."""
+    suspension = _suspend(repo, policy, "kept")["kept"]
+    assert suspension.ends_at is not None
+    (entry,) = repo.protected_names()
+    at = suspension.ends_at + HOUR
+    settled: list[int] = []
+
+    def settle() -> None:
+        settled.append(repo.settle_deadlines(policy, now=at))
+
+    def remove() -> None:
+        repo.remove_protected_name(policy, entry.id, "k-admin", now=at)
+
+    assert while_holding(repo, READS_ENTRIES, settle, remove) == (True, [], [])
+    assert settled == [1]
+    told = {"protected.removed", "protected.deadline"}
+    chained = [e for e in repo.audit_entries(start=at) if e.kind in told]
+    assert [(e.kind, e.payload.get("name")) for e in chained] == [
+        ("protected.deadline", "姚明球迷会kept"),
+        ("protected.removed", "姚明"),
+    ]
+    assert chained[0].payload["outcome"] == "terminated"
+    assert [p["name"] for p in chained[0].payload["protected"]] == ["姚明"]
+    # a termination at the deadline stays: an upheld appeal is its remedy
+    shown = repo.get_account(policy, "kept", now=at).dispositions
+    assert "close_account" in {d.kind for d in shown}
+
+
 def test_a_claim_that_loses_a_race_waits_for_the_winner_and_is_refused(
     repo: SqlRepository, policy: Policy
 ) -> None:
@@ -290,7 +367,9 @@ def beside_an_entry_added(
     raised: list[BaseException] = []
 
     def known(_conn: object, cursor: Any, *_: object) -> None:
-        pids.setdefault(threading.current_thread(), cursor.connection.info.backend_pid)
+        # the latest statement's: a sweep reads what is due on one connection, then writes on
+        # whichever the pool gives it next
+        pids[threading.current_thread()] = cursor.connection.info.backend_pid
 
     def pause(_conn: object, _cursor: object, statement: str, *_: object) -> None:
         mine = threading.current_thread() is adding and not holds.is_set()
@@ -337,8 +416,10 @@ def beside_an_entry_added(
         waited(confirming)
     finally:
         go.set()
+        # an assertion above may have failed before the later ones started
         for thread in (adding, holding, confirming):
-            thread.join(30)
+            if thread.ident is not None:
+                thread.join(30)
         event.remove(repo.engine, "before_cursor_execute", known)
         event.remove(repo.engine, "after_cursor_execute", pause)
         event.remove(repo.engine, "handle_error", failed)
@@ -409,6 +490,37 @@ def test_an_upheld_appeal_beside_a_protected_name_added_and_a_decision_deadlocks
         ("suspend_service", held.id),
         ("close_account", held.id),
     }
+
+
+def test_an_art8_settlement_beside_a_protected_name_added_and_a_decision_deadlocks_with_neither(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """The settlement asks for the protected names (shared) before it locks the account, as
+    the rename does, and settles on the entries the add gave: the name holds 明球迷 too."""
+    suspension = _suspend(repo, policy, "kept")["kept"]
+    assert suspension.ends_at is not None
+    repo.add_protected_name(
+        policy, name="球迷会", kind="organisation", subject_ids=[], by="k", now=T0 + 2 * HOUR
+    )
+    (held,) = repo.list_items(policy, kind="impersonation", now=T0 + 2 * HOUR).items
+    at = suspension.ends_at + HOUR
+    settled: list[int] = []
+
+    def add() -> None:
+        repo.add_protected_name(
+            policy, name="明球迷", kind="organisation", subject_ids=[], by="k", now=at
+        )
+
+    def settle() -> None:
+        settled.append(repo.settle_deadlines(policy, now=at))
+
+    assert beside_an_entry_added(repo, add, settle, confirming(repo, policy, held, at)) == ([], [])
+    assert settled == [1]
+    (record_,) = [e for e in repo.audit_entries(start=at) if e.kind == "protected.deadline"]
+    assert record_.payload["outcome"] == "terminated"
+    assert [p["name"] for p in record_.payload["protected"]] == ["姚明", "球迷会", "明球迷"]
+    shown = repo.get_account(policy, "kept", now=at).dispositions
+    assert ("close_account", suspension.item_id) in {(d.kind, d.item_id) for d in shown}
 
 
 def confirming(

@@ -249,8 +249,12 @@ def _settle(tx: Tx, disposition_id: int, account_id: str) -> protected.Outcome |
     it holds now, with the subject stored, decides; the record ``protected.deadline`` says what
     was settled and on what, and a termination is applied on the suspension's item, decided by
     the reviewer who confirmed it (whose decision gave the deadline), with art8's basis."""
-    # the account first, as its other writers lock it (a rename, a decision, an appeal): each
-    # waits for this, or this for it, and sees what it did
+    # the entries its name holds decide, so, as a rename does, the protected names (shared)
+    # before any row: an entry added or removed meanwhile waits for this, or this for it, and
+    # the chain gives them in that order (never an entry the name holds added before a record
+    # that found it holding none). Then the account, as its other writers lock it (a rename, a
+    # decision, an appeal): each waits for this, or this for it, and sees what it did
+    lock_protected_names(tx, shared=True)
     account = locked_account(tx, account_id)
     row = tx.session.scalar(
         select(StoredDisposition)

@@ -96,8 +96,9 @@ def lock_protected_names(tx: Tx, *, shared: bool = False) -> None:
     """Hold the protected names until the transaction ends: an entry being added or removed
     (exclusive) waits for the renames under way (shared), and they for it, so that each sees
     the other: a rename is checked against the entry, or the entry finds the new name among
-    those that hold it; and an entry added waits for one being removed, whose release of an
-    account rests on the entries its name holds."""
+    those that hold it; and an entry added waits for one being removed, and for an art8
+    settlement (shared), whose release or clearing of an account rests on the entries its name
+    holds."""
     _advisory_lock(tx, "protected-names", shared=shared)
 
 
