@@ -55,7 +55,8 @@ log = logging.getLogger(__name__)
 NICE = 19
 """The evidence process's nice value where idle scheduling is not available."""
 STOP_S = 5.0
-"""How long :meth:`EvidenceProcess.close` waits for the process to end before killing it."""
+"""How long a process that broke off its call is given to end, for its own exit code, before it
+is killed (:meth:`EvidenceProcess.close` kills it at once)."""
 MAX_BACKOFF = 8
 """The most times its setting that the deadline grows to after deadlines missed in a row."""
 
@@ -253,13 +254,15 @@ class EvidenceProcess:
         return code
 
     def close(self) -> None:
-        """End the process (a search under way is not waited for past :data:`STOP_S`); a call
-        after this raises :class:`EvidenceLostError`."""
+        """End the process at once, killing it: what it was doing is dropped either way (the
+        records of a search under way stay ``evidence_pending``), and idle-scheduled on a busy
+        host it took seconds to come to the end of its pipe, every one of which its server's
+        stop waited; a call after this raises :class:`EvidenceLostError`."""
         with self._lock:
             self._closed = True
             worker = self._worker
         if worker is not None:
-            self._stop(worker)
+            self._stop(worker, wait_s=0)
 
 
 def _hang_up(connection: Connection) -> None:

@@ -89,6 +89,30 @@ def test_a_killed_process_fails_its_call_and_the_next_call_starts_another(
         process.close()
 
 
+def test_closing_ends_a_busy_process_at_once(
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the process was doing when closed is dropped (its records stay
+    ``evidence_pending``, for a sweep), so close does not give it time to end: idle-scheduled on
+    a busy host, a search or even the start takes seconds, which every stopping server waited."""
+    # a grace no close could sit out within the test's bound: one that waits for it fails
+    monkeypatch.setattr(evidence_process, "STOP_S", 90.0)
+    search = Troubled(pipeline.classifier, tmp_path)
+    own = Pipeline(search, load_policy(write_policy(tmp_path / "policy.toml")))
+    records = own.score_many(POSTS[:1], evidence=False)
+    process = EvidenceProcess(own.explaining(), DEADLINE_S)
+    search.hold.touch()  # never released: the call would wait for ever
+    with ThreadPoolExecutor(max_workers=2) as threads:
+        call = threads.submit(process.explain, POSTS[:1], records)
+        wait_for(lambda: process.pid is not None)
+        pid = process.pid
+        assert pid is not None
+        threads.submit(process.close).result(timeout=60)
+        assert not running(pid)
+        with pytest.raises(EvidenceLostError):
+            call.result(timeout=60)
+
+
 def test_a_killed_evidence_process_holds_up_no_answer_and_loses_no_record(
     tmp_path: Path, pipeline: Pipeline
 ) -> None:
