@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -133,6 +133,11 @@ class NotKept:
     @property
     def problem(self) -> str:
         return NOT_KEPT.format(cause=self.cause)
+
+
+def _stored_key(record: ScoreRecord) -> tuple[str, str, str]:
+    """Which stored record ``record`` is: storage keeps one per post, model and policy."""
+    return record.id, record.model_version, record.policy_version
 
 
 def _conflict(post: Post, account_id: str | None, digest: str | None) -> IdConflict | None:
@@ -280,6 +285,9 @@ class ScoringService:
         """The audit chain's record up to which the warnings and dormancies given are known to
         :attr:`usage` (None: none read yet)."""
         self._waiting_evidence = 0
+        self._searching: Counter[tuple[str, str, str]] = Counter()
+        """The stored records (post id, model version, policy version) whose evidence is being
+        found here until it is stored: each sweep renews their claims, and claims none again."""
         self.max_waiting_evidence = max_queue
         """Records waiting for their spans beyond this many stay ``evidence_pending``: under a
         load the evidence process cannot follow, the backlog stays bounded."""
@@ -457,11 +465,21 @@ class ScoringService:
         self._explain_in_background([posts[r.id] for r in records], records)
 
     def _explain_in_background(self, posts: list[Post], records: list[ScoreRecord]) -> None:
+        self._searching.update(map(_stored_key, records))
         job = self._in_background(self._explain(posts, records))
         self._explaining.add(job)
         job.add_done_callback(self._explaining.discard)
 
     async def _explain(self, posts: list[Post], records: list[ScoreRecord]) -> None:
+        try:
+            await self._find_evidence(posts, records)
+        finally:
+            for key in map(_stored_key, records):
+                self._searching[key] -= 1
+                if not self._searching[key]:
+                    del self._searching[key]
+
+    async def _find_evidence(self, posts: list[Post], records: list[ScoreRecord]) -> None:
         loop = asyncio.get_running_loop()
         try:
             explained = await loop.run_in_executor(
@@ -639,12 +657,25 @@ class ScoringService:
         """Claim stored records of this model left ``evidence_pending`` (by a full backlog, a
         storage failure, a process that stopped) and find their evidence in the background;
         the number claimed. The sweep fills only the lower half of the evidence backlog, so that
-        the records being answered now keep room for theirs (and a claim, which lasts
-        ``evidence_lease_s``, is reached long before it runs out)."""
-        room = self.max_waiting_evidence // 2 - self._waiting_evidence
-        if room <= 0 or not self.scorer.evidence:
-            return 0
+        the records being answered now keep room for theirs.
+
+        First it renews, for ``evidence_lease_s``, the claims of the records whose evidence is
+        being found here, the sweep's and the publish path's: their search may wait far longer
+        than a lease (for an idle core, on a busy host), and a claim run out meanwhile had the
+        next sweep, this process's or another's, claim and search them again. A claim lapses
+        only once its process stops renewing it, a lease after its last sweep; one of these
+        records claimed anyway (a lease shorter than the time between sweeps) is not searched
+        again here, nor counted."""
         try:
+            if self._searching:
+                await self.gate.call(
+                    self.repository.renew_evidence_claims,
+                    list(self._searching),
+                    self.evidence_lease_s,
+                )
+            room = self.max_waiting_evidence // 2 - self._waiting_evidence
+            if room <= 0 or not self.scorer.evidence:
+                return 0
             claimed = await self.gate.call(
                 self.repository.claim_pending_evidence,
                 self.model_version,
@@ -653,6 +684,7 @@ class ScoringService:
             )
         except StorageError:
             return 0
+        claimed = [(p, r) for p, r in claimed if _stored_key(r) not in self._searching]
         if claimed:
             self._backlog(len(claimed))
             self.metrics.evidence_swept.inc(len(claimed))

@@ -140,7 +140,8 @@ class Settings(BaseSettings):
     evidence_lease_s: float = Field(default=300.0, gt=0)
     """A stored record still ``evidence_pending`` this long after it was stored (the evidence
     backlog was full, storage failed, the process stopped) is claimed by a process's sweep,
-    which finds its evidence; a claim lasts as long."""
+    which finds its evidence; a claim lasts as long, renewed by each sweep of its process while
+    the search waits (longer than ``storage_retry_s``, or it lapses between sweeps)."""
     evidence_deadline_s: float = Field(default=300.0, gt=0)
     """How long the evidence process may take over one post's search (its start included, for
     the first) before it is taken for hung, killed and started again by the next search; the

@@ -142,7 +142,7 @@ def test_a_server_stopped_while_the_evidence_process_searches_does_not_wait_for_
 
 
 def test_a_record_left_evidence_pending_gets_its_spans_from_the_next_process_sweep(
-    tmp_path: Path, pipeline: Pipeline
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = f"sqlite:///{tmp_path / 'sweep.db'}"
     with open_api(tmp_path, url, pipeline.classifier) as full:
@@ -150,22 +150,43 @@ def test_a_record_left_evidence_pending_gets_its_spans_from_the_next_process_swe
         answer = full.score({"id": "left", "text": RUMOR}).json()
         full.settle()
     versions = answer["model_version"], answer["policy_version"]
-    # a lease longer than the evidence process takes to start and search, idle-scheduled on a
-    # busy host: one that ran out first would have the next sweep claim the record again
-    with open_api(tmp_path, url, pipeline.classifier, evidence_lease_s=10.0) as next_process:
-        repository = next_process.services.scoring.repository
+    lease_s = 0.5
+    with open_api(
+        tmp_path, url, pipeline.classifier, evidence_lease_s=lease_s, storage_retry_s=0.05
+    ) as next_process:
+        scoring = next_process.services.scoring
+        repository = scoring.repository
+        search = scoring.evidence_process.explain
+        released = threading.Event()
+        searched: list[list[str]] = []
+
+        def held(posts: list[Post], records: list[ScoreRecord]) -> list[ScoreRecord]:
+            # the idle-scheduled process of a busy host, which starts once a core falls idle
+            searched.append([r.id for r in records])
+            released.wait()
+            return search(posts, records)
+
+        monkeypatch.setattr(scoring.evidence_process, "explain", held)
+        try:
+            # the sweep runs when the process starts and every storage_retry_s, and claims the
+            # record once it is older than the lease
+            wait_for(lambda: searched == [["left"]])
+            claimed = time.monotonic()
+            # sweeps go on while the search waits past its claim's lease: none takes it again
+            wait_for(lambda: time.monotonic() - claimed > 4 * lease_s)
+        finally:
+            released.set()
 
         def filled() -> bool:
             next_process.settle()
             return not repository.find_records(["left"], *versions)["left"].evidence_pending
 
-        # the sweep runs when the process starts and every storage_retry_s, and claims the
-        # record once it is older than the lease
-        wait_for(filled, 60)
+        wait_for(filled)
         stored = repository.find_records(["left"], *versions)["left"]
         assert without_evidence(stored.model_dump(mode="json")) == without_evidence(answer)
         rumor = next(r for r in stored.reasons if r.code.endswith("false_information"))
         assert rumor.evidence["spans"]
+        assert searched == [["left"]]
         metrics = next_process.client.get("/metrics").text
         assert "qinglang_evidence_swept_records_total 1.0" in metrics
 

@@ -479,6 +479,22 @@ def test_a_record_left_evidence_pending_is_claimed_after_a_lease_until_its_evide
     assert repository.find_records(["p1"], "sha256:m1", "p1") == {"p1": explained}
 
 
+def test_a_claim_renewed_by_its_claimer_is_not_taken_until_a_lease_after_the_renewal(
+    repository: SqlRepository,
+) -> None:
+    repository.save_records([pending("p1"), pending("p2")])
+    assert claim(repository, after_s=LEASE_S + 1) == ["p1", "p2"]
+    repository.save_records([pending("fresh")])
+    # p1's search still waits (for an idle core): each sweep of its claimer renews the claim,
+    # and a fresh record being searched by the process that stored it is kept as long
+    renewed = datetime.now(UTC) + timedelta(seconds=2 * LEASE_S)
+    keys = [(post_id, "sha256:m1", "p1") for post_id in ("p1", "fresh")]
+    repository.renew_evidence_claims(keys, LEASE_S, renewed)
+    assert claim(repository, after_s=2 * LEASE_S + 2) == ["p2"]
+    # a claimer that stopped renews no more
+    assert sorted(claim(repository, after_s=3 * LEASE_S + 1)) == ["fresh", "p1"]
+
+
 def test_two_sweeps_at_once_claim_different_records(repository: SqlRepository) -> None:
     repository.save_records([pending(f"p{i:02d}") for i in range(30)])
     claims: list[list[str]] = []

@@ -233,6 +233,14 @@ class Repository(Protocol):
         ``lease_s`` is left to the process that stored it; a record whose post was not stored
         is never claimed."""
 
+    def renew_evidence_claims(
+        self, keys: Sequence[tuple[str, str, str]], lease_s: float, now: datetime | None = None
+    ) -> None:
+        """Claim the stored records of ``keys`` (post id, model version, policy version) still
+        ``evidence_pending`` for ``lease_s`` seconds from ``now``, whether claimed before or
+        not: the process whose search of them is still waiting keeps other sweeps off them for
+        as long as it runs, and for no more than a lease once it stops."""
+
     def stored_posts(
         self, since: float | None, until: float | None, chunk: int = 5000
     ) -> Iterator[Post]:

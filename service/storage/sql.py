@@ -363,6 +363,27 @@ class SqlRepository(
             )
             return [(_post(post), ScoreRecord.model_validate(record)) for post, record in rows]
 
+    def renew_evidence_claims(
+        self, keys: Sequence[tuple[str, str, str]], lease_s: float, now: datetime | None = None
+    ) -> None:
+        now = now or datetime.now(UTC)
+        renewed = select(StoredRecord.id).where(
+            tuple_(
+                StoredRecord.post_id, StoredRecord.model_version, StoredRecord.policy_version
+            ).in_(keys),
+            StoredRecord.evidence_pending,
+        )
+        with self._writing() as session:
+            # a row another writer holds (its evidence being stored) is passed over, not waited
+            # for: no lock order to keep with theirs
+            ids = list(session.scalars(renewed.with_for_update(skip_locked=True)))
+            if ids:
+                session.execute(
+                    update(StoredRecord)
+                    .where(StoredRecord.id.in_(ids))
+                    .values(evidence_claimed_until=now.timestamp() + lease_s)
+                )
+
     def stored_posts(
         self, since: float | None, until: float | None, chunk: int = 5000
     ) -> Iterator[Post]:
