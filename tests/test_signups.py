@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from servicekit import Api, migrate
-from sqlalchemy import inspect
+from sqlalchemy import func, insert, inspect, select
 
 from service.policy import Policy
 from service.review import chain, signups
 from service.review.items import EARLIER
 from service.storage import SqlRepository, StorageError, credit_steps, open_repository, upgrade
 from service.storage.database import make_engine
+from service.storage.tables import ReviewItem, SignupBatchMember, StoredAccount
 from service.storage.transaction import Tx, lock_signup_batch
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
@@ -470,4 +471,62 @@ def test_0040_makes_the_accounts_an_item_lists_its_members_and_goes_down_and_up_
         assert sorted(c.account_id for c in decision.credits) == accounts
     finally:
         repo.close()
+        engine.dispose()
+
+
+def test_0041_makes_members_of_more_listed_accounts_than_a_statement_names(
+    database_url: str, policy: Policy
+) -> None:
+    """Items from before 0041 may list more accounts in all than one statement takes parameters
+    (PostgreSQL's protocol: 65,535): each listed account that exists becomes a member, one
+    listed that does not is left out, and the migration does not fail."""
+    upgrade(database_url)
+    engine = make_engine(database_url, 5.0)
+    listed = 65_536
+    batches = [
+        range(start, min(start + signups.LISTED, listed))
+        for start in range(0, listed, signups.LISTED)
+    ]
+    try:
+        with engine.begin() as connection:
+            migrate(connection, "0040_account_history_indexes", down=True)
+            connection.execute(
+                insert(StoredAccount),
+                [
+                    {
+                        "account_id": f"b{n}",
+                        "credit": policy.credit.initial,
+                        "level": "normal",
+                        "clean_since": T0,
+                        "policy_version": policy.version,
+                    }
+                    for n in range(listed)
+                ],
+            )
+            connection.execute(
+                insert(ReviewItem),
+                [
+                    {
+                        "kind": signups.KIND,
+                        "policy_version": policy.version,
+                        "decision": "review",
+                        "severity": "review",
+                        "urgency": 0.0,
+                        "enqueued_at": T0,
+                        "evidence": {
+                            "accounts": [{"account_id": f"b{n}"} for n in batch]
+                            # an account the item lists that the service no longer keeps
+                            + [{"account_id": "gone"}]
+                        },
+                    }
+                    for batch in batches
+                ],
+            )
+            migrate(connection, "head")
+            members = connection.scalar(select(func.count()).select_from(SignupBatchMember))
+            gone = connection.scalar(
+                select(func.count()).where(SignupBatchMember.account_id == "gone")
+            )
+        assert (members, gone) == (listed, 0)
+    finally:
         engine.dispose()

@@ -21,6 +21,7 @@ depends_on: str | None = None
 
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 ID_CHARS = 256
+READ_ACCOUNTS = 500
 
 
 def upgrade() -> None:
@@ -49,13 +50,18 @@ def upgrade() -> None:
         for a in (evidence or {}).get("accounts", [])
         if isinstance(a, dict) and a.get("account_id")
     }
-    known = set(
-        bind.scalars(
+    # a part at a time: the items may list more accounts in all than a statement takes
+    # parameters (PostgreSQL's protocol 65,535, SQLite 32,766 where built with its default)
+    named = sorted({account for _, account in listed})
+    known = {
+        account
+        for start in range(0, len(named), READ_ACCOUNTS)
+        for account in bind.scalars(
             sa.select(accounts.c.account_id).where(
-                accounts.c.account_id.in_({account for _, account in listed})
+                accounts.c.account_id.in_(named[start : start + READ_ACCOUNTS])
             )
         )
-    )
+    }
     rows = [{"item_id": i, "account_id": a} for i, a in sorted(listed) if a in known]
     if rows:
         op.bulk_insert(members, rows)
