@@ -78,6 +78,9 @@ KIND_SHARE = {
 UNDECIDED_SHARE = {"open": 0.80, "claimed": 0.10, "escalated": 0.10}
 """Of the items waiting, about half of all and more of the recent; a claimed item is open with a
 reviewer's live lease. The older ones were decided, 60% confirmed, the rest dismissed."""
+REPORTS_WAIT = timedelta(days=1)
+"""A platform answers its reports well within their deadline (art20): only the report items
+queued in the last day wait, so most reports are answered and the open ones are the newest."""
 REVIEWERS = 20
 POST_KINDS = frozenset({"score", "report", "bank_match"})
 
@@ -180,11 +183,12 @@ def _fill_items(
     first_record = n["records"] - n["items"]
     for i in range(1, n["items"] + 1):
         kind = rng.choices(kinds, kind_w)[0]
-        if rng.random() < 1.5 * (i / n["items"]) ** 2:
+        when = _at(now, span, i, n["items"])
+        waits = rng.random() < 1.5 * (i / n["items"]) ** 2
+        if waits and (kind != "report" or when >= now - REPORTS_WAIT):
             status = rng.choices(list(UNDECIDED_SHARE), list(UNDECIDED_SHARE.values()))[0]
         else:
             status = "confirmed" if rng.random() < 0.6 else "dismissed"
-        when = _at(now, span, i, n["items"])
         # skewed: a few repeat offenders hold hundreds of items, most accounts one or none
         acc = accounts[int(len(accounts) * rng.random() ** 2)]
         post = f"post-{first_record + i}" if kind in POST_KINDS else None
@@ -483,6 +487,20 @@ def reads_of(
             text("SELECT created_at, id FROM reports ORDER BY created_at, id OFFSET :n LIMIT 1"),
             {"n": (db.scalar(text("SELECT count(*) FROM reports")) or 0) * 3 // 4},
         ).one()
+        # three quarters into the open reports, as the reports page pages them (a run too
+        # small to leave any open reads past the deep report of every one)
+        open_report = (
+            db.execute(
+                text(
+                    "SELECT r.created_at, r.id FROM reports r JOIN review_queue q "
+                    "ON q.id = r.item_id WHERE q.status IN ('open', 'escalated') "
+                    "ORDER BY r.created_at, r.id OFFSET (SELECT count(*) FROM reports r JOIN "
+                    "review_queue q ON q.id = r.item_id WHERE q.status IN ('open', 'escalated')) "
+                    "* 3 / 4 LIMIT 1"
+                )
+            ).first()
+            or report
+        )
         busiest = db.scalar(
             text(
                 "SELECT account_id FROM dispositions GROUP BY account_id "
@@ -509,6 +527,7 @@ def reads_of(
     queue_cursor = f"{deep.urgency!r}_{deep.id}"
     appeal_cursor = appeals.cursor(appeal.deadline.astimezone(UTC), appeal.id)
     report_cursor = appeals.cursor(report.created_at.astimezone(UTC), report.id)
+    open_cursor = appeals.cursor(open_report.created_at.astimezone(UTC), open_report.id)
     history_cursor = credit.history_cursor("credit", change.at.astimezone(UTC), change.id)
 
     def get(path: str, headers: dict[str, str] | None = None) -> Read:
@@ -534,6 +553,7 @@ def reads_of(
         get("/console/appeals?status=all"),
         get(f"/console/appeals?status=all&cursor={appeal_cursor}"),
         get("/console/reports"),
+        get(f"/console/reports?cursor={open_cursor}"),
         get("/console/reports?all=true"),
         get(f"/console/reports?all=true&cursor={report_cursor}"),
         get("/v1/review/items?limit=50", api),

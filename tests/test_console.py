@@ -1378,6 +1378,66 @@ def test_overdue_reports_lead_the_reports_pages_however_many_are_open(api: Api) 
     assert len(shown) == len(set(shown)) == 206
 
 
+def test_the_open_reports_pages_list_the_open_rows_of_every_reports_pages_in_their_order(
+    api: Api,
+) -> None:
+    """Most reports answered (dismissed, confirmed, overturned on appeal, joined to a decided
+    post) and the open ones (open, claimed, escalated) among them, some filed at one moment:
+    page after page, the open reports' pages show exactly the rows of every report's pages
+    whose item is undecided, in the same order."""
+    review, policy = api.services.review, api.services.scoring.policy
+    now = datetime.now(UTC)
+
+    def report(i: int, at: datetime) -> int:
+        return review.file_report(
+            policy,
+            post_id=f"p{i % 40}",
+            account_id=f"a{i % 40}",
+            category="rumor",
+            text_=f"举报{i}",
+            reporter="test",
+            reporter_id=f"u{i}",
+            now=at,
+        ).item_id
+
+    # two reports filed at each moment, the first few past their deadline
+    items = {
+        i % 40: report(i, now - timedelta(days=4 if i < 6 else 0, minutes=400 - i // 2))
+        for i in range(240)
+    }
+    for post, item in items.items():
+        if post < 10:
+            review.decide(policy, item, "wang", "dismiss", None, None)
+        elif post < 20:
+            review.decide(policy, item, "wang", "confirm", "rumor", "art18.6")
+        elif post < 24:
+            review.decide(policy, item, "wang", "escalate", None, None)
+        elif post < 27:
+            review.claim(policy, item, "wang")
+    appeal = review.file_appeal(
+        policy, account_id="a10", item_id=items[10], reason="辟谣", filed_by=api.key
+    )
+    review.decide_appeal(policy, appeal.id, "li", "uphold", None)
+    for i in range(240, 260):  # on the decided posts, after their decisions
+        report(i, now - timedelta(minutes=10))
+    sign_in(api, "li")
+
+    def rows(url: str) -> tuple[list[str], str]:
+        html = api.client.get(url).text
+        shown = re.findall(r'<tr class="\w*" data-report="\d+">.*?</tr>', html, re.S)
+        while (more := re.search(r'href="([^"]+)" id="next-page"', html)) is not None:
+            html = api.client.get(more.group(1).replace("&amp;", "&")).text
+            shown += re.findall(r'<tr class="\w*" data-report="\d+">.*?</tr>', html, re.S)
+        return shown, html
+
+    every, _ = rows("/console/reports?all=true")
+    opened, last = rows("/console/reports")
+    undecided = [r for r in every if re.search(r'data-status="(open|escalated)"', r)]
+    assert len(every) == 260 and len(opened) > 100 and len(opened) < len(every)
+    assert opened == undecided
+    assert f'id="open-reports">待处理: {len(opened)}<' in last
+
+
 def test_an_item_reported_days_after_its_queueing_is_not_overdue_until_its_report_is(
     api: Api,
 ) -> None:

@@ -35,7 +35,7 @@ def test_a_small_run_measures_every_read_at_both_revisions(
     names = [row[0].removeprefix("| ") for row in rows]
     assert names[0] == "/console/queue" and names[1].startswith("/console/queue?cursor=")
     assert sum(name.startswith("dashboard: ") for name in names) == 5
-    assert len(names) == len(set(names)) == 34
+    assert len(names) == len(set(names)) == 35
     for row in rows:
         # every read ran statements, and each was timed at both revisions
         assert int(row[1].split(" → ")[0]) > 0

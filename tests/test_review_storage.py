@@ -35,10 +35,17 @@ from service.review.registration import keyed
 from service.settings import Settings
 from service.spool import Spool
 from service.storage import Pending, SqlRepository, idempotency_sql, open_repository, upgrade
+from service.storage.console_sql import ConsoleReads
 from service.storage.credit_steps import apply_disposition, locked_account
 from service.storage.database import make_engine
 from service.storage.repository import Idempotency, IdempotencyMismatchError, Role
-from service.storage.tables import CreditEntry, IdempotentWrite, StoredDisposition
+from service.storage.tables import (
+    CreditEntry,
+    IdempotentWrite,
+    ReviewItem,
+    StoredDisposition,
+    StoredReport,
+)
 from service.storage.transaction import Tx, append_records
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
@@ -1313,6 +1320,57 @@ def test_each_report_is_due_from_its_own_filing_and_its_item_by_its_first(
     assert repo.get_item(policy, item).deadline == report.deadline
     repo.decide(policy, item, "r1", "dismiss", None, None)
     assert not repo.get_report(policy, report.id, now=filed + days + HOUR).overdue
+
+
+def test_the_open_reports_are_read_from_the_open_reported_items_not_every_report_in_order(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """Where a platform answers its reports, its open reports are the newest while half the
+    queue (flagged posts nobody reported) waits: told only that much by its statistics, the
+    planner walked every report in filing order (``ix_reports_created``) to the page's
+    first open one, looking up each one's item. The page reads the open reported items and
+    their reports, and orders and cuts those."""
+    row = {"policy_version": policy.version, "decision": "review", "severity": "review"}
+    items = [
+        {**row, "id": n, "kind": "score", "urgency": 1.0, "enqueued_at": T0,
+         "reported_at": None, "status": "open"}
+        for n in range(1, 1001)
+    ] + [
+        {**row, "id": n, "kind": "report", "urgency": 1.0, "enqueued_at": T0 + n * HOUR,
+         "reported_at": T0 + n * HOUR, "status": "dismissed" if n < 1990 else "open"}
+        for n in range(1001, 2001)
+    ]  # fmt: skip
+    reports = [
+        {"item_id": n, "category": "rumor", "text": "", "reporter": "k1",
+         "created_at": T0 + n * HOUR}
+        for n in range(1001, 2001)
+    ]  # fmt: skip
+    with repo.engine.begin() as connection:
+        connection.execute(insert(ReviewItem), items)
+        connection.execute(insert(StoredReport), reports)
+        connection.exec_driver_sql("ANALYZE")
+    heard: list[tuple[str, Any]] = []
+
+    def hear(_conn: object, _cursor: object, statement: str, parameters: Any, *_: Any) -> None:
+        heard.append((statement, parameters))
+
+    event.listen(repo.engine, "before_cursor_execute", hear)
+    try:
+        page = ConsoleReads(repo.engine).reports(
+            open_only=True, late_before=T0, cursor=None, limit=5
+        )
+    finally:
+        event.remove(repo.engine, "before_cursor_execute", hear)
+    assert [r.item_id for r in page.rows] == [1990, 1991, 1992, 1993, 1994] and page.open == 11
+    rows, _counts = heard
+    with repo.engine.begin() as connection:
+        explain = "EXPLAIN QUERY PLAN"
+        if connection.dialect.name == "postgresql":
+            # on tables this small it would read the queue whole: ask what it can use
+            connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            explain = "EXPLAIN"
+        plan = " ".join(map(str, connection.exec_driver_sql(f"{explain} {rows[0]}", rows[1])))
+    assert "ix_reports_created" not in plan, plan
 
 
 def test_a_report_about_an_unknown_post_is_kept_charges_nobody_and_labels_nothing(

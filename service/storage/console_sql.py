@@ -221,6 +221,14 @@ class ConsoleReads:
         ``late_before`` (overdue), in all pages. The cursor is the appeals listing's: a moment
         (here the filing) and an id."""
         undecided = ReviewItem.status.in_(OPEN_STATUSES)
+        # true of every reported item: the open ones read off ix_queue_reported, where every
+        # open item was joined to every report
+        reported = ReviewItem.reported_at.is_not(None)
+        after = (
+            []
+            if cursor is None
+            else [after_cursor(StoredReport.created_at, StoredReport.id, cursor)]
+        )
         query = (
             select(
                 StoredReport,
@@ -230,18 +238,33 @@ class ConsoleReads:
             )
             .join(ReviewItem, ReviewItem.id == StoredReport.item_id)
             .order_by(StoredReport.created_at, StoredReport.id)
-            .limit(limit + 1)
         )
         if open_only:
-            query = query.where(undecided)
-        if cursor is not None:
-            query = query.where(after_cursor(StoredReport.created_at, StoredReport.id, cursor))
+            # every open report (those the counts read), materialised before it is ordered
+            # and cut: a platform answers its reports, so the open ones are the newest, which
+            # the planner cannot know, and given the order and the limit it walked every
+            # report in filing order (ix_reports_created) past the answered ones, looking up
+            # each one's item
+            opened = (
+                select(StoredReport.id, StoredReport.created_at)
+                .join(ReviewItem, ReviewItem.id == StoredReport.item_id)
+                .where(undecided, reported, *after)
+                .cte("open_reports")
+                .prefix_with("MATERIALIZED")
+            )
+            first = (
+                select(opened.c.id)
+                .order_by(opened.c.created_at, opened.c.id)
+                .limit(limit + 1)
+                .subquery()
+            )
+            query = query.join(first, first.c.id == StoredReport.id)
+        else:
+            query = query.where(*after).limit(limit + 1)
         counts = (
             select(func.count(), func.count(case((StoredReport.created_at < late_before, 1))))
             .join(ReviewItem, ReviewItem.id == StoredReport.item_id)
-            # true of every reported item: the open ones read off ix_queue_reported, where
-            # every open item was joined to every report on each load
-            .where(undecided, ReviewItem.reported_at.is_not(None))
+            .where(undecided, reported)
         )
         with Session(self.engine) as session:
             rows = [
