@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from servicekit import Api, migrate
 from sqlalchemy import func, insert, inspect, select
+from sqlalchemy.orm import Session
 
 from service.policy import Policy
 from service.review import chain, signups
@@ -529,4 +530,43 @@ def test_0041_makes_members_of_more_listed_accounts_than_a_statement_names(
             )
         assert (members, gone) == (listed, 0)
     finally:
+        engine.dispose()
+
+
+def test_a_confirmation_reads_the_members_in_code_point_order_under_any_collation(
+    postgres_url: str, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A confirmation locks the batch's accounts in the order it reads its members, which must
+    be the one every writer of several accounts sorts them in (code points, Python's): a
+    database whose collation is not ``C`` (en_US.UTF-8, ICU's) puts ``a_1`` before ``a1``
+    and ``a1`` before ``B1``, and two writers locking one account set in the two orders could
+    each hold what the other waits for. The members' column takes ICU's root collation here,
+    as a database created under such a default gives it; read two at a time, so the page
+    boundaries compare by code point too."""
+    ids = ["B1", "a_1", "a1", "A_2", "b-2"]
+    upgrade(postgres_url)
+    engine = make_engine(postgres_url, 5.0)
+    repo = open_repository(postgres_url, 5.0, policy.review)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "ALTER TABLE signup_batch_members"
+                ' ALTER COLUMN account_id TYPE varchar COLLATE "und-x-icu"'
+            )
+        for n, account_id in enumerate(ids):
+            repo.put_account(
+                policy, account_id, name=f"清朗日报{n:02}", subject_id=f"S{n}", now=T0 + n * MINUTE
+            )
+        with engine.connect() as connection:
+            collated = connection.scalars(
+                select(SignupBatchMember.account_id).order_by(SignupBatchMember.account_id)
+            )
+            assert list(collated) != sorted(ids)
+        (item,) = repo.list_items(policy, kind="signup_batch").items
+        monkeypatch.setattr(credit_steps, "MEMBERS_PAGE", 2)
+        with Session(engine) as session:
+            stored = session.get_one(ReviewItem, item.id)
+            assert list(credit_steps.violators(session, stored)) == sorted(ids)
+    finally:
+        repo.close()
         engine.dispose()

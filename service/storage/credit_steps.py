@@ -33,7 +33,7 @@ from service.storage.tables import (
     StoredAppeal,
     StoredDisposition,
 )
-from service.storage.transaction import Tx, locking
+from service.storage.transaction import CodePoints, Tx, locking
 
 
 def new_account(
@@ -165,15 +165,18 @@ def violators(session: Session, item: ReviewItem) -> Iterator[str]:
     """The accounts a confirmed item is a violation of, in account order: the ones it names
     (:func:`accounts_of`), or every member of a registration batch (``signup_batch_members``),
     those past its listing too, read :data:`MEMBERS_PAGE` at a time: a batch may hold many
-    more accounts than its item lists."""
+    more accounts than its item lists. Account order is Python's, by code point
+    (:class:`~service.storage.transaction.CodePoints`) whatever the database's collation: the
+    order its confirmation locks them in, as every writer of several accounts does."""
     if item.kind != signups.KIND:
         yield from accounts_of(item)
         return
+    account = CodePoints(SignupBatchMember.account_id)
     after = ""
     while page := session.scalars(
         select(SignupBatchMember.account_id)
-        .where(SignupBatchMember.item_id == item.id, SignupBatchMember.account_id > after)
-        .order_by(SignupBatchMember.account_id)
+        .where(SignupBatchMember.item_id == item.id, account > after)
+        .order_by(account)
         .limit(MEMBERS_PAGE)
     ).all():
         yield from page

@@ -27,7 +27,7 @@ from service.storage.tables import (
     StoredPost,
     StoredRecord,
 )
-from service.storage.transaction import Tx, locking
+from service.storage.transaction import CodePoints, Tx, locking
 
 
 class EngagementSql(ProtectedSql):
@@ -176,7 +176,7 @@ def move_posts(tx: Tx, owners: Mapping[str, str]) -> None:
     rows = tx.session.scalars(
         select(PostEngagement)
         .where(PostEngagement.post_id.in_(owners))
-        .order_by(PostEngagement.post_id)
+        .order_by(CodePoints(PostEngagement.post_id))
         .with_for_update()
     ).all()
     for row in rows:

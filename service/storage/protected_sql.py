@@ -40,7 +40,7 @@ from service.storage.tables import (
     StoredDisposition,
     StoredProtectedName,
 )
-from service.storage.transaction import Tx, lock_protected_names, locking
+from service.storage.transaction import CodePoints, Tx, lock_protected_names, locking
 
 
 class ProtectedSql(ReviewSql):
@@ -178,7 +178,7 @@ class ProtectedSql(ReviewSql):
                         ReviewItem.kind == protected.KIND,
                         or_(ReviewItem.status.in_(OPEN_STATUSES), ReviewItem.id.in_(running)),
                     )
-                    .order_by(ReviewItem.account_id, ReviewItem.id)
+                    .order_by(CodePoints(ReviewItem.account_id), ReviewItem.id)
                 )
             ).all()
             held = [item for item in about if entry_id in _entries_of(item)]
@@ -320,7 +320,7 @@ def _send_holders_to_review(
                 StoredAccount.subject_digest.not_in(digests),
             ),
         )
-        .order_by(StoredAccount.account_id)
+        .order_by(CodePoints(StoredAccount.account_id))
     ).all()
     used = {"id": entry.id, "name": entry.name, "kind": entry.kind}
     holders = []

@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, select, text
+from sqlalchemy import Select, String, collate, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from service.policy import Policy
 from service.review import chain
@@ -81,6 +84,30 @@ def locking(query: S) -> S:
     waits for a row that a third writer holds waiting for that one (a decision confirming the
     account's impersonation item, holding the item, waiting for the account)."""
     return query.with_for_update(key_share=True)
+
+
+class CodePoints(FunctionElement[str]):
+    """A text column compared and ordered by code point, as Python sorts strings: the order a
+    write that locks several rows it reads in SQL order must lock them in, the one every other
+    writer of them sorts in Python. A PostgreSQL database's default collation (en_US.UTF-8,
+    an ICU locale) orders ``a_1`` before ``A_2`` before ``a1`` where Python gives ``A_2``,
+    ``a1``, ``a_1``, and two writes locking the same accounts in the two orders could each
+    hold one the other waits for. SQLite's default collation (BINARY) is code-point order for
+    UTF-8 already, and has no ``C`` to name."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(CodePoints)
+def _code_points(element: CodePoints, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(CodePoints, "postgresql")
+def _code_points_postgresql(element: CodePoints, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = element.clauses
+    return compiler.process(collate(column, "C"), **kw)
 
 
 def lost_race(exc: StorageError) -> bool:
