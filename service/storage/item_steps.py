@@ -367,7 +367,8 @@ def signup_batches(session: Session, evidence: dict[str, Any]) -> list[dict[str,
         .order_by(SignupBatchMember.item_id, SignupBatchMember.account_id)
     ).all()
     shared = {
-        item_id: [account for _, account in batch]
+        # in code-point order whatever the database's collation, as the cluster lists them
+        item_id: sorted(account for _, account in batch)
         for item_id, batch in groupby(rows, key=lambda row: row[0])
     }
     # one member alone shares its registration with no other poster of the cluster
