@@ -13,7 +13,11 @@ started by the first post to search (a server that finds no flagged post starts 
 idle-scheduled at once (every thread of it), and runs the model in a session of its own with one
 ONNX thread, the caller; it remembers recent searches as the pipeline does
 (:class:`~service.evidence.Remembered`). A process that stops (killed, out of memory) fails the
-call in progress with :class:`EvidenceLostError` and is started again by the next; a server
+call in progress with :class:`EvidenceLostError` and is started again by the next; the error
+carries the records the call had explained before it (:attr:`EvidenceLostError.explained`), and
+the record of the post the process was searching when the post is to blame
+(:attr:`EvidenceLostError.blamed`), so that a post which ends or hangs the process every time is
+given up after a few tries rather than tried for ever (:mod:`service.scoring`). A server
 whose process ends (closed or killed) leaves none behind: :meth:`EvidenceProcess.close` ends
 it, and a process whose server is gone finds its pipe closed and ends.
 
@@ -25,7 +29,11 @@ the call fails with :class:`EvidenceHungError`, and the next call starts another
 idle-scheduled, a healthy process may be slow on a busy host: the deadline bounds one search,
 not a call, so a process that keeps answering is never taken for hung however long the call
 takes, and each deadline missed in a row doubles the next (up to :data:`MAX_BACKOFF` times), so
-that a process merely starved is not killed before it finishes, again and again.
+that a process merely starved is not killed before it finishes, again and again. Nor is its post
+blamed for it: a missed deadline is the post's only when the process had, or could have had, a
+core for :data:`BLAMED_SHARE` of the time it waited (:func:`core_seconds`). An idle-scheduled
+process runs whenever one of its cores is idle, so a host with idle time on them, or a process
+that used the CPU, was not starved; a busy host gives it neither.
 """
 
 from __future__ import annotations
@@ -59,11 +67,24 @@ STOP_S = 5.0
 is killed (:meth:`EvidenceProcess.close` kills it at once)."""
 MAX_BACKOFF = 8
 """The most times its setting that the deadline grows to after deadlines missed in a row."""
+BLAMED_SHARE = 0.5
+"""The share of a missed deadline's wait that the process must have had a core for, used or
+idle, for its post to be blamed: a search takes about a second of one, so a process that had
+half of a deadline of minutes and did not answer was not slow for want of CPU."""
 
 
 class EvidenceLostError(Exception):
-    """The evidence process stopped before it answered: the call's records are as they were
-    (stored ``evidence_pending``, for a sweep to take up)."""
+    """The evidence process stopped before it answered: the call's records from the one it was
+    searching on are as they were (stored ``evidence_pending``, for a sweep to take up)."""
+
+    def __init__(self, problem: str, blamed: ScoreRecord | None = None) -> None:
+        super().__init__(problem)
+        self.explained: list[ScoreRecord] = []
+        """The call's records before the one it was searching, explained."""
+        self.blamed = blamed
+        """The record whose post the process was searching, when the failure is the post's
+        doing: None when the process ended before the post reached it, was closed, or missed
+        its deadline starved of CPU."""
 
 
 class EvidenceHungError(EvidenceLostError):
@@ -124,6 +145,45 @@ def serve(connection: Connection, level: int) -> None:
         return
 
 
+@dataclass(frozen=True)
+class Searching:
+    """A search under way: its record, and when it began on the monotonic clock and in
+    :func:`core_seconds`."""
+
+    record: ScoreRecord
+    since: float
+    cores_since: float | None
+
+    def blamed(self, pid: int | None) -> ScoreRecord | None:
+        """The record, when the process ``pid`` missing its deadline is its post's doing: it
+        had, or could have had, a core for :data:`BLAMED_SHARE` of the wait. Where that cannot
+        be read, the post is blamed (its tries are bounded; a search is never for ever)."""
+        now = core_seconds(pid)
+        if now is None or self.cores_since is None:
+            return self.record
+        waited = time.monotonic() - self.since
+        return self.record if now - self.cores_since >= BLAMED_SHARE * waited else None
+
+
+def core_seconds(pid: int | None) -> float | None:
+    """Seconds of a core the process ``pid`` has had since the host started, or could have had:
+    its CPU time and the idle time of the cores it may run on (an idle-scheduled process runs
+    whenever one of them is idle). None where ``/proc`` does not say (not Linux, or ended)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            # past the command, which may hold spaces: fields 14 and 15, utime and stime
+            used = stat.read().rsplit(")", 1)[1].split()[11:13]
+        cores = {f"cpu{n}" for n in os.sched_getaffinity(pid)}
+        with open("/proc/stat") as host:
+            # cpuN user nice system idle iowait ...: a core waiting on I/O would have run it too
+            idle = [int(f[4]) + int(f[5]) for f in (line.split() for line in host) if f[0] in cores]
+    except (OSError, AttributeError):
+        return None
+    return (int(used[0]) + int(used[1]) + sum(idle)) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Worker:
     process: BaseProcess
@@ -159,12 +219,19 @@ class EvidenceProcess:
         """``records`` with their spans (:meth:`~service.pipeline.Pipeline.explain`); raises
         :class:`EvidenceLostError` when the process stops first, or when closed, and
         :class:`EvidenceHungError` when it answers a search late (it is killed then)."""
-        explained = list(records)
-        for i, (post, record) in enumerate(zip(posts, records, strict=True)):
-            # a post at a time: the deadline bounds one search whatever the call's size, and a
-            # process that goes on answering is never taken for hung
-            if record.evidence_pending:
-                (explained[i],) = self._search(post, record)
+        explained: list[ScoreRecord] = []
+        for post, record in zip(posts, records, strict=True):
+            # a post at a time: the deadline bounds one search whatever the call's size, a
+            # process that goes on answering is never taken for hung, and a failure costs the
+            # spans of the post it came on and those after it, not those found before it
+            if not record.evidence_pending:
+                explained.append(record)
+                continue
+            try:
+                explained.extend(self._search(post, record))
+            except EvidenceLostError as exc:
+                exc.explained = explained
+                raise
         return explained
 
     def _search(self, post: Post, record: ScoreRecord) -> list[ScoreRecord]:
@@ -174,13 +241,18 @@ class EvidenceProcess:
         # a process yet to read its Explaining is as late as one yet to answer
         worker.handing.join(self.deadline_s)
         if worker.handing.is_alive():
-            self._hung(worker)
+            self._hung(worker, None)
+        # a process ended already (killed while it waited) did not end on this post
+        ended = wait([worker.process.sentinel], 0)
+        on = (
+            None if ended else Searching(record, time.monotonic(), core_seconds(worker.process.pid))
+        )
         try:
             worker.connection.send(([post], [record]))
             # the sentinel too: ready once the process has ended, whatever else may hold its end
             # of the pipe open (a child forked meanwhile by another thread of the server)
             if not wait([worker.connection, worker.process.sentinel], until - time.monotonic()):
-                self._hung(worker)
+                self._hung(worker, on)
             if worker.connection.poll():
                 explained: list[ScoreRecord]
                 explained, said = worker.connection.recv()
@@ -191,17 +263,23 @@ class EvidenceProcess:
         except (EOFError, OSError):
             pass
         code = self._stop(worker)
-        raise EvidenceLostError(f"the evidence process stopped (exit code {code})")
+        # ended by close(), not by the post
+        blamed = None if on is None or self._closed else on.record
+        raise EvidenceLostError(f"the evidence process stopped (exit code {code})", blamed)
 
-    def _hung(self, worker: Worker) -> NoReturn:
-        """Kill ``worker``, which missed its deadline."""
+    def _hung(self, worker: Worker, on: Searching | None) -> NoReturn:
+        """Kill ``worker``, which missed its deadline, searching ``on`` (None: before a post
+        reached it)."""
         missed = self.deadline_s
         self.deadline_s = min(2 * missed, MAX_BACKOFF * self.base_deadline_s)
+        # read before the kill, while /proc still has it
+        blamed = None if on is None else on.blamed(worker.process.pid)
         # at once: a process stuck in a model call would not read the pipe's end in time
         self._stop(worker, wait_s=0)
         raise EvidenceHungError(
             f"the evidence process answered no search in {missed:g} s (hung, or never given "
-            f"an idle core): killed; the next search may take {self.deadline_s:g} s"
+            f"an idle core): killed; the next search may take {self.deadline_s:g} s",
+            blamed,
         )
 
     def _started(self) -> Worker:

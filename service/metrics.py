@@ -106,6 +106,11 @@ class Metrics:
             "Evidence processes killed for answering no search within their deadline",
             registry=r,
         )
+        self.evidence_given_up = Counter(
+            "qinglang_evidence_given_up_records",
+            "Stored records whose evidence was given up after evidence_attempts failed searches",
+            registry=r,
+        )
         self.sweep_failures = Counter(
             "qinglang_sweep_failures",
             "Accounts a maintenance sweep could not write and went past, once each a sweep",

@@ -321,7 +321,7 @@ def explain(
             heads = [CLASSIFIER_RISKS[r] for r in CLASSIFIER_RISKS if record.flags[r]]
             found = search_spans(model, post, normalise(post.text), heads, remembered)
             if found is None:
-                out[i] = _search_failed(record)
+                out[i] = search_failed(record)
             else:
                 out[i] = with_spans(policy, record, found)
     return out
@@ -398,8 +398,9 @@ def _stop_reason(stop: Stop, text: Decision) -> Reason:
     )
 
 
-def _search_failed(record: ScoreRecord) -> ScoreRecord:
-    """``record`` after its evidence search failed: no longer waiting, and saying why."""
+def search_failed(record: ScoreRecord) -> ScoreRecord:
+    """``record`` after its evidence search failed, or was given up: no longer waiting, and
+    saying why."""
     return record.model_copy(
         update={"warnings": [*record.warnings, NO_EVIDENCE], "evidence_pending": False}
     )

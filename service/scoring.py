@@ -42,7 +42,7 @@ from service.gate import DaemonThreads, StorageGate
 from service.metrics import Metrics
 from service.neardup.bank import rumor_copy
 from service.neardup.match import HELD, TAKEN
-from service.pipeline import Explaining
+from service.pipeline import Explaining, search_failed
 from service.policy import Policy
 from service.record import Post, ScoreRecord, text_decision, text_digest
 from service.review.dispositions import Standing
@@ -234,6 +234,7 @@ class ScoringService:
         cache_size: int,
         evidence_lease_s: float,
         evidence_deadline_s: float,
+        evidence_attempts: int,
         idempotency_keep_s: float,
         metrics: Metrics,
     ) -> None:
@@ -292,6 +293,8 @@ class ScoringService:
         """Records waiting for their spans beyond this many stay ``evidence_pending``: under a
         load the evidence process cannot follow, the backlog stays bounded."""
         self.evidence_lease_s = evidence_lease_s
+        self.evidence_attempts = evidence_attempts
+        """Searches a stored record's post may fail on before its evidence is given up."""
         self.idempotency_keep = timedelta(seconds=idempotency_keep_s)
         """How long a write's answer is kept for its retry (:meth:`prune_idempotency_keys`)."""
         self._policy_kept = False
@@ -481,18 +484,27 @@ class ScoringService:
 
     async def _find_evidence(self, posts: list[Post], records: list[ScoreRecord]) -> None:
         loop = asyncio.get_running_loop()
+        blamed: ScoreRecord | None = None
         try:
             explained = await loop.run_in_executor(
                 self._explainer, self.evidence_process.explain, posts, records
             )
         except EvidenceLostError as exc:
-            # stored evidence_pending already: a sweep takes them up once their lease is past
+            # the records from the one it failed on are stored evidence_pending already: a sweep
+            # takes them up once their lease is past; those before it keep what was found
             if isinstance(exc, EvidenceHungError):
                 self.metrics.evidence_hung.inc()
-            log.warning("evidence not found", extra={"problem": str(exc), "records": len(records)})
-            return
+            explained, blamed = exc.explained, exc.blamed
+            log.warning(
+                "evidence not found",
+                extra={"problem": str(exc), "records": len(records) - len(explained)},
+            )
         finally:
             self._backlog(-len(records))
+        if blamed is not None:
+            await self._count_failed_search(blamed)
+        if not explained:
+            return
         try:
             await self.gate.call(self.repository.update_records, explained)
         except StorageError as exc:
@@ -501,6 +513,27 @@ class ScoringService:
             return
         for record in explained:
             self.first.replace(record)
+
+    async def _count_failed_search(self, record: ScoreRecord) -> None:
+        """Count a search that failed on ``record``'s post; at :attr:`evidence_attempts`, give
+        its evidence up (stored without spans, saying so), so that a post that ends or hangs the
+        evidence process every time is not every sweep's first for ever."""
+        given_up = search_failed(record)
+        try:
+            if not await self.gate.call(
+                self.repository.count_failed_search, record, given_up, self.evidence_attempts
+            ):
+                return
+        except StorageError as exc:
+            # uncounted: the record is tried once more than it might have been
+            self._lost("evidence search failure not counted", exc)
+            return
+        self.metrics.evidence_given_up.inc()
+        log.warning(
+            "evidence given up",
+            extra={"post_id": record.id, "attempts": self.evidence_attempts},
+        )
+        self.first.replace(given_up)
 
     def _backlog(self, change: int) -> None:
         self._waiting_evidence += change

@@ -149,6 +149,12 @@ class Settings(BaseSettings):
     may be slow on a busy host: each deadline missed in a row doubles the next, up to eight
     times this, so that a process merely starved of CPU is not killed before it ends, again and
     again."""
+    evidence_attempts: int = Field(default=3, ge=1)
+    """How many evidence searches a stored record's post may fail on (the process ended, or
+    hung while it had a core) before its evidence is given up: stored without spans, with the
+    pipeline's ``NO_EVIDENCE`` warning, so that a post that ends or hangs the search every time
+    is not tried by every sweep for ever, first as the oldest, ahead of the records behind it.
+    A deadline missed by a process starved of CPU is not counted."""
     serve_threads: int = Field(default=2, ge=1)
     """ONNX Runtime threads per model call in the server."""
     inference_workers: int = Field(default=1, ge=1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
 import socket
 import subprocess
@@ -310,15 +311,20 @@ def listening(
 
 class Troubled(Classifier):
     """The shipped model, whose evidence search (:meth:`log_odds`) waits while the file
-    ``folder/hold`` exists and fails while ``folder/fail`` does: picklable, so that it reaches
-    the server's evidence process, a process of its own that a test steers through the files."""
+    ``folder/hold`` exists and fails while ``folder/fail`` does, and whose search of a text
+    holding the text of ``folder/poison`` ends the process that runs it, as a model call that
+    crashes does (the evidence process's only): picklable, so that it reaches the server's
+    evidence process, a process of its own that a test steers through the files."""
 
     def __init__(self, classifier: Classifier, folder: Path) -> None:
         super().__init__(classifier.path.parent, classifier.threads, classifier.batch_size)
         self.hold = folder / "hold"
         self.fail = folder / "fail"
+        self.poison = folder / "poison"
 
     def log_odds(self, texts: Sequence[str], heads: Sequence[Head] = HEADS) -> Probabilities:
+        if self.poison.exists() and any(self.poison.read_text() in text for text in texts):
+            os._exit(70)
         while self.hold.exists():
             time.sleep(0.01)
         if self.fail.exists():

@@ -10,6 +10,7 @@ import shutil
 import threading
 import time
 import zlib
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -230,6 +231,47 @@ def test_a_post_whose_evidence_search_fails_is_stored_without_spans_and_not_swep
         assert (stored.scores, stored.decision) == (answer["scores"], answer["decision"])
         assert not stored.evidence_pending and NO_EVIDENCE in stored.warnings
         assert repository.claim_pending_evidence(answer["model_version"], 10, lease_s=0.0) == []
+
+
+def test_a_post_whose_search_ends_the_evidence_process_is_given_up_after_its_attempts(
+    tmp_path: Path, pipeline: Pipeline, caplog: pytest.LogCaptureFixture
+) -> None:
+    search = Troubled(pipeline.classifier, tmp_path)
+    search.poison.write_text("荷花")  # of PLAIN alone: its search ends the evidence process
+    url = f"sqlite:///{tmp_path / 'poison.db'}"
+    posts = [{"id": "fine", "text": RUMOR}, {"id": "poison", "text": PLAIN}]
+    with open_api(tmp_path, url, search, evidence_attempts=2) as api:
+        (fine, poison) = api.batch(posts).json()["records"]
+        api.settle()
+        repository = api.services.scoring.repository
+        versions = fine["model_version"], fine["policy_version"]
+        stored = repository.find_records(["fine", "poison"], *versions)
+        # the search of the call's first post stands, though the process ended on the second
+        assert not stored["fine"].evidence_pending
+        rumor = next(r for r in stored["fine"].reasons if r.code.endswith("false_information"))
+        assert rumor.evidence["spans"]
+        assert stored["poison"].evidence_pending
+    # its claim, renewed by the first process's sweeps while it searched, lapsed a lease after
+    # the last: as if that lease had passed
+    lapsed = datetime.now(UTC) - timedelta(seconds=1)
+    repository.renew_evidence_claims([("poison", *versions)], 0.0, lapsed)
+    # the next process's sweep tries once more, and gives it up
+    with open_api(tmp_path, url, search, evidence_attempts=2, evidence_lease_s=0.01) as api:
+        repository = api.services.scoring.repository
+
+        def given_up() -> bool:
+            api.settle()
+            return not repository.find_records(["poison"], *versions)["poison"].evidence_pending
+
+        wait_for(given_up, 60)
+        stored = repository.find_records(["poison"], *versions)
+        assert NO_EVIDENCE in stored["poison"].warnings
+        assert stored["poison"].decision == poison["decision"]
+        assert repository.claim_pending_evidence(versions[0], 10, lease_s=0.0) == []
+        metrics = api.client.get("/metrics").text
+        assert "qinglang_evidence_given_up_records_total 1.0" in metrics
+    (said,) = [r for r in caplog.records if r.getMessage() == "evidence given up"]
+    assert said.post_id == "poison"  # type: ignore[attr-defined]
 
 
 def test_a_new_process_finds_the_stored_record_instead_of_scoring_again(

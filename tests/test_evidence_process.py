@@ -13,6 +13,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
@@ -33,6 +34,8 @@ POSTS = [
     Post(id="c", text="周末和家人去公园散步，天气很好，拍了几张荷花的照片。"),
 ]
 RUMOR = POSTS[0].text
+POISON = "荷花"
+"""Of the last post alone: its search ends the process (:class:`servicekit.Troubled`)."""
 DEADLINE_S = Settings().evidence_deadline_s
 
 
@@ -189,11 +192,93 @@ def test_a_hung_evidence_process_frees_the_evidence_thread_and_its_records_stay_
         versions = answer["model_version"], answer["policy_version"]
         stored = repository.find_records(["hung"], *versions)["hung"]
         assert stored.evidence_pending and stored.decision == answer["decision"]
-        # the sweep takes it up once its lease is past
-        claimed = repository.claim_pending_evidence(answer["model_version"], 10, lease_s=0.0)
+        # a sweep takes it up once a lease has passed since its process last renewed its claim
+        past = datetime.now(UTC) + timedelta(seconds=api.services.settings.evidence_lease_s + 1)
+        claimed = repository.claim_pending_evidence(
+            answer["model_version"], 10, lease_s=0.0, now=past
+        )
         assert [record.id for _, record in claimed] == ["hung"]
     (said,) = [r for r in caplog.records if r.getMessage() == "evidence not found"]
     assert "no search in 5 s" in said.problem  # type: ignore[attr-defined]
+
+
+def test_a_call_that_fails_part_way_keeps_what_it_found_and_blames_the_post_it_was_on(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    search = Troubled(pipeline.classifier, tmp_path)
+    search.poison.write_text(POISON)
+    policy = load_policy(write_policy(tmp_path / "policy.toml"))
+    plain = Pipeline(pipeline.classifier, policy)
+    records = plain.score_many(POSTS, evidence=False)
+    process = EvidenceProcess(Pipeline(search, policy).explaining(), DEADLINE_S)
+    try:
+        with pytest.raises(EvidenceLostError, match="stopped") as lost:
+            process.explain(POSTS, records)
+        # the posts before the one that ended the process keep their spans; the one after it
+        # waits for the sweep, as the one it ended on
+        assert lost.value.explained == plain.explain(POSTS[:2], records[:2])
+        assert not any(r.evidence_pending for r in lost.value.explained)
+        assert lost.value.blamed == records[2]
+    finally:
+        process.close()
+
+
+def test_a_process_that_ended_before_the_post_reached_it_blames_no_post(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    own = Pipeline(pipeline.classifier, load_policy(write_policy(tmp_path / "policy.toml")))
+    records = own.score_many(POSTS[:1], evidence=False)
+    process = EvidenceProcess(own.explaining(), DEADLINE_S)
+    try:
+        process.explain(POSTS[:1], records)
+        pid = process.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        # ended, every thread of it (its leader is a zombie before its idle-scheduled threads
+        # are), and left for the call to reap
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        with pytest.raises(EvidenceLostError) as lost:
+            process.explain(POSTS[:1], records)
+        assert lost.value.blamed is None and lost.value.explained == []
+    finally:
+        process.close()
+
+
+@pytest.mark.parametrize("starved", [True, False])
+def test_a_missed_deadline_blames_the_post_only_when_the_process_could_have_run(
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, starved: bool
+) -> None:
+    """A process that had no core (the host busy throughout) is not taken to have hung on its
+    post; one that had or could have had a core for most of the deadline is."""
+    search = Troubled(pipeline.classifier, tmp_path)
+    own = Pipeline(search, load_policy(write_policy(tmp_path / "policy.toml")))
+    records = own.score_many(POSTS[:2], evidence=False)
+    process = EvidenceProcess(own.explaining(), DEADLINE_S)
+    try:
+        # started and answering first: the deadline below is the search's alone
+        process.explain(POSTS[:1], records[:1])
+        process.base_deadline_s = process.deadline_s = 3.0
+        # a core the whole time, or none at all (the host's idle time and the process's use)
+        monkeypatch.setattr(
+            evidence_process, "core_seconds", lambda pid: 0.0 if starved else time.monotonic()
+        )
+        search.hold.touch()
+        # another post: the process remembers the first's search
+        with pytest.raises(EvidenceHungError) as hung:
+            process.explain(POSTS[1:2], records[1:])
+        assert hung.value.blamed == (None if starved else records[1])
+    finally:
+        process.close()
+
+
+def test_the_core_seconds_of_a_process_count_its_cpu_time() -> None:
+    before, used = evidence_process.core_seconds(os.getpid()), time.process_time()
+    while time.process_time() - used < 0.5:
+        pass
+    after, used = evidence_process.core_seconds(os.getpid()), time.process_time() - used
+    assert before is not None and after is not None
+    # its own CPU time and the idle time of its cores: at least the former (ticks of 10 ms)
+    assert after - before >= used - 0.05
 
 
 def test_a_stopped_server_leaves_no_evidence_process(tmp_path: Path, pipeline: Pipeline) -> None:

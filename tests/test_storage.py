@@ -495,6 +495,28 @@ def test_a_claim_renewed_by_its_claimer_is_not_taken_until_a_lease_after_the_ren
     assert sorted(claim(repository, after_s=3 * LEASE_S + 1)) == ["fresh", "p1"]
 
 
+def test_a_record_is_given_up_at_its_last_failed_search_and_claimed_no_more(
+    repository: SqlRepository,
+) -> None:
+    # the poison oldest: every sweep's first
+    repository.save_records([pending("poison")])
+    repository.save_records([pending("next")])
+    rec = pending("poison").record
+    given_up = rec.model_copy(update={"evidence_pending": False, "warnings": ["given up"]})
+    assert claim(repository, after_s=LEASE_S + 1) == ["poison", "next"]
+    assert not repository.count_failed_search(rec, given_up, attempts=2)
+    # counted, not given up: claimed again once its claim runs out
+    assert claim(repository, after_s=2 * LEASE_S + 2, limit=1) == ["poison"]
+    assert repository.count_failed_search(rec, given_up, attempts=2)
+    assert repository.find_records(["poison"], "sha256:m1", "p1") == {"poison": given_up}
+    assert claim(repository, after_s=4 * LEASE_S) == ["next"]
+    # given up once: a failure counted after it (another process's) changes nothing
+    assert not repository.count_failed_search(rec, rec, attempts=1)
+    assert repository.find_records(["poison"], "sha256:m1", "p1") == {"poison": given_up}
+    # each record its own count
+    assert not repository.count_failed_search(pending("next").record, given_up, attempts=2)
+
+
 def test_two_sweeps_at_once_claim_different_records(repository: SqlRepository) -> None:
     repository.save_records([pending(f"p{i:02d}") for i in range(30)])
     claims: list[list[str]] = []

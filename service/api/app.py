@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         cache_size=settings.cache_size,
         evidence_lease_s=settings.evidence_lease_s,
         evidence_deadline_s=settings.evidence_deadline_s,
+        evidence_attempts=settings.evidence_attempts,
         idempotency_keep_s=settings.idempotency_keep_hours * 3600,
         metrics=metrics,
     )

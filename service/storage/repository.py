@@ -224,6 +224,14 @@ class Repository(Protocol):
         evidence the publish path adds after answering); a record that is not stored is left
         out."""
 
+    def count_failed_search(
+        self, record: ScoreRecord, given_up: ScoreRecord, attempts: int
+    ) -> bool:
+        """Count an evidence search that failed on the post of the stored ``record`` (same post,
+        model version and policy version); at the ``attempts``-th, store ``given_up`` in its place
+        (no longer ``evidence_pending``), in the same transaction. Whether it was given up now: a
+        record not stored, or no longer pending, is left as it is."""
+
     def claim_pending_evidence(
         self, model_version: str, limit: int, lease_s: float, now: datetime | None = None
     ) -> list[tuple[Post, ScoreRecord]]:

@@ -320,6 +320,30 @@ class SqlRepository(
                     )
                 )
 
+    def count_failed_search(
+        self, record: ScoreRecord, given_up: ScoreRecord, attempts: int
+    ) -> bool:
+        with self._writing() as session:
+            row = session.scalars(
+                select(StoredRecord)
+                .where(
+                    StoredRecord.post_id == record.id,
+                    StoredRecord.model_version == record.model_version,
+                    StoredRecord.policy_version == record.policy_version,
+                    StoredRecord.evidence_pending,
+                )
+                .with_for_update()
+            ).one_or_none()
+            if row is None:
+                return False
+            row.evidence_failures += 1
+            if row.evidence_failures < attempts:
+                return False
+            row.record = _stored(given_up)
+            row.evidence_pending = False
+            row.evidence_claimed_until = None
+            return True
+
     def claim_pending_evidence(
         self, model_version: str, limit: int, lease_s: float, now: datetime | None = None
     ) -> list[tuple[Post, ScoreRecord]]:

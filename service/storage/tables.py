@@ -71,6 +71,9 @@ class StoredRecord(Base):
     """Unix seconds until which a sweep's claim on this record holds; past it, a sweep may claim
     it again. The process that stored the record needs no claim: sweeps leave a record alone
     for ``evidence_lease_s`` after ``created_at``."""
+    evidence_failures: Mapped[int] = mapped_column(Integer, server_default="0")
+    """The evidence searches that failed on this record's post (the process ended on it, or
+    hung while it had a core): at ``evidence_attempts`` its evidence is given up."""
 
 
 OPEN = "status IN ('open', 'escalated')"
