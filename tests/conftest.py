@@ -10,13 +10,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from servicekit import Api, open_api
+from argon2 import PasswordHasher
+from servicekit import Api, migrated, open_api
 from sqlalchemy import create_engine, text
 
+from service import security
 from service.pipeline import Pipeline
 from service.policy import Policy, load_policy
 from service.settings import Settings
-from service.storage import SqlRepository, open_repository, upgrade
+from service.storage import SqlRepository, open_repository
 
 # one subject key for the whole run and the processes it starts, as a deployment sets one: a
 # database migrated here and served by a ``qinglang serve`` of its own state folder (whose key
@@ -81,7 +83,7 @@ def policy() -> Policy:
 @pytest.fixture
 def repo(database_url: str, policy: Policy) -> Iterator[SqlRepository]:
     """A migrated repository on each database, with ``policy``'s review rules."""
-    upgrade(database_url)
+    migrated(database_url)
     repository = open_repository(database_url, 5.0, policy.review)
     yield repository
     repository.close()
@@ -105,3 +107,17 @@ def api(tmp_path: Path, pipeline: Pipeline) -> Iterator[Api]:
     """The app on a temporary SQLite file, with the review-all test policy."""
     with open_api(tmp_path, f"sqlite:///{tmp_path / 'api.db'}", pipeline.classifier) as running:
         yield running
+
+
+@pytest.fixture
+def quick_passwords(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Console passwords hashed with argon2id at its least cost, for tests of what is done with
+    a password, not of what a guess costs: at the library's defaults (the service's) a hash or a
+    check takes 0.2 s of CPU and 64 MiB, a console test's sign-in two of them. The digest kept
+    for names nobody has is made again under each hasher, so that none outlives its test."""
+    monkeypatch.setattr(
+        security, "PASSWORDS", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    )
+    security._absent_user_digest.cache_clear()
+    yield
+    security._absent_user_digest.cache_clear()

@@ -4,13 +4,16 @@ in a process of its own."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,6 +30,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection
+from sqlalchemy.engine import make_url
 
 from service.api.app import create_app
 from service.api.state import Services
@@ -249,7 +253,7 @@ def build_app(
 ) -> FastAPI:
     """The app on ``database_url`` (migrated through ``migrate_url`` when given, for a URL that
     goes through a proxy), with the review-all test policy unless ``policy`` is given."""
-    upgrade(migrate_url or database_url)
+    migrated(migrate_url or database_url)
     policy = policy or write_policy(tmp_path / "policy.toml")
     configured = Settings(
         state_dir=tmp_path / "state", database_url=database_url, policy_file=policy, **settings
@@ -396,3 +400,35 @@ def migrate(connection: Connection, revision: str, *, down: bool = False) -> Non
     # as upgrade() passes it: 0028_subject_keys keys the stored subject digests with it
     config.attributes["subject_key"] = installed_subject_key().key
     (command.downgrade if down else command.upgrade)(config, revision)
+
+
+_TEMPLATES: dict[str, Path] = {}
+"""A SQLite file migrated once per run, by the subject key it was keyed with."""
+
+
+def migrated(url: str) -> None:
+    """:func:`~service.storage.upgrade` ``url``; a new SQLite database (no file, or an empty one)
+    is first made a copy of one that the migrations made earlier in the run, which it then finds
+    at their head. The copy is the file the migrations make of an empty one with the run's
+    subject key, but for the time the key was first used (they are run from empty by the tests
+    of migrations): made for each test, they took 0.15 s of CPU, a copy 0.03 s. A PostgreSQL
+    schema is migrated: a copy of one (``pg_dump``) differs from it (an ``IN`` list of a partial
+    index's predicate comes back as another expression) where its unique indexes are inferred."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(str(parsed.database))
+        if not path.exists() or path.stat().st_size == 0:
+            key = installed_subject_key().fingerprint
+            if key not in _TEMPLATES:
+                folder = tempfile.mkdtemp(prefix="qinglang-template-")
+                atexit.register(shutil.rmtree, folder, ignore_errors=True)
+                template = Path(folder) / "migrated.db"
+                upgrade(f"sqlite:///{template}")
+                _TEMPLATES[key] = template
+            # owner-only, as the service makes a new database file; where none can be made
+            # here, upgrade() says why, as it does without a copy
+            with contextlib.suppress(OSError):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as copy:
+                    copy.write(_TEMPLATES[key].read_bytes())
+    upgrade(url)

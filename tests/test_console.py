@@ -75,6 +75,9 @@ from service.storage.database import make_engine
 from service.storage.repository import IdempotencyMismatchError, Role
 from service.storage.tables import ConsoleUser, ReviewItem, SignInAttempt, StoredRecord
 
+# what a sign-in does and refuses, not what a guess costs: its cost is the service's setting
+pytestmark = pytest.mark.usefixtures("quick_passwords")
+
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
 SCRIPT_POST = "<script>alert(1)</script>"
 IMG_POST = '"><img src=x onerror=alert(1)>'

@@ -12,11 +12,13 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from argon2 import extract_parameters, profiles
 
+from service import security
 from service.policy import Policy
 from service.record import ScoreRecord
 from service.review import views
-from service.security import AuthError, Guard, VerifiedKeys, create_key
+from service.security import AuthError, Guard, VerifiedKeys, create_key, password_digest
 from service.storage import ApiKey, Pending, QueueItem, StorageError, StoredRumor
 from service.storage.repository import Idempotency
 
@@ -450,3 +452,11 @@ def test_unknown_ids_never_push_a_known_key_out_of_memory(tmp_path: Path) -> Non
     clock.now += 120
     assert status(g, f"Bearer {key}", "publisher") == 200
     assert status(g, unknown, "publisher") == 503
+
+
+def test_passwords_are_hashed_at_the_cost_rfc_9106_recommends_and_checked_at_their_own() -> None:
+    """argon2id at RFC 9106's low-memory parameters, whatever a test may hash with (the console
+    tests' ``quick_passwords``): a digest is checked at the cost it was made with."""
+    digest = password_digest("青蛙")
+    assert extract_parameters(digest) == profiles.RFC_9106_LOW_MEMORY
+    assert security.check_password("青蛙", digest) and not security.check_password("青", digest)

@@ -19,7 +19,7 @@ import pytest
 from alembic import command
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
-from servicekit import migrate, record, wait_for
+from servicekit import migrate, migrated, record, wait_for
 from sqlalchemy import (
     JSON,
     Connection,
@@ -966,3 +966,52 @@ def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _made(url: str) -> dict[str, object]:
+    """What a database is: each table's columns, keys, indexes and constraints, and its rows
+    (the subject key's without the time it was first used)."""
+    engine = make_engine(url, 5.0)
+    try:
+        schema = inspect(engine)
+        made: dict[str, object] = {}
+        with engine.connect() as connection:
+            for name in sorted(schema.get_table_names()):
+                rows = connection.execute(text(f"SELECT * FROM {name}")).mappings().all()
+                made[name] = (
+                    [
+                        (c["name"], str(c["type"]), c["nullable"], c["default"])
+                        for c in schema.get_columns(name)
+                    ],
+                    schema.get_pk_constraint(name),
+                    schema.get_foreign_keys(name),
+                    [
+                        (
+                            i["name"],
+                            i["column_names"],
+                            i["unique"],
+                            str(i["dialect_options"].get("sqlite_where")),
+                        )
+                        for i in schema.get_indexes(name)
+                    ],
+                    schema.get_unique_constraints(name),
+                    schema.get_check_constraints(name),
+                    sorted(repr({k: v for k, v in r.items() if k != "keyed_at"}) for r in rows),
+                )
+        return made
+    finally:
+        engine.dispose()
+
+
+def test_a_sqlite_file_the_tests_copy_from_a_migrated_one_is_what_the_migrations_make(
+    tmp_path: Path,
+) -> None:
+    """The tests' :func:`servicekit.migrated` starts a new SQLite database from a copy of one
+    migrated earlier in the run: the copy is the database the migrations make of an empty one,
+    rows and all, and owner-only as the service makes one."""
+    copied, fresh = f"sqlite:///{tmp_path / 'copied.db'}", f"sqlite:///{tmp_path / 'fresh.db'}"
+    migrated(copied)
+    upgrade(fresh)
+    made = _made(fresh)
+    assert _made(copied) == made and len(made) > 20
+    assert (tmp_path / "copied.db").stat().st_mode & 0o777 == 0o600
