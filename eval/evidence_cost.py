@@ -46,9 +46,8 @@ from service import evidence
 from service.classify import Classifier, require_model, tokenize_on_calling_thread
 from service.cli.parser import non_negative_int, positive_int
 from service.decide import decide
-from service.heads import HEADS, RISKS, Head
+from service.heads import CLASSIFIER_RISKS, HEADS, RISKS, Head
 from service.normalise import normalise
-from service.pipeline import CLASSIFIER_RISKS
 from service.policy import Policy, load_policy
 from service.settings import settings_or_exit
 from training import data

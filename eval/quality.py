@@ -24,9 +24,8 @@ from eval import baseline
 from service.boilerplate import is_boilerplate
 from service.claims import body_chars
 from service.classify import Classifier
-from service.heads import HEADS, Head, Risk
+from service.heads import CLASSIFIER_RISKS, HEADS, Head, Risk
 from service.normalise import normalise
-from service.pipeline import CLASSIFIER_RISKS
 from service.policy import Policy
 from training import data, originality
 from training.recipe import FULL

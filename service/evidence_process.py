@@ -17,9 +17,11 @@ call in progress with :class:`EvidenceLostError` and is started again by the nex
 carries the records the call had explained before it (:attr:`EvidenceLostError.explained`), and
 the record of the post the process was searching when the post is to blame
 (:attr:`EvidenceLostError.blamed`), so that a post which ends or hangs the process every time is
-given up after a few tries rather than tried for ever (:mod:`service.scoring`). A server
+given up after a few tries rather than tried for ever (:mod:`service.scoring`, which hands the
+call's records after that one to the next process at once: they had no part in it). A server
 whose process ends (closed or killed) leaves none behind: :meth:`EvidenceProcess.close` ends
-it, and a process whose server is gone finds its pipe closed and ends.
+it, and a process whose server is gone finds its pipe closed and ends. A process is killed
+scheduled as any other (:func:`normal_priority`), so that it ends at once on a busy host too.
 
 A process that lives but does not answer (a model call that never returns, a deadlock, or no
 idle core for ever on a host that is never idle) would hold the caller, and every search after
@@ -55,7 +57,7 @@ from typing import NoReturn
 
 from service.classify import tokenize_on_calling_thread
 from service.evidence import Remembered
-from service.pipeline import Explaining
+from service.explaining import Explaining
 from service.record import Post, ScoreRecord
 
 log = logging.getLogger(__name__)
@@ -111,8 +113,24 @@ def idle_priority(pid: int = 0) -> None:
         log.info("could not lower the evidence process's priority")
 
 
+def normal_priority(pid: int) -> None:
+    """Schedule every thread of the process ``pid`` as any other (``SCHED_OTHER``), before it
+    is killed: a killed thread has to be given a core to end, and one idle-scheduled waits for
+    a core to fall idle, seconds on a busy host, while whatever waits for its end (the
+    evidence thread after a missed deadline, a stopping server) waits as long. Leaving
+    ``SCHED_IDLE`` takes ``CAP_SYS_NICE`` (or an ``RLIMIT_NICE`` of 20); without it the threads
+    stay as they are, and die as slowly as before."""
+    try:
+        threads = [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+    except OSError:  # no /proc, or ended
+        threads = [pid]
+    for thread in threads:
+        with contextlib.suppress(AttributeError, OSError):  # not Linux, ended, or not permitted
+            os.sched_setscheduler(thread, os.SCHED_OTHER, os.sched_param(0))
+
+
 def serve(connection: Connection, level: int) -> None:
-    """The evidence process: receive the :class:`~service.pipeline.Explaining` to run, then
+    """The evidence process: receive the :class:`~service.explaining.Explaining` to run, then
     answer each ``(posts, records)`` received with the records and their spans and the log
     records of the call (at ``level`` and above, the server's), until the server closes its
     end."""
@@ -189,7 +207,7 @@ class Worker:
     process: BaseProcess
     connection: Connection
     handing: threading.Thread
-    """Sends the process its :class:`~service.pipeline.Explaining`, which outgrows the pipe's
+    """Sends the process its :class:`~service.explaining.Explaining`, which outgrows the pipe's
     buffer: the send lasts until the process reads it, and is waited for within a deadline."""
 
 
@@ -208,6 +226,11 @@ class EvidenceProcess:
         self._worker: Worker | None = None
         self._lock = threading.Lock()
         self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called: every call from then on fails."""
+        return self._closed
 
     @property
     def pid(self) -> int | None:
@@ -242,12 +265,11 @@ class EvidenceProcess:
         worker.handing.join(self.deadline_s)
         if worker.handing.is_alive():
             self._hung(worker, None)
-        # a process ended already (killed while it waited) did not end on this post
-        ended = wait([worker.process.sentinel], 0)
-        on = (
-            None if ended else Searching(record, time.monotonic(), core_seconds(worker.process.pid))
-        )
+        on: Searching | None = None
         try:
+            # a process ended already (killed while it waited) did not end on this post
+            if not wait([worker.process.sentinel], 0):
+                on = Searching(record, time.monotonic(), core_seconds(worker.process.pid))
             worker.connection.send(([post], [record]))
             # the sentinel too: ready once the process has ended, whatever else may hold its end
             # of the pipe open (a child forked meanwhile by another thread of the server)
@@ -261,6 +283,8 @@ class EvidenceProcess:
                 self.deadline_s = self.base_deadline_s
                 return explained
         except (EOFError, OSError):
+            pass
+        except ValueError:  # its process object closed meanwhile by close(), on another thread
             pass
         code = self._stop(worker)
         # ended by close(), not by the post
@@ -325,6 +349,8 @@ class EvidenceProcess:
         _hang_up(worker.connection)
         worker.process.join(STOP_S if wait_s is None else wait_s)
         if worker.process.exitcode is None:
+            if worker.process.pid is not None:
+                normal_priority(worker.process.pid)
             worker.process.kill()
             worker.process.join()
         code = worker.process.exitcode

@@ -11,3 +11,6 @@ HEADS: tuple[Head, ...] = get_args(Head)
 Risk = Literal["rumor", "incitement", "fake_originality", "coordination"]
 RISKS: tuple[Risk, ...] = get_args(Risk)
 """The risk scores every score record carries."""
+
+CLASSIFIER_RISKS: dict[Risk, Head] = {"rumor": "rumor", "incitement": "incitement"}
+"""Risks whose score is a classifier head's probability."""

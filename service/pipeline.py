@@ -12,7 +12,8 @@ record for the same post:
    in one place (the serving process, or a batch run's parent) so that the window sees every
    post in order.
 3. :meth:`Pipeline.explain` — evidence spans of flagged risks that stage 1 did not cover (a risk
-   flagged only by a bank match or a stricter account level).
+   flagged only by a bank match or a stricter account level): :mod:`service.explaining`, which
+   the server's evidence process runs without the rest of the pipeline.
 
 The publish path hands the ordered stage the standing of the accounts it treats apart (a
 stricter credit level, a disposition that stops them publishing); a re-score does not: it
@@ -33,8 +34,9 @@ from datetime import UTC
 from service.claims import body_chars, has_claim_words
 from service.classify import Classifier
 from service.decide import decide
-from service.evidence import Remembered, spans
-from service.heads import HEADS, RISKS, Head, Risk
+from service.evidence import Remembered
+from service.explaining import Explaining, explain, search_spans, with_spans
+from service.heads import CLASSIFIER_RISKS, HEADS, RISKS, Head, Risk
 from service.neardup import Finding, NearDuplicates
 from service.neardup.fingerprint import Signature
 from service.normalise import WINDOW, Normalised, normalise
@@ -47,15 +49,11 @@ from service.storage.repository import StoredRumor
 
 log = logging.getLogger(__name__)
 
-CLASSIFIER_RISKS: dict[Risk, Head] = {"rumor": "rumor", "incitement": "incitement"}
-"""Risks whose score is a classifier head's probability."""
-
 EMPTY = "text is empty after normalisation: nothing to score, all scores 0"
 TRUNCATED = (
     f"text is longer than the model's window: scored on its first {WINDOW} characters (an "
     f"originality claim on its last {WINDOW} too)"
 )
-NO_EVIDENCE = "the evidence search failed: the reasons carry no spans (the log says why)"
 
 
 @dataclass
@@ -292,77 +290,6 @@ class Pipeline:
         )
 
 
-@dataclass(frozen=True)
-class Explaining:
-    """:meth:`Pipeline.explain` without the rest of the pipeline (the near-duplicate window, the
-    scoring session): picklable, so that the service runs it in a process of its own."""
-
-    model: Classifier
-    policy: Policy
-
-    def explain(
-        self, posts: Sequence[Post], records: Sequence[ScoreRecord], remembered: Remembered
-    ) -> list[ScoreRecord]:
-        """:meth:`Pipeline.explain` of a pipeline with evidence on."""
-        return explain(self.model, self.policy, remembered, posts, records)
-
-
-def explain(
-    model: Classifier,
-    policy: Policy,
-    remembered: Remembered,
-    posts: Sequence[Post],
-    records: Sequence[ScoreRecord],
-) -> list[ScoreRecord]:
-    """:meth:`Pipeline.explain` with evidence on, searched on ``model``."""
-    out = list(records)
-    for i, (post, record) in enumerate(zip(posts, records, strict=True)):
-        if record.evidence_pending:
-            heads = [CLASSIFIER_RISKS[r] for r in CLASSIFIER_RISKS if record.flags[r]]
-            found = search_spans(model, post, normalise(post.text), heads, remembered)
-            if found is None:
-                out[i] = search_failed(record)
-            else:
-                out[i] = with_spans(policy, record, found)
-    return out
-
-
-def search_spans(
-    model: Classifier, post: Post, norm: Normalised, heads: list[Head], remembered: Remembered
-) -> dict[Head, list[Span]] | None:
-    """The spans of ``heads`` in ``post``; None where the search failed. The scores were
-    made without it, so a failure costs the spans only: raised, it would cost the record
-    (a batch rejects the post) or keep it ``evidence_pending`` for every sweep to claim."""
-    try:
-        return spans(model, norm, post.text, heads, remembered)
-    except Exception:
-        log.exception("evidence search failed", extra={"post_id": post.id})
-        return None
-
-
-def with_spans(
-    policy: Policy, record: ScoreRecord, found: Mapping[Head, list[Span]]
-) -> ScoreRecord:
-    """``record`` with the spans of its flagged classifier risks, when ``found`` has them
-    all; else unchanged (still ``evidence_pending``)."""
-    risks = [r for r in CLASSIFIER_RISKS if record.flags[r]]
-    if any(CLASSIFIER_RISKS[r] not in found for r in risks):
-        return record
-    codes = {policy.risks[r].reason.code: CLASSIFIER_RISKS[r] for r in risks}
-    reasons = [
-        reason.model_copy(
-            update={
-                "evidence": reason.evidence
-                | {"spans": [s.model_dump() for s in found[codes[reason.code]]]}
-            }
-        )
-        if reason.code in codes
-        else reason
-        for reason in record.reasons
-    ]
-    return record.model_copy(update={"reasons": reasons, "evidence_pending": False})
-
-
 def claim_tails(posts: Sequence[Post], norms: Sequence[Normalised]) -> dict[int, str]:
     """The last :data:`WINDOW` characters, normalised, of each post longer than the window
     whose end holds a claim word (:func:`service.claims.has_claim_words`), by position: a public
@@ -395,12 +322,4 @@ def _stop_reason(stop: Stop, text: Decision) -> Reason:
             "disposition": {"kind": stop.kind, "basis": stop.basis, "ends_at": ends},
             TEXT_DECISION: text,
         },
-    )
-
-
-def search_failed(record: ScoreRecord) -> ScoreRecord:
-    """``record`` after its evidence search failed, or was given up: no longer waiting, and
-    saying why."""
-    return record.model_copy(
-        update={"warnings": [*record.warnings, NO_EVIDENCE], "evidence_pending": False}
     )

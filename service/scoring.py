@@ -38,11 +38,11 @@ from typing import Any, Protocol
 
 from service.batching import MicroBatcher
 from service.evidence_process import EvidenceHungError, EvidenceLostError, EvidenceProcess
+from service.explaining import Explaining, search_failed
 from service.gate import DaemonThreads, StorageGate
 from service.metrics import Metrics
 from service.neardup.bank import rumor_copy
 from service.neardup.match import HELD, TAKEN
-from service.pipeline import Explaining, search_failed
 from service.policy import Policy
 from service.record import Post, ScoreRecord, text_decision, text_digest
 from service.review.dispositions import Standing
@@ -483,28 +483,45 @@ class ScoringService:
                     del self._searching[key]
 
     async def _find_evidence(self, posts: list[Post], records: list[ScoreRecord]) -> None:
+        try:
+            while records:
+                done = await self._search(posts, records)
+                self._backlog(-done)
+                # past a failure, the rest of the call had no part in it: they go to the next
+                # process at once, as the next call's would, not to a sweep a lease later
+                posts, records = posts[done:], records[done:]
+        finally:
+            self._backlog(-len(records))
+
+    async def _search(self, posts: list[Post], records: list[ScoreRecord]) -> int:
+        """Search ``records`` on the evidence process, store what it found, and count a failure
+        against the post it failed on; how many of them it is done with, each once: those
+        explained and the one it failed on, which stays ``evidence_pending`` for a sweep."""
         loop = asyncio.get_running_loop()
         blamed: ScoreRecord | None = None
         try:
             explained = await loop.run_in_executor(
                 self._explainer, self.evidence_process.explain, posts, records
             )
+            done = len(records)
         except EvidenceLostError as exc:
-            # the records from the one it failed on are stored evidence_pending already: a sweep
-            # takes them up once their lease is past; those before it keep what was found
+            # those before it keep what was found
             if isinstance(exc, EvidenceHungError):
                 self.metrics.evidence_hung.inc()
             explained, blamed = exc.explained, exc.blamed
+            # a closed process fails every call after: the rest wait for the next server's sweep
+            done = len(records) if self.evidence_process.closed else len(explained) + 1
             log.warning(
                 "evidence not found",
-                extra={"problem": str(exc), "records": len(records) - len(explained)},
+                extra={"problem": str(exc), "post_id": records[len(explained)].id},
             )
-        finally:
-            self._backlog(-len(records))
         if blamed is not None:
             await self._count_failed_search(blamed)
-        if not explained:
-            return
+        if explained:
+            await self._store_evidence(explained)
+        return done
+
+    async def _store_evidence(self, explained: list[ScoreRecord]) -> None:
         try:
             await self.gate.call(self.repository.update_records, explained)
         except StorageError as exc:

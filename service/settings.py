@@ -152,8 +152,9 @@ class Settings(BaseSettings):
     evidence_attempts: int = Field(default=3, ge=1)
     """How many evidence searches a stored record's post may fail on (the process ended, or
     hung while it had a core) before its evidence is given up: stored without spans, with the
-    pipeline's ``NO_EVIDENCE`` warning, so that a post that ends or hangs the search every time
-    is not tried by every sweep for ever, first as the oldest, ahead of the records behind it.
+    ``service.explaining.NO_EVIDENCE`` warning, so that a post that ends or hangs the search
+    every time is not tried by every sweep for ever, first as the oldest, ahead of the records
+    behind it.
     A deadline missed by a process starved of CPU is not counted."""
     serve_threads: int = Field(default=2, ge=1)
     """ONNX Runtime threads per model call in the server."""

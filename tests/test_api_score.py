@@ -17,8 +17,9 @@ import pytest
 from servicekit import Api, Troubled, open_api, wait_for, write_policy
 
 from service.classify import Classifier
+from service.explaining import NO_EVIDENCE
 from service.ingest import LineError, PostLine, parse_line
-from service.pipeline import NO_EVIDENCE, Pipeline
+from service.pipeline import Pipeline
 from service.record import SHOWN_CHARS, Post, ScoreRecord, text_digest, unix_seconds
 from service.storage import Pending, open_repository
 
@@ -272,6 +273,51 @@ def test_a_post_whose_search_ends_the_evidence_process_is_given_up_after_its_att
         assert "qinglang_evidence_given_up_records_total 1.0" in metrics
     (said,) = [r for r in caplog.records if r.getMessage() == "evidence given up"]
     assert said.post_id == "poison"  # type: ignore[attr-defined]
+
+
+def test_the_posts_after_one_whose_search_ends_the_process_are_searched_by_the_next_at_once(
+    tmp_path: Path, database_url: str, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process ended on the call's first post: the posts after it are innocent of it, and
+    are searched by the next process in the same call, not left for a sweep a lease later; only
+    the post it ended on has the failure counted against it."""
+    search = Troubled(pipeline.classifier, tmp_path)
+    search.poison.write_text("荷花")  # of PLAIN alone: its search ends the evidence process
+    posts = [{"id": "poison", "text": PLAIN}, {"id": "after", "text": RUMOR}]
+    with open_api(tmp_path, database_url, search, evidence_attempts=2) as api:
+        repository = api.services.scoring.repository
+        count = repository.count_failed_search
+        counted: list[str] = []
+
+        def counting(record: ScoreRecord, given_up: ScoreRecord, attempts: int) -> bool:
+            counted.append(record.id)
+            return count(record, given_up, attempts)
+
+        monkeypatch.setattr(repository, "count_failed_search", counting)
+        (poison, _) = api.batch(posts).json()["records"]
+        api.settle()
+        versions = poison["model_version"], poison["policy_version"]
+        stored = repository.find_records(["poison", "after"], *versions)
+        assert not stored["after"].evidence_pending
+        assert NO_EVIDENCE not in stored["after"].warnings
+        rumor = next(r for r in stored["after"].reasons if r.code.endswith("false_information"))
+        assert rumor.evidence["spans"]
+        assert stored["poison"].evidence_pending
+        assert counted == ["poison"]
+
+
+def test_the_posts_of_a_call_on_a_closed_evidence_process_are_left_to_a_sweep_at_once(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A closed process fails every call: the call's posts are left ``evidence_pending`` for the
+    next server's sweep together, with one warning, not handed one by one to a process that will
+    never come."""
+    api.services.scoring.evidence_process.close()
+    caplog.set_level(logging.WARNING, logger="service.scoring")
+    records = api.batch([{"id": f"r{i}", "text": f"{RUMOR}{i}"} for i in range(4)]).json()
+    api.settle()
+    assert all(record["evidence_pending"] for record in records["records"])
+    assert [r.getMessage() for r in caplog.records].count("evidence not found") == 1
 
 
 def test_a_new_process_finds_the_stored_record_instead_of_scoring_again(

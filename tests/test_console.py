@@ -47,10 +47,11 @@ from service.console import articles, pages, plots, present, times
 from service.console.i18n import TEXT, translator, worded
 from service.console.session import COOKIE, Sessions
 from service.console.web import REFUSALS
+from service.explaining import NO_EVIDENCE
 from service.heads import Risk
 from service.neardup.queue import requests
 from service.neardup.store import StoreUnavailableError
-from service.pipeline import NO_EVIDENCE, STOPPED, Pipeline
+from service.pipeline import STOPPED, Pipeline
 from service.policy import Policy, provisions
 from service.policy.governance import CATEGORIES, Violation
 from service.record import Decision, Post, ScoreRecord

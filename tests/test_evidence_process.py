@@ -14,6 +14,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import cast
 
@@ -23,7 +25,8 @@ from servicekit import Troubled, open_api, wait_for, write_policy
 from service import evidence_process
 from service.evidence import Remembered
 from service.evidence_process import EvidenceHungError, EvidenceLostError, EvidenceProcess
-from service.pipeline import NO_EVIDENCE, Explaining, Pipeline
+from service.explaining import NO_EVIDENCE, Explaining
+from service.pipeline import Pipeline
 from service.policy import load_policy
 from service.record import Post
 from service.settings import Settings
@@ -114,6 +117,60 @@ def test_closing_ends_a_busy_process_at_once(
         assert not running(pid)
         with pytest.raises(EvidenceLostError):
             call.result(timeout=60)
+
+
+def test_the_process_is_killed_at_the_normal_priority(
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed thread still has to be given a core to end: idle-scheduled on a busy host, it
+    waits for one to fall idle, and so does whatever waits for it to end (the evidence thread
+    after a missed deadline, a stopping server). The kill finds every thread of it scheduled as
+    any other."""
+    search = Troubled(pipeline.classifier, tmp_path)
+    own = Pipeline(search, load_policy(write_policy(tmp_path / "policy.toml")))
+    records = own.score_many(POSTS[:1], evidence=False)
+    process = EvidenceProcess(own.explaining(), DEADLINE_S)
+    at_kill: list[set[int]] = []
+    kill = BaseProcess.kill
+
+    def watched(killed: BaseProcess) -> None:
+        threads = os.listdir(f"/proc/{killed.pid}/task")
+        at_kill.append({os.sched_getscheduler(int(tid)) for tid in threads})
+        kill(killed)
+
+    monkeypatch.setattr(BaseProcess, "kill", watched)
+    search.hold.touch()  # busy searching: it reads no end of its pipe, and is killed
+    with ThreadPoolExecutor(max_workers=1) as threads:
+        call = threads.submit(process.explain, POSTS[:1], records)
+        wait_for(lambda: process.pid is not None)
+        pid = process.pid
+        assert pid is not None
+        process.close()
+        with pytest.raises(EvidenceLostError):
+            call.result(timeout=60)
+    assert at_kill == [{os.SCHED_OTHER}]
+    assert not running(pid)
+
+
+def test_a_call_whose_process_is_closed_under_it_fails_as_one_whose_process_stopped(
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stopping server closes the process from another thread, at any point of a call: once
+    the model is handed over and before the call looks at the process again, the call finds the
+    process object closed, and fails as any call whose process stopped."""
+    own = Pipeline(pipeline.classifier, load_policy(write_policy(tmp_path / "policy.toml")))
+    records = own.score_many(POSTS[:1], evidence=False)
+    process = EvidenceProcess(own.explaining(), DEADLINE_S)
+    hand = evidence_process._hand
+
+    def hand_then_close(connection: Connection, explaining: Explaining) -> None:
+        hand(connection, explaining)
+        process.close()
+
+    monkeypatch.setattr(evidence_process, "_hand", hand_then_close)
+    with pytest.raises(EvidenceLostError) as lost:
+        process.explain(POSTS[:1], records)
+    assert lost.value.blamed is None
 
 
 def test_a_killed_evidence_process_holds_up_no_answer_and_loses_no_record(
@@ -215,7 +272,7 @@ def test_a_call_that_fails_part_way_keeps_what_it_found_and_blames_the_post_it_w
         with pytest.raises(EvidenceLostError, match="stopped") as lost:
             process.explain(POSTS, records)
         # the posts before the one that ended the process keep their spans; the one after it
-        # waits for the sweep, as the one it ended on
+        # is the caller's to hand to the next process (the service does so at once)
         assert lost.value.explained == plain.explain(POSTS[:2], records[:2])
         assert not any(r.evidence_pending for r in lost.value.explained)
         assert lost.value.blamed == records[2]
@@ -335,7 +392,7 @@ def test_what_the_process_logs_is_logged_by_the_server(
         process.close()
     assert NO_EVIDENCE in failed.warnings
     (said,) = [r for r in caplog.records if r.getMessage().startswith("evidence search failed")]
-    assert said.name == "service.pipeline" and said.post_id == POSTS[0].id  # type: ignore[attr-defined]
+    assert said.name == "service.explaining" and said.post_id == POSTS[0].id  # type: ignore[attr-defined]
     assert "the session failed" in said.getMessage()
 
 

@@ -8,8 +8,12 @@ the packages, in one child process, so that this suite's own imports do not hide
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
+from pathlib import Path
+
+from service.pipeline import Pipeline
 
 CHECK = """
 import importlib, pkgutil, sys, traceback
@@ -38,3 +42,33 @@ def test_every_module_imports_first() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) > 50
+
+
+EVIDENCE_PROCESS = """
+import pickle, sys
+from service.evidence_process import serve
+with open(sys.argv[1], "rb") as explaining:
+    pickle.load(explaining)
+print("\\n".join(sorted(sys.modules)))
+"""
+
+
+def test_the_evidence_process_starts_without_storage_or_the_near_duplicate_window(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    """What the evidence process loads before its first search: the module of its target, and
+    its :class:`~service.explaining.Explaining` read from the pipe. Each process the server
+    starts pays their imports' CPU, and the search needs neither storage nor the window."""
+    explaining = tmp_path / "explaining.pickle"
+    explaining.write_bytes(pickle.dumps(pipeline.explaining()))
+    done = subprocess.run(
+        [sys.executable, "-c", EVIDENCE_PROCESS, str(explaining)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    loaded = done.stdout.split()
+    unwanted = ("service.storage", "service.neardup", "service.pipeline", "sqlalchemy", "redis")
+    assert [m for m in loaded if m.startswith(unwanted)] == []
+    assert "service.explaining" in loaded

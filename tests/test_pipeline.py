@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from service.classify import Probabilities
+from service.explaining import NO_EVIDENCE
 from service.heads import HEADS, Head, Risk
 from service.normalise import WINDOW, normalise
-from service.pipeline import EMPTY, NO_EVIDENCE, TRUNCATED, Pipeline
+from service.pipeline import EMPTY, TRUNCATED, Pipeline
 from service.record import Post
 from service.settings import Settings
 

@@ -19,9 +19,9 @@ from onnx import numpy_helper
 from transformers import BertModel
 
 from service.classify import Classifier, content_hash, load_tokenizer, model_inputs
-from service.heads import HEADS
+from service.heads import CLASSIFIER_RISKS, HEADS
 from service.normalise import normalise
-from service.pipeline import CLASSIFIER_RISKS, Pipeline
+from service.pipeline import Pipeline
 from service.policy import load_policy
 from service.record import Post
 from service.settings import Settings

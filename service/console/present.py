@@ -17,8 +17,8 @@ from markupsafe import Markup, escape
 from service.console import articles as regulation
 from service.console import plots
 from service.console.times import duration, offset, unit_of, when
+from service.explaining import NO_EVIDENCE
 from service.neardup.cluster import Cluster
-from service.pipeline import NO_EVIDENCE
 from service.policy import Policy
 from service.review import dormancy, engagement, followers, protected, signups, views
 from service.review.items import ACTIONS, EARLIER, FINAL
