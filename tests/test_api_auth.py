@@ -35,6 +35,7 @@ KEYED: dict[tuple[str, str], tuple[Role, ...]] = {
     ("POST", "/v1/review/items/{item_id}/decision"): TRUST_TEAM,
     ("GET", "/v1/accounts/{account_id}"): EVERY_KEY,
     ("PUT", "/v1/accounts/{account_id}"): PLATFORM,
+    ("GET", "/v1/accounts/{account_id}/dispositions"): EVERY_KEY,
     ("GET", "/v1/dispositions"): EVERY_KEY,
     ("POST", "/v1/reports"): PLATFORM,
     ("GET", "/v1/reports/{report_id}"): EVERY_KEY,

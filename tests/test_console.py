@@ -937,6 +937,69 @@ def test_a_refused_form_comes_back_as_typed_with_why_beside_it(api: Api) -> None
     assert gone.text.index('class="error"') < gone.text.index("<h1>")
 
 
+def test_a_confirmation_asks_first_and_without_the_script_its_step_is_a_page(api: Api) -> None:
+    """The item page's confirmation button asks before the decision is sent: it posts the form
+    to the step (the console's script opens the same dialog in the page instead), whose answer
+    is the item's page with the form as typed and its dialog open, its own button focused,
+    nothing decided; that button sends the decision, on the record the reviewer read; its
+    cancel is a link back to the item. A confirmation the request model refuses is refused at
+    the step, as sent; a dismissal is taken at once."""
+    review, policy = api.services.review, api.services.scoring.policy
+    for n in (1, 2):
+        assert api.score({"id": f"p{n}", "text": RUMOR, "account_id": "a1"}).status_code == 200
+    first, second = (i.id for i in review.list_items(policy).items)
+    sign_in(api, "li")
+    here = f"/console/items/{first}"
+    page = api.client.get(here).text
+    form = form_of(page, "decision-form")
+    (asks,) = re.findall(r'<button [^>]*id="confirm"[^>]*>', form)
+    assert f'formaction="{here}/confirming"' in asks and 'value="confirm"' in asks
+    (closed,) = re.findall(r"<dialog [^>]*>", form)
+    assert 'id="confirm-dialog"' in closed and " open" not in closed
+    typed = {
+        **fields_of(form),
+        "category": "rumor",
+        "basis": "第十八条第六项",
+        "note": "已核实 <b>",
+        "action": "confirm",
+    }
+    step = api.client.post(f"{here}/confirming", data=typed)
+    assert step.status_code == 200
+    assert review.get_item(policy, first).status == "open"
+    assert ConsoleReads(make_engine(api.url, 5.0)).decisions(first) == []
+    # a reload reads the item's page, not the step
+    assert f'data-page="{here}"' in step.text
+    asked = form_of(step.text, "decision-form")
+    dialog = re.search(r"<dialog [^>]*\bopen\b[^>]*>.*?</dialog>", asked, re.S)
+    assert dialog is not None, asked
+    (sends,) = re.findall(r'<button [^>]*id="confirm-send"[^>]*>', dialog.group(0))
+    assert "autofocus" in sends and 'name="action" value="confirm"' in sends
+    assert "formaction" not in sends and "账号 a1 的信用分" in dialog.group(0)
+    assert f'<a href="{here}" id="confirm-cancel"' in dialog.group(0)
+    kept = fields_of(asked)
+    assert (kept["basis"], kept["note"]) == ("第十八条第六项", "已核实 &lt;b&gt;")
+    assert kept["record_id"] == typed["record_id"]
+    assert '<option value="rumor" selected>' in asked
+    sent = {**kept, "category": "rumor", "note": "已核实 <b>", "action": "confirm"}
+    taken = api.client.post(f"{here}/decision", data=sent, follow_redirects=False)
+    assert taken.status_code == 303
+    assert review.get_item(policy, first).status == "confirmed"
+    (made,) = ConsoleReads(make_engine(api.url, 5.0)).decisions(first)
+    assert (made.basis, made.note) == ("art18.6", "已核实 <b>")
+    # refused at the step as it would be sent: no article
+    there = f"/console/items/{second}"
+    bare = {**fields_of(form_of(api.client.get(there).text, "decision-form")), "basis": ""}
+    refused = api.client.post(f"{there}/confirming", data={**bare, "category": "rumor"})
+    assert refused.status_code == 422
+    assert refusal_of(form_of(refused.text, "decision-form")) == "依据条款: 确认违规时必填"
+    assert re.search(r"<dialog [^>]*\bopen\b", refused.text) is None
+    dismissed = api.client.post(
+        f"{there}/decision", data={**bare, "action": "dismiss"}, follow_redirects=False
+    )
+    assert dismissed.status_code == 303
+    assert review.get_item(policy, second).status == "dismissed"
+
+
 def test_a_decision_on_a_record_a_re_score_replaced_is_refused_with_the_new_one_shown(
     api: Api,
 ) -> None:
@@ -2997,9 +3060,10 @@ def test_a_follower_jump_links_the_accounts_last_decided_one_and_lists_its_other
 def test_an_item_page_shows_the_account_s_history_a_page_at_a_time(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The account's history on an item's page comes ``ACCOUNT_HISTORY`` entries at a time, as
-    the API pages it, a link to the next page carrying its cursor: every entry once, in order;
-    a cursor no page gave out is refused as the listings' are."""
+    """The account's history on an item's page comes ``ACCOUNT_HISTORY`` entries at a time,
+    newest first (what a reviewer deciding an item weighs first), as the API pages it with
+    ``order=newest``, a link to the next (older) page carrying its cursor: every entry once,
+    in order; a cursor no page gave out is refused as the listings' are."""
     monkeypatch.setattr(pages, "ACCOUNT_HISTORY", 2)
     review, policy = api.services.review, api.services.scoring.policy
     for post in ("p1", "p2"):
@@ -3007,8 +3071,9 @@ def test_an_item_page_shows_the_account_s_history_a_page_at_a_time(
     api.settle()
     for queued in review.list_items(policy).items:
         review.decide(policy, queued.id, "wang", "confirm", "rumor", "art18.6")
-    whole = review.get_account(policy, "a1", limit=1000).history
+    whole = review.get_account(policy, "a1", limit=1000, order="newest").history
     assert len(whole) > 2
+    assert whole[0].id != review.get_account(policy, "a1", limit=1000).history[0].id
     said = [
         ("reason", h.reason) if isinstance(h, views.CreditChange) else ("kind", h.kind)
         for h in whole
@@ -3032,6 +3097,42 @@ def test_an_item_page_shows_the_account_s_history_a_page_at_a_time(
     refused = api.client.get(f"{item}?cursor=abc")
     assert refused.status_code == 422
     assert refusal_of(refused.text) == "翻页位置: 不是列表给出的位置"
+
+
+def test_an_item_page_shows_the_account_s_active_dispositions_a_page_at_a_time(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The account's active dispositions on an item's page come ``ACCOUNT_HISTORY`` at a time,
+    as ``/v1/accounts/{id}/dispositions`` pages them, a link to the next page carrying its
+    cursor (``active``): every one once, in the order they were applied; a cursor no page
+    gave out is refused as the listings' are."""
+    monkeypatch.setattr(pages, "ACCOUNT_HISTORY", 1)
+    review, policy = api.services.review, api.services.scoring.policy
+    for post in ("p1", "p2", "p3"):
+        assert api.score({"id": post, "text": RUMOR, "account_id": "a1"}).status_code == 200
+    api.settle()
+    for queued in review.list_items(policy).items:
+        review.decide(policy, queued.id, "wang", "confirm", "rumor", "art18.6")
+    active = review.account_dispositions("a1", limit=1000).dispositions
+    assert len(active) > 1
+    sign_in(api, "li")
+    item = f"/console/items/{review.list_items(policy, status='confirmed').items[0].id}"
+    shown: list[str] = []
+    url: str | None = item
+    while url is not None:
+        page = api.client.get(url)
+        assert page.status_code == 200, url
+        listed = page.text.split('id="dispositions"')[1].split("</ul>")[0]
+        kinds = re.findall(r'<li data-kind="([^"]+)"', listed)
+        assert len(kinds) == 1
+        shown += kinds
+        later = re.findall(r'<a href="([^"]+)" id="dispositions-next">', page.text)
+        url = later[0].replace("&amp;", "&") if later else None
+        assert url is None or url.startswith(f"{item}?active=")
+    assert shown == [d.kind for d in active]
+    refused = api.client.get(f"{item}?active=abc")
+    assert refused.status_code == 422
+    assert refusal_of(refused.text) == "已生效处置的翻页位置: 不是列表给出的位置"
 
 
 def test_the_dashboards_score_plots_say_they_count_the_stored_records_alone(
@@ -3792,8 +3893,9 @@ def test_a_refused_forms_fields_are_described_by_why_and_those_it_names_marked_i
         "basis": ("decision-form-error", "true"),
         "note": ("decision-form-error", None),
     }
-    unrefused = api.client.get(f"/console/items/{item_id}").text
-    assert "aria-describedby" not in unrefused and "aria-invalid" not in unrefused
+    unrefused = tree_of(api.client.get(f"/console/items/{item_id}").text).walk()
+    fields = [n.attrs for n in unrefused if n.tag in FIELDS]
+    assert fields and not any("aria-describedby" in a or "aria-invalid" in a for a in fields)
     # a rule's refusal: an appeal of an item never confirmed names no field
     appeal = {"csrf": token, "account_id": "a1", "item_id": str(item_id), "reason": "误判"}
     ruled = api.client.post("/console/appeals", data=appeal)

@@ -170,7 +170,8 @@ def decide_by_keyboard(page: Page, key: str) -> None:
 
 def confirm_by_keyboard(page: Page) -> None:
     """Key ``y`` moves the focus to the confirmation's button and sends nothing; Enter presses
-    it, as a click would."""
+    it, as a click would, which opens its dialog, sending nothing either, the keyboard on the
+    dialog's own button; Enter there sends it."""
     here, sent = page.url, []
 
     def posted(request: Request) -> None:
@@ -180,7 +181,10 @@ def confirm_by_keyboard(page: Page) -> None:
     page.on("request", posted)
     page.keyboard.press("y")
     expect(page.locator("#confirm")).to_be_focused()
-    page.wait_for_timeout(300)  # a form sent by the key would be on its way by now
+    page.keyboard.press("Enter")
+    expect(page.locator("#confirm-dialog")).to_be_visible()
+    expect(page.locator("#confirm-send")).to_be_focused()
+    page.wait_for_timeout(300)  # a form sent by the keys would be on its way by now
     page.remove_listener("request", posted)
     assert sent == [] and page.url == here
     page.keyboard.press("Enter")
@@ -427,6 +431,94 @@ def test_reloading_a_refused_decision_reads_the_page_and_decides_nothing(
         page.keyboard.press("c")
     assert review.get_item(policy, item.id).assignee == "wang"
     page.close()
+
+
+def test_a_confirmation_asks_first_by_mouse_by_keyboard_and_without_the_script(
+    console: Console, browser: Browser
+) -> None:
+    """A confirmation charges the account and applies dispositions: its button opens a dialog
+    and sends nothing; Cancel or Escape closes it, sending nothing, the keyboard back on the
+    button; its own button sends the decision. Without the script, the button's step is a page
+    with the dialog open in it, its button focused, what was typed kept, and Cancel a link back
+    to the item."""
+    seed(console)
+    items = {
+        i.post_id: i.id
+        for i in console.services.review.list_items(console.services.scoring.policy).items
+    }
+    page = browser.new_page()
+    sign_in(page, console, "li")
+    asks_in_the_page(page, console, items["p1"])
+    page.close()
+    bare = browser.new_context(java_script_enabled=False)
+    page = bare.new_page()
+    sign_in(page, console, "li")
+    asks_on_a_page_of_its_own(page, console, items["x1"])
+    bare.close()
+
+
+def status_of(console: Console, item_id: int) -> str:
+    return console.services.review.get_item(console.services.scoring.policy, item_id).status
+
+
+def asks_in_the_page(page: Page, console: Console, item_id: int) -> None:
+    """With the script: the dialog by mouse and by keyboard, nothing sent until its button."""
+    item_url = f"{console.url}/console/items/{item_id}"
+    page.goto(item_url)
+    posts: list[str] = []
+    page.on("request", lambda sent: posts.append(sent.url) if sent.method == "POST" else None)
+    dialog, asks, sends = (page.locator(f"#confirm{s}") for s in ("-dialog", "", "-send"))
+    expect(dialog).to_be_hidden()
+    page.click("#confirm")
+    expect(dialog).to_be_visible()
+    expect(sends).to_be_focused()
+    page.click("#confirm-cancel")
+    expect(dialog).to_be_hidden()
+    expect(asks).to_be_focused()
+    # by keyboard: Enter opens it, Tab moves within it, Escape closes it
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(page.locator("#confirm-cancel")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    expect(sends).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(asks).to_be_focused()
+    page.wait_for_timeout(300)  # a form sent would be on its way by now
+    assert posts == [] and page.url == item_url and status_of(console, item_id) == "open"
+    page.keyboard.press("Enter")
+    expect(sends).to_be_focused()
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert status_of(console, item_id) == "confirmed"
+
+
+def asks_on_a_page_of_its_own(page: Page, console: Console, item_id: int) -> None:
+    """Without the script: the step is the answer to the button's form, Cancel a link."""
+    item_url = f"{console.url}/console/items/{item_id}"
+    page.goto(item_url)
+    page.select_option("#category", "rumor")
+    page.fill("#basis", "第十八条第六项")
+    page.fill("#note", "无脚本")
+    dialog, sends = page.locator("#confirm-dialog"), page.locator("#confirm-send")
+    expect(dialog).to_be_hidden()
+    page.click("#confirm")
+    expect(page).to_have_url(f"{item_url}/confirming")
+    expect(dialog).to_be_visible()
+    expect(sends).to_be_focused()
+    expect(page.locator("#note")).to_have_value("无脚本")
+    assert status_of(console, item_id) == "open"
+    page.click("#confirm-cancel")
+    expect(page).to_have_url(item_url)
+    expect(dialog).to_be_hidden()
+    assert status_of(console, item_id) == "open"
+    page.select_option("#category", "rumor")
+    page.fill("#basis", "第十八条第六项")
+    page.click("#confirm")
+    page.click("#confirm-send")
+    expect(page).not_to_have_url(re.compile(rf"/console/items/{item_id}\b"))
+    assert status_of(console, item_id) == "confirmed"
 
 
 def typed_keys_take_nothing(page: Page, item_url: str, nothing_taken: Callable[[], None]) -> None:

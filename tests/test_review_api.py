@@ -438,7 +438,8 @@ def test_an_account_s_history_is_paged_by_cursor_and_a_bad_cursor_or_limit_is_na
 ) -> None:
     """The history comes ``limit`` entries at a time (``next`` the cursor of the page after),
     as the other listings do: the first page as the whole was while it fits, every entry once
-    across pages; a cursor no page gave out, or a limit out of range, 422 at its parameter."""
+    across pages, oldest first unless ``order=newest`` asks for the reverse; a cursor no page
+    gave out, a limit out of range or an order of neither kind, 422 at its parameter."""
     policy, review = api.services.scoring.policy, api.services.review
     for post in ("p1", "p2"):
         item = flagged_item(api, post)
@@ -460,7 +461,16 @@ def test_an_account_s_history_is_paged_by_cursor_and_a_bad_cursor_or_limit_is_na
             break
         query = f"?limit=1&cursor={body['next']}"
     assert paged == whole["history"]
+    newest, query = [], "?order=newest&limit=1"
+    while query:
+        body = api.client.get(url + query, headers=headers).json()
+        newest += body["history"]
+        query = body["next"] and f"?order=newest&limit=1&cursor={body['next']}"
+    assert newest == whole["history"][::-1]
+    explicit = api.client.get(f"{url}?order=oldest", headers=headers).json()
+    assert explicit == whole
     for bad, where in [
+        ("order=latest", "order"),
         ("cursor=nope", "cursor"),
         ("cursor=", "cursor"),
         ("cursor=x1_1", "cursor"),
@@ -475,6 +485,51 @@ def test_an_account_s_history_is_paged_by_cursor_and_a_bad_cursor_or_limit_is_na
         assert [e["loc"] for e in refused.json()["detail"]] == [["query", where]], bad
     nope = api.client.get(f"{url}?cursor=nope", headers=headers).json()
     assert nope["detail"][0]["msg"] == "not a cursor this API gave out"
+
+
+def test_an_account_s_active_dispositions_are_paged_and_a_bad_cursor_or_limit_is_named(
+    api: Api,
+) -> None:
+    """``/v1/accounts/{id}/dispositions`` lists the active dispositions ``limit`` at a time
+    (``next`` the cursor of the page after, as the appeals listing's), every one once; the
+    account's answer holds the first page and ``dispositions_next``; who decided for the trust
+    team only; a cursor no page gave out, or a limit out of range, 422 at its parameter."""
+    policy, review = api.services.scoring.policy, api.services.review
+    for post in ("p1", "p2", "p3"):
+        item = flagged_item(api, post)
+        review.decide(policy, item["id"], "张伟", "confirm", "rumor", "art18.6")
+    url, headers = "/v1/accounts/acc1/dispositions", api.headers(api.new_key("reviewer"))
+    account = api.client.get("/v1/accounts/acc1", headers=headers).json()
+    assert account["dispositions_next"] is None and len(account["dispositions"]) >= 2
+    whole = api.client.get(url, headers=headers)
+    assert whole.status_code == 200, whole.text
+    assert whole.json() == {"dispositions": account["dispositions"], "next": None}
+    paged, query = [], "?limit=1"
+    while query:
+        page = api.client.get(url + query, headers=headers)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert len(body["dispositions"]) == 1
+        paged += body["dispositions"]
+        query = body["next"] and f"?limit=1&cursor={body['next']}"
+    assert paged == account["dispositions"]
+    assert {d["decided_by"] for d in paged} == {"张伟"}
+    hidden = api.client.get(url, headers=api.headers())
+    assert hidden.status_code == 200 and "张伟" not in hidden.text
+    for bad, where in [
+        ("cursor=nope", "cursor"),
+        ("cursor=", "cursor"),
+        ("cursor=c1_1", "cursor"),
+        ("cursor=99999999999999999999999_1", "cursor"),
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=some", "limit"),
+    ]:
+        refused = api.client.get(f"{url}?{bad}", headers=headers)
+        assert refused.status_code == 422, bad
+        assert [e["loc"] for e in refused.json()["detail"]] == [["query", where]], bad
+    missing = api.client.get("/v1/accounts/nobody/dispositions", headers=headers)
+    assert missing.status_code == 404
 
 
 def test_the_platform_polls_the_dispositions_it_must_carry_out(api: Api) -> None:

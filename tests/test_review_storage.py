@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -22,6 +23,7 @@ from service.policy import Policy, load_policy
 from service.record import Decision, Post, ScoreRecord
 from service.review import chain, credit, views
 from service.review.appeals import AppealClosedError
+from service.review.appeals import parse_cursor as appeal_cursor
 from service.review.credit import parse_history_cursor
 from service.review.items import (
     EARLIER,
@@ -608,13 +610,14 @@ def test_an_upheld_appeal_reverses_credit_and_lifts_dispositions_by_new_events(
     assert verify(repo) == []
 
 
+@pytest.mark.parametrize("order", ["oldest", "newest"])
 def test_an_account_s_history_is_read_a_page_at_a_time_without_loss_or_duplication(
-    repo: SqlRepository, policy: Policy
+    repo: SqlRepository, policy: Policy, order: credit.HistoryOrder
 ) -> None:
-    """An account's history (credit changes and dispositions, oldest first) comes ``limit`` at
-    a time after the cursor of the page before: every entry once, in the order of the whole,
-    a moment's credit changes before its dispositions, and the active dispositions and credit
-    on every page."""
+    """An account's history (credit changes and dispositions, oldest first, or newest first
+    as the exact reverse) comes ``limit`` at a time after the cursor of the page before: every
+    entry once, in the order of the whole, a moment's credit changes before its dispositions
+    (after them, newest first), and the active dispositions and credit on every page."""
     items = [flag(repo, f"p{n}", "acc1", "block") for n in range(4)]
     # two decisions a moment: each moment holds credit changes and dispositions of both
     for n, item in enumerate(items):
@@ -631,6 +634,8 @@ def test_an_account_s_history_is_read_a_page_at_a_time_without_loss_or_duplicati
         )
     whole = repo.get_account(policy, "acc1", limit=1000, now=now)
     assert whole.next is None and len(whole.history) == stored
+    newest = repo.get_account(policy, "acc1", limit=1000, order="newest", now=now)
+    assert newest.history == whole.history[::-1]
 
     def place(entry: views.CreditChange | views.Disposition) -> tuple[datetime, int, int]:
         if isinstance(entry, views.CreditChange):
@@ -643,11 +648,14 @@ def test_an_account_s_history_is_read_a_page_at_a_time_without_loss_or_duplicati
     assert any(
         {0, 1} <= {kind for at, kind, _ in places if at == moment} for moment in (T0, T0 + HOUR)
     )
+    expected = whole.history if order == "oldest" else newest.history
     for limit in (1, 2, 3):
         paged: list[views.CreditChange | views.Disposition] = []
         cursor = None
         while True:
-            page = repo.get_account(policy, "acc1", cursor=cursor, limit=limit, now=now)
+            page = repo.get_account(
+                policy, "acc1", cursor=cursor, limit=limit, order=order, now=now
+            )
             # no empty last page: a page that ends the history says so
             assert 1 <= len(page.history) <= limit
             assert (page.credit, page.dispositions) == (whole.credit, whole.dispositions)
@@ -655,7 +663,144 @@ def test_an_account_s_history_is_read_a_page_at_a_time_without_loss_or_duplicati
             if page.next is None:
                 break
             cursor = parse_history_cursor(page.next)
-        assert paged == whole.history, limit
+        assert paged == expected, limit
+
+
+@pytest.mark.parametrize("order", ["oldest", "newest"])
+def test_a_later_page_of_an_account_s_history_seeks_its_cursor_in_the_index(
+    repo: SqlRepository, policy: Policy, order: credit.HistoryOrder
+) -> None:
+    """A page after a cursor starts reading each kind's index on the account at the cursor,
+    whichever the order: the moment is in the index's condition, not a filter over the
+    account's entries before it (after it, newest first), which a long history made every
+    later page walk."""
+    repo.put_account(policy, "acc1", followers=1, now=T0)
+    common = {"account_id": "acc1", "policy_version": policy.version}
+    with repo.engine.begin() as connection:
+        connection.execute(
+            insert(CreditEntry),
+            [
+                {**common, "delta": 0, "credit": 100, "level": "A", "reason": "restore",
+                 "at": T0 + n * HOUR}
+                for n in range(300)
+            ],
+        )  # fmt: skip
+        connection.execute(
+            insert(StoredDisposition),
+            [
+                {**common, "kind": "warning", "basis": "art19", "starts_at": T0 + n * HOUR,
+                 "ends_at": T0, "decided_by": "r1"}
+                for n in range(300)
+            ],
+        )  # fmt: skip
+        connection.exec_driver_sql("ANALYZE")
+    first = repo.get_account(policy, "acc1", limit=250, order=order, now=T0)
+    heard: list[tuple[str, Any]] = []
+
+    def hear(_conn: object, _cursor: object, statement: str, parameters: Any, *_: Any) -> None:
+        heard.append((statement, parameters))
+
+    event.listen(repo.engine, "before_cursor_execute", hear)
+    try:
+        later = repo.get_account(
+            policy, "acc1", cursor=parse_history_cursor(first.next), limit=5, order=order, now=T0
+        )
+    finally:
+        event.remove(repo.engine, "before_cursor_execute", hear)
+    assert len(later.history) == 5
+    reads = [
+        (s, p) for s, p in heard if "ORDER BY" in s and ("credit_ledger" in s or "starts_at" in s)
+    ]
+    paged = [(s, p) for s, p in reads if "LIMIT" in s and "lifted_at IS NULL" not in s]
+    assert len(paged) == 2, heard
+    with repo.engine.begin() as connection:
+        for statement, parameters in paged:
+            if connection.dialect.name == "sqlite":
+                plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+                (said,) = [row[3] for row in plan if "SEARCH" in row[3]]
+                # the index's range starts at the cursor's moment
+                assert re.search(r"account_id=\? AND (at|starts_at)[<>]\?", said), said
+                continue
+            # on tables this small it would read them whole: ask what the index can do
+            connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            connection.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+            (plan,) = connection.exec_driver_sql(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters
+            ).one()
+            scans = list(_nodes(plan[0]["Plan"], "Index Scan"))
+            assert scans, plan
+            for scan in scans:
+                assert "ROW(" in scan["Index Cond"], scan
+                # read from the cursor on: the page and the one after, no entry before it
+                assert scan.get("Rows Removed by Filter", 0) == 0, scan
+                assert scan["Actual Rows"] <= 6, scan
+
+
+def test_an_account_s_active_dispositions_are_read_a_page_at_a_time(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """The dispositions active on an account come ``limit`` at a time in the order they were
+    applied (moment, then id), after the cursor of the page before, as the account's history
+    does: every active one once, none ended or lifted; the account's own answer holds the
+    first page and its cursor. An account known without a row has none; one never seen 404."""
+    repo.put_account(policy, "acc1", followers=1, now=T0)
+    common = {
+        "account_id": "acc1",
+        "policy_version": policy.version,
+        "decided_by": "r1",
+        "lifted_at": None,
+    }
+    later = T0 + 5 * HOUR
+    rows: list[dict[str, Any]] = [
+        # two at one moment, so that a page may end between them
+        {**common, "kind": "warning", "basis": "art19", "starts_at": T0, "ends_at": None},
+        {**common, "kind": "limit_features", "basis": "art19", "starts_at": T0, "ends_at": None},
+        {**common, "kind": "warning", "basis": "art19", "starts_at": T0 + HOUR, "ends_at": T0},
+        {**common, "kind": "suspend_updates", "basis": "art19", "starts_at": T0 + HOUR,
+         "ends_at": later + HOUR},
+        {**common, "kind": "warning", "basis": "art8", "starts_at": T0 + 2 * HOUR,
+         "ends_at": None, "lifted_at": T0 + 3 * HOUR},
+        {**common, "kind": "close_account", "basis": "art19", "starts_at": T0 + 2 * HOUR,
+         "ends_at": None},
+    ]  # fmt: skip
+    with repo.engine.begin() as connection:
+        connection.execute(insert(StoredDisposition), rows)
+    whole = repo.account_dispositions("acc1", limit=1000, now=later)
+    assert whole.next is None
+    assert [(d.kind, d.starts_at) for d in whole.dispositions] == [
+        ("warning", T0),
+        ("limit_features", T0),
+        ("suspend_updates", T0 + HOUR),
+        ("close_account", T0 + 2 * HOUR),
+    ]
+    for limit in (1, 2, 3):
+        paged: list[views.Disposition] = []
+        cursor = None
+        while True:
+            page = repo.account_dispositions("acc1", cursor=cursor, limit=limit, now=later)
+            assert 1 <= len(page.dispositions) <= limit
+            paged += page.dispositions
+            if page.next is None:
+                break
+            cursor = appeal_cursor(page.next)
+        assert paged == whole.dispositions, limit
+    account = repo.get_account(policy, "acc1", active_limit=3, now=later)
+    assert account.dispositions == whole.dispositions[:3]
+    rest = repo.account_dispositions("acc1", cursor=appeal_cursor(account.dispositions_next))
+    assert rest.dispositions == whole.dispositions[3:]
+    assert repo.get_account(policy, "acc1", now=later).dispositions_next is None
+    flag(repo, "p1", "known")
+    assert repo.account_dispositions("known") == views.DispositionPage(dispositions=[])
+    with pytest.raises(NotFoundError):
+        repo.account_dispositions("nobody")
+
+
+def _nodes(plan: dict[str, Any], kind: str) -> Iterator[dict[str, Any]]:
+    """The nodes of an ``EXPLAIN (FORMAT JSON)`` plan of ``kind``."""
+    if plan["Node Type"] == kind:
+        yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child, kind)
 
 
 def test_the_disposition_feed_gives_each_change_once_in_commit_order_a_page_at_a_time(

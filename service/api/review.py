@@ -40,7 +40,8 @@ from service.record import MAX_ID_CHARS, blank, check_text, unix_time
 from service.review import dormancy, views
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.appeals import parse_cursor as appeal_cursor
-from service.review.credit import HISTORY_PAGE, parse_history_cursor
+from service.review.credit import HISTORY_PAGE, HistoryOrder, parse_history_cursor
+from service.review.dispositions import ACTIVE_PAGE
 from service.review.items import (
     MAX_ROW_ID,
     Action,
@@ -258,13 +259,14 @@ def shown_to(who: Principal, view: V) -> V:
 def query_cursor(
     given: str | None,
     parse: Callable[[str | None], P | None],
+    name: str = "cursor",
 ) -> P | None:
-    """The position a listing's ``cursor`` query names (read by ``parse``), or a 422 that
-    points at it; the console's listings read theirs the same way."""
+    """The position a listing's cursor query ``name`` names (read by ``parse``), or a 422
+    that points at it; the console's listings read theirs the same way."""
     try:
         return parse(given)
     except ValueError:
-        raise invalid(("query", "cursor"), "not a cursor this API gave out") from None
+        raise invalid(("query", name), "not a cursor this API gave out") from None
 
 
 @router.get("/review/items", responses=READS)
@@ -373,18 +375,49 @@ async def get_account(
     who: Anyone,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = HISTORY_PAGE,
+    order: Annotated[
+        HistoryOrder,
+        Query(
+            description="`oldest` first (the default, as before there was a choice) or "
+            "`newest` first; pass a page's `next` with the order it was read in"
+        ),
+    ] = "oldest",
 ) -> views.Account:
     """Credit, level, active dispositions and the history of both, ``limit`` entries a page
-    (``next`` the cursor of the page after); the reviewers who decided and lifted the
-    dispositions for reviewer and admin keys only. An account the service knows (by its posts
-    or review items) that was never charged is at the initial credit."""
+    in ``order`` (``next`` the cursor of the page after); the reviewers who decided and lifted
+    the dispositions for reviewer and admin keys only. An account the service knows (by its
+    posts or review items) that was never charged is at the initial credit."""
     after = query_cursor(cursor, parse_history_cursor)
     account = await run_in_threadpool(
         lambda: found.review.get_account(
-            found.scoring.policy, account_id, cursor=after, limit=limit
+            found.scoring.policy, account_id, cursor=after, limit=limit, order=order
         )
     )
     return shown_to(who, account)
+
+
+@router.get(
+    "/accounts/{account_id}/dispositions",
+    responses=answers(
+        {NotFoundError: "the service knows no account of that id", StorageError: STORAGE_DOWN}
+    ),
+)
+async def active_dispositions(
+    account_id: AccountId,
+    found: Found,
+    who: Anyone,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = ACTIVE_PAGE,
+) -> views.DispositionPage:
+    """The dispositions active on the account, ``limit`` a page in the order they were
+    applied (``next`` the cursor of the page after, as the appeals listing's); the account's
+    own answer holds the first page and this listing's cursor after it. Who decided for
+    reviewer and admin keys only, as on accounts."""
+    after = query_cursor(cursor, appeal_cursor)
+    page = await run_in_threadpool(
+        lambda: found.review.account_dispositions(account_id, cursor=after, limit=limit)
+    )
+    return shown_to(who, page)
 
 
 @router.get("/dispositions", responses=READS)

@@ -61,6 +61,18 @@ TEXT: dict[str, tuple[str, str]] = {
     "any": ("全部", "any"),
     "filter": ("筛选", "Filter"),
     "next_page": ("下一页", "Next page"),
+    "confirm_title": ("确认违规?", "Confirm the violation?"),
+    "confirm_what": (
+        "提交后将按策略扣减账号 {account} 的信用分,并可能对其施加处置;只有申诉成立才会撤销。",
+        "Sending it deducts account {account}'s credit under the policy and may apply "
+        "dispositions to it; only an upheld appeal undoes them.",
+    ),
+    "confirm_charges_nobody": (
+        "该条目不指向任何账号:确认不扣减任何账号的信用分。",
+        "The item names no account: confirming it charges nobody.",
+    ),
+    "confirm_send": ("确认并提交", "Confirm and send"),
+    "cancel": ("取消", "Cancel"),
     "next_item": ("下一条", "Next item"),
     "post_unknown": (
         "服务从未存储此帖子:没有正文可读。",
@@ -295,6 +307,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "appeal_id": ("申诉编号", "Appeal id"),
     "rumor_id": ("谣言编号", "Rumour id"),
     "cursor": ("翻页位置", "Page position"),
+    "active_cursor": ("已生效处置的翻页位置", "Active dispositions' page position"),
     "show_all": ("显示全部", "Show all"),
     "follower_jump": ("粉丝数异常变动(第十二条)", "Abnormal follower jump (art12)"),
     "followers": ("粉丝数", "Followers"),
@@ -726,6 +739,7 @@ FIELDS: dict[str, str] = {
     "text": "text",
     "notice": "notice",
     "cursor": "cursor",
+    "active": "active_cursor",
     "status": "status",
     "head": "head",
     "kind": "kind",
@@ -758,6 +772,7 @@ VALUE_ERRORS: dict[str, str] = {
     "category": "confirm_needs",
     "basis": "confirm_needs",
     "cursor": "not_a_cursor",
+    "active": "not_a_cursor",
 }
 """The request models' own checks raise ValueError, which pydantic reports as a ``value_error``
 with English words; on these fields it comes from one check only, so the field says which."""

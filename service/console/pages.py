@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Literal
@@ -57,7 +58,7 @@ from service.console.web import (
 from service.neardup.bank import bank_rumor, unbank_rumor
 from service.neardup.store import StoreUnavailableError
 from service.policy.governance import CATEGORIES, Category
-from service.review import dormancy
+from service.review import dormancy, views
 from service.review.appeals import APPEAL_STATUSES, AppealStatus, check_resolver
 from service.review.appeals import parse_cursor as appeal_cursor
 from service.review.credit import HistoryPlace, parse_history_cursor
@@ -89,8 +90,8 @@ ACCOUNT_ITEMS = 20
 """How many of the account's other items an item's page lists (the latest); it counts them
 all."""
 ACCOUNT_HISTORY = 50
-"""How many entries of the account's history an item's page lists, oldest first; a link goes
-on to the next ones."""
+"""How many entries of the account's history an item's page lists, newest first (the latest
+of what a reviewer weighs before deciding); a link goes on to the older ones."""
 DASHBOARD_S = 60.0
 """How long a process shows the same dashboard: its aggregates scan the queue (about 2 s with a
 million items, ``eval.console``), too slow to run on every load."""
@@ -245,10 +246,18 @@ async def queue(
 
 
 @router.get("/items/{item_id}")
-async def item_page(item_id: ItemId, who: Signed, cursor: str | None = None) -> HTMLResponse:
+async def item_page(
+    item_id: ItemId, who: Signed, cursor: str | None = None, active: str | None = None
+) -> HTMLResponse:
     """The item's page; ``cursor`` the page of its account's history it shows (its ``next``
-    link's), the first where none is given."""
-    return await show_item(who, item_id, history=query_cursor(cursor, parse_history_cursor))
+    link's) and ``active`` the page of its active dispositions, each the first where none is
+    given."""
+    return await show_item(
+        who,
+        item_id,
+        history=query_cursor(cursor, parse_history_cursor),
+        active=query_cursor(active, appeal_cursor, "active"),
+    )
 
 
 async def show_item(
@@ -256,26 +265,24 @@ async def show_item(
     item_id: int,
     refused: Refusal | None = None,
     history: HistoryPlace | None = None,
+    active: tuple[float, int] | None = None,
+    *,
+    confirming: bool = False,
 ) -> HTMLResponse:
-    """The item's page; with ``refused``, as the answer to that refused form of it; with
-    ``history``, its account's history after that place."""
+    """The item's page; with ``refused``, as the answer to that refused form of it (with
+    ``confirming``, the decision form as typed, its confirmation's step open); with
+    ``history``, its account's history after that place; with ``active``, its active
+    dispositions after that place."""
     policy = who.found.scoring.policy
     try:
         item = await who.call(who.found.review.get_item, policy, item_id)
     except NotFoundError:
         return who.page("error.html", 404, message_key="not_found")
-    account, history_url = None, None
+    account, history_url, dispositions, dispositions_url = None, None, None, None
     if item.account_id is not None:
-        # known by this item: one never charged is at the initial credit
-        account = await who.call(
-            who.found.review.get_account,
-            policy,
-            item.account_id,
-            cursor=history,
-            limit=ACCOUNT_HISTORY,
+        account, history_url, dispositions, dispositions_url = await account_panel(
+            who, item_id, item.account_id, history, active
         )
-        if account.next:
-            history_url = f"/console/items/{item_id}?" + urlencode({"cursor": account.next})
     record = present.record_of(item) or {}
     reasons = record.get("reasons", [])
     t = translator(language_of(who.request))
@@ -349,6 +356,8 @@ async def show_item(
         others=others,
         account=account,
         history_url=history_url,
+        dispositions=dispositions,
+        dispositions_url=dispositions_url,
         history_later=history is not None,
         # a dormant account's clock, current: a return since the sweep shows as one
         clock=account if item.kind == dormancy.KIND else None,
@@ -360,7 +369,43 @@ async def show_item(
         decided=item.status in FINAL,
         now=datetime.now(UTC),
         refused=refused,
+        confirming=confirming,
     )
+
+
+async def account_panel(
+    who: Viewer,
+    item_id: int,
+    account_id: str,
+    history: HistoryPlace | None,
+    active: tuple[float, int] | None,
+) -> tuple[views.Account, str | None, views.DispositionPage, str | None]:
+    """The account an item's page shows: its history after ``history``, newest first, and
+    its active dispositions after ``active``, each ``ACCOUNT_HISTORY`` a page as the API pages
+    them, with the links to the pages after them (None at the end). An account known by the
+    item alone, never charged, is at the initial credit."""
+    account = await who.call(
+        who.found.review.get_account,
+        who.found.scoring.policy,
+        account_id,
+        cursor=history,
+        limit=ACCOUNT_HISTORY,
+        order="newest",
+        active_limit=ACCOUNT_HISTORY,
+    )
+    here = f"/console/items/{item_id}?"
+    history_url = here + urlencode({"cursor": account.next}) if account.next else None
+    dispositions = views.DispositionPage(
+        dispositions=account.dispositions, next=account.dispositions_next
+    )
+    if active is not None:
+        dispositions = await who.call(
+            who.found.review.account_dispositions, account_id, cursor=active, limit=ACCOUNT_HISTORY
+        )
+    dispositions_url = (
+        here + urlencode({"active": dispositions.next}) if dispositions.next else None
+    )
+    return account, history_url, dispositions, dispositions_url
 
 
 def held_back(who: Viewer, status: str, decisions: list[DecisionRow]) -> str | None:
@@ -392,22 +437,46 @@ async def claim(item_id: ItemId, who: Signed, fields: Form) -> Response:
     return back(here)
 
 
+def decision_of(fields: Mapping[str, str]) -> DecisionRequest:
+    """The decision the item page's form asks for, as the JSON API's request model reads it
+    (ValidationError where it refuses it)."""
+    asked = given(fields, "action", "category", "basis", "note", "record_id")
+    if asked.get("action") != "confirm":
+        # the item page's one form offers a confirmation's category and article with every
+        # decision: a dismissal or an escalation is its note's alone
+        asked = {k: v for k, v in asked.items() if k not in ("category", "basis")}
+    if "basis" in asked:
+        # typed as the pages name it (第十八条第六项), given to the model as its code: the
+        # JSON API's contract is the code alone
+        asked["basis"] = articles.code(asked["basis"])
+    # form fields are strings: the record's number is read from its text
+    return DecisionRequest.model_validate_strings(asked)
+
+
+@router.post("/items/{item_id}/confirming")
+async def confirming(item_id: ItemId, who: Signed, fields: Form) -> Response:
+    """The confirmation's step before it is sent, for a browser without the console's script
+    (which opens the same step in the page, sending nothing): a confirmation charges the
+    account's credit and applies dispositions, so the page's button asks before its dialog's
+    button sends the form to :func:`decide`. Writes nothing: the item's page with the form as
+    typed and the step open, the record the reviewer read kept in it; a confirmation the
+    request model refuses is refused here, as it would be sent."""
+    here = f"/console/items/{item_id}"
+    try:
+        decision_of({**fields, "action": "confirm"})
+    except REFUSALS as exc:
+        return await show_item(who, item_id, who.refusal(here, "decision-form", fields, exc))
+    # the form as typed, answered with its page as a refused one is, with no reason to give
+    typed = {name: value for name, value in fields.items() if name != "csrf"}
+    return await show_item(who, item_id, Refusal(here, "decision-form", typed), confirming=True)
+
+
 @router.post("/items/{item_id}/decision")
 async def decide(item_id: ItemId, who: Signed, fields: Form) -> Response:
     here = f"/console/items/{item_id}"
     policy = who.found.scoring.policy
     try:
-        asked = given(fields, "action", "category", "basis", "note", "record_id")
-        if asked.get("action") != "confirm":
-            # the item page's one form offers a confirmation's category and article with every
-            # decision: a dismissal or an escalation is its note's alone
-            asked = {k: v for k, v in asked.items() if k not in ("category", "basis")}
-        if "basis" in asked:
-            # typed as the pages name it (第十八条第六项), given to the model as its code: the
-            # JSON API's contract is the code alone
-            asked["basis"] = articles.code(asked["basis"])
-        # form fields are strings: the record's number is read from its text
-        body = DecisionRequest.model_validate_strings(asked)
+        body = decision_of(fields)
         # the page's form holds the record it showed, empty for none; a form without the
         # field (a page loaded before it) is decided unchecked, as the API's requests are
         shown = body.shown() or (Shown(None) if "record_id" in fields else None)

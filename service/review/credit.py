@@ -19,6 +19,10 @@ HistoryKind = Literal["credit", "disposition"]
 HISTORY_ORDER: tuple[HistoryKind, ...] = ("credit", "disposition")
 """The order of an account's history entries of one moment: a decision's credit change before
 the dispositions it applied (the order the whole history was given in before it was paged)."""
+HistoryOrder = Literal["oldest", "newest"]
+"""The order an account's history is read in: ``newest`` is ``oldest`` reversed, entry for
+entry (a moment's dispositions before its credit changes), so that either reads every entry
+once a page at a time."""
 HISTORY_PAGE = 100
 """The entries of an account's history an answer holds where its caller names no ``limit``
 (the API's default, and a profile write's answer)."""

@@ -9,6 +9,10 @@ from datetime import datetime, timedelta
 
 from service.policy.governance import Category, DispositionStep
 
+ACTIVE_PAGE = 100
+"""The active dispositions an answer holds where its caller names no ``limit`` (the listing's
+default, and the first page an account's answer holds)."""
+
 
 def due(
     ladder: list[DispositionStep],

@@ -132,6 +132,19 @@ class DispositionChange(BaseModel):
         return self.model_copy(update={"disposition": self.disposition.unsigned()})
 
 
+class DispositionPage(BaseModel):
+    dispositions: list[Disposition] = Field(
+        description="active dispositions, in the order they were applied (`starts_at`, then id)"
+    )
+    next: str | None = Field(
+        default=None, description="cursor for the next page, or null at its end"
+    )
+
+    def unsigned(self) -> DispositionPage:
+        """The page as a publisher key reads it (see :meth:`Account.unsigned`)."""
+        return self.model_copy(update={"dispositions": [d.unsigned() for d in self.dispositions]})
+
+
 class DispositionFeed(BaseModel):
     changes: list[DispositionChange] = Field(description="in the order they were committed")
     next: int = Field(
@@ -222,11 +235,19 @@ class Account(BaseModel):
         description="when it was found dormant (unused for the policy's dormancy.after_days); "
         "null while it is not",
     )
-    dispositions: list[Disposition] = Field(description="active dispositions")
+    dispositions: list[Disposition] = Field(
+        description="active dispositions, in the order they were applied: the first page of "
+        "`GET /v1/accounts/{id}/dispositions` (all of them while there are 100 or fewer)"
+    )
+    dispositions_next: str | None = Field(
+        default=None,
+        description="the `cursor` of `GET /v1/accounts/{id}/dispositions` for the active "
+        "dispositions after these, or null where these are all",
+    )
     history: list[CreditChange | Disposition] = Field(
         description="its credit changes and dispositions, oldest first (a moment's credit "
-        "changes before its dispositions), a page of them: the first `limit`, or those after "
-        "`cursor`"
+        "changes before its dispositions), or newest first with `order=newest` (that order "
+        "reversed), a page of them: the first `limit`, or those after `cursor`"
     )
     # a default: a retry may be answered with an account stored before its history was paged
     next: str | None = Field(

@@ -11,22 +11,23 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import EllipsisType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, CompoundSelect, func, null, select, union_all
+from sqlalchemy import ColumnElement, CompoundSelect, Select, func, null, select, union_all
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.policy import Policy
-from service.review import dormancy, registration, signups, views
+from service.review import appeals, dormancy, registration, signups, views
 from service.review import followers as followers_rules
 from service.review.credit import (
     HISTORY_ORDER,
     HISTORY_PAGE,
     HistoryKind,
+    HistoryOrder,
     HistoryPlace,
     history_cursor,
 )
-from service.review.dispositions import Standing, Stop
+from service.review.dispositions import ACTIVE_PAGE, Standing, Stop
 from service.review.items import MAX_ROW_ID, NotFoundError
 from service.storage.credit_steps import active_kinds, active_now, lift, locked_account, restore
 from service.storage.item_steps import (
@@ -70,6 +71,9 @@ from service.storage.tables import (
     StoredDisposition,
 )
 from service.storage.transaction import Tx, lock_protected_names, lock_signup_batch, lock_subject
+
+Entry = TypeVar("Entry", CreditEntry, StoredDisposition)
+"""A table of an account's history."""
 
 
 class AccountsSql(ReviewSql):
@@ -208,19 +212,34 @@ class AccountsSql(ReviewSql):
         account_id: str,
         cursor: HistoryPlace | None = None,
         limit: int = HISTORY_PAGE,
+        order: HistoryOrder = "oldest",
+        active_limit: int = ACTIVE_PAGE,
         now: datetime | None = None,
     ) -> views.Account:
-        """The account's credit, level, active dispositions and ``limit`` entries of its
-        history after ``cursor`` (:func:`_account`). One the service knows without a credit
-        record yet (it was never charged nor given a profile) is at the initial credit; one it
-        never saw is 404."""
+        """The account's credit, level, first ``active_limit`` active dispositions and
+        ``limit`` entries of its history after ``cursor`` in ``order`` (:func:`_account`). One
+        the service knows without a credit record yet (it was never charged nor given a
+        profile) is at the initial credit; one it never saw is 404."""
         with self._session() as session:
-            account = session.get(StoredAccount, account_id)
+            account = _stored(session, account_id)
             if account is None:
-                if not known_account(session, account_id):
-                    raise NotFoundError("no_account", account_id=account_id)
                 return new_account_view(policy, account_id)
-            return _account(session, account, now or datetime.now(UTC), cursor, limit)
+            moment = now or datetime.now(UTC)
+            return _account(session, account, moment, cursor, limit, order, active_limit)
+
+    def account_dispositions(
+        self,
+        account_id: str,
+        cursor: tuple[float, int] | None = None,
+        limit: int = ACTIVE_PAGE,
+        now: datetime | None = None,
+    ) -> views.DispositionPage:
+        """The ``limit`` dispositions active on the account after ``cursor`` (:func:`_active`);
+        none for one the service knows without a credit record, 404 for one it never saw."""
+        with self._session() as session:
+            if _stored(session, account_id) is None:
+                return views.DispositionPage(dispositions=[])
+            return _active(session, account_id, now or datetime.now(UTC), cursor, limit)
 
     def disposition_changes(self, after: int = 0, limit: int = 100) -> views.DispositionFeed:
         """The dispositions applied and lifted after the chain's record ``after``, ``limit`` at
@@ -352,41 +371,92 @@ def _account(
     now: datetime,
     place: HistoryPlace | None = None,
     limit: int = HISTORY_PAGE,
+    order: HistoryOrder = "oldest",
+    active_limit: int = ACTIVE_PAGE,
 ) -> views.Account:
-    """The account at ``now`` with its active dispositions and the ``limit`` entries of its
-    history after ``place``, oldest first, a moment's credit changes before its dispositions
-    (:data:`HISTORY_ORDER`): each kind's next ``limit`` and one, read in its order off its
-    index on the account, merged. An account's history grows with every decision on it, past
-    what one answer holds."""
-    active = session.scalars(
-        select(StoredDisposition)
-        .where(StoredDisposition.account_id == account.account_id, active_now(now))
-        .order_by(StoredDisposition.id)
-    ).all()
-    changes = select(CreditEntry).where(CreditEntry.account_id == account.account_id)
-    given = select(StoredDisposition).where(StoredDisposition.account_id == account.account_id)
-    if place is not None:
-        changes = changes.where(_after(place, "credit", CreditEntry.at, CreditEntry.id))
-        given = given.where(
-            _after(place, "disposition", StoredDisposition.starts_at, StoredDisposition.id)
-        )
+    """The account at ``now`` with its first ``active_limit`` active dispositions
+    (:func:`_active`) and the ``limit`` entries of its
+    history after ``place`` in ``order``: oldest first, a moment's credit changes before its
+    dispositions (:data:`HISTORY_ORDER`), or newest first, that order reversed. Each kind's next
+    ``limit`` and one, read in its order off its index on the account from ``place`` on,
+    merged. An account's history grows with every decision on it, past what one answer
+    holds."""
+    newest = order == "newest"
     history: list[views.CreditChange | views.Disposition] = [
         change_view(e)
-        for e in session.scalars(changes.order_by(CreditEntry.at, CreditEntry.id).limit(limit + 1))
-    ]
-    history += [
-        disposition_view(row, now)
-        for row in session.scalars(
-            given.order_by(StoredDisposition.starts_at, StoredDisposition.id).limit(limit + 1)
+        for e in session.scalars(
+            _page(CreditEntry, "credit", CreditEntry.at, account, place, limit, newest)
         )
     ]
-    history.sort(key=_placed)
+    given = _page(
+        StoredDisposition, "disposition", StoredDisposition.starts_at, account, place, limit, newest
+    )
+    history += [disposition_view(row, now) for row in session.scalars(given)]
+    history.sort(key=_placed, reverse=newest)
     next_ = None
     if len(history) > limit:
         moment, rank, row_id = _placed(history[limit - 1])
         next_ = history_cursor(HISTORY_ORDER[rank], moment, row_id)
-    shown = [disposition_view(row, now) for row in active]
-    return account_view(account, shown, history[:limit], next_)
+    active = _active(session, account.account_id, now, None, active_limit)
+    return account_view(account, active, history[:limit], next_)
+
+
+def _stored(session: Session, account_id: str) -> StoredAccount | None:
+    """The account's row; None for one the service knows without one (by a post it stored
+    or a review item: never charged nor given a profile), NotFoundError for one it never
+    saw."""
+    account = session.get(StoredAccount, account_id)
+    if account is None and not known_account(session, account_id):
+        raise NotFoundError("no_account", account_id=account_id)
+    return account
+
+
+def _active(
+    session: Session,
+    account_id: str,
+    now: datetime,
+    place: tuple[float, int] | None,
+    limit: int,
+) -> views.DispositionPage:
+    """The ``limit`` dispositions active on the account at ``now`` after ``place`` (a
+    listing's cursor, :func:`appeals.cursor`), in the order they were applied (moment, then
+    id), read along its history's index on the account, and the cursor of the page after
+    them. Lifted and ended ones stay in the account's history; an account gathers as many
+    active ones as its decisions apply, past what one answer holds."""
+    query = select(StoredDisposition).where(
+        StoredDisposition.account_id == account_id, active_now(now)
+    )
+    if place is not None:
+        query = query.where(after_cursor(StoredDisposition.starts_at, StoredDisposition.id, place))
+    rows = session.scalars(
+        query.order_by(StoredDisposition.starts_at, StoredDisposition.id).limit(limit + 1)
+    ).all()
+    shown = [disposition_view(row, now) for row in rows[:limit]]
+    last = shown[-1] if len(rows) > limit else None
+    return views.DispositionPage(
+        dispositions=shown,
+        next=None if last is None else appeals.cursor(last.starts_at, last.id),
+    )
+
+
+def _page(
+    table: type[Entry],
+    kind: HistoryKind,
+    moment: InstrumentedAttribute[datetime],
+    account: StoredAccount,
+    place: HistoryPlace | None,
+    limit: int,
+    newest: bool,
+) -> Select[Entry]:
+    """The account's next ``limit`` and one entries of ``kind`` (its ``table``, whose
+    ``moment`` places it) after ``place``, read along its index on the account, moment and
+    id, backwards for ``newest``."""
+    row_id: InstrumentedAttribute[int] = table.id
+    query = select(table).where(table.account_id == account.account_id)
+    if place is not None:
+        query = query.where(_after(place, kind, moment, row_id, newest))
+    keys = (moment.desc(), row_id.desc()) if newest else (moment, row_id)
+    return query.order_by(*keys).limit(limit + 1)
 
 
 def _placed(entry: views.CreditChange | views.Disposition) -> tuple[datetime, int, int]:
@@ -402,15 +472,19 @@ def _after(
     kind: HistoryKind,
     moment: InstrumentedAttribute[datetime],
     row_id: InstrumentedAttribute[int],
+    newest: bool,
 ) -> ColumnElement[bool]:
-    """The entries of ``kind`` the history holds after ``place``: of the kind of its last
-    entry, those after it (the listings' :func:`after_cursor`); of a kind that comes later in
-    a moment, those of its moment too; of one that comes earlier, none of its moment."""
+    """The entries of ``kind`` the history holds after ``place`` (before it in the oldest
+    first order, for ``newest``): of the kind of its last entry, those after it (the
+    listings' :func:`after_cursor`); of a kind that comes later in a moment, those of its
+    moment too (oldest first: newest first, none of them); of one that comes earlier, none of
+    its moment (newest first: all of them). Either way the id that stands in for the other
+    kind's is the same, 0 or the largest, and only the comparison turns round."""
     at, last_id = place.after
     if kind != place.kind:
         later = HISTORY_ORDER.index(kind) > HISTORY_ORDER.index(place.kind)
         last_id = 0 if later else MAX_ROW_ID
-    return after_cursor(moment, row_id, (at, last_id))
+    return after_cursor(moment, row_id, (at, last_id), backwards=newest)
 
 
 def _advisory_first(tx: Tx, subject_digest: str | None, *, naming: bool) -> None:

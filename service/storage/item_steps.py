@@ -11,7 +11,7 @@ from datetime import datetime
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.heads import Risk
@@ -112,11 +112,21 @@ def after_cursor(
     moment: InstrumentedAttribute[datetime],
     row_id: InstrumentedAttribute[int],
     cursor: tuple[float, int],
+    *,
+    backwards: bool = False,
 ) -> ColumnElement[bool]:
     """The rows a listing ordered by ``moment`` and ``row_id`` holds after ``cursor``, the
-    moment and id of the last row a page gave (:func:`service.review.appeals.cursor`)."""
-    after, last_id = appeals.cursor_deadline(cursor[0]), cursor[1]
-    return or_(moment > after, and_(moment == after, row_id > last_id))
+    moment and id of the last row a page gave (:func:`service.review.appeals.cursor`); with
+    ``backwards``, a listing ordered by both descending, those before it.
+
+    One comparison of the pair, which an index ending in them reads from the cursor on (a
+    keyset seek); ``moment > m OR (moment = m AND id > i)``, its meaning spelled out, is a
+    filter that PostgreSQL applies to every entry the index holds before the cursor, and SQLite
+    to every one under the index's leading columns, so that each later page walked the pages
+    before it."""
+    place = tuple_(moment, row_id)
+    at = (appeals.cursor_deadline(cursor[0]), cursor[1])
+    return place < at if backwards else place > at
 
 
 def known_account(session: Session, account_id: str) -> bool:

@@ -14,8 +14,8 @@ from service.policy import Policy
 from service.record import Decision, Post, ScoreRecord
 from service.review import chain, views
 from service.review.appeals import AppealAction, AppealStatus
-from service.review.credit import HISTORY_PAGE, HistoryPlace
-from service.review.dispositions import Standing
+from service.review.credit import HISTORY_PAGE, HistoryOrder, HistoryPlace
+from service.review.dispositions import ACTIVE_PAGE, Standing
 from service.review.engagement import Counts
 from service.review.items import Action, Category, Kind, QueueRequest, Shown, Violation
 from service.review.protected import ProtectedKind
@@ -509,10 +509,24 @@ class ReviewRepository(Protocol):
         account_id: str,
         cursor: HistoryPlace | None = None,
         limit: int = HISTORY_PAGE,
+        order: HistoryOrder = "oldest",
+        active_limit: int = ACTIVE_PAGE,
         now: datetime | None = None,
     ) -> views.Account:
-        """The account, with ``limit`` entries of its history after ``cursor``; one known
-        without a credit record is at ``policy``'s initial credit."""
+        """The account, with its first ``active_limit`` active dispositions and ``limit``
+        entries of its history after ``cursor`` in ``order``; one known without a credit
+        record is at ``policy``'s initial credit."""
+        ...
+
+    def account_dispositions(
+        self,
+        account_id: str,
+        cursor: tuple[float, int] | None = None,
+        limit: int = ACTIVE_PAGE,
+        now: datetime | None = None,
+    ) -> views.DispositionPage:
+        """The ``limit`` dispositions active on the account after ``cursor``, in the order
+        they were applied; none for one known without a credit record."""
         ...
 
     def disposition_changes(self, after: int = 0, limit: int = 100) -> views.DispositionFeed:

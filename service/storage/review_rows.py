@@ -127,12 +127,12 @@ def disposition_change_view(
 
 def account_view(
     account: StoredAccount,
-    active: list[views.Disposition],
+    active: views.DispositionPage,
     history: list[views.CreditChange | views.Disposition],
     next_: str | None,
 ) -> views.Account:
-    """The account with its ``active`` dispositions and a page of its ``history`` (``next_``
-    the cursor of the page after it)."""
+    """The account with the first page of its ``active`` dispositions and a page of its
+    ``history`` (``next_`` the cursor of the page after it)."""
     return views.Account(
         account_id=account.account_id,
         credit=account.credit,
@@ -145,7 +145,8 @@ def account_view(
         active_by=cast(dormancy.Use | None, account.active_by),
         warned_at=maybe_utc(account.warned_at),
         dormant_at=maybe_utc(account.dormant_at),
-        dispositions=active,
+        dispositions=active.dispositions,
+        dispositions_next=active.next,
         history=history,
         next=next_,
     )

@@ -19,6 +19,29 @@ var refused = document.querySelector('.error[role="alert"][tabindex="-1"]');
 if (refused) {
   refused.focus();
 }
+// A confirmation charges the account's credit and applies dispositions: its button opens the
+// page's dialog instead of sending the form, and only the dialog's own button sends it. Escape
+// or Cancel closes the dialog, sending nothing, and gives the keyboard back to the button.
+// Without the script the button posts the form to the step, whose answer is the page with the
+// dialog open in it (Cancel there is a link back to the item).
+var asking = document.getElementById("confirm-dialog");
+var asks = document.getElementById("confirm");
+if (asking && asks && asking.showModal) {
+  asking.closest("form").addEventListener("submit", function (event) {
+    if (event.submitter !== asks) return;
+    event.preventDefault();
+    if (asking.open) asking.close();
+    asking.showModal();
+    document.getElementById("confirm-send").focus();
+  });
+  document.getElementById("confirm-cancel").addEventListener("click", function (event) {
+    event.preventDefault();
+    asking.close();
+  });
+  asking.addEventListener("close", function () {
+    asks.focus();
+  });
+}
 // A key is the reader's typing, not a shortcut, in any form control (a focused button
 // included: a word said to speech input there, or keys typed into the wrong place) or editable
 // text, while an input method composes (Chinese is typed as letters that the method turns into
