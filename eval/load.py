@@ -19,11 +19,12 @@ are stored and enqueued as in production.
 A request that fails, times out (5 s) or comes back degraded is an error. Each stage starts
 from an idle server and ends when the server is idle again (no post waits for the model, no
 record for its evidence spans), so that the server's CPU time over that span, read from
-``/proc``, is the stage's own: its **CPU per post** (per request for ``/healthz``), evidence
-included. Latencies depend on what else the host runs; the CPU a post costs depends on it less,
-though a host whose cores are shared or slowed moves it too (21 to 32 ms a corpus post within an
-hour on one host), so compare runs alternated on one host. Prints hardware, date and one
-markdown table.
+``/proc``, is the stage's own: its **CPU per post** (per request for ``/healthz``). It is the
+server process's alone: the evidence search runs in a process of its own (since 2026-12-07),
+whose CPU is not in it (about 20 ms more a corpus post, 4 a negative). Latencies depend on
+what else the host runs; the CPU a post costs depends on it less, though a host whose cores are
+shared or slowed moves it too (21 to 32 ms a corpus post within an hour on one host), so compare
+runs alternated on one host. Prints hardware, date and one markdown table.
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ class Stage:
     """Share of the flagged records left ``evidence_pending`` (the evidence backlog was full):
     their spans are not in :attr:`cpu_ms`."""
     cpu_ms: float
-    """The server's CPU time from the stage's start until it was idle again, per post (per
-    request where there are no posts)."""
+    """The server process's CPU time from the stage's start until it was idle again, per post
+    (per request where there are no posts); the evidence process's is not in it."""
 
 
 def workloads(settings: Settings) -> dict[str, list[str]]:

@@ -10,9 +10,12 @@ import shutil
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import anyio.to_thread
 import pytest
 from servicekit import Api, Troubled, open_api, wait_for, write_policy
 
@@ -38,6 +41,24 @@ def test_a_post_gets_its_score_record_and_a_request_id(api: Api) -> None:
     assert not record.degraded
     assert all(0.0 <= s <= 1.0 for s in record.scores.values())
     assert len(response.headers["x-request-id"]) >= 16
+
+
+def test_a_post_of_a_known_key_is_answered_without_a_hand_off_to_the_thread_pool(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each hand-off is a wake-up of a pool thread and of the loop again, for every post: a
+    known key, the services and the answer need none."""
+    assert api.score({"id": "first", "text": PLAIN}).status_code == 200
+    handed: list[object] = []
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(func: Callable[..., object], *args: object, **kwargs: Any) -> object:
+        handed.append(func)
+        return await run_sync(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    assert api.score({"id": "second", "text": PLAIN}).status_code == 200
+    assert handed == []
 
 
 def test_the_same_post_id_again_returns_the_first_record_and_is_counted_once(

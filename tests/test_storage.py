@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     column,
     delete,
+    event,
     func,
     insert,
     inspect,
@@ -36,6 +37,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.sql.dml import Insert
 
 from service.policy import load_policy
 from service.record import Post, ScoreRecord
@@ -127,6 +129,46 @@ def test_saving_the_same_post_twice_keeps_the_first_record_and_one_queue_item(
     assert save(repository, second) == first
     assert [(item.post_id, item.decision) for item in repository.queue()] == [("p1", "review")]
     assert repository.queue()[0].policy_version == "p1"
+
+
+def publish_statements(repository: SqlRepository, post_id: str) -> list[object]:
+    """The statements a published post's record runs: its look-up, its and its post's inserts
+    (not the transaction's own, nor the audit record's), the update that adds its spans."""
+    seen: list[object] = []
+
+    def executed(_conn: Connection, statement: object, *_args: object) -> None:
+        seen.append(statement)
+
+    rec = record(post_id, "review").model_copy(update={"evidence_pending": True})
+    event.listen(repository.engine, "before_execute", executed)
+    try:
+        repository.find_records([post_id], rec.model_version, rec.policy_version)
+        found = len(seen)
+        repository.save_records([Pending(rec, False, post=Post(id=post_id, text="正文"))])
+        kept = [
+            s
+            for s in seen[found:]
+            if isinstance(s, Insert) and s.table.name in ("score_records", "stored_posts")
+        ]
+        del seen[found:]
+        repository.update_records([rec.model_copy(update={"evidence_pending": False})])
+    finally:
+        event.remove(repository.engine, "before_execute", executed)
+    return [*seen[:found], *kept, *seen[found:]]
+
+
+def test_the_statements_run_for_each_published_post_are_built_once(
+    repository: SqlRepository,
+) -> None:
+    """Built for each call, these statements took SQLAlchemy longer to build than the database
+    to run: a second post runs the very statements the first ran."""
+    first = publish_statements(repository, "p1")
+    second = publish_statements(repository, "p2")
+    assert len(first) == 4
+    assert [id(s) for s in second] == [id(s) for s in first]
+    assert repository.find_records(["p1", "p2"], "sha256:m1", "p1") == {
+        p: record(p, "review") for p in ("p1", "p2")
+    }
 
 
 def test_a_new_model_version_is_a_new_record_that_the_posts_open_item_moves_to(

@@ -35,5 +35,11 @@ def services(request: Request) -> Services:
     return found
 
 
-Found = Annotated[Services, Depends(services)]
+async def _found(request: Request) -> Services:
+    # a coroutine: a plain function as a dependency is run on the thread pool, a hand-off to a
+    # pool thread and back to the loop for every request
+    return services(request)
+
+
+Found = Annotated[Services, Depends(_found)]
 """A router argument of this type gets the app's services."""

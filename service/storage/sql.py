@@ -11,13 +11,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Engine, case, or_, select, text, tuple_, update
+from sqlalchemy import Engine, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql.selectable import ScalarSelect
 
 from service.heads import Risk
 from service.policy import Policy
@@ -42,6 +41,7 @@ from service.storage.dormancy_sql import DormancySql
 from service.storage.engagement_sql import EngagementSql, move_posts
 from service.storage.idempotency_sql import IdempotencySql
 from service.storage.item_steps import earlier_decision, enqueued, item_to_join, post_decided
+from service.storage.publish_sql import REPORTED_FOR, PublishStatements
 from service.storage.reports_sql import ReportsSql
 from service.storage.repository import (
     Pending,
@@ -54,7 +54,6 @@ from service.storage.review_rows import utc
 from service.storage.tables import (
     OPEN,
     KeptPolicy,
-    PostEngagement,
     ReviewItem,
     StoredAccount,
     StoredPost,
@@ -166,6 +165,7 @@ class SqlRepository(
         them items wait in the order they came."""
         self._subject_key = subject_key
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._publish = PublishStatements.of(engine.dialect.name)
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -205,22 +205,14 @@ class SqlRepository(
         if not post_ids:
             return {}
         with self._session() as session:
-            rows = session.scalars(
-                select(StoredRecord)
-                .where(
-                    StoredRecord.post_id.in_(set(post_ids)),
-                    StoredRecord.model_version == model_version,
-                )
-                # the record under the asking policy first, else the post's earliest record
-                .order_by(
-                    case((StoredRecord.policy_version == policy_version, 0), else_=1),
-                    StoredRecord.id,
-                )
+            rows = session.execute(
+                self._publish.find_records,
+                {"ids": list(set(post_ids)), "model": model_version, "policy": policy_version},
             )
             found: dict[str, ScoreRecord] = {}
-            for row in rows:
-                if row.post_id not in found:
-                    found[row.post_id] = ScoreRecord.model_validate(row.record)
+            for post_id, record in rows:
+                if post_id not in found:
+                    found[post_id] = ScoreRecord.model_validate(record)
             return found
 
     def save_records(
@@ -229,7 +221,6 @@ class SqlRepository(
         if not items:
             return []
         now = datetime.now(UTC)
-        insert = sqlite_insert if self.engine.dialect.name == "sqlite" else postgresql_insert
         taken: list[Pending] = []
         with self._writing() as session:
             followers = self._followers(session, items)
@@ -250,15 +241,7 @@ class SqlRepository(
                 }
                 # a record stored before under this policy (a concurrent request, a replayed
                 # spool, a second re-score) stands
-                statement = (
-                    insert(StoredRecord)
-                    .values(values)
-                    .on_conflict_do_nothing(
-                        index_elements=["post_id", "model_version", "policy_version"]
-                    )
-                    .returning(StoredRecord.id)
-                )
-                row_id = session.execute(statement).scalar_one_or_none()
+                row_id = session.execute(self._publish.insert_record, values).scalar_one_or_none()
                 if row_id is None:
                     taken.append(item)
                     continue
@@ -267,10 +250,8 @@ class SqlRepository(
                     # the account its counts were reported for, read by the insert itself: the
                     # publish path pays no second round trip for the rare post reported first
                     inserted = session.execute(
-                        insert(StoredPost)
-                        .values(_post_row(item.post, now))
-                        .on_conflict_do_nothing(index_elements=["post_id"])
-                        .returning(_reported_for(item.post.id))
+                        self._publish.insert_post,
+                        _post_row(item.post, now) | {REPORTED_FOR: item.post.id},
                     ).first()
                     owner = item.post.account_id
                     reported = None if inserted is None else inserted[0]
@@ -307,17 +288,14 @@ class SqlRepository(
         with self._session() as session:
             for record in sorted(records, key=_lock_order):
                 session.execute(
-                    update(StoredRecord)
-                    .where(
-                        StoredRecord.post_id == record.id,
-                        StoredRecord.model_version == record.model_version,
-                        StoredRecord.policy_version == record.policy_version,
-                    )
-                    .values(
-                        record=_stored(record),
-                        evidence_pending=record.evidence_pending,
-                        evidence_claimed_until=None,
-                    )
+                    self._publish.update_record,
+                    {
+                        "post": record.id,
+                        "model": record.model_version,
+                        "policy": record.policy_version,
+                        "new_record": _stored(record),
+                        "pending": record.evidence_pending,
+                    },
                 )
 
     def count_failed_search(
@@ -659,13 +637,6 @@ class SqlRepository(
                 )
                 for row in rows
             ]
-
-
-def _reported_for(post_id: str) -> ScalarSelect[str]:
-    """The account the post's engagement counts were reported for (null: none were)."""
-    return (
-        select(PostEngagement.account_id).where(PostEngagement.post_id == post_id).scalar_subquery()
-    )
 
 
 def _flagged_heads(record: ScoreRecord) -> list[Risk]:
