@@ -827,6 +827,18 @@ class ScoringService:
             log.info("accounts found dormant", extra={"accounts": found})
         return found
 
+    async def finish_charges(self) -> int:
+        """Finish the charges of the registration batches whose confirmation's process stopped
+        before it had charged every member (the repository's
+        :meth:`~service.storage.repository.Repository.finish_charges`); how many members it
+        went through."""
+        went = await self._upkeep_sweep(
+            self.repository.finish_charges, self.policy, failed="batch charges not finished"
+        )
+        if went:
+            log.info("batch charges finished", extra={"accounts": went})
+        return went
+
     async def prune_idempotency_keys(self) -> int:
         """Delete the answers of writes made with an ``Idempotency-Key`` older than
         :attr:`idempotency_keep` (the repository's
@@ -842,8 +854,8 @@ class ScoringService:
 
     async def maintain(self, every_s: float) -> None:
         """Run :meth:`recover`, :meth:`sweep_evidence`, :meth:`settle_deadlines`,
-        :meth:`record_use`, :meth:`settle_dormancy` and :meth:`prune_idempotency_keys` every
-        ``every_s`` seconds, until cancelled."""
+        :meth:`record_use`, :meth:`settle_dormancy`, :meth:`finish_charges` and
+        :meth:`prune_idempotency_keys` every ``every_s`` seconds, until cancelled."""
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -853,6 +865,7 @@ class ScoringService:
                 # the use first: an account that posted is not then found dormant
                 await self.record_use()
                 await self.settle_dormancy()
+                await self.finish_charges()
                 await self.prune_idempotency_keys()
             except Exception:
                 # a failure nobody foresaw must not end the loop: the spool would never be

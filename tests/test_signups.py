@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from servicekit import Api, migrate
@@ -15,9 +16,19 @@ from sqlalchemy.orm import Session
 from service.policy import Policy
 from service.review import chain, signups
 from service.review.items import EARLIER
-from service.storage import SqlRepository, StorageError, credit_steps, open_repository, upgrade
+from service.review.views import CreditChange
+from service.storage import (
+    SqlRepository,
+    StorageError,
+    credit_steps,
+    item_steps,
+    open_repository,
+    review_sql,
+    upgrade,
+)
 from service.storage.database import make_engine
-from service.storage.tables import ReviewItem, SignupBatchMember, StoredAccount
+from service.storage.repository import Idempotency
+from service.storage.tables import CreditEntry, ReviewItem, SignupBatchMember, StoredAccount
 from service.storage.transaction import Tx, lock_signup_batch
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
@@ -34,7 +45,7 @@ def register(
     repo: SqlRepository, policy: Policy, count: int, start: int = 0, at: datetime = T0
 ) -> list[str]:
     """Register ``count`` accounts ``b{n}`` named ``清朗日报{n:02}``, each of its own subject,
-    a minute apart from ``at``; their ids."""
+    a minute apart from ``at``; their ids (``b0`` to ``b9`` in code-point order too)."""
     ids = []
     for n in range(start, start + count):
         repo.put_account(
@@ -379,7 +390,7 @@ def test_a_confirmation_charges_every_member_of_the_batch_past_the_listing_cap(
     ones' charges and the number of the others, each of whom appeals its own."""
     rules = policy.registration
     monkeypatch.setattr(signups, "LISTED", rules.batch_accounts)
-    monkeypatch.setattr(credit_steps, "MEMBERS_PAGE", 2)
+    monkeypatch.setattr(credit_steps, "CHARGE_CHUNK", 2)
     accounts = register(repo, policy, rules.batch_accounts + 3)
     listed, unlisted = accounts[: rules.batch_accounts], accounts[rules.batch_accounts :]
     (item,) = repo.list_items(policy, kind="signup_batch").items
@@ -563,10 +574,188 @@ def test_a_confirmation_reads_the_members_in_code_point_order_under_any_collatio
             )
             assert list(collated) != sorted(ids)
         (item,) = repo.list_items(policy, kind="signup_batch").items
-        monkeypatch.setattr(credit_steps, "MEMBERS_PAGE", 2)
+        monkeypatch.setattr(credit_steps, "CHARGE_CHUNK", 2)
+        read: list[str] = []
         with Session(engine) as session:
-            stored = session.get_one(ReviewItem, item.id)
-            assert list(credit_steps.violators(session, stored)) == sorted(ids)
+            while chunk := credit_steps.members_after(session, item.id, read[-1] if read else ""):
+                read += chunk
+        assert read == sorted(ids)
     finally:
         repo.close()
         engine.dispose()
+
+
+# --- a large batch's confirmation, a chunk of members a transaction ---------------------------
+
+
+class StoppedError(Exception):
+    """The process confirming a batch stopped between two of its transactions."""
+
+
+def violations(repo: SqlRepository, item_id: int) -> dict[str, int]:
+    """How many violation entries the item's confirmation wrote, by account."""
+    with Session(repo.engine) as session:
+        rows = session.execute(
+            select(CreditEntry.account_id, func.count())
+            .where(CreditEntry.item_id == item_id, CreditEntry.reason == "violation")
+            .group_by(CreditEntry.account_id)
+        ).all()
+    return {account: count for account, count in rows}
+
+
+def big_batch(
+    repo: SqlRepository, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[str], int]:
+    """A batch of twice its listing and one more, its item listing ``batch_accounts`` and its
+    members charged two a transaction; its accounts and item."""
+    rules = policy.registration
+    monkeypatch.setattr(signups, "LISTED", rules.batch_accounts)
+    monkeypatch.setattr(credit_steps, "CHARGE_CHUNK", 2)
+    accounts = register(repo, policy, 2 * rules.batch_accounts - 1)
+    (item,) = repo.list_items(policy, kind="signup_batch").items
+    return accounts, item.id
+
+
+def stop_at(monkeypatch: pytest.MonkeyPatch, account_id: str) -> None:
+    """Stop the process as a chunk charges ``account_id``: its chunk is not committed."""
+    charge = credit_steps.violation
+
+    def stopping(tx: Tx, item: ReviewItem, member: str, *args: Any) -> Any:
+        if member == account_id:
+            raise StoppedError(member)
+        return charge(tx, item, member, *args)
+
+    monkeypatch.setattr(item_steps, "violation", stopping)
+
+
+def test_a_confirmation_charges_a_batch_a_chunk_of_members_a_transaction(
+    repo: SqlRepository, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No transaction of a confirmation locks more accounts than the item lists (its own, which
+    answers with their charges) or than a chunk (each after it), and each member is charged
+    once: the listed ones by the decision, the others by the chunks that pass the listed."""
+    accounts, item_id = big_batch(repo, policy, monkeypatch)
+    listed = policy.registration.batch_accounts
+    locked: list[tuple[Tx, str]] = []
+    for module in (review_sql, item_steps):
+        lock = module.locked_account
+
+        def recording(tx: Tx, account_id: str, lock: Any = lock, **kwargs: Any) -> Any:
+            locked.append((tx, account_id))
+            return lock(tx, account_id, **kwargs)
+
+        monkeypatch.setattr(module, "locked_account", recording)
+    decision = repo.decide(
+        policy, item_id, "r1", "confirm", "bulk_registration", "art10", now=T0 + DAY
+    )
+    assert sorted(c.account_id for c in decision.credits) == accounts[:listed]
+    assert decision.charged_unlisted == len(accounts) - listed
+    per_tx: dict[int, set[str]] = {}
+    for tx, account_id in locked:  # the transactions are kept: no id is used twice
+        per_tx.setdefault(id(tx), set()).add(account_id)
+    sizes = [len(held) for held in per_tx.values()]
+    assert sizes[0] == listed and max(sizes[1:]) == credit_steps.CHARGE_CHUNK
+    assert set().union(*per_tx.values()) == set(accounts)
+    assert violations(repo, item_id) == dict.fromkeys(accounts, 1)
+    assert verify(repo) == []
+
+
+def test_a_confirmation_stopped_between_chunks_is_finished_by_its_retry_once(
+    repo: SqlRepository, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decision is recorded, and seen, before its members are all charged; the process
+    stopping midway leaves the rest to the retry with the decision's key, which answers as the
+    decision did and charges each member left once; a retry after that charges nothing."""
+    accounts, item_id = big_batch(repo, policy, monkeypatch)
+    listed = policy.registration.batch_accounts
+    stop_at(monkeypatch, accounts[-2])
+    idem = Idempotency("k1", "confirm-1", "fingerprint")
+    with pytest.raises(StoppedError):
+        repo.decide(
+            policy, item_id, "r1", "confirm", "bulk_registration", "art10", idem=idem, now=T0 + DAY
+        )
+    assert repo.get_item(policy, item_id).status == "confirmed"
+    charged = violations(repo, item_id)
+    assert accounts[listed] in charged and accounts[-1] not in charged
+    monkeypatch.setattr(item_steps, "violation", credit_steps.violation)
+    for _ in range(2):
+        again = repo.decide(
+            policy, item_id, "r1", "confirm", "bulk_registration", "art10", idem=idem, now=T0 + DAY
+        )
+        assert again.charged_unlisted == len(accounts) - listed
+        assert sorted(c.account_id for c in again.credits) == accounts[:listed]
+        assert violations(repo, item_id) == dict.fromkeys(accounts, 1)
+    deduction = policy.credit.deductions["bulk_registration"]
+    assert repo.get_account(policy, accounts[-1]).credit == policy.credit.initial - deduction
+    assert verify(repo) == []
+
+
+def test_a_confirmation_stopped_between_chunks_is_finished_by_the_sweep_once(
+    repo: SqlRepository, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a retry the maintenance sweep finishes the charges (another process's as well):
+    each member left is charged once, as the decision would have, by its reviewer, and the
+    next run finds nothing to do."""
+    accounts, item_id = big_batch(repo, policy, monkeypatch)
+    stop_at(monkeypatch, accounts[-1])
+    with pytest.raises(StoppedError):
+        repo.decide(policy, item_id, "r1", "confirm", "bulk_registration", "art10", now=T0 + DAY)
+    assert accounts[-1] not in violations(repo, item_id)
+    monkeypatch.setattr(item_steps, "violation", credit_steps.violation)
+    url = repo.engine.url.render_as_string(hide_password=False)
+    restarted = open_repository(url, 5.0, policy.review)
+    try:
+        assert restarted.finish_charges(policy, now=T0 + DAY) == 1
+        assert restarted.finish_charges(policy, now=T0 + 2 * DAY) == 0
+    finally:
+        restarted.close()
+    assert violations(repo, item_id) == dict.fromkeys(accounts, 1)
+    history = repo.get_account(policy, accounts[-1]).history
+    deduction = policy.credit.deductions["bulk_registration"]
+    assert [(h.reason, h.item_id, h.delta) for h in history if isinstance(h, CreditChange)] == [
+        ("violation", item_id, -deduction)
+    ]
+    assert verify(repo) == []
+
+
+def test_a_writer_of_a_charged_member_does_not_wait_for_the_rest_of_the_batch(
+    postgres_url: str, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a confirmation charges the last members, another writer of a member charged
+    before (a listed one, by the decision; one of an earlier chunk) goes through at once:
+    their locks ended with their chunk's transaction, not the confirmation's. The writer's
+    lock timeout is 1 s, the service's default: waiting for the whole confirmation it would be
+    refused."""
+    upgrade(postgres_url)
+    repo = open_repository(postgres_url, 5.0, policy.review)
+    other = open_repository(postgres_url, 1.0, policy.review)
+    try:
+        accounts, item_id = big_batch(repo, policy, monkeypatch)
+        charge = credit_steps.violation
+        charging, written = threading.Event(), threading.Event()
+
+        def held(tx: Tx, item: ReviewItem, member: str, *args: Any) -> Any:
+            if member == accounts[-1]:
+                charging.set()
+                written.wait(30)
+            return charge(tx, item, member, *args)
+
+        monkeypatch.setattr(item_steps, "violation", held)
+        confirming = threading.Thread(
+            target=repo.decide,
+            args=(policy, item_id, "r1", "confirm", "bulk_registration", "art10"),
+            kwargs={"now": T0 + DAY},
+        )
+        confirming.start()
+        try:
+            assert charging.wait(30)
+            for n, member in enumerate((accounts[0], accounts[-3])):
+                other.put_account(policy, member, followers=n + 1, now=T0 + DAY)
+        finally:
+            written.set()
+            confirming.join(30)
+        assert violations(repo, item_id) == dict.fromkeys(accounts, 1)
+        assert repo.get_account(policy, accounts[-3]).followers == 2
+    finally:
+        other.close()
+        repo.close()

@@ -193,7 +193,9 @@ class Decision(BaseModel):
     charged_unlisted: int = Field(
         default=0,
         description="the accounts of a registration batch past the ones its item lists that "
-        "the confirmation charged too: their credit changes and dispositions are in each "
+        "the confirmation charges too, a chunk a transaction after the decision's, all charged "
+        "when the answer is given (a process stopped midway leaves the rest to the retry with "
+        "the key, or to the maintenance): their credit changes and dispositions are in each "
         "account's history and the disposition feed, not in this answer",
     )
 

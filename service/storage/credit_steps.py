@@ -5,7 +5,7 @@ dispositions through these steps alone."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -146,13 +146,18 @@ def violations_since(tx: Tx, account_id: str, since: datetime) -> int:
     return int(count or 0)
 
 
-MEMBERS_PAGE = 500
-"""How many of a registration batch's members a confirmation reads at a time."""
+CHARGE_CHUNK = 100
+"""The most accounts one transaction of a confirmation charges: a registration batch's
+decision charges the accounts its item lists (:data:`~service.review.signups.LISTED`, as many),
+and its members are then charged this many a transaction, so that no write holds more account
+locks than this however large the batch (:func:`~service.storage.item_steps.charge_members`)."""
 
 
 def accounts_of(item: ReviewItem) -> list[str]:
     """The accounts an item names: its own, a cluster's members and the accounts a
-    registration batch lists (:mod:`service.review.signups`), the ones its answers show."""
+    registration batch lists (:mod:`service.review.signups`), the ones its answers show. In
+    account order: the order its confirmation locks them in, as every writer of several
+    accounts does."""
     evidence = item.evidence or {}
     listed = [*evidence.get("members", []), *evidence.get("accounts", [])]
     found = {m["account_id"] for m in listed if isinstance(m, dict) and m.get("account_id")}
@@ -161,30 +166,50 @@ def accounts_of(item: ReviewItem) -> list[str]:
     return sorted(found)
 
 
-def violators(session: Session, item: ReviewItem) -> Iterator[str]:
-    """The accounts a confirmed item is a violation of, in account order: the ones it names
-    (:func:`accounts_of`), or every member of a registration batch (``signup_batch_members``),
-    those past its listing too, read :data:`MEMBERS_PAGE` at a time: a batch may hold many
-    more accounts than its item lists. Account order is Python's, by code point
-    (:class:`~service.storage.transaction.CodePoints`) whatever the database's collation: the
-    order its confirmation locks them in, as every writer of several accounts does."""
-    if item.kind != signups.KIND:
-        yield from accounts_of(item)
-        return
+def members_after(session: Session, item_id: int, after: str) -> list[str]:
+    """The next :data:`CHARGE_CHUNK` members of a registration batch's item
+    (``signup_batch_members``) after the account ``after`` (empty: from the first), in account
+    order: Python's, by code point (:class:`~service.storage.transaction.CodePoints`) whatever
+    the database's collation, the order a confirmation locks them in, as every writer of
+    several accounts does."""
     account = CodePoints(SignupBatchMember.account_id)
-    after = ""
-    while page := session.scalars(
-        select(SignupBatchMember.account_id)
-        .where(SignupBatchMember.item_id == item.id, account > after)
-        .order_by(account)
-        .limit(MEMBERS_PAGE)
-    ).all():
-        yield from page
-        after = page[-1]
+    return list(
+        session.scalars(
+            select(SignupBatchMember.account_id)
+            .where(SignupBatchMember.item_id == item_id, account > after)
+            .order_by(account)
+            .limit(CHARGE_CHUNK)
+        )
+    )
+
+
+def unlisted_members(session: Session, item_id: int, listed: Collection[str]) -> int:
+    """How many members of a registration batch's item its listing leaves out."""
+    count = session.scalar(
+        select(func.count())
+        .select_from(SignupBatchMember)
+        .where(SignupBatchMember.item_id == item_id, SignupBatchMember.account_id.not_in(listed))
+    )
+    return int(count or 0)
+
+
+def charged_by(session: Session, item_id: int, accounts: Collection[str]) -> set[str]:
+    """Those of ``accounts`` the item's confirmation charged already (their violation entries,
+    one per item and account: ``uq_credit_item_reason``)."""
+    return set(
+        session.scalars(
+            select(CreditEntry.account_id).where(
+                CreditEntry.item_id == item_id,
+                CreditEntry.reason == "violation",
+                CreditEntry.account_id.in_(accounts),
+            )
+        )
+    )
 
 
 def violator(session: Session, item: ReviewItem, account_id: str) -> bool:
-    """Whether ``account_id`` is one of :func:`violators`, read by its key alone."""
+    """Whether a confirmation of the item is a violation of ``account_id``: an account it names
+    (:func:`accounts_of`), or any member of a registration batch, listed or not."""
     if item.kind != signups.KIND:
         return account_id in accounts_of(item)
     return session.get(SignupBatchMember, (item.id, account_id)) is not None

@@ -9,7 +9,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, and_, or_, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -17,8 +17,15 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from service.heads import Risk
 from service.policy import Policy
 from service.review import appeals, chain, dormancy, items, views
-from service.review.items import Action, Category, ConflictError, NotFoundError
-from service.storage.credit_steps import active_now, lift
+from service.review.items import Action, Category, ConflictError, NotFoundError, Violation
+from service.storage.credit_steps import (
+    active_now,
+    charged_by,
+    lift,
+    locked_account,
+    members_after,
+    violation,
+)
 from service.storage.repository import Role
 from service.storage.review_rows import maybe_utc, utc
 from service.storage.tables import (
@@ -194,6 +201,35 @@ def record_decision(
         },
     )
     return row
+
+
+def charge_members(tx: Tx, item_id: int) -> int:
+    """Charge the next :data:`~service.storage.credit_steps.CHARGE_CHUNK` members of a
+    registration batch whose confirmation has not charged them all
+    (:attr:`ReviewDecision.charging_after`), in account order, each as the decision would
+    have: its category, by its reviewer. The item is locked first, as every writer locks, so
+    that the request that confirmed it and a sweep finishing its charges go one chunk after the
+    other; a member charged already (the ones the item lists, by the decision itself, and those
+    of a chunk tried again) is passed, without its lock, so that each is charged once whoever
+    finishes the charges and however often they are tried. How many members the chunk went
+    through: none once none is left, the decision then complete (``charging_after`` null)."""
+    item = locked_item(tx, item_id)
+    decision = tx.session.scalar(
+        select(ReviewDecision).where(
+            ReviewDecision.item_id == item.id, ReviewDecision.charging_after.is_not(None)
+        )
+    )
+    if decision is None or decision.charging_after is None:
+        return 0
+    members = members_after(tx.session, item.id, decision.charging_after)
+    # read under the item's lock, which every write charging the item's members holds
+    charged = charged_by(tx.session, item.id, members)
+    for account_id in members:
+        if account_id not in charged:
+            locked_account(tx, account_id)
+            violation(tx, item, account_id, cast(Violation, decision.category), decision.reviewer)
+    decision.charging_after = members[-1] if members else None
+    return len(members)
 
 
 def withdraw(tx: Tx, item: ReviewItem, by: str, note: str) -> None:

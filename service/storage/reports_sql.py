@@ -13,7 +13,7 @@ from service.review import appeals as appeal_rules
 from service.review import chain, views
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.items import EARLIER, ConflictError, NotFoundError, Violation
-from service.storage.credit_steps import reverse, violator
+from service.storage.credit_steps import charged_by, reverse, violator
 from service.storage.item_steps import (
     after_cursor,
     charged_already,
@@ -34,7 +34,6 @@ from service.storage.repository import Idempotency, Role
 from service.storage.review_rows import appeal_view, maybe_utc, report_view, utc
 from service.storage.review_sql import ReviewSql
 from service.storage.tables import (
-    CreditEntry,
     ReviewItem,
     StoredAccount,
     StoredAppeal,
@@ -350,14 +349,7 @@ def _first_report_by(tx: Tx, item_id: int, reporter: str, reporter_id: str | Non
 def _check_charged(tx: Tx, item: ReviewItem, account_id: str) -> None:
     """Refuse an appeal by a member whom the item's confirmation charged nothing: the post
     was charged, and is appealed, on the item that charged it."""
-    charged = tx.session.scalar(
-        select(CreditEntry.id).where(
-            CreditEntry.item_id == item.id,
-            CreditEntry.account_id == account_id,
-            CreditEntry.reason == "violation",
-        )
-    )
-    if charged is not None:
+    if charged_by(tx.session, item.id, (account_id,)):
         return
     other = charged_already(tx, item, account_id)
     if other is None:

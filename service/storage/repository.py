@@ -380,6 +380,11 @@ class Repository(Protocol):
         ``dormancy.after_days`` by ``now`` (and warned ``warn_days`` before, where it gives
         warnings), and apply its ``[dormancy]``. How many were found dormant."""
 
+    def finish_charges(self, policy: Policy, now: datetime | None = None) -> int:
+        """Charge, once whatever the processes calling it, the members of the registration
+        batches (art10) whose confirmation's process stopped before it had charged them all,
+        a bounded chunk a transaction. How many members it went through."""
+
     def dormancies_after(self, after: int | None) -> tuple[dict[str, datetime], int]:
         """The accounts warned or found dormant since the audit chain's record ``after`` (None:
         none, where nothing was read before), each with the clock it was on, and the record to

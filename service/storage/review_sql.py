@@ -31,17 +31,19 @@ from sqlalchemy import Engine, and_, exists, or_, select, text
 from sqlalchemy.orm import Session
 
 from service.policy import Policy
-from service.review import dormancy, items, registration, views
+from service.review import dormancy, items, registration, signups, views
 from service.review.items import EARLIER, Action, Category, NotFoundError, Violation
 from service.review.signups import SIGNUP_BATCHES
 from service.storage.credit_steps import (
     accounts_of,
     apply_dormancy,
     locked_account,
+    unlisted_members,
     violation,
-    violators,
+    violator,
 )
 from service.storage.item_steps import (
+    charge_members,
     charged_already,
     confirmed_item,
     earlier_decision,
@@ -82,6 +84,9 @@ class Sweep:
 
     name: str
     """What the sweep is, as its log lines and the service's metrics name it."""
+    of: str = "account"
+    """What it writes one at a time, as its log lines name it: an account, or an item whose
+    confirmation's charges it finishes."""
     failed: dict[str, str] = field(default_factory=dict)
 
     def done(self, count: int) -> int:
@@ -160,33 +165,35 @@ class ReviewSql:
     def _swept(
         self,
         sweep: Sweep,
-        account_id: str,
+        key: str,
         policy: Policy,
         now: datetime | None,
         run: Callable[Concatenate[Tx, P], int],
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> int:
-        """:meth:`_write_retried` of ``sweep``'s write on ``account_id``; 0 where it fails other
-        than by an outage (a row the rules cannot take, a value the code cannot handle, a bug),
-        logged and kept in ``sweep``, so that an account failing every time holds back none
-        after it, every run. An outage (:class:`StorageUnavailableError`) ends the sweep: it
-        would fail every account after it as well."""
+        """:meth:`_write_retried` of ``sweep``'s write on ``key`` (an account's id, or the
+        item's its :attr:`Sweep.of` names); 0 where it fails other than by an outage (a row the
+        rules cannot take, a value the code cannot handle, a bug), logged and kept in
+        ``sweep``, so that an account failing every time holds back none after it, every run.
+        An outage (:class:`StorageUnavailableError`) ends the sweep: it would fail every
+        account after it as well."""
         try:
             return self._write_retried(policy, now, run, *args, **kwargs)
         except StorageUnavailableError:
             raise
         except Exception as exc:
             problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            sweep.failed[account_id] = problem
+            sweep.failed[key] = problem
             # once per account and run; where it is not storage's refusal, where the code failed
             log.error(
-                "%s: account %s not written, left to the next run: %s",
+                "%s: %s %s not written, left to the next run: %s",
                 sweep.name,
-                account_id,
+                sweep.of,
+                key,
                 problem,
                 exc_info=None if isinstance(exc, StorageError) else exc,
-                extra={"sweep": sweep.name, "account": account_id, "problem": problem},
+                extra={"sweep": sweep.name, sweep.of: key, "problem": problem},
             )
             return 0
 
@@ -348,8 +355,10 @@ class ReviewSql:
     ) -> views.Decision:
         """Decide an item, as ``reviewer`` of ``role``: its status, the decision, and on a
         confirmed violation the account's credit change and dispositions, all in one
-        transaction; refused where the item holds another score record than the one the
-        reviewer was ``shown`` (:func:`~service.review.items.check_shown`)."""
+        transaction (a registration batch's members past the ones its item lists are charged
+        after it, a chunk a transaction: :func:`charge_members`); refused where the item
+        holds another score record than the one the reviewer was ``shown``
+        (:func:`~service.review.items.check_shown`)."""
 
         def run(tx: Tx) -> views.Decision:
             item = held_item(tx, item_id, reviewer, role)
@@ -371,28 +380,29 @@ class ReviewSql:
                 listed = accounts_of(item)
                 if not listed:
                     uncharged.append(_nobody_to_charge(item))
+                if item.kind == signups.KIND:
+                    # the accounts the item lists that are its members are charged here, the
+                    # ones its answer tells of; the others after the decision, a chunk a
+                    # transaction (charge_members), so that no write holds the locks of a
+                    # batch of thousands
+                    listed = [a for a in listed if violator(tx.session, item, a)]
+                    unlisted = unlisted_members(tx.session, item.id, listed)
+                    row.charging_after = "" if unlisted else None
                 # in one order everywhere, so that two decisions on overlapping clusters
                 # cannot wait for each other's account
-                for account_id in violators(tx.session, item):
+                for account_id in listed:
                     # under the account's lock, so that two items of one post confirmed at
                     # once charge it once
                     locked_account(tx, account_id)
                     charged = charged_already(tx, item, account_id)
-                    # the answer tells of the accounts the item lists: a registration batch's
-                    # others may be many, each told in its own history and the feeds
-                    told = account_id in listed
                     if charged is not None:
-                        if told:
-                            uncharged.append(charged)
+                        uncharged.append(charged)
                         continue
                     change, steps = violation(
                         tx, item, account_id, cast(Violation, category), reviewer
                     )
-                    if told:
-                        changes.append(change)
-                        applied += steps
-                    else:
-                        unlisted += 1
+                    changes.append(change)
+                    applied += steps
             return views.Decision(
                 id=row.id,
                 item_id=item.id,
@@ -409,7 +419,32 @@ class ReviewSql:
                 charged_unlisted=unlisted,
             )
 
-        return self._once(policy, now, idem, views.Decision, run)
+        decision = self._once(policy, now, idem, views.Decision, run)
+        # a chunk a transaction until none is left, each tried again on a lost race; a retry
+        # with the key finishes what a process that stopped midway left as well
+        while decision.charged_unlisted and self._write_retried(
+            policy, now, charge_members, item_id
+        ):
+            continue
+        return decision
+
+    def finish_charges(self, policy: Policy, now: datetime | None = None) -> int:
+        """Charge, once whatever the processes calling it, the members of every registration
+        batch whose confirmation's process stopped before it had charged them all; how many
+        members it went through. A confirmation that fails every time is logged and passed
+        (:meth:`_swept`), the others finished all the same."""
+        with self._session() as session:
+            pending = session.scalars(
+                select(ReviewDecision.item_id)
+                .where(ReviewDecision.charging_after.is_not(None))
+                .order_by(ReviewDecision.id)
+            ).all()
+        sweep = Sweep("batch_charges", of="item")
+        went = 0
+        for item_id in pending:
+            while chunk := self._swept(sweep, str(item_id), policy, now, charge_members, item_id):
+                went += chunk
+        return sweep.done(went)
 
     def enqueue(
         self,

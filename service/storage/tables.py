@@ -219,10 +219,24 @@ class RumorCopyRow(Base):
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+CHARGING = "charging_after IS NOT NULL"
+"""The index predicate of the confirmations whose charges are not complete (:data:`PENDING`'s
+note holds for it too)."""
+
+
 class ReviewDecision(Base):
     """A reviewer's decision on an item; dismissals stay as labels for retraining."""
 
     __tablename__ = "review_decisions"
+    # the confirmations of registration batches whose members are not all charged yet
+    __table_args__ = (
+        Index(
+            "ix_decisions_charging",
+            "id",
+            sqlite_where=text(CHARGING),
+            postgresql_where=text(CHARGING),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("review_queue.id"), index=True)
@@ -233,6 +247,11 @@ class ReviewDecision(Base):
     reviewer: Mapped[str] = mapped_column(String(64))
     policy_version: Mapped[str] = mapped_column(String(64))
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    charging_after: Mapped[str | None] = mapped_column(String(MAX_ID_CHARS), nullable=True)
+    """A registration batch's confirmation whose members are charged in transactions of their
+    own after it (:func:`~service.storage.credit_steps.charge_members`): the last member
+    charged, in code-point order (empty: none yet); null once all are, and for every other
+    decision (migration ``0043_batch_charges``)."""
 
 
 AWAKE = "dormant_at IS NULL"
