@@ -40,10 +40,11 @@ from service.neardup import NearDuplicates
 from service.pipeline import Pipeline
 from service.policy import load_policy
 from service.record import Decision, ScoreRecord
-from service.review.registration import normalise_subject
+from service.review import chain, replay
+from service.review.registration import keyed, normalise_subject
 from service.security import create_key
 from service.settings import Settings
-from service.storage import upgrade
+from service.storage import SqlRepository, upgrade
 from service.storage.database import alembic_config, make_engine
 from service.storage.repository import Role, StoredRumor
 from service.subject_key import installed as installed_subject_key
@@ -374,6 +375,12 @@ def serve(env: dict[str, str], port: int, out: Path, *args: str) -> subprocess.P
 
     wait_for(up, 120)
     return server
+
+
+def verified(repo: SqlRepository) -> list[str]:
+    """What ``qinglang audit verify`` finds of the chain and of the account rows."""
+    accounts = replay.check(repo.replayed_accounts(), lambda plain: keyed(repo.subjects.key, plain))
+    return chain.verify(repo.audit_entries(), repo.audit_head()) + accounts.problems
 
 
 def unkeyed_digest(subject_id: str) -> str:

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from servicekit import Api, migrate, open_api, wait_for, write_policy
+from servicekit import Api, migrate, open_api, verified, wait_for, write_policy
 from sqlalchemy import event, inspect, text, update
 
 from service.pipeline import Pipeline
 from service.policy import Policy
 from service.policy.governance import DispositionStep, DormancyRules
-from service.review import chain, dormancy, views
+from service.review import dormancy, views
 from service.review.items import ConflictError
 from service.storage import SqlRepository, dormancy_sql, open_repository, upgrade
 from service.storage.database import alembic_config, make_engine
@@ -35,7 +35,7 @@ PLAIN = "今天天气很好,我们去公园散步了"
 
 
 def verify(repo: SqlRepository) -> list[str]:
-    return chain.verify(repo.audit_entries(), repo.audit_head())
+    return verified(repo)
 
 
 def with_dormancy(policy: Policy, **rules: object) -> Policy:

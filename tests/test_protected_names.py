@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
-from servicekit import Api, before_keyed_digests, migrate, unkeyed_digest, wait_for
+from servicekit import Api, before_keyed_digests, migrate, unkeyed_digest, verified, wait_for
 from sqlalchemy import event, inspect, text
 
 from service import security
 from service.policy import Policy
 from service.policy.governance import DispositionStep
-from service.review import chain, dispositions, protected, registration, views
+from service.review import dispositions, protected, registration, views
 from service.review.items import ConflictError, NotFoundError
 from service.review.protected import EntryNameError
 from service.review.refusals import words
@@ -36,7 +36,7 @@ REFUSED_WORDS = (
 
 
 def verify(repo: SqlRepository) -> list[str]:
-    return chain.verify(repo.audit_entries(), repo.audit_head())
+    return verified(repo)
 
 
 def codes(repo: SqlRepository, policy: Policy, name: str, subject: str) -> list[str]:
@@ -515,7 +515,9 @@ def test_an_account_whose_subject_was_stored_before_normalisation_is_authorised(
     assert repo.protected_names()[0].subjects == added.subjects
     (record,) = [e.payload for e in repo.audit_entries() if e.kind == "protected.added"]
     assert record["stripped_subjects"] == [installed().stripped(spelling)]
-    assert verify(repo) == []
+    # the old subject was written outside the service, which the chain shows until a profile
+    # chains it again
+    assert [p.split(" is ")[0] for p in verify(repo)] == ["account old-holder: subject_digest"]
 
 
 def test_a_rename_under_way_while_an_entry_is_added_is_sent_to_review(

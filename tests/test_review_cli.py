@@ -19,6 +19,7 @@ from servicekit import migrate, record
 from sqlalchemy import delete, insert, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+from test_dormancy import DAY, T0, dormant_after, warned_after
 
 from service.policy import load_policy
 from service.security import check_password
@@ -29,6 +30,7 @@ from service.storage.tables import (
     BankedRumor,
     DuplicateAppeal,
     ReviewDecision,
+    StoredAccount,
     StoredAppeal,
     StoredReport,
 )
@@ -456,3 +458,80 @@ def test_audit_verify_names_every_stored_text_no_record_vouches_for(database_url
         "rumor_bank.notice of row forged: no rumor.banked record names the row "
         "(written outside the service)",
     ], broken.stderr
+
+
+def test_audit_verify_names_every_account_whose_row_the_chain_does_not_bear_out(
+    database_url: str,
+) -> None:
+    """An account's row altered in the database (its credit, level, profile, dormancy or the
+    clock a warning was given on) or deleted is named by the account and the column, against
+    the record that says otherwise; the rows the service wrote pass."""
+    upgrade(database_url)
+    policy = load_policy(Settings().policy_file)
+    repo = open_repository(database_url, 5.0, policy.review)
+    confirmed(repo, "p1", None)
+    repo.put_account(policy, "acc2", name="清朗日报", subject_id="110101199001011234", followers=7)
+    repo.put_account(policy, "gone", followers=3)
+    repo.record_use(policy, {"quiet": datetime.now(UTC)})
+    # asleep since T0: warned, then found dormant; awake since a warning after
+    repo.put_account(policy, "sleeper", now=T0)
+    repo.warn_dormancy(policy, now=T0 + warned_after(policy))
+    repo.settle_dormancy(policy, now=T0 + dormant_after(policy))
+    repo.put_account(policy, "warned1", now=T0 + DAY)
+    repo.warn_dormancy(policy, now=T0 + DAY + warned_after(policy))
+    charged = repo.get_account(policy, "acc1")
+    asleep = repo.get_account(policy, "sleeper")
+    assert asleep.dormant_at is not None and repo.get_account(policy, "warned1").warned_at
+    repo.close()
+    clean = qinglang(database_url, "audit", "verify")
+    assert clean.returncode == 0, clean.stderr
+    assert "6 account rows agree with what the records say of them" in clean.stderr
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as db:
+            for account_id, values in (
+                ("acc1", {"credit": charged.credit + 30, "level": "tampered"}),
+                ("acc2", {"name": "改过的名字", "followers": 100_000, "subject_digest": "0" * 64}),
+                ("quiet", {"name": "补上的名字"}),
+                ("sleeper", {"dormant_at": None}),
+                ("warned1", {"active_at": datetime.now(UTC)}),
+            ):
+                db.execute(
+                    update(StoredAccount)
+                    .where(StoredAccount.account_id == account_id)
+                    .values(values)
+                )
+            db.execute(delete(StoredAccount).where(StoredAccount.account_id == "gone"))
+    finally:
+        engine.dispose()
+    broken = qinglang(database_url, "audit", "verify")
+    assert broken.returncode == 1, broken.stderr
+    problems = [line.partition("qinglang audit verify: ")[2] for line in broken.stderr.splitlines()]
+    named = [p.split(" is ")[0] for p in problems]
+    assert named == [
+        "account acc1: credit",
+        "account acc1: level",
+        "account acc2: name",
+        "account acc2: followers",
+        "account acc2: subject_digest",
+        "account gone: the row",
+        "account quiet: name",
+        "account sleeper: dormant_at",
+        "account warned1: active_at",
+    ], broken.stderr
+    assert problems[5] == (
+        "account gone: the row is missing, but the chain records account.profile of it "
+        "(deleted outside the service)"
+    )
+    assert problems[0].startswith(
+        f"account acc1: credit is {charged.credit + 30} in the row, {charged.credit} in the "
+        "chain (record "
+    )
+    assert problems[0].endswith("): altered outside the service")
+    assert problems[6] == (
+        "account quiet: name is '补上的名字' in the row, null in the chain (no record): "
+        "altered outside the service"
+    )
+    assert problems[7].startswith(
+        f"account sleeper: dormant_at is null in the row, {asleep.dormant_at.isoformat()} in "
+    )

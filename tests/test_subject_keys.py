@@ -17,12 +17,11 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.util import CommandError
-from servicekit import before_keyed_digests, migrate, unkeyed_digest
+from servicekit import before_keyed_digests, migrate, unkeyed_digest, verified
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.orm import Session
 
 from service.policy import Policy
-from service.review import chain
 from service.review.items import ConflictError
 from service.review.registration import SubjectKey, keyed
 from service.settings import Settings
@@ -244,10 +243,23 @@ def test_the_chain_verifies_across_the_change(database_url: str, policy: Policy)
     before_keyed_digests(database_url)
     repo = open_repository(database_url, 5.0, policy.review)
     try:
-        # a report's record as a release before 0028 wrote it
+        # a report's record, and an account's profile and row, as a release before 0028 wrote
+        # them: 0028 keys the row's subject, and the record keeps it unkeyed
         with repo._session() as session:
             payload = {"reporter": "k1", "reporter_id_digest": unkeyed_digest("u9")}
-            append_records(session, datetime.now(UTC), [("report.filed", "report:0", payload)])
+            profile = {"name": None, "followers": 0, "subject": unkeyed_digest(ID_CARD)}
+            append_records(
+                session,
+                datetime.now(UTC),
+                [("report.filed", "report:0", payload), ("account.profile", "account:a", profile)],
+            )
+            session.execute(
+                text(
+                    "INSERT INTO accounts (account_id, subject_digest, credit, level, followers, "
+                    "clean_since, policy_version) VALUES ('a', :d, 100, 'A', 0, '2026-01-01', 'p')"
+                ),
+                {"d": unkeyed_digest(ID_CARD)},
+            )
         upgrade(database_url)
         repo.file_report(
             policy,
@@ -264,7 +276,7 @@ def test_the_chain_verifies_across_the_change(database_url: str, policy: Policy)
             unkeyed_digest("u9"),
             keyed(installed().key, unkeyed_digest("u9")),
         ]
-        assert chain.verify(repo.audit_entries(), repo.audit_head()) == []
+        assert verified(repo) == []
     finally:
         repo.close()
 
@@ -383,7 +395,9 @@ def test_what_0030_cleared_is_appended_to_the_chain(
         ("account.subject_cleared", "account:slash", {"subject": slash, "by": by}),
         ("protected.subject_removed", f"protected:{entry.id}", {"subjects": [dash], "by": by}),
     ]
-    assert chain.verify(repo.audit_entries(), repo.audit_head()) == []
+    # the chain vouches for the subjects cleared; the row written without a record, as no
+    # release wrote one, shows
+    assert [p.split(" is ")[0] for p in verified(repo)] == ["account unchained: name"]
     # down past 0037 and up again: the downgrade leaves its records, which are not appended twice
     engine = make_engine(database_url, 5.0)
     try:

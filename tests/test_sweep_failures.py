@@ -34,12 +34,14 @@ from service.storage import (
     SweepIncompleteError,
     accounts_sql,
     dormancy_sql,
+    open_repository,
     protected_sql,
 )
 from service.storage.transaction import Tx
 
 ACCOUNTS = ("a1", "a2", "a3", "a4")
-Run = Callable[[], int]
+Run = Callable[[SqlRepository], int]
+"""A run of a sweep, on the repository given (a process of its own, or the same one)."""
 Done = Callable[[str], bool]
 
 
@@ -58,7 +60,7 @@ def art8(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
     suspended = _suspend(repo, policy, *ACCOUNTS)
     ends = max(s.ends_at for s in suspended.values() if s.ends_at is not None)
     return (
-        lambda: repo.settle_deadlines(policy, now=ends),
+        lambda r: r.settle_deadlines(policy, now=ends),
         lambda a: "close_account" in kinds(repo.get_account(policy, a, now=ends)),
     )
 
@@ -67,7 +69,7 @@ def credit(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
     charged = {a: confirmed(repo, policy, f"p-{a}", a, T0).credits[0].credit for a in ACCOUNTS}
     due = T0 + timedelta(days=policy.credit.restore_every_days)
     return (
-        lambda: repo.restore_credit(policy, now=due),
+        lambda r: r.restore_credit(policy, now=due),
         lambda a: repo.get_account(policy, a, now=due).credit > charged[a],
     )
 
@@ -82,7 +84,7 @@ def unused(repo: SqlRepository, policy: Policy) -> datetime:
 def warnings(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
     warn_at = unused(repo, policy)
     return (
-        lambda: repo.warn_dormancy(policy, now=warn_at),
+        lambda r: r.warn_dormancy(policy, now=warn_at),
         lambda a: repo.get_account(policy, a, now=warn_at).warned_at == warn_at,
     )
 
@@ -94,7 +96,7 @@ def revisions(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
     silent = with_dormancy(policy, action="none", notify=False)
     between = warn_at + 10 * DAY
     return (
-        lambda: repo.warn_dormancy(silent, now=between),
+        lambda r: r.warn_dormancy(silent, now=between),
         lambda a: repo.get_account(silent, a, now=between).warned_at is None,
     )
 
@@ -108,7 +110,7 @@ def dormant(repo: SqlRepository, policy: Policy) -> datetime:
 def findings(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
     found_at = dormant(repo, policy)
     return (
-        lambda: repo.settle_dormancy(policy, now=found_at),
+        lambda r: r.settle_dormancy(policy, now=found_at),
         lambda a: repo.get_account(policy, a, now=found_at).dormant_at == found_at,
     )
 
@@ -117,7 +119,7 @@ def lapsed(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
     """Warnings that ran out with no dormancy found, given again once lapsed."""
     again_at = dormant(repo, policy) + dormancy.LAPSE + HOUR
     return (
-        lambda: repo.warn_dormancy(policy, now=again_at),
+        lambda r: r.warn_dormancy(policy, now=again_at),
         lambda a: repo.get_account(policy, a, now=again_at).warned_at == again_at,
     )
 
@@ -127,7 +129,7 @@ def use(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
     assert repo.settle_dormancy(policy, now=found_at) == len(ACCOUNTS)
     back = found_at + HOUR
     return (
-        lambda: repo.record_use(policy, dict.fromkeys(ACCOUNTS, back), now=back),
+        lambda r: r.record_use(policy, dict.fromkeys(ACCOUNTS, back), now=back),
         lambda a: repo.get_account(policy, a, now=back).dormant_at is None,
     )
 
@@ -204,7 +206,7 @@ def test_a_sweep_goes_past_an_account_that_fails_and_tries_it_again_the_next_run
     with monkeypatch.context() as patched:
         poison = Poison(patched, case.module, case.step, {2: failure})
         with pytest.raises(SweepIncompleteError) as raised:
-            run()
+            run(repo)
     (bad,) = poison.poisoned
     assert sorted(poison.seen) == list(ACCOUNTS) and poison.seen.index(bad) == 1
     incomplete = raised.value
@@ -217,7 +219,7 @@ def test_a_sweep_goes_past_an_account_that_fails_and_tries_it_again_the_next_run
     assert str(failure) in logged.getMessage()
     # where the code failed, where it did; storage's refusal says it in its words
     assert (logged.exc_info is not None) == (not isinstance(failure, StorageError))
-    assert run() == 1
+    assert run(repo) == 1
     assert all(done(a) for a in ACCOUNTS)
 
 
@@ -241,7 +243,7 @@ def test_an_outage_stops_a_sweep_at_once(
             {2: ValueError("a value the code cannot handle"), 3: down},
         )
         with pytest.raises(StorageUnavailableError) as raised:
-            run()
+            run(repo)
     assert raised.value is down
     first, bad, _ = poison.seen
     assert [a for a in ACCOUNTS if done(a)] == [first]
@@ -261,7 +263,7 @@ def test_a_bounded_sweep_reaches_every_account_past_one_that_fails_every_run(
 
     def outcome() -> int | dict[str, str]:
         try:
-            return run()
+            return run(repo)
         except SweepIncompleteError as incomplete:
             return incomplete.failed
 
@@ -271,6 +273,74 @@ def test_a_bounded_sweep_reaches_every_account_past_one_that_fails_every_run(
     assert outcomes == [failed, *[1] * (len(ACCOUNTS) - 1), failed]
     assert poison.seen == list(ACCOUNTS)
     assert [a for a in ACCOUNTS if not done(a)] == [bad]
+
+
+@pytest.mark.parametrize("case", BOUNDED, ids=[c.prepare.__name__ for c in BOUNDED])
+def test_a_bounded_sweep_goes_on_where_the_last_run_stopped_in_another_process(
+    repo: SqlRepository,
+    database_url: str,
+    policy: Policy,
+    monkeypatch: pytest.MonkeyPatch,
+    case: Case,
+) -> None:
+    """Where a run stopped is stored: a restarted server, another replica or a command that
+    sweeps goes on after it, so that an account failing every time at the head of the order
+    holds back none after it across restarts."""
+    run, done = case.prepare(repo, policy)
+    monkeypatch.setattr(dormancy_sql, "SWEEP_ACCOUNTS", 1)
+    poison = Poison(monkeypatch, case.module, case.step, {1: ValueError("bad clock")})
+
+    def restarted() -> int | dict[str, str]:
+        fresh = open_repository(database_url, 5.0, policy.review)
+        try:
+            return run(fresh)
+        except SweepIncompleteError as incomplete:
+            return incomplete.failed
+        finally:
+            fresh.close()
+
+    outcomes = [restarted() for _ in range(len(ACCOUNTS) + 1)]
+    (bad,) = poison.poisoned
+    failed = {bad: "ValueError: bad clock"}
+    assert outcomes == [failed, *[1] * (len(ACCOUNTS) - 1), failed]
+    assert [a for a in ACCOUNTS if not done(a)] == [bad]
+
+
+@pytest.mark.parametrize("case", BOUNDED, ids=[c.prepare.__name__ for c in BOUNDED])
+def test_two_processes_sweeping_at_once_take_different_accounts(
+    repo: SqlRepository,
+    database_url: str,
+    policy: Policy,
+    monkeypatch: pytest.MonkeyPatch,
+    case: Case,
+) -> None:
+    """A second process that sweeps while the first writes the accounts it took goes on after
+    them, rather than take them again and leave the accounts after them for a later run."""
+    run, done = case.prepare(repo, policy)
+    monkeypatch.setattr(dormancy_sql, "SWEEP_ACCOUNTS", len(ACCOUNTS) // 2)
+    other = open_repository(database_url, 5.0, policy.review)
+    taken: dict[str, list[str]] = {"first": [], "second": []}
+    first_each, second_each = repo._each, other._each
+
+    def second(*args: Any) -> int:
+        taken["second"] += args[3]
+        return second_each(*args)
+
+    def first(*args: Any) -> int:
+        if args[3] and not taken["first"]:
+            taken["first"] += args[3]
+            # the other process's whole run, between this one's look and its writes
+            run(other)
+        return first_each(*args)
+
+    monkeypatch.setattr(repo, "_each", first)
+    monkeypatch.setattr(other, "_each", second)
+    try:
+        run(repo)
+    finally:
+        other.close()
+    assert sorted(taken["first"] + taken["second"]) == list(ACCOUNTS)
+    assert all(done(a) for a in ACCOUNTS)
 
 
 def test_credit_restore_names_the_accounts_it_could_not_restore_and_exits_1(

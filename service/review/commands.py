@@ -1,9 +1,10 @@
 """``qinglang audit verify|export``, ``qinglang labels export``, ``qinglang credit restore``.
 
 Exit status: 0 done (the chain intact); 1 the chain is broken, or a text it chains the digest
-of was edited (each problem on stderr), or ``credit restore`` could not restore some accounts
-(named on stderr; it restored the others, and its next run tries them again); 2 the command
-could not run (storage unreachable, unwritable output).
+of was edited, or an account's row says other than the chain does (each problem on stderr), or
+``credit restore`` could not restore some accounts (named on stderr; it restored the others, and
+its next run tries them again); 2 the command could not run (storage unreachable, unwritable
+output).
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ def add_commands(commands: Any) -> None:
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
     audit_commands.add_parser(
         "verify",
-        help="walk the chain; exit 1 naming every edited, missing or moved record, and every "
-        "stored text (report, appeal reason, note, rumour) that differs from its chained digest",
+        help="walk the chain; exit 1 naming every edited, missing or moved record, every "
+        "stored text (report, appeal reason, note, rumour) that differs from its chained digest, "
+        "and every account whose row (credit, level, profile, dormancy) differs from what the "
+        "records say of it",
     )
     export = audit_commands.add_parser(
         "export", help="write the records of a period (what a regulator asks for)"
@@ -141,7 +144,8 @@ def _command(
     args: argparse.Namespace, repository: SqlRepository, settings: Settings, output: Output
 ) -> int:
     from service.policy import load_policy
-    from service.review import chain, export
+    from service.review import chain, export, replay
+    from service.review.registration import keyed
 
     if args.command == "credit":
         return _restore_credit(repository, load_policy(settings.policy_file))
@@ -159,6 +163,11 @@ def _command(
         head = repository.audit_head()
         texts = chain.TextCheck(repository.stored_texts, repository.unrecorded_texts)
         problems = chain.verify(repository.audit_entries(), head, texts)
+        # read only where a row differs: a subject chained before 0028_subject_keys, unkeyed
+        accounts = replay.check(
+            repository.replayed_accounts(), lambda plain: keyed(repository.subjects.key, plain)
+        )
+        problems += accounts.problems
         for problem in problems:
             print(f"qinglang audit verify: {problem}", file=sys.stderr)
         if problems:
@@ -169,7 +178,8 @@ def _command(
             f"qinglang audit verify: ok, {head[0]} records; {texts.checked} stored texts match "
             f"the digests chained of them, {texts.unverifiable} unverifiable (their records "
             f"were written before their kind chained one), {texts.removed} removed with "
-            "their rumour bank entries",
+            f"their rumour bank entries; {accounts.checked} account rows agree with what the "
+            "records say of them",
             file=sys.stderr,
         )
         return 0

@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import heapq
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, func, literal, select
+from sqlalchemy import ColumnElement, String, case, cast, func, literal, select
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.orm import Session, aliased
 
-from service.review import chain
+from service.review import chain, replay
 from service.storage.item_steps import OVERTURNED
 from service.storage.review_rows import utc
 from service.storage.review_sql import ReviewSql
@@ -109,6 +114,68 @@ class AuditSql(ReviewSql):
             with self._session() as session:
                 yield from ((name, str(row_id)) for row_id in session.scalars(query))
 
+    def replayed_accounts(self, chunk: int = 2000) -> Iterator[replay.Replayed]:
+        """Every account with a row or a record of :data:`replay.KINDS`, in account order, with
+        its row and its last record of each of :data:`replay.GROUPS`. The rows and the records'
+        last of each account are two queries, each streamed ``chunk`` rows at a time in the
+        same order and merged as they come, so that any number of accounts is read in bounded
+        memory and in one pass of each (SQLite, which builds no index on a grouped subquery,
+        would read all of one for each row of the other were the database to join them), in
+        one snapshot, so that a write committed meanwhile is seen in both or in neither."""
+        prefix = "account:"
+        last = (
+            select(
+                AuditRecord.subject,
+                *(
+                    func.max(case((AuditRecord.kind.in_(kinds), AuditRecord.seq))).label(
+                        f"{group}_last"
+                    )
+                    for group, kinds in replay.GROUPS.items()
+                ),
+            )
+            .where(AuditRecord.kind.in_(replay.KINDS))
+            .group_by(AuditRecord.subject)
+            .subquery("last_records")
+        )
+        records = {group: aliased(AuditRecord, name=f"last_{group}") for group in replay.GROUPS}
+        chained = select(
+            last.c.subject,
+            *(
+                column.label(f"{group}_{column.key}")
+                for group, record in records.items()
+                for column in (record.seq, record.at, record.kind, record.payload)
+            ),
+        ).select_from(last)
+        for group, record in records.items():
+            chained = chained.outerjoin(record, record.seq == last.c[f"{group}_last"])
+        fields = [StoredAccount.__table__.c[field] for field in replay.FIELDS]
+        rows = select(StoredAccount.account_id, *fields)
+        with self._snapshot() as session:
+            # the order Python compares strings in: code points, as SQLite's and PostgreSQL's
+            # "C" collation order them (a locale's would not)
+            in_order = _code_points(session)
+            stored, named = (
+                session.execute(query.execution_options(yield_per=chunk)).mappings()
+                for query in (
+                    rows.order_by(in_order(StoredAccount.__table__.c.account_id)),
+                    chained.order_by(in_order(last.c.subject)),
+                )
+            )
+            merged = heapq.merge(
+                ((row["account_id"], row) for row in stored),
+                ((found["subject"].removeprefix(prefix), found) for found in named),
+                key=itemgetter(0),
+            )
+            for account, same in groupby(merged, key=itemgetter(0)):
+                # at most a row and a record's last of each group: told apart by their columns
+                by_side = {"subject" in found: found for _, found in same}
+                row, last_of = by_side.get(False), by_side.get(True)
+                yield replay.Replayed(
+                    account,
+                    None if row is None else _row(row),
+                    {} if last_of is None else _last(last_of),
+                )
+
     def chained_rows(self) -> int:
         """Rows of the tables each of whose writes chains a record (score records, review items,
         accounts): a chain of no records beside any of them is not this database's whole
@@ -164,6 +231,35 @@ class AuditSql(ReviewSql):
         )
         with self._session() as session:
             return int(session.scalar(query) or 0)
+
+
+def _code_points(session: Session) -> Callable[[ColumnElement[Any]], ColumnElement[Any]]:
+    """A column as ordered by code point on the session's database."""
+    if session.get_bind().dialect.name == "postgresql":
+        return lambda column: column.collate("C")
+    return lambda column: column
+
+
+def _row(found: RowMapping) -> dict[str, Any]:
+    """An account's :data:`replay.FIELDS`, its moments in UTC."""
+    return {
+        field: utc(found[field]) if isinstance(found[field], datetime) else found[field]
+        for field in replay.FIELDS
+    }
+
+
+def _last(found: RowMapping) -> dict[str, replay.Last]:
+    """An account's last record of each group it has one of."""
+    return {
+        group: replay.Last(
+            found[f"{group}_seq"],
+            utc(found[f"{group}_at"]),
+            found[f"{group}_kind"],
+            found[f"{group}_payload"],
+        )
+        for group in replay.GROUPS
+        if found[f"{group}_seq"] is not None
+    }
 
 
 def _ids(kind: type, keys: Sequence[str]) -> list[Any]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from types import MappingProxyType
 from typing import Any, Literal, cast
 
 from sqlalchemy import ColumnElement, Table, bindparam, exists, func, or_, select, tuple_, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from service.policy import Policy
@@ -30,7 +30,13 @@ from service.storage.credit_steps import (
 from service.storage.item_steps import last_decided, new_item, open_item, urgency_of, wake
 from service.storage.review_rows import maybe_utc, utc
 from service.storage.review_sql import ReviewSql, Sweep
-from service.storage.tables import AuditHead, AuditRecord, StoredAccount, StoredDisposition
+from service.storage.tables import (
+    AuditHead,
+    AuditRecord,
+    StoredAccount,
+    StoredDisposition,
+    SweepPlace,
+)
 from service.storage.transaction import Tx
 
 SWEEP_ACCOUNTS = 50
@@ -38,6 +44,11 @@ SWEEP_ACCOUNTS = 50
 quiet half year may find many at once (every account the migration started the clock of and
 that was not used since), and the maintenance thread that sweeps also writes out the spool, so
 the rest wait for the next sweep, ``storage_retry_s`` later (:meth:`DormancySql._due`)."""
+
+MOVE_TRIES = 5
+"""How many times a look reads again from where another process moved its place meanwhile
+(:meth:`DormancySql._due`) before it leaves its accounts to its next run: each time it lost,
+another process took the accounts it had read."""
 
 Look = Literal["revise", "warn", "lapsed", "dormant"]
 """Each bounded look of the dormancy sweeps: the warnings at odds with the policy, the accounts
@@ -76,10 +87,6 @@ class DormancySql(ReviewSql):
     named by a record after it (:data:`GIVEN`), and one given before still agrees (its clock and
     ``warned_at`` change only by a use, which lifts it, or by a warning given), so the next look
     reads only the accounts named since."""
-
-    _looked_to: Mapping[Look, Place] = MappingProxyType({})
-    """Where this process's last run of each look stopped, short of the last account it
-    matched: the next goes on after it (:meth:`_due`)."""
 
     def record_use(
         self, policy: Policy, used: Mapping[str, datetime], now: datetime | None = None
@@ -262,9 +269,9 @@ class DormancySql(ReviewSql):
                 given = _chained(session, checked[1], head, GIVEN, READ_ACCOUNTS + 1)
                 if len(given) <= READ_ACCOUNTS:
                     named = sorted({subject.removeprefix("account:") for _, subject, _ in given})
-            if named is None or named:
-                among = () if named is None else (StoredAccount.account_id.in_(named),)
-                found = self._due(session, "revise", (*_outdated(rules, moment, dialect), *among))
+        if named is None or named:
+            among = () if named is None else (StoredAccount.account_id.in_(named),)
+            found = self._due("revise", (*_outdated(rules, moment, dialect), *among))
         done = self._each(policy, moment, sweep, found, _revise)
         # a look cut at the bound leaves the rest for the next, which reads them all again, as
         # it does an account that failed
@@ -283,20 +290,19 @@ class DormancySql(ReviewSql):
     ) -> int:
         """``step`` on each account ``look`` finds matching ``due`` (:meth:`_due`), each in a
         transaction of its own; the sum of what it gave."""
-        # most sweeps find nothing: they look without taking SQLite's write lock
-        with self._session() as session:
-            found = self._due(session, look, due)
-        return self._each(policy, moment, sweep, found, step)
+        return self._each(policy, moment, sweep, self._due(look, due), step)
 
-    def _due(
-        self, session: Session, look: Look, due: tuple[ColumnElement[bool], ...]
-    ) -> Sequence[str]:
+    def _due(self, look: Look, due: tuple[ColumnElement[bool], ...]) -> Sequence[str]:
         """The accounts matching ``due``, at most :data:`SWEEP_ACCOUNTS`, longest unused first
-        from where this process's last run of ``look`` stopped, and round to the first again
-        past the last: one the sweep takes and leaves due (it fails every time, or is left
-        alone) keeps its place, and would keep the accounts after it from every run were each
-        to start from the first. A run that reads to the last starts the next from the first:
-        most take every account due."""
+        from where the last run of ``look`` stopped, whichever process ran it (its
+        :class:`~service.storage.tables.SweepPlace`), and round to the first again past the
+        last: one the sweep takes and leaves due (it fails every time, or is left alone) keeps
+        its place, and would keep the accounts after it from every run were each to start from
+        the first, as each did after a restart while the place was kept in memory. A run that
+        reads to the last starts the next from the first: most take every account due, and
+        write nothing. The place is moved before the accounts are written, from the turn it was
+        read at, so that a process that reads it meanwhile goes on after them; one that lost
+        the move reads again from where the other left it (:data:`MOVE_TRIES`)."""
         place = (StoredAccount.active_at, StoredAccount.account_id)
         # an account without a clock is left alone by every step: it is no account's place
         query = (
@@ -305,18 +311,43 @@ class DormancySql(ReviewSql):
             .order_by(*place)
             .limit(SWEEP_ACCOUNTS)
         )
-        stopped = self._looked_to.get(look)
-        rows: list[Any] = []
-        if stopped is not None:
-            rows += session.execute(query.where(tuple_(*place) > stopped)).all()
-            query = query.where(tuple_(*place) <= stopped)
-        if len(rows) < SWEEP_ACCOUNTS:
-            rows += session.execute(query.limit(SWEEP_ACCOUNTS - len(rows))).all()
-        looked_to = {k: v for k, v in self._looked_to.items() if k != look}
-        if len(rows) == SWEEP_ACCOUNTS:
-            looked_to[look] = (rows[-1].active_at, rows[-1].account_id)
-        self._looked_to = MappingProxyType(looked_to)
-        return [row.account_id for row in rows]
+        stored = select(SweepPlace.turn, SweepPlace.active_at, SweepPlace.account_id).where(
+            SweepPlace.look == look
+        )
+        for _ in range(MOVE_TRIES):
+            # most sweeps find nothing: they look without taking SQLite's write lock, each try
+            # in a read of its own, which sees the place another process moved
+            with self._session() as session:
+                turn, active_at, account_id = session.execute(stored).one()
+                # the two are stored, and cleared, together
+                stopped: Place | None = (
+                    None if active_at is None or account_id is None else (active_at, account_id)
+                )
+                rows: list[Any] = []
+                wrapped = query
+                if stopped is not None:
+                    rows += session.execute(query.where(tuple_(*place) > stopped)).all()
+                    wrapped = query.where(tuple_(*place) <= stopped)
+                if len(rows) < SWEEP_ACCOUNTS:
+                    rows += session.execute(wrapped.limit(SWEEP_ACCOUNTS - len(rows))).all()
+            moved = (
+                (rows[-1].active_at, rows[-1].account_id) if len(rows) == SWEEP_ACCOUNTS else None
+            )
+            if moved == stopped or self._move(look, turn, moved):
+                return [row.account_id for row in rows]
+        return ()
+
+    def _move(self, look: Look, turn: int, place: Place | None) -> bool:
+        """Store ``place`` as where ``look`` stopped (None: at the last account), unless another
+        process moved it since it was read at ``turn``; whether it was stored."""
+        active_at, account_id = (None, None) if place is None else place
+        with self._writing() as session:
+            moved = session.execute(
+                update(SweepPlace)
+                .where(SweepPlace.look == look, SweepPlace.turn == turn)
+                .values(turn=turn + 1, active_at=active_at, account_id=account_id)
+            )
+            return cast(CursorResult[Any], moved).rowcount == 1
 
     def _each(
         self,

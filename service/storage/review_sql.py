@@ -122,6 +122,18 @@ class ReviewSql:
             yield session
 
     @contextmanager
+    def _snapshot(self) -> Iterator[Session]:
+        """A read transaction whose statements all see the database as it was at its first: on
+        SQLite a transaction begun (sqlite3 begins one only before a write, so that each read
+        is its own), on PostgreSQL one at ``REPEATABLE READ``."""
+        with self._session() as session:
+            if self.engine.dialect.name == "sqlite":
+                session.execute(text("BEGIN"))
+            else:
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            yield session
+
+    @contextmanager
     def _write(self, policy: Policy, now: datetime | None) -> Iterator[Tx]:
         with self._writing() as session:
             tx = Tx(session, now or datetime.now(UTC), policy)

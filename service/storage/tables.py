@@ -322,6 +322,25 @@ class StoredAccount(Base):
     migration ``0038_signup_batches``."""
 
 
+class SweepPlace(Base):
+    """Where the last run of a bounded dormancy look stopped
+    (:data:`~service.storage.dormancy_sql.Look`), whichever process ran it: the next run, in
+    this process or another, goes on after it (migration ``0044_sweep_places``, which makes a
+    row for each look)."""
+
+    __tablename__ = "sweep_places"
+
+    look: Mapped[str] = mapped_column(String(16), primary_key=True)
+    turn: Mapped[int] = mapped_column(Integer)
+    """Raised by each move: a process moves the place only from the turn it read it at, so
+    that of two that read it at once one takes the accounts after it and the other those after
+    the first's."""
+    active_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """The clock of the last account the run took; null (with ``account_id``) where the last
+    run read to the last account: the next starts from the first."""
+    account_id: Mapped[str | None] = mapped_column(String(MAX_ID_CHARS), nullable=True)
+
+
 class SignupBatchMember(Base):
     """An account of a registration batch (art10, :mod:`service.review.signups`), once per
     ``signup_batch`` item: every account its item counts in ``reach``, the ones it lists and
