@@ -469,29 +469,30 @@ class ScoringService:
 
     def _explain_in_background(self, posts: list[Post], records: list[ScoreRecord]) -> None:
         self._searching.update(map(_stored_key, records))
-        job = self._in_background(self._explain(posts, records))
+        job = self._in_background(self._find_evidence(posts, records))
         self._explaining.add(job)
         job.add_done_callback(self._explaining.discard)
-
-    async def _explain(self, posts: list[Post], records: list[ScoreRecord]) -> None:
-        try:
-            await self._find_evidence(posts, records)
-        finally:
-            for key in map(_stored_key, records):
-                self._searching[key] -= 1
-                if not self._searching[key]:
-                    del self._searching[key]
 
     async def _find_evidence(self, posts: list[Post], records: list[ScoreRecord]) -> None:
         try:
             while records:
                 done = await self._search(posts, records)
-                self._backlog(-done)
+                self._searched(records[:done])
                 # past a failure, the rest of the call had no part in it: they go to the next
                 # process at once, as the next call's would, not to a sweep a lease later
                 posts, records = posts[done:], records[done:]
         finally:
-            self._backlog(-len(records))
+            self._searched(records)
+
+    def _searched(self, records: list[ScoreRecord]) -> None:
+        """Done with ``records`` here, as each search ends rather than once their call does:
+        out of the backlog, and their claims no longer renewed, so that the one a search failed
+        on is a sweep's a lease later however long the rest of its call takes."""
+        self._backlog(-len(records))
+        for key in map(_stored_key, records):
+            self._searching[key] -= 1
+            if not self._searching[key]:
+                del self._searching[key]
 
     async def _search(self, posts: list[Post], records: list[ScoreRecord]) -> int:
         """Search ``records`` on the evidence process, store what it found, and count a failure

@@ -20,6 +20,7 @@ import pytest
 from servicekit import Api, Troubled, open_api, wait_for, write_policy
 
 from service.classify import Classifier
+from service.evidence_process import EvidenceLostError
 from service.explaining import NO_EVIDENCE
 from service.ingest import LineError, PostLine, parse_line
 from service.pipeline import Pipeline
@@ -325,6 +326,42 @@ def test_the_posts_after_one_whose_search_ends_the_process_are_searched_by_the_n
         assert rumor.evidence["spans"]
         assert stored["poison"].evidence_pending
         assert counted == ["poison"]
+
+
+def test_the_post_a_search_failed_on_is_left_to_the_sweep_while_its_call_goes_on(
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process stopped on the call's first post; the next one searches the rest of the call,
+    as long as that takes on a busy host. The post it stopped on is no longer searched here: its
+    claim is not renewed meanwhile, and a sweep takes it up a lease after it was stored, not a
+    lease after the whole call is done."""
+    url = f"sqlite:///{tmp_path / 'left.db'}"
+    with open_api(
+        tmp_path, url, pipeline.classifier, evidence_lease_s=0.01, storage_retry_s=0.05
+    ) as api:
+        scoring = api.services.scoring
+        search = scoring.evidence_process.explain
+        released = threading.Event()
+        calls: list[list[str]] = []
+
+        def stopping_once(posts: list[Post], records: list[ScoreRecord]) -> list[ScoreRecord]:
+            calls.append([r.id for r in records])
+            if len(calls) == 1:
+                raise EvidenceLostError("the evidence process stopped (exit code 70)")
+            # the next process, idle-scheduled on a busy host, waits for a core
+            released.wait()
+            return search(posts, records)
+
+        monkeypatch.setattr(scoring.evidence_process, "explain", stopping_once)
+        try:
+            api.batch([{"id": "lost", "text": f"{RUMOR}1"}, {"id": "after", "text": f"{RUMOR}2"}])
+            wait_for(lambda: calls == [["lost", "after"], ["after"]])
+            swept = "qinglang_evidence_swept_records_total 1.0"
+            wait_for(lambda: swept in api.client.get("/metrics").text)
+        finally:
+            released.set()
+        api.settle()
+        assert calls == [["lost", "after"], ["after"], ["lost"]]
 
 
 def test_the_posts_of_a_call_on_a_closed_evidence_process_are_left_to_a_sweep_at_once(
