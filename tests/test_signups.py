@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from alembic.util import CommandError
 from servicekit import Api, migrate
 from sqlalchemy import func, insert, inspect, select
 from sqlalchemy.orm import Session
@@ -716,6 +717,38 @@ def test_a_confirmation_stopped_between_chunks_is_finished_by_the_sweep_once(
         ("violation", item_id, -deduction)
     ]
     assert verify(repo) == []
+
+
+def test_0043_goes_down_only_once_every_confirmation_has_charged_its_members(
+    repo: SqlRepository, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The downgrade stops while a confirmation's charges are not finished: the schema before
+    it keeps no place to finish them from, and its release no sweep to finish them, so the
+    members left would never be charged. Once they are, it goes down and up again."""
+    accounts, item_id = big_batch(repo, policy, monkeypatch)
+    stop_at(monkeypatch, accounts[-1])
+    with pytest.raises(StoppedError):
+        repo.decide(policy, item_id, "r1", "confirm", "bulk_registration", "art10", now=T0 + DAY)
+    engine = make_engine(repo.engine.url.render_as_string(hide_password=False), 5.0)
+    try:
+        with (
+            pytest.raises(CommandError, match="1 registration batch confirmations"),
+            engine.begin() as connection,
+        ):
+            migrate(connection, "0042_evidence_failures", down=True)
+        with engine.connect() as connection:
+            columns = {c["name"] for c in inspect(connection).get_columns("review_decisions")}
+        assert "charging_after" in columns
+        monkeypatch.setattr(item_steps, "violation", credit_steps.violation)
+        assert repo.finish_charges(policy, now=T0 + DAY) == 1
+        with engine.begin() as connection:
+            migrate(connection, "0042_evidence_failures", down=True)
+            columns = {c["name"] for c in inspect(connection).get_columns("review_decisions")}
+            assert "charging_after" not in columns
+            migrate(connection, "head")
+    finally:
+        engine.dispose()
+    assert violations(repo, item_id) == dict.fromkeys(accounts, 1)
 
 
 def test_a_writer_of_a_charged_member_does_not_wait_for_the_rest_of_the_batch(
