@@ -13,8 +13,11 @@ the request ran, times it, and runs each statement again under ``EXPLAIN (ANALYZ
 for the slowest one's time, the buffers all of them touched and any sequential scan that read
 more than :data:`BIG_SCAN` rows.
 
-It measures twice on the same rows: at the revision before :data:`INDEXES` (``before``) and at
-the newest (``after``). Prints hardware, date and one markdown table.
+It measures twice on the same rows, both at the newest revision, so that the reads are the
+code's of today: without the indexes :data:`INDEXES` makes (its own downgrade run alone,
+``before``) and with them (its upgrade run again, ``after``). Going down to the revision before
+it instead measured today's code on a schema short of every column added since, which it
+reads. Prints hardware, date and one markdown table.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from alembic import command
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, event, text
 
@@ -54,7 +59,6 @@ from service.storage.database import alembic_config, make_engine, stored_revisio
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 INDEXES = "0040_account_history_indexes"
 """The migration whose indexes ``after`` has and ``before`` has not."""
-BEFORE = "0039_review_read_indexes"
 BIG_SCAN = 10_000
 """A sequential scan past this many rows is shown."""
 SIZES = {
@@ -595,12 +599,14 @@ def schema(server: str) -> Iterator[str]:
         admin.dispose()
 
 
-def migrate_to(engine: Engine, revision: str, *, down: bool) -> None:
-    """Down (or up) to ``revision``, on ``engine``'s schema; then its statistics afresh."""
+def indexed(engine: Engine, *, present: bool) -> None:
+    """Run :data:`INDEXES`'s own upgrade (``present``) or downgrade on ``engine``'s schema,
+    which stays at its revision; then its statistics afresh."""
+    migration = ScriptDirectory.from_config(alembic_config()).get_revision(INDEXES)
+    assert migration is not None and migration.module is not None
     with engine.connect() as connection:
-        config = alembic_config()
-        config.attributes["connection"] = connection
-        (command.downgrade if down else command.upgrade)(config, revision)
+        with Operations.context(MigrationContext.configure(connection)):
+            (migration.module.upgrade if present else migration.module.downgrade)()
         connection.commit()
         connection.execute(text("ANALYZE"))
         connection.commit()
@@ -639,9 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     now = datetime.now(UTC)
     with schema(args.postgres) as url, tempfile.TemporaryDirectory() as work:
         # the server's maintenance and rumour-bank refresh run once, at its start, and not
-        # again while it is measured: the maintenance migrates a database short of the newest
-        # revision (``before`` would be measured at ``after``), and either's statements would
-        # be counted as a read's
+        # again while it is measured: either's statements would be counted as a read's
         settings = configured.model_copy(
             update={"state_dir": Path(work), "database_url": url, "db_timeout_s": 60.0,
                     "storage_deadline_s": 60.0, "storage_retry_s": 3600.0,
@@ -669,8 +673,9 @@ def main(argv: list[str] | None = None) -> int:
                 client.post(
                     "/console/login", data={"csrf": token[0], "name": "scale", "password": password}
                 )
-                for revision, down in ((BEFORE, True), (INDEXES, False)):
-                    migrate_to(repo.engine, revision, down=down)
+                revision = stored_revision(repo.engine)
+                for present in (False, True):
+                    indexed(repo.engine, present=present)
                     reads = reads_of(client, repo.engine, key, version, configured.console_zone)
                     results.append(measure(reads, repo.engine, heard, args.times))
                     found = stored_revision(repo.engine)
@@ -686,7 +691,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "PostgreSQL, "
         + ", ".join(f"{v:,} {k}" for k, v in filled.items())
-        + f" (filled in {fill_s:.0f} s); before: {BEFORE}, after: {INDEXES}\n"
+        + f" (filled in {fill_s:.0f} s); at {revision}, before: without {INDEXES}'s indexes, "
+        "after: with them\n"
     )
     print(table(results[0], results[1]))
     return 0
