@@ -72,6 +72,10 @@ NOT_YOURS = (
 READS: Answers = answers({StorageError: STORAGE_DOWN})
 """What a route that reads storage answers of its own where it finds nothing missing and its
 rules refuse nothing (a listing, the re-registration check)."""
+ACCOUNT_READS: Answers = answers(
+    {NotFoundError: "the service knows no account of that id", StorageError: STORAGE_DOWN}
+)
+"""What a read of one account answers of its own: no such account, or storage down."""
 
 router = APIRouter(prefix="/v1", tags=["review"], route_class=JsonRoute)
 TRUST_TEAM: tuple[Role, ...] = ("reviewer", "admin")
@@ -365,9 +369,7 @@ async def decide(
 
 @router.get(
     "/accounts/{account_id}",
-    responses=answers(
-        {NotFoundError: "the service knows no account of that id", StorageError: STORAGE_DOWN}
-    ),
+    responses=ACCOUNT_READS,
 )
 async def get_account(
     account_id: AccountId,
@@ -398,9 +400,7 @@ async def get_account(
 
 @router.get(
     "/accounts/{account_id}/dispositions",
-    responses=answers(
-        {NotFoundError: "the service knows no account of that id", StorageError: STORAGE_DOWN}
-    ),
+    responses=ACCOUNT_READS,
 )
 async def active_dispositions(
     account_id: AccountId,
