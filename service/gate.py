@@ -119,6 +119,12 @@ class DaemonThreads(Executor):
             for thread in self._threads:
                 thread.join()
 
+    def join(self, until: float) -> None:
+        """After :meth:`shutdown`: wait for the calls under way to end, until ``until`` (a
+        :func:`time.monotonic` time) at most."""
+        for thread in self._threads:
+            thread.join(max(0.0, until - time.monotonic()))
+
 
 class StorageHealth:
     """Whether to try storage now: after a failure, calls leave it alone for ``retry_s`` (they
@@ -239,10 +245,16 @@ class StorageGate:
             future.cancel()  # a call still waiting for a thread never starts
         return self._outcome(future, reads)
 
-    def close(self) -> None:
-        """Stop taking calls; a call stuck on a database that stopped answering is not waited
-        for, here or at exit (it ends with the process, if not before)."""
+    def close(self, until: float) -> None:
+        """Stop taking calls, and wait for those under way until ``until`` (a
+        :func:`time.monotonic` time) at most. A call that outlived its caller's deadline still
+        holds a connection, and may hold row locks in a transaction: storage closed under it
+        leaves that transaction to end on its own, after whatever comes next (a new server's
+        migration, a schema dropped) has waited for it or deadlocked with it. A call stuck on a
+        database that stopped answering is not waited for past ``until``, here or at exit (it
+        ends with the process, if not before)."""
         self._threads.shutdown(wait=False, cancel_futures=True)
+        self._threads.join(until)
 
     def _start(self, call: Callable[..., T], args: tuple[object, ...]) -> Future[T]:
         if not self.health.admit():

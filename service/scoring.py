@@ -874,9 +874,11 @@ class ScoringService:
                 log.exception("maintenance failed; trying again in %s s", every_s)
             await asyncio.sleep(every_s)
 
-    async def close(self) -> None:
+    async def close(self, until: float) -> None:
         """Stop; evidence not found yet is dropped (its records stay ``evidence_pending``),
-        so that stopping never waits for a backlog, nor for the search under way."""
+        so that stopping never waits for a backlog, nor for the search under way. Storage calls
+        under way (a maintenance sweep, a write given up at its deadline) are waited for until
+        ``until`` (a :func:`time.monotonic` time), so that none outlives the repository."""
         await self.batcher.close()
         self._explainer.shutdown(wait=False, cancel_futures=True)
         for job in self._explaining:
@@ -885,9 +887,10 @@ class ScoringService:
         self.evidence_process.close()
         self._io.shutdown(wait=True)
         # a drain or a storage call stuck on a database that stopped answering is not waited
-        # for, here or at exit: its records are in the spool, and a drain stopped midway stores
-        # each once when the next process drains it
+        # for past ``until``, here or at exit: its records are in the spool, and a drain stopped
+        # midway stores each once when the next process drains it
         self._upkeep.shutdown(wait=False, cancel_futures=True)
-        self.gate.close()
+        self.gate.close(until)
+        self._upkeep.join(until)
         self.spool.close()
         self.metrics.close()

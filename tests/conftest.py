@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 from servicekit import Api, migrated, open_api
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 
 from service import security
 from service.pipeline import Pipeline
@@ -51,17 +52,39 @@ POSTGRES = os.environ.get(
 
 @contextmanager
 def postgres_schema() -> Iterator[str]:
-    """A URL whose tables live in a new schema, dropped afterwards."""
+    """A URL whose tables live in a new schema, dropped afterwards. Its connections are named
+    for the schema, so that one still at work when the test has ended (a server's sweep left
+    running, whose transaction the drop deadlocked with) is named in an error of its own and
+    ended, rather than met as a deadlock."""
     schema = f"t_{uuid.uuid4().hex[:16]}"
     admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f"CREATE SCHEMA {schema}"))
     try:
-        yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
+        yield f"{POSTGRES}?options=-csearch_path%3D{schema}&application_name={schema}"
     finally:
         with admin.connect() as connection:
+            lingering = _at_work(connection, schema)
             connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+        assert not lingering, f"connections of {schema} at work after the test: {lingering}"
+
+
+def _at_work(connection: Connection, schema: str) -> list[str]:
+    """The connections named ``schema`` still at work (active, or in a transaction) 10 s after
+    the test ended, each ended: a server whose client went away ends its own by then."""
+    at_work = text(
+        "SELECT pid, state, left(query, 300) FROM pg_stat_activity "
+        "WHERE application_name = :schema AND state <> 'idle'"
+    )
+    deadline = time.monotonic() + 10
+    while (rows := connection.execute(at_work, {"schema": schema}).all()) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    for pid, _, _ in rows:
+        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    return [f"{pid} ({state}): {query}" for pid, state, query in rows]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -953,6 +953,30 @@ def test_readyz_leaves_a_migration_to_the_maintenance(
         assert migration.calls == 1 and ready(api)
 
 
+def test_a_maintenance_sweep_under_way_is_finished_before_the_server_stops(
+    tmp_path: Path, database_url: str, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop waits for the sweep under way (within ``storage_deadline_s``): one left running
+    after storage closed kept its transaction open, and a schema dropped next deadlocked with
+    it."""
+    entered, stopping, finished = threading.Event(), threading.Event(), threading.Event()
+    finish_charges = SqlRepository.finish_charges
+
+    def slow(self: SqlRepository, policy: Policy) -> int:
+        entered.set()
+        stopping.wait(60)
+        time.sleep(0.5)  # the stop is under way
+        went = finish_charges(self, policy)
+        finished.set()
+        return went
+
+    monkeypatch.setattr(SqlRepository, "finish_charges", slow)
+    with open_api(tmp_path, database_url, pipeline.classifier):
+        assert entered.wait(60)
+        stopping.set()
+    assert finished.is_set(), "the server stopped with its sweep under way"
+
+
 def test_a_server_stopped_while_postgres_stops_answering_exits(
     tmp_path: Path, postgres_url: str, proxy: Proxy
 ) -> None:

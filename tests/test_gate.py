@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -64,7 +65,7 @@ def test_work_storage_did_not_take_is_told_once_an_outage_and_always_while_it_is
 def gate() -> Iterator[StorageGate]:
     running = StorageGate(deadline_s=0.05, retry_s=60.0)
     yield running
-    running.close()
+    running.close(time.monotonic())
 
 
 def test_a_call_that_does_not_return_by_the_deadline_is_given_up_and_storage_is_down(
@@ -159,7 +160,7 @@ def test_a_caller_cancelled_as_its_call_ends_is_cancelled(monkeypatch: pytest.Mo
     try:
         assert asyncio.run(cancelled_as_it_ends())
     finally:
-        gate.close()
+        gate.close(time.monotonic())
 
 
 def test_storage_errors_are_recorded_and_other_errors_pass_through(gate: StorageGate) -> None:
@@ -207,22 +208,43 @@ def test_a_lane_shares_the_deadline_and_health_but_not_the_threads_nor_the_error
     gate.health.ok()
     assert gate.call_blocking(lambda: 42) == 42  # every thread of the lane held, none of its
     released.set()
-    lane.close()
+    lane.close(time.monotonic())
+
+
+def test_a_call_under_way_is_waited_for_at_close(gate: StorageGate) -> None:
+    """A call given up at its deadline still holds its connection, and maybe a transaction's
+    locks: closing storage under it left the transaction to whatever came next (a dropped
+    schema deadlocked with a maintenance sweep's)."""
+    released, ended = threading.Event(), threading.Event()
+
+    def held() -> None:
+        released.wait(60)
+        ended.set()
+
+    with pytest.raises(StorageUnansweredError):
+        gate.call_blocking(held)
+    closing = threading.Thread(target=gate.close, args=(time.monotonic() + 60,))
+    closing.start()
+    closing.join(0.3)
+    assert closing.is_alive(), "close returned while a call was under way"
+    released.set()
+    closing.join(60)
+    assert not closing.is_alive() and ended.is_set()
 
 
 def test_a_call_left_waiting_does_not_hold_the_process_at_exit() -> None:
-    """A call stuck on a database that stopped answering ends with the process: a thread pool's
-    threads, joined at exit whatever it was told, kept a stopped server running for as long as
-    the call waited."""
+    """A call stuck on a database that stopped answering is waited for until close's time and
+    no longer, and ends with the process: a thread pool's threads, joined at exit whatever it
+    was told, kept a stopped server running for as long as the call waited."""
     code = (
-        "import threading\n"
+        "import threading, time\n"
         "from service.gate import StorageGate\n"
         "gate = StorageGate(deadline_s=0.05, retry_s=60.0)\n"
         "try:\n"
         "    gate.call_blocking(threading.Event().wait)\n"
         "except Exception as exc:\n"
         "    print(type(exc).__name__)\n"
-        "gate.close()\n"
+        "gate.close(time.monotonic() + 0.2)\n"
     )
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run(

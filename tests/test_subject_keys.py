@@ -18,7 +18,7 @@ import pytest
 from alembic import command
 from alembic.util import CommandError
 from servicekit import before_keyed_digests, migrate, unkeyed_digest, verified
-from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy import create_engine, inspect, make_url, select, text
 from sqlalchemy.orm import Session
 
 from service.policy import Policy
@@ -175,7 +175,8 @@ def test_two_processes_starting_at_once_key_the_digests_once(
     finally:
         repo.close()
     name = f"ql_{uuid.uuid4().hex[:12]}"
-    url = f"{postgres_url}&application_name={name}"
+    named = make_url(postgres_url).update_query_dict({"application_name": name})
+    url = named.render_as_string(hide_password=False)
     migrating = [sys.executable, "-c", f"from service.storage import upgrade; upgrade({url!r})"]
     holder = create_engine(postgres_url)
     try:

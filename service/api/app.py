@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -126,8 +127,10 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
             keeper.cancel()
             await asyncio.gather(maintainer, bank, keeper, return_exceptions=True)
             pipeline.neardup.snapshot(snapshot)
-            await scoring.close()
-            reviews.close()
+            # one allowance for every lane's calls under way, as they end side by side
+            until = time.monotonic() + settings.storage_deadline_s
+            await scoring.close(until)
+            reviews.close(until)
             repository.close()
 
     app = FastAPI(
