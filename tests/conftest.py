@@ -61,7 +61,8 @@ def postgres_schema() -> Iterator[str]:
     with admin.connect() as connection:
         connection.execute(text(f"CREATE SCHEMA {schema}"))
     try:
-        yield f"{POSTGRES}?options=-csearch_path%3D{schema}&application_name={schema}"
+        # in the order SQLAlchemy renders a URL's query, which messages that name the database show
+        yield f"{POSTGRES}?application_name={schema}&options=-csearch_path%3D{schema}"
     finally:
         with admin.connect() as connection:
             lingering = _at_work(connection, schema)
