@@ -6,21 +6,25 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic.util import CommandError
-from servicekit import Api, migrate
+from servicekit import Api, migrate, open_api, wait_for
 from sqlalchemy import func, insert, inspect, select
 from sqlalchemy.orm import Session
 
+from service.pipeline import Pipeline
 from service.policy import Policy
 from service.review import chain, signups
+from service.review.appeals import AppealClosedError
 from service.review.items import EARLIER
-from service.review.views import CreditChange
+from service.review.views import Appeal, CreditChange, Decision
 from service.storage import (
     SqlRepository,
     StorageError,
+    StorageUnavailableError,
     credit_steps,
     item_steps,
     open_repository,
@@ -586,6 +590,31 @@ def test_a_confirmation_reads_the_members_in_code_point_order_under_any_collatio
         engine.dispose()
 
 
+def test_a_confirmation_whose_charges_storage_stopped_answers_200_and_its_retry_ends_them(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decision recorded, a storage error in a later chunk answers it (200), saying its
+    members past the listing are still being charged, not 503 as if it had failed; a retry
+    without the key is 409 as decided, the one with it finishes the charges."""
+    policy, repo = api.services.scoring.policy, api.services.scoring.repository
+    assert isinstance(repo, SqlRepository)
+    accounts, item_id = big_batch(repo, policy, monkeypatch)
+    stop_at(monkeypatch, accounts[-1], StorageUnavailableError("OperationalError: gone"))
+    reviewer = api.headers(api.new_key("reviewer"))
+    confirm = {"action": "confirm", "category": "bulk_registration", "basis": "art10"}
+    url = f"/v1/review/items/{item_id}/decision"
+    keyed = {**reviewer, "Idempotency-Key": "confirm-1"}
+    decided = api.client.post(url, json=confirm, headers=keyed)
+    assert decided.status_code == 200, decided.text
+    assert (decided.json()["status"], decided.json()["charges_pending"]) == ("confirmed", True)
+    assert accounts[-1] not in violations(repo, item_id)
+    monkeypatch.setattr(item_steps, "violation", credit_steps.violation)
+    assert api.client.post(url, json=confirm, headers=reviewer).status_code == 409
+    again = api.client.post(url, json=confirm, headers=keyed)
+    assert again.status_code == 200 and again.json()["charges_pending"] is False
+    assert violations(repo, item_id) == dict.fromkeys(accounts, 1)
+
+
 # --- a large batch's confirmation, a chunk of members a transaction ---------------------------
 
 
@@ -617,13 +646,16 @@ def big_batch(
     return accounts, item.id
 
 
-def stop_at(monkeypatch: pytest.MonkeyPatch, account_id: str) -> None:
-    """Stop the process as a chunk charges ``account_id``: its chunk is not committed."""
+def stop_at(
+    monkeypatch: pytest.MonkeyPatch, account_id: str, error: Exception | None = None
+) -> None:
+    """Stop the process as a chunk charges ``account_id`` (or fail the chunk with ``error``):
+    its chunk is not committed."""
     charge = credit_steps.violation
 
     def stopping(tx: Tx, item: ReviewItem, member: str, *args: Any) -> Any:
         if member == account_id:
-            raise StoppedError(member)
+            raise error or StoppedError(member)
         return charge(tx, item, member, *args)
 
     monkeypatch.setattr(item_steps, "violation", stopping)
@@ -716,6 +748,88 @@ def test_a_confirmation_stopped_between_chunks_is_finished_by_the_sweep_once(
     assert [(h.reason, h.item_id, h.delta) for h in history if isinstance(h, CreditChange)] == [
         ("violation", item_id, -deduction)
     ]
+    assert verify(repo) == []
+
+
+def test_a_storage_error_after_the_decision_answers_it_with_its_charges_pending(
+    repo: SqlRepository, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Storage failing a chunk after the decision committed does not fail the decision: the
+    answer is the decision, saying that members are left to charge, and the retry with its
+    key finishes them, answering with none pending."""
+    accounts, item_id = big_batch(repo, policy, monkeypatch)
+    stop_at(monkeypatch, accounts[-1], StorageUnavailableError("OperationalError: gone"))
+    idem = Idempotency("k1", "confirm-1", "fingerprint")
+
+    def decide() -> Decision:
+        return repo.decide(
+            policy, item_id, "r1", "confirm", "bulk_registration", "art10", idem=idem, now=T0 + DAY
+        )
+
+    decision = decide()
+    assert (decision.status, decision.charges_pending) == ("confirmed", True)
+    assert decision.charged_unlisted == len(accounts) - policy.registration.batch_accounts
+    assert accounts[-1] not in violations(repo, item_id)
+    monkeypatch.setattr(item_steps, "violation", credit_steps.violation)
+    again = decide()
+    assert (again.id, again.charges_pending) == (decision.id, False)
+    assert violations(repo, item_id) == dict.fromkeys(accounts, 1)
+    assert verify(repo) == []
+
+
+def test_a_confirmation_stopped_between_chunks_is_finished_by_a_running_servers_maintenance(
+    repo: SqlRepository,
+    database_url: str,
+    policy: Policy,
+    pipeline: Pipeline,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server started on the database, sent nothing, charges the members a stopped
+    confirmation left: its maintenance runs the ``batch_charges`` sweep every
+    ``storage_retry_s``, with no retry nor command needed."""
+    accounts, item_id = big_batch(repo, policy, monkeypatch)
+    stop_at(monkeypatch, accounts[-1])
+    with pytest.raises(StoppedError):
+        repo.decide(policy, item_id, "r1", "confirm", "bulk_registration", "art10", now=T0 + DAY)
+    monkeypatch.setattr(item_steps, "violation", credit_steps.violation)
+    assert accounts[-1] not in violations(repo, item_id)
+    with open_api(tmp_path, database_url, pipeline.classifier, storage_retry_s=0.05):
+        wait_for(lambda: violations(repo, item_id) == dict.fromkeys(accounts, 1))
+    assert verify(repo) == []
+
+
+def test_a_member_charged_late_appeals_within_its_window_from_its_charge(
+    repo: SqlRepository, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member that the sweep charged days after the decision (its process stopped between
+    chunks) has its ``file_within_days`` from its own charge, the moment it could learn of
+    it: past the decision's window it still appeals, until its own closes. A member charged
+    with the decision keeps the decision's window."""
+    accounts, item_id = big_batch(repo, policy, monkeypatch)
+    decided_at, swept_at = T0 + DAY, T0 + 11 * DAY
+    stop_at(monkeypatch, accounts[-2])
+    with pytest.raises(StoppedError):
+        repo.decide(policy, item_id, "r1", "confirm", "bulk_registration", "art10", now=decided_at)
+    assert not {accounts[-2], accounts[-1]} & set(violations(repo, item_id))
+    monkeypatch.setattr(item_steps, "violation", credit_steps.violation)
+    assert repo.finish_charges(policy, now=swept_at) > 0
+    window = timedelta(days=policy.appeals.file_within_days)
+    between = decided_at + window + DAY
+
+    def appeal(account_id: str, now: datetime) -> Appeal:
+        return repo.file_appeal(
+            policy, account_id=account_id, item_id=item_id, reason="门店", filed_by="k", now=now
+        )
+
+    with pytest.raises(AppealClosedError) as closed:
+        appeal(accounts[0], between)
+    assert closed.value.deadline == decided_at + window
+    filed = appeal(accounts[-1], between)
+    assert filed.deadline == between + timedelta(days=policy.appeals.resolve_within_days)
+    with pytest.raises(AppealClosedError) as closed:
+        appeal(accounts[-2], swept_at + window + MINUTE)
+    assert closed.value.deadline == swept_at + window
     assert verify(repo) == []
 
 

@@ -1,10 +1,11 @@
 """A maintenance sweep over accounts (the art8 settlement, the credit restoration, the dormancy
 warnings, their revision and the dormancy findings, a use seen) goes past an account whose own
 write fails other than by an outage (a row the rules cannot take, a value the code cannot
-handle, a bug), logs it, and does the accounts after it; the next run tries it again, and one
-bounded per run goes on from where the last stopped, round to the first again. An outage stops
-the sweep at once. The server counts what a sweep went past in its metrics, and
-``qinglang credit restore`` names the accounts and exits 1."""
+handle, a bug), logs it, and does the accounts after it, as the sweep finishing registration
+batches' charges goes past an item; the next run tries it again, and one bounded per run goes
+on from where the last stopped, round to the first again. An outage stops the sweep at once.
+The server counts what a sweep went past in its metrics, and ``qinglang credit restore`` names
+the accounts and exits 1."""
 
 from __future__ import annotations
 
@@ -14,17 +15,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from servicekit import Api, open_api
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from test_dormancy import DAY, HOUR, dormant_after, kinds, warned_after, with_dormancy
 from test_protected_names import _suspend
 from test_review_appeals import T0, confirmed
+from test_signups import MINUTE, StoppedError, stop_at
 
 from service.pipeline import Pipeline
 from service.policy import Policy
-from service.review import dormancy
+from service.review import dormancy, signups
 from service.scoring import ScoringService
 from service.settings import get_settings
 from service.storage import (
@@ -33,10 +37,13 @@ from service.storage import (
     StorageUnavailableError,
     SweepIncompleteError,
     accounts_sql,
+    credit_steps,
     dormancy_sql,
     open_repository,
     protected_sql,
+    review_sql,
 )
+from service.storage.tables import CreditEntry
 from service.storage.transaction import Tx
 
 ACCOUNTS = ("a1", "a2", "a3", "a4")
@@ -45,30 +52,41 @@ Run = Callable[[SqlRepository], int]
 Done = Callable[[str], bool]
 
 
+class Due(NamedTuple):
+    run: Run
+    done: Done
+    """Whether the sweep did a key."""
+    keys: tuple[str, ...] = ACCOUNTS
+    """What the sweep writes one at a time, in its order: the accounts, or the items."""
+
+
 @dataclass(frozen=True)
 class Case:
     sweep: str
     """The sweep's name in its log lines and the metrics."""
     module: ModuleType
     step: str
-    """The function the sweep runs on each account, in ``module``."""
-    prepare: Callable[[SqlRepository, Policy], tuple[Run, Done]]
-    """Makes ``ACCOUNTS`` due to the sweep; a run of it, and whether it did an account."""
+    """The function the sweep runs on each key, in ``module``."""
+    prepare: Callable[[SqlRepository, Policy], Due]
+    """Makes four keys due to the sweep (``ACCOUNTS``, or items)."""
+    of: str = "account"
+    """What a key is (:attr:`~service.storage.review_sql.Sweep.of`): ``item`` where the step
+    takes an item's id rather than an account's."""
 
 
-def art8(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
+def art8(repo: SqlRepository, policy: Policy) -> Due:
     suspended = _suspend(repo, policy, *ACCOUNTS)
     ends = max(s.ends_at for s in suspended.values() if s.ends_at is not None)
-    return (
+    return Due(
         lambda r: r.settle_deadlines(policy, now=ends),
         lambda a: "close_account" in kinds(repo.get_account(policy, a, now=ends)),
     )
 
 
-def credit(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
+def credit(repo: SqlRepository, policy: Policy) -> Due:
     charged = {a: confirmed(repo, policy, f"p-{a}", a, T0).credits[0].credit for a in ACCOUNTS}
     due = T0 + timedelta(days=policy.credit.restore_every_days)
-    return (
+    return Due(
         lambda r: r.restore_credit(policy, now=due),
         lambda a: repo.get_account(policy, a, now=due).credit > charged[a],
     )
@@ -81,21 +99,21 @@ def unused(repo: SqlRepository, policy: Policy) -> datetime:
     return T0 + warned_after(policy)
 
 
-def warnings(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
+def warnings(repo: SqlRepository, policy: Policy) -> Due:
     warn_at = unused(repo, policy)
-    return (
+    return Due(
         lambda r: r.warn_dormancy(policy, now=warn_at),
         lambda a: repo.get_account(policy, a, now=warn_at).warned_at == warn_at,
     )
 
 
-def revisions(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
+def revisions(repo: SqlRepository, policy: Policy) -> Due:
     """Warnings the policy, changed to bring nothing, lifts."""
     warn_at = unused(repo, policy)
     assert repo.warn_dormancy(policy, now=warn_at) == len(ACCOUNTS)
     silent = with_dormancy(policy, action="none", notify=False)
     between = warn_at + 10 * DAY
-    return (
+    return Due(
         lambda r: r.warn_dormancy(silent, now=between),
         lambda a: repo.get_account(silent, a, now=between).warned_at is None,
     )
@@ -107,31 +125,72 @@ def dormant(repo: SqlRepository, policy: Policy) -> datetime:
     return T0 + dormant_after(policy)
 
 
-def findings(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
+def findings(repo: SqlRepository, policy: Policy) -> Due:
     found_at = dormant(repo, policy)
-    return (
+    return Due(
         lambda r: r.settle_dormancy(policy, now=found_at),
         lambda a: repo.get_account(policy, a, now=found_at).dormant_at == found_at,
     )
 
 
-def lapsed(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
+def lapsed(repo: SqlRepository, policy: Policy) -> Due:
     """Warnings that ran out with no dormancy found, given again once lapsed."""
     again_at = dormant(repo, policy) + dormancy.LAPSE + HOUR
-    return (
+    return Due(
         lambda r: r.warn_dormancy(policy, now=again_at),
         lambda a: repo.get_account(policy, a, now=again_at).warned_at == again_at,
     )
 
 
-def use(repo: SqlRepository, policy: Policy) -> tuple[Run, Done]:
+def use(repo: SqlRepository, policy: Policy) -> Due:
     found_at = dormant(repo, policy)
     assert repo.settle_dormancy(policy, now=found_at) == len(ACCOUNTS)
     back = found_at + HOUR
-    return (
+    return Due(
         lambda r: r.record_use(policy, dict.fromkeys(ACCOUNTS, back), now=back),
         lambda a: repo.get_account(policy, a, now=back).dormant_at is None,
     )
+
+
+SKELETONS = ("清朗日报", "晨光晚报", "星河周刊", "青山时报")
+
+
+def charges(repo: SqlRepository, policy: Policy) -> Due:
+    """Four registration batches confirmed by processes that stopped before their last
+    member's chunk (a member a chunk: each item has one member left, so that the sweep
+    counts one for each, as the others count an account)."""
+    size = policy.registration.batch_accounts
+    keys = []
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(signups, "LISTED", 1)
+        patched.setattr(credit_steps, "CHARGE_CHUNK", 1)
+        for k, skeleton in enumerate(SKELETONS):
+            members = [f"s{k}-{n}" for n in range(size)]
+            for n, member in enumerate(members):
+                repo.put_account(
+                    policy,
+                    member,
+                    name=f"{skeleton}{n:02}",
+                    subject_id=f"S{k}-{n}",
+                    now=T0 + n * MINUTE,
+                )
+            # the batches before it decided, its item is the one open
+            (item,) = repo.list_items(policy, kind=signups.KIND).items
+            stop_at(patched, members[-1])
+            with pytest.raises(StoppedError):
+                repo.decide(policy, item.id, "r1", "confirm", "bulk_registration", "art10")
+            keys.append(str(item.id))
+
+    def done(key: str) -> bool:
+        with Session(repo.engine) as session:
+            charged = session.scalar(
+                select(func.count()).where(
+                    CreditEntry.item_id == int(key), CreditEntry.reason == "violation"
+                )
+            )
+        return charged == size
+
+    return Due(lambda r: r.finish_charges(policy), done, tuple(keys))
 
 
 CASES = [
@@ -142,6 +201,7 @@ CASES = [
     Case("dormancy_warnings", dormancy_sql, "_revise", revisions),
     Case("dormancy_findings", dormancy_sql, "_fall_dormant", findings),
     Case("account_use", dormancy_sql, "_used", use),
+    Case("batch_charges", review_sql, "charge_members", charges, of="item"),
 ]
 CASE_IDS = [c.prepare.__name__ for c in CASES]
 
@@ -150,8 +210,8 @@ BOUNDED = [c for c in CASES if c.sweep.startswith("dormancy_")]
 
 
 class Poison:
-    """``module.step`` fails on the accounts it comes to ``at`` (1 the first), each time it
-    writes them: the nth account raises ``at[n]``."""
+    """``module.step`` fails on the accounts (or items, ``of``) it comes to ``at`` (1 the
+    first), each time it writes them: the nth account raises ``at[n]``."""
 
     def __init__(
         self,
@@ -159,15 +219,18 @@ class Poison:
         module: ModuleType,
         step: str,
         at: dict[int, Exception],
+        of: str = "account",
     ) -> None:
         self.at = at
         self.seen: list[str] = []
         """The accounts the sweep came to, in order."""
         self.poisoned: dict[str, Exception] = {}
         original = getattr(module, step)
+        # an account's step takes its id among other arguments; an item's, the item's id alone
+        key_type = str if of == "account" else int
 
         def poisoned(tx: Tx, *args: Any) -> Any:
-            account = next(a for a in args if isinstance(a, str))
+            account = next(str(a) for a in args if isinstance(a, key_type))
             if account not in self.seen:
                 self.seen.append(account)
                 if len(self.seen) in self.at:
@@ -202,25 +265,25 @@ def test_a_sweep_goes_past_an_account_that_fails_and_tries_it_again_the_next_run
     case: Case,
     failure: Exception,
 ) -> None:
-    run, done = case.prepare(repo, policy)
+    run, done, keys = case.prepare(repo, policy)
     with monkeypatch.context() as patched:
-        poison = Poison(patched, case.module, case.step, {2: failure})
+        poison = Poison(patched, case.module, case.step, {2: failure}, case.of)
         with pytest.raises(SweepIncompleteError) as raised:
             run(repo)
     (bad,) = poison.poisoned
-    assert sorted(poison.seen) == list(ACCOUNTS) and poison.seen.index(bad) == 1
+    assert sorted(poison.seen) == sorted(keys) and poison.seen.index(bad) == 1
     incomplete = raised.value
-    assert (incomplete.sweep, incomplete.done) == (case.sweep, len(ACCOUNTS) - 1)
+    assert (incomplete.sweep, incomplete.done) == (case.sweep, len(keys) - 1)
     assert incomplete.failed == {bad: f"{type(failure).__name__}: {failure}"}
-    assert [a for a in ACCOUNTS if not done(a)] == [bad]
+    assert [k for k in keys if not done(k)] == [bad]
     (logged,) = sweep_errors()
-    assert (logged.sweep, logged.account) == (case.sweep, bad)  # type: ignore[attr-defined]
-    assert f"{case.sweep}: account {bad} not written" in logged.getMessage()
+    assert (logged.sweep, getattr(logged, case.of)) == (case.sweep, bad)  # type: ignore[attr-defined]
+    assert f"{case.sweep}: {case.of} {bad} not written" in logged.getMessage()
     assert str(failure) in logged.getMessage()
     # where the code failed, where it did; storage's refusal says it in its words
     assert (logged.exc_info is not None) == (not isinstance(failure, StorageError))
     assert run(repo) == 1
-    assert all(done(a) for a in ACCOUNTS)
+    assert all(done(k) for k in keys)
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
@@ -233,7 +296,7 @@ def test_an_outage_stops_a_sweep_at_once(
 ) -> None:
     """Past an account that failed, an outage on the next ends the sweep rather than fail
     every account after it in turn."""
-    run, done = case.prepare(repo, policy)
+    run, done, keys = case.prepare(repo, policy)
     down = StorageUnavailableError("OperationalError: database is locked")
     with monkeypatch.context() as patched:
         poison = Poison(
@@ -241,13 +304,14 @@ def test_an_outage_stops_a_sweep_at_once(
             case.module,
             case.step,
             {2: ValueError("a value the code cannot handle"), 3: down},
+            case.of,
         )
         with pytest.raises(StorageUnavailableError) as raised:
             run(repo)
     assert raised.value is down
     first, bad, _ = poison.seen
-    assert [a for a in ACCOUNTS if done(a)] == [first]
-    assert [r.account for r in sweep_errors()] == [bad]  # type: ignore[attr-defined]
+    assert [k for k in keys if done(k)] == [first]
+    assert [getattr(r, case.of) for r in sweep_errors()] == [bad]
 
 
 @pytest.mark.parametrize("case", BOUNDED, ids=[c.prepare.__name__ for c in BOUNDED])
@@ -257,7 +321,7 @@ def test_a_bounded_sweep_reaches_every_account_past_one_that_fails_every_run(
     """A run takes the accounts after those the last run took, and round to the first again
     once past the last: the account first in its order, failing every time (as one that stayed
     due would), keeps none after it from being reached."""
-    run, done = case.prepare(repo, policy)
+    run, done, _ = case.prepare(repo, policy)
     monkeypatch.setattr(dormancy_sql, "SWEEP_ACCOUNTS", 1)
     poison = Poison(monkeypatch, case.module, case.step, {1: ValueError("bad clock")})
 
@@ -286,7 +350,7 @@ def test_a_bounded_sweep_goes_on_where_the_last_run_stopped_in_another_process(
     """Where a run stopped is stored: a restarted server, another replica or a command that
     sweeps goes on after it, so that an account failing every time at the head of the order
     holds back none after it across restarts."""
-    run, done = case.prepare(repo, policy)
+    run, done, _ = case.prepare(repo, policy)
     monkeypatch.setattr(dormancy_sql, "SWEEP_ACCOUNTS", 1)
     poison = Poison(monkeypatch, case.module, case.step, {1: ValueError("bad clock")})
 
@@ -316,7 +380,7 @@ def test_two_processes_sweeping_at_once_take_different_accounts(
 ) -> None:
     """A second process that sweeps while the first writes the accounts it took goes on after
     them, rather than take them again and leave the accounts after them for a later run."""
-    run, done = case.prepare(repo, policy)
+    run, done, _ = case.prepare(repo, policy)
     monkeypatch.setattr(dormancy_sql, "SWEEP_ACCOUNTS", len(ACCOUNTS) // 2)
     other = open_repository(database_url, 5.0, policy.review)
     taken: dict[str, list[str]] = {"first": [], "second": []}

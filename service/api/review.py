@@ -346,7 +346,9 @@ async def decide(
     account's credit and applies the policy's dispositions in the same transaction. An
     escalated item is decided by an admin key only, and not by the escalator's (the same
     person's, by a key of theirs or in the console). With ``record_id``, the item's as read,
-    refused (409) where the item holds another score record now."""
+    refused (409) where the item holds another score record now. A registration batch's
+    members past its listing are charged after the decision, and storage failing that answers
+    the decision made, ``charges_pending``, not 503."""
     # a body without record_id is the request it was before the field, so that a retry of
     # one sent before it finds its answer
     request = body.model_dump(exclude=None if body.shown() else {"record_id"})

@@ -125,7 +125,11 @@ class DispositionStep(_Rules):
 
 
 class AppealRules(_Rules):
-    file_within_days: float = Field(gt=0, description="after the decision appealed")
+    file_within_days: float = Field(
+        gt=0,
+        description="after the violation appealed was charged to the account: the decision's "
+        "moment, or a registration batch member's own charge where that came later",
+    )
     resolve_within_days: float = Field(gt=0, description="the platform's deadline to answer")
 
 

@@ -52,17 +52,20 @@ def check_again(item_id: int, earlier: Collection[Filed], on_behalf: bool) -> da
     return max((a.resolved_at for a in earlier if a.resolved_at is not None), default=None)
 
 
-def filing_deadline(rules: AppealRules, decided_at: datetime) -> datetime:
-    return decided_at + timedelta(days=rules.file_within_days)
+def filing_deadline(rules: AppealRules, since: datetime) -> datetime:
+    return since + timedelta(days=rules.file_within_days)
 
 
 def check_filing(
-    rules: AppealRules, decided_at: datetime, now: datetime, reopened: datetime | None = None
+    rules: AppealRules, charged_at: datetime, now: datetime, reopened: datetime | None = None
 ) -> datetime:
-    """The deadline to answer an appeal filed ``now`` on a decision made at ``decided_at``;
-    raises :class:`AppealClosedError` past the window, which runs from ``reopened`` where
-    that is later (:func:`check_again`: the holder learns of the rejection then)."""
-    closes = filing_deadline(rules, max(decided_at, reopened or decided_at))
+    """The deadline to answer an appeal filed ``now`` of a violation charged to the account at
+    ``charged_at``: the decision's moment, or for a registration batch's member charged after
+    the decision (a later chunk, a retry, the maintenance sweep), its own charge's, when the
+    holder can first learn of it. Raises :class:`AppealClosedError` past the window, which
+    runs from ``reopened`` where that is later (:func:`check_again`: the holder learns of the
+    rejection then)."""
+    closes = filing_deadline(rules, max(charged_at, reopened or charged_at))
     if now > closes:
         raise AppealClosedError(closes)
     return now + timedelta(days=rules.resolve_within_days)

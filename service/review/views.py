@@ -198,6 +198,12 @@ class Decision(BaseModel):
         "the key, or to the maintenance): their credit changes and dispositions are in each "
         "account's history and the disposition feed, not in this answer",
     )
+    charges_pending: bool = Field(
+        default=False,
+        description="true where storage failed a transaction charging those accounts after "
+        "the decision was recorded: the decision stands, and the accounts left are charged "
+        "by a retry with the key or by the server's maintenance (every storage_retry_s)",
+    )
 
 
 class Account(BaseModel):

@@ -207,6 +207,20 @@ def charged_by(session: Session, item_id: int, accounts: Collection[str]) -> set
     )
 
 
+def charged_at(session: Session, item_id: int, account_id: str) -> datetime | None:
+    """When the item's confirmation charged ``account_id`` (its violation entry), if it did:
+    the decision's moment, or a later one for a registration batch's member charged after the
+    decision (:func:`~service.storage.item_steps.charge_members`)."""
+    at = session.scalar(
+        select(CreditEntry.at).where(
+            CreditEntry.item_id == item_id,
+            CreditEntry.reason == "violation",
+            CreditEntry.account_id == account_id,
+        )
+    )
+    return None if at is None else utc(at)
+
+
 def violator(session: Session, item: ReviewItem, account_id: str) -> bool:
     """Whether a confirmation of the item is a violation of ``account_id``: an account it names
     (:func:`accounts_of`), or any member of a registration batch, listed or not."""

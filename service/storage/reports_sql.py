@@ -13,7 +13,7 @@ from service.review import appeals as appeal_rules
 from service.review import chain, views
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.items import EARLIER, ConflictError, NotFoundError, Violation
-from service.storage.credit_steps import charged_by, reverse, violator
+from service.storage.credit_steps import charged_at, reverse, violator
 from service.storage.item_steps import (
     after_cursor,
     charged_already,
@@ -184,7 +184,7 @@ class ReportsSql(ReviewSql):
                 raise NotFoundError("no_item", item_id=item_id)
             if not violator(tx.session, item, account_id) or item.status != "confirmed":
                 raise ConflictError("not_a_violation_of", item_id=item_id, account_id=account_id)
-            _check_charged(tx, item, account_id)
+            charged = _charged_at(tx, item, account_id)
             earlier = tx.session.scalars(
                 select(StoredAppeal).where(
                     StoredAppeal.item_id == item_id, StoredAppeal.account_id == account_id
@@ -198,10 +198,7 @@ class ReportsSql(ReviewSql):
                 ],
                 on_behalf,
             )
-            decision = final_decision(tx.session, item_id)
-            deadline = appeal_rules.check_filing(
-                policy.appeals, utc(decision.decided_at), tx.now, reopened
-            )
+            deadline = appeal_rules.check_filing(policy.appeals, charged, tx.now, reopened)
             appeal = StoredAppeal(
                 account_id=account_id,
                 item_id=item_id,
@@ -346,11 +343,13 @@ def _first_report_by(tx: Tx, item_id: int, reporter: str, reporter_id: str | Non
     return earlier is None
 
 
-def _check_charged(tx: Tx, item: ReviewItem, account_id: str) -> None:
-    """Refuse an appeal by a member whom the item's confirmation charged nothing: the post
-    was charged, and is appealed, on the item that charged it."""
-    if charged_by(tx.session, item.id, (account_id,)):
-        return
+def _charged_at(tx: Tx, item: ReviewItem, account_id: str) -> datetime:
+    """When the item's confirmation charged the member, from which its window to appeal runs;
+    refuses an appeal by a member whom it charged nothing: the post was charged, and is
+    appealed, on the item that charged it."""
+    charged = charged_at(tx.session, item.id, account_id)
+    if charged is not None:
+        return charged
     other = charged_already(tx, item, account_id)
     if other is None:
         raise ConflictError("not_a_violation_of", item_id=item.id, account_id=account_id)

@@ -368,8 +368,10 @@ class ReviewSql:
         """Decide an item, as ``reviewer`` of ``role``: its status, the decision, and on a
         confirmed violation the account's credit change and dispositions, all in one
         transaction (a registration batch's members past the ones its item lists are charged
-        after it, a chunk a transaction: :func:`charge_members`); refused where the item
-        holds another score record than the one the reviewer was ``shown``
+        after it, a chunk a transaction: :func:`charge_members`, and where storage fails one
+        the decision is answered all the same, ``charges_pending``, the rest left to a retry
+        with the key or to :meth:`finish_charges`); refused where the item holds another score
+        record than the one the reviewer was ``shown``
         (:func:`~service.review.items.check_shown`)."""
 
         def run(tx: Tx) -> views.Decision:
@@ -434,10 +436,20 @@ class ReviewSql:
         decision = self._once(policy, now, idem, views.Decision, run)
         # a chunk a transaction until none is left, each tried again on a lost race; a retry
         # with the key finishes what a process that stopped midway left as well
-        while decision.charged_unlisted and self._write_retried(
-            policy, now, charge_members, item_id
-        ):
-            continue
+        try:
+            while decision.charged_unlisted and self._write_retried(
+                policy, now, charge_members, item_id
+            ):
+                continue
+        except StorageError as exc:
+            # the decision is committed: answered as failed, it would be taken for one not
+            # made, while the members left are the retry's or the maintenance's
+            # (finish_charges) all the same
+            log.warning(
+                "batch charges left to finish",
+                extra={"item": item_id, "problem": f"{type(exc).__name__}: {exc}"},
+            )
+            return decision.model_copy(update={"charges_pending": True})
         return decision
 
     def finish_charges(self, policy: Policy, now: datetime | None = None) -> int:
