@@ -532,7 +532,11 @@ def reads_of(
     appeal_cursor = appeals.cursor(appeal.deadline.astimezone(UTC), appeal.id)
     report_cursor = appeals.cursor(report.created_at.astimezone(UTC), report.id)
     open_cursor = appeals.cursor(open_report.created_at.astimezone(UTC), open_report.id)
-    history_cursor = credit.history_cursor("credit", change.at.astimezone(UTC), change.id)
+    # a cursor is of the order its page was read in: the item page's newest first, the API's
+    # oldest first by default
+    at = change.at.astimezone(UTC)
+    page_cursor = credit.history_cursor("credit", at, change.id, "newest")
+    history_cursor = credit.history_cursor("credit", at, change.id, "oldest")
 
     def get(path: str, headers: dict[str, str] | None = None) -> Read:
         def run() -> None:
@@ -552,7 +556,7 @@ def reads_of(
         get("/console/queue?status=confirmed"),
         get("/console/queue?assignee=reviewer-3"),
         get(f"/console/items/{item}"),
-        get(f"/console/items/{item}?cursor={history_cursor}"),
+        get(f"/console/items/{item}?cursor={page_cursor}"),
         get("/console/appeals"),
         get("/console/appeals?status=all"),
         get(f"/console/appeals?status=all&cursor={appeal_cursor}"),
@@ -599,10 +603,10 @@ def schema(server: str) -> Iterator[str]:
         admin.dispose()
 
 
-def indexed(engine: Engine, *, present: bool) -> None:
-    """Run :data:`INDEXES`'s own upgrade (``present``) or downgrade on ``engine``'s schema,
-    which stays at its revision; then its statistics afresh."""
-    migration = ScriptDirectory.from_config(alembic_config()).get_revision(INDEXES)
+def indexed(engine: Engine, *, present: bool, revision: str = INDEXES) -> None:
+    """Run the own upgrade (``present``) or downgrade of ``revision`` (an index's migration) on
+    ``engine``'s schema, which stays at its revision; then its statistics afresh."""
+    migration = ScriptDirectory.from_config(alembic_config()).get_revision(revision)
     assert migration is not None and migration.module is not None
     with engine.connect() as connection:
         with Operations.context(MigrationContext.configure(connection)):

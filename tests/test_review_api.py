@@ -487,6 +487,40 @@ def test_an_account_s_history_is_paged_by_cursor_and_a_bad_cursor_or_limit_is_na
     assert nope["detail"][0]["msg"] == "not a cursor this API gave out"
 
 
+def test_a_history_cursor_passed_with_the_other_order_is_named_and_says_why(api: Api) -> None:
+    """A history page's ``next`` is a place read in one order: passed with the other, it would
+    seek the entries on the place's other side, so it is a 422 at the cursor that says the
+    order it was read in. A cursor of the default order (oldest first) is written as it was
+    before cursors knew their order, and reads the page it read."""
+    policy, review = api.services.scoring.policy, api.services.review
+    for post in ("p1", "p2"):
+        item = flagged_item(api, post)
+        review.decide(policy, item["id"], "张伟", "confirm", "rumor", "art18.6")
+    url, headers = "/v1/accounts/acc1", api.headers(api.new_key("reviewer"))
+    oldest = api.client.get(f"{url}?limit=1", headers=headers).json()["next"]
+    newest = api.client.get(f"{url}?limit=1&order=newest", headers=headers).json()["next"]
+    assert oldest and newest
+    # the form every cursor had before: the kind's initial, the moment and the id
+    assert re.fullmatch(r"[cd]\d+_\d+", oldest), oldest
+    read = api.client.get(f"{url}?limit=1&cursor={oldest}&order=oldest", headers=headers)
+    assert read.status_code == 200, read.text
+    assert read.json() == api.client.get(f"{url}?limit=1&cursor={oldest}", headers=headers).json()
+    for cursor, order, given in [
+        (oldest, "newest", "oldest"),
+        (newest, "oldest", "newest"),
+        (newest, None, "newest"),
+    ]:
+        query = f"?limit=1&cursor={cursor}" + (f"&order={order}" if order else "")
+        refused = api.client.get(url + query, headers=headers)
+        assert refused.status_code == 422, (query, refused.text)
+        (error,) = refused.json()["detail"]
+        assert error["loc"] == ["query", "cursor"], query
+        assert error["msg"] == (
+            f"a page's next read in order={given}, not order={order or 'oldest'}: "
+            "pass it with the order its page was read in"
+        ), query
+
+
 def test_an_account_s_active_dispositions_are_paged_and_a_bad_cursor_or_limit_is_named(
     api: Api,
 ) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from servicekit import migrate, record
 from sqlalchemy import event, func, insert, inspect, select, text
 from sqlalchemy.orm import Session
@@ -39,7 +40,7 @@ from service.spool import Spool
 from service.storage import Pending, SqlRepository, idempotency_sql, open_repository, upgrade
 from service.storage.console_sql import ConsoleReads
 from service.storage.credit_steps import apply_disposition, locked_account
-from service.storage.database import make_engine
+from service.storage.database import alembic_config, make_engine
 from service.storage.repository import Idempotency, IdempotencyMismatchError, Role
 from service.storage.tables import (
     CreditEntry,
@@ -662,7 +663,7 @@ def test_an_account_s_history_is_read_a_page_at_a_time_without_loss_or_duplicati
             paged += page.history
             if page.next is None:
                 break
-            cursor = parse_history_cursor(page.next)
+            cursor = parse_history_cursor(page.next, order)
         assert paged == expected, limit
 
 
@@ -703,7 +704,12 @@ def test_a_later_page_of_an_account_s_history_seeks_its_cursor_in_the_index(
     event.listen(repo.engine, "before_cursor_execute", hear)
     try:
         later = repo.get_account(
-            policy, "acc1", cursor=parse_history_cursor(first.next), limit=5, order=order, now=T0
+            policy,
+            "acc1",
+            cursor=parse_history_cursor(first.next, order),
+            limit=5,
+            order=order,
+            now=T0,
         )
     finally:
         event.remove(repo.engine, "before_cursor_execute", hear)
@@ -793,6 +799,78 @@ def test_an_account_s_active_dispositions_are_read_a_page_at_a_time(
     assert repo.account_dispositions("known") == views.DispositionPage(dispositions=[])
     with pytest.raises(NotFoundError):
         repo.account_dispositions("nobody")
+
+
+def test_an_account_s_active_dispositions_are_read_off_the_active_ones_alone(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """The dispositions active on an account are read off indexes that hold the ones not
+    lifted, the lasting ones (no end) in the order they were applied and the others by their
+    end, from ``now`` on: not along every disposition the account was ever given, ended and
+    lifted ones filtered out row by row, which an account's history grows without bound."""
+    repo.put_account(policy, "acc1", followers=1, now=T0)
+    common = {"account_id": "acc1", "policy_version": policy.version, "decided_by": "r1"}
+    now = T0 + 1000 * HOUR
+    ended = [
+        {**common, "kind": "warning", "basis": "art19", "starts_at": T0 + n * HOUR,
+         "ends_at": T0 + (n + 1) * HOUR, "lifted_at": None}
+        for n in range(300)
+    ]  # fmt: skip
+    lifted = [
+        {**common, "kind": "limit_features", "basis": "art19", "starts_at": T0 + n * HOUR,
+         "ends_at": None, "lifted_at": T0 + (n + 1) * HOUR}
+        for n in range(300, 400)
+    ]  # fmt: skip
+    active = [
+        {**common, "kind": "suspend_updates", "basis": "art19", "starts_at": T0 + n * HOUR,
+         "ends_at": None if n % 2 else now + n * HOUR, "lifted_at": None}
+        for n in range(400, 406)
+    ]  # fmt: skip
+    with repo.engine.begin() as connection:
+        connection.execute(insert(StoredDisposition), ended + lifted + active)
+        connection.exec_driver_sql("ANALYZE")
+    heard: list[tuple[str, Any]] = []
+
+    def hear(_conn: object, _cursor: object, statement: str, parameters: Any, *_: Any) -> None:
+        heard.append((statement, parameters))
+
+    paged: list[views.Disposition] = []
+    cursor = None
+    event.listen(repo.engine, "before_cursor_execute", hear)
+    try:
+        while True:
+            page = repo.account_dispositions("acc1", cursor=cursor, limit=2, now=now)
+            paged += page.dispositions
+            if page.next is None:
+                break
+            cursor = appeal_cursor(page.next)
+    finally:
+        event.remove(repo.engine, "before_cursor_execute", hear)
+    assert [d.starts_at for d in paged] == [row["starts_at"] for row in active]
+    reads = [(s, p) for s, p in heard if "lifted_at IS NULL" in s]
+    assert reads, heard
+    with repo.engine.begin() as connection:
+        for statement, parameters in reads:
+            if connection.dialect.name == "sqlite":
+                plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+                said = [row[3] for row in plan if "dispositions" in row[3]]
+                assert said and all(
+                    re.search(r"USING INDEX ix_dispositions_account_(lasting|ending) ", s)
+                    for s in said
+                ), (said, statement)
+                continue
+            # on tables this small it would read them whole: ask what the indexes can do
+            connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            connection.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+            (plan,) = connection.exec_driver_sql(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters
+            ).one()
+            scans = list(_nodes(plan[0]["Plan"], "Index Scan"))
+            assert scans, plan
+            for scan in scans:
+                # the active ones at most: none of the 400 ended or lifted
+                read = scan["Actual Rows"] + scan.get("Rows Removed by Filter", 0)
+                assert read <= len(active), scan
 
 
 def _nodes(plan: dict[str, Any], kind: str) -> Iterator[dict[str, Any]]:
@@ -1788,6 +1866,23 @@ def test_a_report_on_a_post_cleared_on_appeal_says_so_and_charges_nothing(
             "ix_dispositions_kind_ends",
             "0020_decided_merge_keys",
         ),
+        (
+            "SELECT id FROM dispositions WHERE account_id = 'u1' AND lifted_at IS NULL"
+            " AND ends_at IS NULL ORDER BY starts_at, id LIMIT 101",
+            "ix_dispositions_account_lasting",
+            "0044_sweep_places",
+        ),
+        (
+            "SELECT id FROM dispositions WHERE account_id = 'u1' AND lifted_at IS NULL"
+            " AND ends_at > '2026-01-01'",
+            "ix_dispositions_account_ending",
+            "0044_sweep_places",
+        ),
+        (
+            "SELECT id FROM appeals WHERE status = 'pending' ORDER BY deadline, id LIMIT 101",
+            "ix_appeals_status_deadline",
+            "0044_sweep_places",
+        ),
     ],
 )
 def test_the_lookups_of_accounts_and_reports_are_read_off_an_index(
@@ -1814,6 +1909,37 @@ def test_the_lookups_of_accounts_and_reports_are_read_off_an_index(
             table = query.split(" FROM ")[1].split(maxsplit=1)[0]
             assert index not in {i["name"] for i in inspect(connection).get_indexes(table)}
         upgrade(database_url)
+    finally:
+        engine.dispose()
+
+
+def test_0045_goes_down_to_the_indexes_before_it_and_up_again(database_url: str) -> None:
+    """The downgrade drops the indexes of the active dispositions and the pending appeals and
+    makes the appeals' index on the status alone again; a second try from 0045 (SQLite keeps
+    the drops of a downgrade refused further down) finds it done. Up again, they are back."""
+    made = {
+        "dispositions": {"ix_dispositions_account_lasting", "ix_dispositions_account_ending"},
+        "appeals": {"ix_appeals_status_deadline"},
+    }
+    upgrade(database_url)
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            for again in (False, True):
+                if again:
+                    command.stamp(config, "0045_active_read_indexes")
+                migrate(connection, "0044_sweep_places", down=True)
+                found = inspect(connection)
+                for table, names in made.items():
+                    assert not names & {i["name"] for i in found.get_indexes(table)}, table
+                assert "ix_appeals_status" in {i["name"] for i in found.get_indexes("appeals")}
+        upgrade(database_url)
+        found = inspect(engine)
+        for table, names in made.items():
+            assert names <= {i["name"] for i in found.get_indexes(table)}, table
+        assert "ix_appeals_status" not in {i["name"] for i in found.get_indexes("appeals")}
     finally:
         engine.dispose()
 

@@ -40,7 +40,12 @@ from service.record import MAX_ID_CHARS, blank, check_text, unix_time
 from service.review import dormancy, views
 from service.review.appeals import AppealAction, AppealStatus
 from service.review.appeals import parse_cursor as appeal_cursor
-from service.review.credit import HISTORY_PAGE, HistoryOrder, parse_history_cursor
+from service.review.credit import (
+    HISTORY_PAGE,
+    CursorOrderError,
+    HistoryOrder,
+    parse_history_cursor,
+)
 from service.review.dispositions import ACTIVE_PAGE
 from service.review.items import (
     MAX_ROW_ID,
@@ -269,6 +274,8 @@ def query_cursor(
     that points at it; the console's listings read theirs the same way."""
     try:
         return parse(given)
+    except CursorOrderError as exc:
+        raise invalid(("query", name), str(exc)) from None
     except ValueError:
         raise invalid(("query", name), "not a cursor this API gave out") from None
 
@@ -391,7 +398,7 @@ async def get_account(
     in ``order`` (``next`` the cursor of the page after); the reviewers who decided and lifted
     the dispositions for reviewer and admin keys only. An account the service knows (by its
     posts or review items) that was never charged is at the initial credit."""
-    after = query_cursor(cursor, parse_history_cursor)
+    after = query_cursor(cursor, lambda given: parse_history_cursor(given, order))
     account = await run_in_threadpool(
         lambda: found.review.get_account(
             found.scoring.policy, account_id, cursor=after, limit=limit, order=order

@@ -61,7 +61,7 @@ from service.policy.governance import CATEGORIES, Category
 from service.review import dormancy, views
 from service.review.appeals import APPEAL_STATUSES, AppealStatus, check_resolver
 from service.review.appeals import parse_cursor as appeal_cursor
-from service.review.credit import HistoryPlace, parse_history_cursor
+from service.review.credit import HistoryOrder, HistoryPlace, parse_history_cursor
 from service.review.items import (
     FINAL,
     KINDS,
@@ -92,6 +92,8 @@ all."""
 ACCOUNT_HISTORY = 50
 """How many entries of the account's history an item's page lists, newest first (the latest
 of what a reviewer weighs before deciding); a link goes on to the older ones."""
+HISTORY_READ: HistoryOrder = "newest"
+"""The order an item's page reads its account's history in, and its link's cursor is of."""
 DASHBOARD_S = 60.0
 """How long a process shows the same dashboard: its aggregates scan the queue (about 2 s with a
 million items, ``eval.console``), too slow to run on every load."""
@@ -255,7 +257,7 @@ async def item_page(
     return await show_item(
         who,
         item_id,
-        history=query_cursor(cursor, parse_history_cursor),
+        history=query_cursor(cursor, lambda given: parse_history_cursor(given, HISTORY_READ)),
         active=query_cursor(active, appeal_cursor, "active"),
     )
 
@@ -390,7 +392,7 @@ async def account_panel(
         account_id,
         cursor=history,
         limit=ACCOUNT_HISTORY,
-        order="newest",
+        order=HISTORY_READ,
         active_limit=ACCOUNT_HISTORY,
     )
     here = f"/console/items/{item_id}?"

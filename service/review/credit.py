@@ -146,18 +146,38 @@ class HistoryPlace:
     after: tuple[float, int]
 
 
-def history_cursor(kind: HistoryKind, moment: datetime, row_id: int) -> str:
-    """A history page's ``next``: the appeals listing's cursor of the last entry, after its
-    kind's initial, since a credit change and a disposition may share a moment and an id."""
-    return f"{kind[0]}{appeals.cursor(moment, row_id)}"
+NEWEST_MARK = "n"
+"""What a history cursor of the ``newest`` order starts with: one of ``oldest``, the default,
+is written as every cursor was before a cursor knew its order, so that those keep reading."""
 
 
-def parse_history_cursor(given: str | None) -> HistoryPlace | None:
-    """The place a history page's ``next`` names; ValueError for anything else."""
+class CursorOrderError(ValueError):
+    """A history cursor passed with the order its page was not read in: it names a place, and
+    the other order reads the entries on its other side. The message says which order."""
+
+
+def history_cursor(kind: HistoryKind, moment: datetime, row_id: int, order: HistoryOrder) -> str:
+    """A history page's ``next`` in ``order``: the appeals listing's cursor of the last entry,
+    after its kind's initial, since a credit change and a disposition may share a moment and an
+    id, and after :data:`NEWEST_MARK` for the ``newest`` order."""
+    mark = NEWEST_MARK if order == "newest" else ""
+    return f"{mark}{kind[0]}{appeals.cursor(moment, row_id)}"
+
+
+def parse_history_cursor(given: str | None, order: HistoryOrder) -> HistoryPlace | None:
+    """The place a history page's ``next`` names, to be read in ``order``; ValueError for
+    anything else, :class:`CursorOrderError` for a page's ``next`` of the other order."""
     if given is None:
         return None
-    kind = next((k for k in HISTORY_ORDER if given[:1] == k[0]), None)
-    parsed = appeals.parse_cursor(given[1:]) if kind is not None else None
+    made_in: HistoryOrder = "newest" if given.startswith(NEWEST_MARK) else "oldest"
+    place = given.removeprefix(NEWEST_MARK)
+    kind = next((k for k in HISTORY_ORDER if place[:1] == k[0]), None)
+    parsed = appeals.parse_cursor(place[1:]) if kind is not None else None
     if kind is None or parsed is None:
         raise ValueError(f"{given!r} is not a cursor a listing gave out")
+    if made_in != order:
+        raise CursorOrderError(
+            f"a page's next read in order={made_in}, not order={order}: "
+            "pass it with the order its page was read in"
+        )
     return HistoryPlace(kind, parsed)

@@ -396,7 +396,7 @@ def _account(
     next_ = None
     if len(history) > limit:
         moment, rank, row_id = _placed(history[limit - 1])
-        next_ = history_cursor(HISTORY_ORDER[rank], moment, row_id)
+        next_ = history_cursor(HISTORY_ORDER[rank], moment, row_id, order)
     active = _active(session, account.account_id, now, None, active_limit)
     return account_view(account, active, history[:limit], next_)
 
@@ -420,23 +420,40 @@ def _active(
 ) -> views.DispositionPage:
     """The ``limit`` dispositions active on the account at ``now`` after ``place`` (a
     listing's cursor, :func:`appeals.cursor`), in the order they were applied (moment, then
-    id), read along its history's index on the account, and the cursor of the page after
-    them. Lifted and ended ones stay in the account's history; an account gathers as many
-    active ones as its decisions apply, past what one answer holds."""
-    query = select(StoredDisposition).where(
-        StoredDisposition.account_id == account_id, active_now(now)
-    )
+    id), and the cursor of the page after them. Lifted and ended ones stay in the account's
+    history, which grows without bound: :func:`active_now` is read in two parts, each off an
+    index of the dispositions not lifted and written as its predicate is (SQLite uses a partial
+    index only then). Those without an end, the next ``limit`` and one in their order from the
+    cursor on (``ix_dispositions_account_lasting``); those ending after ``now``, all of them, by
+    their end (``ix_dispositions_account_ending``: whether one is active is a matter of the
+    time, which no index predicate holds), kept after the cursor here, since SQLite, asked to
+    order them, walked every disposition of the account in its order instead. An account
+    gathers as many active ones as its decisions apply, past what one answer holds."""
+    stored = StoredDisposition
+    mine = (stored.account_id == account_id, stored.lifted_at.is_(None))
+    lasting = select(stored).where(*mine, stored.ends_at.is_(None))
     if place is not None:
-        query = query.where(after_cursor(StoredDisposition.starts_at, StoredDisposition.id, place))
-    rows = session.scalars(
-        query.order_by(StoredDisposition.starts_at, StoredDisposition.id).limit(limit + 1)
-    ).all()
-    shown = [disposition_view(row, now) for row in rows[:limit]]
-    last = shown[-1] if len(rows) > limit else None
+        lasting = lasting.where(after_cursor(stored.starts_at, stored.id, place))
+    lasting = lasting.order_by(stored.starts_at, stored.id).limit(limit + 1)
+    rows = [
+        *session.scalars(lasting),
+        *session.scalars(select(stored).where(*mine, stored.ends_at > now)),
+    ]
+    found = sorted((disposition_view(row, now) for row in rows), key=_applied)
+    if place is not None:
+        after = (appeals.cursor_deadline(place[0]), place[1])
+        found = [d for d in found if _applied(d) > after]
+    shown = found[:limit]
+    last = shown[-1] if len(found) > limit else None
     return views.DispositionPage(
         dispositions=shown,
         next=None if last is None else appeals.cursor(last.starts_at, last.id),
     )
+
+
+def _applied(disposition: views.Disposition) -> tuple[datetime, int]:
+    """Where a disposition stands in the order they were applied: its moment, then its id."""
+    return disposition.starts_at, disposition.id
 
 
 def _page(

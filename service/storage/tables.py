@@ -435,6 +435,12 @@ class CreditEntry(Base):
 
 UNSETTLED = "settled_at IS NULL AND lifted_at IS NULL"
 """The deadline sweep's index predicate (:data:`PENDING`'s note holds for it too)."""
+NOT_LIFTED = "lifted_at IS NULL"
+"""The predicate of the index of an account's dispositions by their end, active while it is
+ahead (:data:`PENDING`'s note holds for it too)."""
+LASTING = "lifted_at IS NULL AND ends_at IS NULL"
+"""The predicate of the index of an account's dispositions without an end, active until lifted
+(:data:`PENDING`'s note holds for it too)."""
 
 
 class StoredDisposition(Base):
@@ -445,6 +451,24 @@ class StoredDisposition(Base):
         # an account's history, a page at a time in its order
         Index("ix_dispositions_account_starts", "account_id", "starts_at", "id"),
         Index("ix_dispositions_kind_ends", "kind", "ends_at"),
+        # an account's active ones, a page at a time: those without an end in the order they
+        # were applied, those with one from the moment read on (active is a matter of the
+        # time, which no index predicate can hold), of every one the account was ever given
+        Index(
+            "ix_dispositions_account_lasting",
+            "account_id",
+            "starts_at",
+            "id",
+            sqlite_where=text(LASTING),
+            postgresql_where=text(LASTING),
+        ),
+        Index(
+            "ix_dispositions_account_ending",
+            "account_id",
+            "ends_at",
+            sqlite_where=text(NOT_LIFTED),
+            postgresql_where=text(NOT_LIFTED),
+        ),
         # the deadline sweep's candidates: the few suspensions not yet settled among every
         # disposition ever given
         Index(
@@ -502,13 +526,16 @@ class StoredAppeal(Base):
         # once would otherwise both pass the check for an earlier one (an index, not a
         # constraint, so that SQLite adds it without a copy)
         Index("uq_appeal_item_account", "item_id", "account_id", "on_behalf", unique=True),
+        # the listing of one status (the pending ones, few among every appeal ever filed) in
+        # deadline order, a page at a time, and the count of the pending and overdue ones
+        Index("ix_appeals_status_deadline", "status", "deadline", "id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"), index=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("review_queue.id"))
     reason: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16))
     filed_by: Mapped[str] = mapped_column(String(64))
     on_behalf: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """Filed in the console by a trust-team member for the holder (migration
