@@ -11,7 +11,7 @@ from datetime import datetime
 from itertools import groupby
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, bindparam, or_, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from service.heads import Risk
@@ -549,18 +549,23 @@ class PostDecided:
         return [head for head in flagged if head not in self.confirmed]
 
 
+# built once: what review decided of each flagged post is read, and building the statement took
+# SQLAlchemy longer than the database took to run it (:mod:`~service.storage.publish_sql`)
+_DECIDED_ITEMS = (
+    select(ReviewItem, ReviewDecision.category)
+    .join(ReviewDecision, ReviewDecision.item_id == ReviewItem.id)
+    .where(
+        ReviewItem.post_id == bindparam("post"),
+        ReviewItem.status.in_(items.FINAL),
+        ReviewDecision.action.in_(("confirm", "dismiss")),
+    )
+    .order_by(ReviewItem.id)
+)
+
+
 def post_decided(session: Session, post_id: str) -> PostDecided:
     """:class:`PostDecided` of ``post_id``, from its confirmed and dismissed items."""
-    rows = session.execute(
-        select(ReviewItem, ReviewDecision.category)
-        .join(ReviewDecision, ReviewDecision.item_id == ReviewItem.id)
-        .where(
-            ReviewItem.post_id == post_id,
-            ReviewItem.status.in_(items.FINAL),
-            ReviewDecision.action.in_(("confirm", "dismiss")),
-        )
-        .order_by(ReviewItem.id)
-    ).all()
+    rows = session.execute(_DECIDED_ITEMS, {"post": post_id}).all()
     confirmed = {
         head
         for item, category in rows

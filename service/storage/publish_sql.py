@@ -1,6 +1,8 @@
 """The statements the publish path runs for each post it scores, built once per dialect: the
-look-up of its stored record, the inserts of a kept record and of its post, and the update that
-adds the record's evidence spans.
+look-up of its stored record, the inserts of a kept record and of its post, the look-up of its
+account's followers and the insert of its review item when it is flagged, and the update that
+adds the record's evidence spans (the flagged post's other steps, shared with review's writes,
+are built once in :mod:`~service.storage.item_steps` and :mod:`~service.storage.transaction`).
 
 Built for each call, such a statement took SQLAlchemy longer to construct and to key for its
 compiled cache than the database took to run it (an insert of a record about 0.4 ms of Python
@@ -8,21 +10,31 @@ against 0.06 ms built once, on SQLite); built once, a call binds its values only
 tables, not the ORM classes, whose statements send each call's values through the ORM's bulk
 path. A JSON value bound as a parameter is stored as JSON, ``None`` included (JSON's ``null``,
 not SQL's NULL, unlike ``None`` written into ``values()``): these statements bind no JSON value
-that may be ``None``."""
+that may be ``None``, but a review item's evidence, whose ``None`` the ORM's insert that
+:attr:`PublishStatements.insert_item` replaced stored as JSON's ``null`` too."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Insert, Select, Table, Update, bindparam, case, select, update
+from sqlalchemy import Insert, Select, Table, Update, bindparam, case, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from service.storage.tables import PostEngagement, StoredPost, StoredRecord
+from service.storage.tables import (
+    OPEN,
+    PostEngagement,
+    ReviewItem,
+    StoredAccount,
+    StoredPost,
+    StoredRecord,
+)
 
 RECORDS = cast(Table, StoredRecord.__table__)
 POSTS = cast(Table, StoredPost.__table__)
+ITEMS = cast(Table, ReviewItem.__table__)
+ACCOUNTS = cast(Table, StoredAccount.__table__)
 REPORTED_FOR = "reported_for"
 """The parameter of :attr:`PublishStatements.insert_post` naming the post whose engagement
 owner the insert returns: an insert's own columns' names are its values'."""
@@ -42,6 +54,11 @@ class PublishStatements:
     update_record: Update
     """A stored record's JSON and its ``evidence_pending`` (``new_record``, ``pending``), its
     evidence claim cleared, by ``post``, ``model`` and ``policy``."""
+    followers: Select[Any]
+    """The stored accounts (account id, followers) among ``accounts``."""
+    insert_item: Insert
+    """A review item's row unless an open item has its merge key already; its id if
+    inserted."""
 
     @classmethod
     def of(cls, dialect: str) -> PublishStatements:
@@ -77,4 +94,10 @@ class PublishStatements:
                 evidence_pending=bindparam("pending"),
                 evidence_claimed_until=None,
             ),
+            followers=select(ACCOUNTS.c.account_id, ACCOUNTS.c.followers).where(
+                ACCOUNTS.c.account_id.in_(bindparam("accounts", expanding=True))
+            ),
+            insert_item=insert(ITEMS)
+            .on_conflict_do_nothing(index_elements=["merge_key"], index_where=text(OPEN))
+            .returning(ITEMS.c.id),
         )

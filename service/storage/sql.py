@@ -52,10 +52,8 @@ from service.storage.repository import (
 )
 from service.storage.review_rows import utc
 from service.storage.tables import (
-    OPEN,
     KeptPolicy,
     ReviewItem,
-    StoredAccount,
     StoredPost,
     StoredRecord,
 )
@@ -477,16 +475,11 @@ class SqlRepository(
             for r in requests
         ]
 
-    @staticmethod
-    def _followers(session: Session, items: Sequence[Pending]) -> dict[str, int]:
+    def _followers(self, session: Session, items: Sequence[Pending]) -> dict[str, int]:
         accounts = {i.record.account_id for i in items if i.enqueue and i.record.account_id}
         if not accounts:
             return {}
-        rows = session.execute(
-            select(StoredAccount.account_id, StoredAccount.followers).where(
-                StoredAccount.account_id.in_(accounts)
-            )
-        )
+        rows = session.execute(self._publish.followers, {"accounts": list(accounts)})
         return {account: followers for account, followers in rows}
 
     def _enqueue_score(
@@ -526,18 +519,16 @@ class SqlRepository(
             # the key reports open the post's item with: of two writers queueing the post at
             # once, the second finds the first's item (uq_queue_open_merge) and joins it
             merge_key = f"post:{record.id}"
-            insert = sqlite_insert if self.engine.dialect.name == "sqlite" else postgresql_insert
             opened = session.execute(
-                insert(ReviewItem)
-                .values(
-                    **fields,
-                    merge_key=merge_key,
-                    status="open",
-                    text=item.text,
-                    evidence={EARLIER: earlier_decision(session, last)} if last else None,
-                )
-                .on_conflict_do_nothing(index_elements=["merge_key"], index_where=text(OPEN))
-                .returning(ReviewItem.id)
+                self._publish.insert_item,
+                fields
+                | {
+                    "merge_key": merge_key,
+                    "status": "open",
+                    "text": item.text,
+                    # JSON's null without one, as the ORM's insert stored it before
+                    "evidence": {EARLIER: earlier_decision(session, last)} if last else None,
+                },
             ).scalar_one_or_none()
             if opened is not None:
                 log.append(
