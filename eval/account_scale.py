@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import Engine, event, select, text
 
-from eval.queue_scale import POSTGRES, _copy, indexed, schema
+from eval.queue_scale import POSTGRES, copy_rows, indexed, schema
 from eval.speed import hardware
 from service import subject_key
 from service.policy import Policy, load_policy
@@ -62,7 +62,7 @@ def fill(engine: Engine, policy_version: str, scale: float, now: datetime) -> di
     """Insert the rows of :data:`SIZES` times ``scale``; the figures inserted."""
     n = sizes(scale)
     others = [f"acc-{i}" for i in range(OTHER_ACCOUNTS)]
-    _copy(
+    copy_rows(
         engine,
         "accounts",
         ["account_id", "credit", "level", "followers", "clean_since", "policy_version"],
@@ -110,8 +110,8 @@ def _fill_dispositions(
 
     columns = ["account_id", "kind", "basis", "starts_at", "ends_at", "decided_by",
                "policy_version", "lifted_at"]  # fmt: skip
-    _copy(engine, "dispositions", columns, busy())
-    _copy(engine, "dispositions", columns, rest())
+    copy_rows(engine, "dispositions", columns, busy())
+    copy_rows(engine, "dispositions", columns, rest())
 
 
 def _fill_appeals(
@@ -121,7 +121,7 @@ def _fill_appeals(
     fifteen days to answer each; the latest filed :data:`PENDING_SHARE` pending, those
     before answered (upheld or rejected)."""
     filed = [now - timedelta(days=365) + timedelta(days=365) * i / count for i in range(count)]
-    _copy(
+    copy_rows(
         engine,
         "review_queue",
         ["id", "kind", "account_id", "merge_key", "head", "model_version", "policy_version",
@@ -134,7 +134,7 @@ def _fill_appeals(
         ),
     )  # fmt: skip
     answered = count - max(1, int(count * PENDING_SHARE))
-    _copy(
+    copy_rows(
         engine,
         "appeals",
         ["account_id", "item_id", "reason", "status", "filed_by", "filed_at", "deadline",

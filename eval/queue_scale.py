@@ -42,7 +42,7 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 
 from eval.speed import hardware
 from service import subject_key
@@ -93,7 +93,10 @@ def sizes(scale: float) -> dict[str, int]:
     return {name: max(10, int(n * scale)) for name, n in SIZES.items()}
 
 
-def _copy(engine: Engine, table: str, columns: list[str], rows: Iterator[tuple[Any, ...]]) -> None:
+def copy_rows(
+    engine: Engine, table: str, columns: list[str], rows: Iterator[tuple[Any, ...]]
+) -> None:
+    """``COPY`` ``rows`` into ``table``'s ``columns``, in one transaction."""
     connection = engine.raw_connection()
     try:
         cursor = connection.cursor()
@@ -123,7 +126,7 @@ def fill(engine: Engine, policy_version: str, scale: float, now: datetime) -> di
     span = timedelta(days=30)
     accounts = [f"acc-{i}" for i in range(n["accounts"])]
     _fill_records(engine, policy_version, n["records"], now, span)
-    _copy(
+    copy_rows(
         engine,
         "accounts",
         ["account_id", "credit", "level", "followers", "clean_since", "policy_version"],
@@ -148,8 +151,18 @@ def fill(engine: Engine, policy_version: str, scale: float, now: datetime) -> di
         db.execute(text("UPDATE audit_head SET seq = :seq WHERE id = 1"), {"seq": seq})
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
         # the visibility map and statistics autovacuum keeps on a server in use
-        db.execute(text("VACUUM ANALYZE"))
+        analyze(db, vacuum=True)
     return {**n, "audit records": seq, "decisions": decisions}
+
+
+def analyze(db: Connection, *, vacuum: bool = False) -> None:
+    """``ANALYZE`` (after ``VACUUM`` where ``vacuum``, outside a transaction) the tables of the
+    schema ``db`` works in, not every schema's of the database: another schema's migration on
+    the same server deadlocked with a database-wide one."""
+    tables = db.scalars(
+        text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+    ).all()
+    db.execute(text(f"{'VACUUM ' if vacuum else ''}ANALYZE {', '.join(tables)}"))
 
 
 def _at(now: datetime, span: timedelta, i: int, of: int) -> datetime:
@@ -161,7 +174,7 @@ def _fill_records(
     engine: Engine, policy_version: str, count: int, now: datetime, span: timedelta
 ) -> None:
     score = json.dumps({"scores": dict.fromkeys(RISKS, 0.7), "decision": "review"})
-    _copy(
+    copy_rows(
         engine,
         "score_records",
         ["id", "post_id", "model_version", "policy_version", "decision", "record", "created_at"],
@@ -227,7 +240,7 @@ def _fill_items(
         )
         items.kind[i], items.post[i], items.status[i] = kind, post, status
         items.account[i], items.at[i] = acc, when
-    _copy(
+    copy_rows(
         engine,
         "review_queue",
         [
@@ -256,14 +269,14 @@ def _fill_decisions(engine: Engine, policy_version: str, items: Items) -> tuple[
             category = "rumor" if action == "confirm" else None
             basis = "art18.6" if action == "confirm" else None
             decisions.append((i, action, category, basis, None, "admin", when))
-    _copy(
+    copy_rows(
         engine,
         "review_decisions",
         ["item_id", "action", "category", "basis", "note", "reviewer", "policy_version",
          "decided_at"],
         ((i, a, c, b, note, by, policy_version, w) for i, a, c, b, note, by, w in decisions),
     )  # fmt: skip
-    _copy(
+    copy_rows(
         engine,
         "credit_ledger",
         ["account_id", "delta", "credit", "level", "reason", "category", "item_id",
@@ -311,14 +324,14 @@ def _fill_dispositions(
             payload = json.dumps({"disposition": row[0], "cause": "appeal"})
             records.append((seq, now, "disposition.lifted", f"account:{row[1]}", payload,
                             "0" * 64, "0" * 64))  # fmt: skip
-    _copy(
+    copy_rows(
         engine,
         "dispositions",
         ["id", "account_id", "kind", "basis", "item_id", "starts_at", "ends_at", "decided_by",
          "policy_version", "lifted_at", "lifted_by"],
         iter(dispositions),
     )  # fmt: skip
-    _copy(
+    copy_rows(
         engine,
         "audit_records",
         ["seq", "at", "kind", "subject", "payload", "prev_hash", "hash"],
@@ -330,7 +343,7 @@ def _fill_dispositions(
 def _fill_appeals_and_reports(
     engine: Engine, items: Items, confirmed: list[int], n: dict[str, int], now: datetime
 ) -> None:
-    _copy(
+    copy_rows(
         engine,
         "appeals",
         ["account_id", "item_id", "reason", "status", "filed_by", "filed_at", "deadline",
@@ -352,7 +365,7 @@ def _fill_appeals_and_reports(
         ),
     )  # fmt: skip
     reported = [i for i, kind in items.kind.items() if kind == "report"]
-    _copy(
+    copy_rows(
         engine,
         "reports",
         ["post_id", "account_id", "category", "text", "item_id", "reporter", "created_at"],
@@ -604,15 +617,15 @@ def schema(server: str) -> Iterator[str]:
 
 
 def indexed(engine: Engine, *, present: bool, revision: str = INDEXES) -> None:
-    """Run the own upgrade (``present``) or downgrade of ``revision`` (an index's migration) on
-    ``engine``'s schema, which stays at its revision; then its statistics afresh."""
+    """Run ``revision``'s own upgrade (``present``) or downgrade on ``engine``'s schema, which
+    stays at its revision; then its statistics afresh."""
     migration = ScriptDirectory.from_config(alembic_config()).get_revision(revision)
     assert migration is not None and migration.module is not None
     with engine.connect() as connection:
         with Operations.context(MigrationContext.configure(connection)):
             (migration.module.upgrade if present else migration.module.downgrade)()
         connection.commit()
-        connection.execute(text("ANALYZE"))
+        analyze(connection)
         connection.commit()
 
 

@@ -1596,6 +1596,137 @@ def test_the_open_reports_are_read_from_the_open_reported_items_not_every_report
     assert "ix_reports_created" not in plan, plan
 
 
+def _reported_queue(repo: SqlRepository, policy: Policy, answered_reports: int) -> set[int]:
+    """A queue whose statistics mislead: 1,000 flagged posts nobody reported wait, while of
+    1,000 reported items, each with ``answered_reports`` reports, only the newest 11 do (open,
+    claimed, escalated). Their reports are the newest but one filed long ago, the last item has
+    more than several pages of them, and many share a moment with another item's. The ids of
+    the open reports."""
+    row = {"policy_version": policy.version, "decision": "review", "severity": "review"}
+    waiting = ("open", "escalated", "open")
+    items = [
+        {**row, "id": n, "kind": "score", "urgency": 1.0, "enqueued_at": T0,
+         "reported_at": None, "status": "open"}
+        for n in range(1, 1001)
+    ] + [
+        {**row, "id": n, "kind": "report", "urgency": 1.0, "enqueued_at": T0 + n * HOUR,
+         "reported_at": T0 + n * HOUR,
+         "status": waiting[n % 3] if n >= 1990 else ("dismissed", "confirmed")[n % 2],
+         "assignee": "wang" if n >= 1990 and n % 3 == 2 else None}
+        for n in range(1001, 2001)
+    ]  # fmt: skip
+    late = T0 + 2000 * HOUR
+    moments = {n: [T0 + n * HOUR + k * timedelta(minutes=1)
+                   for k in range(answered_reports)] for n in range(1001, 1990)}  # fmt: skip
+    moments |= {n: [late, late + timedelta(minutes=5), late + timedelta(minutes=5)]
+                for n in range(1990, 2000)}  # fmt: skip
+    moments[1990].append(T0 + 10 * HOUR)
+    moments[2000] = [late + timedelta(minutes=k // 2) for k in range(23)]
+    reports = [
+        {"item_id": n, "category": "rumor", "text": "", "reporter": "k1", "created_at": at}
+        for n, filed in moments.items()
+        for at in filed
+    ]
+    with repo.engine.begin() as connection:
+        connection.execute(insert(ReviewItem), items)
+        connection.execute(insert(StoredReport), reports)
+        connection.exec_driver_sql("ANALYZE")
+        return set(connection.scalars(select(StoredReport.id).where(StoredReport.item_id >= 1990)))
+
+
+def _pages(reads: ConsoleReads, *, open_only: bool, limit: int) -> list[list[int]]:
+    """The report ids of every page of the reports page, the first to the last."""
+    pages: list[list[int]] = []
+    cursor: tuple[float, int] | None = None
+    while True:
+        page = reads.reports(
+            open_only=open_only, late_before=T0 + 1000 * HOUR, cursor=cursor, limit=limit
+        )
+        pages.append([r.id for r in page.rows])
+        if page.next is None:
+            return pages
+        cursor = appeal_cursor(page.next)
+
+
+def test_the_open_reports_pages_are_the_open_rows_of_every_report_in_filing_order(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """Page after page, the open reports are the reports of the open and escalated items (a
+    claimed one is open), the earliest filed first, those filed at one moment by id, as the
+    every-report pages order them: an item with more open reports than a page fills pages with
+    another item's between its own."""
+    opened = _reported_queue(repo, policy, answered_reports=2)
+    reads = ConsoleReads(repo.engine)
+    with repo.engine.connect() as connection:
+        filed = connection.execute(
+            select(StoredReport.id, StoredReport.item_id).order_by(
+                StoredReport.created_at, StoredReport.id
+            )
+        ).all()
+    in_order = [report for report, _item in filed]
+    open_in_order = [report for report in in_order if report in opened]
+    pages = _pages(reads, open_only=True, limit=4)
+    assert [len(p) for p in pages] == [4] * 13 + [2]
+    assert [report for p in pages for report in p] == open_in_order
+    # the last item's reports are on pages with others' between them
+    last = {report for report, item in filed if item == 2000}
+    assert sum(1 for p in pages if last & set(p) and set(p) - last) == 3
+    every = _pages(reads, open_only=False, limit=500)
+    assert [report for p in every for report in p] == in_order and len(every) == 5
+    page = reads.reports(open_only=True, late_before=T0 + 1000 * HOUR, cursor=None, limit=4)
+    # the one report filed long ago on an open item is overdue
+    assert (page.open, page.overdue) == (len(opened), 1) == (54, 1)
+
+
+def test_the_open_reports_page_reads_the_open_items_reports_alone(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """The statistics count half the queue open and half of it reported, so that the planner
+    took the open reported items (11) for thousands and read every report (a hash join) to find
+    theirs. The page's statements, its counts among them, read the open items' reports, each
+    item's from the cursor on and no further than a page, and the page's rows by id: on
+    PostgreSQL, under ``EXPLAIN ANALYZE``, no more rows of ``reports`` than those; on SQLite, no
+    scan of ``reports``."""
+    opened = _reported_queue(repo, policy, answered_reports=20)
+    heard: list[tuple[str, Any]] = []
+
+    def hear(_conn: object, _cursor: object, statement: str, parameters: Any, *_: Any) -> None:
+        heard.append((statement, parameters))
+
+    reads = ConsoleReads(repo.engine)
+    event.listen(repo.engine, "before_cursor_execute", hear)
+    try:
+        first = reads.reports(open_only=True, late_before=T0, cursor=None, limit=5)
+        assert first.next is not None
+        reads.reports(open_only=True, late_before=T0, cursor=appeal_cursor(first.next), limit=5)
+    finally:
+        event.remove(repo.engine, "before_cursor_execute", hear)
+    assert len(heard) == 4
+    with repo.engine.begin() as connection:
+        for statement, parameters in heard:
+            if connection.dialect.name == "sqlite":
+                plan = connection.exec_driver_sql(
+                    f"EXPLAIN QUERY PLAN {statement}", parameters
+                ).all()
+                assert not [step for step in plan if "SCAN reports" in step[-1]], plan
+                continue
+            (found,) = connection.exec_driver_sql(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters
+            ).one()
+            read = sum(
+                (node["Actual Rows"] + node.get("Rows Removed by Filter", 0)) * node["Actual Loops"]
+                for node in _plan_nodes(found[0]["Plan"])
+                if node.get("Relation Name") == "reports"
+            )
+            assert read <= len(opened) + 6, (read, json.dumps(found, indent=1), statement)
+
+
+def _plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
 def test_a_report_about_an_unknown_post_is_kept_charges_nobody_and_labels_nothing(
     repo: SqlRepository, policy: Policy
 ) -> None:
@@ -1850,10 +1981,15 @@ def test_a_report_on_a_post_cleared_on_appeal_says_so_and_charges_nothing(
             "0038_signup_batches",
         ),
         (
-            "SELECT id FROM review_queue WHERE status = 'open' AND reported_at IS NOT NULL"
-            " ORDER BY id",
-            "ix_queue_reported",
-            "0038_signup_batches",
+            "SELECT id FROM review_queue WHERE"
+            " (CASE WHEN reported_at IS NOT NULL THEN status END) IN ('open', 'escalated')",
+            "ix_queue_report_status",
+            "0045_active_read_indexes",
+        ),
+        (
+            "SELECT count(*) FROM reports WHERE item_id = 3 AND created_at < '2026-01-01'",
+            "ix_reports_item_created",
+            "0045_active_read_indexes",
         ),
         (
             "SELECT id FROM reports ORDER BY created_at, id LIMIT 51",
@@ -1901,8 +2037,11 @@ def test_the_lookups_of_accounts_and_reports_are_read_off_an_index(
             if connection.dialect.name == "sqlite":
                 plan = connection.execute(text(f"EXPLAIN QUERY PLAN {query}")).all()
             else:
-                # on a table this small the planner would scan it anyway: ask what it can use
+                # on a table this small the planner would scan it anyway, or every entry of a
+                # wider index than the one asked (a bitmap scan, then a sort): ask what it can
+                # use to read the rows in their order
                 connection.execute(text("SET LOCAL enable_seqscan = off"))
+                connection.execute(text("SET LOCAL enable_bitmapscan = off"))
                 plan = connection.execute(text(f"EXPLAIN {query}")).all()
             assert index in " ".join(str(row) for row in plan)
             migrate(connection, before, down=True)
@@ -1940,6 +2079,34 @@ def test_0045_goes_down_to_the_indexes_before_it_and_up_again(database_url: str)
         for table, names in made.items():
             assert names <= {i["name"] for i in found.get_indexes(table)}, table
         assert "ix_appeals_status" not in {i["name"] for i in found.get_indexes("appeals")}
+    finally:
+        engine.dispose()
+
+
+def test_the_open_report_indexes_migration_goes_down_and_up_again(database_url: str) -> None:
+    """``0046_open_report_indexes`` puts the reported items' status and each item's reports in
+    filing order in place of the indexes before it, and its downgrade puts those back."""
+    upgrade(database_url)
+    engine = make_engine(database_url, 5.0)
+
+    def indexes(connection: Any) -> set[str]:
+        # SQLAlchemy's SQLite inspector leaves out an index of an expression
+        listed = (
+            "SELECT name FROM sqlite_master WHERE type = 'index'"
+            if connection.dialect.name == "sqlite"
+            else "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+        )
+        return set(connection.scalars(text(listed)))
+
+    new = {"ix_queue_report_status", "ix_reports_item_created"}
+    old = {"ix_queue_reported", "ix_reports_item_id"}
+    try:
+        with engine.begin() as connection:
+            assert new <= indexes(connection) and not old & indexes(connection)
+            migrate(connection, "0045_active_read_indexes", down=True)
+            assert old <= indexes(connection) and not new & indexes(connection)
+            migrate(connection, "head")
+            assert new <= indexes(connection) and not old & indexes(connection)
     finally:
         engine.dispose()
 
