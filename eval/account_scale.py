@@ -5,17 +5,20 @@ Fills a fresh schema of the PostgreSQL server of ``--postgres`` (its tables made
 migrations) in bulk (``COPY``) with, at ``--scale 1``, one busy account given 100,000
 dispositions that ended and 20 active ones (half without an end, half ending after now, all
 given after the ended ones, so that a read in the order they were applied passes every ended
-one first), 100,000 dispositions of 1,000 other accounts, and 200,000 appeals, most of them
-answered (:data:`PENDING_SHARE` pending, the latest filed). Then it makes the reads of
-:func:`reads_of` through the repository: the account with its first page of active
-dispositions, a later page of them, the statement that read them before it was split, and the
-appeals listing's pages. For each it runs every statement the read ran under
+one first; of the :data:`KINDS` in turn), 100,000 dispositions of 1,000 other accounts, and
+200,000 appeals, most of them answered (:data:`PENDING_SHARE` pending, the latest filed). Then
+it makes the reads of :func:`reads_of` through the repository: the account with its first page
+of active dispositions, a later page of them, the statement that read them before it was
+split, the appeals listing's pages, and the reads of a write holding the account's lock (a
+decision's, a name correction's, a return's, each also as it was before it was split, and an
+upheld appeal's). For each it runs every statement the read ran under
 ``EXPLAIN (ANALYZE, BUFFERS)``: their execution time, the buffers they touched and the rows
 their scans read (those they gave and those their filters removed).
 
 It measures twice on the same rows at the newest revision, as ``eval.queue_scale`` does:
-without the indexes :data:`INDEXES` makes (its own downgrade run alone, ``before``) and with
-them (its upgrade again, ``after``). Prints hardware, date and one markdown table.
+without the indexes the migrations of :data:`INDEXES` make (their own downgrades run alone,
+``before``) and with them (their upgrades again, ``after``). Prints hardware, date and one
+markdown table.
 """
 
 from __future__ import annotations
@@ -23,13 +26,16 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
-from sqlalchemy import Engine, event, select, text
+from sqlalchemy import Engine, Select, and_, event, or_, select, text
+from sqlalchemy.orm import Session
 
 from eval.queue_scale import POSTGRES, copy_rows, indexed, schema
 from eval.speed import hardware
@@ -37,13 +43,19 @@ from service import subject_key
 from service.policy import Policy, load_policy
 from service.review import appeals
 from service.settings import settings_or_exit
-from service.storage import SqlRepository, open_repository, upgrade
-from service.storage.credit_steps import active_now
+from service.storage import SqlRepository, credit_steps, open_repository, upgrade
+from service.storage.credit_steps import active_kinds, active_now, appealed
 from service.storage.database import make_engine, stored_revision
+from service.storage.item_steps import dormancy_brought
+from service.storage.protected_steps import art8_suspended
 from service.storage.tables import StoredDisposition
+from service.storage.transaction import Tx
 
-INDEXES = "0045_active_read_indexes"
-"""The migration whose indexes ``after`` has and ``before`` has not."""
+INDEXES = ("0045_active_read_indexes", "0047_disposition_item_index")
+"""The migrations whose indexes ``after`` has and ``before`` has not."""
+KINDS = ("warning", "suspend_service", "dormancy_warning", "limit_features")
+"""The busy account's dispositions' kinds, in turn: among them those that a write's reads look
+for (art8's suspension, a dormancy's warning)."""
 SIZES = {"ended": 100_000, "active": 20, "others": 100_000, "appeals": 200_000}
 OTHER_ACCOUNTS = 1_000
 PENDING_SHARE = 0.01
@@ -98,7 +110,7 @@ def _fill_dispositions(
                 ends: datetime | None = at + timedelta(hours=1)
             else:
                 ends = None if i % 2 else now + timedelta(days=30)
-            yield (BUSY, "warning", "art19", at, ends, "admin", policy_version, None)
+            yield (BUSY, KINDS[i % len(KINDS)], "art19", at, ends, "admin", policy_version, None)
 
     def rest() -> Iterator[tuple[Any, ...]]:
         for i in range(spread):
@@ -224,9 +236,12 @@ def measure(reads: list[Read], engine: Engine, times: int) -> list[Plan]:
 def reads_of(repo: SqlRepository, policy: Policy, now: datetime) -> list[Read]:
     """The reads measured: the busy account (its first page of history and of active
     dispositions), the first page of its active ones alone and a page after the cursor of the
-    tenth, the single statement that read the first page before it was split in two, and the
+    tenth, the single statement that read the first page before it was split in two, the
     appeals listing's first pages (every status, pending, overdue) and a page three quarters
-    into the pending ones."""
+    into the pending ones, and the reads of the busy account's active dispositions that writes
+    make holding its lock, rolled back: a decision's (the kinds active), a name correction's
+    (the art8 suspensions), a return's (what the dormancy brought), each also as it was read in
+    one statement, and what an upheld appeal of an item lifts."""
     tenth = repo.account_dispositions(BUSY, limit=10, now=now).next
     with repo.engine.connect() as db:
         pending = db.scalar(text("SELECT count(*) FROM appeals WHERE status = 'pending'")) or 0
@@ -249,6 +264,26 @@ def reads_of(repo: SqlRepository, policy: Policy, now: datetime) -> list[Read]:
         with repo.engine.connect() as db:
             db.execute(whole).all()
 
+    def written(step: Callable[[Tx], object], split: bool = True) -> Callable[[], None]:
+        """``step`` in a write's transaction at ``now``, rolled back; ``split`` False: with the
+        active dispositions read by :func:`active_now` in one statement, as before they were
+        read in :func:`active_on`'s two parts."""
+
+        def run() -> None:
+            with Session(repo.engine) as session, ExitStack() as stack:
+                if not split:
+                    stack.enter_context(patch.object(credit_steps, "active_on", _one_statement))
+                step(Tx(session, now, policy))
+                session.rollback()
+
+        return run
+
+    ladder = {step.kind for step in policy.dispositions}
+    writes = {
+        "decision: the active kinds": lambda tx: active_kinds(tx, BUSY),
+        "name corrected: the art8 suspensions": lambda tx: art8_suspended(tx, BUSY),
+        "return: what the dormancy brought": lambda tx: dormancy_brought(tx, BUSY),
+    }
     return [
         Read("account: first page", lambda: repo.get_account(policy, BUSY, now=now)),
         Read(
@@ -271,7 +306,51 @@ def reads_of(repo: SqlRepository, policy: Policy, now: datetime) -> list[Read]:
             ),
         ),
         Read("appeals: overdue", lambda: repo.list_appeals(overdue_only=True, now=now)),
+        *(Read(name, written(step)) for name, step in writes.items()),
+        *(
+            Read(f"{name}, in one statement before the split", written(step, split=False))
+            for name, step in writes.items()
+        ),
+        Read(
+            "appeal upheld: what it lifts",
+            written(lambda tx: appealed(tx, BUSY, 1, ladder)),
+        ),
+        Read(
+            "appeal upheld: what it lifts, in one statement before the split",
+            written(lambda tx: _appealed_whole(tx, BUSY, 1, ladder)),
+        ),
     ]
+
+
+def _one_statement(
+    query: Select[Any], account_id: str, now: datetime, kinds: Collection[str] | None = None
+) -> tuple[Select[Any], ...]:
+    """:func:`active_on` as the writes read it before it was split: :func:`active_now` in one
+    statement, the kinds compared as they are."""
+    stored = StoredDisposition
+    one = query.where(stored.account_id == account_id, active_now(now))
+    return (one if kinds is None else one.where(stored.kind.in_(kinds)),)
+
+
+def _appealed_whole(
+    tx: Tx, account_id: str, item_id: int, gone: Collection[str]
+) -> list[StoredDisposition]:
+    """:func:`appealed` as it was read before it was split: one statement, its item's
+    dispositions and the active ones the standing reached of the kinds ``gone`` either side of
+    an OR among every one of the account not lifted."""
+    stored = StoredDisposition
+    return list(
+        tx.session.scalars(
+            select(stored).where(
+                stored.account_id == account_id,
+                stored.lifted_at.is_(None),
+                or_(
+                    stored.item_id == item_id,
+                    and_(stored.kind.in_(gone), stored.standing.is_(True), active_now(tx.now)),
+                ),
+            )
+        )
+    )
 
 
 def table(names: list[str], before: list[Plan], after: list[Plan]) -> str:
@@ -313,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         try:
             for present in (False, True):
-                indexed(repo.engine, present=present, revision=INDEXES)
+                for migration in INDEXES if present else reversed(INDEXES):
+                    indexed(repo.engine, present=present, revision=migration)
                 reads = reads_of(repo, policy, now)
                 results.append(measure(reads, repo.engine, args.times))
         finally:
@@ -322,8 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "PostgreSQL, "
         + ", ".join(f"{v:,} {k}" for k, v in filled.items())
-        + f" (filled in {fill_s:.0f} s); at {revision}, before: without {INDEXES}'s indexes, "
-        "after: with them\n"
+        + f" (filled in {fill_s:.0f} s); at {revision}, before: without the indexes of "
+        f"{' and '.join(INDEXES)}, after: with them\n"
     )
     print(table([r.name for r in reads], results[0], results[1]))
     return 0

@@ -16,10 +16,11 @@ def test_a_small_run_measures_every_read_without_and_with_the_indexes(
     head, table = capsys.readouterr().out.split("\n\n", 1)
     # the figures filled: SIZES at the scale, never under 10 of a kind, the active ones 20
     assert "100 ended, 20 active, 100 others, 200 appeals" in head
-    assert f"at {head_revision()}, before: without {account_scale.INDEXES}'s indexes" in head
+    without = " and ".join(account_scale.INDEXES)
+    assert f"at {head_revision()}, before: without the indexes of {without}" in head
     rows = [line.split(" | ") for line in table.splitlines()[2:]]
     names = [row[0].removeprefix("| ") for row in rows]
-    assert len(names) == len(set(names)) == 8
+    assert len(names) == len(set(names)) == 16
     for row in rows:
         # each read's statements explained without and with the indexes: time, buffers, rows
         for cell in row[1:]:

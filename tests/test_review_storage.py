@@ -39,8 +39,15 @@ from service.settings import Settings
 from service.spool import Spool
 from service.storage import Pending, SqlRepository, idempotency_sql, open_repository, upgrade
 from service.storage.console_sql import ConsoleReads
-from service.storage.credit_steps import apply_disposition, locked_account
+from service.storage.credit_steps import (
+    active_kinds,
+    appealed,
+    apply_disposition,
+    locked_account,
+)
 from service.storage.database import alembic_config, make_engine
+from service.storage.item_steps import dormancy_brought
+from service.storage.protected_steps import art8_suspended
 from service.storage.repository import Idempotency, IdempotencyMismatchError, Role
 from service.storage.tables import (
     CreditEntry,
@@ -53,6 +60,8 @@ from service.storage.transaction import Tx, append_records
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+ACTIVE_INDEXES = ("ix_dispositions_account_lasting", "ix_dispositions_account_ending")
+"""The indexes an account's active dispositions are read off."""
 
 
 def flag(
@@ -848,15 +857,101 @@ def test_an_account_s_active_dispositions_are_read_off_the_active_ones_alone(
         event.remove(repo.engine, "before_cursor_execute", hear)
     assert [d.starts_at for d in paged] == [row["starts_at"] for row in active]
     reads = [(s, p) for s, p in heard if "lifted_at IS NULL" in s]
-    assert reads, heard
+    _read_off(repo, reads, ACTIVE_INDEXES, len(active))
+
+
+def test_a_write_reads_the_account_s_active_dispositions_off_the_active_ones_alone(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """A decision's, a name correction's, a return's and an upheld appeal's reads of the
+    dispositions active on the account (their kinds, the art8 suspensions, what a dormancy
+    brought, what the standing reached), run holding the account's lock, are read off the
+    indexes of the ones not lifted as the account's page reads them, not along every
+    disposition the account was ever given: they find the active ones of each and read none of
+    the ended or lifted ones. The appeal's item's own, ended ones too, are read off the index
+    by item."""
+    repo.put_account(policy, "acc1", followers=1, now=T0)
+    common = {"account_id": "acc1", "policy_version": policy.version, "decided_by": "r1"}
+    row = {"policy_version": policy.version, "decision": "review", "severity": "review"}
+    items = [
+        {**row, "id": n, "kind": kind, "urgency": 1.0, "enqueued_at": T0, "status": "confirmed",
+         "account_id": "acc1"}
+        for n, kind in [(1, "impersonation"), (2, "dormant"), (3, "score"), (4, "score")]
+    ]  # fmt: skip
+    now = T0 + 1000 * HOUR
+    # each of the kinds the reads look for, applied on the items they look for, ended or lifted
+    kinds = [("suspend_service", 1), ("dormancy_notice", None), ("suspend_dormant", 2),
+             ("limit_features", 4)]  # fmt: skip
+    gone = [
+        {**common, "kind": kind, "basis": "art19", "item_id": item, "starts_at": T0 + n * HOUR,
+         "ends_at": T0 + (n + 1) * HOUR if n < 300 else None, "standing": True,
+         "lifted_at": None if n < 300 else T0 + (n + 1) * HOUR}
+        for n in range(400)
+        for kind, item in [kinds[n % len(kinds)]]
+    ]  # fmt: skip
+    active = [
+        {**common, "kind": kind, "basis": "art19", "item_id": item, "starts_at": T0 + n * HOUR,
+         "ends_at": ends, "standing": item == 4, "lifted_at": None}
+        for n, kind, item, ends in [
+            (400, "suspend_service", 1, now + HOUR),
+            (401, "dormancy_notice", None, None),
+            (402, "suspend_dormant", 2, now + HOUR),
+            (403, "warning", 3, None),
+            (404, "limit_features", 4, now + HOUR),
+        ]
+    ]  # fmt: skip
+    # the appealed item's own: ended, and not lifted, an appeal lifts them too
+    own = [
+        {**common, "kind": "stop_advertising", "basis": "art19", "item_id": 3,
+         "starts_at": T0 + n * HOUR, "ends_at": T0 + (n + 1) * HOUR, "standing": False,
+         "lifted_at": None}
+        for n in range(2)
+    ]  # fmt: skip
+    with repo.engine.begin() as connection:
+        connection.execute(insert(ReviewItem), items)
+        connection.execute(insert(StoredDisposition), gone + own + active)
+        connection.exec_driver_sql("ANALYZE")
+    heard: list[tuple[str, Any]] = []
+
+    def hear(_conn: object, _cursor: object, statement: str, parameters: Any, *_: Any) -> None:
+        heard.append((statement, parameters))
+
+    event.listen(repo.engine, "before_cursor_execute", hear)
+    try:
+        with Session(repo.engine) as session:
+            tx = Tx(session, now, policy)
+            kinds_found = active_kinds(tx, "acc1")
+            suspended = [(r.kind, r.item_id) for r in art8_suspended(tx, "acc1")]
+            brought = [(r.kind, r.item_id) for r in dormancy_brought(tx, "acc1")]
+            lifted = [(r.kind, r.item_id) for r in appealed(tx, "acc1", 3, ["limit_features"])]
+    finally:
+        event.remove(repo.engine, "before_cursor_execute", hear)
+    assert kinds_found == {
+        "suspend_service", "dormancy_notice", "suspend_dormant", "warning", "limit_features"
+    }  # fmt: skip
+    assert suspended == [("suspend_service", 1)]
+    assert brought == [("dormancy_notice", None), ("suspend_dormant", 2)]
+    assert lifted == [("stop_advertising", 3)] * 2 + [("warning", 3), ("limit_features", 4)]
+    reads = [(s, p) for s, p in heard if "lifted_at IS NULL" in s]
+    # the active ones' reads say their end, the item's does not
+    by_end = [(s, p) for s, p in reads if "ends_at" in s.split("WHERE", 1)[1]]
+    _read_off(repo, by_end, ACTIVE_INDEXES, len(active))
+    _read_off(repo, [r for r in reads if r not in by_end], ("ix_dispositions_item_account",), 3)
+
+
+def _read_off(
+    repo: SqlRepository, reads: list[tuple[str, Any]], indexes: tuple[str, ...], most: int
+) -> None:
+    """Each of ``reads`` (statements and their parameters) reads dispositions off one of
+    ``indexes``, its scans reading ``most`` rows at most."""
+    assert reads
     with repo.engine.begin() as connection:
         for statement, parameters in reads:
             if connection.dialect.name == "sqlite":
                 plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
                 said = [row[3] for row in plan if "dispositions" in row[3]]
                 assert said and all(
-                    re.search(r"USING INDEX ix_dispositions_account_(lasting|ending) ", s)
-                    for s in said
+                    re.search(rf"USING INDEX ({'|'.join(indexes)}) ", s) for s in said
                 ), (said, statement)
                 continue
             # on tables this small it would read them whole: ask what the indexes can do
@@ -868,9 +963,11 @@ def test_an_account_s_active_dispositions_are_read_off_the_active_ones_alone(
             scans = list(_nodes(plan[0]["Plan"], "Index Scan"))
             assert scans, plan
             for scan in scans:
-                # the active ones at most: none of the 400 ended or lifted
+                if scan["Relation Name"] == "dispositions":
+                    assert scan["Index Name"] in indexes, (scan, statement)
+                # none of the account's history of ended or lifted ones
                 read = scan["Actual Rows"] + scan.get("Rows Removed by Filter", 0)
-                assert read <= len(active), scan
+                assert read <= most, scan
 
 
 def _nodes(plan: dict[str, Any], kind: str) -> Iterator[dict[str, Any]]:
@@ -2019,6 +2116,11 @@ def test_a_report_on_a_post_cleared_on_appeal_says_so_and_charges_nothing(
             "ix_appeals_status_deadline",
             "0044_sweep_places",
         ),
+        (
+            "SELECT id FROM dispositions WHERE item_id = 7 AND account_id = 'u1'",
+            "ix_dispositions_item_account",
+            "0046_open_report_indexes",
+        ),
     ],
 )
 def test_the_lookups_of_accounts_and_reports_are_read_off_an_index(
@@ -2107,6 +2209,30 @@ def test_the_open_report_indexes_migration_goes_down_and_up_again(database_url: 
             assert old <= indexes(connection) and not new & indexes(connection)
             migrate(connection, "head")
             assert new <= indexes(connection) and not old & indexes(connection)
+    finally:
+        engine.dispose()
+
+
+def test_0047_goes_down_to_the_indexes_before_it_and_up_again(database_url: str) -> None:
+    """The downgrade drops the index of the dispositions by item and account; a second try
+    from 0047 (SQLite keeps the drops of a downgrade refused further down) finds it done. Up
+    again, it is back."""
+    upgrade(database_url)
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            for again in (False, True):
+                if again:
+                    command.stamp(config, "0047_disposition_item_index")
+                migrate(connection, "0046_open_report_indexes", down=True)
+                found = {i["name"] for i in inspect(connection).get_indexes("dispositions")}
+                assert "ix_dispositions_item_account" not in found
+                assert "ix_dispositions_account_ending" in found
+        upgrade(database_url)
+        found = {i["name"] for i in inspect(engine).get_indexes("dispositions")}
+        assert "ix_dispositions_item_account" in found
     finally:
         engine.dispose()
 

@@ -29,7 +29,14 @@ from service.review.credit import (
 )
 from service.review.dispositions import ACTIVE_PAGE, Standing, Stop
 from service.review.items import MAX_ROW_ID, NotFoundError
-from service.storage.credit_steps import active_kinds, active_now, lift, locked_account, restore
+from service.storage.credit_steps import (
+    active_kinds,
+    active_now,
+    active_on,
+    lift,
+    locked_account,
+    restore,
+)
 from service.storage.item_steps import (
     after_cursor,
     final_decision,
@@ -421,24 +428,18 @@ def _active(
     """The ``limit`` dispositions active on the account at ``now`` after ``place`` (a
     listing's cursor, :func:`appeals.cursor`), in the order they were applied (moment, then
     id), and the cursor of the page after them. Lifted and ended ones stay in the account's
-    history, which grows without bound: :func:`active_now` is read in two parts, each off an
-    index of the dispositions not lifted and written as its predicate is (SQLite uses a partial
-    index only then). Those without an end, the next ``limit`` and one in their order from the
-    cursor on (``ix_dispositions_account_lasting``); those ending after ``now``, all of them, by
-    their end (``ix_dispositions_account_ending``: whether one is active is a matter of the
-    time, which no index predicate holds), kept after the cursor here, since SQLite, asked to
+    history, which grows without bound: they are read in the two parts of :func:`active_on`.
+    Those without an end, the next ``limit`` and one in their order from the cursor on
+    (``ix_dispositions_account_lasting``); those ending after ``now``, all of them, by their end
+    (``ix_dispositions_account_ending``), kept after the cursor here, since SQLite, asked to
     order them, walked every disposition of the account in its order instead. An account
     gathers as many active ones as its decisions apply, past what one answer holds."""
     stored = StoredDisposition
-    mine = (stored.account_id == account_id, stored.lifted_at.is_(None))
-    lasting = select(stored).where(*mine, stored.ends_at.is_(None))
+    lasting, ending = active_on(select(stored), account_id, now)
     if place is not None:
         lasting = lasting.where(after_cursor(stored.starts_at, stored.id, place))
     lasting = lasting.order_by(stored.starts_at, stored.id).limit(limit + 1)
-    rows = [
-        *session.scalars(lasting),
-        *session.scalars(select(stored).where(*mine, stored.ends_at > now)),
-    ]
+    rows = [*session.scalars(lasting), *session.scalars(ending)]
     found = sorted((disposition_view(row, now) for row in rows), key=_applied)
     if place is not None:
         after = (appeals.cursor_deadline(place[0]), place[1])

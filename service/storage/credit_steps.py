@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.dialects.postgresql import Insert as PostgresqlInsert
@@ -34,6 +34,9 @@ from service.storage.tables import (
     StoredDisposition,
 )
 from service.storage.transaction import CodePoints, Tx, locking
+
+Row = TypeVar("Row")
+"""The row of a select of dispositions (:func:`active_on`)."""
 
 
 def new_account(
@@ -258,13 +261,12 @@ def violation(
 
 
 def active_kinds(tx: Tx, account_id: str) -> set[str]:
-    return set(
-        tx.session.scalars(
-            select(StoredDisposition.kind).where(
-                StoredDisposition.account_id == account_id, active_now(tx.now)
-            )
-        )
-    )
+    """The kinds of the dispositions active on the account now."""
+    return {
+        kind
+        for query in active_on(select(StoredDisposition.kind), account_id, tx.now)
+        for kind in tx.session.scalars(query)
+    }
 
 
 def apply_disposition(
@@ -348,23 +350,35 @@ def reverse(
     gone = before - dispositions.called_for(
         ladder, account.level, violations_since(tx, account.account_id, since)
     )
-    lifted = tx.session.scalars(
-        select(StoredDisposition).where(
-            StoredDisposition.account_id == appeal.account_id,
-            StoredDisposition.lifted_at.is_(None),
-            or_(
-                StoredDisposition.item_id == appeal.item_id,
-                and_(
-                    StoredDisposition.kind.in_(gone),
-                    StoredDisposition.standing.is_(True),
-                    active_now(tx.now),
-                ),
-            ),
-        )
-    ).all()
+    lifted = appealed(tx, appeal.account_id, appeal.item_id, gone)
     done += [lift(tx, row, reviewer, {"appeal": appeal.id}) for row in lifted]
     done += still_due(tx, account, lifted, reviewer)
     return done
+
+
+def appealed(
+    tx: Tx, account_id: str, item_id: int, gone: Collection[str]
+) -> list[StoredDisposition]:
+    """What an upheld appeal of the account's item lifts, in the order they were written (id):
+    the dispositions applied on the item, not lifted (ended ones too), and the active ones the
+    standing reached of the kinds in ``gone``. The first read off
+    ``ix_dispositions_item_account``, the second as :func:`active_on` reads them: neither along
+    the account's history, which grows without bound."""
+    stored = StoredDisposition
+    own = tx.session.scalars(
+        select(stored).where(
+            stored.item_id == item_id,
+            stored.account_id == account_id,
+            stored.lifted_at.is_(None),
+        )
+    ).all()
+    reached = (
+        active_rows(tx, select(stored).where(stored.standing.is_(True)), account_id, gone)
+        if gone
+        else []
+    )
+    # one applied on the item that the standing reached too is one to lift
+    return sorted({row.id: row for row in [*own, *reached]}.values(), key=lambda row: row.id)
 
 
 def lift(tx: Tx, row: StoredDisposition, by: str | None, why: dict[str, Any]) -> views.Disposition:
@@ -476,6 +490,44 @@ def apply_dormancy(
         for s in dormancy.measures(tx.policy.dispositions)
         if s.kind not in active
     ]
+
+
+def active_on(
+    query: Select[Row], account_id: str, now: datetime, kinds: Collection[str] | None = None
+) -> tuple[Select[Row], Select[Row]]:
+    """``query`` (a select of dispositions, with its joins and conditions) kept to those active
+    on the account at ``now`` (:func:`active_now`), of ``kinds`` (None: any), as two statements
+    whose rows together are the ones it gives: those without an end, and those ending after
+    ``now``. An account's lifted and ended dispositions stay in its history, which grows
+    without bound, and are read by neither: each is written as the predicate of its index of
+    the dispositions not lifted (SQLite uses a partial index only then),
+    ``ix_dispositions_account_lasting`` (account, moment and id: a page of them in the order
+    they were applied) and ``ix_dispositions_account_ending`` (account and end: whether one is
+    active is a matter of the time, which no index predicate holds). :func:`active_now` in one
+    statement was read along every disposition of the account, on either database."""
+    stored = StoredDisposition
+    mine = query.where(stored.account_id == account_id, stored.lifted_at.is_(None))
+    if kinds is not None:
+        # looked up by the account: SQLite, which keeps no statistics, would take the index on
+        # kinds and ends for a kind compared as it is, and read every account's of the kinds
+        mine = mine.where(stored.kind.concat("").in_(kinds))
+    return mine.where(stored.ends_at.is_(None)), mine.where(stored.ends_at > now)
+
+
+def active_rows(
+    tx: Tx,
+    query: Select[StoredDisposition],
+    account_id: str,
+    kinds: Collection[str] | None = None,
+) -> list[StoredDisposition]:
+    """The dispositions ``query`` gives of ``kinds`` that are active on the account now
+    (:func:`active_on`), in the order they were written (id)."""
+    found = [
+        row
+        for part in active_on(query, account_id, tx.now, kinds)
+        for row in tx.session.scalars(part)
+    ]
+    return sorted(found, key=lambda row: row.id)
 
 
 def active_now(now: datetime) -> Any:

@@ -19,7 +19,7 @@ from service.policy import Policy
 from service.review import appeals, chain, dormancy, items, views
 from service.review.items import Action, Category, ConflictError, NotFoundError, Violation
 from service.storage.credit_steps import (
-    active_now,
+    active_rows,
     charged_by,
     lift,
     locked_account,
@@ -284,23 +284,23 @@ def wake(
             f"account:{account.account_id}",
             {"dormant_at": utc(dormant).isoformat(), "at": at.isoformat(), "via": via},
         )
-    brought = tx.session.scalars(
-        select(StoredDisposition)
-        .outerjoin(ReviewItem, ReviewItem.id == StoredDisposition.item_id)
-        .where(
-            StoredDisposition.account_id == account.account_id,
-            StoredDisposition.kind.in_(dormancy.kinds(tx.policy.dispositions)),
-            # the sweep's own, or a confirmed dormant item's: never a violation's
-            or_(StoredDisposition.item_id.is_(None), ReviewItem.kind == dormancy.KIND),
-            active_now(tx.now),
-        )
-        .order_by(StoredDisposition.id)
-    ).all()
-    for row in brought:
+    for row in dormancy_brought(tx, account.account_id):
         lift(tx, row, by, {"cause": "returned", "via": via})
     if item is not None:
         withdraw(tx, item, by, RETURNED_NOTE)
     return dormant is not None
+
+
+def dormancy_brought(tx: Tx, account_id: str) -> list[StoredDisposition]:
+    """The account's active dispositions that its dormancy brought, in the order they were
+    written: the sweep's own (no item) or a confirmed dormant item's, never a violation's; a
+    return lifts them."""
+    query = (
+        select(StoredDisposition)
+        .outerjoin(ReviewItem, ReviewItem.id == StoredDisposition.item_id)
+        .where(or_(StoredDisposition.item_id.is_(None), ReviewItem.kind == dormancy.KIND))
+    )
+    return active_rows(tx, query, account_id, dormancy.kinds(tx.policy.dispositions))
 
 
 def new_item(

@@ -13,7 +13,13 @@ from sqlalchemy.orm import Session
 
 from service.policy import Policy
 from service.review import dispositions, protected, views
-from service.storage.credit_steps import active_kinds, active_now, apply_disposition, locked_account
+from service.storage.credit_steps import (
+    active_kinds,
+    active_now,
+    active_rows,
+    apply_disposition,
+    locked_account,
+)
 from service.storage.tables import (
     HeldName,
     ProtectedNameSubject,
@@ -112,19 +118,12 @@ def unauthorised(session: Session, account: StoredAccount) -> list[tuple[int, st
 def art8_suspended(tx: Tx, account_id: str) -> list[StoredDisposition]:
     """The account's active suspensions that a confirmed impersonation called for
     (:func:`protected.suspensions`), to be lifted once its name is corrected."""
-    return list(
-        tx.session.scalars(
-            select(StoredDisposition)
-            .join(ReviewItem, ReviewItem.id == StoredDisposition.item_id)
-            .where(
-                StoredDisposition.account_id == account_id,
-                StoredDisposition.kind.in_(protected.suspensions(tx.policy.dispositions)),
-                ReviewItem.kind == protected.KIND,
-                active_now(tx.now),
-            )
-            .order_by(StoredDisposition.id)
-        )
+    query = (
+        select(StoredDisposition)
+        .join(ReviewItem, ReviewItem.id == StoredDisposition.item_id)
+        .where(ReviewItem.kind == protected.KIND)
     )
+    return active_rows(tx, query, account_id, protected.suspensions(tx.policy.dispositions))
 
 
 def terminate(tx: Tx, suspension: StoredDisposition) -> views.Disposition:

@@ -468,6 +468,9 @@ class StoredDisposition(Base):
             sqlite_where=text(NOT_LIFTED),
             postgresql_where=text(NOT_LIFTED),
         ),
+        # what an upheld appeal lifts: the dispositions applied on its item, of every one the
+        # account was ever given
+        Index("ix_dispositions_item_account", "item_id", "account_id"),
         # the deadline sweep's candidates: the few suspensions not yet settled among every
         # disposition ever given
         Index(
