@@ -52,8 +52,8 @@ connection up, so at most this many: calls beyond them wait for a thread and, gi
 deadline, never start."""
 REVIEW_THREADS = 8
 """Storage calls at once of the review API, the console and the bank's refresh (their lane), held
-alike. With the publish path's 4 and the maintenance's 1 they stay within SQLAlchemy's pool of 15
-connections a process, one held by each call as it runs."""
+alike. With the publish path's 4 and the maintenance's 2 (its upkeep, a batch's charges) they stay
+within SQLAlchemy's pool of 15 connections a process, one held by each call as it runs."""
 
 
 class StorageUnansweredError(StorageUnavailableError):

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -269,6 +270,14 @@ class ScoringService:
         # maintenance of its own: it drains the spool while the gate's threads are stuck; its
         # thread, as theirs, does not hold the process's exit (a drain cut short is done again)
         self._upkeep = DaemonThreads(1, "upkeep")
+        # a batch's charges of their own: thousands of members take minutes, which held the
+        # upkeep's drains and the accounts' refresh behind them
+        self._charges = DaemonThreads(1, "charges")
+        self._charging: asyncio.Future[None] | None = None
+        self._charges_asked = False
+        """Whether :meth:`finish_charges` is to run again once the run under way ends."""
+        self._stopping = threading.Event()
+        """Set by :meth:`close`: a run of :meth:`finish_charges` begins no further chunk."""
         self.evidence_process = EvidenceProcess(scorer.explaining(), evidence_deadline_s)
         # it waits on the evidence process, one call at a time: at the normal priority, as it
         # holds the GIL only to send and receive (idle-scheduled, it held it for long spells)
@@ -743,17 +752,21 @@ class ScoringService:
             self._explain_in_background(list(posts), list(records))
         return len(claimed)
 
-    async def _upkeep_sweep(self, work: Callable[..., int], *args: Any, failed: str) -> int:
-        """``work(*args)`` on the maintenance thread: not the storage gate's, whose deadline is
-        the publish path's, nor under its health, which a failure here would wrongly mark down,
-        as a lost race with another process is no outage. 0 while storage is known to be down,
-        or when it fails (logged as ``failed``): the next sweep finds the same work left. A
-        sweep that went past accounts it could not write (:meth:`_went_past`) answers what it
-        did for the others."""
+    async def _upkeep_sweep(
+        self, work: Callable[..., int], *args: Any, failed: str, on: Executor | None = None
+    ) -> int:
+        """``work(*args)`` on the maintenance thread (or ``on``, a thread of its own): not the
+        storage gate's, whose deadline is the publish path's, nor under its health, which a
+        failure here would wrongly mark down, as a lost race with another process is no
+        outage. 0 while storage is known to be down, or when it fails (logged as ``failed``):
+        the next sweep finds the same work left. A sweep that went past accounts it could not
+        write (:meth:`_went_past`) answers what it did for the others."""
         if self.health.problem is not None:
             return 0
         try:
-            done: int = await asyncio.get_running_loop().run_in_executor(self._upkeep, work, *args)
+            done: int = await asyncio.get_running_loop().run_in_executor(
+                on or self._upkeep, work, *args
+            )
         except SweepIncompleteError as exc:
             return self._went_past(exc)
         except StorageError as exc:
@@ -829,16 +842,36 @@ class ScoringService:
         return found
 
     async def finish_charges(self) -> int:
-        """Finish the charges of the registration batches whose confirmation's process stopped
-        before it had charged every member (the repository's
-        :meth:`~service.storage.repository.Repository.finish_charges`); how many members it
-        went through."""
+        """Finish the charges of the registration batches whose confirmation has members left to
+        charge (the repository's
+        :meth:`~service.storage.repository.Repository.finish_charges`), on the charges' thread:
+        one the review API and the console answered before charging them, one whose process
+        stopped midway; how many members it went through."""
         went = await self._upkeep_sweep(
-            self.repository.finish_charges, self.policy, failed="batch charges not finished"
+            self.repository.finish_charges,
+            self.policy,
+            None,
+            self._stopping,
+            failed="batch charges not finished",
+            on=self._charges,
         )
         if went:
             log.info("batch charges finished", extra={"accounts": went})
         return went
+
+    def finish_charges_soon(self) -> None:
+        """Have :meth:`finish_charges` run now, in the background, not at the maintenance's
+        next period: a confirmation was answered with members left to charge. Asked while a
+        run is under way, it runs again after it (that run may have read the confirmations
+        left before this one committed); asked again before then, once."""
+        self._charges_asked = True
+        if self._charging is None or self._charging.done():
+            self._charging = asyncio.ensure_future(self._finish_charges_while_asked())
+
+    async def _finish_charges_while_asked(self) -> None:
+        while self._charges_asked:
+            self._charges_asked = False
+            await self.finish_charges()
 
     async def prune_idempotency_keys(self) -> int:
         """Delete the answers of writes made with an ``Idempotency-Key`` older than
@@ -855,8 +888,10 @@ class ScoringService:
 
     async def maintain(self, every_s: float) -> None:
         """Run :meth:`recover`, :meth:`sweep_evidence`, :meth:`settle_deadlines`,
-        :meth:`record_use`, :meth:`settle_dormancy`, :meth:`finish_charges` and
-        :meth:`prune_idempotency_keys` every ``every_s`` seconds, until cancelled."""
+        :meth:`record_use`, :meth:`settle_dormancy` and :meth:`prune_idempotency_keys` every
+        ``every_s`` seconds, until cancelled, and ask for :meth:`finish_charges`
+        (:meth:`finish_charges_soon`), which it does not wait for: a batch's charges may take
+        minutes."""
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -866,7 +901,7 @@ class ScoringService:
                 # the use first: an account that posted is not then found dormant
                 await self.record_use()
                 await self.settle_dormancy()
-                await self.finish_charges()
+                self.finish_charges_soon()
                 await self.prune_idempotency_keys()
             except Exception:
                 # a failure nobody foresaw must not end the loop: the spool would never be
@@ -884,13 +919,21 @@ class ScoringService:
         for job in self._explaining:
             job.cancel()
         await asyncio.gather(*self._later, return_exceptions=True)
+        self._stopping.set()
+        if self._charging is not None:
+            # the run under way is waited for below, until ``until``, with the other storage
+            # calls
+            self._charging.cancel()
+            await asyncio.gather(self._charging, return_exceptions=True)
         self.evidence_process.close()
         self._io.shutdown(wait=True)
         # a drain or a storage call stuck on a database that stopped answering is not waited
         # for past ``until``, here or at exit: its records are in the spool, and a drain stopped
         # midway stores each once when the next process drains it
         self._upkeep.shutdown(wait=False, cancel_futures=True)
+        self._charges.shutdown(wait=False, cancel_futures=True)
         self.gate.close(until)
         self._upkeep.join(until)
+        self._charges.join(until)
         self.spool.close()
         self.metrics.close()

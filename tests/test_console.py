@@ -68,6 +68,7 @@ from service.storage import (
     Pending,
     SqlRepository,
     StorageError,
+    credit_steps,
     open_repository,
     upgrade,
 )
@@ -2444,6 +2445,38 @@ def test_a_batch_registration_past_its_listing_says_how_many_it_does_not_list(
     api.client.get("/console/lang/en")
     page = api.client.get(f"/console/items/{item.id}").text
     assert "the 2 others are of the batch all the same: a confirmation charges each" in page
+
+
+def test_a_confirmation_whose_batch_is_still_being_charged_says_so_on_the_next_page(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The console answers a confirmation once it is recorded, its batch's members past the
+    listing charged in the background; the page it leads to says they are still being
+    charged, where the reviewer would take them as done. They are then charged with no
+    further request."""
+    policy, review = api.services.scoring.policy, api.services.review
+    rules = policy.registration
+    monkeypatch.setattr(signups, "LISTED", rules.batch_accounts)
+    monkeypatch.setattr(credit_steps, "CHARGE_CHUNK", 2)
+    start = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+    accounts = [f"s{n}" for n in range(rules.batch_accounts + 3)]
+    for n, account in enumerate(accounts):
+        review.put_account(
+            policy, account, name=f"清朗日报{n:02}", now=start + timedelta(minutes=n)
+        )
+    (item,) = review.list_items(policy, kind="signup_batch").items
+    sign_in(api, "li")
+    here = f"/console/items/{item.id}"
+    form = fields_of(form_of(api.client.get(here).text, "decision-form"))
+    basis = articles.name(rules.batch_basis, translator("zh"))
+    sent = {**form, "action": "confirm", "category": "bulk_registration", "basis": basis}
+    taken = api.client.post(f"{here}/decision", data=sent, follow_redirects=False)
+    assert taken.status_code == 303 and taken.headers["location"].endswith(f"?charging={item.id}")
+    landed = api.client.get(taken.headers["location"]).text
+    assert f"条目 {item.id} 已确认;批次中未列出的成员仍在后台逐一扣分" in landed
+    charged = policy.credit.initial - policy.credit.deductions["bulk_registration"]
+    wait_for(lambda: all(review.get_account(policy, a).credit == charged for a in accounts))
+    assert 'id="charges-pending"' not in api.client.get("/console/queue").text
 
 
 def test_an_engagement_item_is_shown_in_the_queue_and_on_its_page_in_each_language(

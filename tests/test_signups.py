@@ -21,6 +21,7 @@ from service.review import chain, signups
 from service.review.appeals import AppealClosedError
 from service.review.items import EARLIER
 from service.review.views import Appeal, CreditChange, Decision
+from service.scoring import ScoringService
 from service.storage import (
     SqlRepository,
     StorageError,
@@ -593,13 +594,21 @@ def test_a_confirmation_reads_the_members_in_code_point_order_under_any_collatio
 def test_a_confirmation_whose_charges_storage_stopped_answers_200_and_its_retry_ends_them(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The decision recorded, a storage error in a later chunk answers it (200), saying its
-    members past the listing are still being charged, not 503 as if it had failed; a retry
-    without the key is 409 as decided, the one with it finishes the charges."""
+    """The decision recorded, it is answered (200) saying its members past the listing are
+    still being charged; storage failing their charges in the background leaves them to a
+    retry with the key, which has them finished (a retry without it is 409 as decided)."""
     policy, repo = api.services.scoring.policy, api.services.scoring.repository
     assert isinstance(repo, SqlRepository)
     accounts, item_id = big_batch(repo, policy, monkeypatch)
-    stop_at(monkeypatch, accounts[-1], StorageUnavailableError("OperationalError: gone"))
+    failed = threading.Event()
+
+    def failing(tx: Tx, item: ReviewItem, member: str, *args: Any) -> Any:
+        if member == accounts[-1]:
+            failed.set()
+            raise StorageUnavailableError("OperationalError: gone")
+        return credit_steps.violation(tx, item, member, *args)
+
+    monkeypatch.setattr(item_steps, "violation", failing)
     reviewer = api.headers(api.new_key("reviewer"))
     confirm = {"action": "confirm", "category": "bulk_registration", "basis": "art10"}
     url = f"/v1/review/items/{item_id}/decision"
@@ -607,12 +616,13 @@ def test_a_confirmation_whose_charges_storage_stopped_answers_200_and_its_retry_
     decided = api.client.post(url, json=confirm, headers=keyed)
     assert decided.status_code == 200, decided.text
     assert (decided.json()["status"], decided.json()["charges_pending"]) == ("confirmed", True)
+    assert failed.wait(30)
     assert accounts[-1] not in violations(repo, item_id)
     monkeypatch.setattr(item_steps, "violation", credit_steps.violation)
     assert api.client.post(url, json=confirm, headers=reviewer).status_code == 409
     again = api.client.post(url, json=confirm, headers=keyed)
-    assert again.status_code == 200 and again.json()["charges_pending"] is False
-    assert violations(repo, item_id) == dict.fromkeys(accounts, 1)
+    assert again.status_code == 200 and again.json()["id"] == decided.json()["id"]
+    wait_for(lambda: violations(repo, item_id) == dict.fromkeys(accounts, 1))
 
 
 # --- a large batch's confirmation, a chunk of members a transaction ---------------------------
@@ -738,6 +748,11 @@ def test_a_confirmation_stopped_between_chunks_is_finished_by_the_sweep_once(
     url = repo.engine.url.render_as_string(hide_password=False)
     restarted = open_repository(url, 5.0, policy.review)
     try:
+        # a stopping server begins no chunk: the rest is the next sweep's
+        stopping = threading.Event()
+        stopping.set()
+        assert restarted.finish_charges(policy, now=T0 + DAY, stopping=stopping) == 0
+        assert accounts[-1] not in violations(repo, item_id)
         assert restarted.finish_charges(policy, now=T0 + DAY) == 1
         assert restarted.finish_charges(policy, now=T0 + 2 * DAY) == 0
     finally:
@@ -796,6 +811,88 @@ def test_a_confirmation_stopped_between_chunks_is_finished_by_a_running_servers_
     assert accounts[-1] not in violations(repo, item_id)
     with open_api(tmp_path, database_url, pipeline.classifier, storage_retry_s=0.05):
         wait_for(lambda: violations(repo, item_id) == dict.fromkeys(accounts, 1))
+    assert verify(repo) == []
+
+
+async def no_upkeep(self: ScoringService, every_s: float) -> None:
+    """No maintenance loop: nothing but the confirmation itself has its members charged."""
+
+
+def test_a_confirmation_past_its_listing_is_answered_at_once_and_charged_in_the_background(
+    repo: SqlRepository,
+    database_url: str,
+    policy: Policy,
+    pipeline: Pipeline,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The decision is answered once it commits, saying its members past the listing are
+    still being charged, however long they take (a chunk held here past the request's
+    deadline was its 503, the decision made); the server charges them right away, each once,
+    with no further request nor maintenance period. The retry with the key then answers
+    none pending."""
+    monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
+    accounts, item_id = big_batch(repo, policy, monkeypatch)
+    listed = policy.registration.batch_accounts
+    held = threading.Event()
+    charge = credit_steps.violation
+
+    def holding(tx: Tx, item: ReviewItem, member: str, *args: Any) -> Any:
+        held.wait(60)
+        return charge(tx, item, member, *args)
+
+    monkeypatch.setattr(item_steps, "violation", holding)
+    confirm = {"action": "confirm", "category": "bulk_registration", "basis": "art10"}
+    url = f"/v1/review/items/{item_id}/decision"
+    try:
+        with open_api(tmp_path, database_url, pipeline.classifier, storage_deadline_s=1) as api:
+            keyed = {**api.headers(api.new_key("reviewer")), "Idempotency-Key": "confirm-1"}
+            decided = api.client.post(url, json=confirm, headers=keyed)
+            assert decided.status_code == 200, decided.text
+            answer = decided.json()
+            assert (answer["status"], answer["charges_pending"]) == ("confirmed", True)
+            assert answer["charged_unlisted"] == len(accounts) - listed
+            assert violations(repo, item_id) == dict.fromkeys(accounts[:listed], 1)
+            held.set()
+            wait_for(lambda: violations(repo, item_id) == dict.fromkeys(accounts, 1))
+            again = api.client.post(url, json=confirm, headers=keyed)
+            assert again.status_code == 200
+            assert (again.json()["id"], again.json()["charges_pending"]) == (answer["id"], False)
+    finally:
+        held.set()
+    assert violations(repo, item_id) == dict.fromkeys(accounts, 1)
+    assert verify(repo) == []
+
+
+def test_a_confirmation_not_finishing_its_charges_says_whether_any_are_left(
+    repo: SqlRepository, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``finish`` the decision charges only the members its item lists, and says the
+    others are left; its retry with the key, once the sweep charged them, says none are."""
+    accounts, item_id = big_batch(repo, policy, monkeypatch)
+    listed = policy.registration.batch_accounts
+    idem = Idempotency("k1", "confirm-1", "fingerprint")
+
+    def decide() -> Decision:
+        return repo.decide(
+            policy,
+            item_id,
+            "r1",
+            "confirm",
+            "bulk_registration",
+            "art10",
+            idem=idem,
+            now=T0 + DAY,
+            finish=False,
+        )
+
+    decision = decide()
+    assert (decision.charges_pending, decision.charged_unlisted) == (True, len(accounts) - listed)
+    assert violations(repo, item_id) == dict.fromkeys(accounts[:listed], 1)
+    assert decide().charges_pending is True
+    assert repo.finish_charges(policy, now=T0 + DAY) == len(accounts)
+    assert (decide().id, decide().charges_pending) == (decision.id, False)
+    assert violations(repo, item_id) == dict.fromkeys(accounts, 1)
     assert verify(repo) == []
 
 

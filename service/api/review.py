@@ -354,13 +354,13 @@ async def decide(
     escalated item is decided by an admin key only, and not by the escalator's (the same
     person's, by a key of theirs or in the console). With ``record_id``, the item's as read,
     refused (409) where the item holds another score record now. A registration batch's
-    members past its listing are charged after the decision, and storage failing that answers
-    the decision made, ``charges_pending``, not 503."""
+    members past its listing are charged after the decision, in the background: the answer
+    comes once the decision commits, ``charges_pending`` while any are left."""
     # a body without record_id is the request it was before the field, so that a retry of
     # one sent before it finds its answer
     request = body.model_dump(exclude=None if body.shown() else {"record_id"})
     idem = Idempotency.of(who.key_id, key, f"decision:{item_id}", request)
-    return await run_in_threadpool(
+    decision = await run_in_threadpool(
         lambda: found.review.decide(
             found.scoring.policy,
             item_id,
@@ -372,8 +372,14 @@ async def decide(
             role=who.role,
             shown=body.shown(),
             idem=idem,
+            # thousands of members take minutes, past storage_deadline_s: answered 503, the
+            # decision recorded read as one not made
+            finish=False,
         )
     )
+    if decision.charges_pending:
+        found.scoring.finish_charges_soon()
+    return decision
 
 
 @router.get(

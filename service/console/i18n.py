@@ -241,6 +241,12 @@ TEXT: dict[str, tuple[str, str]] = {
         "Appeal {appeal_id} filed on the holder's behalf (account {account_id}, item "
         "{item_id}), due {deadline}",
     ),
+    "charges_pending": (
+        "条目 {item_id} 已确认;批次中未列出的成员仍在后台逐一扣分,稍后可在各账号记录中查看",
+        "Item {item_id} is confirmed; its batch's members past the listing are still being "
+        "charged in the background, and their charges show in each account's history as they "
+        "are made",
+    ),
     "item_id": ("条目编号", "Item id"),
     "reason": ("理由", "Reason"),
     "uphold": ("支持申诉", "Uphold"),

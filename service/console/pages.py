@@ -97,6 +97,9 @@ HISTORY_READ: HistoryOrder = "newest"
 DASHBOARD_S = 60.0
 """How long a process shows the same dashboard: its aggregates scan the queue (about 2 s with a
 million items, ``eval.console``), too slow to run on every load."""
+Charging = Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)]
+"""The item whose confirmation the reviewer just made while its batch's members past the
+listing are still being charged (:func:`decide`): the page they land on says so."""
 router = APIRouter(prefix="/console", include_in_schema=False, route_class=ConsoleRoute)
 
 
@@ -211,6 +214,7 @@ async def queue(
     status: Status = "open",
     assignee: Annotated[Text, Query(max_length=64)] = "",
     cursor: str | None = None,
+    charging: Charging = None,
 ) -> HTMLResponse:
     policy = who.found.scoring.policy
     position = query_cursor(cursor, parse_cursor)
@@ -244,12 +248,17 @@ async def queue(
         statuses=STATUSES,
         next_url=next_url,
         escalated=escalated,
+        charging=charging,
     )
 
 
 @router.get("/items/{item_id}")
 async def item_page(
-    item_id: ItemId, who: Signed, cursor: str | None = None, active: str | None = None
+    item_id: ItemId,
+    who: Signed,
+    cursor: str | None = None,
+    active: str | None = None,
+    charging: Charging = None,
 ) -> HTMLResponse:
     """The item's page; ``cursor`` the page of its account's history it shows (its ``next``
     link's) and ``active`` the page of its active dispositions, each the first where none is
@@ -259,6 +268,7 @@ async def item_page(
         item_id,
         history=query_cursor(cursor, lambda given: parse_history_cursor(given, HISTORY_READ)),
         active=query_cursor(active, appeal_cursor, "active"),
+        charging=charging,
     )
 
 
@@ -270,11 +280,13 @@ async def show_item(
     active: tuple[float, int] | None = None,
     *,
     confirming: bool = False,
+    charging: int | None = None,
 ) -> HTMLResponse:
     """The item's page; with ``refused``, as the answer to that refused form of it (with
     ``confirming``, the decision form as typed, its confirmation's step open); with
     ``history``, its account's history after that place; with ``active``, its active
-    dispositions after that place."""
+    dispositions after that place; with ``charging``, saying that item's confirmation is still
+    charging its batch's members."""
     policy = who.found.scoring.policy
     try:
         item = await who.call(who.found.review.get_item, policy, item_id)
@@ -327,6 +339,7 @@ async def show_item(
         matched = present.facts(shown, t, partial(worded, t), zone)
     return who.page(
         "item.html",
+        charging=charging,
         item=item,
         record=record,
         evidence_note=present.evidence_note(record, who.found.scoring.model_version),
@@ -482,7 +495,7 @@ async def decide(item_id: ItemId, who: Signed, fields: Form) -> Response:
         # the page's form holds the record it showed, empty for none; a form without the
         # field (a page loaded before it) is decided unchecked, as the API's requests are
         shown = body.shown() or (Shown(None) if "record_id" in fields else None)
-        await who.call(
+        decision = await who.call(
             who.found.review.decide,
             policy,
             item_id,
@@ -494,11 +507,18 @@ async def decide(item_id: ItemId, who: Signed, fields: Form) -> Response:
             role=who.role,
             shown=shown,
             idem=sent_once(who, fields, f"decision:{item_id}"),
+            # a batch's members past its listing are charged in the background, as the API's
+            # (service.api.review.decide): thousands take minutes, past the deadline
+            finish=False,
         )
     except REFUSALS as exc:
         return await show_item(who, item_id, who.refusal(here, "decision-form", fields, exc))
-    # the list's most urgent next, whichever the reviewer opened this one from
-    return await next_for(who, item_id, from_top=True)
+    if decision.charges_pending:
+        who.found.scoring.finish_charges_soon()
+    # the list's most urgent next, whichever the reviewer opened this one from; the page says
+    # the charges are still being made, which the reviewer would otherwise take as done
+    charging = item_id if decision.charges_pending else None
+    return await next_for(who, item_id, from_top=True, charging=charging)
 
 
 @router.get("/items/{item_id}/next")
@@ -511,13 +531,17 @@ async def next_item(item_id: ItemId, who: Signed) -> RedirectResponse:
     return await next_for(who, item_id, from_top=False)
 
 
-async def next_for(who: Viewer, item_id: int, *, from_top: bool) -> RedirectResponse:
+async def next_for(
+    who: Viewer, item_id: int, *, from_top: bool, charging: int | None = None
+) -> RedirectResponse:
     """The item to open after ``item_id``: the one after it in its list (``from_top``: the
     list's highest, as after a decision, where the most urgent comes first), else as
-    :func:`next_item` says."""
+    :func:`next_item` says; with ``charging``, the page says that item's confirmation is still
+    charging its batch's members."""
+    told = f"?charging={charging}" if charging is not None else ""
     place = await who.call(who.console.reads.place, item_id)
     if place is None:
-        return back("/console/queue")
+        return back(f"/console/queue{told}")
     position, escalated = place
     lists: tuple[Status, Status] = ("escalated", "open") if escalated else ("open", "escalated")
     tries: list[tuple[Status, tuple[float, int] | None]] = [(lists[0], None), (lists[1], None)]
@@ -537,8 +561,8 @@ async def next_for(who: Viewer, item_id: int, *, from_top: bool) -> RedirectResp
         )
         for item in page.items:
             if item.id != item_id:
-                return back(f"/console/items/{item.id}")
-    return back("/console/queue")
+                return back(f"/console/items/{item.id}{told}")
+    return back(f"/console/queue{told}")
 
 
 @router.get("/appeals")

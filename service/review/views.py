@@ -193,16 +193,18 @@ class Decision(BaseModel):
     charged_unlisted: int = Field(
         default=0,
         description="the accounts of a registration batch past the ones its item lists that "
-        "the confirmation charges too, a chunk a transaction after the decision's, all charged "
-        "when the answer is given (a process stopped midway leaves the rest to the retry with "
-        "the key, or to the maintenance): their credit changes and dispositions are in each "
-        "account's history and the disposition feed, not in this answer",
+        "the confirmation charges too, a chunk a transaction after the decision's, by the "
+        "server in the background once it has answered (a process stopped midway leaves the "
+        "rest to the retry with the key, or to the maintenance): their credit changes and "
+        "dispositions are in each account's history and the disposition feed, not in this "
+        "answer",
     )
     charges_pending: bool = Field(
         default=False,
-        description="true where storage failed a transaction charging those accounts after "
-        "the decision was recorded: the decision stands, and the accounts left are charged "
-        "by a retry with the key or by the server's maintenance (every storage_retry_s)",
+        description="true while some of those accounts are still to be charged when the "
+        "answer is given: the decision stands, and the server charges them in the background "
+        "at once (a retry with the key, or its maintenance every storage_retry_s, finishes "
+        "what a stopped process or a storage failure left)",
     )
 
 

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from threading import Event
 from types import EllipsisType
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -380,10 +381,13 @@ class Repository(Protocol):
         ``dormancy.after_days`` by ``now`` (and warned ``warn_days`` before, where it gives
         warnings), and apply its ``[dormancy]``. How many were found dormant."""
 
-    def finish_charges(self, policy: Policy, now: datetime | None = None) -> int:
+    def finish_charges(
+        self, policy: Policy, now: datetime | None = None, stopping: Event | None = None
+    ) -> int:
         """Charge, once whatever the processes calling it, the members of the registration
         batches (art10) whose confirmation's process stopped before it had charged them all,
-        a bounded chunk a transaction. How many members it went through."""
+        a bounded chunk a transaction, none begun once ``stopping`` is set. How many members
+        it went through."""
 
     def dormancies_after(self, after: int | None) -> tuple[dict[str, datetime], int]:
         """The accounts warned or found dormant since the audit chain's record ``after`` (None:
@@ -469,6 +473,7 @@ class ReviewRepository(Protocol):
         shown: Shown | None = None,
         idem: Idempotency | None = None,
         now: datetime | None = None,
+        finish: bool = True,
     ) -> views.Decision: ...
 
     def put_account(

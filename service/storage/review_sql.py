@@ -24,6 +24,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
+from threading import Event
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from pydantic import BaseModel
@@ -364,6 +365,7 @@ class ReviewSql:
         shown: items.Shown | None = None,
         idem: Idempotency | None = None,
         now: datetime | None = None,
+        finish: bool = True,
     ) -> views.Decision:
         """Decide an item, as ``reviewer`` of ``role``: its status, the decision, and on a
         confirmed violation the account's credit change and dispositions, all in one
@@ -372,7 +374,10 @@ class ReviewSql:
         the decision is answered all the same, ``charges_pending``, the rest left to a retry
         with the key or to :meth:`finish_charges`); refused where the item holds another score
         record than the one the reviewer was ``shown``
-        (:func:`~service.review.items.check_shown`)."""
+        (:func:`~service.review.items.check_shown`). Without ``finish`` those members are left
+        to :meth:`finish_charges` (the server's, which the review API and the console have run
+        at once): the answer comes once the decision commits, ``charges_pending`` while any
+        are left."""
 
         def run(tx: Tx) -> views.Decision:
             item = held_item(tx, item_id, reviewer, role)
@@ -434,12 +439,15 @@ class ReviewSql:
             )
 
         decision = self._once(policy, now, idem, views.Decision, run)
-        # a chunk a transaction until none is left, each tried again on a lost race; a retry
-        # with the key finishes what a process that stopped midway left as well
+        if not decision.charged_unlisted:
+            return decision
         try:
-            while decision.charged_unlisted and self._write_retried(
-                policy, now, charge_members, item_id
-            ):
+            if not finish:
+                # read, not assumed: a retry's answer comes after the charges may have ended
+                return decision.model_copy(update={"charges_pending": self._charging(item_id)})
+            # a chunk a transaction until none is left, each tried again on a lost race; a
+            # retry with the key finishes what a process that stopped midway left as well
+            while self._write_retried(policy, now, charge_members, item_id):
                 continue
         except StorageError as exc:
             # the decision is committed: answered as failed, it would be taken for one not
@@ -452,11 +460,25 @@ class ReviewSql:
             return decision.model_copy(update={"charges_pending": True})
         return decision
 
-    def finish_charges(self, policy: Policy, now: datetime | None = None) -> int:
+    def _charging(self, item_id: int) -> bool:
+        """Whether the item's confirmation has members left to charge."""
+        with self._session() as session:
+            left = session.scalar(
+                select(ReviewDecision.id).where(
+                    ReviewDecision.item_id == item_id, ReviewDecision.charging_after.is_not(None)
+                )
+            )
+        return left is not None
+
+    def finish_charges(
+        self, policy: Policy, now: datetime | None = None, stopping: Event | None = None
+    ) -> int:
         """Charge, once whatever the processes calling it, the members of every registration
         batch whose confirmation's process stopped before it had charged them all; how many
         members it went through. A confirmation that fails every time is logged and passed
-        (:meth:`_swept`), the others finished all the same."""
+        (:meth:`_swept`), the others finished all the same. Once ``stopping`` is set no chunk
+        is begun: a stopping server leaves the rest to the next sweep, as a stopped one does,
+        rather than charge on past its storage's close."""
         with self._session() as session:
             pending = session.scalars(
                 select(ReviewDecision.item_id)
@@ -466,7 +488,9 @@ class ReviewSql:
         sweep = Sweep("batch_charges", of="item")
         went = 0
         for item_id in pending:
-            while chunk := self._swept(sweep, str(item_id), policy, now, charge_members, item_id):
+            while not (stopping and stopping.is_set()) and (
+                chunk := self._swept(sweep, str(item_id), policy, now, charge_members, item_id)
+            ):
                 went += chunk
         return sweep.done(went)
 
