@@ -871,7 +871,12 @@ class ScoringService:
     async def _finish_charges_while_asked(self) -> None:
         while self._charges_asked:
             self._charges_asked = False
-            await self.finish_charges()
+            try:
+                await self.finish_charges()
+            except Exception:
+                # as the maintenance's: a failure nobody foresaw ends this run, not the asks
+                # made while it ran, nor its report (no one awaits this task)
+                log.exception("batch charges failed; asked again, they run again")
 
     async def prune_idempotency_keys(self) -> int:
         """Delete the answers of writes made with an ``Idempotency-Key`` older than

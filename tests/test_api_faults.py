@@ -962,11 +962,11 @@ def test_a_maintenance_sweep_under_way_is_finished_before_the_server_stops(
     entered, stopping, finished = threading.Event(), threading.Event(), threading.Event()
     finish_charges = SqlRepository.finish_charges
 
-    def slow(self: SqlRepository, policy: Policy) -> int:
+    def slow(self: SqlRepository, policy: Policy, *args: Any) -> int:
         entered.set()
         stopping.wait(60)
         time.sleep(0.5)  # the stop is under way
-        went = finish_charges(self, policy)
+        went = finish_charges(self, policy, *args)
         finished.set()
         return went
 
