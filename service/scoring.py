@@ -277,7 +277,8 @@ class ScoringService:
         self._charges_asked = False
         """Whether :meth:`finish_charges` is to run again once the run under way ends."""
         self._stopping = threading.Event()
-        """Set by :meth:`close`: a run of :meth:`finish_charges` begins no further chunk."""
+        """Set by :meth:`close`, which a second time finds it set: a run of :meth:`finish_charges`
+        begins no further chunk."""
         self.evidence_process = EvidenceProcess(scorer.explaining(), evidence_deadline_s)
         # it waits on the evidence process, one call at a time: at the normal priority, as it
         # holds the GIL only to send and receive (idle-scheduled, it held it for long spells)
@@ -918,13 +919,17 @@ class ScoringService:
         """Stop; evidence not found yet is dropped (its records stay ``evidence_pending``),
         so that stopping never waits for a backlog, nor for the search under way. Storage calls
         under way (a maintenance sweep, a write given up at its deadline) are waited for until
-        ``until`` (a :func:`time.monotonic` time), so that none outlives the repository."""
+        ``until`` (a :func:`time.monotonic` time), so that none outlives the repository. A
+        second close finds it closed: an app whose lifespan ran twice (an ASGI client of its
+        own, as the schema tests' runs it) closes it from each, on loops of their own."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
         await self.batcher.close()
         self._explainer.shutdown(wait=False, cancel_futures=True)
         for job in self._explaining:
             job.cancel()
         await asyncio.gather(*self._later, return_exceptions=True)
-        self._stopping.set()
         if self._charging is not None:
             # the run under way is waited for below, until ``until``, with the other storage
             # calls
