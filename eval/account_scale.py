@@ -23,7 +23,6 @@ markdown table.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -37,7 +36,7 @@ from unittest.mock import patch
 from sqlalchemy import Engine, Select, and_, event, or_, select, text
 from sqlalchemy.orm import Session
 
-from eval.queue_scale import POSTGRES, copy_rows, indexed, schema
+from eval.queue_scale import arguments, copy_rows, indexed, schema
 from eval.speed import hardware
 from service import subject_key
 from service.policy import Policy, load_policy
@@ -367,13 +366,7 @@ def table(names: list[str], before: list[Plan], after: list[Plan]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.account_scale", description=__doc__)
-    parser.add_argument("--scale", type=float, default=1.0, help="times the figures of SIZES")
-    parser.add_argument("--times", type=int, default=5, help="explained runs of each read")
-    parser.add_argument("--postgres", default=POSTGRES, help="the server's URL")
-    args = parser.parse_args(argv)
-    if args.scale <= 0:
-        parser.error(f"--scale must be above 0, not {args.scale}")
+    parser, args = arguments("eval.account_scale", __doc__, argv, times=5, timed="explained")
     configured = settings_or_exit(parser.prog)
     now = datetime.now(UTC)
     with schema(args.postgres) as url, tempfile.TemporaryDirectory() as work:

@@ -635,29 +635,40 @@ def table(before: list[Measured], after: list[Measured]) -> str:
         "| buffers before / after | seq scans over big tables before → after |",
         "|---|---|---|---|---|---|---|",
     ]
-    for b, a in zip(before, after, strict=True):
-        scans = f"{', '.join(b.plan.seq_scans) or '-'} → {', '.join(a.plan.seq_scans) or '-'}"
-        statements = (
-            f"{b.statements}"
-            if b.statements == a.statements
-            else f"{b.statements} → {a.statements}"
-        )
-        lines.append(
-            f"| {b.name} | {statements} | {b.p50_ms:.1f} ms | {a.p50_ms:.1f} ms | "
-            f"{b.plan.slowest_ms:.1f} / {a.plan.slowest_ms:.1f} ms | "
-            f"{b.plan.buffers:,} / {a.plan.buffers:,} | {scans} |"
-        )
+    lines += [row(b.name, b, a) for b, a in zip(before, after, strict=True)]
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.queue_scale", description=__doc__)
+def row(name: str, b: Measured, a: Measured) -> str:
+    """A read's line of :func:`table`: ``b`` before, ``a`` after."""
+    scans = f"{', '.join(b.plan.seq_scans) or '-'} → {', '.join(a.plan.seq_scans) or '-'}"
+    statements = (
+        f"{b.statements}" if b.statements == a.statements else f"{b.statements} → {a.statements}"
+    )
+    return (
+        f"| {name} | {statements} | {b.p50_ms:.1f} ms | {a.p50_ms:.1f} ms | "
+        f"{b.plan.slowest_ms:.1f} / {a.plan.slowest_ms:.1f} ms | "
+        f"{b.plan.buffers:,} / {a.plan.buffers:,} | {scans} |"
+    )
+
+
+def arguments(
+    module: str, doc: str | None, argv: list[str] | None, *, times: int, timed: str
+) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The parser and arguments every ``eval.*_scale`` takes: ``--scale``, ``--times`` (runs of
+    each read, ``timed`` or explained) and ``--postgres``."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc)
     parser.add_argument("--scale", type=float, default=1.0, help="times the figures of SIZES")
-    parser.add_argument("--times", type=int, default=10, help="timed runs of each read")
+    parser.add_argument("--times", type=int, default=times, help=f"{timed} runs of each read")
     parser.add_argument("--postgres", default=POSTGRES, help="the server's URL")
     args = parser.parse_args(argv)
     if args.scale <= 0:
         parser.error(f"--scale must be above 0, not {args.scale}")
+    return parser, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, args = arguments("eval.queue_scale", __doc__, argv, times=10, timed="timed")
     configured = settings_or_exit(parser.prog)
     now = datetime.now(UTC)
     with schema(args.postgres) as url, tempfile.TemporaryDirectory() as work:

@@ -20,7 +20,6 @@ order, and the counts) ends the run. Prints hardware, date and one markdown tabl
 
 from __future__ import annotations
 
-import argparse
 import random
 import time
 from collections.abc import Callable
@@ -32,7 +31,7 @@ import numpy as np
 from sqlalchemy import Engine, event, text
 
 from eval import queue_scale
-from eval.queue_scale import POSTGRES, Plan, Statements
+from eval.queue_scale import Plan, Statements
 from eval.speed import hardware
 from service.console.pages import ITEM_REPORTS, PAGE_SIZE
 from service.review import appeals
@@ -346,13 +345,9 @@ def table(reads: list[Read], before: list[Measured], after: list[Measured]) -> s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.reports_scale", description=__doc__)
-    parser.add_argument("--scale", type=float, default=1.0, help="times the figures of SIZES")
-    parser.add_argument("--times", type=int, default=10, help="timed runs of each read")
-    parser.add_argument("--postgres", default=POSTGRES, help="the server's URL")
-    args = parser.parse_args(argv)
-    if args.scale <= 0:
-        parser.error(f"--scale must be above 0, not {args.scale}")
+    parser, args = queue_scale.arguments(
+        "eval.reports_scale", __doc__, argv, times=10, timed="timed"
+    )
     now = datetime.now(UTC)
     with queue_scale.schema(args.postgres) as url:
         upgrade(url)
