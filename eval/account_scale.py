@@ -36,7 +36,17 @@ from unittest.mock import patch
 from sqlalchemy import Engine, Select, and_, event, or_, select, text
 from sqlalchemy.orm import Session
 
-from eval.queue_scale import arguments, copy_rows, indexed, schema
+from eval.queue_scale import (
+    Read,
+    arguments,
+    copy_rows,
+    explained,
+    indexed,
+    nodes,
+    rows_read,
+    schema,
+    shared_buffers,
+)
 from eval.speed import hardware
 from service import subject_key
 from service.policy import Policy, load_policy
@@ -61,7 +71,6 @@ PENDING_SHARE = 0.01
 """Of the appeals, those pending: a platform answers its appeals within their deadline, so that
 the listing's pending ones are few among every one ever filed."""
 BUSY = "busy"
-EXPLAINED = "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "
 
 
 def sizes(scale: float) -> dict[str, int]:
@@ -169,45 +178,19 @@ class Plan:
     rows_read: int
 
 
-@dataclass(frozen=True)
-class Read:
-    name: str
-    run: Callable[[], object]
-
-
 def explain(engine: Engine, statements: list[tuple[str, Any]]) -> Plan:
     """Each SELECT of ``statements`` again under ``EXPLAIN (ANALYZE, BUFFERS)``: their execution
     times, the shared buffers they touched and the rows their scans read, summed."""
     ms, buffers, rows = 0.0, 0, 0
-    connection = engine.raw_connection()
-    try:
-        cursor = connection.cursor()
-        for statement, parameters in statements:
-            if not statement.lstrip().upper().startswith("SELECT"):
-                continue
-            cursor.execute(EXPLAINED + statement, parameters)
-            found = cursor.fetchone()
-            assert found is not None
-            top = found[0][0]
-            ms += float(top["Execution Time"])
-            plan = top["Plan"]
-            buffers += int(plan.get("Shared Hit Blocks", 0)) + int(
-                plan.get("Shared Read Blocks", 0)
-            )
-            for node in _nodes(plan):
-                if "Scan" in node["Node Type"] and "Relation Name" in node:
-                    read = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
-                    rows += int(read * node["Actual Loops"])
-        connection.rollback()
-    finally:
-        connection.close()
+    for top in explained(engine, statements):
+        ms += float(top["Execution Time"])
+        buffers += shared_buffers(top["Plan"])
+        rows += sum(
+            int(rows_read(node))
+            for node in nodes(top["Plan"])
+            if "Scan" in node["Node Type"] and "Relation Name" in node
+        )
     return Plan(ms, buffers, rows)
-
-
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
 
 
 def measure(reads: list[Read], engine: Engine, times: int) -> list[Plan]:

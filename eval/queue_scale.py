@@ -410,6 +410,19 @@ def explain(engine: Engine, statements: list[tuple[str, Any]]) -> Plan:
     execution time, the shared buffers they touched and their sequential scans past
     :data:`BIG_SCAN` rows (table and rows read)."""
     slowest, buffers, scans = 0.0, 0, []
+    for top in explained(engine, statements):
+        slowest = max(slowest, float(top["Execution Time"]))
+        buffers += shared_buffers(top["Plan"])
+        for node in nodes(top["Plan"]):
+            if node["Node Type"] == "Seq Scan" and (read := rows_read(node)) > BIG_SCAN:
+                scans.append(f"{node['Relation Name']} {read:,.0f}")
+    return Plan(slowest, buffers, sorted(set(scans)))
+
+
+def explained(engine: Engine, statements: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+    """Each SELECT of ``statements`` run again under ``EXPLAIN (ANALYZE, BUFFERS)``, in a
+    transaction rolled back: the JSON of each (its ``Plan`` and ``Execution Time``)."""
+    found: list[dict[str, Any]] = []
     connection = engine.raw_connection()
     try:
         cursor = connection.cursor()
@@ -417,31 +430,31 @@ def explain(engine: Engine, statements: list[tuple[str, Any]]) -> Plan:
             if not statement.lstrip().upper().startswith(("SELECT", "WITH")):
                 continue
             cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement}", parameters)
-            found = cursor.fetchone()
-            assert found is not None
-            top = found[0][0]
-            slowest = max(slowest, float(top["Execution Time"]))
-            plan = top["Plan"]
-            buffers += int(plan.get("Shared Hit Blocks", 0)) + int(
-                plan.get("Shared Read Blocks", 0)
-            )
-            for node in _nodes(plan):
-                if node["Node Type"] == "Seq Scan":
-                    read = (node["Actual Rows"] + node.get("Rows Removed by Filter", 0)) * node[
-                        "Actual Loops"
-                    ]
-                    if read > BIG_SCAN:
-                        scans.append(f"{node['Relation Name']} {read:,.0f}")
+            row = cursor.fetchone()
+            assert row is not None
+            found.append(row[0][0])
         connection.rollback()
     finally:
         connection.close()
-    return Plan(slowest, buffers, sorted(set(scans)))
+    return found
 
 
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def shared_buffers(plan: dict[str, Any]) -> int:
+    """The shared buffers a plan touched, found in memory or read."""
+    return int(plan.get("Shared Hit Blocks", 0)) + int(plan.get("Shared Read Blocks", 0))
+
+
+def rows_read(node: dict[str, Any]) -> float:
+    """The rows a plan node read over all its loops: those it gave and those it filtered out."""
+    read = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
+    return float(read * node["Actual Loops"])
+
+
+def nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """``plan`` and every node under it."""
     yield plan
     for child in plan.get("Plans", []):
-        yield from _nodes(child)
+        yield from nodes(child)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from alembic import command
 from servicekit import migrate, record
-from sqlalchemy import event, func, insert, inspect, select, text
+from sqlalchemy import Connection, event, func, insert, inspect, select, text
 from sqlalchemy.orm import Session
 
 from service.heads import RISKS, Risk
@@ -736,15 +736,7 @@ def test_a_later_page_of_an_account_s_history_seeks_its_cursor_in_the_index(
                 # the index's range starts at the cursor's moment
                 assert re.search(r"account_id=\? AND (at|starts_at)[<>]\?", said), said
                 continue
-            # on tables this small it would read them whole: ask what the index can do
-            connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-            connection.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
-            (plan,) = connection.exec_driver_sql(
-                f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters
-            ).one()
-            scans = list(_nodes(plan[0]["Plan"], "Index Scan"))
-            assert scans, plan
-            for scan in scans:
+            for scan in _index_scans(connection, statement, parameters):
                 assert "ROW(" in scan["Index Cond"], scan
                 # read from the cursor on: the page and the one after, no entry before it
                 assert scan.get("Rows Removed by Filter", 0) == 0, scan
@@ -954,20 +946,26 @@ def _read_off(
                     re.search(rf"USING INDEX ({'|'.join(indexes)}) ", s) for s in said
                 ), (said, statement)
                 continue
-            # on tables this small it would read them whole: ask what the indexes can do
-            connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-            connection.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
-            (plan,) = connection.exec_driver_sql(
-                f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters
-            ).one()
-            scans = list(_nodes(plan[0]["Plan"], "Index Scan"))
-            assert scans, plan
-            for scan in scans:
+            for scan in _index_scans(connection, statement, parameters):
                 if scan["Relation Name"] == "dispositions":
                     assert scan["Index Name"] in indexes, (scan, statement)
                 # none of the account's history of ended or lifted ones
                 read = scan["Actual Rows"] + scan.get("Rows Removed by Filter", 0)
                 assert read <= most, scan
+
+
+def _index_scans(connection: Connection, statement: str, parameters: Any) -> list[dict[str, Any]]:
+    """The index scans of ``statement``'s plan on PostgreSQL, run under ``EXPLAIN ANALYZE``
+    (at least one). On tables this small the planner would read them whole: it is asked what
+    the indexes can do."""
+    connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    connection.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+    (plan,) = connection.exec_driver_sql(
+        f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters
+    ).one()
+    scans = list(_nodes(plan[0]["Plan"], "Index Scan"))
+    assert scans, plan
+    return scans
 
 
 def _nodes(plan: dict[str, Any], kind: str) -> Iterator[dict[str, Any]]:
