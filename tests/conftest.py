@@ -29,6 +29,10 @@ os.environ.setdefault("QINGLANG_SUBJECT_KEY", "qinglang-tests-subject-key-012345
 # ./data: that is `make serve`'s, whose database is keyed with the subject key it drew, so a
 # test meeting it (rescore --enqueue, --from-db) failed, and one on a clean checkout wrote there
 os.environ.setdefault("QINGLANG_STATE_DIR", tempfile.mkdtemp(prefix="qinglang-tests-"))
+# the publish path gives Redis 50 ms, which a CI host under the whole suite's load can miss on a
+# healthy server: tests that need Redis away refuse its connections (servicekit.Proxy) rather
+# than wait it out, so they are patient with the real one
+os.environ.setdefault("QINGLANG_REDIS_TIMEOUT_S", "5")
 
 
 @pytest.fixture(scope="session")
