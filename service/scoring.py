@@ -28,6 +28,7 @@ its call their records. Nothing here knows about HTTP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import Counter, OrderedDict
@@ -864,10 +865,29 @@ class ScoringService:
         """Have :meth:`finish_charges` run now, in the background, not at the maintenance's
         next period: a confirmation was answered with members left to charge. Asked while a
         run is under way, it runs again after it (that run may have read the confirmations
-        left before this one committed); asked again before then, once."""
+        left before this one committed); asked again before then, once. Asked once
+        :meth:`close` has begun, nothing: the members are the next start's sweep."""
+        if self._stopping.is_set():
+            return
         self._charges_asked = True
         if self._charging is None or self._charging.done():
             self._charging = asyncio.ensure_future(self._finish_charges_while_asked())
+
+    def charges_hand_off(self) -> Callable[[], None]:
+        """:meth:`finish_charges_soon` on this loop, to be called from any thread: the
+        repository's ``decide`` calls it (its ``charge_later``) on the thread that committed a
+        confirmation with members left, so that the charges start at once whatever became of
+        the request that asked for it (cancelled, or given up at its deadline, as it
+        committed). Made on the loop."""
+        loop = asyncio.get_running_loop()
+
+        def hand_off() -> None:
+            # a loop closed since: the server stopped, and the members are the next start's
+            # sweep
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self.finish_charges_soon)
+
+        return hand_off
 
     async def _finish_charges_while_asked(self) -> None:
         while self._charges_asked:

@@ -4,6 +4,7 @@ in a process of its own."""
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import hashlib
@@ -42,6 +43,7 @@ from service.policy import load_policy
 from service.record import Decision, ScoreRecord
 from service.review import chain, replay
 from service.review.registration import keyed, normalise_subject
+from service.scoring import ScoringService
 from service.security import create_key
 from service.settings import Settings
 from service.storage import SqlRepository, upgrade
@@ -179,12 +181,15 @@ class Held:
         self.call = call
         self.calls = 0
         self.finished = 0
+        self.reached = threading.Event()
+        """Set by the first call, as it begins to wait."""
         self._released = threading.Event()
         self._lock = threading.Lock()
 
     def __call__(self, *args: object, **kwargs: object) -> object:
         with self._lock:
             self.calls += 1
+        self.reached.set()
         self._released.wait(60)
         try:
             return self.call(*args, **kwargs)
@@ -235,6 +240,32 @@ class Api:
     def new_key(self, role: Role, owner: str | None = None) -> str:
         """A new key of ``role``, the console user ``owner``'s where given."""
         return create_key(self.services.scoring.repository, role, owner)
+
+    def cancelled_at(self, held: Held, method: str, url: str, **request: Any) -> None:
+        """Send a request as :attr:`client` does (its cookies), on the app's loop, and cancel
+        the task that runs it once it reaches ``held`` (a call the test patched in, which
+        holds the thread that makes it), as an ASGI server cancels a request whose client went
+        away, or one still under way at the end of a graceful stop's timeout; then release
+        ``held``, and return once the task has ended, cancelled."""
+        portal = self.client.portal
+        assert portal is not None, "the client runs the app"
+        transport = httpx.ASGITransport(app=self.client.app)
+
+        async def send() -> None:
+            async with httpx.AsyncClient(
+                transport=transport, base_url=self.client.base_url, cookies=self.client.cookies
+            ) as client:
+                await client.request(method, url, **request)
+
+        async def start() -> asyncio.Task[None]:
+            return asyncio.ensure_future(send())
+
+        task = portal.call(start)
+        assert held.reached.wait(60), f"{method} {url} did not reach the held call"
+        portal.call(task.cancel)
+        held.release()
+        portal.call(asyncio.wait, [task])
+        assert task.cancelled(), f"{method} {url} ended as it was cancelled"
 
     def settle(self) -> None:
         """Wait until the evidence the service finds after answering is stored."""
@@ -335,6 +366,11 @@ class Troubled(Classifier):
         if self.fail.exists():
             raise RuntimeError("the session failed")
         return super().log_odds(texts, heads)
+
+
+async def no_upkeep(self: ScoringService, every_s: float) -> None:
+    """No maintenance loop (patched in as :meth:`ScoringService.maintain`): nothing but the
+    confirmation itself has a batch's members charged."""
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:

@@ -34,6 +34,7 @@ from servicekit import (
     Troubled,
     listening,
     migrate,
+    no_upkeep,
     open_api,
     open_impatient_api,
     routes,
@@ -62,6 +63,7 @@ from service.review.items import ACTIONS, KINDS, STATUSES, Kind
 from service.review.protected import PROTECTED_KINDS
 from service.review.refusals import REASONS, RefusedError
 from service.review.views import CreditChange, Item, ReportStatus
+from service.scoring import ScoringService
 from service.security import AuthError, SignInLimits, client_address, create_user
 from service.storage import (
     ConsoleAccount,
@@ -2477,6 +2479,41 @@ def test_a_confirmation_whose_batch_is_still_being_charged_says_so_on_the_next_p
     charged = policy.credit.initial - policy.credit.deductions["bulk_registration"]
     wait_for(lambda: all(review.get_account(policy, a).credit == charged for a in accounts))
     assert 'id="charges-pending"' not in api.client.get("/console/queue").text
+
+
+def test_a_confirmation_whose_request_is_cancelled_as_it_commits_is_charged_at_once(
+    tmp_path: Path, database_url: str, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the API's (test_signups): the console's request cancelled once the confirmation
+    committed, before the page is answered, the batch's members past the listing are charged
+    all the same, at once, with no maintenance period."""
+    monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
+    with open_api(tmp_path, database_url, pipeline.classifier) as api:
+        policy, review = api.services.scoring.policy, api.services.review
+        rules = policy.registration
+        monkeypatch.setattr(signups, "LISTED", rules.batch_accounts)
+        monkeypatch.setattr(credit_steps, "CHARGE_CHUNK", 2)
+        start = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+        accounts = [f"s{n}" for n in range(rules.batch_accounts + 3)]
+        for n, account in enumerate(accounts):
+            review.put_account(
+                policy, account, name=f"清朗日报{n:02}", now=start + timedelta(minutes=n)
+            )
+        (item,) = review.list_items(policy, kind="signup_batch").items
+        sign_in(api, "li")
+        here = f"/console/items/{item.id}"
+        form = fields_of(form_of(api.client.get(here).text, "decision-form"))
+        basis = articles.name(rules.batch_basis, translator("zh"))
+        sent = {**form, "action": "confirm", "category": "bulk_registration", "basis": basis}
+        stored = api.services.scoring.repository
+        assert isinstance(stored, SqlRepository)
+        # whether members are left is read after the decision commits
+        held = Held(stored._charging)
+        monkeypatch.setattr(stored, "_charging", held)
+        api.cancelled_at(held, "POST", f"{here}/decision", data=sent)
+        assert review.get_item(policy, item.id).status == "confirmed"
+        charged = policy.credit.initial - policy.credit.deductions["bulk_registration"]
+        wait_for(lambda: all(review.get_account(policy, a).credit == charged for a in accounts))
 
 
 def test_an_engagement_item_is_shown_in_the_queue_and_on_its_page_in_each_language(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from alembic.util import CommandError
-from servicekit import Api, migrate, open_api, wait_for
+from servicekit import Api, Held, migrate, no_upkeep, open_api, wait_for
 from sqlalchemy import func, insert, inspect, select
 from sqlalchemy.orm import Session
 
@@ -814,10 +814,6 @@ def test_a_confirmation_stopped_between_chunks_is_finished_by_a_running_servers_
     assert verify(repo) == []
 
 
-async def no_upkeep(self: ScoringService, every_s: float) -> None:
-    """No maintenance loop: nothing but the confirmation itself has its members charged."""
-
-
 def test_a_confirmation_past_its_listing_is_answered_at_once_and_charged_in_the_background(
     repo: SqlRepository,
     database_url: str,
@@ -864,14 +860,48 @@ def test_a_confirmation_past_its_listing_is_answered_at_once_and_charged_in_the_
     assert verify(repo) == []
 
 
-def test_a_confirmation_not_finishing_its_charges_says_whether_any_are_left(
+def test_a_confirmation_whose_request_is_cancelled_as_it_commits_is_charged_at_once(
+    repo: SqlRepository,
+    database_url: str,
+    policy: Policy,
+    pipeline: Pipeline,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The request's task cancelled once its decision has committed, before it is answered
+    (its client gone, or the server's graceful stop timed out), the server
+    charges the batch's members past the listing all the same, at once, with no retry nor
+    maintenance period: the decision hands them to the charges' thread as it commits, not the
+    request once it is answered."""
+    monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
+    accounts, item_id = big_batch(repo, policy, monkeypatch)
+    confirm = {"action": "confirm", "category": "bulk_registration", "basis": "art10"}
+    with open_api(tmp_path, database_url, pipeline.classifier) as api:
+        stored = api.services.scoring.repository
+        assert isinstance(stored, SqlRepository)
+        # whether members are left is read after the decision commits
+        held = Held(stored._charging)
+        monkeypatch.setattr(stored, "_charging", held)
+        keyed = {**api.headers(api.new_key("reviewer")), "Idempotency-Key": "confirm-1"}
+        url = f"/v1/review/items/{item_id}/decision"
+        api.cancelled_at(held, "POST", url, json=confirm, headers=keyed)
+        assert repo.get_item(policy, item_id).status == "confirmed"
+        wait_for(lambda: violations(repo, item_id) == dict.fromkeys(accounts, 1))
+    assert verify(repo) == []
+
+
+def test_a_confirmation_charging_later_says_whether_any_are_left_and_hands_them_off(
     repo: SqlRepository, policy: Policy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without ``finish`` the decision charges only the members its item lists, and says the
-    others are left; its retry with the key, once the sweep charged them, says none are."""
+    """With ``charge_later`` the decision charges only the members its item lists, says the
+    others are left and calls ``charge_later`` once it has committed, as does its retry with
+    the key while any are left (one whose read of that failed as well: the sweep finds
+    whether they are); once the sweep charged them, the retry says none are, and hands
+    nothing off."""
     accounts, item_id = big_batch(repo, policy, monkeypatch)
     listed = policy.registration.batch_accounts
     idem = Idempotency("k1", "confirm-1", "fingerprint")
+    handed: list[int] = []
 
     def decide() -> Decision:
         return repo.decide(
@@ -883,15 +913,26 @@ def test_a_confirmation_not_finishing_its_charges_says_whether_any_are_left(
             "art10",
             idem=idem,
             now=T0 + DAY,
-            finish=False,
+            charge_later=lambda: handed.append(item_id),
         )
 
     decision = decide()
     assert (decision.charges_pending, decision.charged_unlisted) == (True, len(accounts) - listed)
     assert violations(repo, item_id) == dict.fromkeys(accounts[:listed], 1)
+    assert handed == [item_id]
     assert decide().charges_pending is True
+    assert handed == [item_id] * 2
+    with monkeypatch.context() as failing:
+
+        def unread(item_id: int) -> bool:
+            raise StorageUnavailableError("OperationalError: gone")
+
+        failing.setattr(repo, "_charging", unread)
+        assert decide().charges_pending is True
+    assert handed == [item_id] * 3
     assert repo.finish_charges(policy, now=T0 + DAY) == len(accounts)
     assert (decide().id, decide().charges_pending) == (decision.id, False)
+    assert handed == [item_id] * 3
     assert violations(repo, item_id) == dict.fromkeys(accounts, 1)
     assert verify(repo) == []
 

@@ -360,7 +360,9 @@ async def decide(
     # one sent before it finds its answer
     request = body.model_dump(exclude=None if body.shown() else {"record_id"})
     idem = Idempotency.of(who.key_id, key, f"decision:{item_id}", request)
-    decision = await run_in_threadpool(
+    # made here, on the loop: the call below runs on a worker thread
+    charge_later = found.scoring.charges_hand_off()
+    return await run_in_threadpool(
         lambda: found.review.decide(
             found.scoring.policy,
             item_id,
@@ -374,12 +376,9 @@ async def decide(
             idem=idem,
             # thousands of members take minutes, past storage_deadline_s: answered 503, the
             # decision recorded read as one not made
-            finish=False,
+            charge_later=charge_later,
         )
     )
-    if decision.charges_pending:
-        found.scoring.finish_charges_soon()
-    return decision
 
 
 @router.get(

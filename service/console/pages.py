@@ -509,12 +509,10 @@ async def decide(item_id: ItemId, who: Signed, fields: Form) -> Response:
             idem=sent_once(who, fields, f"decision:{item_id}"),
             # a batch's members past its listing are charged in the background, as the API's
             # (service.api.review.decide): thousands take minutes, past the deadline
-            finish=False,
+            charge_later=who.found.scoring.charges_hand_off(),
         )
     except REFUSALS as exc:
         return await show_item(who, item_id, who.refusal(here, "decision-form", fields, exc))
-    if decision.charges_pending:
-        who.found.scoring.finish_charges_soon()
     # the list's most urgent next, whichever the reviewer opened this one from; the page says
     # the charges are still being made, which the reviewer would otherwise take as done
     charging = item_id if decision.charges_pending else None

@@ -473,7 +473,7 @@ class ReviewRepository(Protocol):
         shown: Shown | None = None,
         idem: Idempotency | None = None,
         now: datetime | None = None,
-        finish: bool = True,
+        charge_later: Callable[[], None] | None = None,
     ) -> views.Decision: ...
 
     def put_account(

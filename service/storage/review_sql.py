@@ -365,7 +365,7 @@ class ReviewSql:
         shown: items.Shown | None = None,
         idem: Idempotency | None = None,
         now: datetime | None = None,
-        finish: bool = True,
+        charge_later: Callable[[], None] | None = None,
     ) -> views.Decision:
         """Decide an item, as ``reviewer`` of ``role``: its status, the decision, and on a
         confirmed violation the account's credit change and dispositions, all in one
@@ -374,10 +374,12 @@ class ReviewSql:
         the decision is answered all the same, ``charges_pending``, the rest left to a retry
         with the key or to :meth:`finish_charges`); refused where the item holds another score
         record than the one the reviewer was ``shown``
-        (:func:`~service.review.items.check_shown`). Without ``finish`` those members are left
-        to :meth:`finish_charges` (the server's, which the review API and the console have run
-        at once): the answer comes once the decision commits, ``charges_pending`` while any
-        are left."""
+        (:func:`~service.review.items.check_shown`). With ``charge_later`` those members are
+        left to :meth:`finish_charges`: the answer comes once the decision commits,
+        ``charges_pending`` while any are left, and ``charge_later`` is called then, on the
+        thread that made the decision (the server's hand-off to its charges' thread,
+        :meth:`~service.scoring.ScoringService.charges_hand_off`), whatever became of the
+        request meanwhile."""
 
         def run(tx: Tx) -> views.Decision:
             item = held_item(tx, item_id, reviewer, role)
@@ -442,13 +444,14 @@ class ReviewSql:
         if not decision.charged_unlisted:
             return decision
         try:
-            if not finish:
-                # read, not assumed: a retry's answer comes after the charges may have ended
-                return decision.model_copy(update={"charges_pending": self._charging(item_id)})
-            # a chunk a transaction until none is left, each tried again on a lost race; a
-            # retry with the key finishes what a process that stopped midway left as well
-            while self._write_retried(policy, now, charge_members, item_id):
-                continue
+            if charge_later is None:
+                # a chunk a transaction until none is left, each tried again on a lost race; a
+                # retry with the key finishes what a process that stopped midway left as well
+                while self._write_retried(policy, now, charge_members, item_id):
+                    continue
+                return decision
+            # read, not assumed: a retry's answer comes after the charges may have ended
+            pending = self._charging(item_id)
         except StorageError as exc:
             # the decision is committed: answered as failed, it would be taken for one not
             # made, while the members left are the retry's or the maintenance's
@@ -457,8 +460,13 @@ class ReviewSql:
                 "batch charges left to finish",
                 extra={"item": item_id, "problem": f"{type(exc).__name__}: {exc}"},
             )
-            return decision.model_copy(update={"charges_pending": True})
-        return decision
+            pending = True
+        if pending and charge_later is not None:
+            # here, not by the caller once answered: a request cancelled (or given up at its
+            # deadline) while the decision committed would leave them to the maintenance's
+            # next period
+            charge_later()
+        return decision.model_copy(update={"charges_pending": pending})
 
     def _charging(self, item_id: int) -> bool:
         """Whether the item's confirmation has members left to charge."""
