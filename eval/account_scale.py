@@ -5,15 +5,17 @@ Fills a fresh schema of the PostgreSQL server of ``--postgres`` (its tables made
 migrations) in bulk (``COPY``) with, at ``--scale 1``, one busy account given 100,000
 dispositions that ended and 20 active ones (half without an end, half ending after now, all
 given after the ended ones, so that a read in the order they were applied passes every ended
-one first; of the :data:`KINDS` in turn), 100,000 dispositions of 1,000 other accounts, and
-200,000 appeals, most of them answered (:data:`PENDING_SHARE` pending, the latest filed). Then
-it makes the reads of :func:`reads_of` through the repository: the account with its first page
-of active dispositions, a later page of them, the statement that read them before it was
-split, the appeals listing's pages, and the reads of a write holding the account's lock (a
-decision's, a name correction's, a return's, each also as it was before it was split, and an
-upheld appeal's). For each it runs every statement the read ran under
-``EXPLAIN (ANALYZE, BUFFERS)``: their execution time, the buffers they touched and the rows
-their scans read (those they gave and those their filters removed).
+one first; of the :data:`KINDS` in turn) and an art8 suspension settled at its end on an
+``impersonation`` item, 100,000 dispositions of 1,000 other accounts, and 200,000 appeals, most
+of them answered (:data:`PENDING_SHARE` pending, the latest filed). Then it makes the reads of
+:func:`reads_of` through the repository: the account with its first page of active
+dispositions, a later page of them, the statement that read them before it was split, the
+appeals listing's pages, and the reads of a write holding the account's lock (a decision's, a
+name correction's, a return's, each also as it was before it was split, and an upheld
+appeal's: what it lifts, and the settled art8 suspension a close it lifts stood in for, each
+also as it was read in one statement before). For each it runs every statement the read ran
+under ``EXPLAIN (ANALYZE, BUFFERS)``: their execution time, the buffers they touched and the
+rows their scans read (those they gave and those their filters removed).
 
 It measures twice on the same rows at the newest revision, as ``eval.queue_scale`` does:
 without the indexes the migrations of :data:`INDEXES` make (their own downgrades run alone,
@@ -50,14 +52,14 @@ from eval.queue_scale import (
 from eval.speed import hardware
 from service import subject_key
 from service.policy import Policy, load_policy
-from service.review import appeals
+from service.review import appeals, protected, views
 from service.settings import settings_or_exit
 from service.storage import SqlRepository, credit_steps, open_repository, upgrade
 from service.storage.credit_steps import active_kinds, active_now, appealed
 from service.storage.database import make_engine, stored_revision
 from service.storage.item_steps import dormancy_brought
-from service.storage.protected_steps import art8_suspended
-from service.storage.tables import StoredDisposition
+from service.storage.protected_steps import art8_suspended, still_uncorrected
+from service.storage.tables import ReviewItem, StoredDisposition
 from service.storage.transaction import Tx
 
 INDEXES = ("0045_active_read_indexes", "0047_disposition_item_index")
@@ -90,6 +92,7 @@ def fill(engine: Engine, policy_version: str, scale: float, now: datetime) -> di
     )
     _fill_dispositions(engine, policy_version, n, others, now)
     _fill_appeals(engine, policy_version, n["appeals"], others, now)
+    _fill_settled(engine, policy_version, n["appeals"] + 1, now)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
         for table in ("dispositions", "appeals", "review_queue"):
             db.execute(
@@ -132,6 +135,29 @@ def _fill_dispositions(
                "policy_version", "lifted_at"]  # fmt: skip
     copy_rows(engine, "dispositions", columns, busy())
     copy_rows(engine, "dispositions", columns, rest())
+
+
+def _fill_settled(engine: Engine, policy_version: str, item_id: int, now: datetime) -> None:
+    """The busy account's confirmed ``impersonation`` item ``item_id`` and the art8
+    suspension it called for, settled at its end, a year before ``now``, and never lifted."""
+    at = now - timedelta(days=365)
+    copy_rows(
+        engine,
+        "review_queue",
+        ["id", "kind", "account_id", "merge_key", "head", "policy_version", "decision",
+         "severity", "reach", "reports", "urgency", "status", "evidence", "enqueued_at"],
+        iter([(item_id, protected.KIND, BUSY, protected.merge_key(BUSY), protected.KIND,
+               policy_version, "review", "review", 1, 0, 1.0, "confirmed", "{}", at)]),
+    )  # fmt: skip
+    ends = at + timedelta(days=15)
+    copy_rows(
+        engine,
+        "dispositions",
+        ["account_id", "kind", "basis", "item_id", "starts_at", "ends_at", "decided_by",
+         "policy_version", "settled_at"],
+        iter([(BUSY, "suspend_service", "art8", item_id, at, ends, "admin", policy_version,
+               ends)]),
+    )  # fmt: skip
 
 
 def _fill_appeals(
@@ -261,6 +287,12 @@ def reads_of(repo: SqlRepository, policy: Policy, now: datetime) -> list[Read]:
         return run
 
     ladder = {step.kind for step in policy.dispositions}
+    # a close that began before the busy account's art8 suspension settled, lifted by an appeal
+    close = views.Disposition(
+        id=0, account_id=BUSY, kind=protected.termination(policy).kind, basis="art19",
+        item_id=1, starts_at=now - timedelta(days=400), ends_at=None, decided_by="admin",
+        policy_version=policy.version, lifted_at=now, lifted_by="admin", active=False,
+    )  # fmt: skip
     writes = {
         "decision: the active kinds": lambda tx: active_kinds(tx, BUSY),
         "name corrected: the art8 suspensions": lambda tx: art8_suspended(tx, BUSY),
@@ -301,6 +333,14 @@ def reads_of(repo: SqlRepository, policy: Policy, now: datetime) -> list[Read]:
             "appeal upheld: what it lifts, in one statement before the split",
             written(lambda tx: _appealed_whole(tx, BUSY, 1, ladder)),
         ),
+        Read(
+            "appeal upheld: the settled art8 suspension a lifted close stood in for",
+            written(lambda tx: still_uncorrected(tx, BUSY, [close])),
+        ),
+        Read(
+            "appeal upheld: the settled art8 suspension, joined to its items as before",
+            written(lambda tx: _settled_joined(tx, BUSY, close.starts_at)),
+        ),
     ]
 
 
@@ -332,6 +372,26 @@ def _appealed_whole(
                 ),
             )
         )
+    )
+
+
+def _settled_joined(tx: Tx, account_id: str, since: datetime) -> StoredDisposition | None:
+    """The settled art8 suspension that :func:`still_uncorrected` reads, as it was read before:
+    the account's dispositions joined to their items."""
+    stored = StoredDisposition
+    return tx.session.scalar(
+        select(stored)
+        .join(ReviewItem, ReviewItem.id == stored.item_id)
+        .where(
+            stored.account_id == account_id,
+            stored.kind.in_(protected.suspensions(tx.policy.dispositions)),
+            ReviewItem.kind == protected.KIND,
+            stored.settled_at.is_not(None),
+            stored.settled_at >= since,
+            stored.lifted_at.is_(None),
+        )
+        .order_by(stored.id.desc())
+        .limit(1)
     )
 
 

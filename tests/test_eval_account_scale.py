@@ -20,7 +20,7 @@ def test_a_small_run_measures_every_read_without_and_with_the_indexes(
     assert f"at {head_revision()}, before: without the indexes of {without}" in head
     rows = [line.split(" | ") for line in table.splitlines()[2:]]
     names = [row[0].removeprefix("| ") for row in rows]
-    assert len(names) == len(set(names)) == 16
+    assert len(names) == len(set(names)) == 18
     for row in rows:
         # each read's statements explained without and with the indexes: time, buffers, rows
         for cell in row[1:]:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from service.heads import RISKS, Risk
 from service.policy import Policy, load_policy
 from service.record import Decision, Post, ScoreRecord
-from service.review import chain, credit, views
+from service.review import chain, credit, protected, views
 from service.review.appeals import AppealClosedError
 from service.review.appeals import parse_cursor as appeal_cursor
 from service.review.credit import parse_history_cursor
@@ -47,12 +47,18 @@ from service.storage.credit_steps import (
 )
 from service.storage.database import alembic_config, make_engine
 from service.storage.item_steps import dormancy_brought
-from service.storage.protected_steps import art8_suspended
+from service.storage.protected_steps import (
+    art8_suspended,
+    still_uncorrected,
+    subject_blacklisted_by,
+    subject_holds,
+)
 from service.storage.repository import Idempotency, IdempotencyMismatchError, Role
 from service.storage.tables import (
     CreditEntry,
     IdempotentWrite,
     ReviewItem,
+    StoredAccount,
     StoredDisposition,
     StoredReport,
 )
@@ -929,6 +935,99 @@ def test_a_write_reads_the_account_s_active_dispositions_off_the_active_ones_alo
     by_end = [(s, p) for s, p in reads if "ends_at" in s.split("WHERE", 1)[1]]
     _read_off(repo, by_end, ACTIVE_INDEXES, len(active))
     _read_off(repo, [r for r in reads if r not in by_end], ("ix_dispositions_item_account",), 3)
+
+
+OTHERS = 2000
+"""The platform's blacklisted and closed accounts in the test below: enough that PostgreSQL
+reads a subject's accounts' dispositions one account at a time, as it does at scale, rather
+than the few of them all at once."""
+
+
+def test_a_lifted_close_s_art8_suspension_and_a_subject_s_accounts_are_read_off_indexes(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """The settled art8 suspension that a close lifted by an upheld appeal stood in for is read
+    off the account's impersonation items and the index by item, and a subject's blacklisted
+    and counted accounts off each of its accounts' active dispositions: none of them reads the
+    account's history of ended and lifted ones, nor the platform's blacklisted and closed
+    accounts. What each finds: a blacklist or close active (without an end, or ending later)
+    refuses the subject or leaves the account uncounted; an ended or lifted one does not."""
+    common = {"policy_version": policy.version, "decided_by": "r1", "basis": "art19",
+              "item_id": None, "settled_at": None, "lifted_at": None}  # fmt: skip
+    digests = {"acc1": "d1", "acc2": "d1", "acc3": "d1"} | {f"o{n}": f"x{n}" for n in range(OTHERS)}
+    accounts = [
+        {"account_id": account_id, "subject_digest": digest, "credit": policy.credit.initial,
+         "level": "A", "followers": 0, "clean_since": T0, "policy_version": policy.version}
+        for account_id, digest in digests.items()
+    ]  # fmt: skip
+    now = T0 + 1000 * HOUR
+    row = {"account_id": "acc1", "status": "confirmed", "policy_version": policy.version,
+           "decision": "review", "severity": "review", "urgency": 1.0,
+           "enqueued_at": T0}  # fmt: skip
+    # the impersonation item, and the items acc1's history was applied on
+    items = [{**row, "id": 1, "kind": "impersonation", "merge_key": protected.merge_key("acc1")}]
+    items += [{**row, "id": n, "kind": "score", "merge_key": f"post:p{n}"} for n in range(2, 102)]
+    settled = {**common, "account_id": "acc1", "kind": "suspend_service", "basis": "art8",
+               "item_id": 1, "starts_at": T0, "ends_at": T0 + 360 * HOUR,
+               "settled_at": T0 + 360 * HOUR}  # fmt: skip
+    # acc1's history: each kind the reads look for, ended or lifted
+    kinds = ["suspend_service", "blacklist", "close_account", "ban_reregistration"]
+    gone = [
+        {**common, "account_id": "acc1", "kind": kinds[n % len(kinds)], "starts_at": T0,
+         "item_id": 2 + n % 100, "ends_at": T0 + n * HOUR if n % 2 else None,
+         "lifted_at": None if n % 2 else T0 + HOUR}
+        for n in range(1, 400)
+    ]  # fmt: skip
+    active = [
+        {**common, "account_id": account_id, "kind": kind, "starts_at": T0, "ends_at": ends}
+        for account_id, kind, ends in [
+            ("acc2", "blacklist", None),
+            ("acc2", "close_account", now + HOUR),
+            ("acc3", "ban_reregistration", now + HOUR),
+        ]
+    ]
+    # the platform's blacklisted and closed accounts
+    others = [
+        {**common, "account_id": f"o{n}", "kind": kind, "starts_at": T0, "ends_at": None}
+        for n in range(OTHERS)
+        for kind in ("blacklist", "close_account")
+    ]
+    with repo.engine.begin() as connection:
+        connection.execute(insert(StoredAccount), accounts)
+        connection.execute(insert(ReviewItem), items)
+        connection.execute(insert(StoredDisposition), [settled, *gone, *active, *others])
+        connection.exec_driver_sql("ANALYZE")
+    close = views.Disposition(
+        id=0, account_id="acc1", kind=protected.termination(policy).kind, basis="art19",
+        item_id=None, starts_at=T0 + HOUR, ends_at=None, decided_by="r1",
+        policy_version=policy.version, lifted_at=now, lifted_by="r2", active=False,
+    )  # fmt: skip
+    heard: list[tuple[str, Any]] = []
+
+    def hear(_conn: object, _cursor: object, statement: str, parameters: Any, *_: Any) -> None:
+        heard.append((statement, parameters))
+
+    event.listen(repo.engine, "before_cursor_execute", hear)
+    try:
+        with Session(repo.engine) as session:
+            # acc1 holds no name: the suspension is found, and nothing is terminated
+            assert still_uncorrected(Tx(session, now, policy), "acc1", [close]) == []
+            refusing = subject_blacklisted_by(session, policy, {"d1"}, now)
+            counted = subject_holds(session, policy, {"d1"}, now)
+            others_counted = subject_holds(session, policy, {"d1"}, now, other_than="acc1")
+            # past the ends of acc2's close and acc3's ban
+            later = subject_blacklisted_by(session, policy, {"d1"}, now + 2 * HOUR)
+            counted_later = subject_holds(session, policy, {"d1"}, now + 2 * HOUR)
+            session.rollback()
+    finally:
+        event.remove(repo.engine, "before_cursor_execute", hear)
+    assert (refusing, counted, others_counted) == (["acc2", "acc3"], 2, 1)
+    assert (later, counted_later) == (["acc2"], 3)
+    found = [(s, p) for s, p in heard if "settled_at IS NOT NULL" in s]
+    _read_off(repo, found, ("ix_dispositions_item_account",), 1)
+    subjects = [(s, p) for s, p in heard if "subject_digest IN" in s]
+    assert len(subjects) == 5
+    _read_off(repo, subjects, ACTIVE_INDEXES, 3)
 
 
 def _read_off(

@@ -24,6 +24,7 @@ from sqlalchemy import (
     JSON,
     Connection,
     DateTime,
+    Select,
     String,
     column,
     delete,
@@ -43,7 +44,7 @@ from sqlalchemy.sql.elements import TextClause
 from service.policy import load_policy
 from service.record import Post, ScoreRecord
 from service.review import chain
-from service.review.items import ConflictError
+from service.review.items import ConflictError, QueueRequest
 from service.security import Guard, VerifiedKeys
 from service.settings import Settings
 from service.storage import (
@@ -57,6 +58,7 @@ from service.storage import (
 )
 from service.storage.console_sql import ConsoleReads
 from service.storage.database import alembic_config, head_revision, make_engine
+from service.storage.repository import RumorCopy
 from service.storage.review_rows import utc
 from service.storage.tables import ReviewItem, StoredPost, StoredRecord, StoredReport
 
@@ -194,15 +196,14 @@ def flagged_post_statements(repository: SqlRepository, post_id: str) -> list[obj
 def test_the_statements_storing_a_flagged_post_for_review_are_built_once(
     repository: SqlRepository,
 ) -> None:
-    """Built for each call, the look-ups of the account's followers and of what review decided
-    of the post, its review item's insert and the audit records' append took SQLAlchemy longer
-    to build than the database to run: a second flagged post runs the very statements the
-    first ran, but the look-up of the post's open item (the fourth, about 0.1 ms to build),
-    and the items and the chain are as before."""
+    """Built for each call, the look-ups of the account's followers, of the post's open item
+    and of what review decided of the post, its review item's insert and the audit records'
+    append took SQLAlchemy longer to build than the database to run: a second flagged post
+    runs the very statements the first ran, and the items and the chain are as before."""
     first = flagged_post_statements(repository, "p1")
     second = flagged_post_statements(repository, "p2")
     assert len(second) == len(first) == 9
-    assert [a is b for a, b in zip(first, second, strict=True)] == [True] * 3 + [False] + [True] * 5
+    assert [a is b for a, b in zip(first, second, strict=True)] == [True] * 9
     assert [(i.post_id, i.status) for i in repository.queue()] == [
         ("p1", "open"),
         ("p2", "open"),
@@ -215,6 +216,79 @@ def test_the_statements_storing_a_flagged_post_for_review_are_built_once(
         ("review.enqueued", "item:2"),
     ]
     assert chain.verify(entries, repository.audit_head()) == []
+
+
+def queueing_statements(repository: SqlRepository, request: QueueRequest) -> list[object]:
+    """The look-ups queueing ``request`` runs (its item's insert is the ORM's flush)."""
+    seen: list[object] = []
+
+    def executed(_conn: Connection, statement: object, *_args: object) -> None:
+        seen.append(statement)
+
+    event.listen(repository.engine, "before_execute", executed)
+    try:
+        repository.enqueue_requests(load_policy(Settings().policy_file), [request])
+    finally:
+        event.remove(repository.engine, "before_execute", executed)
+    return [s for s in seen if isinstance(s, Select)]
+
+
+def bank_match(post_id: str, reach: int = 0) -> QueueRequest:
+    return QueueRequest(
+        kind="bank_match",
+        merge_key=f"bank:r1:post:{post_id}",
+        head="rumor",
+        severity="review",
+        reach=reach,
+        evidence={"confirmed_rumor": "r1"},
+        post_id=post_id,
+        account_id="a1",
+        text="正文",
+    )
+
+
+def test_the_look_ups_queueing_a_bank_match_are_built_once(repository: SqlRepository) -> None:
+    """A bank match of a post is queued on the publish path, and the look-ups of the post's
+    open and confirmed items and of its key's open and last decided items took SQLAlchemy
+    longer to build than the database to run them: a second match, of another post, runs the
+    very statements the first ran; a third, of a post already queued, those of the first that
+    it runs (the post's open item, the key's, the chain's head)."""
+    first = queueing_statements(repository, bank_match("p1"))
+    second = queueing_statements(repository, bank_match("p2"))
+    assert len(first) == len(second) == 5
+    assert [id(s) for s in second] == [id(s) for s in first]
+    grown = queueing_statements(repository, bank_match("p1", 5))
+    assert [id(s) for s in grown] == [id(first[i]) for i in (0, 2, 4)]
+    assert [(i.post_id, i.status) for i in repository.queue()] == [("p1", "open"), ("p2", "open")]
+
+
+def test_rumour_copies_are_recorded_once_each_by_a_statement_built_once(
+    repository: SqlRepository,
+) -> None:
+    """Each post scored that copies a banked rumour records the copy: a second call runs the
+    statement the first ran, and a copy recorded already, or twice in one call, is counted and
+    kept once."""
+    seen: list[object] = []
+
+    def executed(_conn: Connection, statement: object, *_args: object) -> None:
+        seen.append(statement)
+
+    p1 = RumorCopy("r1", "p1", "a1", 1_700_000_000.5, 0.9, "sha256:m1")
+    p2 = RumorCopy("r1", "p2", None, 1_700_000_001.0, 0.8, "sha256:m1")
+    p3 = RumorCopy("r1", "p3", "a3", 1_700_000_002.0, 0.95, "sha256:m1")
+    event.listen(repository.engine, "before_execute", executed)
+    try:
+        assert repository.record_rumor_copies([p1, p2, p1]) == 2
+        first = [s for s in seen if not isinstance(s, TextClause)]
+        seen.clear()
+        assert repository.record_rumor_copies([p2, p3]) == 1
+        second = [s for s in seen if not isinstance(s, TextClause)]
+    finally:
+        event.remove(repository.engine, "before_execute", executed)
+    assert len(first) == 1
+    assert [id(s) for s in second] == [id(s) for s in first]
+    assert repository.record_rumor_copies([]) == 0
+    assert repository.rumor_copies("r1") == [p1, p2, p3]
 
 
 def test_a_new_model_version_is_a_new_record_that_the_posts_open_item_moves_to(

@@ -8,13 +8,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select, tuple_
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from service.review import views
 from service.review.chain import text_digest
 from service.review.items import NotFoundError
+from service.storage.publish_sql import PublishStatements
 from service.storage.repository import Idempotency, RumorCopy, StoredRumor, reads_only
 from service.storage.review_rows import utc
 from service.storage.review_sql import ReviewSql
@@ -24,6 +23,8 @@ from service.storage.transaction import append_records, lock_bank
 
 class BankSql(ReviewSql):
     """Mixed into :class:`~service.storage.sql.SqlRepository`."""
+
+    _publish: PublishStatements
 
     def add_rumor(
         self,
@@ -109,28 +110,20 @@ class BankSql(ReviewSql):
         if not copies:
             return 0
         now = datetime.now(UTC)
-        insert = sqlite_insert if self.engine.dialect.name == "sqlite" else postgresql_insert
-        statement = (
-            insert(RumorCopyRow)
-            .values(
-                [
-                    {
-                        "rumor_id": c.rumor_id,
-                        "post_id": c.post_id,
-                        "account_id": c.account_id,
-                        "created_at": c.created_at,
-                        "similarity": c.similarity,
-                        "model_version": c.model_version,
-                        "recorded_at": now,
-                    }
-                    for c in copies
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["rumor_id", "post_id"])
-            .returning(RumorCopyRow.id)
-        )
+        rows = [
+            {
+                "rumor_id": c.rumor_id,
+                "post_id": c.post_id,
+                "account_id": c.account_id,
+                "created_at": c.created_at,
+                "similarity": c.similarity,
+                "model_version": c.model_version,
+                "recorded_at": now,
+            }
+            for c in copies
+        ]
         with self._session() as session:
-            return len(session.execute(statement).all())
+            return len(session.execute(self._publish.insert_copies, rows).all())
 
     def rumor_copies(
         self, rumor_id: str, *, after: tuple[float, str] | None = None, limit: int = 1000

@@ -9,7 +9,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, SQLColumnExpression, and_, func, or_, select
 from sqlalchemy.dialects.postgresql import Insert as PostgresqlInsert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
@@ -493,7 +493,10 @@ def apply_dormancy(
 
 
 def active_on(
-    query: Select[Row], account_id: str, now: datetime, kinds: Collection[str] | None = None
+    query: Select[Row],
+    account_id: str | SQLColumnExpression[str],
+    now: datetime,
+    kinds: Collection[str] | None = None,
 ) -> tuple[Select[Row], Select[Row]]:
     """``query`` (a select of dispositions, with its joins and conditions) kept to those active
     on the account at ``now`` (:func:`active_now`), of ``kinds`` (None: any), as two statements
@@ -512,6 +515,20 @@ def active_on(
         # kinds and ends for a kind compared as it is, and read every account's of the kinds
         mine = mine.where(stored.kind.concat("").in_(kinds))
     return mine.where(stored.ends_at.is_(None)), mine.where(stored.ends_at > now)
+
+
+def under(
+    account_id: SQLColumnExpression[str], kinds: Collection[str], now: datetime
+) -> ColumnElement[bool]:
+    """Whether the account ``account_id`` (a column of the statement's rows, which each part
+    refers to) is under a disposition of ``kinds`` active at ``now``: either part of
+    :func:`active_on`, each read off its index for that account alone. Joined to the
+    dispositions, or compared with a subquery of them, a subject's accounts were read with
+    every account's of the kinds (``ix_dispositions_kind_ends``: a figure that grows with the
+    platform's closed and blacklisted accounts, not with the subject's) or with every
+    disposition of each account not lifted."""
+    lasting, ending = active_on(select(StoredDisposition.id), account_id, now, kinds)
+    return or_(lasting.exists(), ending.exists())
 
 
 def active_rows(

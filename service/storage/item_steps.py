@@ -240,15 +240,39 @@ def withdraw(tx: Tx, item: ReviewItem, by: str, note: str) -> None:
     record_decision(tx, item, "dismiss", None, None, note, by)
 
 
+# built once, as the look-ups below: each queueing (a bank match or a cluster of the publish
+# path, a flagged post's storing) reads the open, the confirmed and the last decided item, and
+# building a statement took SQLAlchemy longer than the database took to run it
+# (:mod:`~service.storage.publish_sql`)
+_OPEN_OF_KEY = locking(
+    select(ReviewItem).where(
+        ReviewItem.merge_key == bindparam("key"), ReviewItem.status.in_(OPEN_STATUSES)
+    )
+)
+"""The open item of a merge key: one at most (``uq_queue_open_merge``)."""
+_OPEN_ABOUT_POST = locking(
+    select(ReviewItem)
+    .where(ReviewItem.post_id == bindparam("post"), ReviewItem.status.in_(OPEN_STATUSES))
+    .order_by(ReviewItem.id)
+    .limit(1)
+)
+_CONFIRMED_POST = locking(
+    select(ReviewItem)
+    .where(ReviewItem.post_id == bindparam("post"), ReviewItem.status == "confirmed")
+    .order_by(ReviewItem.id.desc())
+    .limit(1)
+)
+_LAST_DECIDED = (
+    select(ReviewItem)
+    .where(ReviewItem.merge_key == bindparam("key"), ReviewItem.status.in_(items.FINAL))
+    .order_by(ReviewItem.id.desc())
+    .limit(1)
+)
+
+
 def open_item(tx: Tx, merge_key: str) -> ReviewItem | None:
     """The open (or escalated) item of ``merge_key``, locked."""
-    return tx.session.scalar(
-        locking(
-            select(ReviewItem).where(
-                ReviewItem.merge_key == merge_key, ReviewItem.status.in_(OPEN_STATUSES)
-            )
-        )
-    )
+    return tx.session.scalar(_OPEN_OF_KEY, {"key": merge_key})
 
 
 RETURNED_NOTE = (
@@ -472,27 +496,13 @@ def item_to_join(
     """The open item, locked, that a new report, match or flagged record of the post (or,
     without a post, a report on the account) joins."""
     if post_id is not None:
-        where = ReviewItem.post_id == post_id
-    else:
-        where = ReviewItem.merge_key == f"account:{account_id}"
-    return session.scalar(
-        locking(
-            select(ReviewItem)
-            .where(where, ReviewItem.status.in_(OPEN_STATUSES))
-            .order_by(ReviewItem.id)
-            .limit(1)
-        )
-    )
+        return session.scalar(_OPEN_ABOUT_POST, {"post": post_id})
+    return session.scalar(_OPEN_OF_KEY, {"key": f"account:{account_id}"})
 
 
 def last_decided(session: Session, merge_key: str) -> ReviewItem | None:
     """The item last decided (confirmed or dismissed) on ``merge_key``."""
-    return session.scalar(
-        select(ReviewItem)
-        .where(ReviewItem.merge_key == merge_key, ReviewItem.status.in_(items.FINAL))
-        .order_by(ReviewItem.id.desc())
-        .limit(1)
-    )
+    return session.scalar(_LAST_DECIDED, {"key": merge_key})
 
 
 def earlier_decision(session: Session, decided: ReviewItem) -> dict[str, Any]:
@@ -523,14 +533,7 @@ def confirmed_item(tx: Tx, post_id: str | None) -> ReviewItem | None:
     """The item that confirmed the post, locked: what a later report or match of it joins."""
     if post_id is None:
         return None
-    return tx.session.scalar(
-        locking(
-            select(ReviewItem)
-            .where(ReviewItem.post_id == post_id, ReviewItem.status == "confirmed")
-            .order_by(ReviewItem.id.desc())
-            .limit(1)
-        )
-    )
+    return tx.session.scalar(_CONFIRMED_POST, {"post": post_id})
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from service.policy import Policy
 from service.review import dispositions, protected, views
 from service.storage.credit_steps import (
     active_kinds,
-    active_now,
     active_rows,
     apply_disposition,
     locked_account,
+    under,
 )
 from service.storage.tables import (
     HeldName,
@@ -40,12 +40,9 @@ def subject_holds(
 ) -> int:
     """How many accounts (other than ``other_than``) a subject of ``digests`` holds towards its
     cap (art10): those under an active ``uncounted_by`` disposition (closed) hold none."""
-    uncounted = select(StoredDisposition.account_id).where(
-        StoredDisposition.kind.in_(policy.registration.uncounted_by), active_now(now)
-    )
     where: list[ColumnElement[bool]] = [
         StoredAccount.subject_digest.in_(digests),
-        StoredAccount.account_id.not_in(uncounted),
+        ~under(StoredAccount.account_id, policy.registration.uncounted_by, now),
     ]
     if other_than is not None:
         where.append(StoredAccount.account_id != other_than)
@@ -62,13 +59,10 @@ def subject_blacklisted_by(
     return list(
         session.scalars(
             select(StoredAccount.account_id)
-            .join(StoredDisposition, StoredDisposition.account_id == StoredAccount.account_id)
             .where(
                 StoredAccount.subject_digest.in_(digests),
-                StoredDisposition.kind.in_(policy.registration.subjects_refused_by),
-                active_now(now),
+                under(StoredAccount.account_id, policy.registration.subjects_refused_by, now),
             )
-            .distinct()
             .order_by(StoredAccount.account_id)
         )
     )
@@ -155,21 +149,27 @@ def still_uncorrected(
     closes = [d.starts_at for d in lifted if d.kind == step.kind]
     if not closes or step.kind in active_kinds(tx, account_id):
         return []
-    # settled and never lifted: an appeal of the impersonation lifts its suspension too
-    settled = tx.session.scalar(
-        select(StoredDisposition)
-        .join(ReviewItem, ReviewItem.id == StoredDisposition.item_id)
-        .where(
+    # settled and never lifted: an appeal of the impersonation lifts its suspension too. Read
+    # off the account's impersonation items (their merge key, ix_queue_merge) and the
+    # dispositions applied on them (ix_dispositions_item_account), the last of them taken here:
+    # joined to the items, the statement read every account's art8 suspensions, ended ones
+    # included, off ix_dispositions_kind_ends (or on SQLite, given statistics, every
+    # disposition of the account not lifted); ordered by id in SQL, SQLite read the table in
+    # that order. The kinds are compared so that no index on them is taken, as in active_on
+    impersonations = select(ReviewItem.id).where(
+        ReviewItem.merge_key == protected.merge_key(account_id), ReviewItem.kind == protected.KIND
+    )
+    found = tx.session.scalars(
+        select(StoredDisposition).where(
+            StoredDisposition.item_id.in_(impersonations),
             StoredDisposition.account_id == account_id,
-            StoredDisposition.kind.in_(protected.suspensions(tx.policy.dispositions)),
-            ReviewItem.kind == protected.KIND,
+            StoredDisposition.kind.concat("").in_(protected.suspensions(tx.policy.dispositions)),
             StoredDisposition.settled_at.is_not(None),
             StoredDisposition.settled_at >= min(closes),
             StoredDisposition.lifted_at.is_(None),
         )
-        .order_by(StoredDisposition.id.desc())
-        .limit(1)
-    )
+    ).all()
+    settled = max(found, key=lambda row: row.id, default=None)
     if settled is None:
         return []
     # the protected names held (shared) since before the appeal's lock, the account locked by

@@ -1,8 +1,9 @@
 """The statements the publish path runs for each post it scores, built once per dialect: the
 look-up of its stored record, the inserts of a kept record and of its post, the look-up of its
-account's followers and the insert of its review item when it is flagged, and the update that
-adds the record's evidence spans (the flagged post's other steps, shared with review's writes,
-are built once in :mod:`~service.storage.item_steps` and :mod:`~service.storage.transaction`).
+account's followers and the insert of its review item when it is flagged, the update that adds
+the record's evidence spans, and the insert of the copies of banked rumours its bank matches
+found (the flagged post's other steps, shared with review's writes, are built once in
+:mod:`~service.storage.item_steps` and :mod:`~service.storage.transaction`).
 
 Built for each call, such a statement took SQLAlchemy longer to construct and to key for its
 compiled cache than the database took to run it (an insert of a record about 0.4 ms of Python
@@ -26,6 +27,7 @@ from service.storage.tables import (
     OPEN,
     PostEngagement,
     ReviewItem,
+    RumorCopyRow,
     StoredAccount,
     StoredPost,
     StoredRecord,
@@ -35,6 +37,7 @@ RECORDS = cast(Table, StoredRecord.__table__)
 POSTS = cast(Table, StoredPost.__table__)
 ITEMS = cast(Table, ReviewItem.__table__)
 ACCOUNTS = cast(Table, StoredAccount.__table__)
+COPIES = cast(Table, RumorCopyRow.__table__)
 REPORTED_FOR = "reported_for"
 """The parameter of :attr:`PublishStatements.insert_post` naming the post whose engagement
 owner the insert returns: an insert's own columns' names are its values'."""
@@ -59,6 +62,9 @@ class PublishStatements:
     insert_item: Insert
     """A review item's row unless an open item has its merge key already; its id if
     inserted."""
+    insert_copies: Insert
+    """The rows of banked rumours' copies (each given as a parameter set, an executemany)
+    unless their rumour and post are recorded already; the ids of those inserted."""
 
     @classmethod
     def of(cls, dialect: str) -> PublishStatements:
@@ -100,4 +106,7 @@ class PublishStatements:
             insert_item=insert(ITEMS)
             .on_conflict_do_nothing(index_elements=["merge_key"], index_where=text(OPEN))
             .returning(ITEMS.c.id),
+            insert_copies=insert(COPIES)
+            .on_conflict_do_nothing(index_elements=["rumor_id", "post_id"])
+            .returning(COPIES.c.id),
         )
