@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from eval.queue_scale import (
     Read,
+    analyze,
     arguments,
     copy_rows,
     explained,
@@ -102,7 +103,7 @@ def fill(engine: Engine, policy_version: str, scale: float, now: datetime) -> di
                 )
             )
         # the visibility map and statistics autovacuum keeps on a server in use
-        db.execute(text("VACUUM ANALYZE"))
+        analyze(db, vacuum=True)
     return n
 
 

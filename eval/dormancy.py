@@ -22,8 +22,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, text
+from sqlalchemy import insert
 
+from eval.queue_scale import analyze
 from eval.review import POSTGRES, databases
 from eval.speed import hardware
 from service.cli.parser import non_negative_int, positive_int
@@ -77,7 +78,7 @@ def fill(repo: SqlRepository, policy: Policy, accounts: int, warned: int) -> Non
             for start in range(0, len(values), CHUNK):
                 db.execute(insert(table), values[start : start + CHUNK])
         if repo.engine.dialect.name == "postgresql":
-            db.execute(text("ANALYZE"))
+            analyze(db)
 
 
 def measure(

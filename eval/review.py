@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import create_engine, insert, select, text
 
+from eval.queue_scale import analyze
 from eval.speed import hardware
 from service.cli.parser import positive_int
 from service.heads import RISKS
@@ -113,7 +114,7 @@ def fill(repo: SqlRepository, policy: Policy, n: int) -> float:
             # bulk inserts gave ids explicitly: move the sequences past them
             for table in ("score_records", "review_queue"):
                 db.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), {n + 1})"))
-            db.execute(text("ANALYZE"))
+            analyze(db)
         else:
             db.execute(text("ANALYZE"))
     return time.perf_counter() - started

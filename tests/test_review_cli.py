@@ -11,17 +11,19 @@ import sqlite3
 import subprocess
 import sys
 import threading
-from datetime import UTC, datetime
+from contextlib import closing
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from servicekit import migrate, record
+from servicekit import migrate, record, verified
 from sqlalchemy import delete, insert, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from test_dormancy import DAY, T0, dormant_after, warned_after
 
-from service.policy import load_policy
+from service.policy import Policy, load_policy
+from service.review import replay
 from service.security import check_password
 from service.settings import Settings
 from service.storage import Pending, SqlRepository, StoredRumor, open_repository, upgrade
@@ -535,3 +537,63 @@ def test_audit_verify_names_every_account_whose_row_the_chain_does_not_bear_out(
     assert problems[7].startswith(
         f"account sleeper: dormant_at is null in the row, {asleep.dormant_at.isoformat()} in "
     )
+
+
+def test_audit_verify_names_an_account_whose_login_the_chain_does_not_bear_out(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """The row keeps the latest login its profiles chained, whatever zone each was given in (a
+    login reported late keeps the one stored): a row whose login was altered, or given one no
+    profile reported, is named against the chain's latest."""
+    beijing = timezone(timedelta(hours=8))
+    first = datetime(2026, 12, 1, 20, 0, 0, 250_000, tzinfo=beijing)
+    # earlier as a moment, though later on the wall clock it was written in
+    late = datetime(2026, 12, 1, 15, 0, tzinfo=timezone(timedelta(hours=-5)))
+    repo.put_account(policy, "kept", login_at=first)
+    repo.put_account(policy, "kept", login_at=late - timedelta(hours=10))
+    repo.put_account(policy, "moved", login_at=first)
+    repo.put_account(policy, "moved", login_at=late)
+    repo.put_account(policy, "never", followers=2)
+    assert repo.get_account(policy, "moved").last_login_at == late
+    assert verified(repo) == []
+    altered = (first + timedelta(microseconds=1)).astimezone(UTC)
+    with Session(repo.engine) as session, session.begin():
+        session.execute(
+            update(StoredAccount)
+            .where(StoredAccount.account_id.in_(("kept", "never")))
+            .values(login_at=altered)
+        )
+    assert verified(repo) == [
+        f"account {account}: login_at is {altered.isoformat()} in the row, "
+        f"{chained} in the chain (the latest login its account.profile records report): "
+        "altered outside the service"
+        for account, chained in (("kept", first.astimezone(UTC).isoformat()), ("never", "null"))
+    ]
+
+
+def test_audit_verify_lets_a_write_and_a_checkpoint_finish_between_its_pages(
+    tmp_path: Path, policy: Policy
+) -> None:
+    """The accounts are replayed a page at a time, each page read in a transaction of its own:
+    between two pages a write commits and a checkpoint empties the WAL file (one that waited
+    for the walk would leave it growing for as long as the walk ran), and the walk still sees
+    each account whole."""
+    path = tmp_path / "qinglang.db"
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    repo = open_repository(url, 5.0, policy.review)
+    try:
+        for i in range(5):
+            repo.put_account(policy, f"acc{i}", followers=i)
+        walk = repo.replayed_accounts(chunk=2)
+        first = next(walk)
+        repo.put_account(policy, "acc4", followers=40)
+        # no wait for a lock: a checkpoint the walk held back answers busy at once
+        with closing(sqlite3.connect(path, timeout=0)) as db:
+            busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        assert busy == 0
+        accounts = replay.check([first, *walk], lambda plain: plain)
+        assert (accounts.problems, accounts.checked) == ([], 5)
+        assert path.with_name("qinglang.db-wal").stat().st_size == 0
+    finally:
+        repo.close()

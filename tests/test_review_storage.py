@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -1028,6 +1029,50 @@ def test_a_lifted_close_s_art8_suspension_and_a_subject_s_accounts_are_read_off_
     subjects = [(s, p) for s, p in heard if "subject_digest IN" in s]
     assert len(subjects) == 5
     _read_off(repo, subjects, ACTIVE_INDEXES, 3)
+
+
+def test_the_account_replay_reads_each_page_of_records_off_their_subject_index(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """Each page of ``audit verify``'s accounts reads the records of its accounts and the next
+    one's, off ``ix_audit_records_subject`` from where the page before ended: every record,
+    read again on each page, made the walk's cost grow with the square of the accounts."""
+    for i in range(8):
+        repo.put_account(policy, f"acc{i}", followers=i)
+        repo.put_account(policy, f"acc{i}", followers=i + 10)
+    per_account = Counter(e.subject for e in repo.audit_entries())
+    heard: list[tuple[str, Any]] = []
+
+    def hear(_conn: object, _cursor: object, statement: str, parameters: Any, *_: Any) -> None:
+        heard.append((statement, parameters))
+
+    event.listen(repo.engine, "before_cursor_execute", hear)
+    try:
+        assert len(list(repo.replayed_accounts(chunk=2))) == 8
+    finally:
+        event.remove(repo.engine, "before_cursor_execute", hear)
+    pages = [(s, p) for s, p in heard if "last_records" in s]
+    logins = [(s, p) for s, p in heard if "last_records" not in s and "last_login_at" in str(p)]
+    assert (len(pages), len(logins)) == (5, 5), heard
+    with repo.engine.begin() as connection:
+        # the first page's reads start at the first record, as the one query did
+        for statement, parameters in pages[1:] + logins[1:]:
+            if connection.dialect.name == "sqlite":
+                plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+                said = [row[3] for row in plan if " audit_records " in f"{row[3]} "]
+                assert len(said) == 1 and said[0].startswith(
+                    "SEARCH audit_records USING INDEX ix_audit_records_subject (subject>?"
+                ), (said, statement)
+                continue
+            # as _index_scans' own: on a table this small the planner would group it whole
+            connection.exec_driver_sql("SET LOCAL enable_hashagg = off")
+            (scan,) = [
+                scan
+                for scan in _index_scans(connection, statement, parameters)
+                if scan["Index Name"] == "ix_audit_records_subject"
+            ]
+            read = scan["Actual Rows"] + scan.get("Rows Removed by Filter", 0)
+            assert read <= 3 * max(per_account.values()), scan
 
 
 def _read_off(
@@ -2306,6 +2351,30 @@ def test_the_open_report_indexes_migration_goes_down_and_up_again(database_url: 
             assert old <= indexes(connection) and not new & indexes(connection)
             migrate(connection, "head")
             assert new <= indexes(connection) and not old & indexes(connection)
+    finally:
+        engine.dispose()
+
+
+def test_0048_goes_down_without_the_index_of_records_by_subject_and_up_again(
+    database_url: str,
+) -> None:
+    """The downgrade drops the index of the chained records by subject; a second try from 0048
+    finds it done. Up again, it is back."""
+    upgrade(database_url)
+    engine = make_engine(database_url, 5.0)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            for again in (False, True):
+                if again:
+                    command.stamp(config, "0048_audit_subject_index")
+                migrate(connection, "0047_disposition_item_index", down=True)
+                found = {i["name"] for i in inspect(connection).get_indexes("audit_records")}
+                assert "ix_audit_records_subject" not in found
+        upgrade(database_url)
+        found = {i["name"] for i in inspect(engine).get_indexes("audit_records")}
+        assert "ix_audit_records_subject" in found
     finally:
         engine.dispose()
 

@@ -22,8 +22,11 @@ The chain does not carry every column of an account, so only what it settles is 
   dormant nor warned), so it is the clock the record that made it so names. Otherwise a post's
   use moves it once a day without a record, and it is not compared.
 
-Not compared: ``login_at`` (a login is chained in the zone it was given in, and the row keeps
-the latest), ``active_by``, ``clean_since``, ``followers_at``, ``registered_at``,
+- ``login_at``: each login reported chains ``account.profile`` with it (``last_login_at``), and
+  the row keeps the latest as a moment, whatever zone each was given in (a login reported late
+  keeps the one stored), so it is the latest the records give, or none without one.
+
+Not compared: ``active_by``, ``clean_since``, ``followers_at``, ``registered_at``,
 ``folded_name``, ``skeleton_digest`` and ``policy_version``, which no record states; nor an
 account's dispositions and credit history, whose rows the records name one by one."""
 
@@ -45,6 +48,11 @@ GROUPS: Mapping[str, tuple[str, ...]] = {
 
 KINDS = tuple(sorted({kind for kinds in GROUPS.values() for kind in kinds}))
 
+LOGIN = "account.profile"
+"""The kind of record that chains a login reported, in :data:`LOGIN_FIELD`."""
+
+LOGIN_FIELD = "last_login_at"
+
 FIELDS = (
     "credit",
     "level",
@@ -54,6 +62,7 @@ FIELDS = (
     "dormant_at",
     "warned_at",
     "active_at",
+    "login_at",
 )
 """The columns of ``accounts`` compared."""
 
@@ -71,16 +80,20 @@ class Last:
 @dataclass(frozen=True)
 class Replayed:
     """An account the chain or ``accounts`` holds: its row's :data:`FIELDS`, their moments in
-    UTC (None: no row), and its last record of each of :data:`GROUPS` that it has."""
+    UTC (None: no row), its last record of each of :data:`GROUPS` that it has, and the latest
+    login its :data:`LOGIN` records report (None: none reports one)."""
 
     account_id: str
     row: Mapping[str, Any] | None
     last: Mapping[str, Last]
+    login: datetime | None
 
 
-Expected = dict[str, tuple[Any, int | None]]
+Expected = dict[str, tuple[Any, int | str | None]]
 """Each field the chain settles for a row: its value, and the record that says it (None: no
-record, which says the value an account starts with)."""
+record, which says the value an account starts with; text: the records that say it)."""
+
+LATEST_LOGIN = f"the latest login its {LOGIN} records report"
 
 Keyed = Callable[[str], str]
 """A subject's unkeyed digest as the row holds it, keyed (``0028_subject_keys``)."""
@@ -112,7 +125,7 @@ class AccountCheck:
                 column == "subject_digest" and chained is not None and stored == self.keyed(chained)
             ):
                 continue
-            said = "no record" if seq is None else f"record {seq}"
+            said = "no record" if seq is None else seq if isinstance(seq, str) else f"record {seq}"
             self.problems.append(
                 f"account {account.account_id}: {column} is {_shown(stored)} in the row, "
                 f"{_shown(chained)} in the chain ({said}): altered outside the service"
@@ -126,6 +139,7 @@ class AccountCheck:
         if "credit" in last:
             for column in ("credit", "level"):
                 expected[column] = (last["credit"].payload[column], last["credit"].seq)
+        expected["login_at"] = (account.login, LATEST_LOGIN)
         return expected | _profile(last) | _dormancy(last, row)
 
 
@@ -173,6 +187,17 @@ def _dormancy(last: Mapping[str, Last], row: Mapping[str, Any]) -> Expected:
             clocked.seq,
         )
     return expected
+
+
+def login(written: Any) -> datetime | None:
+    """A login as a :data:`LOGIN` record chains it (ISO 8601 with the zone it was given in, UTC
+    since logins are stored so), as a moment; None for none, or for what is not one (a record
+    edited, which its hash shows)."""
+    try:
+        moment = datetime.fromisoformat(written) if isinstance(written, str) else None
+    except ValueError:
+        return None
+    return None if moment is None or moment.tzinfo is None else moment
 
 
 def check(accounts: Iterable[Replayed], keyed: Keyed) -> AccountCheck:

@@ -123,6 +123,10 @@ class AccountsSql(ReviewSql):
         dormancy clock and ends a dormancy (:func:`wake`), ``by`` the key that reported it.
         """
 
+        # SQLite keeps a moment's wall time without its zone: a login given in another zone
+        # would be stored hours off, and compared with the clock so
+        login = None if login_at is None else login_at.astimezone(UTC)
+
         def run(tx: Tx) -> views.Account:
             subject = None if subject_id is None else self.subjects.digest(subject_id)
             _advisory_first(tx, subject, naming=not isinstance(name, EllipsisType))
@@ -130,7 +134,7 @@ class AccountsSql(ReviewSql):
             batch, batched = _batch_held(tx, name)
             case = f"followers:{account_id}"
             jumps = open_item(tx, case) if followers is not None else None
-            asleep = open_item(tx, dormancy.merge_key(account_id)) if login_at else None
+            asleep = open_item(tx, dormancy.merge_key(account_id)) if login else None
             account = locked_account(tx, account_id, registering=True)
             rules = policy.registration
             refusing = {*rules.names_refused_by, *rules.subjects_refused_by}
@@ -195,16 +199,9 @@ class AccountsSql(ReviewSql):
                         grown={"jump": jump},
                     )
                 account.followers, account.followers_at = followers, tx.now
-            profile = {
-                "name": account.name,
-                "followers": account.followers,
-                "subject": account.subject_digest,
-            }
-            if login_at is not None:
-                profile["last_login_at"] = login_at.isoformat()
-            tx.record("account.profile", f"account:{account_id}", profile)
-            if login_at is not None:
-                _logged_in(tx, account, asleep, login_at, by)
+            tx.record("account.profile", f"account:{account_id}", _profile(account, login))
+            if login is not None:
+                _logged_in(tx, account, asleep, login, by)
             if subject_id is not None or not isinstance(name, EllipsisType):
                 _lift_corrected(tx, account, by)
             tx.session.flush()
@@ -612,6 +609,19 @@ def _registered(
 def _restore(tx: Tx, account_id: str) -> bool:
     """Give back the points of the account's completed clean periods; whether any were due."""
     return restore(tx, locked_account(tx, account_id)) is not None
+
+
+def _profile(account: StoredAccount, login: datetime | None) -> dict[str, Any]:
+    """What an ``account.profile`` record chains: the profile as it stands after the change,
+    and the login reported with it."""
+    profile: dict[str, Any] = {
+        "name": account.name,
+        "followers": account.followers,
+        "subject": account.subject_digest,
+    }
+    if login is not None:
+        profile["last_login_at"] = login.isoformat()
+    return profile
 
 
 def _logged_in(

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from itertools import groupby
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, String, case, cast, func, literal, select
 from sqlalchemy.engine import RowMapping
@@ -116,54 +116,19 @@ class AuditSql(ReviewSql):
 
     def replayed_accounts(self, chunk: int = 2000) -> Iterator[replay.Replayed]:
         """Every account with a row or a record of :data:`replay.KINDS`, in account order, with
-        its row and its last record of each of :data:`replay.GROUPS`. The rows and the records'
-        last of each account are two queries, each streamed ``chunk`` rows at a time in the
-        same order and merged as they come, so that any number of accounts is read in bounded
-        memory and in one pass of each (SQLite, which builds no index on a grouped subquery,
-        would read all of one for each row of the other were the database to join them), in
-        one snapshot, so that a write committed meanwhile is seen in both or in neither."""
-        prefix = "account:"
-        last = (
-            select(
-                AuditRecord.subject,
-                *(
-                    func.max(case((AuditRecord.kind.in_(kinds), AuditRecord.seq))).label(
-                        f"{group}_last"
-                    )
-                    for group, kinds in replay.GROUPS.items()
-                ),
-            )
-            .where(AuditRecord.kind.in_(replay.KINDS))
-            .group_by(AuditRecord.subject)
-            .subquery("last_records")
-        )
-        records = {group: aliased(AuditRecord, name=f"last_{group}") for group in replay.GROUPS}
-        chained = select(
-            last.c.subject,
-            *(
-                column.label(f"{group}_{column.key}")
-                for group, record in records.items()
-                for column in (record.seq, record.at, record.kind, record.payload)
-            ),
-        ).select_from(last)
-        for group, record in records.items():
-            chained = chained.outerjoin(record, record.seq == last.c[f"{group}_last"])
-        fields = [StoredAccount.__table__.c[field] for field in replay.FIELDS]
-        rows = select(StoredAccount.account_id, *fields)
-        with self._snapshot() as session:
-            # the order Python compares strings in: code points, as SQLite's and PostgreSQL's
-            # "C" collation order them (a locale's would not)
-            in_order = _code_points(session)
-            stored, named = (
-                session.execute(query.execution_options(yield_per=chunk)).mappings()
-                for query in (
-                    rows.order_by(in_order(StoredAccount.__table__.c.account_id)),
-                    chained.order_by(in_order(last.c.subject)),
-                )
-            )
+        its row, its last record of each of :data:`replay.GROUPS` and the latest login its
+        profiles chained. Read ``chunk`` accounts at a time, each page's rows and records in a
+        snapshot of its own, so that a write committed meanwhile is seen in both or in neither
+        (an account is compared with itself alone), and no read transaction outlasts a page's
+        two queries: one held for the whole walk kept SQLite's checkpoints from finishing, and
+        the WAL file grew for as long as the walk ran. Memory is bounded by a page."""
+        after: str | None = None
+        while True:
+            with self._snapshot() as session:
+                page = _replay_page(session, after, chunk)
             merged = heapq.merge(
-                ((row["account_id"], row) for row in stored),
-                ((found["subject"].removeprefix(prefix), found) for found in named),
+                ((row["account_id"], row) for row in page.rows),
+                ((found["subject"].removeprefix(ACCOUNT), found) for found in page.named),
                 key=itemgetter(0),
             )
             for account, same in groupby(merged, key=itemgetter(0)):
@@ -174,7 +139,11 @@ class AuditSql(ReviewSql):
                     account,
                     None if row is None else _row(row),
                     {} if last_of is None else _last(last_of),
+                    page.logins.get(account),
                 )
+            if page.end is None:
+                return
+            after = page.end
 
     def chained_rows(self) -> int:
         """Rows of the tables each of whose writes chains a record (score records, review items,
@@ -231,6 +200,89 @@ class AuditSql(ReviewSql):
         )
         with self._session() as session:
             return int(session.scalar(query) or 0)
+
+
+ACCOUNT = "account:"
+"""What the subject of a record of an account says before its id."""
+
+
+class ReplayPage(NamedTuple):
+    """A page of accounts as :func:`_replay_page` reads them."""
+
+    rows: list[RowMapping]
+    named: list[RowMapping]
+    """The records' last of each group, per account."""
+    logins: dict[str, datetime]
+    """The latest login the records report, per account that has one."""
+    end: str | None
+    """The page's last account, after which the next starts; None: the walk's last page."""
+
+
+def _replay_page(session: Session, after: str | None, chunk: int) -> ReplayPage:
+    """The account rows and the records' last of each account after ``after``, up to the
+    account where the first of the two to fill ``chunk`` ends, and the logins the records of
+    those accounts report. Each is read in account order (code point order, as SQLite's and
+    PostgreSQL's "C" collation order them, and Python compares strings in) and merged (SQLite,
+    which builds no index on a grouped subquery, would read all of one for each row of the
+    other were the database to join them). The logins are compared here, as moments: a record
+    chains each in the zone it was given in, which text in SQL does not compare by."""
+    in_order = _code_points(session)
+    account_id = in_order(StoredAccount.__table__.c.account_id)
+    subject = in_order(AuditRecord.__table__.c.subject)
+    rows = select(
+        StoredAccount.account_id, *(StoredAccount.__table__.c[field] for field in replay.FIELDS)
+    )
+    last = (
+        select(
+            subject.label("subject"),
+            *(
+                func.max(case((AuditRecord.kind.in_(kinds), AuditRecord.seq))).label(
+                    f"{group}_last"
+                )
+                for group, kinds in replay.GROUPS.items()
+            ),
+        )
+        .where(AuditRecord.kind.in_(replay.KINDS))
+        # by the ordered column, so that PostgreSQL groups along ix_audit_records_subject
+        .group_by(subject)
+    )
+    logins = select(subject, AuditRecord.payload[replay.LOGIN_FIELD].as_string()).where(
+        AuditRecord.kind == replay.LOGIN
+    )
+    if after is not None:
+        rows = rows.where(account_id > after)
+        last = last.where(subject > ACCOUNT + after)
+        logins = logins.where(subject > ACCOUNT + after)
+    lasts = last.order_by(subject).limit(chunk).subquery("last_records")
+    records = {group: aliased(AuditRecord, name=f"last_{group}") for group in replay.GROUPS}
+    chained = select(
+        lasts.c.subject,
+        *(
+            column.label(f"{group}_{column.key}")
+            for group, record in records.items()
+            for column in (record.seq, record.at, record.kind, record.payload)
+        ),
+    ).select_from(lasts)
+    for group, record in records.items():
+        chained = chained.outerjoin(record, record.seq == lasts.c[f"{group}_last"])
+    stored = list(session.execute(rows.order_by(account_id).limit(chunk)).mappings())
+    named = list(session.execute(chained.order_by(in_order(lasts.c.subject))).mappings())
+    filled = [
+        *([stored[-1]["account_id"]] if len(stored) == chunk else []),
+        *([named[-1]["subject"].removeprefix(ACCOUNT)] if len(named) == chunk else []),
+    ]
+    end = min(filled) if filled else None
+    if end is not None:
+        stored = [row for row in stored if row["account_id"] <= end]
+        named = [found for found in named if found["subject"].removeprefix(ACCOUNT) <= end]
+        logins = logins.where(subject <= ACCOUNT + end)
+    latest: dict[str, datetime] = {}
+    for who, written in session.execute(logins):
+        moment = replay.login(written)
+        account = who.removeprefix(ACCOUNT)
+        if moment is not None and (account not in latest or moment > latest[account]):
+            latest[account] = moment
+    return ReplayPage(stored, named, latest, end)
 
 
 def _code_points(session: Session) -> Callable[[ColumnElement[Any]], ColumnElement[Any]]:

@@ -574,7 +574,10 @@ class DuplicateAppeal(Base):
 
 
 class AuditRecord(Base):
-    """The append-only, hash-chained records (:mod:`service.review.chain`)."""
+    """The append-only, hash-chained records (:mod:`service.review.chain`). Migration
+    ``0048_audit_subject_index`` indexes them by subject, in code point order
+    (``ix_audit_records_subject``: ``COLLATE "C"`` on PostgreSQL), for ``audit verify``'s pages
+    of accounts."""
 
     __tablename__ = "audit_records"
 

@@ -1,0 +1,34 @@
+"""The index of the chained records by subject (``ix_audit_records_subject``), in code point
+order (``COLLATE "C"`` on PostgreSQL, SQLite's own): ``audit verify`` replays the accounts a
+page at a time, each page in a read transaction of its own, and reads each page's records off
+it from where the page before ended, where every page read every record. Their kind is not in
+it: PostgreSQL would look the kinds up in it, and sort what that gives out of order.
+
+Revision ID: 0048_audit_subject_index
+Revises: 0047_disposition_item_index
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0048_audit_subject_index"
+down_revision: str | None = "0047_disposition_item_index"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+INDEX = "ix_audit_records_subject"
+
+
+def upgrade() -> None:
+    subject = "subject"
+    if op.get_bind().dialect.name == "postgresql":
+        subject = 'subject COLLATE "C"'
+    op.create_index(INDEX, "audit_records", [sa.text(subject)])
+
+
+def downgrade() -> None:
+    # SQLite keeps what ran here when a revision further down refuses the downgrade (its DDL
+    # outside the transaction): a second downgrade finds it done
+    op.drop_index(INDEX, table_name="audit_records", if_exists=True)
