@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import copy
 import hashlib
 import os
 import re
@@ -36,6 +37,7 @@ from sqlalchemy.engine import make_url
 from service.api.app import create_app
 from service.api.state import Services
 from service.classify import Classifier, Probabilities
+from service.gate import StorageGate
 from service.heads import HEADS, RISKS, Head
 from service.neardup import NearDuplicates
 from service.pipeline import Pipeline
@@ -166,6 +168,10 @@ class Proxy:
 
     def resume(self) -> None:
         self._flowing.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._flowing.is_set()
 
     def close(self) -> None:
         self.resume()
@@ -307,20 +313,61 @@ def open_api(
         yield Api(client=client, services=services, key=key, url=database_url)
 
 
+def is_held(call: Callable[..., object]) -> bool:
+    """Whether ``call`` (as a storage gate is given it: a method, or one bound to its arguments)
+    is a :class:`Held` one."""
+    return isinstance(getattr(call, "func", call), Held)
+
+
+@contextmanager
+def given_up_at(
+    seconds: float, hung: Callable[[Callable[..., object]], bool] = is_held
+) -> Iterator[None]:
+    """While open, a storage call that ``hung`` picks (the gate's callable: by default a
+    :class:`Held` one) is given up at ``seconds``, and every other call at its gate's own
+    deadline (``storage_deadline_s``), whatever gate makes it: a test of a call given up needs
+    only that call given up soon, and a healthy call on a loaded host, given up at the same short
+    deadline, failed its test (answered degraded, storage then skipped)."""
+    originals = {name: getattr(StorageGate, name) for name in ("call", "call_blocking")}
+
+    def deadlined(original: Callable[..., Any]) -> Callable[..., Any]:
+        def through(gate: StorageGate, call: Callable[..., object], *args: Any, **kw: Any) -> Any:
+            if hung(call):
+                # the gate's threads and health, the short deadline for this call alone
+                gate = copy.copy(gate)
+                gate.deadline_s = seconds
+            return original(gate, call, *args, **kw)
+
+        return through
+
+    try:
+        for name, original in originals.items():
+            setattr(StorageGate, name, deadlined(original))
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(StorageGate, name, original)
+
+
+@contextmanager
 def open_impatient_api(
     tmp_path: Path, database_file: str, classifier: Classifier, **options: Any
-) -> contextlib.AbstractContextManager[Api]:
-    """:func:`open_api` on a SQLite file of ``tmp_path`` whose storage is given up at 0.3 s and
-    not tried again within a test, so that a hung write answers at once."""
-    return open_api(
-        tmp_path,
-        f"sqlite:///{tmp_path / database_file}",
-        classifier,
-        db_timeout_s=0.1,
-        storage_deadline_s=0.3,
-        storage_retry_s=3600,
-        **options,
-    )
+) -> Iterator[Api]:
+    """:func:`open_api` on a SQLite file of ``tmp_path`` whose storage, once a call of a
+    :class:`Held` is given up (at 1 s, :func:`given_up_at`), is not tried again within a test
+    (unless ``storage_retry_s`` is given), so that a hung call answers soon."""
+    # 1 s, not less: the held call is to be under way when given up (a test tells a write given
+    # up from one never started), and its thread's start on a loaded host is timed by it too
+    with (
+        given_up_at(1.0),
+        open_api(
+            tmp_path,
+            f"sqlite:///{tmp_path / database_file}",
+            classifier,
+            **{"storage_retry_s": 3600, **options},
+        ) as api,
+    ):
+        yield api
 
 
 @contextmanager

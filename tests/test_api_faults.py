@@ -27,6 +27,7 @@ from servicekit import (
     Proxy,
     build_app,
     free_port,
+    given_up_at,
     migrate,
     open_api,
     open_impatient_api,
@@ -81,6 +82,9 @@ def test_postgres_refusing_connections_degrades_spools_and_catches_up(
         pipeline.classifier,
         migrate_url=postgres_url,
         storage_retry_s=0.2,
+        # a request that waited for the database would wait this long: the bound below, well
+        # short of it, is far from what four requests take on a loaded host
+        storage_deadline_s=60,
     ) as api:
         assert api.score({"id": "before", "text": RUMOR}).json()["degraded"] is False
         reviewer = api.headers(api.new_key("reviewer"))
@@ -94,7 +98,7 @@ def test_postgres_refusing_connections_degrades_spools_and_catches_up(
         started = time.monotonic()
         down = [api.score({"id": f"d{i}", "text": RUMOR}) for i in range(3)]
         batch = api.batch([{"id": "d3", "text": RUMOR}, {"id": "d0", "text": RUMOR}])
-        assert time.monotonic() - started < 5  # no request waited long for the database
+        assert time.monotonic() - started < 30  # no request waited long for the database
         assert [r.status_code for r in down] == [200, 200, 200]
         assert all(r.json()["degraded"] for r in down)
         assert batch.json()["degraded"] is True
@@ -577,19 +581,12 @@ def test_a_write_storage_does_not_answer_is_given_up_at_its_deadline_and_kept_on
     tmp_path: Path, pipeline: Pipeline, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
-    with open_api(
-        tmp_path,
-        database_url,
-        pipeline.classifier,
-        db_timeout_s=0.5,
-        storage_deadline_s=1.0,
-        storage_retry_s=3600,
-    ) as api:
+    with open_api(tmp_path, database_url, pipeline.classifier, storage_retry_s=3600) as api:
         scoring = api.services.scoring
         versions = scoring.model_version, scoring.policy.version
         assert api.score({"id": "warm", "text": RUMOR}).json()["degraded"] is False
         held = Held(scoring.repository.save_records)
-        with monkeypatch.context() as patched:
+        with given_up_at(1.0), monkeypatch.context() as patched:
             patched.setattr(scoring.repository, "save_records", held)
             first = api.score({"id": "H1", "text": RUMOR})
             # answered while its write still waits for storage
@@ -619,14 +616,7 @@ def test_a_write_storage_does_not_answer_is_given_up_at_its_deadline_and_kept_on
 def test_storage_that_hangs_every_call_leaves_the_spool_and_its_drain_working(
     tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with open_api(
-        tmp_path,
-        f"sqlite:///{tmp_path / 'hung.db'}",
-        pipeline.classifier,
-        db_timeout_s=0.1,
-        storage_deadline_s=0.2,
-        storage_retry_s=0.2,
-    ) as api:
+    with open_impatient_api(tmp_path, "hung.db", pipeline.classifier, storage_retry_s=0.2) as api:
         scoring = api.services.scoring
         held = Held(scoring.repository.find_records)
         answers: list[httpx.Response] = []
@@ -691,8 +681,6 @@ def test_postgres_that_stops_answering_on_an_open_connection_is_given_up_at_the_
         through(proxy, postgres_url),
         pipeline.classifier,
         migrate_url=postgres_url,
-        db_timeout_s=0.5,
-        storage_deadline_s=1.0,
         storage_retry_s=3600,
     ) as api:
         scoring = api.services.scoring
@@ -704,7 +692,7 @@ def test_postgres_that_stops_answering_on_an_open_connection_is_given_up_at_the_
             proxy.pause()  # on the pooled connection, open: no timeout of PostgreSQL's ends it
             return save(items, policy)
 
-        with monkeypatch.context() as patched:
+        with given_up_at(1.0, lambda call: call is stalled), monkeypatch.context() as patched:
             patched.setattr(scoring.repository, "save_records", stalled)
             answered = api.score({"id": "P1", "text": RUMOR})
         assert answered.status_code == 200 and answered.json()["degraded"] is True
@@ -731,16 +719,21 @@ def test_postgres_that_stops_answering_holds_no_review_or_console_request_past_t
     write given up so may still land: its 503 says so, and its retry with the same key gets
     its answer, the write made once."""
     monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
-    with open_api(
-        tmp_path,
-        through(proxy, postgres_url),
-        pipeline.classifier,
-        migrate_url=postgres_url,
-        db_timeout_s=0.5,
-        storage_deadline_s=1.0,
-        storage_retry_s=3600,
-        neardup_bank_refresh_s=3600,  # read at start only: no refresh meets the pause
-    ) as api:
+    with (
+        given_up_at(1.0, lambda call: proxy.paused),
+        open_api(
+            tmp_path,
+            through(proxy, postgres_url),
+            pipeline.classifier,
+            migrate_url=postgres_url,
+            storage_retry_s=3600,
+            neardup_bank_refresh_s=3600,  # read at start only: no refresh meets the pause
+            # the publisher key, verified at the start, stays so: the settling of its evidence
+            # by the idle-scheduled process can take a loaded host past the default minute, and
+            # its check then met the pause before the report's write
+            key_cache_s=3600,
+        ) as api,
+    ):
         scoring = api.services.scoring
         assert isinstance(scoring.repository, SqlRepository)
         pool = scoring.repository.engine.pool

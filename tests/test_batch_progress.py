@@ -32,7 +32,7 @@ def lines_of(stream: io.StringIO) -> list[str]:
     return stream.getvalue().splitlines()
 
 
-def wait_for(stream: io.StringIO, line: str, within_s: float = 5.0) -> bool:
+def wait_for(stream: io.StringIO, line: str, within_s: float = 30.0) -> bool:
     """Whether the timer writes ``line`` within ``within_s``."""
     deadline = time.monotonic() + within_s
     while line not in lines_of(stream) and time.monotonic() < deadline:

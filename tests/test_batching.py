@@ -119,7 +119,8 @@ def test_sequential_requests_are_answered_one_by_one(window: float) -> None:
 
 
 def test_with_two_workers_a_second_batch_runs_while_the_first_is_still_scoring() -> None:
-    started = threading.Barrier(2, timeout=5)
+    # 60 s: only a batcher that runs one batch at a time waits it out
+    started = threading.Barrier(2, timeout=60)
 
     class Slow(Model):
         def prepare(self, posts: Sequence[Post]) -> list[str]:
@@ -166,12 +167,13 @@ class Gated(Model):
     def prepare(self, posts: Sequence[Post]) -> list[str]:
         prepared = super().prepare(posts)
         self.entered.release()
-        if not self.go.acquire(timeout=5):
+        # 60 s: what it waits for is a step of the test away, however loaded the host
+        if not self.go.acquire(timeout=60):
             raise TimeoutError("the test never let the call go")
         return prepared
 
     async def next_call(self) -> list[str]:
-        assert await asyncio.to_thread(self.entered.acquire, timeout=5)
+        assert await asyncio.to_thread(self.entered.acquire, timeout=60)
         return self.batches[-1]
 
 

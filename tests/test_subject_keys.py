@@ -190,7 +190,8 @@ def test_two_processes_starting_at_once_key_the_digests_once(
                 "SELECT count(*) FROM pg_stat_activity "
                 "WHERE application_name = :n AND wait_event_type = 'Lock'"
             )
-            deadline = time.monotonic() + 8
+            # the two interpreters' start on a loaded host: past it, the race is left unforced
+            deadline = time.monotonic() + 60
             with holder.connect() as watch:
                 while watch.scalar(waiting, {"n": name}) < 2 and time.monotonic() < deadline:
                     time.sleep(0.05)
