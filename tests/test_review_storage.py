@@ -1035,8 +1035,10 @@ def test_the_account_replay_reads_each_page_of_records_off_their_subject_index(
     repo: SqlRepository, policy: Policy
 ) -> None:
     """Each page of ``audit verify``'s accounts reads the records of its accounts and the next
-    one's, off ``ix_audit_records_subject`` from where the page before ended: every record,
-    read again on each page, made the walk's cost grow with the square of the accounts."""
+    one's, off ``ix_audit_records_subject`` from where the page before ended, and its accounts
+    off their key in code point order (on PostgreSQL ``ix_accounts_code_points``, as the
+    primary key is in the database's collation): every record or account, read again on each
+    page, made the walk's cost grow with the square of the accounts."""
     for i in range(8):
         repo.put_account(policy, f"acc{i}", followers=i)
         repo.put_account(policy, f"acc{i}", followers=i + 10)
@@ -1053,7 +1055,8 @@ def test_the_account_replay_reads_each_page_of_records_off_their_subject_index(
         event.remove(repo.engine, "before_cursor_execute", hear)
     pages = [(s, p) for s, p in heard if "last_records" in s]
     logins = [(s, p) for s, p in heard if "last_records" not in s and "last_login_at" in str(p)]
-    assert (len(pages), len(logins)) == (5, 5), heard
+    rows = [(s, p) for s, p in heard if "FROM accounts" in s and "audit_records" not in s]
+    assert (len(pages), len(logins), len(rows)) == (5, 5, 5), heard
     with repo.engine.begin() as connection:
         # the first page's reads start at the first record, as the one query did
         for statement, parameters in pages[1:] + logins[1:]:
@@ -1073,6 +1076,16 @@ def test_the_account_replay_reads_each_page_of_records_off_their_subject_index(
             ]
             read = scan["Actual Rows"] + scan.get("Rows Removed by Filter", 0)
             assert read <= 3 * max(per_account.values()), scan
+        for statement, parameters in rows[1:]:
+            if connection.dialect.name == "sqlite":
+                plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+                (said,) = [row[3] for row in plan if " accounts " in f"{row[3]} "]
+                assert said.startswith("SEARCH accounts USING") and "(account_id>?)" in said, said
+                continue
+            (scan,) = _index_scans(connection, statement, parameters)
+            assert scan["Index Name"] == "ix_accounts_code_points", scan
+            # the page's two, and none but them
+            assert scan["Actual Rows"] + scan.get("Rows Removed by Filter", 0) <= 2, scan
 
 
 def _read_off(
@@ -2358,8 +2371,9 @@ def test_the_open_report_indexes_migration_goes_down_and_up_again(database_url: 
 def test_0048_goes_down_without_the_index_of_records_by_subject_and_up_again(
     database_url: str,
 ) -> None:
-    """The downgrade drops the index of the chained records by subject; a second try from 0048
-    finds it done. Up again, it is back."""
+    """The downgrade drops the index of the chained records by subject (and on PostgreSQL the
+    accounts' in code point order); a second try from 0048 finds it done. Up again, they are
+    back."""
     upgrade(database_url)
     engine = make_engine(database_url, 5.0)
     try:
@@ -2372,9 +2386,13 @@ def test_0048_goes_down_without_the_index_of_records_by_subject_and_up_again(
                 migrate(connection, "0047_disposition_item_index", down=True)
                 found = {i["name"] for i in inspect(connection).get_indexes("audit_records")}
                 assert "ix_audit_records_subject" not in found
+                accounts = {i["name"] for i in inspect(connection).get_indexes("accounts")}
+                assert "ix_accounts_code_points" not in accounts
         upgrade(database_url)
         found = {i["name"] for i in inspect(engine).get_indexes("audit_records")}
         assert "ix_audit_records_subject" in found
+        accounts = {i["name"] for i in inspect(engine).get_indexes("accounts")}
+        assert ("ix_accounts_code_points" in accounts) == database_url.startswith("postgresql")
     finally:
         engine.dispose()
 
