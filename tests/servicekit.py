@@ -463,7 +463,8 @@ def serve(env: dict[str, str], port: int, out: Path, *args: str) -> subprocess.P
 def verified(repo: SqlRepository) -> list[str]:
     """What ``qinglang audit verify`` finds of the chain and of the account rows."""
     accounts = replay.check(repo.replayed_accounts(), lambda plain: keyed(repo.subjects.key, plain))
-    return chain.verify(repo.audit_entries(), repo.audit_head()) + accounts.problems
+    head = repo.audit_head()
+    return chain.verify(repo.audit_entries(through=head[0]), head) + accounts.problems
 
 
 def unkeyed_digest(subject_id: str) -> str:

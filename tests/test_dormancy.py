@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from alembic import command
 from servicekit import Api, migrate, open_api, verified, wait_for, write_policy
-from sqlalchemy import event, inspect, text, update
+from sqlalchemy import Engine, event, insert, inspect, select, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from service.pipeline import Pipeline
 from service.policy import Policy
@@ -23,7 +25,9 @@ from service.review import dormancy, views
 from service.review.items import ConflictError
 from service.storage import SqlRepository, dormancy_sql, open_repository, upgrade
 from service.storage.database import alembic_config, make_engine
-from service.storage.tables import StoredDisposition
+from service.storage.review_rows import maybe_utc
+from service.storage.tables import StoredAccount, StoredDisposition
+from service.storage.transaction import append_records
 from service.usage import RecentUse
 
 T0 = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
@@ -1238,3 +1242,193 @@ def test_a_post_by_an_account_found_dormant_the_day_it_posted_before_ends_it_at_
 
         wait_for(returned)
         assert ("brief", "suspend_dormant", "lifted", "returned") in feed_changes(api)
+
+
+def _logged_in_before_0049(engine: Engine, account_id: str, at: datetime, now: datetime) -> None:
+    """A login as the service stored it before logins were converted to UTC: ``at`` as given
+    (which SQLite keeps as its wall time, read back as UTC), compared with the row as read
+    back, and chained in its zone."""
+    with Session(engine) as session, session.begin():
+        account = session.get(StoredAccount, account_id)
+        assert account is not None
+        if dormancy.returned(maybe_utc(account.login_at), at):
+            account.login_at = at
+        if dormancy.returned(maybe_utc(account.active_at), at):
+            account.active_at, account.active_by = at, "login"
+        profile = {
+            "name": account.name,
+            "followers": account.followers,
+            "subject": account.subject_digest,
+            "last_login_at": at.isoformat(),
+        }
+        append_records(session, now, [("account.profile", f"account:{account_id}", profile)])
+
+
+def _posted(engine: Engine, account_id: str, at: datetime) -> None:
+    """A post's daily use, as the publish path writes it: the clock moves where it is earlier."""
+    with engine.begin() as connection:
+        connection.execute(
+            update(StoredAccount)
+            .where(StoredAccount.account_id == account_id, StoredAccount.active_at < at)
+            .values(active_at=at, active_by="post")
+        )
+
+
+def test_0049_brings_a_login_stored_in_its_zones_wall_time_and_the_clock_it_set_to_the_moment(
+    database_url: str, policy: Policy
+) -> None:
+    """On SQLite a login given in another zone was stored as its wall time read as UTC: eight
+    hours late for +08:00, five early for -05:00, and the clock with it where it moved it.
+    0049 takes each account's login from the latest its profiles chain, and the clock where the
+    wrong login set it (or a post moved it past the wrong value and not past the login); a clock
+    a post set later than the login stays. ``audit verify`` then finds nothing, and the sweep
+    finds the accounts dormant on their logins' moments. On PostgreSQL the logins were kept
+    as moments, and it changes nothing. The downgrade leaves the rows."""
+    sqlite = make_url(database_url).get_backend_name() == "sqlite"
+    beijing, new_york = timezone(timedelta(hours=8)), timezone(timedelta(hours=-5))
+    login = T0 + DAY
+    logins = {
+        "east": [login.astimezone(beijing)],
+        "east_again": [login.astimezone(beijing), login + 2 * HOUR],
+        "west": [login.astimezone(new_york)],
+        "posted": [login.astimezone(beijing)],
+        "utc": [login],
+    }
+    upgrade(database_url)
+    repo = open_repository(database_url, 5.0, policy.review)
+    engine = make_engine(database_url, 5.0)
+    try:
+        for account in logins:
+            repo.put_account(policy, account, name=f"清朗{account}", now=T0)
+        with engine.begin() as connection:
+            migrate(connection, "0048_audit_subject_index", down=True)
+        for account, given in logins.items():
+            for at in given:
+                _logged_in_before_0049(engine, account, at, login + 3 * HOUR)
+        # past the -05:00 login's wrong value, not past the login
+        _posted(engine, "west", login - HOUR)
+        # past the +08:00 login's wrong value
+        _posted(engine, "posted", login + 9 * HOUR)
+        if sqlite:
+            assert {p.split(":")[0] for p in verified(repo)} == {
+                f"account {a}" for a in ("east", "east_again", "west", "posted")
+            }
+        upgrade(database_url)
+        for _ in range(2):
+            assert verified(repo) == []
+            clocks = {
+                a: (found.last_login_at, found.active_at, found.active_by)
+                for a in logins
+                for found in [repo.get_account(policy, a, now=login + 10 * HOUR)]
+            }
+            assert clocks == {
+                "east": (login, login, "login"),
+                "east_again": (login + 2 * HOUR, login + 2 * HOUR, "login"),
+                "west": (login, login, "login"),
+                "posted": (login, login + 9 * HOUR, "post"),
+                "utc": (login, login, "login"),
+            }
+            with engine.begin() as connection:
+                migrate(connection, "0048_audit_subject_index", down=True)
+            upgrade(database_url)
+        swept = with_dormancy(policy, action="none", notify=True, warn_days=0)
+        found_at = login + dormant_after(swept) + HOUR
+        assert repo.settle_dormancy(swept, now=found_at) == 3
+        dormant = {a for a in logins if repo.get_account(swept, a, now=found_at).dormant_at}
+        assert dormant == {"east", "west", "utc"}
+        assert verified(repo) == []
+    finally:
+        repo.close()
+        engine.dispose()
+
+
+def test_0049_corrects_every_page_of_accounts(tmp_path: Path, policy: Policy) -> None:
+    """0049 reads the accounts a page at a time (500), each page's profiles by the range of its
+    accounts' subjects: every account of more than two pages is corrected, none twice nor
+    another's records, ids that sort across a page's end included."""
+    url = f"sqlite:///{tmp_path / 'qinglang.db'}"
+    beijing = timezone(timedelta(hours=8))
+    accounts = [f"a{n}" for n in range(1_100)] + [f"a{n}x" for n in range(0, 1_100, 97)]
+    upgrade(url)
+    repo = open_repository(url, 5.0, policy.review)
+    engine = make_engine(url, 5.0)
+    try:
+        with engine.begin() as connection:
+            migrate(connection, "0048_audit_subject_index", down=True)
+        moments = {a: T0 + n * MINUTE for n, a in enumerate(accounts)}
+        with Session(engine) as session, session.begin():
+            session.execute(
+                insert(StoredAccount),
+                [
+                    {
+                        "account_id": a,
+                        "credit": policy.credit.initial,
+                        "level": "normal",
+                        "clean_since": T0,
+                        "policy_version": policy.version,
+                        # as the service stored a login given at +08:00
+                        "login_at": at.astimezone(beijing),
+                        "active_at": at.astimezone(beijing),
+                        "active_by": "login",
+                    }
+                    for a, at in moments.items()
+                ],
+            )
+            append_records(
+                session,
+                T0,
+                [
+                    (
+                        "account.profile",
+                        f"account:{a}",
+                        {
+                            "name": None,
+                            "followers": 0,
+                            "subject": None,
+                            "last_login_at": at.astimezone(beijing).isoformat(),
+                        },
+                    )
+                    for a, at in moments.items()
+                ],
+            )
+        upgrade(url)
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(StoredAccount.account_id, StoredAccount.login_at, StoredAccount.active_at)
+            ).all()
+        assert {a: (maybe_utc(login), maybe_utc(active)) for a, login, active in rows} == {
+            a: (at, at) for a, at in moments.items()
+        }
+        assert verified(repo) == []
+    finally:
+        repo.close()
+        engine.dispose()
+
+
+def test_0049_leaves_the_clock_an_account_was_warned_on(tmp_path: Path, policy: Policy) -> None:
+    """An account warned on a clock a login given at +08:00 set eight hours late keeps it: the
+    warning's record names it, and the platform was told the date; its login is corrected."""
+    url = f"sqlite:///{tmp_path / 'qinglang.db'}"
+    login = T0 + DAY
+    wrong = login + 8 * HOUR
+    upgrade(url)
+    repo = open_repository(url, 5.0, policy.review)
+    engine = make_engine(url, 5.0)
+    try:
+        repo.put_account(policy, "warned", name="清朗warned", now=T0)
+        with engine.begin() as connection:
+            migrate(connection, "0048_audit_subject_index", down=True)
+        at = login.astimezone(timezone(timedelta(hours=8)))
+        _logged_in_before_0049(engine, "warned", at, login)
+        assert repo.warn_dormancy(policy, now=wrong + warned_after(policy)) == 1
+        upgrade(url)
+        found = repo.get_account(policy, "warned", now=wrong + warned_after(policy))
+        assert (found.last_login_at, found.active_at, found.warned_at) == (
+            login,
+            wrong,
+            wrong + warned_after(policy),
+        )
+        assert verified(repo) == []
+    finally:
+        repo.close()
+        engine.dispose()

@@ -6,14 +6,17 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from servicekit import migrate, record, verified
@@ -22,13 +25,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from test_dormancy import DAY, T0, dormant_after, warned_after
 
+from service.cli import main
 from service.policy import Policy, load_policy
-from service.review import replay
+from service.review import chain, replay
 from service.security import check_password
-from service.settings import Settings
+from service.settings import Settings, get_settings
 from service.storage import Pending, SqlRepository, StoredRumor, open_repository, upgrade
 from service.storage.database import head_revision, make_engine
 from service.storage.tables import (
+    AuditRecord,
     BankedRumor,
     DuplicateAppeal,
     ReviewDecision,
@@ -389,7 +394,10 @@ def test_audit_verify_names_every_stored_text_edited_since_its_digest_was_chaine
         engine.dispose()
     broken = qinglang(database_url, "audit", "verify")
     assert broken.returncode == 1
-    problems = [line.partition("qinglang audit verify: ")[2] for line in broken.stderr.splitlines()]
+    *problems, walked = [
+        line.partition("qinglang audit verify: ")[2] for line in broken.stderr.splitlines()
+    ]
+    assert re.fullmatch(r"walked the chain to record \d+, the head when the walk began", walked)
     named = [p.split(": ")[1] for p in problems]
     assert named == [
         f"review_decisions.note of row {noted}",
@@ -445,7 +453,10 @@ def test_audit_verify_names_every_stored_text_no_record_vouches_for(database_url
         engine.dispose()
     broken = qinglang(database_url, "audit", "verify")
     assert broken.returncode == 1, broken.stderr
-    problems = [line.partition("qinglang audit verify: ")[2] for line in broken.stderr.splitlines()]
+    *problems, walked = [
+        line.partition("qinglang audit verify: ")[2] for line in broken.stderr.splitlines()
+    ]
+    assert re.fullmatch(r"walked the chain to record \d+, the head when the walk began", walked)
     assert problems == [
         "review_decisions.note of row 900: no review.decision record names the row "
         "(written outside the service)",
@@ -508,7 +519,10 @@ def test_audit_verify_names_every_account_whose_row_the_chain_does_not_bear_out(
         engine.dispose()
     broken = qinglang(database_url, "audit", "verify")
     assert broken.returncode == 1, broken.stderr
-    problems = [line.partition("qinglang audit verify: ")[2] for line in broken.stderr.splitlines()]
+    *problems, walked = [
+        line.partition("qinglang audit verify: ")[2] for line in broken.stderr.splitlines()
+    ]
+    assert re.fullmatch(r"walked the chain to record \d+, the head when the walk began", walked)
     named = [p.split(" is ")[0] for p in problems]
     assert named == [
         "account acc1: credit",
@@ -597,3 +611,45 @@ def test_audit_verify_lets_a_write_and_a_checkpoint_finish_between_its_pages(
         assert path.with_name("qinglang.db-wal").stat().st_size == 0
     finally:
         repo.close()
+
+
+def test_audit_verify_walks_the_chain_to_the_head_it_read(
+    tmp_path: Path,
+    policy: Policy,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A live server appends records while the chain is walked: the walk verifies the records
+    up to the head it read first, and says so, where it would find the records after it and
+    call the chain longer than its head, records missing. Those appended meanwhile are the
+    next verify's; a record deleted before the head is still found."""
+    url = f"sqlite:///{tmp_path / 'qinglang.db'}"
+    upgrade(url)
+    writer = open_repository(url, 5.0, policy.review)
+    walked = SqlRepository.audit_entries
+
+    def paged(self: SqlRepository, *args: Any, **kwargs: Any) -> Iterator[chain.Entry]:
+        for n, entry in enumerate(walked(self, *args, **{**kwargs, "chunk": 2})):
+            yield entry
+            if n == 1:
+                # between the walk's first page and its second
+                writer.put_account(policy, "late", followers=1)
+
+    try:
+        for i in range(3):
+            writer.put_account(policy, f"acc{i}", followers=i)
+        monkeypatch.setenv("QINGLANG_DATABASE_URL", url)
+        monkeypatch.setattr(SqlRepository, "audit_entries", paged)
+        get_settings.cache_clear()
+        assert main(["audit", "verify"]) == 0, capsys.readouterr().err
+        assert "ok, 3 records (1 to 3, the head when the walk began;" in capsys.readouterr().err
+        assert writer.audit_head()[0] == 4
+        with Session(writer.engine) as session, session.begin():
+            session.execute(delete(AuditRecord).where(AuditRecord.seq == 2))
+        assert main(["audit", "verify"]) == 1
+        problems = capsys.readouterr().err
+        assert "record 3: expected sequence number 2" in problems
+        assert "walked the chain to record 4, the head when the walk began" in problems
+    finally:
+        get_settings.cache_clear()
+        writer.close()

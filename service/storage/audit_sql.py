@@ -33,12 +33,19 @@ class AuditSql(ReviewSql):
     """Mixed into :class:`~service.storage.sql.SqlRepository`."""
 
     def audit_entries(
-        self, start: datetime | None = None, end: datetime | None = None, chunk: int = 5000
+        self,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        chunk: int = 5000,
+        through: int | None = None,
     ) -> Iterator[chain.Entry]:
-        """The records in sequence order (``start <= at < end`` when given), read in chunks."""
+        """The records in sequence order (``start <= at < end`` when given; up to sequence
+        number ``through`` when given), read in chunks."""
         after = 0
         while True:
             query = select(AuditRecord).where(AuditRecord.seq > after)
+            if through is not None:
+                query = query.where(AuditRecord.seq <= through)
             if start is not None:
                 query = query.where(AuditRecord.at >= start)
             if end is not None:
@@ -225,7 +232,8 @@ def _replay_page(session: Session, after: str | None, chunk: int) -> ReplayPage:
     PostgreSQL's "C" collation order them, and Python compares strings in) and merged (SQLite,
     which builds no index on a grouped subquery, would read all of one for each row of the
     other were the database to join them). The logins are compared here, as moments: a record
-    chains each in the zone it was given in, which text in SQL does not compare by."""
+    written before logins were stored in UTC chains its login in the zone it was given in, which
+    text in SQL does not compare by."""
     in_order = _code_points(session)
     account_id = in_order(StoredAccount.__table__.c.account_id)
     subject = in_order(AuditRecord.__table__.c.subject)

@@ -661,7 +661,11 @@ class ReviewRepository(Protocol):
         ...
 
     def audit_entries(
-        self, start: datetime | None = None, end: datetime | None = None, chunk: int = 5000
+        self,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        chunk: int = 5000,
+        through: int | None = None,
     ) -> Iterator[chain.Entry]: ...
 
     def audit_head(self) -> tuple[int, str]: ...
