@@ -2457,6 +2457,24 @@ def test_a_confirmation_whose_batch_is_still_being_charged_says_so_on_the_next_p
     charged, where the reviewer would take them as done. They are then charged with no
     further request."""
     policy, review = api.services.scoring.policy, api.services.review
+    item, accounts, sent = _batch_to_confirm(api, monkeypatch)
+    here = f"/console/items/{item.id}"
+    taken = api.client.post(f"{here}/decision", data=sent, follow_redirects=False)
+    assert taken.status_code == 303 and taken.headers["location"].endswith(f"?charging={item.id}")
+    landed = api.client.get(taken.headers["location"]).text
+    assert f"条目 {item.id} 已确认;批次中未列出的成员仍在后台逐一扣分" in landed
+    charged = policy.credit.initial - policy.credit.deductions["bulk_registration"]
+    wait_for(lambda: all(review.get_account(policy, a).credit == charged for a in accounts))
+    assert 'id="charges-pending"' not in api.client.get("/console/queue").text
+
+
+def _batch_to_confirm(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> tuple[views.Item, list[str], dict[str, str]]:
+    """A registration batch of three members past its listing (charged two at a time), a
+    reviewer signed in, and the console's confirmation of it as the form sends it: the item,
+    its members and the form's fields."""
+    policy, review = api.services.scoring.policy, api.services.review
     rules = policy.registration
     monkeypatch.setattr(signups, "LISTED", rules.batch_accounts)
     monkeypatch.setattr(credit_steps, "CHARGE_CHUNK", 2)
@@ -2468,17 +2486,13 @@ def test_a_confirmation_whose_batch_is_still_being_charged_says_so_on_the_next_p
         )
     (item,) = review.list_items(policy, kind="signup_batch").items
     sign_in(api, "li")
-    here = f"/console/items/{item.id}"
-    form = fields_of(form_of(api.client.get(here).text, "decision-form"))
+    form = fields_of(form_of(api.client.get(f"/console/items/{item.id}").text, "decision-form"))
     basis = articles.name(rules.batch_basis, translator("zh"))
-    sent = {**form, "action": "confirm", "category": "bulk_registration", "basis": basis}
-    taken = api.client.post(f"{here}/decision", data=sent, follow_redirects=False)
-    assert taken.status_code == 303 and taken.headers["location"].endswith(f"?charging={item.id}")
-    landed = api.client.get(taken.headers["location"]).text
-    assert f"条目 {item.id} 已确认;批次中未列出的成员仍在后台逐一扣分" in landed
-    charged = policy.credit.initial - policy.credit.deductions["bulk_registration"]
-    wait_for(lambda: all(review.get_account(policy, a).credit == charged for a in accounts))
-    assert 'id="charges-pending"' not in api.client.get("/console/queue").text
+    return (
+        item,
+        accounts,
+        {**form, "action": "confirm", "category": "bulk_registration", "basis": basis},
+    )
 
 
 def test_a_confirmation_whose_request_is_cancelled_as_it_commits_is_charged_at_once(
@@ -2490,21 +2504,8 @@ def test_a_confirmation_whose_request_is_cancelled_as_it_commits_is_charged_at_o
     monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
     with open_api(tmp_path, database_url, pipeline.classifier) as api:
         policy, review = api.services.scoring.policy, api.services.review
-        rules = policy.registration
-        monkeypatch.setattr(signups, "LISTED", rules.batch_accounts)
-        monkeypatch.setattr(credit_steps, "CHARGE_CHUNK", 2)
-        start = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
-        accounts = [f"s{n}" for n in range(rules.batch_accounts + 3)]
-        for n, account in enumerate(accounts):
-            review.put_account(
-                policy, account, name=f"清朗日报{n:02}", now=start + timedelta(minutes=n)
-            )
-        (item,) = review.list_items(policy, kind="signup_batch").items
-        sign_in(api, "li")
+        item, accounts, sent = _batch_to_confirm(api, monkeypatch)
         here = f"/console/items/{item.id}"
-        form = fields_of(form_of(api.client.get(here).text, "decision-form"))
-        basis = articles.name(rules.batch_basis, translator("zh"))
-        sent = {**form, "action": "confirm", "category": "bulk_registration", "basis": basis}
         stored = api.services.scoring.repository
         assert isinstance(stored, SqlRepository)
         # whether members are left is read after the decision commits

@@ -8,7 +8,7 @@ import json
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from alembic import command
 from servicekit import migrate, record
-from sqlalchemy import Connection, event, func, insert, inspect, select, text
+from sqlalchemy import Connection, Inspector, event, func, insert, inspect, select, text
 from sqlalchemy.orm import Session
 
 from service.heads import RISKS, Risk
@@ -2311,31 +2311,51 @@ def test_the_lookups_of_accounts_and_reports_are_read_off_an_index(
 
 def test_0045_goes_down_to_the_indexes_before_it_and_up_again(database_url: str) -> None:
     """The downgrade drops the indexes of the active dispositions and the pending appeals and
-    makes the appeals' index on the status alone again; a second try from 0045 (SQLite keeps
-    the drops of a downgrade refused further down) finds it done. Up again, they are back."""
+    makes the appeals' index on the status alone again; a second try finds it done. Up again,
+    they are back."""
     made = {
         "dispositions": {"ix_dispositions_account_lasting", "ix_dispositions_account_ending"},
         "appeals": {"ix_appeals_status_deadline"},
     }
+    downs, up = _down_twice_and_up(
+        database_url, "0045_active_read_indexes", "0044_sweep_places", list(made)
+    )
+    for down in downs:
+        for table, names in made.items():
+            assert not names & down[table], table
+        assert "ix_appeals_status" in down["appeals"]
+    for table, names in made.items():
+        assert names <= up[table], table
+    assert "ix_appeals_status" not in up["appeals"]
+
+
+def _down_twice_and_up(
+    database_url: str, revision: str, below: str, tables: Sequence[str]
+) -> tuple[list[dict[str, set[str]]], dict[str, set[str]]]:
+    """The names of ``tables``' indexes after ``revision`` goes down to ``below``, tried twice,
+    stamped back at ``revision`` between (SQLite keeps the drops of a downgrade refused further
+    down: the second try must find them done), and after the upgrade to head that follows."""
+
+    def indexes(found: Inspector) -> dict[str, set[str]]:
+        return {
+            table: {name for i in found.get_indexes(table) if (name := i["name"])}
+            for table in tables
+        }
+
     upgrade(database_url)
     engine = make_engine(database_url, 5.0)
+    downs: list[dict[str, set[str]]] = []
     try:
         with engine.begin() as connection:
             config = alembic_config()
             config.attributes["connection"] = connection
             for again in (False, True):
                 if again:
-                    command.stamp(config, "0045_active_read_indexes")
-                migrate(connection, "0044_sweep_places", down=True)
-                found = inspect(connection)
-                for table, names in made.items():
-                    assert not names & {i["name"] for i in found.get_indexes(table)}, table
-                assert "ix_appeals_status" in {i["name"] for i in found.get_indexes("appeals")}
+                    command.stamp(config, revision)
+                migrate(connection, below, down=True)
+                downs.append(indexes(inspect(connection)))
         upgrade(database_url)
-        found = inspect(engine)
-        for table, names in made.items():
-            assert names <= {i["name"] for i in found.get_indexes(table)}, table
-        assert "ix_appeals_status" not in {i["name"] for i in found.get_indexes("appeals")}
+        return downs, indexes(inspect(engine))
     finally:
         engine.dispose()
 
@@ -2372,53 +2392,30 @@ def test_0048_goes_down_without_the_index_of_records_by_subject_and_up_again(
     database_url: str,
 ) -> None:
     """The downgrade drops the index of the chained records by subject (and on PostgreSQL the
-    accounts' in code point order); a second try from 0048 finds it done. Up again, they are
-    back."""
-    upgrade(database_url)
-    engine = make_engine(database_url, 5.0)
-    try:
-        with engine.begin() as connection:
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            for again in (False, True):
-                if again:
-                    command.stamp(config, "0048_audit_subject_index")
-                migrate(connection, "0047_disposition_item_index", down=True)
-                found = {i["name"] for i in inspect(connection).get_indexes("audit_records")}
-                assert "ix_audit_records_subject" not in found
-                accounts = {i["name"] for i in inspect(connection).get_indexes("accounts")}
-                assert "ix_accounts_code_points" not in accounts
-        upgrade(database_url)
-        found = {i["name"] for i in inspect(engine).get_indexes("audit_records")}
-        assert "ix_audit_records_subject" in found
-        accounts = {i["name"] for i in inspect(engine).get_indexes("accounts")}
-        assert ("ix_accounts_code_points" in accounts) == database_url.startswith("postgresql")
-    finally:
-        engine.dispose()
+    accounts' in code point order); a second try finds it done. Up again, they are back."""
+    downs, up = _down_twice_and_up(
+        database_url,
+        "0048_audit_subject_index",
+        "0047_disposition_item_index",
+        ["audit_records", "accounts"],
+    )
+    for down in downs:
+        assert "ix_audit_records_subject" not in down["audit_records"]
+        assert "ix_accounts_code_points" not in down["accounts"]
+    assert "ix_audit_records_subject" in up["audit_records"]
+    assert ("ix_accounts_code_points" in up["accounts"]) == database_url.startswith("postgresql")
 
 
 def test_0047_goes_down_to_the_indexes_before_it_and_up_again(database_url: str) -> None:
     """The downgrade drops the index of the dispositions by item and account; a second try
-    from 0047 (SQLite keeps the drops of a downgrade refused further down) finds it done. Up
-    again, it is back."""
-    upgrade(database_url)
-    engine = make_engine(database_url, 5.0)
-    try:
-        with engine.begin() as connection:
-            config = alembic_config()
-            config.attributes["connection"] = connection
-            for again in (False, True):
-                if again:
-                    command.stamp(config, "0047_disposition_item_index")
-                migrate(connection, "0046_open_report_indexes", down=True)
-                found = {i["name"] for i in inspect(connection).get_indexes("dispositions")}
-                assert "ix_dispositions_item_account" not in found
-                assert "ix_dispositions_account_ending" in found
-        upgrade(database_url)
-        found = {i["name"] for i in inspect(engine).get_indexes("dispositions")}
-        assert "ix_dispositions_item_account" in found
-    finally:
-        engine.dispose()
+    finds it done. Up again, it is back."""
+    downs, up = _down_twice_and_up(
+        database_url, "0047_disposition_item_index", "0046_open_report_indexes", ["dispositions"]
+    )
+    for down in downs:
+        assert "ix_dispositions_item_account" not in down["dispositions"]
+        assert "ix_dispositions_account_ending" in down["dispositions"]
+    assert "ix_dispositions_item_account" in up["dispositions"]
 
 
 def test_a_closed_name_written_with_a_hangul_filler_is_refused_after_the_names_are_refolded(
