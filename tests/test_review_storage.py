@@ -9,6 +9,7 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from alembic import command
 from servicekit import migrate, record
-from sqlalchemy import Connection, Inspector, event, func, insert, inspect, select, text
+from sqlalchemy import Connection, Engine, Inspector, event, func, insert, inspect, select, text
 from sqlalchemy.orm import Session
 
 from service.heads import RISKS, Risk
@@ -712,13 +713,7 @@ def test_a_later_page_of_an_account_s_history_seeks_its_cursor_in_the_index(
         )  # fmt: skip
         connection.exec_driver_sql("ANALYZE")
     first = repo.get_account(policy, "acc1", limit=250, order=order, now=T0)
-    heard: list[tuple[str, Any]] = []
-
-    def hear(_conn: object, _cursor: object, statement: str, parameters: Any, *_: Any) -> None:
-        heard.append((statement, parameters))
-
-    event.listen(repo.engine, "before_cursor_execute", hear)
-    try:
+    with statements_run(repo.engine) as heard:
         later = repo.get_account(
             policy,
             "acc1",
@@ -727,8 +722,6 @@ def test_a_later_page_of_an_account_s_history_seeks_its_cursor_in_the_index(
             order=order,
             now=T0,
         )
-    finally:
-        event.remove(repo.engine, "before_cursor_execute", hear)
     assert len(later.history) == 5
     reads = [
         (s, p) for s, p in heard if "ORDER BY" in s and ("credit_ledger" in s or "starts_at" in s)
@@ -837,23 +830,15 @@ def test_an_account_s_active_dispositions_are_read_off_the_active_ones_alone(
     with repo.engine.begin() as connection:
         connection.execute(insert(StoredDisposition), ended + lifted + active)
         connection.exec_driver_sql("ANALYZE")
-    heard: list[tuple[str, Any]] = []
-
-    def hear(_conn: object, _cursor: object, statement: str, parameters: Any, *_: Any) -> None:
-        heard.append((statement, parameters))
-
     paged: list[views.Disposition] = []
     cursor = None
-    event.listen(repo.engine, "before_cursor_execute", hear)
-    try:
+    with statements_run(repo.engine) as heard:
         while True:
             page = repo.account_dispositions("acc1", cursor=cursor, limit=2, now=now)
             paged += page.dispositions
             if page.next is None:
                 break
             cursor = appeal_cursor(page.next)
-    finally:
-        event.remove(repo.engine, "before_cursor_execute", hear)
     assert [d.starts_at for d in paged] == [row["starts_at"] for row in active]
     reads = [(s, p) for s, p in heard if "lifted_at IS NULL" in s]
     _read_off(repo, reads, ACTIVE_INDEXES, len(active))
@@ -910,21 +895,12 @@ def test_a_write_reads_the_account_s_active_dispositions_off_the_active_ones_alo
         connection.execute(insert(ReviewItem), items)
         connection.execute(insert(StoredDisposition), gone + own + active)
         connection.exec_driver_sql("ANALYZE")
-    heard: list[tuple[str, Any]] = []
-
-    def hear(_conn: object, _cursor: object, statement: str, parameters: Any, *_: Any) -> None:
-        heard.append((statement, parameters))
-
-    event.listen(repo.engine, "before_cursor_execute", hear)
-    try:
-        with Session(repo.engine) as session:
-            tx = Tx(session, now, policy)
-            kinds_found = active_kinds(tx, "acc1")
-            suspended = [(r.kind, r.item_id) for r in art8_suspended(tx, "acc1")]
-            brought = [(r.kind, r.item_id) for r in dormancy_brought(tx, "acc1")]
-            lifted = [(r.kind, r.item_id) for r in appealed(tx, "acc1", 3, ["limit_features"])]
-    finally:
-        event.remove(repo.engine, "before_cursor_execute", hear)
+    with statements_run(repo.engine) as heard, Session(repo.engine) as session:
+        tx = Tx(session, now, policy)
+        kinds_found = active_kinds(tx, "acc1")
+        suspended = [(r.kind, r.item_id) for r in art8_suspended(tx, "acc1")]
+        brought = [(r.kind, r.item_id) for r in dormancy_brought(tx, "acc1")]
+        lifted = [(r.kind, r.item_id) for r in appealed(tx, "acc1", 3, ["limit_features"])]
     assert kinds_found == {
         "suspend_service", "dormancy_notice", "suspend_dormant", "warning", "limit_features"
     }  # fmt: skip
@@ -1003,25 +979,16 @@ def test_a_lifted_close_s_art8_suspension_and_a_subject_s_accounts_are_read_off_
         item_id=None, starts_at=T0 + HOUR, ends_at=None, decided_by="r1",
         policy_version=policy.version, lifted_at=now, lifted_by="r2", active=False,
     )  # fmt: skip
-    heard: list[tuple[str, Any]] = []
-
-    def hear(_conn: object, _cursor: object, statement: str, parameters: Any, *_: Any) -> None:
-        heard.append((statement, parameters))
-
-    event.listen(repo.engine, "before_cursor_execute", hear)
-    try:
-        with Session(repo.engine) as session:
-            # acc1 holds no name: the suspension is found, and nothing is terminated
-            assert still_uncorrected(Tx(session, now, policy), "acc1", [close]) == []
-            refusing = subject_blacklisted_by(session, policy, {"d1"}, now)
-            counted = subject_holds(session, policy, {"d1"}, now)
-            others_counted = subject_holds(session, policy, {"d1"}, now, other_than="acc1")
-            # past the ends of acc2's close and acc3's ban
-            later = subject_blacklisted_by(session, policy, {"d1"}, now + 2 * HOUR)
-            counted_later = subject_holds(session, policy, {"d1"}, now + 2 * HOUR)
-            session.rollback()
-    finally:
-        event.remove(repo.engine, "before_cursor_execute", hear)
+    with statements_run(repo.engine) as heard, Session(repo.engine) as session:
+        # acc1 holds no name: the suspension is found, and nothing is terminated
+        assert still_uncorrected(Tx(session, now, policy), "acc1", [close]) == []
+        refusing = subject_blacklisted_by(session, policy, {"d1"}, now)
+        counted = subject_holds(session, policy, {"d1"}, now)
+        others_counted = subject_holds(session, policy, {"d1"}, now, other_than="acc1")
+        # past the ends of acc2's close and acc3's ban
+        later = subject_blacklisted_by(session, policy, {"d1"}, now + 2 * HOUR)
+        counted_later = subject_holds(session, policy, {"d1"}, now + 2 * HOUR)
+        session.rollback()
     assert (refusing, counted, others_counted) == (["acc2", "acc3"], 2, 1)
     assert (later, counted_later) == (["acc2"], 3)
     found = [(s, p) for s, p in heard if "settled_at IS NOT NULL" in s]
@@ -1043,16 +1010,8 @@ def test_the_account_replay_reads_each_page_of_records_off_their_subject_index(
         repo.put_account(policy, f"acc{i}", followers=i)
         repo.put_account(policy, f"acc{i}", followers=i + 10)
     per_account = Counter(e.subject for e in repo.audit_entries())
-    heard: list[tuple[str, Any]] = []
-
-    def hear(_conn: object, _cursor: object, statement: str, parameters: Any, *_: Any) -> None:
-        heard.append((statement, parameters))
-
-    event.listen(repo.engine, "before_cursor_execute", hear)
-    try:
+    with statements_run(repo.engine) as heard:
         assert len(list(repo.replayed_accounts(chunk=2))) == 8
-    finally:
-        event.remove(repo.engine, "before_cursor_execute", hear)
     pages = [(s, p) for s, p in heard if "last_records" in s]
     logins = [(s, p) for s, p in heard if "last_records" not in s and "last_login_at" in str(p)]
     rows = [(s, p) for s, p in heard if "FROM accounts" in s and "audit_records" not in s]
@@ -1086,6 +1045,21 @@ def test_the_account_replay_reads_each_page_of_records_off_their_subject_index(
             assert scan["Index Name"] == "ix_accounts_code_points", scan
             # the page's two, and none but them
             assert scan["Actual Rows"] + scan.get("Rows Removed by Filter", 0) <= 2, scan
+
+
+@contextmanager
+def statements_run(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
+    """The statements ``engine`` runs while open, each with its parameters."""
+    heard: list[tuple[str, Any]] = []
+
+    def hear(_conn: object, _cursor: object, statement: str, parameters: Any, *_: Any) -> None:
+        heard.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", hear)
+    try:
+        yield heard
+    finally:
+        event.remove(engine, "before_cursor_execute", hear)
 
 
 def _read_off(
@@ -1824,18 +1798,10 @@ def test_the_open_reports_are_read_from_the_open_reported_items_not_every_report
         connection.execute(insert(ReviewItem), items)
         connection.execute(insert(StoredReport), reports)
         connection.exec_driver_sql("ANALYZE")
-    heard: list[tuple[str, Any]] = []
-
-    def hear(_conn: object, _cursor: object, statement: str, parameters: Any, *_: Any) -> None:
-        heard.append((statement, parameters))
-
-    event.listen(repo.engine, "before_cursor_execute", hear)
-    try:
+    with statements_run(repo.engine) as heard:
         page = ConsoleReads(repo.engine).reports(
             open_only=True, late_before=T0, cursor=None, limit=5
         )
-    finally:
-        event.remove(repo.engine, "before_cursor_execute", hear)
     assert [r.item_id for r in page.rows] == [1990, 1991, 1992, 1993, 1994] and page.open == 11
     rows, _counts = heard
     with repo.engine.begin() as connection:
@@ -1940,19 +1906,11 @@ def test_the_open_reports_page_reads_the_open_items_reports_alone(
     PostgreSQL, under ``EXPLAIN ANALYZE``, no more rows of ``reports`` than those; on SQLite, no
     scan of ``reports``."""
     opened = _reported_queue(repo, policy, answered_reports=20)
-    heard: list[tuple[str, Any]] = []
-
-    def hear(_conn: object, _cursor: object, statement: str, parameters: Any, *_: Any) -> None:
-        heard.append((statement, parameters))
-
     reads = ConsoleReads(repo.engine)
-    event.listen(repo.engine, "before_cursor_execute", hear)
-    try:
+    with statements_run(repo.engine) as heard:
         first = reads.reports(open_only=True, late_before=T0, cursor=None, limit=5)
         assert first.next is not None
         reads.reports(open_only=True, late_before=T0, cursor=appeal_cursor(first.next), limit=5)
-    finally:
-        event.remove(repo.engine, "before_cursor_execute", hear)
     assert len(heard) == 4
     with repo.engine.begin() as connection:
         for statement, parameters in heard:
