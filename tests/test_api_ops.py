@@ -12,13 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from servicekit import Api, free_port, open_api
 
 from service.api.ops import IN_THE_LOG
 from service.batching import OverloadedError
 from service.logs import JsonFormatter
 from service.pipeline import Pipeline
-from service.storage import StorageError
+from service.storage import StorageError, database
 from service.storage.repository import Role
 
 SECRET_TEXT = "只在请求里出现的正文内容"
@@ -102,6 +104,34 @@ def test_readyz_counts_set_aside_records_without_their_folder_which_goes_to_the_
     assert [p for p in ready["problems"] if p.startswith("2 spooled records were refused")]
     assert str(api.services.scoring.spool.folder) not in response.text
     assert [r for r in caplog.records if getattr(r, "folder", None) == str(folder)]
+
+
+def test_the_first_readyz_finds_the_release_s_migrations_loaded_however_long_they_took(
+    tmp_path: Path, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The schema check compares the database's migration with the release's newest, read from
+    its migration scripts (dozens of modules; a second or two to load on a loaded host, twice
+    over where the maintenance's check loaded them beside /readyz's): the first /readyz loaded
+    them under the storage deadline, and past it said "storage unreachable" at start-up, and
+    had storage skipped, the publish path answering degraded, for ``storage_retry_s``."""
+    load = ScriptDirectory.from_config
+
+    class Slow:
+        @staticmethod
+        def from_config(config: Config) -> ScriptDirectory:
+            time.sleep(3)  # well past the deadline below
+            return load(config)
+
+    database._scripts.cache_clear()
+    monkeypatch.setattr(database, "ScriptDirectory", Slow)
+    try:
+        url = f"sqlite:///{tmp_path / 'slow.db'}"
+        with open_api(tmp_path, url, pipeline.classifier, storage_deadline_s=1.0) as api:
+            ready = api.client.get("/readyz").json()
+            assert ready["problems"] == []
+            assert api.services.scoring.health.problem is None
+    finally:
+        database._scripts.cache_clear()
 
 
 def test_alembic_says_its_info_lines_while_migrating_only(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ from service.settings import Settings, get_settings
 from service.spool import Spool
 from service.storage import Repository, StorageError, open_repository
 from service.storage.console_sql import ConsoleReads
+from service.storage.database import head_revision
 from service.storage.repository import IdempotencyMismatchError, Role
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,12 @@ def create_app(settings: Settings | None = None, pipeline: Pipeline | None = Non
         pipeline.policy.review,
         subject_key=subject_key.load(settings),
     )
+    # the schema checks (/readyz's, under the storage deadline, and the maintenance's) compare
+    # the database's migration with this release's newest, read from its migration scripts:
+    # read now, before anything answers, not by the first check, which on a loaded host spent
+    # seconds loading them, beside the maintenance's loading them too, and went past the deadline
+    # ("storage unreachable" at start-up, storage skipped by the publish path meanwhile)
+    head_revision()
     snapshot = settings.state_dir / NEARDUP_SNAPSHOT
     pipeline.neardup.restore(snapshot)
 
