@@ -65,12 +65,36 @@ def loads(text: str | bytes) -> tuple[object, TooLong | None]:
         return LongNumber(digits)
 
     value = json.loads(text, parse_int=integer)
-    return value, (_first_long(value, limit) if long else None)
+    return value, (first_long(value) if long else None)
 
 
-def _first_long(value: object, limit: int) -> TooLong | None:
+@dataclass(frozen=True)
+class Unreadable:
+    """An item of a list whose items are read one by one (a batch's posts) that holds a
+    :class:`LongNumber`, in the list in place of the item: refused in its place, where the
+    others are read (:func:`set_apart`)."""
+
+    value: object
+    long: TooLong
+    """The item's first long integer, its path within the item."""
+
+
+def set_apart(value: object, field: str) -> TooLong | None:
+    """Each item of ``value[field]``, a list, that holds a :class:`LongNumber` replaced in place
+    by an :class:`Unreadable`; the first long integer of ``value`` left outside those items, if
+    any, which is the whole value's."""
+    items = value.get(field) if isinstance(value, dict) else None
+    if isinstance(items, list):
+        for n, item in enumerate(items):
+            if (long := first_long(item)) is not None:
+                items[n] = Unreadable(item, long)
+    return first_long(value)
+
+
+def first_long(value: object) -> TooLong | None:
     """The first :class:`LongNumber` in ``value``, in document order. Walked without
     recursion: the value may nest as deep as json reads."""
+    limit = sys.get_int_max_str_digits()
     stack: list[tuple[Path, object]] = [((), value)]
     while stack:
         path, item = stack.pop()

@@ -99,7 +99,9 @@ def in_time_range(seconds: float) -> float:
     if not 0 <= seconds <= LATEST_TIME:
         # compared, not divided: an integer of hundreds of digits makes no float
         hint = "; milliseconds? give seconds" if 0 < seconds <= LATEST_TIME * 1000 else ""
-        raise ValueError(f"{seconds!r} is not a time from 1970 to 9999{hint}")
+        shown, chars = cut(repr(seconds))  # an integer may have thousands of digits
+        said = shown if chars is None else f"{shown}… ({chars:,} characters)"
+        raise ValueError(f"{said} is not a time from 1970 to 9999{hint}")
     return seconds
 
 
@@ -247,11 +249,15 @@ class Post(BaseModel):
     def _unix_seconds(cls, value: object) -> object:
         if isinstance(value, bool):  # a float to pydantic, and to Python
             raise ValueError(f"created_at is {str(value).lower()}; give unix seconds or ISO 8601")
-        if isinstance(value, str):
-            try:
+        try:
+            if isinstance(value, str):
                 return unix_seconds(value)
-            except ValueError as exc:
-                raise ValueError(f"created_at {exc}") from None
+            if isinstance(value, int):
+                # before pydantic makes it a float: past about 1.8e308 it makes none, and
+                # said only "Input should be a valid number"
+                return in_time_range(value)
+        except ValueError as exc:
+            raise ValueError(f"created_at {exc}") from None
         return value
 
     @field_validator("created_at")

@@ -134,6 +134,13 @@ class JsonRoute(APIRoute):
         that a retry of its write with the key is made once: what its 503 may promise."""
         return any(param.alias == KEY_HEADER for param in self.dependant.header_params)
 
+    @property
+    def items(self) -> str | None:
+        """The field of the route's body whose items its endpoint checks one by one (its body
+        model's ``ITEMS``: a batch's posts), if any."""
+        model = self.body_field.field_info.annotation if self.body_field else None
+        return getattr(model, "ITEMS", None)
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         roles = required_roles(self.dependant)
@@ -161,19 +168,22 @@ class JsonRoute(APIRoute):
                     "content_encoding",
                 )
             if body:
-                await _parse(request, body)
+                await _parse(request, body, self.items)
             return await handler(request)
 
         return handle
 
 
-async def _parse(request: Request, body: bytes) -> None:
+async def _parse(request: Request, body: bytes, items: str | None) -> None:
     """Parse the body for FastAPI, which reads the parsed value from ``request``, answering
     what it would answer with a 400 that says nothing with a 422 that says what: a body that is
     not UTF-8, one that holds a NUL byte (json.loads takes leading ones for UTF-16 or UTF-32;
     UTF-8 JSON has none), an integer too long for ``int`` (at its field, by the rule ``qinglang
     rescore`` reads a line by: :func:`service.jsonload.loads`) or nesting too deep for the
-    parser. Malformed JSON is left to FastAPI, whose 422 gives its position."""
+    parser. Malformed JSON is left to FastAPI, whose 422 gives its position. An item of the
+    body's field ``items`` that holds such an integer is left to the endpoint, which refuses it
+    in its place (a :class:`~service.jsonload.Unreadable`), so that the items beside it are
+    read."""
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -194,6 +204,8 @@ async def _parse(request: Request, body: bytes) -> None:
             f"{UNREADABLE}: nested deeper than the parser allows (fewer than {limit} levels)",
             "json_invalid",
         ) from None
+    if long is not None and items is not None:
+        long = jsonload.set_apart(value, items)
     if long is not None:
         raise invalid(("body", *long.path), long.message, "json_invalid")
     # Starlette's cache of request.json(), which FastAPI reads: parsed again there, with int(),

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
@@ -22,6 +22,10 @@ class BatchRequest(BaseModel):
         description="at most max_batch_posts (256 unless configured)",
         json_schema_extra={"items": {"$ref": "#/components/schemas/Post"}},
     )
+    ITEMS: ClassVar[str] = "posts"
+    """The field whose items the route checks one by one: a value its JSON parser cannot read
+    in one of them (an integer too long to read) refuses that item in its place, not the whole
+    body (service/api/routes.py)."""
 
 
 class ItemProblem(BaseModel):

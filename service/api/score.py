@@ -9,6 +9,7 @@ from service.api.auth import require
 from service.api.routes import JsonRoute, answers, invalid
 from service.api.schemas import BatchRequest, BatchResponse, ItemError, ItemProblem
 from service.api.state import Found
+from service.jsonload import Unreadable
 from service.record import Post, ScoreRecord, cut
 from service.scoring import IdConflict, NotKept
 
@@ -95,12 +96,13 @@ def _unanswered(index: int, post: IdConflict | NotKept) -> ItemError:
 
 
 def _check(index: int, item: object, limit: int) -> Post | ItemError:
+    if isinstance(item, Unreadable):
+        long = ItemProblem(loc=list(item.long.path), msg=item.long.message, type="json_invalid")
+        return _invalid(index, item.value, [long])
     try:
         post = Post.model_validate(item)
     except ValidationError as exc:
-        given = _shown_id(item)
-        shown, chars = (None, None) if given is None else cut(given)
-        return ItemError(index=index, id=shown, id_chars=chars, status=422, errors=problems(exc))
+        return _invalid(index, item, problems(exc))
     problem = _too_long(post, limit)
     if problem:
         return ItemError(
@@ -110,6 +112,12 @@ def _check(index: int, item: object, limit: int) -> Post | ItemError:
             errors=[ItemProblem(loc=["text"], msg=problem, type="too_long")],
         )
     return post
+
+
+def _invalid(index: int, item: object, errors: list[ItemProblem]) -> ItemError:
+    given = _shown_id(item)
+    shown, chars = (None, None) if given is None else cut(given)
+    return ItemError(index=index, id=shown, id_chars=chars, status=422, errors=errors)
 
 
 def _shown_id(item: object) -> str | None:
