@@ -229,9 +229,19 @@ def line_error(
 
 
 def _json_message(exc: json.JSONDecodeError, *, cut_off: bool) -> str:
+    """``exc`` said with its column, and what likely made the line so: a carriage return
+    inside it, or (``cut_off``: the line ends the file without a newline) its end."""
     # json's messages end in "at" where its own str() appends the position
     message = f"{exc.msg.removesuffix(' at')} at column {exc.colno}"
-    if cut_off:
+    if "\r" in exc.doc:
+        # a file whose lines end in CR alone is one line, whose every fault was said to be a
+        # cut-off end
+        message += (
+            " (the line holds a carriage return that no newline follows: end the file's lines "
+            "with LF or CR LF)"
+        )
+    elif cut_off and (exc.pos >= len(exc.doc.rstrip()) or exc.msg.startswith("Unterminated")):
+        # only where the text stops short: a line wrong before its end is whole
         message += " (the file ends here without a newline: was it cut off?)"
     return message
 

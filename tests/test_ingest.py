@@ -181,6 +181,26 @@ def test_a_line_cut_off_at_the_end_of_the_file_says_so() -> None:
     assert "without a newline" in error.message
 
 
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        # whole, and wrong before its end: nothing after it is missing
+        (
+            b'{"id": "a",, "text": "x"}',
+            "Expecting property name enclosed in double quotes at column 12",
+        ),
+        # lines ended by a carriage return alone (classic Mac OS): the file is one line
+        (
+            b'{"id": "a", "text": "x"}\r{"id": "b", "text": "y"}\r',
+            "Extra data at column 26 (the line holds a carriage return that no newline follows: "
+            "end the file's lines with LF or CR LF)",
+        ),
+    ],
+)
+def test_a_last_line_wrong_before_its_end_is_not_said_to_be_cut_off(raw: bytes, says: str) -> None:
+    assert bad(raw).message == says
+
+
 def test_the_raw_line_is_kept_decoded_and_cut() -> None:
     assert bad(b'{"id": "\xff"}\r\n').raw == '{"id": "\ufffd"}'
     long_line = b'{"id": "' + "长".encode() * 5000
