@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+from collections.abc import Sequence
 from datetime import UTC, datetime, time
 from decimal import Decimal
 from itertools import islice
@@ -438,6 +439,53 @@ def test_a_cut_off_last_line_is_rejected_and_says_so(tmp_path: Path) -> None:
     assert (reject["line"], reject["error"]) == (7, "malformed_json")
     assert "without a newline: was it cut off?" in str(reject["message"])
     assert summary.posts_read == 7
+
+
+class RewritingScorer(LengthScorer):
+    """A stand-in during whose first call another program writes ``source`` anew, shorter (a
+    producer exporting the posts again, a log cut while the run reads it)."""
+
+    def __init__(self, source: Path, data: bytes) -> None:
+        super().__init__()
+        self._source, self._data = source, data
+
+    def prepare(self, posts: Sequence[Post]) -> list[ScoreRecord]:
+        if not self.calls:
+            self._source.write_bytes(self._data)
+        return super().prepare(posts)
+
+
+@pytest.mark.parametrize("name", ["in.jsonl", "in.jsonl.gz", "in.parquet"])
+def test_lines_of_an_input_cut_short_during_the_run_are_rejected_not_lost(
+    tmp_path: Path, name: str
+) -> None:
+    lines = shuffled_posts(9)
+    source = tmp_path / name
+
+    def written(kept: list[bytes]) -> bytes:
+        if name.endswith(".parquet"):
+            # a row group a task: each task reads the file anew
+            write_parquet(tmp_path / "rows.parquet", [json.loads(line) for line in kept], 3)
+            return (tmp_path / "rows.parquet").read_bytes()
+        data = b"".join(kept)
+        return gzip.compress(data) if name.endswith(".gz") else data
+
+    source.write_bytes(written(lines))
+    scorer = RewritingScorer(source, written(lines[:4]))
+    summary = rescore(
+        source,
+        tmp_path / "out.jsonl",
+        InlineEngine(scorer),
+        chunk_size=3,
+        segment_posts=3,
+        progress=False,
+    )
+    assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in posts_of(lines[:3])]
+    rejects = read_rejects(tmp_path / "out.rejects.jsonl")
+    # every line the run did not score is accounted for (before: 6 posts gone, status 0)
+    assert [(r["line"], r["error"]) for r in rejects] == [(n, "unreadable") for n in range(4, 10)]
+    assert "changed since the run started" in str(rejects[0]["message"])
+    assert (summary.posts_read, summary.scored, summary.failed_total) == (9, 3, 6)
 
 
 def test_an_input_of_unknown_format_is_refused(tmp_path: Path) -> None:

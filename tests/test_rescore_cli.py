@@ -1205,6 +1205,25 @@ def test_odd_paths_and_numbers_exit_2_saying_which_before_the_model_loads(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
 
 
+@pytest.mark.parametrize("name", ["posts.jsonl", "63"])
+def test_an_input_that_is_a_pipe_exits_2_before_the_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    # a named pipe, or bash's <(...) (/dev/fd/63): read whole to cut it, then opened again for
+    # the first task, which waited for ever for a writer
+    pipe = tmp_path / name
+    os.mkfifo(pipe)
+
+    def load(settings: Settings) -> Scorer:
+        raise AssertionError("the model should not load for a run that cannot start")
+
+    assert main(["rescore", str(pipe), "-o", str(tmp_path / "out.jsonl")], load_scorer=load) == 2
+    assert (
+        f"qinglang rescore: error: input {pipe} is a named pipe, not a file: a run reads its "
+        "input in parts"
+    ) in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("name", "zipped"), [("records", False), ("records.gz", True)])
 def test_an_output_name_without_a_suffix_is_jsonl(tmp_path: Path, name: str, zipped: bool) -> None:
     lines = shuffled_posts(3)

@@ -6,13 +6,12 @@ the reject file beside it (:func:`default_reject_path`), and the earlier output 
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 from service.batch import RescoreError
 from service.batch.diff import changes_file, report_file
 from service.batch.records import OUTPUT_SUFFIXES, RecordsError, read_records
-from service.batch.sources import InputError, input_files
+from service.batch.sources import InputError, input_files, special_kind
 
 
 def default_reject_path(output_path: Path) -> Path:
@@ -64,8 +63,8 @@ def check_outputs(output_path: Path, reject_path: Path) -> None:
             # the run renames its finished file over it and removes a reject file it has no use
             # for: run as root, that took /dev/null itself away
             raise RescoreError(
-                f"cannot write {path}: it is {_kind(path)}, not a file, and the run would "
-                "replace it with one; give a file"
+                f"cannot write {path}: it is {special_kind(path)}, not a file, and the run "
+                "would replace it with one; give a file"
             )
         if not path.parent.is_dir():
             raise RescoreError(f"cannot write {path}: folder {path.parent} does not exist")
@@ -97,24 +96,10 @@ def _check_previous(previous: Path, output_path: Path, reject_path: Path) -> Non
     if not previous.is_file():
         # read twice (checked here, compared at the end), which a pipe cannot be
         raise RescoreError(
-            f"--compare {previous} is {_kind(previous)}, not a file: give the OUTPUT file of "
-            "the earlier run"
+            f"--compare {previous} is {special_kind(previous)}, not a file: give the OUTPUT "
+            "file of the earlier run"
         )
     try:
         next(read_records(previous), None)
     except (RecordsError, OSError) as exc:
         raise RescoreError(f"--compare {previous}: {exc}") from exc
-
-
-def _kind(path: Path) -> str:
-    """What ``path``, which exists and is neither a file nor a folder, is, in words."""
-    mode = path.stat().st_mode
-    for test, kind in (
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISFIFO, "a named pipe"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return kind
-    return "a special file"

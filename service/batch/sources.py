@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
@@ -69,6 +70,12 @@ REQUIRED = tuple(name for name, spec in Post.model_fields.items() if spec.is_req
 
 SKIP_HINT = "; give --skip-bad to reject the file whole and score the rest"
 """How to score the other files when one cannot be read at all."""
+
+READ_AGAIN = (
+    "a run reads its input in parts, from several processes, and reads it again to continue; "
+    "save the posts to a file"
+)
+"""Why INPUT must be a file (or a folder of files)."""
 
 COLUMNS_SHOWN = 10
 """Columns of a Parquet file lacking a required one named in the error; the rest are counted."""
@@ -124,12 +131,13 @@ def input_files(path: Path) -> list[Path]:
     by name."""
     if str(path) == "-":
         # a file of that name is given by a path with a folder in it: $PWD/-
-        raise InputError(
-            "INPUT - (standard input) cannot be read: a run reads its input in parts, from "
-            "several processes, and reads it again to continue; save the posts to a file"
-        )
+        raise InputError(f"INPUT - (standard input) cannot be read: {READ_AGAIN}")
     if not path.exists():
         raise InputError(f"input {path} does not exist")
+    if not path.is_dir() and not path.is_file():
+        # a named pipe, bash's <(...): read whole to be cut into tasks, then opened again for
+        # the first task, which waited for ever for a writer
+        raise InputError(f"input {path} is {special_kind(path)}, not a file: {READ_AGAIN}")
     if path.is_dir():
         # hidden files and folders are left out: a run's own work folder among them
         files = sorted(
@@ -147,6 +155,20 @@ def input_files(path: Path) -> list[Path]:
             f"input {path}: unknown format, expected a .jsonl, .jsonl.gz or .parquet file"
         )
     return [path]
+
+
+def special_kind(path: Path) -> str:
+    """What ``path``, which exists and is neither a file nor a folder, is, in words."""
+    mode = path.stat().st_mode
+    for test, kind in (
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "a special file"
 
 
 def file_format(path: Path, *, given: bool = False) -> Format | None:
@@ -318,6 +340,8 @@ def read(task: Task) -> Chunk:
             task, f"row group {task.group} of the Parquet file cannot be read: {_one_line(exc)}"
         )
     rows = table.to_pylist()
+    if len(rows) != task.lines:
+        return _unreadable(task, _changed(task, f"row group {task.group} no longer holds"))
     return Chunk([parse_object(task.first_line + i, _plain(r)) for i, r in enumerate(rows)], 0)
 
 
@@ -327,6 +351,7 @@ def _jsonl_chunk(task: Task) -> Chunk:
     except GzipError as exc:
         # only if the file changed since the run cut it: cutting read these bytes
         return _unreadable(task, f"{exc} (has the file changed since the run started?)")
+    size = len(data)
     damaged = b""
     if task.damage:
         cut = data.rfind(b"\n") + 1
@@ -336,7 +361,25 @@ def _jsonl_chunk(task: Task) -> Chunk:
     if task.damage:
         last = task.first_line + task.lines - 1
         items.append(line_error(last, damaged, None, "unreadable", task.damage))
+    if size != task.stop - task.start or len(items) + reader.blank_lines != task.lines:
+        # the file was written since the run cut it (exported again, cut by log rotation): the
+        # lines it then found there are gone, and said so, where before they were left out
+        # of OUTPUT without a word and the run ended with status 0
+        unit = "decompressed bytes" if task.fmt == "gzip" else "bytes"
+        where = f"{unit} {task.start:,} to {task.stop:,} no longer hold"
+        return _unreadable(task, _changed(task, where))
     return Chunk(items, reader.blank_lines)
+
+
+def _changed(task: Task, where: str) -> str:
+    """Why the lines of ``task`` are bad lines: they are no longer where the run found them when
+    it cut the file, which ``where`` names (``bytes 0 to 99 no longer hold``)."""
+    last = task.first_line + task.lines - 1
+    return (
+        f"the file changed since the run started: its {where} lines "
+        f"{task.first_line:,}-{last:,} as the run found them; score a copy that nothing writes "
+        "to meanwhile"
+    )
 
 
 def _slice(task: Task) -> bytes:
