@@ -237,6 +237,36 @@ def test_the_admin_who_escalated_an_item_does_not_resolve_the_appeal_of_its_deci
     assert upheld.status_code == 200 and upheld.json()["status"] == "upheld"
 
 
+def test_an_appeal_filed_with_a_users_key_is_not_resolved_by_that_user(api: Api) -> None:
+    """An admin key of a console user files an appeal as a publisher key does: that user, by
+    the same key or another of theirs, does not resolve it, as they would not one they filed
+    in the console (one person would ask for a decision to be reversed and reverse it)."""
+    deciding = api.new_key("reviewer")
+    filing, other_of_theirs = api.new_key("admin", "li"), api.new_key("reviewer", "li")
+    item = flagged_item(api, "pg", "accG")
+    confirm = {"action": "confirm", "category": "rumor", "basis": "art18.6"}
+    url = f"/v1/review/items/{item['id']}/decision"
+    assert api.client.post(url, json=confirm, headers=api.headers(deciding)).status_code == 200
+    appeal = api.client.post(
+        "/v1/appeals",
+        json={"account_id": "accG", "item_id": item["id"], "reason": "x"},
+        headers=api.headers(filing),
+    )
+    assert appeal.status_code == 200, appeal.text
+    url = f"/v1/appeals/{appeal.json()['id']}/decision"
+    for key in (filing, other_of_theirs):
+        own = api.client.post(url, json={"action": "uphold"}, headers=api.headers(key))
+        assert own.status_code == 403, own.text
+        assert own.json()["detail"] == (
+            "an appeal is resolved by a reviewer other than the one who filed it"
+        )
+    upheld = api.client.post(url, json={"action": "uphold"}, headers=api.headers())
+    assert upheld.status_code == 403  # a publisher key resolves nothing
+    second = api.new_key("reviewer")
+    upheld = api.client.post(url, json={"action": "uphold"}, headers=api.headers(second))
+    assert upheld.status_code == 200 and upheld.json()["status"] == "upheld"
+
+
 def test_roles_and_unknown_things(api: Api) -> None:
     reviewer = api.new_key("reviewer")
     assert api.client.get("/v1/review/items", headers=api.headers()).status_code == 403

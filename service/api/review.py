@@ -556,7 +556,9 @@ async def file_appeal(
             account_id=body.account_id,
             item_id=body.item_id,
             reason=body.reason,
-            filed_by=who.key_id,
+            # the person, as its resolver is compared (Principal.actor): a console user's key
+            # files as that user, who then does not resolve the appeal
+            filed_by=who.actor,
             idem=idem,
         )
     )

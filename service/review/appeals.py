@@ -84,7 +84,8 @@ def check_resolver(
     (:data:`items.ESCALATED_TO`), whose decision a reviewer's upholding would undo, and not as
     one who escalated it, whom the item's decision was kept from as it is from its escalator;
     nor one they filed themselves (``filed_by``: a console user who filed it on the holder's
-    behalf), so that no one person both asks for a decision to be reversed and reverses it."""
+    behalf, or the owner of the key that filed it), so that no one person both asks for a
+    decision to be reversed and reverses it."""
     if decided_by == resolver:
         # the one who decided an escalated item is an admin, whom another admin, not any
         # reviewer, relieves of the appeal

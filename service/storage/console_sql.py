@@ -453,8 +453,9 @@ class ConsoleReads:
         return {item_id: (by, sorted(up.get(item_id, ()))) for item_id, by in final.items()}
 
     def filers(self, appeal_ids: Collection[int]) -> dict[int, str]:
-        """Who filed each of ``appeal_ids`` (a key's id, or the console user who filed it on
-        the holder's behalf, whom its resolution is then kept from)."""
+        """Who filed each of ``appeal_ids`` (a key's id, its owner's name where it has one, or
+        the console user who filed it on the holder's behalf: the person its resolution is
+        then kept from)."""
         query = select(StoredAppeal.id, StoredAppeal.filed_by).where(
             StoredAppeal.id.in_(list(appeal_ids))
         )
