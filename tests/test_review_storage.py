@@ -17,8 +17,20 @@ from typing import Any
 
 import pytest
 from alembic import command
-from servicekit import migrate, record
-from sqlalchemy import Connection, Engine, Inspector, event, func, insert, inspect, select, text
+from servicekit import migrate, record, wait_for
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Inspector,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    make_url,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session
 
 from service.heads import RISKS, Risk
@@ -598,6 +610,65 @@ def test_idempotent_writes_happen_once(repo: SqlRepository, policy: Policy) -> N
     assert repo.get_account(policy, "acc1").credit == policy.credit.initial + made.credits[0].delta
 
 
+def test_a_retry_sent_while_its_first_try_is_under_way_gets_the_first_answer(
+    postgres_url: str, policy: Policy
+) -> None:
+    """A client that gives up on a keyed decision and sends it again while the first try is
+    still under way (not yet committed) gets the first try's answer once it commits, not a 409
+    saying that the item is decided already: the retry waits for the key before it reads the
+    item. (SQLite has one writer at a time: the retry begins after the first try's commit.)"""
+    upgrade(postgres_url)
+    first, second = (open_repository(postgres_url, 10.0, policy.review) for _ in range(2))
+    watcher = create_engine(postgres_url)
+    item = flag(first, "p1")
+    key = Idempotency.of("k1", "d-1", f"decision:{item}", {"action": "confirm"})
+    committing, proceed = threading.Event(), threading.Event()
+
+    @event.listens_for(first.engine, "commit")
+    def held(_conn: object) -> None:
+        if not committing.is_set():
+            committing.set()
+            proceed.wait(timeout=30)
+
+    answers: dict[str, views.Decision | Exception] = {}
+
+    def decide(name: str, repo: SqlRepository) -> None:
+        try:
+            answers[name] = repo.decide(policy, item, "r1", "confirm", "rumor", "art18.6", idem=key)
+        except ConflictError as exc:
+            answers[name] = exc
+
+    threads = [
+        threading.Thread(target=decide, args=("first", first)),
+        threading.Thread(target=decide, args=("second", second)),
+    ]
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name "
+        "AND wait_event_type = 'Lock'"
+    )
+    name = make_url(postgres_url).query["application_name"]
+    try:
+        threads[0].start()
+        assert committing.wait(timeout=30), "the first try did not reach its commit"
+        # the retry is sent while the first try holds the item, and waits for it
+        threads[1].start()
+        with watcher.connect() as connection:
+            wait_for(lambda: connection.execute(waiting, {"name": name}).scalar_one() > 0)
+        proceed.set()
+        for thread in threads:
+            thread.join()
+        credit_now = first.get_account(policy, "acc1").credit
+    finally:
+        proceed.set()
+        watcher.dispose()
+        first.close()
+        second.close()
+    made = answers["first"]
+    assert isinstance(made, views.Decision)
+    assert answers["second"] == made
+    assert credit_now == policy.credit.initial + made.credits[0].delta
+
+
 def test_an_upheld_appeal_reverses_credit_and_lifts_dispositions_by_new_events(
     repo: SqlRepository, policy: Policy
 ) -> None:
@@ -626,6 +697,36 @@ def test_an_upheld_appeal_reverses_credit_and_lifts_dispositions_by_new_events(
     (label,) = repo.labels()
     assert label["label"] == 0 and label["appeal_upheld"]
     assert verify(repo) == []
+
+
+def test_an_account_is_read_as_it_stood_at_one_moment_while_a_decision_commits(
+    postgres_url: str, policy: Policy
+) -> None:
+    """An account's answer is read in several statements (its row, its history's credit
+    changes and dispositions, its active ones): a confirmation committed between them is in
+    all of them or in none, so that the credit shown is the one its history adds up to."""
+    upgrade(postgres_url)
+    reader, writer = (open_repository(postgres_url, 10.0, policy.review) for _ in range(2))
+    first, second = flag(reader, "p1"), flag(reader, "p2")
+    reader.decide(policy, first, "r1", "confirm", "rumor", "art18.6")
+    decided: list[views.Decision] = []
+
+    @event.listens_for(reader.engine, "before_cursor_execute")
+    def between(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        # once the account's row is read, before its history is
+        if "FROM credit_ledger" in statement and not decided:
+            decided.append(writer.decide(policy, second, "r1", "confirm", "rumor", "art18.6"))
+
+    try:
+        account = reader.get_account(policy, "acc1")
+    finally:
+        event.remove(reader.engine, "before_cursor_execute", between)
+        reader.close()
+        writer.close()
+    assert decided, "the second confirmation was not made during the read"
+    changes = [e for e in account.history if isinstance(e, views.CreditChange)]
+    assert account.credit == policy.credit.initial + sum(c.delta for c in changes)
+    assert account.credit == changes[-1].credit
 
 
 @pytest.mark.parametrize("order", ["oldest", "newest"])
@@ -1952,6 +2053,26 @@ def test_a_report_about_an_unknown_post_is_kept_charges_nobody_and_labels_nothin
     assert [x for x in repo.labels() if x["item_id"] == item.id] == []
     # known posts are not marked
     assert not repo.get_item(policy, flag(repo, "p1")).post_unknown
+
+
+def test_a_report_naming_the_account_of_an_unknown_post_s_item_names_it_for_the_item(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """The account a report names for a post the service does not know is the item's, whether
+    that report opens the item or joins one an earlier report without it opened: the order in
+    which reports arrive does not decide whether the post's violation is charged."""
+    for post, reports in {"p1": ["acc1", None], "p2": [None, "acc2"]}.items():
+        filed = [
+            repo.file_report(
+                policy, post_id=post, account_id=named, category="rumor", text_="", reporter=by
+            )
+            for by, named in zip(("k1", "k2"), reports, strict=True)
+        ]
+        assert len({r.item_id for r in filed}) == 1
+        account = next(a for a in reports if a is not None)
+        assert repo.get_item(policy, filed[0].item_id).account_id == account
+        made = repo.decide(policy, filed[0].item_id, "r1", "confirm", "rumor", "art18.6")
+        assert [c.account_id for c in made.credits] == [account], post
 
 
 def test_one_reporter_counts_once_towards_an_items_priority(

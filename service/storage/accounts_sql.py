@@ -223,8 +223,10 @@ class AccountsSql(ReviewSql):
         """The account's credit, level, first ``active_limit`` active dispositions and
         ``limit`` entries of its history after ``cursor`` in ``order`` (:func:`_account`). One
         the service knows without a credit record yet (it was never charged nor given a
-        profile) is at the initial credit; one it never saw is 404."""
-        with self._session() as session:
+        profile) is at the initial credit; one it never saw is 404. Read in one snapshot: a
+        decision committed meanwhile is in the credit, the history and the active dispositions,
+        or in none of them."""
+        with self._snapshot() as session:
             account = _stored(session, account_id)
             if account is None:
                 return new_account_view(policy, account_id)
@@ -239,8 +241,9 @@ class AccountsSql(ReviewSql):
         now: datetime | None = None,
     ) -> views.DispositionPage:
         """The ``limit`` dispositions active on the account after ``cursor`` (:func:`_active`);
-        none for one the service knows without a credit record, 404 for one it never saw."""
-        with self._session() as session:
+        none for one the service knows without a credit record, 404 for one it never saw.
+        Read in one snapshot, as the account is (:meth:`get_account`)."""
+        with self._snapshot() as session:
             if _stored(session, account_id) is None:
                 return views.DispositionPage(dispositions=[])
             return _active(session, account_id, now or datetime.now(UTC), cursor, limit)

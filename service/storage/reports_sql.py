@@ -1,4 +1,4 @@
-"""Reports (art17's complaints) and appeals (art20) in storage: a report joins or opens its
+"""Reports and appeals (art20's complaints and appeals) in storage: a report joins or opens its
 post's or account's item, an appeal of a confirmed violation is filed and decided, each in one
 transaction with its hash-chained records, as :mod:`service.storage.review_sql`'s writes are."""
 
@@ -15,6 +15,7 @@ from service.review.appeals import AppealAction, AppealStatus
 from service.review.items import EARLIER, ConflictError, NotFoundError, Violation
 from service.storage.credit_steps import charged_at, reverse, violator
 from service.storage.item_steps import (
+    OPEN_STATUSES,
     after_cursor,
     charged_already,
     confirmed_item,
@@ -66,7 +67,8 @@ class ReportsSql(ReviewSql):
         counts once towards an item's priority: the key it came with (``reporter``) and the
         platform's id of its user (``reporter_id``), or the key alone when it gave none. A
         report naming another account than the one the post's stored record (or the item an
-        earlier report opened) names is refused (``post_account``)."""
+        earlier report opened) names is refused (``post_account``); one naming the account of
+        an open item that has none (an earlier report named none) gives the item that account."""
 
         def run(tx: Tx) -> views.Report:
             known_owner = post_owner(tx, post_id)
@@ -102,6 +104,14 @@ class ReportsSql(ReviewSql):
                 stored = tx.session.get(StoredPost, post_id) if post_id is not None else None
                 item.text = stored.text if stored is not None else None
                 tx.session.flush()
+            elif item.account_id is None and item.status in OPEN_STATUSES:
+                # opened by a report that named no account (or a match of a post unknown
+                # then): this one names it, and the item is charged to it as it would have
+                # been had this report come first
+                owner = known_owner or account_id
+                known = tx.session.get(StoredAccount, owner) if owner else None
+                item.account_id = owner
+                item.reach = max(item.reach, known.followers if known is not None else 0)
             # one reporter filing again is one voice, not a way up the queue
             item.reports += _first_report_by(tx, item.id, reporter, reporter_id)
             # the item owes its first report an answer soonest, however long it was queued

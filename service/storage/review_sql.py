@@ -67,7 +67,7 @@ from service.storage.repository import (
 )
 from service.storage.review_rows import item_view
 from service.storage.tables import IdempotentWrite, ReviewDecision, ReviewItem, StoredRecord
-from service.storage.transaction import Tx, append_records, lost_race
+from service.storage.transaction import Tx, append_records, lock_key, lost_race
 from service.subject_key import installed as installed_subject_key
 
 M = TypeVar("M", bound=BaseModel)
@@ -220,8 +220,10 @@ class ReviewSql:
     ) -> M:
         """``run()``'s answer, stored under ``idem`` in ``session``'s transaction; the answer
         stored already where a try with the key was made (:class:`IdempotencyMismatchError`
-        where it was made with another request)."""
+        where it was made with another request), waited for where that try is under way
+        (:func:`~service.storage.transaction.lock_key`)."""
         if idem is not None:
+            lock_key(session, idem.caller, idem.key)
             stored = session.get(IdempotentWrite, (idem.caller, idem.key))
             if stored is not None:
                 if stored.fingerprint != idem.fingerprint:

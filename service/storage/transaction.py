@@ -99,11 +99,12 @@ def locking(query: S) -> S:
     writes could each hold what the other's check waits for (a deadlock). Writers still
     wait for each other's locks, in that order: the items (or the appeal), then the
     accounts, then the chain's head. A write's advisory locks come before all of them, in
-    their own order (:func:`lock_subject`, :func:`lock_protected_names`,
-    :func:`lock_signup_batch`): one taken under a row's lock would have a writer wait for it
-    holding the row, while its holder (an entry being added, holding the protected names)
-    waits for a row that a third writer holds waiting for that one (a decision confirming the
-    account's impersonation item, holding the item, waiting for the account)."""
+    their own order (:func:`lock_key` first, then :func:`lock_subject`,
+    :func:`lock_protected_names`, :func:`lock_signup_batch`): one taken under a row's lock
+    would have a writer wait for it holding the row, while its holder (an entry being added,
+    holding the protected names) waits for a row that a third writer holds waiting for that
+    one (a decision confirming the account's impersonation item, holding the item, waiting
+    for the account)."""
     return query.with_for_update(key_share=True)
 
 
@@ -138,6 +139,16 @@ def lost_race(exc: StorageError) -> bool:
     # PostgreSQL: deadlock detected, serialization failure
     code = getattr(getattr(cause, "orig", None), "sqlstate", None)
     return isinstance(cause, DBAPIError) and code in {"40P01", "40001"}
+
+
+def lock_key(session: Session, caller: str, key: str) -> None:
+    """Hold ``caller``'s idempotency key until the transaction ends, before the write reads
+    anything: a retry sent while its first try is under way waits for that try, and then
+    finds its answer stored, where it would wait for the rows the first try holds and read
+    them as that try left them, refused for what the try did (an item decided already, an
+    appeal filed already). The first lock of every keyed write, so that it waits for none
+    while holding another."""
+    _advisory(session, "pg_advisory_xact_lock", f"idempotency:{caller}:{key}")
 
 
 def lock_protected_names(tx: Tx, *, shared: bool = False) -> None:
