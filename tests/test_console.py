@@ -1297,6 +1297,48 @@ def test_signing_out_ends_every_session_of_the_user_copies_included(api: Api) ->
     assert api.client.get("/console/queue").status_code == 200
 
 
+def heading_of(html: str) -> str:
+    found = re.search(r"<h1[^>]*>([^<]*)</h1>", html)
+    assert found is not None, "the page has a heading"
+    return found.group(1)
+
+
+def test_a_form_from_before_the_latest_sign_in_does_nothing_and_leads_back_to_its_page(
+    api: Api,
+) -> None:
+    """A page left open while its user signed in again (in another tab, after their session
+    ended) holds the earlier session's token: its form is refused, and the answer says that it
+    was out of date and nothing was done, with a link to the page it was sent from, not that
+    the user may not open the page; a second sign-in page's form likewise."""
+    assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+    password = create_user(api.services.scoring.repository, "li", "reviewer")
+    assert try_sign_in(api, "li", password)[0] == 303
+    item_id = int(re.findall(r'data-item="(\d+)"', api.client.get("/console/queue").text)[0])
+    item_url = f"/console/items/{item_id}"
+    earlier = csrf_of(api.client.get(item_url).text)
+    assert try_sign_in(api, "li", password)[0] == 303
+    sent_from = {"Referer": f"http://testserver{item_url}"}
+    for path, fields in ((f"{item_url}/decision", {"action": "dismiss"}), ("/console/logout", {})):
+        answer = api.client.post(path, data={"csrf": earlier, **fields}, headers=sent_from)
+        assert answer.status_code == 403, path
+        assert heading_of(answer.text) == TEXT["form_stale"][0], path
+        assert f'href="{item_url}" id="open-again"' in answer.text, path
+        # its language switch comes back to that page, not to the form's address
+        assert f'href="/console/lang/en?next={item_url}"' in answer.text, path
+    assert api.services.review.get_item(api.services.scoring.policy, item_id).status == "open"
+    assert api.client.get("/console/queue").status_code == 200  # not signed out either
+    api.client.cookies.clear()
+    login = "/console/login?next=%2Fconsole%2Fappeals"
+    first, second = (csrf_of(api.client.get(login).text) for _ in range(2))
+    fields = {"name": "li", "password": password, "next": "/console/appeals"}
+    signed = api.client.post("/console/login", data={"csrf": first, **fields})
+    assert signed.status_code == 200 and signed.url.path == "/console/appeals"
+    sent_from = {"Referer": f"http://testserver{login}"}
+    again = api.client.post("/console/login", data={"csrf": second, **fields}, headers=sent_from)
+    assert (again.status_code, heading_of(again.text)) == (403, TEXT["form_stale"][0])
+    assert f'href="{login}" id="open-again"' in again.text
+
+
 def test_the_session_epoch_migration_goes_down_and_up_again(database_url: str) -> None:
     upgrade(database_url)
     repository = open_repository(database_url, 5.0)
@@ -2132,6 +2174,22 @@ def attempt(repo: SqlRepository, name: str, password: str, address: str, now: fl
     except AuthError as refused:
         return refused.status
     return 200
+
+
+def test_a_refused_sign_ins_language_switch_keeps_the_page_it_goes_on_to(api: Api) -> None:
+    """The page answering a refused sign-in is the answer to its POST: its language switch
+    comes back to the sign-in page with the console page it goes on to, which a reviewer sent
+    there from a page would otherwise lose."""
+    create_user(api.services.scoring.repository, "li", "reviewer")
+    login = api.client.get("/console/login", params={"next": "/console/appeals"}).text
+    sent = {"csrf": csrf_of(login), "name": "li", "password": "wrong", "next": "/console/appeals"}
+    refused = api.client.post("/console/login", data=sent)
+    assert refused.status_code == 401
+    switch = re.search(r'href="(/console/lang/en\?next=[^"]*)"', refused.text)
+    assert switch is not None
+    switched = api.client.get(switch.group(1))
+    assert switched.url.path == "/console/login" and "Sign in" in switched.text
+    assert 'name="next" value="/console/appeals"' in switched.text
 
 
 def test_sign_in_limits_hold_across_processes_and_end_with_the_window(
@@ -3703,6 +3761,26 @@ def test_the_session_cookie_is_http_only_strict_and_secure_where_the_console_is_
         "https://testserver/console/items/1/claim", data={"csrf": token}, follow_redirects=False
     )
     assert planted.status_code == 403
+
+
+def test_a_page_opened_from_another_site_is_asked_again_and_sets_no_cookie(api: Api) -> None:
+    """The browser sends the ``SameSite=Strict`` session cookie with no request another site
+    starts: such a page, the sign-in page's included, is asked for again by the console's own
+    page, and sets no cookie, which would take the place of the browser's session."""
+    for path in ("/console/items/1?cursor=x", "/console/login?next=%2Fconsole%2Fappeals"):
+        api.client.cookies.clear()
+        page = api.client.get(path, headers={"Sec-Fetch-Site": "cross-site"})
+        assert page.status_code == 200 and "set-cookie" not in page.headers, path
+        assert '<meta http-equiv="refresh" content="0">' in page.text, path
+        assert f'<a href="{escape(path)}">' in page.text, path
+        assert page.headers["cache-control"] == "no-store", path
+        # the console's own request is answered as ever
+        own = api.client.get(path, headers={"Sec-Fetch-Site": "same-origin"})
+        assert own.url.path == "/console/login" and "set-cookie" in own.headers, path
+    # an address of no page (a link mistyped, or to a page since gone) draws no session either
+    api.client.cookies.clear()
+    missing = api.client.get("/console/nope", headers={"Sec-Fetch-Site": "cross-site"})
+    assert missing.status_code == 404 and "set-cookie" not in missing.headers
 
 
 def test_pages_with_personal_data_are_not_kept_framed_or_sniffed(api: Api) -> None:

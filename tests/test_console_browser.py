@@ -433,6 +433,32 @@ def test_reloading_a_refused_decision_reads_the_page_and_decides_nothing(
     page.close()
 
 
+def test_a_link_from_another_site_opens_its_page_signed_in_and_signs_no_tab_out(
+    console: Console, browser: Browser
+) -> None:
+    """The session's cookie is ``SameSite=Strict``: a browser sends it with no request that
+    another site starts. A link to an item in a ticket or a chat opens the item all the same,
+    signed in, and every other tab stays signed in (the sign-in page it opened before drew a
+    new session, whose cookie took the place of the reviewer's)."""
+    post = {"id": "p1", "text": RUMOR, "account_id": "acc1"}
+    assert console.api("POST", "/v1/score", json=post).status_code == 200
+    review, policy = console.services.review, console.services.scoring.policy
+    (item,) = review.list_items(policy).items
+    item_url = f"{console.url}/console/items/{item.id}"
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, console, "li")
+    linked = context.new_page()
+    # the same server by another name: localhost is another site than 127.0.0.1
+    linked.goto(console.url.replace("127.0.0.1", "localhost") + "/console/login")
+    linked.evaluate("to => { window.location.href = to; }", item_url)
+    expect(linked.locator("#post-text")).to_have_text(RUMOR)
+    expect(linked).to_have_url(item_url)
+    page.reload()
+    expect(page).to_have_url(re.compile(r"/console/queue$"))
+    context.close()
+
+
 def test_a_confirmation_asks_first_by_mouse_by_keyboard_and_without_the_script(
     console: Console, browser: Browser
 ) -> None:
@@ -675,7 +701,8 @@ def test_the_console_by_keyboard_in_a_narrow_window_and_its_text_contrast(
 ) -> None:
     """A keyboard's first Tab reaches the skip link, which moves the focus to the main
     content, and Tab goes on in the page's reading order; in a window 320 px wide (a 1280 px
-    one zoomed to 400%) no page scrolls sideways, wide tables scrolling in their own box; every
+    one zoomed to 400%) no page scrolls sideways, in Chinese or English, wide tables scrolling
+    in their own box and a long id breaking in its line; every
     text shown reads at 4.5:1 against its background (3:1 large), a plot's too: the dashboard
     is read first, its plots saying "no data" (a process draws it once a minute), and an item
     about a post never stored says so in the colour of what is pending."""
@@ -685,10 +712,13 @@ def test_the_console_by_keyboard_in_a_narrow_window_and_its_text_contrast(
     expect(page.locator("svg.plot text.empty").first).to_be_visible()
     seed(console)
     review, policy = console.services.review, console.services.scoring.policy
+    # ids are the platform's, up to 256 characters without a space: its item's page names them
+    # in its headings and lines, not only in tables
+    old_post, old_account = "old-" + "0123456789abcdef" * 4, "acc-" + "f" * 60
     review.file_report(
         policy,
-        post_id="old",
-        account_id="acc2",
+        post_id=old_post,
+        account_id=old_account,
         category="rumor",
         text_="举报 https://t.cn/" + "A" * 300,
         reporter="test",
@@ -697,7 +727,7 @@ def test_the_console_by_keyboard_in_a_narrow_window_and_its_text_contrast(
     (top,) = [i for i in review.list_items(policy).items if i.post_id == "p1"]
     review.decide(policy, top.id, "li", "confirm", "rumor", "art18.6")
     review.file_appeal(policy, account_id="acc1", item_id=top.id, reason="误判", filed_by="k")
-    (unknown,) = [i for i in review.list_items(policy).items if i.post_id == "old"]
+    (unknown,) = [i for i in review.list_items(policy).items if i.post_id == old_post]
     item_url = f"{console.url}/console/items/{top.id}"
     page.goto(item_url)
     page.keyboard.press("Tab")
@@ -735,10 +765,15 @@ def test_the_console_by_keyboard_in_a_narrow_window_and_its_text_contrast(
                 )
     assert faint == [], faint
     page.set_viewport_size({"width": 320, "height": 640})
-    for path in [*pages, "/console/login"]:
-        if path == "/console/login":
-            sign_out(page)
-        page.goto(console.url + path)
-        wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-        assert wide <= 0, f"{path} is {wide} px wider than a 320 px window"
+    # in either language: English words make the wider columns
+    for language in ("en", "zh"):
+        page.context.add_cookies([{"name": "ql_lang", "value": language, "url": console.url}])
+        for path in [*pages, "/console/login"]:
+            if path == "/console/login":
+                sign_out(page)
+            page.goto(console.url + path)
+            wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert wide <= 0, f"{path} ({language}) is {wide} px wider than a 320 px window"
+        if language == "en":
+            sign_in(page, console, "wang")
     page.close()

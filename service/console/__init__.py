@@ -28,8 +28,10 @@ from service.console.web import (
     Console,
     NotAllowedError,
     SignInRequiredError,
+    StaleFormError,
     no_page,
     not_allowed,
+    stale_form,
     to_sign_in,
 )
 from service.security import SignInLimits
@@ -66,4 +68,5 @@ def mount(app: FastAPI, settings: Settings, reads: ConsoleReads) -> None:
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.add_exception_handler(SignInRequiredError, to_sign_in)
     app.add_exception_handler(NotAllowedError, not_allowed)
+    app.add_exception_handler(StaleFormError, stale_form)
     app.add_exception_handler(HTTPException, no_page)

@@ -288,6 +288,13 @@ TEXT: dict[str, tuple[str, str]] = {
     "list_separator": ("、", ", "),
     "clause_separator": (";", "; "),
     "forbidden": ("无权访问此页面", "You may not open this page"),
+    "form_stale": (
+        "表单已过期(打开于本浏览器最近一次登录之前,或其会话已结束),操作没有生效:"
+        "请重新打开页面后再提交",
+        "The form was out of date (opened before the latest sign-in in this browser, or its "
+        "session ended), and nothing was done: open its page again and send it again",
+    ),
+    "open_again": ("重新打开页面", "Open the page again"),
     "language": ("English", "中文"),
     "decided": ("已处理", "Decided"),
     "not_found": ("没有这个条目", "No such item"),

@@ -44,10 +44,12 @@ from service.console.web import (
     Refusal,
     Signed,
     Viewer,
+    asked_again,
     back,
     console_of,
     console_page,
     form,
+    from_another_site,
     given,
     language_of,
     render,
@@ -122,6 +124,9 @@ async def login_page(
     """The sign-in form; ``next`` the console page it goes on to, ``why`` what brought the
     browser here, set by :func:`~service.console.web.to_sign_in` (one of two fixed sentences,
     so that no link puts words of its own on the page)."""
+    if from_another_site(request):
+        # its new session's cookie would take the place of the browser's
+        return asked_again(request)
     console = console_of(request)
     session = session_of(request) or console.sessions.new(time.time())
     return render(request, console, session, "login.html", next=console_page(next), why=why)
@@ -157,6 +162,9 @@ async def login(request: Request, fields: Form) -> Response:
             typed=name,
             wait_minutes=None if wait is None else math.ceil(wait / 60),
             next=next_page,
+            # the sign-in page this answers, with the page it goes on to: the language switch
+            # comes back to it
+            here="/console/login" + (f"?{urlencode({'next': next_page})}" if next_page else ""),
         )
         if wait is not None:
             page.headers["Retry-After"] = str(wait)

@@ -144,6 +144,12 @@ class NotAllowedError(Exception):
     """The signed-in user's role may not open this page."""
 
 
+class StaleFormError(Exception):
+    """A form whose CSRF token is not its session's: sent from a page shown before the latest
+    sign-in in this browser (a tab left open while the user signed in again in another), or
+    forged. Nothing in it is done."""
+
+
 @dataclass
 class Dashboard:
     """The dashboard's tallies this process last read (once a while for every language) and
@@ -230,11 +236,13 @@ def render(
     error: str | None = None,
     refused: Refusal | None = None,
     here: str | None = None,
+    cookie: bool = True,
     **context: Any,
 ) -> HTMLResponse:
     """``template`` with ``error`` shown above it, or the ``refused`` form as it was sent, its
     refusal beside it. ``here`` is the page's address, where the language switch comes back
-    to: by default the request's, filters and paging included."""
+    to: by default the request's, filters and paging included. Without ``cookie``, the page
+    sets no session's cookie."""
     language = language_of(request)
     html = console.env.get_template(template).render(
         t=translator(language),
@@ -249,12 +257,19 @@ def render(
         **context,
     )
     response = HTMLResponse(html, status)
-    response.headers["Content-Security-Policy"] = CSP
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
-    response.headers["Cache-Control"] = "no-store"
-    set_session(response, request, session)
+    guard(response)
+    if cookie:
+        set_session(response, request, session)
     return response
+
+
+def guard(page: Response) -> None:
+    """Every page's security headers: the CSP, no sniffing, no address sent to another site,
+    nothing kept in a cache."""
+    page.headers["Content-Security-Policy"] = CSP
+    page.headers["X-Content-Type-Options"] = "nosniff"
+    page.headers["Referrer-Policy"] = "same-origin"
+    page.headers["Cache-Control"] = "no-store"
 
 
 def set_session(response: Response, request: Request, session: Session) -> None:
@@ -327,7 +342,7 @@ async def form(request: Request) -> dict[str, str]:
     fields = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
     session = session_of(request)
     if session is None or not console_of(request).sessions.check_csrf(session, fields.get("csrf")):
-        raise NotAllowedError
+        raise StaleFormError
     return fields
 
 
@@ -380,13 +395,34 @@ class ConsoleRoute(APIRoute):
 
 
 def error_page(
-    request: Request, status: int, message_key: str, detail: str | None = None
+    request: Request,
+    status: int,
+    message_key: str,
+    detail: str | None = None,
+    *,
+    again: str | None = None,
 ) -> HTMLResponse:
-    """The console's page for what it refuses to show, to anyone (signed in or not)."""
+    """The console's page for what it refuses to show, to anyone (signed in or not); with
+    ``again``, a link to that console page, to open it again; without a session, it sets no
+    cookie. The page answering a form has its language switch come back to the page the form
+    was sent from: the form's own address is no page to read."""
     console = console_of(request)
-    session = session_of(request) or console.sessions.new(time.time())
+    session = session_of(request)
+    here = None if request.method in ("GET", "HEAD") else sent_from(request) or "/console/queue"
     return render(
-        request, console, session, "error.html", status, error=detail, message_key=message_key
+        request,
+        console,
+        session or console.sessions.new(time.time()),
+        "error.html",
+        status,
+        error=detail,
+        here=here,
+        # the page has no form to draw a session for; a new one's cookie would take the place
+        # of one the browser did not send (a page opened from another site, which a
+        # ``SameSite=Strict`` cookie is not sent with)
+        cookie=session is not None,
+        message_key=message_key,
+        again=again,
     )
 
 
@@ -420,19 +456,55 @@ def console_page(target: str) -> str | None:
     return urlunsplit(("", "", path, parts.query, ""))
 
 
+def from_another_site(request: Request) -> bool:
+    """A page opened from another site (a link in a ticket or a chat) without the session's
+    cookie: the browser sends a ``SameSite=Strict`` cookie with no request another site starts
+    (``Sec-Fetch-Site: cross-site``), however signed in it is."""
+    return (
+        request.method in ("GET", "HEAD")
+        and COOKIE not in request.cookies
+        and request.headers.get("sec-fetch-site") == "cross-site"
+    )
+
+
+def asked_again(request: Request) -> HTMLResponse:
+    """The page asked for, asked for again by the console's own page (a refresh at once, and a
+    link for a browser that does not follow it): a request of the console's site, which carries
+    the session's cookie. Answered with the sign-in page instead, the reviewer would sign in
+    although signed in, and that page's new session's cookie would take the place of theirs,
+    signing out every tab they have open."""
+    language = language_of(request)
+    # no session's cookie set: the browser's own is the one the next request carries
+    page = HTMLResponse(
+        console_of(request)
+        .env.get_template("again.html")
+        .render(
+            t=translator(language),
+            lang=language,
+            here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        )
+    )
+    guard(page)
+    return page
+
+
 async def to_sign_in(request: Request, _: Exception) -> Response:
     """The sign-in page, which comes back to the page asked for once signed in: a form's, the
     page it was sent from (its ``Referer``), since the form was not taken. Where a session had
     ended (expired after ``console_session_hours``, signed out elsewhere, the user changed) or a
     form went unsent, the page says so: a reviewer whose session ends mid-day would otherwise
-    find the queue and nothing telling that their decision was never written."""
+    find the queue and nothing telling that their decision was never written. A page opened
+    from another site is asked for again first (:func:`asked_again`)."""
+    if from_another_site(request):
+        return asked_again(request)
     if request.method == "GET":
-        asked = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        page = console_page(
+            request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        )
     else:
-        sent_from = urlsplit(request.headers.get("referer", ""))
-        asked = urlunsplit(("", "", sent_from.path, sent_from.query, ""))
+        page = sent_from(request)
     query: dict[str, str] = {}
-    if (page := console_page(asked)) is not None:
+    if page is not None:
         query["next"] = page
     # a signed-in session that no longer holds, or one gone (expired: it no longer loads);
     # the sign-in page's own session, no one's, ended nothing
@@ -448,8 +520,23 @@ async def to_sign_in(request: Request, _: Exception) -> Response:
     return response
 
 
+def sent_from(request: Request) -> str | None:
+    """The console page a form was sent from (its ``Referer``, which the console's
+    ``Referrer-Policy`` keeps to its own origin); None where it names none."""
+    sent = urlsplit(request.headers.get("referer", ""))
+    return console_page(urlunsplit(("", "", sent.path, sent.query, "")))
+
+
 async def not_allowed(request: Request, _: Exception) -> Response:
     return error_page(request, 403, "forbidden")
+
+
+async def stale_form(request: Request, _: Exception) -> Response:
+    """A form whose token is refused (:class:`StaleFormError`): 403, on a page that says the
+    form was out of date and nothing was done, with a link to the page it was sent from, whose
+    forms carry the token of the session signed in now. Not the page a role may not open: a
+    reviewer who signed in again in another tab would read that their decision was forbidden."""
+    return error_page(request, 403, "form_stale", again=sent_from(request))
 
 
 async def no_page(request: Request, exc: Exception) -> Response:
