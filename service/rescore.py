@@ -371,12 +371,9 @@ def rescore(
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
     reject_path = reject_path or default_reject_path(output_path)
     files = check_paths(input_path, output_path, reject_path)
-    try:
-        tasks = plan(files, chunk_size, skip_bad=skip_bad)
-    except InputError as exc:
-        raise RescoreError(str(exc)) from exc
+    inputs, tasks = _planned(files, chunk_size, skip_bad)
     scorer = _loaded(engine, bank)
-    fingerprint = _fingerprint(files, chunk_size, scorer, bank)
+    fingerprint = _fingerprint(inputs, chunk_size, scorer, bank)
     work = WorkFolder(output_path)
     with ExitStack() as hold:
         try:
@@ -443,6 +440,18 @@ def rescore(
         return summary
 
 
+def _planned(
+    files: list[Path], chunk_size: int, skip_bad: bool
+) -> tuple[list[list[Any]], list[Task]]:
+    """The input files (:func:`_inputs`) and their tasks (:func:`plan`); the files are taken
+    before they are cut, so that one written meanwhile differs at the run's first commit."""
+    inputs = _inputs(files)
+    try:
+        return inputs, plan(files, chunk_size, skip_bad=skip_bad)
+    except InputError as exc:
+        raise RescoreError(str(exc)) from exc
+
+
 def _close(results: Iterator[SegmentResult]) -> None:
     """The engine's clean-up (Ray's shutdown, which gives stderr back) now, before the error is
     said, not whenever the generator is collected."""
@@ -450,14 +459,24 @@ def _close(results: Iterator[SegmentResult]) -> None:
         results.close()
 
 
+def _inputs(files: Sequence[Path]) -> list[list[Any]]:
+    """Each input file's path, size and modification time: which files the run reads."""
+    inputs = []
+    for path in files:
+        found = path.stat()
+        inputs.append([str(path), found.st_size, found.st_mtime_ns])
+    return inputs
+
+
 def _fingerprint(
-    files: Sequence[Path], chunk_size: int, scorer: Scorer, bank: Sequence[StoredRumor]
+    inputs: list[list[Any]], chunk_size: int, scorer: Scorer, bank: Sequence[StoredRumor]
 ) -> dict[str, Any]:
-    """What a run's records follow from (:data:`FINGERPRINT_NAMES`): a checkpoint is continued
-    only by a run with the same. The model file and the policy's values are hashed, as their
-    versions would not change with a file copied or edited in place."""
+    """What a run's records follow from (:data:`FINGERPRINT_NAMES`), ``inputs`` by
+    :func:`_inputs`: a checkpoint is continued only by a run with the same. The model file and
+    the policy's values are hashed, as their versions would not change with a file copied or
+    edited in place."""
     return {
-        "inputs": [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files],
+        "inputs": inputs,
         "chunk_size": chunk_size,
         "batch_size": scorer.classifier.batch_size,
         "model_version": scorer.model_version,
@@ -642,6 +661,7 @@ class _Run:
             say(f"(further '{kind}' warnings are counted in the summary)")
 
     def _commit(self) -> None:
+        self._check_inputs()
         if self._records is None:
             self._records, self._final = self._work.open_part(self._state.parts)
         assert self._final is not None
@@ -672,6 +692,27 @@ class _Run:
         self._committed = self._state.tasks_done
         self._work.drop_ordered_states(self._state.parts)
         self._posts, self._last_commit = 0, now
+
+    def _check_inputs(self) -> None:
+        """Stop the run, before the part is committed, when an input file is no longer the one
+        it cut into tasks: a file still being written (an export that has not finished) was
+        scored as far as the run first read it, the posts written after it left out without
+        a word, and a file replaced had its tasks' byte ranges read from another file."""
+        given = self._state.fingerprint["inputs"]
+        try:
+            now = _inputs([Path(path) for path, *_ in given])
+        except OSError as exc:
+            raise RescoreError(f"rescore stopped: {exc}; {self.resume_hint}") from exc
+        for before, after in zip(given, now, strict=True):
+            if before != after:
+                raise RescoreError(
+                    f"{before[0]} changed during the run (its size or modification time): its "
+                    "posts as they are now are not those the run cut into tasks; the checkpoint "
+                    f"in {self._work.path} holds the posts up to "
+                    f"{sum(self._lines[: self._committed]):,} of {self.total:,} of the file as "
+                    "it was: put that file back and run the same command again to continue, "
+                    "or delete the folder to start over"
+                )
 
     def abandon(self) -> None:
         """Drop the part in progress (the next run writes it again)."""

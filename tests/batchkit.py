@@ -34,6 +34,8 @@ DIE = "DIE"
 """A post whose text holds this kills the process that scores it."""
 DIE_ONCE = "DIE-ONCE:"
 """``DIE-ONCE:/path`` kills the process the first time only (it creates ``/path``)."""
+BREAK_ORDERED = "BREAK-ORDERED"
+"""A post whose text holds this makes the ordered stage raise (a fault past the model)."""
 SLOW_S_ENV = "QINGLANG_TEST_SLOW_S"
 """Seconds the scorer sleeps per call, so that a test can kill a run half way."""
 SLOW_LOAD_S_ENV = "QINGLANG_TEST_SLOW_LOAD_S"
@@ -98,6 +100,8 @@ class LengthScorer:
         return [records[i] for i in range(len(posts))]
 
     def ordered(self, posts: Sequence[Post], prepared: Sequence[ScoreRecord]) -> list[ScoreRecord]:
+        if any(BREAK_ORDERED in post.text for post in posts):
+            raise RuntimeError("the ordered stage broke")
         return list(prepared)
 
     def explain(self, posts: Sequence[Post], records: Sequence[ScoreRecord]) -> list[ScoreRecord]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 from collections.abc import Sequence
 from datetime import UTC, datetime, time
@@ -456,7 +457,7 @@ class RewritingScorer(LengthScorer):
 
 
 @pytest.mark.parametrize("name", ["in.jsonl", "in.jsonl.gz", "in.parquet"])
-def test_lines_of_an_input_cut_short_during_the_run_are_rejected_not_lost(
+def test_an_input_cut_short_during_the_run_stops_it_before_a_line_is_lost(
     tmp_path: Path, name: str
 ) -> None:
     lines = shuffled_posts(9)
@@ -472,20 +473,17 @@ def test_lines_of_an_input_cut_short_during_the_run_are_rejected_not_lost(
 
     source.write_bytes(written(lines))
     scorer = RewritingScorer(source, written(lines[:4]))
-    summary = rescore(
-        source,
-        tmp_path / "out.jsonl",
-        InlineEngine(scorer),
-        chunk_size=3,
-        segment_posts=3,
-        progress=False,
-    )
-    assert read_records(tmp_path / "out.jsonl") == [expected_record(p) for p in posts_of(lines[:3])]
-    rejects = read_rejects(tmp_path / "out.rejects.jsonl")
-    # every line the run did not score is accounted for (before: 6 posts gone, status 0)
-    assert [(r["line"], r["error"]) for r in rejects] == [(n, "unreadable") for n in range(4, 10)]
-    assert "changed since the run started" in str(rejects[0]["message"])
-    assert (summary.posts_read, summary.scored, summary.failed_total) == (9, 3, 6)
+    # before: the tasks past the cut read short or nothing, 6 posts gone, status 0
+    with pytest.raises(RescoreError, match=rf"^{re.escape(str(source))} changed during the run"):
+        rescore(
+            source,
+            tmp_path / "out.jsonl",
+            InlineEngine(scorer),
+            chunk_size=3,
+            segment_posts=3,
+            progress=False,
+        )
+    assert not (tmp_path / "out.jsonl").exists()
 
 
 def test_an_input_of_unknown_format_is_refused(tmp_path: Path) -> None:

@@ -9,14 +9,17 @@ import gzip
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from batchkit import (
+    BREAK_ORDERED,
     DIE,
     RAISE,
     SLOW_LOAD_S_ENV,
@@ -36,9 +39,11 @@ from batchkit import (
 from service.batch import RescoreError, checkpoint
 from service.batch.checkpoint import CheckpointError, State, WorkFolder
 from service.batch.local import LocalEngine
+from service.batch.segments import Segment, SegmentResult
 from service.pipeline import Pipeline
 from service.rescore import InlineEngine, batch_settings, rescore
 from service.settings import Settings
+from service.storage.repository import StoredRumor
 
 BATCHKIT = Path(__file__).resolve().parent / "batchkit.py"
 
@@ -519,3 +524,111 @@ def test_a_checkpoint_of_an_earlier_release_is_named_so_and_not_to_be_rerun(
     assert f"{checkpoint.path} holds the checkpoint of a run by an earlier release" in message
     assert "did not record the model file (model.onnx)" in message
     assert "rerun that command" not in message
+
+
+def test_a_part_left_uncommitted_by_a_stopped_run_adds_no_reject_to_the_continued_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run stopped after renaming a part and its rejects into place, before its manifest,
+    leaves them there; the continued run, committing smaller parts (a smaller
+    ``--checkpoint-every``), writes that part's number with no rejects."""
+    commit = WorkFolder.commit
+
+    def second_fails(folder: WorkFolder, state: State) -> None:
+        if state.parts == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        commit(folder, state)
+
+    monkeypatch.setattr(WorkFolder, "commit", second_fails)
+    lines = shuffled_posts(40)
+    lines[27] = b"this line is not JSON\n"
+    engine = InlineEngine(LengthScorer())
+    with pytest.raises(RescoreError):
+        rescore_lines(tmp_path, lines, engine, chunk_size=5, checkpoint_posts=20, segment_posts=5)
+    monkeypatch.setattr(WorkFolder, "commit", commit)
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    summary = rescore(
+        source, output, engine, chunk_size=5, checkpoint_posts=5, segment_posts=5, progress=False
+    )
+    assert summary.resumed == 20
+    good = [line for i, line in enumerate(lines) if i != 27]
+    assert read_records(output) == [expected_record(p) for p in posts_of(good)]
+    assert [r["line"] for r in read_rejects(tmp_path / "out.rejects.jsonl")] == [28]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_worker_error_past_the_model_stops_the_run_with_the_checkpoint_intact(
+    tmp_path: Path, workers: int
+) -> None:
+    lines = shuffled_posts(30)
+    lines[22] = post_line("breaks", f"这条 {BREAK_ORDERED}")
+    engine = (
+        InlineEngine(LengthScorer())
+        if workers == 1
+        else LocalEngine(length_scorer, Settings(), workers=workers)
+    )
+    with pytest.raises(RescoreError) as stopped:
+        rescore_lines(tmp_path, lines, engine, chunk_size=5, checkpoint_posts=5)
+    work = tmp_path / ".out.jsonl.rescore"
+    assert str(stopped.value) == (
+        f"the scorer failed on the posts of {tmp_path}/in.jsonl:21-25: "
+        "RuntimeError('the ordered stage broke'); the checkpoint in "
+        f"{work} is intact: run the same command again to continue after 20 of 30 posts"
+    )
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_an_input_file_written_to_during_the_run_stops_it_before_the_next_commit(
+    tmp_path: Path,
+) -> None:
+    """A file still being written (an export that has not finished) was scored as far as the
+    run first read it, and the posts written after were left out without a word."""
+    source = tmp_path / "in.jsonl"
+
+    class StillWritten(InlineEngine):
+        def segments(
+            self, segments: Sequence[Segment], first: bytes | None, bank: Sequence[StoredRumor]
+        ) -> Iterator[SegmentResult]:
+            for n, result in enumerate(super().segments(segments, first, bank)):
+                if n == 1:
+                    with source.open("ab") as more:
+                        more.write(post_line("late", "晚到的帖子"))
+                yield result
+
+    engine = StillWritten(LengthScorer())
+    with pytest.raises(RescoreError) as stopped:
+        rescore_lines(
+            tmp_path, shuffled_posts(30), engine, chunk_size=5, checkpoint_posts=5, segment_posts=5
+        )
+    work = tmp_path / ".out.jsonl.rescore"
+    assert str(stopped.value) == (
+        f"{source} changed during the run (its size or modification time): its posts as they "
+        "are now are not those the run cut into tasks; the checkpoint in "
+        f"{work} holds the posts up to 5 of 30 of the file as it was: put that file back and "
+        "run the same command again to continue, or delete the folder to start over"
+    )
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_run_stopped_while_removing_its_folder_is_run_again_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop (SIGTERM, SIGKILL) while the folder of a finished run is removed leaves some of
+    its files, in no set order: the manifest without a part it names refused every later run."""
+    rmtree = shutil.rmtree
+
+    def stopped_part_way(path: Path) -> None:
+        (path / "part-000000.jsonl").unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "rmtree", stopped_part_way)
+    lines = shuffled_posts(30)
+    engine = InlineEngine(LengthScorer())
+    with pytest.raises(RescoreError, match="interrupted"):
+        rescore_lines(tmp_path, lines, engine, chunk_size=5, checkpoint_posts=5)
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    summary = rescore(source, output, engine, chunk_size=5, checkpoint_posts=5, progress=False)
+    assert summary.scored == 30
+    assert read_records(output) == [expected_record(p) for p in posts_of(lines)]
+    assert not (tmp_path / ".out.jsonl.rescore").exists()

@@ -5,14 +5,16 @@ batch is retried without duplicates."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from batchkit import (
+    BREAK_ORDERED,
     DIE,
     DIE_ONCE,
     RAISE,
@@ -34,11 +36,12 @@ from batchkit import (
 
 from service.batch import RescoreError
 from service.batch.ray_engine import PACKAGE_FILES, SEGMENT_RETRIES, RayEngine, _SegmentScorer
-from service.batch.segments import segment_sizes
+from service.batch.segments import Segment, SegmentResult, segment_sizes
 from service.batch.work import ModelMismatchError
 from service.pipeline import Pipeline
 from service.rescore import InlineEngine, batch_settings
 from service.settings import Settings
+from service.storage.repository import StoredRumor
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
@@ -162,6 +165,46 @@ def test_a_scorer_that_fails_on_every_post_of_a_task_stops_a_ray_run_as_a_local_
         "ValueError('this post breaks the scorer'); the checkpoint in "
     )
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_worker_error_past_the_model_stops_a_ray_run_as_a_local_one(
+    local_ray: None, tmp_path: Path
+) -> None:
+    engine = RayEngine(length_scorer, Settings(), workers=2, address=None)
+    lines = shuffled_posts(12)
+    lines[9] = post_line("breaks", f"这条 {BREAK_ORDERED}")
+    with pytest.raises(RescoreError) as stopped:
+        rescore_lines(tmp_path, lines, engine, chunk_size=4)
+    assert str(stopped.value).startswith(
+        f"the scorer failed on the posts of {tmp_path}/in.jsonl:9-12: "
+        "RuntimeError('the ordered stage broke'); the checkpoint in "
+    )
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_an_input_an_actor_cannot_read_stops_the_run_with_the_checkpoint_intact(
+    local_ray: None, tmp_path: Path
+) -> None:
+    """The input must be where every node sees it; a node without it stops the run as a full
+    disk does, with status 2 and the checkpoint kept."""
+
+    class Unshared(RayEngine):
+        def segments(
+            self, segments: Sequence[Segment], first: bytes | None, bank: Sequence[StoredRumor]
+        ) -> Iterator[SegmentResult]:
+            (tmp_path / "in.jsonl").rename(tmp_path / "elsewhere.jsonl")
+            yield from super().segments(segments, first, bank)
+
+    engine = Unshared(length_scorer, Settings(), workers=2, address=None)
+    with pytest.raises(RescoreError) as stopped:
+        rescore_lines(tmp_path, shuffled_posts(12), engine, chunk_size=4)
+    assert re.fullmatch(
+        rf"the Ray actor on host \S+ \(pid \d+\) could not score the posts of "
+        rf"{tmp_path}/in.jsonl:1-\d+: FileNotFoundError\(2, 'No such file or directory'\); "
+        rf"the checkpoint in {tmp_path}/.out.jsonl.rescore is intact: run the same command "
+        "again to continue after 0 of 12 posts",
+        str(stopped.value),
+    ), stopped.value
 
 
 @pytest.mark.parametrize("make_lines", [real_posts, campaign_lines])

@@ -153,6 +153,9 @@ class WorkFolder:
         """Writers for part ``k``'s records (renamed into place by :meth:`close_part`)."""
         for stale in [*self.path.glob(".part-*"), *self.path.glob(".rejects-*")]:
             stale.unlink()
+        # renamed into place by a run stopped before its manifest named part k: this part may
+        # end at another task and hold no rejects, and the join would take those again
+        self.rejects(k).unlink(missing_ok=True)
         final = self.part(k)
         return RecordWriter(final.with_name("." + final.name), parquet=self.parquet), final
 
@@ -198,6 +201,9 @@ class WorkFolder:
 
     def remove(self) -> None:
         """Remove the folder: its run is joined into OUTPUT and done with."""
+        # the manifest first: a stop part way through leaves files in no set order, and a
+        # manifest naming a part already gone refused every later run
+        (self.path / MANIFEST).unlink(missing_ok=True)
         shutil.rmtree(self.path)
 
     @contextmanager

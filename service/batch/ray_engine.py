@@ -36,6 +36,7 @@ from service.batch.work import (
     Scorer,
     ScorerError,
     ScorerFactory,
+    Span,
     check_model,
     worker_scorer,
 )
@@ -86,12 +87,21 @@ class _SegmentScorer:
         if self._mismatch is not None:
             return {"result": [pickle.dumps(self._mismatch)] * len(batch["segment"])}
         jobs: list[tuple[Segment, Start]] = [pickle.loads(blob) for blob in batch["segment"]]
-        try:
-            results = [pickle.dumps(run_segment(seg, self._scorer, start)) for seg, start in jobs]
-        except ScorerError as exc:
-            # returned, as the mismatch is: raised, it reached the driver as a traceback's text
-            # (a RayTaskError, which the run did not know to stop on)
-            return {"result": [pickle.dumps(exc)] * len(jobs)}
+        results = []
+        for segment, start in jobs:
+            try:
+                results.append(pickle.dumps(run_segment(segment, self._scorer, start)))
+            except ScorerError as exc:
+                # returned, as the mismatch is: raised, it reached the driver as a traceback's
+                # text (a RayTaskError, which the run did not know to stop on)
+                return {"result": [pickle.dumps(exc)] * len(jobs)}
+            except Exception as exc:
+                # an input this node cannot read (not on a file system every node shares): a
+                # stop with the checkpoint kept, as the local engine's, not a traceback
+                where = f"the Ray actor on host {socket.gethostname()} (pid {os.getpid()})"
+                span = Span(segment.where, None, None)
+                error = ScorerError(f"{where} could not score the posts of", span, repr(exc))
+                return {"result": [pickle.dumps(error)] * len(jobs)}
         return {"result": results}
 
 

@@ -204,12 +204,19 @@ def _finished(
 
 
 def _ordered(scorer: Scorer, result: Result) -> list[ScoreRecord]:
-    records = scorer.explain(result.posts, scorer.ordered(result.posts, result.prepared))
+    lines = f"{result.path}:{result.lines[0]}-{result.lines[-1]}" if result.lines else result.path
+    try:
+        records = scorer.explain(result.posts, scorer.ordered(result.posts, result.prepared))
+    except ScorerError:
+        raise
+    except Exception as exc:
+        # the state is the task's posts' together: no post can be left out as a reject, and
+        # an error of any other type ended the run in a traceback with status 1 ("some lines
+        # rejected"), where a stop keeps the checkpoint, says so and exits 2
+        span = Span.of(lines, result.posts)
+        raise ScorerError("the scorer failed on the posts of", span, repr(exc)) from exc
     if [record.id for record in records] != [post.id for post in result.posts]:
         # a record written next to the wrong line would silently corrupt the output
-        lines = (
-            f"{result.path}:{result.lines[0]}-{result.lines[-1]}" if result.lines else result.path
-        )
         raise ScorerError(
             "the scorer's records do not match, in order, the posts of",
             Span.of(lines, result.posts),

@@ -340,8 +340,6 @@ def read(task: Task) -> Chunk:
             task, f"row group {task.group} of the Parquet file cannot be read: {_one_line(exc)}"
         )
     rows = table.to_pylist()
-    if len(rows) != task.lines:
-        return _unreadable(task, _changed(task, f"row group {task.group} no longer holds"))
     return Chunk([parse_object(task.first_line + i, _plain(r)) for i, r in enumerate(rows)], 0)
 
 
@@ -351,7 +349,6 @@ def _jsonl_chunk(task: Task) -> Chunk:
     except GzipError as exc:
         # only if the file changed since the run cut it: cutting read these bytes
         return _unreadable(task, f"{exc} (has the file changed since the run started?)")
-    size = len(data)
     damaged = b""
     if task.damage:
         cut = data.rfind(b"\n") + 1
@@ -361,25 +358,7 @@ def _jsonl_chunk(task: Task) -> Chunk:
     if task.damage:
         last = task.first_line + task.lines - 1
         items.append(line_error(last, damaged, None, "unreadable", task.damage))
-    if size != task.stop - task.start or len(items) + reader.blank_lines != task.lines:
-        # the file was written since the run cut it (exported again, cut by log rotation): the
-        # lines it then found there are gone, and said so, where before they were left out
-        # of OUTPUT without a word and the run ended with status 0
-        unit = "decompressed bytes" if task.fmt == "gzip" else "bytes"
-        where = f"{unit} {task.start:,} to {task.stop:,} no longer hold"
-        return _unreadable(task, _changed(task, where))
     return Chunk(items, reader.blank_lines)
-
-
-def _changed(task: Task, where: str) -> str:
-    """Why the lines of ``task`` are bad lines: they are no longer where the run found them when
-    it cut the file, which ``where`` names (``bytes 0 to 99 no longer hold``)."""
-    last = task.first_line + task.lines - 1
-    return (
-        f"the file changed since the run started: its {where} lines "
-        f"{task.first_line:,}-{last:,} as the run found them; score a copy that nothing writes "
-        "to meanwhile"
-    )
 
 
 def _slice(task: Task) -> bytes:
