@@ -158,7 +158,12 @@ def fill(engine: Engine, policy_version: str, scale: float, now: datetime) -> di
 def analyze(db: Connection, *, vacuum: bool = False) -> None:
     """``ANALYZE`` (after ``VACUUM`` where ``vacuum``, outside a transaction) the tables of the
     schema ``db`` works in, not every schema's of the database: another schema's migration on
-    the same server deadlocked with a database-wide one."""
+    the same server deadlocked with a database-wide one. A SQLite database is its own file:
+    ``ANALYZE`` all of it."""
+    if db.dialect.name == "sqlite":
+        for statement in ("VACUUM", "ANALYZE") if vacuum else ("ANALYZE",):
+            db.execute(text(statement))
+        return
     tables = db.scalars(
         text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
     ).all()

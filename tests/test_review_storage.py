@@ -33,6 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from eval.queue_scale import analyze
 from service.heads import RISKS, Risk
 from service.policy import Policy, load_policy
 from service.record import Decision, Post, ScoreRecord
@@ -812,7 +813,7 @@ def test_a_later_page_of_an_account_s_history_seeks_its_cursor_in_the_index(
                 for n in range(300)
             ],
         )  # fmt: skip
-        connection.exec_driver_sql("ANALYZE")
+        analyze(connection)
     first = repo.get_account(policy, "acc1", limit=250, order=order, now=T0)
     with statements_run(repo.engine) as heard:
         later = repo.get_account(
@@ -930,7 +931,7 @@ def test_an_account_s_active_dispositions_are_read_off_the_active_ones_alone(
     ]  # fmt: skip
     with repo.engine.begin() as connection:
         connection.execute(insert(StoredDisposition), ended + lifted + active)
-        connection.exec_driver_sql("ANALYZE")
+        analyze(connection)
     paged: list[views.Disposition] = []
     cursor = None
     with statements_run(repo.engine) as heard:
@@ -995,7 +996,7 @@ def test_a_write_reads_the_account_s_active_dispositions_off_the_active_ones_alo
     with repo.engine.begin() as connection:
         connection.execute(insert(ReviewItem), items)
         connection.execute(insert(StoredDisposition), gone + own + active)
-        connection.exec_driver_sql("ANALYZE")
+        analyze(connection)
     with statements_run(repo.engine) as heard, Session(repo.engine) as session:
         tx = Tx(session, now, policy)
         kinds_found = active_kinds(tx, "acc1")
@@ -1074,7 +1075,7 @@ def test_a_lifted_close_s_art8_suspension_and_a_subject_s_accounts_are_read_off_
         connection.execute(insert(StoredAccount), accounts)
         connection.execute(insert(ReviewItem), items)
         connection.execute(insert(StoredDisposition), [settled, *gone, *active, *others])
-        connection.exec_driver_sql("ANALYZE")
+        analyze(connection)
     close = views.Disposition(
         id=0, account_id="acc1", kind=protected.termination(policy).kind, basis="art19",
         item_id=None, starts_at=T0 + HOUR, ends_at=None, decided_by="r1",
@@ -1898,7 +1899,7 @@ def test_the_open_reports_are_read_from_the_open_reported_items_not_every_report
     with repo.engine.begin() as connection:
         connection.execute(insert(ReviewItem), items)
         connection.execute(insert(StoredReport), reports)
-        connection.exec_driver_sql("ANALYZE")
+        analyze(connection)
     with statements_run(repo.engine) as heard:
         page = ConsoleReads(repo.engine).reports(
             open_only=True, late_before=T0, cursor=None, limit=5
@@ -1949,7 +1950,7 @@ def _reported_queue(repo: SqlRepository, policy: Policy, answered_reports: int) 
     with repo.engine.begin() as connection:
         connection.execute(insert(ReviewItem), items)
         connection.execute(insert(StoredReport), reports)
-        connection.exec_driver_sql("ANALYZE")
+        analyze(connection)
         return set(connection.scalars(select(StoredReport.id).where(StoredReport.item_id >= 1990)))
 
 
