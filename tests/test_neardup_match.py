@@ -107,6 +107,7 @@ def test_unrelated_posts_and_boilerplate_join_no_cluster(near: NearDuplicates) -
             True,
         ),
         ({"declared_original": True}, "来源：@原作者 ", False, 0.0, False),
+        ({"declared_original": True}, "来源 @人民日报 ", False, 0.0, False),  # a handle, no colon
         ({"declared_original": True}, "原文链接 http://t.cn/abc ", False, 0.0, False),
     ],
 )
@@ -144,6 +145,8 @@ def test_fake_originality_needs_a_claim_an_earlier_copy_by_another_account_and_n
         "转载请注明出处及原文链接",
         "请务必注明来源及作者",
         "保留原文链接",
+        "试图源源不断地供水",
+        "搬运自己的旧文",
     ],
 )
 def test_words_and_requests_for_credit_credit_no_source(text: str) -> None:
@@ -163,6 +166,15 @@ def test_words_and_requests_for_credit_credit_no_source(text: str) -> None:
         "转载：人民日报",
         "（转）",
         "文/张三",
+        # the source a handle: no colon needed
+        "来源@人民日报",
+        "（来源 @人民日报）",
+        "来自@张三",
+        "来自：人民日报",
+        "搬运自@张三",  # 搬运: reposting someone else's content
+        "图源@张三",
+        "图源：张三",
+        "Source: Reuters",
     ],
 )
 def test_each_form_of_credit_is_read(text: str) -> None:
@@ -265,6 +277,10 @@ def test_a_credit_in_the_text_naming_a_source_is_read(credit: str) -> None:
         "via 网络",
         "来源：",
         "来源：。",  # nothing before the clause ends: the next sentence is no source
+        "来自：网络",
+        "图源网络",
+        "图源：网络",
+        "source: internet",
     ],
 )
 def test_a_credit_in_the_text_naming_nothing_traceable_is_no_credit(credit: str) -> None:
@@ -613,3 +629,40 @@ def test_the_frontier_tells_whether_later_posts_get_the_same_findings(
     assert observe(copy, later) == expected
     assert observe(short, later) != expected
     assert copy.loads(None) and copy.frontier() == fresh().frontier()
+
+
+NOTICE = "本文为原创，首发于本公众号，未经授权禁止转载，转载请联系授权，侵权必究"
+"""A public account's rights notice, as long as the short posts it closes."""
+
+
+def test_two_posts_that_share_only_a_rights_notice_are_no_copies(near: NearDuplicates) -> None:
+    _, second = observe(
+        near,
+        [
+            post("a", "author", NOW - 100, f"今天人民广场有灯光秀{NOTICE}"),
+            post("b", "other", NOW, f"明天地铁二号线停运检修{NOTICE}", declared_original=True),
+        ],
+    )
+    assert second.cluster is None
+    assert second.scores["fake_originality"] == 0.0 and second.scores["coordination"] < 1.0
+
+
+def test_a_short_copy_claimed_original_by_a_rights_notice_is_still_a_copy(
+    near: NearDuplicates,
+) -> None:
+    text = "人民广场发生火灾消防车已到场"
+    _, copy = observe(
+        near,
+        [post("a", "author", NOW - 100, text), post("b", "copier", NOW, f"{text}\n{NOTICE}")],
+        claim=1.0,
+    )
+    assert copy.cluster is not None and copy.cluster.earliest.id == "a"
+    assert copy.scores["fake_originality"] == 1.0
+    assert copy.evidence["fake_originality"]["earlier_post"] == "a"
+
+
+def test_a_post_that_is_only_a_rights_notice_is_boilerplate(near: NearDuplicates) -> None:
+    found = observe(
+        near, [post(f"p{i}", f"acct{i}", NOW - 100 + i, NOTICE) for i in range(5)], claim=1.0
+    )
+    assert all(f.cluster is None and not f.scores.get("fake_originality") for f in found)

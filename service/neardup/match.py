@@ -114,16 +114,18 @@ not indexed itself: a flood of identical posts grows the cluster's count, not th
 _CONTENT = "图片|消息|新闻|文章|信息|数据|照片|视频|内容|图文|素材|资料"
 """What a credit says it credits: 图片来源, 文章出处."""
 ATTRIBUTION = re.compile(
-    # copied from: 转自 / 摘自 / 转载自 a source, not 旋转自如, 扭转自身, 转自己, 采摘自家的
+    # copied from: 转自 / 摘自 / 转载自 / 搬运自 a source, not 旋转自如, 扭转自身, 转自己, 采摘自家
     r"(?<![旋扭运逆好回周反流翻轮])转自(?![己家身如动主然由信愿])"
-    r"|(?:转载|转发|转引|节选|摘)自(?![己家身])|转载于"
+    r"|(?:转载|转发|转引|节选|搬运|摘)自(?![己家身])|转载于"
     # a reposting tag, not the emoticon [转发]; and 转载: naming the source, not 转载:请联系作者
     r"|(?P<tag>[(\[【]\s*转(?:载|帖)?\s*[)\]】]|[(【]\s*转发\s*[)】]"
     # a link to the original, a repost chain (each names its source in itself)
     r"|(?:阅读|查看)原文|//\s*@)"
     r"|转载\s*:\s*(?!请|需|须|务必|禁|勿|未经|谢绝|不得|严禁|拒绝|联系|私信|授权)(?=[\w@])"
-    # where the content comes from: not 我的收入来源, 已做出处理, 消息来源不明
-    rf"|来源\s*:|(?:{_CONTENT})(?:来源|来自|出处)(?!不明|不详|未知)|出处(?!理|不明|不详|未知)"
+    # where the content comes from, with a colon or a handle after it: not 我的收入来源, 来自北京,
+    # 试图源源不断, 已做出处理, 消息来源不明
+    r"|(?:来源|来自|图源)\s*(?::|(?=@))|(?<![a-z])source\s*:"
+    rf"|(?:{_CONTENT})(?:来源|来自|出处)(?!不明|不详|未知)|出处(?!理|不明|不详|未知)"
     # the original: not 还原文物
     r"|原文(?:链接|地址|作者|出处|来自)|原文\s*:|原作者"
     # the author named, not the poster itself; a byline 文/张三 or 图/张三, not 中文/英文
