@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 from typing import NoReturn
@@ -453,6 +454,63 @@ def test_a_special_file_is_neither_written_nor_compared(
     assert says.format(tmp=tmp_path) in capsys.readouterr().err
     assert stat.S_ISFIFO((tmp_path / "pipe").stat().st_mode)
     assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (os.mkfifo, "{tmp}/posts/b.jsonl in folder {tmp}/posts is a named pipe, not a file"),
+        (
+            partial(os.symlink, "gone.jsonl"),
+            "{tmp}/posts/b.jsonl in folder {tmp}/posts is a link to gone.jsonl, which does not "
+            "exist",
+        ),
+    ],
+)
+def test_a_folder_entry_named_as_posts_that_is_no_file_exits_2_before_the_model_loads(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    make: Callable[[Path], None],
+    says: str,
+) -> None:
+    (tmp_path / "posts").mkdir()
+    (tmp_path / "posts" / "a.jsonl").write_bytes(post_line("a", "x"))
+    make(tmp_path / "posts" / "b.jsonl")
+
+    def load(settings: Settings) -> Scorer:
+        raise AssertionError("the model should not load for a run that cannot start")
+
+    args = ["rescore", str(tmp_path / "posts"), "-o", str(tmp_path / "out.jsonl")]
+    assert main(args, load_scorer=load) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qinglang rescore: error: ")
+    assert says.format(tmp=tmp_path) in err
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_what_a_folder_holds_besides_posts_is_named_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    posts, elsewhere = tmp_path / "posts", tmp_path / "elsewhere"
+    for folder in (posts / "sub", elsewhere):
+        folder.mkdir(parents=True)
+    (posts / "sub" / "a.jsonl").write_bytes(post_line("a", "x"))
+    (elsewhere / "b.jsonl").write_bytes(post_line("b", "y"))
+    (posts / "c.jsonl.zst").write_bytes(b"compressed posts")
+    (posts / "notes.txt").write_text("where the posts came from")
+    os.symlink(elsewhere, posts / "more")
+    os.mkfifo(posts / "control")
+    (posts / ".hidden").write_text("left out by name, as the run's work folder is")
+    assert run_cli("rescore", posts, "-o", tmp_path / "out.jsonl", "--no-progress") == 0
+    assert [r.id for r in read_records(tmp_path / "out.jsonl")] == ["a"]
+    warnings = [
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("qinglang")
+    ]
+    assert warnings == [
+        f"qinglang rescore: warning: folder {posts}: left out, not a .jsonl, .jsonl.gz or "
+        ".parquet file: c.jsonl.zst, control (a named pipe), more (a link to a folder, not "
+        "followed), notes.txt"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -80,10 +80,15 @@ READ_AGAIN = (
 COLUMNS_SHOWN = 10
 """Columns of a Parquet file lacking a required one named in the error; the rest are counted."""
 
+LEFT_OUT_SHOWN = 10
+"""Entries of an input folder that a run does not read named in its warning; the rest are
+counted."""
+
 
 class InputError(Exception):
     """The input cannot be read at all (no such file, unknown format, a corrupt Parquet footer, a
-    gzip file of which nothing decompresses, a Parquet file without a column every post needs)."""
+    gzip file of which nothing decompresses, a Parquet file without a column every post needs, an
+    entry of a folder named as posts that is no file)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +133,7 @@ class Chunk:
 
 def input_files(path: Path) -> list[Path]:
     """``path`` itself, or the JSONL (plain or gzip) and Parquet files under the folder ``path``
-    by name."""
+    by name (:func:`left_out` names the rest)."""
     if str(path) == "-":
         # a file of that name is given by a path with a folder in it: $PWD/-
         raise InputError(f"INPUT - (standard input) cannot be read: {READ_AGAIN}")
@@ -139,14 +144,7 @@ def input_files(path: Path) -> list[Path]:
         # the first task, which waited for ever for a writer
         raise InputError(f"input {path} is {special_kind(path)}, not a file: {READ_AGAIN}")
     if path.is_dir():
-        # hidden files and folders are left out: a run's own work folder among them
-        files = sorted(
-            p
-            for p in path.rglob("*")
-            if p.is_file()
-            and file_format(p) is not None
-            and not any(part.startswith(".") for part in p.relative_to(path).parts)
-        )
+        files, _ = _search(path)
         if not files:
             raise InputError(f"folder {path} holds no .jsonl, .jsonl.gz or .parquet file")
         return files
@@ -157,8 +155,55 @@ def input_files(path: Path) -> list[Path]:
     return [path]
 
 
+def left_out(path: Path) -> str:
+    """What the folder ``path`` holds that a run does not read, for a warning: the files named
+    in no format of :data:`SUFFIXES`, the special files, and the links to folders (which the
+    search does not follow), the first :data:`LEFT_OUT_SHOWN` named; empty when it holds none,
+    or ``path`` is a file. Hidden ones are not named: a run's own work folder is one."""
+    left = _search(path)[1] if path.is_dir() else []
+    if not left:
+        return ""
+    more = len(left) - LEFT_OUT_SHOWN
+    shown = ", ".join(left[:LEFT_OUT_SHOWN]) + (f" and {more:,} more" if more > 0 else "")
+    return f"folder {path}: left out, not a .jsonl, .jsonl.gz or .parquet file: {shown}"
+
+
+def _search(folder: Path) -> tuple[list[Path], list[str]]:
+    """The files under ``folder`` that a run reads, in name order, and what it leaves out, each
+    named under ``folder`` (with what it is, where not a file). An entry named as posts that is
+    not a file (a named pipe, a broken link) is refused: the posts it stands for would be
+    missing from the run without a word."""
+    files: list[Path] = []
+    left: list[str] = []
+    for found in sorted(folder.rglob("*")):
+        name = found.relative_to(folder)
+        if any(part.startswith(".") for part in name.parts):
+            # hidden files and folders are left out: a run's work folder among them
+            continue
+        if found.is_dir():
+            if found.is_symlink():
+                left.append(f"{name} (a link to a folder, not followed)")
+            continue
+        named = file_format(found) is not None
+        if found.is_file():
+            if named:
+                files.append(found)
+            else:
+                left.append(str(name))
+        elif named:
+            kind = special_kind(found)
+            if found.exists():  # a broken link has nothing to read, once or again
+                kind += f", not a file: {READ_AGAIN}"
+            raise InputError(f"{found} in folder {folder} is {kind}")
+        else:
+            left.append(f"{name} ({special_kind(found)})")
+    return files, left
+
+
 def special_kind(path: Path) -> str:
-    """What ``path``, which exists and is neither a file nor a folder, is, in words."""
+    """What ``path``, which is neither a file nor a folder, is, in words."""
+    if not path.exists():
+        return f"a link to {os.readlink(path)}, which does not exist"
     mode = path.stat().st_mode
     for test, kind in (
         (stat.S_ISCHR, "a character device"),

@@ -100,6 +100,7 @@ def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
     from service.batch import RescoreError
     from service.batch.paths import check_outputs, check_paths, default_reject_path
     from service.batch.ray_engine import ClusterError
+    from service.batch.sources import left_out
     from service.rescore import DEFAULT_CHUNK_SIZE
     from service.settings import get_settings
 
@@ -132,6 +133,8 @@ def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
             if args.from_db:
                 args.input = _export(args, settings)
             check_paths(args.input, args.output, rejects, args.compare)
+            if left := left_out(args.input):
+                print(f"qinglang rescore: warning: {left}", file=sys.stderr)
             if args.enqueue:
                 _check_queue(settings)
             summary = _run_rescore(args, load, settings, rejects, chunk_size)
