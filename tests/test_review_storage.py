@@ -1151,11 +1151,13 @@ def test_the_account_replay_reads_each_page_of_records_off_their_subject_index(
 
 @contextmanager
 def statements_run(engine: Engine) -> Iterator[list[tuple[str, Any]]]:
-    """The statements ``engine`` runs while open, each with its parameters."""
+    """The statements ``engine`` runs while open, each with its parameters; not the ``BEGIN``
+    that starts a read snapshot on SQLite, which reads nothing."""
     heard: list[tuple[str, Any]] = []
 
     def hear(_conn: object, _cursor: object, statement: str, parameters: Any, *_: Any) -> None:
-        heard.append((statement, parameters))
+        if statement != "BEGIN":
+            heard.append((statement, parameters))
 
     event.listen(engine, "before_cursor_execute", hear)
     try:
@@ -1403,6 +1405,71 @@ def test_pending_appeals_are_found_past_any_number_of_resolved_ones(
         cursor = (float(urgency), int(last))
     assert seen == filed and page.pending == 2
     assert [a.id for a in repo.list_appeals(status="rejected", now=T0).appeals] == filed[:3]
+
+
+def test_an_appeals_page_and_its_counts_are_read_at_one_moment_while_a_decision_commits(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """An appeal decided from another connection between the page's read and the counts' is
+    in neither: the page shows it pending and the counts count it pending, or neither does."""
+    filed = []
+    for n in range(2):
+        item = flag(repo, f"p{n}", f"acc{n}")
+        repo.decide(policy, item, "r1", "confirm", "incitement", "art18.5", now=T0)
+        filed.append(
+            repo.file_appeal(
+                policy, account_id=f"acc{n}", item_id=item, reason="r", filed_by="k", now=T0
+            ).id
+        )
+    decided = threading.Event()
+
+    def deciding(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        # the counts are the listing's second statement
+        if "count(" in statement and not decided.is_set():
+            decided.set()
+            repo.decide_appeal(policy, filed[0], "r2", "reject", None, now=T0 + HOUR)
+
+    event.listen(repo.engine, "before_cursor_execute", deciding)
+    try:
+        page = repo.list_appeals(now=T0 + HOUR)
+    finally:
+        event.remove(repo.engine, "before_cursor_execute", deciding)
+    assert decided.is_set()
+    shown = [a.status for a in page.appeals]
+    assert (page.pending, shown.count("pending")) == (2, 2)
+    # the decision did commit: the next listing sees it
+    assert repo.list_appeals(now=T0 + HOUR).pending == 1
+
+
+def test_the_console_s_reports_page_and_its_counts_are_read_at_one_moment_while_one_closes(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """A reported item dismissed from another connection between the page's read and the
+    counts' is open in both or in neither."""
+    items = [
+        repo.file_report(
+            policy, post_id=f"p{n}", account_id=None, category="rumor", text_="假的", reporter="k"
+        ).item_id
+        for n in range(2)
+    ]
+    dismissed = threading.Event()
+
+    def dismissing(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        # the counts are the page's second statement
+        if "coalesce(sum(" in statement and not dismissed.is_set():
+            dismissed.set()
+            repo.decide(policy, items[0], "r1", "dismiss", None, None)
+
+    reads = ConsoleReads(repo.engine)
+    event.listen(repo.engine, "before_cursor_execute", dismissing)
+    try:
+        page = reads.reports(open_only=False, late_before=T0, cursor=None, limit=10)
+    finally:
+        event.remove(repo.engine, "before_cursor_execute", dismissing)
+    assert dismissed.is_set()
+    assert (page.open, [r.status for r in page.rows]) == (2, ["open", "open"])
+    # the dismissal did commit: the next page sees it
+    assert reads.reports(open_only=False, late_before=T0, cursor=None, limit=10).open == 1
 
 
 def test_clean_periods_restore_credit_slowly(repo: SqlRepository, policy: Policy) -> None:

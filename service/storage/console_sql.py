@@ -25,6 +25,7 @@ from service.storage.tables import (
     StoredRecord,
     StoredReport,
 )
+from service.storage.transaction import as_of_first_read
 
 MAX_SCORES = 5_000
 """The most records the dashboard's score plots read: the newest of the last day."""
@@ -249,7 +250,10 @@ class ConsoleReads:
         counts = select(
             *(func.coalesce(func.sum(q.scalar_subquery()), 0) for q in (filed, late))
         ).where(_OPEN_REPORTED)
+        # one snapshot: a decision committing between the page's read and the counts' would
+        # have them disagree
         with Session(self.engine) as session:
+            as_of_first_read(session)
             rows = [
                 ReportRow(
                     id=report.id,

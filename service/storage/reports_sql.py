@@ -322,7 +322,9 @@ class ReportsSql(ReviewSql):
             query = query.where(late)
         if cursor is not None:
             query = query.where(after_cursor(StoredAppeal.deadline, StoredAppeal.id, cursor))
-        with self._session() as session:
+        # one snapshot: a decision committing between the page's read and the counts' would
+        # have them disagree
+        with self._snapshot() as session:
             rows = session.scalars(query.limit(limit + 1)).all()
             # the pending ones alone, in one statement: not every appeal ever filed, by status
             pending, overdue = session.execute(

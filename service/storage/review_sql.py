@@ -67,7 +67,13 @@ from service.storage.repository import (
 )
 from service.storage.review_rows import item_view
 from service.storage.tables import IdempotentWrite, ReviewDecision, ReviewItem, StoredRecord
-from service.storage.transaction import Tx, append_records, lock_key, lost_race
+from service.storage.transaction import (
+    Tx,
+    append_records,
+    as_of_first_read,
+    lock_key,
+    lost_race,
+)
 from service.subject_key import installed as installed_subject_key
 
 M = TypeVar("M", bound=BaseModel)
@@ -124,14 +130,10 @@ class ReviewSql:
 
     @contextmanager
     def _snapshot(self) -> Iterator[Session]:
-        """A read transaction whose statements all see the database as it was at its first: on
-        SQLite a transaction begun (sqlite3 begins one only before a write, so that each read
-        is its own), on PostgreSQL one at ``REPEATABLE READ``."""
+        """A read transaction whose statements all see the database as it was at its first
+        (:func:`~service.storage.transaction.as_of_first_read`)."""
         with self._session() as session:
-            if self.engine.dialect.name == "sqlite":
-                session.execute(text("BEGIN"))
-            else:
-                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            as_of_first_read(session)
             yield session
 
     @contextmanager

@@ -207,3 +207,13 @@ def _advisory(session: Session, function: str, key: str) -> object:
         text(f"SELECT {function}(hashtextextended(current_schema() || '/' || :key, 0))"),
         {"key": key},
     )
+
+
+def as_of_first_read(session: Session) -> None:
+    """Have ``session``'s statements, none run yet, all see the database as it was at its
+    first: on SQLite a transaction begun (sqlite3 begins one only before a write, so that each
+    read is its own), on PostgreSQL one at ``REPEATABLE READ``."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("BEGIN"))
+    else:
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
