@@ -630,39 +630,3 @@ def test_the_frontier_tells_whether_later_posts_get_the_same_findings(
     assert observe(short, later) != expected
     assert copy.loads(None) and copy.frontier() == fresh().frontier()
 
-
-NOTICE = "本文为原创，首发于本公众号，未经授权禁止转载，转载请联系授权，侵权必究"
-"""A public account's rights notice, as long as the short posts it closes."""
-
-
-def test_two_posts_that_share_only_a_rights_notice_are_no_copies(near: NearDuplicates) -> None:
-    _, second = observe(
-        near,
-        [
-            post("a", "author", NOW - 100, f"今天人民广场有灯光秀{NOTICE}"),
-            post("b", "other", NOW, f"明天地铁二号线停运检修{NOTICE}", declared_original=True),
-        ],
-    )
-    assert second.cluster is None
-    assert second.scores["fake_originality"] == 0.0 and second.scores["coordination"] < 1.0
-
-
-def test_a_short_copy_claimed_original_by_a_rights_notice_is_still_a_copy(
-    near: NearDuplicates,
-) -> None:
-    text = "人民广场发生火灾消防车已到场"
-    _, copy = observe(
-        near,
-        [post("a", "author", NOW - 100, text), post("b", "copier", NOW, f"{text}\n{NOTICE}")],
-        claim=1.0,
-    )
-    assert copy.cluster is not None and copy.cluster.earliest.id == "a"
-    assert copy.scores["fake_originality"] == 1.0
-    assert copy.evidence["fake_originality"]["earlier_post"] == "a"
-
-
-def test_a_post_that_is_only_a_rights_notice_is_boilerplate(near: NearDuplicates) -> None:
-    found = observe(
-        near, [post(f"p{i}", f"acct{i}", NOW - 100 + i, NOTICE) for i in range(5)], claim=1.0
-    )
-    assert all(f.cluster is None and not f.scores.get("fake_originality") for f in found)

@@ -6,16 +6,12 @@ text that is already attributed) is cut off, but not at a ``/@`` inside a link
 (``https://www.youtube.com/@name``, which would cut off the whole post); Unicode NFKC;
 emoticon codes such as ``[哈哈]``, @mentions and links are removed; only letters and digits are
 kept (punctuation, white space and emoji go); lower case; traditional characters become
-simplified (OpenCC ``t2s``). Rights notices (原创, 首发于本公众号, 未经授权禁止转载, 侵权必究:
-:func:`service.claims.body_ranges`) go before all that: a public account closes its every post
-with the same one, often as long as the post: with it, two unrelated posts of 10 and 11
-characters by two accounts, closed by one notice of 31, were near-copies (0.57), and a copy of
-a 14-character post that added a notice of 23 to claim the text was none (under 0.4).
+simplified (OpenCC ``t2s``).
 
 **Boilerplate** never forms or joins a cluster: the default repost texts (``转发微博``,
 ``Repost``), and any text with fewer than ``min_shingles`` distinct shingles after
-canonicalisation (empty, emoticon-only, ``哈哈哈哈``, a two-word comment, a rights notice
-alone). Such texts repeat by nature, so their copies say nothing about coordination.
+canonicalisation (empty, emoticon-only, ``哈哈哈哈``, a two-word comment). Such texts repeat by
+nature, so their copies say nothing about coordination.
 
 **Shingles and MinHash.** A text's set ``S`` is its overlapping ``k``-character shingles. Each
 shingle's code points are packed into a 64-bit integer (21 bits per character) and folded to 32
@@ -48,8 +44,6 @@ import opencc
 from datasketch import LeanMinHash, MinHash
 
 from service.boilerplate import DEFAULT_REPOSTS, SEPARATOR, contents_joined, join
-from service.claims import RAW_KEYWORD, body_ranges
-from service.normalise import normalise
 
 Signature = npt.NDArray[np.uint32]
 """One text's MinHash values (``num_perm`` of them), or a ``[texts, num_perm]`` matrix."""
@@ -60,10 +54,6 @@ SCHEME = "affine32"
 MAX_CHARS = 2000
 """Canonical characters fingerprinted per text: a 100,000-character post costs no more than this,
 and copies of a long text share their beginning."""
-
-_NOTICE_WINDOW = 2 * MAX_CHARS
-"""Normalised characters of a text searched for rights notices: more than the fingerprinted
-canonical characters, which punctuation and white space do not count among."""
 
 _ROWS_PER_PASS = 32_768
 """Shingles hashed in one numpy pass: bounds the ``rows x num_perm`` matrix (16 MB at 128)."""
@@ -81,34 +71,11 @@ def _t2s() -> opencc.OpenCC:
     return opencc.OpenCC("t2s")
 
 
-def without_notices(text: str) -> str:
-    """``text`` less the rights notices among its first :data:`_NOTICE_WINDOW` normalised
-    characters, cut from the text as written (the normalised text maps back to it). Only a text
-    with a claim word in it (:data:`~service.claims.RAW_KEYWORD`, a cheap test) is normalised."""
-    if not RAW_KEYWORD.search(text):
-        return text
-    norm = normalise(text, window=_NOTICE_WINDOW)
-    kept = body_ranges(norm.text)
-    if kept is None:
-        return text
-    # the notices are the gaps between the kept ranges
-    bounds = [0, *(b for r in kept for b in r), len(norm.text)]
-    notices = [(s, e) for s, e in zip(bounds[::2], bounds[1::2], strict=True) if s < e]
-    pieces, start = [], 0
-    for s, e in notices:
-        source_start, source_end = norm.source_span(s, e)
-        pieces.append(text[start:source_start])
-        start = source_end
-    pieces.append(text[start:])
-    return "".join(pieces)
-
-
 def canonical(texts: Sequence[str]) -> list[str]:
     """The texts as they are fingerprinted (see the module's docstring), all of them in one
     pass of each regex and one OpenCC call."""
     if not texts:
         return []
-    texts = [without_notices(t) for t in texts]
     # links are kept (an unmatched group 1 gives ""), chains cut
     contents = contents_joined(_CHAIN.sub(r"\1", join(texts))).split(SEPARATOR)
     if max(map(len, contents)) > MAX_CHARS:
@@ -241,9 +208,8 @@ def digest(signature: Signature) -> str:
     """A short name for a text as the window knows it, its signature: what tells an edited
     post's new text from the one kept for its id (:class:`~service.neardup.store.Store`). Two
     texts with one signature differ only in what canonicalisation drops (punctuation, emoji,
-    links, mentions, rights notices): to the window they are one text, and sending one after
-    the other is no edit. 64 bits: two texts of one post id share a digest with probability
-    ``2^-64``."""
+    links, mentions): to the window they are one text, and sending one after the other is no
+    edit. 64 bits: two texts of one post id share a digest with probability ``2^-64``."""
     return hashlib.blake2b(signature.tobytes(), digest_size=8).hexdigest()
 
 
