@@ -89,6 +89,9 @@ def body(text: str) -> str | None:
         "#新浪独家#",
         "#原创#",
         "版权归本公众号所有",
+        "版权归新华社所有",  # a name of three characters, as 公众号 is left beside a claim
+        "未经作者本人书面授权，严禁转载",
+        "未经本号授权,不得转载或使用",
     ],
 )
 def test_a_bare_notice_leaves_nothing(text: str) -> None:
@@ -118,6 +121,9 @@ def test_the_body_s_ranges_are_the_text_around_its_notices() -> None:
         # a tag holds any phrase beside its claim word
         "#打死这帮狗东西原创#",
         "【印度妇女一次产下11胞胎独家】",
+        # a notice's gaps hold the post's own words, other than its owner's or manner's
+        "版权归明天上海全面封城所有",
+        "未经核实明天全城封锁授权禁止转载",
     ],
 )
 def test_a_clause_that_says_more_than_a_notice_is_kept(text: str) -> None:
