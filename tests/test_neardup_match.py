@@ -629,4 +629,3 @@ def test_the_frontier_tells_whether_later_posts_get_the_same_findings(
     assert observe(copy, later) == expected
     assert observe(short, later) != expected
     assert copy.loads(None) and copy.frontier() == fresh().frontier()
-

@@ -2143,6 +2143,23 @@ def test_a_report_naming_the_account_of_an_unknown_post_s_item_names_it_for_the_
         assert [c.account_id for c in made.credits] == [account], post
 
 
+def test_a_report_naming_another_account_than_its_item_s_is_refused_under_the_item_s_lock(
+    repo: SqlRepository, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two reports of an unknown post naming two accounts, both read before either committed
+    (the post's owner unknown to each: here, the read made to miss the first): the second,
+    waiting for the item the first gave an account, is refused as a report naming another
+    account than its post's is, not joined to the first account's item."""
+    repo.file_report(
+        policy, post_id="p1", account_id="acc1", category="rumor", text_="", reporter="k1"
+    )
+    monkeypatch.setattr("service.storage.reports_sql.post_owner", lambda tx, post_id: None)
+    with pytest.raises(ConflictError, match="belongs to account 'acc1', not to 'acc2'"):
+        repo.file_report(
+            policy, post_id="p1", account_id="acc2", category="rumor", text_="", reporter="k2"
+        )
+
+
 def test_one_reporter_counts_once_towards_an_items_priority(
     repo: SqlRepository, policy: Policy
 ) -> None:

@@ -79,6 +79,12 @@ class ReportsSql(ReviewSql):
                     "post_account", post_id=post_id, account_id=known_owner, given=account_id
                 )
             item = item_to_join(tx.session, post_id, account_id) or confirmed_item(tx, post_id)
+            if item is not None and account_id not in (None, item.account_id or account_id):
+                # read under the item's lock: a report naming another account, which gave the
+                # item its account after this one read the post's owner, committed meanwhile
+                raise ConflictError(
+                    "post_account", post_id=post_id, account_id=item.account_id, given=account_id
+                )
             if item is None:
                 # a report names the post; the item is charged to whoever posted it
                 owner = known_owner or account_id
