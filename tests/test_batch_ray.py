@@ -153,32 +153,35 @@ def test_an_actor_loads_the_model_and_policy_of_its_own_install_unless_a_path_wa
         _SegmentScorer(Pipeline.load, given, (), digest)
 
 
-def test_a_scorer_that_fails_on_every_post_of_a_task_stops_a_ray_run_as_a_local_one(
-    local_ray: None, tmp_path: Path
-) -> None:
-    engine = RayEngine(length_scorer, Settings(), workers=2, address=None)
-    lines = shuffled_posts(8) + [post_line(f"r{n}", f"{RAISE} {n}") for n in range(4)]
-    with pytest.raises(RescoreError) as stopped:
-        rescore_lines(tmp_path, lines, engine, chunk_size=4)
-    assert str(stopped.value).startswith(
-        f"the scorer failed on every post of {tmp_path}/in.jsonl:9-12: "
-        "ValueError('this post breaks the scorer'); the checkpoint in "
-    )
-    assert not (tmp_path / "out.jsonl").exists()
-
-
-def test_a_worker_error_past_the_model_stops_a_ray_run_as_a_local_one(
-    local_ray: None, tmp_path: Path
-) -> None:
-    engine = RayEngine(length_scorer, Settings(), workers=2, address=None)
+def _breaking_past_the_model() -> list[bytes]:
     lines = shuffled_posts(12)
     lines[9] = post_line("breaks", f"这条 {BREAK_ORDERED}")
+    return lines
+
+
+@pytest.mark.parametrize(
+    ("lines", "said"),
+    [
+        (
+            shuffled_posts(8) + [post_line(f"r{n}", f"{RAISE} {n}") for n in range(4)],
+            "the scorer failed on every post of {input}:9-12: "
+            "ValueError('this post breaks the scorer'); the checkpoint in ",
+        ),
+        (
+            _breaking_past_the_model(),
+            "the scorer failed on the posts of {input}:9-12: "
+            "RuntimeError('the ordered stage broke'); the checkpoint in ",
+        ),
+    ],
+    ids=["model", "past_the_model"],
+)
+def test_a_task_whose_scoring_fails_stops_a_ray_run_as_a_local_one(
+    local_ray: None, tmp_path: Path, lines: list[bytes], said: str
+) -> None:
+    engine = RayEngine(length_scorer, Settings(), workers=2, address=None)
     with pytest.raises(RescoreError) as stopped:
         rescore_lines(tmp_path, lines, engine, chunk_size=4)
-    assert str(stopped.value).startswith(
-        f"the scorer failed on the posts of {tmp_path}/in.jsonl:9-12: "
-        "RuntimeError('the ordered stage broke'); the checkpoint in "
-    )
+    assert str(stopped.value).startswith(said.format(input=tmp_path / "in.jsonl"))
     assert not (tmp_path / "out.jsonl").exists()
 
 
