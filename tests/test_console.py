@@ -206,10 +206,17 @@ def test_an_item_number_no_row_can_have_is_refused_not_a_server_error(api: Api) 
     assert api.client.get("/console/items/999").status_code == 404
 
 
-def refusal_of(html: str) -> str:
-    found = re.search(r'<p class="error" role="alert"[^>]*>([^<]*)</p>', html)
-    assert found is not None, "the page shows why it was refused"
+def found_in(html: str, pattern: str, what: str) -> str:
+    """The text ``pattern``'s group matches in ``html``, which must show ``what``."""
+    found = re.search(pattern, html)
+    assert found is not None, what
     return found.group(1)
+
+
+def refusal_of(html: str) -> str:
+    return found_in(
+        html, r'<p class="error" role="alert"[^>]*>([^<]*)</p>', "the page shows why it was refused"
+    )
 
 
 def test_odd_values_in_console_addresses_get_its_own_error_page_in_its_language(
@@ -1298,9 +1305,7 @@ def test_signing_out_ends_every_session_of_the_user_copies_included(api: Api) ->
 
 
 def heading_of(html: str) -> str:
-    found = re.search(r"<h1[^>]*>([^<]*)</h1>", html)
-    assert found is not None, "the page has a heading"
-    return found.group(1)
+    return found_in(html, r"<h1[^>]*>([^<]*)</h1>", "the page has a heading")
 
 
 def test_a_form_from_before_the_latest_sign_in_does_nothing_and_leads_back_to_its_page(

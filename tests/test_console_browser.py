@@ -38,6 +38,7 @@ from service.api.state import Services
 from service.neardup import NearDuplicates
 from service.pipeline import Pipeline
 from service.policy import load_policy
+from service.review import views
 from service.security import create_key, create_user
 from service.settings import Settings
 from service.storage import SqlRepository, upgrade
@@ -433,6 +434,14 @@ def test_reloading_a_refused_decision_reads_the_page_and_decides_nothing(
     page.close()
 
 
+def scored_rumour(console: Console) -> views.Item:
+    """The item a rumour scored on the publish path opens, the only one."""
+    post = {"id": "p1", "text": RUMOR, "account_id": "acc1"}
+    assert console.api("POST", "/v1/score", json=post).status_code == 200
+    (item,) = console.services.review.list_items(console.services.scoring.policy).items
+    return item
+
+
 def test_a_link_from_another_site_opens_its_page_signed_in_and_signs_no_tab_out(
     console: Console, browser: Browser
 ) -> None:
@@ -440,11 +449,7 @@ def test_a_link_from_another_site_opens_its_page_signed_in_and_signs_no_tab_out(
     another site starts. A link to an item in a ticket or a chat opens the item all the same,
     signed in, and every other tab stays signed in (the sign-in page it opened before drew a
     new session, whose cookie took the place of the reviewer's)."""
-    post = {"id": "p1", "text": RUMOR, "account_id": "acc1"}
-    assert console.api("POST", "/v1/score", json=post).status_code == 200
-    review, policy = console.services.review, console.services.scoring.policy
-    (item,) = review.list_items(policy).items
-    item_url = f"{console.url}/console/items/{item.id}"
+    item_url = f"{console.url}/console/items/{scored_rumour(console).id}"
     context = browser.new_context()
     page = context.new_page()
     sign_in(page, console, "li")
@@ -599,10 +604,8 @@ def test_shortcut_keys_never_take_typing_and_can_be_turned_off(
     """WCAG 2.1.4: a single key is the reader's typing wherever they type (a field, a button,
     editable text, an input method composing Chinese, with Ctrl, Alt or Meta), and the keys
     can be turned off in the page's header, their hints gone with them."""
-    post = {"id": "p1", "text": RUMOR, "account_id": "acc1"}
-    assert console.api("POST", "/v1/score", json=post).status_code == 200
     review, policy = console.services.review, console.services.scoring.policy
-    (item,) = review.list_items(policy).items
+    item = scored_rumour(console)
     item_url = f"{console.url}/console/items/{item.id}"
     page = browser.new_page()
     sent: list[str] = []
