@@ -250,7 +250,7 @@ def render(
         keys=shortcuts_on(request),
         session=session,
         csrf=console.sessions.csrf(session),
-        here=here or request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        here=here or address_of(request),
         error=error,
         refused=refused or Refusal(),
         once=secrets.token_urlsafe(32),
@@ -261,6 +261,11 @@ def render(
     if cookie:
         set_session(response, request, session)
     return response
+
+
+def address_of(request: Request) -> str:
+    """The page ``request`` asks for: its path and query, without scheme and host."""
+    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
 
 
 def guard(page: Response) -> None:
@@ -481,7 +486,7 @@ def asked_again(request: Request) -> HTMLResponse:
         .render(
             t=translator(language),
             lang=language,
-            here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+            here=address_of(request),
         )
     )
     guard(page)
@@ -497,12 +502,7 @@ async def to_sign_in(request: Request, _: Exception) -> Response:
     from another site is asked for again first (:func:`asked_again`)."""
     if from_another_site(request):
         return asked_again(request)
-    if request.method == "GET":
-        page = console_page(
-            request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        )
-    else:
-        page = sent_from(request)
+    page = console_page(address_of(request)) if request.method == "GET" else sent_from(request)
     query: dict[str, str] = {}
     if page is not None:
         query["next"] = page
