@@ -38,7 +38,7 @@ from concurrent.futures import Executor, Future
 from functools import partial
 from typing import Any, ParamSpec, TypeVar, cast
 
-from service.storage import StorageError, StorageUnavailableError
+from service.storage import StorageError, StorageUnansweredError, StorageUnavailableError
 from service.storage.repository import writes_nothing
 
 log = logging.getLogger(__name__)
@@ -54,11 +54,6 @@ REVIEW_THREADS = 8
 """Storage calls at once of the review API, the console and the bank's refresh (their lane), held
 alike. With the publish path's 4 and the maintenance's 2 (its upkeep, a batch's charges) they stay
 within SQLAlchemy's pool of 15 connections a process, one held by each call as it runs."""
-
-
-class StorageUnansweredError(StorageUnavailableError):
-    """A call given up at the deadline after it had started: it goes on in its thread, and what
-    it writes may still land."""
 
 
 class DaemonThreads(Executor):
@@ -276,6 +271,9 @@ class StorageGate:
         except StorageError as exc:
             if self._records_errors:
                 self.health.failed(str(exc))
+            if reads and isinstance(exc, StorageUnansweredError):
+                # a read's commit unanswered: it wrote nothing to land
+                raise StorageUnavailableError(str(exc)) from exc
             raise
         self.health.ok()
         return result

@@ -133,9 +133,9 @@ class _Place(NamedTuple):
     length: int
 
 
-_Unusable = tuple[Path, _Place, Exception]
-"""A line of a file a drain took that this version no longer takes (its checks grew stricter),
-set aside once the rest is written, and why."""
+_Unusable = tuple[_Place, Exception]
+"""A line of a file a drain took that this version no longer takes (its checks grew stricter, or
+it is no JSON), or whose record storage refused, set aside once the rest is written, and why."""
 
 
 @dataclass(frozen=True)
@@ -152,12 +152,12 @@ class _File:
 
 @dataclass(frozen=True)
 class _Line:
-    """A spooled record or review-queue request read by a drain; ``path`` is its file's, as in
-    :class:`_File`."""
+    """A spooled record or review-queue request read by a drain, at ``place``; ``path`` is its
+    file's, as in :class:`_File`."""
 
     item: Pending | QueueRequest
-    raw: bytes
     path: Path | None
+    place: _Place
 
 
 class Spool:
@@ -323,55 +323,60 @@ class Spool:
             except Exception as exc:
                 # raises when storage went away: the files stay for next time
                 _check_refused(exc, reachable)
-                refused += self._one_by_one(chunk, write, reachable)
+                refused += _one_by_one(chunk, write, reachable, unusable)
             written += sum(line.path is not None for line in chunk)
-        # set aside once the rest is stored, in their files' order: a drain stopped by an
-        # outage repeats none
-        for path, place, problem in sorted(unusable, key=lambda a: (a[1].file, a[1].offset)):
-            self._set_aside(path, sources[place.file].read(place), problem)
-        for source in sources:
+        # set aside once the rest is stored, a file's lines in one append, the file deleted as
+        # soon as they are: the drain after one stopped by an outage or a full disk would set
+        # them aside again, and count each twice
+        aside: dict[int, list[_Unusable]] = {}
+        for place, problem in sorted(unusable, key=lambda u: (u[0].file, u[0].offset)):
+            aside.setdefault(place.file, []).append((place, problem))
+        for number, source in enumerate(sources):
             if source.path is not None:
+                lines = [(source.read(place), problem) for place, problem in aside.get(number, [])]
+                if lines:
+                    self._set_aside(source.path, lines)
                 source.path.unlink()
+                if lines:
+                    # gone for good before the next file's: a crash would bring it back, and
+                    # its lines would be set aside again
+                    _fsync_folder(self.folder)
         _fsync_folder(self.folder)
         return written - refused
 
-    def _one_by_one(self, lines: list[_Line], write: _Writer, reachable: Reachable) -> int:
-        """Write ``lines`` one per transaction, setting aside each of the files taken that
-        storage refuses while it answers (another live process's is set aside by the drain
-        that takes its file); how many were set aside."""
-        refused = 0
-        for line in lines:
-            try:
-                write([line])
-            except Exception as exc:
-                _check_refused(exc, reachable)
-                if line.path is not None:
-                    self._set_aside(line.path, line.raw, exc)
-                    refused += 1
-        return refused
-
-    def _set_aside(self, path: Path, raw: bytes, error: Exception) -> None:
-        """Keep the spooled line ``raw`` of ``path`` in ``rejected/``, with why."""
+    def _set_aside(self, path: Path, lines: list[tuple[bytes, Exception]]) -> None:
+        """Keep the spooled ``lines`` of ``path`` in ``rejected/``, each with why: all of them,
+        or none."""
         folder = self.folder / REJECTED
         folder.mkdir(exist_ok=True)
-        line = json.loads(raw)
-        entry = (line if isinstance(line, dict) else {"line": line}) | {
-            "error": f"{type(error).__name__}: {error}"
-        }
+        entries = [_aside(raw, problem) for raw, problem in lines]
         with open(folder / path.name, "ab", buffering=0) as f:
-            _append_whole(f, json.dumps(entry).encode() + b"\n")
+            _append_whole(f, b"".join(json.dumps(entry).encode() + b"\n" for entry in entries))
         _fsync_folder(folder)
-        record = entry.get("record", entry.get("request"))
-        log.error(
-            "spooled record refused, set aside",
-            extra={
-                "post_id": record.get("id", record.get("post_id"))
-                if isinstance(record, dict)
-                else None,
-                "file": str(folder / path.name),
-                "error": str(error),
-            },
-        )
+        for entry, (_, problem) in zip(entries, lines, strict=True):
+            record = entry.get("record", entry.get("request"))
+            log.error(
+                "spooled record refused, set aside",
+                extra={
+                    "post_id": record.get("id", record.get("post_id"))
+                    if isinstance(record, dict)
+                    else None,
+                    "file": str(folder / path.name),
+                    "error": str(problem),
+                },
+            )
+
+
+def _aside(raw: bytes, error: Exception) -> dict[str, Any]:
+    """The entry in ``rejected/`` of the spooled line ``raw``, with ``error``."""
+    try:
+        line = json.loads(raw)
+    except ValueError:
+        # no JSON: kept as its text, every byte of it, for the operator to mend
+        line = raw.decode("utf-8", "backslashreplace").removesuffix("\n")
+    return (line if isinstance(line, dict) else {"line": line}) | {
+        "error": f"{type(error).__name__}: {error}"
+    }
 
 
 @dataclass(frozen=True)
@@ -403,6 +408,24 @@ def _chunks(lines: Iterable[_Line]) -> Iterator[list[_Line]]:
             run = []
     if run:
         yield run
+
+
+def _one_by_one(
+    lines: list[_Line], write: _Writer, reachable: Reachable, unusable: list[_Unusable]
+) -> int:
+    """Write ``lines`` one per transaction; each of the files taken that storage refuses while
+    it answers goes to ``unusable``, to be set aside (another live process's is set aside by
+    the drain that takes its file); how many went there."""
+    refused = 0
+    for line in lines:
+        try:
+            write([line])
+        except Exception as exc:
+            _check_refused(exc, reachable)
+            if line.path is not None:
+                unusable.append((line.place, exc))
+                refused += 1
+    return refused
 
 
 def _check_refused(error: Exception, reachable: Reachable) -> None:
@@ -443,15 +466,20 @@ def _places(f: IO[bytes], path: Path, file: int, unusable: list[_Unusable]) -> I
             continue
         try:
             entry = json.loads(raw)
-        except ValueError:
-            # only a line torn by a crash mid-append can be unreadable; that append was never
-            # acknowledged, so nothing a caller was told about is dropped here
-            log.warning("spool line unreadable", extra={"file": path.name, "line": number})
+        except ValueError as exc:
+            if raw.endswith(b"\n"):
+                # a whole line, so no torn append (below): one corrupted, or mended by hand and
+                # moved back, whose record may have been acknowledged
+                unusable.append((_Place(0, 0.0, False, file, start, len(raw)), exc))
+            else:
+                # the file's last line, torn by a crash mid-append; that append was never
+                # acknowledged, so nothing a caller was told about is dropped here
+                log.warning("spool line unreadable", extra={"file": path.name, "line": number})
             continue
         try:
             when = _when(entry)
         except (ValueError, TypeError) as exc:
-            unusable.append((path, _Place(0, 0.0, False, file, start, len(raw)), exc))
+            unusable.append((_Place(0, 0.0, False, file, start, len(raw)), exc))
             continue
         yield _Place(*when, file, start, len(raw))
 
@@ -486,9 +514,9 @@ def _read(
             item = _item(json.loads(raw), place.request)
         except (ValueError, KeyError, TypeError) as exc:
             if source.path is not None:
-                unusable.append((source.path, place, exc))
+                unusable.append((place, exc))
             continue
-        yield _Line(item, raw, source.path)
+        yield _Line(item, source.path, place)
 
 
 def _when(entry: object) -> tuple[int, float, bool]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from servicekit import (
@@ -1006,3 +1007,45 @@ def test_a_server_stopped_while_postgres_stops_answering_exits(
         server.kill()
         server.wait()
     assert server.returncode == 128 + signal.SIGTERM
+
+
+def test_a_write_whose_commit_went_unanswered_says_it_may_be_made_and_its_retry_makes_it_once(
+    tmp_path: Path, pipeline: Pipeline, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection lost while PostgreSQL committed a write (a failover, the network between)
+    leaves the write made or not, the client cannot tell which: answered "try again", a
+    client without the key sent it again, and one with it had no word that the change was made."""
+    monkeypatch.setattr(ScoringService, "maintain", no_upkeep)
+    with open_api(tmp_path, postgres_url, pipeline.classifier, storage_retry_s=3600) as api:
+        repository = api.services.scoring.repository
+        assert isinstance(repository, SqlRepository)
+        assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+        api.settle()
+        armed = threading.Event()
+        file_report, commit = repository.file_report, repository.engine.dialect.do_commit
+
+        def arming(*args: Any, **kwargs: Any) -> object:
+            armed.set()  # the first try's commit alone
+            monkeypatch.setattr(repository, "file_report", file_report)
+            return file_report(*args, **kwargs)
+
+        def lost(connection: Any) -> None:
+            commit(connection)
+            if armed.is_set():
+                # committed, and the connection gone before its answer came back
+                armed.clear()
+                connection.dbapi_connection.close()
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+        monkeypatch.setattr(repository, "file_report", arming)
+        monkeypatch.setattr(repository.engine.dialect, "do_commit", lost)
+        report = {"post_id": "p1", "category": "rumor"}
+        keyed = {**api.headers(), "Idempotency-Key": "complaint-1"}
+        filed = api.client.post("/v1/reports", json=report, headers=keyed)
+        assert filed.status_code == 503 and filed.headers["retry-after"] == "1"
+        assert "the change may still be made" in filed.json()["detail"]
+        again = api.client.post("/v1/reports", json=report, headers=keyed)
+        # the first try's answer: no second report was filed after it
+        assert again.status_code == 200 and again.json()["item_reports"] == 1
+        after = api.client.get(f"/v1/reports/{again.json()['id'] + 1}", headers=keyed)
+        assert after.status_code == 404

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from servicekit import wait_for
 
-from service.gate import THREADS, StorageGate, StorageHealth, StorageUnansweredError, deadlined
-from service.storage import StorageError, StorageUnavailableError
+from service.gate import THREADS, StorageGate, StorageHealth, deadlined
+from service.storage import StorageError, StorageUnansweredError, StorageUnavailableError
 from service.storage.repository import reads_only
 
 
@@ -118,6 +118,29 @@ def test_a_read_given_up_at_the_deadline_is_storage_unavailable_with_nothing_to_
         deadlined(reads_only(Store)(), gate).change(released)
     assert not isinstance(whole.value, StorageUnansweredError)
     released.set()
+
+
+def test_a_read_whose_commit_storage_did_not_answer_is_storage_unavailable(
+    gate: StorageGate,
+) -> None:
+    """Storage raises :class:`StorageUnansweredError` where a connection was lost as it
+    committed; a read had nothing to commit, and its request is told storage is down."""
+
+    class Store:
+        @reads_only
+        def look(self) -> None:
+            raise StorageUnansweredError("OperationalError: server closed the connection")
+
+        def change(self) -> None:
+            self.look()
+
+    gated = deadlined(Store(), gate)
+    with pytest.raises(StorageUnavailableError) as read:
+        gated.look()
+    assert not isinstance(read.value, StorageUnansweredError)
+    gate.health.ok()
+    with pytest.raises(StorageUnansweredError):
+        gated.change()
 
 
 def test_a_call_given_up_while_it_waited_for_a_thread_never_starts(gate: StorageGate) -> None:

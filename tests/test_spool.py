@@ -14,10 +14,12 @@ import time
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
+from typing import IO
 
 import pytest
 from servicekit import record
 
+from service import spool as spool_module
 from service.policy import Policy
 from service.record import Post, ScoreRecord
 from service.review.items import QueueRequest
@@ -198,6 +200,25 @@ def test_a_drain_that_loses_storage_while_trying_record_by_record_sets_nothing_a
     with pytest.raises(ConnectionError):
         spool.drain(store.write, store.ping, store.enqueue)
     assert spool.pending() == 4 and spool.rejected() == 0
+
+
+def test_a_record_refused_before_an_outage_stops_the_drain_is_set_aside_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("service.spool.CHUNK", 1)
+    spool = Spool(tmp_path)
+    for i in range(3):
+        spool.append([Pending(record(f"p{i}"), enqueue=True)])
+    # p0 refused while storage answers, p1 written, then storage goes away before p2
+    store = Store(fail_after=3, refuses={"p0"})
+    with pytest.raises(ConnectionError):
+        spool.drain(store.write, store.ping, store.enqueue)
+    assert spool.pending() == 3
+    store.fail_after = None
+    assert spool.drain(store.write, store.ping, store.enqueue) == 2
+    # the drain stopped by the outage and the one after it refused p0 alike: one entry, not two
+    assert spool.rejected() == 1
+    assert sorted(store.records) == ["p1", "p2"] and spool.pending() == 0
 
 
 def test_a_database_locked_by_another_writer_sets_nothing_aside_and_is_drained_later(
@@ -772,3 +793,49 @@ def test_a_line_that_is_json_but_no_object_is_set_aside_and_the_rest_drained(
     store = Store()
     assert spool.drain(store.write, store.ping, store.enqueue) == 1
     assert list(store.records) == ["p1"] and spool.rejected() == 1
+
+
+def test_an_unreadable_whole_line_is_set_aside_not_dropped(tmp_path: Path) -> None:
+    """A crash tears only the last line, which ends without its newline; a whole line that is
+    no JSON (a file mended by hand and moved back, a corrupt block) was dropped with its
+    record and its file deleted."""
+    spool = Spool(tmp_path)
+    spool.append([Pending(record("p1"), enqueue=True)])
+    spool.close()
+    mended = b'{"enqueue": true, "record": {"id": "p2",\n'
+    (tmp_path / "mended.jsonl").write_bytes(mended + b'{"enqueue": true, "rec')
+    store = Store()
+    assert spool.drain(store.write, store.ping, store.enqueue) == 1
+    assert list(store.records) == ["p1"] and spool.rejected() == 1
+    entry = json.loads((tmp_path / "rejected" / "mended.jsonl").read_text())
+    assert entry["line"] == mended.decode().removesuffix("\n")
+    assert entry["error"].startswith("JSONDecodeError: ")
+
+
+def test_records_set_aside_by_a_drain_a_full_disk_stops_are_set_aside_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for refused in ("p0", "p1"):  # a file each, as two processes spool
+        spool = Spool(tmp_path)
+        spool.append(
+            [Pending(record(refused), enqueue=True), Pending(record(f"ok-{refused}"), enqueue=True)]
+        )
+        spool.close()
+    store = Store(refuses={"p0", "p1"})
+    append_whole = spool_module._append_whole
+    appends = []
+
+    def full_at_the_second(f: IO[bytes], data: bytes) -> None:
+        appends.append(data)
+        if len(appends) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        append_whole(f, data)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(spool_module, "_append_whole", full_at_the_second)
+        with pytest.raises(OSError, match="No space left"):
+            spool.drain(store.write, store.ping, store.enqueue)
+    spool.drain(store.write, store.ping, store.enqueue)
+    # each refused record set aside once, whichever file the disk filled up at
+    assert spool.rejected() == 2 and spool.pending() == 0
+    assert sorted(store.records) == ["ok-p0", "ok-p1"]

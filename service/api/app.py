@@ -24,7 +24,7 @@ from service.api.state import Services
 from service.batching import OverloadedError
 from service.classify import tokenize_on_calling_thread
 from service.console import mount as mount_console
-from service.gate import REVIEW_THREADS, StorageGate, StorageUnansweredError, deadlined
+from service.gate import REVIEW_THREADS, StorageGate, deadlined
 from service.metrics import Metrics
 from service.neardup import NearDuplicates
 from service.neardup.store import StoreUnavailableError
@@ -35,7 +35,7 @@ from service.scoring import ScoringService
 from service.security import AuthError, Guard, VerifiedKeys
 from service.settings import Settings, get_settings
 from service.spool import Spool
-from service.storage import Repository, StorageError, open_repository
+from service.storage import Repository, StorageError, StorageUnansweredError, open_repository
 from service.storage.console_sql import ConsoleReads
 from service.storage.database import head_revision
 from service.storage.repository import IdempotencyMismatchError, Role
@@ -292,7 +292,8 @@ WRITE_UNANSWERED = (
     "Idempotency-Key to have it made once"
 )
 """A write given up at ``storage_deadline_s`` goes on in its thread, and may land after the
-answer (:class:`~service.gate.StorageUnansweredError`). With the key it is made once whichever
+answer; one whose connection was lost as the database committed it may have landed before
+(:class:`~service.gate.StorageUnansweredError`, either). With the key it is made once whichever
 try lands: a write and its key's record are one transaction, and the key is unique (a retry that
 meets the first still in flight waits for it, or is answered 503 again)."""
 UNKEYED_WRITE_UNANSWERED = (

@@ -33,11 +33,10 @@ from service.api.state import Services
 from service.console.i18n import explain, explain_refusal, translator
 from service.console.present import Tallies
 from service.console.session import COOKIE, Session, Sessions
-from service.gate import StorageUnansweredError
 from service.review.refusals import RefusedError
 from service.security import BANK_EDITORS, SignInLimits, session_holds
 from service.settings import Settings
-from service.storage import StorageError
+from service.storage import StorageError, StorageUnansweredError
 from service.storage.console_sql import ConsoleReads
 from service.storage.repository import Idempotency, IdempotencyMismatchError, Role
 

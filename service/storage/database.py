@@ -23,6 +23,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
+    DBAPIError,
     DisconnectionError,
     InterfaceError,
     OperationalError,
@@ -31,7 +32,11 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from service.review.registration import SubjectKey
-from service.storage.repository import StorageError, StorageUnavailableError
+from service.storage.repository import (
+    StorageError,
+    StorageUnansweredError,
+    StorageUnavailableError,
+)
 from service.storage.tables import SubjectKeyFingerprint
 from service.subject_key import installed as installed_subject_key
 
@@ -244,10 +249,14 @@ _UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeou
 a lost connection, a read-only or full database (SQLite and psycopg alike)."""
 
 
-def storage_error(exc: SQLAlchemyError) -> StorageError:
+def storage_error(exc: SQLAlchemyError, *, committing: bool = False) -> StorageError:
     """The :class:`StorageError` of ``exc``, a :class:`StorageUnavailableError` where a later try
-    may succeed, in the first line of the driver's words."""
+    may succeed, in the first line of the driver's words; a
+    :class:`StorageUnansweredError` where the connection was lost ``committing``: the database
+    may have committed before it went, and a client told to try again made the change twice."""
     kind = StorageUnavailableError if isinstance(exc, _UNAVAILABLE) else StorageError
+    if committing and isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        kind = StorageUnansweredError
     return kind(f"{type(exc).__name__}: {exc}".splitlines()[0])
 
 

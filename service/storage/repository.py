@@ -53,6 +53,13 @@ class StorageUnavailableError(StorageError):
     which fails every try."""
 
 
+class StorageUnansweredError(StorageUnavailableError):
+    """A call whose outcome storage did not tell, so that what it writes may land, or have
+    landed: given up at the deadline after it had started (it goes on in its thread,
+    :class:`service.gate.StorageGate`), or its connection lost while the database committed
+    it."""
+
+
 class SweepIncompleteError(StorageError):
     """A sweep over accounts, each written in a transaction of its own, could not write some of
     them other than by an outage (a row the rules cannot take, a value the code cannot handle, a

@@ -167,11 +167,14 @@ class SqlRepository(
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
+        committing = False
         try:
             with self._sessions.begin() as session:
                 yield session
+                # the transaction's work is done: what fails from here on is its commit
+                committing = True
         except SQLAlchemyError as exc:
-            raise storage_error(exc) from exc
+            raise storage_error(exc, committing=committing) from exc
 
     def close(self) -> None:
         self.engine.dispose()
