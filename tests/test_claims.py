@@ -6,9 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.claims import body_ranges, has_claim_words, rule_label, without_notices
+from service.claims import (
+    _KEYWORD,
+    RAW_KEYWORD,
+    body_ranges,
+    has_claim_words,
+    rule_label,
+    without_notices,
+)
 from service.heads import HEADS
-from service.normalise import SEARCH_CHARS, normalise
+from service.normalise import SEARCH_CHARS, normalise, search_text
 from service.pipeline import Pipeline
 
 
@@ -70,6 +77,38 @@ def test_rule_label_reads_a_long_text_at_its_ends(at: int, label: int | None) ->
     parts = ["今天天气不错，" * SEARCH_CHARS] * 2
     parts.insert(at, "【原创】")
     assert rule_label("".join(parts)) == label
+
+
+_LONG = "x" * SEARCH_CHARS
+
+
+@pytest.mark.parametrize(
+    ("text", "keyword"),
+    [
+        ("via 人民日报", True),
+        ("VIA:人民日报", True),
+        ("ｖｉａ＠人民日报", True),  # full-width forms
+        ("Ｖｉａ人民日报", True),
+        ("转发viahttp://t.cn/abc", True),  # the link folds to a placeholder: "via url"
+        ("viaＨＴＴＰ://t.cn/abc", True),
+        ("轉載自人民日報", True),
+        # a long text is read at its ends, which part a word's letters: trivia and aviation
+        # whose via starts the tail or ends the head
+        (_LONG + "，" + _LONG + "trivia " + "y" * (SEARCH_CHARS - 4), True),
+        ("x" * (SEARCH_CHARS - 4) + " viation" + _LONG + _LONG, True),
+        # via inside a word, in either case and width
+        ("aviation", False),
+        ("trivia", False),
+        ("Olivia 和 Vivian 都来了", False),
+        ("ＡＶＩＡＴＩＯＮ", False),
+        ("trivia " + _LONG + _LONG, False),  # a long text whose cut parts no via
+    ],
+)
+def test_the_raw_keyword_test_passes_every_keyword_text(text: str, keyword: bool) -> None:
+    """RAW_KEYWORD, searched on the raw text, lets through every text whose normalised ends
+    hold a keyword, and via inside a word is none."""
+    assert bool(_KEYWORD.search(search_text(text))) is keyword
+    assert bool(RAW_KEYWORD.search(text)) is keyword
 
 
 def body(text: str) -> str | None:

@@ -109,6 +109,8 @@ def test_unrelated_posts_and_boilerplate_join_no_cluster(near: NearDuplicates) -
         ({"declared_original": True}, "来源：@原作者 ", False, 0.0, False),
         ({"declared_original": True}, "来源 @人民日报 ", False, 0.0, False),  # a handle, no colon
         ({"declared_original": True}, "原文链接 http://t.cn/abc ", False, 0.0, False),
+        # where the poster is from, not where the content is
+        ({"declared_original": True}, "我来自：上海。", False, 0.0, True),
     ],
 )
 def test_fake_originality_needs_a_claim_an_earlier_copy_by_another_account_and_no_credit(
@@ -147,6 +149,30 @@ def test_fake_originality_needs_a_claim_an_earlier_copy_by_another_account_and_n
         "保留原文链接",
         "试图源源不断地供水",
         "搬运自己的旧文",
+        "相关部门已作出处分",
+        # a self-introduction: where the poster comes from, not the content
+        "我来自:上海",
+        "我来自：上海",
+        "我们来自：北京",
+        "本人来自:湖南",
+        "楼主来自：广州",
+        "她 来自：成都",
+        # source: inside another phrase
+        "open source: our own code",
+        "power source: battery",
+        # a question asks for a source and names none
+        "数据来源是哪里？",
+        "消息来源在哪？",
+        "这新闻的出处在哪里？",
+        "图片来自哪里 都说明了",
+        "原图发表者出处是谁？",
+        "信息来源何处？",
+        "消息来自何人？",
+        "消息来源是什么？",
+        # a word that holds a credit's
+        "还有一线的工作者：环卫工",
+        "营销账号为转发自导自演",
+        "@lee玉-via @via风景 @via_jessica",  # handles
     ],
 )
 def test_words_and_requests_for_credit_credit_no_source(text: str) -> None:
@@ -175,6 +201,15 @@ def test_words_and_requests_for_credit_credit_no_source(text: str) -> None:
         "图源@张三",
         "图源：张三",
         "Source: Reuters",
+        "Image source: Reuters",
+        "（source: Reuters）",
+        "它来自：新华社",  # the content itself
+        "照片来自：新华社",
+        "出处：人民日报",
+        "原作出处 http://t.cn/abc",
+        "来源：什么值得买",  # a name that starts with a question word
+        "转自@via风景",
+        "创作者：张三",
     ],
 )
 def test_each_form_of_credit_is_read(text: str) -> None:

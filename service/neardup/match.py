@@ -113,35 +113,48 @@ not indexed itself: a flood of identical posts grows the cluster's count, not th
 
 _CONTENT = "图片|消息|新闻|文章|信息|数据|照片|视频|内容|图文|素材|资料"
 """What a credit says it credits: 图片来源, 文章出处."""
+_CONTENT_EN = ("image", "picture", "pic", "photo", "video", "news", "article", "data", "content")
+"""The same in English: image source:, photo source:."""
+_CONTENT_SOURCE = "|".join(rf"(?<={word}\ssource)" for word in _CONTENT_EN)
+"""``source`` after one of them, looked back at from the ``source`` the search found."""
+_PERSON = "[我你您他她咱们人主]"
+"""The last character of a person who comes from somewhere: 我, 我们, 本人, 她, 楼主, 博主."""
 ATTRIBUTION = re.compile(
     # copied from: 转自 / 摘自 / 转载自 / 搬运自 a source, not 旋转自如, 扭转自身, 转自己, 采摘自家
     r"(?<![旋扭运逆好回周反流翻轮])转自(?![己家身如动主然由信愿])"
-    r"|(?:转载|转发|转引|节选|搬运|摘)自(?![己家身])|转载于"
+    r"|(?:转载|转发|转引|节选|搬运|摘)自(?![己家身导])|转载于"
     # a reposting tag, not the emoticon [转发]; and 转载: naming the source, not 转载:请联系作者
     r"|(?P<tag>[(\[【]\s*转(?:载|帖)?\s*[)\]】]|[(【]\s*转发\s*[)】]"
     # a link to the original, a repost chain (each names its source in itself)
     r"|(?:阅读|查看)原文|//\s*@)"
     r"|转载\s*:\s*(?!请|需|须|务必|禁|勿|未经|谢绝|不得|严禁|拒绝|联系|私信|授权)(?=[\w@])"
     # where the content comes from, with a colon or a handle after it: not 我的收入来源, 来自北京,
-    # 试图源源不断, 已做出处理, 消息来源不明
-    r"|(?:来源|来自|图源)\s*(?::|(?=@))|(?<![a-z])source\s*:"
-    rf"|(?:{_CONTENT})(?:来源|来自|出处)(?!不明|不详|未知)|出处(?!理|不明|不详|未知)"
+    # 我来自:上海 (where a person comes from), 试图源源不断, 已做出处理, 作出处分, 消息来源不明;
+    # source: starting a phrase or after a content word, not ending another phrase (open
+    # source:, power source:). Here and below a bound comes after its word, which the search
+    # then tries only where the word is
+    rf"|(?:来源|图源|来自(?<!{_PERSON}来自)(?<!{_PERSON}\s来自))\s*(?::|(?=@))"
+    rf"|source(?<![a-z]source)(?:(?<![a-z]\ssource)|{_CONTENT_SOURCE})\s*:"
+    rf"|(?:{_CONTENT})(?:来源|来自|出处)(?!不明|不详|未知)|出处(?!理|分|罚|置|不明|不详|未知)"
     # the original: not 还原文物
     r"|原文(?:链接|地址|作者|出处|来自)|原文\s*:|原作者"
-    # the author named, not the poster itself; a byline 文/张三 or 图/张三, not 中文/英文
-    r"|作者\s*:\s*(?!本人|我|本号|自己)(?=[\w@])|(?<!\w)(?:文|图|图文|文图|摄影)\s*/\s*(?=\w)"
-    # via (with or without @), cr: / credit: (after a CJK character too)
-    r"|(?<![a-z])via(?![a-z])|(?<![a-z])(?:cr|credits?)\s*[:@]"
+    # the author named, not the poster itself (nor 工作者:); a byline 文/张三 or 图/张三, not
+    # 中文/英文
+    r"|作者(?<!工作者)\s*:\s*(?!本人|我|本号|自己)(?=[\w@])"
+    r"|(?<!\w)(?:文|图|图文|文图|摄影)\s*/\s*(?=\w)"
+    # via (with or without @), not in a handle (@via风景, @lee-via); cr: / credit: (after a CJK
+    # character too)
+    r"|via(?<![a-z@_-]via)(?![a-z_])|(?<![a-z])(?:cr|credits?)\s*[:@]"
 )
 """Wording that credits a source (art17), on the text as the classifier sees it
 (:func:`service.normalise.normalise`: simplified characters, full-width forms and upper case
 folded, so 轉載自, ｖｉａ＠ and CR： read as 转载自, via@ and cr:). Each word is bounded where
-everyday Chinese holds it (出处理, 还原文物, 旋转自如, 收入来源): a claim of originality that
-such a sentence carries is no credit. 转自 is read as a credit unless a verb ends in 转 before it
-(旋转, 扭转...) or a word such as 自己 or 自如 starts at 自: the source after it is a name, which
-no pattern can list. A match ends where the source it introduces starts, and that source must
-name something (:data:`UNTRACEABLE`); the ``tag`` group's credits (a reposting tag, 阅读原文, a
-repost chain's ``//@``) are whole in themselves."""
+everyday Chinese holds it (出处理, 还原文物, 旋转自如, 收入来源, 我来自：上海): a claim of
+originality that such a sentence carries is no credit. 转自 is read as a credit unless a verb
+ends in 转 before it (旋转, 扭转...) or a word such as 自己 or 自如 starts at 自: the source
+after it is a name, which no pattern can list. A match ends where the source it introduces
+starts, and that source must name something (:data:`UNTRACEABLE`); the ``tag`` group's credits
+(a reposting tag, 阅读原文, a repost chain's ``//@``) are whole in themselves."""
 
 UNTRACEABLE = (
     # the net at large: 网络, not the start of 网络安全报
@@ -161,6 +174,14 @@ UNTRACEABLE = (
     "匿名",
     "无",
     "暂无",
+    # a question, which asks for a source: 来源是哪里, 出处在哪, 消息来自何人
+    "哪",
+    "哪里",
+    "哪儿",
+    "何处",
+    "何人",
+    "谁",
+    "什么",
     # the poster itself, which is no other source
     "原创",
     "本人",
@@ -189,7 +210,8 @@ the end of a clause, a ``source`` of punctuation only), credits no one. On norma
 digit or Chinese character it starts a name (网络安全报, 无锡日报, internet archive), and
 followed by a handle, a link or a list mark it stands beside one (网络 @张三, 佚名/人民日报).
 图片来源于网络, 来源是网络, 网络转载 and 网友投稿 read as 网络 and 网友
-(:data:`_NAMES_NOTHING`)."""
+(:data:`_NAMES_NOTHING`). A question word names no source either: 来源是哪里, 出处在哪 and
+消息来自何人 ask for one."""
 
 _SEPARATORS = r"[^\w@#。.!?;,\n]*+"
 # possessive: a source the separators lead to is read, never the place before it
@@ -198,11 +220,11 @@ _UNTRACEABLE_WORDS = "|".join(sorted(map(re.escape, UNTRACEABLE), key=len, rever
 _NAMES_NOTHING = re.compile(
     # a source field's own introducer: 来源网络, 图片来自网络, 转自网络, source: internet
     rf"{_SEPARATORS}(?:(?:{_CONTENT})?(?:来源|来自|源自|源于|出自|取自|选自|转自|摘自|转载自|出处|转载)"
-    rf"|(?:source|from|via|credits?|cr)(?![a-z]))?{_SEPARATORS}(?:(?:于|自|是|为){_SEPARATORS})?"
+    rf"|(?:source|from|via|credits?|cr)(?![a-z]))?{_SEPARATORS}(?:(?:于|自|是|为|在){_SEPARATORS})?"
     rf"(?:(?:{_UNTRACEABLE_WORDS})(?:来源|转载|整理|收集|图片|投稿|提供|分享|上传)?)?{_WORD_END}"
 )
 """A source that names nothing, read from where it starts (the end of an :data:`ATTRIBUTION`
-match, or the start of a ``source`` field): separators, a linking 于 / 自 / 是 / 为, then one
+match, or the start of a ``source`` field): separators, a linking 于 / 自 / 是 / 为 / 在, then one
 of :data:`UNTRACEABLE` or nothing, then no name, handle or link. Separators stop at the end of
 a clause (。 . ! ? ; , or a line break), so that a credit with nothing after it names nothing
 rather than the next sentence."""
