@@ -35,7 +35,7 @@ from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TextIO
 
 from service.batch import RescoreError
 from service.batch.checkpoint import MANIFEST, CheckpointError, JoinError, State, WorkFolder
@@ -52,7 +52,7 @@ from service.batch.segments import (
     run_segment,
     segment_sizes,
 )
-from service.batch.sources import InputError, Task, plan
+from service.batch.sources import InputError, Listing, Task, plan
 from service.batch.work import Reject, Result, Scorer, ScorerError, Span
 from service.heads import RISKS, Risk
 from service.record import DECISIONS, Decision, ScoreRecord
@@ -346,6 +346,7 @@ def rescore(
     stored: Stored | None = None,
     held: bool = False,
     keep: bool = False,
+    listed: Listing | None = None,
 ) -> Summary:
     """Score every post under ``input_path`` into ``output_path``; raise :class:`RescoreError`
     if the run cannot complete, in which case neither output file is touched.
@@ -365,15 +366,16 @@ def rescore(
     ``progress``: show it on stderr (:mod:`service.batch.progress`: off a terminal, a line every
     ``progress_every_s`` seconds). ``stored``: ``input_path`` is the export of the stored posts
     (``--from-db``), which the summary, the warnings, the rejects and the errors that stop the
-    run name instead.
+    run name instead. ``listed``: ``input_path`` as the caller's one walk of it found it
+    (:func:`~service.batch.paths.check_paths`), which the run reads without walking it again.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
     reject_path = reject_path or default_reject_path(output_path)
-    files = check_paths(input_path, output_path, reject_path)
-    inputs, tasks = _planned(files, chunk_size, skip_bad)
+    files = check_paths(input_path, output_path, reject_path, listed=listed).files
+    stamps, tasks = _planned(files, chunk_size, skip_bad)
     scorer = _loaded(engine, bank)
-    fingerprint = _fingerprint(inputs, chunk_size, scorer, bank)
+    fingerprint = _fingerprint(_inputs(files, stamps), chunk_size, scorer, bank)
     work = WorkFolder(output_path)
     with ExitStack() as hold:
         try:
@@ -412,7 +414,15 @@ def rescore(
         segments = plan_segments(tasks, state.tasks_done, sizes)
 
         run = _Run(
-            work, state, summary, checkpoint_posts, first or scorer.state(), seen, stored, tasks
+            work,
+            state,
+            summary,
+            checkpoint_posts,
+            first or scorer.state(),
+            seen,
+            stored,
+            tasks,
+            list(zip(files, stamps, strict=True)),
         )
         with shown(
             run.total,
@@ -440,14 +450,17 @@ def rescore(
         return summary
 
 
-def _planned(
-    files: list[Path], chunk_size: int, skip_bad: bool
-) -> tuple[list[list[Any]], list[Task]]:
-    """The input files (:func:`_inputs`) and their tasks (:func:`plan`); the files are taken
-    before they are cut, so that one written meanwhile differs at the run's first commit."""
-    inputs = _inputs(files)
+def _planned(files: list[Path], chunk_size: int, skip_bad: bool) -> tuple[list[_Stamp], list[Task]]:
+    """The input files' stamps (:func:`_stamp`) and their tasks (:func:`plan`); the files are
+    stamped before they are cut, so that one written meanwhile differs at the run's first
+    commit."""
     try:
-        return inputs, plan(files, chunk_size, skip_bad=skip_bad)
+        stamps = [_stamp(path) for path in files]
+    except OSError as exc:
+        # listed by the walk of INPUT, gone (or unreadable) since
+        raise RescoreError(f"cannot read {exc.filename}: {exc.strerror}") from exc
+    try:
+        return stamps, plan(files, chunk_size, skip_bad=skip_bad)
     except InputError as exc:
         raise RescoreError(str(exc)) from exc
 
@@ -459,13 +472,34 @@ def _close(results: Iterator[SegmentResult]) -> None:
         results.close()
 
 
-def _inputs(files: Sequence[Path]) -> list[list[Any]]:
-    """Each input file's path, size and modification time: which files the run reads."""
-    inputs = []
-    for path in files:
-        found = path.stat()
-        inputs.append([str(path), found.st_size, found.st_mtime_ns])
-    return inputs
+class _Stamp(NamedTuple):
+    """Which file an input path is, and as it was written: a file renamed over it (an export
+    written beside and renamed, rsync) has another inode, or device; one written to has another
+    size or modification time, and another status-change time, which the writer cannot set
+    back as it can the modification time (``cp -p``, ``rsync -t``, ``touch -r``). What no stamp
+    tells is a file written in place to the same size within one tick of a file system's
+    coarse clock (a second, on some): the run would have to read it again."""
+
+    device: int
+    inode: int
+    size: int
+    modified: int
+    changed: int
+
+
+def _stamp(path: Path) -> _Stamp:
+    found = path.stat()
+    return _Stamp(found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns)
+
+
+def _inputs(files: Sequence[Path], stamps: Sequence[_Stamp]) -> list[list[Any]]:
+    """Each input file's path, size and modification time, for the fingerprint: which files the
+    run reads. The inode and the status-change time are left out of it: a file put back from a
+    copy (as a run stopped by a change asks) has new ones, and still continues its
+    checkpoint."""
+    return [
+        [str(path), stamp.size, stamp.modified] for path, stamp in zip(files, stamps, strict=True)
+    ]
 
 
 def _fingerprint(
@@ -512,9 +546,12 @@ class _Run:
         seen: SeenIds,
         stored: Stored | None,
         tasks: Sequence[Task],
+        inputs: Sequence[tuple[Path, _Stamp]],
     ) -> None:
         self._work, self._state, self._summary, self._every = work, state, summary, every
         self._stored = stored
+        self._inputs = inputs
+        """Each input file and its stamp when the run cut it into tasks."""
         self._lines = [task.lines for task in tasks]
         """Each task's lines, blank ones too: what the progress counts as posts."""
         self.total = sum(self._lines)
@@ -698,17 +735,16 @@ class _Run:
         it cut into tasks: a file still being written (an export that has not finished) was
         scored as far as the run first read it, the posts written after it left out without
         a word, and a file replaced had its tasks' byte ranges read from another file."""
-        given = self._state.fingerprint["inputs"]
-        try:
-            now = _inputs([Path(path) for path, *_ in given])
-        except OSError as exc:
-            raise RescoreError(f"rescore stopped: {exc}; {self.resume_hint}") from exc
-        for before, after in zip(given, now, strict=True):
-            if before != after:
+        for path, before in self._inputs:
+            try:
+                now = _stamp(path)
+            except OSError as exc:
+                raise RescoreError(f"rescore stopped: {exc}; {self.resume_hint}") from exc
+            if now != before:
                 raise RescoreError(
-                    f"{before[0]} changed during the run (its size or modification time): its "
-                    "posts as they are now are not those the run cut into tasks; the checkpoint "
-                    f"in {self._work.path} holds the posts up to "
+                    f"{path} changed during the run (written to or replaced): its posts as they "
+                    "are now are not those the run cut into tasks; the checkpoint in "
+                    f"{self._work.path} holds the posts up to "
                     f"{sum(self._lines[: self._committed]):,} of {self.total:,} of the file as "
                     "it was: put that file back and run the same command again to continue, "
                     "or delete the folder to start over"

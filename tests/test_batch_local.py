@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -578,31 +578,59 @@ def test_a_worker_error_past_the_model_stops_the_run_with_the_checkpoint_intact(
     assert not (tmp_path / "out.jsonl").exists()
 
 
+def appended(source: Path) -> None:
+    """A file still being written (an export that has not finished)."""
+    with source.open("ab") as more:
+        more.write(post_line("late", "晚到的帖子"))
+
+
+def replaced_alike(source: Path) -> None:
+    """Written anew beside and renamed over the file, as an exporter or rsync replaces one:
+    other posts of the same size, its modification time set back to the old one's (rsync -t,
+    cp -p, or one clock tick on a file system with coarse times)."""
+    before = source.stat()
+    fresh = source.with_name("fresh.jsonl")
+    fresh.write_bytes(b"".join(reversed(source.read_bytes().splitlines(keepends=True))))
+    os.utime(fresh, ns=(before.st_atime_ns, before.st_mtime_ns))
+    fresh.replace(source)
+
+
+def rewritten_alike(source: Path) -> None:
+    """Other posts of the same size written over the file in place, its modification time set
+    back to the old one's."""
+    before = source.stat()
+    data = b"".join(reversed(source.read_bytes().splitlines(keepends=True)))
+    with source.open("r+b") as same:
+        same.write(data)
+    os.utime(source, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+@pytest.mark.parametrize("change", [appended, replaced_alike, rewritten_alike])
 def test_an_input_file_written_to_during_the_run_stops_it_before_the_next_commit(
-    tmp_path: Path,
+    tmp_path: Path, change: Callable[[Path], None]
 ) -> None:
-    """A file still being written (an export that has not finished) was scored as far as the
-    run first read it, and the posts written after were left out without a word."""
+    """A file still being written was scored as far as the run first read it, and the posts
+    written after were left out without a word; a file replaced by one of the same size and
+    time had the rest of its tasks read from the other posts, also without a word."""
     source = tmp_path / "in.jsonl"
 
-    class StillWritten(InlineEngine):
+    class Changed(InlineEngine):
         def segments(
             self, segments: Sequence[Segment], first: bytes | None, bank: Sequence[StoredRumor]
         ) -> Iterator[SegmentResult]:
             for n, result in enumerate(super().segments(segments, first, bank)):
                 if n == 1:
-                    with source.open("ab") as more:
-                        more.write(post_line("late", "晚到的帖子"))
+                    change(source)
                 yield result
 
-    engine = StillWritten(LengthScorer())
+    engine = Changed(LengthScorer())
     with pytest.raises(RescoreError) as stopped:
         rescore_lines(
             tmp_path, shuffled_posts(30), engine, chunk_size=5, checkpoint_posts=5, segment_posts=5
         )
     work = tmp_path / ".out.jsonl.rescore"
     assert str(stopped.value) == (
-        f"{source} changed during the run (its size or modification time): its posts as they "
+        f"{source} changed during the run (written to or replaced): its posts as they "
         "are now are not those the run cut into tasks; the checkpoint in "
         f"{work} holds the posts up to 5 of 30 of the file as it was: put that file back and "
         "run the same command again to continue, or delete the folder to start over"

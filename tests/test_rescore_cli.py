@@ -39,7 +39,7 @@ from batchkit import (
     shuffled_posts,
 )
 
-from service.batch import RescoreError
+from service.batch import RescoreError, sources
 from service.batch.checkpoint import CheckpointError, WorkFolder
 from service.batch.paths import default_reject_path
 from service.batch.ray_engine import CONNECT_TIMEOUT_S, RayEngine
@@ -486,6 +486,61 @@ def test_a_folder_entry_named_as_posts_that_is_no_file_exits_2_before_the_model_
     assert err.startswith("qinglang rescore: error: ")
     assert says.format(tmp=tmp_path) in err
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def added(folder: Path) -> None:
+    (folder / "b.jsonl").write_bytes(b"".join(shuffled_posts(2, prefix="b")))
+    (folder / "notes.txt").write_text("where the posts came from")
+
+
+def removed(folder: Path) -> None:
+    (folder / "b.jsonl").unlink()
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "ids", "says"),
+    [
+        # the posts of the files listed, and no word of a file that came after
+        (added, 0, ["p0", "p1", "p2"], ""),
+        (removed, 2, [], "qinglang rescore: error: cannot read {folder}/b.jsonl: No such file"),
+    ],
+)
+def test_an_input_folder_is_walked_once_and_its_one_list_read(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    change: Callable[[Path], None],
+    status: int,
+    ids: list[str],
+    says: str,
+) -> None:
+    """A file that came or went between the walks of the folder made them disagree: the
+    checks and the warning of what is left out were of one list, the run of another (before,
+    a file added after the first walk was scored, and one removed after it left out, without
+    a word)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jsonl").write_bytes(b"".join(shuffled_posts(3)))
+    if change is removed:
+        (folder / "b.jsonl").write_bytes(b"".join(shuffled_posts(2, prefix="b")))
+    walks: list[Path] = []
+    search = sources._search
+
+    def walked(path: Path) -> tuple[list[Path], list[str]]:
+        found = search(path)
+        walks.append(path)
+        if len(walks) == 1:
+            change(folder)
+        return found
+
+    monkeypatch.setattr(sources, "_search", walked)
+    out = tmp_path / "out.jsonl"
+    assert run_cli("rescore", folder, "-o", out, "--no-progress") == status
+    err = capsys.readouterr().err
+    assert says.format(folder=folder) in err
+    assert "left out" not in err
+    assert [r.id for r in read_records(out)] == ids if ids else not out.exists()
+    assert walks == [folder]
 
 
 def test_what_a_folder_holds_besides_posts_is_named_on_stderr(

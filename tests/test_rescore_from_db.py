@@ -325,6 +325,46 @@ def test_one_hold_covers_the_export_the_run_its_record_and_the_comparison(
     assert not lock.exists()
 
 
+def test_a_run_stopped_after_its_record_before_its_folder_went_lets_the_next_start_over(
+    tmp_path: Path,
+    repo: SqlRepository,
+    database: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A stop (SIGTERM, a crash) after the run was recorded and its export removed, before its
+    work folder went: the checkpoint names posts that are gone, which no run can continue on.
+    Before, every later run of the period was refused as "a run of another period"."""
+    store(repo)
+    out = tmp_path / "again.jsonl"
+    args = ["rescore", "--from-db", "-o", str(out), "--workers", "1", "--no-progress"]
+
+    def stopped(self: WorkFolder) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(WorkFolder, "remove", stopped)
+        assert main(args, load_scorer=length_scorer) == 2
+    assert "interrupted" in capsys.readouterr().err
+    assert not list(tmp_path.glob(".again.jsonl.from-db*"))
+    work = WorkFolder(out).path
+    assert work.is_dir()
+
+    store(repo)  # nothing new; the same posts again
+    assert main(args, load_scorer=length_scorer) == 0
+    err = capsys.readouterr().err
+    assert (
+        f"qinglang rescore: warning: {work} holds the checkpoint of a run of this period whose "
+        "export is gone" in err
+    )
+    assert "resumed" not in err
+    assert [r.id for r in read_records(out)] == ["p0", "p1", "p2", "p3", "undated"]
+    assert not work.exists()
+    assert not list(tmp_path.glob(".again.jsonl.*"))
+    with create_engine(database).connect() as connection:
+        assert connection.execute(text("SELECT posts FROM rescore_runs")).scalars().all() == [5, 5]
+
+
 def test_the_service_keeps_the_post_of_each_record_it_stores(
     tmp_path: Path, database_url: str, pipeline: Pipeline
 ) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from service.batch import RescoreError
 from service.batch.diff import changes_file, report_file
 from service.batch.records import OUTPUT_SUFFIXES, RecordsError, read_records
-from service.batch.sources import InputError, input_files, special_kind
+from service.batch.sources import InputError, Listing, listing, special_kind
 
 
 def default_reject_path(output_path: Path) -> Path:
@@ -27,18 +27,24 @@ def default_reject_path(output_path: Path) -> Path:
 
 
 def check_paths(
-    input_path: Path, output_path: Path, reject_path: Path, previous: Path | None = None
-) -> list[Path]:
-    """The input files; fail before any work (and before the model loads) when the files
-    cannot be used: a folder to write to that is missing, an output that would replace an input
-    or the other output, or land where the next run reads posts, and a ``previous`` output to
-    compare with (``--compare``) that is not one."""
+    input_path: Path,
+    output_path: Path,
+    reject_path: Path,
+    previous: Path | None = None,
+    *,
+    listed: Listing | None = None,
+) -> Listing:
+    """The input files (``listed``: as the caller's one walk of INPUT found them, which is not
+    walked again; by default, walked here); fail before any work (and before the model loads)
+    when the files cannot be used: a folder to write to that is missing, an output that would
+    replace an input or the other output, or land where the next run reads posts, and a
+    ``previous`` output to compare with (``--compare``) that is not one."""
     try:
-        files = input_files(input_path)
+        found = listed or listing(input_path)
     except InputError as exc:
         raise RescoreError(str(exc)) from exc
     check_outputs(output_path, reject_path)
-    inputs = {f.resolve() for f in files}
+    inputs = {f.resolve() for f in found.files}
     for what, path in (("OUTPUT", output_path), ("--rejects", reject_path)):
         if path.resolve() in inputs:
             raise RescoreError(f"{what} {path} is an input file, which the run would replace")
@@ -49,7 +55,7 @@ def check_paths(
             )
     if previous is not None:
         _check_previous(previous, output_path, reject_path)
-    return files
+    return found
 
 
 def check_outputs(output_path: Path, reject_path: Path) -> None:

@@ -131,9 +131,34 @@ class Chunk:
     blank_lines: int
 
 
-def input_files(path: Path) -> list[Path]:
+@dataclass(frozen=True)
+class Listing:
+    """INPUT as one walk of it found it (:func:`listing`): the files a run reads, in input
+    order, and what a folder holds that the run does not read. The checks before the run, the
+    warning of what is left out, and the run itself all use this one list: a file that came or
+    went between walks of the folder made them disagree (the checks passed on one list, the
+    warning named another, and the run read a third)."""
+
+    path: Path
+    files: list[Path]
+    left: list[str]
+    """What the folder holds that a run does not read (:func:`_search`); empty for a file."""
+
+    def left_out(self) -> str:
+        """What the folder holds that a run does not read, for a warning: the files named in
+        no format of :data:`SUFFIXES`, the special files, and the links to folders (which the
+        search does not follow), the first :data:`LEFT_OUT_SHOWN` named; empty when it holds
+        none, or INPUT is a file. Hidden ones are not named: a run's own work folder is one."""
+        if not self.left:
+            return ""
+        more = len(self.left) - LEFT_OUT_SHOWN
+        shown = ", ".join(self.left[:LEFT_OUT_SHOWN]) + (f" and {more:,} more" if more > 0 else "")
+        return f"folder {self.path}: left out, not a .jsonl, .jsonl.gz or .parquet file: {shown}"
+
+
+def listing(path: Path) -> Listing:
     """``path`` itself, or the JSONL (plain or gzip) and Parquet files under the folder ``path``
-    by name (:func:`left_out` names the rest)."""
+    by name, and the rest, found by one walk of it."""
     if str(path) == "-":
         # a file of that name is given by a path with a folder in it: $PWD/-
         raise InputError(f"INPUT - (standard input) cannot be read: {READ_AGAIN}")
@@ -144,28 +169,15 @@ def input_files(path: Path) -> list[Path]:
         # the first task, which waited for ever for a writer
         raise InputError(f"input {path} is {special_kind(path)}, not a file: {READ_AGAIN}")
     if path.is_dir():
-        files, _ = _search(path)
+        files, left = _search(path)
         if not files:
             raise InputError(f"folder {path} holds no .jsonl, .jsonl.gz or .parquet file")
-        return files
+        return Listing(path, files, left)
     if file_format(path, given=True) is None:
         raise InputError(
             f"input {path}: unknown format, expected a .jsonl, .jsonl.gz or .parquet file"
         )
-    return [path]
-
-
-def left_out(path: Path) -> str:
-    """What the folder ``path`` holds that a run does not read, for a warning: the files named
-    in no format of :data:`SUFFIXES`, the special files, and the links to folders (which the
-    search does not follow), the first :data:`LEFT_OUT_SHOWN` named; empty when it holds none,
-    or ``path`` is a file. Hidden ones are not named: a run's own work folder is one."""
-    left = _search(path)[1] if path.is_dir() else []
-    if not left:
-        return ""
-    more = len(left) - LEFT_OUT_SHOWN
-    shown = ", ".join(left[:LEFT_OUT_SHOWN]) + (f" and {more:,} more" if more > 0 else "")
-    return f"folder {path}: left out, not a .jsonl, .jsonl.gz or .parquet file: {shown}"
+    return Listing(path, [path], [])
 
 
 def _search(folder: Path) -> tuple[list[Path], list[str]]:
@@ -234,7 +246,7 @@ def plan(files: list[Path], chunk_size: int, *, skip_bad: bool = False) -> list[
     :class:`InputError`."""
     tasks: list[Task] = []
     for path in files:
-        # files come from input_files, which lets only known formats through
+        # files come from listing, which lets only known formats through
         fmt = file_format(path, given=True) or "jsonl"
         if fmt == "parquet":
             tasks.extend(_parquet_tasks(path, chunk_size, len(tasks), skip_bad=skip_bad))

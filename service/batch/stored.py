@@ -61,32 +61,56 @@ def export_path(output: Path, since: float | None, until: float | None) -> Path:
     return output.with_name(f".{output.name}.from-db.{period}.jsonl")
 
 
-def export(settings: Settings, since: float | None, until: float | None, output: Path) -> Path:
+def export(
+    settings: Settings, since: float | None, until: float | None, output: Path
+) -> tuple[Path, str]:
     """The period's stored posts as JSONL beside ``output`` (kept from a killed run of the same
     period; one of another period, or one left half written, is removed, unless its run left a
     checkpoint, which its command can only continue on the posts it exported: then the run is
-    refused). The caller holds OUTPUT (:meth:`WorkFolder.held`): a running run of another
-    period reads the export this would remove, and one started meanwhile must not remove this
-    one."""
+    refused), and a warning to say (empty: none). The caller holds OUTPUT
+    (:meth:`WorkFolder.held`): a running run of another period reads the export this would
+    remove, and one started meanwhile must not remove this one."""
     if since is not None and until is not None and since >= until:
         raise PeriodError(
             f"--since {since!r} is not before --until {until!r} (unix seconds): the period is empty"
         )
     path = export_path(output, since, until)
     if path.exists():
-        return path
-    work = WorkFolder(output)
+        return path, ""
+    work, warning = WorkFolder(output), ""
     if (work.path / MANIFEST).exists():
-        raise PeriodError(
-            f"{work.path} holds the checkpoint of a run of another period or input; "
-            "rerun that command to finish it, or delete the folder to start over"
+        if not _reads(work, path):
+            raise PeriodError(
+                f"{work.path} holds the checkpoint of a run of another period or input; "
+                "rerun that command to finish it, or delete the folder to start over"
+            )
+        # the export goes once its run is recorded (:func:`finish`), the folder after it: a
+        # stop between the two (or the export deleted) left a checkpoint of posts that are
+        # gone, which no run can continue on, and which refused every later run of the period
+        work.remove()
+        warning = (
+            f"{work.path} holds the checkpoint of a run of this period whose export is gone "
+            "(the run was recorded, and stopped before it removed the folder; or the export "
+            "was deleted): it cannot be continued, so it is removed and the stored posts are "
+            "exported and scored anew"
         )
     # with the half-written export (its ``.tmp``) of a run killed while exporting, which no
     # run of another period would otherwise ever remove
     for stale in output.parent.glob(f".{glob.escape(output.name)}.from-db.*"):
         stale.unlink()
     _write(settings, since, until, path)
-    return path
+    return path, warning
+
+
+def _reads(work: WorkFolder, path: Path) -> bool:
+    """Whether the checkpoint in ``work`` is of a run that read the export ``path`` (the input
+    files its fingerprint names)."""
+    try:
+        inputs = json.loads((work.path / MANIFEST).read_text())["fingerprint"]["inputs"]
+        return [Path(name).resolve() for name, *_ in inputs] == [path.resolve()]
+    except (OSError, ValueError, KeyError, TypeError):
+        # a manifest that cannot be read is kept, and the run refused as before
+        return False
 
 
 def _write(settings: Settings, since: float | None, until: float | None, path: Path) -> None:

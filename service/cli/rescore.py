@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 from service.cli.signals import on_sigterm
 
 if TYPE_CHECKING:
+    from service.batch.sources import Listing
     from service.batch.work import Scorer, ScorerFactory
     from service.rescore import Stored, Summary
     from service.settings import Settings
@@ -100,7 +101,6 @@ def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
     from service.batch import RescoreError
     from service.batch.paths import check_outputs, check_paths, default_reject_path
     from service.batch.ray_engine import ClusterError
-    from service.batch.sources import left_out
     from service.rescore import DEFAULT_CHUNK_SIZE
     from service.settings import get_settings
 
@@ -132,12 +132,13 @@ def _rescore(args: argparse.Namespace, load: ScorerFactory) -> int:
         with _held(args.output, rejects):
             if args.from_db:
                 args.input = _export(args, settings)
-            check_paths(args.input, args.output, rejects, args.compare)
-            if left := left_out(args.input):
+            # the one walk of INPUT: the checks, the warning and the run read the same files
+            listed = check_paths(args.input, args.output, rejects, args.compare)
+            if left := listed.left_out():
                 print(f"qinglang rescore: warning: {left}", file=sys.stderr)
             if args.enqueue:
                 _check_queue(settings)
-            summary = _run_rescore(args, load, settings, rejects, chunk_size)
+            summary = _run_rescore(args, load, settings, rejects, chunk_size, listed)
             print(summary.render(), file=sys.stderr)
             with _after_the_run(args.output):
                 if args.compare is not None:
@@ -240,7 +241,7 @@ def _export(args: argparse.Namespace, settings: Settings) -> Path:
     try:
         since = moment(args.since) if args.since else None
         until = moment(args.until) if args.until else None
-        return export(settings, since, until, args.output)
+        path, warning = export(settings, since, until, args.output)
     except PeriodError as exc:
         raise RescoreError(str(exc)) from exc
     except StorageError as exc:
@@ -249,6 +250,9 @@ def _export(args: argparse.Namespace, settings: Settings) -> Path:
         raise RescoreError(
             f"cannot write the stored posts beside {args.output}: {exc.strerror}"
         ) from exc
+    if warning:
+        print(f"qinglang rescore: warning: {warning}", file=sys.stderr)
+    return path
 
 
 def _record_run(args: argparse.Namespace, settings: Settings, summary: Summary) -> None:
@@ -272,7 +276,12 @@ def _record_run(args: argparse.Namespace, settings: Settings, summary: Summary) 
 
 
 def _run_rescore(
-    args: argparse.Namespace, load: ScorerFactory, settings: Settings, rejects: Path, chunk: int
+    args: argparse.Namespace,
+    load: ScorerFactory,
+    settings: Settings,
+    rejects: Path,
+    chunk: int,
+    listed: Listing,
 ) -> Summary:
     import os
 
@@ -306,6 +315,7 @@ def _run_rescore(
         stored=_stored_posts(args, settings) if args.from_db else None,
         held=True,
         keep=True,
+        listed=listed,
     )
 
 
