@@ -48,6 +48,7 @@ from service.review.items import (
     NotFoundError,
     QueueRequest,
     Shown,
+    parse_cursor,
 )
 from service.review.registration import keyed
 from service.settings import Settings
@@ -698,6 +699,31 @@ def test_an_upheld_appeal_reverses_credit_and_lifts_dispositions_by_new_events(
     (label,) = repo.labels()
     assert label["label"] == 0 and label["appeal_upheld"]
     assert verify(repo) == []
+
+
+def test_an_item_raised_past_a_pages_cursor_is_on_the_first_page_of_the_queue(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """The queue is read in its order as it stands at each page: an item that reports raise
+    past the cursor of the page read before ranks above it now, among the pages read, and is
+    not on the pages after it; it is where a reviewer working the queue takes the next item
+    from, the queue's first page (and the next free one, as the console finds it), at the top
+    it rose to."""
+    quiet = [flag(repo, f"p{n}", f"acc{n}") for n in range(4)]
+    first = repo.list_items(policy, limit=2)
+    assert first.next is not None
+    below = [i.id for i in repo.list_items(policy, cursor=parse_cursor(first.next)).items]
+    raised = below[-1]
+    post = repo.get_item(policy, raised).post_id
+    for by in ("k1", "k2", "k3"):
+        repo.file_report(
+            policy, post_id=post, account_id=None, category="rumor", text_="", reporter=by
+        )
+    rest = repo.list_items(policy, cursor=parse_cursor(first.next)).items
+    assert [i.id for i in rest] == [i for i in below if i != raised]
+    assert sorted([*(i.id for i in first.items), *(i.id for i in rest), raised]) == quiet
+    assert repo.list_items(policy, limit=2).items[0].id == raised
+    assert repo.list_items(policy, free_for="r1", limit=1).items[0].id == raised
 
 
 def test_an_account_is_read_as_it_stood_at_one_moment_while_a_decision_commits(
@@ -2143,6 +2169,20 @@ def test_a_report_naming_the_account_of_an_unknown_post_s_item_names_it_for_the_
         assert [c.account_id for c in made.credits] == [account], post
 
 
+def test_the_report_that_gives_an_item_its_account_says_so_in_its_record(
+    repo: SqlRepository, policy: Policy
+) -> None:
+    """The chain says which report charged an item opened without an account to one: the
+    report that gave it, and none other, whose record ``audit verify`` keeps as written."""
+    for named, by in ((None, "k1"), ("acc2", "k2"), ("acc2", "k3")):
+        repo.file_report(
+            policy, post_id="p2", account_id=named, category="rumor", text_="", reporter=by
+        )
+    filed = [e.payload for e in repo.audit_entries() if e.kind == "report.filed"]
+    assert [p.get("gave_account") for p in filed] == [None, "acc2", None]
+    assert verify(repo) == []
+
+
 def test_a_report_naming_another_account_than_its_item_s_is_refused_under_the_item_s_lock(
     repo: SqlRepository, policy: Policy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -2336,7 +2376,7 @@ def test_labels_are_of_posts_with_text_and_follow_the_appeal_of_the_posts_accoun
     assert rows() == [(shared.id, "正文", 0, True)]
 
 
-def test_a_report_on_a_post_cleared_on_appeal_says_so_and_charges_nothing(
+def test_a_report_after_an_appeal_overturned_its_posts_confirmation_reaches_a_reviewer(
     repo: SqlRepository, policy: Policy
 ) -> None:
     item = flag(repo, "p1", "acc1")
@@ -2348,13 +2388,24 @@ def test_a_report_on_a_post_cleared_on_appeal_says_so_and_charges_nothing(
     appeal = repo.file_appeal(policy, account_id="acc1", item_id=item, reason="r", filed_by="k")
     repo.decide_appeal(policy, appeal.id, "r2", "uphold", None)
     cleared = repo.get_account(policy, "acc1").credit
+    assert repo.get_report(policy, early.id).status == "overturned"
+    assert repo.get_item(policy, item).reports == 1
+    # a complaint filed after the overturn is a new case for a reviewer, as one filed after a
+    # dismissal is: the cleared item is read by nobody again
     late = repo.file_report(
         policy, post_id="p1", account_id=None, category="rumor", text_="", reporter="k2"
     )
-    assert (late.item_id, late.status, late.overdue) == (item, "overturned", False)
+    assert late.item_id != item and (late.status, late.overdue) == ("open", False)
+    assert [i.id for i in repo.list_items(policy).items] == [late.item_id]
+    reopened = repo.get_item(policy, late.item_id)
+    assert reopened.account_id == "acc1" and reopened.evidence is not None
+    assert reopened.evidence[EARLIER]["item_id"] == item
+    assert reopened.evidence[EARLIER]["status"] == "overturned"
+    # confirmed again, the post is not charged twice
+    made = repo.decide(policy, late.item_id, "r3", "confirm", "rumor", "art18.6")
+    assert made.credits == [] and [u.charged_by for u in made.uncharged] == [item]
+    assert repo.get_report(policy, late.id).status == "confirmed"
     assert repo.get_report(policy, early.id).status == "overturned"
-    assert repo.get_item(policy, item).reports == 2
-    assert [i.post_id for i in repo.list_items(policy).items] == []
     assert repo.get_account(policy, "acc1").credit == cleared == policy.credit.initial
     assert verify(repo) == []
 

@@ -506,11 +506,17 @@ def last_decided(session: Session, merge_key: str) -> ReviewItem | None:
 
 
 def earlier_decision(session: Session, decided: ReviewItem) -> dict[str, Any]:
-    """What an item opened on the key of ``decided`` says of it (evidence ``EARLIER``)."""
+    """What an item opened on the key of ``decided`` says of it (evidence ``EARLIER``): its
+    status ``overturned`` where an upheld appeal overturned its confirmation
+    (:func:`overturned`), so that its reviewer does not take the post for one found a
+    violation."""
     decision = final_decision(session, decided.id)
     return {
         "item_id": decided.id,
-        "status": decided.status,
+        # only a confirmation is appealed: a dismissal needs no look-up
+        "status": "overturned"
+        if decided.status == "confirmed" and overturned(session, decided)
+        else decided.status,
         "reviewer": decision.reviewer,
         "decided_at": utc(decision.decided_at).isoformat(),
         "reach": decided.reach,

@@ -63,12 +63,13 @@ class ReportsSql(ReviewSql):
         """Store a complaint and join it to the post's (or account's) open item, raising its
         priority, or to the item that confirmed the post (the post is decided and charged once:
         the report's answer is that decision, ``overturned`` once an appeal overturned it), or
-        open a report item for it. Each reporter
+        open a report item for it, as a report filed after that overturn does. Each reporter
         counts once towards an item's priority: the key it came with (``reporter``) and the
         platform's id of its user (``reporter_id``), or the key alone when it gave none. A
         report naming another account than the one the post's stored record (or the item an
         earlier report opened) names is refused (``post_account``); one naming the account of
-        an open item that has none (an earlier report named none) gives the item that account."""
+        an open item that has none (an earlier report named none) gives the item that account,
+        which its record names (``gave_account``)."""
 
         def run(tx: Tx) -> views.Report:
             known_owner = post_owner(tx, post_id)
@@ -78,20 +79,23 @@ class ReportsSql(ReviewSql):
                 raise ConflictError(
                     "post_account", post_id=post_id, account_id=known_owner, given=account_id
                 )
-            item = item_to_join(tx.session, post_id, account_id) or confirmed_item(tx, post_id)
+            item = item_to_join(tx.session, post_id, account_id) or _answering(tx, post_id)
             if item is not None and account_id not in (None, item.account_id or account_id):
                 # read under the item's lock: a report naming another account, which gave the
                 # item its account after this one read the post's owner, committed meanwhile
                 raise ConflictError(
                     "post_account", post_id=post_id, account_id=item.account_id, given=account_id
                 )
+            # the account this report gives an item opened without one, which its record names
+            gave: dict[str, str] = {}
             if item is None:
                 # a report names the post; the item is charged to whoever posted it
                 owner = known_owner or account_id
                 known = tx.session.get(StoredAccount, owner) if owner else None
                 merge_key = f"post:{post_id}" if post_id else f"account:{account_id}"
-                # a post (or account) reported after a dismissal: its reviewer weighs the
-                # complaint knowing how it was judged, as a re-score's item does
+                # a post (or account) reported after a dismissal, or after an appeal overturned
+                # its confirmation: its reviewer weighs the complaint knowing how it was judged,
+                # as a re-score's item does
                 decided = last_decided(tx.session, merge_key)
                 linked = {EARLIER: earlier_decision(tx.session, decided)} if decided else {}
                 item = new_item(
@@ -118,6 +122,7 @@ class ReportsSql(ReviewSql):
                 known = tx.session.get(StoredAccount, owner) if owner else None
                 item.account_id = owner
                 item.reach = max(item.reach, known.followers if known is not None else 0)
+                gave = {"gave_account": owner} if owner else {}
             # one reporter filing again is one voice, not a way up the queue
             item.reports += _first_report_by(tx, item.id, reporter, reporter_id)
             # the item owes its first report an answer soonest, however long it was queued
@@ -155,6 +160,7 @@ class ReportsSql(ReviewSql):
                     "reporter_id_digest": None
                     if reporter_id is None
                     else self.subjects.digest(reporter_id),
+                    **gave,
                 },
             )
             return report_view(policy, report, item, tx.now, overturned(tx.session, item))
@@ -345,6 +351,17 @@ class ReportsSql(ReviewSql):
             overdue=int(overdue),
             next=None if last is None else appeal_rules.cursor(utc(last.deadline), last.id),
         )
+
+
+def _answering(tx: Tx, post_id: str | None) -> ReviewItem | None:
+    """The decided item a report of the post joins, locked: the one that confirmed it, whose
+    decision answers the report without a second charge. None where an upheld appeal
+    overturned that confirmation: the post stands cleared, as a dismissed one does, and a
+    complaint filed since is a new case for a reviewer (nobody reads the cleared item again)."""
+    confirmed = confirmed_item(tx, post_id)
+    if confirmed is None or overturned(tx.session, confirmed):
+        return None
+    return confirmed
 
 
 def _first_report_by(tx: Tx, item_id: int, reporter: str, reporter_id: str | None) -> bool:
