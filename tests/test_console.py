@@ -1344,6 +1344,41 @@ def test_a_form_from_before_the_latest_sign_in_does_nothing_and_leads_back_to_it
     assert f'href="{login}" id="open-again"' in again.text
 
 
+def test_the_words_typed_in_a_form_from_before_the_latest_sign_in_are_shown_to_copy(
+    api: Api,
+) -> None:
+    """A refused out-of-date form's note, an appeal's reason, a rumour's text and notice are
+    shown back on the page that says nothing was done, as text to copy into the page opened
+    again (escaped); never a password, nor a field the page fills in itself, nor the words of
+    a form another site sent."""
+    assert api.score({"id": "p1", "text": RUMOR, "account_id": "a1"}).status_code == 200
+    password = create_user(api.services.scoring.repository, "li", "admin")
+    assert try_sign_in(api, "li", password)[0] == 303
+    item_id = int(re.findall(r'data-item="(\d+)"', api.client.get("/console/queue").text)[0])
+    earlier = csrf_of(api.client.get(f"/console/items/{item_id}").text)
+    assert try_sign_in(api, "li", password)[0] == 303
+    hostile = "</textarea><script>alert(1)</script>"
+    for path, fields in (
+        (f"/console/items/{item_id}/decision", {"action": "dismiss", "note": f"转载 {hostile}"}),
+        ("/console/appeals", {"account_id": "a1", "item_id": str(item_id), "reason": hostile}),
+        ("/console/bank", {"text": RUMOR, "notice": f"辟谣 {hostile}"}),
+        ("/console/login", {"name": "li", "password": password}),
+    ):
+        answer = api.client.post(path, data={"csrf": earlier, **fields})
+        assert (answer.status_code, heading_of(answer.text)) == (403, TEXT["form_stale"][0])
+        assert "<script>" not in answer.text and password not in answer.text, path
+        shown = re.findall(r"<textarea[^>]* readonly[^>]*>([^<]*)</textarea>", answer.text)
+        kept = [v for k, v in fields.items() if k in ("note", "reason", "text", "notice")]
+        assert shown == [str(escape(value)) for value in kept], path
+    assert api.services.review.get_item(api.services.scoring.policy, item_id).status == "open"
+    # a form another site sends, without the session's cookie, puts no words of its own on a
+    # page of the console's
+    api.client.cookies.clear()
+    forged = api.client.post("/console/login", data={"csrf": earlier, "note": "请致电 110"})
+    assert (forged.status_code, heading_of(forged.text)) == (403, TEXT["form_stale"][0])
+    assert "<textarea" not in forged.text and "110" not in forged.text
+
+
 def test_the_session_epoch_migration_goes_down_and_up_again(database_url: str) -> None:
     upgrade(database_url)
     repository = open_repository(database_url, 5.0)
@@ -3798,6 +3833,8 @@ def test_pages_with_personal_data_are_not_kept_framed_or_sniffed(api: Api) -> No
         assert page.headers["x-content-type-options"] == "nosniff", url
         assert page.headers["referrer-policy"] == "same-origin", url
         assert "frame-ancestors 'none'" in page.headers["content-security-policy"], url
+        # the same for a browser that reads no CSP's frame-ancestors
+        assert page.headers["x-frame-options"] == "DENY", url
 
 
 @dataclass

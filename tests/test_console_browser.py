@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx2 as httpx
 import pytest
@@ -26,6 +27,7 @@ from playwright.sync_api import (
     Locator,
     Page,
     Request,
+    Route,
     expect,
     sync_playwright,
 )
@@ -45,6 +47,8 @@ from service.storage import SqlRepository, upgrade
 from service.storage.tables import ReviewItem
 
 CHROMIUM = Path("/usr/bin/chromium")
+ELSEWHERE = "http://elsewhere.test"
+"""Another site, whose pages a test makes up (``Page.route``)."""
 SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 RUMOR = "紧急扩散！明天起全市停水三天，自来水厂已被污染，赶紧囤水，转给家人！"
 SCRIPT_POST = "<script>alert(1)</script>"
@@ -461,6 +465,57 @@ def test_a_link_from_another_site_opens_its_page_signed_in_and_signs_no_tab_out(
     expect(linked).to_have_url(item_url)
     page.reload()
     expect(page).to_have_url(re.compile(r"/console/queue$"))
+    context.close()
+
+
+def test_a_link_from_another_site_without_a_session_asks_again_once_then_signs_in(
+    console: Console, browser: Browser
+) -> None:
+    """A browser with no session's cookie to send (none yet, or cookies blocked) asks for a
+    page linked from another site twice: the page that asks again refreshes as the console's
+    own request (``Sec-Fetch-Site: same-origin``), which, still without the cookie, gets the
+    sign-in page, never the asking page again; signing in opens the page linked."""
+    item_url = f"{console.url}/console/items/{scored_rumour(console).id}"
+    context = browser.new_context()
+    linked = context.new_page()
+    asked: list[str] = []
+    linked.on("request", lambda sent: asked.append(sent.url) if sent.url == item_url else None)
+    linked.goto(console.url.replace("127.0.0.1", "localhost") + "/console/login")
+    linked.evaluate("to => { window.location.href = to; }", item_url)
+    expect(linked).to_have_url(re.compile(r"/console/login\?next=%2Fconsole%2Fitems%2F\d+$"))
+    assert asked == [item_url, item_url]
+    linked.fill("#name", "li")
+    linked.fill("#password", console.passwords["li"])
+    linked.click("#sign-in")
+    expect(linked.locator("#post-text")).to_have_text(RUMOR)
+    context.close()
+
+
+def test_a_form_another_site_sends_to_the_console_signs_no_tab_out(
+    console: Console, browser: Browser
+) -> None:
+    """A page of another site that sends a form to the console (a forged sign-out, a forged
+    claim) sends it without the ``SameSite=Strict`` session's cookie: nothing is done, and the
+    answer takes no cookie of the browser's away, so that the reviewer stays signed in."""
+    item_id = scored_rumour(console).id
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, console, "li")
+    other = context.new_page()
+
+    def forged(route: Route) -> None:
+        """A page of another site whose form posts to the console's address of the same path."""
+        action = console.url + urlsplit(route.request.url).path
+        route.fulfill(content_type="text/html", body=f'<form method="post" action="{action}">')
+
+    other.route(f"{ELSEWHERE}/**", forged)
+    for action in ("/console/logout", f"/console/items/{item_id}/claim"):
+        other.goto(ELSEWHERE + action)
+        other.evaluate("document.forms[0].submit()")
+        expect(other).to_have_url(re.compile(r"/console/login"))
+        page.goto(f"{console.url}/console/queue")
+        expect(page).to_have_url(re.compile(r"/console/queue$"))
+    assert status_of(console, item_id) == "open"
     context.close()
 
 

@@ -295,6 +295,10 @@ TEXT: dict[str, tuple[str, str]] = {
         "session ended), and nothing was done: open its page again and send it again",
     ),
     "open_again": ("重新打开页面", "Open the page again"),
+    "written_kept": (
+        "表单中填写的内容如下,可复制到重新打开的页面中:",
+        "What was written in the form, to copy into the page opened again:",
+    ),
     "language": ("English", "中文"),
     "decided": ("已处理", "Decided"),
     "not_found": ("没有这个条目", "No such item"),

@@ -32,7 +32,6 @@ from service.api.review import (
 from service.api.state import Services
 from service.console import articles, present
 from service.console.i18n import Language, translator, worded
-from service.console.session import COOKIE
 from service.console.web import (
     KEYS_COOKIE,
     LANG_COOKIE,
@@ -48,6 +47,7 @@ from service.console.web import (
     back,
     console_of,
     console_page,
+    forget_session,
     form,
     from_another_site,
     given,
@@ -190,7 +190,7 @@ async def logout(request: Request) -> Response:
         found: Services = request.app.state.services
         await run_in_threadpool(found.repository.end_sessions, session.user, session.epoch)
     response = RedirectResponse("/console/login", 303)
-    response.delete_cookie(COOKIE, path="/console")
+    forget_session(response, request)
     return response
 
 

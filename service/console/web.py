@@ -11,7 +11,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -54,6 +54,10 @@ REFUSALS = (ValidationError, RefusedError, StorageError, IdempotencyMismatchErro
 Refused = ValidationError | RefusedError | StorageError | IdempotencyMismatchError
 ONCE_CHARS = 43
 """A form's one-time key (:func:`sent_once`): 256 random bits in base64url."""
+WRITTEN = ("text", "notice", "reason", "note")
+"""The fields of the console's forms a person writes in, in words of their own: a form refused
+as out of date shows them back to copy (:func:`stale_form`). The others are filled in by the
+page, picked from a list, or a sign-in's name and password, which are never shown."""
 
 
 def language_of(request: Request) -> str:
@@ -146,7 +150,11 @@ class NotAllowedError(Exception):
 class StaleFormError(Exception):
     """A form whose CSRF token is not its session's: sent from a page shown before the latest
     sign-in in this browser (a tab left open while the user signed in again in another), or
-    forged. Nothing in it is done."""
+    forged. Nothing in it is done; ``fields`` are the form as sent."""
+
+    def __init__(self, fields: Mapping[str, str]) -> None:
+        super().__init__("a form out of date")
+        self.fields = fields
 
 
 @dataclass
@@ -268,9 +276,11 @@ def address_of(request: Request) -> str:
 
 
 def guard(page: Response) -> None:
-    """Every page's security headers: the CSP, no sniffing, no address sent to another site,
-    nothing kept in a cache."""
+    """Every page's security headers: the CSP, no framing for a browser that does not read the
+    CSP's ``frame-ancestors`` either, no sniffing, no address sent to another site, nothing kept
+    in a cache."""
     page.headers["Content-Security-Policy"] = CSP
+    page.headers["X-Frame-Options"] = "DENY"
     page.headers["X-Content-Type-Options"] = "nosniff"
     page.headers["Referrer-Policy"] = "same-origin"
     page.headers["Cache-Control"] = "no-store"
@@ -346,7 +356,7 @@ async def form(request: Request) -> dict[str, str]:
     fields = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
     session = session_of(request)
     if session is None or not console_of(request).sessions.check_csrf(session, fields.get("csrf")):
-        raise StaleFormError
+        raise StaleFormError(fields)
     return fields
 
 
@@ -405,11 +415,13 @@ def error_page(
     detail: str | None = None,
     *,
     again: str | None = None,
+    written: Sequence[tuple[str, str]] = (),
 ) -> HTMLResponse:
     """The console's page for what it refuses to show, to anyone (signed in or not); with
-    ``again``, a link to that console page, to open it again; without a session, it sets no
-    cookie. The page answering a form has its language switch come back to the page the form
-    was sent from: the form's own address is no page to read."""
+    ``again``, a link to that console page, to open it again; with ``written``, the words a
+    refused form's fields (their names) held, to copy; without a session, it sets no cookie.
+    The page answering a form has its language switch come back to the page the form was sent
+    from: the form's own address is no page to read."""
     console = console_of(request)
     session = session_of(request)
     here = None if request.method in ("GET", "HEAD") else sent_from(request) or "/console/queue"
@@ -427,6 +439,7 @@ def error_page(
         cookie=session is not None,
         message_key=message_key,
         again=again,
+        written=written,
     )
 
 
@@ -515,8 +528,17 @@ async def to_sign_in(request: Request, _: Exception) -> Response:
         query["why"] = "ended"
     response = RedirectResponse("/console/login" + (f"?{urlencode(query)}" if query else ""), 303)
     # a session whose user was disabled is ended, not shown again on the sign-in page
-    response.delete_cookie(COOKIE, path="/console")
+    forget_session(response, request)
     return response
+
+
+def forget_session(response: Response, request: Request) -> None:
+    """The session's cookie deleted, where ``request`` carried it: a form another site sends
+    carries none (the browser sends a ``SameSite=Strict`` cookie with no request another site
+    starts), and yet the browser takes the answer's deletion, so that a page anywhere could
+    sign the reviewer out of every tab they have open."""
+    if COOKIE in request.cookies:
+        response.delete_cookie(COOKIE, path="/console")
 
 
 def sent_from(request: Request) -> str | None:
@@ -530,12 +552,19 @@ async def not_allowed(request: Request, _: Exception) -> Response:
     return error_page(request, 403, "forbidden")
 
 
-async def stale_form(request: Request, _: Exception) -> Response:
+async def stale_form(request: Request, exc: Exception) -> Response:
     """A form whose token is refused (:class:`StaleFormError`): 403, on a page that says the
     form was out of date and nothing was done, with a link to the page it was sent from, whose
-    forms carry the token of the session signed in now. Not the page a role may not open: a
-    reviewer who signed in again in another tab would read that their decision was forbidden."""
-    return error_page(request, 403, "form_stale", again=sent_from(request))
+    forms carry the token of the session signed in now, and what was written in the form
+    (:data:`WRITTEN`), read-only, so that a reviewer's note is copied, not written again. Not
+    the page a role may not open: a reviewer who signed in again in another tab would read that
+    their decision was forbidden."""
+    assert isinstance(exc, StaleFormError)
+    # a form of the console's own pages carries the browser's session's cookie; one another
+    # site sends carries none, and its words are no reviewer's to show on the console's page
+    sent = exc.fields if COOKIE in request.cookies else {}
+    written = [(name, value) for name, value in sent.items() if name in WRITTEN and value]
+    return error_page(request, 403, "form_stale", again=sent_from(request), written=written)
 
 
 async def no_page(request: Request, exc: Exception) -> Response:
