@@ -39,6 +39,11 @@ MAX_WORKERS = 64
 """Most server or rescore worker processes: each loads the model (about 100 MB), so far more
 would only exhaust memory."""
 
+YEAR_S = 366 * 24 * 3600
+"""Longest duration a setting may give, past every use of one (two days' idempotency keys, a
+week's near-duplicates): a longer one overflows the clocks it is added to, a ``timedelta`` or a
+socket's timeout (a traceback at start, or a maintenance that fails every time it runs)."""
+
 MIN_SECRET_BYTES = 32
 """Of a key that is set (the console's, the subject digests'): as many as the HMAC-SHA256 key
 drawn when none is."""
@@ -130,19 +135,19 @@ class Settings(BaseSettings):
     gives up on it and answers degraded from the spool, storage skipped for ``storage_retry_s``
     (a server that stops answering on an open connection is noticed by no timeout of the
     database's own). At least ``db_timeout_s``, which bounds each wait within the call."""
-    storage_retry_s: float = Field(default=2.0, gt=0)
+    storage_retry_s: float = Field(default=2.0, gt=0, le=YEAR_S)
     """After a storage failure, requests skip storage for this long; then it is tried again
     (by one call at a time until one succeeds) and the spool is written out."""
-    idempotency_keep_hours: float = Field(default=48.0, gt=0)
+    idempotency_keep_hours: float = Field(default=48.0, gt=0, le=YEAR_S // 3600)
     """How long the answer to a write made with an ``Idempotency-Key`` (the console's decision
     and appeal forms' keys too) is kept for its retry; the maintenance of each server process
     deletes older ones. A retry later than this is made again."""
-    evidence_lease_s: float = Field(default=300.0, gt=0)
+    evidence_lease_s: float = Field(default=300.0, gt=0, le=YEAR_S)
     """A stored record still ``evidence_pending`` this long after it was stored (the evidence
     backlog was full, storage failed, the process stopped) is claimed by a process's sweep,
     which finds its evidence; a claim lasts as long, renewed by each sweep of its process while
     the search waits (longer than ``storage_retry_s``, or it lapses between sweeps)."""
-    evidence_deadline_s: float = Field(default=300.0, gt=0)
+    evidence_deadline_s: float = Field(default=300.0, gt=0, le=YEAR_S)
     """How long the evidence process may take over one post's search (its start included, for
     the first) before it is taken for hung, killed and started again by the next search; the
     records of the call stay ``evidence_pending``, for the sweep. Idle-scheduled, the process
@@ -162,7 +167,7 @@ class Settings(BaseSettings):
     """Model calls the server runs at once. One call with two ONNX threads on the 2-core target:
     concurrent requests are already merged into one batch, and a second call would only split
     the cores between two batches."""
-    batch_window_ms: float = Field(default=2.0, ge=0)
+    batch_window_ms: float = Field(default=2.0, ge=0, le=YEAR_S * 1000)
     """How long the first request of a micro-batch waits for others to join it."""
     batch_max_posts: int = Field(default=64, ge=1)
     """Most posts per model call; a request of more is scored in calls of this many, with other
@@ -175,7 +180,7 @@ class Settings(BaseSettings):
     record back without storage (``pass`` records are not stored)."""
     max_text_chars: int = Field(default=10_000, ge=1)
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1)
-    body_read_timeout_s: float = Field(default=10.0, gt=0)
+    body_read_timeout_s: float = Field(default=10.0, gt=0, le=YEAR_S)
     """How long a request's body may take to arrive, from its headers on; past it the request
     is answered 408 and its connection closed (a caller that never finishes its body would
     otherwise hold a connection and a request for ever)."""
@@ -183,16 +188,16 @@ class Settings(BaseSettings):
     rate_limit_per_s: float = Field(default=1000.0, gt=0)
     """Requests per second per API key (token bucket), per server process."""
     rate_limit_burst: int = Field(default=2000, ge=1)
-    key_cache_s: float = Field(default=60.0, ge=0)
+    key_cache_s: float = Field(default=60.0, ge=0, le=YEAR_S)
     """How long a verified key is trusted without asking storage again (a revoked key keeps
     working this long; a known key keeps working while storage is down, and after a restart
     while it is down: ``verified_keys_file``)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     # --- near-duplicates: the fingerprint and match stages (service/neardup) ---
-    neardup_window_hours: float = Field(default=72.0, gt=0)
+    neardup_window_hours: float = Field(default=72.0, gt=0, le=YEAR_S // 3600)
     """How far back a new post is compared with earlier ones."""
-    neardup_bucket_hours: float = Field(default=12.0, gt=0)
+    neardup_bucket_hours: float = Field(default=12.0, gt=0, validate_default=True)
     """Width of one time bucket of the window; old posts expire a whole bucket at a time."""
     neardup_threshold: float = Field(default=0.4, gt=0, lt=1)
     """Estimated Jaccard similarity of shingle sets from which two posts are near-copies."""
@@ -206,22 +211,22 @@ class Settings(BaseSettings):
     neardup_excerpt_chars: int = Field(default=500, ge=0)
     """Characters of each indexed post's text the window keeps (and forgets with it), so that a
     fake-originality finding can show the earlier post's text beside its copy; 0 keeps none."""
-    neardup_snapshot_s: float = Field(default=300.0, gt=0)
+    neardup_snapshot_s: float = Field(default=300.0, gt=0, le=YEAR_S)
     """How often each server process writes its window to ``state_dir`` (and at shutdown)."""
     neardup_replay: bool = False
     """Re-scoring (set by ``qinglang rescore``): a post without ``created_at`` takes the newest
     ``created_at`` seen before it instead of the wall clock, so that a run is reproducible."""
-    neardup_bank_refresh_s: float = Field(default=5.0, gt=0)
+    neardup_bank_refresh_s: float = Field(default=5.0, gt=0, le=YEAR_S)
     """How often each server process reloads the confirmed-rumour bank if it changed."""
     redis_url: str | None = None
     """Redis (``redis://127.0.0.1:6379/0``) for the near-duplicate window and clusters, shared by
     every server process and replica; default: each process keeps its own."""
-    redis_timeout_s: float = Field(default=0.05, gt=0)
+    redis_timeout_s: float = Field(default=0.05, gt=0, le=YEAR_S)
     """How long one call to Redis may take before the post is matched locally (degraded)."""
     neardup_redis_prefix: str = "qinglang:nd"
-    neardup_redis_retry_s: float = Field(default=5.0, gt=0)
+    neardup_redis_retry_s: float = Field(default=5.0, gt=0, le=YEAR_S)
     """After Redis failed, posts are matched locally for this long before Redis is tried again."""
-    neardup_max_future_s: float = Field(default=300.0, ge=0)
+    neardup_max_future_s: float = Field(default=300.0, ge=0, le=YEAR_S)
     """A created_at further ahead of the clock than this is replaced by the arrival time."""
 
     # --- the web console (service/console) ---
@@ -229,7 +234,7 @@ class Settings(BaseSettings):
     """Key that signs console session cookies, at least :data:`MIN_SECRET_BYTES`;
     default: a random one per process, so sessions end with the process and do not cross server
     processes (``qinglang serve`` with several workers draws one that they share)."""
-    console_session_hours: float = Field(default=8.0, gt=0)
+    console_session_hours: float = Field(default=8.0, gt=0, le=YEAR_S // 3600)
     """How long a console sign-in lasts."""
     console_secure_cookie: bool = False
     """Send the session cookie over HTTPS only, whatever scheme the request came in: it is so
@@ -241,7 +246,7 @@ class Settings(BaseSettings):
     console_sign_in_address_failures: int = Field(default=20, ge=1)
     """The same for one client address (IPv6: one /64), whatever the names: higher, because an
     office behind one address signs in many people."""
-    console_sign_in_window_minutes: float = Field(default=15.0, gt=0)
+    console_sign_in_window_minutes: float = Field(default=15.0, gt=0, le=YEAR_S // 60)
     # the default checked too: without a time-zone database no zone is known
     console_timezone: str = Field(default="Asia/Shanghai", validate_default=True)
     """The IANA time zone every moment on the console's pages is shown in, its offset named
@@ -313,6 +318,15 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("neardup_bucket_hours")
+    @classmethod
+    def _within_window(cls, value: float, info: ValidationInfo) -> float:
+        window = info.data.get("neardup_window_hours")
+        if window is not None and value > window:
+            # the index expires the window a whole bucket at a time (service/neardup/index.py)
+            raise ValueError(f"above neardup_window_hours ({window:g}): a bucket is a part of it")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _database(cls, value: str | None) -> str | None:
@@ -380,8 +394,27 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis(cls, value: str | None) -> str | None:
-        if value is not None and value.split("://", 1)[0] not in ("redis", "rediss", "unix"):
-            raise ValueError("not a Redis URL (redis://HOST:PORT/DB, rediss://, unix://)")
+        # checked here, as database_url is: the server reads it when it loads its pipeline, whose
+        # error was then put down to the model
+        if value is None:
+            return None
+        from urllib.parse import urlsplit
+
+        import redis
+
+        form = "redis://HOST:PORT/DB, rediss://, unix://PATH?db=DB"
+        if value.split("://", 1)[0] not in ("redis", "rediss", "unix"):
+            raise ValueError(f"not a Redis URL ({form})")
+        try:
+            # parses the URL and its options as the client will, opening no connection
+            redis.ConnectionPool.from_url(value).make_connection()
+            url = urlsplit(value)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"not a Redis URL: {exc} ({form})") from None
+        database = url.path[1:]
+        if url.scheme != "unix" and database and not database.isdecimal():
+            # the client takes any other path for database 0, another application's perhaps
+            raise ValueError(f"the database is a number: /DB ({form})")
         return value
 
     @field_validator("console_timezone")
@@ -456,6 +489,8 @@ def get_settings() -> Settings:
         return Settings()
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SettingsError(f"{config or 'qinglang.toml'} is not TOML: {exc}") from None
+    except OSError as exc:
+        raise SettingsError(f"cannot read {config or 'qinglang.toml'}: {exc.strerror}") from None
     except ValidationError as exc:
         raise SettingsError("; ".join(_problem(e) for e in exc.errors())) from None
 

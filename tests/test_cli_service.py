@@ -224,6 +224,15 @@ def test_a_secret_under_32_bytes_is_one_line_and_status_2_without_its_value(
     assert qinglang(tmp_path, "migrate", env=long_enough).returncode == 0
 
 
+def test_the_help_gives_the_exit_status_of_every_command_that_has_a_1(tmp_path: Path) -> None:
+    # it gave rescore's and selfcheck's only: a broken audit chain read as "lines rejected"
+    shown = qinglang(tmp_path, "--help")
+    assert shown.returncode == 0
+    statuses = shown.stdout.split("exit status:")[1]
+    for command in ("rescore", "selfcheck", "audit verify", "credit restore"):
+        assert command in statuses
+
+
 def test_keys_create_refuses_an_unknown_role(tmp_path: Path) -> None:
     created = qinglang(tmp_path, "keys", "create", "--role", "root")
     assert created.returncode == 2
@@ -268,6 +277,34 @@ def test_migrate_creates_the_schema_and_reports_an_unreachable_database(tmp_path
         ("QINGLANG_STATE_DIR", "", "setting state_dir (QINGLANG_STATE_DIR): Value error, is empty"),
         ("QINGLANG_HOST", " ", "setting host (QINGLANG_HOST): Value error, is empty"),
         ("QINGLANG_REDIS_URL", "notaurl", "not a Redis URL"),
+        # each parsed only when the server loads its pipeline, whose error blamed the model
+        (
+            "QINGLANG_REDIS_URL",
+            "redis://:secret@h:6379x/0",
+            "setting redis_url (QINGLANG_REDIS_URL): Value error, not a Redis URL: Port could",
+        ),
+        ("QINGLANG_REDIS_URL", "redis://h:6379/0?timeout=1", "unexpected keyword argument"),
+        # taken for database 0, another application's perhaps
+        ("QINGLANG_REDIS_URL", "redis://:secret@h/db1", "the database is a number: /DB"),
+        (
+            "QINGLANG_NEARDUP_BUCKET_HOURS",
+            "100",
+            "setting neardup_bucket_hours (QINGLANG_NEARDUP_BUCKET_HOURS): Value error, above "
+            "neardup_window_hours (72)",
+        ),
+        ("QINGLANG_NEARDUP_WINDOW_HOURS", "6", "above neardup_window_hours (6)"),
+        # a timedelta or a socket timeout past what the clocks hold: a traceback at start, or
+        # a maintenance that failed every storage_retry_s
+        (
+            "QINGLANG_IDEMPOTENCY_KEEP_HOURS",
+            "1e9",
+            "setting idempotency_keep_hours (QINGLANG_IDEMPOTENCY_KEEP_HOURS): Input should be "
+            "less than or equal to 8784",
+        ),
+        ("QINGLANG_IDEMPOTENCY_KEEP_HOURS", "inf", "setting idempotency_keep_hours"),
+        ("QINGLANG_REDIS_TIMEOUT_S", "1e10", "setting redis_timeout_s"),
+        ("QINGLANG_STORAGE_RETRY_S", "inf", "setting storage_retry_s"),
+        ("QINGLANG_CONSOLE_SESSION_HOURS", "inf", "setting console_session_hours"),
         # Beijing time is Asia/Shanghai: no zone of the IANA database is named after Beijing
         (
             "QINGLANG_CONSOLE_TIMEZONE",
@@ -303,6 +340,14 @@ def test_a_config_file_that_is_not_toml_or_names_no_setting_is_named(tmp_path: P
         config.write_bytes(text)
         failed = qinglang(tmp_path, "keys", "list", env={"QINGLANG_CONFIG": str(config)})
         assert failed.returncode == 2 and says in failed.stderr
+
+
+def test_a_config_file_that_cannot_be_read_is_named_not_a_traceback(tmp_path: Path) -> None:
+    # a file reading fails on whoever reads it, root included (a mode of 000 stops others only)
+    failed = qinglang(tmp_path, "keys", "list", env={"QINGLANG_CONFIG": "/proc/self/mem"})
+    assert failed.returncode == 2
+    (line,) = failed.stderr.splitlines()
+    assert line == "qinglang keys: error: cannot read /proc/self/mem: Input/output error"
 
 
 def broken_model(folder: Path, leave_out: str) -> Path:
@@ -421,6 +466,10 @@ def test_a_console_user_needs_a_name_that_can_sign_in(tmp_path: Path) -> None:
     ):
         failed = qinglang(tmp_path, "users", "create", name, "--role", "reviewer")
         assert failed.returncode == 2 and f"a name cannot contain {says}" in failed.stderr
+    # é as e and a combining accent: a second user beside the one of é, whose name reads the same
+    failed = qinglang(tmp_path, "users", "create", "le\u0301i", "--role", "reviewer")
+    assert failed.returncode == 2
+    assert "'le\u0301i' is not in composed form (Unicode NFC): write it 'l\u00e9i'" in failed.stderr
     made = qinglang(tmp_path, "users", "create", "li", "--role", "reviewer")
     assert made.returncode == 0 and "console user 'li'" in made.stdout
     again = qinglang(tmp_path, "users", "create", "li", "--role", "admin")

@@ -672,6 +672,16 @@ def test_selfcheck_prints_a_record_per_example(capsys: pytest.CaptureFixture[str
     assert "ok, model test-length" in err
 
 
+def test_a_selfcheck_that_cannot_load_the_model_is_one_line_and_status_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # a traceback and status 1 before, which reads as a model that scored out of range
+    assert main(["selfcheck"], load_scorer=missing_model) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("qinglang selfcheck: error: cannot load the model in ")
+    assert line.endswith("(the model_dir setting): FileNotFoundError: model.onnx")
+
+
 class OutOfRangeScorer(LengthScorer):
     def score_many(self, posts: Sequence[Post]) -> list[ScoreRecord]:
         records = super().score_many(posts)

@@ -12,7 +12,8 @@ Heavy modules (pydantic, tqdm, the pipeline and ONNX Runtime) are imported insid
 so that ``qinglang --help`` and usage errors answer at once.
 
 Exit status: 0 when every line was scored (or ``--skip-bad`` was given); 1 when some lines
-were rejected, or the selfcheck failed; 2 when the run could not start or finish (missing
+were rejected, the selfcheck failed, or ``audit verify`` or ``credit restore`` found a problem
+(:mod:`service.review.commands`); 2 when the command could not start or finish (missing
 input, unwritable output, a scorer error, a usage error), with OUTPUT left untouched.
 """
 

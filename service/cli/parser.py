@@ -14,12 +14,21 @@ exit status:
   1  some lines were rejected (see the reject file), or the selfcheck failed
   2  the run could not start or finish; OUTPUT is then left as it was"""
 
+_COMMANDS_EPILOG = """\
+exit status:
+  0  done
+  1  done, and something found wrong: lines rejected (rescore, unless --skip-bad), a score
+     outside [0, 1] (selfcheck), a broken chain or a row that differs from it (audit verify),
+     accounts not restored (credit restore: its next run tries them again)
+  2  the command could not run or finish (a setting, an argument, storage, the model);
+     rescore's OUTPUT is then left as it was"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qinglang",
         description="Content-risk scoring for Chinese public-account platforms.",
-        epilog=_EPILOG,
+        epilog=_COMMANDS_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -162,13 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
         "selfcheck",
         help="load the model, score built-in example posts and print their records",
         description="Load the model and score a few built-in posts; exit 0 when every score "
-        "lies in [0, 1].",
+        "lies in [0, 1], 1 when one does not, 2 when the model or the policy cannot be loaded.",
     )
     serve = commands.add_parser(
         "serve",
         help="run the scoring API (settings: QINGLANG_* variables or qinglang.toml)",
         description="Migrate the database, then serve the API with uvicorn. Without a database "
-        "URL it keeps a SQLite file in the state folder (./data).",
+        "URL it keeps a SQLite file in the state folder (the state_dir setting: ./data in a "
+        "checkout, else ~/.local/state/qinglang).",
     )
     serve.add_argument("--host", help="address to listen on (default: the host setting)")
     serve.add_argument("--port", type=_port, help="port (default: the port setting)")
@@ -201,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     create_user = user_commands.add_parser(
         "create", help="create a console user and print the password as the last line"
     )
-    create_user.add_argument("name", type=_user_name, help="the user's sign-in name")
+    create_user.add_argument("name", type=_new_user_name, help="the user's sign-in name")
     create_user.add_argument("--role", required=True, choices=["reviewer", "admin"])
     disable_user = user_commands.add_parser(
         "disable",
@@ -279,6 +289,22 @@ def _user_name(text: str) -> str:
             "records name a key of nobody's by: choose another name"
         )
     return _printable(text, "a name")
+
+
+def _new_user_name(text: str) -> str:
+    """A name for a new user: in composed form as well, which is checked of new names only, so
+    that a user made before can still be disabled."""
+    import unicodedata
+
+    name = _user_name(text)
+    composed = unicodedata.normalize("NFC", name)
+    if composed != name:
+        # é as e and a combining accent would be a second user beside the one of é, whose name
+        # reads the same (and is the form a keyboard types)
+        raise argparse.ArgumentTypeError(
+            f"{name!r} is not in composed form (Unicode NFC): write it {composed!r}"
+        )
+    return name
 
 
 def _key(text: str) -> str:

@@ -25,11 +25,18 @@ EXAMPLES: tuple[dict[str, object], ...] = (
 
 
 def run(load: ScorerFactory) -> int:
-    """Score the examples; an exception propagates with its traceback, which is the report."""
+    """Score the examples; an exception while scoring propagates with its traceback, which is
+    the report. A model that cannot be loaded is one line, status 2, as ``serve`` says it."""
+    from service.cli.serve import unloadable
     from service.record import Post
     from service.settings import get_settings
 
-    scorer = load(get_settings())
+    settings = get_settings()
+    try:
+        scorer = load(settings)
+    except Exception as exc:
+        # status 1 is a model that scored out of range; this one never started
+        raise unloadable(settings, exc) from None
     posts = [Post.model_validate(example) for example in EXAMPLES]
     records = scorer.score_many(posts)
     for record in records:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from service.pipeline import Pipeline
-    from service.settings import Settings
+    from service.settings import Settings, SettingsError
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,20 +120,28 @@ def _serving_pipeline(settings: Settings) -> Pipeline:
     naming what could not be loaded: one line of ours before the server says it listens, where
     uvicorn would print a traceback after it (and restart a worker that fails for ever)."""
     from service.api.app import load_pipeline
-    from service.policy import PolicyError
-    from service.settings import SettingsError
 
     try:
         return load_pipeline(settings)
-    except PolicyError as exc:  # names its file
-        problem = str(exc)
     except Exception as exc:
+        raise unloadable(settings, exc) from None
+
+
+def unloadable(settings: Settings, exc: Exception) -> SettingsError:
+    """The one line that says why the pipeline of ``settings`` could not be loaded, for a
+    command that scores (``serve``, ``selfcheck``) to end with it, status 2."""
+    from service.policy import PolicyError
+    from service.settings import SettingsError
+
+    if isinstance(exc, PolicyError):  # names its file
+        problem = str(exc)
+    else:
         # onnx, tokenizers and json do not name the file they could not read: the folder, then
         problem = (
             f"cannot load the model in {settings.model_dir} (the model_dir setting): "
             f"{type(exc).__name__}: {exc}"
         )
-    raise SettingsError(" ".join(problem.split()))
+    return SettingsError(" ".join(problem.split()))
 
 
 def _own_command() -> str:
