@@ -157,6 +157,7 @@ def test_fake_originality_needs_a_claim_an_earlier_copy_by_another_account_and_n
         "本人来自:湖南",
         "楼主来自：广州",
         "她 来自：成都",
+        "他们来自：上海",
         # source: inside another phrase
         "open source: our own code",
         "power source: battery",
@@ -210,6 +211,14 @@ def test_words_and_requests_for_credit_credit_no_source(text: str) -> None:
         "来源：什么值得买",  # a name that starts with a question word
         "转自@via风景",
         "创作者：张三",
+        # bounds that stop at what they are for
+        "Original source: Reuters",  # source: after a word, not a phrase's
+        "the source: Reuters",
+        "摘自导演贾樟柯访谈",  # 自导, not 自导自演
+        "它们来自：新华社",  # the content, and not 他们
+        "其他来自：新华社",
+        "出处分别为人民日报和新华社",  # not 出处分
+        "图 -via 人民日报",  # not in a handle
     ],
 )
 def test_each_form_of_credit_is_read(text: str) -> None:

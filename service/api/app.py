@@ -293,7 +293,7 @@ WRITE_UNANSWERED = (
 )
 """A write given up at ``storage_deadline_s`` goes on in its thread, and may land after the
 answer; one whose connection was lost as the database committed it may have landed before
-(:class:`~service.gate.StorageUnansweredError`, either). With the key it is made once whichever
+(:class:`~service.storage.StorageUnansweredError`, either). With the key it is made once whichever
 try lands: a write and its key's record are one transaction, and the key is unique (a retry that
 meets the first still in flight waits for it, or is answered 503 again)."""
 UNKEYED_WRITE_UNANSWERED = (

@@ -113,16 +113,18 @@ not indexed itself: a flood of identical posts grows the cluster's count, not th
 
 _CONTENT = "图片|消息|新闻|文章|信息|数据|照片|视频|内容|图文|素材|资料"
 """What a credit says it credits: 图片来源, 文章出处."""
-_CONTENT_EN = ("image", "picture", "pic", "photo", "video", "news", "article", "data", "content")
-"""The same in English: image source:, photo source:."""
-_CONTENT_SOURCE = "|".join(rf"(?<={word}\ssource)" for word in _CONTENT_EN)
-"""``source`` after one of them, looked back at from the ``source`` the search found."""
-_PERSON = "[我你您他她咱们人主]"
-"""The last character of a person who comes from somewhere: 我, 我们, 本人, 她, 楼主, 博主."""
+_PHRASES = ("open", "power", "light", "energy", "heat", "water", "food", "income", "funding")
+"""Words that make ``source:`` part of another phrase (open source:, power source:), where it
+introduces no credit; after any other word (original source:, image source:) it does."""
+_NOT_IN_PHRASE = "".join(rf"(?<!{word}\ssource)" for word in _PHRASES)
+_PERSON = ("[我你您她咱人主]", "(?<!其)他", "[我你您咱她他]们")
+"""A person who comes from somewhere, by the end of the word: 我, 本人, 她, 楼主, 博主, 他 (not
+其他), 我们, 他们; not 它 or 它们, which is the content."""
+_NOT_PERSON_FROM = "".join(rf"(?<!{who}来自)(?<!{who}\s来自)" for who in _PERSON)
 ATTRIBUTION = re.compile(
     # copied from: 转自 / 摘自 / 转载自 / 搬运自 a source, not 旋转自如, 扭转自身, 转自己, 采摘自家
     r"(?<![旋扭运逆好回周反流翻轮])转自(?![己家身如动主然由信愿])"
-    r"|(?:转载|转发|转引|节选|搬运|摘)自(?![己家身导])|转载于"
+    r"|(?:转载|转发|转引|节选|搬运|摘)自(?![己家身]|导自演)|转载于"
     # a reposting tag, not the emoticon [转发]; and 转载: naming the source, not 转载:请联系作者
     r"|(?P<tag>[(\[【]\s*转(?:载|帖)?\s*[)\]】]|[(【]\s*转发\s*[)】]"
     # a link to the original, a repost chain (each names its source in itself)
@@ -130,21 +132,21 @@ ATTRIBUTION = re.compile(
     r"|转载\s*:\s*(?!请|需|须|务必|禁|勿|未经|谢绝|不得|严禁|拒绝|联系|私信|授权)(?=[\w@])"
     # where the content comes from, with a colon or a handle after it: not 我的收入来源, 来自北京,
     # 我来自:上海 (where a person comes from), 试图源源不断, 已做出处理, 作出处分, 消息来源不明;
-    # source: starting a phrase or after a content word, not ending another phrase (open
-    # source:, power source:). Here and below a bound comes after its word, which the search
-    # then tries only where the word is
-    rf"|(?:来源|图源|来自(?<!{_PERSON}来自)(?<!{_PERSON}\s来自))\s*(?::|(?=@))"
-    rf"|source(?<![a-z]source)(?:(?<![a-z]\ssource)|{_CONTENT_SOURCE})\s*:"
-    rf"|(?:{_CONTENT})(?:来源|来自|出处)(?!不明|不详|未知)|出处(?!理|分|罚|置|不明|不详|未知)"
+    # source:, not ending another phrase (open source:, power source:). Here and below a bound
+    # comes after its word, which the search then tries only where the word is
+    rf"|(?:来源|图源|来自{_NOT_PERSON_FROM})\s*(?::|(?=@))"
+    rf"|source(?<![a-z]source){_NOT_IN_PHRASE}\s*:"
+    rf"|(?:{_CONTENT})(?:来源|来自|出处)(?!不明|不详|未知)|出处(?!理|分(?!别)|罚|置|不明|不详|未知)"
     # the original: not 还原文物
     r"|原文(?:链接|地址|作者|出处|来自)|原文\s*:|原作者"
     # the author named, not the poster itself (nor 工作者:); a byline 文/张三 or 图/张三, not
     # 中文/英文
     r"|作者(?<!工作者)\s*:\s*(?!本人|我|本号|自己)(?=[\w@])"
     r"|(?<!\w)(?:文|图|图文|文图|摄影)\s*/\s*(?=\w)"
-    # via (with or without @), not in a handle (@via风景, @lee-via); cr: / credit: (after a CJK
-    # character too)
-    r"|via(?<![a-z@_-]via)(?![a-z_])|(?<![a-z])(?:cr|credits?)\s*[:@]"
+    # via (with or without @), not in a handle (@via风景, @lee-via, @张-via): a hyphen or an
+    # underscore joins it to a word before it, not to a space (图 -via 人民日报); cr: / credit:
+    # (after a CJK character too)
+    r"|via(?<![a-z@]via)(?<!\w[_-]via)(?![a-z_])|(?<![a-z])(?:cr|credits?)\s*[:@]"
 )
 """Wording that credits a source (art17), on the text as the classifier sees it
 (:func:`service.normalise.normalise`: simplified characters, full-width forms and upper case
